@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// Runs every compiled test file (dist/**/*.test.js) with Node's built-in test
+// runner. Node 20's `node --test` takes no globs, so we list the files here.
+// Extra arguments are passed through, e.g. `npm test -- --test-name-pattern=lsm`.
+// Filter by path with TEST_FILTER=substring.
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+function findTests(dir) {
+  const found = [];
+  for (const name of readdirSync(dir).sort()) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) found.push(...findTests(path));
+    else if (name.endsWith('.test.js')) found.push(path);
+  }
+  return found;
+}
+
+const filter = process.env.TEST_FILTER;
+const files = findTests('dist').filter((file) => !filter || file.includes(filter));
+if (files.length === 0) {
+  console.error('no test files found under dist/ (did the TypeScript build run?)');
+  process.exit(1);
+}
+const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...process.argv.slice(2), ...files], { stdio: 'inherit' });
+process.exit(result.status ?? 1);

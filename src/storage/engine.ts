@@ -1,0 +1,453 @@
+/**
+ * The storage engine contract.
+ *
+ * How to use: create an engine through `createEngine()` (src/storage/registry.ts),
+ * `await engine.open()`, then `get`/`put`/`del`/`batch`/`range`, and finally
+ * `await engine.close()`. Keys and values are bytes (`Uint8Array`, returned as
+ * `Buffer`). Keys order by unsigned byte comparison (memcmp, shorter prefix first).
+ *
+ * How to write an engine: extend `Engine` and implement the protected `_open`,
+ * `_get`, `_write`, `_range`, `_stats` and `_close`. The public methods here
+ * validate every argument against the limits, manage the lifecycle and run
+ * group commit ONCE for all engines, so an engine only ever sees valid input:
+ *
+ *   - `_write(ops, sync)` applies `ops` in order, atomically (all or none), and
+ *     when `sync` is true returns only after the write is on stable storage.
+ *     Concurrent writers are queued here and handed to `_write` together (group
+ *     commit), so one fsync serves every write that arrived while the previous
+ *     one was in flight. `_write` is never called concurrently with itself.
+ *   - `_get`, `_range` may run concurrently with each other and with `_write`.
+ *     A read that starts after a write was acknowledged must see it.
+ *
+ * A shared conformance suite (src/storage/conformance.ts) runs against every
+ * engine; an engine that skips a case says why next to the skip.
+ */
+import { ImpulseError } from '../errors.js';
+import { assert } from '../util/assert.js';
+
+export type SyncMode = 'fsync' | 'none';
+
+/** One operation of an atomic batch. */
+export type WriteOp =
+  | { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array }
+  | { readonly type: 'del'; readonly key: Uint8Array };
+
+export interface Entry {
+  readonly key: Buffer;
+  readonly value: Buffer;
+}
+
+/**
+ * A range query. Bounds use the abstract-level vocabulary: at most one lower
+ * bound (`gte` or `gt`) and one upper bound (`lt` or `lte`). `limit` is required
+ * and at most `limits.rangeLimitMax`: every scan is bounded; page with a cursor.
+ */
+export interface RangeOptions {
+  readonly gte?: Uint8Array;
+  readonly gt?: Uint8Array;
+  readonly lt?: Uint8Array;
+  readonly lte?: Uint8Array;
+  /** Descending key order when true. Default false. */
+  readonly reverse?: boolean;
+  readonly limit: number;
+}
+
+/** A normalized key range as engines receive it. Absent bound = unbounded on that side. */
+export interface KeyRange {
+  readonly lower?: Buffer;
+  readonly lowerInclusive: boolean;
+  readonly upper?: Buffer;
+  readonly upperInclusive: boolean;
+}
+
+/** Optional capabilities an engine declares. */
+export interface EngineSupports {
+  /** Acknowledged writes survive a process crash (with sync mode `fsync`, also power loss). */
+  readonly durable: boolean;
+  /** Key count is cheap (O(1)) and reported in stats. */
+  readonly cheapKeyCount: boolean;
+}
+
+export interface EngineLimits {
+  /** Longest key in bytes. Default 4 KiB. */
+  readonly keyBytesMax: number;
+  /** Longest value in bytes. Default 16 MiB. */
+  readonly valueBytesMax: number;
+  /** Most operations in one batch. Default 10,000. */
+  readonly batchOpsMax: number;
+  /** Most key+value bytes in one batch. Default 64 MiB. */
+  readonly batchBytesMax: number;
+  /** Largest `limit` a range may ask for. Default 10,000. */
+  readonly rangeLimitMax: number;
+  /** Bytes of writes that may wait for group commit before new writes get IMPULSE_ERR_OVERLOADED. Default 256 MiB. */
+  readonly writeQueueBytesMax: number;
+  /** Most bytes handed to one `_write` call by group commit. Default 8 MiB. */
+  readonly commitBytesMax: number;
+}
+
+export const DEFAULT_LIMITS: EngineLimits = Object.freeze({
+  keyBytesMax: 4 * 1024,
+  valueBytesMax: 16 * 1024 * 1024,
+  batchOpsMax: 10_000,
+  batchBytesMax: 64 * 1024 * 1024,
+  rangeLimitMax: 10_000,
+  writeQueueBytesMax: 256 * 1024 * 1024,
+  commitBytesMax: 8 * 1024 * 1024,
+});
+
+export interface EngineOptions {
+  /** Directory for the engine's files. Required for durable engines. */
+  readonly dataDir?: string;
+  /** `fsync` (default): acknowledged writes are on stable storage. `none`: left to the OS. */
+  readonly sync?: SyncMode;
+  readonly limits?: Partial<EngineLimits>;
+}
+
+export interface EngineStats {
+  /** Number of live keys, when cheap to know (see `supports.cheapKeyCount`). */
+  readonly keyCount?: number;
+  /** Bytes the engine's files use on disk, when it has files. */
+  readonly diskBytes?: number;
+  /** Engine-specific figures (flat name → number), exported to /status and /metrics. */
+  readonly figures: Readonly<Record<string, number>>;
+}
+
+type Lifecycle = 'new' | 'opening' | 'open' | 'closing' | 'closed';
+
+interface PendingWrite {
+  readonly ops: readonly WriteOp[];
+  readonly bytes: number;
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+export abstract class Engine {
+  /** The engine's name as given to `--engine`. */
+  abstract readonly name: string;
+  abstract readonly supports: EngineSupports;
+
+  readonly limits: EngineLimits;
+  readonly syncMode: SyncMode;
+
+  private lifecycle: Lifecycle = 'new';
+  private readonly writeQueue: PendingWrite[] = [];
+  private writeQueueBytes = 0;
+  private committing: Promise<void> | undefined;
+  private operationsInFlight = 0;
+  private operationsDrained: (() => void) | undefined;
+  /** Group-commit figures: how many `_write` calls, and how many caller writes they carried. */
+  private commitCalls = 0;
+  private commitWrites = 0;
+
+  protected constructor(options: EngineOptions) {
+    this.limits = resolveLimits(options.limits);
+    this.syncMode = options.sync ?? 'fsync';
+    if (this.syncMode !== 'fsync' && this.syncMode !== 'none') {
+      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `sync mode must be "fsync" or "none", got ${JSON.stringify(this.syncMode)}`);
+    }
+  }
+
+  get isOpen(): boolean {
+    return this.lifecycle === 'open';
+  }
+
+  /** Human-readable durability: what an acknowledged write survives. */
+  get durability(): string {
+    if (!this.supports.durable) return 'none (in-memory engine: data is lost when the process exits)';
+    return this.syncMode === 'fsync'
+      ? 'fsync (acknowledged writes are on stable storage; group commit)'
+      : 'none (writes reach the OS page cache; a process crash keeps them, a power loss may not)';
+  }
+
+  async open(): Promise<void> {
+    if (this.lifecycle !== 'new') {
+      throw new ImpulseError('IMPULSE_ERR_ENGINE_NOT_OPEN', `engine ${this.name} cannot be opened from state ${this.lifecycle}`);
+    }
+    this.lifecycle = 'opening';
+    try {
+      await this._open();
+    } catch (error) {
+      this.lifecycle = 'closed';
+      throw error;
+    }
+    this.lifecycle = 'open';
+  }
+
+  /** The value stored under `key`, or `undefined` when absent. */
+  async get(key: Uint8Array): Promise<Buffer | undefined> {
+    this.validateKey(key);
+    this.enter();
+    try {
+      return await this._get(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
+    } finally {
+      this.leave();
+    }
+  }
+
+  async put(key: Uint8Array, value: Uint8Array): Promise<void> {
+    this.validateKey(key);
+    this.validateValue(value);
+    return this.enqueueWrite([{ type: 'put', key, value }], key.byteLength + value.byteLength);
+  }
+
+  /** Deletes `key`. Idempotent: deleting an absent key succeeds. */
+  async del(key: Uint8Array): Promise<void> {
+    this.validateKey(key);
+    return this.enqueueWrite([{ type: 'del', key }], key.byteLength);
+  }
+
+  /** Applies `ops` in order, atomically: after a crash either all are visible or none. */
+  async batch(ops: readonly WriteOp[]): Promise<void> {
+    if (!Array.isArray(ops)) throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'a batch is an array of operations');
+    if (ops.length > this.limits.batchOpsMax) {
+      throw new ImpulseError('IMPULSE_ERR_BATCH_TOO_LARGE', `batch has ${ops.length} operations; the limit is ${this.limits.batchOpsMax}`);
+    }
+    let bytes = 0;
+    for (const op of ops) {
+      if (op === null || typeof op !== 'object') throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'every batch operation is an object');
+      this.validateKey(op.key);
+      if (op.type === 'put') {
+        this.validateValue(op.value);
+        bytes += op.key.byteLength + op.value.byteLength;
+      } else if (op.type === 'del') {
+        bytes += op.key.byteLength;
+      } else {
+        throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', `unknown batch operation type ${JSON.stringify((op as { type: unknown }).type)}`);
+      }
+    }
+    if (bytes > this.limits.batchBytesMax) {
+      throw new ImpulseError('IMPULSE_ERR_BATCH_TOO_LARGE', `batch carries ${bytes} bytes; the limit is ${this.limits.batchBytesMax}`);
+    }
+    if (ops.length === 0) {
+      this.requireOpen();
+      return;
+    }
+    return this.enqueueWrite(ops.slice(), bytes);
+  }
+
+  /** Entries in `[lower, upper]` per the bounds, in key order (or reverse), at most `limit`. */
+  async range(options: RangeOptions): Promise<Entry[]> {
+    const { range, reverse, limit } = this.normalizeRange(options);
+    this.enter();
+    try {
+      if (isEmptyRange(range)) return [];
+      const entries = await this._range(range, reverse, limit);
+      assert(entries.length <= limit, 'engine returned more entries than the limit', this.name, entries.length, limit);
+      return entries;
+    } finally {
+      this.leave();
+    }
+  }
+
+  async stats(): Promise<EngineStats> {
+    this.enter();
+    try {
+      const stats = await this._stats();
+      return {
+        ...stats,
+        figures: {
+          ...stats.figures,
+          group_commit_calls: this.commitCalls,
+          group_commit_writes: this.commitWrites,
+          write_queue_bytes: this.writeQueueBytes,
+        },
+      };
+    } finally {
+      this.leave();
+    }
+  }
+
+  /**
+   * Stops accepting operations, waits for queued writes and in-flight reads to
+   * finish, then closes the engine. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.lifecycle === 'closed' || this.lifecycle === 'closing' || this.lifecycle === 'new') {
+      this.lifecycle = this.lifecycle === 'new' ? 'closed' : this.lifecycle;
+      return;
+    }
+    this.lifecycle = 'closing';
+    while (this.committing) await this.committing;
+    if (this.operationsInFlight > 0) {
+      await new Promise<void>((resolve) => {
+        this.operationsDrained = resolve;
+      });
+    }
+    try {
+      await this._close();
+    } finally {
+      this.lifecycle = 'closed';
+    }
+  }
+
+  // ---- the storage part each engine implements -------------------------------------------
+
+  protected abstract _open(): Promise<void>;
+  protected abstract _get(key: Buffer): Promise<Buffer | undefined>;
+  protected abstract _write(ops: readonly WriteOp[], sync: boolean): Promise<void>;
+  protected abstract _range(range: KeyRange, reverse: boolean, limit: number): Promise<Entry[]>;
+  protected abstract _stats(): Promise<EngineStats>;
+  protected abstract _close(): Promise<void>;
+
+  // ---- validation, lifecycle and group commit --------------------------------------------
+
+  private requireOpen(): void {
+    if (this.lifecycle !== 'open') {
+      throw new ImpulseError('IMPULSE_ERR_ENGINE_NOT_OPEN', `engine ${this.name} is ${this.lifecycle === 'new' ? 'not open yet' : this.lifecycle}`);
+    }
+  }
+
+  private enter(): void {
+    this.requireOpen();
+    this.operationsInFlight++;
+  }
+
+  private leave(): void {
+    this.operationsInFlight--;
+    if (this.operationsInFlight === 0 && this.operationsDrained) {
+      const drained = this.operationsDrained;
+      this.operationsDrained = undefined;
+      drained();
+    }
+  }
+
+  private validateKey(key: unknown): asserts key is Uint8Array {
+    if (!(key instanceof Uint8Array)) throw new ImpulseError('IMPULSE_ERR_KEY_EMPTY', 'a key must be bytes');
+    if (key.byteLength === 0) throw new ImpulseError('IMPULSE_ERR_KEY_EMPTY');
+    if (key.byteLength > this.limits.keyBytesMax) {
+      throw new ImpulseError('IMPULSE_ERR_KEY_TOO_LARGE', `key is ${key.byteLength} bytes; the limit is ${this.limits.keyBytesMax}`);
+    }
+  }
+
+  private validateValue(value: unknown): asserts value is Uint8Array {
+    if (!(value instanceof Uint8Array)) throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'a value must be bytes');
+    if (value.byteLength > this.limits.valueBytesMax) {
+      throw new ImpulseError('IMPULSE_ERR_VALUE_TOO_LARGE', `value is ${value.byteLength} bytes; the limit is ${this.limits.valueBytesMax}`);
+    }
+  }
+
+  private normalizeRange(options: RangeOptions): { range: KeyRange; reverse: boolean; limit: number } {
+    if (options === null || typeof options !== 'object') throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'range options are required');
+    const { gte, gt, lt, lte, reverse = false, limit } = options;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > this.limits.rangeLimitMax) {
+      throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', `limit must be an integer from 1 to ${this.limits.rangeLimitMax}, got ${String(limit)}`);
+    }
+    if (typeof reverse !== 'boolean') throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'reverse must be a boolean');
+    if (gte !== undefined && gt !== undefined) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'give at most one of gte and gt');
+    if (lt !== undefined && lte !== undefined) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'give at most one of lt and lte');
+    for (const bound of [gte, gt, lt, lte]) {
+      if (bound !== undefined && !(bound instanceof Uint8Array)) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'range bounds must be bytes');
+    }
+    const lower = gte ?? gt;
+    const upper = lt ?? lte;
+    const range: KeyRange = {
+      ...(lower !== undefined ? { lower: toBuffer(lower) } : {}),
+      lowerInclusive: gte !== undefined,
+      ...(upper !== undefined ? { upper: toBuffer(upper) } : {}),
+      upperInclusive: lte !== undefined,
+    };
+    return { range, reverse, limit };
+  }
+
+  private enqueueWrite(ops: readonly WriteOp[], bytes: number): Promise<void> {
+    this.requireOpen();
+    if (this.writeQueueBytes + bytes > this.limits.writeQueueBytesMax && this.writeQueue.length > 0) {
+      return Promise.reject(
+        new ImpulseError('IMPULSE_ERR_OVERLOADED', `${this.writeQueueBytes} bytes of writes are already waiting; the limit is ${this.limits.writeQueueBytesMax}`),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.writeQueue.push({ ops, bytes, resolve, reject });
+      this.writeQueueBytes += bytes;
+      if (!this.committing) this.committing = this.commitLoop();
+    });
+  }
+
+  /**
+   * Group commit. While one `_write` is in flight, new writes queue up; when it
+   * returns, everything queued (up to `commitBytesMax`) goes to the next
+   * `_write` as one atomic batch with one sync. Each caller's own ops stay
+   * contiguous and in order, so per-caller atomicity is preserved.
+   */
+  private async commitLoop(): Promise<void> {
+    const sync = this.syncMode === 'fsync' && this.supports.durable;
+    try {
+      while (this.writeQueue.length > 0) {
+        const group: PendingWrite[] = [];
+        let groupBytes = 0;
+        while (this.writeQueue.length > 0) {
+          const next = this.writeQueue[0]!;
+          if (group.length > 0 && groupBytes + next.bytes > this.limits.commitBytesMax) break;
+          group.push(next);
+          groupBytes += next.bytes;
+          this.writeQueue.shift();
+        }
+        const ops = group.length === 1 ? group[0]!.ops : group.flatMap((pending) => pending.ops);
+        this.commitCalls++;
+        this.commitWrites += group.length;
+        try {
+          await this._write(ops, sync);
+          for (const pending of group) pending.resolve();
+        } catch (error) {
+          for (const pending of group) pending.reject(error);
+        } finally {
+          this.writeQueueBytes -= groupBytes;
+        }
+      }
+    } finally {
+      this.committing = undefined;
+    }
+  }
+}
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function resolveLimits(overrides: Partial<EngineLimits> | undefined): EngineLimits {
+  const limits = { ...DEFAULT_LIMITS, ...(overrides ?? {}) };
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `limit ${name} must be a positive integer, got ${String(value)}`);
+    }
+  }
+  return Object.freeze(limits);
+}
+
+/** True when no key can satisfy the range (lower above upper, or equal with an exclusive side). */
+export function isEmptyRange(range: KeyRange): boolean {
+  if (range.lower === undefined || range.upper === undefined) return false;
+  const order = Buffer.compare(range.lower, range.upper);
+  return order > 0 || (order === 0 && !(range.lowerInclusive && range.upperInclusive));
+}
+
+/** True when `key` is inside `range`. For engines that filter while scanning. */
+export function inRange(key: Uint8Array, range: KeyRange): boolean {
+  return aboveLower(key, range) && belowUpper(key, range);
+}
+
+export function aboveLower(key: Uint8Array, range: KeyRange): boolean {
+  if (range.lower === undefined) return true;
+  const order = Buffer.compare(key, range.lower);
+  return range.lowerInclusive ? order >= 0 : order > 0;
+}
+
+export function belowUpper(key: Uint8Array, range: KeyRange): boolean {
+  if (range.upper === undefined) return true;
+  const order = Buffer.compare(key, range.upper);
+  return range.upperInclusive ? order <= 0 : order < 0;
+}
+
+/**
+ * The smallest key greater than every key that starts with `prefix`, or
+ * `undefined` when there is none (the prefix is all 0xff bytes). Turns a prefix
+ * scan into the half-open range `[prefix, prefixUpperBound(prefix))`.
+ */
+export function prefixUpperBound(prefix: Uint8Array): Buffer | undefined {
+  let end = prefix.byteLength;
+  while (end > 0 && prefix[end - 1] === 0xff) end--;
+  if (end === 0) return undefined;
+  const bound = Buffer.from(prefix.subarray(0, end));
+  bound[end - 1] = prefix[end - 1]! + 1;
+  return bound;
+}

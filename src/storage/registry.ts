@@ -1,0 +1,25 @@
+/**
+ * The engines `--engine` can name. Each entry builds an unopened engine; the
+ * caller opens it. Adding an engine = one line here plus its folder beside
+ * `memory/` and `leveldb/`, and a conformance test that runs the shared suite.
+ */
+import { ImpulseError } from '../errors.js';
+import type { Engine, EngineOptions } from './engine.js';
+import { MemoryEngine } from './memory/memory-engine.js';
+
+type EngineFactory = (options: EngineOptions) => Engine;
+
+const ENGINES: Record<string, EngineFactory> = {
+  memory: (options) => new MemoryEngine(options),
+};
+
+export const ENGINE_NAMES: readonly string[] = Object.keys(ENGINES);
+
+/** Builds the engine called `name` (not yet opened). Unknown names are a config error. */
+export function createEngine(name: string, options: EngineOptions): Engine {
+  const factory = Object.hasOwn(ENGINES, name) ? ENGINES[name] : undefined;
+  if (factory === undefined) {
+    throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `unknown engine ${JSON.stringify(name)}; choose one of: ${ENGINE_NAMES.join(', ')}`);
+  }
+  return factory(options);
+}

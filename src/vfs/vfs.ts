@@ -1,0 +1,79 @@
+/**
+ * The file-system seam. Every byte impulse's own engines (lsm, btree) and the
+ * Raft log write to disk goes through a `Vfs`, never through node:fs directly,
+ * so the same code runs on the real disk (`NodeVfs`) and on the in-memory,
+ * fault-injecting one (`MemVfs`) that crash tests and the simulator use.
+ *
+ * Durability model (POSIX, as the ALICE study describes it):
+ *   - `VfsFile.write` reaches the file's volatile state; only `VfsFile.sync`
+ *     makes the file's CONTENTS durable.
+ *   - creating, renaming and unlinking change the directory; only
+ *     `Vfs.syncDir(dir)` makes those NAME changes durable.
+ *   - `rename` is atomic: after a crash the target name holds either the old
+ *     file or the new one, never a mix.
+ * So the crash-safe way to replace a file is: write new file, `sync` it,
+ * `rename` over the old name, `syncDir` the directory.
+ *
+ * Paths are plain strings joined with '/'. All methods may reject with an
+ * `ImpulseError` of code IMPULSE_ERR_ENGINE_IO (the cause carries the errno).
+ */
+export interface Vfs {
+  /** Short description, e.g. "node-fs" or "mem(crash at op 17)". */
+  readonly name: string;
+
+  /**
+   * Opens `path` for reading and writing. With `create`, creates it when
+   * missing; with `exclusive` too, fails when it exists. With `truncate`,
+   * empties it. Without `create`, a missing file rejects with code ENOENT in
+   * the cause (see `isNotFound`).
+   */
+  open(path: string, options?: { create?: boolean; exclusive?: boolean; truncate?: boolean; readOnly?: boolean }): Promise<VfsFile>;
+  /** The whole file's current contents. */
+  readFile(path: string): Promise<Buffer>;
+  /** Atomically replaces `to` with `from` (both in the same directory tree). */
+  rename(from: string, to: string): Promise<void>;
+  /** Removes a file. A missing file rejects (isNotFound). */
+  unlink(path: string): Promise<void>;
+  /** Names (not paths) of the entries in `dir`, sorted. */
+  list(dir: string): Promise<string[]>;
+  /** Creates `dir` and its parents; succeeds when it exists. */
+  mkdir(dir: string): Promise<void>;
+  /** Makes the creates, renames and unlinks in `dir` durable (fsync of the directory). */
+  syncDir(dir: string): Promise<void>;
+  /** True when a file or directory exists at `path`. */
+  exists(path: string): Promise<boolean>;
+  /** Size in bytes of the file at `path`. */
+  size(path: string): Promise<number>;
+}
+
+export interface VfsFile {
+  readonly path: string;
+  /**
+   * Reads up to `length` bytes at `position`. Returns fewer only at end of
+   * file (an empty buffer past it).
+   */
+  read(position: number, length: number): Promise<Buffer>;
+  /** Writes all of `data` at `position`, extending the file if needed. Not durable until `sync`. */
+  write(position: number, data: Uint8Array): Promise<void>;
+  /** Current size in bytes (including unsynced writes). */
+  size(): Promise<number>;
+  /** Shrinks or extends (with zeros) to `length`. Not durable until `sync`. */
+  truncate(length: number): Promise<void>;
+  /** Makes the file's contents durable (fdatasync). */
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Joins path parts with '/'. */
+export function joinPath(...parts: string[]): string {
+  return parts
+    .filter((part) => part.length > 0)
+    .join('/')
+    .replace(/\/{2,}/g, '/');
+}
+
+/** The directory part of a path ('' for a bare name). */
+export function dirName(path: string): string {
+  const slash = path.lastIndexOf('/');
+  return slash <= 0 ? (slash === 0 ? '/' : '.') : path.slice(0, slash);
+}
