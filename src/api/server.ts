@@ -49,9 +49,7 @@ export class ImpulseServer {
   private readonly pageLimitMax: number;
   private readonly batchBodyBytesMax: number;
   private readonly startedAt = performance.now();
-  private inFlight = 0;
   private shuttingDown = false;
-  private idle: (() => void) | undefined;
 
   constructor(private readonly options: ServerOptions) {
     this.engine = options.engine;
@@ -96,23 +94,20 @@ export class ImpulseServer {
   async close(): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
+    // server.close() resolves once every connection has ended. Idle keep-alive
+    // connections end now; busy ones end after their response, which carries
+    // "Connection: close" from here on (see send()).
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
-    if (this.inFlight > 0) {
-      const grace = this.options.shutdownGraceMs ?? 10_000;
-      await new Promise<void>((resolve) => {
-        this.idle = resolve;
-        setTimeout(resolve, grace).unref();
-      });
-    }
-    this.server.closeAllConnections();
+    const grace = setTimeout(() => this.server.closeAllConnections(), this.options.shutdownGraceMs ?? 10_000);
+    grace.unref();
     await closed;
+    clearTimeout(grace);
     await this.engine.close();
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
-    this.inFlight++;
     let route: RouteLabel = 'unmatched';
     try {
       if (this.shuttingDown) {
@@ -255,6 +250,7 @@ export class ImpulseServer {
 
   private send(res: ServerResponse, status: number, type: string | undefined, body: string | Buffer | undefined, route: RouteLabel, method: string, started: number): void {
     if (res.headersSent) return;
+    if (this.shuttingDown) res.setHeader('connection', 'close');
     if (type !== undefined) res.setHeader('content-type', type);
     if (body !== undefined) res.setHeader('content-length', typeof body === 'string' ? Buffer.byteLength(body) : body.length);
     res.statusCode = status;
@@ -283,12 +279,6 @@ export class ImpulseServer {
 
   private finished(route: RouteLabel, method: string, status: number, started: number): void {
     this.metrics.observe(route, method, status, (performance.now() - started) / 1000);
-    this.inFlight--;
-    if (this.inFlight === 0 && this.idle) {
-      const idle = this.idle;
-      this.idle = undefined;
-      idle();
-    }
   }
 }
 
