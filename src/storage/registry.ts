@@ -5,6 +5,7 @@
  */
 import { ImpulseError } from '../errors.js';
 import type { Engine, EngineOptions } from './engine.js';
+import { BTreeEngine } from './btree/btree-engine.js';
 import { LevelDbEngine } from './leveldb/leveldb-engine.js';
 import { MemoryEngine } from './memory/memory-engine.js';
 
@@ -13,6 +14,7 @@ type EngineFactory = (options: EngineOptions) => Engine;
 const ENGINES: Record<string, EngineFactory> = {
   memory: (options) => new MemoryEngine(options),
   leveldb: (options) => new LevelDbEngine(options),
+  btree: (options) => new BTreeEngine(options),
 };
 
 export const ENGINE_NAMES: readonly string[] = Object.keys(ENGINES);
