@@ -215,25 +215,27 @@ describe('btree: snapshot isolation of scans', () => {
     const vfs = new MemVfs();
     // No cache: every page read goes to the vfs, so the scan really interleaves with the commits.
     const engine = await openEngine(vfs, { cacheBytesMax: 0 });
+    const total = 3000;
     const before: WriteOp[] = [];
-    for (let index = 0; index < 400; index++) before.push({ type: 'put', key: key(index), value: value(index, 30) });
+    for (let index = 0; index < total; index++) before.push({ type: 'put', key: key(index), value: value(index, 30) });
     await engine.batch(before);
+    // The scan needs a few hundred page reads; the commits below run while it is in flight,
+    // each one rewriting and freeing pages the scan has yet to read.
     const scan = engine.range({ limit: 10_000 });
-    const writes: Promise<void>[] = [];
-    for (let round = 0; round < 20; round++) {
+    for (let round = 0; round < 30; round++) {
       const ops: WriteOp[] = [];
-      for (let index = round * 20; index < round * 20 + 20; index++) ops.push({ type: 'del', key: key(index) });
+      for (let index = round * 100; index < round * 100 + 99; index++) ops.push({ type: 'del', key: key(index) });
       ops.push({ type: 'put', key: key(10_000 + round), value: value(round, 30) });
-      writes.push(engine.batch(ops));
+      await engine.batch(ops);
     }
-    const [entries] = await Promise.all([scan, ...writes]);
-    assert.equal(entries.length, 400);
+    const entries = await scan;
+    assert.equal(entries.length, total);
     entries.forEach((entry, index) => {
       assert.deepEqual(entry.key, key(index));
       assert.deepEqual(entry.value, value(index, 30));
     });
     const after = await engine.range({ limit: 10_000 });
-    assert.equal(after.length, 20);
+    assert.equal(after.length, 30 + 30);
     await engine.checkTree();
     await engine.close();
   });
