@@ -136,6 +136,8 @@ interface Txn {
   readonly recycled: number[];
   /** First pages of overflow runs this transaction wrote. */
   readonly newRuns: Set<number>;
+  /** End (page number after the last page) of the overflow runs written so far by this transaction. */
+  runsEnd: number;
   /** `reusable` as it was before the transaction, restored on abort. */
   readonly reusableBefore: number[];
 }
@@ -496,6 +498,7 @@ export class BTreeEngine extends Engine {
       freed: [],
       recycled: [],
       newRuns: new Set(),
+      runsEnd: 0,
       reusableBefore: this.reusable.slice(),
     };
   }
@@ -569,6 +572,7 @@ export class BTreeEngine extends Engine {
       const first = this.allocateRun(txn, this.geometry.runPages(value.length));
       await this.requireFile().write(first * this.geometry.pageBytes, encodeRun(this.geometry, first, value));
       txn.newRuns.add(first);
+      txn.runsEnd = Math.max(txn.runsEnd, first + this.geometry.runPages(value.length));
       stored = { page: first, length: value.length };
     } else {
       stored = Buffer.from(value);
@@ -868,6 +872,12 @@ export class BTreeEngine extends Engine {
       const entries = free.slice(index * geometry.freeListEntriesPerPage, (index + 1) * geometry.freeListEntriesPerPage);
       writes.push({ page: freeListPages[index]!, bytes: encodeFreeListPage(geometry, freeListPages[index]!, entries, freeListPages[index + 1] ?? 0) });
     }
+    // The file must reach the new page count even when the last allocated page ended up free
+    // (allocated, then merged away): opening checks the size, and a later read of a free page
+    // number must not find the file cut short. A zero page there is simply a free page.
+    let writtenEnd = Math.max(committed.pageCount, txn.runsEnd);
+    for (const write of writes) writtenEnd = Math.max(writtenEnd, write.page + write.bytes.length / geometry.pageBytes);
+    if (writtenEnd < txn.pageCount) writes.push({ page: txn.pageCount - 1, bytes: Buffer.alloc(geometry.pageBytes) });
     await this.writeCoalesced(file, writes);
     if (sync) await file.sync();
     const meta: Meta = {
