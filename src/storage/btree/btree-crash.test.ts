@@ -41,6 +41,7 @@ const text = (random: Random, length: number): string => {
  * `tolerateErrors`: keep going after a failed write (I/O-error sweeps), else
  * let it escape (crash sweeps: the CrashError ends the run).
  */
+// Exported so a failing point can be replayed from a script.
 export async function workload(vfs: MemVfs, history: KvHistory, random: Random, tolerateErrors: boolean): Promise<void> {
   const guard = async (write: () => Promise<void>): Promise<void> => {
     try {

@@ -74,6 +74,8 @@ import { PageCache } from './page-cache.js';
 export const BTREE_FILE_NAME = 'btree.db';
 export const DEFAULT_PAGE_BYTES = 4096;
 export const DEFAULT_CACHE_BYTES_MAX = 128 * 1024 * 1024;
+/** Page writes a commit keeps in flight at once. */
+const WRITES_IN_FLIGHT = 16;
 
 export interface BTreeEngineOptions extends EngineOptions {
   /** File-system seam; default the real file system (`NodeVfs`). */
@@ -487,6 +489,9 @@ export class BTreeEngine extends Engine {
       else stillPending.push(batch);
     }
     this.pending = stillPending;
+    // Descending, so pop() hands out the lowest free page first: consecutive allocations get
+    // consecutive numbers where the free space allows, and the commit coalesces their writes.
+    this.reusable.sort((a, b) => b - a);
     this.txnPageCount = meta.pageCount;
     return {
       id: meta.txn + 1,
@@ -520,18 +525,17 @@ export class BTreeEngine extends Engine {
   /** `pages` consecutive free pages: from the reusable set when it has such a run, else at the end of the file. */
   private allocateRun(txn: Txn, pages: number): number {
     if (pages === 1) return this.allocatePage(txn);
-    if (this.reusable.length >= pages) {
-      this.reusable.sort((a, b) => a - b);
-      let runStart = 0;
-      for (let index = 1; index <= this.reusable.length; index++) {
-        if (index - runStart === pages) {
-          const first = this.reusable[runStart]!;
-          this.reusable.splice(runStart, pages);
-          for (let page = first; page < first + pages; page++) this.cache.delete(page);
-          return first;
-        }
-        if (index < this.reusable.length && this.reusable[index] !== this.reusable[index - 1]! + 1) runStart = index;
+    // `reusable` is sorted descending during a transaction (see begin), so a run of consecutive
+    // pages is a stretch where each entry is one less than the one before.
+    let runStart = 0;
+    for (let index = 1; index <= this.reusable.length; index++) {
+      if (index - runStart === pages) {
+        const first = this.reusable[index - 1]!;
+        this.reusable.splice(runStart, pages);
+        for (let page = first; page < first + pages; page++) this.cache.delete(page);
+        return first;
       }
+      if (index < this.reusable.length && this.reusable[index] !== this.reusable[index - 1]! - 1) runStart = index;
     }
     const first = txn.pageCount;
     txn.pageCount += pages;
@@ -904,10 +908,18 @@ export class BTreeEngine extends Engine {
     this.pagesWritten += writes.length;
   }
 
-  /** Writes pages in file order, one write per run of consecutive pages (bounded to 256 pages per write). */
+  /**
+   * Writes pages in file order, one write per run of consecutive pages (at
+   * most 256 pages per write), with up to WRITES_IN_FLIGHT writes issued
+   * concurrently: a random-insert commit touches hundreds of scattered pages,
+   * and one write at a time would leave the disk queue (and libuv's thread
+   * pool) mostly idle. Every write is settled before this returns, also on
+   * failure, so an aborted transaction leaves no write behind it.
+   */
   private async writeCoalesced(file: VfsFile, writes: Array<{ page: number; bytes: Buffer }>): Promise<void> {
     writes.sort((a, b) => a.page - b.page);
     const pageBytes = this.geometry.pageBytes;
+    const runs: Array<{ page: number; bytes: Buffer }> = [];
     let index = 0;
     while (index < writes.length) {
       const first = writes[index]!;
@@ -921,8 +933,22 @@ export class BTreeEngine extends Engine {
         partsPages += writes[index]!.bytes.length / pageBytes;
         index++;
       }
-      await file.write(first.page * pageBytes, parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+      runs.push({ page: first.page, bytes: parts.length === 1 ? parts[0]! : Buffer.concat(parts) });
     }
+    let next = 0;
+    let failure: { error: unknown } | undefined;
+    const writer = async (): Promise<void> => {
+      while (next < runs.length && failure === undefined) {
+        const run = runs[next++]!;
+        try {
+          await file.write(run.page * pageBytes, run.bytes);
+        } catch (error) {
+          failure ??= { error };
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(WRITES_IN_FLIGHT, runs.length) }, writer));
+    if (failure !== undefined) throw failure.error;
   }
 
   // ---- stats and checking ------------------------------------------------------------------

