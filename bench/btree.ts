@@ -196,8 +196,9 @@ async function directoryBytes(dir: string): Promise<number> {
   return total;
 }
 
+/** Inserts every entry in batches; only the engine calls are timed (building keys and values is not). */
 async function fill(subject: Subject, order: Uint32Array | undefined, options: Options): Promise<number> {
-  const started = performance.now();
+  let elapsedMs = 0;
   for (let start = 0; start < options.entries; start += options.batch) {
     const keys: Buffer[] = [];
     const values: Buffer[] = [];
@@ -206,9 +207,11 @@ async function fill(subject: Subject, order: Uint32Array | undefined, options: O
       keys.push(keyOf(id));
       values.push(valueOf(id));
     }
+    const started = performance.now();
     await subject.writeBatch(keys, values);
+    elapsedMs += performance.now() - started;
   }
-  return options.entries / ((performance.now() - started) / 1000);
+  return options.entries / (elapsedMs / 1000);
 }
 
 const READS_IN_FLIGHT = 32;
