@@ -314,7 +314,8 @@ export class BTreeEngine extends Engine {
     let page = meta.root;
     if (page === 0) return undefined;
     // Fast path: walk cached pages without awaiting anything.
-    for (let level = 1; ; level++) {
+    let level = 1;
+    for (; ; level++) {
       const view = this.cache.get(page);
       if (view === undefined) break;
       if (view.type === PageType.Branch) {
@@ -324,16 +325,21 @@ export class BTreeEngine extends Engine {
       }
       return this.leafValue(meta, view, key);
     }
-    return this.pinned(meta, () => this.getSlow(meta, key));
+    // A page is not cached: continue from it with the version pinned, since reading it awaits.
+    const missing = page;
+    const missingLevel = level;
+    return this.pinned(meta, () => this.getSlow(meta, key, missing, missingLevel));
   }
 
-  private async getSlow(meta: Meta, key: Buffer): Promise<Buffer | undefined> {
-    let page = meta.root;
-    for (let level = 1; ; level++) {
-      const view = await this.readView(page);
+  /** Continues a lookup at `page` (at `level`, root = 1) whose cache lookup just missed. */
+  private async getSlow(meta: Meta, key: Buffer, page: number, level: number): Promise<Buffer | undefined> {
+    // The first page just missed the cache: load it without counting a second miss.
+    let view = await this.loadAndCache(page);
+    for (; ; level++) {
       if (view.type === PageType.Branch) {
         if (level >= meta.depth) throw corruption(this.path, page, `is a branch at leaf depth ${meta.depth}`);
         page = childAt(view, upperBound(view, key));
+        view = await this.readView(page);
         continue;
       }
       return this.leafValue(meta, view, key);
@@ -415,8 +421,10 @@ export class BTreeEngine extends Engine {
 
   /** A verified leaf or branch page, from the cache or the file. */
   private async readView(page: number): Promise<PageView> {
-    const cached = this.cache.get(page);
-    if (cached !== undefined) return cached;
+    return this.cache.get(page) ?? this.loadAndCache(page);
+  }
+
+  private async loadAndCache(page: number): Promise<PageView> {
     const view = await this.loadView(page);
     this.cache.put(view);
     return view;
