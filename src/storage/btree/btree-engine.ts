@@ -597,6 +597,7 @@ export class BTreeEngine extends Engine {
     }
     const { path, leaf } = await this.descend(txn, key);
     const index = nodeLowerBound(leaf.keys, key);
+    let appended = false;
     if (index < leaf.keys.length && leaf.keys[index]!.equals(key)) {
       const old = leaf.values[index]!;
       if (isOverflowRef(old)) this.releaseRun(txn, old);
@@ -607,8 +608,9 @@ export class BTreeEngine extends Engine {
       leaf.values.splice(index, 0, stored);
       leaf.bytes += this.geometry.leafEntryBytes(key.length, stored.length);
       txn.keyCount++;
+      appended = index === leaf.keys.length - 1;
     }
-    await this.rebalancePath(txn, path, leaf);
+    await this.rebalancePath(txn, path, leaf, appended);
   }
 
   private async txnDelete(txn: Txn, key: Buffer): Promise<void> {
@@ -623,7 +625,7 @@ export class BTreeEngine extends Engine {
     leaf.values.splice(index, 1);
     leaf.bytes -= this.geometry.leafEntryBytes(key.length, old.length);
     txn.keyCount--;
-    await this.rebalancePath(txn, path, leaf);
+    await this.rebalancePath(txn, path, leaf, false);
   }
 
   private async containsInTxn(txn: Txn, key: Buffer): Promise<boolean> {
@@ -676,14 +678,21 @@ export class BTreeEngine extends Engine {
    * Why one sibling is always enough: every entry is at most a quarter of a
    * page (PageGeometry), so two siblings holding more than a page between
    * them can be split into two halves that are each at least a quarter full.
+   *
+   * `appended`: the change added a key after every other key of the tree.
+   * Then splits along the right edge leave the new right page only a quarter
+   * full (ascending loads fill pages to ~75%, not ~50%; LMDB and SQLite have
+   * the same append optimization), still within the fill bounds.
    */
-  private async rebalancePath(txn: Txn, path: PathStep[], start: TreeNode): Promise<void> {
+  private async rebalancePath(txn: Txn, path: PathStep[], start: TreeNode, appended: boolean): Promise<void> {
     const capacity = this.geometry.payloadBytes;
     let node: TreeNode = start;
     let level = path.length;
     for (;;) {
       if (node.bytes > capacity) {
-        const { right, separator } = this.split(txn, node);
+        let rightEdge = appended;
+        for (let step = 0; step < level && rightEdge; step++) rightEdge = path[step]!.index === path[step]!.node.children.length - 1;
+        const { right, separator } = this.split(txn, node, rightEdge);
         if (level === 0) {
           const root: BranchNode = {
             kind: 'branch',
@@ -727,12 +736,17 @@ export class BTreeEngine extends Engine {
     }
   }
 
-  /** Splits an overfull node into itself (left half) and a new right sibling, balancing bytes. */
-  private split(txn: Txn, node: TreeNode): { right: TreeNode; separator: Buffer } {
+  /**
+   * Splits an overfull node into itself (left part) and a new right sibling:
+   * about half the bytes each, or, at the right edge of an ascending load
+   * (`rightEdge`), a right sibling just a quarter full.
+   */
+  private split(txn: Txn, node: TreeNode, rightEdge: boolean): { right: TreeNode; separator: Buffer } {
     const geometry = this.geometry;
+    const cut = (sizes: number[], pushUp: boolean): number => (rightEdge ? rightEdgeCut(sizes, pushUp, geometry.fillBytesMin) : balancedCut(sizes, pushUp));
     if (node.kind === 'leaf') {
       const sizes = node.keys.map((key, index) => geometry.leafEntryBytes(key.length, node.values[index]!.length));
-      const middle = balancedCut(sizes, false);
+      const middle = cut(sizes, false);
       const right: LeafNode = {
         kind: 'leaf',
         page: this.allocatePage(txn),
@@ -745,7 +759,7 @@ export class BTreeEngine extends Engine {
       return { right, separator: shortestSeparator(node.keys[node.keys.length - 1]!, right.keys[0]!) };
     }
     const sizes = node.keys.map((key) => geometry.branchEntryBytes(key.length));
-    const middle = balancedCut(sizes, true);
+    const middle = cut(sizes, true);
     const separator = node.keys[middle]!;
     const right: BranchNode = {
       kind: 'branch',
@@ -1165,6 +1179,25 @@ function balancedCut(sizes: readonly number[], pushUp: boolean): number {
     left += sizes[cut]!;
   }
   return best;
+}
+
+/**
+ * The cut for a split at the right edge of an ascending load: the right side
+ * gets the fewest last entries that make it at least `fillBytesMin` (so the
+ * left stays as full as it can, and both sides within the fill bounds because
+ * each entry is at most a quarter page). Same index conventions as balancedCut.
+ */
+function rightEdgeCut(sizes: readonly number[], pushUp: boolean, fillBytesMin: number): number {
+  let right = 0;
+  let cut = sizes.length;
+  // For a branch, entry `cut` moves up, so the right side is (cut, n).
+  while (cut > 1 && right < fillBytesMin) {
+    cut--;
+    if (pushUp && cut === sizes.length - 1) continue;
+    right += sizes[pushUp ? cut + 1 : cut]!;
+  }
+  assert(cut >= 1 && (!pushUp || cut <= sizes.length - 2), 'right-edge cut out of range', sizes.length, cut);
+  return cut;
 }
 
 /**
