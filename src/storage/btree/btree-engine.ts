@@ -192,7 +192,9 @@ export class BTreeEngine extends Engine {
     // The tree's entries must fit inline limits that depend on the page size; keys longer than
     // keyInlineMax and values longer than valueInlineMax go to overflow runs, so any key up to
     // 64 KiB (u16 length) is storable.
-    assert(this.limits.keyBytesMax <= 0xffff, 'btree keys are at most 65535 bytes', this.limits.keyBytesMax);
+    if (this.limits.keyBytesMax > 0xffff) {
+      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `the btree engine stores keys of at most 65535 bytes; keyBytesMax is ${this.limits.keyBytesMax}`);
+    }
   }
 
   // ---- lifecycle ---------------------------------------------------------------------------

@@ -431,6 +431,35 @@ describe('btree: I/O errors', () => {
     assert.ok(poisonedRuns < points / 2, `${poisonedRuns} of ${points} runs needed a reopen`);
   });
 
+  it('an error on the meta-page write makes the engine refuse writes until reopened, and reads keep working', async () => {
+    const setup = async (vfs: MemVfs): Promise<BTreeEngine> => {
+      const engine = await openEngine(vfs);
+      await engine.put(Buffer.from('before'), Buffer.from('1'));
+      return engine;
+    };
+    const probe = new MemVfs({ recordOperations: true });
+    const probeEngine = await setup(probe);
+    const start = probe.ioCount;
+    await probeEngine.put(Buffer.from('after'), Buffer.from('2'));
+    const commitOps = probe.operations.slice(start).map((op) => op.operation);
+    await probeEngine.close();
+    // A one-page commit: data write, sync, META WRITE, sync.
+    assert.deepEqual(commitOps, ['file.write', 'file.sync', 'file.write', 'file.sync']);
+    const vfs = new MemVfs();
+    const engine = await setup(vfs);
+    vfs.inject({ kind: 'error', at: vfs.ioCount + 2 });
+    await assert.rejects(engine.put(Buffer.from('after'), Buffer.from('2')), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_IO'));
+    await assert.rejects(engine.put(Buffer.from('later'), Buffer.from('3')), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_IO') && /reopen/.test(error.message));
+    assert.deepEqual(await engine.get(Buffer.from('before')), Buffer.from('1'));
+    await engine.close();
+    const reopened = await openEngine(vfs);
+    assert.deepEqual(await reopened.get(Buffer.from('before')), Buffer.from('1'));
+    await reopened.put(Buffer.from('later'), Buffer.from('3'));
+    assert.deepEqual(await reopened.get(Buffer.from('later')), Buffer.from('3'));
+    await reopened.checkTree();
+    await reopened.close();
+  });
+
   it('a persistent error from operation N on fails every later write; acknowledged writes survive a restart', async () => {
     for (const offset of [3, 20, 50]) {
       const vfs = new MemVfs();
