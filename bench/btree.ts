@@ -14,7 +14,8 @@
  *   readseq      every entry in key order, in range pages of 1000
  *   range100     `--reads / 100` scans of 100 entries from a random start key
  * Each write batch is one atomic, durable commit for every engine: btree `batch()` with sync
- * `fsync` (group commit: one meta-page switch), LMDB one `transaction()` (synced commit),
+ * `fsync` (group commit: one meta-page switch), LMDB one `transaction()` then `await db.flushed`
+ * (lmdb-js resolves a transaction before its fsync by default: overlappingSync),
  * classic-level one `batch(..., { sync: true })`. `--sync none` turns syncing off for all three.
  * File size is measured after fillrandom. Prints a markdown table and writes it to `--out`.
  */
@@ -110,6 +111,10 @@ function lmdbSubject(options: Options): Subject {
       await db!.transaction(() => {
         for (let index = 0; index < keys.length; index++) void db!.put(keys[index]!, values[index]!);
       });
+      // lmdb-js resolves a transaction when it is committed and visible; with its default
+      // overlappingSync the fsync happens afterwards. Wait for it, so every engine acknowledges
+      // a batch only once it is durable, as impulse's engines do.
+      if (options.sync === 'fsync') await db!.flushed;
     },
     get(key) {
       return db!.get(key) as Buffer | undefined;

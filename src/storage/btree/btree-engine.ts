@@ -171,8 +171,11 @@ export class BTreeEngine extends Engine {
   private readonly readers = new Map<number, number>();
   /** Set when a commit failed after its meta write began: writes are refused until reopen. */
   private poisoned: unknown;
+  /** Page count of the running transaction (its reads may reach pages it allocated), else 0. */
+  private txnPageCount = 0;
   private commits = 0;
   private pagesWritten = 0;
+  private writeCalls = 0;
 
   constructor(options: BTreeEngineOptions) {
     super(options);
@@ -457,9 +460,6 @@ export class BTreeEngine extends Engine {
     const bytes = await this.readRaw(ref.page, this.geometry.runPages(ref.length));
     return decodeRun(this.path, this.geometry, ref, bytes);
   }
-
-  /** Page count of the running transaction (its reads may reach pages it allocated), else 0. */
-  private txnPageCount = 0;
 
   // ---- writes ------------------------------------------------------------------------------
 
@@ -959,6 +959,7 @@ export class BTreeEngine extends Engine {
       }
       runs.push({ page: first.page, bytes: parts.length === 1 ? parts[0]! : Buffer.concat(parts) });
     }
+    this.writeCalls += runs.length;
     let next = 0;
     let failure: { error: unknown } | undefined;
     const writer = async (): Promise<void> => {
@@ -998,6 +999,7 @@ export class BTreeEngine extends Engine {
         btree_file_bytes: fileBytes,
         btree_commits: this.commits,
         btree_pages_written: this.pagesWritten,
+        btree_write_calls: this.writeCalls,
         btree_txn_id: meta.txn,
         btree_readers: [...this.readers.values()].reduce((a, b) => a + b, 0),
       },
