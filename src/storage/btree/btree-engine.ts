@@ -42,6 +42,7 @@ import { NodeVfs } from '../../vfs/node-vfs.js';
 import { aboveLower, belowUpper, Engine, type EngineOptions, type EngineStats, type Entry, type KeyRange, type WriteOp } from '../engine.js';
 import {
   childAt,
+  compareBytes,
   compareWithEntry,
   corruption,
   decodeFreeListPage,
@@ -1135,7 +1136,7 @@ function nodeLowerBound(keys: readonly Buffer[], key: Buffer): number {
   let high = keys.length;
   while (low < high) {
     const middle = (low + high) >>> 1;
-    if (Buffer.compare(keys[middle]!, key) < 0) low = middle + 1;
+    if (compareBytes(keys[middle]!, key) < 0) low = middle + 1;
     else high = middle;
   }
   return low;
@@ -1147,7 +1148,7 @@ function nodeUpperBound(keys: readonly Buffer[], key: Buffer): number {
   let high = keys.length;
   while (low < high) {
     const middle = (low + high) >>> 1;
-    if (Buffer.compare(keys[middle]!, key) <= 0) low = middle + 1;
+    if (compareBytes(keys[middle]!, key) <= 0) low = middle + 1;
     else high = middle;
   }
   return low;

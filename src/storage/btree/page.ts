@@ -204,6 +204,16 @@ export function compareWithEntry(view: PageView, index: number, key: Buffer): nu
   return key.length - length;
 }
 
+/** Unsigned byte order of two keys (a JavaScript loop: cheaper than `Buffer.compare` for short keys). */
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const shared = a.length < b.length ? a.length : b.length;
+  for (let at = 0; at < shared; at++) {
+    const difference = a[at]! - b[at]!;
+    if (difference !== 0) return difference;
+  }
+  return a.length - b.length;
+}
+
 /** First entry index whose key is >= `key` (`count` when none). */
 export function lowerBound(view: PageView, key: Buffer): number {
   let low = 0;
