@@ -40,6 +40,10 @@ interface Flaws {
   readonly skipSyncBeforeRename?: boolean;
   /** On an I/O error, fail with a TypeError instead of the ImpulseError. */
   readonly garbleErrors?: boolean;
+  /** Report a failed fsync but keep accepting writes (no poisoning). */
+  readonly continueAfterSyncError?: boolean;
+  /** On open, rewrite the log in place (truncate, sync, write back): not crash-safe. */
+  readonly rewriteOnOpen?: boolean;
 }
 
 type Store = KvWriter & { entries(): Array<[Buffer, Buffer]>; close(): Promise<void> };
@@ -100,6 +104,13 @@ class LogStore implements Store {
       await file.truncate(offset);
       await file.sync();
     }
+    if (flaws.rewriteOnOpen && offset > 0) {
+      const valid = data.subarray(0, offset);
+      await file.truncate(0);
+      await file.sync();
+      await file.write(0, valid);
+      await file.sync();
+    }
     const store = new LogStore(file, state, flaws);
     store.end = offset;
     return store;
@@ -147,7 +158,7 @@ class LogStore implements Store {
         applyOps(this.state, encoded);
       }
     } catch (error) {
-      this.poisoned = error;
+      if (!this.flaws.continueAfterSyncError) this.poisoned = error;
       if (this.flaws.garbleErrors) throw new TypeError('oops: cannot read properties of undefined');
       throw error;
     }
@@ -222,18 +233,27 @@ async function kvWorkload(store: Store, history: KvHistory, random: Random): Pro
   }
 }
 
-function crashSweep(kind: StoreKind, flaws: Flaws, extra: { seed?: number; collectFailures?: boolean; consistency?: 'per-key' | 'prefix' } = {}): Promise<SweepSummary> {
+interface SweepExtras {
+  readonly seed?: number;
+  readonly collectFailures?: boolean;
+  readonly consistency?: 'per-key' | 'prefix';
+  readonly crashDuringRecovery?: boolean;
+  readonly recoveryFlaws?: Flaws;
+}
+
+function crashSweep(kind: StoreKind, flaws: Flaws, extra: SweepExtras = {}): Promise<SweepSummary> {
   return crashAtEveryIoPoint({
     seed: extra.seed ?? 7,
     collectFailures: extra.collectFailures ?? false,
     consistency: extra.consistency ?? 'prefix',
+    crashDuringRecovery: extra.crashDuringRecovery ?? false,
     workload: async (vfs, history, { random }) => {
       const store = await kind.open(vfs, flaws);
       await kvWorkload(store, history, random);
       await store.close();
     },
     recover: async (vfs) => {
-      const store = await kind.open(vfs); // recovery code is the correct one; the flaw was in the writes
+      const store = await kind.open(vfs, extra.recoveryFlaws); // by default the recovery code is the correct one
       const entries = store.entries();
       await store.close();
       return entries;
@@ -256,9 +276,9 @@ async function rejection(promise: Promise<unknown>): Promise<string> {
 
 describe('crash harness: accepts correct stores', () => {
   for (const [name, kind] of [['log store', LogStore], ['snapshot store', SnapshotStore]] as const) {
-    it(`${name}: every crash point, lose-unsynced and torn, prefix consistency`, async () => {
+    it(`${name}: every crash point, lose-unsynced and torn, prefix consistency, crash during recovery`, async () => {
       for (const seed of [1, 2, 3]) {
-        const summary = await crashSweep(kind, {}, { seed });
+        const summary = await crashSweep(kind, {}, { seed, crashDuringRecovery: true });
         assert.ok(summary.ioOperations > 30, `workload does real I/O: ${summary.ioOperations}`);
         assert.equal(summary.points, summary.ioOperations + 1, 'every point plus the fault-free end');
         assert.equal(summary.checks, summary.points * 2);
@@ -346,6 +366,34 @@ describe('crash harness: rejects broken stores', () => {
       }),
     );
     assert.match(message, /non-ImpulseError: TypeError/);
+  });
+
+  it('writes acknowledged after a failed fsync are lost (fsyncgate), unless the vfs lets a retry persist them', async () => {
+    const sweep = (syncFailureDropsWrites: boolean) =>
+      ioErrorAtEveryPoint({
+        seed: 3,
+        syncFailureDropsWrites,
+        persistence: ['once'],
+        modes: ['lose-unsynced'],
+        workload: async (vfs, history, { random }) => {
+          const store = await LogStore.open(vfs, { continueAfterSyncError: true });
+          // Keep going after failed writes (the history records them as failed: outcome unknown).
+          for (let i = 0; i < 10; i++) await history.put(store, `k${random.int(4)}`, `v${i}`).catch(() => undefined);
+          await store.close();
+        },
+        recover: async (vfs) => (await LogStore.open(vfs)).entries(),
+      });
+    const message = await rejection(sweep(true));
+    assert.match(message, /EIO \(once\) at I\/O operation \d+ of \d+ \(file\.sync db\/log\).*acknowledged write lost/);
+    const lenient = await sweep(false);
+    assert.ok(lenient.checks > 10, 'without the fsyncgate model the same store passes: the model is what catches it');
+  });
+
+  it('a recovery that is not crash-safe is caught by crashDuringRecovery (and only by it)', async () => {
+    const plain = await crashSweep(LogStore, {}, { recoveryFlaws: { rewriteOnOpen: true } });
+    assert.deepEqual(plain.failures, []);
+    const message = await rejection(crashSweep(LogStore, {}, { recoveryFlaws: { rewriteOnOpen: true }, crashDuringRecovery: true }));
+    assert.match(message, /then crashed again at recovery I\/O operation \d+: .*acknowledged write lost/);
   });
 
   it('a workload whose I/O differs between runs is reported', async () => {

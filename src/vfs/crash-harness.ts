@@ -64,6 +64,8 @@ export interface FaultPoint {
   readonly mode: RecoverMode;
   /** For I/O-error sweeps: whether the error was once or persistent. */
   readonly persistence?: 'once' | 'persistent';
+  /** With `crashDuringRecovery`: the recovery's own I/O operation at which it was crashed too. */
+  readonly recoveryCrashAt?: number;
 }
 
 /** What a workload gets besides the vfs and its record. */
@@ -100,6 +102,13 @@ export interface CrashSweepOptions<R> extends SweepOptions {
   verify(recovered: MemVfs, record: R, point: FaultPoint): Promise<string | undefined>;
   /** Recovery modes to check at each point. Default ['lose-unsynced', 'torn']. */
   readonly modes?: readonly RecoverMode[];
+  /**
+   * Also crash the RECOVERY once per point and mode (at a seeded random one of
+   * its I/O operations), recover from that second crash, and verify again:
+   * recovery that rewrites files must be crash-safe too. Default false (it
+   * roughly triples the sweep's cost).
+   */
+  readonly crashDuringRecovery?: boolean;
 }
 
 export interface SweepFailure extends FaultPoint {
@@ -200,7 +209,34 @@ async function verifyOne<R>(
     if (error instanceof AssertionError && error.message.startsWith('crash harness')) throw error;
     violation = `recovery failed: ${describeError(error)}`;
   }
-  if (violation !== undefined) fail(point, violation);
+  if (violation !== undefined) {
+    fail(point, violation);
+    return;
+  }
+  if (!('crashDuringRecovery' in options) || !options.crashDuringRecovery || recovered.ioCount === 0) return;
+
+  // The same surviving state again (same seed), this time crashed during recovery.
+  const recoveryCrashAt = new SeededRandom(mixSeed(options.seed, point.point, `${point.mode}/recovery`)).int(recovered.ioCount);
+  const again = vfs.recover(point.mode, new SeededRandom(mixSeed(options.seed, point.point, point.mode)));
+  again.inject({ kind: 'crash', at: recoveryCrashAt });
+  const crashedPoint: FaultPoint = { ...point, recoveryCrashAt };
+  try {
+    await options.verify(again, record, crashedPoint);
+  } catch (error) {
+    if (error instanceof AssertionError && error.message.startsWith('crash harness')) throw error;
+    if (!isCrashError(error)) {
+      fail(crashedPoint, `recovery failed with an error other than the crash: ${describeError(error)}`);
+      return;
+    }
+  }
+  const final = again.recover(point.mode, new SeededRandom(mixSeed(options.seed, point.point, `${point.mode}/second`)));
+  try {
+    violation = await options.verify(final, record, crashedPoint);
+  } catch (error) {
+    if (error instanceof AssertionError && error.message.startsWith('crash harness')) throw error;
+    violation = `recovery failed: ${describeError(error)}`;
+  }
+  if (violation !== undefined) fail(crashedPoint, violation);
 }
 
 export interface IoErrorSweepOptions<R> extends SweepOptions {
@@ -221,6 +257,13 @@ export interface IoErrorSweepOptions<R> extends SweepOptions {
   readonly persistence?: ReadonlyArray<'once' | 'persistent'>;
   /** What the engine is reopened on after the error. Default ['keep-unsynced', 'lose-unsynced'] (process restart; power loss). */
   readonly modes?: readonly RecoverMode[];
+  /**
+   * Run on `MemVfs({ syncFailureDropsWrites })`: a failed fsync loses that
+   * file's unsynced writes for good, as on Linux, so an engine that retries
+   * fsync or keeps writing after a failed one loses acknowledged data.
+   * Default true.
+   */
+  readonly syncFailureDropsWrites?: boolean;
   /**
    * Operations whose injected error the engine may handle without telling the
    * caller (e.g. a read it retries, a failed cleanup unlink). Default: none: an
@@ -259,7 +302,7 @@ export async function sweepIoErrors<R>(options: IoErrorSweepOptions<R>): Promise
 
   for (const point of chosen) {
     for (const persistence of persistences) {
-      const vfs = new MemVfs({ random: new SeededRandom(mixSeed(options.seed, point)) });
+      const vfs = new MemVfs({ random: new SeededRandom(mixSeed(options.seed, point)), syncFailureDropsWrites: options.syncFailureDropsWrites ?? true });
       vfs.inject({ kind: 'error', at: point, persistent: persistence === 'persistent' });
       const record = options.newRecord();
       const at = (mode: RecoverMode): FaultPoint => ({ seed: options.seed, point, ioOperations, operation: operations[point], mode, persistence });
@@ -327,7 +370,8 @@ function describeFailure(failure: SweepFailure): string {
       ? `after the fault-free run (${failure.ioOperations} I/O operations)`
       : `${failure.persistence === undefined ? 'crash' : `EIO (${failure.persistence})`} at I/O operation ${failure.point} of ${failure.ioOperations} (${failure.operation.operation} ${failure.operation.path})`;
   const replay = failure.operation === undefined ? '' : ` Replay: { seed: ${failure.seed}, points: [${failure.point}] }.`;
-  return `crash harness (seed ${failure.seed}): ${where}, recovery mode '${failure.mode}': ${failure.message}.${replay}`;
+  const second = failure.recoveryCrashAt === undefined ? '' : `, then crashed again at recovery I/O operation ${failure.recoveryCrashAt}`;
+  return `crash harness (seed ${failure.seed}): ${where}, recovery mode '${failure.mode}'${second}: ${failure.message}.${replay}`;
 }
 
 function describeError(error: unknown): string {
@@ -463,6 +507,8 @@ export interface KvCrashOptions extends SweepOptions {
   readonly modes?: readonly RecoverMode[];
   /** Default 'per-key'. */
   readonly consistency?: KvConsistency;
+  /** See `CrashSweepOptions.crashDuringRecovery`. */
+  readonly crashDuringRecovery?: boolean;
 }
 
 /** The KV crash sweep: `sweepCrashPoints` with a `KvHistory` and `checkRecoveredKv`. */
@@ -484,6 +530,7 @@ export interface KvIoErrorOptions extends SweepOptions {
   readonly persistence?: ReadonlyArray<'once' | 'persistent'>;
   readonly modes?: readonly RecoverMode[];
   readonly consistency?: KvConsistency;
+  readonly syncFailureDropsWrites?: boolean;
   mayAbsorb?(operation: IoOperation): boolean;
 }
 

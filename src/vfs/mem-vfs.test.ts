@@ -334,6 +334,21 @@ describe('MemVfs counting and faults', () => {
     assert.equal(crashOnSecondSync.crashed, false);
   });
 
+  it('syncFailureDropsWrites: a failed fsync loses the unsynced writes for good (fsyncgate)', async () => {
+    for (const drops of [true, false]) {
+      const vfs = new MemVfs({ syncFailureDropsWrites: drops });
+      const file = await vfs.open('f', { create: true }); // 0
+      await vfs.syncDir('.'); // 1
+      await file.write(0, Buffer.from('lost?')); // 2
+      vfs.inject({ kind: 'error', at: 3 });
+      await assert.rejects(file.sync()); // 3
+      assert.equal(await text(vfs, 'f'), 'lost?', 'still readable from the page cache');
+      await file.sync(); // the retry "succeeds"
+      assert.equal(await text(vfs.recover(), 'f'), drops ? '' : 'lost?');
+      assert.equal(await text(vfs.recover('keep-unsynced'), 'f'), 'lost?');
+    }
+  });
+
   it('flipBit corrupts current and durable contents', async () => {
     const vfs = new MemVfs();
     await writeFile(vfs, 'f', 'A', { sync: true });

@@ -169,6 +169,14 @@ export type RecoverMode = 'lose-unsynced' | 'torn' | 'keep-unsynced';
 export interface MemVfsOptions {
   /** Drives torn-write choices and is forked into recovered copies. Default `new SeededRandom(1)`. */
   readonly random?: Random;
+  /**
+   * Model Linux's fsync failure ("fsyncgate"): an injected EIO on `file.sync`
+   * throws away that file's unsynced writes for durability (they stay visible
+   * in the current contents, are lost on `recover` except 'keep-unsynced', and a
+   * later successful sync does NOT make them durable). Default false: a failed
+   * sync has no effect at all, so a retry would persist the writes.
+   */
+  readonly syncFailureDropsWrites?: boolean;
   /** Keep a log of every operation in `operations` (memory grows with the run; for tests and harness messages). Default false. */
   readonly recordOperations?: boolean;
 }
@@ -192,6 +200,8 @@ export class MemVfs implements Vfs {
   /** The operations an injected fault refused, in order (the crash appears once, at the crash point). */
   readonly firedFaults: Array<IoOperation & { readonly action: FaultAction }> = [];
 
+  /** See `MemVfsOptions.syncFailureDropsWrites`. */
+  readonly syncFailureDropsWrites: boolean;
   private readonly random: Random;
   private readonly recordOperations: boolean;
   private readonly policies: FaultPolicy[] = [];
@@ -202,6 +212,7 @@ export class MemVfs implements Vfs {
   constructor(options: MemVfsOptions = {}) {
     this.random = options.random ?? new SeededRandom(1);
     this.recordOperations = options.recordOperations ?? false;
+    this.syncFailureDropsWrites = options.syncFailureDropsWrites ?? false;
     this.dirs.set('.', new MemDir());
     this.dirs.set('/', new MemDir());
   }
@@ -249,7 +260,7 @@ export class MemVfs implements Vfs {
    * harness passes one per crash point and mode so a replay draws the same choices).
    */
   recover(mode: RecoverMode = 'lose-unsynced', random: Random = this.random): MemVfs {
-    const copy = new MemVfs({ random: random.fork(), recordOperations: this.recordOperations });
+    const copy = new MemVfs({ random: random.fork(), recordOperations: this.recordOperations, syncFailureDropsWrites: this.syncFailureDropsWrites });
     const copies = new Map<MemInode, MemInode>();
     const surviving = (inode: MemInode): MemInode => {
       let result = copies.get(inode);
@@ -392,7 +403,7 @@ export class MemVfs implements Vfs {
    * Counts the operation and applies the fault policies. Throws (so the
    * calling async method rejects) BEFORE the operation has any effect.
    */
-  begin(operation: VfsOperation, path: string): void {
+  begin(operation: VfsOperation, path: string, onInjectedError?: () => void): void {
     const op: IoOperation = { index: this.ioCount++, operation, path };
     if (this.recordOperations) this.operations.push(op);
     if (this.crashIndex !== undefined) throw new CrashError(op.index, this.crashIndex, operation, path);
@@ -405,6 +416,7 @@ export class MemVfs implements Vfs {
         throw new CrashError(op.index, op.index, operation, path);
       }
       this.counters.injectedErrors++;
+      onInjectedError?.();
       throw vfsError(operation, path, errnoError('EIO', `injected I/O error at operation ${op.index}`));
     }
   }
@@ -539,7 +551,9 @@ class MemFile implements VfsFile {
   }
 
   async sync(): Promise<void> {
-    this.vfs.begin('file.sync', this.path);
+    this.vfs.begin('file.sync', this.path, () => {
+      if (this.vfs.syncFailureDropsWrites) this.inode.dropPending();
+    });
     this.checkOpen('file.sync');
     this.inode.sync();
     this.vfs.counters.fileSyncs++;
@@ -616,6 +630,15 @@ class MemInode {
   truncate(length: number): void {
     this.current.truncate(length);
     this.pending.push({ kind: 'truncate', length });
+  }
+
+  /**
+   * A failed fsync on Linux marks the dirty pages clean without writing them:
+   * the data stays readable (current) but will never become durable, and the
+   * next fsync succeeds. Models that (`syncFailureDropsWrites`).
+   */
+  dropPending(): void {
+    this.pending = [];
   }
 
   sync(): void {
