@@ -7,11 +7,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ImpulseError } from '../errors.js';
 import type { WriteOp } from '../storage/engine.js';
+import { MemoryEngine } from '../storage/memory/memory-engine.js';
 import { AssertionError } from '../util/assert.js';
 import type { Random } from '../util/random.js';
 import {
   KvHistory,
   checkRecoveredKv,
+  collectContents,
+  readAllEntries,
   choosePoints,
   crashAtEveryIoPoint,
   ioErrorAtEveryPoint,
@@ -542,5 +545,27 @@ describe('MemVfs + harness: the fault-free end point is checked too', () => {
     const end = summary.failures.find((failure) => failure.operation === undefined);
     assert.ok(end !== undefined, 'the fault-free run is verified');
     assert.equal(end.point, summary.ioOperations);
+  });
+});
+
+describe('KV helpers on a real Engine', () => {
+  it('KvHistory drives an engine and readAllEntries pages through all of it', async () => {
+    const engine = new MemoryEngine();
+    await engine.open();
+    const history = new KvHistory();
+    for (let i = 0; i < 2500; i++) await history.put(engine, `key${String(i).padStart(5, '0')}`, `v${i}`);
+    await history.del(engine, 'key00007');
+    await history.batch(engine, [{ type: 'put', key: Buffer.from([0xff]), value: 'last' }, { type: 'del', key: 'key00008' }]);
+    const entries = await readAllEntries(engine, 1000);
+    assert.equal(entries.length, 2499);
+    assert.deepEqual(entries[0]?.[0], Buffer.from('key00000'));
+    assert.deepEqual(entries.at(-1)?.[0], Buffer.from([0xff]));
+    assert.ok(history.writes.every((write) => write.status === 'acknowledged'));
+    assert.deepEqual(checkRecoveredKv(history, await collectContents(entries), 'prefix'), []);
+    await engine.close();
+    await assert.rejects(history.put(engine, 'x', 'y'));
+    assert.equal(history.writes.at(-1)?.status, 'failed');
+    assert.equal(history.anyErrorSeen, true);
+    await assert.rejects(collectContents([['a', 'x'], ['a', 'y']]), /twice/);
   });
 });
