@@ -500,6 +500,24 @@ describe('checkRecoveredKv', () => {
     assert.deepEqual(checkRecoveredKv(h, contents({ a: '1' }), 'prefix'), []);
   });
 
+  it('prefix: a failed write may be skipped even before an acknowledged one', () => {
+    const h = history((hh) => {
+      hh.fail(hh.invoke({ type: 'put', key: 'a', value: '1' }));
+      hh.ack(hh.invoke({ type: 'put', key: 'b', value: '1' }));
+      hh.invoke({ type: 'put', key: 'c', value: '1' });
+    });
+    assert.deepEqual(checkRecoveredKv(h, contents({ b: '1' }), 'prefix'), []);
+    assert.deepEqual(checkRecoveredKv(h, contents({ a: '1', b: '1', c: '1' }), 'prefix'), []);
+    assert.match(checkRecoveredKv(h, contents({ a: '1', c: '1' }), 'prefix').join(), /key "b".*acknowledged write lost/);
+    const notPrefix = history((hh) => {
+      hh.fail(hh.invoke({ type: 'put', key: 'a', value: '1' }));
+      hh.ack(hh.invoke({ type: 'put', key: 'b', value: '1' }));
+      hh.invoke({ type: 'put', key: 'c', value: '1' });
+      hh.invoke({ type: 'put', key: 'd', value: '1' });
+    });
+    assert.match(checkRecoveredKv(notPrefix, contents({ b: '1', d: '1' }), 'prefix').join(), /no prefix/);
+  });
+
   it('binary keys and values are compared as bytes', () => {
     const h = history((hh) => hh.ack(hh.invoke({ type: 'put', key: Buffer.from([0, 255]), value: Buffer.from([1, 2]) })));
     assert.deepEqual(checkRecoveredKv(h, new Map([['00ff', Buffer.from([1, 2])]])), []);

@@ -584,7 +584,8 @@ export async function readAllEntries(engine: { range(options: RangeOptions): Pro
  *      does not" when k's value is explained only by writes invoked before it.
  *      (Unique values per write make this exact; duplicates only make it lenient.)
  *   4. With 'prefix': the contents equal the state after writes [0, c) for some c
- *      past the last acknowledged write.
+ *      past the last acknowledged write (failed writes may be applied or skipped;
+ *      with more than 10 failed writes this rule is not checked).
  */
 export function checkRecoveredKv(history: KvHistory, recovered: ReadonlyMap<string, Buffer>, consistency: KvConsistency = 'per-key'): string[] {
   const writes = history.writes;
@@ -653,7 +654,30 @@ export function checkRecoveredKv(history: KvHistory, recovered: ReadonlyMap<stri
   return violations;
 }
 
+/** Failed writes beyond this many make the prefix check give up (it tries every applied/skipped combination). */
+const PREFIX_FAILED_WRITES_MAX = 10;
+
+/**
+ * Rule 4. A failed write (rejected to the caller) may have been applied or
+ * skipped even before later acknowledged writes (an engine may roll a failed
+ * write back and carry on), so every applied/skipped combination of the failed
+ * writes is tried: at most 2^PREFIX_FAILED_WRITES_MAX cut searches.
+ */
 function checkPrefix(writes: readonly RecordedWrite[], recovered: ReadonlyMap<string, Buffer>): string | undefined {
+  const failed = writes.filter((write) => write.status === 'failed').map((write) => write.id);
+  if (failed.length > PREFIX_FAILED_WRITES_MAX) return undefined;
+  let firstReport: string | undefined;
+  for (let mask = 0; mask < 1 << failed.length; mask++) {
+    const skipped = new Set(failed.filter((_id, bit) => (mask & (1 << bit)) === 0));
+    const report = searchCut(writes, recovered, skipped);
+    if (report === undefined) return undefined;
+    firstReport ??= report;
+  }
+  return firstReport;
+}
+
+/** Is `recovered` the state after writes [0, c) minus `skipped`, for some c past the last acknowledged write? */
+function searchCut(writes: readonly RecordedWrite[], recovered: ReadonlyMap<string, Buffer>, skipped: ReadonlySet<number>): string | undefined {
   let lastAcked = -1;
   writes.forEach((write, index) => {
     if (write.status === 'acknowledged') lastAcked = index;
@@ -665,6 +689,7 @@ function checkPrefix(writes: readonly RecordedWrite[], recovered: ReadonlyMap<st
     else mismatched.add(key);
   };
   const apply = (write: RecordedWrite): void => {
+    if (skipped.has(write.id)) return;
     for (const [key, value] of write.effects) {
       if (value === undefined) state.delete(key);
       else state.set(key, value);
