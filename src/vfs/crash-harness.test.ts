@@ -219,6 +219,79 @@ class SnapshotStore implements Store {
   }
 }
 
+/**
+ * A log whose first 4 bytes are a commit marker (the committed end); records
+ * (no checksums: the marker is trusted) follow. Correct only with an fsync
+ * BETWEEN the record and the marker (`skipFileSync` drops that barrier).
+ * Not torn-safe (a torn 4-byte marker is garbage): test it with 'reorder'.
+ */
+class CommitMarkerStore implements Store {
+  private constructor(
+    private readonly file: VfsFile,
+    private end: number,
+    private readonly state: Map<string, Buffer>,
+    private readonly flaws: Flaws,
+  ) {}
+
+  static async open(vfs: Vfs, flaws: Flaws = {}): Promise<CommitMarkerStore> {
+    await vfs.mkdir('db');
+    const existed = await vfs.exists('db/data');
+    const file = await vfs.open('db/data', { create: true });
+    if (!existed) {
+      const marker = Buffer.alloc(4);
+      marker.writeUInt32LE(4);
+      await file.write(0, marker);
+      await file.sync();
+      await vfs.syncDir('db');
+    }
+    const data = await file.read(0, await file.size());
+    const state = new Map<string, Buffer>();
+    const end = data.length >= 4 ? data.readUInt32LE(0) : 4;
+    for (let offset = 4; offset < end; ) {
+      const length = data.readUInt32LE(offset);
+      applyOps(state, JSON.parse(data.subarray(offset + 4, offset + 4 + length).toString()));
+      offset += 4 + length;
+    }
+    return new CommitMarkerStore(file, end, state, flaws);
+  }
+
+  put(key: Uint8Array, value: Uint8Array): Promise<void> {
+    return this.append([{ type: 'put', key, value }]);
+  }
+
+  del(key: Uint8Array): Promise<void> {
+    return this.append([{ type: 'del', key }]);
+  }
+
+  batch(ops: readonly WriteOp[]): Promise<void> {
+    return this.append(ops);
+  }
+
+  entries(): Array<[Buffer, Buffer]> {
+    return toEntries(this.state);
+  }
+
+  close(): Promise<void> {
+    return this.file.close();
+  }
+
+  private async append(ops: readonly WriteOp[]): Promise<void> {
+    const encoded = encodeOps(ops);
+    const payload = Buffer.from(JSON.stringify(encoded));
+    const record = Buffer.alloc(4 + payload.length);
+    record.writeUInt32LE(payload.length);
+    payload.copy(record, 4);
+    await this.file.write(this.end, record);
+    if (!this.flaws.skipFileSync) await this.file.sync(); // the barrier: record durable before the marker points past it
+    const marker = Buffer.alloc(4);
+    marker.writeUInt32LE(this.end + record.length);
+    await this.file.write(0, marker);
+    await this.file.sync();
+    this.end += record.length;
+    applyOps(this.state, encoded);
+  }
+}
+
 type StoreKind = { open(vfs: Vfs, flaws?: Flaws): Promise<Store> };
 
 /** Puts (unique values), deletes and batches, chosen from `random`; about 14 writes. */
@@ -238,6 +311,7 @@ async function kvWorkload(store: Store, history: KvHistory, random: Random): Pro
 
 interface SweepExtras {
   readonly seed?: number;
+  readonly modes?: ReadonlyArray<'lose-unsynced' | 'torn' | 'reorder' | 'keep-unsynced'>;
   readonly collectFailures?: boolean;
   readonly consistency?: 'per-key' | 'prefix';
   readonly crashDuringRecovery?: boolean;
@@ -250,6 +324,7 @@ function crashSweep(kind: StoreKind, flaws: Flaws, extra: SweepExtras = {}): Pro
     collectFailures: extra.collectFailures ?? false,
     consistency: extra.consistency ?? 'prefix',
     crashDuringRecovery: extra.crashDuringRecovery ?? false,
+    ...(extra.modes === undefined ? {} : { modes: extra.modes }),
     workload: async (vfs, history, { random }) => {
       const store = await kind.open(vfs, flaws);
       await kvWorkload(store, history, random);
@@ -397,6 +472,15 @@ describe('crash harness: rejects broken stores', () => {
     assert.deepEqual(plain.failures, []);
     const message = await rejection(crashSweep(LogStore, {}, { recoveryFlaws: { rewriteOnOpen: true }, crashDuringRecovery: true }));
     assert.match(message, /then crashed again at recovery I\/O operation \d+: .*acknowledged write lost/);
+  });
+
+  it("a missing fsync between a record and its commit marker is caught by 'reorder' (not by prefix-only modes)", async () => {
+    const correct = await crashSweep(CommitMarkerStore, {}, { modes: ['lose-unsynced', 'reorder'] });
+    assert.deepEqual(correct.failures, []);
+    const prefixOnly = await crashSweep(CommitMarkerStore, { skipFileSync: true }, { modes: ['lose-unsynced'] });
+    assert.deepEqual(prefixOnly.failures, [], 'lose-unsynced alone cannot see the missing barrier');
+    const message = await rejection(crashSweep(CommitMarkerStore, { skipFileSync: true }, { modes: ['lose-unsynced', 'reorder'] }));
+    assert.match(message, /recovery mode 'reorder': (recovery failed|.*phantom)/);
   });
 
   it('a workload whose I/O differs between runs is reported', async () => {

@@ -42,6 +42,14 @@
  *     data, as on ext4 data=writeback). Files are torn independently of each
  *     other and of directories (a rename may survive while the renamed file's
  *     unsynced contents do not: the classic "rename without fsync" bug).
+ *     `recover('reorder')`: power loss where the page cache wrote unsynced
+ *     pages back in any order: each file keeps a random SUBSET of its pending
+ *     writes and truncates (each kept with probability 1/2, applied in their
+ *     original order; a later write past a missing one leaves a zero-filled
+ *     hole), directories keep a random prefix as in 'torn'. This catches a
+ *     missing fsync BETWEEN two writes of one file (data then commit marker),
+ *     which 'torn' cannot, since a prefix never has the later write without
+ *     the earlier one.
  *
  * Counting and faults: every call of a `Vfs` method or a `VfsFile` method is ONE
  * operation, numbered from 0 in call order (`ioCount` is the next number). A
@@ -161,10 +169,11 @@ export function isCrashError(error: unknown, depth = 0): boolean {
 /**
  * What survives a crash: 'lose-unsynced' (power loss, nothing unsynced
  * survives), 'torn' (power loss, a random part of the unsynced work survives,
- * the last write possibly torn), 'keep-unsynced' (process crash: everything
+ * the last write possibly torn), 'reorder' (power loss, a random subset of
+ * each file's unsynced writes survives), 'keep-unsynced' (process crash: everything
  * survives, synced or not).
  */
-export type RecoverMode = 'lose-unsynced' | 'torn' | 'keep-unsynced';
+export type RecoverMode = 'lose-unsynced' | 'torn' | 'reorder' | 'keep-unsynced';
 
 export interface MemVfsOptions {
   /** Drives torn-write choices and is forked into recovered copies. Default `new SeededRandom(1)`. */
@@ -464,7 +473,9 @@ export class MemVfs implements Vfs {
         return dir.current;
       case 'lose-unsynced':
         return dir.durable;
-      case 'torn': {
+      case 'torn':
+      case 'reorder': {
+        // Directory changes go through the file system's journal in order: a prefix.
         const entries = new Map(dir.durable);
         const kept = random.int(dir.pending.length + 1);
         for (const op of dir.pending.slice(0, kept)) applyDirOp(entries, op);
@@ -481,6 +492,11 @@ export class MemVfs implements Vfs {
         return inode.durable.clone();
       case 'torn':
         return this.tornContents(inode, random);
+      case 'reorder': {
+        const contents = inode.durable.clone();
+        for (const op of inode.pending) if (random.chance(0.5)) applyFileOp(contents, op);
+        return contents;
+      }
     }
   }
 
