@@ -17,6 +17,8 @@
  * Paths are plain strings joined with '/'. All methods may reject with an
  * `ImpulseError` of code IMPULSE_ERR_ENGINE_IO (the cause carries the errno).
  */
+import { ImpulseError } from '../errors.js';
+
 export interface Vfs {
   /** Short description, e.g. "node-fs" or "mem(crash at op 17)". */
   readonly name: string;
@@ -76,4 +78,43 @@ export function joinPath(...parts: string[]): string {
 export function dirName(path: string): string {
   const slash = path.lastIndexOf('/');
   return slash <= 0 ? (slash === 0 ? '/' : '.') : path.slice(0, slash);
+}
+
+/**
+ * The errno-style code (e.g. 'ENOENT', 'EIO') carried by `error` or by the
+ * first error in its `cause` chain that has one; `undefined` when none does.
+ * Follows at most 8 causes (the chain is bounded so a cyclic cause cannot hang).
+ */
+export function errorCodeOf(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 8 && current !== null && typeof current === 'object'; depth++) {
+    const code = (current as { code?: unknown }).code;
+    // ImpulseError's own code is 'IMPULSE_ERR_...', never an errno: skip it and look at the cause.
+    if (typeof code === 'string' && !code.startsWith('IMPULSE_ERR_')) return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** True when `error` (a Vfs rejection) says the file or directory does not exist (errno ENOENT). */
+export function isNotFound(error: unknown): boolean {
+  return errorCodeOf(error) === 'ENOENT';
+}
+
+/** Options of `Vfs.open`, named for implementations. */
+export type VfsOpenOptions = NonNullable<Parameters<Vfs['open']>[1]>;
+
+/**
+ * The error every Vfs implementation rejects with: IMPULSE_ERR_ENGINE_IO, a
+ * message naming the operation and path, and the underlying error (with its
+ * errno `code`) as the cause.
+ */
+export function vfsError(operation: string, path: string, cause: unknown): ImpulseError {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return new ImpulseError('IMPULSE_ERR_ENGINE_IO', `${operation} ${JSON.stringify(path)} failed: ${detail}`, { cause });
+}
+
+/** An Error carrying an errno-style `code`, shaped like the ones node:fs rejects with. */
+export function errnoError(code: string, message: string): Error & { code: string } {
+  return Object.assign(new Error(`${code}: ${message}`), { code });
 }

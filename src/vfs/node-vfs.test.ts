@@ -1,0 +1,33 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { NodeVfs } from './node-vfs.js';
+import { vfsConformanceSuite } from './vfs-conformance.js';
+import { joinPath } from './vfs.js';
+
+async function tempFixture() {
+  const root = await mkdtemp(join(tmpdir(), 'impulse-vfs-'));
+  return { vfs: new NodeVfs(), root, cleanup: () => rm(root, { recursive: true, force: true }) };
+}
+
+vfsConformanceSuite('NodeVfs', tempFixture);
+
+describe('NodeVfs specifics', () => {
+  it('syncDir and file sync succeed on a real directory and the data is on disk', async () => {
+    const { vfs, root, cleanup } = await tempFixture();
+    try {
+      const path = joinPath(root, 'wal');
+      const file = await vfs.open(path, { create: true });
+      await file.write(0, Buffer.alloc(10_000, 7));
+      await file.sync();
+      await vfs.syncDir(root);
+      await file.close();
+      assert.equal((await stat(path)).size, 10_000);
+      assert.equal(vfs.name, 'node-fs');
+    } finally {
+      await cleanup();
+    }
+  });
+});
