@@ -174,7 +174,7 @@ export class ImpulseServer {
         route = '/metrics';
         this.requireMethod(method, 'GET', res);
         this.track(
-          this.metrics.registry.metrics().then((body) => this.send(res, 200, this.metrics.registry.contentType, body, route, method, started)),
+          this.metrics.render().then((body) => this.send(res, 200, this.metrics.contentType, body, route, method, started)),
           res,
           route,
           method,
