@@ -5,7 +5,7 @@
  * Run (compiled to dist/bench/btree.js; one benchmark at a time on the shared machine):
  *
  *   npx tsc -p . && flock /tmp/impulse-bench.lock node dist/bench/btree.js [--entries N] [--batch N]
- *       [--sync fsync|none] [--cache-mib N] [--reads N] [--out bench/results/btree.md]
+ *       [--sync fsync|none] [--cache-mib N] [--reads N] [--out bench/results/btree.md] [--docs]
  *
  * Workloads (16-byte keys, 100-byte values, every engine in a fresh temp dir):
  *   fillseq      insert N keys in ascending order, in batches of `--batch` (default 1000)
@@ -17,7 +17,8 @@
  * `fsync` (group commit: one meta-page switch), LMDB one `transaction()` then `await db.flushed`
  * (lmdb-js resolves a transaction before its fsync by default: overlappingSync),
  * classic-level one `batch(..., { sync: true })`. `--sync none` turns syncing off for all three.
- * File size is measured after fillrandom. Prints a markdown table and writes it to `--out`.
+ * File size is measured after fillrandom. Prints a markdown table and writes it to `--out`
+ * (and with `--docs`, to the "btree" section of docs/benchmarks.md).
  */
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { writeFileSync, mkdirSync } from 'node:fs';
@@ -26,6 +27,7 @@ import { join, dirname } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { open as openLmdb } from 'lmdb';
 import { BTreeEngine } from '../src/storage/btree/btree-engine.js';
+import { writeSection } from './report.js';
 import { SeededRandom } from '../src/util/random.js';
 
 interface Options {
@@ -35,10 +37,12 @@ interface Options {
   cacheMiB: number;
   reads: number;
   out: string;
+  /** Also write the table into docs/benchmarks.md (section "btree"). */
+  docs: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { entries: 1_000_000, batch: 1000, sync: 'fsync', cacheMiB: 512, reads: -1, out: 'bench/results/btree.md' };
+  const options: Options = { entries: 1_000_000, batch: 1000, sync: 'fsync', cacheMiB: 512, reads: -1, out: 'bench/results/btree.md', docs: false };
   for (let index = 0; index < argv.length; index++) {
     const name = argv[index];
     const next = argv[index + 1];
@@ -56,6 +60,8 @@ function parseArgs(argv: string[]): Options {
       if (next !== 'fsync' && next !== 'none') throw new Error('--sync is fsync or none');
       options.sync = next;
       index++;
+    } else if (name === '--docs') {
+      options.docs = true;
     } else if (name === '--out') {
       options.out = String(next);
       index++;
@@ -312,7 +318,8 @@ async function main(): Promise<void> {
     `- node ${process.version}`,
     `- ${format(options.entries)} entries, 16-byte keys, 100-byte values; writes in batches of ${options.batch} (one atomic commit each, sync ${options.sync}); ` +
       `readrandom ${format(options.reads)} reads, ${READS_IN_FLIGHT} in flight; readseq in pages of 1000; range100 = ${format(Math.max(1, Math.floor(options.reads / 100)))} scans of 100 entries`,
-    `- btree page cache ${options.cacheMiB} MiB (4 KiB pages); lmdb ${'' /* version below */}maps the file (OS page cache); classic-level default options (8 MiB block cache, snappy)`,
+    `- btree page cache ${options.cacheMiB} MiB (4 KiB pages); lmdb maps the file (OS page cache); classic-level default options (8 MiB block cache, snappy)`,
+    `- shared, noisy 2-core VM: compare ratios within one table, not absolute numbers across runs`,
     ``,
   ];
   console.log(header.join('\n'));
@@ -349,6 +356,10 @@ async function main(): Promise<void> {
   mkdirSync(dirname(options.out), { recursive: true });
   writeFileSync(options.out, markdown);
   console.log(`\nwritten to ${options.out}`);
+  if (options.docs) {
+    await writeSection('btree', markdown.replace(/^# btree benchmark/, '## btree: B+tree engine vs LMDB and LevelDB'));
+    console.log('written to docs/benchmarks.md (section btree)');
+  }
 }
 
 main().catch((error: unknown) => {
