@@ -141,7 +141,7 @@ describe('btree: model-based sequences with checkTree()', () => {
         await engine.close();
         sequences++;
       }),
-      { numRuns: Number(process.env.BTREE_PROPERTY_RUNS ?? 40), seed: 0x5eedb7 },
+      { numRuns: Number(process.env.BTREE_PROPERTY_RUNS ?? 40), seed: Number(process.env.BTREE_PROPERTY_SEED ?? 0x5eedb7) },
     );
     assert.ok(sequences > 0);
   });
