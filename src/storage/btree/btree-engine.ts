@@ -18,11 +18,14 @@
  *      fsync). Only this makes the version visible after a crash.
  *
  * After a crash the newest meta page with a valid checksum wins. A crash
- * before step 3 completes leaves the previous meta intact and the previous
- * tree untouched, because step 1 only ever writes pages that the previous
- * version (and the one before it, whose meta the write of step 3 replaces) do
- * not use. So group commit costs two fsyncs per `_write`, shared by every
- * write in the group.
+ * before step 3 completes (or a torn meta write) leaves the previous version
+ * as the newest valid one, and its tree untouched: steps 1-2 only write pages
+ * the previous version does not use (pages it freed are reused from the NEXT
+ * transaction on). They may overwrite pages of the version before it, but
+ * that version's meta sits in the very slot step 3 overwrites, and the
+ * previous meta was fsynced by its own commit, so it is never the fallback.
+ * Group commit thus costs two fsyncs per `_write`, shared by every write in
+ * the group.
  *
  * Readers see a snapshot: a range scan pins the committed version it started
  * on, and a page freed by transaction T is reused only when no reader pins a
