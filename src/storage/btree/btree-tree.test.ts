@@ -228,6 +228,23 @@ describe('btree: model-based sequences with checkTree()', () => {
   });
 });
 
+describe('btree: configuration', () => {
+  it('an existing file keeps its page size whatever is requested; bad sizes are config errors', async () => {
+    const vfs = new MemVfs();
+    const engine = await openEngine(vfs, { pageBytes: 1024 });
+    await engine.put(Buffer.from('k'), Buffer.from('v'));
+    await engine.close();
+    const reopened = await openEngine(vfs, { pageBytes: 4096 });
+    assert.deepEqual(await reopened.get(Buffer.from('k')), Buffer.from('v'));
+    assert.equal((await reopened.stats()).figures.btree_page_bytes, 1024);
+    await reopened.close();
+    for (const pageBytes of [256, 3000, 65536]) {
+      assert.throws(() => new BTreeEngine({ dataDir: DIR, vfs, pageBytes }), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_CONFIG_INVALID'));
+    }
+    assert.throws(() => new BTreeEngine({ vfs }), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_CONFIG_INVALID'));
+  });
+});
+
 describe('btree: snapshot isolation of scans', () => {
   it('a scan sees the version it started on while commits change and free its pages', async () => {
     const vfs = new MemVfs();
