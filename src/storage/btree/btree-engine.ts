@@ -318,10 +318,15 @@ export class BTreeEngine extends Engine {
 
   // ---- reads -------------------------------------------------------------------------------
 
-  protected async _get(key: Buffer): Promise<Buffer | undefined> {
+  /**
+   * Not `async` on purpose: the cached path builds one resolved promise and no
+   * async-function frame (the base class turns a synchronous throw into a
+   * rejection).
+   */
+  protected _get(key: Buffer): Promise<Buffer | undefined> {
     const meta = this.requireCommitted();
     let page = meta.root;
-    if (page === 0) return undefined;
+    if (page === 0) return Promise.resolve(undefined);
     // Fast path: walk cached pages without awaiting anything.
     let level = 1;
     for (; ; level++) {
@@ -332,7 +337,8 @@ export class BTreeEngine extends Engine {
         page = childAt(view, upperBound(view, key));
         continue;
       }
-      return this.leafValue(meta, view, key);
+      const value = this.leafValue(meta, view, key);
+      return value instanceof Promise ? value : Promise.resolve(value);
     }
     // A page is not cached: continue from it with the version pinned, since reading it awaits.
     const missing = page;
