@@ -71,6 +71,27 @@ export interface Model<State, Input, Output> {
   equal(a: State, b: State): boolean;
   /** 32-bit hash of a state, consistent with `equal`. */
   hash(state: State): number;
+  /**
+   * Optional, and a promise about the model: when present, the search places
+   * an unknown-outcome operation u only immediately before an operation that
+   * u enables (one that could not be applied in the state before u), or
+   * before another unknown operation that is not a blind write. Without it,
+   * every pending timed-out operation is a branch at every dead end, and
+   * histories with many timeouts take exponential time.
+   *
+   * The promise: for a state s, an unknown operation u taking s to x != s,
+   * and a known operation k applicable in both s and x, either k is a blind
+   * write (u can be dropped: k overwrites it), or applying k then u from s
+   * also ends in x. And a blind write right after an unknown operation makes
+   * that one unobservable. Then every linearization can be rewritten, moving
+   * unknown operations later or dropping them, into one the search explores.
+   * True for registers with get / put / delete / compare-and-set (see the KV
+   * model); not for e.g. an append-only list.
+   */
+  lazyUnknownPlacement?: {
+    /** True when the successors of `input` do not depend on the state (put, delete). */
+    isBlindWrite(input: Input): boolean;
+  };
   /** One-line description of an operation, e.g. `put("k", "v") -> ok`. */
   describeOperation(input: Input, output: Output | undefined): string;
   /** One-line description of a state. */
@@ -183,8 +204,11 @@ export type PartitionOutcome =
  *    operations still unplaced are taken never to have happened.
  * Candidates with known outcomes are tried before unknown ones (two passes
  * over the same candidate window): a pending timed-out write is applied only
- * when nothing else fits, which keeps histories with many timeouts cheap. The
- * order of trying candidates does not affect the verdict.
+ * when nothing else fits. The order of trying candidates does not affect the
+ * verdict.
+ * 7. With `Model.lazyUnknownPlacement`, an unknown operation placed at a dead
+ *    end must be followed at once by an operation it enables (see there);
+ *    otherwise it could have been placed later or never.
  */
 export function searchPartition<State, Input, Output>(
   model: Model<State, Input, Output>,
@@ -201,6 +225,11 @@ export function searchPartition<State, Input, Output>(
   const { next, prev, nodeOperation, nodeIsCall, callNode, returnNode } = list;
   const known = new Uint8Array(operationCount);
   for (let op = 0; op < operationCount; op++) known[op] = operations[op]!.return === undefined ? 0 : 1;
+  const lazy = model.lazyUnknownPlacement;
+  const blindWrite = new Uint8Array(operationCount);
+  if (lazy !== undefined) {
+    for (let op = 0; op < operationCount; op++) blindWrite[op] = lazy.isBlindWrite(operations[op]!.input) ? 1 : 0;
+  }
   const zobrist = new Int32Array(operationCount);
   for (let op = 0; op < operationCount; op++) zobrist[op] = mix32(op + 0x51ed27);
 
@@ -294,8 +323,22 @@ export function searchPartition<State, Input, Output>(
       alternative = 0;
       continue;
     }
-    if (++steps > stepBudget) return { kind: 'budget-exhausted', steps: stepBudget };
     const operation = operations[op]!;
+    // 7. Lazy placement (Model.lazyUnknownPlacement): right after an unknown
+    // operation, only operations it enabled, or non-blind unknown ones.
+    const afterUnknown = lazy !== undefined && depth > 0 && !known[stackOperation[depth - 1]!];
+    if (afterUnknown) {
+      const skip =
+        pass === 1
+          ? blindWrite[op] === 1
+          : model.step(stackState[depth - 1]!, operation.input, operation.output).length > 0;
+      if (skip) {
+        node = next[node]!;
+        alternative = 0;
+        continue;
+      }
+    }
+    if (++steps > stepBudget) return { kind: 'budget-exhausted', steps: stepBudget };
     const successors = model.step(state, operation.input, operation.output);
     let moved = false;
     for (let a = alternative; a < successors.length; a++) {
@@ -304,7 +347,11 @@ export function searchPartition<State, Input, Output>(
       // 5. Memoization: mark op placed, look up (placed, successor).
       placed[op >>> 5]! |= 1 << (op & 31);
       const successorPlacedHash = placedHash ^ zobrist[op]!;
-      if (cache.addIfAbsent(successorPlacedHash, placed, successor)) {
+      // Under lazy placement, what may follow a just-placed unknown operation
+      // depends on more than (placed, state), so those configurations are
+      // neither looked up nor remembered; their children are.
+      const placedUnknownLazily = lazy !== undefined && !known[op];
+      if (placedUnknownLazily || cache.addIfAbsent(successorPlacedHash, placed, successor)) {
         // 3. Place it.
         stackOperation[depth] = op;
         stackAlternative[depth] = a;
