@@ -109,7 +109,16 @@ export interface CheckOptions {
    * Default `DEFAULT_STEP_BUDGET`. Must be a positive safe integer.
    */
   stepBudget?: number;
+  /**
+   * Estimated bytes the memo cache of one partition may hold. Past it the
+   * search stops remembering new configurations: still correct, possibly
+   * slower (the step budget still bounds it). Default `DEFAULT_CACHE_BYTES_MAX`.
+   */
+  cacheBytesMax?: number;
 }
+
+/** Default bound on the memo cache of one partition: 128 MiB (estimated). */
+export const DEFAULT_CACHE_BYTES_MAX = 128 * 1024 * 1024;
 
 /** Verdict over a whole history. */
 export type HistoryCheckResult<Input, Output> =
@@ -138,7 +147,9 @@ export function checkLinearizability<State, Input, Output>(
   options: CheckOptions = {},
 ): HistoryCheckResult<Input, Output> {
   const stepBudget = options.stepBudget ?? DEFAULT_STEP_BUDGET;
+  const cacheBytesMax = options.cacheBytesMax ?? DEFAULT_CACHE_BYTES_MAX;
   assert(Number.isSafeInteger(stepBudget) && stepBudget > 0, 'stepBudget must be a positive safe integer', stepBudget);
+  assert(cacheBytesMax >= 0, 'cacheBytesMax must not be negative', cacheBytesMax);
   for (const operation of history) validateOperation(operation);
 
   const partitions = model
@@ -148,7 +159,7 @@ export function checkLinearizability<State, Input, Output>(
   let steps = 0;
   for (let index = 0; index < partitions.length; index++) {
     const partition = partitions[index]!;
-    const outcome = searchPartition(model, partition.operations, stepBudget - steps);
+    const outcome = searchPartition(model, partition.operations, stepBudget - steps, cacheBytesMax);
     steps += outcome.steps;
     if (outcome.kind === 'budget-exhausted') {
       return {
@@ -214,6 +225,7 @@ export function searchPartition<State, Input, Output>(
   model: Model<State, Input, Output>,
   operations: readonly HistoryOperation<Input, Output>[],
   stepBudget: number,
+  cacheBytesMax: number = DEFAULT_CACHE_BYTES_MAX,
 ): PartitionOutcome {
   const operationCount = operations.length;
   let knownRemaining = 0;
@@ -255,7 +267,7 @@ export function searchPartition<State, Input, Output>(
     if (next[call] !== END) prev[next[call]!] = call;
   };
 
-  const cache = new StateCache<State>(model, Math.ceil(operationCount / 32));
+  const cache = new StateCache<State>(model, Math.ceil(operationCount / 32), cacheBytesMax);
   const placed = new Uint32Array(Math.ceil(operationCount / 32));
   let placedHash = 0;
   let state = model.init();
@@ -348,10 +360,9 @@ export function searchPartition<State, Input, Output>(
       placed[op >>> 5]! |= 1 << (op & 31);
       const successorPlacedHash = placedHash ^ zobrist[op]!;
       // Under lazy placement, what may follow a just-placed unknown operation
-      // depends on more than (placed, state), so those configurations are
-      // neither looked up nor remembered; their children are.
-      const placedUnknownLazily = lazy !== undefined && !known[op];
-      if (placedUnknownLazily || cache.addIfAbsent(successorPlacedHash, placed, successor)) {
+      // depends on the state before it too, so that state joins the key.
+      const context = lazy !== undefined && !known[op] ? { before: state } : undefined;
+      if (cache.addIfAbsent(successorPlacedHash, placed, successor, context)) {
         // 3. Place it.
         stackOperation[depth] = op;
         stackAlternative[depth] = a;
@@ -467,25 +478,47 @@ function describeOne<State, Input, Output>(model: Model<State, Input, Output>, o
 /**
  * Hash set of (placed-operations bitset, model state) pairs. Buckets are keyed
  * by a 32-bit hash and chained; equality is exact (bitset words and
- * `model.equal`), so hash collisions cost time, never correctness. Its size is
- * bounded by the step budget: at most one entry is added per step.
+ * `model.equal`), so hash collisions cost time, never correctness. At most
+ * one entry is added per step, and none past `bytesMax` (estimated).
  */
 class StateCache<State> {
   private readonly buckets = new Map<number, CacheEntry<State>>();
+  private readonly entriesMax: number;
+  private entries = 0;
 
   constructor(
     private readonly model: Pick<Model<State, unknown, unknown>, 'equal' | 'hash'>,
     private readonly words: number,
-  ) {}
+    bytesMax: number,
+  ) {
+    // Rough per-entry cost: the entry object, a Map slot, the bitset copy.
+    this.entriesMax = Math.floor(bytesMax / (120 + 4 * words));
+  }
 
-  /** Adds the pair and returns true, or returns false if it was present. */
-  addIfAbsent(placedHash: number, placed: Uint32Array, state: State): boolean {
-    const key = (placedHash ^ Math.imul(this.model.hash(state) | 0, 0x9e3779b1)) | 0;
+  /**
+   * Adds the configuration and returns true, or returns false if it was
+   * present. `context` (the state before a lazily placed unknown operation)
+   * is part of the configuration when given.
+   */
+  addIfAbsent(placedHash: number, placed: Uint32Array, state: State, context: { before: State } | undefined): boolean {
+    let key = (placedHash ^ Math.imul(this.model.hash(state) | 0, 0x9e3779b1)) | 0;
+    if (context !== undefined) key = (key ^ Math.imul(this.model.hash(context.before) | 0x1, 0x85ebca77) ^ 0x27d4eb2f) | 0;
     const head = this.buckets.get(key);
     for (let entry = head; entry !== undefined; entry = entry.next) {
-      if (sameWords(entry.placed, placed, this.words) && this.model.equal(entry.state, state)) return false;
+      if (
+        sameWords(entry.placed, placed, this.words) &&
+        this.model.equal(entry.state, state) &&
+        (entry.context === undefined
+          ? context === undefined
+          : context !== undefined && this.model.equal(entry.context.before, context.before))
+      ) {
+        return false;
+      }
     }
-    this.buckets.set(key, { placed: placed.slice(), state, next: head });
+    if (this.entries < this.entriesMax) {
+      this.buckets.set(key, { placed: placed.slice(), state, context, next: head });
+      this.entries++;
+    }
     return true;
   }
 }
@@ -493,6 +526,7 @@ class StateCache<State> {
 interface CacheEntry<State> {
   readonly placed: Uint32Array;
   readonly state: State;
+  readonly context: { before: State } | undefined;
   readonly next: CacheEntry<State> | undefined;
 }
 
