@@ -117,7 +117,10 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
   // would have to return both s and x, impossible; k successful cas would need
   // expected == s and == x, impossible; k failed cas leaves the state alone, so
   // k then u ends in x too. A put/delete right after u hides u entirely.
-  lazyUnknownPlacement: { isBlindWrite: (input) => input.kind === 'put' || input.kind === 'delete' },
+  lazyUnknownPlacement: {
+    isBlindWrite: (input) => input.kind === 'put' || input.kind === 'delete',
+    enablement: kvEnablement,
+  },
   equal: (a, b) => a === b,
   hash: (state) => (state === null ? 0x6b43a9b5 : hashString(state)),
   describeOperation: describeKvOperation,
@@ -176,12 +179,33 @@ export function formatOperations(operations: readonly Operation[]): string {
     .join('\n');
 }
 
-/** Applies the dropping rules documented on `kvModel` to one key's operations. */
-function dropUnobservableUnknowns(
-  operations: readonly HistoryOperation<KvInput, KvOutput>[],
-): HistoryOperation<KvInput, KvOutput>[] {
-  // Values are compared as strings, with a marker for absent (null).
-  const ABSENT = '\u0000absent';
+// Values are compared as strings, with a marker for absent (null).
+const ABSENT = '\u0000absent';
+
+/** The value an operation writes if it takes effect (ABSENT for delete); undefined for get. */
+function writtenValue(input: KvInput): string | undefined {
+  switch (input.kind) {
+    case 'get':
+      return undefined;
+    case 'delete':
+      return ABSENT;
+    case 'put':
+    case 'cas':
+      return input.value;
+    default:
+      return unreachable(input);
+  }
+}
+
+/** Facts about one key's operations used to drop and order timed-out ones. */
+interface KeyAnalysis {
+  /** Values some completed get returned or some cas expected. */
+  readonly observed: ReadonlySet<string>;
+  /** Whether a completed failed cas is "needy" (see `kvModel`). */
+  isNeedyFailedCas(operation: HistoryOperation<KvInput, KvOutput>): boolean;
+}
+
+function analyzeKey(operations: readonly HistoryOperation<KvInput, KvOutput>[]): KeyAnalysis {
   const observed = new Set<string>();
   const writersByValue = new Map<string, HistoryOperation<KvInput, KvOutput>[]>();
   const knownWrites: { call: number; return: number }[] = [];
@@ -192,12 +216,11 @@ function dropUnobservableUnknowns(
       continue;
     }
     if (input.kind === 'cas') observed.add(input.expected ?? ABSENT);
-    const failedCas = output?.kind === 'cas' && !output.ok;
-    if (failedCas) continue;
-    const written = input.kind === 'delete' ? ABSENT : input.value;
+    if (output?.kind === 'cas' && !output.ok) continue;
+    const written = writtenValue(input)!;
     let writers = writersByValue.get(written);
-    if (writersByValue.get(written) === undefined) writersByValue.set(written, (writers = []));
-    writers!.push(operation);
+    if (writers === undefined) writersByValue.set(written, (writers = []));
+    writers.push(operation);
     if (operation.return !== undefined) knownWrites.push({ call: operation.call, return: operation.return });
   }
 
@@ -224,20 +247,60 @@ function dropUnobservableUnknowns(
     }
     return false;
   };
-  // A failed cas whose expected value may still be current needs some write
-  // to make it fail, possibly a timed-out one: writes it may follow are kept.
+  return {
+    observed,
+    isNeedyFailedCas: ({ input, output, call }) =>
+      input.kind === 'cas' && output?.kind === 'cas' && !output.ok && mayHold(input.expected ?? ABSENT, call),
+  };
+}
+
+/** Applies the dropping rules documented on `kvModel` to one key's operations. */
+function dropUnobservableUnknowns(
+  operations: readonly HistoryOperation<KvInput, KvOutput>[],
+): HistoryOperation<KvInput, KvOutput>[] {
+  const analysis = analyzeKey(operations);
+  // A needy failed cas needs some write to make it fail, possibly a timed-out
+  // one: timed-out writes it may follow are kept.
   let lastNeedyFailedCasReturn = Number.NEGATIVE_INFINITY;
-  for (const { input, output, call, return: returned } of operations) {
-    if (input.kind === 'cas' && output?.kind === 'cas' && !output.ok && mayHold(input.expected ?? ABSENT, call)) {
-      lastNeedyFailedCasReturn = Math.max(lastNeedyFailedCasReturn, returned!);
-    }
+  for (const operation of operations) {
+    if (analysis.isNeedyFailedCas(operation)) lastNeedyFailedCasReturn = Math.max(lastNeedyFailedCasReturn, operation.return!);
   }
   return operations.filter(({ input, output, call }) => {
     if (output !== undefined) return true;
-    if (input.kind === 'get') return false;
-    const written = input.kind === 'delete' ? ABSENT : input.value;
-    return observed.has(written) || lastNeedyFailedCasReturn >= call;
+    const written = writtenValue(input);
+    if (written === undefined) return false;
+    return analysis.observed.has(written) || lastNeedyFailedCasReturn >= call;
   });
+}
+
+/**
+ * mayEnable(u, k) for one key: placing unknown u (writing v) right before k
+ * can make k applicable only if k is a completed get returning v, a cas
+ * expecting v (completed successfully, or unknown), or a needy completed
+ * failed cas expecting something else. Puts and deletes always apply.
+ */
+function kvEnablement(operations: readonly HistoryOperation<KvInput, KvOutput>[]): (unknown: number, other: number) => boolean {
+  const analysis = analyzeKey(operations);
+  const needy = operations.map((operation) => analysis.isNeedyFailedCas(operation));
+  return (unknown, other) => {
+    const written = writtenValue(operations[unknown]!.input);
+    if (written === undefined) return false;
+    const { input, output } = operations[other]!;
+    switch (input.kind) {
+      case 'get':
+        return output?.kind === 'get' && (output.value ?? ABSENT) === written;
+      case 'put':
+      case 'delete':
+        return false;
+      case 'cas': {
+        const expected = input.expected ?? ABSENT;
+        if (output?.kind === 'cas' && !output.ok) return needy[other]! && expected !== written;
+        return expected === written;
+      }
+      default:
+        return unreachable(input);
+    }
+  };
 }
 
 function describeKvOperation(input: KvInput, output: KvOutput | undefined): string {

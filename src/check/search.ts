@@ -91,6 +91,15 @@ export interface Model<State, Input, Output> {
   lazyUnknownPlacement?: {
     /** True when the successors of `input` do not depend on the state (put, delete). */
     isBlindWrite(input: Input): boolean;
+    /**
+     * Optional: prepares, for one partition's operations, a test
+     * `mayEnable(u, k)` (indices into `operations`, u unknown): could placing
+     * u immediately before k make k applicable where it was not? It must
+     * answer true whenever that is possible. With it, an unknown operation
+     * whose possible enablees are all placed is retired (never tried again),
+     * and only its possible enablees are tried right after it.
+     */
+    enablement?(operations: readonly HistoryOperation<Input, Output>[]): (unknown: number, other: number) => boolean;
   };
   /** One-line description of an operation, e.g. `put("k", "v") -> ok`. */
   describeOperation(input: Input, output: Output | undefined): string;
@@ -219,7 +228,9 @@ export type PartitionOutcome =
  * verdict.
  * 7. With `Model.lazyUnknownPlacement`, an unknown operation placed at a dead
  *    end must be followed at once by an operation it enables (see there);
- *    otherwise it could have been placed later or never.
+ *    otherwise it could have been placed later or never. So right after one,
+ *    pass 0 takes only known operations it enabled, and pass 2 (instead of
+ *    pass 1) only its possible followers among the unknown ones.
  */
 export function searchPartition<State, Input, Output>(
   model: Model<State, Input, Output>,
@@ -291,66 +302,138 @@ export function searchPartition<State, Input, Output>(
   };
   recordBest();
 
-  // Cursor: current node, the pass (0 = known candidates, 1 = unknown ones),
-  // and the first successor index to try at this node.
+  // Lazy placement tables (7): the unknown operations that may directly
+  // follow each unknown operation, in call order, and for retirement, how
+  // many operations each unknown one could still enable.
+  const followers: Int32Array[] = [];
+  const enablersOf: number[][] = [];
+  const unplacedEnablees = new Int32Array(operationCount);
+  const retirement = lazy?.enablement !== undefined;
+  if (lazy !== undefined) {
+    const mayEnable = lazy.enablement?.(operations) ?? ((): boolean => true);
+    const unknownByCall: number[] = [];
+    for (let op = 0; op < operationCount; op++) {
+      enablersOf.push([]);
+      if (!known[op]) unknownByCall.push(op);
+    }
+    unknownByCall.sort((a, b) => callNode[a]! - callNode[b]!);
+    for (let u = 0; u < operationCount; u++) {
+      const list: number[] = [];
+      if (!known[u]) {
+        for (const k of unknownByCall) if (k !== u && !blindWrite[k] && mayEnable(u, k)) list.push(k);
+        if (retirement) {
+          for (let k = 0; k < operationCount; k++) {
+            if (k !== u && mayEnable(u, k)) {
+              enablersOf[k]!.push(u);
+              unplacedEnablees[u]!++;
+            }
+          }
+        }
+      }
+      followers.push(Int32Array.from(list));
+    }
+  }
+  // The node of the first return in the current list (or past the end).
+  const windowEndNode = (): number => {
+    let node = next[HEAD]!;
+    while (node !== END && nodeIsCall[node]) node = next[node]!;
+    return node === END ? nodeOperation.length : node;
+  };
+
+  // The stack also records how each operation was chosen, to resume there.
+  const stackPass = new Uint8Array(operationCount);
+  const stackCursor = new Int32Array(operationCount);
+
+  // Cursor: the pass (0 = known candidates in the window, 1 = unknown ones,
+  // 2 = followers of the unknown operation on top), the node (passes 0, 1)
+  // or index into the followers (pass 2), and the first successor to try.
   let node = next[HEAD]!;
   let pass = 0;
+  let cursor = 0;
+  let windowEnd = 0;
   let alternative = 0;
   let steps = 0;
 
   for (;;) {
-    if (node === END || !nodeIsCall[node]) {
+    const afterUnknown = lazy !== undefined && depth > 0 && !known[stackOperation[depth - 1]!];
+    let op: number;
+    let backtrack = false;
+    if (pass === 2) {
+      const candidates = followers[stackOperation[depth - 1]!]!;
+      if (cursor >= candidates.length) {
+        backtrack = true;
+        op = -1;
+      } else {
+        op = candidates[cursor]!;
+        if ((placed[op >>> 5]! & (1 << (op & 31))) !== 0 || callNode[op]! > windowEnd) {
+          cursor++;
+          alternative = 0;
+          continue;
+        }
+      }
+    } else if (node === END || !nodeIsCall[node]) {
       // End of the candidate window (2).
       if (pass === 0) {
-        pass = 1;
-        node = next[HEAD]!;
+        if (afterUnknown) {
+          pass = 2;
+          cursor = 0;
+          windowEnd = node === END ? nodeOperation.length : node;
+        } else {
+          pass = 1;
+          node = next[HEAD]!;
+        }
         alternative = 0;
         continue;
       }
-      // 4. Backtrack.
-      if (depth === 0) {
-        return { kind: 'not-linearizable', steps, explanation: explain(model, operations, bestPrefix, bestState, list) };
-      }
-      if (++steps > stepBudget) return { kind: 'budget-exhausted', steps: stepBudget };
-      depth--;
-      const op = stackOperation[depth]!;
-      state = stackState[depth]!;
-      stackState.length = depth;
-      placed[op >>> 5]! &= ~(1 << (op & 31));
-      placedHash ^= zobrist[op]!;
-      unlift(op);
-      if (known[op]) {
-        knownRemaining++;
-        knownPlaced--;
-      }
-      node = callNode[op]!;
-      pass = known[op] ? 0 : 1;
-      alternative = stackAlternative[depth]! + 1;
-      continue;
-    }
-
-    const op = nodeOperation[node]!;
-    if ((known[op] === 1) !== (pass === 0)) {
-      node = next[node]!;
-      alternative = 0;
-      continue;
-    }
-    const operation = operations[op]!;
-    // 7. Lazy placement (Model.lazyUnknownPlacement): right after an unknown
-    // operation, only operations it enabled, or non-blind unknown ones.
-    const afterUnknown = lazy !== undefined && depth > 0 && !known[stackOperation[depth - 1]!];
-    if (afterUnknown) {
+      backtrack = true;
+      op = -1;
+    } else {
+      op = nodeOperation[node]!;
+      // Pass 0 takes known operations, pass 1 unknown ones. 7: right after an
+      // unknown operation, only known ones it enabled (pass 0) or its
+      // followers (pass 2); otherwise only unknown ones not yet retired.
       const skip =
-        pass === 1
-          ? blindWrite[op] === 1
-          : model.step(stackState[depth - 1]!, operation.input, operation.output).length > 0;
+        (known[op] === 1) !== (pass === 0) ||
+        (pass === 0 && afterUnknown && model.step(stackState[depth - 1]!, operations[op]!.input, operations[op]!.output).length > 0) ||
+        (pass === 1 && retirement && unplacedEnablees[op] === 0);
       if (skip) {
         node = next[node]!;
         alternative = 0;
         continue;
       }
     }
+
+    if (backtrack) {
+      // 4. Backtrack.
+      if (depth === 0) {
+        return { kind: 'not-linearizable', steps, explanation: explain(model, operations, bestPrefix, bestState, list) };
+      }
+      if (++steps > stepBudget) return { kind: 'budget-exhausted', steps: stepBudget };
+      depth--;
+      const popped = stackOperation[depth]!;
+      state = stackState[depth]!;
+      stackState.length = depth;
+      placed[popped >>> 5]! &= ~(1 << (popped & 31));
+      placedHash ^= zobrist[popped]!;
+      unlift(popped);
+      for (const enabler of enablersOf[popped] ?? []) unplacedEnablees[enabler]!++;
+      if (known[popped]) {
+        knownRemaining++;
+        knownPlaced--;
+      }
+      pass = stackPass[depth]!;
+      alternative = stackAlternative[depth]! + 1;
+      if (pass === 2) {
+        cursor = stackCursor[depth]!;
+        windowEnd = windowEndNode();
+      } else {
+        node = callNode[popped]!;
+      }
+      continue;
+    }
+
     if (++steps > stepBudget) return { kind: 'budget-exhausted', steps: stepBudget };
+    const operation = operations[op]!;
     const successors = model.step(state, operation.input, operation.output);
     let moved = false;
     for (let a = alternative; a < successors.length; a++) {
@@ -360,17 +443,21 @@ export function searchPartition<State, Input, Output>(
       placed[op >>> 5]! |= 1 << (op & 31);
       const successorPlacedHash = placedHash ^ zobrist[op]!;
       // Under lazy placement, what may follow a just-placed unknown operation
-      // depends on the state before it too, so that state joins the key.
-      const context = lazy !== undefined && !known[op] ? { before: state } : undefined;
-      if (cache.addIfAbsent(successorPlacedHash, placed, successor, context)) {
+      // depends on which one it was and on the state before it, so both
+      // join the key.
+      const lazyContext = lazy !== undefined && !known[op];
+      if (cache.addIfAbsent(successorPlacedHash, placed, successor, lazyContext ? op : -1, lazyContext ? state : undefined)) {
         // 3. Place it.
         stackOperation[depth] = op;
         stackAlternative[depth] = a;
+        stackPass[depth] = pass;
+        stackCursor[depth] = cursor;
         stackState.push(state);
         depth++;
         state = successor;
         placedHash = successorPlacedHash;
         lift(op);
+        for (const enabler of enablersOf[op] ?? []) unplacedEnablees[enabler]!--;
         if (known[op]) {
           knownPlaced++;
           recordBest();
@@ -386,7 +473,8 @@ export function searchPartition<State, Input, Output>(
       placed[op >>> 5]! &= ~(1 << (op & 31));
     }
     if (!moved) {
-      node = next[node]!;
+      if (pass === 2) cursor++;
+      else node = next[node]!;
       alternative = 0;
     }
   }
@@ -476,63 +564,87 @@ function describeOne<State, Input, Output>(model: Model<State, Input, Output>, o
 }
 
 /**
- * Hash set of (placed-operations bitset, model state) pairs. Buckets are keyed
- * by a 32-bit hash and chained; equality is exact (bitset words and
- * `model.equal`), so hash collisions cost time, never correctness. At most
- * one entry is added per step, and none past `bytesMax` (estimated).
+ * Hash set of (placed-operations bitset, model state[, lazy context])
+ * configurations. Buckets are keyed by a 32-bit hash and chained; equality is
+ * exact (bitset words and `model.equal`), so hash collisions cost time, never
+ * correctness. Entries live in flat arrays (bitsets in one growing arena)
+ * because allocating a small typed array per entry dominated the run time.
+ * At most one entry is added per step, and none past `bytesMax` (estimated).
  */
 class StateCache<State> {
-  private readonly buckets = new Map<number, CacheEntry<State>>();
+  /** Hash key -> index of the newest entry with that key. */
+  private readonly buckets = new Map<number, number>();
   private readonly entriesMax: number;
   private entries = 0;
+  private capacity = 0;
+  private bits = new Uint32Array(0);
+  private chainNext = new Int32Array(0);
+  private contextOperation = new Int32Array(0);
+  private readonly states: State[] = [];
+  private readonly contextBefore: (State | undefined)[] = [];
 
   constructor(
     private readonly model: Pick<Model<State, unknown, unknown>, 'equal' | 'hash'>,
     private readonly words: number,
     bytesMax: number,
   ) {
-    // Rough per-entry cost: the entry object, a Map slot, the bitset copy.
-    this.entriesMax = Math.floor(bytesMax / (120 + 4 * words));
+    // Rough per-entry cost: the bitset, the flat arrays, a Map slot.
+    this.entriesMax = Math.floor(bytesMax / (64 + 4 * words));
   }
 
   /**
    * Adds the configuration and returns true, or returns false if it was
-   * present. `context` (the state before a lazily placed unknown operation)
-   * is part of the configuration when given.
+   * present. `contextOperation` >= 0 (after a lazily placed unknown
+   * operation: which one; `contextBefore` is the state before it) is part of
+   * the configuration; -1 means no context.
    */
-  addIfAbsent(placedHash: number, placed: Uint32Array, state: State, context: { before: State } | undefined): boolean {
-    let key = (placedHash ^ Math.imul(this.model.hash(state) | 0, 0x9e3779b1)) | 0;
-    if (context !== undefined) key = (key ^ Math.imul(this.model.hash(context.before) | 0x1, 0x85ebca77) ^ 0x27d4eb2f) | 0;
+  addIfAbsent(placedHash: number, placed: Uint32Array, state: State, contextOperation: number, contextBefore: State | undefined): boolean {
+    const { model, words } = this;
+    let key = (placedHash ^ Math.imul(model.hash(state) | 0, 0x9e3779b1)) | 0;
+    if (contextOperation >= 0) {
+      key = (key ^ Math.imul(model.hash(contextBefore as State) | 0x1, 0x85ebca77) ^ mix32(contextOperation + 0x27d4eb2f)) | 0;
+    }
     const head = this.buckets.get(key);
-    for (let entry = head; entry !== undefined; entry = entry.next) {
-      if (
-        sameWords(entry.placed, placed, this.words) &&
-        this.model.equal(entry.state, state) &&
-        (entry.context === undefined
-          ? context === undefined
-          : context !== undefined && this.model.equal(entry.context.before, context.before))
-      ) {
-        return false;
+    for (let entry = head ?? -1; entry >= 0; entry = this.chainNext[entry]!) {
+      if (this.contextOperation[entry] !== contextOperation) continue;
+      let same = true;
+      const base = entry * words;
+      for (let i = 0; i < words; i++) {
+        if (this.bits[base + i] !== placed[i]) {
+          same = false;
+          break;
+        }
       }
+      if (!same || !model.equal(this.states[entry]!, state)) continue;
+      if (contextOperation >= 0 && !model.equal(this.contextBefore[entry] as State, contextBefore as State)) continue;
+      return false;
     }
     if (this.entries < this.entriesMax) {
-      this.buckets.set(key, { placed: placed.slice(), state, context, next: head });
-      this.entries++;
+      if (this.entries === this.capacity) this.grow();
+      const entry = this.entries++;
+      this.bits.set(placed, entry * words);
+      this.chainNext[entry] = head ?? -1;
+      this.contextOperation[entry] = contextOperation;
+      this.states.push(state);
+      this.contextBefore.push(contextBefore);
+      this.buckets.set(key, entry);
     }
     return true;
   }
-}
 
-interface CacheEntry<State> {
-  readonly placed: Uint32Array;
-  readonly state: State;
-  readonly context: { before: State } | undefined;
-  readonly next: CacheEntry<State> | undefined;
-}
-
-function sameWords(a: Uint32Array, b: Uint32Array, words: number): boolean {
-  for (let i = 0; i < words; i++) if (a[i] !== b[i]) return false;
-  return true;
+  private grow(): void {
+    const capacity = Math.min(this.entriesMax, Math.max(1024, this.capacity * 2));
+    const bits = new Uint32Array(capacity * this.words);
+    bits.set(this.bits);
+    this.bits = bits;
+    const chainNext = new Int32Array(capacity);
+    chainNext.set(this.chainNext);
+    this.chainNext = chainNext;
+    const contextOperation = new Int32Array(capacity);
+    contextOperation.set(this.contextOperation);
+    this.contextOperation = contextOperation;
+    this.capacity = capacity;
+  }
 }
 
 /** murmur3's 32-bit finalizer: a fixed pseudo-random word per integer. */
