@@ -416,7 +416,7 @@ describe('property: agrees with brute force on small histories', () => {
         verdicts[result.verdict as 'linearizable' | 'not-linearizable']++;
         assert.equal(result.verdict === 'linearizable', expected, `brute force says ${expected}\n${formatOperations(history)}`);
       }),
-      { numRuns: Number(process.env.CHECK_PROPERTY_RUNS ?? 3000), seed: 20260524 },
+      { numRuns: Number(process.env.CHECK_PROPERTY_RUNS ?? 3000), seed: Number(process.env.CHECK_PROPERTY_SEED ?? 20260524) },
     );
     // Both verdicts must be well represented or the property proves little.
     assert.ok(verdicts.linearizable > 300 && verdicts['not-linearizable'] > 300, JSON.stringify(verdicts));
@@ -441,7 +441,7 @@ describe('property: agrees with brute force on small histories', () => {
         const result = checkKvLinearizability(history);
         assert.equal(result.verdict === 'linearizable', bruteForceLinearizable(history), formatOperations(history));
       }),
-      { numRuns: Number(process.env.CHECK_PROPERTY_RUNS ?? 3000), seed: 7 },
+      { numRuns: Number(process.env.CHECK_PROPERTY_RUNS ?? 3000), seed: Number(process.env.CHECK_PROPERTY_SEED ?? 7) },
     );
   });
 });

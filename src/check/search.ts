@@ -230,7 +230,9 @@ export type PartitionOutcome =
  *    end must be followed at once by an operation it enables (see there);
  *    otherwise it could have been placed later or never. So right after one,
  *    pass 0 takes only known operations it enabled, and pass 2 (instead of
- *    pass 1) only its possible followers among the unknown ones.
+ *    pass 1) only its possible followers among the unknown ones. With
+ *    `enablement`, an unknown operation whose possible enablees are all
+ *    placed is retired: pass 1 no longer tries it.
  */
 export function searchPartition<State, Input, Output>(
   model: Model<State, Input, Output>,
@@ -309,6 +311,27 @@ export function searchPartition<State, Input, Output>(
   const enablersOf: number[][] = [];
   const unplacedEnablees = new Int32Array(operationCount);
   const retirement = lazy?.enablement !== undefined;
+  // With `enablement`: one bitset row per unknown operation u, bit k set when
+  // u may enable k (`enableeRow[u]` is the row's first word, -1 if none).
+  const words = Math.ceil(operationCount / 32);
+  const enableeRow = new Int32Array(operationCount).fill(-1);
+  let enableeBits = new Uint32Array(0);
+  if (retirement) {
+    let rows = 0;
+    for (let op = 0; op < operationCount; op++) if (!known[op]) enableeRow[op] = words * rows++;
+    enableeBits = new Uint32Array(words * rows);
+  }
+  const mayEnableBit = (u: number, k: number): boolean => (enableeBits[enableeRow[u]! + (k >>> 5)]! & (1 << (k & 31))) !== 0;
+  // Whether unknown u may enable some unplaced candidate in the current
+  // window: if not, placing u now leads nowhere (7), so it is not tried.
+  const mayEnableInWindow = (u: number): boolean => {
+    if (!retirement) return true;
+    for (let node = next[HEAD]!; node !== END && nodeIsCall[node]; node = next[node]!) {
+      const k = nodeOperation[node]!;
+      if (k !== u && mayEnableBit(u, k)) return true;
+    }
+    return false;
+  };
   if (lazy !== undefined) {
     const mayEnable = lazy.enablement?.(operations) ?? ((): boolean => true);
     const unknownByCall: number[] = [];
@@ -326,6 +349,7 @@ export function searchPartition<State, Input, Output>(
             if (k !== u && mayEnable(u, k)) {
               enablersOf[k]!.push(u);
               unplacedEnablees[u]!++;
+              enableeBits[enableeRow[u]! + (k >>> 5)]! |= 1 << (k & 31);
             }
           }
         }
@@ -394,8 +418,11 @@ export function searchPartition<State, Input, Output>(
       // followers (pass 2); otherwise only unknown ones not yet retired.
       const skip =
         (known[op] === 1) !== (pass === 0) ||
-        (pass === 0 && afterUnknown && model.step(stackState[depth - 1]!, operations[op]!.input, operations[op]!.output).length > 0) ||
-        (pass === 1 && retirement && unplacedEnablees[op] === 0);
+        (pass === 0 &&
+          afterUnknown &&
+          ((retirement && !mayEnableBit(stackOperation[depth - 1]!, op)) ||
+            model.step(stackState[depth - 1]!, operations[op]!.input, operations[op]!.output).length > 0)) ||
+        (pass === 1 && alternative === 0 && retirement && (unplacedEnablees[op] === 0 || !mayEnableInWindow(op)));
       if (skip) {
         node = next[node]!;
         alternative = 0;
@@ -604,6 +631,9 @@ class StateCache<State> {
     if (contextOperation >= 0) {
       key = (key ^ Math.imul(model.hash(contextBefore as State) | 0x1, 0x85ebca77) ^ mix32(contextOperation + 0x27d4eb2f)) | 0;
     }
+    // Keep keys within 30 bits: V8 stores those as small integers, larger ones
+    // as heap numbers, which made every lookup allocate.
+    key &= 0x3fffffff;
     const head = this.buckets.get(key);
     for (let entry = head ?? -1; entry >= 0; entry = this.chainNext[entry]!) {
       if (this.contextOperation[entry] !== contextOperation) continue;
