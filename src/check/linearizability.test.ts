@@ -265,6 +265,35 @@ describe('histories recorded from a truly atomic store', () => {
     const result = checkKvLinearizability(history);
     assert.equal(result.verdict, 'linearizable', JSON.stringify(result));
     assert.equal(result.verdict === 'linearizable' && result.keys, 10);
+
+    // One stale read (a value overwritten before the read began) in the
+    // middle of it is found, on the right key, well within the budget.
+    const index = history.findIndex((read) => {
+      if (read.input.kind !== 'get' || read.output === undefined || read.call < 1000) return false;
+      return history.some(
+        (w1) =>
+          w1.input.kind === 'put' &&
+          w1.input.key === read.input.key &&
+          w1.return !== undefined &&
+          history.some(
+            (w2) => w2.input.key === read.input.key && w2.input.kind === 'put' && w2.return !== undefined && w2.call > w1.return! && w2.return < read.call,
+          ),
+      );
+    });
+    assert.ok(index >= 0);
+    const read = history[index]!;
+    const stale = history.find(
+      (w1) =>
+        w1.input.kind === 'put' &&
+        w1.input.key === read.input.key &&
+        w1.return !== undefined &&
+        history.some((w2) => w2.input.key === read.input.key && w2.input.kind === 'put' && w2.return !== undefined && w2.call > w1.return! && w2.return < read.call),
+    )!;
+    const mutated = history.slice();
+    mutated[index] = { ...read, output: { kind: 'get', value: (stale.input as { value: string }).value } };
+    const rejected = checkKvLinearizability(mutated);
+    assert.equal(rejected.verdict, 'not-linearizable', JSON.stringify(rejected));
+    assert.equal(rejected.verdict === 'not-linearizable' && rejected.key, read.input.key);
   });
 });
 
