@@ -475,6 +475,43 @@ describe('property: agrees with brute force on small histories', () => {
   });
 });
 
+/**
+ * The plain search (Porcupine's semantics: no dropping of timed-out
+ * operations, no lazy placement, no retirement) as a reference for the
+ * optimized one on histories too large for brute force.
+ */
+const plainKvModel: typeof kvModel = {
+  ...kvModel,
+  lazyUnknownPlacement: undefined,
+  partition(history) {
+    const byKey = new Map<string, Operation[]>();
+    for (const operation of history as Operation[]) byKey.set(operation.input.key, [...(byKey.get(operation.input.key) ?? []), operation]);
+    return [...byKey].map(([label, operations]) => ({ label, operations }));
+  },
+};
+
+describe('property: the timeout optimizations do not change verdicts', () => {
+  it('agrees with the plain search on medium histories dense in timeouts', () => {
+    // Fewer corrupted outputs than the small-history generator, so that both
+    // verdicts stay common at this length.
+    const mediumSpec = specArbitrary.map((spec) => ({ ...spec, key: 'a', call: spec.call * 3, corrupt: spec.corrupt && spec.appliedIfUnknown }));
+    const verdicts = { linearizable: 0, 'not-linearizable': 0 };
+    fc.assert(
+      fc.property(fc.array(mediumSpec, { minLength: 10, maxLength: 30 }), (specs) => {
+        const history = buildHistory(specs);
+        const optimized = checkLinearizability(kvModel, history, { stepBudget: 200_000 });
+        const plain = checkLinearizability(plainKvModel, history, { stepBudget: 200_000 });
+        if (optimized.verdict === 'unknown' || plain.verdict === 'unknown') return;
+        verdicts[optimized.verdict]++;
+        assert.equal(optimized.verdict, plain.verdict, formatOperations(history));
+      }),
+      { numRuns: Number(process.env.CHECK_PROPERTY_RUNS ?? 3000) / 5, seed: Number(process.env.CHECK_PROPERTY_SEED ?? 11) },
+    );
+    const runs = Number(process.env.CHECK_PROPERTY_RUNS ?? 3000) / 5;
+    assert.ok(verdicts.linearizable > runs / 10 && verdicts['not-linearizable'] > runs / 10, JSON.stringify(verdicts));
+  });
+});
+
 // ---- budget and determinism ----------------------------------------------------
 
 /**
