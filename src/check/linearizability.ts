@@ -121,6 +121,19 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
     isBlindWrite: (input) => input.kind === 'put' || input.kind === 'delete',
     enablement: kvEnablement,
   },
+  inputKey: (input) => {
+    switch (input.kind) {
+      case 'get':
+      case 'delete':
+        return input.kind;
+      case 'put':
+        return `put\u0000${input.value}`;
+      case 'cas':
+        return `cas\u0000${input.expected === null ? '\u0001' : `=${input.expected}`}\u0000${input.value}`;
+      default:
+        return unreachable(input);
+    }
+  },
   equal: (a, b) => a === b,
   hash: (state) => (state === null ? 0x6b43a9b5 : hashString(state)),
   describeOperation: describeKvOperation,

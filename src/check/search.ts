@@ -101,6 +101,13 @@ export interface Model<State, Input, Output> {
      */
     enablement?(operations: readonly HistoryOperation<Input, Output>[]): (unknown: number, other: number) => boolean;
   };
+  /**
+   * Optional: a string that is equal for two inputs exactly when they have
+   * the same effect in every state (e.g. two deletes of one key). Unknown
+   * operations with equal keys are interchangeable, so the search places
+   * them only in call order, which removes symmetric branches.
+   */
+  inputKey?(input: Input): string;
   /** One-line description of an operation, e.g. `put("k", "v") -> ok`. */
   describeOperation(input: Input, output: Output | undefined): string;
   /** One-line description of a state. */
@@ -233,6 +240,9 @@ export type PartitionOutcome =
  *    pass 1) only its possible followers among the unknown ones. With
  *    `enablement`, an unknown operation whose possible enablees are all
  *    placed is retired: pass 1 no longer tries it.
+ * 8. With `Model.inputKey`, unknown operations with equal inputs are placed
+ *    in call order only: swapping two of them in a linearization gives
+ *    another one (the earlier-called can stand wherever the later can).
  */
 export function searchPartition<State, Input, Output>(
   model: Model<State, Input, Output>,
@@ -322,14 +332,26 @@ export function searchPartition<State, Input, Output>(
     enableeBits = new Uint32Array(words * rows);
   }
   const mayEnableBit = (u: number, k: number): boolean => (enableeBits[enableeRow[u]! + (k >>> 5)]! & (1 << (k & 31))) !== 0;
-  // Whether unknown u may enable some unplaced candidate in the current
-  // window: if not, placing u now leads nowhere (7), so it is not tried.
-  const mayEnableInWindow = (u: number): boolean => {
-    if (!retirement) return true;
+  // The candidates in the current window that cannot take effect in the
+  // current state: the only ones an unknown operation placed now could help
+  // (7). Computed when pass 1 starts or resumes.
+  const blockedInWindow: number[] = [];
+  const findBlockedInWindow = (): void => {
+    blockedInWindow.length = 0;
+    if (!retirement) return;
     for (let node = next[HEAD]!; node !== END && nodeIsCall[node]; node = next[node]!) {
       const k = nodeOperation[node]!;
-      if (k !== u && mayEnableBit(u, k)) return true;
+      const { input, output } = operations[k]!;
+      const successors = model.step(state, input, output);
+      const blocked = known[k] ? successors.length === 0 : successors.every((successor) => model.equal(successor, state));
+      if (blocked) blockedInWindow.push(k);
     }
+  };
+  // Whether placing unknown u now could enable a blocked candidate; if not,
+  // it leads nowhere (7), so it is not tried.
+  const mayEnableInWindow = (u: number): boolean => {
+    if (!retirement) return true;
+    for (const k of blockedInWindow) if (k !== u && mayEnableBit(u, k)) return true;
     return false;
   };
   if (lazy !== undefined) {
@@ -357,6 +379,31 @@ export function searchPartition<State, Input, Output>(
       followers.push(Int32Array.from(list));
     }
   }
+  // Interchangeable unknown operations (Model.inputKey): per class, members
+  // in call order and how many are placed; only the first unplaced member of
+  // a class may be placed next, so placed members always form a prefix.
+  const classOf = new Int32Array(operationCount).fill(-1);
+  const classMembers: number[][] = [];
+  if (model.inputKey !== undefined) {
+    const classByKey = new Map<string, number>();
+    const unknownByCallNode = [...Array(operationCount).keys()].filter((op) => !known[op]).sort((a, b) => callNode[a]! - callNode[b]!);
+    for (const op of unknownByCallNode) {
+      const key = model.inputKey(operations[op]!.input);
+      let index = classByKey.get(key);
+      if (index === undefined) {
+        classByKey.set(key, (index = classMembers.length));
+        classMembers.push([]);
+      }
+      classOf[op] = index;
+      classMembers[index]!.push(op);
+    }
+  }
+  const classPlaced = new Int32Array(classMembers.length);
+  const isTurnInClass = (op: number): boolean => {
+    const index = classOf[op]!;
+    return index < 0 || classMembers[index]![classPlaced[index]!] === op;
+  };
+
   // The node of the first return in the current list (or past the end).
   const windowEndNode = (): number => {
     let node = next[HEAD]!;
@@ -389,7 +436,7 @@ export function searchPartition<State, Input, Output>(
         op = -1;
       } else {
         op = candidates[cursor]!;
-        if ((placed[op >>> 5]! & (1 << (op & 31))) !== 0 || callNode[op]! > windowEnd) {
+        if ((placed[op >>> 5]! & (1 << (op & 31))) !== 0 || callNode[op]! > windowEnd || !isTurnInClass(op)) {
           cursor++;
           alternative = 0;
           continue;
@@ -405,6 +452,7 @@ export function searchPartition<State, Input, Output>(
         } else {
           pass = 1;
           node = next[HEAD]!;
+          findBlockedInWindow();
         }
         alternative = 0;
         continue;
@@ -422,7 +470,7 @@ export function searchPartition<State, Input, Output>(
           afterUnknown &&
           ((retirement && !mayEnableBit(stackOperation[depth - 1]!, op)) ||
             model.step(stackState[depth - 1]!, operations[op]!.input, operations[op]!.output).length > 0)) ||
-        (pass === 1 && alternative === 0 && retirement && (unplacedEnablees[op] === 0 || !mayEnableInWindow(op)));
+        (pass === 1 && (!isTurnInClass(op) || (retirement && (unplacedEnablees[op] === 0 || !mayEnableInWindow(op)))));
       if (skip) {
         node = next[node]!;
         alternative = 0;
@@ -444,6 +492,7 @@ export function searchPartition<State, Input, Output>(
       placedHash ^= zobrist[popped]!;
       unlift(popped);
       for (const enabler of enablersOf[popped] ?? []) unplacedEnablees[enabler]!++;
+      if (classOf[popped]! >= 0) classPlaced[classOf[popped]!]!--;
       if (known[popped]) {
         knownRemaining++;
         knownPlaced--;
@@ -455,6 +504,7 @@ export function searchPartition<State, Input, Output>(
         windowEnd = windowEndNode();
       } else {
         node = callNode[popped]!;
+        if (pass === 1) findBlockedInWindow();
       }
       continue;
     }
@@ -485,6 +535,7 @@ export function searchPartition<State, Input, Output>(
         placedHash = successorPlacedHash;
         lift(op);
         for (const enabler of enablersOf[op] ?? []) unplacedEnablees[enabler]!--;
+        if (classOf[op]! >= 0) classPlaced[classOf[op]!]!++;
         if (known[op]) {
           knownPlaced++;
           recordBest();
