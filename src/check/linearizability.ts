@@ -121,6 +121,7 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
     isBlindWrite: (input) => input.kind === 'put' || input.kind === 'delete',
     enablement: kvEnablement,
   },
+  isReadOnly: (input, output) => input.kind === 'get' || (output.kind === 'cas' && !output.ok),
   inputKey: (input) => {
     switch (input.kind) {
       case 'get':

@@ -108,6 +108,13 @@ export interface Model<State, Input, Output> {
    * them only in call order, which removes symmetric branches.
    */
   inputKey?(input: Input): string;
+  /**
+   * Optional: true when an operation with this input and (known) output
+   * never changes the state wherever it applies, e.g. a get, or a cas that
+   * failed. Such an operation that applies now is placed at once, without
+   * trying others first (walk-through step 9).
+   */
+  isReadOnly?(input: Input, output: Output): boolean;
   /** One-line description of an operation, e.g. `put("k", "v") -> ok`. */
   describeOperation(input: Input, output: Output | undefined): string;
   /** One-line description of a state. */
@@ -131,6 +138,12 @@ export interface CheckOptions {
    * slower (the step budget still bounds it). Default `DEFAULT_CACHE_BYTES_MAX`.
    */
   cacheBytesMax?: number;
+  /**
+   * Place applicable read-only operations at once, without trying their
+   * siblings (walk-through step 9; needs `Model.isReadOnly`). Default true;
+   * false only to compare against the unreduced search in tests.
+   */
+  reduceStatePreserving?: boolean;
 }
 
 /** Default bound on the memo cache of one partition: 128 MiB (estimated). */
@@ -175,7 +188,7 @@ export function checkLinearizability<State, Input, Output>(
   let steps = 0;
   for (let index = 0; index < partitions.length; index++) {
     const partition = partitions[index]!;
-    const outcome = searchPartition(model, partition.operations, stepBudget - steps, cacheBytesMax);
+    const outcome = searchPartition(model, partition.operations, stepBudget - steps, cacheBytesMax, options.reduceStatePreserving ?? true);
     steps += outcome.steps;
     if (outcome.kind === 'budget-exhausted') {
       return {
@@ -243,12 +256,19 @@ export type PartitionOutcome =
  * 8. With `Model.inputKey`, unknown operations with equal inputs are placed
  *    in call order only: swapping two of them in a linearization gives
  *    another one (the earlier-called can stand wherever the later can).
+ * 9. Forced moves: on arriving at a new configuration, a read-only known
+ *    candidate (`Model.isReadOnly`, e.g. a get) that applies in the current
+ *    state is placed at once. Any linearization from here can move it to the
+ *    front (it is a candidate, so real time allows it; it applies here; and
+ *    being read-only wherever it stood, moving it changes no other
+ *    operation's state), so if placing it fails, the configuration fails.
  */
 export function searchPartition<State, Input, Output>(
   model: Model<State, Input, Output>,
   operations: readonly HistoryOperation<Input, Output>[],
   stepBudget: number,
   cacheBytesMax: number = DEFAULT_CACHE_BYTES_MAX,
+  reduceStatePreserving = true,
 ): PartitionOutcome {
   const operationCount = operations.length;
   let knownRemaining = 0;
@@ -411,9 +431,32 @@ export function searchPartition<State, Input, Output>(
     return node === END ? nodeOperation.length : node;
   };
 
-  // The stack also records how each operation was chosen, to resume there.
+  // The stack also records how each operation was chosen, to resume there,
+  // and whether it was placed as a forced move (9), which has no siblings.
   const stackPass = new Uint8Array(operationCount);
   const stackCursor = new Int32Array(operationCount);
+  const stackForced = new Uint8Array(operationCount);
+
+  // 9. A read-only candidate (Model.isReadOnly) that applies now can be
+  // moved to the front of any linearization from here, so it is placed at
+  // once, and if that fails, this configuration fails: its siblings need not
+  // be tried.
+  const readOnly = new Uint8Array(operationCount);
+  if (model.isReadOnly !== undefined) {
+    for (let op = 0; op < operationCount; op++) {
+      const { input, output } = operations[op]!;
+      readOnly[op] = output !== undefined && model.isReadOnly(input, output) ? 1 : 0;
+    }
+  }
+  const findForcedCandidate = (): number => {
+    for (let node = next[HEAD]!; node !== END && nodeIsCall[node]; node = next[node]!) {
+      const k = nodeOperation[node]!;
+      if (!readOnly[k]) continue;
+      const successors = model.step(state, operations[k]!.input, operations[k]!.output);
+      if (successors.length === 1 && model.equal(successors[0]!, state)) return k;
+    }
+    return -1;
+  };
 
   // Cursor: the pass (0 = known candidates in the window, 1 = unknown ones,
   // 2 = followers of the unknown operation on top), the node (passes 0, 1)
@@ -425,11 +468,61 @@ export function searchPartition<State, Input, Output>(
   let alternative = 0;
   let steps = 0;
 
+  // 3. Places `op` (its bit already set in `placed`) with successor number
+  // `alternative`, and moves the cursor to the new configuration. Returns
+  // true when every known operation is placed (6. success).
+  const push = (op: number, chosen: number, successor: State, successorPlacedHash: number, forced: boolean): boolean => {
+    stackOperation[depth] = op;
+    stackAlternative[depth] = chosen;
+    stackPass[depth] = pass;
+    stackCursor[depth] = cursor;
+    stackForced[depth] = forced ? 1 : 0;
+    stackState.push(state);
+    depth++;
+    state = successor;
+    placedHash = successorPlacedHash;
+    lift(op);
+    for (const enabler of enablersOf[op] ?? []) unplacedEnablees[enabler]!--;
+    if (classOf[op]! >= 0) classPlaced[classOf[op]!]!++;
+    node = next[HEAD]!;
+    pass = 0;
+    alternative = 0;
+    if (!known[op]) return false;
+    knownPlaced++;
+    recordBest();
+    return --knownRemaining === 0;
+  };
+  // True on arriving at a configuration not seen before; false when resuming.
+  let fresh = true;
+  // The current configuration is known to fail: backtrack.
+  let failed = false;
+
   for (;;) {
     const afterUnknown = lazy !== undefined && depth > 0 && !known[stackOperation[depth - 1]!];
-    let op: number;
+    let op = -1;
     let backtrack = false;
-    if (pass === 2) {
+    if (fresh) {
+      fresh = false;
+      // 9. (Not right after a lazily placed unknown operation, where only
+      // operations it enabled may follow.)
+      const forced = reduceStatePreserving && !afterUnknown ? findForcedCandidate() : -1;
+      if (forced >= 0) {
+        if (++steps > stepBudget) return { kind: 'budget-exhausted', steps: stepBudget };
+        placed[forced >>> 5]! |= 1 << (forced & 31);
+        const forcedPlacedHash = placedHash ^ zobrist[forced]!;
+        if (cache.addIfAbsent(forcedPlacedHash, placed, state, -1, undefined)) {
+          if (push(forced, 0, state, forcedPlacedHash, true)) return { kind: 'linearizable', steps };
+          fresh = true;
+          continue;
+        }
+        placed[forced >>> 5]! &= ~(1 << (forced & 31));
+        failed = true; // seen before, so it failed then
+      }
+    }
+    if (failed) {
+      failed = false;
+      backtrack = true;
+    } else if (pass === 2) {
       const candidates = followers[stackOperation[depth - 1]!]!;
       if (cursor >= candidates.length) {
         backtrack = true;
@@ -497,6 +590,10 @@ export function searchPartition<State, Input, Output>(
         knownRemaining++;
         knownPlaced--;
       }
+      if (stackForced[depth]) {
+        failed = true;
+        continue;
+      }
       pass = stackPass[depth]!;
       alternative = stackAlternative[depth]! + 1;
       if (pass === 2) {
@@ -524,27 +621,8 @@ export function searchPartition<State, Input, Output>(
       // join the key.
       const lazyContext = lazy !== undefined && !known[op];
       if (cache.addIfAbsent(successorPlacedHash, placed, successor, lazyContext ? op : -1, lazyContext ? state : undefined)) {
-        // 3. Place it.
-        stackOperation[depth] = op;
-        stackAlternative[depth] = a;
-        stackPass[depth] = pass;
-        stackCursor[depth] = cursor;
-        stackState.push(state);
-        depth++;
-        state = successor;
-        placedHash = successorPlacedHash;
-        lift(op);
-        for (const enabler of enablersOf[op] ?? []) unplacedEnablees[enabler]!--;
-        if (classOf[op]! >= 0) classPlaced[classOf[op]!]!++;
-        if (known[op]) {
-          knownPlaced++;
-          recordBest();
-          // 6. Success.
-          if (--knownRemaining === 0) return { kind: 'linearizable', steps };
-        }
-        node = next[HEAD]!;
-        pass = 0;
-        alternative = 0;
+        if (push(op, a, successor, successorPlacedHash, false)) return { kind: 'linearizable', steps };
+        fresh = true;
         moved = true;
         break;
       }
