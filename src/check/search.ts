@@ -354,7 +354,7 @@ export function searchPartition<State, Input, Output>(
   const mayEnableBit = (u: number, k: number): boolean => (enableeBits[enableeRow[u]! + (k >>> 5)]! & (1 << (k & 31))) !== 0;
   // The candidates in the current window that cannot take effect in the
   // current state: the only ones an unknown operation placed now could help
-  // (7). Computed when pass 1 starts or resumes.
+  // (7). Computed when pass 1 or 2 starts or resumes.
   const blockedInWindow: number[] = [];
   const findBlockedInWindow = (): void => {
     blockedInWindow.length = 0;
@@ -529,7 +529,12 @@ export function searchPartition<State, Input, Output>(
         op = -1;
       } else {
         op = candidates[cursor]!;
-        if ((placed[op >>> 5]! & (1 << (op & 31))) !== 0 || callNode[op]! > windowEnd || !isTurnInClass(op)) {
+        if (
+          (placed[op >>> 5]! & (1 << (op & 31))) !== 0 ||
+          callNode[op]! > windowEnd ||
+          !isTurnInClass(op) ||
+          (retirement && (unplacedEnablees[op] === 0 || !mayEnableInWindow(op)))
+        ) {
           cursor++;
           alternative = 0;
           continue;
@@ -542,6 +547,7 @@ export function searchPartition<State, Input, Output>(
           pass = 2;
           cursor = 0;
           windowEnd = node === END ? nodeOperation.length : node;
+          findBlockedInWindow();
         } else {
           pass = 1;
           node = next[HEAD]!;
@@ -599,6 +605,7 @@ export function searchPartition<State, Input, Output>(
       if (pass === 2) {
         cursor = stackCursor[depth]!;
         windowEnd = windowEndNode();
+        findBlockedInWindow();
       } else {
         node = callNode[popped]!;
         if (pass === 1) findBlockedInWindow();
