@@ -177,18 +177,16 @@ describe('histories recorded from a truly atomic store', () => {
         clients: random.between(2, 8),
         operationsPerClient: random.between(5, 40),
         keys: random.between(1, 4),
-        unknownProbability: random.next() * 0.15,
+        unknownProbability: random.next() * 0.3,
       });
       const result = checkKvLinearizability(history);
       assert.equal(result.verdict, 'linearizable', `seed ${seed}: ${JSON.stringify(result)}`);
     }
   });
 
-  it('never rejects an atomic history, even with heavy timeouts on one hot key', async () => {
-    // Up to 8 clients on one key with up to 30% timeouts: the search may need
-    // more than the default budget (seed 168 needs about 3M steps), but an
-    // answer other than 'linearizable' must be 'unknown', never a rejection.
-    let accepted = 0;
+  it('accepts atomic histories with heavy timeouts on one hot key', async () => {
+    // Up to 8 clients on one key with up to 30% timeouts: the hardest shape
+    // for the search (about 70k steps at most over these seeds).
     for (let seed = 1; seed <= 100; seed++) {
       const random = new SeededRandom(seed + 1_000_000);
       const history = await recordAtomicHistory({
@@ -198,11 +196,9 @@ describe('histories recorded from a truly atomic store', () => {
         keys: 1,
         unknownProbability: random.next() * 0.3,
       });
-      const result = checkKvLinearizability(history, { stepBudget: 500_000 });
-      assert.notEqual(result.verdict, 'not-linearizable', `seed ${seed}: ${JSON.stringify(result)}`);
-      if (result.verdict === 'linearizable') accepted++;
+      const result = checkKvLinearizability(history);
+      assert.equal(result.verdict, 'linearizable', `seed ${seed}: ${JSON.stringify(result)}`);
     }
-    assert.ok(accepted >= 90, `only ${accepted} of 100 decided within the budget`);
   });
 
   it('rejects mutated histories where the mutation is provably non-linearizable', async () => {
