@@ -186,7 +186,7 @@ describe('histories recorded from a truly atomic store', () => {
 
   it('accepts atomic histories with heavy timeouts on one hot key', async () => {
     // Up to 8 clients on one key with up to 30% timeouts: the hardest shape
-    // for the search (about 70k steps at most over these seeds).
+    // for the search (at most about 70k steps over these seeds).
     for (let seed = 1; seed <= 100; seed++) {
       const random = new SeededRandom(seed + 1_000_000);
       const history = await recordAtomicHistory({

@@ -178,7 +178,7 @@ export function checkKvLinearizability(history: readonly Operation[], options?: 
 /**
  * Renders operations one per line, sorted by call time (then return time,
  * unknown last, then client), e.g.
- * `[    12,     15] client 3  put("k", "v") -> ok`.
+ * `[12, 15] client 3   put("k", "v") -> ok` (times padded to one width).
  */
 export function formatOperations(operations: readonly Operation[]): string {
   const sorted = sortOperationsByCall(operations);
