@@ -77,6 +77,8 @@ export type KvState = string | null;
  *   cas there is not needy, so its expected value is not current without u
  *   either. They stay valid, and after the next write nothing differs.
  *   Dropping these keeps histories with many timeouts cheap to check.
+ * It also replaces written values nobody read by one marker value
+ * (`abstractUnreadValues`); reports show the original operations.
  */
 export const kvModel: Model<KvState, KvInput, KvOutput> = {
   partition(history: readonly HistoryOperation<KvInput, KvOutput>[]): Partition<KvInput, KvOutput>[] {
@@ -86,7 +88,10 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
       if (list === undefined) byKey.set(operation.input.key, (list = []));
       list.push(operation);
     }
-    return [...byKey].map(([key, operations]) => ({ label: key, operations: dropUnobservableUnknowns(operations) }));
+    return [...byKey].map(([key, operations]) => {
+      const reported = dropUnobservableUnknowns(operations);
+      return { label: key, operations: abstractUnreadValues(reported), reported };
+    });
   },
 
   init: () => null,
@@ -138,7 +143,7 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
   equal: (a, b) => a === b,
   hash: (state) => (state === null ? 0x6b43a9b5 : hashString(state)),
   describeOperation: describeKvOperation,
-  describeState: (state) => (state === null ? 'absent' : JSON.stringify(state)),
+  describeState: (state) => (state === null ? 'absent' : state.startsWith('\u0000unread') ? 'a value never read' : JSON.stringify(state)),
 };
 
 /**
@@ -266,6 +271,28 @@ function analyzeKey(operations: readonly HistoryOperation<KvInput, KvOutput>[]):
     isNeedyFailedCas: ({ input, output, call }) =>
       input.kind === 'cas' && output?.kind === 'cas' && !output.ok && mayHold(input.expected ?? ABSENT, call),
   };
+}
+
+/**
+ * Replaces every written value that no get returned and no cas expected by
+ * one fresh marker value. No operation can tell such values apart (a get
+ * never returns one, a cas never expects one, a failed cas fails on each),
+ * so the verdict is unchanged, while the search sees fewer distinct states
+ * and can treat such timed-out writes as interchangeable (`inputKey`).
+ */
+function abstractUnreadValues(operations: readonly HistoryOperation<KvInput, KvOutput>[]): HistoryOperation<KvInput, KvOutput>[] {
+  const { observed } = analyzeKey(operations);
+  const values = new Set<string>();
+  for (const { input } of operations) if (input.kind === 'put' || input.kind === 'cas') values.add(input.value);
+  let marker = '\u0000unread';
+  while (values.has(marker) || observed.has(marker)) marker += '\u0000';
+  return operations.map((operation) => {
+    const { input } = operation;
+    if ((input.kind === 'put' || input.kind === 'cas') && !observed.has(input.value)) {
+      return { ...operation, input: { ...input, value: marker } };
+    }
+    return operation;
+  });
 }
 
 /** Applies the dropping rules documented on `kvModel` to one key's operations. */

@@ -39,8 +39,14 @@ export interface HistoryOperation<Input, Output> {
 export interface Partition<Input, Output> {
   /** Name shown in reports, e.g. the key. */
   readonly label: string;
-  /** Operations of this partition, in any order. */
+  /** Operations of this partition, in any order, as the search sees them. */
   readonly operations: readonly HistoryOperation<Input, Output>[];
+  /**
+   * The same operations as the client saw them, index-aligned with
+   * `operations`, when the model rewrote them (e.g. abstracted values): shown
+   * in reports. Defaults to `operations`.
+   */
+  readonly reported?: readonly HistoryOperation<Input, Output>[];
 }
 
 /**
@@ -188,7 +194,14 @@ export function checkLinearizability<State, Input, Output>(
   let steps = 0;
   for (let index = 0; index < partitions.length; index++) {
     const partition = partitions[index]!;
-    const outcome = searchPartition(model, partition.operations, stepBudget - steps, cacheBytesMax, options.reduceStatePreserving ?? true);
+    const outcome = searchPartition(
+      model,
+      partition.operations,
+      stepBudget - steps,
+      cacheBytesMax,
+      options.reduceStatePreserving ?? true,
+      partition.reported,
+    );
     steps += outcome.steps;
     if (outcome.kind === 'budget-exhausted') {
       return {
@@ -203,7 +216,7 @@ export function checkLinearizability<State, Input, Output>(
       return {
         verdict: 'not-linearizable',
         partition: partition.label,
-        operations: sortByCall(partition.operations),
+        operations: sortByCall(partition.reported ?? partition.operations),
         explanation: outcome.explanation,
         steps,
       };
@@ -269,6 +282,7 @@ export function searchPartition<State, Input, Output>(
   stepBudget: number,
   cacheBytesMax: number = DEFAULT_CACHE_BYTES_MAX,
   reduceStatePreserving = true,
+  reported: readonly HistoryOperation<Input, Output>[] = operations,
 ): PartitionOutcome {
   const operationCount = operations.length;
   let knownRemaining = 0;
@@ -580,7 +594,7 @@ export function searchPartition<State, Input, Output>(
     if (backtrack) {
       // 4. Backtrack.
       if (depth === 0) {
-        return { kind: 'not-linearizable', steps, explanation: explain(model, operations, bestPrefix, bestState, list) };
+        return { kind: 'not-linearizable', steps, explanation: explain(model, reported, bestPrefix, bestState, list) };
       }
       if (++steps > stepBudget) return { kind: 'budget-exhausted', steps: stepBudget };
       depth--;
