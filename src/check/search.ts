@@ -1,0 +1,550 @@
+/**
+ * Generic linearizability search: the Wing & Gong depth-first search with
+ * Lowe's memoization, as Porcupine does it, plus P-compositionality (the
+ * model splits a history into independent partitions, e.g. one per key, and
+ * each partition is checked alone).
+ *
+ * How to use: describe the object under test as a `Model` (initial state, a
+ * step function, a partition function, equality, hashing and descriptions),
+ * record a history of `HistoryOperation`s, and call `checkLinearizability`.
+ * The key-value model in `linearizability.ts` is one instance; another model
+ * (a leaderless register, a queue) only has to implement `Model`.
+ *
+ * Semantics of a history:
+ * - Operation A precedes B in real time iff `A.return < B.call` (strictly);
+ *   equal timestamps count as concurrent, the permissive reading.
+ * - An operation with `return === undefined` has an unknown outcome (timed out,
+ *   client crashed). It may have taken effect at any point after its call, or
+ *   never: the search may leave it out of a linearization entirely. Its
+ *   effect is whatever `Model.step` allows for an `undefined` output.
+ * - The answer is deterministic: the search explores in a fixed order and is
+ *   bounded by a step budget, never by wall-clock time.
+ */
+import { assert } from '../util/assert.js';
+
+/** One operation as a client saw it. Times are in any monotonic unit. */
+export interface HistoryOperation<Input, Output> {
+  /** Who issued it; only used for reports. */
+  readonly clientId: number;
+  readonly input: Input;
+  /** Invocation time. Finite. */
+  readonly call: number;
+  /** Completion time (>= call), or undefined when the outcome is unknown. */
+  readonly return: number | undefined;
+  /** The observed result; undefined iff `return` is undefined. */
+  readonly output: Output | undefined;
+}
+
+/** A part of a history that can be checked on its own (P-compositionality). */
+export interface Partition<Input, Output> {
+  /** Name shown in reports, e.g. the key. */
+  readonly label: string;
+  /** Operations of this partition, in any order. */
+  readonly operations: readonly HistoryOperation<Input, Output>[];
+}
+
+/**
+ * A sequential specification. States are immutable values: `step` must not
+ * mutate the state it is given.
+ */
+export interface Model<State, Input, Output> {
+  /**
+   * Splits a history into parts whose linearizability can be checked
+   * independently (the whole history is linearizable iff every part is).
+   * May drop operations that cannot constrain the verdict (say which, in the
+   * model's documentation).
+   */
+  partition(history: readonly HistoryOperation<Input, Output>[]): Partition<Input, Output>[];
+  /** State every partition starts in. */
+  init(): State;
+  /**
+   * The states the object may be in after applying `input` in `state` and
+   * answering `output`; an empty array means the operation cannot be
+   * linearized here with that output. `output === undefined` means the
+   * outcome is unknown: return every state the operation could have produced.
+   * (The search itself discards successors equal to `state` for unknown
+   * operations, because an effect-free unknown operation is the same as one
+   * that never happened.)
+   */
+  step(state: State, input: Input, output: Output | undefined): readonly State[];
+  /** Structural equality of states. */
+  equal(a: State, b: State): boolean;
+  /** 32-bit hash of a state, consistent with `equal`. */
+  hash(state: State): number;
+  /**
+   * Optional, and a promise about the model: when present, the search places
+   * an unknown-outcome operation u only immediately before an operation that
+   * u enables (one that could not be applied in the state before u), or
+   * before another unknown operation that is not a blind write. Without it,
+   * every pending timed-out operation is a branch at every dead end, and
+   * histories with many timeouts take exponential time.
+   *
+   * The promise: for a state s, an unknown operation u taking s to x != s,
+   * and a known operation k applicable in both s and x, either k is a blind
+   * write (u can be dropped: k overwrites it), or applying k then u from s
+   * also ends in x. And a blind write right after an unknown operation makes
+   * that one unobservable. Then every linearization can be rewritten, moving
+   * unknown operations later or dropping them, into one the search explores.
+   * True for registers with get / put / delete / compare-and-set (see the KV
+   * model); not for e.g. an append-only list.
+   */
+  lazyUnknownPlacement?: {
+    /** True when the successors of `input` do not depend on the state (put, delete). */
+    isBlindWrite(input: Input): boolean;
+  };
+  /** One-line description of an operation, e.g. `put("k", "v") -> ok`. */
+  describeOperation(input: Input, output: Output | undefined): string;
+  /** One-line description of a state. */
+  describeState(state: State): string;
+}
+
+/** Default total step budget for a whole history (deterministic, not time). */
+export const DEFAULT_STEP_BUDGET = 2_000_000;
+
+/** Options for `checkLinearizability`. */
+export interface CheckOptions {
+  /**
+   * Maximum search steps over the whole history (all partitions together).
+   * One step is one attempt to linearize an operation or one backtrack.
+   * Default `DEFAULT_STEP_BUDGET`. Must be a positive safe integer.
+   */
+  stepBudget?: number;
+}
+
+/** Verdict over a whole history. */
+export type HistoryCheckResult<Input, Output> =
+  | { verdict: 'linearizable'; partitions: number; operations: number; steps: number }
+  | {
+      verdict: 'not-linearizable';
+      /** Label of the failing partition with the fewest operations. */
+      partition: string;
+      /** That partition's operations, sorted by call time. */
+      operations: HistoryOperation<Input, Output>[];
+      /** One line: the longest linearizable prefix found and where it got stuck. */
+      explanation: string;
+      steps: number;
+    }
+  | { verdict: 'unknown'; reason: string; steps: number };
+
+/**
+ * Checks a whole history against `model`. Partitions are checked in order of
+ * increasing size (ties by label), so the first failing one is the smallest;
+ * the search stops there. When the step budget runs out before a verdict, the
+ * answer is 'unknown' (a failure found earlier still wins).
+ */
+export function checkLinearizability<State, Input, Output>(
+  model: Model<State, Input, Output>,
+  history: readonly HistoryOperation<Input, Output>[],
+  options: CheckOptions = {},
+): HistoryCheckResult<Input, Output> {
+  const stepBudget = options.stepBudget ?? DEFAULT_STEP_BUDGET;
+  assert(Number.isSafeInteger(stepBudget) && stepBudget > 0, 'stepBudget must be a positive safe integer', stepBudget);
+  for (const operation of history) validateOperation(operation);
+
+  const partitions = model
+    .partition(history)
+    .slice()
+    .sort((a, b) => a.operations.length - b.operations.length || compareStrings(a.label, b.label));
+  let steps = 0;
+  for (let index = 0; index < partitions.length; index++) {
+    const partition = partitions[index]!;
+    const outcome = searchPartition(model, partition.operations, stepBudget - steps);
+    steps += outcome.steps;
+    if (outcome.kind === 'budget-exhausted') {
+      return {
+        verdict: 'unknown',
+        reason:
+          `step budget of ${stepBudget} exhausted while checking partition ${JSON.stringify(partition.label)} ` +
+          `(${partition.operations.length} operations; ${index} of ${partitions.length} partitions fully checked)`,
+        steps,
+      };
+    }
+    if (outcome.kind === 'not-linearizable') {
+      return {
+        verdict: 'not-linearizable',
+        partition: partition.label,
+        operations: sortByCall(partition.operations),
+        explanation: outcome.explanation,
+        steps,
+      };
+    }
+  }
+  return { verdict: 'linearizable', partitions: partitions.length, operations: history.length, steps };
+}
+
+/** Outcome of searching one partition. */
+export type PartitionOutcome =
+  | { kind: 'linearizable'; steps: number }
+  | { kind: 'not-linearizable'; steps: number; explanation: string }
+  | { kind: 'budget-exhausted'; steps: number };
+
+/**
+ * Searches one partition for a linearization, spending at most `stepBudget`
+ * steps. Exported for tests and for models that partition by themselves.
+ *
+ * The walk-through (Wing & Gong, Lowe, Porcupine):
+ * 1. Every operation becomes a call node and, if its outcome is known, a
+ *    return node. Nodes sit in one doubly linked list sorted by time (calls
+ *    before returns at equal times). Unknown operations have no return node:
+ *    they never force the search to place them.
+ * 2. The candidates to linearize next are the call nodes before the first
+ *    return node: every one of them was invoked before any unplaced
+ *    operation completed, so placing it next respects real time.
+ * 3. To place a candidate, apply it to the model; on success, remove its call
+ *    and return node from the list (kept in place for O(1) undo, "dancing
+ *    links"), push it, and start again from the head.
+ * 4. Reaching a return node means the operation it ends must have been
+ *    placed already: backtrack (pop, restore the nodes, try the next
+ *    candidate or the next successor state of the popped operation).
+ * 5. Lowe's memoization: the pair (set of placed operations, model state)
+ *    fully determines the rest of the search, so a pair already seen is not
+ *    explored again. Sets are bitsets over operation indices, hashed
+ *    incrementally (Zobrist: XOR of a fixed random word per operation).
+ * 6. Success when every operation with a known outcome is placed: unknown
+ *    operations still unplaced are taken never to have happened.
+ * Candidates with known outcomes are tried before unknown ones (two passes
+ * over the same candidate window): a pending timed-out write is applied only
+ * when nothing else fits. The order of trying candidates does not affect the
+ * verdict.
+ * 7. With `Model.lazyUnknownPlacement`, an unknown operation placed at a dead
+ *    end must be followed at once by an operation it enables (see there);
+ *    otherwise it could have been placed later or never.
+ */
+export function searchPartition<State, Input, Output>(
+  model: Model<State, Input, Output>,
+  operations: readonly HistoryOperation<Input, Output>[],
+  stepBudget: number,
+): PartitionOutcome {
+  const operationCount = operations.length;
+  let knownRemaining = 0;
+  for (const operation of operations) if (operation.return !== undefined) knownRemaining++;
+  if (knownRemaining === 0) return { kind: 'linearizable', steps: 0 };
+
+  // 1. Build the node list. Node 0 is the head sentinel; END marks the tail.
+  const list = buildNodeList(operations);
+  const { next, prev, nodeOperation, nodeIsCall, callNode, returnNode } = list;
+  const known = new Uint8Array(operationCount);
+  for (let op = 0; op < operationCount; op++) known[op] = operations[op]!.return === undefined ? 0 : 1;
+  const lazy = model.lazyUnknownPlacement;
+  const blindWrite = new Uint8Array(operationCount);
+  if (lazy !== undefined) {
+    for (let op = 0; op < operationCount; op++) blindWrite[op] = lazy.isBlindWrite(operations[op]!.input) ? 1 : 0;
+  }
+  const zobrist = new Int32Array(operationCount);
+  for (let op = 0; op < operationCount; op++) zobrist[op] = mix32(op + 0x51ed27);
+
+  const lift = (op: number): void => {
+    const call = callNode[op]!;
+    next[prev[call]!] = next[call]!;
+    if (next[call] !== END) prev[next[call]!] = prev[call]!;
+    const ret = returnNode[op]!;
+    if (ret !== END) {
+      next[prev[ret]!] = next[ret]!;
+      if (next[ret] !== END) prev[next[ret]!] = prev[ret]!;
+    }
+  };
+  // Exact inverse of lift, valid because undo happens in LIFO order.
+  const unlift = (op: number): void => {
+    const ret = returnNode[op]!;
+    if (ret !== END) {
+      next[prev[ret]!] = ret;
+      if (next[ret] !== END) prev[next[ret]!] = ret;
+    }
+    const call = callNode[op]!;
+    next[prev[call]!] = call;
+    if (next[call] !== END) prev[next[call]!] = call;
+  };
+
+  const cache = new StateCache<State>(model, Math.ceil(operationCount / 32));
+  const placed = new Uint32Array(Math.ceil(operationCount / 32));
+  let placedHash = 0;
+  let state = model.init();
+
+  // The stack of placed operations: which one, which successor, state before.
+  const stackOperation = new Int32Array(operationCount);
+  const stackAlternative = new Int32Array(operationCount);
+  const stackState: State[] = [];
+  let depth = 0;
+
+  // Longest prefix of known operations placed, for the failure explanation.
+  let bestKnownPlaced = -1;
+  let bestPrefix: number[] = [];
+  let bestState = state;
+  let knownPlaced = 0;
+  const recordBest = (): void => {
+    if (knownPlaced <= bestKnownPlaced) return;
+    bestKnownPlaced = knownPlaced;
+    bestPrefix = Array.from(stackOperation.subarray(0, depth));
+    bestState = state;
+  };
+  recordBest();
+
+  // Cursor: current node, the pass (0 = known candidates, 1 = unknown ones),
+  // and the first successor index to try at this node.
+  let node = next[HEAD]!;
+  let pass = 0;
+  let alternative = 0;
+  let steps = 0;
+
+  for (;;) {
+    if (node === END || !nodeIsCall[node]) {
+      // End of the candidate window (2).
+      if (pass === 0) {
+        pass = 1;
+        node = next[HEAD]!;
+        alternative = 0;
+        continue;
+      }
+      // 4. Backtrack.
+      if (depth === 0) {
+        return { kind: 'not-linearizable', steps, explanation: explain(model, operations, bestPrefix, bestState, list) };
+      }
+      if (++steps > stepBudget) return { kind: 'budget-exhausted', steps: stepBudget };
+      depth--;
+      const op = stackOperation[depth]!;
+      state = stackState[depth]!;
+      stackState.length = depth;
+      placed[op >>> 5]! &= ~(1 << (op & 31));
+      placedHash ^= zobrist[op]!;
+      unlift(op);
+      if (known[op]) {
+        knownRemaining++;
+        knownPlaced--;
+      }
+      node = callNode[op]!;
+      pass = known[op] ? 0 : 1;
+      alternative = stackAlternative[depth]! + 1;
+      continue;
+    }
+
+    const op = nodeOperation[node]!;
+    if ((known[op] === 1) !== (pass === 0)) {
+      node = next[node]!;
+      alternative = 0;
+      continue;
+    }
+    const operation = operations[op]!;
+    // 7. Lazy placement (Model.lazyUnknownPlacement): right after an unknown
+    // operation, only operations it enabled, or non-blind unknown ones.
+    const afterUnknown = lazy !== undefined && depth > 0 && !known[stackOperation[depth - 1]!];
+    if (afterUnknown) {
+      const skip =
+        pass === 1
+          ? blindWrite[op] === 1
+          : model.step(stackState[depth - 1]!, operation.input, operation.output).length > 0;
+      if (skip) {
+        node = next[node]!;
+        alternative = 0;
+        continue;
+      }
+    }
+    if (++steps > stepBudget) return { kind: 'budget-exhausted', steps: stepBudget };
+    const successors = model.step(state, operation.input, operation.output);
+    let moved = false;
+    for (let a = alternative; a < successors.length; a++) {
+      const successor = successors[a]!;
+      if (!known[op] && model.equal(successor, state)) continue;
+      // 5. Memoization: mark op placed, look up (placed, successor).
+      placed[op >>> 5]! |= 1 << (op & 31);
+      const successorPlacedHash = placedHash ^ zobrist[op]!;
+      // Under lazy placement, what may follow a just-placed unknown operation
+      // depends on more than (placed, state), so those configurations are
+      // neither looked up nor remembered; their children are.
+      const placedUnknownLazily = lazy !== undefined && !known[op];
+      if (placedUnknownLazily || cache.addIfAbsent(successorPlacedHash, placed, successor)) {
+        // 3. Place it.
+        stackOperation[depth] = op;
+        stackAlternative[depth] = a;
+        stackState.push(state);
+        depth++;
+        state = successor;
+        placedHash = successorPlacedHash;
+        lift(op);
+        if (known[op]) {
+          knownPlaced++;
+          recordBest();
+          // 6. Success.
+          if (--knownRemaining === 0) return { kind: 'linearizable', steps };
+        }
+        node = next[HEAD]!;
+        pass = 0;
+        alternative = 0;
+        moved = true;
+        break;
+      }
+      placed[op >>> 5]! &= ~(1 << (op & 31));
+    }
+    if (!moved) {
+      node = next[node]!;
+      alternative = 0;
+    }
+  }
+}
+
+const HEAD = 0;
+const END = -1;
+
+interface NodeList {
+  readonly next: Int32Array;
+  readonly prev: Int32Array;
+  readonly nodeOperation: Int32Array;
+  readonly nodeIsCall: Uint8Array;
+  readonly callNode: Int32Array;
+  /** END for operations with unknown outcome. */
+  readonly returnNode: Int32Array;
+}
+
+function buildNodeList<Input, Output>(operations: readonly HistoryOperation<Input, Output>[]): NodeList {
+  interface Event {
+    time: number;
+    isCall: boolean;
+    operation: number;
+  }
+  const events: Event[] = [];
+  operations.forEach((operation, index) => {
+    events.push({ time: operation.call, isCall: true, operation: index });
+    if (operation.return !== undefined) events.push({ time: operation.return, isCall: false, operation: index });
+  });
+  // Calls before returns at equal times: equal timestamps overlap (see header).
+  events.sort((a, b) => a.time - b.time || Number(b.isCall) - Number(a.isCall) || a.operation - b.operation);
+  const size = events.length + 1;
+  const list: NodeList = {
+    next: new Int32Array(size),
+    prev: new Int32Array(size),
+    nodeOperation: new Int32Array(size),
+    nodeIsCall: new Uint8Array(size),
+    callNode: new Int32Array(operations.length),
+    returnNode: new Int32Array(operations.length).fill(END),
+  };
+  for (let node = 0; node < size; node++) {
+    list.next[node] = node + 1 < size ? node + 1 : END;
+    list.prev[node] = node - 1;
+  }
+  events.forEach((event, index) => {
+    const node = index + 1;
+    list.nodeOperation[node] = event.operation;
+    list.nodeIsCall[node] = event.isCall ? 1 : 0;
+    if (event.isCall) list.callNode[event.operation] = node;
+    else list.returnNode[event.operation] = node;
+  });
+  return list;
+}
+
+function explain<State, Input, Output>(
+  model: Model<State, Input, Output>,
+  operations: readonly HistoryOperation<Input, Output>[],
+  prefix: readonly number[],
+  stateAfterPrefix: State,
+  list: NodeList,
+): string {
+  const known = operations.filter((operation) => operation.return !== undefined).length;
+  const placedKnown = prefix.filter((op) => operations[op]!.return !== undefined).length;
+  // The operation that forced the backtrack from the best prefix: the unplaced
+  // known operation that completes first.
+  const inPrefix = new Set(prefix);
+  let blocker: number | undefined;
+  for (let node = 1; node < list.nodeOperation.length; node++) {
+    const op = list.nodeOperation[node]!;
+    if (!list.nodeIsCall[node] && !inPrefix.has(op)) {
+      blocker = op;
+      break;
+    }
+  }
+  const lastPlaced = prefix.length > 0 ? describeOne(model, operations[prefix[prefix.length - 1]!]!) : 'nothing';
+  const stuck = blocker === undefined ? 'an unknown operation' : describeOne(model, operations[blocker]!);
+  return (
+    `no linearization: the longest linearizable prefix places ${placedKnown} of ${known} completed operations ` +
+    `(last: ${lastPlaced}; state then ${model.describeState(stateAfterPrefix)}), ` +
+    `and no order of the remaining ones lets ${stuck} take effect before it returned`
+  );
+}
+
+function describeOne<State, Input, Output>(model: Model<State, Input, Output>, operation: HistoryOperation<Input, Output>): string {
+  const returned = operation.return === undefined ? '?' : String(operation.return);
+  return `client ${operation.clientId} ${model.describeOperation(operation.input, operation.output)} [${operation.call}, ${returned}]`;
+}
+
+/**
+ * Hash set of (placed-operations bitset, model state) pairs. Buckets are keyed
+ * by a 32-bit hash and chained; equality is exact (bitset words and
+ * `model.equal`), so hash collisions cost time, never correctness. Its size is
+ * bounded by the step budget: at most one entry is added per step.
+ */
+class StateCache<State> {
+  private readonly buckets = new Map<number, CacheEntry<State>>();
+
+  constructor(
+    private readonly model: Pick<Model<State, unknown, unknown>, 'equal' | 'hash'>,
+    private readonly words: number,
+  ) {}
+
+  /** Adds the pair and returns true, or returns false if it was present. */
+  addIfAbsent(placedHash: number, placed: Uint32Array, state: State): boolean {
+    const key = (placedHash ^ Math.imul(this.model.hash(state) | 0, 0x9e3779b1)) | 0;
+    const head = this.buckets.get(key);
+    for (let entry = head; entry !== undefined; entry = entry.next) {
+      if (sameWords(entry.placed, placed, this.words) && this.model.equal(entry.state, state)) return false;
+    }
+    this.buckets.set(key, { placed: placed.slice(), state, next: head });
+    return true;
+  }
+}
+
+interface CacheEntry<State> {
+  readonly placed: Uint32Array;
+  readonly state: State;
+  readonly next: CacheEntry<State> | undefined;
+}
+
+function sameWords(a: Uint32Array, b: Uint32Array, words: number): boolean {
+  for (let i = 0; i < words; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** murmur3's 32-bit finalizer: a fixed pseudo-random word per integer. */
+function mix32(value: number): number {
+  let h = value | 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) | 0;
+}
+
+/** FNV-1a over UTF-16 code units, for models whose state is a string. */
+export function hashString(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h | 0;
+}
+
+function validateOperation<Input, Output>(operation: HistoryOperation<Input, Output>): void {
+  assert(Number.isFinite(operation.call), 'operation call time must be finite', operation);
+  if (operation.return === undefined) {
+    assert(operation.output === undefined, 'an operation with unknown outcome must have no output', operation);
+  } else {
+    assert(Number.isFinite(operation.return), 'operation return time must be finite or undefined', operation);
+    assert(operation.return >= operation.call, 'operation returned before it was called', operation);
+    assert(operation.output !== undefined, 'a completed operation must have an output', operation);
+  }
+}
+
+function sortByCall<Input, Output>(operations: readonly HistoryOperation<Input, Output>[]): HistoryOperation<Input, Output>[] {
+  return operations
+    .slice()
+    .sort(
+      (a, b) =>
+        a.call - b.call ||
+        (a.return ?? Number.POSITIVE_INFINITY) - (b.return ?? Number.POSITIVE_INFINITY) ||
+        a.clientId - b.clientId,
+    );
+}
+
+/** Sorts operations for display: by call, then return (unknown last), then client. */
+export function sortOperationsByCall<Input, Output>(
+  operations: readonly HistoryOperation<Input, Output>[],
+): HistoryOperation<Input, Output>[] {
+  return sortByCall(operations);
+}
+
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
