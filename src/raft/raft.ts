@@ -137,6 +137,8 @@ export class RaftNode {
   private randomizedElectionTimeout = 0;
   private heartbeatElapsed = 0;
   private votes = new Map<NodeId, boolean>();
+  /** The current campaign was started by a leadership transfer. */
+  private campaignTransfer = false;
 
   // Leader-only state.
   private progress = new Map<NodeId, Progress>();
@@ -538,6 +540,11 @@ export class RaftNode {
     if (this.electionElapsed >= this.randomizedElectionTimeout) {
       this.resetElectionTimer();
       if (this.isVoter()) this.campaign(this.config.preVote ? 'pre-candidate' : 'candidate', false);
+      return;
+    }
+    if ((this.roleValue === 'candidate' || this.roleValue === 'pre-candidate') && this.electionElapsed % this.config.heartbeatIntervalTicks === 0) {
+      // Servers retry RPCs that got no answer in time (§5.1): a lost vote request must not cost a whole election.
+      this.requestVotes(this.roleValue === 'pre-candidate' ? 'pre-vote' : 'vote', this.campaignTransfer, true);
     }
   }
 
@@ -573,33 +580,28 @@ export class RaftNode {
   private campaign(kind: 'pre-candidate' | 'candidate', transfer: boolean): void {
     this.abortLeaderState();
     this.votes.clear();
-    let campaignTerm: number;
     if (kind === 'pre-candidate') {
+      // Keep term and vote unchanged: a pre-vote changes nothing durable.
       this.roleValue = 'pre-candidate';
-      campaignTerm = this.term + 1;
-      // Keep term, vote and leader unchanged: a pre-vote changes nothing durable.
     } else {
       this.roleValue = 'candidate';
       this.term += 1;
       this.vote = this.id;
-      this.leader = NO_NODE;
-      campaignTerm = this.term;
     }
     this.leader = NO_NODE;
     this.resetElectionTimer();
     this.votes.set(this.id, true);
+    this.campaignTransfer = transfer;
     if (this.tallyVotes() === 'won') return this.winCampaign();
+    this.requestVotes(kind === 'pre-candidate' ? 'pre-vote' : 'vote', transfer, false);
+  }
+
+  /** Sends (pre-)vote requests to every other voter, or only to those that have not answered yet. */
+  private requestVotes(type: 'pre-vote' | 'vote', transfer: boolean, onlyUnanswered: boolean): void {
+    const campaignTerm = type === 'pre-vote' ? this.term + 1 : this.term;
     for (const id of this.conf.voters) {
-      if (id === this.id) continue;
-      this.send({
-        type: kind === 'pre-candidate' ? 'pre-vote' : 'vote',
-        from: this.id,
-        to: id,
-        term: campaignTerm,
-        lastLogIndex: this.log.lastIndex(),
-        lastLogTerm: this.log.lastTerm(),
-        transfer,
-      });
+      if (id === this.id || (onlyUnanswered && this.votes.has(id))) continue;
+      this.send({ type, from: this.id, to: id, term: campaignTerm, lastLogIndex: this.log.lastIndex(), lastLogTerm: this.log.lastTerm(), transfer });
     }
   }
 
