@@ -869,7 +869,10 @@ export class RaftNode {
     for (const [id, pr] of this.progress) {
       if (id === this.id) continue;
       let sent = false;
-      while (this.sendAppend(id, pr, broadcastCommit && !sent)) sent = true;
+      // A probe goes out even without entries to send when the follower is not known to match:
+      // its answer tells the leader where the follower's log ends (new members start this way).
+      const probeNeeded = pr.state === 'probe' && pr.match < this.log.lastIndex();
+      while (this.sendAppend(id, pr, (broadcastCommit || probeNeeded) && !sent)) sent = true;
     }
   }
 
