@@ -333,7 +333,7 @@ class Simulation {
       status: 'up',
       incarnation: 0,
       pausedUntilMs: 0,
-      clockRate: 0.95 + this.random.next() * 0.1,
+      clockRate: 0.99 + this.random.next() * 0.02,
       storage,
       raft: undefined as unknown as RaftNode,
       kv: new KvStateMachine(),
@@ -738,7 +738,10 @@ class Simulation {
         const up = this.liveNodes();
         if (up.length === 0) return false;
         const count = kind === 'crash-one' ? 1 : kind === 'crash-all' ? up.length : Math.floor(up.length / 2) + 1;
-        for (const node of this.shuffle(up).slice(0, count)) this.crash(node);
+        // A power cut brings several nodes back at the same instant half the time: their election
+        // timers then start together, which makes split votes (several candidates per term) likely.
+        const together = count > 1 && this.random.chance(0.5) ? 1 + this.random.next() * 200 : undefined;
+        for (const node of this.shuffle(up).slice(0, count)) this.crash(node, together);
         return true;
       }
       case 'pause': {
@@ -807,7 +810,7 @@ class Simulation {
     return true;
   }
 
-  private crash(node: SimNode): void {
+  private crash(node: SimNode, downMs?: number): void {
     node.status = 'down';
     node.incarnation++;
     node.storage.crash(this.random);
@@ -817,7 +820,7 @@ class Simulation {
     this.trace(`fault crash n${node.id}`);
     const incarnation = node.incarnation;
     // Half the restarts are immediate (kill -9 and a supervisor), half after an outage.
-    const downMs = this.random.chance(0.5) ? 1 + this.random.next() * 30 : this.random.between(50, 600);
+    downMs ??= this.random.chance(0.5) ? 1 + this.random.next() * 30 : this.random.between(50, 600);
     this.at(downMs, () => {
       if (node.status === 'down' && node.incarnation === incarnation) this.boot(node);
     });
