@@ -47,6 +47,8 @@ export const FAULT_KINDS = [
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
+const STORM_FAULTS: readonly FaultKind[] = ['crash-new-leader', 'partition-leader', 'crash-leader', 'crash-after-vote'];
+
 export interface SimOptions {
   readonly seed: number;
   /** Initial voters; by default the seed picks 3 or 5. */
@@ -146,6 +148,8 @@ interface SimNode {
   readsWaitingApply: { request: ClientRequest; index: number }[];
   nextReadId: number;
   leaderTermsChecked: Set<number>;
+  /** Reactive fault: crash right after the next fsync, before sending anything. */
+  crashAfterNextSync: boolean;
   /** The initial configuration this node was created with (empty for nodes added later); durable like etcd's bootstrap entries. */
   readonly bootstrapVoters: readonly NodeId[];
 }
@@ -171,6 +175,7 @@ class Simulation {
   private readonly history: Operation[] = [];
   private readonly violations: Violation[] = [];
   private readonly hash = createHash('sha256');
+  private traceBuffer = '';
   private readonly stats: SimStats;
   private readonly nodeCount: 3 | 5;
   private readonly chaosMs: number;
@@ -184,6 +189,12 @@ class Simulation {
   private readonly inflightAppendsMax: number;
   private readonly snapshotEveryEntries: number;
   private readonly preVote: boolean;
+  /**
+   * A leadership storm: 3 nodes, one entry per append, and a dense schedule of the faults
+   * that depose leaders (crashes of new leaders, leader partitions, crashes after votes), so
+   * that several short-lived leaders leave divergent uncommitted suffixes behind.
+   */
+  private readonly storm: boolean;
   private readonly checkQuorum: boolean;
   private readonly keys: string[];
   private baseLoss = 0.01;
@@ -195,7 +206,7 @@ class Simulation {
   private nextNodeId: NodeId;
   private stopped = false;
   /** Armed reactive faults: crash the next node that grants a vote / becomes leader. */
-  private crashAfterVoteArmed = false;
+  private crashAfterVotesLeft = 0;
   private crashNewLeadersLeft = 0;
   private chaosOver = false;
 
@@ -208,18 +219,19 @@ class Simulation {
 
   constructor(options: SimOptions) {
     this.random = new SeededRandom(options.seed);
-    this.nodeCount = options.nodeCount ?? (this.random.chance(0.5) ? 3 : 5);
+    this.storm = this.random.chance(0.25);
+    this.nodeCount = options.nodeCount ?? (this.storm || this.random.chance(0.5) ? 3 : 5);
     this.chaosMs = options.chaosMs ?? 3000;
     this.quietMs = options.quietMs ?? 1500;
     this.faults = options.faults ?? FAULT_KINDS;
     this.mutations = options.mutations ?? {};
     this.traceSink = options.trace;
-    this.entriesPerAppendMax = this.pick([1, 1, 2, 4, 16]);
+    this.entriesPerAppendMax = this.storm ? 1 : this.pick([1, 1, 2, 4, 16]);
     this.preVote = this.random.chance(0.7);
     this.checkQuorum = this.random.chance(0.7);
-    this.inflightAppendsMax = this.pick([1, 2, 4]);
+    this.inflightAppendsMax = this.storm ? 1 : this.pick([1, 2, 4]);
     this.snapshotEveryEntries = this.pick([0, 8, 32]);
-    this.keys = ['a', 'b', 'c', 'd'].slice(0, this.random.between(1, 4));
+    this.keys = ['a', 'b', 'c', 'd'].slice(0, this.random.between(2, 4)) // one key with dozens of unknown-outcome writes can exhaust the checker's budget;
     this.nextNodeId = this.nodeCount + 1;
     const faults = {} as Record<FaultKind, number>;
     for (const kind of FAULT_KINDS) faults[kind] = 0;
@@ -242,7 +254,7 @@ class Simulation {
 
   private get setup(): string {
     return (
-      `${this.nodeCount} nodes, ${this.keys.length} keys, chaos ${this.chaosMs} ms + quiet ${this.quietMs} ms, ` +
+      `${this.storm ? 'leadership storm, ' : ''}${this.nodeCount} nodes, ${this.keys.length} keys, chaos ${this.chaosMs} ms + quiet ${this.quietMs} ms, ` +
       `entriesPerAppend ${this.entriesPerAppendMax}, inflight ${this.inflightAppendsMax}, snapshotEvery ${this.snapshotEveryEntries || 'never'}, preVote ${this.preVote}, checkQuorum ${this.checkQuorum}`
     );
   }
@@ -299,7 +311,7 @@ class Simulation {
       violations: this.violations,
       check,
       stats: this.stats,
-      traceHash: this.hash.digest('hex'),
+      traceHash: this.hash.update(this.traceBuffer).digest('hex'),
     };
   }
 
@@ -311,7 +323,12 @@ class Simulation {
 
   private trace(line: string): void {
     const full = `${this.nowMs.toFixed(3)} ${line}`;
-    this.hash.update(full + '\n');
+    // Hash in chunks: one update per line costs more than the hashing itself.
+    this.traceBuffer += full + '\n';
+    if (this.traceBuffer.length > 65536) {
+      this.hash.update(this.traceBuffer);
+      this.traceBuffer = '';
+    }
     this.traceSink?.(full);
   }
 
@@ -344,6 +361,7 @@ class Simulation {
       readsWaitingApply: [],
       nextReadId: 1,
       leaderTermsChecked: new Set(),
+      crashAfterNextSync: false,
       bootstrapVoters,
     };
     this.nodes.set(id, node);
@@ -472,14 +490,19 @@ class Simulation {
   /** Steps 2-4: durable now, so send, apply, answer reads, advance; then maybe compact. */
   private completeReady(node: SimNode, ready: Ready): void {
     node.storage.sync();
+    if (node.crashAfterNextSync) {
+      this.trace(`fault crash-new-leader n${node.id} (after fsync, before sending)`);
+      this.crash(node);
+      return;
+    }
     let grantedVote = false;
     for (const message of ready.messages) {
       this.send(message);
       if (message.type === 'vote-response' && message.granted) grantedVote = true;
     }
-    if (grantedVote && this.crashAfterVoteArmed && !this.chaosOver) {
+    if (grantedVote && this.crashAfterVotesLeft > 0 && !this.chaosOver) {
       // Reactive fault: the vote is on its way; the voter dies right after (its vote must have been durable).
-      this.crashAfterVoteArmed = false;
+      this.crashAfterVotesLeft--;
       this.trace(`fault crash-after-vote n${node.id}`);
       this.crash(node);
       return;
@@ -649,11 +672,12 @@ class Simulation {
 
   private nemesis(): void {
     if (this.nowMs >= this.chaosMs) return;
-    const kind = this.pick(this.faults);
+    const stormKinds = this.faults.filter((kind) => STORM_FAULTS.includes(kind));
+    const kind = this.storm && stormKinds.length > 0 && this.random.chance(0.7) ? this.pick(stormKinds) : this.pick(this.faults);
     if (this.inject(kind)) {
       this.stats.faults[kind]++;
     }
-    this.at(this.random.between(30, 300), () => this.nemesis());
+    this.at(this.storm ? this.random.between(10, 120) : this.random.between(30, 300), () => this.nemesis());
   }
 
   private liveNodes(): SimNode[] {
@@ -711,20 +735,29 @@ class Simulation {
         this.links = links;
         this.partitionedNodes = new Set(members);
         this.trace(`fault ${kind} order=${order.join(',')}`);
-        this.at(this.random.between(200, 1500), () => {
+        let healMs = this.random.between(200, 1500);
+        if (kind === 'partition-leader' && this.random.chance(0.5)) {
+          // Composite: the cut-off leader keeps taking writes while the leaders elected behind it
+          // die young; after the heal, several divergent uncommitted suffixes compete (Figure 8).
+          this.crashNewLeadersLeft = Math.max(this.crashNewLeadersLeft, this.random.between(2, 6));
+          healMs = this.random.between(100, 500);
+          this.trace('fault partition-leader with leader churn');
+        }
+        this.at(healMs, () => {
           this.links = null;
           this.trace('heal partition');
         });
         return true;
       }
       case 'crash-after-vote':
-        if (this.crashAfterVoteArmed) return false;
-        this.crashAfterVoteArmed = true;
+        // The next few voters die right after granting (their votes must have been durable).
+        if (this.crashAfterVotesLeft > 0) return false;
+        this.crashAfterVotesLeft = this.random.between(1, 4);
         return true;
       case 'crash-new-leader':
         // Leader churn: the next few leaders die young, leaving short divergent log suffixes (Figure 8 material).
         if (this.crashNewLeadersLeft > 0) return false;
-        this.crashNewLeadersLeft = this.random.between(1, 5);
+        this.crashNewLeadersLeft = this.random.between(2, 6);
         return true;
       case 'crash-leader': {
         const leader = this.currentLeader();
@@ -812,6 +845,7 @@ class Simulation {
 
   private crash(node: SimNode, downMs?: number): void {
     node.status = 'down';
+    node.crashAfterNextSync = false;
     node.incarnation++;
     node.storage.crash(this.random);
     node.inbox = [];
@@ -917,7 +951,15 @@ class Simulation {
         // Reactive fault: the new leader dies while it is still bringing followers up to date.
         this.crashNewLeadersLeft--;
         const incarnation = node.incarnation;
-        this.at(this.random.next() * 40, () => {
+        // Sometimes after its first append is durable but before it is sent (the leader's
+        // entries then exist on its disk alone), sometimes mid-catch-up of its followers.
+        const roll = this.random.int(3);
+        if (roll === 0) {
+          node.crashAfterNextSync = true;
+          return;
+        }
+        const delayMs = roll === 1 ? this.random.next() * 5 : 5 + this.random.next() * 35;
+        this.at(delayMs, () => {
           if (node.status === 'up' && node.incarnation === incarnation) {
             this.trace(`fault crash-new-leader n${node.id}`);
             this.crash(node);

@@ -5,7 +5,7 @@
  * longer opt-in soak; the default keeps `npm test` within its time budget.
  */
 export const CI_SWEEP_FROM = Number(process.env.SIM_SWEEP_FROM ?? 1);
-export const CI_SWEEP_SEEDS = Number(process.env.SIM_SWEEP_SEEDS ?? 500);
+export const CI_SWEEP_SEEDS = Number(process.env.SIM_SWEEP_SEEDS ?? 1000);
 
 /** The seeds of the sweep, in order. */
 export function sweepSeeds(): number[] {
