@@ -66,13 +66,17 @@ export type KvState = string | null;
  * drops operations with unknown outcome that cannot change the verdict:
  * - gets: a read nobody saw has no effect and constrains nothing;
  * - writes (put, delete, cas) of a value no completed get returned and no
- *   cas expected, when no failed cas completed after the write's call.
+ *   cas expected, unless a "needy" failed cas may follow the write (returned
+ *   after its call). A failed cas is needy when its expected value may still
+ *   be current when it runs: not every write of that value (nor the initial
+ *   absent state, for null) is certainly overwritten by a completed write
+ *   that was called after it returned and returned before the cas was called.
  *   Proof: take a linearization that places such a write u; remove u. Until
  *   the next write, the operations placed after u saw u's value, so none of
- *   them is a completed get or a cas expecting it (there are none), nor a
- *   failed cas (none can follow u): they are valid without u too, and after
- *   the next write nothing differs. Dropping them keeps histories with many
- *   timeouts cheap to check.
+ *   them is a completed get or a cas expecting it (there are none); a failed
+ *   cas there is not needy, so its expected value is not current without u
+ *   either. They stay valid, and after the next write nothing differs.
+ *   Dropping these keeps histories with many timeouts cheap to check.
  */
 export const kvModel: Model<KvState, KvInput, KvOutput> = {
   partition(history: readonly HistoryOperation<KvInput, KvOutput>[]): Partition<KvInput, KvOutput>[] {
@@ -113,7 +117,24 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
   // would have to return both s and x, impossible; k successful cas would need
   // expected == s and == x, impossible; k failed cas leaves the state alone, so
   // k then u ends in x too. A put/delete right after u hides u entirely.
-  lazyUnknownPlacement: { isBlindWrite: (input) => input.kind === 'put' || input.kind === 'delete' },
+  lazyUnknownPlacement: {
+    isBlindWrite: (input) => input.kind === 'put' || input.kind === 'delete',
+    enablement: kvEnablement,
+  },
+  isReadOnly: (input, output) => input.kind === 'get' || (output.kind === 'cas' && !output.ok),
+  inputKey: (input) => {
+    switch (input.kind) {
+      case 'get':
+      case 'delete':
+        return input.kind;
+      case 'put':
+        return `put\u0000${input.value}`;
+      case 'cas':
+        return `cas\u0000${input.expected === null ? '\u0001' : `=${input.expected}`}\u0000${input.value}`;
+      default:
+        return unreachable(input);
+    }
+  },
   equal: (a, b) => a === b,
   hash: (state) => (state === null ? 0x6b43a9b5 : hashString(state)),
   describeOperation: describeKvOperation,
@@ -172,27 +193,128 @@ export function formatOperations(operations: readonly Operation[]): string {
     .join('\n');
 }
 
+// Values are compared as strings, with a marker for absent (null).
+const ABSENT = '\u0000absent';
+
+/** The value an operation writes if it takes effect (ABSENT for delete); undefined for get. */
+function writtenValue(input: KvInput): string | undefined {
+  switch (input.kind) {
+    case 'get':
+      return undefined;
+    case 'delete':
+      return ABSENT;
+    case 'put':
+    case 'cas':
+      return input.value;
+    default:
+      return unreachable(input);
+  }
+}
+
+/** Facts about one key's operations used to drop and order timed-out ones. */
+interface KeyAnalysis {
+  /** Values some completed get returned or some cas expected. */
+  readonly observed: ReadonlySet<string>;
+  /** Whether a completed failed cas is "needy" (see `kvModel`). */
+  isNeedyFailedCas(operation: HistoryOperation<KvInput, KvOutput>): boolean;
+}
+
+function analyzeKey(operations: readonly HistoryOperation<KvInput, KvOutput>[]): KeyAnalysis {
+  const observed = new Set<string>();
+  const writersByValue = new Map<string, HistoryOperation<KvInput, KvOutput>[]>();
+  const knownWrites: { call: number; return: number }[] = [];
+  for (const operation of operations) {
+    const { input, output } = operation;
+    if (input.kind === 'get') {
+      if (output?.kind === 'get') observed.add(output.value ?? ABSENT);
+      continue;
+    }
+    if (input.kind === 'cas') observed.add(input.expected ?? ABSENT);
+    if (output?.kind === 'cas' && !output.ok) continue;
+    const written = writtenValue(input)!;
+    let writers = writersByValue.get(written);
+    if (writers === undefined) writersByValue.set(written, (writers = []));
+    writers.push(operation);
+    if (operation.return !== undefined) knownWrites.push({ call: operation.call, return: operation.return });
+  }
+
+  // overwrittenBetween(a, b): some completed write certainly took effect after
+  // time a and before time b (it was called after a and returned before b).
+  knownWrites.sort((a, b) => a.call - b.call);
+  const suffixMinReturn = new Float64Array(knownWrites.length + 1).fill(Number.POSITIVE_INFINITY);
+  for (let i = knownWrites.length - 1; i >= 0; i--) suffixMinReturn[i] = Math.min(suffixMinReturn[i + 1]!, knownWrites[i]!.return);
+  const overwrittenBetween = (after: number, before: number): boolean => {
+    let low = 0;
+    let high = knownWrites.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (knownWrites[middle]!.call > after) high = middle;
+      else low = middle + 1;
+    }
+    return suffixMinReturn[low]! < before;
+  };
+  // Could the key still hold `value` when an operation called at `time` takes effect?
+  const mayHold = (value: string, time: number): boolean => {
+    if (value === ABSENT && !overwrittenBetween(Number.NEGATIVE_INFINITY, time)) return true; // the initial state
+    for (const writer of writersByValue.get(value) ?? []) {
+      if (writer.return === undefined || !overwrittenBetween(writer.return, time)) return true;
+    }
+    return false;
+  };
+  return {
+    observed,
+    isNeedyFailedCas: ({ input, output, call }) =>
+      input.kind === 'cas' && output?.kind === 'cas' && !output.ok && mayHold(input.expected ?? ABSENT, call),
+  };
+}
+
 /** Applies the dropping rules documented on `kvModel` to one key's operations. */
 function dropUnobservableUnknowns(
   operations: readonly HistoryOperation<KvInput, KvOutput>[],
 ): HistoryOperation<KvInput, KvOutput>[] {
-  // Values are compared as strings with a marker for absent (null).
-  const ABSENT = '\u0000absent';
-  const observed = new Set<string>();
-  let lastFailedCasReturn = Number.NEGATIVE_INFINITY;
-  for (const { input, output, return: returned } of operations) {
-    if (input.kind === 'get' && output?.kind === 'get') observed.add(output.value ?? ABSENT);
-    if (input.kind === 'cas') {
-      observed.add(input.expected ?? ABSENT);
-      if (output?.kind === 'cas' && !output.ok) lastFailedCasReturn = Math.max(lastFailedCasReturn, returned!);
-    }
+  const analysis = analyzeKey(operations);
+  // A needy failed cas needs some write to make it fail, possibly a timed-out
+  // one: timed-out writes it may follow are kept.
+  let lastNeedyFailedCasReturn = Number.NEGATIVE_INFINITY;
+  for (const operation of operations) {
+    if (analysis.isNeedyFailedCas(operation)) lastNeedyFailedCasReturn = Math.max(lastNeedyFailedCasReturn, operation.return!);
   }
   return operations.filter(({ input, output, call }) => {
     if (output !== undefined) return true;
-    if (input.kind === 'get') return false;
-    const written = input.kind === 'delete' ? ABSENT : input.value;
-    return observed.has(written) || lastFailedCasReturn >= call;
+    const written = writtenValue(input);
+    if (written === undefined) return false;
+    return analysis.observed.has(written) || lastNeedyFailedCasReturn >= call;
   });
+}
+
+/**
+ * mayEnable(u, k) for one key: placing unknown u (writing v) right before k
+ * can make k applicable only if k is a completed get returning v, a cas
+ * expecting v (completed successfully, or unknown), or a needy completed
+ * failed cas expecting something else. Puts and deletes always apply.
+ */
+function kvEnablement(operations: readonly HistoryOperation<KvInput, KvOutput>[]): (unknown: number, other: number) => boolean {
+  const analysis = analyzeKey(operations);
+  const needy = operations.map((operation) => analysis.isNeedyFailedCas(operation));
+  return (unknown, other) => {
+    const written = writtenValue(operations[unknown]!.input);
+    if (written === undefined) return false;
+    const { input, output } = operations[other]!;
+    switch (input.kind) {
+      case 'get':
+        return output?.kind === 'get' && (output.value ?? ABSENT) === written;
+      case 'put':
+      case 'delete':
+        return false;
+      case 'cas': {
+        const expected = input.expected ?? ABSENT;
+        if (output?.kind === 'cas' && !output.ok) return needy[other]! && expected !== written;
+        return expected === written;
+      }
+      default:
+        return unreachable(input);
+    }
+  };
 }
 
 function describeKvOperation(input: KvInput, output: KvOutput | undefined): string {

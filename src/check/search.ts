@@ -91,7 +91,30 @@ export interface Model<State, Input, Output> {
   lazyUnknownPlacement?: {
     /** True when the successors of `input` do not depend on the state (put, delete). */
     isBlindWrite(input: Input): boolean;
+    /**
+     * Optional: prepares, for one partition's operations, a test
+     * `mayEnable(u, k)` (indices into `operations`, u unknown): could placing
+     * u immediately before k make k applicable where it was not? It must
+     * answer true whenever that is possible. With it, an unknown operation
+     * whose possible enablees are all placed is retired (never tried again),
+     * and only its possible enablees are tried right after it.
+     */
+    enablement?(operations: readonly HistoryOperation<Input, Output>[]): (unknown: number, other: number) => boolean;
   };
+  /**
+   * Optional: a string that is equal for two inputs exactly when they have
+   * the same effect in every state (e.g. two deletes of one key). Unknown
+   * operations with equal keys are interchangeable, so the search places
+   * them only in call order, which removes symmetric branches.
+   */
+  inputKey?(input: Input): string;
+  /**
+   * Optional: true when an operation with this input and (known) output
+   * never changes the state wherever it applies, e.g. a get, or a cas that
+   * failed. Such an operation that applies now is placed at once, without
+   * trying others first (walk-through step 9).
+   */
+  isReadOnly?(input: Input, output: Output): boolean;
   /** One-line description of an operation, e.g. `put("k", "v") -> ok`. */
   describeOperation(input: Input, output: Output | undefined): string;
   /** One-line description of a state. */
@@ -109,7 +132,22 @@ export interface CheckOptions {
    * Default `DEFAULT_STEP_BUDGET`. Must be a positive safe integer.
    */
   stepBudget?: number;
+  /**
+   * Estimated bytes the memo cache of one partition may hold. Past it the
+   * search stops remembering new configurations: still correct, possibly
+   * slower (the step budget still bounds it). Default `DEFAULT_CACHE_BYTES_MAX`.
+   */
+  cacheBytesMax?: number;
+  /**
+   * Place applicable read-only operations at once, without trying their
+   * siblings (walk-through step 9; needs `Model.isReadOnly`). Default true;
+   * false only to compare against the unreduced search in tests.
+   */
+  reduceStatePreserving?: boolean;
 }
+
+/** Default bound on the memo cache of one partition: 128 MiB (estimated). */
+export const DEFAULT_CACHE_BYTES_MAX = 128 * 1024 * 1024;
 
 /** Verdict over a whole history. */
 export type HistoryCheckResult<Input, Output> =
@@ -138,7 +176,9 @@ export function checkLinearizability<State, Input, Output>(
   options: CheckOptions = {},
 ): HistoryCheckResult<Input, Output> {
   const stepBudget = options.stepBudget ?? DEFAULT_STEP_BUDGET;
+  const cacheBytesMax = options.cacheBytesMax ?? DEFAULT_CACHE_BYTES_MAX;
   assert(Number.isSafeInteger(stepBudget) && stepBudget > 0, 'stepBudget must be a positive safe integer', stepBudget);
+  assert(cacheBytesMax >= 0, 'cacheBytesMax must not be negative', cacheBytesMax);
   for (const operation of history) validateOperation(operation);
 
   const partitions = model
@@ -148,7 +188,7 @@ export function checkLinearizability<State, Input, Output>(
   let steps = 0;
   for (let index = 0; index < partitions.length; index++) {
     const partition = partitions[index]!;
-    const outcome = searchPartition(model, partition.operations, stepBudget - steps);
+    const outcome = searchPartition(model, partition.operations, stepBudget - steps, cacheBytesMax, options.reduceStatePreserving ?? true);
     steps += outcome.steps;
     if (outcome.kind === 'budget-exhausted') {
       return {
@@ -208,12 +248,27 @@ export type PartitionOutcome =
  * verdict.
  * 7. With `Model.lazyUnknownPlacement`, an unknown operation placed at a dead
  *    end must be followed at once by an operation it enables (see there);
- *    otherwise it could have been placed later or never.
+ *    otherwise it could have been placed later or never. So right after one,
+ *    pass 0 takes only known operations it enabled, and pass 2 (instead of
+ *    pass 1) only its possible followers among the unknown ones. With
+ *    `enablement`, an unknown operation whose possible enablees are all
+ *    placed is retired: pass 1 no longer tries it.
+ * 8. With `Model.inputKey`, unknown operations with equal inputs are placed
+ *    in call order only: swapping two of them in a linearization gives
+ *    another one (the earlier-called can stand wherever the later can).
+ * 9. Forced moves: on arriving at a new configuration, a read-only known
+ *    candidate (`Model.isReadOnly`, e.g. a get) that applies in the current
+ *    state is placed at once. Any linearization from here can move it to the
+ *    front (it is a candidate, so real time allows it; it applies here; and
+ *    being read-only wherever it stood, moving it changes no other
+ *    operation's state), so if placing it fails, the configuration fails.
  */
 export function searchPartition<State, Input, Output>(
   model: Model<State, Input, Output>,
   operations: readonly HistoryOperation<Input, Output>[],
   stepBudget: number,
+  cacheBytesMax: number = DEFAULT_CACHE_BYTES_MAX,
+  reduceStatePreserving = true,
 ): PartitionOutcome {
   const operationCount = operations.length;
   let knownRemaining = 0;
@@ -255,7 +310,7 @@ export function searchPartition<State, Input, Output>(
     if (next[call] !== END) prev[next[call]!] = call;
   };
 
-  const cache = new StateCache<State>(model, Math.ceil(operationCount / 32));
+  const cache = new StateCache<State>(model, Math.ceil(operationCount / 32), cacheBytesMax);
   const placed = new Uint32Array(Math.ceil(operationCount / 32));
   let placedHash = 0;
   let state = model.init();
@@ -279,66 +334,287 @@ export function searchPartition<State, Input, Output>(
   };
   recordBest();
 
-  // Cursor: current node, the pass (0 = known candidates, 1 = unknown ones),
-  // and the first successor index to try at this node.
+  // Lazy placement tables (7): the unknown operations that may directly
+  // follow each unknown operation, in call order, and for retirement, how
+  // many operations each unknown one could still enable.
+  const followers: Int32Array[] = [];
+  const enablersOf: number[][] = [];
+  const unplacedEnablees = new Int32Array(operationCount);
+  const retirement = lazy?.enablement !== undefined;
+  // With `enablement`: one bitset row per unknown operation u, bit k set when
+  // u may enable k (`enableeRow[u]` is the row's first word, -1 if none).
+  const words = Math.ceil(operationCount / 32);
+  const enableeRow = new Int32Array(operationCount).fill(-1);
+  let enableeBits = new Uint32Array(0);
+  if (retirement) {
+    let rows = 0;
+    for (let op = 0; op < operationCount; op++) if (!known[op]) enableeRow[op] = words * rows++;
+    enableeBits = new Uint32Array(words * rows);
+  }
+  const mayEnableBit = (u: number, k: number): boolean => (enableeBits[enableeRow[u]! + (k >>> 5)]! & (1 << (k & 31))) !== 0;
+  // The candidates in the current window that cannot take effect in the
+  // current state: the only ones an unknown operation placed now could help
+  // (7). Computed when pass 1 or 2 starts or resumes.
+  const blockedInWindow: number[] = [];
+  const findBlockedInWindow = (): void => {
+    blockedInWindow.length = 0;
+    if (!retirement) return;
+    for (let node = next[HEAD]!; node !== END && nodeIsCall[node]; node = next[node]!) {
+      const k = nodeOperation[node]!;
+      const { input, output } = operations[k]!;
+      const successors = model.step(state, input, output);
+      const blocked = known[k] ? successors.length === 0 : successors.every((successor) => model.equal(successor, state));
+      if (blocked) blockedInWindow.push(k);
+    }
+  };
+  // Whether placing unknown u now could enable a blocked candidate; if not,
+  // it leads nowhere (7), so it is not tried.
+  const mayEnableInWindow = (u: number): boolean => {
+    if (!retirement) return true;
+    for (const k of blockedInWindow) if (k !== u && mayEnableBit(u, k)) return true;
+    return false;
+  };
+  if (lazy !== undefined) {
+    const mayEnable = lazy.enablement?.(operations) ?? ((): boolean => true);
+    const unknownByCall: number[] = [];
+    for (let op = 0; op < operationCount; op++) {
+      enablersOf.push([]);
+      if (!known[op]) unknownByCall.push(op);
+    }
+    unknownByCall.sort((a, b) => callNode[a]! - callNode[b]!);
+    for (let u = 0; u < operationCount; u++) {
+      const list: number[] = [];
+      if (!known[u]) {
+        for (const k of unknownByCall) if (k !== u && !blindWrite[k] && mayEnable(u, k)) list.push(k);
+        if (retirement) {
+          for (let k = 0; k < operationCount; k++) {
+            if (k !== u && mayEnable(u, k)) {
+              enablersOf[k]!.push(u);
+              unplacedEnablees[u]!++;
+              enableeBits[enableeRow[u]! + (k >>> 5)]! |= 1 << (k & 31);
+            }
+          }
+        }
+      }
+      followers.push(Int32Array.from(list));
+    }
+  }
+  // Interchangeable unknown operations (Model.inputKey): per class, members
+  // in call order and how many are placed; only the first unplaced member of
+  // a class may be placed next, so placed members always form a prefix.
+  const classOf = new Int32Array(operationCount).fill(-1);
+  const classMembers: number[][] = [];
+  if (model.inputKey !== undefined) {
+    const classByKey = new Map<string, number>();
+    const unknownByCallNode = [...Array(operationCount).keys()].filter((op) => !known[op]).sort((a, b) => callNode[a]! - callNode[b]!);
+    for (const op of unknownByCallNode) {
+      const key = model.inputKey(operations[op]!.input);
+      let index = classByKey.get(key);
+      if (index === undefined) {
+        classByKey.set(key, (index = classMembers.length));
+        classMembers.push([]);
+      }
+      classOf[op] = index;
+      classMembers[index]!.push(op);
+    }
+  }
+  const classPlaced = new Int32Array(classMembers.length);
+  const isTurnInClass = (op: number): boolean => {
+    const index = classOf[op]!;
+    return index < 0 || classMembers[index]![classPlaced[index]!] === op;
+  };
+
+  // The node of the first return in the current list (or past the end).
+  const windowEndNode = (): number => {
+    let node = next[HEAD]!;
+    while (node !== END && nodeIsCall[node]) node = next[node]!;
+    return node === END ? nodeOperation.length : node;
+  };
+
+  // The stack also records how each operation was chosen, to resume there,
+  // and whether it was placed as a forced move (9), which has no siblings.
+  const stackPass = new Uint8Array(operationCount);
+  const stackCursor = new Int32Array(operationCount);
+  const stackForced = new Uint8Array(operationCount);
+
+  // 9. A read-only candidate (Model.isReadOnly) that applies now can be
+  // moved to the front of any linearization from here, so it is placed at
+  // once, and if that fails, this configuration fails: its siblings need not
+  // be tried.
+  const readOnly = new Uint8Array(operationCount);
+  if (model.isReadOnly !== undefined) {
+    for (let op = 0; op < operationCount; op++) {
+      const { input, output } = operations[op]!;
+      readOnly[op] = output !== undefined && model.isReadOnly(input, output) ? 1 : 0;
+    }
+  }
+  const findForcedCandidate = (): number => {
+    for (let node = next[HEAD]!; node !== END && nodeIsCall[node]; node = next[node]!) {
+      const k = nodeOperation[node]!;
+      if (!readOnly[k]) continue;
+      const successors = model.step(state, operations[k]!.input, operations[k]!.output);
+      if (successors.length === 1 && model.equal(successors[0]!, state)) return k;
+    }
+    return -1;
+  };
+
+  // Cursor: the pass (0 = known candidates in the window, 1 = unknown ones,
+  // 2 = followers of the unknown operation on top), the node (passes 0, 1)
+  // or index into the followers (pass 2), and the first successor to try.
   let node = next[HEAD]!;
   let pass = 0;
+  let cursor = 0;
+  let windowEnd = 0;
   let alternative = 0;
   let steps = 0;
 
+  // 3. Places `op` (its bit already set in `placed`) with successor number
+  // `alternative`, and moves the cursor to the new configuration. Returns
+  // true when every known operation is placed (6. success).
+  const push = (op: number, chosen: number, successor: State, successorPlacedHash: number, forced: boolean): boolean => {
+    stackOperation[depth] = op;
+    stackAlternative[depth] = chosen;
+    stackPass[depth] = pass;
+    stackCursor[depth] = cursor;
+    stackForced[depth] = forced ? 1 : 0;
+    stackState.push(state);
+    depth++;
+    state = successor;
+    placedHash = successorPlacedHash;
+    lift(op);
+    for (const enabler of enablersOf[op] ?? []) unplacedEnablees[enabler]!--;
+    if (classOf[op]! >= 0) classPlaced[classOf[op]!]!++;
+    node = next[HEAD]!;
+    pass = 0;
+    alternative = 0;
+    if (!known[op]) return false;
+    knownPlaced++;
+    recordBest();
+    return --knownRemaining === 0;
+  };
+  // True on arriving at a configuration not seen before; false when resuming.
+  let fresh = true;
+  // The current configuration is known to fail: backtrack.
+  let failed = false;
+
   for (;;) {
-    if (node === END || !nodeIsCall[node]) {
+    const afterUnknown = lazy !== undefined && depth > 0 && !known[stackOperation[depth - 1]!];
+    let op = -1;
+    let backtrack = false;
+    if (fresh) {
+      fresh = false;
+      // 9. (Not right after a lazily placed unknown operation, where only
+      // operations it enabled may follow.)
+      const forced = reduceStatePreserving && !afterUnknown ? findForcedCandidate() : -1;
+      if (forced >= 0) {
+        if (++steps > stepBudget) return { kind: 'budget-exhausted', steps: stepBudget };
+        placed[forced >>> 5]! |= 1 << (forced & 31);
+        const forcedPlacedHash = placedHash ^ zobrist[forced]!;
+        if (cache.addIfAbsent(forcedPlacedHash, placed, state, -1, undefined)) {
+          if (push(forced, 0, state, forcedPlacedHash, true)) return { kind: 'linearizable', steps };
+          fresh = true;
+          continue;
+        }
+        placed[forced >>> 5]! &= ~(1 << (forced & 31));
+        failed = true; // seen before, so it failed then
+      }
+    }
+    if (failed) {
+      failed = false;
+      backtrack = true;
+    } else if (pass === 2) {
+      const candidates = followers[stackOperation[depth - 1]!]!;
+      if (cursor >= candidates.length) {
+        backtrack = true;
+        op = -1;
+      } else {
+        op = candidates[cursor]!;
+        if (
+          (placed[op >>> 5]! & (1 << (op & 31))) !== 0 ||
+          callNode[op]! > windowEnd ||
+          !isTurnInClass(op) ||
+          (retirement && (unplacedEnablees[op] === 0 || !mayEnableInWindow(op)))
+        ) {
+          cursor++;
+          alternative = 0;
+          continue;
+        }
+      }
+    } else if (node === END || !nodeIsCall[node]) {
       // End of the candidate window (2).
       if (pass === 0) {
-        pass = 1;
-        node = next[HEAD]!;
+        if (afterUnknown) {
+          pass = 2;
+          cursor = 0;
+          windowEnd = node === END ? nodeOperation.length : node;
+          findBlockedInWindow();
+        } else {
+          pass = 1;
+          node = next[HEAD]!;
+          findBlockedInWindow();
+        }
         alternative = 0;
         continue;
       }
-      // 4. Backtrack.
-      if (depth === 0) {
-        return { kind: 'not-linearizable', steps, explanation: explain(model, operations, bestPrefix, bestState, list) };
-      }
-      if (++steps > stepBudget) return { kind: 'budget-exhausted', steps: stepBudget };
-      depth--;
-      const op = stackOperation[depth]!;
-      state = stackState[depth]!;
-      stackState.length = depth;
-      placed[op >>> 5]! &= ~(1 << (op & 31));
-      placedHash ^= zobrist[op]!;
-      unlift(op);
-      if (known[op]) {
-        knownRemaining++;
-        knownPlaced--;
-      }
-      node = callNode[op]!;
-      pass = known[op] ? 0 : 1;
-      alternative = stackAlternative[depth]! + 1;
-      continue;
-    }
-
-    const op = nodeOperation[node]!;
-    if ((known[op] === 1) !== (pass === 0)) {
-      node = next[node]!;
-      alternative = 0;
-      continue;
-    }
-    const operation = operations[op]!;
-    // 7. Lazy placement (Model.lazyUnknownPlacement): right after an unknown
-    // operation, only operations it enabled, or non-blind unknown ones.
-    const afterUnknown = lazy !== undefined && depth > 0 && !known[stackOperation[depth - 1]!];
-    if (afterUnknown) {
+      backtrack = true;
+      op = -1;
+    } else {
+      op = nodeOperation[node]!;
+      // Pass 0 takes known operations, pass 1 unknown ones. 7: right after an
+      // unknown operation, only known ones it enabled (pass 0) or its
+      // followers (pass 2); otherwise only unknown ones not yet retired.
       const skip =
-        pass === 1
-          ? blindWrite[op] === 1
-          : model.step(stackState[depth - 1]!, operation.input, operation.output).length > 0;
+        (known[op] === 1) !== (pass === 0) ||
+        (pass === 0 &&
+          afterUnknown &&
+          ((retirement && !mayEnableBit(stackOperation[depth - 1]!, op)) ||
+            model.step(stackState[depth - 1]!, operations[op]!.input, operations[op]!.output).length > 0)) ||
+        (pass === 1 && (!isTurnInClass(op) || (retirement && (unplacedEnablees[op] === 0 || !mayEnableInWindow(op)))));
       if (skip) {
         node = next[node]!;
         alternative = 0;
         continue;
       }
     }
+
+    if (backtrack) {
+      // 4. Backtrack.
+      if (depth === 0) {
+        return { kind: 'not-linearizable', steps, explanation: explain(model, operations, bestPrefix, bestState, list) };
+      }
+      if (++steps > stepBudget) return { kind: 'budget-exhausted', steps: stepBudget };
+      depth--;
+      const popped = stackOperation[depth]!;
+      state = stackState[depth]!;
+      stackState.length = depth;
+      placed[popped >>> 5]! &= ~(1 << (popped & 31));
+      placedHash ^= zobrist[popped]!;
+      unlift(popped);
+      for (const enabler of enablersOf[popped] ?? []) unplacedEnablees[enabler]!++;
+      if (classOf[popped]! >= 0) classPlaced[classOf[popped]!]!--;
+      if (known[popped]) {
+        knownRemaining++;
+        knownPlaced--;
+      }
+      if (stackForced[depth]) {
+        failed = true;
+        continue;
+      }
+      pass = stackPass[depth]!;
+      alternative = stackAlternative[depth]! + 1;
+      if (pass === 2) {
+        cursor = stackCursor[depth]!;
+        windowEnd = windowEndNode();
+        findBlockedInWindow();
+      } else {
+        node = callNode[popped]!;
+        if (pass === 1) findBlockedInWindow();
+      }
+      continue;
+    }
+
     if (++steps > stepBudget) return { kind: 'budget-exhausted', steps: stepBudget };
+    const operation = operations[op]!;
     const successors = model.step(state, operation.input, operation.output);
     let moved = false;
     for (let a = alternative; a < successors.length; a++) {
@@ -348,34 +624,20 @@ export function searchPartition<State, Input, Output>(
       placed[op >>> 5]! |= 1 << (op & 31);
       const successorPlacedHash = placedHash ^ zobrist[op]!;
       // Under lazy placement, what may follow a just-placed unknown operation
-      // depends on more than (placed, state), so those configurations are
-      // neither looked up nor remembered; their children are.
-      const placedUnknownLazily = lazy !== undefined && !known[op];
-      if (placedUnknownLazily || cache.addIfAbsent(successorPlacedHash, placed, successor)) {
-        // 3. Place it.
-        stackOperation[depth] = op;
-        stackAlternative[depth] = a;
-        stackState.push(state);
-        depth++;
-        state = successor;
-        placedHash = successorPlacedHash;
-        lift(op);
-        if (known[op]) {
-          knownPlaced++;
-          recordBest();
-          // 6. Success.
-          if (--knownRemaining === 0) return { kind: 'linearizable', steps };
-        }
-        node = next[HEAD]!;
-        pass = 0;
-        alternative = 0;
+      // depends on which one it was and on the state before it, so both
+      // join the key.
+      const lazyContext = lazy !== undefined && !known[op];
+      if (cache.addIfAbsent(successorPlacedHash, placed, successor, lazyContext ? op : -1, lazyContext ? state : undefined)) {
+        if (push(op, a, successor, successorPlacedHash, false)) return { kind: 'linearizable', steps };
+        fresh = true;
         moved = true;
         break;
       }
       placed[op >>> 5]! &= ~(1 << (op & 31));
     }
     if (!moved) {
-      node = next[node]!;
+      if (pass === 2) cursor++;
+      else node = next[node]!;
       alternative = 0;
     }
   }
@@ -465,40 +727,90 @@ function describeOne<State, Input, Output>(model: Model<State, Input, Output>, o
 }
 
 /**
- * Hash set of (placed-operations bitset, model state) pairs. Buckets are keyed
- * by a 32-bit hash and chained; equality is exact (bitset words and
- * `model.equal`), so hash collisions cost time, never correctness. Its size is
- * bounded by the step budget: at most one entry is added per step.
+ * Hash set of (placed-operations bitset, model state[, lazy context])
+ * configurations. Buckets are keyed by a 32-bit hash and chained; equality is
+ * exact (bitset words and `model.equal`), so hash collisions cost time, never
+ * correctness. Entries live in flat arrays (bitsets in one growing arena)
+ * because allocating a small typed array per entry dominated the run time.
+ * At most one entry is added per step, and none past `bytesMax` (estimated).
  */
 class StateCache<State> {
-  private readonly buckets = new Map<number, CacheEntry<State>>();
+  /** Hash key -> index of the newest entry with that key. */
+  private readonly buckets = new Map<number, number>();
+  private readonly entriesMax: number;
+  private entries = 0;
+  private capacity = 0;
+  private bits = new Uint32Array(0);
+  private chainNext = new Int32Array(0);
+  private contextOperation = new Int32Array(0);
+  private readonly states: State[] = [];
+  private readonly contextBefore: (State | undefined)[] = [];
 
   constructor(
     private readonly model: Pick<Model<State, unknown, unknown>, 'equal' | 'hash'>,
     private readonly words: number,
-  ) {}
+    bytesMax: number,
+  ) {
+    // Rough per-entry cost: the bitset, the flat arrays, a Map slot.
+    this.entriesMax = Math.floor(bytesMax / (64 + 4 * words));
+  }
 
-  /** Adds the pair and returns true, or returns false if it was present. */
-  addIfAbsent(placedHash: number, placed: Uint32Array, state: State): boolean {
-    const key = (placedHash ^ Math.imul(this.model.hash(state) | 0, 0x9e3779b1)) | 0;
-    const head = this.buckets.get(key);
-    for (let entry = head; entry !== undefined; entry = entry.next) {
-      if (sameWords(entry.placed, placed, this.words) && this.model.equal(entry.state, state)) return false;
+  /**
+   * Adds the configuration and returns true, or returns false if it was
+   * present. `contextOperation` >= 0 (after a lazily placed unknown
+   * operation: which one; `contextBefore` is the state before it) is part of
+   * the configuration; -1 means no context.
+   */
+  addIfAbsent(placedHash: number, placed: Uint32Array, state: State, contextOperation: number, contextBefore: State | undefined): boolean {
+    const { model, words } = this;
+    let key = (placedHash ^ Math.imul(model.hash(state) | 0, 0x9e3779b1)) | 0;
+    if (contextOperation >= 0) {
+      key = (key ^ Math.imul(model.hash(contextBefore as State) | 0x1, 0x85ebca77) ^ mix32(contextOperation + 0x27d4eb2f)) | 0;
     }
-    this.buckets.set(key, { placed: placed.slice(), state, next: head });
+    // Keep keys within 30 bits: V8 stores those as small integers, larger ones
+    // as heap numbers, which made every lookup allocate.
+    key &= 0x3fffffff;
+    const head = this.buckets.get(key);
+    for (let entry = head ?? -1; entry >= 0; entry = this.chainNext[entry]!) {
+      if (this.contextOperation[entry] !== contextOperation) continue;
+      let same = true;
+      const base = entry * words;
+      for (let i = 0; i < words; i++) {
+        if (this.bits[base + i] !== placed[i]) {
+          same = false;
+          break;
+        }
+      }
+      if (!same || !model.equal(this.states[entry]!, state)) continue;
+      if (contextOperation >= 0 && !model.equal(this.contextBefore[entry] as State, contextBefore as State)) continue;
+      return false;
+    }
+    if (this.entries < this.entriesMax) {
+      if (this.entries === this.capacity) this.grow();
+      const entry = this.entries++;
+      this.bits.set(placed, entry * words);
+      this.chainNext[entry] = head ?? -1;
+      this.contextOperation[entry] = contextOperation;
+      this.states.push(state);
+      this.contextBefore.push(contextBefore);
+      this.buckets.set(key, entry);
+    }
     return true;
   }
-}
 
-interface CacheEntry<State> {
-  readonly placed: Uint32Array;
-  readonly state: State;
-  readonly next: CacheEntry<State> | undefined;
-}
-
-function sameWords(a: Uint32Array, b: Uint32Array, words: number): boolean {
-  for (let i = 0; i < words; i++) if (a[i] !== b[i]) return false;
-  return true;
+  private grow(): void {
+    const capacity = Math.min(this.entriesMax, Math.max(1024, this.capacity * 2));
+    const bits = new Uint32Array(capacity * this.words);
+    bits.set(this.bits);
+    this.bits = bits;
+    const chainNext = new Int32Array(capacity);
+    chainNext.set(this.chainNext);
+    this.chainNext = chainNext;
+    const contextOperation = new Int32Array(capacity);
+    contextOperation.set(this.contextOperation);
+    this.contextOperation = contextOperation;
+    this.capacity = capacity;
+  }
 }
 
 /** murmur3's 32-bit finalizer: a fixed pseudo-random word per integer. */
