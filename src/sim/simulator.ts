@@ -492,6 +492,7 @@ class Simulation {
     node.storage.sync();
     if (node.crashAfterNextSync) {
       this.trace(`fault crash-new-leader n${node.id} (after fsync, before sending)`);
+      this.stats.faults['crash-new-leader']++;
       this.crash(node);
       return;
     }
@@ -504,6 +505,7 @@ class Simulation {
       // Reactive fault: the vote is on its way; the voter dies right after (its vote must have been durable).
       this.crashAfterVotesLeft--;
       this.trace(`fault crash-after-vote n${node.id}`);
+      this.stats.faults['crash-after-vote']++;
       this.crash(node);
       return;
     }
@@ -692,7 +694,11 @@ class Simulation {
     return best;
   }
 
-  /** Applies one fault; returns false when it does not apply right now (e.g. no leader to transfer from). */
+  /**
+   * Applies one fault; returns true when it was injected now, false when it does not apply
+   * right now (e.g. no leader to transfer from) or was only armed (reactive faults count
+   * themselves when they fire).
+   */
   private inject(kind: FaultKind): boolean {
     const members = [...this.nodes.values()].filter((node) => node.status !== 'removed').map((node) => node.id);
     switch (kind) {
@@ -753,12 +759,12 @@ class Simulation {
         // The next few voters die right after granting (their votes must have been durable).
         if (this.crashAfterVotesLeft > 0) return false;
         this.crashAfterVotesLeft = this.random.between(1, 4);
-        return true;
+        return false; // armed; counted when it fires
       case 'crash-new-leader':
         // Leader churn: the next few leaders die young, leaving short divergent log suffixes (Figure 8 material).
         if (this.crashNewLeadersLeft > 0) return false;
         this.crashNewLeadersLeft = this.random.between(2, 6);
-        return true;
+        return false; // armed; counted when it fires
       case 'crash-leader': {
         const leader = this.currentLeader();
         if (leader === undefined) return false;
@@ -956,15 +962,16 @@ class Simulation {
         const roll = this.random.int(3);
         if (roll === 0) {
           node.crashAfterNextSync = true;
-          return;
+        } else {
+          const delayMs = roll === 1 ? this.random.next() * 5 : 5 + this.random.next() * 35;
+          this.at(delayMs, () => {
+            if (node.status === 'up' && node.incarnation === incarnation) {
+              this.trace(`fault crash-new-leader n${node.id}`);
+              this.stats.faults['crash-new-leader']++;
+              this.crash(node);
+            }
+          });
         }
-        const delayMs = roll === 1 ? this.random.next() * 5 : 5 + this.random.next() * 35;
-        this.at(delayMs, () => {
-          if (node.status === 'up' && node.incarnation === incarnation) {
-            this.trace(`fault crash-new-leader n${node.id}`);
-            this.crash(node);
-          }
-        });
       }
       for (let index = node.raft.snapshotIndex + 1; index <= this.maxAppliedIndex; index++) {
         const applied = this.appliedAt.get(index);
