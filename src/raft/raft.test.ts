@@ -379,3 +379,23 @@ test('input between ready() and advance() is a bug and asserts', () => {
   assert.throws(() => h.node(1).raft.tick(), /between ready\(\) and advance\(\)/);
   h.node(1).raft.advance(ready);
 });
+
+test('campaigns by stale-log nodes do not hold back an up-to-date node’s election timer (no livelock)', () => {
+  const h = new Harness([1, 2, 3], { preVote: false, checkQuorum: false });
+  h.elect(1);
+  h.filter = (m) => m.to !== 3 && m.from !== 3;
+  h.propose(1, 'only-on-1-and-2');
+  h.filter = (m) => m.to !== 1 && m.from !== 1; // the leader is gone
+  const node2 = h.node(2).raft;
+  let term = node2.currentTerm;
+  // Node 3 (stale log) campaigns every 3 ticks with a higher term; node 2 must still time out and win.
+  for (let tick = 0; tick < DEFAULT_RAFT_TIMING.electionTimeoutTicks * 4 && node2.role !== 'leader'; tick++) {
+    if (tick % 3 === 0) {
+      term = Math.max(term, node2.currentTerm) + 1;
+      node2.step({ type: 'vote', from: 3, to: 2, term, lastLogIndex: 1, lastLogTerm: 1, transfer: false });
+      h.settle();
+    }
+    h.tick([2]);
+  }
+  assert.equal(node2.role, 'leader');
+});

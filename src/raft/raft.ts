@@ -359,7 +359,11 @@ export class RaftNode {
         // A granted pre-vote carries the term we would campaign in; we move to it only on a quorum.
       } else {
         const leader = m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot' ? m.from : NO_NODE;
-        this.becomeFollower(m.term, leader);
+        // Only a leader's message (or a granted vote, below) restarts the election timer (§5.2).
+        // A campaign by a node with a stale log must not: two such nodes campaigning in turn
+        // would otherwise keep every up-to-date node from ever timing out (a livelock the
+        // simulator found without pre-vote).
+        this.becomeFollower(m.term, leader, leader !== NO_NODE);
       }
     } else if (m.term < this.term) {
       if (m.type === 'append' || m.type === 'heartbeat') {
@@ -470,15 +474,17 @@ export class RaftNode {
 
   // ---------------------------------------------------------------- roles
 
-  private becomeFollower(term: number, leader: NodeId): void {
+  private becomeFollower(term: number, leader: NodeId, restartElectionTimer = true): void {
     if (term !== this.term) {
       this.term = term;
       this.vote = NO_NODE;
     }
+    const wasLeader = this.roleValue === 'leader';
     this.abortLeaderState();
     this.roleValue = 'follower';
     this.leader = leader;
-    this.resetElectionTimer();
+    // A deposed leader's electionElapsed counted check-quorum rounds, not silence: restart it.
+    if (restartElectionTimer || wasLeader) this.resetElectionTimer();
   }
 
   private becomeLeader(): void {
