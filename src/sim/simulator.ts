@@ -219,7 +219,7 @@ class Simulation {
 
   constructor(options: SimOptions) {
     this.random = new SeededRandom(options.seed);
-    this.storm = this.random.chance(0.25);
+    this.storm = this.random.chance(0.4);
     this.nodeCount = options.nodeCount ?? (this.storm || this.random.chance(0.5) ? 3 : 5);
     this.chaosMs = options.chaosMs ?? 3000;
     this.quietMs = options.quietMs ?? 1500;
@@ -263,7 +263,7 @@ class Simulation {
     this.trace(`setup ${this.setup}`);
     const voters = Array.from({ length: this.nodeCount }, (_, i) => i + 1);
     for (const id of voters) this.createNode(id, voters);
-    const clientCount = this.random.between(2, 7);
+    const clientCount = this.storm ? this.random.between(4, 8) : this.random.between(2, 7);
     for (let id = 1; id <= clientCount; id++) {
       const client: Client = { id, leaderGuess: 0, current: null, nextRequestId: 1, lastSeen: new Map() };
       this.clients.push(client);
