@@ -34,6 +34,12 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_ENGINE_CORRUPTION: { status: 500, summary: 'Stored data failed its checksum or structure check; it was not returned.' },
   IMPULSE_ERR_ENGINE_LOCKED: { status: 500, summary: 'The data directory is in use by another process.' },
   IMPULSE_ERR_INTERNAL: { status: 500, summary: 'An unexpected internal error; the operation did not take effect.' },
+  // Raft (src/raft/): returned by the core as `RaftError`, a subclass of ImpulseError
+  IMPULSE_ERR_RAFT_NOT_LEADER: { status: 503, summary: 'This node is not the Raft leader; retry at the leader it names, if any.' },
+  IMPULSE_ERR_RAFT_TRANSFER_IN_PROGRESS: { status: 503, summary: 'Leadership is being transferred; retry shortly.' },
+  IMPULSE_ERR_RAFT_OVERLOADED: { status: 503, summary: 'Too many uncommitted entries or pending reads on the leader; retry later.' },
+  IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED: { status: 409, summary: 'The membership change is not allowed now (one is pending, the learner lags, or it is invalid).' },
+  IMPULSE_ERR_RAFT_READ_ABORTED: { status: 503, summary: 'A linearizable read was aborted because leadership changed before it was confirmed.' },
   // Configuration and client
   IMPULSE_ERR_CONFIG_INVALID: { status: 400, summary: 'A configuration value is invalid.' },
   IMPULSE_ERR_CLIENT_UNREACHABLE: { status: 503, summary: 'The client could not connect to the server.' },

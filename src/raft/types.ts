@@ -6,6 +6,7 @@
  * positive safe integers; index 0 / term 0 mean "before the first entry".
  * Node ids are positive integers; 0 (`NO_NODE`) means "nobody".
  */
+import { ImpulseError } from '../errors.js';
 
 /** A node id. Positive; `NO_NODE` (0) means none / unknown. */
 export type NodeId = number;
@@ -147,7 +148,7 @@ export interface Ready {
   readonly readStates: readonly ReadState[];
 }
 
-/** Stable codes of the Raft core's expected failures (to be added to the catalog in src/errors.ts). */
+/** Stable codes of the Raft core's expected failures (entries of the catalog in src/errors.ts). */
 export type RaftErrorCode =
   /** This node is not the leader; `leaderHint` names the leader it knows of, if any. */
   | 'IMPULSE_ERR_RAFT_NOT_LEADER'
@@ -161,15 +162,16 @@ export type RaftErrorCode =
   | 'IMPULSE_ERR_RAFT_READ_ABORTED';
 
 /** An expected, typed failure of a Raft request. The request had no effect. */
-export class RaftError extends Error {
+export class RaftError extends ImpulseError {
   override name = 'RaftError';
+  declare readonly code: RaftErrorCode;
   constructor(
-    readonly code: RaftErrorCode,
+    code: RaftErrorCode,
     message: string,
     /** The leader this node knows of (NO_NODE when none): where to retry. */
     readonly leaderHint: NodeId = NO_NODE,
   ) {
-    super(message);
+    super(code, message);
   }
 }
 
