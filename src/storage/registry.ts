@@ -5,12 +5,14 @@
  */
 import { ImpulseError } from '../errors.js';
 import type { Engine, EngineOptions } from './engine.js';
+import { LevelDbEngine } from './leveldb/leveldb-engine.js';
 import { MemoryEngine } from './memory/memory-engine.js';
 
 type EngineFactory = (options: EngineOptions) => Engine;
 
 const ENGINES: Record<string, EngineFactory> = {
   memory: (options) => new MemoryEngine(options),
+  leveldb: (options) => new LevelDbEngine(options),
 };
 
 export const ENGINE_NAMES: readonly string[] = Object.keys(ENGINES);

@@ -1,0 +1,327 @@
+/**
+ * The HTTP server of one impulse node, on node:http (chosen over fastify by
+ * measurement: docs/benchmarks.md). It parses and validates requests, calls
+ * the engine, and maps every error to a JSON body from the error catalog. It
+ * never crashes on a request: every handler's failure becomes a response.
+ *
+ * Routes (docs/api.md has the reference):
+ *   GET|HEAD|PUT|DELETE /kv/{key}   one key; the key is everything after /kv/, percent-decoded to bytes
+ *   GET                 /kv         range query (start, end, prefix, limit, reverse, cursor, encoding)
+ *   POST                /kv/batch   atomic batch
+ *   GET                 /health, /status, /metrics
+ */
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { ImpulseError, isImpulseError } from '../errors.js';
+import type { Engine } from '../storage/engine.js';
+import { percentDecode } from './codec.js';
+import { parseBatch, parseRangeQuery, rangePage } from './kv-handlers.js';
+import { type RouteLabel, ServerMetrics } from './metrics.js';
+
+export interface ServerOptions {
+  readonly engine: Engine;
+  readonly logger: Logger;
+  /** impulse's version, reported by /status. */
+  readonly version: string;
+  /** Range page size when `limit` is absent. Default 100. */
+  readonly pageLimitDefault?: number;
+  /** Largest `limit` a range request may ask for. Default 1000 (must stay below the engine's rangeLimitMax). */
+  readonly pageLimitMax?: number;
+  /** How long a request may take to arrive in full, ms. Default 60,000. */
+  readonly requestTimeoutMs?: number;
+  /** How long shutdown waits for in-flight requests before cutting connections, ms. Default 10,000. */
+  readonly shutdownGraceMs?: number;
+  /** Extra fields for /status (e.g. data directory). */
+  readonly statusExtra?: Readonly<Record<string, unknown>>;
+}
+
+const JSON_TYPE = 'application/json';
+const OCTET_TYPE = 'application/octet-stream';
+const ALLOW_KEY = 'GET, HEAD, PUT, DELETE';
+
+export class ImpulseServer {
+  readonly metrics: ServerMetrics;
+  private readonly engine: Engine;
+  private readonly logger: Logger;
+  private readonly server: Server;
+  private readonly pageLimitDefault: number;
+  private readonly pageLimitMax: number;
+  private readonly batchBodyBytesMax: number;
+  private readonly startedAt = performance.now();
+  private shuttingDown = false;
+
+  constructor(private readonly options: ServerOptions) {
+    this.engine = options.engine;
+    this.logger = options.logger;
+    this.metrics = new ServerMetrics(options.engine);
+    this.pageLimitDefault = options.pageLimitDefault ?? 100;
+    this.pageLimitMax = options.pageLimitMax ?? 1000;
+    if (this.pageLimitMax >= this.engine.limits.rangeLimitMax) {
+      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `page limit ${this.pageLimitMax} must be below the engine's range limit ${this.engine.limits.rangeLimitMax}`);
+    }
+    // JSON + base64 cost at most 4/3 of the raw bytes, plus per-operation framing.
+    this.batchBodyBytesMax = Math.ceil(this.engine.limits.batchBytesMax * 1.4) + this.engine.limits.batchOpsMax * 256;
+    this.server = createServer({ keepAliveTimeout: 5_000, requestTimeout: options.requestTimeoutMs ?? 60_000, headersTimeout: 30_000 }, (req, res) =>
+      this.handle(req, res),
+    );
+    this.server.on('clientError', (error, socket) => {
+      // Malformed HTTP: answer 400 when the socket still takes it, never throw.
+      if (socket.writable && !(error as { code?: string }).code?.startsWith('ECONNRESET')) {
+        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      } else {
+        socket.destroy();
+      }
+    });
+  }
+
+  /** Starts listening. Resolves with the bound address (port 0 picks a free port). */
+  listen(port: number, host: string): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /**
+   * Graceful shutdown: stop accepting connections, answer new requests on open
+   * keep-alive connections with 503, wait (at most `shutdownGraceMs`) for
+   * in-flight requests to finish, then close the engine.
+   */
+  async close(): Promise<void> {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    // server.close() resolves once every connection has ended. Idle keep-alive
+    // connections end now; busy ones end after their response, which carries
+    // "Connection: close" from here on (see send()).
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    const grace = setTimeout(() => this.server.closeAllConnections(), this.options.shutdownGraceMs ?? 10_000);
+    grace.unref();
+    await closed;
+    clearTimeout(grace);
+    await this.engine.close();
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    let route: RouteLabel = 'unmatched';
+    try {
+      if (this.shuttingDown) {
+        res.setHeader('connection', 'close');
+        throw new ImpulseError('IMPULSE_ERR_SHUTTING_DOWN');
+      }
+      const url = req.url ?? '/';
+      const queryAt = url.indexOf('?');
+      const path = queryAt === -1 ? url : url.slice(0, queryAt);
+      const query = queryAt === -1 ? '' : url.slice(queryAt + 1);
+      const method = req.method ?? 'GET';
+
+      if (path.startsWith('/kv/')) {
+        if (path === '/kv/batch' && method === 'POST') {
+          route = '/kv/batch';
+          this.track(this.batch(req, res, started), res, route, method, started);
+          return;
+        }
+        route = '/kv/{key}';
+        const key = percentDecode(path.slice(4), false, 'IMPULSE_ERR_KEY_ENCODING');
+        switch (method) {
+          case 'GET':
+          case 'HEAD':
+            this.track(this.getKey(key, res, method, started), res, route, method, started);
+            return;
+          case 'PUT':
+            this.track(this.putKey(key, req, res, started), res, route, method, started);
+            return;
+          case 'DELETE':
+            this.track(this.deleteKey(key, res, started), res, route, method, started);
+            return;
+          default:
+            res.setHeader('allow', path === '/kv/batch' ? `${ALLOW_KEY}, POST` : ALLOW_KEY);
+            throw new ImpulseError('IMPULSE_ERR_METHOD_NOT_ALLOWED', `${method} is not allowed on /kv/{key}; use ${ALLOW_KEY}`);
+        }
+      }
+      if (path === '/kv') {
+        route = '/kv';
+        this.requireMethod(method, 'GET', res);
+        const rangeQuery = parseRangeQuery(query, this.pageLimitDefault, this.pageLimitMax);
+        this.track(
+          rangePage(this.engine, rangeQuery).then((body) => this.send(res, 200, JSON_TYPE, body, route, method, started)),
+          res,
+          route,
+          method,
+          started,
+        );
+        return;
+      }
+      if (path === '/health') {
+        route = '/health';
+        this.requireMethod(method, 'GET', res);
+        const healthy = this.engine.isOpen;
+        this.send(res, healthy ? 200 : 503, JSON_TYPE, JSON.stringify({ status: healthy ? 'ok' : 'unavailable' }), route, method, started);
+        return;
+      }
+      if (path === '/status') {
+        route = '/status';
+        this.requireMethod(method, 'GET', res);
+        this.track(this.status().then((body) => this.send(res, 200, JSON_TYPE, body, route, method, started)), res, route, method, started);
+        return;
+      }
+      if (path === '/metrics') {
+        route = '/metrics';
+        this.requireMethod(method, 'GET', res);
+        this.track(
+          this.metrics.registry.metrics().then((body) => this.send(res, 200, this.metrics.registry.contentType, body, route, method, started)),
+          res,
+          route,
+          method,
+          started,
+        );
+        return;
+      }
+      throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', `no route for ${path.slice(0, 128)}`);
+    } catch (error) {
+      this.fail(res, error, route, req.method ?? 'GET', started);
+    }
+  }
+
+  private async getKey(key: Buffer, res: ServerResponse, method: string, started: number): Promise<void> {
+    const value = await this.engine.get(key);
+    if (value === undefined) throw new ImpulseError('IMPULSE_ERR_KEY_NOT_FOUND');
+    this.send(res, 200, OCTET_TYPE, value, '/kv/{key}', method, started);
+  }
+
+  private async putKey(key: Buffer, req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {
+    // Validate the key before reading a possibly large body.
+    if (key.length === 0) throw new ImpulseError('IMPULSE_ERR_KEY_EMPTY');
+    if (key.length > this.engine.limits.keyBytesMax) {
+      throw new ImpulseError('IMPULSE_ERR_KEY_TOO_LARGE', `key is ${key.length} bytes; the limit is ${this.engine.limits.keyBytesMax}`);
+    }
+    const value = await readBody(req, this.engine.limits.valueBytesMax, 'IMPULSE_ERR_VALUE_TOO_LARGE', 'value');
+    await this.engine.put(key, value);
+    this.send(res, 204, undefined, undefined, '/kv/{key}', 'PUT', started);
+  }
+
+  private async deleteKey(key: Buffer, res: ServerResponse, started: number): Promise<void> {
+    await this.engine.del(key);
+    this.send(res, 204, undefined, undefined, '/kv/{key}', 'DELETE', started);
+  }
+
+  private async batch(req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {
+    const body = await readBody(req, this.batchBodyBytesMax, 'IMPULSE_ERR_BATCH_TOO_LARGE', 'batch body');
+    const ops = parseBatch(body, this.engine.limits.batchOpsMax);
+    await this.engine.batch(ops);
+    this.send(res, 204, undefined, undefined, '/kv/batch', 'POST', started);
+  }
+
+  private async status(): Promise<string> {
+    const stats = await this.engine.stats();
+    return JSON.stringify({
+      version: this.options.version,
+      engine: this.engine.name,
+      durable: this.engine.supports.durable,
+      sync: this.engine.supports.durable ? this.engine.syncMode : 'none',
+      durability: this.engine.durability,
+      uptimeSeconds: Math.round((performance.now() - this.startedAt) / 100) / 10,
+      keyCount: stats.keyCount ?? null,
+      diskBytes: stats.diskBytes ?? null,
+      limits: this.engine.limits,
+      figures: stats.figures,
+      node: process.version,
+      pid: process.pid,
+      ...this.options.statusExtra,
+    });
+  }
+
+  private requireMethod(method: string, allowed: string, res: ServerResponse): void {
+    if (method !== allowed) {
+      res.setHeader('allow', allowed);
+      throw new ImpulseError('IMPULSE_ERR_METHOD_NOT_ALLOWED', `${method} is not allowed here; use ${allowed}`);
+    }
+  }
+
+  /** Routes a handler's rejection to an error response. */
+  private track(work: Promise<void>, res: ServerResponse, route: RouteLabel, method: string, started: number): void {
+    work.catch((error: unknown) => this.fail(res, error, route, method, started));
+  }
+
+  private send(res: ServerResponse, status: number, type: string | undefined, body: string | Buffer | undefined, route: RouteLabel, method: string, started: number): void {
+    if (res.headersSent) return;
+    if (this.shuttingDown) res.setHeader('connection', 'close');
+    if (type !== undefined) res.setHeader('content-type', type);
+    if (body !== undefined) res.setHeader('content-length', typeof body === 'string' ? Buffer.byteLength(body) : body.length);
+    res.statusCode = status;
+    res.end(body);
+    this.finished(route, method, status, started);
+  }
+
+  private fail(res: ServerResponse, error: unknown, route: RouteLabel, method: string, started: number): void {
+    let failure: ImpulseError;
+    if (isImpulseError(error)) {
+      failure = error;
+      if (failure.status >= 500) this.logger.warn({ err: error, route, method, code: failure.code }, 'request failed');
+    } else {
+      // A bug or an unexpected library error: log everything, tell the client little.
+      this.logger.error({ err: error, route, method }, 'unexpected error while serving a request');
+      failure = new ImpulseError('IMPULSE_ERR_INTERNAL', 'internal error; the operation did not take effect', { cause: error });
+    }
+    if (res.headersSent) {
+      res.destroy();
+      this.finished(route, method, failure.status, started);
+      return;
+    }
+    if (failure.status === 413 || failure.status === 408) res.setHeader('connection', 'close'); // the rest of the body is not worth reading
+    this.send(res, failure.status, JSON_TYPE, JSON.stringify(failure.toJSON()), route, method, started);
+  }
+
+  private finished(route: RouteLabel, method: string, status: number, started: number): void {
+    this.metrics.observe(route, method, status, (performance.now() - started) / 1000);
+  }
+}
+
+/**
+ * Reads a request body of at most `bytesMax` bytes. A declared Content-Length
+ * over the limit fails before anything is read; a body that grows past it
+ * fails as soon as it does.
+ */
+function readBody(req: IncomingMessage, bytesMax: number, errorCode: 'IMPULSE_ERR_VALUE_TOO_LARGE' | 'IMPULSE_ERR_BATCH_TOO_LARGE', what: string): Promise<Buffer> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > bytesMax) {
+    return Promise.reject(new ImpulseError(errorCode, `${what} is ${declared} bytes; the limit is ${bytesMax}`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const onData = (chunk: Buffer): void => {
+      length += chunk.length;
+      if (length > bytesMax) {
+        cleanup();
+        reject(new ImpulseError(errorCode, `${what} is over the limit of ${bytesMax} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length));
+    };
+    const onError = (error: Error): void => {
+      cleanup();
+      reject(new ImpulseError('IMPULSE_ERR_REQUEST_TIMEOUT', `request body did not arrive: ${error.message}`, { cause: error }));
+    };
+    const onAborted = (): void => onError(new Error('client closed the connection'));
+    const cleanup = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('aborted', onAborted);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('aborted', onAborted);
+  });
+}

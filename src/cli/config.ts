@@ -1,0 +1,67 @@
+/**
+ * `impulse serve` configuration: parsed from flags, validated up front, so a
+ * bad value stops the program with one clear sentence before anything starts.
+ */
+import { resolve } from 'node:path';
+import { ImpulseError } from '../errors.js';
+import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
+import { ENGINE_NAMES } from '../storage/registry.js';
+
+export const DEFAULT_ENGINE = 'leveldb';
+export const DEFAULT_PORT = 7070;
+export const DEFAULT_HOST = '127.0.0.1';
+
+export interface ServeConfig {
+  readonly port: number;
+  readonly host: string;
+  readonly engine: string;
+  /** The engine keeps its files in `<dataDir>/<engine>`, so engines never share files. */
+  readonly dataDir: string;
+  readonly sync: SyncMode;
+  readonly limits: EngineLimits;
+  readonly logLevel: string;
+}
+
+export interface ServeFlags {
+  port?: string;
+  host?: string;
+  engine?: string;
+  dataDir?: string;
+  sync?: string;
+  keyBytesMax?: string;
+  valueBytesMax?: string;
+  batchOpsMax?: string;
+  logLevel?: string;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export function parseServeConfig(flags: ServeFlags): ServeConfig {
+  const port = integer('--port', flags.port ?? String(DEFAULT_PORT), 0, 65535);
+  const host = flags.host ?? DEFAULT_HOST;
+  if (host.length === 0) throw invalid('--host must not be empty');
+  const engine = flags.engine ?? DEFAULT_ENGINE;
+  if (!ENGINE_NAMES.includes(engine)) throw invalid(`--engine must be one of ${ENGINE_NAMES.join(', ')}; got ${JSON.stringify(engine)}`);
+  const sync = flags.sync ?? 'fsync';
+  if (sync !== 'fsync' && sync !== 'none') throw invalid(`--sync must be fsync or none; got ${JSON.stringify(sync)}`);
+  const logLevel = flags.logLevel ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) throw invalid(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+  const limits: EngineLimits = {
+    ...DEFAULT_LIMITS,
+    keyBytesMax: integer('--key-bytes-max', flags.keyBytesMax ?? String(DEFAULT_LIMITS.keyBytesMax), 1, 64 * 1024),
+    valueBytesMax: integer('--value-bytes-max', flags.valueBytesMax ?? String(DEFAULT_LIMITS.valueBytesMax), 0, 512 * 1024 * 1024),
+    batchOpsMax: integer('--batch-ops-max', flags.batchOpsMax ?? String(DEFAULT_LIMITS.batchOpsMax), 1, 1_000_000),
+  };
+  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel };
+}
+
+function integer(flag: string, text: string, min: number, max: number): number {
+  if (!/^[0-9]+$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw invalid(`${flag} must be an integer from ${min} to ${max}; got ${JSON.stringify(text)}`);
+  }
+  return Number(text);
+}
+
+function invalid(message: string): ImpulseError {
+  return new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', message);
+}

@@ -1,0 +1,52 @@
+/**
+ * `impulse serve`: one node. Opens the engine, serves HTTP, and on SIGINT or
+ * SIGTERM shuts down cleanly (stop accepting, finish in-flight requests, close
+ * the engine); a second signal exits at once.
+ */
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { ImpulseServer } from '../api/server.js';
+import { createEngine } from '../storage/registry.js';
+import { VERSION } from '../version.js';
+import type { ServeConfig } from './config.js';
+
+export async function serve(config: ServeConfig): Promise<void> {
+  const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
+  const dataDir = join(config.dataDir, config.engine);
+  const engine = createEngine(config.engine, { dataDir, sync: config.sync, limits: config.limits });
+  await engine.open();
+  const server = new ImpulseServer({ engine, logger, version: VERSION, statusExtra: { dataDir } });
+  let address;
+  try {
+    address = await server.listen(config.port, config.host);
+  } catch (error) {
+    await engine.close();
+    throw error;
+  }
+  logger.info(
+    { url: `http://${address.address}:${address.port}`, engine: engine.name, dataDir, sync: engine.supports.durable ? config.sync : 'none', version: VERSION },
+    'impulse is listening',
+  );
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting without waiting');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down: finishing in-flight requests');
+    server.close().then(
+      () => {
+        logger.info('engine closed; bye');
+        process.exit(0);
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, 'error during shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}

@@ -1,0 +1,4 @@
+import { runEngineConformance } from '../conformance.js';
+import { MemoryEngine } from './memory-engine.js';
+
+runEngineConformance({ name: 'memory', create: (dir, options) => new MemoryEngine({ ...options, dataDir: dir }) });
