@@ -6,6 +6,7 @@
 import { ImpulseError } from '../errors.js';
 import type { Engine, EngineOptions } from './engine.js';
 import { LevelDbEngine } from './leveldb/leveldb-engine.js';
+import { LsmEngine } from './lsm/lsm-engine.js';
 import { MemoryEngine } from './memory/memory-engine.js';
 
 type EngineFactory = (options: EngineOptions) => Engine;
@@ -13,6 +14,7 @@ type EngineFactory = (options: EngineOptions) => Engine;
 const ENGINES: Record<string, EngineFactory> = {
   memory: (options) => new MemoryEngine(options),
   leveldb: (options) => new LevelDbEngine(options),
+  lsm: (options) => new LsmEngine(options),
 };
 
 export const ENGINE_NAMES: readonly string[] = Object.keys(ENGINES);

@@ -1,0 +1,248 @@
+/**
+ * SSTable data blocks.
+ *
+ * Layout of a block (before its trailing checksum, which the table adds):
+ *
+ *   entry*   [shared: varint][unshared: varint][value tag: varint][key suffix][value]
+ *   restarts [offset: u32] * n
+ *   [n: u32]
+ *
+ * `shared` is the length of the prefix the key has in common with the previous
+ * key (shared-prefix compression); every `restartInterval`-th entry is a
+ * restart point stored with `shared = 0`, so a lookup binary-searches the
+ * restart points and then scans at most one interval. `value tag` is 0 for a
+ * tombstone, else value length + 1.
+ */
+import { GrowableBuffer, corruption } from './coding.js';
+
+/** Builds one block. Keys must be added in strictly increasing order. */
+export class BlockBuilder {
+  private readonly out = new GrowableBuffer(8192);
+  private readonly restarts: number[] = [0];
+  private sinceRestart = 0;
+  private readonly lastKey = new GrowableBuffer(256);
+  entryCount = 0;
+
+  constructor(private readonly restartInterval: number) {}
+
+  add(key: Uint8Array, value: Uint8Array | null): void {
+    let shared = 0;
+    if (this.sinceRestart < this.restartInterval) {
+      const last = this.lastKey.buffer;
+      const limit = Math.min(this.lastKey.length, key.length);
+      while (shared < limit && last[shared] === key[shared]) shared++;
+    } else {
+      this.restarts.push(this.out.length);
+      this.sinceRestart = 0;
+    }
+    const out = this.out;
+    out.varint(shared);
+    out.varint(key.length - shared);
+    out.varint(value === null ? 0 : value.length + 1);
+    out.append(key, shared);
+    if (value !== null) out.append(value);
+    this.lastKey.reset();
+    this.lastKey.append(key);
+    this.sinceRestart++;
+    this.entryCount++;
+  }
+
+  /** Bytes the finished block will take (before its checksum). */
+  get estimatedBytes(): number {
+    return this.out.length + this.restarts.length * 4 + 4;
+  }
+
+  get empty(): boolean {
+    return this.entryCount === 0;
+  }
+
+  /** The last key added (a view, valid until the next add/reset). */
+  lastKeyView(): Buffer {
+    return this.lastKey.view();
+  }
+
+  /** Appends the restart array and returns a view of the block bytes (valid until `reset`). */
+  finish(): Buffer {
+    for (const restart of this.restarts) this.out.uint32(restart);
+    this.out.uint32(this.restarts.length);
+    return this.out.view();
+  }
+
+  reset(): void {
+    this.out.reset();
+    this.restarts.length = 1;
+    this.restarts[0] = 0;
+    this.sinceRestart = 0;
+    this.lastKey.reset();
+    this.entryCount = 0;
+  }
+}
+
+/** A verified data block, as held in the block cache. Immutable. */
+export class Block {
+  readonly restartCount: number;
+  readonly restartsOffset: number;
+
+  constructor(
+    readonly data: Buffer,
+    readonly source: string,
+  ) {
+    if (data.length < 4) throw corruption(source, 'data block shorter than its restart count');
+    this.restartCount = data.readUInt32LE(data.length - 4);
+    this.restartsOffset = data.length - 4 - this.restartCount * 4;
+    if (this.restartCount === 0 || this.restartsOffset < 0) throw corruption(source, `data block has an impossible restart count ${this.restartCount}`);
+  }
+}
+
+/** Decoded entries of one block, for iteration. Values are views into the (immutable) block. */
+export interface DecodedBlock {
+  readonly keys: Buffer[];
+  readonly values: Array<Buffer | null>;
+}
+
+/** Result of a point search in a block. */
+export const NOT_IN_BLOCK = 0;
+export const FOUND_VALUE = 1;
+export const FOUND_TOMBSTONE = 2;
+
+/**
+ * Scratch space for block searches: one reconstructed key and the position of
+ * the found value. Shared because searches are synchronous and JS is
+ * single-threaded; never hold it across an await.
+ */
+const scratch = { key: Buffer.allocUnsafe(64 * 1024), valueStart: 0, valueEnd: 0 };
+
+/**
+ * Looks `key` up in `block`. Returns NOT_IN_BLOCK, FOUND_TOMBSTONE or
+ * FOUND_VALUE; for FOUND_VALUE the value is `block.data[foundValueStart(), foundValueEnd())`.
+ * Allocation-free: keys are compared in place (restart keys) or rebuilt in a scratch buffer.
+ */
+export function searchBlock(block: Block, key: Buffer): number {
+  const data = block.data;
+  const source = block.source;
+  // Binary search: the last restart point whose key is <= `key`.
+  let low = 0;
+  let high = block.restartCount - 1;
+  while (low < high) {
+    const mid = (low + high + 1) >>> 1;
+    let p = data.readUInt32LE(block.restartsOffset + mid * 4);
+    // Restart entries have shared = 0: skip it, read unshared, skip the value tag.
+    if (data[p] !== 0) throw corruption(source, 'restart entry has a shared prefix');
+    p++;
+    let unshared = 0;
+    let shift = 0;
+    let byte: number;
+    do {
+      byte = data[p++]!;
+      unshared |= (byte & 0x7f) << shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 35);
+    do byte = data[p++]!;
+    while (byte >= 0x80);
+    if (p + unshared > block.restartsOffset) throw corruption(source, 'restart key runs past the entries');
+    if (key.compare(data, p, p + unshared) >= 0) low = mid;
+    else high = mid - 1;
+  }
+  // Scan forward from that restart point.
+  let p = data.readUInt32LE(block.restartsOffset + low * 4);
+  const end = block.restartsOffset;
+  const keyBuffer = scratch.key;
+  let keyLength = 0;
+  while (p < end) {
+    let shared = 0;
+    let shift = 0;
+    let byte: number;
+    do {
+      byte = data[p++]!;
+      shared |= (byte & 0x7f) << shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 35);
+    let unshared = 0;
+    shift = 0;
+    do {
+      byte = data[p++]!;
+      unshared |= (byte & 0x7f) << shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 35);
+    let tag = 0;
+    shift = 0;
+    do {
+      byte = data[p++]!;
+      tag += (byte & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 56);
+    const valueLength = tag === 0 ? 0 : tag - 1;
+    if (shared > keyLength || p + unshared + valueLength > end || shared + unshared > keyBuffer.length) {
+      throw corruption(source, 'data block entry is malformed');
+    }
+    data.copy(keyBuffer, shared, p, p + unshared);
+    keyLength = shared + unshared;
+    p += unshared;
+    const order = key.compare(keyBuffer, 0, keyLength);
+    if (order === 0) {
+      scratch.valueStart = p;
+      scratch.valueEnd = p + valueLength;
+      return tag === 0 ? FOUND_TOMBSTONE : FOUND_VALUE;
+    }
+    if (order < 0) return NOT_IN_BLOCK;
+    p += valueLength;
+  }
+  return NOT_IN_BLOCK;
+}
+
+export function foundValueStart(): number {
+  return scratch.valueStart;
+}
+
+export function foundValueEnd(): number {
+  return scratch.valueEnd;
+}
+
+/** Decodes every entry of `block` (for scans and compaction). Keys are fresh buffers; values are views. */
+export function decodeBlock(block: Block): DecodedBlock {
+  const data = block.data;
+  const end = block.restartsOffset;
+  const keys: Buffer[] = [];
+  const values: Array<Buffer | null> = [];
+  const keyBuffer = scratch.key;
+  let keyLength = 0;
+  let p = 0;
+  while (p < end) {
+    let shared = 0;
+    let shift = 0;
+    let byte: number;
+    do {
+      byte = data[p++]!;
+      shared |= (byte & 0x7f) << shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 35);
+    let unshared = 0;
+    shift = 0;
+    do {
+      byte = data[p++]!;
+      unshared |= (byte & 0x7f) << shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 35);
+    let tag = 0;
+    shift = 0;
+    do {
+      byte = data[p++]!;
+      tag += (byte & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 56);
+    const valueLength = tag === 0 ? 0 : tag - 1;
+    if (shared > keyLength || p + unshared + valueLength > end || shared + unshared > keyBuffer.length) {
+      throw corruption(block.source, 'data block entry is malformed');
+    }
+    data.copy(keyBuffer, shared, p, p + unshared);
+    keyLength = shared + unshared;
+    p += unshared;
+    const key = Buffer.allocUnsafe(keyLength);
+    keyBuffer.copy(key, 0, 0, keyLength);
+    keys.push(key);
+    values.push(tag === 0 ? null : data.subarray(p, p + valueLength));
+    p += valueLength;
+  }
+  if (keys.length === 0) throw corruption(block.source, 'data block has no entries');
+  return { keys, values };
+}

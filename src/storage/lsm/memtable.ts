@@ -1,0 +1,140 @@
+/**
+ * The memtable: an ordered in-memory map from key to its newest version(s),
+ * a skip list keyed by latin1 strings (whose JS string order is exactly
+ * unsigned byte order) with a doubly linked bottom level for reverse scans.
+ *
+ * Versions and snapshots: every write carries a sequence number. A range scan
+ * takes a snapshot (a sequence number) and must not see later writes, even
+ * though it runs across awaits while writes continue. So while any snapshot is
+ * open, an overwrite keeps the previous version chained behind the new one
+ * (`older`), pruned down to what the oldest open snapshot can still see. With
+ * no snapshot open an overwrite replaces in place: the common case costs no
+ * allocation beyond the value copy. Nodes are never removed (a delete is a
+ * tombstone version), so a scan's node pointer stays valid across inserts.
+ */
+import type { Random } from '../../util/random.js';
+
+const LEVELS_MAX = 20;
+const PROMOTION_CHANCE = 0.25;
+/** Rough bytes of a node, its arrays and version object beyond key and value. */
+const NODE_OVERHEAD_BYTES = 80;
+
+/** One version of a key. `value === null` is a tombstone. */
+export interface MemVersion {
+  seq: number;
+  value: Buffer | null;
+  older: MemVersion | undefined;
+}
+
+export interface MemNode {
+  readonly key: string;
+  /** The newest version (head of the chain). */
+  version: MemVersion;
+  readonly next: Array<MemNode | undefined>;
+  prev: MemNode | undefined;
+}
+
+export class Memtable {
+  private readonly head: MemNode = { key: '', version: { seq: 0, value: null, older: undefined }, next: new Array(LEVELS_MAX).fill(undefined), prev: undefined };
+  private tail: MemNode | undefined;
+  private level = 1;
+  private readonly update: MemNode[] = new Array(LEVELS_MAX);
+  /** Approximate bytes held: keys, values and per-node overhead. */
+  approximateBytes = 0;
+  entryCount = 0;
+
+  constructor(private readonly random: Random) {}
+
+  /**
+   * Inserts or replaces the newest version of `key`. `oldestSnapshotSeq` is the
+   * sequence number of the oldest open snapshot, or Infinity when none is open.
+   */
+  put(key: string, value: Buffer | null, seq: number, oldestSnapshotSeq: number): void {
+    let node = this.head;
+    for (let i = this.level - 1; i >= 0; i--) {
+      let next = node.next[i];
+      while (next !== undefined && next.key < key) {
+        node = next;
+        next = node.next[i];
+      }
+      this.update[i] = node;
+    }
+    const candidate = node.next[0];
+    if (candidate !== undefined && candidate.key === key) {
+      const previous = candidate.version;
+      this.approximateBytes += (value?.length ?? 0) - (previous.value?.length ?? 0);
+      if (oldestSnapshotSeq === Infinity) {
+        previous.seq = seq;
+        previous.value = value;
+        previous.older = undefined;
+      } else {
+        // Keep versions down to the newest one the oldest snapshot can see; drop the rest.
+        let keep: MemVersion | undefined = previous;
+        while (keep !== undefined && keep.seq > oldestSnapshotSeq) keep = keep.older;
+        if (keep !== undefined) keep.older = undefined;
+        candidate.version = { seq, value, older: previous };
+        this.approximateBytes += NODE_OVERHEAD_BYTES / 2;
+      }
+      return;
+    }
+    let height = 1;
+    while (height < LEVELS_MAX && this.random.next() < PROMOTION_CHANCE) height++;
+    if (height > this.level) {
+      for (let i = this.level; i < height; i++) this.update[i] = this.head;
+      this.level = height;
+    }
+    const created: MemNode = { key, version: { seq, value, older: undefined }, next: new Array(height), prev: node === this.head ? undefined : node };
+    for (let i = 0; i < height; i++) {
+      const before = this.update[i]!;
+      created.next[i] = before.next[i];
+      before.next[i] = created;
+    }
+    const after = created.next[0];
+    if (after !== undefined) after.prev = created;
+    else this.tail = created;
+    this.entryCount++;
+    this.approximateBytes += key.length + (value?.length ?? 0) + NODE_OVERHEAD_BYTES;
+  }
+
+  /** The newest version of `key`, or undefined when the memtable has none. */
+  get(key: string): MemVersion | undefined {
+    const node = this.seekGE(key);
+    return node !== undefined && node.key === key ? node.version : undefined;
+  }
+
+  /** First node with key >= `key` (or > when `exclusive`), or the first node when `key` is undefined. */
+  seekGE(key: string | undefined, exclusive = false): MemNode | undefined {
+    if (key === undefined) return this.head.next[0];
+    let node = this.head;
+    for (let i = this.level - 1; i >= 0; i--) {
+      let next = node.next[i];
+      while (next !== undefined && next.key < key) {
+        node = next;
+        next = node.next[i];
+      }
+    }
+    let found = node.next[0];
+    if (exclusive && found !== undefined && found.key === key) found = found.next[0];
+    return found;
+  }
+
+  /** Last node with key <= `key` (or < when `exclusive`), or the last node when `key` is undefined. */
+  seekLE(key: string | undefined, exclusive = false): MemNode | undefined {
+    if (key === undefined) return this.tail;
+    const atOrAfter = this.seekGE(key);
+    if (atOrAfter === undefined) return this.tail;
+    if (atOrAfter.key === key && !exclusive) return atOrAfter;
+    return atOrAfter.prev;
+  }
+
+  first(): MemNode | undefined {
+    return this.head.next[0];
+  }
+}
+
+/** The version of `node` a snapshot at `snapshotSeq` sees, or undefined when the key is newer than it. */
+export function visibleVersion(node: MemNode, snapshotSeq: number): MemVersion | undefined {
+  let version: MemVersion | undefined = node.version;
+  while (version !== undefined && version.seq > snapshotSeq) version = version.older;
+  return version;
+}
