@@ -243,22 +243,24 @@ export class MemVfs implements Vfs {
   /**
    * A NEW MemVfs holding exactly what survives a crash at this moment (see the
    * module comment for the modes). Works whether or not this vfs is crashed and
-   * leaves this vfs unchanged (except that 'torn' draws from its Random). The
-   * copy has no faults, a fresh operation count, and a Random forked from this one.
+   * leaves this vfs unchanged (except that it draws from its Random). The copy
+   * has no faults, a fresh operation count, and a Random forked from this one.
+   * `random`, when given, replaces this vfs's Random for this call (the crash
+   * harness passes one per crash point and mode so a replay draws the same choices).
    */
-  recover(mode: RecoverMode = 'lose-unsynced'): MemVfs {
-    const copy = new MemVfs({ random: this.random.fork(), recordOperations: this.recordOperations });
+  recover(mode: RecoverMode = 'lose-unsynced', random: Random = this.random): MemVfs {
+    const copy = new MemVfs({ random: random.fork(), recordOperations: this.recordOperations });
     const copies = new Map<MemInode, MemInode>();
     const surviving = (inode: MemInode): MemInode => {
       let result = copies.get(inode);
       if (result === undefined) {
-        result = MemInode.withContents(this.survivingContents(inode, mode));
+        result = MemInode.withContents(this.survivingContents(inode, mode, random));
         copies.set(inode, result);
       }
       return result;
     };
     for (const [path, dir] of this.dirs) {
-      const entries = this.survivingEntries(dir, mode);
+      const entries = this.survivingEntries(dir, mode, random);
       const target = copy.ensureDir(path);
       for (const name of dir.subdirs) target.subdirs.add(name);
       for (const [name, inode] of entries) {
@@ -444,7 +446,7 @@ export class MemVfs implements Vfs {
     return dir;
   }
 
-  private survivingEntries(dir: MemDir, mode: RecoverMode): Map<string, MemInode> {
+  private survivingEntries(dir: MemDir, mode: RecoverMode, random: Random): Map<string, MemInode> {
     switch (mode) {
       case 'keep-unsynced':
         return dir.current;
@@ -452,43 +454,43 @@ export class MemVfs implements Vfs {
         return dir.durable;
       case 'torn': {
         const entries = new Map(dir.durable);
-        const kept = this.random.int(dir.pending.length + 1);
+        const kept = random.int(dir.pending.length + 1);
         for (const op of dir.pending.slice(0, kept)) applyDirOp(entries, op);
         return entries;
       }
     }
   }
 
-  private survivingContents(inode: MemInode, mode: RecoverMode): ByteArray {
+  private survivingContents(inode: MemInode, mode: RecoverMode, random: Random): ByteArray {
     switch (mode) {
       case 'keep-unsynced':
         return inode.current.clone();
       case 'lose-unsynced':
         return inode.durable.clone();
       case 'torn':
-        return this.tornContents(inode);
+        return this.tornContents(inode, random);
     }
   }
 
   /** Durable contents + a random prefix of the pending operations, the next write possibly torn. */
-  private tornContents(inode: MemInode): ByteArray {
+  private tornContents(inode: MemInode, random: Random): ByteArray {
     const contents = inode.durable.clone();
-    const kept = this.random.int(inode.pending.length + 1);
+    const kept = random.int(inode.pending.length + 1);
     for (const op of inode.pending.slice(0, kept)) applyFileOp(contents, op);
     const next = inode.pending[kept];
-    if (next === undefined || next.kind !== 'write' || next.data.length === 0 || !this.random.chance(0.5)) return contents;
+    if (next === undefined || next.kind !== 'write' || next.data.length === 0 || !random.chance(0.5)) return contents;
     const sizeBefore = contents.length;
-    const arrivedBytes = this.random.int(next.data.length); // 0 .. length-1: a strict prefix
+    const arrivedBytes = random.int(next.data.length); // 0 .. length-1: a strict prefix
     contents.write(next.position, next.data.subarray(0, arrivedBytes));
     const end = next.position + next.data.length;
     if (end > sizeBefore) {
       // The size may have been persisted before the data: the missing tail reads as zeros or garbage.
-      const tail = this.random.int(3);
+      const tail = random.int(3);
       const tailStart = Math.max(sizeBefore, next.position + arrivedBytes);
       if (tail === 1) contents.truncate(end);
       if (tail === 2) {
         const garbage = Buffer.alloc(end - tailStart);
-        for (let i = 0; i < garbage.length; i++) garbage[i] = this.random.int(256);
+        for (let i = 0; i < garbage.length; i++) garbage[i] = random.int(256);
         contents.write(tailStart, garbage);
       }
     }

@@ -1,0 +1,498 @@
+/**
+ * Tests of the crash harness itself (STYLE.md rule 12): it must ACCEPT small
+ * correct stores and REJECT small stores with the classic durability bugs.
+ * The tiny stores below exist only for this purpose.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ImpulseError } from '../errors.js';
+import type { WriteOp } from '../storage/engine.js';
+import { AssertionError } from '../util/assert.js';
+import type { Random } from '../util/random.js';
+import {
+  KvHistory,
+  checkRecoveredKv,
+  choosePoints,
+  crashAtEveryIoPoint,
+  ioErrorAtEveryPoint,
+  sweepCrashPoints,
+  type KvWriter,
+  type KvWriteOp,
+  type SweepSummary,
+} from './crash-harness.js';
+import { isNotFound, type Vfs, type VfsFile } from './vfs.js';
+
+// ---------------------------------------------------------------------------
+// Tiny stores
+// ---------------------------------------------------------------------------
+
+/** Deliberate bugs a tiny store can have. */
+interface Flaws {
+  /** Acknowledge before (without) fsync of the data. */
+  readonly skipFileSync?: boolean;
+  /** Create files without fsync of the directory. */
+  readonly skipDirSync?: boolean;
+  /** Write each op of a batch as its own record (batches not atomic). */
+  readonly splitBatches?: boolean;
+  /** Ignore a failed fsync (fsyncgate) and acknowledge anyway. */
+  readonly swallowSyncErrors?: boolean;
+  /** Rename the snapshot into place without syncing it first. */
+  readonly skipSyncBeforeRename?: boolean;
+  /** On an I/O error, fail with a TypeError instead of the ImpulseError. */
+  readonly garbleErrors?: boolean;
+}
+
+type Store = KvWriter & { entries(): Array<[Buffer, Buffer]>; close(): Promise<void> };
+
+function fnv1a(data: Uint8Array): number {
+  let hash = 0x811c9dc5;
+  for (const byte of data) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  return hash;
+}
+
+function applyOps(state: Map<string, Buffer>, ops: ReadonlyArray<readonly [string, string, string?]>): void {
+  for (const [type, keyHex, valueHex] of ops) {
+    if (type === 'put') state.set(keyHex, Buffer.from(valueHex ?? '', 'hex'));
+    else state.delete(keyHex);
+  }
+}
+
+function encodeOps(ops: readonly WriteOp[]): Array<[string, string, string?]> {
+  return ops.map((op) => (op.type === 'put' ? ['put', Buffer.from(op.key).toString('hex'), Buffer.from(op.value).toString('hex')] : ['del', Buffer.from(op.key).toString('hex')]));
+}
+
+function toEntries(state: Map<string, Buffer>): Array<[Buffer, Buffer]> {
+  return [...state].map(([key, value]) => [Buffer.from(key, 'hex'), value]);
+}
+
+/**
+ * An append-only log: records [u32 length][u32 fnv1a][JSON ops]. Open reads the
+ * valid prefix (a torn tail fails its checksum) and cuts the rest off. A failed
+ * write poisons the store (every later write rejects), as fsyncgate teaches.
+ */
+class LogStore implements Store {
+  private end = 0;
+  private poisoned: unknown;
+
+  private constructor(
+    private readonly file: VfsFile,
+    private readonly state: Map<string, Buffer>,
+    private readonly flaws: Flaws,
+  ) {}
+
+  static async open(vfs: Vfs, flaws: Flaws = {}): Promise<LogStore> {
+    await vfs.mkdir('db');
+    const existed = await vfs.exists('db/log');
+    const file = await vfs.open('db/log', { create: true });
+    if (!existed && !flaws.skipDirSync) await vfs.syncDir('db');
+    const size = await file.size();
+    const data = await file.read(0, size);
+    const state = new Map<string, Buffer>();
+    let offset = 0;
+    while (offset + 8 <= data.length) {
+      const length = data.readUInt32LE(offset);
+      const payload = data.subarray(offset + 8, offset + 8 + length);
+      if (payload.length < length || fnv1a(payload) !== data.readUInt32LE(offset + 4)) break;
+      applyOps(state, JSON.parse(payload.toString()));
+      offset += 8 + length;
+    }
+    if (offset < size) {
+      await file.truncate(offset);
+      await file.sync();
+    }
+    const store = new LogStore(file, state, flaws);
+    store.end = offset;
+    return store;
+  }
+
+  put(key: Uint8Array, value: Uint8Array): Promise<void> {
+    return this.append([{ type: 'put', key, value }]);
+  }
+
+  del(key: Uint8Array): Promise<void> {
+    return this.append([{ type: 'del', key }]);
+  }
+
+  batch(ops: readonly WriteOp[]): Promise<void> {
+    return this.append(ops);
+  }
+
+  entries(): Array<[Buffer, Buffer]> {
+    return toEntries(this.state);
+  }
+
+  close(): Promise<void> {
+    return this.file.close();
+  }
+
+  private async append(ops: readonly WriteOp[]): Promise<void> {
+    if (this.poisoned !== undefined) throw new ImpulseError('IMPULSE_ERR_ENGINE_IO', 'log store failed earlier', { cause: this.poisoned });
+    const records = this.flaws.splitBatches ? ops.map((op) => [op]) : [ops];
+    try {
+      for (const record of records) {
+        const encoded = encodeOps(record);
+        const payload = Buffer.from(JSON.stringify(encoded));
+        const header = Buffer.alloc(8);
+        header.writeUInt32LE(payload.length, 0);
+        header.writeUInt32LE(fnv1a(payload), 4);
+        await this.file.write(this.end, Buffer.concat([header, payload]));
+        this.end += 8 + payload.length;
+        if (!this.flaws.skipFileSync) {
+          try {
+            await this.file.sync();
+          } catch (error) {
+            if (!this.flaws.swallowSyncErrors) throw error;
+          }
+        }
+        applyOps(this.state, encoded);
+      }
+    } catch (error) {
+      this.poisoned = error;
+      if (this.flaws.garbleErrors) throw new TypeError('oops: cannot read properties of undefined');
+      throw error;
+    }
+  }
+}
+
+/** Rewrites the whole state on every write: write db/state.tmp, sync, rename over db/state, sync db. */
+class SnapshotStore implements Store {
+  private constructor(
+    private readonly vfs: Vfs,
+    private readonly state: Map<string, Buffer>,
+    private readonly flaws: Flaws,
+  ) {}
+
+  static async open(vfs: Vfs, flaws: Flaws = {}): Promise<SnapshotStore> {
+    await vfs.mkdir('db');
+    const state = new Map<string, Buffer>();
+    try {
+      applyOps(state, JSON.parse((await vfs.readFile('db/state')).toString()));
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+    return new SnapshotStore(vfs, state, flaws);
+  }
+
+  put(key: Uint8Array, value: Uint8Array): Promise<void> {
+    return this.write([{ type: 'put', key, value }]);
+  }
+
+  del(key: Uint8Array): Promise<void> {
+    return this.write([{ type: 'del', key }]);
+  }
+
+  batch(ops: readonly WriteOp[]): Promise<void> {
+    return this.write(ops);
+  }
+
+  entries(): Array<[Buffer, Buffer]> {
+    return toEntries(this.state);
+  }
+
+  async close(): Promise<void> {}
+
+  private async write(ops: readonly WriteOp[]): Promise<void> {
+    const next = new Map(this.state);
+    applyOps(next, encodeOps(ops));
+    const file = await this.vfs.open('db/state.tmp', { create: true, truncate: true });
+    await file.write(0, Buffer.from(JSON.stringify([...next].map(([key, value]) => ['put', key, value.toString('hex')]))));
+    if (!this.flaws.skipSyncBeforeRename) await file.sync();
+    await file.close();
+    await this.vfs.rename('db/state.tmp', 'db/state');
+    if (!this.flaws.skipDirSync) await this.vfs.syncDir('db');
+    this.state.clear();
+    for (const [key, value] of next) this.state.set(key, value);
+  }
+}
+
+type StoreKind = { open(vfs: Vfs, flaws?: Flaws): Promise<Store> };
+
+/** Puts (unique values), deletes and batches, chosen from `random`; about 14 writes. */
+async function kvWorkload(store: Store, history: KvHistory, random: Random): Promise<void> {
+  for (let i = 0; i < 14; i++) {
+    const key = `k${random.int(5)}`;
+    const choice = random.int(10);
+    if (choice < 5) await history.put(store, key, `v${i}`);
+    else if (choice < 7) await history.del(store, key);
+    else {
+      const ops: KvWriteOp[] = [{ type: 'put', key, value: `b${i}a` }, { type: 'put', key: `k${(random.int(4) + 1 + Number(key.slice(1))) % 5}`, value: `b${i}b` }];
+      if (random.chance(0.5)) ops.push({ type: 'del', key: `k${random.int(5)}` });
+      await history.batch(store, ops);
+    }
+  }
+}
+
+function crashSweep(kind: StoreKind, flaws: Flaws, extra: { seed?: number; collectFailures?: boolean; consistency?: 'per-key' | 'prefix' } = {}): Promise<SweepSummary> {
+  return crashAtEveryIoPoint({
+    seed: extra.seed ?? 7,
+    collectFailures: extra.collectFailures ?? false,
+    consistency: extra.consistency ?? 'prefix',
+    workload: async (vfs, history, { random }) => {
+      const store = await kind.open(vfs, flaws);
+      await kvWorkload(store, history, random);
+      await store.close();
+    },
+    recover: async (vfs) => {
+      const store = await kind.open(vfs); // recovery code is the correct one; the flaw was in the writes
+      const entries = store.entries();
+      await store.close();
+      return entries;
+    },
+  });
+}
+
+async function rejection(promise: Promise<unknown>): Promise<string> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  assert.ok(error instanceof AssertionError, `expected the harness to report a violation, got ${String(error)}`);
+  return error.message;
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+describe('crash harness: accepts correct stores', () => {
+  for (const [name, kind] of [['log store', LogStore], ['snapshot store', SnapshotStore]] as const) {
+    it(`${name}: every crash point, lose-unsynced and torn, prefix consistency`, async () => {
+      for (const seed of [1, 2, 3]) {
+        const summary = await crashSweep(kind, {}, { seed });
+        assert.ok(summary.ioOperations > 30, `workload does real I/O: ${summary.ioOperations}`);
+        assert.equal(summary.points, summary.ioOperations + 1, 'every point plus the fault-free end');
+        assert.equal(summary.checks, summary.points * 2);
+        assert.deepEqual(summary.failures, []);
+      }
+    });
+  }
+
+  it('log store: every I/O error point, once and persistent, is reported to the caller and loses nothing acknowledged', async () => {
+    const summary = await ioErrorAtEveryPoint({
+      seed: 3,
+      consistency: 'prefix',
+      workload: async (vfs, history, { random }) => {
+        const store = await LogStore.open(vfs);
+        await kvWorkload(store, history, random);
+        await store.close();
+      },
+      recover: async (vfs) => {
+        const store = await LogStore.open(vfs);
+        await store.close();
+        return store.entries();
+      },
+    });
+    assert.ok(summary.points > 30);
+    assert.equal(summary.checks, summary.points * 2 * 2);
+  });
+});
+
+describe('crash harness: rejects broken stores', () => {
+  it('acknowledging before fsync loses acknowledged writes', async () => {
+    const message = await rejection(crashSweep(LogStore, { skipFileSync: true }));
+    assert.match(message, /seed 7/);
+    assert.match(message, /acknowledged write lost|no prefix/);
+    assert.match(message, /recovery mode '(lose-unsynced|torn)'/);
+  });
+
+  it('creating the log without syncing the directory loses the whole file', async () => {
+    const message = await rejection(crashSweep(LogStore, { skipDirSync: true }));
+    assert.match(message, /acknowledged write lost/);
+  });
+
+  it('a batch written as separate records is not atomic', async () => {
+    const summary = await crashSweep(LogStore, { splitBatches: true }, { collectFailures: true, consistency: 'per-key' });
+    assert.ok(summary.failures.length > 0);
+    assert.ok(
+      summary.failures.some((failure) => /applied partially/.test(failure.message)),
+      summary.failures.map((failure) => failure.message).join('\n'),
+    );
+  });
+
+  it('rename without syncing the directory loses the acknowledged snapshot', async () => {
+    const message = await rejection(crashSweep(SnapshotStore, { skipDirSync: true }));
+    assert.match(message, /acknowledged write lost|no prefix/);
+  });
+
+  it('rename without syncing the new file first exposes an empty file', async () => {
+    const message = await rejection(crashSweep(SnapshotStore, { skipSyncBeforeRename: true }));
+    assert.match(message, /recovery failed: SyntaxError/);
+  });
+
+  it('a swallowed fsync error is reported', async () => {
+    const message = await rejection(
+      ioErrorAtEveryPoint({
+        seed: 3,
+        workload: async (vfs, history, { random }) => {
+          const store = await LogStore.open(vfs, { swallowSyncErrors: true });
+          await kvWorkload(store, history, random);
+          await store.close();
+        },
+        recover: async (vfs) => (await LogStore.open(vfs)).entries(),
+      }),
+    );
+    assert.match(message, /EIO \(once\) at I\/O operation \d+ of \d+ \(file\.sync db\/log\).*was swallowed/);
+  });
+
+  it('an I/O error that surfaces as a TypeError is reported', async () => {
+    const message = await rejection(
+      ioErrorAtEveryPoint({
+        seed: 3,
+        workload: async (vfs, history, { random }) => {
+          const store = await LogStore.open(vfs, { garbleErrors: true });
+          await kvWorkload(store, history, random);
+        },
+        recover: async (vfs) => (await LogStore.open(vfs)).entries(),
+      }),
+    );
+    assert.match(message, /non-ImpulseError: TypeError/);
+  });
+
+  it('a workload whose I/O differs between runs is reported', async () => {
+    let runs = 0;
+    const message = await rejection(
+      sweepCrashPoints({
+        seed: 1,
+        newRecord: () => undefined,
+        workload: async (vfs) => {
+          runs++;
+          const operations = runs === 1 ? 10 : 3; // the counting run does more I/O than the later ones
+          for (let i = 0; i < operations; i++) await vfs.exists('x');
+        },
+        verify: async () => undefined,
+      }),
+    );
+    assert.match(message, /never reached the crash point/);
+  });
+
+  it('an error other than the crash escaping the workload is reported', async () => {
+    const message = await rejection(
+      sweepCrashPoints({
+        seed: 1,
+        newRecord: () => undefined,
+        workload: async (vfs) => {
+          try {
+            for (let i = 0; i < 5; i++) await vfs.exists('x');
+          } catch {
+            throw new Error('engine turned the crash into something else');
+          }
+        },
+        verify: async () => undefined,
+      }),
+    );
+    assert.match(message, /crash at I\/O operation 0 of 5 \(exists x\).*other than the crash: Error: engine turned/);
+    assert.match(message, /Replay: \{ seed: 1, points: \[0\] \}/);
+  });
+});
+
+describe('checkRecoveredKv', () => {
+  const bytes = (text: string): Buffer => Buffer.from(text);
+  const contents = (entries: Record<string, string>): Map<string, Buffer> => new Map(Object.entries(entries).map(([key, value]) => [bytes(key).toString('hex'), bytes(value)]));
+  const history = (build: (h: KvHistory) => void): KvHistory => {
+    const h = new KvHistory();
+    build(h);
+    return h;
+  };
+
+  const acked = history((h) => {
+    h.ack(h.invoke({ type: 'put', key: 'a', value: '1' }));
+    h.ack(h.invoke({ type: 'put', key: 'a', value: '2' }));
+    h.ack(h.invoke({ type: 'put', key: 'b', value: '1' }));
+    h.ack(h.invoke({ type: 'del', key: 'b' }));
+    h.invoke({ type: 'put', key: 'a', value: '3' }); // never acknowledged
+  });
+
+  it('accepts the acknowledged state, with or without the unacknowledged write', () => {
+    for (const consistency of ['per-key', 'prefix'] as const) {
+      assert.deepEqual(checkRecoveredKv(acked, contents({ a: '2' }), consistency), []);
+      assert.deepEqual(checkRecoveredKv(acked, contents({ a: '3' }), consistency), []);
+    }
+  });
+
+  it('prefix: an unacknowledged write invoked before an acknowledged one must have survived', () => {
+    const h = history((hh) => {
+      hh.invoke({ type: 'put', key: 'a', value: '1' }); // in flight, then...
+      hh.ack(hh.invoke({ type: 'put', key: 'b', value: '1' })); // ...a later write is acknowledged
+    });
+    assert.deepEqual(checkRecoveredKv(h, contents({ b: '1' }), 'per-key'), []);
+    assert.match(checkRecoveredKv(h, contents({ b: '1' }), 'prefix').join(), /no prefix of the invoked writes through acknowledged write #1/);
+    assert.deepEqual(checkRecoveredKv(h, contents({ a: '1', b: '1' }), 'prefix'), []);
+  });
+
+  it('rejects a lost write, an old value, a resurrected delete, phantoms', () => {
+    assert.match(checkRecoveredKv(acked, contents({})).join(), /key "a": expected "2".*found \(absent\) \(acknowledged write lost\)/);
+    assert.match(checkRecoveredKv(acked, contents({ a: '1' })).join(), /older, overwritten value/);
+    assert.match(checkRecoveredKv(acked, contents({ a: '2', b: '1' })).join(), /key "b": expected \(absent\)/);
+    assert.match(checkRecoveredKv(acked, contents({ a: '9' })).join(), /phantom value/);
+    assert.match(checkRecoveredKv(acked, contents({ a: '2', zz: '1' })).join(), /key "zz": never written.*phantom key/);
+  });
+
+  it('rejects a partially applied batch and accepts all or nothing', () => {
+    const batch = history((h) => {
+      h.ack(h.invoke({ type: 'put', key: 'x', value: 'old' }));
+      h.invoke({ type: 'batch', ops: [{ type: 'put', key: 'x', value: 'new' }, { type: 'put', key: 'y', value: 'new' }, { type: 'del', key: 'z' }] });
+    });
+    assert.deepEqual(checkRecoveredKv(batch, contents({ x: 'old' })), []);
+    assert.deepEqual(checkRecoveredKv(batch, contents({ x: 'new', y: 'new' })), []);
+    assert.match(checkRecoveredKv(batch, contents({ x: 'old', y: 'new' })).join(), /batch #1 \(invoked\) applied partially: visible on "y" but not on "x"/);
+    assert.match(checkRecoveredKv(batch, contents({ x: 'new' })).join(), /applied partially: visible on "x" but not on "y"/);
+  });
+
+  it('prefix consistency rejects a state no prefix produces, which per-key accepts', () => {
+    const h = history((hh) => {
+      hh.invoke({ type: 'put', key: 'a', value: '1' });
+      hh.invoke({ type: 'put', key: 'b', value: '1' });
+    });
+    // b's write survived but the earlier a's did not: fine per key, not a prefix.
+    assert.deepEqual(checkRecoveredKv(h, contents({ b: '1' }), 'per-key'), []);
+    assert.match(checkRecoveredKv(h, contents({ b: '1' }), 'prefix').join(), /no prefix/);
+    assert.deepEqual(checkRecoveredKv(h, contents({ a: '1' }), 'prefix'), []);
+  });
+
+  it('binary keys and values are compared as bytes', () => {
+    const h = history((hh) => hh.ack(hh.invoke({ type: 'put', key: Buffer.from([0, 255]), value: Buffer.from([1, 2]) })));
+    assert.deepEqual(checkRecoveredKv(h, new Map([['00ff', Buffer.from([1, 2])]])), []);
+    assert.match(checkRecoveredKv(h, new Map([['00ff', Buffer.from([1, 3])]])).join(), /key 0x00ff.*found 0x0103/);
+  });
+});
+
+describe('choosePoints', () => {
+  it('bounds the sweep deterministically and keeps the first and last point', () => {
+    const points = choosePoints(1000, { seed: 5, maxPoints: 50 });
+    assert.equal(points.length, 50);
+    assert.equal(points[0], 0);
+    assert.equal(points[49], 999);
+    assert.deepEqual(points, [...points].sort((a, b) => a - b));
+    assert.deepEqual(choosePoints(1000, { seed: 5, maxPoints: 50 }), points, 'same seed, same points');
+    assert.notDeepEqual(choosePoints(1000, { seed: 6, maxPoints: 50 }), points);
+    assert.deepEqual(choosePoints(10, { seed: 1, stride: 4 }), [0, 4, 8]);
+    assert.deepEqual(choosePoints(10, { seed: 1, points: [7, 3, 3, 42] }), [3, 7]);
+  });
+
+  it('crash points cover every operation of a real sweep', async () => {
+    const seen: number[] = [];
+    await sweepCrashPoints({
+      seed: 1,
+      newRecord: () => undefined,
+      workload: async (vfs, _record, { point }) => {
+        if (point >= 0) seen.push(point);
+        const file = await vfs.open('f', { create: true });
+        await file.write(0, Buffer.from('x'));
+        await file.sync();
+        await file.close();
+      },
+      verify: async (recovered, _record, point) =>
+        point.mode === 'lose-unsynced' && (await recovered.exists('f')) ? 'the file was never made durable by a directory sync' : undefined,
+    });
+    assert.deepEqual(seen, [0, 1, 2, 3]);
+  });
+});
+
+describe('MemVfs + harness: the fault-free end point is checked too', () => {
+  it('a store that never syncs fails at the end point with lose-unsynced', async () => {
+    const summary = await crashSweep(LogStore, { skipFileSync: true }, { collectFailures: true });
+    const end = summary.failures.find((failure) => failure.operation === undefined);
+    assert.ok(end !== undefined, 'the fault-free run is verified');
+    assert.equal(end.point, summary.ioOperations);
+  });
+});

@@ -1,0 +1,659 @@
+/**
+ * The shared crash and I/O-error harness for every disk engine and the Raft
+ * log (SQLite style: run the workload once to count its I/O operations N, then
+ * crash it at EVERY operation index in turn, recover, and check).
+ *
+ * Two layers:
+ *   - `sweepCrashPoints` / `sweepIoErrors`: generic. You give a workload that
+ *     records what it did into a record of your choosing, and a `verify` that
+ *     opens whatever survived and checks it against the record. The Raft log
+ *     uses this layer with its own record (appended entries, acknowledged ones).
+ *   - `crashAtEveryIoPoint` / `ioErrorAtEveryPoint`: key-value. The record is a
+ *     `KvHistory` of puts, deletes and atomic batches, and the check is
+ *     `checkRecoveredKv`: acknowledged writes survive, nothing appears that was
+ *     never written, batches are all-or-nothing.
+ *
+ * Example (an engine test, ~15 lines):
+ *
+ *   await crashAtEveryIoPoint({
+ *     seed: 42,
+ *     maxPoints: 150,
+ *     workload: async (vfs, history) => {
+ *       const engine = new LsmEngine({ dataDir: 'db', vfs });
+ *       await engine.open();
+ *       for (let i = 0; i < 40; i++) await history.put(engine, `k${i % 9}`, `v${i}`);
+ *       await history.batch(engine, [{ type: 'put', key: 'a', value: '1' }, { type: 'del', key: 'k1' }]);
+ *       await engine.close();
+ *     },
+ *     recover: async (vfs) => {
+ *       const engine = new LsmEngine({ dataDir: 'db', vfs });
+ *       await engine.open();
+ *       try { await engine.checkInvariants(); return await readAllEntries(engine); } finally { await engine.close(); }
+ *     },
+ *   });
+ *
+ * Determinism: the workload must do the same I/O in the same order on every
+ * run (derive any randomness from `context.random`, use no real timers to
+ * order I/O), otherwise crash point i of one run is not point i of another;
+ * the harness detects a run that never reaches its crash point and fails it.
+ *
+ * Bounds: a sweep runs the workload (points + 1) times, so keep workloads to a
+ * few hundred I/O operations and use `maxPoints`; set IMPULSE_CRASH_SWEEP=full
+ * in the environment to test every point regardless of `stride`/`maxPoints`.
+ */
+import { isImpulseError } from '../errors.js';
+import type { Entry, RangeOptions, WriteOp } from '../storage/engine.js';
+import { AssertionError } from '../util/assert.js';
+import { SeededRandom, type Random } from '../util/random.js';
+import { MemVfs, isCrashError, type IoOperation, type RecoverMode } from './mem-vfs.js';
+
+// ---------------------------------------------------------------------------
+// Generic layer
+// ---------------------------------------------------------------------------
+
+/** Where and how one run was crashed or failed; passed to `verify` and reported in failures. */
+export interface FaultPoint {
+  readonly seed: number;
+  /** Index of the faulted I/O operation; equals `ioOperations` for the run without a fault. */
+  readonly point: number;
+  /** Number of I/O operations of the fault-free run. */
+  readonly ioOperations: number;
+  /** The operation at `point` in the fault-free run (undefined for the fault-free point). */
+  readonly operation: IoOperation | undefined;
+  /** How the disk state was recovered. */
+  readonly mode: RecoverMode;
+  /** For I/O-error sweeps: whether the error was once or persistent. */
+  readonly persistence?: 'once' | 'persistent';
+}
+
+/** What a workload gets besides the vfs and its record. */
+export interface WorkloadContext {
+  /** A Random seeded identically on every run of the sweep: use it for all workload choices. */
+  readonly random: Random;
+  /** The faulted operation index of this run (the fault-free count for the counting run). */
+  readonly point: number;
+}
+
+export interface SweepOptions {
+  /** Seed for point sampling, torn-write choices and `context.random`. Printed in every failure. */
+  readonly seed: number;
+  /** Test every `stride`-th operation index (default 1). */
+  readonly stride?: number;
+  /** At most this many fault points (sampled deterministically from the seed; first and last kept). Default unbounded. */
+  readonly maxPoints?: number;
+  /** Test exactly these points (e.g. to replay a failure); overrides stride and maxPoints. */
+  readonly points?: readonly number[];
+  /** Return failures in the summary instead of throwing at the first one. Default false. */
+  readonly collectFailures?: boolean;
+}
+
+export interface CrashSweepOptions<R> extends SweepOptions {
+  /** A fresh, empty record for one run (e.g. `new KvHistory()`). */
+  newRecord(): R;
+  /** Runs against `vfs`, recording into `record`. A `CrashError` escaping it is the normal end of a crashed run. */
+  workload(vfs: MemVfs, record: R, context: WorkloadContext): Promise<void>;
+  /**
+   * Opens what survived (`recovered`, a fresh MemVfs without faults) and checks
+   * it against `record`. Returns a violation description, or undefined when
+   * fine; a thrown error is a violation too (e.g. the engine could not open).
+   */
+  verify(recovered: MemVfs, record: R, point: FaultPoint): Promise<string | undefined>;
+  /** Recovery modes to check at each point. Default ['lose-unsynced', 'torn']. */
+  readonly modes?: readonly RecoverMode[];
+}
+
+export interface SweepFailure extends FaultPoint {
+  readonly message: string;
+}
+
+export interface SweepSummary {
+  /** I/O operations of the fault-free run. */
+  readonly ioOperations: number;
+  /** Fault points run (including the fault-free end point for crash sweeps). */
+  readonly points: number;
+  readonly modes: readonly RecoverMode[];
+  /** Verifications done (points × modes, × persistences for error sweeps). */
+  readonly checks: number;
+  /** Violations found; only ever non-empty with `collectFailures` (otherwise the first one throws). */
+  readonly failures: readonly SweepFailure[];
+}
+
+/**
+ * Crashes `workload` at every chosen I/O operation index in turn and verifies
+ * what survives, in each recovery mode. Steps:
+ *   1. Run once without faults, counting the operations N (recording their
+ *      names for messages); verify that end state (point N).
+ *   2. For each chosen point i in [0, N): run on a fresh MemVfs with
+ *      `{kind:'crash', at:i}`; the workload must end with a CrashError (possibly
+ *      wrapped) or resolve after the crash; any other error is a failure, and so
+ *      is a run that never reaches operation i (nondeterministic workload).
+ *   3. For each mode: `vfs.recover(mode, random)` and `verify`.
+ * Throws an `AssertionError` naming seed, point, operation and mode at the first
+ * violation (unless `collectFailures`).
+ */
+export async function sweepCrashPoints<R>(options: CrashSweepOptions<R>): Promise<SweepSummary> {
+  const modes = options.modes ?? ['lose-unsynced', 'torn'];
+  const failures: SweepFailure[] = [];
+  let checks = 0;
+  const fail = (point: FaultPoint, message: string): void => {
+    const failure = { ...point, message };
+    if (!options.collectFailures) throw new AssertionError(describeFailure(failure));
+    failures.push(failure);
+  };
+
+  // 1. The counting run.
+  const counting = new MemVfs({ random: new SeededRandom(options.seed), recordOperations: true });
+  const countingRecord = options.newRecord();
+  try {
+    await options.workload(counting, countingRecord, { random: new SeededRandom(options.seed), point: -1 });
+  } catch (error) {
+    throw new AssertionError(`crash harness (seed ${options.seed}): the workload fails without any fault injected: ${describeError(error)}`);
+  }
+  const ioOperations = counting.ioCount;
+  const operations = counting.operations.slice();
+  const endPoint = (mode: RecoverMode): FaultPoint => ({ seed: options.seed, point: ioOperations, ioOperations, operation: undefined, mode });
+  for (const mode of modes) {
+    checks++;
+    await verifyOne(options, counting, countingRecord, endPoint(mode), fail);
+  }
+
+  // 2-3. One crashed run per chosen point.
+  const chosen = choosePoints(ioOperations, options);
+  for (const point of chosen) {
+    const vfs = new MemVfs({ random: new SeededRandom(mixSeed(options.seed, point)) }).inject({ kind: 'crash', at: point });
+    const record = options.newRecord();
+    const at = (mode: RecoverMode): FaultPoint => ({ seed: options.seed, point, ioOperations, operation: operations[point], mode });
+    let escaped: unknown;
+    try {
+      await options.workload(vfs, record, { random: new SeededRandom(options.seed), point });
+    } catch (error) {
+      escaped = error;
+    }
+    if (escaped !== undefined && !isCrashError(escaped)) {
+      fail(at(modes[0] ?? 'lose-unsynced'), `the workload failed with an error other than the crash: ${describeError(escaped)}`);
+      continue;
+    }
+    if (!vfs.crashed) {
+      fail(at(modes[0] ?? 'lose-unsynced'), `the run did only ${vfs.ioCount} I/O operations and never reached the crash point: the workload's I/O is not deterministic`);
+      continue;
+    }
+    for (const mode of modes) {
+      checks++;
+      await verifyOne(options, vfs, record, at(mode), fail);
+    }
+  }
+  return { ioOperations, points: chosen.length + 1, modes, checks, failures };
+}
+
+async function verifyOne<R>(
+  options: CrashSweepOptions<R> | IoErrorSweepOptions<R>,
+  vfs: MemVfs,
+  record: R,
+  point: FaultPoint,
+  fail: (point: FaultPoint, message: string) => void,
+): Promise<void> {
+  const recovered = vfs.recover(point.mode, new SeededRandom(mixSeed(options.seed, point.point, point.mode)));
+  let violation: string | undefined;
+  try {
+    violation = await options.verify(recovered, record, point);
+  } catch (error) {
+    if (error instanceof AssertionError && error.message.startsWith('crash harness')) throw error;
+    violation = `recovery failed: ${describeError(error)}`;
+  }
+  if (violation !== undefined) fail(point, violation);
+}
+
+export interface IoErrorSweepOptions<R> extends SweepOptions {
+  newRecord(): R;
+  /**
+   * Runs against a vfs where operation `point` fails with EIO (once, or from
+   * there on). The error must reach the workload: either it escapes (any
+   * `ImpulseError`; another error type escaping is a failure, e.g. an
+   * AssertionError or TypeError on the error path), or the workload catches it
+   * and tells the record (see `KvHistory.sawError`; `reachedCaller`).
+   */
+  workload(vfs: MemVfs, record: R, context: WorkloadContext): Promise<void>;
+  /** As for crash sweeps: opens what survived and checks it; undefined when fine. */
+  verify(recovered: MemVfs, record: R, point: FaultPoint): Promise<string | undefined>;
+  /** True when the workload caught an error from the engine and recorded it. */
+  reachedCaller(record: R): boolean;
+  /** Once, persistent, or both (default both). */
+  readonly persistence?: ReadonlyArray<'once' | 'persistent'>;
+  /** What the engine is reopened on after the error. Default ['keep-unsynced', 'lose-unsynced'] (process restart; power loss). */
+  readonly modes?: readonly RecoverMode[];
+  /**
+   * Operations whose injected error the engine may handle without telling the
+   * caller (e.g. a read it retries, a failed cleanup unlink). Default: none: an
+   * error on any operation must reach the caller.
+   */
+  mayAbsorb?(operation: IoOperation): boolean;
+}
+
+/**
+ * Fails the I/O operation at every chosen index in turn (once and/or
+ * persistently) and checks: the error reaches the caller (never swallowed,
+ * never turned into a non-ImpulseError), and after reopening on what the disk
+ * holds the engine opens, passes `verify` (acknowledged data not lost, nothing
+ * invented). Throws an AssertionError at the first violation unless `collectFailures`.
+ */
+export async function sweepIoErrors<R>(options: IoErrorSweepOptions<R>): Promise<SweepSummary> {
+  const modes = options.modes ?? ['keep-unsynced', 'lose-unsynced'];
+  const persistences = options.persistence ?? ['once', 'persistent'];
+  const failures: SweepFailure[] = [];
+  let checks = 0;
+  const fail = (point: FaultPoint, message: string): void => {
+    const failure = { ...point, message };
+    if (!options.collectFailures) throw new AssertionError(describeFailure(failure));
+    failures.push(failure);
+  };
+
+  const counting = new MemVfs({ random: new SeededRandom(options.seed), recordOperations: true });
+  try {
+    await options.workload(counting, options.newRecord(), { random: new SeededRandom(options.seed), point: -1 });
+  } catch (error) {
+    throw new AssertionError(`crash harness (seed ${options.seed}): the workload fails without any fault injected: ${describeError(error)}`);
+  }
+  const ioOperations = counting.ioCount;
+  const operations = counting.operations.slice();
+  const chosen = choosePoints(ioOperations, options);
+
+  for (const point of chosen) {
+    for (const persistence of persistences) {
+      const vfs = new MemVfs({ random: new SeededRandom(mixSeed(options.seed, point)) });
+      vfs.inject({ kind: 'error', at: point, persistent: persistence === 'persistent' });
+      const record = options.newRecord();
+      const at = (mode: RecoverMode): FaultPoint => ({ seed: options.seed, point, ioOperations, operation: operations[point], mode, persistence });
+      let escaped: unknown;
+      let threw = false;
+      try {
+        await options.workload(vfs, record, { random: new SeededRandom(options.seed), point });
+      } catch (error) {
+        escaped = error;
+        threw = true;
+      }
+      const first = at(modes[0] ?? 'keep-unsynced');
+      if (threw && !isImpulseError(escaped)) {
+        fail(first, `the injected EIO surfaced as a non-ImpulseError: ${describeError(escaped)}`);
+        continue;
+      }
+      const fired = vfs.firedFaults[0];
+      if (fired === undefined) {
+        fail(first, `the run did only ${vfs.ioCount} I/O operations and never reached the faulted one: the workload's I/O is not deterministic`);
+        continue;
+      }
+      if (!threw && !options.reachedCaller(record) && !(options.mayAbsorb?.(fired) ?? false)) {
+        fail(first, `the injected EIO at operation ${fired.index} (${fired.operation} ${fired.path}) was swallowed: the workload finished and no caller saw an error`);
+        continue;
+      }
+      for (const mode of modes) {
+        checks++;
+        await verifyOne(options, vfs, record, at(mode), fail);
+      }
+    }
+  }
+  return { ioOperations, points: chosen.length, modes, checks, failures };
+}
+
+/** The chosen fault points in [0, total), ascending. See `SweepOptions`. */
+export function choosePoints(total: number, options: SweepOptions): number[] {
+  if (options.points !== undefined) return [...new Set(options.points)].filter((p) => p >= 0 && p < total).sort((a, b) => a - b);
+  const full = process.env['IMPULSE_CRASH_SWEEP'] === 'full';
+  const stride = full ? 1 : Math.max(1, Math.floor(options.stride ?? 1));
+  const candidates: number[] = [];
+  for (let point = 0; point < total; point += stride) candidates.push(point);
+  const maxPoints = full ? Infinity : options.maxPoints ?? Infinity;
+  if (candidates.length <= maxPoints) return candidates;
+  if (maxPoints <= 0) return [];
+  // Keep the first and last candidates (opening and closing I/O are where bugs hide), sample the rest.
+  const random = new SeededRandom(mixSeed(options.seed, total));
+  const middle = candidates.slice(1, -1);
+  for (let i = middle.length - 1; i > 0; i--) {
+    const j = random.int(i + 1);
+    [middle[i], middle[j]] = [middle[j] as number, middle[i] as number];
+  }
+  const edges = maxPoints === 1 ? [candidates[0] as number] : [candidates[0] as number, candidates[candidates.length - 1] as number];
+  return [...edges, ...middle.slice(0, Math.max(0, maxPoints - edges.length))].sort((a, b) => a - b);
+}
+
+function mixSeed(seed: number, point: number, salt = ''): number {
+  let hash = (seed ^ Math.imul(point + 1, 0x9e3779b1)) >>> 0;
+  for (let i = 0; i < salt.length; i++) hash = Math.imul(hash ^ salt.charCodeAt(i), 0x01000193) >>> 0;
+  return hash;
+}
+
+function describeFailure(failure: SweepFailure): string {
+  const where =
+    failure.operation === undefined
+      ? `after the fault-free run (${failure.ioOperations} I/O operations)`
+      : `${failure.persistence === undefined ? 'crash' : `EIO (${failure.persistence})`} at I/O operation ${failure.point} of ${failure.ioOperations} (${failure.operation.operation} ${failure.operation.path})`;
+  const replay = failure.operation === undefined ? '' : ` Replay: { seed: ${failure.seed}, points: [${failure.point}] }.`;
+  return `crash harness (seed ${failure.seed}): ${where}, recovery mode '${failure.mode}': ${failure.message}.${replay}`;
+}
+
+function describeError(error: unknown): string {
+  if (error instanceof Error) return `${error.name}: ${error.message}${error.stack ? `\n${error.stack.split('\n').slice(1, 6).join('\n')}` : ''}`;
+  return String(error);
+}
+
+// ---------------------------------------------------------------------------
+// Key-value layer
+// ---------------------------------------------------------------------------
+
+/** Bytes, or a string taken as UTF-8. */
+export type Bytes = Uint8Array | string;
+
+export type KvWriteOp = { readonly type: 'put'; readonly key: Bytes; readonly value: Bytes } | { readonly type: 'del'; readonly key: Bytes };
+
+/** One write as invoked: a put, a delete, or an atomic batch. */
+export type KvOp = KvWriteOp | { readonly type: 'batch'; readonly ops: readonly KvWriteOp[] };
+
+/** The part of an engine the history helpers drive (`Engine` fits). */
+export interface KvWriter {
+  put(key: Uint8Array, value: Uint8Array): Promise<void>;
+  del(key: Uint8Array): Promise<void>;
+  batch(ops: readonly WriteOp[]): Promise<void>;
+}
+
+export type WriteStatus = 'invoked' | 'acknowledged' | 'failed';
+
+/** One recorded write. `effects`: key (hex) → value after this write (undefined = deleted), last op per key wins. */
+export interface RecordedWrite {
+  readonly id: number;
+  readonly op: KvOp;
+  readonly effects: ReadonlyMap<string, Buffer | undefined>;
+  status: WriteStatus;
+}
+
+/**
+ * What a KV workload did: every write it invoked (in invocation order, which
+ * must be the order the engine applies them: invoke right before calling the
+ * engine, as the helpers do) and which ones were acknowledged as durable.
+ * A write that failed (rejected) has an unknown outcome: it may or may not
+ * survive. Bounded by the workload (one entry per write).
+ */
+export class KvHistory {
+  private readonly recorded: RecordedWrite[] = [];
+  private errorsSeen = 0;
+
+  /** Records that `op` is about to be issued; returns its id (ids are 0, 1, 2, ... in invocation order). */
+  invoke(op: KvOp): number {
+    const effects = new Map<string, Buffer | undefined>();
+    const ops = op.type === 'batch' ? op.ops : [op];
+    for (const write of ops) effects.set(toBuffer(write.key).toString('hex'), write.type === 'put' ? toBuffer(write.value) : undefined);
+    const id = this.recorded.length;
+    this.recorded.push({ id, op, effects, status: 'invoked' });
+    return id;
+  }
+
+  /** Records that write `id` was acknowledged (its promise resolved: it is durable). */
+  ack(id: number): void {
+    this.entry(id).status = 'acknowledged';
+  }
+
+  /** Records that write `id` was rejected: the error reached the caller; the outcome is unknown. */
+  fail(id: number): void {
+    this.entry(id).status = 'failed';
+    this.errorsSeen++;
+  }
+
+  /** Records that some other call (a read, open, close) rejected and the workload caught it. */
+  sawError(): void {
+    this.errorsSeen++;
+  }
+
+  /** True when any recorded call failed (see `fail`, `sawError`). */
+  get anyErrorSeen(): boolean {
+    return this.errorsSeen > 0;
+  }
+
+  get writes(): readonly RecordedWrite[] {
+    return this.recorded;
+  }
+
+  /** invoke + `engine.put` + ack (or fail and rethrow). */
+  put(engine: KvWriter, key: Bytes, value: Bytes): Promise<void> {
+    return this.track({ type: 'put', key, value }, () => engine.put(toBuffer(key), toBuffer(value)));
+  }
+
+  /** invoke + `engine.del` + ack (or fail and rethrow). */
+  del(engine: KvWriter, key: Bytes): Promise<void> {
+    return this.track({ type: 'del', key }, () => engine.del(toBuffer(key)));
+  }
+
+  /** invoke + `engine.batch` + ack (or fail and rethrow). */
+  batch(engine: KvWriter, ops: readonly KvWriteOp[]): Promise<void> {
+    const engineOps: WriteOp[] = ops.map((op) => (op.type === 'put' ? { type: 'put', key: toBuffer(op.key), value: toBuffer(op.value) } : { type: 'del', key: toBuffer(op.key) }));
+    return this.track({ type: 'batch', ops }, () => engine.batch(engineOps));
+  }
+
+  private async track(op: KvOp, call: () => Promise<void>): Promise<void> {
+    const id = this.invoke(op);
+    try {
+      await call();
+    } catch (error) {
+      // A crash is not an error the caller "saw": the process is gone.
+      if (isCrashError(error)) throw error;
+      this.fail(id);
+      throw error;
+    }
+    this.ack(id);
+  }
+
+  private entry(id: number): RecordedWrite {
+    const entry = this.recorded[id];
+    if (entry === undefined) throw new RangeError(`KvHistory: no write with id ${id}`);
+    return entry;
+  }
+}
+
+/** What a KV `recover` returns: the engine's full contents (a Map, or pairs; an undefined value means absent). */
+export type KvContents = Iterable<readonly [Bytes, Bytes | undefined]> | AsyncIterable<readonly [Bytes, Bytes | undefined]>;
+
+/** How strict the KV check is. */
+export type KvConsistency =
+  /** Per key: the last acknowledged write or a later invoked one; batches all-or-nothing. */
+  | 'per-key'
+  /** Additionally, the recovered state equals the state after SOME prefix of the invoked writes that includes every acknowledged one. */
+  | 'prefix';
+
+export interface KvCrashOptions extends SweepOptions {
+  workload(vfs: MemVfs, history: KvHistory, context: WorkloadContext): Promise<void>;
+  /** Opens the engine over `vfs`, runs its invariant checks, returns the full contents, closes it. */
+  recover(vfs: MemVfs, point: FaultPoint): Promise<KvContents>;
+  readonly modes?: readonly RecoverMode[];
+  /** Default 'per-key'. */
+  readonly consistency?: KvConsistency;
+}
+
+/** The KV crash sweep: `sweepCrashPoints` with a `KvHistory` and `checkRecoveredKv`. */
+export function crashAtEveryIoPoint(options: KvCrashOptions): Promise<SweepSummary> {
+  return sweepCrashPoints<KvHistory>({
+    ...options,
+    newRecord: () => new KvHistory(),
+    workload: options.workload,
+    verify: async (recovered, history, point) => {
+      const contents = await collectContents(await options.recover(recovered, point));
+      return checkRecoveredKv(history, contents, options.consistency).slice(0, 5).join('; ') || undefined;
+    },
+  });
+}
+
+export interface KvIoErrorOptions extends SweepOptions {
+  workload(vfs: MemVfs, history: KvHistory, context: WorkloadContext): Promise<void>;
+  recover(vfs: MemVfs, point: FaultPoint): Promise<KvContents>;
+  readonly persistence?: ReadonlyArray<'once' | 'persistent'>;
+  readonly modes?: readonly RecoverMode[];
+  readonly consistency?: KvConsistency;
+  mayAbsorb?(operation: IoOperation): boolean;
+}
+
+/** The KV I/O-error sweep: `sweepIoErrors` with a `KvHistory` (failed writes have unknown outcome) and `checkRecoveredKv`. */
+export function ioErrorAtEveryPoint(options: KvIoErrorOptions): Promise<SweepSummary> {
+  return sweepIoErrors<KvHistory>({
+    ...options,
+    newRecord: () => new KvHistory(),
+    reachedCaller: (history) => history.anyErrorSeen,
+    verify: async (recovered, history, point) => {
+      const contents = await collectContents(await options.recover(recovered, point));
+      return checkRecoveredKv(history, contents, options.consistency).slice(0, 5).join('; ') || undefined;
+    },
+  });
+}
+
+/** Key (hex) → value of recovered contents; absent values dropped; a key twice is an error. */
+export async function collectContents(contents: KvContents): Promise<Map<string, Buffer>> {
+  const result = new Map<string, Buffer>();
+  for await (const [key, value] of contents as AsyncIterable<readonly [Bytes, Bytes | undefined]>) {
+    const hex = toBuffer(key).toString('hex');
+    if (result.has(hex)) throw new AssertionError(`recovered contents list key ${describeKey(hex)} twice`);
+    if (value !== undefined) result.set(hex, toBuffer(value));
+  }
+  return result;
+}
+
+/** Every entry of an engine, paging through `range` (pages of `pageSize`, at most `rangeLimitMax`). */
+export async function readAllEntries(engine: { range(options: RangeOptions): Promise<Entry[]> }, pageSize = 1000): Promise<Array<[Buffer, Buffer]>> {
+  const all: Array<[Buffer, Buffer]> = [];
+  let after: Buffer | undefined;
+  for (;;) {
+    const page = await engine.range(after === undefined ? { limit: pageSize } : { gt: after, limit: pageSize });
+    for (const entry of page) all.push([entry.key, entry.value]);
+    if (page.length < pageSize) return all;
+    after = page[page.length - 1]?.key;
+  }
+}
+
+/**
+ * Checks recovered contents (key hex → value) against a history. Returns the
+ * violations found (empty when consistent). The rules, with writes in
+ * invocation order:
+ *   1. Per key: if its last ACKNOWLEDGED write is W, the key holds W's effect
+ *      (value, or absent for a delete) or the effect of a write invoked after W
+ *      (those are unacknowledged: may or may not have survived). With no
+ *      acknowledged write, absent or the effect of any write to it.
+ *   2. No phantoms: a key never written is absent.
+ *   3. Batches are atomic: no batch shows on one key while definitely not on another.
+ *      A batch "shows" on key k when only it can explain k's value; it "definitely
+ *      does not" when k's value is explained only by writes invoked before it.
+ *      (Unique values per write make this exact; duplicates only make it lenient.)
+ *   4. With 'prefix': the contents equal the state after writes [0, c) for some c
+ *      past the last acknowledged write.
+ */
+export function checkRecoveredKv(history: KvHistory, recovered: ReadonlyMap<string, Buffer>, consistency: KvConsistency = 'per-key'): string[] {
+  const writes = history.writes;
+  const violations: string[] = [];
+  type Source = { readonly index: number; readonly value: Buffer | undefined };
+  const perKey = new Map<string, Source[]>();
+  writes.forEach((write, index) => {
+    for (const [key, value] of write.effects) {
+      let sources = perKey.get(key);
+      if (sources === undefined) perKey.set(key, (sources = []));
+      sources.push({ index, value });
+    }
+  });
+
+  // Rule 1: allowed sources per key (index -1 = never written).
+  const allowedByKey = new Map<string, Source[]>();
+  for (const [key, sources] of perKey) {
+    let lastAcked = -1;
+    sources.forEach((source, position) => {
+      if (writes[source.index]?.status === 'acknowledged') lastAcked = position;
+    });
+    const allowed = lastAcked >= 0 ? sources.slice(lastAcked) : [{ index: -1, value: undefined }, ...sources];
+    allowedByKey.set(key, allowed);
+    const actual = recovered.get(key);
+    if (!allowed.some((source) => sameValue(source.value, actual))) {
+      const anchor = lastAcked >= 0 ? sources[lastAcked] : undefined;
+      const everWritten = sources.some((source) => sameValue(source.value, actual));
+      const expected = anchor === undefined ? 'absent or any written value' : `${describeValue(anchor.value)} (acknowledged write #${writes[anchor.index]?.id}) or a later unacknowledged value`;
+      violations.push(
+        `key ${describeKey(key)}: expected ${expected}, found ${describeValue(actual)}${
+          everWritten ? ' (an older, overwritten value: acknowledged write lost)' : actual === undefined ? ' (acknowledged write lost)' : ' (never written: phantom value)'
+        }`,
+      );
+    }
+  }
+
+  // Rule 2.
+  for (const [key, value] of recovered) {
+    if (!perKey.has(key)) violations.push(`key ${describeKey(key)}: never written, found ${describeValue(value)} (phantom key)`);
+  }
+
+  // Rule 3.
+  writes.forEach((write, index) => {
+    if (write.effects.size < 2) return;
+    const shows: string[] = [];
+    const lacks: string[] = [];
+    for (const key of write.effects.keys()) {
+      const actual = recovered.get(key);
+      const matching = (allowedByKey.get(key) ?? []).filter((source) => sameValue(source.value, actual));
+      if (matching.length === 0) continue; // already a rule-1 violation
+      if (matching.length === 1 && matching[0]?.index === index) shows.push(key);
+      else if (!matching.some((source) => source.index >= index)) lacks.push(key);
+    }
+    if (shows.length > 0 && lacks.length > 0) {
+      violations.push(
+        `batch #${write.id} (${write.status}) applied partially: visible on ${shows.slice(0, 3).map(describeKey).join(', ')} but not on ${lacks.slice(0, 3).map(describeKey).join(', ')}`,
+      );
+    }
+  });
+
+  // Rule 4.
+  if (consistency === 'prefix' && violations.length === 0) {
+    const violation = checkPrefix(writes, recovered);
+    if (violation !== undefined) violations.push(violation);
+  }
+  return violations;
+}
+
+function checkPrefix(writes: readonly RecordedWrite[], recovered: ReadonlyMap<string, Buffer>): string | undefined {
+  let lastAcked = -1;
+  writes.forEach((write, index) => {
+    if (write.status === 'acknowledged') lastAcked = index;
+  });
+  const state = new Map<string, Buffer>();
+  const mismatched = new Set<string>();
+  const update = (key: string): void => {
+    if (sameValue(state.get(key), recovered.get(key))) mismatched.delete(key);
+    else mismatched.add(key);
+  };
+  const apply = (write: RecordedWrite): void => {
+    for (const [key, value] of write.effects) {
+      if (value === undefined) state.delete(key);
+      else state.set(key, value);
+      update(key);
+    }
+  };
+  for (const key of recovered.keys()) update(key);
+  for (let index = 0; index <= lastAcked; index++) apply(writes[index] as RecordedWrite);
+  if (mismatched.size === 0) return undefined;
+  const firstMismatch = [...mismatched].slice(0, 3).map((key) => `${describeKey(key)}: prefix has ${describeValue(state.get(key))}, found ${describeValue(recovered.get(key))}`);
+  for (let index = lastAcked + 1; index < writes.length; index++) {
+    apply(writes[index] as RecordedWrite);
+    if (mismatched.size === 0) return undefined;
+  }
+  return `no prefix of the invoked writes through acknowledged write #${lastAcked} gives the recovered state (at the shortest allowed prefix: ${firstMismatch.join('; ')})`;
+}
+
+function toBuffer(bytes: Bytes): Buffer {
+  return typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function sameValue(a: Buffer | undefined, b: Buffer | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : a.equals(b);
+}
+
+/** A key or value for messages: quoted text when printable, else hex; long ones cut. */
+function describeBytes(bytes: Buffer): string {
+  const printable = /^[\x20-\x7e]*$/.test(bytes.toString('latin1'));
+  const text = printable ? JSON.stringify(bytes.toString('latin1')) : `0x${bytes.toString('hex')}`;
+  return text.length > 50 ? `${text.slice(0, 47)}...(${bytes.length} bytes)` : text;
+}
+
+function describeKey(hex: string): string {
+  return describeBytes(Buffer.from(hex, 'hex'));
+}
+
+function describeValue(value: Buffer | undefined): string {
+  return value === undefined ? '(absent)' : describeBytes(value);
+}
