@@ -907,7 +907,9 @@ export class LsmEngine extends Engine {
     for (const tables of this.current.levels) for (const table of tables) await table.reader.close().catch(() => undefined);
     await Promise.all([...this.pendingDeletes]);
     this.cache.clear();
-    if (errors.length > 0 && this.failure === undefined) throw errors[0];
+    // A background failure no write may have seen yet still reaches a caller.
+    if (this.failure !== undefined) throw this.failure;
+    if (errors.length > 0) throw errors[0];
   }
 
   private path(name: string): string {
