@@ -6,18 +6,27 @@
  *
  * Record layout (little-endian):
  *
- *   [header crc32c: u32]   crc32c of the next 8 bytes
+ *   [header crc32c: u32]    crc32c of the next 8 bytes
  *   [payload length: u32]
  *   [payload crc32c: u32]
  *   [payload: length bytes] one write batch (see `encodeBatch`)
+ *   [trailer: 8 bytes]      a copy of the length and payload crc32c
  *
- * The header has its own checksum so a damaged length is told apart from a
- * torn write: a torn write (a prefix of the last write survived a crash)
- * leaves an incomplete header or a payload that runs past the end of the file
- * — a clean end of log. A complete header or payload that fails its checksum,
- * with the file's remaining bytes not all zero, is corruption and reported
- * with the file named. (All-zero remaining bytes are a file extended by the OS
- * whose data never reached the disk: also a torn tail.)
+ * Telling a torn write from bit rot. A crash can leave the last write torn: a
+ * prefix of it on disk, the rest missing, zeros or garbage. That is a clean
+ * end of log (the write was never acknowledged: acknowledgement follows the
+ * sync). A flipped bit in a record that was completely written is corruption
+ * and must be reported. The trailer separates the two: it is the last thing
+ * written, so a torn write never has an intact trailer (a strict prefix
+ * arrived), while bit rot leaves it intact (or is itself the one flipped bit).
+ *   - header checksum fails: if one flipped bit explains it and the record
+ *     that header describes has an intact trailer → corruption; else torn.
+ *   - payload checksum fails: intact trailer → corruption; else torn (and
+ *     corruption if anything follows the record: torn writes are last).
+ *   - payload verified, trailer damaged: the data is intact (its checksum
+ *     passed), so it is replayed; mid-file that is still reported as
+ *     corruption, on the final record it is indistinguishable from a write
+ *     torn inside its trailer and replay ends there.
  *
  * Group commit: the engine base hands every write queued while the previous
  * one was in flight to one `_write`, which becomes exactly ONE record here,
@@ -29,6 +38,7 @@ import { crc32c } from './crc32c.js';
 import { Cursor, GrowableBuffer, corruption } from './coding.js';
 
 const HEADER_BYTES = 12;
+const TRAILER_BYTES = 8;
 const OP_PUT = 1;
 const OP_DEL = 2;
 
@@ -55,6 +65,7 @@ export class WalWriter {
     buffer.writeUInt32LE(payloadLength, 4);
     buffer.writeUInt32LE(crc32c(buffer, HEADER_BYTES, record.length), 8);
     buffer.writeUInt32LE(crc32c(buffer, 4, 12), 0);
+    record.append(buffer, 4, 12);
     const view = record.view();
     const at = this.position;
     // Advance first: after a failed write the segment is abandoned, never reused.
@@ -102,74 +113,52 @@ export async function replaySegment(vfs: Vfs, path: string, visit: ReplayVisitor
   const data = await vfs.readFile(path);
   let position = 0;
   let records = 0;
+  const torn = { records, tornTail: true };
   while (position < data.length) {
-    // An incomplete header: the tail of a torn write.
-    if (data.length - position < HEADER_BYTES) return { records, tornTail: true };
-    const headerCrc = data.readUInt32LE(position);
-    if (crc32c(data, position + 4, position + 12) !== headerCrc) {
-      if (isSingleBitError(data, position + 4, position + 12, headerCrc)) {
-        throw corruption(path, `WAL record header at offset ${position} failed its checksum (a flipped bit)`);
+    torn.records = records;
+    if (data.length - position < HEADER_BYTES) return torn;
+    if (crc32c(data, position + 4, position + 12) !== data.readUInt32LE(position)) {
+      const repaired = repairHeader(data, position);
+      if (repaired !== undefined && trailerIntact(data, position, repaired)) {
+        throw corruption(path, `WAL record header at offset ${position} failed its checksum`);
       }
-      return { records, tornTail: true };
+      return torn;
     }
     const length = data.readUInt32LE(position + 4);
     const payloadCrc = data.readUInt32LE(position + 8);
     const start = position + HEADER_BYTES;
-    // The header is intact but the payload did not all reach the disk.
-    if (start + length > data.length) return { records, tornTail: true };
+    const end = start + length + TRAILER_BYTES;
+    // The header arrived but the rest of the record did not.
+    if (end > data.length) return torn;
+    const intact = trailerIntact(data, position, data.subarray(position + 4, position + 12));
     if (crc32c(data, start, start + length) !== payloadCrc) {
-      if (isSingleBitError(data, start, start + length, payloadCrc) || start + length < data.length) {
-        throw corruption(path, `WAL record at offset ${position} (${length} bytes) failed its checksum`);
-      }
-      return { records, tornTail: true };
+      if (intact || end < data.length) throw corruption(path, `WAL record at offset ${position} (${length} bytes) failed its checksum`);
+      return torn;
     }
+    if (!intact && end < data.length) throw corruption(path, `WAL record trailer at offset ${start + length} is damaged`);
     decodeBatch(data, start, start + length, path, visit);
     records++;
-    position = start + length;
+    position = end;
+    if (!intact) return { records, tornTail: true };
   }
   return { records, tornTail: false };
 }
 
-/**
- * True when the checksum mismatch of `data[start, end)` against `stored` is
- * explained by exactly one flipped bit (in the data or in the stored
- * checksum). That is bit rot on an intact record, which must be reported; a
- * torn write (zeros or garbage after a valid prefix) is essentially never one
- * bit away from a valid record.
- *
- * CRC is affine: flipping bit b of byte p changes the checksum by a syndrome
- * that depends only on (p, b) and the number of bytes after p, namely the
- * table entry for that bit pushed through the remaining bytes as zeros. So all
- * 8n syndromes are produced in one backward pass, with no recomputation.
- */
-export function isSingleBitError(data: Uint8Array, start: number, end: number, stored: number): boolean {
-  const difference = (crc32c(data, start, end) ^ stored) >>> 0;
-  if (difference === 0) return false;
-  if ((difference & (difference - 1)) === 0) return true; // the stored checksum itself has one flipped bit
-  const syndromes = new Uint32Array(8);
-  for (let bit = 0; bit < 8; bit++) syndromes[bit] = crcByteTable(1 << bit);
-  for (let p = end - 1; p >= start; p--) {
-    for (let bit = 0; bit < 8; bit++) {
-      if (syndromes[bit] === difference) return true;
-      const value = syndromes[bit]!;
-      syndromes[bit] = crcByteTable(value & 0xff) ^ (value >>> 8);
-    }
-  }
-  return false;
+/** The record's trailer equals `expected` (its header's length and payload checksum, 8 bytes). */
+function trailerIntact(data: Buffer, position: number, expected: Buffer): boolean {
+  const trailer = position + HEADER_BYTES + expected.readUInt32LE(0);
+  return trailer + TRAILER_BYTES <= data.length && data.compare(expected, 0, TRAILER_BYTES, trailer, trailer + TRAILER_BYTES) === 0;
 }
 
-const BYTE_TABLE = (() => {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-    table[n] = c >>> 0;
+/** The header's length and payload-checksum bytes after undoing the one flipped bit that makes its checksum pass, if there is one. */
+function repairHeader(data: Buffer, position: number): Buffer | undefined {
+  const header = Buffer.from(data.subarray(position, position + HEADER_BYTES));
+  for (let bit = 0; bit < HEADER_BYTES * 8; bit++) {
+    header[bit >>> 3]! ^= 1 << (bit & 7);
+    if (crc32c(header, 4, 12) === header.readUInt32LE(0)) return header.subarray(4, 12);
+    header[bit >>> 3]! ^= 1 << (bit & 7);
   }
-  return table;
-})();
-
-function crcByteTable(index: number): number {
-  return BYTE_TABLE[index]!;
+  return undefined;
 }
 
 function decodeBatch(data: Buffer, start: number, end: number, path: string, visit: ReplayVisitor): void {
