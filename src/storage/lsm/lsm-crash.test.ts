@@ -156,7 +156,10 @@ describe('lsm corruption through the engine', () => {
       const size = await clean.size(file);
       if (size === 0) continue;
       const step = FULL ? 1 : Math.max(1, Math.floor(size / 12));
-      for (let offset = 0; offset < size; offset += step) {
+      // A log's last 8 bytes are its final record's trailer: a flip there is indistinguishable from a
+      // write torn inside the trailer, and the payload still verifies (see wal.ts); lsm-parts.test.ts checks it replays exactly.
+      const end = file.endsWith('.log') ? size - 8 : size;
+      for (let offset = 0; offset < end; offset += step) {
         const vfs = await populated();
         vfs.flipBit(file, offset, random.int(8));
         await assert.rejects(readEverything(vfs), (error: unknown) => {

@@ -568,7 +568,7 @@ export class LsmEngine extends Engine {
     if (frozen.memtable.entryCount > 0) {
       const builder = this.newTableBuilder();
       for (let node = frozen.memtable.first(); node !== undefined; node = node.next[0]) {
-        builder.add(Buffer.from(node.key, 'latin1'), node.version.value);
+        builder.add(Buffer.from(node.key, 'latin1'), node.value);
       }
       const table = await this.writeTable(builder);
       this.flushBytesWritten += table.sizeBytes;

@@ -26,16 +26,19 @@ export interface MemVersion {
   older: MemVersion | undefined;
 }
 
-export interface MemNode {
+/**
+ * A skip-list node. It carries the key's newest version itself (`seq`,
+ * `value`), with older versions chained behind it only while snapshots need
+ * them: one object per key in the common case.
+ */
+export interface MemNode extends MemVersion {
   readonly key: string;
-  /** The newest version (head of the chain). */
-  version: MemVersion;
   readonly next: Array<MemNode | undefined>;
   prev: MemNode | undefined;
 }
 
 export class Memtable {
-  private readonly head: MemNode = { key: '', version: { seq: 0, value: null, older: undefined }, next: new Array(LEVELS_MAX).fill(undefined), prev: undefined };
+  private readonly head: MemNode = { key: '', seq: 0, value: null, older: undefined, next: new Array(LEVELS_MAX).fill(undefined), prev: undefined };
   private tail: MemNode | undefined;
   private level = 1;
   private readonly update: MemNode[] = new Array(LEVELS_MAX);
@@ -61,20 +64,21 @@ export class Memtable {
     }
     const candidate = node.next[0];
     if (candidate !== undefined && candidate.key === key) {
-      const previous = candidate.version;
-      this.approximateBytes += (value?.length ?? 0) - (previous.value?.length ?? 0);
+      this.approximateBytes += (value?.length ?? 0) - (candidate.value?.length ?? 0);
       if (oldestSnapshotSeq === Infinity) {
-        previous.seq = seq;
-        previous.value = value;
-        previous.older = undefined;
+        candidate.older = undefined;
       } else {
-        // Keep versions down to the newest one the oldest snapshot can see; drop the rest.
+        // Chain the current version behind the new one, keeping versions down to the
+        // newest one the oldest snapshot can see and dropping the rest.
+        const previous: MemVersion = { seq: candidate.seq, value: candidate.value, older: candidate.older };
         let keep: MemVersion | undefined = previous;
         while (keep !== undefined && keep.seq > oldestSnapshotSeq) keep = keep.older;
         if (keep !== undefined) keep.older = undefined;
-        candidate.version = { seq, value, older: previous };
+        candidate.older = previous;
         this.approximateBytes += NODE_OVERHEAD_BYTES / 2;
       }
+      candidate.seq = seq;
+      candidate.value = value;
       return;
     }
     let height = 1;
@@ -83,7 +87,7 @@ export class Memtable {
       for (let i = this.level; i < height; i++) this.update[i] = this.head;
       this.level = height;
     }
-    const created: MemNode = { key, version: { seq, value, older: undefined }, next: new Array(height), prev: node === this.head ? undefined : node };
+    const created: MemNode = { key, seq, value, older: undefined, next: new Array(height), prev: node === this.head ? undefined : node };
     for (let i = 0; i < height; i++) {
       const before = this.update[i]!;
       created.next[i] = before.next[i];
@@ -99,7 +103,7 @@ export class Memtable {
   /** The newest version of `key`, or undefined when the memtable has none. */
   get(key: string): MemVersion | undefined {
     const node = this.seekGE(key);
-    return node !== undefined && node.key === key ? node.version : undefined;
+    return node !== undefined && node.key === key ? node : undefined;
   }
 
   /** First node with key >= `key` (or > when `exclusive`), or the first node when `key` is undefined. */
@@ -134,7 +138,7 @@ export class Memtable {
 
 /** The version of `node` a snapshot at `snapshotSeq` sees, or undefined when the key is newer than it. */
 export function visibleVersion(node: MemNode, snapshotSeq: number): MemVersion | undefined {
-  let version: MemVersion | undefined = node.version;
+  let version: MemVersion | undefined = node;
   while (version !== undefined && version.seq > snapshotSeq) version = version.older;
   return version;
 }
