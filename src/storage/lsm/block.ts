@@ -140,7 +140,7 @@ export function searchBlock(block: Block, key: Buffer): number {
     do byte = data[p++]!;
     while (byte >= 0x80);
     if (p + unshared > block.restartsOffset) throw corruption(source, 'restart key runs past the entries');
-    if (key.compare(data, p, p + unshared) >= 0) low = mid;
+    if (compareBytes(key, 0, key.length, data, p, p + unshared) >= 0) low = mid;
     else high = mid - 1;
   }
   // Scan forward from that restart point.
@@ -175,10 +175,11 @@ export function searchBlock(block: Block, key: Buffer): number {
     if (shared > keyLength || p + unshared + valueLength > end || shared + unshared > keyBuffer.length) {
       throw corruption(source, 'data block entry is malformed');
     }
-    data.copy(keyBuffer, shared, p, p + unshared);
+    // Byte loops, not Buffer.copy/compare: for keys of tens of bytes a native call costs more than the work.
+    for (let i = 0; i < unshared; i++) keyBuffer[shared + i] = data[p + i]!;
     keyLength = shared + unshared;
     p += unshared;
-    const order = key.compare(keyBuffer, 0, keyLength);
+    const order = compareBytes(key, 0, key.length, keyBuffer, 0, keyLength);
     if (order === 0) {
       scratch.valueStart = p;
       scratch.valueEnd = p + valueLength;
@@ -188,6 +189,18 @@ export function searchBlock(block: Block, key: Buffer): number {
     p += valueLength;
   }
   return NOT_IN_BLOCK;
+}
+
+/** Unsigned byte comparison of a[aStart, aEnd) with b[bStart, bEnd): negative, 0 or positive. */
+export function compareBytes(a: Uint8Array, aStart: number, aEnd: number, b: Uint8Array, bStart: number, bEnd: number): number {
+  const aLength = aEnd - aStart;
+  const bLength = bEnd - bStart;
+  const common = aLength < bLength ? aLength : bLength;
+  for (let i = 0; i < common; i++) {
+    const difference = a[aStart + i]! - b[bStart + i]!;
+    if (difference !== 0) return difference;
+  }
+  return aLength - bLength;
 }
 
 export function foundValueStart(): number {

@@ -111,11 +111,17 @@ const KEY_BYTES_LIMIT = 64 * 1024;
 class Table implements TableMeta {
   /** Versions that list this table; the file is deleted when this drops to 0 after it left the current version. */
   versionRefs = 0;
+  /** Key bounds as latin1 strings, for the point-read hot path (string `<` is byte order). */
+  readonly smallestString: string;
+  readonly largestString: string;
 
   constructor(
     readonly meta: TableMeta,
     readonly reader: TableReader,
-  ) {}
+  ) {
+    this.smallestString = meta.smallest.toString('latin1');
+    this.largestString = meta.largest.toString('latin1');
+  }
 
   get fileNumber(): number {
     return this.meta.fileNumber;
@@ -337,16 +343,16 @@ export class LsmEngine extends Engine {
         first = 0;
         last = tables.length - 1;
       } else {
-        first = findTable(tables, key);
+        first = findTableByString(tables, keyString);
         last = first;
         if (first >= tables.length) continue;
       }
       for (let i = first; i <= last; i++) {
         const table = tables[i]!;
-        if (Buffer.compare(key, table.smallest) < 0 || Buffer.compare(key, table.largest) > 0) continue;
+        if (keyString < table.smallestString || keyString > table.largestString) continue;
         const reader = table.reader;
         if (!reader.mayContain(hashes)) continue;
-        const blockIndex = reader.findBlock(key);
+        const blockIndex = reader.findBlockByString(keyString);
         const block = reader.cachedBlock(blockIndex);
         if (block === undefined) {
           // Slow path: from here on, tables are read with awaits, holding the version.
@@ -926,6 +932,17 @@ function findTable(tables: readonly Table[], key: Buffer): number {
   while (low < high) {
     const mid = (low + high) >>> 1;
     if (Buffer.compare(tables[mid]!.largest, key) < 0) low = mid + 1;
+    else high = mid;
+  }
+  return low;
+}
+
+function findTableByString(tables: readonly Table[], key: string): number {
+  let low = 0;
+  let high = tables.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if (tables[mid]!.largestString < key) low = mid + 1;
     else high = mid;
   }
   return low;

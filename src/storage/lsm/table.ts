@@ -132,6 +132,8 @@ export const TABLE_TOMBSTONE = 2;
 export class TableReader {
   /** Last key of each data block, ascending. */
   private readonly blockLastKeys: Buffer[];
+  /** The same keys as latin1 strings: JS string order is byte order, and `<` beats a native compare call. */
+  private readonly blockLastKeyStrings: string[];
   private readonly blockOffsets: number[];
   private readonly blockLengths: number[];
   bloomUseful = 0;
@@ -147,6 +149,7 @@ export class TableReader {
     readonly entryCount: number,
   ) {
     this.blockLastKeys = index.lastKeys;
+    this.blockLastKeyStrings = index.lastKeys.map((key) => key.toString('latin1'));
     this.blockOffsets = index.offsets;
     this.blockLengths = index.lengths;
   }
@@ -199,6 +202,19 @@ export class TableReader {
     while (low < high) {
       const mid = (low + high) >>> 1;
       if (Buffer.compare(this.blockLastKeys[mid]!, key) < 0) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+
+  /** `findBlock` for a key given as a latin1 string. */
+  findBlockByString(key: string): number {
+    const keys = this.blockLastKeyStrings;
+    let low = 0;
+    let high = keys.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (keys[mid]! < key) low = mid + 1;
       else high = mid;
     }
     return low;
