@@ -94,11 +94,23 @@ export class Block {
   }
 }
 
-/** Decoded entries of one block, for iteration. Values are views into the (immutable) block. */
+/**
+ * Decoded entries of one block, for iteration: every full key laid end to end
+ * in ONE buffer (entry i is `keyBytes[keyStarts[i], keyStarts[i+1])`), and
+ * value positions in the block (`valueLengths[i] < 0` is a tombstone). One
+ * allocation per block instead of one per key; callers make views only for
+ * the entries they visit.
+ */
 export interface DecodedBlock {
-  readonly keys: Buffer[];
-  readonly values: Array<Buffer | null>;
+  readonly count: number;
+  readonly keyBytes: Buffer;
+  readonly keyStarts: number[];
+  readonly data: Buffer;
+  readonly valueStarts: number[];
+  readonly valueLengths: number[];
 }
+
+let decodeScratch = Buffer.allocUnsafe(64 * 1024);
 
 /** Result of a point search in a block. */
 export const NOT_IN_BLOCK = 0;
@@ -211,14 +223,17 @@ export function foundValueEnd(): number {
   return scratch.valueEnd;
 }
 
-/** Decodes every entry of `block` (for scans and compaction). Keys are fresh buffers; values are views. */
+/** Decodes every entry of `block` (for scans and compaction). */
 export function decodeBlock(block: Block): DecodedBlock {
   const data = block.data;
   const end = block.restartsOffset;
-  const keys: Buffer[] = [];
-  const values: Array<Buffer | null> = [];
-  const keyBuffer = scratch.key;
-  let keyLength = 0;
+  const keyStarts: number[] = [0];
+  const valueStarts: number[] = [];
+  const valueLengths: number[] = [];
+  let out = decodeScratch;
+  let outLength = 0;
+  let previousStart = 0;
+  let previousLength = 0;
   let p = 0;
   while (p < end) {
     let shared = 0;
@@ -244,18 +259,27 @@ export function decodeBlock(block: Block): DecodedBlock {
       shift += 7;
     } while (byte >= 0x80 && shift < 56);
     const valueLength = tag === 0 ? 0 : tag - 1;
-    if (shared > keyLength || p + unshared + valueLength > end || shared + unshared > keyBuffer.length) {
-      throw corruption(block.source, 'data block entry is malformed');
+    if (shared > previousLength || p + unshared + valueLength > end) throw corruption(block.source, 'data block entry is malformed');
+    const keyLength = shared + unshared;
+    if (outLength + keyLength > out.length) {
+      const grown = Buffer.allocUnsafe(Math.max(out.length * 2, outLength + keyLength));
+      out.copy(grown, 0, 0, outLength);
+      out = decodeScratch = grown;
     }
-    data.copy(keyBuffer, shared, p, p + unshared);
-    keyLength = shared + unshared;
+    // The shared prefix comes from the previous key, which sits just before in `out`.
+    for (let i = 0; i < shared; i++) out[outLength + i] = out[previousStart + i]!;
+    for (let i = 0; i < unshared; i++) out[outLength + shared + i] = data[p + i]!;
+    previousStart = outLength;
+    previousLength = keyLength;
+    outLength += keyLength;
+    keyStarts.push(outLength);
     p += unshared;
-    const key = Buffer.allocUnsafe(keyLength);
-    keyBuffer.copy(key, 0, 0, keyLength);
-    keys.push(key);
-    values.push(tag === 0 ? null : data.subarray(p, p + valueLength));
+    valueStarts.push(p);
+    valueLengths.push(tag === 0 ? -1 : valueLength);
     p += valueLength;
   }
-  if (keys.length === 0) throw corruption(block.source, 'data block has no entries');
-  return { keys, values };
+  if (valueStarts.length === 0) throw corruption(block.source, 'data block has no entries');
+  const keyBytes = Buffer.allocUnsafe(outLength);
+  out.copy(keyBytes, 0, 0, outLength);
+  return { count: valueStarts.length, keyBytes, keyStarts, data, valueStarts, valueLengths };
 }

@@ -21,12 +21,14 @@
  */
 import type { Vfs, VfsFile } from '../../vfs/vfs.js';
 import { BloomFilterBuilder, bloomMayContain } from './bloom.js';
-import { Block, BlockBuilder, type DecodedBlock, FOUND_TOMBSTONE, FOUND_VALUE, NOT_IN_BLOCK, decodeBlock, foundValueEnd, foundValueStart, searchBlock } from './block.js';
+import { Block, BlockBuilder, type DecodedBlock, FOUND_TOMBSTONE, FOUND_VALUE, NOT_IN_BLOCK, compareBytes, decodeBlock, foundValueEnd, foundValueStart, searchBlock } from './block.js';
 import { BlockCache } from './block-cache.js';
 import { Cursor, GrowableBuffer, corruption, writeVarint } from './coding.js';
 import { crc32c } from './crc32c.js';
 
 export const FOOTER_BYTES = 48;
+/** Bytes compaction reads per call when it scans a table sequentially. */
+const READ_AHEAD_BYTES = 512 * 1024;
 const MAGIC = Buffer.from('IMPLSST1', 'latin1');
 const FORMAT_VERSION = 1;
 
@@ -236,6 +238,31 @@ export class TableReader {
     return block;
   }
 
+  /** Offset and length (with checksum) of block `index`. */
+  blockSpan(index: number): { offset: number; end: number } {
+    const offset = this.blockOffsets[index]!;
+    return { offset, end: offset + this.blockLengths[index]! + 4 };
+  }
+
+  /** Offset just past the last data block. */
+  get dataEnd(): number {
+    const last = this.blockOffsets.length - 1;
+    return this.blockOffsets[last]! + this.blockLengths[last]! + 4;
+  }
+
+  /** Reads `length` raw bytes at `offset` (for sequential read-ahead). */
+  readRaw(offset: number, length: number): Promise<Buffer> {
+    return this.file.read(offset, length);
+  }
+
+  /** Verifies block `index` out of a read-ahead window that starts at file offset `windowStart`. */
+  blockFromWindow(index: number, window: Buffer, windowStart: number): Block {
+    const offset = this.blockOffsets[index]!;
+    const length = this.blockLengths[index]!;
+    const body = verifiedSlice(window, offset - windowStart, length, this.path, `data block at offset ${offset}`);
+    return new Block(body, this.path);
+  }
+
   /** The block at `index`, from the cache or disk. */
   block(index: number): Block | Promise<Block> {
     return this.cachedBlock(index) ?? this.readBlock(index);
@@ -307,19 +334,57 @@ export class TableIterator {
   private position = 0;
   valid = false;
 
-  /** `fillCache`: whether blocks read from disk enter the block cache (scans yes, compaction no). */
+  /** Sequential read-ahead (compaction): the bytes of several blocks read with one call. */
+  private window: Buffer | undefined;
+  private windowStart = 0;
+
+  /**
+   * `fillCache`: whether blocks read from disk enter the block cache. Scans
+   * fill it; compaction does not (it would evict the hot set) and reads ahead
+   * `READ_AHEAD_BYTES` at a time instead, so a table costs a few large reads
+   * rather than one read per block.
+   */
   constructor(
     readonly table: TableReader,
     private readonly fillCache = true,
   ) {}
 
+  private keyView: Buffer | undefined;
+  private keyViewPosition = -1;
+
+  /** The current key (a view into this iterator's decoded block; never reused, so callers may keep it). */
   get key(): Buffer {
-    return this.decoded!.keys[this.position]!;
+    if (this.keyViewPosition !== this.position || this.keyView === undefined) {
+      const decoded = this.decoded!;
+      this.keyView = decoded.keyBytes.subarray(decoded.keyStarts[this.position]!, decoded.keyStarts[this.position + 1]!);
+      this.keyViewPosition = this.position;
+    }
+    return this.keyView;
   }
 
   /** The value (a view into a cached block), or null for a tombstone. */
   get value(): Buffer | null {
-    return this.decoded!.values[this.position]!;
+    const decoded = this.decoded!;
+    const length = decoded.valueLengths[this.position]!;
+    if (length < 0) return null;
+    const start = decoded.valueStarts[this.position]!;
+    return decoded.data.subarray(start, start + length);
+  }
+
+  /** Index of the first decoded entry whose key is >= `key` (> `key` when `skipEqual`). */
+  private lowerBound(key: Buffer, skipEqual: boolean): number {
+    const decoded = this.decoded!;
+    const bytes = decoded.keyBytes;
+    const starts = decoded.keyStarts;
+    let low = 0;
+    let high = decoded.count;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      const order = compareBytes(bytes, starts[mid]!, starts[mid + 1]!, key, 0, key.length);
+      if (order < 0 || (skipEqual && order === 0)) low = mid + 1;
+      else high = mid;
+    }
+    return low;
   }
 
   seekFirst(): Promise<void> | undefined {
@@ -338,17 +403,10 @@ export class TableIterator {
       return undefined;
     }
     const after = (): Promise<void> | undefined => {
-      const keys = this.decoded!.keys;
-      let low = 0;
-      let high = keys.length;
-      while (low < high) {
-        const mid = (low + high) >>> 1;
-        const order = Buffer.compare(keys[mid]!, key);
-        if (order < 0 || (exclusive && order === 0)) low = mid + 1;
-        else high = mid;
-      }
+      // First entry >= key (> key when exclusive).
+      const low = this.lowerBound(key, exclusive);
       this.position = low;
-      if (low >= keys.length) return this.load(this.blockIndex + 1, 'first');
+      if (low >= this.decoded!.count) return this.load(this.blockIndex + 1, 'first');
       return undefined;
     };
     const wait = this.load(index, 'first');
@@ -360,16 +418,8 @@ export class TableIterator {
     let index = this.table.findBlock(key);
     if (index >= this.table.blockCount) index = this.table.blockCount - 1;
     const after = (): Promise<void> | undefined => {
-      const keys = this.decoded!.keys;
-      let low = 0;
-      let high = keys.length;
-      // First position whose key is > key (or >= when exclusive); the answer is one before it.
-      while (low < high) {
-        const mid = (low + high) >>> 1;
-        const order = Buffer.compare(keys[mid]!, key);
-        if (order < 0 || (!exclusive && order === 0)) low = mid + 1;
-        else high = mid;
-      }
+      // First position whose key is > key (>= when exclusive); the answer is one before it.
+      const low = this.lowerBound(key, !exclusive);
       this.position = low - 1;
       if (this.position < 0) return this.load(this.blockIndex - 1, 'last');
       return undefined;
@@ -380,7 +430,7 @@ export class TableIterator {
 
   next(): Promise<void> | undefined {
     this.position++;
-    if (this.position < this.decoded!.keys.length) return undefined;
+    if (this.position < this.decoded!.count) return undefined;
     return this.load(this.blockIndex + 1, 'first');
   }
 
@@ -401,13 +451,28 @@ export class TableIterator {
       this.install(index, cached, at);
       return undefined;
     }
-    return this.table.readBlock(index, this.fillCache).then((block) => this.install(index, block, at));
+    if (this.fillCache) return this.table.readBlock(index, true).then((block) => this.install(index, block, at));
+    const { offset, end } = this.table.blockSpan(index);
+    if (this.window !== undefined && offset >= this.windowStart && end <= this.windowStart + this.window.length) {
+      this.install(index, this.table.blockFromWindow(index, this.window, this.windowStart), at);
+      return undefined;
+    }
+    // Read ahead in the direction of travel, at least the whole block.
+    const start = at === 'first' ? offset : Math.max(0, end - READ_AHEAD_BYTES);
+    const stop = at === 'first' ? Math.min(this.table.dataEnd, Math.max(end, offset + READ_AHEAD_BYTES)) : end;
+    const from = Math.min(start, offset);
+    return this.table.readRaw(from, stop - from).then((window) => {
+      this.window = window;
+      this.windowStart = from;
+      this.install(index, this.table.blockFromWindow(index, window, from), at);
+    });
   }
 
   private install(index: number, block: Block, at: 'first' | 'last'): void {
     this.blockIndex = index;
     this.decoded = decodeBlock(block);
-    this.position = at === 'first' ? 0 : this.decoded.keys.length - 1;
+    this.keyView = undefined;
+    this.position = at === 'first' ? 0 : this.decoded.count - 1;
     this.valid = true;
   }
 }
