@@ -35,7 +35,7 @@ import { NodeVfs } from '../../vfs/node-vfs.js';
 import { Engine, type EngineOptions, type EngineStats, type Entry, type KeyRange, type WriteOp, aboveLower, belowUpper } from '../engine.js';
 import { bloomHashes } from './bloom.js';
 import { compareBytes } from './block.js';
-import { BlockCache, FILE_NUMBER_MAX } from './block-cache.js';
+import { BlockCache } from './block-cache.js';
 import { corruption } from './coding.js';
 import {
   MANIFEST_NAME,
@@ -313,6 +313,12 @@ export class LsmEngine extends Engine {
       this.install(new Version(levels));
       // A fresh segment for new writes: old ones are never appended to (their tail may be torn).
       this.wal = await this.createWal();
+      if (logs.length > 0) {
+        // Freeze what was replayed: its flush advances the log number past every old segment,
+        // so segments do not pile up across reopens.
+        this.frozen.push({ memtable: this.active, nextLogNumber: this.wal.number });
+        this.active = new Memtable(this.random);
+      }
     } catch (error) {
       for (const table of opened) await table.reader.close().catch(() => undefined);
       throw error;
@@ -768,7 +774,7 @@ export class LsmEngine extends Engine {
 
   private allocateFileNumber(): number {
     const number = this.nextFileNumber++;
-    if (number >= FILE_NUMBER_MAX) throw new ImpulseError('IMPULSE_ERR_ENGINE_IO', `lsm: file numbers exhausted (${number})`);
+    assert(Number.isSafeInteger(number), 'lsm file numbers exhausted', number);
     return number;
   }
 

@@ -22,7 +22,7 @@
 import type { Vfs, VfsFile } from '../../vfs/vfs.js';
 import { BloomFilterBuilder, bloomMayContain } from './bloom.js';
 import { Block, BlockBuilder, type DecodedBlock, FOUND_TOMBSTONE, FOUND_VALUE, NOT_IN_BLOCK, compareBytes, decodeBlock, foundValueEnd, foundValueStart, searchBlock } from './block.js';
-import { BlockCache } from './block-cache.js';
+import type { BlockCache, CacheShard } from './block-cache.js';
 import { Cursor, GrowableBuffer, corruption, writeVarint } from './coding.js';
 import { crc32c } from './crc32c.js';
 
@@ -140,16 +140,19 @@ export class TableReader {
   private readonly blockLengths: number[];
   bloomUseful = 0;
   bloomFalsePositive = 0;
+  /** This table's blocks in the shared block cache. */
+  private readonly cached: CacheShard;
 
   private constructor(
     private readonly file: VfsFile,
     readonly path: string,
     readonly fileNumber: number,
-    private readonly cache: BlockCache,
+    cache: BlockCache,
     private readonly filter: Buffer,
     index: { lastKeys: Buffer[]; offsets: number[]; lengths: number[] },
     readonly entryCount: number,
   ) {
+    this.cached = cache.shard();
     this.blockLastKeys = index.lastKeys;
     this.blockLastKeyStrings = index.lastKeys.map((key) => key.toString('latin1'));
     this.blockOffsets = index.offsets;
@@ -224,7 +227,7 @@ export class TableReader {
 
   /** The block at `index` when cached, without I/O. */
   cachedBlock(index: number): Block | undefined {
-    return this.cache.get(BlockCache.keyOf(this.fileNumber, this.blockOffsets[index]!));
+    return this.cached.get(this.blockOffsets[index]!);
   }
 
   /** Reads, verifies and caches the block at `index`. */
@@ -234,7 +237,7 @@ export class TableReader {
     const raw = await this.file.read(offset, length + 4);
     const body = verifiedSlice(raw, 0, length, this.path, `data block at offset ${offset}`);
     const block = new Block(body, this.path);
-    if (fillCache) this.cache.insert(BlockCache.keyOf(this.fileNumber, offset), block);
+    if (fillCache) this.cached.insert(offset, block);
     return block;
   }
 
@@ -290,6 +293,7 @@ export class TableReader {
   }
 
   async close(): Promise<void> {
+    this.cached.release();
     await this.file.close();
   }
 }
