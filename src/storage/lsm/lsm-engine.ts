@@ -585,13 +585,30 @@ export class LsmEngine extends Engine {
       }
       const table = await this.writeTable(builder);
       this.flushBytesWritten += table.sizeBytes;
-      added.push({ level: 0, table });
+      added.push({ level: this.levelForFlush(table), table });
     }
     await this.logAndApply(added, new Set(), frozen.nextLogNumber);
     // The new version lists the table; only now may readers stop seeing the memtable.
     this.frozen.shift();
     this.flushCount++;
     await this.deleteObsoleteLogs();
+  }
+
+  /**
+   * Where a flushed table goes: level 0, unless it overlaps nothing in level 0
+   * and the next level, in which case it may go straight down (at most to
+   * level 2), as LevelDB does: sequential loads then skip level-0 compactions.
+   * Safe because the table is newer than everything below it and nothing at or
+   * above its new level covers its keys.
+   */
+  private levelForFlush(table: Table): number {
+    const levels = this.current.levels;
+    const overlaps = (level: number): boolean =>
+      levels[level]!.some((other) => Buffer.compare(other.largest, table.smallest) >= 0 && Buffer.compare(other.smallest, table.largest) <= 0);
+    if (overlaps(0)) return 0;
+    let level = 0;
+    while (level < 2 && level + 1 < levels.length - 1 && !overlaps(level + 1)) level++;
+    return level;
   }
 
   private async deleteObsoleteLogs(): Promise<void> {
