@@ -39,6 +39,8 @@ export interface ServerOptions {
 const JSON_TYPE = 'application/json';
 const OCTET_TYPE = 'application/octet-stream';
 const ALLOW_KEY = 'GET, HEAD, PUT, DELETE';
+/** The commonest error body, prebuilt: a GET of an absent key is a normal outcome, not worth an Error and its stack. */
+const KEY_NOT_FOUND_BODY = JSON.stringify(new ImpulseError('IMPULSE_ERR_KEY_NOT_FOUND').toJSON());
 
 export class ImpulseServer {
   readonly metrics: ServerMetrics;
@@ -131,7 +133,13 @@ export class ImpulseServer {
         switch (method) {
           case 'GET':
           case 'HEAD':
-            this.track(this.getKey(key, res, method, started), res, route, method, started);
+            this.engine.get(key).then(
+              (value) =>
+                value === undefined
+                  ? this.send(res, 404, JSON_TYPE, KEY_NOT_FOUND_BODY, route, method, started)
+                  : this.send(res, 200, OCTET_TYPE, value, route, method, started),
+              (error: unknown) => this.fail(res, error, route, method, started),
+            );
             return;
           case 'PUT':
             this.track(this.putKey(key, req, res, started), res, route, method, started);
@@ -174,7 +182,7 @@ export class ImpulseServer {
         route = '/metrics';
         this.requireMethod(method, 'GET', res);
         this.track(
-          this.metrics.registry.metrics().then((body) => this.send(res, 200, this.metrics.registry.contentType, body, route, method, started)),
+          this.metrics.render().then((body) => this.send(res, 200, this.metrics.contentType, body, route, method, started)),
           res,
           route,
           method,
@@ -186,12 +194,6 @@ export class ImpulseServer {
     } catch (error) {
       this.fail(res, error, route, req.method ?? 'GET', started);
     }
-  }
-
-  private async getKey(key: Buffer, res: ServerResponse, method: string, started: number): Promise<void> {
-    const value = await this.engine.get(key);
-    if (value === undefined) throw new ImpulseError('IMPULSE_ERR_KEY_NOT_FOUND');
-    this.send(res, 200, OCTET_TYPE, value, '/kv/{key}', method, started);
   }
 
   private async putKey(key: Buffer, req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {

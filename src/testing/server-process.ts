@@ -19,12 +19,19 @@ export interface ServerProcess {
   kill(signal: NodeJS.Signals): void;
 }
 
+/**
+ * Spawns `impulse serve` with `args` and resolves once it logs that it listens.
+ * The "listening" line is logged at info level: do not pass `--log-level` above info.
+ */
 export async function startServerProcess(args: readonly string[], startTimeoutMs = 15_000): Promise<ServerProcess> {
   const child = spawn(process.execPath, [CLI_PATH, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start within ${startTimeoutMs} ms:\n${output.join('\n')}`)), startTimeoutMs);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // never leave a half-started server behind
+      reject(new Error(`server did not start within ${startTimeoutMs} ms:\n${output.join('\n')}`));
+    }, startTimeoutMs);
     let pending = '';
     const onData = (chunk: Buffer): void => {
       pending += chunk.toString('utf8');

@@ -7,11 +7,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ImpulseError } from '../errors.js';
 import type { WriteOp } from '../storage/engine.js';
+import { MemoryEngine } from '../storage/memory/memory-engine.js';
 import { AssertionError } from '../util/assert.js';
 import type { Random } from '../util/random.js';
 import {
   KvHistory,
   checkRecoveredKv,
+  collectContents,
+  readAllEntries,
   choosePoints,
   crashAtEveryIoPoint,
   ioErrorAtEveryPoint,
@@ -40,6 +43,10 @@ interface Flaws {
   readonly skipSyncBeforeRename?: boolean;
   /** On an I/O error, fail with a TypeError instead of the ImpulseError. */
   readonly garbleErrors?: boolean;
+  /** Report a failed fsync but keep accepting writes (no poisoning). */
+  readonly continueAfterSyncError?: boolean;
+  /** On open, rewrite the log in place (truncate, sync, write back): not crash-safe. */
+  readonly rewriteOnOpen?: boolean;
 }
 
 type Store = KvWriter & { entries(): Array<[Buffer, Buffer]>; close(): Promise<void> };
@@ -100,6 +107,13 @@ class LogStore implements Store {
       await file.truncate(offset);
       await file.sync();
     }
+    if (flaws.rewriteOnOpen && offset > 0) {
+      const valid = data.subarray(0, offset);
+      await file.truncate(0);
+      await file.sync();
+      await file.write(0, valid);
+      await file.sync();
+    }
     const store = new LogStore(file, state, flaws);
     store.end = offset;
     return store;
@@ -147,7 +161,7 @@ class LogStore implements Store {
         applyOps(this.state, encoded);
       }
     } catch (error) {
-      this.poisoned = error;
+      if (!this.flaws.continueAfterSyncError) this.poisoned = error;
       if (this.flaws.garbleErrors) throw new TypeError('oops: cannot read properties of undefined');
       throw error;
     }
@@ -205,6 +219,79 @@ class SnapshotStore implements Store {
   }
 }
 
+/**
+ * A log whose first 4 bytes are a commit marker (the committed end); records
+ * (no checksums: the marker is trusted) follow. Correct only with an fsync
+ * BETWEEN the record and the marker (`skipFileSync` drops that barrier).
+ * Not torn-safe (a torn 4-byte marker is garbage): test it with 'reorder'.
+ */
+class CommitMarkerStore implements Store {
+  private constructor(
+    private readonly file: VfsFile,
+    private end: number,
+    private readonly state: Map<string, Buffer>,
+    private readonly flaws: Flaws,
+  ) {}
+
+  static async open(vfs: Vfs, flaws: Flaws = {}): Promise<CommitMarkerStore> {
+    await vfs.mkdir('db');
+    const existed = await vfs.exists('db/data');
+    const file = await vfs.open('db/data', { create: true });
+    if (!existed) {
+      const marker = Buffer.alloc(4);
+      marker.writeUInt32LE(4);
+      await file.write(0, marker);
+      await file.sync();
+      await vfs.syncDir('db');
+    }
+    const data = await file.read(0, await file.size());
+    const state = new Map<string, Buffer>();
+    const end = data.length >= 4 ? data.readUInt32LE(0) : 4;
+    for (let offset = 4; offset < end; ) {
+      const length = data.readUInt32LE(offset);
+      applyOps(state, JSON.parse(data.subarray(offset + 4, offset + 4 + length).toString()));
+      offset += 4 + length;
+    }
+    return new CommitMarkerStore(file, end, state, flaws);
+  }
+
+  put(key: Uint8Array, value: Uint8Array): Promise<void> {
+    return this.append([{ type: 'put', key, value }]);
+  }
+
+  del(key: Uint8Array): Promise<void> {
+    return this.append([{ type: 'del', key }]);
+  }
+
+  batch(ops: readonly WriteOp[]): Promise<void> {
+    return this.append(ops);
+  }
+
+  entries(): Array<[Buffer, Buffer]> {
+    return toEntries(this.state);
+  }
+
+  close(): Promise<void> {
+    return this.file.close();
+  }
+
+  private async append(ops: readonly WriteOp[]): Promise<void> {
+    const encoded = encodeOps(ops);
+    const payload = Buffer.from(JSON.stringify(encoded));
+    const record = Buffer.alloc(4 + payload.length);
+    record.writeUInt32LE(payload.length);
+    payload.copy(record, 4);
+    await this.file.write(this.end, record);
+    if (!this.flaws.skipFileSync) await this.file.sync(); // the barrier: record durable before the marker points past it
+    const marker = Buffer.alloc(4);
+    marker.writeUInt32LE(this.end + record.length);
+    await this.file.write(0, marker);
+    await this.file.sync();
+    this.end += record.length;
+    applyOps(this.state, encoded);
+  }
+}
+
 type StoreKind = { open(vfs: Vfs, flaws?: Flaws): Promise<Store> };
 
 /** Puts (unique values), deletes and batches, chosen from `random`; about 14 writes. */
@@ -222,18 +309,29 @@ async function kvWorkload(store: Store, history: KvHistory, random: Random): Pro
   }
 }
 
-function crashSweep(kind: StoreKind, flaws: Flaws, extra: { seed?: number; collectFailures?: boolean; consistency?: 'per-key' | 'prefix' } = {}): Promise<SweepSummary> {
+interface SweepExtras {
+  readonly seed?: number;
+  readonly modes?: ReadonlyArray<'lose-unsynced' | 'torn' | 'reorder' | 'keep-unsynced'>;
+  readonly collectFailures?: boolean;
+  readonly consistency?: 'per-key' | 'prefix';
+  readonly crashDuringRecovery?: boolean;
+  readonly recoveryFlaws?: Flaws;
+}
+
+function crashSweep(kind: StoreKind, flaws: Flaws, extra: SweepExtras = {}): Promise<SweepSummary> {
   return crashAtEveryIoPoint({
     seed: extra.seed ?? 7,
     collectFailures: extra.collectFailures ?? false,
     consistency: extra.consistency ?? 'prefix',
+    crashDuringRecovery: extra.crashDuringRecovery ?? false,
+    ...(extra.modes === undefined ? {} : { modes: extra.modes }),
     workload: async (vfs, history, { random }) => {
       const store = await kind.open(vfs, flaws);
       await kvWorkload(store, history, random);
       await store.close();
     },
     recover: async (vfs) => {
-      const store = await kind.open(vfs); // recovery code is the correct one; the flaw was in the writes
+      const store = await kind.open(vfs, extra.recoveryFlaws); // by default the recovery code is the correct one
       const entries = store.entries();
       await store.close();
       return entries;
@@ -256,9 +354,9 @@ async function rejection(promise: Promise<unknown>): Promise<string> {
 
 describe('crash harness: accepts correct stores', () => {
   for (const [name, kind] of [['log store', LogStore], ['snapshot store', SnapshotStore]] as const) {
-    it(`${name}: every crash point, lose-unsynced and torn, prefix consistency`, async () => {
+    it(`${name}: every crash point, lose-unsynced and torn, prefix consistency, crash during recovery`, async () => {
       for (const seed of [1, 2, 3]) {
-        const summary = await crashSweep(kind, {}, { seed });
+        const summary = await crashSweep(kind, {}, { seed, crashDuringRecovery: true });
         assert.ok(summary.ioOperations > 30, `workload does real I/O: ${summary.ioOperations}`);
         assert.equal(summary.points, summary.ioOperations + 1, 'every point plus the fault-free end');
         assert.equal(summary.checks, summary.points * 2);
@@ -346,6 +444,43 @@ describe('crash harness: rejects broken stores', () => {
       }),
     );
     assert.match(message, /non-ImpulseError: TypeError/);
+  });
+
+  it('writes acknowledged after a failed fsync are lost (fsyncgate), unless the vfs lets a retry persist them', async () => {
+    const sweep = (syncFailureDropsWrites: boolean) =>
+      ioErrorAtEveryPoint({
+        seed: 3,
+        syncFailureDropsWrites,
+        persistence: ['once'],
+        modes: ['lose-unsynced'],
+        workload: async (vfs, history, { random }) => {
+          const store = await LogStore.open(vfs, { continueAfterSyncError: true });
+          // Keep going after failed writes (the history records them as failed: outcome unknown).
+          for (let i = 0; i < 10; i++) await history.put(store, `k${random.int(4)}`, `v${i}`).catch(() => undefined);
+          await store.close();
+        },
+        recover: async (vfs) => (await LogStore.open(vfs)).entries(),
+      });
+    const message = await rejection(sweep(true));
+    assert.match(message, /EIO \(once\) at I\/O operation \d+ of \d+ \(file\.sync db\/log\).*acknowledged write lost/);
+    const lenient = await sweep(false);
+    assert.ok(lenient.checks > 10, 'without the fsyncgate model the same store passes: the model is what catches it');
+  });
+
+  it('a recovery that is not crash-safe is caught by crashDuringRecovery (and only by it)', async () => {
+    const plain = await crashSweep(LogStore, {}, { recoveryFlaws: { rewriteOnOpen: true } });
+    assert.deepEqual(plain.failures, []);
+    const message = await rejection(crashSweep(LogStore, {}, { recoveryFlaws: { rewriteOnOpen: true }, crashDuringRecovery: true }));
+    assert.match(message, /then crashed again at recovery I\/O operation \d+: .*acknowledged write lost/);
+  });
+
+  it("a missing fsync between a record and its commit marker is caught by 'reorder' (not by prefix-only modes)", async () => {
+    const correct = await crashSweep(CommitMarkerStore, {}, { modes: ['lose-unsynced', 'reorder'] });
+    assert.deepEqual(correct.failures, []);
+    const prefixOnly = await crashSweep(CommitMarkerStore, { skipFileSync: true }, { modes: ['lose-unsynced'] });
+    assert.deepEqual(prefixOnly.failures, [], 'lose-unsynced alone cannot see the missing barrier');
+    const message = await rejection(crashSweep(CommitMarkerStore, { skipFileSync: true }, { modes: ['lose-unsynced', 'reorder'] }));
+    assert.match(message, /recovery mode 'reorder': (recovery failed|.*phantom)/);
   });
 
   it('a workload whose I/O differs between runs is reported', async () => {
@@ -449,6 +584,24 @@ describe('checkRecoveredKv', () => {
     assert.deepEqual(checkRecoveredKv(h, contents({ a: '1' }), 'prefix'), []);
   });
 
+  it('prefix: a failed write may be skipped even before an acknowledged one', () => {
+    const h = history((hh) => {
+      hh.fail(hh.invoke({ type: 'put', key: 'a', value: '1' }));
+      hh.ack(hh.invoke({ type: 'put', key: 'b', value: '1' }));
+      hh.invoke({ type: 'put', key: 'c', value: '1' });
+    });
+    assert.deepEqual(checkRecoveredKv(h, contents({ b: '1' }), 'prefix'), []);
+    assert.deepEqual(checkRecoveredKv(h, contents({ a: '1', b: '1', c: '1' }), 'prefix'), []);
+    assert.match(checkRecoveredKv(h, contents({ a: '1', c: '1' }), 'prefix').join(), /key "b".*acknowledged write lost/);
+    const notPrefix = history((hh) => {
+      hh.fail(hh.invoke({ type: 'put', key: 'a', value: '1' }));
+      hh.ack(hh.invoke({ type: 'put', key: 'b', value: '1' }));
+      hh.invoke({ type: 'put', key: 'c', value: '1' });
+      hh.invoke({ type: 'put', key: 'd', value: '1' });
+    });
+    assert.match(checkRecoveredKv(notPrefix, contents({ b: '1', d: '1' }), 'prefix').join(), /no prefix/);
+  });
+
   it('binary keys and values are compared as bytes', () => {
     const h = history((hh) => hh.ack(hh.invoke({ type: 'put', key: Buffer.from([0, 255]), value: Buffer.from([1, 2]) })));
     assert.deepEqual(checkRecoveredKv(h, new Map([['00ff', Buffer.from([1, 2])]])), []);
@@ -494,5 +647,27 @@ describe('MemVfs + harness: the fault-free end point is checked too', () => {
     const end = summary.failures.find((failure) => failure.operation === undefined);
     assert.ok(end !== undefined, 'the fault-free run is verified');
     assert.equal(end.point, summary.ioOperations);
+  });
+});
+
+describe('KV helpers on a real Engine', () => {
+  it('KvHistory drives an engine and readAllEntries pages through all of it', async () => {
+    const engine = new MemoryEngine();
+    await engine.open();
+    const history = new KvHistory();
+    for (let i = 0; i < 2500; i++) await history.put(engine, `key${String(i).padStart(5, '0')}`, `v${i}`);
+    await history.del(engine, 'key00007');
+    await history.batch(engine, [{ type: 'put', key: Buffer.from([0xff]), value: 'last' }, { type: 'del', key: 'key00008' }]);
+    const entries = await readAllEntries(engine, 1000);
+    assert.equal(entries.length, 2499);
+    assert.deepEqual(entries[0]?.[0], Buffer.from('key00000'));
+    assert.deepEqual(entries.at(-1)?.[0], Buffer.from([0xff]));
+    assert.ok(history.writes.every((write) => write.status === 'acknowledged'));
+    assert.deepEqual(checkRecoveredKv(history, await collectContents(entries), 'prefix'), []);
+    await engine.close();
+    await assert.rejects(history.put(engine, 'x', 'y'));
+    assert.equal(history.writes.at(-1)?.status, 'failed');
+    assert.equal(history.anyErrorSeen, true);
+    await assert.rejects(collectContents([['a', 'x'], ['a', 'y']]), /twice/);
   });
 });

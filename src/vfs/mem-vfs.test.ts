@@ -186,6 +186,21 @@ describe('MemVfs durability model', () => {
     assert.ok((kinds.get('torn') ?? 0) > 0 && (kinds.get('torn+tail') ?? 0) > 0, `torn writes occur: ${JSON.stringify([...kinds])}`);
   });
 
+  it('reorder mode keeps any subset of the unsynced writes, in order', async () => {
+    const seen = new Set<string>();
+    for (let seed = 0; seed < 100; seed++) {
+      const vfs = new MemVfs({ random: new SeededRandom(seed) });
+      const file = await vfs.open('f', { create: true });
+      await vfs.syncDir('.');
+      await file.write(0, Buffer.from('a'));
+      await file.write(1, Buffer.from('b'));
+      await file.write(0, Buffer.from('A'));
+      seen.add((await vfs.recover('reorder').readFile('f')).toString('latin1'));
+    }
+    // Subsets of {a@0, b@1, A@0} applied in order; a missing earlier write leaves a zero hole.
+    assert.deepEqual([...seen].sort(), ['', 'A', 'Ab', 'a', 'ab', '\0b'].sort(), 'every subset occurs, "\\0b" is b without a');
+  });
+
   it('torn mode keeps a prefix of the unsynced directory changes', async () => {
     const seen = new Set<string>();
     for (let seed = 0; seed < 100; seed++) {
@@ -332,6 +347,21 @@ describe('MemVfs counting and faults', () => {
     await f.write(0, Buffer.from('z')); // 2: not a sync, so untouched
     await f.sync(); // 3
     assert.equal(crashOnSecondSync.crashed, false);
+  });
+
+  it('syncFailureDropsWrites: a failed fsync loses the unsynced writes for good (fsyncgate)', async () => {
+    for (const drops of [true, false]) {
+      const vfs = new MemVfs({ syncFailureDropsWrites: drops });
+      const file = await vfs.open('f', { create: true }); // 0
+      await vfs.syncDir('.'); // 1
+      await file.write(0, Buffer.from('lost?')); // 2
+      vfs.inject({ kind: 'error', at: 3 });
+      await assert.rejects(file.sync()); // 3
+      assert.equal(await text(vfs, 'f'), 'lost?', 'still readable from the page cache');
+      await file.sync(); // the retry "succeeds"
+      assert.equal(await text(vfs.recover(), 'f'), drops ? '' : 'lost?');
+      assert.equal(await text(vfs.recover('keep-unsynced'), 'f'), 'lost?');
+    }
   });
 
   it('flipBit corrupts current and durable contents', async () => {

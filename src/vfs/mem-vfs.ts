@@ -42,6 +42,14 @@
  *     data, as on ext4 data=writeback). Files are torn independently of each
  *     other and of directories (a rename may survive while the renamed file's
  *     unsynced contents do not: the classic "rename without fsync" bug).
+ *     `recover('reorder')`: power loss where the page cache wrote unsynced
+ *     pages back in any order: each file keeps a random SUBSET of its pending
+ *     writes and truncates (each kept with probability 1/2, applied in their
+ *     original order; a later write past a missing one leaves a zero-filled
+ *     hole), directories keep a random prefix as in 'torn'. This catches a
+ *     missing fsync BETWEEN two writes of one file (data then commit marker),
+ *     which 'torn' cannot, since a prefix never has the later write without
+ *     the earlier one.
  *
  * Counting and faults: every call of a `Vfs` method or a `VfsFile` method is ONE
  * operation, numbered from 0 in call order (`ioCount` is the next number). A
@@ -161,14 +169,23 @@ export function isCrashError(error: unknown, depth = 0): boolean {
 /**
  * What survives a crash: 'lose-unsynced' (power loss, nothing unsynced
  * survives), 'torn' (power loss, a random part of the unsynced work survives,
- * the last write possibly torn), 'keep-unsynced' (process crash: everything
+ * the last write possibly torn), 'reorder' (power loss, a random subset of
+ * each file's unsynced writes survives), 'keep-unsynced' (process crash: everything
  * survives, synced or not).
  */
-export type RecoverMode = 'lose-unsynced' | 'torn' | 'keep-unsynced';
+export type RecoverMode = 'lose-unsynced' | 'torn' | 'reorder' | 'keep-unsynced';
 
 export interface MemVfsOptions {
   /** Drives torn-write choices and is forked into recovered copies. Default `new SeededRandom(1)`. */
   readonly random?: Random;
+  /**
+   * Model Linux's fsync failure ("fsyncgate"): an injected EIO on `file.sync`
+   * throws away that file's unsynced writes for durability (they stay visible
+   * in the current contents, are lost on `recover` except 'keep-unsynced', and a
+   * later successful sync does NOT make them durable). Default false: a failed
+   * sync has no effect at all, so a retry would persist the writes.
+   */
+  readonly syncFailureDropsWrites?: boolean;
   /** Keep a log of every operation in `operations` (memory grows with the run; for tests and harness messages). Default false. */
   readonly recordOperations?: boolean;
 }
@@ -192,6 +209,8 @@ export class MemVfs implements Vfs {
   /** The operations an injected fault refused, in order (the crash appears once, at the crash point). */
   readonly firedFaults: Array<IoOperation & { readonly action: FaultAction }> = [];
 
+  /** See `MemVfsOptions.syncFailureDropsWrites`. */
+  readonly syncFailureDropsWrites: boolean;
   private readonly random: Random;
   private readonly recordOperations: boolean;
   private readonly policies: FaultPolicy[] = [];
@@ -202,6 +221,7 @@ export class MemVfs implements Vfs {
   constructor(options: MemVfsOptions = {}) {
     this.random = options.random ?? new SeededRandom(1);
     this.recordOperations = options.recordOperations ?? false;
+    this.syncFailureDropsWrites = options.syncFailureDropsWrites ?? false;
     this.dirs.set('.', new MemDir());
     this.dirs.set('/', new MemDir());
   }
@@ -249,7 +269,7 @@ export class MemVfs implements Vfs {
    * harness passes one per crash point and mode so a replay draws the same choices).
    */
   recover(mode: RecoverMode = 'lose-unsynced', random: Random = this.random): MemVfs {
-    const copy = new MemVfs({ random: random.fork(), recordOperations: this.recordOperations });
+    const copy = new MemVfs({ random: random.fork(), recordOperations: this.recordOperations, syncFailureDropsWrites: this.syncFailureDropsWrites });
     const copies = new Map<MemInode, MemInode>();
     const surviving = (inode: MemInode): MemInode => {
       let result = copies.get(inode);
@@ -392,7 +412,7 @@ export class MemVfs implements Vfs {
    * Counts the operation and applies the fault policies. Throws (so the
    * calling async method rejects) BEFORE the operation has any effect.
    */
-  begin(operation: VfsOperation, path: string): void {
+  begin(operation: VfsOperation, path: string, onInjectedError?: () => void): void {
     const op: IoOperation = { index: this.ioCount++, operation, path };
     if (this.recordOperations) this.operations.push(op);
     if (this.crashIndex !== undefined) throw new CrashError(op.index, this.crashIndex, operation, path);
@@ -405,6 +425,7 @@ export class MemVfs implements Vfs {
         throw new CrashError(op.index, op.index, operation, path);
       }
       this.counters.injectedErrors++;
+      onInjectedError?.();
       throw vfsError(operation, path, errnoError('EIO', `injected I/O error at operation ${op.index}`));
     }
   }
@@ -452,7 +473,9 @@ export class MemVfs implements Vfs {
         return dir.current;
       case 'lose-unsynced':
         return dir.durable;
-      case 'torn': {
+      case 'torn':
+      case 'reorder': {
+        // Directory changes go through the file system's journal in order: a prefix.
         const entries = new Map(dir.durable);
         const kept = random.int(dir.pending.length + 1);
         for (const op of dir.pending.slice(0, kept)) applyDirOp(entries, op);
@@ -469,6 +492,11 @@ export class MemVfs implements Vfs {
         return inode.durable.clone();
       case 'torn':
         return this.tornContents(inode, random);
+      case 'reorder': {
+        const contents = inode.durable.clone();
+        for (const op of inode.pending) if (random.chance(0.5)) applyFileOp(contents, op);
+        return contents;
+      }
     }
   }
 
@@ -539,7 +567,9 @@ class MemFile implements VfsFile {
   }
 
   async sync(): Promise<void> {
-    this.vfs.begin('file.sync', this.path);
+    this.vfs.begin('file.sync', this.path, () => {
+      if (this.vfs.syncFailureDropsWrites) this.inode.dropPending();
+    });
     this.checkOpen('file.sync');
     this.inode.sync();
     this.vfs.counters.fileSyncs++;
@@ -616,6 +646,15 @@ class MemInode {
   truncate(length: number): void {
     this.current.truncate(length);
     this.pending.push({ kind: 'truncate', length });
+  }
+
+  /**
+   * A failed fsync on Linux marks the dirty pages clean without writing them:
+   * the data stays readable (current) but will never become durable, and the
+   * next fsync succeeds. Models that (`syncFailureDropsWrites`).
+   */
+  dropPending(): void {
+    this.pending = [];
   }
 
   sync(): void {

@@ -1,0 +1,61 @@
+/**
+ * The ceiling for the concurrent benchmark: a bare node:http server holding a
+ * Map, answering the same routes as impulse (PUT/GET/DELETE /kv/{key}) with
+ * the least work Node allows. No validation, no metrics, no engine. With
+ * `--framework fastify` the same Map behind fastify, to measure the framework.
+ * Prints "listening <port>" on stdout.
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { flag } from './report.js';
+
+const store = new Map<string, Buffer>();
+const framework = flag('framework', 'node-http');
+
+if (framework === 'fastify') {
+  const { fastify } = await import('fastify');
+  const app = fastify({ logger: false });
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.put('/kv/*', async (request, reply) => {
+    store.set((request.params as { '*': string })['*'], request.body as Buffer);
+    return reply.code(204).send();
+  });
+  app.get('/kv/*', async (request, reply) => {
+    const value = store.get((request.params as { '*': string })['*']);
+    if (value === undefined) return reply.code(404).header('content-type', 'application/json').send('{"error":{"code":"IMPULSE_ERR_KEY_NOT_FOUND"}}');
+    return reply.header('content-type', 'application/octet-stream').send(value);
+  });
+  app.delete('/kv/*', async (request, reply) => {
+    store.delete((request.params as { '*': string })['*']);
+    return reply.code(204).send();
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  console.log(`listening ${(app.server.address() as AddressInfo).port}`);
+} else {
+  const server = createServer((req, res) => {
+    const key = (req.url ?? '').slice(4);
+    if (req.method === 'PUT') {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        store.set(key, Buffer.concat(chunks));
+        res.statusCode = 204;
+        res.end();
+      });
+    } else if (req.method === 'GET') {
+      const value = store.get(key);
+      if (value === undefined) {
+        res.statusCode = 404;
+        res.end('{"error":{"code":"IMPULSE_ERR_KEY_NOT_FOUND"}}');
+      } else {
+        res.setHeader('content-type', 'application/octet-stream');
+        res.end(value);
+      }
+    } else {
+      store.delete(key);
+      res.statusCode = 204;
+      res.end();
+    }
+  });
+  server.listen(0, '127.0.0.1', () => console.log(`listening ${(server.address() as AddressInfo).port}`));
+}

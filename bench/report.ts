@@ -1,0 +1,44 @@
+/**
+ * Shared pieces of the benchmark scripts: the machine header, markdown
+ * tables, and writing a script's section into docs/benchmarks.md between
+ * `<!-- name:start -->` and `<!-- name:end -->` markers (other sections stay).
+ */
+import { cpus, totalmem } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export function machineLine(): string {
+  const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
+  const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  return `Machine: ${cpu}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB · Node ${process.version} · ${process.platform}/${process.arch} · ${date}`;
+}
+
+export function table(header: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number>>): string {
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
+  for (const row of rows) lines.push(`| ${row.join(' | ')} |`);
+  return lines.join('\n');
+}
+
+export function formatNumber(value: number, digits = 0): string {
+  return value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+export async function writeSection(name: string, markdown: string): Promise<void> {
+  const path = `${REPO_ROOT}docs/benchmarks.md`;
+  let document = await readFile(path, 'utf8').catch(() => '# Benchmarks\n');
+  const start = `<!-- ${name}:start -->`;
+  const end = `<!-- ${name}:end -->`;
+  const block = `${start}\n${markdown.trim()}\n${end}`;
+  const from = document.indexOf(start);
+  const to = document.indexOf(end);
+  document = from !== -1 && to > from ? document.slice(0, from) + block + document.slice(to + end.length) : `${document.trimEnd()}\n\n${block}\n`;
+  await writeFile(path, document);
+}
+
+/** Parses a `--name value` flag from argv. */
+export function flag(name: string, fallback: string): string {
+  const index = process.argv.indexOf(`--${name}`);
+  return index !== -1 && process.argv[index + 1] !== undefined ? process.argv[index + 1]! : fallback;
+}

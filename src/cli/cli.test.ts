@@ -1,0 +1,135 @@
+/** The `impulse` binary as a user runs it: real processes, exit codes, one-sentence errors. */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CLI_PATH, type ServerProcess, startServerProcess } from '../testing/server-process.js';
+
+interface Run {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+function run(args: string[], input?: Buffer): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let err = '';
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }));
+    child.stdin.end(input);
+  });
+}
+
+describe('impulse CLI', () => {
+  let dir = '';
+  let server: ServerProcess;
+  let endpoint: string[] = [];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'impulse-cli-'));
+    server = await startServerProcess(['--engine', 'leveldb', '--data-dir', dir, '--log-level', 'info']);
+    endpoint = ['--endpoint', server.url];
+  });
+  after(async () => {
+    server.kill('SIGTERM');
+    await server.exited;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('puts, gets, scans and deletes through a real server', async () => {
+    assert.equal((await run([...endpoint, 'put', 'user/1', 'alice'])).code, 0);
+    assert.equal((await run([...endpoint, 'put', 'user/2'], Buffer.from([0xff, 0x00, 0x01]))).code, 0);
+    const got = await run([...endpoint, 'get', 'user/1']);
+    assert.equal(got.code, 0);
+    assert.equal(got.stdout.toString(), 'alice');
+    assert.deepEqual((await run([...endpoint, 'get', 'user/2'])).stdout, Buffer.from([0xff, 0x00, 0x01]));
+    const scan = await run([...endpoint, 'scan', '--prefix', 'user/']);
+    assert.equal(scan.stdout.toString(), `user/1\talice\nuser/2\tbase64:${Buffer.from([0xff, 0, 1]).toString('base64')}\n`);
+    const reverse = await run([...endpoint, 'scan', '--prefix', 'user/', '--reverse', '--limit', '1', '--json']);
+    assert.equal(JSON.parse(reverse.stdout.toString()).key, 'user/2');
+    assert.equal((await run([...endpoint, 'del', 'user/1'])).code, 0);
+    const missing = await run([...endpoint, 'get', 'user/1']);
+    assert.equal(missing.code, 1);
+    assert.equal(missing.stderr, 'impulse: key "user/1" not found\n');
+    const status = JSON.parse((await run([...endpoint, 'status'])).stdout.toString());
+    assert.equal(status.engine, 'leveldb');
+  });
+
+  it('prints one sentence and exits 1 when the server rejects a request', async () => {
+    const tooLong = await run([...endpoint, 'put', 'k'.repeat(5000), 'v']);
+    assert.equal(tooLong.code, 1);
+    assert.match(tooLong.stderr, /^impulse: key is 5000 bytes; the limit is 4096\n$/);
+  });
+
+  it('logs structured JSON lines', () => {
+    const line = server.output.find((text) => text.includes('impulse is listening'));
+    assert.ok(line);
+    const record = JSON.parse(line);
+    assert.equal(record.engine, 'leveldb');
+    assert.equal(typeof record.pid, 'number');
+  });
+
+  it('prints one sentence and exits 1 when nothing listens at the endpoint', async () => {
+    const free = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as { port: number };
+        probe.close(() => resolve(port));
+      });
+    });
+    const result = await run(['--endpoint', `http://127.0.0.1:${free}`, 'get', 'x']);
+    assert.equal(result.code, 1);
+    assert.equal(result.stderr.trim().split('\n').length, 1);
+    assert.match(result.stderr, /^impulse: cannot connect to http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\); is the server running\?/);
+  });
+
+  it('times out with one sentence when the server does not answer', async () => {
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = silent.address() as { port: number };
+      const result = await run(['--endpoint', `http://127.0.0.1:${port}`, '--timeout', '300', 'get', 'x']);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /^impulse: http:\/\/127\.0\.0\.1:\d+ did not answer GET within 300 ms\n$/);
+    } finally {
+      silent.close();
+    }
+  });
+
+  it('validates serve configuration up front and exits 2 with a clear message', async () => {
+    const badPort = await run(['serve', '--port', '99999', '--data-dir', dir]);
+    assert.equal(badPort.code, 2);
+    assert.match(badPort.stderr, /--port must be an integer from 0 to 65535/);
+    const badEngine = await run(['serve', '--engine', 'nosuch', '--data-dir', dir]);
+    assert.notEqual(badEngine.code, 0);
+    assert.match(badEngine.stderr, /nosuch/);
+    const badLimit = await run(['serve', '--value-bytes-max', '-5', '--data-dir', dir]);
+    assert.equal(badLimit.code, 2);
+    assert.match(badLimit.stderr, /--value-bytes-max must be an integer/);
+  });
+
+  it('refuses a data directory that a running server holds', async () => {
+    const result = await run(['serve', '--port', '0', '--engine', 'leveldb', '--data-dir', dir]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /^impulse: opening LevelDB at .*lock/i);
+  });
+
+  it('shuts down cleanly on SIGTERM and SIGINT', async () => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      const own = await mkdtemp(join(tmpdir(), 'impulse-cli-signal-'));
+      try {
+        const node = await startServerProcess(['--engine', 'leveldb', '--data-dir', own]);
+        node.kill(signal);
+        assert.equal(await node.exited, 0);
+        assert.ok(node.output.some((line) => line.includes('engine closed')));
+      } finally {
+        await rm(own, { recursive: true, force: true });
+      }
+    }
+  });
+});
