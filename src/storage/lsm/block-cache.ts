@@ -34,6 +34,11 @@ export class CacheShard {
     return entry.block;
   }
 
+  /** The cached block at `offset` without counting a hit or miss or marking it used. */
+  peek(offset: number): Block | undefined {
+    return this.entries.get(offset)?.block;
+  }
+
   insert(offset: number, block: Block): void {
     this.cache.insert(this, offset, block);
   }

@@ -102,6 +102,8 @@ export class Block {
  * the entries they visit.
  */
 export interface DecodedBlock {
+  /** False when decoding started at a later restart point (a seek): entries before it are not here. */
+  readonly fromBlockStart: boolean;
   readonly count: number;
   readonly keyBytes: Buffer;
   readonly keyStarts: number[];
@@ -223,8 +225,38 @@ export function foundValueEnd(): number {
   return scratch.valueEnd;
 }
 
-/** Decodes every entry of `block` (for scans and compaction). */
-export function decodeBlock(block: Block): DecodedBlock {
+/**
+ * Index of the last restart point whose key is <= `key` (0 when none is):
+ * a seek for `key` only needs the entries from there on.
+ */
+export function restartAtOrBefore(block: Block, key: Buffer): number {
+  const data = block.data;
+  let low = 0;
+  let high = block.restartCount - 1;
+  while (low < high) {
+    const mid = (low + high + 1) >>> 1;
+    let p = data.readUInt32LE(block.restartsOffset + mid * 4);
+    if (data[p] !== 0) throw corruption(block.source, 'restart entry has a shared prefix');
+    p++;
+    let unshared = 0;
+    let shift = 0;
+    let byte: number;
+    do {
+      byte = data[p++]!;
+      unshared |= (byte & 0x7f) << shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 35);
+    do byte = data[p++]!;
+    while (byte >= 0x80);
+    if (p + unshared > block.restartsOffset) throw corruption(block.source, 'restart key runs past the entries');
+    if (compareBytes(key, 0, key.length, data, p, p + unshared) >= 0) low = mid;
+    else high = mid - 1;
+  }
+  return low;
+}
+
+/** Decodes the entries of `block` from restart point `fromRestart` (default: all of them). */
+export function decodeBlock(block: Block, fromRestart = 0): DecodedBlock {
   const data = block.data;
   const end = block.restartsOffset;
   const keyStarts: number[] = [0];
@@ -234,7 +266,8 @@ export function decodeBlock(block: Block): DecodedBlock {
   let outLength = 0;
   let previousStart = 0;
   let previousLength = 0;
-  let p = 0;
+  let p = fromRestart === 0 ? 0 : data.readUInt32LE(block.restartsOffset + fromRestart * 4);
+  if (p > end) throw corruption(block.source, 'restart offset points past the entries');
   while (p < end) {
     let shared = 0;
     let shift = 0;
@@ -281,5 +314,5 @@ export function decodeBlock(block: Block): DecodedBlock {
   if (valueStarts.length === 0) throw corruption(block.source, 'data block has no entries');
   const keyBytes = Buffer.allocUnsafe(outLength);
   out.copy(keyBytes, 0, 0, outLength);
-  return { count: valueStarts.length, keyBytes, keyStarts, data, valueStarts, valueLengths };
+  return { fromBlockStart: fromRestart === 0, count: valueStarts.length, keyBytes, keyStarts, data, valueStarts, valueLengths };
 }

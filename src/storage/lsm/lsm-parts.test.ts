@@ -101,6 +101,25 @@ describe('lsm sstable', () => {
       await iterator.next();
     }
     assert.deepEqual(forward, entries.map(([k]) => k.toString()));
+    // Every seek variant at every key and between keys, against the sorted list (restart points every 4 keys).
+    const sorted = entries.map(([k]) => k.toString());
+    for (let i = 0; i < 1001; i++) {
+      const probe = key(i);
+      const text = probe.toString();
+      for (const exclusive of [false, true]) {
+        const seek = new TableIterator(table);
+        await seek.seekGE(probe, exclusive);
+        const expectedGE = sorted.find((k) => (exclusive ? k > text : k >= text));
+        assert.equal(seek.valid ? seek.key.toString() : undefined, expectedGE, `seekGE ${text} ${exclusive}`);
+        await seek.seekLE(probe, exclusive);
+        const expectedLE = [...sorted].reverse().find((k) => (exclusive ? k < text : k <= text));
+        assert.equal(seek.valid ? seek.key.toString() : undefined, expectedLE, `seekLE ${text} ${exclusive}`);
+        if (seek.valid && expectedLE !== sorted[0]) {
+          await seek.prev();
+          assert.equal(seek.key.toString(), sorted[sorted.indexOf(expectedLE!) - 1], `prev after seekLE ${text}`);
+        }
+      }
+    }
     await iterator.seekLE(key(501), false);
     assert.equal(iterator.key.toString(), key(500).toString());
     await iterator.seekLE(key(500), true);

@@ -21,7 +21,7 @@
  */
 import type { Vfs, VfsFile } from '../../vfs/vfs.js';
 import { BloomFilterBuilder, bloomMayContain } from './bloom.js';
-import { Block, BlockBuilder, type DecodedBlock, FOUND_TOMBSTONE, FOUND_VALUE, NOT_IN_BLOCK, compareBytes, decodeBlock, foundValueEnd, foundValueStart, searchBlock } from './block.js';
+import { Block, BlockBuilder, type DecodedBlock, FOUND_TOMBSTONE, FOUND_VALUE, NOT_IN_BLOCK, compareBytes, decodeBlock, foundValueEnd, foundValueStart, restartAtOrBefore, searchBlock } from './block.js';
 import type { BlockCache, CacheShard } from './block-cache.js';
 import { Cursor, GrowableBuffer, corruption, writeVarint } from './coding.js';
 import { crc32c } from './crc32c.js';
@@ -266,6 +266,42 @@ export class TableReader {
     return new Block(body, this.path);
   }
 
+  /**
+   * Verifies and caches every block lying wholly inside `window` (raw file
+   * bytes starting at `windowStart`) that is not cached yet. Returns the block
+   * at `wanted` (which must lie inside the window).
+   */
+  cacheWindow(window: Buffer, windowStart: number, wanted: number): Block {
+    let index = this.blockIndexAtOrAfter(windowStart);
+    let wantedBlock: Block | undefined;
+    const windowEnd = windowStart + window.length;
+    for (; index < this.blockOffsets.length; index++) {
+      const offset = this.blockOffsets[index]!;
+      if (offset + this.blockLengths[index]! + 4 > windowEnd) break;
+      let block = this.cached.peek(offset);
+      if (block === undefined) {
+        block = this.blockFromWindow(index, window, windowStart);
+        // Copy out of the window so one cached block does not pin the whole read-ahead buffer.
+        block = new Block(Buffer.from(block.data), this.path);
+        this.cached.insert(offset, block);
+      }
+      if (index === wanted) wantedBlock = block;
+    }
+    if (wantedBlock === undefined) wantedBlock = this.blockFromWindow(wanted, window, windowStart);
+    return wantedBlock;
+  }
+
+  private blockIndexAtOrAfter(offset: number): number {
+    let low = 0;
+    let high = this.blockOffsets.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (this.blockOffsets[mid]! < offset) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+
   /** The block at `index`, from the cache or disk. */
   block(index: number): Block | Promise<Block> {
     return this.cachedBlock(index) ?? this.readBlock(index);
@@ -341,6 +377,9 @@ export class TableIterator {
   /** Sequential read-ahead (compaction): the bytes of several blocks read with one call. */
   private window: Buffer | undefined;
   private windowStart = 0;
+  private currentBlock: Block | undefined;
+  /** Blocks this iterator had to read (drives scan read-ahead). */
+  private cacheMisses = 0;
 
   /**
    * `fillCache`: whether blocks read from disk enter the block cache. Scans
@@ -413,7 +452,7 @@ export class TableIterator {
       if (low >= this.decoded!.count) return this.load(this.blockIndex + 1, 'first');
       return undefined;
     };
-    const wait = this.load(index, 'first');
+    const wait = this.load(index, 'first', key);
     return wait === undefined ? after() : wait.then(after);
   }
 
@@ -423,12 +462,18 @@ export class TableIterator {
     if (index >= this.table.blockCount) index = this.table.blockCount - 1;
     const after = (): Promise<void> | undefined => {
       // First position whose key is > key (>= when exclusive); the answer is one before it.
-      const low = this.lowerBound(key, !exclusive);
+      let low = this.lowerBound(key, !exclusive);
+      if (low === 0 && !this.decoded!.fromBlockStart) {
+        // The answer precedes the restart point the seek decoded from: decode the whole block.
+        this.decoded = decodeBlock(this.currentBlock!);
+        this.keyView = undefined;
+        low = this.lowerBound(key, !exclusive);
+      }
       this.position = low - 1;
       if (this.position < 0) return this.load(this.blockIndex - 1, 'last');
       return undefined;
     };
-    const wait = this.load(index, 'last');
+    const wait = this.load(index, 'last', key);
     return wait === undefined ? after() : wait.then(after);
   }
 
@@ -441,10 +486,20 @@ export class TableIterator {
   prev(): Promise<void> | undefined {
     this.position--;
     if (this.position >= 0) return undefined;
+    const decoded = this.decoded!;
+    if (!decoded.fromBlockStart) {
+      // A seek decoded only the tail of this block: decode it whole and step back within it.
+      const full = decodeBlock(this.currentBlock!);
+      this.position = full.count - decoded.count - 1;
+      this.decoded = full;
+      this.keyView = undefined;
+      return undefined;
+    }
     return this.load(this.blockIndex - 1, 'last');
   }
 
-  private load(index: number, at: 'first' | 'last'): Promise<void> | undefined {
+  /** `seekKey`: decode only from the restart point at or before it (a seek needs no earlier entries). */
+  private load(index: number, at: 'first' | 'last', seekKey?: Buffer): Promise<void> | undefined {
     if (index < 0 || index >= this.table.blockCount) {
       this.valid = false;
       this.decoded = undefined;
@@ -452,11 +507,20 @@ export class TableIterator {
     }
     const cached = this.table.cachedBlock(index);
     if (cached !== undefined) {
-      this.install(index, cached, at);
+      this.install(index, cached, at, seekKey);
       return undefined;
     }
-    if (this.fillCache) return this.table.readBlock(index, true).then((block) => this.install(index, block, at));
     const { offset, end } = this.table.blockSpan(index);
+    if (this.fillCache) {
+      // Scans read ahead adaptively: the first miss reads one block; each further miss of
+      // this iterator doubles the read (up to READ_AHEAD_BYTES) and caches every block in it.
+      this.cacheMisses++;
+      if (this.cacheMisses === 1) return this.table.readBlock(index, true).then((block) => this.install(index, block, at, seekKey));
+      const span = Math.min(READ_AHEAD_BYTES, 4096 * 2 ** Math.min(this.cacheMisses, 8));
+      const from = at === 'first' ? offset : Math.max(0, end - span);
+      const to = at === 'first' ? Math.min(this.table.dataEnd, Math.max(end, offset + span)) : end;
+      return this.table.readRaw(from, to - from).then((window) => this.install(index, this.table.cacheWindow(window, from, index), at, seekKey));
+    }
     if (this.window !== undefined && offset >= this.windowStart && end <= this.windowStart + this.window.length) {
       this.install(index, this.table.blockFromWindow(index, this.window, this.windowStart), at);
       return undefined;
@@ -472,9 +536,10 @@ export class TableIterator {
     });
   }
 
-  private install(index: number, block: Block, at: 'first' | 'last'): void {
+  private install(index: number, block: Block, at: 'first' | 'last', seekKey?: Buffer): void {
     this.blockIndex = index;
-    this.decoded = decodeBlock(block);
+    this.currentBlock = block;
+    this.decoded = decodeBlock(block, seekKey === undefined ? 0 : restartAtOrBefore(block, seekKey));
     this.keyView = undefined;
     this.position = at === 'first' ? 0 : this.decoded.count - 1;
     this.valid = true;
