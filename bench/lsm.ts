@@ -32,28 +32,30 @@ import { LsmEngine } from '../src/storage/lsm/lsm-engine.js';
 interface Args {
   entries: number;
   concurrency: number;
+  cacheBytes: number;
   out: string;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { entries: 1_000_000, concurrency: 16, out: 'bench/results/lsm.md' };
+  const args: Args = { entries: 1_000_000, concurrency: 16, cacheBytes: 64 * 1024 * 1024, out: 'bench/results/lsm.md' };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
     if (flag === '--entries' && value !== undefined) args.entries = Number(value);
     else if (flag === '--concurrency' && value !== undefined) args.concurrency = Number(value);
     else if (flag === '--out' && value !== undefined) args.out = value;
+    else if (flag === '--cache-mib' && value !== undefined) args.cacheBytes = Number(value) * 1024 * 1024;
     else continue;
     i++;
   }
   if (!Number.isSafeInteger(args.entries) || args.entries < 1000) throw new Error('--entries must be an integer >= 1000');
   if (!Number.isSafeInteger(args.concurrency) || args.concurrency < 1) throw new Error('--concurrency must be a positive integer');
+  if (!Number.isSafeInteger(args.cacheBytes) || args.cacheBytes < 1) throw new Error('--cache-mib must be a positive integer');
   return args;
 }
 
 const KEY_BYTES = 16;
 const VALUE_BYTES = 100;
-const CACHE_BYTES = 64 * 1024 * 1024;
 const WRITE_BUFFER_BYTES = 8 * 1024 * 1024;
 
 /** Key `index` as 16 ASCII digits (so byte order = numeric order). */
@@ -75,8 +77,8 @@ interface Subject {
   close(): Promise<void>;
 }
 
-async function openLsm(dir: string): Promise<Subject> {
-  const engine = new LsmEngine({ dataDir: dir, sync: 'none', blockCacheBytes: CACHE_BYTES, memtableBytes: WRITE_BUFFER_BYTES });
+async function openLsm(dir: string, cacheBytes: number): Promise<Subject> {
+  const engine = new LsmEngine({ dataDir: dir, sync: 'none', blockCacheBytes: cacheBytes, memtableBytes: WRITE_BUFFER_BYTES });
   await engine.open();
   return {
     name: 'lsm',
@@ -95,8 +97,8 @@ async function openLsm(dir: string): Promise<Subject> {
   };
 }
 
-async function openLevelDb(dir: string): Promise<Subject> {
-  const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer', cacheSize: CACHE_BYTES, writeBufferSize: WRITE_BUFFER_BYTES });
+async function openLevelDb(dir: string, cacheBytes: number): Promise<Subject> {
+  const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer', cacheSize: cacheBytes, writeBufferSize: WRITE_BUFFER_BYTES });
   await db.open();
   return {
     name: 'leveldb',
@@ -172,7 +174,7 @@ interface Row {
   opsPerSecond: Record<string, number>;
 }
 
-async function runOne(open: (dir: string) => Promise<Subject>, args: Args, rows: Row[], notes: Record<string, string[]>): Promise<void> {
+async function runOne(open: (dir: string, cacheBytes: number) => Promise<Subject>, args: Args, rows: Row[], notes: Record<string, string[]>): Promise<void> {
   const { entries, concurrency } = args;
   const random = new SeededRandom(2024);
   const randomKeys = Uint32Array.from({ length: entries }, () => random.int(entries));
@@ -190,7 +192,7 @@ async function runOne(open: (dir: string) => Promise<Subject>, args: Args, rows:
   // fillseq in its own store.
   const seqDir = await mkdtemp(join(tmpdir(), 'impulse-bench-lsm-'));
   try {
-    const subject = await open(seqDir);
+    const subject = await open(seqDir, args.cacheBytes);
     record(subject.name, 'fillseq', await timed(entries, concurrency, (i) => subject.put(makeKey(i), value(i)), () => subject.drain()));
     await subject.close();
   } finally {
@@ -199,7 +201,7 @@ async function runOne(open: (dir: string) => Promise<Subject>, args: Args, rows:
 
   const dir = await mkdtemp(join(tmpdir(), 'impulse-bench-lsm-'));
   try {
-    const subject = await open(dir);
+    const subject = await open(dir, args.cacheBytes);
     const name = subject.name;
     record(name, 'fillrandom', await timed(entries, concurrency, (i) => subject.put(makeKey(randomKeys[i]!), value(i)), () => subject.drain()));
     record(name, 'overwrite', await timed(entries, concurrency, (i) => subject.put(makeKey(randomKeys[entries - 1 - i]!), value(i + 7)), () => subject.drain()));
@@ -241,7 +243,7 @@ async function main(): Promise<void> {
     `- machine: ${cpu[0]?.model ?? 'unknown'}, ${cpu.length} cores, ${platform()} ${release()}`,
     `- node ${process.version}; date ${new Date().toISOString()}`,
     `- ${args.entries.toLocaleString('en-US')} entries, ${KEY_BYTES}-byte keys, ${VALUE_BYTES}-byte incompressible values; concurrency ${args.concurrency} callers, each awaiting its own operation`,
-    `- both engines: sync off, block cache ${CACHE_BYTES / 1024 / 1024} MiB, write buffer ${WRITE_BUFFER_BYTES / 1024 / 1024} MiB, public Node API (lsm: Engine.put/get/range; LevelDB: classic-level put/get/iterator)`,
+    `- both engines: sync off, block cache ${args.cacheBytes / 1024 / 1024} MiB, write buffer ${WRITE_BUFFER_BYTES / 1024 / 1024} MiB, public Node API (lsm: Engine.put/get/range; LevelDB: classic-level put/get/iterator)`,
     `- lsm write phases include draining its background compaction; LevelDB compacts on its own threads and is not waited for`,
   ];
   console.log(header.join('\n'));
