@@ -91,7 +91,7 @@ describe('lsm crash safety', () => {
     await engine.close();
   });
 
-  it('keeps every acknowledged write and invents none, crashing at every I/O point', async () => {
+  it('keeps every acknowledged write and invents none, crashing at every I/O point', async (t) => {
     const summary = await crashAtEveryIoPoint({
       seed: 11,
       ...(FULL ? {} : { maxPoints: 100 }),
@@ -102,11 +102,12 @@ describe('lsm crash safety', () => {
       workload: (vfs, history, context) => workload(vfs, history, context.random),
       recover: (vfs) => recoverContents(vfs),
     });
+    t.diagnostic(`${summary.ioOperations} I/O operations; ${summary.points} crash points; ${summary.checks} recoveries checked`);
     assert.ok(summary.ioOperations > 150, `workload does ${summary.ioOperations} I/O operations`);
     assert.equal(summary.failures.length, 0);
   });
 
-  it('surfaces an I/O error at every point (once and persistent), stays consistent and loses nothing acknowledged', async () => {
+  it('surfaces an I/O error at every point (once and persistent), stays consistent and loses nothing acknowledged', async (t) => {
     const summary = await ioErrorAtEveryPoint({
       seed: 5,
       ...(FULL ? {} : { maxPoints: 50 }),
@@ -122,6 +123,7 @@ describe('lsm crash safety', () => {
       // Deleting obsolete files and closing read handles are cleanup: a failure leaves an orphan the next open removes.
       mayAbsorb: (operation) => operation.operation === 'unlink' || operation.operation === 'file.close',
     });
+    t.diagnostic(`${summary.ioOperations} I/O operations; ${summary.points} error points; ${summary.checks} recoveries checked`);
     assert.equal(summary.failures.length, 0);
   });
 });
