@@ -4,16 +4,6 @@
  */
 import { ImpulseError } from '../../errors.js';
 
-/** Bytes `writeVarint` uses for `value`. */
-export function varintLength(value: number): number {
-  let length = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 128);
-    length++;
-  }
-  return length;
-}
-
 /** Writes `value` (a safe non-negative integer) at `offset`; returns the offset after it. */
 export function writeVarint(target: Uint8Array, offset: number, value: number): number {
   while (value >= 0x80) {

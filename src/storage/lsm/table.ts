@@ -23,7 +23,7 @@ import type { Vfs, VfsFile } from '../../vfs/vfs.js';
 import { BloomFilterBuilder, bloomMayContain } from './bloom.js';
 import { Block, BlockBuilder, type DecodedBlock, FOUND_TOMBSTONE, FOUND_VALUE, NOT_IN_BLOCK, compareBytes, decodeBlock, foundValueEnd, foundValueStart, restartAtOrBefore, searchBlock } from './block.js';
 import type { BlockCache, CacheShard } from './block-cache.js';
-import { Cursor, GrowableBuffer, corruption, writeVarint } from './coding.js';
+import { Cursor, GrowableBuffer, corruption } from './coding.js';
 import { crc32c } from './crc32c.js';
 
 export const FOOTER_BYTES = 48;
@@ -544,10 +544,4 @@ export class TableIterator {
     this.position = at === 'first' ? 0 : this.decoded.count - 1;
     this.valid = true;
   }
-}
-
-/** Writes a varint into a fresh small buffer (manifest helper). */
-export function varintBytes(value: number): Buffer {
-  const out = Buffer.allocUnsafe(10);
-  return out.subarray(0, writeVarint(out, 0, value));
 }
