@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ENGINE_NAMES } from '../storage/registry.js';
 import { CLI_PATH, type ServerProcess, startServerProcess } from '../testing/server-process.js';
 
 interface Run {
@@ -113,10 +114,26 @@ describe('impulse CLI', () => {
     assert.match(badLimit.stderr, /--value-bytes-max must be an integer/);
   });
 
-  it('refuses a data directory that a running server holds', async () => {
-    const result = await run(['serve', '--port', '0', '--engine', 'leveldb', '--data-dir', dir]);
-    assert.equal(result.code, 1);
-    assert.match(result.stderr, /^impulse: opening LevelDB at .*lock/i);
+  it('refuses a data directory that a running server holds, for every engine, and takes over a stale lock after kill -9', async () => {
+    const held = await run(['serve', '--port', '0', '--engine', 'leveldb', '--data-dir', dir]);
+    assert.equal(held.code, 1);
+    assert.match(held.stderr, new RegExp(`^impulse: the data directory is in use by process ${server.pid} `));
+    for (const engine of ENGINE_NAMES.filter((name) => name !== 'memory' && name !== 'leveldb')) {
+      const own = await mkdtemp(join(tmpdir(), `impulse-cli-lock-${engine}-`));
+      try {
+        const first = await startServerProcess(['--engine', engine, '--data-dir', own]);
+        const second = await run(['serve', '--port', '0', '--engine', engine, '--data-dir', own]);
+        assert.equal(second.code, 1, `${engine}: a second server on the same directory must be refused`);
+        assert.match(second.stderr, /in use by process/);
+        first.kill('SIGKILL');
+        await first.exited;
+        const third = await startServerProcess(['--engine', engine, '--data-dir', own]);
+        third.kill('SIGTERM');
+        assert.equal(await third.exited, 0);
+      } finally {
+        await rm(own, { recursive: true, force: true });
+      }
+    }
   });
 
   it('shuts down cleanly on SIGTERM and SIGINT', async () => {

@@ -3,31 +3,32 @@
  * SIGTERM shuts down cleanly (stop accepting, finish in-flight requests, close
  * the engine); a second signal exits at once.
  */
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { ImpulseServer } from '../api/server.js';
 import { createEngine } from '../storage/registry.js';
 import { VERSION } from '../version.js';
 import type { ServeConfig } from './config.js';
+import { lockDataDir } from './data-dir-lock.js';
 
 export async function serve(config: ServeConfig): Promise<void> {
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
   const dataDir = join(config.dataDir, config.engine);
   const engine = createEngine(config.engine, { dataDir, sync: config.sync, limits: config.limits });
-  await engine.open();
-  const server = new ImpulseServer({ engine, logger, version: VERSION, statusExtra: { dataDir } });
+  await mkdir(config.dataDir, { recursive: true });
+  const lock = await lockDataDir(join(config.dataDir, `${config.engine}.lock`));
+  let server: ImpulseServer;
   let address;
   try {
+    await engine.open();
+    server = new ImpulseServer({ engine, logger, version: VERSION, statusExtra: { dataDir } });
     address = await server.listen(config.port, config.host);
   } catch (error) {
     await engine.close();
+    await lock.release();
     throw error;
   }
-  logger.info(
-    { url: `http://${address.address}:${address.port}`, engine: engine.name, dataDir, sync: engine.supports.durable ? config.sync : 'none', version: VERSION },
-    'impulse is listening',
-  );
-
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) {
@@ -37,7 +38,8 @@ export async function serve(config: ServeConfig): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'shutting down: finishing in-flight requests');
     server.close().then(
-      () => {
+      async () => {
+        await lock.release();
         logger.info('engine closed; bye');
         process.exit(0);
       },
@@ -49,4 +51,9 @@ export async function serve(config: ServeConfig): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // Announce only once the handlers are in place: whoever waits for this line may signal at once.
+  logger.info(
+    { url: `http://${address.address}:${address.port}`, engine: engine.name, dataDir, sync: engine.supports.durable ? config.sync : 'none', version: VERSION },
+    'impulse is listening',
+  );
 }

@@ -5,6 +5,7 @@
  */
 import { ImpulseError } from '../errors.js';
 import type { Engine, EngineOptions } from './engine.js';
+import { BTreeEngine } from './btree/btree-engine.js';
 import { LevelDbEngine } from './leveldb/leveldb-engine.js';
 import { LsmEngine } from './lsm/lsm-engine.js';
 import { MemoryEngine } from './memory/memory-engine.js';
@@ -14,6 +15,7 @@ type EngineFactory = (options: EngineOptions) => Engine;
 const ENGINES: Record<string, EngineFactory> = {
   memory: (options) => new MemoryEngine(options),
   leveldb: (options) => new LevelDbEngine(options),
+  btree: (options) => new BTreeEngine(options),
   lsm: (options) => new LsmEngine(options),
 };
 

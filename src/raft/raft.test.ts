@@ -1,0 +1,401 @@
+/**
+ * Unit tests of the Raft core through a tiny synchronous harness: each node
+ * keeps "durable" state in plain objects (persisted from Ready in the
+ * documented order), messages go through a queue the test can filter, and
+ * every committed entry is applied to a list.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SeededRandom } from '../util/random.js';
+import { DEFAULT_RAFT_TIMING, RaftNode, type RaftConfig } from './raft.js';
+import type { ConfState, Entry, HardState, Message, NodeId, RaftMutations, ReadState, Snapshot } from './types.js';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+interface HarnessNode {
+  raft: RaftNode;
+  hardState: HardState;
+  snapshot: Snapshot | null;
+  entries: Entry[];
+  applied: string[];
+  readStates: ReadState[];
+  bootstrap: ConfState;
+}
+
+class Harness {
+  readonly nodes = new Map<NodeId, HarnessNode>();
+  readonly queue: Message[] = [];
+  /** Returns false to drop a message. */
+  filter: (m: Message) => boolean = () => true;
+  readonly random = new SeededRandom(42);
+  sent: Message[] = [];
+
+  constructor(
+    voters: NodeId[],
+    private readonly overrides: Partial<RaftConfig> = {},
+  ) {
+    for (const id of voters) this.add(id, { voters, learners: [] });
+  }
+
+  add(id: NodeId, bootstrap: ConfState): HarnessNode {
+    const node: HarnessNode = { raft: undefined as unknown as RaftNode, hardState: { term: 0, vote: 0, commit: 0 }, snapshot: null, entries: [], applied: [], readStates: [], bootstrap };
+    this.nodes.set(id, node);
+    this.boot(id);
+    return node;
+  }
+
+  boot(id: NodeId): void {
+    const node = this.nodes.get(id)!;
+    node.raft = new RaftNode(this.config(id), { hardState: node.hardState, snapshot: node.snapshot, entries: node.entries, bootstrapConf: node.bootstrap });
+    node.applied = node.snapshot === null ? [] : (JSON.parse(decoder.decode(node.snapshot.data)) as string[]);
+  }
+
+  config(id: NodeId): RaftConfig {
+    return { id, ...DEFAULT_RAFT_TIMING, random: this.random.fork(), ...this.overrides };
+  }
+
+  node(id: NodeId): HarnessNode {
+    return this.nodes.get(id)!;
+  }
+
+  /** Handles every node's Ready (persist, send, apply, advance) and delivers messages until quiet. */
+  settle(stepsMax = 10_000): void {
+    for (let step = 0; step < stepsMax; step++) {
+      let progressed = false;
+      for (const [, node] of this.nodes) {
+        if (!node.raft.hasReady()) continue;
+        progressed = true;
+        const ready = node.raft.ready();
+        if (ready.snapshot !== null) {
+          node.snapshot = ready.snapshot;
+          node.entries = [];
+          node.applied = JSON.parse(decoder.decode(ready.snapshot.data)) as string[];
+        }
+        if (ready.entries.length > 0) {
+          const first = ready.entries[0]!.index;
+          node.entries = node.entries.filter((entry) => entry.index < first).concat(ready.entries);
+        }
+        if (ready.hardState !== null) node.hardState = ready.hardState;
+        for (const m of ready.messages) {
+          this.sent.push(m);
+          if (this.filter(m)) this.queue.push(m);
+        }
+        for (const entry of ready.committedEntries) if (entry.kind === 'normal' && entry.data.length > 0) node.applied.push(decoder.decode(entry.data));
+        node.readStates.push(...ready.readStates);
+        node.raft.advance(ready);
+      }
+      const m = this.queue.shift();
+      if (m !== undefined) {
+        progressed = true;
+        const target = this.nodes.get(m.to);
+        if (target !== undefined) target.raft.step(m);
+      }
+      if (!progressed) return;
+    }
+    assert.fail('harness did not settle');
+  }
+
+  tick(ids: NodeId[] = [...this.nodes.keys()], times = 1): void {
+    for (let i = 0; i < times; i++) {
+      for (const id of ids) this.node(id).raft.tick();
+      this.settle();
+    }
+  }
+
+  /** Ticks node `id` until it campaigns, then settles: it becomes leader if it can. */
+  elect(id: NodeId): void {
+    for (let i = 0; i < 100 && this.node(id).raft.role !== 'leader'; i++) this.tick([id]);
+    assert.equal(this.node(id).raft.role, 'leader', `node ${id} did not become leader`);
+  }
+
+  propose(id: NodeId, text: string): void {
+    const result = this.node(id).raft.propose(encoder.encode(text));
+    assert.ok(result.ok, `proposal ${text} refused`);
+    this.settle();
+  }
+
+  leaders(): NodeId[] {
+    return [...this.nodes.entries()].filter(([, node]) => node.raft.role === 'leader').map(([id]) => id);
+  }
+}
+
+test('a three-node cluster elects one leader and replicates proposals to every node', () => {
+  const h = new Harness([1, 2, 3]);
+  h.elect(1);
+  assert.deepEqual(h.leaders(), [1]);
+  for (let i = 0; i < 10; i++) h.propose(1, `v${i}`);
+  h.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks); // a heartbeat carries the final commit index
+  for (const id of [1, 2, 3]) assert.deepEqual(h.node(id).applied, Array.from({ length: 10 }, (_, i) => `v${i}`), `node ${id}`);
+});
+
+test('proposals without a leader are rejected with a typed error, never dropped silently', () => {
+  const h = new Harness([1, 2, 3]);
+  const none = h.node(2).raft.propose(encoder.encode('x'));
+  assert.equal(none.ok, false);
+  if (!none.ok) {
+    assert.equal(none.error.code, 'IMPULSE_ERR_RAFT_NOT_LEADER');
+    assert.equal(none.error.leaderHint, 0);
+  }
+  h.elect(1);
+  const follower = h.node(2).raft.propose(encoder.encode('x'));
+  assert.equal(follower.ok, false);
+  if (!follower.ok) assert.equal(follower.error.leaderHint, 1, 'a follower names the leader to retry at');
+});
+
+test('the Ready that carries a granted vote also carries the hard state recording it (persist before send)', () => {
+  const h = new Harness([1, 2, 3]);
+  h.elect(1);
+  const granted = h.sent.filter((m) => m.type === 'vote-response' && m.granted);
+  assert.ok(granted.length >= 1);
+  for (const m of granted) assert.equal(h.node(m.from).hardState.vote, 1, 'the vote was persisted by the time it was sent');
+  // Restarting a voter keeps its vote: it cannot vote for another candidate in the same term.
+  const voter = granted[0]!.from;
+  const term = h.node(1).raft.currentTerm;
+  h.boot(voter);
+  h.node(voter).raft.step({ type: 'vote', from: 3 === voter ? 2 : 3, to: voter, term, lastLogIndex: 100, lastLogTerm: term, transfer: false });
+  const ready = h.node(voter).raft.ready();
+  assert.ok(ready.messages.some((m) => m.type === 'vote-response' && !m.granted));
+  h.node(voter).raft.advance(ready);
+});
+
+test('the voteNotPersisted mutant leaves the vote out of the hard state', () => {
+  const h = new Harness([1, 2, 3], { mutations: { voteNotPersisted: true } satisfies RaftMutations });
+  h.elect(1);
+  const voter = h.sent.find((m) => m.type === 'vote-response' && m.granted)!.from;
+  assert.equal(h.node(voter).hardState.vote, 0);
+});
+
+test('an isolated node with pre-vote does not inflate its term; with check-quorum the isolated leader steps down', () => {
+  const h = new Harness([1, 2, 3]);
+  h.elect(1);
+  const term = h.node(1).raft.currentTerm;
+  h.filter = (m) => m.from !== 3 && m.to !== 3;
+  h.tick([3], DEFAULT_RAFT_TIMING.electionTimeoutTicks * 6);
+  assert.equal(h.node(3).raft.currentTerm, term, 'pre-vote kept the term');
+  h.filter = (m) => m.from !== 1 && m.to !== 1;
+  h.tick([1], DEFAULT_RAFT_TIMING.electionTimeoutTicks * 2 + 1);
+  assert.equal(h.node(1).raft.role, 'follower', 'the leader cut off from the majority stepped down');
+});
+
+test('fast back-off: a follower with a long conflicting suffix is repaired in a few round trips', () => {
+  const h = new Harness([1, 2, 3], { entriesPerAppendMax: 100 });
+  h.elect(1);
+  h.propose(1, 'base');
+  h.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks);
+  // Node 1 is cut off and appends 40 entries nobody else gets (uncommitted, of its term).
+  h.filter = (m) => m.to !== 1 && m.from !== 1;
+  for (let i = 0; i < 40; i++) assert.ok(h.node(1).raft.propose(encoder.encode(`stale${i}`)).ok);
+  h.settle();
+  // Nodes 2 and 3 elect a new leader in a later term and commit new entries.
+  for (let i = 0; i < 200 && h.leaders().filter((id) => id !== 1).length === 0; i++) h.tick([2, 3]);
+  const leader = h.leaders().find((id) => id !== 1)!;
+  assert.ok(leader !== undefined);
+  for (let i = 0; i < 3; i++) h.propose(leader, `new${i}`);
+  // Heal: node 1 must lose its 40 stale entries.
+  h.filter = () => true;
+  h.sent = [];
+  h.tick([leader], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks * 4);
+  const rejections = h.sent.filter((m) => m.type === 'append-response' && m.from === 1 && !m.success).length;
+  assert.ok(rejections <= 3, `took ${rejections} rejections; one per entry would be 40`);
+  assert.deepEqual(h.node(1).applied, ['base', 'new0', 'new1', 'new2']);
+  assert.equal(h.node(1).raft.lastIndex, h.node(leader).raft.lastIndex);
+});
+
+test('pipelining keeps at most inflightAppendsMax appends outstanding to a follower', () => {
+  const h = new Harness([1, 2, 3], { inflightAppendsMax: 2, entriesPerAppendMax: 1 });
+  h.elect(1);
+  h.propose(1, 'warm'); // followers enter the replicate state
+  h.filter = (m) => m.type !== 'append-response'; // acks vanish: the window must close
+  h.sent = [];
+  for (let i = 0; i < 10; i++) assert.ok(h.node(1).raft.propose(encoder.encode(`p${i}`)).ok);
+  h.settle();
+  for (const follower of [2, 3]) {
+    const appends = h.sent.filter((m) => m.type === 'append' && m.to === follower && m.entries.length > 0);
+    assert.equal(appends.length, 2, `follower ${follower}`);
+  }
+});
+
+test('batching: proposals made between two Ready cycles travel in one append', () => {
+  const h = new Harness([1, 2, 3]);
+  h.elect(1);
+  h.propose(1, 'warm');
+  h.sent = [];
+  for (let i = 0; i < 5; i++) assert.ok(h.node(1).raft.propose(encoder.encode(`b${i}`)).ok);
+  h.settle();
+  const appends = h.sent.filter((m) => m.type === 'append' && m.to === 2 && m.entries.length > 0);
+  assert.equal(appends.length, 1);
+  assert.equal(appends[0]!.type === 'append' && appends[0]!.entries.length, 5);
+});
+
+/** Figure 8 set-up: returns the leader's commit index while only the older-term orphan has reached a quorum. */
+function commitWithOnlyOrphanReplicated(mutations: RaftMutations): { orphanIndex: number; commitWhileHeld: number; commitAfter: number } {
+  const h = new Harness([1, 2, 3], { checkQuorum: false, entriesPerAppendMax: 1, mutations });
+  h.elect(1);
+  // Node 1 appends an entry that reaches nobody, then restarts (a follower again, orphan in its log).
+  h.filter = () => false;
+  assert.ok(h.node(1).raft.propose(encoder.encode('orphan')).ok);
+  h.settle();
+  const orphanIndex = h.node(1).raft.lastIndex;
+  h.boot(1);
+  const held: Message[] = [];
+  h.filter = (m) => {
+    // Let the orphan through, and probes to followers that lack it; hold what comes after it.
+    if (m.type === 'append' && h.node(m.to).raft.termAt(orphanIndex) !== undefined && m.entries.some((entry) => entry.index > orphanIndex)) {
+      held.push(m);
+      return false;
+    }
+    return true;
+  };
+  h.elect(1);
+  h.settle();
+  assert.ok(h.node(2).raft.termAt(orphanIndex) !== undefined || h.node(3).raft.termAt(orphanIndex) !== undefined, 'the orphan reached a follower');
+  const commitWhileHeld = h.node(1).raft.commitIndex;
+  h.filter = () => true;
+  for (const m of held) h.queue.push(m);
+  h.settle();
+  return { orphanIndex, commitWhileHeld, commitAfter: h.node(1).raft.commitIndex };
+}
+
+test('a leader commits an older-term entry only through an entry of its own term', () => {
+  const correct = commitWithOnlyOrphanReplicated({});
+  assert.ok(correct.commitWhileHeld < correct.orphanIndex, 'not committed by counting replicas of an older-term entry');
+  assert.ok(correct.commitAfter > correct.orphanIndex, 'committed once the no-op of the new term replicated');
+  const mutant = commitWithOnlyOrphanReplicated({ commitOlderTermEntries: true });
+  assert.ok(mutant.commitWhileHeld >= mutant.orphanIndex, 'the commitOlderTermEntries mutant does commit it early');
+});
+
+test('ReadIndex answers only after the term no-op commits and a quorum confirms leadership; a cut-off leader never answers ok', () => {
+  const h = new Harness([1, 2, 3]);
+  h.elect(1);
+  h.propose(1, 'x');
+  h.node(1).raft.readIndex(7);
+  h.settle();
+  const answer = h.node(1).readStates.find((state) => state.requestId === 7);
+  assert.ok(answer !== undefined && answer.ok);
+  assert.ok(answer.ok && answer.index >= 2);
+  // Cut the leader off: reads stay pending, then are aborted when it steps down.
+  h.filter = (m) => m.from !== 1 && m.to !== 1;
+  h.node(1).raft.readIndex(8);
+  h.settle();
+  assert.equal(h.node(1).readStates.find((state) => state.requestId === 8), undefined);
+  h.tick([1], DEFAULT_RAFT_TIMING.electionTimeoutTicks * 2 + 1);
+  const aborted = h.node(1).readStates.find((state) => state.requestId === 8);
+  assert.ok(aborted !== undefined && !aborted.ok);
+  assert.ok(!aborted.ok && aborted.error.code === 'IMPULSE_ERR_RAFT_READ_ABORTED');
+});
+
+test('a follower rejects readIndex with NOT_LEADER and the leader hint', () => {
+  const h = new Harness([1, 2, 3]);
+  h.elect(1);
+  h.node(2).raft.readIndex(1);
+  h.settle();
+  const state = h.node(2).readStates[0]!;
+  assert.ok(!state.ok && state.error.code === 'IMPULSE_ERR_RAFT_NOT_LEADER' && state.error.leaderHint === 1);
+});
+
+test('a follower behind the compacted log catches up through InstallSnapshot', () => {
+  const h = new Harness([1, 2, 3]);
+  h.elect(1);
+  h.filter = (m) => m.to !== 3 && m.from !== 3;
+  for (let i = 0; i < 20; i++) h.propose(1, `s${i}`);
+  const leader = h.node(1);
+  const snapshot = leader.raft.compact(leader.raft.appliedIndex, encoder.encode(JSON.stringify(leader.applied)));
+  leader.snapshot = snapshot;
+  leader.entries = leader.entries.filter((entry) => entry.index > snapshot.index);
+  h.filter = () => true;
+  h.sent = [];
+  h.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks * 2);
+  assert.ok(h.sent.some((m) => m.type === 'snapshot' && m.to === 3));
+  h.propose(1, 'after');
+  h.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks);
+  assert.deepEqual(h.node(3).applied, leader.applied);
+  assert.equal(h.node(3).raft.snapshotIndex, snapshot.index);
+});
+
+test('membership: a learner catches up before promotion; voters are added and removed one at a time', () => {
+  const h = new Harness([1, 2, 3]);
+  h.elect(1);
+  for (let i = 0; i < 20; i++) h.propose(1, `m${i}`);
+  h.add(4, { voters: [], learners: [] });
+  h.filter = (m) => m.to !== 4; // the learner is unreachable at first
+  const added = h.node(1).raft.proposeConfChange({ type: 'add-learner', nodeId: 4 });
+  assert.ok(added.ok);
+  h.settle();
+  const early = h.node(1).raft.proposeConfChange({ type: 'add-voter', nodeId: 4 });
+  assert.ok(!early.ok && early.error.code === 'IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED', 'a lagging learner is not promoted');
+  h.filter = () => true;
+  h.sent = [];
+  h.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks * 3);
+  assert.deepEqual(h.node(4).applied, h.node(1).applied, 'the learner caught up');
+  assert.deepEqual(h.node(4).raft.confState.learners, [4]);
+  assert.ok(h.node(1).raft.proposeConfChange({ type: 'add-voter', nodeId: 4 }).ok);
+  const second = h.node(1).raft.proposeConfChange({ type: 'remove-node', nodeId: 2 });
+  assert.ok(!second.ok, 'one uncommitted change at a time');
+  h.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks);
+  assert.deepEqual(h.node(3).raft.confState.voters, [1, 2, 3, 4]);
+  assert.ok(h.node(1).raft.proposeConfChange({ type: 'remove-node', nodeId: 2 }).ok);
+  h.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks);
+  assert.deepEqual(h.node(1).raft.confState.voters, [1, 3, 4]);
+  const self = h.node(1).raft.proposeConfChange({ type: 'remove-node', nodeId: 1 });
+  assert.ok(!self.ok, 'the leader does not remove itself');
+  // The new configuration commits without node 2.
+  h.filter = (m) => m.to !== 2 && m.from !== 2;
+  h.propose(1, 'without2');
+  h.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks);
+  assert.equal(h.node(4).applied.at(-1), 'without2');
+});
+
+test('leadership transfer hands over to the target, which campaigns at once', () => {
+  const h = new Harness([1, 2, 3]);
+  h.elect(1);
+  h.propose(1, 't');
+  assert.equal(h.node(1).raft.transferLeadership(3), null);
+  const during = h.node(1).raft.propose(encoder.encode('x'));
+  // Either refused as a transfer in progress, or the transfer already completed.
+  if (!during.ok) assert.ok(['IMPULSE_ERR_RAFT_TRANSFER_IN_PROGRESS', 'IMPULSE_ERR_RAFT_NOT_LEADER'].includes(during.error.code));
+  h.settle();
+  assert.deepEqual(h.leaders(), [3]);
+  assert.equal(h.node(1).raft.leaderId, 3);
+});
+
+test('a restarted node rebuilds term, vote, log and configuration from its persisted state', () => {
+  const h = new Harness([1, 2, 3]);
+  h.elect(1);
+  for (let i = 0; i < 3; i++) h.propose(1, `r${i}`);
+  const before = { term: h.node(2).raft.currentTerm, last: h.node(2).raft.lastIndex };
+  h.boot(2);
+  assert.equal(h.node(2).raft.currentTerm, before.term);
+  assert.equal(h.node(2).raft.lastIndex, before.last);
+  h.settle();
+  assert.deepEqual(h.node(2).applied.slice(0, 3).length <= 3, true);
+});
+
+test('input between ready() and advance() is a bug and asserts', () => {
+  const h = new Harness([1]);
+  h.elect(1);
+  h.node(1).raft.propose(encoder.encode('a'));
+  const ready = h.node(1).raft.ready();
+  assert.throws(() => h.node(1).raft.tick(), /between ready\(\) and advance\(\)/);
+  h.node(1).raft.advance(ready);
+});
+
+test('campaigns by stale-log nodes do not hold back an up-to-date node’s election timer (no livelock)', () => {
+  const h = new Harness([1, 2, 3], { preVote: false, checkQuorum: false });
+  h.elect(1);
+  h.filter = (m) => m.to !== 3 && m.from !== 3;
+  h.propose(1, 'only-on-1-and-2');
+  h.filter = (m) => m.to !== 1 && m.from !== 1; // the leader is gone
+  const node2 = h.node(2).raft;
+  let term = node2.currentTerm;
+  // Node 3 (stale log) campaigns every 3 ticks with a higher term; node 2 must still time out and win.
+  for (let tick = 0; tick < DEFAULT_RAFT_TIMING.electionTimeoutTicks * 4 && node2.role !== 'leader'; tick++) {
+    if (tick % 3 === 0) {
+      term = Math.max(term, node2.currentTerm) + 1;
+      node2.step({ type: 'vote', from: 3, to: 2, term, lastLogIndex: 1, lastLogTerm: 1, transfer: false });
+      h.settle();
+    }
+    h.tick([2]);
+  }
+  assert.equal(node2.role, 'leader');
+});

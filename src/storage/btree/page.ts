@@ -1,0 +1,504 @@
+/**
+ * The on-disk page format of the `btree` engine.
+ *
+ * The file is an array of fixed-size pages (`pageBytes`, 4 KiB by default, a
+ * power of two from 512 to 32 KiB). Page 0 and page 1 are the two alternating
+ * meta pages; every other page is a branch, a leaf, an overflow page or a
+ * free-list page, or is free.
+ *
+ * Every page starts with the same 16-byte header:
+ *
+ *   offset 0  u32  CRC-32 of bytes [4, pageBytes) of the page
+ *   offset 4  u8   page type (PageType)
+ *   offset 5  u8   reserved, 0
+ *   offset 6  u16  count: entries (leaf, branch, free list), 0 otherwise
+ *   offset 8  u32  the page's own number (catches misdirected writes and reads)
+ *   offset 12 u32  extra: branch = leftmost child; free list = next free-list
+ *                  page (0 = none); overflow = index of the page in its run
+ *
+ * Leaf and branch pages are slotted: after the header, `count` u16 offsets,
+ * then the entries in key order. An entry is
+ *
+ *   u16 keyLength, u8 flags, u32 word, key bytes (or a u32 overflow page when
+ *   flags & KEY_OVERFLOW), then for a leaf the value bytes (or a u32 overflow
+ *   page when flags & VALUE_OVERFLOW).
+ *
+ * `word` is the value length in a leaf and the right child's page number in a
+ * branch. A branch with `count` separators has `count + 1` children: the child
+ * left of separator i holds keys < key(i), the child right of it keys >= key(i).
+ *
+ * Keys longer than `keyInlineMax` and values longer than `valueInlineMax` go to
+ * an overflow run: `ceil(length / payloadBytes)` consecutive pages, each with
+ * the common header (type OVERFLOW), so a flipped bit names the exact page.
+ * The inline limits keep every entry at most a quarter of a page, which is
+ * what makes "split in two" and "merge or redistribute with one sibling"
+ * always sufficient (see btree-engine.ts).
+ *
+ * All integers are little-endian.
+ */
+import { crc32 } from 'node:zlib';
+import { ImpulseError } from '../../errors.js';
+import { assert } from '../../util/assert.js';
+
+export const HEADER_BYTES = 16;
+export const SLOT_BYTES = 2;
+export const ENTRY_HEADER_BYTES = 7;
+export const PAGE_BYTES_MIN = 512;
+export const PAGE_BYTES_MAX = 32 * 1024;
+export const META_PAGES = 2;
+export const FORMAT_VERSION = 1;
+const MAGIC_LOW = 0x42504d49; // "IMPB"
+const MAGIC_HIGH = 0x45455254; // "TREE"
+
+export const enum PageType {
+  Meta = 1,
+  Branch = 2,
+  Leaf = 3,
+  Overflow = 4,
+  FreeList = 5,
+}
+
+export const KEY_OVERFLOW = 1;
+export const VALUE_OVERFLOW = 2;
+
+/** Size-derived limits of one page format. */
+export class PageGeometry {
+  /** Bytes after the header: what entries, overflow data or free-list entries may use. */
+  readonly payloadBytes: number;
+  /** Keys longer than this many bytes are stored in an overflow run. */
+  readonly keyInlineMax: number;
+  /** Values longer than this many bytes are stored in an overflow run. */
+  readonly valueInlineMax: number;
+  /** A non-root leaf or branch below this many entry bytes is merged or refilled from a sibling. */
+  readonly fillBytesMin: number;
+  /** Free-list entries (u32 page numbers) per free-list page. */
+  readonly freeListEntriesPerPage: number;
+
+  constructor(readonly pageBytes: number) {
+    if (!Number.isSafeInteger(pageBytes) || pageBytes < PAGE_BYTES_MIN || pageBytes > PAGE_BYTES_MAX || (pageBytes & (pageBytes - 1)) !== 0) {
+      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `btree pageBytes must be a power of two from ${PAGE_BYTES_MIN} to ${PAGE_BYTES_MAX}, got ${pageBytes}`);
+    }
+    this.payloadBytes = pageBytes - HEADER_BYTES;
+    this.keyInlineMax = Math.floor(this.payloadBytes / 10);
+    this.valueInlineMax = Math.floor(this.payloadBytes / 8);
+    this.fillBytesMin = Math.floor(this.payloadBytes / 4);
+    this.freeListEntriesPerPage = Math.floor(this.payloadBytes / 4);
+    // Every entry must fit in a quarter page; the split/merge arguments rely on it.
+    assert(this.leafEntryBytes(this.keyInlineMax, this.valueInlineMax) <= this.fillBytesMin, 'inline limits too large for the page', pageBytes);
+  }
+
+  /** Bytes a leaf entry takes in its page, slot included. */
+  leafEntryBytes(keyLength: number, valueLength: number): number {
+    return (
+      SLOT_BYTES +
+      ENTRY_HEADER_BYTES +
+      (keyLength > this.keyInlineMax ? 4 : keyLength) +
+      (valueLength > this.valueInlineMax ? 4 : valueLength)
+    );
+  }
+
+  /** Bytes a branch separator entry takes in its page, slot included. */
+  branchEntryBytes(keyLength: number): number {
+    return SLOT_BYTES + ENTRY_HEADER_BYTES + (keyLength > this.keyInlineMax ? 4 : keyLength);
+  }
+
+  /** Pages in the overflow run of a `length`-byte key or value. */
+  runPages(length: number): number {
+    return Math.ceil(length / this.payloadBytes);
+  }
+}
+
+/** Where an overflow value lives: `pages` consecutive pages from `page`. */
+export interface OverflowRef {
+  readonly page: number;
+  readonly length: number;
+}
+
+export function isOverflowRef(value: Buffer | OverflowRef): value is OverflowRef {
+  return !Buffer.isBuffer(value);
+}
+
+/**
+ * A verified leaf or branch page as the cache holds it: the raw bytes, read in
+ * place by the accessors below (no decoding pass on load). `bigKeys[i]` holds
+ * entry i's key when that key lives in an overflow run; `keyRuns` lists those
+ * runs, which belong to this page and are freed with it.
+ */
+export interface PageView {
+  readonly page: number;
+  readonly bytes: Buffer;
+  readonly type: PageType.Leaf | PageType.Branch;
+  readonly count: number;
+  readonly bigKeys: ReadonlyArray<Buffer | undefined> | undefined;
+  readonly keyRuns: readonly OverflowRef[];
+}
+
+export function corruption(path: string, page: number, what: string): ImpulseError {
+  return new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', `btree file ${path}: page ${page} ${what}`);
+}
+
+/** The checksum over bytes [4, end) of a page. */
+export function pageChecksum(bytes: Uint8Array): number {
+  return crc32(bytes.subarray(4));
+}
+
+/** Fills in the header's checksum; call last, after every other byte is final. */
+export function sealPage(bytes: Buffer): void {
+  bytes.writeUInt32LE(pageChecksum(bytes), 0);
+}
+
+/**
+ * Checks the checksum, the page number and the type of a page read from disk.
+ * Throws IMPULSE_ERR_ENGINE_CORRUPTION naming the page on any mismatch.
+ */
+export function verifyPage(path: string, page: number, bytes: Buffer, pageBytes: number, expected: readonly PageType[]): PageType {
+  if (bytes.length !== pageBytes) throw corruption(path, page, `is cut short (${bytes.length} of ${pageBytes} bytes)`);
+  if (bytes.readUInt32LE(0) !== pageChecksum(bytes)) throw corruption(path, page, 'failed its checksum');
+  if (bytes.readUInt32LE(8) !== page) throw corruption(path, page, `carries page number ${bytes.readUInt32LE(8)}`);
+  const type = bytes[4] as PageType;
+  if (!expected.includes(type)) throw corruption(path, page, `has type ${type}, expected ${expected.join(' or ')}`);
+  return type;
+}
+
+export function writeHeader(bytes: Buffer, type: PageType, count: number, page: number, extra: number): void {
+  bytes[4] = type;
+  bytes[5] = 0;
+  bytes.writeUInt16LE(count, 6);
+  bytes.writeUInt32LE(page, 8);
+  bytes.writeUInt32LE(extra, 12);
+}
+
+// ---- reading leaf and branch pages in place ----------------------------------------------
+
+export function entryOffset(view: PageView, index: number): number {
+  return view.bytes.readUInt16LE(HEADER_BYTES + SLOT_BYTES * index);
+}
+
+/** Key of entry `index` (a view into the page, or the loaded overflow key). Do not mutate. */
+export function keyAt(view: PageView, index: number): Buffer {
+  const big = view.bigKeys?.[index];
+  if (big !== undefined) return big;
+  const offset = entryOffset(view, index);
+  const length = view.bytes.readUInt16LE(offset);
+  return view.bytes.subarray(offset + ENTRY_HEADER_BYTES, offset + ENTRY_HEADER_BYTES + length);
+}
+
+/**
+ * Compares `key` with entry `index`'s key: negative when `key` sorts first.
+ * A plain byte loop: for short keys it beats `Buffer.compare` with offsets,
+ * whose native call cost dominated cached point reads when measured.
+ */
+export function compareWithEntry(view: PageView, index: number, key: Buffer): number {
+  const big = view.bigKeys?.[index];
+  if (big !== undefined) return key.compare(big);
+  const bytes = view.bytes;
+  const slot = HEADER_BYTES + SLOT_BYTES * index;
+  const offset = bytes[slot]! | (bytes[slot + 1]! << 8);
+  const length = bytes[offset]! | (bytes[offset + 1]! << 8);
+  const start = offset + ENTRY_HEADER_BYTES;
+  const shared = key.length < length ? key.length : length;
+  for (let at = 0; at < shared; at++) {
+    const difference = key[at]! - bytes[start + at]!;
+    if (difference !== 0) return difference;
+  }
+  return key.length - length;
+}
+
+/** Unsigned byte order of two keys (a JavaScript loop: cheaper than `Buffer.compare` for short keys). */
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const shared = a.length < b.length ? a.length : b.length;
+  for (let at = 0; at < shared; at++) {
+    const difference = a[at]! - b[at]!;
+    if (difference !== 0) return difference;
+  }
+  return a.length - b.length;
+}
+
+/** First entry index whose key is >= `key` (`count` when none). */
+export function lowerBound(view: PageView, key: Buffer): number {
+  let low = 0;
+  let high = view.count;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (compareWithEntry(view, middle, key) > 0) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+/** First entry index whose key is > `key` (`count` when none): in a branch, the child to descend into. */
+export function upperBound(view: PageView, key: Buffer): number {
+  let low = 0;
+  let high = view.count;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (compareWithEntry(view, middle, key) >= 0) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+/** Child `index` (0..count) of a branch page. */
+export function childAt(view: PageView, index: number): number {
+  if (index === 0) return view.bytes.readUInt32LE(12);
+  return view.bytes.readUInt32LE(entryOffset(view, index - 1) + 3);
+}
+
+/** Value of leaf entry `index`: a copy of inline bytes (callers may keep or mutate it), or the overflow run. */
+export function valueAt(view: PageView, index: number): Buffer | OverflowRef {
+  const bytes = view.bytes;
+  const offset = entryOffset(view, index);
+  const keyLength = bytes.readUInt16LE(offset);
+  const flags = bytes[offset + 2]!;
+  const valueLength = bytes.readUInt32LE(offset + 3);
+  const valueStart = offset + ENTRY_HEADER_BYTES + ((flags & KEY_OVERFLOW) !== 0 ? 4 : keyLength);
+  if ((flags & VALUE_OVERFLOW) !== 0) return { page: bytes.readUInt32LE(valueStart), length: valueLength };
+  const copy = Buffer.allocUnsafe(valueLength);
+  bytes.copy(copy, 0, valueStart, valueStart + valueLength);
+  return copy;
+}
+
+/** Value of leaf entry `index` without copying inline bytes (for internal rewrites; the page is immutable). */
+export function valueRefAt(view: PageView, index: number): Buffer | OverflowRef {
+  const bytes = view.bytes;
+  const offset = entryOffset(view, index);
+  const keyLength = bytes.readUInt16LE(offset);
+  const flags = bytes[offset + 2]!;
+  const valueLength = bytes.readUInt32LE(offset + 3);
+  const valueStart = offset + ENTRY_HEADER_BYTES + ((flags & KEY_OVERFLOW) !== 0 ? 4 : keyLength);
+  if ((flags & VALUE_OVERFLOW) !== 0) return { page: bytes.readUInt32LE(valueStart), length: valueLength };
+  return bytes.subarray(valueStart, valueStart + valueLength);
+}
+
+/**
+ * The overflow runs referenced by a raw leaf or branch page's keys (and, for
+ * a leaf, values), read straight from the bytes. Used on load (to fetch big
+ * keys) and by the checker. Assumes the page passed `verifyPage`; a
+ * structurally impossible layout (offset out of the page) is corruption.
+ */
+export function scanEntries(
+  path: string,
+  page: number,
+  bytes: Buffer,
+): { keyRuns: Array<{ index: number; ref: OverflowRef }>; valueRuns: OverflowRef[] } {
+  const type = bytes[4] as PageType;
+  const count = bytes.readUInt16LE(6);
+  const keyRuns: Array<{ index: number; ref: OverflowRef }> = [];
+  const valueRuns: OverflowRef[] = [];
+  if (HEADER_BYTES + SLOT_BYTES * count > bytes.length) throw corruption(path, page, `has ${count} entries, more than fit`);
+  for (let index = 0; index < count; index++) {
+    const offset = bytes.readUInt16LE(HEADER_BYTES + SLOT_BYTES * index);
+    if (offset < HEADER_BYTES || offset + ENTRY_HEADER_BYTES > bytes.length) throw corruption(path, page, `entry ${index} is out of the page`);
+    const keyLength = bytes.readUInt16LE(offset);
+    const flags = bytes[offset + 2]!;
+    const word = bytes.readUInt32LE(offset + 3);
+    let cursor = offset + ENTRY_HEADER_BYTES;
+    if ((flags & KEY_OVERFLOW) !== 0) {
+      if (cursor + 4 > bytes.length) throw corruption(path, page, `entry ${index} is out of the page`);
+      keyRuns.push({ index, ref: { page: bytes.readUInt32LE(cursor), length: keyLength } });
+      cursor += 4;
+    } else {
+      cursor += keyLength;
+    }
+    if (type === PageType.Leaf) {
+      if ((flags & VALUE_OVERFLOW) !== 0) {
+        if (cursor + 4 > bytes.length) throw corruption(path, page, `entry ${index} is out of the page`);
+        valueRuns.push({ page: bytes.readUInt32LE(cursor), length: word });
+        cursor += 4;
+      } else {
+        cursor += word;
+      }
+    }
+    if (cursor > bytes.length) throw corruption(path, page, `entry ${index} is out of the page`);
+  }
+  return { keyRuns, valueRuns };
+}
+
+// ---- writing leaf and branch pages ---------------------------------------------------------
+
+/**
+ * Serializes a leaf. `keyPages[i]` is the overflow run of key i when it is
+ * longer than `keyInlineMax` (allocated by the caller), else ignored.
+ */
+export function encodeLeaf(
+  geometry: PageGeometry,
+  page: number,
+  keys: readonly Buffer[],
+  values: ReadonlyArray<Buffer | OverflowRef>,
+  keyPages: ReadonlyArray<number | undefined>,
+): Buffer {
+  const bytes = Buffer.alloc(geometry.pageBytes);
+  writeHeader(bytes, PageType.Leaf, keys.length, page, 0);
+  let cursor = HEADER_BYTES + SLOT_BYTES * keys.length;
+  for (let index = 0; index < keys.length; index++) {
+    const key = keys[index]!;
+    const value = values[index]!;
+    bytes.writeUInt16LE(cursor, HEADER_BYTES + SLOT_BYTES * index);
+    const bigKey = key.length > geometry.keyInlineMax;
+    const bigValue = isOverflowRef(value);
+    bytes.writeUInt16LE(key.length, cursor);
+    bytes[cursor + 2] = (bigKey ? KEY_OVERFLOW : 0) | (bigValue ? VALUE_OVERFLOW : 0);
+    bytes.writeUInt32LE(value.length, cursor + 3);
+    cursor += ENTRY_HEADER_BYTES;
+    if (bigKey) {
+      bytes.writeUInt32LE(keyPages[index]!, cursor);
+      cursor += 4;
+    } else {
+      cursor += key.copy(bytes, cursor);
+    }
+    if (bigValue) {
+      bytes.writeUInt32LE(value.page, cursor);
+      cursor += 4;
+    } else {
+      cursor += value.copy(bytes, cursor);
+    }
+  }
+  assert(cursor <= geometry.pageBytes, 'leaf overflows its page', page, cursor);
+  sealPage(bytes);
+  return bytes;
+}
+
+/** Serializes a branch with `keys.length` separators and `keys.length + 1` children. */
+export function encodeBranch(
+  geometry: PageGeometry,
+  page: number,
+  keys: readonly Buffer[],
+  children: readonly number[],
+  keyPages: ReadonlyArray<number | undefined>,
+): Buffer {
+  assert(children.length === keys.length + 1, 'branch children do not match separators', page, keys.length, children.length);
+  const bytes = Buffer.alloc(geometry.pageBytes);
+  writeHeader(bytes, PageType.Branch, keys.length, page, children[0]!);
+  let cursor = HEADER_BYTES + SLOT_BYTES * keys.length;
+  for (let index = 0; index < keys.length; index++) {
+    const key = keys[index]!;
+    bytes.writeUInt16LE(cursor, HEADER_BYTES + SLOT_BYTES * index);
+    const bigKey = key.length > geometry.keyInlineMax;
+    bytes.writeUInt16LE(key.length, cursor);
+    bytes[cursor + 2] = bigKey ? KEY_OVERFLOW : 0;
+    bytes.writeUInt32LE(children[index + 1]!, cursor + 3);
+    cursor += ENTRY_HEADER_BYTES;
+    if (bigKey) {
+      bytes.writeUInt32LE(keyPages[index]!, cursor);
+      cursor += 4;
+    } else {
+      cursor += key.copy(bytes, cursor);
+    }
+  }
+  assert(cursor <= geometry.pageBytes, 'branch overflows its page', page, cursor);
+  sealPage(bytes);
+  return bytes;
+}
+
+/** Serializes `data` into the run of `geometry.runPages(data.length)` pages starting at `firstPage`. */
+export function encodeRun(geometry: PageGeometry, firstPage: number, data: Uint8Array): Buffer {
+  const pages = geometry.runPages(data.length);
+  const bytes = Buffer.alloc(pages * geometry.pageBytes);
+  for (let index = 0; index < pages; index++) {
+    const page = bytes.subarray(index * geometry.pageBytes, (index + 1) * geometry.pageBytes);
+    writeHeader(page, PageType.Overflow, 0, firstPage + index, index);
+    const start = index * geometry.payloadBytes;
+    page.set(data.subarray(start, Math.min(data.length, start + geometry.payloadBytes)), HEADER_BYTES);
+    sealPage(page);
+  }
+  return bytes;
+}
+
+/** Verifies every page of a run read from disk and returns the `length` data bytes it holds. */
+export function decodeRun(path: string, geometry: PageGeometry, ref: OverflowRef, bytes: Buffer): Buffer {
+  const pages = geometry.runPages(ref.length);
+  if (bytes.length !== pages * geometry.pageBytes) {
+    throw corruption(path, ref.page + Math.floor(bytes.length / geometry.pageBytes), 'is missing (file cut short inside an overflow run)');
+  }
+  const data = Buffer.allocUnsafe(ref.length);
+  for (let index = 0; index < pages; index++) {
+    const page = bytes.subarray(index * geometry.pageBytes, (index + 1) * geometry.pageBytes);
+    verifyPage(path, ref.page + index, page, geometry.pageBytes, [PageType.Overflow]);
+    if (page.readUInt32LE(12) !== index) throw corruption(path, ref.page + index, `is not page ${index} of its overflow run`);
+    const start = index * geometry.payloadBytes;
+    page.copy(data, start, HEADER_BYTES, HEADER_BYTES + Math.min(geometry.payloadBytes, ref.length - start));
+  }
+  return data;
+}
+
+// ---- free-list pages -------------------------------------------------------------------------
+
+export function encodeFreeListPage(geometry: PageGeometry, page: number, entries: readonly number[], nextPage: number): Buffer {
+  assert(entries.length <= geometry.freeListEntriesPerPage, 'free-list page overfull', page, entries.length);
+  const bytes = Buffer.alloc(geometry.pageBytes);
+  writeHeader(bytes, PageType.FreeList, entries.length, page, nextPage);
+  for (let index = 0; index < entries.length; index++) bytes.writeUInt32LE(entries[index]!, HEADER_BYTES + 4 * index);
+  sealPage(bytes);
+  return bytes;
+}
+
+export function decodeFreeListPage(path: string, geometry: PageGeometry, page: number, bytes: Buffer): { entries: number[]; nextPage: number } {
+  verifyPage(path, page, bytes, geometry.pageBytes, [PageType.FreeList]);
+  const count = bytes.readUInt16LE(6);
+  if (count > geometry.freeListEntriesPerPage) throw corruption(path, page, `claims ${count} free-list entries`);
+  const entries: number[] = [];
+  for (let index = 0; index < count; index++) entries.push(bytes.readUInt32LE(HEADER_BYTES + 4 * index));
+  return { entries, nextPage: bytes.readUInt32LE(12) };
+}
+
+// ---- meta pages ------------------------------------------------------------------------------
+
+/** One committed version of the tree, as a meta page records it. */
+export interface Meta {
+  /** Transaction id of the commit that wrote this meta; increases by one per commit. */
+  readonly txn: number;
+  readonly pageBytes: number;
+  /** Root page, 0 when the tree is empty. */
+  readonly root: number;
+  /** Levels from root to leaves (1 = the root is a leaf, 0 = empty). */
+  readonly depth: number;
+  /** Pages in the file that belong to the database: [0, pageCount). */
+  readonly pageCount: number;
+  /** First free-list page, 0 when there is none. */
+  readonly freeListPage: number;
+  /** Number of free pages recorded in the free list. */
+  readonly freeCount: number;
+  readonly keyCount: number;
+}
+
+export function encodeMeta(pageBytes: number, slot: number, meta: Meta): Buffer {
+  const bytes = Buffer.alloc(pageBytes);
+  writeHeader(bytes, PageType.Meta, 0, slot, 0);
+  let cursor = HEADER_BYTES;
+  for (const word of [MAGIC_LOW, MAGIC_HIGH, FORMAT_VERSION, meta.pageBytes]) {
+    bytes.writeUInt32LE(word, cursor);
+    cursor += 4;
+  }
+  bytes.writeDoubleLE(meta.txn, cursor);
+  cursor += 8;
+  for (const word of [meta.root, meta.depth, meta.pageCount, meta.freeListPage, meta.freeCount]) {
+    bytes.writeUInt32LE(word, cursor);
+    cursor += 4;
+  }
+  bytes.writeDoubleLE(meta.keyCount, cursor);
+  sealPage(bytes);
+  return bytes;
+}
+
+/** The meta in `bytes`, or a reason it is not a valid meta page (torn, never written, foreign). */
+export function decodeMeta(bytes: Buffer, slot: number): Meta | string {
+  if (bytes.length < PAGE_BYTES_MIN) return `meta page ${slot} is cut short (${bytes.length} bytes)`;
+  const pageBytes = bytes.readUInt32LE(HEADER_BYTES + 12);
+  if (bytes.readUInt32LE(HEADER_BYTES) !== MAGIC_LOW || bytes.readUInt32LE(HEADER_BYTES + 4) !== MAGIC_HIGH) return `meta page ${slot} has no btree magic number`;
+  if (bytes.readUInt32LE(HEADER_BYTES + 8) !== FORMAT_VERSION) return `meta page ${slot} has unknown format version ${bytes.readUInt32LE(HEADER_BYTES + 8)}`;
+  if (pageBytes < PAGE_BYTES_MIN || pageBytes > PAGE_BYTES_MAX || bytes.length < pageBytes) return `meta page ${slot} has bad page size ${pageBytes}`;
+  const page = bytes.subarray(0, pageBytes);
+  if (page.readUInt32LE(0) !== pageChecksum(page)) return `meta page ${slot} failed its checksum`;
+  if (page[4] !== PageType.Meta || page.readUInt32LE(8) !== slot) return `meta page ${slot} has a wrong header`;
+  let cursor = HEADER_BYTES + 16;
+  const txn = page.readDoubleLE(cursor);
+  cursor += 8;
+  const words: number[] = [];
+  for (let index = 0; index < 5; index++) {
+    words.push(page.readUInt32LE(cursor));
+    cursor += 4;
+  }
+  const keyCount = page.readDoubleLE(cursor);
+  const [root, depth, pageCount, freeListPage, freeCount] = words as [number, number, number, number, number];
+  return { txn, pageBytes, root, depth, pageCount, freeListPage, freeCount, keyCount };
+}
