@@ -7,6 +7,7 @@ import { ImpulseError } from '../errors.js';
 import type { Engine, EngineOptions } from './engine.js';
 import { BTreeEngine } from './btree/btree-engine.js';
 import { LevelDbEngine } from './leveldb/leveldb-engine.js';
+import { LsmEngine } from './lsm/lsm-engine.js';
 import { MemoryEngine } from './memory/memory-engine.js';
 
 type EngineFactory = (options: EngineOptions) => Engine;
@@ -15,6 +16,7 @@ const ENGINES: Record<string, EngineFactory> = {
   memory: (options) => new MemoryEngine(options),
   leveldb: (options) => new LevelDbEngine(options),
   btree: (options) => new BTreeEngine(options),
+  lsm: (options) => new LsmEngine(options),
 };
 
 export const ENGINE_NAMES: readonly string[] = Object.keys(ENGINES);

@@ -1,0 +1,318 @@
+/**
+ * SSTable data blocks.
+ *
+ * Layout of a block (before its trailing checksum, which the table adds):
+ *
+ *   entry*   [shared: varint][unshared: varint][value tag: varint][key suffix][value]
+ *   restarts [offset: u32] * n
+ *   [n: u32]
+ *
+ * `shared` is the length of the prefix the key has in common with the previous
+ * key (shared-prefix compression); every `restartInterval`-th entry is a
+ * restart point stored with `shared = 0`, so a lookup binary-searches the
+ * restart points and then scans at most one interval. `value tag` is 0 for a
+ * tombstone, else value length + 1.
+ */
+import { GrowableBuffer, corruption } from './coding.js';
+
+/** Builds one block. Keys must be added in strictly increasing order. */
+export class BlockBuilder {
+  private readonly out = new GrowableBuffer(8192);
+  private readonly restarts: number[] = [0];
+  private sinceRestart = 0;
+  private readonly lastKey = new GrowableBuffer(256);
+  entryCount = 0;
+
+  constructor(private readonly restartInterval: number) {}
+
+  add(key: Uint8Array, value: Uint8Array | null): void {
+    let shared = 0;
+    if (this.sinceRestart < this.restartInterval) {
+      const last = this.lastKey.buffer;
+      const limit = Math.min(this.lastKey.length, key.length);
+      while (shared < limit && last[shared] === key[shared]) shared++;
+    } else {
+      this.restarts.push(this.out.length);
+      this.sinceRestart = 0;
+    }
+    const out = this.out;
+    out.varint(shared);
+    out.varint(key.length - shared);
+    out.varint(value === null ? 0 : value.length + 1);
+    out.append(key, shared);
+    if (value !== null) out.append(value);
+    this.lastKey.reset();
+    this.lastKey.append(key);
+    this.sinceRestart++;
+    this.entryCount++;
+  }
+
+  /** Bytes the finished block will take (before its checksum). */
+  get estimatedBytes(): number {
+    return this.out.length + this.restarts.length * 4 + 4;
+  }
+
+  get empty(): boolean {
+    return this.entryCount === 0;
+  }
+
+  /** The last key added (a view, valid until the next add/reset). */
+  lastKeyView(): Buffer {
+    return this.lastKey.view();
+  }
+
+  /** Appends the restart array and returns a view of the block bytes (valid until `reset`). */
+  finish(): Buffer {
+    for (const restart of this.restarts) this.out.uint32(restart);
+    this.out.uint32(this.restarts.length);
+    return this.out.view();
+  }
+
+  reset(): void {
+    this.out.reset();
+    this.restarts.length = 1;
+    this.restarts[0] = 0;
+    this.sinceRestart = 0;
+    this.lastKey.reset();
+    this.entryCount = 0;
+  }
+}
+
+/** A verified data block, as held in the block cache. Immutable. */
+export class Block {
+  readonly restartCount: number;
+  readonly restartsOffset: number;
+
+  constructor(
+    readonly data: Buffer,
+    readonly source: string,
+  ) {
+    if (data.length < 4) throw corruption(source, 'data block shorter than its restart count');
+    this.restartCount = data.readUInt32LE(data.length - 4);
+    this.restartsOffset = data.length - 4 - this.restartCount * 4;
+    if (this.restartCount === 0 || this.restartsOffset < 0) throw corruption(source, `data block has an impossible restart count ${this.restartCount}`);
+  }
+}
+
+/**
+ * Decoded entries of one block, for iteration: every full key laid end to end
+ * in ONE buffer (entry i is `keyBytes[keyStarts[i], keyStarts[i+1])`), and
+ * value positions in the block (`valueLengths[i] < 0` is a tombstone). One
+ * allocation per block instead of one per key; callers make views only for
+ * the entries they visit.
+ */
+export interface DecodedBlock {
+  /** False when decoding started at a later restart point (a seek): entries before it are not here. */
+  readonly fromBlockStart: boolean;
+  readonly count: number;
+  readonly keyBytes: Buffer;
+  readonly keyStarts: number[];
+  readonly data: Buffer;
+  readonly valueStarts: number[];
+  readonly valueLengths: number[];
+}
+
+let decodeScratch = Buffer.allocUnsafe(64 * 1024);
+
+/** Result of a point search in a block. */
+export const NOT_IN_BLOCK = 0;
+export const FOUND_VALUE = 1;
+export const FOUND_TOMBSTONE = 2;
+
+/**
+ * Scratch space for block searches: one reconstructed key and the position of
+ * the found value. Shared because searches are synchronous and JS is
+ * single-threaded; never hold it across an await.
+ */
+const scratch = { key: Buffer.allocUnsafe(64 * 1024), valueStart: 0, valueEnd: 0 };
+
+/**
+ * Looks `key` up in `block`. Returns NOT_IN_BLOCK, FOUND_TOMBSTONE or
+ * FOUND_VALUE; for FOUND_VALUE the value is `block.data[foundValueStart(), foundValueEnd())`.
+ * Allocation-free: keys are compared in place (restart keys) or rebuilt in a scratch buffer.
+ */
+export function searchBlock(block: Block, key: Buffer): number {
+  const data = block.data;
+  const source = block.source;
+  // Binary search: the last restart point whose key is <= `key`.
+  let low = 0;
+  let high = block.restartCount - 1;
+  while (low < high) {
+    const mid = (low + high + 1) >>> 1;
+    let p = data.readUInt32LE(block.restartsOffset + mid * 4);
+    // Restart entries have shared = 0: skip it, read unshared, skip the value tag.
+    if (data[p] !== 0) throw corruption(source, 'restart entry has a shared prefix');
+    p++;
+    let unshared = 0;
+    let shift = 0;
+    let byte: number;
+    do {
+      byte = data[p++]!;
+      unshared |= (byte & 0x7f) << shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 35);
+    do byte = data[p++]!;
+    while (byte >= 0x80);
+    if (p + unshared > block.restartsOffset) throw corruption(source, 'restart key runs past the entries');
+    if (compareBytes(key, 0, key.length, data, p, p + unshared) >= 0) low = mid;
+    else high = mid - 1;
+  }
+  // Scan forward from that restart point.
+  let p = data.readUInt32LE(block.restartsOffset + low * 4);
+  const end = block.restartsOffset;
+  const keyBuffer = scratch.key;
+  let keyLength = 0;
+  while (p < end) {
+    let shared = 0;
+    let shift = 0;
+    let byte: number;
+    do {
+      byte = data[p++]!;
+      shared |= (byte & 0x7f) << shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 35);
+    let unshared = 0;
+    shift = 0;
+    do {
+      byte = data[p++]!;
+      unshared |= (byte & 0x7f) << shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 35);
+    let tag = 0;
+    shift = 0;
+    do {
+      byte = data[p++]!;
+      tag += (byte & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 56);
+    const valueLength = tag === 0 ? 0 : tag - 1;
+    if (shared > keyLength || p + unshared + valueLength > end || shared + unshared > keyBuffer.length) {
+      throw corruption(source, 'data block entry is malformed');
+    }
+    // Byte loops, not Buffer.copy/compare: for keys of tens of bytes a native call costs more than the work.
+    for (let i = 0; i < unshared; i++) keyBuffer[shared + i] = data[p + i]!;
+    keyLength = shared + unshared;
+    p += unshared;
+    const order = compareBytes(key, 0, key.length, keyBuffer, 0, keyLength);
+    if (order === 0) {
+      scratch.valueStart = p;
+      scratch.valueEnd = p + valueLength;
+      return tag === 0 ? FOUND_TOMBSTONE : FOUND_VALUE;
+    }
+    if (order < 0) return NOT_IN_BLOCK;
+    p += valueLength;
+  }
+  return NOT_IN_BLOCK;
+}
+
+/** Unsigned byte comparison of a[aStart, aEnd) with b[bStart, bEnd): negative, 0 or positive. */
+export function compareBytes(a: Uint8Array, aStart: number, aEnd: number, b: Uint8Array, bStart: number, bEnd: number): number {
+  const aLength = aEnd - aStart;
+  const bLength = bEnd - bStart;
+  const common = aLength < bLength ? aLength : bLength;
+  for (let i = 0; i < common; i++) {
+    const difference = a[aStart + i]! - b[bStart + i]!;
+    if (difference !== 0) return difference;
+  }
+  return aLength - bLength;
+}
+
+export function foundValueStart(): number {
+  return scratch.valueStart;
+}
+
+export function foundValueEnd(): number {
+  return scratch.valueEnd;
+}
+
+/**
+ * Index of the last restart point whose key is <= `key` (0 when none is):
+ * a seek for `key` only needs the entries from there on.
+ */
+export function restartAtOrBefore(block: Block, key: Buffer): number {
+  const data = block.data;
+  let low = 0;
+  let high = block.restartCount - 1;
+  while (low < high) {
+    const mid = (low + high + 1) >>> 1;
+    let p = data.readUInt32LE(block.restartsOffset + mid * 4);
+    if (data[p] !== 0) throw corruption(block.source, 'restart entry has a shared prefix');
+    p++;
+    let unshared = 0;
+    let shift = 0;
+    let byte: number;
+    do {
+      byte = data[p++]!;
+      unshared |= (byte & 0x7f) << shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 35);
+    do byte = data[p++]!;
+    while (byte >= 0x80);
+    if (p + unshared > block.restartsOffset) throw corruption(block.source, 'restart key runs past the entries');
+    if (compareBytes(key, 0, key.length, data, p, p + unshared) >= 0) low = mid;
+    else high = mid - 1;
+  }
+  return low;
+}
+
+/** Decodes the entries of `block` from restart point `fromRestart` (default: all of them). */
+export function decodeBlock(block: Block, fromRestart = 0): DecodedBlock {
+  const data = block.data;
+  const end = block.restartsOffset;
+  const keyStarts: number[] = [0];
+  const valueStarts: number[] = [];
+  const valueLengths: number[] = [];
+  let out = decodeScratch;
+  let outLength = 0;
+  let previousStart = 0;
+  let previousLength = 0;
+  let p = fromRestart === 0 ? 0 : data.readUInt32LE(block.restartsOffset + fromRestart * 4);
+  if (p > end) throw corruption(block.source, 'restart offset points past the entries');
+  while (p < end) {
+    let shared = 0;
+    let shift = 0;
+    let byte: number;
+    do {
+      byte = data[p++]!;
+      shared |= (byte & 0x7f) << shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 35);
+    let unshared = 0;
+    shift = 0;
+    do {
+      byte = data[p++]!;
+      unshared |= (byte & 0x7f) << shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 35);
+    let tag = 0;
+    shift = 0;
+    do {
+      byte = data[p++]!;
+      tag += (byte & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (byte >= 0x80 && shift < 56);
+    const valueLength = tag === 0 ? 0 : tag - 1;
+    if (shared > previousLength || p + unshared + valueLength > end) throw corruption(block.source, 'data block entry is malformed');
+    const keyLength = shared + unshared;
+    if (outLength + keyLength > out.length) {
+      const grown = Buffer.allocUnsafe(Math.max(out.length * 2, outLength + keyLength));
+      out.copy(grown, 0, 0, outLength);
+      out = decodeScratch = grown;
+    }
+    // The shared prefix comes from the previous key, which sits just before in `out`.
+    for (let i = 0; i < shared; i++) out[outLength + i] = out[previousStart + i]!;
+    for (let i = 0; i < unshared; i++) out[outLength + shared + i] = data[p + i]!;
+    previousStart = outLength;
+    previousLength = keyLength;
+    outLength += keyLength;
+    keyStarts.push(outLength);
+    p += unshared;
+    valueStarts.push(p);
+    valueLengths.push(tag === 0 ? -1 : valueLength);
+    p += valueLength;
+  }
+  if (valueStarts.length === 0) throw corruption(block.source, 'data block has no entries');
+  const keyBytes = Buffer.allocUnsafe(outLength);
+  out.copy(keyBytes, 0, 0, outLength);
+  return { fromBlockStart: fromRestart === 0, count: valueStarts.length, keyBytes, keyStarts, data, valueStarts, valueLengths };
+}

@@ -1,0 +1,547 @@
+/**
+ * SSTables: immutable sorted files (`NNNNNN.sst`).
+ *
+ * File layout:
+ *
+ *   data block 0 [crc32c u32] ... data block n-1 [crc32c u32]
+ *   filter block [crc32c u32]     the table's Bloom filter (bloom.ts)
+ *   index block  [crc32c u32]     [count varint] then per data block:
+ *                                 [last key length varint][last key][offset varint][length varint]
+ *   footer (48 bytes)             [index offset u64][index length u32]
+ *                                 [filter offset u64][filter length u32]
+ *                                 [entry count u64][format version u32]
+ *                                 [crc32c of the previous 36 bytes u32][magic "IMPLSST1"]
+ *
+ * Every checksum covers the block's bytes; a block's length in the index and
+ * footer excludes its 4-byte checksum. Any mismatch is reported as
+ * IMPULSE_ERR_ENGINE_CORRUPTION naming the file, never returned as data.
+ *
+ * A table is built whole in memory (it is bounded by the target table size
+ * plus one block) and written with one write and one sync.
+ */
+import type { Vfs, VfsFile } from '../../vfs/vfs.js';
+import { BloomFilterBuilder, bloomMayContain } from './bloom.js';
+import { Block, BlockBuilder, type DecodedBlock, FOUND_TOMBSTONE, FOUND_VALUE, NOT_IN_BLOCK, compareBytes, decodeBlock, foundValueEnd, foundValueStart, restartAtOrBefore, searchBlock } from './block.js';
+import type { BlockCache, CacheShard } from './block-cache.js';
+import { Cursor, GrowableBuffer, corruption } from './coding.js';
+import { crc32c } from './crc32c.js';
+
+export const FOOTER_BYTES = 48;
+/** Bytes compaction reads per call when it scans a table sequentially. */
+const READ_AHEAD_BYTES = 512 * 1024;
+const MAGIC = Buffer.from('IMPLSST1', 'latin1');
+const FORMAT_VERSION = 1;
+
+export interface TableBuildOptions {
+  /** Target uncompressed bytes per data block. */
+  readonly blockBytes: number;
+  /** Keys between restart points in a data block. */
+  readonly restartInterval: number;
+  /** Bloom filter bits per key. */
+  readonly bloomBitsPerKey: number;
+}
+
+/** Accumulates sorted entries and produces a complete table image. */
+export class TableBuilder {
+  private readonly file = new GrowableBuffer(256 * 1024);
+  private readonly block: BlockBuilder;
+  private readonly bloom: BloomFilterBuilder;
+  private readonly index = new GrowableBuffer(16 * 1024);
+  private indexCount = 0;
+  private smallestKey: Buffer | undefined;
+  private readonly lastKey = new GrowableBuffer(256);
+  entryCount = 0;
+
+  constructor(private readonly options: TableBuildOptions) {
+    this.block = new BlockBuilder(options.restartInterval);
+    this.bloom = new BloomFilterBuilder(options.bloomBitsPerKey);
+  }
+
+  /** Adds an entry; keys strictly increasing. `value === null` is a tombstone. */
+  add(key: Uint8Array, value: Uint8Array | null): void {
+    if (this.smallestKey === undefined) this.smallestKey = Buffer.from(key);
+    this.block.add(key, value);
+    this.bloom.add(key);
+    this.lastKey.reset();
+    this.lastKey.append(key);
+    this.entryCount++;
+    if (this.block.estimatedBytes >= this.options.blockBytes) this.flushBlock();
+  }
+
+  /** Bytes the table would take if finished now (approximately). */
+  get estimatedBytes(): number {
+    return this.file.length + this.block.estimatedBytes + this.index.length + this.bloom.keyCount * (this.options.bloomBitsPerKey / 8);
+  }
+
+  get empty(): boolean {
+    return this.entryCount === 0;
+  }
+
+  /** Finishes the table: the complete file image and its key bounds. */
+  finish(): { image: Buffer; smallest: Buffer; largest: Buffer; entryCount: number } {
+    if (!this.block.empty) this.flushBlock();
+    const smallest = this.smallestKey;
+    if (smallest === undefined) throw new Error('TableBuilder.finish on an empty table');
+    const filterOffset = this.file.length;
+    const filter = this.bloom.finish();
+    this.appendChecked(filter);
+    const indexOffset = this.file.length;
+    const indexBody = new GrowableBuffer(this.index.length + 8);
+    indexBody.varint(this.indexCount);
+    indexBody.append(this.index.view());
+    this.appendChecked(indexBody.view());
+    const footer = Buffer.alloc(FOOTER_BYTES);
+    footer.writeUIntLE(indexOffset, 0, 6);
+    footer.writeUInt32LE(indexBody.length, 8);
+    footer.writeUIntLE(filterOffset, 12, 6);
+    footer.writeUInt32LE(filter.length, 20);
+    footer.writeUIntLE(this.entryCount, 24, 6);
+    footer.writeUInt32LE(FORMAT_VERSION, 32);
+    footer.writeUInt32LE(crc32c(footer, 0, 36), 36);
+    MAGIC.copy(footer, 40);
+    this.file.append(footer);
+    return { image: this.file.copy(), smallest, largest: this.lastKey.copy(), entryCount: this.entryCount };
+  }
+
+  private flushBlock(): void {
+    const offset = this.file.length;
+    const lastKey = this.block.lastKeyView();
+    this.index.varint(lastKey.length);
+    this.index.append(lastKey);
+    const body = this.block.finish();
+    this.index.varint(offset);
+    this.index.varint(body.length);
+    this.indexCount++;
+    this.appendChecked(body);
+    this.block.reset();
+  }
+
+  private appendChecked(body: Uint8Array): void {
+    this.file.append(body);
+    this.file.uint32(crc32c(body));
+  }
+}
+
+/** Outcome of a point lookup in one table. */
+export const TABLE_MISS = 0;
+export const TABLE_VALUE = 1;
+export const TABLE_TOMBSTONE = 2;
+
+/**
+ * An open table: its index and filter in memory, data blocks read on demand
+ * through the block cache. Safe for concurrent readers.
+ */
+export class TableReader {
+  /** Last key of each data block, ascending. */
+  private readonly blockLastKeys: Buffer[];
+  /** The same keys as latin1 strings: JS string order is byte order, and `<` beats a native compare call. */
+  private readonly blockLastKeyStrings: string[];
+  private readonly blockOffsets: number[];
+  private readonly blockLengths: number[];
+  bloomUseful = 0;
+  bloomFalsePositive = 0;
+  /** This table's blocks in the shared block cache. */
+  private readonly cached: CacheShard;
+
+  private constructor(
+    private readonly file: VfsFile,
+    readonly path: string,
+    readonly fileNumber: number,
+    cache: BlockCache,
+    private readonly filter: Buffer,
+    index: { lastKeys: Buffer[]; offsets: number[]; lengths: number[] },
+    readonly entryCount: number,
+  ) {
+    this.cached = cache.shard();
+    this.blockLastKeys = index.lastKeys;
+    this.blockLastKeyStrings = index.lastKeys.map((key) => key.toString('latin1'));
+    this.blockOffsets = index.offsets;
+    this.blockLengths = index.lengths;
+  }
+
+  /** Opens and verifies the footer, filter and index of the table at `path`. */
+  static async open(vfs: Vfs, path: string, fileNumber: number, cache: BlockCache): Promise<TableReader> {
+    const file = await vfs.open(path, { readOnly: true });
+    try {
+      const size = await file.size();
+      if (size < FOOTER_BYTES) throw corruption(path, `table is ${size} bytes, shorter than its footer`);
+      const footer = await file.read(size - FOOTER_BYTES, FOOTER_BYTES);
+      if (footer.length !== FOOTER_BYTES || !footer.subarray(40).equals(MAGIC)) throw corruption(path, 'table footer has no magic number');
+      if (crc32c(footer, 0, 36) !== footer.readUInt32LE(36)) throw corruption(path, 'table footer failed its checksum');
+      const indexOffset = footer.readUIntLE(0, 6);
+      const indexLength = footer.readUInt32LE(8);
+      const filterOffset = footer.readUIntLE(12, 6);
+      const filterLength = footer.readUInt32LE(20);
+      const entryCount = footer.readUIntLE(24, 6);
+      const version = footer.readUInt32LE(32);
+      if (version !== FORMAT_VERSION) throw corruption(path, `table format version ${version} is not supported`);
+      if (filterOffset + filterLength + 4 !== indexOffset || indexOffset + indexLength + 4 !== size - FOOTER_BYTES) {
+        throw corruption(path, 'table footer points outside the file');
+      }
+      const meta = await file.read(filterOffset, size - FOOTER_BYTES - filterOffset);
+      const filter = verifiedSlice(meta, 0, filterLength, path, 'filter block');
+      const indexBody = verifiedSlice(meta, filterLength + 4, indexLength, path, 'index block');
+      const index = parseIndex(indexBody, path, filterOffset);
+      return new TableReader(file, path, fileNumber, cache, Buffer.from(filter), index, entryCount);
+    } catch (error) {
+      await file.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  get blockCount(): number {
+    return this.blockOffsets.length;
+  }
+
+  /** False when the Bloom filter proves `key` (with hashes `hashes`) absent. Counts useful answers. */
+  mayContain(hashes: Uint32Array): boolean {
+    if (bloomMayContain(this.filter, hashes)) return true;
+    this.bloomUseful++;
+    return false;
+  }
+
+  /** Index of the first block whose last key is >= `key`, or blockCount when none. */
+  findBlock(key: Buffer): number {
+    let low = 0;
+    let high = this.blockLastKeys.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (Buffer.compare(this.blockLastKeys[mid]!, key) < 0) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+
+  /** `findBlock` for a key given as a latin1 string. */
+  findBlockByString(key: string): number {
+    const keys = this.blockLastKeyStrings;
+    let low = 0;
+    let high = keys.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (keys[mid]! < key) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+
+  /** The block at `index` when cached, without I/O. */
+  cachedBlock(index: number): Block | undefined {
+    return this.cached.get(this.blockOffsets[index]!);
+  }
+
+  /** Reads, verifies and caches the block at `index`. */
+  async readBlock(index: number, fillCache = true): Promise<Block> {
+    const offset = this.blockOffsets[index]!;
+    const length = this.blockLengths[index]!;
+    const raw = await this.file.read(offset, length + 4);
+    const body = verifiedSlice(raw, 0, length, this.path, `data block at offset ${offset}`);
+    const block = new Block(body, this.path);
+    if (fillCache) this.cached.insert(offset, block);
+    return block;
+  }
+
+  /** Offset and length (with checksum) of block `index`. */
+  blockSpan(index: number): { offset: number; end: number } {
+    const offset = this.blockOffsets[index]!;
+    return { offset, end: offset + this.blockLengths[index]! + 4 };
+  }
+
+  /** Offset just past the last data block. */
+  get dataEnd(): number {
+    const last = this.blockOffsets.length - 1;
+    return this.blockOffsets[last]! + this.blockLengths[last]! + 4;
+  }
+
+  /** Reads `length` raw bytes at `offset` (for sequential read-ahead). */
+  readRaw(offset: number, length: number): Promise<Buffer> {
+    return this.file.read(offset, length);
+  }
+
+  /** Verifies block `index` out of a read-ahead window that starts at file offset `windowStart`. */
+  blockFromWindow(index: number, window: Buffer, windowStart: number): Block {
+    const offset = this.blockOffsets[index]!;
+    const length = this.blockLengths[index]!;
+    const body = verifiedSlice(window, offset - windowStart, length, this.path, `data block at offset ${offset}`);
+    return new Block(body, this.path);
+  }
+
+  /**
+   * Verifies and caches every block lying wholly inside `window` (raw file
+   * bytes starting at `windowStart`) that is not cached yet. Returns the block
+   * at `wanted` (which must lie inside the window).
+   */
+  cacheWindow(window: Buffer, windowStart: number, wanted: number): Block {
+    let index = this.blockIndexAtOrAfter(windowStart);
+    let wantedBlock: Block | undefined;
+    const windowEnd = windowStart + window.length;
+    for (; index < this.blockOffsets.length; index++) {
+      const offset = this.blockOffsets[index]!;
+      if (offset + this.blockLengths[index]! + 4 > windowEnd) break;
+      let block = this.cached.peek(offset);
+      if (block === undefined) {
+        block = this.blockFromWindow(index, window, windowStart);
+        // Copy out of the window so one cached block does not pin the whole read-ahead buffer.
+        block = new Block(Buffer.from(block.data), this.path);
+        this.cached.insert(offset, block);
+      }
+      if (index === wanted) wantedBlock = block;
+    }
+    if (wantedBlock === undefined) wantedBlock = this.blockFromWindow(wanted, window, windowStart);
+    return wantedBlock;
+  }
+
+  private blockIndexAtOrAfter(offset: number): number {
+    let low = 0;
+    let high = this.blockOffsets.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (this.blockOffsets[mid]! < offset) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+
+  /** The block at `index`, from the cache or disk. */
+  block(index: number): Block | Promise<Block> {
+    return this.cachedBlock(index) ?? this.readBlock(index);
+  }
+
+  /**
+   * Looks `key` up in `block` (which must be this table's block for the key).
+   * Returns TABLE_MISS, TABLE_TOMBSTONE, or TABLE_VALUE with the value copied
+   * into `out.value` (a copy: cached blocks are shared and must not be handed out).
+   */
+  searchIn(block: Block, key: Buffer, out: { value: Buffer | undefined }): number {
+    const found = searchBlock(block, key);
+    if (found === NOT_IN_BLOCK) {
+      this.bloomFalsePositive++;
+      return TABLE_MISS;
+    }
+    if (found === FOUND_TOMBSTONE) return TABLE_TOMBSTONE;
+    if (found !== FOUND_VALUE) return TABLE_MISS;
+    const start = foundValueStart();
+    const end = foundValueEnd();
+    const value = Buffer.allocUnsafe(end - start);
+    block.data.copy(value, 0, start, end);
+    out.value = value;
+    return TABLE_VALUE;
+  }
+
+  async close(): Promise<void> {
+    this.cached.release();
+    await this.file.close();
+  }
+}
+
+function verifiedSlice(buffer: Buffer, start: number, length: number, path: string, what: string): Buffer {
+  if (start + length + 4 > buffer.length) throw corruption(path, `${what} is truncated`);
+  const expected = buffer.readUInt32LE(start + length);
+  if (crc32c(buffer, start, start + length) !== expected) throw corruption(path, `${what} failed its checksum`);
+  return buffer.subarray(start, start + length);
+}
+
+function parseIndex(body: Buffer, path: string, dataEnd: number): { lastKeys: Buffer[]; offsets: number[]; lengths: number[] } {
+  const cursor = new Cursor(body, 0, body.length, path);
+  const count = cursor.varint();
+  const lastKeys: Buffer[] = [];
+  const offsets: number[] = [];
+  const lengths: number[] = [];
+  let expectedOffset = 0;
+  for (let i = 0; i < count; i++) {
+    const key = Buffer.from(cursor.bytes(cursor.varint()));
+    const offset = cursor.varint();
+    const length = cursor.varint();
+    if (offset !== expectedOffset || offset + length + 4 > dataEnd) throw corruption(path, `index entry ${i} points outside the data blocks`);
+    if (i > 0 && Buffer.compare(lastKeys[i - 1]!, key) >= 0) throw corruption(path, `index keys out of order at entry ${i}`);
+    expectedOffset = offset + length + 4;
+    lastKeys.push(key);
+    offsets.push(offset);
+    lengths.push(length);
+  }
+  if (count === 0 || expectedOffset !== dataEnd || cursor.remaining !== 0) throw corruption(path, 'index does not cover the data blocks exactly');
+  return { lastKeys, offsets, lengths };
+}
+
+/**
+ * A bidirectional cursor over one table's entries. Positioning methods
+ * return a Promise only when a block had to be read from disk; callers write
+ * `const wait = it.next(); if (wait) await wait;` so cached scans stay synchronous.
+ */
+export class TableIterator {
+  private blockIndex = -1;
+  private decoded: DecodedBlock | undefined;
+  private position = 0;
+  valid = false;
+
+  /** Sequential read-ahead (compaction): the bytes of several blocks read with one call. */
+  private window: Buffer | undefined;
+  private windowStart = 0;
+  private currentBlock: Block | undefined;
+  /** Blocks this iterator had to read (drives scan read-ahead). */
+  private cacheMisses = 0;
+
+  /**
+   * `fillCache`: whether blocks read from disk enter the block cache. Scans
+   * fill it; compaction does not (it would evict the hot set) and reads ahead
+   * `READ_AHEAD_BYTES` at a time instead, so a table costs a few large reads
+   * rather than one read per block.
+   */
+  constructor(
+    readonly table: TableReader,
+    private readonly fillCache = true,
+  ) {}
+
+  private keyView: Buffer | undefined;
+  private keyViewPosition = -1;
+
+  /** The current key (a view into this iterator's decoded block; never reused, so callers may keep it). */
+  get key(): Buffer {
+    if (this.keyViewPosition !== this.position || this.keyView === undefined) {
+      const decoded = this.decoded!;
+      this.keyView = decoded.keyBytes.subarray(decoded.keyStarts[this.position]!, decoded.keyStarts[this.position + 1]!);
+      this.keyViewPosition = this.position;
+    }
+    return this.keyView;
+  }
+
+  /** The value (a view into a cached block), or null for a tombstone. */
+  get value(): Buffer | null {
+    const decoded = this.decoded!;
+    const length = decoded.valueLengths[this.position]!;
+    if (length < 0) return null;
+    const start = decoded.valueStarts[this.position]!;
+    return decoded.data.subarray(start, start + length);
+  }
+
+  /** Index of the first decoded entry whose key is >= `key` (> `key` when `skipEqual`). */
+  private lowerBound(key: Buffer, skipEqual: boolean): number {
+    const decoded = this.decoded!;
+    const bytes = decoded.keyBytes;
+    const starts = decoded.keyStarts;
+    let low = 0;
+    let high = decoded.count;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      const order = compareBytes(bytes, starts[mid]!, starts[mid + 1]!, key, 0, key.length);
+      if (order < 0 || (skipEqual && order === 0)) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+
+  seekFirst(): Promise<void> | undefined {
+    return this.load(0, 'first');
+  }
+
+  seekLast(): Promise<void> | undefined {
+    return this.load(this.table.blockCount - 1, 'last');
+  }
+
+  /** Positions at the first key >= `key` (or > when `exclusive`). */
+  seekGE(key: Buffer, exclusive: boolean): Promise<void> | undefined {
+    const index = this.table.findBlock(key);
+    if (index >= this.table.blockCount) {
+      this.valid = false;
+      return undefined;
+    }
+    const after = (): Promise<void> | undefined => {
+      // First entry >= key (> key when exclusive).
+      const low = this.lowerBound(key, exclusive);
+      this.position = low;
+      if (low >= this.decoded!.count) return this.load(this.blockIndex + 1, 'first');
+      return undefined;
+    };
+    const wait = this.load(index, 'first', key);
+    return wait === undefined ? after() : wait.then(after);
+  }
+
+  /** Positions at the last key <= `key` (or < when `exclusive`). */
+  seekLE(key: Buffer, exclusive: boolean): Promise<void> | undefined {
+    let index = this.table.findBlock(key);
+    if (index >= this.table.blockCount) index = this.table.blockCount - 1;
+    const after = (): Promise<void> | undefined => {
+      // First position whose key is > key (>= when exclusive); the answer is one before it.
+      let low = this.lowerBound(key, !exclusive);
+      if (low === 0 && !this.decoded!.fromBlockStart) {
+        // The answer precedes the restart point the seek decoded from: decode the whole block.
+        this.decoded = decodeBlock(this.currentBlock!);
+        this.keyView = undefined;
+        low = this.lowerBound(key, !exclusive);
+      }
+      this.position = low - 1;
+      if (this.position < 0) return this.load(this.blockIndex - 1, 'last');
+      return undefined;
+    };
+    const wait = this.load(index, 'last', key);
+    return wait === undefined ? after() : wait.then(after);
+  }
+
+  next(): Promise<void> | undefined {
+    this.position++;
+    if (this.position < this.decoded!.count) return undefined;
+    return this.load(this.blockIndex + 1, 'first');
+  }
+
+  prev(): Promise<void> | undefined {
+    this.position--;
+    if (this.position >= 0) return undefined;
+    const decoded = this.decoded!;
+    if (!decoded.fromBlockStart) {
+      // A seek decoded only the tail of this block: decode it whole and step back within it.
+      const full = decodeBlock(this.currentBlock!);
+      this.position = full.count - decoded.count - 1;
+      this.decoded = full;
+      this.keyView = undefined;
+      return undefined;
+    }
+    return this.load(this.blockIndex - 1, 'last');
+  }
+
+  /** `seekKey`: decode only from the restart point at or before it (a seek needs no earlier entries). */
+  private load(index: number, at: 'first' | 'last', seekKey?: Buffer): Promise<void> | undefined {
+    if (index < 0 || index >= this.table.blockCount) {
+      this.valid = false;
+      this.decoded = undefined;
+      return undefined;
+    }
+    const cached = this.table.cachedBlock(index);
+    if (cached !== undefined) {
+      this.install(index, cached, at, seekKey);
+      return undefined;
+    }
+    const { offset, end } = this.table.blockSpan(index);
+    if (this.fillCache) {
+      // Scans read ahead adaptively: the first miss reads one block; each further miss of
+      // this iterator doubles the read (up to READ_AHEAD_BYTES) and caches every block in it.
+      this.cacheMisses++;
+      if (this.cacheMisses === 1) return this.table.readBlock(index, true).then((block) => this.install(index, block, at, seekKey));
+      const span = Math.min(READ_AHEAD_BYTES, 4096 * 2 ** Math.min(this.cacheMisses, 8));
+      const from = at === 'first' ? offset : Math.max(0, end - span);
+      const to = at === 'first' ? Math.min(this.table.dataEnd, Math.max(end, offset + span)) : end;
+      return this.table.readRaw(from, to - from).then((window) => this.install(index, this.table.cacheWindow(window, from, index), at, seekKey));
+    }
+    if (this.window !== undefined && offset >= this.windowStart && end <= this.windowStart + this.window.length) {
+      this.install(index, this.table.blockFromWindow(index, this.window, this.windowStart), at);
+      return undefined;
+    }
+    // Read ahead in the direction of travel, at least the whole block.
+    const start = at === 'first' ? offset : Math.max(0, end - READ_AHEAD_BYTES);
+    const stop = at === 'first' ? Math.min(this.table.dataEnd, Math.max(end, offset + READ_AHEAD_BYTES)) : end;
+    const from = Math.min(start, offset);
+    return this.table.readRaw(from, stop - from).then((window) => {
+      this.window = window;
+      this.windowStart = from;
+      this.install(index, this.table.blockFromWindow(index, window, from), at);
+    });
+  }
+
+  private install(index: number, block: Block, at: 'first' | 'last', seekKey?: Buffer): void {
+    this.blockIndex = index;
+    this.currentBlock = block;
+    this.decoded = decodeBlock(block, seekKey === undefined ? 0 : restartAtOrBefore(block, seekKey));
+    this.keyView = undefined;
+    this.position = at === 'first' ? 0 : this.decoded.count - 1;
+    this.valid = true;
+  }
+}
