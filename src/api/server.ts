@@ -1,8 +1,9 @@
 /**
- * The HTTP server of one impulse node, on node:http (chosen over fastify by
- * measurement: docs/benchmarks.md). It parses and validates requests, calls
- * the engine, and maps every error to a JSON body from the error catalog. It
- * never crashes on a request: every handler's failure becomes a response.
+ * The HTTP server of one impulse node, on node:http (fastify is measured beside
+ * it in bench/concurrent.ts; five routes need no framework: docs/benchmarks.md).
+ * It parses and validates requests, calls the engine, and maps every error to a
+ * JSON body from the error catalog. It never crashes on a request: every
+ * handler's failure becomes a response.
  *
  * Routes (docs/api.md has the reference):
  *   GET|HEAD|PUT|DELETE /kv/{key}   one key; the key is everything after /kv/, percent-decoded to bytes
