@@ -263,6 +263,20 @@ describe('MemVfs counting and faults', () => {
     assert.deepEqual(vfs.counters, { bytesWritten: 1, bytesRead: 2, fileSyncs: 1, dirSyncs: 1, injectedErrors: 0 });
   });
 
+  it('readSync is the same operation as read: counted, fault-injected and crashed alike', async () => {
+    const vfs = new MemVfs({ recordOperations: true }).inject({ kind: 'error', at: 3 }).inject({ kind: 'crash', at: 5 });
+    const file = await vfs.open('f', { create: true }); // 0
+    await file.write(0, Buffer.from('abc')); // 1
+    assert.deepEqual(file.readSync!(1, 5), Buffer.from('bc')); // 2
+    assert.throws(() => file.readSync!(0, 1), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_IO') && errorCodeOf(error) === 'EIO'); // 3
+    assert.deepEqual(file.readSync!(0, 1), Buffer.from('a')); // 4
+    assert.throws(() => file.readSync!(0, 1), CrashError); // 5
+    assert.equal(vfs.crashed, true);
+    assert.deepEqual(vfs.operations.map((op) => op.operation), ['open', 'file.write', 'file.read', 'file.read', 'file.read', 'file.read']);
+    assert.equal(vfs.counters.bytesRead, 3);
+    assert.equal(vfs.counters.injectedErrors, 1);
+  });
+
   it('an error at one index fails that operation only, with no effect', async () => {
     const vfs = new MemVfs().inject({ kind: 'error', at: 2 });
     assert.equal(vfs.name, 'mem(EIO at op 2)');

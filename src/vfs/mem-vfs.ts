@@ -537,6 +537,11 @@ class MemFile implements VfsFile {
   ) {}
 
   async read(position: number, length: number): Promise<Buffer> {
+    return this.readSync(position, length);
+  }
+
+  /** `read` without the promise: the same operation ('file.read') for counting, faults and crashes. */
+  readSync(position: number, length: number): Buffer {
     checkRange('read', position, length);
     this.vfs.begin('file.read', this.path);
     this.checkOpen('file.read');

@@ -16,7 +16,7 @@
  * message names the operation and path and whose cause is the node error
  * (with its errno `code`; see `isNotFound`).
  */
-import { constants } from 'node:fs';
+import { constants, readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as fs from 'node:fs/promises';
 import { errnoError, vfsError, type Vfs, type VfsFile, type VfsOpenOptions } from './vfs.js';
@@ -132,6 +132,23 @@ class NodeVfsFile implements VfsFile {
       // pread may return fewer bytes than asked before end of file (signals, large reads); loop until EOF.
       while (filled < length) {
         const { bytesRead } = await this.handle.read(buffer, filled, length - filled, position + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+    } catch (error) {
+      throw vfsError('read', this.path, error);
+    }
+    return filled === length ? buffer : buffer.subarray(0, filled);
+  }
+
+  readSync(position: number, length: number): Buffer {
+    this.checkOpen('read');
+    const buffer = Buffer.allocUnsafe(length);
+    let filled = 0;
+    try {
+      // Same short-read loop as `read`, on the handle's descriptor with pread(2) in this thread.
+      while (filled < length) {
+        const bytesRead = readSync(this.handle.fd, buffer, filled, length - filled, position + filled);
         if (bytesRead === 0) break;
         filled += bytesRead;
       }

@@ -89,6 +89,22 @@ export function vfsConformanceSuite(title: string, makeFixture: () => Promise<Vf
       assert.deepEqual(await vfs.readFile(path), Buffer.from('x'));
     }));
 
+    it('readSync, when offered, reads like read: short only at end of file, throws once closed', withFixture(async (vfs, root) => {
+      const path = joinPath(root, 's.dat');
+      const file = await vfs.open(path, { create: true });
+      if (file.readSync === undefined) {
+        await file.close();
+        return;
+      }
+      await file.write(0, Buffer.from('hello world'));
+      assert.deepEqual(file.readSync(0, 11), await file.read(0, 11));
+      assert.deepEqual(file.readSync(6, 3), Buffer.from('wor'));
+      assert.deepEqual(file.readSync(8, 100), Buffer.from('rld'), 'short read only at end of file');
+      assert.equal(file.readSync(11, 5).length, 0, 'empty read past end of file');
+      await file.close();
+      assert.throws(() => file.readSync!(0, 1), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_IO'));
+    }));
+
     it('rename replaces the target atomically; unlink removes; list is sorted names', withFixture(async (vfs, root) => {
       const dir = joinPath(root, 'db', 'sub');
       await vfs.mkdir(dir);

@@ -55,6 +55,14 @@ export interface VfsFile {
    * file (an empty buffer past it).
    */
   read(position: number, length: number): Promise<Buffer>;
+  /**
+   * Optional: `read` done synchronously, blocking the caller's thread (same
+   * contract, errors thrown instead of rejected). Worth it only for small reads
+   * that are usually in the OS page cache (~microseconds), where the thread-pool
+   * round trip of `read` costs several times more than the copy itself.
+   * Implementations must count and fault-inject it exactly like `read`.
+   */
+  readSync?(position: number, length: number): Buffer;
   /** Writes all of `data` at `position`, extending the file if needed. Not durable until `sync`. */
   write(position: number, data: Uint8Array): Promise<void>;
   /** Current size in bytes (including unsynced writes). */

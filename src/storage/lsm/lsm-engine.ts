@@ -360,7 +360,7 @@ export class LsmEngine extends Engine {
         const reader = table.reader;
         if (!reader.mayContain(hashes)) continue;
         const blockIndex = reader.findBlockByString(keyString);
-        const block = reader.cachedBlock(blockIndex);
+        const block = reader.cachedBlock(blockIndex) ?? reader.readBlockSync(blockIndex);
         if (block === undefined) {
           // Slow path: from here on, tables are read with awaits, holding the version.
           return this.getSlow(version, key, Uint32Array.from(hashes), level, i);
