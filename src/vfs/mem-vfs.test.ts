@@ -277,6 +277,20 @@ describe('MemVfs counting and faults', () => {
     assert.equal(vfs.counters.injectedErrors, 1);
   });
 
+  it('writeSync is the same operation as write: counted, fault-injected, crashed alike, and not durable until sync', async () => {
+    const vfs = new MemVfs({ recordOperations: true }).inject({ kind: 'error', at: 2 }).inject({ kind: 'crash', at: 5 });
+    const file = await vfs.open('f', { create: true }); // 0
+    file.writeSync!(0, Buffer.from('ab')); // 1
+    assert.throws(() => file.writeSync!(2, Buffer.from('X')), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_IO') && errorCodeOf(error) === 'EIO'); // 2
+    await file.sync(); // 3
+    file.writeSync!(2, Buffer.from('c')); // 4
+    assert.throws(() => file.writeSync!(3, Buffer.from('d')), CrashError); // 5
+    assert.deepEqual(vfs.operations.map((op) => op.operation), ['open', 'file.write', 'file.write', 'file.sync', 'file.write', 'file.write']);
+    assert.equal(vfs.counters.bytesWritten, 3, 'failed writes write nothing');
+    assert.equal(await text(vfs.recover('keep-unsynced'), 'f'), 'abc');
+    assert.equal(await text(vfs.recover('lose-unsynced'), 'f'), undefined, 'the file name was never made durable');
+  });
+
   it('an error at one index fails that operation only, with no effect', async () => {
     const vfs = new MemVfs().inject({ kind: 'error', at: 2 });
     assert.equal(vfs.name, 'mem(EIO at op 2)');

@@ -16,7 +16,7 @@
  * message names the operation and path and whose cause is the node error
  * (with its errno `code`; see `isNotFound`).
  */
-import { constants, readSync } from 'node:fs';
+import { constants, readSync, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as fs from 'node:fs/promises';
 import { errnoError, vfsError, type Vfs, type VfsFile, type VfsOpenOptions } from './vfs.js';
@@ -166,6 +166,20 @@ class NodeVfsFile implements VfsFile {
       while (written < data.byteLength) {
         const { bytesWritten } = await this.handle.write(data, written, data.byteLength - written, position + written);
         written += bytesWritten;
+      }
+    } catch (error) {
+      throw vfsError('write', this.path, error);
+    }
+  }
+
+  writeSync(position: number, data: Uint8Array): void {
+    this.checkOpen('write');
+    if (this.readOnly) throw vfsError('write', this.path, errnoError('EBADF', 'file is open read-only'));
+    let written = 0;
+    try {
+      // Same short-write loop as `write`, with pwrite(2) in this thread.
+      while (written < data.byteLength) {
+        written += writeSync(this.handle.fd, data, written, data.byteLength - written, position + written);
       }
     } catch (error) {
       throw vfsError('write', this.path, error);

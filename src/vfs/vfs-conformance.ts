@@ -105,6 +105,27 @@ export function vfsConformanceSuite(title: string, makeFixture: () => Promise<Vf
       assert.throws(() => file.readSync!(0, 1), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_IO'));
     }));
 
+    it('writeSync, when offered, writes like write: extends with zeros, refused read-only and once closed', withFixture(async (vfs, root) => {
+      const path = joinPath(root, 'w.dat');
+      const file = await vfs.open(path, { create: true });
+      if (file.writeSync === undefined) {
+        await file.close();
+        return;
+      }
+      file.writeSync(0, Buffer.from('hello'));
+      file.writeSync(8, Buffer.from('world'));
+      assert.equal(await file.size(), 13);
+      assert.deepEqual(await file.read(0, 13), Buffer.from('hello\0\0\0world'));
+      file.writeSync(1, Buffer.from('EL'));
+      await file.close();
+      assert.deepEqual(await vfs.readFile(path), Buffer.from('hELlo\0\0\0world'));
+      assert.throws(() => file.writeSync!(0, Buffer.from('y')), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_IO'));
+      const readOnly = await vfs.open(path, { readOnly: true });
+      assert.throws(() => readOnly.writeSync!(0, Buffer.from('y')), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_IO'));
+      await readOnly.close();
+      assert.deepEqual(await vfs.readFile(path), Buffer.from('hELlo\0\0\0world'));
+    }));
+
     it('rename replaces the target atomically; unlink removes; list is sorted names', withFixture(async (vfs, root) => {
       const dir = joinPath(root, 'db', 'sub');
       await vfs.mkdir(dir);

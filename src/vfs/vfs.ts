@@ -65,6 +65,14 @@ export interface VfsFile {
   readSync?(position: number, length: number): Buffer;
   /** Writes all of `data` at `position`, extending the file if needed. Not durable until `sync`. */
   write(position: number, data: Uint8Array): Promise<void>;
+  /**
+   * Optional: `write` done synchronously, blocking the caller's thread (same
+   * contract, errors thrown instead of rejected). For small appends with sync
+   * off, where the bytes only have to reach the OS: a thread-pool round trip
+   * costs several times the copy into the page cache. Implementations must
+   * count and fault-inject it exactly like `write`.
+   */
+  writeSync?(position: number, data: Uint8Array): void;
   /** Current size in bytes (including unsynced writes). */
   size(): Promise<number>;
   /** Shrinks or extends (with zeros) to `length`. Not durable until `sync`. */
