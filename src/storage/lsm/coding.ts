@@ -52,6 +52,9 @@ export class Cursor {
   }
 }
 
+/** Appends up to this many bytes are copied in a JS loop (cheaper than a native call for keys). */
+const SMALL_COPY_BYTES = 32;
+
 /** A byte buffer that grows by doubling; `reset()` reuses the memory. */
 export class GrowableBuffer {
   buffer: Buffer;
@@ -94,7 +97,14 @@ export class GrowableBuffer {
   append(bytes: Uint8Array, start = 0, end = bytes.length): void {
     const count = end - start;
     this.reserve(count);
-    this.buffer.set(count === bytes.length ? bytes : bytes.subarray(start, end), this.length);
+    const buffer = this.buffer;
+    if (count <= SMALL_COPY_BYTES) {
+      // Keys and small values: a byte loop beats a subarray allocation plus a native copy call.
+      let at = this.length;
+      for (let i = start; i < end; i++) buffer[at++] = bytes[i]!;
+    } else {
+      buffer.set(count === bytes.length ? bytes : bytes.subarray(start, end), this.length);
+    }
     this.length += count;
   }
 
