@@ -1025,7 +1025,11 @@ async function mergeRange(sources: SortedSource[], range: KeyRange, reverse: boo
     const key = best.key;
     if (reverse ? !aboveLower(key, range) : !belowUpper(key, range)) break;
     const value = best.value;
-    if (value !== null) entries.push({ key, value: Buffer.from(value) });
+    if (value !== null) {
+      entries.push({ key, value: Buffer.from(value) });
+      // Done: advancing now could only decode (or read) blocks nobody will look at.
+      if (entries.length >= limit) break;
+    }
     for (const source of sources) {
       if (source.valid && (source === best || compareKeys(source.key, key) === 0)) {
         const step = reverse ? source.prev() : source.next();
