@@ -7,7 +7,7 @@ import { ImpulseError } from '../errors.js';
 import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
 import { ENGINE_NAMES } from '../storage/registry.js';
 
-export const DEFAULT_ENGINE = 'leveldb';
+export const DEFAULT_ENGINE = 'lsm';
 export const DEFAULT_PORT = 7070;
 export const DEFAULT_HOST = '127.0.0.1';
 
