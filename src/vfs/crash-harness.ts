@@ -142,13 +142,8 @@ export interface SweepSummary {
  */
 export async function sweepCrashPoints<R>(options: CrashSweepOptions<R>): Promise<SweepSummary> {
   const modes = options.modes ?? ['lose-unsynced', 'torn'];
-  const failures: SweepFailure[] = [];
+  const { failures, fail } = failureRecorder(options.collectFailures);
   let checks = 0;
-  const fail = (point: FaultPoint, message: string): void => {
-    const failure = { ...point, message };
-    if (!options.collectFailures) throw new AssertionError(describeFailure(failure));
-    failures.push(failure);
-  };
 
   // 1. The counting run.
   const counting = new MemVfs({ random: new SeededRandom(options.seed), recordOperations: true });
@@ -282,13 +277,8 @@ export interface IoErrorSweepOptions<R> extends SweepOptions {
 export async function sweepIoErrors<R>(options: IoErrorSweepOptions<R>): Promise<SweepSummary> {
   const modes = options.modes ?? ['keep-unsynced', 'lose-unsynced'];
   const persistences = options.persistence ?? ['once', 'persistent'];
-  const failures: SweepFailure[] = [];
+  const { failures, fail } = failureRecorder(options.collectFailures);
   let checks = 0;
-  const fail = (point: FaultPoint, message: string): void => {
-    const failure = { ...point, message };
-    if (!options.collectFailures) throw new AssertionError(describeFailure(failure));
-    failures.push(failure);
-  };
 
   const counting = new MemVfs({ random: new SeededRandom(options.seed), recordOperations: true });
   try {
@@ -729,3 +719,18 @@ function describeKey(hex: string): string {
 function describeValue(value: Buffer | undefined): string {
   return value === undefined ? '(absent)' : describeBytes(value);
 }
+
+/**
+ * The sweeps' failure handling: `fail` throws an AssertionError describing the
+ * first violation, or, with `collectFailures`, records it in `failures`.
+ */
+function failureRecorder(collectFailures: boolean | undefined): { failures: SweepFailure[]; fail: (point: FaultPoint, message: string) => void } {
+  const failures: SweepFailure[] = [];
+  const fail = (point: FaultPoint, message: string): void => {
+    const failure = { ...point, message };
+    if (!collectFailures) throw new AssertionError(describeFailure(failure));
+    failures.push(failure);
+  };
+  return { failures, fail };
+}
+
