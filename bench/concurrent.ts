@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENGINE_NAMES } from '../src/storage/registry.js';
-import { startServerProcess } from '../src/testing/server-process.js';
+import { startServerProcess } from '../testkit/process/server-process.js';
 import { flag, formatNumber, machineLine, table, writeSection } from './report.js';
 
 interface WrkResult {

@@ -3,7 +3,7 @@
 // runner. Node 20's `node --test` takes no globs, so we list the files here.
 // Extra arguments are passed through, e.g. `npm test -- --test-name-pattern=lsm`.
 // Filter by path with TEST_FILTER=substring.
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
@@ -18,7 +18,10 @@ function findTests(dir) {
 }
 
 const filter = process.env.TEST_FILTER;
-const files = findTests('dist').filter((file) => !filter || file.includes(filter));
+// Only compiled tests whose TypeScript source still exists: tsc never deletes the
+// output of a file that was moved or removed, and a stale copy must not run.
+const hasSource = (file) => existsSync(file.replace(/^dist[\\/]/, '').replace(/\.js$/, '.ts'));
+const files = findTests('dist').filter((file) => hasSource(file) && (!filter || file.includes(filter)));
 if (files.length === 0) {
   console.error('no test files found under dist/ (did the TypeScript build run?)');
   process.exit(1);

@@ -4,7 +4,7 @@
  */
 import { ImpulseError } from '../errors.js';
 import { type Engine, type RangeOptions, type WriteOp, prefixUpperBound } from '../storage/engine.js';
-import { type WireEncoding, decodeCursor, decodeWire, encodeCursor, encodeItem, percentDecode } from './codec.js';
+import { type WireEncoding, decodeCursor, decodeWire, encodeCursor, encodeItem, percentDecode } from '../protocol/codec.js';
 
 export interface RangeQuery {
   readonly options: RangeOptions;

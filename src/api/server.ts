@@ -15,8 +15,9 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ImpulseError, isImpulseError } from '../errors.js';
+import { httpStatusOf } from './http-status.js';
 import type { Engine } from '../storage/engine.js';
-import { percentDecode } from './codec.js';
+import { percentDecode } from '../protocol/codec.js';
 import { parseBatch, parseRangeQuery, rangePage } from './kv-handlers.js';
 import { type RouteLabel, ServerMetrics } from './metrics.js';
 
@@ -265,19 +266,22 @@ export class ImpulseServer {
     let failure: ImpulseError;
     if (isImpulseError(error)) {
       failure = error;
-      if (failure.status >= 500) this.logger.warn({ err: error, route, method, code: failure.code }, 'request failed');
+      if (httpStatusOf(failure.code) >= 500) this.logger.warn({ err: error, route, method, code: failure.code }, 'request failed');
     } else {
       // A bug or an unexpected library error: log everything, tell the client little.
       this.logger.error({ err: error, route, method }, 'unexpected error while serving a request');
       failure = new ImpulseError('IMPULSE_ERR_INTERNAL', 'internal error; the operation did not take effect', { cause: error });
     }
+    const status = httpStatusOf(failure.code);
     if (res.headersSent) {
       res.destroy();
-      this.finished(route, method, failure.status, started);
+      this.finished(route, method, status, started);
       return;
     }
-    if (failure.status === 413 || failure.status === 408) res.setHeader('connection', 'close'); // the rest of the body is not worth reading
-    this.send(res, failure.status, JSON_TYPE, JSON.stringify(failure.toJSON()), route, method, started);
+    if (status === 413 || status === 408) res.setHeader('connection', 'close'); // the rest of the body is not worth reading
+    const leader = failure.details['leader'];
+    if (typeof leader === 'number') res.setHeader('impulse-leader', String(leader));
+    this.send(res, status, JSON_TYPE, JSON.stringify(failure.toJSON()), route, method, started);
   }
 
   private finished(route: RouteLabel, method: string, status: number, started: number): void {

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ENGINE_NAMES } from '../storage/registry.js';
-import { CLI_PATH, type ServerProcess, startServerProcess } from '../testing/server-process.js';
+import { CLI_PATH, type ServerProcess, startServerProcess } from '../../testkit/process/server-process.js';
 
 interface Run {
   code: number | null;

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImpulseClient } from '../client/client.js';
 import { ENGINE_NAMES, createEngine } from '../storage/registry.js';
-import { startServerProcess } from '../testing/server-process.js';
+import { startServerProcess } from '../../testkit/process/server-process.js';
 
 const WRITERS = 24;
 const WRITE_WINDOW_MS = 1500;

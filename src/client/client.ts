@@ -10,7 +10,7 @@
  */
 import { Agent, request } from 'node:http';
 import { ERROR_CATALOG, type ErrorCode, ImpulseError } from '../errors.js';
-import { percentEncode } from '../api/codec.js';
+import { percentEncode } from '../protocol/codec.js';
 
 export type Bytes = Uint8Array | string;
 

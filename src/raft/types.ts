@@ -1,6 +1,6 @@
 /**
  * Data types shared by the Raft core (`raft.ts`), its log (`log.ts`) and the
- * drivers that run it (the simulator in src/sim/, later the cluster runtime).
+ * drivers that run it (the simulator in testkit/sim/, later the cluster runtime).
  *
  * Every value here is plain data: no methods, no I/O. Indexes and terms are
  * positive safe integers; index 0 / term 0 mean "before the first entry".
@@ -171,7 +171,7 @@ export class RaftError extends ImpulseError {
     /** The leader this node knows of (NO_NODE when none): where to retry. */
     readonly leaderHint: NodeId = NO_NODE,
   ) {
-    super(code, message);
+    super(code, message, leaderHint === NO_NODE ? undefined : { details: { leader: leaderHint } });
   }
 }
 
@@ -180,7 +180,7 @@ export type ProposeResult = { readonly ok: true; readonly index: number; readonl
 
 /**
  * Deliberately broken variants of the core, for the simulator's mutation
- * check ONLY (src/sim/mutation.test.ts). Each flag re-creates a classic Raft
+ * check ONLY (testkit/sim/mutation.test.ts). Each flag re-creates a classic Raft
  * bug so the test can prove the simulator catches it. All default to off;
  * production code must never set them.
  */

@@ -19,7 +19,7 @@
  *   - `_get`, `_range` may run concurrently with each other and with `_write`.
  *     A read that starts after a write was acknowledged must see it.
  *
- * A shared conformance suite (src/storage/conformance.ts) runs against every
+ * A shared conformance suite (testkit/storage/conformance.ts) runs against every
  * engine; an engine that skips a case says why next to the skip.
  */
 import { ImpulseError } from '../errors.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { NodeVfs } from './node-vfs.js';
-import { vfsConformanceSuite } from './vfs-conformance.js';
+import { vfsConformanceSuite } from '../../testkit/vfs/vfs-conformance.js';
 import { joinPath } from './vfs.js';
 
 async function tempFixture() {

@@ -7,7 +7,7 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { MemVfs } from './mem-vfs.js';
+import { MemVfs } from '../../testkit/vfs/mem-vfs.js';
 import { NodeVfs } from './node-vfs.js';
 import type { Vfs } from './vfs.js';
 

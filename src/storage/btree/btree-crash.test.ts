@@ -1,6 +1,6 @@
 /**
  * Crash safety of the btree engine through the shared harness
- * (src/vfs/crash-harness.ts): crash at every I/O operation of a workload that
+ * (testkit/vfs/crash-harness.ts): crash at every I/O operation of a workload that
  * splits, merges, overflows and frees pages, recover the disk (unsynced data
  * lost, torn, or a random subset of them kept), reopen, run `checkTree()`, and check that every
  * acknowledged write is there and nothing else is, with batches atomic and
@@ -14,8 +14,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isImpulseError } from '../../errors.js';
-import { crashAtEveryIoPoint, ioErrorAtEveryPoint, readAllEntries, type KvHistory, type KvWriteOp } from '../../vfs/crash-harness.js';
-import { isCrashError, type MemVfs } from '../../vfs/mem-vfs.js';
+import { crashAtEveryIoPoint, ioErrorAtEveryPoint, readAllEntries, type KvHistory, type KvWriteOp } from '../../../testkit/storage/kv-crash.js';
+import { isCrashError, type MemVfs } from '../../../testkit/vfs/mem-vfs.js';
 import type { Random } from '../../util/random.js';
 import { BTreeEngine } from './btree-engine.js';
 

@@ -1,4 +1,4 @@
-import { runEngineConformance } from '../conformance.js';
+import { runEngineConformance } from '../../../testkit/storage/conformance.js';
 import { BTreeEngine } from './btree-engine.js';
 
 // NodeVfs on the suite's temp dir (the default vfs). Small pages would make the suite's

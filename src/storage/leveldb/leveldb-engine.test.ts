@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isImpulseError } from '../../errors.js';
-import { runEngineConformance } from '../conformance.js';
+import { runEngineConformance } from '../../../testkit/storage/conformance.js';
 import { LevelDbEngine } from './leveldb-engine.js';
 
 runEngineConformance({ name: 'leveldb', create: (dir, options) => new LevelDbEngine({ ...options, dataDir: dir }), propertyRuns: 40 });

@@ -13,8 +13,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isImpulseError } from '../../errors.js';
 import { SeededRandom } from '../../util/random.js';
-import { crashAtEveryIoPoint, ioErrorAtEveryPoint, readAllEntries, type KvHistory } from '../../vfs/crash-harness.js';
-import { MemVfs } from '../../vfs/mem-vfs.js';
+import { crashAtEveryIoPoint, ioErrorAtEveryPoint, readAllEntries, type KvHistory } from '../../../testkit/storage/kv-crash.js';
+import { MemVfs } from '../../../testkit/vfs/mem-vfs.js';
 import type { Random } from '../../util/random.js';
 import { LsmEngine, type LsmEngineOptions } from './lsm-engine.js';
 

@@ -1,4 +1,4 @@
-import { runEngineConformance } from '../conformance.js';
+import { runEngineConformance } from '../../../testkit/storage/conformance.js';
 import { NodeVfs } from '../../vfs/node-vfs.js';
 import { LsmEngine } from './lsm-engine.js';
 

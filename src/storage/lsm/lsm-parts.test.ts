@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isImpulseError } from '../../errors.js';
 import { SeededRandom } from '../../util/random.js';
-import { MemVfs } from '../../vfs/mem-vfs.js';
+import { MemVfs } from '../../../testkit/vfs/mem-vfs.js';
 import type { WriteOp } from '../engine.js';
 import { BlockCache } from './block-cache.js';
 import { BloomFilterBuilder, bloomHashes, bloomMayContain, probeCountFor, theoreticalFalsePositiveRate } from './bloom.js';

@@ -8,7 +8,7 @@
  * All interleaving comes from a seeded PRNG choosing how many microtask
  * yields each client waits, so a seed replays the same history exactly.
  */
-import { SeededRandom, type Random } from '../util/random.js';
+import { SeededRandom, type Random } from '../../src/util/random.js';
 import type { KvInput, KvOutput, Operation } from './linearizability.js';
 
 /** Shape of the workload. All counts are positive integers. */

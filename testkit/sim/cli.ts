@@ -8,8 +8,8 @@
  * "wall" (wall-clock timings), so two runs of one seed print the same lines.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { freshSeed } from '../util/random.js';
-import type { RaftMutations } from '../raft/types.js';
+import { freshSeed } from '../../src/util/random.js';
+import type { RaftMutations } from '../../src/raft/types.js';
 import { FAULT_KINDS, runSimulation, type FaultKind, type SimOptions, type SimResult } from './simulator.js';
 
 const MUTATIONS = ['voteNotPersisted', 'commitOlderTermEntries', 'readsWithoutReadIndex', 'appendWithoutConsistencyCheck'] as const;

@@ -13,9 +13,9 @@
  * This is the "equivalent simulated log storage" of issue 5: synchronous, so
  * the simulator stays a single deterministic event loop.
  */
-import { assert } from '../util/assert.js';
-import type { Random } from '../util/random.js';
-import type { Entry, HardState, Snapshot } from '../raft/types.js';
+import { assert } from '../../src/util/assert.js';
+import type { Random } from '../../src/util/random.js';
+import type { Entry, HardState, Snapshot } from '../../src/raft/types.js';
 
 type WriteOp =
   | { readonly kind: 'snapshot'; readonly snapshot: Snapshot } // installs it and discards the whole log

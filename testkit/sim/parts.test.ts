@@ -1,7 +1,7 @@
 /** Unit tests of the simulator's small parts: the event agenda and the key-value state machine. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SeededRandom } from '../util/random.js';
+import { SeededRandom } from '../../src/util/random.js';
 import { EventQueue } from './event-queue.js';
 import { decodeCommand, encodeCommand, KvStateMachine } from './kv.js';
 

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isImpulseError } from '../errors.js';
-import { SeededRandom } from '../util/random.js';
+import { isImpulseError } from '../../src/errors.js';
+import { SeededRandom } from '../../src/util/random.js';
 import { CrashError, MemVfs, fromIndex, isCrashError, onIndex, onlyOperations, withProbability } from './mem-vfs.js';
 import { vfsConformanceSuite } from './vfs-conformance.js';
-import { errorCodeOf, isNotFound, type Vfs } from './vfs.js';
+import { errorCodeOf, isNotFound, type Vfs } from '../../src/vfs/vfs.js';
 
 vfsConformanceSuite('MemVfs', async () => {
   const vfs = new MemVfs();

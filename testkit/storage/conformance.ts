@@ -15,8 +15,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { isImpulseError, type ErrorCode } from '../errors.js';
-import { type Engine, type EngineOptions, type Entry, type RangeOptions, type WriteOp, prefixUpperBound } from './engine.js';
+import { isImpulseError, type ErrorCode } from '../../src/errors.js';
+import { type Engine, type EngineOptions, type Entry, type RangeOptions, type WriteOp, prefixUpperBound } from '../../src/storage/engine.js';
 
 export interface ConformanceTarget {
   readonly name: string;

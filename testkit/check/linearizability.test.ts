@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { checkLinearizability } from './search.js';
 import { checkKvLinearizability, formatOperations, kvModel, type CheckResult, type KvInput, type KvOutput, type Operation } from './linearizability.js';
 import { recordAtomicHistory } from './atomic-history.js';
-import { SeededRandom } from '../util/random.js';
+import { SeededRandom } from '../../src/util/random.js';
 
 // ---- helpers to write histories by hand -------------------------------------
 

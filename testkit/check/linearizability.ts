@@ -13,7 +13,7 @@
  *     if (result.verdict === 'not-linearizable') console.log(result.key, result.explanation,
  *       '\n' + formatOperations(result.operations));
  */
-import { assert, unreachable } from '../util/assert.js';
+import { assert, unreachable } from '../../src/util/assert.js';
 import {
   checkLinearizability,
   hashString,

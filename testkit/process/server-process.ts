@@ -6,7 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-export const CLI_PATH = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+export const CLI_PATH = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 export interface ServerProcess {
   readonly url: string;

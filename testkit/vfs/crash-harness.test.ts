@@ -5,25 +5,23 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ImpulseError } from '../errors.js';
-import type { WriteOp } from '../storage/engine.js';
-import { MemoryEngine } from '../storage/memory/memory-engine.js';
-import { AssertionError } from '../util/assert.js';
-import type { Random } from '../util/random.js';
+import { ImpulseError } from '../../src/errors.js';
+import type { WriteOp } from '../../src/storage/engine.js';
+import { MemoryEngine } from '../../src/storage/memory/memory-engine.js';
+import { AssertionError } from '../../src/util/assert.js';
+import type { Random } from '../../src/util/random.js';
+import { choosePoints, sweepCrashPoints, type SweepSummary } from './crash-harness.js';
 import {
   KvHistory,
   checkRecoveredKv,
   collectContents,
   readAllEntries,
-  choosePoints,
   crashAtEveryIoPoint,
   ioErrorAtEveryPoint,
-  sweepCrashPoints,
   type KvWriter,
   type KvWriteOp,
-  type SweepSummary,
-} from './crash-harness.js';
-import { isNotFound, type Vfs, type VfsFile } from './vfs.js';
+} from '../storage/kv-crash.js';
+import { isNotFound, type Vfs, type VfsFile } from '../../src/vfs/vfs.js';
 
 // ---------------------------------------------------------------------------
 // Tiny stores

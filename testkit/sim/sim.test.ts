@@ -5,8 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { SeededRandom } from '../util/random.js';
-import type { Entry } from '../raft/types.js';
+import { SeededRandom } from '../../src/util/random.js';
+import type { Entry } from '../../src/raft/types.js';
 import { FAULT_KINDS, runSimulation, type FaultKind } from './simulator.js';
 import { SimStorage } from './storage.js';
 import { sweepSeeds } from './sweep.js';
@@ -54,7 +54,7 @@ test('determinism: one seed run twice gives the same trace hash; another seed a 
 
 test('the CLI replays a seed line for line (apart from wall-clock lines)', () => {
   const run = (): string[] => {
-    const child = spawnSync(process.execPath, ['dist/src/sim/cli.js', '--seed', '77'], { encoding: 'utf8' });
+    const child = spawnSync(process.execPath, ['dist/testkit/sim/cli.js', '--seed', '77'], { encoding: 'utf8' });
     assert.equal(child.status, 0, child.stderr);
     return child.stdout.split('\n').filter((line) => !line.startsWith('wall'));
   };

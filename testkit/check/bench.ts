@@ -2,7 +2,7 @@
  * Benchmark of the key-value linearizability checker on histories recorded
  * from a truly atomic store (so every verdict should be 'linearizable').
  *
- *     npx tsc -p . && flock /tmp/impulse-bench.lock node dist/src/check/bench.js
+ *     npx tsc -p . && flock /tmp/impulse-bench.lock node dist/testkit/check/bench.js
  *
  * Prints one row per workload: history size, keys, clients, timeout rate,
  * verdicts, search steps, and wall and CPU time of the check (history

@@ -17,10 +17,10 @@
  * At the end, the clients' history is checked for linearizability.
  */
 import { createHash } from 'node:crypto';
-import { AssertionError } from '../util/assert.js';
-import { SeededRandom } from '../util/random.js';
-import { DEFAULT_RAFT_TIMING, RaftNode } from '../raft/raft.js';
-import type { ConfChange, Entry, Message, NodeId, RaftMutations, Ready } from '../raft/types.js';
+import { AssertionError } from '../../src/util/assert.js';
+import { SeededRandom } from '../../src/util/random.js';
+import { DEFAULT_RAFT_TIMING, RaftNode } from '../../src/raft/raft.js';
+import type { ConfChange, Entry, Message, NodeId, RaftMutations, Ready } from '../../src/raft/types.js';
 import { checkKvLinearizability, formatOperations, type CheckResult, type KvInput, type KvOutput, type Operation } from '../check/linearizability.js';
 import { EventQueue } from './event-queue.js';
 import { decodeCommand, encodeCommand, KvStateMachine, type KvCommand } from './kv.js';

@@ -63,9 +63,9 @@
  * Not safe to share between worker threads; within one event loop any
  * interleaving of calls is fine (each operation takes effect when called).
  */
-import { assert } from '../util/assert.js';
-import { SeededRandom, type Random } from '../util/random.js';
-import { errnoError, joinPath, vfsError, type Vfs, type VfsFile, type VfsOpenOptions } from './vfs.js';
+import { assert } from '../../src/util/assert.js';
+import { SeededRandom, type Random } from '../../src/util/random.js';
+import { errnoError, joinPath, vfsError, type Vfs, type VfsFile, type VfsOpenOptions } from '../../src/vfs/vfs.js';
 
 /** The operations `MemVfs` counts; file methods are prefixed with `file.`. */
 export type VfsOperation =

@@ -20,7 +20,7 @@
  * - The answer is deterministic: the search explores in a fixed order and is
  *   bounded by a step budget, never by wall-clock time.
  */
-import { assert } from '../util/assert.js';
+import { assert } from '../../src/util/assert.js';
 
 /** One operation as a client saw it. Times are in any monotonic unit. */
 export interface HistoryOperation<Input, Output> {

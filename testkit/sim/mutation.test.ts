@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { RaftMutations } from '../raft/types.js';
+import type { RaftMutations } from '../../src/raft/types.js';
 import { runSimulation, type ViolationKind } from './simulator.js';
 import { sweepSeeds } from './sweep.js';
 

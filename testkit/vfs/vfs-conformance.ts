@@ -7,8 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isImpulseError } from '../errors.js';
-import { isNotFound, joinPath, type Vfs } from './vfs.js';
+import { isImpulseError } from '../../src/errors.js';
+import { isNotFound, joinPath, type Vfs } from '../../src/vfs/vfs.js';
 
 export interface VfsUnderTest {
   readonly vfs: Vfs;
