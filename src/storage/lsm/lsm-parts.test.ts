@@ -10,7 +10,7 @@ import { MemVfs } from '../../../testkit/vfs/mem-vfs.js';
 import type { WriteOp } from '../engine.js';
 import { BlockCache } from './block-cache.js';
 import { BloomFilterBuilder, bloomHashes, bloomMayContain, probeCountFor, theoreticalFalsePositiveRate } from './bloom.js';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../../util/crc32c.js';
 import { TABLE_MISS, TABLE_TOMBSTONE, TABLE_VALUE, TableBuilder, TableIterator, TableReader } from './table.js';
 import { WalWriter, replaySegment } from './wal.js';
 

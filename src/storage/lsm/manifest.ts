@@ -17,7 +17,7 @@
 import type { Vfs } from '../../vfs/vfs.js';
 import { joinPath } from '../../vfs/vfs.js';
 import { Cursor, GrowableBuffer, corruption } from './coding.js';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../../util/crc32c.js';
 
 export const MANIFEST_NAME = 'MANIFEST';
 export const MANIFEST_TEMP_NAME = 'MANIFEST.tmp';

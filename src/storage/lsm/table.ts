@@ -24,7 +24,7 @@ import { BloomFilterBuilder, bloomMayContain } from './bloom.js';
 import { Block, BlockBuilder, type DecodedBlock, FOUND_TOMBSTONE, FOUND_VALUE, NOT_IN_BLOCK, compareBytes, decodeBlock, foundValueEnd, foundValueStart, restartAtOrBefore, searchBlock } from './block.js';
 import type { BlockCache, CacheShard } from './block-cache.js';
 import { Cursor, GrowableBuffer, corruption } from './coding.js';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../../util/crc32c.js';
 
 export const FOOTER_BYTES = 48;
 /** Bytes compaction reads per call when it scans a table sequentially. */

@@ -34,7 +34,7 @@
  */
 import type { Vfs, VfsFile } from '../../vfs/vfs.js';
 import type { WriteOp } from '../engine.js';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../../util/crc32c.js';
 import { Cursor, GrowableBuffer, corruption } from './coding.js';
 
 const HEADER_BYTES = 12;
