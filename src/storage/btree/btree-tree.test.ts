@@ -16,7 +16,8 @@ import type { Vfs } from '../../vfs/vfs.js';
 import { SortedMapModel } from '../../../testkit/storage/conformance.js';
 import type { RangeOptions, WriteOp } from '../engine.js';
 import { BTREE_FILE_NAME, BTreeEngine, type BTreeEngineOptions } from './btree-engine.js';
-import { decodeMeta, encodeLeaf, encodeMeta, PageGeometry, type Meta } from './page.js';
+import { decodeMeta, encodeMeta, type Meta } from './meta.js';
+import { encodeLeaf, PageGeometry } from './page.js';
 
 const DIR = 'db';
 const FILE = `${DIR}/${BTREE_FILE_NAME}`;

@@ -39,6 +39,8 @@
 import { crc32 } from 'node:zlib';
 import { ImpulseError } from '../../errors.js';
 import { assert } from '../../util/assert.js';
+import { compareBytes, partitionPoint } from '../../util/bytes.js';
+import { corruption } from '../../util/corruption.js';
 
 export const HEADER_BYTES = 16;
 export const SLOT_BYTES = 2;
@@ -46,9 +48,6 @@ export const ENTRY_HEADER_BYTES = 7;
 export const PAGE_BYTES_MIN = 512;
 export const PAGE_BYTES_MAX = 32 * 1024;
 export const META_PAGES = 2;
-export const FORMAT_VERSION = 1;
-const MAGIC_LOW = 0x42504d49; // "IMPB"
-const MAGIC_HIGH = 0x45455254; // "TREE"
 
 export const enum PageType {
   Meta = 1,
@@ -133,8 +132,9 @@ export interface PageView {
   readonly keyRuns: readonly OverflowRef[];
 }
 
-export function corruption(path: string, page: number, what: string): ImpulseError {
-  return new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', `btree file ${path}: page ${page} ${what}`);
+/** IMPULSE_ERR_ENGINE_CORRUPTION naming the btree file and the damaged page: "page <n> <what>". */
+export function pageCorruption(path: string, page: number, what: string): ImpulseError {
+  return corruption('btree', path, `page ${page} ${what}`);
 }
 
 /** The checksum over bytes [4, end) of a page. */
@@ -152,11 +152,11 @@ export function sealPage(bytes: Buffer): void {
  * Throws IMPULSE_ERR_ENGINE_CORRUPTION naming the page on any mismatch.
  */
 export function verifyPage(path: string, page: number, bytes: Buffer, pageBytes: number, expected: readonly PageType[]): PageType {
-  if (bytes.length !== pageBytes) throw corruption(path, page, `is cut short (${bytes.length} of ${pageBytes} bytes)`);
-  if (bytes.readUInt32LE(0) !== pageChecksum(bytes)) throw corruption(path, page, 'failed its checksum');
-  if (bytes.readUInt32LE(8) !== page) throw corruption(path, page, `carries page number ${bytes.readUInt32LE(8)}`);
+  if (bytes.length !== pageBytes) throw pageCorruption(path, page, `is cut short (${bytes.length} of ${pageBytes} bytes)`);
+  if (bytes.readUInt32LE(0) !== pageChecksum(bytes)) throw pageCorruption(path, page, 'failed its checksum');
+  if (bytes.readUInt32LE(8) !== page) throw pageCorruption(path, page, `carries page number ${bytes.readUInt32LE(8)}`);
   const type = bytes[4] as PageType;
-  if (!expected.includes(type)) throw corruption(path, page, `has type ${type}, expected ${expected.join(' or ')}`);
+  if (!expected.includes(type)) throw pageCorruption(path, page, `has type ${type}, expected ${expected.join(' or ')}`);
   return type;
 }
 
@@ -183,59 +183,26 @@ export function keyAt(view: PageView, index: number): Buffer {
   return view.bytes.subarray(offset + ENTRY_HEADER_BYTES, offset + ENTRY_HEADER_BYTES + length);
 }
 
-/**
- * Compares `key` with entry `index`'s key: negative when `key` sorts first.
- * A plain byte loop: for short keys it beats `Buffer.compare` with offsets,
- * whose native call cost dominated cached point reads when measured.
- */
+/** Compares `key` with entry `index`'s key: negative when `key` sorts first. */
 export function compareWithEntry(view: PageView, index: number, key: Buffer): number {
   const big = view.bigKeys?.[index];
-  if (big !== undefined) return key.compare(big);
+  if (big !== undefined) return compareBytes(key, big);
   const bytes = view.bytes;
   const slot = HEADER_BYTES + SLOT_BYTES * index;
   const offset = bytes[slot]! | (bytes[slot + 1]! << 8);
   const length = bytes[offset]! | (bytes[offset + 1]! << 8);
   const start = offset + ENTRY_HEADER_BYTES;
-  const shared = key.length < length ? key.length : length;
-  for (let at = 0; at < shared; at++) {
-    const difference = key[at]! - bytes[start + at]!;
-    if (difference !== 0) return difference;
-  }
-  return key.length - length;
-}
-
-/** Unsigned byte order of two keys (a JavaScript loop: cheaper than `Buffer.compare` for short keys). */
-export function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const shared = a.length < b.length ? a.length : b.length;
-  for (let at = 0; at < shared; at++) {
-    const difference = a[at]! - b[at]!;
-    if (difference !== 0) return difference;
-  }
-  return a.length - b.length;
+  return compareBytes(key, bytes, 0, key.length, start, start + length);
 }
 
 /** First entry index whose key is >= `key` (`count` when none). */
 export function lowerBound(view: PageView, key: Buffer): number {
-  let low = 0;
-  let high = view.count;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if (compareWithEntry(view, middle, key) > 0) low = middle + 1;
-    else high = middle;
-  }
-  return low;
+  return partitionPoint(0, view.count, (index) => compareWithEntry(view, index, key) <= 0);
 }
 
 /** First entry index whose key is > `key` (`count` when none): in a branch, the child to descend into. */
 export function upperBound(view: PageView, key: Buffer): number {
-  let low = 0;
-  let high = view.count;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if (compareWithEntry(view, middle, key) >= 0) low = middle + 1;
-    else high = middle;
-  }
-  return low;
+  return partitionPoint(0, view.count, (index) => compareWithEntry(view, index, key) < 0);
 }
 
 /** Child `index` (0..count) of a branch page. */
@@ -285,16 +252,16 @@ export function scanEntries(
   const count = bytes.readUInt16LE(6);
   const keyRuns: Array<{ index: number; ref: OverflowRef }> = [];
   const valueRuns: OverflowRef[] = [];
-  if (HEADER_BYTES + SLOT_BYTES * count > bytes.length) throw corruption(path, page, `has ${count} entries, more than fit`);
+  if (HEADER_BYTES + SLOT_BYTES * count > bytes.length) throw pageCorruption(path, page, `has ${count} entries, more than fit`);
   for (let index = 0; index < count; index++) {
     const offset = bytes.readUInt16LE(HEADER_BYTES + SLOT_BYTES * index);
-    if (offset < HEADER_BYTES || offset + ENTRY_HEADER_BYTES > bytes.length) throw corruption(path, page, `entry ${index} is out of the page`);
+    if (offset < HEADER_BYTES || offset + ENTRY_HEADER_BYTES > bytes.length) throw pageCorruption(path, page, `entry ${index} is out of the page`);
     const keyLength = bytes.readUInt16LE(offset);
     const flags = bytes[offset + 2]!;
     const word = bytes.readUInt32LE(offset + 3);
     let cursor = offset + ENTRY_HEADER_BYTES;
     if ((flags & KEY_OVERFLOW) !== 0) {
-      if (cursor + 4 > bytes.length) throw corruption(path, page, `entry ${index} is out of the page`);
+      if (cursor + 4 > bytes.length) throw pageCorruption(path, page, `entry ${index} is out of the page`);
       keyRuns.push({ index, ref: { page: bytes.readUInt32LE(cursor), length: keyLength } });
       cursor += 4;
     } else {
@@ -302,14 +269,14 @@ export function scanEntries(
     }
     if (type === PageType.Leaf) {
       if ((flags & VALUE_OVERFLOW) !== 0) {
-        if (cursor + 4 > bytes.length) throw corruption(path, page, `entry ${index} is out of the page`);
+        if (cursor + 4 > bytes.length) throw pageCorruption(path, page, `entry ${index} is out of the page`);
         valueRuns.push({ page: bytes.readUInt32LE(cursor), length: word });
         cursor += 4;
       } else {
         cursor += word;
       }
     }
-    if (cursor > bytes.length) throw corruption(path, page, `entry ${index} is out of the page`);
+    if (cursor > bytes.length) throw pageCorruption(path, page, `entry ${index} is out of the page`);
   }
   return { keyRuns, valueRuns };
 }
@@ -408,13 +375,13 @@ export function encodeRun(geometry: PageGeometry, firstPage: number, data: Uint8
 export function decodeRun(path: string, geometry: PageGeometry, ref: OverflowRef, bytes: Buffer): Buffer {
   const pages = geometry.runPages(ref.length);
   if (bytes.length !== pages * geometry.pageBytes) {
-    throw corruption(path, ref.page + Math.floor(bytes.length / geometry.pageBytes), 'is missing (file cut short inside an overflow run)');
+    throw pageCorruption(path, ref.page + Math.floor(bytes.length / geometry.pageBytes), 'is missing (file cut short inside an overflow run)');
   }
   const data = Buffer.allocUnsafe(ref.length);
   for (let index = 0; index < pages; index++) {
     const page = bytes.subarray(index * geometry.pageBytes, (index + 1) * geometry.pageBytes);
     verifyPage(path, ref.page + index, page, geometry.pageBytes, [PageType.Overflow]);
-    if (page.readUInt32LE(12) !== index) throw corruption(path, ref.page + index, `is not page ${index} of its overflow run`);
+    if (page.readUInt32LE(12) !== index) throw pageCorruption(path, ref.page + index, `is not page ${index} of its overflow run`);
     const start = index * geometry.payloadBytes;
     page.copy(data, start, HEADER_BYTES, HEADER_BYTES + Math.min(geometry.payloadBytes, ref.length - start));
   }
@@ -435,70 +402,8 @@ export function encodeFreeListPage(geometry: PageGeometry, page: number, entries
 export function decodeFreeListPage(path: string, geometry: PageGeometry, page: number, bytes: Buffer): { entries: number[]; nextPage: number } {
   verifyPage(path, page, bytes, geometry.pageBytes, [PageType.FreeList]);
   const count = bytes.readUInt16LE(6);
-  if (count > geometry.freeListEntriesPerPage) throw corruption(path, page, `claims ${count} free-list entries`);
+  if (count > geometry.freeListEntriesPerPage) throw pageCorruption(path, page, `claims ${count} free-list entries`);
   const entries: number[] = [];
   for (let index = 0; index < count; index++) entries.push(bytes.readUInt32LE(HEADER_BYTES + 4 * index));
   return { entries, nextPage: bytes.readUInt32LE(12) };
-}
-
-// ---- meta pages ------------------------------------------------------------------------------
-
-/** One committed version of the tree, as a meta page records it. */
-export interface Meta {
-  /** Transaction id of the commit that wrote this meta; increases by one per commit. */
-  readonly txn: number;
-  readonly pageBytes: number;
-  /** Root page, 0 when the tree is empty. */
-  readonly root: number;
-  /** Levels from root to leaves (1 = the root is a leaf, 0 = empty). */
-  readonly depth: number;
-  /** Pages in the file that belong to the database: [0, pageCount). */
-  readonly pageCount: number;
-  /** First free-list page, 0 when there is none. */
-  readonly freeListPage: number;
-  /** Number of free pages recorded in the free list. */
-  readonly freeCount: number;
-  readonly keyCount: number;
-}
-
-export function encodeMeta(pageBytes: number, slot: number, meta: Meta): Buffer {
-  const bytes = Buffer.alloc(pageBytes);
-  writeHeader(bytes, PageType.Meta, 0, slot, 0);
-  let cursor = HEADER_BYTES;
-  for (const word of [MAGIC_LOW, MAGIC_HIGH, FORMAT_VERSION, meta.pageBytes]) {
-    bytes.writeUInt32LE(word, cursor);
-    cursor += 4;
-  }
-  bytes.writeDoubleLE(meta.txn, cursor);
-  cursor += 8;
-  for (const word of [meta.root, meta.depth, meta.pageCount, meta.freeListPage, meta.freeCount]) {
-    bytes.writeUInt32LE(word, cursor);
-    cursor += 4;
-  }
-  bytes.writeDoubleLE(meta.keyCount, cursor);
-  sealPage(bytes);
-  return bytes;
-}
-
-/** The meta in `bytes`, or a reason it is not a valid meta page (torn, never written, foreign). */
-export function decodeMeta(bytes: Buffer, slot: number): Meta | string {
-  if (bytes.length < PAGE_BYTES_MIN) return `meta page ${slot} is cut short (${bytes.length} bytes)`;
-  const pageBytes = bytes.readUInt32LE(HEADER_BYTES + 12);
-  if (bytes.readUInt32LE(HEADER_BYTES) !== MAGIC_LOW || bytes.readUInt32LE(HEADER_BYTES + 4) !== MAGIC_HIGH) return `meta page ${slot} has no btree magic number`;
-  if (bytes.readUInt32LE(HEADER_BYTES + 8) !== FORMAT_VERSION) return `meta page ${slot} has unknown format version ${bytes.readUInt32LE(HEADER_BYTES + 8)}`;
-  if (pageBytes < PAGE_BYTES_MIN || pageBytes > PAGE_BYTES_MAX || bytes.length < pageBytes) return `meta page ${slot} has bad page size ${pageBytes}`;
-  const page = bytes.subarray(0, pageBytes);
-  if (page.readUInt32LE(0) !== pageChecksum(page)) return `meta page ${slot} failed its checksum`;
-  if (page[4] !== PageType.Meta || page.readUInt32LE(8) !== slot) return `meta page ${slot} has a wrong header`;
-  let cursor = HEADER_BYTES + 16;
-  const txn = page.readDoubleLE(cursor);
-  cursor += 8;
-  const words: number[] = [];
-  for (let index = 0; index < 5; index++) {
-    words.push(page.readUInt32LE(cursor));
-    cursor += 4;
-  }
-  const keyCount = page.readDoubleLE(cursor);
-  const [root, depth, pageCount, freeListPage, freeCount] = words as [number, number, number, number, number];
-  return { txn, pageBytes, root, depth, pageCount, freeListPage, freeCount, keyCount };
 }
