@@ -104,6 +104,8 @@ describe('btree crash safety (shared crash harness)', () => {
         // 'reorder' keeps a random subset of unsynced writes: it is what shows that the fsync
         // between the data pages and the meta page is needed.
         modes: ['lose-unsynced', 'torn', 'reorder'],
+        // Opening writes (it rewrites a torn meta copy, and fsyncs): crash there too.
+        crashDuringRecovery: true,
         workload: (vfs, history, context) => workload(vfs, history, context.random, false),
         recover: (vfs) => recover(vfs),
       });

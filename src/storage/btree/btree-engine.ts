@@ -5,12 +5,13 @@
  * How to use: `new BTreeEngine({ dataDir, vfs?, pageBytes?, cacheBytesMax? })`,
  * then the `Engine` API. `checkTree()` verifies the committed tree on disk.
  *
- * Where things are: page.ts (page format), meta.ts (meta pages, choosing the
- * version at open), pager.ts (verified page reads, coalesced writes, the
- * cache), freelist.ts (free space), versions.ts (reader pins), cursor.ts
- * (point reads, scans), node.ts (split, merge, redistribute), txn.ts (the
- * write transaction and its commit), check.ts (`checkTree`). This file holds
- * the lifecycle, the committed version, and the failure handling of writes.
+ * Where things are: page.ts (page format), meta.ts (meta pages),
+ * recovery.ts (choosing the version at open, telling a crash from damage),
+ * pager.ts (verified page reads, coalesced writes, the cache), freelist.ts
+ * (free space), versions.ts (reader pins), cursor.ts (point reads, scans),
+ * node.ts (split, merge, redistribute), txn.ts (the write transaction and its
+ * commit), check.ts (`checkTree`). This file holds the lifecycle, the
+ * committed version, and the failure handling of writes.
  *
  * How a write commits (one `_write` call = one transaction = one commit; the
  * base class's group commit hands every write queued meanwhile to one call):
@@ -20,19 +21,21 @@
  *      this transaction. Pages are never modified in place once committed.
  *   2. The new pages, overflow runs and a fresh copy of the free list are
  *      written, and the file is fsynced (first fsync).
- *   3. The meta page for this version (slot txn % 2, carrying the root, the
- *      free-list head and its own checksum) is written and fsynced (second
- *      fsync). Only this makes the version visible after a crash.
+ *   3. Both copies of the meta slot txn % 2 (root, free-list head, counts,
+ *      each with its own checksum) are written with one write and fsynced
+ *      (second fsync). Only this makes the version visible after a crash;
+ *      the write is acknowledged after it.
  *
- * After a crash the newest meta page with a valid checksum wins. A crash
- * before step 3 completes (or a torn meta write) leaves the previous version
- * as the newest valid one, and its tree untouched: steps 1-2 only write pages
- * the previous version does not use (pages it freed are reused from the NEXT
- * transaction on). They may overwrite pages of the version before it, but
- * that version's meta sits in the very slot step 3 overwrites, and the
- * previous meta was fsynced by its own commit, so it is never the fallback.
- * Group commit thus costs two fsyncs per `_write`, shared by every write in
- * the group.
+ * After a crash the newest meta with a valid checksum wins; a crash cannot
+ * damage both copies of a slot, so a slot damaged in both is damage to synced
+ * data and opening refuses (recovery.ts). A crash before step 3 completes
+ * leaves the previous version as the newest valid one, and its tree
+ * untouched: steps 1-2 only write pages the previous version does not use
+ * (pages it freed are reused from the NEXT transaction on). They may
+ * overwrite pages of the version before it, but that version's meta sits in
+ * the very slot step 3 overwrites, and the previous meta was fsynced by its
+ * own commit, so it is never the fallback. Group commit thus costs two fsyncs
+ * per `_write`, shared by every write in the group.
  *
  * Failure handling: an I/O error before the meta write rolls the transaction
  * back in memory (the disk still holds the previous version) and the engine
@@ -42,20 +45,23 @@
  */
 import { ImpulseError } from '../../errors.js';
 import { assert } from '../../util/assert.js';
+import { corruption } from '../../util/corruption.js';
 import { joinPath, type Vfs } from '../../vfs/vfs.js';
 import { NodeVfs } from '../../vfs/node-vfs.js';
 import { Engine, type EngineOptions, type EngineStats, type Entry, type KeyRange, type WriteOp } from '../engine.js';
 import { checkVersion, type BTreeCheckReport } from './check.js';
 import { TreeReader } from './cursor.js';
 import { FreeSpace } from './freelist.js';
-import { encodeMeta, readNewestMeta, type Meta } from './meta.js';
+import { encodeMetaPage, encodeMetaSlot, type Meta } from './meta.js';
 import { PageCache } from './page-cache.js';
 import { META_PAGES, pageCorruption, PageGeometry } from './page.js';
 import { Pager } from './pager.js';
+import { BTREE_RECOVERY_MODES, chooseMeta, type BTreeRecoveryMode, type MetaChoice } from './recovery.js';
 import { WriteTxn } from './txn.js';
 import { VersionPins } from './versions.js';
 
 export type { BTreeCheckReport } from './check.js';
+export type { BTreeRecoveryMode } from './recovery.js';
 
 export const BTREE_FILE_NAME = 'btree.db';
 export const DEFAULT_PAGE_BYTES = 4096;
@@ -68,6 +74,32 @@ export interface BTreeEngineOptions extends EngineOptions {
   readonly pageBytes?: number;
   /** Byte budget of the page cache. Default 128 MiB. */
   readonly cacheBytesMax?: number;
+  /**
+   * What opening does when both copies of a meta slot are damaged (recovery.ts):
+   * 'refuse' (default) stops with IMPULSE_ERR_ENGINE_CORRUPTION; 'previous-commit'
+   * starts from the other slot's version after verifying its tree, and reports it.
+   */
+  readonly recovery?: BTreeRecoveryMode;
+  /** Where open-time recovery reports what it found and did (pino's `warn`/`info` fit). Default: nowhere. */
+  readonly log?: BTreeLog;
+}
+
+/** The logging the engine does: open-time recovery only. */
+export interface BTreeLog {
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+}
+
+/** What the last open found and did about the meta pages (also in stats as figures). */
+export interface BTreeRecoveryReport {
+  /** The commit the engine opened. */
+  readonly openedTxn: number;
+  /** Meta page copies rewritten because they were torn, damaged or stale. */
+  readonly metaPagesRepaired: number;
+  /** Set when recovery 'previous-commit' started from the older slot; says what was damaged. */
+  readonly rolledBack?: { readonly damagedSlot: number; readonly reasons: readonly string[] };
+  /** One sentence per finding, as logged. */
+  readonly notes: readonly string[];
 }
 
 /** What exists only while the engine is open. */
@@ -88,7 +120,10 @@ export class BTreeEngine extends Engine {
   private readonly path: string;
   private readonly requestedPageBytes: number;
   private readonly cache: PageCache;
+  private readonly recoveryMode: BTreeRecoveryMode;
+  private readonly log: BTreeLog | undefined;
   private readonly pins = new VersionPins();
+  private recoveryReport: BTreeRecoveryReport | undefined;
   private state: OpenState | undefined;
   /** Set when a commit failed after its meta write began: writes are refused until reopen. */
   private poisoned: unknown;
@@ -110,6 +145,11 @@ export class BTreeEngine extends Engine {
       throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `btree cacheBytesMax must be a non-negative integer, got ${String(cacheBytesMax)}`);
     }
     this.cache = new PageCache(cacheBytesMax);
+    this.recoveryMode = options.recovery ?? 'refuse';
+    if (!BTREE_RECOVERY_MODES.includes(this.recoveryMode)) {
+      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `btree recovery must be one of ${BTREE_RECOVERY_MODES.join(', ')}, got ${JSON.stringify(this.recoveryMode)}`);
+    }
+    this.log = options.log;
     // The tree's entries must fit inline limits that depend on the page size; keys longer than
     // keyInlineMax and values longer than valueInlineMax go to overflow runs, so any key up to
     // 64 KiB (u16 length) is storable.
@@ -120,20 +160,34 @@ export class BTreeEngine extends Engine {
 
   // ---- lifecycle ---------------------------------------------------------------------------
 
+  /**
+   * Opens (or creates) the file and chooses the version to serve
+   * (recovery.ts): refuses on damage beyond what a crash can do, rewrites torn
+   * or stale meta copies, and fsyncs once before anything is written over the
+   * version it found, since that version's last meta write may not have been
+   * synced (a process that died between its meta write and fsync).
+   */
   protected async _open(): Promise<void> {
     await this.vfs.mkdir(this.dataDir);
-    if (!(await this.vfs.exists(this.path))) await this.createFile();
+    if (!(await this.vfs.exists(this.path))) {
+      await this.refuseOverForeignFiles();
+      await this.createFile();
+    }
     const file = await this.vfs.open(this.path);
     try {
-      const meta = await readNewestMeta(file, this.path, this.requestedPageBytes);
-      const geometry = new PageGeometry(meta.pageBytes);
+      const choice = await chooseMeta(file, this.path, this.requestedPageBytes, this.recoveryMode);
+      const meta = choice.meta;
       const size = await file.size();
       if (size < meta.pageCount * meta.pageBytes) {
         throw pageCorruption(this.path, Math.floor(size / meta.pageBytes), `is missing: the file has ${size} bytes, the tree needs ${meta.pageCount} pages`);
       }
-      const pager = new Pager(this.path, file, geometry, this.cache, meta.pageCount);
+      const pager = new Pager(this.path, file, new PageGeometry(meta.pageBytes), this.cache, meta.pageCount);
+      if (choice.rollback !== undefined) await this.verifyRollback(pager, meta);
       const freeSpace = await FreeSpace.load(pager, meta);
+      for (const repair of choice.repairs) await file.write(repair.page * meta.pageBytes, encodeMetaPage(meta.pageBytes, repair.page, repair.meta));
+      await file.sync();
       this.state = { pager, freeSpace, reader: new TreeReader(pager, this.pins), committed: meta };
+      this.report(choice);
     } catch (error) {
       await file.close().catch(() => undefined);
       throw error;
@@ -148,7 +202,24 @@ export class BTreeEngine extends Engine {
   }
 
   /**
-   * Creates an empty database crash-safely: both meta pages go to a temporary
+   * `btree.db` is missing. A directory holding nothing (or only the leftover
+   * of an interrupted creation) is a new store; anything else means the
+   * database file was lost or this is the wrong directory, and creating an
+   * empty store there would hide that.
+   */
+  private async refuseOverForeignFiles(): Promise<void> {
+    const others = (await this.vfs.list(this.dataDir)).filter((name) => name !== BTREE_FILE_NAME + '.init');
+    if (others.length > 0) {
+      throw corruption(
+        'btree',
+        this.path,
+        `is missing, but ${this.dataDir} holds ${others.slice(0, 5).join(', ')}${others.length > 5 ? ', …' : ''}: refusing to start an empty store over it (restore the file, or give an empty directory)`,
+      );
+    }
+  }
+
+  /**
+   * Creates an empty database crash-safely: the meta pages go to a temporary
    * file that is synced and then renamed into place, so `btree.db` either does
    * not exist or is complete.
    */
@@ -158,13 +229,50 @@ export class BTreeEngine extends Engine {
     const meta: Meta = { txn: 0, pageBytes, root: 0, depth: 0, pageCount: META_PAGES, freeListPage: 0, freeCount: 0, keyCount: 0 };
     const file = await this.vfs.open(temporary, { create: true, truncate: true });
     try {
-      await file.write(0, Buffer.concat([encodeMeta(pageBytes, 0, meta), encodeMeta(pageBytes, 1, meta)]));
+      await file.write(0, Buffer.concat([encodeMetaSlot(pageBytes, 0, meta), encodeMetaSlot(pageBytes, 1, meta)]));
       await file.sync();
     } finally {
       await file.close();
     }
     await this.vfs.rename(temporary, this.path);
     await this.vfs.syncDir(this.dataDir);
+  }
+
+  /** Recovery 'previous-commit' may start from `meta` only if its whole tree is intact (no page of it overwritten since). */
+  private async verifyRollback(pager: Pager, meta: Meta): Promise<void> {
+    try {
+      await checkVersion(pager, meta);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw corruption('btree', this.path, `recovery 'previous-commit' cannot start from commit ${meta.txn}: its tree does not verify (${reason})`);
+    }
+  }
+
+  /** Records (stats, `recovery`) and logs what opening found. */
+  private report(choice: MetaChoice): void {
+    const notes: string[] = [];
+    if (choice.rollback !== undefined) {
+      notes.push(
+        `btree ${this.path}: both copies of meta slot ${choice.rollback.damagedSlot} were damaged (${choice.rollback.reasons.join('; ')}); ` +
+          `recovery 'previous-commit' started from commit ${choice.meta.txn} (${choice.meta.keyCount} keys): commit ${choice.meta.txn + 1}, if it had been acknowledged, is lost`,
+      );
+    }
+    for (const repair of choice.repairs) if (choice.rollback === undefined) notes.push(`btree ${this.path}: rewrote meta page ${repair.page}: ${repair.reason}`);
+    this.recoveryReport = {
+      openedTxn: choice.meta.txn,
+      metaPagesRepaired: choice.repairs.length,
+      ...(choice.rollback !== undefined ? { rolledBack: choice.rollback } : {}),
+      notes,
+    };
+    for (const note of notes) {
+      if (choice.rollback !== undefined) this.log?.warn({ engine: 'btree', file: this.path, openedTxn: choice.meta.txn }, note);
+      else this.log?.info({ engine: 'btree', file: this.path, openedTxn: choice.meta.txn }, note);
+    }
+  }
+
+  /** What the last open found and did about the meta pages; undefined before the engine was opened. */
+  get recovery(): BTreeRecoveryReport | undefined {
+    return this.recoveryReport;
   }
 
   // ---- reads -------------------------------------------------------------------------------
@@ -241,6 +349,8 @@ export class BTreeEngine extends Engine {
         btree_write_calls: pager.writeCalls,
         btree_txn_id: meta.txn,
         btree_readers: this.pins.count,
+        btree_recovery_meta_pages_repaired: this.recoveryReport?.metaPagesRepaired ?? 0,
+        btree_recovery_rolled_back: this.recoveryReport?.rolledBack !== undefined ? 1 : 0,
       },
     };
   }

@@ -61,7 +61,7 @@ async function checkTreePages(
   const counts = { keys: 0, leafPages: 0, branchPages: 0, overflowPages: 0 };
   const walk = async (page: number, level: number, lower: Buffer | undefined, upper: Buffer | undefined): Promise<void> => {
     claim(page, `tree page at level ${level}`);
-    const view = await pager.loadView(page);
+    const view = await pager.loadView(page, meta.txn);
     const isRoot = level === 1;
     const entryKeys: Buffer[] = [];
     let bytes = 0;
@@ -105,7 +105,7 @@ async function checkFreeList(pager: Pager, meta: Meta, claim: Claim): Promise<{ 
   while (page !== 0) {
     claim(page, 'free-list page');
     freeListPages++;
-    const { entries, nextPage } = decodeFreeListPage(pager.path, pager.geometry, page, await pager.readRaw(page, 1));
+    const { entries, nextPage } = decodeFreeListPage(pager.path, pager.geometry, page, await pager.readRaw(page, 1), meta.txn);
     for (const entry of entries) claim(entry, 'free page');
     freePages += entries.length;
     page = nextPage;

@@ -37,7 +37,7 @@ export class TreeReader {
     // Fast path: walk cached pages without awaiting anything.
     let level = 1;
     for (; ; level++) {
-      const view = this.pager.cache.get(page);
+      const view = this.pager.cachedView(page, meta.txn);
       if (view === undefined) break;
       if (view.type === PageType.Branch) {
         if (level >= meta.depth) throw pageCorruption(this.pager.path, page, `is a branch at leaf depth ${meta.depth}`);
@@ -55,18 +55,18 @@ export class TreeReader {
 
   /** Up to `limit` entries of `range` in version `meta`, ascending or descending, with the version pinned. */
   range(meta: Meta, range: KeyRange, reverse: boolean, limit: number): Promise<Entry[]> {
-    return this.pins.pinned(meta.txn, () => this.scan(meta.root, range, reverse, limit));
+    return this.pins.pinned(meta.txn, () => this.scan(meta, range, reverse, limit));
   }
 
   /** Continues a lookup at `page` (at `level`, root = 1) whose cache lookup just missed. */
   private async getSlow(meta: Meta, key: Buffer, page: number, level: number): Promise<Buffer | undefined> {
     // The first page just missed the cache: load it without counting a second miss.
-    let view = await this.pager.loadAndCache(page);
+    let view = await this.pager.loadAndCache(page, meta.txn);
     for (; ; level++) {
       if (view.type === PageType.Branch) {
         if (level >= meta.depth) throw pageCorruption(this.pager.path, page, `is a branch at leaf depth ${meta.depth}`);
         page = childAt(view, upperBound(view, key));
-        view = await this.pager.readView(page);
+        view = await this.pager.readView(page, meta.txn);
         continue;
       }
       return this.leafValue(meta, view, key);
@@ -78,25 +78,26 @@ export class TreeReader {
     if (index === view.count || compareWithEntry(view, index, key) !== 0) return undefined;
     const value = valueAt(view, index);
     if (!isOverflowRef(value)) return value;
-    return this.pins.pinned(meta.txn, () => this.pager.readRun(value));
+    return this.pins.pinned(meta.txn, () => this.pager.readRun(value, meta.txn));
   }
 
   /**
-   * Collects up to `limit` entries of `range` from the tree rooted at `root`,
-   * ascending or descending. The caller pins the version, so every page this
-   * reads stays as it was when the scan began.
+   * Collects up to `limit` entries of `range` from the tree of version
+   * `meta`, ascending or descending. The caller pins the version, so every
+   * page this reads stays as it was when the scan began.
    */
-  private async scan(root: number, range: KeyRange, reverse: boolean, limit: number): Promise<Entry[]> {
+  private async scan(meta: Meta, range: KeyRange, reverse: boolean, limit: number): Promise<Entry[]> {
     const entries: Entry[] = [];
-    if (root === 0) return entries;
+    if (meta.root === 0) return entries;
+    const version = meta.txn;
     const stack: Frame[] = [];
     // Descend to the leaf holding the start bound.
-    let view = await this.pager.readView(root);
+    let view = await this.pager.readView(meta.root, version);
     const startKey = reverse ? range.upper : range.lower;
     while (view.type === PageType.Branch) {
       const index = startKey === undefined ? (reverse ? view.count : 0) : upperBound(view, startKey);
       stack.push({ view, index });
-      view = await this.pager.readView(childAt(view, index));
+      view = await this.pager.readView(childAt(view, index), version);
     }
     let index = startIndex(view, range, reverse);
     for (;;) {
@@ -104,11 +105,11 @@ export class TreeReader {
         const key = keyAt(view, index);
         if (reverse ? !aboveLower(key, range) : !belowUpper(key, range)) return entries;
         const value = valueAt(view, index);
-        entries.push({ key: Buffer.from(key), value: isOverflowRef(value) ? await this.pager.readRun(value) : value });
+        entries.push({ key: Buffer.from(key), value: isOverflowRef(value) ? await this.pager.readRun(value, version) : value });
         if (entries.length === limit) return entries;
         index += reverse ? -1 : 1;
       }
-      const next = await this.nextLeaf(stack, reverse);
+      const next = await this.nextLeaf(stack, reverse, version);
       if (next === undefined) return entries;
       view = next;
       index = reverse ? view.count - 1 : 0;
@@ -116,17 +117,17 @@ export class TreeReader {
   }
 
   /** The next leaf in scan order: climb to the nearest ancestor with a further child, descend its edge. */
-  private async nextLeaf(stack: Frame[], reverse: boolean): Promise<PageView | undefined> {
+  private async nextLeaf(stack: Frame[], reverse: boolean, version: number): Promise<PageView | undefined> {
     let frame = stack.pop();
     while (frame !== undefined && (reverse ? frame.index === 0 : frame.index === frame.view.count)) frame = stack.pop();
     if (frame === undefined) return undefined;
     frame.index += reverse ? -1 : 1;
     stack.push(frame);
-    let view = await this.pager.readView(childAt(frame.view, frame.index));
+    let view = await this.pager.readView(childAt(frame.view, frame.index), version);
     while (view.type === PageType.Branch) {
       const edge = reverse ? view.count : 0;
       stack.push({ view, index: edge });
-      view = await this.pager.readView(childAt(view, edge));
+      view = await this.pager.readView(childAt(view, edge), version);
     }
     return view;
   }

@@ -39,7 +39,7 @@ export class FreeSpace {
     while (page !== 0) {
       if (chain.length >= meta.pageCount || page < META_PAGES || page >= meta.pageCount) throw pageCorruption(pager.path, page, 'is not a valid free-list page number');
       chain.push(page);
-      const { entries, nextPage } = decodeFreeListPage(pager.path, pager.geometry, page, await pager.readRaw(page, 1));
+      const { entries, nextPage } = decodeFreeListPage(pager.path, pager.geometry, page, await pager.readRaw(page, 1), meta.txn);
       for (const entry of entries) {
         if (entry < META_PAGES || entry >= meta.pageCount) throw pageCorruption(pager.path, page, `lists free page ${entry} outside the file`);
         free.push(entry);
@@ -96,7 +96,7 @@ export class FreeSpace {
   }
 
   /**
-   * The new persisted free list for a committing transaction that freed
+   * The new persisted free list for committing transaction `txn` that freed
    * `freed` and allocated-then-released `recycled`: the old chain's pages are
    * added to `freed`, the new chain's pages come from `allocatePage` (which
    * may take from `recycled` and the reusable pages, so the count is
@@ -105,6 +105,7 @@ export class FreeSpace {
    */
   writeList(
     pager: Pager,
+    txn: number,
     freed: number[],
     recycled: readonly number[],
     allocatePage: () => number,
@@ -121,7 +122,7 @@ export class FreeSpace {
     const writes: PageWrite[] = [];
     for (let index = 0; index < listPages.length; index++) {
       const entries = free.slice(index * geometry.freeListEntriesPerPage, (index + 1) * geometry.freeListEntriesPerPage);
-      writes.push({ page: listPages[index]!, bytes: encodeFreeListPage(geometry, listPages[index]!, entries, listPages[index + 1] ?? 0) });
+      writes.push({ page: listPages[index]!, bytes: encodeFreeListPage(geometry, listPages[index]!, txn, entries, listPages[index + 1] ?? 0) });
     }
     return { firstPage: listPages[0] ?? 0, listPages, writes, freeCount: free.length };
   }

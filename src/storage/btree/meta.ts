@@ -1,27 +1,36 @@
 /**
- * The meta pages of the `btree` engine: their format, and choosing the
- * committed version when a file is opened.
+ * The meta pages of the `btree` engine: their format and where they live.
  *
- * Pages 0 and 1 of the file are the two meta slots. Commit `txn` writes its
- * meta page to slot `txn % 2`, so the slot it overwrites holds the version
- * before the previous one. Besides the common page header (checksum, type
- * Meta, the slot number as the page number) a meta page holds, little-endian:
+ * Pages 0-3 of the file hold two meta SLOTS of two COPIES each: slot `s` is
+ * pages `2s` (copy 0) and `2s + 1` (copy 1). Commit `txn` writes both copies
+ * of slot `txn % 2` with one write, so the slot it overwrites holds the
+ * version before the previous one and the other slot keeps the previous
+ * version. Why two copies, and how opening chooses a version: recovery.ts.
  *
- *   offset 16 u32 magic "IMPB", u32 magic "TREE", u32 format version, u32 page size
- *   offset 32 f64 txn
- *   offset 40 u32 root, depth, page count, free-list page, free count
- *   offset 60 f64 key count
+ * Besides the common page header (checksum, type Meta, the page number, the
+ * commit stamp = txn) a meta page holds, little-endian, all within the first
+ * 512 bytes (one disk sector):
  *
- * After a crash the valid meta page with the higher txn wins (see
- * `readNewestMeta`).
+ *   offset 24 u32 magic "IMPB", u32 magic "TREE", u32 format version, u32 page size
+ *   offset 40 f64 txn
+ *   offset 48 u32 root, depth, page count, free-list page, free count
+ *   offset 68 f64 key count
+ *
+ * The rest of the page is zeros.
  */
-import { corruption } from '../../util/corruption.js';
-import type { VfsFile } from '../../vfs/vfs.js';
-import { HEADER_BYTES, META_PAGES, PAGE_BYTES_MAX, PAGE_BYTES_MIN, PageType, pageChecksum, sealPage, writeHeader } from './page.js';
+import { assert } from '../../util/assert.js';
+import { HEADER_BYTES, PAGE_BYTES_MAX, PAGE_BYTES_MIN, PageType, pageChecksum, pageStamp, sealPage, writeHeader, META_PAGES } from './page.js';
 
-export const FORMAT_VERSION = 1;
+/**
+ * 2: meta slots with two copies each (pages 0-3), a commit stamp in every
+ * page header. 1 (the first format: one copy per slot, 16-byte headers) is
+ * not read.
+ */
+export const FORMAT_VERSION = 2;
 const MAGIC_LOW = 0x42504d49; // "IMPB"
 const MAGIC_HIGH = 0x45455254; // "TREE"
+/** Bytes of a meta page that carry information (the rest is zeros): one sector. */
+const META_RECORD_BYTES = 76;
 
 /** One committed version of the tree, as a meta page records it. */
 export interface Meta {
@@ -41,9 +50,26 @@ export interface Meta {
   readonly keyCount: number;
 }
 
-export function encodeMeta(pageBytes: number, slot: number, meta: Meta): Buffer {
+/** The page number of copy `copy` (0 or 1) of meta slot `slot` (0 or 1). */
+export function metaPage(slot: number, copy: number): number {
+  return 2 * slot + copy;
+}
+
+/** The slot commit `txn` writes its meta to. */
+export function slotOf(txn: number): number {
+  return txn % 2;
+}
+
+/** Both copies of `slot` holding `meta`: two pages, to be written with one write at `metaPage(slot, 0) * pageBytes`. */
+export function encodeMetaSlot(pageBytes: number, slot: number, meta: Meta): Buffer {
+  return Buffer.concat([encodeMetaPage(pageBytes, metaPage(slot, 0), meta), encodeMetaPage(pageBytes, metaPage(slot, 1), meta)]);
+}
+
+/** One meta page (`page` in [0, META_PAGES)) holding `meta`. */
+export function encodeMetaPage(pageBytes: number, page: number, meta: Meta): Buffer {
+  assert(page >= 0 && page < META_PAGES, 'not a meta page', page);
   const bytes = Buffer.alloc(pageBytes);
-  writeHeader(bytes, PageType.Meta, 0, slot, 0);
+  writeHeader(bytes, PageType.Meta, 0, page, 0, meta.txn);
   let cursor = HEADER_BYTES;
   for (const word of [MAGIC_LOW, MAGIC_HIGH, FORMAT_VERSION, meta.pageBytes]) {
     bytes.writeUInt32LE(word, cursor);
@@ -56,62 +82,41 @@ export function encodeMeta(pageBytes: number, slot: number, meta: Meta): Buffer 
     cursor += 4;
   }
   bytes.writeDoubleLE(meta.keyCount, cursor);
+  assert(cursor + 8 === META_RECORD_BYTES, 'meta record layout', cursor);
   sealPage(bytes);
   return bytes;
 }
 
-/** The meta in `bytes`, or a reason it is not a valid meta page (torn, never written, foreign). */
-export function decodeMeta(bytes: Buffer, slot: number): Meta | string {
-  if (bytes.length < PAGE_BYTES_MIN) return `meta page ${slot} is cut short (${bytes.length} bytes)`;
+/**
+ * The meta held by meta page `page` read from disk, or the reason it is not a
+ * valid one (torn or damaged, never written, foreign, an unknown format, or
+ * fields no commit can have written).
+ */
+export function decodeMeta(bytes: Buffer, page: number): Meta | string {
+  if (bytes.length < PAGE_BYTES_MIN) return `meta page ${page} is cut short (${bytes.length} bytes)`;
+  if (bytes.readUInt32LE(HEADER_BYTES) !== MAGIC_LOW || bytes.readUInt32LE(HEADER_BYTES + 4) !== MAGIC_HIGH) return `meta page ${page} has no btree magic number`;
+  const version = bytes.readUInt32LE(HEADER_BYTES + 8);
+  if (version !== FORMAT_VERSION) {
+    return `meta page ${page} has format version ${version}; this impulse reads version ${FORMAT_VERSION} only (version 1 files were written by an earlier impulse)`;
+  }
   const pageBytes = bytes.readUInt32LE(HEADER_BYTES + 12);
-  if (bytes.readUInt32LE(HEADER_BYTES) !== MAGIC_LOW || bytes.readUInt32LE(HEADER_BYTES + 4) !== MAGIC_HIGH) return `meta page ${slot} has no btree magic number`;
-  if (bytes.readUInt32LE(HEADER_BYTES + 8) !== FORMAT_VERSION) return `meta page ${slot} has unknown format version ${bytes.readUInt32LE(HEADER_BYTES + 8)}`;
-  if (pageBytes < PAGE_BYTES_MIN || pageBytes > PAGE_BYTES_MAX || bytes.length < pageBytes) return `meta page ${slot} has bad page size ${pageBytes}`;
-  const page = bytes.subarray(0, pageBytes);
-  if (page.readUInt32LE(0) !== pageChecksum(page)) return `meta page ${slot} failed its checksum`;
-  if (page[4] !== PageType.Meta || page.readUInt32LE(8) !== slot) return `meta page ${slot} has a wrong header`;
+  if (pageBytes < PAGE_BYTES_MIN || pageBytes > PAGE_BYTES_MAX || bytes.length < pageBytes) return `meta page ${page} has bad page size ${pageBytes}`;
+  const whole = bytes.subarray(0, pageBytes);
+  if (whole.readUInt32LE(0) !== pageChecksum(whole)) return `meta page ${page} failed its checksum`;
+  if (whole[4] !== PageType.Meta || whole.readUInt32LE(8) !== page) return `meta page ${page} has a wrong header`;
   let cursor = HEADER_BYTES + 16;
-  const txn = page.readDoubleLE(cursor);
+  const txn = whole.readDoubleLE(cursor);
   cursor += 8;
   const words: number[] = [];
   for (let index = 0; index < 5; index++) {
-    words.push(page.readUInt32LE(cursor));
+    words.push(whole.readUInt32LE(cursor));
     cursor += 4;
   }
-  const keyCount = page.readDoubleLE(cursor);
+  const keyCount = whole.readDoubleLE(cursor);
   const [root, depth, pageCount, freeListPage, freeCount] = words as [number, number, number, number, number];
-  return { txn, pageBytes, root, depth, pageCount, freeListPage, freeCount, keyCount };
-}
-
-/**
- * Reads both meta pages of `file` and returns the valid one with the higher
- * txn; IMPULSE_ERR_ENGINE_CORRUPTION naming `path` when neither is valid.
- * The page size is recorded in the meta pages themselves and slot 1 sits at
- * offset pageBytes, so `requestedPageBytes` is tried first, then the others.
- */
-export async function readNewestMeta(file: VfsFile, path: string, requestedPageBytes: number): Promise<Meta> {
-  const reasons: string[] = [];
-  const sizes = [requestedPageBytes];
-  for (let size = PAGE_BYTES_MIN; size <= PAGE_BYTES_MAX; size *= 2) if (size !== requestedPageBytes) sizes.push(size);
-  for (const pageBytes of sizes) {
-    let best: Meta | undefined;
-    for (const slot of [0, 1]) {
-      const bytes = await file.read(slot * pageBytes, pageBytes);
-      const meta = decodeMeta(bytes, slot);
-      if (typeof meta === 'string') {
-        reasons.push(meta);
-        continue;
-      }
-      if (meta.pageBytes !== pageBytes) continue;
-      if (!metaIsSane(meta)) {
-        reasons.push(`meta page ${slot} has impossible fields`);
-        continue;
-      }
-      if (best === undefined || meta.txn > best.txn) best = meta;
-    }
-    if (best !== undefined) return best;
-  }
-  throw corruption('btree', path, `no valid meta page (${[...new Set(reasons)].slice(0, 4).join('; ')})`);
+  const meta: Meta = { txn, pageBytes, root, depth, pageCount, freeListPage, freeCount, keyCount };
+  if (pageStamp(whole) !== txn || !metaIsSane(meta)) return `meta page ${page} has impossible fields`;
+  return meta;
 }
 
 /** Fields a checksum cannot vouch for: a meta page with a valid checksum but impossible contents is rejected too. */

@@ -2,11 +2,12 @@
  * The on-disk page format of the `btree` engine.
  *
  * The file is an array of fixed-size pages (`pageBytes`, 4 KiB by default, a
- * power of two from 512 to 32 KiB). Page 0 and page 1 are the two alternating
- * meta pages; every other page is a branch, a leaf, an overflow page or a
- * free-list page, or is free.
+ * power of two from 512 to 32 KiB). Pages 0 to 3 are the meta pages (two
+ * alternating slots, each written twice; their format is in meta.ts); every
+ * other page is a branch, a leaf, an overflow page or a free-list page, or is
+ * free.
  *
- * Every page starts with the same 16-byte header:
+ * Every page starts with the same 24-byte header:
  *
  *   offset 0  u32  CRC-32 of bytes [4, pageBytes) of the page
  *   offset 4  u8   page type (PageType)
@@ -15,6 +16,11 @@
  *   offset 8  u32  the page's own number (catches misdirected writes and reads)
  *   offset 12 u32  extra: branch = leftmost child; free list = next free-list
  *                  page (0 = none); overflow = index of the page in its run
+ *   offset 16 f64  the commit (txn id) that wrote the page. A version `v` only
+ *                  ever references pages written by commits <= v, so a page
+ *                  stamped later than the version reading it was reused while
+ *                  still in use (or a later, unfinished commit wrote over it):
+ *                  reads check this and report it as corruption.
  *
  * Leaf and branch pages are slotted: after the header, `count` u16 offsets,
  * then the entries in key order. An entry is
@@ -32,7 +38,7 @@
  * the common header (type OVERFLOW), so a flipped bit names the exact page.
  * The inline limits keep every entry at most a quarter of a page, which is
  * what makes "split in two" and "merge or redistribute with one sibling"
- * always sufficient (see btree-engine.ts).
+ * always sufficient (see node.ts).
  *
  * All integers are little-endian.
  */
@@ -42,12 +48,13 @@ import { assert } from '../../util/assert.js';
 import { compareBytes, partitionPoint } from '../../util/bytes.js';
 import { corruption } from '../../util/corruption.js';
 
-export const HEADER_BYTES = 16;
+export const HEADER_BYTES = 24;
 export const SLOT_BYTES = 2;
 export const ENTRY_HEADER_BYTES = 7;
 export const PAGE_BYTES_MIN = 512;
 export const PAGE_BYTES_MAX = 32 * 1024;
-export const META_PAGES = 2;
+/** Pages [0, META_PAGES) hold the meta pages: two slots, each written twice (meta.ts). */
+export const META_PAGES = 4;
 
 export const enum PageType {
   Meta = 1,
@@ -125,6 +132,8 @@ export function isOverflowRef(value: Buffer | OverflowRef): value is OverflowRef
  */
 export interface PageView {
   readonly page: number;
+  /** The commit that wrote the page (header stamp). */
+  readonly stamp: number;
   readonly bytes: Buffer;
   readonly type: PageType.Leaf | PageType.Branch;
   readonly count: number;
@@ -148,24 +157,39 @@ export function sealPage(bytes: Buffer): void {
 }
 
 /**
- * Checks the checksum, the page number and the type of a page read from disk.
+ * Checks the checksum, the page number, the type and the commit stamp of a
+ * page read from disk for version `version` (the stamp must not be later).
  * Throws IMPULSE_ERR_ENGINE_CORRUPTION naming the page on any mismatch.
  */
-export function verifyPage(path: string, page: number, bytes: Buffer, pageBytes: number, expected: readonly PageType[]): PageType {
+export function verifyPage(path: string, page: number, bytes: Buffer, pageBytes: number, expected: readonly PageType[], version: number): PageType {
   if (bytes.length !== pageBytes) throw pageCorruption(path, page, `is cut short (${bytes.length} of ${pageBytes} bytes)`);
   if (bytes.readUInt32LE(0) !== pageChecksum(bytes)) throw pageCorruption(path, page, 'failed its checksum');
   if (bytes.readUInt32LE(8) !== page) throw pageCorruption(path, page, `carries page number ${bytes.readUInt32LE(8)}`);
   const type = bytes[4] as PageType;
   if (!expected.includes(type)) throw pageCorruption(path, page, `has type ${type}, expected ${expected.join(' or ')}`);
+  checkStamp(path, page, pageStamp(bytes), version);
   return type;
 }
 
-export function writeHeader(bytes: Buffer, type: PageType, count: number, page: number, extra: number): void {
+/** The commit that wrote a page (header offset 16). */
+export function pageStamp(bytes: Buffer): number {
+  return bytes.readDoubleLE(16);
+}
+
+/** Corruption unless a page written by commit `stamp` may belong to version `version`. */
+export function checkStamp(path: string, page: number, stamp: number, version: number): void {
+  if (stamp > version) {
+    throw pageCorruption(path, page, `was written by commit ${stamp}, after version ${version} that references it (reused while still in use, or overwritten by an unfinished later commit)`);
+  }
+}
+
+export function writeHeader(bytes: Buffer, type: PageType, count: number, page: number, extra: number, stamp: number): void {
   bytes[4] = type;
   bytes[5] = 0;
   bytes.writeUInt16LE(count, 6);
   bytes.writeUInt32LE(page, 8);
   bytes.writeUInt32LE(extra, 12);
+  bytes.writeDoubleLE(stamp, 16);
 }
 
 // ---- reading leaf and branch pages in place ----------------------------------------------
@@ -290,12 +314,13 @@ export function scanEntries(
 export function encodeLeaf(
   geometry: PageGeometry,
   page: number,
+  stamp: number,
   keys: readonly Buffer[],
   values: ReadonlyArray<Buffer | OverflowRef>,
   keyPages: ReadonlyArray<number | undefined>,
 ): Buffer {
   const bytes = Buffer.alloc(geometry.pageBytes);
-  writeHeader(bytes, PageType.Leaf, keys.length, page, 0);
+  writeHeader(bytes, PageType.Leaf, keys.length, page, 0, stamp);
   let cursor = HEADER_BYTES + SLOT_BYTES * keys.length;
   for (let index = 0; index < keys.length; index++) {
     const key = keys[index]!;
@@ -329,13 +354,14 @@ export function encodeLeaf(
 export function encodeBranch(
   geometry: PageGeometry,
   page: number,
+  stamp: number,
   keys: readonly Buffer[],
   children: readonly number[],
   keyPages: ReadonlyArray<number | undefined>,
 ): Buffer {
   assert(children.length === keys.length + 1, 'branch children do not match separators', page, keys.length, children.length);
   const bytes = Buffer.alloc(geometry.pageBytes);
-  writeHeader(bytes, PageType.Branch, keys.length, page, children[0]!);
+  writeHeader(bytes, PageType.Branch, keys.length, page, children[0]!, stamp);
   let cursor = HEADER_BYTES + SLOT_BYTES * keys.length;
   for (let index = 0; index < keys.length; index++) {
     const key = keys[index]!;
@@ -357,13 +383,13 @@ export function encodeBranch(
   return bytes;
 }
 
-/** Serializes `data` into the run of `geometry.runPages(data.length)` pages starting at `firstPage`. */
-export function encodeRun(geometry: PageGeometry, firstPage: number, data: Uint8Array): Buffer {
+/** Serializes `data` into the run of `geometry.runPages(data.length)` pages starting at `firstPage`, written by commit `stamp`. */
+export function encodeRun(geometry: PageGeometry, firstPage: number, stamp: number, data: Uint8Array): Buffer {
   const pages = geometry.runPages(data.length);
   const bytes = Buffer.alloc(pages * geometry.pageBytes);
   for (let index = 0; index < pages; index++) {
     const page = bytes.subarray(index * geometry.pageBytes, (index + 1) * geometry.pageBytes);
-    writeHeader(page, PageType.Overflow, 0, firstPage + index, index);
+    writeHeader(page, PageType.Overflow, 0, firstPage + index, index, stamp);
     const start = index * geometry.payloadBytes;
     page.set(data.subarray(start, Math.min(data.length, start + geometry.payloadBytes)), HEADER_BYTES);
     sealPage(page);
@@ -371,8 +397,8 @@ export function encodeRun(geometry: PageGeometry, firstPage: number, data: Uint8
   return bytes;
 }
 
-/** Verifies every page of a run read from disk and returns the `length` data bytes it holds. */
-export function decodeRun(path: string, geometry: PageGeometry, ref: OverflowRef, bytes: Buffer): Buffer {
+/** Verifies every page of a run read from disk for version `version` and returns the `length` data bytes it holds. */
+export function decodeRun(path: string, geometry: PageGeometry, ref: OverflowRef, bytes: Buffer, version: number): Buffer {
   const pages = geometry.runPages(ref.length);
   if (bytes.length !== pages * geometry.pageBytes) {
     throw pageCorruption(path, ref.page + Math.floor(bytes.length / geometry.pageBytes), 'is missing (file cut short inside an overflow run)');
@@ -380,7 +406,7 @@ export function decodeRun(path: string, geometry: PageGeometry, ref: OverflowRef
   const data = Buffer.allocUnsafe(ref.length);
   for (let index = 0; index < pages; index++) {
     const page = bytes.subarray(index * geometry.pageBytes, (index + 1) * geometry.pageBytes);
-    verifyPage(path, ref.page + index, page, geometry.pageBytes, [PageType.Overflow]);
+    verifyPage(path, ref.page + index, page, geometry.pageBytes, [PageType.Overflow], version);
     if (page.readUInt32LE(12) !== index) throw pageCorruption(path, ref.page + index, `is not page ${index} of its overflow run`);
     const start = index * geometry.payloadBytes;
     page.copy(data, start, HEADER_BYTES, HEADER_BYTES + Math.min(geometry.payloadBytes, ref.length - start));
@@ -390,17 +416,18 @@ export function decodeRun(path: string, geometry: PageGeometry, ref: OverflowRef
 
 // ---- free-list pages -------------------------------------------------------------------------
 
-export function encodeFreeListPage(geometry: PageGeometry, page: number, entries: readonly number[], nextPage: number): Buffer {
+export function encodeFreeListPage(geometry: PageGeometry, page: number, stamp: number, entries: readonly number[], nextPage: number): Buffer {
   assert(entries.length <= geometry.freeListEntriesPerPage, 'free-list page overfull', page, entries.length);
   const bytes = Buffer.alloc(geometry.pageBytes);
-  writeHeader(bytes, PageType.FreeList, entries.length, page, nextPage);
+  writeHeader(bytes, PageType.FreeList, entries.length, page, nextPage, stamp);
   for (let index = 0; index < entries.length; index++) bytes.writeUInt32LE(entries[index]!, HEADER_BYTES + 4 * index);
   sealPage(bytes);
   return bytes;
 }
 
-export function decodeFreeListPage(path: string, geometry: PageGeometry, page: number, bytes: Buffer): { entries: number[]; nextPage: number } {
-  verifyPage(path, page, bytes, geometry.pageBytes, [PageType.FreeList]);
+/** The entries and next page of a free-list page read from disk for version `version`. */
+export function decodeFreeListPage(path: string, geometry: PageGeometry, page: number, bytes: Buffer, version: number): { entries: number[]; nextPage: number } {
+  verifyPage(path, page, bytes, geometry.pageBytes, [PageType.FreeList], version);
   const count = bytes.readUInt16LE(6);
   if (count > geometry.freeListEntriesPerPage) throw pageCorruption(path, page, `claims ${count} free-list entries`);
   const entries: number[] = [];

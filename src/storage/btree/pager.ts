@@ -1,15 +1,18 @@
 /**
  * The pager of the `btree` engine: every page read and write of the open
  * file goes through here. Reads come back verified (checksum, page number,
- * type) as `PageView`s, through the page cache; writes are coalesced into
- * runs of consecutive pages and kept a bounded number in flight.
+ * type, and a commit stamp not later than the version being read) as
+ * `PageView`s, through the page cache; writes are coalesced into runs of
+ * consecutive pages and kept a bounded number in flight.
  *
  * Who calls: the engine (open, commit), the readers (cursor.ts), the write
  * transaction (txn.ts) and the checker (check.ts). Single-threaded.
  */
 import type { VfsFile } from '../../vfs/vfs.js';
 import {
+  checkStamp,
   decodeRun,
+  pageStamp,
   pageCorruption,
   PageType,
   scanEntries,
@@ -51,29 +54,39 @@ export class Pager {
     this.readablePages = readablePages;
   }
 
-  /** A verified leaf or branch page, from the cache or the file (then cached). */
-  async readView(page: number): Promise<PageView> {
-    return this.cache.get(page) ?? this.loadAndCache(page);
+  /**
+   * Leaf or branch `page` of version `version` from the cache, or undefined
+   * on a miss (counted). Synchronous: the cached read path awaits nothing.
+   */
+  cachedView(page: number, version: number): PageView | undefined {
+    const view = this.cache.get(page);
+    if (view !== undefined) checkStamp(this.path, page, view.stamp, version);
+    return view;
+  }
+
+  /** Verified leaf or branch `page` of version `version`, from the cache or the file (then cached). */
+  async readView(page: number, version: number): Promise<PageView> {
+    return this.cachedView(page, version) ?? this.loadAndCache(page, version);
   }
 
   /** Reads a page that just missed the cache (without counting a second miss) and caches it. */
-  async loadAndCache(page: number): Promise<PageView> {
-    const view = await this.loadView(page);
+  async loadAndCache(page: number, version: number): Promise<PageView> {
+    const view = await this.loadView(page, version);
     this.cache.put(view);
     return view;
   }
 
-  /** Reads and verifies a leaf or branch page from the file, bypassing the cache (and its overflow keys). */
-  async loadView(page: number): Promise<PageView> {
+  /** Reads and verifies a leaf or branch page of version `version` from the file, bypassing the cache (and its overflow keys). */
+  async loadView(page: number, version: number): Promise<PageView> {
     const bytes = await this.readRaw(page, 1);
-    const type = verifyPage(this.path, page, bytes, this.geometry.pageBytes, [PageType.Leaf, PageType.Branch]) as PageType.Leaf | PageType.Branch;
+    const type = verifyPage(this.path, page, bytes, this.geometry.pageBytes, [PageType.Leaf, PageType.Branch], version) as PageType.Leaf | PageType.Branch;
     const { keyRuns } = scanEntries(this.path, page, bytes);
     let bigKeys: Array<Buffer | undefined> | undefined;
     if (keyRuns.length > 0) {
       bigKeys = new Array<Buffer | undefined>(bytes.readUInt16LE(6)).fill(undefined);
-      for (const { index, ref } of keyRuns) bigKeys[index] = await this.readRun(ref);
+      for (const { index, ref } of keyRuns) bigKeys[index] = await this.readRun(ref, version);
     }
-    return { page, bytes, type, count: bytes.readUInt16LE(6), bigKeys, keyRuns: keyRuns.map((run) => run.ref) };
+    return { page, stamp: pageStamp(bytes), bytes, type, count: bytes.readUInt16LE(6), bigKeys, keyRuns: keyRuns.map((run) => run.ref) };
   }
 
   /** `pages` consecutive pages from `page`, unverified. */
@@ -84,10 +97,10 @@ export class Pager {
     return this.file.read(page * this.geometry.pageBytes, pages * this.geometry.pageBytes);
   }
 
-  /** The verified contents of an overflow run. */
-  async readRun(ref: OverflowRef): Promise<Buffer> {
+  /** The verified contents of an overflow run of version `version`. */
+  async readRun(ref: OverflowRef, version: number): Promise<Buffer> {
     const bytes = await this.readRaw(ref.page, this.geometry.runPages(ref.length));
-    return decodeRun(this.path, this.geometry, ref, bytes);
+    return decodeRun(this.path, this.geometry, ref, bytes, version);
   }
 
   /**

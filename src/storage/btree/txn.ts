@@ -21,7 +21,7 @@
  *      Only this makes the version visible after a crash.
  */
 import { assert } from '../../util/assert.js';
-import { encodeMeta, type Meta } from './meta.js';
+import { encodeMetaSlot, metaPage, slotOf, type Meta } from './meta.js';
 import type { FreeSpace } from './freelist.js';
 import { nodeFromView, nodeLowerBound, nodeUpperBound, rebalanceSiblings, splitNode, type BranchNode, type LeafNode, type TreeNode } from './node.js';
 import type { PageWrite, Pager } from './pager.js';
@@ -99,7 +99,7 @@ export class WriteTxn {
     let stored: Buffer | OverflowRef;
     if (value.length > geometry.valueInlineMax) {
       const first = this.allocateRun(geometry.runPages(value.length));
-      await this.pager.file.write(first * geometry.pageBytes, encodeRun(geometry, first, value));
+      await this.pager.file.write(first * geometry.pageBytes, encodeRun(geometry, first, this.id, value));
       this.newRuns.add(first);
       this.runsEnd = Math.max(this.runsEnd, first + geometry.runPages(value.length));
       stored = { page: first, length: value.length };
@@ -190,7 +190,7 @@ export class WriteTxn {
   private async touch(page: number): Promise<TreeNode> {
     const dirty = this.dirty.get(page);
     if (dirty !== undefined) return dirty;
-    const view = await this.pager.readView(page);
+    const view = await this.pager.readView(page, this.committed.txn);
     const node = nodeFromView(this.pager.geometry, view);
     this.releasePage(page, view.keyRuns);
     node.page = this.allocatePage();
@@ -213,7 +213,7 @@ export class WriteTxn {
         page = node.children[nodeUpperBound(node.keys, key)]!;
         continue;
       }
-      const view = await this.pager.readView(page);
+      const view = await this.pager.readView(page, this.committed.txn);
       if (view.type === PageType.Leaf) {
         const index = lowerBound(view, key);
         return index < view.count && compareWithEntry(view, index, key) === 0;
@@ -345,7 +345,7 @@ export class WriteTxn {
     if (this.dirty.size === 0 && this.freed.length === 0 && this.recycled.length === 0 && this.newRuns.size === 0) return undefined;
     const geometry = this.pager.geometry;
     const { writes, views } = this.encodeDirty();
-    const list = this.freeSpace.writeList(this.pager, this.freed, this.recycled, () => this.allocatePage());
+    const list = this.freeSpace.writeList(this.pager, this.id, this.freed, this.recycled, () => this.allocatePage());
     writes.push(...list.writes);
     // The file must reach the new page count even when the last allocated page ended up free
     // (allocated, then merged away): opening checks the size, and a later read of a free page
@@ -366,7 +366,9 @@ export class WriteTxn {
       keyCount: this.keyCount,
     };
     onMetaWrite();
-    await this.pager.file.write((this.id % 2) * geometry.pageBytes, encodeMeta(geometry.pageBytes, this.id % 2, meta));
+    // Both copies of the slot in one write (recovery.ts says why a crash cannot damage both).
+    const slot = slotOf(this.id);
+    await this.pager.file.write(metaPage(slot, 0) * geometry.pageBytes, encodeMetaSlot(geometry.pageBytes, slot, meta));
     if (sync) await this.pager.file.sync();
     this.freeSpace.install(this.id, this.freed, this.recycled, list.listPages);
     return { meta, views, pagesWritten: writes.length };
@@ -384,7 +386,7 @@ export class WriteTxn {
       for (const key of node.keys) {
         if (key.length > geometry.keyInlineMax) {
           const first = this.allocateRun(geometry.runPages(key.length));
-          writes.push({ page: first, bytes: encodeRun(geometry, first, key) });
+          writes.push({ page: first, bytes: encodeRun(geometry, first, this.id, key) });
           keyPages.push(first);
           bigKeys.push(key);
           keyRuns.push({ page: first, length: key.length });
@@ -395,11 +397,12 @@ export class WriteTxn {
       }
       const bytes =
         node.kind === 'leaf'
-          ? encodeLeaf(geometry, node.page, node.keys, node.values, keyPages)
-          : encodeBranch(geometry, node.page, node.keys, node.children, keyPages);
+          ? encodeLeaf(geometry, node.page, this.id, node.keys, node.values, keyPages)
+          : encodeBranch(geometry, node.page, this.id, node.keys, node.children, keyPages);
       writes.push({ page: node.page, bytes });
       views.push({
         page: node.page,
+        stamp: this.id,
         bytes,
         type: node.kind === 'leaf' ? PageType.Leaf : PageType.Branch,
         count: node.keys.length,
