@@ -82,6 +82,17 @@ export interface BTreeEngineOptions extends EngineOptions {
   readonly recovery?: BTreeRecoveryMode;
   /** Where open-time recovery reports what it found and did (pino's `warn`/`info` fit). Default: nowhere. */
   readonly log?: BTreeLog;
+  /** TEST-ONLY deliberately broken variants (see `BTreeMutations`); production code never sets them. */
+  readonly mutations?: BTreeMutations;
+}
+
+/**
+ * Deliberately broken variants of the engine, for tests that must prove they
+ * catch the bug (btree-snapshot.test.ts). All default to off.
+ */
+export interface BTreeMutations {
+  /** Hand out pages freed by a commit from the next commit on, even while a reader still pins a version that uses them. */
+  readonly reusePinnedPages?: boolean;
 }
 
 /** The logging the engine does: open-time recovery only. */
@@ -122,6 +133,7 @@ export class BTreeEngine extends Engine {
   private readonly cache: PageCache;
   private readonly recoveryMode: BTreeRecoveryMode;
   private readonly log: BTreeLog | undefined;
+  private readonly mutations: BTreeMutations;
   private readonly pins = new VersionPins();
   private recoveryReport: BTreeRecoveryReport | undefined;
   private state: OpenState | undefined;
@@ -150,6 +162,7 @@ export class BTreeEngine extends Engine {
       throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `btree recovery must be one of ${BTREE_RECOVERY_MODES.join(', ')}, got ${JSON.stringify(this.recoveryMode)}`);
     }
     this.log = options.log;
+    this.mutations = options.mutations ?? {};
     // The tree's entries must fit inline limits that depend on the page size; keys longer than
     // keyInlineMax and values longer than valueInlineMax go to overflow runs, so any key up to
     // 64 KiB (u16 length) is storable.
@@ -296,7 +309,8 @@ export class BTreeEngine extends Engine {
       });
     }
     const state = this.openState();
-    const txn = new WriteTxn(state.pager, state.freeSpace, state.committed, this.pins.oldest());
+    const oldestReader = this.mutations.reusePinnedPages === true ? Infinity : this.pins.oldest();
+    const txn = new WriteTxn(state.pager, state.freeSpace, state.committed, oldestReader);
     let metaWriteStarted = false;
     try {
       for (const op of ops) {
