@@ -90,9 +90,13 @@ describe('btree recovery: a damaged meta slot', () => {
   it('both copies of the newest slot damaged: refuses to start, names the file and the slot, and writes nothing', async () => {
     const { vfs, meta } = await twoCommits();
     const slot = slotOf(meta.txn);
-    for (const copy of [0, 1]) vfs.flipBit(FILE, metaPage(slot, copy) * PAGE + 45, 1);
+    // A flipped bit in the zero tail: the checksum fails, the fields still say what the slot held.
+    for (const copy of [0, 1]) vfs.flipBit(FILE, metaPage(slot, copy) * PAGE + 300, 1);
     const before = await vfs.readFile(FILE);
-    await assert.rejects(openEngine(vfs), isCorruption(new RegExp(`${FILE}: both copies of meta slot ${slot} .*damaged.*previous-commit`)));
+    await assert.rejects(
+      openEngine(vfs),
+      isCorruption(new RegExp(`${FILE}: both copies of meta slot ${slot} .*damaged .*claims, unverified: commit ${meta.txn}, 2 keys.*previous-commit`)),
+    );
     assert.deepEqual(await vfs.readFile(FILE), before, 'a refused open changed the file');
   });
 

@@ -119,6 +119,17 @@ export function decodeMeta(bytes: Buffer, page: number): Meta | string {
   return meta;
 }
 
+/**
+ * What a meta page that failed its checks claims, read without trusting it
+ * (for messages only: it tells an operator what a damaged slot probably held).
+ * Undefined when the page does not even carry the btree magic number.
+ */
+export function claimedByDamagedMeta(bytes: Buffer): { readonly txn: number; readonly keyCount: number } | undefined {
+  if (bytes.length < HEADER_BYTES + 56) return undefined;
+  if (bytes.readUInt32LE(HEADER_BYTES) !== MAGIC_LOW || bytes.readUInt32LE(HEADER_BYTES + 4) !== MAGIC_HIGH) return undefined;
+  return { txn: bytes.readDoubleLE(HEADER_BYTES + 16), keyCount: bytes.readDoubleLE(HEADER_BYTES + 44) };
+}
+
 /** Fields a checksum cannot vouch for: a meta page with a valid checksum but impossible contents is rejected too. */
 function metaIsSane(meta: Meta): boolean {
   return (

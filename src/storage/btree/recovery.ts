@@ -34,7 +34,7 @@
  */
 import { corruption } from '../../util/corruption.js';
 import type { VfsFile } from '../../vfs/vfs.js';
-import { decodeMeta, metaPage, type Meta } from './meta.js';
+import { claimedByDamagedMeta, decodeMeta, metaPage, type Meta } from './meta.js';
 import { META_PAGES, PAGE_BYTES_MAX, PAGE_BYTES_MIN } from './page.js';
 
 /**
@@ -75,11 +75,15 @@ export async function chooseMeta(file: VfsFile, path: string, requestedPageBytes
   for (let size = PAGE_BYTES_MIN; size <= PAGE_BYTES_MAX; size *= 2) if (size !== requestedPageBytes) sizes.push(size);
   for (const pageBytes of sizes) {
     const reads: Array<Meta | string> = [];
+    const claims: Array<string | undefined> = [];
     for (let page = 0; page < META_PAGES; page++) {
-      const read = decodeMeta(await file.read(page * pageBytes, pageBytes), page);
+      const bytes = await file.read(page * pageBytes, pageBytes);
+      const read = decodeMeta(bytes, page);
       reads.push(typeof read !== 'string' && read.pageBytes !== pageBytes ? `meta page ${page} is for page size ${read.pageBytes}` : read);
+      const claim = typeof read === 'string' ? claimedByDamagedMeta(bytes) : undefined;
+      claims.push(claim === undefined ? undefined : `commit ${claim.txn}, ${claim.keyCount} keys`);
     }
-    if (reads.some((read) => typeof read !== 'string')) return classifyMetaPages(path, reads, recovery);
+    if (reads.some((read) => typeof read !== 'string')) return classifyMetaPages(path, reads, recovery, claims);
     for (const read of reads) reasons.push(read as string);
   }
   throw corruption('btree', path, `no valid meta page (${[...new Set(reasons)].slice(0, 4).join('; ')})`);
@@ -87,15 +91,28 @@ export async function chooseMeta(file: VfsFile, path: string, requestedPageBytes
 
 /**
  * The decision of `chooseMeta` on the decoded meta pages `reads` (index =
- * page number; a string is why that page is not valid). Pure; exported for
- * tests.
+ * page number; a string is why that page is not valid). `claims[page]`
+ * describes what an invalid page claims to hold, unverified, for messages.
+ * Pure; exported for tests.
  */
-export function classifyMetaPages(path: string, reads: ReadonlyArray<Meta | string>, recovery: BTreeRecoveryMode): MetaChoice {
+export function classifyMetaPages(
+  path: string,
+  reads: ReadonlyArray<Meta | string>,
+  recovery: BTreeRecoveryMode,
+  claims: ReadonlyArray<string | undefined> = [],
+): MetaChoice {
   const slots = [0, 1].map((slot) => {
-    const copies = [reads[metaPage(slot, 0)]!, reads[metaPage(slot, 1)]!];
+    const pages = [metaPage(slot, 0), metaPage(slot, 1)];
+    const copies = pages.map((page) => reads[page]!);
     const valid = copies.filter((copy): copy is Meta => typeof copy !== 'string');
     const meta = valid.length === 0 ? undefined : valid.reduce((newer, copy) => (copy.txn > newer.txn ? copy : newer));
-    return { slot, copies, meta, reasons: copies.filter((copy): copy is string => typeof copy === 'string') };
+    const reasons = pages.flatMap((page) => {
+      const read = reads[page]!;
+      if (typeof read !== 'string') return [];
+      const claim = claims[page];
+      return [claim === undefined ? read : `${read} (it claims, unverified: ${claim})`];
+    });
+    return { slot, copies, meta, reasons };
   });
   const intact = slots.filter((slot) => slot.meta !== undefined);
   if (intact.length === 0) throw corruption('btree', path, `no valid meta page (${slots.flatMap((slot) => slot.reasons).join('; ')})`);

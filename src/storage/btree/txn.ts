@@ -99,7 +99,7 @@ export class WriteTxn {
     let stored: Buffer | OverflowRef;
     if (value.length > geometry.valueInlineMax) {
       const first = this.allocateRun(geometry.runPages(value.length));
-      await this.pager.file.write(first * geometry.pageBytes, encodeRun(geometry, first, this.id, value));
+      await this.pager.writePages(first, encodeRun(geometry, first, this.id, value));
       this.newRuns.add(first);
       this.runsEnd = Math.max(this.runsEnd, first + geometry.runPages(value.length));
       stored = { page: first, length: value.length };
@@ -368,7 +368,7 @@ export class WriteTxn {
     onMetaWrite();
     // Both copies of the slot in one write (recovery.ts says why a crash cannot damage both).
     const slot = slotOf(this.id);
-    await this.pager.file.write(metaPage(slot, 0) * geometry.pageBytes, encodeMetaSlot(geometry.pageBytes, slot, meta));
+    await this.pager.writePages(metaPage(slot, 0), encodeMetaSlot(geometry.pageBytes, slot, meta));
     if (sync) await this.pager.file.sync();
     this.freeSpace.install(this.id, this.freed, this.recycled, list.listPages);
     return { meta, views, pagesWritten: writes.length };
