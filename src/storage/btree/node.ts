@@ -14,14 +14,14 @@
  */
 import { assert } from '../../util/assert.js';
 import { compareBytes, partitionPoint } from '../../util/bytes.js';
-import { childAt, keyAt, PageType, valueRefAt, type OverflowRef, type PageGeometry, type PageView } from './page.js';
+import { PageType, readEntries, type OverflowRef, type PageGeometry, type PageView } from './page.js';
 
 /** A leaf being changed by the running transaction. */
 export interface LeafNode {
   readonly kind: 'leaf';
   page: number;
-  keys: Buffer[];
-  values: Array<Buffer | OverflowRef>;
+  keys: Uint8Array[];
+  values: Array<Uint8Array | OverflowRef>;
   /** Entry bytes (slots included, header excluded) the page would take. */
   bytes: number;
 }
@@ -30,45 +30,26 @@ export interface LeafNode {
 export interface BranchNode {
   readonly kind: 'branch';
   page: number;
-  keys: Buffer[];
+  keys: Uint8Array[];
   children: number[];
   bytes: number;
 }
 
 export type TreeNode = LeafNode | BranchNode;
 
-/** Decodes a verified page into a node (inline values stay views into the immutable page bytes). */
+/** Decodes a verified page into a node (keys and inline values stay views into the immutable page bytes). */
 export function nodeFromView(geometry: PageGeometry, view: PageView): TreeNode {
-  const keys: Buffer[] = [];
-  let bytes = 0;
-  if (view.type === PageType.Leaf) {
-    const values: Array<Buffer | OverflowRef> = [];
-    for (let index = 0; index < view.count; index++) {
-      const key = keyAt(view, index);
-      const value = valueRefAt(view, index);
-      keys.push(key);
-      values.push(value);
-      bytes += geometry.leafEntryBytes(key.length, value.length);
-    }
-    return { kind: 'leaf', page: view.page, keys, values, bytes };
-  }
-  const children = [childAt(view, 0)];
-  for (let index = 0; index < view.count; index++) {
-    const key = keyAt(view, index);
-    keys.push(key);
-    children.push(childAt(view, index + 1));
-    bytes += geometry.branchEntryBytes(key.length);
-  }
-  return { kind: 'branch', page: view.page, keys, children, bytes };
+  const { keys, values, children, bytes } = readEntries(geometry, view);
+  return view.type === PageType.Leaf ? { kind: 'leaf', page: view.page, keys, values, bytes } : { kind: 'branch', page: view.page, keys, children, bytes };
 }
 
 /** First index whose key is >= `key`. */
-export function nodeLowerBound(keys: readonly Buffer[], key: Buffer): number {
+export function nodeLowerBound(keys: readonly Uint8Array[], key: Uint8Array): number {
   return partitionPoint(0, keys.length, (index) => compareBytes(keys[index]!, key) >= 0);
 }
 
 /** First index whose key is > `key`: the child of a branch that covers `key`. */
-export function nodeUpperBound(keys: readonly Buffer[], key: Buffer): number {
+export function nodeUpperBound(keys: readonly Uint8Array[], key: Uint8Array): number {
   return partitionPoint(0, keys.length, (index) => compareBytes(keys[index]!, key) > 0);
 }
 
@@ -80,7 +61,7 @@ export function nodeUpperBound(keys: readonly Buffer[], key: Buffer): number {
  * have the same append optimization). Returns the right node and the
  * separator to insert into the parent.
  */
-export function splitNode(geometry: PageGeometry, node: TreeNode, rightEdge: boolean, rightPage: number): { right: TreeNode; separator: Buffer } {
+export function splitNode(geometry: PageGeometry, node: TreeNode, rightEdge: boolean, rightPage: number): { right: TreeNode; separator: Uint8Array } {
   const cut = (sizes: number[], pushUp: boolean): number => (rightEdge ? rightEdgeCut(sizes, pushUp, geometry.fillBytesMin) : balancedCut(sizes, pushUp));
   if (node.kind === 'leaf') {
     const sizes = node.keys.map((key, index) => geometry.leafEntryBytes(key.length, node.values[index]!.length));
@@ -117,7 +98,7 @@ export function splitNode(geometry: PageGeometry, node: TreeNode, rightEdge: boo
  * otherwise the entries are dealt out evenly and this returns the separator
  * that replaces the old one.
  */
-export function rebalanceSiblings(geometry: PageGeometry, left: TreeNode, right: TreeNode, separator: Buffer): Buffer | undefined {
+export function rebalanceSiblings(geometry: PageGeometry, left: TreeNode, right: TreeNode, separator: Uint8Array): Uint8Array | undefined {
   if (left.kind === 'leaf' && right.kind === 'leaf') {
     const keys = left.keys.concat(right.keys);
     const values = left.values.concat(right.values);
@@ -214,10 +195,10 @@ function rightEdgeCut(sizes: readonly number[], pushUp: boolean, fillBytesMin: n
  * The shortest key `s` with `left < s <= right`: a prefix of `right` one byte
  * longer than what it shares with `left`. Short separators keep branches wide.
  */
-function shortestSeparator(left: Buffer, right: Buffer): Buffer {
+function shortestSeparator(left: Uint8Array, right: Uint8Array): Uint8Array {
   assert(compareBytes(left, right) < 0, 'separator bounds out of order', left, right);
   const shared = Math.min(left.length, right.length);
   let index = 0;
   while (index < shared && left[index] === right[index]) index++;
-  return Buffer.from(right.subarray(0, index + 1));
+  return new Uint8Array(right.subarray(0, index + 1)); // a copy: `right` may be a view into a page or a caller's key
 }

@@ -120,8 +120,8 @@ export interface OverflowRef {
   readonly length: number;
 }
 
-export function isOverflowRef(value: Buffer | OverflowRef): value is OverflowRef {
-  return !Buffer.isBuffer(value);
+export function isOverflowRef(value: Uint8Array | OverflowRef): value is OverflowRef {
+  return !(value instanceof Uint8Array);
 }
 
 /**
@@ -261,6 +261,59 @@ export function valueRefAt(view: PageView, index: number): Buffer | OverflowRef 
   return bytes.subarray(valueStart, valueStart + valueLength);
 }
 
+/** Every entry of a leaf or branch page, read in one pass (see `readEntries`). */
+export interface PageEntries {
+  /** Keys: views into the page bytes (or the page's loaded overflow keys). */
+  readonly keys: Uint8Array[];
+  /** Leaf only: values, views into the page bytes or overflow runs. */
+  readonly values: Array<Uint8Array | OverflowRef>;
+  /** Branch only: the `count + 1` children. */
+  readonly children: number[];
+  /** Entry bytes (slots included, header excluded) the entries take. */
+  readonly bytes: number;
+}
+
+/**
+ * Every entry of a verified leaf or branch page in one pass over its bytes.
+ * The keys and values are plain `Uint8Array` views into the immutable page
+ * (cheaper to make than `Buffer` views, which is what decoding a touched page
+ * costs most); do not mutate them.
+ */
+export function readEntries(geometry: PageGeometry, view: PageView): PageEntries {
+  const bytes = view.bytes;
+  const arrayBuffer = bytes.buffer;
+  const base = bytes.byteOffset;
+  const count = view.count;
+  const isLeaf = view.type === PageType.Leaf;
+  const keys = new Array<Uint8Array>(count);
+  const values: Array<Uint8Array | OverflowRef> = isLeaf ? new Array<Uint8Array | OverflowRef>(count) : [];
+  const children: number[] = isLeaf ? [] : [bytes.readUInt32LE(12)];
+  let total = 0;
+  for (let index = 0; index < count; index++) {
+    const slot = HEADER_BYTES + SLOT_BYTES * index;
+    const offset = bytes[slot]! | (bytes[slot + 1]! << 8);
+    const keyLength = bytes[offset]! | (bytes[offset + 1]! << 8);
+    const flags = bytes[offset + 2]!;
+    const word = bytes.readUInt32LE(offset + 3);
+    let cursor = offset + ENTRY_HEADER_BYTES;
+    if ((flags & KEY_OVERFLOW) !== 0) {
+      keys[index] = view.bigKeys![index]!;
+      cursor += 4;
+    } else {
+      keys[index] = new Uint8Array(arrayBuffer, base + cursor, keyLength);
+      cursor += keyLength;
+    }
+    if (!isLeaf) {
+      children.push(word);
+      total += geometry.branchEntryBytes(keyLength);
+      continue;
+    }
+    values[index] = (flags & VALUE_OVERFLOW) !== 0 ? { page: bytes.readUInt32LE(cursor), length: word } : new Uint8Array(arrayBuffer, base + cursor, word);
+    total += geometry.leafEntryBytes(keyLength, word);
+  }
+  return { keys, values, children, bytes: total };
+}
+
 /**
  * The overflow runs referenced by a raw leaf or branch page's keys (and, for
  * a leaf, values), read straight from the bytes. Used on load (to fetch big
@@ -315,8 +368,8 @@ export function encodeLeaf(
   geometry: PageGeometry,
   page: number,
   stamp: number,
-  keys: readonly Buffer[],
-  values: ReadonlyArray<Buffer | OverflowRef>,
+  keys: readonly Uint8Array[],
+  values: ReadonlyArray<Uint8Array | OverflowRef>,
   keyPages: ReadonlyArray<number | undefined>,
 ): Buffer {
   const bytes = Buffer.alloc(geometry.pageBytes);
@@ -336,13 +389,15 @@ export function encodeLeaf(
       bytes.writeUInt32LE(keyPages[index]!, cursor);
       cursor += 4;
     } else {
-      cursor += key.copy(bytes, cursor);
+      bytes.set(key, cursor);
+      cursor += key.length;
     }
     if (bigValue) {
       bytes.writeUInt32LE(value.page, cursor);
       cursor += 4;
     } else {
-      cursor += value.copy(bytes, cursor);
+      bytes.set(value, cursor);
+      cursor += value.length;
     }
   }
   assert(cursor <= geometry.pageBytes, 'leaf overflows its page', page, cursor);
@@ -355,7 +410,7 @@ export function encodeBranch(
   geometry: PageGeometry,
   page: number,
   stamp: number,
-  keys: readonly Buffer[],
+  keys: readonly Uint8Array[],
   children: readonly number[],
   keyPages: ReadonlyArray<number | undefined>,
 ): Buffer {
@@ -375,7 +430,8 @@ export function encodeBranch(
       bytes.writeUInt32LE(keyPages[index]!, cursor);
       cursor += 4;
     } else {
-      cursor += key.copy(bytes, cursor);
+      bytes.set(key, cursor);
+      cursor += key.length;
     }
   }
   assert(cursor <= geometry.pageBytes, 'branch overflows its page', page, cursor);

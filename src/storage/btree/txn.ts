@@ -21,6 +21,7 @@
  *      Only this makes the version visible after a crash.
  */
 import { assert } from '../../util/assert.js';
+import { compareBytes } from '../../util/bytes.js';
 import { encodeMetaSlot, metaPage, slotOf, type Meta } from './meta.js';
 import type { FreeSpace } from './freelist.js';
 import { nodeFromView, nodeLowerBound, nodeUpperBound, rebalanceSiblings, splitNode, type BranchNode, type LeafNode, type TreeNode } from './node.js';
@@ -115,7 +116,7 @@ export class WriteTxn {
     const { path, leaf } = await this.descend(key);
     const index = nodeLowerBound(leaf.keys, key);
     let appended = false;
-    if (index < leaf.keys.length && leaf.keys[index]!.equals(key)) {
+    if (index < leaf.keys.length && compareBytes(leaf.keys[index]!, key) === 0) {
       const old = leaf.values[index]!;
       if (isOverflowRef(old)) this.releaseRun(old);
       leaf.bytes += geometry.leafEntryBytes(key.length, stored.length) - geometry.leafEntryBytes(key.length, old.length);
@@ -135,7 +136,7 @@ export class WriteTxn {
     if (!(await this.contains(key))) return;
     const { path, leaf } = await this.descend(key);
     const index = nodeLowerBound(leaf.keys, key);
-    assert(index < leaf.keys.length && leaf.keys[index]!.equals(key), 'key found on lookup but not on the write path', key);
+    assert(index < leaf.keys.length && compareBytes(leaf.keys[index]!, key) === 0, 'key found on lookup but not on the write path', key);
     const old = leaf.values[index]!;
     if (isOverflowRef(old)) this.releaseRun(old);
     leaf.keys.splice(index, 1);
@@ -208,7 +209,7 @@ export class WriteTxn {
       if (node !== undefined) {
         if (node.kind === 'leaf') {
           const index = nodeLowerBound(node.keys, key);
-          return index < node.keys.length && node.keys[index]!.equals(key);
+          return index < node.keys.length && compareBytes(node.keys[index]!, key) === 0;
         }
         page = node.children[nodeUpperBound(node.keys, key)]!;
         continue;
@@ -388,7 +389,7 @@ export class WriteTxn {
           const first = this.allocateRun(geometry.runPages(key.length));
           writes.push({ page: first, bytes: encodeRun(geometry, first, this.id, key) });
           keyPages.push(first);
-          bigKeys.push(key);
+          bigKeys.push(Buffer.from(key.buffer, key.byteOffset, key.length));
           keyRuns.push({ page: first, length: key.length });
         } else {
           keyPages.push(undefined);
