@@ -263,24 +263,26 @@ export class BTreeEngine extends Engine {
 
   /** Records (stats, `recovery`) and logs what opening found. */
   private report(choice: MetaChoice): void {
+    const fields = { engine: 'btree', file: this.path, openedTxn: choice.meta.txn };
     const notes: string[] = [];
     if (choice.rollback !== undefined) {
-      notes.push(
+      const note =
         `btree ${this.path}: both copies of meta slot ${choice.rollback.damagedSlot} were damaged (${choice.rollback.reasons.join('; ')}); ` +
-          `recovery 'previous-commit' started from commit ${choice.meta.txn} (${choice.meta.keyCount} keys): commit ${choice.meta.txn + 1}, if it had been acknowledged, is lost`,
-      );
+        `recovery 'previous-commit' started from commit ${choice.meta.txn} (${choice.meta.keyCount} keys): commit ${choice.meta.txn + 1}, if it had been acknowledged, is lost`;
+      notes.push(note);
+      this.log?.warn(fields, note);
     }
-    for (const repair of choice.repairs) if (choice.rollback === undefined) notes.push(`btree ${this.path}: rewrote meta page ${repair.page}: ${repair.reason}`);
+    for (const repair of choice.repairs) {
+      const note = `btree ${this.path}: rewrote meta page ${repair.page} with commit ${repair.meta.txn}: ${repair.reason}`;
+      notes.push(note);
+      this.log?.info(fields, note);
+    }
     this.recoveryReport = {
       openedTxn: choice.meta.txn,
       metaPagesRepaired: choice.repairs.length,
       ...(choice.rollback !== undefined ? { rolledBack: choice.rollback } : {}),
       notes,
     };
-    for (const note of notes) {
-      if (choice.rollback !== undefined) this.log?.warn({ engine: 'btree', file: this.path, openedTxn: choice.meta.txn }, note);
-      else this.log?.info({ engine: 'btree', file: this.path, openedTxn: choice.meta.txn }, note);
-    }
   }
 
   /** What the last open found and did about the meta pages; undefined before the engine was opened. */

@@ -58,7 +58,10 @@ describe('btree recovery: one damaged meta copy costs nothing', () => {
       it(`a flipped bit at byte ${offset} of copy ${copy} of the newest slot: the newest commit is kept and the copy rewritten`, async () => {
         const { vfs, meta } = await twoCommits();
         vfs.flipBit(FILE, metaPage(slotOf(meta.txn), copy) * PAGE + offset, 2);
-        let engine = await openEngine(vfs);
+        const infos: string[] = [];
+        let engine = await openEngine(vfs, { log: { info: (_fields, message) => infos.push(message), warn: () => assert.fail('a repair is not a warning') } });
+        assert.equal(infos.length, 1);
+        assert.match(infos[0]!, new RegExp(`rewrote meta page ${metaPage(slotOf(meta.txn), copy)} with commit ${meta.txn}: meta page \\d failed its checksum`));
         assert.deepEqual(await engine.get(text('b')), text('2'));
         assert.equal(engine.recovery?.openedTxn, meta.txn);
         assert.equal(engine.recovery?.metaPagesRepaired, 1);

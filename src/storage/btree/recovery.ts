@@ -101,17 +101,14 @@ export function classifyMetaPages(
   recovery: BTreeRecoveryMode,
   claims: ReadonlyArray<string | undefined> = [],
 ): MetaChoice {
+  // Why each invalid page is invalid, with what it claims to hold when that is readable.
+  const why = (page: number, read: string): string => (claims[page] === undefined ? read : `${read} (it claims, unverified: ${claims[page]})`);
   const slots = [0, 1].map((slot) => {
     const pages = [metaPage(slot, 0), metaPage(slot, 1)];
     const copies = pages.map((page) => reads[page]!);
     const valid = copies.filter((copy): copy is Meta => typeof copy !== 'string');
     const meta = valid.length === 0 ? undefined : valid.reduce((newer, copy) => (copy.txn > newer.txn ? copy : newer));
-    const reasons = pages.flatMap((page) => {
-      const read = reads[page]!;
-      if (typeof read !== 'string') return [];
-      const claim = claims[page];
-      return [claim === undefined ? read : `${read} (it claims, unverified: ${claim})`];
-    });
+    const reasons = pages.flatMap((page, copy) => (typeof copies[copy] === 'string' ? [why(page, copies[copy])] : []));
     return { slot, copies, meta, reasons };
   });
   const intact = slots.filter((slot) => slot.meta !== undefined);
@@ -120,7 +117,7 @@ export function classifyMetaPages(
   for (const { slot, copies, meta } of intact) {
     for (let copy = 0; copy < 2; copy++) {
       const read = copies[copy]!;
-      if (typeof read === 'string') repairs.push({ page: metaPage(slot, copy), meta: meta!, reason: read });
+      if (typeof read === 'string') repairs.push({ page: metaPage(slot, copy), meta: meta!, reason: why(metaPage(slot, copy), read) });
       else if (read.txn !== meta!.txn) {
         repairs.push({ page: metaPage(slot, copy), meta: meta!, reason: `meta page ${metaPage(slot, copy)} held commit ${read.txn}, its twin commit ${meta!.txn} (an interrupted meta write)` });
       }
