@@ -48,6 +48,8 @@ export class MemLogStore implements RaftLogStore {
   readonly counters = { saves: 0, compactions: 0, lostWrites: 0, crashesWithUnsynced: 0 };
   /** A save or compaction whose fsync has not completed. */
   unsyncedSaves = 0;
+  /** TEST HOOK: sees every update as `save` begins (the simulator's log-matching check). */
+  onSave: ((update: LogUpdate) => void) | null = null;
 
   constructor(
     bootstrapConf: ConfState,
@@ -99,6 +101,7 @@ export class MemLogStore implements RaftLogStore {
     if (update.entries.length > 0) ops.push({ kind: 'entries', entries: update.entries });
     if (update.hardState !== null) ops.push({ kind: 'hard-state', hardState: update.hardState });
     this.counters.saves++;
+    this.onSave?.(update);
     this.write(ops, done);
   }
 
@@ -162,6 +165,17 @@ export class MemLogStore implements RaftLogStore {
     this.unsyncedSaves = 0;
     this.generation++;
     this.visible = copy(this.durable);
+  }
+
+  /**
+   * TEST HOOK: the queued writes reach the disk now, but no completion runs
+   * (with a crash right after: "the fsync finished, the process died before
+   * it could send anything").
+   */
+  durableNow(): void {
+    for (const op of this.pending) applyOp(this.durable, op);
+    this.pending = [];
+    this.unsyncedSaves = 0;
   }
 
   /** The durable state (for tests). */
