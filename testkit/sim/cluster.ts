@@ -10,6 +10,7 @@ import { RaftDriver, type RaftDriverLimits, type StopReason } from '../../src/ra
 import type { RaftTransport } from '../../src/raft/driver-seams.js';
 import type { RaftConfig } from '../../src/raft/raft.js';
 import type { ConfChange, ConfState, Message, NodeId } from '../../src/raft/types.js';
+import type { Random } from '../../src/util/random.js';
 import type { KvOutput } from '../check/linearizability.js';
 import { Invariants, type ViolationKind } from './invariants.js';
 import { digestState, encodeCommand, KvStateMachine, type KvCommand, type KvResult } from './kv.js';
@@ -77,13 +78,22 @@ export class SimCluster {
   readonly network: SimNetwork;
   readonly invariants: Invariants;
   hooks: ClusterHooks = {};
+  /** Scripted scenarios: rewrites (or drops, with null) each Raft message as it is sent. */
+  rewrite: ((from: NodeId, to: NodeId, message: Message) => Message | null) | null = null;
+  /** The last snapshot stream delivered (scenarios replay it: a duplicate from the network). */
+  lastStream: { readonly to: NodeId; readonly from: NodeId; readonly header: unknown; readonly chunks: readonly Uint8Array[] } | null = null;
 
+  /**
+   * `scripted`: no automatic ticks and a lossless network — a scenario script
+   * (scenario.ts) ticks nodes and cuts links itself.
+   */
   constructor(
     private readonly world: SimWorld,
     private readonly config: RunConfig,
     private readonly violate: (kind: ViolationKind, message: string) => void,
+    private readonly scripted = false,
   ) {
-    this.network = new SimNetwork(world);
+    this.network = new SimNetwork(world, scripted);
     this.invariants = new Invariants(config.initialConf, violate);
   }
 
@@ -174,7 +184,7 @@ export class SimCluster {
         if (node.incarnation === incarnation) node.driver = driver!;
       },
     );
-    this.scheduleTick(node, incarnation);
+    if (!this.scripted) this.scheduleTick(node, incarnation);
   }
 
   private stopped(node: SimNode, incarnation: number, reason: StopReason): void {
@@ -187,8 +197,11 @@ export class SimCluster {
     this.invariants.removedStop(node.id);
   }
 
-  /** Power loss and restart after `downMs` (random when not given). */
-  crash(node: SimNode, downMs?: number): void {
+  /**
+   * Power loss, and a restart after `downMs` (random when not given; never
+   * when `restart` is false). `random` picks what unsynced writes survive.
+   */
+  crash(node: SimNode, downMs?: number, restart = true, random: Random = this.world.random): void {
     const world = this.world;
     if (node.status !== 'up') return;
     world.stats.crashes++;
@@ -199,9 +212,10 @@ export class SimCluster {
     node.driver = null;
     node.held = [];
     node.tickHeld = false;
-    node.store.crash(world.random);
-    node.sm.crash(world.random);
+    node.store.crash(random);
+    node.sm.crash(random);
     world.trace(`fault crash n${node.id}`);
+    if (!restart) return;
     const incarnation = node.incarnation;
     // Half the restarts are immediate (kill -9 and a supervisor), half after an outage.
     downMs ??= world.random.chance(0.5) ? 1 + world.random.next() * 30 : world.random.between(50, 600);
@@ -267,10 +281,12 @@ export class SimCluster {
     return {
       send: (to, message) => {
         if (!alive()) return;
-        const body = message.body as Message;
+        const sent = message.body as Message;
         const send = (): void => {
           if (!alive()) return;
-          if (body.type === 'vote-response' && body.granted) this.hooks.voteGranted?.(node);
+          if (sent.type === 'vote-response' && sent.granted) this.hooks.voteGranted?.(node);
+          const body = this.rewrite === null ? sent : this.rewrite(node.id, to, sent);
+          if (body === null) return;
           this.network.send(node.id, to, () => this.deliver(to, node.id, body));
         };
         if (this.paused(node)) node.held.push(send);
@@ -304,7 +320,9 @@ export class SimCluster {
     });
   }
 
-  private deliverSnapshot(to: NodeId, from: NodeId, header: unknown, chunks: readonly Uint8Array[], answer: (error: Error | null) => void): void {
+  /** Delivers a snapshot stream at `to` (again, for a duplicate); `answer` accepts or refuses it. */
+  deliverSnapshot(to: NodeId, from: NodeId, header: unknown, chunks: readonly Uint8Array[], answer: (error: Error | null) => void): void {
+    this.lastStream = { to, from, header, chunks };
     const node = this.nodes.get(to);
     if (node === undefined || node.status !== 'up' || node.driver === null || this.paused(node)) return answer(new Error(`n${to} is not answering`));
     node.driver.receiveSnapshot(from, header, chunks, answer);

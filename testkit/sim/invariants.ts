@@ -6,8 +6,8 @@
  *   - election safety: at most one leader per term;
  *   - log matching: an (index, term) pair names one entry, preceded by one
  *     term, on every node that ever persists it;
- *   - leader completeness: a new leader holds every entry any node applied
- *     (above its own snapshot boundary);
+ *   - leader completeness: a new leader of term T holds every entry of a
+ *     term before T that any node applied (above its own snapshot boundary);
  *   - state-machine safety: no node applies a different entry at an index
  *     than another did;
  *   - apply order: each node's state machine applies index after index,
@@ -84,7 +84,9 @@ export class Invariants {
     this.leaderOfTerm.set(term, node);
     for (let index = snapshotIndex + 1; index <= this.maxAppliedIndex; index++) {
       const applied = this.appliedAt.get(index);
-      if (applied === undefined) continue;
+      // Only entries of EARLIER terms are promised to a new leader: a leader of an older term
+      // can still be elected late, by voters that never saw the newer one (it then commits nothing).
+      if (applied === undefined || applied.term >= term) continue;
       const have = termAt(index);
       if (have !== applied.term) {
         this.report('leader-completeness', `new leader n${node} (term ${term}) has ${have === undefined ? 'no entry' : `term ${have}`} at ${index}, where n${applied.by} applied term ${applied.term}`);

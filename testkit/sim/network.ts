@@ -15,10 +15,17 @@ export class SimNetwork {
   private cut = new Set<string>();
   lossy = false;
   slowSnapshots = false;
-  readonly baseLoss = 0.01;
-  readonly baseDuplication = 0.01;
+  readonly baseLoss: number;
+  readonly baseDuplication: number;
 
-  constructor(private readonly world: SimWorld) {}
+  /** `lossless`: no random loss or duplication (scripted scenarios); delays stay. */
+  constructor(
+    private readonly world: SimWorld,
+    lossless = false,
+  ) {
+    this.baseLoss = lossless ? 0 : 0.01;
+    this.baseDuplication = lossless ? 0 : 0.01;
+  }
 
   get partitioned(): boolean {
     return this.cut.size > 0;
@@ -99,6 +106,8 @@ export class SimNetwork {
           else done(error);
         });
       });
+      // Now and then the stream arrives a second time, much later (a retry whose first try had made it).
+      if (world.random.chance(this.baseDuplication * 5)) world.at(50 + world.random.next() * 200, () => deliver(() => {}));
     });
   }
 

@@ -21,12 +21,12 @@ test('CI sweep: every seed runs with zero invariant or linearizability violation
   let opsChecked = 0;
   let unknownVerdicts = 0;
   const clusterSizes = new Set<number>();
-  let snapshotsInstalled = 0;
+  const totals = { snapshotsInstalled: 0, snapshotsFailed: 0, crashes: 0, crashesWithUnsyncedSave: 0, removedStops: 0, opsOverloaded: 0 };
   for (const seed of seeds) {
     const result = runSimulation({ seed });
     simulatedMs += result.stats.simulatedMs;
     opsChecked += result.stats.opsChecked;
-    snapshotsInstalled += result.stats.snapshotsInstalled;
+    for (const key of Object.keys(totals) as (keyof typeof totals)[]) totals[key] += result.stats[key];
     clusterSizes.add(result.nodeCount);
     if (result.check?.verdict === 'unknown') unknownVerdicts++;
     for (const kind of FAULT_KINDS) faults[kind] += result.stats.faults[kind];
@@ -35,12 +35,15 @@ test('CI sweep: every seed runs with zero invariant or linearizability violation
   const wallSeconds = (performance.now() - started) / 1000;
   console.log(
     `sweep: ${seeds.length} seeds in ${wallSeconds.toFixed(1)} s wall, ${(simulatedMs / 3_600_000).toFixed(2)} simulated hours, ` +
-      `${opsChecked} operations checked, ${unknownVerdicts} checker budget outs, faults ${JSON.stringify(faults)}`,
+      `${opsChecked} operations checked, ${unknownVerdicts} checker budget outs, ${JSON.stringify(totals)}, faults ${JSON.stringify(faults)}`,
   );
   assert.deepEqual(failures, []);
   for (const kind of FAULT_KINDS) assert.ok(faults[kind] >= 10, `fault ${kind} injected only ${faults[kind]} times`);
   assert.deepEqual([...clusterSizes].sort(), [1, 3, 5]);
-  assert.ok(snapshotsInstalled > 0, 'InstallSnapshot was exercised');
+  assert.ok(totals.snapshotsInstalled > 0 && totals.snapshotsFailed > 0, 'snapshot transfers were installed, and some failed');
+  assert.ok(totals.crashesWithUnsyncedSave >= totals.crashes / 5, `crashes with a save in flight: ${totals.crashesWithUnsyncedSave} of ${totals.crashes}`);
+  assert.ok(totals.removedStops > 0, 'removed nodes learned it and stopped');
+  assert.ok(totals.opsOverloaded > 0, 'the overload bounds were hit');
   assert.ok(unknownVerdicts <= seeds.length / 100, `too many checker budget outs: ${unknownVerdicts}`);
 });
 
@@ -49,6 +52,7 @@ test('determinism: one seed run twice gives the same trace hash; another seed a 
   const second = runSimulation({ seed: 4242 });
   assert.equal(first.traceHash, second.traceHash);
   assert.deepEqual(first.stats, second.stats);
+  assert.ok(first.stats.events > 1000);
   assert.notEqual(runSimulation({ seed: 4243 }).traceHash, first.traceHash);
 });
 
