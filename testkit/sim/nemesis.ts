@@ -297,24 +297,23 @@ export class Nemesis {
     if (this.crashAfterVotesLeft === 0 || this.chaosOver) return;
     // The vote is on its way; the voter dies right after (its vote must have been durable).
     this.crashAfterVotesLeft--;
-    const incarnation = node.incarnation;
-    this.world.at(0, () => {
-      if (node.incarnation !== incarnation) return;
-      this.world.trace(`fault crash-after-vote n${node.id}`);
-      this.world.stats.faults['crash-after-vote']++;
-      this.cluster.crash(node);
-    });
+    this.crashNow(node, 'crash-after-vote', '');
   }
 
   private onSaveStarted(node: SimNode): void {
     if (this.crashDuringSaveLeft === 0 || this.chaosOver) return;
     // The save is not durable yet: the crash comes before its fsync completes.
     this.crashDuringSaveLeft--;
+    this.crashNow(node, 'crash-during-save', ' (save in flight)');
+  }
+
+  /** A reactive crash, as the next event (before any fsync scheduled now can complete). */
+  private crashNow(node: SimNode, kind: FaultKind, note: string): void {
     const incarnation = node.incarnation;
     this.world.at(0, () => {
       if (node.incarnation !== incarnation) return;
-      this.world.trace(`fault crash-during-save n${node.id} (save in flight)`);
-      this.world.stats.faults['crash-during-save']++;
+      this.world.trace(`fault ${kind} n${node.id}${note}`);
+      this.world.stats.faults[kind]++;
       this.cluster.crash(node);
     });
   }
