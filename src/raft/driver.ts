@@ -46,7 +46,11 @@ import type { RaftLogStore } from './storage.js';
 import { RAFT_CHANNEL, type GroupMessage, type RaftStateMachine, type RaftTransport, type SnapshotImage } from './driver-seams.js';
 import { RaftError, type ConfChange, type Message, type NodeId, type Ready, type Role } from './types.js';
 
-/** Production tick: elections after 10-20 ticks (1-2 s) of silence, heartbeats every 2 ticks (200 ms). */
+/**
+ * Production tick. With the cluster config's defaults (src/cluster/config.ts:
+ * election 10 ticks, heartbeat 1 tick) elections follow 1-2 s of silence and
+ * heartbeats go every 100 ms, as in etcd.
+ */
 export const PRODUCTION_TICK_MS = 100;
 
 export interface RaftDriverLimits {
