@@ -7,7 +7,7 @@
  *   1. Every scripted scenario that claims a mutant catches it, every time
  *      (testdata/*.txt; milliseconds each).
  *   2. The random sweep is searched too, over at most SIM_MUTATION_SEEDS of
- *      the CI sweep's seeds (default 60): the seed that catches it is printed
+ *      the CI sweep's seeds (default 20): the seed that catches it is printed
  *      with its replay command. Not asserted: some classic bugs show in well
  *      under 1% of random seeds (that is why the scenarios exist); a longer
  *      search is `npm run sim -- --seeds N --mutation NAME`.
@@ -21,7 +21,7 @@ import { scenarioFiles } from './scenarios.js';
 import { runSimulation } from './simulator.js';
 import { sweepSeeds } from './sweep.js';
 
-const RANDOM_SEEDS_MAX = Number(process.env.SIM_MUTATION_SEEDS ?? 60);
+const RANDOM_SEEDS_MAX = Number(process.env.SIM_MUTATION_SEEDS ?? 20);
 const files = scenarioFiles().map((file) => ({ ...file, catches: runScenario(file.text).catches }));
 
 for (const mutant of MUTANT_NAMES) {
