@@ -126,12 +126,6 @@ export class RaftLog {
     return result;
   }
 
-  /** The entry at `index`, or undefined when compacted or absent. */
-  entry(index: number): Entry | undefined {
-    if (index <= this.snapshotIndex || index > this.lastIndex()) return undefined;
-    return this.slice(index, index + 1, 1, Number.MAX_SAFE_INTEGER)[0];
-  }
-
   /** True when a log ending at (lastIndex, lastTerm) is at least as up to date as this one (§5.4.1). */
   isUpToDate(lastIndex: number, lastTerm: number, ignoreTerm = false): boolean {
     if (ignoreTerm) return lastIndex >= this.lastIndex(); // MUTANT voteIgnoresLogTerm

@@ -169,7 +169,7 @@ export class RaftNode {
   private readyOutstanding: Ready | null = null;
 
   /** Counters since this node was created (the driver exports them as metrics). */
-  readonly counters = { campaigns: 0, snapshotsRequested: 0 };
+  readonly counters = { campaigns: 0 };
 
   constructor(config: RaftConfig, restore: RaftRestoreState) {
     assert(config.id !== NO_NODE, 'node id must be positive', config.id);
@@ -229,9 +229,6 @@ export class RaftNode {
   /** The term of the entry at `index` in this node's log (undefined when compacted or absent). */
   termAt(index: number): number | undefined {
     return this.log.term(index);
-  }
-  entryAt(index: number): Entry | undefined {
-    return this.log.entry(index);
   }
   softState(): SoftState {
     return { role: this.roleValue, leaderId: this.leader, term: this.term, removed: this.removedSelf };
@@ -964,7 +961,6 @@ export class RaftNode {
       const snapshot = this.log.snapshotMeta();
       assert(prevLogIndex < snapshot.index, 'no term and no snapshot', prevLogIndex, snapshot.index);
       becomeSnapshot(pr, snapshot.index);
-      this.counters.snapshotsRequested++;
       this.send({ type: 'snapshot', from: this.id, to, term: this.term, snapshot });
       return false;
     }

@@ -114,24 +114,11 @@ export class Nemesis {
         return false;
       case 'crash-during-save':
         return this.crashDuringSave();
-      case 'crash-leader': {
-        const leader = cluster.currentLeader();
-        if (leader === undefined) return false;
-        cluster.crash(leader);
-        return true;
-      }
+      case 'crash-leader':
       case 'crash-one':
       case 'crash-majority':
-      case 'crash-all': {
-        const up = cluster.liveNodes();
-        if (up.length === 0) return false;
-        const count = kind === 'crash-one' ? 1 : kind === 'crash-all' ? up.length : Math.floor(up.length / 2) + 1;
-        // A power cut brings several nodes back at the same instant half the time: their election
-        // timers then start together, which makes split votes (several candidates per term) likely.
-        const together = count > 1 && world.random.chance(0.5) ? 1 + world.random.next() * 200 : undefined;
-        for (const node of world.shuffle(up).slice(0, count)) cluster.crash(node, together);
-        return true;
-      }
+      case 'crash-all':
+        return this.crash(kind);
       case 'pause': {
         const up = cluster.liveNodes();
         if (up.length === 0) return false;
@@ -176,6 +163,26 @@ export class Nemesis {
         return true;
       }
     }
+  }
+
+  /** Crashes the leader, one node, a majority or all (restarting after a random outage). */
+  private crash(kind: 'crash-leader' | 'crash-one' | 'crash-majority' | 'crash-all'): boolean {
+    const world = this.world;
+    const cluster = this.cluster;
+    if (kind === 'crash-leader') {
+      const leader = cluster.currentLeader();
+      if (leader === undefined) return false;
+      cluster.crash(leader);
+      return true;
+    }
+    const up = cluster.liveNodes();
+    if (up.length === 0) return false;
+    const count = kind === 'crash-one' ? 1 : kind === 'crash-all' ? up.length : Math.floor(up.length / 2) + 1;
+    // A power cut brings several nodes back at the same instant half the time: their election
+    // timers then start together, which makes split votes (several candidates per term) likely.
+    const together = count > 1 && world.random.chance(0.5) ? 1 + world.random.next() * 200 : undefined;
+    for (const node of world.shuffle(up).slice(0, count)) cluster.crash(node, together);
+    return true;
   }
 
   private toggle(flag: 'lossy' | 'slowSnapshots', kind: FaultKind): boolean {
