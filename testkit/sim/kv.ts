@@ -101,15 +101,22 @@ export function applyEntry(state: KvState, entry: Entry): KvResult {
 
 /**
  * A digest of the values and membership (not the applied index): equal states
- * give equal digests. FNV-1a over a canonical text: cheap, and the states are
- * a few keys, so collisions are not a practical concern here.
+ * give equal digests. FNV-1a over the sorted pairs, the configuration and the
+ * removed ids: cheap (it runs after every apply batch), and the states are a
+ * few keys, so collisions are not a practical concern here.
  */
 export function digestState(state: KvState): string {
-  const pairs = [...state.values.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const text = JSON.stringify([pairs, state.conf, [...state.removed].sort((a, b) => a - b)]);
   let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
-  return `${h.toString(16)}:${text.length}`;
+  const mix = (text: string): void => {
+    for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
+    h = Math.imul(h ^ 0xff, 0x01000193) >>> 0; // a separator no string character can forge
+  };
+  for (const key of [...state.values.keys()].sort()) {
+    mix(key);
+    mix(state.values.get(key)!);
+  }
+  mix(`${state.conf.voters.join(',')}|${state.conf.learners.join(',')}|${[...state.removed].sort((a, b) => a - b).join(',')}`);
+  return h.toString(16);
 }
 
 function encodeImage(state: KvState): Uint8Array {
