@@ -27,7 +27,8 @@
  * reason about, at the cost of one fsync's latency per apply batch.
  *
  * Callback-driven: the driver never awaits; every seam completes through a
- * callback, synchronously or later. Inputs that arrive while a Ready is in
+ * callback, synchronously or later. The callbacks the driver hands out
+ * (`done` of propose, readIndex, ...) run on its loop and must not throw. Inputs that arrive while a Ready is in
  * flight wait in a bounded inbox. Everything held is bounded (`limits`):
  * beyond a bound a proposal or read fails with IMPULSE_ERR_RAFT_OVERLOADED and
  * a message is dropped (and counted) — Raft tolerates lost messages.
