@@ -8,6 +8,8 @@ import type { Socket } from 'node:net';
 import { pino, type Logger } from 'pino';
 import type { NodeId } from '../../src/raft/types.js';
 import type { Clock, TimerHandle } from '../../src/util/clock.js';
+import { type Frame, FrameDecoder, FrameType, PROTOCOL_VERSION, encodeValueFrame, preamble, unpackValue } from '../../src/transport/frames.js';
+import { type Hello, helloToWire } from '../../src/transport/handshake.js';
 import type { TransportLimits } from '../../src/transport/options.js';
 import { type HostPort, type Listener, NetSocketFactory, type SocketFactory, formatAddress } from '../../src/transport/socket-factory.js';
 import { TcpTransport } from '../../src/transport/tcp-transport.js';
@@ -190,5 +192,54 @@ export class ManualClock implements Clock {
     }
     this.timers = this.timers.filter((timer) => !timer.cancelled);
     this.nowMs = target;
+  }
+}
+
+/**
+ * A hand-driven peer on a raw socket, for bytes no real transport would send:
+ * it writes what it is told and decodes what comes back.
+ */
+export class RawPeer {
+  readonly frames: Frame[] = [];
+  readonly closed: Promise<void>;
+  isClosed = false;
+  private readonly decoder = new FrameDecoder(1 << 30);
+
+  private constructor(readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.decoder.push(chunk);
+      for (let frame = this.decoder.next(); frame !== null; frame = this.decoder.next()) this.frames.push(frame);
+    });
+    socket.on('error', () => undefined);
+    this.closed = new Promise((resolve) =>
+      socket.once('close', () => {
+        this.isClosed = true;
+        resolve();
+      }),
+    );
+  }
+
+  static async connect(address: PeerAddress): Promise<RawPeer> {
+    const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+    const socket = await new NetSocketFactory().connect({ host, port }, new AbortController().signal);
+    return new RawPeer(socket);
+  }
+
+  write(bytes: Uint8Array): void {
+    this.socket.write(bytes);
+  }
+
+  /** Sends the preamble and a HELLO; resolves with the answer (WELCOME or REFUSE) as a decoded frame. */
+  async hello(hello: Hello, version = PROTOCOL_VERSION): Promise<{ type: number; value: unknown }> {
+    this.write(preamble(version));
+    this.write(encodeValueFrame(FrameType.hello, helloToWire(hello)));
+    await waitFor('a handshake answer', () => this.frames.length > 0 || this.isClosed);
+    const frame = this.frames.shift();
+    if (frame === undefined) throw new Error('closed without an answer');
+    return { type: frame.type, value: unpackValue(frame.payload, 'answer') };
+  }
+
+  destroy(): void {
+    this.socket.destroy();
   }
 }
