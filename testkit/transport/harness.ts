@@ -147,8 +147,18 @@ export class HookedSocketFactory implements SocketFactory {
     return socket;
   }
 
+  readonly accepted: Socket[] = [];
+
   listen(host: string, port: number, onConnection: (socket: Socket) => void): Promise<Listener> {
-    return this.inner.listen(host, port, onConnection);
+    return this.inner.listen(host, port, (socket) => {
+      this.accepted.push(socket);
+      onConnection(socket);
+    });
+  }
+
+  /** Accepted sockets stop reading (a stopped receiver): the sender's writes back up. */
+  stopReadingAccepted(): void {
+    for (const socket of this.accepted) socket.pause();
   }
 
   /** Every dialled socket stops reading, and drops what it is asked to write. */
