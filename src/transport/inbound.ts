@@ -92,7 +92,7 @@ export class InboundConnection {
 
   /** Closes the connection (peer removed, superseded, transport closing); a stream in progress fails with `error`. */
   close(error: ImpulseError): void {
-    this.incoming?.fail(error);
+    this.incoming?.fail(error, true);
     this.connection.close(null);
   }
 
@@ -172,7 +172,7 @@ export class InboundConnection {
       case FrameType.snapshotAbort: {
         const abort = decodeSnapshotAbort(frame.payload);
         const error = new ImpulseError('IMPULSE_ERR_TRANSPORT_SNAPSHOT_REFUSED', `the sender aborted the snapshot (${abort.code}): ${abort.message}`);
-        return this.streamFor(abort.streamId)?.fail(error);
+        return this.streamFor(abort.streamId)?.fail(error, true);
       }
       default:
         throw new ImpulseError('IMPULSE_ERR_TRANSPORT_FRAME_INVALID', `unexpected frame type ${frame.type} from node ${this.peerId}`);
@@ -237,8 +237,8 @@ export class InboundConnection {
     }
     counters.snapshotsFailed++;
     this.host.logger.warn({ peer: this.peerId, streamId: stream.streamId, reason: refusal }, 'snapshot stream refused or failed');
-    if (!stream.failed && this.state === 'open') this.connection.writeValue(FrameType.snapshotDone, [stream.streamId, false, refusal ?? 'failed']);
-    stream.fail(new ImpulseError('IMPULSE_ERR_TRANSPORT_SNAPSHOT_REFUSED', refusal ?? 'failed'));
+    if (stream.verdictOwed && this.state === 'open') this.connection.writeValue(FrameType.snapshotDone, [stream.streamId, false, refusal ?? 'failed']);
+    stream.fail(new ImpulseError('IMPULSE_ERR_TRANSPORT_SNAPSHOT_REFUSED', refusal ?? 'failed'), true);
   }
 
   private onClose(error: ImpulseError | null): void {
@@ -246,7 +246,7 @@ export class InboundConnection {
     this.state = 'closed';
     this.handshakeTimer?.cancel();
     this.handshakeTimer = null;
-    this.incoming?.fail(new ImpulseError('IMPULSE_ERR_TRANSPORT_CONNECTION_LOST', `the connection from node ${this.peerId} closed${error ? `: ${error.message}` : ''}`, { cause: error }));
+    this.incoming?.fail(new ImpulseError('IMPULSE_ERR_TRANSPORT_CONNECTION_LOST', `the connection from node ${this.peerId} closed${error ? `: ${error.message}` : ''}`, { cause: error }), true);
     this.incoming = null;
     if (error !== null && !wasRefused) {
       this.host.counters.closedWith(error.code);

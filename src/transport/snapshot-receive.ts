@@ -38,6 +38,8 @@ export class IncomingSnapshot implements AsyncIterable<Uint8Array> {
   private endReceived = false;
   private endConsumed = false;
   private failure: ImpulseError | null = null;
+  /** Whether the sender knows the stream is over (it aborted, we sent ABORT, or the connection is gone). */
+  private senderInformed = false;
   private waiter: Waiter | null = null;
   private stallTimer: TimerHandle | null = null;
   private iterated = false;
@@ -55,6 +57,11 @@ export class IncomingSnapshot implements AsyncIterable<Uint8Array> {
 
   get failed(): boolean {
     return this.failure !== null;
+  }
+
+  /** A verdict (DONE) must still be sent: the stream is not over for the sender yet. */
+  get verdictOwed(): boolean {
+    return !this.senderInformed;
   }
 
   /** Grants the initial window; call once, right after BEGIN. */
@@ -80,8 +87,13 @@ export class IncomingSnapshot implements AsyncIterable<Uint8Array> {
     this.wake();
   }
 
-  /** Ends the stream with `error` (sender aborted, connection lost, transport closed): the consumer's next read throws it. */
-  fail(error: ImpulseError): void {
+  /**
+   * Ends the stream with `error`: the consumer's next read throws it.
+   * `senderInformed`: the sender knows already (it aborted, we sent it ABORT,
+   * or the connection is gone); otherwise the caller still owes it a verdict.
+   */
+  fail(error: ImpulseError, senderInformed: boolean): void {
+    if (senderInformed) this.senderInformed = true;
     if (this.failure !== null || this.endConsumed) return;
     this.failure = error;
     this.buffered = [];
@@ -98,7 +110,7 @@ export class IncomingSnapshot implements AsyncIterable<Uint8Array> {
       next: () => this.read(),
       return: async () => {
         // The consumer stopped early: nothing more will be read; the verdict refuses the stream.
-        this.fail(new ImpulseError('IMPULSE_ERR_TRANSPORT_SNAPSHOT_REFUSED', 'the receiver stopped reading'));
+        this.fail(new ImpulseError('IMPULSE_ERR_TRANSPORT_SNAPSHOT_REFUSED', 'the receiver stopped reading'), false);
         return { value: undefined, done: true };
       },
     };
@@ -144,7 +156,7 @@ export class IncomingSnapshot implements AsyncIterable<Uint8Array> {
     this.stallTimer = this.options.clock.setTimer(this.options.stallTimeoutMs, () => {
       const error = new ImpulseError('IMPULSE_ERR_TRANSPORT_SNAPSHOT_STALLED', `no chunk for ${this.options.stallTimeoutMs} ms`);
       this.options.sendAbort(error);
-      this.fail(error);
+      this.fail(error, true);
     });
   }
 

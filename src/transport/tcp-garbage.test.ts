@@ -34,7 +34,7 @@ function logged(node: TestNode, code: string): boolean {
   return node.records.some((record) => record.code === code);
 }
 
-describe('TcpTransport: garbage closes only its connection', () => {
+describe('TcpTransport: garbage closes only its connection', { timeout: 120_000 }, () => {
   it('random bytes instead of a preamble: refused as bad-magic', async () => {
     const [a, b] = await startCluster(2);
     const raw = await RawPeer.connect(a!.address);

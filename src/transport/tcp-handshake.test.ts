@@ -11,7 +11,7 @@ function loggedRefusal(node: TestNode, reason: string): boolean {
   return node.records.some((record) => record.code === 'IMPULSE_ERR_TRANSPORT_HANDSHAKE_REFUSED' && record.reason === reason);
 }
 
-describe('TcpTransport: handshake refusals', () => {
+describe('TcpTransport: handshake refusals', { timeout: 120_000 }, () => {
   it('refuses a node from another cluster; the dialer logs the coded refusal and nothing is delivered', async () => {
     const a = await startNode(1);
     const stranger = await startNode(2, { clusterId: 'other-cluster' });

@@ -18,7 +18,7 @@ async function turn(): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve));
 }
 
-describe('TcpTransport: bounded queues', () => {
+describe('TcpTransport: bounded queues', { timeout: 120_000 }, () => {
   it('a peer that is down: the queue stays within its bounds and every message is counted as dropped', async () => {
     const port = await deadPort();
     const a = await startNode(1, { limits: LIMITS, peers: new Map([[2, `127.0.0.1:${port}`]]) });

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
 import { HookedSocketFactory, closeAll, startCluster, startNode, waitFor } from '../../testkit/transport/harness.js';
 
-describe('TcpTransport: messages', () => {
+describe('TcpTransport: messages', { timeout: 120_000 }, () => {
   it('carries messages both ways between two nodes, in order per peer, bodies intact', async () => {
     const [a, b] = await startCluster(2);
     try {
