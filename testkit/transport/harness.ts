@@ -253,3 +253,33 @@ export class RawPeer {
     this.socket.destroy();
   }
 }
+
+/**
+ * An in-memory network of `send`-only transports on a ManualClock: each
+ * message is delivered `delayMs` later (in send order), or dropped while
+ * `dropping` says so. For testing layers above the Transport interface.
+ */
+export class ManualNetwork {
+  private readonly receivers = new Map<NodeId, (from: NodeId, message: PeerMessage) => void>();
+  dropping: (from: NodeId, to: NodeId, message: PeerMessage) => boolean = () => false;
+  delivered = 0;
+
+  constructor(
+    readonly clock: ManualClock,
+    readonly delayMs = 1,
+  ) {}
+
+  /** The node's sending side; messages for it go to `receive`. */
+  join(id: NodeId, receive: (from: NodeId, message: PeerMessage) => void): { send(to: NodeId, message: PeerMessage): void } {
+    this.receivers.set(id, receive);
+    return {
+      send: (to, message) => {
+        if (this.dropping(id, to, message)) return;
+        this.clock.setTimer(this.delayMs, () => {
+          this.delivered++;
+          this.receivers.get(to)?.(id, message);
+        });
+      },
+    };
+  }
+}
