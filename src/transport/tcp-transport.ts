@@ -24,7 +24,7 @@ import { type Clock, SystemClock } from '../util/clock.js';
 import { type Random, SeededRandom, freshSeed } from '../util/random.js';
 import { Backoff } from './backoff.js';
 import { encodeMessageFrame, isValidChannel, isValidGroup } from './envelopes.js';
-import { type Hello, type RefusalReason, checkHello } from './handshake.js';
+import { type Hello, type RefusalReason, checkHello, isNodeId } from './handshake.js';
 import { InboundConnection, type InboundHost } from './inbound.js';
 import { type TcpTransportOptions, type TransportLimits, checkIdentity, resolveLimits } from './options.js';
 import { OutboundPeer } from './outbound.js';
@@ -113,7 +113,7 @@ export class TcpTransport implements Transport {
     const parsed = new Map<NodeId, HostPort>();
     for (const [id, address] of peers) {
       if (id === this.localId) continue;
-      checkIdentity(id, this.clusterId);
+      if (!isNodeId(id)) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `transport: peer id ${String(id)} is not a positive integer`);
       parsed.set(id, parseAddress(address));
     }
     if (this.closing !== null) return;
