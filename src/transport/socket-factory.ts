@@ -77,7 +77,7 @@ export class NetSocketFactory implements SocketFactory {
  * for anything else, with the address in the message.
  */
 export function parseAddress(address: PeerAddress): HostPort {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(address);
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(address);
   const port = match === null ? NaN : Number(match[3]);
   if (match === null || !(port >= 1 && port <= 65535)) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `peer address ${JSON.stringify(address)} is not host:port (IPv6 in brackets, port 1-65535)`);

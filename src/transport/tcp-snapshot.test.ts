@@ -5,6 +5,20 @@ import { isImpulseError } from '../errors.js';
 import { FrameType } from './frames.js';
 import { HookedSocketFactory, type TestNode, closeAll, startCluster, startNode, waitFor } from '../../testkit/transport/harness.js';
 
+/** Makes `node` read every snapshot to the end; `error` is what its iterator threw, if anything. */
+function readToEndRecordingError(node: TestNode): { error: unknown } {
+  const seen: { error: unknown } = { error: null };
+  node.inbox.onSnapshotHandler = async (_from, _header, chunks) => {
+    try {
+      for await (const chunk of chunks) void chunk;
+    } catch (error) {
+      seen.error = error;
+      throw error;
+    }
+  };
+  return seen;
+}
+
 const HEADER = { channel: 'raft', group: 3, body: { index: 100, term: 2 } };
 const CHUNK = 64 * 1024;
 const WINDOW = 4;
@@ -120,20 +134,12 @@ describe('TcpTransport: snapshot streams', { timeout: 120_000 }, () => {
       return bytes;
     };
     try {
-      let receiverError: unknown = null;
-      b.inbox.onSnapshotHandler = async (_from, _header, chunks) => {
-        try {
-          for await (const chunk of chunks) void chunk;
-        } catch (error) {
-          receiverError = error;
-          throw error;
-        }
-      };
+      const receiver = readToEndRecordingError(b);
       await assert.rejects(a.transport.sendSnapshot(2, HEADER, pieces(Buffer.alloc(20 * CHUNK), () => CHUNK)), (error) =>
         isImpulseError(error, 'IMPULSE_ERR_TRANSPORT_CONNECTION_LOST'),
       );
-      await waitFor('receiver error', () => receiverError !== null);
-      assert.ok(isImpulseError(receiverError, 'IMPULSE_ERR_TRANSPORT_CONNECTION_LOST'));
+      await waitFor('receiver error', () => receiver.error !== null);
+      assert.ok(isImpulseError(receiver.error, 'IMPULSE_ERR_TRANSPORT_CONNECTION_LOST'));
       assert.equal(b.transport.stats().closedByError['IMPULSE_ERR_TRANSPORT_SNAPSHOT_SEQUENCE'], 1);
       assert.ok(b.records.some((record) => record.code === 'IMPULSE_ERR_TRANSPORT_SNAPSHOT_SEQUENCE'));
       // Messages recover on a new connection.
@@ -222,22 +228,14 @@ describe('TcpTransport: snapshot streams', { timeout: 120_000 }, () => {
   it('a sender whose source stops producing: the receiver aborts after the stall timeout, the sender rejects', async () => {
     const [a, b] = await pair({ snapshotStallTimeoutMs: 300 });
     try {
-      let receiverError: unknown = null;
-      b.inbox.onSnapshotHandler = async (_from, _header, chunks) => {
-        try {
-          for await (const chunk of chunks) void chunk;
-        } catch (error) {
-          receiverError = error;
-          throw error;
-        }
-      };
+      const receiver = readToEndRecordingError(b);
       async function* stuck(): AsyncGenerator<Uint8Array> {
         yield Buffer.alloc(CHUNK);
         await new Promise((resolve) => setTimeout(resolve, 60_000).unref());
       }
       await assert.rejects(a.transport.sendSnapshot(2, HEADER, stuck()), (error) => isImpulseError(error, 'IMPULSE_ERR_TRANSPORT_SNAPSHOT_STALLED'));
-      await waitFor('receiver error', () => receiverError !== null);
-      assert.ok(isImpulseError(receiverError, 'IMPULSE_ERR_TRANSPORT_SNAPSHOT_STALLED') || isImpulseError(receiverError, 'IMPULSE_ERR_TRANSPORT_SNAPSHOT_REFUSED'));
+      await waitFor('receiver error', () => receiver.error !== null);
+      assert.ok(isImpulseError(receiver.error, 'IMPULSE_ERR_TRANSPORT_SNAPSHOT_STALLED') || isImpulseError(receiver.error, 'IMPULSE_ERR_TRANSPORT_SNAPSHOT_REFUSED'));
     } finally {
       await closeAll([a, b]);
     }
@@ -246,22 +244,14 @@ describe('TcpTransport: snapshot streams', { timeout: 120_000 }, () => {
   it('a source that throws aborts the stream on both sides', async () => {
     const [a, b] = await pair();
     try {
-      let receiverError: unknown = null;
-      b.inbox.onSnapshotHandler = async (_from, _header, chunks) => {
-        try {
-          for await (const chunk of chunks) void chunk;
-        } catch (error) {
-          receiverError = error;
-          throw error;
-        }
-      };
+      const receiver = readToEndRecordingError(b);
       async function* failing(): AsyncGenerator<Uint8Array> {
         yield Buffer.alloc(CHUNK);
         throw new Error('disk read failed');
       }
       await assert.rejects(a.transport.sendSnapshot(2, HEADER, failing()), /disk read failed/);
-      await waitFor('receiver error', () => receiverError !== null);
-      assert.match((receiverError as Error).message, /disk read failed/);
+      await waitFor('receiver error', () => receiver.error !== null);
+      assert.match((receiver.error as Error).message, /disk read failed/);
     } finally {
       await closeAll([a, b]);
     }
