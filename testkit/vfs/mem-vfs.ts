@@ -50,6 +50,17 @@
  *     missing fsync BETWEEN two writes of one file (data then commit marker),
  *     which 'torn' cannot, since a prefix never has the later write without
  *     the earlier one.
+ *     `recover('reorder-dirs')`: 'reorder', and directories are reordered
+ *     too: each directory keeps a random subset of its pending creates,
+ *     renames and unlinks with per-name order: each kept with probability
+ *     1/2, except that once an operation on a name is lost, every later
+ *     operation on that name is lost too; a rename changes two names and is
+ *     kept or lost whole (see `reorderedEntries`). POSIX orders none of this
+ *     without a directory fsync, and file systems differ in what they keep.
+ *     This catches a missing `syncDir` BETWEEN two directory changes the
+ *     recovery depends on the order of (rename a new manifest into place,
+ *     then unlink the tables only the old one named; or create a table, then
+ *     rename a manifest naming it into place), which a prefix cannot show.
  *
  * Counting and faults: every call of a `Vfs` method or a `VfsFile` method is ONE
  * operation, numbered from 0 in call order (`ioCount` is the next number). A
@@ -170,10 +181,12 @@ export function isCrashError(error: unknown, depth = 0): boolean {
  * What survives a crash: 'lose-unsynced' (power loss, nothing unsynced
  * survives), 'torn' (power loss, a random part of the unsynced work survives,
  * the last write possibly torn), 'reorder' (power loss, a random subset of
- * each file's unsynced writes survives), 'keep-unsynced' (process crash: everything
- * survives, synced or not).
+ * each file's unsynced writes survives), 'reorder-dirs' ('reorder', and a
+ * random subset of each directory's unsynced changes survives, the changes to
+ * one name in order), 'keep-unsynced' (process crash: everything survives,
+ * synced or not).
  */
-export type RecoverMode = 'lose-unsynced' | 'torn' | 'reorder' | 'keep-unsynced';
+export type RecoverMode = 'lose-unsynced' | 'torn' | 'reorder' | 'reorder-dirs' | 'keep-unsynced';
 
 export interface MemVfsOptions {
   /** Drives torn-write choices and is forked into recovered copies. Default `new SeededRandom(1)`. */
@@ -475,12 +488,14 @@ export class MemVfs implements Vfs {
         return dir.durable;
       case 'torn':
       case 'reorder': {
-        // Directory changes go through the file system's journal in order: a prefix.
+        // A journal that commits directory changes in order: a prefix.
         const entries = new Map(dir.durable);
         const kept = random.int(dir.pending.length + 1);
         for (const op of dir.pending.slice(0, kept)) applyDirOp(entries, op);
         return entries;
       }
+      case 'reorder-dirs':
+        return reorderedEntries(dir, random);
     }
   }
 
@@ -492,7 +507,8 @@ export class MemVfs implements Vfs {
         return inode.durable.clone();
       case 'torn':
         return this.tornContents(inode, random);
-      case 'reorder': {
+      case 'reorder':
+      case 'reorder-dirs': {
         const contents = inode.durable.clone();
         for (const op of inode.pending) if (random.chance(0.5)) applyFileOp(contents, op);
         return contents;
@@ -631,6 +647,36 @@ function applyDirOp(entries: Map<string, MemInode>, op: PendingDirOp): void {
       entries.set(op.to, op.inode);
       break;
   }
+}
+
+/** The names a pending directory operation changes (a rename changes two, atomically). */
+function namesOf(op: PendingDirOp): readonly string[] {
+  return op.kind === 'rename' ? [op.from, op.to] : [op.name];
+}
+
+/**
+ * 'reorder-dirs' for one directory: each pending operation survives with
+ * probability 1/2, independently of operations on OTHER names, but the
+ * operations on one name stay in order: once one is lost, every later one
+ * touching that name is lost too. A rename touches two names and survives or
+ * is lost whole (rename is atomic), so it also ties the two names' histories
+ * together. Thus a later unlink of one file may survive while an earlier
+ * rename of another is lost, which no prefix shows; but a file is never
+ * renamed after a create that was lost, or unlinked before a rename onto its
+ * name that was kept.
+ */
+function reorderedEntries(dir: MemDir, random: Random): Map<string, MemInode> {
+  const entries = new Map(dir.durable);
+  const lostNames = new Set<string>();
+  for (const op of dir.pending) {
+    const names = namesOf(op);
+    if (!names.some((name) => lostNames.has(name)) && random.chance(0.5)) {
+      applyDirOp(entries, op);
+    } else {
+      for (const name of names) lostNames.add(name);
+    }
+  }
+  return entries;
 }
 
 /** A file: durable contents, current contents, and the operations between them. */
