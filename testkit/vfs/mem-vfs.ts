@@ -64,12 +64,15 @@
  *
  * Counting and faults: every call of a `Vfs` method or a `VfsFile` method is ONE
  * operation, numbered from 0 in call order (`ioCount` is the next number). A
- * fault policy (see `inject`, `onIndex`, `fromIndex`, `withProbability`,
- * `onlyOperations`) may make an operation fail with an injected EIO
- * (`ImpulseError` IMPULSE_ERR_ENGINE_IO, cause code 'EIO') or crash the vfs: the
- * operation and every later one then reject with `CrashError`. A failed
- * operation has no effect. The numbering is deterministic when the code driving
- * the vfs is (no real timers or real randomness deciding the order of I/O).
+ * fault policy (fault-policy.ts: `onIndex`, `fromIndex`, `withProbability`,
+ * `onlyOperations`, ..., the same policies `FaultVfs` takes) may make an
+ * operation fail with an injected error (`ImpulseError` IMPULSE_ERR_ENGINE_IO,
+ * cause code 'EIO' or the chosen errno) or crash the vfs: the operation and
+ * every later one then reject with `CrashError`. A failed operation has no
+ * effect. Delays are not supported here (an operation takes effect when
+ * called); wrap a MemVfs in `FaultVfs` for a slow disk. The numbering is
+ * deterministic when the code driving the vfs is (no real timers or real
+ * randomness deciding the order of I/O).
  *
  * Not safe to share between worker threads; within one event loop any
  * interleaving of calls is fine (each operation takes effect when called).
@@ -77,105 +80,29 @@
 import { assert } from '../../src/util/assert.js';
 import { SeededRandom, type Random } from '../../src/util/random.js';
 import { errnoError, joinPath, vfsError, type Vfs, type VfsFile, type VfsOpenOptions } from '../../src/vfs/vfs.js';
+import { CrashError, FaultInjector, fromIndex, onIndex, type FaultPolicy, type FiredFault, type IoOperation, type VfsOperation } from './fault-policy.js';
 
-/** The operations `MemVfs` counts; file methods are prefixed with `file.`. */
-export type VfsOperation =
-  | 'open'
-  | 'readFile'
-  | 'rename'
-  | 'unlink'
-  | 'list'
-  | 'mkdir'
-  | 'syncDir'
-  | 'exists'
-  | 'size'
-  | 'file.read'
-  | 'file.write'
-  | 'file.size'
-  | 'file.truncate'
-  | 'file.sync'
-  | 'file.close';
+export {
+  CrashError,
+  isCrashError,
+  always,
+  delay,
+  fromIndex,
+  onIndex,
+  onlyOperations,
+  startingAt,
+  withProbability,
+  type FaultAction,
+  type FaultPolicy,
+  type FiredFault,
+  type IoOperation,
+  type VfsOperation,
+} from './fault-policy.js';
 
-/** One counted I/O operation. */
-export interface IoOperation {
-  /** 0-based position in the vfs's operation sequence. */
-  readonly index: number;
-  readonly operation: VfsOperation;
-  /** The path operated on (for rename: "from -> to"). */
-  readonly path: string;
-}
-
-export type FaultAction = 'error' | 'crash';
-
-/**
- * A composable fault policy (pebble errorfs style). `decide` is called once per
- * operation, in order, before the operation takes effect; the first policy (in
- * `inject` order) that returns an action decides. `name` says what it does.
- */
-export interface FaultPolicy {
-  readonly name: string;
-  decide(operation: IoOperation): FaultAction | undefined;
-}
-
-/** The declarative faults of the task brief; `inject` turns them into policies. */
+/** Shorthands for the common faults; `inject` turns them into policies. */
 export type FaultSpec =
   | { readonly kind: 'error'; readonly at: number; readonly persistent?: boolean }
   | { readonly kind: 'crash'; readonly at: number };
-
-/** Fails (or crashes) exactly the operation with index `index`. */
-export function onIndex(index: number, action: FaultAction = 'error'): FaultPolicy {
-  return { name: `${actionName(action)} at op ${index}`, decide: (op) => (op.index === index ? action : undefined) };
-}
-
-/** Fails every operation from index `index` on (a disk that died). */
-export function fromIndex(index: number, action: FaultAction = 'error'): FaultPolicy {
-  return { name: `${actionName(action)} from op ${index} on`, decide: (op) => (op.index >= index ? action : undefined) };
-}
-
-/** Fails each operation independently with probability `probability` (0..1), drawn from `random`. */
-export function withProbability(probability: number, random: Random, action: FaultAction = 'error'): FaultPolicy {
-  assert(probability >= 0 && probability <= 1, 'withProbability: probability must be in [0, 1]', probability);
-  return { name: `${actionName(action)} with p=${probability}`, decide: () => (random.chance(probability) ? action : undefined) };
-}
-
-/** Applies `policy` only to the listed operations (indexes stay global); others pass untouched. */
-export function onlyOperations(operations: readonly VfsOperation[], policy: FaultPolicy): FaultPolicy {
-  const allowed = new Set(operations);
-  return { name: `${policy.name} on ${operations.join('/')}`, decide: (op) => (allowed.has(op.operation) ? policy.decide(op) : undefined) };
-}
-
-function actionName(action: FaultAction): string {
-  return action === 'error' ? 'EIO' : 'crash';
-}
-
-/**
- * The rejection of every operation of a crashed `MemVfs`. Not an ImpulseError
- * on purpose: engines must not treat a simulated power cut as an I/O error
- * they can handle; the crash harness expects it to escape (possibly wrapped
- * as the `cause` of another error, see `isCrashError`).
- */
-export class CrashError extends Error {
-  override name = 'CrashError';
-
-  constructor(
-    /** Index of the operation that was refused. */
-    readonly operationIndex: number,
-    /** Index of the operation at which the crash happened. */
-    readonly crashIndex: number,
-    operation: string,
-    path: string,
-  ) {
-    super(`simulated crash: operation ${operationIndex} (${operation} ${path}) refused; crashed at operation ${crashIndex}`);
-  }
-}
-
-/** True when `error` is a `CrashError` or carries one in its cause chain (or in an AggregateError), at most 8 levels deep. */
-export function isCrashError(error: unknown, depth = 0): boolean {
-  if (depth > 8 || error === null || typeof error !== 'object') return false;
-  if (error instanceof CrashError) return true;
-  if (error instanceof AggregateError && error.errors.some((inner) => isCrashError(inner, depth + 1))) return true;
-  return isCrashError((error as { cause?: unknown }).cause, depth + 1);
-}
 
 /**
  * What survives a crash: 'lose-unsynced' (power loss, nothing unsynced
@@ -209,68 +136,76 @@ export interface MemVfsCounters {
   bytesRead: number;
   fileSyncs: number;
   dirSyncs: number;
-  /** Operations that were refused by an injected EIO. */
+  /** Operations that were refused by an injected error (EIO or another errno). */
   injectedErrors: number;
 }
 
 export class MemVfs implements Vfs {
-  /** Number of operations so far; the next operation gets this index. */
-  ioCount = 0;
   readonly counters: MemVfsCounters = { bytesWritten: 0, bytesRead: 0, fileSyncs: 0, dirSyncs: 0, injectedErrors: 0 };
-  /** Every operation so far, when `recordOperations` was set (else empty). */
-  readonly operations: IoOperation[] = [];
-  /** The operations an injected fault refused, in order (the crash appears once, at the crash point). */
-  readonly firedFaults: Array<IoOperation & { readonly action: FaultAction }> = [];
 
   /** See `MemVfsOptions.syncFailureDropsWrites`. */
   readonly syncFailureDropsWrites: boolean;
   private readonly random: Random;
   private readonly recordOperations: boolean;
-  private readonly policies: FaultPolicy[] = [];
+  private readonly faults: FaultInjector;
   /** Normalized directory path → directory. Roots '.' and '/' always exist. */
   private readonly dirs = new Map<string, MemDir>();
-  private crashIndex: number | undefined;
 
   constructor(options: MemVfsOptions = {}) {
     this.random = options.random ?? new SeededRandom(1);
     this.recordOperations = options.recordOperations ?? false;
+    this.faults = new FaultInjector(this.recordOperations);
     this.syncFailureDropsWrites = options.syncFailureDropsWrites ?? false;
     this.dirs.set('.', new MemDir());
     this.dirs.set('/', new MemDir());
   }
 
+  /** Number of operations so far; the next operation gets this index. */
+  get ioCount(): number {
+    return this.faults.ioCount;
+  }
+
+  /** Every operation so far, when `recordOperations` was set (else empty). */
+  get operations(): readonly IoOperation[] {
+    return this.faults.operations;
+  }
+
+  /** The operations an injected fault refused, in order (the crash appears once, at the crash point; the first 10,000 are kept). */
+  get firedFaults(): readonly FiredFault[] {
+    return this.faults.firedFaults;
+  }
+
   /** "mem", plus the injected faults, e.g. "mem(crash at op 17)". */
   get name(): string {
-    const parts = this.policies.map((policy) => policy.name);
-    if (this.crashIndex !== undefined) parts.push(`crashed at op ${this.crashIndex}`);
+    const parts = this.faults.description;
     return parts.length === 0 ? 'mem' : `mem(${parts.join(', ')})`;
   }
 
   /** True once a crash fault fired or `crash()` was called: every operation now rejects with `CrashError`. */
   get crashed(): boolean {
-    return this.crashIndex !== undefined;
+    return this.faults.crashed;
   }
 
-  /** Adds a fault. Specs: `{kind:'error', at, persistent?}`, `{kind:'crash', at}`; or any `FaultPolicy`. */
+  /** Adds a fault. Specs: `{kind:'error', at, persistent?}`, `{kind:'crash', at}`; or any `FaultPolicy` (no delays). */
   inject(fault: FaultSpec | FaultPolicy): this {
     if ('decide' in fault) {
-      this.policies.push(fault);
+      this.faults.add(fault);
     } else if (fault.kind === 'crash') {
-      this.policies.push(onIndex(fault.at, 'crash'));
+      this.faults.add(onIndex(fault.at, 'crash'));
     } else {
-      this.policies.push(fault.persistent ? fromIndex(fault.at, 'error') : onIndex(fault.at, 'error'));
+      this.faults.add(fault.persistent ? fromIndex(fault.at, 'error') : onIndex(fault.at, 'error'));
     }
     return this;
   }
 
   /** Removes every fault policy (a crashed vfs stays crashed). */
   clearFaults(): void {
-    this.policies.length = 0;
+    this.faults.clear();
   }
 
   /** Crashes now: the next operation and every later one reject with `CrashError`. */
   crash(): void {
-    this.crashIndex ??= this.ioCount;
+    this.faults.crash();
   }
 
   /**
@@ -426,21 +361,14 @@ export class MemVfs implements Vfs {
    * calling async method rejects) BEFORE the operation has any effect.
    */
   begin(operation: VfsOperation, path: string, onInjectedError?: () => void): void {
-    const op: IoOperation = { index: this.ioCount++, operation, path };
-    if (this.recordOperations) this.operations.push(op);
-    if (this.crashIndex !== undefined) throw new CrashError(op.index, this.crashIndex, operation, path);
-    for (const policy of this.policies) {
-      const action = policy.decide(op);
-      if (action === undefined) continue;
-      this.firedFaults.push({ ...op, action });
-      if (action === 'crash') {
-        this.crashIndex = op.index;
-        throw new CrashError(op.index, op.index, operation, path);
-      }
+    const { delayMs, failure } = this.faults.next(operation, path);
+    assert(delayMs === 0, 'MemVfs applies an operation when it is called and cannot delay it: wrap it in FaultVfs for latency', delayMs);
+    if (failure === undefined) return;
+    if (!(failure instanceof CrashError)) {
       this.counters.injectedErrors++;
       onInjectedError?.();
-      throw vfsError(operation, path, errnoError('EIO', `injected I/O error at operation ${op.index}`));
     }
+    throw failure;
   }
 
   private lookupFile(operation: VfsOperation, path: string): MemInode {
