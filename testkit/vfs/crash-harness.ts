@@ -1,20 +1,22 @@
 /**
- * The shared crash and I/O-error harness for every disk engine and the Raft
- * log (SQLite style: run the workload once to count its I/O operations N, then
- * crash it at EVERY operation index in turn, recover, and check).
+ * The shared crash and I/O-error harness for everything that writes through
+ * the Vfs: the disk engines, and any other durable store (SQLite style: run
+ * the workload once to count its I/O operations N, then crash it at EVERY
+ * operation index in turn, recover, and check).
  *
  * Two layers:
  *   - `sweepCrashPoints` / `sweepIoErrors`: generic. You give a workload that
  *     records what it did into a record of your choosing, and a `verify` that
- *     opens whatever survived and checks it against the record. The Raft log
- *     uses this layer with its own record (appended entries, acknowledged ones).
+ *     opens whatever survived and checks it against the record (a Raft log
+ *     store would record its appended and acknowledged entries).
  *   - `crashAtEveryIoPoint` / `ioErrorAtEveryPoint`: key-value, beside the
  *     storage layer in testkit/storage/kv-crash.ts. The record is a
  *     `KvHistory` of puts, deletes and atomic batches, and the check is
  *     `checkRecoveredKv`: acknowledged writes survive, nothing appears that was
  *     never written, batches are all-or-nothing.
  *
- * Example (an engine test, ~15 lines):
+ * Example (an engine test, ~15 lines; `crashAtEveryIoPoint` and
+ * `readAllEntries` come from testkit/storage/kv-crash.ts):
  *
  *   await crashAtEveryIoPoint({
  *     seed: 42,

@@ -1,7 +1,7 @@
 /**
  * `MemVfs`: an in-memory `Vfs` that models POSIX durability exactly as
  * vfs.ts documents it, counts every I/O operation, and injects faults.
- * Crash tests, the simulator and fast engine tests run on it.
+ * Crash tests (the sweeps of crash-harness.ts) and fast engine tests run on it.
  *
  * How to use:
  *   const vfs = new MemVfs({ random: new SeededRandom(seed) });
