@@ -243,13 +243,7 @@ async function verifyOne<R>(
   fail: (point: FaultPoint, message: string) => void,
 ): Promise<void> {
   const recovered = vfs.recover(point.mode, new SeededRandom(recoverySeed(options.seed, point)));
-  let violation: string | undefined;
-  try {
-    violation = await options.verify(recovered, record, point);
-  } catch (error) {
-    if (error instanceof CrashHarnessFailure) throw error;
-    violation = `recovery failed: ${describeError(error)}`;
-  }
+  let violation = await verifyCatching(options, recovered, record, point);
   if (violation !== undefined) {
     fail(point, violation);
     return;
@@ -271,13 +265,23 @@ async function verifyOne<R>(
     }
   }
   const final = again.recover(point.mode, new SeededRandom(recoverySeed(options.seed, point, '/second')));
+  violation = await verifyCatching(options, final, record, crashedPoint);
+  if (violation !== undefined) fail(crashedPoint, violation);
+}
+
+/** `options.verify`, with an error it throws (other than the harness's own verdict) as the violation. */
+async function verifyCatching<R>(
+  options: CrashSweepOptions<R> | IoErrorSweepOptions<R>,
+  recovered: MemVfs,
+  record: R,
+  point: FaultPoint,
+): Promise<string | undefined> {
   try {
-    violation = await options.verify(final, record, crashedPoint);
+    return await options.verify(recovered, record, point);
   } catch (error) {
     if (error instanceof CrashHarnessFailure) throw error;
-    violation = `recovery failed: ${describeError(error)}`;
+    return `recovery failed: ${describeError(error)}`;
   }
-  if (violation !== undefined) fail(crashedPoint, violation);
 }
 
 export interface IoErrorSweepOptions<R> extends SweepOptions {

@@ -255,3 +255,41 @@ export class FaultInjector {
     return vfsError(op.operation, op.path, errnoError(errno, `injected I/O error at operation ${op.index}`));
   }
 }
+
+/**
+ * The fault controls MemVfs and FaultVfs share, over their one FaultInjector:
+ * counting, the record of refused operations, crashing, clearing.
+ */
+export abstract class FaultInjectingVfs {
+  protected constructor(protected readonly faults: FaultInjector) {}
+
+  /** Number of operations so far; the next operation gets this index. */
+  get ioCount(): number {
+    return this.faults.ioCount;
+  }
+
+  /** Every operation so far, when `recordOperations` was set (else empty). */
+  get operations(): readonly IoOperation[] {
+    return this.faults.operations;
+  }
+
+  /** The operations an injected error or crash refused, in order (the crash appears once, at the crash point; the first 10,000 are kept). */
+  get firedFaults(): readonly FiredFault[] {
+    return this.faults.firedFaults;
+  }
+
+  /** True once a crash fault fired or `crash()` was called: every operation now rejects with `CrashError`. */
+  get crashed(): boolean {
+    return this.faults.crashed;
+  }
+
+  /** Removes every policy (a crashed vfs stays crashed). */
+  clearFaults(): void {
+    this.faults.clear();
+  }
+
+  /** Crashes now: the next operation and every later one reject with `CrashError`. */
+  crash(): void {
+    this.faults.crash();
+  }
+}

@@ -29,7 +29,7 @@
  */
 import type { Clock } from '../../src/util/clock.js';
 import type { Vfs, VfsFile, VfsOpenOptions } from '../../src/vfs/vfs.js';
-import { FaultInjector, type FaultPolicy, type FiredFault, type IoOperation, type VfsOperation } from './fault-policy.js';
+import { FaultInjectingVfs, FaultInjector, type FaultPolicy, type VfsOperation } from './fault-policy.js';
 
 export interface FaultVfsOptions {
   /**
@@ -51,8 +51,7 @@ export interface FaultVfsStats {
   readonly injectedDelayMs: number;
 }
 
-export class FaultVfs implements Vfs {
-  private readonly faults: FaultInjector;
+export class FaultVfs extends FaultInjectingVfs implements Vfs {
   private readonly clock: Clock | undefined;
 
   constructor(
@@ -61,7 +60,7 @@ export class FaultVfs implements Vfs {
     policies: readonly FaultPolicy[] = [],
     options: FaultVfsOptions = {},
   ) {
-    this.faults = new FaultInjector(options.recordOperations ?? false);
+    super(new FaultInjector(options.recordOperations ?? false));
     this.clock = options.clock;
     for (const policy of policies) this.faults.add(policy);
   }
@@ -69,25 +68,6 @@ export class FaultVfs implements Vfs {
   /** "fault(<policies>) over <inner>", e.g. "fault(EIO with p=0.01 on file.sync) over node-fs". */
   get name(): string {
     return `fault(${this.faults.description.join(', ')}) over ${this.inner.name}`;
-  }
-
-  /** Number of operations so far; the next operation gets this index. */
-  get ioCount(): number {
-    return this.faults.ioCount;
-  }
-
-  /** Every operation so far, when `recordOperations` was set (else empty). */
-  get operations(): readonly IoOperation[] {
-    return this.faults.operations;
-  }
-
-  /** The operations an injected error or crash refused (the first 10,000). */
-  get firedFaults(): readonly FiredFault[] {
-    return this.faults.firedFaults;
-  }
-
-  get crashed(): boolean {
-    return this.faults.crashed;
   }
 
   get stats(): FaultVfsStats {
@@ -99,16 +79,6 @@ export class FaultVfs implements Vfs {
   inject(policy: FaultPolicy): this {
     this.faults.add(policy);
     return this;
-  }
-
-  /** Removes every policy (a crashed FaultVfs stays crashed). */
-  clearFaults(): void {
-    this.faults.clear();
-  }
-
-  /** Crashes now: every later operation rejects with `CrashError`. */
-  crash(): void {
-    this.faults.crash();
   }
 
   async open(path: string, options?: VfsOpenOptions): Promise<VfsFile> {

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isImpulseError } from '../../src/errors.js';
 import { SeededRandom } from '../../src/util/random.js';
-import { CrashError, MemVfs, fromIndex, isCrashError, onIndex, onlyOperations, withProbability } from './mem-vfs.js';
+import { CrashError, fromIndex, isCrashError, onIndex, onlyOperations, withProbability } from './fault-policy.js';
+import { MemVfs } from './mem-vfs.js';
 import { vfsConformanceSuite } from './vfs-conformance.js';
 import { errorCodeOf, isNotFound, type Vfs } from '../../src/vfs/vfs.js';
 

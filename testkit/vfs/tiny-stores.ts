@@ -58,6 +58,32 @@ function toEntries(state: Map<string, Buffer>): Array<[Buffer, Buffer]> {
   return [...state].map(([key, value]) => [Buffer.from(key, 'hex'), value]);
 }
 
+/** What every tiny store shares: the KvWriter calls funnel into one atomic `write(ops)`; `state` is what it holds. */
+abstract class TinyStore implements Store {
+  protected constructor(protected readonly state: Map<string, Buffer>) {}
+
+  put(key: Uint8Array, value: Uint8Array): Promise<void> {
+    return this.write([{ type: 'put', key, value }]);
+  }
+
+  del(key: Uint8Array): Promise<void> {
+    return this.write([{ type: 'del', key }]);
+  }
+
+  batch(ops: readonly WriteOp[]): Promise<void> {
+    return this.write(ops);
+  }
+
+  entries(): Array<[Buffer, Buffer]> {
+    return toEntries(this.state);
+  }
+
+  abstract close(): Promise<void>;
+
+  /** Applies `ops` atomically and durably (or not, per the store's flaws) before resolving. */
+  protected abstract write(ops: readonly WriteOp[]): Promise<void>;
+}
+
 /** One log record: [u32 length][u32 fnv1a of the payload][JSON ops]. */
 function encodeRecord(encoded: ReadonlyArray<readonly [string, string, string?]>): Buffer {
   const payload = Buffer.from(JSON.stringify(encoded));
@@ -84,15 +110,17 @@ function replayRecords(data: Buffer, offset: number, state: Map<string, Buffer>)
  * valid prefix (a torn tail fails its checksum) and cuts the rest off. A failed
  * write poisons the store (every later write rejects), as fsyncgate teaches.
  */
-export class LogStore implements Store {
+export class LogStore extends TinyStore {
   private end = 0;
   private poisoned: unknown;
 
   private constructor(
     private readonly file: VfsFile,
-    private readonly state: Map<string, Buffer>,
+    state: Map<string, Buffer>,
     private readonly flaws: Flaws,
-  ) {}
+  ) {
+    super(state);
+  }
 
   static async open(vfs: Vfs, flaws: Flaws = {}): Promise<LogStore> {
     await vfs.mkdir('db');
@@ -119,27 +147,11 @@ export class LogStore implements Store {
     return store;
   }
 
-  put(key: Uint8Array, value: Uint8Array): Promise<void> {
-    return this.append([{ type: 'put', key, value }]);
-  }
-
-  del(key: Uint8Array): Promise<void> {
-    return this.append([{ type: 'del', key }]);
-  }
-
-  batch(ops: readonly WriteOp[]): Promise<void> {
-    return this.append(ops);
-  }
-
-  entries(): Array<[Buffer, Buffer]> {
-    return toEntries(this.state);
-  }
-
   close(): Promise<void> {
     return this.file.close();
   }
 
-  private async append(ops: readonly WriteOp[]): Promise<void> {
+  protected async write(ops: readonly WriteOp[]): Promise<void> {
     if (this.poisoned !== undefined) throw new ImpulseError('IMPULSE_ERR_ENGINE_IO', 'log store failed earlier', { cause: this.poisoned });
     const records = this.flaws.splitBatches ? ops.map((op) => [op]) : [ops];
     try {
@@ -166,12 +178,14 @@ export class LogStore implements Store {
 }
 
 /** Rewrites the whole state on every write: write db/state.tmp, sync, rename over db/state, sync db. */
-export class SnapshotStore implements Store {
+export class SnapshotStore extends TinyStore {
   private constructor(
     private readonly vfs: Vfs,
-    private readonly state: Map<string, Buffer>,
+    state: Map<string, Buffer>,
     private readonly flaws: Flaws,
-  ) {}
+  ) {
+    super(state);
+  }
 
   static async open(vfs: Vfs, flaws: Flaws = {}): Promise<SnapshotStore> {
     await vfs.mkdir('db');
@@ -184,25 +198,11 @@ export class SnapshotStore implements Store {
     return new SnapshotStore(vfs, state, flaws);
   }
 
-  put(key: Uint8Array, value: Uint8Array): Promise<void> {
-    return this.write([{ type: 'put', key, value }]);
+  async close(): Promise<void> {
+    // nothing open between writes
   }
 
-  del(key: Uint8Array): Promise<void> {
-    return this.write([{ type: 'del', key }]);
-  }
-
-  batch(ops: readonly WriteOp[]): Promise<void> {
-    return this.write(ops);
-  }
-
-  entries(): Array<[Buffer, Buffer]> {
-    return toEntries(this.state);
-  }
-
-  async close(): Promise<void> {}
-
-  private async write(ops: readonly WriteOp[]): Promise<void> {
+  protected async write(ops: readonly WriteOp[]): Promise<void> {
     const next = new Map(this.state);
     applyOps(next, encodeOps(ops));
     const file = await this.vfs.open('db/state.tmp', { create: true, truncate: true });
@@ -222,13 +222,15 @@ export class SnapshotStore implements Store {
  * BETWEEN the record and the marker (`skipFileSync` drops that barrier).
  * Not torn-safe (a torn 4-byte marker is garbage): test it with 'reorder'.
  */
-export class CommitMarkerStore implements Store {
+export class CommitMarkerStore extends TinyStore {
   private constructor(
     private readonly file: VfsFile,
     private end: number,
-    private readonly state: Map<string, Buffer>,
+    state: Map<string, Buffer>,
     private readonly flaws: Flaws,
-  ) {}
+  ) {
+    super(state);
+  }
 
   static async open(vfs: Vfs, flaws: Flaws = {}): Promise<CommitMarkerStore> {
     await vfs.mkdir('db');
@@ -252,27 +254,11 @@ export class CommitMarkerStore implements Store {
     return new CommitMarkerStore(file, end, state, flaws);
   }
 
-  put(key: Uint8Array, value: Uint8Array): Promise<void> {
-    return this.append([{ type: 'put', key, value }]);
-  }
-
-  del(key: Uint8Array): Promise<void> {
-    return this.append([{ type: 'del', key }]);
-  }
-
-  batch(ops: readonly WriteOp[]): Promise<void> {
-    return this.append(ops);
-  }
-
-  entries(): Array<[Buffer, Buffer]> {
-    return toEntries(this.state);
-  }
-
   close(): Promise<void> {
     return this.file.close();
   }
 
-  private async append(ops: readonly WriteOp[]): Promise<void> {
+  protected async write(ops: readonly WriteOp[]): Promise<void> {
     const encoded = encodeOps(ops);
     const payload = Buffer.from(JSON.stringify(encoded));
     const record = Buffer.alloc(4 + payload.length);
@@ -304,7 +290,7 @@ export class CommitMarkerStore implements Store {
  * that no longer names it) and `skipDirSyncBeforeManifest` (it may keep the
  * manifest's rename but lose the new table's name).
  */
-export class ManifestStore implements Store {
+export class ManifestStore extends TinyStore {
   private writes = 0;
 
   private constructor(
@@ -312,9 +298,11 @@ export class ManifestStore implements Store {
     private readonly log: VfsFile,
     private end: number,
     private table: number,
-    private readonly state: Map<string, Buffer>,
+    state: Map<string, Buffer>,
     private readonly flaws: Flaws,
-  ) {}
+  ) {
+    super(state);
+  }
 
   static async open(vfs: Vfs, flaws: Flaws = {}): Promise<ManifestStore> {
     await vfs.mkdir('db');
@@ -338,27 +326,11 @@ export class ManifestStore implements Store {
     return new ManifestStore(vfs, log, end, manifest.table, state, flaws);
   }
 
-  put(key: Uint8Array, value: Uint8Array): Promise<void> {
-    return this.write([{ type: 'put', key, value }]);
-  }
-
-  del(key: Uint8Array): Promise<void> {
-    return this.write([{ type: 'del', key }]);
-  }
-
-  batch(ops: readonly WriteOp[]): Promise<void> {
-    return this.write(ops);
-  }
-
-  entries(): Array<[Buffer, Buffer]> {
-    return toEntries(this.state);
-  }
-
   close(): Promise<void> {
     return this.log.close();
   }
 
-  private async write(ops: readonly WriteOp[]): Promise<void> {
+  protected async write(ops: readonly WriteOp[]): Promise<void> {
     const encoded = encodeOps(ops);
     const record = encodeRecord(encoded);
     await this.log.write(this.end, record);
