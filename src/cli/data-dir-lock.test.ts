@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
-import { hasProcfs, identityOf, selfIdentity, type ProcessIdentity } from './process-identity.js';
+import { hasProcfs, identityOf, recordedIdentity as identity, selfIdentity } from './process-identity.js';
 
 const LINUX_PROC = hasProcfs();
 const lockedBy = (pid: number) => (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_LOCKED') && error.message.includes(`in use by process ${pid} `);
@@ -40,13 +40,6 @@ async function waitFor(condition: () => boolean, what: () => string, timeoutMs =
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what()}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-}
-
-/** The identity /proc shows for `pid` (PID only without /proc). */
-function identity(pid: number): ProcessIdentity {
-  const found = identityOf(pid);
-  if (found === undefined) return { pid };
-  return { pid, startTime: found.startTime!, ...(found.bootId !== undefined ? { bootId: found.bootId } : {}) };
 }
 
 describe('data-directory lock', () => {

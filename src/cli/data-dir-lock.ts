@@ -49,7 +49,7 @@ export interface DataDirLock {
 }
 
 export interface LockOptions extends ProcOptions {
-  /** Tries before refusing while another claim's process runs (the wait between them is random). Default 4. */
+  /** Tries (at least 1) before refusing while another claim's process runs; the wait between them is random, up to 50 ms. Default 4. */
   readonly attempts?: number;
 }
 
@@ -64,7 +64,7 @@ const RETRY_WAIT_MS_MAX = 50;
  */
 export async function lockDataDir(lockPath: string, options: LockOptions = {}): Promise<DataDirLock> {
   const self = selfIdentity(options);
-  const attempts = options.attempts ?? 4;
+  const attempts = Math.max(1, options.attempts ?? 4);
   try {
     await prepareLockDirectory(lockPath, self, options);
     let owner: ProcessIdentity | undefined;
@@ -77,7 +77,7 @@ export async function lockDataDir(lockPath: string, options: LockOptions = {}): 
     }
     throw new ImpulseError(
       'IMPULSE_ERR_ENGINE_LOCKED',
-      `the data directory is in use by process ${owner?.pid} (lock ${lockPath}); stop that process first`,
+      `the data directory is in use by process ${owner?.pid ?? '?'} (lock ${lockPath}); stop that process first`,
     );
   } catch (error) {
     if (error instanceof ImpulseError) throw error;

@@ -45,11 +45,16 @@ export function identityOf(pid: number, options: ProcOptions = {}): (ProcessIden
   return { pid, state, startTime, ...(bootId ? { bootId } : {}) };
 }
 
-/** This process's identity (PID only where there is no /proc). */
+/** The identity to record for process `pid` now: PID, start time and boot id from /proc, or the PID alone without /proc. */
+export function recordedIdentity(pid: number, options: ProcOptions = {}): ProcessIdentity {
+  const identity = identityOf(pid, options);
+  if (identity === undefined) return { pid };
+  return { pid, startTime: identity.startTime, ...(identity.bootId !== undefined ? { bootId: identity.bootId } : {}) };
+}
+
+/** This process's identity (see `recordedIdentity`). */
 export function selfIdentity(options: ProcOptions = {}): ProcessIdentity {
-  const identity = identityOf(process.pid, options);
-  if (identity === undefined) return { pid: process.pid };
-  return { pid: identity.pid, startTime: identity.startTime, ...(identity.bootId !== undefined ? { bootId: identity.bootId } : {}) };
+  return recordedIdentity(process.pid, options);
 }
 
 /** True when /proc is readable (Linux); then `isRunning` can see zombies and recycled PIDs. */
