@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { isImpulseError } from '../../src/errors.js';
+import { LsmEngine } from '../../src/storage/lsm/lsm-engine.js';
 import { AssertionError } from '../../src/util/assert.js';
 import type { Clock, TimerHandle } from '../../src/util/clock.js';
 import { SeededRandom } from '../../src/util/random.js';
@@ -118,6 +119,29 @@ describe('FaultVfs on the real disk', () => {
       const plain = await withoutSync.open('p', { create: true });
       assert.equal(plain.readSync, undefined);
       assert.equal(plain.writeSync, undefined);
+    } finally {
+      await cleanup();
+    }
+  });
+});
+
+describe('FaultVfs under an engine on the real disk', () => {
+  it('a failing fsync reaches the lsm engine\'s writer as IMPULSE_ERR_ENGINE_IO, and what was acknowledged before survives', async () => {
+    const { root, cleanup } = await tempDir();
+    try {
+      const vfs = new FaultVfs(new NodeVfs());
+      const engine = new LsmEngine({ dataDir: joinPath(root, 'db'), vfs, sync: 'fsync' });
+      await engine.open();
+      for (let i = 0; i < 20; i++) await engine.put(Buffer.from(`k${i}`), Buffer.from(`v${i}`));
+      vfs.inject(onlyOperations(['file.sync'], always('error')));
+      await assert.rejects(engine.put(Buffer.from('late'), Buffer.from('x')), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_IO') && errorCodeOf(error) === 'EIO');
+      assert.ok(vfs.stats.injectedFailures >= 1);
+      vfs.clearFaults();
+      await engine.close().catch(() => undefined); // a fail-stop engine may refuse a clean close
+      const reopened = new LsmEngine({ dataDir: joinPath(root, 'db'), vfs: new NodeVfs() });
+      await reopened.open();
+      for (let i = 0; i < 20; i++) assert.deepEqual(await reopened.get(Buffer.from(`k${i}`)), Buffer.from(`v${i}`));
+      await reopened.close();
     } finally {
       await cleanup();
     }
