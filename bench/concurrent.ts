@@ -4,10 +4,13 @@
  * run, the ceiling (a bare node:http server holding a Map) and the same Map
  * behind fastify (to choose the HTTP layer by measurement).
  *
- *   node dist/bench/concurrent.js [--duration 10] [--connections 100] [--engines memory,leveldb]
+ *   node dist/bench/concurrent.js [--duration 10] [--connections 100] [--rounds 3]
+ *        [--engines memory,leveldb,lsm,btree] [--sync fsync,none] [--ops PUT,GET,DELETE]
  *
- * Installs wrk from Debian's packages when missing. Prints a table and writes
- * it to docs/benchmarks.md (section "concurrent").
+ * Every server runs on the Node that runs this script (run it with Node 20 and
+ * with Node 24 to compare). Installs wrk from Debian's packages when missing.
+ * Prints a table and writes it to docs/benchmarks.md (section
+ * "concurrent-node<major>").
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -34,7 +37,8 @@ const durationSeconds = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '100'));
 const engines = flag('engines', ENGINE_NAMES.join(',')).split(',');
 const syncModes = flag('sync', 'fsync,none').split(',');
-const rounds = Number(flag('rounds', '1'));
+const rounds = Number(flag('rounds', '3'));
+const operations = flag('ops', 'PUT,GET,DELETE').split(',') as Array<'PUT' | 'GET' | 'DELETE'>;
 
 function ensureWrk(): void {
   try {
@@ -109,6 +113,21 @@ function impulse(engine: string, sync: string): Target {
   };
 }
 
+interface Cell {
+  /** The round whose requests/s is the median of the rounds. */
+  readonly median: WrkResult;
+  readonly requestsPerSecondMin: number;
+  readonly requestsPerSecondMax: number;
+  /** Requests/s ÷ the ceiling's in the same round: median, min and max over the rounds. */
+  readonly ratios: { median: number; min: number; max: number };
+  readonly errors: number;
+}
+
+function medianOf(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
 async function main(): Promise<void> {
   ensureWrk();
   const targets: Target[] = [ceiling('bare node:http + Map (ceiling)', 'node-http'), ceiling('fastify + Map', 'fastify')];
@@ -120,12 +139,12 @@ async function main(): Promise<void> {
   console.log(`wrk -t1 -c${connections} -d${durationSeconds}s on /kv/foo; value "bar"; ${rounds} round(s), median reported\n`);
   // All servers run at once (idle ones cost nothing) and every operation is measured on all of
   // them back to back, round after round, so a burst of load from elsewhere on a shared machine
-  // hits every target alike instead of skewing one row.
+  // hits every target alike instead of skewing one row; ratios to the ceiling are taken per round.
   const running: Array<{ label: string; url: string; stop: () => Promise<void> }> = [];
-  const results = new Map<string, Record<string, WrkResult>>();
+  const results = new Map<string, Map<string, Cell>>();
   try {
     for (const target of targets) running.push({ label: target.label, ...(await target.start()) });
-    for (const method of ['PUT', 'GET', 'DELETE'] as const) {
+    for (const method of operations) {
       const samples = new Map<string, WrkResult[]>();
       for (let round = 0; round < rounds; round++) {
         for (const { label, url } of running) {
@@ -135,34 +154,52 @@ async function main(): Promise<void> {
           console.log(`${label.padEnd(34)} ${method.padEnd(6)} ${formatNumber(r.requestsPerSecond).padStart(8)} req/s  avg ${r.latencyAvgMs.toFixed(2)} ms  p99 ${r.latencyP99Ms.toFixed(2)} ms  errors ${r.errors}`);
         }
       }
+      const ceilingRuns = samples.get(running[0]!.label)!;
       for (const [label, runs] of samples) {
-        const sorted = [...runs].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond);
-        const median = sorted[Math.floor(sorted.length / 2)]!;
-        results.set(label, { ...(results.get(label) ?? {}), [method]: { ...median, errors: runs.reduce((sum, r) => sum + r.errors, 0) } });
+        const perSecond = runs.map((r) => r.requestsPerSecond);
+        const ratios = runs.map((r, round) => r.requestsPerSecond / ceilingRuns[round]!.requestsPerSecond);
+        const median = [...runs].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond)[Math.floor(runs.length / 2)]!;
+        const cell: Cell = {
+          median,
+          requestsPerSecondMin: Math.min(...perSecond),
+          requestsPerSecondMax: Math.max(...perSecond),
+          ratios: { median: medianOf(ratios), min: Math.min(...ratios), max: Math.max(...ratios) },
+          errors: runs.reduce((sum, r) => sum + r.errors, 0),
+        };
+        if (!results.has(label)) results.set(label, new Map());
+        results.get(label)!.set(method, cell);
       }
     }
   } finally {
     for (const { stop } of running) await stop();
   }
-  const ceilingResult = results.get(targets[0]!.label)!;
   const rows: Array<Array<string | number>> = [];
   for (const [label, byMethod] of results) {
-    for (const method of ['PUT', 'GET', 'DELETE']) {
-      const r = byMethod[method]!;
-      rows.push([label, method, formatNumber(r.requestsPerSecond), r.latencyAvgMs.toFixed(2), r.latencyP99Ms.toFixed(2), r.errors, `${(r.requestsPerSecond / ceilingResult[method]!.requestsPerSecond).toFixed(2)}×`]);
+    for (const [method, cell] of byMethod) {
+      rows.push([
+        label,
+        method,
+        formatNumber(cell.median.requestsPerSecond),
+        `${formatNumber(cell.requestsPerSecondMin)}–${formatNumber(cell.requestsPerSecondMax)}`,
+        cell.median.latencyAvgMs.toFixed(2),
+        cell.median.latencyP99Ms.toFixed(2),
+        cell.errors,
+        `${cell.ratios.median.toFixed(2)}× (${cell.ratios.min.toFixed(2)}–${cell.ratios.max.toFixed(2)})`,
+      ]);
     }
   }
+  const nodeMajor = process.versions.node.split('.')[0];
   const markdown = [
-    '## Concurrent (wrk, 100 connections, one key)',
+    `## Concurrent on Node ${nodeMajor} (wrk, ${connections} connections, one key)`,
     '',
     `${machineLine()}`,
     '',
-    `\`node dist/bench/concurrent.js --rounds ${rounds}\`: \`wrk -t1 -c${connections} -d${durationSeconds}s\` per cell, all servers in one run, each operation measured on every server back to back (median of ${rounds} round(s)); wrk and the server share the machine's cores. "vs ceiling" = requests/s ÷ the bare node:http server's.`,
+    `\`node dist/bench/concurrent.js --rounds ${rounds} --duration ${durationSeconds} --ops ${operations.join(',')} --sync ${syncModes.join(',')}\`: \`wrk -t1 -c${connections} -d${durationSeconds}s\` per cell, all servers in one run, each operation measured on every server back to back, ${rounds} round(s); wrk and the servers share the machine's two cores. requests/s is the median round, with the range over the rounds; "vs ceiling" is requests/s ÷ the bare node:http server's in the same round, median (min–max) over the rounds.`,
     '',
-    table(['server', 'op', 'requests/s', 'avg ms', 'p99 ms', 'errors', 'vs ceiling'], rows),
+    table(['server', 'op', 'requests/s', 'range', 'avg ms', 'p99 ms', 'errors', 'vs ceiling'], rows),
   ].join('\n');
   console.log('\n' + markdown);
-  await writeSection('concurrent', markdown);
+  await writeSection(`concurrent-node${nodeMajor}`, markdown);
 }
 
 await main();

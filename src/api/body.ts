@@ -105,15 +105,15 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: BodyL
       finish();
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length));
     };
-    const onAborted = (): void => {
+    // node:http fails the request with an error when the client goes away mid-body; the pipeline calls this too.
+    const onFailure = (error: Error): void => {
       finish();
-      reject(new ImpulseError('IMPULSE_ERR_REQUEST_TIMEOUT', 'the client closed the connection before the body arrived'));
+      reject(error instanceof ImpulseError ? error : new ImpulseError('IMPULSE_ERR_REQUEST_TIMEOUT', `the body did not arrive: ${error.message}`, { cause: error }));
     };
     const finish = (): void => {
       req.off('data', onData);
       req.off('end', onEnd);
-      req.off('error', onAborted);
-      req.off('aborted', onAborted);
+      req.off('error', onFailure);
       if (!req.complete) req.pause(); // what is left is settled with the answer (settleUnreadBody)
       const current = (req as RequestWithBody)[BODY];
       if (current !== undefined) {
@@ -121,17 +121,11 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: BodyL
         current.bytesRead = length;
       }
     };
-    if (!req.complete) {
-      // Only a body still arriving can be failed by the connection (pipeline.ts: timeout, malformed chunk).
-      stateOf(req).abort = (error) => {
-        finish();
-        reject(error);
-      };
-    }
+    // Only a body still arriving can be failed by the connection (pipeline.ts: timeout, malformed chunk).
+    if (!req.complete) stateOf(req).abort = onFailure;
     req.on('data', onData);
     req.on('end', onEnd);
-    req.on('error', onAborted);
-    req.on('aborted', onAborted);
+    req.on('error', onFailure);
   });
 }
 

@@ -290,9 +290,8 @@ export class ImpulseServer {
     settleUnreadBody(res, this.bodyDrainBytesMax);
     if (this.shuttingDown) res.setHeader('connection', 'close');
     if (type !== undefined) res.setHeader('content-type', type);
-    if (body !== undefined) res.setHeader('content-length', typeof body === 'string' ? Buffer.byteLength(body) : body.length);
     res.statusCode = status;
-    res.end(body);
+    res.end(body); // node:http sets Content-Length from the one chunk given to end()
     this.finished(route, method, status, started);
   }
 
