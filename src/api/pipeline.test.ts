@@ -314,6 +314,31 @@ describe('timeouts, limits and Expect, answered in the JSON format', () => {
   });
 });
 
+describe('closing a connection', () => {
+  let running: Running;
+  before(async () => {
+    running = await startServer('memory', { valueBytesMax: 1024 }, { lingerMs: 2_000 });
+  });
+  after(() => running.stop());
+
+  it('lingers: a client that sends its body after a refusal it has not read yet still reads the refusal', async () => {
+    // curl's way: ask for 100 Continue, and send the body anyway when no answer comes soon enough. The
+    // server refuses (413) and closes; if it closed outright, the body would arrive at a closed socket,
+    // the kernel would answer with a reset, and the reset would destroy the unread 413 at the client.
+    const connection = await RawConnection.open(running.port);
+    connection.socket.pause();
+    connection.write('PUT /kv/linger HTTP/1.1\r\nHost: test\r\nContent-Length: 4194304\r\nExpect: 100-continue\r\n\r\n');
+    await sleep(200);
+    connection.write(Buffer.alloc(4 * 1024 * 1024, 0x63));
+    await sleep(300);
+    connection.socket.resume();
+    const [response] = await connection.responses(1);
+    assertJsonError(response!, 413, 'IMPULSE_ERR_VALUE_TOO_LARGE');
+    await connection.serverClosed();
+  });
+
+});
+
 describe('a value over the limit, sent whole by the client', () => {
   let running: Running;
   before(async () => {

@@ -212,13 +212,13 @@ export class RequestPipeline {
 
   private onClientError(error: Error, socket: Socket): void {
     const connection = (socket as TrackedSocket)[CONNECTION];
+    // Once condemned (and while lingering), further errors — the client keeps sending into a dead parser — change nothing.
+    if (connection?.condemned === true) return;
     const code = (error as { code?: unknown }).code;
     if (connection === undefined || code === 'ECONNRESET' || code === 'EPIPE' || !socket.writable) {
       socket.destroy();
       return;
     }
-    // Once condemned, further errors (the client keeps sending into a dead parser) change nothing.
-    if (connection.condemned) return;
     connection.condemned = true;
     const failure = describeClientError(error, this.options);
     const req = connection.lastRequest;
