@@ -30,7 +30,7 @@ import { entryBody, hardStateBody, segmentHeaderBody, snapshotBody } from './cod
 import { EntryCache } from './entry-cache.js';
 import { LogIndex } from './log-index.js';
 import { resolveOptions, type LogStoreOptions, type ResolvedOptions } from './options.js';
-import { encodeSave, RECORD_HEADER_BYTES, type RecordBody } from './record.js';
+import { encodeSave, RECORD_HEADER_BYTES, saveBytes, type RecordBody } from './record.js';
 import { recoverLog, type RecoveredLog, type RecoveryReport } from './recovery.js';
 import { readEntrySpan } from './segment-read.js';
 import { segmentName, type SegmentName } from './segment-name.js';
@@ -52,7 +52,8 @@ interface WritePlan {
   readonly bytes: Buffer;
   /** The save creates `segment` (a new file; the directory must be synced). */
   readonly createsSegment: boolean;
-  readonly entryCount: number;
+  /** Where each of the caller's records lies in `segment` (after any segment header records). */
+  readonly recordOffsets: readonly number[];
 }
 
 /** Reads of entries older than the cache merge neighbours into one read when at most this many bytes lie between them. */
@@ -175,11 +176,12 @@ export class SegmentedLogStore implements RaftLogStore {
     assert(!this.busy, 'raft log: save() while a save or compaction is in flight');
     if (update.snapshot === null && update.entries.length === 0 && update.hardState === null) return finishLater(done, null);
     this.checkUpdate(update);
+    const started = this.options.clock.now();
     const bodies: RecordBody[] = [];
     if (update.snapshot !== null) bodies.push(snapshotBody(update.snapshot, 'install'));
     for (const entry of update.entries) bodies.push(entryBody(entry));
     if (update.hardState !== null) bodies.push(hardStateBody(update.hardState));
-    const plan = this.plan(bodies, update.entries.length);
+    const plan = this.plan(bodies);
 
     // The read side reflects the save now; its entries stay pinned in the cache until written.
     if (update.snapshot !== null) {
@@ -194,7 +196,7 @@ export class SegmentedLogStore implements RaftLogStore {
       this.cache.append(entry, bodies[firstBody + i]!.length);
     });
     if (update.hardState !== null) this.currentHardState = update.hardState;
-    this.run(plan, done, () => undefined);
+    this.run(plan, done, () => this.counters.saved(update.entries.length, plan.bytes.length, this.options.clock.now() - started));
   }
 
   compact(meta: SnapshotMeta, done: (error: Error | null) => void): void {
@@ -203,11 +205,14 @@ export class SegmentedLogStore implements RaftLogStore {
     assert(!this.busy, 'raft log: compact() while a save or compaction is in flight');
     assert(this.boundary.index <= meta.index && meta.index <= this.index.last, 'raft log: compact() outside [snapshot index, last index]', meta.index, this.boundary.index, this.index.last);
     assert(this.term(meta.index) === meta.term, 'raft log: compact() with a term that is not the entry\'s', meta.index, meta.term, this.term(meta.index));
-    const plan = this.plan([snapshotBody(meta, 'compact')], 0);
+    const plan = this.plan([snapshotBody(meta, 'compact')]);
     this.boundary = meta;
     this.index.dropThrough(meta.index);
     this.cache.dropThrough(meta.index);
-    this.run(plan, done, () => this.deleteDeadSegments());
+    this.run(plan, done, async () => {
+      await this.deleteDeadSegments();
+      this.counters.compactions++;
+    });
   }
 
   stats(): Readonly<Record<string, number>> {
@@ -236,37 +241,35 @@ export class SegmentedLogStore implements RaftLogStore {
   // ---- internals ----
 
   /** Lays out one save's records: in the current segment, or in a new one when it would pass segmentBytesMax. */
-  private plan(bodies: readonly RecordBody[], entryCount: number): WritePlan & { recordOffsets: number[] } {
-    let size = 0;
-    for (const body of bodies) size += RECORD_HEADER_BYTES + body.length;
-    let segment = this.segments.at(-1)!;
-    let createsSegment = false;
-    let allBodies = bodies;
-    if (segment.bytes + size > this.options.segmentBytesMax && segment.bytes > segment.headerBytes) {
-      const header = [segmentHeaderBody({ sequence: segment.sequence + 1, firstIndex: this.index.last + 1 }), snapshotBody(this.boundary, 'compact'), hardStateBody(this.currentHardState)];
-      allBodies = [...header, ...bodies];
-      let headerBytes = 0;
-      for (const body of header) headerBytes += RECORD_HEADER_BYTES + body.length;
-      segment = { ...segmentName(this.dir, segment.sequence + 1, this.index.last + 1), file: null, bytes: 0, headerBytes };
+  private plan(bodies: readonly RecordBody[]): WritePlan {
+    const current = this.segments.at(-1)!;
+    // A segment holding nothing but its header takes any save, so a save larger than a segment still fits.
+    const full = current.bytes + saveBytes(bodies) > this.options.segmentBytesMax && current.bytes > current.headerBytes;
+    const header = full ? this.segmentHeaderBodies(current.sequence + 1) : [];
+    let segment = current;
+    if (full) {
+      segment = { ...segmentName(this.dir, current.sequence + 1, this.index.last + 1), file: null, bytes: 0, headerBytes: saveBytes(header) };
       this.segments.push(segment);
-      createsSegment = true;
     }
     const position = segment.bytes;
-    const { bytes, offsets } = encodeSave(allBodies, position);
+    const { bytes, offsets } = encodeSave([...header, ...bodies], position);
     segment.bytes += bytes.length;
-    return { segment, position, bytes, createsSegment, entryCount, recordOffsets: offsets.slice(allBodies.length - bodies.length) };
+    return { segment, position, bytes, createsSegment: full, recordOffsets: offsets.slice(header.length) };
+  }
+
+  /** The records a new segment starts with: its header, then the boundary and hard state as they are now. */
+  private segmentHeaderBodies(sequence: number): RecordBody[] {
+    return [segmentHeaderBody({ sequence, firstIndex: this.index.last + 1 }), snapshotBody(this.boundary, 'compact'), hardStateBody(this.currentHardState)];
   }
 
   /** Persists `plan` (write, fsync, directory fsync for a new segment), runs `after`, then calls `done`. */
-  private run(plan: WritePlan, done: (error: Error | null) => void, after: () => Promise<void> | undefined): void {
+  private run(plan: WritePlan, done: (error: Error | null) => void, after: () => Promise<void> | void): void {
     this.busy = true;
-    const started = this.options.clock.now();
     this.inflight = this.persist(plan)
       .then(after)
       .then(
         () => {
           this.busy = false;
-          this.counters.saved(plan.entryCount, plan.bytes.length, this.options.clock.now() - started);
           done(null);
         },
         (error: unknown) => {

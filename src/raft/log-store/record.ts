@@ -64,8 +64,7 @@ export interface RecordBody {
  */
 export function encodeSave(bodies: readonly RecordBody[], saveStart: number): { bytes: Buffer; offsets: number[] } {
   assert(bodies.length > 0, 'a save has at least one record');
-  let total = 0;
-  for (const body of bodies) total += RECORD_HEADER_BYTES + body.length;
+  const total = saveBytes(bodies);
   assert(saveStart + total <= RECORD_OFFSET_MAX, 'raft log: a segment would pass 4 GiB', saveStart, total);
   const bytes = Buffer.allocUnsafe(total);
   const offsets: number[] = [];
@@ -78,6 +77,13 @@ export function encodeSave(bodies: readonly RecordBody[], saveStart: number): { 
     at += RECORD_HEADER_BYTES + body.length;
   }
   return { bytes, offsets };
+}
+
+/** Bytes the records of `bodies` take on disk, headers included. */
+export function saveBytes(bodies: readonly RecordBody[]): number {
+  let total = 0;
+  for (const body of bodies) total += RECORD_HEADER_BYTES + body.length;
+  return total;
 }
 
 /** A header that passed its checksum and structure checks. */

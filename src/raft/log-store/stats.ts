@@ -17,6 +17,7 @@ export interface LogShape {
 
 export class LogStoreStats {
   saves = 0;
+  compactions = 0;
   savedEntries = 0;
   savedBytes = 0;
   fsyncs = 0;
@@ -30,7 +31,7 @@ export class LogStoreStats {
 
   constructor(private readonly report: RecoveryReport) {}
 
-  /** One save or compaction became durable after `latencyMs`. */
+  /** One save became durable after `latencyMs`. */
   saved(entries: number, bytes: number, latencyMs: number): void {
     this.saves++;
     this.savedEntries += entries;
@@ -50,6 +51,7 @@ export class LogStoreStats {
       cache_entries: shape.cacheEntries,
       cache_bytes: shape.cacheBytes,
       saves: this.saves,
+      compactions: this.compactions,
       saved_entries: this.savedEntries,
       saved_bytes: this.savedBytes,
       fsyncs: this.fsyncs,
