@@ -8,14 +8,15 @@
  *   npx tsc -p . && flock /tmp/impulse-bench.lock node dist/bench/raft-log.js
  *       [--seconds 2] [--runs 3] [--dir /tmp] [--out bench/results/raft-log.md] [--docs]
  *
- * Workloads, each `--runs` times (the log and the bare loops interleaved, so a
- * busy neighbour slows both), reported as median [min–max]:
+ * Workloads, each `--runs` times, reported as median [min–max]:
  *   save       one `save` per Ready of 1, 16 or 256 entries of 100 B or 4 KiB, plus
- *              a hard state (commit), for `--seconds`: saves/s and entries/s.
- *   bare       append the same bytes as one save, fdatasync, repeat (node:fs, one
- *              FileHandle): the most any log on this disk can do. Ratio = save / bare.
+ *              a hard state (commit): saves/s and entries/s.
+ *   bare       append the same bytes as one save, fdatasync (node:fs, one FileHandle):
+ *              the most any log on this disk can do. Ratio = save / bare.
  *   prealloc   the same bytes overwritten into a preallocated, synced file (no size
  *              change per write): what preallocating segments could gain.
+ *   The three take turns call by call for 3 × `--seconds`, each timed on its own, so a
+ *   busy neighbour on the shared machine slows all three alike.
  *   read       a log of 20,000 entries reopened with no cache: single-entry reads at
  *              random indexes, and 64-entry range reads, from disk: entries/s.
  */
@@ -47,32 +48,8 @@ function entries(first: number, count: number, payload: Buffer): Entry[] {
   return Array.from({ length: count }, (_, i) => ({ kind: 'normal' as const, index: first + i, term: 1, data: payload }));
 }
 
-/** Saves per second of Readies of `readySize` entries of `payloadBytes` each; also the bytes one save writes. */
-async function measureSaves(dir: string, readySize: number, payloadBytes: number): Promise<{ perSecond: number; bytesPerSave: number }> {
-  const store = await SegmentedLogStore.open(new NodeVfs(), dir);
-  const payload = Buffer.alloc(payloadBytes, 7);
-  let next = 1;
-  const one = async (): Promise<void> => {
-    await save(store, { snapshot: null, entries: entries(next, readySize, payload), hardState: { term: 1, vote: 1, commit: next } });
-    next += readySize;
-  };
-  for (let i = 0; i < 5; i++) await one();
-  const bytesBefore = store.stats()['saved_bytes']!;
-  const started = performance.now();
-  let saves = 0;
-  while (performance.now() - started < SECONDS * 1000 || saves < 20) {
-    await one();
-    saves++;
-  }
-  const elapsedMs = performance.now() - started;
-  const bytesPerSave = (store.stats()['saved_bytes']! - bytesBefore) / saves;
-  await store.close();
-  return { perSecond: (saves / elapsedMs) * 1000, bytesPerSave };
-}
-
-/** fdatasync calls per second, each after writing `bytes`: appended (`mode` 'append') or over a preallocated region. */
-async function measureBare(dir: string, bytes: number, mode: 'append' | 'preallocated'): Promise<number> {
-  const path = join(dir, `bare-${mode}`);
+/** A file that takes `bytes`-sized writes, each followed by fdatasync: appended, or over a preallocated region. */
+async function bareFile(path: string, bytes: number, mode: 'append' | 'preallocated'): Promise<{ once(): Promise<void>; close(): Promise<void> }> {
   const handle = await open(path, 'w+');
   const buffer = Buffer.alloc(bytes, 7);
   const region = 16 * 1024 * 1024;
@@ -82,19 +59,51 @@ async function measureBare(dir: string, bytes: number, mode: 'append' | 'preallo
     await handle.sync();
   }
   let position = 0;
-  let calls = 0;
+  return {
+    async once() {
+      if (mode === 'preallocated' && position + bytes > region) position = 0;
+      await handle.write(buffer, 0, bytes, position);
+      await handle.datasync();
+      position += bytes;
+    },
+    close: () => handle.close(),
+  };
+}
+
+/**
+ * Saves of Readies of `readySize` entries of `payloadBytes`, interleaved one for one with the
+ * bare loops on the same bytes (so a busy neighbour slows all three alike). Rates are calls per
+ * second of each one's own time.
+ */
+async function measureSaves(dir: string, readySize: number, payloadBytes: number): Promise<{ log: number; bare: number; preallocated: number; bytesPerSave: number }> {
+  const store = await SegmentedLogStore.open(new NodeVfs(), join(dir, 'log'));
+  const payload = Buffer.alloc(payloadBytes, 7);
+  let next = 1;
+  const saveOnce = async (): Promise<void> => {
+    await save(store, { snapshot: null, entries: entries(next, readySize, payload), hardState: { term: 1, vote: 1, commit: next } });
+    next += readySize;
+  };
+  for (let i = 0; i < 5; i++) await saveOnce();
+  const bytesPerSave = store.stats()['saved_bytes']! / store.stats()['saves']!;
+  const bare = await bareFile(join(dir, 'bare'), Math.round(bytesPerSave), 'append');
+  const preallocated = await bareFile(join(dir, 'prealloc'), Math.round(bytesPerSave), 'preallocated');
+  const timeMs = { log: 0, bare: 0, preallocated: 0 };
+  const timed = async (which: keyof typeof timeMs, action: () => Promise<void>): Promise<void> => {
+    const started = performance.now();
+    await action();
+    timeMs[which] += performance.now() - started;
+  };
+  let rounds = 0;
   const started = performance.now();
-  while (performance.now() - started < SECONDS * 1000 || calls < 20) {
-    if (mode === 'preallocated' && position + bytes > region) position = 0;
-    await handle.write(buffer, 0, bytes, position);
-    await handle.datasync();
-    position += bytes;
-    calls++;
+  while (performance.now() - started < SECONDS * 1000 * 3 || rounds < 20) {
+    await timed('log', saveOnce);
+    await timed('bare', bare.once);
+    await timed('preallocated', preallocated.once);
+    rounds++;
   }
-  const elapsedMs = performance.now() - started;
-  await handle.close();
-  await rm(path);
-  return (calls / elapsedMs) * 1000;
+  await Promise.all([store.close(), bare.close(), preallocated.close()]);
+  const rate = (ms: number): number => (rounds / ms) * 1000;
+  return { log: rate(timeMs.log), bare: rate(timeMs.bare), preallocated: rate(timeMs.preallocated), bytesPerSave };
 }
 
 /** Entries per second read from disk (no cache): single entries at random indexes, and 64-entry ranges. */
@@ -144,11 +153,12 @@ async function main(): Promise<void> {
         let bytesPerSave = 0;
         for (let run = 0; run < RUNS; run++) {
           const dir = join(root, `save-${payload}-${readySize}-${run}`);
+          mkdirSync(dir, { recursive: true });
           const measured = await measureSaves(dir, readySize, payload);
-          log.push(measured.perSecond);
+          log.push(measured.log);
+          bare.push(measured.bare);
+          preallocated.push(measured.preallocated);
           bytesPerSave = measured.bytesPerSave;
-          bare.push(await measureBare(root, Math.round(bytesPerSave), 'append'));
-          preallocated.push(await measureBare(root, Math.round(bytesPerSave), 'preallocated'));
           await rm(dir, { recursive: true });
         }
         const ratios = log.map((value, i) => value / bare[i]!);
@@ -183,10 +193,10 @@ async function main(): Promise<void> {
       '## Raft log (bench/raft-log.ts)',
       '',
       machineLine(),
-      `Disk: ${BASE_DIR} · ${SECONDS} s per measurement · ${RUNS} runs, median [min–max] · shared build machine (other jobs running: figures are noisy)`,
+      `Disk: ${BASE_DIR} · ${3 * SECONDS} s per save measurement, ${SECONDS} s per read measurement · ${RUNS} runs, median [min–max] · shared build machine (other jobs running: figures are noisy)`,
       '',
       `One save = one Ready: N entries + a hard state, one write + one fdatasync (record header ${RECORD_HEADER_BYTES} B + 17 B per entry).`,
-      'Bare = append the same bytes + fdatasync in a loop (node:fs), the ceiling; ratio = log / bare, per run. Prealloc = the same over a preallocated file.',
+      'Bare = append the same bytes + fdatasync (node:fs), the ceiling; prealloc = the same over a preallocated file. The three take turns call by call; ratio = log / bare, per run.',
       '',
       table(['entries per save', 'payload', 'bytes per save', 'saves/s', 'entries/s (median)', 'bare fdatasync/s', 'ratio', 'prealloc fdatasync/s'], saveRows),
       '',
