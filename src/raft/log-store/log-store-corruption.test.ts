@@ -184,6 +184,19 @@ describe('raft log corruption', () => {
     assert.match((await openFails(damaged)).message, /is missing/);
   });
 
+  it('a log whose creation was cut short opens as a new log and reports the torn first segment', async () => {
+    const vfs = new MemVfs();
+    await (await SegmentedLogStore.open(vfs, DIR, OPTIONS)).close();
+    const [first] = vfs.fileNames();
+    const file = await vfs.open(first!);
+    await file.truncate(30);
+    await file.close();
+    const store = await SegmentedLogStore.open(vfs, DIR, OPTIONS);
+    assert.equal(describeDifference(store, emptyLogState()), undefined);
+    assert.deepEqual([store.recoveryReport.tornTail?.bytes, store.recoveryReport.tornTail?.segmentsRemoved], [30, [first]]);
+    await store.close();
+  });
+
   it('old segments an interrupted compaction left behind are removed and reported; one still needed is damage', async () => {
     const vfs = new MemVfs();
     let store = await SegmentedLogStore.open(vfs, DIR, { segmentBytesMax: 300 });

@@ -93,14 +93,22 @@ interface ScannedSegment extends SegmentName {
   readonly headerBytes: number;
 }
 
+/** What one replay attempt found: damage, or the state (null when not even one complete segment header survived). */
 type Attempt =
   | { readonly damage: Damage }
-  | { readonly empty: true }
   | {
-      readonly state: { hardState: HardState; boundary: SnapshotMeta; index: LogIndex };
+      readonly state: { hardState: HardState; boundary: SnapshotMeta; index: LogIndex } | null;
       readonly segments: readonly ScannedSegment[];
       readonly torn: { readonly segment: ScannedSegment; readonly tail: TornTail } | null;
     };
+
+type Replayed = Exclude<Attempt, { damage: Damage }>;
+
+/** A cut made under 'truncate-corrupt-tail': the log is read up to `limit` bytes of the damaged segment. */
+interface Cut {
+  readonly damage: Damage;
+  readonly limit: number;
+}
 
 /**
  * Recovers the log in `dir`. Rejects with IMPULSE_ERR_ENGINE_CORRUPTION
@@ -108,18 +116,40 @@ type Attempt =
  */
 export async function recoverLog(vfs: Vfs, dir: string, mode: RecoveryMode): Promise<RecoveredLog> {
   const listed = await listSegments(vfs, dir);
+  const { replayed, cut } = await replayCutting(vfs, listed, mode);
+  const kept = replayed.segments.filter((segment) => segment.validBytes > 0);
+  const keptSequences = new Set(kept.map((segment) => segment.sequence));
+  const lastKept = kept.at(-1)?.sequence ?? 0;
+  const report: RecoveryReport = {
+    tornTail: replayed.torn === null ? null : await describeTorn(vfs, replayed.torn.segment, replayed.torn.tail),
+    corruptionDiscarded: cut === null ? null : { ...(await describeDiscard(vfs, listed, cut.damage.segment, cut.limit)), reason: `${cut.damage.reason} (offset ${cut.damage.offset})` },
+    leftoverSegmentsRemoved: listed.filter((segment) => !keptSequences.has(segment.sequence) && segment.sequence < lastKept).map((segment) => segment.path),
+  };
+  await repair(vfs, dir, listed.filter((segment) => !keptSequences.has(segment.sequence)), kept.at(-1));
+  if (replayed.state === null || kept.length === 0) return { state: null, segments: [], report };
+  return {
+    state: replayed.state,
+    segments: kept.map(({ sequence, firstIndex, path, validBytes, headerBytes }) => ({ sequence, firstIndex, path, bytes: validBytes, headerBytes })),
+    report,
+  };
+}
+
+/**
+ * Replays the last run of segments. On damage: refuses ('strict'), or cuts the
+ * log at the damaged save and replays what is left, until a replay succeeds.
+ */
+async function replayCutting(vfs: Vfs, listed: readonly SegmentName[], mode: RecoveryMode): Promise<{ replayed: Replayed; cut: Cut | null }> {
   let present = listed;
-  let cut: { damage: Damage; limit: number } | null = null;
-  let attempt: Attempt;
+  let cut: Cut | null = null;
   for (;;) {
     const run = lastRun(present);
-    attempt = run.length === 0 ? { empty: true } : await replayRun(vfs, run, cut);
-    if ('empty' in attempt && run.length > 0 && run[0]!.sequence > 1) {
+    let attempt: Attempt = run.length === 0 ? { state: null, segments: [], torn: null } : await replayRun(vfs, run, cut);
+    if ('state' in attempt && attempt.state === null && run.length > 0 && run[0]!.sequence > 1) {
       // All that is left is the unfinished first save of a new segment. It was being created after
       // the one before it, which is never deleted while it is the newest: that one is missing.
       attempt = { damage: { segment: run[0]!, offset: 0, saveStart: 0, reason: `segment ${run[0]!.sequence - 1} is missing` } };
     }
-    if (!('damage' in attempt)) break;
+    if (!('damage' in attempt)) return { replayed: attempt, cut };
     const damage: Damage = attempt.damage;
     if (mode === 'strict') {
       throw corruption(COMPONENT, damage.segment.path, `${damage.reason} (offset ${damage.offset}); refusing to open. Recovery option 'truncate-corrupt-tail' discards from offset ${damage.saveStart} of this file onward: read the Raft log README first`);
@@ -128,35 +158,24 @@ export async function recoverLog(vfs: Vfs, dir: string, mode: RecoveryMode): Pro
     cut = { damage, limit: damage.saveStart };
     present = present.filter((segment) => segment.sequence < damage.segment.sequence || (segment.sequence === damage.segment.sequence && damage.saveStart > 0));
   }
+}
 
-  const corruptionDiscarded = cut === null ? null : { ...(await describeDiscard(vfs, listed, cut.damage.segment, cut.limit)), reason: `${cut.damage.reason} (offset ${cut.damage.offset})` };
-  const kept = 'segments' in attempt ? attempt.segments.filter((segment) => segment.validBytes > 0) : [];
-  const keptSequences = new Set(kept.map((segment) => segment.sequence));
-  const lastKept = kept.at(-1)?.sequence ?? 0;
-  const leftovers = listed.filter((segment) => !keptSequences.has(segment.sequence) && segment.sequence < lastKept);
-  const torn = 'torn' in attempt && attempt.torn !== null ? await describeTorn(vfs, attempt.torn.segment, attempt.torn.tail) : null;
-
-  // Newest first, so an interrupted removal leaves the same log to recover.
-  const removed = listed.filter((segment) => !keptSequences.has(segment.sequence)).reverse();
-  for (const segment of removed) await vfs.unlink(segment.path);
+/**
+ * Makes the disk match the recovered log: removes `removed` (dropped and
+ * leftover segments), newest first so an interrupted removal leaves the same
+ * log to recover, syncs the directory, then cuts `last` to its valid length.
+ */
+async function repair(vfs: Vfs, dir: string, removed: readonly SegmentName[], last: ScannedSegment | undefined): Promise<void> {
+  for (const segment of [...removed].reverse()) await vfs.unlink(segment.path);
   if (removed.length > 0) await vfs.syncDir(dir);
-  const last = kept.at(-1);
-  if (last !== undefined && last.validBytes < last.fileBytes) {
-    const file = await vfs.open(last.path);
-    try {
-      await file.truncate(last.validBytes);
-      await file.sync();
-    } finally {
-      await file.close();
-    }
+  if (last === undefined || last.validBytes === last.fileBytes) return;
+  const file = await vfs.open(last.path);
+  try {
+    await file.truncate(last.validBytes);
+    await file.sync();
+  } finally {
+    await file.close();
   }
-  const report = { tornTail: torn, corruptionDiscarded, leftoverSegmentsRemoved: leftovers.map((segment) => segment.path) };
-  if (!('state' in attempt) || kept.length === 0) return { state: null, segments: [], report };
-  return {
-    state: attempt.state,
-    segments: kept.map(({ sequence, firstIndex, path, validBytes, headerBytes }) => ({ sequence, firstIndex, path, bytes: validBytes, headerBytes })),
-    report,
-  };
 }
 
 async function listSegments(vfs: Vfs, dir: string): Promise<SegmentName[]> {
@@ -180,7 +199,7 @@ function lastRun(segments: readonly SegmentName[]): SegmentName[] {
 }
 
 /** Replays `run`, reading at most `cut.limit` bytes of the cut segment. */
-async function replayRun(vfs: Vfs, run: readonly SegmentName[], cut: { damage: Damage; limit: number } | null): Promise<Attempt> {
+async function replayRun(vfs: Vfs, run: readonly SegmentName[], cut: Cut | null): Promise<Attempt> {
   const replay = new Replay();
   const segments: ScannedSegment[] = [];
   let torn: { segment: ScannedSegment; tail: TornTail } | null = null;
@@ -204,7 +223,7 @@ async function replayRun(vfs: Vfs, run: readonly SegmentName[], cut: { damage: D
     segments.push(scanned);
     if (scan.tornTail !== null || (isLast && scan.validBytes === 0)) torn = { segment: scanned, tail: scan.tornTail ?? { saveStart: 0, offset: 0, records: [] } };
   }
-  if (replay.index === null) return { empty: true };
+  if (replay.index === null) return { state: null, segments, torn };
   try {
     return { state: replay.finish(run[0]!), segments, torn };
   } catch (error) {
