@@ -291,7 +291,7 @@ describe('raft log store', () => {
       fc.tuple(fc.double({ min: 0, max: 0.999, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 0, max: 800 })).map(([from, span, bytes]) => new Read(from, span, bytes)),
     ];
     await fc.assert(
-      fc.asyncProperty(fc.commands(commands, { maxCommands: 80 }), async (sequence) => {
+      fc.asyncProperty(fc.commands(commands, { maxCommands: 120, size: 'max' }), async (sequence) => {
         const vfs = new MemVfs();
         const real: Real = { vfs, store: await SegmentedLogStore.open(vfs, DIR, options) };
         try {
@@ -300,7 +300,7 @@ describe('raft log store', () => {
           await real.store.close();
         }
       }),
-      { numRuns: 100, seed: 20261124 },
+      { numRuns: Number(process.env["RAFT_LOG_MODEL_RUNS"] ?? 100), seed: Number(process.env["RAFT_LOG_MODEL_SEED"] ?? 20261124) },
     );
   });
 });
