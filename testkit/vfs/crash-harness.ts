@@ -7,8 +7,8 @@
  * Two layers:
  *   - `sweepCrashPoints` / `sweepIoErrors`: generic. You give a workload that
  *     records what it did into a record of your choosing, and a `verify` that
- *     opens whatever survived and checks it against the record (a Raft log
- *     store would record its appended and acknowledged entries).
+ *     opens whatever survived and checks it against the record (the Raft log
+ *     store, src/raft/log-store/, records its saves and compactions).
  *   - `crashAtEveryIoPoint` / `ioErrorAtEveryPoint`: key-value, beside the
  *     storage layer in testkit/storage/kv-crash.ts. The record is a
  *     `KvHistory` of puts, deletes and atomic batches, and the check is
