@@ -5,9 +5,9 @@
  * cause. Bugs are not in here: they are `AssertionError`s (src/util/assert.ts).
  *
  * This module knows nothing of HTTP: the API layer maps codes to statuses
- * (src/api/http-status.ts). A test (src/api/server.test.ts, "the error
- * catalog and docs/api.md agree") keeps the catalog, the statuses and the API
- * reference in sync.
+ * (src/api/http-status.ts), whose `Record<ErrorCode, number>` type makes the
+ * compiler check that every code has a status; a test (src/api/server.test.ts,
+ * "documents every error code in docs/api.md") checks the API reference.
  */
 
 export interface ErrorSpec {
