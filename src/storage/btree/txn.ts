@@ -17,8 +17,8 @@
  * Commit (see the engine's file comment for the crash argument):
  *   1. The changed pages, big keys' overflow runs and a new free list are
  *      written, and the file is fsynced.
- *   2. The meta page for this version goes to slot `id % 2` and is fsynced.
- *      Only this makes the version visible after a crash.
+ *   2. Both copies of meta slot `id % 2` are written with one write and
+ *      fsynced. Only this makes the version visible after a crash.
  */
 import { assert } from '../../util/assert.js';
 import { compareBytes } from '../../util/bytes.js';
@@ -338,9 +338,10 @@ export class WriteTxn {
   // ---- commit ----------------------------------------------------------------------------
 
   /**
-   * Writes the transaction's pages and free list, syncs, then writes and
-   * syncs the meta page. `onMetaWrite` is called just before the meta write
-   * begins. Returns undefined when the transaction changed nothing.
+   * Writes the transaction's pages and free list, syncs, then writes both
+   * copies of its meta slot and syncs. `onMetaWrite` is called just before
+   * the meta write begins. Returns undefined when the transaction changed
+   * nothing.
    */
   async commit(sync: boolean, onMetaWrite: () => void): Promise<CommitResult | undefined> {
     if (this.dirty.size === 0 && this.freed.length === 0 && this.recycled.length === 0 && this.newRuns.size === 0) return undefined;
