@@ -185,8 +185,8 @@ export class KvStateMachine {
   /** Makes everything applied so far durable (no-op when it already is). */
   flush(): Promise<void> {
     return this.serial(async () => {
-      if (this.durable.index === this.state.applied.index) return;
       this.requireHealthy();
+      if (this.durable.index === this.state.applied.index) return;
       const applied = this.state.applied;
       await this.slot.engine.batch([{ type: 'put', key: APPLIED_KEY, value: encodeVarints(applied.index, applied.term) }], { sync: true });
       this.durable = applied;
