@@ -101,7 +101,9 @@ export class ApplyBatch {
         };
       }
     }
-    const result = (await this.firstFailedCondition(command.ops)) ?? this.addOps(index, command.ops);
+    // Most commands carry no condition: skip the (async) check for them.
+    const failed = command.ops.some((op) => op.condition !== undefined) ? await this.firstFailedCondition(command.ops) : undefined;
+    const result = failed ?? this.addOps(index, command.ops);
     if (session !== undefined) this.sessions.record(session, index, result);
     return result;
   }
