@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
 import { LsmEngine } from '../storage/lsm/lsm-engine.js';
 import { MemoryEngine } from '../storage/memory/memory-engine.js';
+import { crc32c } from '../util/crc32c.js';
 import { SeededRandom } from '../util/random.js';
 import { MemVfs } from '../../testkit/vfs/mem-vfs.js';
 import { DirectoryEngineHome, MemoryEngineHome } from './engine-home.js';
@@ -102,13 +103,61 @@ describe('engine home', () => {
     await assert.rejects(homeOn(other).openLive(), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION'));
   });
 
+  it('keeps a staged slot across a restart until it is promoted, and a newer staged slot replaces it', async () => {
+    const vfs = new MemVfs({ random: new SeededRandom(8) });
+    const home = homeOn(vfs);
+    const live = await home.openLive();
+    const first = await home.createStaging();
+    await first.engine.put(bytes('k'), bytes('first'));
+    await home.markStaged(first, 10, 2);
+    const second = await home.createStaging();
+    await second.engine.put(bytes('k'), bytes('second'));
+    await first.engine.close();
+    await home.markStaged(second, 20, 3);
+    assert.deepEqual(await vfs.list('home/engine-000002'), []); // the replaced image is gone
+    await second.engine.close();
+    await live.engine.close();
+    const disk = vfs.recover('lose-unsynced');
+    const restarted = homeOn(disk);
+    const liveAgain = await restarted.openLive();
+    assert.equal(liveAgain.name, 'engine-000001');
+    assert.deepEqual(restarted.staged, { name: 'engine-000003', index: 20, term: 3 });
+    const staged = await restarted.openStaged();
+    assert.deepEqual(await staged.engine.get(bytes('k')), bytes('second'));
+    await restarted.promote(staged);
+    assert.equal(restarted.staged, undefined);
+    assert.equal(await disk.exists('home/STAGED'), false);
+    await restarted.remove(liveAgain);
+    await staged.engine.close();
+  });
+
+  it('drops a STAGED that names the live slot (a crash after the switch, before STAGED was removed)', async () => {
+    const vfs = new MemVfs({ random: new SeededRandom(9) });
+    const home = homeOn(vfs);
+    const live = await home.openLive();
+    const staged = await home.createStaging();
+    await home.markStaged(staged, 5, 1);
+    await staged.engine.close();
+    await live.engine.close();
+    // LIVE switched by hand, as promote's first step would have: STAGED still names the slot.
+    const pointer = await vfs.open('home/LIVE', { create: true, truncate: true });
+    await pointer.write(0, bytes(`engine-000002 ${crc32c(bytes('engine-000002')).toString(16).padStart(8, '0')}\n`));
+    await pointer.close();
+    const after = homeOn(vfs);
+    const slot = await after.openLive();
+    assert.equal(slot.name, 'engine-000002');
+    assert.equal(after.staged, undefined);
+    assert.equal(await vfs.exists('home/STAGED'), false);
+    await slot.engine.close();
+  });
+
   it('a memory home hands out a fresh empty engine per slot', async () => {
     const home = new MemoryEngineHome(() => new MemoryEngine());
     const live = await home.openLive();
     await live.engine.put(bytes('k'), bytes('v'));
     const staged = await home.createStaging();
     assert.equal(await staged.engine.get(bytes('k')), undefined);
-    await home.promote();
+    await home.promote(staged);
     await home.remove(live);
     assert.equal(live.engine.isOpen, false);
     await staged.engine.close();

@@ -61,10 +61,11 @@ function vfsStore(vfs: Vfs, engine: (dir: string, vfs: Vfs) => Engine, dir = 'st
     home: () => new DirectoryEngineHome(vfs, dir, (engineDir) => engine(engineDir, vfs)),
     leftovers: async () => {
       const live = (await vfs.readFile(`${dir}/LIVE`)).toString().split(' ')[0];
+      const staged = (await vfs.exists(`${dir}/STAGED`)) ? (await vfs.readFile(`${dir}/STAGED`)).toString().split(' ')[0] : undefined;
       const found: string[] = [];
       for (const name of await vfs.list(dir)) {
-        if (name.startsWith('engine-') && name !== live) for (const file of await vfs.list(`${dir}/${name}`)) found.push(`${name}/${file}`);
-        if (name === 'LIVE.tmp') found.push(name);
+        if (name.startsWith('engine-') && name !== live && name !== staged) for (const file of await vfs.list(`${dir}/${name}`)) found.push(`${name}/${file}`);
+        if (name.endsWith('.tmp')) found.push(name);
       }
       return found;
     },
@@ -179,7 +180,7 @@ describe('kv state machine snapshots', () => {
   });
 
   for (const engineName of ['lsm', 'btree'] as const) {
-    it(`${engineName}: staging and installing an image is atomic under a crash at every I/O point, and recovery leaves no leftovers`, async () => {
+    it(`${engineName}: staging and installing an image is atomic under a crash at every I/O point, a staged image survives until installed, and recovery leaves no leftovers`, async () => {
       const source = await openMachine(await STORES['memory']!());
       await applyInBatches(source, script.entries.slice(0, at));
       const image = await source.snapshot();
@@ -188,15 +189,16 @@ describe('kv state machine snapshots', () => {
       await source.close();
       const engine = (dir: string, vfs: Vfs): Engine =>
         engineName === 'lsm' ? new LsmEngine({ dataDir: dir, vfs, limits, memtableBytes: 8192 }) : new BTreeEngine({ dataDir: dir, vfs, limits });
-      const summary = await sweepCrashPoints<{ installed: boolean }>({
+      const summary = await sweepCrashPoints<{ staged: boolean; installed: boolean }>({
         seed: 9,
         maxPoints: 150,
         crashDuringRecovery: true,
-        newRecord: () => ({ installed: false }),
+        newRecord: () => ({ staged: false, installed: false }),
         workload: async (vfs, record) => {
           const machine = await openMachine(vfsStore(vfs, engine));
           await applyInBatches(machine, script.entries.slice(0, 5));
           const staged = await machine.stageSnapshot(replay(chunks));
+          record.staged = true;
           await staged.install();
           record.installed = true;
           await machine.close();
@@ -205,13 +207,20 @@ describe('kv state machine snapshots', () => {
           const store = vfsStore(vfs, engine);
           const machine = await openMachine(store);
           try {
-            const applied = machine.appliedIndex;
-            if (record.installed && applied !== at) return `the install was acknowledged but the applied index is ${applied}`;
+            let applied = machine.appliedIndex;
+            if (record.installed && (applied !== at || machine.staged !== undefined)) return `the install was acknowledged but the applied index is ${applied}`;
             if (applied !== at && applied > 5) return `applied index ${applied} is neither the old state's nor the image's`;
-            const contents = await dumpMachine(machine);
-            if (JSON.stringify(contents) !== JSON.stringify(script.dumps[applied])) return `at applied index ${applied} the contents do not match`;
+            if (JSON.stringify(await dumpMachine(machine)) !== JSON.stringify(script.dumps[applied])) return `at applied index ${applied} the contents do not match`;
             const leftovers = await store.leftovers();
-            return leftovers.length > 0 ? `leftovers after recovery: ${leftovers.join(', ')}` : undefined;
+            if (leftovers.length > 0) return `leftovers after recovery: ${leftovers.join(', ')}`;
+            // A staged image survives until installed: acknowledged staging must be there (or already installed).
+            if (record.staged && applied !== at && machine.staged?.appliedIndex !== at) return `the staging was acknowledged but after recovery nothing is staged (applied ${applied})`;
+            if (machine.staged !== undefined) {
+              await machine.installStaged();
+              applied = machine.appliedIndex;
+              if (applied !== at || JSON.stringify(await dumpMachine(machine)) !== JSON.stringify(script.dumps[at])) return `installing the staged image after recovery gave applied index ${applied}`;
+            }
+            return undefined;
           } finally {
             await machine.close();
           }

@@ -13,6 +13,7 @@
  *   await machine.get(key); await machine.range({ gte, lt, limit });
  *   const image = await machine.snapshot();      // stream image.chunks to a follower
  *   const staged = await machine.stageSnapshot(chunks); await staged.install();
+ *   machine.staged; await machine.installStaged();  // after a restart: a staged image survives until installed
  *
  * Contracts:
  *   - `applyBatch` applies consecutive entries IN ORDER in ONE engine batch
@@ -87,11 +88,11 @@ export interface KvSnapshot extends SnapshotMeta {
   release(): void;
 }
 
-/** A received image, durable in a fresh engine that is not live yet. */
+/** A received image, durable in a fresh engine that is not live yet (`KvStateMachine.staged` after a restart). */
 export interface StagedSnapshot extends SnapshotMeta {
-  /** Switches to it atomically (the old engine is then deleted). */
+  /** Switches to it atomically (`installStaged`). */
   install(): Promise<void>;
-  /** Deletes it. */
+  /** Deletes it (`discardStaged`). */
   discard(): Promise<void>;
 }
 
@@ -123,6 +124,8 @@ export class KvStateMachine {
   private state: LoadedState;
   private durable: AppliedState;
   private failure: Error | undefined;
+  /** The image staged by this process, its engine open, ready to install. */
+  private stagedSlot: { slot: EngineSlot; state: LoadedState } | undefined;
   private tail: Promise<unknown> = Promise.resolve();
 
   private constructor(
@@ -243,12 +246,16 @@ export class KvStateMachine {
   }
 
   /**
-   * Writes a received image into a fresh engine (validating every chunk) and
-   * makes it durable; nothing live changes until `install()`. On any failure
-   * the fresh engine is deleted.
+   * Writes a received image into a fresh engine (validating every chunk),
+   * makes it durable and records it as staged: it survives a restart (see
+   * `staged`) until installed or discarded, and replaces an image staged
+   * before. Nothing live changes. On any failure the fresh engine is deleted.
    */
   async stageSnapshot(chunks: AsyncIterable<Uint8Array>): Promise<StagedSnapshot> {
-    const slot = await this.options.home.createStaging();
+    const { home } = this.options;
+    const slot = await home.createStaging();
+    let state: LoadedState;
+    let metadata: Map<string, Buffer>;
     try {
       const { keyBytesMax, valueBytesMax } = slot.engine.limits;
       const reader = new ImageReader({ keyBytesMax, valueBytesMax, chunkBytesMax: this.options.chunkBytesMax ?? DEFAULT_CHUNK_BYTES_MAX });
@@ -260,26 +267,53 @@ export class KvStateMachine {
       reader.finish();
       const format = await slot.engine.get(FORMAT_KEY);
       if (format === undefined || !format.equals(FORMAT_VALUE)) throw new ImpulseError('IMPULSE_ERR_SNAPSHOT_INVALID', 'snapshot image: no format key, or one this impulse does not read');
-      const state = await loadState(slot.engine, this.options.sessions).catch((error: unknown) => {
+      state = await loadState(slot.engine, this.options.sessions).catch((error: unknown) => {
         throw new ImpulseError('IMPULSE_ERR_SNAPSHOT_INVALID', `snapshot image: its metadata is malformed: ${(error as Error).message}`, { cause: error });
       });
-      const metadata = await readMetadata(slot.engine);
-      return {
-        appliedIndex: state.applied.index,
-        appliedTerm: state.applied.term,
-        metadata,
-        install: () => this.serial(() => this.install(slot, state)),
-        discard: () => this.options.home.remove(slot),
-      };
+      metadata = await readMetadata(slot.engine);
+      await this.stagedSlot?.slot.engine.close(); // replaced: markStaged deletes it
+      await home.markStaged(slot, state.applied.index, state.applied.term);
     } catch (error) {
-      await this.options.home.remove(slot).catch(() => undefined);
+      await home.remove(slot).catch(() => undefined);
       throw error;
     }
+    this.stagedSlot = { slot, state };
+    return { appliedIndex: state.applied.index, appliedTerm: state.applied.term, metadata, install: () => this.installStaged(), discard: () => this.discardStaged() };
+  }
+
+  /** The complete image staged and not installed yet, also after a restart; undefined when none. */
+  get staged(): { readonly appliedIndex: number; readonly appliedTerm: number } | undefined {
+    const record = this.options.home.staged;
+    return record === undefined ? undefined : { appliedIndex: record.index, appliedTerm: record.term };
+  }
+
+  /**
+   * Switches to the staged image atomically (the old engine is then deleted);
+   * the applied index becomes the image's. Rejects with
+   * IMPULSE_ERR_SNAPSHOT_INVALID when nothing is staged.
+   */
+  installStaged(): Promise<void> {
+    return this.serial(async () => {
+      const staged = this.stagedSlot ?? (await this.reopenStaged());
+      this.stagedSlot = undefined;
+      await this.install(staged.slot, staged.state);
+    });
+  }
+
+  /** Deletes the staged image, if any. */
+  discardStaged(): Promise<void> {
+    return this.serial(async () => {
+      if (this.options.home.staged === undefined) return;
+      const { slot } = this.stagedSlot ?? (await this.reopenStaged());
+      this.stagedSlot = undefined;
+      await this.options.home.remove(slot);
+    });
   }
 
   /** Closes the live engine. In-flight reads finish first. */
   async close(): Promise<void> {
     await this.tail.catch(() => undefined);
+    await this.stagedSlot?.slot.engine.close();
     await this.slot.engine.close();
   }
 
@@ -359,6 +393,13 @@ export class KvStateMachine {
       // cannot tell: stop
     }
     this.failure = error;
+  }
+
+  /** The staged slot kept across a restart, opened and loaded. */
+  private async reopenStaged(): Promise<{ slot: EngineSlot; state: LoadedState }> {
+    if (this.options.home.staged === undefined) throw new ImpulseError('IMPULSE_ERR_SNAPSHOT_INVALID', 'no staged snapshot to install');
+    const slot = await this.options.home.openStaged();
+    return { slot, state: await loadState(slot.engine, this.options.sessions) };
   }
 
   private async install(slot: EngineSlot, state: LoadedState): Promise<void> {
