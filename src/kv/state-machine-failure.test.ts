@@ -7,49 +7,27 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ImpulseError, isImpulseError } from '../errors.js';
-import { Engine, type EngineStats, type Entry, type KeyRange, type WriteOp } from '../storage/engine.js';
-import { MemoryEngine } from '../storage/memory/memory-engine.js';
+import { DelegatingEngine } from '../../testkit/storage/delegating-engine.js';
 import { TEST_LIMITS } from '../../testkit/kv/state-machine-suite.js';
 import type { KvCommand } from './command.js';
 import { MemoryEngineHome } from './engine-home.js';
 import { type ApplyEntry, KvStateMachine, engineLimitsFor } from './state-machine.js';
 
-/** A memory engine whose next `_write` fails: before applying (`'before'`) or after (`'after'`). */
-class FailingEngine extends Engine {
-  readonly name = 'failing';
-  readonly supports = { durable: false, cheapKeyCount: false } as const;
+/** An engine whose next `_write` fails when armed: before applying (`'before'`) or after (`'after'`). */
+class FailingEngine extends DelegatingEngine {
   failNext: 'before' | 'after' | undefined;
-  private readonly inner = new MemoryEngine({ limits: engineLimitsFor(TEST_LIMITS) });
 
   constructor() {
-    super({ limits: engineLimitsFor(TEST_LIMITS) });
-  }
-  protected async _open(): Promise<void> {
-    await this.inner.open();
-  }
-  protected _get(key: Buffer): Promise<Buffer | undefined> {
-    return this.inner.get(key);
-  }
-  protected async _write(ops: readonly WriteOp[]): Promise<void> {
-    const mode = this.failNext;
-    this.failNext = undefined;
-    if (mode === 'before') throw new ImpulseError('IMPULSE_ERR_ENGINE_IO', 'injected: nothing written');
-    await this.inner.batch(ops);
-    if (mode === 'after') throw new ImpulseError('IMPULSE_ERR_ENGINE_IO', 'injected: written, then failed');
-  }
-  protected _range(range: KeyRange, reverse: boolean, limit: number): Promise<Entry[]> {
-    return this.inner.range({
-      ...(range.lower ? { [range.lowerInclusive ? 'gte' : 'gt']: range.lower } : {}),
-      ...(range.upper ? { [range.upperInclusive ? 'lte' : 'lt']: range.upper } : {}),
-      reverse,
-      limit,
+    super({
+      limits: engineLimitsFor(TEST_LIMITS),
+      onWrite: async (_ops, _sync, apply) => {
+        const mode = this.failNext;
+        this.failNext = undefined;
+        if (mode === 'before') throw new ImpulseError('IMPULSE_ERR_ENGINE_IO', 'injected: nothing written');
+        await apply();
+        if (mode === 'after') throw new ImpulseError('IMPULSE_ERR_ENGINE_IO', 'injected: written, then failed');
+      },
     });
-  }
-  protected async _stats(): Promise<EngineStats> {
-    return { figures: {} };
-  }
-  protected _close(): Promise<void> {
-    return this.inner.close();
   }
 }
 

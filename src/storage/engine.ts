@@ -299,17 +299,8 @@ export abstract class Engine {
   }
 
   /** Entries in `[lower, upper]` per the bounds, in key order (or reverse), at most `limit`. */
-  async range(options: RangeOptions): Promise<Entry[]> {
-    const { range, reverse, limit } = this.normalizeRange(options);
-    this.enter();
-    try {
-      if (isEmptyRange(range)) return [];
-      const entries = await this._range(range, reverse, limit);
-      assert(entries.length <= limit, 'engine returned more entries than the limit', this.name, entries.length, limit);
-      return entries;
-    } finally {
-      this.leave();
-    }
+  range(options: RangeOptions): Promise<Entry[]> {
+    return this.rangeWith(options, (range, reverse, limit) => this._range(range, reverse, limit));
   }
 
   /**
@@ -455,6 +446,20 @@ export abstract class Engine {
     return { range, reverse, limit };
   }
 
+  /** Validates `options`, then runs `read` on the normalized range while the engine is held open (live and snapshot reads). */
+  private async rangeWith(options: RangeOptions, read: (range: KeyRange, reverse: boolean, limit: number) => Promise<Entry[]>): Promise<Entry[]> {
+    const { range, reverse, limit } = this.normalizeRange(options);
+    this.enter();
+    try {
+      if (isEmptyRange(range)) return [];
+      const entries = await read(range, reverse, limit);
+      assert(entries.length <= limit, 'engine returned more entries than the limit', this.name, entries.length, limit);
+      return entries;
+    } finally {
+      this.leave();
+    }
+  }
+
   private get defaultSync(): boolean {
     return this.syncMode === 'fsync';
   }
@@ -472,19 +477,11 @@ export abstract class Engine {
     const opened = reader;
     this.snapshotsOpen.add(opened);
     let released = false;
-    const range = async (options: RangeOptions): Promise<Entry[]> => {
-      const { range: normalized, reverse, limit } = this.normalizeRange(options);
-      if (released) throw new ImpulseError('IMPULSE_ERR_SNAPSHOT_ABORTED', 'the snapshot was released');
-      this.enter();
-      try {
-        if (isEmptyRange(normalized)) return [];
-        const entries = await opened.range(normalized, reverse, limit);
-        assert(entries.length <= limit, 'snapshot returned more entries than the limit', this.name, entries.length, limit);
-        return entries;
-      } finally {
-        this.leave();
-      }
-    };
+    const range = (options: RangeOptions): Promise<Entry[]> =>
+      this.rangeWith(options, (normalized, reverse, limit) => {
+        if (released) throw new ImpulseError('IMPULSE_ERR_SNAPSHOT_ABORTED', 'the snapshot was released');
+        return opened.range(normalized, reverse, limit);
+      });
     return {
       range,
       get: async (key) => {

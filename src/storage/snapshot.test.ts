@@ -7,50 +7,25 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
-import { Engine, type EngineOptions, type EngineStats, type Entry, type KeyRange, type WriteOp } from './engine.js';
+import type { EngineOptions } from './engine.js';
+import { DelegatingEngine } from '../../testkit/storage/delegating-engine.js';
 import { MemoryEngine } from './memory/memory-engine.js';
 
 const bytes = (text: string): Buffer => Buffer.from(text);
 
-/**
- * A durable-declaring engine that keeps its data in a memory engine and
- * records the `sync` flag of every `_write` the base makes.
- */
-class RecordingEngine extends Engine {
-  readonly name = 'recording';
-  readonly supports = { durable: true, cheapKeyCount: false } as const;
-  readonly syncs: boolean[] = [];
-  private readonly inner = new MemoryEngine();
-
-  constructor(options: EngineOptions = {}) {
-    super(options);
-  }
-
-  protected async _open(): Promise<void> {
-    await this.inner.open();
-  }
-  protected _get(key: Buffer): Promise<Buffer | undefined> {
-    return this.inner.get(key);
-  }
-  protected async _write(ops: readonly WriteOp[], sync: boolean): Promise<void> {
-    this.syncs.push(sync);
-    await new Promise((resolve) => setImmediate(resolve)); // let writers queue behind this one
-    await this.inner.batch(ops);
-  }
-  protected _range(range: KeyRange, reverse: boolean, limit: number): Promise<Entry[]> {
-    return this.inner.range({
-      ...(range.lower ? { [range.lowerInclusive ? 'gte' : 'gt']: range.lower } : {}),
-      ...(range.upper ? { [range.upperInclusive ? 'lte' : 'lt']: range.upper } : {}),
-      reverse,
-      limit,
-    });
-  }
-  protected async _stats(): Promise<EngineStats> {
-    return { figures: {} };
-  }
-  protected _close(): Promise<void> {
-    return this.inner.close();
-  }
+/** A durable-declaring engine that records the `sync` flag of every `_write` the base makes. */
+function recordingEngine(options: EngineOptions): { engine: DelegatingEngine; syncs: boolean[] } {
+  const syncs: boolean[] = [];
+  const engine = new DelegatingEngine({
+    ...options,
+    durable: true,
+    onWrite: async (_ops, sync, apply) => {
+      syncs.push(sync);
+      await new Promise((resolve) => setImmediate(resolve)); // let writers queue behind this one
+      await apply();
+    },
+  });
+  return { engine, syncs };
 }
 
 describe('generic snapshot', () => {
@@ -86,10 +61,10 @@ describe('generic snapshot', () => {
 
 describe('per-write sync in group commit', () => {
   it('syncs a group when any write in it asks for sync, and not otherwise', async () => {
-    const engine = new RecordingEngine({ sync: 'fsync' });
+    const { engine, syncs } = recordingEngine({ sync: 'fsync' });
     await engine.open();
     await engine.batch([{ type: 'put', key: bytes('a'), value: bytes('1') }], { sync: false });
-    assert.deepEqual(engine.syncs, [false]);
+    assert.deepEqual(syncs, [false]);
     // One write in flight, three queued behind it: the queued ones form one group.
     const first = engine.batch([{ type: 'put', key: bytes('b'), value: bytes('1') }], { sync: false });
     const queued = [
@@ -98,16 +73,16 @@ describe('per-write sync in group commit', () => {
       engine.batch([{ type: 'put', key: bytes('e'), value: bytes('1') }], { sync: false }),
     ];
     await Promise.all([first, ...queued]);
-    assert.deepEqual(engine.syncs, [false, false, true]);
+    assert.deepEqual(syncs, [false, false, true]);
     await engine.close();
   });
 
   it('never syncs with sync mode none unless a write asks for it', async () => {
-    const engine = new RecordingEngine({ sync: 'none' });
+    const { engine, syncs } = recordingEngine({ sync: 'none' });
     await engine.open();
     await engine.put(bytes('a'), bytes('1'));
     await engine.batch([{ type: 'put', key: bytes('b'), value: bytes('1') }], { sync: true });
-    assert.deepEqual(engine.syncs, [false, true]);
+    assert.deepEqual(syncs, [false, true]);
     await engine.close();
   });
 });
