@@ -179,6 +179,28 @@ describe('kv state machine snapshots', () => {
     await target.close();
   });
 
+  it('aborts an image whose engine snapshot must keep too many overwritten values, and a new one can be taken', async () => {
+    const tight = { ...limits, snapshotRetainedBytesMax: 16 * 1024 };
+    const machine = await KvStateMachine.open({ home: new MemoryEngineHome(() => createEngine('memory', { limits: tight })), limits: TEST_LIMITS, sessions: SESSIONS, chunkBytesMax: CHUNK_BYTES });
+    await applyInBatches(machine, script.entries.slice(0, at));
+    const image = await machine.snapshot();
+    const chunks = image.chunks[Symbol.asyncIterator]();
+    await chunks.next();
+    await applyInBatches(machine, script.entries.slice(at)); // rewrites hundreds of keys while the image is open
+    await assert.rejects(
+      (async () => {
+        for (let next = await chunks.next(); !next.done; next = await chunks.next());
+      })(),
+      (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_SNAPSHOT_ABORTED'),
+    );
+    image.release();
+    const again = await machine.snapshot();
+    assert.equal(again.appliedIndex, script.entries.length);
+    assert.ok((await collect(again.chunks)).length > 1);
+    again.release();
+    await machine.close();
+  });
+
   for (const engineName of ['lsm', 'btree'] as const) {
     it(`${engineName}: staging and installing an image is atomic under a crash at every I/O point, a staged image survives until installed, and recovery leaves no leftovers`, async () => {
       const source = await openMachine(await STORES['memory']!());
