@@ -3,7 +3,9 @@
  * `<dataDir>/<engine>`, the key-value state machine, the local service),
  * serves HTTP, and on SIGINT or SIGTERM shuts down cleanly (stop accepting,
  * finish in-flight requests and queued writes, close the store); a second
- * signal exits at once.
+ * signal exits at once. The data-directory lock is released on every way out,
+ * a failed shutdown included. SIGHUP is logged and otherwise ignored: logs go
+ * to stdout, so there is no log file to reopen.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -20,6 +22,8 @@ export async function serve(config: ServeConfig): Promise<void> {
   const dataDir = join(config.dataDir, config.engine);
   await mkdir(config.dataDir, { recursive: true });
   const lock = await lockDataDir(join(config.dataDir, `${config.engine}.lock`));
+  // The last resort: whatever ends the process (a second signal, an uncaught error), the lock goes too.
+  process.on('exit', () => lock.releaseSync());
   let service: KvService | undefined;
   let server: ImpulseServer;
   let address;
@@ -28,7 +32,7 @@ export async function serve(config: ServeConfig): Promise<void> {
     server = new ImpulseServer({ service, logger, version: VERSION, statusExtra: { dataDir } });
     address = await server.listen(config.port, config.host);
   } catch (error) {
-    await service?.close();
+    await service?.close().catch((closeError: unknown) => logger.warn({ err: closeError }, 'closing the store after a failed start'));
     await lock.release();
     throw error;
   }
@@ -46,14 +50,16 @@ export async function serve(config: ServeConfig): Promise<void> {
         logger.info('store closed; bye');
         process.exit(0);
       },
-      (error: unknown) => {
+      async (error: unknown) => {
         logger.error({ err: error }, 'error during shutdown');
+        await lock.release();
         process.exit(1);
       },
     );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGHUP', () => logger.info({ signal: 'SIGHUP' }, 'SIGHUP ignored: logs go to stdout, there is no log file to reopen'));
   // Announce only once the handlers are in place: whoever waits for this line may signal at once.
   const status = await service.status();
   logger.info(
