@@ -16,13 +16,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { pino } from 'pino';
-import { createEngine } from '../storage/registry.js';
-import type { Engine, EngineLimits } from '../storage/engine.js';
+import { DEFAULT_LIMITS, type EngineLimits } from '../storage/engine.js';
+import type { KvService } from '../service/kv-service.js';
+import { openLocalKvService } from '../service/open-local.js';
 import { ImpulseServer, type ServerOptions } from './server.js';
 import { RawConnection, type RawResponse, rawRequest } from '../../testkit/http/raw-connection.js';
 
 interface Running {
-  readonly engine: Engine;
+  readonly service: KvService;
   readonly server: ImpulseServer;
   readonly port: number;
   stop(): Promise<void>;
@@ -30,12 +31,11 @@ interface Running {
 
 async function startServer(engineName: string, limits: Partial<EngineLimits>, options: Partial<ServerOptions> = {}): Promise<Running> {
   const dir = await mkdtemp(join(tmpdir(), `impulse-pipeline-${engineName}-`));
-  const engine = createEngine(engineName, { dataDir: dir, limits, sync: 'none' });
-  await engine.open();
-  const server = new ImpulseServer({ engine, logger: pino({ level: 'silent' }), version: 'test', shutdownGraceMs: 2_000, ...options });
+  const service = await openLocalKvService({ engine: engineName, dataDir: dir, limits: { ...DEFAULT_LIMITS, ...limits }, sync: 'none' });
+  const server = new ImpulseServer({ service, logger: pino({ level: 'silent' }), version: 'test', shutdownGraceMs: 2_000, ...options });
   const { port } = await server.listen(0, '127.0.0.1');
   return {
-    engine,
+    service,
     server,
     port,
     async stop() {
