@@ -41,6 +41,21 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_RAFT_OVERLOADED: { summary: 'Too many uncommitted entries or pending reads on the leader; retry later.' },
   IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED: { summary: 'The membership change is not allowed now (one is pending, the learner lags, or it is invalid).' },
   IMPULSE_ERR_RAFT_READ_ABORTED: { summary: 'A linearizable read was aborted because leadership changed before it was confirmed.' },
+  // Node-to-node transport (src/transport/): logged and counted on the node, returned by
+  // sendSnapshot and the RPC helper; never a crash
+  IMPULSE_ERR_TRANSPORT_HANDSHAKE_REFUSED: { summary: 'A peer connection was refused at the handshake (wrong magic or version, another cluster, an unknown, own or duplicate node id).' },
+  IMPULSE_ERR_TRANSPORT_HANDSHAKE_TIMEOUT: { summary: 'A peer connection did not complete its handshake in time.' },
+  IMPULSE_ERR_TRANSPORT_FRAME_TOO_LARGE: { summary: 'A peer sent a frame longer than the configured maximum; the connection was closed.' },
+  IMPULSE_ERR_TRANSPORT_FRAME_INVALID: { summary: 'A peer sent a frame that does not decode or has an unknown type; the connection was closed.' },
+  IMPULSE_ERR_TRANSPORT_CONNECTION_LOST: { summary: 'The connection to a peer failed, went silent or was closed.' },
+  IMPULSE_ERR_TRANSPORT_CLOSED: { summary: 'The transport is closed and sends nothing.' },
+  IMPULSE_ERR_TRANSPORT_PEER_UNKNOWN: { summary: 'The peer is not in the address book.' },
+  IMPULSE_ERR_TRANSPORT_SNAPSHOT_SEQUENCE: { summary: 'A snapshot chunk arrived out of order, twice, beyond its credit or for an unknown stream; the connection was closed.' },
+  IMPULSE_ERR_TRANSPORT_SNAPSHOT_REFUSED: { summary: 'The receiver refused the snapshot stream.' },
+  IMPULSE_ERR_TRANSPORT_SNAPSHOT_STALLED: { summary: 'A snapshot stream made no progress within the configured time and was aborted.' },
+  IMPULSE_ERR_TRANSPORT_SNAPSHOT_BUSY: { summary: 'A snapshot stream to this peer is already in progress (one per peer and direction).' },
+  IMPULSE_ERR_RPC_TIMEOUT: { summary: 'The peer did not answer the call in time.' },
+  IMPULSE_ERR_RPC_OVERLOADED: { summary: 'Too many calls are in flight (to this peer or overall); retry later.' },
   // Configuration and client
   IMPULSE_ERR_CONFIG_INVALID: { summary: 'A configuration value is invalid.' },
   IMPULSE_ERR_CLIENT_UNREACHABLE: { summary: 'The client could not connect to the server.' },
