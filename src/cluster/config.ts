@@ -16,6 +16,7 @@
 import { createHash } from 'node:crypto';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
 import type { NodeId } from '../raft/types.js';
+import { parseAddress } from '../transport/socket-factory.js';
 
 export interface ClusterConfig {
   readonly nodeId: NodeId;
@@ -135,13 +136,13 @@ export function parseInitialCluster(text: string): Map<NodeId, string> {
   return members;
 }
 
-/** Validates "host:port" ("[v6]:port" for IPv6). */
-export function parsePeerAddress(flag: string, address: string): { host: string; port: number } {
-  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(address);
-  if (match === null) throw invalid(`${flag}: ${JSON.stringify(address)} is not host:port`);
-  const port = Number(match[2]);
-  if (port < 1 || port > 65535) throw invalid(`${flag}: port ${port} is out of range`);
-  return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
+/** Checks "host:port" ("[v6]:port" for IPv6) with the transport's own parser, naming the flag. */
+function parsePeerAddress(flag: string, address: string): void {
+  try {
+    parseAddress(address);
+  } catch (error) {
+    throw invalid(`${flag}: ${(error as Error).message}`);
+  }
 }
 
 /**
