@@ -41,6 +41,10 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_RAFT_OVERLOADED: { summary: 'Too many uncommitted entries or pending reads on the leader; retry later.' },
   IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED: { summary: 'The membership change is not allowed now (one is pending, the learner lags, or it is invalid).' },
   IMPULSE_ERR_RAFT_READ_ABORTED: { summary: 'A linearizable read was aborted because leadership changed before it was confirmed.' },
+  IMPULSE_ERR_RAFT_PROPOSAL_SUPERSEDED: { summary: 'Another entry was committed at the index of this proposal; it will never apply. Retry.' },
+  IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN: { summary: 'This node can no longer tell whether the proposal applied (a snapshot replaced its log); read to find out.' },
+  IMPULSE_ERR_RAFT_STOPPED: { summary: 'The Raft group stopped on this node (removed from the cluster, or its log failed); a pending write has an unknown outcome.' },
+  IMPULSE_ERR_RAFT_MESSAGE_INVALID: { summary: 'A message from a peer failed validation and was dropped.' },
   // Node-to-node transport (src/transport/): logged and counted on the node, returned by
   // sendSnapshot and the RPC helper; never a crash
   IMPULSE_ERR_TRANSPORT_HANDSHAKE_REFUSED: { summary: 'A peer connection was refused at the handshake (wrong magic or version, another cluster, an unknown, own or duplicate node id).' },
