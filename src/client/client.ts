@@ -10,6 +10,7 @@
  */
 import { Agent, request } from 'node:http';
 import { ERROR_CATALOG, type ErrorCode, ImpulseError } from '../errors.js';
+import type { ClusterView } from '../protocol/cluster-view.js';
 import { percentEncode } from '../protocol/codec.js';
 
 export type Bytes = Uint8Array | string;
@@ -128,6 +129,15 @@ export class ImpulseClient {
     const response = await this.call('GET', '/status');
     this.expect(response, 200);
     return this.json(response) as Record<string, unknown>;
+  }
+
+  /** The cluster as the node at the endpoint sees it (`GET /cluster`). */
+  async cluster(): Promise<ClusterView> {
+    const response = await this.call('GET', '/cluster');
+    this.expect(response, 200);
+    const view = this.json(response) as ClusterView;
+    if (typeof view.clusterId !== 'string' || !Array.isArray(view.members)) throw new ImpulseError('IMPULSE_ERR_CLIENT_PROTOCOL', '/cluster answer is not a cluster view');
+    return view;
   }
 
   async health(): Promise<boolean> {
