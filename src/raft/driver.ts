@@ -8,7 +8,7 @@
  *   RaftDriver.start(options, (error, driver) => ...);
  *   driver.tick();                           // from the host's timer, every tick (PRODUCTION_TICK_MS)
  *   driver.receive(from, body);              // a Raft message from the transport (validated here)
- *   driver.receiveSnapshot(from, header, chunks, done);
+ *   driver.receiveSnapshot(from, header, payload, done);   // the image, as the transport delivers it
  *   driver.propose(command, (error, result) => ...);   // once APPLIED, with the state machine's result
  *   driver.readIndex((error) => ...);        // once a linearizable local read may be served
  *   driver.proposeConfChange(change, done);  driver.transferLeadership(target, done);
@@ -63,8 +63,6 @@ export interface RaftDriverLimits {
   readonly inboxMessagesMax: number;
   /** Ticks waiting while a Ready is in flight; more are dropped (a slow disk must not bank elections). */
   readonly queuedTicksMax: number;
-  /** Bytes per chunk of a snapshot transfer. */
-  readonly snapshotChunkBytes: number;
   /** Compact once the durable applied index is this many entries past the kept tail. */
   readonly compactThresholdEntries: number;
   /** Entries kept below the durable applied index at compaction, for followers a little behind (etcd's SnapshotCatchUpEntries). */
@@ -76,21 +74,26 @@ export const DEFAULT_DRIVER_LIMITS: RaftDriverLimits = {
   pendingReadsMax: 4096,
   inboxMessagesMax: 4096,
   queuedTicksMax: 10,
-  snapshotChunkBytes: 1 << 20,
   compactThresholdEntries: 10_000,
   snapshotCatchUpEntries: 5_000,
 };
 
 export type StopReason = { readonly kind: 'removed' } | { readonly kind: 'failed'; readonly error: Error } | { readonly kind: 'closed' };
 
-export interface RaftDriverOptions<R> {
+/**
+ * `R` is the state machine's result for one applied entry; `P` the payload of
+ * a snapshot image (opaque here: the state machine produces it, the transport
+ * carries it, the receiving state machine consumes it). The simulator uses
+ * chunk arrays; real nodes a lazy stream of bytes.
+ */
+export interface RaftDriverOptions<R, P> {
   /** The Raft group (shard) this driver runs; every outbound message carries it. */
   readonly group: number;
   readonly raft: RaftConfig;
   readonly limits?: Partial<RaftDriverLimits>;
   readonly logStore: RaftLogStore;
-  readonly transport: RaftTransport;
-  readonly stateMachine: RaftStateMachine<R>;
+  readonly transport: RaftTransport<P>;
+  readonly stateMachine: RaftStateMachine<R, P>;
   /** For save latency figures only; the Raft timers run on `tick()`. */
   readonly clock: Clock;
   /** The state machine's durable applied index as it opened. */
@@ -157,7 +160,7 @@ interface PendingProposal<R> {
 
 type Phase = 'idle' | 'in-ready' | 'compacting' | 'stopped';
 
-export class RaftDriver<R> {
+export class RaftDriver<R, P> {
   readonly group: number;
   readonly id: NodeId;
   private readonly raft: RaftNode;
@@ -212,7 +215,7 @@ export class RaftDriver<R> {
    * machine has not installed (a crash between persisting a received
    * snapshot's meta and installing its staged image), it installs it first.
    */
-  static start<R>(options: RaftDriverOptions<R>, done: (error: Error | null, driver?: RaftDriver<R>) => void): void {
+  static start<R, P>(options: RaftDriverOptions<R, P>, done: (error: Error | null, driver?: RaftDriver<R, P>) => void): void {
     const boundary = options.logStore.snapshotMeta();
     if (options.appliedIndex >= boundary.index) {
       done(null, new RaftDriver(options, options.appliedIndex));
@@ -225,7 +228,7 @@ export class RaftDriver<R> {
   }
 
   private constructor(
-    private readonly options: RaftDriverOptions<R>,
+    private readonly options: RaftDriverOptions<R, P>,
     applied: number,
   ) {
     this.group = options.group;
@@ -274,11 +277,13 @@ export class RaftDriver<R> {
 
   /**
    * A snapshot stream from `from`: `header` is the body of the transfer's
-   * header (`{ message }`), `chunks` the image. The image is staged by the
+   * header (`{ message }`), `payload` the image. The image is staged by the
    * state machine FIRST; only then is the snapshot message stepped. `done`
    * accepts (null) or refuses the stream; the sender reports the outcome.
+   * A payload refused before staging starts is not consumed (the host
+   * discards it).
    */
-  receiveSnapshot(from: NodeId, header: unknown, chunks: readonly Uint8Array[], done: (error: Error | null) => void): void {
+  receiveSnapshot(from: NodeId, header: unknown, payload: P, done: (error: Error | null) => void): void {
     if (this.phase === 'stopped') return done(new RaftError('IMPULSE_ERR_RAFT_STOPPED', 'the group stopped on this node'));
     let message: Message;
     try {
@@ -290,7 +295,7 @@ export class RaftDriver<R> {
     }
     if (this.snapshotReceiving) return done(new RaftError('IMPULSE_ERR_RAFT_OVERLOADED', 'another snapshot is being received'));
     this.snapshotReceiving = true;
-    const image: SnapshotImage = { meta: message.snapshot, data: concat(chunks) };
+    const image: SnapshotImage<P> = { meta: message.snapshot, payload };
     this.options.stateMachine.stageSnapshot(image, (error) => {
       if (error !== null || this.phase === 'stopped') {
         this.snapshotReceiving = false;
@@ -617,7 +622,7 @@ export class RaftDriver<R> {
       assert(image.meta.index >= message.snapshot.index, 'the state machine image is older than the log boundary', image.meta.index, message.snapshot.index);
       this.metricsValue.snapshotsSent++;
       const header: GroupMessage = { channel: RAFT_CHANNEL, group: this.group, body: { message: { ...message, snapshot: image.meta } } };
-      this.options.transport.sendSnapshot(to, header, chunk(image.data, this.limits.snapshotChunkBytes), (sendError) => report(sendError === null));
+      this.options.transport.sendSnapshot(to, header, image.payload, (sendError) => report(sendError === null));
     });
   }
 
@@ -663,23 +668,3 @@ export class RaftDriver<R> {
 function stoppedError(why = 'the Raft group stopped on this node'): RaftError {
   return new RaftError('IMPULSE_ERR_RAFT_STOPPED', why);
 }
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
-
-/** `data` in pieces of at most `size` bytes (one empty piece for empty data). */
-function chunk(data: Uint8Array, size: number): Uint8Array[] {
-  if (data.length <= size) return [data];
-  const pieces: Uint8Array[] = [];
-  for (let at = 0; at < data.length; at += size) pieces.push(data.subarray(at, Math.min(at + size, data.length)));
-  return pieces;
-}
-
