@@ -27,6 +27,12 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_ROUTE_NOT_FOUND: { summary: 'No route matches the path.' },
   IMPULSE_ERR_METHOD_NOT_ALLOWED: { summary: 'The route exists but not for this HTTP method.' },
   IMPULSE_ERR_REQUEST_TIMEOUT: { summary: 'The request body did not arrive in time.' },
+  IMPULSE_ERR_QUERY_INVALID: { summary: 'A query parameter of a key request is unknown or malformed.' },
+  IMPULSE_ERR_CONDITION_INVALID: { summary: 'A write condition (If-Match, If-None-Match, ifRevision, ifAbsent) is malformed.' },
+  IMPULSE_ERR_PRECONDITION_FAILED: { summary: 'A write condition does not hold; nothing was changed.' },
+  IMPULSE_ERR_SESSION_INVALID: { summary: 'The client session headers (client id, sequence number) are malformed.' },
+  IMPULSE_ERR_SESSION_EXPIRED: { summary: 'The write is a retry whose session result was already forgotten; it was not applied again.' },
+  IMPULSE_ERR_COMMAND_INVALID: { summary: 'An encoded write command is malformed; it was not applied.' },
   // Server and engine state
   IMPULSE_ERR_OVERLOADED: { summary: 'The write queue is full; retry later.' },
   IMPULSE_ERR_SHUTTING_DOWN: { summary: 'The server is shutting down and accepts no new work.' },
@@ -34,6 +40,9 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_ENGINE_IO: { summary: 'The storage engine hit an I/O error; the operation did not take effect.' },
   IMPULSE_ERR_ENGINE_CORRUPTION: { summary: 'Stored data failed its checksum or structure check; it was not returned.' },
   IMPULSE_ERR_ENGINE_LOCKED: { summary: 'The data directory is in use by another process.' },
+  IMPULSE_ERR_DATA_FORMAT_UNSUPPORTED: { summary: 'The data directory was written in a format this impulse does not read (an older or newer one); it was not touched.' },
+  IMPULSE_ERR_SNAPSHOT_ABORTED: { summary: 'A snapshot was aborted (it kept too many overwritten values, or was released); take a new one.' },
+  IMPULSE_ERR_SNAPSHOT_INVALID: { summary: 'A received snapshot image is malformed or incomplete; it was not installed.' },
   IMPULSE_ERR_INTERNAL: { summary: 'An unexpected internal error; the operation did not take effect.' },
   // Raft (src/raft/): returned by the core as `RaftError`, a subclass of ImpulseError
   IMPULSE_ERR_RAFT_NOT_LEADER: { summary: 'This node is not the Raft leader; retry at the leader it names, if any.' },

@@ -10,7 +10,7 @@
  * server, so tests can run several servers in one process.
  */
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Engine } from '../storage/engine.js';
+import type { KvService } from '../service/kv-service.js';
 
 /** Route labels are the route pattern, never the key: label cardinality stays bounded. */
 export type RouteLabel = '/kv/{key}' | '/kv' | '/kv/batch' | '/health' | '/status' | '/metrics' | 'unmatched';
@@ -89,20 +89,22 @@ export class ServerMetrics {
   readonly registry = new Registry();
   readonly requests = new RequestMetrics();
 
-  constructor(engine: Engine) {
+  constructor(service: KvService) {
     collectDefaultMetrics({ register: this.registry, prefix: 'impulse_' });
     new Gauge({
       name: 'impulse_engine_figure',
-      help: 'Engine-specific figures (see /status "figures"), by engine and figure name.',
+      help: 'Engine and service figures (see /status "figures"), by engine and figure name.',
       labelNames: ['engine', 'figure'],
       registers: [this.registry],
       async collect() {
-        if (!engine.isOpen) return;
-        const stats = await engine.stats();
+        if (service.health().status === 'unavailable') return;
+        const status = await service.status();
         this.reset();
-        for (const [name, value] of Object.entries(stats.figures)) this.set({ engine: engine.name, figure: name }, value);
-        if (stats.keyCount !== undefined) this.set({ engine: engine.name, figure: 'key_count' }, stats.keyCount);
-        if (stats.diskBytes !== undefined) this.set({ engine: engine.name, figure: 'disk_bytes' }, stats.diskBytes);
+        const engine = status.engine;
+        for (const [name, value] of Object.entries(status.figures)) this.set({ engine, figure: name }, value);
+        if (status.keyCount !== null) this.set({ engine, figure: 'key_count' }, status.keyCount);
+        if (status.diskBytes !== null) this.set({ engine, figure: 'disk_bytes' }, status.diskBytes);
+        this.set({ engine, figure: 'applied_index' }, status.appliedIndex);
       },
     });
   }

@@ -1,13 +1,15 @@
 /**
  * The HTTP server of one impulse node, on node:http (fastify is measured beside
  * it in bench/concurrent.ts; five routes need no framework: docs/benchmarks.md).
- * It parses and validates requests, calls the engine, and maps every error to a
- * JSON body from the error catalog. It never crashes on a request: every
- * handler's failure becomes a response.
+ * It parses and validates requests, calls the `KvService` (src/service/), and
+ * maps every error to a JSON body from the error catalog. It never crashes on
+ * a request: every handler's failure becomes a response. Revisions travel as
+ * ETags, conditions as If-Match / If-None-Match, client sessions as
+ * Impulse-Client-* headers (write-headers.ts).
  *
  * Routes (docs/api.md has the reference):
- *   GET|HEAD|PUT|DELETE /kv/{key}   one key; the key is everything after /kv/, percent-decoded to bytes
- *   GET                 /kv         range query (start, end, prefix, limit, reverse, cursor, encoding)
+ *   GET|HEAD|PUT|DELETE /kv/{key}   one key; the key is everything after /kv/, percent-decoded to bytes (?consistency on reads)
+ *   GET                 /kv         range query (start, end, prefix, limit, reverse, cursor, encoding, consistency)
  *   POST                /kv/batch   atomic batch
  *   GET                 /health, /status, /metrics
  */
@@ -16,19 +18,22 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ImpulseError, isImpulseError } from '../errors.js';
 import { httpStatusOf } from './http-status.js';
-import type { Engine } from '../storage/engine.js';
+import type { KvCommand } from '../kv/command.js';
+import type { KvService } from '../service/kv-service.js';
 import { percentDecode } from '../protocol/codec.js';
 import { parseBatch, parseRangeQuery, rangePage } from './kv-handlers.js';
 import { type RouteLabel, ServerMetrics } from './metrics.js';
+import { conditionOf, etagOf, keyQueryConsistency, sessionOf } from './write-headers.js';
 
 export interface ServerOptions {
-  readonly engine: Engine;
+  /** What the routes read and write through; closed by `close()`. */
+  readonly service: KvService;
   readonly logger: Logger;
   /** impulse's version, reported by /status. */
   readonly version: string;
   /** Range page size when `limit` is absent. Default 100. */
   readonly pageLimitDefault?: number;
-  /** Largest `limit` a range request may ask for. Default 1000 (must stay below the engine's rangeLimitMax). */
+  /** Largest `limit` a range request may ask for. Default 1000 (must stay below the service's rangeLimitMax). */
   readonly pageLimitMax?: number;
   /** How long a request may take to arrive in full, ms. Default 60,000. */
   readonly requestTimeoutMs?: number;
@@ -46,7 +51,7 @@ const KEY_NOT_FOUND_BODY = JSON.stringify(new ImpulseError('IMPULSE_ERR_KEY_NOT_
 
 export class ImpulseServer {
   readonly metrics: ServerMetrics;
-  private readonly engine: Engine;
+  private readonly service: KvService;
   private readonly logger: Logger;
   private readonly server: Server;
   private readonly pageLimitDefault: number;
@@ -56,16 +61,16 @@ export class ImpulseServer {
   private shuttingDown = false;
 
   constructor(private readonly options: ServerOptions) {
-    this.engine = options.engine;
+    this.service = options.service;
     this.logger = options.logger;
-    this.metrics = new ServerMetrics(options.engine);
+    this.metrics = new ServerMetrics(options.service);
     this.pageLimitDefault = options.pageLimitDefault ?? 100;
     this.pageLimitMax = options.pageLimitMax ?? 1000;
-    if (this.pageLimitMax >= this.engine.limits.rangeLimitMax) {
-      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `page limit ${this.pageLimitMax} must be below the engine's range limit ${this.engine.limits.rangeLimitMax}`);
+    if (this.pageLimitMax >= this.service.limits.rangeLimitMax) {
+      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `page limit ${this.pageLimitMax} must be below the service's range limit ${this.service.limits.rangeLimitMax}`);
     }
     // JSON + base64 cost at most 4/3 of the raw bytes, plus per-operation framing.
-    this.batchBodyBytesMax = Math.ceil(this.engine.limits.batchBytesMax * 1.4) + this.engine.limits.batchOpsMax * 256;
+    this.batchBodyBytesMax = Math.ceil(this.service.limits.batchBytesMax * 1.4) + this.service.limits.batchOpsMax * 256;
     this.server = createServer({ keepAliveTimeout: 5_000, requestTimeout: options.requestTimeoutMs ?? 60_000, headersTimeout: 30_000 }, (req, res) =>
       this.handle(req, res),
     );
@@ -93,7 +98,7 @@ export class ImpulseServer {
   /**
    * Graceful shutdown: stop accepting connections, answer new requests on open
    * keep-alive connections with 503, wait (at most `shutdownGraceMs`) for
-   * in-flight requests to finish, then close the engine.
+   * in-flight requests to finish, then close the service (queued writes finish first).
    */
   async close(): Promise<void> {
     if (this.shuttingDown) return;
@@ -107,7 +112,7 @@ export class ImpulseServer {
     grace.unref();
     await closed;
     clearTimeout(grace);
-    await this.engine.close();
+    await this.service.close();
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -134,20 +139,23 @@ export class ImpulseServer {
         const key = percentDecode(path.slice(4), false, 'IMPULSE_ERR_KEY_ENCODING');
         switch (method) {
           case 'GET':
-          case 'HEAD':
-            this.engine.get(key).then(
-              (value) =>
-                value === undefined
-                  ? this.send(res, 404, JSON_TYPE, KEY_NOT_FOUND_BODY, route, method, started)
-                  : this.send(res, 200, OCTET_TYPE, value, route, method, started),
+          case 'HEAD': {
+            const consistency = keyQueryConsistency(query);
+            this.service.get(key, { consistency }).then(
+              (stored) => {
+                if (stored === undefined) return this.send(res, 404, JSON_TYPE, KEY_NOT_FOUND_BODY, route, method, started);
+                res.setHeader('etag', etagOf(stored.revision));
+                this.send(res, 200, OCTET_TYPE, stored.value, route, method, started);
+              },
               (error: unknown) => this.fail(res, error, route, method, started),
             );
             return;
+          }
           case 'PUT':
-            this.track(this.putKey(key, req, res, started), res, route, method, started);
+            this.track(this.putKey(key, query, req, res, started), res, route, method, started);
             return;
           case 'DELETE':
-            this.track(this.deleteKey(key, res, started), res, route, method, started);
+            this.track(this.deleteKey(key, query, req, res, started), res, route, method, started);
             return;
           default:
             res.setHeader('allow', path === '/kv/batch' ? `${ALLOW_KEY}, POST` : ALLOW_KEY);
@@ -159,7 +167,7 @@ export class ImpulseServer {
         this.requireMethod(method, 'GET', res);
         const rangeQuery = parseRangeQuery(query, this.pageLimitDefault, this.pageLimitMax);
         this.track(
-          rangePage(this.engine, rangeQuery).then((body) => this.send(res, 200, JSON_TYPE, body, route, method, started)),
+          rangePage(this.service, rangeQuery).then((body) => this.send(res, 200, JSON_TYPE, body, route, method, started)),
           res,
           route,
           method,
@@ -170,8 +178,8 @@ export class ImpulseServer {
       if (path === '/health') {
         route = '/health';
         this.requireMethod(method, 'GET', res);
-        const healthy = this.engine.isOpen;
-        this.send(res, healthy ? 200 : 503, JSON_TYPE, JSON.stringify({ status: healthy ? 'ok' : 'unavailable' }), route, method, started);
+        const health = this.service.health();
+        this.send(res, health.status === 'ok' ? 200 : 503, JSON_TYPE, JSON.stringify(health), route, method, started);
         return;
       }
       if (path === '/status') {
@@ -198,42 +206,47 @@ export class ImpulseServer {
     }
   }
 
-  private async putKey(key: Buffer, req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {
-    // Validate the key before reading a possibly large body.
+  private async putKey(key: Buffer, query: string, req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {
+    // Validate the key and the headers before reading a possibly large body.
     if (key.length === 0) throw new ImpulseError('IMPULSE_ERR_KEY_EMPTY');
-    if (key.length > this.engine.limits.keyBytesMax) {
-      throw new ImpulseError('IMPULSE_ERR_KEY_TOO_LARGE', `key is ${key.length} bytes; the limit is ${this.engine.limits.keyBytesMax}`);
+    if (key.length > this.service.limits.keyBytesMax) {
+      throw new ImpulseError('IMPULSE_ERR_KEY_TOO_LARGE', `key is ${key.length} bytes; the limit is ${this.service.limits.keyBytesMax}`);
     }
-    const value = await readBody(req, this.engine.limits.valueBytesMax, 'IMPULSE_ERR_VALUE_TOO_LARGE', 'value');
-    await this.engine.put(key, value);
-    this.send(res, 204, undefined, undefined, '/kv/{key}', 'PUT', started);
+    refuseQuery(query);
+    const condition = conditionOf(req.headers, 'PUT');
+    const session = sessionOf(req.headers);
+    const value = await readBody(req, this.service.limits.valueBytesMax, 'IMPULSE_ERR_VALUE_TOO_LARGE', 'value');
+    await this.write({ ops: [{ type: 'put', key, value, ...(condition ? { condition } : {}) }], ...(session ? { session } : {}) }, res, '/kv/{key}', 'PUT', started);
   }
 
-  private async deleteKey(key: Buffer, res: ServerResponse, started: number): Promise<void> {
-    await this.engine.del(key);
-    this.send(res, 204, undefined, undefined, '/kv/{key}', 'DELETE', started);
+  private async deleteKey(key: Buffer, query: string, req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {
+    refuseQuery(query);
+    const condition = conditionOf(req.headers, 'DELETE');
+    const session = sessionOf(req.headers);
+    await this.write({ ops: [{ type: 'del', key, ...(condition ? { condition } : {}) }], ...(session ? { session } : {}) }, res, '/kv/{key}', 'DELETE', started);
   }
 
   private async batch(req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {
+    const session = sessionOf(req.headers);
     const body = await readBody(req, this.batchBodyBytesMax, 'IMPULSE_ERR_BATCH_TOO_LARGE', 'batch body');
-    const ops = parseBatch(body, this.engine.limits.batchOpsMax);
-    await this.engine.batch(ops);
-    this.send(res, 204, undefined, undefined, '/kv/batch', 'POST', started);
+    const ops = parseBatch(body, this.service.limits.batchOpsMax);
+    await this.write({ ops, ...(session ? { session } : {}) }, res, '/kv/batch', 'POST', started);
+  }
+
+  /** Applies `command` through the service and answers 204 with the revision as ETag. */
+  private async write(command: KvCommand, res: ServerResponse, route: RouteLabel, method: string, started: number): Promise<void> {
+    const { revision } = await this.service.write(command);
+    res.setHeader('etag', etagOf(revision));
+    this.send(res, 204, undefined, undefined, route, method, started);
   }
 
   private async status(): Promise<string> {
-    const stats = await this.engine.stats();
+    const status = await this.service.status();
     return JSON.stringify({
       version: this.options.version,
-      engine: this.engine.name,
-      durable: this.engine.supports.durable,
-      sync: this.engine.supports.durable ? this.engine.syncMode : 'none',
-      durability: this.engine.durability,
+      ...status,
+      health: this.service.health(),
       uptimeSeconds: Math.round((performance.now() - this.startedAt) / 100) / 10,
-      keyCount: stats.keyCount ?? null,
-      diskBytes: stats.diskBytes ?? null,
-      limits: this.engine.limits,
-      figures: stats.figures,
       node: process.version,
       pid: process.pid,
       ...this.options.statusExtra,
@@ -287,6 +300,11 @@ export class ImpulseServer {
   private finished(route: RouteLabel, method: string, status: number, started: number): void {
     this.metrics.observe(route, method, status, (performance.now() - started) / 1000);
   }
+}
+
+/** A write to one key takes no query parameters: refuse any, a typo must not be ignored. */
+function refuseQuery(query: string): void {
+  if (query.length > 0) throw new ImpulseError('IMPULSE_ERR_QUERY_INVALID', 'a write to a key takes no query parameters');
 }
 
 /**

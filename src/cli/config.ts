@@ -48,7 +48,8 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
   if (!LOG_LEVELS.includes(logLevel)) throw invalid(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   const limits: EngineLimits = {
     ...DEFAULT_LIMITS,
-    keyBytesMax: integer('--key-bytes-max', flags.keyBytesMax ?? String(DEFAULT_LIMITS.keyBytesMax), 1, 64 * 1024),
+    // 64 KiB less the key-value layer's one-byte key prefix, and within the btree's 65,535-byte keys.
+    keyBytesMax: integer('--key-bytes-max', flags.keyBytesMax ?? String(DEFAULT_LIMITS.keyBytesMax), 1, 64 * 1024 - 2),
     valueBytesMax: integer('--value-bytes-max', flags.valueBytesMax ?? String(DEFAULT_LIMITS.valueBytesMax), 0, 512 * 1024 * 1024),
     batchOpsMax: integer('--batch-ops-max', flags.batchOpsMax ?? String(DEFAULT_LIMITS.batchOpsMax), 1, 1_000_000),
   };

@@ -2,10 +2,11 @@
 /**
  * `impulse`: the one binary. `serve` runs a node; `put`, `get`, `del`, `scan`
  * and `status` are clients of a running node (`--endpoint`). Every failure
- * prints one sentence to stderr and exits non-zero (2 for bad usage or config).
+ * prints one sentence to stderr and exits non-zero (2 for bad usage or config,
+ * 3 when a write's condition did not hold).
  */
 import { Command, Option } from 'commander';
-import { ImpulseClient } from '../client/client.js';
+import { ImpulseClient, type ReadConsistency } from '../client/client.js';
 import { isImpulseError } from '../errors.js';
 import { ENGINE_NAMES } from '../storage/registry.js';
 import { VERSION } from '../version.js';
@@ -46,10 +47,16 @@ program
   .description('store a value under a key (value from the argument, or stdin when omitted)')
   .argument('<key>')
   .argument('[value]')
-  .action(async (key: string, value: string | undefined) => {
+  .option('--if-revision <n>', 'only if the key has exactly this revision (exit 3 when it has not)')
+  .option('--if-absent', 'only if the key does not exist (exit 3 when it does)')
+  .option('--revision', "print the write's revision to stderr")
+  .action(async (key: string, value: string | undefined, flags: { ifRevision?: string; ifAbsent?: boolean; revision?: boolean }) => {
+    if (flags.ifRevision !== undefined && flags.ifAbsent) throw new UsageError('give --if-revision or --if-absent, not both');
+    const conditions = { ...(flags.ifRevision !== undefined ? { ifRevision: revisionFlag(flags.ifRevision) } : {}), ...(flags.ifAbsent ? { ifAbsent: true } : {}) };
     const c = client();
     try {
-      await c.put(key, value ?? (await readStdin()));
+      const { revision } = await c.put(key, value ?? (await readStdin()), conditions);
+      if (flags.revision) process.stderr.write(`revision ${revision}\n`);
     } finally {
       c.close();
     }
@@ -59,16 +66,19 @@ program
   .command('get')
   .description('print the value stored under a key (raw bytes to stdout)')
   .argument('<key>')
-  .action(async (key: string) => {
+  .option('--revision', "print the key's revision to stderr")
+  .addOption(new Option('--consistency <level>', 'linearizable, or serializable (may be stale under replication)').choices(['linearizable', 'serializable']))
+  .action(async (key: string, flags: { revision?: boolean; consistency?: ReadConsistency }) => {
     const c = client();
     try {
-      const value = await c.get(key);
-      if (value === undefined) {
+      const found = await c.getWithRevision(key, flags.consistency !== undefined ? { consistency: flags.consistency } : {});
+      if (found === undefined) {
         process.stderr.write(`impulse: key ${JSON.stringify(key)} not found\n`);
         process.exitCode = 1;
         return;
       }
-      process.stdout.write(value);
+      if (flags.revision) process.stderr.write(`revision ${found.revision}\n`);
+      process.stdout.write(found.value);
       if (process.stdout.isTTY) process.stdout.write('\n');
     } finally {
       c.close();
@@ -77,12 +87,15 @@ program
 
 program
   .command('del')
-  .description('delete a key (succeeds when it is absent too)')
+  .description('delete a key (succeeds when it is absent too, unless --if-revision is given)')
   .argument('<key>')
-  .action(async (key: string) => {
+  .option('--if-revision <n>', 'only if the key has exactly this revision (exit 3 when it has not)')
+  .option('--revision', "print the delete's revision to stderr")
+  .action(async (key: string, flags: { ifRevision?: string; revision?: boolean }) => {
     const c = client();
     try {
-      await c.del(key);
+      const { revision } = await c.del(key, flags.ifRevision !== undefined ? { ifRevision: revisionFlag(flags.ifRevision) } : {});
+      if (flags.revision) process.stderr.write(`revision ${revision}\n`);
     } finally {
       c.close();
     }
@@ -96,7 +109,7 @@ program
   .option('--prefix <prefix>', 'only keys with this prefix')
   .option('--limit <n>', 'most entries to print', '100')
   .option('--reverse', 'descending order')
-  .option('--json', 'one JSON object per line')
+  .option('--json', 'one JSON object per line (with the revision)')
   .action(async (flags: { start?: string; end?: string; prefix?: string; limit: string; reverse?: boolean; json?: boolean }) => {
     const entriesMax = Number(flags.limit);
     if (!Number.isSafeInteger(entriesMax) || entriesMax < 1) throw new UsageError('--limit must be a positive integer');
@@ -109,8 +122,8 @@ program
         ...(flags.reverse ? { reverse: true } : {}),
         limit: Math.min(entriesMax, 1000),
       };
-      for await (const { key, value } of c.scanAll(scanOptions, entriesMax)) {
-        process.stdout.write(flags.json ? JSON.stringify({ key: show(key), value: show(value) }) + '\n' : `${show(key)}\t${show(value)}\n`);
+      for await (const { key, value, revision } of c.scanAll(scanOptions, entriesMax)) {
+        process.stdout.write(flags.json ? JSON.stringify({ key: show(key), value: show(value), revision }) + '\n' : `${show(key)}\t${show(value)}\n`);
       }
     } finally {
       c.close();
@@ -131,6 +144,11 @@ program
 
 class UsageError extends Error {}
 
+function revisionFlag(text: string): number {
+  if (!/^[0-9]{1,16}$/.test(text) || !Number.isSafeInteger(Number(text)) || Number(text) < 1) throw new UsageError('--if-revision must be a positive integer');
+  return Number(text);
+}
+
 function show(bytes: Buffer): string {
   const text = bytes.toString('utf8');
   return Buffer.from(text, 'utf8').equals(bytes) && !/[\t\n\r]/.test(text) ? text : `base64:${bytes.toString('base64')}`;
@@ -150,7 +168,8 @@ program.parseAsync(process.argv).catch((error: unknown) => {
   }
   if (isImpulseError(error)) {
     process.stderr.write(`impulse: ${error.message}\n`);
-    process.exit(error.code === 'IMPULSE_ERR_CONFIG_INVALID' ? 2 : 1);
+    // 3: a condition did not hold (scripts branch on it); 2: bad usage or config; 1: anything else.
+    process.exit(error.code === 'IMPULSE_ERR_PRECONDITION_FAILED' ? 3 : error.code === 'IMPULSE_ERR_CONFIG_INVALID' ? 2 : 1);
   }
   const code = (error as { code?: string }).code;
   if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {

@@ -1,13 +1,16 @@
 /**
- * `impulse serve`: one node. Opens the engine, serves HTTP, and on SIGINT or
- * SIGTERM shuts down cleanly (stop accepting, finish in-flight requests, close
- * the engine); a second signal exits at once.
+ * `impulse serve`: one node. Opens the store (the engine in its home
+ * `<dataDir>/<engine>`, the key-value state machine, the local service),
+ * serves HTTP, and on SIGINT or SIGTERM shuts down cleanly (stop accepting,
+ * finish in-flight requests and queued writes, close the store); a second
+ * signal exits at once.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { ImpulseServer } from '../api/server.js';
-import { createEngine } from '../storage/registry.js';
+import type { KvService } from '../service/kv-service.js';
+import { openLocalKvService } from '../service/open-local.js';
 import { VERSION } from '../version.js';
 import type { ServeConfig } from './config.js';
 import { lockDataDir } from './data-dir-lock.js';
@@ -15,17 +18,17 @@ import { lockDataDir } from './data-dir-lock.js';
 export async function serve(config: ServeConfig): Promise<void> {
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
   const dataDir = join(config.dataDir, config.engine);
-  const engine = createEngine(config.engine, { dataDir, sync: config.sync, limits: config.limits });
   await mkdir(config.dataDir, { recursive: true });
   const lock = await lockDataDir(join(config.dataDir, `${config.engine}.lock`));
+  let service: KvService | undefined;
   let server: ImpulseServer;
   let address;
   try {
-    await engine.open();
-    server = new ImpulseServer({ engine, logger, version: VERSION, statusExtra: { dataDir } });
+    service = await openLocalKvService({ engine: config.engine, dataDir, sync: config.sync, limits: config.limits });
+    server = new ImpulseServer({ service, logger, version: VERSION, statusExtra: { dataDir } });
     address = await server.listen(config.port, config.host);
   } catch (error) {
-    await engine.close();
+    await service?.close();
     await lock.release();
     throw error;
   }
@@ -40,7 +43,7 @@ export async function serve(config: ServeConfig): Promise<void> {
     server.close().then(
       async () => {
         await lock.release();
-        logger.info('engine closed; bye');
+        logger.info('store closed; bye');
         process.exit(0);
       },
       (error: unknown) => {
@@ -52,8 +55,9 @@ export async function serve(config: ServeConfig): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   // Announce only once the handlers are in place: whoever waits for this line may signal at once.
+  const status = await service.status();
   logger.info(
-    { url: `http://${address.address}:${address.port}`, engine: engine.name, dataDir, sync: engine.supports.durable ? config.sync : 'none', version: VERSION },
+    { url: `http://${address.address}:${address.port}`, engine: status.engine, dataDir, sync: status.sync, appliedIndex: status.appliedIndex, version: VERSION },
     'impulse is listening',
   );
 }

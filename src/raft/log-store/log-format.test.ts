@@ -45,7 +45,7 @@ const confChangeEntry = fc.record({
   kind: fc.constant('conf-change' as const),
   index,
   term: index,
-  change: fc.record({ type: fc.constantFrom('add-learner' as const, 'add-voter' as const, 'remove-node' as const), nodeId }),
+  change: fc.record({ type: fc.constantFrom('add-learner' as const, 'add-voter' as const, 'remove-node' as const), nodeId, context: fc.uint8Array({ maxLength: 40 }) }),
   confState,
 });
 
