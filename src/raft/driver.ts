@@ -6,7 +6,7 @@
  * simulator proves is the code that runs.
  *
  *   RaftDriver.start(options, (error, driver) => ...);
- *   driver.tick();                           // from the host's timer, every tick (PRODUCTION_TICK_MS)
+ *   driver.tick();                           // from the host's timer, every tick (--tick-ms, src/cluster/config.ts)
  *   driver.receive(from, body);              // a Raft message from the transport (validated here)
  *   driver.receiveSnapshot(from, header, payload, done);   // the image, as the transport delivers it
  *   driver.propose(command, (error, result) => ...);   // once APPLIED, with the state machine's result
@@ -46,13 +46,6 @@ import { RaftNode, type ProgressView, type RaftConfig } from './raft.js';
 import type { RaftLogStore } from './storage.js';
 import { RAFT_CHANNEL, type GroupMessage, type RaftStateMachine, type RaftTransport, type SnapshotImage } from './driver-seams.js';
 import { RaftError, type ConfChange, type Message, type NodeId, type Ready, type Role } from './types.js';
-
-/**
- * Production tick. With the cluster config's defaults (src/cluster/config.ts:
- * election 10 ticks, heartbeat 1 tick) elections follow 1-2 s of silence and
- * heartbeats go every 100 ms, as in etcd.
- */
-export const PRODUCTION_TICK_MS = 100;
 
 export interface RaftDriverLimits {
   /** Proposals (and conf changes) waiting to be applied. */
