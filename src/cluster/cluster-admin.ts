@@ -79,21 +79,21 @@ export class ClusterAdmin {
     this.group.listen({ membershipChanged: () => this.publishSoon(0), leaderChanged: (leader) => leader !== 0 && this.publishSoon(0) });
   }
 
-  addMember(request: AddMemberRequest): Promise<ClusterView> {
+  async addMember(request: AddMemberRequest): Promise<ClusterView> {
     const id = nodeIdOf(request?.id);
     const context = validateMemberAddresses(request?.peerUrl, request?.clientUrl);
     return this.run({ op: 'add', id, peerUrl: context.peerUrl, clientUrl: context.clientUrl });
   }
 
-  promoteMember(id: unknown): Promise<ClusterView> {
+  async promoteMember(id: unknown): Promise<ClusterView> {
     return this.run({ op: 'promote', id: nodeIdOf(id) });
   }
 
-  removeMember(id: unknown): Promise<ClusterView> {
+  async removeMember(id: unknown): Promise<ClusterView> {
     return this.run({ op: 'remove', id: nodeIdOf(id) });
   }
 
-  transferLeader(id: unknown): Promise<ClusterView> {
+  async transferLeader(id: unknown): Promise<ClusterView> {
     return this.run({ op: 'transfer', id: nodeIdOf(id) });
   }
 
@@ -172,6 +172,8 @@ export class ClusterAdmin {
         this.options.host.expectPeer(id, operation.peerUrl);
         return this.changeConf({ type: 'add-learner', nodeId: id, context: encodeMemberContext(operation) });
       case 'promote': {
+        // The core would also add a stranger as a voter at once: only a learner that caught up may become one.
+        if (!this.group.membership.confState.learners.includes(id)) throw new ImpulseError('IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED', `node ${id} is not a learner; add it first (POST /cluster/members), then promote it`);
         const context: MemberContext | undefined = member?.peerUrl != null ? { peerUrl: member.peerUrl, clientUrl: member.clientUrl } : undefined;
         return this.changeConf({ type: 'add-voter', nodeId: id, context: context === undefined ? new Uint8Array(0) : encodeMemberContext(context) });
       }
