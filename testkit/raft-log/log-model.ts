@@ -200,7 +200,8 @@ function makeEntries(first: number, count: number, term: number, random: Random,
   for (let index = first; index < first + count; index++) {
     if (random.chance(0.1)) {
       const nodeId = 1 + random.int(5);
-      entries.push({ kind: 'conf-change', index, term, change: { type: 'add-learner', nodeId, context: new Uint8Array(0) }, confState: { voters: [1, 2, 3], learners: [nodeId] } });
+      const context = Buffer.from(`node-${nodeId}.example:${7000 + random.int(1000)}`);
+      entries.push({ kind: 'conf-change', index, term, change: { type: 'add-learner', nodeId, context }, confState: { voters: [1, 2, 3], learners: [nodeId] } });
     } else {
       const data = Buffer.alloc(random.int((options.dataBytesMax ?? 160) + 1));
       for (let i = 0; i < data.length; i++) data[i] = random.int(256);

@@ -28,7 +28,7 @@
 import { Packr } from 'msgpackr';
 import { assert } from '../../util/assert.js';
 import { corruption } from '../../util/corruption.js';
-import type { Entry, HardState } from '../types.js';
+import { entryBytes, type Entry, type HardState } from '../types.js';
 import type { SnapshotMeta } from '../storage.js';
 import { RecordType, type RecordBody } from './record.js';
 
@@ -110,6 +110,11 @@ export function entryBody(entry: Entry): RecordBody {
 export function entryIndexAndTerm(buffer: Buffer, start: number, end: number, file: string): { index: number; term: number } {
   if (end - start < ENTRY_FIXED_BYTES) throw corruption(COMPONENT, file, `an entry body of ${end - start} bytes is too short`);
   return { index: readUint64(buffer, start, file), term: readUint64(buffer, start + 8, file) };
+}
+
+/** The payload size (`entryBytes`) of the entry body in `buffer[start, end)`; decodes only entries that are not normal. */
+export function entryPayloadBytes(buffer: Buffer, start: number, end: number, file: string): number {
+  return buffer[start + 16] === ENCODING_NORMAL ? end - start - ENTRY_FIXED_BYTES : entryBytes(decodeEntry(buffer, start, end, file));
 }
 
 /** Decodes the entry body in `buffer[start, end)`. Normal entries' data is a view of `buffer`, not a copy. */

@@ -1,8 +1,8 @@
 /**
  * The recent entries of the Raft log, decoded, so a leader replicating to
  * followers that keep up never reads the disk: a contiguous SUFFIX
- * [first, last] of the log, bounded by `bytesMax` (counted as each entry's
- * encoded body length, the same size `entries()` limits by).
+ * [first, last] of the log, bounded by `bytesMax` counted in encoded body
+ * bytes (at least 17 an entry, so empty entries count too).
  *
  * Entries not yet known to be in their file (the save that wrote them has not
  * finished its `write`) are PINNED: never evicted, whatever the bound, because

@@ -1,8 +1,9 @@
 /**
  * The in-memory index of the Raft log: for every live entry, the segment and
- * offset of its record, the record's length and the entry's term. The read
- * side answers `term()` and `lastIndex()` from here and finds records to read
- * with it; 20 bytes per entry in typed arrays (no object per entry).
+ * offset of its record, the record's length, the entry's term and its payload
+ * size (`entryBytes`, what `entries()` limits by). The read side answers
+ * `term()` and `lastIndex()` from here and finds records to read with it;
+ * 24 bytes per entry in typed arrays (no object per entry).
  *
  * Covers the contiguous indexes (base, last]. Along ascending indexes,
  * (segment, offset) strictly increases: an entry is appended after every
@@ -21,6 +22,7 @@ export class LogIndex {
   private segments = new Uint32Array(INITIAL_CAPACITY);
   private offsets = new Uint32Array(INITIAL_CAPACITY);
   private lengths = new Uint32Array(INITIAL_CAPACITY);
+  private payloads = new Uint32Array(INITIAL_CAPACITY);
   private terms = new Float64Array(INITIAL_CAPACITY);
 
   constructor(baseIndex: number) {
@@ -41,7 +43,7 @@ export class LogIndex {
    * Records the entry at `index`, first dropping every entry at or after it
    * (a conflicting suffix). Requires base < index <= last + 1.
    */
-  put(index: number, segment: number, offset: number, length: number, term: number): void {
+  put(index: number, segment: number, offset: number, length: number, term: number, payloadBytes: number): void {
     assert(index > this.baseIndex && index <= this.last + 1, 'raft log index: put leaves a gap or goes below the base', index, this.baseIndex, this.last);
     this.count = index - this.baseIndex - 1;
     if (this.head + this.count === this.segments.length) this.makeRoom();
@@ -49,6 +51,7 @@ export class LogIndex {
     this.segments[at] = segment;
     this.offsets[at] = offset;
     this.lengths[at] = length;
+    this.payloads[at] = payloadBytes;
     this.terms[at] = term;
     this.count++;
   }
@@ -91,6 +94,11 @@ export class LogIndex {
     return this.terms[this.position(index)]!;
   }
 
+  /** Payload bytes of the entry at `index` (`entryBytes`). */
+  payload(index: number): number {
+    return this.payloads[this.position(index)]!;
+  }
+
   private position(index: number): number {
     assert(index > this.baseIndex && index <= this.last, 'raft log index: index out of range', index, this.baseIndex, this.last);
     return this.head + (index - this.baseIndex - 1);
@@ -109,11 +117,13 @@ export class LogIndex {
       this.segments = move(this.segments, new Uint32Array(size));
       this.offsets = move(this.offsets, new Uint32Array(size));
       this.lengths = move(this.lengths, new Uint32Array(size));
+      this.payloads = move(this.payloads, new Uint32Array(size));
       this.terms = move(this.terms, new Float64Array(size));
     } else {
       this.segments.copyWithin(0, this.head, this.head + this.count);
       this.offsets.copyWithin(0, this.head, this.head + this.count);
       this.lengths.copyWithin(0, this.head, this.head + this.count);
+      this.payloads.copyWithin(0, this.head, this.head + this.count);
       this.terms.copyWithin(0, this.head, this.head + this.count);
     }
     this.head = 0;

@@ -24,7 +24,7 @@ const DIR = 'raft/3';
 const OPTIONS = { segmentBytesMax: 420, cacheBytesMax: 0 } as const;
 
 const normal = (index: number, term: number, bytes = 40): Entry => ({ kind: 'normal', index, term, data: Buffer.alloc(bytes, index) });
-const conf = (index: number, term: number): Entry => ({ kind: 'conf-change', index, term, change: { type: 'add-learner', nodeId: 4, context: new Uint8Array(0) }, confState: { voters: [1, 2, 3], learners: [4] } });
+const conf = (index: number, term: number): Entry => ({ kind: 'conf-change', index, term, change: { type: 'add-learner', nodeId: 4, context: Buffer.from('10.0.0.4:7000') }, confState: { voters: [1, 2, 3], learners: [4] } });
 const members = { voters: [1, 2, 3], learners: [] };
 
 /** Every kind of record, spread over several segments; old segments die at the compaction. */

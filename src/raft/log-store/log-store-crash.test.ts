@@ -1,8 +1,8 @@
 /**
  * The Raft log under crashes and I/O errors, on the crash-modelling MemVfs
  * and the shared sweeps (testkit/vfs/crash-harness.ts): a workload of saves
- * (appends, truncations, hard-state changes, snapshot installs) and
- * compactions across many small segments, crashed at every sampled I/O
+ * (appends, truncations, hard-state changes, snapshot installs), compactions
+ * and reads from disk across many small segments, crashed at every sampled I/O
  * operation and recovered as after a power loss ('lose-unsynced', 'torn',
  * 'reorder') with recovery itself crashed once per point; then EIO at every
  * sampled operation. After each recovery the log must hold exactly the
@@ -33,7 +33,11 @@ const OPERATIONS = 36;
 
 async function workload(vfs: MemVfs, history: LogHistory, random: Random, mutations: LogStoreMutations = {}): Promise<void> {
   const store = await SegmentedLogStore.open(vfs, DIR, { ...OPTIONS, mutations });
-  for (let i = 0; i < OPERATIONS; i++) await history.run(store, randomOperation(history.acknowledged, random, { dataBytesMax: 120, oversizedBytes: 900 }));
+  for (let i = 0; i < OPERATIONS; i++) {
+    await history.run(store, randomOperation(history.acknowledged, random, { dataBytesMax: 120, oversizedBytes: 900 }));
+    // Now and then read the whole log back: older entries come from disk (readSync), where faults hit too.
+    if (i % 6 === 5 && store.lastIndex() >= store.firstIndex()) store.entries(store.firstIndex(), store.lastIndex() + 1, Number.MAX_SAFE_INTEGER);
+  }
   await store.close();
 }
 

@@ -24,7 +24,7 @@
 import { ImpulseError } from '../../errors.js';
 import { assert } from '../../util/assert.js';
 import { dirName, type Vfs, type VfsFile } from '../../vfs/vfs.js';
-import type { Entry, HardState } from '../types.js';
+import { entryBytes, type Entry, type HardState } from '../types.js';
 import type { LogUpdate, RaftLogStore, SnapshotMeta } from '../storage.js';
 import { entryBody, hardStateBody, segmentHeaderBody, snapshotBody } from './codec.js';
 import { EntryCache } from './entry-cache.js';
@@ -155,8 +155,8 @@ export class SegmentedLogStore implements RaftLogStore {
     if (lo === hi) return result;
     // Decide how many first (sizes are in the index), so a disk read never fetches more than it returns.
     let end = lo + 1;
-    let total = this.bodyBytes(lo);
-    while (end < hi && total + this.bodyBytes(end) <= bytesMax) total += this.bodyBytes(end++);
+    let total = this.index.payload(lo);
+    while (end < hi && total + this.index.payload(end) <= bytesMax) total += this.index.payload(end++);
     const fromDiskEnd = Math.min(end, this.cache.first);
     try {
       if (lo < fromDiskEnd) this.readFromDisk(lo, fromDiskEnd, result);
@@ -192,7 +192,7 @@ export class SegmentedLogStore implements RaftLogStore {
     const firstBody = update.snapshot === null ? 0 : 1;
     update.entries.forEach((entry, i) => {
       const length = RECORD_HEADER_BYTES + bodies[firstBody + i]!.length;
-      this.index.put(entry.index, plan.segment.sequence, plan.recordOffsets[firstBody + i]!, length, entry.term);
+      this.index.put(entry.index, plan.segment.sequence, plan.recordOffsets[firstBody + i]!, length, entry.term, entryBytes(entry));
       this.cache.append(entry, bodies[firstBody + i]!.length);
     });
     if (update.hardState !== null) this.currentHardState = update.hardState;
@@ -337,10 +337,6 @@ export class SegmentedLogStore implements RaftLogStore {
     // Few segments, and reads usually hit the newest ones: search from the end.
     for (let i = this.segments.length - 1; i >= 0; i--) if (this.segments[i]!.sequence === sequence) return this.segments[i]!;
     assert(false, 'raft log: an entry lives in a segment that is not open', sequence);
-  }
-
-  private bodyBytes(index: number): number {
-    return this.index.length(index) - RECORD_HEADER_BYTES;
   }
 
   /** The core's promises, checked before anything changes (a violation is a bug in the caller: assert). */

@@ -29,7 +29,7 @@ export interface LogStoreOptions {
    * single larger save still fits somewhere). 256 B .. 1 GiB; default 64 MiB.
    */
   readonly segmentBytesMax?: number;
-  /** Decoded recent entries kept in memory, in encoded bytes (one in-flight save may pass it). 0 .. 4 GiB; default 8 MiB. */
+  /** Decoded recent entries kept in memory, in encoded bytes (one save in flight may pass it). 0 .. 4 GiB; default 8 MiB. */
   readonly cacheBytesMax?: number;
   /** What to do about damage beyond a torn tail; default 'strict' (refuse to open). See recovery.ts and the README. */
   readonly recovery?: RecoveryMode;

@@ -18,7 +18,7 @@ import { isImpulseError } from '../../errors.js';
 import type { HardState } from '../types.js';
 import type { SnapshotMeta } from '../storage.js';
 import { LogIndex } from './log-index.js';
-import { decodeHardState, decodeSegmentHeader, decodeSnapshot, entryIndexAndTerm } from './codec.js';
+import { decodeHardState, decodeSegmentHeader, decodeSnapshot, entryIndexAndTerm, entryPayloadBytes } from './codec.js';
 import { RecordType } from './record.js';
 import type { ScannedRecord } from './segment-scan.js';
 import type { SegmentName } from './segment-name.js';
@@ -134,7 +134,7 @@ export class Replay {
       index.reset(entryIndex - 1);
       this.unknownTop = Math.min(this.unknownTop, entryIndex - 1);
     }
-    index.put(entryIndex, segment.sequence, record.offset, record.length, term);
+    index.put(entryIndex, segment.sequence, record.offset, record.length, term, entryPayloadBytes(bytes, record.bodyStart, record.bodyEnd, segment.path));
   }
 }
 
