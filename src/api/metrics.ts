@@ -9,11 +9,24 @@
  * metrics, engine figures, the text format) is prom-client. One registry per
  * server, so tests can run several servers in one process.
  */
-import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Gauge, type Metric, Registry, collectDefaultMetrics } from 'prom-client';
 import type { KvService } from '../service/kv-service.js';
 
 /** Route labels are the route pattern, never the key: label cardinality stays bounded. */
-export type RouteLabel = '/kv/{key}' | '/kv' | '/kv/batch' | '/health' | '/status' | '/metrics' | 'unmatched';
+export type RouteLabel =
+  | '/kv/{key}'
+  | '/kv'
+  | '/kv/batch'
+  | '/health'
+  | '/status'
+  | '/metrics'
+  | '/digest'
+  | '/cluster'
+  | '/cluster/members'
+  | '/cluster/members/{id}'
+  | '/cluster/members/{id}/promote'
+  | '/cluster/leader'
+  | 'unmatched';
 
 /** Latency histogram bucket upper bounds, seconds. */
 const BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -89,8 +102,10 @@ export class ServerMetrics {
   readonly registry = new Registry();
   readonly requests = new RequestMetrics();
 
-  constructor(service: KvService) {
+  /** `extra`: metrics of the service's own (e.g. the Raft commit latency histogram), registered here. */
+  constructor(service: KvService, extra: readonly Metric[] = []) {
     collectDefaultMetrics({ register: this.registry, prefix: 'impulse_' });
+    for (const metric of extra) this.registry.registerMetric(metric);
     new Gauge({
       name: 'impulse_engine_figure',
       help: 'Engine and service figures (see /status "figures"), by engine and figure name.',

@@ -176,8 +176,10 @@ function describeLogLine(line: string): string {
   if (!line.startsWith('{')) return line;
   try {
     const record = JSON.parse(line) as Record<string, unknown>;
-    const { level, msg, time: _time, pid: _pid, hostname: _hostname, ...rest } = record;
+    const { level, msg, time: _time, pid: _pid, hostname: _hostname, node: _node, err, ...rest } = record;
     const name = ({ 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' } as Record<number, string>)[Number(level)] ?? String(level);
+    // An error's message is enough here; the member's own log (run it alone) has the stack.
+    if (typeof err === 'object' && err !== null) rest['error'] = (err as { message?: unknown }).message;
     const extra = Object.entries(rest).map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`);
     return `${name} ${String(msg)}${extra.length > 0 ? ' ' + extra.join(' ') : ''}`;
   } catch {

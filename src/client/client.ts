@@ -24,7 +24,7 @@
 import { randomBytes } from 'node:crypto';
 import { Agent, type OutgoingHttpHeaders, request } from 'node:http';
 import { ERROR_CATALOG, type ErrorCode, type ErrorDetails, ImpulseError } from '../errors.js';
-import type { ClusterView } from '../protocol/cluster-view.js';
+import type { AddMemberRequest, ClusterView } from '../protocol/cluster-view.js';
 import { percentEncode } from '../protocol/codec.js';
 
 export type Bytes = Uint8Array | string;
@@ -208,6 +208,39 @@ export class ImpulseClient {
     const view = this.json(response) as ClusterView;
     if (typeof view.clusterId !== 'string' || !Array.isArray(view.members)) throw new ImpulseError('IMPULSE_ERR_CLIENT_PROTOCOL', '/cluster answer is not a cluster view');
     return view;
+  }
+
+  /** Adds a learner (`POST /cluster/members`); resolves with the cluster view once the change applied. */
+  addMember(request: AddMemberRequest): Promise<ClusterView> {
+    return this.clusterCall('POST', '/cluster/members', request);
+  }
+
+  /** Promotes learner `id` to voter (`POST /cluster/members/{id}/promote`). */
+  promoteMember(id: number): Promise<ClusterView> {
+    return this.clusterCall('POST', `/cluster/members/${id}/promote`);
+  }
+
+  /** Removes member `id` (`DELETE /cluster/members/{id}`). */
+  removeMember(id: number): Promise<ClusterView> {
+    return this.clusterCall('DELETE', `/cluster/members/${id}`);
+  }
+
+  /** Hands leadership to voter `id` (`POST /cluster/leader`); resolves once it leads. */
+  transferLeader(id: number): Promise<ClusterView> {
+    return this.clusterCall('POST', '/cluster/leader', { id });
+  }
+
+  /** The digest of the node's whole state at its applied index (`GET /digest`; a full scan). */
+  async digest(): Promise<{ appliedIndex: number; appliedTerm: number; digest: string; bytes: number }> {
+    const response = await this.call('GET', '/digest');
+    this.expect(response, 200);
+    return this.json(response) as { appliedIndex: number; appliedTerm: number; digest: string; bytes: number };
+  }
+
+  private async clusterCall(method: string, path: string, body?: unknown): Promise<ClusterView> {
+    const response = await this.call(method, path, body === undefined ? undefined : Buffer.from(JSON.stringify(body)));
+    this.expect(response, 200);
+    return this.json(response) as ClusterView;
   }
 
   async health(): Promise<boolean> {

@@ -41,8 +41,6 @@ export interface ClusterAdminOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly clusterId: string;
-  /** This member's client URL, published into the membership. */
-  readonly advertiseClient: string;
   readonly tickMs: number;
   /** How long an operation may take, ms; a transfer waits at most this long for the new leader. */
   readonly requestTimeoutMs: number;
@@ -57,6 +55,8 @@ const PUBLISH_RETRY_MS = 2000;
 
 export class ClusterAdmin {
   private readonly group: RaftGroup;
+  /** This member's client URL, published into the membership (known once the API listens: `start`). */
+  private advertiseClient: string | undefined;
   private publishing = false;
   private publishTimer: TimerHandle | undefined;
   private closed = false;
@@ -134,8 +134,9 @@ export class ClusterAdmin {
     };
   }
 
-  /** Starts publishing this member's client URL (until applied). */
-  start(): void {
+  /** Starts publishing `clientUrl` as this member's client URL (until applied). */
+  start(clientUrl: string): void {
+    this.advertiseClient = clientUrl;
     this.publishSoon(0);
   }
 
@@ -231,16 +232,17 @@ export class ClusterAdmin {
 
   private needsPublish(): boolean {
     const self = this.group.membership.members.get(this.group.driver.id);
-    return this.group.state === 'running' && self !== undefined && self.clientUrl !== this.options.advertiseClient;
+    return this.advertiseClient !== undefined && this.group.state === 'running' && self !== undefined && self.clientUrl !== this.advertiseClient;
   }
 
   private async publish(): Promise<void> {
-    if (this.closed || this.publishing || !this.needsPublish() || this.group.leader === 0) return;
+    const clientUrl = this.advertiseClient;
+    if (this.closed || this.publishing || clientUrl === undefined || !this.needsPublish() || this.group.leader === 0) return;
     this.publishing = true;
     try {
       // Retry-safe: publishing the same URL twice changes nothing.
-      await this.options.requests.write(encodeClusterCommand({ type: 'publish', nodeId: this.group.driver.id, clientUrl: this.options.advertiseClient }), true);
-      this.options.logger.info({ clientUrl: this.options.advertiseClient }, 'published this member\'s client URL');
+      await this.options.requests.write(encodeClusterCommand({ type: 'publish', nodeId: this.group.driver.id, clientUrl }), true);
+      this.options.logger.info({ clientUrl }, 'published this member\'s client URL');
     } catch (error) {
       this.options.logger.debug({ err: error }, 'publishing the client URL failed; will retry');
     } finally {

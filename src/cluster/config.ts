@@ -29,8 +29,10 @@ export interface ClusterConfig {
   readonly peerPort: number;
   /** The peer address other members dial ("host:port"); defaults to the listen address. */
   readonly advertisePeer: string;
-  /** The client URL other members forward requests to; defaults to http://<host>:<port> of the API. */
+  /** The client URL this member publishes for clients and tools; defaults to http://<host>:<port> of the API. */
   readonly advertiseClient: string;
+  /** Whether --advertise-client was given (else, with --port 0, the bound port replaces 0). */
+  readonly advertiseClientGiven: boolean;
   /** Initial voters and their peer addresses; with `--join`, the current members' peer addresses (whom to talk to until the membership arrives). */
   readonly initialCluster: ReadonlyMap<NodeId, string>;
   readonly join: boolean;
@@ -93,7 +95,9 @@ export interface ClusterFlags {
  */
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
-    const stray = (['peerPort', 'initialCluster', 'join', 'clusterId', 'advertisePeer'] as const).find((name) => flags[name] !== undefined);
+    const stray = (
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries'] as const
+    ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
   }
@@ -126,7 +130,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
     snapshotCatchUpEntries: integer('--snapshot-catch-up-entries', flags.snapshotCatchUpEntries ?? String(defaults.snapshotCatchUpEntries), 0, 100_000_000),
   };
   if (timing.electionTicks < 2 * timing.heartbeatTicks) throw invalid('--election-ticks must be at least twice --heartbeat-ticks');
-  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, initialCluster, join, timing };
+  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, timing };
 }
 
 /** "1=host:port,2=host:port" → id → address. Ids positive and distinct, addresses valid and distinct. */

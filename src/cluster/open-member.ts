@@ -2,7 +2,9 @@
  * Builds a cluster member for `impulse serve --node-id ...`: claims the data
  * directory (identity.ts), starts the node runtime (transport, RPC, timer),
  * opens Raft group 1 (bootstrapping the initial voters' state on a first
- * start), and puts the Raft service and the membership admin on top.
+ * start), and puts the Raft service and the membership admin on top. Once
+ * the API listens, call `member.admin.start(clientUrl)`: the member then
+ * publishes its client URL into the membership.
  *
  * Data directory of a member:
  *   <data-dir>/member.json             who it is (cluster id, node id, how it bootstrapped)
@@ -118,7 +120,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       waitingMax: 16_384,
       onCommitted: (latencyMs) => latency.observe(latencyMs),
     });
-    const admin = new ClusterAdmin({ host, group, requests, rpc: host.rpc, clock, logger, clusterId: cluster.clusterId, advertiseClient: cluster.advertiseClient, tickMs, requestTimeoutMs });
+    const admin = new ClusterAdmin({ host, group, requests, rpc: host.rpc, clock, logger, clusterId: cluster.clusterId, tickMs, requestTimeoutMs });
     const opened = group;
     const service = new RaftKvService({
       host,
@@ -135,7 +137,6 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       },
     });
     host.startTicking();
-    admin.start();
     logger.info({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${peerAddress.host}:${peerAddress.port}`, advertisePeer: cluster.advertisePeer, firstStart: isNew, bootstrap: identity.bootstrap }, 'cluster member started');
     return { service, admin, host, group, latency, peerAddress, isNew };
   } catch (error) {

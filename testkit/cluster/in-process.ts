@@ -102,6 +102,7 @@ export class InProcessCluster {
       ...(this.options.requestTimeoutMs !== undefined ? { requestTimeoutMs: this.options.requestTimeoutMs } : {}),
       ...(this.options.raftOverrides !== undefined ? { raftOverrides: this.options.raftOverrides } : {}),
     });
+    member.admin.start(cluster.advertiseClient);
     this.members.set(id, member);
     return member;
   }
