@@ -17,7 +17,8 @@
  * 1, 2, 3, ...; every write carries `Impulse-Client-Id`, `Impulse-Client-Seq`
  * and `Impulse-Client-Acked-Below` (every seq below it has been answered, so
  * the server may forget those results). A write that fails with no answer
- * (connection lost, timeout) or IMPULSE_ERR_OVERLOADED is retried up to
+ * (connection lost, timeout), IMPULSE_ERR_OVERLOADED, or under a cluster
+ * IMPULSE_ERR_UNAVAILABLE or IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN is retried up to
  * `writeRetriesMax` times with the SAME id and seq, so the server applies it
  * at most once (docs/api.md, "Retries and deduplication").
  */
@@ -95,8 +96,19 @@ interface Response {
   readonly etag: string | undefined;
 }
 
-/** Errors after which a write is retried with the same session seq: no answer arrived, or the server asked to retry. */
-const RETRIED: ReadonlySet<ErrorCode> = new Set(['IMPULSE_ERR_CLIENT_UNREACHABLE', 'IMPULSE_ERR_CLIENT_TIMEOUT', 'IMPULSE_ERR_OVERLOADED']);
+/**
+ * Errors after which a write is retried with the same session seq: no answer
+ * arrived, the server asked to retry, or (a cluster member) no leader was
+ * found in time or the outcome is unknown — the session makes the retry apply
+ * the write at most once.
+ */
+const RETRIED: ReadonlySet<ErrorCode> = new Set([
+  'IMPULSE_ERR_CLIENT_UNREACHABLE',
+  'IMPULSE_ERR_CLIENT_TIMEOUT',
+  'IMPULSE_ERR_OVERLOADED',
+  'IMPULSE_ERR_UNAVAILABLE',
+  'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN',
+]);
 
 export class ImpulseClient {
   readonly endpoint: URL;
