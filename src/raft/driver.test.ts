@@ -212,24 +212,49 @@ test('a proposal answers once applied, with the state machine result; every mess
   for (const id of [2, 3]) assert.deepEqual(c.node(id).sm.applied, ['hello']);
 });
 
-test('nothing is sent before the save of its Ready is durable', () => {
+test('the leader sends appends before its own fsync but counts itself only once durable; a follower acknowledges only after its fsync', () => {
   const c = new TestCluster([1, 2, 3]);
   c.elect(1);
   c.autoSync = false;
+  c.filter = (from, to) => from !== 3 && to !== 3; // node 3 is away: a commit needs the leader's own copy
   c.log.length = 0;
-  c.propose(1, 'x');
+  const before = c.syncsDone;
+  const box = c.propose(1, 'x');
   c.settle();
-  assert.equal(c.log.filter((m) => m.body.type === 'append' && m.body.entries.length > 0).length, 0, 'the append waits for the fsync');
-  assert.equal(c.node(1).syncs.length, 1, 'one save per Ready');
+  const appends = c.log.filter((m) => m.body.type === 'append' && m.body.entries.length > 0);
+  assert.ok(appends.length > 0 && appends.every((m) => m.syncsDone === before), 'the append left before any fsync (§10.2.1)');
+  assert.equal(c.log.filter((m) => m.body.type === 'append-response' && m.body.success && m.body.index >= 2).length, 0, 'the follower waits for its own fsync');
   c.syncsDone++;
-  c.node(1).syncs.shift()!();
-  assert.ok(c.messages.some((m) => (m.message.body as Message).type === 'append'), 'sent right after the fsync');
-  // A follower's acknowledgement also waits for its own fsync.
-  c.settle();
-  assert.equal(c.log.filter((m) => m.body.type === 'append-response' && m.body.success && m.body.index >= 2).length, 0);
-  c.autoSync = true;
+  c.node(2).syncs.shift()!(); // the follower's copy is durable: it acknowledges
   c.settle();
   assert.ok(c.log.some((m) => m.body.type === 'append-response' && m.body.success && m.body.index >= 2));
+  assert.equal(box.error, undefined, 'not committed: one follower, and the leader\'s own copy is not durable yet');
+  assert.ok(c.node(1).driver.node.commitIndex < 2);
+  c.autoSync = true;
+  c.settle();
+  assert.equal(box.error, null, 'committed once the leader\'s copy is durable too');
+});
+
+test('a campaign\'s vote requests wait for its durable term and vote', () => {
+  const c = new TestCluster([1, 2, 3]);
+  c.elect(1);
+  c.autoSync = false;
+  c.filter = (from, to) => from !== 1 && to !== 1; // the leader is gone for 2 and 3
+  c.log.length = 0;
+  const before = c.syncsDone;
+  let candidate: NodeId | undefined;
+  for (let i = 0; i < 200 && candidate === undefined; i++) {
+    c.tick([2, 3]);
+    candidate = [2, 3].find((id) => c.node(id).driver.node.role === 'candidate');
+  }
+  assert.ok(candidate !== undefined, 'node 2 or 3 campaigns');
+  assert.equal(c.log.filter((m) => m.from === candidate && m.body.type === 'vote').length, 0, 'no vote request before the term and vote are durable');
+  while (c.node(candidate).syncs.length > 0) {
+    c.syncsDone++;
+    c.node(candidate).syncs.shift()!();
+  }
+  c.settle();
+  assert.ok(c.log.some((m) => m.from === candidate && m.body.type === 'vote' && m.syncsDone > before), 'vote requests follow the fsync');
 });
 
 test('a failed save stops the node: pending proposals fail with IMPULSE_ERR_RAFT_STOPPED and onStop says why', () => {

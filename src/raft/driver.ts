@@ -23,8 +23,12 @@
  *      entries (answering their proposers), answering reads whose index is
  *      applied, then
  *   4. `advance`, and compaction when due.
- * Persisting the next Ready does not overlap applying this one: simpler to
- * reason about, at the cost of one fsync's latency per apply batch.
+ * Three liberties, each keeping the promise the order protects (runReady):
+ * a hard state that changes only the commit index is not saved (etcd's
+ * MustSync); a leader whose term and vote do not change in the Ready sends
+ * before its save completes (dissertation §10.2.1: it counts itself only for
+ * persisted entries); committed entries that were durable before the Ready
+ * apply while it persists. Persisting the next Ready still waits for this one.
  *
  * Callback-driven: the driver never awaits; every seam completes through a
  * callback, synchronously or later. The callbacks the driver hands out
@@ -45,7 +49,7 @@ import { parseMessage } from './message.js';
 import { RaftNode, type ProgressView, type RaftConfig } from './raft.js';
 import type { RaftLogStore } from './storage.js';
 import { RAFT_CHANNEL, type GroupMessage, type RaftStateMachine, type RaftTransport, type SnapshotImage } from './driver-seams.js';
-import { RaftError, type ConfChange, type Message, type NodeId, type Ready, type Role } from './types.js';
+import { RaftError, type ConfChange, type Entry, type Message, type NodeId, type Ready, type Role } from './types.js';
 
 export interface RaftDriverLimits {
   /** Proposals (and conf changes) waiting to be applied. */
@@ -183,6 +187,8 @@ export class RaftDriver<R, P> {
   /** The Ready in flight is the one that consumed the staged snapshot (installed or ignored it). */
   private readyConsumesStaged = false;
   private lastLeader: NodeId;
+  /** Term and vote as last handed to `logStore.save` (a change of either must be durable before any message). */
+  private savedTermVote: { term: number; vote: NodeId };
   private readonly metricsValue: RaftDriverMetrics = {
     proposals: 0,
     proposalsFailed: {},
@@ -229,6 +235,8 @@ export class RaftDriver<R, P> {
     this.limits = { ...DEFAULT_DRIVER_LIMITS, ...options.limits };
     this.raft = new RaftNode(options.raft, { storage: options.logStore, applied, ...(options.removedNodes !== undefined ? { removedNodes: options.removedNodes } : {}) });
     this.lastLeader = this.raft.leaderId;
+    const { term, vote } = options.logStore.hardState();
+    this.savedTermVote = { term, vote };
   }
 
   // ---------------------------------------------------------------- inputs
@@ -471,31 +479,69 @@ export class RaftDriver<R, P> {
     }
   }
 
-  /** Steps 1-4 of one Ready. */
+  /**
+   * Steps 1-4 of one Ready, with two overlaps that keep every promise:
+   *   - the LEADER sends its messages before persisting (Raft dissertation
+   *     §10.2.1: it counts itself towards a commit only for entries it has
+   *     persisted), unless this Ready changes its term or vote, which must be
+   *     durable before anyone hears of it;
+   *   - committed entries that were durable before this Ready (every one below
+   *     its first new entry) are applied while it persists; the rest after.
+   */
   private runReady(ready: Ready): void {
     this.phase = 'in-ready';
     this.noteSoftState(ready);
-    const hasWrites = ready.snapshot !== null || ready.entries.length > 0 || ready.hardState !== null;
-    if (!hasWrites) return this.afterSave(ready, null);
-    const startedMs = this.options.clock.now();
-    this.options.logStore.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState }, (error) => {
-      const latencyMs = this.options.clock.now() - startedMs;
-      this.metricsValue.saves++;
-      this.metricsValue.saveLatencyMsTotal += latencyMs;
-      this.metricsValue.saveLatencyMsMax = Math.max(this.metricsValue.saveLatencyMsMax, latencyMs);
-      this.afterSave(ready, error);
-    });
+    // A hard state that moves only the commit index need not be saved (etcd's MustSync): the commit
+    // index is an optimisation, learned again from the leader after a restart. Skipping it spares an
+    // fsync per heartbeat and per commit on every member; the next save carries the newest commit.
+    const hard = ready.hardState;
+    const termOrVote = hard !== null && (hard.term !== this.savedTermVote.term || hard.vote !== this.savedTermVote.vote);
+    const hasWrites = ready.snapshot !== null || ready.entries.length > 0 || termOrVote;
+    const sendFirst = ready.softState.role === 'leader' && !termOrVote;
+    if (sendFirst) this.sendMessages(ready);
+    const firstNew = ready.entries.length > 0 ? ready.entries[0]!.index : Number.POSITIVE_INFINITY;
+    let early = 0;
+    if (ready.snapshot === null) while (early < ready.committedEntries.length && ready.committedEntries[early]!.index < firstNew) early++;
+    let waiting = 2;
+    const joined = (error: Error | null): void => {
+      if (this.phase !== 'in-ready') return; // stopped meanwhile
+      if (error !== null) return this.halt({ kind: 'failed', error });
+      if (--waiting === 0) this.afterSave(ready, sendFirst, early);
+    };
+    if (hasWrites) {
+      if (hard !== null) this.savedTermVote = { term: hard.term, vote: hard.vote };
+      const startedMs = this.options.clock.now();
+      this.options.logStore.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState }, (error) => {
+        const latencyMs = this.options.clock.now() - startedMs;
+        this.metricsValue.saves++;
+        this.metricsValue.saveLatencyMsTotal += latencyMs;
+        this.metricsValue.saveLatencyMsMax = Math.max(this.metricsValue.saveLatencyMsMax, latencyMs);
+        joined(error);
+      });
+    } else {
+      joined(null);
+    }
+    this.applySlice(ready.committedEntries.slice(0, early), joined);
   }
 
-  /** 2. Durable: send. 3. Install the snapshot, then apply. */
-  private afterSave(ready: Ready, error: Error | null): void {
-    if (this.phase !== 'in-ready') return; // stopped meanwhile
-    if (error !== null) return this.halt({ kind: 'failed', error });
+  private sendMessages(ready: Ready): void {
     for (const message of ready.messages) {
       if (message.type === 'snapshot') this.sendSnapshot(message);
       else this.options.transport.send(message.to, { channel: RAFT_CHANNEL, group: this.group, body: message });
     }
-    if (ready.snapshot === null) return this.applyEntries(ready);
+  }
+
+  /** 2. Durable: send (unless sent already). 3. Install the snapshot, then apply the committed entries from `applied` on. */
+  private afterSave(ready: Ready, sent: boolean, applied: number): void {
+    if (!sent) this.sendMessages(ready);
+    const rest = ready.committedEntries.slice(applied);
+    const applyRest = (): void =>
+      this.applySlice(rest, (error) => {
+        if (this.phase !== 'in-ready') return;
+        if (error !== null) return this.halt({ kind: 'failed', error });
+        this.finishReady(ready);
+      });
+    if (ready.snapshot === null) return applyRest();
     const snapshot = ready.snapshot;
     this.options.stateMachine.installSnapshot(snapshot, (installError) => {
       if (this.phase !== 'in-ready') return;
@@ -504,19 +550,19 @@ export class RaftDriver<R, P> {
       for (const index of [...this.proposals.keys()]) {
         if (index <= snapshot.index) this.resolveProposal(index, -1, undefined, new RaftError('IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN', `a snapshot at ${snapshot.index} replaced the log under this proposal`));
       }
-      this.applyEntries(ready);
+      applyRest();
     });
   }
 
-  private applyEntries(ready: Ready): void {
-    const entries = ready.committedEntries;
-    if (entries.length === 0) return this.finishReady(ready);
+  /** Applies `entries` (possibly none) and answers their proposers; `done(error)` after. */
+  private applySlice(entries: readonly Entry[], done: (error: Error | null) => void): void {
+    if (entries.length === 0) return done(null);
     this.options.stateMachine.apply(entries, (error, results) => {
       if (this.phase !== 'in-ready') return;
-      if (error !== null) return this.halt({ kind: 'failed', error });
+      if (error !== null) return done(error);
       assert(results !== undefined && results.length === entries.length, 'the state machine returned one result per entry', results?.length, entries.length);
       for (let i = 0; i < entries.length; i++) this.resolveProposal(entries[i]!.index, entries[i]!.term, results[i]);
-      this.finishReady(ready);
+      done(null);
     });
   }
 
