@@ -362,6 +362,25 @@ test('compaction goes no further than the state machine durable applied index', 
   assert.equal(c.node(1).driver.metrics().compactions, 1);
 });
 
+test('a single voter that becomes leader sends nothing to its learner before its new term is durable', () => {
+  const c = new TestCluster([1]);
+  c.elect(1);
+  c.add(2, { voters: [1], learners: [] });
+  c.node(1).driver.proposeConfChange({ type: 'add-learner', nodeId: 2, context: new Uint8Array(0) }, (error) => assert.equal(error, null));
+  c.settle();
+  c.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks);
+  c.start(c.node(1)); // a restart: a follower again, it campaigns and wins alone, in one Ready with its new term
+  c.autoSync = false;
+  c.log.length = 0;
+  const before = c.syncsDone;
+  for (let i = 0; i < 100 && c.node(1).driver.node.role !== 'leader'; i++) c.tick([1]);
+  assert.equal(c.node(1).driver.node.role, 'leader');
+  assert.equal(c.log.filter((m) => m.from === 1 && m.syncsDone === before).length, 0, 'nothing left before the new term was durable');
+  c.autoSync = true;
+  c.settle();
+  assert.ok(c.log.some((m) => m.from === 1 && m.body.type === 'append'), 'appends follow the fsync');
+});
+
 test('a restart resumes after the state machine applied index and re-applies nothing', () => {
   const c = new TestCluster([1]);
   c.elect(1);
