@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { ProcessCluster } from '../testkit/process/cluster-process.js';
 import { startServerProcess } from '../testkit/process/server-process.js';
 import { type EtcdCluster, etcdPut, startEtcdCluster } from './lib/etcd.js';
+import { waitFor } from './lib/processes.js';
 import { flag, formatNumber, machineLine, table, writeSection } from './report.js';
 
 const rounds = Number(flag('rounds', '3'));
@@ -197,51 +198,68 @@ async function impulsePut(url: string, key: string): Promise<void> {
   if (response.status !== 204) throw new Error(`HTTP ${response.status}`);
 }
 
-async function failoverImpulse(): Promise<number[]> {
-  const cluster = await ProcessCluster.start(3, { serveArgs: ['--engine', engine] });
+/** What a failover trial needs of a cluster: its members' URLs, its leader, and a kill and a restart. */
+interface FailoverSubject {
+  readonly members: readonly string[];
+  leaderUrl(): Promise<string>;
+  kill(url: string): Promise<void>;
+  restart(url: string): Promise<void>;
+  put(url: string, key: string): Promise<void>;
+}
+
+/** `trials` times: steady state, kill -9 of the leader, the gap until a write started after it is acknowledged, the restart. */
+async function failoverTrials(label: string, subject: FailoverSubject): Promise<number[]> {
   const samples: number[] = [];
-  try {
-    for (let trial = 0; trial < trials; trial++) {
-      const leader = await cluster.waitForLeader(30_000);
-      await new Promise((resolve) => setTimeout(resolve, 1000)); // steady heartbeats before the kill
-      const survivors = [1, 2, 3].filter((id) => id !== leader);
-      const killedAt = performance.now();
-      const load = writers(impulsePut, () => survivors.map((id) => cluster.url(id)), killedAt);
-      await cluster.kill(leader);
-      const ackAt = await load.firstAck;
-      load.stop();
-      samples.push(ackAt - killedAt);
-      console.log(`impulse failover trial ${trial + 1}: ${(ackAt - killedAt).toFixed(0)} ms`);
-      await cluster.start(leader);
-    }
-  } finally {
-    await cluster.close();
+  for (let trial = 0; trial < trials; trial++) {
+    const leader = await subject.leaderUrl();
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // steady heartbeats before the kill
+    const survivors = subject.members.filter((url) => url !== leader);
+    const killedAt = performance.now();
+    const load = writers((url, key) => subject.put(url, key), () => survivors, killedAt);
+    await subject.kill(leader);
+    const ackAt = await load.firstAck;
+    load.stop();
+    samples.push(ackAt - killedAt);
+    console.log(`${label} failover trial ${trial + 1}: ${(ackAt - killedAt).toFixed(0)} ms`);
+    await subject.restart(leader);
   }
   return samples;
 }
 
+async function failoverImpulse(): Promise<number[]> {
+  const cluster = await ProcessCluster.start(3, { serveArgs: ['--engine', engine] });
+  const idOf = (url: string): number => [1, 2, 3].find((id) => cluster.url(id) === url)!;
+  try {
+    return await failoverTrials('impulse', {
+      members: [1, 2, 3].map((id) => cluster.url(id)),
+      leaderUrl: async () => cluster.url(await cluster.waitForLeader(30_000)),
+      kill: (url) => cluster.kill(idOf(url)),
+      restart: (url) => cluster.start(idOf(url)),
+      put: impulsePut,
+    });
+  } finally {
+    await cluster.close();
+  }
+}
+
 async function failoverEtcd(): Promise<number[]> {
   const etcd: EtcdCluster = await startEtcdCluster(3);
-  const samples: number[] = [];
+  const memberOf = (url: string) => etcd.members.find((member) => member.clientUrl === url)!;
   try {
-    for (let trial = 0; trial < trials; trial++) {
-      const leaderUrl = await etcd.leaderUrl();
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      const leader = etcd.members.find((member) => member.clientUrl === leaderUrl)!;
-      const survivors = etcd.members.filter((member) => member !== leader).map((member) => member.clientUrl);
-      const killedAt = performance.now();
-      const load = writers((url, key) => etcdPut(url, key, 'x', 3000), () => survivors, killedAt);
-      await etcd.kill(leader);
-      const ackAt = await load.firstAck;
-      load.stop();
-      samples.push(ackAt - killedAt);
-      console.log(`etcd failover trial ${trial + 1}: ${(ackAt - killedAt).toFixed(0)} ms`);
-      await etcd.restart(leader);
-    }
+    return await failoverTrials('etcd', {
+      members: etcd.members.map((member) => member.clientUrl),
+      leaderUrl: async () => {
+        let url: string | undefined;
+        await waitFor(async () => (url = await etcd.leaderUrl().catch(() => undefined)) !== undefined, 30_000, 'an etcd leader');
+        return url!;
+      },
+      kill: (url) => etcd.kill(memberOf(url)),
+      restart: (url) => etcd.restart(memberOf(url)),
+      put: (url, key) => etcdPut(url, key, 'x', 3000),
+    });
   } finally {
     await etcd.stop();
   }
-  return samples;
 }
 
 function summary(label: string, samples: readonly number[]): (string | number)[] {
