@@ -41,6 +41,7 @@ export const ERROR_CATALOG = {
   // Server and engine state
   IMPULSE_ERR_OVERLOADED: { summary: 'The write queue is full; retry later.' },
   IMPULSE_ERR_SHUTTING_DOWN: { summary: 'The server is shutting down and accepts no new work.' },
+  IMPULSE_ERR_UNAVAILABLE: { summary: 'The cluster cannot serve the request now (no leader within the wait, or this node is too far behind); nothing changed; retry after Retry-After.' },
   IMPULSE_ERR_ENGINE_NOT_OPEN: { summary: 'The storage engine is not open (not yet opened, or already closed).' },
   IMPULSE_ERR_ENGINE_IO: { summary: 'The storage engine hit an I/O error; the operation did not take effect.' },
   IMPULSE_ERR_ENGINE_CORRUPTION: { summary: 'Stored data failed its checksum or structure check; it was not returned.' },

@@ -23,8 +23,8 @@ import { ImpulseError } from '../errors.js';
 export interface BodyLimit {
   /** Largest body accepted, bytes. */
   readonly bytesMax: number;
-  /** The 413 code for a body over `bytesMax`. */
-  readonly tooLarge: 'IMPULSE_ERR_VALUE_TOO_LARGE' | 'IMPULSE_ERR_BATCH_TOO_LARGE';
+  /** The code for a body over `bytesMax` (413 for values and batches; a cluster route's oversized request is a 400 config error). */
+  readonly tooLarge: 'IMPULSE_ERR_VALUE_TOO_LARGE' | 'IMPULSE_ERR_BATCH_TOO_LARGE' | 'IMPULSE_ERR_CONFIG_INVALID';
   /** What the body is, for messages ("value", "batch body"). */
   readonly what: string;
 }

@@ -9,15 +9,42 @@
  * metrics, engine figures, the text format) is prom-client. One registry per
  * server, so tests can run several servers in one process.
  */
-import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Gauge, type Metric, Registry, collectDefaultMetrics } from 'prom-client';
 import type { KvService } from '../service/kv-service.js';
 
 /** Route labels are the route pattern, never the key: label cardinality stays bounded. */
-export type RouteLabel = '/kv/{key}' | '/kv' | '/kv/batch' | '/health' | '/status' | '/metrics' | 'unmatched';
+export type RouteLabel =
+  | '/kv/{key}'
+  | '/kv'
+  | '/kv/batch'
+  | '/health'
+  | '/status'
+  | '/metrics'
+  | '/digest'
+  | '/cluster'
+  | '/cluster/members'
+  | '/cluster/members/{id}'
+  | '/cluster/members/{id}/promote'
+  | '/cluster/leader'
+  | 'unmatched';
 
 /** Latency histogram bucket upper bounds, seconds. */
 const BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
-const ROUTE_INDEX: Readonly<Record<RouteLabel, number>> = { '/kv/{key}': 0, '/kv': 1, '/kv/batch': 2, '/health': 3, '/status': 4, '/metrics': 5, unmatched: 6 };
+const ROUTE_INDEX: Readonly<Record<RouteLabel, number>> = {
+  '/kv/{key}': 0,
+  '/kv': 1,
+  '/kv/batch': 2,
+  '/health': 3,
+  '/status': 4,
+  '/metrics': 5,
+  '/digest': 6,
+  '/cluster': 7,
+  '/cluster/members': 8,
+  '/cluster/members/{id}': 9,
+  '/cluster/members/{id}/promote': 10,
+  '/cluster/leader': 11,
+  unmatched: 12,
+};
 /** The methods with a label of their own; index 0 is every other method (label OTHER). */
 const METHOD_INDEX: Readonly<Record<string, number>> = Object.assign(Object.create(null) as Record<string, number>, { GET: 1, PUT: 2, POST: 3, DELETE: 4, HEAD: 5, OPTIONS: 6, PATCH: 7 });
 const METHOD_INDEX_COUNT = 8;
@@ -94,8 +121,10 @@ export class ServerMetrics {
   readonly registry = new Registry();
   readonly requests = new RequestMetrics();
 
-  constructor(service: KvService) {
+  /** `extra`: metrics of the service's own (e.g. the Raft commit latency histogram), registered here. */
+  constructor(service: KvService, extra: readonly Metric[] = []) {
     collectDefaultMetrics({ register: this.registry, prefix: 'impulse_' });
+    for (const metric of extra) this.registry.registerMetric(metric);
     new Gauge({
       name: 'impulse_engine_figure',
       help: 'Engine and service figures (see /status "figures"), by engine and figure name.',

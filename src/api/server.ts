@@ -15,11 +15,14 @@
  *   GET|HEAD|PUT|DELETE /kv/{key}   one key; the key is everything after /kv/, percent-decoded to bytes (?consistency on reads)
  *   GET                 /kv         range query (start, end, prefix, limit, reverse, cursor, encoding, consistency)
  *   POST                /kv/batch   atomic batch
- *   GET                 /health, /status, /metrics
+ *   GET                 /health, /status, /metrics, /digest
+ *   /cluster...         the cluster view and membership operations of a member (cluster-routes.ts)
  */
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import type { Metric } from 'prom-client';
+import { CLUSTER_BODY_BYTES_MAX, type ClusterRoutesTarget, matchClusterRoute, serveClusterRoute } from './cluster-routes.js';
 import { ImpulseError, isImpulseError } from '../errors.js';
 import { httpStatusOf } from './http-status.js';
 import type { KvCommand } from '../kv/command.js';
@@ -60,9 +63,14 @@ export interface ServerOptions {
   readonly shutdownGraceMs?: number;
   /** Extra fields for /status (e.g. data directory). */
   readonly statusExtra?: Readonly<Record<string, unknown>>;
+  /** The cluster routes' target on a cluster member; absent on a single node. */
+  readonly cluster?: ClusterRoutesTarget;
+  /** The service's own Prometheus metrics, exported by /metrics. */
+  readonly metrics?: readonly Metric[];
 }
 
 const ALLOW_KEY = 'GET, HEAD, PUT, DELETE';
+const CLUSTER_BODY: BodyLimit = { bytesMax: CLUSTER_BODY_BYTES_MAX, tooLarge: 'IMPULSE_ERR_CONFIG_INVALID', what: 'body' };
 /** The commonest error body, prebuilt: a GET of an absent key is a normal outcome, not worth an Error and its stack. */
 const KEY_NOT_FOUND_BODY = JSON.stringify(new ImpulseError('IMPULSE_ERR_KEY_NOT_FOUND').toJSON());
 
@@ -82,7 +90,7 @@ export class ImpulseServer {
   constructor(private readonly options: ServerOptions) {
     this.service = options.service;
     this.logger = options.logger;
-    this.metrics = new ServerMetrics(options.service);
+    this.metrics = new ServerMetrics(options.service, options.metrics);
     this.pageLimitDefault = options.pageLimitDefault ?? 100;
     this.pageLimitMax = options.pageLimitMax ?? 1000;
     if (this.pageLimitMax >= this.service.limits.rangeLimitMax) {
@@ -233,6 +241,21 @@ export class ImpulseServer {
         );
         return;
       }
+      if (path === '/digest') {
+        route = '/digest';
+        this.requireMethod(method, 'GET', res);
+        this.track(this.service.digest().then((digest) => this.send(res, 200, JSON_TYPE, JSON.stringify(digest), route, method, started)), res, route, method, started);
+        return;
+      }
+      const clusterRoute = matchClusterRoute(path);
+      if (clusterRoute !== undefined) {
+        route = clusterRoute.label;
+        this.requireMethod(method, clusterRoute.method, res);
+        const body = (): Promise<Buffer> => readBody(req, res, CLUSTER_BODY);
+        const work = serveClusterRoute(clusterRoute, this.options.cluster, body).then((view) => this.send(res, 200, JSON_TYPE, JSON.stringify(view), route, method, started));
+        this.track(work, res, route, method, started);
+        return;
+      }
       throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', `no route for ${path.slice(0, 128)}`);
     } catch (error) {
       this.fail(res, error, route, req.method ?? 'GET', started);
@@ -326,6 +349,8 @@ export class ImpulseServer {
     }
     const leader = failure.details['leader'];
     if (typeof leader === 'number') res.setHeader('impulse-leader', String(leader));
+    const retryAfter = failure.details['retryAfterSeconds'];
+    if (typeof retryAfter === 'number') res.setHeader('retry-after', String(retryAfter));
     this.send(res, status, JSON_TYPE, errorJson(failure), route, method, started);
   }
 

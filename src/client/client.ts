@@ -17,13 +17,15 @@
  * 1, 2, 3, ...; every write carries `Impulse-Client-Id`, `Impulse-Client-Seq`
  * and `Impulse-Client-Acked-Below` (every seq below it has been answered, so
  * the server may forget those results). A write that fails with no answer
- * (connection lost, timeout) or IMPULSE_ERR_OVERLOADED is retried up to
+ * (connection lost, timeout), IMPULSE_ERR_OVERLOADED, or under a cluster
+ * IMPULSE_ERR_UNAVAILABLE or IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN is retried up to
  * `writeRetriesMax` times with the SAME id and seq, so the server applies it
  * at most once (docs/api.md, "Retries and deduplication").
  */
 import { randomBytes } from 'node:crypto';
 import { Agent, type OutgoingHttpHeaders, request } from 'node:http';
 import { ERROR_CATALOG, type ErrorCode, type ErrorDetails, ImpulseError } from '../errors.js';
+import type { AddMemberRequest, ClusterView } from '../protocol/cluster-view.js';
 import { percentEncode } from '../protocol/codec.js';
 
 export type Bytes = Uint8Array | string;
@@ -94,8 +96,19 @@ interface Response {
   readonly etag: string | undefined;
 }
 
-/** Errors after which a write is retried with the same session seq: no answer arrived, or the server asked to retry. */
-const RETRIED: ReadonlySet<ErrorCode> = new Set(['IMPULSE_ERR_CLIENT_UNREACHABLE', 'IMPULSE_ERR_CLIENT_TIMEOUT', 'IMPULSE_ERR_OVERLOADED']);
+/**
+ * Errors after which a write is retried with the same session seq: no answer
+ * arrived, the server asked to retry, or (a cluster member) no leader was
+ * found in time or the outcome is unknown — the session makes the retry apply
+ * the write at most once.
+ */
+const RETRIED: ReadonlySet<ErrorCode> = new Set([
+  'IMPULSE_ERR_CLIENT_UNREACHABLE',
+  'IMPULSE_ERR_CLIENT_TIMEOUT',
+  'IMPULSE_ERR_OVERLOADED',
+  'IMPULSE_ERR_UNAVAILABLE',
+  'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN',
+]);
 
 export class ImpulseClient {
   readonly endpoint: URL;
@@ -198,6 +211,48 @@ export class ImpulseClient {
     const response = await this.call('GET', '/status');
     this.expect(response, 200);
     return this.json(response) as Record<string, unknown>;
+  }
+
+  /** The cluster as the node at the endpoint sees it (`GET /cluster`). */
+  async cluster(): Promise<ClusterView> {
+    const response = await this.call('GET', '/cluster');
+    this.expect(response, 200);
+    const view = this.json(response) as ClusterView;
+    if (typeof view.clusterId !== 'string' || !Array.isArray(view.members)) throw new ImpulseError('IMPULSE_ERR_CLIENT_PROTOCOL', '/cluster answer is not a cluster view');
+    return view;
+  }
+
+  /** Adds a learner (`POST /cluster/members`); resolves with the cluster view once the change applied. */
+  addMember(request: AddMemberRequest): Promise<ClusterView> {
+    return this.clusterCall('POST', '/cluster/members', request);
+  }
+
+  /** Promotes learner `id` to voter (`POST /cluster/members/{id}/promote`). */
+  promoteMember(id: number): Promise<ClusterView> {
+    return this.clusterCall('POST', `/cluster/members/${id}/promote`);
+  }
+
+  /** Removes member `id` (`DELETE /cluster/members/{id}`). */
+  removeMember(id: number): Promise<ClusterView> {
+    return this.clusterCall('DELETE', `/cluster/members/${id}`);
+  }
+
+  /** Hands leadership to voter `id` (`POST /cluster/leader`); resolves once it leads. */
+  transferLeader(id: number): Promise<ClusterView> {
+    return this.clusterCall('POST', '/cluster/leader', { id });
+  }
+
+  /** The digest of the node's whole state at its applied index (`GET /digest`; a full scan). */
+  async digest(): Promise<{ appliedIndex: number; appliedTerm: number; digest: string; bytes: number }> {
+    const response = await this.call('GET', '/digest');
+    this.expect(response, 200);
+    return this.json(response) as { appliedIndex: number; appliedTerm: number; digest: string; bytes: number };
+  }
+
+  private async clusterCall(method: string, path: string, body?: unknown): Promise<ClusterView> {
+    const response = await this.call(method, path, body === undefined ? undefined : Buffer.from(JSON.stringify(body)));
+    this.expect(response, 200);
+    return this.json(response) as ClusterView;
   }
 
   async health(): Promise<boolean> {

@@ -22,6 +22,7 @@
  *   - Nothing here knows HTTP. Every error is an `ImpulseError`.
  */
 import type { KvCommand, KvLimits } from '../kv/command.js';
+import type { ContentDigest } from '../kv/digest.js';
 import type { StoredValue } from '../kv/record.js';
 import type { KvItem } from '../kv/state-machine.js';
 import type { RangeOptions } from '../storage/engine.js';
@@ -62,11 +63,17 @@ export interface ServiceStatus {
   readonly limits: KvLimits;
   /** Flat name → number figures of the engine and the service (exported to /metrics). */
   readonly figures: Readonly<Record<string, number>>;
+  /** How this node takes part in replication (under Raft: node and cluster id, role, term, leader, indexes); absent on a single node. */
+  readonly replication?: Readonly<Record<string, unknown>>;
 }
 
 export interface ServiceHealth {
-  /** 'ok': serving; 'failed': writes refused until restart (reason says why); 'unavailable': not serving. */
-  readonly status: 'ok' | 'failed' | 'unavailable';
+  /**
+   * 'ok': serving; 'failed': requests (or writes) refused until restart (reason
+   * says why); 'unavailable': not serving now (closed, or under Raft no
+   * leader); 'removed': a cluster member that was removed from its cluster.
+   */
+  readonly status: 'ok' | 'failed' | 'unavailable' | 'removed';
   readonly reason?: string;
 }
 
@@ -81,6 +88,8 @@ export interface KvService {
   write(command: KvCommand): Promise<WriteOutcome>;
   status(): Promise<ServiceStatus>;
   health(): ServiceHealth;
+  /** A digest of the whole state at the current applied index (src/kv/digest.ts); a full scan. */
+  digest(): Promise<ContentDigest>;
   /** Stops accepting writes, finishes the queued ones, closes storage. Idempotent. */
   close(): Promise<void>;
 }

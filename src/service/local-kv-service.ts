@@ -16,6 +16,7 @@
  */
 import { ImpulseError } from '../errors.js';
 import { type KvCommand, type KvLimits, validateCommand } from '../kv/command.js';
+import { type ContentDigest, contentDigest } from '../kv/digest.js';
 import type { StoredValue } from '../kv/record.js';
 import { type KvItem, type KvStateMachine, APPLY_BYTES_SOFT, APPLY_OPS_SOFT } from '../kv/state-machine.js';
 import type { RangeOptions } from '../storage/engine.js';
@@ -106,6 +107,10 @@ export class LocalKvService implements KvService {
       limits: this.limits,
       figures: { ...stats.figures, apply_groups: this.groups, apply_group_writes: this.groupedWrites, write_queue_bytes: this.queuedBytes, sessions: stats.sessions },
     };
+  }
+
+  digest(): Promise<ContentDigest> {
+    return contentDigest(this.machine);
   }
 
   health(): ServiceHealth {
