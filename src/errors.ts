@@ -77,6 +77,8 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_RPC_OVERLOADED: { summary: 'Too many calls are in flight (to this peer or overall); retry later.' },
   // Configuration and client
   IMPULSE_ERR_CONFIG_INVALID: { summary: 'A configuration value is invalid.' },
+  // Dashboard and relays between members (src/api/member-proxy.ts)
+  IMPULSE_ERR_MEMBER_UNREACHABLE: { summary: 'Another cluster member did not answer a request relayed to it (connection refused or timed out, or an answer that is not JSON).' },
   IMPULSE_ERR_CLIENT_UNREACHABLE: { summary: 'The client could not connect to the server.' },
   IMPULSE_ERR_CLIENT_TIMEOUT: { summary: 'The server did not answer within the client timeout.' },
   IMPULSE_ERR_CLIENT_PROTOCOL: { summary: 'The server answered with something the client does not understand.' },

@@ -27,6 +27,8 @@ export interface ClusterLaunchFlags {
   sync?: string;
   logLevel?: string;
   restart?: boolean;
+  /** --chaos-results for every member: chaos runs their dashboards list. */
+  chaosResults?: string;
   /** Extra flags passed to every `impulse serve` (space-separated). */
   serveArgs?: string;
 }
@@ -67,6 +69,7 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
       ...(flags.engine !== undefined ? ['--engine', flags.engine] : []),
       ...(flags.sync !== undefined ? ['--sync', flags.sync] : []),
       '--log-level', flags.logLevel ?? 'warn',
+      ...(flags.chaosResults !== undefined ? ['--chaos-results', resolve(flags.chaosResults)] : []),
       ...(flags.serveArgs !== undefined && flags.serveArgs.trim().length > 0 ? flags.serveArgs.trim().split(/\s+/) : []),
     ];
     return { id, clientUrl: `http://${host}:${basePort + id - 1}`, args, child: undefined, restarts: [] };
@@ -164,6 +167,7 @@ async function printCluster(members: readonly Member[]): Promise<void> {
       lines.push(`  node ${member.id}  ${member.clientUrl}  peer ${info?.peerUrl ?? '?'}  ${info?.role ?? 'unknown'}`);
     }
     lines.push(`  leader: ${view?.leader !== null && view?.leader !== undefined ? `node ${view.leader}` : 'none yet'}`);
+    lines.push(`  dashboard: ${members[0]!.clientUrl}/ui`);
     lines.push('  try: npx impulse --endpoint ' + members[0]!.clientUrl + ' put greeting hello   (Ctrl-C stops the cluster)');
     process.stdout.write(lines.join('\n') + '\n');
   } finally {

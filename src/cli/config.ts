@@ -23,6 +23,8 @@ export interface ServeConfig {
   readonly logLevel: string;
   /** Present with --node-id: this node is a Raft member (src/cluster/config.ts). */
   readonly cluster?: ClusterConfig;
+  /** --chaos-results: a directory of chaos runs the dashboard lists (absolute). */
+  readonly chaosResultsDir?: string;
 }
 
 export interface ServeFlags extends ClusterFlags {
@@ -35,6 +37,7 @@ export interface ServeFlags extends ClusterFlags {
   valueBytesMax?: string;
   batchOpsMax?: string;
   logLevel?: string;
+  chaosResults?: string;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -61,5 +64,10 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
   }
-  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, ...(cluster !== undefined ? { cluster } : {}) };
+  if (flags.chaosResults !== undefined && flags.chaosResults.length === 0) throw invalid('--chaos-results must name a directory');
+  return {
+    port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel,
+    ...(cluster !== undefined ? { cluster } : {}),
+    ...(flags.chaosResults !== undefined ? { chaosResultsDir: resolve(flags.chaosResults) } : {}),
+  };
 }

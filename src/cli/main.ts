@@ -34,6 +34,7 @@ program
   .option('--value-bytes-max <bytes>', 'longest value', String(16 * 1024 * 1024))
   .option('--batch-ops-max <count>', 'most operations in one batch', '10000')
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
+  .option('--chaos-results <dir>', 'a directory of chaos runs (impulse chaos --out) that the dashboard at /ui lists')
   .option('--node-id <id>', 'run as a member of a Raft cluster with this id (docs/cluster.md)')
   .option('--peer-port <port>', `port for peer traffic between members (default ${DEFAULT_PEER_PORT})`)
   .option('--peer-host <host>', 'address to listen on for peers (default: --host)')
@@ -63,6 +64,7 @@ program
   .option('--host <host>', 'address to listen on', DEFAULT_HOST)
   .option('--log-level <level>', "the members' log level", 'warn')
   .option('--restart', 'start a member again when it dies unexpectedly')
+  .option('--chaos-results <dir>', 'a directory of chaos runs that the members\' dashboards (/ui) list')
   .option('--serve-args <args>', 'extra flags for every `impulse serve`, space-separated')
   .action(async (flags: ClusterLaunchFlags) => {
     await launchCluster(flags);

@@ -86,7 +86,7 @@ async function openSingleNode(config: ServeConfig, logger: Logger): Promise<Open
   }
   const dataDir = join(config.dataDir, config.engine);
   const service = await openLocalKvService({ engine: config.engine, dataDir, sync: config.sync, limits: config.limits });
-  return { service, server: new ImpulseServer({ service, logger, version: VERSION, statusExtra: { dataDir } }), logFields: { dataDir } };
+  return { service, server: new ImpulseServer({ service, logger, version: VERSION, statusExtra: { dataDir }, ...dashboardOptions(config) }), logFields: { dataDir } };
 }
 
 async function openClusterMember(config: ServeConfig, logger: Logger): Promise<Opened> {
@@ -95,7 +95,7 @@ async function openClusterMember(config: ServeConfig, logger: Logger): Promise<O
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a single-node store (${config.engine}/); a cluster member needs a data directory of its own`);
   }
   const member = await openMember({ cluster, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger });
-  const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, metrics: [member.latency.histogram] });
+  const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, metrics: [member.latency.histogram], ...dashboardOptions(config) });
   return {
     service: member.service,
     server,
@@ -103,4 +103,8 @@ async function openClusterMember(config: ServeConfig, logger: Logger): Promise<O
     started: (url) => member.admin.start(cluster.advertiseClientGiven || config.port !== 0 ? cluster.advertiseClient : url),
     logFields: { dataDir: config.dataDir, nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${member.peerAddress.host}:${member.peerAddress.port}` },
   };
+}
+
+function dashboardOptions(config: ServeConfig): { chaosResultsDir?: string } {
+  return config.chaosResultsDir !== undefined ? { chaosResultsDir: config.chaosResultsDir } : {};
 }
