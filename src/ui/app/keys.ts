@@ -47,7 +47,6 @@ export function KeysPanel() {
     try {
       const body = await getJson<{ items: RangeItemJson[]; next: string | null }>(`/kv?${query}`);
       setPage({ items: body.items.map((item) => ({ key: fromBase64(item.key), valueBytes: fromBase64(item.value).length, revision: item.revision })), next: body.next, cursor });
-      setMessage(null);
     } catch (error) {
       setMessage({ ok: false, text: `listing failed: ${describe(error)}` });
     }
@@ -57,7 +56,6 @@ export function KeysPanel() {
     try {
       const response = await call(`/kv/${percentEncodeBytes(key)}`);
       setViewed({ key, value: new Uint8Array(await response.arrayBuffer()), revision: revisionOf(response) });
-      setMessage(null);
     } catch (error) {
       setViewed(null);
       setMessage({ ok: false, text: `${keyLabel(key)}: ${describe(error)}` });
@@ -87,7 +85,7 @@ export function KeysPanel() {
   return html`
     <section class="keys" data-testid="keys">
       <h2>Keys</h2>
-      <form class="row" onSubmit=${(event: Event) => (event.preventDefault(), void list(null))}>
+      <form class="row" onSubmit=${(event: Event) => (event.preventDefault(), setMessage(null), void list(null))}>
         <input type="text" placeholder="key prefix (empty: all keys)" value=${prefix} data-testid="prefix" onInput=${(event: Event) => setPrefix((event.target as HTMLInputElement).value)} />
         <select value=${pageSize} onChange=${(event: Event) => setPageSize(Number((event.target as HTMLSelectElement).value))}>
           ${PAGE_SIZES.map((size) => html`<option value=${size}>${size} a page</option>`)}

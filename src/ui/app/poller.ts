@@ -1,16 +1,17 @@
 /**
- * The poll: once a second (never two at once), the page's node's `/cluster`,
- * then every member's `/status` through `/cluster/nodes/{id}/status` (the
- * page's node relays it; a member that does not answer is down), and the
- * leader's `/cluster` for the lag and last contact only the leader knows. A
- * node without --node-id answers /cluster with 404: then only its /status.
+ * The poll: once a second (never two at once), the page's node's `/status`
+ * (a node without --node-id has no "replication" there: then that is all),
+ * its `/cluster`, every other member's `/status` through
+ * `/cluster/nodes/{id}/status` (the page's node relays it; a member that does
+ * not answer is down), and the leader's `/cluster` for the lag and last
+ * contact only the leader knows.
  *
  * `RequestSeries` keeps the last `SAMPLES_MAX` polls' requests per second and
  * p99 per member, computed from consecutive /status samples of the same
  * process (figures.ts).
  */
 import { type RequestSample, intervalFigures } from '../figures.js';
-import { ApiFailure, describe, getJson } from './api.js';
+import { describe, getJson } from './api.js';
 import type { ClusterJson, ClusterSnapshot, MemberState, StatusJson } from './model.js';
 
 export const POLL_INTERVAL_MS = 1000;
@@ -43,14 +44,12 @@ export class ClusterPoller {
   }
 
   private async poll(): Promise<ClusterSnapshot> {
-    let cluster: ClusterJson;
-    try {
-      cluster = await getJson<ClusterJson>('/cluster');
-    } catch (error) {
-      if (error instanceof ApiFailure && error.code === 'IMPULSE_ERR_ROUTE_NOT_FOUND') return singleNode(await getJson<StatusJson>('/status'));
-      throw error;
-    }
-    const statuses = await Promise.all(cluster.members.map((member) => settle(getJson<StatusJson>(`/cluster/nodes/${member.id}/status`))));
+    const own = await getJson<StatusJson>('/status');
+    if (own.replication === undefined) return singleNode(own);
+    const cluster = await getJson<ClusterJson>('/cluster');
+    const statuses = await Promise.all(
+      cluster.members.map((member): Promise<Settled<StatusJson>> => (member.id === cluster.nodeId ? Promise.resolve({ ok: true, value: own }) : settle(getJson<StatusJson>(`/cluster/nodes/${member.id}/status`)))),
+    );
     const leaderView = await this.leaderView(cluster, statuses[cluster.members.findIndex((member) => member.id === cluster.leader)]);
     const progress = new Map((leaderView?.members ?? []).map((member) => [member.id, member]));
     const members = cluster.members.map((member, i): MemberState => {

@@ -1,0 +1,196 @@
+/**
+ * The dashboard in a real browser: headless Chromium (Debian's `chromium`,
+ * which .ci/run installs) driven by playwright-core, against a cluster of
+ * three real `impulse serve` processes (testkit/process/cluster-process.ts).
+ * The page loads without console errors, shows three members and one leader,
+ * charts the load one member takes, writes a key the CLI then reads, deletes
+ * it after a confirmation, and shows a killed member as down within seconds
+ * while the rest stays usable. A single node gets a one-row page.
+ *
+ * IMPULSE_CHROMIUM names another browser binary; IMPULSE_DASHBOARD_SCREENSHOT=path
+ * saves the page under load (docs/dashboard.png is made that way).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { type Browser, type Page, chromium } from 'playwright-core';
+import { ProcessCluster } from '../../testkit/process/cluster-process.js';
+import { CLI_PATH, type ServerProcess, startServerProcess } from '../../testkit/process/server-process.js';
+
+const CHROMIUM = process.env['IMPULSE_CHROMIUM'] ?? '/usr/bin/chromium';
+const SKIP = existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM}: install Debian's chromium (.ci/run does), or set IMPULSE_CHROMIUM`;
+/** Generous: the machine running the suite may be loaded. */
+const UI_TIMEOUT_MS = 20_000;
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI_PATH, ...args]);
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: failed.code ?? -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
+  }
+}
+
+async function openPage(browser: Browser, url: string): Promise<{ page: Page; problems: string[] }> {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const problems: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error' || message.type() === 'warning') problems.push(`${message.type()}: ${message.text()}`);
+  });
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  await page.goto(url);
+  return { page, problems };
+}
+
+/** The members table as [id, state, role] rows. */
+function memberRows(page: Page): Promise<string[][]> {
+  return page.locator('tr[data-member]').evaluateAll((rows) => rows.map((row) => ['data-member', 'data-state', 'data-role'].map((name) => row.getAttribute(name) ?? '')));
+}
+
+async function waitForRows(page: Page, test: (rows: string[][]) => boolean, what: string): Promise<string[][]> {
+  const deadline = Date.now() + UI_TIMEOUT_MS;
+  for (;;) {
+    const rows = await memberRows(page);
+    if (test(rows)) return rows;
+    if (Date.now() > deadline) throw new Error(`the page never showed ${what}; it shows ${JSON.stringify(rows)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Polls the text of `selector` (no page-side function: the page's CSP forbids eval). */
+async function waitForText(page: Page, selector: string, test: (text: string) => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + UI_TIMEOUT_MS;
+  let text = '';
+  while (!test((text = (await page.locator(selector).textContent()) ?? ''))) {
+    if (Date.now() > deadline) throw new Error(`the page never showed ${what}; ${selector} shows ${JSON.stringify(text)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('the dashboard in headless Chromium', { skip: SKIP }, () => {
+  let cluster: ProcessCluster;
+  let browser: Browser;
+  let page: Page;
+  let problems: string[];
+
+  before(async () => {
+    cluster = await ProcessCluster.start(3);
+    await cluster.waitForLeader();
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    ({ page, problems } = await openPage(browser, `${cluster.url(1)}/ui`));
+  });
+  after(async () => {
+    await browser?.close();
+    await cluster?.close();
+  });
+
+  it('loads with no console errors and shows three members, one of them the leader', async () => {
+    const rows = await waitForRows(page, (rows) => rows.length === 3 && rows.every(([, state]) => state === 'up') && rows.filter(([, , role]) => role === 'leader').length === 1, 'three members up and one leader');
+    const leader = await cluster.waitForLeader();
+    assert.deepEqual(rows.filter(([, , role]) => role === 'leader').map(([id]) => Number(id)), [leader]);
+    assert.match(await page.getByTestId('leader').innerText(), new RegExp(`^node ${leader}$`));
+    await page.waitForTimeout(2000); // a few polls, each touching every member
+    assert.deepEqual(problems, []);
+  });
+
+  it('charts the requests a member answers, from its own figures', async () => {
+    const client = cluster.client(1);
+    let writing = true;
+    const load = Promise.all(
+      Array.from({ length: 4 }, async (_, worker) => {
+        for (let i = 0; writing; i++) await client.put(`load/${worker}/${i % 50}`, `value ${i}`);
+      }),
+    );
+    try {
+      await waitForText(page, '[data-rate-member="1"]', (text) => Number(text) > 0, 'a request rate for node 1');
+      await waitForText(page, '[data-p99-member="1"]', (text) => / ms$/.test(text), 'a p99 for node 1');
+      const screenshot = process.env['IMPULSE_DASHBOARD_SCREENSHOT'];
+      if (screenshot !== undefined) {
+        await page.waitForTimeout(15_000);
+        await page.screenshot({ path: screenshot, fullPage: true });
+      }
+    } finally {
+      writing = false;
+      await load;
+    }
+    assert.equal(await page.locator('[data-rate-member="3"]').count(), 1);
+    assert.deepEqual(problems, []);
+  });
+
+  it('writes a key that the CLI reads, shows it, and deletes it only after a confirmation', async () => {
+    await page.getByTestId('put-key').fill('ui/greeting');
+    await page.getByTestId('put-value').fill('hello from the browser');
+    await page.getByTestId('put').click();
+    await page.getByTestId('confirm').waitFor();
+    assert.equal((await cli('--endpoint', cluster.url(2), 'get', 'ui/greeting')).code, 1, 'nothing is written before the confirmation');
+    await page.getByTestId('confirm-yes').click();
+    await page.getByTestId('key-message').filter({ hasText: /^wrote ui\/greeting at revision \d+$/ }).waitFor({ timeout: UI_TIMEOUT_MS });
+    const read = await cli('--endpoint', cluster.url(2), 'get', 'ui/greeting');
+    assert.deepEqual([read.code, read.stdout], [0, 'hello from the browser']);
+
+    await page.getByTestId('prefix').fill('ui/');
+    await page.getByTestId('search').click();
+    await page.getByTestId('key-list').getByText('ui/greeting').click();
+    await page.getByTestId('value').filter({ hasText: 'hello from the browser' }).waitFor({ timeout: UI_TIMEOUT_MS });
+    await page.getByRole('button', { name: 'hex' }).click();
+    assert.match(await page.getByTestId('value').innerText(), /^00000000 {2}68 65 6c 6c 6f 20/);
+
+    await page.getByTestId('delete').click();
+    await page.getByTestId('confirm-no').click();
+    assert.equal((await cli('--endpoint', cluster.url(3), 'get', 'ui/greeting')).code, 0, 'cancelled: still there');
+    await page.getByTestId('delete').click();
+    await page.getByTestId('confirm-yes').click();
+    await page.getByTestId('key-message').filter({ hasText: /^deleted ui\/greeting/ }).waitFor({ timeout: UI_TIMEOUT_MS });
+    assert.equal((await cli('--endpoint', cluster.url(3), 'get', 'ui/greeting')).code, 1);
+    await page.getByTestId('no-keys').waitFor({ timeout: UI_TIMEOUT_MS });
+    assert.deepEqual(problems, []);
+  });
+
+  it('shows a killed member as down within a few seconds, and the rest with one leader', async () => {
+    const leader = await cluster.waitForLeader();
+    const victim = leader !== 1 ? leader : 2; // never the page's own node
+    await cluster.kill(victim);
+    const killedAt = Date.now();
+    await waitForRows(page, (rows) => rows.some(([id, state]) => Number(id) === victim && state === 'down'), `node ${victim} down`);
+    const secondsToDown = (Date.now() - killedAt) / 1000;
+    assert.ok(secondsToDown < 5, `node ${victim} shown down after ${secondsToDown} s`);
+    const rows = await waitForRows(page, (rows) => rows.filter(([, state]) => state === 'up').length === 2 && rows.filter(([, , role]) => role === 'leader').length === 1, 'two members up and a leader');
+    assert.ok(!rows.some(([id, , role]) => Number(id) === victim && role === 'leader'));
+    const problem = await page.locator(`tr[data-member="${victim}"] .problem`).innerText();
+    assert.match(problem, /IMPULSE_ERR_MEMBER_UNREACHABLE/);
+    // The browser itself reports the relay's 502s; nothing else may appear.
+    assert.deepEqual(problems.filter((line) => !/status of 502/.test(line)), []);
+  });
+});
+
+describe('the dashboard of a single node in headless Chromium', { skip: SKIP }, () => {
+  let dir = '';
+  let server: ServerProcess;
+  let browser: Browser;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'impulse-ui-single-'));
+    server = await startServerProcess(['--engine', 'btree', '--data-dir', dir]);
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  });
+  after(async () => {
+    await browser?.close();
+    server?.kill('SIGKILL');
+    await server?.exited;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('shows one node, its B+tree figures, and no console errors', async () => {
+    const { page, problems } = await openPage(browser, `${server.url}/ui`);
+    await waitForRows(page, (rows) => rows.length === 1 && rows[0]![1] === 'up', 'the node up');
+    assert.equal(await page.getByTestId('leader').innerText(), 'single node (no replication)');
+    await page.getByTestId('engine').getByText('tree depth').waitFor({ timeout: UI_TIMEOUT_MS });
+    await page.getByTestId('chaos').getByText('--chaos-results DIR').waitFor({ timeout: UI_TIMEOUT_MS });
+    assert.deepEqual(problems, []);
+  });
+});
