@@ -74,7 +74,7 @@ export class ChaosResults {
     if (await this.vfs.exists(join(this.dir, 'summary.json'))) names.push(ROOT_RUN);
     const entries = (await this.vfs.list(this.dir)).slice(0, ENTRIES_SCANNED_MAX).filter((name) => RUN_NAME.test(name)).reverse();
     for (const name of entries) {
-      if (await this.vfs.exists(join(this.dir, name, 'summary.json'))) names.push(name);
+      if (await this.holdsRun(name)) names.push(name);
     }
     const runs: ChaosRunLine[] = [];
     for (const name of names.slice(0, RUNS_LISTED_MAX)) runs.push(await this.runLine(name));
@@ -91,6 +91,15 @@ export class ChaosResults {
     const size = await this.vfs.size(path);
     if (size > FILE_BYTES_MAX) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', `${run}/${file} is ${size} bytes; the dashboard serves at most ${FILE_BYTES_MAX} (read it on the node)`);
     return { type, body: await this.vfs.readFile(path) };
+  }
+
+  /** Whether entry `name` is a run's directory; a plain file (e.g. the root run's own report.html) is not. */
+  private async holdsRun(name: string): Promise<boolean> {
+    try {
+      return await this.vfs.exists(join(this.dir!, name, 'summary.json'));
+    } catch {
+      return false; // ENOTDIR: a file, not a directory
+    }
   }
 
   private runDir(run: string): string {

@@ -391,7 +391,13 @@ export class ImpulseServer {
     if (this.shuttingDown) res.setHeader('connection', 'close');
     if (type !== undefined) res.setHeader('content-type', type);
     res.statusCode = status;
-    res.end(body); // node:http sets Content-Length from the one chunk given to end()
+    if (method === 'HEAD' && body !== undefined) {
+      // A HEAD answer carries the Content-Length of the GET answer; node:http would drop the body and say 0.
+      res.setHeader('content-length', Buffer.byteLength(body));
+      res.end();
+    } else {
+      res.end(body); // node:http sets Content-Length from the one chunk given to end()
+    }
     this.finished(route, method, status, started);
   }
 
