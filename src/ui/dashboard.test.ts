@@ -99,17 +99,20 @@ describe('the dashboard in headless Chromium', { skip: SKIP }, () => {
     assert.deepEqual(problems, []);
   });
 
-  it('charts the requests a member answers, from its own figures', async () => {
-    const client = cluster.client(1);
+  it('charts the requests each member answers, from its own figures', async () => {
     let writing = true;
+    // Writers at every member: each member's own figures count the requests it answered (forwarded or not).
     const load = Promise.all(
-      Array.from({ length: 4 }, async (_, worker) => {
+      Array.from({ length: 6 }, async (_, worker) => {
+        const client = cluster.client((worker % 3) + 1);
         for (let i = 0; writing; i++) await client.put(`load/${worker}/${i % 50}`, `value ${i}`);
       }),
     );
     try {
-      await waitForText(page, '[data-rate-member="1"]', (text) => Number(text) > 0, 'a request rate for node 1');
-      await waitForText(page, '[data-p99-member="1"]', (text) => / ms$/.test(text), 'a p99 for node 1');
+      for (const id of [1, 2, 3]) {
+        await waitForText(page, `[data-rate-member="${id}"]`, (text) => Number(text) > 0, `a request rate for node ${id}`);
+        await waitForText(page, `[data-p99-member="${id}"]`, (text) => / ms$/.test(text), `a p99 for node ${id}`);
+      }
       const screenshot = process.env['IMPULSE_DASHBOARD_SCREENSHOT'];
       if (screenshot !== undefined) {
         await page.waitForTimeout(15_000);
@@ -119,7 +122,6 @@ describe('the dashboard in headless Chromium', { skip: SKIP }, () => {
       writing = false;
       await load;
     }
-    assert.equal(await page.locator('[data-rate-member="3"]').count(), 1);
     assert.deepEqual(problems, []);
   });
 
@@ -166,6 +168,21 @@ describe('the dashboard in headless Chromium', { skip: SKIP }, () => {
     assert.match(problem, /IMPULSE_ERR_MEMBER_UNREACHABLE/);
     // The browser itself reports the relay's 502s; nothing else may appear.
     assert.deepEqual(problems.filter((line) => !/status of 502/.test(line)), []);
+  });
+
+  it("says so when the page's own node goes, keeps the last figures, and recovers when it is back", async () => {
+    await cluster.kill(1);
+    const banner = page.getByTestId('page-node-down');
+    await banner.waitFor({ timeout: UI_TIMEOUT_MS });
+    assert.match(await banner.innerText(), /does not answer/);
+    assert.ok((await banner.locator('a').count()) >= 1, 'links to the other members');
+    const rows = await memberRows(page);
+    assert.equal(rows.length, 3, 'the members are still listed');
+    assert.ok(rows.every(([, state]) => state === 'unknown'));
+    await cluster.start(1);
+    await banner.waitFor({ state: 'detached', timeout: UI_TIMEOUT_MS });
+    await waitForRows(page, (rows) => rows.some(([id, state]) => id === '1' && state === 'up'), 'node 1 up again');
+    assert.deepEqual(problems.filter((line) => !/status of 502|ERR_CONNECTION_REFUSED/.test(line)), []);
   });
 });
 
