@@ -362,6 +362,8 @@ export class ImpulseServer {
     return JSON.stringify({
       version: this.options.version,
       ...status,
+      // The limits a client of this API meets: a range page is bounded by the API (`limit`), below the service's own bound.
+      limits: { ...status.limits, rangeLimitMax: this.pageLimitMax },
       health: this.service.health(),
       // Cumulative, and sampled now: a reader differences two samples for rates and quantiles.
       requests: { ...this.metrics.requests.kvSummary(), sampledAtUptimeMs: Math.round(uptimeMs * 1000) / 1000 },
