@@ -141,12 +141,15 @@ describe('MemberProxy bounds, against misbehaving peers', () => {
     await assert.rejects(proxy.relay(4, silent, 'status'), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_MEMBER_UNREACHABLE'));
   });
 
-  it('refuses an answer that is not JSON or too long, and passes a member error through', async () => {
+  it('refuses an answer that is not JSON or too long, and URLs that are not a client URL, and passes a member error through', async () => {
     const proxy = new MemberProxy({ answerBytesMax: 1000 });
     const html = await peer({ status: 200, type: 'text/html', body: '<h1>hi</h1>' });
     await assert.rejects(proxy.relay(5, html, 'status'), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_MEMBER_UNREACHABLE') && /not JSON/.test(error.message));
     const long = await peer({ status: 200, type: 'application/json', body: JSON.stringify({ pad: 'x'.repeat(5000) }) });
     await assert.rejects(proxy.relay(5, long, 'status'), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_MEMBER_UNREACHABLE') && /more than 1000 bytes/.test(error.message));
+    for (const url of ['data:application/json,{}', 'file:///etc/passwd', 'http://127.0.0.1:1/some/path']) {
+      await assert.rejects(proxy.relay(5, url, 'status'), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_MEMBER_UNREACHABLE') && /not an http\(s\) URL/.test(error.message), url);
+    }
     const unhealthy = await peer({ status: 503, type: 'application/json', body: '{"status":"unavailable","reason":"no leader"}' });
     const answer = await proxy.relay(5, unhealthy, 'health');
     assert.equal(answer.status, 503);

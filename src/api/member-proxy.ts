@@ -62,6 +62,8 @@ export class MemberProxy {
 
   /** GETs `/{view}` of member `id` at `clientUrl` (an http(s) URL without a path). */
   async relay(id: number, clientUrl: string, view: MemberView): Promise<RelayedAnswer> {
+    // Only what a client URL can be: fetch would also read data: and blob: URLs.
+    if (!/^https?:\/\/[^/?#]+\/*$/.test(clientUrl)) throw unreachable(id, clientUrl, 'its client URL is not an http(s) URL without a path');
     if (this.inFlight >= this.inFlightMax) {
       throw new ImpulseError('IMPULSE_ERR_OVERLOADED', `${this.inFlight} requests to other members are in flight; retry later`, { details: { retryAfterSeconds: 1 } });
     }
