@@ -21,6 +21,7 @@ import { after, before, describe, it } from 'node:test';
 import { type Browser, type Page, chromium } from 'playwright-core';
 import { ProcessCluster } from '../../testkit/process/cluster-process.js';
 import { CLI_PATH, type ServerProcess, startServerProcess } from '../../testkit/process/server-process.js';
+import { EXIT } from '../cli/exit-codes.js';
 
 const CHROMIUM = process.env['IMPULSE_CHROMIUM'] ?? '/usr/bin/chromium';
 const SKIP = existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM}: install Debian's chromium (.ci/run does), or set IMPULSE_CHROMIUM`;
@@ -130,11 +131,11 @@ describe('the dashboard in headless Chromium', { skip: SKIP }, () => {
     await page.getByTestId('put-value').fill('hello from the browser');
     await page.getByTestId('put').click();
     await page.getByTestId('confirm').waitFor();
-    assert.equal((await cli('--endpoint', cluster.url(2), 'get', 'ui/greeting')).code, 1, 'nothing is written before the confirmation');
+    assert.equal((await cli('--endpoint', cluster.url(2), 'get', 'ui/greeting')).code, EXIT.notFound, 'nothing is written before the confirmation');
     await page.getByTestId('confirm-yes').click();
     await page.getByTestId('key-message').filter({ hasText: /^wrote ui\/greeting at revision \d+$/ }).waitFor({ timeout: UI_TIMEOUT_MS });
     const read = await cli('--endpoint', cluster.url(2), 'get', 'ui/greeting');
-    assert.deepEqual([read.code, read.stdout], [0, 'hello from the browser']);
+    assert.deepEqual([read.code, read.stdout], [EXIT.ok, 'hello from the browser']);
 
     await page.getByTestId('prefix').fill('ui/');
     await page.getByTestId('search').click();
@@ -145,11 +146,11 @@ describe('the dashboard in headless Chromium', { skip: SKIP }, () => {
 
     await page.getByTestId('delete').click();
     await page.getByTestId('confirm-no').click();
-    assert.equal((await cli('--endpoint', cluster.url(3), 'get', 'ui/greeting')).code, 0, 'cancelled: still there');
+    assert.equal((await cli('--endpoint', cluster.url(3), 'get', 'ui/greeting')).code, EXIT.ok, 'cancelled: still there');
     await page.getByTestId('delete').click();
     await page.getByTestId('confirm-yes').click();
     await page.getByTestId('key-message').filter({ hasText: /^deleted ui\/greeting/ }).waitFor({ timeout: UI_TIMEOUT_MS });
-    assert.equal((await cli('--endpoint', cluster.url(3), 'get', 'ui/greeting')).code, 1);
+    assert.equal((await cli('--endpoint', cluster.url(3), 'get', 'ui/greeting')).code, EXIT.notFound);
     await page.getByTestId('no-keys').waitFor({ timeout: UI_TIMEOUT_MS });
     assert.deepEqual(problems, []);
   });

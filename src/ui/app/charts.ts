@@ -53,7 +53,7 @@ function Chart({ title, times, columns, memberIds, version, unit }: ChartProps) 
       {
         width: Math.max(300, element.clientWidth),
         height: 220,
-        scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+        scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Number.isFinite(max) ? Math.max(1, max * 1.1) : 1] } },
         series: [
           {},
           ...memberIds.map((id, i) => ({
