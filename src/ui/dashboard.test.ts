@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -193,7 +193,13 @@ describe('the dashboard of a single node in headless Chromium', { skip: SKIP }, 
   let browser: Browser;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'impulse-ui-single-'));
-    server = await startServerProcess(['--engine', 'btree', '--data-dir', dir]);
+    // One chaos run, as `impulse chaos --out` writes it (testkit/chaos on the chaos branch): a failed check.
+    const run = join(dir, 'chaos', '2026-11-29-kill-seed-7');
+    await mkdir(run, { recursive: true });
+    const checks = [{ name: 'linearizable', ok: false, summary: '1 violation', details: ['k1'] }, { name: 'converged', ok: true, summary: 'equal digests', details: [] }];
+    await writeFile(join(run, 'summary.json'), JSON.stringify({ options: { nodes: 3, engine: 'lsm', durationS: 20, nemesis: ['kill'], seed: 7, workload: 'register' }, valid: false, checks, leaderChanges: [{}, {}, {}], recoveryMs: 640 }));
+    await writeFile(join(run, 'report.html'), '<h1>chaos report</h1>');
+    server = await startServerProcess(['--engine', 'btree', '--data-dir', join(dir, 'data'), '--chaos-results', join(dir, 'chaos')]);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   });
   after(async () => {
@@ -203,12 +209,17 @@ describe('the dashboard of a single node in headless Chromium', { skip: SKIP }, 
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('shows one node, its B+tree figures, and no console errors', async () => {
+  it('shows one node, its B+tree figures, its chaos runs, and no console errors', async () => {
     const { page, problems } = await openPage(browser, `${server.url}/ui`);
     await waitForRows(page, (rows) => rows.length === 1 && rows[0]![1] === 'up', 'the node up');
     assert.equal(await page.getByTestId('leader').innerText(), 'single node (no replication)');
     await page.getByTestId('engine').getByText('tree depth').waitFor({ timeout: UI_TIMEOUT_MS });
-    await page.getByTestId('chaos').getByText('--chaos-results DIR').waitFor({ timeout: UI_TIMEOUT_MS });
+    const run = page.getByTestId('chaos').locator('tbody tr');
+    await run.waitFor({ timeout: UI_TIMEOUT_MS });
+    const cells = await run.locator('td').allInnerTexts();
+    assert.deepEqual(cells.slice(0, 9), ['2026-11-29-kill-seed-7', 'INVALID', 'register', 'kill', '7', '3', '1 / 2', '3', '640 ms']);
+    const report = await fetch(server.url + (await run.getByRole('link', { name: 'report.html' }).getAttribute('href'))!);
+    assert.equal(await report.text(), '<h1>chaos report</h1>');
     assert.deepEqual(problems, []);
   });
 });

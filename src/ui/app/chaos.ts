@@ -1,4 +1,9 @@
-/** Chaos runs found in the node's --chaos-results directory (src/api/chaos-results.ts), newest first, with links to their reports. */
+/**
+ * Chaos runs found in the node's --chaos-results directory, newest first, with
+ * links to their reports. The JSON is `ChaosListing` of src/api/chaos-results.ts,
+ * restated here (the browser code imports nothing of the server's); the
+ * browser test (dashboard.test.ts) reads a listing through this panel.
+ */
 import { useEffect, useState } from 'preact/hooks';
 import { describe, getJson } from './api.js';
 import { html } from './html.js';
