@@ -5,7 +5,7 @@
  * stops answering, the page says so, keeps the last figures, and links to the
  * other members' dashboards.
  */
-import { render } from 'preact';
+import { h, render } from 'preact';
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { ChartsPanel } from './charts.js';
 import { ChaosPanel } from './chaos.js';
@@ -70,4 +70,4 @@ function formatUptime(seconds: number): string {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
-render(html`<${App} />` as never, document.getElementById('app')!);
+render(h(App, null), document.getElementById('app')!);
