@@ -7,7 +7,7 @@
  *
  * The files are read once, on the first request, and kept in memory with a
  * gzip copy (at most `ASSET_FILES_MAX` files and `ASSET_BYTES_MAX` bytes; the
- * whole dashboard is about 250 KB). Answers carry an ETag (304 on
+ * whole dashboard is about 220 KB). Answers carry an ETag (304 on
  * If-None-Match) and `Cache-Control: no-cache`, so a browser revalidates and
  * an upgraded node never serves a stale page; the page itself gets a strict
  * Content-Security-Policy (scripts only from this origin, no inline script).
