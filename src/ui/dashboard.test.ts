@@ -155,6 +155,23 @@ describe('the dashboard in headless Chromium', { skip: SKIP }, () => {
     assert.deepEqual(problems, []);
   });
 
+  it('shows a hung member (SIGSTOP) as down after the relay gives up, and up again once it runs', async () => {
+    const leader = await cluster.waitForLeader();
+    const hung = [2, 3].find((id) => id !== leader)!; // a follower other than the page's node
+    cluster.signal(hung, 'SIGSTOP');
+    try {
+      const stoppedAt = Date.now();
+      await waitForRows(page, (rows) => rows.some(([id, state]) => Number(id) === hung && state === 'down'), `node ${hung} down`);
+      const secondsToDown = (Date.now() - stoppedAt) / 1000;
+      assert.ok(secondsToDown < 8, `node ${hung} shown down after ${secondsToDown} s (the relay waits 1.5 s)`);
+      assert.match(await page.locator(`tr[data-member="${hung}"] .problem`).innerText(), /no answer within 1500 ms/);
+      assert.equal((await memberRows(page)).filter(([, state]) => state === 'up').length, 2, 'the others stay up: the poll is not stalled');
+    } finally {
+      cluster.signal(hung, 'SIGCONT');
+    }
+    await waitForRows(page, (rows) => rows.every(([, state]) => state === 'up'), 'every member up again');
+  });
+
   it('shows a killed member as down within a few seconds, and the rest with one leader', async () => {
     const leader = await cluster.waitForLeader();
     const victim = leader !== 1 ? leader : 2; // never the page's own node
