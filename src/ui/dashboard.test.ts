@@ -96,6 +96,7 @@ describe('the dashboard in headless Chromium', { skip: SKIP }, () => {
     const leader = await cluster.waitForLeader();
     assert.deepEqual(rows.filter(([, , role]) => role === 'leader').map(([id]) => Number(id)), [leader]);
     assert.match(await page.getByTestId('leader').innerText(), new RegExp(`^node ${leader}$`));
+    assert.equal(await page.title(), 'impulse · node 1');
     await page.waitForTimeout(2000); // a few polls, each touching every member
     assert.deepEqual(problems, []);
   });

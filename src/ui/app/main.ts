@@ -30,6 +30,13 @@ function App() {
     return () => poller.stop();
   }, []);
 
+  // The tab says which node and whether it answers: several members' pages are often open at once.
+  useEffect(() => {
+    if (snapshot === null) return;
+    const node = snapshot.mode === 'single' ? 'single node' : `node ${snapshot.nodeId ?? '?'}`;
+    document.title = `${snapshot.pageNodeUp ? '' : '✘ '}impulse · ${node}`;
+  }, [snapshot?.nodeId, snapshot?.pageNodeUp, snapshot?.mode]);
+
   if (snapshot === null) return html`<p class="loading">impulse dashboard: asking the node…</p>`;
   return html`
     <header>
