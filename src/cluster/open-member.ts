@@ -30,10 +30,10 @@ import { ClusterAdmin } from './cluster-admin.js';
 import { CommitLatency } from './cluster-metrics.js';
 import type { ClusterConfig } from './config.js';
 import { claimIdentity } from './identity.js';
+import { HostedGroups } from './hosted-groups.js';
 import { NodeHost } from './node-host.js';
 import { RaftGroup } from './raft-group.js';
 import { RaftKvService } from './raft-kv-service.js';
-import { RaftRequests } from './raft-requests.js';
 
 /** The group every member runs today (sharding will add more). */
 export const DEFAULT_GROUP = 1;
@@ -60,6 +60,8 @@ export interface Member {
   readonly admin: ClusterAdmin;
   readonly host: NodeHost;
   readonly group: RaftGroup;
+  /** Every group this member hosts (group 1 among them); opens and destroys groups at runtime. */
+  readonly groups: HostedGroups;
   readonly latency: CommitLatency;
   /** Where the transport listens (the real port when --peer-port was 0). */
   readonly peerAddress: HostPort;
@@ -80,46 +82,34 @@ export async function openMember(options: MemberOptions): Promise<Member> {
     listenPort: cluster.peerPort,
     seeds: cluster.initialCluster,
     tickMs: cluster.timing.tickMs,
+    heartbeatTicks: cluster.timing.heartbeatTicks,
+    electionTicks: cluster.timing.electionTicks,
     clock,
     random,
     logger,
     ...(options.transportLimits !== undefined ? { transportLimits: options.transportLimits } : {}),
   });
-  let group: RaftGroup | undefined;
   try {
     const peerAddress = await host.start();
-    group = await RaftGroup.open({
-      group: DEFAULT_GROUP,
-      nodeId: cluster.nodeId,
+    const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    const { tickMs, electionTicks } = cluster.timing;
+    const latency = new CommitLatency();
+    const groups = new HostedGroups({
+      host,
       dataDir: options.dataDir,
       engine: options.engine,
       limits: options.limits,
       timing: cluster.timing,
-      bootstrapVoters: identity.bootstrap === 'initial' ? identity.initialCluster : undefined,
-      transport: host.raftTransport(DEFAULT_GROUP),
       vfs,
       clock,
-      random: random.fork(),
-      logger,
-      ...(options.raftOverrides !== undefined ? { raftOverrides: options.raftOverrides } : {}),
-    });
-    host.addGroup(group);
-    const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    const { tickMs, electionTicks, heartbeatTicks } = cluster.timing;
-    // Two full (randomized, up to 2T) election timeouts: long enough for an election after a leader dies.
-    const leaderWaitMs = Math.min(requestTimeoutMs, 4 * electionTicks * tickMs);
-    const latency = new CommitLatency();
-    const requests = new RaftRequests({
-      group,
-      rpc: host.rpc,
-      clock,
+      random,
       logger,
       requestTimeoutMs,
-      leaderWaitMs,
-      retryPauseMs: heartbeatTicks * tickMs,
       waitingMax: 16_384,
       onCommitted: (latencyMs) => latency.observe(latencyMs),
+      ...(options.raftOverrides !== undefined ? { raftOverrides: options.raftOverrides } : {}),
     });
+    const { group, requests } = await groups.open(DEFAULT_GROUP, identity.bootstrap === 'initial' ? identity.initialCluster : undefined);
     const admin = new ClusterAdmin({ host, group, requests, rpc: host.rpc, clock, logger, clusterId: cluster.clusterId, tickMs, requestTimeoutMs });
     const opened = group;
     const service = new RaftKvService({
@@ -138,9 +128,8 @@ export async function openMember(options: MemberOptions): Promise<Member> {
     });
     host.startTicking();
     logger.info({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${peerAddress.host}:${peerAddress.port}`, advertisePeer: cluster.advertisePeer, firstStart: isNew, bootstrap: identity.bootstrap }, 'cluster member started');
-    return { service, admin, host, group, latency, peerAddress, isNew };
+    return { service, admin, host, group, groups, latency, peerAddress, isNew };
   } catch (error) {
-    if (group !== undefined && host.group(group.id) === undefined) await group.close().catch(() => undefined);
     await host.close().catch(() => undefined);
     throw error;
   }
