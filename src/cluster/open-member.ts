@@ -53,6 +53,8 @@ export interface MemberOptions {
   readonly requestTimeoutMs?: number;
   readonly raftOverrides?: Partial<Omit<RaftConfig, 'id' | 'random'>>;
   readonly transportLimits?: Partial<TransportLimits>;
+  /** See RaftGroupOptions.quiesceAfterTicks (0: groups never quiesce; benchmarks compare). */
+  readonly quiesceAfterTicks?: number;
 }
 
 export interface Member {
@@ -108,6 +110,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       waitingMax: 16_384,
       onCommitted: (latencyMs) => latency.observe(latencyMs),
       ...(options.raftOverrides !== undefined ? { raftOverrides: options.raftOverrides } : {}),
+      ...(options.quiesceAfterTicks !== undefined ? { quiesceAfterTicks: options.quiesceAfterTicks } : {}),
     });
     const { group, requests } = await groups.open(DEFAULT_GROUP, identity.bootstrap === 'initial' ? identity.initialCluster : undefined);
     const admin = new ClusterAdmin({ host, group, requests, rpc: host.rpc, clock, logger, clusterId: cluster.clusterId, tickMs, requestTimeoutMs });

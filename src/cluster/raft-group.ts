@@ -245,9 +245,9 @@ export class RaftGroup {
     this.noticeLeader();
     const after = this.options.quiesceAfterTicks ?? 2 * this.options.timing.heartbeatTicks + 1;
     const driver = this.driverValue;
-    const quiet = after > 0 && this.stateValue === 'running' && driver.node.role === 'leader' && driver.quiet;
+    const quiet = this.stateValue === 'running' && driver.node.role === 'leader' && driver.quiet;
     this.quietTicks = quiet ? this.quietTicks + 1 : 0;
-    if (this.quietTicks < after) return undefined;
+    if (after <= 0 || this.quietTicks < after) return undefined;
     this.quiescedValue = true;
     return { term: driver.node.currentTerm, index: driver.node.lastIndex };
   }
