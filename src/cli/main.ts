@@ -15,7 +15,7 @@ import { ENGINE_NAMES } from '../storage/registry.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_PEER_PORT, DEFAULT_RAFT_TIMING_CONFIG } from '../cluster/config.js';
 import { type ClusterLaunchFlags, launchCluster } from './cluster-launcher.js';
-import { formatClusterView, joinCommand } from './cluster-output.js';
+import { formatClusterView, formatShardsView, joinCommand } from './cluster-output.js';
 import { DEFAULT_ENGINE, DEFAULT_HOST, DEFAULT_PORT, type ServeFlags, parseServeConfig } from './config.js';
 import { serve } from './serve.js';
 
@@ -47,6 +47,7 @@ program
   .option('--election-ticks <ticks>', `election timeout in ticks, randomized up to twice that (default ${DEFAULT_RAFT_TIMING_CONFIG.electionTicks})`)
   .option('--heartbeat-ticks <ticks>', `heartbeat interval in ticks (default ${DEFAULT_RAFT_TIMING_CONFIG.heartbeatTicks})`)
   .option('--snapshot-entries <n>', `compact the Raft log every n applied entries (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotEntries})`)
+  .option('--split-keys <keys>', 'start a NEW cluster sharded: its key space cut at these comma-separated keys, one Raft group per shard (docs/sharding.md)')
   .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`)
   .action(async (flags: ServeFlags) => {
     await serve(parseServeConfig(flags));
@@ -225,6 +226,17 @@ program
     } finally {
       c.close();
     }
+  });
+
+program
+  .command('shards')
+  .description('the shard map (ranges, epochs, replicas, leaders, sizes) as the endpoint sees it')
+  .option('--json', 'the shards view as JSON')
+  .action(async (flags: { json?: boolean }) => {
+    await withClient(async (c) => {
+      const view = await c.shards();
+      process.stdout.write(flags.json ? JSON.stringify(view, null, 2) + '\n' : formatShardsView(view));
+    });
   });
 
 program

@@ -70,7 +70,7 @@ describe('many raft groups on one node', () => {
     const victim = cluster.member(1).groups.get(GROUPS[0]!)!.group.leader;
     const led = GROUPS.filter((group) => cluster.member(victim).groups.get(group)!.group.leader === victim);
     assert.ok(led.length > 0);
-    await cluster.stop(victim);
+    await cluster.crash(victim);
     const survivor = cluster.running()[0]!;
     const leaderOf = (group: number): NodeId => cluster.member(survivor).groups.get(group)!.group.leader;
     await until('the survivors elected new leaders for the groups the dead node led', () => led.every((group) => leaderOf(group) !== victim && leaderOf(group) !== 0));

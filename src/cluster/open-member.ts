@@ -34,6 +34,9 @@ import { HostedGroups } from './hosted-groups.js';
 import { NodeHost } from './node-host.js';
 import { RaftGroup } from './raft-group.js';
 import { RaftKvService } from './raft-kv-service.js';
+import { ShardGroups, shardsView } from './shard-groups.js';
+import { ShardedKvService } from './sharded-kv-service.js';
+import type { KvService } from '../service/kv-service.js';
 
 /** The group every member runs today (sharding will add more). */
 export const DEFAULT_GROUP = 1;
@@ -58,7 +61,10 @@ export interface MemberOptions {
 }
 
 export interface Member {
-  readonly service: RaftKvService;
+  /** The meta group's RaftKvService, or on a sharded cluster the ShardedKvService over it. */
+  readonly service: KvService;
+  /** The shard groups this member hosts, kept in step with the meta group's shard map. */
+  readonly shards: ShardGroups;
   readonly admin: ClusterAdmin;
   readonly host: NodeHost;
   readonly group: RaftGroup;
@@ -112,10 +118,23 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       ...(options.raftOverrides !== undefined ? { raftOverrides: options.raftOverrides } : {}),
       ...(options.quiesceAfterTicks !== undefined ? { quiesceAfterTicks: options.quiesceAfterTicks } : {}),
     });
-    const { group, requests } = await groups.open(DEFAULT_GROUP, identity.bootstrap === 'initial' ? identity.initialCluster : undefined);
-    const admin = new ClusterAdmin({ host, group, requests, rpc: host.rpc, clock, logger, clusterId: cluster.clusterId, tickMs, requestTimeoutMs });
-    const opened = group;
-    const service = new RaftKvService({
+    const meta = await groups.open(DEFAULT_GROUP, identity.bootstrap === 'initial' ? identity.initialCluster : undefined);
+    const { group, requests } = meta;
+    const initialVoters = identity.bootstrap === 'initial' ? [...identity.initialCluster.keys()] : [];
+    const shards = new ShardGroups({ groups, meta, nodeId: cluster.nodeId, splitKeys: cluster.splitKeys, initialVoters, logger });
+    const admin = new ClusterAdmin({
+      host,
+      group,
+      requests,
+      rpc: host.rpc,
+      clock,
+      logger,
+      clusterId: cluster.clusterId,
+      tickMs,
+      requestTimeoutMs,
+      shards: () => shardsView(cluster.clusterId, cluster.nodeId, shards, meta),
+    });
+    const metaService = new RaftKvService({
       host,
       group,
       requests,
@@ -125,13 +144,16 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       logger,
       shutdown: async () => {
         admin.close();
-        await handOverLeadership(opened, clock, logger, 2 * electionTicks * tickMs);
+        // Every group this member leads hands over at once (the meta group and the shards).
+        const led = host.groupIds().map((id) => host.group(id)!);
+        await Promise.all(led.map((each) => handOverLeadership(each, clock, logger, 2 * electionTicks * tickMs)));
         await host.close();
       },
     });
+    const service = shards.sharded ? new ShardedKvService(metaService, shards) : metaService;
     host.startTicking();
     logger.info({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${peerAddress.host}:${peerAddress.port}`, advertisePeer: cluster.advertisePeer, firstStart: isNew, bootstrap: identity.bootstrap }, 'cluster member started');
-    return { service, admin, host, group, groups, latency, peerAddress, isNew };
+    return { service, shards, admin, host, group, groups, latency, peerAddress, isNew };
   } catch (error) {
     await host.close().catch(() => undefined);
     throw error;
@@ -152,7 +174,7 @@ async function handOverLeadership(group: RaftGroup, clock: Clock, logger: Logger
   group.guard(() => group.driver.transferLeadership(best));
   const deadline = clock.now() + waitMs;
   while (group.leader === status.id && clock.now() < deadline) await new Promise<void>((resolve) => clock.setTimer(20, resolve));
-  logger.info({ to: best, done: group.leader !== status.id }, 'handed leadership over before shutting down');
+  logger.info({ group: group.id, to: best, done: group.leader !== status.id }, 'handed leadership over before shutting down');
 }
 
 /** `<data-dir>/<engine>` holds a single-node store (its LIVE pointer) that a member must not silently ignore. */

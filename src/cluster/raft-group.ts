@@ -43,6 +43,7 @@ import type { RaftTimingConfig } from './config.js';
 import type { ImagePayload } from './image-stream.js';
 import { type Membership, MEMBERSHIP_META_NAME, encodeMembership, initialMembership } from './membership.js';
 import { RaftKvMachine } from './raft-kv-machine.js';
+import type { ShardMap } from '../shard/shard-map.js';
 
 export type GroupState = 'running' | 'failed' | 'removed' | 'closed';
 
@@ -92,6 +93,8 @@ export interface GroupListener {
   /** The state machine applied up to `index` (after every apply or snapshot install). */
   applied?(index: number): void;
   membershipChanged?(membership: Membership): void;
+  /** The shard map this group keeps changed (the meta group only). */
+  shardMapChanged?(map: ShardMap): void;
   /** The group stopped: failed, removed or closed. */
   stateChanged?(state: GroupState): void;
 }
@@ -151,6 +154,9 @@ export class RaftGroup {
       },
       onMembership: (membership) => {
         for (const listener of this.listeners) listener.membershipChanged?.(membership);
+      },
+      onShardMap: (map) => {
+        for (const listener of this.listeners) listener.shardMapChanged?.(map);
       },
       onFlushFailed: (error) => this.fail(error),
     });
@@ -276,13 +282,17 @@ export class RaftGroup {
   /** A Raft message from a peer; an invalid one is dropped (counted by the driver). */
   receive(from: NodeId, body: unknown): void {
     if (this.stateValue !== 'running') return;
-    // Stepped without waking: a message that leaves the group quiet (a late heartbeat
-    // response to a quiesced leader) must not cost it a round of ticks; any other wakes it.
+    // A late acknowledgement of the leader's last round that leaves the group quiet must not
+    // cost it a round of ticks; every other message wakes it — a vote or pre-vote above all:
+    // a quiesced member ignores those (it heard from its leader lately), so only the leader's
+    // heartbeats, once it ticks again, tell a restarted member who leads.
+    const type = (body as { type?: unknown } | null)?.type;
+    const lateAck = type === 'heartbeat-response' || type === 'append-response';
     this.guardTicking(() => {
       const refused = this.driverValue.receive(from, body);
       if (refused !== null) this.logger.debug({ peer: from, err: refused }, 'raft message refused');
     });
-    if (this.quiescedValue && !this.driverValue.quiet) this.wake();
+    if (this.quiescedValue && !(lateAck && this.driverValue.quiet)) this.wake();
     this.noticeLeader();
   }
 

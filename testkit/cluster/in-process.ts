@@ -117,6 +117,18 @@ export class InProcessCluster {
     await member?.service.close();
   }
 
+  /**
+   * Stops member `id` the way the others see a kill -9: its transport and groups
+   * close without handing leadership over (its files are closed cleanly, so
+   * this is not a power-loss test).
+   */
+  async crash(id: NodeId): Promise<void> {
+    const member = this.members.get(id);
+    this.members.set(id, undefined);
+    member?.admin.close();
+    await member?.host.close();
+  }
+
   /** The leader all running members agree on, once they do (polling every 20 ms). */
   async waitForLeader(timeoutMs = 10_000, among: readonly NodeId[] = this.running()): Promise<NodeId> {
     const deadline = Date.now() + timeoutMs;
