@@ -85,7 +85,12 @@ export class HostedGroups {
       ...(options.raftOverrides !== undefined ? { raftOverrides: options.raftOverrides } : {}),
       ...(options.quiesceAfterTicks !== undefined ? { quiesceAfterTicks: options.quiesceAfterTicks } : {}),
     });
-    options.host.addGroup(group);
+    try {
+      options.host.addGroup(group);
+    } catch (error) {
+      await group.close(); // the host closed while the group opened
+      throw error;
+    }
     const { tickMs, electionTicks, heartbeatTicks } = options.timing;
     const requests = new RaftRequests({
       group,

@@ -29,6 +29,7 @@
  * has not received its first snapshot), the seeds from `--initial-cluster`.
  */
 import type { Logger } from 'pino';
+import { ImpulseError } from '../errors.js';
 import type { GroupMessage, RaftTransport } from '../raft/driver-seams.js';
 import { RAFT_CHANNEL } from '../raft/driver-seams.js';
 import type { NodeId } from '../raft/types.js';
@@ -142,8 +143,9 @@ export class NodeHost {
     };
   }
 
-  /** Hosts `group` from now on (its id must not be hosted already). */
+  /** Hosts `group` from now on (its id must not be hosted already; refused once the host closed). */
   addGroup(group: RaftGroup): void {
+    if (this.closed) throw new ImpulseError('IMPULSE_ERR_SHUTTING_DOWN', `node ${this.options.nodeId} is closing and hosts no new group`);
     if (this.groups.has(group.id)) throw new Error(`node ${this.options.nodeId} hosts raft group ${group.id} already`);
     this.groups.set(group.id, group);
     group.listen({ membershipChanged: () => this.updatePeers() });
@@ -152,7 +154,7 @@ export class NodeHost {
 
   /**
    * Stops hosting group `id`: its RPC handlers go, it closes (its applied state
-   * made durable). Its files stay; `destroyGroupFiles` removes them. Messages
+   * made durable). Its files stay (`HostedGroups.destroy` removes them). Messages
    * for it are dropped from now on. Resolves false when it was not hosted.
    */
   async removeGroup(id: number): Promise<boolean> {
