@@ -27,6 +27,7 @@ import type { RaftTimingConfig } from './config.js';
 import type { NodeHost } from './node-host.js';
 import { RaftGroup } from './raft-group.js';
 import { RaftRequests } from './raft-requests.js';
+import { serveShardReads } from './remote-shard.js';
 
 export interface HostedGroupsOptions {
   readonly host: NodeHost;
@@ -106,6 +107,8 @@ export class HostedGroups {
       ...(options.onCommitted !== undefined ? { onCommitted: options.onCommitted } : {}),
     });
     const hosted = { group, requests };
+    // Members that do not replicate a shard read it here (remote-shard.ts).
+    serveShardReads(options.host.groupRpc, hosted, options.limits);
     this.hosted.set(id, hosted);
     return hosted;
   }

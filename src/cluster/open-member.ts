@@ -35,6 +35,7 @@ import { NodeHost } from './node-host.js';
 import { RaftGroup } from './raft-group.js';
 import { RaftKvService } from './raft-kv-service.js';
 import { ShardGroups, shardsView } from './shard-groups.js';
+import { RemoteShards } from './remote-shard.js';
 import { ShardedKvService } from './sharded-kv-service.js';
 import type { KvService } from '../service/kv-service.js';
 
@@ -150,7 +151,8 @@ export async function openMember(options: MemberOptions): Promise<Member> {
         await host.close();
       },
     });
-    const service = shards.sharded ? new ShardedKvService(metaService, shards) : metaService;
+    const remote = new RemoteShards({ rpc: host.rpc, clock, requestTimeoutMs, retryPauseMs: cluster.timing.heartbeatTicks * tickMs });
+    const service = shards.sharded ? new ShardedKvService(metaService, shards, remote) : metaService;
     host.startTicking();
     logger.info({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${peerAddress.host}:${peerAddress.port}`, advertisePeer: cluster.advertisePeer, firstStart: isNew, bootstrap: identity.bootstrap }, 'cluster member started');
     return { service, shards, admin, host, group, groups, latency, peerAddress, isNew };

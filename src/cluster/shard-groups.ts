@@ -101,7 +101,7 @@ export class ShardGroups {
     const { meta, nodeId, splitKeys, initialVoters, logger } = this.options;
     if (this.closed || this.proposing || splitKeys.length === 0 || this.map !== undefined || meta.group.leader !== nodeId) return;
     this.proposing = true;
-    const map = initialShardMap(splitKeys, initialVoters, META_GROUP + 1);
+    const map = initialShardMap(splitKeys, initialVoters);
     meta.requests.write(encodeClusterCommand({ type: 'shard-map', map }), true).then(
       () => {
         this.proposing = false;

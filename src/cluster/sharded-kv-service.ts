@@ -8,7 +8,8 @@
  *   - a read or a write goes to the shard of its key, on this member's
  *     replica of that group: a write is proposed there or forwarded to the
  *     group's leader (raft-requests.ts, per group), a linearizable read takes
- *     that group's read point;
+ *     that group's read point; a shard this member does not replicate is
+ *     asked at its replicas over the peer transport (remote-shard.ts);
  *   - a range walks the shards it overlaps in key order (reverse order when
  *     reversed), each read at its own group's read point, until `limit`
  *     items; the usual cursor pages on. Each shard's part is linearizable;
@@ -28,12 +29,13 @@ import { type KvCommand, encodeCommand, validateCommand } from '../kv/command.js
 import { type ContentDigest, contentDigest } from '../kv/digest.js';
 import type { StoredValue } from '../kv/record.js';
 import type { KvItem } from '../kv/state-machine.js';
-import type { KvService, ReadOptions, ServiceHealth, ServiceStatus, WriteOutcome } from '../service/kv-service.js';
+import type { KvService, ReadConsistency, ReadOptions, ServiceHealth, ServiceStatus, WriteOutcome } from '../service/kv-service.js';
 import { READ_CONSISTENCIES } from '../service/kv-service.js';
 import { type Shard, type ShardMap, shardFor, shardsOverlapping } from '../shard/shard-map.js';
 import type { RangeOptions } from '../storage/engine.js';
 import type { HostedGroup } from './hosted-groups.js';
 import type { RaftKvService } from './raft-kv-service.js';
+import type { RemoteShards } from './remote-shard.js';
 import { unavailable } from './request-errors.js';
 import type { ShardGroups } from './shard-groups.js';
 
@@ -43,13 +45,17 @@ export class ShardedKvService implements KvService {
   constructor(
     private readonly meta: RaftKvService,
     private readonly shards: ShardGroups,
+    private readonly remote: RemoteShards,
   ) {
     this.limits = meta.limits;
   }
 
   async get(key: Uint8Array, options?: ReadOptions): Promise<StoredValue | undefined> {
-    const hosted = this.route(shardFor(this.map(), key));
-    await readPoint(hosted, options);
+    const consistency = consistencyOf(options);
+    const shard = shardFor(this.map(), key);
+    const hosted = this.shards.hosted(shard);
+    if (hosted === undefined) return this.remote.get(shard, key, consistency);
+    await readPoint(hosted, consistency);
     return hosted.group.machine.machine.get(key);
   }
 
@@ -57,15 +63,21 @@ export class ShardedKvService implements KvService {
     const lower = query.gte ?? query.gt;
     // An inclusive upper bound: the shard holding it is the last one (an exclusive bound one byte past it).
     const upper = query.lt ?? (query.lte === undefined ? undefined : Buffer.concat([query.lte, Buffer.of(0)]));
+    const consistency = consistencyOf(options);
     const shards = shardsOverlapping(this.map(), lower, upper);
     if (query.reverse === true) shards.reverse();
     const items: KvItem[] = [];
     for (const shard of shards) {
       if (items.length >= query.limit) break;
-      const hosted = this.route(shard);
-      await readPoint(hosted, options);
       // A shard's engine holds only its own keys: the query's bounds need no clipping.
-      items.push(...(await hosted.group.machine.machine.range({ ...query, limit: query.limit - items.length })));
+      const part = { ...query, limit: query.limit - items.length };
+      const hosted = this.shards.hosted(shard);
+      if (hosted === undefined) {
+        items.push(...(await this.remote.range(shard, part, consistency)));
+        continue;
+      }
+      await readPoint(hosted, consistency);
+      items.push(...(await hosted.group.machine.machine.range(part)));
     }
     return items;
   }
@@ -83,7 +95,10 @@ export class ShardedKvService implements KvService {
     }
     const [shard] = touched.values();
     if (shard === undefined) return this.meta.write(command); // an empty batch: validated, nothing to route
-    return this.route(shard).requests.write(encodeCommand(command), command.session !== undefined);
+    const hosted = this.shards.hosted(shard);
+    const retrySafe = command.session !== undefined;
+    if (hosted === undefined) return this.remote.write(shard, encodeCommand(command), retrySafe);
+    return hosted.requests.write(encodeCommand(command), retrySafe);
   }
 
   async status(): Promise<ServiceStatus> {
@@ -131,7 +146,9 @@ export class ShardedKvService implements KvService {
     let appliedIndex = 0;
     let bytes = 0;
     for (const shard of this.map().shards) {
-      const digest = await contentDigest(this.route(shard).group.machine.machine);
+      const hosted = this.shards.hosted(shard);
+      if (hosted === undefined) continue; // another member's replica: not part of this member's state
+      const digest = await contentDigest(hosted.group.machine.machine);
       hash.update(`${shard.id}:${digest.digest}\n`);
       appliedIndex += digest.appliedIndex;
       bytes += digest.bytes;
@@ -150,16 +167,15 @@ export class ShardedKvService implements KvService {
     return map;
   }
 
-  private route(shard: Shard): HostedGroup {
-    const hosted = this.shards.hosted(shard);
-    if (hosted === undefined) throw unavailable(`this member does not host shard ${shard.id} (yet): it is opening, or another member replicates it`);
-    return hosted;
-  }
 }
 
-async function readPoint(hosted: HostedGroup, options: ReadOptions | undefined): Promise<void> {
+function consistencyOf(options: ReadOptions | undefined): ReadConsistency {
   const consistency = options?.consistency ?? 'linearizable';
   if (!READ_CONSISTENCIES.includes(consistency)) throw new ImpulseError('IMPULSE_ERR_QUERY_INVALID', `consistency must be ${READ_CONSISTENCIES.join(' or ')}`);
+  return consistency;
+}
+
+async function readPoint(hosted: HostedGroup, consistency: ReadConsistency): Promise<void> {
   hosted.requests.requireServing();
   if (consistency === 'linearizable') await hosted.requests.readBarrier();
 }

@@ -104,3 +104,45 @@ describe('a sharded cluster (split keys g, p)', () => {
     assert.equal((await cluster.member(1).service.get(Buffer.from('after-restart')))?.value.toString(), 'yes');
   });
 });
+
+describe('a sharded cluster of four members (three replicas a shard)', () => {
+  let cluster: InProcessCluster;
+  before(async () => {
+    cluster = await InProcessCluster.start(4, { flags: { splitKeys: 'g,p' } });
+    await cluster.waitForLeader();
+    await until('every member applied the map and opened its shards', () =>
+      cluster.running().every((id) => {
+        const member = cluster.member(id);
+        const map = member.shards.map;
+        return map !== undefined && map.shards.every((shard) => !shard.replicas.includes(id) || (member.groups.get(shard.id)?.group.leader ?? 0) !== 0);
+      }),
+    );
+  });
+  after(async () => {
+    await cluster?.close();
+  });
+
+  it('spreads three replicas a shard over the four, and a member serves the keys of a shard it does not replicate', async () => {
+    const map = cluster.member(1).shards.map!;
+    assert.ok(map.shards.every((shard) => shard.replicas.length === 3));
+    const counts = [1, 2, 3, 4].map((id) => map.shards.filter((shard) => shard.replicas.includes(id)).length);
+    assert.ok(Math.max(...counts) - Math.min(...counts) <= 1, `replicas a member: ${counts.join(',')}`);
+    const outsider = [1, 2, 3, 4].find((id) => map.shards.some((shard) => !shard.replicas.includes(id)))!;
+    const foreign = map.shards.find((shard) => !shard.replicas.includes(outsider))!;
+    const key = foreign.start.length === 0 ? 'a-remote' : `${foreign.start.toString()}-remote`;
+    assert.equal(cluster.member(outsider).groups.get(foreign.id), undefined);
+    const service = cluster.member(outsider).service;
+    const { revision } = await service.write(put(key, 'one'));
+    assert.deepEqual(await service.get(Buffer.from(key)), { value: Buffer.from('one'), revision });
+    const serializable = await service.get(Buffer.from(key), { consistency: 'serializable' }); // a replica's own state: it may lag
+    assert.ok(serializable === undefined || serializable.value.toString() === 'one');
+    await assert.rejects(service.write({ ops: [{ type: 'put', key: Buffer.from(key), value: Buffer.from('two'), condition: { ifRevision: revision + 100 } }] }), (error) => isImpulseError(error, 'IMPULSE_ERR_PRECONDITION_FAILED'));
+    await service.write({ ops: [{ type: 'put', key: Buffer.from(key), value: Buffer.from('two'), condition: { ifRevision: revision } }], session: { clientId: 'remote-test', seq: 1 } });
+    const replica = cluster.member(foreign.replicas[0]!);
+    assert.equal((await replica.service.get(Buffer.from(key)))?.value.toString(), 'two');
+    for (const other of ['b', 'h', 'q']) await cluster.member(((outsider + 1) % 4) + 1).service.write(put(other, other));
+    const keys = keysOf(await service.range({ limit: 100 }));
+    assert.deepEqual(keys, [...new Set(['b', 'h', 'q', key])].sort());
+    assert.deepEqual(keysOf(await service.range({ limit: 100, reverse: true })), [...keys].reverse());
+  });
+});

@@ -26,6 +26,7 @@
 import { ImpulseError } from '../errors.js';
 import type { NodeId } from '../raft/types.js';
 import { compareBytes, partitionPoint } from '../util/bytes.js';
+import { applyMoves, planPlacement } from './placement.js';
 
 /** The group that keeps the shard map (and, in a cluster without shards, all the data). */
 export const META_GROUP = 1;
@@ -33,6 +34,8 @@ export const META_GROUP = 1;
 export const SHARD_MAP_META_NAME = 'shard-map';
 /** Most shards one map may hold (bounds the map's size and the groups a node opens). */
 export const SHARDS_MAX = 4096;
+/** Replicas of every shard (fewer when the cluster has fewer nodes): three, as in TiKV and CockroachDB. */
+export const SHARD_REPLICAS = 3;
 
 export interface Shard {
   /** The Raft group serving the shard (>= 2). */
@@ -55,15 +58,20 @@ export interface ShardMap {
 /**
  * The map of a new sharded cluster: `splitKeys` (distinct, non-empty) cut the
  * key space into splitKeys.length + 1 shards, groups firstGroupId, +1, ...,
- * each replicated on `replicas`, epoch 1.
+ * epoch 1, each replicated on `replicationFactor` of `nodes` as the placement
+ * planner spreads them (the same nodes and keys give the same map).
  */
-export function initialShardMap(splitKeys: readonly Uint8Array[], replicas: readonly NodeId[], firstGroupId = META_GROUP + 1): ShardMap {
+export function initialShardMap(splitKeys: readonly Uint8Array[], nodes: readonly NodeId[], replicationFactor = SHARD_REPLICAS, firstGroupId = META_GROUP + 1): ShardMap {
   const keys = [...splitKeys].map((key) => Buffer.from(key)).sort(compareBytes);
-  const sortedReplicas = [...replicas].sort((a, b) => a - b);
   const bounds: Buffer[] = [Buffer.alloc(0), ...keys];
+  const ids = bounds.map((_, index) => firstGroupId + index);
+  const placed = applyMoves(
+    ids.map((id) => ({ id, replicas: [] })),
+    planPlacement({ liveNodes: nodes, shards: ids.map((id) => ({ id, replicas: [] })), replicationFactor }),
+  );
   const map: ShardMap = {
     version: 1,
-    shards: bounds.map((start, index) => ({ id: firstGroupId + index, start, end: keys[index] ?? null, epoch: 1, replicas: sortedReplicas })),
+    shards: bounds.map((start, index) => ({ id: ids[index]!, start, end: keys[index] ?? null, epoch: 1, replicas: placed[index]!.replicas })),
   };
   const problem = shardMapProblem(map);
   if (problem !== undefined) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `the initial shard map is invalid: ${problem}`);
