@@ -145,4 +145,16 @@ describe('a sharded cluster of four members (three replicas a shard)', () => {
     assert.deepEqual(keys, [...new Set(['b', 'h', 'q', key])].sort());
     assert.deepEqual(keysOf(await service.range({ limit: 100, reverse: true })), [...keys].reverse());
   });
+
+  it('refuses malformed shard reads from a peer with a coded error', async () => {
+    const map = cluster.member(1).shards.map!;
+    const shard = map.shards[0]!;
+    const [replica, caller] = [shard.replicas[0]!, shard.replicas[1]!];
+    const rpc = cluster.member(caller).host.rpc;
+    for (const body of [null, { g: shard.id }, { g: shard.id, k: 'text', s: false, t: 1000 }, { g: shard.id, k: Buffer.from('a'), q: { limit: 1 }, s: false, t: 1000 }, { g: shard.id, q: { limit: 'x' }, s: false, t: 1000 }]) {
+      await assert.rejects(rpc.callAsync(replica, 'shard-read', body, 2000), (error) => isImpulseError(error, 'IMPULSE_ERR_QUERY_INVALID') || isImpulseError(error, 'IMPULSE_ERR_UNAVAILABLE'), JSON.stringify(body));
+    }
+    await assert.rejects(rpc.callAsync(replica, 'shard-read', { g: shard.id, q: { limit: 0 }, s: true, t: 1000 }, 2000), (error) => isImpulseError(error, 'IMPULSE_ERR_RANGE_INVALID'));
+    assert.deepEqual(await rpc.callAsync(replica, 'shard-read', { g: shard.id, k: Buffer.from('absent'), s: true, t: 1000 }, 2000), { v: null });
+  });
 });
