@@ -41,6 +41,7 @@ import type { ShardGroups } from './shard-groups.js';
 
 export class ShardedKvService implements KvService {
   readonly limits;
+  private closing = false;
 
   constructor(
     private readonly meta: RaftKvService,
@@ -156,12 +157,16 @@ export class ShardedKvService implements KvService {
     return { appliedIndex, appliedTerm: 0, digest: hash.digest('hex'), bytes };
   }
 
+  /** Refuses new requests, then shuts the member down (idempotent). */
   close(): Promise<void> {
+    this.closing = true;
     this.shards.close();
     return this.meta.close();
   }
 
+  /** The map requests are routed by; refuses while closing or before the first map applied. */
   private map(): ShardMap {
+    if (this.closing) throw new ImpulseError('IMPULSE_ERR_SHUTTING_DOWN', 'the service is closing and takes no new requests');
     const map = this.shards.map;
     if (map === undefined) throw unavailable('the shard map is not applied on this member yet (the cluster is starting)');
     return map;
