@@ -8,8 +8,9 @@
  *     encodings shared by server and client) imports only errors; kv (the
  *     state machine) sits on storage, and service (the KvService seam) on kv;
  *     cluster (the node runtime) uses all of those and the transport, never
- *     the API, the client or the CLI; the dashboard (src/ui/, browser code)
- *     imports nothing outside its folder.
+ *     the API, the client or the CLI; shard (the shard map and placement,
+ *     pure) uses only errors, util and raft's types, and cluster uses it; the
+ *     dashboard (src/ui/, browser code) imports nothing outside its folder.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -55,7 +56,8 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   'src/raft': ['src/errors.ts', 'src/util', 'src/vfs'],
   'src/kv': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage'],
   'src/service': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv'],
-  'src/cluster': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service', 'src/raft', 'src/transport', 'src/protocol'],
+  'src/shard': ['src/errors.ts', 'src/util', 'src/raft'],
+  'src/cluster': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service', 'src/raft', 'src/transport', 'src/protocol', 'src/shard'],
   // The dashboard runs in a browser, compiled on its own (src/ui/tsconfig.json): nothing of the server's.
   'src/ui': [],
 };

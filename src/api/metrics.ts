@@ -26,6 +26,7 @@ export type RouteLabel =
   | '/cluster/members/{id}'
   | '/cluster/members/{id}/promote'
   | '/cluster/leader'
+  | '/shards'
   | '/cluster/nodes/{id}/{view}'
   | '/ui/{asset}'
   | '/ui/api/chaos'
@@ -47,11 +48,12 @@ const ROUTE_INDEX: Readonly<Record<RouteLabel, number>> = {
   '/cluster/members/{id}': 9,
   '/cluster/members/{id}/promote': 10,
   '/cluster/leader': 11,
-  '/cluster/nodes/{id}/{view}': 12,
-  '/ui/{asset}': 13,
-  '/ui/api/chaos': 14,
-  '/ui/chaos/{run}/{file}': 15,
-  unmatched: 16,
+  '/shards': 12,
+  '/cluster/nodes/{id}/{view}': 13,
+  '/ui/{asset}': 14,
+  '/ui/api/chaos': 15,
+  '/ui/chaos/{run}/{file}': 16,
+  unmatched: 17,
 };
 /** The routes that carry user requests: what "requests per second" and "p99" mean on the dashboard (never its own polling). */
 const KV_ROUTES: ReadonlySet<RouteLabel> = new Set<RouteLabel>(['/kv/{key}', '/kv', '/kv/batch']);

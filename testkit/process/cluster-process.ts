@@ -45,7 +45,6 @@ interface Running {
 
 export class ProcessCluster {
   private readonly running = new Map<number, Running>();
-  /** Keep-alive clients by member and timeout ("id/ms"): `view`'s short-timeout probes must not shorten the timeout of the client a test asked for. */
   private readonly clients = new Map<string, ImpulseClient>();
   private readonly members = new Map<number, ProcessMemberSpec>();
   /** Members that join an existing cluster (`--join`) instead of bootstrapping it. */
@@ -86,8 +85,9 @@ export class ProcessCluster {
     return `http://${spec.host}:${spec.clientPort}`;
   }
 
-  /** A keep-alive client of member `id` with this timeout (closed by `close`, or when the member is killed or stopped). */
+  /** A keep-alive client of member `id` (closed by `close`). */
   client(id: number, timeoutMs = 10_000): ImpulseClient {
+    // One client per member AND timeout: a short-timeout client for polling views must not serve slow admin calls.
     const key = `${id}/${timeoutMs}`;
     let client = this.clients.get(key);
     if (client === undefined) {
@@ -97,7 +97,8 @@ export class ProcessCluster {
     return client;
   }
 
-  private closeClients(id: number): void {
+  /** Closes and forgets every client of member `id`. */
+  private dropClients(id: number): void {
     for (const [key, client] of this.clients) {
       if (key.startsWith(`${id}/`)) {
         client.close();
@@ -211,7 +212,7 @@ export class ProcessCluster {
     this.signal(id, 'SIGCONT'); // a stopped process must be able to die
     this.signal(id, 'SIGKILL');
     await running.exited;
-    this.closeClients(id);
+    this.dropClients(id);
   }
 
   /** SIGTERM (graceful stop) of member `id`; resolves once it exited. */
@@ -222,7 +223,7 @@ export class ProcessCluster {
     const timer = setTimeout(() => this.signal(id, 'SIGKILL'), 15_000);
     await running.exited;
     clearTimeout(timer);
-    this.closeClients(id);
+    this.dropClients(id);
   }
 
   /** Member `id`'s view of the cluster, or undefined when it does not answer. */
