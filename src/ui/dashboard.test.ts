@@ -2,7 +2,8 @@
  * The dashboard in a real browser: headless Chromium (Debian's `chromium`,
  * which .ci/run installs) driven by playwright-core, against a cluster of
  * three real `impulse serve` processes (testkit/process/cluster-process.ts).
- * The page loads without console errors, shows three members and one leader,
+ * The page loads without console errors, shows three members and one leader
+ * (and the shard map: the cluster is started with three shards),
  * charts the load one member takes, writes a key the CLI then reads, deletes
  * it after a confirmation, and shows a killed member as down within seconds
  * while the rest stays usable. A single node gets a one-row page.
@@ -81,7 +82,8 @@ describe('the dashboard in headless Chromium', { skip: SKIP }, () => {
   let problems: string[];
 
   before(async () => {
-    cluster = await ProcessCluster.start(3);
+    // Sharded (docs/sharding.md): three shards, so the page shows a shard map too.
+    cluster = await ProcessCluster.start(3, { serveArgs: ['--split-keys', 'load/3,ui/'] });
     await cluster.waitForLeader();
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
     ({ page, problems } = await openPage(browser, `${cluster.url(1)}/ui`));
@@ -97,6 +99,11 @@ describe('the dashboard in headless Chromium', { skip: SKIP }, () => {
     assert.deepEqual(rows.filter(([, , role]) => role === 'leader').map(([id]) => Number(id)), [leader]);
     assert.match(await page.getByTestId('leader').innerText(), new RegExp(`^node ${leader}$`));
     assert.equal(await page.title(), 'impulse · node 1');
+    const shards = page.getByTestId('shards').locator('tbody tr');
+    await shards.first().waitFor({ timeout: UI_TIMEOUT_MS });
+    const ranges = await shards.evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].slice(1, 3).map((cell) => cell.textContent)));
+    assert.deepEqual(ranges, [['(first key)', 'load/3'], ['load/3', 'ui/'], ['ui/', '(last key)']]);
+    await waitForText(page, '[data-testid="shards"] tbody', (text) => !text.includes('none'), 'a leader for every shard');
     await page.waitForTimeout(2000); // a few polls, each touching every member
     assert.deepEqual(problems, []);
   });

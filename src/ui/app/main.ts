@@ -15,6 +15,7 @@ import { KeysPanel } from './keys.js';
 import { MembersPanel } from './members.js';
 import type { ClusterSnapshot } from './model.js';
 import { ClusterPoller, RequestSeries } from './poller.js';
+import { ShardsPanel } from './shards.js';
 
 function App() {
   const [snapshot, setSnapshot] = useState<ClusterSnapshot | null>(null);
@@ -49,6 +50,7 @@ function App() {
       ${!snapshot.pageNodeUp ? html`<${PageNodeDown} snapshot=${snapshot} />` : ''}
       <${MembersPanel} snapshot=${snapshot} />
       <${ChartsPanel} series=${series} memberIds=${snapshot.members.map((member) => member.id)} version=${version} />
+      ${snapshot.shards !== null ? html`<${ShardsPanel} shards=${snapshot.shards} />` : ''}
       <${EnginePanel} snapshot=${snapshot} />
       <${KeysPanel} />
       <${ChaosPanel} />

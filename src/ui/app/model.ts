@@ -58,6 +58,27 @@ export interface StatusJson {
   readonly dataDir?: string;
 }
 
+/** `GET /shards` (src/protocol/shard-view.ts; docs/api.md, "Shards"). */
+export interface ShardsJson {
+  readonly nodeId: number;
+  readonly sharded: boolean;
+  readonly version: number;
+  readonly shards: readonly {
+    readonly id: number;
+    /** Hex; '' from the first key. */
+    readonly start: string;
+    /** Hex; null to the last key. */
+    readonly end: string | null;
+    readonly epoch: number;
+    readonly replicas: readonly number[];
+    readonly leader: number | null;
+    readonly local: boolean;
+    readonly appliedIndex: number | null;
+    readonly diskBytes: number | null;
+    readonly quiesced?: boolean;
+  }[];
+}
+
 /** One member as the dashboard shows it. */
 export interface MemberState {
   /** The member id; 0 for a single node. */
@@ -90,6 +111,8 @@ export interface ClusterSnapshot {
   readonly leader: number | null;
   readonly term: number | null;
   readonly members: readonly MemberState[];
+  /** The page's node's shard map; null on a single node, or when /shards did not answer. */
+  readonly shards: ShardsJson | null;
   /** Date.now() of this snapshot. */
   readonly takenAtMs: number;
 }

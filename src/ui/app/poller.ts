@@ -4,7 +4,7 @@
  * its `/cluster`, every other member's `/status` through
  * `/cluster/nodes/{id}/status` (the page's node relays it; a member that does
  * not answer is down), and the leader's `/cluster` for the lag and last
- * contact only the leader knows.
+ * contact only the leader knows, and the page's node's shard map (`/shards`).
  *
  * `RequestSeries` keeps the last `SAMPLES_MAX` polls' requests per second and
  * p99 per member, computed from consecutive /status samples of the same
@@ -12,7 +12,7 @@
  */
 import { type RequestSample, intervalFigures } from '../figures.js';
 import { describe, getJson } from './api.js';
-import type { ClusterJson, ClusterSnapshot, MemberState, StatusJson } from './model.js';
+import type { ClusterJson, ClusterSnapshot, MemberState, ShardsJson, StatusJson } from './model.js';
 
 export const POLL_INTERVAL_MS = 1000;
 /** Samples kept per chart: five minutes at one a second. */
@@ -50,7 +50,7 @@ export class ClusterPoller {
     const statuses = await Promise.all(
       cluster.members.map((member): Promise<Settled<StatusJson>> => (member.id === cluster.nodeId ? Promise.resolve({ ok: true, value: own }) : settle(getJson<StatusJson>(`/cluster/nodes/${member.id}/status`)))),
     );
-    const leaderView = await this.leaderView(cluster, statuses[cluster.members.findIndex((member) => member.id === cluster.leader)]);
+    const [leaderView, shards] = await Promise.all([this.leaderView(cluster, statuses[cluster.members.findIndex((member) => member.id === cluster.leader)]), settle(getJson<ShardsJson>('/shards'))]);
     const progress = new Map((leaderView?.members ?? []).map((member) => [member.id, member]));
     const members = cluster.members.map((member, i): MemberState => {
       const answer = statuses[i]!;
@@ -71,7 +71,7 @@ export class ClusterPoller {
         status,
       };
     });
-    return { mode: 'cluster', pageNodeUp: true, pageNodeProblem: null, clusterId: cluster.clusterId, nodeId: cluster.nodeId, leader: cluster.leader, term: cluster.term, members, takenAtMs: Date.now() };
+    return { mode: 'cluster', pageNodeUp: true, pageNodeProblem: null, clusterId: cluster.clusterId, nodeId: cluster.nodeId, leader: cluster.leader, term: cluster.term, members, shards: shards.ok ? shards.value : null, takenAtMs: Date.now() };
   }
 
   /** The leader's own view (it alone tracks the others' progress), unless the leader is down. */
@@ -103,11 +103,11 @@ function singleNode(status: StatusJson): ClusterSnapshot {
     lastContactMs: null,
     status,
   };
-  return { mode: 'single', pageNodeUp: true, pageNodeProblem: null, clusterId: null, nodeId: 0, leader: null, term: null, members: [member], takenAtMs: Date.now() };
+  return { mode: 'single', pageNodeUp: true, pageNodeProblem: null, clusterId: null, nodeId: 0, leader: null, term: null, members: [member], shards: null, takenAtMs: Date.now() };
 }
 
 function emptySnapshot(): ClusterSnapshot {
-  return { mode: 'unknown', pageNodeUp: false, pageNodeProblem: null, clusterId: null, nodeId: null, leader: null, term: null, members: [], takenAtMs: Date.now() };
+  return { mode: 'unknown', pageNodeUp: false, pageNodeProblem: null, clusterId: null, nodeId: null, leader: null, term: null, members: [], shards: null, takenAtMs: Date.now() };
 }
 
 type Settled<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly problem: string };
