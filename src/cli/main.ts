@@ -18,11 +18,14 @@ import { type ClusterLaunchFlags, launchCluster } from './cluster-launcher.js';
 import { formatClusterView, joinCommand } from './cluster-output.js';
 import { DEFAULT_ENGINE, DEFAULT_HOST, DEFAULT_PORT, type ServeFlags, parseServeConfig } from './config.js';
 import { serve } from './serve.js';
+import { addCertsCommand } from './certs.js';
+import { type ClientSecurityFlags, addClientSecurityOptions, clientSecurityOptions } from './client-security.js';
+import { addSecurityOptions } from './security-config.js';
 
 const program = new Command();
 program.name('impulse').description('impulse: a distributed key-value store').version(VERSION).showHelpAfterError();
 
-program
+const serveCommand = program
   .command('serve')
   .description('run one impulse node')
   .option('--port <port>', 'TCP port', String(DEFAULT_PORT))
@@ -47,10 +50,10 @@ program
   .option('--election-ticks <ticks>', `election timeout in ticks, randomized up to twice that (default ${DEFAULT_RAFT_TIMING_CONFIG.electionTicks})`)
   .option('--heartbeat-ticks <ticks>', `heartbeat interval in ticks (default ${DEFAULT_RAFT_TIMING_CONFIG.heartbeatTicks})`)
   .option('--snapshot-entries <n>', `compact the Raft log every n applied entries (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotEntries})`)
-  .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`)
-  .action(async (flags: ServeFlags) => {
-    await serve(parseServeConfig(flags));
-  });
+  .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`);
+addSecurityOptions(serveCommand).action(async (flags: ServeFlags) => {
+  await serve(parseServeConfig(flags));
+});
 
 program
   .command('cluster')
@@ -64,9 +67,12 @@ program
   .option('--log-level <level>', "the members' log level", 'warn')
   .option('--restart', 'start a member again when it dies unexpectedly')
   .option('--serve-args <args>', 'extra flags for every `impulse serve`, space-separated')
+  .option('--certs <dir>', 'serve HTTPS and mutual TLS between members with the files of `impulse certs --out <dir>`')
   .action(async (flags: ClusterLaunchFlags) => {
     await launchCluster(flags);
   });
+
+addCertsCommand(program);
 
 const member = program.command('member').description('list and change the members of a cluster (any member takes the request)');
 
@@ -130,14 +136,15 @@ program
   });
 
 function client(): ImpulseClient {
-  const options = program.opts<{ endpoint: string; timeout: string }>();
+  const options = program.opts<{ endpoint: string; timeout: string } & ClientSecurityFlags>();
   const timeoutMs = Number(options.timeout);
-  return new ImpulseClient({ endpoint: options.endpoint, timeoutMs: Number.isFinite(timeoutMs) && timeoutMs > 0 ? timeoutMs : 10_000 });
+  return new ImpulseClient({ endpoint: options.endpoint, timeoutMs: Number.isFinite(timeoutMs) && timeoutMs > 0 ? timeoutMs : 10_000, ...clientSecurityOptions(options) });
 }
 
 program
   .option('--endpoint <url>', 'server for client commands (env IMPULSE_ENDPOINT)', process.env['IMPULSE_ENDPOINT'] ?? `http://${DEFAULT_HOST}:${DEFAULT_PORT}`)
   .option('--timeout <ms>', 'client request timeout in milliseconds', '10000');
+addClientSecurityOptions(program);
 
 program
   .command('put')

@@ -10,6 +10,7 @@
  */
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { ImpulseError } from '../errors.js';
+import type { NodeId } from '../raft/types.js';
 import type { PeerAddress } from './transport.js';
 
 export interface HostPort {
@@ -33,6 +34,13 @@ export interface SocketFactory {
   connect(address: HostPort, signal: AbortSignal): Promise<Socket>;
   /** Listens on `host:port` (port 0 picks a free one) and hands every accepted, ready socket to `onConnection`. */
   listen(host: string, port: number, onConnection: (socket: Socket) => void): Promise<Listener>;
+  /**
+   * The node ids the peer at the other end of `socket` (one this factory made
+   * or accepted) is certified to be, e.g. by its TLS certificate. Absent
+   * (plain TCP): any id may be claimed. Present: the handshake refuses a peer
+   * claiming an id not in the list (tls-socket-factory.ts).
+   */
+  certifiedNodeIds?(socket: Socket): readonly NodeId[];
 }
 
 /** Plain TCP through node:net. */
