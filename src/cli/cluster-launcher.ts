@@ -13,13 +13,15 @@
  * With `--certs <dir>` (the files of `impulse certs`) the members serve HTTPS
  * with their node certificates and speak mutual TLS to each other, checked
  * against the CA in the directory; the launcher's own client uses that CA.
+ * When the members get a token file (`--serve-args "--token-file ..."`), the
+ * launcher reads the cluster view with the token in IMPULSE_TOKEN.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { ImpulseClient } from '../client/client.js';
+import { type ClientOptions, ImpulseClient } from '../client/client.js';
 import { configInvalid, integerValue } from '../util/config-values.js';
 
 export interface ClusterLaunchFlags {
@@ -46,6 +48,9 @@ interface Member {
   restarts: number[];
 }
 
+/** The launcher's own client: the CA of --certs, the token of IMPULSE_TOKEN. */
+type ClientSecurity = Pick<ClientOptions, 'ca' | 'token'>;
+
 const RESTARTS_PER_MINUTE_MAX = 5;
 const STOP_GRACE_MS = 10_000;
 const START_TIMEOUT_MS = 30_000;
@@ -65,6 +70,8 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
   const certs = flags.certs === undefined ? undefined : resolve(flags.certs);
   const ca = certs === undefined ? undefined : readCa(certs);
   const scheme = certs === undefined ? 'http' : 'https';
+  const token = process.env['IMPULSE_TOKEN'];
+  const clientSecurity = { ...(ca !== undefined ? { ca } : {}), ...(token !== undefined && token.length > 0 ? { token } : {}) };
   const members: Member[] = ids.map((id) => {
     const args = [
       CLI_MAIN, 'serve',
@@ -119,9 +126,9 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
   process.on('SIGTERM', () => void stopAll('SIGTERM'));
 
   for (const member of members) start(member);
-  await waitForCluster(members, ca);
+  await waitForCluster(members, clientSecurity);
   if (stopping) return;
-  await printCluster(members, ca, certs);
+  await printCluster(members, clientSecurity, certs);
 }
 
 function readCa(certs: string): Buffer {
@@ -152,9 +159,9 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 }
 
 /** Waits until every member answers /health and one of them names a leader. */
-async function waitForCluster(members: readonly Member[], ca: Buffer | undefined): Promise<void> {
+async function waitForCluster(members: readonly Member[], security: ClientSecurity): Promise<void> {
   const deadline = performance.now() + START_TIMEOUT_MS;
-  const clients = members.map((member) => new ImpulseClient({ endpoint: member.clientUrl, timeoutMs: 1000, ...(ca !== undefined ? { ca } : {}) }));
+  const clients = members.map((member) => new ImpulseClient({ endpoint: member.clientUrl, timeoutMs: 1000, ...security }));
   try {
     for (;;) {
       const healthy = await Promise.all(clients.map((client) => client.health().catch(() => false)));
@@ -173,8 +180,8 @@ async function waitForCluster(members: readonly Member[], ca: Buffer | undefined
   }
 }
 
-async function printCluster(members: readonly Member[], ca: Buffer | undefined, certs: string | undefined): Promise<void> {
-  const client = new ImpulseClient({ endpoint: members[0]!.clientUrl, timeoutMs: 2000, ...(ca !== undefined ? { ca } : {}) });
+async function printCluster(members: readonly Member[], security: ClientSecurity, certs: string | undefined): Promise<void> {
+  const client = new ImpulseClient({ endpoint: members[0]!.clientUrl, timeoutMs: 2000, ...security });
   try {
     const view = await client.cluster().catch(() => undefined);
     const lines = [`impulse cluster: ${members.length} members${view !== undefined ? ` (cluster ${view.clusterId})` : ''}`];
