@@ -23,7 +23,7 @@ import { type PeerCertificate, type SecureContext, type TLSSocket, connect as tl
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { isNodeId } from './handshake.js';
-import type { HostPort, Listener, SocketFactory } from './socket-factory.js';
+import { type HostPort, type Listener, type SocketFactory, whenReady } from './socket-factory.js';
 
 /** A certificate names node id N as `impulse-node-N` (DNS subjectAltName or CN). */
 export const NODE_NAME_PREFIX = 'impulse-node-';
@@ -67,35 +67,19 @@ export class TlsSocketFactory implements SocketFactory {
   }
 
   connect(address: HostPort, signal: AbortSignal): Promise<Socket> {
-    return new Promise((resolve, reject) => {
-      const socket = tlsConnect({
-        host: address.host,
-        port: address.port,
-        secureContext: this.context,
-        // SNI takes a host name, never an address.
-        ...(isIP(address.host) === 0 ? { servername: address.host } : {}),
-        rejectUnauthorized: true,
-        // The chain is checked (rejectUnauthorized); who the peer is, is checked against the handshake, not the host name.
-        checkServerIdentity: () => undefined,
-        minVersion: 'TLSv1.2',
-      });
-      socket.setNoDelay(true);
-      const onAbort = (): void => {
-        socket.destroy();
-        reject(new Error('connect aborted'));
-      };
-      if (signal.aborted) return onAbort();
-      signal.addEventListener('abort', onAbort, { once: true });
-      socket.once('secureConnect', () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(socket);
-      });
-      socket.once('error', (error: Error & { code?: string }) => {
-        signal.removeEventListener('abort', onAbort);
-        socket.destroy();
-        reject(new Error(`TLS: ${error.code ?? 'error'}: ${error.message}`, { cause: error }));
-      });
+    const socket = tlsConnect({
+      host: address.host,
+      port: address.port,
+      secureContext: this.context,
+      // SNI takes a host name, never an address.
+      ...(isIP(address.host) === 0 ? { servername: address.host } : {}),
+      rejectUnauthorized: true,
+      // The chain is checked (rejectUnauthorized); who the peer is, is checked against the handshake, not the host name.
+      checkServerIdentity: () => undefined,
+      minVersion: 'TLSv1.2',
     });
+    socket.setNoDelay(true);
+    return whenReady(socket, 'secureConnect', signal, (error) => new Error(`TLS: ${error.code ?? 'error'}: ${error.message}`, { cause: error }));
   }
 
   listen(host: string, port: number, onConnection: (socket: Socket) => void): Promise<Listener> {
