@@ -78,6 +78,7 @@ export async function reloadSecurity(targets: ReloadTargets, why: string): Promi
   if (targets.authorizer !== undefined) parts.push(['tokens', async () => targets.authorizer!.reload((await readTokens(config))!)]);
   if (targets.clientTls !== undefined && config.clientTls !== undefined) parts.push(['client TLS', async () => targets.clientTls!(await readTlsMaterial(config.clientTls!))]);
   if (targets.peerTls !== undefined && config.peerTls !== undefined) parts.push(['peer TLS', async () => targets.peerTls!(await readPeerTlsMaterial(config.peerTls!))]);
+  if (parts.length === 0) logger.info({ why }, 'nothing to reload: no token file or TLS files (logs go to stdout: no log file to reopen)');
   for (const [what, reload] of parts) {
     try {
       await reload();
