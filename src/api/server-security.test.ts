@@ -188,6 +188,8 @@ describe('HTTPS', { timeout: 60_000 }, () => {
       }
       assert.ok(server.tlsHandshakeFailures >= 4, `handshake failures counted: ${server.tlsHandshakeFailures}`);
       assert.equal(await client.health(), true);
+      const metrics = await server.metrics.render();
+      assert.match(metrics, /impulse_tls_handshake_failures_total\{code="ERR_TLS_HANDSHAKE_TIMEOUT"\} 1/);
     } finally {
       client.close();
       await server.close();

@@ -23,7 +23,7 @@ import { type Server as HttpsServer, createServer as createHttpsServer } from 'n
 import { Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import type { Metric } from 'prom-client';
+import { Counter, type Metric } from 'prom-client';
 import { type Authorizer, type Principal, type Role, requireKeyAllowed, requireRangeAllowed } from './auth.js';
 import { CLUSTER_BODY_BYTES_MAX, type ClusterRoutesTarget, matchClusterRoute, serveClusterRoute } from './cluster-routes.js';
 import { ImpulseError, isImpulseError } from '../errors.js';
@@ -96,8 +96,9 @@ export class ImpulseServer {
   private readonly service: KvService;
   private readonly logger: Logger;
   private readonly server: Server | HttpsServer;
-  /** TLS handshakes that failed or timed out (garbage, a stalled client, a certificate refused). */
+  /** TLS handshakes that failed or timed out (garbage, a stalled client, a certificate refused); also in /metrics. */
   tlsHandshakeFailures = 0;
+  private readonly tlsFailureCounter = new Counter({ name: 'impulse_tls_handshake_failures_total', help: 'Client TLS handshakes that failed or timed out, by node:tls error code', labelNames: ['code'], registers: [] });
   private readonly pageLimitDefault: number;
   private readonly pageLimitMax: number;
   private readonly valueBody: BodyLimit;
@@ -109,7 +110,7 @@ export class ImpulseServer {
   constructor(private readonly options: ServerOptions) {
     this.service = options.service;
     this.logger = options.logger;
-    this.metrics = new ServerMetrics(options.service, options.metrics);
+    this.metrics = new ServerMetrics(options.service, [...(options.metrics ?? []), ...(options.tls !== undefined ? [this.tlsFailureCounter] : [])]);
     this.pageLimitDefault = options.pageLimitDefault ?? 100;
     this.pageLimitMax = options.pageLimitMax ?? 1000;
     if (this.pageLimitMax >= this.service.limits.rangeLimitMax) {
@@ -155,6 +156,7 @@ export class ImpulseServer {
     const server = createHttpsServer({ ...httpOptions, ...secureContextOptions(tls), handshakeTimeout: this.options.tlsHandshakeTimeoutMs ?? 10_000 });
     server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => {
       this.tlsHandshakeFailures++;
+      this.tlsFailureCounter.inc({ code: error.code ?? 'unknown' });
       this.logger.debug({ remote: socket.remoteAddress, code: error.code, reason: error.message }, 'TLS handshake failed');
       socket.destroy();
     });

@@ -51,7 +51,8 @@ interface Running {
 
 export class ProcessCluster {
   private readonly running = new Map<number, Running>();
-  private readonly clients = new Map<number, ImpulseClient>();
+  /** Clients by member and timeout: a 2 s client made for polling (`view`) must not serve a caller that asked for 10 s. */
+  private readonly clients = new Map<number, Map<number, ImpulseClient>>();
   private readonly members = new Map<number, ProcessMemberSpec>();
   /** Members that join an existing cluster (`--join`) instead of bootstrapping it. */
   private readonly joiners = new Map<number, string>();
@@ -91,14 +92,21 @@ export class ProcessCluster {
     return `${this.options.https === true ? 'https' : 'http'}://${spec.host}:${spec.clientPort}`;
   }
 
-  /** A keep-alive client of member `id` (closed by `close`). */
+  /** A keep-alive client of member `id` with this timeout (closed by `close`). */
   client(id: number, timeoutMs = 10_000): ImpulseClient {
-    let client = this.clients.get(id);
+    let byTimeout = this.clients.get(id);
+    if (byTimeout === undefined) this.clients.set(id, (byTimeout = new Map()));
+    let client = byTimeout.get(timeoutMs);
     if (client === undefined) {
       client = new ImpulseClient({ endpoint: this.url(id), timeoutMs, ...this.options.clientOptions });
-      this.clients.set(id, client);
+      byTimeout.set(timeoutMs, client);
     }
     return client;
+  }
+
+  private closeClients(id: number): void {
+    for (const client of this.clients.get(id)?.values() ?? []) client.close();
+    this.clients.delete(id);
   }
 
   dataDir(id: number): string {
@@ -207,8 +215,7 @@ export class ProcessCluster {
     this.signal(id, 'SIGCONT'); // a stopped process must be able to die
     this.signal(id, 'SIGKILL');
     await running.exited;
-    this.clients.get(id)?.close();
-    this.clients.delete(id);
+    this.closeClients(id);
   }
 
   /** SIGTERM (graceful stop) of member `id`; resolves once it exited. */
@@ -219,8 +226,7 @@ export class ProcessCluster {
     const timer = setTimeout(() => this.signal(id, 'SIGKILL'), 15_000);
     await running.exited;
     clearTimeout(timer);
-    this.clients.get(id)?.close();
-    this.clients.delete(id);
+    this.closeClients(id);
   }
 
   /** Member `id`'s view of the cluster, or undefined when it does not answer. */
@@ -257,8 +263,7 @@ export class ProcessCluster {
   /** Kills every member this helper started, closes the clients, removes the data. */
   async close(): Promise<void> {
     for (const id of [...this.running.keys()]) await this.kill(id);
-    for (const client of this.clients.values()) client.close();
-    this.clients.clear();
+    for (const id of [...this.clients.keys()]) this.closeClients(id);
     await rm(this.root, { recursive: true, force: true });
   }
 
