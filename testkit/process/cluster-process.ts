@@ -51,8 +51,7 @@ interface Running {
 
 export class ProcessCluster {
   private readonly running = new Map<number, Running>();
-  /** Clients by member and timeout: a 2 s client made for polling (`view`) must not serve a caller that asked for 10 s. */
-  private readonly clients = new Map<number, Map<number, ImpulseClient>>();
+  private readonly clients = new Map<string, ImpulseClient>();
   private readonly members = new Map<number, ProcessMemberSpec>();
   /** Members that join an existing cluster (`--join`) instead of bootstrapping it. */
   private readonly joiners = new Map<number, string>();
@@ -92,21 +91,26 @@ export class ProcessCluster {
     return `${this.options.https === true ? 'https' : 'http'}://${spec.host}:${spec.clientPort}`;
   }
 
-  /** A keep-alive client of member `id` with this timeout (closed by `close`). */
+  /** A keep-alive client of member `id` (closed by `close`). */
   client(id: number, timeoutMs = 10_000): ImpulseClient {
-    let byTimeout = this.clients.get(id);
-    if (byTimeout === undefined) this.clients.set(id, (byTimeout = new Map()));
-    let client = byTimeout.get(timeoutMs);
+    // One client per member AND timeout: a short-timeout client for polling views must not serve slow admin calls.
+    const key = `${id}/${timeoutMs}`;
+    let client = this.clients.get(key);
     if (client === undefined) {
       client = new ImpulseClient({ endpoint: this.url(id), timeoutMs, ...this.options.clientOptions });
-      byTimeout.set(timeoutMs, client);
+      this.clients.set(key, client);
     }
     return client;
   }
 
-  private closeClients(id: number): void {
-    for (const client of this.clients.get(id)?.values() ?? []) client.close();
-    this.clients.delete(id);
+  /** Closes and forgets every client of member `id`. */
+  private dropClients(id: number): void {
+    for (const [key, client] of this.clients) {
+      if (key.startsWith(`${id}/`)) {
+        client.close();
+        this.clients.delete(key);
+      }
+    }
   }
 
   dataDir(id: number): string {
@@ -215,7 +219,7 @@ export class ProcessCluster {
     this.signal(id, 'SIGCONT'); // a stopped process must be able to die
     this.signal(id, 'SIGKILL');
     await running.exited;
-    this.closeClients(id);
+    this.dropClients(id);
   }
 
   /** SIGTERM (graceful stop) of member `id`; resolves once it exited. */
@@ -226,7 +230,7 @@ export class ProcessCluster {
     const timer = setTimeout(() => this.signal(id, 'SIGKILL'), 15_000);
     await running.exited;
     clearTimeout(timer);
-    this.closeClients(id);
+    this.dropClients(id);
   }
 
   /** Member `id`'s view of the cluster, or undefined when it does not answer. */
@@ -263,7 +267,8 @@ export class ProcessCluster {
   /** Kills every member this helper started, closes the clients, removes the data. */
   async close(): Promise<void> {
     for (const id of [...this.running.keys()]) await this.kill(id);
-    for (const id of [...this.clients.keys()]) this.closeClients(id);
+    for (const client of this.clients.values()) client.close();
+    this.clients.clear();
     await rm(this.root, { recursive: true, force: true });
   }
 
