@@ -6,7 +6,7 @@
  * speaks mutual TLS between its members, as a production cluster would. The
  * target is at least 0.8× of plain HTTP: keep-alive makes handshakes rare.
  *
- *   node dist/bench/security.js [--duration 5] [--connections 100] [--rounds 3] [--engine lsm]
+ *   node dist/bench/security.js [--duration 10] [--connections 100] [--rounds 3] [--engine lsm]
  *
  * Writes the table to docs/benchmarks.md (section "security").
  */
@@ -20,7 +20,7 @@ import { type PemSet, TestPki } from '../testkit/security/pki.js';
 import { type WrkResult, runWrk } from './lib/wrk.js';
 import { flag, formatNumber, machineLine, table, writeSection } from './report.js';
 
-const durationSeconds = Number(flag('duration', '5'));
+const durationSeconds = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '100'));
 const rounds = Number(flag('rounds', '3'));
 const engine = flag('engine', 'lsm');
