@@ -60,8 +60,8 @@ export class MemberProxy {
     this.answerBytesMax = options.answerBytesMax ?? 1024 * 1024;
   }
 
-  /** GETs `/{view}` of member `id` at `clientUrl` (an http(s) URL without a path). */
-  async relay(id: number, clientUrl: string, view: MemberView): Promise<RelayedAnswer> {
+  /** GETs `/{view}` of member `id` at `clientUrl` (an http(s) URL without a path), with the caller's `authorization` header, if any. */
+  async relay(id: number, clientUrl: string, view: MemberView, authorization?: string): Promise<RelayedAnswer> {
     // Only what a client URL can be: fetch would also read data: and blob: URLs.
     if (!/^https?:\/\/[^/?#]+\/*$/.test(clientUrl)) throw unreachable(id, clientUrl, 'its client URL is not an http(s) URL without a path');
     if (this.inFlight >= this.inFlightMax) {
@@ -70,7 +70,8 @@ export class MemberProxy {
     this.inFlight++;
     const signal = AbortSignal.timeout(this.timeoutMs);
     try {
-      const response = await fetch(`${clientUrl.replace(/\/+$/, '')}/${view}`, { signal, redirect: 'error' });
+      const headers: Record<string, string> = authorization !== undefined ? { authorization } : {};
+      const response = await fetch(`${clientUrl.replace(/\/+$/, '')}/${view}`, { signal, redirect: 'error', headers });
       const body = await this.readAnswer(response, id);
       if (!(response.headers.get('content-type') ?? '').startsWith('application/json')) {
         throw unreachable(id, clientUrl, `it answered ${response.status} with ${response.headers.get('content-type') ?? 'no content type'}, not JSON`);

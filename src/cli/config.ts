@@ -7,6 +7,7 @@ import { type ClusterConfig, type ClusterFlags, parseClusterConfig } from '../cl
 import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
 import { ENGINE_NAMES } from '../storage/engine-names.js';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
+import { type SecurityConfig, type SecurityFlags, parseSecurityConfig } from './security-config.js';
 
 export const DEFAULT_ENGINE = 'lsm';
 export const DEFAULT_PORT = 7070;
@@ -25,9 +26,11 @@ export interface ServeConfig {
   readonly cluster?: ClusterConfig;
   /** --chaos-results: a directory of chaos runs the dashboard lists (absolute). */
   readonly chaosResultsDir?: string;
+  /** Tokens, TLS, protected mode (security-config.ts). */
+  readonly security: SecurityConfig;
 }
 
-export interface ServeFlags extends ClusterFlags {
+export interface ServeFlags extends ClusterFlags, SecurityFlags {
   port?: string;
   host?: string;
   engine?: string;
@@ -59,14 +62,15 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     valueBytesMax: integer('--value-bytes-max', flags.valueBytesMax ?? String(DEFAULT_LIMITS.valueBytesMax), 0, 512 * 1024 * 1024),
     batchOpsMax: integer('--batch-ops-max', flags.batchOpsMax ?? String(DEFAULT_LIMITS.batchOpsMax), 1, 1_000_000),
   };
-  const cluster = parseClusterConfig(flags, host, port);
+  const cluster = parseClusterConfig(flags, host, port, flags.tlsCert !== undefined ? 'https' : 'http');
+  const security = parseSecurityConfig(flags, host, cluster?.peerHost);
   if (cluster !== undefined) {
     if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
   }
   if (flags.chaosResults !== undefined && flags.chaosResults.length === 0) throw invalid('--chaos-results must name a directory');
   return {
-    port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel,
+    port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, security,
     ...(cluster !== undefined ? { cluster } : {}),
     ...(flags.chaosResults !== undefined ? { chaosResultsDir: resolve(flags.chaosResults) } : {}),
   };
