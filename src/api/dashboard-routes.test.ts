@@ -16,7 +16,7 @@ import { pino } from 'pino';
 import { openLocalKvService } from '../service/open-local.js';
 import { DEFAULT_LIMITS } from '../storage/engine.js';
 import { DASHBOARD_DIR } from './dashboard-assets.js';
-import { ImpulseServer } from './server.js';
+import { ImpulseServer, type ServerOptions } from './server.js';
 
 interface Answer {
   status: number;
@@ -33,7 +33,7 @@ function errorCode(answer: Answer): string {
   return (JSON.parse(answer.body.toString('utf8')) as { error: { code: string } }).error.code;
 }
 
-async function startServer(options: { chaosResultsDir?: string; dashboardDir?: string }): Promise<{ base: string; server: ImpulseServer; dir: string }> {
+async function startServer(options: Partial<ServerOptions>): Promise<{ base: string; server: ImpulseServer; dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'impulse-dashboard-'));
   const service = await openLocalKvService({ engine: 'memory', dataDir: join(dir, 'memory'), sync: 'fsync', limits: DEFAULT_LIMITS });
   const server = new ImpulseServer({ service, logger: pino({ level: 'silent' }), version: 'test', ...options });
@@ -175,5 +175,26 @@ describe('dashboard routes without a built dashboard or chaos directory', () => 
     const { readFile } = await import('node:fs/promises');
     const manifest = JSON.parse(await readFile(join(DASHBOARD_DIR, 'manifest.json'), 'utf8')) as string[];
     for (const file of ['index.html', 'app/main.js', 'vendor/preact.js', 'vendor/preact-hooks.js', 'vendor/htm.js', 'vendor/uplot.js', 'vendor/uplot.css']) assert.ok(manifest.includes(file), file);
+  });
+});
+
+describe('dashboard routes with tokens', () => {
+  it('serve the page to anyone, and the chaos results and member relay only with a token', async () => {
+    const { Authorizer, TokenTable } = await import('./auth.js');
+    const token = 'reader-token-0123456789';
+    const chaosDir = await mkdtemp(join(tmpdir(), 'impulse-chaos-auth-'));
+    const { base, server, dir } = await startServer({ chaosResultsDir: chaosDir, auth: new Authorizer(TokenTable.parse(`reader read ${token}\n`, 'tokens'), false) });
+    try {
+      assert.equal((await get(base, '/ui')).status, 200, 'the page holds no data');
+      const chaos = await get(base, '/ui/api/chaos');
+      assert.deepEqual([chaos.status, errorCode(chaos)], [401, 'IMPULSE_ERR_AUTH_REQUIRED']);
+      assert.equal((await get(base, '/ui/api/chaos', { headers: { authorization: `Bearer ${token}` } })).status, 200);
+      assert.equal((await get(base, '/ui/chaos/run/report.html')).status, 401);
+      assert.equal((await get(base, '/cluster/nodes/2/status')).status, 401, 'a relay reads another member: a token first');
+    } finally {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+      await rm(chaosDir, { recursive: true, force: true });
+    }
   });
 });
