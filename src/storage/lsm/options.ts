@@ -1,0 +1,88 @@
+/**
+ * The lsm engine's options: tuning sizes with their defaults, and the
+ * validation that turns a bad value into IMPULSE_ERR_CONFIG_INVALID before
+ * anything is opened.
+ */
+import { ImpulseError } from '../../errors.js';
+import type { Clock } from '../../util/clock.js';
+import type { Random } from '../../util/random.js';
+import type { Vfs } from '../../vfs/vfs.js';
+import type { EngineOptions } from '../engine.js';
+
+/** Tuning options. Every size is in bytes. */
+export interface LsmTuning {
+  /** Active memtable budget before it is frozen and flushed. Default 8 MiB. */
+  readonly memtableBytes: number;
+  /** Frozen memtables waiting for flush before writes stall. Default 2. */
+  readonly immutableMemtablesMax: number;
+  /** Target size of one SSTable written by flush or compaction. Default 4 MiB. */
+  readonly tableTargetBytes: number;
+  /** Target size of one data block. Default 4 KiB. */
+  readonly blockBytes: number;
+  /** Keys between restart points in a block. Default 16. */
+  readonly restartInterval: number;
+  /** Bloom filter bits per key (0 < bits <= 64). Default 10 (about 1% false positives). */
+  readonly bloomBitsPerKey: number;
+  /** Block cache budget. Default 64 MiB. */
+  readonly blockCacheBytes: number;
+  /** Level-0 table count that starts a level-0 compaction. Default 4. */
+  readonly level0CompactionTrigger: number;
+  /** Level-0 table count at which writes stall until compaction catches up. Default 12. */
+  readonly level0StopWritesTrigger: number;
+  /** Size target of level 1; each deeper level is `levelSizeMultiplier` times larger. Default 32 MiB. */
+  readonly level1TargetBytes: number;
+  /** Default 10. */
+  readonly levelSizeMultiplier: number;
+  /** Levels including level 0. Default 7. */
+  readonly levelCount: number;
+}
+
+export const DEFAULT_LSM_TUNING: LsmTuning = Object.freeze({
+  memtableBytes: 8 * 1024 * 1024,
+  immutableMemtablesMax: 2,
+  tableTargetBytes: 4 * 1024 * 1024,
+  blockBytes: 4096,
+  restartInterval: 16,
+  bloomBitsPerKey: 10,
+  blockCacheBytes: 64 * 1024 * 1024,
+  level0CompactionTrigger: 4,
+  level0StopWritesTrigger: 12,
+  level1TargetBytes: 32 * 1024 * 1024,
+  levelSizeMultiplier: 10,
+  levelCount: 7,
+});
+
+export interface LsmEngineOptions extends EngineOptions, Partial<LsmTuning> {
+  /** File system. Default: the real one (NodeVfs). */
+  readonly vfs?: Vfs;
+  /** Randomness for memtable skip-list heights. Default: seeded. */
+  readonly random?: Random;
+  /** Time source for stall durations. Default: the system clock. */
+  readonly clock?: Clock;
+}
+
+/** Longest key the block search scratch space holds; the engine's key limit may not exceed it. */
+export const KEY_BYTES_LIMIT = 64 * 1024;
+
+/** `options`' tuning over the defaults, validated; throws IMPULSE_ERR_CONFIG_INVALID naming the bad option. */
+export function resolveTuning(options: LsmEngineOptions, keyBytesMax: number): LsmTuning {
+  const tuning: Record<string, number> = { ...DEFAULT_LSM_TUNING };
+  for (const name of Object.keys(DEFAULT_LSM_TUNING)) {
+    const value = (options as Record<string, unknown>)[name];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `lsm option ${name} must be a positive integer, got ${String(value)}`);
+    }
+    tuning[name] = value;
+  }
+  const t = Object.freeze(tuning as unknown as LsmTuning);
+  if (t.bloomBitsPerKey > 64) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'lsm bloomBitsPerKey must be at most 64');
+  if (t.levelCount < 2 || t.levelCount > 16) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'lsm levelCount must be 2..16');
+  if (t.level0StopWritesTrigger < t.level0CompactionTrigger) {
+    throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'lsm level0StopWritesTrigger must be >= level0CompactionTrigger');
+  }
+  if (keyBytesMax > KEY_BYTES_LIMIT) {
+    throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `the lsm engine supports keys up to ${KEY_BYTES_LIMIT} bytes`);
+  }
+  return t;
+}
