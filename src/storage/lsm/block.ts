@@ -13,7 +13,9 @@
  * restart points and then scans at most one interval. `value tag` is 0 for a
  * tombstone, else value length + 1.
  */
-import { GrowableBuffer, corruption } from './coding.js';
+import { compareBytes, partitionPoint } from '../../util/bytes.js';
+import { corruption } from '../../util/corruption.js';
+import { GrowableBuffer } from './coding.js';
 
 /** Builds one block. Keys must be added in strictly increasing order. */
 export class BlockBuilder {
@@ -87,10 +89,10 @@ export class Block {
     readonly data: Buffer,
     readonly source: string,
   ) {
-    if (data.length < 4) throw corruption(source, 'data block shorter than its restart count');
+    if (data.length < 4) throw corruption('lsm', source, 'data block shorter than its restart count');
     this.restartCount = data.readUInt32LE(data.length - 4);
     this.restartsOffset = data.length - 4 - this.restartCount * 4;
-    if (this.restartCount === 0 || this.restartsOffset < 0) throw corruption(source, `data block has an impossible restart count ${this.restartCount}`);
+    if (this.restartCount === 0 || this.restartsOffset < 0) throw corruption('lsm', source, `data block has an impossible restart count ${this.restartCount}`);
   }
 }
 
@@ -129,36 +131,13 @@ const scratch = { key: Buffer.allocUnsafe(64 * 1024), valueStart: 0, valueEnd: 0
 /**
  * Looks `key` up in `block`. Returns NOT_IN_BLOCK, FOUND_TOMBSTONE or
  * FOUND_VALUE; for FOUND_VALUE the value is `block.data[foundValueStart(), foundValueEnd())`.
- * Allocation-free: keys are compared in place (restart keys) or rebuilt in a scratch buffer.
+ * Keys are compared in place (restart keys) or rebuilt in a scratch buffer: nothing is allocated per entry.
  */
 export function searchBlock(block: Block, key: Buffer): number {
   const data = block.data;
   const source = block.source;
-  // Binary search: the last restart point whose key is <= `key`.
-  let low = 0;
-  let high = block.restartCount - 1;
-  while (low < high) {
-    const mid = (low + high + 1) >>> 1;
-    let p = data.readUInt32LE(block.restartsOffset + mid * 4);
-    // Restart entries have shared = 0: skip it, read unshared, skip the value tag.
-    if (data[p] !== 0) throw corruption(source, 'restart entry has a shared prefix');
-    p++;
-    let unshared = 0;
-    let shift = 0;
-    let byte: number;
-    do {
-      byte = data[p++]!;
-      unshared |= (byte & 0x7f) << shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 35);
-    do byte = data[p++]!;
-    while (byte >= 0x80);
-    if (p + unshared > block.restartsOffset) throw corruption(source, 'restart key runs past the entries');
-    if (compareBytes(key, 0, key.length, data, p, p + unshared) >= 0) low = mid;
-    else high = mid - 1;
-  }
-  // Scan forward from that restart point.
-  let p = data.readUInt32LE(block.restartsOffset + low * 4);
+  // Scan forward from the last restart point whose key is <= `key`.
+  let p = data.readUInt32LE(block.restartsOffset + restartAtOrBefore(block, key) * 4);
   const end = block.restartsOffset;
   const keyBuffer = scratch.key;
   let keyLength = 0;
@@ -187,13 +166,13 @@ export function searchBlock(block: Block, key: Buffer): number {
     } while (byte >= 0x80 && shift < 56);
     const valueLength = tag === 0 ? 0 : tag - 1;
     if (shared > keyLength || p + unshared + valueLength > end || shared + unshared > keyBuffer.length) {
-      throw corruption(source, 'data block entry is malformed');
+      throw corruption('lsm', source, 'data block entry is malformed');
     }
     // Byte loops, not Buffer.copy/compare: for keys of tens of bytes a native call costs more than the work.
     for (let i = 0; i < unshared; i++) keyBuffer[shared + i] = data[p + i]!;
     keyLength = shared + unshared;
     p += unshared;
-    const order = compareBytes(key, 0, key.length, keyBuffer, 0, keyLength);
+    const order = compareBytes(key, keyBuffer, 0, key.length, 0, keyLength);
     if (order === 0) {
       scratch.valueStart = p;
       scratch.valueEnd = p + valueLength;
@@ -203,18 +182,6 @@ export function searchBlock(block: Block, key: Buffer): number {
     p += valueLength;
   }
   return NOT_IN_BLOCK;
-}
-
-/** Unsigned byte comparison of a[aStart, aEnd) with b[bStart, bEnd): negative, 0 or positive. */
-export function compareBytes(a: Uint8Array, aStart: number, aEnd: number, b: Uint8Array, bStart: number, bEnd: number): number {
-  const aLength = aEnd - aStart;
-  const bLength = bEnd - bStart;
-  const common = aLength < bLength ? aLength : bLength;
-  for (let i = 0; i < common; i++) {
-    const difference = a[aStart + i]! - b[bStart + i]!;
-    if (difference !== 0) return difference;
-  }
-  return aLength - bLength;
 }
 
 export function foundValueStart(): number {
@@ -230,29 +197,38 @@ export function foundValueEnd(): number {
  * a seek for `key` only needs the entries from there on.
  */
 export function restartAtOrBefore(block: Block, key: Buffer): number {
+  // Restart 0 always qualifies (a key before it still starts there); search the others.
+  return (
+    partitionPoint(1, block.restartCount, (index) => {
+      locateRestartKey(block, index);
+      return compareBytes(key, block.data, 0, key.length, restartKey.start, restartKey.end) < 0;
+    }) - 1
+  );
+}
+
+/** Where the key of the restart point `locateRestartKey` looked at last lies in its block's data (scratch: read it at once). */
+const restartKey = { start: 0, end: 0 };
+
+/** Sets `restartKey` to the key of restart point `index` of `block`. */
+function locateRestartKey(block: Block, index: number): void {
   const data = block.data;
-  let low = 0;
-  let high = block.restartCount - 1;
-  while (low < high) {
-    const mid = (low + high + 1) >>> 1;
-    let p = data.readUInt32LE(block.restartsOffset + mid * 4);
-    if (data[p] !== 0) throw corruption(block.source, 'restart entry has a shared prefix');
-    p++;
-    let unshared = 0;
-    let shift = 0;
-    let byte: number;
-    do {
-      byte = data[p++]!;
-      unshared |= (byte & 0x7f) << shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 35);
-    do byte = data[p++]!;
-    while (byte >= 0x80);
-    if (p + unshared > block.restartsOffset) throw corruption(block.source, 'restart key runs past the entries');
-    if (compareBytes(key, 0, key.length, data, p, p + unshared) >= 0) low = mid;
-    else high = mid - 1;
-  }
-  return low;
+  let p = data.readUInt32LE(block.restartsOffset + index * 4);
+  // Restart entries have shared = 0: skip it, read unshared, skip the value tag.
+  if (data[p] !== 0) throw corruption('lsm', block.source, 'restart entry has a shared prefix');
+  p++;
+  let unshared = 0;
+  let shift = 0;
+  let byte: number;
+  do {
+    byte = data[p++]!;
+    unshared |= (byte & 0x7f) << shift;
+    shift += 7;
+  } while (byte >= 0x80 && shift < 35);
+  do byte = data[p++]!;
+  while (byte >= 0x80);
+  if (p + unshared > block.restartsOffset) throw corruption('lsm', block.source, 'restart key runs past the entries');
+  restartKey.start = p;
+  restartKey.end = p + unshared;
 }
 
 /** Decodes the entries of `block` from restart point `fromRestart` (default: all of them). */
@@ -267,7 +243,7 @@ export function decodeBlock(block: Block, fromRestart = 0): DecodedBlock {
   let previousStart = 0;
   let previousLength = 0;
   let p = fromRestart === 0 ? 0 : data.readUInt32LE(block.restartsOffset + fromRestart * 4);
-  if (p > end) throw corruption(block.source, 'restart offset points past the entries');
+  if (p > end) throw corruption('lsm', block.source, 'restart offset points past the entries');
   while (p < end) {
     let shared = 0;
     let shift = 0;
@@ -292,7 +268,7 @@ export function decodeBlock(block: Block, fromRestart = 0): DecodedBlock {
       shift += 7;
     } while (byte >= 0x80 && shift < 56);
     const valueLength = tag === 0 ? 0 : tag - 1;
-    if (shared > previousLength || p + unshared + valueLength > end) throw corruption(block.source, 'data block entry is malformed');
+    if (shared > previousLength || p + unshared + valueLength > end) throw corruption('lsm', block.source, 'data block entry is malformed');
     const keyLength = shared + unshared;
     if (outLength + keyLength > out.length) {
       const grown = Buffer.allocUnsafe(Math.max(out.length * 2, outLength + keyLength));
@@ -311,7 +287,7 @@ export function decodeBlock(block: Block, fromRestart = 0): DecodedBlock {
     valueLengths.push(tag === 0 ? -1 : valueLength);
     p += valueLength;
   }
-  if (valueStarts.length === 0) throw corruption(block.source, 'data block has no entries');
+  if (valueStarts.length === 0) throw corruption('lsm', block.source, 'data block has no entries');
   const keyBytes = Buffer.allocUnsafe(outLength);
   out.copy(keyBytes, 0, 0, outLength);
   return { fromBlockStart: fromRestart === 0, count: valueStarts.length, keyBytes, keyStarts, data, valueStarts, valueLengths };

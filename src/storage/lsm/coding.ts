@@ -2,7 +2,7 @@
  * Byte encodings shared by the WAL, SSTables and the manifest: unsigned
  * LEB128 varints (values 0 .. 2^53-1) and a growable output buffer.
  */
-import { ImpulseError } from '../../errors.js';
+import { corruption } from '../../util/corruption.js';
 
 /** Writes `value` (a safe non-negative integer) at `offset`; returns the offset after it. */
 export function writeVarint(target: Uint8Array, offset: number, value: number): number {
@@ -31,17 +31,17 @@ export class Cursor {
     let result = 0;
     let scale = 1;
     for (let shift = 0; shift < 56; shift += 7) {
-      if (this.position >= this.end) throw corruption(this.source, 'varint runs past the end of its block');
+      if (this.position >= this.end) throw corruption('lsm', this.source, 'varint runs past the end of its block');
       const byte = this.buffer[this.position++]!;
       result += (byte & 0x7f) * scale;
       if (byte < 0x80) return result;
       scale *= 128;
     }
-    throw corruption(this.source, 'varint longer than 8 bytes');
+    throw corruption('lsm', this.source, 'varint longer than 8 bytes');
   }
 
   bytes(length: number): Buffer {
-    if (length > this.end - this.position) throw corruption(this.source, `a ${length}-byte field runs past the end of its block`);
+    if (length > this.end - this.position) throw corruption('lsm', this.source, `a ${length}-byte field runs past the end of its block`);
     const slice = this.buffer.subarray(this.position, this.position + length);
     this.position += length;
     return slice;
@@ -117,9 +117,4 @@ export class GrowableBuffer {
   copy(): Buffer {
     return Buffer.from(this.buffer.subarray(0, this.length));
   }
-}
-
-/** The corruption error every checksum or structure failure becomes; it names the file. */
-export function corruption(file: string, detail: string): ImpulseError {
-  return new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', `lsm: ${file}: ${detail}`);
 }

@@ -16,7 +16,8 @@
  */
 import type { Vfs } from '../../vfs/vfs.js';
 import { joinPath } from '../../vfs/vfs.js';
-import { Cursor, GrowableBuffer, corruption } from './coding.js';
+import { corruption } from '../../util/corruption.js';
+import { Cursor, GrowableBuffer } from './coding.js';
 import { crc32c } from '../../util/crc32c.js';
 
 export const MANIFEST_NAME = 'MANIFEST';
@@ -66,16 +67,16 @@ export function encodeManifest(state: ManifestState): Buffer {
 }
 
 export function decodeManifest(data: Buffer, path: string): ManifestState {
-  if (data.length < MAGIC.length + 8 || !data.subarray(0, MAGIC.length).equals(MAGIC)) throw corruption(path, 'manifest has no magic number');
+  if (data.length < MAGIC.length + 8 || !data.subarray(0, MAGIC.length).equals(MAGIC)) throw corruption('lsm', path, 'manifest has no magic number');
   const body = data.length - 4;
-  if (crc32c(data, 0, body) !== data.readUInt32LE(body)) throw corruption(path, 'manifest failed its checksum');
+  if (crc32c(data, 0, body) !== data.readUInt32LE(body)) throw corruption('lsm', path, 'manifest failed its checksum');
   const version = data.readUInt32LE(MAGIC.length);
-  if (version !== FORMAT_VERSION) throw corruption(path, `manifest format version ${version} is not supported`);
+  if (version !== FORMAT_VERSION) throw corruption('lsm', path, `manifest format version ${version} is not supported`);
   const cursor = new Cursor(data, MAGIC.length + 4, body, path);
   const nextFileNumber = cursor.varint();
   const logNumber = cursor.varint();
   const levelCount = cursor.varint();
-  if (levelCount > 64) throw corruption(path, `manifest has ${levelCount} levels`);
+  if (levelCount > 64) throw corruption('lsm', path, `manifest has ${levelCount} levels`);
   const levels: TableMeta[][] = [];
   for (let level = 0; level < levelCount; level++) {
     const tables: TableMeta[] = [];
@@ -90,7 +91,7 @@ export function decodeManifest(data: Buffer, path: string): ManifestState {
     }
     levels.push(tables);
   }
-  if (cursor.remaining !== 0) throw corruption(path, 'manifest has trailing bytes');
+  if (cursor.remaining !== 0) throw corruption('lsm', path, 'manifest has trailing bytes');
   return { nextFileNumber, logNumber, levels };
 }
 

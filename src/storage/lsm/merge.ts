@@ -5,13 +5,8 @@
  * judge). Sources are given newest first: on equal keys the earliest wins.
  */
 import { type Entry, type KeyRange, aboveLower, belowUpper } from '../engine.js';
-import { compareBytes } from './block.js';
+import { compareBytes } from '../../util/bytes.js';
 import type { SortedSource, Step } from './sources.js';
-
-/** Byte order of two keys, in JS: cheaper than a native call for keys of tens of bytes. */
-function compareKeys(a: Buffer, b: Buffer): number {
-  return compareBytes(a, 0, a.length, b, 0, b.length);
-}
 
 async function settle(step: Step): Promise<void> {
   if (step !== undefined) await step;
@@ -34,7 +29,7 @@ export async function mergeRange(sources: SortedSource[], range: KeyRange, rever
     let best: SortedSource | undefined;
     for (const source of sources) {
       if (!source.valid) continue;
-      if (best === undefined || compareKeys(source.key, best.key) * direction < 0) best = source;
+      if (best === undefined || compareBytes(source.key, best.key) * direction < 0) best = source;
     }
     if (best === undefined) break;
     const key = best.key;
@@ -46,7 +41,7 @@ export async function mergeRange(sources: SortedSource[], range: KeyRange, rever
       if (entries.length >= limit) break;
     }
     for (const source of sources) {
-      if (source.valid && (source === best || compareKeys(source.key, key) === 0)) {
+      if (source.valid && (source === best || compareBytes(source.key, key) === 0)) {
         const step = reverse ? source.prev() : source.next();
         if (step !== undefined) await step;
       }
@@ -61,14 +56,14 @@ export async function mergeAll(sources: SortedSource[], emit: (key: Buffer, valu
   for (;;) {
     let best: SortedSource | undefined;
     for (const source of sources) {
-      if (source.valid && (best === undefined || compareKeys(source.key, best.key) < 0)) best = source;
+      if (source.valid && (best === undefined || compareBytes(source.key, best.key) < 0)) best = source;
     }
     if (best === undefined) return;
     const key = best.key;
     const emitted = emit(key, best.value);
     if (emitted !== undefined) await emitted;
     for (const source of sources) {
-      if (source.valid && (source === best || compareKeys(source.key, key) === 0)) {
+      if (source.valid && (source === best || compareBytes(source.key, key) === 0)) {
         const step = source.next();
         if (step !== undefined) await step;
       }

@@ -8,9 +8,10 @@
  * asynchronously hands over to `getSlow`, which pins the version across its
  * awaits.
  */
+import { partitionPoint } from '../../util/bytes.js';
 import { bloomHashes } from './bloom.js';
 import { TABLE_MISS, TABLE_TOMBSTONE } from './table.js';
-import type { Table, Version, VersionSet } from './version.js';
+import { type Table, type Version, type VersionSet, findTable } from './version.js';
 
 /** Scratch a caller reuses across lookups (never held across an await). */
 export interface LookupScratch {
@@ -108,25 +109,7 @@ async function getSlow(versions: VersionSet, version: Version, key: Buffer, hash
   }
 }
 
-/** Index of the first table (sorted, non-overlapping) whose largest key is >= `key`. */
-function findTable(tables: readonly Table[], key: Buffer): number {
-  let low = 0;
-  let high = tables.length;
-  while (low < high) {
-    const mid = (low + high) >>> 1;
-    if (Buffer.compare(tables[mid]!.largest, key) < 0) low = mid + 1;
-    else high = mid;
-  }
-  return low;
-}
-
+/** `findTable` for a key given as a latin1 string (string `<` is byte order, and cheaper than a native compare). */
 function findTableByString(tables: readonly Table[], key: string): number {
-  let low = 0;
-  let high = tables.length;
-  while (low < high) {
-    const mid = (low + high) >>> 1;
-    if (tables[mid]!.largestString < key) low = mid + 1;
-    else high = mid;
-  }
-  return low;
+  return partitionPoint(0, tables.length, (index) => tables[index]!.largestString >= key);
 }

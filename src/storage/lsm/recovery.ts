@@ -8,7 +8,7 @@
 import { ImpulseError } from '../../errors.js';
 import { type Vfs, joinPath } from '../../vfs/vfs.js';
 import type { BlockCache } from './block-cache.js';
-import { corruption } from './coding.js';
+import { corruption } from '../../util/corruption.js';
 import { MANIFEST_NAME, MANIFEST_TEMP_NAME, type ManifestState, decodeManifest, parseFileName, tableFileName, walFileName, writeManifest } from './manifest.js';
 import { TableReader } from './table.js';
 import { Table, Version, type VersionSet } from './version.js';
@@ -81,7 +81,7 @@ async function readOrCreateManifest(env: RecoveryEnvironment, versions: VersionS
   }
   // The manifest is written before any WAL or table exists, so its absence means a new store.
   if (names.some((name) => parseFileName(name) !== undefined)) {
-    throw corruption(env.dir, `has table or log files but no ${MANIFEST_NAME}`);
+    throw corruption('lsm', env.dir, `has table or log files but no ${MANIFEST_NAME}`);
   }
   const state = { nextFileNumber: 1, logNumber: 0, levels: [] };
   await writeManifest(env.vfs, env.dir, versions.manifestOf(state.levels, state.nextFileNumber, state.logNumber));
@@ -95,7 +95,7 @@ async function openTables(env: RecoveryEnvironment, state: ManifestState, names:
     const tables: Table[] = [];
     for (const meta of state.levels[level] ?? []) {
       const path = joinPath(env.dir, tableFileName(meta.fileNumber));
-      if (!names.includes(tableFileName(meta.fileNumber))) throw corruption(path, 'table listed in the manifest is missing');
+      if (!names.includes(tableFileName(meta.fileNumber))) throw corruption('lsm', path, 'table listed in the manifest is missing');
       const reader = await TableReader.open(env.vfs, path, meta.fileNumber, env.cache);
       const table = new Table(meta, reader);
       opened.push(table);

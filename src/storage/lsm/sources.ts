@@ -7,6 +7,7 @@
 import type { Memtable, MemNode } from './memtable.js';
 import { visibleVersion } from './memtable.js';
 import { TableIterator, type TableReader } from './table.js';
+import { findTable } from './version.js';
 
 export type Step = Promise<void> | undefined;
 
@@ -130,26 +131,12 @@ export class LevelSource implements SortedSource {
   }
 
   seekGE(key: Buffer, exclusive: boolean): Step {
-    // First table whose largest key is >= key.
-    let low = 0;
-    let high = this.tables.length;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      if (Buffer.compare(this.tables[mid]!.largest, key) < 0) low = mid + 1;
-      else high = mid;
-    }
-    return this.enter(low, (it) => it.seekGE(key, exclusive), true);
+    return this.enter(findTable(this.tables, key), (it) => it.seekGE(key, exclusive), true);
   }
 
   seekLE(key: Buffer, exclusive: boolean): Step {
-    let low = 0;
-    let high = this.tables.length;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      if (Buffer.compare(this.tables[mid]!.largest, key) < 0) low = mid + 1;
-      else high = mid;
-    }
-    return this.enter(Math.min(low, this.tables.length - 1), (it) => it.seekLE(key, exclusive), false);
+    // The first table whose largest key is >= key holds the answer, or its predecessor does (enter moves back).
+    return this.enter(Math.min(findTable(this.tables, key), this.tables.length - 1), (it) => it.seekLE(key, exclusive), false);
   }
 
   next(): Step {

@@ -21,9 +21,12 @@
  */
 import type { Vfs, VfsFile } from '../../vfs/vfs.js';
 import { BloomFilterBuilder, bloomMayContain } from './bloom.js';
-import { Block, BlockBuilder, type DecodedBlock, FOUND_TOMBSTONE, FOUND_VALUE, NOT_IN_BLOCK, compareBytes, decodeBlock, foundValueEnd, foundValueStart, restartAtOrBefore, searchBlock } from './block.js';
+import { Block, BlockBuilder, type DecodedBlock, FOUND_TOMBSTONE, FOUND_VALUE, NOT_IN_BLOCK, decodeBlock, foundValueEnd, foundValueStart, restartAtOrBefore, searchBlock } from './block.js';
 import type { BlockCache, CacheShard } from './block-cache.js';
-import { Cursor, GrowableBuffer, corruption } from './coding.js';
+import { assert } from '../../util/assert.js';
+import { compareBytes, partitionPoint } from '../../util/bytes.js';
+import { corruption } from '../../util/corruption.js';
+import { Cursor, GrowableBuffer } from './coding.js';
 import { crc32c } from '../../util/crc32c.js';
 
 export const FOOTER_BYTES = 48;
@@ -57,9 +60,10 @@ export class TableBuilder {
     this.bloom = new BloomFilterBuilder(options.bloomBitsPerKey);
   }
 
-  /** Adds an entry; keys strictly increasing. `value === null` is a tombstone. */
+  /** Adds an entry; keys strictly increasing (asserted: a table out of order would answer lookups wrongly). `value === null` is a tombstone. */
   add(key: Uint8Array, value: Uint8Array | null): void {
     if (this.smallestKey === undefined) this.smallestKey = Buffer.from(key);
+    else if (compareBytes(this.lastKey.buffer, key, 0, this.lastKey.length) >= 0) assert(false, 'TableBuilder.add: keys must be strictly increasing', this.lastKey.view(), key);
     this.block.add(key, value);
     this.bloom.add(key);
     this.lastKey.reset();
@@ -81,7 +85,7 @@ export class TableBuilder {
   finish(): { image: Buffer; smallest: Buffer; largest: Buffer; entryCount: number } {
     if (!this.block.empty) this.flushBlock();
     const smallest = this.smallestKey;
-    if (smallest === undefined) throw new Error('TableBuilder.finish on an empty table');
+    assert(smallest !== undefined, 'TableBuilder.finish on an empty table');
     const filterOffset = this.file.length;
     const filter = this.bloom.finish();
     this.appendChecked(filter);
@@ -164,19 +168,19 @@ export class TableReader {
     const file = await vfs.open(path, { readOnly: true });
     try {
       const size = await file.size();
-      if (size < FOOTER_BYTES) throw corruption(path, `table is ${size} bytes, shorter than its footer`);
+      if (size < FOOTER_BYTES) throw corruption('lsm', path, `table is ${size} bytes, shorter than its footer`);
       const footer = await file.read(size - FOOTER_BYTES, FOOTER_BYTES);
-      if (footer.length !== FOOTER_BYTES || !footer.subarray(40).equals(MAGIC)) throw corruption(path, 'table footer has no magic number');
-      if (crc32c(footer, 0, 36) !== footer.readUInt32LE(36)) throw corruption(path, 'table footer failed its checksum');
+      if (footer.length !== FOOTER_BYTES || !footer.subarray(40).equals(MAGIC)) throw corruption('lsm', path, 'table footer has no magic number');
+      if (crc32c(footer, 0, 36) !== footer.readUInt32LE(36)) throw corruption('lsm', path, 'table footer failed its checksum');
       const indexOffset = footer.readUIntLE(0, 6);
       const indexLength = footer.readUInt32LE(8);
       const filterOffset = footer.readUIntLE(12, 6);
       const filterLength = footer.readUInt32LE(20);
       const entryCount = footer.readUIntLE(24, 6);
       const version = footer.readUInt32LE(32);
-      if (version !== FORMAT_VERSION) throw corruption(path, `table format version ${version} is not supported`);
+      if (version !== FORMAT_VERSION) throw corruption('lsm', path, `table format version ${version} is not supported`);
       if (filterOffset + filterLength + 4 !== indexOffset || indexOffset + indexLength + 4 !== size - FOOTER_BYTES) {
-        throw corruption(path, 'table footer points outside the file');
+        throw corruption('lsm', path, 'table footer points outside the file');
       }
       const meta = await file.read(filterOffset, size - FOOTER_BYTES - filterOffset);
       const filter = verifiedSlice(meta, 0, filterLength, path, 'filter block');
@@ -202,27 +206,14 @@ export class TableReader {
 
   /** Index of the first block whose last key is >= `key`, or blockCount when none. */
   findBlock(key: Buffer): number {
-    let low = 0;
-    let high = this.blockLastKeys.length;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      if (Buffer.compare(this.blockLastKeys[mid]!, key) < 0) low = mid + 1;
-      else high = mid;
-    }
-    return low;
+    const keys = this.blockLastKeys;
+    return partitionPoint(0, keys.length, (index) => Buffer.compare(keys[index]!, key) >= 0);
   }
 
   /** `findBlock` for a key given as a latin1 string. */
   findBlockByString(key: string): number {
     const keys = this.blockLastKeyStrings;
-    let low = 0;
-    let high = keys.length;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      if (keys[mid]! < key) low = mid + 1;
-      else high = mid;
-    }
-    return low;
+    return partitionPoint(0, keys.length, (index) => keys[index]! >= key);
   }
 
   /** The block at `index` when cached, without I/O. */
@@ -309,14 +300,8 @@ export class TableReader {
   }
 
   private blockIndexAtOrAfter(offset: number): number {
-    let low = 0;
-    let high = this.blockOffsets.length;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      if (this.blockOffsets[mid]! < offset) low = mid + 1;
-      else high = mid;
-    }
-    return low;
+    const offsets = this.blockOffsets;
+    return partitionPoint(0, offsets.length, (index) => offsets[index]! >= offset);
   }
 
   /** The block at `index`, from the cache or disk. */
@@ -352,9 +337,9 @@ export class TableReader {
 }
 
 function verifiedSlice(buffer: Buffer, start: number, length: number, path: string, what: string): Buffer {
-  if (start + length + 4 > buffer.length) throw corruption(path, `${what} is truncated`);
+  if (start + length + 4 > buffer.length) throw corruption('lsm', path, `${what} is truncated`);
   const expected = buffer.readUInt32LE(start + length);
-  if (crc32c(buffer, start, start + length) !== expected) throw corruption(path, `${what} failed its checksum`);
+  if (crc32c(buffer, start, start + length) !== expected) throw corruption('lsm', path, `${what} failed its checksum`);
   return buffer.subarray(start, start + length);
 }
 
@@ -369,14 +354,14 @@ function parseIndex(body: Buffer, path: string, dataEnd: number): { lastKeys: Bu
     const key = Buffer.from(cursor.bytes(cursor.varint()));
     const offset = cursor.varint();
     const length = cursor.varint();
-    if (offset !== expectedOffset || offset + length + 4 > dataEnd) throw corruption(path, `index entry ${i} points outside the data blocks`);
-    if (i > 0 && Buffer.compare(lastKeys[i - 1]!, key) >= 0) throw corruption(path, `index keys out of order at entry ${i}`);
+    if (offset !== expectedOffset || offset + length + 4 > dataEnd) throw corruption('lsm', path, `index entry ${i} points outside the data blocks`);
+    if (i > 0 && Buffer.compare(lastKeys[i - 1]!, key) >= 0) throw corruption('lsm', path, `index keys out of order at entry ${i}`);
     expectedOffset = offset + length + 4;
     lastKeys.push(key);
     offsets.push(offset);
     lengths.push(length);
   }
-  if (count === 0 || expectedOffset !== dataEnd || cursor.remaining !== 0) throw corruption(path, 'index does not cover the data blocks exactly');
+  if (count === 0 || expectedOffset !== dataEnd || cursor.remaining !== 0) throw corruption('lsm', path, 'index does not cover the data blocks exactly');
   return { lastKeys, offsets, lengths };
 }
 
@@ -436,15 +421,10 @@ export class TableIterator {
     const decoded = this.decoded!;
     const bytes = decoded.keyBytes;
     const starts = decoded.keyStarts;
-    let low = 0;
-    let high = decoded.count;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      const order = compareBytes(bytes, starts[mid]!, starts[mid + 1]!, key, 0, key.length);
-      if (order < 0 || (skipEqual && order === 0)) low = mid + 1;
-      else high = mid;
-    }
-    return low;
+    return partitionPoint(0, decoded.count, (index) => {
+      const order = compareBytes(bytes, key, starts[index]!, starts[index + 1]!, 0, key.length);
+      return skipEqual ? order > 0 : order >= 0;
+    });
   }
 
   seekFirst(): Promise<void> | undefined {

@@ -14,6 +14,7 @@
  * run two `logAndApply` calls at once.
  */
 import { assert } from '../../util/assert.js';
+import { partitionPoint } from '../../util/bytes.js';
 import type { Vfs } from '../../vfs/vfs.js';
 import { type ManifestState, type TableMeta, writeManifest } from './manifest.js';
 import type { TableReader } from './table.js';
@@ -164,4 +165,9 @@ export function levelBytes(tables: readonly Table[]): number {
   let bytes = 0;
   for (const table of tables) bytes += table.sizeBytes;
   return bytes;
+}
+
+/** Index of the first of `tables` (sorted by key, non-overlapping) whose largest key is >= `key`; `tables.length` when none is. */
+export function findTable(tables: ReadonlyArray<{ readonly largest: Buffer }>, key: Buffer): number {
+  return partitionPoint(0, tables.length, (index) => Buffer.compare(tables[index]!.largest, key) >= 0);
 }

@@ -34,8 +34,10 @@
  */
 import type { Vfs, VfsFile } from '../../vfs/vfs.js';
 import type { WriteOp } from '../engine.js';
+import { assert } from '../../util/assert.js';
 import { crc32c } from '../../util/crc32c.js';
-import { Cursor, GrowableBuffer, corruption } from './coding.js';
+import { corruption } from '../../util/corruption.js';
+import { Cursor, GrowableBuffer } from './coding.js';
 
 const HEADER_BYTES = 12;
 const TRAILER_BYTES = 8;
@@ -55,6 +57,7 @@ export class WalWriter {
 
   /** Appends `ops` as one record; with `sync`, returns after the record is durable. Returns bytes written. */
   async append(ops: readonly WriteOp[], sync: boolean): Promise<number> {
+    assert(ops.length > 0, 'WalWriter.append: an empty batch has nothing to log');
     const record = this.record;
     record.reset();
     record.reserve(HEADER_BYTES);
@@ -128,7 +131,7 @@ export async function replaySegment(vfs: Vfs, path: string, visit: ReplayVisitor
     if (crc32c(data, position + 4, position + 12) !== data.readUInt32LE(position)) {
       const repaired = repairHeader(data, position);
       if (repaired !== undefined && trailerIntact(data, position, repaired)) {
-        throw corruption(path, `WAL record header at offset ${position} failed its checksum`);
+        throw corruption('lsm', path, `WAL record header at offset ${position} failed its checksum`);
       }
       return torn;
     }
@@ -140,10 +143,10 @@ export async function replaySegment(vfs: Vfs, path: string, visit: ReplayVisitor
     if (end > data.length) return torn;
     const intact = trailerIntact(data, position, data.subarray(position + 4, position + 12));
     if (crc32c(data, start, start + length) !== payloadCrc) {
-      if (intact || end < data.length) throw corruption(path, `WAL record at offset ${position} (${length} bytes) failed its checksum`);
+      if (intact || end < data.length) throw corruption('lsm', path, `WAL record at offset ${position} (${length} bytes) failed its checksum`);
       return torn;
     }
-    if (!intact && end < data.length) throw corruption(path, `WAL record trailer at offset ${start + length} is damaged`);
+    if (!intact && end < data.length) throw corruption('lsm', path, `WAL record trailer at offset ${start + length} is damaged`);
     decodeBatch(data, start, start + length, path, visit);
     records++;
     position = end;
@@ -170,16 +173,16 @@ function repairHeader(data: Buffer, position: number): Buffer | undefined {
 }
 
 function decodeBatch(data: Buffer, start: number, end: number, path: string, visit: ReplayVisitor): void {
-  if (end - start < 4) throw corruption(path, 'WAL batch shorter than its count');
+  if (end - start < 4) throw corruption('lsm', path, 'WAL batch shorter than its count');
   const count = data.readUInt32LE(start);
   const cursor = new Cursor(data, start + 4, end, path);
   for (let i = 0; i < count; i++) {
-    if (cursor.remaining < 1) throw corruption(path, 'WAL batch ends early');
+    if (cursor.remaining < 1) throw corruption('lsm', path, 'WAL batch ends early');
     const type = data[cursor.position++]!;
     const key = cursor.bytes(cursor.varint());
     if (type === OP_PUT) visit(key, cursor.bytes(cursor.varint()));
     else if (type === OP_DEL) visit(key, null);
-    else throw corruption(path, `WAL batch has unknown operation type ${type}`);
+    else throw corruption('lsm', path, `WAL batch has unknown operation type ${type}`);
   }
-  if (cursor.remaining !== 0) throw corruption(path, 'WAL batch has trailing bytes');
+  if (cursor.remaining !== 0) throw corruption('lsm', path, 'WAL batch has trailing bytes');
 }
