@@ -1,7 +1,8 @@
 /**
  * The memtable: an ordered in-memory map from key to its newest version(s),
- * a skip list keyed by latin1 strings (whose JS string order is exactly
- * unsigned byte order) with a doubly linked bottom level for reverse scans.
+ * on the shared skip list (src/util/skip-list.ts) keyed by latin1 strings
+ * (whose JS string order is exactly unsigned byte order), with a hash index
+ * beside it for point lookups.
  *
  * Versions and snapshots: every write carries a sequence number. A range scan
  * takes a snapshot (a sequence number) and must not see later writes, even
@@ -12,10 +13,10 @@
  * allocation beyond the value copy. Nodes are never removed (a delete is a
  * tombstone version), so a scan's node pointer stays valid across inserts.
  */
+import { assert } from '../../util/assert.js';
 import type { Random } from '../../util/random.js';
+import { SkipList, type SkipListNode } from '../../util/skip-list.js';
 
-const LEVELS_MAX = 20;
-const PROMOTION_CHANCE = 0.25;
 /** Rough bytes of a node, its next array and its hash-index entry, beyond key and value. */
 const NODE_OVERHEAD_BYTES = 120;
 
@@ -31,17 +32,14 @@ export interface MemVersion {
  * `value`), with older versions chained behind it only while snapshots need
  * them: one object per key in the common case.
  */
-export interface MemNode extends MemVersion {
-  readonly key: string;
-  readonly next: Array<MemNode | undefined>;
-  prev: MemNode | undefined;
+export interface MemNode extends MemVersion, SkipListNode<MemNode> {}
+
+function newMemNode(key: string, height: number): MemNode {
+  return { key, seq: 0, value: null, older: undefined, next: new Array<MemNode | undefined>(height), prev: undefined };
 }
 
 export class Memtable {
-  private readonly head: MemNode = { key: '', seq: 0, value: null, older: undefined, next: new Array(LEVELS_MAX).fill(undefined), prev: undefined };
-  private tail: MemNode | undefined;
-  private level = 1;
-  private readonly update: MemNode[] = new Array(LEVELS_MAX);
+  private readonly list: SkipList<MemNode>;
   /**
    * Hash index over the same nodes: point lookups (and overwrites) in O(1)
    * instead of a skip-list descent. Reads check the memtable first and
@@ -50,9 +48,15 @@ export class Memtable {
   private readonly index = new Map<string, MemNode>();
   /** Approximate bytes held: keys, values and per-node overhead. */
   approximateBytes = 0;
-  entryCount = 0;
 
-  constructor(private readonly random: Random) {}
+  constructor(random: Random) {
+    this.list = new SkipList(random, newMemNode);
+  }
+
+  /** Distinct keys held (a deleted key counts: its tombstone is an entry). */
+  get entryCount(): number {
+    return this.list.size;
+  }
 
   /**
    * Inserts or replaces the newest version of `key`. `oldestSnapshotSeq` is the
@@ -64,37 +68,17 @@ export class Memtable {
       this.replace(existing, value, seq, oldestSnapshotSeq);
       return;
     }
-    let node = this.head;
-    for (let i = this.level - 1; i >= 0; i--) {
-      let next = node.next[i];
-      while (next !== undefined && next.key < key) {
-        node = next;
-        next = node.next[i];
-      }
-      this.update[i] = node;
-    }
-    let height = 1;
-    while (height < LEVELS_MAX && this.random.next() < PROMOTION_CHANCE) height++;
-    if (height > this.level) {
-      for (let i = this.level; i < height; i++) this.update[i] = this.head;
-      this.level = height;
-    }
-    const created: MemNode = { key, seq, value, older: undefined, next: new Array(height), prev: node === this.head ? undefined : node };
-    for (let i = 0; i < height; i++) {
-      const before = this.update[i]!;
-      created.next[i] = before.next[i];
-      before.next[i] = created;
-    }
-    const after = created.next[0];
-    if (after !== undefined) after.prev = created;
-    else this.tail = created;
+    const created = this.list.getOrInsert(key);
+    created.seq = seq;
+    created.value = value;
     this.index.set(key, created);
-    this.entryCount++;
     this.approximateBytes += key.length + (value?.length ?? 0) + NODE_OVERHEAD_BYTES;
   }
 
   /** Makes `value` the newest version of an existing node. */
   private replace(node: MemNode, value: Buffer | null, seq: number, oldestSnapshotSeq: number): void {
+    // Versions are chained newest first; an older write arriving later would be shadowed by the one it should replace.
+    if (seq <= node.seq) assert(false, 'memtable: sequence numbers must increase per key', node.seq, seq);
     this.approximateBytes += (value?.length ?? 0) - (node.value?.length ?? 0);
     if (oldestSnapshotSeq === Infinity) {
       node.older = undefined;
@@ -119,31 +103,16 @@ export class Memtable {
 
   /** First node with key >= `key` (or > when `exclusive`), or the first node when `key` is undefined. */
   seekGE(key: string | undefined, exclusive = false): MemNode | undefined {
-    if (key === undefined) return this.head.next[0];
-    let node = this.head;
-    for (let i = this.level - 1; i >= 0; i--) {
-      let next = node.next[i];
-      while (next !== undefined && next.key < key) {
-        node = next;
-        next = node.next[i];
-      }
-    }
-    let found = node.next[0];
-    if (exclusive && found !== undefined && found.key === key) found = found.next[0];
-    return found;
+    return this.list.seekGE(key, exclusive);
   }
 
   /** Last node with key <= `key` (or < when `exclusive`), or the last node when `key` is undefined. */
   seekLE(key: string | undefined, exclusive = false): MemNode | undefined {
-    if (key === undefined) return this.tail;
-    const atOrAfter = this.seekGE(key);
-    if (atOrAfter === undefined) return this.tail;
-    if (atOrAfter.key === key && !exclusive) return atOrAfter;
-    return atOrAfter.prev;
+    return this.list.seekLE(key, exclusive);
   }
 
   first(): MemNode | undefined {
-    return this.head.next[0];
+    return this.list.first();
   }
 }
 
