@@ -39,12 +39,13 @@ import { type Compaction, CompactionPicker } from './compaction-picker.js';
 import { parseFileName, walFileName } from './manifest.js';
 import { Memtable } from './memtable.js';
 import { mergeRange } from './merge.js';
-import { type LsmEngineOptions, type LsmTuning, resolveTuning } from './options.js';
+import { type LsmEngineOptions, type LsmTuning, resolveTuning, resolveWalRecovery } from './options.js';
 import { getFromTables, newLookupScratch } from './point-read.js';
-import { recover } from './recovery.js';
+import { DISCARDED_SUFFIX, type WalRecoveryReport, recover } from './recovery.js';
 import { LevelSource, MemtableSource, type SortedSource, TableSource } from './sources.js';
 import { type Table, VersionSet, levelBytes } from './version.js';
 import { WalWriter } from './wal.js';
+import type { WalRecoveryMode } from './wal-recovery.js';
 
 export { DEFAULT_LSM_TUNING, type LsmEngineOptions, type LsmTuning } from './options.js';
 
@@ -67,6 +68,9 @@ export class LsmEngine extends Engine {
   private readonly versions: VersionSet;
   private readonly picker: CompactionPicker;
   private readonly jobs: JobEnvironment;
+  private readonly walRecovery: WalRecoveryMode;
+  /** Zeros a new WAL segment starts with: room for a memtable's records, so appends rarely grow the file. */
+  private readonly walPreallocatedBytes: number;
 
   private active: Memtable;
   private frozen: FrozenMemtable[] = [];
@@ -97,7 +101,10 @@ export class LsmEngine extends Engine {
   private trivialMoveCount = 0;
   private writeStalls = 0;
   private writeStallMs = 0;
-  private tornWalTails = 0;
+  /** What WAL recovery did at open (shown in stats and `/status`). */
+  private recoveryReport: WalRecoveryReport | undefined;
+  /** Segments that lost data in recovery: renamed `*.log.discarded` rather than deleted. */
+  private keptSegments: ReadonlySet<number> = new Set();
 
   constructor(options: LsmEngineOptions) {
     super(options);
@@ -114,29 +121,39 @@ export class LsmEngine extends Engine {
     this.versions = new VersionSet(this.vfs, this.dir, this.tuning.levelCount);
     this.picker = new CompactionPicker(this.tuning);
     this.jobs = { vfs: this.vfs, dir: this.dir, cache: this.cache, tuning: this.tuning, allocateFileNumber: () => this.versions.allocateFileNumber() };
+    this.walRecovery = resolveWalRecovery(options.walRecovery);
+    this.walPreallocatedBytes = Math.ceil((this.tuning.memtableBytes * 1.25) / 4096) * 4096;
   }
 
   // ---- open ------------------------------------------------------------------------------
 
   protected async _open(): Promise<void> {
-    const env = { vfs: this.vfs, dir: this.dir, cache: this.cache, levelCount: this.tuning.levelCount };
-    const result = await recover(env, this.versions, (key, value) => {
+    const env = { vfs: this.vfs, dir: this.dir, cache: this.cache, levelCount: this.tuning.levelCount, walRecovery: this.walRecovery };
+    const { plan, report } = await recover(env, this.versions, (key, value) => {
       this.seq++;
       this.active.put(key.toString('latin1'), value === null ? null : Buffer.from(value), this.seq, Infinity);
     });
-    this.tornWalTails += result.tornWalTails;
+    this.recoveryReport = report;
+    this.keptSegments = plan.keep;
     try {
       // A fresh segment for new writes: old ones are never appended to (their tail may be torn).
-      this.wal = await this.createWal();
+      this.wal = await this.createWal(plan.last);
+      if (report.segments > 0) {
+        // Freeze what was replayed: its flush advances the log number past every old segment,
+        // so segments do not pile up across reopens.
+        this.frozen.push({ memtable: this.active, nextLogNumber: this.wal.number });
+        this.active = new Memtable(this.random);
+        // After damage was discarded, make the replayed state durable in a table before serving,
+        // so no later open meets the damage again (and the damaged segments are set aside now).
+        if (plan.damaged) await this.flushOldest();
+      } else {
+        // The manifest names the oldest segment still needed, which must exist from now on.
+        await this.versions.logAndApply([], new Set(), this.wal.number);
+      }
     } catch (error) {
+      await this.wal?.close().catch(() => undefined);
       await this.closeTables();
       throw error;
-    }
-    if (result.replayedLogs > 0) {
-      // Freeze what was replayed: its flush advances the log number past every old segment,
-      // so segments do not pile up across reopens.
-      this.frozen.push({ memtable: this.active, nextLogNumber: this.wal.number });
-      this.active = new Memtable(this.random);
     }
     this.scheduleBackground();
   }
@@ -241,27 +258,36 @@ export class LsmEngine extends Engine {
 
   /** Freezes the active memtable behind a new WAL segment and wakes the background flusher. */
   private async freezeMemtable(): Promise<void> {
+    const previous = this.wal;
+    assert(previous !== undefined, 'lsm freeze without a WAL');
     let wal: WalWriter;
     try {
-      wal = await this.createWal();
+      wal = await this.createWal({ number: previous.number, end: previous.validEnd });
     } catch (error) {
       throw this.fail(error, 'starting a WAL segment');
     }
-    const previous = this.wal;
     this.frozen.push({ memtable: this.active, nextLogNumber: wal.number });
     this.active = new Memtable(this.random);
     this.wal = wal;
     this.scheduleBackground();
-    // Its records are all written; with sync on they were synced when acknowledged.
-    if (previous !== undefined) await previous.close().catch(() => undefined);
+    // Name the successor at the end of the old segment, so a lost newest segment is noticed. Best
+    // effort: the successor's header already says where the old one's records end.
+    const sync = this.syncMode === 'fsync';
+    if (!previous.sealed) await previous.appendEnd(wal.number, sync).catch((error: unknown) => {
+      // A failed fsync means the old segment's synced state is unknown (fsyncgate): stop writing.
+      if (sync) this.fail(error, 'syncing the end of a WAL segment');
+    });
+    await previous.close().catch(() => undefined);
   }
 
-  private async createWal(): Promise<WalWriter> {
+  /** Creates the next WAL segment, following `previous` (its number and where its records end). */
+  private async createWal(previous: { readonly number: number; readonly end: number } | undefined): Promise<WalWriter> {
     const number = this.versions.allocateFileNumber();
-    const file = await this.vfs.open(this.path(walFileName(number)), { create: true, truncate: true });
-    // The segment's name must be durable before any record in it is acknowledged.
-    await this.vfs.syncDir(this.dir);
-    return new WalWriter(file, number);
+    return WalWriter.create(this.vfs, this.dir, this.path(walFileName(number)), number, {
+      syncMode: this.syncMode === 'fsync' ? 'fsync' : 'none',
+      preallocatedBytes: this.walPreallocatedBytes,
+      ...(previous === undefined ? {} : { previous }),
+    });
   }
 
   // ---- background: flush and compaction ------------------------------------------------
@@ -327,12 +353,21 @@ export class LsmEngine extends Engine {
     await this.deleteObsoleteLogs();
   }
 
+  /** Deletes WAL segments below the log number; one that lost data in recovery is renamed `*.log.discarded` for the operator instead. */
   private async deleteObsoleteLogs(): Promise<void> {
     const names = await this.vfs.list(this.dir);
+    let renamed = false;
     for (const name of names) {
       const parsed = parseFileName(name);
-      if (parsed?.kind === 'log' && parsed.fileNumber < this.versions.logNumber) await this.vfs.unlink(this.path(name));
+      if (parsed?.kind !== 'log' || parsed.fileNumber >= this.versions.logNumber) continue;
+      if (this.keptSegments.has(parsed.fileNumber)) {
+        await this.vfs.rename(this.path(name), this.path(name + DISCARDED_SUFFIX));
+        renamed = true;
+      } else {
+        await this.vfs.unlink(this.path(name));
+      }
     }
+    if (renamed) await this.vfs.syncDir(this.dir);
   }
 
   private async compact(compaction: Compaction): Promise<void> {
@@ -426,7 +461,7 @@ export class LsmEngine extends Engine {
       block_cache_hits: this.cache.hits,
       block_cache_misses: this.cache.misses,
       block_cache_hit_ratio: this.cache.hits + this.cache.misses === 0 ? 0 : this.cache.hits / (this.cache.hits + this.cache.misses),
-      wal_torn_tails_recovered: this.tornWalTails,
+      ...walRecoveryFigures(this.recoveryReport),
       failed: this.failure === undefined ? 0 : 1,
     });
     return { diskBytes: tableBytes + walBytes, figures };
@@ -471,4 +506,17 @@ export class LsmEngine extends Engine {
   private path(name: string): string {
     return joinPath(this.dir, name);
   }
+}
+
+/** Stats figures about the last WAL recovery. */
+function walRecoveryFigures(report: WalRecoveryReport | undefined): Record<string, number> {
+  const discarded = report?.discarded ?? [];
+  const sum = (pick: (discard: WalRecoveryReport['discarded'][number]) => number): number => discarded.reduce((total, discard) => total + pick(discard), 0);
+  return {
+    wal_recovery_operations_replayed: report?.operationsReplayed ?? 0,
+    wal_torn_tails_recovered: discarded.filter((discard) => discard.kind === 'torn-tail').length,
+    wal_recovery_discarded_bytes: sum((discard) => discard.bytes),
+    wal_recovery_discarded_records: sum((discard) => discard.records),
+    wal_recovery_discarded_operations: sum((discard) => discard.operations),
+  };
 }

@@ -1,18 +1,16 @@
 /**
  * Unit tests of the lsm engine's parts: checksum, Bloom filter, blocks and
- * tables, and WAL recovery (torn tails vs corruption).
+ * tables. The WAL has its own file (wal.test.ts).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isImpulseError } from '../../errors.js';
 import { SeededRandom } from '../../util/random.js';
 import { MemVfs } from '../../../testkit/vfs/mem-vfs.js';
-import type { WriteOp } from '../engine.js';
 import { BlockCache } from './block-cache.js';
 import { BloomFilterBuilder, bloomHashes, bloomMayContain, probeCountFor, theoreticalFalsePositiveRate } from './bloom.js';
 import { crc32c } from '../../util/crc32c.js';
 import { TABLE_MISS, TABLE_TOMBSTONE, TABLE_VALUE, TableBuilder, TableIterator, TableReader } from './table.js';
-import { WalWriter, replaySegment } from './wal.js';
 
 const key = (i: number): Buffer => Buffer.from(`key-${String(i).padStart(8, '0')}`);
 
@@ -151,84 +149,6 @@ describe('lsm sstable', () => {
         assert.ok(isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION'), `offset ${offset}: ${String(error)}`);
         assert.match((error as Error).message, /x\.sst/);
       }
-    }
-  });
-});
-
-describe('lsm write-ahead log', () => {
-  const batch = (i: number): WriteOp[] => [
-    { type: 'put', key: key(i), value: Buffer.alloc(20 + (i % 13), i) },
-    { type: 'del', key: key(i + 1000) },
-  ];
-
-  async function writeLog(vfs: MemVfs, records: number): Promise<number[]> {
-    const file = await vfs.open('w.log', { create: true, truncate: true });
-    const wal = new WalWriter(file, 1);
-    const ends: number[] = [];
-    for (let i = 0; i < records; i++) {
-      await wal.append(batch(i), true);
-      ends.push(wal.position);
-    }
-    await wal.close();
-    return ends;
-  }
-
-  async function replay(vfs: MemVfs): Promise<{ keys: string[]; tornTail: boolean }> {
-    const keys: string[] = [];
-    const result = await replaySegment(vfs, 'w.log', (k, v) => keys.push(`${k.toString()}=${v === null ? 'del' : v.length}`));
-    return { keys, tornTail: result.tornTail };
-  }
-
-  it('recovers every complete record and stops cleanly at a torn tail cut at any byte', async () => {
-    const vfs = new MemVfs();
-    const ends = await writeLog(vfs, 6);
-    const full = await replay(vfs);
-    assert.equal(full.tornTail, false);
-    assert.equal(full.keys.length, 12);
-    const data = await vfs.readFile('w.log');
-    const lastStart = ends[4]!;
-    for (let cut = lastStart; cut < data.length; cut++) {
-      for (const tail of ['cut', 'zeros', 'garbage'] as const) {
-        const torn = new MemVfs();
-        const file = await torn.open('w.log', { create: true });
-        const image = Buffer.from(data);
-        if (tail === 'zeros') image.fill(0, cut);
-        if (tail === 'garbage') for (let i = cut; i < image.length; i++) image[i] = (i * 131 + 7) & 0xff;
-        await file.write(0, tail === 'cut' ? image.subarray(0, cut) : image);
-        await file.close();
-        const result = await replay(torn);
-        assert.equal(result.tornTail, cut > lastStart || tail !== 'cut', `cut ${cut} ${tail}`);
-        if (result.keys.length > 10) {
-          // Only a tear inside the trailer may replay the last record, whose payload then verified.
-          assert.ok(cut >= data.length - 8, `cut ${cut} ${tail}`);
-          assert.deepEqual(result.keys, full.keys);
-          continue;
-        }
-        assert.deepEqual(result.keys, full.keys.slice(0, 10), `cut ${cut} ${tail}: the five complete records, nothing more`);
-      }
-    }
-  });
-
-  it('reports a flipped bit in any record as corruption naming the file', async () => {
-    const clean = new MemVfs();
-    await writeLog(clean, 5);
-    const full = await replay(clean);
-    const size = await clean.size('w.log');
-    for (let offset = 0; offset < size; offset++) {
-      const vfs = new MemVfs();
-      await writeLog(vfs, 5);
-      vfs.flipBit('w.log', offset, offset % 8);
-      if (offset >= size - 8) {
-        // The final record's trailer: a flip there looks exactly like a write torn inside its
-        // trailer. The payload passed its checksum, so the data replayed is exactly what was written.
-        assert.deepEqual((await replay(vfs)).keys, full.keys, `offset ${offset}`);
-        continue;
-      }
-      await assert.rejects(replay(vfs), (error: unknown) => {
-        assert.ok(isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION'), `offset ${offset}: ${String(error)}`);
-        assert.match((error as Error).message, /w\.log/);
-        return true;
-      });
     }
   });
 });

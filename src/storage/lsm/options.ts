@@ -8,6 +8,7 @@ import type { Clock } from '../../util/clock.js';
 import type { Random } from '../../util/random.js';
 import type { Vfs } from '../../vfs/vfs.js';
 import type { EngineOptions } from '../engine.js';
+import { WAL_RECOVERY_MODES, type WalRecoveryMode } from './wal-recovery.js';
 
 /** Tuning options. Every size is in bytes. */
 export interface LsmTuning {
@@ -59,6 +60,13 @@ export interface LsmEngineOptions extends EngineOptions, Partial<LsmTuning> {
   readonly random?: Random;
   /** Time source for stall durations. Default: the system clock. */
   readonly clock?: Clock;
+  /**
+   * What open does with a damaged WAL (wal-recovery.ts). Default
+   * 'tolerate-tail': a torn final record is discarded, any other damage
+   * refuses to start. 'point-in-time' and 'skip-corrupted' are the operator's
+   * explicit choices to start anyway, losing what is damaged.
+   */
+  readonly walRecovery?: WalRecoveryMode;
 }
 
 /** Longest key the block search scratch space holds; the engine's key limit may not exceed it. */
@@ -85,4 +93,13 @@ export function resolveTuning(options: LsmEngineOptions, keyBytesMax: number): L
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `the lsm engine supports keys up to ${KEY_BYTES_LIMIT} bytes`);
   }
   return t;
+}
+
+/** The WAL recovery mode, default 'tolerate-tail'; anything else is IMPULSE_ERR_CONFIG_INVALID. */
+export function resolveWalRecovery(mode: unknown): WalRecoveryMode {
+  if (mode === undefined) return 'tolerate-tail';
+  if (!WAL_RECOVERY_MODES.includes(mode as WalRecoveryMode)) {
+    throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `lsm walRecovery must be one of ${WAL_RECOVERY_MODES.join(', ')}, got ${JSON.stringify(mode)}`);
+  }
+  return mode as WalRecoveryMode;
 }
