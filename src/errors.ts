@@ -34,6 +34,9 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_ENGINE_IO: { summary: 'The storage engine hit an I/O error; the operation did not take effect.' },
   IMPULSE_ERR_ENGINE_CORRUPTION: { summary: 'Stored data failed its checksum or structure check; it was not returned.' },
   IMPULSE_ERR_ENGINE_LOCKED: { summary: 'The data directory is in use by another process.' },
+  IMPULSE_ERR_ENGINE_NO_SPACE: { summary: 'The disk is full (or over quota); the write did not take effect. The engine resumes on its own once space is freed.' },
+  IMPULSE_ERR_ENGINE_TOO_MANY_FILES: { summary: 'The process or system is out of file descriptors; the operation did not take effect. The engine resumes on its own once descriptors are free.' },
+  IMPULSE_ERR_ENGINE_READ_ONLY: { summary: 'The engine refuses writes until it is reopened (after an error that makes further writes unsafe); reads are served.' },
   IMPULSE_ERR_INTERNAL: { summary: 'An unexpected internal error; the operation did not take effect.' },
   // Raft (src/raft/): returned by the core as `RaftError`, a subclass of ImpulseError
   IMPULSE_ERR_RAFT_NOT_LEADER: { summary: 'This node is not the Raft leader; retry at the leader it names, if any.' },

@@ -22,7 +22,7 @@
  * A shared conformance suite (testkit/storage/conformance.ts) runs against every
  * engine; an engine that skips a case says why next to the skip.
  */
-import { ImpulseError } from '../errors.js';
+import { type ErrorCode, ImpulseError } from '../errors.js';
 import { assert } from '../util/assert.js';
 
 export type SyncMode = 'fsync' | 'none';
@@ -110,6 +110,39 @@ export interface EngineStats {
   readonly diskBytes?: number;
   /** Engine-specific figures (flat name → number), exported to /status and /metrics. */
   readonly figures: Readonly<Record<string, number>>;
+}
+
+/**
+ * How an open engine is doing, for `/health` and `/status`:
+ *   - 'ok'
+ *   - 'degraded': serving, but some operations fail for a transient reason
+ *     the engine retries on its own (a full disk, too many open files); it
+ *     returns to 'ok' by itself once the cause is gone.
+ *   - 'read-only': reads are served, writes are refused until the engine is
+ *     reopened (e.g. after a failed fsync: what is on disk can no longer be
+ *     trusted to match what was written).
+ *   - 'failed': writes are refused and stored data is damaged or the engine
+ *     hit a bug; it needs an operator. Also the state of an engine that is
+ *     not open.
+ */
+export type EngineHealthState = 'ok' | 'degraded' | 'read-only' | 'failed';
+
+export interface EngineHealth {
+  readonly state: EngineHealthState;
+  /** Why, when not 'ok': a sentence an operator can act on. */
+  readonly reason?: string;
+  /** The catalog code of the error behind a state other than 'ok'. */
+  readonly code?: ErrorCode;
+}
+
+/** What the last open had to recover and discard (a torn log tail, damage the operator chose to skip), for the log and `/status`. */
+export interface RecoveryReport {
+  /** One line for the log, e.g. "replayed 1,203 operations from 2 WAL segments; discarded a torn final record (37 bytes) of 000012.log". */
+  readonly summary: string;
+  /** True when something beyond what a crash explains was discarded (only with a recovery mode the operator chose). */
+  readonly dataLost: boolean;
+  /** Engine-specific detail (JSON): what was discarded, where and why. */
+  readonly details: Readonly<Record<string, unknown>>;
 }
 
 type Lifecycle = 'new' | 'opening' | 'open' | 'closing' | 'closed';
@@ -307,7 +340,23 @@ export abstract class Engine {
     }
   }
 
+  /** How the engine is doing (see `EngineHealthState`). Cheap; safe to call at any time. */
+  health(): EngineHealth {
+    if (this.lifecycle !== 'open') return { state: 'failed', reason: `engine ${this.name} is ${this.lifecycle === 'new' ? 'not open yet' : this.lifecycle}`, code: 'IMPULSE_ERR_ENGINE_NOT_OPEN' };
+    return this._health();
+  }
+
+  /** What the last open recovered and discarded; undefined for engines with nothing to recover or before open. */
+  get recoveryReport(): RecoveryReport | undefined {
+    return undefined;
+  }
+
   // ---- the storage part each engine implements -------------------------------------------
+
+  /** Health while open; engines that can degrade override it. */
+  protected _health(): EngineHealth {
+    return { state: 'ok' };
+  }
 
   protected abstract _open(): Promise<void>;
   protected abstract _get(key: Buffer): Promise<Buffer | undefined>;

@@ -66,9 +66,20 @@ export async function compactTables(env: JobEnvironment, compaction: Compaction,
     if (!builder.empty) outputs.push(await writeTable(env, builder));
     return outputs;
   } catch (error) {
-    // Nothing lists these yet: close them (their files are orphans the next open deletes).
-    for (const table of outputs) await table.reader.close().catch(() => undefined);
+    await discardTables(env, outputs);
     throw error;
+  }
+}
+
+/**
+ * Closes and deletes tables no version lists (the outputs of a job that
+ * failed), best effort: the space matters when the job failed for want of it,
+ * and whatever is left is an orphan the next open deletes.
+ */
+export async function discardTables(env: JobEnvironment, tables: readonly Table[]): Promise<void> {
+  for (const table of tables) {
+    await table.reader.close().catch(() => undefined);
+    await env.vfs.unlink(table.reader.path).catch(() => undefined);
   }
 }
 
@@ -83,13 +94,19 @@ async function writeTable(env: JobEnvironment, builder: TableBuilder): Promise<T
   const fileNumber = env.allocateFileNumber();
   const path = joinPath(env.dir, tableFileName(fileNumber));
   const file = await env.vfs.open(path, { create: true, truncate: true });
+  let reader: TableReader;
   try {
-    await file.write(0, image);
-    await file.sync();
-  } finally {
-    await file.close();
+    try {
+      await file.write(0, image);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    reader = await TableReader.open(env.vfs, path, fileNumber, env.cache);
+  } catch (error) {
+    await env.vfs.unlink(path).catch(() => undefined);
+    throw error;
   }
-  const reader = await TableReader.open(env.vfs, path, fileNumber, env.cache);
   return new Table({ fileNumber, sizeBytes: image.length, entryCount, smallest, largest }, reader);
 }
 

@@ -128,20 +128,22 @@ describe('lsm crash safety', () => {
   });
 });
 
-describe('lsm fail-stop after an I/O error', () => {
-  it('refuses writes after a failed WAL append, keeps serving reads, and recovers everything acknowledged on reopen', async () => {
+describe('lsm read-only after an I/O error', () => {
+  it('refuses writes after a WAL append fails with EIO, keeps serving reads, says read-only, and recovers everything acknowledged on reopen', async () => {
     const vfs = new MemVfs();
     const engine = tinyEngine(vfs, { memtableBytes: 1 << 20 });
     await engine.open();
     for (let i = 0; i < 10; i++) await engine.put(Buffer.from(`k${i}`), Buffer.from(`v${i}`));
     vfs.inject({ kind: 'error', at: vfs.ioCount }); // the next operation: the WAL write of the next put
     await assert.rejects(engine.put(Buffer.from('k-lost'), Buffer.from('x')), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_IO'));
-    // The disk works again, but the segment may end in a partial record: the engine stays fail-stopped.
-    await assert.rejects(engine.put(Buffer.from('k-after'), Buffer.from('y')), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_IO') && /reopened/.test((error as Error).message));
+    // The disk works again, but an I/O error (not a full disk) on a write is not retried: the engine stays read-only.
+    await assert.rejects(engine.put(Buffer.from('k-after'), Buffer.from('y')), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_READ_ONLY') && /reopened/.test((error as Error).message));
     assert.deepEqual(await engine.get(Buffer.from('k3')), Buffer.from('v3'));
     assert.equal(await engine.get(Buffer.from('k-lost')), undefined);
-    assert.equal((await engine.stats()).figures['failed'], 1);
-    await assert.rejects(engine.close(), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_IO'));
+    assert.equal(engine.health().state, 'read-only');
+    assert.equal(engine.health().code, 'IMPULSE_ERR_ENGINE_IO');
+    assert.equal((await engine.stats()).figures['health_state'], 2);
+    await assert.rejects(engine.close(), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_READ_ONLY'));
     const reopened = tinyEngine(vfs.recover('lose-unsynced'));
     await reopened.open();
     for (let i = 0; i < 10; i++) assert.deepEqual(await reopened.get(Buffer.from(`k${i}`)), Buffer.from(`v${i}`));

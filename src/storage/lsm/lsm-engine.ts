@@ -25,29 +25,35 @@
  *
  * Crash safety argument: see README.md in this folder.
  */
-import { ImpulseError, isImpulseError } from '../../errors.js';
+import { ImpulseError } from '../../errors.js';
 import { assert } from '../../util/assert.js';
-import { type Clock, SystemClock } from '../../util/clock.js';
+import { type Clock, SystemClock, type TimerHandle } from '../../util/clock.js';
 import { type Random, SeededRandom } from '../../util/random.js';
 import { type Vfs, joinPath } from '../../vfs/vfs.js';
 import { NodeVfs } from '../../vfs/node-vfs.js';
-import { Engine, type EngineStats, type Entry, type KeyRange, type WriteOp } from '../engine.js';
+import { Engine, type EngineHealth, type EngineStats, type Entry, type KeyRange, type RecoveryReport, type WriteOp } from '../engine.js';
 import { BlockCache } from './block-cache.js';
 import { checkLevels } from './check-levels.js';
-import { type JobEnvironment, compactTables, flushMemtable } from './compaction.js';
+import { type JobEnvironment, compactTables, discardTables, flushMemtable } from './compaction.js';
+import { HealthState, asTransientError } from './health.js';
 import { type Compaction, CompactionPicker } from './compaction-picker.js';
-import { parseFileName, walFileName } from './manifest.js';
+import { ManifestUncertainError, parseFileName, walFileName } from './manifest.js';
 import { Memtable } from './memtable.js';
 import { mergeRange } from './merge.js';
 import { type LsmEngineOptions, type LsmTuning, resolveTuning, resolveWalRecovery } from './options.js';
 import { getFromTables, newLookupScratch } from './point-read.js';
-import { DISCARDED_SUFFIX, type WalRecoveryReport, recover } from './recovery.js';
+import { DISCARDED_SUFFIX, type WalRecoveryReport, describeWalRecovery, recover } from './recovery.js';
 import { LevelSource, MemtableSource, type SortedSource, TableSource } from './sources.js';
 import { type Table, VersionSet, levelBytes } from './version.js';
 import { WalWriter } from './wal.js';
 import type { WalRecoveryMode } from './wal-recovery.js';
 
 export { DEFAULT_LSM_TUNING, type LsmEngineOptions, type LsmTuning } from './options.js';
+
+/** First wait before retrying background work after a transient error (a full disk). */
+const BACKGROUND_RETRY_FIRST_MS = 100;
+/** Longest wait between background retries: the bound on how often a full disk is tried. */
+const BACKGROUND_RETRY_MAX_MS = 5000;
 
 interface FrozenMemtable {
   readonly memtable: Memtable;
@@ -82,8 +88,12 @@ export class LsmEngine extends Engine {
 
   private backgroundRunning = false;
   private backgroundDone: Promise<void> = Promise.resolve();
-  /** Set when a WAL append or background job failed: writes are refused until reopen (fail-stop). */
-  private failure: ImpulseError | undefined;
+  /** Fail-stop and transient degradations (health.ts: which error does what). */
+  private readonly condition = new HealthState();
+  /** Pending retry of background work after a transient error; no background run starts while it is set. */
+  private backgroundRetry: TimerHandle | undefined;
+  /** Wait before the next background retry: doubles per failure from BACKGROUND_RETRY_FIRST_MS up to BACKGROUND_RETRY_MAX_MS. */
+  private backgroundRetryMs = BACKGROUND_RETRY_FIRST_MS;
   private closing = false;
   private progressWaiters: Array<() => void> = [];
 
@@ -102,7 +112,7 @@ export class LsmEngine extends Engine {
   private writeStalls = 0;
   private writeStallMs = 0;
   /** What WAL recovery did at open (shown in stats and `/status`). */
-  private recoveryReport: WalRecoveryReport | undefined;
+  private walRecoveryReport: WalRecoveryReport | undefined;
   /** Segments that lost data in recovery: renamed `*.log.discarded` rather than deleted. */
   private keptSegments: ReadonlySet<number> = new Set();
 
@@ -133,7 +143,7 @@ export class LsmEngine extends Engine {
       this.seq++;
       this.active.put(key.toString('latin1'), value === null ? null : Buffer.from(value), this.seq, Infinity);
     });
-    this.recoveryReport = report;
+    this.walRecoveryReport = report;
     this.keptSegments = plan.keep;
     try {
       // A fresh segment for new writes: old ones are never appended to (their tail may be torn).
@@ -196,14 +206,16 @@ export class LsmEngine extends Engine {
   protected async _write(ops: readonly WriteOp[], sync: boolean): Promise<void> {
     const room = this.makeRoomForWrite();
     if (room !== undefined) await room;
-    const wal = this.wal;
+    let wal = this.wal;
     assert(wal !== undefined, 'lsm write without a WAL');
+    // An earlier append failed for a transient reason and may have left a partial record: continue in a new segment.
+    if (wal.sealed) wal = await this.replaceSealedWal(wal);
     try {
       this.walBytesWritten += await wal.append(ops, sync);
     } catch (error) {
-      // The segment may now end in a partial record: nothing may follow it (fail-stop until reopen).
-      throw this.fail(error, 'WAL append');
+      throw this.writeFailed(error, wal.failedOperation === 'sync' ? 'syncing the WAL' : 'appending to the WAL', wal.failedOperation !== 'sync');
     }
+    this.condition.recover('writes');
     // Applying cannot fail, so the batch becomes visible whole.
     const memtable = this.active;
     const oldestSnapshot = this.snapshots.length > 0 ? this.snapshots[0]! : Infinity;
@@ -225,7 +237,8 @@ export class LsmEngine extends Engine {
 
   /** Undefined when there is room now; otherwise a promise that freezes the memtable or waits out a stall. */
   private makeRoomForWrite(): Promise<void> | undefined {
-    if (this.failure !== undefined) throw this.failure;
+    const refusal = this.condition.refusal;
+    if (refusal !== undefined) throw refusal;
     if (this.active.approximateBytes < this.tuning.memtableBytes && (this.versions.current.levels[0]?.length ?? 0) < this.tuning.level0StopWritesTrigger) {
       return undefined;
     }
@@ -236,11 +249,15 @@ export class LsmEngine extends Engine {
     let stallStartedMs: number | undefined;
     try {
       for (;;) {
-        if (this.failure !== undefined) throw this.failure;
+        const refusal = this.condition.refusal;
+        if (refusal !== undefined) throw refusal;
         const level0Tables = this.versions.current.levels[0]?.length ?? 0;
         const memtableFull = this.active.approximateBytes >= this.tuning.memtableBytes;
         if (level0Tables >= this.tuning.level0StopWritesTrigger || (memtableFull && this.frozen.length >= this.tuning.immutableMemtablesMax)) {
-          // Stall: compaction or flushing is behind; wait for the background to make progress.
+          // Stall: compaction or flushing is behind; wait for the background to make progress,
+          // unless it is waiting out a transient error (a full disk): then fail now rather than hang.
+          const blocked = this.condition.degradation('background');
+          if (blocked !== undefined && this.backgroundRetry !== undefined) throw blocked;
           if (stallStartedMs === undefined) {
             stallStartedMs = this.clock.now();
             this.writeStalls++;
@@ -264,7 +281,7 @@ export class LsmEngine extends Engine {
     try {
       wal = await this.createWal({ number: previous.number, end: previous.validEnd });
     } catch (error) {
-      throw this.fail(error, 'starting a WAL segment');
+      throw this.writeFailed(error, 'starting a WAL segment', true);
     }
     this.frozen.push({ memtable: this.active, nextLogNumber: wal.number });
     this.active = new Memtable(this.random);
@@ -274,10 +291,41 @@ export class LsmEngine extends Engine {
     // effort: the successor's header already says where the old one's records end.
     const sync = this.syncMode === 'fsync';
     if (!previous.sealed) await previous.appendEnd(wal.number, sync).catch((error: unknown) => {
-      // A failed fsync means the old segment's synced state is unknown (fsyncgate): stop writing.
-      if (sync) this.fail(error, 'syncing the end of a WAL segment');
+      // Only a full disk or file table is shrugged off here; a failed fsync (the old segment's synced
+      // state is unknown: fsyncgate) or an I/O error stops writes as anywhere else.
+      if (previous.failedOperation === 'sync' || asTransientError(error, '') === undefined) this.condition.stop(error, 'ending a WAL segment');
     });
     await previous.close().catch(() => undefined);
+  }
+
+  /** A new segment after `sealed` (whose append failed): it follows the records `sealed` holds, not what the failure left. */
+  private async replaceSealedWal(sealed: WalWriter): Promise<WalWriter> {
+    let wal: WalWriter;
+    try {
+      wal = await this.createWal({ number: sealed.number, end: sealed.validEnd });
+    } catch (error) {
+      throw this.writeFailed(error, 'starting a WAL segment after a failed append', true);
+    }
+    this.wal = wal;
+    await sealed.close().catch(() => undefined);
+    return wal;
+  }
+
+  /**
+   * Classifies a failed write step (health.ts) and returns what the writer
+   * gets: a transient resource error degrades the engine and comes back under
+   * its own code (`mayBeTransient` false for steps never retried, a WAL fsync);
+   * anything else stops writes until reopen and comes back as it was.
+   */
+  private writeFailed(error: unknown, during: string, mayBeTransient: boolean): unknown {
+    const transient = mayBeTransient ? asTransientError(error, during) : undefined;
+    if (transient !== undefined) {
+      this.condition.degrade('writes', transient);
+      return transient;
+    }
+    this.condition.stop(error, during);
+    this.notifyProgress();
+    return error;
   }
 
   /** Creates the next WAL segment, following `previous` (its number and where its records end). */
@@ -293,14 +341,14 @@ export class LsmEngine extends Engine {
   // ---- background: flush and compaction ------------------------------------------------
 
   private scheduleBackground(): void {
-    if (this.backgroundRunning || this.failure !== undefined || this.closing) return;
+    if (this.backgroundRunning || this.backgroundRetry !== undefined || this.condition.refusal !== undefined || this.closing) return;
     this.backgroundRunning = true;
     this.backgroundDone = this.runBackground();
   }
 
   private async runBackground(): Promise<void> {
     try {
-      while (this.failure === undefined && !this.closing) {
+      while (this.condition.refusal === undefined && !this.closing) {
         if (this.frozen.length > 0) {
           await this.flushOldest();
         } else {
@@ -308,14 +356,37 @@ export class LsmEngine extends Engine {
           if (compaction === undefined) break;
           await this.compact(compaction);
         }
+        this.condition.recover('background');
+        this.backgroundRetryMs = BACKGROUND_RETRY_FIRST_MS;
         this.notifyProgress();
       }
     } catch (error) {
-      this.fail(error, 'background flush or compaction');
+      this.backgroundFailed(error);
     } finally {
       this.backgroundRunning = false;
       this.notifyProgress();
     }
+  }
+
+  /**
+   * A flush or compaction failed. A transient resource error (a full disk)
+   * degrades the engine and retries after a backoff (bounded: at most one
+   * attempt per BACKGROUND_RETRY_MAX_MS once it has grown); the job's outputs
+   * were deleted, its inputs are untouched. Anything else stops writes.
+   */
+  private backgroundFailed(error: unknown): void {
+    const transient = asTransientError(error, 'background flush or compaction');
+    if (transient === undefined || error instanceof ManifestUncertainError || this.closing) {
+      this.condition.stop(error, 'background flush or compaction');
+      return;
+    }
+    this.condition.degrade('background', transient);
+    const delayMs = this.backgroundRetryMs;
+    this.backgroundRetryMs = Math.min(BACKGROUND_RETRY_MAX_MS, delayMs * 2);
+    this.backgroundRetry = this.clock.setTimer(delayMs, () => {
+      this.backgroundRetry = undefined;
+      this.scheduleBackground();
+    });
   }
 
   private waitForProgress(): Promise<void> {
@@ -397,30 +468,31 @@ export class LsmEngine extends Engine {
     }
   }
 
-  /** `logAndApply`; when it fails, the new tables (listed nowhere) are closed, leaving orphan files the next open deletes. */
+  /**
+   * `logAndApply`; when it fails, the new tables (listed nowhere) are closed
+   * and deleted, unless the manifest that lists them may have reached the
+   * disk (then they stay, and the engine stops writing).
+   */
   private async installOrClose(added: ReadonlyArray<{ level: number; table: Table }>, removed: ReadonlySet<number>, logNumber: number): Promise<void> {
     try {
       await this.versions.logAndApply(added, removed, logNumber);
     } catch (error) {
-      for (const { table } of added) if (table.versionRefs === 0) await table.reader.close().catch(() => undefined);
+      const unlisted = added.map(({ table }) => table).filter((table) => table.versionRefs === 0);
+      if (error instanceof ManifestUncertainError) for (const table of unlisted) await table.reader.close().catch(() => undefined);
+      else await discardTables(this.jobs, unlisted);
       throw error;
     }
   }
 
-  // ---- failure handling ----------------------------------------------------------------
+  // ---- health, stats, invariants, close ------------------------------------------------
 
-  /** Records a fail-stop error (first one wins) and returns the error to throw to the current caller. */
-  private fail(error: unknown, during: string): unknown {
-    if (this.failure === undefined) {
-      const code = isImpulseError(error) ? error.code : 'IMPULSE_ERR_ENGINE_IO';
-      const message = error instanceof Error ? error.message : String(error);
-      this.failure = new ImpulseError(code, `lsm: ${during} failed (${message}); writes are refused until the engine is reopened`, { cause: error });
-      this.notifyProgress();
-    }
-    return error;
+  protected override _health(): EngineHealth {
+    return this.condition.snapshot();
   }
 
-  // ---- stats, invariants, close ------------------------------------------------------
+  override get recoveryReport(): RecoveryReport | undefined {
+    return this.walRecoveryReport === undefined ? undefined : describeWalRecovery(this.walRecoveryReport);
+  }
 
   protected async _stats(): Promise<EngineStats> {
     const figures: Record<string, number> = {};
@@ -461,8 +533,8 @@ export class LsmEngine extends Engine {
       block_cache_hits: this.cache.hits,
       block_cache_misses: this.cache.misses,
       block_cache_hit_ratio: this.cache.hits + this.cache.misses === 0 ? 0 : this.cache.hits / (this.cache.hits + this.cache.misses),
-      ...walRecoveryFigures(this.recoveryReport),
-      failed: this.failure === undefined ? 0 : 1,
+      ...walRecoveryFigures(this.walRecoveryReport),
+      health_state: this.condition.figure,
     });
     return { diskBytes: tableBytes + walBytes, figures };
   }
@@ -485,6 +557,8 @@ export class LsmEngine extends Engine {
   protected async _close(): Promise<void> {
     this.closing = true;
     this.versions.closing = true;
+    this.backgroundRetry?.cancel();
+    this.backgroundRetry = undefined;
     await this.waitForBackgroundIdle();
     const errors: unknown[] = [];
     if (this.wal !== undefined) await this.wal.close().catch((error: unknown) => errors.push(error));
@@ -492,7 +566,8 @@ export class LsmEngine extends Engine {
     await this.closeTables();
     this.cache.clear();
     // A background failure no write may have seen yet still reaches a caller.
-    if (this.failure !== undefined) throw this.failure;
+    const refusal = this.condition.refusal;
+    if (refusal !== undefined) throw refusal;
     if (errors.length > 0) throw errors[0];
   }
 

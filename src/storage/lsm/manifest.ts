@@ -18,6 +18,7 @@ import type { Vfs } from '../../vfs/vfs.js';
 import { joinPath } from '../../vfs/vfs.js';
 import { corruption } from '../../util/corruption.js';
 import { Cursor, GrowableBuffer } from './coding.js';
+import { ImpulseError } from '../../errors.js';
 import { crc32c } from '../../util/crc32c.js';
 
 export const MANIFEST_NAME = 'MANIFEST';
@@ -105,8 +106,24 @@ export async function writeManifest(vfs: Vfs, dir: string, state: ManifestState)
   } finally {
     await file.close();
   }
-  await vfs.rename(temp, joinPath(dir, MANIFEST_NAME));
-  await vfs.syncDir(dir);
+  try {
+    await vfs.rename(temp, joinPath(dir, MANIFEST_NAME));
+    await vfs.syncDir(dir);
+  } catch (error) {
+    throw new ManifestUncertainError(error);
+  }
+}
+
+/**
+ * The manifest's rename or the directory sync after it failed: after a crash
+ * the new manifest may or may not be the one on disk. The engine must then
+ * neither delete what the new one lists nor install anything else until it
+ * is reopened (it becomes read-only).
+ */
+export class ManifestUncertainError extends ImpulseError {
+  constructor(cause: unknown) {
+    super('IMPULSE_ERR_ENGINE_IO', `lsm: replacing the manifest failed after the rename started (${cause instanceof Error ? cause.message : String(cause)}): the new manifest may or may not be durable`, { cause });
+  }
 }
 
 export function tableFileName(fileNumber: number): string {

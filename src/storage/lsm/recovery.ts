@@ -10,6 +10,7 @@
  * directory with tables or WAL segments but no manifest is refused.
  */
 import { ImpulseError } from '../../errors.js';
+import type { RecoveryReport } from '../engine.js';
 import { type Vfs, joinPath } from '../../vfs/vfs.js';
 import type { BlockCache } from './block-cache.js';
 import { corruption } from '../../util/corruption.js';
@@ -152,4 +153,16 @@ async function openTables(env: RecoveryEnvironment, state: ManifestState, names:
     levels.push(tables);
   }
   return levels;
+}
+
+/** The engine-neutral report (engine.ts) of a WAL recovery: one log line, whether data beyond a crash's was lost, and the detail. */
+export function describeWalRecovery(report: WalRecoveryReport): RecoveryReport {
+  const parts = [`WAL recovery (${report.mode}): replayed ${report.operationsReplayed} operation(s) in ${report.recordsReplayed} record(s) from ${report.segments} segment(s)`];
+  for (const discard of report.discarded) {
+    const what = discard.records > 0 ? `${discard.records} complete record(s) with ${discard.operations} operation(s), ${discard.bytes} bytes` : `${discard.bytes} bytes`;
+    parts.push(`discarded (${discard.kind}) ${what} of ${discard.file} from offset ${discard.offset}: ${discard.detail}`);
+  }
+  if (report.discarded.length === 0) parts.push('nothing discarded');
+  const dataLost = report.discarded.some((discard) => discard.kind === 'damaged' || discard.kind === 'after-damage');
+  return { summary: parts.join('; '), dataLost, details: { ...report } };
 }

@@ -96,8 +96,9 @@ function refusal(file: string, offset: number, detail: string): ImpulseError {
  * the refusal described above when `mode` is 'tolerate-tail' and the log is
  * damaged.
  */
-export function planWalRecovery(segments: readonly FoundSegment[], expectedFirst: number, expectedFirstName: string, mode: WalRecoveryMode): WalRecoveryPlan {
+export function planWalRecovery(found: readonly FoundSegment[], expectedFirst: number, expectedFirstName: string, mode: WalRecoveryMode): WalRecoveryPlan {
   const planner = new Planner(mode);
+  const segments = found.filter((segment, i) => !isAbandoned(segment, found[i + 1]));
   if (expectedFirst > 0 && segments[0]?.number !== expectedFirst) {
     planner.damage(undefined, expectedFirstName, 0, `the segment the manifest names as the oldest still needed is missing`);
   }
@@ -112,6 +113,16 @@ export function planWalRecovery(segments: readonly FoundSegment[], expectedFirst
     planner.segment(segment, segments[i - 1], successorEnd, next === undefined);
   }
   return { replay: planner.replay, discarded: planner.discarded, keep: planner.keep, last: planner.last, damaged: planner.damaged };
+}
+
+/**
+ * A segment whose creation failed after its rename (the engine then deletes
+ * it, but that may fail too): a clean header, nothing after it, and the next
+ * segment names another predecessor. It never held a record; skip it.
+ */
+function isAbandoned(segment: FoundSegment, next: FoundSegment | undefined): boolean {
+  const { scan } = segment;
+  return next !== undefined && scan.header !== undefined && scan.records.length === 0 && scan.regions.length === 0 && next.scan.header?.previousNumber !== segment.number;
 }
 
 class Planner {

@@ -253,6 +253,16 @@ describe('lsm WAL: the chain of segments', () => {
     await assert.rejects(recoverKeys(cut, [5, 7, 9]), isRefusal(walFileName(7)));
   });
 
+  it('an empty segment nothing names (its creation failed after the rename) is skipped', async () => {
+    const vfs = new MemVfs();
+    const five = await writeSegment(vfs, 5, 0, 3);
+    await writeSegment(vfs, 6, 0, 0, { previous: { number: 5, end: five.wal.validEnd } });
+    await writeSegment(vfs, 7, 3, 2, { previous: { number: 5, end: five.wal.validEnd } });
+    const { plan, keys } = await recoverKeys(vfs.recover('keep-unsynced'), [5, 6, 7]);
+    assert.deepEqual(keys, keysOf(0, 5));
+    assert.deepEqual(plan.discarded, []);
+  });
+
   it('whatever a failed append left after the end its successor records is ignored', async () => {
     const { vfs, ends } = await chain();
     const junk = await edited(vfs, 7, (bytes) => bytes.fill(0x5c, ends[1]![3]!, ends[1]![3]! + 40));

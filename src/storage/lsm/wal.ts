@@ -132,6 +132,8 @@ export class WalWriter {
    * partial record, so a successor takes over) or END was written.
    */
   sealed = false;
+  /** Which step of the last append failed: a failed `sync` is never retried (fsyncgate), a failed `write` may be transient. */
+  failedOperation: 'write' | 'sync' | undefined;
 
   private constructor(
     readonly file: VfsFile,
@@ -157,25 +159,30 @@ export class WalWriter {
       previousEnd: options.previous?.end ?? 0,
     });
     const temp = path + SEGMENT_TEMP_SUFFIX;
-    const file = await vfs.open(temp, { create: true, truncate: true });
+    const created = await vfs.open(temp, { create: true, truncate: true });
     try {
-      await file.write(0, header);
-      if (options.preallocatedBytes > header.length) await file.truncate(options.preallocatedBytes);
-      await file.sync();
+      try {
+        await created.write(0, header);
+        if (options.preallocatedBytes > header.length) await created.truncate(options.preallocatedBytes);
+        await created.sync();
+      } finally {
+        await created.close();
+      }
       await vfs.rename(temp, path);
     } catch (error) {
-      await file.close().catch(() => undefined);
       await vfs.unlink(temp).catch(() => undefined);
       throw error;
     }
     try {
-      // The segment's name must be durable before any record in it is acknowledged.
+      // The segment's name must be durable before any record in it is acknowledged. (Reopened under its
+      // final name so that errors name the segment.)
       await vfs.syncDir(dir);
+      return new WalWriter(await vfs.open(path), number, header.length);
     } catch (error) {
-      await file.close().catch(() => undefined);
+      // Abandoned: no record will be written to it. Should the unlink fail too, recovery skips an empty segment nothing names.
+      await vfs.unlink(path).catch(() => undefined);
       throw error;
     }
-    return new WalWriter(file, number, header.length);
   }
 
   /**
@@ -192,9 +199,11 @@ export class WalWriter {
     const at = this.position;
     // Advance first: after a failed write the segment is abandoned, never reused.
     this.position += view.length;
+    this.failedOperation = 'write';
     try {
       if (sync) {
         await this.file.write(at, view);
+        this.failedOperation = 'sync';
         await this.file.sync();
       } else if (this.file.writeSync !== undefined) {
         // Sync off: the record only has to reach the OS, and a small copy into the page cache
@@ -207,6 +216,7 @@ export class WalWriter {
       this.sealed = true;
       throw error;
     }
+    this.failedOperation = undefined;
     this.validEnd = this.position;
     return view.length;
   }
@@ -224,8 +234,11 @@ export class WalWriter {
     const at = this.position;
     this.position += record.length;
     this.sealed = true;
+    this.failedOperation = 'write';
     await this.file.write(at, record.view());
+    this.failedOperation = 'sync';
     if (sync) await this.file.sync();
+    this.failedOperation = undefined;
   }
 
   async close(): Promise<void> {
