@@ -13,8 +13,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isImpulseError } from '../../errors.js';
 import { SeededRandom } from '../../util/random.js';
-import { crashAtEveryIoPoint, ioErrorAtEveryPoint, readAllEntries, type KvHistory } from '../../../testkit/storage/kv-crash.js';
-import { MemVfs } from '../../../testkit/vfs/mem-vfs.js';
+import { KvHistory, crashAtEveryIoPoint, ioErrorAtEveryPoint, readAllEntries } from '../../../testkit/storage/kv-crash.js';
+import { type IoOperation, MemVfs } from '../../../testkit/vfs/mem-vfs.js';
+import { dirName } from '../../vfs/vfs.js';
 import type { Random } from '../../util/random.js';
 import { LsmEngine, type LsmEngineOptions } from './lsm-engine.js';
 
@@ -38,8 +39,8 @@ function tinyEngine(vfs: MemVfs, extra: Partial<LsmEngineOptions> = {}): LsmEngi
   });
 }
 
-async function workload(vfs: MemVfs, history: KvHistory, random: Random): Promise<void> {
-  const engine = tinyEngine(vfs);
+async function workload(vfs: MemVfs, history: KvHistory, random: Random, extra: Partial<LsmEngineOptions> = {}): Promise<void> {
+  const engine = tinyEngine(vfs, extra);
   await engine.open();
   const pending: Array<Promise<void>> = [];
   for (let i = 0; i < 70; i++) {
@@ -289,5 +290,123 @@ describe('lsm against a model, across flushes and compactions', () => {
     assert.ok(level0Max <= 2, `level 0 reached ${level0Max} tables`);
     await engine.checkLevels();
     await engine.close();
+  });
+});
+
+/**
+ * Violations of "a rename is durable (its directory synced) before any later
+ * unlink in that directory". MemVfs's crash modes keep unsynced directory
+ * changes only as an in-order prefix, so a crash can never keep a later
+ * unlink while losing an earlier rename there; a real file system may. This
+ * trace check finds the ordering bug without needing that crash mode.
+ */
+function renamesDurableBeforeUnlinks(operations: readonly IoOperation[]): string[] {
+  const pendingRename = new Map<string, IoOperation>();
+  const violations: string[] = [];
+  for (const op of operations) {
+    if (op.operation === 'rename') {
+      const dir = dirName(op.path.split(' -> ')[1]!);
+      if (!pendingRename.has(dir)) pendingRename.set(dir, op);
+    } else if (op.operation === 'syncDir') {
+      pendingRename.delete(op.path);
+    } else if (op.operation === 'unlink') {
+      const rename = pendingRename.get(dirName(op.path));
+      if (rename !== undefined) violations.push(`unlink ${op.path} (op ${op.index}) while the rename ${rename.path} (op ${rename.index}) is not durable`);
+    }
+  }
+  return violations;
+}
+
+describe('lsm directory operations in a durable order (trace check)', () => {
+  async function trace(extra: Partial<LsmEngineOptions>): Promise<string[]> {
+    const vfs = new MemVfs({ recordOperations: true });
+    await workload(vfs, new KvHistory(), new SeededRandom(11), extra);
+    // Reopen: recovery replays the log, flushes and deletes segments too.
+    await workload(vfs, new KvHistory(), new SeededRandom(12), extra);
+    assert.ok(vfs.operations.some((op) => op.operation === 'unlink'), 'the workload deletes obsolete files');
+    return renamesDurableBeforeUnlinks(vfs.operations);
+  }
+
+  it('every rename (MANIFEST, WAL segments) is made durable before any later unlink in its directory', async () => {
+    assert.deepEqual(await trace({}), []);
+  });
+
+  it('catches the planted bug: no directory sync after the MANIFEST rename', async () => {
+    const violations = await trace({ mutations: { skipManifestDirSync: true } });
+    assert.ok(violations.some((violation) => violation.includes('MANIFEST')), violations.join('\n'));
+  });
+});
+
+describe('lsm WAL damage through the engine', () => {
+  /** A store whose newest segment holds 12 acknowledged records (sync on), left as a crash leaves it. */
+  async function crashedStore(): Promise<{ vfs: MemVfs; segment: string }> {
+    const vfs = new MemVfs();
+    const engine = tinyEngine(vfs, { memtableBytes: 1 << 20 });
+    await engine.open();
+    for (let i = 0; i < 12; i++) await engine.put(Buffer.from(`k${String(i).padStart(2, '0')}`), Buffer.alloc(30, i));
+    const segment = vfs.fileNames().filter((name) => name.endsWith('.log')).at(-1)!;
+    return { vfs: vfs.recover('lose-unsynced'), segment };
+  }
+
+  async function keysAfterOpen(vfs: MemVfs, extra: Partial<LsmEngineOptions> = {}): Promise<{ keys: string[]; engine: LsmEngine }> {
+    const engine = tinyEngine(vfs, { memtableBytes: 1 << 20, ...extra });
+    await engine.open();
+    const keys = (await readAllEntries(engine, 50)).map(([key]) => key.toString());
+    return { keys, engine };
+  }
+
+  it('a damaged record with acknowledged records after it refuses to open; point-in-time opens, reports and keeps the segment; the next default open works', async () => {
+    const { vfs, segment } = await crashedStore();
+    const data = await vfs.readFile(segment);
+    // Damage the 6th record's payload and trailer (records are ~60 bytes after a ~30-byte header).
+    vfs.flipBit(segment, 300, 1);
+    vfs.flipBit(segment, 330, 6);
+    await assert.rejects(keysAfterOpen(vfs), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION') && (error as Error).message.includes(segment.split('/')[1]!));
+    // The planted bug (damage taken for a torn tail) would have opened without a word and lost the records after it.
+    const planted = await keysAfterOpen(vfs.recover('keep-unsynced'), { mutations: { walDamageAsTornTail: true } });
+    assert.ok(planted.keys.length < 12 && planted.engine.recoveryReport?.dataLost === false);
+    await planted.engine.close();
+    const { keys, engine } = await keysAfterOpen(vfs, { walRecovery: 'point-in-time' });
+    assert.ok(keys.length < 12 && keys.length >= 3, keys.join(','));
+    const report = engine.recoveryReport!;
+    assert.equal(report.dataLost, true);
+    assert.match(report.summary, /point-in-time/);
+    assert.match(report.summary, /after-damage/);
+    assert.ok((await engine.stats()).figures['wal_recovery_discarded_records']! > 0);
+    await engine.close();
+    assert.ok(vfs.fileNames().includes(`${segment}.discarded`), vfs.fileNames().join(','));
+    assert.equal((await vfs.readFile(`${segment}.discarded`)).length, data.length, 'kept whole for the operator');
+    const again = await keysAfterOpen(vfs);
+    assert.deepEqual(again.keys, keys);
+    await again.engine.close();
+  });
+
+  it('a WAL segment cut to any length (to nothing, too) refuses to open, naming it', async () => {
+    const { vfs, segment } = await crashedStore();
+    for (const length of [0, 10, 200, 500]) {
+      const cut = vfs.recover('keep-unsynced');
+      const file = await cut.open(segment);
+      await file.truncate(length);
+      await file.sync();
+      await file.close();
+      await assert.rejects(keysAfterOpen(cut), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION') && (error as Error).message.includes(segment.split('/')[1]!), `cut to ${length}`);
+    }
+  });
+
+  it('a missing MANIFEST with tables and segments present refuses to start, naming it, and changes nothing on disk', async () => {
+    const { vfs } = await crashedStore();
+    const engine = tinyEngine(vfs);
+    await engine.open();
+    for (let i = 0; i < 40; i++) await engine.put(Buffer.from(`m${i}`), Buffer.alloc(40, i));
+    await engine.close();
+    await vfs.unlink(`${DIR}/MANIFEST`);
+    const before = vfs.fileNames();
+    await assert.rejects(tinyEngine(vfs).open(), (error: unknown) => {
+      assert.ok(isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION'), String(error));
+      assert.match((error as Error).message, /MANIFEST is missing/);
+      assert.equal((error as { details: Record<string, unknown> }).details['missing'], 'MANIFEST');
+      return true;
+    });
+    assert.deepEqual(vfs.fileNames(), before);
   });
 });

@@ -40,7 +40,7 @@ import { type Compaction, CompactionPicker } from './compaction-picker.js';
 import { ManifestUncertainError, parseFileName, walFileName } from './manifest.js';
 import { Memtable } from './memtable.js';
 import { mergeRange } from './merge.js';
-import { type LsmEngineOptions, type LsmTuning, resolveTuning, resolveWalRecovery } from './options.js';
+import { type LsmEngineOptions, type LsmMutations, type LsmTuning, resolveTuning, resolveWalRecovery } from './options.js';
 import { getFromTables, newLookupScratch } from './point-read.js';
 import { DISCARDED_SUFFIX, type WalRecoveryReport, describeWalRecovery, recover } from './recovery.js';
 import { LevelSource, MemtableSource, type SortedSource, TableSource } from './sources.js';
@@ -48,7 +48,7 @@ import { type Table, VersionSet, levelBytes } from './version.js';
 import { WalWriter } from './wal.js';
 import type { WalRecoveryMode } from './wal-recovery.js';
 
-export { DEFAULT_LSM_TUNING, type LsmEngineOptions, type LsmTuning } from './options.js';
+export { DEFAULT_LSM_TUNING, type LsmEngineOptions, type LsmMutations, type LsmTuning } from './options.js';
 
 /** First wait before retrying background work after a transient error (a full disk). */
 const BACKGROUND_RETRY_FIRST_MS = 100;
@@ -75,6 +75,7 @@ export class LsmEngine extends Engine {
   private readonly picker: CompactionPicker;
   private readonly jobs: JobEnvironment;
   private readonly walRecovery: WalRecoveryMode;
+  private readonly mutations: LsmMutations;
   /** Zeros a new WAL segment starts with: room for a memtable's records, so appends rarely grow the file. */
   private readonly walPreallocatedBytes: number;
 
@@ -128,7 +129,8 @@ export class LsmEngine extends Engine {
     this.clock = options.clock ?? new SystemClock();
     this.cache = new BlockCache(this.tuning.blockCacheBytes);
     this.active = new Memtable(this.random);
-    this.versions = new VersionSet(this.vfs, this.dir, this.tuning.levelCount);
+    this.mutations = options.mutations ?? {};
+    this.versions = new VersionSet(this.vfs, this.dir, this.tuning.levelCount, this.mutations);
     this.picker = new CompactionPicker(this.tuning);
     this.jobs = { vfs: this.vfs, dir: this.dir, cache: this.cache, tuning: this.tuning, allocateFileNumber: () => this.versions.allocateFileNumber() };
     this.walRecovery = resolveWalRecovery(options.walRecovery);
@@ -138,7 +140,7 @@ export class LsmEngine extends Engine {
   // ---- open ------------------------------------------------------------------------------
 
   protected async _open(): Promise<void> {
-    const env = { vfs: this.vfs, dir: this.dir, cache: this.cache, levelCount: this.tuning.levelCount, walRecovery: this.walRecovery };
+    const env = { vfs: this.vfs, dir: this.dir, cache: this.cache, levelCount: this.tuning.levelCount, walRecovery: this.walRecovery, mutations: this.mutations };
     const { plan, report } = await recover(env, this.versions, (key, value) => {
       this.seq++;
       this.active.put(key.toString('latin1'), value === null ? null : Buffer.from(value), this.seq, Infinity);
@@ -426,19 +428,12 @@ export class LsmEngine extends Engine {
 
   /** Deletes WAL segments below the log number; one that lost data in recovery is renamed `*.log.discarded` for the operator instead. */
   private async deleteObsoleteLogs(): Promise<void> {
-    const names = await this.vfs.list(this.dir);
-    let renamed = false;
-    for (const name of names) {
-      const parsed = parseFileName(name);
-      if (parsed?.kind !== 'log' || parsed.fileNumber >= this.versions.logNumber) continue;
-      if (this.keptSegments.has(parsed.fileNumber)) {
-        await this.vfs.rename(this.path(name), this.path(name + DISCARDED_SUFFIX));
-        renamed = true;
-      } else {
-        await this.vfs.unlink(this.path(name));
-      }
-    }
-    if (renamed) await this.vfs.syncDir(this.dir);
+    const obsolete = (await this.vfs.list(this.dir)).map(parseFileName).filter((parsed) => parsed?.kind === 'log' && parsed.fileNumber < this.versions.logNumber);
+    const kept = obsolete.filter((parsed) => this.keptSegments.has(parsed!.fileNumber));
+    for (const parsed of kept) await this.vfs.rename(this.path(walFileName(parsed!.fileNumber)), this.path(walFileName(parsed!.fileNumber) + DISCARDED_SUFFIX));
+    // Renames durable before any unlink: no crash may keep a later unlink and lose an earlier rename.
+    if (kept.length > 0) await this.vfs.syncDir(this.dir);
+    for (const parsed of obsolete) if (!this.keptSegments.has(parsed!.fileNumber)) await this.vfs.unlink(this.path(walFileName(parsed!.fileNumber)));
   }
 
   private async compact(compaction: Compaction): Promise<void> {

@@ -96,8 +96,8 @@ export function decodeManifest(data: Buffer, path: string): ManifestState {
   return { nextFileNumber, logNumber, levels };
 }
 
-/** Atomically replaces the manifest in `dir` with `state` (write temp, sync, rename, sync dir). */
-export async function writeManifest(vfs: Vfs, dir: string, state: ManifestState): Promise<void> {
+/** Atomically replaces the manifest in `dir` with `state` (write temp, sync, rename, sync dir). `skipDirSync` is a planted bug (LsmMutations). */
+export async function writeManifest(vfs: Vfs, dir: string, state: ManifestState, skipDirSync = false): Promise<void> {
   const temp = joinPath(dir, MANIFEST_TEMP_NAME);
   const file = await vfs.open(temp, { create: true, truncate: true });
   try {
@@ -108,7 +108,7 @@ export async function writeManifest(vfs: Vfs, dir: string, state: ManifestState)
   }
   try {
     await vfs.rename(temp, joinPath(dir, MANIFEST_NAME));
-    await vfs.syncDir(dir);
+    if (!skipDirSync) await vfs.syncDir(dir);
   } catch (error) {
     throw new ManifestUncertainError(error);
   }

@@ -67,6 +67,19 @@ export interface LsmEngineOptions extends EngineOptions, Partial<LsmTuning> {
    * explicit choices to start anyway, losing what is damaged.
    */
   readonly walRecovery?: WalRecoveryMode;
+  /** Deliberately broken variants, for tests that must catch them. Never set outside tests. */
+  readonly mutations?: LsmMutations;
+}
+
+/**
+ * Planted bugs, each switched on by a test that shows the suite catches it
+ * (the lsm counterpart of `RaftMutations`).
+ */
+export interface LsmMutations {
+  /** Rename MANIFEST.tmp over MANIFEST without syncing the directory after it (the rename may be lost while later unlinks survive). */
+  readonly skipManifestDirSync?: boolean;
+  /** WAL recovery takes any bad stretch at the end of the newest segment for a torn tail, whatever follows it (the old reader's blind spot). */
+  readonly walDamageAsTornTail?: boolean;
 }
 
 /** Longest key the block search scratch space holds; the engine's key limit may not exceed it. */

@@ -13,8 +13,9 @@ import { ImpulseError } from '../../errors.js';
 import type { RecoveryReport } from '../engine.js';
 import { type Vfs, joinPath } from '../../vfs/vfs.js';
 import type { BlockCache } from './block-cache.js';
+import type { LsmMutations } from './options.js';
 import { corruption } from '../../util/corruption.js';
-import { MANIFEST_NAME, MANIFEST_TEMP_NAME, type ManifestState, decodeManifest, parseFileName, tableFileName, walFileName, writeManifest } from './manifest.js';
+import { MANIFEST_NAME, MANIFEST_TEMP_NAME, type ManifestState, decodeManifest, parseFileName, tableFileName, walFileName } from './manifest.js';
 import { TableReader } from './table.js';
 import { Table, Version, type VersionSet } from './version.js';
 import { SEGMENT_TEMP_SUFFIX } from './wal.js';
@@ -30,6 +31,7 @@ export interface RecoveryEnvironment {
   readonly cache: BlockCache;
   readonly levelCount: number;
   readonly walRecovery: WalRecoveryMode;
+  readonly mutations: LsmMutations;
 }
 
 /** What WAL recovery did, for the log and `/status`. */
@@ -101,7 +103,7 @@ async function replayWal(env: RecoveryEnvironment, logs: readonly number[], logN
     const path = joinPath(env.dir, name);
     segments.push({ number, name, scan: scanSegment(await env.vfs.readFile(path), path) });
   }
-  const plan = planWalRecovery(segments, logNumber, walFileName(logNumber), env.walRecovery);
+  const plan = planWalRecovery(segments, logNumber, walFileName(logNumber), env.walRecovery, env.mutations);
   let operationsReplayed = 0;
   for (const { segment, record } of plan.replay) operationsReplayed += replayBatch(segment.scan, record, visit);
   const setAside = logs.filter((number) => plan.last === undefined || number > plan.last.number);
@@ -133,7 +135,7 @@ async function readOrCreateManifest(env: RecoveryEnvironment, versions: VersionS
     );
   }
   const state = { nextFileNumber: 1, logNumber: 0, levels: [] };
-  await writeManifest(env.vfs, env.dir, versions.manifestOf(state.levels, state.nextFileNumber, state.logNumber));
+  await versions.writeManifest(versions.manifestOf(state.levels, state.nextFileNumber, state.logNumber));
   return state;
 }
 

@@ -17,6 +17,7 @@ import { assert } from '../../util/assert.js';
 import { partitionPoint } from '../../util/bytes.js';
 import type { Vfs } from '../../vfs/vfs.js';
 import { type ManifestState, type TableMeta, writeManifest } from './manifest.js';
+import type { LsmMutations } from './options.js';
 import type { TableReader } from './table.js';
 
 /** An open table and how many versions list it. */
@@ -81,6 +82,7 @@ export class VersionSet {
     private readonly dir: string,
     /** Levels including level 0: every manifest lists this many. */
     private readonly levelCount: number,
+    private readonly mutations: LsmMutations = {},
   ) {
     this.current = new Version([]);
     this.current.refs = 1;
@@ -108,9 +110,14 @@ export class VersionSet {
     for (const { level, table } of added) levels[level]!.push(table);
     levels[0]!.sort((a, b) => b.fileNumber - a.fileNumber);
     for (let level = 1; level < levels.length; level++) levels[level]!.sort((a, b) => Buffer.compare(a.smallest, b.smallest));
-    await writeManifest(this.vfs, this.dir, this.manifestOf(levels, this.nextFileNumber, logNumber));
+    await this.writeManifest(this.manifestOf(levels, this.nextFileNumber, logNumber));
     this.logNumber = logNumber;
     this.install(new Version(levels));
+  }
+
+  /** Replaces the manifest on disk with `state` atomically (manifest.ts). */
+  async writeManifest(state: ManifestState): Promise<void> {
+    await writeManifest(this.vfs, this.dir, state, this.mutations.skipManifestDirSync === true);
   }
 
   /** The manifest describing `levels` (padded to `levelCount` levels). */

@@ -31,6 +31,7 @@
  */
 import { ImpulseError } from '../../errors.js';
 import { type BadRegion, type ScannedRecord, type SegmentScan, batchOperationCount, endRecordNext } from './wal-reader.js';
+import type { LsmMutations } from './options.js';
 import { RECORD_BATCH, RECORD_END } from './wal.js';
 
 export type WalRecoveryMode = 'tolerate-tail' | 'point-in-time' | 'skip-corrupted';
@@ -96,8 +97,8 @@ function refusal(file: string, offset: number, detail: string): ImpulseError {
  * the refusal described above when `mode` is 'tolerate-tail' and the log is
  * damaged.
  */
-export function planWalRecovery(found: readonly FoundSegment[], expectedFirst: number, expectedFirstName: string, mode: WalRecoveryMode): WalRecoveryPlan {
-  const planner = new Planner(mode);
+export function planWalRecovery(found: readonly FoundSegment[], expectedFirst: number, expectedFirstName: string, mode: WalRecoveryMode, mutations: LsmMutations = {}): WalRecoveryPlan {
+  const planner = new Planner(mode, mutations);
   const segments = found.filter((segment, i) => !isAbandoned(segment, found[i + 1]));
   if (expectedFirst > 0 && segments[0]?.number !== expectedFirst) {
     planner.damage(undefined, expectedFirstName, 0, `the segment the manifest names as the oldest still needed is missing`);
@@ -134,7 +135,10 @@ class Planner {
   /** Why replay stopped early (nothing after is replayed): point-in-time damage, or a sync-off segment's lost tail. */
   stopped: 'damage' | 'unsynced' | undefined;
 
-  constructor(private readonly mode: WalRecoveryMode) {}
+  constructor(
+    private readonly mode: WalRecoveryMode,
+    private readonly mutations: LsmMutations,
+  ) {}
 
   /** Plans one segment. `successorEnd`: where the next segment's header says this one's records end (undefined for the newest or a broken chain). */
   segment(segment: FoundSegment, previous: FoundSegment | undefined, successorEnd: number | undefined, newest: boolean): void {
@@ -193,7 +197,8 @@ class Planner {
   private region(segment: FoundSegment, region: BadRegion, final: boolean, successorEnd: number | undefined): void {
     if (segment.scan.header!.syncMode === 'none') {
       this.unsyncedLoss(segment, region.offset, `${region.detail} (the segment was written with sync off)`, region);
-    } else if (successorEnd === undefined && final && region.tornPlausible) {
+    } else if (successorEnd === undefined && ((final && region.tornPlausible) || this.mutations.walDamageAsTornTail === true)) {
+      if (this.mutations.walDamageAsTornTail === true) this.stopped = 'damage'; // the planted bug: stop here, as if the log ended
       this.discarded.push({ file: segment.name, offset: region.offset, bytes: region.end - region.offset, records: 0, operations: 0, kind: 'torn-tail', detail: region.detail });
     } else {
       this.damage(segment, segment.name, region.offset, region.detail, region);

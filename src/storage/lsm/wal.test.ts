@@ -13,6 +13,7 @@ import { SeededRandom } from '../../util/random.js';
 import { MemVfs } from '../../../testkit/vfs/mem-vfs.js';
 import type { WriteOp } from '../engine.js';
 import { walFileName } from './manifest.js';
+import type { LsmMutations } from './options.js';
 import { type WalCreateOptions, WalWriter } from './wal.js';
 import { replayBatch, scanSegment } from './wal-reader.js';
 import { type FoundSegment, type WalRecoveryMode, type WalRecoveryPlan, planWalRecovery } from './wal-recovery.js';
@@ -48,8 +49,8 @@ async function found(vfs: MemVfs, numbers: readonly number[]): Promise<FoundSegm
 }
 
 /** Plans recovery and replays it; returns the plan and the replayed keys in order. */
-async function recoverKeys(vfs: MemVfs, numbers: readonly number[], mode: WalRecoveryMode = 'tolerate-tail', logNumber = numbers[0]!): Promise<{ plan: WalRecoveryPlan; keys: string[] }> {
-  const plan = planWalRecovery(await found(vfs, numbers), logNumber, walFileName(logNumber), mode);
+async function recoverKeys(vfs: MemVfs, numbers: readonly number[], mode: WalRecoveryMode = 'tolerate-tail', logNumber = numbers[0]!, mutations: LsmMutations = {}): Promise<{ plan: WalRecoveryPlan; keys: string[] }> {
+  const plan = planWalRecovery(await found(vfs, numbers), logNumber, walFileName(logNumber), mode, mutations);
   const keys: string[] = [];
   for (const { segment, record } of plan.replay) replayBatch(segment.scan, record, (key, value) => keys.push(`${key.toString()}=${value === null ? 'del' : value.length}`));
   return { plan, keys };
@@ -161,6 +162,9 @@ describe('lsm WAL: damage is refused, not taken for a torn tail', () => {
     // The case named in the issue: the end of a payload and its trailer, with records after it.
     const payloadAndTrailer = await edited(vfs, 5, (bytes) => bytes.fill(0xa5, ends[3]! - 14, ends[3]!));
     await assert.rejects(recoverKeys(payloadAndTrailer, [5]), isRefusal(walFileName(5)));
+    // The planted bug (the old reader): that damage taken for a torn tail, silently dropping the three complete records after it.
+    const planted = await recoverKeys(payloadAndTrailer, [5], 'tolerate-tail', 5, { walDamageAsTornTail: true });
+    assert.deepEqual(planted.keys, keysOf(0, 2), 'the planted bug opens and loses records: the refusal above is what catches it');
   });
 
   it('damage to the final record that a torn write cannot produce is refused: a bad payload under an intact trailer, a damaged header before an intact payload', async () => {
