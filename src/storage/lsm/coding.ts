@@ -108,6 +108,20 @@ export class GrowableBuffer {
     this.length += count;
   }
 
+  /** Appends a latin1 string, one byte per character (code units above 0xff are not expected). */
+  latin1(text: string): void {
+    const count = text.length;
+    this.reserve(count);
+    if (count <= SMALL_COPY_BYTES) {
+      const buffer = this.buffer;
+      let at = this.length;
+      for (let i = 0; i < count; i++) buffer[at++] = text.charCodeAt(i);
+    } else {
+      this.buffer.write(text, this.length, 'latin1');
+    }
+    this.length += count;
+  }
+
   /** A view of the written bytes (valid until the next write or reset). */
   view(): Buffer {
     return this.buffer.subarray(0, this.length);

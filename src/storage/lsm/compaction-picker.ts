@@ -31,6 +31,11 @@ export class CompactionPicker {
     return this.tuning.level1TargetBytes * Math.pow(this.tuning.levelSizeMultiplier, level - 1);
   }
 
+  /** Whether some level of `version` is over its target (what `pick` would act on). No side effects. */
+  due(version: Version): boolean {
+    return this.mostUrgentLevel(version.levels) >= 0;
+  }
+
   /**
    * The most urgent compaction (score >= 1) of `version`, or undefined when
    * the tree is within its targets. Advances that level's round-robin

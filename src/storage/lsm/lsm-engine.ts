@@ -27,33 +27,32 @@
  */
 import { ImpulseError } from '../../errors.js';
 import { assert } from '../../util/assert.js';
-import { type Clock, SystemClock, type TimerHandle } from '../../util/clock.js';
+import { type Clock, SystemClock } from '../../util/clock.js';
 import { type Random, SeededRandom } from '../../util/random.js';
 import { type Vfs, joinPath } from '../../vfs/vfs.js';
 import { NodeVfs } from '../../vfs/node-vfs.js';
 import { Engine, type EngineHealth, type EngineStats, type Entry, type KeyRange, type RecoveryReport, type WriteOp } from '../engine.js';
 import { BlockCache } from './block-cache.js';
 import { checkLevels } from './check-levels.js';
-import { type JobEnvironment, compactTables, discardTables, flushMemtable } from './compaction.js';
+import { BackgroundScheduler, type BackgroundWork } from './background.js';
+import { type JobEnvironment, type TableRef, deleteTableFiles } from './compaction.js';
+import { encodeMemtable } from './job.js';
+import { InlineJobRunner, type JobRunner, WorkerJobRunner } from './job-runner.js';
 import { HealthState, asTransientError } from './health.js';
-import { type Compaction, CompactionPicker } from './compaction-picker.js';
-import { ManifestUncertainError, parseFileName, walFileName } from './manifest.js';
+import { CompactionPicker } from './compaction-picker.js';
+import { ManifestUncertainError, type TableMeta, parseFileName, tableFileName, walFileName } from './manifest.js';
 import { Memtable } from './memtable.js';
 import { mergeRange } from './merge.js';
-import { type LsmEngineOptions, type LsmMutations, type LsmTuning, resolveTuning, resolveWalRecovery } from './options.js';
+import { type LsmEngineOptions, type LsmMutations, type LsmTuning, pickJobTuning, resolveTuning, resolveWalRecovery } from './options.js';
 import { getFromTables, newLookupScratch } from './point-read.js';
 import { DISCARDED_SUFFIX, type WalRecoveryReport, describeWalRecovery, recover } from './recovery.js';
 import { LevelSource, MemtableSource, type SortedSource, TableSource } from './sources.js';
-import { type Table, VersionSet, levelBytes } from './version.js';
+import { TableReader } from './table.js';
+import { type AddedTable, Table, type Version, type VersionEdit, VersionSet, levelBytes } from './version.js';
 import { WalWriter } from './wal.js';
 import type { WalRecoveryMode } from './wal-recovery.js';
 
 export { DEFAULT_LSM_TUNING, type LsmEngineOptions, type LsmMutations, type LsmTuning } from './options.js';
-
-/** First wait before retrying background work after a transient error (a full disk). */
-const BACKGROUND_RETRY_FIRST_MS = 100;
-/** Longest wait between background retries: the bound on how often a full disk is tried. */
-const BACKGROUND_RETRY_MAX_MS = 5000;
 
 interface FrozenMemtable {
   readonly memtable: Memtable;
@@ -73,7 +72,12 @@ export class LsmEngine extends Engine {
   private readonly cache: BlockCache;
   private readonly versions: VersionSet;
   private readonly picker: CompactionPicker;
-  private readonly jobs: JobEnvironment;
+  /** Where flushes and compactions write (and, inline, run). */
+  private readonly jobEnvironment: JobEnvironment;
+  /** Runs flush jobs; a second runner runs compactions, so a long compaction never holds up a flush (job-runner.ts). */
+  private readonly flushRunner: JobRunner;
+  private readonly compactionRunner: JobRunner;
+  private readonly scheduler: BackgroundScheduler;
   private readonly walRecovery: WalRecoveryMode;
   private readonly mutations: LsmMutations;
   /** Zeros a new WAL segment starts with: room for a memtable's records, so appends rarely grow the file. */
@@ -87,16 +91,9 @@ export class LsmEngine extends Engine {
   /** Sequence numbers of open range snapshots, non-decreasing. */
   private readonly snapshots: number[] = [];
 
-  private backgroundRunning = false;
-  private backgroundDone: Promise<void> = Promise.resolve();
   /** Fail-stop and transient degradations (health.ts: which error does what). */
   private readonly condition = new HealthState();
-  /** Pending retry of background work after a transient error; no background run starts while it is set. */
-  private backgroundRetry: TimerHandle | undefined;
-  /** Wait before the next background retry: doubles per failure from BACKGROUND_RETRY_FIRST_MS up to BACKGROUND_RETRY_MAX_MS. */
-  private backgroundRetryMs = BACKGROUND_RETRY_FIRST_MS;
   private closing = false;
-  private progressWaiters: Array<() => void> = [];
 
   // Scratch for the synchronous part of `_get` (never held across an await).
   private readonly lookup = newLookupScratch();
@@ -132,7 +129,15 @@ export class LsmEngine extends Engine {
     this.mutations = options.mutations ?? {};
     this.versions = new VersionSet(this.vfs, this.dir, this.tuning.levelCount, this.mutations);
     this.picker = new CompactionPicker(this.tuning);
-    this.jobs = { vfs: this.vfs, dir: this.dir, cache: this.cache, tuning: this.tuning, allocateFileNumber: () => this.versions.allocateFileNumber() };
+    this.jobEnvironment = { vfs: this.vfs, dir: this.dir, tuning: this.tuning, allocateFileNumber: () => this.versions.allocateFileNumber() };
+    // Flushes and compactions run in worker threads on the real disk, inline on any other Vfs (a worker
+    // opens its own NodeVfs; a MemVfs cannot be shared across threads).
+    const inWorker = (options.backgroundThreads ?? (this.vfs instanceof NodeVfs ? 'worker' : 'inline')) === 'worker';
+    const newRunner = (): JobRunner =>
+      inWorker ? new WorkerJobRunner({ dir: this.dir, tuning: pickJobTuning(this.tuning) }, () => this.versions.allocateFileNumber()) : new InlineJobRunner(this.jobEnvironment);
+    this.flushRunner = newRunner();
+    this.compactionRunner = newRunner();
+    this.scheduler = new BackgroundScheduler(this.backgroundWork(), this.clock);
     this.walRecovery = resolveWalRecovery(options.walRecovery);
     this.walPreallocatedBytes = Math.ceil((this.tuning.memtableBytes * 1.25) / 4096) * 4096;
   }
@@ -160,14 +165,14 @@ export class LsmEngine extends Engine {
         if (plan.damaged) await this.flushOldest();
       } else {
         // The manifest names the oldest segment still needed, which must exist from now on.
-        await this.versions.logAndApply([], new Set(), this.wal.number);
+        await this.versions.logAndApply(() => ({ logNumber: this.wal!.number }));
       }
     } catch (error) {
       await this.wal?.close().catch(() => undefined);
       await this.closeTables();
       throw error;
     }
-    this.scheduleBackground();
+    this.scheduler.schedule();
   }
 
   // ---- reads ---------------------------------------------------------------------------
@@ -259,12 +264,12 @@ export class LsmEngine extends Engine {
           // Stall: compaction or flushing is behind; wait for the background to make progress,
           // unless it is waiting out a transient error (a full disk): then fail now rather than hang.
           const blocked = this.condition.degradation('background');
-          if (blocked !== undefined && this.backgroundRetry !== undefined) throw blocked;
+          if (blocked !== undefined && this.scheduler.retryPending) throw blocked;
           if (stallStartedMs === undefined) {
             stallStartedMs = this.clock.now();
             this.writeStalls++;
           }
-          await this.waitForProgress();
+          await this.scheduler.waitForProgress();
           continue;
         }
         if (memtableFull) await this.freezeMemtable();
@@ -288,7 +293,7 @@ export class LsmEngine extends Engine {
     this.frozen.push({ memtable: this.active, nextLogNumber: wal.number });
     this.active = new Memtable(this.random);
     this.wal = wal;
-    this.scheduleBackground();
+    this.scheduler.schedule();
     // Name the successor at the end of the old segment, so a lost newest segment is noticed. Best
     // effort: the successor's header already says where the old one's records end.
     const sync = this.syncMode === 'fsync';
@@ -326,7 +331,7 @@ export class LsmEngine extends Engine {
       return transient;
     }
     this.condition.stop(error, during);
-    this.notifyProgress();
+    this.scheduler.notifyProgress();
     return error;
   }
 
@@ -340,86 +345,56 @@ export class LsmEngine extends Engine {
     });
   }
 
-  // ---- background: flush and compaction ------------------------------------------------
+  // ---- background: flush and compaction (when: background.ts; what: compaction-picker.ts; the work: job.ts) ----
 
-  private scheduleBackground(): void {
-    if (this.backgroundRunning || this.backgroundRetry !== undefined || this.condition.refusal !== undefined || this.closing) return;
-    this.backgroundRunning = true;
-    this.backgroundDone = this.runBackground();
+  /** Resolves when no background work is running (for tests and benchmarks); a retry waiting out a full disk does not count. */
+  async waitForBackgroundIdle(): Promise<void> {
+    await this.scheduler.waitForIdle();
   }
 
-  private async runBackground(): Promise<void> {
-    try {
-      while (this.condition.refusal === undefined && !this.closing) {
-        if (this.frozen.length > 0) {
-          await this.flushOldest();
-        } else {
-          const compaction = this.picker.pick(this.versions.current);
-          if (compaction === undefined) break;
-          await this.compact(compaction);
-        }
-        this.condition.recover('background');
-        this.backgroundRetryMs = BACKGROUND_RETRY_FIRST_MS;
-        this.notifyProgress();
-      }
-    } catch (error) {
-      this.backgroundFailed(error);
-    } finally {
-      this.backgroundRunning = false;
-      this.notifyProgress();
-    }
+  /** The scheduler's view of the engine (background.ts `BackgroundWork`). */
+  private backgroundWork(): BackgroundWork {
+    return {
+      flushDue: () => this.frozen.length > 0,
+      flushOne: () => this.flushOldest(),
+      compactionDue: () => this.picker.due(this.versions.current),
+      compactOne: () => this.compactOne(),
+      mayRun: () => !this.closing && this.condition.refusal === undefined,
+      succeeded: () => this.condition.recover('background'),
+      failed: (error) => this.backgroundFailed(error),
+    };
   }
 
   /**
-   * A flush or compaction failed. A transient resource error (a full disk)
-   * degrades the engine and retries after a backoff (bounded: at most one
-   * attempt per BACKGROUND_RETRY_MAX_MS once it has grown); the job's outputs
-   * were deleted, its inputs are untouched. Anything else stops writes.
+   * A flush or compaction failed (its outputs are deleted, its inputs
+   * untouched). A transient resource error (a full disk) degrades the engine
+   * and the scheduler retries; anything else, or a manifest that may or may not
+   * have reached the disk, stops writes.
    */
-  private backgroundFailed(error: unknown): void {
+  private backgroundFailed(error: unknown): 'retry' | 'stop' {
     const transient = asTransientError(error, 'background flush or compaction');
     if (transient === undefined || error instanceof ManifestUncertainError || this.closing) {
       this.condition.stop(error, 'background flush or compaction');
-      return;
+      this.scheduler.notifyProgress();
+      return 'stop';
     }
     this.condition.degrade('background', transient);
-    const delayMs = this.backgroundRetryMs;
-    this.backgroundRetryMs = Math.min(BACKGROUND_RETRY_MAX_MS, delayMs * 2);
-    this.backgroundRetry = this.clock.setTimer(delayMs, () => {
-      this.backgroundRetry = undefined;
-      this.scheduleBackground();
-    });
-  }
-
-  private waitForProgress(): Promise<void> {
-    this.scheduleBackground();
-    if (!this.backgroundRunning) return Promise.resolve();
-    return new Promise((resolve) => this.progressWaiters.push(resolve));
-  }
-
-  private notifyProgress(): void {
-    const waiters = this.progressWaiters;
-    this.progressWaiters = [];
-    for (const resolve of waiters) resolve();
-  }
-
-  /** Resolves when no background work is running or queued (for tests and benchmarks). */
-  async waitForBackgroundIdle(): Promise<void> {
-    for (;;) {
-      await this.backgroundDone;
-      if (!this.backgroundRunning) return;
-    }
+    return 'retry';
   }
 
   private async flushOldest(): Promise<void> {
     const frozen = this.frozen[0]!;
-    const table = await flushMemtable(this.jobs, frozen.memtable);
-    const added = [];
-    if (table !== undefined) {
-      this.flushBytesWritten += table.sizeBytes;
-      added.push({ level: this.picker.levelForFlush(this.versions.current, table), table });
+    let table: Table | undefined;
+    if (frozen.memtable.entryCount > 0) {
+      const metas = await this.flushRunner.run({ kind: 'flush', entries: encodeMemtable(frozen.memtable) });
+      [table] = await this.openOutputs(metas);
+      this.flushBytesWritten += table!.sizeBytes;
     }
-    await this.installOrClose(added, new Set(), frozen.nextLogNumber);
+    await this.installOrDiscard((current) => ({
+      // While a compaction runs, its outputs may cover any key range of the next levels: only level 0 is safe.
+      added: table === undefined ? [] : [{ level: this.scheduler.compactionRunning ? 0 : this.picker.levelForFlush(current, table), table }],
+      logNumber: frozen.nextLogNumber,
+    }));
     // The new version lists the table; only now may readers stop seeing the memtable.
     this.frozen.shift();
     this.flushCount++;
@@ -436,30 +411,45 @@ export class LsmEngine extends Engine {
     for (const parsed of obsolete) if (!this.keptSegments.has(parsed!.fileNumber)) await this.vfs.unlink(this.path(walFileName(parsed!.fileNumber)));
   }
 
-  private async compact(compaction: Compaction): Promise<void> {
+  /** Runs the most urgent compaction; false when none is due. */
+  private async compactOne(): Promise<boolean> {
+    const compaction = this.picker.pick(this.versions.current);
+    if (compaction === undefined) return false;
     const { level, inputs, overlapping } = compaction;
     const outputLevel = level + 1;
+    const removed = new Set([...inputs, ...overlapping].map((table) => table.fileNumber));
     if (inputs.length === 1 && overlapping.length === 0) {
       // Trivial move: nothing to merge with, so the file changes level without being rewritten.
-      const table = inputs[0]!;
-      await this.versions.logAndApply([{ level: outputLevel, table }], new Set([table.fileNumber]), this.versions.logNumber);
+      await this.versions.logAndApply(() => ({ added: [{ level: outputLevel, table: inputs[0]! }], removed }));
       this.trivialMoveCount++;
-      return;
+      return true;
     }
     const version = this.versions.ref(this.versions.current);
     try {
       for (const table of [...inputs, ...overlapping]) this.compactionBytesRead += table.sizeBytes;
-      const outputs = await compactTables(this.jobs, compaction, version.levels.slice(outputLevel + 1));
+      const ref = (table: Table): TableRef => ({ fileNumber: table.fileNumber, path: table.reader.path, sizeBytes: table.sizeBytes, smallest: table.smallest, largest: table.largest });
+      const deeper = version.levels.slice(outputLevel + 1).map((tables) => tables.map((table) => ({ smallest: table.smallest, largest: table.largest })));
+      const metas = await this.compactionRunner.run({ kind: 'compact', level, inputs: inputs.map(ref), overlapping: overlapping.map(ref), deeper });
+      const outputs = await this.openOutputs(metas);
       for (const table of outputs) this.compactionBytesWritten += table.sizeBytes;
-      const removed = new Set([...inputs, ...overlapping].map((table) => table.fileNumber));
-      await this.installOrClose(
-        outputs.map((table) => ({ level: outputLevel, table })),
-        removed,
-        this.versions.logNumber,
-      );
+      await this.installOrDiscard(() => ({ added: outputs.map((table) => ({ level: outputLevel, table })), removed }));
       this.compactionCount++;
     } finally {
       this.versions.unref(version);
+    }
+    return true;
+  }
+
+  /** Opens the tables a job wrote; if one fails to open, closes the others and deletes all of them. */
+  private async openOutputs(metas: readonly TableMeta[]): Promise<Table[]> {
+    const tables: Table[] = [];
+    try {
+      for (const meta of metas) tables.push(new Table(meta, await TableReader.open(this.vfs, this.path(tableFileName(meta.fileNumber)), meta.fileNumber, this.cache)));
+      return tables;
+    } catch (error) {
+      for (const table of tables) await table.reader.close().catch(() => undefined);
+      await deleteTableFiles(this.jobEnvironment, metas);
+      throw error;
     }
   }
 
@@ -468,13 +458,18 @@ export class LsmEngine extends Engine {
    * and deleted, unless the manifest that lists them may have reached the
    * disk (then they stay, and the engine stops writing).
    */
-  private async installOrClose(added: ReadonlyArray<{ level: number; table: Table }>, removed: ReadonlySet<number>, logNumber: number): Promise<void> {
+  private async installOrDiscard(edit: (current: Version) => VersionEdit): Promise<void> {
+    let added: readonly AddedTable[] = [];
     try {
-      await this.versions.logAndApply(added, removed, logNumber);
+      await this.versions.logAndApply((current) => {
+        const result = edit(current);
+        added = result.added ?? [];
+        return result;
+      });
     } catch (error) {
       const unlisted = added.map(({ table }) => table).filter((table) => table.versionRefs === 0);
-      if (error instanceof ManifestUncertainError) for (const table of unlisted) await table.reader.close().catch(() => undefined);
-      else await discardTables(this.jobs, unlisted);
+      for (const table of unlisted) await table.reader.close().catch(() => undefined);
+      if (!(error instanceof ManifestUncertainError)) await deleteTableFiles(this.jobEnvironment, unlisted);
       throw error;
     }
   }
@@ -552,8 +547,7 @@ export class LsmEngine extends Engine {
   protected async _close(): Promise<void> {
     this.closing = true;
     this.versions.closing = true;
-    this.backgroundRetry?.cancel();
-    this.backgroundRetry = undefined;
+    this.scheduler.cancelRetry();
     await this.waitForBackgroundIdle();
     const errors: unknown[] = [];
     if (this.wal !== undefined) await this.wal.close().catch((error: unknown) => errors.push(error));
@@ -566,8 +560,10 @@ export class LsmEngine extends Engine {
     if (errors.length > 0) throw errors[0];
   }
 
-  /** Closes every table of the current version and waits for pending deletions; the files stay. */
+  /** Stops the job runners, closes every table of the current version and waits for pending deletions; the files stay. */
   private async closeTables(): Promise<void> {
+    await this.flushRunner.close();
+    await this.compactionRunner.close();
     this.versions.closing = true;
     for (const tables of this.versions.current.levels) for (const table of tables) await table.reader.close().catch(() => undefined);
     await this.versions.settleDeletes();

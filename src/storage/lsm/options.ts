@@ -67,6 +67,13 @@ export interface LsmEngineOptions extends EngineOptions, Partial<LsmTuning> {
    * explicit choices to start anyway, losing what is damaged.
    */
   readonly walRecovery?: WalRecoveryMode;
+  /**
+   * Where flushes and compactions run: 'worker' (two worker threads, off the
+   * event loop) or 'inline' (on the engine's thread). Default: 'worker' on the
+   * real disk (NodeVfs), 'inline' on any other Vfs (a worker opens its own
+   * NodeVfs and cannot share a MemVfs).
+   */
+  readonly backgroundThreads?: 'worker' | 'inline';
   /** Deliberately broken variants, for tests that must catch them. Never set outside tests. */
   readonly mutations?: LsmMutations;
 }
@@ -115,4 +122,9 @@ export function resolveWalRecovery(mode: unknown): WalRecoveryMode {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `lsm walRecovery must be one of ${WAL_RECOVERY_MODES.join(', ')}, got ${JSON.stringify(mode)}`);
   }
   return mode as WalRecoveryMode;
+}
+
+/** The tuning a background job needs (plain data, sent to a worker thread). */
+export function pickJobTuning(tuning: LsmTuning): Pick<LsmTuning, 'blockBytes' | 'restartInterval' | 'bloomBitsPerKey' | 'tableTargetBytes'> {
+  return { blockBytes: tuning.blockBytes, restartInterval: tuning.restartInterval, bloomBitsPerKey: tuning.bloomBitsPerKey, tableTargetBytes: tuning.tableTargetBytes };
 }

@@ -10,8 +10,7 @@
  *
  * `VersionSet.logAndApply` is the only way the tree changes: it writes the
  * manifest for `current - removed + added` (atomically, see manifest.ts) and
- * only then installs that version. Callers (open, the background loop) never
- * run two `logAndApply` calls at once.
+ * only then installs that version, one edit at a time.
  */
 import { assert } from '../../util/assert.js';
 import { partitionPoint } from '../../util/bytes.js';
@@ -65,6 +64,14 @@ export interface AddedTable {
   readonly table: Table;
 }
 
+/** One change to the tree (see `VersionSet.logAndApply`). */
+export interface VersionEdit {
+  readonly added?: readonly AddedTable[];
+  readonly removed?: ReadonlySet<number>;
+  /** WAL segments below this number are no longer needed. Default: unchanged. */
+  readonly logNumber?: number;
+}
+
 /** The current version, the file-number counter and the WAL log number, changed only through `logAndApply`. */
 export class VersionSet {
   /** The live tree. Holds one reference of its own (released when replaced). */
@@ -76,6 +83,8 @@ export class VersionSet {
   /** Set by close: tables leaving the tree are closed but not unlinked any more. */
   closing = false;
   private readonly pendingDeletes = new Set<Promise<void>>();
+  /** The last `logAndApply` in progress; the next one waits for it. */
+  private installing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly vfs: Vfs,
@@ -101,18 +110,31 @@ export class VersionSet {
   }
 
   /**
-   * Makes `current - removed + added` the durable and then the current
-   * version: the manifest is replaced atomically first, so a crash leaves
-   * either the old tree or the new one. Never called concurrently with itself.
+   * Applies an edit: `edit(current)` says which tables join (`added`), which
+   * leave (`removed`, by file number) and, optionally, the new log number.
+   * The manifest for the result is replaced atomically first, then the result
+   * becomes current, so a crash leaves either the old tree or the new one.
+   * Calls are serialized: `edit` sees the version the previous call installed
+   * (a flush and a compaction may finish at the same time).
    */
-  async logAndApply(added: readonly AddedTable[], removed: ReadonlySet<number>, logNumber: number): Promise<void> {
-    const levels = this.current.levels.map((tables) => tables.filter((table) => !removed.has(table.fileNumber)));
-    for (const { level, table } of added) levels[level]!.push(table);
-    levels[0]!.sort((a, b) => b.fileNumber - a.fileNumber);
-    for (let level = 1; level < levels.length; level++) levels[level]!.sort((a, b) => Buffer.compare(a.smallest, b.smallest));
-    await this.writeManifest(this.manifestOf(levels, this.nextFileNumber, logNumber));
-    this.logNumber = logNumber;
-    this.install(new Version(levels));
+  async logAndApply(edit: (current: Version) => VersionEdit): Promise<void> {
+    const previous = this.installing;
+    let done!: () => void;
+    this.installing = new Promise((resolve) => (done = resolve));
+    await previous;
+    try {
+      const { added = [], removed = new Set<number>(), logNumber = this.logNumber } = edit(this.current);
+      assert(logNumber >= this.logNumber, 'lsm log number must not go back', this.logNumber, logNumber);
+      const levels = this.current.levels.map((tables) => tables.filter((table) => !removed.has(table.fileNumber)));
+      for (const { level, table } of added) levels[level]!.push(table);
+      levels[0]!.sort((a, b) => b.fileNumber - a.fileNumber);
+      for (let level = 1; level < levels.length; level++) levels[level]!.sort((a, b) => Buffer.compare(a.smallest, b.smallest));
+      await this.writeManifest(this.manifestOf(levels, this.nextFileNumber, logNumber));
+      this.logNumber = logNumber;
+      this.install(new Version(levels));
+    } finally {
+      done();
+    }
   }
 
   /** Replaces the manifest on disk with `state` atomically (manifest.ts). */
