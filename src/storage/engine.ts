@@ -24,6 +24,7 @@
  */
 import { type ErrorCode, ImpulseError } from '../errors.js';
 import { assert } from '../util/assert.js';
+import { compareBytes } from '../util/bytes.js';
 
 export type SyncMode = 'fsync' | 'none';
 
@@ -411,15 +412,16 @@ export abstract class Engine {
     if (typeof reverse !== 'boolean') throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'reverse must be a boolean');
     if (gte !== undefined && gt !== undefined) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'give at most one of gte and gt');
     if (lt !== undefined && lte !== undefined) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'give at most one of lt and lte');
-    for (const bound of [gte, gt, lt, lte]) {
-      if (bound !== undefined && !(bound instanceof Uint8Array)) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'range bounds must be bytes');
-    }
     const lower = gte ?? gt;
     const upper = lt ?? lte;
+    if ((lower !== undefined && !(lower instanceof Uint8Array)) || (upper !== undefined && !(upper instanceof Uint8Array))) {
+      throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'range bounds must be bytes');
+    }
+    // One object shape whatever the bounds (no spreads): this runs for every scan and seek.
     const range: KeyRange = {
-      ...(lower !== undefined ? { lower: toBuffer(lower) } : {}),
+      lower: lower === undefined ? undefined : toBuffer(lower),
       lowerInclusive: gte !== undefined,
-      ...(upper !== undefined ? { upper: toBuffer(upper) } : {}),
+      upper: upper === undefined ? undefined : toBuffer(upper),
       upperInclusive: lte !== undefined,
     };
     return { range, reverse, limit };
@@ -510,13 +512,13 @@ export function inRange(key: Uint8Array, range: KeyRange): boolean {
 
 export function aboveLower(key: Uint8Array, range: KeyRange): boolean {
   if (range.lower === undefined) return true;
-  const order = Buffer.compare(key, range.lower);
+  const order = compareBytes(key, range.lower);
   return range.lowerInclusive ? order >= 0 : order > 0;
 }
 
 export function belowUpper(key: Uint8Array, range: KeyRange): boolean {
   if (range.upper === undefined) return true;
-  const order = Buffer.compare(key, range.upper);
+  const order = compareBytes(key, range.upper);
   return range.upperInclusive ? order <= 0 : order < 0;
 }
 

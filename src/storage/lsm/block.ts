@@ -97,15 +97,16 @@ export class Block {
 }
 
 /**
- * Decoded entries of one block, for iteration: every full key laid end to end
- * in ONE buffer (entry i is `keyBytes[keyStarts[i], keyStarts[i+1])`), and
- * value positions in the block (`valueLengths[i] < 0` is a tombstone). One
- * allocation per block instead of one per key; callers make views only for
- * the entries they visit.
+ * Decoded entries of restart intervals `[fromRestart, toRestart)` of one
+ * block, for iteration: every full key laid end to end in ONE buffer (entry i
+ * is `keyBytes[keyStarts[i], keyStarts[i+1])`), and value positions in the
+ * block (`valueLengths[i] < 0` is a tombstone). Iterators decode one interval
+ * (at most `restartInterval` entries) at a time, so a seek decodes only the
+ * entries near its key; callers make views only for the entries they visit.
  */
 export interface DecodedBlock {
-  /** False when decoding started at a later restart point (a seek): entries before it are not here. */
-  readonly fromBlockStart: boolean;
+  readonly fromRestart: number;
+  readonly toRestart: number;
   readonly count: number;
   readonly keyBytes: Buffer;
   readonly keyStarts: number[];
@@ -231,10 +232,18 @@ function locateRestartKey(block: Block, index: number): void {
   restartKey.end = p + unshared;
 }
 
-/** Decodes the entries of `block` from restart point `fromRestart` (default: all of them). */
-export function decodeBlock(block: Block, fromRestart = 0): DecodedBlock {
+/** Restart point `restart`'s byte offset in `block` (the end of the entries for `restartCount`). */
+function restartOffset(block: Block, restart: number): number {
+  if (restart >= block.restartCount) return block.restartsOffset;
+  const offset = restart === 0 ? 0 : block.data.readUInt32LE(block.restartsOffset + restart * 4);
+  if (offset > block.restartsOffset) throw corruption('lsm', block.source, 'restart offset points past the entries');
+  return offset;
+}
+
+/** Decodes the entries of restart intervals `[fromRestart, toRestart)` of `block` (default: all of them). */
+export function decodeBlock(block: Block, fromRestart = 0, toRestart = block.restartCount): DecodedBlock {
   const data = block.data;
-  const end = block.restartsOffset;
+  const end = restartOffset(block, toRestart);
   const keyStarts: number[] = [0];
   const valueStarts: number[] = [];
   const valueLengths: number[] = [];
@@ -242,8 +251,8 @@ export function decodeBlock(block: Block, fromRestart = 0): DecodedBlock {
   let outLength = 0;
   let previousStart = 0;
   let previousLength = 0;
-  let p = fromRestart === 0 ? 0 : data.readUInt32LE(block.restartsOffset + fromRestart * 4);
-  if (p > end) throw corruption('lsm', block.source, 'restart offset points past the entries');
+  let p = restartOffset(block, fromRestart);
+  if (p >= end) throw corruption('lsm', block.source, `restart interval ${fromRestart} is empty`);
   while (p < end) {
     let shared = 0;
     let shift = 0;
@@ -290,5 +299,5 @@ export function decodeBlock(block: Block, fromRestart = 0): DecodedBlock {
   if (valueStarts.length === 0) throw corruption('lsm', block.source, 'data block has no entries');
   const keyBytes = Buffer.allocUnsafe(outLength);
   out.copy(keyBytes, 0, 0, outLength);
-  return { fromBlockStart: fromRestart === 0, count: valueStarts.length, keyBytes, keyStarts, data, valueStarts, valueLengths };
+  return { fromRestart, toRestart, count: valueStarts.length, keyBytes, keyStarts, data, valueStarts, valueLengths };
 }

@@ -207,7 +207,7 @@ export class TableReader {
   /** Index of the first block whose last key is >= `key`, or blockCount when none. */
   findBlock(key: Buffer): number {
     const keys = this.blockLastKeys;
-    return partitionPoint(0, keys.length, (index) => Buffer.compare(keys[index]!, key) >= 0);
+    return partitionPoint(0, keys.length, (index) => compareBytes(keys[index]!, key) >= 0);
   }
 
   /** `findBlock` for a key given as a latin1 string. */
@@ -369,9 +369,14 @@ function parseIndex(body: Buffer, path: string, dataEnd: number): { lastKeys: Bu
  * A bidirectional cursor over one table's entries. Positioning methods
  * return a Promise only when a block had to be read from disk; callers write
  * `const wait = it.next(); if (wait) await wait;` so cached scans stay synchronous.
+ *
+ * It decodes one restart interval of a block at a time (block.ts
+ * `DecodedBlock`): a seek decodes the interval its key falls in, a step past
+ * either end of an interval decodes the neighbouring one.
  */
 export class TableIterator {
   private blockIndex = -1;
+  private block: Block | undefined;
   private decoded: DecodedBlock | undefined;
   private position = 0;
   valid = false;
@@ -379,7 +384,6 @@ export class TableIterator {
   /** Sequential read-ahead (compaction): the bytes of several blocks read with one call. */
   private window: Buffer | undefined;
   private windowStart = 0;
-  private currentBlock: Block | undefined;
   /** Blocks this iterator had to read (drives scan read-ahead). */
   private cacheMisses = 0;
 
@@ -397,7 +401,7 @@ export class TableIterator {
   private keyView: Buffer | undefined;
   private keyViewPosition = -1;
 
-  /** The current key (a view into this iterator's decoded block; never reused, so callers may keep it). */
+  /** The current key (a view into this iterator's decoded interval; never reused, so callers may keep it). */
   get key(): Buffer {
     if (this.keyViewPosition !== this.position || this.keyView === undefined) {
       const decoded = this.decoded!;
@@ -443,13 +447,12 @@ export class TableIterator {
       return undefined;
     }
     const after = (): Promise<void> | undefined => {
-      // First entry >= key (> key when exclusive).
-      const low = this.lowerBound(key, exclusive);
-      this.position = low;
-      if (low >= this.decoded!.count) return this.load(this.blockIndex + 1, 'first');
-      return undefined;
+      // Within the interval of the last restart <= key; if all of it is smaller, the answer starts the next one.
+      this.decode(restartAtOrBefore(this.block!, key));
+      this.position = this.lowerBound(key, exclusive);
+      return this.position < this.decoded!.count ? undefined : this.forward();
     };
-    const wait = this.load(index, 'first', key);
+    const wait = this.loadBlock(index);
     return wait === undefined ? after() : wait.then(after);
   }
 
@@ -458,55 +461,68 @@ export class TableIterator {
     let index = this.table.findBlock(key);
     if (index >= this.table.blockCount) index = this.table.blockCount - 1;
     const after = (): Promise<void> | undefined => {
-      // First position whose key is > key (>= when exclusive); the answer is one before it.
-      let low = this.lowerBound(key, !exclusive);
-      if (low === 0 && !this.decoded!.fromBlockStart) {
-        // The answer precedes the restart point the seek decoded from: decode the whole block.
-        this.decoded = decodeBlock(this.currentBlock!);
-        this.keyView = undefined;
-        low = this.lowerBound(key, !exclusive);
-      }
-      this.position = low - 1;
-      if (this.position < 0) return this.load(this.blockIndex - 1, 'last');
-      return undefined;
+      // First position whose key is > key (>= when exclusive); the answer is one before it, maybe in an earlier interval.
+      this.decode(restartAtOrBefore(this.block!, key));
+      this.position = this.lowerBound(key, !exclusive) - 1;
+      return this.position >= 0 ? undefined : this.backward();
     };
-    const wait = this.load(index, 'last', key);
+    const wait = this.loadBlock(index);
     return wait === undefined ? after() : wait.then(after);
   }
 
   next(): Promise<void> | undefined {
     this.position++;
-    if (this.position < this.decoded!.count) return undefined;
-    return this.load(this.blockIndex + 1, 'first');
+    return this.position < this.decoded!.count ? undefined : this.forward();
   }
 
   prev(): Promise<void> | undefined {
     this.position--;
-    if (this.position >= 0) return undefined;
-    const decoded = this.decoded!;
-    if (!decoded.fromBlockStart) {
-      // A seek decoded only the tail of this block: decode it whole and step back within it.
-      const full = decodeBlock(this.currentBlock!);
-      this.position = full.count - decoded.count - 1;
-      this.decoded = full;
-      this.keyView = undefined;
-      return undefined;
-    }
-    return this.load(this.blockIndex - 1, 'last');
+    return this.position >= 0 ? undefined : this.backward();
   }
 
-  /** `seekKey`: decode only from the restart point at or before it (a seek needs no earlier entries). */
-  private load(index: number, at: 'first' | 'last', seekKey?: Buffer): Promise<void> | undefined {
+  /** To the first entry after the decoded interval: the next interval of this block, or the next block. */
+  private forward(): Promise<void> | undefined {
+    const next = this.decoded!.toRestart;
+    if (next >= this.block!.restartCount) return this.load(this.blockIndex + 1, 'first');
+    this.decode(next);
+    this.position = 0;
+    return undefined;
+  }
+
+  /** To the last entry before the decoded interval: the previous interval of this block, or the previous block. */
+  private backward(): Promise<void> | undefined {
+    const previous = this.decoded!.fromRestart - 1;
+    if (previous < 0) return this.load(this.blockIndex - 1, 'last');
+    this.decode(previous);
+    this.position = this.decoded!.count - 1;
+    return undefined;
+  }
+
+  /** Positions at the first or last entry of block `index` (invalid past either end of the table). */
+  private load(index: number, at: 'first' | 'last'): Promise<void> | undefined {
     if (index < 0 || index >= this.table.blockCount) {
       this.valid = false;
       this.decoded = undefined;
       return undefined;
     }
-    const cached = this.table.cachedBlock(index);
-    if (cached !== undefined) {
-      this.install(index, cached, at, seekKey);
+    const after = (): undefined => {
+      this.decode(at === 'first' ? 0 : this.block!.restartCount - 1);
+      this.position = at === 'first' ? 0 : this.decoded!.count - 1;
       return undefined;
-    }
+    };
+    const wait = this.loadBlock(index, at);
+    return wait === undefined ? after() : wait.then(after);
+  }
+
+  private decode(restart: number): void {
+    this.decoded = decodeBlock(this.block!, restart, restart + 1);
+    this.keyView = undefined;
+  }
+
+  /** Makes block `index` current: from the cache, an inline read, or (the returned Promise) an asynchronous read. `at`: the direction of travel, for read-ahead. */
+  private loadBlock(index: number, at: 'first' | 'last' = 'first'): Promise<void> | undefined {
+    const cached = this.table.cachedBlock(index);
+    if (cached !== undefined) return this.setBlock(index, cached);
     const { offset, end } = this.table.blockSpan(index);
     if (this.fillCache) {
       // Scans read ahead adaptively: the first miss reads one block; each further miss of
@@ -515,20 +531,16 @@ export class TableIterator {
       if (this.cacheMisses === 1) {
         // A seek's first miss is one block: read it inline when the file can.
         const block = this.table.readBlockSync(index, true);
-        if (block !== undefined) {
-          this.install(index, block, at, seekKey);
-          return undefined;
-        }
-        return this.table.readBlock(index, true).then((block) => this.install(index, block, at, seekKey));
+        if (block !== undefined) return this.setBlock(index, block);
+        return this.table.readBlock(index, true).then((block) => this.setBlock(index, block));
       }
       const span = Math.min(READ_AHEAD_BYTES, 4096 * 2 ** Math.min(this.cacheMisses, 8));
       const from = at === 'first' ? offset : Math.max(0, end - span);
       const to = at === 'first' ? Math.min(this.table.dataEnd, Math.max(end, offset + span)) : end;
-      return this.table.readRaw(from, to - from).then((window) => this.install(index, this.table.cacheWindow(window, from, index), at, seekKey));
+      return this.table.readRaw(from, to - from).then((window) => this.setBlock(index, this.table.cacheWindow(window, from, index)));
     }
     if (this.window !== undefined && offset >= this.windowStart && end <= this.windowStart + this.window.length) {
-      this.install(index, this.table.blockFromWindow(index, this.window, this.windowStart), at);
-      return undefined;
+      return this.setBlock(index, this.table.blockFromWindow(index, this.window, this.windowStart));
     }
     // Read ahead in the direction of travel, at least the whole block.
     const start = at === 'first' ? offset : Math.max(0, end - READ_AHEAD_BYTES);
@@ -537,16 +549,14 @@ export class TableIterator {
     return this.table.readRaw(from, stop - from).then((window) => {
       this.window = window;
       this.windowStart = from;
-      this.install(index, this.table.blockFromWindow(index, window, from), at);
+      this.setBlock(index, this.table.blockFromWindow(index, window, from));
     });
   }
 
-  private install(index: number, block: Block, at: 'first' | 'last', seekKey?: Buffer): void {
+  private setBlock(index: number, block: Block): undefined {
     this.blockIndex = index;
-    this.currentBlock = block;
-    this.decoded = decodeBlock(block, seekKey === undefined ? 0 : restartAtOrBefore(block, seekKey));
-    this.keyView = undefined;
-    this.position = at === 'first' ? 0 : this.decoded.count - 1;
+    this.block = block;
     this.valid = true;
+    return undefined;
   }
 }

@@ -13,7 +13,7 @@
  * only then installs that version, one edit at a time.
  */
 import { assert } from '../../util/assert.js';
-import { partitionPoint } from '../../util/bytes.js';
+import { compareBytes, partitionPoint } from '../../util/bytes.js';
 import type { Vfs } from '../../vfs/vfs.js';
 import { type ManifestState, type TableMeta, writeManifest } from './manifest.js';
 import type { LsmMutations } from './options.js';
@@ -198,5 +198,5 @@ export function levelBytes(tables: readonly Table[]): number {
 
 /** Index of the first of `tables` (sorted by key, non-overlapping) whose largest key is >= `key`; `tables.length` when none is. */
 export function findTable(tables: ReadonlyArray<{ readonly largest: Buffer }>, key: Buffer): number {
-  return partitionPoint(0, tables.length, (index) => Buffer.compare(tables[index]!.largest, key) >= 0);
+  return partitionPoint(0, tables.length, (index) => compareBytes(tables[index]!.largest, key) >= 0);
 }
