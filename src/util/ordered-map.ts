@@ -1,61 +1,60 @@
 /**
- * An ordered map from string keys to values over the shared skip list
- * (skip-list.ts): forward and reverse scans from any seek position are
- * O(log n + k). Keys compare with JavaScript's `<` on UTF-16 code units; store
- * byte keys as latin1 strings (`Buffer.toString('latin1')`), which makes that
- * order exactly unsigned byte order.
- *
- * Randomness comes from the injected `Random` (seeded by default), so the
- * structure, and anything that depends on its timing, is reproducible.
+ * An ordered map from string keys to values over the shared ordered
+ * structure (sorted-chunks.ts): forward and reverse scans from any seek
+ * position are O(log n + k). Keys compare with JavaScript's `<` on UTF-16
+ * code units; store byte keys as latin1 strings (`Buffer.toString('latin1')`),
+ * which makes that order exactly unsigned byte order.
  */
-import { SeededRandom, type Random } from './random.js';
-import { SkipList, type SkipListNode } from './skip-list.js';
+import { ChunkCursor, SortedChunks } from './sorted-chunks.js';
 
-interface Node<V> extends SkipListNode<Node<V>> {
+interface Node<V> {
+  readonly key: string;
   value: V;
 }
 
 export class OrderedMap<V> {
-  private readonly list: SkipList<Node<V>>;
-
-  constructor(random: Random = new SeededRandom(0x5eed)) {
-    this.list = new SkipList<Node<V>>(random, (key, height) => ({ key, value: undefined as V, next: new Array<Node<V> | undefined>(height), prev: undefined }));
-  }
+  private readonly nodes = new SortedChunks<Node<V>>();
 
   get size(): number {
-    return this.list.size;
+    return this.nodes.size;
   }
 
   get(key: string): V | undefined {
-    return this.list.get(key)?.value;
+    return this.nodes.get(key)?.value;
   }
 
   has(key: string): boolean {
-    return this.list.get(key) !== undefined;
+    return this.nodes.get(key) !== undefined;
   }
 
   /** Inserts or replaces. Returns true when the key was new. */
   set(key: string, value: V): boolean {
-    const sizeBefore = this.list.size;
-    this.list.getOrInsert(key).value = value;
-    return this.list.size > sizeBefore;
+    const existing = this.nodes.get(key);
+    if (existing !== undefined) {
+      existing.value = value;
+      return false;
+    }
+    this.nodes.insert({ key, value });
+    return true;
   }
 
   /** Removes `key`. Returns true when it was present. */
   delete(key: string): boolean {
-    return this.list.delete(key) !== undefined;
+    return this.nodes.delete(key) !== undefined;
   }
 
   clear(): void {
-    this.list.clear();
+    this.nodes.clear();
   }
 
   /**
    * Entries in ascending order starting at the first key >= `from` (or > it
    * when `exclusive`), or from the smallest key when `from` is undefined.
+   * Changes made while iterating are seen from the current key on.
    */
   *ascending(from?: string, exclusive = false): Generator<[string, V]> {
-    for (let node = this.list.seekGE(from, exclusive); node !== undefined; node = node.next[0]) yield [node.key, node.value];
+    const cursor = new ChunkCursor(this.nodes);
+    for (let node = cursor.seekGE(from, exclusive); node !== undefined; node = cursor.next()) yield [node.key, node.value];
   }
 
   /**
@@ -63,6 +62,7 @@ export class OrderedMap<V> {
    * when `exclusive`), or from the largest key when `from` is undefined.
    */
   *descending(from?: string, exclusive = false): Generator<[string, V]> {
-    for (let node = this.list.seekLE(from, exclusive); node !== undefined; node = node.prev) yield [node.key, node.value];
+    const cursor = new ChunkCursor(this.nodes);
+    for (let node = cursor.seekLE(from, exclusive); node !== undefined; node = cursor.prev()) yield [node.key, node.value];
   }
 }

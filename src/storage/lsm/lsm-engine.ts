@@ -28,7 +28,6 @@
 import { ImpulseError } from '../../errors.js';
 import { assert } from '../../util/assert.js';
 import { type Clock, SystemClock } from '../../util/clock.js';
-import { type Random, SeededRandom } from '../../util/random.js';
 import { type Vfs, joinPath } from '../../vfs/vfs.js';
 import { NodeVfs } from '../../vfs/node-vfs.js';
 import { Engine, type EngineHealth, type EngineStats, type Entry, type KeyRange, type RecoveryReport, type WriteOp } from '../engine.js';
@@ -67,7 +66,6 @@ export class LsmEngine extends Engine {
   private readonly vfs: Vfs;
   private readonly dir: string;
   private readonly tuning: LsmTuning;
-  private readonly random: Random;
   private readonly clock: Clock;
   private readonly cache: BlockCache;
   private readonly versions: VersionSet;
@@ -122,10 +120,9 @@ export class LsmEngine extends Engine {
     this.dir = options.dataDir;
     this.vfs = options.vfs ?? new NodeVfs();
     this.tuning = resolveTuning(options, this.limits.keyBytesMax);
-    this.random = options.random ?? new SeededRandom(0x15a);
     this.clock = options.clock ?? new SystemClock();
     this.cache = new BlockCache(this.tuning.blockCacheBytes);
-    this.active = new Memtable(this.random);
+    this.active = new Memtable();
     this.mutations = options.mutations ?? {};
     this.versions = new VersionSet(this.vfs, this.dir, this.tuning.levelCount, this.mutations);
     this.picker = new CompactionPicker(this.tuning);
@@ -159,7 +156,7 @@ export class LsmEngine extends Engine {
         // Freeze what was replayed: its flush advances the log number past every old segment,
         // so segments do not pile up across reopens.
         this.frozen.push({ memtable: this.active, nextLogNumber: this.wal.number });
-        this.active = new Memtable(this.random);
+        this.active = new Memtable();
         // After damage was discarded, make the replayed state durable in a table before serving,
         // so no later open meets the damage again (and the damaged segments are set aside now).
         if (plan.damaged) await this.flushOldest();
@@ -291,7 +288,7 @@ export class LsmEngine extends Engine {
       throw this.writeFailed(error, 'starting a WAL segment', true);
     }
     this.frozen.push({ memtable: this.active, nextLogNumber: wal.number });
-    this.active = new Memtable(this.random);
+    this.active = new Memtable();
     this.wal = wal;
     this.scheduler.schedule();
     // Name the successor at the end of the old segment, so a lost newest segment is noticed. Best

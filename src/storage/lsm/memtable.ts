@@ -1,8 +1,15 @@
 /**
- * The memtable: an ordered in-memory map from key to its newest version(s),
- * on the shared skip list (src/util/skip-list.ts) keyed by latin1 strings
- * (whose JS string order is exactly unsigned byte order), with a hash index
- * beside it for point lookups.
+ * The memtable: the newest version(s) of recently written keys. A hash index
+ * (`Map`, keys as latin1 strings) answers point reads and finds the node an
+ * overwrite replaces; key order is kept by the shared ordered structure
+ * (src/util/sorted-chunks.ts), whose JS string order on latin1 keys is
+ * exactly unsigned byte order.
+ *
+ * Ordering is deferred: a new key goes to the hash index and a `pending`
+ * list, and is sorted in only when something reads in key order (a scan's
+ * cursor). A burst of writes with no scan in between therefore costs one hash
+ * insert per key, and a frozen memtable that nobody scanned is sorted by the
+ * flush job (off the event loop when jobs run in a worker thread).
  *
  * Versions and snapshots: every write carries a sequence number. A range scan
  * takes a snapshot (a sequence number) and must not see later writes, even
@@ -11,13 +18,12 @@
  * (`older`), pruned down to what the oldest open snapshot can still see. With
  * no snapshot open an overwrite replaces in place: the common case costs no
  * allocation beyond the value copy. Nodes are never removed (a delete is a
- * tombstone version), so a scan's node pointer stays valid across inserts.
+ * tombstone version).
  */
 import { assert } from '../../util/assert.js';
-import type { Random } from '../../util/random.js';
-import { SkipList, type SkipListNode } from '../../util/skip-list.js';
+import { ChunkCursor, SortedChunks } from '../../util/sorted-chunks.js';
 
-/** Rough bytes of a node, its next array and its hash-index entry, beyond key and value. */
+/** Rough bytes of a node and its index entries, beyond key and value. */
 const NODE_OVERHEAD_BYTES = 120;
 
 /** One version of a key. `value === null` is a tombstone. */
@@ -28,34 +34,26 @@ export interface MemVersion {
 }
 
 /**
- * A skip-list node. It carries the key's newest version itself (`seq`,
- * `value`), with older versions chained behind it only while snapshots need
- * them: one object per key in the common case.
+ * A key's node. It carries the key's newest version itself (`seq`, `value`),
+ * with older versions chained behind it only while snapshots need them: one
+ * object per key in the common case.
  */
-export interface MemNode extends MemVersion, SkipListNode<MemNode> {}
-
-function newMemNode(key: string, height: number): MemNode {
-  return { key, seq: 0, value: null, older: undefined, next: new Array<MemNode | undefined>(height), prev: undefined };
+export interface MemNode extends MemVersion {
+  readonly key: string;
 }
 
 export class Memtable {
-  private readonly list: SkipList<MemNode>;
-  /**
-   * Hash index over the same nodes: point lookups (and overwrites) in O(1)
-   * instead of a skip-list descent. Reads check the memtable first and
-   * usually miss, so this is on every get's path.
-   */
+  /** Every node by key: point lookups and overwrites in O(1). Reads check the memtable first, so this is on every get's path. */
   private readonly index = new Map<string, MemNode>();
+  /** Nodes of keys first written since the last ordered read (any order), not yet in `ordered`. */
+  private pending: MemNode[] = [];
+  private readonly ordered = new SortedChunks<MemNode>();
   /** Approximate bytes held: keys, values and per-node overhead. */
   approximateBytes = 0;
 
-  constructor(random: Random) {
-    this.list = new SkipList(random, newMemNode);
-  }
-
   /** Distinct keys held (a deleted key counts: its tombstone is an entry). */
   get entryCount(): number {
-    return this.list.size;
+    return this.index.size;
   }
 
   /**
@@ -68,10 +66,9 @@ export class Memtable {
       this.replace(existing, value, seq, oldestSnapshotSeq);
       return;
     }
-    const created = this.list.getOrInsert(key);
-    created.seq = seq;
-    created.value = value;
-    this.index.set(key, created);
+    const node: MemNode = { key, seq, value, older: undefined };
+    this.index.set(key, node);
+    this.pending.push(node);
     this.approximateBytes += key.length + (value?.length ?? 0) + NODE_OVERHEAD_BYTES;
   }
 
@@ -101,18 +98,18 @@ export class Memtable {
     return this.index.get(key);
   }
 
-  /** First node with key >= `key` (or > when `exclusive`), or the first node when `key` is undefined. */
-  seekGE(key: string | undefined, exclusive = false): MemNode | undefined {
-    return this.list.seekGE(key, exclusive);
+  /** A cursor over every node in key order (sorts in the keys written since the last one). */
+  cursor(): ChunkCursor<MemNode> {
+    if (this.pending.length > 0) {
+      this.ordered.insertAll(this.pending);
+      this.pending = [];
+    }
+    return new ChunkCursor(this.ordered);
   }
 
-  /** Last node with key <= `key` (or < when `exclusive`), or the last node when `key` is undefined. */
-  seekLE(key: string | undefined, exclusive = false): MemNode | undefined {
-    return this.list.seekLE(key, exclusive);
-  }
-
-  first(): MemNode | undefined {
-    return this.list.first();
+  /** Every node, in no particular order (a flush sorts them). */
+  nodes(): IterableIterator<MemNode> {
+    return this.index.values();
   }
 }
 

@@ -5,7 +5,6 @@
  */
 import { ImpulseError } from '../../errors.js';
 import type { Clock } from '../../util/clock.js';
-import type { Random } from '../../util/random.js';
 import type { Vfs } from '../../vfs/vfs.js';
 import type { EngineOptions } from '../engine.js';
 import { WAL_RECOVERY_MODES, type WalRecoveryMode } from './wal-recovery.js';
@@ -56,8 +55,6 @@ export const DEFAULT_LSM_TUNING: LsmTuning = Object.freeze({
 export interface LsmEngineOptions extends EngineOptions, Partial<LsmTuning> {
   /** File system. Default: the real one (NodeVfs). */
   readonly vfs?: Vfs;
-  /** Randomness for memtable skip-list heights. Default: seeded. */
-  readonly random?: Random;
   /** Time source for stall durations. Default: the system clock. */
   readonly clock?: Clock;
   /**
