@@ -3,9 +3,9 @@
  * bad value stops the program with one clear sentence before anything starts.
  */
 import { resolve } from 'node:path';
-import { ImpulseError } from '../errors.js';
 import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
 import { ENGINE_NAMES } from '../storage/registry.js';
+import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
 
 export const DEFAULT_ENGINE = 'lsm';
 export const DEFAULT_PORT = 7070;
@@ -53,15 +53,4 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     batchOpsMax: integer('--batch-ops-max', flags.batchOpsMax ?? String(DEFAULT_LIMITS.batchOpsMax), 1, 1_000_000),
   };
   return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel };
-}
-
-function integer(flag: string, text: string, min: number, max: number): number {
-  if (!/^[0-9]+$/.test(text) || Number(text) < min || Number(text) > max) {
-    throw invalid(`${flag} must be an integer from ${min} to ${max}; got ${JSON.stringify(text)}`);
-  }
-  return Number(text);
-}
-
-function invalid(message: string): ImpulseError {
-  return new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', message);
 }

@@ -1,47 +1,71 @@
 /**
- * The Raft core's in-memory view of its log: a snapshot boundary
- * (`snapshotIndex`, `snapshotTerm`) followed by the entries after it, plus the
- * bookkeeping of what is committed, applied and persisted.
+ * The Raft core's view of its log (etcd-io/raft `raftLog` = `unstable` +
+ * `Storage`): the stable part is read on demand from `RaftStorage`; in memory
+ * are only the entries not yet handed to the driver to persist (`unstable`), a
+ * snapshot received from the leader and not yet persisted, and the index of
+ * every configuration entry after the snapshot (a few; for `confAt`).
  *
  * Invariants (asserted): snapshotIndex <= applied <= committed <= lastIndex;
- * entries[i].index === snapshotIndex + 1 + i; terms never decrease along the log.
+ * unstable entries are contiguous and start at `unstableOffset`, which is at
+ * most storage.lastIndex() + 1; committed entries are never replaced.
+ *
+ * Reads from storage may throw (I/O error, corruption): the driver then stops
+ * the node (fail-stop), as the storage contract asks.
  */
 import { assert } from '../util/assert.js';
-import type { ConfState, Entry, Snapshot } from './types.js';
+import type { RaftStorage } from './storage.js';
+import { entryBytes, type ConfState, type Entry, type SnapshotMeta } from './types.js';
+
+/** Entries read per storage call while scanning the log at start-up for configuration entries. */
+const SCAN_BATCH_BYTES = 1 << 20;
+
+interface ConfEntry {
+  readonly index: number;
+  readonly confState: ConfState;
+}
 
 export class RaftLog {
-  /** Index and term of the last entry covered by the snapshot (0, 0 before any). */
-  snapshotIndex: number;
-  snapshotTerm: number;
-  /** The latest snapshot (for InstallSnapshot); null until one exists. */
-  snapshot: Snapshot | null;
-  /** Configuration as of `snapshotIndex`. */
-  snapshotConf: ConfState;
-  /** Entries after the snapshot, ascending and contiguous. */
-  private entries: Entry[];
   committed: number;
   /** Highest index handed out for application (or installed by a snapshot). */
   applied: number;
-  /** First index whose entry has not been handed to the driver to persist. */
-  unstableFrom: number;
-  /** A snapshot received from the leader, waiting to be handed to the driver. */
-  pendingSnapshot: Snapshot | null = null;
+  /** A snapshot received from the leader, waiting to be persisted; it replaces the whole stable log. */
+  pendingSnapshot: SnapshotMeta | null = null;
+  /** Entries not yet persisted, contiguous from `unstableOffset`. They shadow stable entries at the same indexes. */
+  private unstable: Entry[] = [];
+  private unstableOffset: number;
+  /** Configuration entries after the snapshot boundary, ascending by index. */
+  private confs: ConfEntry[] = [];
 
-  constructor(snapshot: Snapshot | null, bootstrapConf: ConfState, entries: readonly Entry[], committed: number) {
-    this.snapshot = snapshot;
-    this.snapshotIndex = snapshot?.index ?? 0;
-    this.snapshotTerm = snapshot?.term ?? 0;
-    this.snapshotConf = snapshot?.confState ?? bootstrapConf;
-    this.entries = entries.filter((entry) => entry.index > this.snapshotIndex);
-    for (let i = 0; i < this.entries.length; i++) {
-      assert(this.entries[i]!.index === this.snapshotIndex + 1 + i, 'restored log is not contiguous', this.snapshotIndex, i, this.entries[i]!.index);
+  /**
+   * @param storage the log as persisted; read on demand from now on.
+   * @param applied the state machine's durable applied index (>= the storage's snapshot index).
+   */
+  constructor(
+    private readonly storage: RaftStorage,
+    applied: number,
+  ) {
+    const snapshotIndex = storage.snapshotMeta().index;
+    const last = storage.lastIndex();
+    assert(applied >= snapshotIndex && applied <= last, 'applied index outside the stored log', applied, snapshotIndex, last);
+    this.committed = Math.max(storage.hardState().commit, applied);
+    // A persisted commit index beyond the persisted log means the driver broke the save order.
+    assert(this.committed <= last, 'persisted commit beyond the persisted log', this.committed, last);
+    this.applied = applied;
+    this.unstableOffset = last + 1;
+    // One pass over the stored log (in bounded batches) finds its configuration entries.
+    for (let lo = snapshotIndex + 1; lo <= last; ) {
+      const batch = storage.entries(lo, last + 1, SCAN_BATCH_BYTES);
+      for (const entry of batch) if (entry.kind === 'conf-change') this.confs.push({ index: entry.index, confState: entry.confState });
+      lo += batch.length;
     }
-    this.committed = Math.max(committed, this.snapshotIndex);
-    // A persisted commit index can exceed what survived if the driver wrote
-    // them in the documented order it cannot; assert it.
-    assert(this.committed <= this.lastIndex(), 'persisted commit beyond the persisted log', this.committed, this.lastIndex());
-    this.applied = this.snapshotIndex;
-    this.unstableFrom = this.lastIndex() + 1;
+  }
+
+  snapshotMeta(): SnapshotMeta {
+    return this.pendingSnapshot ?? this.storage.snapshotMeta();
+  }
+
+  get snapshotIndex(): number {
+    return this.snapshotMeta().index;
   }
 
   firstIndex(): number {
@@ -49,39 +73,62 @@ export class RaftLog {
   }
 
   lastIndex(): number {
-    return this.snapshotIndex + this.entries.length;
+    if (this.unstable.length > 0) return this.unstableOffset + this.unstable.length - 1;
+    if (this.pendingSnapshot !== null) return this.pendingSnapshot.index;
+    return this.storage.lastIndex();
   }
 
   lastTerm(): number {
-    return this.entries.length === 0 ? this.snapshotTerm : this.entries[this.entries.length - 1]!.term;
+    return this.term(this.lastIndex())!;
+  }
+
+  /** Index of the last entry handed to the driver to persist (or persisted). */
+  stableIndex(): number {
+    return this.unstable.length > 0 ? this.unstableOffset - 1 : this.lastIndex();
   }
 
   /** The term of the entry at `index`; undefined when compacted away (below the snapshot) or beyond the end. */
   term(index: number): number | undefined {
-    if (index === this.snapshotIndex) return this.snapshotTerm;
-    if (index < this.snapshotIndex || index > this.lastIndex()) return undefined;
-    return this.entries[index - this.snapshotIndex - 1]!.term;
+    const snapshot = this.snapshotMeta();
+    if (index === snapshot.index) return snapshot.term;
+    if (index < snapshot.index || index > this.lastIndex()) return undefined;
+    if (this.unstable.length > 0 && index >= this.unstableOffset) return this.unstable[index - this.unstableOffset]!.term;
+    return this.storage.term(index);
   }
 
   matchTerm(index: number, term: number): boolean {
     return this.term(index) === term;
   }
 
-  entry(index: number): Entry | undefined {
-    if (index <= this.snapshotIndex || index > this.lastIndex()) return undefined;
-    return this.entries[index - this.snapshotIndex - 1];
-  }
-
-  /** Entries in [lo, hi), at most `countMax` of them. `lo` must be above the snapshot. */
-  slice(lo: number, hi: number, countMax: number): Entry[] {
+  /**
+   * Entries in [lo, hi), at most `countMax` of them, stopping before their
+   * payload would pass `bytesMax` (but at least one when lo < hi). `lo` must
+   * be above the snapshot.
+   */
+  slice(lo: number, hi: number, countMax: number, bytesMax: number): Entry[] {
     assert(lo > this.snapshotIndex && hi <= this.lastIndex() + 1, 'slice out of range', lo, hi, this.snapshotIndex, this.lastIndex());
     const end = Math.min(hi, lo + countMax);
     if (end <= lo) return [];
-    return this.entries.slice(lo - this.snapshotIndex - 1, end - this.snapshotIndex - 1);
+    const stableEnd = this.unstable.length > 0 ? Math.min(end, this.unstableOffset) : end;
+    let result: Entry[] = [];
+    let bytes = 0;
+    if (lo < stableEnd) {
+      result = this.storage.entries(lo, stableEnd, bytesMax);
+      if (result.length < stableEnd - lo) return result; // the byte bound stopped it
+      for (const entry of result) bytes += entryBytes(entry);
+    }
+    for (let index = Math.max(lo, this.unstableOffset); index < end && this.unstable.length > 0; index++) {
+      const entry = this.unstable[index - this.unstableOffset]!;
+      bytes += entryBytes(entry);
+      if (result.length > 0 && bytes > bytesMax) break;
+      result.push(entry);
+    }
+    return result;
   }
 
   /** True when a log ending at (lastIndex, lastTerm) is at least as up to date as this one (§5.4.1). */
-  isUpToDate(lastIndex: number, lastTerm: number): boolean {
+  isUpToDate(lastIndex: number, lastTerm: number, ignoreTerm = false): boolean {
+    if (ignoreTerm) return lastIndex >= this.lastIndex(); // MUTANT voteIgnoresLogTerm
     return lastTerm > this.lastTerm() || (lastTerm === this.lastTerm() && lastIndex >= this.lastIndex());
   }
 
@@ -99,35 +146,69 @@ export class RaftLog {
     return this.snapshotIndex;
   }
 
-  /** Appends entries that continue the log directly (leader proposals). */
+  /** Appends an entry that continues the log directly (leader proposals). */
   appendNew(entry: Entry): void {
     assert(entry.index === this.lastIndex() + 1, 'appendNew not contiguous', entry.index, this.lastIndex());
     assert(entry.term >= this.lastTerm(), 'appendNew with a lower term', entry.term, this.lastTerm());
-    this.entries.push(entry);
+    this.appendUnstable([entry]);
   }
 
   /**
    * Follower append after the consistency check passed: skips entries it
    * already has, truncates at the first conflicting one, appends the rest.
-   * Returns true when a conflict truncated the log (the caller must then
-   * recompute its configuration).
+   * Returns true when the configuration may have changed.
    */
   merge(entries: readonly Entry[]): boolean {
-    let truncated = false;
-    for (const entry of entries) {
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      if (entry.index <= this.snapshotIndex) continue; // covered by the snapshot already (duplicate, stale)
       const existing = this.term(entry.index);
       if (existing === entry.term) continue;
-      if (entry.index <= this.snapshotIndex) continue; // covered by the snapshot already (duplicate, stale)
-      if (existing !== undefined) {
-        assert(entry.index > this.committed, 'a committed entry would be overwritten', entry.index, this.committed, existing, entry.term);
-        this.entries.length = entry.index - this.snapshotIndex - 1;
-        this.unstableFrom = Math.min(this.unstableFrom, entry.index);
-        truncated = true;
-      }
-      assert(entry.index === this.lastIndex() + 1, 'merge leaves a gap', entry.index, this.lastIndex());
-      this.entries.push(entry);
+      if (existing !== undefined) assert(entry.index > this.committed, 'a committed entry would be overwritten', entry.index, this.committed, existing, entry.term);
+      const rest = entries.slice(i);
+      this.appendUnstable(rest);
+      return existing !== undefined || rest.some((e) => e.kind === 'conf-change');
     }
-    return truncated;
+    return false;
+  }
+
+  /** Puts `entries` at entries[0].index, replacing whatever was there and after it. */
+  private appendUnstable(entries: readonly Entry[]): void {
+    const first = entries[0]!.index;
+    assert(first <= this.lastIndex() + 1 && first > this.snapshotIndex, 'append leaves a gap', first, this.lastIndex(), this.snapshotIndex);
+    if (this.unstable.length === 0 || first < this.unstableOffset) {
+      // The new entries start at or before the unstable part: they also shadow stored entries from `first` on.
+      this.unstable = [...entries];
+      this.unstableOffset = first;
+    } else {
+      this.unstable.length = first - this.unstableOffset;
+      this.unstable.push(...entries);
+    }
+    while (this.confs.length > 0 && this.confs[this.confs.length - 1]!.index >= first) this.confs.pop();
+    for (const entry of entries) if (entry.kind === 'conf-change') this.confs.push({ index: entry.index, confState: entry.confState });
+  }
+
+  /** The unstable entries to hand to the driver in one Ready: a prefix bounded in count and bytes (at least one). */
+  unstableEntries(bytesMax: number): Entry[] {
+    if (this.unstable.length === 0) return [];
+    return this.slice(this.unstableOffset, this.lastIndex() + 1, Number.MAX_SAFE_INTEGER, bytesMax);
+  }
+
+  hasUnstableEntries(): boolean {
+    return this.unstable.length > 0;
+  }
+
+  /** The driver persisted the unstable entries up to `index` (storage now holds them). */
+  stableTo(index: number): void {
+    if (this.unstable.length === 0 || index < this.unstableOffset) return;
+    const persisted = index - this.unstableOffset + 1;
+    this.unstable = this.unstable.slice(persisted);
+    this.unstableOffset = index + 1;
+  }
+
+  /** The driver persisted the pending snapshot: storage now begins at it. */
+  snapshotStable(): void {
+    this.pendingSnapshot = null;
   }
 
   commitTo(index: number): boolean {
@@ -138,44 +219,34 @@ export class RaftLog {
   }
 
   /** Replaces the whole log by a snapshot from the leader (the follower's log did not contain it). */
-  restore(snapshot: Snapshot): void {
-    assert(snapshot.index > this.committed, 'restoring a snapshot not ahead of commit', snapshot.index, this.committed);
-    this.entries = [];
-    this.snapshot = snapshot;
-    this.snapshotIndex = snapshot.index;
-    this.snapshotTerm = snapshot.term;
-    this.snapshotConf = snapshot.confState;
-    this.committed = snapshot.index;
-    this.unstableFrom = snapshot.index + 1;
+  restore(snapshot: SnapshotMeta, allowStale = false): void {
+    assert(allowStale || snapshot.index > this.committed, 'restoring a snapshot not ahead of commit', snapshot.index, this.committed);
+    this.unstable = [];
+    this.unstableOffset = snapshot.index + 1;
     this.pendingSnapshot = snapshot;
+    this.committed = snapshot.index;
+    this.confs = [];
   }
 
-  /** Drops entries up to `snapshot.index`, which the application has applied and saved. */
-  compact(snapshot: Snapshot): void {
-    assert(snapshot.index <= this.applied, 'compacting beyond applied', snapshot.index, this.applied);
-    assert(snapshot.index < this.unstableFrom, 'compacting unpersisted entries', snapshot.index, this.unstableFrom);
-    if (snapshot.index <= this.snapshotIndex) return;
-    this.entries = this.entries.slice(snapshot.index - this.snapshotIndex);
-    this.snapshot = snapshot;
-    this.snapshotIndex = snapshot.index;
-    this.snapshotTerm = snapshot.term;
-    this.snapshotConf = snapshot.confState;
+  /** The snapshot meta for a compaction at `index` (<= applied and persisted). The driver then compacts the store. */
+  compactionMeta(index: number): SnapshotMeta {
+    assert(index > this.snapshotIndex && index <= this.applied && index <= this.stableIndex(), 'compact index out of range', index, this.snapshotIndex, this.applied);
+    // Configuration entries at or below the store's current boundary are summed up by its meta.
+    const boundary = this.snapshotIndex;
+    const keep = this.confs.findIndex((conf) => conf.index > boundary);
+    this.confs = keep < 0 ? [] : this.confs.slice(keep);
+    return { index, term: this.term(index)!, confState: this.confAt(index) };
   }
 
-  /** The configuration in force at `index`: the last conf-change entry at or below it, else the snapshot's. */
+  /** The configuration in force at `index`: the last configuration entry at or below it, else the snapshot's. */
   confAt(index: number): ConfState {
-    for (let at = Math.min(index, this.lastIndex()); at > this.snapshotIndex; at--) {
-      const entry = this.entries[at - this.snapshotIndex - 1]!;
-      if (entry.kind === 'conf-change') return entry.confState;
-    }
-    return this.snapshotConf;
+    for (let i = this.confs.length - 1; i >= 0; i--) if (this.confs[i]!.index <= index) return this.confs[i]!.confState;
+    return this.snapshotMeta().confState;
   }
 
-  /** Index of the last conf-change entry in the log (0 when none after the snapshot). */
+  /** Index of the last configuration entry after the snapshot (0 when none). */
   lastConfIndex(): number {
-    for (let at = this.lastIndex(); at > this.snapshotIndex; at--) {
-      if (this.entries[at - this.snapshotIndex - 1]!.kind === 'conf-change') return at;
-    }
-    return 0;
+    const last = this.confs[this.confs.length - 1];
+    return last !== undefined && last.index > this.snapshotIndex ? last.index : 0;
   }
 }

@@ -2,26 +2,32 @@
  * The Raft core: a pure, deterministic state machine (Raft dissertation,
  * Ongaro 2014), in the etcd/raft `Ready` style.
  *
- * How to drive it:
+ * How to drive it (the driver in driver.ts does exactly this; use it):
  *
- *   const node = new RaftNode(config, restoredState);
+ *   const node = new RaftNode(config, { storage, applied });
  *   // inputs, from one thread of control:
  *   node.tick();                // every tick interval (election/heartbeat timers count ticks)
- *   node.step(message);         // a message from a peer
+ *   node.step(message);         // a validated message from a peer (parseMessage)
  *   node.propose(bytes);        // -> ProposeResult, typed error when not leader
  *   node.readIndex(requestId);  // a linearizable read; answered in Ready.readStates
- *   node.proposeConfChange(c);  node.transferLeadership(id);  node.compact(index, data)
+ *   node.proposeConfChange(c);  node.transferLeadership(id);  node.reportSnapshot(id, ok);  node.compact(index)
  *   // outputs:
  *   if (node.hasReady()) { const ready = node.ready(); ...persist, send, apply (see `Ready`)...; node.advance(ready); }
  *
- * Nothing in here touches a socket, file, timer, clock or Math.random: time is
- * the tick count and randomness comes from the injected `Random`, so the same
- * code runs in production and, replayable from a seed, in the simulator.
+ * The stable log is read on demand from `RaftStorage` (log.ts); only entries
+ * not yet persisted are held in memory. Nothing in here touches a socket,
+ * file, timer, clock or Math.random: time is the tick count and randomness
+ * comes from the injected `Random`, so the same code runs in production and,
+ * replayable from a seed, in the simulator.
  */
 import { assert, unreachable } from '../util/assert.js';
 import type { Random } from '../util/random.js';
 import { RaftLog } from './log.js';
+import { addInflight, becomeProbe, becomeReplicate, becomeSnapshot, freeInflightTo, inflightHasRoom, newProgress, type Progress, type ProgressState } from './progress.js';
+import { ReadIndexQueue } from './read-index.js';
+import type { RaftStorage } from './storage.js';
 import {
+  entryBytes,
   NO_MUTATIONS,
   NO_NODE,
   RaftError,
@@ -37,7 +43,7 @@ import {
   type ReadState,
   type Ready,
   type Role,
-  type Snapshot,
+  type SnapshotMeta,
   type SoftState,
 } from './types.js';
 
@@ -48,12 +54,22 @@ export interface RaftConfig {
   readonly heartbeatIntervalTicks: number;
   /** Optimistic pipelining bound: appends in flight to one follower before waiting for acks. >= 1. */
   readonly inflightAppendsMax: number;
+  /** Entry payload bytes in flight to one follower before waiting for acks (one append always may go). >= 1. */
+  readonly inflightBytesMax: number;
   /** Entries per append message (also the proposal batch size sent at once). >= 1. */
   readonly entriesPerAppendMax: number;
+  /** Entry payload bytes per append message (at least one entry goes). >= 1. */
+  readonly appendBytesMax: number;
   /** Entries handed out per Ready for application. >= 1. */
   readonly applyBatchMax: number;
+  /** Entry payload bytes handed out per Ready for application (at least one entry). >= 1. */
+  readonly applyBytesMax: number;
+  /** Entry payload bytes handed out per Ready to persist (at least one entry). >= 1. */
+  readonly readyEntriesBytesMax: number;
   /** The leader rejects proposals once this many entries are uncommitted. */
   readonly uncommittedEntriesMax: number;
+  /** The leader rejects proposals once its uncommitted proposals hold this many payload bytes. */
+  readonly uncommittedBytesMax: number;
   /** Pending ReadIndex requests at the leader; more are rejected as overloaded. */
   readonly pendingReadsMax: number;
   /** Pre-vote (§9.6): a partitioned node cannot inflate terms and depose a healthy leader. */
@@ -67,57 +83,49 @@ export interface RaftConfig {
   readonly mutations?: RaftMutations;
 }
 
-/** What a node restarts from: its durable state (all empty for a fresh node). */
+/** What a node (re)starts from. */
 export interface RaftRestoreState {
-  readonly hardState: HardState;
-  readonly snapshot: Snapshot | null;
-  /** Persisted entries after the snapshot, ascending and contiguous. */
-  readonly entries: readonly Entry[];
-  /** Configuration when there is no snapshot: the initial cluster, or empty for a node that will be added. */
-  readonly bootstrapConf: ConfState;
+  /** The log as persisted (a new, empty log for a fresh node: its snapshot meta carries the bootstrap configuration). */
+  readonly storage: RaftStorage;
+  /**
+   * The state machine's DURABLE applied index (>= storage's snapshot index):
+   * application resumes right after it, so nothing is applied twice or skipped.
+   */
+  readonly applied: number;
+  /** Node ids that committed configurations removed (the state machine keeps them): they are told so. */
+  readonly removedNodes?: readonly NodeId[];
 }
 
-/** The defaults used by the simulator and a good start for production (one tick = 10-100 ms). */
+/**
+ * Timing and bounds. One tick is the host's choice: the simulator ticks every
+ * 10 ms of virtual time; production (driver.ts `PRODUCTION_TICK_MS`) every
+ * 100 ms, giving elections after 1-2 s of silence and heartbeats every 200 ms.
+ */
 export const DEFAULT_RAFT_TIMING = {
   electionTimeoutTicks: 10,
   heartbeatIntervalTicks: 2,
   inflightAppendsMax: 4,
-  entriesPerAppendMax: 16,
-  applyBatchMax: 64,
-  uncommittedEntriesMax: 1024,
-  pendingReadsMax: 256,
+  inflightBytesMax: 4 << 20,
+  entriesPerAppendMax: 64,
+  appendBytesMax: 1 << 20,
+  applyBatchMax: 256,
+  applyBytesMax: 4 << 20,
+  readyEntriesBytesMax: 4 << 20,
+  uncommittedEntriesMax: 4096,
+  uncommittedBytesMax: 64 << 20,
+  pendingReadsMax: 1024,
   preVote: true,
   checkQuorum: true,
-  learnerCatchUpEntriesMax: 8,
+  learnerCatchUpEntriesMax: 64,
 } as const;
 
-type ProgressState = 'probe' | 'replicate' | 'snapshot';
-
-/** The leader's view of one follower's log. */
-interface Progress {
-  /** Highest index known to match the leader's log. */
-  match: number;
-  /** Next index to send. */
-  next: number;
-  state: ProgressState;
-  /** probe: one append sent, waiting for its answer (or the next heartbeat) before sending another. */
-  probeSent: boolean;
-  /** replicate: last index of each append in flight, ascending; length <= inflightAppendsMax. */
-  inflight: number[];
-  /** snapshot: index of the snapshot sent. */
-  pendingSnapshotIndex: number;
-  /** Heard from this peer since the last check-quorum round. */
-  recentActive: boolean;
-  /** Got a successful append answer since the last heartbeat broadcast (detects lost pipelined appends). */
-  ackedSinceHeartbeat: boolean;
-  /** Highest heartbeat readSeq this peer has answered in the current term. */
-  readSeqAcked: number;
-}
-
-interface PendingRead {
-  readonly requestId: number;
-  readonly index: number;
-  readonly seq: number;
+/** The leader's view of one follower, as `status()` shows it. */
+export interface ProgressView {
+  readonly match: number;
+  readonly next: number;
+  readonly state: ProgressState;
+  readonly inflight: number;
+  readonly ticksSinceContact: number;
 }
 
 export class RaftNode {
@@ -132,6 +140,9 @@ export class RaftNode {
   private roleValue: Role = 'follower';
   private leader: NodeId = NO_NODE;
   private conf: ConfState;
+  /** Nodes removed by a committed configuration: a message from one is answered with `removed`. */
+  private readonly removedNodes: Set<NodeId>;
+  private removedSelf = false;
 
   private electionElapsed = 0;
   private randomizedElectionTimeout = 0;
@@ -144,10 +155,10 @@ export class RaftNode {
   private progress = new Map<NodeId, Progress>();
   private transferTarget: NodeId = NO_NODE;
   private transferElapsed = 0;
-  private readSeq = 0;
-  private pendingReads: PendingRead[] = [];
-  /** Reads that arrived before this leader committed its first entry of its term. */
-  private readsAwaitingTermCommit: number[] = [];
+  private readonly reads = new ReadIndexQueue();
+  /** Index and payload bytes of this leader's proposals not yet committed (bounds `uncommittedBytesMax`). */
+  private uncommitted: { readonly index: number; readonly bytes: number }[] = [];
+  private uncommittedBytes = 0;
   private commitBroadcastNeeded = false;
 
   // Output buffers (drained by ready()).
@@ -157,18 +168,26 @@ export class RaftNode {
   private persistedHardState: HardState;
   private readyOutstanding: Ready | null = null;
 
+  /** Counters since this node was created (the driver exports them as metrics). */
+  readonly counters = { campaigns: 0 };
+
   constructor(config: RaftConfig, restore: RaftRestoreState) {
     assert(config.id !== NO_NODE, 'node id must be positive', config.id);
     assert(config.electionTimeoutTicks >= 2 * config.heartbeatIntervalTicks && config.heartbeatIntervalTicks >= 1, 'bad timing', config);
-    assert(config.inflightAppendsMax >= 1 && config.entriesPerAppendMax >= 1 && config.applyBatchMax >= 1, 'bad bounds', config);
+    for (const bound of ['inflightAppendsMax', 'inflightBytesMax', 'entriesPerAppendMax', 'appendBytesMax', 'applyBatchMax', 'applyBytesMax', 'readyEntriesBytesMax'] as const) {
+      assert(Number.isSafeInteger(config[bound]) && config[bound] >= 1, 'bad bound', bound, config[bound]);
+    }
     this.id = config.id;
     this.config = config;
     this.mutations = config.mutations ?? NO_MUTATIONS;
     this.random = config.random;
-    this.log = new RaftLog(restore.snapshot, restore.bootstrapConf, restore.entries, restore.hardState.commit);
-    this.term = restore.hardState.term;
-    this.vote = restore.hardState.vote;
+    this.log = new RaftLog(restore.storage, restore.applied);
+    const hardState = restore.storage.hardState();
+    this.term = hardState.term;
+    this.vote = hardState.vote;
     this.persistedHardState = { term: this.term, vote: this.vote, commit: this.log.committed };
+    this.removedNodes = new Set(restore.removedNodes ?? []);
+    this.removedSelf = this.removedNodes.has(this.id);
     this.conf = this.log.confAt(this.log.lastIndex());
     this.becomeFollower(this.term, NO_NODE);
   }
@@ -199,20 +218,30 @@ export class RaftNode {
   get confState(): ConfState {
     return this.conf;
   }
+  /** True once this node learned that a committed configuration removed it. */
+  get removed(): boolean {
+    return this.removedSelf;
+  }
+  /** ReadIndex confirmation rounds started (each is one heartbeat per follower). */
+  get readRounds(): number {
+    return this.reads.roundsStarted;
+  }
   /** The term of the entry at `index` in this node's log (undefined when compacted or absent). */
   termAt(index: number): number | undefined {
     return this.log.term(index);
   }
-  entryAt(index: number): Entry | undefined {
-    return this.log.entry(index);
-  }
   softState(): SoftState {
-    return { role: this.roleValue, leaderId: this.leader, term: this.term };
+    return { role: this.roleValue, leaderId: this.leader, term: this.term, removed: this.removedSelf };
   }
   /** The leader's view of a follower (for tests and status); undefined on non-leaders. */
-  progressOf(id: NodeId): { match: number; next: number; state: ProgressState } | undefined {
+  progressOf(id: NodeId): ProgressView | undefined {
     const pr = this.progress.get(id);
-    return pr === undefined ? undefined : { match: pr.match, next: pr.next, state: pr.state };
+    if (pr === undefined) return undefined;
+    return { match: pr.match, next: pr.next, state: pr.state, inflight: pr.inflight.length, ticksSinceContact: pr.ticksSinceContact };
+  }
+  /** Every member the leader tracks (itself included); empty on non-leaders. */
+  progressIds(): NodeId[] {
+    return [...this.progress.keys()].sort((a, b) => a - b);
   }
 
   // ---------------------------------------------------------------- inputs
@@ -227,11 +256,9 @@ export class RaftNode {
   /** Proposes one application command. Appended to the leader's log, replicated in batches at the next ready(). */
   propose(data: Uint8Array): ProposeResult {
     this.assertNoReadyOutstanding();
-    const refusal = this.refuseProposal();
+    const refusal = this.refuseProposal(data.length);
     if (refusal !== null) return { ok: false, error: refusal };
-    const index = this.log.lastIndex() + 1;
-    this.log.appendNew({ kind: 'normal', index, term: this.term, data });
-    return { ok: true, index, term: this.term };
+    return this.appendProposal({ kind: 'normal', index: this.log.lastIndex() + 1, term: this.term, data });
   }
 
   /**
@@ -243,51 +270,64 @@ export class RaftNode {
    */
   proposeConfChange(change: ConfChange): ProposeResult {
     this.assertNoReadyOutstanding();
-    const refusal = this.refuseProposal();
+    const refusal = this.refuseProposal(change.context.length);
     if (refusal !== null) return { ok: false, error: refusal };
-    const reject = (why: string): ProposeResult => ({ ok: false, error: new RaftError('IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED', why, this.leader) });
-    if (this.log.lastConfIndex() > this.log.committed) return reject('another membership change is not committed yet');
-    if (this.log.term(this.log.committed) !== this.term) return reject('the leader has not committed an entry in its term yet');
+    assert(change.nodeId !== NO_NODE, 'conf change for node 0');
+    const next = this.nextConf(change);
+    if (typeof next === 'string') return { ok: false, error: new RaftError('IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED', next, this.leader) };
+    const result = this.appendProposal({ kind: 'conf-change', index: this.log.lastIndex() + 1, term: this.term, change, confState: next });
+    this.applyConf(next);
+    return result;
+  }
+
+  /** The configuration `change` leads to, or why it is refused now. */
+  private nextConf(change: ConfChange): ConfState | string {
+    if (this.log.lastConfIndex() > this.log.committed) return 'another membership change is not committed yet';
+    if (this.log.term(this.log.committed) !== this.term) return 'the leader has not committed an entry in its term yet';
     const voters = new Set(this.conf.voters);
     const learners = new Set(this.conf.learners);
     const id = change.nodeId;
-    assert(id !== NO_NODE, 'conf change for node 0');
+    if (this.removedNodes.has(id)) return `node ${id} was removed; node ids are never reused`;
     switch (change.type) {
       case 'add-learner':
-        if (voters.has(id) || learners.has(id)) return reject(`node ${id} is already a member`);
+        if (voters.has(id) || learners.has(id)) return `node ${id} is already a member`;
         learners.add(id);
         break;
       case 'add-voter': {
-        if (voters.has(id)) return reject(`node ${id} is already a voter`);
+        if (voters.has(id)) return `node ${id} is already a voter`;
         if (learners.has(id)) {
           const match = this.progress.get(id)?.match ?? 0;
-          if (match + this.config.learnerCatchUpEntriesMax < this.log.committed) return reject(`learner ${id} has not caught up (match ${match}, commit ${this.log.committed})`);
+          if (match + this.config.learnerCatchUpEntriesMax < this.log.committed) return `learner ${id} has not caught up (match ${match}, commit ${this.log.committed})`;
           learners.delete(id);
         }
         voters.add(id);
         break;
       }
       case 'remove-node':
-        if (id === this.id) return reject('the leader cannot remove itself; transfer leadership first');
-        if (!voters.has(id) && !learners.has(id)) return reject(`node ${id} is not a member`);
+        if (id === this.id) return 'the leader cannot remove itself; transfer leadership first';
+        if (!voters.has(id) && !learners.has(id)) return `node ${id} is not a member`;
         voters.delete(id);
         learners.delete(id);
-        if (voters.size === 0) return reject('a configuration needs at least one voter');
+        if (voters.size === 0) return 'a configuration needs at least one voter';
         break;
       default:
-        unreachable(change);
+        unreachable(change.type);
     }
-    const confState: ConfState = { voters: [...voters].sort((a, b) => a - b), learners: [...learners].sort((a, b) => a - b) };
-    const index = this.log.lastIndex() + 1;
-    this.log.appendNew({ kind: 'conf-change', index, term: this.term, change, confState });
-    this.applyConf(confState);
-    return { ok: true, index, term: this.term };
+    return { voters: [...voters].sort((a, b) => a - b), learners: [...learners].sort((a, b) => a - b) };
+  }
+
+  private appendProposal(entry: Entry): ProposeResult {
+    this.log.appendNew(entry);
+    const bytes = entryBytes(entry);
+    this.uncommitted.push({ index: entry.index, bytes });
+    this.uncommittedBytes += bytes;
+    return { ok: true, index: entry.index, term: entry.term };
   }
 
   /**
    * Requests a linearizable read (§6.4). The answer arrives in a later
    * Ready.readStates: the index to wait for, or a typed error. A non-leader
-   * answers NOT_LEADER at once.
+   * answers NOT_LEADER at once. Reads are confirmed in batches (read-index.ts).
    */
   readIndex(requestId: number): void {
     this.assertNoReadyOutstanding();
@@ -300,17 +340,14 @@ export class RaftNode {
       this.readStates.push({ requestId, ok: true, index: this.log.committed });
       return;
     }
-    if (this.pendingReads.length + this.readsAwaitingTermCommit.length >= this.config.pendingReadsMax) {
-      this.readStates.push({ requestId, ok: false, error: new RaftError('IMPULSE_ERR_RAFT_OVERLOADED', 'too many pending reads', this.leader) });
+    if (this.reads.size >= this.config.pendingReadsMax) {
+      this.readStates.push({ requestId, ok: false, error: new RaftError('IMPULSE_ERR_RAFT_OVERLOADED', `${this.config.pendingReadsMax} reads are pending`, this.leader) });
       return;
     }
-    // 1. The leader's commit index is only known to be current once it has
-    //    committed an entry of its own term (its no-op); until then, wait.
-    if (this.log.term(this.log.committed) !== this.term) {
-      this.readsAwaitingTermCommit.push(requestId);
-      return;
-    }
-    this.startRead(requestId);
+    // The leader's commit index is only known to be current once it has
+    // committed an entry of its own term (its no-op); until then, wait.
+    if (this.log.term(this.log.committed) !== this.term) this.reads.awaitTermCommit(requestId);
+    else this.reads.enqueue(requestId);
   }
 
   /** Starts handing leadership to `target` (§3.10). Proposals are refused until it completes or times out. */
@@ -329,29 +366,65 @@ export class RaftNode {
   }
 
   /**
-   * Records that the application saved a snapshot of its state at `index`
-   * (<= applied) and drops the log up to it. Returns the snapshot, which the
-   * driver persists before discarding the log prefix from storage.
+   * The driver reports how the transfer of a snapshot to `to` ended (etcd's
+   * ReportSnapshot). Until then the follower stays in the snapshot state and
+   * gets no other snapshot. On success the leader probes right after the
+   * snapshot; on failure it probes again once the follower answers a
+   * heartbeat, which sends a new snapshot if still needed.
    */
-  compact(index: number, data: Uint8Array): Snapshot {
+  reportSnapshot(to: NodeId, ok: boolean): void {
     this.assertNoReadyOutstanding();
-    assert(index > this.log.snapshotIndex && index <= this.log.applied, 'compact index out of range', index, this.log.snapshotIndex, this.log.applied);
-    const snapshot: Snapshot = { index, term: this.log.term(index)!, confState: this.log.confAt(index), data };
-    this.log.compact(snapshot);
-    return snapshot;
+    const pr = this.progress.get(to);
+    if (this.roleValue !== 'leader' || pr === undefined || pr.state !== 'snapshot') return;
+    const snapshotIndex = pr.pendingSnapshotIndex;
+    becomeProbe(pr);
+    if (ok) pr.next = Math.max(pr.match + 1, snapshotIndex + 1);
+    else pr.probeSent = true; // back off until a heartbeat answer
+  }
+
+  /**
+   * The snapshot meta for compacting the log up to `index`: the state machine
+   * has made its state at `index` durable (index <= applied, and persisted).
+   * The driver then calls `RaftLogStore.compact(meta)`.
+   */
+  compact(index: number): SnapshotMeta {
+    this.assertNoReadyOutstanding();
+    return this.log.compactionMeta(index);
   }
 
   /** Handles one message from a peer. Stale, duplicate and reordered messages are tolerated. */
   step(m: Message): void {
     this.assertNoReadyOutstanding();
-    assert(m.to === this.id, 'message for another node', m);
+    assert(m.to === this.id, 'message for another node', m.type, m.from, m.to);
+    if (m.type === 'removed') {
+      this.markRemoved();
+      return;
+    }
+    if (this.removedNodes.has(m.from)) {
+      // A node a committed configuration removed still talks to us: tell it, and ignore the message.
+      this.send({ type: 'removed', from: this.id, to: m.from, term: this.term });
+      return;
+    }
+    if (!this.stepTerm(m)) return;
+    this.stepMessage(m);
+  }
+
+  /** Reconciles terms (§5.1); false when the message is stale or must be ignored. */
+  private stepTerm(m: Message): boolean {
+    const campaign = m.type === 'pre-vote' || m.type === 'vote';
+    if (campaign && !this.conf.voters.includes(m.from)) {
+      // Only voters of our configuration may make us change term or vote: a removed
+      // node that never learned it cannot disrupt the cluster, even with pre-vote and
+      // check-quorum off. (A voter our log does not know yet can win with the others.)
+      return false;
+    }
     if (m.term > this.term) {
-      if (m.type === 'pre-vote' || m.type === 'vote') {
+      if (campaign) {
         // A node that heard from a leader within the minimum election timeout
-        // ignores campaigns (§4.2.3): a removed or partitioned server cannot
-        // disrupt a healthy leader. Transfers are exempt.
+        // ignores campaigns (§4.2.3): a partitioned server cannot disrupt a
+        // healthy leader. Transfers are exempt.
         const inLease = this.config.checkQuorum && this.leader !== NO_NODE && this.electionElapsed < this.config.electionTimeoutTicks;
-        if (inLease && !m.transfer) return;
+        if (inLease && !m.transfer) return false;
       }
       if (m.type === 'pre-vote') {
         // Never change term for a pre-vote.
@@ -359,7 +432,7 @@ export class RaftNode {
         // A granted pre-vote carries the term we would campaign in; we move to it only on a quorum.
       } else {
         const leader = m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot' ? m.from : NO_NODE;
-        // Only a leader's message (or a granted vote, below) restarts the election timer (§5.2).
+        // Only a leader's message (or a granted vote) restarts the election timer (§5.2).
         // A campaign by a node with a stale log must not: two such nodes campaigning in turn
         // would otherwise keep every up-to-date node from ever timing out (a livelock the
         // simulator found without pre-vote).
@@ -373,9 +446,12 @@ export class RaftNode {
       } else if (m.type === 'pre-vote') {
         this.send({ type: 'pre-vote-response', from: this.id, to: m.from, term: this.term, granted: false });
       }
-      return;
+      return false;
     }
+    return true;
+  }
 
+  private stepMessage(m: Exclude<Message, { type: 'removed' }>): void {
     switch (m.type) {
       case 'pre-vote':
       case 'vote':
@@ -406,7 +482,7 @@ export class RaftNode {
         return;
       case 'timeout-now':
         // Only voters campaign; the transfer flag lets it skip pre-vote and leases.
-        if (this.isVoter() && this.roleValue !== 'leader') this.campaign('candidate', true);
+        if (this.isVoter() && this.roleValue !== 'leader' && !this.removedSelf) this.campaign('candidate', true);
         return;
       default:
         unreachable(m);
@@ -417,28 +493,33 @@ export class RaftNode {
 
   /** True when ready() would return something to do. */
   hasReady(): boolean {
-    this.pumpAppends();
+    this.flushLeaderWork();
     return (
-      this.hardStateToPersist() !== null ||
+      this.hardStateToPersist(this.log.stableIndex()) !== null ||
       this.log.pendingSnapshot !== null ||
-      this.log.unstableFrom <= this.log.lastIndex() ||
+      this.log.hasUnstableEntries() ||
       this.messages.length > 0 ||
       this.readStates.length > 0 ||
-      this.nextCommittedEntries().length > 0
+      this.nextCommittedEntries(this.log.stableIndex()).length > 0
     );
   }
 
   /** The next batch of work. See `Ready` for the order the driver MUST follow; then call advance(ready). */
   ready(): Ready {
     this.assertNoReadyOutstanding();
-    this.pumpAppends();
+    this.flushLeaderWork();
+    const entries = this.log.unstableEntries(this.config.readyEntriesBytesMax);
+    // Only entries persisted by the time this Ready is applied may be applied.
+    const persistedBy = entries.length > 0 ? entries[entries.length - 1]!.index : this.log.stableIndex();
+    const committedEntries = this.nextCommittedEntries(persistedBy);
+    for (const entry of committedEntries) if (entry.kind === 'conf-change' && entry.change.type === 'remove-node') this.noteRemoved(entry.change.nodeId);
     const ready: Ready = {
       softState: this.softState(),
-      hardState: this.hardStateToPersist(),
+      hardState: this.hardStateToPersist(persistedBy),
       snapshot: this.log.pendingSnapshot,
-      entries: this.log.unstableFrom <= this.log.lastIndex() ? this.log.slice(this.log.unstableFrom, this.log.lastIndex() + 1, Number.MAX_SAFE_INTEGER) : [],
+      entries,
       messages: this.messages,
-      committedEntries: this.nextCommittedEntries(),
+      committedEntries,
       readStates: this.readStates,
     };
     this.messages = [];
@@ -453,17 +534,15 @@ export class RaftNode {
     this.readyOutstanding = null;
     if (ready.hardState !== null) this.persistedHardState = ready.hardState;
     if (ready.snapshot !== null) {
-      this.log.pendingSnapshot = null;
-      this.log.applied = Math.max(this.log.applied, ready.snapshot.index);
+      this.log.snapshotStable();
+      this.log.applied = ready.snapshot.index;
     }
     if (ready.entries.length > 0) {
-      const last = ready.entries[ready.entries.length - 1]!;
-      // Only the entries handed out are now stable; nothing can have changed the log in between.
-      this.log.unstableFrom = Math.max(this.log.unstableFrom, last.index + 1);
+      this.log.stableTo(ready.entries[ready.entries.length - 1]!.index);
       if (this.roleValue === 'leader') {
         // The leader counts itself towards commitment only once its own copy is durable (§10.2.1).
         const self = this.progress.get(this.id)!;
-        self.match = Math.max(self.match, this.log.unstableFrom - 1);
+        self.match = Math.max(self.match, this.log.stableIndex());
         this.maybeCommit();
       }
     }
@@ -494,40 +573,24 @@ export class RaftNode {
     this.heartbeatElapsed = 0;
     this.electionElapsed = 0;
     this.progress.clear();
-    for (const id of [...this.conf.voters, ...this.conf.learners]) this.progress.set(id, this.newProgress(id));
-    if (!this.progress.has(this.id)) this.progress.set(this.id, this.newProgress(this.id));
-    this.readSeq = 0;
+    const next = this.log.lastIndex() + 1;
+    for (const id of [...this.conf.voters, ...this.conf.learners, this.id]) {
+      if (!this.progress.has(id)) this.progress.set(id, newProgress(id === this.id ? this.log.stableIndex() : 0, next, id === this.id));
+    }
     // The no-op (§8): commits the entries of earlier terms and lets ReadIndex trust the commit index.
-    this.log.appendNew({ kind: 'normal', index: this.log.lastIndex() + 1, term: this.term, data: new Uint8Array(0) });
-  }
-
-  private newProgress(id: NodeId): Progress {
-    const self = id === this.id;
-    return {
-      match: self ? this.log.unstableFrom - 1 : 0,
-      next: this.log.lastIndex() + 1,
-      state: 'probe',
-      probeSent: false,
-      inflight: [],
-      pendingSnapshotIndex: 0,
-      recentActive: self,
-      ackedSinceHeartbeat: true,
-      readSeqAcked: 0,
-    };
+    this.appendProposal({ kind: 'normal', index: next, term: this.term, data: new Uint8Array(0) });
   }
 
   /** Fails everything that only a leader could answer. */
   private abortLeaderState(): void {
-    const abort = (requestId: number): void => {
+    for (const requestId of this.reads.drain()) {
       this.readStates.push({ requestId, ok: false, error: new RaftError('IMPULSE_ERR_RAFT_READ_ABORTED', 'leadership lost before the read was confirmed') });
-    };
-    for (const read of this.pendingReads) abort(read.requestId);
-    for (const requestId of this.readsAwaitingTermCommit) abort(requestId);
-    this.pendingReads = [];
-    this.readsAwaitingTermCommit = [];
+    }
     this.progress.clear();
     this.transferTarget = NO_NODE;
     this.commitBroadcastNeeded = false;
+    this.uncommitted = [];
+    this.uncommittedBytes = 0;
   }
 
   private resetElectionTimer(): void {
@@ -541,11 +604,24 @@ export class RaftNode {
     return this.conf.voters.includes(this.id);
   }
 
+  /** A committed configuration removed `id`. */
+  private noteRemoved(id: NodeId): void {
+    this.removedNodes.add(id);
+    if (id === this.id) this.markRemoved();
+    else if (this.roleValue === 'leader') this.send({ type: 'removed', from: this.id, to: id, term: this.term });
+  }
+
+  /** This node was removed: it never campaigns again; the driver reports it so the host stops the group. */
+  private markRemoved(): void {
+    this.removedSelf = true;
+    if (this.roleValue !== 'follower') this.becomeFollower(this.term, NO_NODE);
+  }
+
   private tickElection(): void {
     this.electionElapsed++;
     if (this.electionElapsed >= this.randomizedElectionTimeout) {
       this.resetElectionTimer();
-      if (this.isVoter()) this.campaign(this.config.preVote ? 'pre-candidate' : 'candidate', false);
+      if (this.isVoter() && !this.removedSelf) this.campaign(this.config.preVote ? 'pre-candidate' : 'candidate', false);
       return;
     }
     if ((this.roleValue === 'candidate' || this.roleValue === 'pre-candidate') && this.electionElapsed % this.config.heartbeatIntervalTicks === 0) {
@@ -557,16 +633,12 @@ export class RaftNode {
   private tickLeader(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
+    for (const [id, pr] of this.progress) if (id !== this.id) pr.ticksSinceContact++;
     if (this.electionElapsed >= this.config.electionTimeoutTicks) {
       this.electionElapsed = 0;
-      if (this.config.checkQuorum) {
-        let active = 0;
-        for (const id of this.conf.voters) if (id === this.id || this.progress.get(id)?.recentActive) active++;
-        for (const [id, pr] of this.progress) if (id !== this.id) pr.recentActive = false;
-        if (active < quorumOf(this.conf.voters.length)) {
-          this.becomeFollower(this.term, NO_NODE);
-          return;
-        }
+      if (this.config.checkQuorum && !this.quorumActive()) {
+        this.becomeFollower(this.term, NO_NODE);
+        return;
       }
     }
     if (this.transferTarget !== NO_NODE && ++this.transferElapsed >= this.config.electionTimeoutTicks) {
@@ -578,6 +650,14 @@ export class RaftNode {
     }
   }
 
+  /** Check-quorum round: did a quorum of voters answer since the last one? Resets the marks. */
+  private quorumActive(): boolean {
+    let active = 0;
+    for (const id of this.conf.voters) if (id === this.id || this.progress.get(id)?.recentActive) active++;
+    for (const [id, pr] of this.progress) if (id !== this.id) pr.recentActive = false;
+    return active >= quorumOf(this.conf.voters.length);
+  }
+
   /**
    * Starts an election. As a pre-candidate it asks whether it WOULD win at
    * term + 1 without changing any term (§9.6); only on a quorum of yes does it
@@ -586,6 +666,7 @@ export class RaftNode {
   private campaign(kind: 'pre-candidate' | 'candidate', transfer: boolean): void {
     this.abortLeaderState();
     this.votes.clear();
+    this.counters.campaigns++;
     if (kind === 'pre-candidate') {
       // Keep term and vote unchanged: a pre-vote changes nothing durable.
       this.roleValue = 'pre-candidate';
@@ -631,14 +712,14 @@ export class RaftNode {
   }
 
   private handleVoteRequest(m: Extract<Message, { type: 'pre-vote' | 'vote' }>): void {
-    const upToDate = this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
+    const upToDate = this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm, this.mutations.voteIgnoresLogTerm === true);
     let grant: boolean;
     if (m.type === 'pre-vote') {
       // Would we vote at the proposed term? Only if it is ahead of ours (it is,
       // or the term check above returned) and the candidate's log is current.
       grant = m.term > this.term && upToDate;
     } else {
-      const canVote = this.vote === m.from || (this.vote === NO_NODE && this.leader === NO_NODE);
+      const canVote = this.vote === m.from || (this.vote === NO_NODE && this.leader === NO_NODE) || this.mutations.grantSecondVote === true;
       grant = canVote && upToDate;
       if (grant) {
         this.vote = m.from;
@@ -690,35 +771,40 @@ export class RaftNode {
     }
     const lastNewIndex = m.prevLogIndex + m.entries.length;
     if (this.log.merge(m.entries)) this.applyConf(this.log.confAt(this.log.lastIndex()));
-    else if (m.entries.some((entry) => entry.kind === 'conf-change')) this.applyConf(this.log.confAt(this.log.lastIndex()));
     // Only what this append proved to match may be committed (§5.3, the min with lastNewIndex).
     this.log.commitTo(Math.min(m.commit, lastNewIndex));
     reply(true, lastNewIndex);
   }
 
+  /** A snapshot whose image the driver has staged. */
   private handleSnapshot(m: Extract<Message, { type: 'snapshot' }>): void {
     const snapshot = m.snapshot;
     const reply = (index: number): void => {
       this.send({ type: 'append-response', from: this.id, to: m.from, term: this.term, success: true, index, hintIndex: 0, hintTerm: 0 });
     };
-    if (snapshot.index <= this.log.committed) return reply(this.log.committed);
-    if (this.log.matchTerm(snapshot.index, snapshot.term)) {
+    const stale = snapshot.index <= this.log.committed;
+    if (stale && !this.mutations.staleSnapshotInstalled) return reply(this.log.committed);
+    if (!stale && this.log.matchTerm(snapshot.index, snapshot.term)) {
       // We hold the snapshot's last entry: keep our log, just learn the commit.
       this.log.commitTo(snapshot.index);
       return reply(snapshot.index);
     }
-    this.log.restore(snapshot);
+    this.log.restore(snapshot, stale); // (stale only for the MUTANT: rolls the state machine back)
     this.applyConf(snapshot.confState);
     reply(snapshot.index);
   }
 
   // ---------------------------------------------------------------- leader side
 
-  private refuseProposal(): RaftError | null {
+  private refuseProposal(bytes: number): RaftError | null {
     if (this.roleValue !== 'leader') return new RaftError('IMPULSE_ERR_RAFT_NOT_LEADER', this.leader === NO_NODE ? 'no leader is known' : 'not the leader', this.leader);
     if (this.transferTarget !== NO_NODE) return new RaftError('IMPULSE_ERR_RAFT_TRANSFER_IN_PROGRESS', `leadership is moving to node ${this.transferTarget}`, this.id);
     if (this.log.lastIndex() - this.log.committed >= this.config.uncommittedEntriesMax) {
       return new RaftError('IMPULSE_ERR_RAFT_OVERLOADED', `${this.config.uncommittedEntriesMax} entries are uncommitted`, this.id);
+    }
+    // One proposal always fits when nothing is uncommitted, however large: it must be able to make progress.
+    if (this.uncommitted.length > 0 && this.uncommittedBytes + bytes > this.config.uncommittedBytesMax) {
+      return new RaftError('IMPULSE_ERR_RAFT_OVERLOADED', `${this.uncommittedBytes} bytes of proposals are uncommitted`, this.id);
     }
     return null;
   }
@@ -728,7 +814,8 @@ export class RaftNode {
     this.conf = conf;
     if (this.roleValue !== 'leader') return;
     const members = new Set([...conf.voters, ...conf.learners, this.id]);
-    for (const id of members) if (!this.progress.has(id)) this.progress.set(id, this.newProgress(id));
+    const next = this.log.lastIndex() + 1;
+    for (const id of members) if (!this.progress.has(id)) this.progress.set(id, newProgress(0, next, false));
     for (const id of [...this.progress.keys()]) if (!members.has(id)) this.progress.delete(id);
     if (this.transferTarget !== NO_NODE && !conf.voters.includes(this.transferTarget)) this.transferTarget = NO_NODE;
     // Fewer voters may mean a smaller quorum is already reached.
@@ -739,6 +826,7 @@ export class RaftNode {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
     pr.recentActive = true;
+    pr.ticksSinceContact = 0;
     if (!m.success) {
       this.handleRejection(pr, m);
       return;
@@ -747,9 +835,9 @@ export class RaftNode {
     if (m.index > pr.match) {
       pr.match = m.index;
       pr.next = Math.max(pr.next, m.index + 1);
-      while (pr.inflight.length > 0 && pr.inflight[0]! <= m.index) pr.inflight.shift();
-      if (pr.state === 'probe') this.becomeReplicate(pr);
-      else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshotIndex) this.becomeReplicate(pr);
+      freeInflightTo(pr, m.index);
+      if (pr.state === 'probe') becomeReplicate(pr);
+      else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshotIndex) becomeReplicate(pr);
       this.maybeCommit();
     } else if (pr.state === 'probe') {
       pr.probeSent = false;
@@ -769,28 +857,15 @@ export class RaftNode {
     }
     // Fast back-off: jump past the follower's whole conflicting term (§5.3 optimisation).
     const nextFromHint = this.log.findConflictByTerm(m.hintIndex, m.hintTerm) + 1;
-    this.becomeProbe(pr);
+    becomeProbe(pr);
     pr.next = Math.max(pr.match + 1, Math.min(m.index, nextFromHint));
-  }
-
-  private becomeProbe(pr: Progress): void {
-    pr.state = 'probe';
-    pr.next = pr.match + 1;
-    pr.probeSent = false;
-    pr.inflight = [];
-  }
-
-  private becomeReplicate(pr: Progress): void {
-    pr.state = 'replicate';
-    pr.next = pr.match + 1;
-    pr.inflight = [];
-    pr.probeSent = false;
   }
 
   private handleHeartbeatResponse(m: Extract<Message, { type: 'heartbeat-response' }>): void {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
     pr.recentActive = true;
+    pr.ticksSinceContact = 0;
     pr.probeSent = false; // a probe may have been lost; allow another
     if (m.readSeq > pr.readSeqAcked) {
       pr.readSeqAcked = m.readSeq;
@@ -801,14 +876,20 @@ export class RaftNode {
   private broadcastHeartbeat(): void {
     for (const [id, pr] of this.progress) {
       if (id === this.id) continue;
-      if (!pr.ackedSinceHeartbeat && pr.state !== 'probe' && pr.match < this.log.lastIndex()) {
-        // A pipelined append or a snapshot was probably lost: fall back to probing.
-        this.becomeProbe(pr);
+      if (pr.state === 'replicate' && !pr.ackedSinceHeartbeat && pr.match < this.log.lastIndex()) {
+        // A pipelined append was probably lost: fall back to probing. (A follower in the
+        // snapshot state stays there until the driver reports the transfer's outcome.)
+        becomeProbe(pr);
       }
       pr.ackedSinceHeartbeat = false;
-      // Never tell a follower to commit beyond what it is known to hold.
-      this.send({ type: 'heartbeat', from: this.id, to: id, term: this.term, commit: Math.min(pr.match, this.log.committed), readSeq: this.readSeq });
+      this.sendHeartbeat(id, pr);
     }
+  }
+
+  private sendHeartbeat(to: NodeId, pr: Progress): void {
+    // Never tell a follower to commit beyond what it is known to hold.
+    const commit = this.mutations.heartbeatCommitsPastMatch ? this.log.committed : Math.min(pr.match, this.log.committed);
+    this.send({ type: 'heartbeat', from: this.id, to, term: this.term, commit, readSeq: this.reads.readSeq });
   }
 
   /**
@@ -818,48 +899,35 @@ export class RaftNode {
    */
   private maybeCommit(): void {
     if (this.roleValue !== 'leader') return;
-    const matches = this.conf.voters.map((id) => this.progress.get(id)?.match ?? 0).sort((a, b) => b - a);
-    if (matches.length === 0) return;
-    const candidate = matches[quorumOf(matches.length) - 1]!;
+    const counted = this.mutations.learnerCountsInQuorum ? [...this.conf.voters, ...this.conf.learners] : this.conf.voters;
+    const matches = counted.map((id) => this.progress.get(id)?.match ?? 0).sort((a, b) => b - a);
+    if (this.conf.voters.length === 0) return;
+    const candidate = matches[quorumOf(this.conf.voters.length) - 1]!;
     if (candidate <= this.log.committed) return;
     if (this.log.term(candidate) !== this.term && !this.mutations.commitOlderTermEntries) return;
     const firstOfTerm = this.log.term(this.log.committed) !== this.term;
     this.log.commitTo(candidate);
     this.commitBroadcastNeeded = true;
-    if (firstOfTerm && this.log.term(candidate) === this.term) {
-      // The no-op committed: reads that waited for it can now start.
-      const waiting = this.readsAwaitingTermCommit;
-      this.readsAwaitingTermCommit = [];
-      for (const requestId of waiting) this.startRead(requestId);
-    }
-  }
-
-  private startRead(requestId: number): void {
-    // 2. Record the commit index now, then 3. confirm we are still leader by a
-    //    heartbeat round acknowledged by a quorum AFTER this point.
-    this.readSeq++;
-    this.pendingReads.push({ requestId, index: this.log.committed, seq: this.readSeq });
-    if (this.conf.voters.length === 1 && this.conf.voters[0] === this.id) {
-      this.releaseConfirmedReads();
-      return;
-    }
-    for (const id of this.progress.keys()) {
-      if (id === this.id) continue;
-      const pr = this.progress.get(id)!;
-      this.send({ type: 'heartbeat', from: this.id, to: id, term: this.term, commit: Math.min(pr.match, this.log.committed), readSeq: this.readSeq });
-    }
+    while (this.uncommitted.length > 0 && this.uncommitted[0]!.index <= candidate) this.uncommittedBytes -= this.uncommitted.shift()!.bytes;
+    // The no-op committed: reads that waited for it can now join a round.
+    if (firstOfTerm && this.log.term(candidate) === this.term) this.reads.termCommitted();
   }
 
   private releaseConfirmedReads(): void {
-    const quorum = quorumOf(this.conf.voters.length);
-    while (this.pendingReads.length > 0) {
-      const read = this.pendingReads[0]!;
-      let acks = 0;
-      for (const id of this.conf.voters) if (id === this.id || (this.progress.get(id)?.readSeqAcked ?? 0) >= read.seq) acks++;
-      if (acks < quorum) return;
-      this.pendingReads.shift();
+    const acked = (seq: number): number => this.conf.voters.filter((id) => id === this.id || (this.progress.get(id)?.readSeqAcked ?? 0) >= seq).length;
+    for (const read of this.reads.confirmed(quorumOf(this.conf.voters.length), acked)) {
       this.readStates.push({ requestId: read.requestId, ok: true, index: read.index });
     }
+  }
+
+  /** Leader work due before a Ready: appends, and one read-confirmation round for every read queued. */
+  private flushLeaderWork(): void {
+    if (this.roleValue !== 'leader') return;
+    this.pumpAppends();
+    if (!this.reads.hasQueued) return;
+    this.reads.startRound(this.log.committed);
+    for (const [id, pr] of this.progress) if (id !== this.id) this.sendHeartbeat(id, pr);
+    this.releaseConfirmedReads(); // a single voter confirms alone
   }
 
   /**
@@ -869,7 +937,6 @@ export class RaftNode {
    * carry a new commit index.
    */
   private pumpAppends(): void {
-    if (this.roleValue !== 'leader') return;
     const broadcastCommit = this.commitBroadcastNeeded;
     this.commitBroadcastNeeded = false;
     for (const [id, pr] of this.progress) {
@@ -886,20 +953,18 @@ export class RaftNode {
   private sendAppend(to: NodeId, pr: Progress, allowEmpty: boolean): boolean {
     if (pr.state === 'snapshot') return false;
     if (pr.state === 'probe' && pr.probeSent) return false;
-    if (pr.state === 'replicate' && pr.inflight.length >= this.config.inflightAppendsMax) return false;
+    if (pr.state === 'replicate' && !inflightHasRoom(pr, this.config.inflightAppendsMax, this.config.inflightBytesMax)) return false;
     const prevLogIndex = pr.next - 1;
     const prevLogTerm = this.log.term(prevLogIndex);
     if (prevLogTerm === undefined) {
-      // The entries this follower needs were compacted away: send the snapshot.
-      const snapshot = this.log.snapshot;
-      assert(snapshot !== null && prevLogIndex < this.log.snapshotIndex, 'no term and no snapshot', prevLogIndex, this.log.snapshotIndex);
-      pr.state = 'snapshot';
-      pr.pendingSnapshotIndex = snapshot.index;
-      pr.inflight = [];
+      // The entries this follower needs were compacted away: ask the driver to send the state machine's image.
+      const snapshot = this.log.snapshotMeta();
+      assert(prevLogIndex < snapshot.index, 'no term and no snapshot', prevLogIndex, snapshot.index);
+      becomeSnapshot(pr, snapshot.index);
       this.send({ type: 'snapshot', from: this.id, to, term: this.term, snapshot });
       return false;
     }
-    const entries = this.log.slice(pr.next, this.log.lastIndex() + 1, this.config.entriesPerAppendMax);
+    const entries = pr.next > this.log.lastIndex() ? [] : this.log.slice(pr.next, this.log.lastIndex() + 1, this.config.entriesPerAppendMax, this.config.appendBytesMax);
     if (entries.length === 0 && !allowEmpty) return false;
     this.send({ type: 'append', from: this.id, to, term: this.term, prevLogIndex, prevLogTerm, entries, commit: this.log.committed });
     if (pr.state === 'probe') {
@@ -908,7 +973,7 @@ export class RaftNode {
     }
     if (entries.length === 0) return false;
     pr.next = entries[entries.length - 1]!.index + 1;
-    pr.inflight.push(pr.next - 1);
+    addInflight(pr, pr.next - 1, entries.reduce((sum, entry) => sum + entryBytes(entry), 0));
     return true;
   }
 
@@ -918,22 +983,30 @@ export class RaftNode {
     this.messages.push(m);
   }
 
-  private hardStateToPersist(): HardState | null {
+  /**
+   * The hard state to persist with entries up to `persistedBy`. Its commit
+   * index never passes them: a restart must not find a commit index beyond
+   * its log (a follower may know a commit index ahead of what it persisted).
+   */
+  private hardStateToPersist(persistedBy: number): HardState | null {
+    const commit = Math.min(this.log.committed, persistedBy);
     let vote = this.vote;
     if (this.mutations.voteNotPersisted && vote !== this.id) {
       // MUTANT: the vote for another node never reaches the disk.
       vote = this.persistedHardState.term === this.term ? this.persistedHardState.vote : NO_NODE;
     }
     const persisted = this.persistedHardState;
-    if (persisted.term === this.term && persisted.vote === vote && persisted.commit === this.log.committed) return null;
-    return { term: this.term, vote, commit: this.log.committed };
+    if (persisted.term === this.term && persisted.vote === vote && persisted.commit === commit) return null;
+    return { term: this.term, vote, commit };
   }
 
-  private nextCommittedEntries(): Entry[] {
+  /** Committed entries not yet handed out, up to `persistedBy` (they must be durable before they apply). */
+  private nextCommittedEntries(persistedBy: number): Entry[] {
     if (this.log.pendingSnapshot !== null) return []; // install the snapshot first
     const from = this.log.applied + 1;
-    if (from > this.log.committed) return [];
-    return this.log.slice(from, this.log.committed + 1, this.config.applyBatchMax);
+    const to = Math.min(this.log.committed, persistedBy);
+    if (from > to) return [];
+    return this.log.slice(from, to + 1, this.config.applyBatchMax, this.config.applyBytesMax);
   }
 
   private assertNoReadyOutstanding(): void {

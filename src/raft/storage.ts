@@ -22,18 +22,15 @@
  * the file); a failed `save` or `compact` reports it to `done`. Either way the
  * node must stop (fail-stop): Raft's promises rest on this log.
  */
-import type { ConfState, Entry, HardState } from './types.js';
+import type { Entry, HardState, SnapshotMeta } from './types.js';
 
 /**
  * Where the log begins: the last index and term a snapshot covers and the
  * configuration at that index. Index 0 / term 0 with the bootstrap
- * configuration before any snapshot.
+ * configuration before any snapshot. (Defined with the core's types; exported
+ * here too for the log stores.)
  */
-export interface SnapshotMeta {
-  readonly index: number;
-  readonly term: number;
-  readonly confState: ConfState;
-}
+export type { SnapshotMeta };
 
 /** The read side, used by the Raft core. */
 export interface RaftStorage {

@@ -1,6 +1,6 @@
 /**
  * Data types shared by the Raft core (`raft.ts`), its log (`log.ts`) and the
- * drivers that run it (the simulator in testkit/sim/, later the cluster runtime).
+ * driver that runs it (`driver.ts`, in real nodes and in the simulator).
  *
  * Every value here is plain data: no methods, no I/O. Indexes and terms are
  * positive safe integers; index 0 / term 0 mean "before the first entry".
@@ -21,12 +21,18 @@ export interface ConfState {
   readonly learners: readonly NodeId[];
 }
 
-/** One membership change; the core allows one uncommitted change at a time. */
-export type ConfChange =
-  | { readonly type: 'add-learner'; readonly nodeId: NodeId }
-  /** Adds a new voter, or promotes an existing learner (which must have caught up). */
-  | { readonly type: 'add-voter'; readonly nodeId: NodeId }
-  | { readonly type: 'remove-node'; readonly nodeId: NodeId };
+/**
+ * One membership change; the core allows one uncommitted change at a time.
+ * `context` is opaque to the core: the application encodes what the transport
+ * needs (the member's address) and gets it back when the entry is applied.
+ * Node ids must never be reused after a removal (a removed id is told so).
+ */
+export interface ConfChange {
+  /** `add-voter` adds a new voter or promotes a learner (which must have caught up). */
+  readonly type: 'add-learner' | 'add-voter' | 'remove-node';
+  readonly nodeId: NodeId;
+  readonly context: Uint8Array;
+}
 
 /**
  * A log entry. `normal` entries carry opaque application bytes (an empty
@@ -48,13 +54,17 @@ export interface HardState {
   readonly commit: number;
 }
 
-/** A state-machine snapshot covering every entry up to and including `index`. */
-export interface Snapshot {
+/**
+ * A snapshot as the core knows it: only metadata. It covers every entry up to
+ * and including `index` (of term `term`), with the configuration in force at
+ * `index`. The state machine's image travels outside the core (the driver
+ * sends it beside the `snapshot` message); the log store records it as the
+ * log's new beginning.
+ */
+export interface SnapshotMeta {
   readonly index: number;
   readonly term: number;
   readonly confState: ConfState;
-  /** Opaque state-machine bytes produced by the application. */
-  readonly data: Uint8Array;
 }
 
 interface MessageBase {
@@ -94,9 +104,21 @@ export type Message =
   /** `readSeq` lets the leader confirm leadership for ReadIndex requests issued up to that sequence number. */
   | (MessageBase & { readonly type: 'heartbeat'; readonly commit: number; readonly readSeq: number })
   | (MessageBase & { readonly type: 'heartbeat-response'; readonly readSeq: number })
-  | (MessageBase & { readonly type: 'snapshot'; readonly snapshot: Snapshot })
+  /**
+   * InstallSnapshot. From the core of a leader it asks the driver to send the
+   * state machine's image (the driver replaces `snapshot` by the image's own
+   * meta, which is at or after it); into the core of a follower it arrives only
+   * after the driver staged that image.
+   */
+  | (MessageBase & { readonly type: 'snapshot'; readonly snapshot: SnapshotMeta })
   /** Leadership transfer: the receiver campaigns at once, skipping pre-vote. */
-  | (MessageBase & { readonly type: 'timeout-now' });
+  | (MessageBase & { readonly type: 'timeout-now' })
+  /**
+   * The receiver was removed by a configuration the sender has committed: it
+   * must stop campaigning and report it (its host then shuts the group down).
+   * Valid at any term.
+   */
+  | (MessageBase & { readonly type: 'removed' });
 
 export type MessageType = Message['type'];
 
@@ -107,6 +129,8 @@ export interface SoftState {
   readonly role: Role;
   readonly leaderId: NodeId;
   readonly term: number;
+  /** This node learned that a committed configuration removed it; it no longer campaigns. */
+  readonly removed: boolean;
 }
 
 /** The answer to one `readIndex(requestId)` call. */
@@ -125,25 +149,27 @@ export type ReadState =
  * The driver MUST handle it in this order, then call `advance()`:
  *   1. PERSIST `snapshot` (if any), then `entries` (they replace any stored
  *      entries at the same and higher indexes), then `hardState` (if any),
- *      and make them DURABLE (fsync) —
+ *      and make them DURABLE (fsync) — one `RaftLogStore.save` —
  *   2. BEFORE SENDING any of `messages`: a vote, an append acknowledgement
  *      or a leader's append all promise that this state survives a crash.
- *   3. Then APPLY: install `snapshot` in the state machine, then apply
+ *   3. Then APPLY: install `snapshot` in the state machine (its image was
+ *      staged before the snapshot message was stepped), then apply
  *      `committedEntries` in order; serve `readStates` once applied has
  *      reached their index.
- *   4. Then call `advance()`. No other input (tick, step, propose, readIndex)
- *      may be given between `ready()` and `advance()`.
+ *   4. Then call `advance()`. No other input (tick, step, propose, readIndex,
+ *      reportSnapshot, compact) may be given between `ready()` and `advance()`.
+ * `RaftDriver` (driver.ts) is the one implementation of this loop.
  */
 export interface Ready {
   readonly softState: SoftState;
   /** Null when unchanged since the last persisted hard state. */
   readonly hardState: HardState | null;
-  /** A snapshot received from the leader, to persist and install; null usually. */
-  readonly snapshot: Snapshot | null;
-  /** Entries to append to stable storage, contiguous, ascending. */
+  /** A snapshot received from the leader (its image is staged), to persist and install; null usually. */
+  readonly snapshot: SnapshotMeta | null;
+  /** Entries to append to stable storage, contiguous, ascending; bounded by `readyEntriesBytesMax`. */
   readonly entries: readonly Entry[];
   readonly messages: readonly Message[];
-  /** Entries committed and not yet handed out for application, ascending, contiguous. */
+  /** Entries committed and not yet handed out for application, ascending, contiguous; bounded by `applyBatchMax` and `applyBytesMax`. */
   readonly committedEntries: readonly Entry[];
   readonly readStates: readonly ReadState[];
 }
@@ -159,7 +185,15 @@ export type RaftErrorCode =
   /** A membership change is not allowed now (one is pending, the learner lags, the change is invalid). */
   | 'IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED'
   /** A read could not be confirmed because this node stopped being leader. It had no effect. */
-  | 'IMPULSE_ERR_RAFT_READ_ABORTED';
+  | 'IMPULSE_ERR_RAFT_READ_ABORTED'
+  /** Another entry was committed at the index of this proposal: it will never apply. */
+  | 'IMPULSE_ERR_RAFT_PROPOSAL_SUPERSEDED'
+  /** This node can no longer learn whether the proposal applied (a snapshot replaced the log under it). */
+  | 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN'
+  /** The Raft group stopped on this node (removed from the cluster, or its log failed); pending writes have an unknown outcome. */
+  | 'IMPULSE_ERR_RAFT_STOPPED'
+  /** A message from a peer failed validation; it was dropped. */
+  | 'IMPULSE_ERR_RAFT_MESSAGE_INVALID';
 
 /** An expected, typed failure of a Raft request. The request had no effect. */
 export class RaftError extends ImpulseError {
@@ -173,6 +207,11 @@ export class RaftError extends ImpulseError {
   ) {
     super(code, message, leaderHint === NO_NODE ? undefined : { details: { leader: leaderHint } });
   }
+}
+
+/** Payload bytes of an entry (what byte bounds count): the data, or the conf change's context. */
+export function entryBytes(entry: Entry): number {
+  return entry.kind === 'normal' ? entry.data.length : entry.change.context.length;
 }
 
 /** Result of `propose` / `proposeConfChange`: where the entry was appended, or why it was not. */
@@ -193,7 +232,30 @@ export interface RaftMutations {
   readonly readsWithoutReadIndex?: boolean;
   /** Follower appends without checking the term of the entry at prevLogIndex. */
   readonly appendWithoutConsistencyCheck?: boolean;
+  /** A voter grants a second, different vote in a term it already voted in. */
+  readonly grantSecondVote?: boolean;
+  /** A heartbeat tells a follower to commit up to the leader's commit, past what it is known to hold. */
+  readonly heartbeatCommitsPastMatch?: boolean;
+  /** Learners are counted as voters when the leader counts replicas for commitment. */
+  readonly learnerCountsInQuorum?: boolean;
+  /** The vote's up-to-date check compares only the last log index, not the last term. */
+  readonly voteIgnoresLogTerm?: boolean;
+  /** A follower installs a snapshot older than its commit index, rolling its state machine back. */
+  readonly staleSnapshotInstalled?: boolean;
 }
+
+/** Every mutant, for the mutation check and the simulator's CLI. */
+export const MUTANT_NAMES: readonly (keyof RaftMutations)[] = [
+  'voteNotPersisted',
+  'commitOlderTermEntries',
+  'readsWithoutReadIndex',
+  'appendWithoutConsistencyCheck',
+  'grantSecondVote',
+  'heartbeatCommitsPastMatch',
+  'learnerCountsInQuorum',
+  'voteIgnoresLogTerm',
+  'staleSnapshotInstalled',
+];
 
 export const NO_MUTATIONS: RaftMutations = {};
 

@@ -47,34 +47,90 @@ export interface InboundHandlers {
 
 export interface Transport {
   readonly localId: NodeId;
-  /** Replaces the address book (from the membership). Connections to removed peers close. */
+  /**
+   * Replaces the address book (from the membership). The map may include
+   * `localId` (ignored). Connections to removed peers close; a peer whose
+   * address changed is redialled at the new one. Throws
+   * IMPULSE_ERR_CONFIG_INVALID for a malformed address (and changes nothing).
+   */
   setPeers(peers: ReadonlyMap<NodeId, PeerAddress>): void;
-  /** Queues `message` for `to`; drops it (counted) when the peer is unknown or its queue is full. */
+  /** Queues `message` for `to`; drops it (counted) when the peer is unknown or its queue is full. Never throws. */
   send(to: NodeId, message: PeerMessage): void;
   /**
    * Streams a snapshot to `to`: `header` first, then `chunks` in order with
    * flow control. Resolves when the receiver accepted the whole stream; rejects
-   * when the connection failed or the receiver refused it.
+   * (an ImpulseError) when the connection failed, the stream stalled or the
+   * receiver refused it. At most one stream per peer and direction: a second
+   * one while the first is in progress rejects at once with
+   * IMPULSE_ERR_TRANSPORT_SNAPSHOT_BUSY. Messages to the same peer keep
+   * flowing while it streams.
    */
   sendSnapshot(to: NodeId, header: PeerMessage, chunks: AsyncIterable<Uint8Array>): Promise<void>;
   /** Figures for /status and /metrics: per-peer connection state, queued bytes, drops, reconnects. */
   stats(): TransportStats;
+  /** Stops everything: no more sends or deliveries, pending snapshot sends reject. Idempotent. */
   close(): Promise<void>;
 }
 
+/** Why a message was dropped instead of sent (`PeerStats.droppedByReason`). */
+export type DropReason =
+  /** The peer's queue was at its message or byte bound. */
+  | 'queue-full'
+  /** The encoded message is larger than the maximum frame (or the whole queue). */
+  | 'too-large'
+  /** The body could not be msgpack-encoded, or the channel/group is malformed. */
+  | 'invalid'
+  /** Queued when the connection failed: queued messages are not carried over to the next connection. */
+  | 'disconnected'
+  /** The transport was closing, or the peer was removed from the address book. */
+  | 'closed';
+
 export interface PeerStats {
+  /** Our connection to the peer is open (handshake done). */
   readonly connected: boolean;
+  /** The peer's connection to us is open (handshake done). */
+  readonly inboundConnected: boolean;
   readonly queuedMessages: number;
   readonly queuedBytes: number;
   readonly sentMessages: number;
+  readonly receivedMessages: number;
   readonly droppedMessages: number;
+  /** Dropped messages by channel (at most 32 channels, the rest under '(other)'). */
+  readonly droppedByChannel: Readonly<Record<string, number>>;
+  readonly droppedByReason: Readonly<Partial<Record<DropReason, number>>>;
+  /** Successful handshakes after the first. */
   readonly reconnects: number;
+  /** Dials or handshakes that failed. */
+  readonly connectFailures: number;
+  /** Bytes read from and written to this peer's connections, both directions. */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  /** Socket write calls (a batch of queued messages is one write). */
+  readonly writes: number;
+  readonly snapshotsSent: number;
+  readonly snapshotsReceived: number;
+  /** Streams in either direction that failed, were refused or were aborted. */
+  readonly snapshotsFailed: number;
+  /** Inbound handlers (onMessage/onSnapshot) that threw; logged, never fatal. */
+  readonly handlerErrors: number;
 }
 
 export interface TransportStats {
+  /** Keyed by node id (as a string); every peer in the address book. */
   readonly peers: Readonly<Record<string, PeerStats>>;
+  /** Sums over `peers`. */
+  readonly sentMessages: number;
   readonly receivedMessages: number;
+  readonly droppedMessages: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  /** Messages to node ids not in the address book (dropped, not in `droppedMessages`). */
+  readonly droppedUnknownPeer: number;
+  /** Inbound connections refused at the handshake, in total and by reason ('cluster-mismatch', 'duplicate-id', ...). */
   readonly rejectedConnections: number;
+  readonly rejectedByReason: Readonly<Record<string, number>>;
+  /** Connections closed because of an error, by catalog code (IMPULSE_ERR_TRANSPORT_FRAME_INVALID, ...). */
+  readonly closedByError: Readonly<Record<string, number>>;
   readonly snapshotsSent: number;
   readonly snapshotsReceived: number;
 }

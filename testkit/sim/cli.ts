@@ -9,10 +9,10 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { freshSeed } from '../../src/util/random.js';
-import type { RaftMutations } from '../../src/raft/types.js';
+import { MUTANT_NAMES, type RaftMutations } from '../../src/raft/types.js';
 import { FAULT_KINDS, runSimulation, type FaultKind, type SimOptions, type SimResult } from './simulator.js';
 
-const MUTATIONS = ['voteNotPersisted', 'commitOlderTermEntries', 'readsWithoutReadIndex', 'appendWithoutConsistencyCheck'] as const;
+const MUTATIONS: readonly string[] = MUTANT_NAMES;
 
 function integer(value: string): number {
   const parsed = Number(value);
@@ -34,12 +34,12 @@ interface CliOptions {
 function simOptions(seed: number, options: CliOptions, trace?: (line: string) => void): SimOptions {
   let mutations: RaftMutations | undefined;
   if (options.mutation !== undefined) {
-    if (!(MUTATIONS as readonly string[]).includes(options.mutation)) throw new InvalidArgumentError(`unknown mutation; one of ${MUTATIONS.join(', ')}`);
+    if (!MUTATIONS.includes(options.mutation)) throw new InvalidArgumentError(`unknown mutation; one of ${MUTATIONS.join(', ')}`);
     mutations = { [options.mutation]: true };
   }
   return {
     seed,
-    ...(options.nodes === 3 || options.nodes === 5 ? { nodeCount: options.nodes } : {}),
+    ...(options.nodes === 1 || options.nodes === 3 || options.nodes === 5 ? { nodeCount: options.nodes } : {}),
     ...(options.chaosMs !== undefined ? { chaosMs: options.chaosMs } : {}),
     ...(options.quietMs !== undefined ? { quietMs: options.quietMs } : {}),
     ...(mutations !== undefined ? { mutations } : {}),
@@ -76,9 +76,12 @@ function runOne(seed: number, options: CliOptions): number {
   console.log(`faults: ${faults || 'none'}`);
   console.log(
     `simulated ${stats.simulatedMs.toFixed(0)} ms, ${stats.events} events, ${stats.messagesSent} messages (${stats.messagesDropped} dropped), ` +
-      `${stats.elections} leaders elected, ${stats.snapshotsTaken} snapshots taken, ${stats.snapshotsInstalled} installed`,
+      `${stats.elections} leaders elected, ${stats.compactions} compactions, snapshots ${stats.snapshotsSent} sent / ${stats.snapshotsFailed} failed / ${stats.snapshotsInstalled} installed`,
   );
-  console.log(`operations: ${stats.opsOk} ok, ${stats.opsUnknown} unknown outcome, ${stats.opsRejected} rejected; ${stats.opsChecked} checked`);
+  console.log(`crashes: ${stats.crashes} (${stats.crashesWithUnsyncedSave} with a save in flight), ${stats.removedStops} removed nodes stopped`);
+  console.log(
+    `operations: ${stats.opsOk} ok, ${stats.opsUnknown} unknown outcome, ${stats.opsRejected} rejected (${stats.opsOverloaded} overloaded); ${stats.opsChecked} checked`,
+  );
   console.log(`linearizability: ${result.check?.verdict ?? 'not checked (violation first)'}`);
   console.log(`trace hash: ${result.traceHash}`);
   console.log(`wall time: ${wallMs.toFixed(0)} ms`);
@@ -101,13 +104,17 @@ function runMany(count: number, options: CliOptions): number {
   let opsChecked = 0;
   let unknownVerdicts = 0;
   let failedSeeds = 0;
-  let threeNode = 0;
+  const sizes = new Map<number, number>();
+  let crashes = 0;
+  let crashesUnsynced = 0;
   for (let i = 0; i < count; i++) {
     const seed = from + i;
     const result = runSimulation(simOptions(seed, options));
     simulatedMs += result.stats.simulatedMs;
     opsChecked += result.stats.opsChecked;
-    if (result.nodeCount === 3) threeNode++;
+    sizes.set(result.nodeCount, (sizes.get(result.nodeCount) ?? 0) + 1);
+    crashes += result.stats.crashes;
+    crashesUnsynced += result.stats.crashesWithUnsyncedSave;
     if (result.check?.verdict === 'unknown') unknownVerdicts++;
     for (const kind of FAULT_KINDS) faults[kind] += result.stats.faults[kind];
     if (result.violations.length > 0) {
@@ -124,9 +131,10 @@ function runMany(count: number, options: CliOptions): number {
   }
   if (tty) process.stderr.write('\n');
   const rows: [string, string][] = [
-    ['seeds', `${count} (${threeNode} with 3 nodes, ${count - threeNode} with 5)`],
+    ['seeds', `${count} (${[...sizes.entries()].sort(([a], [b]) => a - b).map(([size, n]) => `${n} with ${size} node${size === 1 ? '' : 's'}`).join(', ')})`],
     ['simulated hours', (simulatedMs / 3_600_000).toFixed(3)],
     ...FAULT_KINDS.map((kind): [string, string] => [`faults: ${kind}`, String(faults[kind])]),
+    ['crashes (with a save in flight)', `${crashes} (${crashesUnsynced})`],
     ['operations checked', String(opsChecked)],
     ['checker verdict unknown (budget)', String(unknownVerdicts)],
     ['seeds with violations', String(failedSeeds)],
@@ -145,7 +153,7 @@ const program = new Command()
   .option('--seed <S>', 'run (replay) exactly this seed', integer)
   .option('--seeds <N>', 'run N consecutive seeds and print a summary', integer)
   .option('--from <S>', 'first seed for --seeds (default: a fresh random seed, printed)', integer)
-  .option('--nodes <n>', 'initial cluster size, 3 or 5 (default: chosen by the seed)', integer)
+  .option('--nodes <n>', 'initial cluster size, 1, 3 or 5 (default: chosen by the seed)', integer)
   .option('--chaos-ms <ms>', 'virtual milliseconds of faults (default 3000)', integer)
   .option('--quiet-ms <ms>', 'virtual milliseconds after healing (default 1500)', integer)
   .option('--mutation <name>', `TEST-ONLY: run a deliberately broken core (${MUTATIONS.join(', ')})`)

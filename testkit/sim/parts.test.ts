@@ -3,7 +3,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SeededRandom } from '../../src/util/random.js';
 import { EventQueue } from './event-queue.js';
-import { decodeCommand, encodeCommand, KvStateMachine } from './kv.js';
+import type { SnapshotImage } from '../../src/raft/driver-seams.js';
+import type { Entry } from '../../src/raft/types.js';
+import { decodeCommand, digestState, encodeCommand, KvStateMachine, type KvWrite } from './kv.js';
 
 test('the event queue pops by time, and by scheduling order on ties', () => {
   const queue = new EventQueue();
@@ -20,20 +22,35 @@ test('the event queue pops by time, and by scheduling order on ties', () => {
   assert.deepEqual(popped, expected);
 });
 
-test('the key-value state machine implements put, delete and compare-and-set, and snapshots round-trip', () => {
-  const kv = new KvStateMachine();
-  assert.deepEqual(kv.apply({ kind: 'cas', key: 'k', expected: null, value: 'v1' }), { kind: 'cas', ok: true });
-  assert.deepEqual(kv.apply({ kind: 'cas', key: 'k', expected: null, value: 'v2' }), { kind: 'cas', ok: false });
-  assert.deepEqual(kv.apply({ kind: 'cas', key: 'k', expected: 'v1', value: 'v2' }), { kind: 'cas', ok: true });
-  kv.apply({ kind: 'put', key: 'j', value: 'x' });
+test('the key-value state machine applies put, delete and compare-and-set, and its image round-trips through stage and install', () => {
+  const conf = { voters: [1, 2, 3], learners: [] };
+  const syncs: (() => void)[] = [];
+  const kv = new KvStateMachine(conf, (complete) => syncs.push(complete));
+  let index = 0;
+  const write = (w: KvWrite): Entry => ({ kind: 'normal', index: ++index, term: 1, data: encodeCommand({ clientId: 1, requestId: index, write: w }) });
+  const results: unknown[] = [];
+  kv.apply([write({ kind: 'cas', key: 'k', expected: null, value: 'v1' }), write({ kind: 'cas', key: 'k', expected: null, value: 'v2' })], (error, out) => {
+    assert.equal(error, null);
+    results.push(...out!);
+  });
+  kv.apply([write({ kind: 'cas', key: 'k', expected: 'v1', value: 'v2' }), write({ kind: 'put', key: 'j', value: 'x' })], (_error, out) => results.push(...out!));
+  assert.deepEqual(results, [{ kind: 'cas', ok: true }, { kind: 'cas', ok: false }, { kind: 'cas', ok: true }, { kind: 'put' }]);
   assert.equal(kv.get('k'), 'v2');
-  const restored = KvStateMachine.fromSnapshot(kv.snapshot());
-  assert.equal(restored.get('k'), 'v2');
-  assert.equal(restored.get('j'), 'x');
-  kv.apply({ kind: 'delete', key: 'k' });
-  assert.equal(kv.get('k'), null);
-  assert.equal(restored.get('k'), 'v2', 'a snapshot is a copy');
-  const command = { clientId: 3, requestId: 7, input: { kind: 'put', key: 'a', value: 'b' } } as const;
+  assert.equal(kv.durableAppliedIndex(), 0, 'nothing durable before its sync');
+  syncs.shift()!();
+  assert.equal(kv.durableAppliedIndex(), 2, 'the first batch is durable');
+  // A crash keeps the durable state plus a prefix of the unsynced batches.
+  kv.crash(new SeededRandom(3));
+  assert.ok(kv.state.appliedIndex === 2 || kv.state.appliedIndex === 4);
+  let image: SnapshotImage | undefined;
+  kv.snapshot((_error, made) => (image = made));
+  const other = new KvStateMachine(conf, (complete) => complete());
+  other.stageSnapshot(image!, (error) => assert.equal(error, null));
+  other.installSnapshot(image!.meta, (error) => assert.equal(error, null));
+  assert.equal(digestState(other.state), digestState(kv.state));
+  assert.equal(other.durableAppliedIndex(), image!.meta.index);
+  other.installSnapshot({ ...image!.meta, index: 99 }, (error) => assert.ok(error !== null, 'no staged image at 99'));
+  const command = { clientId: 3, requestId: 7, write: { kind: 'put', key: 'a', value: 'b' } } as const;
   assert.deepEqual(decodeCommand(encodeCommand(command)), command);
   assert.equal(decodeCommand(new Uint8Array(0)), null, 'the no-op decodes to nothing');
 });

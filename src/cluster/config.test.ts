@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { isImpulseError } from '../errors.js';
+import { deriveClusterId, parseClusterConfig, parseInitialCluster } from './config.js';
+
+const THREE = '1=127.0.0.1:7171,2=127.0.0.1:7172,3=127.0.0.1:7173';
+
+function refused(run: () => unknown, pattern: RegExp): void {
+  assert.throws(run, (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_CONFIG_INVALID') && pattern.test(error.message));
+}
+
+describe('cluster configuration', () => {
+  it('is absent without --node-id, and cluster flags without it are refused', () => {
+    assert.equal(parseClusterConfig({}, '127.0.0.1', 7070), undefined);
+    refused(() => parseClusterConfig({ initialCluster: THREE }, '127.0.0.1', 7070), /needs --node-id/);
+  });
+
+  it('parses a member of a new three-node cluster with defaults', () => {
+    const config = parseClusterConfig({ nodeId: '2', peerPort: '7172', initialCluster: THREE }, '127.0.0.1', 7072)!;
+    assert.equal(config.nodeId, 2);
+    assert.equal(config.advertisePeer, '127.0.0.1:7172');
+    assert.equal(config.advertiseClient, 'http://127.0.0.1:7072');
+    assert.equal(config.initialCluster.size, 3);
+    assert.equal(config.join, false);
+    assert.match(config.clusterId, /^[0-9a-f]{16}$/);
+    assert.deepEqual(config.timing, { tickMs: 100, electionTicks: 10, heartbeatTicks: 1, snapshotEntries: 10_000, snapshotCatchUpEntries: 5_000 });
+  });
+
+  it('derives the same cluster id from the same members in any order, another from another token or member list', () => {
+    const a = deriveClusterId('impulse', parseInitialCluster(THREE));
+    assert.equal(deriveClusterId('impulse', parseInitialCluster('3=127.0.0.1:7173,1=127.0.0.1:7171,2=127.0.0.1:7172')), a);
+    assert.notEqual(deriveClusterId('other', parseInitialCluster(THREE)), a);
+    assert.notEqual(deriveClusterId('impulse', parseInitialCluster('1=127.0.0.1:7171,2=127.0.0.1:7172,3=127.0.0.1:7174')), a);
+  });
+
+  it('refuses bad initial clusters', () => {
+    refused(() => parseInitialCluster('1=127.0.0.1:7171,1=127.0.0.1:7172'), /twice/);
+    refused(() => parseInitialCluster('1=127.0.0.1:7171,2=127.0.0.1:7171'), /two members/);
+    refused(() => parseInitialCluster('a=127.0.0.1:7171'), /look like/);
+    refused(() => parseInitialCluster('1=127.0.0.1'), /not host:port/);
+    refused(() => parseInitialCluster('1=127.0.0.1:70000'), /out of range/);
+    refused(() => parseClusterConfig({ nodeId: '4', initialCluster: THREE }, '127.0.0.1', 7070), /does not name this member/);
+    refused(() => parseClusterConfig({ nodeId: '1' }, '127.0.0.1', 7070), /needs --initial-cluster/);
+  });
+
+  it('a joining member needs the cluster id and no initial cluster', () => {
+    refused(() => parseClusterConfig({ nodeId: '4', join: true }, '127.0.0.1', 7074), /--cluster-id/);
+    const config = parseClusterConfig({ nodeId: '4', join: true, clusterId: '0123456789abcdef', peerPort: '7174' }, '127.0.0.1', 7074)!;
+    assert.equal(config.join, true);
+    assert.equal(config.advertisePeer, '127.0.0.1:7174');
+    assert.equal(config.clusterId, '0123456789abcdef');
+  });
+
+  it('refuses timing that cannot work', () => {
+    refused(() => parseClusterConfig({ nodeId: '1', initialCluster: '1=127.0.0.1:7171', electionTicks: '2', heartbeatTicks: '2' }, '127.0.0.1', 7070), /twice/);
+    refused(() => parseClusterConfig({ nodeId: '1', initialCluster: '1=127.0.0.1:7171', tickMs: '0' }, '127.0.0.1', 7070), /--tick-ms/);
+  });
+});

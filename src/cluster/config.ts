@@ -1,0 +1,163 @@
+/**
+ * Cluster configuration of one `impulse serve` member: who it is, where its
+ * peers listen, how it bootstraps, and the Raft timing. Parsed from flags and
+ * validated before anything starts, so a bad value stops the program with one
+ * sentence (IMPULSE_ERR_CONFIG_INVALID, exit status 2).
+ *
+ *   --node-id 1 --peer-port 7171 --initial-cluster 1=127.0.0.1:7171,2=127.0.0.1:7172,3=127.0.0.1:7173
+ *
+ * Without `--node-id` a node runs alone (the single-node service); with it, it
+ * is a Raft member. `--initial-cluster` names the voters of a NEW cluster by
+ * their peer addresses; a member restarted on its data directory ignores it
+ * (its membership is in its data) except to check that it still names it.
+ * `--join` starts a member that an existing cluster will add (`impulse member
+ * add`): it has no bootstrap configuration and waits to be contacted.
+ */
+import { createHash } from 'node:crypto';
+import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
+import type { NodeId } from '../raft/types.js';
+
+export interface ClusterConfig {
+  readonly nodeId: NodeId;
+  /** 64-bit cluster id as 16 hex digits: from the token and the initial cluster, or given with `--cluster-id`. */
+  readonly clusterId: string;
+  /** Where this member listens for peers. */
+  readonly peerHost: string;
+  readonly peerPort: number;
+  /** The peer address other members dial ("host:port"); defaults to the listen address. */
+  readonly advertisePeer: string;
+  /** The client URL other members forward requests to; defaults to http://<host>:<port> of the API. */
+  readonly advertiseClient: string;
+  /** Initial voters and their peer addresses (empty with `--join`). */
+  readonly initialCluster: ReadonlyMap<NodeId, string>;
+  readonly join: boolean;
+  readonly timing: RaftTimingConfig;
+}
+
+export interface RaftTimingConfig {
+  /** Milliseconds per Raft tick. Default 100. */
+  readonly tickMs: number;
+  /** Election timeout in ticks (each member waits a random [T, 2T)). Default 10 (1–2 s). */
+  readonly electionTicks: number;
+  /** Heartbeat interval in ticks. Default 1. */
+  readonly heartbeatTicks: number;
+  /** Take a snapshot and compact the log once this many entries were applied since the last one. Default 10,000. */
+  readonly snapshotEntries: number;
+  /** Entries kept behind a snapshot so a slightly slow follower catches up from the log. Default 5,000. */
+  readonly snapshotCatchUpEntries: number;
+}
+
+export const DEFAULT_RAFT_TIMING_CONFIG: RaftTimingConfig = Object.freeze({
+  tickMs: 100,
+  electionTicks: 10,
+  heartbeatTicks: 1,
+  snapshotEntries: 10_000,
+  snapshotCatchUpEntries: 5_000,
+});
+
+export const DEFAULT_PEER_PORT = 7171;
+
+export interface ClusterFlags {
+  nodeId?: string;
+  peerPort?: string;
+  peerHost?: string;
+  advertisePeer?: string;
+  advertiseClient?: string;
+  initialCluster?: string;
+  clusterToken?: string;
+  clusterId?: string;
+  join?: boolean;
+  tickMs?: string;
+  electionTicks?: string;
+  heartbeatTicks?: string;
+  snapshotEntries?: string;
+  snapshotCatchUpEntries?: string;
+}
+
+/**
+ * Parses the cluster flags; undefined when `--node-id` is absent (a single
+ * node). `clientHost`/`clientPort` are the API's listen address (for the
+ * default advertised client URL).
+ */
+export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number): ClusterConfig | undefined {
+  if (flags.nodeId === undefined) {
+    const stray = (['peerPort', 'initialCluster', 'join', 'clusterId', 'advertisePeer'] as const).find((name) => flags[name] !== undefined);
+    if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
+    return undefined;
+  }
+  const nodeId = integer('--node-id', flags.nodeId, 1, 2 ** 31 - 1);
+  const peerHost = flags.peerHost ?? clientHost;
+  const peerPort = integer('--peer-port', flags.peerPort ?? String(DEFAULT_PEER_PORT), 1, 65535);
+  const join = flags.join === true;
+  const initialCluster = flags.initialCluster === undefined ? new Map<NodeId, string>() : parseInitialCluster(flags.initialCluster);
+  if (!join && initialCluster.size === 0) throw invalid('a new cluster member needs --initial-cluster (id=host:port,...), or --join to be added to an existing cluster');
+  if (!join && !initialCluster.has(nodeId)) throw invalid(`--initial-cluster does not name this member (--node-id ${nodeId})`);
+  const advertisePeer = flags.advertisePeer ?? (join ? `${hostForUrl(peerHost)}:${peerPort}` : initialCluster.get(nodeId)!);
+  parsePeerAddress('--advertise-peer', advertisePeer);
+  const advertiseClient = flags.advertiseClient ?? `http://${hostForUrl(clientHost === '0.0.0.0' || clientHost === '::' ? '127.0.0.1' : clientHost)}:${clientPort}`;
+  if (!/^https?:\/\/[^/]+$/.test(advertiseClient)) throw invalid(`--advertise-client must be a URL like http://10.0.0.1:7070; got ${JSON.stringify(advertiseClient)}`);
+  let clusterId: string;
+  if (flags.clusterId !== undefined) {
+    if (!/^[0-9a-f]{16}$/.test(flags.clusterId)) throw invalid('--cluster-id must be 16 hex digits (as `impulse member add` prints it)');
+    clusterId = flags.clusterId;
+  } else {
+    if (join) throw invalid('--join needs --cluster-id (printed by `impulse member add`)');
+    clusterId = deriveClusterId(flags.clusterToken ?? 'impulse', initialCluster);
+  }
+  const defaults = DEFAULT_RAFT_TIMING_CONFIG;
+  const timing: RaftTimingConfig = {
+    tickMs: integer('--tick-ms', flags.tickMs ?? String(defaults.tickMs), 1, 10_000),
+    electionTicks: integer('--election-ticks', flags.electionTicks ?? String(defaults.electionTicks), 2, 1000),
+    heartbeatTicks: integer('--heartbeat-ticks', flags.heartbeatTicks ?? String(defaults.heartbeatTicks), 1, 500),
+    snapshotEntries: integer('--snapshot-entries', flags.snapshotEntries ?? String(defaults.snapshotEntries), 1, 100_000_000),
+    snapshotCatchUpEntries: integer('--snapshot-catch-up-entries', flags.snapshotCatchUpEntries ?? String(defaults.snapshotCatchUpEntries), 0, 100_000_000),
+  };
+  if (timing.electionTicks < 2 * timing.heartbeatTicks) throw invalid('--election-ticks must be at least twice --heartbeat-ticks');
+  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, initialCluster, join, timing };
+}
+
+/** "1=host:port,2=host:port" → id → address. Ids positive and distinct, addresses valid and distinct. */
+export function parseInitialCluster(text: string): Map<NodeId, string> {
+  const members = new Map<NodeId, string>();
+  const addresses = new Set<string>();
+  for (const part of text.split(',')) {
+    const match = /^\s*(\d+)\s*=\s*(\S+)\s*$/.exec(part);
+    if (match === null) throw invalid(`--initial-cluster entries look like 1=127.0.0.1:7171; got ${JSON.stringify(part)}`);
+    const id = integer('--initial-cluster id', match[1]!, 1, 2 ** 31 - 1);
+    const address = match[2]!;
+    parsePeerAddress('--initial-cluster', address);
+    if (members.has(id)) throw invalid(`--initial-cluster names member ${id} twice`);
+    if (addresses.has(address)) throw invalid(`--initial-cluster gives address ${address} to two members`);
+    members.set(id, address);
+    addresses.add(address);
+  }
+  if (members.size > 9) throw invalid('--initial-cluster names more than 9 voters; start with 3 or 5 and add learners');
+  return members;
+}
+
+/** Validates "host:port" ("[v6]:port" for IPv6). */
+export function parsePeerAddress(flag: string, address: string): { host: string; port: number } {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(address);
+  if (match === null) throw invalid(`${flag}: ${JSON.stringify(address)} is not host:port`);
+  const port = Number(match[2]);
+  if (port < 1 || port > 65535) throw invalid(`${flag}: port ${port} is out of range`);
+  return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+/**
+ * The cluster id: the first 8 bytes of sha256(token, members sorted by id).
+ * Members started from the same flags agree on it; a member of another cluster
+ * (other token or other initial members) is refused at the transport handshake.
+ */
+export function deriveClusterId(token: string, initialCluster: ReadonlyMap<NodeId, string>): string {
+  const members = [...initialCluster.entries()].sort(([a], [b]) => a - b).map(([id, address]) => `${id}=${address}`);
+  return createHash('sha256').update(`${token}\n${members.join(',')}`).digest('hex').slice(0, 16);
+}
+
+function hostForUrl(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+}

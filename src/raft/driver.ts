@@ -1,0 +1,685 @@
+/**
+ * The node driver: runs one Raft group's core (raft.ts) on its seams — the
+ * log store (storage.ts), the transport and the state machine
+ * (driver-seams.ts), and a `Clock` for latency figures. It is THE loop that
+ * handles `Ready`, in real nodes and in the simulator alike, so the code the
+ * simulator proves is the code that runs.
+ *
+ *   RaftDriver.start(options, (error, driver) => ...);
+ *   driver.tick();                           // from the host's timer, every tick (PRODUCTION_TICK_MS)
+ *   driver.receive(from, body);              // a Raft message from the transport (validated here)
+ *   driver.receiveSnapshot(from, header, chunks, done);
+ *   driver.propose(command, (error, result) => ...);   // once APPLIED, with the state machine's result
+ *   driver.readIndex((error) => ...);        // once a linearizable local read may be served
+ *   driver.proposeConfChange(change, done);  driver.transferLeadership(target, done);
+ *   driver.status();  driver.metrics();  driver.stop();
+ *
+ * One Ready at a time, in the order `Ready` documents:
+ *   1. `logStore.save` of snapshot meta, entries and hard state, and its
+ *      `done` (durable) BEFORE
+ *   2. sending the messages (a `snapshot` message becomes a transfer of the
+ *      state machine's image, reported back to the core), then
+ *   3. installing a received snapshot's staged image, applying committed
+ *      entries (answering their proposers), answering reads whose index is
+ *      applied, then
+ *   4. `advance`, and compaction when due.
+ * Persisting the next Ready does not overlap applying this one: simpler to
+ * reason about, at the cost of one fsync's latency per apply batch.
+ *
+ * Callback-driven: the driver never awaits; every seam completes through a
+ * callback, synchronously or later. The callbacks the driver hands out
+ * (`done` of propose, readIndex, ...) run on its loop and must not throw. Inputs that arrive while a Ready is in
+ * flight wait in a bounded inbox. Everything held is bounded (`limits`):
+ * beyond a bound a proposal or read fails with IMPULSE_ERR_RAFT_OVERLOADED and
+ * a message is dropped (and counted) — Raft tolerates lost messages.
+ *
+ * Fail-stop: a failed save, compaction, apply, install, or a storage read
+ * that throws stops the driver; pending requests fail with
+ * IMPULSE_ERR_RAFT_STOPPED and `onStop` says why. A node that learns it was
+ * removed from the cluster stops the same way (`onStop({kind: 'removed'})`).
+ */
+import { ImpulseError } from '../errors.js';
+import type { Clock } from '../util/clock.js';
+import { assert } from '../util/assert.js';
+import { parseMessage } from './message.js';
+import { RaftNode, type ProgressView, type RaftConfig } from './raft.js';
+import type { RaftLogStore } from './storage.js';
+import { RAFT_CHANNEL, type GroupMessage, type RaftStateMachine, type RaftTransport, type SnapshotImage } from './driver-seams.js';
+import { RaftError, type ConfChange, type Message, type NodeId, type Ready, type Role } from './types.js';
+
+/**
+ * Production tick. With the cluster config's defaults (src/cluster/config.ts:
+ * election 10 ticks, heartbeat 1 tick) elections follow 1-2 s of silence and
+ * heartbeats go every 100 ms, as in etcd.
+ */
+export const PRODUCTION_TICK_MS = 100;
+
+export interface RaftDriverLimits {
+  /** Proposals (and conf changes) waiting to be applied. */
+  readonly pendingProposalsMax: number;
+  /** Reads waiting for confirmation or for application of their index. */
+  readonly pendingReadsMax: number;
+  /** Peer messages waiting while a Ready is in flight; more are dropped. */
+  readonly inboxMessagesMax: number;
+  /** Ticks waiting while a Ready is in flight; more are dropped (a slow disk must not bank elections). */
+  readonly queuedTicksMax: number;
+  /** Bytes per chunk of a snapshot transfer. */
+  readonly snapshotChunkBytes: number;
+  /** Compact once the durable applied index is this many entries past the kept tail. */
+  readonly compactThresholdEntries: number;
+  /** Entries kept below the durable applied index at compaction, for followers a little behind (etcd's SnapshotCatchUpEntries). */
+  readonly snapshotCatchUpEntries: number;
+}
+
+export const DEFAULT_DRIVER_LIMITS: RaftDriverLimits = {
+  pendingProposalsMax: 4096,
+  pendingReadsMax: 4096,
+  inboxMessagesMax: 4096,
+  queuedTicksMax: 10,
+  snapshotChunkBytes: 1 << 20,
+  compactThresholdEntries: 10_000,
+  snapshotCatchUpEntries: 5_000,
+};
+
+export type StopReason = { readonly kind: 'removed' } | { readonly kind: 'failed'; readonly error: Error } | { readonly kind: 'closed' };
+
+export interface RaftDriverOptions<R> {
+  /** The Raft group (shard) this driver runs; every outbound message carries it. */
+  readonly group: number;
+  readonly raft: RaftConfig;
+  readonly limits?: Partial<RaftDriverLimits>;
+  readonly logStore: RaftLogStore;
+  readonly transport: RaftTransport;
+  readonly stateMachine: RaftStateMachine<R>;
+  /** For save latency figures only; the Raft timers run on `tick()`. */
+  readonly clock: Clock;
+  /** The state machine's durable applied index as it opened. */
+  readonly appliedIndex: number;
+  /** Ids removed by committed configurations (kept by the state machine). */
+  readonly removedNodes?: readonly NodeId[];
+  /** Called once, when the driver stops. */
+  readonly onStop?: (reason: StopReason) => void;
+}
+
+export type ProposeDone<R> = (error: RaftError | null, result?: R) => void;
+export type ReadDone = (error: RaftError | null) => void;
+
+export interface RaftDriverStatus {
+  readonly group: number;
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly term: number;
+  readonly leader: NodeId;
+  readonly commit: number;
+  readonly applied: number;
+  readonly snapshotIndex: number;
+  readonly lastIndex: number;
+  readonly stopped: boolean;
+  /** Per member, on the leader only: match, next, state, lag (leader's last index - match), ticks since last contact. */
+  readonly progress: Readonly<Record<string, ProgressView & { readonly lag: number }>>;
+}
+
+export interface RaftDriverMetrics {
+  proposals: number;
+  /** Failed proposals by error code. */
+  proposalsFailed: Record<string, number>;
+  leaderChanges: number;
+  /** Times this node became leader. */
+  elections: number;
+  campaigns: number;
+  reads: number;
+  readRounds: number;
+  snapshotsSent: number;
+  snapshotsReceived: number;
+  snapshotsFailed: number;
+  compactions: number;
+  messagesDropped: number;
+  messagesInvalid: number;
+  ticksDropped: number;
+  saves: number;
+  saveLatencyMsTotal: number;
+  saveLatencyMsMax: number;
+}
+
+type Input<R> =
+  | { readonly kind: 'tick' }
+  | { readonly kind: 'message'; readonly message: Message; readonly stagedSnapshot: boolean }
+  | { readonly kind: 'propose'; readonly data: Uint8Array; readonly done: ProposeDone<R> }
+  | { readonly kind: 'conf-change'; readonly change: ConfChange; readonly done: ProposeDone<R> }
+  | { readonly kind: 'read'; readonly done: ReadDone }
+  | { readonly kind: 'transfer'; readonly target: NodeId; readonly done: (error: RaftError | null) => void }
+  | { readonly kind: 'report-snapshot'; readonly to: NodeId; readonly ok: boolean };
+
+interface PendingProposal<R> {
+  readonly term: number;
+  readonly done: ProposeDone<R>;
+}
+
+type Phase = 'idle' | 'in-ready' | 'compacting' | 'stopped';
+
+export class RaftDriver<R> {
+  readonly group: number;
+  readonly id: NodeId;
+  private readonly raft: RaftNode;
+  private readonly limits: RaftDriverLimits;
+  private phase: Phase = 'idle';
+  private inbox: Input<R>[] = [];
+  private inboxMessages = 0;
+  private inboxTicks = 0;
+  private inboxRequests = 0;
+  private pumping = false;
+  private pumpAgain = false;
+  /**
+   * Proposals waiting to apply, by log index. One index may hold proposals of
+   * several terms (this node led, lost the entry, led again): the entry that
+   * applies there decides which one, if any, succeeded.
+   */
+  private readonly proposals = new Map<number, PendingProposal<R>[]>();
+  private proposalCount = 0;
+  private readonly reads = new Map<number, ReadDone>();
+  private readsWaitingApply: { readonly index: number; readonly done: ReadDone }[] = [];
+  private nextReadId = 1;
+  private readonly snapshotsSending = new Set<NodeId>();
+  /** A received image is being staged, or was stepped and its Ready has not finished: one at a time. */
+  private snapshotReceiving = false;
+  /** A staged snapshot's message was fed to the core since the last Ready started. */
+  private snapshotStepped = false;
+  /** The Ready in flight is the one that consumed the staged snapshot (installed or ignored it). */
+  private readyConsumesStaged = false;
+  private lastLeader: NodeId;
+  private readonly metricsValue: RaftDriverMetrics = {
+    proposals: 0,
+    proposalsFailed: {},
+    leaderChanges: 0,
+    elections: 0,
+    campaigns: 0,
+    reads: 0,
+    readRounds: 0,
+    snapshotsSent: 0,
+    snapshotsReceived: 0,
+    snapshotsFailed: 0,
+    compactions: 0,
+    messagesDropped: 0,
+    messagesInvalid: 0,
+    ticksDropped: 0,
+    saves: 0,
+    saveLatencyMsTotal: 0,
+    saveLatencyMsMax: 0,
+  };
+
+  /**
+   * Opens a driver. When the log store already begins at a snapshot the state
+   * machine has not installed (a crash between persisting a received
+   * snapshot's meta and installing its staged image), it installs it first.
+   */
+  static start<R>(options: RaftDriverOptions<R>, done: (error: Error | null, driver?: RaftDriver<R>) => void): void {
+    const boundary = options.logStore.snapshotMeta();
+    if (options.appliedIndex >= boundary.index) {
+      done(null, new RaftDriver(options, options.appliedIndex));
+      return;
+    }
+    options.stateMachine.installSnapshot(boundary, (error) => {
+      if (error !== null) done(error);
+      else done(null, new RaftDriver(options, boundary.index));
+    });
+  }
+
+  private constructor(
+    private readonly options: RaftDriverOptions<R>,
+    applied: number,
+  ) {
+    this.group = options.group;
+    this.id = options.raft.id;
+    this.limits = { ...DEFAULT_DRIVER_LIMITS, ...options.limits };
+    this.raft = new RaftNode(options.raft, { storage: options.logStore, applied, ...(options.removedNodes !== undefined ? { removedNodes: options.removedNodes } : {}) });
+    this.lastLeader = this.raft.leaderId;
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  /** One tick of the host's timer. */
+  tick(): void {
+    if (this.phase === 'stopped') return;
+    if (this.inboxTicks >= this.limits.queuedTicksMax) {
+      this.metricsValue.ticksDropped++;
+      return;
+    }
+    this.inboxTicks++;
+    this.enqueue({ kind: 'tick' });
+  }
+
+  /**
+   * A Raft message body from peer `from` (as the transport authenticated it).
+   * Invalid bodies are dropped, counted, and returned as the error (for the
+   * runtime's log); null when accepted or dropped for a full inbox.
+   */
+  receive(from: NodeId, body: unknown): RaftError | null {
+    if (this.phase === 'stopped') return null;
+    let message: Message;
+    try {
+      message = this.parseFrom(from, body);
+    } catch (error) {
+      this.metricsValue.messagesInvalid++;
+      if (error instanceof RaftError) return error;
+      throw error;
+    }
+    if (message.type === 'snapshot') {
+      // A snapshot message without its image cannot be installed: it comes only through receiveSnapshot.
+      this.metricsValue.messagesInvalid++;
+      return new RaftError('IMPULSE_ERR_RAFT_MESSAGE_INVALID', 'a snapshot message must come with its image');
+    }
+    this.enqueueMessage(message, false);
+    return null;
+  }
+
+  /**
+   * A snapshot stream from `from`: `header` is the body of the transfer's
+   * header (`{ message }`), `chunks` the image. The image is staged by the
+   * state machine FIRST; only then is the snapshot message stepped. `done`
+   * accepts (null) or refuses the stream; the sender reports the outcome.
+   */
+  receiveSnapshot(from: NodeId, header: unknown, chunks: readonly Uint8Array[], done: (error: Error | null) => void): void {
+    if (this.phase === 'stopped') return done(new RaftError('IMPULSE_ERR_RAFT_STOPPED', 'the group stopped on this node'));
+    let message: Message;
+    try {
+      message = this.parseFrom(from, typeof header === 'object' && header !== null ? (header as { message?: unknown }).message : undefined);
+      if (message.type !== 'snapshot') throw new RaftError('IMPULSE_ERR_RAFT_MESSAGE_INVALID', 'a snapshot header must carry a snapshot message');
+    } catch (error) {
+      this.metricsValue.messagesInvalid++;
+      return done(error instanceof Error ? error : new Error(String(error)));
+    }
+    if (this.snapshotReceiving) return done(new RaftError('IMPULSE_ERR_RAFT_OVERLOADED', 'another snapshot is being received'));
+    this.snapshotReceiving = true;
+    const image: SnapshotImage = { meta: message.snapshot, data: concat(chunks) };
+    this.options.stateMachine.stageSnapshot(image, (error) => {
+      if (error !== null || this.phase === 'stopped') {
+        this.snapshotReceiving = false;
+        return done(error ?? new RaftError('IMPULSE_ERR_RAFT_STOPPED', 'the group stopped on this node'));
+      }
+      this.metricsValue.snapshotsReceived++;
+      this.enqueueMessage(message, true);
+      done(null);
+    });
+  }
+
+  /** Proposes `command`; `done` once it APPLIED (with the state machine's result) or failed (RaftError). */
+  propose(command: Uint8Array, done: ProposeDone<R>): void {
+    if (this.refuseRequest(done, this.proposalCount, this.limits.pendingProposalsMax, 'proposals')) return;
+    this.metricsValue.proposals++;
+    this.enqueue({ kind: 'propose', data: command, done });
+  }
+
+  /** Proposes a membership change; `done` once it applied. */
+  proposeConfChange(change: ConfChange, done: ProposeDone<R>): void {
+    if (this.refuseRequest(done, this.proposalCount, this.limits.pendingProposalsMax, 'proposals')) return;
+    this.metricsValue.proposals++;
+    this.enqueue({ kind: 'conf-change', change, done });
+  }
+
+  /**
+   * `done(null)` once a linearizable read may be served from the local state
+   * machine: leadership was confirmed by a quorum after this call, and the
+   * state machine applied the commit index recorded then.
+   */
+  readIndex(done: ReadDone): void {
+    const held = this.reads.size + this.readsWaitingApply.length;
+    if (this.refuseRequest(done, held, this.limits.pendingReadsMax, 'reads')) return;
+    this.metricsValue.reads++;
+    this.enqueue({ kind: 'read', done });
+  }
+
+  /** Starts handing leadership to `target`; `done` with null once started (not completed) or the reason it cannot. */
+  transferLeadership(target: NodeId, done: (error: RaftError | null) => void = () => {}): void {
+    if (this.phase === 'stopped') return done(stoppedError());
+    this.enqueue({ kind: 'transfer', target, done });
+  }
+
+  /** Stops the driver (the host closes the group); pending requests fail with IMPULSE_ERR_RAFT_STOPPED. */
+  stop(): void {
+    this.halt({ kind: 'closed' });
+  }
+
+  // ---------------------------------------------------------------- observation
+
+  get stopped(): boolean {
+    return this.phase === 'stopped';
+  }
+
+  /** The core, for observation by tests and the simulator's invariant checks. Never give it inputs. */
+  get node(): RaftNode {
+    return this.raft;
+  }
+
+  status(): RaftDriverStatus {
+    const raft = this.raft;
+    const progress: Record<string, ProgressView & { lag: number }> = {};
+    for (const id of raft.progressIds()) {
+      const view = raft.progressOf(id)!;
+      progress[String(id)] = { ...view, lag: raft.lastIndex - view.match };
+    }
+    return {
+      group: this.group,
+      id: this.id,
+      role: raft.role,
+      term: raft.currentTerm,
+      leader: raft.leaderId,
+      commit: raft.commitIndex,
+      applied: raft.appliedIndex,
+      snapshotIndex: raft.snapshotIndex,
+      lastIndex: raft.lastIndex,
+      stopped: this.stopped,
+      progress,
+    };
+  }
+
+  metrics(): Readonly<RaftDriverMetrics> {
+    return { ...this.metricsValue, proposalsFailed: { ...this.metricsValue.proposalsFailed }, campaigns: this.raft.counters.campaigns, readRounds: this.raft.readRounds };
+  }
+
+  // ---------------------------------------------------------------- the loop
+
+  private enqueue(input: Input<R>): void {
+    if (input.kind === 'propose' || input.kind === 'conf-change' || input.kind === 'read') this.inboxRequests++;
+    this.inbox.push(input);
+    this.pump();
+  }
+
+  private enqueueMessage(message: Message, stagedSnapshot: boolean): void {
+    if (this.inboxMessages >= this.limits.inboxMessagesMax && !stagedSnapshot) {
+      this.metricsValue.messagesDropped++;
+      return;
+    }
+    this.inboxMessages++;
+    this.enqueue({ kind: 'message', message, stagedSnapshot });
+  }
+
+  /**
+   * Runs the loop until it must wait for a seam. Re-entrant calls (a seam that
+   * completes synchronously, a callback that proposes) only ask for another
+   * round, so the stack stays flat.
+   */
+  private pump(): void {
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.pumpAgain = false;
+        if (this.phase === 'idle') this.pumpOnce();
+      } while (this.pumpAgain);
+    } catch (error) {
+      // A storage read that failed inside the core (ImpulseError): fail-stop. A broken
+      // invariant (AssertionError) stops the driver too, and stays loud.
+      this.halt({ kind: 'failed', error: error instanceof Error ? error : new Error(String(error)) });
+      if (!(error instanceof ImpulseError)) throw error;
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** Feeds the inbox to the core, then starts a Ready or a compaction, or notices removal. */
+  private pumpOnce(): void {
+    const inputs = this.inbox;
+    this.inbox = [];
+    this.inboxMessages = 0;
+    this.inboxTicks = 0;
+    this.inboxRequests = 0;
+    for (const input of inputs) this.feed(input);
+    const consumesStaged = this.snapshotStepped;
+    this.snapshotStepped = false;
+    if (this.raft.hasReady()) {
+      this.readyConsumesStaged = consumesStaged;
+      this.runReady(this.raft.ready());
+      return;
+    }
+    if (consumesStaged) this.snapshotReceiving = false; // the core ignored it (a stale term)
+    if (this.raft.removed) {
+      this.halt({ kind: 'removed' });
+      return;
+    }
+    this.maybeCompact();
+  }
+
+  private feed(input: Input<R>): void {
+    const raft = this.raft;
+    switch (input.kind) {
+      case 'tick':
+        return raft.tick();
+      case 'message':
+        if (input.stagedSnapshot) this.snapshotStepped = true;
+        return raft.step(input.message);
+      case 'propose':
+      case 'conf-change': {
+        const result = input.kind === 'propose' ? raft.propose(input.data) : raft.proposeConfChange(input.change);
+        if (!result.ok) return this.failProposal(input.done, result.error);
+        const atIndex = this.proposals.get(result.index) ?? [];
+        atIndex.push({ term: result.term, done: input.done });
+        this.proposals.set(result.index, atIndex);
+        this.proposalCount++;
+        return;
+      }
+      case 'read': {
+        const id = this.nextReadId++;
+        this.reads.set(id, input.done);
+        return raft.readIndex(id);
+      }
+      case 'transfer':
+        return input.done(raft.transferLeadership(input.target));
+      case 'report-snapshot':
+        if (!input.ok) this.metricsValue.snapshotsFailed++;
+        return raft.reportSnapshot(input.to, input.ok);
+    }
+  }
+
+  /** Steps 1-4 of one Ready. */
+  private runReady(ready: Ready): void {
+    this.phase = 'in-ready';
+    this.noteSoftState(ready);
+    const hasWrites = ready.snapshot !== null || ready.entries.length > 0 || ready.hardState !== null;
+    if (!hasWrites) return this.afterSave(ready, null);
+    const startedMs = this.options.clock.now();
+    this.options.logStore.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState }, (error) => {
+      const latencyMs = this.options.clock.now() - startedMs;
+      this.metricsValue.saves++;
+      this.metricsValue.saveLatencyMsTotal += latencyMs;
+      this.metricsValue.saveLatencyMsMax = Math.max(this.metricsValue.saveLatencyMsMax, latencyMs);
+      this.afterSave(ready, error);
+    });
+  }
+
+  /** 2. Durable: send. 3. Install the snapshot, then apply. */
+  private afterSave(ready: Ready, error: Error | null): void {
+    if (this.phase !== 'in-ready') return; // stopped meanwhile
+    if (error !== null) return this.halt({ kind: 'failed', error });
+    for (const message of ready.messages) {
+      if (message.type === 'snapshot') this.sendSnapshot(message);
+      else this.options.transport.send(message.to, { channel: RAFT_CHANNEL, group: this.group, body: message });
+    }
+    if (ready.snapshot === null) return this.applyEntries(ready);
+    const snapshot = ready.snapshot;
+    this.options.stateMachine.installSnapshot(snapshot, (installError) => {
+      if (this.phase !== 'in-ready') return;
+      if (installError !== null) return this.halt({ kind: 'failed', error: installError });
+      // Proposals the snapshot covers may or may not be in it: this node cannot tell any more.
+      for (const index of [...this.proposals.keys()]) {
+        if (index <= snapshot.index) this.resolveProposal(index, -1, undefined, new RaftError('IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN', `a snapshot at ${snapshot.index} replaced the log under this proposal`));
+      }
+      this.applyEntries(ready);
+    });
+  }
+
+  private applyEntries(ready: Ready): void {
+    const entries = ready.committedEntries;
+    if (entries.length === 0) return this.finishReady(ready);
+    this.options.stateMachine.apply(entries, (error, results) => {
+      if (this.phase !== 'in-ready') return;
+      if (error !== null) return this.halt({ kind: 'failed', error });
+      assert(results !== undefined && results.length === entries.length, 'the state machine returned one result per entry', results?.length, entries.length);
+      for (let i = 0; i < entries.length; i++) this.resolveProposal(entries[i]!.index, entries[i]!.term, results[i]);
+      this.finishReady(ready);
+    });
+  }
+
+  /** Reads, then 4. advance; the loop goes on. */
+  private finishReady(ready: Ready): void {
+    const applied = ready.committedEntries.length > 0 ? ready.committedEntries[ready.committedEntries.length - 1]!.index : ready.snapshot !== null ? ready.snapshot.index : this.raft.appliedIndex;
+    for (const state of ready.readStates) {
+      const done = this.reads.get(state.requestId);
+      if (done === undefined) continue;
+      this.reads.delete(state.requestId);
+      if (!state.ok) done(state.error);
+      else this.readsWaitingApply.push({ index: state.index, done });
+    }
+    const waiting = this.readsWaitingApply;
+    this.readsWaitingApply = [];
+    for (const read of waiting) {
+      if (read.index <= applied) read.done(null);
+      else this.readsWaitingApply.push(read);
+    }
+    if (this.readyConsumesStaged) {
+      this.readyConsumesStaged = false;
+      this.snapshotReceiving = false;
+    }
+    this.raft.advance(ready);
+    this.phase = 'idle';
+    this.pump();
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private parseFrom(from: NodeId, body: unknown): Message {
+    const message = parseMessage(body);
+    if (message.from !== from || message.to !== this.id) {
+      throw new RaftError('IMPULSE_ERR_RAFT_MESSAGE_INVALID', `message from ${message.from} to ${message.to} arrived from ${from} at ${this.id}`);
+    }
+    return message;
+  }
+
+  /** Fails `done` at once when stopped or when `held` reached `max`; true when it did. */
+  private refuseRequest(done: (error: RaftError) => void, held: number, max: number, what: string): boolean {
+    let error: RaftError | null = null;
+    if (this.phase === 'stopped') error = stoppedError();
+    else if (held + this.inboxRequests >= max) error = new RaftError('IMPULSE_ERR_RAFT_OVERLOADED', `${max} ${what} are pending on this node`, this.raft.leaderId);
+    if (error === null) return false;
+    this.countFailure(error);
+    done(error);
+    return true;
+  }
+
+  /**
+   * Settles the proposals pending at `index`: the one of the applied entry's
+   * term succeeded with `result`; the others were superseded (or all fail
+   * with `error` when given).
+   */
+  private resolveProposal(index: number, appliedTerm: number, result: R | undefined, error?: RaftError): void {
+    const pending = this.proposals.get(index);
+    if (pending === undefined) return;
+    this.proposals.delete(index);
+    this.proposalCount -= pending.length;
+    for (const proposal of pending) {
+      if (error === undefined && proposal.term === appliedTerm) proposal.done(null, result);
+      else this.failProposal(proposal.done, error ?? new RaftError('IMPULSE_ERR_RAFT_PROPOSAL_SUPERSEDED', `another entry was committed at index ${index}`, this.raft.leaderId));
+    }
+  }
+
+  private failProposal(done: ProposeDone<R>, error: RaftError): void {
+    this.countFailure(error);
+    done(error);
+  }
+
+  private countFailure(error: RaftError): void {
+    const failed = this.metricsValue.proposalsFailed;
+    failed[error.code] = (failed[error.code] ?? 0) + 1;
+  }
+
+  private noteSoftState(ready: Ready): void {
+    const soft = ready.softState;
+    if (soft.leaderId !== this.lastLeader) {
+      this.metricsValue.leaderChanges++;
+      if (soft.leaderId === this.id) this.metricsValue.elections++;
+      this.lastLeader = soft.leaderId;
+    }
+  }
+
+  /** The core asked for a snapshot to `to`: send the state machine's current image, and report the outcome. */
+  private sendSnapshot(message: Extract<Message, { type: 'snapshot' }>): void {
+    const to = message.to;
+    if (this.snapshotsSending.has(to)) return; // the core waits for the report of the one in flight
+    this.snapshotsSending.add(to);
+    const report = (ok: boolean): void => {
+      this.snapshotsSending.delete(to);
+      if (this.phase !== 'stopped') this.enqueue({ kind: 'report-snapshot', to, ok });
+    };
+    this.options.stateMachine.snapshot((error, image) => {
+      if (error !== null || image === undefined || this.phase === 'stopped') return report(false);
+      assert(image.meta.index >= message.snapshot.index, 'the state machine image is older than the log boundary', image.meta.index, message.snapshot.index);
+      this.metricsValue.snapshotsSent++;
+      const header: GroupMessage = { channel: RAFT_CHANNEL, group: this.group, body: { message: { ...message, snapshot: image.meta } } };
+      this.options.transport.sendSnapshot(to, header, chunk(image.data, this.limits.snapshotChunkBytes), (sendError) => report(sendError === null));
+    });
+  }
+
+  /** Compacts the log up to the durable applied index, less the catch-up tail, once far enough past the last boundary. */
+  private maybeCompact(): void {
+    const durable = Math.min(this.options.stateMachine.durableAppliedIndex(), this.raft.appliedIndex);
+    const target = durable - this.limits.snapshotCatchUpEntries;
+    if (target - this.raft.snapshotIndex < this.limits.compactThresholdEntries) return;
+    const meta = this.raft.compact(target);
+    this.phase = 'compacting';
+    this.options.logStore.compact(meta, (error) => {
+      if (this.phase !== 'compacting') return;
+      if (error !== null) return this.halt({ kind: 'failed', error });
+      this.metricsValue.compactions++;
+      this.phase = 'idle';
+      this.pump();
+    });
+  }
+
+  /** Stops for good: every pending request fails with IMPULSE_ERR_RAFT_STOPPED; `onStop` once. */
+  private halt(reason: StopReason): void {
+    if (this.phase === 'stopped') return;
+    this.phase = 'stopped';
+    const error = stoppedError(reason.kind === 'removed' ? 'this node was removed from the cluster' : undefined);
+    const proposals = [...this.proposals.values()].flat().map((pending) => pending.done);
+    const reads = [...this.reads.values(), ...this.readsWaitingApply.map((read) => read.done)];
+    const queued = this.inbox;
+    this.proposals.clear();
+    this.proposalCount = 0;
+    this.reads.clear();
+    this.readsWaitingApply = [];
+    this.inbox = [];
+    for (const done of proposals) this.failProposal(done, error);
+    for (const done of reads) done(error);
+    for (const input of queued) {
+      if (input.kind === 'propose' || input.kind === 'conf-change') this.failProposal(input.done, error);
+      else if (input.kind === 'read' || input.kind === 'transfer') input.done(error);
+    }
+    this.options.onStop?.(reason);
+  }
+}
+
+function stoppedError(why = 'the Raft group stopped on this node'): RaftError {
+  return new RaftError('IMPULSE_ERR_RAFT_STOPPED', why);
+}
+
+function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** `data` in pieces of at most `size` bytes (one empty piece for empty data). */
+function chunk(data: Uint8Array, size: number): Uint8Array[] {
+  if (data.length <= size) return [data];
+  const pieces: Uint8Array[] = [];
+  for (let at = 0; at < data.length; at += size) pieces.push(data.subarray(at, Math.min(at + size, data.length)));
+  return pieces;
+}
+
