@@ -143,28 +143,8 @@ export function searchBlock(block: Block, key: Buffer): number {
   const keyBuffer = scratch.key;
   let keyLength = 0;
   while (p < end) {
-    let shared = 0;
-    let shift = 0;
-    let byte: number;
-    do {
-      byte = data[p++]!;
-      shared |= (byte & 0x7f) << shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 35);
-    let unshared = 0;
-    shift = 0;
-    do {
-      byte = data[p++]!;
-      unshared |= (byte & 0x7f) << shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 35);
-    let tag = 0;
-    shift = 0;
-    do {
-      byte = data[p++]!;
-      tag += (byte & 0x7f) * 2 ** shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 56);
+    p = readEntryHeader(data, p);
+    const { shared, unshared, tag } = entryHeader;
     const valueLength = tag === 0 ? 0 : tag - 1;
     if (shared > keyLength || p + unshared + valueLength > end || shared + unshared > keyBuffer.length) {
       throw corruption('lsm', source, 'data block entry is malformed');
@@ -212,24 +192,50 @@ const restartKey = { start: 0, end: 0 };
 
 /** Sets `restartKey` to the key of restart point `index` of `block`. */
 function locateRestartKey(block: Block, index: number): void {
-  const data = block.data;
-  let p = data.readUInt32LE(block.restartsOffset + index * 4);
-  // Restart entries have shared = 0: skip it, read unshared, skip the value tag.
-  if (data[p] !== 0) throw corruption('lsm', block.source, 'restart entry has a shared prefix');
-  p++;
-  let unshared = 0;
+  const p = readEntryHeader(block.data, block.data.readUInt32LE(block.restartsOffset + index * 4));
+  if (entryHeader.shared !== 0) throw corruption('lsm', block.source, 'restart entry has a shared prefix');
+  if (p + entryHeader.unshared > block.restartsOffset) throw corruption('lsm', block.source, 'restart key runs past the entries');
+  restartKey.start = p;
+  restartKey.end = p + entryHeader.unshared;
+}
+
+/** The three varints that start an entry, as `readEntryHeader` read them last (scratch: read it at once). */
+const entryHeader = { shared: 0, unshared: 0, tag: 0 };
+
+/**
+ * Reads the entry header at `p` of `data` into `entryHeader` and returns the
+ * offset of the key suffix. Bounds are the caller's to check: a read past the
+ * data counts as zero bytes and leaves the offset past the end, which they reject.
+ * (The three varints are written out, not a helper called three times: this is
+ * the inner loop of every lookup and seek.)
+ */
+function readEntryHeader(data: Buffer, p: number): number {
+  let shared = 0;
   let shift = 0;
   let byte: number;
+  do {
+    byte = data[p++]!;
+    shared |= (byte & 0x7f) << shift;
+    shift += 7;
+  } while (byte >= 0x80 && shift < 35);
+  let unshared = 0;
+  shift = 0;
   do {
     byte = data[p++]!;
     unshared |= (byte & 0x7f) << shift;
     shift += 7;
   } while (byte >= 0x80 && shift < 35);
-  do byte = data[p++]!;
-  while (byte >= 0x80);
-  if (p + unshared > block.restartsOffset) throw corruption('lsm', block.source, 'restart key runs past the entries');
-  restartKey.start = p;
-  restartKey.end = p + unshared;
+  let tag = 0;
+  shift = 0;
+  do {
+    byte = data[p++]!;
+    tag += (byte & 0x7f) * 2 ** shift;
+    shift += 7;
+  } while (byte >= 0x80 && shift < 56);
+  entryHeader.shared = shared;
+  entryHeader.unshared = unshared;
+  entryHeader.tag = tag;
+  return p;
 }
 
 /** Restart point `restart`'s byte offset in `block` (the end of the entries for `restartCount`). */
@@ -254,28 +260,8 @@ export function decodeBlock(block: Block, fromRestart = 0, toRestart = block.res
   let p = restartOffset(block, fromRestart);
   if (p >= end) throw corruption('lsm', block.source, `restart interval ${fromRestart} is empty`);
   while (p < end) {
-    let shared = 0;
-    let shift = 0;
-    let byte: number;
-    do {
-      byte = data[p++]!;
-      shared |= (byte & 0x7f) << shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 35);
-    let unshared = 0;
-    shift = 0;
-    do {
-      byte = data[p++]!;
-      unshared |= (byte & 0x7f) << shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 35);
-    let tag = 0;
-    shift = 0;
-    do {
-      byte = data[p++]!;
-      tag += (byte & 0x7f) * 2 ** shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 56);
+    p = readEntryHeader(data, p);
+    const { shared, unshared, tag } = entryHeader;
     const valueLength = tag === 0 ? 0 : tag - 1;
     if (shared > previousLength || p + unshared + valueLength > end) throw corruption('lsm', block.source, 'data block entry is malformed');
     const keyLength = shared + unshared;

@@ -18,6 +18,7 @@ import { type IoOperation, MemVfs } from '../../../testkit/vfs/mem-vfs.js';
 import { dirName } from '../../vfs/vfs.js';
 import type { Random } from '../../util/random.js';
 import { LsmEngine, type LsmEngineOptions } from './lsm-engine.js';
+import { TINY_TUNING } from './tiny-tuning.js';
 
 const FULL = process.env['LSM_CRASH_FULL'] === '1';
 const DIR = 'db';
@@ -27,14 +28,7 @@ function tinyEngine(vfs: MemVfs, extra: Partial<LsmEngineOptions> = {}): LsmEngi
   return new LsmEngine({
     dataDir: DIR,
     vfs,
-    memtableBytes: 1024,
-    tableTargetBytes: 1024,
-    blockBytes: 256,
-    level0CompactionTrigger: 2,
-    level0StopWritesTrigger: 4,
-    level1TargetBytes: 2048,
-    levelSizeMultiplier: 2,
-    levelCount: 4,
+    ...TINY_TUNING,
     ...extra,
   });
 }

@@ -19,6 +19,7 @@ import { errnoError, vfsError, type Vfs, type VfsFile, type VfsOpenOptions } fro
 import { KvHistory, checkRecoveredKv, collectContents, readAllEntries } from '../../../testkit/storage/kv-crash.js';
 import { MemVfs } from '../../../testkit/vfs/mem-vfs.js';
 import { LsmEngine, type LsmEngineOptions } from './lsm-engine.js';
+import { TINY_TUNING } from './tiny-tuning.js';
 
 const DIR = 'db';
 
@@ -145,14 +146,7 @@ function engineOn(vfs: Vfs, clock: Clock, extra: Partial<LsmEngineOptions> = {})
     dataDir: DIR,
     vfs,
     clock,
-    memtableBytes: 1024,
-    tableTargetBytes: 1024,
-    blockBytes: 256,
-    level0CompactionTrigger: 2,
-    level0StopWritesTrigger: 4,
-    level1TargetBytes: 2048,
-    levelSizeMultiplier: 2,
-    levelCount: 4,
+    ...TINY_TUNING,
     ...extra,
   });
 }

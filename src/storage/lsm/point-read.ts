@@ -11,7 +11,7 @@
 import { partitionPoint } from '../../util/bytes.js';
 import { bloomHashes } from './bloom.js';
 import { TABLE_MISS, TABLE_TOMBSTONE } from './table.js';
-import { type Table, type Version, type VersionSet, findTable } from './version.js';
+import type { Table, Version, VersionSet } from './version.js';
 
 /** Scratch a caller reuses across lookups (never held across an await). */
 export interface LookupScratch {
@@ -36,27 +36,17 @@ export function getFromTables(versions: VersionSet, key: Buffer, keyString: stri
   const levels = version.levels;
   for (let level = 0; level < levels.length; level++) {
     const tables = levels[level]!;
-    if (tables.length === 0) continue;
-    let first: number;
-    let last: number;
-    if (level === 0) {
-      first = 0;
-      last = tables.length - 1;
-    } else {
-      first = findTableByString(tables, keyString);
-      last = first;
-      if (first >= tables.length) continue;
-    }
-    for (let i = first; i <= last; i++) {
+    const first = firstCandidate(tables, level, keyString);
+    const end = endOfCandidates(tables, level, first);
+    for (let i = first; i < end; i++) {
       const table = tables[i]!;
-      if (keyString < table.smallestString || keyString > table.largestString) continue;
+      if (!mayHold(table, keyString, hashes)) continue;
       const reader = table.reader;
-      if (!reader.mayContain(hashes)) continue;
       const blockIndex = reader.findBlockByString(keyString);
       const block = reader.cachedBlock(blockIndex) ?? reader.readBlockSync(blockIndex);
       if (block === undefined) {
         // Slow path: from here on, tables are read with awaits, holding the version.
-        return getSlow(versions, version, key, Uint32Array.from(hashes), level, i);
+        return getSlow(versions, version, key, keyString, Uint32Array.from(hashes), level, i);
       }
       const result = reader.searchIn(block, key, found);
       if (result === TABLE_MISS) continue;
@@ -69,35 +59,19 @@ export function getFromTables(versions: VersionSet, key: Buffer, keyString: stri
   return undefined;
 }
 
-/** `getFromTables` from table `index` of `level` on, reading blocks from disk as needed. */
-async function getSlow(versions: VersionSet, version: Version, key: Buffer, hashes: Uint32Array, level: number, index: number): Promise<Buffer | undefined> {
+/** `getFromTables` from table `index` of `level` on (that table already passed `mayHold`), reading blocks from disk as needed. */
+async function getSlow(versions: VersionSet, version: Version, key: Buffer, keyString: string, hashes: Uint32Array, level: number, index: number): Promise<Buffer | undefined> {
   versions.ref(version);
   try {
     const found: { value: Buffer | undefined } = { value: undefined };
-    // The table at (level, index) already passed its range and Bloom checks.
-    let skipChecks = true;
-    for (; level < version.levels.length; level++) {
+    for (let resume = true; level < version.levels.length; level++, resume = false) {
       const tables = version.levels[level]!;
-      let first = index;
-      let last = index;
-      if (index < 0) {
-        if (level === 0) {
-          first = 0;
-          last = tables.length - 1;
-        } else {
-          first = findTable(tables, key);
-          last = first;
-        }
-      }
-      index = -1;
-      for (let i = first; i <= last && i < tables.length; i++) {
+      const first = resume ? index : firstCandidate(tables, level, keyString);
+      const end = endOfCandidates(tables, level, first);
+      for (let i = first; i < end; i++) {
         const table = tables[i]!;
-        if (!skipChecks) {
-          if (Buffer.compare(key, table.smallest) < 0 || Buffer.compare(key, table.largest) > 0) continue;
-          if (!table.reader.mayContain(hashes)) continue;
-        }
-        skipChecks = false;
-        const block = await table.reader.block(table.reader.findBlock(key));
+        if (!(resume && i === index) && !mayHold(table, keyString, hashes)) continue;
+        const block = await table.reader.block(table.reader.findBlockByString(keyString));
         const result = table.reader.searchIn(block, key, found);
         if (result === TABLE_MISS) continue;
         return result === TABLE_TOMBSTONE ? undefined : found.value;
@@ -109,7 +83,18 @@ async function getSlow(versions: VersionSet, version: Version, key: Buffer, hash
   }
 }
 
-/** `findTable` for a key given as a latin1 string (string `<` is byte order, and cheaper than a native compare). */
-function findTableByString(tables: readonly Table[], key: string): number {
-  return partitionPoint(0, tables.length, (index) => tables[index]!.largestString >= key);
+/** The first table of `level` that may hold the key: level 0's tables all may (they overlap; newest first); deeper, the one whose range reaches it. */
+function firstCandidate(tables: readonly Table[], level: number, keyString: string): number {
+  return level === 0 ? 0 : partitionPoint(0, tables.length, (index) => tables[index]!.largestString >= keyString);
+}
+
+/** One past the last candidate: the rest of level 0, at most one table deeper. */
+function endOfCandidates(tables: readonly Table[], level: number, first: number): number {
+  return level === 0 ? tables.length : Math.min(first + 1, tables.length);
+}
+
+/** The table's key range covers the key (latin1 strings compare in byte order) and its Bloom filter does not rule it out. */
+function mayHold(table: Table, keyString: string, hashes: Uint32Array): boolean {
+  if (keyString < table.smallestString || keyString > table.largestString) return false;
+  return table.reader.mayContain(hashes);
 }
