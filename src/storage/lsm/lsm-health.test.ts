@@ -12,12 +12,15 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { type ErrorCode, isImpulseError } from '../../errors.js';
+import { type ErrorCode, ImpulseError, isImpulseError } from '../../errors.js';
+import { AssertionError } from '../../util/assert.js';
 import type { Clock, TimerHandle } from '../../util/clock.js';
 import { SeededRandom } from '../../util/random.js';
 import { errnoError, vfsError, type Vfs, type VfsFile, type VfsOpenOptions } from '../../vfs/vfs.js';
 import { KvHistory, checkRecoveredKv, collectContents, readAllEntries } from '../../../testkit/storage/kv-crash.js';
 import { MemVfs } from '../../../testkit/vfs/mem-vfs.js';
+import { isDamageOrBug, transientCode } from './health.js';
+import { deserializeError, serializeError } from './job-runner.js';
 import { LsmEngine, type LsmEngineOptions } from './lsm-engine.js';
 import { TINY_TUNING } from './tiny-tuning.js';
 
@@ -363,5 +366,21 @@ describe('lsm errors that stop writes until reopen', () => {
     await assertHolds(reopened, history);
     await reopened.checkLevels();
     await reopened.close();
+  });
+});
+
+describe('lsm errors from the background worker thread', () => {
+  it('keep their classification across the thread boundary: errno, catalog code, assertion', () => {
+    const roundTrip = (error: unknown): Error => deserializeError(serializeError(error));
+    const full = roundTrip(vfsError('write', 'db/000012.sst', errnoError('ENOSPC', 'no space left on device')));
+    assert.equal(transientCode(full), 'IMPULSE_ERR_ENGINE_NO_SPACE');
+    assert.match(full.message, /000012\.sst/);
+    assert.equal(transientCode(roundTrip(vfsError('open', 'db/x', errnoError('EMFILE', 'too many open files')))), 'IMPULSE_ERR_ENGINE_TOO_MANY_FILES');
+    const io = roundTrip(vfsError('write', 'db/x', errnoError('EIO', 'i/o error')));
+    assert.equal(transientCode(io), undefined);
+    assert.equal(isDamageOrBug(io), false);
+    assert.equal(isDamageOrBug(roundTrip(new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', 'lsm: db/7.sst: bad block'))), true);
+    const bug = roundTrip(new AssertionError('assertion failed: keys out of order'));
+    assert.ok(bug instanceof AssertionError && isDamageOrBug(bug));
   });
 });
