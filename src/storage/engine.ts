@@ -412,11 +412,9 @@ export abstract class Engine {
     if (typeof reverse !== 'boolean') throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'reverse must be a boolean');
     if (gte !== undefined && gt !== undefined) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'give at most one of gte and gt');
     if (lt !== undefined && lte !== undefined) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'give at most one of lt and lte');
+    if (!isBound(gte) || !isBound(gt) || !isBound(lt) || !isBound(lte)) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'range bounds must be bytes');
     const lower = gte ?? gt;
     const upper = lt ?? lte;
-    if ((lower !== undefined && !(lower instanceof Uint8Array)) || (upper !== undefined && !(upper instanceof Uint8Array))) {
-      throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'range bounds must be bytes');
-    }
     // One object shape whatever the bounds (no spreads): this runs for every scan and seek.
     const range: KeyRange = {
       lower: lower === undefined ? undefined : toBuffer(lower),
@@ -482,6 +480,11 @@ export abstract class Engine {
       this.committing = undefined;
     }
   }
+}
+
+/** A range bound is absent or bytes (checked one by one: this runs for every scan). */
+function isBound(bound: unknown): boolean {
+  return bound === undefined || bound instanceof Uint8Array;
 }
 
 function toBuffer(bytes: Uint8Array): Buffer {
