@@ -8,8 +8,8 @@
  * Write path: `_write` (one call per group commit, see engine.ts) appends ONE
  * WAL record (and with sync one fdatasync), then applies the ops to the active
  * memtable. When the memtable passes its byte budget it becomes immutable, a
- * new WAL segment starts, and the background worker flushes it to a level-0
- * table. Writes stall (counted in `write_stalls`) while too many memtables
+ * new WAL segment starts, and the flush loop writes it as a table. Writes
+ * stall (counted in `write_stalls`) while too many memtables
  * wait for flushing or level 0 has too many tables: the bound on how far
  * writes may run ahead of compaction.
  *
@@ -18,10 +18,12 @@
  * number + reference-counted version, version.ts), so flushes and
  * compactions may replace files underneath them.
  *
- * Background work (flush, then compaction) is one promise-driven loop, never
- * a timer: it starts when a write creates work and ends when there is none.
- * What to compact is compaction-picker.ts; the work itself compaction.ts;
- * opening and WAL replay recovery.ts.
+ * Background work: a flush loop and a compaction loop, promise-driven, never
+ * a timer in the normal course (background.ts); their jobs run in worker
+ * threads on the real disk and inline otherwise (job-runner.ts), and the
+ * results are installed here. What to compact is compaction-picker.ts; the
+ * work itself compaction.ts; opening and WAL replay recovery.ts; which error
+ * does what health.ts.
  *
  * Crash safety argument: see README.md in this folder.
  */
@@ -130,6 +132,9 @@ export class LsmEngine extends Engine {
     // Flushes and compactions run in worker threads on the real disk, inline on any other Vfs (a worker
     // opens its own NodeVfs; a MemVfs cannot be shared across threads).
     const inWorker = (options.backgroundThreads ?? (this.vfs instanceof NodeVfs ? 'worker' : 'inline')) === 'worker';
+    if (inWorker && !(this.vfs instanceof NodeVfs)) {
+      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `lsm backgroundThreads 'worker' needs the real disk (NodeVfs); a worker cannot use ${this.vfs.name}`);
+    }
     const newRunner = (): JobRunner =>
       inWorker ? new WorkerJobRunner({ dir: this.dir, tuning: pickJobTuning(this.tuning) }, () => this.versions.allocateFileNumber()) : new InlineJobRunner(this.jobEnvironment);
     this.flushRunner = newRunner();

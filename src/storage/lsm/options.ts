@@ -66,9 +66,9 @@ export interface LsmEngineOptions extends EngineOptions, Partial<LsmTuning> {
   readonly walRecovery?: WalRecoveryMode;
   /**
    * Where flushes and compactions run: 'worker' (two worker threads, off the
-   * event loop) or 'inline' (on the engine's thread). Default: 'worker' on the
-   * real disk (NodeVfs), 'inline' on any other Vfs (a worker opens its own
-   * NodeVfs and cannot share a MemVfs).
+   * event loop; only with NodeVfs, since a worker opens its own NodeVfs on the
+   * same paths) or 'inline' (on the engine's thread, through its Vfs).
+   * Default: 'worker' with NodeVfs, 'inline' with any other Vfs.
    */
   readonly backgroundThreads?: 'worker' | 'inline';
   /** Deliberately broken variants, for tests that must catch them. Never set outside tests. */
