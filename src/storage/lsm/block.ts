@@ -102,20 +102,20 @@ export class Block {
  * is `keyBytes[keyStarts[i], keyStarts[i+1])`), and value positions in the
  * block (`valueLengths[i] < 0` is a tombstone). Iterators decode one interval
  * (at most `restartInterval` entries) at a time, so a seek decodes only the
- * entries near its key; callers make views only for the entries they visit.
+ * entries near its key. An iterator owns one and `decodeBlock` refills it, so
+ * stepping through a table allocates nothing per interval: key views into
+ * `keyBytes` are valid only until the next decode.
  */
-export interface DecodedBlock {
-  readonly fromRestart: number;
-  readonly toRestart: number;
-  readonly count: number;
-  readonly keyBytes: Buffer;
-  readonly keyStarts: number[];
-  readonly data: Buffer;
-  readonly valueStarts: number[];
-  readonly valueLengths: number[];
+export class DecodedBlock {
+  fromRestart = 0;
+  toRestart = 0;
+  count = 0;
+  keyBytes = Buffer.allocUnsafe(1024);
+  readonly keyStarts: number[] = [0];
+  data: Buffer = Buffer.alloc(0);
+  readonly valueStarts: number[] = [];
+  readonly valueLengths: number[] = [];
 }
-
-let decodeScratch = Buffer.allocUnsafe(64 * 1024);
 
 /** Result of a point search in a block. */
 export const NOT_IN_BLOCK = 0;
@@ -246,14 +246,15 @@ function restartOffset(block: Block, restart: number): number {
   return offset;
 }
 
-/** Decodes the entries of restart intervals `[fromRestart, toRestart)` of `block` (default: all of them). */
-export function decodeBlock(block: Block, fromRestart = 0, toRestart = block.restartCount): DecodedBlock {
+/** Decodes the entries of restart intervals `[fromRestart, toRestart)` of `block` (default: all of them) into `into`, which it returns. */
+export function decodeBlock(block: Block, fromRestart = 0, toRestart = block.restartCount, into = new DecodedBlock()): DecodedBlock {
   const data = block.data;
   const end = restartOffset(block, toRestart);
-  const keyStarts: number[] = [0];
-  const valueStarts: number[] = [];
-  const valueLengths: number[] = [];
-  let out = decodeScratch;
+  const { keyStarts, valueStarts, valueLengths } = into;
+  keyStarts.length = 1;
+  valueStarts.length = 0;
+  valueLengths.length = 0;
+  let out = into.keyBytes;
   let outLength = 0;
   let previousStart = 0;
   let previousLength = 0;
@@ -268,7 +269,7 @@ export function decodeBlock(block: Block, fromRestart = 0, toRestart = block.res
     if (outLength + keyLength > out.length) {
       const grown = Buffer.allocUnsafe(Math.max(out.length * 2, outLength + keyLength));
       out.copy(grown, 0, 0, outLength);
-      out = decodeScratch = grown;
+      out = grown;
     }
     // The shared prefix comes from the previous key, which sits just before in `out`.
     for (let i = 0; i < shared; i++) out[outLength + i] = out[previousStart + i]!;
@@ -282,8 +283,10 @@ export function decodeBlock(block: Block, fromRestart = 0, toRestart = block.res
     valueLengths.push(tag === 0 ? -1 : valueLength);
     p += valueLength;
   }
-  if (valueStarts.length === 0) throw corruption('lsm', block.source, 'data block has no entries');
-  const keyBytes = Buffer.allocUnsafe(outLength);
-  out.copy(keyBytes, 0, 0, outLength);
-  return { fromRestart, toRestart, count: valueStarts.length, keyBytes, keyStarts, data, valueStarts, valueLengths };
+  into.keyBytes = out;
+  into.fromRestart = fromRestart;
+  into.toRestart = toRestart;
+  into.count = valueStarts.length;
+  into.data = data;
+  return into;
 }

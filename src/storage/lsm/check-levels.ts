@@ -57,7 +57,7 @@ async function checkTable(table: Table, name: string): Promise<void> {
     const key = iterator.key;
     if (previous === undefined) assert(key.equals(table.smallest), 'first key differs from the recorded smallest', name);
     else assert(Buffer.compare(previous, key) < 0, 'keys out of order in table', name, previous, key);
-    previous = key;
+    previous = Buffer.from(key); // the iterator's key is a view, reused as it moves on
     count++;
     step = iterator.next();
     if (step !== undefined) await step;

@@ -1,6 +1,5 @@
 /**
- * Unit tests of the lsm engine's parts: checksum, Bloom filter, blocks and
- * tables. The WAL has its own file (wal.test.ts).
+ * Unit tests of the lsm engine's parts: Bloom filter, blocks and tables. The WAL has its own file (wal.test.ts).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,25 +8,9 @@ import { SeededRandom } from '../../util/random.js';
 import { MemVfs } from '../../../testkit/vfs/mem-vfs.js';
 import { BlockCache } from './block-cache.js';
 import { BloomFilterBuilder, bloomHashes, bloomMayContain, probeCountFor, theoreticalFalsePositiveRate } from './bloom.js';
-import { crc32c } from '../../util/crc32c.js';
 import { TABLE_MISS, TABLE_TOMBSTONE, TABLE_VALUE, TableBuilder, TableIterator, TableReader } from './table.js';
 
 const key = (i: number): Buffer => Buffer.from(`key-${String(i).padStart(8, '0')}`);
-
-describe('lsm crc32c', () => {
-  it('matches the standard check value, on any alignment, and detects every single flipped bit', () => {
-    assert.equal(crc32c(Buffer.from('123456789')), 0xe3069283);
-    assert.equal(crc32c(Buffer.from('xx123456789yy'), 2, 11), 0xe3069283);
-    assert.equal(crc32c(Buffer.alloc(0)), 0);
-    const data = Buffer.from('the quick brown fox jumps over the lazy dog, twice over');
-    const sum = crc32c(data);
-    for (let bit = 0; bit < data.length * 8; bit++) {
-      data[bit >>> 3]! ^= 1 << (bit & 7);
-      assert.notEqual(crc32c(data), sum, `flip of bit ${bit} undetected`);
-      data[bit >>> 3]! ^= 1 << (bit & 7);
-    }
-  });
-});
 
 describe('lsm bloom filter', () => {
   for (const bitsPerKey of [6, 10, 16]) {

@@ -36,21 +36,35 @@ export async function mergeRange(sources: SortedSource[], range: KeyRange, rever
     if (reverse ? !aboveLower(key, range) : !belowUpper(key, range)) break;
     const value = best.value;
     if (value !== null) {
-      entries.push({ key, value: Buffer.from(value) });
+      // Copies: a source's key and value are views into its current block.
+      entries.push({ key: Buffer.from(key), value: Buffer.from(value) });
       // Done: advancing now could only decode (or read) blocks nobody will look at.
       if (entries.length >= limit) break;
     }
-    for (const source of sources) {
-      if (source.valid && (source === best || compareBytes(source.key, key) === 0)) {
-        const step = reverse ? source.prev() : source.next();
-        if (step !== undefined) await step;
-      }
-    }
+    await advancePast(sources, best, key, reverse);
   }
   return entries;
 }
 
-/** Feeds every newest version (tombstones included) of `sources` in ascending key order to `emit`. */
+/**
+ * Steps every source at `key` (shadowed versions) and then `best` past it.
+ * `best` moves last: `key` is a view into it, valid until it moves.
+ */
+async function advancePast(sources: readonly SortedSource[], best: SortedSource, key: Buffer, reverse: boolean): Promise<void> {
+  for (const source of sources) {
+    if (source === best || !source.valid || compareBytes(source.key, key) !== 0) continue;
+    const step = reverse ? source.prev() : source.next();
+    if (step !== undefined) await step;
+  }
+  const step = reverse ? best.prev() : best.next();
+  if (step !== undefined) await step;
+}
+
+/**
+ * Feeds every newest version (tombstones included) of `sources` in ascending
+ * key order to `emit`. The key and value are views, valid until `emit`'s
+ * promise settles (copy them to keep them).
+ */
 export async function mergeAll(sources: SortedSource[], emit: (key: Buffer, value: Buffer | null) => Promise<void> | undefined): Promise<void> {
   for (const source of sources) await settle(source.seekFirst());
   for (;;) {
@@ -62,11 +76,6 @@ export async function mergeAll(sources: SortedSource[], emit: (key: Buffer, valu
     const key = best.key;
     const emitted = emit(key, best.value);
     if (emitted !== undefined) await emitted;
-    for (const source of sources) {
-      if (source.valid && (source === best || compareBytes(source.key, key) === 0)) {
-        const step = source.next();
-        if (step !== undefined) await step;
-      }
-    }
+    await advancePast(sources, best, key, false);
   }
 }

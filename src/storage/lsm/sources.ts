@@ -14,7 +14,7 @@ export type Step = Promise<void> | undefined;
 
 export interface SortedSource {
   readonly valid: boolean;
-  /** Current key. Only when valid. Callers may keep it (never reused by the source). */
+  /** Current key. Only when valid. A view, valid until this source moves: copy it to keep it. */
   readonly key: Buffer;
   /** Current value, or null for a tombstone. May be a view into shared memory: copy before handing out. */
   readonly value: Buffer | null;
