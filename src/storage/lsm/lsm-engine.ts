@@ -108,6 +108,8 @@ export class LsmEngine extends Engine {
   private compactionCount = 0;
   private trivialMoveCount = 0;
   private writeStalls = 0;
+  /** Stalls that began because level 0 was full (the rest: frozen memtables waiting for flushes). */
+  private writeStallsLevel0 = 0;
   private writeStallMs = 0;
   /** What WAL recovery did at open (shown in stats and `/status`). */
   private walRecoveryReport: WalRecoveryReport | undefined;
@@ -270,6 +272,7 @@ export class LsmEngine extends Engine {
           if (stallStartedMs === undefined) {
             stallStartedMs = this.clock.now();
             this.writeStalls++;
+            if (level0Tables >= this.tuning.level0StopWritesTrigger) this.writeStallsLevel0++;
           }
           await this.scheduler.waitForProgress();
           continue;
@@ -518,6 +521,7 @@ export class LsmEngine extends Engine {
       compaction_trivial_moves: this.trivialMoveCount,
       compaction_backlog_bytes: this.picker.backlogBytes(this.versions.current),
       write_stalls: this.writeStalls,
+      write_stalls_level0: this.writeStallsLevel0,
       write_stall_ms: Math.round(this.writeStallMs),
       bloom_useful: bloomUseful,
       bloom_false_positive: bloomFalsePositive,
