@@ -13,7 +13,7 @@
  * restart points and then scans at most one interval. `value tag` is 0 for a
  * tombstone, else value length + 1.
  */
-import { compareBytes, partitionPoint } from '../../util/bytes.js';
+import { compareBytes } from '../../util/bytes.js';
 import { corruption } from '../../util/corruption.js';
 import { GrowableBuffer } from './coding.js';
 
@@ -106,11 +106,14 @@ export class Block {
  * stepping through a table allocates nothing per interval: key views into
  * `keyBytes` are valid only until the next decode.
  */
+const EMPTY = Buffer.alloc(0);
+
 export class DecodedBlock {
   fromRestart = 0;
   toRestart = 0;
   count = 0;
-  keyBytes = Buffer.allocUnsafe(1024);
+  /** Grown on the first decode: iterators are made per seek, most decode one interval. */
+  keyBytes = EMPTY;
   readonly keyStarts: number[] = [0];
   data: Buffer = Buffer.alloc(0);
   readonly valueStarts: number[] = [];
@@ -178,13 +181,18 @@ export function foundValueEnd(): number {
  * a seek for `key` only needs the entries from there on.
  */
 export function restartAtOrBefore(block: Block, key: Buffer): number {
-  // Restart 0 always qualifies (a key before it still starts there); search the others.
-  return (
-    partitionPoint(1, block.restartCount, (index) => {
-      locateRestartKey(block, index);
-      return compareBytes(key, block.data, 0, key.length, restartKey.start, restartKey.end) < 0;
-    }) - 1
-  );
+  // Restart 0 always qualifies (a key before it still starts there): search the others for the first
+  // whose key is > `key`. Written out rather than `partitionPoint` with a closure: every lookup and seek
+  // runs it (see TableReader.findBlock).
+  let low = 1;
+  let high = block.restartCount;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    locateRestartKey(block, middle);
+    if (compareBytes(key, block.data, 0, key.length, restartKey.start, restartKey.end) >= 0) low = middle + 1;
+    else high = middle;
+  }
+  return low - 1;
 }
 
 /** Where the key of the restart point `locateRestartKey` looked at last lies in its block's data (scratch: read it at once). */
@@ -267,7 +275,7 @@ export function decodeBlock(block: Block, fromRestart = 0, toRestart = block.res
     if (shared > previousLength || p + unshared + valueLength > end) throw corruption('lsm', block.source, 'data block entry is malformed');
     const keyLength = shared + unshared;
     if (outLength + keyLength > out.length) {
-      const grown = Buffer.allocUnsafe(Math.max(out.length * 2, outLength + keyLength));
+      const grown = Buffer.allocUnsafe(Math.max(out.length * 2, outLength + keyLength, 256));
       out.copy(grown, 0, 0, outLength);
       out = grown;
     }

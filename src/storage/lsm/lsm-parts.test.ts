@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { isImpulseError } from '../../errors.js';
 import { SeededRandom } from '../../util/random.js';
 import { MemVfs } from '../../../testkit/vfs/mem-vfs.js';
+import { Block } from './block.js';
 import { BlockCache } from './block-cache.js';
 import { BloomFilterBuilder, bloomHashes, bloomMayContain, probeCountFor, theoreticalFalsePositiveRate } from './bloom.js';
 import { TABLE_MISS, TABLE_TOMBSTONE, TABLE_VALUE, TableBuilder, TableIterator, TableReader } from './table.js';
@@ -133,5 +134,46 @@ describe('lsm sstable', () => {
         assert.match((error as Error).message, /x\.sst/);
       }
     }
+  });
+});
+
+describe('lsm block cache', () => {
+  const block = (size: number): Block => {
+    const data = Buffer.alloc(size);
+    data.writeUInt32LE(1, size - 4); // one restart point at offset 0
+    return new Block(data, 'test');
+  };
+
+  it('stays within its byte budget and gives referenced blocks a second chance (CLOCK)', () => {
+    const cache = new BlockCache(10 * (1000 + 120));
+    const shards = [cache.shard(), cache.shard()];
+    for (let i = 0; i < 10; i++) shards[0]!.insert(i * 1000, block(1000));
+    assert.equal(cache.size, 10);
+    // Touch blocks 0..4; the next five inserts must evict the untouched 5..9 first.
+    for (let i = 0; i < 5; i++) assert.ok(shards[0]!.get(i * 1000) !== undefined);
+    for (let i = 0; i < 5; i++) shards[1]!.insert(i * 1000, block(1000));
+    assert.ok(cache.usedBytes <= cache.capacityBytes);
+    for (let i = 0; i < 5; i++) assert.ok(shards[0]!.peek(i * 1000) !== undefined, `touched block ${i} was evicted`);
+    for (let i = 5; i < 10; i++) assert.equal(shards[0]!.peek(i * 1000), undefined, `untouched block ${i} survived`);
+    shards[0]!.release();
+    assert.equal(cache.size, 5);
+    assert.equal(cache.usedBytes, 5 * 1120);
+  });
+
+  it('holds its bound and its bookkeeping through many inserts, hits and releases', () => {
+    const random = new SeededRandom(4);
+    const cache = new BlockCache(64 * 1024);
+    const shards = Array.from({ length: 8 }, () => cache.shard());
+    for (let step = 0; step < 20_000; step++) {
+      const shard = shards[random.int(shards.length)]!;
+      const roll = random.int(10);
+      if (roll < 6) shard.insert(random.int(400) * 4096, block(200 + random.int(4000)));
+      else if (roll < 9) shard.get(random.int(400) * 4096);
+      else if (random.int(50) === 0) shard.release();
+      assert.ok(cache.usedBytes <= cache.capacityBytes, `step ${step}: ${cache.usedBytes} bytes`);
+    }
+    const counted = shards.reduce((sum, shard) => sum + shard.entries.size, 0);
+    assert.equal(cache.size, counted);
+    assert.equal(cache.usedBytes, shards.reduce((sum, shard) => sum + [...shard.entries.values()].reduce((bytes, entry) => bytes + entry.bytes, 0), 0));
   });
 });

@@ -213,14 +213,30 @@ export class TableReader {
 
   /** Index of the first block whose last key is >= `key`, or blockCount when none. */
   findBlock(key: Buffer): number {
+    // Written out rather than `partitionPoint` with a closure: every seek runs this once per table, and
+    // the closure call (megamorphic: partitionPoint serves many callers) measured at ~12% of a seek workload.
     const keys = this.blockLastKeys;
-    return partitionPoint(0, keys.length, (index) => compareBytes(keys[index]!, key) >= 0);
+    let low = 0;
+    let high = keys.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (compareBytes(keys[middle]!, key) < 0) low = middle + 1;
+      else high = middle;
+    }
+    return low;
   }
 
-  /** `findBlock` for a key given as a latin1 string. */
+  /** `findBlock` for a key given as a latin1 string (point reads: string `<` is byte order, cheaper than any byte loop). */
   findBlockByString(key: string): number {
     const keys = this.blockLastKeyStrings;
-    return partitionPoint(0, keys.length, (index) => keys[index]! >= key);
+    let low = 0;
+    let high = keys.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (keys[middle]! < key) low = middle + 1;
+      else high = middle;
+    }
+    return low;
   }
 
   /** The block at `index` when cached, without I/O. */
