@@ -100,7 +100,8 @@ async function openLsm(dir: string, cacheBytes: number): Promise<Subject> {
       const figures = (await engine.stats()).figures;
       const user = figures['user_bytes_written']!;
       const tables = (figures['flush_bytes_written']! + figures['compaction_bytes_written']!) / user;
-      return `${tables.toFixed(2)} (${figures['write_amplification']!.toFixed(2)} with WAL; ${figures['write_stalls']} stalls (${figures['write_stalls_level0']} on level 0), ${figures['write_stall_ms']} ms)`;
+      const perFlushMs = Math.round(figures['flush_ms']! / Math.max(1, figures['flushes']!));
+      return `${tables.toFixed(2)} (${figures['write_amplification']!.toFixed(2)} with WAL; ${figures['write_stalls']} stalls (${figures['write_stalls_level0']} on level 0), ${figures['write_stall_ms']} ms; ${figures['flushes']} flushes, ${perFlushMs} ms each; ${figures['compactions']} compactions, ${figures['compaction_ms']} ms)`;
     },
     close: () => engine.close(),
   };

@@ -105,6 +105,9 @@ export class LsmEngine extends Engine {
   private compactionBytesRead = 0;
   private compactionBytesWritten = 0;
   private flushCount = 0;
+  /** Time from a flush's start to its table installed, summed (it is the stall budget: see write_stalls). */
+  private flushMs = 0;
+  private compactionMs = 0;
   private compactionCount = 0;
   private trivialMoveCount = 0;
   private writeStalls = 0;
@@ -388,6 +391,7 @@ export class LsmEngine extends Engine {
   }
 
   private async flushOldest(): Promise<void> {
+    const startedMs = this.clock.now();
     const frozen = this.frozen[0]!;
     let table: Table | undefined;
     if (frozen.memtable.entryCount > 0) {
@@ -403,6 +407,7 @@ export class LsmEngine extends Engine {
     // The new version lists the table; only now may readers stop seeing the memtable.
     this.frozen.shift();
     this.flushCount++;
+    this.flushMs += this.clock.now() - startedMs;
     await this.deleteObsoleteLogs();
   }
 
@@ -429,6 +434,7 @@ export class LsmEngine extends Engine {
       this.trivialMoveCount++;
       return true;
     }
+    const startedMs = this.clock.now();
     const version = this.versions.ref(this.versions.current);
     try {
       for (const table of [...inputs, ...overlapping]) this.compactionBytesRead += table.sizeBytes;
@@ -439,6 +445,7 @@ export class LsmEngine extends Engine {
       for (const table of outputs) this.compactionBytesWritten += table.sizeBytes;
       await this.installOrDiscard(() => ({ added: outputs.map((table) => ({ level: outputLevel, table })), removed }));
       this.compactionCount++;
+      this.compactionMs += this.clock.now() - startedMs;
     } finally {
       this.versions.unref(version);
     }
@@ -517,6 +524,8 @@ export class LsmEngine extends Engine {
       compaction_bytes_written: this.compactionBytesWritten,
       write_amplification: this.userBytesWritten === 0 ? 0 : diskWritten / this.userBytesWritten,
       flushes: this.flushCount,
+      flush_ms: Math.round(this.flushMs),
+      compaction_ms: Math.round(this.compactionMs),
       compactions: this.compactionCount,
       compaction_trivial_moves: this.trivialMoveCount,
       compaction_backlog_bytes: this.picker.backlogBytes(this.versions.current),
