@@ -64,17 +64,17 @@ export class SortedChunks<N extends ChunkNode> {
   }
 
   /**
-   * Inserts `nodes` (keys absent, distinct, in any order) at once: sorted
-   * and merged in one pass when they are many, one by one when few. Sorts
-   * `nodes` in place.
+   * Inserts `nodes` (keys absent, distinct) at once: merged in one pass when
+   * they are many, one by one when few. `sorted`: they are in key order
+   * already; otherwise they are sorted in place first.
    */
-  insertAll(nodes: N[]): void {
+  insertAll(nodes: N[], sorted = false): void {
     if (nodes.length === 0) return;
     if (nodes.length * CHUNK_MAX < this.count) {
       for (const node of nodes) this.insert(node);
       return;
     }
-    nodes.sort(byKey);
+    if (!sorted) nodes.sort(byKey);
     const merged: N[] = [];
     let i = 0;
     for (const chunk of this.chunks) {

@@ -12,7 +12,6 @@
  * On failure they delete what they wrote, best effort (leftovers are orphans
  * the next open deletes).
  */
-import { compareBytes } from '../../util/bytes.js';
 import { type Vfs, joinPath } from '../../vfs/vfs.js';
 import { BlockCache } from './block-cache.js';
 import { Cursor } from './coding.js';
@@ -55,22 +54,18 @@ export interface CompactionInput {
 
 /**
  * Writes the entries of a frozen memtable (job.ts `encodeMemtable` format:
- * one entry per key, any order, tombstones included) as one table, sorting
- * them first. At least one entry.
+ * one entry per key, in key order, tombstones included) as one table. At
+ * least one entry.
  */
 export async function flushEntries(env: JobEnvironment, entries: Buffer): Promise<TableMeta> {
+  const builder = newTableBuilder(env);
   const cursor = new Cursor(entries, 4, entries.length, 'memtable entries');
   const count = entries.readUInt32LE(0);
-  const keys: Buffer[] = new Array(count);
-  const values: Array<Buffer | null> = new Array(count);
   for (let i = 0; i < count; i++) {
-    keys[i] = cursor.bytes(cursor.varint());
+    const key = cursor.bytes(cursor.varint());
     const tag = cursor.varint();
-    values[i] = tag === 0 ? null : cursor.bytes(tag - 1);
+    builder.add(key, tag === 0 ? null : cursor.bytes(tag - 1));
   }
-  const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => compareBytes(keys[a]!, keys[b]!));
-  const builder = newTableBuilder(env);
-  for (const i of order) builder.add(keys[i]!, values[i]!);
   return writeTable(env, builder);
 }
 

@@ -7,9 +7,9 @@
  *
  * Ordering is deferred: a new key goes to the hash index and a `pending`
  * list, and is sorted in only when something reads in key order (a scan's
- * cursor). A burst of writes with no scan in between therefore costs one hash
- * insert per key, and a frozen memtable that nobody scanned is sorted by the
- * flush job (off the event loop when jobs run in a worker thread).
+ * cursor, a flush). A burst of writes with no scan in between therefore costs
+ * one hash insert per key, and sorting many keys at once uses the native
+ * string sort (`inKeyOrder`).
  *
  * Versions and snapshots: every write carries a sequence number. A range scan
  * takes a snapshot (a sequence number) and must not see later writes, even
@@ -101,15 +101,26 @@ export class Memtable {
   /** A cursor over every node in key order (sorts in the keys written since the last one). */
   cursor(): ChunkCursor<MemNode> {
     if (this.pending.length > 0) {
-      this.ordered.insertAll(this.pending);
+      this.ordered.insertAll(this.inKeyOrder(this.pending.map((node) => node.key)), true);
       this.pending = [];
     }
     return new ChunkCursor(this.ordered);
   }
 
-  /** Every node, in no particular order (a flush sorts them). */
-  nodes(): IterableIterator<MemNode> {
-    return this.index.values();
+  /** Every node in key order (for a flush: the memtable is frozen). */
+  sortedNodes(): MemNode[] {
+    return this.inKeyOrder([...this.index.keys()]);
+  }
+
+  /**
+   * The nodes of `keys` in key order. Sorting the key strings with the
+   * default `sort()` compares them natively, with no comparator call per
+   * comparison (measured several times faster than sorting nodes or Buffers
+   * with a comparator); the hash index then gives each key's node.
+   */
+  private inKeyOrder(keys: string[]): MemNode[] {
+    keys.sort();
+    return keys.map((key) => this.index.get(key)!);
   }
 }
 
