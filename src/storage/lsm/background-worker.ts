@@ -16,16 +16,19 @@ assert(port !== null, 'background-worker.js runs only as a worker thread');
 const setup = workerData as WorkerSetup;
 
 let nextRequest = 1;
-const fileNumbers = new Map<number, (fileNumber: number) => void>();
+const requested = new Map<number, (fileNumber: number) => void>();
+/** Numbers the current job came with; when they run out, more are asked for one at a time. */
+let reserved: number[] = [];
 
 const env: JobEnvironment = {
   vfs: new NodeVfs(),
   dir: setup.dir,
   tuning: setup.tuning,
   allocateFileNumber: () =>
+    reserved.shift() ??
     new Promise<number>((resolve) => {
       const request = nextRequest++;
-      fileNumbers.set(request, resolve);
+      requested.set(request, resolve);
       send({ type: 'file-number-request', request });
     }),
 };
@@ -36,11 +39,12 @@ function send(message: WorkerMessage): void {
 
 port.on('message', (message: MainMessage) => {
   if (message.type === 'file-number') {
-    const resolve = fileNumbers.get(message.request);
-    fileNumbers.delete(message.request);
+    const resolve = requested.get(message.request);
+    requested.delete(message.request);
     resolve?.(message.fileNumber);
     return;
   }
+  reserved = [...message.fileNumbers];
   runJob(env, jobAsBuffers(message.job)).then(
     (tables) => send({ type: 'done', id: message.id, tables }),
     (error: unknown) => send({ type: 'failed', id: message.id, error: serializeError(error) }),

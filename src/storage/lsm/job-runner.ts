@@ -27,11 +27,19 @@ import type { TableMeta } from './manifest.js';
 export interface JobRunner {
   /** Runs `job`, resolving with the tables it wrote; they are not listed anywhere yet. Never called again before it settles. */
   run(job: BackgroundJob): Promise<TableMeta[]>;
+  /**
+   * A job runs on another thread and its messages reach the engine only when
+   * the event loop turns: the engine's write path, which with sync off runs
+   * on microtasks alone, then yields now and then (see LsmEngine._write).
+   */
+  readonly awaitsMessages: boolean;
   /** Stops the runner (after the engine waited for its job). Idempotent. */
   close(): Promise<void>;
 }
 
 export class InlineJobRunner implements JobRunner {
+  readonly awaitsMessages = false;
+
   constructor(private readonly env: JobEnvironment) {}
 
   run(job: BackgroundJob): Promise<TableMeta[]> {
@@ -39,6 +47,11 @@ export class InlineJobRunner implements JobRunner {
   }
 
   async close(): Promise<void> {}
+}
+
+/** Resolves after the event loop has run once (I/O callbacks, worker messages): a yield, not a delay. */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** What crosses from the worker when a job fails: enough to rebuild an error the engine can classify (health.ts). */
@@ -69,8 +82,13 @@ export type WorkerMessage =
   | { readonly type: 'done'; readonly id: number; readonly tables: readonly TableMeta[] }
   | { readonly type: 'failed'; readonly id: number; readonly error: SerializedError };
 
-/** Messages to the worker. */
-export type MainMessage = { readonly type: 'job'; readonly id: number; readonly job: BackgroundJob } | { readonly type: 'file-number'; readonly request: number; readonly fileNumber: number };
+/**
+ * Messages to the worker. A job comes with the file numbers it will probably
+ * need (one per table it may write), so it rarely has to ask for more.
+ */
+export type MainMessage =
+  | { readonly type: 'job'; readonly id: number; readonly job: BackgroundJob; readonly fileNumbers: readonly number[] }
+  | { readonly type: 'file-number'; readonly request: number; readonly fileNumber: number };
 
 /** What the worker is started with. */
 export interface WorkerSetup {
@@ -88,14 +106,22 @@ export class WorkerJobRunner implements JobRunner {
     private readonly allocateFileNumber: () => number,
   ) {}
 
+  get awaitsMessages(): boolean {
+    return this.pending !== undefined;
+  }
+
   run(job: BackgroundJob): Promise<TableMeta[]> {
     const worker = (this.worker ??= this.start());
     const id = this.nextId++;
     worker.ref(); // a job in flight keeps the process alive; an idle worker does not
+    // Numbers for the tables it will probably write: a flush writes one, a compaction about its input size's worth.
+    const inputBytes = job.kind === 'flush' ? 0 : [...job.inputs, ...job.overlapping].reduce((sum, table) => sum + table.sizeBytes, 0);
+    const expectedTables = job.kind === 'flush' ? 1 : Math.ceil(inputBytes / this.setup.tuning.tableTargetBytes) + 1;
+    const fileNumbers = Array.from({ length: expectedTables }, () => this.allocateFileNumber());
     return new Promise<TableMeta[]>((resolve, reject) => {
       this.pending = { id, resolve, reject };
       // The memtable's entries move to the worker without a copy.
-      const message: MainMessage = { type: 'job', id, job };
+      const message: MainMessage = { type: 'job', id, job, fileNumbers };
       worker.postMessage(message, job.kind === 'flush' ? [job.entries.buffer as ArrayBuffer] : []);
     });
   }
