@@ -6,6 +6,7 @@
  */
 import { type Entry, type KeyRange, aboveLower, belowUpper } from '../engine.js';
 import { compareBytes } from '../../util/bytes.js';
+import { GrowableBuffer } from './coding.js';
 import type { SortedSource, Step } from './sources.js';
 
 async function settle(step: Step): Promise<void> {
@@ -23,9 +24,13 @@ export async function mergeRange(sources: SortedSource[], range: KeyRange, rever
     else step = range.upper !== undefined ? source.seekLE(range.upper, !range.upperInclusive) : source.seekLast();
     if (step !== undefined) await step;
   }
-  const entries: Entry[] = [];
+  // The result's bytes are copied (a source's key and value are views into its current block) into one
+  // buffer for the whole page, and the entries made as views of it at the end: one allocation per page,
+  // not two per entry.
+  const page = new GrowableBuffer(Math.min(64 * 1024, 128 * limit));
+  const ends: number[] = [];
   const direction = reverse ? -1 : 1;
-  while (entries.length < limit) {
+  while (ends.length < 2 * limit) {
     let best: SortedSource | undefined;
     for (const source of sources) {
       if (!source.valid) continue;
@@ -36,12 +41,22 @@ export async function mergeRange(sources: SortedSource[], range: KeyRange, rever
     if (reverse ? !aboveLower(key, range) : !belowUpper(key, range)) break;
     const value = best.value;
     if (value !== null) {
-      // Copies: a source's key and value are views into its current block.
-      entries.push({ key: Buffer.from(key), value: Buffer.from(value) });
+      page.append(key);
+      ends.push(page.length);
+      page.append(value);
+      ends.push(page.length);
       // Done: advancing now could only decode (or read) blocks nobody will look at.
-      if (entries.length >= limit) break;
+      if (ends.length >= 2 * limit) break;
     }
     await advancePast(sources, best, key, reverse);
+  }
+  const bytes = page.buffer;
+  const entries: Entry[] = new Array(ends.length / 2);
+  for (let i = 0, start = 0; i < entries.length; i++) {
+    const keyEnd = ends[2 * i]!;
+    const valueEnd = ends[2 * i + 1]!;
+    entries[i] = { key: bytes.subarray(start, keyEnd), value: bytes.subarray(keyEnd, valueEnd) };
+    start = valueEnd;
   }
   return entries;
 }
