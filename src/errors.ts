@@ -5,9 +5,9 @@
  * cause. Bugs are not in here: they are `AssertionError`s (src/util/assert.ts).
  *
  * This module knows nothing of HTTP: the API layer maps codes to statuses
- * (src/api/http-status.ts). A test (src/api/server.test.ts, "the error
- * catalog and docs/api.md agree") keeps the catalog, the statuses and the API
- * reference in sync.
+ * (src/api/http-status.ts), whose `Record<ErrorCode, number>` type makes the
+ * compiler check that every code has a status; a test (src/api/server.test.ts,
+ * "documents every error code in docs/api.md") checks the API reference.
  */
 
 export interface ErrorSpec {
@@ -26,10 +26,22 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_BATCH_TOO_LARGE: { summary: 'The batch has more operations or bytes than the configured limit.' },
   IMPULSE_ERR_ROUTE_NOT_FOUND: { summary: 'No route matches the path.' },
   IMPULSE_ERR_METHOD_NOT_ALLOWED: { summary: 'The route exists but not for this HTTP method.' },
-  IMPULSE_ERR_REQUEST_TIMEOUT: { summary: 'The request body did not arrive in time.' },
+  IMPULSE_ERR_REQUEST_TIMEOUT: { summary: 'The request (its headers or its body) did not arrive in time.' },
+  IMPULSE_ERR_LENGTH_REQUIRED: { summary: 'A request with a body must declare its length (Content-Length or chunked Transfer-Encoding).' },
+  IMPULSE_ERR_HEADERS_TOO_LARGE: { summary: 'The request header fields are larger than the server accepts.' },
+  IMPULSE_ERR_URI_TOO_LONG: { summary: 'The request target (path and query) is longer than the server accepts.' },
+  IMPULSE_ERR_EXPECTATION_FAILED: { summary: 'The Expect header asks for something other than 100-continue.' },
+  IMPULSE_ERR_HTTP_MALFORMED: { summary: 'The bytes received are not a well-formed HTTP/1.1 request.' },
+  IMPULSE_ERR_QUERY_INVALID: { summary: 'A query parameter of a key request is unknown or malformed.' },
+  IMPULSE_ERR_CONDITION_INVALID: { summary: 'A write condition (If-Match, If-None-Match, ifRevision, ifAbsent) is malformed.' },
+  IMPULSE_ERR_PRECONDITION_FAILED: { summary: 'A write condition does not hold; nothing was changed.' },
+  IMPULSE_ERR_SESSION_INVALID: { summary: 'The client session headers (client id, sequence number) are malformed.' },
+  IMPULSE_ERR_SESSION_EXPIRED: { summary: 'The write is a retry whose session result was already forgotten; it was not applied again.' },
+  IMPULSE_ERR_COMMAND_INVALID: { summary: 'An encoded write command is malformed; it was not applied.' },
   // Server and engine state
   IMPULSE_ERR_OVERLOADED: { summary: 'The write queue is full; retry later.' },
   IMPULSE_ERR_SHUTTING_DOWN: { summary: 'The server is shutting down and accepts no new work.' },
+  IMPULSE_ERR_UNAVAILABLE: { summary: 'The cluster cannot serve the request now (no leader within the wait, or this node is too far behind); nothing changed; retry after Retry-After.' },
   IMPULSE_ERR_ENGINE_NOT_OPEN: { summary: 'The storage engine is not open (not yet opened, or already closed).' },
   IMPULSE_ERR_ENGINE_IO: { summary: 'The storage engine hit an I/O error; the operation did not take effect.' },
   IMPULSE_ERR_ENGINE_CORRUPTION: { summary: 'Stored data failed its checksum or structure check; it was not returned.' },
@@ -37,6 +49,9 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_ENGINE_NO_SPACE: { summary: 'The disk is full (or over quota); the write did not take effect. The engine resumes on its own once space is freed.' },
   IMPULSE_ERR_ENGINE_TOO_MANY_FILES: { summary: 'The process or system is out of file descriptors; the operation did not take effect. The engine resumes on its own once descriptors are free.' },
   IMPULSE_ERR_ENGINE_READ_ONLY: { summary: 'The engine refuses writes until it is reopened (after an error that makes further writes unsafe); reads are served.' },
+  IMPULSE_ERR_DATA_FORMAT_UNSUPPORTED: { summary: 'The data directory was written in a format this impulse does not read (an older or newer one); it was not touched.' },
+  IMPULSE_ERR_SNAPSHOT_ABORTED: { summary: 'A snapshot was aborted (it kept too many overwritten values, or was released); take a new one.' },
+  IMPULSE_ERR_SNAPSHOT_INVALID: { summary: 'A received snapshot image is malformed or incomplete; it was not installed.' },
   IMPULSE_ERR_INTERNAL: { summary: 'An unexpected internal error; the operation did not take effect.' },
   // Raft (src/raft/): returned by the core as `RaftError`, a subclass of ImpulseError
   IMPULSE_ERR_RAFT_NOT_LEADER: { summary: 'This node is not the Raft leader; retry at the leader it names, if any.' },

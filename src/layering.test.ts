@@ -5,7 +5,10 @@
  *   - the bottom layers know nothing of the ones above them: errors and util
  *     import nothing but each other; vfs, storage and raft import neither the
  *     API, the client, the CLI nor the cluster runtime; protocol (the wire
- *     encodings shared by server and client) imports only errors.
+ *     encodings shared by server and client) imports only errors; kv (the
+ *     state machine) sits on storage, and service (the KvService seam) on kv;
+ *     cluster (the node runtime) uses all of those and the transport, never
+ *     the API, the client or the CLI.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -49,6 +52,9 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   'src/vfs': ['src/errors.ts', 'src/util'],
   'src/storage': ['src/errors.ts', 'src/util', 'src/vfs'],
   'src/raft': ['src/errors.ts', 'src/util', 'src/vfs'],
+  'src/kv': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage'],
+  'src/service': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv'],
+  'src/cluster': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service', 'src/raft', 'src/transport', 'src/protocol'],
 };
 
 describe('layering', () => {

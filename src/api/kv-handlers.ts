@@ -1,22 +1,27 @@
 /**
- * The key-value endpoints. Pure request → engine call → response-body logic;
+ * The key-value endpoints. Pure request → service call → response-body logic;
  * no sockets here (server.ts owns those), so the parsing can be tested alone.
  */
 import { ImpulseError } from '../errors.js';
-import { type Engine, type RangeOptions, type WriteOp, prefixUpperBound } from '../storage/engine.js';
+import type { Condition, KvOp } from '../kv/command.js';
+import type { KvService, ReadConsistency } from '../service/kv-service.js';
+import { type RangeOptions, prefixUpperBound } from '../storage/engine.js';
 import { type WireEncoding, decodeCursor, decodeWire, encodeCursor, encodeItem, percentDecode } from '../protocol/codec.js';
+import { parseStrictJson } from './strict-json.js';
+import { consistencyOf } from './write-headers.js';
 
 export interface RangeQuery {
   readonly options: RangeOptions;
   readonly pageLimit: number;
   readonly encoding: WireEncoding;
+  readonly consistency: ReadConsistency;
 }
 
-const RANGE_PARAMETERS = new Set(['start', 'end', 'prefix', 'limit', 'reverse', 'cursor', 'encoding']);
+const RANGE_PARAMETERS = new Set(['start', 'end', 'prefix', 'limit', 'reverse', 'cursor', 'encoding', 'consistency']);
 
 /**
- * Parses `start`, `end`, `prefix`, `limit`, `reverse`, `cursor` and `encoding`
- * of `GET /kv`. Bounds are percent-encoded bytes ('+' is a space, as in any
+ * Parses `start`, `end`, `prefix`, `limit`, `reverse`, `cursor`, `encoding`
+ * and `consistency` of `GET /kv`. Bounds are percent-encoded bytes ('+' is a space, as in any
  * query string); an empty bound means unbounded. The range is `[start, end)`
  * intersected with the keys that start with `prefix`; a cursor continues after
  * (forward) or before (reverse) the last key of the previous page.
@@ -57,6 +62,7 @@ export function parseRangeQuery(query: string, pageLimitDefault: number, pageLim
   const reverse = reverseText === 'true';
   const encodingText = text('encoding') ?? 'utf8';
   if (encodingText !== 'utf8' && encodingText !== 'base64') throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'encoding must be utf8 or base64');
+  const consistency = consistencyOf(text('consistency'), 'IMPULSE_ERR_RANGE_INVALID');
 
   // Lower bound: the larger of start and prefix (inclusive). Upper: the smaller of end and the prefix's successor (exclusive).
   let lower = bytes('start');
@@ -84,35 +90,33 @@ export function parseRangeQuery(query: string, pageLimitDefault: number, pageLim
     reverse,
     limit: pageLimit + 1, // one extra tells whether a next page exists
   };
-  return { options, pageLimit, encoding: encodingText };
+  return { options, pageLimit, encoding: encodingText, consistency };
 }
 
-/** Runs a parsed range query and builds the JSON page `{items, next}`. */
-export async function rangePage(engine: Engine, query: RangeQuery): Promise<string> {
-  const entries = await engine.range(query.options);
+/** Runs a parsed range query and builds the JSON page `{items, next}`; each item carries its revision. */
+export async function rangePage(service: KvService, query: RangeQuery): Promise<string> {
+  const entries = await service.range(query.options, { consistency: query.consistency });
   const hasMore = entries.length > query.pageLimit;
   const page = hasMore ? entries.slice(0, query.pageLimit) : entries;
-  const items = page.map((entry) => encodeItem(entry.key, entry.value, query.encoding));
+  const items = page.map((entry) => Object.assign(encodeItem(entry.key, entry.value, query.encoding), { revision: entry.revision }));
   const next = hasMore ? encodeCursor(page[page.length - 1]!.key) : null;
   return JSON.stringify({ items, next });
 }
 
 const BATCH_FIELDS = new Set(['ops', 'encoding']);
-const PUT_FIELDS = new Set(['op', 'key', 'value']);
-const DELETE_FIELDS = new Set(['op', 'key']);
+const PUT_FIELDS = new Set(['op', 'key', 'value', 'ifRevision', 'ifAbsent']);
+const DELETE_FIELDS = new Set(['op', 'key', 'ifRevision']);
 
 /**
  * Parses a batch document:
- *   {"encoding": "utf8" | "base64" (default utf8), "ops": [{"op": "put", "key", "value"}, {"op": "delete", "key"}]}
- * Unknown fields are rejected (a typo must not silently drop an operation).
+ *   {"encoding": "utf8" | "base64" (default utf8),
+ *    "ops": [{"op": "put", "key", "value", "ifRevision"?, "ifAbsent"?}, {"op": "delete", "key", "ifRevision"?}]}
+ * Unknown fields are rejected (a typo must not silently drop an operation or a condition), and
+ * so are duplicate names and strings that are not exact Unicode (strict-json.ts).
  */
-export function parseBatch(body: Buffer, batchOpsMax: number): WriteOp[] {
-  let document: unknown;
-  try {
-    document = JSON.parse(body.toString('utf8'));
-  } catch (error) {
-    throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', `batch body is not JSON: ${(error as Error).message}`);
-  }
+export function parseBatch(body: Buffer, batchOpsMax: number): KvOp[] {
+  // Strict: no duplicate names (JSON.parse keeps the last "ops"), no lone surrogates, no bytes that are not UTF-8.
+  const document = parseStrictJson(body, 'IMPULSE_ERR_BATCH_INVALID', 'batch body');
   if (document === null || typeof document !== 'object' || Array.isArray(document)) {
     throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'batch body must be a JSON object {"ops": [...]}');
   }
@@ -125,16 +129,34 @@ export function parseBatch(body: Buffer, batchOpsMax: number): WriteOp[] {
   if (ops.length > batchOpsMax) {
     throw new ImpulseError('IMPULSE_ERR_BATCH_TOO_LARGE', `batch has ${ops.length} operations; the limit is ${batchOpsMax}`);
   }
-  return ops.map((op: unknown, index): WriteOp => {
+  return ops.map((op: unknown, index): KvOp => {
     if (op === null || typeof op !== 'object' || Array.isArray(op)) throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', `ops[${index}] must be an object`);
-    const { op: kind, key, value } = op as { op?: unknown; key?: unknown; value?: unknown };
+    const { op: kind, key, value, ifRevision, ifAbsent } = op as { op?: unknown; key?: unknown; value?: unknown; ifRevision?: unknown; ifAbsent?: unknown };
     const allowed = kind === 'put' ? PUT_FIELDS : kind === 'delete' ? DELETE_FIELDS : undefined;
     if (allowed === undefined) throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', `ops[${index}].op must be "put" or "delete"`);
     for (const field of Object.keys(op)) {
       if (!allowed.has(field)) throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', `ops[${index}] has unexpected field ${JSON.stringify(field.slice(0, 32))}`);
     }
     const keyBytes = decodeWire(key, encoding, 'IMPULSE_ERR_BATCH_INVALID', `ops[${index}].key`);
-    if (kind === 'delete') return { type: 'del', key: keyBytes };
-    return { type: 'put', key: keyBytes, value: decodeWire(value, encoding, 'IMPULSE_ERR_BATCH_INVALID', `ops[${index}].value`) };
+    const condition = batchCondition(ifRevision, ifAbsent, index);
+    const withCondition = condition === undefined ? {} : { condition };
+    if (kind === 'delete') return { type: 'del', key: keyBytes, ...withCondition };
+    return { type: 'put', key: keyBytes, value: decodeWire(value, encoding, 'IMPULSE_ERR_BATCH_INVALID', `ops[${index}].value`), ...withCondition };
   });
+}
+
+/** An op's `ifRevision` (a positive integer) or `ifAbsent` (true), at most one. */
+function batchCondition(ifRevision: unknown, ifAbsent: unknown, index: number): Condition | undefined {
+  if (ifRevision !== undefined && ifAbsent !== undefined) throw new ImpulseError('IMPULSE_ERR_CONDITION_INVALID', `ops[${index}]: give ifRevision or ifAbsent, not both`);
+  if (ifRevision !== undefined) {
+    if (typeof ifRevision !== 'number' || !Number.isSafeInteger(ifRevision) || ifRevision < 1) {
+      throw new ImpulseError('IMPULSE_ERR_CONDITION_INVALID', `ops[${index}].ifRevision must be a positive integer`);
+    }
+    return { ifRevision };
+  }
+  if (ifAbsent !== undefined) {
+    if (ifAbsent !== true) throw new ImpulseError('IMPULSE_ERR_CONDITION_INVALID', `ops[${index}].ifAbsent must be true when given`);
+    return { ifAbsent: true };
+  }
+  return undefined;
 }

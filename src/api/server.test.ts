@@ -7,8 +7,9 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { ERROR_CATALOG, type ErrorCode } from '../errors.js';
 import { httpStatusOf } from './http-status.js';
-import { type Engine } from '../storage/engine.js';
-import { createEngine } from '../storage/registry.js';
+import { DEFAULT_LIMITS } from '../storage/engine.js';
+import type { KvService } from '../service/kv-service.js';
+import { openLocalKvService } from '../service/open-local.js';
 import { ImpulseServer } from './server.js';
 import { SeededRandom } from '../util/random.js';
 
@@ -22,7 +23,7 @@ interface Reply {
 for (const engineName of ['memory', 'leveldb']) {
   describe(`HTTP API over ${engineName}`, () => {
     let dir = '';
-    let engine: Engine;
+    let service: KvService;
     let server: ImpulseServer;
     let base = '';
 
@@ -43,9 +44,8 @@ for (const engineName of ['memory', 'leveldb']) {
 
     before(async () => {
       dir = await mkdtemp(join(tmpdir(), `impulse-api-${engineName}-`));
-      engine = createEngine(engineName, { dataDir: dir, limits: { keyBytesMax: 64, valueBytesMax: 1024, batchOpsMax: 10 } });
-      await engine.open();
-      server = new ImpulseServer({ engine, logger: pino({ level: 'silent' }), version: 'test', pageLimitMax: 50 });
+      service = await openLocalKvService({ engine: engineName, dataDir: dir, sync: 'fsync', limits: { ...DEFAULT_LIMITS, keyBytesMax: 64, valueBytesMax: 1024, batchOpsMax: 10 } });
+      server = new ImpulseServer({ service, logger: pino({ level: 'silent' }), version: 'test', pageLimitMax: 50 });
       const address = await server.listen(0, '127.0.0.1');
       base = `http://127.0.0.1:${address.port}`;
     });
@@ -149,8 +149,10 @@ for (const engineName of ['memory', 'leveldb']) {
         ],
       );
       const utf8 = (await call('GET', '/kv?prefix=bi')).json();
-      assert.deepEqual(utf8.items[0], { key: binaryKey.toString('base64'), value: binaryValue.toString('base64'), encoding: 'base64' });
-      assert.deepEqual(utf8.items[1], { key: 'bio', value: 'plain ✓' });
+      const revisions = utf8.items.map((item: { revision: number }) => item.revision);
+      assert.deepEqual(utf8.items[0], { key: binaryKey.toString('base64'), value: binaryValue.toString('base64'), encoding: 'base64', revision: revisions[0] });
+      assert.deepEqual(utf8.items[1], { key: 'bio', value: 'plain ✓', revision: revisions[1] });
+      assert.ok(revisions[0] < revisions[1], 'bin was written before bio');
     });
 
     it('rejects malformed range parameters with 400', async () => {
@@ -190,12 +192,131 @@ for (const engineName of ['memory', 'leveldb']) {
         assert.equal(reply.status, 400, `${body} → ${reply.status} ${reply.body.toString()}`);
         assert.match(reply.json().error.code, /^IMPULSE_ERR_(BATCH_INVALID|KEY_EMPTY)$/);
       }
+      // JSON.parse would keep the last "ops" (a silent no-op) and turn \ud800 into U+FFFD (a silent replacement).
+      const strict = [
+        '{"ops": [{"op": "put", "key": "x1", "value": "v"}], "ops": []}',
+        '{"ops": [{"op": "put", "key": "x1", "value": "v", "value": "w"}]}',
+        '{"ops": [{"op": "put", "key": "x1", "value": "\\ud800"}]}',
+        '{"ops": [{"op": "put", "key": "x1\\udfff", "value": "v"}]}',
+      ];
+      for (const body of strict) assertError(await call('POST', '/kv/batch', body), 400, 'IMPULSE_ERR_BATCH_INVALID');
+      const notUtf8 = Buffer.concat([Buffer.from('{"ops": [{"op": "put", "key": "x1", "value": "'), Buffer.from([0xff]), Buffer.from('"}]}')]);
+      assertError(await call('POST', '/kv/batch', notUtf8), 400, 'IMPULSE_ERR_BATCH_INVALID');
       const tooMany = { ops: Array.from({ length: 11 }, (_, i) => ({ op: 'put', key: `x${i}`, value: 'v' })) };
       assertError(await call('POST', '/kv/batch', JSON.stringify(tooMany)), 413, 'IMPULSE_ERR_BATCH_TOO_LARGE');
       const tooBig = { ops: [{ op: 'put', key: 'x1', value: 'v'.repeat(1025) }] };
       assertError(await call('POST', '/kv/batch', JSON.stringify(tooBig)), 413, 'IMPULSE_ERR_VALUE_TOO_LARGE');
       assertError(await call('GET', '/kv/x1'), 404, 'IMPULSE_ERR_KEY_NOT_FOUND');
       assertError(await call('GET', '/kv/x0'), 404, 'IMPULSE_ERR_KEY_NOT_FOUND');
+    });
+
+    it('sends the revision as ETag on reads and writes, and on range items', async () => {
+      const put = await call('PUT', '/kv/etag/a', 'one');
+      assert.equal(put.status, 204);
+      const revision = Number(/^"(\d+)"$/.exec(put.headers.get('etag') ?? '')?.[1]);
+      assert.ok(revision > 0, `ETag ${put.headers.get('etag')}`);
+      assert.equal((await call('GET', '/kv/etag/a')).headers.get('etag'), `"${revision}"`);
+      assert.equal((await call('HEAD', '/kv/etag/a')).headers.get('etag'), `"${revision}"`);
+      const batch = await call('POST', '/kv/batch', JSON.stringify({ ops: [{ op: 'put', key: 'etag/b', value: 'two' }, { op: 'put', key: 'etag/c', value: 'three' }] }));
+      const batchRevision = Number(/^"(\d+)"$/.exec(batch.headers.get('etag') ?? '')?.[1]);
+      assert.ok(batchRevision > revision);
+      const items = (await call('GET', '/kv?prefix=etag/')).json().items;
+      assert.deepEqual(items.map((item: { revision: number }) => item.revision), [revision, batchRevision, batchRevision]);
+      const deleted = await call('DELETE', '/kv/etag/a');
+      assert.equal(deleted.status, 204);
+      assert.ok(Number(/^"(\d+)"$/.exec(deleted.headers.get('etag') ?? '')?.[1]) > batchRevision);
+      assertError(await call('GET', '/kv/etag/a'), 404, 'IMPULSE_ERR_KEY_NOT_FOUND');
+    });
+
+    it('honours If-Match and If-None-Match; a 412 names the key and its revision and changes nothing', async () => {
+      const created = await call('PUT', '/kv/cas', 'v1', { 'if-none-match': '*' });
+      assert.equal(created.status, 204);
+      const etag = created.headers.get('etag')!;
+      const exists = await call('PUT', '/kv/cas', 'again', { 'if-none-match': '*' });
+      assertError(exists, 412, 'IMPULSE_ERR_PRECONDITION_FAILED');
+      assert.deepEqual(exists.json().error.revision, Number(etag.slice(1, -1)));
+      assert.equal(exists.json().error.key, 'cas');
+      const stale = await call('PUT', '/kv/cas', 'v2', { 'if-match': `"${Number(etag.slice(1, -1)) + 100}"` });
+      assertError(stale, 412, 'IMPULSE_ERR_PRECONDITION_FAILED');
+      assertError(await call('DELETE', '/kv/cas', undefined, { 'if-match': '"999999"' }), 412, 'IMPULSE_ERR_PRECONDITION_FAILED');
+      const got = await call('GET', '/kv/cas');
+      assert.equal(got.body.toString(), 'v1');
+      assert.equal(got.headers.get('etag'), etag);
+      const swapped = await call('PUT', '/kv/cas', 'v2', { 'if-match': etag });
+      assert.equal(swapped.status, 204);
+      assert.equal((await call('GET', '/kv/cas')).body.toString(), 'v2');
+      assert.equal((await call('DELETE', '/kv/cas', undefined, { 'if-match': swapped.headers.get('etag')! })).status, 204);
+      const absent = await call('PUT', '/kv/cas', 'x', { 'if-match': swapped.headers.get('etag')! });
+      assertError(absent, 412, 'IMPULSE_ERR_PRECONDITION_FAILED');
+      assert.equal(absent.json().error.revision, null);
+      assertError(await call('GET', '/kv/cas'), 404, 'IMPULSE_ERR_KEY_NOT_FOUND');
+    });
+
+    it('refuses malformed conditions with 400 and stores nothing', async () => {
+      const malformed: Array<Record<string, string>> = [{ 'if-match': '7' }, { 'if-match': 'W/"7"' }, { 'if-match': '"1", "2"' }, { 'if-match': '*' }, { 'if-none-match': '"3"' }, { 'if-match': '"1"', 'if-none-match': '*' }];
+      for (const headers of malformed) {
+        assertError(await call('PUT', '/kv/badcond', 'v', headers), 400, 'IMPULSE_ERR_CONDITION_INVALID');
+      }
+      assertError(await call('DELETE', '/kv/badcond', undefined, { 'if-none-match': '*' }), 400, 'IMPULSE_ERR_CONDITION_INVALID');
+      assertError(await call('GET', '/kv/badcond'), 404, 'IMPULSE_ERR_KEY_NOT_FOUND');
+    });
+
+    it('applies batch conditions all-or-nothing and names the failing op', async () => {
+      const first = await call('POST', '/kv/batch', JSON.stringify({ ops: [{ op: 'put', key: 'bc/a', value: '1', ifAbsent: true }] }));
+      assert.equal(first.status, 204);
+      const revision = Number(first.headers.get('etag')!.slice(1, -1));
+      const failed = await call(
+        'POST',
+        '/kv/batch',
+        JSON.stringify({ ops: [{ op: 'put', key: 'bc/b', value: '2' }, { op: 'put', key: 'bc/a', value: '2', ifRevision: revision }, { op: 'delete', key: 'bc/a', ifRevision: revision + 50 }] }),
+      );
+      assertError(failed, 412, 'IMPULSE_ERR_PRECONDITION_FAILED');
+      assert.equal(failed.json().error.op, 2);
+      assertError(await call('GET', '/kv/bc/b'), 404, 'IMPULSE_ERR_KEY_NOT_FOUND');
+      assert.equal((await call('GET', '/kv/bc/a')).body.toString(), '1');
+      const ok = await call('POST', '/kv/batch', JSON.stringify({ ops: [{ op: 'put', key: 'bc/b', value: '2', ifAbsent: true }, { op: 'delete', key: 'bc/a', ifRevision: revision }] }));
+      assert.equal(ok.status, 204);
+      assertError(await call('GET', '/kv/bc/a'), 404, 'IMPULSE_ERR_KEY_NOT_FOUND');
+      for (const op of [{ ifRevision: 0 }, { ifRevision: '3' }, { ifRevision: 1.5 }, { ifAbsent: false }, { ifRevision: 1, ifAbsent: true }]) {
+        assertError(await call('POST', '/kv/batch', JSON.stringify({ ops: [{ op: 'put', key: 'bc/c', value: 'x', ...op }] })), 400, 'IMPULSE_ERR_CONDITION_INVALID');
+      }
+      assertError(await call('GET', '/kv/bc/c'), 404, 'IMPULSE_ERR_KEY_NOT_FOUND');
+    });
+
+    it('applies a write sent twice with the same session once, and answers both alike', async () => {
+      const session = { 'impulse-client-id': `api-${engineName}`, 'impulse-client-seq': '1' };
+      const first = await call('PUT', '/kv/dedup', 'first', session);
+      assert.equal(first.status, 204);
+      await call('PUT', '/kv/other', 'x');
+      const retry = await call('PUT', '/kv/dedup', 'second', session);
+      assert.equal(retry.status, 204);
+      assert.equal(retry.headers.get('etag'), first.headers.get('etag'));
+      const got = await call('GET', '/kv/dedup');
+      assert.equal(got.body.toString(), 'first');
+      assert.equal(got.headers.get('etag'), first.headers.get('etag'));
+      // A retried conditional write that failed fails the same way, even though it would hold now.
+      const failing = { 'impulse-client-id': `api-${engineName}`, 'impulse-client-seq': '2', 'if-none-match': '*' };
+      assertError(await call('PUT', '/kv/dedup', 'third', failing), 412, 'IMPULSE_ERR_PRECONDITION_FAILED');
+      await call('DELETE', '/kv/dedup');
+      assertError(await call('PUT', '/kv/dedup', 'third', failing), 412, 'IMPULSE_ERR_PRECONDITION_FAILED');
+      assertError(await call('GET', '/kv/dedup'), 404, 'IMPULSE_ERR_KEY_NOT_FOUND');
+      const badSessions: Array<Record<string, string>> = [{ 'impulse-client-id': 'x' }, { 'impulse-client-seq': '3' }, { 'impulse-client-id': 'bad id', 'impulse-client-seq': '3' }, { 'impulse-client-id': 'x', 'impulse-client-seq': 'three' }];
+      for (const headers of badSessions) {
+        assertError(await call('PUT', '/kv/dedup', 'v', headers), 400, 'IMPULSE_ERR_SESSION_INVALID');
+      }
+    });
+
+    it('takes consistency on reads and refuses unknown parameters on key requests', async () => {
+      await call('PUT', '/kv/cons', 'v');
+      for (const consistency of ['linearizable', 'serializable']) {
+        assert.equal((await call('GET', `/kv/cons?consistency=${consistency}`)).body.toString(), 'v');
+        assert.equal((await call('GET', `/kv?prefix=cons&consistency=${consistency}`)).json().items.length, 1);
+      }
+      assertError(await call('GET', '/kv/cons?consistency=eventual'), 400, 'IMPULSE_ERR_QUERY_INVALID');
+      assertError(await call('GET', '/kv/cons?limit=1'), 400, 'IMPULSE_ERR_QUERY_INVALID');
+      assertError(await call('PUT', '/kv/cons?consistency=serializable', 'w'), 400, 'IMPULSE_ERR_QUERY_INVALID');
+      assertError(await call('GET', '/kv?consistency=eventual'), 400, 'IMPULSE_ERR_RANGE_INVALID');
+      assert.equal((await call('GET', '/kv/cons')).body.toString(), 'v');
     });
 
     it('reports health, status and Prometheus metrics', async () => {
@@ -209,6 +330,10 @@ for (const engineName of ['memory', 'leveldb']) {
       assert.equal(status.sync, engineName === 'memory' ? 'none' : 'fsync');
       assert.equal(typeof status.durability, 'string');
       assert.equal(typeof status.uptimeSeconds, 'number');
+      assert.equal(status.mode, 'local');
+      assert.ok(status.appliedIndex > 0);
+      assert.equal(status.durableAppliedIndex, status.appliedIndex);
+      assert.deepEqual(status.health, { status: 'ok' });
       if (engineName === 'memory') assert.ok(status.keyCount > 0);
       else assert.ok(status.diskBytes > 0);
       const metrics = await call('GET', '/metrics');
@@ -260,10 +385,9 @@ describe('error catalog', () => {
 });
 
 describe('graceful shutdown', () => {
-  it('finishes in-flight requests, refuses new connections, then closes the engine', async () => {
-    const engine = createEngine('memory', {});
-    await engine.open();
-    const server = new ImpulseServer({ engine, logger: pino({ level: 'silent' }), version: 'test' });
+  it('finishes in-flight requests, refuses new connections, then closes the store', async () => {
+    const service = await openLocalKvService({ engine: 'memory', dataDir: '', sync: 'fsync', limits: DEFAULT_LIMITS });
+    const server = new ImpulseServer({ service, logger: pino({ level: 'silent' }), version: 'test' });
     const { port } = await server.listen(0, '127.0.0.1');
     // Start a PUT whose body arrives slowly, then shut down while it is in flight.
     const socket = connect(port, '127.0.0.1');
@@ -281,6 +405,6 @@ describe('graceful shutdown', () => {
     await socketClosed;
     assert.match(answer, /^HTTP\/1\.1 204/);
     assert.match(answer, /connection: close/i);
-    assert.equal(engine.isOpen, false);
+    assert.equal(service.health().status, 'unavailable');
   });
 });

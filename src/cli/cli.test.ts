@@ -3,9 +3,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { LsmEngine } from '../storage/lsm/lsm-engine.js';
 import { ENGINE_NAMES } from '../storage/registry.js';
 import { CLI_PATH, type ServerProcess, startServerProcess } from '../../testkit/process/server-process.js';
 
@@ -60,6 +61,47 @@ describe('impulse CLI', () => {
     assert.equal(missing.stderr, 'impulse: key "user/1" not found\n');
     const status = JSON.parse((await run([...endpoint, 'status'])).stdout.toString());
     assert.equal(status.engine, 'leveldb');
+  });
+
+  it('writes with conditions, shows revisions, and exits 3 when a condition does not hold', async () => {
+    const created = await run([...endpoint, 'put', '--if-absent', '--revision', 'cond/1', 'one']);
+    assert.equal(created.code, 0, created.stderr);
+    const revision = Number(/^revision (\d+)\n$/.exec(created.stderr)?.[1]);
+    assert.ok(revision > 0, created.stderr);
+    const again = await run([...endpoint, 'put', '--if-absent', 'cond/1', 'two']);
+    assert.equal(again.code, 3);
+    assert.match(again.stderr, /^impulse: the condition of op 0 does not hold: key "cond\/1" has revision \d+; nothing was changed\n$/);
+    const got = await run([...endpoint, 'get', '--revision', 'cond/1']);
+    assert.equal(got.stdout.toString(), 'one');
+    assert.equal(got.stderr, `revision ${revision}\n`);
+    assert.equal((await run([...endpoint, 'put', '--if-revision', String(revision + 1000), 'cond/1', 'two'])).code, 3);
+    assert.equal((await run([...endpoint, 'put', '--if-revision', String(revision), 'cond/1', 'two'])).code, 0);
+    const json = JSON.parse((await run([...endpoint, 'scan', '--prefix', 'cond/', '--json'])).stdout.toString());
+    assert.equal(json.value, 'two');
+    assert.ok(json.revision > revision);
+    assert.equal((await run([...endpoint, 'del', '--if-revision', String(revision), 'cond/1'])).code, 3);
+    assert.equal((await run([...endpoint, 'del', '--if-revision', String(json.revision), 'cond/1'])).code, 0);
+    assert.equal((await run([...endpoint, 'get', '--consistency', 'serializable', 'cond/1'])).code, 1);
+    const usage = await run([...endpoint, 'put', '--if-revision', 'x', 'cond/1', 'v']);
+    assert.equal(usage.code, 2);
+    assert.equal((await run([...endpoint, 'put', '--if-revision', '3', '--if-absent', 'cond/1', 'v'])).code, 2);
+  });
+
+  it('refuses to serve a data directory written by an older impulse, and leaves it untouched', async () => {
+    const own = await mkdtemp(join(tmpdir(), 'impulse-cli-old-'));
+    try {
+      const old = new LsmEngine({ dataDir: join(own, 'lsm') }); // the engine's files straight in <dir>/lsm, as before the service layer
+      await old.open();
+      await old.put(Buffer.from('user/1'), Buffer.from('alice'));
+      await old.close();
+      const before = (await readdir(join(own, 'lsm'))).sort();
+      const refused = await run(['serve', '--port', '0', '--engine', 'lsm', '--data-dir', own]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /^impulse: .*written by an older impulse/);
+      assert.deepEqual((await readdir(join(own, 'lsm'))).sort(), before);
+    } finally {
+      await rm(own, { recursive: true, force: true });
+    }
   });
 
   it('prints one sentence and exits 1 when the server rejects a request', async () => {
@@ -143,7 +185,7 @@ describe('impulse CLI', () => {
         const node = await startServerProcess(['--engine', 'leveldb', '--data-dir', own]);
         node.kill(signal);
         assert.equal(await node.exited, 0);
-        assert.ok(node.output.some((line) => line.includes('engine closed')));
+        assert.ok(node.output.some((line) => line.includes('store closed')));
       } finally {
         await rm(own, { recursive: true, force: true });
       }

@@ -3,6 +3,7 @@
  * bad value stops the program with one clear sentence before anything starts.
  */
 import { resolve } from 'node:path';
+import { type ClusterConfig, type ClusterFlags, parseClusterConfig } from '../cluster/config.js';
 import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
 import { ENGINE_NAMES } from '../storage/registry.js';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
@@ -20,9 +21,11 @@ export interface ServeConfig {
   readonly sync: SyncMode;
   readonly limits: EngineLimits;
   readonly logLevel: string;
+  /** Present with --node-id: this node is a Raft member (src/cluster/config.ts). */
+  readonly cluster?: ClusterConfig;
 }
 
-export interface ServeFlags {
+export interface ServeFlags extends ClusterFlags {
   port?: string;
   host?: string;
   engine?: string;
@@ -48,9 +51,15 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
   if (!LOG_LEVELS.includes(logLevel)) throw invalid(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   const limits: EngineLimits = {
     ...DEFAULT_LIMITS,
-    keyBytesMax: integer('--key-bytes-max', flags.keyBytesMax ?? String(DEFAULT_LIMITS.keyBytesMax), 1, 64 * 1024),
+    // 64 KiB less the key-value layer's one-byte key prefix, and within the btree's 65,535-byte keys.
+    keyBytesMax: integer('--key-bytes-max', flags.keyBytesMax ?? String(DEFAULT_LIMITS.keyBytesMax), 1, 64 * 1024 - 2),
     valueBytesMax: integer('--value-bytes-max', flags.valueBytesMax ?? String(DEFAULT_LIMITS.valueBytesMax), 0, 512 * 1024 * 1024),
     batchOpsMax: integer('--batch-ops-max', flags.batchOpsMax ?? String(DEFAULT_LIMITS.batchOpsMax), 1, 1_000_000),
   };
-  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel };
+  const cluster = parseClusterConfig(flags, host, port);
+  if (cluster !== undefined) {
+    if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
+    if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
+  }
+  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, ...(cluster !== undefined ? { cluster } : {}) };
 }

@@ -1,34 +1,53 @@
 /**
- * `impulse serve`: one node. Opens the engine, serves HTTP, and on SIGINT or
- * SIGTERM shuts down cleanly (stop accepting, finish in-flight requests, close
- * the engine); a second signal exits at once.
+ * `impulse serve`: one node. Without `--node-id` a single node: the store (the
+ * engine in its home `<dataDir>/<engine>`, the key-value state machine, the
+ * local service). With it, a Raft cluster member (src/cluster/open-member.ts):
+ * the same API on the Raft service, plus the cluster routes. Serves HTTP, and
+ * on SIGINT or SIGTERM shuts down cleanly (stop accepting, finish in-flight
+ * requests and queued writes, a leader hands leadership over, close the
+ * store); a second signal exits at once. The data-directory lock is released
+ * on every way out, a failed shutdown included. SIGHUP is logged and otherwise
+ * ignored: logs go to stdout, so there is no log file to reopen.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import { ImpulseServer } from '../api/server.js';
-import { createEngine } from '../storage/registry.js';
+import { readIdentity } from '../cluster/identity.js';
+import { holdsSingleNodeStore, openMember } from '../cluster/open-member.js';
+import { ImpulseError } from '../errors.js';
+import type { KvService } from '../service/kv-service.js';
+import { openLocalKvService } from '../service/open-local.js';
+import { NodeVfs } from '../vfs/node-vfs.js';
 import { VERSION } from '../version.js';
 import type { ServeConfig } from './config.js';
 import { lockDataDir } from './data-dir-lock.js';
 
+interface Opened {
+  readonly service: KvService;
+  readonly server: ImpulseServer;
+  /** Runs once the API listens at `url` (a member publishes its client URL). */
+  readonly started?: (url: string) => void;
+  readonly logFields: Record<string, unknown>;
+}
+
 export async function serve(config: ServeConfig): Promise<void> {
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
-  const dataDir = join(config.dataDir, config.engine);
-  const engine = createEngine(config.engine, { dataDir, sync: config.sync, limits: config.limits });
   await mkdir(config.dataDir, { recursive: true });
   const lock = await lockDataDir(join(config.dataDir, `${config.engine}.lock`));
-  let server: ImpulseServer;
+  // The last resort: whatever ends the process (a second signal, an uncaught error), the lock goes too.
+  process.on('exit', () => lock.releaseSync());
+  let opened: Opened | undefined;
   let address;
   try {
-    await engine.open();
-    server = new ImpulseServer({ engine, logger, version: VERSION, statusExtra: { dataDir } });
-    address = await server.listen(config.port, config.host);
+    opened = config.cluster === undefined ? await openSingleNode(config, logger) : await openClusterMember(config, logger);
+    address = await opened.server.listen(config.port, config.host);
   } catch (error) {
-    await engine.close();
+    await opened?.service.close().catch((closeError: unknown) => logger.warn({ err: closeError }, 'closing the store after a failed start'));
     await lock.release();
     throw error;
   }
+  const { server, service } = opened;
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) {
@@ -40,20 +59,48 @@ export async function serve(config: ServeConfig): Promise<void> {
     server.close().then(
       async () => {
         await lock.release();
-        logger.info('engine closed; bye');
+        logger.info('store closed; bye');
         process.exit(0);
       },
-      (error: unknown) => {
+      async (error: unknown) => {
         logger.error({ err: error }, 'error during shutdown');
+        await lock.release();
         process.exit(1);
       },
     );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGHUP', () => logger.info({ signal: 'SIGHUP' }, 'SIGHUP ignored: logs go to stdout, there is no log file to reopen'));
+  const url = `http://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
   // Announce only once the handlers are in place: whoever waits for this line may signal at once.
-  logger.info(
-    { url: `http://${address.address}:${address.port}`, engine: engine.name, dataDir, sync: engine.supports.durable ? config.sync : 'none', version: VERSION },
-    'impulse is listening',
-  );
+  opened.started?.(url);
+  const status = await service.status();
+  logger.info({ url, engine: status.engine, sync: status.sync, appliedIndex: status.appliedIndex, version: VERSION, ...opened.logFields }, 'impulse is listening');
+}
+
+async function openSingleNode(config: ServeConfig, logger: Logger): Promise<Opened> {
+  const identity = await readIdentity(new NodeVfs(), config.dataDir);
+  if (identity !== undefined) {
+    throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} belongs to node ${identity.nodeId} of cluster ${identity.clusterId}; start it with --node-id ${identity.nodeId} and its cluster flags, or use another --data-dir`);
+  }
+  const dataDir = join(config.dataDir, config.engine);
+  const service = await openLocalKvService({ engine: config.engine, dataDir, sync: config.sync, limits: config.limits });
+  return { service, server: new ImpulseServer({ service, logger, version: VERSION, statusExtra: { dataDir } }), logFields: { dataDir } };
+}
+
+async function openClusterMember(config: ServeConfig, logger: Logger): Promise<Opened> {
+  const cluster = config.cluster!;
+  if ((await readIdentity(new NodeVfs(), config.dataDir)) === undefined && (await holdsSingleNodeStore(new NodeVfs(), config.dataDir, config.engine))) {
+    throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a single-node store (${config.engine}/); a cluster member needs a data directory of its own`);
+  }
+  const member = await openMember({ cluster, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger });
+  const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, metrics: [member.latency.histogram] });
+  return {
+    service: member.service,
+    server,
+    // The default advertised URL names --port; with --port 0 only the bound port is right.
+    started: (url) => member.admin.start(cluster.advertiseClientGiven || config.port !== 0 ? cluster.advertiseClient : url),
+    logFields: { dataDir: config.dataDir, nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${member.peerAddress.host}:${member.peerAddress.port}` },
+  };
 }

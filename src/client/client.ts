@@ -7,9 +7,25 @@
  *   - IMPULSE_ERR_CLIENT_TIMEOUT when the server does not answer in time,
  *   - IMPULSE_ERR_CLIENT_PROTOCOL when the answer makes no sense.
  * Keys and values are bytes; strings are taken as UTF-8.
+ *
+ * Revisions and conditions: every write resolves with the revision it got;
+ * `getWithRevision` and `scan` return revisions; `put`/`del`/`batch` take
+ * conditions (`ifRevision`, `ifAbsent`) and a failed one rejects with
+ * IMPULSE_ERR_PRECONDITION_FAILED (details: `op`, `key`, current `revision`).
+ *
+ * Sessions: the client picks a random client id and numbers its writes
+ * 1, 2, 3, ...; every write carries `Impulse-Client-Id`, `Impulse-Client-Seq`
+ * and `Impulse-Client-Acked-Below` (every seq below it has been answered, so
+ * the server may forget those results). A write that fails with no answer
+ * (connection lost, timeout), IMPULSE_ERR_OVERLOADED, or under a cluster
+ * IMPULSE_ERR_UNAVAILABLE or IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN is retried up to
+ * `writeRetriesMax` times with the SAME id and seq, so the server applies it
+ * at most once (docs/api.md, "Retries and deduplication").
  */
-import { Agent, request } from 'node:http';
-import { ERROR_CATALOG, type ErrorCode, ImpulseError } from '../errors.js';
+import { randomBytes } from 'node:crypto';
+import { Agent, type OutgoingHttpHeaders, request } from 'node:http';
+import { ERROR_CATALOG, type ErrorCode, type ErrorDetails, ImpulseError } from '../errors.js';
+import type { AddMemberRequest, ClusterView } from '../protocol/cluster-view.js';
 import { percentEncode } from '../protocol/codec.js';
 
 export type Bytes = Uint8Array | string;
@@ -21,6 +37,33 @@ export interface ClientOptions {
   readonly timeoutMs?: number;
   /** Most concurrent connections. Default 64. */
   readonly connectionsMax?: number;
+  /** The session's client id (1-64 of [A-Za-z0-9_-]). Default: 16 random bytes, base64url. */
+  readonly clientId?: string;
+  /** Retries of a write that got no answer or IMPULSE_ERR_OVERLOADED (same id and seq). Default 2. */
+  readonly writeRetriesMax?: number;
+}
+
+/** How a read may be served: `linearizable` (default) or `serializable` (may be stale under replication). */
+export type ReadConsistency = 'linearizable' | 'serializable';
+
+export interface ReadOptions {
+  readonly consistency?: ReadConsistency;
+}
+
+/** A write's condition: the key has exactly this revision, or (puts only) the key is absent. */
+export interface WriteConditions {
+  readonly ifRevision?: number;
+  readonly ifAbsent?: boolean;
+}
+
+export interface Revisioned {
+  readonly value: Buffer;
+  readonly revision: number;
+}
+
+export interface WriteResult {
+  /** The revision the write got (a delete's own revision for `del`). */
+  readonly revision: number;
 }
 
 export interface ScanOptions {
@@ -30,25 +73,53 @@ export interface ScanOptions {
   readonly limit?: number;
   readonly reverse?: boolean;
   readonly cursor?: string;
+  readonly consistency?: ReadConsistency;
+}
+
+export interface ScanItem {
+  readonly key: Buffer;
+  readonly value: Buffer;
+  readonly revision: number;
 }
 
 export interface ScanPage {
-  readonly items: Array<{ key: Buffer; value: Buffer }>;
+  readonly items: ScanItem[];
   readonly next: string | null;
 }
 
-export type BatchOp = { op: 'put'; key: Bytes; value: Bytes } | { op: 'delete'; key: Bytes };
+export type BatchOp = ({ op: 'put'; key: Bytes; value: Bytes } | { op: 'delete'; key: Bytes }) & WriteConditions;
 
 interface Response {
   readonly status: number;
   readonly body: Buffer;
   readonly contentType: string | undefined;
+  readonly etag: string | undefined;
 }
+
+/**
+ * Errors after which a write is retried with the same session seq: no answer
+ * arrived, the server asked to retry, or (a cluster member) no leader was
+ * found in time or the outcome is unknown — the session makes the retry apply
+ * the write at most once.
+ */
+const RETRIED: ReadonlySet<ErrorCode> = new Set([
+  'IMPULSE_ERR_CLIENT_UNREACHABLE',
+  'IMPULSE_ERR_CLIENT_TIMEOUT',
+  'IMPULSE_ERR_OVERLOADED',
+  'IMPULSE_ERR_UNAVAILABLE',
+  'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN',
+]);
 
 export class ImpulseClient {
   readonly endpoint: URL;
+  readonly clientId: string;
   private readonly agent: Agent;
   private readonly timeoutMs: number;
+  private readonly writeRetriesMax: number;
+  /** The last seq handed out, and the ones not answered yet (for Impulse-Client-Acked-Below). */
+  private lastSeq = 0;
+  private readonly unanswered = new Set<number>();
+  private lowestUnanswered = 1;
 
   constructor(options: ClientOptions) {
     try {
@@ -58,36 +129,48 @@ export class ImpulseClient {
     }
     if (this.endpoint.protocol !== 'http:') throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `endpoint must be http://, got ${this.endpoint.protocol}`);
     this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.writeRetriesMax = options.writeRetriesMax ?? 2;
+    this.clientId = options.clientId ?? randomBytes(16).toString('base64url');
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.clientId)) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a client id is 1 to 64 characters of A-Z a-z 0-9 _ -');
     this.agent = new Agent({ keepAlive: true, maxSockets: options.connectionsMax ?? 64, maxFreeSockets: options.connectionsMax ?? 64 });
   }
 
   /** The value under `key`, or `undefined` when absent. */
-  async get(key: Bytes): Promise<Buffer | undefined> {
-    const response = await this.call('GET', keyPath(key));
+  async get(key: Bytes, options: ReadOptions = {}): Promise<Buffer | undefined> {
+    return (await this.getWithRevision(key, options))?.value;
+  }
+
+  /** The value under `key` and its revision (from the ETag), or `undefined` when absent. */
+  async getWithRevision(key: Bytes, options: ReadOptions = {}): Promise<Revisioned | undefined> {
+    const response = await this.call('GET', keyPath(key) + consistencyQuery(options, '?'));
     if (response.status === 404 && errorCode(response) === 'IMPULSE_ERR_KEY_NOT_FOUND') return undefined;
     this.expect(response, 200);
-    return response.body;
+    return { value: response.body, revision: this.revisionOf(response) };
   }
 
-  async put(key: Bytes, value: Bytes): Promise<void> {
-    this.expect(await this.call('PUT', keyPath(key), toBytes(value)), 204);
+  /** Stores `value` under `key`; with `ifRevision` only if the key has that revision, with `ifAbsent` only if it does not exist. */
+  async put(key: Bytes, value: Bytes, conditions: WriteConditions = {}): Promise<WriteResult> {
+    return this.write('PUT', keyPath(key), toBytes(value), conditionHeaders(conditions, true));
   }
 
-  async del(key: Bytes): Promise<void> {
-    this.expect(await this.call('DELETE', keyPath(key)), 204);
+  /** Deletes `key` (succeeds when absent, unless `ifRevision` is given). */
+  async del(key: Bytes, conditions: Omit<WriteConditions, 'ifAbsent'> = {}): Promise<WriteResult> {
+    return this.write('DELETE', keyPath(key), undefined, conditionHeaders(conditions, false));
   }
 
-  /** Atomic batch; keys and values travel base64-encoded. */
-  async batch(ops: readonly BatchOp[]): Promise<void> {
+  /** Atomic batch, all ops or none (each op may carry conditions); keys and values travel base64-encoded. */
+  async batch(ops: readonly BatchOp[]): Promise<WriteResult> {
     const document = {
       encoding: 'base64',
-      ops: ops.map((op) =>
-        op.op === 'put'
-          ? { op: 'put', key: Buffer.from(toBytes(op.key)).toString('base64'), value: Buffer.from(toBytes(op.value)).toString('base64') }
-          : { op: 'delete', key: Buffer.from(toBytes(op.key)).toString('base64') },
-      ),
+      ops: ops.map((op) => ({
+        op: op.op,
+        key: Buffer.from(toBytes(op.key)).toString('base64'),
+        ...(op.op === 'put' ? { value: Buffer.from(toBytes(op.value)).toString('base64') } : {}),
+        ...(op.ifRevision !== undefined ? { ifRevision: op.ifRevision } : {}),
+        ...(op.ifAbsent ? { ifAbsent: true } : {}),
+      })),
     };
-    this.expect(await this.call('POST', '/kv/batch', Buffer.from(JSON.stringify(document))), 204);
+    return this.write('POST', '/kv/batch', Buffer.from(JSON.stringify(document)), {});
   }
 
   /** One page of a range query; pass `next` back as `cursor` for the following page. */
@@ -100,18 +183,18 @@ export class ImpulseClient {
     if (options.limit !== undefined) params.push(`limit=${options.limit}`);
     if (options.reverse) params.push('reverse=true');
     if (options.cursor !== undefined) params.push(`cursor=${encodeURIComponent(options.cursor)}`);
-    const response = await this.call('GET', `/kv?${params.join('&')}`);
+    const response = await this.call('GET', `/kv?${params.join('&')}${consistencyQuery(options, '&')}`);
     this.expect(response, 200);
-    const page = this.json(response) as { items?: Array<{ key: string; value: string }>; next?: string | null };
+    const page = this.json(response) as { items?: Array<{ key: string; value: string; revision: number }>; next?: string | null };
     if (!Array.isArray(page.items)) throw new ImpulseError('IMPULSE_ERR_CLIENT_PROTOCOL', 'range response has no items array');
     return {
-      items: page.items.map((item) => ({ key: Buffer.from(item.key, 'base64'), value: Buffer.from(item.value, 'base64') })),
+      items: page.items.map((item) => ({ key: Buffer.from(item.key, 'base64'), value: Buffer.from(item.value, 'base64'), revision: item.revision })),
       next: page.next ?? null,
     };
   }
 
   /** Every entry of a range, page after page, at most `entriesMax` (default 1,000,000). */
-  async *scanAll(options: Omit<ScanOptions, 'cursor'> = {}, entriesMax = 1_000_000): AsyncGenerator<{ key: Buffer; value: Buffer }> {
+  async *scanAll(options: Omit<ScanOptions, 'cursor'> = {}, entriesMax = 1_000_000): AsyncGenerator<ScanItem> {
     let cursor: string | undefined;
     let seen = 0;
     do {
@@ -130,6 +213,48 @@ export class ImpulseClient {
     return this.json(response) as Record<string, unknown>;
   }
 
+  /** The cluster as the node at the endpoint sees it (`GET /cluster`). */
+  async cluster(): Promise<ClusterView> {
+    const response = await this.call('GET', '/cluster');
+    this.expect(response, 200);
+    const view = this.json(response) as ClusterView;
+    if (typeof view.clusterId !== 'string' || !Array.isArray(view.members)) throw new ImpulseError('IMPULSE_ERR_CLIENT_PROTOCOL', '/cluster answer is not a cluster view');
+    return view;
+  }
+
+  /** Adds a learner (`POST /cluster/members`); resolves with the cluster view once the change applied. */
+  addMember(request: AddMemberRequest): Promise<ClusterView> {
+    return this.clusterCall('POST', '/cluster/members', request);
+  }
+
+  /** Promotes learner `id` to voter (`POST /cluster/members/{id}/promote`). */
+  promoteMember(id: number): Promise<ClusterView> {
+    return this.clusterCall('POST', `/cluster/members/${id}/promote`);
+  }
+
+  /** Removes member `id` (`DELETE /cluster/members/{id}`). */
+  removeMember(id: number): Promise<ClusterView> {
+    return this.clusterCall('DELETE', `/cluster/members/${id}`);
+  }
+
+  /** Hands leadership to voter `id` (`POST /cluster/leader`); resolves once it leads. */
+  transferLeader(id: number): Promise<ClusterView> {
+    return this.clusterCall('POST', '/cluster/leader', { id });
+  }
+
+  /** The digest of the node's whole state at its applied index (`GET /digest`; a full scan). */
+  async digest(): Promise<{ appliedIndex: number; appliedTerm: number; digest: string; bytes: number }> {
+    const response = await this.call('GET', '/digest');
+    this.expect(response, 200);
+    return this.json(response) as { appliedIndex: number; appliedTerm: number; digest: string; bytes: number };
+  }
+
+  private async clusterCall(method: string, path: string, body?: unknown): Promise<ClusterView> {
+    const response = await this.call(method, path, body === undefined ? undefined : Buffer.from(JSON.stringify(body)));
+    this.expect(response, 200);
+    return this.json(response) as ClusterView;
+  }
+
   async health(): Promise<boolean> {
     const response = await this.call('GET', '/health');
     return response.status === 200;
@@ -140,12 +265,43 @@ export class ImpulseClient {
     this.agent.destroy();
   }
 
+  /**
+   * One write with the session headers: a new seq, reused by every retry of
+   * it; answered seqs move Impulse-Client-Acked-Below on.
+   */
+  private async write(method: string, path: string, body: Uint8Array | undefined, headers: OutgoingHttpHeaders): Promise<WriteResult> {
+    const seq = ++this.lastSeq;
+    this.unanswered.add(seq);
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const session = { 'impulse-client-id': this.clientId, 'impulse-client-seq': String(seq), 'impulse-client-acked-below': String(this.lowestUnanswered) };
+        try {
+          const response = await this.call(method, path, body, { ...headers, ...session });
+          this.expect(response, 204);
+          return { revision: this.revisionOf(response) };
+        } catch (error) {
+          if (attempt >= this.writeRetriesMax || !(error instanceof ImpulseError) || !RETRIED.has(error.code)) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt));
+        }
+      }
+    } finally {
+      this.unanswered.delete(seq);
+      while (this.lowestUnanswered <= this.lastSeq && !this.unanswered.has(this.lowestUnanswered)) this.lowestUnanswered++;
+    }
+  }
+
+  private revisionOf(response: Response): number {
+    const match = /^"([0-9]{1,16})"$/.exec(response.etag ?? '');
+    if (match === null) throw new ImpulseError('IMPULSE_ERR_CLIENT_PROTOCOL', `${this.endpoint.origin} answered without a revision ETag`);
+    return Number(match[1]);
+  }
+
   private expect(response: Response, status: number): void {
     if (response.status === status) return;
     const code = errorCode(response);
     if (code !== undefined) {
-      const message = (this.json(response) as { error: { message: string } }).error.message;
-      throw new ImpulseError(code, message);
+      const { message, code: _code, ...details } = (this.json(response) as { error: { message: string; code: string } & ErrorDetails }).error;
+      throw new ImpulseError(code, message, { details });
     }
     throw new ImpulseError('IMPULSE_ERR_CLIENT_PROTOCOL', `unexpected HTTP ${response.status} from ${this.endpoint.origin}`);
   }
@@ -158,7 +314,7 @@ export class ImpulseClient {
     }
   }
 
-  private call(method: string, path: string, body?: Uint8Array): Promise<Response> {
+  private call(method: string, path: string, body?: Uint8Array, headers: OutgoingHttpHeaders = {}): Promise<Response> {
     return new Promise((resolve, reject) => {
       const req = request(
         {
@@ -167,13 +323,15 @@ export class ImpulseClient {
           port: this.endpoint.port || 80,
           method,
           path,
-          headers: body !== undefined ? { 'content-length': body.byteLength, 'content-type': 'application/octet-stream' } : {},
+          headers: body !== undefined ? { ...headers, 'content-length': body.byteLength, 'content-type': 'application/octet-stream' } : headers,
           timeout: this.timeoutMs,
         },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), contentType: res.headers['content-type'] }));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), contentType: res.headers['content-type'], etag: res.headers.etag }),
+          );
           res.on('error', (error) => reject(this.transportError(error)));
         },
       );
@@ -195,6 +353,21 @@ export class ImpulseClient {
 
 function toBytes(value: Bytes): Uint8Array {
   return typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
+}
+
+/** If-Match / If-None-Match for a single-key write. */
+function conditionHeaders(conditions: WriteConditions, allowAbsent: boolean): OutgoingHttpHeaders {
+  if (conditions.ifRevision !== undefined && conditions.ifAbsent) throw new ImpulseError('IMPULSE_ERR_CONDITION_INVALID', 'give ifRevision or ifAbsent, not both');
+  if (conditions.ifAbsent && !allowAbsent) throw new ImpulseError('IMPULSE_ERR_CONDITION_INVALID', 'ifAbsent applies to puts only');
+  if (conditions.ifRevision !== undefined) {
+    if (!Number.isSafeInteger(conditions.ifRevision) || conditions.ifRevision < 1) throw new ImpulseError('IMPULSE_ERR_CONDITION_INVALID', 'ifRevision must be a positive integer');
+    return { 'if-match': `"${conditions.ifRevision}"` };
+  }
+  return conditions.ifAbsent ? { 'if-none-match': '*' } : {};
+}
+
+function consistencyQuery(options: ReadOptions, separator: '?' | '&'): string {
+  return options.consistency === undefined ? '' : `${separator}consistency=${encodeURIComponent(options.consistency)}`;
 }
 
 function keyPath(key: Bytes): string {

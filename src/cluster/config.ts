@@ -9,13 +9,16 @@
  * Without `--node-id` a node runs alone (the single-node service); with it, it
  * is a Raft member. `--initial-cluster` names the voters of a NEW cluster by
  * their peer addresses; a member restarted on its data directory ignores it
- * (its membership is in its data) except to check that it still names it.
- * `--join` starts a member that an existing cluster will add (`impulse member
- * add`): it has no bootstrap configuration and waits to be contacted.
+ * (its membership is in its data; src/cluster/identity.ts checks that the
+ * node id and cluster id still match). `--join` starts a member that an
+ * existing cluster adds (`impulse member add`): it has no configuration of its
+ * own and waits to be contacted; its `--initial-cluster` then only says where
+ * the current members listen (like etcd's `--initial-cluster-state existing`).
  */
 import { createHash } from 'node:crypto';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
 import type { NodeId } from '../raft/types.js';
+import { parseAddress } from '../transport/socket-factory.js';
 
 export interface ClusterConfig {
   readonly nodeId: NodeId;
@@ -26,20 +29,22 @@ export interface ClusterConfig {
   readonly peerPort: number;
   /** The peer address other members dial ("host:port"); defaults to the listen address. */
   readonly advertisePeer: string;
-  /** The client URL other members forward requests to; defaults to http://<host>:<port> of the API. */
+  /** The client URL this member publishes for clients and tools; defaults to http://<host>:<port> of the API. */
   readonly advertiseClient: string;
-  /** Initial voters and their peer addresses (empty with `--join`). */
+  /** Whether --advertise-client was given (else, with --port 0, the bound port replaces 0). */
+  readonly advertiseClientGiven: boolean;
+  /** Initial voters and their peer addresses; with `--join`, the current members' peer addresses (whom to talk to until the membership arrives). */
   readonly initialCluster: ReadonlyMap<NodeId, string>;
   readonly join: boolean;
   readonly timing: RaftTimingConfig;
 }
 
 export interface RaftTimingConfig {
-  /** Milliseconds per Raft tick. Default 100. */
+  /** Milliseconds per Raft tick. Default 50. */
   readonly tickMs: number;
-  /** Election timeout in ticks (each member waits a random [T, 2T)). Default 10 (1–2 s). */
+  /** Election timeout in ticks (each member waits a random [T, 2T)). Default 10 (500–1000 ms). */
   readonly electionTicks: number;
-  /** Heartbeat interval in ticks. Default 1. */
+  /** Heartbeat interval in ticks. Default 2 (100 ms). */
   readonly heartbeatTicks: number;
   /** Take a snapshot and compact the log once this many entries were applied since the last one. Default 10,000. */
   readonly snapshotEntries: number;
@@ -47,10 +52,19 @@ export interface RaftTimingConfig {
   readonly snapshotCatchUpEntries: number;
 }
 
+/**
+ * Why these defaults (docs/cluster.md, "Timing"): the failover target is under
+ * a second from the death of a leader to the next acknowledged write, so the
+ * election timeout must be well under a second: 50 ms ticks, elections after
+ * 500–1000 ms of silence, heartbeats every 100 ms (5–10 per election timeout,
+ * so a few lost or late heartbeats on a loaded machine do not start an
+ * election). A heartbeat interval must stay above a round trip plus an fsync:
+ * a follower whose appends go unacknowledged that long drops back to probing.
+ */
 export const DEFAULT_RAFT_TIMING_CONFIG: RaftTimingConfig = Object.freeze({
-  tickMs: 100,
+  tickMs: 50,
   electionTicks: 10,
-  heartbeatTicks: 1,
+  heartbeatTicks: 2,
   snapshotEntries: 10_000,
   snapshotCatchUpEntries: 5_000,
 });
@@ -81,7 +95,9 @@ export interface ClusterFlags {
  */
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
-    const stray = (['peerPort', 'initialCluster', 'join', 'clusterId', 'advertisePeer'] as const).find((name) => flags[name] !== undefined);
+    const stray = (
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries'] as const
+    ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
   }
@@ -91,6 +107,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   const join = flags.join === true;
   const initialCluster = flags.initialCluster === undefined ? new Map<NodeId, string>() : parseInitialCluster(flags.initialCluster);
   if (!join && initialCluster.size === 0) throw invalid('a new cluster member needs --initial-cluster (id=host:port,...), or --join to be added to an existing cluster');
+  if (join && initialCluster.size === 0) throw invalid('--join needs --initial-cluster naming the current members\' peer addresses (printed by `impulse member add`)');
   if (!join && !initialCluster.has(nodeId)) throw invalid(`--initial-cluster does not name this member (--node-id ${nodeId})`);
   const advertisePeer = flags.advertisePeer ?? (join ? `${hostForUrl(peerHost)}:${peerPort}` : initialCluster.get(nodeId)!);
   parsePeerAddress('--advertise-peer', advertisePeer);
@@ -113,7 +130,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
     snapshotCatchUpEntries: integer('--snapshot-catch-up-entries', flags.snapshotCatchUpEntries ?? String(defaults.snapshotCatchUpEntries), 0, 100_000_000),
   };
   if (timing.electionTicks < 2 * timing.heartbeatTicks) throw invalid('--election-ticks must be at least twice --heartbeat-ticks');
-  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, initialCluster, join, timing };
+  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, timing };
 }
 
 /** "1=host:port,2=host:port" → id → address. Ids positive and distinct, addresses valid and distinct. */
@@ -135,13 +152,13 @@ export function parseInitialCluster(text: string): Map<NodeId, string> {
   return members;
 }
 
-/** Validates "host:port" ("[v6]:port" for IPv6). */
-export function parsePeerAddress(flag: string, address: string): { host: string; port: number } {
-  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(address);
-  if (match === null) throw invalid(`${flag}: ${JSON.stringify(address)} is not host:port`);
-  const port = Number(match[2]);
-  if (port < 1 || port > 65535) throw invalid(`${flag}: port ${port} is out of range`);
-  return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
+/** Checks "host:port" ("[v6]:port" for IPv6) with the transport's own parser, naming the flag. */
+function parsePeerAddress(flag: string, address: string): void {
+  try {
+    parseAddress(address);
+  } catch (error) {
+    throw invalid(`${flag}: ${(error as Error).message}`);
+  }
 }
 
 /**

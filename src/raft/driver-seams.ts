@@ -26,33 +26,42 @@ export interface GroupMessage {
 export const RAFT_CHANNEL = 'raft';
 
 /**
- * How the driver reaches its peers. The cluster runtime adapts the node-level
- * `Transport` (one per process, shared by every group): `send` maps to
- * `Transport.send`, `sendSnapshot` to `Transport.sendSnapshot` with the chunks
- * as its async iterable and the promise turned into `done`.
+ * How the driver reaches its peers. `P` is the snapshot payload (see
+ * `SnapshotImage`). The cluster runtime adapts the node-level `Transport` (one
+ * per process, shared by every group): `send` maps to `Transport.send`,
+ * `sendSnapshot` to `Transport.sendSnapshot` with the payload as its async
+ * iterable of bytes and the promise turned into `done`.
  */
-export interface RaftTransport {
+export interface RaftTransport<P> {
   /** Best effort: may drop, delay, duplicate; never throws. */
   send(to: NodeId, message: GroupMessage): void;
   /**
    * Streams a snapshot: `header` (its body is `{ message }`, a `snapshot`
-   * Raft message), then `chunks` in order. `done(null)` once the receiver
+   * Raft message), then the image `payload`. `done(null)` once the receiver
    * accepted the whole stream (it staged the image), `done(error)` when the
-   * transfer failed or was refused.
+   * transfer failed or was refused. Either way the transport is done with
+   * `payload` when `done` runs (it releases what the payload holds).
    */
-  sendSnapshot(to: NodeId, header: GroupMessage, chunks: readonly Uint8Array[], done: (error: Error | null) => void): void;
+  sendSnapshot(to: NodeId, header: GroupMessage, payload: P, done: (error: Error | null) => void): void;
 }
 
-/** A state-machine image: its bytes and the point of the log they stand for. */
-export interface SnapshotImage {
+/**
+ * A state-machine image: the point of the log it stands for, and its bytes in
+ * whatever form `P` the state machine and the transport agree on. The driver
+ * never looks inside `payload`: the simulator passes chunk arrays, real nodes
+ * a lazy stream (`AsyncIterable<Uint8Array>`) read from an engine snapshot, so
+ * an image never has to fit in memory.
+ */
+export interface SnapshotImage<P> {
   /** The applied index of the image, the term of that entry, and the configuration in force there. */
   readonly meta: SnapshotMeta;
-  readonly data: Uint8Array;
+  readonly payload: P;
 }
 
 /**
  * The replicated state machine (the key-value store, or the simulator's).
- * `R` is the result of applying one entry, handed back to its proposer.
+ * `R` is the result of applying one entry, handed back to its proposer; `P`
+ * the payload of its snapshot images.
  *
  * Durability contract: the applied index is persisted ATOMICALLY with the
  * effects of the entries up to it (the same engine batch), though perhaps not
@@ -61,7 +70,7 @@ export interface SnapshotImage {
  * driver resumes application right after it: nothing is applied twice or
  * skipped. The driver never compacts the log past `durableAppliedIndex()`.
  */
-export interface RaftStateMachine<R> {
+export interface RaftStateMachine<R, P> {
   /**
    * Applies committed entries in order: normal entries (the empty no-op of a
    * new leader included; it changes nothing) and conf-change entries (the
@@ -72,14 +81,20 @@ export interface RaftStateMachine<R> {
   apply(entries: readonly Entry[], done: (error: Error | null, results?: readonly R[]) => void): void;
   /** Highest applied index whose effects are durable. Never decreases while the node runs. */
   durableAppliedIndex(): number;
-  /** An image of the state at the current applied index, carrying its own meta. */
-  snapshot(done: (error: Error | null, image?: SnapshotImage) => void): void;
   /**
-   * Stores a received image DURABLY without installing it (it must survive a
-   * crash until a newer one is staged or it is installed): the log store may
-   * record its meta as the log's new beginning before `installSnapshot` runs.
+   * An image of the state at the current applied index, carrying its own meta.
+   * The payload may be produced lazily as the transport reads it; the
+   * transport releases it when the transfer ends.
    */
-  stageSnapshot(image: SnapshotImage, done: (error: Error | null) => void): void;
+  snapshot(done: (error: Error | null, image?: SnapshotImage<P>) => void): void;
+  /**
+   * Consumes a received image's payload and stores it DURABLY without
+   * installing it (it must survive a crash until a newer one is staged or it
+   * is installed): the log store may record its meta as the log's new
+   * beginning before `installSnapshot` runs. `done(error)` for a payload that
+   * is malformed, incomplete or does not match `image.meta`.
+   */
+  stageSnapshot(image: SnapshotImage<P>, done: (error: Error | null) => void): void;
   /**
    * Replaces the whole state by the staged image whose meta is `meta`, durably;
    * the applied index becomes `meta.index`. `done(error)` (no such image, I/O)

@@ -20,13 +20,16 @@ const decoder = new TextDecoder();
 const clock: Clock = { now: () => 0, setTimer: () => ({ cancel: () => {} }) };
 
 /** Applies normal entries to a list; its durable applied index follows only when `durableFollows`. */
-class ListMachine implements RaftStateMachine<string> {
+/** Its images are one JSON byte array (the driver never looks inside a payload). */
+class ListMachine implements RaftStateMachine<string, Uint8Array> {
   applied: string[] = [];
   appliedIndex = 0;
   appliedTerm = 0;
   durableIndex = 0;
   durableFollows = true;
-  staged: SnapshotImage | null = null;
+  staged: SnapshotImage<Uint8Array> | null = null;
+  /** The payload of the last image `snapshot` produced. */
+  lastImage: Uint8Array | null = null;
   constructor(public conf: ConfState) {}
   apply(entries: readonly Entry[], done: (error: Error | null, results?: readonly string[]) => void): void {
     const results = entries.map((entry) => {
@@ -46,16 +49,17 @@ class ListMachine implements RaftStateMachine<string> {
   durableAppliedIndex(): number {
     return this.durableIndex;
   }
-  snapshot(done: (error: Error | null, image?: SnapshotImage) => void): void {
-    done(null, { meta: { index: this.appliedIndex, term: this.appliedTerm, confState: this.conf }, data: encoder.encode(JSON.stringify(this.applied)) });
+  snapshot(done: (error: Error | null, image?: SnapshotImage<Uint8Array>) => void): void {
+    this.lastImage = encoder.encode(JSON.stringify(this.applied));
+    done(null, { meta: { index: this.appliedIndex, term: this.appliedTerm, confState: this.conf }, payload: this.lastImage });
   }
-  stageSnapshot(image: SnapshotImage, done: (error: Error | null) => void): void {
+  stageSnapshot(image: SnapshotImage<Uint8Array>, done: (error: Error | null) => void): void {
     this.staged = image;
     done(null);
   }
   installSnapshot(meta: SnapshotMeta, done: (error: Error | null) => void): void {
     assert.equal(this.staged?.meta.index, meta.index);
-    this.applied = JSON.parse(decoder.decode(this.staged!.data)) as string[];
+    this.applied = JSON.parse(decoder.decode(this.staged!.payload)) as string[];
     this.appliedIndex = this.durableIndex = meta.index;
     this.appliedTerm = meta.term;
     this.conf = meta.confState;
@@ -68,7 +72,7 @@ interface TestNode {
   readonly store: MemLogStore;
   readonly sm: ListMachine;
   readonly syncs: (() => void)[];
-  driver: RaftDriver<string>;
+  driver: RaftDriver<string, Uint8Array>;
   stops: StopReason[];
 }
 
@@ -76,7 +80,7 @@ interface Stream {
   readonly from: NodeId;
   readonly to: NodeId;
   readonly header: GroupMessage;
-  readonly chunks: readonly Uint8Array[];
+  readonly payload: Uint8Array;
   readonly done: (error: Error | null) => void;
 }
 
@@ -103,22 +107,22 @@ class TestCluster {
 
   add(id: NodeId, bootstrap: ConfState): TestNode {
     const syncs: (() => void)[] = [];
-    const node: TestNode = { id, store: new MemLogStore(bootstrap, (complete) => syncs.push(complete)), sm: new ListMachine(bootstrap), syncs, driver: undefined as unknown as RaftDriver<string>, stops: [] };
+    const node: TestNode = { id, store: new MemLogStore(bootstrap, (complete) => syncs.push(complete)), sm: new ListMachine(bootstrap), syncs, driver: undefined as unknown as RaftDriver<string, Uint8Array>, stops: [] };
     this.nodes.set(id, node);
     this.start(node);
     return node;
   }
 
   start(node: TestNode): void {
-    const transport: RaftTransport = {
+    const transport: RaftTransport<Uint8Array> = {
       send: (to, message) => {
         assert.equal(message.group, 5, 'every message carries the group id');
         this.log.push({ from: node.id, body: message.body as Message, syncsDone: this.syncsDone });
         this.messages.push({ from: node.id, to, message });
       },
-      sendSnapshot: (to, header, chunks, done) => this.streams.push({ from: node.id, to, header, chunks, done }),
+      sendSnapshot: (to, header, payload, done) => this.streams.push({ from: node.id, to, header, payload, done }),
     };
-    RaftDriver.start<string>(
+    RaftDriver.start<string, Uint8Array>(
       {
         group: 5,
         raft: { ...DEFAULT_RAFT_TIMING, ...this.raftOverrides, id: node.id, random: this.random.fork() },
@@ -171,7 +175,7 @@ class TestCluster {
 
   deliverStream(stream: Stream, ok: boolean): void {
     if (!ok) return stream.done(new Error('connection reset'));
-    this.node(stream.to).driver.receiveSnapshot(stream.from, stream.header.body, stream.chunks, stream.done);
+    this.node(stream.to).driver.receiveSnapshot(stream.from, stream.header.body, stream.payload, stream.done);
   }
 
   tick(ids: NodeId[], times = 1): void {
@@ -208,24 +212,49 @@ test('a proposal answers once applied, with the state machine result; every mess
   for (const id of [2, 3]) assert.deepEqual(c.node(id).sm.applied, ['hello']);
 });
 
-test('nothing is sent before the save of its Ready is durable', () => {
+test('the leader sends appends before its own fsync but counts itself only once durable; a follower acknowledges only after its fsync', () => {
   const c = new TestCluster([1, 2, 3]);
   c.elect(1);
   c.autoSync = false;
+  c.filter = (from, to) => from !== 3 && to !== 3; // node 3 is away: a commit needs the leader's own copy
   c.log.length = 0;
-  c.propose(1, 'x');
+  const before = c.syncsDone;
+  const box = c.propose(1, 'x');
   c.settle();
-  assert.equal(c.log.filter((m) => m.body.type === 'append' && m.body.entries.length > 0).length, 0, 'the append waits for the fsync');
-  assert.equal(c.node(1).syncs.length, 1, 'one save per Ready');
+  const appends = c.log.filter((m) => m.body.type === 'append' && m.body.entries.length > 0);
+  assert.ok(appends.length > 0 && appends.every((m) => m.syncsDone === before), 'the append left before any fsync (§10.2.1)');
+  assert.equal(c.log.filter((m) => m.body.type === 'append-response' && m.body.success && m.body.index >= 2).length, 0, 'the follower waits for its own fsync');
   c.syncsDone++;
-  c.node(1).syncs.shift()!();
-  assert.ok(c.messages.some((m) => (m.message.body as Message).type === 'append'), 'sent right after the fsync');
-  // A follower's acknowledgement also waits for its own fsync.
-  c.settle();
-  assert.equal(c.log.filter((m) => m.body.type === 'append-response' && m.body.success && m.body.index >= 2).length, 0);
-  c.autoSync = true;
+  c.node(2).syncs.shift()!(); // the follower's copy is durable: it acknowledges
   c.settle();
   assert.ok(c.log.some((m) => m.body.type === 'append-response' && m.body.success && m.body.index >= 2));
+  assert.equal(box.error, undefined, 'not committed: one follower, and the leader\'s own copy is not durable yet');
+  assert.ok(c.node(1).driver.node.commitIndex < 2);
+  c.autoSync = true;
+  c.settle();
+  assert.equal(box.error, null, 'committed once the leader\'s copy is durable too');
+});
+
+test('a campaign\'s vote requests wait for its durable term and vote', () => {
+  const c = new TestCluster([1, 2, 3]);
+  c.elect(1);
+  c.autoSync = false;
+  c.filter = (from, to) => from !== 1 && to !== 1; // the leader is gone for 2 and 3
+  c.log.length = 0;
+  const before = c.syncsDone;
+  let candidate: NodeId | undefined;
+  for (let i = 0; i < 200 && candidate === undefined; i++) {
+    c.tick([2, 3]);
+    candidate = [2, 3].find((id) => c.node(id).driver.node.role === 'candidate');
+  }
+  assert.ok(candidate !== undefined, 'node 2 or 3 campaigns');
+  assert.equal(c.log.filter((m) => m.from === candidate && m.body.type === 'vote').length, 0, 'no vote request before the term and vote are durable');
+  while (c.node(candidate).syncs.length > 0) {
+    c.syncsDone++;
+    c.node(candidate).syncs.shift()!();
+  }
+  c.settle();
+  assert.ok(c.log.some((m) => m.from === candidate && m.body.type === 'vote' && m.syncsDone > before), 'vote requests follow the fsync');
 });
 
 test('a failed save stops the node: pending proposals fail with IMPULSE_ERR_RAFT_STOPPED and onStop says why', () => {
@@ -293,7 +322,7 @@ test('the pending-proposal bound answers IMPULSE_ERR_RAFT_OVERLOADED and holds n
 });
 
 test('a snapshot transfer keeps the follower in the snapshot state until the transport reports it', () => {
-  const c = new TestCluster([1, 2, 3], { compactThresholdEntries: 5, snapshotCatchUpEntries: 0, snapshotChunkBytes: 16 });
+  const c = new TestCluster([1, 2, 3], { compactThresholdEntries: 5, snapshotCatchUpEntries: 0 });
   c.elect(1);
   c.filter = (from, to) => from !== 3 && to !== 3;
   for (let i = 0; i < 12; i++) c.propose(1, `v${i}`);
@@ -303,7 +332,7 @@ test('a snapshot transfer keeps the follower in the snapshot state until the tra
   c.autoStream = false;
   c.tick([1], 20);
   assert.equal(c.streams.length, 1, 'one transfer in 20 ticks, however slow');
-  assert.ok(c.streams[0]!.chunks.length > 1, 'sent in chunks');
+  assert.equal(c.streams[0]!.payload, c.node(1).sm.lastImage, 'the state machine image goes to the transport untouched');
   c.deliverStream(c.streams.shift()!, false); // the connection broke
   c.settle();
   c.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks * 2);
@@ -331,6 +360,25 @@ test('compaction goes no further than the state machine durable applied index', 
   c.settle();
   assert.equal(c.node(1).store.snapshotMeta().index, 5, 'durable 6 less one catch-up entry');
   assert.equal(c.node(1).driver.metrics().compactions, 1);
+});
+
+test('a single voter that becomes leader sends nothing to its learner before its new term is durable', () => {
+  const c = new TestCluster([1]);
+  c.elect(1);
+  c.add(2, { voters: [1], learners: [] });
+  c.node(1).driver.proposeConfChange({ type: 'add-learner', nodeId: 2, context: new Uint8Array(0) }, (error) => assert.equal(error, null));
+  c.settle();
+  c.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks);
+  c.start(c.node(1)); // a restart: a follower again, it campaigns and wins alone, in one Ready with its new term
+  c.autoSync = false;
+  c.log.length = 0;
+  const before = c.syncsDone;
+  for (let i = 0; i < 100 && c.node(1).driver.node.role !== 'leader'; i++) c.tick([1]);
+  assert.equal(c.node(1).driver.node.role, 'leader');
+  assert.equal(c.log.filter((m) => m.from === 1 && m.syncsDone === before).length, 0, 'nothing left before the new term was durable');
+  c.autoSync = true;
+  c.settle();
+  assert.ok(c.log.some((m) => m.from === 1 && m.body.type === 'append'), 'appends follow the fsync');
 });
 
 test('a restart resumes after the state machine applied index and re-applies nothing', () => {

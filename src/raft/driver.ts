@@ -6,9 +6,9 @@
  * simulator proves is the code that runs.
  *
  *   RaftDriver.start(options, (error, driver) => ...);
- *   driver.tick();                           // from the host's timer, every tick (PRODUCTION_TICK_MS)
+ *   driver.tick();                           // from the host's timer, every tick (--tick-ms, src/cluster/config.ts)
  *   driver.receive(from, body);              // a Raft message from the transport (validated here)
- *   driver.receiveSnapshot(from, header, chunks, done);
+ *   driver.receiveSnapshot(from, header, payload, done);   // the image, as the transport delivers it
  *   driver.propose(command, (error, result) => ...);   // once APPLIED, with the state machine's result
  *   driver.readIndex((error) => ...);        // once a linearizable local read may be served
  *   driver.proposeConfChange(change, done);  driver.transferLeadership(target, done);
@@ -23,8 +23,12 @@
  *      entries (answering their proposers), answering reads whose index is
  *      applied, then
  *   4. `advance`, and compaction when due.
- * Persisting the next Ready does not overlap applying this one: simpler to
- * reason about, at the cost of one fsync's latency per apply batch.
+ * Three liberties, each keeping the promise the order protects (runReady):
+ * a hard state that changes only the commit index is not saved (etcd's
+ * MustSync); a leader whose term and vote do not change in the Ready sends
+ * before its save completes (dissertation §10.2.1: it counts itself only for
+ * persisted entries); committed entries that were durable before the Ready
+ * apply while it persists. Persisting the next Ready still waits for this one.
  *
  * Callback-driven: the driver never awaits; every seam completes through a
  * callback, synchronously or later. The callbacks the driver hands out
@@ -45,14 +49,7 @@ import { parseMessage } from './message.js';
 import { RaftNode, type ProgressView, type RaftConfig } from './raft.js';
 import type { RaftLogStore } from './storage.js';
 import { RAFT_CHANNEL, type GroupMessage, type RaftStateMachine, type RaftTransport, type SnapshotImage } from './driver-seams.js';
-import { RaftError, type ConfChange, type Message, type NodeId, type Ready, type Role } from './types.js';
-
-/**
- * Production tick. With the cluster config's defaults (src/cluster/config.ts:
- * election 10 ticks, heartbeat 1 tick) elections follow 1-2 s of silence and
- * heartbeats go every 100 ms, as in etcd.
- */
-export const PRODUCTION_TICK_MS = 100;
+import { RaftError, type ConfChange, type Entry, type Message, type NodeId, type Ready, type Role } from './types.js';
 
 export interface RaftDriverLimits {
   /** Proposals (and conf changes) waiting to be applied. */
@@ -63,8 +60,6 @@ export interface RaftDriverLimits {
   readonly inboxMessagesMax: number;
   /** Ticks waiting while a Ready is in flight; more are dropped (a slow disk must not bank elections). */
   readonly queuedTicksMax: number;
-  /** Bytes per chunk of a snapshot transfer. */
-  readonly snapshotChunkBytes: number;
   /** Compact once the durable applied index is this many entries past the kept tail. */
   readonly compactThresholdEntries: number;
   /** Entries kept below the durable applied index at compaction, for followers a little behind (etcd's SnapshotCatchUpEntries). */
@@ -76,21 +71,26 @@ export const DEFAULT_DRIVER_LIMITS: RaftDriverLimits = {
   pendingReadsMax: 4096,
   inboxMessagesMax: 4096,
   queuedTicksMax: 10,
-  snapshotChunkBytes: 1 << 20,
   compactThresholdEntries: 10_000,
   snapshotCatchUpEntries: 5_000,
 };
 
 export type StopReason = { readonly kind: 'removed' } | { readonly kind: 'failed'; readonly error: Error } | { readonly kind: 'closed' };
 
-export interface RaftDriverOptions<R> {
+/**
+ * `R` is the state machine's result for one applied entry; `P` the payload of
+ * a snapshot image (opaque here: the state machine produces it, the transport
+ * carries it, the receiving state machine consumes it). The simulator uses
+ * chunk arrays; real nodes a lazy stream of bytes.
+ */
+export interface RaftDriverOptions<R, P> {
   /** The Raft group (shard) this driver runs; every outbound message carries it. */
   readonly group: number;
   readonly raft: RaftConfig;
   readonly limits?: Partial<RaftDriverLimits>;
   readonly logStore: RaftLogStore;
-  readonly transport: RaftTransport;
-  readonly stateMachine: RaftStateMachine<R>;
+  readonly transport: RaftTransport<P>;
+  readonly stateMachine: RaftStateMachine<R, P>;
   /** For save latency figures only; the Raft timers run on `tick()`. */
   readonly clock: Clock;
   /** The state machine's durable applied index as it opened. */
@@ -157,7 +157,7 @@ interface PendingProposal<R> {
 
 type Phase = 'idle' | 'in-ready' | 'compacting' | 'stopped';
 
-export class RaftDriver<R> {
+export class RaftDriver<R, P> {
   readonly group: number;
   readonly id: NodeId;
   private readonly raft: RaftNode;
@@ -187,6 +187,8 @@ export class RaftDriver<R> {
   /** The Ready in flight is the one that consumed the staged snapshot (installed or ignored it). */
   private readyConsumesStaged = false;
   private lastLeader: NodeId;
+  /** Term and vote as last handed to `logStore.save` (a change of either must be durable before any message). */
+  private savedTermVote: { term: number; vote: NodeId };
   private readonly metricsValue: RaftDriverMetrics = {
     proposals: 0,
     proposalsFailed: {},
@@ -212,7 +214,7 @@ export class RaftDriver<R> {
    * machine has not installed (a crash between persisting a received
    * snapshot's meta and installing its staged image), it installs it first.
    */
-  static start<R>(options: RaftDriverOptions<R>, done: (error: Error | null, driver?: RaftDriver<R>) => void): void {
+  static start<R, P>(options: RaftDriverOptions<R, P>, done: (error: Error | null, driver?: RaftDriver<R, P>) => void): void {
     const boundary = options.logStore.snapshotMeta();
     if (options.appliedIndex >= boundary.index) {
       done(null, new RaftDriver(options, options.appliedIndex));
@@ -225,7 +227,7 @@ export class RaftDriver<R> {
   }
 
   private constructor(
-    private readonly options: RaftDriverOptions<R>,
+    private readonly options: RaftDriverOptions<R, P>,
     applied: number,
   ) {
     this.group = options.group;
@@ -233,6 +235,8 @@ export class RaftDriver<R> {
     this.limits = { ...DEFAULT_DRIVER_LIMITS, ...options.limits };
     this.raft = new RaftNode(options.raft, { storage: options.logStore, applied, ...(options.removedNodes !== undefined ? { removedNodes: options.removedNodes } : {}) });
     this.lastLeader = this.raft.leaderId;
+    const { term, vote } = options.logStore.hardState();
+    this.savedTermVote = { term, vote };
   }
 
   // ---------------------------------------------------------------- inputs
@@ -274,11 +278,13 @@ export class RaftDriver<R> {
 
   /**
    * A snapshot stream from `from`: `header` is the body of the transfer's
-   * header (`{ message }`), `chunks` the image. The image is staged by the
+   * header (`{ message }`), `payload` the image. The image is staged by the
    * state machine FIRST; only then is the snapshot message stepped. `done`
    * accepts (null) or refuses the stream; the sender reports the outcome.
+   * A payload refused before staging starts is not consumed (the host
+   * discards it).
    */
-  receiveSnapshot(from: NodeId, header: unknown, chunks: readonly Uint8Array[], done: (error: Error | null) => void): void {
+  receiveSnapshot(from: NodeId, header: unknown, payload: P, done: (error: Error | null) => void): void {
     if (this.phase === 'stopped') return done(new RaftError('IMPULSE_ERR_RAFT_STOPPED', 'the group stopped on this node'));
     let message: Message;
     try {
@@ -290,7 +296,7 @@ export class RaftDriver<R> {
     }
     if (this.snapshotReceiving) return done(new RaftError('IMPULSE_ERR_RAFT_OVERLOADED', 'another snapshot is being received'));
     this.snapshotReceiving = true;
-    const image: SnapshotImage = { meta: message.snapshot, data: concat(chunks) };
+    const image: SnapshotImage<P> = { meta: message.snapshot, payload };
     this.options.stateMachine.stageSnapshot(image, (error) => {
       if (error !== null || this.phase === 'stopped') {
         this.snapshotReceiving = false;
@@ -473,31 +479,69 @@ export class RaftDriver<R> {
     }
   }
 
-  /** Steps 1-4 of one Ready. */
+  /**
+   * Steps 1-4 of one Ready, with two overlaps that keep every promise:
+   *   - the LEADER sends its messages before persisting (Raft dissertation
+   *     §10.2.1: it counts itself towards a commit only for entries it has
+   *     persisted), unless this Ready changes its term or vote, which must be
+   *     durable before anyone hears of it;
+   *   - committed entries that were durable before this Ready (every one below
+   *     its first new entry) are applied while it persists; the rest after.
+   */
   private runReady(ready: Ready): void {
     this.phase = 'in-ready';
     this.noteSoftState(ready);
-    const hasWrites = ready.snapshot !== null || ready.entries.length > 0 || ready.hardState !== null;
-    if (!hasWrites) return this.afterSave(ready, null);
-    const startedMs = this.options.clock.now();
-    this.options.logStore.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState }, (error) => {
-      const latencyMs = this.options.clock.now() - startedMs;
-      this.metricsValue.saves++;
-      this.metricsValue.saveLatencyMsTotal += latencyMs;
-      this.metricsValue.saveLatencyMsMax = Math.max(this.metricsValue.saveLatencyMsMax, latencyMs);
-      this.afterSave(ready, error);
-    });
+    // A hard state that moves only the commit index need not be saved (etcd's MustSync): the commit
+    // index is an optimisation, learned again from the leader after a restart. Skipping it spares an
+    // fsync per heartbeat and per commit on every member; the next save carries the newest commit.
+    const hard = ready.hardState;
+    const termOrVote = hard !== null && (hard.term !== this.savedTermVote.term || hard.vote !== this.savedTermVote.vote);
+    const hasWrites = ready.snapshot !== null || ready.entries.length > 0 || termOrVote;
+    const sendFirst = ready.softState.role === 'leader' && !termOrVote;
+    if (sendFirst) this.sendMessages(ready);
+    const firstNew = ready.entries.length > 0 ? ready.entries[0]!.index : Number.POSITIVE_INFINITY;
+    let early = 0;
+    if (ready.snapshot === null) while (early < ready.committedEntries.length && ready.committedEntries[early]!.index < firstNew) early++;
+    let waiting = 2;
+    const joined = (error: Error | null): void => {
+      if (this.phase !== 'in-ready') return; // stopped meanwhile
+      if (error !== null) return this.halt({ kind: 'failed', error });
+      if (--waiting === 0) this.afterSave(ready, sendFirst, early);
+    };
+    if (hasWrites) {
+      if (hard !== null) this.savedTermVote = { term: hard.term, vote: hard.vote };
+      const startedMs = this.options.clock.now();
+      this.options.logStore.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState }, (error) => {
+        const latencyMs = this.options.clock.now() - startedMs;
+        this.metricsValue.saves++;
+        this.metricsValue.saveLatencyMsTotal += latencyMs;
+        this.metricsValue.saveLatencyMsMax = Math.max(this.metricsValue.saveLatencyMsMax, latencyMs);
+        joined(error);
+      });
+    } else {
+      joined(null);
+    }
+    this.applySlice(ready.committedEntries.slice(0, early), joined);
   }
 
-  /** 2. Durable: send. 3. Install the snapshot, then apply. */
-  private afterSave(ready: Ready, error: Error | null): void {
-    if (this.phase !== 'in-ready') return; // stopped meanwhile
-    if (error !== null) return this.halt({ kind: 'failed', error });
+  private sendMessages(ready: Ready): void {
     for (const message of ready.messages) {
       if (message.type === 'snapshot') this.sendSnapshot(message);
       else this.options.transport.send(message.to, { channel: RAFT_CHANNEL, group: this.group, body: message });
     }
-    if (ready.snapshot === null) return this.applyEntries(ready);
+  }
+
+  /** 2. Durable: send (unless sent already). 3. Install the snapshot, then apply the committed entries from `applied` on. */
+  private afterSave(ready: Ready, sent: boolean, applied: number): void {
+    if (!sent) this.sendMessages(ready);
+    const rest = ready.committedEntries.slice(applied);
+    const applyRest = (): void =>
+      this.applySlice(rest, (error) => {
+        if (this.phase !== 'in-ready') return;
+        if (error !== null) return this.halt({ kind: 'failed', error });
+        this.finishReady(ready);
+      });
+    if (ready.snapshot === null) return applyRest();
     const snapshot = ready.snapshot;
     this.options.stateMachine.installSnapshot(snapshot, (installError) => {
       if (this.phase !== 'in-ready') return;
@@ -506,19 +550,19 @@ export class RaftDriver<R> {
       for (const index of [...this.proposals.keys()]) {
         if (index <= snapshot.index) this.resolveProposal(index, -1, undefined, new RaftError('IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN', `a snapshot at ${snapshot.index} replaced the log under this proposal`));
       }
-      this.applyEntries(ready);
+      applyRest();
     });
   }
 
-  private applyEntries(ready: Ready): void {
-    const entries = ready.committedEntries;
-    if (entries.length === 0) return this.finishReady(ready);
+  /** Applies `entries` (possibly none) and answers their proposers; `done(error)` after. */
+  private applySlice(entries: readonly Entry[], done: (error: Error | null) => void): void {
+    if (entries.length === 0) return done(null);
     this.options.stateMachine.apply(entries, (error, results) => {
       if (this.phase !== 'in-ready') return;
-      if (error !== null) return this.halt({ kind: 'failed', error });
+      if (error !== null) return done(error);
       assert(results !== undefined && results.length === entries.length, 'the state machine returned one result per entry', results?.length, entries.length);
       for (let i = 0; i < entries.length; i++) this.resolveProposal(entries[i]!.index, entries[i]!.term, results[i]);
-      this.finishReady(ready);
+      done(null);
     });
   }
 
@@ -617,7 +661,7 @@ export class RaftDriver<R> {
       assert(image.meta.index >= message.snapshot.index, 'the state machine image is older than the log boundary', image.meta.index, message.snapshot.index);
       this.metricsValue.snapshotsSent++;
       const header: GroupMessage = { channel: RAFT_CHANNEL, group: this.group, body: { message: { ...message, snapshot: image.meta } } };
-      this.options.transport.sendSnapshot(to, header, chunk(image.data, this.limits.snapshotChunkBytes), (sendError) => report(sendError === null));
+      this.options.transport.sendSnapshot(to, header, image.payload, (sendError) => report(sendError === null));
     });
   }
 
@@ -663,23 +707,3 @@ export class RaftDriver<R> {
 function stoppedError(why = 'the Raft group stopped on this node'): RaftError {
   return new RaftError('IMPULSE_ERR_RAFT_STOPPED', why);
 }
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
-
-/** `data` in pieces of at most `size` bytes (one empty piece for empty data). */
-function chunk(data: Uint8Array, size: number): Uint8Array[] {
-  if (data.length <= size) return [data];
-  const pieces: Uint8Array[] = [];
-  for (let at = 0; at < data.length; at += size) pieces.push(data.subarray(at, Math.min(at + size, data.length)));
-  return pieces;
-}
-

@@ -98,8 +98,8 @@ export interface RaftRestoreState {
 
 /**
  * Timing and bounds. One tick is the host's choice: the simulator ticks every
- * 10 ms of virtual time; production (driver.ts `PRODUCTION_TICK_MS`) every
- * 100 ms, giving elections after 1-2 s of silence and heartbeats every 200 ms.
+ * 10 ms of virtual time; a real node every `--tick-ms` (src/cluster/config.ts:
+ * 50 ms, elections after 500–1000 ms of silence, heartbeats every 100 ms).
  */
 export const DEFAULT_RAFT_TIMING = {
   electionTimeoutTicks: 10,

@@ -18,6 +18,13 @@
  *     one was in flight. `_write` is never called concurrently with itself.
  *   - `_get`, `_range` may run concurrently with each other and with `_write`.
  *     A read that starts after a write was acknowledged must see it.
+ *   - `_write(ops, false)` (a write asked for without sync) may be lost in a
+ *     power loss, but never out of order: after a crash the engine holds every
+ *     synced write and a PREFIX of the unsynced ones after the last synced
+ *     write, and a synced write makes every earlier write durable too.
+ *   - `_snapshot()` is optional: an engine that can pin a version cheaply
+ *     returns a native `SnapshotReader`; otherwise the base keeps a generic
+ *     snapshot (src/storage/snapshot.ts).
  *
  * A shared conformance suite (testkit/storage/conformance.ts) runs against every
  * engine; an engine that skips a case says why next to the skip.
@@ -25,6 +32,9 @@
 import { type ErrorCode, ImpulseError } from '../errors.js';
 import { assert } from '../util/assert.js';
 import { compareBytes } from '../util/bytes.js';
+import { type EngineSnapshot, PreimageSnapshot, type SnapshotReader, capturePreimages } from './snapshot.js';
+
+export type { EngineSnapshot, SnapshotReader } from './snapshot.js';
 
 export type SyncMode = 'fsync' | 'none';
 
@@ -84,6 +94,13 @@ export interface EngineLimits {
   readonly writeQueueBytesMax: number;
   /** Most bytes handed to one `_write` call by group commit. Default 8 MiB. */
   readonly commitBytesMax: number;
+  /** Most snapshots open at once (`snapshot()` beyond it is IMPULSE_ERR_OVERLOADED). Default 8. */
+  readonly snapshotsOpenMax: number;
+  /**
+   * Bytes of overwritten values one generic snapshot may keep while writes go
+   * on; past it the snapshot is aborted (IMPULSE_ERR_SNAPSHOT_ABORTED). Default 64 MiB.
+   */
+  readonly snapshotRetainedBytesMax: number;
 }
 
 export const DEFAULT_LIMITS: EngineLimits = Object.freeze({
@@ -94,7 +111,20 @@ export const DEFAULT_LIMITS: EngineLimits = Object.freeze({
   rangeLimitMax: 10_000,
   writeQueueBytesMax: 256 * 1024 * 1024,
   commitBytesMax: 8 * 1024 * 1024,
+  snapshotsOpenMax: 8,
+  snapshotRetainedBytesMax: 64 * 1024 * 1024,
 });
+
+/** Options of one write. */
+export interface WriteOptions {
+  /**
+   * `true`: acknowledged only once durable; `false`: may be lost in a power
+   * loss (never reordered: see `_write`), made durable by any later synced
+   * write. Default: the engine's sync mode (`fsync` → true). Meaningless for
+   * engines that are not durable.
+   */
+  readonly sync?: boolean;
+}
 
 export interface EngineOptions {
   /** Directory for the engine's files. Required for durable engines. */
@@ -151,7 +181,15 @@ type Lifecycle = 'new' | 'opening' | 'open' | 'closing' | 'closed';
 interface PendingWrite {
   readonly ops: readonly WriteOp[];
   readonly bytes: number;
+  readonly sync: boolean;
   readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** A `snapshot()` call waiting in the write queue: it takes effect once every write queued before it is done. */
+interface PendingSnapshot {
+  readonly snapshotAt: true;
+  readonly resolve: (snapshot: EngineSnapshot) => void;
   readonly reject: (error: unknown) => void;
 }
 
@@ -164,7 +202,7 @@ export abstract class Engine {
   readonly syncMode: SyncMode;
 
   private lifecycle: Lifecycle = 'new';
-  private readonly writeQueue: PendingWrite[] = [];
+  private readonly writeQueue: Array<PendingWrite | PendingSnapshot> = [];
   private writeQueueBytes = 0;
   private committing: Promise<void> | undefined;
   private operationsInFlight = 0;
@@ -172,6 +210,9 @@ export abstract class Engine {
   /** Group-commit figures: how many `_write` calls, and how many caller writes they carried. */
   private commitCalls = 0;
   private commitWrites = 0;
+  /** Open snapshots (native and generic), and the generic ones that need preimages before each write. */
+  private readonly snapshotsOpen = new Set<SnapshotReader>();
+  private readonly preimageSnapshots = new Set<PreimageSnapshot>();
 
   protected constructor(options: EngineOptions) {
     this.limits = resolveLimits(options.limits);
@@ -244,7 +285,7 @@ export abstract class Engine {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.enqueueWrite([{ type: 'put', key, value }], key.byteLength + value.byteLength);
+    return this.enqueueWrite([{ type: 'put', key, value }], key.byteLength + value.byteLength, this.defaultSync);
   }
 
   /** Deletes `key`. Idempotent: deleting an absent key succeeds. */
@@ -254,50 +295,57 @@ export abstract class Engine {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.enqueueWrite([{ type: 'del', key }], key.byteLength);
+    return this.enqueueWrite([{ type: 'del', key }], key.byteLength, this.defaultSync);
   }
 
-  /** Applies `ops` in order, atomically: after a crash either all are visible or none. */
-  async batch(ops: readonly WriteOp[]): Promise<void> {
-    if (!Array.isArray(ops)) throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'a batch is an array of operations');
-    if (ops.length > this.limits.batchOpsMax) {
-      throw new ImpulseError('IMPULSE_ERR_BATCH_TOO_LARGE', `batch has ${ops.length} operations; the limit is ${this.limits.batchOpsMax}`);
-    }
-    let bytes = 0;
-    for (const op of ops) {
-      if (op === null || typeof op !== 'object') throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'every batch operation is an object');
-      this.validateKey(op.key);
-      if (op.type === 'put') {
-        this.validateValue(op.value);
-        bytes += op.key.byteLength + op.value.byteLength;
-      } else if (op.type === 'del') {
-        bytes += op.key.byteLength;
-      } else {
-        throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', `unknown batch operation type ${JSON.stringify((op as { type: unknown }).type)}`);
+  /**
+   * Applies `ops` in order, atomically: after a crash either all are visible or
+   * none. `options.sync` overrides the engine's sync mode for this write.
+   */
+  batch(ops: readonly WriteOp[], options?: WriteOptions): Promise<void> {
+    // Not `async`, like put and del: the key-value layer writes every group through here.
+    let bytes: number;
+    let sync: boolean;
+    try {
+      bytes = this.validateBatch(ops);
+      sync = options?.sync ?? this.defaultSync;
+      if (typeof sync !== 'boolean') throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'sync must be a boolean');
+      if (ops.length === 0) {
+        this.requireOpen();
+        return Promise.resolve();
       }
+    } catch (error) {
+      return Promise.reject(error);
     }
-    if (bytes > this.limits.batchBytesMax) {
-      throw new ImpulseError('IMPULSE_ERR_BATCH_TOO_LARGE', `batch carries ${bytes} bytes; the limit is ${this.limits.batchBytesMax}`);
-    }
-    if (ops.length === 0) {
-      this.requireOpen();
-      return;
-    }
-    return this.enqueueWrite(ops.slice(), bytes);
+    return this.enqueueWrite(ops.slice(), bytes, sync);
   }
 
   /** Entries in `[lower, upper]` per the bounds, in key order (or reverse), at most `limit`. */
-  async range(options: RangeOptions): Promise<Entry[]> {
-    const { range, reverse, limit } = this.normalizeRange(options);
-    this.enter();
-    try {
-      if (isEmptyRange(range)) return [];
-      const entries = await this._range(range, reverse, limit);
-      assert(entries.length <= limit, 'engine returned more entries than the limit', this.name, entries.length, limit);
-      return entries;
-    } finally {
-      this.leave();
+  range(options: RangeOptions): Promise<Entry[]> {
+    return this.rangeWith(options, (range, reverse, limit) => this._range(range, reverse, limit));
+  }
+
+  /**
+   * A point-in-time view for paged scans while writes go on: it sees every
+   * write queued before this call and none queued after. Release it when done
+   * (closing the engine releases it too). At most `snapshotsOpenMax` at once.
+   */
+  snapshot(): Promise<EngineSnapshot> {
+    if (this.lifecycle !== 'open') {
+      try {
+        this.requireOpen();
+      } catch (error) {
+        return Promise.reject(error);
+      }
     }
+    if (this.snapshotsOpen.size >= this.limits.snapshotsOpenMax) {
+      return Promise.reject(new ImpulseError('IMPULSE_ERR_OVERLOADED', `${this.snapshotsOpen.size} snapshots are open; the limit is ${this.limits.snapshotsOpenMax}`));
+    }
+    if (!this.committing && this.writeQueue.length === 0) return Promise.resolve(this.openSnapshot());
+    return new Promise<EngineSnapshot>((resolve, reject) => {
+      this.writeQueue.push({ snapshotAt: true, resolve, reject });
+      if (!this.committing) this.committing = this.commitLoop();
+    });
   }
 
   async stats(): Promise<EngineStats> {
@@ -329,6 +377,7 @@ export abstract class Engine {
     }
     this.lifecycle = 'closing';
     while (this.committing) await this.committing;
+    for (const snapshot of [...this.snapshotsOpen]) snapshot.release();
     if (this.operationsInFlight > 0) {
       await new Promise<void>((resolve) => {
         this.operationsDrained = resolve;
@@ -366,6 +415,15 @@ export abstract class Engine {
   protected abstract _stats(): Promise<EngineStats>;
   protected abstract _close(): Promise<void>;
 
+  /**
+   * A native point-in-time reader, for engines that have one; `undefined`
+   * (the default) makes the base keep a generic snapshot. Called when no
+   * `_write` is in flight, at the snapshot's point.
+   */
+  protected _snapshot(): SnapshotReader | undefined {
+    return undefined;
+  }
+
   // ---- validation, lifecycle and group commit --------------------------------------------
 
   private requireOpen(): void {
@@ -386,6 +444,31 @@ export abstract class Engine {
       this.operationsDrained = undefined;
       drained();
     }
+  }
+
+  /** Checks a batch against the limits; returns its key + value bytes. */
+  private validateBatch(ops: readonly WriteOp[]): number {
+    if (!Array.isArray(ops)) throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'a batch is an array of operations');
+    if (ops.length > this.limits.batchOpsMax) {
+      throw new ImpulseError('IMPULSE_ERR_BATCH_TOO_LARGE', `batch has ${ops.length} operations; the limit is ${this.limits.batchOpsMax}`);
+    }
+    let bytes = 0;
+    for (const op of ops) {
+      if (op === null || typeof op !== 'object') throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'every batch operation is an object');
+      this.validateKey(op.key);
+      if (op.type === 'put') {
+        this.validateValue(op.value);
+        bytes += op.key.byteLength + op.value.byteLength;
+      } else if (op.type === 'del') {
+        bytes += op.key.byteLength;
+      } else {
+        throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', `unknown batch operation type ${JSON.stringify((op as { type: unknown }).type)}`);
+      }
+    }
+    if (bytes > this.limits.batchBytesMax) {
+      throw new ImpulseError('IMPULSE_ERR_BATCH_TOO_LARGE', `batch carries ${bytes} bytes; the limit is ${this.limits.batchBytesMax}`);
+    }
+    return bytes;
   }
 
   private validateKey(key: unknown): asserts key is Uint8Array {
@@ -425,7 +508,59 @@ export abstract class Engine {
     return { range, reverse, limit };
   }
 
-  private enqueueWrite(ops: readonly WriteOp[], bytes: number): Promise<void> {
+  /** Validates `options`, then runs `read` on the normalized range while the engine is held open (live and snapshot reads). */
+  private async rangeWith(options: RangeOptions, read: (range: KeyRange, reverse: boolean, limit: number) => Promise<Entry[]>): Promise<Entry[]> {
+    const { range, reverse, limit } = this.normalizeRange(options);
+    this.enter();
+    try {
+      if (isEmptyRange(range)) return [];
+      const entries = await read(range, reverse, limit);
+      assert(entries.length <= limit, 'engine returned more entries than the limit', this.name, entries.length, limit);
+      return entries;
+    } finally {
+      this.leave();
+    }
+  }
+
+  private get defaultSync(): boolean {
+    return this.syncMode === 'fsync';
+  }
+
+  /** Opens a snapshot now (no `_write` is in flight) and wraps it in the validating public view. */
+  private openSnapshot(): EngineSnapshot {
+    let reader = this._snapshot();
+    if (reader === undefined) {
+      const generic = new PreimageSnapshot((range, reverse, limit) => this._range(range, reverse, limit), this.limits.snapshotRetainedBytesMax, (done) => {
+        this.preimageSnapshots.delete(done);
+      });
+      this.preimageSnapshots.add(generic);
+      reader = generic;
+    }
+    const opened = reader;
+    this.snapshotsOpen.add(opened);
+    let released = false;
+    const range = (options: RangeOptions): Promise<Entry[]> =>
+      this.rangeWith(options, (normalized, reverse, limit) => {
+        if (released) throw new ImpulseError('IMPULSE_ERR_SNAPSHOT_ABORTED', 'the snapshot was released');
+        return opened.range(normalized, reverse, limit);
+      });
+    return {
+      range,
+      get: async (key) => {
+        this.validateKey(key);
+        const [entry] = await range({ gte: key, lte: key, limit: 1 });
+        return entry?.value;
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        this.snapshotsOpen.delete(opened);
+        opened.release();
+      },
+    };
+  }
+
+  private enqueueWrite(ops: readonly WriteOp[], bytes: number, sync: boolean): Promise<void> {
     if (this.lifecycle !== 'open') {
       try {
         this.requireOpen();
@@ -439,7 +574,7 @@ export abstract class Engine {
       );
     }
     return new Promise<void>((resolve, reject) => {
-      this.writeQueue.push({ ops, bytes, resolve, reject });
+      this.writeQueue.push({ ops, bytes, sync, resolve, reject });
       this.writeQueueBytes += bytes;
       if (!this.committing) this.committing = this.commitLoop();
     });
@@ -448,36 +583,62 @@ export abstract class Engine {
   /**
    * Group commit. While one `_write` is in flight, new writes queue up; when it
    * returns, everything queued (up to `commitBytesMax`) goes to the next
-   * `_write` as one atomic batch with one sync. Each caller's own ops stay
-   * contiguous and in order, so per-caller atomicity is preserved.
+   * `_write` as one atomic batch with one sync (synced when any member asked
+   * for sync). Each caller's own ops stay contiguous and in order, so
+   * per-caller atomicity is preserved. A `snapshot()` request in the queue is
+   * a boundary: groups never span it, and it opens when everything before it
+   * is written.
    */
   private async commitLoop(): Promise<void> {
-    const sync = this.syncMode === 'fsync' && this.supports.durable;
     try {
       while (this.writeQueue.length > 0) {
-        const group: PendingWrite[] = [];
-        let groupBytes = 0;
-        while (this.writeQueue.length > 0) {
-          const next = this.writeQueue[0]!;
-          if (group.length > 0 && groupBytes + next.bytes > this.limits.commitBytesMax) break;
-          group.push(next);
-          groupBytes += next.bytes;
+        const head = this.writeQueue[0]!;
+        if ('snapshotAt' in head) {
+          // Every write queued before the snapshot() call is done, and no later one has started.
           this.writeQueue.shift();
+          if (this.lifecycle === 'open') head.resolve(this.openSnapshot());
+          else head.reject(new ImpulseError('IMPULSE_ERR_ENGINE_NOT_OPEN', `engine ${this.name} is ${this.lifecycle}`));
+          continue;
         }
-        const ops = group.length === 1 ? group[0]!.ops : group.flatMap((pending) => pending.ops);
-        this.commitCalls++;
-        this.commitWrites += group.length;
-        try {
-          await this._write(ops, sync);
-          for (const pending of group) pending.resolve();
-        } catch (error) {
-          for (const pending of group) pending.reject(error);
-        } finally {
-          this.writeQueueBytes -= groupBytes;
-        }
+        await this.commitGroup(this.takeGroup());
       }
     } finally {
       this.committing = undefined;
+    }
+  }
+
+  /** The next group: queued writes up to `commitBytesMax` (at least one), stopping at a snapshot request. */
+  private takeGroup(): PendingWrite[] {
+    const group: PendingWrite[] = [];
+    let groupBytes = 0;
+    while (this.writeQueue.length > 0) {
+      const next = this.writeQueue[0]!;
+      if ('snapshotAt' in next) break;
+      if (group.length > 0 && groupBytes + next.bytes > this.limits.commitBytesMax) break;
+      group.push(next);
+      groupBytes += next.bytes;
+      this.writeQueue.shift();
+    }
+    return group;
+  }
+
+  /** One `_write` for the whole group, synced when any member asked for sync. */
+  private async commitGroup(group: readonly PendingWrite[]): Promise<void> {
+    const ops = group.length === 1 ? group[0]!.ops : group.flatMap((pending) => pending.ops);
+    const sync = this.supports.durable && group.some((pending) => pending.sync);
+    let groupBytes = 0;
+    for (const pending of group) groupBytes += pending.bytes;
+    this.commitCalls++;
+    this.commitWrites += group.length;
+    try {
+      // Generic snapshots must learn the values this write replaces before it starts (snapshot.ts).
+      if (this.preimageSnapshots.size > 0) await capturePreimages(this.preimageSnapshots, ops, (key) => this._get(key));
+      await this._write(ops, sync);
+      for (const pending of group) pending.resolve();
+    } catch (error) {
+      for (const pending of group) pending.reject(error);
+    } finally {
+      this.writeQueueBytes -= groupBytes;
     }
   }
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { NodeVfs } from './node-vfs.js';
 import { vfsConformanceSuite } from '../../testkit/vfs/vfs-conformance.js';
-import { joinPath } from './vfs.js';
+import { errorCodeOf, joinPath } from './vfs.js';
 
 async function tempFixture() {
   const root = await mkdtemp(join(tmpdir(), 'impulse-vfs-'));
@@ -26,6 +26,22 @@ describe('NodeVfs specifics', () => {
       await file.close();
       assert.equal((await stat(path)).size, 10_000);
       assert.equal(vfs.name, 'node-fs');
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('removeDir removes an empty directory and refuses one with files', async () => {
+    const { vfs, root, cleanup } = await tempFixture();
+    try {
+      const dir = joinPath(root, 'slot');
+      await vfs.mkdir(dir);
+      const file = await vfs.open(joinPath(dir, 'f'), { create: true });
+      await file.close();
+      await assert.rejects(vfs.removeDir(dir), (error: unknown) => errorCodeOf(error) === 'ENOTEMPTY');
+      await vfs.unlink(joinPath(dir, 'f'));
+      await vfs.removeDir(dir);
+      assert.equal(await vfs.exists(dir), false);
     } finally {
       await cleanup();
     }

@@ -82,6 +82,14 @@ export class NodeVfs implements Vfs {
     }
   }
 
+  async removeDir(dir: string): Promise<void> {
+    try {
+      await fs.rmdir(dir);
+    } catch (error) {
+      throw vfsError('removeDir', dir, error);
+    }
+  }
+
   async syncDir(dir: string): Promise<void> {
     let handle: FileHandle | undefined;
     try {

@@ -40,6 +40,12 @@ export interface Vfs {
   list(dir: string): Promise<string[]>;
   /** Creates `dir` and its parents; succeeds when it exists. */
   mkdir(dir: string): Promise<void>;
+  /**
+   * Optional: removes the EMPTY directory `dir` (durable after `syncDir` of
+   * its parent). Where a Vfs lacks it, callers leave empty directories behind,
+   * so they must never reuse a directory name they meant to remove.
+   */
+  removeDir?(dir: string): Promise<void>;
   /** Makes the creates, renames and unlinks in `dir` durable (fsync of the directory). */
   syncDir(dir: string): Promise<void>;
   /** True when a file or directory exists at `path`. */

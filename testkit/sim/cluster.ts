@@ -13,7 +13,7 @@ import type { ConfChange, ConfState, Message, NodeId } from '../../src/raft/type
 import type { Random } from '../../src/util/random.js';
 import type { KvOutput } from '../check/linearizability.js';
 import { Invariants, type ViolationKind } from './invariants.js';
-import { digestState, encodeCommand, KvStateMachine, type KvCommand, type KvResult } from './kv.js';
+import { digestState, encodeCommand, KvStateMachine, type KvCommand, type KvResult, type SimImagePayload } from './kv.js';
 import { MemLogStore } from './mem-log-store.js';
 import { SimNetwork } from './network.js';
 import type { SimWorld } from './world.js';
@@ -42,7 +42,7 @@ export interface SimNode {
   clockRate: number;
   readonly store: MemLogStore;
   readonly sm: KvStateMachine;
-  driver: RaftDriver<KvResult> | null;
+  driver: RaftDriver<KvResult, SimImagePayload> | null;
   /** Work held while paused (a paused process neither hears nor speaks), run on resume. */
   held: (() => void)[];
   /** Reactive fault: the next fsync completes, then the process dies before sending anything. */
@@ -166,7 +166,7 @@ export class SimCluster {
       `boot n${node.id} inc=${incarnation} term=${durable.hardState.term} vote=${durable.hardState.vote} commit=${durable.hardState.commit} ` +
         `snap=${durable.snapshot.index} entries=${durable.entries.length} applied=${node.sm.state.appliedIndex}`,
     );
-    RaftDriver.start<KvResult>(
+    RaftDriver.start<KvResult, SimImagePayload>(
       {
         group: 1,
         raft: { ...this.config.raft, id: node.id, random: world.random.fork() },
@@ -244,7 +244,7 @@ export class SimCluster {
   }
 
   /** Runs `work` at `node` now, or when it resumes; nothing when it is not running. */
-  private atNode(node: SimNode, work: (driver: RaftDriver<KvResult>) => void): void {
+  private atNode(node: SimNode, work: (driver: RaftDriver<KvResult, SimImagePayload>) => void): void {
     if (node.status !== 'up' || node.driver === null) return;
     if (!this.paused(node)) return work(node.driver);
     if (node.held.length >= HELD_MAX) {
@@ -276,7 +276,7 @@ export class SimCluster {
   // ---------------------------------------------------------------- transport
 
   /** The driver's transport: the simulated network, silent once this incarnation died, held while paused. */
-  private transportFor(node: SimNode, incarnation: number): RaftTransport {
+  private transportFor(node: SimNode, incarnation: number): RaftTransport<SimImagePayload> {
     const alive = (): boolean => node.incarnation === incarnation && node.status === 'up';
     return {
       send: (to, message) => {

@@ -10,7 +10,8 @@
  *     durable state plus a random prefix of the unsynced batches, so a node
  *     restarts at its durable applied index, often behind what it had applied.
  *   - `stageSnapshot` is durable at once (the contract); `installSnapshot`
- *     replaces the whole state durably.
+ *     replaces the whole state durably. An image is JSON cut into chunks of
+ *     `SIM_SNAPSHOT_CHUNK_BYTES`, which the simulated network streams.
  *
  * Commands travel through the Raft log as JSON bytes. Their types are the
  * simulator's own; the clients translate them for the checker.
@@ -119,11 +120,25 @@ export function digestState(state: KvState): string {
   return h.toString(16);
 }
 
-function encodeImage(state: KvState): Uint8Array {
-  return encoder.encode(JSON.stringify({ values: [...state.values.entries()], conf: state.conf, removed: state.removed }));
+/** Bytes per chunk of a snapshot image: small, so images travel as streams of many chunks. */
+export const SIM_SNAPSHOT_CHUNK_BYTES = 64;
+
+/** The image of `state` as chunks of at most `chunkBytes` (one empty chunk for an empty image). */
+function encodeImage(state: KvState, chunkBytes: number): readonly Uint8Array[] {
+  const data = encoder.encode(JSON.stringify({ values: [...state.values.entries()], conf: state.conf, removed: state.removed }));
+  if (data.length <= chunkBytes) return [data];
+  const chunks: Uint8Array[] = [];
+  for (let at = 0; at < data.length; at += chunkBytes) chunks.push(data.subarray(at, Math.min(at + chunkBytes, data.length)));
+  return chunks;
 }
 
-function decodeImage(meta: SnapshotMeta, data: Uint8Array): KvState {
+function decodeImage(meta: SnapshotMeta, chunks: readonly Uint8Array[]): KvState {
+  const data = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    data.set(chunk, at);
+    at += chunk.length;
+  }
   const parsed = JSON.parse(decoder.decode(data)) as { values: [string, string][]; conf: ConfState; removed: NodeId[] };
   return { values: new Map(parsed.values), appliedIndex: meta.index, appliedTerm: meta.term, conf: parsed.conf, removed: parsed.removed };
 }
@@ -134,17 +149,21 @@ export interface KvObserver {
   installed(meta: SnapshotMeta, appliedBefore: number): void;
 }
 
-export class KvStateMachine implements RaftStateMachine<KvResult> {
+/** A snapshot image in the simulator: the JSON image in chunks, as the simulated network streams it. */
+export type SimImagePayload = readonly Uint8Array[];
+
+export class KvStateMachine implements RaftStateMachine<KvResult, SimImagePayload> {
   private visible: KvState;
   private durable: KvState;
   private unsynced: KvState[] = [];
-  private staged: SnapshotImage | null = null;
+  private staged: SnapshotImage<SimImagePayload> | null = null;
   observer: KvObserver | null = null;
 
   constructor(
     bootstrapConf: ConfState,
     /** Schedules the durable write of one apply batch (the simulator: after a random delay). */
     private readonly scheduleSync: (complete: () => void) => void,
+    private readonly snapshotChunkBytes = SIM_SNAPSHOT_CHUNK_BYTES,
   ) {
     this.durable = emptyKvState(bootstrapConf);
     this.visible = copyState(this.durable);
@@ -178,12 +197,12 @@ export class KvStateMachine implements RaftStateMachine<KvResult> {
     return this.durable.appliedIndex;
   }
 
-  snapshot(done: (error: Error | null, image?: SnapshotImage) => void): void {
+  snapshot(done: (error: Error | null, image?: SnapshotImage<SimImagePayload>) => void): void {
     const state = this.visible;
-    done(null, { meta: { index: state.appliedIndex, term: state.appliedTerm, confState: state.conf }, data: encodeImage(state) });
+    done(null, { meta: { index: state.appliedIndex, term: state.appliedTerm, confState: state.conf }, payload: encodeImage(state, this.snapshotChunkBytes) });
   }
 
-  stageSnapshot(image: SnapshotImage, done: (error: Error | null) => void): void {
+  stageSnapshot(image: SnapshotImage<SimImagePayload>, done: (error: Error | null) => void): void {
     this.staged = image;
     done(null);
   }
@@ -195,7 +214,7 @@ export class KvStateMachine implements RaftStateMachine<KvResult> {
       return;
     }
     const before = this.visible.appliedIndex;
-    this.visible = decodeImage(meta, staged.data);
+    this.visible = decodeImage(meta, staged.payload);
     this.durable = copyState(this.visible);
     this.unsynced = [];
     this.observer?.installed(meta, before);

@@ -5,7 +5,7 @@ import { SeededRandom } from '../../src/util/random.js';
 import { EventQueue } from './event-queue.js';
 import type { SnapshotImage } from '../../src/raft/driver-seams.js';
 import type { Entry } from '../../src/raft/types.js';
-import { decodeCommand, digestState, encodeCommand, KvStateMachine, type KvWrite } from './kv.js';
+import { decodeCommand, digestState, encodeCommand, KvStateMachine, SIM_SNAPSHOT_CHUNK_BYTES, type KvWrite, type SimImagePayload } from './kv.js';
 
 test('the event queue pops by time, and by scheduling order on ties', () => {
   const queue = new EventQueue();
@@ -42,8 +42,9 @@ test('the key-value state machine applies put, delete and compare-and-set, and i
   // A crash keeps the durable state plus a prefix of the unsynced batches.
   kv.crash(new SeededRandom(3));
   assert.ok(kv.state.appliedIndex === 2 || kv.state.appliedIndex === 4);
-  let image: SnapshotImage | undefined;
+  let image: SnapshotImage<SimImagePayload> | undefined;
   kv.snapshot((_error, made) => (image = made));
+  assert.ok(image!.payload.length > 1 && image!.payload.every((chunk) => chunk.length <= SIM_SNAPSHOT_CHUNK_BYTES), 'the image comes in small chunks');
   const other = new KvStateMachine(conf, (complete) => complete());
   other.stageSnapshot(image!, (error) => assert.equal(error, null));
   other.installSnapshot(image!.meta, (error) => assert.equal(error, null));

@@ -178,7 +178,7 @@ class ScenarioRun {
         inflightAppendsMax: number('inflight', DEFAULT_RAFT_TIMING.inflightAppendsMax),
         ...(this.mutations !== undefined ? { mutations: this.mutations } : {}),
       },
-      limits: { compactThresholdEntries: number('compact', Number.MAX_SAFE_INTEGER), snapshotCatchUpEntries: number('catchUp', 0), snapshotChunkBytes: 64 },
+      limits: { compactThresholdEntries: number('compact', Number.MAX_SAFE_INTEGER), snapshotCatchUpEntries: number('catchUp', 0) },
     };
     const violate = (kind: ViolationKind, message: string): void => {
       this.violations.push({ kind, message, line: this.line });

@@ -107,7 +107,6 @@ function drawShape(world: SimWorld, options: SimOptions): Shape {
     limits: {
       compactThresholdEntries: compactEvery,
       snapshotCatchUpEntries: catchUp,
-      snapshotChunkBytes: 64,
       ...(overload ? { pendingProposalsMax: 8, pendingReadsMax: 8 } : {}),
     },
   };

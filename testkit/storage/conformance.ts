@@ -297,6 +297,103 @@ export function runEngineConformance(target: ConformanceTarget): void {
       }
     });
 
+    it('takes a write with sync on or off per call, and rejects a sync that is not a boolean', async () => {
+      const { engine, dir } = await fresh();
+      await engine.batch([{ type: 'put', key: bytes('unsynced'), value: bytes('1') }], { sync: false });
+      await engine.batch([{ type: 'put', key: bytes('synced'), value: bytes('2') }], { sync: true });
+      await rejectsWith(engine.batch([{ type: 'put', key: bytes('bad'), value: bytes('3') }], { sync: 'yes' as unknown as boolean }), 'IMPULSE_ERR_BATCH_INVALID');
+      let reader: Engine = engine;
+      if (engine.supports.durable) reader = await reopen(engine, dir); // a clean close keeps unsynced writes too
+      assert.deepEqual(await reader.get(bytes('unsynced')), bytes('1'));
+      assert.deepEqual(await reader.get(bytes('synced')), bytes('2'));
+      assert.equal(await reader.get(bytes('bad')), undefined);
+    });
+
+    it('a snapshot sees the writes queued before it and none queued after', async () => {
+      const { engine } = await fresh();
+      await engine.put(bytes('k'), bytes('0'));
+      const before = engine.put(bytes('k'), bytes('1')); // queued, not yet written
+      const taking = engine.snapshot();
+      const after = [engine.put(bytes('k'), bytes('2')), engine.del(bytes('k')), engine.put(bytes('new'), bytes('x'))];
+      const snapshot = await taking;
+      await Promise.all([before, ...after]);
+      assert.deepEqual(await snapshot.get(bytes('k')), bytes('1'));
+      assert.equal(await snapshot.get(bytes('new')), undefined);
+      assert.deepEqual((await snapshot.range({ limit: 10 })).map((e) => e.key.toString()), ['k']);
+      assert.equal(await engine.get(bytes('k')), undefined);
+      snapshot.release();
+      await rejectsWith(snapshot.range({ limit: 1 }), 'IMPULSE_ERR_SNAPSHOT_ABORTED');
+    });
+
+    it('bounds open snapshots, and closing the engine ends them', async () => {
+      const { engine } = await fresh({ limits: { snapshotsOpenMax: 2 } });
+      await engine.put(bytes('a'), bytes('1'));
+      const first = await engine.snapshot();
+      const second = await engine.snapshot();
+      await rejectsWith(engine.snapshot(), 'IMPULSE_ERR_OVERLOADED');
+      first.release();
+      first.release(); // idempotent
+      const third = await engine.snapshot();
+      assert.deepEqual(await third.get(bytes('a')), bytes('1'));
+      await engine.close();
+      await rejectsWith(second.range({ limit: 1 }), 'IMPULSE_ERR_ENGINE_NOT_OPEN');
+      await rejectsWith(engine.snapshot(), 'IMPULSE_ERR_ENGINE_NOT_OPEN');
+    });
+
+    it('snapshot reads equal the model frozen at the snapshot point while random writes go on (fast-check)', async () => {
+      const key = fc.uint8Array({ minLength: 1, maxLength: 3 }).map((k) => Buffer.from(k.map((b) => b % 5)));
+      const value = fc.uint8Array({ minLength: 0, maxLength: 12 }).map((v) => Buffer.from(v));
+      const write = fc.oneof(fc.record({ type: fc.constant('put' as const), key, value }), fc.record({ type: fc.constant('del' as const), key }));
+      const scan = fc.record({
+        lower: fc.option(key, { nil: undefined }),
+        upper: fc.option(key, { nil: undefined }),
+        reverse: fc.boolean(),
+        limit: fc.integer({ min: 1, max: 6 }),
+      });
+      const step = fc.oneof({ weight: 3, arbitrary: fc.array(write, { minLength: 1, maxLength: 4 }) }, { weight: 2, arbitrary: scan });
+      await fc.assert(
+        fc.asyncProperty(fc.array(write, { maxLength: 30 }), fc.array(step, { minLength: 1, maxLength: 40 }), async (initial, steps) => {
+          const { engine } = await fresh();
+          const model = new SortedMapModel();
+          for (const op of initial) {
+            await engine.batch([op]);
+            model.apply([op]);
+          }
+          const frozen = new SortedMapModel();
+          frozen.apply(model.range({ limit: 1000 }).map((entry) => ({ type: 'put' as const, key: entry.key, value: entry.value })));
+          const snapshot = await engine.snapshot();
+          const pending: Array<Promise<void>> = [];
+          for (const item of steps) {
+            if (Array.isArray(item)) {
+              pending.push(engine.batch(item)); // not awaited: scans race with the writes
+              model.apply(item);
+              continue;
+            }
+            const options: RangeOptions = { ...(item.lower ? { gte: item.lower } : {}), ...(item.upper ? { lt: item.upper } : {}), reverse: item.reverse, limit: item.limit };
+            // Page through the whole range on the snapshot, as a snapshot stream does.
+            const seen: string[] = [];
+            let page = await snapshot.range(options);
+            while (page.length > 0) {
+              for (const entry of page) seen.push(`${entry.key.toString('hex')}=${entry.value.toString('hex')}`);
+              if (page.length < item.limit) break;
+              const last = page[page.length - 1]!.key;
+              page = await snapshot.range(item.reverse ? { ...options, lt: last } : { ...options, gte: undefined, gt: last });
+            }
+            const expected = frozen.range({ ...options, limit: 1000 }).map((entry) => `${entry.key.toString('hex')}=${entry.value.toString('hex')}`);
+            assert.deepEqual(seen, expected);
+          }
+          await Promise.all(pending);
+          assert.deepEqual(
+            (await engine.range({ limit: 1000 })).map((e) => e.key.toString('hex')),
+            model.range({ limit: 1000 }).map((e) => e.key.toString('hex')),
+          );
+          snapshot.release();
+          await engine.close();
+        }),
+        { numRuns: target.propertyRuns ?? 60, seed: 0x5a4b },
+      );
+    });
+
     it('matches a sorted-map model on random operation sequences (fast-check)', async () => {
       // Small alphabets make collisions, overwrites and deletes of present keys common.
       const key = fc.uint8Array({ minLength: 1, maxLength: 4 }).map((k) => Buffer.from(k.map((b) => b % 6)));

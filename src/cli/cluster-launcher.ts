@@ -1,0 +1,188 @@
+/**
+ * `impulse cluster --nodes 3`: a local cluster in one command. Starts N
+ * `impulse serve` member processes (client ports 7071.., peer ports 7171..,
+ * data under <data-dir>/node-N), prints their endpoints and the leader, keeps
+ * running in the foreground with each member's log lines prefixed by its id,
+ * and on Ctrl-C (SIGINT) or SIGTERM stops them all cleanly (SIGTERM, then
+ * SIGKILL after a grace period). The next start reuses the data: the same
+ * flags give the same cluster id, and members rejoin from their directories.
+ *
+ * A member that dies unexpectedly is reported; with `--restart` it is started
+ * again (at most `RESTARTS_PER_MINUTE_MAX` times a minute, then left down).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { ImpulseClient } from '../client/client.js';
+import { configInvalid, integerValue } from '../util/config-values.js';
+
+export interface ClusterLaunchFlags {
+  nodes?: string;
+  engine?: string;
+  dataDir?: string;
+  port?: string;
+  peerPort?: string;
+  host?: string;
+  sync?: string;
+  logLevel?: string;
+  restart?: boolean;
+  /** Extra flags passed to every `impulse serve` (space-separated). */
+  serveArgs?: string;
+}
+
+interface Member {
+  readonly id: number;
+  readonly clientUrl: string;
+  readonly args: readonly string[];
+  child: ChildProcess | undefined;
+  restarts: number[];
+}
+
+const RESTARTS_PER_MINUTE_MAX = 5;
+const STOP_GRACE_MS = 10_000;
+const START_TIMEOUT_MS = 30_000;
+const CLI_MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
+
+export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
+  const count = integerValue('--nodes', flags.nodes ?? '3', 1, 9);
+  const basePort = integerValue('--port', flags.port ?? '7071', 1, 65535 - count);
+  const basePeerPort = integerValue('--peer-port', flags.peerPort ?? '7171', 1, 65535 - count);
+  const host = flags.host ?? '127.0.0.1';
+  const dataDir = resolve(flags.dataDir ?? join('data', 'cluster'));
+  const ids = Array.from({ length: count }, (_, i) => i + 1);
+  if (ids.some((id) => basePort + id - 1 >= basePeerPort && basePort + id - 1 < basePeerPort + count)) {
+    throw configInvalid('client and peer port ranges overlap; choose --port and --peer-port further apart');
+  }
+  const initialCluster = ids.map((id) => `${id}=${host}:${basePeerPort + id - 1}`).join(',');
+  const members: Member[] = ids.map((id) => {
+    const args = [
+      CLI_MAIN, 'serve',
+      '--node-id', String(id),
+      '--host', host,
+      '--port', String(basePort + id - 1),
+      '--peer-port', String(basePeerPort + id - 1),
+      '--initial-cluster', initialCluster,
+      '--data-dir', join(dataDir, `node-${id}`),
+      ...(flags.engine !== undefined ? ['--engine', flags.engine] : []),
+      ...(flags.sync !== undefined ? ['--sync', flags.sync] : []),
+      '--log-level', flags.logLevel ?? 'warn',
+      ...(flags.serveArgs !== undefined && flags.serveArgs.trim().length > 0 ? flags.serveArgs.trim().split(/\s+/) : []),
+    ];
+    return { id, clientUrl: `http://${host}:${basePort + id - 1}`, args, child: undefined, restarts: [] };
+  });
+
+  let stopping = false;
+  const start = (member: Member): void => {
+    const child = spawn(process.execPath, member.args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    member.child = child;
+    for (const stream of [child.stdout!, child.stderr!]) {
+      createInterface({ input: stream }).on('line', (line) => process.stdout.write(`[node-${member.id}] ${describeLogLine(line)}\n`));
+    }
+    child.once('exit', (code, signal) => {
+      if (member.child === child) member.child = undefined;
+      if (stopping) return;
+      process.stdout.write(`impulse cluster: node ${member.id} exited unexpectedly (${signal ?? `status ${code}`})\n`);
+      if (!flags.restart) return;
+      const now = performance.now();
+      member.restarts = member.restarts.filter((at) => now - at < 60_000);
+      if (member.restarts.length >= RESTARTS_PER_MINUTE_MAX) {
+        process.stdout.write(`impulse cluster: node ${member.id} restarted ${RESTARTS_PER_MINUTE_MAX} times within a minute; leaving it down\n`);
+        return;
+      }
+      member.restarts.push(now);
+      setTimeout(() => {
+        if (!stopping) start(member);
+      }, 1000);
+    });
+  };
+
+  const stopAll = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write(`impulse cluster: ${signal}: stopping ${members.length} members\n`);
+    await Promise.all(members.map((member) => stopMember(member)));
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stopAll('SIGINT'));
+  process.on('SIGTERM', () => void stopAll('SIGTERM'));
+
+  for (const member of members) start(member);
+  await waitForCluster(members);
+  if (stopping) return;
+  await printCluster(members);
+}
+
+/** SIGTERM to the member's process group, SIGKILL after the grace period; resolves once it has exited. */
+async function stopMember(member: Member): Promise<void> {
+  const child = member.child;
+  if (child === undefined || child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  signalGroup(child.pid, 'SIGTERM');
+  const timer = setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), STOP_GRACE_MS);
+  await exited;
+  clearTimeout(timer);
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/** Waits until every member answers /health and one of them names a leader. */
+async function waitForCluster(members: readonly Member[]): Promise<void> {
+  const deadline = performance.now() + START_TIMEOUT_MS;
+  const clients = members.map((member) => new ImpulseClient({ endpoint: member.clientUrl, timeoutMs: 1000 }));
+  try {
+    for (;;) {
+      const healthy = await Promise.all(clients.map((client) => client.health().catch(() => false)));
+      if (healthy.every(Boolean)) {
+        const leaders = await Promise.all(clients.map((client) => client.cluster().then((view) => view.leader, () => null)));
+        if (leaders.some((leader) => leader !== null)) return;
+      }
+      if (performance.now() > deadline) {
+        process.stdout.write(`impulse cluster: no leader after ${START_TIMEOUT_MS / 1000} s; members keep trying (see their log lines)\n`);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  } finally {
+    for (const client of clients) client.close();
+  }
+}
+
+async function printCluster(members: readonly Member[]): Promise<void> {
+  const client = new ImpulseClient({ endpoint: members[0]!.clientUrl, timeoutMs: 2000 });
+  try {
+    const view = await client.cluster().catch(() => undefined);
+    const lines = [`impulse cluster: ${members.length} members${view !== undefined ? ` (cluster ${view.clusterId})` : ''}`];
+    for (const member of members) {
+      const info = view?.members.find((candidate) => candidate.id === member.id);
+      lines.push(`  node ${member.id}  ${member.clientUrl}  peer ${info?.peerUrl ?? '?'}  ${info?.role ?? 'unknown'}`);
+    }
+    lines.push(`  leader: ${view?.leader !== null && view?.leader !== undefined ? `node ${view.leader}` : 'none yet'}`);
+    lines.push('  try: npx impulse --endpoint ' + members[0]!.clientUrl + ' put greeting hello   (Ctrl-C stops the cluster)');
+    process.stdout.write(lines.join('\n') + '\n');
+  } finally {
+    client.close();
+  }
+}
+
+/** A member's pino JSON line as "LEVEL message key=value..."; other lines unchanged. */
+function describeLogLine(line: string): string {
+  if (!line.startsWith('{')) return line;
+  try {
+    const record = JSON.parse(line) as Record<string, unknown>;
+    const { level, msg, time: _time, pid: _pid, hostname: _hostname, node: _node, err, ...rest } = record;
+    const name = ({ 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' } as Record<number, string>)[Number(level)] ?? String(level);
+    // An error's message is enough here; the member's own log (run it alone) has the stack.
+    if (typeof err === 'object' && err !== null) rest['error'] = (err as { message?: unknown }).message;
+    const extra = Object.entries(rest).map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`);
+    return `${name} ${String(msg)}${extra.length > 0 ? ' ' + extra.join(' ') : ''}`;
+  } catch {
+    return line;
+  }
+}

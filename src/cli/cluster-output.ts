@@ -1,0 +1,53 @@
+/**
+ * What the cluster commands print: `impulse member list` as a table, and the
+ * `impulse serve` command that starts a member `impulse member add` added.
+ */
+import type { ClusterView } from '../protocol/cluster-view.js';
+
+/** The view as a table: one line per member, then the leader and the indexes. */
+export function formatClusterView(view: ClusterView): string {
+  const header = ['ID', 'ROLE', 'PEER', 'CLIENT', 'MATCH', 'LAG', 'CONTACT'];
+  const rows = view.members.map((member) => [
+    String(member.id) + (member.id === view.nodeId ? '*' : ''),
+    member.role,
+    member.peerUrl ?? '-',
+    member.clientUrl ?? '-',
+    member.matchIndex === null ? '-' : String(member.matchIndex),
+    member.lag === null ? '-' : String(member.lag),
+    member.lastContactMs === null ? '-' : `${member.lastContactMs} ms`,
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  const line = (cells: readonly string[]): string => cells.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd();
+  const state = view.state === 'running' ? '' : ` — this node is ${view.state}${view.reason !== undefined ? `: ${view.reason}` : ''}`;
+  return [
+    `cluster ${view.clusterId}, seen from node ${view.nodeId} (*)${state}`,
+    line(header),
+    ...rows.map(line),
+    `leader: ${view.leader === null ? 'none' : `node ${view.leader}`}  term ${view.term}  commit ${view.commitIndex}  applied ${view.appliedIndex}`,
+    view.leader !== view.nodeId && view.leader !== null ? '(match, lag and contact are known on the leader only)' : '',
+  ]
+    .filter((text) => text.length > 0)
+    .join('\n') + '\n';
+}
+
+/**
+ * The `impulse serve` command for member `id`, just added at `peerUrl`: it
+ * joins cluster `view.clusterId` and finds the current members at their peer
+ * addresses.
+ */
+export function joinCommand(view: ClusterView, id: number, peerUrl: string, clientUrl: string | undefined): string {
+  const members = view.members.filter((member) => member.peerUrl !== null).map((member) => `${member.id}=${member.peerUrl}`);
+  const colon = peerUrl.lastIndexOf(':');
+  const peerHost = peerUrl.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+  const client = clientUrl === undefined ? undefined : new URL(clientUrl);
+  const parts = [
+    'impulse serve',
+    `--node-id ${id}`,
+    `--peer-host ${peerHost} --peer-port ${peerUrl.slice(colon + 1)}`,
+    ...(client !== undefined ? [`--host ${client.hostname.replace(/^\[(.*)\]$/, '$1')} --port ${client.port || '80'} --advertise-client ${clientUrl}`] : []),
+    `--data-dir data/node-${id}`,
+    `--join --cluster-id ${view.clusterId}`,
+    `--initial-cluster ${members.join(',')}`,
+  ];
+  return parts.join(' ');
+}

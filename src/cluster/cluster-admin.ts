@@ -1,0 +1,277 @@
+/**
+ * Membership and leadership operations of a member, and the cluster as it
+ * sees it (`GET /cluster`):
+ *
+ *   addMember({id, peerUrl, clientUrl?})   a new LEARNER (it gets the log, never votes)
+ *   promoteMember(id)                      learner → voter, once it has caught up
+ *   removeMember(id)                       voter or learner out; its id is never reused
+ *   transferLeader(id)                     hand leadership to voter `id`
+ *
+ * Any member accepts them: a follower forwards the operation to the leader
+ * over the peer transport (RPC channel `cluster-admin`) and answers the
+ * leader's view. Changes go one at a time (the core refuses a second while
+ * one is uncommitted: IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED, 409, as for a
+ * learner that lags, an id that was removed, or removing the leader itself —
+ * transfer leadership first). A change is answered once APPLIED on the
+ * leader; past the request timeout its outcome is unknown (504).
+ *
+ * The member also publishes its own client URL (`--advertise-client`) into
+ * the membership once it is a member and a leader is known (etcd publishes
+ * member attributes the same way), retrying until it is applied.
+ */
+import type { Logger } from 'pino';
+import { ImpulseError, isImpulseError } from '../errors.js';
+import type { ApplyResult } from '../kv/apply.js';
+import type { AddMemberRequest, ClusterMemberView, ClusterView, MemberRole } from '../protocol/cluster-view.js';
+import type { ConfChange, NodeId } from '../raft/types.js';
+import type { RpcEndpoint } from '../transport/rpc.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import { encodeClusterCommand } from './log-entries.js';
+import { type MemberContext, encodeMemberContext, validateMemberAddresses } from './membership.js';
+import type { NodeHost } from './node-host.js';
+import type { RaftGroup } from './raft-group.js';
+import type { RaftRequests } from './raft-requests.js';
+import { outcomeUnknown, unavailable } from './request-errors.js';
+
+export interface ClusterAdminOptions {
+  readonly host: NodeHost;
+  readonly group: RaftGroup;
+  readonly requests: RaftRequests;
+  readonly rpc: RpcEndpoint;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly clusterId: string;
+  readonly tickMs: number;
+  /** How long an operation may take, ms; a transfer waits at most this long for the new leader. */
+  readonly requestTimeoutMs: number;
+}
+
+type AdminOperation =
+  | { readonly op: 'add'; readonly id: NodeId; readonly peerUrl: string; readonly clientUrl: string | null }
+  | { readonly op: 'promote' | 'remove' | 'transfer'; readonly id: NodeId };
+
+/** How often an unpublished client URL is tried again, ms. */
+const PUBLISH_RETRY_MS = 2000;
+
+export class ClusterAdmin {
+  private readonly group: RaftGroup;
+  /** This member's client URL, published into the membership (known once the API listens: `start`). */
+  private advertiseClient: string | undefined;
+  private publishing = false;
+  private publishTimer: TimerHandle | undefined;
+  private closed = false;
+
+  constructor(private readonly options: ClusterAdminOptions) {
+    this.group = options.group;
+    options.rpc.serve('cluster-admin', (from, body, reply) => {
+      let operation: AdminOperation;
+      try {
+        operation = parseOperation(body);
+      } catch (error) {
+        return reply(error as ImpulseError);
+      }
+      if (this.group.leader !== this.group.driver.id) return reply(new ImpulseError('IMPULSE_ERR_RAFT_NOT_LEADER', `node ${this.group.driver.id} is not the leader`));
+      this.runAsLeader(operation).then(
+        () => reply(null, this.view()),
+        (error: unknown) => reply(isImpulseError(error) ? error : new ImpulseError('IMPULSE_ERR_INTERNAL', 'the membership operation failed on the leader')),
+      );
+    });
+    this.group.listen({ membershipChanged: () => this.publishSoon(0), leaderChanged: (leader) => leader !== 0 && this.publishSoon(0) });
+  }
+
+  async addMember(request: AddMemberRequest): Promise<ClusterView> {
+    const id = nodeIdOf(request?.id);
+    const context = validateMemberAddresses(request?.peerUrl, request?.clientUrl);
+    return this.run({ op: 'add', id, peerUrl: context.peerUrl, clientUrl: context.clientUrl });
+  }
+
+  async promoteMember(id: unknown): Promise<ClusterView> {
+    return this.run({ op: 'promote', id: nodeIdOf(id) });
+  }
+
+  async removeMember(id: unknown): Promise<ClusterView> {
+    return this.run({ op: 'remove', id: nodeIdOf(id) });
+  }
+
+  async transferLeader(id: unknown): Promise<ClusterView> {
+    return this.run({ op: 'transfer', id: nodeIdOf(id) });
+  }
+
+  /** The cluster as this node sees it (members' progress only on the leader). */
+  view(): ClusterView {
+    const status = this.group.driver.status();
+    const { confState, members } = this.group.membership;
+    const self = status.id;
+    const leader = this.group.leader;
+    const lead = status.role === 'leader';
+    const memberViews = [...members.values()]
+      .sort((a, b) => a.id - b.id)
+      .map((member): ClusterMemberView => {
+        const progress = lead ? status.progress[String(member.id)] : undefined;
+        let role: MemberRole = confState.learners.includes(member.id) ? 'learner' : member.id === leader ? 'leader' : 'follower';
+        if (member.id === self && (status.role === 'candidate' || status.role === 'pre-candidate')) role = 'candidate';
+        return {
+          id: member.id,
+          clientUrl: member.clientUrl,
+          peerUrl: member.peerUrl,
+          role,
+          matchIndex: progress?.match ?? null,
+          lag: progress?.lag ?? null,
+          lastContactMs: progress === undefined ? null : member.id === self ? 0 : progress.ticksSinceContact * this.options.tickMs,
+        };
+      });
+    const state = this.group.state;
+    return {
+      clusterId: this.options.clusterId,
+      nodeId: self,
+      state,
+      ...(this.group.failure !== undefined ? { reason: this.group.failure.message } : state === 'removed' ? { reason: 'this node was removed from the cluster' } : {}),
+      leader: leader === 0 ? null : leader,
+      term: status.term,
+      commitIndex: status.commit,
+      appliedIndex: status.applied,
+      members: memberViews,
+    };
+  }
+
+  /** Starts publishing `clientUrl` as this member's client URL (until applied). */
+  start(clientUrl: string): void {
+    this.advertiseClient = clientUrl;
+    this.publishSoon(0);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.publishTimer?.cancel();
+  }
+
+  // ---------------------------------------------------------------- routing
+
+  /** Runs `operation` at the leader: here, or forwarded. Answers the view after it applied. */
+  private async run(operation: AdminOperation): Promise<ClusterView> {
+    const { clock, requestTimeoutMs } = this.options;
+    const deadline = clock.now() + requestTimeoutMs;
+    this.options.requests.requireServing();
+    const leader = await this.options.requests.awaitLeader(deadline);
+    if (leader === this.group.driver.id) {
+      await this.runAsLeader(operation);
+      return this.view();
+    }
+    const timeoutMs = Math.max(1, Math.round(deadline - clock.now()));
+    const answer = await this.options.rpc.callAsync(leader, 'cluster-admin', { g: this.group.id, ...operation }, timeoutMs).catch((error: unknown) => {
+      if (isImpulseError(error, 'IMPULSE_ERR_RPC_TIMEOUT') && operation.op !== 'transfer') throw outcomeUnknown(`the leader (node ${leader}) did not answer the membership change in time`, error);
+      throw error;
+    });
+    return answer as ClusterView;
+  }
+
+  private async runAsLeader(operation: AdminOperation): Promise<void> {
+    const { id } = operation;
+    const member = this.group.membership.members.get(id);
+    switch (operation.op) {
+      case 'add':
+        this.options.host.expectPeer(id, operation.peerUrl);
+        return this.changeConf({ type: 'add-learner', nodeId: id, context: encodeMemberContext(operation) });
+      case 'promote': {
+        // The core would also add a stranger as a voter at once: only a learner that caught up may become one.
+        if (!this.group.membership.confState.learners.includes(id)) throw new ImpulseError('IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED', `node ${id} is not a learner; add it first (POST /cluster/members), then promote it`);
+        const context: MemberContext | undefined = member?.peerUrl != null ? { peerUrl: member.peerUrl, clientUrl: member.clientUrl } : undefined;
+        return this.changeConf({ type: 'add-voter', nodeId: id, context: context === undefined ? new Uint8Array(0) : encodeMemberContext(context) });
+      }
+      case 'remove':
+        return this.changeConf({ type: 'remove-node', nodeId: id, context: new Uint8Array(0) });
+      case 'transfer':
+        return this.transfer(id);
+    }
+  }
+
+  /** Proposes `change` and resolves once it applied; past the deadline its outcome is unknown. */
+  private changeConf(change: ConfChange): Promise<void> {
+    const { clock, requestTimeoutMs } = this.options;
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const timer = clock.setTimer(requestTimeoutMs, () => settle(outcomeUnknown(`the membership change was not applied within ${requestTimeoutMs} ms`)));
+      const settle = (error: Error | null): void => {
+        if (settled) return;
+        settled = true;
+        timer.cancel();
+        if (error === null) resolve();
+        else reject(error);
+      };
+      const called = this.group.guard(() =>
+        this.group.driver.proposeConfChange(change, (error, result?: ApplyResult) => settle(error ?? (result !== undefined && !result.ok ? new ImpulseError('IMPULSE_ERR_INTERNAL', 'the membership change was refused when applied') : null))),
+      );
+      if (!called) settle(new ImpulseError('IMPULSE_ERR_RAFT_STOPPED', 'the Raft group stopped on this node'));
+    });
+  }
+
+  /** Starts a transfer to `target` and waits (at most the request timeout) until it leads. */
+  private async transfer(target: NodeId): Promise<void> {
+    if (target === this.group.driver.id) return;
+    if (!this.group.membership.confState.voters.includes(target)) {
+      throw new ImpulseError('IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED', `node ${target} is not a voter; leadership goes only to a voter`);
+    }
+    await new Promise<void>((resolve, reject) => {
+      const called = this.group.guard(() => this.group.driver.transferLeadership(target, (error) => (error === null ? resolve() : reject(error))));
+      if (!called) reject(new ImpulseError('IMPULSE_ERR_RAFT_STOPPED', 'the Raft group stopped on this node'));
+    });
+    const deadline = this.options.clock.now() + this.options.requestTimeoutMs;
+    while (this.group.leader !== target) {
+      if (this.options.clock.now() >= deadline) throw unavailable(`leadership did not move to node ${target} in time; it may still, or the transfer was aborted`);
+      await new Promise<void>((resolve) => this.options.clock.setTimer(this.options.tickMs, resolve));
+    }
+  }
+
+  // ---------------------------------------------------------------- publishing the client URL
+
+  private publishSoon(delayMs: number): void {
+    if (this.closed || this.publishing || !this.needsPublish()) return;
+    this.publishTimer?.cancel();
+    this.publishTimer = this.options.clock.setTimer(delayMs, () => void this.publish());
+  }
+
+  private needsPublish(): boolean {
+    const self = this.group.membership.members.get(this.group.driver.id);
+    return this.advertiseClient !== undefined && this.group.state === 'running' && self !== undefined && self.clientUrl !== this.advertiseClient;
+  }
+
+  private async publish(): Promise<void> {
+    const clientUrl = this.advertiseClient;
+    if (this.closed || this.publishing || clientUrl === undefined || !this.needsPublish() || this.group.leader === 0) return;
+    this.publishing = true;
+    try {
+      // Retry-safe: publishing the same URL twice changes nothing.
+      await this.options.requests.write(encodeClusterCommand({ type: 'publish', nodeId: this.group.driver.id, clientUrl }), true);
+      this.options.logger.info({ clientUrl }, 'published this member\'s client URL');
+    } catch (error) {
+      this.options.logger.debug({ err: error }, 'publishing the client URL failed; will retry');
+    } finally {
+      this.publishing = false;
+      this.publishSoon(PUBLISH_RETRY_MS);
+    }
+  }
+}
+
+function nodeIdOf(value: unknown): NodeId {
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 1 && value <= 2 ** 31 - 1) return value;
+  if (typeof value === 'string' && /^[1-9][0-9]{0,9}$/.test(value) && Number(value) <= 2 ** 31 - 1) return Number(value);
+  throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `a member id is an integer from 1 to 2^31-1; got ${JSON.stringify(value)}`);
+}
+
+/** A forwarded operation from a peer (untrusted): validated like one from the API. */
+function parseOperation(body: unknown): AdminOperation {
+  const value = (body ?? {}) as Record<string, unknown>;
+  const id = nodeIdOf(value['id']);
+  switch (value['op']) {
+    case 'add': {
+      const context = validateMemberAddresses(value['peerUrl'], value['clientUrl']);
+      return { op: 'add', id, peerUrl: context.peerUrl, clientUrl: context.clientUrl };
+    }
+    case 'promote':
+    case 'remove':
+    case 'transfer':
+      return { op: value['op'], id };
+    default:
+      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a membership operation is add, promote, remove or transfer');
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * The node runtime: one `TcpTransport` and one `RpcEndpoint` per process, the
+ * Raft groups it hosts (a map group id → `RaftGroup`; today one, group 1),
+ * and one timer on the `Clock` that ticks every group.
+ *
+ *   const host = new NodeHost({ nodeId, clusterId, listenHost, listenPort, seeds, tickMs, clock, random, logger });
+ *   await host.start();                                   // listening for peers
+ *   host.addGroup(await RaftGroup.open({ ..., transport: host.raftTransport(1) }));
+ *   host.startTicking();
+ *   ...
+ *   await host.close();                                   // groups, RPC, transport
+ *
+ * Routing: a message on the `raft` channel goes to the driver of its group
+ * (`PeerMessage.group`); a message on an RPC channel (`RPC_CHANNELS`) to the
+ * RPC endpoint; anything else is dropped and counted. A snapshot stream goes
+ * to its group's driver as an async iterable, and the transport's verdict
+ * waits until the driver staged it (or refused it).
+ *
+ * Address book: the members (and recently removed members) of every group's
+ * membership; while no group knows any member yet (a member that joins and
+ * has not received its first snapshot), the seeds from `--initial-cluster`.
+ */
+import type { Logger } from 'pino';
+import type { GroupMessage, RaftTransport } from '../raft/driver-seams.js';
+import { RAFT_CHANNEL } from '../raft/driver-seams.js';
+import type { NodeId } from '../raft/types.js';
+import { RpcEndpoint } from '../transport/rpc.js';
+import type { HostPort } from '../transport/socket-factory.js';
+import { TcpTransport } from '../transport/tcp-transport.js';
+import type { TransportLimits } from '../transport/options.js';
+import type { PeerMessage } from '../transport/transport.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import type { Random } from '../util/random.js';
+import type { ImagePayload } from './image-stream.js';
+import { peerAddresses } from './membership.js';
+import type { RaftGroup } from './raft-group.js';
+
+/** The RPC channels of the cluster runtime: forwarded writes, read indexes for follower reads, membership operations. */
+export const RPC_CHANNELS = ['kv-forward', 'read-index', 'cluster-admin'] as const;
+const EXPECTED_PEERS_MAX = 16;
+export type RpcChannel = (typeof RPC_CHANNELS)[number];
+
+export interface NodeHostOptions {
+  readonly nodeId: NodeId;
+  readonly clusterId: string;
+  readonly listenHost: string;
+  /** 0 picks a free port (tests). */
+  readonly listenPort: number;
+  /** Peer addresses to use until a group knows its members (`--initial-cluster`). */
+  readonly seeds: ReadonlyMap<NodeId, string>;
+  readonly tickMs: number;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+  readonly transportLimits?: Partial<TransportLimits>;
+}
+
+export class NodeHost {
+  readonly transport: TcpTransport;
+  readonly rpc: RpcEndpoint;
+  private readonly groups = new Map<number, RaftGroup>();
+  /** Members being added: in the address book before their addition applies (at most EXPECTED_PEERS_MAX). */
+  private readonly expected = new Map<NodeId, string>();
+  private readonly logger: Logger;
+  private tickTimer: TimerHandle | undefined;
+  private closed = false;
+  /** Messages on channels nobody serves, or for groups this node does not host. */
+  droppedMessages = 0;
+
+  constructor(private readonly options: NodeHostOptions) {
+    this.logger = options.logger;
+    this.transport = new TcpTransport({
+      localId: options.nodeId,
+      clusterId: options.clusterId,
+      listenHost: options.listenHost,
+      listenPort: options.listenPort,
+      peers: options.seeds,
+      handlers: {
+        onMessage: (from, message) => this.onMessage(from, message),
+        onSnapshot: (from, header, chunks) => this.onSnapshot(from, header, chunks),
+      },
+      logger: options.logger,
+      clock: options.clock,
+      random: options.random.fork(),
+      ...(options.transportLimits !== undefined ? { limits: options.transportLimits } : {}),
+    });
+    this.rpc = new RpcEndpoint({ transport: this.transport, clock: options.clock, random: options.random.fork(), logger: options.logger });
+  }
+
+  get nodeId(): NodeId {
+    return this.options.nodeId;
+  }
+
+  /** Listens for peers; resolves with the bound address. */
+  start(): Promise<HostPort> {
+    return this.transport.start();
+  }
+
+  /** The driver's transport for `group`: messages and snapshot streams over the node's one transport. */
+  raftTransport(group: number): RaftTransport<ImagePayload> {
+    return {
+      send: (to, message: GroupMessage) => this.transport.send(to, message),
+      sendSnapshot: (to, header, payload, done) => {
+        const settle = (error: Error | null): void => {
+          // Whatever happened, the transport is done with the payload: release the engine snapshot behind it.
+          void payload[Symbol.asyncIterator]().return?.();
+          const target = this.groups.get(group);
+          if (target === undefined) return;
+          target.guard(() => done(error));
+        };
+        this.transport.sendSnapshot(to, header, payload).then(
+          () => settle(null),
+          (error: unknown) => settle(error instanceof Error ? error : new Error(String(error))),
+        );
+      },
+    };
+  }
+
+  addGroup(group: RaftGroup): void {
+    this.groups.set(group.id, group);
+    group.listen({ membershipChanged: () => this.updatePeers() });
+    this.updatePeers();
+  }
+
+  group(id: number): RaftGroup | undefined {
+    return this.groups.get(id);
+  }
+
+  /** Starts the one timer that ticks every group every `tickMs`. */
+  startTicking(): void {
+    const tick = (): void => {
+      if (this.closed) return;
+      for (const group of this.groups.values()) group.tick();
+      this.tickTimer = this.options.clock.setTimer(this.options.tickMs, tick);
+    };
+    this.tickTimer = this.options.clock.setTimer(this.options.tickMs, tick);
+  }
+
+  /**
+   * A member about to be added at `address`: the leader replicates to a new
+   * member from the moment it appends the change, before the change applies
+   * and the membership names it.
+   */
+  expectPeer(id: NodeId, address: string): void {
+    this.expected.delete(id);
+    this.expected.set(id, address);
+    while (this.expected.size > EXPECTED_PEERS_MAX) this.expected.delete(this.expected.keys().next().value!);
+    this.updatePeers();
+  }
+
+  /** Points the transport at the members of every group (call after a membership change). */
+  updatePeers(): void {
+    if (this.closed) return;
+    const book = new Map<NodeId, string>();
+    let known = false;
+    for (const group of this.groups.values()) {
+      const membership = group.membership;
+      if (membership.members.size > 0) known = true;
+      for (const [id, address] of peerAddresses(membership)) book.set(id, address);
+    }
+    if (!known) for (const [id, address] of this.options.seeds) book.set(id, address);
+    for (const [id, address] of this.expected) {
+      if (book.has(id)) this.expected.delete(id);
+      else book.set(id, address);
+    }
+    try {
+      this.transport.setPeers(book);
+    } catch (error) {
+      // A malformed address in the replicated membership: keep the old book, say so.
+      this.logger.error({ err: error }, 'the membership holds a peer address the transport refuses; the address book is unchanged');
+    }
+  }
+
+  /** Stops ticking, closes every group (durably), then the RPC endpoint and the transport. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.tickTimer?.cancel();
+    this.rpc.close();
+    for (const group of this.groups.values()) {
+      await group.close().catch((error: unknown) => this.logger.error({ err: error, group: group.id }, 'closing a raft group failed'));
+    }
+    await this.transport.close();
+  }
+
+  private onMessage(from: NodeId, message: PeerMessage): void {
+    if (message.channel === RAFT_CHANNEL) {
+      const group = this.groups.get(message.group);
+      if (group === undefined) return this.drop(from, message.channel, message.group);
+      return group.receive(from, message.body);
+    }
+    if ((RPC_CHANNELS as readonly string[]).includes(message.channel)) return this.rpc.onMessage(from, message);
+    this.drop(from, message.channel, message.group);
+  }
+
+  private onSnapshot(from: NodeId, header: PeerMessage, chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    const group = header.channel === RAFT_CHANNEL ? this.groups.get(header.group) : undefined;
+    if (group === undefined) {
+      this.drop(from, header.channel, header.group);
+      return Promise.reject(new Error(`no raft group ${header.group} on node ${this.options.nodeId}`));
+    }
+    return group.receiveSnapshot(from, header.body, chunks);
+  }
+
+  private drop(from: NodeId, channel: string, group: number): void {
+    this.droppedMessages++;
+    this.logger.debug({ peer: from, channel, group }, 'message for no channel or group of this node; dropped');
+  }
+}

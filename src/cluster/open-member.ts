@@ -1,0 +1,169 @@
+/**
+ * Builds a cluster member for `impulse serve --node-id ...`: claims the data
+ * directory (identity.ts), starts the node runtime (transport, RPC, timer),
+ * opens Raft group 1 (bootstrapping the initial voters' state on a first
+ * start), and puts the Raft service and the membership admin on top. Once
+ * the API listens, call `member.admin.start(clientUrl)`: the member then
+ * publishes its client URL into the membership.
+ *
+ * Data directory of a member:
+ *   <data-dir>/member.json             who it is (cluster id, node id, how it bootstrapped)
+ *   <data-dir>/raft/1/                 the Raft log of group 1 (segments)
+ *   <data-dir>/kv/1/<engine>/          the state machine of group 1 (engine home: LIVE, slots)
+ *
+ * Shutdown (`service.close()`): new requests are refused; a leader hands
+ * leadership to its most caught-up voter first (so the cluster does not wait
+ * an election timeout); then the groups stop and make their applied state
+ * durable, and the transport closes.
+ */
+import type { Logger } from 'pino';
+import type { KvLimits } from '../kv/command.js';
+import type { RaftConfig } from '../raft/raft.js';
+import type { NodeId } from '../raft/types.js';
+import type { HostPort } from '../transport/socket-factory.js';
+import type { TransportLimits } from '../transport/options.js';
+import { type Clock, SystemClock } from '../util/clock.js';
+import { type Random, SeededRandom, freshSeed } from '../util/random.js';
+import { NodeVfs } from '../vfs/node-vfs.js';
+import { type Vfs, joinPath } from '../vfs/vfs.js';
+import { ClusterAdmin } from './cluster-admin.js';
+import { CommitLatency } from './cluster-metrics.js';
+import type { ClusterConfig } from './config.js';
+import { claimIdentity } from './identity.js';
+import { NodeHost } from './node-host.js';
+import { RaftGroup } from './raft-group.js';
+import { RaftKvService } from './raft-kv-service.js';
+import { RaftRequests } from './raft-requests.js';
+
+/** The group every member runs today (sharding will add more). */
+export const DEFAULT_GROUP = 1;
+/** Default whole-request time on a member, ms. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
+
+export interface MemberOptions {
+  readonly cluster: ClusterConfig;
+  /** A durable engine from the registry. */
+  readonly engine: string;
+  readonly dataDir: string;
+  readonly limits: KvLimits;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  readonly random?: Random;
+  readonly vfs?: Vfs;
+  readonly requestTimeoutMs?: number;
+  readonly raftOverrides?: Partial<Omit<RaftConfig, 'id' | 'random'>>;
+  readonly transportLimits?: Partial<TransportLimits>;
+}
+
+export interface Member {
+  readonly service: RaftKvService;
+  readonly admin: ClusterAdmin;
+  readonly host: NodeHost;
+  readonly group: RaftGroup;
+  readonly latency: CommitLatency;
+  /** Where the transport listens (the real port when --peer-port was 0). */
+  readonly peerAddress: HostPort;
+  /** True on the first start on this data directory. */
+  readonly isNew: boolean;
+}
+
+export async function openMember(options: MemberOptions): Promise<Member> {
+  const { cluster, logger } = options;
+  const clock = options.clock ?? new SystemClock();
+  const random = options.random ?? new SeededRandom(freshSeed());
+  const vfs = options.vfs ?? new NodeVfs();
+  const { identity, isNew } = await claimIdentity(vfs, options.dataDir, cluster);
+  const host = new NodeHost({
+    nodeId: cluster.nodeId,
+    clusterId: cluster.clusterId,
+    listenHost: cluster.peerHost,
+    listenPort: cluster.peerPort,
+    seeds: cluster.initialCluster,
+    tickMs: cluster.timing.tickMs,
+    clock,
+    random,
+    logger,
+    ...(options.transportLimits !== undefined ? { transportLimits: options.transportLimits } : {}),
+  });
+  let group: RaftGroup | undefined;
+  try {
+    const peerAddress = await host.start();
+    group = await RaftGroup.open({
+      group: DEFAULT_GROUP,
+      nodeId: cluster.nodeId,
+      dataDir: options.dataDir,
+      engine: options.engine,
+      limits: options.limits,
+      timing: cluster.timing,
+      bootstrapVoters: identity.bootstrap === 'initial' ? identity.initialCluster : undefined,
+      transport: host.raftTransport(DEFAULT_GROUP),
+      vfs,
+      clock,
+      random: random.fork(),
+      logger,
+      ...(options.raftOverrides !== undefined ? { raftOverrides: options.raftOverrides } : {}),
+    });
+    host.addGroup(group);
+    const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    const { tickMs, electionTicks, heartbeatTicks } = cluster.timing;
+    // Two full (randomized, up to 2T) election timeouts: long enough for an election after a leader dies.
+    const leaderWaitMs = Math.min(requestTimeoutMs, 4 * electionTicks * tickMs);
+    const latency = new CommitLatency();
+    const requests = new RaftRequests({
+      group,
+      rpc: host.rpc,
+      clock,
+      logger,
+      requestTimeoutMs,
+      leaderWaitMs,
+      retryPauseMs: heartbeatTicks * tickMs,
+      waitingMax: 16_384,
+      onCommitted: (latencyMs) => latency.observe(latencyMs),
+    });
+    const admin = new ClusterAdmin({ host, group, requests, rpc: host.rpc, clock, logger, clusterId: cluster.clusterId, tickMs, requestTimeoutMs });
+    const opened = group;
+    const service = new RaftKvService({
+      host,
+      group,
+      requests,
+      latency,
+      clusterId: cluster.clusterId,
+      engineName: options.engine,
+      logger,
+      shutdown: async () => {
+        admin.close();
+        await handOverLeadership(opened, clock, logger, 2 * electionTicks * tickMs);
+        await host.close();
+      },
+    });
+    host.startTicking();
+    logger.info({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${peerAddress.host}:${peerAddress.port}`, advertisePeer: cluster.advertisePeer, firstStart: isNew, bootstrap: identity.bootstrap }, 'cluster member started');
+    return { service, admin, host, group, latency, peerAddress, isNew };
+  } catch (error) {
+    if (group !== undefined && host.group(group.id) === undefined) await group.close().catch(() => undefined);
+    await host.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * If this node leads and another voter exists, transfers leadership to the
+ * voter with the highest match index and waits (at most `waitMs`) for it to
+ * take over, so clients do not wait an election timeout after a planned stop.
+ */
+async function handOverLeadership(group: RaftGroup, clock: Clock, logger: Logger, waitMs: number): Promise<void> {
+  if (group.state !== 'running' || group.leader !== group.driver.id) return;
+  const status = group.driver.status();
+  const candidates = group.membership.confState.voters.filter((id) => id !== status.id);
+  if (candidates.length === 0) return;
+  const best = candidates.reduce((a: NodeId, b: NodeId) => ((status.progress[String(b)]?.match ?? 0) > (status.progress[String(a)]?.match ?? 0) ? b : a));
+  group.guard(() => group.driver.transferLeadership(best));
+  const deadline = clock.now() + waitMs;
+  while (group.leader === status.id && clock.now() < deadline) await new Promise<void>((resolve) => clock.setTimer(20, resolve));
+  logger.info({ to: best, done: group.leader !== status.id }, 'handed leadership over before shutting down');
+}
+
+/** `<data-dir>/<engine>` holds a single-node store (its LIVE pointer) that a member must not silently ignore. */
+export async function holdsSingleNodeStore(vfs: Vfs, dataDir: string, engine: string): Promise<boolean> {
+  return vfs.exists(joinPath(dataDir, engine, 'LIVE'));
+}

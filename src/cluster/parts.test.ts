@@ -1,0 +1,154 @@
+/**
+ * The pure parts of the node runtime: the image framing under any cut of the
+ * stream, the release of an image's source however the stream ends, the
+ * membership's evolution and encodings, and how committed entries become
+ * apply entries.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { isImpulseError } from '../errors.js';
+import type { Entry } from '../raft/types.js';
+import { ImageStream, unframeChunks } from './image-stream.js';
+import { decodeClusterCommand, encodeClusterCommand, planApply } from './log-entries.js';
+import {
+  EMPTY_MEMBERSHIP,
+  REMOVED_ADDRESSES_MAX,
+  applyConfChange,
+  applyPublish,
+  decodeMemberContext,
+  decodeMembership,
+  encodeMemberContext,
+  encodeMembership,
+  initialMembership,
+  peerAddresses,
+} from './membership.js';
+
+async function* from<T>(items: readonly T[]): AsyncGenerator<T> {
+  for (const item of items) yield item;
+}
+
+async function collect(iterable: AsyncIterable<Uint8Array>): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for await (const item of iterable) out.push(Buffer.from(item));
+  return out;
+}
+
+/** `bytes` cut at the given (sorted, deduplicated) offsets. */
+function cut(bytes: Buffer, offsets: number[]): Buffer[] {
+  const points = [...new Set(offsets.map((offset) => offset % (bytes.length + 1)))].sort((a, b) => a - b);
+  const pieces: Buffer[] = [];
+  let at = 0;
+  for (const point of [...points, bytes.length]) {
+    if (point > at) pieces.push(bytes.subarray(at, point));
+    at = Math.max(at, point);
+  }
+  return pieces;
+}
+
+describe('image framing', () => {
+  it('gives back exactly the chunks, however the transport cuts the stream (fast-check)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.uint8Array({ minLength: 0, maxLength: 300 }), { maxLength: 8 }), fc.array(fc.nat(), { maxLength: 30 }), async (chunks, offsets) => {
+        const framed = Buffer.concat(await collect(new ImageStream(from(chunks), () => {})));
+        const back = await collect(unframeChunks(from(cut(framed, offsets)), 300));
+        assert.deepEqual(back.map((chunk) => chunk.toString('hex')), chunks.map((chunk) => Buffer.from(chunk).toString('hex')));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('refuses a stream that ends inside a chunk, and a chunk over the bound', async () => {
+    const framed = Buffer.concat(await collect(new ImageStream(from([Buffer.alloc(100, 1)]), () => {})));
+    await assert.rejects(collect(unframeChunks(from([framed.subarray(0, 50)]), 1000)), (error) => isImpulseError(error, 'IMPULSE_ERR_SNAPSHOT_INVALID') && /inside a chunk/.test(error.message));
+    await assert.rejects(collect(unframeChunks(from([framed.subarray(0, 2)]), 1000)), (error) => isImpulseError(error, 'IMPULSE_ERR_SNAPSHOT_INVALID'));
+    await assert.rejects(collect(unframeChunks(from([framed]), 99)), (error) => isImpulseError(error, 'IMPULSE_ERR_SNAPSHOT_INVALID') && /over the bound/.test(error.message));
+  });
+
+  it('releases its source once: at the end, on a failure, or when dropped before it started', async () => {
+    let released = 0;
+    await collect(new ImageStream(from([Buffer.alloc(3)]), () => released++));
+    assert.equal(released, 1, 'read to the end');
+    async function* failing(): AsyncGenerator<Uint8Array> {
+      yield Buffer.alloc(1);
+      throw new Error('disk');
+    }
+    await assert.rejects(collect(new ImageStream(failing(), () => released++)), /disk/);
+    assert.equal(released, 2, 'failed midway');
+    const dropped = new ImageStream(from([Buffer.alloc(3)]), () => released++);
+    await dropped[Symbol.asyncIterator]().return!();
+    await dropped[Symbol.asyncIterator]().return!();
+    assert.equal(released, 3, 'dropped before the first chunk, released once');
+  });
+});
+
+describe('membership', () => {
+  const three = initialMembership(new Map([[2, '10.0.0.2:7171'], [1, '10.0.0.1:7171'], [3, '10.0.0.3:7171']]));
+
+  it('follows conf changes: a learner with its addresses, its promotion, a removal remembered with its address', () => {
+    const context = encodeMemberContext({ peerUrl: '10.0.0.4:7171', clientUrl: 'http://10.0.0.4:7070' });
+    const withLearner = applyConfChange(three, { type: 'add-learner', nodeId: 4, context }, { voters: [1, 2, 3], learners: [4] });
+    assert.deepEqual(withLearner.members.get(4), { id: 4, peerUrl: '10.0.0.4:7171', clientUrl: 'http://10.0.0.4:7070' });
+    const promoted = applyConfChange(withLearner, { type: 'add-voter', nodeId: 4, context: new Uint8Array(0) }, { voters: [1, 2, 3, 4], learners: [] });
+    assert.equal(promoted.members.get(4)?.peerUrl, '10.0.0.4:7171', 'a promotion without context keeps the addresses');
+    const removed = applyConfChange(promoted, { type: 'remove-node', nodeId: 2, context: new Uint8Array(0) }, { voters: [1, 3, 4], learners: [] });
+    assert.deepEqual([...removed.members.keys()].sort(), [1, 3, 4]);
+    assert.deepEqual(removed.removed, [{ id: 2, peerUrl: '10.0.0.2:7171' }]);
+    assert.equal(peerAddresses(removed).get(2), '10.0.0.2:7171', 'a removed member stays reachable, to be told it was removed');
+    assert.equal(applyPublish(removed, 3, 'http://x:1').members.get(3)?.clientUrl, 'http://x:1');
+    assert.equal(applyPublish(removed, 9, 'http://x:1'), removed, 'publishing for a stranger changes nothing');
+  });
+
+  it('keeps only the newest removed addresses', () => {
+    let membership = initialMembership(new Map([[1, 'a:1']]));
+    for (let id = 2; id < REMOVED_ADDRESSES_MAX + 12; id++) {
+      membership = applyConfChange(membership, { type: 'add-learner', nodeId: id, context: encodeMemberContext({ peerUrl: `h:${id}`, clientUrl: null }) }, { voters: [1], learners: [id] });
+      membership = applyConfChange(membership, { type: 'remove-node', nodeId: id, context: new Uint8Array(0) }, { voters: [1], learners: [] });
+    }
+    assert.equal(membership.removed.filter((member) => member.peerUrl !== null).length, REMOVED_ADDRESSES_MAX);
+    assert.equal(membership.removed.length, REMOVED_ADDRESSES_MAX + 10, 'every removed id is kept');
+  });
+
+  it('encodes canonically and decodes what it encoded; refuses damage with a coded error', () => {
+    const encoded = encodeMembership(three);
+    assert.deepEqual(encodeMembership(decodeMembership(encoded)), encoded);
+    assert.deepEqual(decodeMembership(encodeMembership(EMPTY_MEMBERSHIP)).confState, { voters: [], learners: [] });
+    for (const bad of ['', '{', '{"v":2}', '{"v":1,"voters":[0],"learners":[],"members":[],"removed":[]}', '{"v":1,"voters":[1],"learners":[],"members":[[1]],"removed":[]}']) {
+      assert.throws(() => decodeMembership(Buffer.from(bad)), (error) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION'), bad);
+    }
+    assert.equal(decodeMemberContext(Buffer.from('not json')), undefined);
+    assert.equal(decodeMemberContext(new Uint8Array(0)), undefined);
+  });
+});
+
+describe('committed entries → apply entries', () => {
+  const membership = initialMembership(new Map([[1, 'a:1'], [2, 'b:1'], [3, 'c:1']]));
+  const normal = (index: number, data: Uint8Array): Entry => ({ kind: 'normal', index, term: 2, data });
+
+  it('no-ops, commands, conf changes and publishes, in order, with the membership each leads to', () => {
+    const entries: Entry[] = [
+      normal(2, new Uint8Array(0)),
+      normal(3, Buffer.from([1, 2, 3])),
+      { kind: 'conf-change', index: 4, term: 2, change: { type: 'add-learner', nodeId: 4, context: encodeMemberContext({ peerUrl: 'd:1', clientUrl: null }) }, confState: { voters: [1, 2, 3], learners: [4] } },
+      normal(5, encodeClusterCommand({ type: 'publish', nodeId: 4, clientUrl: 'http://d:2' })),
+      normal(6, encodeClusterCommand({ type: 'publish', nodeId: 4, clientUrl: 'http://d:2' })),
+      normal(7, Buffer.from([0x43, 0x7b])),
+    ];
+    const plan = planApply(entries, membership);
+    assert.deepEqual(plan.entries.map((entry) => entry.type), ['noop', 'command', 'meta', 'meta', 'noop', 'noop']);
+    assert.deepEqual(plan.entries.map((entry) => entry.index), [2, 3, 4, 5, 6, 7]);
+    assert.equal(plan.membershipChanged, true);
+    assert.equal(plan.membership.members.get(4)?.clientUrl, 'http://d:2');
+    const last = plan.entries[3]!;
+    assert.ok(last.type === 'meta' && last.value !== null);
+    assert.deepEqual(decodeMembership(last.value).members.get(4)?.clientUrl, 'http://d:2');
+    assert.equal(planApply([normal(2, Buffer.from([1]))], membership).membershipChanged, false);
+  });
+
+  it('decodes only well-formed cluster commands', () => {
+    assert.deepEqual(decodeClusterCommand(encodeClusterCommand({ type: 'publish', nodeId: 3, clientUrl: 'https://h:1' })), { type: 'publish', nodeId: 3, clientUrl: 'https://h:1' });
+    for (const bad of [{ type: 'publish', nodeId: 0, clientUrl: 'http://h:1' }, { type: 'publish', nodeId: 3, clientUrl: 'h:1' }, { type: 'other', nodeId: 3 }]) {
+      assert.equal(decodeClusterCommand(Buffer.concat([Buffer.from([0x43]), Buffer.from(JSON.stringify(bad))])), undefined);
+    }
+  });
+});

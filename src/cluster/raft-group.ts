@@ -1,0 +1,318 @@
+/**
+ * One Raft group on a node: its durable log (`<data-dir>/raft/<group>/`), its
+ * key-value state machine (`<data-dir>/kv/<group>/<engine>/`), and the driver
+ * that runs the core on them. The node runtime (node-host.ts) owns the
+ * transport and the timer and feeds every group through the methods here.
+ *
+ * Every call into the driver goes through `guard`: the driver's callbacks must
+ * not throw, but a broken invariant inside the core does throw (an
+ * AssertionError, after the driver halted itself). Caught here, it stops THIS
+ * group — which then reports `failed` with the reason and refuses requests —
+ * and never the process.
+ *
+ * States: `running`; `failed` (fail-stop: a log or state-machine write failed,
+ * or an invariant broke: restart the node after fixing the cause); `removed`
+ * (a committed configuration removed this member: it no longer takes part);
+ * `closed`.
+ */
+import type { Logger } from 'pino';
+import type { ApplyResult } from '../kv/apply.js';
+import type { KvLimits } from '../kv/command.js';
+import { KvStateMachine } from '../kv/state-machine.js';
+import { RaftDriver, type StopReason } from '../raft/driver.js';
+import type { RaftTransport } from '../raft/driver-seams.js';
+import { SegmentedLogStore } from '../raft/log-store/log-store.js';
+import { DEFAULT_RAFT_TIMING, type RaftConfig } from '../raft/raft.js';
+import type { LogUpdate, RaftLogStore } from '../raft/storage.js';
+import type { ConfState, NodeId } from '../raft/types.js';
+import { engineHomeFor } from '../service/open-local.js';
+import type { Clock } from '../util/clock.js';
+import type { Random } from '../util/random.js';
+import type { Vfs } from '../vfs/vfs.js';
+import { joinPath } from '../vfs/vfs.js';
+import type { RaftTimingConfig } from './config.js';
+import type { ImagePayload } from './image-stream.js';
+import { type Membership, MEMBERSHIP_META_NAME, encodeMembership, initialMembership } from './membership.js';
+import { RaftKvMachine } from './raft-kv-machine.js';
+
+export type GroupState = 'running' | 'failed' | 'removed' | 'closed';
+
+/** The index and term at which the initial voters' identical bootstrap state stands. */
+export const BOOTSTRAP_INDEX = 1;
+const BOOTSTRAP_TERM = 1;
+
+/**
+ * A learner may be promoted once within this many entries of the leader's
+ * commit index. Generous: under a few thousand writes a second a healthy
+ * learner trails by hundreds of entries (one round trip), and the core's
+ * default (64) would refuse every promotion under load.
+ */
+export const LEARNER_CATCH_UP_ENTRIES_MAX = 2000;
+
+export interface RaftGroupOptions {
+  readonly group: number;
+  readonly nodeId: NodeId;
+  readonly dataDir: string;
+  /** An engine name from the registry (durable engines only: a member's state must outlive its process as its log does). */
+  readonly engine: string;
+  readonly limits: KvLimits;
+  readonly timing: RaftTimingConfig;
+  /** The initial voters when this member bootstraps a new cluster; undefined for a member that joins. */
+  readonly bootstrapVoters: ReadonlyMap<NodeId, string> | undefined;
+  readonly transport: RaftTransport<ImagePayload>;
+  readonly vfs: Vfs;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+  /** Overrides of the core's configuration (tests). */
+  readonly raftOverrides?: Partial<Omit<RaftConfig, 'id' | 'random'>>;
+}
+
+/** What the host and the service follow of a group. Called on the group's loop; must not throw. */
+export interface GroupListener {
+  /** The leader this node knows of changed (0: none), or the term did with it. */
+  leaderChanged?(leader: NodeId, term: number): void;
+  /** The state machine applied up to `index` (after every apply or snapshot install). */
+  applied?(index: number): void;
+  membershipChanged?(membership: Membership): void;
+  /** The group stopped: failed, removed or closed. */
+  stateChanged?(state: GroupState): void;
+}
+
+export class RaftGroup {
+  readonly id: number;
+  private stateValue: GroupState = 'running';
+  private failureValue: Error | undefined;
+  private driverValue!: RaftDriver<ApplyResult, ImagePayload>;
+  private machineValue!: RaftKvMachine;
+  private lastLeader = 0;
+  private lastTerm = 0;
+  private readonly listeners: GroupListener[] = [];
+  private readonly logger: Logger;
+
+  private constructor(
+    private readonly options: RaftGroupOptions,
+    readonly logStore: SegmentedLogStore,
+    private readonly kvMachine: KvStateMachine,
+  ) {
+    this.id = options.group;
+    this.logger = options.logger.child({ group: options.group });
+  }
+
+  /** Opens (or creates, bootstrapping the initial voters' state) the group's log and state machine, and starts its driver. */
+  static async open(options: RaftGroupOptions): Promise<RaftGroup> {
+    const { vfs, dataDir, group } = options;
+    const bootstrapConf: ConfState = { voters: options.bootstrapVoters === undefined ? [] : [...options.bootstrapVoters.keys()].sort((a, b) => a - b), learners: [] };
+    const home = engineHomeFor({ engine: options.engine, dataDir: joinPath(dataDir, 'kv', String(group), options.engine), sync: 'fsync', limits: options.limits });
+    const kv = await KvStateMachine.open({ home, limits: options.limits });
+    let logStore: SegmentedLogStore | undefined;
+    try {
+      logStore = await SegmentedLogStore.open(vfs, joinPath(dataDir, 'raft', String(group)), { bootstrapConfState: bootstrapConf, clock: options.clock, logger: options.logger });
+      if (options.bootstrapVoters !== undefined) await bootstrap(kv, logStore, options.bootstrapVoters);
+      const opened = new RaftGroup(options, logStore, kv);
+      await opened.start();
+      return opened;
+    } catch (error) {
+      await logStore?.close().catch(() => undefined);
+      await kv.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async start(): Promise<void> {
+    const { options } = this;
+    this.machineValue = await RaftKvMachine.open({
+      machine: this.kvMachine,
+      logger: this.logger,
+      guard: (work) => this.guard(work),
+      flushEntries: Math.max(1, Math.min(1000, Math.floor(options.timing.snapshotEntries / 4))),
+      onApplied: (index) => {
+        this.noticeLeader();
+        for (const listener of this.listeners) listener.applied?.(index);
+      },
+      onMembership: (membership) => {
+        for (const listener of this.listeners) listener.membershipChanged?.(membership);
+      },
+      onFlushFailed: (error) => this.fail(error),
+    });
+    const raft: RaftConfig = {
+      ...DEFAULT_RAFT_TIMING,
+      learnerCatchUpEntriesMax: LEARNER_CATCH_UP_ENTRIES_MAX,
+      ...options.raftOverrides,
+      id: options.nodeId,
+      electionTimeoutTicks: options.timing.electionTicks,
+      heartbeatIntervalTicks: options.timing.heartbeatTicks,
+      random: options.random,
+    };
+    this.driverValue = await new Promise((resolve, reject) => {
+      RaftDriver.start<ApplyResult, ImagePayload>(
+        {
+          group: this.id,
+          raft,
+          limits: { compactThresholdEntries: options.timing.snapshotEntries, snapshotCatchUpEntries: options.timing.snapshotCatchUpEntries },
+          logStore: guardedLogStore(this.logStore, (work) => this.guard(work)),
+          transport: options.transport,
+          stateMachine: this.machineValue,
+          clock: options.clock,
+          appliedIndex: this.kvMachine.appliedIndex,
+          removedNodes: this.machineValue.membership.removed.map((member) => member.id),
+          onStop: (reason) => this.onStop(reason),
+        },
+        (error, driver) => (error === null ? resolve(driver!) : reject(error)),
+      );
+    });
+    this.lastLeader = this.driverValue.node.leaderId;
+    this.lastTerm = this.driverValue.node.currentTerm;
+  }
+
+  listen(listener: GroupListener): void {
+    this.listeners.push(listener);
+  }
+
+  get state(): GroupState {
+    return this.stateValue;
+  }
+
+  /** Why the group failed or was removed (for /health and the log). */
+  get failure(): Error | undefined {
+    return this.failureValue;
+  }
+
+  get driver(): RaftDriver<ApplyResult, ImagePayload> {
+    return this.driverValue;
+  }
+
+  get machine(): RaftKvMachine {
+    return this.machineValue;
+  }
+
+  get membership(): Membership {
+    return this.machineValue.membership;
+  }
+
+  /** The leader this node knows of; 0 when none (or the group is not running). */
+  get leader(): NodeId {
+    return this.stateValue === 'running' ? this.driverValue.node.leaderId : 0;
+  }
+
+  /**
+   * Runs `work` (a call into the driver, or a driver callback); a throw stops
+   * this group and is logged, never rethrown. Returns false when it threw.
+   */
+  guard(work: () => void): boolean {
+    try {
+      work();
+      return true;
+    } catch (error) {
+      this.fail(error instanceof Error ? error : new Error(String(error)));
+      return false;
+    }
+  }
+
+  tick(): void {
+    if (this.stateValue !== 'running') return;
+    this.guard(() => this.driverValue.tick());
+    this.noticeLeader();
+  }
+
+  /** A Raft message from a peer; an invalid one is dropped (counted by the driver). */
+  receive(from: NodeId, body: unknown): void {
+    if (this.stateValue !== 'running') return;
+    this.guard(() => {
+      const refused = this.driverValue.receive(from, body);
+      if (refused !== null) this.logger.debug({ peer: from, err: refused }, 'raft message refused');
+    });
+    this.noticeLeader();
+  }
+
+  /** A snapshot stream from a peer; resolves once it is staged, rejects when it is refused. */
+  receiveSnapshot(from: NodeId, header: unknown, payload: ImagePayload): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.stateValue !== 'running') return reject(new Error(`the group is ${this.stateValue} on this node`));
+      const called = this.guard(() => this.driverValue.receiveSnapshot(from, header, payload, (error) => (error === null ? resolve() : reject(error))));
+      if (!called) reject(new Error('the group stopped while taking the snapshot'));
+    });
+  }
+
+  /** Stops the group: the driver first (pending requests fail), then the log and the state machine (made durable first). */
+  async close(): Promise<void> {
+    if (this.stateValue === 'running') this.setState('closed');
+    this.driverValue?.stop();
+    await this.kvMachine.flush().catch((error: unknown) => this.logger.warn({ err: error }, 'could not flush the applied state at close'));
+    await this.kvMachine.close();
+    await this.logStore.close();
+  }
+
+  private noticeLeader(): void {
+    const leader = this.leader;
+    const term = this.stateValue === 'running' ? this.driverValue.node.currentTerm : this.lastTerm;
+    if (leader === this.lastLeader && term === this.lastTerm) return;
+    if (leader !== this.lastLeader) this.logger.info({ leader: leader === 0 ? null : leader, previous: this.lastLeader === 0 ? null : this.lastLeader, term }, leader === 0 ? 'no leader' : 'leader changed');
+    this.lastLeader = leader;
+    this.lastTerm = term;
+    for (const listener of this.listeners) listener.leaderChanged?.(leader, term);
+  }
+
+  /** Fail-stop: the group takes nothing more until the node restarts. */
+  private fail(error: Error): void {
+    if (this.stateValue === 'running') {
+      this.failureValue = error;
+      this.logger.error({ err: error }, 'raft group failed and stopped: this node refuses requests until it is restarted (after fixing the cause)');
+      this.setState('failed');
+    }
+    if (this.driverValue !== undefined && !this.driverValue.stopped) this.driverValue.stop();
+  }
+
+  private onStop(reason: StopReason): void {
+    if (reason.kind === 'failed') return this.fail(reason.error);
+    if (reason.kind === 'removed' && this.stateValue === 'running') {
+      this.logger.warn('this node was removed from the cluster: it no longer takes part; stop it and delete its data directory');
+      this.setState('removed');
+    }
+  }
+
+  private setState(state: GroupState): void {
+    this.stateValue = state;
+    for (const listener of this.listeners) listener.stateChanged?.(state);
+    this.noticeLeader();
+  }
+}
+
+/**
+ * The log store as the driver sees it: the same store, but its completions
+ * (`save`, `compact`), which run the driver's loop from the store's own
+ * promise chain, go through `guard` like every other way into the driver.
+ */
+function guardedLogStore(store: SegmentedLogStore, guard: (work: () => void) => void): RaftLogStore {
+  return {
+    hardState: () => store.hardState(),
+    snapshotMeta: () => store.snapshotMeta(),
+    firstIndex: () => store.firstIndex(),
+    lastIndex: () => store.lastIndex(),
+    term: (index) => store.term(index),
+    entries: (lo, hi, bytesMax) => store.entries(lo, hi, bytesMax),
+    save: (update, done) => store.save(update, (error) => guard(() => done(error))),
+    compact: (meta, done) => store.compact(meta, (error) => guard(() => done(error))),
+    stats: () => store.stats(),
+    close: () => store.close(),
+  };
+}
+
+/**
+ * The state every initial voter starts from, identical on all of them: the
+ * state machine at index 1 (term 1) holding the initial membership, and the
+ * log beginning after it, as if a snapshot at 1 had been installed. A new
+ * leader's first entry goes to index 2; a member that joins later gets a
+ * snapshot first, which carries the membership. Each step runs only if it has
+ * not (a crash in between is finished at the next start).
+ */
+async function bootstrap(kv: KvStateMachine, log: SegmentedLogStore, voters: ReadonlyMap<NodeId, string>): Promise<void> {
+  const membership = initialMembership(voters);
+  if (kv.appliedIndex === 0) {
+    await kv.applyBatch([{ index: BOOTSTRAP_INDEX, term: BOOTSTRAP_TERM, type: 'meta', name: MEMBERSHIP_META_NAME, value: encodeMembership(membership) }], { sync: true });
+  }
+  if (log.snapshotMeta().index === 0 && log.lastIndex() === 0) {
+    const update: LogUpdate = { snapshot: { index: BOOTSTRAP_INDEX, term: BOOTSTRAP_TERM, confState: membership.confState }, entries: [], hardState: { term: BOOTSTRAP_TERM, vote: 0, commit: BOOTSTRAP_INDEX } };
+    await new Promise<void>((resolve, reject) => log.save(update, (error) => (error === null ? resolve() : reject(error))));
+  }
+}

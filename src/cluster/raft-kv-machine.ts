@@ -1,0 +1,185 @@
+/**
+ * The Raft driver's state machine on a real node: the seam
+ * `RaftStateMachine<ApplyResult, ImagePayload>` (src/raft/driver-seams.ts)
+ * over the key-value state machine (src/kv/state-machine.ts).
+ *
+ *   - apply: normal entries become key-value commands (their results go back
+ *     to the proposers), conf changes and cluster commands become writes of
+ *     the membership document (log-entries.ts); the whole batch is ONE
+ *     `applyBatch`, atomic with the applied index. Applies are written WITHOUT
+ *     fsync: the Raft log is durable, and entries after the durable applied
+ *     index are applied again after a crash. `flush` makes them durable once
+ *     `flushEntries` are pending (and the host flushes now and then), which
+ *     moves `durableAppliedIndex`, the bound of log compaction.
+ *   - snapshot: an engine snapshot between two applies, streamed lazily and
+ *     released when the transfer ends (image-stream.ts).
+ *   - stageSnapshot: the stream goes into a fresh engine, which must stand
+ *     exactly at the snapshot message's index, term and configuration.
+ *   - installSnapshot: the atomic switch to the staged engine.
+ *
+ * The driver's callbacks run through `guard`, never straight from a promise:
+ * a broken invariant inside the driver then stops this group, not the process.
+ */
+import type { Logger } from 'pino';
+import { ImpulseError } from '../errors.js';
+import type { ApplyResult } from '../kv/apply.js';
+import { DEFAULT_CHUNK_BYTES_MAX } from '../kv/snapshot-image.js';
+import type { KvStateMachine } from '../kv/state-machine.js';
+import type { RaftStateMachine, SnapshotImage } from '../raft/driver-seams.js';
+import type { ConfState, Entry, SnapshotMeta } from '../raft/types.js';
+import { type ImagePayload, ImageStream, unframeChunks } from './image-stream.js';
+import { planApply } from './log-entries.js';
+import { EMPTY_MEMBERSHIP, MEMBERSHIP_META_NAME, type Membership, decodeMembership } from './membership.js';
+
+export interface RaftKvMachineOptions {
+  readonly machine: KvStateMachine;
+  readonly logger: Logger;
+  /** Runs a callback into the driver; a throw (a broken invariant) stops the group, never the process. */
+  readonly guard: (work: () => void) => void;
+  /** Flush once this many applied entries are not yet durable. >= 1. */
+  readonly flushEntries: number;
+  /** After every apply or install, on the driver's loop: the new applied index. */
+  readonly onApplied?: (appliedIndex: number) => void;
+  /** After an apply or install changed the membership. */
+  readonly onMembership?: (membership: Membership) => void;
+  /** A background flush failed: the group must stop (the state machine refuses writes from now on). */
+  readonly onFlushFailed?: (error: Error) => void;
+}
+
+export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload> {
+  private membershipValue: Membership;
+  private flushing = false;
+
+  private constructor(
+    private readonly options: RaftKvMachineOptions,
+    membership: Membership,
+  ) {
+    this.membershipValue = membership;
+  }
+
+  /** Wraps an open key-value state machine; reads the membership it holds (empty for a member that has not joined yet). */
+  static async open(options: RaftKvMachineOptions): Promise<RaftKvMachine> {
+    return new RaftKvMachine(options, await readMembership(options.machine));
+  }
+
+  get membership(): Membership {
+    return this.membershipValue;
+  }
+
+  get machine(): KvStateMachine {
+    return this.options.machine;
+  }
+
+  get appliedIndex(): number {
+    return this.options.machine.appliedIndex;
+  }
+
+  apply(entries: readonly Entry[], done: (error: Error | null, results?: readonly ApplyResult[]) => void): void {
+    const plan = planApply(entries, this.membershipValue);
+    this.options.machine.applyBatch(plan.entries, { sync: false }).then(
+      (results) => {
+        if (plan.membershipChanged) this.membershipValue = plan.membership;
+        this.options.guard(() => done(null, results));
+        if (plan.membershipChanged) this.options.onMembership?.(plan.membership);
+        this.options.onApplied?.(this.appliedIndex);
+        if (this.appliedIndex - this.durableAppliedIndex() >= this.options.flushEntries) this.flushInBackground();
+      },
+      (error: unknown) => this.options.guard(() => done(asError(error))),
+    );
+  }
+
+  durableAppliedIndex(): number {
+    return this.options.machine.durableAppliedIndex;
+  }
+
+  /** Makes everything applied durable; at most one at a time (a second call while one runs is a no-op). */
+  flushInBackground(): void {
+    if (this.flushing || this.appliedIndex === this.durableAppliedIndex()) return;
+    this.flushing = true;
+    this.options.machine.flush().then(
+      () => {
+        this.flushing = false;
+      },
+      (error: unknown) => {
+        this.flushing = false;
+        this.options.logger.error({ err: error }, 'flushing the applied state failed: the group stops');
+        this.options.onFlushFailed?.(asError(error));
+      },
+    );
+  }
+
+  snapshot(done: (error: Error | null, image?: SnapshotImage<ImagePayload>) => void): void {
+    this.options.machine.snapshot().then(
+      (snapshot) => {
+        let confState: ConfState;
+        try {
+          const stored = snapshot.metadata.get(MEMBERSHIP_META_NAME);
+          confState = stored === undefined ? EMPTY_MEMBERSHIP.confState : decodeMembership(stored).confState;
+        } catch (error) {
+          snapshot.release();
+          return this.options.guard(() => done(asError(error)));
+        }
+        const meta: SnapshotMeta = { index: snapshot.appliedIndex, term: snapshot.appliedTerm, confState };
+        const payload = new ImageStream(snapshot.chunks, () => snapshot.release());
+        this.options.guard(() => done(null, { meta, payload }));
+      },
+      (error: unknown) => this.options.guard(() => done(asError(error))),
+    );
+  }
+
+  stageSnapshot(image: SnapshotImage<ImagePayload>, done: (error: Error | null) => void): void {
+    const machine = this.options.machine;
+    const { keyBytesMax, valueBytesMax } = machine.engine.limits;
+    const chunks = unframeChunks(image.payload, DEFAULT_CHUNK_BYTES_MAX + keyBytesMax + valueBytesMax + 64);
+    machine
+      .stageSnapshot(chunks)
+      .then(async (staged) => {
+        const stored = staged.metadata.get(MEMBERSHIP_META_NAME);
+        const confState = stored === undefined ? undefined : decodeMembership(stored).confState;
+        const { meta } = image;
+        if (staged.appliedIndex !== meta.index || staged.appliedTerm !== meta.term || confState === undefined || !sameConf(confState, meta.confState)) {
+          await staged.discard();
+          throw new ImpulseError('IMPULSE_ERR_SNAPSHOT_INVALID', `the image stands at ${staged.appliedIndex}/${staged.appliedTerm}, its message at ${meta.index}/${meta.term} (or their configurations differ)`);
+        }
+      })
+      .then(
+        () => this.options.guard(() => done(null)),
+        (error: unknown) => this.options.guard(() => done(asError(error))),
+      );
+  }
+
+  installSnapshot(meta: SnapshotMeta, done: (error: Error | null) => void): void {
+    const machine = this.options.machine;
+    const staged = machine.staged;
+    if (staged === undefined || staged.appliedIndex !== meta.index || staged.appliedTerm !== meta.term) {
+      const what = staged === undefined ? 'none' : `${staged.appliedIndex}/${staged.appliedTerm}`;
+      return this.options.guard(() => done(new ImpulseError('IMPULSE_ERR_SNAPSHOT_INVALID', `no staged image at ${meta.index}/${meta.term} (staged: ${what})`)));
+    }
+    machine
+      .installStaged()
+      .then(() => readMembership(machine))
+      .then(
+        (membership) => {
+          this.membershipValue = membership;
+          this.options.guard(() => done(null));
+          this.options.onMembership?.(membership);
+          this.options.onApplied?.(this.appliedIndex);
+        },
+        (error: unknown) => this.options.guard(() => done(asError(error))),
+      );
+  }
+}
+
+async function readMembership(machine: KvStateMachine): Promise<Membership> {
+  const stored = await machine.getMeta(MEMBERSHIP_META_NAME);
+  return stored === undefined ? EMPTY_MEMBERSHIP : decodeMembership(stored);
+}
+
+function sameConf(a: ConfState, b: ConfState): boolean {
+  const same = (x: readonly number[], y: readonly number[]): boolean => x.length === y.length && [...x].sort((p, q) => p - q).every((id, i) => id === [...y].sort((p, q) => p - q)[i]);
+  return same(a.voters, b.voters) && same(a.learners, b.learners);
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}

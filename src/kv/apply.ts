@@ -1,0 +1,159 @@
+/**
+ * Turning applied log entries into ONE engine batch (`ApplyBatch`), for the
+ * state machine (src/kv/state-machine.ts).
+ *
+ * Entries are planned in order. A command's conditions are checked against the
+ * state before it, which includes the commands planned earlier in the same
+ * batch (an overlay of their writes, since the engine has not seen them yet).
+ * A failed condition makes that command a no-op with a result naming the key
+ * and its current revision; the batch goes on. Every key a command writes gets
+ * the command's log index as its revision.
+ *
+ * Deterministic: the result of an entry depends only on the engine state and
+ * the entries before it, so every replica applying the same log agrees.
+ */
+import { ImpulseError, isImpulseError } from '../errors.js';
+import type { Engine, WriteOp } from '../storage/engine.js';
+import { type KvCommand, type KvLimits, type KvOp, decodeCommand } from './command.js';
+import { clusterMetaKey, dataKey } from './keyspace.js';
+import { encodeRecord, revisionOfRecord } from './record.js';
+import type { CommandResult, SessionTable } from './sessions.js';
+
+/** One committed log entry to apply. `term` is the Raft term (0 for the local service). */
+export type ApplyEntry =
+  /** A write command, decoded or as its log bytes (decoded and validated here). */
+  | { readonly index: number; readonly term: number; readonly type: 'command'; readonly command: KvCommand | Uint8Array }
+  /** Opaque metadata of the cluster runtime (e.g. the membership): set `name` to `value`, or delete it with null. */
+  | { readonly index: number; readonly term: number; readonly type: 'meta'; readonly name: string; readonly value: Uint8Array | null }
+  /** An entry that changes nothing but the applied index (e.g. a new leader's empty entry). */
+  | { readonly index: number; readonly term: number; readonly type: 'noop' };
+
+/** The outcome of one entry: a command's result, or an error that made it a no-op (expired session, malformed bytes). */
+export type ApplyResult = CommandResult | { readonly ok: false; readonly error: ImpulseError };
+
+/** Most bytes of one metadata value; names are 1-128 characters of [A-Za-z0-9._-]. */
+export const CLUSTER_META_BYTES_MAX = 1024 * 1024;
+const META_NAME = /^[A-Za-z0-9._-]{1,128}$/;
+
+export class ApplyBatch {
+  readonly ops: WriteOp[] = [];
+  /** Key + value bytes of `ops`. */
+  bytes = 0;
+  /** The last entry planned. */
+  last: { index: number; term: number } | undefined;
+  /** Cluster metadata names this batch sets (true) or deletes (false). */
+  readonly metaChanges = new Map<string, boolean>();
+  /**
+   * The data keys planned so far with their revision (null: deleted), in
+   * order; `overlay` indexes them by key, built only when a condition needs it
+   * (most batches have none, and converting every key costs).
+   */
+  private readonly planned: Array<{ readonly key: Buffer; readonly revision: number | null }> = [];
+  private overlay: Map<string, number | null> | undefined;
+  private overlaid = 0;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly sessions: SessionTable,
+    private readonly limits: KvLimits,
+  ) {}
+
+  get isEmpty(): boolean {
+    return this.last === undefined;
+  }
+
+  /** Plans `entry` into the batch and returns its result (a promise only when a condition needs a read). */
+  add(entry: ApplyEntry): ApplyResult | Promise<ApplyResult> {
+    this.last = { index: entry.index, term: entry.term };
+    switch (entry.type) {
+      case 'noop':
+        return { ok: true, revision: entry.index };
+      case 'meta':
+        return this.addMeta(entry.index, entry.name, entry.value);
+      case 'command':
+        return this.addCommand(entry.index, entry.command);
+    }
+  }
+
+  private addMeta(index: number, name: string, value: Uint8Array | null): ApplyResult {
+    if (typeof name !== 'string' || !META_NAME.test(name) || (value !== null && (!(value instanceof Uint8Array) || value.length > CLUSTER_META_BYTES_MAX))) {
+      return { ok: false, error: new ImpulseError('IMPULSE_ERR_COMMAND_INVALID', `metadata entry ${index}: the name must be 1-128 of [A-Za-z0-9._-] and the value at most ${CLUSTER_META_BYTES_MAX} bytes`) };
+    }
+    const key = clusterMetaKey(name);
+    this.push(value === null ? { type: 'del', key } : { type: 'put', key, value: Buffer.from(value) });
+    this.metaChanges.set(name, value !== null);
+    return { ok: true, revision: index };
+  }
+
+  private addCommand(index: number, encoded: KvCommand | Uint8Array): ApplyResult | Promise<ApplyResult> {
+    let command: KvCommand;
+    try {
+      command = encoded instanceof Uint8Array ? decodeCommand(encoded, this.limits) : encoded;
+    } catch (error) {
+      if (isImpulseError(error)) return { ok: false, error };
+      throw error;
+    }
+    const { session } = command;
+    if (session !== undefined) {
+      const check = this.sessions.check(session);
+      if (check.kind === 'duplicate') return check.result;
+      if (check.kind === 'expired') {
+        return {
+          ok: false,
+          error: new ImpulseError(
+            'IMPULSE_ERR_SESSION_EXPIRED',
+            `client ${session.clientId} write ${session.seq} is below its oldest remembered write ${check.floor}; a retry this late is not applied again`,
+          ),
+        };
+      }
+    }
+    const finish = (failed: CommandResult | undefined): CommandResult => {
+      const result = failed ?? this.addOps(index, command.ops);
+      if (session !== undefined) this.sessions.record(session, index, result);
+      return result;
+    };
+    // Most commands carry no condition: they need no read, so they are planned without awaiting.
+    return command.ops.some((op) => op.condition !== undefined) ? this.firstFailedCondition(command.ops).then(finish) : finish(undefined);
+  }
+
+  /** The failure result of the first op whose condition does not hold, or undefined when all hold. */
+  private async firstFailedCondition(ops: readonly KvOp[]): Promise<CommandResult | undefined> {
+    for (let op = 0; op < ops.length; op++) {
+      const { key, condition } = ops[op]!;
+      if (condition === undefined) continue;
+      const revision = await this.revisionOf(key);
+      const holds = 'ifRevision' in condition ? revision === condition.ifRevision : revision === null;
+      if (!holds) return { ok: false, failed: { op, key: Buffer.from(key), revision } };
+    }
+    return undefined;
+  }
+
+  private addOps(index: number, ops: readonly KvOp[]): CommandResult {
+    for (const op of ops) {
+      const key = dataKey(op.key);
+      if (op.type === 'put') this.push({ type: 'put', key, value: encodeRecord(index, op.value) });
+      else this.push({ type: 'del', key });
+      this.planned.push({ key, revision: op.type === 'put' ? index : null });
+    }
+    return { ok: true, revision: index };
+  }
+
+  /** The key's revision as of the ops planned so far (null when absent). */
+  private async revisionOf(key: Uint8Array): Promise<number | null> {
+    const engineKey = dataKey(key);
+    const overlay = (this.overlay ??= new Map());
+    for (; this.overlaid < this.planned.length; this.overlaid++) {
+      const { key: plannedKey, revision } = this.planned[this.overlaid]!;
+      overlay.set(plannedKey.toString('latin1'), revision);
+    }
+    const planned = overlay.get(engineKey.toString('latin1'));
+    if (planned !== undefined) return planned;
+    const record = await this.engine.get(engineKey);
+    return record === undefined ? null : revisionOfRecord(record, `value of key 0x${Buffer.from(key).subarray(0, 32).toString('hex')}`);
+  }
+
+  private push(op: WriteOp): void {
+    this.ops.push(op);
+    this.bytes += op.key.length + (op.type === 'put' ? op.value.length : 0);
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * How the key-value layer lays out one engine's keyspace (as TiKV does with its
+ * 'z' data prefix):
+ *
+ *   0x01 <name>       metadata of the layer itself (META_PREFIX):
+ *                       "format"       the data format version (FORMAT_VALUE)
+ *                       "applied"      the applied index and its term
+ *                       "m/<name>"     opaque metadata set by the cluster runtime (e.g. the membership)
+ *                       "s/<client>"   a client session (src/kv/sessions.ts)
+ *   'z' <user key>    user data (DATA_PREFIX); the value is a record (src/kv/record.ts)
+ *
+ * Metadata sorts before data, so a scan of the whole engine (a snapshot image)
+ * meets the format and applied index first. User ranges are translated into
+ * the data prefix and never see metadata.
+ */
+import type { RangeOptions } from '../storage/engine.js';
+
+export const META_PREFIX = 0x01;
+export const DATA_PREFIX = 0x7a; // 'z'
+/** The byte just after DATA_PREFIX: the exclusive upper bound of all data keys. */
+const DATA_END = Buffer.from([DATA_PREFIX + 1]);
+const DATA_START = Buffer.from([DATA_PREFIX]);
+
+/** The value of the format key written by this version; anything else is refused at open. */
+export const FORMAT_VALUE = Buffer.from('impulse-kv/1', 'latin1');
+
+export const FORMAT_KEY = metaKey('format');
+export const APPLIED_KEY = metaKey('applied');
+const CLUSTER_META_PREFIX = 'm/';
+const SESSION_PREFIX = 's/';
+
+/** The engine key holding metadata `name` (latin1). */
+export function metaKey(name: string): Buffer {
+  const key = Buffer.allocUnsafe(1 + name.length);
+  key[0] = META_PREFIX;
+  key.write(name, 1, 'latin1');
+  return key;
+}
+
+/** The engine key of the cluster runtime's metadata `name`. */
+export function clusterMetaKey(name: string): Buffer {
+  return metaKey(CLUSTER_META_PREFIX + name);
+}
+
+/** The engine key of client `clientId`'s session. */
+export function sessionKey(clientId: string): Buffer {
+  return metaKey(SESSION_PREFIX + clientId);
+}
+
+/** The range of every session key (for loading sessions at open). */
+export const SESSION_RANGE = { gte: metaKey(SESSION_PREFIX), lt: metaKey('s0') } as const; // '0' follows '/'
+/** The range of every cluster metadata key. */
+export const CLUSTER_META_RANGE = { gte: metaKey(CLUSTER_META_PREFIX), lt: metaKey('m0') } as const;
+
+/** The session's client id from its engine key. */
+export function clientIdOf(engineKey: Buffer): string {
+  return engineKey.toString('latin1', 1 + SESSION_PREFIX.length);
+}
+
+/** The metadata name from a cluster metadata engine key. */
+export function clusterMetaNameOf(engineKey: Buffer): string {
+  return engineKey.toString('latin1', 1 + CLUSTER_META_PREFIX.length);
+}
+
+/** The engine key of user key `key`. */
+export function dataKey(key: Uint8Array): Buffer {
+  const engineKey = Buffer.allocUnsafe(1 + key.length);
+  engineKey[0] = DATA_PREFIX;
+  engineKey.set(key, 1);
+  return engineKey;
+}
+
+/** The user key of a data engine key (a view, no copy). */
+export function userKeyOf(engineKey: Buffer): Buffer {
+  return engineKey.subarray(1);
+}
+
+/** True when `engineKey` is a data key. */
+export function isDataKey(engineKey: Uint8Array): boolean {
+  return engineKey.length > 1 && engineKey[0] === DATA_PREFIX;
+}
+
+/** True when `engineKey` is a metadata key. */
+export function isMetaKey(engineKey: Uint8Array): boolean {
+  return engineKey.length > 1 && engineKey[0] === META_PREFIX;
+}
+
+/**
+ * Translates a range over user keys into the same range over their engine
+ * keys: bounds get the data prefix; an absent bound becomes the edge of the
+ * data prefix, so the scan never leaves it.
+ */
+export function dataRange(options: RangeOptions): RangeOptions {
+  const { gte, gt, lt, lte, reverse, limit } = options;
+  return {
+    ...(gte !== undefined ? { gte: dataKey(gte) } : gt !== undefined ? { gt: dataKey(gt) } : { gte: DATA_START }),
+    ...(lt !== undefined ? { lt: dataKey(lt) } : lte !== undefined ? { lte: dataKey(lte) } : { lt: DATA_END }),
+    ...(reverse !== undefined ? { reverse } : {}),
+    limit,
+  };
+}

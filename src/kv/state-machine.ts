@@ -1,0 +1,501 @@
+/**
+ * The key-value state machine over any storage engine: what a Raft node
+ * applies committed entries to, and what the single-node service writes
+ * through. Keyspace: src/kv/keyspace.ts; records: record.ts; commands:
+ * command.ts; sessions: sessions.ts; planning a batch: apply.ts; snapshot
+ * images: snapshot-image.ts; where the engine lives: engine-home.ts.
+ *
+ * How to use:
+ *   const machine = await KvStateMachine.open({ home, limits });
+ *   machine.appliedIndex                         // restart point: entries after it are applied next
+ *   await machine.applyBatch([{ index, term, type: 'command', command }, ...], { sync: false });
+ *   await machine.flush();                       // make everything applied durable
+ *   await machine.get(key); await machine.range({ gte, lt, limit });
+ *   const image = await machine.snapshot();      // stream image.chunks to a follower
+ *   const staged = await machine.stageSnapshot(chunks); await staged.install();
+ *   machine.staged; await machine.installStaged();  // after a restart: a staged image survives until installed
+ *
+ * Contracts:
+ *   - `applyBatch` applies consecutive entries IN ORDER in ONE engine batch
+ *     together with the new applied index (split into several such batches,
+ *     each atomic with its own applied index, only when one would pass
+ *     APPLY_OPS_SOFT ops or APPLY_BYTES_SOFT bytes). A crash therefore leaves
+ *     the applied index and the data in agreement: nothing re-applied or
+ *     skipped when applying resumes at appliedIndex + 1.
+ *   - `applyBatch`, `flush`, `snapshot` and installs run one at a time, in call
+ *     order (they queue); reads run concurrently with all of them.
+ *   - A failed engine write leaves the in-memory state as before the batch. If
+ *     the engine shows the batch anyway, or cannot say, the machine stops:
+ *     every later write rejects with the original error (fail-stop).
+ */
+import { ImpulseError } from '../errors.js';
+import type { Engine, EngineLimits, EngineSnapshot, EngineStats, RangeOptions, WriteOp } from '../storage/engine.js';
+import { assert } from '../util/assert.js';
+import { ApplyBatch, type ApplyEntry, type ApplyResult, CLUSTER_META_BYTES_MAX } from './apply.js';
+import type { KvLimits } from './command.js';
+import type { EngineHome, EngineSlot } from './engine-home.js';
+import {
+  APPLIED_KEY,
+  CLUSTER_META_RANGE,
+  FORMAT_KEY,
+  FORMAT_VALUE,
+  SESSION_RANGE,
+  clientIdOf,
+  clusterMetaKey,
+  clusterMetaNameOf,
+  dataKey,
+  dataRange,
+  userKeyOf,
+} from './keyspace.js';
+import { RECORD_HEADER_BYTES_MAX, type StoredValue, decodeRecord, encodeVarints, readVarint } from './record.js';
+import { DEFAULT_SESSION_LIMITS, type SessionLimits, SessionTable } from './sessions.js';
+import { DEFAULT_CHUNK_BYTES_MAX, ImageReader, imageChunks } from './snapshot-image.js';
+
+export type { ApplyEntry, ApplyResult } from './apply.js';
+
+/** One engine batch holds at most about this many ops and bytes (plus one entry); larger applies are split. */
+export const APPLY_OPS_SOFT = 10_000;
+export const APPLY_BYTES_SOFT = 8 * 1024 * 1024;
+
+export interface KvStateMachineOptions {
+  readonly home: EngineHome;
+  readonly limits: KvLimits;
+  /** Must be the same on every replica (the session table is replicated state). */
+  readonly sessions?: SessionLimits;
+  /** Snapshot image chunk size. Default 1 MiB. */
+  readonly chunkBytesMax?: number;
+}
+
+export interface AppliedState {
+  readonly index: number;
+  readonly term: number;
+}
+
+export interface KvItem extends StoredValue {
+  readonly key: Buffer;
+}
+
+/** What an image says about itself: where it stands in the log, and the cluster runtime's metadata at that point. */
+export interface SnapshotMeta {
+  readonly appliedIndex: number;
+  readonly appliedTerm: number;
+  readonly metadata: ReadonlyMap<string, Buffer>;
+}
+
+/** An image being produced. `chunks` can be iterated once; `release` when done (or on failure). */
+export interface KvSnapshot extends SnapshotMeta {
+  readonly chunks: AsyncIterable<Uint8Array>;
+  release(): void;
+}
+
+/** A received image, durable in a fresh engine that is not live yet (`KvStateMachine.staged` after a restart). */
+export interface StagedSnapshot extends SnapshotMeta {
+  /** Switches to it atomically (`installStaged`). */
+  install(): Promise<void>;
+  /** Deletes it (`discardStaged`). */
+  discard(): Promise<void>;
+}
+
+/** State kept in memory, loaded from an engine at open and after an install. */
+interface LoadedState {
+  /** Replaced (never mutated) after each written batch: `durable` may share the object. */
+  applied: AppliedState;
+  readonly sessions: SessionTable;
+  readonly metaNames: Set<string>;
+}
+
+/**
+ * The engine limits the layer needs beneath user limits `limits`: room for the
+ * key prefix and the record header, for session records and metadata, and no
+ * op or byte limit on the internal batches (the layer bounds those itself).
+ */
+export function engineLimitsFor(limits: KvLimits, sessions: SessionLimits = DEFAULT_SESSION_LIMITS): Partial<EngineLimits> {
+  const sessionRecordBytesMax = 64 + sessions.windowSeqs * (32 + limits.keyBytesMax);
+  return {
+    keyBytesMax: Math.max(limits.keyBytesMax + 1, 256),
+    valueBytesMax: Math.max(limits.valueBytesMax + RECORD_HEADER_BYTES_MAX, sessionRecordBytesMax, CLUSTER_META_BYTES_MAX),
+    batchOpsMax: Number.MAX_SAFE_INTEGER,
+    batchBytesMax: Number.MAX_SAFE_INTEGER,
+    rangeLimitMax: Math.max(limits.rangeLimitMax, 1000),
+  };
+}
+
+export class KvStateMachine {
+  private slot: EngineSlot;
+  private state: LoadedState;
+  private durable: AppliedState;
+  private failure: Error | undefined;
+  /** The image staged by this process, its engine open, ready to install. */
+  private stagedSlot: { slot: EngineSlot; state: LoadedState } | undefined;
+  private tail: Promise<unknown> = Promise.resolve();
+  /** Serial work started or waiting (see `serial`). */
+  private queued = 0;
+
+  private constructor(
+    private readonly options: KvStateMachineOptions,
+    slot: EngineSlot,
+    state: LoadedState,
+  ) {
+    this.slot = slot;
+    this.state = state;
+    this.durable = state.applied;
+  }
+
+  /** Opens the live engine of `options.home`; a new home starts empty at applied index 0. */
+  static async open(options: KvStateMachineOptions): Promise<KvStateMachine> {
+    const slot = await options.home.openLive();
+    try {
+      await initializeIfNew(slot.engine);
+      return new KvStateMachine(options, slot, await loadState(slot.engine, options.sessions));
+    } catch (error) {
+      await slot.engine.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  get appliedIndex(): number {
+    return this.state.applied.index;
+  }
+
+  get appliedTerm(): number {
+    return this.state.applied.term;
+  }
+
+  /** The highest applied index known to be on stable storage (equals appliedIndex after a synced write). */
+  get durableAppliedIndex(): number {
+    return this.durable.index;
+  }
+
+  get engine(): Engine {
+    return this.slot.engine;
+  }
+
+  get limits(): KvLimits {
+    return this.options.limits;
+  }
+
+  /** Why writes are refused, when the machine stopped after a failed write. */
+  get failedWith(): Error | undefined {
+    return this.failure;
+  }
+
+  /**
+   * Applies `entries` (consecutive, starting at appliedIndex + 1) and returns
+   * one result per entry. `sync` overrides the engine's sync mode (false:
+   * durable at the next synced write or `flush`).
+   */
+  applyBatch(entries: readonly ApplyEntry[], options: { sync?: boolean } = {}): Promise<ApplyResult[]> {
+    return this.serial(() => this.applyNow(entries, options.sync));
+  }
+
+  /** Makes everything applied so far durable (no-op when it already is). */
+  flush(): Promise<void> {
+    return this.serial(async () => {
+      this.requireHealthy();
+      if (this.durable.index === this.state.applied.index) return;
+      const applied = this.state.applied;
+      await this.slot.engine.batch([{ type: 'put', key: APPLIED_KEY, value: encodeVarints(applied.index, applied.term) }], { sync: true });
+      this.durable = applied;
+    });
+  }
+
+  /** The value and revision under user key `key`, or undefined. */
+  async get(key: Uint8Array): Promise<StoredValue | undefined> {
+    validateUserKey(key, this.options.limits);
+    const record = await this.slot.engine.get(dataKey(key));
+    return record === undefined ? undefined : decodeRecord(record, 'value');
+  }
+
+  /** User entries in the range (bounds and order as `Engine.range`), with revisions. `limit` <= limits.rangeLimitMax. */
+  async range(options: RangeOptions): Promise<KvItem[]> {
+    const { limit } = options;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > this.options.limits.rangeLimitMax) {
+      throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', `limit must be an integer from 1 to ${this.options.limits.rangeLimitMax}, got ${String(limit)}`);
+    }
+    if (options.gte !== undefined && options.gt !== undefined) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'give at most one of gte and gt');
+    if (options.lt !== undefined && options.lte !== undefined) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'give at most one of lt and lte');
+    const entries = await this.slot.engine.range(dataRange(options));
+    return entries.map((entry) => ({ key: userKeyOf(entry.key), ...decodeRecord(entry.value, 'value') }));
+  }
+
+  /** The cluster runtime's metadata `name`, as last applied. */
+  async getMeta(name: string): Promise<Buffer | undefined> {
+    return this.slot.engine.get(clusterMetaKey(name));
+  }
+
+  /** Engine stats, with the user key count (the engine's count less the layer's own keys) where known. */
+  async stats(): Promise<EngineStats & { sessions: number }> {
+    const stats = await this.slot.engine.stats();
+    const ownKeys = 2 + this.state.sessions.size + this.state.metaNames.size; // format, applied, sessions, metadata
+    return { ...stats, ...(stats.keyCount !== undefined ? { keyCount: stats.keyCount - ownKeys } : {}), sessions: this.state.sessions.size };
+  }
+
+  /**
+   * An image of the whole engine at the current applied index, produced from
+   * an engine snapshot while applies go on (see src/storage/snapshot.ts for
+   * what bounds it). Taken between two applies, so its applied index is exact.
+   */
+  snapshot(): Promise<KvSnapshot> {
+    return this.serial(async () => {
+      const snapshot = await this.slot.engine.snapshot();
+      try {
+        const meta = await readSnapshotMeta(snapshot);
+        return { ...meta, chunks: imageChunks(snapshot, this.options.chunkBytesMax ?? DEFAULT_CHUNK_BYTES_MAX), release: () => snapshot.release() };
+      } catch (error) {
+        snapshot.release();
+        throw error;
+      }
+    });
+  }
+
+  /**
+   * Writes a received image into a fresh engine (validating every chunk),
+   * makes it durable and records it as staged: it survives a restart (see
+   * `staged`) until installed or discarded, and replaces an image staged
+   * before. Nothing live changes. On any failure the fresh engine is deleted.
+   */
+  async stageSnapshot(chunks: AsyncIterable<Uint8Array>): Promise<StagedSnapshot> {
+    const { home } = this.options;
+    const slot = await home.createStaging();
+    let state: LoadedState;
+    let metadata: Map<string, Buffer>;
+    try {
+      const { keyBytesMax, valueBytesMax } = slot.engine.limits;
+      const reader = new ImageReader({ keyBytesMax, valueBytesMax, chunkBytesMax: this.options.chunkBytesMax ?? DEFAULT_CHUNK_BYTES_MAX });
+      for await (const chunk of chunks) {
+        const entries = reader.read(chunk);
+        // Synced per chunk: the image must be whole on disk before it can become live, on every engine.
+        if (entries.length > 0) await slot.engine.batch(entries.map((entry): WriteOp => ({ type: 'put', key: entry.key, value: entry.value })), { sync: true });
+      }
+      reader.finish();
+      const format = await slot.engine.get(FORMAT_KEY);
+      if (format === undefined || !format.equals(FORMAT_VALUE)) throw new ImpulseError('IMPULSE_ERR_SNAPSHOT_INVALID', 'snapshot image: no format key, or one this impulse does not read');
+      state = await loadState(slot.engine, this.options.sessions).catch((error: unknown) => {
+        throw new ImpulseError('IMPULSE_ERR_SNAPSHOT_INVALID', `snapshot image: its metadata is malformed: ${(error as Error).message}`, { cause: error });
+      });
+      metadata = await readMetadata(slot.engine);
+      await this.stagedSlot?.slot.engine.close(); // replaced: markStaged deletes it
+      await home.markStaged(slot, state.applied.index, state.applied.term);
+    } catch (error) {
+      await home.remove(slot).catch(() => undefined);
+      throw error;
+    }
+    this.stagedSlot = { slot, state };
+    return { appliedIndex: state.applied.index, appliedTerm: state.applied.term, metadata, install: () => this.installStaged(), discard: () => this.discardStaged() };
+  }
+
+  /** The complete image staged and not installed yet, also after a restart; undefined when none. */
+  get staged(): { readonly appliedIndex: number; readonly appliedTerm: number } | undefined {
+    const record = this.options.home.staged;
+    return record === undefined ? undefined : { appliedIndex: record.index, appliedTerm: record.term };
+  }
+
+  /**
+   * Switches to the staged image atomically (the old engine is then deleted);
+   * the applied index becomes the image's. Rejects with
+   * IMPULSE_ERR_SNAPSHOT_INVALID when nothing is staged.
+   */
+  installStaged(): Promise<void> {
+    return this.serial(async () => {
+      const staged = this.stagedSlot ?? (await this.reopenStaged());
+      this.stagedSlot = undefined;
+      await this.install(staged.slot, staged.state);
+    });
+  }
+
+  /** Deletes the staged image, if any. */
+  discardStaged(): Promise<void> {
+    return this.serial(async () => {
+      if (this.options.home.staged === undefined) return;
+      const { slot } = this.stagedSlot ?? (await this.reopenStaged());
+      this.stagedSlot = undefined;
+      await this.options.home.remove(slot);
+    });
+  }
+
+  /** Closes the live engine. In-flight reads finish first. */
+  async close(): Promise<void> {
+    await this.tail.catch(() => undefined);
+    await this.stagedSlot?.slot.engine.close();
+    await this.slot.engine.close();
+  }
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  /** Runs `work` after everything queued before it; a failure does not block later work. */
+  private serial<T>(work: () => Promise<T>): Promise<T> {
+    // Nothing queued: start at once (the common case on the write path: no promise hops to wait for).
+    const run = this.queued === 0 ? work() : this.tail.then(work, work);
+    this.queued++;
+    const settled = (): void => {
+      this.queued--;
+    };
+    this.tail = run.then(settled, settled);
+    return run;
+  }
+
+  private requireHealthy(): void {
+    if (this.failure !== undefined) {
+      throw new ImpulseError('IMPULSE_ERR_ENGINE_IO', `the state machine stopped after a failed write and takes no more: ${this.failure.message}`, { cause: this.failure });
+    }
+  }
+
+  private async applyNow(entries: readonly ApplyEntry[], sync: boolean | undefined): Promise<ApplyResult[]> {
+    this.requireHealthy();
+    const results: ApplyResult[] = [];
+    let batch: ApplyBatch | undefined;
+    try {
+      for (const entry of entries) {
+        const expected = (batch?.last?.index ?? this.state.applied.index) + 1;
+        assert(entry.index === expected, 'entries must be applied consecutively', { expected, got: entry.index });
+        if (batch !== undefined && (batch.ops.length >= APPLY_OPS_SOFT || batch.bytes >= APPLY_BYTES_SOFT)) {
+          const full = batch;
+          batch = undefined; // write() settles its session changes, written or rolled back
+          await this.write(full, sync);
+        }
+        batch ??= this.newBatch();
+        const result = batch.add(entry); // a promise only when a condition needs a read
+        results.push(result instanceof Promise ? await result : result);
+      }
+    } catch (error) {
+      if (batch !== undefined) this.state.sessions.rollback();
+      throw error;
+    }
+    if (batch !== undefined) await this.write(batch, sync);
+    return results;
+  }
+
+  private newBatch(): ApplyBatch {
+    this.state.sessions.begin();
+    return new ApplyBatch(this.slot.engine, this.state.sessions, this.options.limits);
+  }
+
+  /** Writes one planned batch with its applied index; on failure restores the in-memory state or stops. */
+  private async write(batch: ApplyBatch, sync: boolean | undefined): Promise<void> {
+    const last = batch.last;
+    assert(last !== undefined, 'writing an empty apply batch');
+    const ops = batch.ops;
+    this.state.sessions.appendPendingOps(ops);
+    ops.push({ type: 'put', key: APPLIED_KEY, value: encodeVarints(last.index, last.term) });
+    const engine = this.slot.engine;
+    try {
+      await engine.batch(ops, sync === undefined ? undefined : { sync });
+    } catch (error) {
+      this.state.sessions.rollback();
+      await this.stopUnlessUnapplied(error as Error);
+      throw error;
+    }
+    this.state.sessions.commit();
+    if (batch.metaChanges.size > 0) {
+      for (const [name, present] of batch.metaChanges) {
+        if (present) this.state.metaNames.add(name);
+        else this.state.metaNames.delete(name);
+      }
+    }
+    this.state.applied = last;
+    const synced = sync ?? engine.syncMode === 'fsync';
+    if (synced || !engine.supports.durable) this.durable = last;
+  }
+
+  /** After a failed write: if the engine does not show the old applied index, its state is unknown: stop. */
+  private async stopUnlessUnapplied(error: Error): Promise<void> {
+    try {
+      const applied = decodeApplied(await this.slot.engine.get(APPLIED_KEY));
+      if (applied.index === this.state.applied.index) return;
+    } catch {
+      // cannot tell: stop
+    }
+    this.failure = error;
+  }
+
+  /** The staged slot kept across a restart, opened and loaded. */
+  private async reopenStaged(): Promise<{ slot: EngineSlot; state: LoadedState }> {
+    if (this.options.home.staged === undefined) throw new ImpulseError('IMPULSE_ERR_SNAPSHOT_INVALID', 'no staged snapshot to install');
+    const slot = await this.options.home.openStaged();
+    return { slot, state: await loadState(slot.engine, this.options.sessions) };
+  }
+
+  private async install(slot: EngineSlot, state: LoadedState): Promise<void> {
+    await this.options.home.promote(slot);
+    const previous = this.slot;
+    this.slot = slot;
+    this.state = state;
+    this.durable = state.applied;
+    this.failure = undefined;
+    await this.options.home.remove(previous);
+  }
+}
+
+/** A new engine gets the format key and applied index 0; one with data but no format key is refused. */
+async function initializeIfNew(engine: Engine): Promise<void> {
+  const format = await engine.get(FORMAT_KEY);
+  if (format !== undefined) {
+    if (!format.equals(FORMAT_VALUE)) {
+      throw new ImpulseError('IMPULSE_ERR_DATA_FORMAT_UNSUPPORTED', `the store's format is ${JSON.stringify(format.toString('latin1').slice(0, 40))}; this impulse reads ${FORMAT_VALUE.toString('latin1')}`);
+    }
+    return;
+  }
+  const [any] = await engine.range({ limit: 1 });
+  if (any !== undefined) {
+    throw new ImpulseError(
+      'IMPULSE_ERR_DATA_FORMAT_UNSUPPORTED',
+      'the engine holds data but no format key: it was written by an older impulse (values without revisions). It is left untouched.',
+    );
+  }
+  await engine.batch(
+    [
+      { type: 'put', key: FORMAT_KEY, value: FORMAT_VALUE },
+      { type: 'put', key: APPLIED_KEY, value: encodeVarints(0, 0) },
+    ],
+    { sync: true },
+  );
+}
+
+async function loadState(engine: Engine, sessionLimits: SessionLimits | undefined): Promise<LoadedState> {
+  const applied = decodeApplied(await engine.get(APPLIED_KEY));
+  const sessions = new SessionTable(sessionLimits);
+  for await (const entry of scanAll(engine, SESSION_RANGE)) sessions.load(clientIdOf(entry.key), entry.value, 'session');
+  const metaNames = new Set<string>();
+  for await (const entry of scanAll(engine, CLUSTER_META_RANGE)) metaNames.add(clusterMetaNameOf(entry.key));
+  return { applied, sessions, metaNames };
+}
+
+/** Anything with a paged `range`: an engine or an engine snapshot. */
+interface RangeReader {
+  range(options: RangeOptions): Promise<Array<{ key: Buffer; value: Buffer }>>;
+}
+
+async function readMetadata(reader: RangeReader): Promise<Map<string, Buffer>> {
+  const metadata = new Map<string, Buffer>();
+  for await (const entry of scanAll(reader, CLUSTER_META_RANGE)) metadata.set(clusterMetaNameOf(entry.key), entry.value);
+  return metadata;
+}
+
+async function readSnapshotMeta(snapshot: EngineSnapshot): Promise<SnapshotMeta> {
+  const applied = decodeApplied(await snapshot.get(APPLIED_KEY));
+  return { appliedIndex: applied.index, appliedTerm: applied.term, metadata: await readMetadata(snapshot) };
+}
+
+/** Every entry in `bounds`, page by page. */
+async function* scanAll(reader: RangeReader, bounds: { readonly gte: Buffer; readonly lt: Buffer }): AsyncGenerator<{ key: Buffer; value: Buffer }> {
+  let options: RangeOptions = { ...bounds, limit: 1000 };
+  for (;;) {
+    const page = await reader.range(options);
+    yield* page;
+    if (page.length < 1000) return;
+    options = { gt: page[page.length - 1]!.key, lt: bounds.lt, limit: 1000 };
+  }
+}
+
+function decodeApplied(value: Buffer | undefined): AppliedState {
+  if (value === undefined) throw new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', 'the store has a format key but no applied index');
+  const index = readVarint(value, 0, 'applied index');
+  const term = readVarint(value, index.next, 'applied term');
+  if (term.next !== value.length) throw new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', 'the applied index record has trailing bytes');
+  return { index: index.value, term: term.value };
+}
+
+function validateUserKey(key: Uint8Array, limits: KvLimits): void {
+  if (!(key instanceof Uint8Array) || key.length === 0) throw new ImpulseError('IMPULSE_ERR_KEY_EMPTY');
+  if (key.length > limits.keyBytesMax) throw new ImpulseError('IMPULSE_ERR_KEY_TOO_LARGE', `key is ${key.length} bytes; the limit is ${limits.keyBytesMax}`);
+}

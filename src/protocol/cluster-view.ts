@@ -1,0 +1,54 @@
+/**
+ * The JSON of `GET /cluster` (and of the membership admin routes' answers),
+ * shared by the server and the client: who the members are, who leads, and
+ * how far each one is.
+ */
+
+/**
+ * A member's role as this node sees it. Only the leader tracks the others: on
+ * a follower, voters other than the leader show as `follower` whatever they
+ * are doing; `unknown` when it cannot tell at all.
+ */
+export type MemberRole = 'leader' | 'follower' | 'candidate' | 'learner' | 'unknown';
+
+export interface ClusterMemberView {
+  readonly id: number;
+  /** The URL clients (and forwarding members) use; null until the member published it. */
+  readonly clientUrl: string | null;
+  /** Where peers reach it ("host:port"); null if its addition carried no valid address. */
+  readonly peerUrl: string | null;
+  readonly role: MemberRole;
+  /** Highest log index known to match the leader's; null unless this node leads. */
+  readonly matchIndex: number | null;
+  /** Entries behind the leader's last index; null unless this node leads. */
+  readonly lag: number | null;
+  /** Milliseconds since the leader last heard from it; null unless this node leads (0 for itself). */
+  readonly lastContactMs: number | null;
+}
+
+/** How the node that answered takes part: `running`, or stopped for good (`failed`, `removed`), or `closed`. */
+export type MemberState = 'running' | 'failed' | 'removed' | 'closed';
+
+export interface ClusterView {
+  readonly clusterId: string;
+  /** The node that answered. */
+  readonly nodeId: number;
+  readonly state: MemberState;
+  /** Why the node is failed or removed; absent while running. */
+  readonly reason?: string;
+  /** The leader this node knows of, or null while there is none. */
+  readonly leader: number | null;
+  readonly term: number;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly members: readonly ClusterMemberView[];
+}
+
+/** The body of `POST /cluster/members`. */
+export interface AddMemberRequest {
+  readonly id: number;
+  /** "host:port" where the new member listens for peers (its --advertise-peer). */
+  readonly peerUrl: string;
+  /** Its client URL (--advertise-client), if known; it publishes it itself once it runs. */
+  readonly clientUrl?: string;
+}

@@ -1,0 +1,95 @@
+/**
+ * The seam between the HTTP API and storage: one interface, several ways to
+ * serve it. `LocalKvService` (local-kv-service.ts) is a single node over the
+ * key-value state machine; the Raft service (the cluster runtime) implements
+ * the same interface by proposing writes to its Raft group and serving reads
+ * through ReadIndex; leaderless and sharded services come later.
+ *
+ * Contracts every implementation keeps:
+ *   - `write` answers only after the command is APPLIED (and, on a durable
+ *     store with fsync, durable): a read that starts after `write` resolved
+ *     sees it. A write that rejects changed nothing, except where the error
+ *     says the outcome is unknown (a timeout, a lost leader).
+ *   - Each key has a revision: the index of its last write (a counter on a
+ *     single node; the Raft index under Raft). `write` resolves with the
+ *     command's revision; a failed condition rejects with
+ *     IMPULSE_ERR_PRECONDITION_FAILED (details: `op`, `key`, current `revision`).
+ *   - A write carrying a session (client id, seq) is applied at most once; a
+ *     retry gets the first answer (src/kv/sessions.ts).
+ *   - Reads are `linearizable` by default. `serializable` may answer from a
+ *     local replica that lags (under Raft: by at most what it has not applied
+ *     yet; see docs/api.md); on a single node both are the same.
+ *   - Nothing here knows HTTP. Every error is an `ImpulseError`.
+ */
+import type { KvCommand, KvLimits } from '../kv/command.js';
+import type { ContentDigest } from '../kv/digest.js';
+import type { StoredValue } from '../kv/record.js';
+import type { KvItem } from '../kv/state-machine.js';
+import type { RangeOptions } from '../storage/engine.js';
+
+export type ReadConsistency = 'linearizable' | 'serializable';
+
+export const READ_CONSISTENCIES: readonly ReadConsistency[] = ['linearizable', 'serializable'];
+
+export interface ReadOptions {
+  /** Default 'linearizable'. */
+  readonly consistency?: ReadConsistency;
+}
+
+export interface WriteOutcome {
+  /** The revision the command's writes got (for a delete: the delete's own revision). */
+  readonly revision: number;
+}
+
+export interface ServiceStatus {
+  /** How this node serves: 'local' (single node), 'raft', ... */
+  readonly mode: string;
+  /** The storage engine's name as given to --engine. */
+  readonly engine: string;
+  readonly durable: boolean;
+  /** 'fsync' or 'none' (always 'none' for an engine that is not durable). */
+  readonly sync: string;
+  /** What an acknowledged write survives, in one sentence. */
+  readonly durability: string;
+  /** The index of the last applied write; revisions come from it. */
+  readonly appliedIndex: number;
+  /** The highest applied index known to be on stable storage. */
+  readonly durableAppliedIndex: number;
+  /** User keys, when the engine counts them cheaply; else null. */
+  readonly keyCount: number | null;
+  readonly diskBytes: number | null;
+  /** Client sessions remembered for deduplication. */
+  readonly sessions: number;
+  readonly limits: KvLimits;
+  /** Flat name → number figures of the engine and the service (exported to /metrics). */
+  readonly figures: Readonly<Record<string, number>>;
+  /** How this node takes part in replication (under Raft: node and cluster id, role, term, leader, indexes); absent on a single node. */
+  readonly replication?: Readonly<Record<string, unknown>>;
+}
+
+export interface ServiceHealth {
+  /**
+   * 'ok': serving; 'failed': requests (or writes) refused until restart (reason
+   * says why); 'unavailable': not serving now (closed, or under Raft no
+   * leader); 'removed': a cluster member that was removed from its cluster.
+   */
+  readonly status: 'ok' | 'failed' | 'unavailable' | 'removed';
+  readonly reason?: string;
+}
+
+export interface KvService {
+  /** The user-facing limits (keys, values, batches, range pages). */
+  readonly limits: KvLimits;
+  /** The value and revision under `key`, or undefined when absent. */
+  get(key: Uint8Array, options?: ReadOptions): Promise<StoredValue | undefined>;
+  /** Entries of a range with their revisions; bounds and order as `Engine.range`, `limit` <= limits.rangeLimitMax. */
+  range(query: RangeOptions, options?: ReadOptions): Promise<KvItem[]>;
+  /** Applies `command` atomically (all ops or none) and resolves once it is applied. */
+  write(command: KvCommand): Promise<WriteOutcome>;
+  status(): Promise<ServiceStatus>;
+  health(): ServiceHealth;
+  /** A digest of the whole state at the current applied index (src/kv/digest.ts); a full scan. */
+  digest(): Promise<ContentDigest>;
+  /** Stops accepting writes, finishes the queued ones, closes storage. Idempotent. */
+  close(): Promise<void>;
+}
