@@ -127,7 +127,7 @@ function newTableBuilder(env: JobEnvironment): TableBuilder {
   return new TableBuilder({ blockBytes, restartInterval, bloomBitsPerKey });
 }
 
-/** Writes and syncs a finished table. Its name becomes durable with the next manifest's directory sync. */
+/** Writes and syncs a finished table. Its name becomes durable with the directory sync before the manifest that lists it (`VersionSet.logAndApply`). */
 async function writeTable(env: JobEnvironment, builder: TableBuilder): Promise<TableMeta> {
   const { image, smallest, largest, entryCount } = builder.finish();
   const fileNumber = await env.allocateFileNumber();

@@ -82,6 +82,8 @@ export interface LsmEngineOptions extends EngineOptions, Partial<LsmTuning> {
 export interface LsmMutations {
   /** Rename MANIFEST.tmp over MANIFEST without syncing the directory after it (the rename may be lost while later unlinks survive). */
   readonly skipManifestDirSync?: boolean;
+  /** Rename a manifest that lists new tables without first syncing the directory the tables were created in (a crash may keep the manifest and lose a table's name). */
+  readonly skipTableDirSync?: boolean;
   /** WAL recovery takes any bad stretch at the end of the newest segment for a torn tail, whatever follows it (the old reader's blind spot). */
   readonly walDamageAsTornTail?: boolean;
 }

@@ -129,6 +129,11 @@ export class VersionSet {
       for (const { level, table } of added) levels[level]!.push(table);
       levels[0]!.sort((a, b) => b.fileNumber - a.fileNumber);
       for (let level = 1; level < levels.length; level++) levels[level]!.sort((a, b) => Buffer.compare(a.smallest, b.smallest));
+      // The new tables' names must be durable before the manifest naming them can be: without this
+      // directory sync a crash may keep the manifest's rename and lose a table's creation (they are
+      // different names, which POSIX does not order).
+      const created = added.some(({ table }) => !removed.has(table.fileNumber)); // not a table moving level
+      if (created && this.mutations.skipTableDirSync !== true) await this.vfs.syncDir(this.dir);
       await this.writeManifest(this.manifestOf(levels, this.nextFileNumber, logNumber));
       this.logNumber = logNumber;
       this.install(new Version(levels));
