@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import { type ClusterConfig, type ClusterFlags, parseClusterConfig } from '../cluster/config.js';
 import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
-import { ENGINE_NAMES } from '../storage/registry.js';
+import { ENGINE_NAMES, type EngineChoices, checkEngineChoices } from '../storage/registry.js';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
 
 export const DEFAULT_ENGINE = 'lsm';
@@ -21,6 +21,8 @@ export interface ServeConfig {
   readonly sync: SyncMode;
   readonly limits: EngineLimits;
   readonly logLevel: string;
+  /** Engine-specific flags (--wal-recovery, --btree-recovery), checked against the engine. */
+  readonly engineChoices: EngineChoices;
   /** Present with --node-id: this node is a Raft member (src/cluster/config.ts). */
   readonly cluster?: ClusterConfig;
 }
@@ -35,6 +37,8 @@ export interface ServeFlags extends ClusterFlags {
   valueBytesMax?: string;
   batchOpsMax?: string;
   logLevel?: string;
+  walRecovery?: string;
+  btreeRecovery?: string;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -56,10 +60,16 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     valueBytesMax: integer('--value-bytes-max', flags.valueBytesMax ?? String(DEFAULT_LIMITS.valueBytesMax), 0, 512 * 1024 * 1024),
     batchOpsMax: integer('--batch-ops-max', flags.batchOpsMax ?? String(DEFAULT_LIMITS.batchOpsMax), 1, 1_000_000),
   };
+  // Typed by the check: it refuses any value outside the engine's modes.
+  const engineChoices = {
+    ...(flags.walRecovery !== undefined ? { walRecovery: flags.walRecovery } : {}),
+    ...(flags.btreeRecovery !== undefined ? { btreeRecovery: flags.btreeRecovery } : {}),
+  } as EngineChoices;
+  checkEngineChoices(engine, engineChoices);
   const cluster = parseClusterConfig(flags, host, port);
   if (cluster !== undefined) {
     if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
   }
-  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, ...(cluster !== undefined ? { cluster } : {}) };
+  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, engineChoices, ...(cluster !== undefined ? { cluster } : {}) };
 }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { ImpulseClient, type ReadConsistency } from '../client/client.js';
 import { isImpulseError } from '../errors.js';
-import { ENGINE_NAMES } from '../storage/registry.js';
+import { ENGINE_CHOICE_FLAGS, ENGINE_NAMES } from '../storage/registry.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_PEER_PORT, DEFAULT_RAFT_TIMING_CONFIG } from '../cluster/config.js';
 import { type ClusterLaunchFlags, launchCluster } from './cluster-launcher.js';
@@ -34,6 +34,8 @@ program
   .option('--value-bytes-max <bytes>', 'longest value', String(16 * 1024 * 1024))
   .option('--batch-ops-max <count>', 'most operations in one batch', '10000')
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
+  .option('--wal-recovery <mode>', `lsm: what start-up does with a damaged WAL: ${ENGINE_CHOICE_FLAGS.walRecovery.values.join(', ')} (default tolerate-tail: only a torn final record is discarded, other damage refuses to start)`)
+  .option('--btree-recovery <mode>', `btree: what start-up does when a commit's meta pages are damaged: ${ENGINE_CHOICE_FLAGS.btreeRecovery.values.join(', ')} (default refuse)`)
   .option('--node-id <id>', 'run as a member of a Raft cluster with this id (docs/cluster.md)')
   .option('--peer-port <port>', `port for peer traffic between members (default ${DEFAULT_PEER_PORT})`)
   .option('--peer-host <host>', 'address to listen on for peers (default: --host)')

@@ -18,6 +18,7 @@ import { holdsSingleNodeStore, openMember } from '../cluster/open-member.js';
 import { ImpulseError } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
 import { openLocalKvService } from '../service/open-local.js';
+import type { EngineChoices } from '../storage/registry.js';
 import { NodeVfs } from '../vfs/node-vfs.js';
 import { VERSION } from '../version.js';
 import type { ServeConfig } from './config.js';
@@ -85,7 +86,7 @@ async function openSingleNode(config: ServeConfig, logger: Logger): Promise<Open
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} belongs to node ${identity.nodeId} of cluster ${identity.clusterId}; start it with --node-id ${identity.nodeId} and its cluster flags, or use another --data-dir`);
   }
   const dataDir = join(config.dataDir, config.engine);
-  const service = await openLocalKvService({ engine: config.engine, dataDir, sync: config.sync, limits: config.limits });
+  const service = await openLocalKvService({ engine: config.engine, dataDir, sync: config.sync, limits: config.limits, engineChoices: engineChoices(config, logger) });
   return { service, server: new ImpulseServer({ service, logger, version: VERSION, statusExtra: { dataDir } }), logFields: { dataDir } };
 }
 
@@ -94,7 +95,7 @@ async function openClusterMember(config: ServeConfig, logger: Logger): Promise<O
   if ((await readIdentity(new NodeVfs(), config.dataDir)) === undefined && (await holdsSingleNodeStore(new NodeVfs(), config.dataDir, config.engine))) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a single-node store (${config.engine}/); a cluster member needs a data directory of its own`);
   }
-  const member = await openMember({ cluster, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger });
+  const member = await openMember({ cluster, engine: config.engine, engineChoices: engineChoices(config, logger), dataDir: config.dataDir, limits: config.limits, logger });
   const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, metrics: [member.latency.histogram] });
   return {
     service: member.service,
@@ -103,4 +104,9 @@ async function openClusterMember(config: ServeConfig, logger: Logger): Promise<O
     started: (url) => member.admin.start(cluster.advertiseClientGiven || config.port !== 0 ? cluster.advertiseClient : url),
     logFields: { dataDir: config.dataDir, nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${member.peerAddress.host}:${member.peerAddress.port}` },
   };
+}
+
+/** The engine's flags with serve's logger (engines that log use it; the others ignore it). */
+function engineChoices(config: ServeConfig, logger: Logger): EngineChoices {
+  return { ...config.engineChoices, log: logger.child({ component: 'engine' }) };
 }

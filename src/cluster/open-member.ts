@@ -19,6 +19,7 @@
 import type { Logger } from 'pino';
 import type { KvLimits } from '../kv/command.js';
 import type { RaftConfig } from '../raft/raft.js';
+import type { EngineChoices } from '../storage/registry.js';
 import type { NodeId } from '../raft/types.js';
 import type { HostPort } from '../transport/socket-factory.js';
 import type { TransportLimits } from '../transport/options.js';
@@ -44,6 +45,8 @@ export interface MemberOptions {
   readonly cluster: ClusterConfig;
   /** A durable engine from the registry. */
   readonly engine: string;
+  /** Engine-specific options (recovery modes, the log) for the state machine's engine (registry.ts). */
+  readonly engineChoices?: EngineChoices;
   readonly dataDir: string;
   readonly limits: KvLimits;
   readonly logger: Logger;
@@ -93,6 +96,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       nodeId: cluster.nodeId,
       dataDir: options.dataDir,
       engine: options.engine,
+      ...(options.engineChoices !== undefined ? { engineChoices: options.engineChoices } : {}),
       limits: options.limits,
       timing: cluster.timing,
       bootstrapVoters: identity.bootstrap === 'initial' ? identity.initialCluster : undefined,

@@ -166,6 +166,12 @@ export interface EngineHealth {
   readonly code?: ErrorCode;
 }
 
+/** Where an engine that logs writes (pino's `info`/`warn` fit): what recovery found, health changes. */
+export interface EngineLog {
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+}
+
 /** What the last open had to recover and discard (a torn log tail, damage the operator chose to skip), for the log and `/status`. */
 export interface RecoveryReport {
   /** One line for the log, e.g. "replayed 1,203 operations from 2 WAL segments; discarded a torn final record (37 bytes) of 000012.log". */

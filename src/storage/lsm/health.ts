@@ -24,7 +24,7 @@
 import { type ErrorCode, ImpulseError, isImpulseError } from '../../errors.js';
 import { AssertionError } from '../../util/assert.js';
 import { errorCodeOf } from '../../vfs/vfs.js';
-import type { EngineHealth } from '../engine.js';
+import type { EngineHealth, EngineLog } from '../engine.js';
 
 /** errno → the catalog code of a transient resource error. Anything else is not transient. */
 export const TRANSIENT_ERRNO_CODES: Readonly<Record<string, ErrorCode>> = Object.freeze({
@@ -62,6 +62,12 @@ export class HealthState {
   private stopped: { readonly state: 'read-only' | 'failed'; readonly refusal: ImpulseError } | undefined;
   private readonly degradations = new Map<DegradationSource, ImpulseError>();
 
+  /** `log` hears each change of state (not each repeat of one); `fields` go with every line. */
+  constructor(
+    private readonly log?: EngineLog,
+    private readonly fields: Record<string, unknown> = {},
+  ) {}
+
   /** The error every write gets once the engine stopped accepting writes; undefined while it accepts them. */
   get refusal(): ImpulseError | undefined {
     return this.stopped?.refusal;
@@ -82,16 +88,19 @@ export class HealthState {
       const message = error instanceof Error ? error.message : String(error);
       const refusal = new ImpulseError('IMPULSE_ERR_ENGINE_READ_ONLY', `lsm: ${during} failed (${message}); writes are refused until the engine is reopened, reads are served`, { cause: error });
       this.stopped = { state, refusal };
+      this.log?.warn({ ...this.fields, health: state, code: refusal.code }, refusal.message);
     }
     return this.stopped.refusal;
   }
 
   degrade(source: DegradationSource, error: ImpulseError): void {
+    if (!this.degradations.has(source)) this.log?.warn({ ...this.fields, health: 'degraded', source, code: error.code }, error.message);
     this.degradations.set(source, error);
   }
 
+  /** Called after every success of `source`'s work (so cheap when nothing was degraded). */
   recover(source: DegradationSource): void {
-    this.degradations.delete(source);
+    if (this.degradations.delete(source)) this.log?.info({ ...this.fields, source }, `lsm: ${source === 'writes' ? 'writes' : 'background work'} succeed again; no longer degraded by it`);
   }
 
   /** The public health (the engine base reports 'failed' itself while not open). */

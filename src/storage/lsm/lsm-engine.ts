@@ -32,7 +32,7 @@ import { assert } from '../../util/assert.js';
 import { type Clock, SystemClock } from '../../util/clock.js';
 import { type Vfs, joinPath } from '../../vfs/vfs.js';
 import { NodeVfs } from '../../vfs/node-vfs.js';
-import { Engine, type EngineHealth, type EngineStats, type Entry, type KeyRange, type RecoveryReport, type WriteOp } from '../engine.js';
+import { Engine, type EngineHealth, type EngineLog, type EngineStats, type Entry, type KeyRange, type RecoveryReport, type WriteOp } from '../engine.js';
 import { BlockCache } from './block-cache.js';
 import { checkLevels } from './check-levels.js';
 import { BackgroundScheduler, type BackgroundWork } from './background.js';
@@ -95,7 +95,8 @@ export class LsmEngine extends Engine {
   private readonly snapshots: number[] = [];
 
   /** Fail-stop and transient degradations (health.ts: which error does what). */
-  private readonly condition = new HealthState();
+  private readonly condition: HealthState;
+  private readonly log: EngineLog | undefined;
   private closing = false;
   /** Group commits since the write path last let the event loop turn (see `_write`). */
   private commitsSinceYield = 0;
@@ -130,6 +131,8 @@ export class LsmEngine extends Engine {
       throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'the lsm engine needs a data directory (dataDir)');
     }
     this.dir = options.dataDir;
+    this.log = options.log;
+    this.condition = new HealthState(options.log, { engine: 'lsm', dir: options.dataDir });
     this.vfs = options.vfs ?? new NodeVfs();
     this.tuning = resolveTuning(options, this.limits.keyBytesMax);
     this.clock = options.clock ?? new SystemClock();
@@ -164,6 +167,7 @@ export class LsmEngine extends Engine {
     });
     this.walRecoveryReport = report;
     this.keptSegments = plan.keep;
+    this.logRecovery();
     try {
       // A fresh segment for new writes: old ones are never appended to (their tail may be torn).
       this.wal = await this.createWal(plan.last);
@@ -507,6 +511,15 @@ export class LsmEngine extends Engine {
 
   override get recoveryReport(): RecoveryReport | undefined {
     return this.walRecoveryReport === undefined ? undefined : describeWalRecovery(this.walRecoveryReport);
+  }
+
+  /** One line per open: a warning when recovery discarded data beyond a torn tail. */
+  private logRecovery(): void {
+    const report = this.recoveryReport;
+    if (this.log === undefined || report === undefined) return;
+    const fields = { engine: 'lsm', dir: this.dir, dataLost: report.dataLost, ...report.details };
+    if (report.dataLost) this.log.warn(fields, report.summary);
+    else this.log.info(fields, report.summary);
   }
 
   protected async _stats(): Promise<EngineStats> {

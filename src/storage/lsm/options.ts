@@ -6,7 +6,7 @@
 import { ImpulseError } from '../../errors.js';
 import type { Clock } from '../../util/clock.js';
 import type { Vfs } from '../../vfs/vfs.js';
-import type { EngineOptions } from '../engine.js';
+import type { EngineLog, EngineOptions } from '../engine.js';
 import { WAL_RECOVERY_MODES, type WalRecoveryMode } from './wal-recovery.js';
 
 /** Tuning options. Every size is in bytes. */
@@ -71,6 +71,8 @@ export interface LsmEngineOptions extends EngineOptions, Partial<LsmTuning> {
    * Default: 'worker' with NodeVfs, 'inline' with any other Vfs.
    */
   readonly backgroundThreads?: 'worker' | 'inline';
+  /** Where the engine logs what recovery found at open and each change of its health. Default: nowhere (both are in `recoveryReport`/`health()` too). */
+  readonly log?: EngineLog;
   /** Deliberately broken variants, for tests that must catch them. Never set outside tests. */
   readonly mutations?: LsmMutations;
 }

@@ -121,6 +121,26 @@ describe('lsm WAL: clean segments and torn tails', () => {
   });
 });
 
+describe('lsm WAL: creating a segment', () => {
+  it('when preallocation fails (a file-size limit, a nearly full disk) creates the segment without it, saying so in its header; a cut is then not misread', async () => {
+    const vfs = new MemVfs();
+    vfs.inject({ name: 'EFBIG on truncate', decide: (op) => (op.operation === 'file.truncate' ? { errno: 'EFBIG' } : undefined) });
+    const { ends } = await writeSegment(vfs, 5, 0, 6);
+    assert.equal(await vfs.size(`${DIR}/${walFileName(5)}`), ends[6], 'no preallocated zeros');
+    assert.deepEqual(await vfs.list(DIR), [walFileName(5)], 'the temporary file is gone');
+    const { plan, keys } = await recoverKeys(vfs, [5]);
+    assert.deepEqual(keys, keysOf(0, 6));
+    assert.deepEqual(plan.discarded, []);
+  });
+
+  it('an I/O error while preallocating (or at any other step) fails the creation and leaves nothing behind', async () => {
+    const vfs = new MemVfs();
+    vfs.inject({ name: 'EIO on truncate', decide: (op) => (op.operation === 'file.truncate' ? 'error' : undefined) });
+    await assert.rejects(writeSegment(vfs, 5, 0, 1), /EIO/);
+    assert.deepEqual(await vfs.list(DIR), []);
+  });
+});
+
 describe('lsm WAL: damage is refused, not taken for a torn tail', () => {
   it('a flipped bit anywhere in the written records is refused naming the segment (or, in the last 12 bytes after them, loses nothing)', async () => {
     const vfs = new MemVfs();

@@ -38,7 +38,7 @@
  * trailer (a strict prefix arrived), while bit rot leaves it intact (or is
  * itself the damage): wal-reader.ts uses it to tell the two apart.
  */
-import type { Vfs, VfsFile } from '../../vfs/vfs.js';
+import { type Vfs, type VfsFile, errorCodeOf } from '../../vfs/vfs.js';
 import type { WriteOp } from '../engine.js';
 import { assert } from '../../util/assert.js';
 import { crc32c } from '../../util/crc32c.js';
@@ -151,22 +151,17 @@ export class WalWriter {
    * deletes leftovers) and nothing named `path` exists.
    */
   static async create(vfs: Vfs, dir: string, path: string, number: number, options: WalCreateOptions): Promise<WalWriter> {
-    const header = encodeSegmentHeader({
-      number,
-      syncMode: options.syncMode,
-      preallocatedBytes: options.preallocatedBytes,
-      previousNumber: options.previous?.number ?? 0,
-      previousEnd: options.previous?.end ?? 0,
-    });
     const temp = path + SEGMENT_TEMP_SUFFIX;
-    const created = await vfs.open(temp, { create: true, truncate: true });
+    let header: Buffer;
     try {
       try {
-        await created.write(0, header);
-        if (options.preallocatedBytes > header.length) await created.truncate(options.preallocatedBytes);
-        await created.sync();
-      } finally {
-        await created.close();
+        header = await writeSegmentFile(vfs, temp, number, options);
+      } catch (error) {
+        // Preallocation only saves metadata updates; a file-size limit (EFBIG) or a nearly full disk
+        // must not keep the store from starting or rotating. One retry without it; its header says 0.
+        // Any other error (EIO) is the disk's and is surfaced.
+        if (!(error instanceof PreallocationError)) throw error;
+        header = await writeSegmentFile(vfs, temp, number, { ...options, preallocatedBytes: 0 });
       }
       await vfs.rename(temp, path);
     } catch (error) {
@@ -244,4 +239,37 @@ export class WalWriter {
   async close(): Promise<void> {
     await this.file.close();
   }
+}
+
+/** Errnos with which a file system refuses to preallocate for want of room (the segment can still be written without it). */
+const PREALLOCATION_REFUSALS: ReadonlySet<string> = new Set(['EFBIG', 'ENOSPC', 'EDQUOT']);
+
+/** The preallocating truncate of a new segment was refused for want of room (see `WalWriter.create`). */
+class PreallocationError extends Error {}
+
+/** Writes a new segment's header into `temp`, preallocates and syncs it; returns the header. */
+async function writeSegmentFile(vfs: Vfs, temp: string, number: number, options: WalCreateOptions): Promise<Buffer> {
+  const header = encodeSegmentHeader({
+    number,
+    syncMode: options.syncMode,
+    preallocatedBytes: options.preallocatedBytes,
+    previousNumber: options.previous?.number ?? 0,
+    previousEnd: options.previous?.end ?? 0,
+  });
+  const created = await vfs.open(temp, { create: true, truncate: true });
+  try {
+    await created.write(0, header);
+    if (options.preallocatedBytes > header.length) {
+      try {
+        await created.truncate(options.preallocatedBytes);
+      } catch (error) {
+        if (PREALLOCATION_REFUSALS.has(errorCodeOf(error) ?? '')) throw new PreallocationError('preallocation refused', { cause: error });
+        throw error;
+      }
+    }
+    await created.sync();
+  } finally {
+    await created.close();
+  }
+  return header;
 }
