@@ -4,7 +4,9 @@
  * know, exits 2 before anything starts; an lsm store whose WAL was damaged
  * in the middle refuses to start by default, starts with `--wal-recovery
  * point-in-time`, logs and reports (`/status` `storage.recovery`) what it
- * discarded, and the next default start is clean. A cluster member passes
+ * discarded, and the next default start is clean; a btree store whose newest
+ * commit's meta slot is damaged likewise with `--btree-recovery
+ * previous-commit`. A cluster member passes
  * the flag to its engine and reports the same fields.
  */
 import { describe, it } from 'node:test';
@@ -14,6 +16,8 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImpulseClient } from '../client/client.js';
+import { DEFAULT_PAGE_BYTES as PAGE_BYTES } from '../storage/btree/btree-engine.js';
+import { decodeMeta, metaPage, slotOf } from '../storage/btree/meta.js';
 import { ProcessCluster } from '../../testkit/process/cluster-process.js';
 import { CLI_PATH, startServerProcess } from '../../testkit/process/server-process.js';
 
@@ -111,6 +115,46 @@ describe('impulse serve engine flags', () => {
       again.close();
       clean.kill('SIGTERM');
       assert.equal(await clean.exited, 0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('btree: both copies of the newest meta slot damaged refuses to start; --btree-recovery previous-commit starts from the commit before, logs and reports the rollback', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'impulse-btree-recovery-'));
+    try {
+      const first = await startServerProcess(['--engine', 'btree', '--data-dir', dir, '--sync', 'fsync']);
+      const client = new ImpulseClient({ endpoint: first.url, timeoutMs: 10_000 });
+      await client.put('a', '1');
+      await client.put('b', '2');
+      client.close();
+      first.kill('SIGKILL');
+      await first.exited;
+
+      const file = join(dir, 'btree', 'engine-000001', 'btree.db');
+      const bytes = await readFile(file);
+      const txns = [0, 1].map((slot) => decodeMeta(bytes.subarray(metaPage(slot, 0) * PAGE_BYTES, (metaPage(slot, 0) + 1) * PAGE_BYTES), metaPage(slot, 0)));
+      const newest = txns.map((meta) => (typeof meta === 'string' ? -1 : meta.txn)).reduce((a, b) => Math.max(a, b));
+      // A flipped byte in the zero tail of both copies of the newest commit's slot: its checksum fails twice.
+      for (const copy of [0, 1]) bytes[metaPage(slotOf(newest), copy) * PAGE_BYTES + 300]! ^= 0x10;
+      await writeFile(file, bytes);
+
+      const refused = await serveToExit(['--engine', 'btree', '--data-dir', dir]);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /both copies of meta slot .*previous-commit/);
+
+      const recovered = await startServerProcess(['--engine', 'btree', '--data-dir', dir, '--btree-recovery', 'previous-commit']);
+      const reader = new ImpulseClient({ endpoint: recovered.url, timeoutMs: 10_000 });
+      const storage = await storageOf(reader);
+      assert.equal(storage.health.state, 'ok');
+      assert.equal(storage.recovery?.dataLost, true);
+      assert.match(storage.recovery!.summary, new RegExp(`started from commit ${newest - 1}`));
+      assert.equal(await reader.get('b'), undefined, 'the damaged commit is the one rolled back');
+      assert.notEqual(await reader.get('a'), undefined);
+      assert.ok(recovered.output.some((line) => line.includes('"level":40') && line.includes('"component":"engine"') && line.includes('previous-commit')), recovered.output.join('\n'));
+      reader.close();
+      recovered.kill('SIGTERM');
+      assert.equal(await recovered.exited, 0);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
