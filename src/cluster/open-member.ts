@@ -19,7 +19,7 @@
 import type { Logger } from 'pino';
 import type { KvLimits } from '../kv/command.js';
 import type { RaftConfig } from '../raft/raft.js';
-import type { EngineChoices } from '../storage/registry.js';
+import type { EngineChoices } from '../storage/engine-names.js';
 import type { NodeId } from '../raft/types.js';
 import type { HostPort } from '../transport/socket-factory.js';
 import type { TransportLimits } from '../transport/options.js';

@@ -26,7 +26,7 @@ import { DEFAULT_RAFT_TIMING, type RaftConfig } from '../raft/raft.js';
 import type { LogUpdate, RaftLogStore } from '../raft/storage.js';
 import type { ConfState, NodeId } from '../raft/types.js';
 import { engineHomeFor } from '../service/open-local.js';
-import type { EngineChoices } from '../storage/registry.js';
+import type { EngineChoices } from '../storage/engine-names.js';
 import type { Clock } from '../util/clock.js';
 import type { Random } from '../util/random.js';
 import type { Vfs } from '../vfs/vfs.js';
