@@ -48,7 +48,7 @@ import { assert } from '../../util/assert.js';
 import { corruption } from '../../util/corruption.js';
 import { joinPath, type Vfs } from '../../vfs/vfs.js';
 import { NodeVfs } from '../../vfs/node-vfs.js';
-import { Engine, type EngineHealth, type EngineOptions, type EngineStats, type Entry, type KeyRange, type RecoveryReport, type WriteOp } from '../engine.js';
+import { Engine, type EngineHealth, type EngineLog, type EngineOptions, type EngineStats, type Entry, type KeyRange, type RecoveryReport, type WriteOp } from '../engine.js';
 import { checkVersion, type BTreeCheckReport } from './check.js';
 import { TreeReader } from './cursor.js';
 import { FreeSpace } from './freelist.js';
@@ -96,10 +96,7 @@ export interface BTreeMutations {
 }
 
 /** The logging the engine does: open-time recovery only. */
-export interface BTreeLog {
-  info(fields: Record<string, unknown>, message: string): void;
-  warn(fields: Record<string, unknown>, message: string): void;
-}
+export type BTreeLog = EngineLog;
 
 /** What the last open found and did about the meta pages (also in stats as figures). */
 export interface BTreeRecoveryReport {
