@@ -100,7 +100,7 @@ export class HealthState {
 
   /** Called after every success of `source`'s work (so cheap when nothing was degraded). */
   recover(source: DegradationSource): void {
-    if (this.degradations.delete(source)) this.log?.info({ ...this.fields, source }, `lsm: ${source === 'writes' ? 'writes' : 'background work'} succeed again; no longer degraded by it`);
+    if (this.degradations.delete(source)) this.log?.info({ ...this.fields, source }, `lsm: ${source === 'writes' ? 'writes succeed' : 'background work succeeds'} again; no longer degraded`);
   }
 
   /** The public health (the engine base reports 'failed' itself while not open). */
