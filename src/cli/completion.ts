@@ -18,7 +18,8 @@ interface CommandWords {
 export function commandWords(program: Command): CommandWords[] {
   const words: CommandWords[] = [];
   const visit = (command: Command, path: string): void => {
-    const flags = command.options.flatMap((option) => [option.long, option.short].filter((flag): flag is string => flag !== undefined));
+    // Hidden options (test-only hooks) are neither offered nor documented.
+    const flags = command.options.filter((option) => !option.hidden).flatMap((option) => [option.long, option.short].filter((flag): flag is string => flag !== undefined));
     words.push({ path, subcommands: command.commands.map((sub) => sub.name()), flags: [...flags, '--help'] });
     for (const sub of command.commands) visit(sub, path === '' ? sub.name() : `${path} ${sub.name()}`);
   };
