@@ -309,6 +309,15 @@ export class LsmEngine extends Engine {
   private async freezeMemtable(): Promise<void> {
     const previous = this.wal;
     assert(previous !== undefined, 'lsm freeze without a WAL');
+    // The next segment's header says where this one's records end, and a synced write in it must
+    // make every earlier write durable (the `_write` contract): so the records written here without
+    // sync (per-write `sync: false` under fsync mode) are synced before the next segment exists.
+    // A failed fsync is never transient (fsyncgate).
+    if (this.syncMode === 'fsync' && previous.hasUnsyncedRecords) {
+      await previous.syncRecords().catch((error: unknown) => {
+        throw this.writeFailed(error, 'syncing a WAL segment before the next one', false);
+      });
+    }
     let wal: WalWriter;
     try {
       wal = await this.createWal({ number: previous.number, end: previous.validEnd });

@@ -134,6 +134,8 @@ export class WalWriter {
   sealed = false;
   /** Which step of the last append failed: a failed `sync` is never retried (fsyncgate), a failed `write` may be transient. */
   failedOperation: 'write' | 'sync' | undefined;
+  /** Offset up to which the segment is known durable (its header, then every synced append). */
+  private syncedEnd: number;
 
   private constructor(
     readonly file: VfsFile,
@@ -142,6 +144,7 @@ export class WalWriter {
   ) {
     this.position = headerBytes;
     this.validEnd = headerBytes;
+    this.syncedEnd = headerBytes;
   }
 
   /**
@@ -213,7 +216,31 @@ export class WalWriter {
     }
     this.failedOperation = undefined;
     this.validEnd = this.position;
+    if (sync) this.syncedEnd = this.position;
     return view.length;
+  }
+
+  /** True when records were appended without sync since the last sync. */
+  get hasUnsyncedRecords(): boolean {
+    return this.syncedEnd < this.validEnd;
+  }
+
+  /**
+   * Makes every record appended so far durable. A failed sync seals the
+   * segment (never retried: fsyncgate) and leaves `failedOperation` 'sync'.
+   */
+  async syncRecords(): Promise<void> {
+    assert(!this.sealed, 'WalWriter.syncRecords on a sealed segment');
+    const end = this.validEnd;
+    this.failedOperation = 'sync';
+    try {
+      await this.file.sync();
+    } catch (error) {
+      this.sealed = true;
+      throw error;
+    }
+    this.failedOperation = undefined;
+    this.syncedEnd = end;
   }
 
   /**
