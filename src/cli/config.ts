@@ -7,6 +7,7 @@ import { type ClusterConfig, type ClusterFlags, parseClusterConfig } from '../cl
 import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
 import { ENGINE_NAMES, type EngineChoices, checkEngineChoices } from '../storage/engine-names.js';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
+import { type SecurityConfig, type SecurityFlags, parseSecurityConfig } from './security-config.js';
 
 export const DEFAULT_ENGINE = 'lsm';
 export const DEFAULT_PORT = 7070;
@@ -25,9 +26,11 @@ export interface ServeConfig {
   readonly engineChoices: EngineChoices;
   /** Present with --node-id: this node is a Raft member (src/cluster/config.ts). */
   readonly cluster?: ClusterConfig;
+  /** Tokens, TLS, protected mode (security-config.ts). */
+  readonly security: SecurityConfig;
 }
 
-export interface ServeFlags extends ClusterFlags {
+export interface ServeFlags extends ClusterFlags, SecurityFlags {
   port?: string;
   host?: string;
   engine?: string;
@@ -66,10 +69,11 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     ...(flags.btreeRecovery !== undefined ? { btreeRecovery: flags.btreeRecovery } : {}),
   } as EngineChoices;
   checkEngineChoices(engine, engineChoices);
-  const cluster = parseClusterConfig(flags, host, port);
+  const cluster = parseClusterConfig(flags, host, port, flags.tlsCert !== undefined ? 'https' : 'http');
+  const security = parseSecurityConfig(flags, host, cluster?.peerHost);
   if (cluster !== undefined) {
     if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
   }
-  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, engineChoices, ...(cluster !== undefined ? { cluster } : {}) };
+  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, engineChoices, security, ...(cluster !== undefined ? { cluster } : {}) };
 }
