@@ -48,6 +48,10 @@ program
   .option('--heartbeat-ticks <ticks>', `heartbeat interval in ticks (default ${DEFAULT_RAFT_TIMING_CONFIG.heartbeatTicks})`)
   .option('--snapshot-entries <n>', `compact the Raft log every n applied entries (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotEntries})`)
   .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`)
+  // TEST-ONLY hooks for the chaos tester (src/test-hooks/, docs/chaos.md); hidden from --help.
+  .addOption(new Option('--test-dial-via <map>', 'TEST-ONLY: dial peers through these addresses (target=via,...)').hideHelp())
+  .addOption(new Option('--test-control', 'TEST-ONLY: clock and disk faults commanded on stdin').hideHelp())
+  .addOption(new Option('--test-bug <names>', 'TEST-ONLY: deliberate bugs').hideHelp())
   .action(async (flags: ServeFlags) => {
     await serve(parseServeConfig(flags));
   });

@@ -16,6 +16,7 @@ import { holdsSingleNodeStore, openMember } from '../cluster/open-member.js';
 import { ImpulseError } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
 import { openLocalKvService } from '../service/open-local.js';
+import { openTestHooks } from '../test-hooks/test-hooks.js';
 import { NodeVfs } from '../vfs/node-vfs.js';
 import { VERSION } from '../version.js';
 import type { ServeConfig } from './config.js';
@@ -88,7 +89,7 @@ async function openClusterMember(config: ServeConfig, logger: Logger): Promise<O
   if ((await readIdentity(new NodeVfs(), config.dataDir)) === undefined && (await holdsSingleNodeStore(new NodeVfs(), config.dataDir, config.engine))) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a single-node store (${config.engine}/); a cluster member needs a data directory of its own`);
   }
-  const member = await openMember({ cluster, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger });
+  const member = await openMember({ cluster, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger, ...(await openTestHooks(config.testHooks, new NodeVfs(), cluster.nodeId, logger)) });
   const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, metrics: [member.latency.histogram] });
   return {
     service: member.service,
