@@ -79,11 +79,25 @@ export function checkLinearizable(history: readonly HistoryOp[]): CheckOutcome {
   const result = checkKvLinearizability(operations);
   if (result.verdict === 'linearizable') return { name: 'linearizable', ok: true, summary: `linearizable: ${result.operations} operations on ${result.keys} keys`, details: [] };
   if (result.verdict === 'unknown') return { name: 'linearizable', ok: false, summary: `linearizability undecided: ${result.reason}`, details: [] };
-  const lines = result.operations.map((operation) => {
+  const lines = nearFailure(result.operations, result.explanation).map((operation) => {
     const op = origin.get(operation);
     return op !== undefined ? formatOp(op) : JSON.stringify(operation);
   });
   return outcome('linearizable', [`key ${result.key}: ${result.explanation}`, ...lines], '', `NOT linearizable on key ${result.key}: ${result.explanation}`);
+}
+
+/**
+ * The operations of the failing key around the point where the search got
+ * stuck (the explanation ends with the interval of the operation that could
+ * not take effect): those that overlap the second before it, so a reader sees
+ * the competing writes and reads rather than the key's first operations.
+ */
+function nearFailure(operations: readonly Operation[], explanation: string): Operation[] {
+  const match = /\[([0-9.]+), ([0-9.]+|\?|undefined)\][^[]*$/.exec(explanation);
+  if (match === null) return operations.slice(0, DETAIL_LINES_MAX);
+  const call = Number(match[1]);
+  const near = operations.filter((operation) => operation.call <= call + 0.05 && (operation.return === undefined || operation.return >= call - 1));
+  return near.slice(-DETAIL_LINES_MAX + 1);
 }
 
 /** The final reads: the ok gets/reads issued after `finalFromS` (the runner marks where they begin). */

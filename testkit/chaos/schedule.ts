@@ -63,11 +63,11 @@ export function makeSchedule(options: ScheduleOptions): ScheduledFault[] {
   let at = options.leadInS ?? 2;
   for (;;) {
     const family = options.families[random.int(options.families.length)]!;
-    const durationS = round(family === 'pause' ? random.between(2, 4) : random.between(2, 5));
+    const durationS = round(family === 'pause' ? uniform(random, 2, 4) : uniform(random, 2, 5));
     // Every window ends at least a second before the run does, so the final heal is the schedule's, not a cut.
     if (at + durationS > options.durationS - 1) break;
     faults.push({ id: faults.length + 1, atS: round(at), durationS, fault: drawFault(family, options.nodes, random) });
-    at += durationS + random.between(1, 3);
+    at += durationS + uniform(random, 1, 3);
   }
   return faults;
 }
@@ -83,16 +83,16 @@ function drawFault(family: NemesisFamily, nodes: number, random: Random): Fault 
       return { kind: 'partition', shape: pick(random, ['isolate-leader', 'halves', 'ring', 'bridge'] as const), order };
     case 'link': {
       const effect = pick(random, ['delay', 'loss', 'duplicate', 'reorder'] as const);
-      return { kind: 'link', effect, delayMs: effect === 'delay' ? round(random.between(20, 150)) : 0, jitterMs: effect === 'delay' ? round(random.between(0, 50)) : 0, rate: effect === 'delay' ? 0 : round(random.between(0.1, 0.4)) };
+      return { kind: 'link', effect, delayMs: effect === 'delay' ? round(uniform(random, 20, 150)) : 0, jitterMs: effect === 'delay' ? round(uniform(random, 0, 50)) : 0, rate: effect === 'delay' ? 0 : round(uniform(random, 0.1, 0.4)) };
     }
     case 'clock': {
       const effect = pick(random, ['jump', 'strobe', 'fast', 'slow'] as const);
       const target = { select: pick(random, ['leader', 'one'] as const), order };
-      return { kind: 'clock', effect, target, amountMs: effect === 'jump' ? round(random.between(2000, 20_000)) : effect === 'strobe' ? round(random.between(100, 500)) : 0, rate: effect === 'fast' ? round(random.between(2, 5)) : effect === 'slow' ? round(random.between(0.2, 0.5)) : 1 };
+      return { kind: 'clock', effect, target, amountMs: effect === 'jump' ? round(uniform(random, 2000, 20_000)) : effect === 'strobe' ? round(uniform(random, 100, 500)) : 0, rate: effect === 'fast' ? round(uniform(random, 2, 5)) : effect === 'slow' ? round(uniform(random, 0.2, 0.5)) : 1 };
     }
     case 'disk': {
       const effect = pick(random, ['fsync-error', 'slow'] as const);
-      const spec = effect === 'fsync-error' ? 'fsync-error@p=1' : `fsync-latency=${Math.round(random.between(50, 300))}ms`;
+      const spec = effect === 'fsync-error' ? 'fsync-error@p=1' : `fsync-latency=${Math.round(uniform(random, 50, 300))}ms`;
       return { kind: 'disk', effect, target: { select: pick(random, ['leader', 'one'] as const), order }, spec };
     }
     case 'membership':
@@ -201,4 +201,9 @@ export function describeFault(fault: Fault): string {
     case 'membership':
       return `${fault.effect} under a partition`;
   }
+}
+
+/** A real number uniform in [min, max) (Random.between draws integers). */
+function uniform(random: Random, min: number, max: number): number {
+  return min + random.next() * (max - min);
 }
