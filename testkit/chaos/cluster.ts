@@ -111,6 +111,17 @@ export class ChaosCluster {
     return view;
   }
 
+  /** Member `id`'s /health status (ok, unavailable, failed, removed), or undefined when it does not answer. */
+  async health(id: number): Promise<string | undefined> {
+    if (!this.processes.isRunning(id) || this.processes.isPaused(id)) return undefined;
+    try {
+      const response = await fetch(`${this.url(id)}/health`, { signal: AbortSignal.timeout(VIEW_TIMEOUT_MS) });
+      return ((await response.json()) as { status?: string }).status;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The leader a majority of the slots' members name right now, if any. */
   async leader(): Promise<number | undefined> {
     const views = await Promise.all(this.slots.map((id) => this.view(id)));

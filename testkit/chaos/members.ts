@@ -31,7 +31,7 @@ interface Running {
   paused: boolean;
 }
 
-const OUTPUT_LINES_KEPT = 200;
+const OUTPUT_LINES_KEPT = 2000;
 
 export class MemberProcesses {
   private readonly running = new Map<number, Running>();
@@ -65,8 +65,10 @@ export class MemberProcesses {
     if (this.running.has(id)) throw new Error(`member ${id} is running`);
     const child = this.spawner(id, process.execPath, [CLI_PATH, 'serve', ...args], { detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
     child.stdin!.on('error', () => undefined); // a dead member's pipe
-    const output: string[] = [];
+    // One log per member across its restarts (bounded), so a run's results show what each incarnation said.
+    const output = this.outputs.get(id) ?? [];
     this.outputs.set(id, output);
+    output.push(`---- started with: ${args.join(' ')}`);
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     const running: Running = { child, exited, paused: false };
     this.running.set(id, running);
@@ -144,6 +146,11 @@ export class MemberProcesses {
   /** Kills every member started here. */
   async killAll(): Promise<void> {
     await Promise.all([...this.running.keys()].map((id) => this.kill(id)));
+  }
+
+  /** Every member that ever ran here, with its last output lines. */
+  logs(): Map<number, string> {
+    return new Map([...this.outputs].map(([id, lines]) => [id, lines.join('\n') + '\n']));
   }
 
   get runningIds(): number[] {

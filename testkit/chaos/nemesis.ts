@@ -104,9 +104,8 @@ export async function restart(cluster: ChaosCluster, ids: readonly number[], not
 export async function healDisks(cluster: ChaosCluster, ids: readonly number[], note: (text: string) => void): Promise<void> {
   for (const id of ids) {
     cluster.processes.control(id, { disk: '' });
-    const view = await cluster.view(id);
-    if (view !== undefined && view.state === 'failed') {
-      note(`member ${id} had fail-stopped (${view.reason ?? 'no reason given'}); restarted`);
+    if ((await cluster.health(id)) === 'failed') {
+      note(`member ${id} had fail-stopped (its disk failed, as documented); restarted on its data`);
       await cluster.processes.kill(id);
       await restart(cluster, [id], note);
     }

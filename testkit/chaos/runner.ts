@@ -149,7 +149,11 @@ async function runOnCluster(cluster: ChaosCluster, schedule: ScheduledFault[], o
     checkRecovery(recoveryMs, options.recoveryBoundMs ?? 15_000),
   ];
   const result: ChaosResult = { valid: checks.every((check) => check.ok), checks, schedule, faults, leaderChanges, history: recorder, recoveryMs, networkStats: cluster.network.stats(), out: options.out };
-  if (options.out !== undefined) await writeResults(options, result);
+  if (options.out !== undefined) {
+    await writeResults(options, result);
+    await mkdir(join(options.out, 'members'), { recursive: true });
+    for (const [id, text] of cluster.processes.logs()) await writeFile(join(options.out, 'members', `node-${id}.log`), text);
+  }
   return result;
 }
 
