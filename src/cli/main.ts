@@ -82,7 +82,7 @@ program
   .option('--nemesis <families>', 'kill, pause, partition, link, clock, disk, membership (comma-separated), all or none', 'kill,pause,partition,link')
   .option('--seed <n>', 'the seed of the fault schedule and the workload (random when absent; printed)')
   .option('--workload <name>', 'register, set or bank', 'register')
-  .option('--workers <n>', 'concurrent clients', '6')
+  .option('--workers <n>', 'concurrent clients (default 3 per node)')
   .option('--net <mode>', 'proxy (a userspace proxy per link) or netns (namespaces + iptables; root)', 'proxy')
   .option('--out <dir>', 'write history.jsonl, faults.jsonl, summary.json and report.html here')
   .option('--recovery-bound-ms <ms>', 'a write must succeed within this long after the final heal', '15000')

@@ -57,7 +57,7 @@ export function parseChaosFlags(flags: ChaosFlags): ChaosOptions {
   if (!(WORKLOAD_NAMES as readonly string[]).includes(workload)) throw invalid(`--workload must be one of ${WORKLOAD_NAMES.join(', ')}`);
   const seed = flags.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(flags.seed);
   if (!Number.isSafeInteger(seed) || seed < 0) throw invalid('--seed must be a non-negative integer');
-  const workers = Number(flags.workers ?? '6');
+  const workers = Number(flags.workers ?? String(3 * nodes));
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw invalid('--workers must be 1 to 64');
   const network = flags.net ?? 'proxy';
   if (network !== 'proxy' && network !== 'netns') throw invalid('--net must be proxy or netns');

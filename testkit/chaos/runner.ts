@@ -39,14 +39,14 @@ export interface ChaosOptions {
   readonly nemesis: readonly NemesisFamily[];
   readonly seed: number;
   readonly workload: WorkloadName;
-  /** Concurrent clients. Default 6. */
+  /** Concurrent clients, spread over the members. Default 3 per member. */
   readonly workers?: number;
   readonly network?: NetworkMode;
   /** `--test-bug` for every member (a run that must fail). */
   readonly bugs?: string;
   /** After the final heal, a write must succeed within this bound, ms. Default 15,000. */
   readonly recoveryBoundMs?: number;
-  /** A client request's timeout, ms. Default 6000 (a member's own request timeout is 5 s). */
+  /** A client request's timeout, ms. Default 2000: shorter than a member's own (5 s), so a client stuck on a cut-off member gives up, records `unknown`, and goes on as a new process (as Jepsen's clients do). */
   readonly opTimeoutMs?: number;
   /** Results directory; none written when absent. */
   readonly out?: string;
@@ -76,6 +76,7 @@ export interface ChaosResult {
 }
 
 const CONVERGENCE_WAIT_MS = 30_000;
+const DEFAULT_OP_TIMEOUT_MS = 2000;
 const LEADER_WAIT_MS = 30_000;
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
@@ -107,9 +108,10 @@ async function runOnCluster(cluster: ChaosCluster, schedule: ScheduledFault[], o
   const recorder = new HistoryRecorder();
   const random = new SeededRandom(options.seed ^ 0x5eed);
   let processes = 0;
-  const workers = Array.from({ length: options.workers ?? 6 }, (_, i) => {
+  const opTimeoutMs = options.opTimeoutMs ?? DEFAULT_OP_TIMEOUT_MS;
+  const workers = Array.from({ length: options.workers ?? 3 * options.nodes }, (_, i) => {
     const node = cluster.slots[i % cluster.slots.length]!;
-    return new Worker(i, node, cluster.url(node), random.fork(), recorder, () => ++processes, options.opTimeoutMs ?? 6000);
+    return new Worker(i, node, cluster.url(node), random.fork(), recorder, () => ++processes, opTimeoutMs);
   });
   const leaderChanges: LeaderChange[] = [];
   const faults: FaultRecord[] = [];
@@ -134,13 +136,19 @@ async function runOnCluster(cluster: ChaosCluster, schedule: ScheduledFault[], o
   polling = false;
   await poller;
   const finalFromS = recorder.now();
-  const reader = new Worker(workers.length, cluster.slots[0]!, cluster.url(cluster.slots[0]!), random.fork(), recorder, () => ++processes, options.opTimeoutMs ?? 6000);
+  // Through each member in turn until one answers every final read: a member may have failed for good.
+  let attempt = 0;
   await retry(async () => {
+    const id = cluster.slots[attempt++ % cluster.slots.length]!;
+    const reader = new Worker(workers.length + attempt, id, cluster.url(id), random.fork(), recorder, () => ++processes, opTimeoutMs);
     const before = recorder.ops.length;
-    await workload.finalReads(reader);
+    try {
+      await workload.finalReads(reader);
+    } finally {
+      reader.close();
+    }
     if (recorder.ops.slice(before).some((op) => op.status !== 'ok')) throw new Error('a final read failed');
   }, 20_000).catch(() => log('chaos: some final reads failed; the checks say which'));
-  reader.close();
   for (const worker of workers) worker.close();
   const digests = await settledDigests(cluster);
   const checks = [
