@@ -157,3 +157,36 @@ describe('LinkProxy', () => {
     await proxy.close();
   });
 });
+
+describe('LinkProxy with a source sniffer (one proxy in front of a node that many dial)', () => {
+  it('tells dialers apart by their first bytes and blocks only the named sources', async () => {
+    const sink = new Sink();
+    await sink.start();
+    const proxy = new LinkProxy({
+      target: { host: '127.0.0.1', port: sink.port },
+      random: new SeededRandom(5),
+      frameAware: false,
+      sourceOf: (head) => /^X-From: (\w+)\r\n/m.exec(head.toString('latin1'))?.[1],
+    });
+    await proxy.start();
+    proxy.blockSources(['a']);
+    const dial = async (text: string): Promise<Socket> => {
+      const socket = connect({ host: '127.0.0.1', port: proxy.address.port });
+      socket.on('error', () => undefined);
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      socket.write(text);
+      return socket;
+    };
+    const fromA = await dial('GET / HTTP/1.1\r\nX-From: a\r\n\r\nfrom-a');
+    const fromB = await dial('GET / HTTP/1.1\r\nX-From: b\r\n\r\nfrom-b');
+    await eventually(() => sink.bytes().toString().includes('from-b'), 'b passes');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.ok(!sink.bytes().toString().includes('from-a'), 'a is held');
+    proxy.heal();
+    await eventually(() => sink.bytes().toString().includes('from-a'), 'a flows after the heal');
+    fromA.destroy();
+    fromB.destroy();
+    await proxy.close();
+    await sink.close();
+  });
+});

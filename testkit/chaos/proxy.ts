@@ -67,7 +67,19 @@ export interface LinkProxyOptions {
   readonly bufferBytesMax?: number;
   readonly connectionsMax?: number;
   readonly name?: string;
+  /**
+   * For a proxy in front of one node that many nodes dial (a protocol whose
+   * peers all use one advertised address, such as etcd's peer URLs): names
+   * the dialing node from the first bytes of a connection (e.g. an HTTP
+   * header), or undefined while more bytes are needed. Nothing is forwarded
+   * upstream until it answers (or `SNIFF_BYTES_MAX` arrived: then the source
+   * is unknown). `blockSources` then cuts single directed links.
+   */
+  readonly sourceOf?: (head: Buffer) => string | undefined;
 }
+
+/** Bytes a connection may send before its source must be known. */
+const SNIFF_BYTES_MAX = 16 * 1024;
 
 /** The impulse transport's preamble and frame layout (src/transport/frames.ts). */
 const PREAMBLE_BYTES = 6;
@@ -79,6 +91,7 @@ const REORDER_HOLD_MS = 20;
 export class LinkProxy {
   readonly stats: LinkProxyStats = { connections: 0, resets: 0, framesForwarded: 0, framesDropped: 0, framesDuplicated: 0, framesReordered: 0, bytesForwarded: 0 };
   private faultsValue: LinkFaults = HEALTHY_LINK;
+  private blockedSources: ReadonlySet<string> = new Set();
   private readonly connections = new Set<ProxiedConnection>();
   private server: Server | undefined;
   private boundPort = 0;
@@ -118,7 +131,20 @@ export class LinkProxy {
   }
 
   heal(): void {
+    this.blockedSources = new Set();
     this.set(HEALTHY_LINK);
+  }
+
+  /** Blocks (hold mode) every connection whose source (`sourceOf`) is in `sources`; the others keep the link's faults. */
+  blockSources(sources: Iterable<string>): void {
+    this.blockedSources = new Set(sources);
+    for (const connection of this.connections) connection.faultsChanged();
+  }
+
+  /** The faults of a connection from `source` (undefined: not known yet). */
+  faultsFor(source: string | null | undefined): LinkFaults {
+    if (typeof source === 'string' && this.blockedSources.has(source)) return { ...this.faultsValue, blocked: true, blockMode: 'hold' };
+    return this.faultsValue;
   }
 
   async close(): Promise<void> {
@@ -145,6 +171,8 @@ class ProxiedConnection {
   private readonly backward: Pipe;
   private closed = false;
   private connecting = false;
+  /** Who dialed (with `sourceOf`): undefined while unknown, null when it cannot be told. */
+  source: string | null | undefined;
 
   constructor(
     readonly proxy: LinkProxy,
@@ -154,14 +182,30 @@ class ProxiedConnection {
     // Dialled only once the link is not blocked: under a block the peer must not even see a connection attempt.
     this.upstream = new Socket();
     this.upstream.setNoDelay(true);
-    this.connectUpstream();
+    this.source = proxy.options.sourceOf === undefined ? null : undefined;
     const bufferBytesMax = proxy.options.bufferBytesMax ?? 16 << 20;
-    this.forward = new Pipe(downstream, this.upstream, proxy, proxy.options.frameAware ?? true, bufferBytesMax);
-    this.backward = new Pipe(this.upstream, downstream, proxy, false, bufferBytesMax);
+    const faults = (): LinkFaults => this.faults();
+    this.forward = new Pipe(downstream, this.upstream, proxy, faults, proxy.options.frameAware ?? true, bufferBytesMax, this);
+    this.backward = new Pipe(this.upstream, downstream, proxy, faults, false, bufferBytesMax, undefined);
+    this.connectUpstream();
     for (const socket of [downstream, this.upstream]) {
       socket.on('error', () => this.destroy());
       socket.on('close', () => this.destroy());
     }
+  }
+
+  /** This connection's faults: its source's, and held while the source is being sniffed. */
+  faults(): LinkFaults {
+    if (this.source === undefined) return { ...this.proxy.faults, blocked: true, blockMode: 'hold' };
+    return this.proxy.faultsFor(this.source);
+  }
+
+  /** Called by the forward pipe with everything received so far, until the source is known. */
+  sniff(head: Buffer): void {
+    const source = this.proxy.options.sourceOf?.(head);
+    if (source === undefined && head.length < SNIFF_BYTES_MAX) return;
+    this.source = source ?? null;
+    this.faultsChanged();
   }
 
   faultsChanged(): void {
@@ -171,7 +215,7 @@ class ProxiedConnection {
   }
 
   private connectUpstream(): void {
-    if (this.connecting || this.proxy.faults.blocked) return;
+    if (this.connecting || this.faults().blocked) return;
     this.connecting = true;
     this.upstream.connect({ host: this.proxy.options.target.host, port: this.proxy.options.target.port });
   }
@@ -206,20 +250,40 @@ class Pipe {
   private sinkBlocked = false;
   private stopped = false;
 
+  private sniffed: Buffer[] | undefined;
+
   constructor(
     readonly source: Socket,
     private readonly sink: Socket,
     private readonly proxy: LinkProxy,
+    private readonly faults: () => LinkFaults,
     private readonly frameAware: boolean,
     private readonly bufferBytesMax: number,
+    /** The connection to tell what arrived while its source is unknown (forward pipe only). */
+    private readonly sniffer: ProxiedConnection | undefined,
   ) {
     this.preambleLeft = frameAware ? PREAMBLE_BYTES : 0;
-    source.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (sniffer?.source === undefined && sniffer !== undefined) this.sniffed = [];
+    source.on('data', (chunk: Buffer) => {
+      if (this.sniffed !== undefined) {
+        this.sniffed.push(chunk);
+        const head = Buffer.concat(this.sniffed);
+        this.sniffed = head.length < SNIFF_BYTES_MAX ? [head] : undefined;
+        this.sniffer!.sniff(head);
+        if (this.sniffer!.source !== undefined) this.sniffed = undefined;
+      }
+      this.onData(chunk);
+    });
     sink.on('drain', () => {
       this.sinkBlocked = false;
       this.flush();
     });
-    if (proxy.faults.blocked) source.pause();
+    if (faults().blocked && !this.sniffing()) source.pause();
+  }
+
+  /** True while this forward pipe's connection is still being told apart by its first bytes. */
+  private sniffing(): boolean {
+    return this.sniffer !== undefined && this.sniffer.source === undefined;
   }
 
   resume(): void {
@@ -263,7 +327,7 @@ class Pipe {
   }
 
   private enqueue(bytes: Buffer, isMessage: boolean): void {
-    const faults = this.proxy.faults;
+    const faults = this.faults();
     const random = this.proxy.options.random;
     const stats = this.proxy.stats;
     if (isMessage && faults.lossRate > 0 && random.next() < faults.lossRate) {
@@ -293,7 +357,7 @@ class Pipe {
   }
 
   private push(bytes: Buffer): void {
-    const faults = this.proxy.faults;
+    const faults = this.faults();
     const jitter = faults.jitterMs > 0 ? this.proxy.options.random.next() * faults.jitterMs : 0;
     // Never earlier than what is ahead of it: the stream stays in order.
     const releaseAt = Math.max(this.lastReleaseAt, performance.now() + faults.delayMs + jitter);
@@ -308,8 +372,9 @@ class Pipe {
   private flush(): void {
     if (this.stopped) return;
     if (this.timer !== undefined) clearTimeout(this.timer), (this.timer = undefined);
-    if (this.proxy.faults.blocked) {
-      this.source.pause();
+    if (this.faults().blocked) {
+      // While the source is being sniffed, keep reading (the sniffer needs the bytes); otherwise stop.
+      if (!this.sniffing()) this.source.pause();
       return;
     }
     const now = performance.now();
