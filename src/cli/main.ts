@@ -86,6 +86,7 @@ program
   .option('--net <mode>', 'proxy (a userspace proxy per link) or netns (namespaces + iptables; root)', 'proxy')
   .option('--out <dir>', 'write history.jsonl, faults.jsonl, summary.json and report.html here')
   .option('--recovery-bound-ms <ms>', 'a write must succeed within this long after the final heal', '15000')
+  .option('--op-timeout-ms <ms>', "a client request's timeout (then its outcome is unknown)", '2000')
   .option('--test-bug <names>', 'plant deliberate bugs in every member (no-read-index, no-check-quorum, ack-before-majority)')
   .action(async (flags: Record<string, string>) => {
     // Test tooling, loaded only for this command: product code never imports testkit statically.

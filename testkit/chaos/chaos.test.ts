@@ -15,17 +15,11 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { netnsSupport } from '../process/netns.js';
 import { parseHistory } from './history.js';
-import { type ChaosOptions, type ChaosResult, runChaos } from './runner.js';
+import { type ChaosOptions, type ChaosResult, describeFailure, runChaos } from './runner.js';
 import type { NemesisFamily } from './schedule.js';
 import type { WorkloadName } from './workloads.js';
 
 const DURATION_S = 12;
-
-export function describeFailure(result: ChaosResult, options: Pick<ChaosOptions, 'seed' | 'nemesis' | 'workload'>): string {
-  const failed = result.checks.filter((check) => !check.ok).map((check) => `${check.name}: ${check.summary}\n  ${check.details.slice(0, 12).join('\n  ')}`);
-  const faults = result.faults.map((fault) => `#${fault.id} ${fault.description} → ${fault.targets.join(',')} ${fault.notes.join('; ')}`);
-  return `seed ${options.seed}, nemesis ${options.nemesis.join(',')}, workload ${options.workload}:\n${failed.join('\n')}\nfaults:\n  ${faults.join('\n  ')}`;
-}
 
 async function run(nemesis: NemesisFamily, workload: WorkloadName, seed: number, extra: Partial<ChaosOptions> = {}): Promise<ChaosResult> {
   const options = { nodes: 3, replication: 'raft', engine: 'lsm', durationS: DURATION_S, nemesis: [nemesis], seed, workload, ...extra } as const;

@@ -25,6 +25,7 @@ export interface ChaosFlags {
   net?: string;
   testBug?: string;
   recoveryBoundMs?: string;
+  opTimeoutMs?: string;
 }
 
 const DURATION_S_MAX = 24 * 3600;
@@ -63,6 +64,8 @@ export function parseChaosFlags(flags: ChaosFlags): ChaosOptions {
   if (network !== 'proxy' && network !== 'netns') throw invalid('--net must be proxy or netns');
   const nemesis = parseNemesis(flags.nemesis ?? 'kill,pause,partition,link');
   if (network === 'netns' && nemesis.includes('link')) throw invalid('link faults need --net proxy (netns mode cuts links with iptables only)');
+  const opTimeoutMs = Number(flags.opTimeoutMs ?? '2000');
+  if (!(opTimeoutMs >= 50 && opTimeoutMs <= 60_000)) throw invalid('--op-timeout-ms must be 50 to 60000');
   const recoveryBoundMs = Number(flags.recoveryBoundMs ?? '15000');
   if (!(recoveryBoundMs >= 100)) throw invalid('--recovery-bound-ms must be at least 100');
   return {
@@ -76,6 +79,7 @@ export function parseChaosFlags(flags: ChaosFlags): ChaosOptions {
     workers,
     network,
     recoveryBoundMs,
+    opTimeoutMs,
     ...(flags.testBug !== undefined ? { bugs: flags.testBug } : {}),
     ...(flags.out !== undefined ? { out: resolve(flags.out) } : {}),
   };

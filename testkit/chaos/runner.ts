@@ -289,3 +289,10 @@ function sleepUntil(recorder: HistoryRecorder, atS: number): Promise<void> {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** A failed run in a few lines, for test failures: the seed, the failed checks with their first details, the faults. */
+export function describeFailure(result: ChaosResult, options: Pick<ChaosOptions, 'seed' | 'nemesis' | 'workload'>): string {
+  const failed = result.checks.filter((check) => !check.ok).map((check) => `${check.name}: ${check.summary}\n  ${check.details.slice(0, 12).join('\n  ')}`);
+  const faults = result.faults.map((fault) => `#${fault.id} ${fault.description} → ${fault.targets.join(',')} ${fault.notes.join('; ')}`);
+  return `seed ${options.seed}, nemesis ${options.nemesis.join(',')}, workload ${options.workload}:\n${failed.join('\n')}\nfaults:\n  ${faults.join('\n  ')}`;
+}
