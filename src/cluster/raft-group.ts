@@ -23,7 +23,7 @@ import { RaftDriver, type StopReason } from '../raft/driver.js';
 import type { RaftTransport } from '../raft/driver-seams.js';
 import { SegmentedLogStore } from '../raft/log-store/log-store.js';
 import { DEFAULT_RAFT_TIMING, type RaftConfig } from '../raft/raft.js';
-import type { LogUpdate } from '../raft/storage.js';
+import type { LogUpdate, RaftLogStore } from '../raft/storage.js';
 import type { ConfState, NodeId } from '../raft/types.js';
 import { engineHomeFor } from '../service/open-local.js';
 import type { Clock } from '../util/clock.js';
@@ -150,7 +150,7 @@ export class RaftGroup {
           group: this.id,
           raft,
           limits: { compactThresholdEntries: options.timing.snapshotEntries, snapshotCatchUpEntries: options.timing.snapshotCatchUpEntries },
-          logStore: this.logStore,
+          logStore: guardedLogStore(this.logStore, (work) => this.guard(work)),
           transport: options.transport,
           stateMachine: this.machineValue,
           clock: options.clock,
@@ -276,6 +276,26 @@ export class RaftGroup {
     for (const listener of this.listeners) listener.stateChanged?.(state);
     this.noticeLeader();
   }
+}
+
+/**
+ * The log store as the driver sees it: the same store, but its completions
+ * (`save`, `compact`), which run the driver's loop from the store's own
+ * promise chain, go through `guard` like every other way into the driver.
+ */
+function guardedLogStore(store: SegmentedLogStore, guard: (work: () => void) => void): RaftLogStore {
+  return {
+    hardState: () => store.hardState(),
+    snapshotMeta: () => store.snapshotMeta(),
+    firstIndex: () => store.firstIndex(),
+    lastIndex: () => store.lastIndex(),
+    term: (index) => store.term(index),
+    entries: (lo, hi, bytesMax) => store.entries(lo, hi, bytesMax),
+    save: (update, done) => store.save(update, (error) => guard(() => done(error))),
+    compact: (meta, done) => store.compact(meta, (error) => guard(() => done(error))),
+    stats: () => store.stats(),
+    close: () => store.close(),
+  };
 }
 
 /**

@@ -31,7 +31,7 @@ import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock } from '../util/clock.js';
 import { CLUSTER_COMMAND_FORMAT, decodeClusterCommand } from './log-entries.js';
 import type { RaftGroup } from './raft-group.js';
-import { classifyFailure, outcomeUnknown, unavailable } from './request-errors.js';
+import { classifyFailure, isOutcomeOfApplying, outcomeUnknown, unavailable } from './request-errors.js';
 import { AppliedWaits, LeaderWatch } from './waits.js';
 
 export interface RaftRequestsOptions {
@@ -110,23 +110,31 @@ export class RaftRequests {
   async write(bytes: Uint8Array, retrySafe: boolean): Promise<WriteOutcome> {
     const { clock, requestTimeoutMs, leaderWaitMs } = this.options;
     const deadline = clock.now() + requestTimeoutMs;
-    for (;;) {
-      this.requireServing();
-      const leader = await this.awaitLeader(deadline);
-      const term = this.group.driver.node.currentTerm;
-      // With a session, an attempt that may have applied can be repeated: give each one a share of the time.
-      const attemptDeadline = retrySafe ? Math.min(deadline, clock.now() + Math.max(1000, leaderWaitMs)) : deadline;
-      try {
-        if (leader === this.nodeId) return outcomeOf(await this.proposeLocal(bytes, attemptDeadline));
-        return await this.forward(leader, term, bytes, attemptDeadline);
-      } catch (error) {
-        const failure = classifyFailure(error);
-        if (failure === 'final') throw error;
-        if (failure === 'unknown' && !retrySafe) throw this.unknown(error);
-        if (clock.now() >= deadline) throw failure === 'unknown' ? this.unknown(error) : unavailable(`the write could not reach a leader within ${requestTimeoutMs} ms: ${(error as Error).message}`);
-        this.counters.retries++;
-        await this.pause(leader, term, deadline);
+    // Once an attempt may have applied, no later refusal can say "nothing happened" any more.
+    let uncertain: unknown;
+    try {
+      for (;;) {
+        this.requireServing();
+        const leader = await this.awaitLeader(deadline);
+        const term = this.group.driver.node.currentTerm;
+        // With a session, an attempt that may have applied can be repeated: give each one a share of the time.
+        const attemptDeadline = retrySafe ? Math.min(deadline, clock.now() + Math.max(1000, leaderWaitMs)) : deadline;
+        try {
+          if (leader === this.nodeId) return outcomeOf(await this.proposeLocal(bytes, attemptDeadline));
+          return await this.forward(leader, term, bytes, attemptDeadline);
+        } catch (error) {
+          const failure = classifyFailure(error);
+          if (failure === 'final') throw error;
+          if (failure === 'unknown') uncertain = error;
+          if (failure === 'unknown' && !retrySafe) throw error;
+          if (clock.now() >= deadline) throw failure === 'unknown' ? error : unavailable(`the write could not reach a leader within ${requestTimeoutMs} ms: ${(error as Error).message}`);
+          this.counters.retries++;
+          await this.pause(leader, term, deadline);
+        }
       }
+    } catch (error) {
+      if (uncertain !== undefined && !isOutcomeOfApplying(error)) throw this.unknown(uncertain);
+      throw error;
     }
   }
 

@@ -33,6 +33,14 @@ export function classifyFailure(error: unknown): AttemptFailure {
   return 'final';
 }
 
+/** The state machine's own answers to an applied command (a retry under the same session gets them too). */
+const APPLY_ANSWERS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['IMPULSE_ERR_PRECONDITION_FAILED', 'IMPULSE_ERR_SESSION_EXPIRED', 'IMPULSE_ERR_COMMAND_INVALID']);
+
+/** Whether `error` is what applying the command answered (as opposed to a refusal to try). */
+export function isOutcomeOfApplying(error: unknown): boolean {
+  return isImpulseError(error) && APPLY_ANSWERS.has(error.code);
+}
+
 /** Seconds a client should wait before retrying a 503 from the cluster (sent as `Retry-After`). */
 export const RETRY_AFTER_SECONDS = 1;
 

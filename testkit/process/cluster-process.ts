@@ -46,14 +46,19 @@ interface Running {
 export class ProcessCluster {
   private readonly running = new Map<number, Running>();
   private readonly clients = new Map<number, ImpulseClient>();
-  readonly members: ReadonlyMap<number, ProcessMemberSpec>;
+  private readonly members = new Map<number, ProcessMemberSpec>();
+  /** Members that join an existing cluster (`--join`) instead of bootstrapping it. */
+  private readonly joiners = new Map<number, string>();
+  /** The --initial-cluster of the bootstrap: fixed, so restarts derive the same cluster id. */
+  private readonly initialCluster: string;
 
   private constructor(
     readonly root: string,
     members: readonly ProcessMemberSpec[],
     private readonly options: ProcessClusterOptions,
   ) {
-    this.members = new Map(members.map((member) => [member.id, member]));
+    for (const member of members) this.members.set(member.id, member);
+    this.initialCluster = members.map((member) => `${member.id}=${member.host}:${member.peerPort}`).join(',');
   }
 
   /** Creates `count` members on 127.0.0.1 (free ports) and starts them all. */
@@ -103,16 +108,33 @@ export class ProcessCluster {
     return (this.running.get(id)?.output ?? []).join('\n');
   }
 
-  /** The serve arguments of member `id` (the initial cluster is every member this helper knows). */
+  /**
+   * A member that will join cluster `clusterId` (add it with the admin API,
+   * then `start` it): it gets free ports on 127.0.0.1 and `--join`. Returns its
+   * peer address and client URL.
+   */
+  async addJoiner(id: number, clusterId: string): Promise<{ peerUrl: string; clientUrl: string }> {
+    const [clientPort, peerPort] = await freePorts(2);
+    const spec = { id, host: '127.0.0.1', clientPort: clientPort!, peerPort: peerPort! };
+    this.members.set(id, spec);
+    this.joiners.set(id, clusterId);
+    return { peerUrl: `${spec.host}:${spec.peerPort}`, clientUrl: this.url(id) };
+  }
+
+  /** The serve arguments of member `id`. */
   serveArgs(id: number, extra: readonly string[] = []): string[] {
     const spec = this.spec(id);
-    const initial = [...this.members.values()].map((member) => `${member.id}=${member.host}:${member.peerPort}`).join(',');
+    const joining = this.joiners.get(id);
+    const membership =
+      joining === undefined
+        ? ['--initial-cluster', this.initialCluster]
+        : ['--join', '--cluster-id', joining, '--initial-cluster', [this.initialCluster, `${id}=${spec.host}:${spec.peerPort}`].join(',')];
     return [
       CLI_PATH, 'serve',
       '--node-id', String(id),
       '--host', spec.host, '--port', String(spec.clientPort),
       '--peer-port', String(spec.peerPort),
-      '--initial-cluster', initial,
+      ...membership,
       '--data-dir', this.dataDir(id),
       '--log-level', 'info',
       ...(this.options.serveArgs ?? []),

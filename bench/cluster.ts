@@ -1,0 +1,272 @@
+/**
+ * The replicated cluster against etcd, on real processes:
+ *
+ *   1. Throughput: `wrk` with 100 connections for 10 s, PUT (1000 keys in
+ *      turn, 16-byte values) and linearizable GET (of those keys), against
+ *      a three-member impulse cluster (at its leader, and at a follower:
+ *      forwarded writes and follower reads), a three-member etcd cluster (at
+ *      its leader, through its JSON gateway `/v3/kv/put` and `/v3/kv/range`,
+ *      linearizable by default) and a single impulse node, all started in the
+ *      same run and measured back to back, round after round.
+ *   2. Failover: kill -9 of the leader while 8 writers write through the
+ *      other members (each write its own request, 3 s timeout, retried at
+ *      once on failure): the time from the kill to the first acknowledged
+ *      write that STARTED after it, over `--trials` kills, beside the same for
+ *      etcd.
+ *
+ *   flock /tmp/impulse-bench.lock node dist/bench/cluster.js [--rounds 3] [--duration 10] [--trials 10] [--engine lsm] [--only throughput|failover]
+ *
+ * Prints the tables and writes them to docs/benchmarks.md (section "cluster").
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ProcessCluster } from '../testkit/process/cluster-process.js';
+import { startServerProcess } from '../testkit/process/server-process.js';
+import { type EtcdCluster, etcdPut, startEtcdCluster } from './lib/etcd.js';
+import { flag, formatNumber, machineLine, table, writeSection } from './report.js';
+
+const rounds = Number(flag('rounds', '3'));
+const durationSeconds = Number(flag('duration', '10'));
+const connections = Number(flag('connections', '100'));
+const trials = Number(flag('trials', '10'));
+const engine = flag('engine', 'lsm');
+const only = flag('only', 'all');
+const KEYS = 1000;
+
+interface WrkResult {
+  readonly requestsPerSecond: number;
+  readonly latencyAvgMs: number;
+  readonly latencyP99Ms: number;
+  readonly errors: number;
+}
+
+interface Target {
+  readonly label: string;
+  readonly url: string;
+  readonly kind: 'impulse' | 'etcd';
+}
+
+// ---------------------------------------------------------------- wrk
+
+/** A wrk script cycling through the keys; etcd's gateway takes base64 JSON bodies. */
+async function wrkScript(kind: Target['kind'], method: 'PUT' | 'GET'): Promise<string> {
+  const path = join(tmpdir(), `impulse-cluster-bench-${kind}-${method}.lua`);
+  const lines = ['counter = 0'];
+  if (kind === 'impulse') {
+    lines.push(
+      'request = function()',
+      '  counter = counter + 1',
+      `  local key = "/kv/key" .. (counter % ${KEYS})`,
+      method === 'PUT' ? '  return wrk.format("PUT", key, nil, string.format("value-%010d", counter))' : '  return wrk.format("GET", key)',
+      'end',
+    );
+  } else {
+    const keys = Array.from({ length: KEYS }, (_, i) => `"${Buffer.from(`key${i}`).toString('base64')}"`);
+    lines.push(
+      `keys = {${keys.join(',')}}`,
+      'request = function()',
+      '  counter = counter + 1',
+      `  local key = keys[(counter % ${KEYS}) + 1]`,
+      method === 'PUT'
+        ? '  return wrk.format("POST", "/v3/kv/put", {["Content-Type"]="application/json"}, "{\\"key\\":\\"" .. key .. "\\",\\"value\\":\\"dmFsdWUtMDAwMDAwMDAwMA==\\"}")'
+        : '  return wrk.format("POST", "/v3/kv/range", {["Content-Type"]="application/json"}, "{\\"key\\":\\"" .. key .. "\\"}")',
+      'end',
+    );
+  }
+  await writeFile(path, lines.join('\n') + '\n');
+  return path;
+}
+
+async function wrk(target: Target, method: 'PUT' | 'GET'): Promise<WrkResult> {
+  const script = await wrkScript(target.kind, method);
+  const output = execFileSync('wrk', ['-t1', `-c${connections}`, `-d${durationSeconds}s`, '--latency', '-s', script, target.url], { encoding: 'utf8' });
+  const requestsPerSecond = Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1]);
+  const latencyAvgMs = toMs(/Latency\s+([\d.]+\w+)/.exec(output)?.[1]);
+  const latencyP99Ms = toMs(/99%\s+([\d.]+\w+)/.exec(output)?.[1]);
+  const errors = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(output)?.[1] ?? 0) + Number(/Socket errors:.*?timeout (\d+)/.exec(output)?.[1] ?? 0);
+  if (!Number.isFinite(requestsPerSecond)) throw new Error(`cannot parse wrk output:\n${output}`);
+  return { requestsPerSecond, latencyAvgMs, latencyP99Ms, errors };
+}
+
+function toMs(text: string | undefined): number {
+  const match = /^([\d.]+)(us|ms|s)$/.exec(text ?? '');
+  if (!match) return NaN;
+  const value = Number(match[1]);
+  return match[2] === 'us' ? value / 1000 : match[2] === 's' ? value * 1000 : value;
+}
+
+async function preload(target: Target): Promise<void> {
+  await Promise.all(
+    Array.from({ length: 20 }, async (_, worker) => {
+      for (let i = worker; i < KEYS; i += 20) {
+        if (target.kind === 'etcd') await etcdPut(target.url, `key${i}`, 'value-0000000000', 10_000);
+        else await fetch(`${target.url}/kv/key${i}`, { method: 'PUT', body: 'value-0000000000' });
+      }
+    }),
+  );
+}
+
+// ---------------------------------------------------------------- throughput
+
+async function throughput(): Promise<string> {
+  const impulseCluster = await ProcessCluster.start(3, { serveArgs: ['--engine', engine] });
+  const etcd = await startEtcdCluster(3);
+  const singleDir = await mkdtemp(join(tmpdir(), 'impulse-bench-single-'));
+  const single = await startServerProcess(['--engine', engine, '--data-dir', singleDir, '--sync', 'fsync']);
+  try {
+    const leader = await impulseCluster.waitForLeader();
+    const follower = (leader % 3) + 1;
+    const targets: Target[] = [
+      { label: `impulse, 3 members (${engine}), at the leader`, url: impulseCluster.url(leader), kind: 'impulse' },
+      { label: `impulse, 3 members (${engine}), at a follower`, url: impulseCluster.url(follower), kind: 'impulse' },
+      { label: 'etcd 3.4, 3 members, at the leader', url: await etcd.leaderUrl(), kind: 'etcd' },
+      { label: `impulse, single node (${engine}, fsync)`, url: single.url, kind: 'impulse' },
+    ];
+    for (const target of targets) await preload(target);
+    const results = new Map<string, Record<string, WrkResult[]>>();
+    for (const method of ['PUT', 'GET'] as const) {
+      for (let round = 0; round < rounds; round++) {
+        for (const target of targets) {
+          const result = await wrk(target, method);
+          const byMethod = results.get(target.label) ?? {};
+          byMethod[method] = [...(byMethod[method] ?? []), result];
+          results.set(target.label, byMethod);
+          console.log(`${target.label.padEnd(46)} ${method.padEnd(4)} ${formatNumber(result.requestsPerSecond).padStart(7)} req/s  avg ${result.latencyAvgMs.toFixed(1)} ms  p99 ${result.latencyP99Ms.toFixed(1)} ms  errors ${result.errors}`);
+        }
+      }
+    }
+    const etcdLabel = targets[2]!.label;
+    const median = (runs: readonly WrkResult[]): WrkResult => [...runs].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond)[Math.floor(runs.length / 2)]!;
+    const rows = targets.map((target) => {
+      const cells: (string | number)[] = [target.label];
+      for (const method of ['PUT', 'GET'] as const) {
+        const runs = results.get(target.label)![method]!;
+        const m = median(runs);
+        const low = Math.min(...runs.map((r) => r.requestsPerSecond));
+        const high = Math.max(...runs.map((r) => r.requestsPerSecond));
+        const versus = m.requestsPerSecond / median(results.get(etcdLabel)![method]!).requestsPerSecond;
+        cells.push(`${formatNumber(m.requestsPerSecond)} (${formatNumber(low)}–${formatNumber(high)})`, `${m.latencyAvgMs.toFixed(1)} / ${m.latencyP99Ms.toFixed(1)}`, `${versus.toFixed(2)}×`);
+      }
+      return cells;
+    });
+    return table(['target', 'PUT req/s (min–max)', 'PUT avg / p99 ms', 'PUT vs etcd', 'GET req/s (min–max)', 'GET avg / p99 ms', 'GET vs etcd'], rows);
+  } finally {
+    single.kill('SIGKILL');
+    await single.exited;
+    await rm(singleDir, { recursive: true, force: true });
+    await etcd.stop();
+    await impulseCluster.close();
+  }
+}
+
+// ---------------------------------------------------------------- failover
+
+/** Writers through `urls` until `stop`; the first acknowledgement of a write started after `since` resolves `firstAck`. */
+function writers(put: (url: string, key: string) => Promise<void>, urls: () => string[], since: number): { firstAck: Promise<number>; stop: () => void } {
+  let stopped = false;
+  let resolveAck!: (at: number) => void;
+  const firstAck = new Promise<number>((resolve) => (resolveAck = resolve));
+  let n = 0;
+  const loop = async (worker: number): Promise<void> => {
+    while (!stopped) {
+      const targets = urls();
+      const url = targets[worker % targets.length]!;
+      const started = performance.now();
+      try {
+        await put(url, `failover-${worker}-${n++}`);
+        if (started > since) resolveAck(performance.now());
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    }
+  };
+  for (let worker = 0; worker < 8; worker++) void loop(worker);
+  return { firstAck, stop: () => (stopped = true) };
+}
+
+async function impulsePut(url: string, key: string): Promise<void> {
+  const response = await fetch(`${url}/kv/${key}`, { method: 'PUT', body: 'x', signal: AbortSignal.timeout(3000) });
+  await response.arrayBuffer();
+  if (response.status !== 204) throw new Error(`HTTP ${response.status}`);
+}
+
+async function failoverImpulse(): Promise<number[]> {
+  const cluster = await ProcessCluster.start(3, { serveArgs: ['--engine', engine] });
+  const samples: number[] = [];
+  try {
+    for (let trial = 0; trial < trials; trial++) {
+      const leader = await cluster.waitForLeader(30_000);
+      await new Promise((resolve) => setTimeout(resolve, 1000)); // steady heartbeats before the kill
+      const survivors = [1, 2, 3].filter((id) => id !== leader);
+      const killedAt = performance.now();
+      const load = writers(impulsePut, () => survivors.map((id) => cluster.url(id)), killedAt);
+      await cluster.kill(leader);
+      const ackAt = await load.firstAck;
+      load.stop();
+      samples.push(ackAt - killedAt);
+      console.log(`impulse failover trial ${trial + 1}: ${(ackAt - killedAt).toFixed(0)} ms`);
+      await cluster.start(leader);
+    }
+  } finally {
+    await cluster.close();
+  }
+  return samples;
+}
+
+async function failoverEtcd(): Promise<number[]> {
+  const etcd: EtcdCluster = await startEtcdCluster(3);
+  const samples: number[] = [];
+  try {
+    for (let trial = 0; trial < trials; trial++) {
+      const leaderUrl = await etcd.leaderUrl();
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const leader = etcd.members.find((member) => member.clientUrl === leaderUrl)!;
+      const survivors = etcd.members.filter((member) => member !== leader).map((member) => member.clientUrl);
+      const killedAt = performance.now();
+      const load = writers((url, key) => etcdPut(url, key, 'x', 3000), () => survivors, killedAt);
+      await etcd.kill(leader);
+      const ackAt = await load.firstAck;
+      load.stop();
+      samples.push(ackAt - killedAt);
+      console.log(`etcd failover trial ${trial + 1}: ${(ackAt - killedAt).toFixed(0)} ms`);
+      await etcd.restart(leader);
+    }
+  } finally {
+    await etcd.stop();
+  }
+  return samples;
+}
+
+function summary(label: string, samples: readonly number[]): (string | number)[] {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return [label, samples.length, formatNumber(sorted[Math.floor(sorted.length / 2)]!), formatNumber(sorted[0]!), formatNumber(sorted[sorted.length - 1]!)];
+}
+
+async function main(): Promise<void> {
+  console.log(machineLine());
+  const sections = [machineLine(), '', 'The machine is shared with other work: absolute numbers move with its load; compare the rows of one run.', ''];
+  if (only === 'all' || only === 'throughput') {
+    const tableText = await throughput();
+    sections.push(
+      `### Throughput: wrk -t1 -c${connections} -d${durationSeconds}s, median of ${rounds} rounds (min–max)`,
+      '',
+      `PUT cycles through ${KEYS} keys with 16-byte values; GET (linearizable) reads them. All targets run at once and are measured back to back each round. impulse members use \`--engine ${engine}\` with the default timing (50 ms ticks, election 500–1000 ms, heartbeat 100 ms); etcd 3.4 with its defaults (100 ms heartbeat, 1000 ms election), through its JSON gateway.`,
+      '',
+      tableText,
+      '',
+    );
+    console.log(tableText);
+  }
+  if (only === 'all' || only === 'failover') {
+    const impulseSamples = await failoverImpulse();
+    const etcdSamples = await failoverEtcd();
+    const tableText = table(['cluster', 'trials', 'median ms', 'min ms', 'max ms'], [summary(`impulse (${engine})`, impulseSamples), summary('etcd 3.4', etcdSamples)]);
+    sections.push('### Failover: kill -9 of the leader → first acknowledged write started after it', '', '8 writers write through the two other members, each request with a 3 s timeout, retried at once.', '', tableText, '');
+    console.log(tableText);
+  }
+  await writeSection('cluster', `## Replicated cluster (bench/cluster.ts)\n\n${sections.join('\n')}`);
+}
+
+await main();
