@@ -75,7 +75,7 @@ export interface ChaosResult {
   readonly out: string | undefined;
 }
 
-const CONVERGENCE_WAIT_MS = 30_000;
+const CONVERGENCE_WAIT_MS = 20_000;
 const DEFAULT_OP_TIMEOUT_MS = 2000;
 const LEADER_WAIT_MS = 30_000;
 
