@@ -64,9 +64,9 @@ interface Sample {
 
 // ---- impulse: the chaos tester's cluster (proxy per directed link) ----
 
-async function impulseSystem(workersPerNode: number): Promise<System> {
+async function impulseSystem(): Promise<System> {
   const root = await mkdtemp(join(tmpdir(), 'impulse-resilience-'));
-  const cluster = await ChaosCluster.start({ nodes: 3, engine: 'lsm', network: 'proxy', seed: 1, root, spares: 0, serveArgs: ['--log-level', 'warn'] });
+  const cluster = await ChaosCluster.start({ nodes: 3, engine: 'lsm', network: 'proxy', seed: 1, root, spares: 0 });
   const clients = new Map<string, ImpulseClient>();
   const client = (node: number, worker: number): ImpulseClient => {
     const name = `${node}/${worker}`;
@@ -74,7 +74,6 @@ async function impulseSystem(workersPerNode: number): Promise<System> {
     if (found === undefined) clients.set(name, (found = new ImpulseClient({ endpoint: cluster.url(node), timeoutMs: CLIENT_TIMEOUT_MS, writeRetriesMax: 0, connectionsMax: 2 })));
     return found;
   };
-  void workersPerNode;
   return {
     name: 'impulse',
     nodes: cluster.slots,
@@ -257,7 +256,7 @@ async function main(): Promise<void> {
     // Alternate who goes first, so a noisy neighbour hits both alike.
     for (const name of round % 2 === 1 ? systems : [...systems].reverse()) {
       console.log(`round ${round}: ${name}`);
-      const system = name === 'etcd' ? await etcdSystem() : await impulseSystem(workersPerNode);
+      const system = name === 'etcd' ? await etcdSystem() : await impulseSystem();
       try {
         await sleep(2000);
         const { samples, faults } = await runOnce(system, workersPerNode, (line) => console.log(line));

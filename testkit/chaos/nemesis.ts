@@ -155,7 +155,7 @@ function isolate(cluster: ChaosCluster, id: number, record: FaultRecord): void {
 }
 
 /** Heals the network, adds a spare as a learner in `oldId`'s slot, starts it with --join, and promotes it once caught up. */
-export async function addReplacement(cluster: ChaosCluster, oldId: number, record: FaultRecord): Promise<void> {
+async function addReplacement(cluster: ChaosCluster, oldId: number, record: FaultRecord): Promise<void> {
   cluster.network.heal();
   const newId = cluster.takeSpare();
   if (newId === undefined) return void record.notes.push('no spare slot left: the cluster stays one member short');

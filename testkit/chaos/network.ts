@@ -64,9 +64,7 @@ class ProxyNetwork implements ChaosNetwork {
     for (const from of specs) {
       for (const to of specs) {
         if (from === to) continue;
-        const proxy = new LinkProxy({ target: { host: to.host, port: to.peerPort }, random: random.fork(), name: `${from.id}→${to.id}` });
-        await proxy.start();
-        links.set(`${from.id}>${to.id}`, proxy);
+        links.set(`${from.id}>${to.id}`, await startAvoiding(new LinkProxy({ target: { host: to.host, port: to.peerPort }, random: random.fork(), name: `${from.id}→${to.id}` }), ports));
       }
     }
     return new ProxyNetwork(specs, links);
@@ -102,6 +100,19 @@ class ProxyNetwork implements ChaosNetwork {
 
   async close(): Promise<void> {
     await Promise.all([...this.links.values()].map((proxy) => proxy.close()));
+  }
+}
+
+/**
+ * Starts `proxy` on a free port that is none of `reserved` (the members' ports were picked free and
+ * released, and the OS may hand one of them to a proxy before the member binds it).
+ */
+async function startAvoiding(proxy: LinkProxy, reserved: readonly number[]): Promise<LinkProxy> {
+  for (let attempt = 0; ; attempt++) {
+    await proxy.start();
+    if (!reserved.includes(proxy.address.port)) return proxy;
+    await proxy.close();
+    if (attempt > 20) throw new Error('no free port for a link proxy outside the members\' ports');
   }
 }
 

@@ -37,6 +37,7 @@ function syntheticRun(): Parameters<typeof renderReport>[0] {
       { id: 1, kind: 'partition', description: 'partition isolate-leader', startS: 3, endS: 6, targets: [1], notes: ['cut 1→2 1→3 2→1 3→1'] },
       { id: 2, kind: 'kill', description: 'kill leader', startS: 9, endS: 12, targets: [2], notes: [] },
     ],
+    healedAtS: 14,
     leaderChanges: [{ atS: 0.2, leader: 1 }, { atS: 4.1, leader: 2 }, { atS: 9.2, leader: null }, { atS: 10, leader: 3 }],
     history: { ops },
     recoveryMs: 123,

@@ -21,6 +21,7 @@ export interface ReportInput {
   readonly leaderChanges: readonly LeaderChange[];
   readonly history: { readonly ops: readonly HistoryOp[] };
   readonly recoveryMs: number | undefined;
+  readonly healedAtS?: number;
   readonly networkStats: Record<string, number>;
 }
 
@@ -49,7 +50,7 @@ pre{margin:0;white-space:pre-wrap;font-size:12px}.legend span{margin-right:14px}
 ${checksTable(input.checks)}
 <h2>Latency of every operation</h2>
 <p class="legend"><span style="color:${COLOURS.ok}">● ok</span><span style="color:${COLOURS.fail}">● fail</span><span style="color:${COLOURS.unknown}">● unknown (drawn at the timeout)</span><span style="color:#7e57c2">| leader change</span><span style="background:#fde0dc">&nbsp;fault window&nbsp;</span></p>
-${latencyChart(ops, input.faults, input.leaderChanges, endS)}
+${latencyChart(ops, input.faults, input.leaderChanges, endS, input.healedAtS)}
 <h2>Throughput per second</h2>
 ${throughputChart(ops, input.faults, endS)}
 <h2>Faults and recovery</h2>
@@ -94,9 +95,9 @@ function faultWindows(faults: readonly FaultRecord[], endS: number, scale: Retur
     .join('');
 }
 
-function latencyChart(ops: readonly HistoryOp[], faults: readonly FaultRecord[], leaders: readonly LeaderChange[], endS: number): string {
+function latencyChart(ops: readonly HistoryOp[], faults: readonly FaultRecord[], leaders: readonly LeaderChange[], endS: number, healedAtS: number | undefined): string {
   const latencies = ops.filter((op) => op.ret !== null).map((op) => (op.ret! - op.call) * 1000);
-  const maxY = Math.max(10, quantile(latencies, 0.999) * 1.1, ...ops.filter((op) => op.ret === null).map(() => 0));
+  const maxY = Math.max(10, quantile(latencies, 0.999) * 1.1);
   const scale = scales(endS, maxY);
   const step = Math.max(1, Math.ceil(ops.length / POINTS_MAX));
   const points: string[] = [];
@@ -108,7 +109,8 @@ function latencyChart(ops: readonly HistoryOp[], faults: readonly FaultRecord[],
   const leaderMarks = leaders
     .map((change) => `<line class="leader-change" x1="${scale.x(change.atS)}" x2="${scale.x(change.atS)}" y1="${MARGIN.top}" y2="${HEIGHT - MARGIN.bottom}" stroke="#7e57c2" stroke-dasharray="3,2"><title>leader ${change.leader ?? 'none'} at ${change.atS}s</title></line><text x="${scale.x(change.atS) + 2}" y="${HEIGHT - MARGIN.bottom - 4}" font-size="10" fill="#7e57c2">${change.leader ?? '–'}</text>`)
     .join('');
-  return `<svg id="latency-chart" width="${WIDTH}" height="${HEIGHT}" xmlns="http://www.w3.org/2000/svg">${faultWindows(faults, endS, scale)}${axes(endS, maxY, 'ms', scale)}${leaderMarks}<g class="ops">${points.join('')}</g></svg>`;
+  const heal = healedAtS === undefined ? '' : `<line x1="${scale.x(healedAtS)}" x2="${scale.x(healedAtS)}" y1="${MARGIN.top}" y2="${HEIGHT - MARGIN.bottom}" stroke="#1565c0" stroke-width="2"><title>final heal at ${healedAtS}s; then recovery, final reads</title></line><text x="${scale.x(healedAtS) + 3}" y="${MARGIN.top + 24}" font-size="10" fill="#1565c0">final heal</text>`;
+  return `<svg id="latency-chart" width="${WIDTH}" height="${HEIGHT}" xmlns="http://www.w3.org/2000/svg">${faultWindows(faults, endS, scale)}${axes(endS, maxY, 'ms', scale)}${leaderMarks}${heal}<g class="ops">${points.join('')}</g></svg>`;
 }
 
 function throughputChart(ops: readonly HistoryOp[], faults: readonly FaultRecord[], endS: number): string {

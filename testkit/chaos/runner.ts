@@ -71,6 +71,8 @@ export interface ChaosResult {
   readonly leaderChanges: readonly LeaderChange[];
   readonly history: HistoryRecorder;
   readonly recoveryMs: number | undefined;
+  /** When the final heal was done, seconds since the workload started. */
+  readonly healedAtS: number;
   readonly networkStats: Record<string, number>;
   readonly out: string | undefined;
 }
@@ -156,7 +158,7 @@ async function runOnCluster(cluster: ChaosCluster, schedule: ScheduledFault[], o
     checkConvergence(digests),
     checkRecovery(recoveryMs, options.recoveryBoundMs ?? 15_000),
   ];
-  const result: ChaosResult = { valid: checks.every((check) => check.ok), checks, schedule, faults, leaderChanges, history: recorder, recoveryMs, networkStats: cluster.network.stats(), out: options.out };
+  const result: ChaosResult = { valid: checks.every((check) => check.ok), checks, schedule, faults, leaderChanges, history: recorder, recoveryMs, healedAtS, networkStats: cluster.network.stats(), out: options.out };
   if (options.out !== undefined) {
     await writeResults(options, result);
     await mkdir(join(options.out, 'members'), { recursive: true });
@@ -257,7 +259,7 @@ async function writeResults(options: ChaosOptions, result: ChaosResult): Promise
   await writeFile(join(out, 'history.jsonl'), result.history.toJsonLines());
   await writeFile(join(out, 'faults.jsonl'), result.faults.map((fault) => JSON.stringify(fault)).join('\n') + '\n');
   const { log: _log, progress: _progress, ...shown } = options;
-  const summary = { options: shown, valid: result.valid, checks: result.checks, schedule: result.schedule, leaderChanges: result.leaderChanges, recoveryMs: result.recoveryMs, networkStats: result.networkStats };
+  const summary = { options: shown, valid: result.valid, checks: result.checks, schedule: result.schedule, leaderChanges: result.leaderChanges, recoveryMs: result.recoveryMs, healedAtS: result.healedAtS, networkStats: result.networkStats };
   await writeFile(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   await writeFile(join(out, 'report.html'), renderReport({ title: `impulse chaos — seed ${options.seed}`, options: shown, ...result }));
 }

@@ -17,7 +17,7 @@
  */
 import { ImpulseClient } from '../../src/client/client.js';
 import type { Random } from '../../src/util/random.js';
-import { type HistoryOp, type HistoryRecorder, type OpKind, classifyError } from './history.js';
+import { type HistoryRecorder, type OpKind, classifyError } from './history.js';
 
 export const WORKLOAD_NAMES = ['register', 'set', 'bank'] as const;
 export type WorkloadName = (typeof WORKLOAD_NAMES)[number];
@@ -188,4 +188,3 @@ async function readBank(worker: Worker): Promise<void> {
     Object.fromEntries(page.items.map((item) => [item.key.toString('utf8'), Number(item.value.toString('utf8'))])));
 }
 
-export type { HistoryOp };
