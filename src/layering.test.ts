@@ -6,7 +6,9 @@
  *     import nothing but each other; vfs, storage and raft import neither the
  *     API, the client, the CLI nor the cluster runtime; protocol (the wire
  *     encodings shared by server and client) imports only errors; kv (the
- *     state machine) sits on storage, and service (the KvService seam) on kv.
+ *     state machine) sits on storage, and service (the KvService seam) on kv;
+ *   - the TEST-ONLY hooks of `impulse serve` (src/test-hooks) are imported by the
+ *     CLI alone.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -77,6 +79,13 @@ describe('layering', () => {
         if (targetLayer !== layer && !allowed.includes(targetLayer)) offenders.push(`${relative(ROOT, join(ROOT, file))} -> ${target}`);
       }
     }
+    assert.deepEqual(offenders, []);
+  });
+
+  it('only the CLI loads the test-only hooks (src/test-hooks), so no other code path can switch one on', () => {
+    const offenders = files.flatMap((file) =>
+      layerOf(file) === 'src/cli' || layerOf(file) === 'src/test-hooks' ? [] : staticImports(file).filter((target) => layerOf(target) === 'src/test-hooks').map((target) => `${file} -> ${target}`),
+    );
     assert.deepEqual(offenders, []);
   });
 });
