@@ -320,7 +320,12 @@ function renderChart(results: readonly RoundResult[], systems: readonly string[]
   return parts.join('\n') + '\n';
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+export { etcdSystem, impulseSystem };
+
+// Run as a script (not when imported, e.g. by a smoke check).
+if (process.argv[1]?.endsWith('resilience.js')) {
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+}
