@@ -18,7 +18,7 @@
  * p99 latency of the successful ones, successful writes, and successful
  * reads served by majority-side members during the partition. Summary:
  * availability (share of seconds with a successful write), time from each
- * fault to the first successful write after it.
+ * fault (once in place) to the first successful write begun after it.
  *
  *   node dist/bench/resilience.js [--rounds 3] [--systems impulse,etcd] [--workers-per-node 4] [--chart docs/resilience.svg]
  *
@@ -143,7 +143,15 @@ async function etcdSystem(): Promise<System> {
 
 // ---- one run: load + schedule ----
 
-async function runOnce(system: System, workersPerNode: number, log: (line: string) => void): Promise<{ samples: Sample[]; faults: { killed?: number; isolated?: number } }> {
+interface AppliedFaults {
+  killed?: number;
+  isolated?: number;
+  /** When each fault had really been applied (the leader looked up, the process dead, the links cut), s. */
+  killedAtS?: number;
+  isolatedAtS?: number;
+}
+
+async function runOnce(system: System, workersPerNode: number, log: (line: string) => void): Promise<{ samples: Sample[]; faults: AppliedFaults }> {
   const samples: Sample[] = [];
   const origin = performance.now();
   const now = (): number => (performance.now() - origin) / 1000;
@@ -162,10 +170,11 @@ async function runOnce(system: System, workersPerNode: number, log: (line: strin
       }
     }),
   );
-  const faults: { killed?: number; isolated?: number } = {};
+  const faults: AppliedFaults = {};
   await sleepUntil(now, KILL_AT_S);
   faults.killed = await system.leader();
   if (faults.killed !== undefined) await system.kill(faults.killed);
+  faults.killedAtS = now();
   log(`  ${system.name}: ${now().toFixed(1)}s killed leader ${faults.killed}`);
   await sleepUntil(now, RESTART_AT_S);
   if (faults.killed !== undefined) await system.restart(faults.killed);
@@ -173,6 +182,7 @@ async function runOnce(system: System, workersPerNode: number, log: (line: strin
   await sleepUntil(now, ISOLATE_AT_S);
   faults.isolated = await system.leader();
   if (faults.isolated !== undefined) system.isolate(faults.isolated);
+  faults.isolatedAtS = now();
   log(`  ${system.name}: ${now().toFixed(1)}s isolated leader ${faults.isolated}`);
   await sleepUntil(now, HEAL_AT_S);
   system.heal();
@@ -193,7 +203,8 @@ interface Figures {
   readonly medianOpsPerS: number;
 }
 
-export function figures(samples: readonly Sample[], isolated: number | undefined): Figures {
+export function figures(samples: readonly Sample[], faults: AppliedFaults): Figures {
+  const isolated = faults.isolated;
   const perSecond = Array.from({ length: SECONDS }, (_, second) => {
     const done = samples.filter((sample) => sample.ok && Math.floor(sample.endS) === second);
     const latencies = done.map((sample) => (sample.endS - sample.startS) * 1000).sort((a, b) => a - b);
@@ -212,8 +223,9 @@ export function figures(samples: readonly Sample[], isolated: number | undefined
   return {
     perSecond,
     availability: perSecond.filter((second) => second.writes > 0).length / SECONDS,
-    firstWriteAfterKillS: firstWriteAfter(KILL_AT_S),
-    firstWriteAfterIsolationS: firstWriteAfter(ISOLATE_AT_S),
+    // From the moment the fault was in place: a write that began a few ms earlier, before the leader was found and killed or cut off, proves nothing.
+    firstWriteAfterKillS: firstWriteAfter(faults.killedAtS ?? KILL_AT_S),
+    firstWriteAfterIsolationS: firstWriteAfter(faults.isolatedAtS ?? ISOLATE_AT_S),
     secondsWithoutMajorityRead: partitionSeconds.filter((second) => second.majorityReads === 0).length,
     medianOpsPerS: median(perSecond.map((second) => second.ops)),
   };
@@ -238,7 +250,7 @@ interface RoundResult {
   readonly system: string;
   readonly round: number;
   readonly figures: Figures;
-  readonly faults: { killed?: number; isolated?: number };
+  readonly faults: AppliedFaults;
 }
 
 function flag(name: string, fallback: string): string {
@@ -260,7 +272,7 @@ async function main(): Promise<void> {
       try {
         await sleep(2000);
         const { samples, faults } = await runOnce(system, workersPerNode, (line) => console.log(line));
-        results.push({ system: name, round, figures: figures(samples, faults.isolated), faults });
+        results.push({ system: name, round, figures: figures(samples, faults), faults });
       } finally {
         await system.close();
       }
