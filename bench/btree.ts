@@ -5,7 +5,8 @@
  * Run (compiled to dist/bench/btree.js; one benchmark at a time on the shared machine):
  *
  *   npx tsc -p . && flock /tmp/impulse-bench.lock node dist/bench/btree.js [--entries N] [--batch N]
- *       [--sync fsync|none] [--cache-mib N] [--reads N] [--out bench/results/btree.md] [--docs]
+ *       [--sync fsync|none] [--cache-mib N] [--reads N] [--runs N] [--subjects btree,lmdb,classic-level]
+ *       [--out bench/results/btree.md] [--docs]
  *
  * Workloads (16-byte keys, 100-byte values, every engine in a fresh temp dir):
  *   fillseq      insert N keys in ascending order, in batches of `--batch` (default 1000)
@@ -17,8 +18,11 @@
  * `fsync` (group commit: one meta-page switch), LMDB one `transaction()` then `await db.flushed`
  * (lmdb-js resolves a transaction before its fsync by default: overlappingSync),
  * classic-level one `batch(..., { sync: true })`. `--sync none` turns syncing off for all three.
- * File size is measured after fillrandom. Prints a markdown table and writes it to `--out`
- * (and with `--docs`, to the "btree" section of docs/benchmarks.md).
+ * File size is measured after fillrandom. `--runs N` (default 3) repeats every subject N times,
+ * the subjects taking turns within each round, and reports the median with the spread
+ * (min–max) of each figure; ratios are of medians. `--subjects` runs a subset (e.g. `btree`
+ * alone to compare two versions of the engine). Prints a markdown table and writes it to
+ * `--out` (and with `--docs`, to the "btree" section of docs/benchmarks.md).
  */
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { writeFileSync, mkdirSync } from 'node:fs';
@@ -36,13 +40,25 @@ interface Options {
   sync: 'fsync' | 'none';
   cacheMiB: number;
   reads: number;
+  runs: number;
+  subjects: string[];
   out: string;
   /** Also write the table into docs/benchmarks.md (section "btree"). */
   docs: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { entries: 1_000_000, batch: 1000, sync: 'fsync', cacheMiB: 512, reads: -1, out: 'bench/results/btree.md', docs: false };
+  const options: Options = {
+    entries: 1_000_000,
+    batch: 1000,
+    sync: 'fsync',
+    cacheMiB: 512,
+    reads: -1,
+    runs: 3,
+    subjects: [...SUBJECT_NAMES],
+    out: 'bench/results/btree.md',
+    docs: false,
+  };
   for (let index = 0; index < argv.length; index++) {
     const name = argv[index];
     const next = argv[index + 1];
@@ -56,6 +72,12 @@ function parseArgs(argv: string[]): Options {
     else if (name === '--batch') options.batch = number();
     else if (name === '--cache-mib') options.cacheMiB = number();
     else if (name === '--reads') options.reads = number();
+    else if (name === '--runs') options.runs = number();
+    else if (name === '--subjects') {
+      options.subjects = String(next).split(',');
+      for (const subject of options.subjects) if (!SUBJECT_NAMES.includes(subject)) throw new Error(`--subjects: unknown ${subject}; choose from ${SUBJECT_NAMES.join(', ')}`);
+      index++;
+    }
     else if (name === '--sync') {
       if (next !== 'fsync' && next !== 'none') throw new Error('--sync is fsync or none');
       options.sync = next;
@@ -308,6 +330,21 @@ function format(value: number): string {
   return Math.round(value).toLocaleString('en-US');
 }
 
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** "median (min–max)" of one figure over the runs; the spread is left out for a single run. */
+function cell(values: readonly number[], show: (value: number) => string): string {
+  if (values.length === 1) return show(values[0]!);
+  return `${show(median(values))} (${show(Math.min(...values))}–${show(Math.max(...values))})`;
+}
+
+const SUBJECT_NAMES = ['btree', 'lmdb', 'classic-level'];
+const MAKERS: Record<string, (options: Options) => Subject> = { btree: btreeSubject, lmdb: lmdbSubject, 'classic-level': levelSubject };
+
 async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
   const header = [
@@ -319,37 +356,41 @@ async function main(): Promise<void> {
     `- ${format(options.entries)} entries, 16-byte keys, 100-byte values; writes in batches of ${options.batch} (one atomic commit each, sync ${options.sync}); ` +
       `readrandom ${format(options.reads)} reads, ${READS_IN_FLIGHT} in flight; readseq in pages of 1000; range100 = ${format(Math.max(1, Math.floor(options.reads / 100)))} scans of 100 entries`,
     `- btree page cache ${options.cacheMiB} MiB (4 KiB pages); lmdb maps the file (OS page cache); classic-level default options (8 MiB block cache, snappy)`,
+    `- ${options.runs} run(s) per subject, taking turns; each cell is the median (min–max); ratios are of medians`,
     `- shared, noisy 2-core VM: compare ratios within one table, not absolute numbers across runs`,
     ``,
   ];
   console.log(header.join('\n'));
-  const subjects = [() => btreeSubject(options), () => lmdbSubject(options), () => levelSubject(options)];
-  const results = new Map<string, Result>();
-  for (const make of subjects) {
-    const name = make().name;
-    console.log(`running ${name} ...`);
-    const result = await runSubject(make, options);
-    results.set(name, result);
-    console.log(name, JSON.stringify(result));
+  const results = new Map<string, Result[]>(options.subjects.map((name) => [name, []]));
+  for (let run = 0; run < options.runs; run++) {
+    for (const name of options.subjects) {
+      console.log(`run ${run + 1}/${options.runs}: ${name} ...`);
+      const result = await runSubject(() => MAKERS[name]!(options), options);
+      results.get(name)!.push(result);
+      console.log(name, JSON.stringify(result));
+    }
   }
-  const btree = results.get('btree')!;
-  const lmdb = results.get('lmdb')!;
-  const level = results.get('classic-level')!;
   const rows: Array<[string, keyof Result, string]> = [
     ['fillseq', 'fillseq', 'entries/s'],
     ['fillrandom', 'fillrandom', 'entries/s'],
     ['readrandom', 'readrandom', 'reads/s'],
     ['readseq', 'readseq', 'entries/s'],
     ['range100', 'range100', 'scans/s'],
+    ['file size after fillrandom', 'fileBytes', 'MiB'],
   ];
+  const others = options.subjects.filter((name) => name !== 'btree');
+  const hasBtree = options.subjects.includes('btree');
+  const ratioNames = hasBtree ? others : [];
   const table = [
-    `| workload | unit | btree | lmdb | classic-level | btree / lmdb | btree / classic-level |`,
-    `|---|---|---:|---:|---:|---:|---:|`,
-    ...rows.map(
-      ([label, field, unit]) =>
-        `| ${label} | ${unit} | ${format(btree[field])} | ${format(lmdb[field])} | ${format(level[field])} | ${(btree[field] / lmdb[field]).toFixed(2)}× | ${(btree[field] / level[field]).toFixed(2)}× |`,
-    ),
-    `| file size after fillrandom | MiB | ${(btree.fileBytes / 2 ** 20).toFixed(1)} | ${(lmdb.fileBytes / 2 ** 20).toFixed(1)} | ${(level.fileBytes / 2 ** 20).toFixed(1)} | ${(btree.fileBytes / lmdb.fileBytes).toFixed(2)}× | ${(btree.fileBytes / level.fileBytes).toFixed(2)}× |`,
+    `| workload | unit | ${options.subjects.join(' | ')} |${ratioNames.map((name) => ` btree / ${name} |`).join('')}`,
+    `|---|---|${options.subjects.map(() => '---:|').join('')}${ratioNames.map(() => '---:|').join('')}`,
+    ...rows.map(([label, field, unit]) => {
+      const show = field === 'fileBytes' ? (value: number) => (value / 2 ** 20).toFixed(1) : format;
+      const values = (name: string): number[] => results.get(name)!.map((result) => result[field]);
+      const cells = options.subjects.map((name) => cell(values(name), show));
+      const ratios = ratioNames.map((name) => `${(median(values('btree')) / median(values(name))).toFixed(2)}×`);
+      return `| ${label} | ${unit} | ${cells.join(' | ')} |${ratios.map((ratio) => ` ${ratio} |`).join('')}`;
+    }),
   ];
   const markdown = [...header, ...table, ''].join('\n');
   console.log(table.join('\n'));

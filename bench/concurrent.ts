@@ -4,12 +4,16 @@
  * run, the ceiling (a bare node:http server holding a Map) and the same Map
  * behind fastify (to choose the HTTP layer by measurement).
  *
- *   node dist/bench/concurrent.js [--duration 10] [--connections 100] [--engines memory,leveldb]
+ *   node dist/bench/concurrent.js [--duration 10] [--connections 100] [--rounds 3]
+ *        [--engines memory,leveldb,lsm,btree] [--sync fsync,none] [--ops PUT,GET,DELETE]
  *
- * Installs wrk from Debian's packages when missing. Prints a table and writes
- * it to docs/benchmarks.md (section "concurrent").
+ * Every server runs on the Node that runs this script (run it with Node 20 and
+ * with Node 24 to compare). Installs wrk from Debian's packages when missing.
+ * Prints a table and writes it to docs/benchmarks.md (section
+ * "concurrent-node<major>").
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,18 +27,22 @@ interface WrkResult {
   latencyAvgMs: number;
   latencyP99Ms: number;
   errors: number;
+  requests: number;
+  /** Server CPU time (user + system) per request, µs; NaN where /proc is missing. */
+  cpuMicrosPerRequest: number;
 }
 
 interface Target {
   readonly label: string;
-  start(): Promise<{ url: string; stop: () => Promise<void> }>;
+  start(): Promise<{ url: string; pid: number; stop: () => Promise<void> }>;
 }
 
 const durationSeconds = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '100'));
 const engines = flag('engines', ENGINE_NAMES.join(',')).split(',');
 const syncModes = flag('sync', 'fsync,none').split(',');
-const rounds = Number(flag('rounds', '1'));
+const rounds = Number(flag('rounds', '3'));
+const operations = flag('ops', 'PUT,GET,DELETE').split(',') as Array<'PUT' | 'GET' | 'DELETE'>;
 
 function ensureWrk(): void {
   try {
@@ -47,9 +55,23 @@ function ensureWrk(): void {
   }
 }
 
-async function wrk(url: string, method: 'PUT' | 'GET' | 'DELETE'): Promise<WrkResult> {
+/** CPU seconds (user + system) the process has used so far, from /proc; NaN elsewhere. */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Linux's USER_HZ, the unit of the CPU times in /proc/<pid>/stat (100 on every mainstream build). */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+async function wrk(url: string, pid: number, method: 'PUT' | 'GET' | 'DELETE'): Promise<WrkResult> {
   const script = join(tmpdir(), `impulse-wrk-${method}.lua`);
   await writeFile(script, `wrk.method = "${method}"\n${method === 'PUT' ? 'wrk.body = "bar"\n' : ''}`);
+  const cpuBefore = cpuSeconds(pid);
   const output = execFileSync('wrk', ['-t1', `-c${connections}`, `-d${durationSeconds}s`, '--latency', '-s', script, `${url}/kv/foo`], { encoding: 'utf8' });
   const requestsPerSecond = Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1]);
   const latencyAvgMs = toMs(/Latency\s+([\d.]+\w+)/.exec(output)?.[1]);
@@ -57,8 +79,10 @@ async function wrk(url: string, method: 'PUT' | 'GET' | 'DELETE'): Promise<WrkRe
   const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(output)?.[1] ?? 0);
   const errors = non2xx + (socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0);
+  const requests = Number(/(\d+) requests in/.exec(output)?.[1]);
   if (!Number.isFinite(requestsPerSecond)) throw new Error(`cannot parse wrk output:\n${output}`);
-  return { requestsPerSecond, latencyAvgMs, latencyP99Ms, errors };
+  const cpuMicrosPerRequest = ((cpuSeconds(pid) - cpuBefore) * 1e6) / requests;
+  return { requestsPerSecond, latencyAvgMs, latencyP99Ms, errors, requests, cpuMicrosPerRequest };
 }
 
 function toMs(text: string | undefined): number {
@@ -82,6 +106,7 @@ function ceiling(label: string, framework: string): Target {
       });
       return {
         url: `http://127.0.0.1:${port}`,
+        pid: child.pid!,
         stop: async () => {
           child.kill('SIGTERM');
           await new Promise((resolve) => child.once('exit', resolve));
@@ -99,6 +124,7 @@ function impulse(engine: string, sync: string): Target {
       const server = await startServerProcess(['--engine', engine, '--data-dir', dir, '--sync', sync, '--log-level', 'info']);
       return {
         url: server.url,
+        pid: server.pid,
         stop: async () => {
           server.kill('SIGTERM');
           await server.exited;
@@ -107,6 +133,24 @@ function impulse(engine: string, sync: string): Target {
       };
     },
   };
+}
+
+interface Cell {
+  /** The round whose requests/s is the median of the rounds. */
+  readonly median: WrkResult;
+  readonly requestsPerSecondMin: number;
+  readonly requestsPerSecondMax: number;
+  /** Requests/s ÷ the ceiling's in the same round: median, min and max over the rounds. */
+  readonly ratios: { median: number; min: number; max: number };
+  /** Server CPU µs per request, median over the rounds, and its ratio to the ceiling's in the same round (median). */
+  readonly cpuMicrosPerRequest: number;
+  readonly cpuRatio: number;
+  readonly errors: number;
+}
+
+function medianOf(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 async function main(): Promise<void> {
@@ -120,49 +164,73 @@ async function main(): Promise<void> {
   console.log(`wrk -t1 -c${connections} -d${durationSeconds}s on /kv/foo; value "bar"; ${rounds} round(s), median reported\n`);
   // All servers run at once (idle ones cost nothing) and every operation is measured on all of
   // them back to back, round after round, so a burst of load from elsewhere on a shared machine
-  // hits every target alike instead of skewing one row.
-  const running: Array<{ label: string; url: string; stop: () => Promise<void> }> = [];
-  const results = new Map<string, Record<string, WrkResult>>();
+  // hits every target alike instead of skewing one row; ratios to the ceiling are taken per round.
+  const running: Array<{ label: string; url: string; pid: number; stop: () => Promise<void> }> = [];
+  const results = new Map<string, Map<string, Cell>>();
   try {
     for (const target of targets) running.push({ label: target.label, ...(await target.start()) });
-    for (const method of ['PUT', 'GET', 'DELETE'] as const) {
+    for (const method of operations) {
       const samples = new Map<string, WrkResult[]>();
       for (let round = 0; round < rounds; round++) {
-        for (const { label, url } of running) {
+        for (const { label, url, pid } of running) {
           if (method === 'GET') await fetch(`${url}/kv/foo`, { method: 'PUT', body: 'bar' }); // GET of a present key
-          const r = await wrk(url, method);
+          const r = await wrk(url, pid, method);
           samples.set(label, [...(samples.get(label) ?? []), r]);
-          console.log(`${label.padEnd(34)} ${method.padEnd(6)} ${formatNumber(r.requestsPerSecond).padStart(8)} req/s  avg ${r.latencyAvgMs.toFixed(2)} ms  p99 ${r.latencyP99Ms.toFixed(2)} ms  errors ${r.errors}`);
+          console.log(
+            `${label.padEnd(34)} ${method.padEnd(6)} ${formatNumber(r.requestsPerSecond).padStart(8)} req/s  avg ${r.latencyAvgMs.toFixed(2)} ms  p99 ${r.latencyP99Ms.toFixed(2)} ms  cpu ${r.cpuMicrosPerRequest.toFixed(1)} µs/req  errors ${r.errors}`,
+          );
         }
       }
+      const ceilingRuns = samples.get(running[0]!.label)!;
       for (const [label, runs] of samples) {
-        const sorted = [...runs].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond);
-        const median = sorted[Math.floor(sorted.length / 2)]!;
-        results.set(label, { ...(results.get(label) ?? {}), [method]: { ...median, errors: runs.reduce((sum, r) => sum + r.errors, 0) } });
+        const perSecond = runs.map((r) => r.requestsPerSecond);
+        const ratios = runs.map((r, round) => r.requestsPerSecond / ceilingRuns[round]!.requestsPerSecond);
+        const cpuRatios = runs.map((r, round) => r.cpuMicrosPerRequest / ceilingRuns[round]!.cpuMicrosPerRequest);
+        const median = [...runs].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond)[Math.floor(runs.length / 2)]!;
+        const cell: Cell = {
+          median,
+          requestsPerSecondMin: Math.min(...perSecond),
+          requestsPerSecondMax: Math.max(...perSecond),
+          ratios: { median: medianOf(ratios), min: Math.min(...ratios), max: Math.max(...ratios) },
+          cpuMicrosPerRequest: medianOf(runs.map((r) => r.cpuMicrosPerRequest)),
+          cpuRatio: medianOf(cpuRatios),
+          errors: runs.reduce((sum, r) => sum + r.errors, 0),
+        };
+        if (!results.has(label)) results.set(label, new Map());
+        results.get(label)!.set(method, cell);
       }
     }
   } finally {
     for (const { stop } of running) await stop();
   }
-  const ceilingResult = results.get(targets[0]!.label)!;
   const rows: Array<Array<string | number>> = [];
   for (const [label, byMethod] of results) {
-    for (const method of ['PUT', 'GET', 'DELETE']) {
-      const r = byMethod[method]!;
-      rows.push([label, method, formatNumber(r.requestsPerSecond), r.latencyAvgMs.toFixed(2), r.latencyP99Ms.toFixed(2), r.errors, `${(r.requestsPerSecond / ceilingResult[method]!.requestsPerSecond).toFixed(2)}×`]);
+    for (const [method, cell] of byMethod) {
+      rows.push([
+        label,
+        method,
+        formatNumber(cell.median.requestsPerSecond),
+        `${formatNumber(cell.requestsPerSecondMin)}–${formatNumber(cell.requestsPerSecondMax)}`,
+        cell.median.latencyAvgMs.toFixed(2),
+        cell.median.latencyP99Ms.toFixed(2),
+        cell.errors,
+        `${cell.ratios.median.toFixed(2)}× (${cell.ratios.min.toFixed(2)}–${cell.ratios.max.toFixed(2)})`,
+        `${cell.cpuMicrosPerRequest.toFixed(1)} (${cell.cpuRatio.toFixed(2)}×)`,
+      ]);
     }
   }
+  const nodeMajor = process.versions.node.split('.')[0];
   const markdown = [
-    '## Concurrent (wrk, 100 connections, one key)',
+    `## Concurrent on Node ${nodeMajor} (wrk, ${connections} connections, one key)`,
     '',
     `${machineLine()}`,
     '',
-    `\`node dist/bench/concurrent.js --rounds ${rounds}\`: \`wrk -t1 -c${connections} -d${durationSeconds}s\` per cell, all servers in one run, each operation measured on every server back to back (median of ${rounds} round(s)); wrk and the server share the machine's cores. "vs ceiling" = requests/s ÷ the bare node:http server's.`,
+    `\`node dist/bench/concurrent.js --rounds ${rounds} --duration ${durationSeconds} --ops ${operations.join(',')} --sync ${syncModes.join(',')}\`: \`wrk -t1 -c${connections} -d${durationSeconds}s\` per cell, all servers in one run, each operation measured on every server back to back, ${rounds} round(s); wrk and the servers share the machine's two cores. requests/s is the median round, with the range over the rounds; "vs ceiling" is requests/s ÷ the bare node:http server's in the same round, median (min–max) over the rounds. Server CPU is the server process's user + system time during the run ÷ requests served (from /proc), median over the rounds: on a shared machine it moves far less than requests/s, and it is what the request path costs.`,
     '',
-    table(['server', 'op', 'requests/s', 'avg ms', 'p99 ms', 'errors', 'vs ceiling'], rows),
+    table(['server', 'op', 'requests/s', 'range', 'avg ms', 'p99 ms', 'errors', 'vs ceiling', 'server CPU µs/request (vs ceiling)'], rows),
   ].join('\n');
   console.log('\n' + markdown);
-  await writeSection('concurrent', markdown);
+  await writeSection(`concurrent-node${nodeMajor}`, markdown);
 }
 
 await main();

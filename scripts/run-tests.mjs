@@ -26,5 +26,8 @@ if (files.length === 0) {
   console.error('no test files found under dist/ (did the TypeScript build run?)');
   process.exit(1);
 }
+// Which Node runs the suite: `npm test` puts node_modules/.bin first on PATH, so it is the
+// Node 24 of the `node` devDependency; `node scripts/run-tests.mjs` runs on whatever `node` is.
+console.log(`impulse tests on Node ${process.version} (${process.execPath}), ${files.length} test files`);
 const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...process.argv.slice(2), ...files], { stdio: 'inherit' });
 process.exit(result.status ?? 1);

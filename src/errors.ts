@@ -5,9 +5,9 @@
  * cause. Bugs are not in here: they are `AssertionError`s (src/util/assert.ts).
  *
  * This module knows nothing of HTTP: the API layer maps codes to statuses
- * (src/api/http-status.ts). A test (src/api/server.test.ts, "the error
- * catalog and docs/api.md agree") keeps the catalog, the statuses and the API
- * reference in sync.
+ * (src/api/http-status.ts), whose `Record<ErrorCode, number>` type makes the
+ * compiler check that every code has a status; a test (src/api/server.test.ts,
+ * "documents every error code in docs/api.md") checks the API reference.
  */
 
 export interface ErrorSpec {
@@ -26,7 +26,12 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_BATCH_TOO_LARGE: { summary: 'The batch has more operations or bytes than the configured limit.' },
   IMPULSE_ERR_ROUTE_NOT_FOUND: { summary: 'No route matches the path.' },
   IMPULSE_ERR_METHOD_NOT_ALLOWED: { summary: 'The route exists but not for this HTTP method.' },
-  IMPULSE_ERR_REQUEST_TIMEOUT: { summary: 'The request body did not arrive in time.' },
+  IMPULSE_ERR_REQUEST_TIMEOUT: { summary: 'The request (its headers or its body) did not arrive in time.' },
+  IMPULSE_ERR_LENGTH_REQUIRED: { summary: 'A request with a body must declare its length (Content-Length or chunked Transfer-Encoding).' },
+  IMPULSE_ERR_HEADERS_TOO_LARGE: { summary: 'The request header fields are larger than the server accepts.' },
+  IMPULSE_ERR_URI_TOO_LONG: { summary: 'The request target (path and query) is longer than the server accepts.' },
+  IMPULSE_ERR_EXPECTATION_FAILED: { summary: 'The Expect header asks for something other than 100-continue.' },
+  IMPULSE_ERR_HTTP_MALFORMED: { summary: 'The bytes received are not a well-formed HTTP/1.1 request.' },
   IMPULSE_ERR_QUERY_INVALID: { summary: 'A query parameter of a key request is unknown or malformed.' },
   IMPULSE_ERR_CONDITION_INVALID: { summary: 'A write condition (If-Match, If-None-Match, ifRevision, ifAbsent) is malformed.' },
   IMPULSE_ERR_PRECONDITION_FAILED: { summary: 'A write condition does not hold; nothing was changed.' },

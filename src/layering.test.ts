@@ -7,6 +7,8 @@
  *     API, the client, the CLI nor the cluster runtime; protocol (the wire
  *     encodings shared by server and client) imports only errors; kv (the
  *     state machine) sits on storage, and service (the KvService seam) on kv;
+ *     cluster (the node runtime) uses all of those and the transport, never
+ *     the API, the client or the CLI.
  *   - the TEST-ONLY hooks of `impulse serve` (src/test-hooks) are imported by the
  *     CLI alone.
  */
@@ -54,6 +56,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   'src/raft': ['src/errors.ts', 'src/util', 'src/vfs'],
   'src/kv': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage'],
   'src/service': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv'],
+  'src/cluster': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service', 'src/raft', 'src/transport', 'src/protocol'],
 };
 
 describe('layering', () => {

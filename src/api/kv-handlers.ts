@@ -7,6 +7,7 @@ import type { Condition, KvOp } from '../kv/command.js';
 import type { KvService, ReadConsistency } from '../service/kv-service.js';
 import { type RangeOptions, prefixUpperBound } from '../storage/engine.js';
 import { type WireEncoding, decodeCursor, decodeWire, encodeCursor, encodeItem, percentDecode } from '../protocol/codec.js';
+import { parseStrictJson } from './strict-json.js';
 import { consistencyOf } from './write-headers.js';
 
 export interface RangeQuery {
@@ -110,15 +111,12 @@ const DELETE_FIELDS = new Set(['op', 'key', 'ifRevision']);
  * Parses a batch document:
  *   {"encoding": "utf8" | "base64" (default utf8),
  *    "ops": [{"op": "put", "key", "value", "ifRevision"?, "ifAbsent"?}, {"op": "delete", "key", "ifRevision"?}]}
- * Unknown fields are rejected (a typo must not silently drop an operation or a condition).
+ * Unknown fields are rejected (a typo must not silently drop an operation or a condition), and
+ * so are duplicate names and strings that are not exact Unicode (strict-json.ts).
  */
 export function parseBatch(body: Buffer, batchOpsMax: number): KvOp[] {
-  let document: unknown;
-  try {
-    document = JSON.parse(body.toString('utf8'));
-  } catch (error) {
-    throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', `batch body is not JSON: ${(error as Error).message}`);
-  }
+  // Strict: no duplicate names (JSON.parse keeps the last "ops"), no lone surrogates, no bytes that are not UTF-8.
+  const document = parseStrictJson(body, 'IMPULSE_ERR_BATCH_INVALID', 'batch body');
   if (document === null || typeof document !== 'object' || Array.isArray(document)) {
     throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'batch body must be a JSON object {"ops": [...]}');
   }

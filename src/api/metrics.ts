@@ -30,7 +30,24 @@ export type RouteLabel =
 
 /** Latency histogram bucket upper bounds, seconds. */
 const BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
-const KNOWN_METHODS = new Set(['GET', 'PUT', 'POST', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH']);
+const ROUTE_INDEX: Readonly<Record<RouteLabel, number>> = {
+  '/kv/{key}': 0,
+  '/kv': 1,
+  '/kv/batch': 2,
+  '/health': 3,
+  '/status': 4,
+  '/metrics': 5,
+  '/digest': 6,
+  '/cluster': 7,
+  '/cluster/members': 8,
+  '/cluster/members/{id}': 9,
+  '/cluster/members/{id}/promote': 10,
+  '/cluster/leader': 11,
+  unmatched: 12,
+};
+/** The methods with a label of their own; index 0 is every other method (label OTHER). */
+const METHOD_INDEX: Readonly<Record<string, number>> = Object.assign(Object.create(null) as Record<string, number>, { GET: 1, PUT: 2, POST: 3, DELETE: 4, HEAD: 5, OPTIONS: 6, PATCH: 7 });
+const METHOD_INDEX_COUNT = 8;
 /** Bound on distinct (route, method, status) series; later ones fold into status "other". */
 const SERIES_MAX = 500;
 
@@ -45,11 +62,13 @@ interface Series {
 export class RequestMetrics {
   /** The series, by their rendered label set. */
   private readonly series = new Map<string, Series>();
-  /** Cache from the raw (route, method, status) to its series; several raw ids may share one. */
-  private readonly byId = new Map<string, Series>();
+  /** Cache from the (route, method, status) id to its series; several ids may share one. */
+  private readonly byId = new Map<number, Series>();
 
   observe(route: RouteLabel, method: string, status: number, seconds: number): void {
-    const id = `${route} ${method} ${status}`;
+    // A number, not a string: no concatenation per request. Unknown methods share index 0 and so
+    // share a series (they all become OTHER); statuses are 100..999.
+    const id = (ROUTE_INDEX[route] * METHOD_INDEX_COUNT + (METHOD_INDEX[method] ?? 0)) * 1000 + status;
     let series = this.byId.get(id);
     if (series === undefined) series = this.createSeries(id, route, method, status);
     series.count++;
@@ -83,9 +102,9 @@ export class RequestMetrics {
     return lines.join('\n') + '\n';
   }
 
-  private createSeries(id: string, route: RouteLabel, method: string, status: number): Series {
+  private createSeries(id: number, route: RouteLabel, method: string, status: number): Series {
     // Unknown methods collapse to OTHER, and past SERIES_MAX statuses to "other", so clients cannot grow the set without bound.
-    const methodLabel = KNOWN_METHODS.has(method) ? method : 'OTHER';
+    const methodLabel = METHOD_INDEX[method] !== undefined ? method : 'OTHER';
     let labels = `route="${route}",method="${methodLabel}",status="${status}"`;
     if (!this.series.has(labels) && this.series.size >= SERIES_MAX) labels = `route="${route}",method="${methodLabel}",status="other"`;
     let series = this.series.get(labels);

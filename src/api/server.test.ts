@@ -192,6 +192,16 @@ for (const engineName of ['memory', 'leveldb']) {
         assert.equal(reply.status, 400, `${body} → ${reply.status} ${reply.body.toString()}`);
         assert.match(reply.json().error.code, /^IMPULSE_ERR_(BATCH_INVALID|KEY_EMPTY)$/);
       }
+      // JSON.parse would keep the last "ops" (a silent no-op) and turn \ud800 into U+FFFD (a silent replacement).
+      const strict = [
+        '{"ops": [{"op": "put", "key": "x1", "value": "v"}], "ops": []}',
+        '{"ops": [{"op": "put", "key": "x1", "value": "v", "value": "w"}]}',
+        '{"ops": [{"op": "put", "key": "x1", "value": "\\ud800"}]}',
+        '{"ops": [{"op": "put", "key": "x1\\udfff", "value": "v"}]}',
+      ];
+      for (const body of strict) assertError(await call('POST', '/kv/batch', body), 400, 'IMPULSE_ERR_BATCH_INVALID');
+      const notUtf8 = Buffer.concat([Buffer.from('{"ops": [{"op": "put", "key": "x1", "value": "'), Buffer.from([0xff]), Buffer.from('"}]}')]);
+      assertError(await call('POST', '/kv/batch', notUtf8), 400, 'IMPULSE_ERR_BATCH_INVALID');
       const tooMany = { ops: Array.from({ length: 11 }, (_, i) => ({ op: 'put', key: `x${i}`, value: 'v' })) };
       assertError(await call('POST', '/kv/batch', JSON.stringify(tooMany)), 413, 'IMPULSE_ERR_BATCH_TOO_LARGE');
       const tooBig = { ops: [{ op: 'put', key: 'x1', value: 'v'.repeat(1025) }] };

@@ -7,6 +7,10 @@
  * ETags, conditions as If-Match / If-None-Match, client sessions as
  * Impulse-Client-* headers (write-headers.ts).
  *
+ * Connection handling (pipelined requests in order, backpressure, connection
+ * errors, lingering close) is `RequestPipeline` (pipeline.ts); request bodies
+ * are read by body.ts; this file is the routes and their handlers.
+ *
  * Routes (docs/api.md has the reference):
  *   GET|HEAD|PUT|DELETE /kv/{key}   one key; the key is everything after /kv/, percent-decoded to bytes (?consistency on reads)
  *   GET                 /kv         range query (start, end, prefix, limit, reverse, cursor, encoding, consistency)
@@ -24,8 +28,11 @@ import { httpStatusOf } from './http-status.js';
 import type { KvCommand } from '../kv/command.js';
 import type { KvService } from '../service/kv-service.js';
 import { percentDecode } from '../protocol/codec.js';
+import { type BodyLimit, readBody, settleUnreadBody } from './body.js';
 import { parseBatch, parseRangeQuery, rangePage } from './kv-handlers.js';
 import { type RouteLabel, ServerMetrics } from './metrics.js';
+import { RequestPipeline } from './pipeline.js';
+import { JSON_TYPE, OCTET_TYPE, errorJson } from './responses.js';
 import { conditionOf, etagOf, keyQueryConsistency, sessionOf } from './write-headers.js';
 
 export interface ServerOptions {
@@ -40,6 +47,18 @@ export interface ServerOptions {
   readonly pageLimitMax?: number;
   /** How long a request may take to arrive in full, ms. Default 60,000. */
   readonly requestTimeoutMs?: number;
+  /** How long a request's headers may take to arrive, ms. Default 30,000 (at most `requestTimeoutMs`). */
+  readonly headersTimeoutMs?: number;
+  /** Requests that may wait behind the one being handled on one connection before the server stops reading from it. Default 32. */
+  readonly pipelineDepthMax?: number;
+  /** Longest request target (path and query), bytes (414 beyond). Default: room for a range query with three keys of `keyBytesMax`, all percent-encoded, and a cursor. */
+  readonly urlBytesMax?: number;
+  /** Room for the header fields beyond the request target, bytes (431 beyond). Default 8 KiB. */
+  readonly headerFieldsBytesMax?: number;
+  /** After refusing a body, at most this many of its bytes are read and dropped to keep the connection open; a longer rest closes it. Default 64 MiB. */
+  readonly bodyDrainBytesMax?: number;
+  /** How long a closing connection keeps reading what the client still sends after our FIN, ms. Default 2,000. */
+  readonly lingerMs?: number;
   /** How long shutdown waits for in-flight requests before cutting connections, ms. Default 10,000. */
   readonly shutdownGraceMs?: number;
   /** Extra fields for /status (e.g. data directory). */
@@ -50,9 +69,8 @@ export interface ServerOptions {
   readonly metrics?: readonly Metric[];
 }
 
-const JSON_TYPE = 'application/json';
-const OCTET_TYPE = 'application/octet-stream';
 const ALLOW_KEY = 'GET, HEAD, PUT, DELETE';
+const CLUSTER_BODY: BodyLimit = { bytesMax: CLUSTER_BODY_BYTES_MAX, tooLarge: 'IMPULSE_ERR_CONFIG_INVALID', what: 'body' };
 /** The commonest error body, prebuilt: a GET of an absent key is a normal outcome, not worth an Error and its stack. */
 const KEY_NOT_FOUND_BODY = JSON.stringify(new ImpulseError('IMPULSE_ERR_KEY_NOT_FOUND').toJSON());
 
@@ -63,7 +81,9 @@ export class ImpulseServer {
   private readonly server: Server;
   private readonly pageLimitDefault: number;
   private readonly pageLimitMax: number;
-  private readonly batchBodyBytesMax: number;
+  private readonly valueBody: BodyLimit;
+  private readonly batchBody: BodyLimit;
+  private readonly bodyDrainBytesMax: number;
   private readonly startedAt = performance.now();
   private shuttingDown = false;
 
@@ -76,19 +96,33 @@ export class ImpulseServer {
     if (this.pageLimitMax >= this.service.limits.rangeLimitMax) {
       throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `page limit ${this.pageLimitMax} must be below the service's range limit ${this.service.limits.rangeLimitMax}`);
     }
+    const { keyBytesMax, valueBytesMax, batchBytesMax, batchOpsMax } = this.service.limits;
+    this.valueBody = { bytesMax: valueBytesMax, tooLarge: 'IMPULSE_ERR_VALUE_TOO_LARGE', what: 'value' };
     // JSON + base64 cost at most 4/3 of the raw bytes, plus per-operation framing.
-    this.batchBodyBytesMax = Math.ceil(this.service.limits.batchBytesMax * 1.4) + this.service.limits.batchOpsMax * 256;
-    this.server = createServer({ keepAliveTimeout: 5_000, requestTimeout: options.requestTimeoutMs ?? 60_000, headersTimeout: 30_000 }, (req, res) =>
-      this.handle(req, res),
-    );
-    this.server.on('clientError', (error, socket) => {
-      // Malformed HTTP: answer 400 when the socket still takes it, never throw.
-      if (socket.writable && !(error as { code?: string }).code?.startsWith('ECONNRESET')) {
-        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      } else {
-        socket.destroy();
-      }
+    this.batchBody = { bytesMax: Math.ceil(batchBytesMax * 1.4) + batchOpsMax * 256, tooLarge: 'IMPULSE_ERR_BATCH_TOO_LARGE', what: 'batch body' };
+    this.bodyDrainBytesMax = options.bodyDrainBytesMax ?? 64 * 1024 * 1024;
+    const requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
+    const headersTimeoutMs = Math.min(options.headersTimeoutMs ?? 30_000, requestTimeoutMs);
+    // A range query names up to three keys (start, end, prefix), each up to 3 bytes per key byte when percent-encoded, plus a cursor (4/3 per key byte).
+    const urlBytesMax = options.urlBytesMax ?? 11 * keyBytesMax + 1024;
+    this.server = createServer({
+      keepAliveTimeout: 5_000,
+      requestTimeout: requestTimeoutMs,
+      headersTimeout: headersTimeoutMs,
+      // node:http checks the two timeouts on this period (its default, 30 s, would let a timeout fire up to 30 s late).
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, headersTimeoutMs >> 2)),
+      // node:http counts the request line and the header fields against this one limit.
+      maxHeaderSize: urlBytesMax + (options.headerFieldsBytesMax ?? 8 * 1024),
     });
+    const pipeline = new RequestPipeline(
+      { pipelineDepthMax: options.pipelineDepthMax ?? 32, urlBytesMax, lingerMs: options.lingerMs ?? 2_000, headersTimeoutMs, requestTimeoutMs },
+      {
+        handle: (req, res) => this.handle(req, res),
+        reject: (req, res, error) => this.fail(res, error, 'unmatched', req.method ?? 'GET', performance.now()),
+        answeredRaw: (status) => this.finished('unmatched', 'OTHER', status, 0),
+      },
+    );
+    pipeline.attach(this.server);
   }
 
   /** Starts listening. Resolves with the bound address (port 0 picks a free port). */
@@ -217,7 +251,7 @@ export class ImpulseServer {
       if (clusterRoute !== undefined) {
         route = clusterRoute.label;
         this.requireMethod(method, clusterRoute.method, res);
-        const body = (): Promise<Buffer> => readBody(req, CLUSTER_BODY_BYTES_MAX, 'IMPULSE_ERR_CONFIG_INVALID', 'body');
+        const body = (): Promise<Buffer> => readBody(req, res, CLUSTER_BODY);
         const work = serveClusterRoute(clusterRoute, this.options.cluster, body).then((view) => this.send(res, 200, JSON_TYPE, JSON.stringify(view), route, method, started));
         this.track(work, res, route, method, started);
         return;
@@ -237,7 +271,7 @@ export class ImpulseServer {
     refuseQuery(query);
     const condition = conditionOf(req.headers, 'PUT');
     const session = sessionOf(req.headers);
-    const value = await readBody(req, this.service.limits.valueBytesMax, 'IMPULSE_ERR_VALUE_TOO_LARGE', 'value');
+    const value = await readBody(req, res, this.valueBody);
     await this.write({ ops: [{ type: 'put', key, value, ...(condition ? { condition } : {}) }], ...(session ? { session } : {}) }, res, '/kv/{key}', 'PUT', started);
   }
 
@@ -250,7 +284,7 @@ export class ImpulseServer {
 
   private async batch(req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {
     const session = sessionOf(req.headers);
-    const body = await readBody(req, this.batchBodyBytesMax, 'IMPULSE_ERR_BATCH_TOO_LARGE', 'batch body');
+    const body = await readBody(req, res, this.batchBody);
     const ops = parseBatch(body, this.service.limits.batchOpsMax);
     await this.write({ ops, ...(session ? { session } : {}) }, res, '/kv/batch', 'POST', started);
   }
@@ -289,11 +323,11 @@ export class ImpulseServer {
 
   private send(res: ServerResponse, status: number, type: string | undefined, body: string | Buffer | undefined, route: RouteLabel, method: string, started: number): void {
     if (res.headersSent) return;
+    settleUnreadBody(res, this.bodyDrainBytesMax);
     if (this.shuttingDown) res.setHeader('connection', 'close');
     if (type !== undefined) res.setHeader('content-type', type);
-    if (body !== undefined) res.setHeader('content-length', typeof body === 'string' ? Buffer.byteLength(body) : body.length);
     res.statusCode = status;
-    res.end(body);
+    res.end(body); // node:http sets Content-Length from the one chunk given to end()
     this.finished(route, method, status, started);
   }
 
@@ -313,12 +347,11 @@ export class ImpulseServer {
       this.finished(route, method, status, started);
       return;
     }
-    if (status === 413 || status === 408) res.setHeader('connection', 'close'); // the rest of the body is not worth reading
     const leader = failure.details['leader'];
     if (typeof leader === 'number') res.setHeader('impulse-leader', String(leader));
     const retryAfter = failure.details['retryAfterSeconds'];
     if (typeof retryAfter === 'number') res.setHeader('retry-after', String(retryAfter));
-    this.send(res, status, JSON_TYPE, JSON.stringify(failure.toJSON()), route, method, started);
+    this.send(res, status, JSON_TYPE, errorJson(failure), route, method, started);
   }
 
   private finished(route: RouteLabel, method: string, status: number, started: number): void {
@@ -329,48 +362,4 @@ export class ImpulseServer {
 /** A write to one key takes no query parameters: refuse any, a typo must not be ignored. */
 function refuseQuery(query: string): void {
   if (query.length > 0) throw new ImpulseError('IMPULSE_ERR_QUERY_INVALID', 'a write to a key takes no query parameters');
-}
-
-/**
- * Reads a request body of at most `bytesMax` bytes. A declared Content-Length
- * over the limit fails before anything is read; a body that grows past it
- * fails as soon as it does.
- */
-function readBody(req: IncomingMessage, bytesMax: number, errorCode: 'IMPULSE_ERR_VALUE_TOO_LARGE' | 'IMPULSE_ERR_BATCH_TOO_LARGE' | 'IMPULSE_ERR_CONFIG_INVALID', what: string): Promise<Buffer> {
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > bytesMax) {
-    return Promise.reject(new ImpulseError(errorCode, `${what} is ${declared} bytes; the limit is ${bytesMax}`));
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let length = 0;
-    const onData = (chunk: Buffer): void => {
-      length += chunk.length;
-      if (length > bytesMax) {
-        cleanup();
-        reject(new ImpulseError(errorCode, `${what} is over the limit of ${bytesMax} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = (): void => {
-      cleanup();
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length));
-    };
-    const onError = (error: Error): void => {
-      cleanup();
-      reject(new ImpulseError('IMPULSE_ERR_REQUEST_TIMEOUT', `request body did not arrive: ${error.message}`, { cause: error }));
-    };
-    const onAborted = (): void => onError(new Error('client closed the connection'));
-    const cleanup = (): void => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-      req.off('aborted', onAborted);
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-    req.on('aborted', onAborted);
-  });
 }

@@ -7,7 +7,7 @@
  *
  * What this does NOT show: kill -9 leaves the OS page cache intact, so it
  * cannot tell fsync from no fsync. Power-loss behaviour is what the Vfs crash
- * harness (src/vfs/) tests for our own engines.
+ * harness (testkit/vfs/) tests for our own engines.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';

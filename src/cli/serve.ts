@@ -5,7 +5,9 @@
  * the same API on the Raft service, plus the cluster routes. Serves HTTP, and
  * on SIGINT or SIGTERM shuts down cleanly (stop accepting, finish in-flight
  * requests and queued writes, a leader hands leadership over, close the
- * store); a second signal exits at once.
+ * store); a second signal exits at once. The data-directory lock is released
+ * on every way out, a failed shutdown included. SIGHUP is logged and otherwise
+ * ignored: logs go to stdout, so there is no log file to reopen.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -34,13 +36,15 @@ export async function serve(config: ServeConfig): Promise<void> {
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
   await mkdir(config.dataDir, { recursive: true });
   const lock = await lockDataDir(join(config.dataDir, `${config.engine}.lock`));
+  // The last resort: whatever ends the process (a second signal, an uncaught error), the lock goes too.
+  process.on('exit', () => lock.releaseSync());
   let opened: Opened | undefined;
   let address;
   try {
     opened = config.cluster === undefined ? await openSingleNode(config, logger) : await openClusterMember(config, logger);
     address = await opened.server.listen(config.port, config.host);
   } catch (error) {
-    await opened?.service.close();
+    await opened?.service.close().catch((closeError: unknown) => logger.warn({ err: closeError }, 'closing the store after a failed start'));
     await lock.release();
     throw error;
   }
@@ -59,14 +63,16 @@ export async function serve(config: ServeConfig): Promise<void> {
         logger.info('store closed; bye');
         process.exit(0);
       },
-      (error: unknown) => {
+      async (error: unknown) => {
         logger.error({ err: error }, 'error during shutdown');
+        await lock.release();
         process.exit(1);
       },
     );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGHUP', () => logger.info({ signal: 'SIGHUP' }, 'SIGHUP ignored: logs go to stdout, there is no log file to reopen'));
   const url = `http://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
   // Announce only once the handlers are in place: whoever waits for this line may signal at once.
   opened.started?.(url);

@@ -9,9 +9,9 @@
  *   raft_last_index, raft_snapshot_index, raft_is_leader, raft_leader_changes, raft_elections,
  *   raft_campaigns, raft_proposals, raft_proposals_failed_<CODE>, raft_reads, raft_read_rounds,
  *   raft_snapshots_sent / _received / _failed, raft_compactions, raft_messages_dropped / _invalid,
- *   raft_ticks_dropped, raft_log_saves, raft_log_save_latency_ms_total / _max (the driver's view
- *   of a save: write + fsync), raft_log_<figure> (the log store's own: segments, bytes, fsyncs,
- *   torn tails, ...), raft_commit_latency_ms_count / _sum, raft_forwarded_writes,
+ *   raft_ticks_dropped, raft_saves, raft_save_latency_ms_total / _max (the driver's view of a
+ *   save: the call until durable), raft_log_<figure> (the log store's own: segments, bytes,
+ *   fsyncs, save latency, torn tails, ...), raft_commit_latency_ms_count / _sum, raft_forwarded_writes,
  *   raft_forwarded_writes_served, raft_follower_read_index_calls, raft_read_index_served,
  *   raft_request_retries, raft_leader_wait_timeouts, raft_unknown_outcomes,
  *   raft_requests_waiting, transport_sent / _received / _dropped messages, transport_reconnects,
@@ -45,37 +45,7 @@ export class CommitLatency {
 }
 
 export function raftFigures(host: NodeHost, group: RaftGroup, requests: RaftRequests, latency: CommitLatency): Record<string, number> {
-  const figures: Record<string, number> = {};
-  if (group.state === 'running' || group.driver !== undefined) {
-    const status = group.driver.status();
-    const metrics = group.driver.metrics();
-    Object.assign(figures, {
-      raft_term: status.term,
-      raft_commit_index: status.commit,
-      raft_applied_index: status.applied,
-      raft_applied_lag: Math.max(0, status.commit - status.applied),
-      raft_last_index: status.lastIndex,
-      raft_snapshot_index: status.snapshotIndex,
-      raft_is_leader: status.role === 'leader' ? 1 : 0,
-      raft_leader_changes: metrics.leaderChanges,
-      raft_elections: metrics.elections,
-      raft_campaigns: metrics.campaigns,
-      raft_proposals: metrics.proposals,
-      raft_reads: metrics.reads,
-      raft_read_rounds: metrics.readRounds,
-      raft_snapshots_sent: metrics.snapshotsSent,
-      raft_snapshots_received: metrics.snapshotsReceived,
-      raft_snapshots_failed: metrics.snapshotsFailed,
-      raft_compactions: metrics.compactions,
-      raft_messages_dropped: metrics.messagesDropped,
-      raft_messages_invalid: metrics.messagesInvalid,
-      raft_ticks_dropped: metrics.ticksDropped,
-      raft_log_saves: metrics.saves,
-      raft_log_save_latency_ms_total: metrics.saveLatencyMsTotal,
-      raft_log_save_latency_ms_max: metrics.saveLatencyMsMax,
-    });
-    for (const [code, count] of Object.entries(metrics.proposalsFailed)) figures[`raft_proposals_failed_${code}`] = count;
-  }
+  const figures: Record<string, number> = { ...driverFigures(group) };
   for (const [name, value] of Object.entries(group.logStore.stats())) figures[`raft_log_${name}`] = value;
   const counters = requests.counters;
   Object.assign(figures, {
@@ -90,6 +60,44 @@ export function raftFigures(host: NodeHost, group: RaftGroup, requests: RaftRequ
     raft_unknown_outcomes: counters.unknownOutcomes,
     raft_requests_waiting: requests.waiting,
   });
+  return { ...figures, ...transportFigures(host) };
+}
+
+/** The driver's view: role, indexes, elections, proposals, snapshots, saves (call → durable). */
+function driverFigures(group: RaftGroup): Record<string, number> {
+  const status = group.driver.status();
+  const metrics = group.driver.metrics();
+  const figures: Record<string, number> = {
+    raft_term: status.term,
+    raft_commit_index: status.commit,
+    raft_applied_index: status.applied,
+    raft_applied_lag: Math.max(0, status.commit - status.applied),
+    raft_last_index: status.lastIndex,
+    raft_snapshot_index: status.snapshotIndex,
+    raft_is_leader: status.role === 'leader' ? 1 : 0,
+    raft_leader_changes: metrics.leaderChanges,
+    raft_elections: metrics.elections,
+    raft_campaigns: metrics.campaigns,
+    raft_proposals: metrics.proposals,
+    raft_reads: metrics.reads,
+    raft_read_rounds: metrics.readRounds,
+    raft_snapshots_sent: metrics.snapshotsSent,
+    raft_snapshots_received: metrics.snapshotsReceived,
+    raft_snapshots_failed: metrics.snapshotsFailed,
+    raft_compactions: metrics.compactions,
+    raft_messages_dropped: metrics.messagesDropped,
+    raft_messages_invalid: metrics.messagesInvalid,
+    raft_ticks_dropped: metrics.ticksDropped,
+    raft_saves: metrics.saves,
+    raft_save_latency_ms_total: metrics.saveLatencyMsTotal,
+    raft_save_latency_ms_max: metrics.saveLatencyMsMax,
+  };
+  for (const [code, count] of Object.entries(metrics.proposalsFailed)) figures[`raft_proposals_failed_${code}`] = count;
+  return figures;
+}
+
+/** The peer transport (messages, drops, reconnects) and the RPC endpoint. */
+function transportFigures(host: NodeHost): Record<string, number> {
   const transport = host.transport.stats();
   let reconnects = 0;
   let connectFailures = 0;
@@ -97,7 +105,8 @@ export function raftFigures(host: NodeHost, group: RaftGroup, requests: RaftRequ
     reconnects += peer.reconnects;
     connectFailures += peer.connectFailures;
   }
-  Object.assign(figures, {
+  const rpc = host.rpc.stats();
+  return {
     transport_sent_messages: transport.sentMessages,
     transport_received_messages: transport.receivedMessages,
     transport_dropped_messages: transport.droppedMessages,
@@ -107,8 +116,10 @@ export function raftFigures(host: NodeHost, group: RaftGroup, requests: RaftRequ
     transport_snapshots_sent: transport.snapshotsSent,
     transport_snapshots_received: transport.snapshotsReceived,
     transport_unroutable_messages: host.droppedMessages,
-  });
-  const rpc = host.rpc.stats();
-  Object.assign(figures, { rpc_in_flight: rpc.inFlight, rpc_calls: rpc.calls, rpc_timeouts: rpc.timeouts, rpc_overloaded: rpc.overloaded, rpc_late_responses: rpc.lateResponses });
-  return figures;
+    rpc_in_flight: rpc.inFlight,
+    rpc_calls: rpc.calls,
+    rpc_timeouts: rpc.timeouts,
+    rpc_overloaded: rpc.overloaded,
+    rpc_late_responses: rpc.lateResponses,
+  };
 }

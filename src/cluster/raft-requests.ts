@@ -6,11 +6,12 @@
  *                  transport (RPC channel `kv-forward`), which proposes it
  *                  and answers the outcome. No HTTP proxying.
  *   readBarrier(): returns once a linearizable read may be served from the
- *                  local state machine: on the leader, the driver's batched
- *                  ReadIndex; on a follower, the leader's read index over RPC
- *                  (`read-index`; one call in flight per follower, the reads
- *                  that arrive meanwhile share the next), then a wait until
- *                  the local state machine applied it (etcd's follower reads).
+ *                  local state machine. Reads go in batches (one in flight;
+ *                  the reads that arrive meanwhile share the next): on the
+ *                  leader a batch is one ReadIndex of the driver; on a
+ *                  follower, one RPC for the leader's read index
+ *                  (`read-index`), then a wait until the local state machine
+ *                  applied it (etcd's follower reads).
  *
  * Bounds and deadlines: a request has `requestTimeoutMs` in all; while the
  * group has no leader it waits at most `leaderWaitMs`, then fails with
@@ -147,8 +148,7 @@ export class RaftRequests {
       const leader = await this.awaitLeader(deadline);
       const term = this.group.driver.node.currentTerm;
       try {
-        if (leader === this.nodeId) await this.readIndexLocal(deadline);
-        else await this.followerReadIndex();
+        await this.nextReadPoint();
         return;
       } catch (error) {
         // A read has no effect: every failure but a final answer may be retried.
@@ -269,8 +269,12 @@ export class RaftRequests {
     });
   }
 
-  /** A follower's read point: joins the next batch of reads; resolves once the batch's read index is applied here. */
-  private followerReadIndex(): Promise<void> {
+  /**
+   * A read point: joins the next batch of reads (one ReadIndex per batch, at
+   * the leader: here, or asked for over RPC); resolves once the batch's read
+   * index is applied here.
+   */
+  private nextReadPoint(): Promise<void> {
     if (this.nextReads.length >= this.options.waitingMax) return Promise.reject(new ImpulseError('IMPULSE_ERR_OVERLOADED', `${this.options.waitingMax} reads are waiting for a read index on this node`));
     return new Promise((resolve, reject) => {
       this.nextReads.push({ resolve, reject });
@@ -279,9 +283,12 @@ export class RaftRequests {
   }
 
   /**
-   * Sends the waiting reads' batch unless one is in flight. The read index
-   * must be asked for AFTER a read arrived, so reads arriving while a call is
-   * in flight wait for the next one.
+   * Starts the waiting reads' batch unless one is in flight. The read index
+   * must be asked for AFTER a read arrived, so reads arriving while a batch is
+   * in flight wait for the next one. On the leader a batch is one driver
+   * ReadIndex (itself batched with others into one heartbeat round); on a
+   * follower one RPC to the leader, then a wait until this node applied the
+   * index the leader named.
    */
   private sendReadBatch(): void {
     if (this.readInFlight || this.nextReads.length === 0) return;
@@ -291,18 +298,11 @@ export class RaftRequests {
     const { clock, leaderWaitMs } = this.options;
     const deadline = clock.now() + Math.max(1000, leaderWaitMs);
     const leader = this.group.leader;
-    const term = this.group.driver.node.currentTerm;
-    const indexed =
-      leader === 0 || leader === this.nodeId
-        ? Promise.reject(new ImpulseError('IMPULSE_ERR_RAFT_NOT_LEADER', 'the leader changed before the read index was asked for'))
-        : this.callLeader(leader, term, deadline, 'read-index', { g: this.group.id, t: deadline - clock.now() }, deadline - clock.now() + FORWARD_MARGIN_MS);
-    this.counters.followerReadIndexCalls++;
-    indexed
-      .then((response) => {
-        const index = (response as { i?: unknown } | null)?.i;
-        if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0) throw new ImpulseError('IMPULSE_ERR_RPC_TIMEOUT', `node ${leader} answered the read index with something that is not an index`);
-        return this.applied.until(index, deadline, () => unavailable(`this node has not applied the leader's read index ${index} in time (it is catching up)`));
-      })
+    let point: Promise<void>;
+    if (leader === 0) point = Promise.reject(new ImpulseError('IMPULSE_ERR_RAFT_NOT_LEADER', 'no leader when the read index was to be asked for'));
+    else if (leader === this.nodeId) point = this.readIndexLocal(deadline);
+    else point = this.remoteReadPoint(leader, deadline);
+    point
       .then(
         () => batch.forEach((read) => read.resolve()),
         (error: unknown) => batch.forEach((read) => read.reject(error)),
@@ -347,13 +347,26 @@ export class RaftRequests {
     );
   }
 
+  /** The leader's read index over RPC, then a wait until it is applied here. */
+  private remoteReadPoint(leader: number, deadline: number): Promise<void> {
+    const { clock } = this.options;
+    this.counters.followerReadIndexCalls++;
+    const term = this.group.driver.node.currentTerm;
+    return this.callLeader(leader, term, deadline, 'read-index', { g: this.group.id, t: deadline - clock.now() }, deadline - clock.now() + FORWARD_MARGIN_MS).then((response) => {
+      const index = (response as { i?: unknown } | null)?.i;
+      if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0) throw new ImpulseError('IMPULSE_ERR_RPC_TIMEOUT', `node ${leader} answered the read index with something that is not an index`);
+      return this.applied.until(index, deadline, () => unavailable(`this node has not applied the leader's read index ${index} in time (it is catching up)`));
+    });
+  }
+
   private serveReadIndex(body: unknown, reply: (error: ImpulseError | null, response?: unknown) => void): void {
     const request = body as { g?: unknown; t?: unknown } | null;
     if (request?.g !== this.group.id || typeof request.t !== 'number' || !(request.t > 0)) return reply(new ImpulseError('IMPULSE_ERR_QUERY_INVALID', 'a read-index request is {g: group, t: timeout ms}'));
     const refusal = this.leaderRefusal();
     if (refusal !== undefined) return reply(refusal);
     this.counters.readIndexServed++;
-    this.readIndexLocal(this.options.clock.now() + Math.min(request.t, this.options.requestTimeoutMs)).then(
+    // Joins this node's own batches of reads: many followers' requests cost one ReadIndex.
+    this.nextReadPoint().then(
       () => reply(null, { i: this.group.machine.appliedIndex }),
       (error: unknown) => reply(isImpulseError(error) ? error : new ImpulseError('IMPULSE_ERR_INTERNAL', 'the read index failed on the leader')),
     );

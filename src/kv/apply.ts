@@ -43,8 +43,14 @@ export class ApplyBatch {
   last: { index: number; term: number } | undefined;
   /** Cluster metadata names this batch sets (true) or deletes (false). */
   readonly metaChanges = new Map<string, boolean>();
-  /** Engine key (latin1) → revision after the ops planned so far (null: deleted). */
-  private readonly overlay = new Map<string, number | null>();
+  /**
+   * The data keys planned so far with their revision (null: deleted), in
+   * order; `overlay` indexes them by key, built only when a condition needs it
+   * (most batches have none, and converting every key costs).
+   */
+  private readonly planned: Array<{ readonly key: Buffer; readonly revision: number | null }> = [];
+  private overlay: Map<string, number | null> | undefined;
+  private overlaid = 0;
 
   constructor(
     private readonly engine: Engine,
@@ -56,8 +62,8 @@ export class ApplyBatch {
     return this.last === undefined;
   }
 
-  /** Plans `entry` into the batch and returns its result. */
-  async add(entry: ApplyEntry): Promise<ApplyResult> {
+  /** Plans `entry` into the batch and returns its result (a promise only when a condition needs a read). */
+  add(entry: ApplyEntry): ApplyResult | Promise<ApplyResult> {
     this.last = { index: entry.index, term: entry.term };
     switch (entry.type) {
       case 'noop':
@@ -79,7 +85,7 @@ export class ApplyBatch {
     return { ok: true, revision: index };
   }
 
-  private async addCommand(index: number, encoded: KvCommand | Uint8Array): Promise<ApplyResult> {
+  private addCommand(index: number, encoded: KvCommand | Uint8Array): ApplyResult | Promise<ApplyResult> {
     let command: KvCommand;
     try {
       command = encoded instanceof Uint8Array ? decodeCommand(encoded, this.limits) : encoded;
@@ -101,11 +107,13 @@ export class ApplyBatch {
         };
       }
     }
-    // Most commands carry no condition: skip the (async) check for them.
-    const failed = command.ops.some((op) => op.condition !== undefined) ? await this.firstFailedCondition(command.ops) : undefined;
-    const result = failed ?? this.addOps(index, command.ops);
-    if (session !== undefined) this.sessions.record(session, index, result);
-    return result;
+    const finish = (failed: CommandResult | undefined): CommandResult => {
+      const result = failed ?? this.addOps(index, command.ops);
+      if (session !== undefined) this.sessions.record(session, index, result);
+      return result;
+    };
+    // Most commands carry no condition: they need no read, so they are planned without awaiting.
+    return command.ops.some((op) => op.condition !== undefined) ? this.firstFailedCondition(command.ops).then(finish) : finish(undefined);
   }
 
   /** The failure result of the first op whose condition does not hold, or undefined when all hold. */
@@ -123,13 +131,9 @@ export class ApplyBatch {
   private addOps(index: number, ops: readonly KvOp[]): CommandResult {
     for (const op of ops) {
       const key = dataKey(op.key);
-      if (op.type === 'put') {
-        this.push({ type: 'put', key, value: encodeRecord(index, op.value) });
-        this.overlay.set(key.toString('latin1'), index);
-      } else {
-        this.push({ type: 'del', key });
-        this.overlay.set(key.toString('latin1'), null);
-      }
+      if (op.type === 'put') this.push({ type: 'put', key, value: encodeRecord(index, op.value) });
+      else this.push({ type: 'del', key });
+      this.planned.push({ key, revision: op.type === 'put' ? index : null });
     }
     return { ok: true, revision: index };
   }
@@ -137,7 +141,12 @@ export class ApplyBatch {
   /** The key's revision as of the ops planned so far (null when absent). */
   private async revisionOf(key: Uint8Array): Promise<number | null> {
     const engineKey = dataKey(key);
-    const planned = this.overlay.get(engineKey.toString('latin1'));
+    const overlay = (this.overlay ??= new Map());
+    for (; this.overlaid < this.planned.length; this.overlaid++) {
+      const { key: plannedKey, revision } = this.planned[this.overlaid]!;
+      overlay.set(plannedKey.toString('latin1'), revision);
+    }
+    const planned = overlay.get(engineKey.toString('latin1'));
     if (planned !== undefined) return planned;
     const record = await this.engine.get(engineKey);
     return record === undefined ? null : revisionOfRecord(record, `value of key 0x${Buffer.from(key).subarray(0, 32).toString('hex')}`);

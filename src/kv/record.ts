@@ -81,10 +81,9 @@ export function readVarint(source: Buffer, offset: number, where: string): { val
   throw new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', `${where}: a varint at byte ${offset} is cut short or too large`);
 }
 
-/** A buffer holding the varints of `values`, in order. */
-export function encodeVarints(...values: number[]): Buffer {
-  const target = Buffer.allocUnsafe(values.reduce((sum, value) => sum + varintBytes(value), 0));
-  let offset = 0;
-  for (const value of values) offset = writeVarint(target, offset, value);
+/** A buffer holding the varints of `first` and `second`, in order (the applied index and its term). */
+export function encodeVarints(first: number, second: number): Buffer {
+  const target = Buffer.allocUnsafe(varintBytes(first) + varintBytes(second));
+  writeVarint(target, writeVarint(target, 0, first), second);
   return target;
 }

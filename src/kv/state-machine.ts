@@ -98,7 +98,8 @@ export interface StagedSnapshot extends SnapshotMeta {
 
 /** State kept in memory, loaded from an engine at open and after an install. */
 interface LoadedState {
-  readonly applied: AppliedState;
+  /** Replaced (never mutated) after each written batch: `durable` may share the object. */
+  applied: AppliedState;
   readonly sessions: SessionTable;
   readonly metaNames: Set<string>;
 }
@@ -127,6 +128,8 @@ export class KvStateMachine {
   /** The image staged by this process, its engine open, ready to install. */
   private stagedSlot: { slot: EngineSlot; state: LoadedState } | undefined;
   private tail: Promise<unknown> = Promise.resolve();
+  /** Serial work started or waiting (see `serial`). */
+  private queued = 0;
 
   private constructor(
     private readonly options: KvStateMachineOptions,
@@ -321,8 +324,13 @@ export class KvStateMachine {
 
   /** Runs `work` after everything queued before it; a failure does not block later work. */
   private serial<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(work, work);
-    this.tail = run.catch(() => undefined);
+    // Nothing queued: start at once (the common case on the write path: no promise hops to wait for).
+    const run = this.queued === 0 ? work() : this.tail.then(work, work);
+    this.queued++;
+    const settled = (): void => {
+      this.queued--;
+    };
+    this.tail = run.then(settled, settled);
     return run;
   }
 
@@ -346,7 +354,8 @@ export class KvStateMachine {
           await this.write(full, sync);
         }
         batch ??= this.newBatch();
-        results.push(await batch.add(entry));
+        const result = batch.add(entry); // a promise only when a condition needs a read
+        results.push(result instanceof Promise ? await result : result);
       }
     } catch (error) {
       if (batch !== undefined) this.state.sessions.rollback();
@@ -365,7 +374,9 @@ export class KvStateMachine {
   private async write(batch: ApplyBatch, sync: boolean | undefined): Promise<void> {
     const last = batch.last;
     assert(last !== undefined, 'writing an empty apply batch');
-    const ops = batch.ops.concat(this.state.sessions.pendingOps(), [{ type: 'put', key: APPLIED_KEY, value: encodeVarints(last.index, last.term) }]);
+    const ops = batch.ops;
+    this.state.sessions.appendPendingOps(ops);
+    ops.push({ type: 'put', key: APPLIED_KEY, value: encodeVarints(last.index, last.term) });
     const engine = this.slot.engine;
     try {
       await engine.batch(ops, sync === undefined ? undefined : { sync });
@@ -375,11 +386,13 @@ export class KvStateMachine {
       throw error;
     }
     this.state.sessions.commit();
-    for (const [name, present] of batch.metaChanges) {
-      if (present) this.state.metaNames.add(name);
-      else this.state.metaNames.delete(name);
+    if (batch.metaChanges.size > 0) {
+      for (const [name, present] of batch.metaChanges) {
+        if (present) this.state.metaNames.add(name);
+        else this.state.metaNames.delete(name);
+      }
     }
-    this.state = { ...this.state, applied: last };
+    this.state.applied = last;
     const synced = sync ?? engine.syncMode === 'fsync';
     if (synced || !engine.supports.durable) this.durable = last;
   }

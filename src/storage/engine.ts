@@ -268,32 +268,20 @@ export abstract class Engine {
    * Applies `ops` in order, atomically: after a crash either all are visible or
    * none. `options.sync` overrides the engine's sync mode for this write.
    */
-  async batch(ops: readonly WriteOp[], options?: WriteOptions): Promise<void> {
-    if (!Array.isArray(ops)) throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'a batch is an array of operations');
-    if (ops.length > this.limits.batchOpsMax) {
-      throw new ImpulseError('IMPULSE_ERR_BATCH_TOO_LARGE', `batch has ${ops.length} operations; the limit is ${this.limits.batchOpsMax}`);
-    }
-    let bytes = 0;
-    for (const op of ops) {
-      if (op === null || typeof op !== 'object') throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'every batch operation is an object');
-      this.validateKey(op.key);
-      if (op.type === 'put') {
-        this.validateValue(op.value);
-        bytes += op.key.byteLength + op.value.byteLength;
-      } else if (op.type === 'del') {
-        bytes += op.key.byteLength;
-      } else {
-        throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', `unknown batch operation type ${JSON.stringify((op as { type: unknown }).type)}`);
+  batch(ops: readonly WriteOp[], options?: WriteOptions): Promise<void> {
+    // Not `async`, like put and del: the key-value layer writes every group through here.
+    let bytes: number;
+    let sync: boolean;
+    try {
+      bytes = this.validateBatch(ops);
+      sync = options?.sync ?? this.defaultSync;
+      if (typeof sync !== 'boolean') throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'sync must be a boolean');
+      if (ops.length === 0) {
+        this.requireOpen();
+        return Promise.resolve();
       }
-    }
-    if (bytes > this.limits.batchBytesMax) {
-      throw new ImpulseError('IMPULSE_ERR_BATCH_TOO_LARGE', `batch carries ${bytes} bytes; the limit is ${this.limits.batchBytesMax}`);
-    }
-    const sync = options?.sync ?? this.defaultSync;
-    if (typeof sync !== 'boolean') throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'sync must be a boolean');
-    if (ops.length === 0) {
-      this.requireOpen();
-      return;
+    } catch (error) {
+      return Promise.reject(error);
     }
     return this.enqueueWrite(ops.slice(), bytes, sync);
   }
@@ -406,6 +394,31 @@ export abstract class Engine {
       this.operationsDrained = undefined;
       drained();
     }
+  }
+
+  /** Checks a batch against the limits; returns its key + value bytes. */
+  private validateBatch(ops: readonly WriteOp[]): number {
+    if (!Array.isArray(ops)) throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'a batch is an array of operations');
+    if (ops.length > this.limits.batchOpsMax) {
+      throw new ImpulseError('IMPULSE_ERR_BATCH_TOO_LARGE', `batch has ${ops.length} operations; the limit is ${this.limits.batchOpsMax}`);
+    }
+    let bytes = 0;
+    for (const op of ops) {
+      if (op === null || typeof op !== 'object') throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', 'every batch operation is an object');
+      this.validateKey(op.key);
+      if (op.type === 'put') {
+        this.validateValue(op.value);
+        bytes += op.key.byteLength + op.value.byteLength;
+      } else if (op.type === 'del') {
+        bytes += op.key.byteLength;
+      } else {
+        throw new ImpulseError('IMPULSE_ERR_BATCH_INVALID', `unknown batch operation type ${JSON.stringify((op as { type: unknown }).type)}`);
+      }
+    }
+    if (bytes > this.limits.batchBytesMax) {
+      throw new ImpulseError('IMPULSE_ERR_BATCH_TOO_LARGE', `batch carries ${bytes} bytes; the limit is ${this.limits.batchBytesMax}`);
+    }
+    return bytes;
   }
 
   private validateKey(key: unknown): asserts key is Uint8Array {

@@ -65,6 +65,7 @@ describe('per-write sync in group commit', () => {
     await engine.open();
     await engine.batch([{ type: 'put', key: bytes('a'), value: bytes('1') }], { sync: false });
     assert.deepEqual(syncs, [false]);
+    await new Promise((resolve) => setImmediate(resolve)); // the commit loop has gone idle
     // One write in flight, three queued behind it: the queued ones form one group.
     const first = engine.batch([{ type: 'put', key: bytes('b'), value: bytes('1') }], { sync: false });
     const queued = [

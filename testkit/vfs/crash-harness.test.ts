@@ -1,319 +1,25 @@
 /**
  * Tests of the crash harness itself (STYLE.md rule 12): it must ACCEPT small
  * correct stores and REJECT small stores with the classic durability bugs.
- * The tiny stores below exist only for this purpose.
+ * The tiny stores live in tiny-stores.ts.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ImpulseError } from '../../src/errors.js';
-import type { WriteOp } from '../../src/storage/engine.js';
 import { MemoryEngine } from '../../src/storage/memory/memory-engine.js';
 import { AssertionError } from '../../src/util/assert.js';
-import type { Random } from '../../src/util/random.js';
-import { choosePoints, sweepCrashPoints, type SweepSummary } from './crash-harness.js';
-import {
-  KvHistory,
-  checkRecoveredKv,
-  collectContents,
-  readAllEntries,
-  crashAtEveryIoPoint,
-  ioErrorAtEveryPoint,
-  type KvWriter,
-  type KvWriteOp,
-} from '../storage/kv-crash.js';
-import { isNotFound, type Vfs, type VfsFile } from '../../src/vfs/vfs.js';
-
-// ---------------------------------------------------------------------------
-// Tiny stores
-// ---------------------------------------------------------------------------
-
-/** Deliberate bugs a tiny store can have. */
-interface Flaws {
-  /** Acknowledge before (without) fsync of the data. */
-  readonly skipFileSync?: boolean;
-  /** Create files without fsync of the directory. */
-  readonly skipDirSync?: boolean;
-  /** Write each op of a batch as its own record (batches not atomic). */
-  readonly splitBatches?: boolean;
-  /** Ignore a failed fsync (fsyncgate) and acknowledge anyway. */
-  readonly swallowSyncErrors?: boolean;
-  /** Rename the snapshot into place without syncing it first. */
-  readonly skipSyncBeforeRename?: boolean;
-  /** On an I/O error, fail with a TypeError instead of the ImpulseError. */
-  readonly garbleErrors?: boolean;
-  /** Report a failed fsync but keep accepting writes (no poisoning). */
-  readonly continueAfterSyncError?: boolean;
-  /** On open, rewrite the log in place (truncate, sync, write back): not crash-safe. */
-  readonly rewriteOnOpen?: boolean;
-}
-
-type Store = KvWriter & { entries(): Array<[Buffer, Buffer]>; close(): Promise<void> };
-
-function fnv1a(data: Uint8Array): number {
-  let hash = 0x811c9dc5;
-  for (const byte of data) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
-  return hash;
-}
-
-function applyOps(state: Map<string, Buffer>, ops: ReadonlyArray<readonly [string, string, string?]>): void {
-  for (const [type, keyHex, valueHex] of ops) {
-    if (type === 'put') state.set(keyHex, Buffer.from(valueHex ?? '', 'hex'));
-    else state.delete(keyHex);
-  }
-}
-
-function encodeOps(ops: readonly WriteOp[]): Array<[string, string, string?]> {
-  return ops.map((op) => (op.type === 'put' ? ['put', Buffer.from(op.key).toString('hex'), Buffer.from(op.value).toString('hex')] : ['del', Buffer.from(op.key).toString('hex')]));
-}
-
-function toEntries(state: Map<string, Buffer>): Array<[Buffer, Buffer]> {
-  return [...state].map(([key, value]) => [Buffer.from(key, 'hex'), value]);
-}
-
-/**
- * An append-only log: records [u32 length][u32 fnv1a][JSON ops]. Open reads the
- * valid prefix (a torn tail fails its checksum) and cuts the rest off. A failed
- * write poisons the store (every later write rejects), as fsyncgate teaches.
- */
-class LogStore implements Store {
-  private end = 0;
-  private poisoned: unknown;
-
-  private constructor(
-    private readonly file: VfsFile,
-    private readonly state: Map<string, Buffer>,
-    private readonly flaws: Flaws,
-  ) {}
-
-  static async open(vfs: Vfs, flaws: Flaws = {}): Promise<LogStore> {
-    await vfs.mkdir('db');
-    const existed = await vfs.exists('db/log');
-    const file = await vfs.open('db/log', { create: true });
-    if (!existed && !flaws.skipDirSync) await vfs.syncDir('db');
-    const size = await file.size();
-    const data = await file.read(0, size);
-    const state = new Map<string, Buffer>();
-    let offset = 0;
-    while (offset + 8 <= data.length) {
-      const length = data.readUInt32LE(offset);
-      const payload = data.subarray(offset + 8, offset + 8 + length);
-      if (payload.length < length || fnv1a(payload) !== data.readUInt32LE(offset + 4)) break;
-      applyOps(state, JSON.parse(payload.toString()));
-      offset += 8 + length;
-    }
-    if (offset < size) {
-      await file.truncate(offset);
-      await file.sync();
-    }
-    if (flaws.rewriteOnOpen && offset > 0) {
-      const valid = data.subarray(0, offset);
-      await file.truncate(0);
-      await file.sync();
-      await file.write(0, valid);
-      await file.sync();
-    }
-    const store = new LogStore(file, state, flaws);
-    store.end = offset;
-    return store;
-  }
-
-  put(key: Uint8Array, value: Uint8Array): Promise<void> {
-    return this.append([{ type: 'put', key, value }]);
-  }
-
-  del(key: Uint8Array): Promise<void> {
-    return this.append([{ type: 'del', key }]);
-  }
-
-  batch(ops: readonly WriteOp[]): Promise<void> {
-    return this.append(ops);
-  }
-
-  entries(): Array<[Buffer, Buffer]> {
-    return toEntries(this.state);
-  }
-
-  close(): Promise<void> {
-    return this.file.close();
-  }
-
-  private async append(ops: readonly WriteOp[]): Promise<void> {
-    if (this.poisoned !== undefined) throw new ImpulseError('IMPULSE_ERR_ENGINE_IO', 'log store failed earlier', { cause: this.poisoned });
-    const records = this.flaws.splitBatches ? ops.map((op) => [op]) : [ops];
-    try {
-      for (const record of records) {
-        const encoded = encodeOps(record);
-        const payload = Buffer.from(JSON.stringify(encoded));
-        const header = Buffer.alloc(8);
-        header.writeUInt32LE(payload.length, 0);
-        header.writeUInt32LE(fnv1a(payload), 4);
-        await this.file.write(this.end, Buffer.concat([header, payload]));
-        this.end += 8 + payload.length;
-        if (!this.flaws.skipFileSync) {
-          try {
-            await this.file.sync();
-          } catch (error) {
-            if (!this.flaws.swallowSyncErrors) throw error;
-          }
-        }
-        applyOps(this.state, encoded);
-      }
-    } catch (error) {
-      if (!this.flaws.continueAfterSyncError) this.poisoned = error;
-      if (this.flaws.garbleErrors) throw new TypeError('oops: cannot read properties of undefined');
-      throw error;
-    }
-  }
-}
-
-/** Rewrites the whole state on every write: write db/state.tmp, sync, rename over db/state, sync db. */
-class SnapshotStore implements Store {
-  private constructor(
-    private readonly vfs: Vfs,
-    private readonly state: Map<string, Buffer>,
-    private readonly flaws: Flaws,
-  ) {}
-
-  static async open(vfs: Vfs, flaws: Flaws = {}): Promise<SnapshotStore> {
-    await vfs.mkdir('db');
-    const state = new Map<string, Buffer>();
-    try {
-      applyOps(state, JSON.parse((await vfs.readFile('db/state')).toString()));
-    } catch (error) {
-      if (!isNotFound(error)) throw error;
-    }
-    return new SnapshotStore(vfs, state, flaws);
-  }
-
-  put(key: Uint8Array, value: Uint8Array): Promise<void> {
-    return this.write([{ type: 'put', key, value }]);
-  }
-
-  del(key: Uint8Array): Promise<void> {
-    return this.write([{ type: 'del', key }]);
-  }
-
-  batch(ops: readonly WriteOp[]): Promise<void> {
-    return this.write(ops);
-  }
-
-  entries(): Array<[Buffer, Buffer]> {
-    return toEntries(this.state);
-  }
-
-  async close(): Promise<void> {}
-
-  private async write(ops: readonly WriteOp[]): Promise<void> {
-    const next = new Map(this.state);
-    applyOps(next, encodeOps(ops));
-    const file = await this.vfs.open('db/state.tmp', { create: true, truncate: true });
-    await file.write(0, Buffer.from(JSON.stringify([...next].map(([key, value]) => ['put', key, value.toString('hex')]))));
-    if (!this.flaws.skipSyncBeforeRename) await file.sync();
-    await file.close();
-    await this.vfs.rename('db/state.tmp', 'db/state');
-    if (!this.flaws.skipDirSync) await this.vfs.syncDir('db');
-    this.state.clear();
-    for (const [key, value] of next) this.state.set(key, value);
-  }
-}
-
-/**
- * A log whose first 4 bytes are a commit marker (the committed end); records
- * (no checksums: the marker is trusted) follow. Correct only with an fsync
- * BETWEEN the record and the marker (`skipFileSync` drops that barrier).
- * Not torn-safe (a torn 4-byte marker is garbage): test it with 'reorder'.
- */
-class CommitMarkerStore implements Store {
-  private constructor(
-    private readonly file: VfsFile,
-    private end: number,
-    private readonly state: Map<string, Buffer>,
-    private readonly flaws: Flaws,
-  ) {}
-
-  static async open(vfs: Vfs, flaws: Flaws = {}): Promise<CommitMarkerStore> {
-    await vfs.mkdir('db');
-    const existed = await vfs.exists('db/data');
-    const file = await vfs.open('db/data', { create: true });
-    if (!existed) {
-      const marker = Buffer.alloc(4);
-      marker.writeUInt32LE(4);
-      await file.write(0, marker);
-      await file.sync();
-      await vfs.syncDir('db');
-    }
-    const data = await file.read(0, await file.size());
-    const state = new Map<string, Buffer>();
-    const end = data.length >= 4 ? data.readUInt32LE(0) : 4;
-    for (let offset = 4; offset < end; ) {
-      const length = data.readUInt32LE(offset);
-      applyOps(state, JSON.parse(data.subarray(offset + 4, offset + 4 + length).toString()));
-      offset += 4 + length;
-    }
-    return new CommitMarkerStore(file, end, state, flaws);
-  }
-
-  put(key: Uint8Array, value: Uint8Array): Promise<void> {
-    return this.append([{ type: 'put', key, value }]);
-  }
-
-  del(key: Uint8Array): Promise<void> {
-    return this.append([{ type: 'del', key }]);
-  }
-
-  batch(ops: readonly WriteOp[]): Promise<void> {
-    return this.append(ops);
-  }
-
-  entries(): Array<[Buffer, Buffer]> {
-    return toEntries(this.state);
-  }
-
-  close(): Promise<void> {
-    return this.file.close();
-  }
-
-  private async append(ops: readonly WriteOp[]): Promise<void> {
-    const encoded = encodeOps(ops);
-    const payload = Buffer.from(JSON.stringify(encoded));
-    const record = Buffer.alloc(4 + payload.length);
-    record.writeUInt32LE(payload.length);
-    payload.copy(record, 4);
-    await this.file.write(this.end, record);
-    if (!this.flaws.skipFileSync) await this.file.sync(); // the barrier: record durable before the marker points past it
-    const marker = Buffer.alloc(4);
-    marker.writeUInt32LE(this.end + record.length);
-    await this.file.write(0, marker);
-    await this.file.sync();
-    this.end += record.length;
-    applyOps(this.state, encoded);
-  }
-}
-
-type StoreKind = { open(vfs: Vfs, flaws?: Flaws): Promise<Store> };
-
-/** Puts (unique values), deletes and batches, chosen from `random`; about 14 writes. */
-async function kvWorkload(store: Store, history: KvHistory, random: Random): Promise<void> {
-  for (let i = 0; i < 14; i++) {
-    const key = `k${random.int(5)}`;
-    const choice = random.int(10);
-    if (choice < 5) await history.put(store, key, `v${i}`);
-    else if (choice < 7) await history.del(store, key);
-    else {
-      const ops: KvWriteOp[] = [{ type: 'put', key, value: `b${i}a` }, { type: 'put', key: `k${(random.int(4) + 1 + Number(key.slice(1))) % 5}`, value: `b${i}b` }];
-      if (random.chance(0.5)) ops.push({ type: 'del', key: `k${random.int(5)}` });
-      await history.batch(store, ops);
-    }
-  }
-}
+import { CrashHarnessFailure, choosePoints, sweepCrashPoints, type SweepSummary } from './crash-harness.js';
+import type { RecoverMode } from './mem-vfs.js';
+import { KvHistory, checkRecoveredKv, collectContents, readAllEntries, crashAtEveryIoPoint, ioErrorAtEveryPoint } from '../storage/kv-crash.js';
+import { CommitMarkerStore, LogStore, ManifestStore, SnapshotStore, kvWorkload, type Flaws, type StoreKind } from './tiny-stores.js';
 
 interface SweepExtras {
   readonly seed?: number;
-  readonly modes?: ReadonlyArray<'lose-unsynced' | 'torn' | 'reorder' | 'keep-unsynced'>;
+  readonly modes?: readonly RecoverMode[];
   readonly collectFailures?: boolean;
   readonly consistency?: 'per-key' | 'prefix';
   readonly crashDuringRecovery?: boolean;
   readonly recoveryFlaws?: Flaws;
+  readonly drawsPerPoint?: number;
 }
 
 function crashSweep(kind: StoreKind, flaws: Flaws, extra: SweepExtras = {}): Promise<SweepSummary> {
@@ -323,6 +29,7 @@ function crashSweep(kind: StoreKind, flaws: Flaws, extra: SweepExtras = {}): Pro
     consistency: extra.consistency ?? 'prefix',
     crashDuringRecovery: extra.crashDuringRecovery ?? false,
     ...(extra.modes === undefined ? {} : { modes: extra.modes }),
+    ...(extra.drawsPerPoint === undefined ? {} : { drawsPerPoint: extra.drawsPerPoint }),
     workload: async (vfs, history, { random }) => {
       const store = await kind.open(vfs, flaws);
       await kvWorkload(store, history, random);
@@ -481,6 +188,20 @@ describe('crash harness: rejects broken stores', () => {
     assert.match(message, /recovery mode 'reorder': (recovery failed|.*phantom)/);
   });
 
+  it("a missing directory sync between two directory changes is caught by 'reorder-dirs' (not by prefix modes)", async () => {
+    // 16 draws per point: skipDirSyncBeforeManifest shows only when the rename survives and the table's name does not (1 in 8).
+    const drawsPerPoint = 16;
+    const correct = await crashSweep(ManifestStore, {}, { modes: ['lose-unsynced', 'torn', 'reorder', 'reorder-dirs'], drawsPerPoint });
+    assert.deepEqual(correct.failures, []);
+    assert.equal(correct.checks, correct.points * (1 + 3 * drawsPerPoint), 'the random modes are drawn 16 times per point, lose-unsynced once');
+    for (const flaw of ['skipDirSyncAfterRename', 'skipDirSyncBeforeManifest'] as const) {
+      const prefixOnly = await crashSweep(ManifestStore, { [flaw]: true }, { modes: ['lose-unsynced', 'torn', 'reorder'], drawsPerPoint });
+      assert.deepEqual(prefixOnly.failures, [], `${flaw}: a prefix of the directory changes cannot show it`);
+      const message = await rejection(crashSweep(ManifestStore, { [flaw]: true }, { modes: ['lose-unsynced', 'reorder-dirs'], drawsPerPoint }));
+      assert.match(message, /recovery mode 'reorder-dirs' \(draw \d+\): recovery failed: ImpulseError: readFile "db\/table-\d+" failed: ENOENT/, flaw);
+    }
+  });
+
   it('a workload whose I/O differs between runs is reported', async () => {
     let runs = 0;
     const message = await rejection(
@@ -496,6 +217,20 @@ describe('crash harness: rejects broken stores', () => {
       }),
     );
     assert.match(message, /never reached the crash point/);
+  });
+
+  it('tells its own verdicts from errors of the code under test by type, not by message', async () => {
+    const sweep = (verify: () => Promise<string | undefined>, collectFailures: boolean) =>
+      sweepCrashPoints({ seed: 1, collectFailures, newRecord: () => undefined, workload: async (vfs) => void (await vfs.exists('x')), verify });
+    const lookalike = await sweep(async () => {
+      throw new AssertionError('crash harness (seed 1): a message that only looks like a verdict');
+    }, true);
+    assert.equal(lookalike.failures.length, 4, 'recorded as a violation at both points in both default modes, not rethrown');
+    for (const failure of lookalike.failures) assert.match(failure.message, /^recovery failed: AssertionError: crash harness \(seed 1\): a message/);
+    const verdict = await sweep(async () => 'state is wrong', false).catch((error: unknown) => error);
+    assert.ok(verdict instanceof CrashHarnessFailure && verdict instanceof AssertionError, String(verdict));
+    assert.equal(verdict.failure?.message, 'state is wrong');
+    assert.equal(verdict.failure?.point, 1, 'the fault-free end point is verified first');
   });
 
   it('an error other than the crash escaping the workload is reported', async () => {

@@ -1,20 +1,22 @@
 /**
- * The shared crash and I/O-error harness for every disk engine and the Raft
- * log (SQLite style: run the workload once to count its I/O operations N, then
- * crash it at EVERY operation index in turn, recover, and check).
+ * The shared crash and I/O-error harness for everything that writes through
+ * the Vfs: the disk engines, and any other durable store (SQLite style: run
+ * the workload once to count its I/O operations N, then crash it at EVERY
+ * operation index in turn, recover, and check).
  *
  * Two layers:
  *   - `sweepCrashPoints` / `sweepIoErrors`: generic. You give a workload that
  *     records what it did into a record of your choosing, and a `verify` that
- *     opens whatever survived and checks it against the record. The Raft log
- *     uses this layer with its own record (appended entries, acknowledged ones).
+ *     opens whatever survived and checks it against the record (the Raft log
+ *     store, src/raft/log-store/, records its saves and compactions).
  *   - `crashAtEveryIoPoint` / `ioErrorAtEveryPoint`: key-value, beside the
  *     storage layer in testkit/storage/kv-crash.ts. The record is a
  *     `KvHistory` of puts, deletes and atomic batches, and the check is
  *     `checkRecoveredKv`: acknowledged writes survive, nothing appears that was
  *     never written, batches are all-or-nothing.
  *
- * Example (an engine test, ~15 lines):
+ * Example (an engine test, ~15 lines; `crashAtEveryIoPoint` and
+ * `readAllEntries` come from testkit/storage/kv-crash.ts):
  *
  *   await crashAtEveryIoPoint({
  *     seed: 42,
@@ -51,6 +53,23 @@ import { MemVfs, isCrashError, type IoOperation, type RecoverMode } from './mem-
 // Generic layer
 // ---------------------------------------------------------------------------
 
+/**
+ * What a sweep throws at a violation (or when the workload fails without any
+ * fault): an `AssertionError` (a test failure, not an operating error) of its
+ * own class, so the harness can tell its own verdicts from errors the code
+ * under test throws. `failure` is set for violations found at a fault point.
+ */
+export class CrashHarnessFailure extends AssertionError {
+  override name = 'CrashHarnessFailure';
+
+  constructor(
+    message: string,
+    readonly failure?: SweepFailure,
+  ) {
+    super(message);
+  }
+}
+
 /** Where and how one run was crashed or failed; passed to `verify` and reported in failures. */
 export interface FaultPoint {
   readonly seed: number;
@@ -66,6 +85,8 @@ export interface FaultPoint {
   readonly persistence?: 'once' | 'persistent';
   /** With `crashDuringRecovery`: the recovery's own I/O operation at which it was crashed too. */
   readonly recoveryCrashAt?: number;
+  /** With `drawsPerPoint` > 1: which of the random recoveries of this point and mode (0-based). */
+  readonly draw?: number;
 }
 
 /** What a workload gets besides the vfs and its record. */
@@ -87,6 +108,15 @@ export interface SweepOptions {
   readonly points?: readonly number[];
   /** Return failures in the summary instead of throwing at the first one. Default false. */
   readonly collectFailures?: boolean;
+  /**
+   * How many times each point is recovered and verified in each mode that
+   * draws what survives at random ('torn', 'reorder', 'reorder-dirs'), each
+   * draw with its own seeded choices; 'lose-unsynced' and 'keep-unsynced' are
+   * deterministic and verified once. Cheaper than more seeds (the workload
+   * does not run again) when a bug needs one rare combination of surviving
+   * changes. Default 1.
+   */
+  readonly drawsPerPoint?: number;
 }
 
 export interface CrashSweepOptions<R> extends SweepOptions {
@@ -121,7 +151,7 @@ export interface SweepSummary {
   /** Fault points run (including the fault-free end point for crash sweeps). */
   readonly points: number;
   readonly modes: readonly RecoverMode[];
-  /** Verifications done (points × modes, × persistences for error sweeps). */
+  /** Verifications done (points × modes × draws, × persistences for error sweeps). */
   readonly checks: number;
   /** Violations found; only ever non-empty with `collectFailures` (otherwise the first one throws). */
   readonly failures: readonly SweepFailure[];
@@ -137,7 +167,7 @@ export interface SweepSummary {
  *      wrapped) or resolve after the crash; any other error is a failure, and so
  *      is a run that never reaches operation i (nondeterministic workload).
  *   3. For each mode: `vfs.recover(mode, random)` and `verify`.
- * Throws an `AssertionError` naming seed, point, operation and mode at the first
+ * Throws a `CrashHarnessFailure` naming seed, point, operation and mode at the first
  * violation (unless `collectFailures`).
  */
 export async function sweepCrashPoints<R>(options: CrashSweepOptions<R>): Promise<SweepSummary> {
@@ -151,15 +181,12 @@ export async function sweepCrashPoints<R>(options: CrashSweepOptions<R>): Promis
   try {
     await options.workload(counting, countingRecord, { random: new SeededRandom(options.seed), point: -1 });
   } catch (error) {
-    throw new AssertionError(`crash harness (seed ${options.seed}): the workload fails without any fault injected: ${describeError(error)}`);
+    throw new CrashHarnessFailure(`crash harness (seed ${options.seed}): the workload fails without any fault injected: ${describeError(error)}`);
   }
   const ioOperations = counting.ioCount;
   const operations = counting.operations.slice();
   const endPoint = (mode: RecoverMode): FaultPoint => ({ seed: options.seed, point: ioOperations, ioOperations, operation: undefined, mode });
-  for (const mode of modes) {
-    checks++;
-    await verifyOne(options, counting, countingRecord, endPoint(mode), fail);
-  }
+  for (const mode of modes) checks += await verifyDraws(options, counting, countingRecord, endPoint(mode), fail);
 
   // 2-3. One crashed run per chosen point.
   const chosen = choosePoints(ioOperations, options);
@@ -181,12 +208,31 @@ export async function sweepCrashPoints<R>(options: CrashSweepOptions<R>): Promis
       fail(at(modes[0] ?? 'lose-unsynced'), `the run did only ${vfs.ioCount} I/O operations and never reached the crash point: the workload's I/O is not deterministic`);
       continue;
     }
-    for (const mode of modes) {
-      checks++;
-      await verifyOne(options, vfs, record, at(mode), fail);
-    }
+    for (const mode of modes) checks += await verifyDraws(options, vfs, record, at(mode), fail);
   }
   return { ioOperations, points: chosen.length + 1, modes, checks, failures };
+}
+
+/** Modes whose recovery draws what survives at random (the others are deterministic). */
+const RANDOM_MODES: ReadonlySet<RecoverMode> = new Set(['torn', 'reorder', 'reorder-dirs']);
+
+/** `verifyOne` once per draw (see `SweepOptions.drawsPerPoint`); returns the number of verifications. */
+async function verifyDraws<R>(
+  options: CrashSweepOptions<R> | IoErrorSweepOptions<R>,
+  vfs: MemVfs,
+  record: R,
+  point: FaultPoint,
+  fail: (point: FaultPoint, message: string) => void,
+): Promise<number> {
+  const draws = RANDOM_MODES.has(point.mode) ? Math.max(1, Math.floor(options.drawsPerPoint ?? 1)) : 1;
+  for (let draw = 0; draw < draws; draw++) await verifyOne(options, vfs, record, draws === 1 ? point : { ...point, draw }, fail);
+  return draws;
+}
+
+/** The seed of one recovery: draw 0 keeps the salt of the mode alone, so it is the recovery a single-draw sweep checks. */
+function recoverySeed(seed: number, point: FaultPoint, stage = ''): number {
+  const draw = point.draw ? `#${point.draw}` : '';
+  return mixSeed(seed, point.point, `${point.mode}${stage}${draw}`);
 }
 
 async function verifyOne<R>(
@@ -196,14 +242,8 @@ async function verifyOne<R>(
   point: FaultPoint,
   fail: (point: FaultPoint, message: string) => void,
 ): Promise<void> {
-  const recovered = vfs.recover(point.mode, new SeededRandom(mixSeed(options.seed, point.point, point.mode)));
-  let violation: string | undefined;
-  try {
-    violation = await options.verify(recovered, record, point);
-  } catch (error) {
-    if (error instanceof AssertionError && error.message.startsWith('crash harness')) throw error;
-    violation = `recovery failed: ${describeError(error)}`;
-  }
+  const recovered = vfs.recover(point.mode, new SeededRandom(recoverySeed(options.seed, point)));
+  let violation = await verifyCatching(options, recovered, record, point);
   if (violation !== undefined) {
     fail(point, violation);
     return;
@@ -211,27 +251,37 @@ async function verifyOne<R>(
   if (!('crashDuringRecovery' in options) || !options.crashDuringRecovery || recovered.ioCount === 0) return;
 
   // The same surviving state again (same seed), this time crashed during recovery.
-  const recoveryCrashAt = new SeededRandom(mixSeed(options.seed, point.point, `${point.mode}/recovery`)).int(recovered.ioCount);
-  const again = vfs.recover(point.mode, new SeededRandom(mixSeed(options.seed, point.point, point.mode)));
+  const recoveryCrashAt = new SeededRandom(recoverySeed(options.seed, point, '/recovery')).int(recovered.ioCount);
+  const again = vfs.recover(point.mode, new SeededRandom(recoverySeed(options.seed, point)));
   again.inject({ kind: 'crash', at: recoveryCrashAt });
   const crashedPoint: FaultPoint = { ...point, recoveryCrashAt };
   try {
     await options.verify(again, record, crashedPoint);
   } catch (error) {
-    if (error instanceof AssertionError && error.message.startsWith('crash harness')) throw error;
+    if (error instanceof CrashHarnessFailure) throw error;
     if (!isCrashError(error)) {
       fail(crashedPoint, `recovery failed with an error other than the crash: ${describeError(error)}`);
       return;
     }
   }
-  const final = again.recover(point.mode, new SeededRandom(mixSeed(options.seed, point.point, `${point.mode}/second`)));
-  try {
-    violation = await options.verify(final, record, crashedPoint);
-  } catch (error) {
-    if (error instanceof AssertionError && error.message.startsWith('crash harness')) throw error;
-    violation = `recovery failed: ${describeError(error)}`;
-  }
+  const final = again.recover(point.mode, new SeededRandom(recoverySeed(options.seed, point, '/second')));
+  violation = await verifyCatching(options, final, record, crashedPoint);
   if (violation !== undefined) fail(crashedPoint, violation);
+}
+
+/** `options.verify`, with an error it throws (other than the harness's own verdict) as the violation. */
+async function verifyCatching<R>(
+  options: CrashSweepOptions<R> | IoErrorSweepOptions<R>,
+  recovered: MemVfs,
+  record: R,
+  point: FaultPoint,
+): Promise<string | undefined> {
+  try {
+    return await options.verify(recovered, record, point);
+  } catch (error) {
+    if (error instanceof CrashHarnessFailure) throw error;
+    return `recovery failed: ${describeError(error)}`;
+  }
 }
 
 export interface IoErrorSweepOptions<R> extends SweepOptions {
@@ -272,7 +322,7 @@ export interface IoErrorSweepOptions<R> extends SweepOptions {
  * persistently) and checks: the error reaches the caller (never swallowed,
  * never turned into a non-ImpulseError), and after reopening on what the disk
  * holds the engine opens, passes `verify` (acknowledged data not lost, nothing
- * invented). Throws an AssertionError at the first violation unless `collectFailures`.
+ * invented). Throws a `CrashHarnessFailure` at the first violation unless `collectFailures`.
  */
 export async function sweepIoErrors<R>(options: IoErrorSweepOptions<R>): Promise<SweepSummary> {
   const modes = options.modes ?? ['keep-unsynced', 'lose-unsynced'];
@@ -284,7 +334,7 @@ export async function sweepIoErrors<R>(options: IoErrorSweepOptions<R>): Promise
   try {
     await options.workload(counting, options.newRecord(), { random: new SeededRandom(options.seed), point: -1 });
   } catch (error) {
-    throw new AssertionError(`crash harness (seed ${options.seed}): the workload fails without any fault injected: ${describeError(error)}`);
+    throw new CrashHarnessFailure(`crash harness (seed ${options.seed}): the workload fails without any fault injected: ${describeError(error)}`);
   }
   const ioOperations = counting.ioCount;
   const operations = counting.operations.slice();
@@ -318,10 +368,7 @@ export async function sweepIoErrors<R>(options: IoErrorSweepOptions<R>): Promise
         fail(first, `the injected EIO at operation ${fired.index} (${fired.operation} ${fired.path}) was swallowed: the workload finished and no caller saw an error`);
         continue;
       }
-      for (const mode of modes) {
-        checks++;
-        await verifyOne(options, vfs, record, at(mode), fail);
-      }
+      for (const mode of modes) checks += await verifyDraws(options, vfs, record, at(mode), fail);
     }
   }
   return { ioOperations, points: chosen.length, modes, checks, failures };
@@ -360,8 +407,9 @@ function describeFailure(failure: SweepFailure): string {
       ? `after the fault-free run (${failure.ioOperations} I/O operations)`
       : `${failure.persistence === undefined ? 'crash' : `EIO (${failure.persistence})`} at I/O operation ${failure.point} of ${failure.ioOperations} (${failure.operation.operation} ${failure.operation.path})`;
   const replay = failure.operation === undefined ? '' : ` Replay: { seed: ${failure.seed}, points: [${failure.point}] }.`;
+  const draw = failure.draw === undefined ? '' : ` (draw ${failure.draw})`;
   const second = failure.recoveryCrashAt === undefined ? '' : `, then crashed again at recovery I/O operation ${failure.recoveryCrashAt}`;
-  return `crash harness (seed ${failure.seed}): ${where}, recovery mode '${failure.mode}'${second}: ${failure.message}.${replay}`;
+  return `crash harness (seed ${failure.seed}): ${where}, recovery mode '${failure.mode}'${draw}${second}: ${failure.message}.${replay}`;
 }
 
 function describeError(error: unknown): string {
@@ -370,14 +418,14 @@ function describeError(error: unknown): string {
 }
 
 /**
- * The sweeps' failure handling: `fail` throws an AssertionError describing the
+ * The sweeps' failure handling: `fail` throws a `CrashHarnessFailure` describing the
  * first violation, or, with `collectFailures`, records it in `failures`.
  */
 function failureRecorder(collectFailures: boolean | undefined): { failures: SweepFailure[]; fail: (point: FaultPoint, message: string) => void } {
   const failures: SweepFailure[] = [];
   const fail = (point: FaultPoint, message: string): void => {
     const failure = { ...point, message };
-    if (!collectFailures) throw new AssertionError(describeFailure(failure));
+    if (!collectFailures) throw new CrashHarnessFailure(describeFailure(failure), failure);
     failures.push(failure);
   };
   return { failures, fail };

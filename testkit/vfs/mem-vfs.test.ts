@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isImpulseError } from '../../src/errors.js';
 import { SeededRandom } from '../../src/util/random.js';
-import { CrashError, MemVfs, fromIndex, isCrashError, onIndex, onlyOperations, withProbability } from './mem-vfs.js';
+import { CrashError, fromIndex, isCrashError, onIndex, onlyOperations, withProbability } from './fault-policy.js';
+import { MemVfs } from './mem-vfs.js';
 import { vfsConformanceSuite } from './vfs-conformance.js';
 import { errorCodeOf, isNotFound, type Vfs } from '../../src/vfs/vfs.js';
 
@@ -186,19 +187,21 @@ describe('MemVfs durability model', () => {
     assert.ok((kinds.get('torn') ?? 0) > 0 && (kinds.get('torn+tail') ?? 0) > 0, `torn writes occur: ${JSON.stringify([...kinds])}`);
   });
 
-  it('reorder mode keeps any subset of the unsynced writes, in order', async () => {
-    const seen = new Set<string>();
-    for (let seed = 0; seed < 100; seed++) {
-      const vfs = new MemVfs({ random: new SeededRandom(seed) });
-      const file = await vfs.open('f', { create: true });
-      await vfs.syncDir('.');
-      await file.write(0, Buffer.from('a'));
-      await file.write(1, Buffer.from('b'));
-      await file.write(0, Buffer.from('A'));
-      seen.add((await vfs.recover('reorder').readFile('f')).toString('latin1'));
+  it('reorder modes keep any subset of the unsynced writes, in order', async () => {
+    for (const mode of ['reorder', 'reorder-dirs'] as const) {
+      const seen = new Set<string>();
+      for (let seed = 0; seed < 100; seed++) {
+        const vfs = new MemVfs({ random: new SeededRandom(seed) });
+        const file = await vfs.open('f', { create: true });
+        await vfs.syncDir('.');
+        await file.write(0, Buffer.from('a'));
+        await file.write(1, Buffer.from('b'));
+        await file.write(0, Buffer.from('A'));
+        seen.add((await vfs.recover(mode).readFile('f')).toString('latin1'));
+      }
+      // Subsets of {a@0, b@1, A@0} applied in order; a missing earlier write leaves a zero hole.
+      assert.deepEqual([...seen].sort(), ['', 'A', 'Ab', 'a', 'ab', '\0b'].sort(), `${mode}: every subset occurs, "\\0b" is b without a`);
     }
-    // Subsets of {a@0, b@1, A@0} applied in order; a missing earlier write leaves a zero hole.
-    assert.deepEqual([...seen].sort(), ['', 'A', 'Ab', 'a', 'ab', '\0b'].sort(), 'every subset occurs, "\\0b" is b without a');
   });
 
   it('torn mode keeps a prefix of the unsynced directory changes', async () => {
@@ -213,6 +216,55 @@ describe('MemVfs durability model', () => {
       seen.add(names);
     }
     assert.equal(seen.size, 4);
+  });
+
+  it('reorder-dirs mode may keep a later unlink while losing an earlier rename (prefix modes never do)', async () => {
+    // A new manifest renamed into place, then the table only the old manifest named is unlinked, with no syncDir after.
+    const outcomes = async (mode: 'torn' | 'reorder' | 'reorder-dirs'): Promise<string[]> => {
+      const seen = new Set<string>();
+      for (let seed = 0; seed < 100; seed++) {
+        const vfs = new MemVfs({ random: new SeededRandom(seed) });
+        await writeFile(vfs, 'MANIFEST', 'old', { sync: true });
+        await writeFile(vfs, 'table-1', 't', { sync: true });
+        await writeFile(vfs, 'MANIFEST.tmp', 'new', { sync: true });
+        await vfs.syncDir('.');
+        await vfs.rename('MANIFEST.tmp', 'MANIFEST');
+        await vfs.unlink('table-1');
+        const recovered = vfs.recover(mode);
+        seen.add(`${await text(recovered, 'MANIFEST')}|${recovered.fileNames().join(',')}`);
+      }
+      return [...seen].sort();
+    };
+    const bothKept = 'new|MANIFEST';
+    const renameKept = 'new|MANIFEST,table-1';
+    const unlinkKept = 'old|MANIFEST,MANIFEST.tmp';
+    const noneKept = 'old|MANIFEST,MANIFEST.tmp,table-1';
+    assert.deepEqual(await outcomes('reorder-dirs'), [bothKept, renameKept, unlinkKept, noneKept].sort());
+    for (const prefixMode of ['torn', 'reorder'] as const) {
+      assert.deepEqual(await outcomes(prefixMode), [bothKept, renameKept, noneKept].sort(), `${prefixMode}: a prefix never has the unlink without the rename`);
+    }
+  });
+
+  it('reorder-dirs mode keeps the changes to one name in order, and a rename whole', async () => {
+    const seen = new Set<string>();
+    for (let seed = 0; seed < 200; seed++) {
+      const vfs = new MemVfs({ random: new SeededRandom(seed) });
+      await writeFile(vfs, 'x', 'v1', { sync: true });
+      await vfs.syncDir('.');
+      await writeFile(vfs, 'a', 'A', { sync: true }); // link a
+      await vfs.rename('a', 'b'); // needs the link of a: kept only if it was
+      await writeFile(vfs, 'c', 'C', { sync: true }); // independent of a and b
+      await vfs.unlink('x');
+      await writeFile(vfs, 'x', 'v2', { sync: true }); // a new x: kept only if the unlink was
+      const recovered = vfs.recover('reorder-dirs');
+      const names = recovered.fileNames();
+      assert.ok(!(names.includes('a') && names.includes('b')), `seed ${seed}: a rename is atomic: ${names.join(',')}`);
+      if (names.includes('b')) assert.equal(await text(recovered, 'b'), 'A');
+      seen.add(`${names.filter((name) => name !== 'x').join(',')}|x=${await text(recovered, 'x')}`);
+    }
+    const abc = ['', 'a', 'b', 'c', 'a,c', 'b,c'];
+    const xs = ['v1', 'undefined', 'v2'];
+    assert.deepEqual([...seen].sort(), abc.flatMap((names) => xs.map((x) => `${names}|x=${x}`)).sort(), 'every per-name-ordered combination occurs, and nothing else');
   });
 
   it('recover leaves the original vfs unchanged and usable', async () => {

@@ -1,7 +1,7 @@
 /**
  * `MemVfs`: an in-memory `Vfs` that models POSIX durability exactly as
  * vfs.ts documents it, counts every I/O operation, and injects faults.
- * Crash tests, the simulator and fast engine tests run on it.
+ * Crash tests (the sweeps of crash-harness.ts) and fast engine tests run on it.
  *
  * How to use:
  *   const vfs = new MemVfs({ random: new SeededRandom(seed) });
@@ -50,15 +50,29 @@
  *     missing fsync BETWEEN two writes of one file (data then commit marker),
  *     which 'torn' cannot, since a prefix never has the later write without
  *     the earlier one.
+ *     `recover('reorder-dirs')`: 'reorder', and directories are reordered
+ *     too: each directory keeps a random subset of its pending creates,
+ *     renames and unlinks with per-name order: each kept with probability
+ *     1/2, except that once an operation on a name is lost, every later
+ *     operation on that name is lost too; a rename changes two names and is
+ *     kept or lost whole (see `reorderedEntries`). POSIX orders none of this
+ *     without a directory fsync, and file systems differ in what they keep.
+ *     This catches a missing `syncDir` BETWEEN two directory changes the
+ *     recovery depends on the order of (rename a new manifest into place,
+ *     then unlink the tables only the old one named; or create a table, then
+ *     rename a manifest naming it into place), which a prefix cannot show.
  *
  * Counting and faults: every call of a `Vfs` method or a `VfsFile` method is ONE
  * operation, numbered from 0 in call order (`ioCount` is the next number). A
- * fault policy (see `inject`, `onIndex`, `fromIndex`, `withProbability`,
- * `onlyOperations`) may make an operation fail with an injected EIO
- * (`ImpulseError` IMPULSE_ERR_ENGINE_IO, cause code 'EIO') or crash the vfs: the
- * operation and every later one then reject with `CrashError`. A failed
- * operation has no effect. The numbering is deterministic when the code driving
- * the vfs is (no real timers or real randomness deciding the order of I/O).
+ * fault policy (fault-policy.ts: `onIndex`, `fromIndex`, `withProbability`,
+ * `onlyOperations`, ..., the same policies `FaultVfs` takes) may make an
+ * operation fail with an injected error (`ImpulseError` IMPULSE_ERR_ENGINE_IO,
+ * cause code 'EIO' or the chosen errno) or crash the vfs: the operation and
+ * every later one then reject with `CrashError`. A failed operation has no
+ * effect. Delays are not supported here (an operation takes effect when
+ * called); wrap a MemVfs in `FaultVfs` for a slow disk. The numbering is
+ * deterministic when the code driving the vfs is (no real timers or real
+ * randomness deciding the order of I/O).
  *
  * Not safe to share between worker threads; within one event loop any
  * interleaving of calls is fine (each operation takes effect when called).
@@ -66,114 +80,27 @@
 import { assert } from '../../src/util/assert.js';
 import { SeededRandom, type Random } from '../../src/util/random.js';
 import { errnoError, joinPath, vfsError, type Vfs, type VfsFile, type VfsOpenOptions } from '../../src/vfs/vfs.js';
+import { CrashError, FaultInjectingVfs, FaultInjector, fromIndex, onIndex, type FaultPolicy, type VfsOperation } from './fault-policy.js';
 
-/** The operations `MemVfs` counts; file methods are prefixed with `file.`. */
-export type VfsOperation =
-  | 'open'
-  | 'readFile'
-  | 'rename'
-  | 'unlink'
-  | 'list'
-  | 'mkdir'
-  | 'syncDir'
-  | 'exists'
-  | 'size'
-  | 'file.read'
-  | 'file.write'
-  | 'file.size'
-  | 'file.truncate'
-  | 'file.sync'
-  | 'file.close';
+// These lived here before fault-policy.ts; tests on other branches still import them from here.
+export { CrashError, isCrashError, fromIndex, onIndex, onlyOperations, withProbability } from './fault-policy.js';
+export type { FaultAction, FaultPolicy, IoOperation, VfsOperation } from './fault-policy.js';
 
-/** One counted I/O operation. */
-export interface IoOperation {
-  /** 0-based position in the vfs's operation sequence. */
-  readonly index: number;
-  readonly operation: VfsOperation;
-  /** The path operated on (for rename: "from -> to"). */
-  readonly path: string;
-}
-
-export type FaultAction = 'error' | 'crash';
-
-/**
- * A composable fault policy (pebble errorfs style). `decide` is called once per
- * operation, in order, before the operation takes effect; the first policy (in
- * `inject` order) that returns an action decides. `name` says what it does.
- */
-export interface FaultPolicy {
-  readonly name: string;
-  decide(operation: IoOperation): FaultAction | undefined;
-}
-
-/** The declarative faults of the task brief; `inject` turns them into policies. */
+/** Shorthands for the common faults; `inject` turns them into policies. */
 export type FaultSpec =
   | { readonly kind: 'error'; readonly at: number; readonly persistent?: boolean }
   | { readonly kind: 'crash'; readonly at: number };
-
-/** Fails (or crashes) exactly the operation with index `index`. */
-export function onIndex(index: number, action: FaultAction = 'error'): FaultPolicy {
-  return { name: `${actionName(action)} at op ${index}`, decide: (op) => (op.index === index ? action : undefined) };
-}
-
-/** Fails every operation from index `index` on (a disk that died). */
-export function fromIndex(index: number, action: FaultAction = 'error'): FaultPolicy {
-  return { name: `${actionName(action)} from op ${index} on`, decide: (op) => (op.index >= index ? action : undefined) };
-}
-
-/** Fails each operation independently with probability `probability` (0..1), drawn from `random`. */
-export function withProbability(probability: number, random: Random, action: FaultAction = 'error'): FaultPolicy {
-  assert(probability >= 0 && probability <= 1, 'withProbability: probability must be in [0, 1]', probability);
-  return { name: `${actionName(action)} with p=${probability}`, decide: () => (random.chance(probability) ? action : undefined) };
-}
-
-/** Applies `policy` only to the listed operations (indexes stay global); others pass untouched. */
-export function onlyOperations(operations: readonly VfsOperation[], policy: FaultPolicy): FaultPolicy {
-  const allowed = new Set(operations);
-  return { name: `${policy.name} on ${operations.join('/')}`, decide: (op) => (allowed.has(op.operation) ? policy.decide(op) : undefined) };
-}
-
-function actionName(action: FaultAction): string {
-  return action === 'error' ? 'EIO' : 'crash';
-}
-
-/**
- * The rejection of every operation of a crashed `MemVfs`. Not an ImpulseError
- * on purpose: engines must not treat a simulated power cut as an I/O error
- * they can handle; the crash harness expects it to escape (possibly wrapped
- * as the `cause` of another error, see `isCrashError`).
- */
-export class CrashError extends Error {
-  override name = 'CrashError';
-
-  constructor(
-    /** Index of the operation that was refused. */
-    readonly operationIndex: number,
-    /** Index of the operation at which the crash happened. */
-    readonly crashIndex: number,
-    operation: string,
-    path: string,
-  ) {
-    super(`simulated crash: operation ${operationIndex} (${operation} ${path}) refused; crashed at operation ${crashIndex}`);
-  }
-}
-
-/** True when `error` is a `CrashError` or carries one in its cause chain (or in an AggregateError), at most 8 levels deep. */
-export function isCrashError(error: unknown, depth = 0): boolean {
-  if (depth > 8 || error === null || typeof error !== 'object') return false;
-  if (error instanceof CrashError) return true;
-  if (error instanceof AggregateError && error.errors.some((inner) => isCrashError(inner, depth + 1))) return true;
-  return isCrashError((error as { cause?: unknown }).cause, depth + 1);
-}
 
 /**
  * What survives a crash: 'lose-unsynced' (power loss, nothing unsynced
  * survives), 'torn' (power loss, a random part of the unsynced work survives,
  * the last write possibly torn), 'reorder' (power loss, a random subset of
- * each file's unsynced writes survives), 'keep-unsynced' (process crash: everything
- * survives, synced or not).
+ * each file's unsynced writes survives), 'reorder-dirs' ('reorder', and a
+ * random subset of each directory's unsynced changes survives, the changes to
+ * one name in order), 'keep-unsynced' (process crash: everything survives,
+ * synced or not).
  */
-export type RecoverMode = 'lose-unsynced' | 'torn' | 'reorder' | 'keep-unsynced';
+export type RecoverMode = 'lose-unsynced' | 'torn' | 'reorder' | 'reorder-dirs' | 'keep-unsynced';
 
 export interface MemVfsOptions {
   /** Drives torn-write choices and is forked into recovered copies. Default `new SeededRandom(1)`. */
@@ -196,29 +123,22 @@ export interface MemVfsCounters {
   bytesRead: number;
   fileSyncs: number;
   dirSyncs: number;
-  /** Operations that were refused by an injected EIO. */
+  /** Operations that were refused by an injected error (EIO or another errno). */
   injectedErrors: number;
 }
 
-export class MemVfs implements Vfs {
-  /** Number of operations so far; the next operation gets this index. */
-  ioCount = 0;
+export class MemVfs extends FaultInjectingVfs implements Vfs {
   readonly counters: MemVfsCounters = { bytesWritten: 0, bytesRead: 0, fileSyncs: 0, dirSyncs: 0, injectedErrors: 0 };
-  /** Every operation so far, when `recordOperations` was set (else empty). */
-  readonly operations: IoOperation[] = [];
-  /** The operations an injected fault refused, in order (the crash appears once, at the crash point). */
-  readonly firedFaults: Array<IoOperation & { readonly action: FaultAction }> = [];
 
   /** See `MemVfsOptions.syncFailureDropsWrites`. */
   readonly syncFailureDropsWrites: boolean;
   private readonly random: Random;
   private readonly recordOperations: boolean;
-  private readonly policies: FaultPolicy[] = [];
   /** Normalized directory path → directory. Roots '.' and '/' always exist. */
   private readonly dirs = new Map<string, MemDir>();
-  private crashIndex: number | undefined;
 
   constructor(options: MemVfsOptions = {}) {
+    super(new FaultInjector(options.recordOperations ?? false));
     this.random = options.random ?? new SeededRandom(1);
     this.recordOperations = options.recordOperations ?? false;
     this.syncFailureDropsWrites = options.syncFailureDropsWrites ?? false;
@@ -228,37 +148,22 @@ export class MemVfs implements Vfs {
 
   /** "mem", plus the injected faults, e.g. "mem(crash at op 17)". */
   get name(): string {
-    const parts = this.policies.map((policy) => policy.name);
-    if (this.crashIndex !== undefined) parts.push(`crashed at op ${this.crashIndex}`);
+    const parts = this.faults.description;
     return parts.length === 0 ? 'mem' : `mem(${parts.join(', ')})`;
   }
 
-  /** True once a crash fault fired or `crash()` was called: every operation now rejects with `CrashError`. */
-  get crashed(): boolean {
-    return this.crashIndex !== undefined;
-  }
-
-  /** Adds a fault. Specs: `{kind:'error', at, persistent?}`, `{kind:'crash', at}`; or any `FaultPolicy`. */
+  /** Adds a fault. Specs: `{kind:'error', at, persistent?}`, `{kind:'crash', at}`; or any `FaultPolicy` (no delays). */
   inject(fault: FaultSpec | FaultPolicy): this {
     if ('decide' in fault) {
-      this.policies.push(fault);
+      this.faults.add(fault);
     } else if (fault.kind === 'crash') {
-      this.policies.push(onIndex(fault.at, 'crash'));
+      this.faults.add(onIndex(fault.at, 'crash'));
     } else {
-      this.policies.push(fault.persistent ? fromIndex(fault.at, 'error') : onIndex(fault.at, 'error'));
+      this.faults.add(fault.persistent ? fromIndex(fault.at, 'error') : onIndex(fault.at, 'error'));
     }
     return this;
   }
 
-  /** Removes every fault policy (a crashed vfs stays crashed). */
-  clearFaults(): void {
-    this.policies.length = 0;
-  }
-
-  /** Crashes now: the next operation and every later one reject with `CrashError`. */
-  crash(): void {
-    this.crashIndex ??= this.ioCount;
-  }
 
   /**
    * A NEW MemVfs holding exactly what survives a crash at this moment (see the
@@ -413,21 +318,14 @@ export class MemVfs implements Vfs {
    * calling async method rejects) BEFORE the operation has any effect.
    */
   begin(operation: VfsOperation, path: string, onInjectedError?: () => void): void {
-    const op: IoOperation = { index: this.ioCount++, operation, path };
-    if (this.recordOperations) this.operations.push(op);
-    if (this.crashIndex !== undefined) throw new CrashError(op.index, this.crashIndex, operation, path);
-    for (const policy of this.policies) {
-      const action = policy.decide(op);
-      if (action === undefined) continue;
-      this.firedFaults.push({ ...op, action });
-      if (action === 'crash') {
-        this.crashIndex = op.index;
-        throw new CrashError(op.index, op.index, operation, path);
-      }
+    const { delayMs, failure } = this.faults.next(operation, path);
+    assert(delayMs === 0, 'MemVfs applies an operation when it is called and cannot delay it: wrap it in FaultVfs for latency', delayMs);
+    if (failure === undefined) return;
+    if (!(failure instanceof CrashError)) {
       this.counters.injectedErrors++;
       onInjectedError?.();
-      throw vfsError(operation, path, errnoError('EIO', `injected I/O error at operation ${op.index}`));
     }
+    throw failure;
   }
 
   private lookupFile(operation: VfsOperation, path: string): MemInode {
@@ -475,12 +373,14 @@ export class MemVfs implements Vfs {
         return dir.durable;
       case 'torn':
       case 'reorder': {
-        // Directory changes go through the file system's journal in order: a prefix.
+        // A journal that commits directory changes in order: a prefix.
         const entries = new Map(dir.durable);
         const kept = random.int(dir.pending.length + 1);
         for (const op of dir.pending.slice(0, kept)) applyDirOp(entries, op);
         return entries;
       }
+      case 'reorder-dirs':
+        return reorderedEntries(dir, random);
     }
   }
 
@@ -492,7 +392,8 @@ export class MemVfs implements Vfs {
         return inode.durable.clone();
       case 'torn':
         return this.tornContents(inode, random);
-      case 'reorder': {
+      case 'reorder':
+      case 'reorder-dirs': {
         const contents = inode.durable.clone();
         for (const op of inode.pending) if (random.chance(0.5)) applyFileOp(contents, op);
         return contents;
@@ -631,6 +532,36 @@ function applyDirOp(entries: Map<string, MemInode>, op: PendingDirOp): void {
       entries.set(op.to, op.inode);
       break;
   }
+}
+
+/** The names a pending directory operation changes (a rename changes two, atomically). */
+function namesOf(op: PendingDirOp): readonly string[] {
+  return op.kind === 'rename' ? [op.from, op.to] : [op.name];
+}
+
+/**
+ * 'reorder-dirs' for one directory: each pending operation survives with
+ * probability 1/2, independently of operations on OTHER names, but the
+ * operations on one name stay in order: once one is lost, every later one
+ * touching that name is lost too. A rename touches two names and survives or
+ * is lost whole (rename is atomic), so it also ties the two names' histories
+ * together. Thus a later unlink of one file may survive while an earlier
+ * rename of another is lost, which no prefix shows; but a file is never
+ * renamed after a create that was lost, or unlinked before a rename onto its
+ * name that was kept.
+ */
+function reorderedEntries(dir: MemDir, random: Random): Map<string, MemInode> {
+  const entries = new Map(dir.durable);
+  const lostNames = new Set<string>();
+  for (const op of dir.pending) {
+    const names = namesOf(op);
+    if (!names.some((name) => lostNames.has(name)) && random.chance(0.5)) {
+      applyDirOp(entries, op);
+    } else {
+      for (const name of names) lostNames.add(name);
+    }
+  }
+  return entries;
 }
 
 /** A file: durable contents, current contents, and the operations between them. */

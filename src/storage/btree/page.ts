@@ -2,11 +2,12 @@
  * The on-disk page format of the `btree` engine.
  *
  * The file is an array of fixed-size pages (`pageBytes`, 4 KiB by default, a
- * power of two from 512 to 32 KiB). Page 0 and page 1 are the two alternating
- * meta pages; every other page is a branch, a leaf, an overflow page or a
- * free-list page, or is free.
+ * power of two from 512 to 32 KiB). Pages 0 to 3 are the meta pages (two
+ * alternating slots, each written twice; their format is in meta.ts); every
+ * other page is a branch, a leaf, an overflow page or a free-list page, or is
+ * free.
  *
- * Every page starts with the same 16-byte header:
+ * Every page starts with the same 24-byte header:
  *
  *   offset 0  u32  CRC-32 of bytes [4, pageBytes) of the page
  *   offset 4  u8   page type (PageType)
@@ -15,6 +16,11 @@
  *   offset 8  u32  the page's own number (catches misdirected writes and reads)
  *   offset 12 u32  extra: branch = leftmost child; free list = next free-list
  *                  page (0 = none); overflow = index of the page in its run
+ *   offset 16 f64  the commit (txn id) that wrote the page. A version `v` only
+ *                  ever references pages written by commits <= v, so a page
+ *                  stamped later than the version reading it was reused while
+ *                  still in use (or a later, unfinished commit wrote over it):
+ *                  reads check this and report it as corruption.
  *
  * Leaf and branch pages are slotted: after the header, `count` u16 offsets,
  * then the entries in key order. An entry is
@@ -32,23 +38,23 @@
  * the common header (type OVERFLOW), so a flipped bit names the exact page.
  * The inline limits keep every entry at most a quarter of a page, which is
  * what makes "split in two" and "merge or redistribute with one sibling"
- * always sufficient (see btree-engine.ts).
+ * always sufficient (see node.ts).
  *
  * All integers are little-endian.
  */
 import { crc32 } from 'node:zlib';
 import { ImpulseError } from '../../errors.js';
 import { assert } from '../../util/assert.js';
+import { compareBytes, partitionPoint } from '../../util/bytes.js';
+import { corruption } from '../../util/corruption.js';
 
-export const HEADER_BYTES = 16;
+export const HEADER_BYTES = 24;
 export const SLOT_BYTES = 2;
 export const ENTRY_HEADER_BYTES = 7;
 export const PAGE_BYTES_MIN = 512;
 export const PAGE_BYTES_MAX = 32 * 1024;
-export const META_PAGES = 2;
-export const FORMAT_VERSION = 1;
-const MAGIC_LOW = 0x42504d49; // "IMPB"
-const MAGIC_HIGH = 0x45455254; // "TREE"
+/** Pages [0, META_PAGES) hold the meta pages: two slots, each written twice (meta.ts). */
+export const META_PAGES = 4;
 
 export const enum PageType {
   Meta = 1,
@@ -114,8 +120,8 @@ export interface OverflowRef {
   readonly length: number;
 }
 
-export function isOverflowRef(value: Buffer | OverflowRef): value is OverflowRef {
-  return !Buffer.isBuffer(value);
+export function isOverflowRef(value: Uint8Array | OverflowRef): value is OverflowRef {
+  return !(value instanceof Uint8Array);
 }
 
 /**
@@ -126,6 +132,8 @@ export function isOverflowRef(value: Buffer | OverflowRef): value is OverflowRef
  */
 export interface PageView {
   readonly page: number;
+  /** The commit that wrote the page (header stamp). */
+  readonly stamp: number;
   readonly bytes: Buffer;
   readonly type: PageType.Leaf | PageType.Branch;
   readonly count: number;
@@ -133,8 +141,9 @@ export interface PageView {
   readonly keyRuns: readonly OverflowRef[];
 }
 
-export function corruption(path: string, page: number, what: string): ImpulseError {
-  return new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', `btree file ${path}: page ${page} ${what}`);
+/** IMPULSE_ERR_ENGINE_CORRUPTION naming the btree file and the damaged page: "page <n> <what>". */
+export function pageCorruption(path: string, page: number, what: string): ImpulseError {
+  return corruption('btree', path, `page ${page} ${what}`);
 }
 
 /** The checksum over bytes [4, end) of a page. */
@@ -148,24 +157,39 @@ export function sealPage(bytes: Buffer): void {
 }
 
 /**
- * Checks the checksum, the page number and the type of a page read from disk.
+ * Checks the checksum, the page number, the type and the commit stamp of a
+ * page read from disk for version `version` (the stamp must not be later).
  * Throws IMPULSE_ERR_ENGINE_CORRUPTION naming the page on any mismatch.
  */
-export function verifyPage(path: string, page: number, bytes: Buffer, pageBytes: number, expected: readonly PageType[]): PageType {
-  if (bytes.length !== pageBytes) throw corruption(path, page, `is cut short (${bytes.length} of ${pageBytes} bytes)`);
-  if (bytes.readUInt32LE(0) !== pageChecksum(bytes)) throw corruption(path, page, 'failed its checksum');
-  if (bytes.readUInt32LE(8) !== page) throw corruption(path, page, `carries page number ${bytes.readUInt32LE(8)}`);
+export function verifyPage(path: string, page: number, bytes: Buffer, pageBytes: number, expected: readonly PageType[], version: number): PageType {
+  if (bytes.length !== pageBytes) throw pageCorruption(path, page, `is cut short (${bytes.length} of ${pageBytes} bytes)`);
+  if (bytes.readUInt32LE(0) !== pageChecksum(bytes)) throw pageCorruption(path, page, 'failed its checksum');
+  if (bytes.readUInt32LE(8) !== page) throw pageCorruption(path, page, `carries page number ${bytes.readUInt32LE(8)}`);
   const type = bytes[4] as PageType;
-  if (!expected.includes(type)) throw corruption(path, page, `has type ${type}, expected ${expected.join(' or ')}`);
+  if (!expected.includes(type)) throw pageCorruption(path, page, `has type ${type}, expected ${expected.join(' or ')}`);
+  checkStamp(path, page, pageStamp(bytes), version);
   return type;
 }
 
-export function writeHeader(bytes: Buffer, type: PageType, count: number, page: number, extra: number): void {
+/** The commit that wrote a page (header offset 16). */
+export function pageStamp(bytes: Buffer): number {
+  return bytes.readDoubleLE(16);
+}
+
+/** Corruption unless a page written by commit `stamp` may belong to version `version`. */
+export function checkStamp(path: string, page: number, stamp: number, version: number): void {
+  if (stamp > version) {
+    throw pageCorruption(path, page, `was written by commit ${stamp}, after version ${version} that references it (reused while still in use, or overwritten by an unfinished later commit)`);
+  }
+}
+
+export function writeHeader(bytes: Buffer, type: PageType, count: number, page: number, extra: number, stamp: number): void {
   bytes[4] = type;
   bytes[5] = 0;
   bytes.writeUInt16LE(count, 6);
   bytes.writeUInt32LE(page, 8);
   bytes.writeUInt32LE(extra, 12);
+  bytes.writeDoubleLE(stamp, 16);
 }
 
 // ---- reading leaf and branch pages in place ----------------------------------------------
@@ -183,59 +207,26 @@ export function keyAt(view: PageView, index: number): Buffer {
   return view.bytes.subarray(offset + ENTRY_HEADER_BYTES, offset + ENTRY_HEADER_BYTES + length);
 }
 
-/**
- * Compares `key` with entry `index`'s key: negative when `key` sorts first.
- * A plain byte loop: for short keys it beats `Buffer.compare` with offsets,
- * whose native call cost dominated cached point reads when measured.
- */
+/** Compares `key` with entry `index`'s key: negative when `key` sorts first. */
 export function compareWithEntry(view: PageView, index: number, key: Buffer): number {
   const big = view.bigKeys?.[index];
-  if (big !== undefined) return key.compare(big);
+  if (big !== undefined) return compareBytes(key, big);
   const bytes = view.bytes;
   const slot = HEADER_BYTES + SLOT_BYTES * index;
   const offset = bytes[slot]! | (bytes[slot + 1]! << 8);
   const length = bytes[offset]! | (bytes[offset + 1]! << 8);
   const start = offset + ENTRY_HEADER_BYTES;
-  const shared = key.length < length ? key.length : length;
-  for (let at = 0; at < shared; at++) {
-    const difference = key[at]! - bytes[start + at]!;
-    if (difference !== 0) return difference;
-  }
-  return key.length - length;
-}
-
-/** Unsigned byte order of two keys (a JavaScript loop: cheaper than `Buffer.compare` for short keys). */
-export function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const shared = a.length < b.length ? a.length : b.length;
-  for (let at = 0; at < shared; at++) {
-    const difference = a[at]! - b[at]!;
-    if (difference !== 0) return difference;
-  }
-  return a.length - b.length;
+  return compareBytes(key, bytes, 0, key.length, start, start + length);
 }
 
 /** First entry index whose key is >= `key` (`count` when none). */
 export function lowerBound(view: PageView, key: Buffer): number {
-  let low = 0;
-  let high = view.count;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if (compareWithEntry(view, middle, key) > 0) low = middle + 1;
-    else high = middle;
-  }
-  return low;
+  return partitionPoint(0, view.count, (index) => compareWithEntry(view, index, key) <= 0);
 }
 
 /** First entry index whose key is > `key` (`count` when none): in a branch, the child to descend into. */
 export function upperBound(view: PageView, key: Buffer): number {
-  let low = 0;
-  let high = view.count;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if (compareWithEntry(view, middle, key) >= 0) low = middle + 1;
-    else high = middle;
-  }
-  return low;
+  return partitionPoint(0, view.count, (index) => compareWithEntry(view, index, key) < 0);
 }
 
 /** Child `index` (0..count) of a branch page. */
@@ -270,6 +261,59 @@ export function valueRefAt(view: PageView, index: number): Buffer | OverflowRef 
   return bytes.subarray(valueStart, valueStart + valueLength);
 }
 
+/** Every entry of a leaf or branch page, read in one pass (see `readEntries`). */
+export interface PageEntries {
+  /** Keys: views into the page bytes (or the page's loaded overflow keys). */
+  readonly keys: Uint8Array[];
+  /** Leaf only: values, views into the page bytes or overflow runs. */
+  readonly values: Array<Uint8Array | OverflowRef>;
+  /** Branch only: the `count + 1` children. */
+  readonly children: number[];
+  /** Entry bytes (slots included, header excluded) the entries take. */
+  readonly bytes: number;
+}
+
+/**
+ * Every entry of a verified leaf or branch page in one pass over its bytes.
+ * The keys and values are plain `Uint8Array` views into the immutable page
+ * (cheaper to make than `Buffer` views, which is what decoding a touched page
+ * costs most); do not mutate them.
+ */
+export function readEntries(geometry: PageGeometry, view: PageView): PageEntries {
+  const bytes = view.bytes;
+  const arrayBuffer = bytes.buffer;
+  const base = bytes.byteOffset;
+  const count = view.count;
+  const isLeaf = view.type === PageType.Leaf;
+  const keys = new Array<Uint8Array>(count);
+  const values: Array<Uint8Array | OverflowRef> = isLeaf ? new Array<Uint8Array | OverflowRef>(count) : [];
+  const children: number[] = isLeaf ? [] : [bytes.readUInt32LE(12)];
+  let total = 0;
+  for (let index = 0; index < count; index++) {
+    const slot = HEADER_BYTES + SLOT_BYTES * index;
+    const offset = bytes[slot]! | (bytes[slot + 1]! << 8);
+    const keyLength = bytes[offset]! | (bytes[offset + 1]! << 8);
+    const flags = bytes[offset + 2]!;
+    const word = bytes.readUInt32LE(offset + 3);
+    let cursor = offset + ENTRY_HEADER_BYTES;
+    if ((flags & KEY_OVERFLOW) !== 0) {
+      keys[index] = view.bigKeys![index]!;
+      cursor += 4;
+    } else {
+      keys[index] = new Uint8Array(arrayBuffer, base + cursor, keyLength);
+      cursor += keyLength;
+    }
+    if (!isLeaf) {
+      children.push(word);
+      total += geometry.branchEntryBytes(keyLength);
+      continue;
+    }
+    values[index] = (flags & VALUE_OVERFLOW) !== 0 ? { page: bytes.readUInt32LE(cursor), length: word } : new Uint8Array(arrayBuffer, base + cursor, word);
+    total += geometry.leafEntryBytes(keyLength, word);
+  }
+  return { keys, values, children, bytes: total };
+}
+
 /**
  * The overflow runs referenced by a raw leaf or branch page's keys (and, for
  * a leaf, values), read straight from the bytes. Used on load (to fetch big
@@ -285,16 +329,16 @@ export function scanEntries(
   const count = bytes.readUInt16LE(6);
   const keyRuns: Array<{ index: number; ref: OverflowRef }> = [];
   const valueRuns: OverflowRef[] = [];
-  if (HEADER_BYTES + SLOT_BYTES * count > bytes.length) throw corruption(path, page, `has ${count} entries, more than fit`);
+  if (HEADER_BYTES + SLOT_BYTES * count > bytes.length) throw pageCorruption(path, page, `has ${count} entries, more than fit`);
   for (let index = 0; index < count; index++) {
     const offset = bytes.readUInt16LE(HEADER_BYTES + SLOT_BYTES * index);
-    if (offset < HEADER_BYTES || offset + ENTRY_HEADER_BYTES > bytes.length) throw corruption(path, page, `entry ${index} is out of the page`);
+    if (offset < HEADER_BYTES || offset + ENTRY_HEADER_BYTES > bytes.length) throw pageCorruption(path, page, `entry ${index} is out of the page`);
     const keyLength = bytes.readUInt16LE(offset);
     const flags = bytes[offset + 2]!;
     const word = bytes.readUInt32LE(offset + 3);
     let cursor = offset + ENTRY_HEADER_BYTES;
     if ((flags & KEY_OVERFLOW) !== 0) {
-      if (cursor + 4 > bytes.length) throw corruption(path, page, `entry ${index} is out of the page`);
+      if (cursor + 4 > bytes.length) throw pageCorruption(path, page, `entry ${index} is out of the page`);
       keyRuns.push({ index, ref: { page: bytes.readUInt32LE(cursor), length: keyLength } });
       cursor += 4;
     } else {
@@ -302,14 +346,14 @@ export function scanEntries(
     }
     if (type === PageType.Leaf) {
       if ((flags & VALUE_OVERFLOW) !== 0) {
-        if (cursor + 4 > bytes.length) throw corruption(path, page, `entry ${index} is out of the page`);
+        if (cursor + 4 > bytes.length) throw pageCorruption(path, page, `entry ${index} is out of the page`);
         valueRuns.push({ page: bytes.readUInt32LE(cursor), length: word });
         cursor += 4;
       } else {
         cursor += word;
       }
     }
-    if (cursor > bytes.length) throw corruption(path, page, `entry ${index} is out of the page`);
+    if (cursor > bytes.length) throw pageCorruption(path, page, `entry ${index} is out of the page`);
   }
   return { keyRuns, valueRuns };
 }
@@ -323,12 +367,13 @@ export function scanEntries(
 export function encodeLeaf(
   geometry: PageGeometry,
   page: number,
-  keys: readonly Buffer[],
-  values: ReadonlyArray<Buffer | OverflowRef>,
+  stamp: number,
+  keys: readonly Uint8Array[],
+  values: ReadonlyArray<Uint8Array | OverflowRef>,
   keyPages: ReadonlyArray<number | undefined>,
 ): Buffer {
   const bytes = Buffer.alloc(geometry.pageBytes);
-  writeHeader(bytes, PageType.Leaf, keys.length, page, 0);
+  writeHeader(bytes, PageType.Leaf, keys.length, page, 0, stamp);
   let cursor = HEADER_BYTES + SLOT_BYTES * keys.length;
   for (let index = 0; index < keys.length; index++) {
     const key = keys[index]!;
@@ -344,13 +389,15 @@ export function encodeLeaf(
       bytes.writeUInt32LE(keyPages[index]!, cursor);
       cursor += 4;
     } else {
-      cursor += key.copy(bytes, cursor);
+      bytes.set(key, cursor);
+      cursor += key.length;
     }
     if (bigValue) {
       bytes.writeUInt32LE(value.page, cursor);
       cursor += 4;
     } else {
-      cursor += value.copy(bytes, cursor);
+      bytes.set(value, cursor);
+      cursor += value.length;
     }
   }
   assert(cursor <= geometry.pageBytes, 'leaf overflows its page', page, cursor);
@@ -362,13 +409,14 @@ export function encodeLeaf(
 export function encodeBranch(
   geometry: PageGeometry,
   page: number,
-  keys: readonly Buffer[],
+  stamp: number,
+  keys: readonly Uint8Array[],
   children: readonly number[],
   keyPages: ReadonlyArray<number | undefined>,
 ): Buffer {
   assert(children.length === keys.length + 1, 'branch children do not match separators', page, keys.length, children.length);
   const bytes = Buffer.alloc(geometry.pageBytes);
-  writeHeader(bytes, PageType.Branch, keys.length, page, children[0]!);
+  writeHeader(bytes, PageType.Branch, keys.length, page, children[0]!, stamp);
   let cursor = HEADER_BYTES + SLOT_BYTES * keys.length;
   for (let index = 0; index < keys.length; index++) {
     const key = keys[index]!;
@@ -382,7 +430,8 @@ export function encodeBranch(
       bytes.writeUInt32LE(keyPages[index]!, cursor);
       cursor += 4;
     } else {
-      cursor += key.copy(bytes, cursor);
+      bytes.set(key, cursor);
+      cursor += key.length;
     }
   }
   assert(cursor <= geometry.pageBytes, 'branch overflows its page', page, cursor);
@@ -390,13 +439,13 @@ export function encodeBranch(
   return bytes;
 }
 
-/** Serializes `data` into the run of `geometry.runPages(data.length)` pages starting at `firstPage`. */
-export function encodeRun(geometry: PageGeometry, firstPage: number, data: Uint8Array): Buffer {
+/** Serializes `data` into the run of `geometry.runPages(data.length)` pages starting at `firstPage`, written by commit `stamp`. */
+export function encodeRun(geometry: PageGeometry, firstPage: number, stamp: number, data: Uint8Array): Buffer {
   const pages = geometry.runPages(data.length);
   const bytes = Buffer.alloc(pages * geometry.pageBytes);
   for (let index = 0; index < pages; index++) {
     const page = bytes.subarray(index * geometry.pageBytes, (index + 1) * geometry.pageBytes);
-    writeHeader(page, PageType.Overflow, 0, firstPage + index, index);
+    writeHeader(page, PageType.Overflow, 0, firstPage + index, index, stamp);
     const start = index * geometry.payloadBytes;
     page.set(data.subarray(start, Math.min(data.length, start + geometry.payloadBytes)), HEADER_BYTES);
     sealPage(page);
@@ -404,17 +453,17 @@ export function encodeRun(geometry: PageGeometry, firstPage: number, data: Uint8
   return bytes;
 }
 
-/** Verifies every page of a run read from disk and returns the `length` data bytes it holds. */
-export function decodeRun(path: string, geometry: PageGeometry, ref: OverflowRef, bytes: Buffer): Buffer {
+/** Verifies every page of a run read from disk for version `version` and returns the `length` data bytes it holds. */
+export function decodeRun(path: string, geometry: PageGeometry, ref: OverflowRef, bytes: Buffer, version: number): Buffer {
   const pages = geometry.runPages(ref.length);
   if (bytes.length !== pages * geometry.pageBytes) {
-    throw corruption(path, ref.page + Math.floor(bytes.length / geometry.pageBytes), 'is missing (file cut short inside an overflow run)');
+    throw pageCorruption(path, ref.page + Math.floor(bytes.length / geometry.pageBytes), 'is missing (file cut short inside an overflow run)');
   }
   const data = Buffer.allocUnsafe(ref.length);
   for (let index = 0; index < pages; index++) {
     const page = bytes.subarray(index * geometry.pageBytes, (index + 1) * geometry.pageBytes);
-    verifyPage(path, ref.page + index, page, geometry.pageBytes, [PageType.Overflow]);
-    if (page.readUInt32LE(12) !== index) throw corruption(path, ref.page + index, `is not page ${index} of its overflow run`);
+    verifyPage(path, ref.page + index, page, geometry.pageBytes, [PageType.Overflow], version);
+    if (page.readUInt32LE(12) !== index) throw pageCorruption(path, ref.page + index, `is not page ${index} of its overflow run`);
     const start = index * geometry.payloadBytes;
     page.copy(data, start, HEADER_BYTES, HEADER_BYTES + Math.min(geometry.payloadBytes, ref.length - start));
   }
@@ -423,82 +472,21 @@ export function decodeRun(path: string, geometry: PageGeometry, ref: OverflowRef
 
 // ---- free-list pages -------------------------------------------------------------------------
 
-export function encodeFreeListPage(geometry: PageGeometry, page: number, entries: readonly number[], nextPage: number): Buffer {
+export function encodeFreeListPage(geometry: PageGeometry, page: number, stamp: number, entries: readonly number[], nextPage: number): Buffer {
   assert(entries.length <= geometry.freeListEntriesPerPage, 'free-list page overfull', page, entries.length);
   const bytes = Buffer.alloc(geometry.pageBytes);
-  writeHeader(bytes, PageType.FreeList, entries.length, page, nextPage);
+  writeHeader(bytes, PageType.FreeList, entries.length, page, nextPage, stamp);
   for (let index = 0; index < entries.length; index++) bytes.writeUInt32LE(entries[index]!, HEADER_BYTES + 4 * index);
   sealPage(bytes);
   return bytes;
 }
 
-export function decodeFreeListPage(path: string, geometry: PageGeometry, page: number, bytes: Buffer): { entries: number[]; nextPage: number } {
-  verifyPage(path, page, bytes, geometry.pageBytes, [PageType.FreeList]);
+/** The entries and next page of a free-list page read from disk for version `version`. */
+export function decodeFreeListPage(path: string, geometry: PageGeometry, page: number, bytes: Buffer, version: number): { entries: number[]; nextPage: number } {
+  verifyPage(path, page, bytes, geometry.pageBytes, [PageType.FreeList], version);
   const count = bytes.readUInt16LE(6);
-  if (count > geometry.freeListEntriesPerPage) throw corruption(path, page, `claims ${count} free-list entries`);
+  if (count > geometry.freeListEntriesPerPage) throw pageCorruption(path, page, `claims ${count} free-list entries`);
   const entries: number[] = [];
   for (let index = 0; index < count; index++) entries.push(bytes.readUInt32LE(HEADER_BYTES + 4 * index));
   return { entries, nextPage: bytes.readUInt32LE(12) };
-}
-
-// ---- meta pages ------------------------------------------------------------------------------
-
-/** One committed version of the tree, as a meta page records it. */
-export interface Meta {
-  /** Transaction id of the commit that wrote this meta; increases by one per commit. */
-  readonly txn: number;
-  readonly pageBytes: number;
-  /** Root page, 0 when the tree is empty. */
-  readonly root: number;
-  /** Levels from root to leaves (1 = the root is a leaf, 0 = empty). */
-  readonly depth: number;
-  /** Pages in the file that belong to the database: [0, pageCount). */
-  readonly pageCount: number;
-  /** First free-list page, 0 when there is none. */
-  readonly freeListPage: number;
-  /** Number of free pages recorded in the free list. */
-  readonly freeCount: number;
-  readonly keyCount: number;
-}
-
-export function encodeMeta(pageBytes: number, slot: number, meta: Meta): Buffer {
-  const bytes = Buffer.alloc(pageBytes);
-  writeHeader(bytes, PageType.Meta, 0, slot, 0);
-  let cursor = HEADER_BYTES;
-  for (const word of [MAGIC_LOW, MAGIC_HIGH, FORMAT_VERSION, meta.pageBytes]) {
-    bytes.writeUInt32LE(word, cursor);
-    cursor += 4;
-  }
-  bytes.writeDoubleLE(meta.txn, cursor);
-  cursor += 8;
-  for (const word of [meta.root, meta.depth, meta.pageCount, meta.freeListPage, meta.freeCount]) {
-    bytes.writeUInt32LE(word, cursor);
-    cursor += 4;
-  }
-  bytes.writeDoubleLE(meta.keyCount, cursor);
-  sealPage(bytes);
-  return bytes;
-}
-
-/** The meta in `bytes`, or a reason it is not a valid meta page (torn, never written, foreign). */
-export function decodeMeta(bytes: Buffer, slot: number): Meta | string {
-  if (bytes.length < PAGE_BYTES_MIN) return `meta page ${slot} is cut short (${bytes.length} bytes)`;
-  const pageBytes = bytes.readUInt32LE(HEADER_BYTES + 12);
-  if (bytes.readUInt32LE(HEADER_BYTES) !== MAGIC_LOW || bytes.readUInt32LE(HEADER_BYTES + 4) !== MAGIC_HIGH) return `meta page ${slot} has no btree magic number`;
-  if (bytes.readUInt32LE(HEADER_BYTES + 8) !== FORMAT_VERSION) return `meta page ${slot} has unknown format version ${bytes.readUInt32LE(HEADER_BYTES + 8)}`;
-  if (pageBytes < PAGE_BYTES_MIN || pageBytes > PAGE_BYTES_MAX || bytes.length < pageBytes) return `meta page ${slot} has bad page size ${pageBytes}`;
-  const page = bytes.subarray(0, pageBytes);
-  if (page.readUInt32LE(0) !== pageChecksum(page)) return `meta page ${slot} failed its checksum`;
-  if (page[4] !== PageType.Meta || page.readUInt32LE(8) !== slot) return `meta page ${slot} has a wrong header`;
-  let cursor = HEADER_BYTES + 16;
-  const txn = page.readDoubleLE(cursor);
-  cursor += 8;
-  const words: number[] = [];
-  for (let index = 0; index < 5; index++) {
-    words.push(page.readUInt32LE(cursor));
-    cursor += 4;
-  }
-  const keyCount = page.readDoubleLE(cursor);
-  const [root, depth, pageCount, freeListPage, freeCount] = words as [number, number, number, number, number];
-  return { txn, pageBytes, root, depth, pageCount, freeListPage, freeCount, keyCount };
 }

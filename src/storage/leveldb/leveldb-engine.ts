@@ -3,12 +3,32 @@
  * maintained native binding of the Level project). Every `_write` is one
  * LevelDB WriteBatch, so our group commit (src/storage/engine.ts) turns N
  * concurrent writers into one `sync: true` batch and one fsync of LevelDB's log.
+ *
+ * Beyond LevelDB itself (see leveldb-files.ts for the directory checks):
+ *   - Open never starts a new, empty store over existing data: LevelDB may
+ *     create a store only in a directory holding none of its data files.
+ *   - Point reads use classic-level's `getSync`: the lookup runs on the
+ *     calling thread, saving the thread-pool round trip (tens of µs) that
+ *     dominates a cached read. A read that misses the OS page cache blocks the
+ *     event loop for that disk read; a point lookup reads at most one block per
+ *     level (plus, when a table is not yet open, its index and filter).
+ *   - Range scans report a corrupted block instead of skipping it (see
+ *     `_range`).
+ *
+ * Limits of LevelDB as classic-level opens it: reads do not verify block
+ * checksums (`verify_checksums` is not exposed), so a flipped byte that
+ * leaves a block parseable can be returned as data; a damaged block that does
+ * not decode is reported as IMPULSE_ERR_ENGINE_CORRUPTION. Without paranoid
+ * checks, LevelDB drops damaged log records at open and says so only in its
+ * LOG file.
  */
 import { mkdir } from 'node:fs/promises';
 import { ClassicLevel } from 'classic-level';
 import { ImpulseError } from '../../errors.js';
+import { assert } from '../../util/assert.js';
 import { Engine, type EngineOptions, type EngineStats, type Entry, type KeyRange, type WriteOp } from '../engine.js';
 import { diskUsageBytes } from '../disk-usage.js';
+import { createIfMissingFor, translateLevelError, translateOpenError } from './leveldb-files.js';
 
 export interface LevelDbOptions extends EngineOptions {
   /** LevelDB's block cache, bytes. Default 8 MiB (LevelDB's own default). */
@@ -18,6 +38,18 @@ export interface LevelDbOptions extends EngineOptions {
 }
 
 type Db = ClassicLevel<Buffer, Buffer>;
+type LevelIterator = ReturnType<Db['iterator']>;
+
+/**
+ * A scan's native iterator returns early once it has read this many bytes
+ * (then the scan asks again). Larger than classic-level's 16 KiB default, so a
+ * page of small entries is one thread-pool round trip, not dozens; the page's
+ * entries are all held in memory anyway (bounded by the range limit).
+ */
+const SCAN_READ_AHEAD_BYTES = 1024 * 1024;
+
+/** The smallest key there is: keys are at least one byte, so every key is >= it. */
+const LOWEST_KEY = Buffer.from([0]);
 
 export class LevelDbEngine extends Engine {
   readonly name = 'leveldb';
@@ -33,26 +65,28 @@ export class LevelDbEngine extends Engine {
   }
 
   protected async _open(): Promise<void> {
-    await mkdir(this.dataDir, { recursive: true });
+    const createIfMissing = await createIfMissingFor(this.dataDir);
+    if (createIfMissing) await mkdir(this.dataDir, { recursive: true });
     const db: Db = new ClassicLevel<Buffer, Buffer>(this.dataDir, {
       keyEncoding: 'buffer',
       valueEncoding: 'buffer',
+      createIfMissing,
       cacheSize: this.options.cacheBytes ?? 8 * 1024 * 1024,
       writeBufferSize: this.options.writeBufferBytes ?? 4 * 1024 * 1024,
     });
     try {
       await db.open();
     } catch (error) {
-      throw translate(error, `opening LevelDB at ${this.dataDir}`);
+      throw await translateOpenError(error, this.dataDir);
     }
     this.db = db;
   }
 
   protected async _get(key: Buffer): Promise<Buffer | undefined> {
     try {
-      return (await this.requireDb().get(key)) ?? undefined;
+      return this.requireDb().getSync(key) ?? undefined;
     } catch (error) {
-      throw translate(error, 'LevelDB get');
+      throw translateLevelError(error, 'LevelDB get');
     }
   }
 
@@ -65,24 +99,36 @@ export class LevelDbEngine extends Engine {
     try {
       await this.requireDb().batch(batch, { sync });
     } catch (error) {
-      throw translate(error, 'LevelDB write');
+      throw translateLevelError(error, 'LevelDB write');
     }
   }
 
+  /**
+   * LevelDB's iterator steps over a block it cannot decode, remembering the
+   * error in its status; classic-level reports that status only when the
+   * native iteration ENDS, not when a read returns because it filled the
+   * requested count, and abstract-level stops asking at the limit. So a page
+   * that fills its limit would skip a damaged block silently (issue #10). The
+   * scan therefore reads without a native limit and, when the page is full,
+   * ends the native iteration on purpose: it seeks below the range's lower
+   * bound (always present: the lowest key stands in for none), where the
+   * iterator is exhausted at once and reports its status.
+   */
   protected async _range(range: KeyRange, reverse: boolean, limit: number): Promise<Entry[]> {
-    const bounds: Record<string, Buffer> = {};
-    if (range.lower) bounds[range.lowerInclusive ? 'gte' : 'gt'] = range.lower;
-    if (range.upper) bounds[range.upperInclusive ? 'lte' : 'lt'] = range.upper;
+    const iterator = this.requireDb().iterator({ ...levelBounds(range), reverse, highWaterMarkBytes: SCAN_READ_AHEAD_BYTES });
     try {
-      const iterator = this.requireDb().iterator({ ...bounds, reverse, limit });
-      try {
-        const pairs = await iterator.all();
-        return pairs.map(([key, value]) => ({ key, value }));
-      } finally {
-        await iterator.close();
+      const entries: Entry[] = [];
+      while (entries.length < limit) {
+        const pairs = await iterator.nextv(limit - entries.length);
+        if (pairs.length === 0) break; // the native iteration ended and reported its status
+        for (const [key, value] of pairs) entries.push({ key, value });
       }
+      if (entries.length === limit) await endIteration(iterator);
+      return entries;
     } catch (error) {
-      throw translate(error, 'LevelDB range');
+      throw translateLevelError(error, 'LevelDB range');
+    } finally {
+      await iterator.close();
     }
   }
 
@@ -109,19 +155,27 @@ export class LevelDbEngine extends Engine {
   }
 }
 
-function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+/** The range as classic-level bounds, with a lower bound always present (see `_range`). */
+function levelBounds(range: KeyRange): { gt?: Buffer; gte?: Buffer; lt?: Buffer; lte?: Buffer } {
+  const bounds: { gt?: Buffer; gte?: Buffer; lt?: Buffer; lte?: Buffer } = {};
+  // An empty inclusive lower bound admits every key, as LOWEST_KEY does, but seeking below it is impossible.
+  if (range.lower === undefined || (range.lower.length === 0 && range.lowerInclusive)) bounds.gte = LOWEST_KEY;
+  else bounds[range.lowerInclusive ? 'gte' : 'gt'] = range.lower;
+  if (range.upper !== undefined) bounds[range.upperInclusive ? 'lte' : 'lt'] = range.upper;
+  return bounds;
 }
 
-/** Maps classic-level's error codes onto our catalog, keeping the original as the cause. */
-function translate(error: unknown, what: string): ImpulseError {
-  if (error instanceof ImpulseError) return error;
-  const cause = (error as { cause?: { message?: string; code?: string } } | undefined)?.cause;
-  // abstract-level wraps open failures: the specific code sits on the cause.
-  const code = cause?.code ?? (error as { code?: string } | undefined)?.code;
-  const detail = `${what}: ${(error as Error)?.message ?? String(error)}${cause?.message ? ` (${cause.message})` : ''}`;
-  if (code === 'LEVEL_LOCKED') return new ImpulseError('IMPULSE_ERR_ENGINE_LOCKED', detail, { cause: error });
-  if (code === 'LEVEL_CORRUPTION') return new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', detail, { cause: error });
-  if (code === 'LEVEL_DATABASE_NOT_OPEN') return new ImpulseError('IMPULSE_ERR_ENGINE_NOT_OPEN', detail, { cause: error });
-  return new ImpulseError('IMPULSE_ERR_ENGINE_IO', detail, { cause: error });
+/**
+ * Ends the native iteration so it reports a remembered error: the empty key
+ * lies below every lower bound `levelBounds` produces, so after seeking there
+ * the iterator is exhausted at once and the read rejects with the error, if any.
+ */
+async function endIteration(iterator: LevelIterator): Promise<void> {
+  iterator.seek(Buffer.alloc(0));
+  const after = await iterator.nextv(1);
+  assert(after.length === 0, 'a LevelDB iterator seeked below its lower bound returned entries', after.length);
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

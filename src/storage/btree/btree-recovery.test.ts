@@ -1,0 +1,273 @@
+/**
+ * Opening a btree file honestly (recovery.ts): a crash during a meta write is
+ * told apart from damage to synced meta pages; one damaged copy costs nothing;
+ * a damaged slot refuses to start unless recovery 'previous-commit' accepts
+ * the rollback, which is verified, reported and logged; a missing file is not
+ * silently replaced by an empty store; and what a restarted process found is
+ * made durable before anything is written over it.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { isImpulseError } from '../../errors.js';
+import { SeededRandom } from '../../util/random.js';
+import { isCrashError, MemVfs, type FaultAction, type FaultPolicy } from '../../../testkit/vfs/mem-vfs.js';
+import type { Vfs } from '../../vfs/vfs.js';
+import { BTREE_FILE_NAME, BTreeEngine, type BTreeEngineOptions, type BTreeLog } from './btree-engine.js';
+import { decodeMeta, encodeMetaPage, metaPage, slotOf, type Meta } from './meta.js';
+import { encodeLeaf, PageGeometry, sealPage } from './page.js';
+import { chooseMeta, classifyMetaPages } from './recovery.js';
+
+const DIR = 'db';
+const FILE = `${DIR}/${BTREE_FILE_NAME}`;
+const PAGE = 512;
+
+async function openEngine(vfs: Vfs, options: Partial<BTreeEngineOptions> = {}): Promise<BTreeEngine> {
+  const engine = new BTreeEngine({ dataDir: DIR, vfs, pageBytes: PAGE, ...options });
+  await engine.open();
+  return engine;
+}
+
+/** The committed version on disk, as opening would choose it. */
+async function readMeta(vfs: Vfs): Promise<Meta> {
+  const file = await vfs.open(FILE);
+  try {
+    return (await chooseMeta(file, FILE, PAGE, 'refuse')).meta;
+  } finally {
+    await file.close();
+  }
+}
+
+const text = (value: string): Buffer => Buffer.from(value);
+
+/** A store whose newest commit (put b) is the one the tests damage; the commit before it holds only a. */
+async function twoCommits(): Promise<{ vfs: MemVfs; meta: Meta }> {
+  const vfs = new MemVfs();
+  const engine = await openEngine(vfs);
+  await engine.put(text('a'), text('1'));
+  await engine.put(text('b'), text('2'));
+  await engine.close();
+  return { vfs, meta: await readMeta(vfs) };
+}
+
+const isCorruption = (pattern: RegExp) => (error: unknown): boolean => isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION') && pattern.test(error.message);
+
+describe('btree recovery: one damaged meta copy costs nothing', () => {
+  // Offsets inside a meta page: 45 is in the txn field, 300 in the zero tail; both fail the checksum.
+  for (const copy of [0, 1]) {
+    for (const offset of [45, 300]) {
+      it(`a flipped bit at byte ${offset} of copy ${copy} of the newest slot: the newest commit is kept and the copy rewritten`, async () => {
+        const { vfs, meta } = await twoCommits();
+        vfs.flipBit(FILE, metaPage(slotOf(meta.txn), copy) * PAGE + offset, 2);
+        const infos: string[] = [];
+        let engine = await openEngine(vfs, { log: { info: (_fields, message) => infos.push(message), warn: () => assert.fail('a repair is not a warning') } });
+        assert.equal(infos.length, 1);
+        assert.match(infos[0]!, new RegExp(`rewrote meta page ${metaPage(slotOf(meta.txn), copy)} with commit ${meta.txn}: meta page \\d failed its checksum`));
+        assert.deepEqual(await engine.get(text('b')), text('2'));
+        assert.equal(engine.recovery?.openedTxn, meta.txn);
+        assert.equal(engine.recovery?.metaPagesRepaired, 1);
+        assert.equal(engine.recovery?.rolledBack, undefined);
+        const figures = (await engine.stats()).figures;
+        assert.equal(figures.btree_recovery_meta_pages_repaired, 1);
+        assert.equal(figures.btree_recovery_rolled_back, 0);
+        await engine.close();
+        engine = await openEngine(vfs);
+        assert.equal(engine.recovery?.metaPagesRepaired, 0, 'the copy was rewritten by the first open');
+        assert.deepEqual(await engine.get(text('b')), text('2'));
+        await engine.checkTree();
+        await engine.close();
+      });
+    }
+  }
+
+  it('a damaged copy of the older slot is rewritten too, and nothing is lost', async () => {
+    const { vfs, meta } = await twoCommits();
+    vfs.flipBit(FILE, metaPage(slotOf(meta.txn + 1), 1) * PAGE + 45, 0);
+    const engine = await openEngine(vfs);
+    assert.deepEqual(await engine.get(text('b')), text('2'));
+    assert.equal(engine.recovery?.metaPagesRepaired, 1);
+    await engine.close();
+  });
+});
+
+describe('btree recovery: a damaged meta slot', () => {
+  it('both copies of the newest slot damaged: refuses to start, names the file and the slot, and writes nothing', async () => {
+    const { vfs, meta } = await twoCommits();
+    const slot = slotOf(meta.txn);
+    // A flipped bit in the zero tail: the checksum fails, the fields still say what the slot held.
+    for (const copy of [0, 1]) vfs.flipBit(FILE, metaPage(slot, copy) * PAGE + 300, 1);
+    const before = await vfs.readFile(FILE);
+    await assert.rejects(
+      openEngine(vfs),
+      isCorruption(new RegExp(`${FILE}: both copies of meta slot ${slot} .*damaged .*claims, unverified: commit ${meta.txn}, 2 keys.*previous-commit`)),
+    );
+    assert.deepEqual(await vfs.readFile(FILE), before, 'a refused open changed the file');
+  });
+
+  it("recovery 'previous-commit' starts from the previous commit after verifying it, reports and logs the rollback; later opens need no flag", async () => {
+    const { vfs, meta } = await twoCommits();
+    for (const copy of [0, 1]) vfs.flipBit(FILE, metaPage(slotOf(meta.txn), copy) * PAGE + 45, 1);
+    const warnings: string[] = [];
+    const log: BTreeLog = { info: () => undefined, warn: (_fields, message) => warnings.push(message) };
+    let engine = await openEngine(vfs, { recovery: 'previous-commit', log });
+    assert.deepEqual(await engine.get(text('a')), text('1'));
+    assert.equal(await engine.get(text('b')), undefined, 'the damaged commit is the one rolled back');
+    assert.equal(engine.recovery?.openedTxn, meta.txn - 1);
+    assert.equal(engine.recovery?.rolledBack?.damagedSlot, slotOf(meta.txn));
+    assert.equal((await engine.stats()).figures.btree_recovery_rolled_back, 1);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, new RegExp(`started from commit ${meta.txn - 1} .*commit ${meta.txn}, if it had been acknowledged, is lost`));
+    await engine.checkTree();
+    await engine.put(text('c'), text('3'));
+    await engine.close();
+    engine = await openEngine(vfs);
+    assert.equal(engine.recovery?.metaPagesRepaired, 0);
+    assert.deepEqual(await engine.get(text('c')), text('3'));
+    await engine.checkTree();
+    await engine.close();
+  });
+
+  it("recovery 'previous-commit' refuses when a later commit already wrote over the previous version's pages", async () => {
+    const { vfs, meta } = await twoCommits();
+    const file = await vfs.open(FILE);
+    const previousPage = metaPage(slotOf(meta.txn - 1), 0);
+    const previous = decodeMeta(await file.read(previousPage * PAGE, PAGE), previousPage);
+    assert.ok(typeof previous !== 'string' && previous.txn === meta.txn - 1 && previous.root !== 0);
+    // What an unfinished commit after the damaged one would leave: the previous root rewritten (validly) by commit txn + 1.
+    await file.write(previous.root * PAGE, encodeLeaf(new PageGeometry(PAGE), previous.root, meta.txn + 1, [text('z')], [text('9')], []));
+    await file.close();
+    for (const copy of [0, 1]) vfs.flipBit(FILE, metaPage(slotOf(meta.txn), copy) * PAGE + 45, 1);
+    await assert.rejects(
+      openEngine(vfs, { recovery: 'previous-commit' }),
+      isCorruption(new RegExp(`cannot start from commit ${meta.txn - 1}: its tree does not verify .*written by commit ${meta.txn + 1}`)),
+    );
+  });
+
+  it("every meta page damaged: refuses to start, also with recovery 'previous-commit'", async () => {
+    const { vfs } = await twoCommits();
+    for (let page = 0; page < 4; page++) vfs.flipBit(FILE, page * PAGE + 45, 1);
+    for (const recovery of ['refuse', 'previous-commit'] as const) {
+      await assert.rejects(openEngine(vfs, { recovery }), isCorruption(/no valid meta page/));
+    }
+  });
+
+  it('an unknown recovery mode is a configuration error', () => {
+    assert.throws(
+      () => new BTreeEngine({ dataDir: DIR, vfs: new MemVfs(), recovery: 'skip-everything' as 'refuse' }),
+      (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_CONFIG_INVALID'),
+    );
+  });
+});
+
+describe('btree recovery: a crash during a meta write is never taken for damage', () => {
+  // Slot 1 holds commit 41 in both copies; commit 42 writes slot 0, whose copies held commit 40.
+  const meta = (txn: number): Meta => ({ txn, pageBytes: PAGE, root: 0, depth: 0, pageCount: 4, freeListPage: 0, freeCount: 0, keyCount: txn });
+  type Outcome = 'old' | 'new' | 'torn';
+  const read = (outcome: Outcome, page: number): Meta | string => (outcome === 'old' ? meta(40) : outcome === 'new' ? meta(42) : `meta page ${page} failed its checksum`);
+  const outcomes: readonly Outcome[] = ['old', 'new', 'torn'];
+
+  for (const copy0 of outcomes) {
+    for (const copy1 of outcomes) {
+      const bothTorn = copy0 === 'torn' && copy1 === 'torn';
+      it(`copies of the slot being written: ${copy0} / ${copy1} → ${bothTorn ? 'refused (not a crash outcome)' : 'a consistent version, no refusal'}`, () => {
+        const reads = [read(copy0, 0), read(copy1, 1), meta(41), meta(41)];
+        if (bothTorn) {
+          assert.throws(() => classifyMetaPages(FILE, reads, 'refuse'), isCorruption(/both copies of meta slot 0/));
+          return;
+        }
+        const choice = classifyMetaPages(FILE, reads, 'refuse');
+        // Commit 42 counts once either copy holds it (its data pages were synced before its meta write).
+        assert.equal(choice.meta.txn, copy0 === 'new' || copy1 === 'new' ? 42 : 41);
+        assert.equal(choice.rollback, undefined);
+        const expectedRepairs = [copy0, copy1].filter((outcome) => outcome !== 'new' && (copy0 === 'new' || copy1 === 'new' || outcome === 'torn')).length;
+        assert.equal(choice.repairs.length, expectedRepairs);
+      });
+    }
+  }
+
+  it('after an acknowledged commit, damage to any single meta page keeps that commit', () => {
+    for (let damaged = 0; damaged < 4; damaged++) {
+      const reads: Array<Meta | string> = [meta(42), meta(42), meta(41), meta(41)];
+      reads[damaged] = `meta page ${damaged} failed its checksum`;
+      const choice = classifyMetaPages(FILE, reads, 'refuse');
+      assert.equal(choice.meta.txn, 42);
+      assert.deepEqual(
+        choice.repairs.map((repair) => [repair.page, repair.meta.txn]),
+        [[damaged, damaged < 2 ? 42 : 41]],
+      );
+    }
+  });
+});
+
+describe('btree recovery: never a new, empty store over existing data', () => {
+  it('refuses when btree.db is missing but the directory holds other files, naming what is missing', async () => {
+    const vfs = new MemVfs();
+    const engine = await openEngine(vfs);
+    await engine.put(text('a'), text('1'));
+    await engine.close();
+    await vfs.rename(FILE, `${DIR}/btree.db.bak`);
+    await assert.rejects(openEngine(vfs), isCorruption(new RegExp(`${FILE}: is missing, but ${DIR} holds btree.db.bak`)));
+    assert.equal(await vfs.exists(FILE), false, 'no empty store was created');
+  });
+
+  it('a directory holding only the leftover of an interrupted creation is a new store', async () => {
+    const vfs = new MemVfs();
+    await vfs.mkdir(DIR);
+    const leftover = await vfs.open(`${FILE}.init`, { create: true });
+    await leftover.write(0, Buffer.alloc(100, 7));
+    await leftover.close();
+    const engine = await openEngine(vfs);
+    await engine.put(text('a'), text('1'));
+    assert.deepEqual(await engine.get(text('a')), text('1'));
+    await engine.close();
+  });
+
+  it('a file of the first format is refused, naming the format version', async () => {
+    const vfs = new MemVfs();
+    await vfs.mkdir(DIR);
+    const file = await vfs.open(FILE, { create: true });
+    for (let page = 0; page < 4; page++) {
+      const bytes = encodeMetaPage(PAGE, page, meta0());
+      bytes.writeUInt32LE(1, 24 + 8);
+      sealPage(bytes);
+      await file.write(page * PAGE, bytes);
+    }
+    await file.close();
+    await assert.rejects(openEngine(vfs), isCorruption(/format version 1; this impulse reads version 2/));
+  });
+});
+
+function meta0(): Meta {
+  return { txn: 0, pageBytes: PAGE, root: 0, depth: 0, pageCount: 4, freeListPage: 0, freeCount: 0, keyCount: 0 };
+}
+
+/** A fault on the `nth` file sync from now on (1 = the next one). */
+function onSync(nth: number, action: FaultAction): FaultPolicy {
+  let syncs = 0;
+  return { name: `${action} on sync ${nth} from now`, decide: (op) => (op.operation === 'file.sync' && ++syncs === nth ? action : undefined) };
+}
+
+describe('btree recovery: what a restarted process found is made durable before it is written over', () => {
+  it('a process dies between its meta write and fsync; the next process writes, then the power fails: nothing is corrupt', async () => {
+    for (let seed = 1; seed <= 24; seed++) {
+      const vfs = new MemVfs({ random: new SeededRandom(seed) });
+      const first = await openEngine(vfs);
+      await first.put(text('a'), text('1'));
+      await first.put(text('a'), text('2')); // frees the first leaf
+      // The next commit's meta write reaches the OS but its fsync fails (a process that died right there).
+      vfs.inject(onSync(2, 'error'));
+      await assert.rejects(first.put(text('b'), text('3')));
+      await first.close();
+      // The OS still holds that meta write: a new process on the same disk opens it.
+      const second = await openEngine(vfs);
+      assert.deepEqual(await second.get(text('b')), text('3'));
+      // Its first commit reuses pages of the version before; the power fails before that commit's fsync.
+      vfs.inject(onSync(1, 'crash'));
+      await assert.rejects(second.put(text('c'), text('4')), isCrashError);
+      const engine = await openEngine(vfs.recover('reorder'));
+      await engine.checkTree();
+      assert.deepEqual(await engine.get(text('a')), text('2'));
+      assert.deepEqual(await engine.get(text('b')), text('3'), `seed ${seed}: the version the second process had seen was lost`);
+      await engine.close();
+    }
+  });
+});

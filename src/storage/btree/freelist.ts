@@ -1,0 +1,136 @@
+/**
+ * Free space of the `btree` engine: which pages a write transaction may hand
+ * out, and the persisted free list.
+ *
+ * A page freed by commit T belonged to version T-1. It waits in `pending`
+ * until no reader pins a version older than T (versions.ts), then becomes
+ * `reusable`. Pages are never reused inside the transaction that freed them,
+ * so the previous version stays intact until the new meta page is durable.
+ * After a restart no reader exists, so every page on the persisted list is
+ * reusable.
+ *
+ * The persisted list is a chain of free-list pages holding every free page
+ * (reusable and pending alike: after a crash all are free). Every commit
+ * writes a new chain to fresh pages and frees the old chain's pages.
+ *
+ * Used by one write transaction at a time (txn.ts): `beginTxn`, then
+ * `takePage`/`takeRun`, then `writeList` and `install` at commit, or
+ * `restore` on abort.
+ */
+import { decodeFreeListPage, encodeFreeListPage, META_PAGES, pageCorruption } from './page.js';
+import type { Meta } from './meta.js';
+import type { PageWrite, Pager } from './pager.js';
+
+export class FreeSpace {
+  private constructor(
+    /** Free pages any new transaction may use; sorted descending while a transaction runs. */
+    private reusable: number[],
+    /** Pages freed by committed transaction `txn`; reusable once no reader pins a version older than `txn`. */
+    private pending: Array<{ txn: number; pages: number[] }>,
+    /** The pages holding the committed free list (freed by the next commit, which writes a new one). */
+    private listPages: number[],
+  ) {}
+
+  /** Reads the persisted free list of `meta`, checking every entry lies inside the file. */
+  static async load(pager: Pager, meta: Meta): Promise<FreeSpace> {
+    const free: number[] = [];
+    const chain: number[] = [];
+    let page = meta.freeListPage;
+    while (page !== 0) {
+      if (chain.length >= meta.pageCount || page < META_PAGES || page >= meta.pageCount) throw pageCorruption(pager.path, page, 'is not a valid free-list page number');
+      chain.push(page);
+      const { entries, nextPage } = decodeFreeListPage(pager.path, pager.geometry, page, await pager.readRaw(page, 1), meta.txn);
+      for (const entry of entries) {
+        if (entry < META_PAGES || entry >= meta.pageCount) throw pageCorruption(pager.path, page, `lists free page ${entry} outside the file`);
+        free.push(entry);
+      }
+      page = nextPage;
+    }
+    if (free.length !== meta.freeCount) throw pageCorruption(pager.path, meta.freeListPage, `holds ${free.length} free pages, the meta page says ${meta.freeCount}`);
+    // After a restart no reader can pin an old version: every free page is reusable.
+    return new FreeSpace(free, [], chain);
+  }
+
+  /**
+   * Starts a transaction: releases the pages whose freeing commit no pinned
+   * reader predates (`oldestReader`, Infinity when none), and returns what
+   * `restore` needs to undo the transaction's allocations.
+   */
+  beginTxn(oldestReader: number): number[] {
+    const stillPending: Array<{ txn: number; pages: number[] }> = [];
+    for (const batch of this.pending) {
+      if (batch.txn <= oldestReader) for (const page of batch.pages) this.reusable.push(page);
+      else stillPending.push(batch);
+    }
+    this.pending = stillPending;
+    // Descending, so takePage() hands out the lowest free page first: consecutive allocations get
+    // consecutive numbers where the free space allows, and the commit coalesces their writes.
+    this.reusable.sort((a, b) => b - a);
+    return this.reusable.slice();
+  }
+
+  /** Undoes a transaction's allocations (it aborted): `before` is what `beginTxn` returned. */
+  restore(before: number[]): void {
+    this.reusable = before;
+  }
+
+  /** The lowest reusable page, or undefined when there is none. */
+  takePage(): number | undefined {
+    return this.reusable.pop();
+  }
+
+  /** The first of `pages` consecutive reusable pages, or undefined when there is no such stretch. */
+  takeRun(pages: number): number | undefined {
+    // `reusable` is sorted descending during a transaction (see beginTxn), so a run of consecutive
+    // pages is a stretch where each entry is one less than the one before.
+    let runStart = 0;
+    for (let index = 1; index <= this.reusable.length; index++) {
+      if (index - runStart === pages) {
+        const first = this.reusable[index - 1]!;
+        this.reusable.splice(runStart, pages);
+        return first;
+      }
+      if (index < this.reusable.length && this.reusable[index] !== this.reusable[index - 1]! - 1) runStart = index;
+    }
+    return undefined;
+  }
+
+  /**
+   * The new persisted free list for committing transaction `txn` that freed
+   * `freed` and allocated-then-released `recycled`: the old chain's pages are
+   * added to `freed`, the new chain's pages come from `allocatePage` (which
+   * may take from `recycled` and the reusable pages, so the count is
+   * re-evaluated as it allocates). Returns the chain's first page (0 when
+   * empty), its pages, the page writes and the number of free pages listed.
+   */
+  writeList(
+    pager: Pager,
+    txn: number,
+    freed: number[],
+    recycled: readonly number[],
+    allocatePage: () => number,
+  ): { firstPage: number; listPages: number[]; writes: PageWrite[]; freeCount: number } {
+    const geometry = pager.geometry;
+    for (const page of this.listPages) freed.push(page);
+    const pendingCount = this.pending.reduce((count, batch) => count + batch.pages.length, 0);
+    const freeTotal = (): number => this.reusable.length + recycled.length + pendingCount + freed.length;
+    const listPages: number[] = [];
+    while (listPages.length < Math.ceil(freeTotal() / geometry.freeListEntriesPerPage)) listPages.push(allocatePage());
+    const free = this.reusable.concat(recycled, freed);
+    for (const batch of this.pending) for (const page of batch.pages) free.push(page);
+    free.sort((a, b) => a - b);
+    const writes: PageWrite[] = [];
+    for (let index = 0; index < listPages.length; index++) {
+      const entries = free.slice(index * geometry.freeListEntriesPerPage, (index + 1) * geometry.freeListEntriesPerPage);
+      writes.push({ page: listPages[index]!, bytes: encodeFreeListPage(geometry, listPages[index]!, txn, entries, listPages[index + 1] ?? 0) });
+    }
+    return { firstPage: listPages[0] ?? 0, listPages, writes, freeCount: free.length };
+  }
+
+  /** Installs a commit (transaction `txn`): its freed pages wait for older readers, its recycled ones are free now. */
+  install(txn: number, freed: number[], recycled: readonly number[], listPages: number[]): void {
+    if (freed.length > 0) this.pending.push({ txn, pages: freed });
+    for (const page of recycled) this.reusable.push(page);
+    this.listPages = listPages;
+  }
+}

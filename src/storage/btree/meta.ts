@@ -1,0 +1,145 @@
+/**
+ * The meta pages of the `btree` engine: their format and where they live.
+ *
+ * Pages 0-3 of the file hold two meta SLOTS of two COPIES each: slot `s` is
+ * pages `2s` (copy 0) and `2s + 1` (copy 1). Commit `txn` writes both copies
+ * of slot `txn % 2` with one write, so the slot it overwrites holds the
+ * version before the previous one and the other slot keeps the previous
+ * version. Why two copies, and how opening chooses a version: recovery.ts.
+ *
+ * Besides the common page header (checksum, type Meta, the page number, the
+ * commit stamp = txn) a meta page holds, little-endian, all within the first
+ * 512 bytes (one disk sector):
+ *
+ *   offset 24 u32 magic "IMPB", u32 magic "TREE", u32 format version, u32 page size
+ *   offset 40 f64 txn
+ *   offset 48 u32 root, depth, page count, free-list page, free count
+ *   offset 68 f64 key count
+ *
+ * The rest of the page is zeros.
+ */
+import { assert } from '../../util/assert.js';
+import { HEADER_BYTES, PAGE_BYTES_MAX, PAGE_BYTES_MIN, PageType, pageChecksum, pageStamp, sealPage, writeHeader, META_PAGES } from './page.js';
+
+/**
+ * 2: meta slots with two copies each (pages 0-3), a commit stamp in every
+ * page header. 1 (the first format: one copy per slot, 16-byte headers) is
+ * not read.
+ */
+export const FORMAT_VERSION = 2;
+const MAGIC_LOW = 0x42504d49; // "IMPB"
+const MAGIC_HIGH = 0x45455254; // "TREE"
+/** Bytes of a meta page that carry information (the rest is zeros): one sector. */
+const META_RECORD_BYTES = 76;
+
+/** One committed version of the tree, as a meta page records it. */
+export interface Meta {
+  /** Transaction id of the commit that wrote this meta; increases by one per commit. */
+  readonly txn: number;
+  readonly pageBytes: number;
+  /** Root page, 0 when the tree is empty. */
+  readonly root: number;
+  /** Levels from root to leaves (1 = the root is a leaf, 0 = empty). */
+  readonly depth: number;
+  /** Pages in the file that belong to the database: [0, pageCount). */
+  readonly pageCount: number;
+  /** First free-list page, 0 when there is none. */
+  readonly freeListPage: number;
+  /** Number of free pages recorded in the free list. */
+  readonly freeCount: number;
+  readonly keyCount: number;
+}
+
+/** The page number of copy `copy` (0 or 1) of meta slot `slot` (0 or 1). */
+export function metaPage(slot: number, copy: number): number {
+  return 2 * slot + copy;
+}
+
+/** The slot commit `txn` writes its meta to. */
+export function slotOf(txn: number): number {
+  return txn % 2;
+}
+
+/** Both copies of `slot` holding `meta`: two pages, to be written with one write at `metaPage(slot, 0) * pageBytes`. */
+export function encodeMetaSlot(pageBytes: number, slot: number, meta: Meta): Buffer {
+  return Buffer.concat([encodeMetaPage(pageBytes, metaPage(slot, 0), meta), encodeMetaPage(pageBytes, metaPage(slot, 1), meta)]);
+}
+
+/** One meta page (`page` in [0, META_PAGES)) holding `meta`. */
+export function encodeMetaPage(pageBytes: number, page: number, meta: Meta): Buffer {
+  assert(page >= 0 && page < META_PAGES, 'not a meta page', page);
+  const bytes = Buffer.alloc(pageBytes);
+  writeHeader(bytes, PageType.Meta, 0, page, 0, meta.txn);
+  let cursor = HEADER_BYTES;
+  for (const word of [MAGIC_LOW, MAGIC_HIGH, FORMAT_VERSION, meta.pageBytes]) {
+    bytes.writeUInt32LE(word, cursor);
+    cursor += 4;
+  }
+  bytes.writeDoubleLE(meta.txn, cursor);
+  cursor += 8;
+  for (const word of [meta.root, meta.depth, meta.pageCount, meta.freeListPage, meta.freeCount]) {
+    bytes.writeUInt32LE(word, cursor);
+    cursor += 4;
+  }
+  bytes.writeDoubleLE(meta.keyCount, cursor);
+  assert(cursor + 8 === META_RECORD_BYTES, 'meta record layout', cursor);
+  sealPage(bytes);
+  return bytes;
+}
+
+/**
+ * The meta held by meta page `page` read from disk, or the reason it is not a
+ * valid one (torn or damaged, never written, foreign, an unknown format, or
+ * fields no commit can have written).
+ */
+export function decodeMeta(bytes: Buffer, page: number): Meta | string {
+  if (bytes.length < PAGE_BYTES_MIN) return `meta page ${page} is cut short (${bytes.length} bytes)`;
+  if (bytes.readUInt32LE(HEADER_BYTES) !== MAGIC_LOW || bytes.readUInt32LE(HEADER_BYTES + 4) !== MAGIC_HIGH) return `meta page ${page} has no btree magic number`;
+  const version = bytes.readUInt32LE(HEADER_BYTES + 8);
+  if (version !== FORMAT_VERSION) {
+    return `meta page ${page} has format version ${version}; this impulse reads version ${FORMAT_VERSION} only (version 1 files were written by an earlier impulse)`;
+  }
+  const pageBytes = bytes.readUInt32LE(HEADER_BYTES + 12);
+  if (pageBytes < PAGE_BYTES_MIN || pageBytes > PAGE_BYTES_MAX || bytes.length < pageBytes) return `meta page ${page} has bad page size ${pageBytes}`;
+  const whole = bytes.subarray(0, pageBytes);
+  if (whole.readUInt32LE(0) !== pageChecksum(whole)) return `meta page ${page} failed its checksum`;
+  if (whole[4] !== PageType.Meta || whole.readUInt32LE(8) !== page) return `meta page ${page} has a wrong header`;
+  let cursor = HEADER_BYTES + 16;
+  const txn = whole.readDoubleLE(cursor);
+  cursor += 8;
+  const words: number[] = [];
+  for (let index = 0; index < 5; index++) {
+    words.push(whole.readUInt32LE(cursor));
+    cursor += 4;
+  }
+  const keyCount = whole.readDoubleLE(cursor);
+  const [root, depth, pageCount, freeListPage, freeCount] = words as [number, number, number, number, number];
+  const meta: Meta = { txn, pageBytes, root, depth, pageCount, freeListPage, freeCount, keyCount };
+  if (pageStamp(whole) !== txn || !metaIsSane(meta)) return `meta page ${page} has impossible fields`;
+  return meta;
+}
+
+/**
+ * What a meta page that failed its checks claims, read without trusting it
+ * (for messages only: it tells an operator what a damaged slot probably held).
+ * Undefined when the page does not even carry the btree magic number.
+ */
+export function claimedByDamagedMeta(bytes: Buffer): { readonly txn: number; readonly keyCount: number } | undefined {
+  if (bytes.length < HEADER_BYTES + 56) return undefined;
+  if (bytes.readUInt32LE(HEADER_BYTES) !== MAGIC_LOW || bytes.readUInt32LE(HEADER_BYTES + 4) !== MAGIC_HIGH) return undefined;
+  return { txn: bytes.readDoubleLE(HEADER_BYTES + 16), keyCount: bytes.readDoubleLE(HEADER_BYTES + 44) };
+}
+
+/** Fields a checksum cannot vouch for: a meta page with a valid checksum but impossible contents is rejected too. */
+function metaIsSane(meta: Meta): boolean {
+  return (
+    Number.isSafeInteger(meta.txn) &&
+    meta.txn >= 0 &&
+    meta.pageCount >= META_PAGES &&
+    (meta.root === 0 ? meta.depth === 0 : meta.root >= META_PAGES && meta.root < meta.pageCount && meta.depth >= 1) &&
+    (meta.freeListPage === 0 || (meta.freeListPage >= META_PAGES && meta.freeListPage < meta.pageCount)) &&
+    meta.freeCount < meta.pageCount &&
+    Number.isSafeInteger(meta.keyCount) &&
+    meta.keyCount >= 0
+  );
+}

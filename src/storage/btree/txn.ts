@@ -1,0 +1,417 @@
+/**
+ * The write transaction of the `btree` engine: one `_write` call, applied
+ * copy-on-write to the committed version and committed with two fsyncs.
+ *
+ * How to use (the engine does this, one transaction at a time):
+ *   const txn = new WriteTxn(pager, freeSpace, committed, oldestReader);
+ *   await txn.put(key, value); await txn.delete(key); ...
+ *   const result = await txn.commit(sync, onMetaWrite);   // undefined: nothing changed
+ *   // or, on any error before the commit returns: txn.abort()
+ *
+ * Copy-on-write: every page the transaction changes is first copied to a
+ * page no committed version uses ("touch"); the old page is recorded as freed
+ * by this transaction. A page the transaction itself allocated and then no
+ * longer needs is free at once ("recycled"). Committed pages are never
+ * modified in place.
+ *
+ * Commit (see the engine's file comment for the crash argument):
+ *   1. The changed pages, big keys' overflow runs and a new free list are
+ *      written, and the file is fsynced.
+ *   2. Both copies of meta slot `id % 2` are written with one write and
+ *      fsynced. Only this makes the version visible after a crash.
+ */
+import { assert } from '../../util/assert.js';
+import { compareBytes } from '../../util/bytes.js';
+import { encodeMetaSlot, metaPage, slotOf, type Meta } from './meta.js';
+import type { FreeSpace } from './freelist.js';
+import { nodeFromView, nodeLowerBound, nodeUpperBound, rebalanceSiblings, splitNode, type BranchNode, type LeafNode, type TreeNode } from './node.js';
+import type { PageWrite, Pager } from './pager.js';
+import {
+  childAt,
+  compareWithEntry,
+  encodeBranch,
+  encodeLeaf,
+  encodeRun,
+  isOverflowRef,
+  lowerBound,
+  pageCorruption,
+  PageType,
+  upperBound,
+  type OverflowRef,
+  type PageView,
+} from './page.js';
+
+/** A branch on the way from the root to a leaf, with the index of the child taken. */
+interface PathStep {
+  readonly node: BranchNode;
+  readonly index: number;
+}
+
+/** What a commit made durable, for the engine to install. */
+export interface CommitResult {
+  readonly meta: Meta;
+  /** The pages the commit wrote, ready for the page cache. */
+  readonly views: readonly PageView[];
+  readonly pagesWritten: number;
+}
+
+export class WriteTxn {
+  readonly id: number;
+  private root: number;
+  private depth: number;
+  private keyCount: number;
+  private pageCount: number;
+  /** Pages written by this transaction, by their (new) page number. */
+  private readonly dirty = new Map<number, TreeNode>();
+  /** Pages of the committed version this transaction no longer uses. */
+  private readonly freed: number[] = [];
+  /** Pages this transaction allocated and released again: free right away. */
+  private readonly recycled: number[] = [];
+  /** First pages of overflow runs this transaction wrote. */
+  private readonly newRuns = new Set<number>();
+  /** End (page number after the last page) of the overflow runs written so far by this transaction. */
+  private runsEnd = 0;
+  /** The free space as it was before the transaction, restored on abort. */
+  private readonly reusableBefore: number[];
+
+  /** `oldestReader`: the oldest pinned version (Infinity when none): pages it may read are not reused. */
+  constructor(
+    private readonly pager: Pager,
+    private readonly freeSpace: FreeSpace,
+    private readonly committed: Meta,
+    oldestReader: number,
+  ) {
+    this.id = committed.txn + 1;
+    this.root = committed.root;
+    this.depth = committed.depth;
+    this.keyCount = committed.keyCount;
+    this.pageCount = committed.pageCount;
+    this.reusableBefore = freeSpace.beginTxn(oldestReader);
+    pager.readablePages = committed.pageCount;
+  }
+
+  /** Gives the allocations back: the transaction will not commit. */
+  abort(): void {
+    this.freeSpace.restore(this.reusableBefore);
+  }
+
+  async put(key: Buffer, value: Uint8Array): Promise<void> {
+    const geometry = this.pager.geometry;
+    let stored: Buffer | OverflowRef;
+    if (value.length > geometry.valueInlineMax) {
+      const first = this.allocateRun(geometry.runPages(value.length));
+      await this.pager.writePages(first, encodeRun(geometry, first, this.id, value));
+      this.newRuns.add(first);
+      this.runsEnd = Math.max(this.runsEnd, first + geometry.runPages(value.length));
+      stored = { page: first, length: value.length };
+    } else {
+      stored = Buffer.from(value);
+    }
+    if (this.root === 0) {
+      const leaf: LeafNode = { kind: 'leaf', page: this.allocatePage(), keys: [], values: [], bytes: 0 };
+      this.dirty.set(leaf.page, leaf);
+      this.root = leaf.page;
+      this.depth = 1;
+    }
+    const { path, leaf } = await this.descend(key);
+    const index = nodeLowerBound(leaf.keys, key);
+    let appended = false;
+    if (index < leaf.keys.length && compareBytes(leaf.keys[index]!, key) === 0) {
+      const old = leaf.values[index]!;
+      if (isOverflowRef(old)) this.releaseRun(old);
+      leaf.bytes += geometry.leafEntryBytes(key.length, stored.length) - geometry.leafEntryBytes(key.length, old.length);
+      leaf.values[index] = stored;
+    } else {
+      leaf.keys.splice(index, 0, key);
+      leaf.values.splice(index, 0, stored);
+      leaf.bytes += geometry.leafEntryBytes(key.length, stored.length);
+      this.keyCount++;
+      appended = index === leaf.keys.length - 1;
+    }
+    await this.rebalancePath(path, leaf, appended);
+  }
+
+  async delete(key: Buffer): Promise<void> {
+    // Look first, so deleting an absent key copies no pages.
+    if (!(await this.contains(key))) return;
+    const { path, leaf } = await this.descend(key);
+    const index = nodeLowerBound(leaf.keys, key);
+    assert(index < leaf.keys.length && compareBytes(leaf.keys[index]!, key) === 0, 'key found on lookup but not on the write path', key);
+    const old = leaf.values[index]!;
+    if (isOverflowRef(old)) this.releaseRun(old);
+    leaf.keys.splice(index, 1);
+    leaf.values.splice(index, 1);
+    leaf.bytes -= this.pager.geometry.leafEntryBytes(key.length, old.length);
+    this.keyCount--;
+    await this.rebalancePath(path, leaf, false);
+  }
+
+  // ---- pages: allocate, release, touch -------------------------------------------------------
+
+  private allocatePage(): number {
+    let page = this.recycled.pop() ?? this.freeSpace.takePage();
+    if (page === undefined) {
+      page = this.pageCount++;
+      this.pager.readablePages = this.pageCount;
+    }
+    this.pager.cache.delete(page);
+    return page;
+  }
+
+  /** `pages` consecutive free pages: from the reusable set when it has such a run, else at the end of the file. */
+  private allocateRun(pages: number): number {
+    if (pages === 1) return this.allocatePage();
+    const reused = this.freeSpace.takeRun(pages);
+    if (reused !== undefined) {
+      for (let page = reused; page < reused + pages; page++) this.pager.cache.delete(page);
+      return reused;
+    }
+    const first = this.pageCount;
+    this.pageCount += pages;
+    this.pager.readablePages = this.pageCount;
+    return first;
+  }
+
+  /** Gives back a page this transaction no longer uses (with the overflow runs of its keys). */
+  private releasePage(page: number, keyRuns: readonly OverflowRef[]): void {
+    if (this.dirty.delete(page)) {
+      this.recycled.push(page);
+      return;
+    }
+    this.freed.push(page);
+    for (const run of keyRuns) for (let index = 0; index < this.pager.geometry.runPages(run.length); index++) this.freed.push(run.page + index);
+  }
+
+  private releaseRun(ref: OverflowRef): void {
+    const target = this.newRuns.delete(ref.page) ? this.recycled : this.freed;
+    for (let index = 0; index < this.pager.geometry.runPages(ref.length); index++) target.push(ref.page + index);
+  }
+
+  /** The page as a node this transaction may change: copied to a fresh page number unless it already is one. */
+  private async touch(page: number): Promise<TreeNode> {
+    const dirty = this.dirty.get(page);
+    if (dirty !== undefined) return dirty;
+    const view = await this.pager.readView(page, this.committed.txn);
+    const node = nodeFromView(this.pager.geometry, view);
+    this.releasePage(page, view.keyRuns);
+    node.page = this.allocatePage();
+    this.dirty.set(node.page, node);
+    return node;
+  }
+
+  // ---- the tree: look up, descend, rebalance ------------------------------------------------
+
+  private async contains(key: Buffer): Promise<boolean> {
+    let page = this.root;
+    if (page === 0) return false;
+    for (;;) {
+      const node = this.dirty.get(page);
+      if (node !== undefined) {
+        if (node.kind === 'leaf') {
+          const index = nodeLowerBound(node.keys, key);
+          return index < node.keys.length && compareBytes(node.keys[index]!, key) === 0;
+        }
+        page = node.children[nodeUpperBound(node.keys, key)]!;
+        continue;
+      }
+      const view = await this.pager.readView(page, this.committed.txn);
+      if (view.type === PageType.Leaf) {
+        const index = lowerBound(view, key);
+        return index < view.count && compareWithEntry(view, index, key) === 0;
+      }
+      page = childAt(view, upperBound(view, key));
+    }
+  }
+
+  /** Touches the root-to-leaf path for `key`, returning it (branches with the child index taken) and the leaf. */
+  private async descend(key: Buffer): Promise<{ path: PathStep[]; leaf: LeafNode }> {
+    const path: PathStep[] = [];
+    let node = await this.touch(this.root);
+    this.root = node.page;
+    while (node.kind === 'branch') {
+      if (path.length + 1 >= this.depth) throw pageCorruption(this.pager.path, node.page, `is a branch at leaf depth ${this.depth}`);
+      const index = nodeUpperBound(node.keys, key);
+      const child = await this.touch(node.children[index]!);
+      node.children[index] = child.page;
+      path.push({ node, index });
+      node = child;
+    }
+    if (path.length + 1 !== this.depth) throw pageCorruption(this.pager.path, node.page, `is a leaf at depth ${path.length + 1}, the tree has depth ${this.depth}`);
+    return { path, leaf: node };
+  }
+
+  /**
+   * Restores the fill bounds along `path` after `start` (its last element's
+   * child) changed: an overfull node splits in two and pushes a separator up;
+   * an underfull non-root node is merged with, or refilled from, a sibling,
+   * which changes its parent; the walk goes up while something changed.
+   * Finally a root branch with a single child, or an empty root leaf, is
+   * removed (the tree gets shorter).
+   *
+   * `appended`: the change added a key after every other key of the tree.
+   * Then splits along the right edge leave the new right page only a quarter
+   * full (see `splitNode`), still within the fill bounds.
+   */
+  private async rebalancePath(path: PathStep[], start: TreeNode, appended: boolean): Promise<void> {
+    const geometry = this.pager.geometry;
+    let node: TreeNode = start;
+    let level = path.length;
+    for (;;) {
+      if (node.bytes > geometry.payloadBytes) {
+        let rightEdge = appended;
+        for (let step = 0; step < level && rightEdge; step++) rightEdge = path[step]!.index === path[step]!.node.children.length - 1;
+        const { right, separator } = splitNode(geometry, node, rightEdge, this.allocatePage());
+        this.dirty.set(right.page, right);
+        if (level === 0) {
+          const root: BranchNode = {
+            kind: 'branch',
+            page: this.allocatePage(),
+            keys: [separator],
+            children: [node.page, right.page],
+            bytes: geometry.branchEntryBytes(separator.length),
+          };
+          this.dirty.set(root.page, root);
+          this.root = root.page;
+          this.depth++;
+          return;
+        }
+        const { node: parent, index } = path[--level]!;
+        parent.keys.splice(index, 0, separator);
+        parent.children.splice(index + 1, 0, right.page);
+        parent.bytes += geometry.branchEntryBytes(separator.length);
+        node = parent;
+        continue;
+      }
+      if (level > 0 && node.bytes < geometry.fillBytesMin) {
+        const { node: parent, index } = path[--level]!;
+        await this.refill(parent, index);
+        node = parent;
+        continue;
+      }
+      break;
+    }
+    if (level > 0) return;
+    this.shrinkRoot();
+  }
+
+  /** The root after a change: a branch with one child, or an empty leaf, is removed. */
+  private shrinkRoot(): void {
+    const root = this.dirty.get(this.root);
+    assert(root !== undefined, 'root not dirty after a change', this.root);
+    if (root.kind === 'branch' && root.keys.length === 0) {
+      this.root = root.children[0]!;
+      this.depth--;
+      this.releasePage(root.page, []);
+    } else if (root.kind === 'leaf' && root.keys.length === 0) {
+      this.releasePage(root.page, []);
+      this.root = 0;
+      this.depth = 0;
+    }
+  }
+
+  /**
+   * Child `index` of `parent` is underfull: combine it with a neighbour (the
+   * left one when it has one), merging the two or dealing their entries out
+   * again (`rebalanceSiblings`), and fix the parent's separators.
+   */
+  private async refill(parent: BranchNode, index: number): Promise<void> {
+    const geometry = this.pager.geometry;
+    const leftIndex = index > 0 ? index - 1 : index;
+    assert(parent.children.length >= 2, 'underfull child without a sibling', parent.page);
+    const left = await this.touch(parent.children[leftIndex]!);
+    parent.children[leftIndex] = left.page;
+    const right = await this.touch(parent.children[leftIndex + 1]!);
+    parent.children[leftIndex + 1] = right.page;
+    const oldSeparator = parent.keys[leftIndex]!;
+    const separator = rebalanceSiblings(geometry, left, right, oldSeparator);
+    if (separator === undefined) {
+      parent.keys.splice(leftIndex, 1);
+      parent.children.splice(leftIndex + 1, 1);
+      parent.bytes -= geometry.branchEntryBytes(oldSeparator.length);
+      this.releasePage(right.page, []);
+    } else {
+      parent.keys[leftIndex] = separator;
+      parent.bytes += geometry.branchEntryBytes(separator.length) - geometry.branchEntryBytes(oldSeparator.length);
+    }
+  }
+
+  // ---- commit ----------------------------------------------------------------------------
+
+  /**
+   * Writes the transaction's pages and free list, syncs, then writes both
+   * copies of its meta slot and syncs. `onMetaWrite` is called just before
+   * the meta write begins. Returns undefined when the transaction changed
+   * nothing.
+   */
+  async commit(sync: boolean, onMetaWrite: () => void): Promise<CommitResult | undefined> {
+    if (this.dirty.size === 0 && this.freed.length === 0 && this.recycled.length === 0 && this.newRuns.size === 0) return undefined;
+    const geometry = this.pager.geometry;
+    const { writes, views } = this.encodeDirty();
+    const list = this.freeSpace.writeList(this.pager, this.id, this.freed, this.recycled, () => this.allocatePage());
+    writes.push(...list.writes);
+    // The file must reach the new page count even when the last allocated page ended up free
+    // (allocated, then merged away): opening checks the size, and a later read of a free page
+    // number must not find the file cut short. A zero page there is simply a free page.
+    let writtenEnd = Math.max(this.committed.pageCount, this.runsEnd);
+    for (const write of writes) writtenEnd = Math.max(writtenEnd, write.page + write.bytes.length / geometry.pageBytes);
+    if (writtenEnd < this.pageCount) writes.push({ page: this.pageCount - 1, bytes: Buffer.alloc(geometry.pageBytes) });
+    await this.pager.writeCoalesced(writes);
+    if (sync) await this.pager.file.sync();
+    const meta: Meta = {
+      txn: this.id,
+      pageBytes: geometry.pageBytes,
+      root: this.root,
+      depth: this.depth,
+      pageCount: this.pageCount,
+      freeListPage: list.firstPage,
+      freeCount: list.freeCount,
+      keyCount: this.keyCount,
+    };
+    onMetaWrite();
+    // Both copies of the slot in one write (recovery.ts says why a crash cannot damage both).
+    const slot = slotOf(this.id);
+    await this.pager.writePages(metaPage(slot, 0), encodeMetaSlot(geometry.pageBytes, slot, meta));
+    if (sync) await this.pager.file.sync();
+    this.freeSpace.install(this.id, this.freed, this.recycled, list.listPages);
+    return { meta, views, pagesWritten: writes.length };
+  }
+
+  /** Encodes every dirty node (allocating the overflow runs of its big keys) as page writes and cacheable views. */
+  private encodeDirty(): { writes: PageWrite[]; views: PageView[] } {
+    const geometry = this.pager.geometry;
+    const writes: PageWrite[] = [];
+    const views: PageView[] = [];
+    for (const node of this.dirty.values()) {
+      const keyPages: Array<number | undefined> = [];
+      const bigKeys: Array<Buffer | undefined> = [];
+      const keyRuns: OverflowRef[] = [];
+      for (const key of node.keys) {
+        if (key.length > geometry.keyInlineMax) {
+          const first = this.allocateRun(geometry.runPages(key.length));
+          writes.push({ page: first, bytes: encodeRun(geometry, first, this.id, key) });
+          keyPages.push(first);
+          bigKeys.push(Buffer.from(key.buffer, key.byteOffset, key.length));
+          keyRuns.push({ page: first, length: key.length });
+        } else {
+          keyPages.push(undefined);
+          bigKeys.push(undefined);
+        }
+      }
+      const bytes =
+        node.kind === 'leaf'
+          ? encodeLeaf(geometry, node.page, this.id, node.keys, node.values, keyPages)
+          : encodeBranch(geometry, node.page, this.id, node.keys, node.children, keyPages);
+      writes.push({ page: node.page, bytes });
+      views.push({
+        page: node.page,
+        stamp: this.id,
+        bytes,
+        type: node.kind === 'leaf' ? PageType.Leaf : PageType.Branch,
+        count: node.keys.length,
+        bigKeys: keyRuns.length > 0 ? bigKeys : undefined,
+        keyRuns,
+      });
+    }
+    return { writes, views };
+  }
+}
