@@ -47,6 +47,7 @@ interface System {
   put(node: number, worker: number, key: string, value: string): Promise<void>;
   get(node: number, worker: number, key: string): Promise<void>;
   leader(): Promise<number | undefined>;
+  /** kill -9: signals synchronously (before its first await), resolves once the process is gone. */
   kill(node: number): Promise<void>;
   restart(node: number): Promise<void>;
   isolate(node: number): void;
@@ -173,8 +174,11 @@ async function runOnce(system: System, workersPerNode: number, log: (line: strin
   const faults: AppliedFaults = {};
   await sleepUntil(now, KILL_AT_S);
   faults.killed = await system.leader();
-  if (faults.killed !== undefined) await system.kill(faults.killed);
+  // kill() sends SIGKILL before its first await: the fault is in place from then on, while
+  // the exit itself can take a second to be reported on a loaded machine.
+  const killing = faults.killed === undefined ? undefined : system.kill(faults.killed);
   faults.killedAtS = now();
+  await killing;
   log(`  ${system.name}: ${now().toFixed(1)}s killed leader ${faults.killed}`);
   await sleepUntil(now, RESTART_AT_S);
   if (faults.killed !== undefined) await system.restart(faults.killed);
@@ -199,6 +203,9 @@ interface Figures {
   readonly availability: number;
   readonly firstWriteAfterKillS: number | undefined;
   readonly firstWriteAfterIsolationS: number | undefined;
+  /** The members those first writes went to (a check that the faults hit the leader). */
+  readonly firstWriteAfterKillNode: number | undefined;
+  readonly firstWriteAfterIsolationNode: number | undefined;
   readonly secondsWithoutMajorityRead: number;
   readonly medianOpsPerS: number;
 }
@@ -215,17 +222,23 @@ export function figures(samples: readonly Sample[], faults: AppliedFaults): Figu
       majorityReads: done.filter((sample) => sample.kind === 'get' && sample.node !== isolated).length,
     };
   });
-  const firstWriteAfter = (atS: number): number | undefined => {
-    const ends = samples.filter((sample) => sample.ok && sample.kind === 'put' && sample.startS >= atS).map((sample) => sample.endS);
-    return ends.length === 0 ? undefined : Math.min(...ends) - atS;
+  // The first acknowledged write begun once the fault was in place: seconds from then to its end, and the member it went to.
+  const firstWriteAfter = (atS: number): { afterS: number; node: number } | undefined => {
+    let first: Sample | undefined;
+    for (const sample of samples) if (sample.ok && sample.kind === 'put' && sample.startS >= atS && (first === undefined || sample.endS < first.endS)) first = sample;
+    return first === undefined ? undefined : { afterS: first.endS - atS, node: first.node };
   };
+  const afterKill = firstWriteAfter(faults.killedAtS ?? KILL_AT_S);
+  const afterIsolation = firstWriteAfter(faults.isolatedAtS ?? ISOLATE_AT_S);
   const partitionSeconds = perSecond.slice(ISOLATE_AT_S, HEAL_AT_S);
   return {
     perSecond,
     availability: perSecond.filter((second) => second.writes > 0).length / SECONDS,
     // From the moment the fault was in place: a write that began a few ms earlier, before the leader was found and killed or cut off, proves nothing.
-    firstWriteAfterKillS: firstWriteAfter(faults.killedAtS ?? KILL_AT_S),
-    firstWriteAfterIsolationS: firstWriteAfter(faults.isolatedAtS ?? ISOLATE_AT_S),
+    firstWriteAfterKillS: afterKill?.afterS,
+    firstWriteAfterKillNode: afterKill?.node,
+    firstWriteAfterIsolationS: afterIsolation?.afterS,
+    firstWriteAfterIsolationNode: afterIsolation?.node,
     secondsWithoutMajorityRead: partitionSeconds.filter((second) => second.majorityReads === 0).length,
     medianOpsPerS: median(perSecond.map((second) => second.ops)),
   };

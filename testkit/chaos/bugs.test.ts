@@ -27,7 +27,9 @@ describe('chaos: the tester catches planted bugs (real processes)', { concurrenc
     await caught('no-read-index', ['linearizable'], { durationS: 20, workers: 15, opTimeoutMs: 300 });
   });
 
-  it('ack-before-majority (writes acknowledged before a majority holds them) is caught by seed 10 (partitions): not linearizable, replicas diverge', async () => {
-    await caught('ack-before-majority', ['linearizable', 'convergence']);
+  // With the register workload a lost write is only sometimes visible to linearizability (a later
+  // write on the majority side hides it); the set workload's final read misses every lost add.
+  it('ack-before-majority (writes acknowledged before a majority holds them) is caught by seed 10 (partitions, set workload): acknowledged adds lost, replicas diverge', async () => {
+    await caught('ack-before-majority', ['no-lost-writes', 'convergence'], { workload: 'set' });
   });
 });

@@ -78,6 +78,7 @@ export interface ChaosResult {
 }
 
 const CONVERGENCE_WAIT_MS = 20_000;
+const CONVERGENCE_STALL_MS = 8_000;
 const DEFAULT_OP_TIMEOUT_MS = 2000;
 const LEADER_WAIT_MS = 30_000;
 
@@ -220,14 +221,23 @@ async function measureRecovery(cluster: ChaosCluster, recorder: HistoryRecorder,
   return undefined;
 }
 
-/** Every slot's digest once they agree on the applied index (or what each said when they did not within the wait). */
+/**
+ * Every slot's digest once they agree on the applied index, or what each said when they did not:
+ * after CONVERGENCE_WAIT_MS, or sooner once no member's applied index has moved for
+ * CONVERGENCE_STALL_MS (the clients have stopped, so only catching up moves it; a member stuck
+ * on a diverged log never will).
+ */
 async function settledDigests(cluster: ChaosCluster): Promise<Map<number, { appliedIndex: number; digest: string } | string>> {
   const deadline = Date.now() + CONVERGENCE_WAIT_MS;
+  let lastIndexes = '';
+  let movedAt = Date.now();
   for (;;) {
     const answers = await Promise.all(cluster.slots.map((id) => cluster.admin(id).digest().then((digest) => digest, (error: unknown) => `no digest: ${(error as Error).message}`)));
     const digests = new Map(cluster.slots.map((id, i) => [id, answers[i]!] as const));
-    const indexes = new Set(answers.map((answer) => (typeof answer === 'string' ? -1 : answer.appliedIndex)));
-    if ((indexes.size === 1 && !indexes.has(-1)) || Date.now() > deadline) return digests;
+    const indexList = answers.map((answer) => (typeof answer === 'string' ? -1 : answer.appliedIndex));
+    if (indexList.join() !== lastIndexes) (lastIndexes = indexList.join()), (movedAt = Date.now());
+    const agreed = new Set(indexList).size === 1 && indexList[0] !== -1;
+    if (agreed || Date.now() > deadline || Date.now() - movedAt > CONVERGENCE_STALL_MS) return digests;
     await sleep(200);
   }
 }
