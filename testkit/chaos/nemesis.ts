@@ -9,7 +9,8 @@
  *   pause      SIGCONT
  *   partition  every link healthy
  *   link       every link healthy
- *   clock      normal rate, no strobe (jumps stay: the clock is monotonic)
+ *   clock      normal rate, no strobe (jumps stay: the clock is monotonic); links
+ *              healthy after slow-isolated
  *   disk       a healthy disk; a member that fail-stopped (as documented for a
  *              failed fsync) is restarted on its data
  *   membership every link healthy; a removed member is replaced by a new one
@@ -75,7 +76,14 @@ export async function applyFault(scheduled: ScheduledFault, cluster: ChaosCluste
       record.targets.push(...targets);
       const command = fault.effect === 'jump' ? { jumpMs: fault.amountMs } : fault.effect === 'strobe' ? { strobe: { periodMs: 100, jumpMs: fault.amountMs } } : { rate: fault.rate };
       for (const id of targets) cluster.processes.control(id, { clock: command });
-      return { record, heal: async () => targets.forEach((id) => cluster.processes.control(id, { clock: 'reset' })) };
+      if (fault.effect === 'slow-isolated') isolate(cluster, targets[0]!, record, false);
+      return {
+        record,
+        heal: async () => {
+          if (fault.effect === 'slow-isolated') cluster.network.heal();
+          targets.forEach((id) => cluster.processes.control(id, { clock: 'reset' }));
+        },
+      };
     }
     case 'disk': {
       const targets = ids(resolveTarget(fault.target, leaderSlot));
@@ -147,9 +155,9 @@ async function replaceUnderPartition(order: readonly number[], cluster: ChaosClu
   return { record, heal: () => addReplacement(cluster, victim, record) };
 }
 
-function isolate(cluster: ChaosCluster, id: number, record: FaultRecord): void {
+function isolate(cluster: ChaosCluster, id: number, record: FaultRecord, target = true): void {
   const cuts = cluster.slots.filter((other) => other !== id).flatMap((other) => [[id, other] as const, [other, id] as const]);
-  record.targets.push(id);
+  if (target) record.targets.push(id);
   record.notes.push(`isolated ${id}`);
   cluster.network.cut(cuts);
 }

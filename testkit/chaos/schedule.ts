@@ -27,6 +27,14 @@ export interface Target {
   readonly order: readonly number[];
 }
 
+/**
+ * `slow-isolated`: the leader's clock runs slow and the leader is cut off from every other member
+ * (Jepsen's partition combined with clock skew): its election and check-quorum timers then take
+ * 2–10 times longer to notice, so it believes it leads for seconds after the majority elected a
+ * new leader — the window in which a leader that skips the read barrier serves stale reads.
+ */
+export type ClockEffect = 'jump' | 'strobe' | 'fast' | 'slow' | 'slow-isolated';
+
 export type PartitionShape = 'isolate-leader' | 'halves' | 'ring' | 'bridge';
 
 export type Fault =
@@ -34,7 +42,7 @@ export type Fault =
   | { readonly kind: 'pause'; readonly target: Target }
   | { readonly kind: 'partition'; readonly shape: PartitionShape; readonly order: readonly number[] }
   | { readonly kind: 'link'; readonly effect: 'delay' | 'loss' | 'duplicate' | 'reorder'; readonly delayMs: number; readonly jitterMs: number; readonly rate: number }
-  | { readonly kind: 'clock'; readonly effect: 'jump' | 'strobe' | 'fast' | 'slow'; readonly target: Target; readonly amountMs: number; readonly rate: number }
+  | { readonly kind: 'clock'; readonly effect: ClockEffect; readonly target: Target; readonly amountMs: number; readonly rate: number }
   | { readonly kind: 'disk'; readonly effect: 'fsync-error' | 'slow'; readonly target: Target; readonly spec: string }
   | { readonly kind: 'membership'; readonly effect: 'transfer-leader' | 'replace-member'; readonly order: readonly number[] };
 
@@ -86,9 +94,10 @@ function drawFault(family: NemesisFamily, nodes: number, random: Random): Fault 
       return { kind: 'link', effect, delayMs: effect === 'delay' ? round(uniform(random, 20, 150)) : 0, jitterMs: effect === 'delay' ? round(uniform(random, 0, 50)) : 0, rate: effect === 'delay' ? 0 : round(uniform(random, 0.1, 0.4)) };
     }
     case 'clock': {
-      const effect = pick(random, ['jump', 'strobe', 'fast', 'slow'] as const);
-      const target = { select: pick(random, ['leader', 'one'] as const), order };
-      return { kind: 'clock', effect, target, amountMs: effect === 'jump' ? round(uniform(random, 2000, 20_000)) : effect === 'strobe' ? round(uniform(random, 100, 500)) : 0, rate: effect === 'fast' ? round(uniform(random, 2, 5)) : effect === 'slow' ? round(uniform(random, 0.2, 0.5)) : 1 };
+      const effect = pick(random, ['jump', 'strobe', 'fast', 'slow', 'slow-isolated'] as const);
+      const target = { select: effect === 'slow-isolated' ? 'leader' : pick(random, ['leader', 'one'] as const), order };
+      const slow = effect === 'slow' || effect === 'slow-isolated';
+      return { kind: 'clock', effect, target, amountMs: effect === 'jump' ? round(uniform(random, 2000, 20_000)) : effect === 'strobe' ? round(uniform(random, 100, 500)) : 0, rate: effect === 'fast' ? round(uniform(random, 2, 5)) : slow ? round(uniform(random, 0.2, 0.5)) : 1 };
     }
     case 'disk': {
       const effect = pick(random, ['fsync-error', 'slow'] as const);
@@ -195,6 +204,7 @@ export function describeFault(fault: Fault): string {
     case 'link':
       return fault.effect === 'delay' ? `links delay ${fault.delayMs}±${fault.jitterMs} ms` : `links ${fault.effect} ${Math.round(fault.rate * 100)}%`;
     case 'clock':
+      if (fault.effect === 'slow-isolated') return `clock slow ×${fault.rate} on the leader, isolated`;
       return `clock ${fault.effect} ${fault.effect === 'jump' || fault.effect === 'strobe' ? `${fault.amountMs} ms` : `×${fault.rate}`} on ${fault.target.select}`;
     case 'disk':
       return `disk ${fault.spec} on ${fault.target.select}`;
