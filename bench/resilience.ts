@@ -21,10 +21,11 @@
  * fault (once in place) to the first successful write begun after it.
  *
  *   node dist/bench/resilience.js [--rounds 3] [--systems impulse,etcd] [--workers-per-node 4] [--chart docs/resilience.svg]
+ *   node dist/bench/resilience.js --from bench/results/resilience.json [--chart docs/resilience.svg]   (tables and chart of an earlier run)
  *
  * Run under `flock /tmp/impulse-bench.lock` (docs/benchmarks.md).
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImpulseClient } from '../src/client/client.js';
@@ -276,6 +277,15 @@ async function main(): Promise<void> {
   const systems = flag('systems', 'impulse,etcd').split(',');
   const workersPerNode = Number(flag('workers-per-node', '4'));
   const chart = flag('chart', '');
+  const from = flag('from', '');
+  if (from !== '') {
+    // Tables and chart again from an earlier run's results, without running anything.
+    const saved = JSON.parse(await readFile(from, 'utf8')) as { results: RoundResult[] };
+    const names = [...new Set(saved.results.map((result) => result.system))];
+    printTable(saved.results, names);
+    if (chart !== '') await writeFile(chart, renderChart(saved.results, names));
+    return;
+  }
   const results: RoundResult[] = [];
   for (let round = 1; round <= rounds; round++) {
     // Alternate who goes first, so a noisy neighbour hits both alike.
@@ -318,28 +328,46 @@ function printTable(results: readonly RoundResult[], systems: readonly string[])
   }
 }
 
-/** Ops/s per second, median over rounds, one line per system, with the fault times marked. */
+/**
+ * Two panels, one line per system (the median over rounds of each second): successful ops/s,
+ * and the p99 latency of that second's successful operations (log scale); the fault windows shaded.
+ */
 function renderChart(results: readonly RoundResult[], systems: readonly string[]): string {
   const width = 900;
-  const height = 300;
-  const left = 50;
-  const bottom = 30;
+  const panelHeight = 220;
+  const left = 60;
   const colours = ['#1565c0', '#ef6c00', '#2e7d32'];
-  const series = systems.map((system) => Array.from({ length: SECONDS }, (_, second) => median(results.filter((result) => result.system === system).map((result) => result.figures.perSecond[second]!.ops))));
-  const maxY = Math.max(1, ...series.flat());
+  const perSecond = (system: string, pick: (second: Figures['perSecond'][number]) => number): number[] =>
+    Array.from({ length: SECONDS }, (_, second) => median(results.filter((result) => result.system === system).map((result) => pick(result.figures.perSecond[second]!))));
   const x = (second: number): number => left + (second / SECONDS) * (width - left - 10);
-  const y = (value: number): number => 10 + (1 - value / maxY) * (height - bottom - 10);
+  const panel = (top: number, title: string, series: number[][], scale: (value: number) => number, ticks: readonly number[]): string[] => {
+    const y = (value: number): number => top + 20 + (1 - scale(value)) * (panelHeight - 50);
+    const bottom = top + panelHeight - 30;
+    return [
+      `<text x="${left}" y="${top + 12}" font-weight="bold">${title}</text>`,
+      `<rect x="${x(KILL_AT_S)}" y="${top + 20}" width="${x(RESTART_AT_S) - x(KILL_AT_S)}" height="${bottom - top - 20}" fill="#fde0dc"/>`,
+      `<rect x="${x(ISOLATE_AT_S)}" y="${top + 20}" width="${x(HEAL_AT_S) - x(ISOLATE_AT_S)}" height="${bottom - top - 20}" fill="#fde0dc"/>`,
+      `<line x1="${left}" y1="${bottom}" x2="${width - 10}" y2="${bottom}" stroke="#999"/>`,
+      ...ticks.map((tick) => `<text x="${left - 4}" y="${y(tick) + 4}" text-anchor="end">${tick}</text>`),
+      ...[0, 10, 20, 30, 40, 50, 60].map((second) => `<text x="${x(second)}" y="${bottom + 14}" text-anchor="middle">${second}s</text>`),
+      ...series.map((values, i) => `<polyline fill="none" stroke="${colours[i % colours.length]}" stroke-width="2" points="${values.map((value, second) => `${x(second + 0.5).toFixed(1)},${y(value).toFixed(1)}`).join(' ')}"/>`),
+    ];
+  };
+  const ops = systems.map((system) => perSecond(system, (second) => second.ops));
+  const opsMax = Math.max(1, ...ops.flat());
+  const p99 = systems.map((system) => perSecond(system, (second) => second.p99Ms));
+  const p99Max = Math.max(10, ...p99.flat());
+  // Log scale from 1 ms; a second without a successful operation sits on the axis.
+  const logScale = (value: number): number => (value <= 1 ? 0 : Math.log10(value) / Math.log10(p99Max));
+  const p99Ticks = [1, 10, 100, 1000, 10_000].filter((tick) => tick <= p99Max);
   const marks = [[KILL_AT_S, 'kill -9 leader'], [RESTART_AT_S, 'restart'], [ISOLATE_AT_S, 'isolate leader'], [HEAL_AT_S, 'heal']] as const;
+  const height = 2 * panelHeight + 20;
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
-    `<rect x="${x(KILL_AT_S)}" y="10" width="${x(RESTART_AT_S) - x(KILL_AT_S)}" height="${height - bottom - 10}" fill="#fde0dc"/>`,
-    `<rect x="${x(ISOLATE_AT_S)}" y="10" width="${x(HEAL_AT_S) - x(ISOLATE_AT_S)}" height="${height - bottom - 10}" fill="#fde0dc"/>`,
-    ...marks.map(([second, label]) => `<text x="${x(second) + 3}" y="22">${label}</text>`),
-    ...[0, 10, 20, 30, 40, 50, 60].map((second) => `<text x="${x(second)}" y="${height - 12}" text-anchor="middle">${second}s</text>`),
-    ...[0, 0.5, 1].map((fraction) => `<text x="${left - 4}" y="${y(maxY * fraction) + 4}" text-anchor="end">${Math.round(maxY * fraction)}</text>`),
-    `<text x="8" y="${height / 2}" transform="rotate(-90 8 ${height / 2})" text-anchor="middle">successful ops/s</text>`,
-    ...series.map((values, i) => `<polyline fill="none" stroke="${colours[i % colours.length]}" stroke-width="2" points="${values.map((value, second) => `${x(second + 0.5).toFixed(1)},${y(value).toFixed(1)}`).join(' ')}"/>`),
-    ...systems.map((system, i) => `<text x="${width - 120}" y="${40 + 14 * i}" fill="${colours[i % colours.length]}">— ${system}</text>`),
+    ...panel(0, 'successful operations per second', ops, (value) => value / opsMax, [0, Math.round(opsMax / 2), Math.round(opsMax)]),
+    ...panel(panelHeight, 'p99 latency of the successful operations of each second, ms (log scale)', p99, logScale, p99Ticks),
+    ...marks.map(([second, label]) => `<text x="${x(second) + 3}" y="32">${label}</text>`),
+    ...systems.map((system, i) => `<text x="${width - 120}" y="${14 + 14 * i}" fill="${colours[i % colours.length]}">— ${system}</text>`),
     '</svg>',
   ];
   return parts.join('\n') + '\n';
