@@ -29,9 +29,9 @@ export interface Target {
 
 /**
  * `slow-isolated`: the leader's clock runs slow and the leader is cut off from every other member
- * (Jepsen's partition combined with clock skew): its election and check-quorum timers then take
- * 2–10 times longer to notice, so it believes it leads for seconds after the majority elected a
- * new leader — the window in which a leader that skips the read barrier serves stale reads.
+ * (Jepsen's partition combined with clock skew): its timers run at 0.1–0.2× its peers', so its
+ * check-quorum takes 2.5–10 s to notice that it lost its followers, and it believes it leads for
+ * seconds after the majority elected a new leader — the window in which a leader that skips the read barrier serves stale reads.
  */
 export type ClockEffect = 'jump' | 'strobe' | 'fast' | 'slow' | 'slow-isolated';
 
@@ -96,8 +96,8 @@ function drawFault(family: NemesisFamily, nodes: number, random: Random): Fault 
     case 'clock': {
       const effect = pick(random, ['jump', 'strobe', 'fast', 'slow', 'slow-isolated'] as const);
       const target = { select: effect === 'slow-isolated' ? 'leader' : pick(random, ['leader', 'one'] as const), order };
-      const slow = effect === 'slow' || effect === 'slow-isolated';
-      return { kind: 'clock', effect, target, amountMs: effect === 'jump' ? round(uniform(random, 2000, 20_000)) : effect === 'strobe' ? round(uniform(random, 100, 500)) : 0, rate: effect === 'fast' ? round(uniform(random, 2, 5)) : slow ? round(uniform(random, 0.2, 0.5)) : 1 };
+      const rate = effect === 'fast' ? round(uniform(random, 2, 5)) : effect === 'slow' ? round(uniform(random, 0.2, 0.5)) : effect === 'slow-isolated' ? round(uniform(random, 0.1, 0.2)) : 1;
+      return { kind: 'clock', effect, target, amountMs: effect === 'jump' ? round(uniform(random, 2000, 20_000)) : effect === 'strobe' ? round(uniform(random, 100, 500)) : 0, rate };
     }
     case 'disk': {
       const effect = pick(random, ['fsync-error', 'slow'] as const);
