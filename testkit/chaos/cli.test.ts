@@ -24,7 +24,7 @@ describe('impulse chaos flags', () => {
 
   it('refuse what cannot run, with one sentence', () => {
     assert.throws(() => parseChaosFlags({ nodes: '4' }), /3 or 5/);
-    assert.throws(() => parseChaosFlags({ replication: 'leaderless' }), /modes this build has/);
+    assert.throws(() => parseChaosFlags({ replication: 'leaderless' }), /--replication leaderless: not a mode this build has \(it has raft/);
     assert.throws(() => parseChaosFlags({ engine: 'memory' }), /durable engine/);
     assert.throws(() => parseChaosFlags({ net: 'netns', nemesis: 'link' }), /link faults need --net proxy/);
     assert.throws(() => parseChaosFlags({ seed: '-1' }), /--seed/);
@@ -34,5 +34,8 @@ describe('impulse chaos flags', () => {
     const result = spawnSync(process.execPath, [CLI_PATH, 'chaos', '--nodes', '4'], { encoding: 'utf8', timeout: 30_000 });
     assert.equal(result.status, 2);
     assert.match(result.stderr, /impulse chaos: --nodes must be 3 or 5/);
+    const mode = spawnSync(process.execPath, [CLI_PATH, 'chaos', '--replication', 'leaderless'], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(mode.status, 2);
+    assert.match(mode.stderr, /impulse chaos: --replication leaderless: not a mode this build has/);
   });
 });

@@ -51,7 +51,9 @@ export function parseChaosFlags(flags: ChaosFlags): ChaosOptions {
   const nodes = Number(flags.nodes ?? '3');
   if (nodes !== 3 && nodes !== 5) throw invalid('--nodes must be 3 or 5');
   const replication = flags.replication ?? 'raft';
-  if (!(REPLICATION_MODES as readonly string[]).includes(replication)) throw invalid(`--replication must be one of ${REPLICATION_MODES.join(', ')} (the modes this build has)`);
+  if (!(REPLICATION_MODES as readonly string[]).includes(replication)) {
+    throw invalid(`--replication ${replication}: not a mode this build has (it has ${REPLICATION_MODES.join(', ')}; leaderless and sharded modes are not built yet)`);
+  }
   const engine = flags.engine ?? 'lsm';
   if (!['lsm', 'btree', 'leveldb'].includes(engine)) throw invalid('--engine must be lsm, btree or leveldb (a member needs a durable engine)');
   const workload = flags.workload ?? 'register';
