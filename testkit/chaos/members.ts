@@ -13,6 +13,7 @@ import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process'
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CLI_PATH } from '../process/server-process.js';
+import { killGroupAndWait, signalGroup, untilListening } from '../process/member-process.js';
 
 export interface MemberSpec {
   readonly id: number;
@@ -75,58 +76,26 @@ export class MemberProcesses {
     void exited.then(() => {
       if (this.running.get(id) === running) this.running.delete(id);
     });
-    const listening = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`member ${id} did not start within ${this.startTimeoutMs} ms:\n${output.slice(-20).join('\n')}`)), this.startTimeoutMs);
-      let pending = '';
-      const onData = (chunk: Buffer): void => {
-        pending += chunk.toString('utf8');
-        for (let newline = pending.indexOf('\n'); newline !== -1; newline = pending.indexOf('\n')) {
-          const line = pending.slice(0, newline);
-          pending = pending.slice(newline + 1);
-          output.push(line);
-          if (output.length > OUTPUT_LINES_KEPT) output.shift();
-          if (line.includes('"msg":"impulse is listening"')) {
-            clearTimeout(timer);
-            resolve();
-          }
-        }
-      };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', onData);
-      void exited.then(() => {
-        clearTimeout(timer);
-        reject(new Error(`member ${id} exited before listening:\n${output.slice(-20).join('\n')}`));
-      });
-    });
-    try {
-      await listening;
-    } catch (error) {
+    await untilListening(child, exited, output, `member ${id}`, this.startTimeoutMs, OUTPUT_LINES_KEPT).catch(async (error: unknown) => {
       await this.kill(id);
       throw error;
-    }
+    });
   }
 
   /** Sends `signal` to member `id`'s process group (nothing if it is not running). */
   signal(id: number, signal: NodeJS.Signals): void {
     const running = this.running.get(id);
-    const pid = running?.child.pid;
-    if (running === undefined || pid === undefined) return;
-    try {
-      process.kill(-pid, signal);
-      if (signal === 'SIGSTOP') running.paused = true;
-      if (signal === 'SIGCONT') running.paused = false;
-    } catch {
-      // already gone
-    }
+    if (running === undefined || !signalGroup(running.child.pid, signal)) return;
+    if (signal === 'SIGSTOP') running.paused = true;
+    if (signal === 'SIGCONT') running.paused = false;
   }
 
   /** kill -9; resolves once the process has exited. */
   async kill(id: number): Promise<void> {
     const running = this.running.get(id);
     if (running === undefined) return;
-    this.signal(id, 'SIGCONT'); // a stopped process must be able to die
-    this.signal(id, 'SIGKILL');
-    await running.exited;
+    running.paused = false;
+    await killGroupAndWait(running.child.pid, running.exited);
   }
 
   /** Writes one test-control command (src/test-hooks/control.ts) to member `id`'s stdin; false if it is not running. */
