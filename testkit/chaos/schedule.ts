@@ -31,7 +31,8 @@ export interface Target {
  * `slow-isolated`: the leader's clock runs slow and the leader is cut off from every other member
  * (Jepsen's partition combined with clock skew): its timers run at 0.1–0.2× its peers', so its
  * check-quorum takes 2.5–10 s to notice that it lost its followers, and it believes it leads for
- * seconds after the majority elected a new leader — the window in which a leader that skips the read barrier serves stale reads.
+ * seconds after the majority elected a new leader: the window in which a leader that skips the
+ * read barrier serves stale reads.
  */
 export type ClockEffect = 'jump' | 'strobe' | 'fast' | 'slow' | 'slow-isolated';
 
