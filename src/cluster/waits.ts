@@ -102,8 +102,8 @@ export class LeaderWatch {
    * The leader, once one is known: at once when `current()` (the group's live view) names one,
    * else after a notification names one and `current()` still does; rejects with `onTimeout()` at
    * the deadline. The live view wins over the last notification, which can lag it: the group
-   * notifies after ticks, messages and applies, while the core can lose its leader in between (a
-   * tick queued behind an fsync steps an isolated leader down later). Trusting the stale
+   * notifies after ticks, messages and applies, while the core can lose its leader in between
+   * (for example through input the driver had queued and processes later). Trusting the stale
    * notification made a request loop on resolved promises without ever yielding, starving the
    * process (found by `impulse chaos`); here every round waits for a notification or the deadline.
    */
