@@ -187,10 +187,19 @@ async function addReplacement(cluster: ChaosCluster, oldId: number, record: Faul
       record.notes.push(`member ${newId} replaced ${oldId} (learner, then voter)`);
       return;
     } catch (error) {
+      // An attempt whose answer was lost (a client timeout on a loaded machine) may have promoted it: then it is no learner any more.
+      if (await isVoter(anyMember(), newId)) return void record.notes.push(`member ${newId} replaced ${oldId} (learner, then voter; the promotion's answer was lost)`);
       if (Date.now() > deadline) return void record.notes.push(`promoting ${newId} failed: ${(error as Error).message}`);
       await sleep(250);
     }
   }
+}
+
+/** Whether the cluster (as `client`'s member sees it) has `id` as a voter; false when it cannot tell. */
+async function isVoter(client: ImpulseClient, id: number): Promise<boolean> {
+  const view = await client.cluster().catch(() => undefined);
+  const role = view?.members.find((member) => member.id === id)?.role;
+  return role === 'leader' || role === 'follower' || role === 'candidate';
 }
 
 function sleep(ms: number): Promise<void> {
