@@ -8,6 +8,7 @@ import { type TestHookConfig, type TestHookFlags, parseTestHooks } from '../test
 import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
 import { ENGINE_NAMES } from '../storage/engine-names.js';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
+import { type SecurityConfig, type SecurityFlags, parseSecurityConfig } from './security-config.js';
 
 export const DEFAULT_ENGINE = 'lsm';
 export const DEFAULT_PORT = 7070;
@@ -24,11 +25,13 @@ export interface ServeConfig {
   readonly logLevel: string;
   /** Present with --node-id: this node is a Raft member (src/cluster/config.ts). */
   readonly cluster?: ClusterConfig;
+  /** Tokens, TLS, protected mode (security-config.ts). */
+  readonly security: SecurityConfig;
   /** TEST-ONLY hooks (src/test-hooks/), present only when a --test-* flag was given. */
   readonly testHooks?: TestHookConfig;
 }
 
-export interface ServeFlags extends ClusterFlags, TestHookFlags {
+export interface ServeFlags extends ClusterFlags, SecurityFlags, TestHookFlags {
   port?: string;
   host?: string;
   engine?: string;
@@ -59,11 +62,12 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     valueBytesMax: integer('--value-bytes-max', flags.valueBytesMax ?? String(DEFAULT_LIMITS.valueBytesMax), 0, 512 * 1024 * 1024),
     batchOpsMax: integer('--batch-ops-max', flags.batchOpsMax ?? String(DEFAULT_LIMITS.batchOpsMax), 1, 1_000_000),
   };
-  const cluster = parseClusterConfig(flags, host, port);
+  const cluster = parseClusterConfig(flags, host, port, flags.tlsCert !== undefined ? 'https' : 'http');
+  const security = parseSecurityConfig(flags, host, cluster?.peerHost);
   if (cluster !== undefined) {
     if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
   }
   const testHooks = parseTestHooks(flags, cluster !== undefined);
-  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, ...(cluster !== undefined ? { cluster } : {}), ...(testHooks !== undefined ? { testHooks } : {}) };
+  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, security, ...(cluster !== undefined ? { cluster } : {}), ...(testHooks !== undefined ? { testHooks } : {}) };
 }

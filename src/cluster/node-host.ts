@@ -71,6 +71,7 @@ export interface NodeHostOptions {
   readonly random: Random;
   readonly logger: Logger;
   readonly transportLimits?: Partial<TransportLimits>;
+  /** Default: plain TCP. */
   readonly socketFactory?: SocketFactory;
 }
 

@@ -13,6 +13,7 @@
 import type { Socket } from 'node:net';
 import { configInvalid } from '../util/config-values.js';
 import { type HostPort, type Listener, NetSocketFactory, type SocketFactory, parseAddress } from '../transport/socket-factory.js';
+import type { NodeId } from '../raft/types.js';
 
 /** Most overrides in one flag (one per peer; a cluster has a handful). */
 const OVERRIDES_MAX = 64;
@@ -33,10 +34,16 @@ export function parseDialVia(text: string): Map<string, HostPort> {
 }
 
 export class DialViaSocketFactory implements SocketFactory {
+  /** The inner factory's (TLS: the peer's certificate), present only when it has one: absent means any id may be claimed. */
+  readonly certifiedNodeIds?: (socket: Socket) => readonly NodeId[];
+
   constructor(
     private readonly overrides: ReadonlyMap<string, HostPort>,
     private readonly inner: SocketFactory = new NetSocketFactory(),
-  ) {}
+  ) {
+    const certified = inner.certifiedNodeIds?.bind(inner);
+    if (certified !== undefined) this.certifiedNodeIds = certified;
+  }
 
   connect(address: HostPort, signal: AbortSignal): Promise<Socket> {
     return this.inner.connect(this.overrides.get(addressKey(address)) ?? address, signal);

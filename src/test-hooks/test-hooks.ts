@@ -57,7 +57,7 @@ export function parseTestHooks(flags: TestHookFlags, isMember: boolean): TestHoo
 }
 
 /** Builds the hooks of `config` (none when undefined). `baseVfs` is the disk the member would use. */
-export async function openTestHooks(config: TestHookConfig | undefined, baseVfs: Vfs, seed: number, logger: Logger): Promise<TestHookOptions> {
+export async function openTestHooks(config: TestHookConfig | undefined, baseVfs: Vfs, seed: number, logger: Logger, baseSockets?: SocketFactory): Promise<TestHookOptions> {
   if (config === undefined) return {};
   logger.warn({ dialVia: config.dialVia?.size ?? 0, control: config.control, bugs: config.bugs?.names ?? [] }, 'TEST-ONLY hooks are on: this member is for testing, not for data');
   let clock: FaultClock | undefined;
@@ -71,7 +71,7 @@ export async function openTestHooks(config: TestHookConfig | undefined, baseVfs:
   return {
     ...(clock !== undefined ? { clock } : {}),
     ...(vfs !== undefined ? { vfs } : {}),
-    ...(config.dialVia !== undefined ? { socketFactory: new DialViaSocketFactory(config.dialVia) } : {}),
+    ...(config.dialVia !== undefined ? { socketFactory: new DialViaSocketFactory(config.dialVia, baseSockets) } : {}),
     ...(config.bugs !== undefined ? { raftOverrides: config.bugs.overrides } : {}),
   };
 }
