@@ -86,6 +86,8 @@ export class ChaosCluster {
     return [
       '--node-id', String(id),
       '--host', spec.host, '--port', String(spec.clientPort),
+      // A namespace address is not loopback: the member refuses it without this (the namespaces' network is private to the run).
+      ...(spec.host.startsWith('127.') ? [] : ['--insecure-listen']),
       '--peer-port', String(spec.peerPort),
       '--initial-cluster', initial,
       ...(join ? ['--join', '--cluster-id', this.clusterId ?? ''] : []),
