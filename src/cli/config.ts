@@ -4,6 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { type ClusterConfig, type ClusterFlags, parseClusterConfig } from '../cluster/config.js';
+import { type TestHookConfig, type TestHookFlags, parseTestHooks } from '../test-hooks/test-hooks.js';
 import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
 import { ENGINE_NAMES, type EngineChoices, checkEngineChoices } from '../storage/engine-names.js';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
@@ -28,9 +29,11 @@ export interface ServeConfig {
   readonly cluster?: ClusterConfig;
   /** Tokens, TLS, protected mode (security-config.ts). */
   readonly security: SecurityConfig;
+  /** TEST-ONLY hooks (src/test-hooks/), present only when a --test-* flag was given. */
+  readonly testHooks?: TestHookConfig;
 }
 
-export interface ServeFlags extends ClusterFlags, SecurityFlags {
+export interface ServeFlags extends ClusterFlags, SecurityFlags, TestHookFlags {
   port?: string;
   host?: string;
   engine?: string;
@@ -75,5 +78,6 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
   }
-  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, engineChoices, security, ...(cluster !== undefined ? { cluster } : {}) };
+  const testHooks = parseTestHooks(flags, cluster !== undefined);
+  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, engineChoices, security, ...(cluster !== undefined ? { cluster } : {}), ...(testHooks !== undefined ? { testHooks } : {}) };
 }

@@ -21,6 +21,7 @@ import { ImpulseError } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
 import { openLocalKvService } from '../service/open-local.js';
 import type { EngineChoices } from '../storage/engine-names.js';
+import { openTestHooks } from '../test-hooks/test-hooks.js';
 import { NodeVfs } from '../vfs/node-vfs.js';
 import { VERSION } from '../version.js';
 import type { ServeConfig } from './config.js';
@@ -123,7 +124,16 @@ async function openClusterMember(config: ServeConfig, logger: Logger, secured: S
   }
   const peerFiles = config.security.peerTls;
   const peerTls = peerFiles === undefined ? undefined : new TlsSocketFactory({ material: await readPeerTlsMaterial(peerFiles), logger: logger.child({ component: 'peer-tls' }) });
-  const member = await openMember({ cluster, engine: config.engine, engineChoices: engineChoices(config, logger), dataDir: config.dataDir, limits: config.limits, logger, ...(peerTls !== undefined ? { socketFactory: peerTls } : {}) });
+  const member = await openMember({
+    cluster,
+    engine: config.engine,
+    engineChoices: engineChoices(config, logger),
+    dataDir: config.dataDir,
+    limits: config.limits,
+    logger,
+    ...(peerTls !== undefined ? { socketFactory: peerTls } : {}),
+    ...(await openTestHooks(config.testHooks, new NodeVfs(), cluster.nodeId, logger, peerTls)),
+  });
   const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, metrics: [member.latency.histogram], ...secured });
   return {
     service: member.service,

@@ -60,7 +60,7 @@ export interface MemberOptions {
   readonly requestTimeoutMs?: number;
   readonly raftOverrides?: Partial<Omit<RaftConfig, 'id' | 'random'>>;
   readonly transportLimits?: Partial<TransportLimits>;
-  /** Where peer sockets come from: mutual TLS (TlsSocketFactory) or, by default, plain TCP. */
+  /** Where peer sockets come from: mutual TLS (TlsSocketFactory) or, by default, plain TCP; the chaos tester's test-only dial override wraps either. */
   readonly socketFactory?: SocketFactory;
   /** See RaftGroupOptions.quiesceAfterTicks (0: groups never quiesce; benchmarks compare). */
   readonly quiesceAfterTicks?: number;
