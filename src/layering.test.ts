@@ -11,6 +11,8 @@
  *     the API, the client or the CLI; shard (the shard map and placement,
  *     pure) uses only errors, util and raft's types, and cluster uses it; the
  *     dashboard (src/ui/, browser code) imports nothing outside its folder.
+ *   - the TEST-ONLY hooks of `impulse serve` (src/test-hooks) are imported by the
+ *     CLI alone.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -85,6 +87,13 @@ describe('layering', () => {
         if (targetLayer !== layer && !allowed.includes(targetLayer)) offenders.push(`${relative(ROOT, join(ROOT, file))} -> ${target}`);
       }
     }
+    assert.deepEqual(offenders, []);
+  });
+
+  it('only the CLI loads the test-only hooks (src/test-hooks), so no other code path can switch one on', () => {
+    const offenders = files.flatMap((file) =>
+      layerOf(file) === 'src/cli' || layerOf(file) === 'src/test-hooks' ? [] : staticImports(file).filter((target) => layerOf(target) === 'src/test-hooks').map((target) => `${file} -> ${target}`),
+    );
     assert.deepEqual(offenders, []);
   });
 });
