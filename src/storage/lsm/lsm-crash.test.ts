@@ -267,7 +267,7 @@ describe('lsm against a model, across flushes and compactions', () => {
     assert.deepEqual(all.map(([key, value]) => `${key.toString()}=${value.toString('hex')}`), [...model.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, value]) => `${key}=${value.toString('hex')}`));
     const figures = (await engine.stats()).figures;
     assert.ok(figures['compactions']! > 3, `compactions: ${figures['compactions']}`);
-    assert.ok(figures['level_1_tables']! + figures['level_2_tables']! + figures['level_3_tables']! > 0);
+    assert.ok(figures['level1_files']! + figures['level2_files']! + figures['level3_files']! > 0);
     await engine.close();
   });
 
@@ -305,7 +305,7 @@ describe('lsm against a model, across flushes and compactions', () => {
     let level0Max = 0;
     for (let i = 0; i < 400; i++) {
       await engine.put(Buffer.from(`k${String((i * 37) % 97).padStart(4, '0')}`), Buffer.alloc(64, i));
-      level0Max = Math.max(level0Max, (await engine.stats()).figures['level_0_tables']!);
+      level0Max = Math.max(level0Max, (await engine.stats()).figures['level0_files']!);
     }
     const figures = (await engine.stats()).figures;
     assert.ok(figures['write_stalls']! > 0, `stalls ${figures['write_stalls']}`);

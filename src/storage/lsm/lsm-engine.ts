@@ -540,8 +540,8 @@ export class LsmEngine extends Engine {
     for (let level = 0; level < levels.length; level++) {
       const bytes = levelBytes(levels[level]!);
       tableBytes += bytes;
-      figures[`level_${level}_tables`] = levels[level]!.length;
-      figures[`level_${level}_bytes`] = bytes;
+      figures[`level${level}_files`] = levels[level]!.length;
+      figures[`level${level}_bytes`] = bytes;
       for (const table of levels[level]!) {
         bloomUseful += table.reader.bloomUseful;
         bloomFalsePositive += table.reader.bloomFalsePositive;
