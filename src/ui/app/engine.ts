@@ -66,7 +66,7 @@ function EngineFigures({ status }: { status: StatusJson }) {
 }
 
 function LsmLevels({ figures }: { figures: Readonly<Record<string, number>> }) {
-  const levels = Array.from({ length: LSM_LEVELS }, (_, level) => ({ level, tables: figures[`level_${level}_tables`] ?? 0, bytes: figures[`level_${level}_bytes`] ?? 0 }));
+  const levels = Array.from({ length: LSM_LEVELS }, (_, level) => ({ level, tables: figures[`level${level}_files`] ?? 0, bytes: figures[`level${level}_bytes`] ?? 0 }));
   return html`
     <table data-testid="lsm-levels">
       <thead><tr><th>level</th><th class="num">tables</th><th class="num">bytes</th></tr></thead>
