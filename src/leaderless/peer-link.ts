@@ -1,0 +1,142 @@
+/**
+ * The leaderless peer protocol: requests a coordinator sends to replicas, on
+ * the RPC channel `leaderless` (src/transport/rpc.ts; TCP in production, the
+ * simulator's network in `npm run sim`).
+ *
+ *   [0, key, context, value|null]   coordinate a write → the new set (bytes)
+ *   [1, key, set]                   apply (merge) a set → true when it changed anything
+ *   [2, owner, key, set]            hold a hint for `owner` → true
+ *   [3, key]                        read → the stored set (bytes)
+ *   [4]                             ping (failure detection) → true
+ *
+ * Keys, values and sets travel as bytes (sets in the canonical encoding of
+ * codec.ts, contexts as the client header). A request is untrusted: every
+ * field is validated against the limits before the replica sees it, and a
+ * malformed one is answered IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID.
+ *
+ * `PeerLink` is the coordinator's side: the same five calls for any node,
+ * served by the local replica directly when the node is this one.
+ */
+import { ImpulseError, isImpulseError } from '../errors.js';
+import type { RpcEndpoint } from '../transport/rpc.js';
+import { decodeContext, decodeSiblingSet, encodeContext, encodeSiblingSet } from './codec.js';
+import type { NodeId, SiblingSet, VersionVector } from './dvv.js';
+import type { Replica } from './replica.js';
+
+export const LEADERLESS_CHANNEL = 'leaderless';
+
+const COORDINATE = 0;
+const APPLY = 1;
+const HINT = 2;
+const READ = 3;
+const PING = 4;
+
+export interface PeerLimits {
+  readonly keyBytesMax: number;
+  readonly valueBytesMax: number;
+}
+
+/** The part of `RpcEndpoint` the link uses. */
+export type RpcCaller = Pick<RpcEndpoint, 'callAsync'>;
+
+export class PeerLink {
+  constructor(
+    private readonly self: NodeId,
+    private readonly replica: Replica,
+    private readonly rpc: RpcCaller,
+    private readonly limits: PeerLimits,
+  ) {}
+
+  async coordinate(to: NodeId, key: Buffer, context: VersionVector, value: Buffer | null, timeoutMs: number): Promise<SiblingSet> {
+    if (to === this.self) return this.replica.coordinate(key, context, value);
+    return this.set(await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [COORDINATE, key, encodeContext(context), value], timeoutMs), to);
+  }
+
+  async apply(to: NodeId, key: Buffer, set: SiblingSet, timeoutMs: number): Promise<boolean> {
+    if (to === this.self) return (await this.replica.apply(key, set)).changed;
+    return (await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [APPLY, key, encodeSiblingSet(set)], timeoutMs)) === true;
+  }
+
+  async hint(to: NodeId, owner: NodeId, key: Buffer, set: SiblingSet, timeoutMs: number): Promise<void> {
+    if (to === this.self) return this.replica.storeHint(owner, key, set);
+    await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [HINT, owner, key, encodeSiblingSet(set)], timeoutMs);
+  }
+
+  async read(to: NodeId, key: Buffer, timeoutMs: number): Promise<SiblingSet> {
+    if (to === this.self) return this.replica.read(key);
+    return this.set(await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [READ, key], timeoutMs), to);
+  }
+
+  async ping(to: NodeId, timeoutMs: number): Promise<void> {
+    if (to === this.self) return;
+    await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [PING], timeoutMs);
+  }
+
+  private set(response: unknown, from: NodeId): SiblingSet {
+    if (!(response instanceof Uint8Array)) throw new ImpulseError('IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', `node ${from} answered with something that is not a sibling set`);
+    return decodeSiblingSet(asBuffer(response), 0, `a set from node ${from}`, 'IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', this.limits.valueBytesMax);
+  }
+}
+
+/**
+ * Serves the peer protocol for `replica` on `rpc`. Malformed requests are
+ * answered IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID; a replica's own failure
+ * (an I/O error, too many siblings) is answered with its error.
+ */
+export function serveReplica(rpc: Pick<RpcEndpoint, 'serve'>, replica: Replica, limits: PeerLimits): void {
+  rpc.serve(LEADERLESS_CHANNEL, (from, body, reply) => {
+    let work: Promise<unknown>;
+    try {
+      work = handle(replica, body, limits, from);
+    } catch (error) {
+      return reply(isImpulseError(error) ? error : new ImpulseError('IMPULSE_ERR_INTERNAL', 'leaderless request failed'));
+    }
+    work.then(
+      (response) => reply(null, response),
+      (error: unknown) => reply(isImpulseError(error) ? error : new ImpulseError('IMPULSE_ERR_INTERNAL', 'the replica failed')),
+    );
+  });
+}
+
+/** Validates `body` and runs it on `replica`; throws synchronously when it is malformed. */
+function handle(replica: Replica, body: unknown, limits: PeerLimits, from: NodeId): Promise<unknown> {
+  const invalid = (why: string): ImpulseError => new ImpulseError('IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', `a leaderless request from node ${from}: ${why}`);
+  if (!Array.isArray(body) || body.length === 0) throw invalid('not a request');
+  const key = (at: number): Buffer => {
+    const raw: unknown = body[at];
+    if (!(raw instanceof Uint8Array) || raw.length === 0 || raw.length > limits.keyBytesMax) throw invalid('bad key');
+    return asBuffer(raw);
+  };
+  const set = (at: number): SiblingSet => {
+    const raw: unknown = body[at];
+    if (!(raw instanceof Uint8Array)) throw invalid('bad set');
+    return decodeSiblingSet(asBuffer(raw), 0, `a set from node ${from}`, 'IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', limits.valueBytesMax);
+  };
+  switch (body[0]) {
+    case COORDINATE: {
+      const [, , context, value] = body as unknown[];
+      if (body.length !== 4 || typeof context !== 'string' || !(value === null || value instanceof Uint8Array)) throw invalid('bad coordinate request');
+      if (value !== null && value.length > limits.valueBytesMax) throw invalid('value over the limit');
+      return replica.coordinate(key(1), decodeContext(context), value === null ? null : Buffer.from(value)).then((result) => encodeSiblingSet(result));
+    }
+    case APPLY:
+      if (body.length !== 3) throw invalid('bad apply request');
+      return replica.apply(key(1), set(2)).then((result) => result.changed);
+    case HINT: {
+      const owner: unknown = body[1];
+      if (body.length !== 4 || typeof owner !== 'number' || !Number.isSafeInteger(owner) || owner < 1) throw invalid('bad hint request');
+      return replica.storeHint(owner, key(2), set(3)).then(() => true);
+    }
+    case READ:
+      if (body.length !== 2) throw invalid('bad read request');
+      return replica.read(key(1)).then((result) => encodeSiblingSet(result));
+    case PING:
+      return Promise.resolve(true);
+    default:
+      throw invalid(`unknown request kind ${String(body[0]).slice(0, 16)}`);
+  }
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+}
