@@ -1,0 +1,132 @@
+/**
+ * One leaderless node: its replica on an open engine, the coordinator, the
+ * failure detector and hinted handoff, wired to a peer RPC endpoint (the
+ * NodeHost's on TCP in production; an in-memory network in tests and the
+ * simulator) and a Clock.
+ *
+ *   const node = await LeaderlessNode.open({ nodeId, members, engine, limits, rpc, clock, wallClockMs, logger, config });
+ *   node.start();                    // heartbeats and handoff timers
+ *   await node.coordinator.put(key, value, context, w);
+ *   node.stop();                     // timers only; the owner closes the engine and the RPC endpoint
+ */
+import type { Logger } from 'pino';
+import type { Engine } from '../storage/engine.js';
+import type { RpcEndpoint } from '../transport/rpc.js';
+import type { Clock } from '../util/clock.js';
+import { Coordinator } from './coordinator.js';
+import type { NodeId } from './dvv.js';
+import { FailureDetector } from './failure-detector.js';
+import { HintedHandoff } from './handoff.js';
+import { PeerLink, serveReplica } from './peer-link.js';
+import { type ConflictMode, Replica } from './replica.js';
+import { EngineReplicaStore, type ReplicaStoreLimits } from './replica-store.js';
+import { Ring } from './ring.js';
+
+export interface LeaderlessConfig {
+  /** N: owners per key (`--replicas`, default 3; at most the member count). */
+  readonly replicas: number;
+  /** Default R and W (`--read-quorum`, `--write-quorum`; default ⌊N/2⌋+1). */
+  readonly readQuorum: number;
+  readonly writeQuorum: number;
+  /** Sloppy quorum with hinted handoff (default true). */
+  readonly sloppy: boolean;
+  readonly conflicts: ConflictMode;
+  readonly vnodesPerNode: number;
+  /** Whole-request time of a coordinated read or write, ms (default 2000). */
+  readonly requestTimeoutMs: number;
+  /** Failure detection (failure-detector.ts): heartbeat period, suspicion and down thresholds, ms (defaults 200, 600, 2000). */
+  readonly heartbeatMs: number;
+  readonly suspectAfterMs: number;
+  readonly downAfterMs: number;
+  /** Period of hinted handoff rounds, ms (default 500). */
+  readonly handoffIntervalMs: number;
+}
+
+/** Defaults for N = 3; R and W are recomputed from N by `leaderlessConfig`. */
+export const DEFAULT_LEADERLESS_CONFIG: LeaderlessConfig = Object.freeze({
+  replicas: 3,
+  readQuorum: 2,
+  writeQuorum: 2,
+  sloppy: true,
+  conflicts: 'siblings',
+  vnodesPerNode: 64,
+  requestTimeoutMs: 2000,
+  heartbeatMs: 200,
+  suspectAfterMs: 600,
+  downAfterMs: 2000,
+  handoffIntervalMs: 500,
+});
+
+export interface LeaderlessNodeOptions {
+  readonly nodeId: NodeId;
+  /** Every member's id, this node's included (static membership today). */
+  readonly members: readonly NodeId[];
+  /** An open engine; the node writes its format key on first use. */
+  readonly engine: Engine;
+  readonly limits: ReplicaStoreLimits;
+  readonly rpc: Pick<RpcEndpoint, 'serve' | 'callAsync'>;
+  readonly clock: Clock;
+  /** Wall-clock ms for lww timestamps. */
+  readonly wallClockMs: () => number;
+  readonly logger: Logger;
+  readonly config: LeaderlessConfig;
+  /** Where the engine lives, for errors. */
+  readonly where: string;
+}
+
+export class LeaderlessNode {
+  private constructor(
+    readonly options: LeaderlessNodeOptions,
+    readonly ring: Ring,
+    readonly store: EngineReplicaStore,
+    readonly replica: Replica,
+    readonly link: PeerLink,
+    readonly detector: FailureDetector,
+    readonly coordinator: Coordinator,
+    readonly handoff: HintedHandoff,
+  ) {}
+
+  static async open(options: LeaderlessNodeOptions): Promise<LeaderlessNode> {
+    const { nodeId, config, clock } = options;
+    const store = await EngineReplicaStore.open(options.engine, options.limits, options.where);
+    const replica = new Replica({ nodeId, store, conflicts: config.conflicts, wallClockMs: options.wallClockMs });
+    const link = new PeerLink(nodeId, replica, options.rpc, options.limits);
+    serveReplica(options.rpc, replica, options.limits);
+    const detector = new FailureDetector(
+      { self: nodeId, clock, heartbeatMs: config.heartbeatMs, suspectAfterMs: config.suspectAfterMs, downAfterMs: config.downAfterMs, ping: (to, timeoutMs) => link.ping(to, timeoutMs) },
+      options.members,
+    );
+    const ring = new Ring(options.members, config.vnodesPerNode);
+    const coordinator = new Coordinator({ self: nodeId, ring: () => ring, replicas: config.replicas, sloppy: config.sloppy, link, detector, replica, clock, requestTimeoutMs: config.requestTimeoutMs });
+    const handoff = new HintedHandoff({ store, replica, link, detector, clock, logger: options.logger, intervalMs: config.handoffIntervalMs, timeoutMs: config.requestTimeoutMs });
+    return new LeaderlessNode(options, ring, store, replica, link, detector, coordinator, handoff);
+  }
+
+  start(): void {
+    this.detector.start();
+    this.handoff.start();
+  }
+
+  stop(): void {
+    this.detector.stop();
+    this.handoff.stop();
+  }
+
+  /** Flat figures of every repair path and request kind (for /status and /metrics). */
+  figures(): Record<string, number> {
+    const { coordinator, replica, handoff } = this;
+    return {
+      leaderless_reads: coordinator.figures.reads,
+      leaderless_writes: coordinator.figures.writes,
+      leaderless_quorum_failures: coordinator.figures.quorumFailures,
+      leaderless_read_repairs: coordinator.figures.readRepairs,
+      leaderless_hinted_writes: coordinator.figures.hintedWrites,
+      leaderless_hints_stored: replica.figures.hintsStored,
+      leaderless_hints_delivered: handoff.hintsDelivered,
+      leaderless_hint_delivery_failures: handoff.deliveryFailures,
+      leaderless_writes_coordinated: replica.figures.writesCoordinated,
+      leaderless_sets_applied: replica.figures.setsApplied,
+      leaderless_sets_changed: replica.figures.setsChanged,
+    };
+  }
+}
