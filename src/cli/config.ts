@@ -6,6 +6,8 @@ import { resolve } from 'node:path';
 import { type ClusterConfig, type ClusterFlags, parseClusterConfig } from '../cluster/config.js';
 import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
 import { ENGINE_NAMES } from '../storage/registry.js';
+import { type LeaderlessFlags, parseLeaderlessConfig } from '../leaderless/config.js';
+import type { LeaderlessConfig } from '../leaderless/node.js';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
 
 export const DEFAULT_ENGINE = 'lsm';
@@ -23,9 +25,11 @@ export interface ServeConfig {
   readonly logLevel: string;
   /** Present with --node-id: this node is a Raft member (src/cluster/config.ts). */
   readonly cluster?: ClusterConfig;
+  /** Present with --replication leaderless (a cluster member that is leaderless instead of Raft). */
+  readonly leaderless?: LeaderlessConfig;
 }
 
-export interface ServeFlags extends ClusterFlags {
+export interface ServeFlags extends ClusterFlags, LeaderlessFlags {
   port?: string;
   host?: string;
   engine?: string;
@@ -61,5 +65,6 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
   }
-  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, ...(cluster !== undefined ? { cluster } : {}) };
+  const leaderless = parseLeaderlessConfig(flags, cluster?.initialCluster.size);
+  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, ...(cluster !== undefined ? { cluster } : {}), ...(leaderless !== undefined ? { leaderless } : {}) };
 }

@@ -48,6 +48,12 @@ program
   .option('--heartbeat-ticks <ticks>', `heartbeat interval in ticks (default ${DEFAULT_RAFT_TIMING_CONFIG.heartbeatTicks})`)
   .option('--snapshot-entries <n>', `compact the Raft log every n applied entries (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotEntries})`)
   .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`)
+  .option('--replication <mode>', 'raft (default) or leaderless (Dynamo-style: docs/leaderless.md)')
+  .option('--replicas <n>', 'leaderless: owners per key (default 3, at most the member count)')
+  .option('--read-quorum <r>', 'leaderless: replicas a read waits for: a number, one, quorum (default) or all')
+  .option('--write-quorum <w>', 'leaderless: replicas a write waits for: a number, one, quorum (default) or all')
+  .option('--sloppy-quorum <bool>', 'leaderless: stand-ins hold hints for owners that are down (default true)')
+  .option('--conflicts <mode>', 'leaderless: siblings (dotted version vectors, default) or lww (last writer wins)')
   .action(async (flags: ServeFlags) => {
     await serve(parseServeConfig(flags));
   });

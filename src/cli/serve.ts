@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { ImpulseServer } from '../api/server.js';
 import { readIdentity } from '../cluster/identity.js';
+import { openLeaderlessMember } from '../cluster/open-leaderless-member.js';
 import { holdsSingleNodeStore, openMember } from '../cluster/open-member.js';
 import { ImpulseError } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
@@ -94,6 +95,7 @@ async function openClusterMember(config: ServeConfig, logger: Logger): Promise<O
   if ((await readIdentity(new NodeVfs(), config.dataDir)) === undefined && (await holdsSingleNodeStore(new NodeVfs(), config.dataDir, config.engine))) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a single-node store (${config.engine}/); a cluster member needs a data directory of its own`);
   }
+  if (config.leaderless !== undefined) return openLeaderless(config, logger);
   const member = await openMember({ cluster, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger });
   const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, metrics: [member.latency.histogram] });
   return {
@@ -103,4 +105,11 @@ async function openClusterMember(config: ServeConfig, logger: Logger): Promise<O
     started: (url) => member.admin.start(cluster.advertiseClientGiven || config.port !== 0 ? cluster.advertiseClient : url),
     logFields: { dataDir: config.dataDir, nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${member.peerAddress.host}:${member.peerAddress.port}` },
   };
+}
+
+async function openLeaderless(config: ServeConfig, logger: Logger): Promise<Opened> {
+  const cluster = config.cluster!;
+  const member = await openLeaderlessMember({ cluster, leaderless: config.leaderless!, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger });
+  const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin });
+  return { service: member.service, server, logFields: { dataDir: config.dataDir, nodeId: cluster.nodeId, clusterId: cluster.clusterId, replication: 'leaderless', peer: `${member.peerAddress.host}:${member.peerAddress.port}` } };
 }

@@ -35,8 +35,8 @@ import type { ImagePayload } from './image-stream.js';
 import { peerAddresses } from './membership.js';
 import type { RaftGroup } from './raft-group.js';
 
-/** The RPC channels of the cluster runtime: forwarded writes, read indexes for follower reads, membership operations. */
-export const RPC_CHANNELS = ['kv-forward', 'read-index', 'cluster-admin'] as const;
+/** The RPC channels of the cluster runtime: forwarded writes, read indexes for follower reads, membership operations, the leaderless peer protocol. */
+export const RPC_CHANNELS = ['kv-forward', 'read-index', 'cluster-admin', 'leaderless'] as const;
 const EXPECTED_PEERS_MAX = 16;
 export type RpcChannel = (typeof RPC_CHANNELS)[number];
 

@@ -9,7 +9,13 @@
  * a follower, voters other than the leader show as `follower` whatever they
  * are doing; `unknown` when it cannot tell at all.
  */
-export type MemberRole = 'leader' | 'follower' | 'candidate' | 'learner' | 'unknown';
+export type MemberRole = 'leader' | 'follower' | 'candidate' | 'learner' | 'unknown' | LeaderlessLiveness;
+
+/**
+ * A leaderless member's role: what this node's failure detector says of it
+ * (heartbeats with suspicion, src/leaderless/failure-detector.ts).
+ */
+export type LeaderlessLiveness = 'up' | 'suspect' | 'down';
 
 export interface ClusterMemberView {
   readonly id: number;

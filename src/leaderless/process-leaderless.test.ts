@@ -1,0 +1,95 @@
+/**
+ * Real `impulse serve --replication leaderless` processes on 127.0.0.1 (own
+ * process groups, free ports, temp data directories; testkit/process):
+ *
+ *   - any member serves; concurrent blind writes become siblings (300 with
+ *     every value and an Impulse-Context); a PUT with that context resolves them;
+ *   - kill -9 of one member under 8 writers with W=2: writes keep being
+ *     acknowledged; after it restarts, every acknowledged write is read back
+ *     with R=all, read repair brings the restarted member up to date, and the
+ *     three replicas' digests are equal.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { ProcessCluster } from '../../testkit/process/cluster-process.js';
+
+const SERVE_ARGS = ['--replication', 'leaderless', '--engine', 'lsm'];
+
+async function put(url: string, key: string, value: string, query = '', context?: string): Promise<Response> {
+  return fetch(`${url}/kv/${encodeURIComponent(key)}${query}`, { method: 'PUT', body: value, headers: context === undefined ? {} : { 'impulse-context': context } });
+}
+
+describe('a three-member leaderless cluster of processes', () => {
+  let cluster: ProcessCluster | undefined;
+  after(async () => cluster?.close());
+
+  it('serves on every member; concurrent blind writes become siblings (300) that a write with the context resolves', async () => {
+    cluster = await ProcessCluster.start(3, { serveArgs: SERVE_ARGS });
+    assert.equal((await put(cluster.url(1), 'a', 'one')).status, 204);
+    const read = await fetch(`${cluster.url(3)}/kv/a`);
+    assert.equal(read.status, 200);
+    assert.equal(await read.text(), 'one');
+    assert.ok(read.headers.get('impulse-context')?.startsWith('c1.'));
+    // Two writes without a context are concurrent: both are kept.
+    assert.equal((await put(cluster.url(1), 'a', 'left')).status, 204);
+    assert.equal((await put(cluster.url(2), 'a', 'right')).status, 204);
+    const both = await fetch(`${cluster.url(3)}/kv/a?r=all`);
+    assert.equal(both.status, 300);
+    const body = (await both.json()) as { siblings: { value: string }[] };
+    assert.deepEqual(body.siblings.map((sibling) => sibling.value).sort(), ['left', 'one', 'right']);
+    const context = both.headers.get('impulse-context')!;
+    assert.equal((await put(cluster.url(2), 'a', 'merged', '?w=all', context)).status, 204);
+    const resolved = await fetch(`${cluster.url(1)}/kv/a?r=all`);
+    assert.equal(resolved.status, 200);
+    assert.equal(await resolved.text(), 'merged');
+    const status = (await fetch(`${cluster.url(1)}/status`).then((response) => response.json())) as { mode: string };
+    assert.equal(status.mode, 'leaderless');
+    const view = (await fetch(`${cluster.url(2)}/cluster`).then((response) => response.json())) as { members: { id: number; role: string }[] };
+    assert.deepEqual(view.members.map((member) => member.role), ['up', 'up', 'up']);
+    const bad = await fetch(`${cluster.url(1)}/kv/a?r=7`);
+    assert.equal(bad.status, 400);
+  });
+
+  it('keeps acknowledging W=2 writes with one member killed (-9) under 8 writers; nothing acknowledged is lost and the replicas converge', async () => {
+    cluster ??= await ProcessCluster.start(3, { serveArgs: SERVE_ARGS });
+    const acknowledged = new Map<string, string>();
+    let stop = false;
+    let failures = 0;
+    const writer = async (index: number): Promise<void> => {
+      for (let seq = 0; !stop; seq++) {
+        const key = `w${index}-${seq}`;
+        const url = cluster!.url(index % 2 === 0 ? 1 : 2);
+        try {
+          const response = await put(url, key, `v${seq}`, '?w=2');
+          if (response.status === 204) acknowledged.set(key, `v${seq}`);
+          else failures++;
+        } catch {
+          failures++;
+        }
+      }
+    };
+    const writers = Array.from({ length: 8 }, (_, index) => writer(index));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await cluster.kill(3);
+    const beforeKill = acknowledged.size;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const duringOutage = acknowledged.size - beforeKill;
+    stop = true;
+    await Promise.all(writers);
+    assert.ok(duringOutage > 0, `writes were acknowledged while member 3 was down (${duringOutage}; failures ${failures})`);
+    await cluster.start(3);
+    for (const [key, value] of acknowledged) {
+      const response = await fetch(`${cluster.url(3)}/kv/${key}?r=all`);
+      assert.equal(response.status, 200, `acknowledged ${key}`);
+      assert.equal(await response.text(), value);
+    }
+    // Every key was read with R=all, so read repair sends member 3 what it missed.
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const digests = await Promise.all([1, 2, 3].map((id) => fetch(`${cluster!.url(id)}/digest`).then((response) => response.json() as Promise<{ digest: string }>)));
+      if (new Set(digests.map((digest) => digest.digest)).size === 1) break;
+      if (Date.now() > deadline) throw new Error(`replicas did not converge: ${digests.map((digest) => digest.digest.slice(0, 8)).join(' ')}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  });
+});
