@@ -48,6 +48,20 @@ export interface CoordinatorOptions {
   readonly clock: Clock;
   /** Whole-request time, ms. */
   readonly requestTimeoutMs: number;
+  /** Test-only broken behaviours for the simulator's mutation check; never set in production. */
+  readonly mutations?: LeaderlessMutations;
+}
+
+/**
+ * Deliberately broken coordinators (like `RaftMutations`): the simulator's
+ * sweep must catch each one (testkit/sim/leaderless/). Nothing but the
+ * mutation check sets them.
+ */
+export interface LeaderlessMutations {
+  /** Acknowledges a write as soon as the coordinating replica stored it, whatever W is. */
+  readonly acknowledgeEarly?: boolean;
+  /** Never read-repairs. */
+  readonly skipReadRepair?: boolean;
 }
 
 export interface CoordinatorFigures {
@@ -140,7 +154,7 @@ export class Coordinator {
       let done = false;
       const settle = (): void => {
         if (done) return;
-        if (acks >= w) {
+        if (acks >= w || this.options.mutations?.acknowledgeEarly === true) {
           done = true;
           timer.cancel();
           resolve(set);
@@ -203,7 +217,7 @@ export class Coordinator {
 
   /** Read repair: the reconciliation of every answer, to each owner whose answer lacked part of it. */
   private repair(key: Buffer, answers: ReadonlyMap<NodeId, SiblingSet>): void {
-    if (answers.size < 2) return;
+    if (answers.size < 2 || this.options.mutations?.skipReadRepair === true) return;
     const merged = this.reconcileAll([...answers.values()]);
     for (const [node, set] of answers) {
       if (sameDots(set, merged)) continue;

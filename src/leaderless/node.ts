@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { Engine } from '../storage/engine.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock } from '../util/clock.js';
-import { Coordinator } from './coordinator.js';
+import { Coordinator, type LeaderlessMutations } from './coordinator.js';
 import type { NodeId } from './dvv.js';
 import { FailureDetector } from './failure-detector.js';
 import { HintedHandoff } from './handoff.js';
@@ -72,6 +72,8 @@ export interface LeaderlessNodeOptions {
   readonly config: LeaderlessConfig;
   /** Where the engine lives, for errors. */
   readonly where: string;
+  /** Test-only (the simulator's mutation check). */
+  readonly mutations?: LeaderlessMutations;
 }
 
 export class LeaderlessNode {
@@ -97,7 +99,7 @@ export class LeaderlessNode {
       options.members,
     );
     const ring = new Ring(options.members, config.vnodesPerNode);
-    const coordinator = new Coordinator({ self: nodeId, ring: () => ring, replicas: config.replicas, sloppy: config.sloppy, link, detector, replica, clock, requestTimeoutMs: config.requestTimeoutMs });
+    const coordinator = new Coordinator({ self: nodeId, ring: () => ring, replicas: config.replicas, sloppy: config.sloppy, link, detector, replica, clock, requestTimeoutMs: config.requestTimeoutMs, ...(options.mutations !== undefined ? { mutations: options.mutations } : {}) });
     const handoff = new HintedHandoff({ store, replica, link, detector, clock, logger: options.logger, intervalMs: config.handoffIntervalMs, timeoutMs: config.requestTimeoutMs });
     return new LeaderlessNode(options, ring, store, replica, link, detector, coordinator, handoff);
   }
