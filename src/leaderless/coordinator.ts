@@ -53,15 +53,17 @@ export interface CoordinatorOptions {
 }
 
 /**
- * Deliberately broken coordinators (like `RaftMutations`): the simulator's
- * sweep must catch each one (testkit/sim/leaderless/). Nothing but the
- * mutation check sets them.
+ * Deliberately broken leaderless nodes (like `RaftMutations`): the
+ * simulator's sweep must catch each one (testkit/sim/leaderless/). Nothing
+ * but the mutation check sets them.
  */
 export interface LeaderlessMutations {
   /** Acknowledges a write as soon as the coordinating replica stored it, whatever W is. */
   readonly acknowledgeEarly?: boolean;
   /** Never read-repairs. */
   readonly skipReadRepair?: boolean;
+  /** Anti-entropy never repairs leaves with an odd index (a range it skips). */
+  readonly antiEntropySkipsOddLeaves?: boolean;
 }
 
 export interface CoordinatorFigures {

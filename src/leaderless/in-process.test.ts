@@ -99,4 +99,22 @@ describe('leaderless nodes on an in-memory network', () => {
     assert.deepEqual(values(after), []);
     assert.equal(after.length, 1, 'one tombstone');
   });
+
+  it('anti-entropy repairs a replica that missed writes, moving only the keys that differ, and the replicas end equal', async () => {
+    const net = await open([1, 2, 3], { sloppy: false, antiEntropyIntervalMs: 0 });
+    for (let index = 0; index < 180; index++) await net.node(1).coordinator.put(key(`before-${index}`), Buffer.from('x'), [], 3);
+    net.stop(3);
+    for (let index = 0; index < 20; index++) await net.node(1).coordinator.put(key(`missed-${index}`), Buffer.from('y'), [], 2);
+    await net.restart(3);
+    await eventually('node 1 sees node 3 up', () => net.node(1).detector.liveness(3) === 'up');
+    const results = await net.node(1).antiEntropy.repairAll();
+    const toThree = results.filter((result) => result.peer === 3 && 'keysPushed' in result);
+    const pushed = toThree.reduce((sum, result) => sum + ('keysPushed' in result ? result.keysPushed : 0), 0);
+    assert.equal(pushed, 20, 'exactly the 20 missed keys went to node 3');
+    const digests = await Promise.all([1, 2, 3].map(async (id) => (await net.node(id).store.digest()).digest));
+    assert.equal(new Set(digests).size, 1);
+    const again = await net.node(1).antiEntropy.exchange(3);
+    assert.equal(again.leavesDiffering, 0, 'a second exchange finds nothing');
+    assert.ok(net.node(1).antiEntropy.figures.bytesExchanged > 0);
+  });
 });

@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { Engine } from '../storage/engine.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock } from '../util/clock.js';
+import { AntiEntropy } from './anti-entropy.js';
 import { Coordinator, type LeaderlessMutations } from './coordinator.js';
 import type { NodeId } from './dvv.js';
 import { FailureDetector } from './failure-detector.js';
@@ -40,6 +41,8 @@ export interface LeaderlessConfig {
   readonly downAfterMs: number;
   /** Period of hinted handoff rounds, ms (default 500). */
   readonly handoffIntervalMs: number;
+  /** Period of background anti-entropy exchanges, ms (default 60,000; 0: only on demand). */
+  readonly antiEntropyIntervalMs: number;
 }
 
 /** Defaults for N = 3; R and W are recomputed from N by `leaderlessConfig`. */
@@ -55,6 +58,7 @@ export const DEFAULT_LEADERLESS_CONFIG: LeaderlessConfig = Object.freeze({
   suspectAfterMs: 600,
   downAfterMs: 2000,
   handoffIntervalMs: 500,
+  antiEntropyIntervalMs: 60_000,
 });
 
 export interface LeaderlessNodeOptions {
@@ -86,6 +90,7 @@ export class LeaderlessNode {
     readonly detector: FailureDetector,
     readonly coordinator: Coordinator,
     readonly handoff: HintedHandoff,
+    readonly antiEntropy: AntiEntropy,
   ) {}
 
   static async open(options: LeaderlessNodeOptions): Promise<LeaderlessNode> {
@@ -93,7 +98,6 @@ export class LeaderlessNode {
     const store = await EngineReplicaStore.open(options.engine, options.limits, options.where);
     const replica = new Replica({ nodeId, store, conflicts: config.conflicts, wallClockMs: options.wallClockMs });
     const link = new PeerLink(nodeId, replica, options.rpc, options.limits);
-    serveReplica(options.rpc, replica, options.limits);
     const detector = new FailureDetector(
       { self: nodeId, clock, heartbeatMs: config.heartbeatMs, suspectAfterMs: config.suspectAfterMs, downAfterMs: config.downAfterMs, ping: (to, timeoutMs) => link.ping(to, timeoutMs) },
       options.members,
@@ -101,17 +105,34 @@ export class LeaderlessNode {
     const ring = new Ring(options.members, config.vnodesPerNode);
     const coordinator = new Coordinator({ self: nodeId, ring: () => ring, replicas: config.replicas, sloppy: config.sloppy, link, detector, replica, clock, requestTimeoutMs: config.requestTimeoutMs, ...(options.mutations !== undefined ? { mutations: options.mutations } : {}) });
     const handoff = new HintedHandoff({ store, replica, link, detector, clock, logger: options.logger, intervalMs: config.handoffIntervalMs, timeoutMs: config.requestTimeoutMs });
-    return new LeaderlessNode(options, ring, store, replica, link, detector, coordinator, handoff);
+    const antiEntropy = new AntiEntropy({
+      self: nodeId,
+      store,
+      replica,
+      link,
+      ring: () => ring,
+      replicas: config.replicas,
+      detector,
+      clock,
+      logger: options.logger,
+      intervalMs: config.antiEntropyIntervalMs,
+      timeoutMs: config.requestTimeoutMs,
+      ...(options.mutations?.antiEntropySkipsOddLeaves === true ? { skipOddLeaves: true } : {}),
+    });
+    serveReplica(options.rpc, replica, options.limits, antiEntropy);
+    return new LeaderlessNode(options, ring, store, replica, link, detector, coordinator, handoff, antiEntropy);
   }
 
   start(): void {
     this.detector.start();
     this.handoff.start();
+    this.antiEntropy.start();
   }
 
   stop(): void {
     this.detector.stop();
     this.handoff.stop();
+    this.antiEntropy.stop();
   }
 
   /** Flat figures of every repair path and request kind (for /status and /metrics). */
@@ -129,6 +150,12 @@ export class LeaderlessNode {
       leaderless_writes_coordinated: replica.figures.writesCoordinated,
       leaderless_sets_applied: replica.figures.setsApplied,
       leaderless_sets_changed: replica.figures.setsChanged,
+      leaderless_anti_entropy_exchanges: this.antiEntropy.figures.exchanges,
+      leaderless_anti_entropy_exchanges_failed: this.antiEntropy.figures.exchangesFailed,
+      leaderless_anti_entropy_leaves_differing: this.antiEntropy.figures.leavesDiffering,
+      leaderless_anti_entropy_keys_pulled: this.antiEntropy.figures.keysPulled,
+      leaderless_anti_entropy_keys_pushed: this.antiEntropy.figures.keysPushed,
+      leaderless_anti_entropy_bytes: this.antiEntropy.figures.bytesExchanged,
     };
   }
 }

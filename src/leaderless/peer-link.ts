@@ -8,6 +8,8 @@
  *   [2, owner, key, set]            hold a hint for `owner` → true
  *   [3, key]                        read → the stored set (bytes)
  *   [4]                             ping (failure detection) → true
+ *   [5, leafCount]                  anti-entropy: the leaf hashes over the keys both own → bytes
+ *   [6, leafCount, leaves]          anti-entropy: (key, set hash) pairs of those leaves → [[key, hash], ...]
  *
  * Keys, values and sets travel as bytes (sets in the canonical encoding of
  * codec.ts, contexts as the client header). A request is untrusted: every
@@ -21,6 +23,8 @@ import { ImpulseError, isImpulseError } from '../errors.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import { decodeContext, decodeSiblingSet, encodeContext, encodeSiblingSet } from './codec.js';
 import type { NodeId, SiblingSet, VersionVector } from './dvv.js';
+import type { AntiEntropy } from './anti-entropy.js';
+import { LEAF_COUNT_MAX } from './anti-entropy.js';
 import type { Replica } from './replica.js';
 
 export const LEADERLESS_CHANNEL = 'leaderless';
@@ -30,6 +34,10 @@ const APPLY = 1;
 const HINT = 2;
 const READ = 3;
 const PING = 4;
+const TREE_LEAVES = 5;
+const LEAF_ENTRIES = 6;
+/** Most leaves one request may name. */
+const LEAVES_PER_REQUEST_MAX = 4096;
 
 export interface PeerLimits {
   readonly keyBytesMax: number;
@@ -72,6 +80,21 @@ export class PeerLink {
     await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [PING], timeoutMs);
   }
 
+  async treeLeaves(to: NodeId, leafCount: number, timeoutMs: number): Promise<Buffer> {
+    const response = await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [TREE_LEAVES, leafCount], timeoutMs);
+    if (!(response instanceof Uint8Array) || response.length !== leafCount * 32) throw new ImpulseError('IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', `node ${to} answered a tree request with something that is not ${leafCount} leaf hashes`);
+    return asBuffer(response);
+  }
+
+  async leafEntries(to: NodeId, leafCount: number, leaves: readonly number[], timeoutMs: number): Promise<[Buffer, Buffer][]> {
+    const response = await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [LEAF_ENTRIES, leafCount, leaves], timeoutMs);
+    const valid =
+      Array.isArray(response) &&
+      response.every((entry: unknown) => Array.isArray(entry) && entry.length === 2 && entry[0] instanceof Uint8Array && entry[0].length <= this.limits.keyBytesMax && entry[1] instanceof Uint8Array && entry[1].length === 32);
+    if (!valid) throw new ImpulseError('IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', `node ${to} answered a leaf request with something that is not (key, hash) pairs`);
+    return (response as [Uint8Array, Uint8Array][]).map(([key, hash]) => [asBuffer(key), asBuffer(hash)]);
+  }
+
   private set(response: unknown, from: NodeId): SiblingSet {
     if (!(response instanceof Uint8Array)) throw new ImpulseError('IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', `node ${from} answered with something that is not a sibling set`);
     return decodeSiblingSet(asBuffer(response), 0, `a set from node ${from}`, 'IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', this.limits.valueBytesMax);
@@ -83,11 +106,11 @@ export class PeerLink {
  * answered IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID; a replica's own failure
  * (an I/O error, too many siblings) is answered with its error.
  */
-export function serveReplica(rpc: Pick<RpcEndpoint, 'serve'>, replica: Replica, limits: PeerLimits): void {
+export function serveReplica(rpc: Pick<RpcEndpoint, 'serve'>, replica: Replica, limits: PeerLimits, antiEntropy: Pick<AntiEntropy, 'leafHashes' | 'leafEntries'>): void {
   rpc.serve(LEADERLESS_CHANNEL, (from, body, reply) => {
     let work: Promise<unknown>;
     try {
-      work = handle(replica, body, limits, from);
+      work = handle(replica, antiEntropy, body, limits, from);
     } catch (error) {
       return reply(isImpulseError(error) ? error : new ImpulseError('IMPULSE_ERR_INTERNAL', 'leaderless request failed'));
     }
@@ -99,7 +122,7 @@ export function serveReplica(rpc: Pick<RpcEndpoint, 'serve'>, replica: Replica, 
 }
 
 /** Validates `body` and runs it on `replica`; throws synchronously when it is malformed. */
-function handle(replica: Replica, body: unknown, limits: PeerLimits, from: NodeId): Promise<unknown> {
+function handle(replica: Replica, antiEntropy: Pick<AntiEntropy, 'leafHashes' | 'leafEntries'>, body: unknown, limits: PeerLimits, from: NodeId): Promise<unknown> {
   const invalid = (why: string): ImpulseError => new ImpulseError('IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', `a leaderless request from node ${from}: ${why}`);
   if (!Array.isArray(body) || body.length === 0) throw invalid('not a request');
   const key = (at: number): Buffer => {
@@ -132,9 +155,24 @@ function handle(replica: Replica, body: unknown, limits: PeerLimits, from: NodeI
       return replica.read(key(1)).then((result) => encodeSiblingSet(result));
     case PING:
       return Promise.resolve(true);
+    case TREE_LEAVES: {
+      const leafCount: unknown = body[1];
+      if (body.length !== 2 || !validLeafCount(leafCount)) throw invalid('bad tree request');
+      return antiEntropy.leafHashes(from, leafCount);
+    }
+    case LEAF_ENTRIES: {
+      const [, leafCount, leaves] = body as unknown[];
+      if (body.length !== 3 || !validLeafCount(leafCount) || !Array.isArray(leaves) || leaves.length > LEAVES_PER_REQUEST_MAX) throw invalid('bad leaf request');
+      if (!leaves.every((leaf: unknown) => Number.isInteger(leaf) && (leaf as number) >= 0 && (leaf as number) < leafCount)) throw invalid('bad leaf index');
+      return antiEntropy.leafEntries(from, leafCount, leaves as number[]);
+    }
     default:
       throw invalid(`unknown request kind ${String(body[0]).slice(0, 16)}`);
   }
+}
+
+function validLeafCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= LEAF_COUNT_MAX;
 }
 
 function asBuffer(bytes: Uint8Array): Buffer {

@@ -7,7 +7,7 @@
 import type { LeaderlessMutations } from '../../../src/leaderless/coordinator.js';
 import { type LeaderlessSimResult, runLeaderlessSimulation } from './simulator.js';
 
-export const LEADERLESS_MUTATIONS = ['acknowledgeEarly', 'skipReadRepair'] as const;
+export const LEADERLESS_MUTATIONS = ['acknowledgeEarly', 'skipReadRepair', 'antiEntropySkipsOddLeaves'] as const;
 
 export interface LeaderlessCliOptions {
   readonly seed?: number;

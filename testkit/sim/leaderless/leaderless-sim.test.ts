@@ -14,7 +14,7 @@ const SEEDS = Number(process.env['SIM_LEADERLESS_SEEDS'] ?? 30);
 describe('leaderless simulator', () => {
   it(`sweep: ${SEEDS} seeds, every quorum shape, zero violations`, async () => {
     const failures: string[] = [];
-    const totals = { writesOk: 0, readsOk: 0, crashes: 0, hintsDelivered: 0, readRepairs: 0 };
+    const totals = { writesOk: 0, readsOk: 0, crashes: 0, hintsDelivered: 0, readRepairs: 0, antiEntropyKeys: 0 };
     const shapes = new Set<string>();
     for (let seed = 1; seed <= SEEDS; seed++) {
       const result = await runLeaderlessSimulation({ seed });
@@ -24,7 +24,7 @@ describe('leaderless simulator', () => {
     }
     console.log(`leaderless sweep: ${SEEDS} seeds, shapes ${[...shapes].join('; ')}, ${JSON.stringify(totals)}`);
     assert.deepEqual(failures, []);
-    assert.ok(totals.hintsDelivered > 0 && totals.readRepairs > 0 && totals.crashes > 0, 'the sweep exercised hints, read repair and crashes');
+    assert.ok(totals.hintsDelivered > 0 && totals.readRepairs > 0 && totals.antiEntropyKeys > 0 && totals.crashes > 0, 'the sweep exercised hints, read repair, anti-entropy and crashes');
   });
 
   it('one seed replays exactly: equal trace hashes', async () => {
@@ -37,6 +37,7 @@ describe('leaderless simulator', () => {
   const mutants: [string, LeaderlessMutations, string][] = [
     ['acknowledgeEarly', { acknowledgeEarly: true }, 'stale-read'],
     ['skipReadRepair', { skipReadRepair: true }, 'divergence'],
+    ['antiEntropySkipsOddLeaves', { antiEntropySkipsOddLeaves: true }, 'divergence'],
   ];
   for (const [name, mutations, kind] of mutants) {
     it(`catches the broken coordinator "${name}" (${kind}) within the sweep's seeds`, async () => {

@@ -13,8 +13,11 @@
  *
  * Phases: `chaosMs` of faults every 40-250 ms (partitions, heal, crashes with
  * a restart 100-800 ms later, lossy periods), then everything heals and
- * restarts; `quietMs` for hinted handoff; then a read of every key with
- * R = N (read repair) and 500 ms more.
+ * restarts; `quietMs` for hinted handoff; then the seed's repair path brings
+ * the replicas together: READ REPAIR (reads of every key with R = N until a
+ * pass repairs nothing) or ANTI-ENTROPY (every node exchanges with every
+ * other until an exchange finds nothing; then the final reads).
+ * Background anti-entropy runs every 500 ms throughout.
  *
  * Checks (testkit/check/causal-history.ts):
  *   - strict quorums (R + W > N): every read that started after a write was
@@ -50,6 +53,8 @@ export interface LeaderlessSimStats {
   messagesDropped: number;
   hintsDelivered: number;
   readRepairs: number;
+  /** Keys pulled or pushed by anti-entropy exchanges (background and final). */
+  antiEntropyKeys: number;
 }
 
 export interface LeaderlessSimResult {
@@ -74,6 +79,7 @@ export async function runLeaderlessSimulation(options: LeaderlessSimOptions): Pr
   const nodeCount = world.pick([3, 4, 5]);
   const [readQuorum, writeQuorum] = world.pick([[2, 2], [1, 3], [3, 1]] as const);
   const sloppy = options.sloppy ?? world.random.chance(0.5);
+  const repairPath = world.random.chance(0.5) ? 'read-repair' : 'anti-entropy';
   const config: LeaderlessConfig = {
     ...DEFAULT_LEADERLESS_CONFIG,
     replicas: 3,
@@ -85,13 +91,14 @@ export async function runLeaderlessSimulation(options: LeaderlessSimOptions): Pr
     suspectAfterMs: 150,
     downAfterMs: 400,
     handoffIntervalMs: 100,
+    antiEntropyIntervalMs: 500,
   };
   const ids = Array.from({ length: nodeCount }, (_, index) => index + 1);
-  const setup = `${nodeCount} nodes, N=3 R=${readQuorum} W=${writeQuorum}, ${sloppy ? 'sloppy' : 'strict'} quorum`;
+  const setup = `${nodeCount} nodes, N=3 R=${readQuorum} W=${writeQuorum}, ${sloppy ? 'sloppy' : 'strict'} quorum, ${repairPath}`;
   world.trace(`setup ${setup}`);
   const cluster = new LeaderlessSimCluster(world, ids, config, options.mutations);
   const history: History = { writes: [], reads: [], nextWrite: 1 };
-  const stats: LeaderlessSimStats = { writesOk: 0, writesFailed: 0, readsOk: 0, readsFailed: 0, faults: 0, crashes: 0, messagesSent: 0, messagesDropped: 0, hintsDelivered: 0, readRepairs: 0 };
+  const stats: LeaderlessSimStats = { writesOk: 0, writesFailed: 0, readsOk: 0, readsFailed: 0, faults: 0, crashes: 0, messagesSent: 0, messagesDropped: 0, hintsDelivered: 0, readRepairs: 0, antiEntropyKeys: 0 };
   await cluster.open();
   const chaosMs = options.chaosMs ?? 3000;
   let clientsRunning = true;
@@ -102,15 +109,26 @@ export async function runLeaderlessSimulation(options: LeaderlessSimOptions): Pr
   cluster.heal();
   for (const id of ids) await cluster.start(id);
   await runFor(world, options.quietMs ?? 1500);
-  const finalValues = await repairByReading(world, cluster);
+  let convergence: CausalViolation[];
+  let finalValues: Map<string, number[]>;
+  if (repairPath === 'read-repair') {
+    finalValues = await repairByReading(world, cluster);
+    convergence = await checkConvergence(cluster);
+  } else {
+    await repairByAntiEntropy(world, cluster);
+    convergence = await checkConvergence(cluster);
+    finalValues = await readEverything(world, cluster);
+  }
   const violations = [
     ...(sloppy || readQuorum + writeQuorum <= 3 ? [] : checkReadsSeeAcknowledgedWrites(history.writes, history.reads)),
     ...checkNoAcknowledgedWriteLost(history.writes, finalValues),
-    ...(await checkConvergence(cluster)),
+    ...convergence,
   ];
   for (const id of ids) {
     stats.hintsDelivered += cluster.node(id)!.handoff.hintsDelivered;
     stats.readRepairs += cluster.node(id)!.coordinator.figures.readRepairs;
+    const { keysPulled, keysPushed } = cluster.node(id)!.antiEntropy.figures;
+    stats.antiEntropyKeys += keysPulled + keysPushed;
   }
   stats.messagesSent = cluster.messagesSent;
   stats.messagesDropped = cluster.messagesDropped;
@@ -234,6 +252,20 @@ async function repairByReading(world: SimWorld, cluster: LeaderlessSimCluster): 
     if (coordinator.figures.readRepairs === before) break;
   }
   return result;
+}
+
+/** Every node exchanges with every other (each `repairAll` repeats until an exchange finds nothing), at most 5 passes, until a pass pulls and pushes nothing. */
+async function repairByAntiEntropy(world: SimWorld, cluster: LeaderlessSimCluster): Promise<void> {
+  for (let pass = 0; pass < 5; pass++) {
+    let moved = 0;
+    for (const id of cluster.ids) {
+      const outcome = await runWhile(world, cluster.node(id)!.antiEntropy.repairAll());
+      if (!outcome.ok) throw outcome.error;
+      for (const result of outcome.value) if ('keysPulled' in result) moved += result.keysPulled + result.keysPushed;
+    }
+    world.trace(`anti-entropy pass ${pass}: ${moved} keys moved`);
+    if (moved === 0) return;
+  }
 }
 
 /** Reads every key with R = N through the first node, retrying until it answers. */
