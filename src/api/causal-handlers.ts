@@ -26,9 +26,14 @@ export function quorumParameter(query: string, name: 'r' | 'w'): string | undefi
   return value;
 }
 
-/** The context a write sends back (undefined: a blind write). Conditions and sessions are Raft/single-node features and are refused. */
+/**
+ * The context a write sends back (undefined: a blind write). Conditions are
+ * refused (revisions do not exist here). Session headers are ignored: there
+ * is no deduplication in leaderless mode, and a retried write may leave a
+ * second sibling with the same value (as in Riak), never a lost one.
+ */
 export function causalWriteContext(headers: IncomingHttpHeaders): string | undefined {
-  for (const refused of ['if-match', 'if-none-match', 'impulse-client-id']) {
+  for (const refused of ['if-match', 'if-none-match']) {
     if (headers[refused] !== undefined) {
       throw new ImpulseError('IMPULSE_ERR_LEADERLESS_UNSUPPORTED', `${refused} is not offered in leaderless mode; send the Impulse-Context of a GET to supersede exactly what it returned`);
     }

@@ -245,6 +245,53 @@ program
     }
   });
 
+const versions = program.command('versions').description('leaderless mode: every sibling of a key, and writes that supersede what a read returned (docs/leaderless.md)');
+
+versions
+  .command('get')
+  .description('print every sibling value of a key, one per line (binary as base64:...); the causal context goes to stderr')
+  .argument('<key>')
+  .option('--r <r>', 'replicas to read from: a number, one, quorum or all')
+  .action((key: string, flags: { r?: string }) =>
+    withClient(async (c) => {
+      const read = await c.getVersions(key, flags.r !== undefined ? { r: flags.r } : {});
+      process.stderr.write(`context ${read.context}\n`);
+      if (read.values.length === 0) {
+        process.stderr.write(`impulse: key ${JSON.stringify(key)} not found\n`);
+        process.exitCode = 1;
+      }
+      for (const value of read.values) process.stdout.write(`${show(value)}\n`);
+    }),
+  );
+
+for (const [name, description] of [
+  ['put', 'store a value (argument or stdin) superseding exactly what --context saw (no --context: a blind write, kept beside what is there); the new context goes to stderr'],
+  ['del', 'delete a key (a tombstone) superseding exactly what --context saw'],
+] as const) {
+  const command = versions.command(name).description(description).argument('<key>');
+  if (name === 'put') command.argument('[value]');
+  command
+    .option('--context <context>', 'the context printed by `impulse versions get`')
+    .option('--w <w>', 'replicas that must acknowledge: a number, one, quorum or all')
+    .action((key: string, ...rest: unknown[]) =>
+      withClient(async (c) => {
+        const flags = rest[name === 'put' ? 1 : 0] as { context?: string; w?: string };
+        const options = { ...(flags.context !== undefined ? { context: flags.context } : {}), ...(flags.w !== undefined ? { w: flags.w } : {}) };
+        const written = name === 'put' ? await c.putVersion(key, (rest[0] as string | undefined) ?? (await readStdin()), options) : await c.deleteVersion(key, options);
+        process.stderr.write(`context ${written.context}\n`);
+      }),
+    );
+}
+
+program
+  .command('repair')
+  .description('leaderless mode: anti-entropy of the node at --endpoint with every other member now; prints what each exchange moved (JSON)')
+  .action(() =>
+    withClient(async (c) => {
+      process.stdout.write(`${JSON.stringify(await c.repair(), null, 2)}\n`);
+    }),
+  );
+
 class UsageError extends Error {}
 
 async function withClient(work: (c: ImpulseClient) => Promise<void>): Promise<void> {

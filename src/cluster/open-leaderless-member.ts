@@ -19,7 +19,7 @@ import type { KvLimits } from '../kv/command.js';
 import { LeaderlessKvService } from '../leaderless/leaderless-kv-service.js';
 import { type LeaderlessConfig, LeaderlessNode } from '../leaderless/node.js';
 import { EngineReplicaStore } from '../leaderless/replica-store.js';
-import type { AddMemberRequest, ClusterView } from '../protocol/cluster-view.js';
+import type { AddMemberRequest, ClusterView, RepairReport } from '../protocol/cluster-view.js';
 import { createEngine } from '../storage/registry.js';
 import type { HostPort } from '../transport/socket-factory.js';
 import { SystemClock } from '../util/clock.js';
@@ -86,7 +86,7 @@ export async function openLeaderlessMember(options: LeaderlessMemberOptions): Pr
   }
 }
 
-/** `/cluster` of a leaderless member: the members with what this node's failure detector says of them; no membership operations yet. */
+/** `/cluster` of a leaderless member: the members with what this node's failure detector says of them; `repair`; no membership operations yet. */
 export class LeaderlessClusterAdmin {
   constructor(
     private readonly node: LeaderlessNode,
@@ -129,6 +129,11 @@ export class LeaderlessClusterAdmin {
 
   transferLeader(): Promise<ClusterView> {
     return Promise.reject(unsupported());
+  }
+
+  /** `impulse repair`: anti-entropy with every other member, until each exchange finds nothing more. */
+  async repair(): Promise<RepairReport> {
+    return { nodeId: this.cluster.nodeId, exchanges: await this.node.antiEntropy.repairAll() };
   }
 }
 

@@ -7,10 +7,15 @@
  *   - kill -9 of one member under 8 writers with W=2: writes keep being
  *     acknowledged; after it restarts, every acknowledged write is read back
  *     with R=all, read repair brings the restarted member up to date, and the
- *     three replicas' digests are equal.
+ *     three replicas' digests are equal;
+ *   - one member paused (SIGSTOP) under writers: W=2 writes keep being
+ *     acknowledged; resumed, `repair` (anti-entropy) makes the digests equal;
+ *   - N=2 on three members: a killed owner's writes go to the third member as
+ *     hints, which are delivered when it restarts.
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import type { ImpulseClient } from '../client/client.js';
 import { ProcessCluster } from '../../testkit/process/cluster-process.js';
 
 const SERVE_ARGS = ['--replication', 'leaderless', '--engine', 'lsm'];
@@ -91,5 +96,56 @@ describe('a three-member leaderless cluster of processes', () => {
       if (Date.now() > deadline) throw new Error(`replicas did not converge: ${digests.map((digest) => digest.digest.slice(0, 8)).join(' ')}`);
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
+  });
+
+  it('keeps acknowledging W=2 writes while one member is paused (SIGSTOP); resumed, repair makes the replicas equal', async () => {
+    cluster ??= await ProcessCluster.start(3, { serveArgs: SERVE_ARGS });
+    const c = cluster;
+    c.signal(2, 'SIGSTOP');
+    try {
+      const written: string[] = [];
+      const deadline = Date.now() + 2000;
+      for (let seq = 0; Date.now() < deadline; seq++) {
+        const response = await put(c.url(seq % 2 === 0 ? 1 : 3), `paused-${seq}`, 'p', '?w=2');
+        assert.equal(response.status, 204, `write ${seq} while member 2 is paused`);
+        written.push(`paused-${seq}`);
+      }
+      assert.ok(written.length > 0);
+    } finally {
+      c.signal(2, 'SIGCONT');
+    }
+    const report = await c.client(1, 30_000).repair();
+    assert.ok(report.exchanges.some((exchange) => exchange.peer === 2 && 'keysPushed' in exchange && exchange.keysPushed > 0), JSON.stringify(report));
+    await c.client(3, 30_000).repair();
+    const digests = await Promise.all([1, 2, 3].map((id) => c.client(id).digest()));
+    assert.equal(new Set(digests.map((digest) => digest.digest)).size, 1);
+  });
+
+  it('N=2 on three members: writes owned by a killed member go to the third as hints, delivered when it restarts', async () => {
+    await cluster?.close();
+    cluster = await ProcessCluster.start(3, { serveArgs: [...SERVE_ARGS, '--replicas', '2'] });
+    const c = cluster;
+    await c.kill(3);
+    // Wait until the others see member 3 down, so writes go to a fallback at once.
+    const seenDown = Date.now() + 15_000;
+    while ((await c.view(1))?.members.find((member) => member.id === 3)?.role !== 'down') {
+      if (Date.now() > seenDown) throw new Error('member 3 never shown down');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const client = c.client(1);
+    for (let index = 0; index < 40; index++) await client.putVersion(`h-${index}`, `v${index}`, { w: 2 });
+    const figure = async (id: number, name: string): Promise<number> => ((await c.client(id).status()) as { figures: Record<string, number> }).figures[name] ?? 0;
+    const stored = (await figure(1, 'leaderless_hints_stored')) + (await figure(2, 'leaderless_hints_stored'));
+    assert.ok(stored > 0, 'some writes went to a stand-in as hints');
+    await c.start(3);
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const delivered = (await figure(1, 'leaderless_hints_delivered')) + (await figure(2, 'leaderless_hints_delivered'));
+      if (delivered >= stored) break;
+      if (Date.now() > deadline) throw new Error(`hints delivered ${delivered} of ${stored}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const three: ImpulseClient = c.client(3);
+    for (let index = 0; index < 40; index++) assert.deepEqual((await three.getVersions(`h-${index}`, { r: 'all' })).values.map(String), [`v${index}`]);
   });
 });

@@ -58,3 +58,12 @@ export interface AddMemberRequest {
   /** Its client URL (--advertise-client), if known; it publishes it itself once it runs. */
   readonly clientUrl?: string;
 }
+
+/** The answer of `POST /cluster/repair` (leaderless mode): one anti-entropy pass of the node that answered with every other member. */
+export interface RepairReport {
+  readonly nodeId: number;
+  readonly exchanges: readonly (
+    | { readonly peer: number; readonly leavesDiffering: number; readonly keysPulled: number; readonly keysPushed: number }
+    | { readonly peer: number; readonly error: string }
+  )[];
+}
