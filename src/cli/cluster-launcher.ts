@@ -29,6 +29,8 @@ export interface ClusterLaunchFlags {
   restart?: boolean;
   /** Extra flags passed to every `impulse serve` (space-separated). */
   serveArgs?: string;
+  /** raft (default) or leaderless: passed to every member. */
+  replication?: string;
 }
 
 interface Member {
@@ -55,6 +57,8 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
     throw configInvalid('client and peer port ranges overlap; choose --port and --peer-port further apart');
   }
   const initialCluster = ids.map((id) => `${id}=${host}:${basePeerPort + id - 1}`).join(',');
+  const leaderless = flags.replication === 'leaderless';
+  if (flags.replication !== undefined && !leaderless && flags.replication !== 'raft') throw configInvalid('--replication must be raft or leaderless');
   const members: Member[] = ids.map((id) => {
     const args = [
       CLI_MAIN, 'serve',
@@ -67,6 +71,7 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
       ...(flags.engine !== undefined ? ['--engine', flags.engine] : []),
       ...(flags.sync !== undefined ? ['--sync', flags.sync] : []),
       '--log-level', flags.logLevel ?? 'warn',
+      ...(leaderless ? ['--replication', 'leaderless'] : []),
       ...(flags.serveArgs !== undefined && flags.serveArgs.trim().length > 0 ? flags.serveArgs.trim().split(/\s+/) : []),
     ];
     return { id, clientUrl: `http://${host}:${basePort + id - 1}`, args, child: undefined, restarts: [] };
@@ -108,9 +113,9 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
   process.on('SIGTERM', () => void stopAll('SIGTERM'));
 
   for (const member of members) start(member);
-  await waitForCluster(members);
+  await waitForCluster(members, leaderless);
   if (stopping) return;
-  await printCluster(members);
+  await printCluster(members, leaderless);
 }
 
 /** SIGTERM to the member's process group, SIGKILL after the grace period; resolves once it has exited. */
@@ -132,14 +137,15 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-/** Waits until every member answers /health and one of them names a leader. */
-async function waitForCluster(members: readonly Member[]): Promise<void> {
+/** Waits until every member answers /health and (under Raft) one of them names a leader. */
+async function waitForCluster(members: readonly Member[], leaderless: boolean): Promise<void> {
   const deadline = performance.now() + START_TIMEOUT_MS;
   const clients = members.map((member) => new ImpulseClient({ endpoint: member.clientUrl, timeoutMs: 1000 }));
   try {
     for (;;) {
       const healthy = await Promise.all(clients.map((client) => client.health().catch(() => false)));
       if (healthy.every(Boolean)) {
+        if (leaderless) return;
         const leaders = await Promise.all(clients.map((client) => client.cluster().then((view) => view.leader, () => null)));
         if (leaders.some((leader) => leader !== null)) return;
       }
@@ -154,7 +160,7 @@ async function waitForCluster(members: readonly Member[]): Promise<void> {
   }
 }
 
-async function printCluster(members: readonly Member[]): Promise<void> {
+async function printCluster(members: readonly Member[], leaderless: boolean): Promise<void> {
   const client = new ImpulseClient({ endpoint: members[0]!.clientUrl, timeoutMs: 2000 });
   try {
     const view = await client.cluster().catch(() => undefined);
@@ -163,7 +169,7 @@ async function printCluster(members: readonly Member[]): Promise<void> {
       const info = view?.members.find((candidate) => candidate.id === member.id);
       lines.push(`  node ${member.id}  ${member.clientUrl}  peer ${info?.peerUrl ?? '?'}  ${info?.role ?? 'unknown'}`);
     }
-    lines.push(`  leader: ${view?.leader !== null && view?.leader !== undefined ? `node ${view.leader}` : 'none yet'}`);
+    lines.push(leaderless ? '  leaderless: every member serves reads and writes' : `  leader: ${view?.leader !== null && view?.leader !== undefined ? `node ${view.leader}` : 'none yet'}`);
     lines.push('  try: npx impulse --endpoint ' + members[0]!.clientUrl + ' put greeting hello   (Ctrl-C stops the cluster)');
     process.stdout.write(lines.join('\n') + '\n');
   } finally {

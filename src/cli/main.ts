@@ -70,6 +70,7 @@ program
   .option('--log-level <level>', "the members' log level", 'warn')
   .option('--restart', 'start a member again when it dies unexpectedly')
   .option('--serve-args <args>', 'extra flags for every `impulse serve`, space-separated')
+  .option('--replication <mode>', 'raft (default) or leaderless')
   .action(async (flags: ClusterLaunchFlags) => {
     await launchCluster(flags);
   });
