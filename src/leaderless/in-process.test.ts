@@ -117,4 +117,38 @@ describe('leaderless nodes on an in-memory network', () => {
     assert.equal(again.leavesDiffering, 0, 'a second exchange finds nothing');
     assert.ok(net.node(1).antiEntropy.figures.bytesExchanged > 0);
   });
+
+  it('range reads merge every member\'s replicas in key order, page without holes, skip deleted keys, show siblings, and need members − N + 1 answers', async () => {
+    const net = await open([1, 2, 3, 4], { replicas: 2, readQuorum: 1, writeQuorum: 2, antiEntropyIntervalMs: 0 });
+    const expected: string[] = [];
+    for (let index = 0; index < 120; index++) {
+      const name = `r${String(index).padStart(3, '0')}`;
+      await net.node(1 + (index % 4)).coordinator.put(key(name), Buffer.from(name), [], 2);
+      if (index % 10 === 3) {
+        const read = await net.node(1).coordinator.get(key(name), 2);
+        await net.node(2).coordinator.put(key(name), null, contextOf(read), 2);
+      } else {
+        expected.push(name);
+      }
+    }
+    await net.node(3).coordinator.put(key('r005'), Buffer.from('other'), [], 2);
+    for (const reverse of [false, true]) {
+      const seen: string[] = [];
+      let after: Buffer | undefined;
+      for (let page = 0; page < 100; page++) {
+        const bounds = after === undefined ? { limit: 7, reverse } : reverse ? { lt: after, limit: 7, reverse } : { gt: after, limit: 7 };
+        const items = await net.node(1).ranges.range(bounds);
+        if (items.length === 0) break;
+        for (const item of items) seen.push(item.key.toString());
+        const sibling = items.find((item) => item.key.toString() === 'r005');
+        if (sibling !== undefined) assert.deepEqual(sibling.values.map(String).sort(), ['other', 'r005']);
+        after = items[items.length - 1]!.key;
+      }
+      assert.deepEqual(seen, reverse ? [...expected].reverse() : expected);
+    }
+    net.stop(4);
+    assert.equal((await net.node(1).ranges.range({ limit: 500 })).length, expected.length, 'one member down: every key still has a replica among the answers');
+    net.stop(3);
+    await assert.rejects(net.node(1).ranges.range({ limit: 10 }), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_QUORUM_UNAVAILABLE'));
+  });
 });

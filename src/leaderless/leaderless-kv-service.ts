@@ -12,7 +12,9 @@
  *     concurrent with whatever is stored, so it becomes a sibling of it).
  *     Multi-key batches, conditions and sessions are refused: nothing here
  *     can make several keys change atomically.
- *   - `range`: not offered yet (IMPULSE_ERR_LEADERLESS_UNSUPPORTED).
+ *   - `range`: merged from every member's replicas (range.ts); revision 0,
+ *     and `siblings` with every value when a key has more than one. The
+ *     consistency option does not apply (see range.ts for what a range sees).
  *   - `digest`: this replica's data (keys and sibling sets), see replica-store.ts.
  */
 import type { Logger } from 'pino';
@@ -21,6 +23,7 @@ import { type KvCommand, type KvLimits, validateCommand } from '../kv/command.js
 import type { ContentDigest } from '../kv/digest.js';
 import type { StoredValue } from '../kv/record.js';
 import type { KvItem } from '../kv/state-machine.js';
+import type { RangeOptions } from '../storage/engine.js';
 import type { CausalKv, CausalRead, KvService, ServiceHealth, ServiceStatus, WriteOutcome } from '../service/kv-service.js';
 import { decodeContext, encodeContext } from './codec.js';
 import { parseQuorum } from './coordinator.js';
@@ -76,8 +79,11 @@ export class LeaderlessKvService implements KvService, CausalKv {
     return read.values.length === 0 ? undefined : { value: read.values[0]!, revision: 0 };
   }
 
-  range(): Promise<KvItem[]> {
-    return Promise.reject(new ImpulseError('IMPULSE_ERR_LEADERLESS_UNSUPPORTED', 'range queries are not offered in leaderless mode yet'));
+  async range(query: RangeOptions): Promise<KvItem[]> {
+    this.refuseWhenClosing();
+    if (query.limit > this.limits.rangeLimitMax) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', `limit ${query.limit} is above ${this.limits.rangeLimitMax}`);
+    const items = await this.options.node.ranges.range(query);
+    return items.map(({ key, values }) => ({ key, value: values[0]!, revision: 0, ...(values.length > 1 ? { siblings: values } : {}) }));
   }
 
   async write(command: KvCommand): Promise<WriteOutcome> {

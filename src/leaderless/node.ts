@@ -19,6 +19,7 @@ import type { NodeId } from './dvv.js';
 import { FailureDetector } from './failure-detector.js';
 import { HintedHandoff } from './handoff.js';
 import { PeerLink, serveReplica } from './peer-link.js';
+import { RangeReader } from './range.js';
 import { type ConflictMode, Replica } from './replica.js';
 import { EngineReplicaStore, type ReplicaStoreLimits } from './replica-store.js';
 import { Ring } from './ring.js';
@@ -91,6 +92,7 @@ export class LeaderlessNode {
     readonly coordinator: Coordinator,
     readonly handoff: HintedHandoff,
     readonly antiEntropy: AntiEntropy,
+    readonly ranges: RangeReader,
   ) {}
 
   static async open(options: LeaderlessNodeOptions): Promise<LeaderlessNode> {
@@ -120,7 +122,8 @@ export class LeaderlessNode {
       ...(options.mutations?.antiEntropySkipsOddLeaves === true ? { skipOddLeaves: true } : {}),
     });
     serveReplica(options.rpc, replica, options.limits, antiEntropy);
-    return new LeaderlessNode(options, ring, store, replica, link, detector, coordinator, handoff, antiEntropy);
+    const ranges = new RangeReader({ ring: () => ring, replicas: config.replicas, link, replica, timeoutMs: config.requestTimeoutMs });
+    return new LeaderlessNode(options, ring, store, replica, link, detector, coordinator, handoff, antiEntropy, ranges);
   }
 
   start(): void {

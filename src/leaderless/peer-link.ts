@@ -10,6 +10,8 @@
  *   [4]                             ping (failure detection) → true
  *   [5, leafCount]                  anti-entropy: the leaf hashes over the keys both own → bytes
  *   [6, leafCount, leaves]          anti-entropy: (key, set hash) pairs of those leaves → [[key, hash], ...]
+ *   [7, lower, lowerInclusive, upper, upperInclusive, reverse, limit]
+ *                                   range: the stored keys in the range (tombstones too) → [[key, set], ...]
  *
  * Keys, values and sets travel as bytes (sets in the canonical encoding of
  * codec.ts, contexts as the client header). A request is untrusted: every
@@ -26,6 +28,7 @@ import type { NodeId, SiblingSet, VersionVector } from './dvv.js';
 import type { AntiEntropy } from './anti-entropy.js';
 import { LEAF_COUNT_MAX } from './anti-entropy.js';
 import type { Replica } from './replica.js';
+import type { RangeOptions } from '../storage/engine.js';
 
 export const LEADERLESS_CHANNEL = 'leaderless';
 
@@ -36,6 +39,9 @@ const READ = 3;
 const PING = 4;
 const TREE_LEAVES = 5;
 const LEAF_ENTRIES = 6;
+const SCAN = 7;
+/** Most keys one range request may ask for. */
+export const SCAN_LIMIT_MAX = 10_000;
 /** Most leaves one request may name. */
 const LEAVES_PER_REQUEST_MAX = 4096;
 
@@ -93,6 +99,20 @@ export class PeerLink {
       response.every((entry: unknown) => Array.isArray(entry) && entry.length === 2 && entry[0] instanceof Uint8Array && entry[0].length <= this.limits.keyBytesMax && entry[1] instanceof Uint8Array && entry[1].length === 32);
     if (!valid) throw new ImpulseError('IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', `node ${to} answered a leaf request with something that is not (key, hash) pairs`);
     return (response as [Uint8Array, Uint8Array][]).map(([key, hash]) => [asBuffer(key), asBuffer(hash)]);
+  }
+
+  /** The keys `to` stores in the range, with their sets (at most `bounds.limit`). */
+  async scan(to: NodeId, bounds: RangeOptions, timeoutMs: number): Promise<{ key: Buffer; set: SiblingSet }[]> {
+    if (to === this.self) return this.replica.scan(bounds);
+    const lower = bounds.gte ?? bounds.gt ?? null;
+    const upper = bounds.lt ?? bounds.lte ?? null;
+    const request = [SCAN, lower, bounds.gte !== undefined, upper, bounds.lte !== undefined, bounds.reverse === true, bounds.limit];
+    const response = await this.rpc.callAsync(to, LEADERLESS_CHANNEL, request, timeoutMs);
+    if (!Array.isArray(response) || response.length > bounds.limit) throw new ImpulseError('IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', `node ${to} answered a range request with something that is not a key list`);
+    return response.map((entry: unknown) => {
+      if (!Array.isArray(entry) || entry.length !== 2 || !(entry[0] instanceof Uint8Array)) throw new ImpulseError('IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', `node ${to} answered a range request with a malformed entry`);
+      return { key: asBuffer(entry[0]), set: this.set(entry[1], to) };
+    });
   }
 
   private set(response: unknown, from: NodeId): SiblingSet {
@@ -166,9 +186,25 @@ function handle(replica: Replica, antiEntropy: Pick<AntiEntropy, 'leafHashes' | 
       if (!leaves.every((leaf: unknown) => Number.isInteger(leaf) && (leaf as number) >= 0 && (leaf as number) < leafCount)) throw invalid('bad leaf index');
       return antiEntropy.leafEntries(from, leafCount, leaves as number[]);
     }
+    case SCAN:
+      return replica.scan(scanBounds(body, limits, invalid)).then((entries) => entries.map(({ key, set }) => [key, encodeSiblingSet(set)]));
     default:
       throw invalid(`unknown request kind ${String(body[0]).slice(0, 16)}`);
   }
+}
+
+/** The range of a scan request, validated. */
+function scanBounds(body: unknown[], limits: PeerLimits, invalid: (why: string) => ImpulseError): RangeOptions {
+  const [, lower, lowerInclusive, upper, upperInclusive, reverse, limit] = body;
+  const bound = (value: unknown): value is Uint8Array | null => value === null || (value instanceof Uint8Array && value.length <= limits.keyBytesMax);
+  if (body.length !== 7 || !bound(lower) || !bound(upper) || typeof lowerInclusive !== 'boolean' || typeof upperInclusive !== 'boolean' || typeof reverse !== 'boolean') throw invalid('bad range request');
+  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > SCAN_LIMIT_MAX) throw invalid('bad range limit');
+  return {
+    ...(lower === null ? {} : lowerInclusive ? { gte: asBuffer(lower) } : { gt: asBuffer(lower) }),
+    ...(upper === null ? {} : upperInclusive ? { lte: asBuffer(upper) } : { lt: asBuffer(upper) }),
+    reverse,
+    limit,
+  };
 }
 
 function validLeafCount(value: unknown): value is number {

@@ -47,6 +47,8 @@ describe('a three-member leaderless cluster of processes', () => {
     const resolved = await fetch(`${cluster.url(1)}/kv/a?r=all`);
     assert.equal(resolved.status, 200);
     assert.equal(await resolved.text(), 'merged');
+    const page = (await fetch(`${cluster.url(2)}/kv?limit=10`).then((response) => response.json())) as { items: { key: string; value: string }[] };
+    assert.deepEqual(page.items.map((item) => [item.key, item.value]), [['a', 'merged']]);
     const status = (await fetch(`${cluster.url(1)}/status`).then((response) => response.json())) as { mode: string };
     assert.equal(status.mode, 'leaderless');
     const view = (await fetch(`${cluster.url(2)}/cluster`).then((response) => response.json())) as { members: { id: number; role: string }[] };

@@ -17,7 +17,8 @@
 import { ImpulseError } from '../errors.js';
 import { type NodeId, type SiblingSet, type VersionVector, merge, resolveLastWriter, sameDots, update } from './dvv.js';
 import { siblingSetBytes, SIBLINGS_MAX } from './codec.js';
-import type { EngineReplicaStore } from './replica-store.js';
+import type { EngineReplicaStore, StoredSet } from './replica-store.js';
+import type { RangeOptions } from '../storage/engine.js';
 
 /** How concurrent writes end: 'siblings' (dotted version vectors) or 'lww' (highest hybrid timestamp wins). */
 export type ConflictMode = 'siblings' | 'lww';
@@ -91,6 +92,11 @@ export class Replica {
 
   read(key: Buffer): Promise<SiblingSet> {
     return this.options.store.read(key);
+  }
+
+  /** The stored keys of a range with their sets (range reads, range.ts). */
+  scan(bounds: RangeOptions): Promise<StoredSet[]> {
+    return this.options.store.scan(bounds);
   }
 
   /** Holds `set` for `owner` (merged with what is held already), durably. */
