@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { isImpulseError } from '../errors.js';
 import { decodeContext, decodeSiblingSet, encodeContext, encodeSiblingSet } from './codec.js';
 import { type SiblingSet, type VersionVector, contextOf, merge, resolveLastWriter, update } from './dvv.js';
+import { HybridClock } from './replica.js';
 
 /**
  * The model: every write is an event with a unique id; a replica KNOWS a set of
@@ -166,5 +167,21 @@ describe('leaderless codec', () => {
     for (const text of ['', 'c1', 'c2.AQ', 'c1.!!', 'c1.AgIBAQE', `c1.${'A'.repeat(5000)}`, 'c1.AQAB']) {
       assert.throws(() => decodeContext(text), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_CONTEXT_INVALID'), text);
     }
+  });
+});
+
+describe('hybrid logical clock', () => {
+  it('is strictly increasing, follows timestamps it observes, and ignores ones far in the future', () => {
+    let wallMs = 1000;
+    const clock = new HybridClock(() => wallMs, 60_000);
+    const first = clock.next();
+    assert.equal(first, 1_000_000);
+    assert.equal(clock.next(), first + 1, 'same wall time: still increasing');
+    clock.observe(5_000_000);
+    assert.equal(clock.next(), 5_000_001, 'never behind what it saw');
+    clock.observe(10_000_000_000);
+    assert.equal(clock.next(), 5_000_002, 'a timestamp 10,000 s ahead is not adopted');
+    wallMs = 2000;
+    assert.equal(clock.next(), 5_000_003);
   });
 });

@@ -154,12 +154,18 @@ export class Replica {
 /**
  * A hybrid logical clock (Kulkarni et al.): timestamps are wall-clock
  * microseconds, strictly increasing on this node, and never behind a
- * timestamp it has seen from another node. Used to order writes for lww.
+ * timestamp it has seen from another node — unless that timestamp is more
+ * than `maxOffsetMs` ahead of this node's wall clock (a member with a clock
+ * far off, or garbage): then it is not adopted, so one bad clock cannot drag
+ * every member's timestamps into the future. Used to order writes for lww.
  */
 export class HybridClock {
   private last = 0;
 
-  constructor(private readonly wallClockMs: () => number) {}
+  constructor(
+    private readonly wallClockMs: () => number,
+    private readonly maxOffsetMs = 60_000,
+  ) {}
 
   next(): number {
     this.last = Math.max(this.last + 1, Math.floor(this.wallClockMs() * 1000));
@@ -167,6 +173,6 @@ export class HybridClock {
   }
 
   observe(timestamp: number): void {
-    if (timestamp > this.last) this.last = timestamp;
+    if (timestamp > this.last && timestamp <= (this.wallClockMs() + this.maxOffsetMs) * 1000) this.last = timestamp;
   }
 }
