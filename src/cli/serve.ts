@@ -96,6 +96,9 @@ async function openClusterMember(config: ServeConfig, logger: Logger): Promise<O
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a single-node store (${config.engine}/); a cluster member needs a data directory of its own`);
   }
   if (config.leaderless !== undefined) return openLeaderless(config, logger);
+  if (await new NodeVfs().exists(join(config.dataDir, 'leaderless'))) {
+    throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a leaderless member's data; start it with --replication leaderless, or use another --data-dir`);
+  }
   const member = await openMember({ cluster, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger });
   const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, metrics: [member.latency.histogram] });
   return {
