@@ -24,6 +24,17 @@ async function put(url: string, key: string, value: string, query = '', context?
   return fetch(`${url}/kv/${encodeURIComponent(key)}${query}`, { method: 'PUT', body: value, headers: context === undefined ? {} : { 'impulse-context': context } });
 }
 
+/** Waits until every member's failure detector sees every member up. */
+async function allUp(cluster: ProcessCluster): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const views = await Promise.all([1, 2, 3].map((id) => cluster.view(id)));
+    if (views.every((view) => view?.members.every((member) => member.role === 'up') === true)) return;
+    if (Date.now() > deadline) throw new Error('the members did not all see each other up within 20 s');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 describe('a three-member leaderless cluster of processes', () => {
   let cluster: ProcessCluster | undefined;
   after(async () => cluster?.close());
@@ -85,8 +96,11 @@ describe('a three-member leaderless cluster of processes', () => {
     await Promise.all(writers);
     assert.ok(duringOutage > 0, `writes were acknowledged while member 3 was down (${duringOutage}; failures ${failures})`);
     await cluster.start(3);
+    // Until the members hear each other again (the others' connections to member 3 back off while it is down), R=all may time out.
+    await allUp(cluster);
     for (const [key, value] of acknowledged) {
-      const response = await fetch(`${cluster.url(3)}/kv/${key}?r=all`);
+      let response = await fetch(`${cluster.url(3)}/kv/${key}?r=all`);
+      for (let attempt = 0; response.status === 503 && attempt < 5; attempt++) response = await fetch(`${cluster.url(3)}/kv/${key}?r=all`);
       assert.equal(response.status, 200, `acknowledged ${key}`);
       assert.equal(await response.text(), value);
     }

@@ -18,7 +18,9 @@
  * the replicas together: READ REPAIR (reads of every key with R = N until a
  * pass repairs nothing) or ANTI-ENTROPY (every node exchanges with every
  * other until an exchange finds nothing; then the final reads).
- * Background anti-entropy runs every 500 ms throughout.
+ * On the anti-entropy path background exchanges also run every 500 ms
+ * throughout; on the read-repair path anti-entropy is off, so read repair
+ * (and hinted handoff) alone must converge.
  *
  * Checks (testkit/check/causal-history.ts):
  *   - siblings, strict quorums (R + W > N): every read that started after a
@@ -95,7 +97,8 @@ export async function runLeaderlessSimulation(options: LeaderlessSimOptions): Pr
     suspectAfterMs: 150,
     downAfterMs: 400,
     handoffIntervalMs: 100,
-    antiEntropyIntervalMs: 500,
+    // Background anti-entropy only on the anti-entropy path: on the read-repair path read repair alone must converge (so a broken read repair shows).
+    antiEntropyIntervalMs: repairPath === 'anti-entropy' ? 500 : 0,
     conflicts,
   };
   const ids = Array.from({ length: nodeCount }, (_, index) => index + 1);
