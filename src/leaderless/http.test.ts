@@ -98,8 +98,10 @@ describe('the HTTP API in leaderless mode', () => {
     assert.equal((await call('GET', '/kv/a')).status, 404);
   });
 
-  it('a single-op batch is a blind write', async () => {
-    assert.equal((await call('POST', '/kv/batch', '{"ops":[{"op":"put","key":"single","value":"1"}]}')).status, 204);
+  it('a single-op batch is a blind write; session headers are accepted and ignored', async () => {
+    const session = { 'impulse-client-id': 'c1', 'impulse-client-seq': '1' };
+    assert.equal((await call('POST', '/kv/batch', '{"ops":[{"op":"put","key":"single","value":"1"}]}', session)).status, 204);
+    assert.equal((await call('PUT', '/kv/session', 'v', session)).status, 204);
     assert.equal((await call('GET', '/kv/single?r=all')).text, '1');
   });
 });

@@ -8,10 +8,11 @@
  *     leaderless mode has no revisions); siblings are refused with
  *     IMPULSE_ERR_LEADERLESS_UNSUPPORTED naming the causal read to use.
  *     The HTTP API never calls it: it serves keys through `causal`.
- *   - `write`: one op, no condition, no session, written blind (no context:
- *     concurrent with whatever is stored, so it becomes a sibling of it).
- *     Multi-key batches, conditions and sessions are refused: nothing here
- *     can make several keys change atomically.
+ *   - `write`: one op, no condition, written blind (no context: concurrent
+ *     with whatever is stored, so it becomes a sibling of it). Multi-key
+ *     batches and conditions are refused (nothing here can make several keys
+ *     change atomically; there are no revisions); a session is ignored (no
+ *     deduplication).
  *   - `range`: merged from every member's replicas (range.ts); revision 0,
  *     and `siblings` with every value when a key has more than one. The
  *     consistency option does not apply (see range.ts for what a range sees).
@@ -89,8 +90,9 @@ export class LeaderlessKvService implements KvService, CausalKv {
   async write(command: KvCommand): Promise<WriteOutcome> {
     validateCommand(command, this.limits);
     const op = command.ops[0];
-    if (command.ops.length !== 1 || op === undefined || op.condition !== undefined || command.session !== undefined) {
-      throw new ImpulseError('IMPULSE_ERR_LEADERLESS_UNSUPPORTED', 'leaderless mode writes one key at a time, without conditions or sessions (use PUT or DELETE /kv/{key} with Impulse-Context)');
+    // A session is ignored, as on PUT and DELETE: there is no deduplication here (a retry may add a sibling with the same value).
+    if (command.ops.length !== 1 || op === undefined || op.condition !== undefined) {
+      throw new ImpulseError('IMPULSE_ERR_LEADERLESS_UNSUPPORTED', 'leaderless mode writes one key at a time, without conditions (use PUT or DELETE /kv/{key} with Impulse-Context)');
     }
     await this.putCausal(Buffer.from(op.key), op.type === 'put' ? Buffer.from(op.value) : null, {});
     return { revision: 0 };
