@@ -171,9 +171,10 @@ export class Coordinator {
         done = true;
         reject(this.unavailable('write', w, acks));
       });
-      const toFallback = (owner: NodeId): void => {
+      /** Sends the set to the next fallback as a hint for `owner`; false when no fallback is left. */
+      const toFallback = (owner: NodeId): boolean => {
         const fallback = fallbacks.shift();
-        if (fallback === undefined) return;
+        if (fallback === undefined) return false;
         pending++;
         link
           .hint(fallback, owner, key, set, remaining())
@@ -183,19 +184,18 @@ export class Coordinator {
               this.figures.hintedWrites++;
               detector.heard(fallback);
             },
-            () => toFallback(owner),
+            () => void toFallback(owner),
           )
           .finally(() => {
             pending--;
             settle();
           });
+        return true;
       };
       for (const owner of owners) {
         if (owner === coordinator) continue;
-        if (sloppy && detector.liveness(owner) === 'down') {
-          toFallback(owner);
-          continue;
-        }
+        // An owner the detector thinks down goes straight to a stand-in; with none left it is tried anyway (the detector can be wrong).
+        if (sloppy && detector.liveness(owner) === 'down' && toFallback(owner)) continue;
         pending++;
         link
           .apply(owner, key, set, remaining())
