@@ -6,11 +6,12 @@
  *      siblings) and GET (1000 preloaded keys), against three leaderless
  *      members (N=3, R=W=2, at member 1) and three Raft members (at the
  *      leader), both started in the same run, `--rounds` runs each.
- *   2. Availability: the same PUT load for 20 s, one member paused (SIGSTOP)
- *      from 5 s to 15 s — for Raft the leader (the member whose loss costs
- *      most), for leaderless member 2 (wrk talks to member 1; every member
- *      serves). Requests per second, errors (non-2xx and timeouts after 2 s)
- *      and p99 over the 20 s.
+ *   2. Availability: the same PUT load for 20 s at a member that stays up,
+ *      another member paused (SIGSTOP) from 5 s to 15 s — for Raft the leader
+ *      (the member whose loss costs most; wrk talks to a follower, which
+ *      forwards), for leaderless member 2 (wrk talks to member 1). Requests
+ *      per second, errors (non-2xx and timeouts after 2 s) and p99 over the
+ *      20 s.
  *   3. Anti-entropy cost: 100,000 keys written to three leaderless members,
  *      the last 10% while member 3 is down (W=2); member 3 restarted; then
  *      `POST /cluster/repair` at member 1: its time, and the keys and bytes
@@ -71,8 +72,10 @@ function cells(runs: readonly WrkResult[]): string[] {
 interface Subject {
   readonly label: string;
   readonly cluster: ProcessCluster;
-  /** Where wrk sends requests. */
+  /** Where wrk sends requests in the throughput runs. */
   readonly url: string;
+  /** Where wrk sends requests in the availability runs: a member that is not paused (Raft: a follower, which forwards). */
+  readonly follower: string;
   /** The member to pause in the availability run. */
   readonly pause: number;
 }
@@ -81,9 +84,10 @@ async function subjects(): Promise<Subject[]> {
   const leaderless = await ProcessCluster.start(3, { serveArgs: LEADERLESS_ARGS });
   const raft = await ProcessCluster.start(3, { serveArgs: RAFT_ARGS });
   const leader = await raft.waitForLeader();
+  const follower = (leader % 3) + 1;
   return [
-    { label: `leaderless, 3 members, N=3 R=W=2 (${engine}), at member 1`, cluster: leaderless, url: leaderless.url(1), pause: 2 },
-    { label: `Raft, 3 members (${engine}), at the leader`, cluster: raft, url: raft.url(leader), pause: leader },
+    { label: `leaderless, 3 members, N=3 R=W=2 (${engine}), at member 1`, cluster: leaderless, url: leaderless.url(1), follower: leaderless.url(1), pause: 2 },
+    { label: `Raft, 3 members (${engine}), at the leader`, cluster: raft, url: raft.url(leader), follower: raft.url(follower), pause: leader },
   ];
 }
 
@@ -112,7 +116,7 @@ async function availability(targets: readonly Subject[]): Promise<string> {
       const pause = setTimeout(() => target.cluster.signal(target.pause, 'SIGSTOP'), 5000);
       const resume = setTimeout(() => target.cluster.signal(target.pause, 'SIGCONT'), 15_000);
       try {
-        const result = await runWrkAsync(target.url, await putScript(`a${round}`), connections, 20, ['--timeout', '2s']);
+        const result = await runWrkAsync(target.follower, await putScript(`a${round}`), connections, 20, ['--timeout', '2s']);
         runs.push(result);
         console.log(`${target.label.padEnd(52)} paused ${formatNumber(result.requestsPerSecond).padStart(7)} req/s  p99 ${result.latencyP99Ms.toFixed(1)} ms  errors ${result.errors}`);
       } finally {
@@ -123,9 +127,24 @@ async function availability(targets: readonly Subject[]): Promise<string> {
       // Let the paused member catch up (and, under Raft, leadership settle) before the next run.
       await new Promise((resolve) => setTimeout(resolve, 3000));
     }
-    rows.push([target.label, `member ${target.pause}${target.label.startsWith('Raft') ? ' (the leader)' : ''}`, ...cells(runs)]);
+    const raft = target.label.startsWith('Raft');
+    rows.push([raft ? 'Raft, 3 members, at a follower' : target.label, `member ${target.pause}${raft ? ' (the leader)' : ''}`, ...cells(runs)]);
   }
   return table(['target', 'paused 5 s → 15 s', 'PUT req/s over 20 s, median (min–max)', 'avg / p99 ms', 'errors'], rows);
+}
+
+/** One PUT; a connection closed under it (a keep-alive race) is retried, at most 3 times. */
+async function putWithRetry(url: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const response = await fetch(url, { method: 'PUT', body: 'value-0000000000' });
+      await response.arrayBuffer();
+      if (response.status !== 204) throw new Error(`${url}: HTTP ${response.status}`);
+      return;
+    } catch (error) {
+      if (attempt >= 3 || !(error instanceof TypeError)) throw error;
+    }
+  }
 }
 
 /** 100,000 keys, the last 10% while member 3 is down; then one repair at member 1. */
@@ -138,11 +157,7 @@ async function antiEntropyCost(): Promise<string> {
       let next = from;
       await Promise.all(
         Array.from({ length: 64 }, async (_, worker) => {
-          for (let i = next++; i < to; i = next++) {
-            const response = await fetch(`${cluster.url(1 + (worker % 2))}/kv/ae-${i}${query}`, { method: 'PUT', body: 'value-0000000000' });
-            await response.arrayBuffer();
-            if (response.status !== 204) throw new Error(`write ${i}: HTTP ${response.status}`);
-          }
+          for (let i = next++; i < to; i = next++) await putWithRetry(`${cluster.url(1 + (worker % 2))}/kv/ae-${i}${query}`);
         }),
       );
     };
