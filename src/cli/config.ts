@@ -6,8 +6,7 @@ import { resolve } from 'node:path';
 import { type ClusterConfig, type ClusterFlags, parseClusterConfig } from '../cluster/config.js';
 import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
 import { ENGINE_NAMES } from '../storage/engine-names.js';
-import { type LeaderlessFlags, parseLeaderlessConfig } from '../leaderless/config.js';
-import type { LeaderlessConfig } from '../leaderless/node.js';
+import { type LeaderlessConfig, type LeaderlessFlags, parseLeaderlessConfig } from '../leaderless/config.js';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
 
 export const DEFAULT_ENGINE = 'lsm';

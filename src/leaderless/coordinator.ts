@@ -241,12 +241,3 @@ export class Coordinator {
     );
   }
 }
-
-/** Parses an r or w value: an integer in [1, n], `one`, `quorum` (⌊n/2⌋+1) or `all`. IMPULSE_ERR_QUORUM_INVALID otherwise. */
-export function parseQuorum(text: string, n: number, name: string): number {
-  if (text === 'one') return 1;
-  if (text === 'quorum') return Math.floor(n / 2) + 1;
-  if (text === 'all') return n;
-  if (/^[0-9]{1,3}$/.test(text) && Number(text) >= 1 && Number(text) <= n) return Number(text);
-  throw new ImpulseError('IMPULSE_ERR_QUORUM_INVALID', `${name} must be a number from 1 to ${n}, one, quorum or all; got ${JSON.stringify(text.slice(0, 16))}`);
-}

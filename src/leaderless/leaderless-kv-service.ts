@@ -27,7 +27,7 @@ import type { KvItem } from '../kv/state-machine.js';
 import type { RangeOptions } from '../storage/engine.js';
 import type { CausalKv, CausalRead, KvService, ServiceHealth, ServiceStatus, WriteOutcome } from '../service/kv-service.js';
 import { decodeContext, encodeContext } from './codec.js';
-import { parseQuorum } from './coordinator.js';
+import { parseQuorum } from './config.js';
 import { EMPTY_CONTEXT, contextOf, liveValues } from './dvv.js';
 import type { LeaderlessNode } from './node.js';
 

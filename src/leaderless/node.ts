@@ -20,47 +20,10 @@ import { FailureDetector } from './failure-detector.js';
 import { HintedHandoff } from './handoff.js';
 import { PeerLink, serveReplica } from './peer-link.js';
 import { RangeReader } from './range.js';
-import { type ConflictMode, Replica } from './replica.js';
+import type { LeaderlessConfig } from './config.js';
+import { Replica } from './replica.js';
 import { EngineReplicaStore, type ReplicaStoreLimits } from './replica-store.js';
 import { Ring } from './ring.js';
-
-export interface LeaderlessConfig {
-  /** N: owners per key (`--replicas`, default 3; at most the member count). */
-  readonly replicas: number;
-  /** Default R and W (`--read-quorum`, `--write-quorum`; default ⌊N/2⌋+1). */
-  readonly readQuorum: number;
-  readonly writeQuorum: number;
-  /** Sloppy quorum with hinted handoff (default true). */
-  readonly sloppy: boolean;
-  readonly conflicts: ConflictMode;
-  readonly vnodesPerNode: number;
-  /** Whole-request time of a coordinated read or write, ms (default 2000). */
-  readonly requestTimeoutMs: number;
-  /** Failure detection (failure-detector.ts): heartbeat period, suspicion and down thresholds, ms (defaults 200, 600, 2000). */
-  readonly heartbeatMs: number;
-  readonly suspectAfterMs: number;
-  readonly downAfterMs: number;
-  /** Period of hinted handoff rounds, ms (default 500). */
-  readonly handoffIntervalMs: number;
-  /** Period of background anti-entropy exchanges, ms (default 60,000; 0: only on demand). */
-  readonly antiEntropyIntervalMs: number;
-}
-
-/** Defaults for N = 3; R and W are recomputed from N by `leaderlessConfig`. */
-export const DEFAULT_LEADERLESS_CONFIG: LeaderlessConfig = Object.freeze({
-  replicas: 3,
-  readQuorum: 2,
-  writeQuorum: 2,
-  sloppy: true,
-  conflicts: 'siblings',
-  vnodesPerNode: 64,
-  requestTimeoutMs: 2000,
-  heartbeatMs: 200,
-  suspectAfterMs: 600,
-  downAfterMs: 2000,
-  handoffIntervalMs: 500,
-  antiEntropyIntervalMs: 60_000,
-});
 
 export interface LeaderlessNodeOptions {
   readonly nodeId: NodeId;

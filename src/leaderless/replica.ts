@@ -17,12 +17,10 @@
 import { ImpulseError } from '../errors.js';
 import { type NodeId, type SiblingSet, type VersionVector, merge, resolveLastWriter, sameDots, update } from './dvv.js';
 import { siblingSetBytes, SIBLINGS_MAX } from './codec.js';
+import type { ConflictMode } from './config.js';
 import type { EngineReplicaStore, StoredSet } from './replica-store.js';
 import type { RangeOptions } from '../storage/engine.js';
 
-/** How concurrent writes end: 'siblings' (dotted version vectors) or 'lww' (highest hybrid timestamp wins). */
-export type ConflictMode = 'siblings' | 'lww';
-export const CONFLICT_MODES: readonly ConflictMode[] = ['siblings', 'lww'];
 
 export interface ReplicaOptions {
   readonly nodeId: NodeId;

@@ -14,7 +14,8 @@
  */
 import { Packr } from 'msgpackr';
 import { pino } from 'pino';
-import { DEFAULT_LEADERLESS_CONFIG, type LeaderlessConfig, LeaderlessNode } from '../../src/leaderless/node.js';
+import { DEFAULT_LEADERLESS_CONFIG, type LeaderlessConfig } from '../../src/leaderless/config.js';
+import { LeaderlessNode } from '../../src/leaderless/node.js';
 import type { NodeId } from '../../src/leaderless/dvv.js';
 import type { Engine } from '../../src/storage/engine.js';
 import { MemoryEngine } from '../../src/storage/memory/memory-engine.js';

@@ -31,7 +31,7 @@
  */
 import type { LeaderlessMutations } from '../../../src/leaderless/coordinator.js';
 import { type NodeId, type SiblingSet, type VersionVector, contextOf, liveValues, sameDots } from '../../../src/leaderless/dvv.js';
-import { DEFAULT_LEADERLESS_CONFIG, type LeaderlessConfig } from '../../../src/leaderless/node.js';
+import { DEFAULT_LEADERLESS_CONFIG, type LeaderlessConfig } from '../../../src/leaderless/config.js';
 import { type CausalViolation, type ReadRecord, type WriteRecord, checkNoAcknowledgedWriteLost, checkReadsSeeAcknowledgedWrites } from '../../check/causal-history.js';
 import { SimWorld } from '../world.js';
 import { LeaderlessSimCluster } from './cluster.js';
