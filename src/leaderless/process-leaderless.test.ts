@@ -9,7 +9,7 @@
  *     with R=all, read repair brings the restarted member up to date, and the
  *     three replicas' digests are equal;
  *   - one member paused (SIGSTOP) under writers: W=2 writes keep being
- *     acknowledged; resumed, `repair` (anti-entropy) makes the digests equal;
+ *     acknowledged; resumed, after `repair` (anti-entropy) the digests are equal;
  *   - N=2 on three members: a killed owner's writes go to the third member as
  *     hints, which are delivered when it restarts.
  */
@@ -130,8 +130,9 @@ describe('a three-member leaderless cluster of processes', () => {
     } finally {
       c.signal(2, 'SIGCONT');
     }
+    // Resumed, member 2 may still get the writes queued for it in its sockets; whatever it missed, repair brings.
     const report = await c.client(1, 30_000).repair();
-    assert.ok(report.exchanges.some((exchange) => exchange.peer === 2 && 'keysPushed' in exchange && exchange.keysPushed > 0), JSON.stringify(report));
+    assert.ok(report.exchanges.every((exchange) => !('error' in exchange)), JSON.stringify(report));
     await c.client(3, 30_000).repair();
     const digests = await Promise.all([1, 2, 3].map((id) => c.client(id).digest()));
     assert.equal(new Set(digests.map((digest) => digest.digest)).size, 1);
