@@ -26,6 +26,7 @@ export type RouteLabel =
   | '/cluster/members/{id}'
   | '/cluster/members/{id}/promote'
   | '/cluster/leader'
+  | '/shards'
   | '/cluster/repair'
   | 'unmatched';
 
@@ -44,8 +45,9 @@ const ROUTE_INDEX: Readonly<Record<RouteLabel, number>> = {
   '/cluster/members/{id}': 9,
   '/cluster/members/{id}/promote': 10,
   '/cluster/leader': 11,
-  '/cluster/repair': 12,
-  unmatched: 13,
+  '/shards': 12,
+  '/cluster/repair': 13,
+  unmatched: 14,
 };
 /** The methods with a label of their own; index 0 is every other method (label OTHER). */
 const METHOD_INDEX: Readonly<Record<string, number>> = Object.assign(Object.create(null) as Record<string, number>, { GET: 1, PUT: 2, POST: 3, DELETE: 4, HEAD: 5, OPTIONS: 6, PATCH: 7 });

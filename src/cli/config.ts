@@ -65,5 +65,8 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
   }
   const leaderless = parseLeaderlessConfig(flags, cluster?.initialCluster.size);
+  if (leaderless !== undefined && cluster !== undefined && cluster.splitKeys.length > 0) {
+    throw invalid('--split-keys shards a Raft cluster; --replication leaderless places keys on a consistent-hash ring instead');
+  }
   return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, ...(cluster !== undefined ? { cluster } : {}), ...(leaderless !== undefined ? { leaderless } : {}) };
 }

@@ -21,6 +21,7 @@ import type { LeaderlessConfig } from '../leaderless/config.js';
 import { LeaderlessNode } from '../leaderless/node.js';
 import { EngineReplicaStore } from '../leaderless/replica-store.js';
 import type { AddMemberRequest, ClusterView, RepairReport } from '../protocol/cluster-view.js';
+import type { ShardsView } from '../protocol/shard-view.js';
 import { createEngine } from '../storage/registry.js';
 import type { HostPort } from '../transport/socket-factory.js';
 import { SystemClock } from '../util/clock.js';
@@ -56,7 +57,7 @@ export async function openLeaderlessMember(options: LeaderlessMemberOptions): Pr
   const { identity } = await claimIdentity(vfs, options.dataDir, cluster);
   const members = [...identity.initialCluster.keys()];
   const clock = new SystemClock();
-  const host = new NodeHost({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, listenHost: cluster.peerHost, listenPort: cluster.peerPort, seeds: identity.initialCluster, tickMs: cluster.timing.tickMs, clock, random: new SeededRandom(freshSeed()), logger });
+  const host = new NodeHost({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, listenHost: cluster.peerHost, listenPort: cluster.peerPort, seeds: identity.initialCluster, tickMs: cluster.timing.tickMs, heartbeatTicks: cluster.timing.heartbeatTicks, electionTicks: cluster.timing.electionTicks, clock, random: new SeededRandom(freshSeed()), logger });
   const storeLimits = { keyBytesMax: options.limits.keyBytesMax, valueBytesMax: options.limits.valueBytesMax };
   const home = new DirectoryEngineHome(vfs, joinPath(options.dataDir, 'leaderless', options.engine), (dir) =>
     createEngine(options.engine, { dataDir: dir, sync: 'fsync', limits: { ...EngineReplicaStore.engineLimits(storeLimits), batchOpsMax: Number.MAX_SAFE_INTEGER, batchBytesMax: Number.MAX_SAFE_INTEGER } }),
@@ -130,6 +131,11 @@ export class LeaderlessClusterAdmin {
 
   transferLeader(): Promise<ClusterView> {
     return Promise.reject(unsupported());
+  }
+
+  /** Leaderless mode places keys on a ring, not in shards: `/shards` is not offered. */
+  shards(): Promise<ShardsView> {
+    return Promise.reject(new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'a leaderless cluster has no shards: keys are placed on a consistent-hash ring (see /cluster and docs/leaderless.md)'));
   }
 
   /** `impulse repair`: anti-entropy with every other member, until each exchange finds nothing more. */
