@@ -10,9 +10,8 @@
  * stays the values; with `-o json` everything is one JSON line on stdout.
  */
 import type { Command } from 'commander';
-import type { ImpulseClient } from '../client/client.js';
-import type { ClientContext } from './client-commands.js';
-import { EXIT, UsageError } from './exit-codes.js';
+import { type ClientContext, readStdinValue, withClient } from './client-commands.js';
+import { EXIT } from './exit-codes.js';
 import { bytesArgument, printJson, show } from './output.js';
 
 export function registerLeaderlessCommands(program: Command, context: ClientContext): void {
@@ -48,7 +47,7 @@ export function registerLeaderlessCommands(program: Command, context: ClientCont
         const flags = rest[name === 'put' ? 1 : 0] as { context?: string; w?: string };
         const options = { ...(flags.context !== undefined ? { context: flags.context } : {}), ...(flags.w !== undefined ? { w: flags.w } : {}) };
         const keyBytes = bytesArgument(key);
-        const value = name === 'put' ? ((rest[0] as string | undefined) !== undefined ? Buffer.from(rest[0] as string, 'utf8') : await readStdin()) : undefined;
+        const value = name === 'put' ? ((rest[0] as string | undefined) !== undefined ? Buffer.from(rest[0] as string, 'utf8') : await readStdinValue(false)) : undefined;
         const written = await withClient(context, (c) => (value !== undefined ? c.putVersion(keyBytes, value, options) : c.deleteVersion(keyBytes, options)));
         if (context.format() === 'json') printJson({ ok: true, context: written.context });
         else {
@@ -64,20 +63,4 @@ export function registerLeaderlessCommands(program: Command, context: ClientCont
       const report = await withClient(context, (c) => c.repair());
       process.stdout.write((context.format() === 'json' ? JSON.stringify(report) : JSON.stringify(report, null, 2)) + '\n');
     });
-}
-
-async function withClient<T>(context: ClientContext, work: (c: ImpulseClient) => Promise<T>): Promise<T> {
-  const c = context.client();
-  try {
-    return await work(c);
-  } finally {
-    c.close();
-  }
-}
-
-async function readStdin(): Promise<Buffer> {
-  if (process.stdin.isTTY) throw new UsageError('give a value argument, or pipe the value on stdin');
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
