@@ -24,8 +24,8 @@ import { ProcessCluster } from '../testkit/process/cluster-process.js';
 import { startServerProcess } from '../testkit/process/server-process.js';
 import { type EtcdCluster, etcdPut, startEtcdCluster } from './lib/etcd.js';
 import { waitFor } from './lib/processes.js';
-import { flag, formatNumber, machineLine, table, writeSection } from './report.js';
 import { type WrkResult, runWrk } from './lib/wrk.js';
+import { flag, formatNumber, machineLine, table, writeSection } from './report.js';
 
 const rounds = Number(flag('rounds', '3'));
 const durationSeconds = Number(flag('duration', '10'));

@@ -8,6 +8,7 @@ import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/eng
 import { ENGINE_NAMES } from '../storage/engine-names.js';
 import { type LeaderlessConfig, type LeaderlessFlags, parseLeaderlessConfig } from '../leaderless/config.js';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
+import { type SecurityConfig, type SecurityFlags, parseSecurityConfig } from './security-config.js';
 
 export const DEFAULT_ENGINE = 'lsm';
 export const DEFAULT_PORT = 7070;
@@ -26,9 +27,11 @@ export interface ServeConfig {
   readonly cluster?: ClusterConfig;
   /** Present with --replication leaderless (a cluster member that is leaderless instead of Raft). */
   readonly leaderless?: LeaderlessConfig;
+  /** Tokens, TLS, protected mode (security-config.ts). */
+  readonly security: SecurityConfig;
 }
 
-export interface ServeFlags extends ClusterFlags, LeaderlessFlags {
+export interface ServeFlags extends ClusterFlags, SecurityFlags, LeaderlessFlags {
   port?: string;
   host?: string;
   engine?: string;
@@ -59,7 +62,8 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     valueBytesMax: integer('--value-bytes-max', flags.valueBytesMax ?? String(DEFAULT_LIMITS.valueBytesMax), 0, 512 * 1024 * 1024),
     batchOpsMax: integer('--batch-ops-max', flags.batchOpsMax ?? String(DEFAULT_LIMITS.batchOpsMax), 1, 1_000_000),
   };
-  const cluster = parseClusterConfig(flags, host, port);
+  const cluster = parseClusterConfig(flags, host, port, flags.tlsCert !== undefined ? 'https' : 'http');
+  const security = parseSecurityConfig(flags, host, cluster?.peerHost);
   if (cluster !== undefined) {
     if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
@@ -68,5 +72,5 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
   if (leaderless !== undefined && cluster !== undefined && cluster.splitKeys.length > 0) {
     throw invalid('--split-keys shards a Raft cluster; --replication leaderless places keys on a consistent-hash ring instead');
   }
-  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, ...(cluster !== undefined ? { cluster } : {}), ...(leaderless !== undefined ? { leaderless } : {}) };
+  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, security, ...(cluster !== undefined ? { cluster } : {}), ...(leaderless !== undefined ? { leaderless } : {}) };
 }

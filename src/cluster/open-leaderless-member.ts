@@ -23,7 +23,7 @@ import { EngineReplicaStore } from '../leaderless/replica-store.js';
 import type { AddMemberRequest, ClusterView, RepairReport } from '../protocol/cluster-view.js';
 import type { ShardsView } from '../protocol/shard-view.js';
 import { createEngine } from '../storage/registry.js';
-import type { HostPort } from '../transport/socket-factory.js';
+import type { HostPort, SocketFactory } from '../transport/socket-factory.js';
 import { SystemClock } from '../util/clock.js';
 import { SeededRandom, freshSeed } from '../util/random.js';
 import { NodeVfs } from '../vfs/node-vfs.js';
@@ -39,6 +39,8 @@ export interface LeaderlessMemberOptions {
   readonly dataDir: string;
   readonly limits: KvLimits;
   readonly logger: Logger;
+  /** How peer connections are made (mutual TLS with --peer-tls-*); default plain TCP. */
+  readonly socketFactory?: SocketFactory;
 }
 
 export interface LeaderlessMember {
@@ -57,7 +59,7 @@ export async function openLeaderlessMember(options: LeaderlessMemberOptions): Pr
   const { identity } = await claimIdentity(vfs, options.dataDir, cluster);
   const members = [...identity.initialCluster.keys()];
   const clock = new SystemClock();
-  const host = new NodeHost({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, listenHost: cluster.peerHost, listenPort: cluster.peerPort, seeds: identity.initialCluster, tickMs: cluster.timing.tickMs, heartbeatTicks: cluster.timing.heartbeatTicks, electionTicks: cluster.timing.electionTicks, clock, random: new SeededRandom(freshSeed()), logger });
+  const host = new NodeHost({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, listenHost: cluster.peerHost, listenPort: cluster.peerPort, seeds: identity.initialCluster, tickMs: cluster.timing.tickMs, heartbeatTicks: cluster.timing.heartbeatTicks, electionTicks: cluster.timing.electionTicks, clock, random: new SeededRandom(freshSeed()), logger, ...(options.socketFactory !== undefined ? { socketFactory: options.socketFactory } : {}) });
   const storeLimits = { keyBytesMax: options.limits.keyBytesMax, valueBytesMax: options.limits.valueBytesMax };
   const home = new DirectoryEngineHome(vfs, joinPath(options.dataDir, 'leaderless', options.engine), (dir) =>
     createEngine(options.engine, { dataDir: dir, sync: 'fsync', limits: { ...EngineReplicaStore.engineLimits(storeLimits), batchOpsMax: Number.MAX_SAFE_INTEGER, batchBytesMax: Number.MAX_SAFE_INTEGER } }),
