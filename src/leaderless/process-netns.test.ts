@@ -27,7 +27,7 @@ describe('a leaderless cluster across network namespaces', { skip: reason }, () 
     const hosts = network.hosts;
     cluster = await ProcessCluster.startWith(
       hosts.map((host) => ({ id: host.index + 1, host: host.ip, clientPort: 7070, peerPort: 7171 })),
-      { serveArgs: ['--replication', 'leaderless'], spawner: (id, command, args) => hosts[id - 1]!.spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] }) },
+      { serveArgs: ['--replication', 'leaderless', '--insecure-listen'], spawner: (id, command, args) => hosts[id - 1]!.spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] }) },
     );
     const c = cluster;
     const contexts = new Map<string, string>();
