@@ -10,6 +10,8 @@
  *     cluster (the node runtime) uses all of those and the transport, never
  *     the API, the client or the CLI; shard (the shard map and placement,
  *     pure) uses only errors, util and raft's types, and cluster uses it.
+ *   - the TEST-ONLY hooks of `impulse serve` (src/test-hooks) are imported by the
+ *     CLI alone.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -83,6 +85,13 @@ describe('layering', () => {
         if (targetLayer !== layer && !allowed.includes(targetLayer)) offenders.push(`${relative(ROOT, join(ROOT, file))} -> ${target}`);
       }
     }
+    assert.deepEqual(offenders, []);
+  });
+
+  it('only the CLI loads the test-only hooks (src/test-hooks), so no other code path can switch one on', () => {
+    const offenders = files.flatMap((file) =>
+      layerOf(file) === 'src/cli' || layerOf(file) === 'src/test-hooks' ? [] : staticImports(file).filter((target) => layerOf(target) === 'src/test-hooks').map((target) => `${file} -> ${target}`),
+    );
     assert.deepEqual(offenders, []);
   });
 });

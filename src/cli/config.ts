@@ -4,8 +4,9 @@
  */
 import { resolve } from 'node:path';
 import { type ClusterConfig, type ClusterFlags, parseClusterConfig } from '../cluster/config.js';
+import { type TestHookConfig, type TestHookFlags, parseTestHooks } from '../test-hooks/test-hooks.js';
 import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
-import { ENGINE_NAMES } from '../storage/engine-names.js';
+import { ENGINE_NAMES, type EngineChoices, checkEngineChoices } from '../storage/engine-names.js';
 import { type LeaderlessConfig, type LeaderlessFlags, parseLeaderlessConfig } from '../leaderless/config.js';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
 import { type SecurityConfig, type SecurityFlags, parseSecurityConfig } from './security-config.js';
@@ -23,15 +24,19 @@ export interface ServeConfig {
   readonly sync: SyncMode;
   readonly limits: EngineLimits;
   readonly logLevel: string;
+  /** Engine-specific flags (--wal-recovery, --btree-recovery), checked against the engine. */
+  readonly engineChoices: EngineChoices;
   /** Present with --node-id: this node is a Raft member (src/cluster/config.ts). */
   readonly cluster?: ClusterConfig;
   /** Present with --replication leaderless (a cluster member that is leaderless instead of Raft). */
   readonly leaderless?: LeaderlessConfig;
   /** Tokens, TLS, protected mode (security-config.ts). */
   readonly security: SecurityConfig;
+  /** TEST-ONLY hooks (src/test-hooks/), present only when a --test-* flag was given. */
+  readonly testHooks?: TestHookConfig;
 }
 
-export interface ServeFlags extends ClusterFlags, SecurityFlags, LeaderlessFlags {
+export interface ServeFlags extends ClusterFlags, SecurityFlags, TestHookFlags, LeaderlessFlags {
   port?: string;
   host?: string;
   engine?: string;
@@ -41,6 +46,8 @@ export interface ServeFlags extends ClusterFlags, SecurityFlags, LeaderlessFlags
   valueBytesMax?: string;
   batchOpsMax?: string;
   logLevel?: string;
+  walRecovery?: string;
+  btreeRecovery?: string;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -62,15 +69,27 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     valueBytesMax: integer('--value-bytes-max', flags.valueBytesMax ?? String(DEFAULT_LIMITS.valueBytesMax), 0, 512 * 1024 * 1024),
     batchOpsMax: integer('--batch-ops-max', flags.batchOpsMax ?? String(DEFAULT_LIMITS.batchOpsMax), 1, 1_000_000),
   };
+  // Typed by the check: it refuses any value outside the engine's modes.
+  const engineChoices = {
+    ...(flags.walRecovery !== undefined ? { walRecovery: flags.walRecovery } : {}),
+    ...(flags.btreeRecovery !== undefined ? { btreeRecovery: flags.btreeRecovery } : {}),
+  } as EngineChoices;
+  checkEngineChoices(engine, engineChoices);
   const cluster = parseClusterConfig(flags, host, port, flags.tlsCert !== undefined ? 'https' : 'http');
   const security = parseSecurityConfig(flags, host, cluster?.peerHost);
   if (cluster !== undefined) {
     if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
   }
+  const testHooks = parseTestHooks(flags, cluster !== undefined);
   const leaderless = parseLeaderlessConfig(flags, cluster?.initialCluster.size);
   if (leaderless !== undefined && cluster !== undefined && cluster.splitKeys.length > 0) {
     throw invalid('--split-keys shards a Raft cluster; --replication leaderless places keys on a consistent-hash ring instead');
   }
-  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, security, ...(cluster !== undefined ? { cluster } : {}), ...(leaderless !== undefined ? { leaderless } : {}) };
+  return {
+    port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, engineChoices, security,
+    ...(cluster !== undefined ? { cluster } : {}),
+    ...(testHooks !== undefined ? { testHooks } : {}),
+    ...(leaderless !== undefined ? { leaderless } : {}),
+  };
 }

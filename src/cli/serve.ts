@@ -21,6 +21,8 @@ import { holdsSingleNodeStore, openMember } from '../cluster/open-member.js';
 import { ImpulseError } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
 import { openLocalKvService } from '../service/open-local.js';
+import type { EngineChoices } from '../storage/engine-names.js';
+import { openTestHooks } from '../test-hooks/test-hooks.js';
 import { NodeVfs } from '../vfs/node-vfs.js';
 import { VERSION } from '../version.js';
 import type { ServeConfig } from './config.js';
@@ -112,7 +114,7 @@ async function openSingleNode(config: ServeConfig, logger: Logger, secured: Secu
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} belongs to node ${identity.nodeId} of cluster ${identity.clusterId}; start it with --node-id ${identity.nodeId} and its cluster flags, or use another --data-dir`);
   }
   const dataDir = join(config.dataDir, config.engine);
-  const service = await openLocalKvService({ engine: config.engine, dataDir, sync: config.sync, limits: config.limits });
+  const service = await openLocalKvService({ engine: config.engine, dataDir, sync: config.sync, limits: config.limits, engineChoices: engineChoices(config, logger) });
   return { service, server: new ImpulseServer({ service, logger, version: VERSION, statusExtra: { dataDir }, ...secured }), logFields: { dataDir } };
 }
 
@@ -127,7 +129,16 @@ async function openClusterMember(config: ServeConfig, logger: Logger, secured: S
   if (await new NodeVfs().exists(join(config.dataDir, 'leaderless'))) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a leaderless member's data; start it with --replication leaderless, or use another --data-dir`);
   }
-  const member = await openMember({ cluster, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger, ...(peerTls !== undefined ? { socketFactory: peerTls } : {}) });
+  const member = await openMember({
+    cluster,
+    engine: config.engine,
+    engineChoices: engineChoices(config, logger),
+    dataDir: config.dataDir,
+    limits: config.limits,
+    logger,
+    ...(peerTls !== undefined ? { socketFactory: peerTls } : {}),
+    ...(await openTestHooks(config.testHooks, new NodeVfs(), cluster.nodeId, logger, peerTls)),
+  });
   const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, metrics: [member.latency.histogram], ...secured });
   return {
     service: member.service,
@@ -149,4 +160,9 @@ async function openLeaderless(config: ServeConfig, logger: Logger, secured: Secu
     logFields: { dataDir: config.dataDir, nodeId: cluster.nodeId, clusterId: cluster.clusterId, replication: 'leaderless', peer: `${member.peerAddress.host}:${member.peerAddress.port}` },
     ...(peerTls !== undefined ? { peerTls } : {}),
   };
+}
+
+/** The engine's flags with serve's logger (engines that log use it; the others ignore it). */
+function engineChoices(config: ServeConfig, logger: Logger): EngineChoices {
+  return { ...config.engineChoices, log: logger.child({ component: 'engine' }) };
 }

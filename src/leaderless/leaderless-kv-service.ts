@@ -25,7 +25,7 @@ import type { ContentDigest } from '../kv/digest.js';
 import type { StoredValue } from '../kv/record.js';
 import type { KvItem } from '../kv/state-machine.js';
 import type { RangeOptions } from '../storage/engine.js';
-import type { CausalKv, CausalRead, KvService, ServiceHealth, ServiceStatus, WriteOutcome } from '../service/kv-service.js';
+import { type CausalKv, type CausalRead, type KvService, type ServiceHealth, type ServiceStatus, type WriteOutcome, storageStatus } from '../service/kv-service.js';
 import { decodeContext, encodeContext } from './codec.js';
 import { parseQuorum } from './config.js';
 import { EMPTY_CONTEXT, contextOf, liveValues } from './dvv.js';
@@ -114,6 +114,7 @@ export class LeaderlessKvService implements KvService, CausalKv {
       diskBytes: stats.diskBytes ?? null,
       sessions: 0,
       limits: this.limits,
+      storage: storageStatus(node.store.storageEngine),
       figures: { ...stats.figures, ...node.figures() },
       replication: {
         mode: 'leaderless',

@@ -30,7 +30,7 @@ class AckRecord {
 }
 
 async function open(vfs: MemVfs, sync: 'fsync' | 'none' = 'fsync'): Promise<{ engine: LsmEngine; store: EngineReplicaStore }> {
-  const engine = new LsmEngine({ dataDir: 'db', vfs, sync, random: new SeededRandom(1), limits: EngineReplicaStore.engineLimits(LIMITS) });
+  const engine = new LsmEngine({ dataDir: 'db', vfs, sync, limits: EngineReplicaStore.engineLimits(LIMITS) });
   await engine.open();
   return { engine, store: await EngineReplicaStore.open(engine, LIMITS, 'db') };
 }

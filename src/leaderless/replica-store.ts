@@ -143,6 +143,11 @@ export class EngineReplicaStore {
     return this.engine.stats();
   }
 
+  /** The engine itself, for its health and recovery report in /status (read-only use). */
+  get storageEngine(): Engine {
+    return this.engine;
+  }
+
   /** The largest encoded set this store accepts (see setBytesMax). */
   get setBytesMax(): number {
     return setBytesMax(this.limits);
