@@ -82,6 +82,13 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_TRANSPORT_SNAPSHOT_BUSY: { summary: 'A snapshot stream to this peer is already in progress (one per peer and direction).' },
   IMPULSE_ERR_RPC_TIMEOUT: { summary: 'The peer did not answer the call in time.' },
   IMPULSE_ERR_RPC_OVERLOADED: { summary: 'Too many calls are in flight (to this peer or overall); retry later.' },
+  // Leaderless replication
+  IMPULSE_ERR_QUORUM_UNAVAILABLE: { summary: 'Fewer replicas than the quorum answered within the request time (details: needed, answered); a write may still have reached some replicas.' },
+  IMPULSE_ERR_QUORUM_INVALID: { summary: 'An r or w parameter is not a number from 1 to N, "one", "quorum" or "all".' },
+  IMPULSE_ERR_CONTEXT_INVALID: { summary: 'The Impulse-Context header is not a causal context this cluster issued.' },
+  IMPULSE_ERR_SIBLINGS_TOO_MANY: { summary: 'The key already holds the most siblings allowed; read it and write with its context to resolve them.' },
+  IMPULSE_ERR_LEADERLESS_UNSUPPORTED: { summary: 'Leaderless mode does not offer this (multi-key batches, conditions, membership changes).' },
+  IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID: { summary: 'A leaderless message from a peer failed validation and was dropped.' },
   // Configuration and client
   IMPULSE_ERR_CONFIG_INVALID: { summary: 'A configuration value is invalid.' },
   // Dashboard and relays between members (src/api/member-proxy.ts)

@@ -1,19 +1,34 @@
 /**
- * Running `wrk` and reading its summary, for the HTTP benchmarks.
+ * Running `wrk` from a benchmark script and reading its summary: requests per
+ * second, average and p99 latency, and errors (non-2xx/3xx answers plus
+ * socket timeouts).
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 
 export interface WrkResult {
   readonly requestsPerSecond: number;
   readonly latencyAvgMs: number;
   readonly latencyP99Ms: number;
-  /** Non-2xx/3xx answers plus socket timeouts. */
   readonly errors: number;
 }
 
-/** `wrk -t1 -c<connections> -d<seconds>s --latency -s <script> <url>`; throws when the output cannot be read. */
-export function runWrk(url: string, script: string, connections: number, durationSeconds: number): WrkResult {
-  const output = execFileSync('wrk', ['-t1', `-c${connections}`, `-d${durationSeconds}s`, '--latency', '-s', script, url], { encoding: 'utf8' });
+/** One wrk run of `script` against `url` (one thread, `connections` connections, `durationSeconds`). */
+export function runWrk(url: string, script: string, connections: number, durationSeconds: number, extraArgs: readonly string[] = []): WrkResult {
+  return parseWrk(execFileSync('wrk', wrkArgs(url, script, connections, durationSeconds, extraArgs), { encoding: 'utf8' }));
+}
+
+/** `runWrk` without blocking the event loop (timers of the caller keep firing while wrk runs). */
+export async function runWrkAsync(url: string, script: string, connections: number, durationSeconds: number, extraArgs: readonly string[] = []): Promise<WrkResult> {
+  const { stdout } = await promisify(execFile)('wrk', wrkArgs(url, script, connections, durationSeconds, extraArgs), { encoding: 'utf8' });
+  return parseWrk(stdout);
+}
+
+function wrkArgs(url: string, script: string, connections: number, durationSeconds: number, extraArgs: readonly string[]): string[] {
+  return ['-t1', `-c${connections}`, `-d${durationSeconds}s`, '--latency', ...extraArgs, '-s', script, url];
+}
+
+function parseWrk(output: string): WrkResult {
   const requestsPerSecond = Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1]);
   const latencyAvgMs = toMs(/Latency\s+([\d.]+\w+)/.exec(output)?.[1]);
   const latencyP99Ms = toMs(/99%\s+([\d.]+\w+)/.exec(output)?.[1]);

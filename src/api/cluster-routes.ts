@@ -11,12 +11,13 @@
  *   DELETE /cluster/members/{id}            remove a member
  *   POST   /cluster/leader                  {"id"}: transfer leadership
  *   GET    /shards                          the shard map and this member's view of each shard
+ *   POST   /cluster/repair                  leaderless: anti-entropy with every other member now (a RepairReport)
  *
  * Every answer is the cluster view (src/protocol/cluster-view.ts) after the
  * operation applied.
  */
 import { ImpulseError } from '../errors.js';
-import type { AddMemberRequest, ClusterView } from '../protocol/cluster-view.js';
+import type { AddMemberRequest, ClusterView, RepairReport } from '../protocol/cluster-view.js';
 import type { ShardsView } from '../protocol/shard-view.js';
 import type { RouteLabel } from './metrics.js';
 
@@ -28,6 +29,8 @@ export interface ClusterRoutesTarget {
   removeMember(id: unknown): Promise<ClusterView>;
   transferLeader(id: unknown): Promise<ClusterView>;
   shards(): Promise<ShardsView>;
+  /** Leaderless members only: an anti-entropy pass with every other member. */
+  repair?(): Promise<RepairReport>;
 }
 
 /** Largest JSON body of a cluster route. */
@@ -47,6 +50,7 @@ export function matchClusterRoute(path: string): ClusterRoute | undefined {
   if (path === '/shards') return { label: '/shards', method: 'GET' };
   if (path === '/cluster/members') return { label: '/cluster/members', method: 'POST' };
   if (path === '/cluster/leader') return { label: '/cluster/leader', method: 'POST' };
+  if (path === '/cluster/repair') return { label: '/cluster/repair', method: 'POST' };
   const promote = /^\/cluster\/members\/([^/]{1,32})\/promote$/.exec(path);
   if (promote !== null) return { label: '/cluster/members/{id}/promote', method: 'POST', id: promote[1]! };
   const member = /^\/cluster\/members\/([^/]{1,32})$/.exec(path);
@@ -55,7 +59,7 @@ export function matchClusterRoute(path: string): ClusterRoute | undefined {
 }
 
 /** Runs `route` (its method already checked) against `target`; `body()` reads the request body. */
-export async function serveClusterRoute(route: ClusterRoute, target: ClusterRoutesTarget | undefined, body: () => Promise<Buffer>): Promise<ClusterView | ShardsView> {
+export async function serveClusterRoute(route: ClusterRoute, target: ClusterRoutesTarget | undefined, body: () => Promise<Buffer>): Promise<ClusterView | ShardsView | RepairReport> {
   if (target === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'this node is not a cluster member (it was started without --node-id)');
   switch (route.label) {
     case '/cluster':
@@ -68,6 +72,9 @@ export async function serveClusterRoute(route: ClusterRoute, target: ClusterRout
       return target.transferLeader(jsonObject(await body())['id']);
     case '/cluster/members/{id}/promote':
       return target.promoteMember(route.id);
+    case '/cluster/repair':
+      if (target.repair === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'repair is an anti-entropy pass of leaderless mode; a Raft member keeps its replicas equal through its log');
+      return target.repair();
     default:
       return target.removeMember(route.id);
   }

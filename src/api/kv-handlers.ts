@@ -98,7 +98,14 @@ export async function rangePage(service: KvService, query: RangeQuery): Promise<
   const entries = await service.range(query.options, { consistency: query.consistency });
   const hasMore = entries.length > query.pageLimit;
   const page = hasMore ? entries.slice(0, query.pageLimit) : entries;
-  const items = page.map((entry) => Object.assign(encodeItem(entry.key, entry.value, query.encoding), { revision: entry.revision }));
+  const items = page.map((entry) =>
+    Object.assign(
+      encodeItem(entry.key, entry.value, query.encoding),
+      { revision: entry.revision },
+      // Leaderless: every sibling of the key, each encoded like the item's value.
+      entry.siblings !== undefined ? { siblings: entry.siblings.map((value) => encodeItem(entry.key, value, query.encoding).value) } : {},
+    ),
+  );
   const next = hasMore ? encodeCursor(page[page.length - 1]!.key) : null;
   return JSON.stringify({ items, next });
 }

@@ -31,6 +31,7 @@ export type RouteLabel =
   | '/ui/{asset}'
   | '/ui/api/chaos'
   | '/ui/chaos/{run}/{file}'
+  | '/cluster/repair'
   | 'unmatched';
 
 /** Latency histogram bucket upper bounds, seconds. */
@@ -53,7 +54,8 @@ const ROUTE_INDEX: Readonly<Record<RouteLabel, number>> = {
   '/ui/{asset}': 14,
   '/ui/api/chaos': 15,
   '/ui/chaos/{run}/{file}': 16,
-  unmatched: 17,
+  '/cluster/repair': 17,
+  unmatched: 18,
 };
 /** The routes that carry user requests: what "requests per second" and "p99" mean on the dashboard (never its own polling). */
 const KV_ROUTES: ReadonlySet<RouteLabel> = new Set<RouteLabel>(['/kv/{key}', '/kv', '/kv/batch']);

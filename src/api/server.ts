@@ -34,6 +34,7 @@ import type { KvCommand } from '../kv/command.js';
 import type { KvService } from '../service/kv-service.js';
 import { percentDecode } from '../protocol/codec.js';
 import { type BodyLimit, readBody, settleUnreadBody } from './body.js';
+import { CONTEXT_HEADER, causalWriteContext, quorumParameter, siblingsBody } from './causal-handlers.js';
 import { parseBatch, parseRangeQuery, rangePage } from './kv-handlers.js';
 import { type DashboardRoute, DashboardRoutes, dashboardMethods, matchDashboardRoute } from './dashboard-routes.js';
 import { type MemberProxyOptions, type MemberRoute, type MemberView, MemberProxy, type RelayedAnswer, matchMemberRoute } from './member-proxy.js';
@@ -242,6 +243,11 @@ export class ImpulseServer {
         }
         route = '/kv/{key}';
         const key = percentDecode(path.slice(4), false, 'IMPULSE_ERR_KEY_ENCODING');
+        if (this.service.causal !== undefined && ['GET', 'HEAD', 'PUT', 'DELETE'].includes(method)) {
+          this.authorizeKey(req, method === 'GET' || method === 'HEAD' ? 'read' : 'write', key);
+          this.track(this.causalKey(key, query, method, req, res, started), res, route, method, started);
+          return;
+        }
         switch (method) {
           case 'GET':
           case 'HEAD': {
@@ -373,6 +379,25 @@ export class ImpulseServer {
     const condition = conditionOf(req.headers, 'DELETE');
     const session = sessionOf(req.headers);
     await this.write({ ops: [{ type: 'del', key, ...(condition ? { condition } : {}) }], ...(session ? { session } : {}) }, res, '/kv/{key}', 'DELETE', started);
+  }
+
+  /** A key request on a service with causal versions (leaderless): causal-handlers.ts. */
+  private async causalKey(key: Buffer, query: string, method: string, req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {
+    const causal = this.service.causal!;
+    if (method === 'GET' || method === 'HEAD') {
+      const r = quorumParameter(query, 'r');
+      const read = await causal.getCausal(key, r === undefined ? {} : { r });
+      res.setHeader(CONTEXT_HEADER, read.context);
+      if (read.values.length === 0) return this.send(res, 404, JSON_TYPE, KEY_NOT_FOUND_BODY, '/kv/{key}', method, started);
+      if (read.values.length === 1) return this.send(res, 200, OCTET_TYPE, read.values[0], '/kv/{key}', method, started);
+      return this.send(res, 300, JSON_TYPE, siblingsBody(read.values), '/kv/{key}', method, started);
+    }
+    const w = quorumParameter(query, 'w');
+    const context = causalWriteContext(req.headers);
+    const value = method === 'PUT' ? await readBody(req, res, this.valueBody) : null;
+    const written = await causal.putCausal(key, value, { ...(context !== undefined ? { context } : {}), ...(w !== undefined ? { w } : {}) });
+    res.setHeader(CONTEXT_HEADER, written.context);
+    this.send(res, 204, undefined, undefined, '/kv/{key}', method, started);
   }
 
   private async batch(req: IncomingMessage, res: ServerResponse, started: number, principal: Principal | undefined): Promise<void> {

@@ -29,7 +29,8 @@ export function registerClientCommands(program: Command, context: ClientContext)
   registerMemberCommands(program, context);
 }
 
-async function withClient<T>(context: ClientContext, work: (c: ImpulseClient) => Promise<T>): Promise<T> {
+/** Runs `work` with a client for the program's endpoint, closed afterwards. */
+export async function withClient<T>(context: ClientContext, work: (c: ImpulseClient) => Promise<T>): Promise<T> {
   const c = context.client();
   try {
     return await work(c);
@@ -333,7 +334,7 @@ async function readStdin(): Promise<Buffer> {
 }
 
 /** A value piped on stdin; an empty one is refused unless allowed (an empty pipe is usually a mistake upstream). */
-async function readStdinValue(allowEmpty: boolean): Promise<Buffer> {
+export async function readStdinValue(allowEmpty: boolean): Promise<Buffer> {
   const value = await readStdin();
   if (value.length === 0 && !allowEmpty) throw new UsageError('stdin was empty: give a value, or --allow-empty to store an empty value');
   return value;

@@ -38,6 +38,8 @@ export interface ClusterLaunchFlags {
   chaosResults?: string;
   /** Extra flags passed to every `impulse serve` (space-separated). */
   serveArgs?: string;
+  /** raft (default) or leaderless: passed to every member. */
+  replication?: string;
   /** Directory of `impulse certs`: HTTPS and mutual TLS between members. */
   certs?: string;
 }
@@ -69,6 +71,8 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
     throw configInvalid('client and peer port ranges overlap; choose --port and --peer-port further apart');
   }
   const initialCluster = ids.map((id) => `${id}=${host}:${basePeerPort + id - 1}`).join(',');
+  const leaderless = flags.replication === 'leaderless';
+  if (flags.replication !== undefined && !leaderless && flags.replication !== 'raft') throw configInvalid('--replication must be raft or leaderless');
   const certs = flags.certs === undefined ? undefined : resolve(flags.certs);
   const ca = certs === undefined ? undefined : readCa(certs);
   const scheme = certs === undefined ? 'http' : 'https';
@@ -87,6 +91,7 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
       ...(flags.sync !== undefined ? ['--sync', flags.sync] : []),
       '--log-level', flags.logLevel ?? 'warn',
       ...(flags.chaosResults !== undefined ? ['--chaos-results', resolve(flags.chaosResults)] : []),
+      ...(leaderless ? ['--replication', 'leaderless'] : []),
       ...(certs !== undefined ? ['--tls-cert', join(certs, `node-${id}.crt`), '--tls-key', join(certs, `node-${id}.key`), '--peer-tls-ca', join(certs, 'ca.crt')] : []),
       ...(flags.serveArgs !== undefined && flags.serveArgs.trim().length > 0 ? flags.serveArgs.trim().split(/\s+/) : []),
     ];
@@ -129,9 +134,9 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
   process.on('SIGTERM', () => void stopAll('SIGTERM'));
 
   for (const member of members) start(member);
-  await waitForCluster(members, clientSecurity);
+  await waitForCluster(members, clientSecurity, leaderless);
   if (stopping) return;
-  await printCluster(members, clientSecurity, certs);
+  await printCluster(members, clientSecurity, certs, leaderless);
 }
 
 function readCa(certs: string): Buffer {
@@ -161,14 +166,15 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-/** Waits until every member answers /health and one of them names a leader. */
-async function waitForCluster(members: readonly Member[], security: ClientSecurity): Promise<void> {
+/** Waits until every member answers /health and (under Raft) one of them names a leader. */
+async function waitForCluster(members: readonly Member[], security: ClientSecurity, leaderless: boolean): Promise<void> {
   const deadline = performance.now() + START_TIMEOUT_MS;
   const clients = members.map((member) => new ImpulseClient({ endpoint: member.clientUrl, timeoutMs: 1000, ...security }));
   try {
     for (;;) {
       const healthy = await Promise.all(clients.map((client) => client.health().catch(() => false)));
       if (healthy.every(Boolean)) {
+        if (leaderless) return;
         const leaders = await Promise.all(clients.map((client) => client.cluster().then((view) => view.leader, () => null)));
         if (leaders.some((leader) => leader !== null)) return;
       }
@@ -183,7 +189,7 @@ async function waitForCluster(members: readonly Member[], security: ClientSecuri
   }
 }
 
-async function printCluster(members: readonly Member[], security: ClientSecurity, certs: string | undefined): Promise<void> {
+async function printCluster(members: readonly Member[], security: ClientSecurity, certs: string | undefined, leaderless: boolean): Promise<void> {
   const client = new ImpulseClient({ endpoint: members[0]!.clientUrl, timeoutMs: 2000, ...security });
   try {
     const view = await client.cluster().catch(() => undefined);
@@ -192,7 +198,7 @@ async function printCluster(members: readonly Member[], security: ClientSecurity
       const info = view?.members.find((candidate) => candidate.id === member.id);
       lines.push(`  node ${member.id}  ${member.clientUrl}  peer ${info?.peerUrl ?? '?'}  ${info?.role ?? 'unknown'}`);
     }
-    lines.push(`  leader: ${view?.leader !== null && view?.leader !== undefined ? `node ${view.leader}` : 'none yet'}`);
+    lines.push(leaderless ? '  leaderless: every member serves reads and writes' : `  leader: ${view?.leader !== null && view?.leader !== undefined ? `node ${view.leader}` : 'none yet'}`);
     lines.push(`  dashboard: ${members[0]!.clientUrl}/ui`);
     const caFlag = certs !== undefined ? ` --ca ${join(certs, 'ca.crt')}` : '';
     lines.push(`  try: npx impulse --endpoint ${members[0]!.clientUrl}${caFlag} put greeting hello   (Ctrl-C stops the cluster)`);

@@ -7,6 +7,7 @@ import { type ClusterConfig, type ClusterFlags, parseClusterConfig } from '../cl
 import { type TestHookConfig, type TestHookFlags, parseTestHooks } from '../test-hooks/test-hooks.js';
 import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
 import { ENGINE_NAMES, type EngineChoices, checkEngineChoices } from '../storage/engine-names.js';
+import { type LeaderlessConfig, type LeaderlessFlags, parseLeaderlessConfig } from '../leaderless/config.js';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
 import { type SecurityConfig, type SecurityFlags, parseSecurityConfig } from './security-config.js';
 
@@ -29,13 +30,15 @@ export interface ServeConfig {
   readonly cluster?: ClusterConfig;
   /** --chaos-results: a directory of chaos runs the dashboard lists (absolute). */
   readonly chaosResultsDir?: string;
+  /** Present with --replication leaderless (a cluster member that is leaderless instead of Raft). */
+  readonly leaderless?: LeaderlessConfig;
   /** Tokens, TLS, protected mode (security-config.ts). */
   readonly security: SecurityConfig;
   /** TEST-ONLY hooks (src/test-hooks/), present only when a --test-* flag was given. */
   readonly testHooks?: TestHookConfig;
 }
 
-export interface ServeFlags extends ClusterFlags, SecurityFlags, TestHookFlags {
+export interface ServeFlags extends ClusterFlags, SecurityFlags, TestHookFlags, LeaderlessFlags {
   port?: string;
   host?: string;
   engine?: string;
@@ -83,10 +86,15 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
   }
   if (flags.chaosResults !== undefined && flags.chaosResults.length === 0) throw invalid('--chaos-results must name a directory');
   const testHooks = parseTestHooks(flags, cluster !== undefined);
+  const leaderless = parseLeaderlessConfig(flags, cluster?.initialCluster.size);
+  if (leaderless !== undefined && cluster !== undefined && cluster.splitKeys.length > 0) {
+    throw invalid('--split-keys shards a Raft cluster; --replication leaderless places keys on a consistent-hash ring instead');
+  }
   return {
     port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, engineChoices, security,
     ...(cluster !== undefined ? { cluster } : {}),
     ...(testHooks !== undefined ? { testHooks } : {}),
     ...(flags.chaosResults !== undefined ? { chaosResultsDir: resolve(flags.chaosResults) } : {}),
+    ...(leaderless !== undefined ? { leaderless } : {}),
   };
 }

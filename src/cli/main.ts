@@ -14,7 +14,8 @@ import { isImpulseError } from '../errors.js';
 import { ENGINE_CHOICE_FLAGS, ENGINE_NAMES } from '../storage/engine-names.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_PEER_PORT, DEFAULT_RAFT_TIMING_CONFIG } from '../cluster/config.js';
-import { registerClientCommands } from './client-commands.js';
+import { type ClientContext, registerClientCommands } from './client-commands.js';
+import { registerLeaderlessCommands } from './leaderless-commands.js';
 import type { ClusterLaunchFlags } from './cluster-launcher.js';
 import { completionScript } from './completion.js';
 import { DEFAULT_ENGINE, DEFAULT_HOST, DEFAULT_PORT, type ServeFlags, parseServeConfig } from './config.js';
@@ -76,6 +77,12 @@ const serveCommand = program
   .option('--snapshot-entries <n>', `compact the Raft log every n applied entries (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotEntries})`)
   .option('--split-keys <keys>', 'start a NEW cluster sharded: its key space cut at these comma-separated keys, one Raft group per shard (docs/sharding.md)')
   .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`)
+  .option('--replication <mode>', 'raft (default) or leaderless (Dynamo-style: docs/leaderless.md)')
+  .option('--replicas <n>', 'leaderless: owners per key (default 3, at most the member count)')
+  .option('--read-quorum <r>', 'leaderless: replicas a read waits for: a number, one, quorum (default) or all')
+  .option('--write-quorum <w>', 'leaderless: replicas a write waits for: a number, one, quorum (default) or all')
+  .option('--sloppy-quorum <bool>', 'leaderless: stand-ins hold hints for owners that are down (default true)')
+  .option('--conflicts <mode>', 'leaderless: siblings (dotted version vectors, default) or lww (last writer wins)')
   // TEST-ONLY hooks for the chaos tester (src/test-hooks/, docs/chaos.md); hidden from --help.
   .addOption(new Option('--test-dial-via <map>', 'TEST-ONLY: dial peers through these addresses (target=via,...)').hideHelp())
   .addOption(new Option('--test-control', 'TEST-ONLY: clock and disk faults commanded on stdin').hideHelp())
@@ -100,6 +107,7 @@ program
   .option('--restart', 'start a member again when it dies unexpectedly')
   .option('--chaos-results <dir>', 'a directory of chaos runs that the members\' dashboards (/ui) list')
   .option('--serve-args <args>', 'extra flags for every `impulse serve`, space-separated')
+  .option('--replication <mode>', 'raft (default) or leaderless')
   .option('--certs <dir>', 'serve HTTPS and mutual TLS between members with the files of `impulse certs --out <dir>`')
   .action(async (flags: ClusterLaunchFlags) => {
     const { launchCluster } = await import('./cluster-launcher.js');
@@ -143,7 +151,7 @@ program.hook('preAction', (_program, command) => {
   outputFormat(program.opts<{ output: string }>().output, false);
 });
 
-registerClientCommands(program, {
+const clientContext: ClientContext = {
   client(): ImpulseClient {
     const options = program.opts<{ endpoint: string; timeout: string } & ClientSecurityFlags>();
     const timeoutMs = Number(options.timeout);
@@ -151,7 +159,9 @@ registerClientCommands(program, {
     return new ImpulseClient({ endpoint: options.endpoint, timeoutMs, ...clientSecurityOptions(options) });
   },
   format: (json) => outputFormat(program.opts<{ output: string }>().output, json),
-});
+};
+registerClientCommands(program, clientContext);
+registerLeaderlessCommands(program, clientContext);
 
 program
   .command('completion')

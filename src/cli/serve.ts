@@ -16,6 +16,7 @@ import { type Logger, pino } from 'pino';
 import type { Authorizer } from '../api/auth.js';
 import { ImpulseServer, type TlsMaterial } from '../api/server.js';
 import { readIdentity } from '../cluster/identity.js';
+import { openLeaderlessMember } from '../cluster/open-leaderless-member.js';
 import { holdsSingleNodeStore, openMember } from '../cluster/open-member.js';
 import { ImpulseError } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
@@ -124,6 +125,10 @@ async function openClusterMember(config: ServeConfig, logger: Logger, secured: S
   }
   const peerFiles = config.security.peerTls;
   const peerTls = peerFiles === undefined ? undefined : new TlsSocketFactory({ material: await readPeerTlsMaterial(peerFiles), logger: logger.child({ component: 'peer-tls' }) });
+  if (config.leaderless !== undefined) return openLeaderless(config, logger, secured, peerTls);
+  if (await new NodeVfs().exists(join(config.dataDir, 'leaderless'))) {
+    throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a leaderless member's data; start it with --replication leaderless, or use another --data-dir`);
+  }
   const member = await openMember({
     cluster,
     engine: config.engine,
@@ -147,6 +152,18 @@ async function openClusterMember(config: ServeConfig, logger: Logger, secured: S
 
 function dashboardOptions(config: ServeConfig): { chaosResultsDir?: string } {
   return config.chaosResultsDir !== undefined ? { chaosResultsDir: config.chaosResultsDir } : {};
+}
+
+async function openLeaderless(config: ServeConfig, logger: Logger, secured: Secured, peerTls: TlsSocketFactory | undefined): Promise<Opened> {
+  const cluster = config.cluster!;
+  const member = await openLeaderlessMember({ cluster, leaderless: config.leaderless!, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger, ...(peerTls !== undefined ? { socketFactory: peerTls } : {}) });
+  const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, ...secured, ...dashboardOptions(config) });
+  return {
+    service: member.service,
+    server,
+    logFields: { dataDir: config.dataDir, nodeId: cluster.nodeId, clusterId: cluster.clusterId, replication: 'leaderless', peer: `${member.peerAddress.host}:${member.peerAddress.port}` },
+    ...(peerTls !== undefined ? { peerTls } : {}),
+  };
 }
 
 /** The engine's flags with serve's logger (engines that log use it; the others ignore it). */

@@ -26,7 +26,7 @@ import { randomBytes } from 'node:crypto';
 import { Agent, type OutgoingHttpHeaders, request } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { ERROR_CATALOG, type ErrorCode, type ErrorDetails, ImpulseError } from '../errors.js';
-import type { AddMemberRequest, ClusterView } from '../protocol/cluster-view.js';
+import type { AddMemberRequest, ClusterView, RepairReport } from '../protocol/cluster-view.js';
 import type { ShardsView } from '../protocol/shard-view.js';
 import { percentEncode } from '../protocol/codec.js';
 
@@ -103,6 +103,21 @@ interface Response {
   readonly body: Buffer;
   readonly contentType: string | undefined;
   readonly etag: string | undefined;
+  /** The Impulse-Context header (leaderless mode). */
+  readonly context: string | undefined;
+}
+
+/** A read in leaderless mode: every sibling value (none when the key is absent or deleted) and the causal context to write back. */
+export interface Versions {
+  readonly values: Buffer[];
+  readonly context: string;
+}
+
+/** Options of a leaderless write: the context of the read it supersedes (absent: a blind write), and W. */
+export interface VersionedWriteOptions {
+  readonly context?: string;
+  /** A number, `one`, `quorum` or `all`; default the cluster's. */
+  readonly w?: string | number;
 }
 
 /**
@@ -230,6 +245,50 @@ export class ImpulseClient {
       }
       cursor = page.next ?? undefined;
     } while (cursor !== undefined);
+  }
+
+  /**
+   * Leaderless mode: every sibling of `key` and its causal context (`GET`
+   * answering 200, 300 with siblings, or 404), reading from `r` replicas.
+   */
+  async getVersions(key: Bytes, options: { readonly r?: string | number } = {}): Promise<Versions> {
+    const response = await this.call('GET', keyPath(key) + (options.r !== undefined ? `?r=${encodeURIComponent(String(options.r))}` : ''));
+    const context = response.context;
+    if (response.status === 404 && errorCode(response) === 'IMPULSE_ERR_KEY_NOT_FOUND' && context !== undefined) return { values: [], context };
+    if (response.status === 200 && context !== undefined) return { values: [response.body], context };
+    this.expect(response, 300);
+    const body = this.json(response) as { siblings?: { value?: unknown; encoding?: unknown }[] };
+    if (!Array.isArray(body.siblings) || context === undefined) throw new ImpulseError('IMPULSE_ERR_CLIENT_PROTOCOL', `${this.endpoint.origin} answered 300 without siblings or a context`);
+    const values = body.siblings.map((sibling) => {
+      if (typeof sibling.value !== 'string') throw new ImpulseError('IMPULSE_ERR_CLIENT_PROTOCOL', 'a sibling without a value');
+      return Buffer.from(sibling.value, sibling.encoding === 'base64' ? 'base64' : 'utf8');
+    });
+    return { values, context };
+  }
+
+  /** Leaderless mode: writes `value` superseding what `context` saw; resolves with the new context. */
+  putVersion(key: Bytes, value: Bytes, options: VersionedWriteOptions = {}): Promise<{ context: string }> {
+    return this.versionedWrite('PUT', key, toBytes(value), options);
+  }
+
+  /** Leaderless mode: deletes `key` (a tombstone) superseding what `context` saw. */
+  deleteVersion(key: Bytes, options: VersionedWriteOptions = {}): Promise<{ context: string }> {
+    return this.versionedWrite('DELETE', key, undefined, options);
+  }
+
+  /** Leaderless mode: an anti-entropy pass of the node at the endpoint with every other member (`POST /cluster/repair`). */
+  async repair(): Promise<RepairReport> {
+    const response = await this.call('POST', '/cluster/repair', Buffer.alloc(0));
+    this.expect(response, 200);
+    return this.json(response) as RepairReport;
+  }
+
+  private async versionedWrite(method: string, key: Bytes, body: Uint8Array | undefined, options: VersionedWriteOptions): Promise<{ context: string }> {
+    const query = options.w !== undefined ? `?w=${encodeURIComponent(String(options.w))}` : '';
+    const response = await this.call(method, keyPath(key) + query, body, options.context !== undefined ? { 'impulse-context': options.context } : {});
+    this.expect(response, 204);
+    if (response.context === undefined) throw new ImpulseError('IMPULSE_ERR_CLIENT_PROTOCOL', `${this.endpoint.origin} answered without an Impulse-Context (is it a leaderless member?)`);
+    return { context: response.context };
   }
 
   async status(): Promise<Record<string, unknown>> {
@@ -373,7 +432,13 @@ export class ImpulseClient {
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
           res.on('end', () =>
-            resolve({ status: res.statusCode ?? 0, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), contentType: res.headers['content-type'], etag: res.headers.etag }),
+            resolve({
+              status: res.statusCode ?? 0,
+              body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks),
+              contentType: res.headers['content-type'],
+              etag: res.headers.etag,
+              context: typeof res.headers['impulse-context'] === 'string' ? res.headers['impulse-context'] : undefined,
+            }),
           );
           res.on('error', (error) => reject(this.transportError(error)));
         },

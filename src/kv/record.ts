@@ -1,9 +1,11 @@
 /**
  * A stored value: a small header, then the user's bytes.
  *
- *   byte 0      record type: RECORD_VALUE (1) = one plain value. Other values
- *               are reserved (leaderless mode will add a record of siblings
- *               with causal contexts); an unknown type is corruption.
+ *   byte 0      record type: RECORD_VALUE (1) = one plain value;
+ *               RECORD_SIBLINGS (2) = leaderless mode's sibling set with its
+ *               dotted version vectors (src/leaderless/codec.ts; the rest of
+ *               this layout does not apply to it). Other values are reserved;
+ *               an unknown type is corruption.
  *   varint      the revision: the index of the write that stored this value
  *               (LEB128, 1..8 bytes for revisions up to 2^53 - 1)
  *   rest        the value
@@ -13,6 +15,8 @@
 import { ImpulseError } from '../errors.js';
 
 export const RECORD_VALUE = 0x01;
+/** A leaderless sibling set (src/leaderless/replica-store.ts); never read by the state machine. */
+export const RECORD_SIBLINGS = 0x02;
 /** Longest header: the type byte and an 8-byte varint (revisions are below 2^53). */
 export const RECORD_HEADER_BYTES_MAX = 9;
 

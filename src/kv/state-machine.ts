@@ -73,6 +73,8 @@ export interface AppliedState {
 
 export interface KvItem extends StoredValue {
   readonly key: Buffer;
+  /** Leaderless mode only, when the key has several siblings: every sibling value (`value` is the first). */
+  readonly siblings?: readonly Buffer[];
 }
 
 /** What an image says about itself: where it stands in the log, and the cluster runtime's metadata at that point. */

@@ -9,7 +9,13 @@
  * a follower, voters other than the leader show as `follower` whatever they
  * are doing; `unknown` when it cannot tell at all.
  */
-export type MemberRole = 'leader' | 'follower' | 'candidate' | 'learner' | 'unknown';
+export type MemberRole = 'leader' | 'follower' | 'candidate' | 'learner' | 'unknown' | LeaderlessLiveness;
+
+/**
+ * A leaderless member's role: what this node's failure detector says of it
+ * (heartbeats with suspicion, src/leaderless/failure-detector.ts).
+ */
+export type LeaderlessLiveness = 'up' | 'suspect' | 'down';
 
 export interface ClusterMemberView {
   readonly id: number;
@@ -51,4 +57,13 @@ export interface AddMemberRequest {
   readonly peerUrl: string;
   /** Its client URL (--advertise-client), if known; it publishes it itself once it runs. */
   readonly clientUrl?: string;
+}
+
+/** The answer of `POST /cluster/repair` (leaderless mode): one anti-entropy pass of the node that answered with every other member. */
+export interface RepairReport {
+  readonly nodeId: number;
+  readonly exchanges: readonly (
+    | { readonly peer: number; readonly leavesDiffering: number; readonly keysPulled: number; readonly keysPushed: number }
+    | { readonly peer: number; readonly error: string }
+  )[];
 }

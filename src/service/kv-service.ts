@@ -108,9 +108,32 @@ export function engineServiceHealth(engine: Engine): ServiceHealth {
   return { status: health.state, reason: `storage engine ${engine.name}: ${health.reason ?? health.state}`, engine: health };
 }
 
+/** A read under causal versions (leaderless mode): the live sibling values and the context that supersedes them. */
+export interface CausalRead {
+  /** Live values, one per sibling (tombstones left out); empty when the key is absent or deleted. */
+  readonly values: readonly Buffer[];
+  /** The opaque causal context (the `Impulse-Context` header); present even for an absent key. */
+  readonly context: string;
+}
+
+/**
+ * What a service with causal versions offers beyond `KvService` (leaderless
+ * mode, src/leaderless/): reads that return every sibling and a context, and
+ * writes that supersede exactly the versions their context saw. `r` and `w`
+ * are the client's strings (a number, `one`, `quorum`, `all`); absent means
+ * the cluster's default.
+ */
+export interface CausalKv {
+  getCausal(key: Buffer, options: { readonly r?: string }): Promise<CausalRead>;
+  /** Writes `value` (null: delete) with `context` (absent: a blind write, concurrent with everything). Resolves with the new context. */
+  putCausal(key: Buffer, value: Buffer | null, options: { readonly context?: string; readonly w?: string }): Promise<{ readonly context: string }>;
+}
+
 export interface KvService {
   /** The user-facing limits (keys, values, batches, range pages). */
   readonly limits: KvLimits;
+  /** Present on services with causal versions (leaderless): the API then serves keys through it. */
+  readonly causal?: CausalKv;
   /** The value and revision under `key`, or undefined when absent. */
   get(key: Uint8Array, options?: ReadOptions): Promise<StoredValue | undefined>;
   /** Entries of a range with their revisions; bounds and order as `Engine.range`, `limit` <= limits.rangeLimitMax. */

@@ -11,6 +11,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { freshSeed } from '../../src/util/random.js';
 import { MUTANT_NAMES, type RaftMutations } from '../../src/raft/types.js';
 import { FAULT_KINDS, runSimulation, type FaultKind, type SimOptions, type SimResult } from './simulator.js';
+import { runLeaderlessCli } from './leaderless/cli.js';
 
 const MUTATIONS: readonly string[] = MUTANT_NAMES;
 
@@ -29,6 +30,7 @@ interface CliOptions {
   quietMs?: number;
   mutation?: string;
   verbose?: boolean;
+  mode?: string;
 }
 
 function simOptions(seed: number, options: CliOptions, trace?: (line: string) => void): SimOptions {
@@ -158,8 +160,14 @@ const program = new Command()
   .option('--quiet-ms <ms>', 'virtual milliseconds after healing (default 1500)', integer)
   .option('--mutation <name>', `TEST-ONLY: run a deliberately broken core (${MUTATIONS.join(', ')})`)
   .option('--verbose', 'print the whole trace (with --seed)')
+  .option('--mode <mode>', 'raft (default) or leaderless (testkit/sim/leaderless/)')
   .action((options: CliOptions) => {
     if (options.seed !== undefined && options.seeds !== undefined) throw new InvalidArgumentError('give --seed or --seeds, not both');
+    if (options.mode === 'leaderless') {
+      void runLeaderlessCli(options, freshSeed).then((code) => (process.exitCode = code));
+      return;
+    }
+    if (options.mode !== undefined && options.mode !== 'raft') throw new InvalidArgumentError('--mode must be raft or leaderless');
     if (options.seeds !== undefined) process.exitCode = runMany(options.seeds, options);
     else process.exitCode = runOne(options.seed ?? freshSeed(), options);
   });

@@ -1,0 +1,151 @@
+/**
+ * Builds a leaderless member for `impulse serve --node-id N --initial-cluster
+ * ... --replication leaderless`: the same identity file and node runtime
+ * (`NodeHost`: one TCP transport and RPC endpoint) as a Raft member, with a
+ * `LeaderlessNode` on the RPC channel `leaderless` instead of Raft groups.
+ *
+ * Data directory:
+ *   <data-dir>/member.json               who it is (as for a Raft member)
+ *   <data-dir>/leaderless/<engine>/      the replica's engine home (LIVE, slots)
+ *
+ * Membership is static today: the members are the `--initial-cluster` of the
+ * first start (member.json keeps it); joining and leaving are not offered
+ * (docs/leaderless.md, "Not done yet").
+ */
+import type { Logger } from 'pino';
+import { ImpulseError } from '../errors.js';
+import { DirectoryEngineHome } from '../kv/engine-home.js';
+import type { KvLimits } from '../kv/command.js';
+import { LeaderlessKvService } from '../leaderless/leaderless-kv-service.js';
+import type { LeaderlessConfig } from '../leaderless/config.js';
+import { LeaderlessNode } from '../leaderless/node.js';
+import { EngineReplicaStore } from '../leaderless/replica-store.js';
+import type { AddMemberRequest, ClusterView, RepairReport } from '../protocol/cluster-view.js';
+import type { ShardsView } from '../protocol/shard-view.js';
+import { createEngine } from '../storage/registry.js';
+import type { HostPort, SocketFactory } from '../transport/socket-factory.js';
+import { SystemClock } from '../util/clock.js';
+import { SeededRandom, freshSeed } from '../util/random.js';
+import { NodeVfs } from '../vfs/node-vfs.js';
+import { joinPath } from '../vfs/vfs.js';
+import type { ClusterConfig } from './config.js';
+import { claimIdentity } from './identity.js';
+import { NodeHost } from './node-host.js';
+
+export interface LeaderlessMemberOptions {
+  readonly cluster: ClusterConfig;
+  readonly leaderless: LeaderlessConfig;
+  readonly engine: string;
+  readonly dataDir: string;
+  readonly limits: KvLimits;
+  readonly logger: Logger;
+  /** How peer connections are made (mutual TLS with --peer-tls-*); default plain TCP. */
+  readonly socketFactory?: SocketFactory;
+}
+
+export interface LeaderlessMember {
+  readonly service: LeaderlessKvService;
+  readonly admin: LeaderlessClusterAdmin;
+  readonly peerAddress: HostPort;
+}
+
+export async function openLeaderlessMember(options: LeaderlessMemberOptions): Promise<LeaderlessMember> {
+  const { cluster, logger } = options;
+  if (cluster.join) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', '--join is not offered with --replication leaderless yet: the membership is the --initial-cluster');
+  const vfs = new NodeVfs();
+  if (await vfs.exists(joinPath(options.dataDir, 'raft'))) {
+    throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${options.dataDir} holds a Raft member's data; a leaderless member needs a data directory of its own`);
+  }
+  const { identity } = await claimIdentity(vfs, options.dataDir, cluster);
+  const members = [...identity.initialCluster.keys()];
+  const clock = new SystemClock();
+  const host = new NodeHost({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, listenHost: cluster.peerHost, listenPort: cluster.peerPort, seeds: identity.initialCluster, tickMs: cluster.timing.tickMs, heartbeatTicks: cluster.timing.heartbeatTicks, electionTicks: cluster.timing.electionTicks, clock, random: new SeededRandom(freshSeed()), logger, ...(options.socketFactory !== undefined ? { socketFactory: options.socketFactory } : {}) });
+  const storeLimits = { keyBytesMax: options.limits.keyBytesMax, valueBytesMax: options.limits.valueBytesMax };
+  const home = new DirectoryEngineHome(vfs, joinPath(options.dataDir, 'leaderless', options.engine), (dir) =>
+    createEngine(options.engine, { dataDir: dir, sync: 'fsync', limits: { ...EngineReplicaStore.engineLimits(storeLimits), batchOpsMax: Number.MAX_SAFE_INTEGER, batchBytesMax: Number.MAX_SAFE_INTEGER } }),
+  );
+  const slot = await home.openLive();
+  try {
+    const peerAddress = await host.start();
+    const node = await LeaderlessNode.open({ nodeId: cluster.nodeId, members, engine: slot.engine, limits: storeLimits, rpc: host.rpc, clock, wallClockMs: () => Date.now(), logger, config: options.leaderless, where: home.description });
+    node.start();
+    const service = new LeaderlessKvService({
+      node,
+      limits: options.limits,
+      engineName: options.engine,
+      clusterId: cluster.clusterId,
+      logger,
+      shutdown: async () => {
+        node.stop();
+        await host.close();
+        await slot.engine.close();
+      },
+    });
+    logger.info({ nodeId: cluster.nodeId, members, replicas: options.leaderless.replicas, readQuorum: options.leaderless.readQuorum, writeQuorum: options.leaderless.writeQuorum }, 'leaderless member started');
+    return { service, admin: new LeaderlessClusterAdmin(node, cluster), peerAddress };
+  } catch (error) {
+    await host.close().catch(() => undefined);
+    await slot.engine.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** `/cluster` of a leaderless member: the members with what this node's failure detector says of them; `repair`; no membership operations yet. */
+export class LeaderlessClusterAdmin {
+  constructor(
+    private readonly node: LeaderlessNode,
+    private readonly cluster: ClusterConfig,
+  ) {}
+
+  view(): ClusterView {
+    const { detector } = this.node;
+    return {
+      clusterId: this.cluster.clusterId,
+      nodeId: this.cluster.nodeId,
+      state: 'running',
+      leader: null,
+      term: 0,
+      commitIndex: 0,
+      appliedIndex: 0,
+      members: this.node.options.members.map((id) => ({
+        id,
+        clientUrl: id === this.cluster.nodeId ? this.cluster.advertiseClient : null,
+        peerUrl: this.cluster.initialCluster.get(id) ?? null,
+        role: detector.liveness(id),
+        matchIndex: null,
+        lag: null,
+        lastContactMs: Math.round(detector.silentMs(id)),
+      })),
+    };
+  }
+
+  addMember(_request: AddMemberRequest): Promise<ClusterView> {
+    return Promise.reject(unsupported());
+  }
+
+  promoteMember(): Promise<ClusterView> {
+    return Promise.reject(unsupported());
+  }
+
+  removeMember(): Promise<ClusterView> {
+    return Promise.reject(unsupported());
+  }
+
+  transferLeader(): Promise<ClusterView> {
+    return Promise.reject(unsupported());
+  }
+
+  /** Leaderless mode places keys on a ring, not in shards: `/shards` is not offered. */
+  shards(): Promise<ShardsView> {
+    return Promise.reject(new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'a leaderless cluster has no shards: keys are placed on a consistent-hash ring (see /cluster and docs/leaderless.md)'));
+  }
+
+  /** `impulse repair`: anti-entropy with every other member, until each exchange finds nothing more. */
+  async repair(): Promise<RepairReport> {
+    return { nodeId: this.cluster.nodeId, exchanges: await this.node.antiEntropy.repairAll() };
+  }
+}
+
+function unsupported(): ImpulseError {
+  return new ImpulseError('IMPULSE_ERR_LEADERLESS_UNSUPPORTED', 'membership changes are not offered in leaderless mode yet; the members are the --initial-cluster');
+}

@@ -1,0 +1,244 @@
+/**
+ * Active anti-entropy (Dynamo §4.7, Riak AAE, Cassandra repair): two replicas
+ * compare hash trees of the keys they both own and exchange only the keys
+ * that differ.
+ *
+ * The tree: the keys this node and a peer both own (the peer is in the key's
+ * preference list and so is this node) fall into `leafCount` leaves by their
+ * ring position; a leaf's hash is SHA-256 over its (key, SHA-256 of the
+ * canonical sibling set) pairs in key order; the root is the hash of the
+ * leaves. Leaves follow the ring, so a leaf is a slice of ring segments and
+ * a differing leaf names a key range to repair.
+ *
+ * An exchange with a peer (`exchange`), started by this node:
+ *   1. ask the peer for its leaf hashes (one message, 32 bytes per leaf);
+ *      equal roots end the exchange;
+ *   2. for up to `leavesPerRoundMax` differing leaves, ask for the peer's
+ *      (key, set hash) pairs;
+ *   3. for each key that differs (up to `keysPerRoundMax`): pull the peer's
+ *      set and merge it here, then push the merged set to the peer.
+ * What is left over is repaired by the next round.
+ *
+ * Cost (the design choice, docs/leaderless.md): the tree is REBUILT for each
+ * exchange by a scan of the replica's keys on both sides (O(keys) reads and
+ * hashes per exchange, no memory kept between exchanges). Rounds run every
+ * `intervalMs` (default 60 s) with the next peer that is up, and on demand
+ * (`impulse repair`). An incrementally maintained tree is not done yet.
+ */
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import { encodeSiblingSet } from './codec.js';
+import type { NodeId } from './dvv.js';
+import type { FailureDetector } from './failure-detector.js';
+import type { PeerLink } from './peer-link.js';
+import type { Replica } from './replica.js';
+import type { EngineReplicaStore } from './replica-store.js';
+import { type Ring, ringPosition } from './ring.js';
+
+export const LEAF_COUNT_DEFAULT = 1024;
+export const LEAF_COUNT_MAX = 65_536;
+const HASH_BYTES = 32;
+const RING_SIZE = 2 ** 48;
+const SCAN_PAGE = 1000;
+
+export interface AntiEntropyOptions {
+  readonly self: NodeId;
+  readonly store: EngineReplicaStore;
+  readonly replica: Replica;
+  readonly link: PeerLink;
+  readonly ring: () => Ring;
+  readonly replicas: number;
+  readonly detector: FailureDetector;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Period of background exchanges, ms; 0 disables them (on demand only). */
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly leafCount?: number;
+  readonly leavesPerRoundMax?: number;
+  readonly keysPerRoundMax?: number;
+  /** Test-only (the simulator's mutation check): never repair leaves with an odd index. */
+  readonly skipOddLeaves?: boolean;
+}
+
+export interface AntiEntropyFigures {
+  exchanges: number;
+  exchangesFailed: number;
+  leavesDiffering: number;
+  keysPulled: number;
+  keysPushed: number;
+  /** Bytes of tree, key lists and sets received and sent by exchanges this node started. */
+  bytesExchanged: number;
+}
+
+/** The outcome of one exchange. */
+export interface ExchangeResult {
+  readonly peer: NodeId;
+  readonly leavesDiffering: number;
+  readonly keysPulled: number;
+  readonly keysPushed: number;
+}
+
+export class AntiEntropy {
+  readonly figures: AntiEntropyFigures = { exchanges: 0, exchangesFailed: 0, leavesDiffering: 0, keysPulled: 0, keysPushed: 0, bytesExchanged: 0 };
+  readonly leafCount: number;
+  private nextPeer = 0;
+  private timer: TimerHandle | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: AntiEntropyOptions) {
+    this.leafCount = options.leafCount ?? LEAF_COUNT_DEFAULT;
+  }
+
+  start(): void {
+    if (this.options.intervalMs <= 0) return;
+    const next = (): void => {
+      if (this.stopped) return;
+      this.timer = this.options.clock.setTimer(this.options.intervalMs, () => {
+        const peer = this.pickPeer();
+        if (peer === undefined) return next();
+        this.exchange(peer).then(next, (error: unknown) => {
+          this.options.logger.debug({ err: error, peer }, 'anti-entropy exchange failed');
+          next();
+        });
+      });
+    };
+    next();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+  }
+
+  /** The hashes of the leaves over the keys this node and `peer` both own: `leafCount` × 32 bytes. */
+  async leafHashes(peer: NodeId, leafCount: number): Promise<Buffer> {
+    const leaves = Array.from({ length: leafCount }, () => createHash('sha256'));
+    const used = new Uint8Array(leafCount);
+    await this.forSharedKeys(peer, leafCount, (leaf, key, setHash) => {
+      used[leaf] = 1;
+      leaves[leaf]!.update(lengthOf(key)).update(key).update(setHash);
+    });
+    const out = Buffer.alloc(leafCount * HASH_BYTES);
+    leaves.forEach((hash, leaf) => {
+      if (used[leaf] === 1) hash.digest().copy(out, leaf * HASH_BYTES);
+    });
+    return out;
+  }
+
+  /** The (key, set hash) pairs of the given leaves over the keys this node and `peer` both own, in key order. */
+  async leafEntries(peer: NodeId, leafCount: number, wanted: readonly number[]): Promise<[Buffer, Buffer][]> {
+    const set = new Set(wanted);
+    const entries: [Buffer, Buffer][] = [];
+    await this.forSharedKeys(peer, leafCount, (leaf, key, setHash) => {
+      if (set.has(leaf)) entries.push([Buffer.from(key), setHash]);
+    });
+    return entries;
+  }
+
+  /** One exchange with `peer` (see the file comment). Rejects when the peer does not answer. */
+  async exchange(peer: NodeId): Promise<ExchangeResult> {
+    const { link, timeoutMs } = this.options;
+    try {
+      const [theirs, ours] = await Promise.all([link.treeLeaves(peer, this.leafCount, timeoutMs), this.leafHashes(peer, this.leafCount)]);
+      this.figures.bytesExchanged += theirs.length;
+      const differing = this.differingLeaves(ours, theirs);
+      this.figures.exchanges++;
+      this.figures.leavesDiffering += differing.length;
+      if (differing.length === 0) return { peer, leavesDiffering: 0, keysPulled: 0, keysPushed: 0 };
+      const [theirEntries, ourEntries] = await Promise.all([link.leafEntries(peer, this.leafCount, differing, timeoutMs), this.leafEntries(peer, this.leafCount, differing)]);
+      this.figures.bytesExchanged += theirEntries.reduce((sum, [key, hash]) => sum + key.length + hash.length, 0);
+      const keys = differingKeys(ourEntries, theirEntries).slice(0, this.options.keysPerRoundMax ?? 1000);
+      let pulled = 0;
+      let pushed = 0;
+      for (const key of keys) {
+        const remote = await link.read(peer, key, timeoutMs);
+        this.figures.bytesExchanged += encodeSiblingSet(remote).length;
+        const { set } = await this.options.replica.apply(key, remote);
+        if (remote.length > 0) pulled++;
+        if (await link.apply(peer, key, set, timeoutMs)) pushed++;
+        this.figures.bytesExchanged += encodeSiblingSet(set).length;
+      }
+      this.figures.keysPulled += pulled;
+      this.figures.keysPushed += pushed;
+      return { peer, leavesDiffering: differing.length, keysPulled: pulled, keysPushed: pushed };
+    } catch (error) {
+      this.figures.exchangesFailed++;
+      throw error;
+    }
+  }
+
+  /** Exchanges with every other member that answers; resolves with each outcome (`impulse repair`). */
+  async repairAll(): Promise<(ExchangeResult | { peer: NodeId; error: string })[]> {
+    const peers = this.options.ring().nodes.filter((id) => id !== this.options.self);
+    const results: (ExchangeResult | { peer: NodeId; error: string })[] = [];
+    for (const peer of peers) {
+      // Until an exchange finds nothing more to do (each round is bounded), at most 100 rounds.
+      for (let round = 0; round < 100; round++) {
+        try {
+          const result = await this.exchange(peer);
+          if (round === 0 || result.leavesDiffering > 0) results.push(result);
+          if (result.leavesDiffering === 0) break;
+        } catch (error) {
+          results.push({ peer, error: (error as Error).message });
+          break;
+        }
+      }
+    }
+    return results;
+  }
+
+  private differingLeaves(ours: Buffer, theirs: Buffer): number[] {
+    const differing: number[] = [];
+    const max = this.options.leavesPerRoundMax ?? 64;
+    for (let leaf = 0; leaf < this.leafCount && differing.length < max; leaf++) {
+      if (this.options.skipOddLeaves === true && leaf % 2 === 1) continue;
+      if (ours.compare(theirs, leaf * HASH_BYTES, (leaf + 1) * HASH_BYTES, leaf * HASH_BYTES, (leaf + 1) * HASH_BYTES) !== 0) differing.push(leaf);
+    }
+    return differing;
+  }
+
+  private pickPeer(): NodeId | undefined {
+    const peers = this.options.ring().nodes.filter((id) => id !== this.options.self && this.options.detector.liveness(id) === 'up');
+    if (peers.length === 0) return undefined;
+    return peers[this.nextPeer++ % peers.length];
+  }
+
+  /** Calls `visit` for every stored key that this node and `peer` both own, in key order, with its leaf and set hash. */
+  private async forSharedKeys(peer: NodeId, leafCount: number, visit: (leaf: number, key: Buffer, setHash: Buffer) => void): Promise<void> {
+    const ring = this.options.ring();
+    let after: Buffer | undefined;
+    for (;;) {
+      const page = await this.options.store.scan(after === undefined ? { limit: SCAN_PAGE } : { gt: after, limit: SCAN_PAGE });
+      for (const { key, set } of page) {
+        const position = ringPosition(key);
+        const owners = ring.walkFrom(position).slice(0, this.options.replicas);
+        if (!owners.includes(peer) || !owners.includes(this.options.self)) continue;
+        const leaf = Math.floor((position / RING_SIZE) * leafCount);
+        visit(leaf, key, createHash('sha256').update(encodeSiblingSet(set)).digest());
+      }
+      if (page.length < SCAN_PAGE) return;
+      after = Buffer.from(page[page.length - 1]!.key);
+    }
+  }
+}
+
+/** Keys present on one side only, or with different set hashes. */
+function differingKeys(ours: readonly [Buffer, Buffer][], theirs: readonly [Buffer, Buffer][]): Buffer[] {
+  const mine = new Map(ours.map(([key, hash]) => [key.toString('latin1'), hash]));
+  const keys = new Map<string, Buffer>();
+  for (const [key, hash] of theirs) {
+    const held = mine.get(key.toString('latin1'));
+    if (held === undefined || !held.equals(hash)) keys.set(key.toString('latin1'), key);
+  }
+  const theirNames = new Set(theirs.map(([key]) => key.toString('latin1')));
+  for (const [key] of ours) if (!theirNames.has(key.toString('latin1'))) keys.set(key.toString('latin1'), key);
+  return [...keys.values()];
+}
+
+function lengthOf(key: Buffer): Buffer {
+  const length = Buffer.allocUnsafe(4);
+  length.writeUInt32BE(key.length);
+  return length;
+}

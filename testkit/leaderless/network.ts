@@ -1,0 +1,125 @@
+/**
+ * Leaderless nodes in one process on an in-memory network (test tooling).
+ * Each node is the real `LeaderlessNode` on a memory engine with a real
+ * `RpcEndpoint`; messages between endpoints are msgpack-encoded and decoded
+ * (as on TCP) and delivered on a later turn of the event loop. A node can be
+ * stopped (its messages dropped both ways, its engine kept: what was
+ * acknowledged survives, as on a disk) and restarted, and the network can be
+ * split into groups that only reach each other.
+ *
+ *   const net = await LeaderlessTestNetwork.open([1, 2, 3], { writeQuorum: 2 });
+ *   net.stop(3); ...; await net.restart(3);
+ *   net.partition([[1, 2], [3]]); ...; net.heal();
+ *   await net.close();
+ */
+import { Packr } from 'msgpackr';
+import { pino } from 'pino';
+import { DEFAULT_LEADERLESS_CONFIG, type LeaderlessConfig } from '../../src/leaderless/config.js';
+import { LeaderlessNode } from '../../src/leaderless/node.js';
+import type { NodeId } from '../../src/leaderless/dvv.js';
+import type { Engine } from '../../src/storage/engine.js';
+import { MemoryEngine } from '../../src/storage/memory/memory-engine.js';
+import { RpcEndpoint } from '../../src/transport/rpc.js';
+import type { PeerMessage } from '../../src/transport/transport.js';
+import { type Clock, SystemClock } from '../../src/util/clock.js';
+import { SeededRandom } from '../../src/util/random.js';
+
+const packr = new Packr({ useRecords: false });
+const LIMITS = { keyBytesMax: 256, valueBytesMax: 4096 };
+
+interface Member {
+  readonly engine: Engine;
+  node: LeaderlessNode | undefined;
+  rpc: RpcEndpoint | undefined;
+}
+
+export class LeaderlessTestNetwork {
+  private readonly members = new Map<NodeId, Member>();
+  private groups: NodeId[][] | undefined;
+  private readonly logger = pino({ level: 'silent' });
+  private readonly clock: Clock = new SystemClock();
+  private readonly random = new SeededRandom(7);
+  /** SystemClock timers are unref'd: this keeps the process alive while the network is open (a test may wait only on RPC timeouts). */
+  private readonly keepAlive = setInterval(() => undefined, 1000);
+
+  private constructor(
+    readonly ids: readonly NodeId[],
+    readonly config: LeaderlessConfig,
+  ) {}
+
+  static async open(ids: readonly NodeId[], overrides: Partial<LeaderlessConfig> = {}): Promise<LeaderlessTestNetwork> {
+    const config = { ...DEFAULT_LEADERLESS_CONFIG, heartbeatMs: 50, suspectAfterMs: 150, downAfterMs: 300, handoffIntervalMs: 50, requestTimeoutMs: 1000, ...overrides };
+    const net = new LeaderlessTestNetwork(ids, config);
+    for (const id of ids) {
+      const engine = new MemoryEngine({ limits: { keyBytesMax: LIMITS.keyBytesMax + 16, valueBytesMax: 4 * LIMITS.valueBytesMax + 65_537 } });
+      await engine.open();
+      net.members.set(id, { engine, node: undefined, rpc: undefined });
+      await net.restart(id);
+    }
+    return net;
+  }
+
+  node(id: NodeId): LeaderlessNode {
+    const node = this.members.get(id)?.node;
+    if (node === undefined) throw new Error(`node ${id} is stopped`);
+    return node;
+  }
+
+  /** Stops node `id`: timers off, calls in flight fail, messages to and from it are dropped. Its engine is kept. */
+  stop(id: NodeId): void {
+    const member = this.members.get(id)!;
+    member.node?.stop();
+    member.rpc?.close();
+    member.node = undefined;
+    member.rpc = undefined;
+  }
+
+  /** Starts node `id` again on the engine it had (a process restart: nothing in memory survives). */
+  async restart(id: NodeId): Promise<void> {
+    const member = this.members.get(id)!;
+    if (member.node !== undefined) this.stop(id);
+    const rpc = new RpcEndpoint({ transport: { send: (to, message) => this.deliver(id, to, message) }, clock: this.clock, random: this.random.fork(), logger: this.logger });
+    member.rpc = rpc;
+    member.node = await LeaderlessNode.open({
+      nodeId: id,
+      members: this.ids,
+      engine: member.engine,
+      limits: LIMITS,
+      rpc,
+      clock: this.clock,
+      wallClockMs: () => Date.now(),
+      logger: this.logger,
+      config: this.config,
+      where: `node ${id}`,
+    });
+    member.node.start();
+  }
+
+  /** Only nodes in the same group reach each other until `heal()`. */
+  partition(groups: NodeId[][]): void {
+    this.groups = groups;
+  }
+
+  heal(): void {
+    this.groups = undefined;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.keepAlive);
+    for (const id of this.ids) this.stop(id);
+    for (const member of this.members.values()) await member.engine.close();
+  }
+
+  private deliver(from: NodeId, to: NodeId, message: PeerMessage): void {
+    const bytes = packr.pack(message);
+    setImmediate(() => {
+      const target = this.members.get(to)?.rpc;
+      if (target === undefined || this.members.get(from)?.rpc === undefined || !this.reachable(from, to)) return;
+      target.onMessage(from, packr.unpack(bytes) as PeerMessage);
+    });
+  }
+
+  private reachable(from: NodeId, to: NodeId): boolean {
+    return this.groups === undefined || this.groups.some((group) => group.includes(from) && group.includes(to));
+  }
+}
