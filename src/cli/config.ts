@@ -21,6 +21,8 @@ export interface ServeConfig {
   readonly sync: SyncMode;
   readonly limits: EngineLimits;
   readonly logLevel: string;
+  /** The Redis protocol port (--resp-port); absent: no RESP server. Listens on `host`. */
+  readonly respPort?: number;
   /** Present with --node-id: this node is a Raft member (src/cluster/config.ts). */
   readonly cluster?: ClusterConfig;
 }
@@ -35,6 +37,7 @@ export interface ServeFlags extends ClusterFlags {
   valueBytesMax?: string;
   batchOpsMax?: string;
   logLevel?: string;
+  respPort?: string;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -56,10 +59,16 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     valueBytesMax: integer('--value-bytes-max', flags.valueBytesMax ?? String(DEFAULT_LIMITS.valueBytesMax), 0, 512 * 1024 * 1024),
     batchOpsMax: integer('--batch-ops-max', flags.batchOpsMax ?? String(DEFAULT_LIMITS.batchOpsMax), 1, 1_000_000),
   };
+  const respPort = flags.respPort === undefined ? undefined : integer('--resp-port', flags.respPort, 0, 65535);
+  if (respPort !== undefined && respPort !== 0 && respPort === port) throw invalid(`--resp-port ${respPort} is the HTTP --port; give each its own`);
   const cluster = parseClusterConfig(flags, host, port);
   if (cluster !== undefined) {
     if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
   }
-  return { port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, ...(cluster !== undefined ? { cluster } : {}) };
+  return {
+    port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel,
+    ...(respPort !== undefined ? { respPort } : {}),
+    ...(cluster !== undefined ? { cluster } : {}),
+  };
 }

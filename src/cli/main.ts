@@ -34,6 +34,7 @@ program
   .option('--value-bytes-max <bytes>', 'longest value', String(16 * 1024 * 1024))
   .option('--batch-ops-max <count>', 'most operations in one batch', '10000')
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
+  .option('--resp-port <port>', 'also serve the Redis protocol (RESP2/RESP3) on this port, on --host (off unless given; docs/resp.md)')
   .option('--node-id <id>', 'run as a member of a Raft cluster with this id (docs/cluster.md)')
   .option('--peer-port <port>', `port for peer traffic between members (default ${DEFAULT_PEER_PORT})`)
   .option('--peer-host <host>', 'address to listen on for peers (default: --host)')

@@ -1,0 +1,257 @@
+/**
+ * One client connection: reads commands, runs them, writes replies in the
+ * order the commands came (pipelining), and keeps what it holds bounded.
+ *
+ * How a command goes through:
+ *   1. socket data is fed to the parser; `pump` takes commands from it one
+ *      by one while fewer than `pipelineDepthMax` are unanswered and the
+ *      socket's unsent output is under `outputBytesHighWater`;
+ *   2. each command gets a slot in `pending` (in arrival order) and runs;
+ *      a synchronous reply fills the slot at once, an asynchronous one later;
+ *   3. `flush` writes the filled slots at the head of `pending`, all in one
+ *      corked write, and stops at the first unfilled one: replies never
+ *      overtake each other, whatever order the service answers in.
+ *
+ * Backpressure: while either bound of step 1 is reached the socket is paused,
+ * so the client's further commands wait in the kernel and in its own buffers,
+ * not here. A client that stops reading its replies keeps the output above
+ * the high-water mark; if the kernel takes none of it for `outputStallMs`, or
+ * the unsent output passes `outputBytesMax` (a few large replies already in
+ * flight), the connection is closed and counted (reason `output_stalled` /
+ * `output_buffer_full`).
+ *
+ * A protocol error is answered (after the replies before it) and closes the
+ * connection, as in Redis: the byte stream cannot be resynchronized.
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { arityFits, type ClientState, type CommandContext, type CommandSpec, type ServerView } from './command.js';
+import { errorReply } from './encoder.js';
+import { failureReply, unknownCommand, wrongArity } from './errors.js';
+import { ProtocolError, type ParsedCommand, type RequestParser } from './parser.js';
+
+export interface ConnectionLimits {
+  /** Commands taken but not yet answered, at most; then reading pauses. */
+  readonly pipelineDepthMax: number;
+  /** Unsent reply bytes at which reading pauses. */
+  readonly outputBytesHighWater: number;
+  /** Unsent reply bytes beyond which the connection is closed. */
+  readonly outputBytesMax: number;
+  /** How long output may stay above the high-water mark with no byte taken by the kernel, ms. */
+  readonly outputStallMs: number;
+  /** For the error reply of a command over the parser's limits. */
+  readonly argBytesMax: number;
+  readonly commandBytesMax: number;
+}
+
+export type CloseReason = 'client' | 'quit' | 'protocol_error' | 'output_stalled' | 'output_buffer_full' | 'shutdown' | 'socket_error';
+
+export interface ConnectionHooks {
+  /** A command finished: its spec (undefined when unknown or refused), duration, and whether it answered an error. */
+  commandDone(spec: CommandSpec | undefined, seconds: number, failed: boolean): void;
+  closed(connection: RespConnection, reason: CloseReason): void;
+}
+
+interface Slot {
+  reply: Buffer | undefined;
+  /** QUIT or a protocol error: close once this reply is written. */
+  last: boolean;
+}
+
+export class RespConnection {
+  private readonly pending: Slot[] = [];
+  private readonly context: CommandContext;
+  /** No more commands are taken (QUIT, protocol error, shutdown); the connection ends once `pending` is written. */
+  private ending = false;
+  private closeReason: CloseReason = 'client';
+  private flushQueued = false;
+  private stallTimer: NodeJS.Timeout | undefined;
+  private stallDispatched = 0;
+
+  constructor(
+    private readonly socket: Socket,
+    readonly client: ClientState,
+    private readonly parser: RequestParser,
+    private readonly server: ServerView,
+    private readonly limits: ConnectionLimits,
+    private readonly hooks: ConnectionHooks,
+    private readonly logger: Logger,
+  ) {
+    this.context = { client, server };
+    socket.on('data', (chunk: Buffer) => {
+      parser.feed(chunk);
+      this.pump();
+    });
+    socket.on('drain', () => {
+      this.clearStall();
+      this.pump();
+    });
+    socket.on('error', (error) => {
+      this.closeReason = 'socket_error';
+      logger.debug({ err: error, client: client.address }, 'RESP connection error');
+    });
+    socket.on('close', () => {
+      this.clearStall();
+      hooks.closed(this, this.closeReason);
+    });
+  }
+
+  /** Commands taken and not yet answered. */
+  get inFlight(): number {
+    return this.pending.length;
+  }
+
+  /** Shutdown: take no more commands, answer the ones taken, then end the connection. */
+  shutdown(): void {
+    if (!this.ending) this.closeReason = 'shutdown';
+    this.ending = true;
+    this.flush();
+  }
+
+  /** Closes the connection now (shutdown grace over). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private pump(): void {
+    while (!this.ending && this.pending.length < this.limits.pipelineDepthMax && this.socket.writableLength < this.limits.outputBytesHighWater) {
+      const next = this.parser.next();
+      if (next === undefined) break;
+      if (next instanceof ProtocolError) {
+        this.closeReason = 'protocol_error';
+        this.ending = true;
+        this.pending.push({ reply: errorReply(`ERR ${next.message}`), last: true });
+        break;
+      }
+      this.run(next);
+    }
+    this.flush();
+    const blocked = this.ending || this.pending.length >= this.limits.pipelineDepthMax || this.socket.writableLength >= this.limits.outputBytesHighWater;
+    if (blocked) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  private run(command: ParsedCommand): void {
+    const started = performance.now();
+    const slot: Slot = { reply: undefined, last: false };
+    this.pending.push(slot);
+    const spec = this.server.commands.get(command.args[0]!.toString('latin1').toLowerCase());
+    const refused = this.refusal(command, spec);
+    if (refused !== undefined) {
+      slot.reply = refused;
+      this.hooks.commandDone(undefined, (performance.now() - started) / 1000, true);
+      return;
+    }
+    try {
+      const reply = spec!.run(this.context, command.args);
+      if (this.client.closeAfterReply) {
+        slot.last = true;
+        this.closeReason = 'quit';
+        this.ending = true;
+      }
+      if (Buffer.isBuffer(reply)) {
+        slot.reply = reply;
+        this.hooks.commandDone(spec, (performance.now() - started) / 1000, reply[0] === 0x2d);
+        return;
+      }
+      reply.then(
+        (buffer) => this.settle(slot, buffer, spec, started, buffer[0] === 0x2d),
+        (error: unknown) => this.settle(slot, this.failure(error, spec!), spec, started, true),
+      );
+    } catch (error) {
+      slot.reply = this.failure(error, spec!);
+      this.hooks.commandDone(spec, (performance.now() - started) / 1000, true);
+    }
+  }
+
+  /** The error reply for a command that must not run (over the limits, unknown, wrong arity), or undefined. */
+  private refusal(command: ParsedCommand, spec: CommandSpec | undefined): Buffer | undefined {
+    if (command.tooLargeBytes !== undefined) {
+      return errorReply(
+        `ERR the command's arguments are ${command.tooLargeBytes} bytes or more; an argument may have at most ${this.limits.argBytesMax} bytes and a command ${this.limits.commandBytesMax} (IMPULSE_ERR_VALUE_TOO_LARGE)`,
+      );
+    }
+    if (spec === undefined) return unknownCommand(command.args);
+    if (!arityFits(spec, command.args.length)) return wrongArity(spec.name);
+    return undefined;
+  }
+
+  private failure(error: unknown, spec: CommandSpec): Buffer {
+    const { reply, expected } = failureReply(error);
+    if (!expected) this.logger.error({ err: error, command: spec.name, client: this.client.address }, 'unexpected error while serving a RESP command');
+    return reply;
+  }
+
+  private settle(slot: Slot, reply: Buffer, spec: CommandSpec | undefined, started: number, failed: boolean): void {
+    slot.reply = reply;
+    this.hooks.commandDone(spec, (performance.now() - started) / 1000, failed);
+    // Several commands often finish in the same tick (one group commit): write their replies together.
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(() => {
+        this.flushQueued = false;
+        if (this.flush() && !this.ending) this.pump();
+      });
+    }
+  }
+
+  /** Writes the answered slots at the head of `pending`; true when it wrote any. */
+  private flush(): boolean {
+    if (this.socket.destroyed) return false;
+    let count = 0;
+    let last = false;
+    while (count < this.pending.length && this.pending[count]!.reply !== undefined) {
+      last = this.pending[count]!.last;
+      count++;
+      if (last) break;
+    }
+    if (count > 0) {
+      const done = this.pending.splice(0, count);
+      this.socket.cork();
+      for (const slot of done) this.socket.write(slot.reply!);
+      this.socket.uncork();
+    }
+    if (last || (this.ending && this.pending.length === 0)) {
+      this.pending.length = 0;
+      this.socket.end();
+      return count > 0;
+    }
+    this.watchOutput();
+    return count > 0;
+  }
+
+  /** Enforces the output bounds: close at `outputBytesMax`; above the high-water mark, watch for a stall. */
+  private watchOutput(): void {
+    const unsent = this.socket.writableLength;
+    if (unsent > this.limits.outputBytesMax) {
+      this.closeReason = 'output_buffer_full';
+      this.logger.warn({ client: this.client.address, unsentBytes: unsent }, 'RESP client does not read its replies: output buffer limit reached, closing');
+      this.socket.destroy();
+      return;
+    }
+    if (unsent >= this.limits.outputBytesHighWater && this.stallTimer === undefined) this.armStall();
+  }
+
+  /** Bytes handed to the kernel so far (written minus still queued in Node). */
+  private dispatched(): number {
+    return this.socket.bytesWritten - this.socket.writableLength;
+  }
+
+  private armStall(): void {
+    this.stallDispatched = this.dispatched();
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = undefined;
+      if (this.socket.writableLength < this.limits.outputBytesHighWater) return;
+      if (this.dispatched() > this.stallDispatched) return this.armStall(); // slow, but reading
+      this.closeReason = 'output_stalled';
+      this.logger.warn({ client: this.client.address, unsentBytes: this.socket.writableLength, stallMs: this.limits.outputStallMs }, 'RESP client stopped reading its replies, closing');
+      this.socket.destroy();
+    }, this.limits.outputStallMs);
+    this.stallTimer.unref();
+  }
+
+  private clearStall(): void {
+    if (this.stallTimer !== undefined) clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+  }
+}
