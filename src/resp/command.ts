@@ -21,8 +21,6 @@ export interface ClientState {
   name: string;
   /** Reads on this connection: linearizable, or serializable after READONLY (as on a Redis Cluster replica). */
   consistency: ReadConsistency;
-  /** Set by QUIT: the connection closes once this command's reply is written. */
-  closeAfterReply: boolean;
 }
 
 /** Counters the server keeps, for INFO. */
@@ -67,7 +65,10 @@ export interface CommandSpec {
   readonly name: string;
   /** Redis's convention: n = exactly n arguments (name included), -n = at least n. */
   readonly arity: number;
-  /** COMMAND's flags (write, readonly, fast, ...). */
+  /**
+   * COMMAND's flags (write, readonly, fast, ...). `readonly` also tells the
+   * connection the command may overlap other readonly ones (connection.ts).
+   */
   readonly flags: readonly string[];
   /** First key argument, last (-1: the last argument), step; 0 0 0 when the command takes no keys. */
   readonly keys: readonly [number, number, number];

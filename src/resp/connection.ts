@@ -6,11 +6,19 @@
  *   1. socket data is fed to the parser; `pump` takes commands from it one
  *      by one while fewer than `pipelineDepthMax` are unanswered and the
  *      socket's unsent output is under `outputBytesHighWater`;
- *   2. each command gets a slot in `pending` (in arrival order) and runs;
- *      a synchronous reply fills the slot at once, an asynchronous one later;
+ *   2. each command gets a slot in `pending` (in arrival order) and runs
+ *      when its turn comes (below); a synchronous reply fills the slot at
+ *      once, an asynchronous one later;
  *   3. `flush` writes the filled slots at the head of `pending`, all in one
  *      corked write, and stops at the first unfilled one: replies never
  *      overtake each other, whatever order the service answers in.
+ *
+ * Order of effects: a connection's commands take effect in the order sent,
+ * as on Redis. Commands flagged `readonly` run concurrently with the
+ * readonly commands next to them; every other command (a write, or one that
+ * changes the connection's state) waits until everything before it has
+ * finished, and everything after it waits for it. So a GET after a SET in one
+ * pipeline sees the SET, and pipelined GETs still overlap.
  *
  * Backpressure: while either bound of step 1 is reached the socket is paused,
  * so the client's further commands wait in the kernel and in its own buffers,
@@ -58,8 +66,22 @@ interface Slot {
   last: boolean;
 }
 
+/** A command taken from the parser whose turn to run has not come yet. */
+interface Waiting {
+  readonly slot: Slot;
+  readonly command: ParsedCommand;
+  readonly spec: CommandSpec;
+  readonly started: number;
+}
+
 export class RespConnection {
   private readonly pending: Slot[] = [];
+  /** Commands taken but not started, in order (their slots are in `pending`). */
+  private readonly waiting: Waiting[] = [];
+  /** Readonly commands running now. */
+  private readsRunning = 0;
+  /** A command that runs alone is running now. */
+  private exclusiveRunning = false;
   private readonly context: CommandContext;
   /** No more commands are taken (QUIT, protocol error, shutdown); the connection ends once `pending` is written. */
   private ending = false;
@@ -123,7 +145,7 @@ export class RespConnection {
         this.pending.push({ reply: errorReply(`ERR ${next.message}`), last: true });
         break;
       }
-      this.run(next);
+      this.take(next);
     }
     this.flush();
     const blocked = this.ending || this.pending.length >= this.limits.pipelineDepthMax || this.socket.writableLength >= this.limits.outputBytesHighWater;
@@ -131,7 +153,8 @@ export class RespConnection {
     else this.socket.resume();
   }
 
-  private run(command: ParsedCommand): void {
+  /** Takes one command: refuses it at once, or queues it to run in its turn. */
+  private take(command: ParsedCommand): void {
     const started = performance.now();
     const slot: Slot = { reply: undefined, last: false };
     this.pending.push(slot);
@@ -142,26 +165,46 @@ export class RespConnection {
       this.hooks.commandDone(undefined, (performance.now() - started) / 1000, true);
       return;
     }
-    try {
-      const reply = spec!.run(this.context, command.args);
-      if (this.client.closeAfterReply) {
-        slot.last = true;
-        this.closeReason = 'quit';
-        this.ending = true;
-      }
-      if (Buffer.isBuffer(reply)) {
-        slot.reply = reply;
-        this.hooks.commandDone(spec, (performance.now() - started) / 1000, reply[0] === 0x2d);
-        return;
-      }
-      reply.then(
-        (buffer) => this.settle(slot, buffer, spec, started, buffer[0] === 0x2d),
-        (error: unknown) => this.settle(slot, this.failure(error, spec!), spec, started, true),
-      );
-    } catch (error) {
-      slot.reply = this.failure(error, spec!);
-      this.hooks.commandDone(spec, (performance.now() - started) / 1000, true);
+    if (spec!.name === 'quit') {
+      // Nothing after QUIT is taken; the connection closes once its OK is written.
+      slot.last = true;
+      this.closeReason = 'quit';
+      this.ending = true;
     }
+    this.waiting.push({ slot, command, spec: spec!, started });
+    this.schedule();
+  }
+
+  /** Starts the waiting commands whose turn has come (see "Order of effects"). */
+  private schedule(): void {
+    while (this.waiting.length > 0 && !this.exclusiveRunning) {
+      const next = this.waiting[0]!;
+      const readonly = next.spec.flags.includes('readonly');
+      if (!readonly && this.readsRunning > 0) return;
+      this.waiting.shift();
+      const reply = this.start(next);
+      if (reply === undefined) continue;
+      if (readonly) this.readsRunning++;
+      else this.exclusiveRunning = true;
+      reply.then(
+        (buffer) => this.settle(next, buffer, readonly, buffer[0] === 0x2d),
+        (error: unknown) => this.settle(next, this.failure(error, next.spec), readonly, true),
+      );
+    }
+  }
+
+  /** Runs a command; fills its slot and returns undefined when it answered at once, else its pending reply. */
+  private start({ slot, command, spec, started }: Waiting): Promise<Buffer> | undefined {
+    let reply: Buffer | Promise<Buffer>;
+    try {
+      reply = spec.run(this.context, command.args);
+    } catch (error) {
+      reply = this.failure(error, spec);
+    }
+    if (!Buffer.isBuffer(reply)) return reply;
+    slot.reply = reply;
+    this.hooks.commandDone(spec, (performance.now() - started) / 1000, reply[0] === 0x2d);
+    return undefined;
   }
 
   /** The error reply for a command that must not run (over the limits, unknown, wrong arity), or undefined. */
@@ -182,9 +225,12 @@ export class RespConnection {
     return reply;
   }
 
-  private settle(slot: Slot, reply: Buffer, spec: CommandSpec | undefined, started: number, failed: boolean): void {
-    slot.reply = reply;
-    this.hooks.commandDone(spec, (performance.now() - started) / 1000, failed);
+  private settle(done: Waiting, reply: Buffer, readonly: boolean, failed: boolean): void {
+    done.slot.reply = reply;
+    this.hooks.commandDone(done.spec, (performance.now() - done.started) / 1000, failed);
+    if (readonly) this.readsRunning--;
+    else this.exclusiveRunning = false;
+    this.schedule();
     // Several commands often finish in the same tick (one group commit): write their replies together.
     if (!this.flushQueued) {
       this.flushQueued = true;
@@ -241,7 +287,8 @@ export class RespConnection {
     this.stallDispatched = this.dispatched();
     this.stallTimer = setTimeout(() => {
       this.stallTimer = undefined;
-      if (this.socket.writableLength < this.limits.outputBytesHighWater) return;
+      if (this.socket.writableLength === 0) return;
+      // Below the high-water mark but not empty, no 'drain' comes until the client reads: keep watching.
       if (this.dispatched() > this.stallDispatched) return this.armStall(); // slow, but reading
       this.closeReason = 'output_stalled';
       this.logger.warn({ client: this.client.address, unsentBytes: this.socket.writableLength, stallMs: this.limits.outputStallMs }, 'RESP client stopped reading its replies, closing');

@@ -156,7 +156,6 @@ export class RespServer {
       proto: 2,
       name: '',
       consistency: 'linearizable',
-      closeAfterReply: false,
     };
     const hooks = {
       commandDone: (spec: CommandSpec | undefined, seconds: number, failed: boolean) => this.metrics.commandDone(spec, seconds, failed),

@@ -40,10 +40,8 @@ const select: CommandSpec = {
 
 const quit: CommandSpec = {
   name: 'quit', arity: -1, flags: ['fast'], keys: NO_KEYS, group: 'connection', summary: 'Closes the connection after OK.',
-  run: (context) => {
-    context.client.closeAfterReply = true;
-    return OK;
-  },
+  // The connection takes nothing after QUIT and closes once this reply is written (connection.ts).
+  run: () => OK,
 };
 
 /** Redis's rule for a default user without a password; undefined when the credentials pass. */
