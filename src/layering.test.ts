@@ -54,6 +54,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   'src/raft': ['src/errors.ts', 'src/util', 'src/vfs'],
   'src/kv': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage'],
   'src/service': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv'],
+  'src/resp': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service'],
   'src/cluster': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service', 'src/raft', 'src/transport', 'src/protocol'],
 };
 

@@ -5,6 +5,7 @@
  * `ImpulseError` (the connection turns it into an error reply); syntax
  * mistakes it answers itself with Redis's error wording (errors.ts).
  */
+import type { KvOp } from '../kv/command.js';
 import type { KvService, ReadConsistency, ServiceStatus } from '../service/kv-service.js';
 import type { ProtocolVersion } from './encoder.js';
 import type { ScanCursors } from './scan-cursors.js';
@@ -76,6 +77,12 @@ export interface CommandSpec {
   readonly group: string;
   readonly summary: string;
   run(context: CommandContext, args: Buffer[]): CommandReply;
+  /**
+   * For a plain write whose reply is OK (SET k v, MSET): its puts, so that
+   * consecutive ones of a pipeline can go to the service as one command
+   * (connection.ts). Undefined, or returning undefined: run on its own.
+   */
+  readonly puts?: (args: Buffer[]) => KvOp[] | undefined;
 }
 
 /** Whether `args` fits `spec.arity`. */

@@ -18,7 +18,9 @@
  * readonly commands next to them; every other command (a write, or one that
  * changes the connection's state) waits until everything before it has
  * finished, and everything after it waits for it. So a GET after a SET in one
- * pipeline sees the SET, and pipelined GETs still overlap.
+ * pipeline sees the SET, and pipelined GETs still overlap. Consecutive plain
+ * writes (SET k v, MSET) of a pipeline go to the service as one command
+ * (`putGroup`): one commit for the run instead of one each.
  *
  * Backpressure: while either bound of step 1 is reached the socket is paused,
  * so the client's further commands wait in the kernel and in its own buffers,
@@ -34,7 +36,8 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { arityFits, type ClientState, type CommandContext, type CommandSpec, type ServerView } from './command.js';
-import { errorReply } from './encoder.js';
+import { validateCommand, type KvOp } from '../kv/command.js';
+import { OK, errorReply } from './encoder.js';
 import { failureReply, unknownCommand, wrongArity } from './errors.js';
 import { ProtocolError, type ParsedCommand, type RequestParser } from './parser.js';
 
@@ -147,13 +150,15 @@ export class RespConnection {
       }
       this.take(next);
     }
+    // Start only after taking everything that arrived: consecutive plain writes can then go as one group.
+    this.schedule();
     this.flush();
     const blocked = this.ending || this.pending.length >= this.limits.pipelineDepthMax || this.socket.writableLength >= this.limits.outputBytesHighWater;
     if (blocked) this.socket.pause();
     else this.socket.resume();
   }
 
-  /** Takes one command: refuses it at once, or queues it to run in its turn. */
+  /** Takes one command: refuses it at once, or queues it to run in its turn (`schedule`). */
   private take(command: ParsedCommand): void {
     const started = performance.now();
     const slot: Slot = { reply: undefined, last: false };
@@ -172,7 +177,6 @@ export class RespConnection {
       this.ending = true;
     }
     this.waiting.push({ slot, command, spec: spec!, started });
-    this.schedule();
   }
 
   /** Starts the waiting commands whose turn has come (see "Order of effects"). */
@@ -181,16 +185,60 @@ export class RespConnection {
       const next = this.waiting[0]!;
       const readonly = next.spec.flags.includes('readonly');
       if (!readonly && this.readsRunning > 0) return;
+      const group = next.spec.puts !== undefined && this.waiting.length > 1 ? this.putGroup() : undefined;
+      if (group !== undefined) {
+        this.runGroup(group);
+        continue;
+      }
       this.waiting.shift();
       const reply = this.start(next);
       if (reply === undefined) continue;
       if (readonly) this.readsRunning++;
       else this.exclusiveRunning = true;
       reply.then(
-        (buffer) => this.settle(next, buffer, readonly, buffer[0] === 0x2d),
-        (error: unknown) => this.settle(next, this.failure(error, next.spec), readonly, true),
+        (buffer) => this.settle([next], buffer, readonly),
+        (error: unknown) => this.settle([next], this.failure(error, next.spec), readonly),
       );
     }
+  }
+
+  /**
+   * Consecutive plain writes at the head of `waiting` (SET k v, MSET: see
+   * `CommandSpec.puts`), taken out as one group when there are two or more:
+   * their puts, in order, form one command (a later put of a key wins, as if
+   * run one by one), within the service's batch limits. A command whose own
+   * puts are invalid ends the group and later fails on its own.
+   */
+  private putGroup(): { members: Waiting[]; ops: KvOp[] } | undefined {
+    const limits = this.server.service.limits;
+    const members: Waiting[] = [];
+    const ops: KvOp[] = [];
+    let bytes = 0;
+    for (const candidate of this.waiting) {
+      const puts = candidate.spec.puts?.(candidate.command.args);
+      if (puts === undefined || ops.length + puts.length > limits.batchOpsMax) break;
+      let size: number;
+      try {
+        size = validateCommand({ ops: puts }, limits);
+      } catch {
+        break;
+      }
+      if (bytes + size > limits.batchBytesMax) break;
+      members.push(candidate);
+      ops.push(...puts);
+      bytes += size;
+    }
+    if (members.length < 2) return undefined;
+    this.waiting.splice(0, members.length);
+    return { members, ops };
+  }
+
+  private runGroup({ members, ops }: { members: Waiting[]; ops: KvOp[] }): void {
+    this.exclusiveRunning = true;
+    this.server.service.write({ ops }).then(
+      () => this.settle(members, OK, false),
+      (error: unknown) => this.settle(members, this.failure(error, members[0]!.spec), false),
+    );
   }
 
   /** Runs a command; fills its slot and returns undefined when it answered at once, else its pending reply. */
@@ -225,9 +273,13 @@ export class RespConnection {
     return reply;
   }
 
-  private settle(done: Waiting, reply: Buffer, readonly: boolean, failed: boolean): void {
-    done.slot.reply = reply;
-    this.hooks.commandDone(done.spec, (performance.now() - done.started) / 1000, failed);
+  /** Commands that ran together (one, or a put group) answered `reply`: fill their slots, start what waits, write. */
+  private settle(done: readonly Waiting[], reply: Buffer, readonly: boolean): void {
+    const now = performance.now();
+    for (const { slot, spec, started } of done) {
+      slot.reply = reply;
+      this.hooks.commandDone(spec, (now - started) / 1000, reply[0] === 0x2d);
+    }
     if (readonly) this.readsRunning--;
     else this.exclusiveRunning = false;
     this.schedule();

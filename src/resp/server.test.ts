@@ -287,6 +287,22 @@ describe('RESP server (ioredis, in process, memory engine)', () => {
     );
   });
 
+  it('applies a pipeline of plain writes as one command, yet fails only the invalid one in it', async () => {
+    const before = (await node.service.status()).appliedIndex;
+    const pipeline = redis.pipeline();
+    for (let i = 0; i < 8; i++) pipeline.set(`g:${i}`, String(i));
+    pipeline.set('k'.repeat(65), 'too long a key');
+    pipeline.mset('g:8', '8', 'g:0', 'last write wins');
+    pipeline.get('g:0');
+    const results = await pipeline.exec();
+    assert.deepEqual(results!.slice(0, 8).map(([error, value]) => error ?? value), Array(8).fill('OK'));
+    assert.match(results![8]![0]!.message, /IMPULSE_ERR_KEY_TOO_LARGE/);
+    assert.deepEqual(results!.slice(9).map(([error, value]) => error ?? value), ['OK', 'last write wins']);
+    // Eight SETs in one command, then the MSET: two writes, not nine (the refused one consumes none).
+    assert.ok((await node.service.status()).appliedIndex - before <= 2, 'consecutive plain writes share one command');
+    assert.deepEqual(await redis.mget('g:7', 'g:8'), ['7', '8']);
+  });
+
   it('speaks RESP3 after HELLO 3: nulls and maps', async () => {
     const raw = new RawClient(node.port);
     raw.send(multibulk('HELLO', '3', 'SETNAME', 'r3'));

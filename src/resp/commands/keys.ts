@@ -88,6 +88,7 @@ function parseSetOptions(args: Buffer[]): SetOptions | Buffer {
 
 const set: CommandSpec = {
   name: 'set', arity: -3, flags: ['write', 'denyoom'], keys: KEY_ONE, group: 'string', summary: 'Sets a key to a value (NX, XX, GET; no expiry).',
+  puts: (args) => (args.length === 3 ? [{ type: 'put', key: args[1]!, value: args[2]! }] : undefined),
   run: (context, args) => {
     const options = parseSetOptions(args);
     if (Buffer.isBuffer(options)) return options;
@@ -164,6 +165,7 @@ function putsOf(args: Buffer[], condition?: Condition): KvCommand | undefined {
 
 const mset: CommandSpec = {
   name: 'mset', arity: -3, flags: ['write', 'denyoom'], keys: [1, -1, 2], group: 'string', summary: 'Sets several keys in one atomic write.',
+  puts: (args) => putsOf(args)?.ops.slice(),
   run: (context, args) => {
     const command = putsOf(args);
     if (command === undefined) return errorReply("ERR wrong number of arguments for 'mset' command");
