@@ -27,6 +27,8 @@ export interface ClusterLaunchFlags {
   sync?: string;
   logLevel?: string;
   restart?: boolean;
+  /** The Redis protocol port of member 1 (member N: + N - 1); absent: no RESP listeners. */
+  respPort?: string;
   /** Extra flags passed to every `impulse serve` (space-separated). */
   serveArgs?: string;
 }
@@ -34,6 +36,8 @@ export interface ClusterLaunchFlags {
 interface Member {
   readonly id: number;
   readonly clientUrl: string;
+  /** `host:port` of its RESP listener, when --resp-port was given. */
+  readonly resp: string | undefined;
   readonly args: readonly string[];
   child: ChildProcess | undefined;
   restarts: number[];
@@ -54,6 +58,11 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
   if (ids.some((id) => basePort + id - 1 >= basePeerPort && basePort + id - 1 < basePeerPort + count)) {
     throw configInvalid('client and peer port ranges overlap; choose --port and --peer-port further apart');
   }
+  const baseRespPort = flags.respPort === undefined ? undefined : integerValue('--resp-port', flags.respPort, 1, 65535 - count);
+  const ranges = [basePort, basePeerPort, ...(baseRespPort !== undefined ? [baseRespPort] : [])];
+  if (baseRespPort !== undefined && ranges.some((base, i) => ranges.some((other, j) => i !== j && Math.abs(base - other) < count))) {
+    throw configInvalid('the client, peer and RESP port ranges overlap; choose --port, --peer-port and --resp-port further apart');
+  }
   const initialCluster = ids.map((id) => `${id}=${host}:${basePeerPort + id - 1}`).join(',');
   const members: Member[] = ids.map((id) => {
     const args = [
@@ -67,9 +76,11 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
       ...(flags.engine !== undefined ? ['--engine', flags.engine] : []),
       ...(flags.sync !== undefined ? ['--sync', flags.sync] : []),
       '--log-level', flags.logLevel ?? 'warn',
+      ...(baseRespPort !== undefined ? ['--resp-port', String(baseRespPort + id - 1)] : []),
       ...(flags.serveArgs !== undefined && flags.serveArgs.trim().length > 0 ? flags.serveArgs.trim().split(/\s+/) : []),
     ];
-    return { id, clientUrl: `http://${host}:${basePort + id - 1}`, args, child: undefined, restarts: [] };
+    const resp = baseRespPort !== undefined ? `${host}:${baseRespPort + id - 1}` : undefined;
+    return { id, clientUrl: `http://${host}:${basePort + id - 1}`, resp, args, child: undefined, restarts: [] };
   });
 
   let stopping = false;
@@ -161,7 +172,7 @@ async function printCluster(members: readonly Member[]): Promise<void> {
     const lines = [`impulse cluster: ${members.length} members${view !== undefined ? ` (cluster ${view.clusterId})` : ''}`];
     for (const member of members) {
       const info = view?.members.find((candidate) => candidate.id === member.id);
-      lines.push(`  node ${member.id}  ${member.clientUrl}  peer ${info?.peerUrl ?? '?'}  ${info?.role ?? 'unknown'}`);
+      lines.push(`  node ${member.id}  ${member.clientUrl}  peer ${info?.peerUrl ?? '?'}${member.resp !== undefined ? `  resp ${member.resp}` : ''}  ${info?.role ?? 'unknown'}`);
     }
     lines.push(`  leader: ${view?.leader !== null && view?.leader !== undefined ? `node ${view.leader}` : 'none yet'}`);
     lines.push('  try: npx impulse --endpoint ' + members[0]!.clientUrl + ' put greeting hello   (Ctrl-C stops the cluster)');

@@ -64,6 +64,7 @@ program
   .option('--host <host>', 'address to listen on', DEFAULT_HOST)
   .option('--log-level <level>', "the members' log level", 'warn')
   .option('--restart', 'start a member again when it dies unexpectedly')
+  .option('--resp-port <port>', 'also serve the Redis protocol: member 1 on this port (member N: port + N - 1)')
   .option('--serve-args <args>', 'extra flags for every `impulse serve`, space-separated')
   .action(async (flags: ClusterLaunchFlags) => {
     await launchCluster(flags);
