@@ -336,6 +336,9 @@ for (const engineName of ['memory', 'leveldb']) {
       assert.deepEqual(status.health, { status: 'ok' });
       if (engineName === 'memory') assert.ok(status.keyCount > 0);
       else assert.ok(status.diskBytes > 0);
+      // The range limit /status names is the one a request meets: that many is served, one more refused.
+      assert.equal((await call('GET', `/kv?limit=${status.limits.rangeLimitMax}`)).status, 200);
+      assertError(await call('GET', `/kv?limit=${status.limits.rangeLimitMax + 1}`), 400, 'IMPULSE_ERR_RANGE_INVALID');
       const metrics = await call('GET', '/metrics');
       assert.equal(metrics.status, 200);
       assert.match(metrics.headers.get('content-type') ?? '', /text\/plain/);

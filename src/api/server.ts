@@ -301,6 +301,8 @@ export class ImpulseServer {
     return JSON.stringify({
       version: this.options.version,
       ...status,
+      // The limits a client of this API meets: a range page is bounded by the API (`limit`), below the service's own bound.
+      limits: { ...status.limits, rangeLimitMax: this.pageLimitMax },
       health: this.service.health(),
       uptimeSeconds: Math.round((performance.now() - this.startedAt) / 100) / 10,
       node: process.version,

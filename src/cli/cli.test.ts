@@ -57,7 +57,7 @@ describe('impulse CLI', () => {
     assert.equal(JSON.parse(reverse.stdout.toString()).key, 'user/2');
     assert.equal((await run([...endpoint, 'del', 'user/1'])).code, 0);
     const missing = await run([...endpoint, 'get', 'user/1']);
-    assert.equal(missing.code, 1);
+    assert.equal(missing.code, 4);
     assert.equal(missing.stderr, 'impulse: key "user/1" not found\n');
     const status = JSON.parse((await run([...endpoint, 'status'])).stdout.toString());
     assert.equal(status.engine, 'leveldb');
@@ -81,7 +81,7 @@ describe('impulse CLI', () => {
     assert.ok(json.revision > revision);
     assert.equal((await run([...endpoint, 'del', '--if-revision', String(revision), 'cond/1'])).code, 3);
     assert.equal((await run([...endpoint, 'del', '--if-revision', String(json.revision), 'cond/1'])).code, 0);
-    assert.equal((await run([...endpoint, 'get', '--consistency', 'serializable', 'cond/1'])).code, 1);
+    assert.equal((await run([...endpoint, 'get', '--consistency', 'serializable', 'cond/1'])).code, 4);
     const usage = await run([...endpoint, 'put', '--if-revision', 'x', 'cond/1', 'v']);
     assert.equal(usage.code, 2);
     assert.equal((await run([...endpoint, 'put', '--if-revision', '3', '--if-absent', 'cond/1', 'v'])).code, 2);
@@ -118,7 +118,7 @@ describe('impulse CLI', () => {
     assert.equal(typeof record.pid, 'number');
   });
 
-  it('prints one sentence and exits 1 when nothing listens at the endpoint', async () => {
+  it('prints one sentence and exits 5 when nothing listens at the endpoint', async () => {
     const free = await new Promise<number>((resolve) => {
       const probe = createServer().listen(0, '127.0.0.1', () => {
         const { port } = probe.address() as { port: number };
@@ -126,7 +126,7 @@ describe('impulse CLI', () => {
       });
     });
     const result = await run(['--endpoint', `http://127.0.0.1:${free}`, 'get', 'x']);
-    assert.equal(result.code, 1);
+    assert.equal(result.code, 5);
     assert.equal(result.stderr.trim().split('\n').length, 1);
     assert.match(result.stderr, /^impulse: cannot connect to http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\); is the server running\?/);
   });
@@ -137,7 +137,7 @@ describe('impulse CLI', () => {
     try {
       const { port } = silent.address() as { port: number };
       const result = await run(['--endpoint', `http://127.0.0.1:${port}`, '--timeout', '300', 'get', 'x']);
-      assert.equal(result.code, 1);
+      assert.equal(result.code, 5);
       assert.match(result.stderr, /^impulse: http:\/\/127\.0\.0\.1:\d+ did not answer GET within 300 ms\n$/);
     } finally {
       silent.close();
@@ -149,8 +149,11 @@ describe('impulse CLI', () => {
     assert.equal(badPort.code, 2);
     assert.match(badPort.stderr, /--port must be an integer from 0 to 65535/);
     const badEngine = await run(['serve', '--engine', 'nosuch', '--data-dir', dir]);
-    assert.notEqual(badEngine.code, 0);
-    assert.match(badEngine.stderr, /nosuch/);
+    assert.equal(badEngine.code, 2);
+    assert.match(badEngine.stderr, /^impulse: option '--engine <engine>' argument 'nosuch' is invalid\. Allowed choices are [a-z, ]+\. \(see --help\)\n$/);
+    const badSync = await run(['serve', '--sync', 'always', '--data-dir', dir]);
+    assert.equal(badSync.code, 2);
+    assert.equal(badSync.stderr.split('\n').length, 2, badSync.stderr);
     const badLimit = await run(['serve', '--value-bytes-max', '-5', '--data-dir', dir]);
     assert.equal(badLimit.code, 2);
     assert.match(badLimit.stderr, /--value-bytes-max must be an integer/);

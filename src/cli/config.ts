@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import { type ClusterConfig, type ClusterFlags, parseClusterConfig } from '../cluster/config.js';
 import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
-import { ENGINE_NAMES } from '../storage/registry.js';
+import { ENGINE_NAMES } from '../storage/engine-names.js';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
 
 export const DEFAULT_ENGINE = 'lsm';
@@ -47,7 +47,7 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
   const host = flags.host ?? DEFAULT_HOST;
   if (host.length === 0) throw invalid('--host must not be empty');
   const engine = flags.engine ?? DEFAULT_ENGINE;
-  if (!ENGINE_NAMES.includes(engine)) throw invalid(`--engine must be one of ${ENGINE_NAMES.join(', ')}; got ${JSON.stringify(engine)}`);
+  if (!(ENGINE_NAMES as readonly string[]).includes(engine)) throw invalid(`--engine must be one of ${ENGINE_NAMES.join(', ')}; got ${JSON.stringify(engine)}`);
   const sync = flags.sync ?? 'fsync';
   if (sync !== 'fsync' && sync !== 'none') throw invalid(`--sync must be fsync or none; got ${JSON.stringify(sync)}`);
   const logLevel = flags.logLevel ?? 'info';

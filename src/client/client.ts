@@ -260,6 +260,13 @@ export class ImpulseClient {
     return response.status === 200;
   }
 
+  /** `/health` as the node reports it: `ok` when it serves (HTTP 200), and its JSON body (`status`, a `reason` when not ok). */
+  async healthReport(): Promise<{ ok: boolean; report: Record<string, unknown> }> {
+    const response = await this.call('GET', '/health');
+    if (response.status !== 200 && response.status !== 503) this.expect(response, 200);
+    return { ok: response.status === 200, report: this.json(response) as Record<string, unknown> };
+  }
+
   /** Closes idle keep-alive connections. */
   close(): void {
     this.agent.destroy();

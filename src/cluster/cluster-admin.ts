@@ -167,6 +167,9 @@ export class ClusterAdmin {
 
   private async runAsLeader(operation: AdminOperation): Promise<void> {
     const { id } = operation;
+    // A new leader refuses membership changes until it committed an entry of its term; a read
+    // point is established exactly then (§6.4), so wait for one instead of refusing the operator.
+    if (operation.op !== 'transfer') await this.options.requests.readBarrier();
     const member = this.group.membership.members.get(id);
     switch (operation.op) {
       case 'add':

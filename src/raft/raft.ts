@@ -282,8 +282,7 @@ export class RaftNode {
 
   /** The configuration `change` leads to, or why it is refused now. */
   private nextConf(change: ConfChange): ConfState | string {
-    if (this.log.lastConfIndex() > this.log.committed) return 'another membership change is not committed yet';
-    if (this.log.term(this.log.committed) !== this.term) return 'the leader has not committed an entry in its term yet';
+    // Refusals that waiting cannot change come first, so a caller is not told to retry something that never succeeds.
     const voters = new Set(this.conf.voters);
     const learners = new Set(this.conf.learners);
     const id = change.nodeId;
@@ -313,6 +312,8 @@ export class RaftNode {
       default:
         unreachable(change.type);
     }
+    if (this.log.lastConfIndex() > this.log.committed) return 'another membership change is not committed yet';
+    if (this.log.term(this.log.committed) !== this.term) return 'the leader has not committed an entry in its term yet';
     return { voters: [...voters].sort((a, b) => a - b), learners: [...learners].sort((a, b) => a - b) };
   }
 

@@ -1,0 +1,331 @@
+/**
+ * The client commands of `impulse`: put, get, del, scan, batch, status,
+ * health, member, leader. Each talks to a running node (`--endpoint`), prints
+ * its result in text or JSON (`-o json|text`, a program-wide flag) and fails
+ * with one sentence and an exit status from exit-codes.ts.
+ */
+import { readFile } from 'node:fs/promises';
+import { type Command, Option } from 'commander';
+import type { BatchOp, ImpulseClient, ReadConsistency, ScanOptions } from '../client/client.js';
+import { type ClusterView } from '../protocol/cluster-view.js';
+import { formatClusterView, joinCommand } from './cluster-output.js';
+import { EXIT, UsageError } from './exit-codes.js';
+import { type OutputFormat, bytesArgument, printJson, show } from './output.js';
+
+/** What every client command needs from the program: a client for `--endpoint`, and the output format. */
+export interface ClientContext {
+  client(): ImpulseClient;
+  format(json?: boolean): OutputFormat;
+}
+
+/** Most entries one range request asks for (the server's page maximum). */
+const PAGE_LIMIT_MAX = 1000;
+
+export function registerClientCommands(program: Command, context: ClientContext): void {
+  registerKeyCommands(program, context);
+  registerScan(program, context);
+  registerBatch(program, context);
+  registerNodeCommands(program, context);
+  registerMemberCommands(program, context);
+}
+
+async function withClient<T>(context: ClientContext, work: (c: ImpulseClient) => Promise<T>): Promise<T> {
+  const c = context.client();
+  try {
+    return await work(c);
+  } finally {
+    c.close();
+  }
+}
+
+/** A write's confirmation: `OK` in text, `{"ok":true,"revision":n}` in JSON; the revision also to stderr when asked. */
+function confirmWrite(format: OutputFormat, revision: number, printRevision: boolean | undefined): void {
+  if (format === 'json') printJson({ ok: true, revision });
+  else process.stdout.write('OK\n');
+  if (printRevision) process.stderr.write(`revision ${revision}\n`);
+}
+
+function registerKeyCommands(program: Command, context: ClientContext): void {
+  program
+    .command('put')
+    .description('store a value under a key (the value from the argument, or from stdin when omitted); prints OK')
+    .argument('<key>', 'the key (base64:... for binary keys, as scan prints them)')
+    .argument('[value]', 'the value; omitted: read from stdin')
+    .option('--if-revision <n>', 'only if the key has exactly this revision (exit 3 when it has not)')
+    .option('--if-absent', 'only if the key does not exist (exit 3 when it does)')
+    .option('--allow-empty', 'store an empty value when stdin is empty (refused otherwise)')
+    .option('--revision', "print the write's revision to stderr")
+    .action(async (key: string, value: string | undefined, flags: { ifRevision?: string; ifAbsent?: boolean; allowEmpty?: boolean; revision?: boolean }) => {
+      if (flags.ifRevision !== undefined && flags.ifAbsent) throw new UsageError('give --if-revision or --if-absent, not both');
+      const conditions = { ...(flags.ifRevision !== undefined ? { ifRevision: revisionFlag(flags.ifRevision) } : {}), ...(flags.ifAbsent ? { ifAbsent: true } : {}) };
+      const keyBytes = bytesArgument(key);
+      const valueBytes = value !== undefined ? Buffer.from(value, 'utf8') : await readStdinValue(flags.allowEmpty === true);
+      const { revision } = await withClient(context, (c) => c.put(keyBytes, valueBytes, conditions));
+      confirmWrite(context.format(), revision, flags.revision);
+    });
+
+  program
+    .command('get')
+    .description('print the value stored under a key (raw bytes in text; exit 4 when the key does not exist)')
+    .argument('<key>', 'the key (base64:... for binary keys)')
+    .option('--revision', "print the key's revision to stderr")
+    .addOption(new Option('--consistency <level>', 'linearizable, or serializable (may be stale under replication)').choices(['linearizable', 'serializable']))
+    .action(async (key: string, flags: { revision?: boolean; consistency?: ReadConsistency }) => {
+      const keyBytes = bytesArgument(key);
+      const found = await withClient(context, (c) => c.getWithRevision(keyBytes, flags.consistency !== undefined ? { consistency: flags.consistency } : {}));
+      if (found === undefined) {
+        process.stderr.write(`impulse: key ${JSON.stringify(show(keyBytes))} not found\n`);
+        process.exitCode = EXIT.notFound;
+        return;
+      }
+      if (flags.revision) process.stderr.write(`revision ${found.revision}\n`);
+      if (context.format() === 'json') {
+        printJson({ key: show(keyBytes), value: show(found.value), revision: found.revision });
+        return;
+      }
+      process.stdout.write(found.value);
+      if (process.stdout.isTTY) process.stdout.write('\n');
+    });
+
+  program
+    .command('del')
+    .description('delete a key (succeeds when it is absent too, unless --if-revision is given); prints OK')
+    .argument('<key>', 'the key (base64:... for binary keys)')
+    .option('--if-revision <n>', 'only if the key has exactly this revision (exit 3 when it has not)')
+    .option('--revision', "print the delete's revision to stderr")
+    .action(async (key: string, flags: { ifRevision?: string; revision?: boolean }) => {
+      const keyBytes = bytesArgument(key);
+      const { revision } = await withClient(context, (c) => c.del(keyBytes, flags.ifRevision !== undefined ? { ifRevision: revisionFlag(flags.ifRevision) } : {}));
+      confirmWrite(context.format(), revision, flags.revision);
+    });
+}
+
+interface ScanFlags {
+  start?: string;
+  end?: string;
+  prefix?: string;
+  limit: string;
+  all?: boolean;
+  reverse?: boolean;
+  json?: boolean;
+  consistency?: ReadConsistency;
+}
+
+function registerScan(program: Command, context: ClientContext): void {
+  program
+    .command('scan')
+    .description('list keys in order, one "key<TAB>value" line each (binary shown as base64:...); says on stderr when it stopped at --limit')
+    .option('--start <key>', 'first key (inclusive)')
+    .option('--end <key>', 'stop before this key (exclusive)')
+    .option('--prefix <prefix>', 'only keys with this prefix')
+    .option('--limit <n>', 'most entries to print', '100')
+    .option('--all', 'every entry of the range, page after page (no --limit)')
+    .option('--reverse', 'descending order')
+    .option('--json', 'the same as -o json: one JSON object per line, with the revision')
+    .addOption(new Option('--consistency <level>', 'linearizable, or serializable').choices(['linearizable', 'serializable']))
+    .action(async (flags: ScanFlags) => {
+      const entriesMax = flags.all ? Number.POSITIVE_INFINITY : Number(flags.limit);
+      if (!flags.all && (!Number.isSafeInteger(entriesMax) || entriesMax < 1)) throw new UsageError('--limit must be a positive integer');
+      const format = context.format(flags.json);
+      const options: ScanOptions = {
+        ...(flags.start !== undefined ? { start: bytesArgument(flags.start, '--start') } : {}),
+        ...(flags.end !== undefined ? { end: bytesArgument(flags.end, '--end') } : {}),
+        ...(flags.prefix !== undefined ? { prefix: bytesArgument(flags.prefix, '--prefix') } : {}),
+        ...(flags.reverse ? { reverse: true } : {}),
+        ...(flags.consistency !== undefined ? { consistency: flags.consistency } : {}),
+      };
+      const { printed, more } = await withClient(context, (c) => printRange(c, options, entriesMax, format));
+      if (more) process.stderr.write(`impulse: stopped after ${printed} entries (--limit ${entriesMax}); more follow: raise --limit or give --all\n`);
+    });
+}
+
+/** Prints up to `entriesMax` entries of the range, page by page; `more` when the range goes on past them. */
+async function printRange(c: ImpulseClient, options: ScanOptions, entriesMax: number, format: OutputFormat): Promise<{ printed: number; more: boolean }> {
+  let printed = 0;
+  let cursor: string | undefined;
+  for (;;) {
+    const limit = Math.min(PAGE_LIMIT_MAX, entriesMax - printed);
+    const page = await c.scan({ ...options, limit, ...(cursor !== undefined ? { cursor } : {}) });
+    for (const { key, value, revision } of page.items) {
+      process.stdout.write(format === 'json' ? JSON.stringify({ key: show(key), value: show(value), revision }) + '\n' : `${show(key)}\t${show(value)}\n`);
+    }
+    printed += page.items.length;
+    if (page.next === null) return { printed, more: false };
+    if (printed >= entriesMax) return { printed, more: true };
+    cursor = page.next;
+  }
+}
+
+function registerBatch(program: Command, context: ClientContext): void {
+  program
+    .command('batch')
+    .description('apply operations from a file (or stdin) as one atomic batch: all or none; prints OK')
+    .argument('[file]', 'the operations; omitted or "-": stdin')
+    .option('--revision', "print the batch's revision to stderr")
+    .addHelpText(
+      'after',
+      `
+The operations are lines, one each (blank lines and lines starting with # are skipped):
+  put <key> <value>      values run to the end of the line; keys and values may be base64:...
+  del <key>
+or the JSON document of POST /kv/batch (docs/api.md), e.g.
+  {"ops": [{"op": "put", "key": "a", "value": "1", "ifAbsent": true}, {"op": "delete", "key": "b"}]}`,
+    )
+    .action(async (file: string | undefined, flags: { revision?: boolean }) => {
+      const text = file === undefined || file === '-' ? (await readStdin()).toString('utf8') : await readFile(file, 'utf8');
+      const ops = parseBatchText(text);
+      const { revision } = await withClient(context, (c) => c.batch(ops));
+      confirmWrite(context.format(), revision, flags.revision);
+    });
+}
+
+/** The operations of a batch file: the line format, or the API's JSON document (see `impulse batch --help`). */
+export function parseBatchText(text: string): BatchOp[] {
+  const trimmed = text.trim();
+  const ops = trimmed.startsWith('{') ? parseBatchDocument(trimmed) : parseBatchLines(text);
+  if (ops.length === 0) throw new UsageError('the batch has no operations');
+  return ops;
+}
+
+function parseBatchLines(text: string): BatchOp[] {
+  const ops: BatchOp[] = [];
+  text.split('\n').forEach((raw, index) => {
+    const line = raw.replace(/\r$/, '');
+    if (line.trim() === '' || line.trimStart().startsWith('#')) return;
+    const match = /^\s*(put|del)\s+(\S+)(?:\s(.*))?$/.exec(line);
+    if (match === null) throw new UsageError(`batch line ${index + 1}: expected "put <key> <value>" or "del <key>"`);
+    const [, op, key, value] = match;
+    if (op === 'put') {
+      if (value === undefined) throw new UsageError(`batch line ${index + 1}: put needs a value`);
+      ops.push({ op: 'put', key: bytesArgument(key!), value: bytesArgument(value, 'value') });
+    } else {
+      if (value !== undefined && value.trim() !== '') throw new UsageError(`batch line ${index + 1}: del takes only a key`);
+      ops.push({ op: 'delete', key: bytesArgument(key!) });
+    }
+  });
+  return ops;
+}
+
+function parseBatchDocument(text: string): BatchOp[] {
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`the batch is not valid JSON: ${(error as Error).message}`);
+  }
+  const { ops, encoding } = (document ?? {}) as { ops?: unknown; encoding?: unknown };
+  if (!Array.isArray(ops)) throw new UsageError('the batch document needs an "ops" array');
+  if (encoding !== undefined && encoding !== 'utf8' && encoding !== 'base64') throw new UsageError('"encoding" must be utf8 or base64');
+  const bytes = (value: unknown, where: string): Buffer => {
+    if (typeof value !== 'string') throw new UsageError(`${where} must be a string`);
+    return Buffer.from(value, encoding === 'base64' ? 'base64' : 'utf8');
+  };
+  return ops.map((raw: unknown, index): BatchOp => {
+    const op = (raw ?? {}) as { op?: unknown; key?: unknown; value?: unknown; ifRevision?: unknown; ifAbsent?: unknown };
+    const conditions = {
+      ...(op.ifRevision !== undefined ? { ifRevision: revisionFlag(String(op.ifRevision)) } : {}),
+      ...(op.ifAbsent === true ? { ifAbsent: true } : {}),
+    };
+    const key = bytes(op.key, `ops[${index}].key`);
+    if (op.op === 'put') return { op: 'put', key, value: bytes(op.value, `ops[${index}].value`), ...conditions };
+    if (op.op === 'delete') return { op: 'delete', key, ...conditions };
+    throw new UsageError(`ops[${index}].op must be "put" or "delete"`);
+  });
+}
+
+function registerNodeCommands(program: Command, context: ClientContext): void {
+  program
+    .command('status')
+    .description("print the node's status as JSON (indented in text, one line with -o json)")
+    .action(async () => {
+      const status = await withClient(context, (c) => c.status());
+      process.stdout.write((context.format() === 'json' ? JSON.stringify(status) : JSON.stringify(status, null, 2)) + '\n');
+    });
+
+  program
+    .command('health')
+    .description('whether the node serves: prints its health (exit 0 when ok, 6 when not, 5 when unreachable)')
+    .action(async () => {
+      const { ok, report } = await withClient(context, (c) => c.healthReport());
+      if (context.format() === 'json') printJson(report);
+      else process.stdout.write(`${String(report['status'] ?? (ok ? 'ok' : 'not ok'))}${typeof report['reason'] === 'string' ? `: ${report['reason']}` : ''}\n`);
+      if (!ok) process.exitCode = EXIT.serverError;
+    });
+}
+
+function registerMemberCommands(program: Command, context: ClientContext): void {
+  const printView = (view: ClusterView, text: string): void => {
+    if (context.format() === 'json') printJson(view);
+    else process.stdout.write(text);
+  };
+  const member = program.command('member').description('list and change the members of a cluster (any member takes the request)');
+  member
+    .command('list')
+    .description('the members, their roles and progress, as the endpoint sees them')
+    .option('--json', 'the same as -o json: the cluster view as JSON')
+    .action(async (flags: { json?: boolean }) => {
+      const view = await withClient(context, (c) => c.cluster());
+      process.stdout.write(context.format(flags.json) === 'json' ? JSON.stringify(view, null, 2) + '\n' : formatClusterView(view));
+    });
+  member
+    .command('add')
+    .description('add a member as a learner; prints the command that starts it')
+    .argument('<id>', "the new member's id (never one used before)")
+    .argument('<peer-url>', 'host:port where it will listen for peers')
+    .option('--client-url <url>', 'its client URL (it publishes it itself once it runs)')
+    .action(async (id: string, peerUrl: string, flags: { clientUrl?: string }) => {
+      const nodeId = memberIdArgument(id);
+      const view = await withClient(context, (c) => c.addMember({ id: nodeId, peerUrl, ...(flags.clientUrl !== undefined ? { clientUrl: flags.clientUrl } : {}) }));
+      printView(view, `added node ${nodeId} as a learner of cluster ${view.clusterId}; start it with:\n\n  ${joinCommand(view, nodeId, peerUrl, flags.clientUrl)}\n\nthen, once it has caught up: impulse member promote ${nodeId}\n`);
+    });
+  member
+    .command('promote')
+    .description('make a learner a voter (refused until it has caught up)')
+    .argument('<id>')
+    .action(async (id: string) => {
+      const view = await withClient(context, (c) => c.promoteMember(memberIdArgument(id)));
+      printView(view, `node ${id} is a voter\n`);
+    });
+  member
+    .command('remove')
+    .description('remove a member (transfer leadership away from it first if it leads)')
+    .argument('<id>')
+    .action(async (id: string) => {
+      const view = await withClient(context, (c) => c.removeMember(memberIdArgument(id)));
+      printView(view, `node ${id} was removed; stop it and delete its data directory\n`);
+    });
+  program
+    .command('leader')
+    .description('leadership')
+    .command('transfer')
+    .description('hand leadership to a voter; waits until it leads')
+    .argument('<id>')
+    .action(async (id: string) => {
+      const view = await withClient(context, (c) => c.transferLeader(memberIdArgument(id)));
+      printView(view, `node ${view.leader ?? '?'} leads (term ${view.term})\n`);
+    });
+}
+
+function memberIdArgument(text: string): number {
+  if (!/^[1-9][0-9]{0,9}$/.test(text) || Number(text) > 2 ** 31 - 1) throw new UsageError('a member id is an integer from 1 to 2147483647');
+  return Number(text);
+}
+
+function revisionFlag(text: string): number {
+  if (!/^[0-9]{1,16}$/.test(text) || !Number.isSafeInteger(Number(text)) || Number(text) < 1) throw new UsageError('--if-revision must be a positive integer');
+  return Number(text);
+}
+
+async function readStdin(): Promise<Buffer> {
+  if (process.stdin.isTTY) throw new UsageError('give the input as an argument or a file, or pipe it on stdin');
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** A value piped on stdin; an empty one is refused unless allowed (an empty pipe is usually a mistake upstream). */
+async function readStdinValue(allowEmpty: boolean): Promise<Buffer> {
+  const value = await readStdin();
+  if (value.length === 0 && !allowEmpty) throw new UsageError('stdin was empty: give a value, or --allow-empty to store an empty value');
+  return value;
+}
