@@ -31,7 +31,9 @@
  * `output_buffer_full`).
  *
  * A protocol error is answered (after the replies before it) and closes the
- * connection, as in Redis: the byte stream cannot be resynchronized.
+ * connection, as in Redis: the byte stream cannot be resynchronized. A client
+ * that half-closes (`printf 'SET a b\r\n' | nc -N`) gets the replies to all it
+ * sent, then the end of the stream (Redis would drop them).
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -89,6 +91,8 @@ export class RespConnection {
   /** No more commands are taken (QUIT, protocol error, shutdown); the connection ends once `pending` is written. */
   private ending = false;
   private closeReason: CloseReason = 'client';
+  /** The client sent FIN (half-close): once the commands it sent are answered, the connection ends. */
+  private inputEnded = false;
   private flushQueued = false;
   private stallTimer: NodeJS.Timeout | undefined;
   private stallDispatched = 0;
@@ -105,6 +109,10 @@ export class RespConnection {
     this.context = { client, server };
     socket.on('data', (chunk: Buffer) => {
       parser.feed(chunk);
+      this.pump();
+    });
+    socket.on('end', () => {
+      this.inputEnded = true;
       this.pump();
     });
     socket.on('drain', () => {
@@ -141,7 +149,11 @@ export class RespConnection {
   private pump(): void {
     while (!this.ending && this.pending.length < this.limits.pipelineDepthMax && this.socket.writableLength < this.limits.outputBytesHighWater) {
       const next = this.parser.next();
-      if (next === undefined) break;
+      if (next === undefined) {
+        // The client half-closed and everything it sent is taken: answer it all, then end.
+        if (this.inputEnded) this.ending = true;
+        break;
+      }
       if (next instanceof ProtocolError) {
         this.closeReason = 'protocol_error';
         this.ending = true;
@@ -167,7 +179,7 @@ export class RespConnection {
     const refused = this.refusal(command, spec);
     if (refused !== undefined) {
       slot.reply = refused;
-      this.hooks.commandDone(undefined, (performance.now() - started) / 1000, true);
+      this.hooks.commandDone(spec, (performance.now() - started) / 1000, true);
       return;
     }
     if (spec!.name === 'quit') {

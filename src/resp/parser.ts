@@ -37,7 +37,12 @@ export interface ParserLimits {
 }
 
 export interface ParsedCommand {
-  /** The arguments, each its own copy; `args[0]` is the command name. Incomplete when `tooLargeBytes` is set. */
+  /**
+   * The arguments; `args[0]` is the command name. Incomplete when
+   * `tooLargeBytes` is set. Mostly views of the bytes read, not copies (as
+   * redis-parser returns them): one that is kept past the command copies it
+   * (the key-value layer copies keys and values into its own records).
+   */
   readonly args: Buffer[];
   /** Set when an argument or the whole command was over the limits: the argument bytes the command declared. */
   readonly tooLargeBytes?: number;
@@ -104,7 +109,10 @@ export class RequestParser {
         if (done !== true) return done;
       } else if (this.args === undefined) {
         if (this.pos >= this.data.length) return undefined;
-        if (this.data[this.pos] !== 0x2a /* '*' */) {
+        if (this.data[this.pos] === 0x2a /* '*' */) {
+          const whole = this.whole();
+          if (whole !== undefined) return whole;
+        } else {
           const inline = this.inline();
           if (inline === null) continue; // an empty line is skipped, as Redis does
           return inline;
@@ -129,6 +137,38 @@ export class RequestParser {
       }
       if (this.args !== undefined && this.argsRemaining === 0) return this.finishCommand();
     }
+  }
+
+  /**
+   * The common case in one pass: a whole multibulk of at most 99 arguments,
+   * none over the limits, already in `data`. Undefined when it is anything
+   * else (incomplete, large, malformed): the incremental path then reads it
+   * and says what is wrong.
+   */
+  private whole(): ParsedCommand | undefined {
+    const { data } = this;
+    let at = this.pos + 1;
+    let count = 0;
+    for (; at < data.length && at - this.pos <= 2 && data[at]! >= 0x30 && data[at]! <= 0x39; at++) count = count * 10 + data[at]! - 0x30;
+    if (count < 1 || count > this.limits.argsMax || data[at] !== CR || data[at + 1] !== LF) return undefined;
+    at += 2;
+    const args: Buffer[] = new Array<Buffer>(count);
+    let bytes = 0;
+    for (let i = 0; i < count; i++) {
+      if (data[at] !== 0x24 /* '$' */) return undefined;
+      const digitsFrom = ++at;
+      let length = 0;
+      for (; at < data.length && at - digitsFrom < 10 && data[at]! >= 0x30 && data[at]! <= 0x39; at++) length = length * 10 + data[at]! - 0x30;
+      if (at === digitsFrom || data[at] !== CR || data[at + 1] !== LF) return undefined;
+      at += 2;
+      if (length > this.limits.argBytesMax || at + length + 2 > data.length || data[at + length] !== CR || data[at + length + 1] !== LF) return undefined;
+      args[i] = data.subarray(at, at + length);
+      bytes += length;
+      at += length + 2;
+    }
+    if (bytes > this.limits.commandBytesMax) return undefined;
+    this.pos = at;
+    return { args };
   }
 
   /** Parses `*<n>\r\n` or `$<n>\r\n` at `pos`; undefined when the line is not complete yet. */
@@ -156,8 +196,7 @@ export class RequestParser {
     } else {
       const available = this.data.length - this.pos;
       if (available >= length + 2 && this.data[this.pos + length] === CR && this.data[this.pos + length + 1] === LF) {
-        // The common case: the whole argument is in this chunk; copy it out (never a view that pins the chunk).
-        this.args!.push(Buffer.from(this.data.subarray(this.pos, this.pos + length)));
+        this.args!.push(this.data.subarray(this.pos, this.pos + length));
         this.pos += length + 2;
         this.argsRemaining--;
         return;

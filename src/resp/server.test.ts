@@ -330,6 +330,13 @@ describe('RESP server (ioredis, in process, memory engine)', () => {
     assert.equal(await broken.until(() => true), "+PONG\r\n-ERR Protocol error: expected '$', got '+'\r\n");
   });
 
+  it('answers everything a client sent before it half-closed, then ends', async () => {
+    const raw = new RawClient(node.port);
+    raw.socket.end(Buffer.concat([multibulk('SET', 'half', 'closed'), multibulk('GET', 'half'), multibulk('DEL', 'half')]));
+    await raw.closed;
+    assert.equal(await raw.until(() => true), '+OK\r\n$6\r\nclosed\r\n:1\r\n');
+  });
+
   it('answers a command with an argument over the limit without reading it into memory, and stays open', async () => {
     const raw = new RawClient(node.port);
     raw.send(Buffer.concat([multibulk('SET', 'huge', Buffer.alloc(200 * 1024, 1)), multibulk('PING')]));

@@ -107,7 +107,8 @@ export class RespServer {
       }),
       status: () => service.status(),
     };
-    this.server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, (socket) => this.accept(socket));
+    // allowHalfOpen: a client's FIN does not end our side before its replies are written (connection.ts).
+    this.server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000, allowHalfOpen: true }, (socket) => this.accept(socket));
   }
 
   /** Starts listening; port 0 picks a free port. */
