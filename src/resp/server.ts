@@ -146,7 +146,7 @@ export class RespServer {
     if (this.closing || this.connections.size >= this.connectionsMax) {
       this.metrics.connectionsRejected++;
       socket.on('error', () => undefined);
-      socket.end(errorReply('ERR max number of clients reached'));
+      socket.end(this.closing ? errorReply('ERR the server is shutting down (IMPULSE_ERR_SHUTTING_DOWN)') : errorReply('ERR max number of clients reached'));
       return;
     }
     this.metrics.connectionsTotal++;
