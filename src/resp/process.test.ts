@@ -128,7 +128,7 @@ describe('RESP on a real impulse process (redis-cli, ioredis)', { skip: HAVE_RED
   });
 });
 
-describe('RESP on a three-member cluster with a killed leader', { skip: HAVE_REDIS_CLI ? false : 'redis-cli is not installed' }, () => {
+describe('RESP on a three-member cluster with a killed leader', () => {
   let cluster: ProcessCluster | undefined;
   const clients: Redis[] = [];
   after(async () => {
