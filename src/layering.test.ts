@@ -8,7 +8,8 @@
  *     encodings shared by server and client) imports only errors; kv (the
  *     state machine) sits on storage, and service (the KvService seam) on kv;
  *     cluster (the node runtime) uses all of those and the transport, never
- *     the API, the client or the CLI.
+ *     the API, the client or the CLI; shard (the shard map and placement,
+ *     pure) uses only errors, util and raft's types, and cluster uses it.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -55,7 +56,8 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   'src/kv': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage'],
   'src/service': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv'],
   'src/resp': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service'],
-  'src/cluster': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service', 'src/raft', 'src/transport', 'src/protocol'],
+  'src/shard': ['src/errors.ts', 'src/util', 'src/raft'],
+  'src/cluster': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service', 'src/raft', 'src/transport', 'src/protocol', 'src/shard'],
 };
 
 describe('layering', () => {

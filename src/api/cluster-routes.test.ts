@@ -40,6 +40,7 @@ describe('cluster routes on a single node', () => {
     const cluster = await call(base, 'GET', '/cluster');
     assert.equal(cluster.status, 404);
     assert.match(cluster.json().error.message, /not a cluster member/);
+    assert.equal((await call(base, 'GET', '/shards')).status, 404);
     const before = (await call(base, 'GET', '/digest')).json();
     await call(base, 'PUT', '/kv/a', 'x');
     const after = (await call(base, 'GET', '/digest')).json();
@@ -80,12 +81,16 @@ describe('cluster routes on a member', () => {
       ['POST', '/cluster/leader', '{"id": 9}', 409, 'IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED'],
       ['GET', '/cluster/members', undefined, 405, 'IMPULSE_ERR_METHOD_NOT_ALLOWED'],
       ['PUT', '/cluster', undefined, 405, 'IMPULSE_ERR_METHOD_NOT_ALLOWED'],
+      ['POST', '/shards', undefined, 405, 'IMPULSE_ERR_METHOD_NOT_ALLOWED'],
     ] as const) {
       const reply = await call(base, method, path, body);
       assert.equal(reply.status, status, `${method} ${path}: ${JSON.stringify(reply.json())}`);
       assert.equal(reply.json().error.code, code, `${method} ${path}`);
       if (status === 405) assert.ok(reply.headers.get('allow') !== null);
     }
+    const shards = (await call(base, 'GET', '/shards')).json();
+    assert.equal(shards.sharded, false);
+    assert.deepEqual(shards.shards.map((shard: { id: number; start: string; end: string | null; replicas: number[] }) => [shard.id, shard.start, shard.end, shard.replicas]), [[1, '', null, [1, 2, 3]]]);
     const status = (await call(base, 'GET', '/status')).json();
     assert.equal(status.mode, 'raft');
     assert.equal(status.replication.nodeId, 1);

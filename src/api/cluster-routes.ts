@@ -10,12 +10,14 @@
  *   POST   /cluster/members/{id}/promote    learner → voter
  *   DELETE /cluster/members/{id}            remove a member
  *   POST   /cluster/leader                  {"id"}: transfer leadership
+ *   GET    /shards                          the shard map and this member's view of each shard
  *
  * Every answer is the cluster view (src/protocol/cluster-view.ts) after the
  * operation applied.
  */
 import { ImpulseError } from '../errors.js';
 import type { AddMemberRequest, ClusterView } from '../protocol/cluster-view.js';
+import type { ShardsView } from '../protocol/shard-view.js';
 import type { RouteLabel } from './metrics.js';
 
 /** What a cluster member offers the API (src/cluster/cluster-admin.ts). */
@@ -25,6 +27,7 @@ export interface ClusterRoutesTarget {
   promoteMember(id: unknown): Promise<ClusterView>;
   removeMember(id: unknown): Promise<ClusterView>;
   transferLeader(id: unknown): Promise<ClusterView>;
+  shards(): Promise<ShardsView>;
 }
 
 /** Largest JSON body of a cluster route. */
@@ -41,6 +44,7 @@ export interface ClusterRoute {
 /** The cluster route `path` names, or undefined when it is not one. */
 export function matchClusterRoute(path: string): ClusterRoute | undefined {
   if (path === '/cluster') return { label: '/cluster', method: 'GET' };
+  if (path === '/shards') return { label: '/shards', method: 'GET' };
   if (path === '/cluster/members') return { label: '/cluster/members', method: 'POST' };
   if (path === '/cluster/leader') return { label: '/cluster/leader', method: 'POST' };
   const promote = /^\/cluster\/members\/([^/]{1,32})\/promote$/.exec(path);
@@ -51,11 +55,13 @@ export function matchClusterRoute(path: string): ClusterRoute | undefined {
 }
 
 /** Runs `route` (its method already checked) against `target`; `body()` reads the request body. */
-export async function serveClusterRoute(route: ClusterRoute, target: ClusterRoutesTarget | undefined, body: () => Promise<Buffer>): Promise<ClusterView> {
+export async function serveClusterRoute(route: ClusterRoute, target: ClusterRoutesTarget | undefined, body: () => Promise<Buffer>): Promise<ClusterView | ShardsView> {
   if (target === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'this node is not a cluster member (it was started without --node-id)');
   switch (route.label) {
     case '/cluster':
       return target.view();
+    case '/shards':
+      return target.shards();
     case '/cluster/members':
       return target.addMember(jsonObject(await body()) as unknown as AddMemberRequest);
     case '/cluster/leader':

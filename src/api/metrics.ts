@@ -26,6 +26,7 @@ export type RouteLabel =
   | '/cluster/members/{id}'
   | '/cluster/members/{id}/promote'
   | '/cluster/leader'
+  | '/shards'
   | 'unmatched';
 
 /** Latency histogram bucket upper bounds, seconds. */
@@ -43,7 +44,8 @@ const ROUTE_INDEX: Readonly<Record<RouteLabel, number>> = {
   '/cluster/members/{id}': 9,
   '/cluster/members/{id}/promote': 10,
   '/cluster/leader': 11,
-  unmatched: 12,
+  '/shards': 12,
+  unmatched: 13,
 };
 /** The methods with a label of their own; index 0 is every other method (label OTHER). */
 const METHOD_INDEX: Readonly<Record<string, number>> = Object.assign(Object.create(null) as Record<string, number>, { GET: 1, PUT: 2, POST: 3, DELETE: 4, HEAD: 5, OPTIONS: 6, PATCH: 7 });

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
 import type { BatchOp, ImpulseClient, ReadConsistency, ScanOptions } from '../client/client.js';
 import { type ClusterView } from '../protocol/cluster-view.js';
-import { formatClusterView, joinCommand } from './cluster-output.js';
+import { formatClusterView, formatShardsView, joinCommand } from './cluster-output.js';
 import { EXIT, UsageError } from './exit-codes.js';
 import { type OutputFormat, bytesArgument, printJson, show } from './output.js';
 
@@ -250,6 +250,15 @@ function registerNodeCommands(program: Command, context: ClientContext): void {
       if (context.format() === 'json') printJson(report);
       else process.stdout.write(`${String(report['status'] ?? (ok ? 'ok' : 'not ok'))}${typeof report['reason'] === 'string' ? `: ${report['reason']}` : ''}\n`);
       if (!ok) process.exitCode = EXIT.serverError;
+    });
+
+  program
+    .command('shards')
+    .description('the shard map (ranges, epochs, replicas, leaders, sizes) as the endpoint sees it')
+    .action(async () => {
+      const view = await withClient(context, (c) => c.shards());
+      if (context.format() === 'json') printJson(view);
+      else process.stdout.write(formatShardsView(view));
     });
 }
 

@@ -3,6 +3,7 @@
  * `impulse serve` command that starts a member `impulse member add` added.
  */
 import type { ClusterView } from '../protocol/cluster-view.js';
+import type { ShardsView } from '../protocol/shard-view.js';
 
 /** The view as a table: one line per member, then the leader and the indexes. */
 export function formatClusterView(view: ClusterView): string {
@@ -28,6 +29,32 @@ export function formatClusterView(view: ClusterView): string {
   ]
     .filter((text) => text.length > 0)
     .join('\n') + '\n';
+}
+
+/** `impulse shards`: one line per shard, ranges shown as text when printable, else as hex. */
+export function formatShardsView(view: ShardsView): string {
+  const key = (hex: string | null, none: string): string => {
+    if (hex === null || hex === '') return none;
+    const text = Buffer.from(hex, 'hex').toString('utf8');
+    return /^[\x21-\x7e]+$/.test(text) ? JSON.stringify(text) : `0x${hex}`;
+  };
+  const header = ['SHARD', 'START', 'END', 'EPOCH', 'REPLICAS', 'LEADER', 'KEYS', 'BYTES', 'APPLIED', 'IDLE'];
+  const rows = view.shards.map((shard) => [
+    String(shard.id),
+    key(shard.start, '-inf'),
+    key(shard.end, '+inf'),
+    String(shard.epoch),
+    shard.replicas.join(','),
+    shard.leader === null ? '-' : String(shard.leader),
+    shard.keyCount === null ? '-' : String(shard.keyCount),
+    shard.diskBytes === null ? '-' : String(shard.diskBytes),
+    shard.appliedIndex === null ? '-' : String(shard.appliedIndex),
+    shard.quiesced ? 'yes' : 'no',
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  const line = (cells: readonly string[]): string => cells.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd();
+  const title = view.sharded ? `${view.shards.length} shards, map version ${view.version}` : 'not sharded: group 1 holds every key';
+  return [`cluster ${view.clusterId}, seen from node ${view.nodeId}: ${title}`, line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
 /**

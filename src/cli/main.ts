@@ -69,6 +69,7 @@ program
   .option('--election-ticks <ticks>', `election timeout in ticks, randomized up to twice that (default ${DEFAULT_RAFT_TIMING_CONFIG.electionTicks})`)
   .option('--heartbeat-ticks <ticks>', `heartbeat interval in ticks (default ${DEFAULT_RAFT_TIMING_CONFIG.heartbeatTicks})`)
   .option('--snapshot-entries <n>', `compact the Raft log every n applied entries (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotEntries})`)
+  .option('--split-keys <keys>', 'start a NEW cluster sharded: its key space cut at these comma-separated keys, one Raft group per shard (docs/sharding.md)')
   .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`)
   .action(async (flags: ServeFlags) => {
     const config = parseServeConfig(flags);

@@ -26,6 +26,7 @@ import { randomBytes } from 'node:crypto';
 import { Agent, type OutgoingHttpHeaders, request } from 'node:http';
 import { ERROR_CATALOG, type ErrorCode, type ErrorDetails, ImpulseError } from '../errors.js';
 import type { AddMemberRequest, ClusterView } from '../protocol/cluster-view.js';
+import type { ShardsView } from '../protocol/shard-view.js';
 import { percentEncode } from '../protocol/codec.js';
 
 export type Bytes = Uint8Array | string;
@@ -240,6 +241,15 @@ export class ImpulseClient {
   /** Hands leadership to voter `id` (`POST /cluster/leader`); resolves once it leads. */
   transferLeader(id: number): Promise<ClusterView> {
     return this.clusterCall('POST', '/cluster/leader', { id });
+  }
+
+  /** The shard map as the node at the endpoint sees it (`GET /shards`). */
+  async shards(): Promise<ShardsView> {
+    const response = await this.call('GET', '/shards');
+    this.expect(response, 200);
+    const view = this.json(response) as ShardsView;
+    if (typeof view.clusterId !== 'string' || !Array.isArray(view.shards)) throw new ImpulseError('IMPULSE_ERR_CLIENT_PROTOCOL', '/shards answer is not a shards view');
+    return view;
   }
 
   /** The digest of the node's whole state at its applied index (`GET /digest`; a full scan). */

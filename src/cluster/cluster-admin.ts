@@ -23,6 +23,7 @@ import type { Logger } from 'pino';
 import { ImpulseError, isImpulseError } from '../errors.js';
 import type { ApplyResult } from '../kv/apply.js';
 import type { AddMemberRequest, ClusterMemberView, ClusterView, MemberRole } from '../protocol/cluster-view.js';
+import type { ShardsView } from '../protocol/shard-view.js';
 import type { ConfChange, NodeId } from '../raft/types.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
@@ -44,6 +45,8 @@ export interface ClusterAdminOptions {
   readonly tickMs: number;
   /** How long an operation may take, ms; a transfer waits at most this long for the new leader. */
   readonly requestTimeoutMs: number;
+  /** `GET /shards`: the shard map as this member sees it. */
+  readonly shards: () => Promise<ShardsView>;
 }
 
 type AdminOperation =
@@ -98,6 +101,11 @@ export class ClusterAdmin {
   }
 
   /** The cluster as this node sees it (members' progress only on the leader). */
+  /** The shard map and this member's view of each shard (`GET /shards`). */
+  shards(): Promise<ShardsView> {
+    return this.options.shards();
+  }
+
   view(): ClusterView {
     const status = this.group.driver.status();
     const { confState, members } = this.group.membership;

@@ -60,7 +60,17 @@ export function raftFigures(host: NodeHost, group: RaftGroup, requests: RaftRequ
     raft_unknown_outcomes: counters.unknownOutcomes,
     raft_requests_waiting: requests.waiting,
   });
-  return { ...figures, ...transportFigures(host) };
+  return { ...figures, ...transportFigures(host), ...hostFigures(host) };
+}
+
+/** The groups the node hosts and their quiescence (idle groups cost no ticks and send no heartbeats). */
+function hostFigures(host: NodeHost): Record<string, number> {
+  return {
+    raft_groups_hosted: host.groupIds().length,
+    raft_groups_quiesced: host.quiescedGroups(),
+    raft_quiesce_notices_sent: host.quiesceCounters.noticesSent,
+    raft_groups_woken_by_silence: host.quiesceCounters.wokenBySilence,
+  };
 }
 
 /** The driver's view: role, indexes, elections, proposals, snapshots, saves (call → durable). */

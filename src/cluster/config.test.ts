@@ -52,6 +52,21 @@ describe('cluster configuration', () => {
     assert.equal(config.clusterId, '0123456789abcdef');
   });
 
+  it('takes split keys for a new sharded cluster, sorted; they are part of the cluster id', () => {
+    const plain = parseClusterConfig({ nodeId: '1', initialCluster: THREE }, '127.0.0.1', 7070)!;
+    assert.deepEqual(plain.splitKeys, []);
+    assert.equal(plain.clusterId, deriveClusterId('impulse', parseInitialCluster(THREE)));
+    const sharded = parseClusterConfig({ nodeId: '1', initialCluster: THREE, splitKeys: 'p,g' }, '127.0.0.1', 7070)!;
+    assert.deepEqual(sharded.splitKeys.map(String), ['g', 'p']);
+    assert.notEqual(sharded.clusterId, plain.clusterId);
+    assert.equal(parseClusterConfig({ nodeId: '2', initialCluster: THREE, splitKeys: 'g,p' }, '127.0.0.1', 7070)!.clusterId, sharded.clusterId);
+    assert.notEqual(parseClusterConfig({ nodeId: '1', initialCluster: THREE, splitKeys: 'g,q' }, '127.0.0.1', 7070)!.clusterId, sharded.clusterId);
+    refused(() => parseClusterConfig({ nodeId: '1', initialCluster: THREE, splitKeys: 'a,,b' }, '127.0.0.1', 7070), /1 to 512 bytes/);
+    refused(() => parseClusterConfig({ nodeId: '1', initialCluster: THREE, splitKeys: 'a,b,a' }, '127.0.0.1', 7070), /twice/);
+    refused(() => parseClusterConfig({ nodeId: '4', join: true, clusterId: '0123456789abcdef', initialCluster: THREE, splitKeys: 'a' }, '127.0.0.1', 7070), /shard map from the cluster/);
+    refused(() => parseClusterConfig({ splitKeys: 'a' }, '127.0.0.1', 7070), /needs --node-id/);
+  });
+
   it('refuses timing that cannot work', () => {
     refused(() => parseClusterConfig({ nodeId: '1', initialCluster: '1=127.0.0.1:7171', electionTicks: '2', heartbeatTicks: '2' }, '127.0.0.1', 7070), /twice/);
     refused(() => parseClusterConfig({ nodeId: '1', initialCluster: '1=127.0.0.1:7171', tickMs: '0' }, '127.0.0.1', 7070), /--tick-ms/);

@@ -36,6 +36,13 @@ export interface ClusterConfig {
   /** Initial voters and their peer addresses; with `--join`, the current members' peer addresses (whom to talk to until the membership arrives). */
   readonly initialCluster: ReadonlyMap<NodeId, string>;
   readonly join: boolean;
+  /**
+   * `--split-keys`: a NEW cluster starts sharded, its key space cut at these
+   * keys (UTF-8, ascending after sorting, distinct) into keys + 1 shards, each
+   * its own Raft group (docs/sharding.md). Empty: one group holds all the data.
+   * Part of the cluster id, like the initial members.
+   */
+  readonly splitKeys: readonly Buffer[];
   readonly timing: RaftTimingConfig;
 }
 
@@ -86,6 +93,7 @@ export interface ClusterFlags {
   heartbeatTicks?: string;
   snapshotEntries?: string;
   snapshotCatchUpEntries?: string;
+  splitKeys?: string;
 }
 
 /**
@@ -96,7 +104,7 @@ export interface ClusterFlags {
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
     const stray = (
-      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries'] as const
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys'] as const
     ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
@@ -113,13 +121,15 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   parsePeerAddress('--advertise-peer', advertisePeer);
   const advertiseClient = flags.advertiseClient ?? `http://${hostForUrl(clientHost === '0.0.0.0' || clientHost === '::' ? '127.0.0.1' : clientHost)}:${clientPort}`;
   if (!/^https?:\/\/[^/]+$/.test(advertiseClient)) throw invalid(`--advertise-client must be a URL like http://10.0.0.1:7070; got ${JSON.stringify(advertiseClient)}`);
+  const splitKeys = flags.splitKeys === undefined ? [] : parseSplitKeys(flags.splitKeys);
+  if (join && splitKeys.length > 0) throw invalid('--split-keys shapes a new cluster; a member that joins takes the shard map from the cluster');
   let clusterId: string;
   if (flags.clusterId !== undefined) {
     if (!/^[0-9a-f]{16}$/.test(flags.clusterId)) throw invalid('--cluster-id must be 16 hex digits (as `impulse member add` prints it)');
     clusterId = flags.clusterId;
   } else {
     if (join) throw invalid('--join needs --cluster-id (printed by `impulse member add`)');
-    clusterId = deriveClusterId(flags.clusterToken ?? 'impulse', initialCluster);
+    clusterId = deriveClusterId(flags.clusterToken ?? 'impulse', initialCluster, splitKeys);
   }
   const defaults = DEFAULT_RAFT_TIMING_CONFIG;
   const timing: RaftTimingConfig = {
@@ -130,7 +140,20 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
     snapshotCatchUpEntries: integer('--snapshot-catch-up-entries', flags.snapshotCatchUpEntries ?? String(defaults.snapshotCatchUpEntries), 0, 100_000_000),
   };
   if (timing.electionTicks < 2 * timing.heartbeatTicks) throw invalid('--election-ticks must be at least twice --heartbeat-ticks');
-  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, timing };
+  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, timing };
+}
+
+/** Most split keys of `--split-keys` (the shards a new cluster starts with, minus one). */
+export const SPLIT_KEYS_MAX = 255;
+
+/** "k1,k2,...": distinct non-empty UTF-8 keys (at most SPLIT_KEYS_MAX, each at most 512 bytes), sorted. */
+export function parseSplitKeys(text: string): Buffer[] {
+  const keys = text.split(',').map((key) => Buffer.from(key, 'utf8'));
+  if (keys.length > SPLIT_KEYS_MAX) throw invalid(`--split-keys takes at most ${SPLIT_KEYS_MAX} keys`);
+  if (keys.some((key) => key.length === 0 || key.length > 512)) throw invalid('--split-keys are 1 to 512 bytes each, separated by commas');
+  keys.sort(Buffer.compare);
+  if (keys.some((key, index) => index > 0 && key.equals(keys[index - 1]!))) throw invalid('--split-keys names a key twice');
+  return keys;
 }
 
 /** "1=host:port,2=host:port" → id → address. Ids positive and distinct, addresses valid and distinct. */
@@ -166,9 +189,11 @@ function parsePeerAddress(flag: string, address: string): void {
  * Members started from the same flags agree on it; a member of another cluster
  * (other token or other initial members) is refused at the transport handshake.
  */
-export function deriveClusterId(token: string, initialCluster: ReadonlyMap<NodeId, string>): string {
+export function deriveClusterId(token: string, initialCluster: ReadonlyMap<NodeId, string>, splitKeys: readonly Uint8Array[] = []): string {
   const members = [...initialCluster.entries()].sort(([a], [b]) => a - b).map(([id, address]) => `${id}=${address}`);
-  return createHash('sha256').update(`${token}\n${members.join(',')}`).digest('hex').slice(0, 16);
+  // Without split keys the id is what it always was; with them, members given other keys refuse each other.
+  const shards = splitKeys.length === 0 ? '' : `\nsplit:${splitKeys.map((key) => Buffer.from(key).toString('hex')).join(',')}`;
+  return createHash('sha256').update(`${token}\n${members.join(',')}${shards}`).digest('hex').slice(0, 16);
 }
 
 function hostForUrl(host: string): string {

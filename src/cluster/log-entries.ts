@@ -4,16 +4,20 @@
  *
  *   empty                      a new leader's no-op
  *   first byte 1               a key-value command (src/kv/command.ts: its own format byte, COMMAND_FORMAT)
- *   first byte 0x43 ('C')      a cluster command: 'C' + JSON (publish a member's client URL)
+ *   first byte 0x43 ('C')      a cluster command: 'C' + JSON (publish a member's client URL; set the shard map)
  *   anything else              handed to the key-value layer, which refuses it (IMPULSE_ERR_COMMAND_INVALID)
  *
  * Conf-change entries and cluster commands become writes of the membership
- * document (cluster metadata), so the membership changes in the same engine
- * batch as the applied index. Everything here is deterministic: every replica
+ * document or of the shard map (cluster metadata), so they change in the
+ * same engine batch as the applied index. A shard map command applies only
+ * when its map's version is the stored map's + 1 (none stored counts as 0):
+ * of two concurrent changes, the second is a no-op. Everything here is deterministic: every replica
  * turns the same entries into the same writes.
  */
 import type { ApplyEntry } from '../kv/apply.js';
 import type { Entry, NodeId } from '../raft/types.js';
+import { SHARD_MAP_META_NAME, type ShardMap, encodeShardMap, shardMapFromJson, shardMapToJson } from '../shard/shard-map.js';
+import { CLUSTER_META_BYTES_MAX } from '../kv/apply.js';
 import { type Membership, MEMBERSHIP_META_NAME, applyConfChange, applyPublish, encodeMembership, isClientUrl } from './membership.js';
 
 export const CLUSTER_COMMAND_FORMAT = 0x43;
@@ -25,10 +29,20 @@ export interface PublishCommand {
   readonly clientUrl: string;
 }
 
-export type ClusterCommand = PublishCommand;
+/** The meta group's shard map becomes `map` (kept in the meta group only; see src/shard/shard-map.ts). */
+export interface ShardMapCommand {
+  readonly type: 'shard-map';
+  readonly map: ShardMap;
+}
+
+export type ClusterCommand = PublishCommand | ShardMapCommand;
+
+/** Most bytes of an encoded cluster command (a shard map of SHARDS_MAX shards fits). */
+const CLUSTER_COMMAND_BYTES_MAX = CLUSTER_META_BYTES_MAX;
 
 export function encodeClusterCommand(command: ClusterCommand): Uint8Array {
-  const json = Buffer.from(JSON.stringify(command), 'utf8');
+  const value = command.type === 'shard-map' ? { type: command.type, map: shardMapToJson(command.map) } : command;
+  const json = Buffer.from(JSON.stringify(value), 'utf8');
   const bytes = Buffer.allocUnsafe(1 + json.length);
   bytes[0] = CLUSTER_COMMAND_FORMAT;
   json.copy(bytes, 1);
@@ -37,11 +51,15 @@ export function encodeClusterCommand(command: ClusterCommand): Uint8Array {
 
 /** The cluster command in `data`, or undefined when it is malformed (then it changes nothing). */
 export function decodeClusterCommand(data: Uint8Array): ClusterCommand | undefined {
-  if (data.length < 2 || data.length > 4096 || data[0] !== CLUSTER_COMMAND_FORMAT) return undefined;
+  if (data.length < 2 || data.length > CLUSTER_COMMAND_BYTES_MAX || data[0] !== CLUSTER_COMMAND_FORMAT) return undefined;
   try {
     const value = JSON.parse(Buffer.from(data.buffer, data.byteOffset + 1, data.length - 1).toString('utf8')) as Record<string, unknown>;
     if (value['type'] === 'publish' && typeof value['nodeId'] === 'number' && Number.isSafeInteger(value['nodeId']) && value['nodeId'] > 0 && isClientUrl(value['clientUrl'])) {
       return { type: 'publish', nodeId: value['nodeId'], clientUrl: value['clientUrl'] };
+    }
+    if (value['type'] === 'shard-map') {
+      const map = shardMapFromJson(value['map']);
+      if (typeof map !== 'string') return { type: 'shard-map', map };
     }
   } catch {
     // malformed: a no-op
@@ -54,12 +72,17 @@ export interface ApplyPlan {
   /** The membership after the batch. */
   readonly membership: Membership;
   readonly membershipChanged: boolean;
+  /** The shard map after the batch (undefined: none stored). */
+  readonly shardMap: ShardMap | undefined;
+  readonly shardMapChanged: boolean;
 }
 
-/** Turns committed Raft entries into apply entries, tracking the membership they change. */
-export function planApply(entries: readonly Entry[], membership: Membership): ApplyPlan {
+/** Turns committed Raft entries into apply entries, tracking the membership and the shard map they change. */
+export function planApply(entries: readonly Entry[], membership: Membership, shardMap?: ShardMap): ApplyPlan {
   let current = membership;
   let changed = false;
+  let map = shardMap;
+  let mapChanged = false;
   const planned = entries.map((entry): ApplyEntry => {
     const { index, term } = entry;
     let next: Membership;
@@ -71,6 +94,12 @@ export function planApply(entries: readonly Entry[], membership: Membership): Ap
       return { index, term, type: 'command', command: entry.data };
     } else {
       const command = decodeClusterCommand(entry.data);
+      if (command?.type === 'shard-map') {
+        if (command.map.version !== (map?.version ?? 0) + 1) return { index, term, type: 'noop' };
+        map = command.map;
+        mapChanged = true;
+        return { index, term, type: 'meta', name: SHARD_MAP_META_NAME, value: encodeShardMap(command.map) };
+      }
       next = command === undefined ? current : applyPublish(current, command.nodeId, command.clientUrl);
     }
     if (next === current && entry.kind !== 'conf-change') return { index, term, type: 'noop' };
@@ -78,5 +107,5 @@ export function planApply(entries: readonly Entry[], membership: Membership): Ap
     changed = true;
     return { index, term, type: 'meta', name: MEMBERSHIP_META_NAME, value: encodeMembership(next) };
   });
-  return { entries: planned, membership: current, membershipChanged: changed };
+  return { entries: planned, membership: current, membershipChanged: changed, shardMap: map, shardMapChanged: mapChanged };
 }

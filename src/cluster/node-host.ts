@@ -1,7 +1,8 @@
 /**
  * The node runtime: one `TcpTransport` and one `RpcEndpoint` per process, the
- * Raft groups it hosts (a map group id → `RaftGroup`; today one, group 1),
- * and one timer on the `Clock` that ticks every group.
+ * Raft groups it hosts (a map group id → `RaftGroup`: group 1, and any number
+ * added and removed at runtime), and one timer on the `Clock` that ticks
+ * every group that is not quiesced.
  *
  *   const host = new NodeHost({ nodeId, clusterId, listenHost, listenPort, seeds, tickMs, clock, random, logger });
  *   await host.start();                                   // listening for peers
@@ -16,11 +17,19 @@
  * to its group's driver as an async iterable, and the transport's verdict
  * waits until the driver staged it (or refused it).
  *
+ * Quiescence (raft-group.ts): a group whose leader found it quiet stops
+ * ticking; the host sends the leader's notice to the group's other members
+ * (channel `quiesce`). The host pings every peer node once per heartbeat
+ * interval (channel `liveness`, one message per node pair whatever the
+ * number of groups) and wakes a quiesced follower group once its leader's
+ * node has been silent for an election timeout (node-liveness.ts).
+ *
  * Address book: the members (and recently removed members) of every group's
  * membership; while no group knows any member yet (a member that joins and
  * has not received its first snapshot), the seeds from `--initial-cluster`.
  */
 import type { Logger } from 'pino';
+import { ImpulseError } from '../errors.js';
 import type { GroupMessage, RaftTransport } from '../raft/driver-seams.js';
 import { RAFT_CHANNEL } from '../raft/driver-seams.js';
 import type { NodeId } from '../raft/types.js';
@@ -33,10 +42,15 @@ import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Random } from '../util/random.js';
 import type { ImagePayload } from './image-stream.js';
 import { peerAddresses } from './membership.js';
-import type { RaftGroup } from './raft-group.js';
+import { GroupRpc } from './group-rpc.js';
+import { LIVENESS_CHANNEL, NodeLiveness } from './node-liveness.js';
+import type { QuiesceNotice, RaftGroup } from './raft-group.js';
 
-/** The RPC channels of the cluster runtime: forwarded writes, read indexes for follower reads, membership operations. */
-export const RPC_CHANNELS = ['kv-forward', 'read-index', 'cluster-admin'] as const;
+/** A leader's quiescence notice to the other members of its group (body: `QuiesceNotice`). */
+export const QUIESCE_CHANNEL = 'quiesce';
+
+/** The RPC channels of the cluster runtime: forwarded writes, read indexes for follower reads, membership operations, reads of a shard at one of its replicas. */
+export const RPC_CHANNELS = ['kv-forward', 'read-index', 'cluster-admin', 'shard-read'] as const;
 const EXPECTED_PEERS_MAX = 16;
 export type RpcChannel = (typeof RPC_CHANNELS)[number];
 
@@ -49,6 +63,10 @@ export interface NodeHostOptions {
   /** Peer addresses to use until a group knows its members (`--initial-cluster`). */
   readonly seeds: ReadonlyMap<NodeId, string>;
   readonly tickMs: number;
+  /** The groups' heartbeat interval, ticks: the node-level ping goes this often. */
+  readonly heartbeatTicks: number;
+  /** The groups' election timeout, ticks: a peer node silent this long wakes the quiesced groups it leads here. */
+  readonly electionTicks: number;
   readonly clock: Clock;
   readonly random: Random;
   readonly logger: Logger;
@@ -58,14 +76,21 @@ export interface NodeHostOptions {
 export class NodeHost {
   readonly transport: TcpTransport;
   readonly rpc: RpcEndpoint;
+  /** The per-group handlers of the group RPC channels (`kv-forward`, `read-index`). */
+  readonly groupRpc: GroupRpc;
   private readonly groups = new Map<number, RaftGroup>();
   /** Members being added: in the address book before their addition applies (at most EXPECTED_PEERS_MAX). */
   private readonly expected = new Map<NodeId, string>();
   private readonly logger: Logger;
   private tickTimer: TimerHandle | undefined;
+  private readonly liveness: NodeLiveness;
+  private peerIds: readonly NodeId[] = [];
+  private ticks = 0;
   private closed = false;
   /** Messages on channels nobody serves, or for groups this node does not host. */
   droppedMessages = 0;
+  /** Quiescence notices sent, and quiesced groups woken because their leader's node went silent. */
+  readonly quiesceCounters = { noticesSent: 0, wokenBySilence: 0 };
 
   constructor(private readonly options: NodeHostOptions) {
     this.logger = options.logger;
@@ -85,6 +110,8 @@ export class NodeHost {
       ...(options.transportLimits !== undefined ? { limits: options.transportLimits } : {}),
     });
     this.rpc = new RpcEndpoint({ transport: this.transport, clock: options.clock, random: options.random.fork(), logger: options.logger });
+    this.groupRpc = new GroupRpc(this.rpc);
+    this.liveness = new NodeLiveness(options.electionTicks);
   }
 
   get nodeId(): NodeId {
@@ -116,24 +143,84 @@ export class NodeHost {
     };
   }
 
+  /** Hosts `group` from now on (its id must not be hosted already; refused once the host closed). */
   addGroup(group: RaftGroup): void {
+    if (this.closed) throw new ImpulseError('IMPULSE_ERR_SHUTTING_DOWN', `node ${this.options.nodeId} is closing and hosts no new group`);
+    if (this.groups.has(group.id)) throw new Error(`node ${this.options.nodeId} hosts raft group ${group.id} already`);
     this.groups.set(group.id, group);
     group.listen({ membershipChanged: () => this.updatePeers() });
     this.updatePeers();
+  }
+
+  /**
+   * Stops hosting group `id`: its RPC handlers go, it closes (its applied state
+   * made durable). Its files stay (`HostedGroups.destroy` removes them). Messages
+   * for it are dropped from now on. Resolves false when it was not hosted.
+   */
+  async removeGroup(id: number): Promise<boolean> {
+    const group = this.groups.get(id);
+    if (group === undefined) return false;
+    this.groups.delete(id);
+    this.groupRpc.release(id);
+    await group.close();
+    this.updatePeers();
+    return true;
   }
 
   group(id: number): RaftGroup | undefined {
     return this.groups.get(id);
   }
 
+  /** The ids of the hosted groups, ascending. */
+  groupIds(): number[] {
+    return [...this.groups.keys()].sort((a, b) => a - b);
+  }
+
+  /** Hosted groups that are quiesced right now. */
+  quiescedGroups(): number {
+    let count = 0;
+    for (const group of this.groups.values()) if (group.quiesced) count++;
+    return count;
+  }
+
   /** Starts the one timer that ticks every group every `tickMs`. */
   startTicking(): void {
     const tick = (): void => {
       if (this.closed) return;
-      for (const group of this.groups.values()) group.tick();
+      this.tickAll();
       this.tickTimer = this.options.clock.setTimer(this.options.tickMs, tick);
     };
     this.tickTimer = this.options.clock.setTimer(this.options.tickMs, tick);
+  }
+
+  /** One tick: liveness, the node-level ping, every awake group (and the notices of those that quiesce), silent leaders' groups woken. */
+  private tickAll(): void {
+    this.ticks++;
+    this.liveness.tick();
+    if (this.ticks % this.options.heartbeatTicks === 0) {
+      for (const id of this.peerIds) this.transport.send(id, { channel: LIVENESS_CHANNEL, group: 0, body: null });
+    }
+    for (const group of this.groups.values()) {
+      if (group.quiesced) {
+        const leader = group.leader;
+        if (leader !== this.options.nodeId && (leader === 0 || this.liveness.silent(leader))) {
+          this.quiesceCounters.wokenBySilence++;
+          group.wake();
+        }
+        continue;
+      }
+      const notice = group.tick();
+      if (notice !== undefined) this.sendQuiesce(group, notice);
+    }
+  }
+
+  private sendQuiesce(group: RaftGroup, notice: QuiesceNotice): void {
+    const { voters, learners } = group.membership.confState;
+    for (const id of [...voters, ...learners]) {
+      if (id === this.options.nodeId) continue;
+      this.quiesceCounters.noticesSent++;
+      this.transport.send(id, { channel: QUIESCE_CHANNEL, group: group.id, body: { term: notice.term, index: notice.index } });
+    }
   }
 
   /**
@@ -163,6 +250,8 @@ export class NodeHost {
       if (book.has(id)) this.expected.delete(id);
       else book.set(id, address);
     }
+    this.peerIds = [...book.keys()].filter((id) => id !== this.options.nodeId);
+    this.liveness.retain(new Set(this.peerIds));
     try {
       this.transport.setPeers(book);
     } catch (error) {
@@ -184,6 +273,9 @@ export class NodeHost {
   }
 
   private onMessage(from: NodeId, message: PeerMessage): void {
+    this.liveness.heard(from);
+    if (message.channel === LIVENESS_CHANNEL) return;
+    if (message.channel === QUIESCE_CHANNEL) return this.onQuiesce(from, message);
     if (message.channel === RAFT_CHANNEL) {
       const group = this.groups.get(message.group);
       if (group === undefined) return this.drop(from, message.channel, message.group);
@@ -193,12 +285,20 @@ export class NodeHost {
     this.drop(from, message.channel, message.group);
   }
 
+  private onQuiesce(from: NodeId, message: PeerMessage): void {
+    const group = this.groups.get(message.group);
+    const notice = message.body as { term?: unknown; index?: unknown } | null;
+    if (group === undefined || !Number.isSafeInteger(notice?.term) || !Number.isSafeInteger(notice?.index)) return this.drop(from, message.channel, message.group);
+    group.receiveQuiesce(from, { term: notice!.term as number, index: notice!.index as number });
+  }
+
   private onSnapshot(from: NodeId, header: PeerMessage, chunks: AsyncIterable<Uint8Array>): Promise<void> {
     const group = header.channel === RAFT_CHANNEL ? this.groups.get(header.group) : undefined;
     if (group === undefined) {
       this.drop(from, header.channel, header.group);
       return Promise.reject(new Error(`no raft group ${header.group} on node ${this.options.nodeId}`));
     }
+    this.liveness.heard(from);
     return group.receiveSnapshot(from, header.body, chunks);
   }
 

@@ -30,10 +30,14 @@ import { ClusterAdmin } from './cluster-admin.js';
 import { CommitLatency } from './cluster-metrics.js';
 import type { ClusterConfig } from './config.js';
 import { claimIdentity } from './identity.js';
+import { HostedGroups } from './hosted-groups.js';
 import { NodeHost } from './node-host.js';
 import { RaftGroup } from './raft-group.js';
 import { RaftKvService } from './raft-kv-service.js';
-import { RaftRequests } from './raft-requests.js';
+import { ShardGroups, shardsView } from './shard-groups.js';
+import { RemoteShards } from './remote-shard.js';
+import { ShardedKvService } from './sharded-kv-service.js';
+import type { KvService } from '../service/kv-service.js';
 
 /** The group every member runs today (sharding will add more). */
 export const DEFAULT_GROUP = 1;
@@ -53,13 +57,20 @@ export interface MemberOptions {
   readonly requestTimeoutMs?: number;
   readonly raftOverrides?: Partial<Omit<RaftConfig, 'id' | 'random'>>;
   readonly transportLimits?: Partial<TransportLimits>;
+  /** See RaftGroupOptions.quiesceAfterTicks (0: groups never quiesce; benchmarks compare). */
+  readonly quiesceAfterTicks?: number;
 }
 
 export interface Member {
-  readonly service: RaftKvService;
+  /** The meta group's RaftKvService, or on a sharded cluster the ShardedKvService over it. */
+  readonly service: KvService;
+  /** The shard groups this member hosts, kept in step with the meta group's shard map. */
+  readonly shards: ShardGroups;
   readonly admin: ClusterAdmin;
   readonly host: NodeHost;
   readonly group: RaftGroup;
+  /** Every group this member hosts (group 1 among them); opens and destroys groups at runtime. */
+  readonly groups: HostedGroups;
   readonly latency: CommitLatency;
   /** Where the transport listens (the real port when --peer-port was 0). */
   readonly peerAddress: HostPort;
@@ -80,49 +91,51 @@ export async function openMember(options: MemberOptions): Promise<Member> {
     listenPort: cluster.peerPort,
     seeds: cluster.initialCluster,
     tickMs: cluster.timing.tickMs,
+    heartbeatTicks: cluster.timing.heartbeatTicks,
+    electionTicks: cluster.timing.electionTicks,
     clock,
     random,
     logger,
     ...(options.transportLimits !== undefined ? { transportLimits: options.transportLimits } : {}),
   });
-  let group: RaftGroup | undefined;
   try {
     const peerAddress = await host.start();
-    group = await RaftGroup.open({
-      group: DEFAULT_GROUP,
-      nodeId: cluster.nodeId,
+    const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    const { tickMs, electionTicks } = cluster.timing;
+    const latency = new CommitLatency();
+    const groups = new HostedGroups({
+      host,
       dataDir: options.dataDir,
       engine: options.engine,
       limits: options.limits,
       timing: cluster.timing,
-      bootstrapVoters: identity.bootstrap === 'initial' ? identity.initialCluster : undefined,
-      transport: host.raftTransport(DEFAULT_GROUP),
       vfs,
       clock,
-      random: random.fork(),
+      random,
       logger,
+      requestTimeoutMs,
+      waitingMax: 16_384,
+      onCommitted: (latencyMs) => latency.observe(latencyMs),
       ...(options.raftOverrides !== undefined ? { raftOverrides: options.raftOverrides } : {}),
+      ...(options.quiesceAfterTicks !== undefined ? { quiesceAfterTicks: options.quiesceAfterTicks } : {}),
     });
-    host.addGroup(group);
-    const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    const { tickMs, electionTicks, heartbeatTicks } = cluster.timing;
-    // Two full (randomized, up to 2T) election timeouts: long enough for an election after a leader dies.
-    const leaderWaitMs = Math.min(requestTimeoutMs, 4 * electionTicks * tickMs);
-    const latency = new CommitLatency();
-    const requests = new RaftRequests({
+    const meta = await groups.open(DEFAULT_GROUP, identity.bootstrap === 'initial' ? identity.initialCluster : undefined);
+    const { group, requests } = meta;
+    const initialVoters = identity.bootstrap === 'initial' ? [...identity.initialCluster.keys()] : [];
+    const shards = new ShardGroups({ groups, meta, nodeId: cluster.nodeId, splitKeys: cluster.splitKeys, initialVoters, logger });
+    const admin = new ClusterAdmin({
+      host,
       group,
+      requests,
       rpc: host.rpc,
       clock,
       logger,
+      clusterId: cluster.clusterId,
+      tickMs,
       requestTimeoutMs,
-      leaderWaitMs,
-      retryPauseMs: heartbeatTicks * tickMs,
-      waitingMax: 16_384,
-      onCommitted: (latencyMs) => latency.observe(latencyMs),
+      shards: () => shardsView(cluster.clusterId, cluster.nodeId, shards, meta),
     });
-    const admin = new ClusterAdmin({ host, group, requests, rpc: host.rpc, clock, logger, clusterId: cluster.clusterId, tickMs, requestTimeoutMs });
-    const opened = group;
-    const service = new RaftKvService({
+    const metaService = new RaftKvService({
       host,
       group,
       requests,
@@ -132,15 +145,18 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       logger,
       shutdown: async () => {
         admin.close();
-        await handOverLeadership(opened, clock, logger, 2 * electionTicks * tickMs);
+        // Every group this member leads hands over at once (the meta group and the shards).
+        const led = host.groupIds().map((id) => host.group(id)!);
+        await Promise.all(led.map((each) => handOverLeadership(each, clock, logger, 2 * electionTicks * tickMs)));
         await host.close();
       },
     });
+    const remote = new RemoteShards({ rpc: host.rpc, clock, requestTimeoutMs, retryPauseMs: cluster.timing.heartbeatTicks * tickMs });
+    const service = shards.sharded ? new ShardedKvService(metaService, shards, remote) : metaService;
     host.startTicking();
     logger.info({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${peerAddress.host}:${peerAddress.port}`, advertisePeer: cluster.advertisePeer, firstStart: isNew, bootstrap: identity.bootstrap }, 'cluster member started');
-    return { service, admin, host, group, latency, peerAddress, isNew };
+    return { service, shards, admin, host, group, groups, latency, peerAddress, isNew };
   } catch (error) {
-    if (group !== undefined && host.group(group.id) === undefined) await group.close().catch(() => undefined);
     await host.close().catch(() => undefined);
     throw error;
   }
@@ -160,7 +176,7 @@ async function handOverLeadership(group: RaftGroup, clock: Clock, logger: Logger
   group.guard(() => group.driver.transferLeadership(best));
   const deadline = clock.now() + waitMs;
   while (group.leader === status.id && clock.now() < deadline) await new Promise<void>((resolve) => clock.setTimer(20, resolve));
-  logger.info({ to: best, done: group.leader !== status.id }, 'handed leadership over before shutting down');
+  logger.info({ group: group.id, to: best, done: group.leader !== status.id }, 'handed leadership over before shutting down');
 }
 
 /** `<data-dir>/<engine>` holds a single-node store (its LIVE pointer) that a member must not silently ignore. */

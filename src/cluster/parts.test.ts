@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { isImpulseError } from '../errors.js';
 import type { Entry } from '../raft/types.js';
+import { type ShardMap, initialShardMap } from '../shard/shard-map.js';
 import { ImageStream, unframeChunks } from './image-stream.js';
 import { decodeClusterCommand, encodeClusterCommand, planApply } from './log-entries.js';
 import {
@@ -150,5 +151,28 @@ describe('committed entries → apply entries', () => {
     for (const bad of [{ type: 'publish', nodeId: 0, clientUrl: 'http://h:1' }, { type: 'publish', nodeId: 3, clientUrl: 'h:1' }, { type: 'other', nodeId: 3 }]) {
       assert.equal(decodeClusterCommand(Buffer.concat([Buffer.from([0x43]), Buffer.from(JSON.stringify(bad))])), undefined);
     }
+  });
+});
+
+describe('shard map commands', () => {
+  const map1 = initialShardMap([Buffer.from('m')], [1, 2, 3]);
+  const map2: ShardMap = { ...map1, version: 2 };
+  const entry = (index: number, map: ShardMap): Entry => ({ kind: 'normal', index, term: 1, data: encodeClusterCommand({ type: 'shard-map', map }) });
+
+  it('round-trip through the log encoding', () => {
+    assert.deepEqual(decodeClusterCommand(encodeClusterCommand({ type: 'shard-map', map: map1 })), { type: 'shard-map', map: map1 });
+    const bad = encodeClusterCommand({ type: 'shard-map', map: { ...map1, shards: [] } });
+    assert.equal(decodeClusterCommand(bad), undefined);
+  });
+
+  it('apply only as the next version: a stale or repeated map is a no-op', () => {
+    const plan = planApply([entry(2, map1), entry(3, map1), entry(4, map2), entry(5, map2)], EMPTY_MEMBERSHIP);
+    assert.deepEqual(plan.entries.map((e) => e.type), ['meta', 'noop', 'meta', 'noop']);
+    assert.equal(plan.shardMap?.version, 2);
+    assert.equal(plan.shardMapChanged, true);
+    const skipping = planApply([entry(2, map2)], EMPTY_MEMBERSHIP);
+    assert.deepEqual(skipping.entries.map((e) => e.type), ['noop']);
+    assert.equal(skipping.shardMap, undefined);
+    assert.equal(planApply([entry(6, map2)], EMPTY_MEMBERSHIP, map1).shardMap?.version, 2);
   });
 });

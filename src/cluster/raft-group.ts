@@ -10,6 +10,15 @@
  * group — which then reports `failed` with the reason and refuses requests —
  * and never the process.
  *
+ * Quiescence: a leader whose group has been quiet (`RaftDriver.quiet`) for
+ * `quiesceAfterTicks` ticks stops ticking it and tells the followers
+ * (`QuiesceNotice`, sent by the host); a follower that agrees (same leader,
+ * term and last index, nothing pending) stops ticking it too. An idle group
+ * then costs no timer work and sends no heartbeats. Any way into the driver
+ * (a message, a proposal, a read, a membership operation: `guard`) wakes it;
+ * the host wakes a follower whose leader's node went silent
+ * (node-liveness.ts), so a dead leader is still replaced.
+ *
  * States: `running`; `failed` (fail-stop: a log or state-machine write failed,
  * or an invariant broke: restart the node after fixing the cause); `removed`
  * (a committed configuration removed this member: it no longer takes part);
@@ -34,6 +43,7 @@ import type { RaftTimingConfig } from './config.js';
 import type { ImagePayload } from './image-stream.js';
 import { type Membership, MEMBERSHIP_META_NAME, encodeMembership, initialMembership } from './membership.js';
 import { RaftKvMachine } from './raft-kv-machine.js';
+import type { ShardMap } from '../shard/shard-map.js';
 
 export type GroupState = 'running' | 'failed' | 'removed' | 'closed';
 
@@ -64,8 +74,16 @@ export interface RaftGroupOptions {
   readonly clock: Clock;
   readonly random: Random;
   readonly logger: Logger;
+  /** Ticks a leader's group must stay quiet before it quiesces; 0 never quiesces. Default: 2 heartbeats + 1 (one heartbeat carried the commit index). */
+  readonly quiesceAfterTicks?: number;
   /** Overrides of the core's configuration (tests). */
   readonly raftOverrides?: Partial<Omit<RaftConfig, 'id' | 'random'>>;
+}
+
+/** A leader's word that its group is quiet at `index` in `term`: followers at the same point stop ticking. */
+export interface QuiesceNotice {
+  readonly term: number;
+  readonly index: number;
 }
 
 /** What the host and the service follow of a group. Called on the group's loop; must not throw. */
@@ -75,6 +93,8 @@ export interface GroupListener {
   /** The state machine applied up to `index` (after every apply or snapshot install). */
   applied?(index: number): void;
   membershipChanged?(membership: Membership): void;
+  /** The shard map this group keeps changed (the meta group only). */
+  shardMapChanged?(map: ShardMap): void;
   /** The group stopped: failed, removed or closed. */
   stateChanged?(state: GroupState): void;
 }
@@ -87,6 +107,8 @@ export class RaftGroup {
   private machineValue!: RaftKvMachine;
   private lastLeader = 0;
   private lastTerm = 0;
+  private quiescedValue = false;
+  private quietTicks = 0;
   private readonly listeners: GroupListener[] = [];
   private readonly logger: Logger;
 
@@ -132,6 +154,9 @@ export class RaftGroup {
       },
       onMembership: (membership) => {
         for (const listener of this.listeners) listener.membershipChanged?.(membership);
+      },
+      onShardMap: (map) => {
+        for (const listener of this.listeners) listener.shardMapChanged?.(map);
       },
       onFlushFailed: (error) => this.fail(error),
     });
@@ -200,6 +225,12 @@ export class RaftGroup {
    * this group and is logged, never rethrown. Returns false when it threw.
    */
   guard(work: () => void): boolean {
+    this.wake();
+    return this.guardTicking(work);
+  }
+
+  /** `guard` without waking: the tick's way in. */
+  private guardTicking(work: () => void): boolean {
     try {
       work();
       return true;
@@ -209,19 +240,59 @@ export class RaftGroup {
     }
   }
 
-  tick(): void {
-    if (this.stateValue !== 'running') return;
-    this.guard(() => this.driverValue.tick());
+  /**
+   * One tick of the host's timer (none while quiesced). Returns the notice to
+   * send to the other members when this tick quiesced the group (a leader
+   * quiet for `quiesceAfterTicks` ticks), else undefined.
+   */
+  tick(): QuiesceNotice | undefined {
+    if (this.stateValue !== 'running' || this.quiescedValue) return undefined;
+    this.guardTicking(() => this.driverValue.tick());
     this.noticeLeader();
+    const after = this.options.quiesceAfterTicks ?? 2 * this.options.timing.heartbeatTicks + 1;
+    const driver = this.driverValue;
+    const quiet = this.stateValue === 'running' && driver.node.role === 'leader' && driver.quiet;
+    this.quietTicks = quiet ? this.quietTicks + 1 : 0;
+    if (after <= 0 || this.quietTicks < after) return undefined;
+    this.quiescedValue = true;
+    return { term: driver.node.currentTerm, index: driver.node.lastIndex };
+  }
+
+  /** True while the group is quiesced (not ticked). */
+  get quiesced(): boolean {
+    return this.quiescedValue;
+  }
+
+  /** The leader `from` says the group is quiet: quiesce too when this node stands at the same point with nothing pending. */
+  receiveQuiesce(from: NodeId, notice: QuiesceNotice): void {
+    if (this.stateValue !== 'running' || this.quiescedValue) return;
+    const node = this.driverValue.node;
+    if (node.role !== 'follower' || node.leaderId !== from || node.currentTerm !== notice.term || node.lastIndex !== notice.index || !this.driverValue.quiet) return;
+    this.quiescedValue = true;
+  }
+
+  /** Resumes ticking a quiesced group (a fresh election timer and check-quorum round). */
+  wake(): void {
+    if (!this.quiescedValue) return;
+    this.quiescedValue = false;
+    this.quietTicks = 0;
+    if (this.stateValue === 'running') this.guardTicking(() => this.driverValue.resumeTicking());
   }
 
   /** A Raft message from a peer; an invalid one is dropped (counted by the driver). */
   receive(from: NodeId, body: unknown): void {
     if (this.stateValue !== 'running') return;
-    this.guard(() => {
+    // A late acknowledgement of the leader's last round that leaves the group quiet must not
+    // cost it a round of ticks; every other message wakes it — a vote or pre-vote above all:
+    // a quiesced member ignores those (it heard from its leader lately), so only the leader's
+    // heartbeats, once it ticks again, tell a restarted member who leads.
+    const type = (body as { type?: unknown } | null)?.type;
+    const lateAck = type === 'heartbeat-response' || type === 'append-response';
+    this.guardTicking(() => {
       const refused = this.driverValue.receive(from, body);
       if (refused !== null) this.logger.debug({ peer: from, err: refused }, 'raft message refused');
     });
+    if (this.quiescedValue && !(lateAck && this.driverValue.quiet)) this.wake();
     this.noticeLeader();
   }
 

@@ -28,6 +28,7 @@ import type { KvStateMachine } from '../kv/state-machine.js';
 import type { RaftStateMachine, SnapshotImage } from '../raft/driver-seams.js';
 import type { ConfState, Entry, SnapshotMeta } from '../raft/types.js';
 import { type ImagePayload, ImageStream, unframeChunks } from './image-stream.js';
+import { SHARD_MAP_META_NAME, type ShardMap, decodeShardMap } from '../shard/shard-map.js';
 import { planApply } from './log-entries.js';
 import { EMPTY_MEMBERSHIP, MEMBERSHIP_META_NAME, type Membership, decodeMembership } from './membership.js';
 
@@ -42,28 +43,38 @@ export interface RaftKvMachineOptions {
   readonly onApplied?: (appliedIndex: number) => void;
   /** After an apply or install changed the membership. */
   readonly onMembership?: (membership: Membership) => void;
+  /** After an apply or install changed the shard map (the meta group's). */
+  readonly onShardMap?: (map: ShardMap) => void;
   /** A background flush failed: the group must stop (the state machine refuses writes from now on). */
   readonly onFlushFailed?: (error: Error) => void;
 }
 
 export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload> {
   private membershipValue: Membership;
+  private shardMapValue: ShardMap | undefined;
   private flushing = false;
 
   private constructor(
     private readonly options: RaftKvMachineOptions,
     membership: Membership,
+    shardMap: ShardMap | undefined,
   ) {
     this.membershipValue = membership;
+    this.shardMapValue = shardMap;
   }
 
-  /** Wraps an open key-value state machine; reads the membership it holds (empty for a member that has not joined yet). */
+  /** Wraps an open key-value state machine; reads the membership (empty for a member that has not joined yet) and shard map it holds. */
   static async open(options: RaftKvMachineOptions): Promise<RaftKvMachine> {
-    return new RaftKvMachine(options, await readMembership(options.machine));
+    return new RaftKvMachine(options, await readMembership(options.machine), await readShardMap(options.machine));
   }
 
   get membership(): Membership {
     return this.membershipValue;
+  }
+
+  /** The shard map this group keeps (the meta group, once set); undefined for every other group. */
+  get shardMap(): ShardMap | undefined {
+    return this.shardMapValue;
   }
 
   get machine(): KvStateMachine {
@@ -75,12 +86,14 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
   }
 
   apply(entries: readonly Entry[], done: (error: Error | null, results?: readonly ApplyResult[]) => void): void {
-    const plan = planApply(entries, this.membershipValue);
+    const plan = planApply(entries, this.membershipValue, this.shardMapValue);
     this.options.machine.applyBatch(plan.entries, { sync: false }).then(
       (results) => {
         if (plan.membershipChanged) this.membershipValue = plan.membership;
+        if (plan.shardMapChanged) this.shardMapValue = plan.shardMap;
         this.options.guard(() => done(null, results));
         if (plan.membershipChanged) this.options.onMembership?.(plan.membership);
+        if (plan.shardMapChanged && plan.shardMap !== undefined) this.options.onShardMap?.(plan.shardMap);
         this.options.onApplied?.(this.appliedIndex);
         if (this.appliedIndex - this.durableAppliedIndex() >= this.options.flushEntries) this.flushInBackground();
       },
@@ -157,12 +170,14 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
     }
     machine
       .installStaged()
-      .then(() => readMembership(machine))
+      .then(async () => ({ membership: await readMembership(machine), shardMap: await readShardMap(machine) }))
       .then(
-        (membership) => {
+        ({ membership, shardMap }) => {
           this.membershipValue = membership;
+          this.shardMapValue = shardMap;
           this.options.guard(() => done(null));
           this.options.onMembership?.(membership);
+          if (shardMap !== undefined) this.options.onShardMap?.(shardMap);
           this.options.onApplied?.(this.appliedIndex);
         },
         (error: unknown) => this.options.guard(() => done(asError(error))),
@@ -173,6 +188,11 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
 async function readMembership(machine: KvStateMachine): Promise<Membership> {
   const stored = await machine.getMeta(MEMBERSHIP_META_NAME);
   return stored === undefined ? EMPTY_MEMBERSHIP : decodeMembership(stored);
+}
+
+async function readShardMap(machine: KvStateMachine): Promise<ShardMap | undefined> {
+  const stored = await machine.getMeta(SHARD_MAP_META_NAME);
+  return stored === undefined ? undefined : decodeShardMap(stored);
 }
 
 function sameConf(a: ConfState, b: ConfState): boolean {

@@ -31,13 +31,17 @@ import { outcomeOf } from '../service/outcome.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock } from '../util/clock.js';
 import { CLUSTER_COMMAND_FORMAT, decodeClusterCommand } from './log-entries.js';
+import type { GroupRpc } from './group-rpc.js';
 import type { RaftGroup } from './raft-group.js';
 import { classifyFailure, isOutcomeOfApplying, outcomeUnknown, unavailable } from './request-errors.js';
 import { AppliedWaits, LeaderWatch } from './waits.js';
 
 export interface RaftRequestsOptions {
   readonly group: RaftGroup;
+  /** For calls to other nodes. */
   readonly rpc: RpcEndpoint;
+  /** Where this group's handlers of `kv-forward` and `read-index` are registered. */
+  readonly groupRpc: GroupRpc;
   readonly clock: Clock;
   readonly logger: Logger;
   /** The whole time a request may take on this node, ms. */
@@ -90,8 +94,8 @@ export class RaftRequests {
       applied: (index) => this.applied.notify(index),
       stateChanged: () => this.failWaits(),
     });
-    options.rpc.serve('kv-forward', (from, body, reply) => this.serveForward(body, reply));
-    options.rpc.serve('read-index', (from, body, reply) => this.serveReadIndex(body, reply));
+    options.groupRpc.serve('kv-forward', this.group.id, (from, body, reply) => this.serveForward(body, reply));
+    options.groupRpc.serve('read-index', this.group.id, (from, body, reply) => this.serveReadIndex(body, reply));
   }
 
   get nodeId(): number {

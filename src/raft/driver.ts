@@ -143,6 +143,7 @@ export interface RaftDriverMetrics {
 
 type Input<R> =
   | { readonly kind: 'tick' }
+  | { readonly kind: 'resume' }
   | { readonly kind: 'message'; readonly message: Message; readonly stagedSnapshot: boolean }
   | { readonly kind: 'propose'; readonly data: Uint8Array; readonly done: ProposeDone<R> }
   | { readonly kind: 'conf-change'; readonly change: ConfChange; readonly done: ProposeDone<R> }
@@ -250,6 +251,30 @@ export class RaftDriver<R, P> {
     }
     this.inboxTicks++;
     this.enqueue({ kind: 'tick' });
+  }
+
+  /**
+   * True when the group has nothing in flight: no Ready, compaction, queued
+   * input, proposal, read or snapshot transfer, and the core is settled (see
+   * `RaftNode.settled`). The host may stop ticking it (quiesce).
+   */
+  get quiet(): boolean {
+    return (
+      this.phase === 'idle' &&
+      this.inbox.length === 0 &&
+      this.proposalCount === 0 &&
+      this.reads.size === 0 &&
+      this.readsWaitingApply.length === 0 &&
+      this.snapshotsSending.size === 0 &&
+      !this.snapshotReceiving &&
+      this.raft.settled
+    );
+  }
+
+  /** The host ticks this group again after a quiescence (see `RaftNode.resumeTicking`); queued in order with the other inputs. */
+  resumeTicking(): void {
+    if (this.phase === 'stopped') return;
+    this.enqueue({ kind: 'resume' });
   }
 
   /**
@@ -453,6 +478,8 @@ export class RaftDriver<R, P> {
     switch (input.kind) {
       case 'tick':
         return raft.tick();
+      case 'resume':
+        return raft.resumeTicking();
       case 'message':
         if (input.stagedSnapshot) this.snapshotStepped = true;
         return raft.step(input.message);

@@ -590,3 +590,44 @@ test('the leader refuses proposals once its uncommitted proposals pass uncommitt
   const refused = results[3]!;
   assert.ok(!refused.ok && refused.error.code === 'IMPULSE_ERR_RAFT_OVERLOADED');
 });
+
+test('settled: a leader is settled only once every member matches its last entry, all committed and applied; a follower once it knows the leader and applied all', () => {
+  const h = new Harness([1, 2, 3]);
+  h.elect(1);
+  h.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks);
+  for (const id of [1, 2, 3]) assert.equal(h.node(id).raft.settled, true, `node ${id} after the election`);
+  h.filter = (m) => m.to !== 3;
+  const proposed = h.node(1).raft.propose(encoder.encode('x'));
+  assert.ok(proposed.ok);
+  assert.equal(h.node(1).raft.settled, false, 'a proposal in flight');
+  h.settle();
+  assert.equal(h.node(1).raft.settled, false, 'committed and applied, but node 3 does not match');
+  h.filter = () => true;
+  h.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks);
+  assert.equal(h.node(1).raft.settled, true);
+  assert.equal(h.node(3).raft.settled, true);
+  h.node(1).raft.readIndex(1);
+  assert.equal(h.node(1).raft.settled, false, 'a read waits for its round');
+});
+
+test('resumeTicking after a quiescence: a fresh check-quorum round, so the leader is not deposed for the silence it slept through', () => {
+  // The leader quiesces late in a check-quorum round whose answers it never got (quiesced
+  // followers send nothing). Resumed without a fresh round, its next tick closes that round
+  // with no answers and it steps down; with one, it keeps leading.
+  const quiesceLateInRound = (): Harness => {
+    const h = new Harness([1, 2, 3]);
+    h.elect(1);
+    h.filter = (m) => m.from === 1;
+    h.tick([1], DEFAULT_RAFT_TIMING.electionTimeoutTicks); // closes the first round on the election's answers
+    h.tick([1], DEFAULT_RAFT_TIMING.electionTimeoutTicks - 1); // the next round, unanswered, about to close
+    h.filter = () => true;
+    return h;
+  };
+  const resumed = quiesceLateInRound();
+  resumed.node(1).raft.resumeTicking();
+  resumed.tick([1]);
+  assert.equal(resumed.node(1).raft.role, 'leader');
+  const notResumed = quiesceLateInRound();
+  notResumed.tick([1]);
+  assert.notEqual(notResumed.node(1).raft.role, 'leader', 'without the fresh round the skipped silence deposes it');
+});

@@ -244,6 +244,36 @@ export class RaftNode {
     return [...this.progress.keys()].sort((a, b) => a - b);
   }
 
+  /**
+   * Nothing is left to do in this group but heartbeats: every entry is
+   * committed and applied here, and on a leader every tracked member matches
+   * the last index, no transfer runs and no read waits. The host may then
+   * stop ticking the group (quiesce it) until a message or a request comes;
+   * Raft's safety never depends on ticks, only its liveness does.
+   */
+  get settled(): boolean {
+    const last = this.log.lastIndex();
+    if (this.log.committed !== last || this.log.applied !== last || this.removedSelf) return false;
+    if (this.roleValue === 'follower') return this.leader !== NO_NODE;
+    if (this.roleValue !== 'leader') return false;
+    if (this.transferTarget !== NO_NODE || this.reads.size > 0 || this.uncommitted.length > 0) return false;
+    for (const pr of this.progress.values()) if (pr.match !== last) return false;
+    return true;
+  }
+
+  /**
+   * The host resumes ticking after a quiescence: a fresh check-quorum round
+   * and election timer, so the time the group spent without ticks (and so
+   * without heartbeats to count) does not depose a leader nor start an
+   * election at the first tick.
+   */
+  resumeTicking(): void {
+    this.assertNoReadyOutstanding();
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    if (this.roleValue === 'leader') for (const pr of this.progress.values()) pr.recentActive = true;
+  }
+
   // ---------------------------------------------------------------- inputs
 
   /** Advances logical time by one tick. */

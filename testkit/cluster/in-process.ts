@@ -30,6 +30,8 @@ export interface InProcessOptions {
   readonly flags?: Readonly<Record<string, string>>;
   readonly raftOverrides?: Partial<Omit<RaftConfig, 'id' | 'random'>>;
   readonly requestTimeoutMs?: number;
+  /** Passed to openMember (0: groups never quiesce). */
+  readonly quiesceAfterTicks?: number;
   /** pino level for the members' logs (default 'silent'; 'warn' when debugging). */
   readonly logLevel?: string;
 }
@@ -101,6 +103,7 @@ export class InProcessCluster {
       logger: this.logger.child({ node: id }),
       ...(this.options.requestTimeoutMs !== undefined ? { requestTimeoutMs: this.options.requestTimeoutMs } : {}),
       ...(this.options.raftOverrides !== undefined ? { raftOverrides: this.options.raftOverrides } : {}),
+      ...(this.options.quiesceAfterTicks !== undefined ? { quiesceAfterTicks: this.options.quiesceAfterTicks } : {}),
     });
     member.admin.start(cluster.advertiseClient);
     this.members.set(id, member);
@@ -112,6 +115,18 @@ export class InProcessCluster {
     const member = this.members.get(id);
     this.members.set(id, undefined);
     await member?.service.close();
+  }
+
+  /**
+   * Stops member `id` the way the others see a kill -9: its transport and groups
+   * close without handing leadership over (its files are closed cleanly, so
+   * this is not a power-loss test).
+   */
+  async crash(id: NodeId): Promise<void> {
+    const member = this.members.get(id);
+    this.members.set(id, undefined);
+    member?.admin.close();
+    await member?.host.close();
   }
 
   /** The leader all running members agree on, once they do (polling every 20 ms). */

@@ -45,7 +45,7 @@ interface Running {
 
 export class ProcessCluster {
   private readonly running = new Map<number, Running>();
-  private readonly clients = new Map<number, ImpulseClient>();
+  private readonly clients = new Map<string, ImpulseClient>();
   private readonly members = new Map<number, ProcessMemberSpec>();
   /** Members that join an existing cluster (`--join`) instead of bootstrapping it. */
   private readonly joiners = new Map<number, string>();
@@ -87,12 +87,24 @@ export class ProcessCluster {
 
   /** A keep-alive client of member `id` (closed by `close`). */
   client(id: number, timeoutMs = 10_000): ImpulseClient {
-    let client = this.clients.get(id);
+    // One client per member AND timeout: a short-timeout client for polling views must not serve slow admin calls.
+    const key = `${id}/${timeoutMs}`;
+    let client = this.clients.get(key);
     if (client === undefined) {
       client = new ImpulseClient({ endpoint: this.url(id), timeoutMs });
-      this.clients.set(id, client);
+      this.clients.set(key, client);
     }
     return client;
+  }
+
+  /** Closes and forgets every client of member `id`. */
+  private dropClients(id: number): void {
+    for (const [key, client] of this.clients) {
+      if (key.startsWith(`${id}/`)) {
+        client.close();
+        this.clients.delete(key);
+      }
+    }
   }
 
   dataDir(id: number): string {
@@ -200,8 +212,7 @@ export class ProcessCluster {
     this.signal(id, 'SIGCONT'); // a stopped process must be able to die
     this.signal(id, 'SIGKILL');
     await running.exited;
-    this.clients.get(id)?.close();
-    this.clients.delete(id);
+    this.dropClients(id);
   }
 
   /** SIGTERM (graceful stop) of member `id`; resolves once it exited. */
@@ -212,8 +223,7 @@ export class ProcessCluster {
     const timer = setTimeout(() => this.signal(id, 'SIGKILL'), 15_000);
     await running.exited;
     clearTimeout(timer);
-    this.clients.get(id)?.close();
-    this.clients.delete(id);
+    this.dropClients(id);
   }
 
   /** Member `id`'s view of the cluster, or undefined when it does not answer. */

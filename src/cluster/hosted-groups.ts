@@ -1,0 +1,151 @@
+/**
+ * Opens and removes the Raft groups of one node at runtime, each with its
+ * request machinery (raft-requests.ts), all on the node's one host:
+ *
+ *   const groups = new HostedGroups({ host, dataDir, engine, ... });
+ *   const g7 = await groups.open(7, voters);     // <data-dir>/raft/7/, <data-dir>/kv/7/<engine>/
+ *   await g7.requests.write(bytes, true);
+ *   await groups.destroy(7);                     // closed, its files deleted
+ *
+ * A group opened with `voters` bootstraps their identical empty state at
+ * index 1 on a first open (every replica must be opened with the same voters);
+ * with `undefined` it waits for a snapshot from its leader (a member added to
+ * an existing group). Reopening an existing group ignores `voters`: its state
+ * comes from its files.
+ *
+ * Group ids must never be reused after `destroy`: a Vfs without `removeDir`
+ * leaves empty directories behind.
+ */
+import type { Logger } from 'pino';
+import type { KvLimits } from '../kv/command.js';
+import type { RaftConfig } from '../raft/raft.js';
+import type { NodeId } from '../raft/types.js';
+import type { Clock } from '../util/clock.js';
+import type { Random } from '../util/random.js';
+import { type Vfs, isNotFound, joinPath } from '../vfs/vfs.js';
+import type { RaftTimingConfig } from './config.js';
+import type { NodeHost } from './node-host.js';
+import { RaftGroup } from './raft-group.js';
+import { RaftRequests } from './raft-requests.js';
+import { serveShardReads } from './remote-shard.js';
+
+export interface HostedGroupsOptions {
+  readonly host: NodeHost;
+  readonly dataDir: string;
+  readonly engine: string;
+  readonly limits: KvLimits;
+  readonly timing: RaftTimingConfig;
+  readonly vfs: Vfs;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+  readonly requestTimeoutMs: number;
+  /** Requests that may wait at once, per group. */
+  readonly waitingMax: number;
+  readonly onCommitted?: (latencyMs: number) => void;
+  readonly raftOverrides?: Partial<Omit<RaftConfig, 'id' | 'random'>>;
+  /** See RaftGroupOptions.quiesceAfterTicks. */
+  readonly quiesceAfterTicks?: number;
+}
+
+export interface HostedGroup {
+  readonly group: RaftGroup;
+  readonly requests: RaftRequests;
+}
+
+export class HostedGroups {
+  private readonly hosted = new Map<number, HostedGroup>();
+
+  constructor(private readonly options: HostedGroupsOptions) {}
+
+  get(id: number): HostedGroup | undefined {
+    return this.hosted.get(id);
+  }
+
+  get size(): number {
+    return this.hosted.size;
+  }
+
+  /** Opens group `id` on this node (see the file comment for `voters`) and hosts it. */
+  async open(id: number, voters: ReadonlyMap<NodeId, string> | undefined): Promise<HostedGroup> {
+    const { options } = this;
+    if (this.hosted.has(id) || options.host.group(id) !== undefined) throw new Error(`raft group ${id} is open on this node already`);
+    const group = await RaftGroup.open({
+      group: id,
+      nodeId: options.host.nodeId,
+      dataDir: options.dataDir,
+      engine: options.engine,
+      limits: options.limits,
+      timing: options.timing,
+      bootstrapVoters: voters,
+      transport: options.host.raftTransport(id),
+      vfs: options.vfs,
+      clock: options.clock,
+      random: options.random.fork(),
+      logger: options.logger,
+      ...(options.raftOverrides !== undefined ? { raftOverrides: options.raftOverrides } : {}),
+      ...(options.quiesceAfterTicks !== undefined ? { quiesceAfterTicks: options.quiesceAfterTicks } : {}),
+    });
+    try {
+      options.host.addGroup(group);
+    } catch (error) {
+      await group.close(); // the host closed while the group opened
+      throw error;
+    }
+    const { tickMs, electionTicks, heartbeatTicks } = options.timing;
+    const requests = new RaftRequests({
+      group,
+      rpc: options.host.rpc,
+      groupRpc: options.host.groupRpc,
+      clock: options.clock,
+      logger: options.logger,
+      requestTimeoutMs: options.requestTimeoutMs,
+      // Two full (randomized, up to 2T) election timeouts: long enough for an election after a leader dies.
+      leaderWaitMs: Math.min(options.requestTimeoutMs, 4 * electionTicks * tickMs),
+      retryPauseMs: heartbeatTicks * tickMs,
+      waitingMax: options.waitingMax,
+      ...(options.onCommitted !== undefined ? { onCommitted: options.onCommitted } : {}),
+    });
+    const hosted = { group, requests };
+    // Members that do not replicate a shard read it here (remote-shard.ts).
+    serveShardReads(options.host.groupRpc, hosted, options.limits);
+    this.hosted.set(id, hosted);
+    return hosted;
+  }
+
+  /** Stops hosting group `id` (requests pending on it fail as the group closes); its files stay. */
+  async close(id: number): Promise<void> {
+    this.hosted.delete(id);
+    await this.options.host.removeGroup(id);
+  }
+
+  /** Stops hosting group `id` and deletes its log and state machine files. */
+  async destroy(id: number): Promise<void> {
+    await this.close(id);
+    const { vfs, dataDir } = this.options;
+    await removeTree(vfs, joinPath(dataDir, 'raft', String(id)));
+    await removeTree(vfs, joinPath(dataDir, 'kv', String(id)));
+    await vfs.syncDir(joinPath(dataDir, 'raft'));
+    await vfs.syncDir(joinPath(dataDir, 'kv'));
+  }
+}
+
+/** Deletes `dir` and everything under it (files first; directories where the Vfs can). */
+async function removeTree(vfs: Vfs, dir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await vfs.list(dir);
+  } catch (error) {
+    if (isNotFound(error)) return;
+    throw error;
+  }
+  for (const name of names) {
+    const path = joinPath(dir, name);
+    try {
+      await vfs.unlink(path);
+    } catch {
+      await removeTree(vfs, path); // a directory (unlink refuses it)
+    }
+  }
+  await vfs.removeDir?.(dir);
+}

@@ -1,0 +1,186 @@
+/**
+ * `ShardedKvService`: the `KvService` of a member of a sharded cluster
+ * (started with `--split-keys`). The meta group (group 1) keeps the shard map
+ * and the membership and holds no user data; every key lives in the shard
+ * whose range holds it, and every shard is a Raft group of its own
+ * (shard-groups.ts opens them).
+ *
+ *   - a read or a write goes to the shard of its key, on this member's
+ *     replica of that group: a write is proposed there or forwarded to the
+ *     group's leader (raft-requests.ts, per group), a linearizable read takes
+ *     that group's read point; a shard this member does not replicate is
+ *     asked at its replicas over the peer transport (remote-shard.ts);
+ *   - a range walks the shards it overlaps in key order (reverse order when
+ *     reversed), each read at its own group's read point, until `limit`
+ *     items; the usual cursor pages on. Each shard's part is linearizable;
+ *     the page as a whole is not one snapshot across shards;
+ *   - a batch whose keys lie in more than one shard is refused
+ *     (IMPULSE_ERR_BATCH_CROSS_SHARD) before anything is proposed: never
+ *     half-applied;
+ *   - revisions are the index of the key's shard's log (comparable within a
+ *     shard only; a key never changes shard while maps do not change).
+ *
+ * Status, health and shutdown are the meta group's (RaftKvService), plus the
+ * shard groups' health and figures.
+ */
+import { createHash } from 'node:crypto';
+import { ImpulseError } from '../errors.js';
+import { type KvCommand, encodeCommand, validateCommand } from '../kv/command.js';
+import { type ContentDigest, contentDigest } from '../kv/digest.js';
+import type { StoredValue } from '../kv/record.js';
+import type { KvItem } from '../kv/state-machine.js';
+import type { KvService, ReadConsistency, ReadOptions, ServiceHealth, ServiceStatus, WriteOutcome } from '../service/kv-service.js';
+import { READ_CONSISTENCIES } from '../service/kv-service.js';
+import { type Shard, type ShardMap, shardFor, shardsOverlapping } from '../shard/shard-map.js';
+import type { RangeOptions } from '../storage/engine.js';
+import type { HostedGroup } from './hosted-groups.js';
+import type { RaftKvService } from './raft-kv-service.js';
+import type { RemoteShards } from './remote-shard.js';
+import { unavailable } from './request-errors.js';
+import type { ShardGroups } from './shard-groups.js';
+
+export class ShardedKvService implements KvService {
+  readonly limits;
+  private closing = false;
+
+  constructor(
+    private readonly meta: RaftKvService,
+    private readonly shards: ShardGroups,
+    private readonly remote: RemoteShards,
+  ) {
+    this.limits = meta.limits;
+  }
+
+  async get(key: Uint8Array, options?: ReadOptions): Promise<StoredValue | undefined> {
+    const consistency = consistencyOf(options);
+    const shard = shardFor(this.map(), key);
+    const hosted = this.shards.hosted(shard);
+    if (hosted === undefined) return this.remote.get(shard, key, consistency);
+    await readPoint(hosted, consistency);
+    return hosted.group.machine.machine.get(key);
+  }
+
+  async range(query: RangeOptions, options?: ReadOptions): Promise<KvItem[]> {
+    const lower = query.gte ?? query.gt;
+    // An inclusive upper bound: the shard holding it is the last one (an exclusive bound one byte past it).
+    const upper = query.lt ?? (query.lte === undefined ? undefined : Buffer.concat([query.lte, Buffer.of(0)]));
+    const consistency = consistencyOf(options);
+    const shards = shardsOverlapping(this.map(), lower, upper);
+    if (query.reverse === true) shards.reverse();
+    const items: KvItem[] = [];
+    for (const shard of shards) {
+      if (items.length >= query.limit) break;
+      // A shard's engine holds only its own keys: the query's bounds need no clipping.
+      const part = { ...query, limit: query.limit - items.length };
+      const hosted = this.shards.hosted(shard);
+      if (hosted === undefined) {
+        items.push(...(await this.remote.range(shard, part, consistency)));
+        continue;
+      }
+      await readPoint(hosted, consistency);
+      items.push(...(await hosted.group.machine.machine.range(part)));
+    }
+    return items;
+  }
+
+  async write(command: KvCommand): Promise<WriteOutcome> {
+    validateCommand(command, this.limits);
+    const map = this.map();
+    const touched = new Map<number, Shard>();
+    for (const op of command.ops) {
+      const shard = shardFor(map, op.key);
+      touched.set(shard.id, shard);
+    }
+    if (touched.size > 1) {
+      throw new ImpulseError('IMPULSE_ERR_BATCH_CROSS_SHARD', `the batch writes keys of ${touched.size} shards; write each shard's keys in a batch of their own`, { details: { shards: [...touched.keys()].join(',') } });
+    }
+    const [shard] = touched.values();
+    if (shard === undefined) return this.meta.write(command); // an empty batch: validated, nothing to route
+    const hosted = this.shards.hosted(shard);
+    const retrySafe = command.session !== undefined;
+    if (hosted === undefined) return this.remote.write(shard, encodeCommand(command), retrySafe);
+    return hosted.requests.write(encodeCommand(command), retrySafe);
+  }
+
+  async status(): Promise<ServiceStatus> {
+    const status = await this.meta.status();
+    const map = this.shards.map;
+    let hostedCount = 0;
+    let quiesced = 0;
+    let keyCount = 0;
+    let diskBytes = 0;
+    for (const shard of map?.shards ?? []) {
+      const hosted = this.shards.hosted(shard);
+      if (hosted === undefined) continue;
+      hostedCount++;
+      if (hosted.group.quiesced) quiesced++;
+      const stats = await hosted.group.machine.machine.stats();
+      keyCount += stats.keyCount ?? 0;
+      diskBytes += stats.diskBytes ?? 0;
+    }
+    const figures = { ...status.figures, shard_map_version: map?.version ?? 0, shards: map?.shards.length ?? 0, shards_hosted: hostedCount, shards_quiesced: quiesced };
+    return { ...status, mode: 'raft-sharded', keyCount, diskBytes, figures };
+  }
+
+  health(): ServiceHealth {
+    const meta = this.meta.health();
+    if (meta.status !== 'ok') return meta;
+    const map = this.shards.map;
+    if (map === undefined) return { status: 'unavailable', reason: 'the shard map is not applied on this member yet' };
+    for (const shard of map.shards) {
+      const hosted = this.shards.hosted(shard);
+      if (hosted === undefined) continue;
+      const { state, failure } = hosted.group;
+      if (state === 'failed') return { status: 'failed', reason: `shard ${shard.id} failed and stopped (${failure?.message ?? 'unknown cause'}); restart the node after fixing the cause` };
+    }
+    return meta;
+  }
+
+  /**
+   * SHA-256 over the shards' digests in key order (their ids and digests);
+   * `appliedIndex` is the sum of the shards' applied indexes, so two members
+   * with equal sums that both settled hold equal states exactly when the
+   * digests agree.
+   */
+  async digest(): Promise<ContentDigest> {
+    const hash = createHash('sha256');
+    let appliedIndex = 0;
+    let bytes = 0;
+    for (const shard of this.map().shards) {
+      const hosted = this.shards.hosted(shard);
+      if (hosted === undefined) continue; // another member's replica: not part of this member's state
+      const digest = await contentDigest(hosted.group.machine.machine);
+      hash.update(`${shard.id}:${digest.digest}\n`);
+      appliedIndex += digest.appliedIndex;
+      bytes += digest.bytes;
+    }
+    return { appliedIndex, appliedTerm: 0, digest: hash.digest('hex'), bytes };
+  }
+
+  /** Refuses new requests, then shuts the member down (idempotent). */
+  close(): Promise<void> {
+    this.closing = true;
+    this.shards.close();
+    return this.meta.close();
+  }
+
+  /** The map requests are routed by; refuses while closing or before the first map applied. */
+  private map(): ShardMap {
+    if (this.closing) throw new ImpulseError('IMPULSE_ERR_SHUTTING_DOWN', 'the service is closing and takes no new requests');
+    const map = this.shards.map;
+    if (map === undefined) throw unavailable('the shard map is not applied on this member yet (the cluster is starting)');
+    return map;
+  }
+
+}
+
+function consistencyOf(options: ReadOptions | undefined): ReadConsistency {
+  const consistency = options?.consistency ?? 'linearizable';
+  if (!READ_CONSISTENCIES.includes(consistency)) throw new ImpulseError('IMPULSE_ERR_QUERY_INVALID', `consistency must be ${READ_CONSISTENCIES.join(' or ')}`);
+  return consistency;
+}
+
+async function readPoint(hosted: HostedGroup, consistency: ReadConsistency): Promise<void> {
+  hosted.requests.requireServing();
+  if (consistency === 'linearizable') await hosted.requests.readBarrier();
+}

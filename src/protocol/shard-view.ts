@@ -1,0 +1,40 @@
+/**
+ * The JSON of `GET /shards`, shared by the server and the client: the shard
+ * map as the answering member knows it, with what that member sees of each
+ * shard's group.
+ */
+
+export interface ShardView {
+  /** The shard's Raft group id. */
+  readonly id: number;
+  /** First key (inclusive), hex; '' from the first key. */
+  readonly start: string;
+  /** End key (exclusive), hex; null to the last key. */
+  readonly end: string | null;
+  readonly epoch: number;
+  readonly replicas: readonly number[];
+  /** The leader the answering member knows of; null when none, or when it does not replicate the shard. */
+  readonly leader: number | null;
+  /** Whether the answering member replicates the shard (only then are the figures below known). */
+  readonly local: boolean;
+  /** The shard's applied index on the answering member (its revisions come from it); null when not local. */
+  readonly appliedIndex: number | null;
+  /** Keys and bytes on disk of the local replica, when the engine counts them; null otherwise. */
+  readonly keyCount: number | null;
+  readonly diskBytes: number | null;
+  /** Proposals made at the answering member since it started (load: writes it led); null when not local. */
+  readonly proposals: number | null;
+  /** The group is quiesced on the answering member (idle: no ticks, no heartbeats). */
+  readonly quiesced: boolean;
+}
+
+export interface ShardsView {
+  readonly clusterId: string;
+  /** The node that answered. */
+  readonly nodeId: number;
+  /** False for a cluster started without --split-keys: one shard, group 1, holds everything. */
+  readonly sharded: boolean;
+  /** The shard map's version (0 while a sharded cluster has not applied its first map). */
+  readonly version: number;
+  readonly shards: readonly ShardView[];
+}

@@ -1,0 +1,192 @@
+/**
+ * The shard map: the key space cut into contiguous ranges [start, end), each
+ * served by one Raft group (its id is the shard's id), with an epoch and the
+ * nodes that replicate it. Pure data and functions; where the map is kept
+ * (the meta group, group 1) and how requests are routed by it are
+ * shard-router.ts and docs/sharding.md.
+ *
+ * Invariants (`shardMapProblem` checks them; a map that breaks one is never
+ * stored or used):
+ *   - shards sorted by `start`; the first starts at the empty key, each next
+ *     one starts where the previous ends, the last ends at null (no bound):
+ *     every key belongs to exactly one shard;
+ *   - shard ids distinct, >= 2 (group 1 is the meta group), replicas a
+ *     non-empty ascending list of distinct node ids; epochs >= 1.
+ *
+ * Version: the map's own number, +1 at every change; a change names the
+ * version it replaces, so two concurrent changes cannot both apply.
+ *
+ * Epoch (TiKV's region epoch, one number here): a shard's epoch rises
+ * whenever its range or replicas change, so a request routed with an older
+ * epoch is told its route is stale.
+ *
+ * Encoding: canonical JSON (keys in hex), so every replica of the meta group
+ * writes the same bytes.
+ */
+import { ImpulseError } from '../errors.js';
+import type { NodeId } from '../raft/types.js';
+import { compareBytes, partitionPoint } from '../util/bytes.js';
+import { applyMoves, planPlacement } from './placement.js';
+
+/** The group that keeps the shard map (and, in a cluster without shards, all the data). */
+export const META_GROUP = 1;
+/** The cluster metadata name the shard map is stored under in the meta group. */
+export const SHARD_MAP_META_NAME = 'shard-map';
+/** Most shards one map may hold (bounds the map's size and the groups a node opens). */
+export const SHARDS_MAX = 4096;
+/** Replicas of every shard (fewer when the cluster has fewer nodes): three, as in TiKV and CockroachDB. */
+export const SHARD_REPLICAS = 3;
+
+export interface Shard {
+  /** The Raft group serving the shard (>= 2). */
+  readonly id: number;
+  /** First key of the range (inclusive); empty: from the first key. */
+  readonly start: Buffer;
+  /** End of the range (exclusive); null: to the last key. */
+  readonly end: Buffer | null;
+  readonly epoch: number;
+  /** Node ids replicating the shard, ascending. */
+  readonly replicas: readonly NodeId[];
+}
+
+export interface ShardMap {
+  /** 1 for the first map, +1 at every change. */
+  readonly version: number;
+  readonly shards: readonly Shard[];
+}
+
+/**
+ * The map of a new sharded cluster: `splitKeys` (distinct, non-empty) cut the
+ * key space into splitKeys.length + 1 shards, groups firstGroupId, +1, ...,
+ * epoch 1, each replicated on `replicationFactor` of `nodes` as the placement
+ * planner spreads them (the same nodes and keys give the same map).
+ */
+export function initialShardMap(splitKeys: readonly Uint8Array[], nodes: readonly NodeId[], replicationFactor = SHARD_REPLICAS, firstGroupId = META_GROUP + 1): ShardMap {
+  const keys = [...splitKeys].map((key) => Buffer.from(key)).sort(compareBytes);
+  const bounds: Buffer[] = [Buffer.alloc(0), ...keys];
+  const ids = bounds.map((_, index) => firstGroupId + index);
+  const placed = applyMoves(
+    ids.map((id) => ({ id, replicas: [] })),
+    planPlacement({ liveNodes: nodes, shards: ids.map((id) => ({ id, replicas: [] })), replicationFactor }),
+  );
+  const map: ShardMap = {
+    version: 1,
+    shards: bounds.map((start, index) => ({ id: ids[index]!, start, end: keys[index] ?? null, epoch: 1, replicas: placed[index]!.replicas })),
+  };
+  const problem = shardMapProblem(map);
+  if (problem !== undefined) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `the initial shard map is invalid: ${problem}`);
+  return map;
+}
+
+/** What breaks the invariants of `map` (see the file comment), or undefined when it holds them. */
+export function shardMapProblem(map: ShardMap): string | undefined {
+  const { shards } = map;
+  if (!Number.isSafeInteger(map.version) || map.version < 1) return `the map's version is ${map.version}`;
+  if (shards.length === 0 || shards.length > SHARDS_MAX) return `a map holds 1 to ${SHARDS_MAX} shards, not ${shards.length}`;
+  if (shards[0]!.start.length !== 0) return 'the first shard must start at the empty key';
+  if (shards[shards.length - 1]!.end !== null) return 'the last shard must have no end';
+  const ids = new Set<number>();
+  for (let index = 0; index < shards.length; index++) {
+    const shard = shards[index]!;
+    if (!Number.isSafeInteger(shard.id) || shard.id <= META_GROUP || ids.has(shard.id)) return `shard id ${shard.id} is not a distinct integer >= ${META_GROUP + 1}`;
+    ids.add(shard.id);
+    if (!Number.isSafeInteger(shard.epoch) || shard.epoch < 1) return `shard ${shard.id} has epoch ${shard.epoch}`;
+    const { replicas } = shard;
+    if (replicas.length === 0 || replicas.some((id, i) => !Number.isSafeInteger(id) || id < 1 || (i > 0 && id <= replicas[i - 1]!))) return `shard ${shard.id} needs replicas as ascending distinct node ids`;
+    const next = shards[index + 1];
+    if (next === undefined) continue;
+    if (shard.end === null || compareBytes(shard.end, next.start) !== 0) return `shard ${shard.id} must end where shard ${next.id} starts`;
+    if (compareBytes(shard.start, shard.end) >= 0) return `shard ${shard.id} has an empty range`;
+  }
+  return undefined;
+}
+
+/** The shard holding `key` (there is exactly one). */
+export function shardFor(map: ShardMap, key: Uint8Array): Shard {
+  const { shards } = map;
+  // The last shard whose start is <= key: the first shard starts at the empty key, so there is one.
+  const after = partitionPoint(0, shards.length, (index) => compareBytes(shards[index]!.start, key) > 0);
+  return shards[after - 1]!;
+}
+
+/** The shard with id `id`, if the map has it. */
+export function shardById(map: ShardMap, id: number): Shard | undefined {
+  return map.shards.find((shard) => shard.id === id);
+}
+
+/**
+ * The shards overlapping the key range from `lower` (inclusive; undefined: no
+ * bound) to `upper` (exclusive; undefined: no bound), in key order.
+ */
+export function shardsOverlapping(map: ShardMap, lower: Uint8Array | undefined, upper: Uint8Array | undefined): Shard[] {
+  const { shards } = map;
+  const first = lower === undefined ? 0 : shards.indexOf(shardFor(map, lower));
+  const result: Shard[] = [];
+  for (let index = first; index < shards.length; index++) {
+    const shard = shards[index]!;
+    if (upper !== undefined && compareBytes(shard.start, upper) >= 0) break;
+    result.push(shard);
+  }
+  return result;
+}
+
+/** True when `key` lies in `shard`'s range. */
+export function shardContains(shard: Shard, key: Uint8Array): boolean {
+  return compareBytes(shard.start, key) <= 0 && (shard.end === null || compareBytes(key, shard.end) < 0);
+}
+
+interface ShardJson {
+  readonly id: number;
+  readonly start: string;
+  readonly end: string | null;
+  readonly epoch: number;
+  readonly replicas: readonly number[];
+}
+
+/** The map as a JSON value (keys in hex); `shardMapFromJson` reads it back. */
+export function shardMapToJson(map: ShardMap): { version: number; shards: ShardJson[] } {
+  const shards: ShardJson[] = map.shards.map((shard) => ({ id: shard.id, start: shard.start.toString('hex'), end: shard.end === null ? null : shard.end.toString('hex'), epoch: shard.epoch, replicas: [...shard.replicas] }));
+  return { version: map.version, shards };
+}
+
+/** Canonical bytes of `map` (it must hold the invariants). */
+export function encodeShardMap(map: ShardMap): Buffer {
+  return Buffer.from(JSON.stringify(shardMapToJson(map)), 'utf8');
+}
+
+/** The map in `bytes`; IMPULSE_ERR_ENGINE_CORRUPTION when they are not a valid map (stored state that must be one). */
+export function decodeShardMap(bytes: Uint8Array): ShardMap {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch {
+    throw new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', 'the stored shard map is invalid: not JSON');
+  }
+  const map = shardMapFromJson(parsed);
+  if (typeof map === 'string') throw new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', `the stored shard map is invalid: ${map}`);
+  return map;
+}
+
+/** The map in a JSON value (as `shardMapToJson` makes it), or what is wrong with it. */
+export function shardMapFromJson(parsed: unknown): ShardMap | string {
+  const version = (parsed as { version?: unknown } | null)?.version;
+  const list = (parsed as { shards?: unknown } | null)?.shards;
+  if (typeof version !== 'number' || !Array.isArray(list)) return 'no version or no shard list';
+  const corrupt = (why: string): Error => new Error(why);
+  const hex = (value: unknown): Buffer => {
+    if (typeof value !== 'string' || !/^(?:[0-9a-f]{2})*$/.test(value)) throw corrupt('a key is not hex');
+    return Buffer.from(value, 'hex');
+  };
+  let shards: Shard[];
+  try {
+    shards = list.map((item: unknown): Shard => {
+      const shard = item as Partial<Record<keyof ShardJson, unknown>> | null;
+      if (typeof shard?.id !== 'number' || typeof shard.epoch !== 'number' || !Array.isArray(shard.replicas) || !shard.replicas.every((id) => typeof id === 'number')) throw corrupt('a shard lacks its id, epoch or replicas');
+      return { id: shard.id, start: hex(shard.start), end: shard.end === null ? null : hex(shard.end), epoch: shard.epoch, replicas: shard.replicas as number[] };
+    });
+  } catch (error) {
+    return (error as Error).message;
+  }
+  const map = { version, shards };
+  return shardMapProblem(map) ?? map;
+}

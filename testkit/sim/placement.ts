@@ -1,0 +1,133 @@
+/**
+ * Placement at a scale no machine here runs as processes: a seeded sequence
+ * of node additions and deaths over many shards, the product planner
+ * (src/shard/placement.ts) run after each, its moves applied to a model of
+ * the replica sets, and the invariants checked after every change:
+ *
+ *   - every shard has `replicationFactor` replicas, on distinct live nodes
+ *     (no shard stays below its count once the plan ran);
+ *   - every live node holds floor(T/N) or ceil(T/N) replicas: within 10% of
+ *     the mean (from 10 replicas a node on, one replica is <= 10%);
+ *   - no more moves than needed: exactly `minimumMoves` (a lower bound) when
+ *     the change only unbalances, within 3% of it when replicas were lost;
+ *   - re-replication after a death is spread out: no live node receives more
+ *     than ceil(lost / live) + 1 of the lost replicas, so with `c` copies at
+ *     once per node the time a shard spends below its count is bounded by
+ *     the dead-node timeout + ceil(that / c) copy times.
+ *
+ * A run is a pure function of its options (seed included): `traceHash`
+ * lets a test run one twice and compare.
+ */
+import { createHash } from 'node:crypto';
+import { type PlacedShard, type PlacementInput, applyMoves, minimumMoves, planPlacement } from '../../src/shard/placement.js';
+import { SeededRandom } from '../../src/util/random.js';
+
+export interface PlacementSimOptions {
+  readonly seed: number;
+  readonly initialNodes: number;
+  readonly shards: number;
+  readonly replicationFactor: number;
+  /** Node additions and deaths after the initial placement. */
+  readonly changes: number;
+  /** Never fewer live nodes than this (deaths are skipped below it). */
+  readonly minNodes: number;
+}
+
+export interface PlacementStep {
+  readonly change: string;
+  readonly liveNodes: number;
+  readonly moves: number;
+  readonly minimumMoves: number;
+  /** Lost replicas re-created (moves whose source died). */
+  readonly restored: number;
+  /** Most restored replicas one node received. */
+  readonly restoredPerNodeMax: number;
+  readonly minReplicas: number;
+  readonly maxReplicas: number;
+  readonly meanReplicas: number;
+  readonly planMs: number;
+}
+
+export interface PlacementSimResult {
+  readonly steps: readonly PlacementStep[];
+  /** Problems found (empty when every invariant held). */
+  readonly violations: readonly string[];
+  readonly traceHash: string;
+}
+
+export function runPlacementSimulation(options: PlacementSimOptions): PlacementSimResult {
+  const random = new SeededRandom(options.seed);
+  let nextNode = options.initialNodes + 1;
+  let live = Array.from({ length: options.initialNodes }, (_, index) => index + 1);
+  let shards: PlacedShard[] = Array.from({ length: options.shards }, (_, index) => ({ id: index + 2, replicas: [] }));
+  const steps: PlacementStep[] = [];
+  const violations: string[] = [];
+  const trace = createHash('sha256');
+  const step = (change: string): void => {
+    const input: PlacementInput = { liveNodes: live, shards, replicationFactor: options.replicationFactor };
+    const started = performance.now();
+    const moves = planPlacement(input);
+    const planMs = performance.now() - started;
+    const minimum = minimumMoves(input);
+    shards = applyMoves(shards, moves);
+    const restoredTo = new Map<number, number>();
+    for (const move of moves) if (move.from !== null && !live.includes(move.from)) restoredTo.set(move.to, (restoredTo.get(move.to) ?? 0) + 1);
+    const restored = [...restoredTo.values()].reduce((sum, count) => sum + count, 0);
+    const counts = new Map(live.map((id) => [id, 0]));
+    for (const shard of shards) for (const id of shard.replicas) counts.set(id, (counts.get(id) ?? 0) + 1);
+    const values = [...counts.values()];
+    const record: PlacementStep = {
+      change,
+      liveNodes: live.length,
+      moves: moves.length,
+      minimumMoves: minimum,
+      restored,
+      restoredPerNodeMax: Math.max(0, ...restoredTo.values()),
+      minReplicas: Math.min(...values),
+      maxReplicas: Math.max(...values),
+      meanReplicas: values.reduce((sum, count) => sum + count, 0) / values.length,
+      planMs,
+    };
+    steps.push(record);
+    violations.push(...checkPlacement(record, shards, live, counts, options.replicationFactor));
+    trace.update(`${change}|${moves.map((move) => `${move.shard}:${move.from}>${move.to}`).join(',')}\n`);
+  };
+  step(`place ${options.shards} shards on ${live.length} nodes`);
+  for (let change = 0; change < options.changes; change++) {
+    if (random.chance(0.5) || live.length <= options.minNodes) {
+      live = [...live, nextNode];
+      step(`add node ${nextNode++}`);
+    } else {
+      const dead = live[random.int(live.length)]!;
+      live = live.filter((id) => id !== dead);
+      step(`node ${dead} dies`);
+    }
+  }
+  return { steps, violations, traceHash: trace.digest('hex') };
+}
+
+/** The invariants of one step (see the file comment); the problems found. Exported so tests can show it rejects bad placements. */
+export function checkPlacement(step: PlacementStep, shards: readonly PlacedShard[], live: readonly number[], counts: ReadonlyMap<number, number>, factor: number): string[] {
+  const problems: string[] = [];
+  const liveSet = new Set(live);
+  const want = Math.min(factor, live.length);
+  for (const shard of shards) {
+    if (shard.replicas.length !== want || new Set(shard.replicas).size !== want || shard.replicas.some((id) => !liveSet.has(id))) {
+      problems.push(`${step.change}: shard ${shard.id} has replicas ${shard.replicas.join(',')}`);
+      break;
+    }
+  }
+  const total = shards.length * want;
+  const low = Math.floor(total / live.length);
+  const high = Math.ceil(total / live.length);
+  for (const [id, count] of counts) {
+    if (count < low || count > high) problems.push(`${step.change}: node ${id} holds ${count} replicas, outside [${low}, ${high}]`);
+  }
+  if (step.maxReplicas > step.meanReplicas * 1.1 || step.minReplicas < step.meanReplicas * 0.9) problems.push(`${step.change}: replica counts ${step.minReplicas}..${step.maxReplicas} are not within 10% of the mean ${step.meanReplicas.toFixed(1)}`);
+  // Balancing alone (a node added) meets the lower bound exactly; re-replication may cost a
+  // few more (a lost replica cannot go to a node that already has its shard), bounded at 3%.
+  const slack = step.restored > 0 ? Math.ceil(step.minimumMoves * 0.03) : 0;
+  if (step.moves > step.minimumMoves + slack) problems.push(`${step.change}: ${step.moves} moves where ${step.minimumMoves} suffice`);
+  if (step.restored > 0 && step.restoredPerNodeMax > Math.ceil(step.restored / live.length) + 1) problems.push(`${step.change}: one node received ${step.restoredPerNodeMax} of ${step.restored} lost replicas`);
+  return problems;
+}
