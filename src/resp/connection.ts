@@ -38,6 +38,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { arityFits, type ClientState, type CommandContext, type CommandSpec, type ServerView } from './command.js';
+import { isImpulseError } from '../errors.js';
 import { validateCommand, type KvOp } from '../kv/command.js';
 import { OK, errorReply } from './encoder.js';
 import { failureReply, unknownCommand, wrongArity } from './errors.js';
@@ -245,12 +246,43 @@ export class RespConnection {
     return { members, ops };
   }
 
-  private runGroup({ members, ops }: { members: Waiting[]; ops: KvOp[] }): void {
+  private runGroup(group: { members: Waiting[]; ops: KvOp[] }): void {
     this.exclusiveRunning = true;
-    this.server.service.write({ ops }).then(
-      () => this.settle(members, OK, false),
-      (error: unknown) => this.settle(members, this.failure(error, members[0]!.spec), false),
+    this.writeGroup(group).then(
+      () => this.release(false),
+      (error: unknown) => {
+        // writeGroup answers every failure itself; reaching here is a bug: answer what is left, and say so.
+        for (const member of group.members) if (member.slot.reply === undefined) this.fill([member], this.failure(error, member.spec));
+        this.release(false);
+      },
     );
+  }
+
+  /**
+   * Writes a put group as one command. A sharded service refuses a command
+   * whose keys lie in several shards, before anything is applied
+   * (IMPULSE_ERR_BATCH_CROSS_SHARD): then the group's commands are written one
+   * by one, in order, each answered as it completes.
+   */
+  private async writeGroup({ members, ops }: { members: Waiting[]; ops: KvOp[] }): Promise<void> {
+    const { service } = this.server;
+    try {
+      await service.write({ ops });
+      this.fill(members, OK);
+      return;
+    } catch (error) {
+      if (!isImpulseError(error, 'IMPULSE_ERR_BATCH_CROSS_SHARD')) {
+        this.fill(members, this.failure(error, members[0]!.spec));
+        return;
+      }
+    }
+    for (const member of members) {
+      const reply = await service.write({ ops: member.spec.puts!(member.command.args)! }).then(
+        () => OK,
+        (error: unknown) => this.failure(error, member.spec),
+      );
+      this.fill([member], reply);
+    }
   }
 
   /** Runs a command; fills its slot and returns undefined when it answered at once, else its pending reply. */
@@ -287,14 +319,17 @@ export class RespConnection {
 
   /** Commands that ran together (one, or a put group) answered `reply`: fill their slots, start what waits, write. */
   private settle(done: readonly Waiting[], reply: Buffer, readonly: boolean): void {
+    this.fill(done, reply);
+    this.release(readonly);
+  }
+
+  /** Answers `done` with `reply`; the replies leave with the next flush (queued here). */
+  private fill(done: readonly Waiting[], reply: Buffer): void {
     const now = performance.now();
     for (const { slot, spec, started } of done) {
       slot.reply = reply;
       this.hooks.commandDone(spec, (now - started) / 1000, reply[0] === 0x2d);
     }
-    if (readonly) this.readsRunning--;
-    else this.exclusiveRunning = false;
-    this.schedule();
     // Several commands often finish in the same tick (one group commit): write their replies together.
     if (!this.flushQueued) {
       this.flushQueued = true;
@@ -303,6 +338,13 @@ export class RespConnection {
         if (this.flush() && !this.ending) this.pump();
       });
     }
+  }
+
+  /** A running command (readonly or not) finished: start what waited for it. */
+  private release(readonly: boolean): void {
+    if (readonly) this.readsRunning--;
+    else this.exclusiveRunning = false;
+    this.schedule();
   }
 
   /** Writes the answered slots at the head of `pending`; true when it wrote any. */

@@ -13,6 +13,8 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
+import { ImpulseError } from '../errors.js';
+import type { KvCommand } from '../kv/command.js';
 import type { KvService } from '../service/kv-service.js';
 import { openLocalKvService } from '../service/open-local.js';
 import { DEFAULT_LIMITS } from '../storage/engine.js';
@@ -27,9 +29,9 @@ interface Node {
   readonly dir: string;
 }
 
-async function startNode(options: Partial<RespServerOptions> = {}): Promise<Node> {
+async function startNode(options: Partial<RespServerOptions> = {}, wrap: (service: KvService) => KvService = (service) => service): Promise<Node> {
   const dir = await mkdtemp(join(tmpdir(), 'impulse-resp-'));
-  const service = await openLocalKvService({ engine: 'memory', dataDir: dir, sync: 'none', limits: LIMITS });
+  const service = wrap(await openLocalKvService({ engine: 'memory', dataDir: dir, sync: 'none', limits: LIMITS }));
   const server = new RespServer({ service, logger: pino({ level: 'silent' }), version: 'test', ...options });
   const { port } = await server.listen(0, '127.0.0.1');
   return { service, server, port, dir };
@@ -354,6 +356,43 @@ describe('RESP server (ioredis, in process, memory engine)', () => {
     assert.match(text, /impulse_resp_disconnects_total\{reason="quit"\} 1/);
     assert.match(text, /impulse_resp_disconnects_total\{reason="protocol_error"\} 1/);
     assert.match(text, /impulse_resp_command_duration_seconds_bucket\{le="\+Inf",command="set"\} [1-9]/);
+  });
+});
+
+/**
+ * The real single-node service, refusing (before applying anything) a write whose keys start
+ * with different bytes, as the sharded service refuses a batch across shards.
+ */
+function refusingCrossShard(service: KvService): KvService {
+  return new Proxy(service, {
+    get(target, property, receiver) {
+      if (property !== 'write') return Reflect.get(target, property, receiver) as unknown;
+      return (command: KvCommand) => {
+        if (new Set(command.ops.map((op) => op.key[0])).size > 1) {
+          return Promise.reject(new ImpulseError('IMPULSE_ERR_BATCH_CROSS_SHARD', 'the batch writes keys of 2 shards'));
+        }
+        return target.write(command);
+      };
+    },
+  });
+}
+
+describe('RESP server on a service that refuses writes across shards', () => {
+  it('writes a refused put group command by command, in order, and refuses only the cross-shard MSET', async () => {
+    const node = await startNode({}, refusingCrossShard);
+    const redis = new Redis({ port: node.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
+    try {
+      await redis.connect();
+      const pipeline = redis.pipeline().set('a:1', '1').set('b:1', '1').set('a:1', '2').mset('a:2', 'x', 'b:2', 'y').mset('a:3', 'x', 'a:4', 'y').get('a:1');
+      const results = (await pipeline.exec())!.map(([error, value]) => (error ? error.message : value));
+      assert.deepEqual(results.slice(0, 3), ['OK', 'OK', 'OK']);
+      assert.match(results[3] as string, /IMPULSE_ERR_BATCH_CROSS_SHARD/);
+      assert.deepEqual(results.slice(4), ['OK', '2']);
+      assert.deepEqual(await redis.mget('b:1', 'a:2', 'a:3'), ['1', null, 'x']);
+    } finally {
+      redis.disconnect();
+      await stopNode(node);
+    }
   });
 });
 
