@@ -176,7 +176,9 @@ export class RespConnection {
     const started = performance.now();
     const slot: Slot = { reply: undefined, last: false };
     this.pending.push(slot);
-    const spec = this.server.commands.get(command.args[0]!.toString('latin1').toLowerCase());
+    // The name is absent when it was itself over the limits (skipped by the parser).
+    const name = command.args[0];
+    const spec = name === undefined ? undefined : this.server.commands.get(name.toString('latin1').toLowerCase());
     const refused = this.refusal(command, spec);
     if (refused !== undefined) {
       slot.reply = refused;

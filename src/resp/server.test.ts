@@ -345,6 +345,9 @@ describe('RESP server (ioredis, in process, memory engine)', () => {
     const text = await raw.until((received) => received.endsWith('+PONG\r\n'));
     assert.match(text, /^-ERR the command's arguments are 204807 bytes or more; an argument may have at most 65536 bytes .*\(IMPULSE_ERR_VALUE_TOO_LARGE\)\r\n\+PONG\r\n$/);
     assert.equal(await redis.exists('huge'), 0);
+    // Even the command name may be over the limit: the same answer, no crash.
+    raw.send(Buffer.concat([multibulk(Buffer.alloc(100 * 1024, 0x41)), multibulk('PING')]));
+    assert.match(await raw.until((received) => received.split('+PONG').length === 3), /-ERR the command's arguments are 102400 bytes .*\r\n\+PONG\r\n$/);
     raw.socket.destroy();
   });
 
