@@ -325,14 +325,26 @@ export class RespConnection {
     this.release(readonly);
   }
 
-  /** Answers `done` with `reply`; the replies leave with the next flush (queued here). */
+  /** Answers `done` with `reply`; the replies leave with the next flush. */
   private fill(done: readonly Waiting[], reply: Buffer): void {
     const now = performance.now();
     for (const { slot, spec, started } of done) {
       slot.reply = reply;
       this.hooks.commandDone(spec, (now - started) / 1000, reply[0] === 0x2d);
     }
-    // Several commands often finish in the same tick (one group commit): write their replies together.
+    this.queueFlush();
+  }
+
+  /** A running command (readonly or not) finished: start what waited for it (and write what that answered at once). */
+  private release(readonly: boolean): void {
+    if (readonly) this.readsRunning--;
+    else this.exclusiveRunning = false;
+    this.schedule();
+    this.queueFlush();
+  }
+
+  /** Writes the answered replies soon: several commands often finish in the same tick (one group commit), and go out together. */
+  private queueFlush(): void {
     if (!this.flushQueued) {
       this.flushQueued = true;
       queueMicrotask(() => {
@@ -340,13 +352,6 @@ export class RespConnection {
         if (this.flush() && !this.ending) this.pump();
       });
     }
-  }
-
-  /** A running command (readonly or not) finished: start what waited for it. */
-  private release(readonly: boolean): void {
-    if (readonly) this.readsRunning--;
-    else this.exclusiveRunning = false;
-    this.schedule();
   }
 
   /** Writes the answered slots at the head of `pending`; true when it wrote any. */

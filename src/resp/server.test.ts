@@ -305,6 +305,13 @@ describe('RESP server (ioredis, in process, memory engine)', () => {
     assert.deepEqual(await redis.mget('g:7', 'g:8'), ['7', '8']);
   });
 
+  it('answers a command that answers at once after a put group it waited for (redis-cli --pipe ends with ECHO)', async () => {
+    const raw = new RawClient(node.port);
+    raw.send(Buffer.concat([multibulk('SET', 'pg:a', '1'), multibulk('SET', 'pg:b', '2'), multibulk('ECHO', 'done')]));
+    assert.equal(await raw.until((text) => text.includes('done')), '+OK\r\n+OK\r\n$4\r\ndone\r\n');
+    raw.socket.destroy();
+  });
+
   it('speaks RESP3 after HELLO 3: nulls and maps', async () => {
     const raw = new RawClient(node.port);
     raw.send(multibulk('HELLO', '3', 'SETNAME', 'r3'));
