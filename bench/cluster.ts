@@ -17,7 +17,6 @@
  *
  * Prints the tables and writes them to docs/benchmarks.md (section "cluster").
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +24,7 @@ import { ProcessCluster } from '../testkit/process/cluster-process.js';
 import { startServerProcess } from '../testkit/process/server-process.js';
 import { type EtcdCluster, etcdPut, startEtcdCluster } from './lib/etcd.js';
 import { waitFor } from './lib/processes.js';
+import { type WrkResult, runWrk } from './lib/wrk.js';
 import { flag, formatNumber, machineLine, table, writeSection } from './report.js';
 
 const rounds = Number(flag('rounds', '3'));
@@ -34,13 +34,6 @@ const trials = Number(flag('trials', '10'));
 const engine = flag('engine', 'lsm');
 const only = flag('only', 'all');
 const KEYS = 1000;
-
-interface WrkResult {
-  readonly requestsPerSecond: number;
-  readonly latencyAvgMs: number;
-  readonly latencyP99Ms: number;
-  readonly errors: number;
-}
 
 interface Target {
   readonly label: string;
@@ -80,21 +73,7 @@ async function wrkScript(kind: Target['kind'], method: 'PUT' | 'GET'): Promise<s
 }
 
 async function wrk(target: Target, method: 'PUT' | 'GET'): Promise<WrkResult> {
-  const script = await wrkScript(target.kind, method);
-  const output = execFileSync('wrk', ['-t1', `-c${connections}`, `-d${durationSeconds}s`, '--latency', '-s', script, target.url], { encoding: 'utf8' });
-  const requestsPerSecond = Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1]);
-  const latencyAvgMs = toMs(/Latency\s+([\d.]+\w+)/.exec(output)?.[1]);
-  const latencyP99Ms = toMs(/99%\s+([\d.]+\w+)/.exec(output)?.[1]);
-  const errors = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(output)?.[1] ?? 0) + Number(/Socket errors:.*?timeout (\d+)/.exec(output)?.[1] ?? 0);
-  if (!Number.isFinite(requestsPerSecond)) throw new Error(`cannot parse wrk output:\n${output}`);
-  return { requestsPerSecond, latencyAvgMs, latencyP99Ms, errors };
-}
-
-function toMs(text: string | undefined): number {
-  const match = /^([\d.]+)(us|ms|s)$/.exec(text ?? '');
-  if (!match) return NaN;
-  const value = Number(match[1]);
-  return match[2] === 'us' ? value / 1000 : match[2] === 's' ? value * 1000 : value;
+  return runWrk(target.url, await wrkScript(target.kind, method), connections, durationSeconds);
 }
 
 async function preload(target: Target): Promise<void> {

@@ -39,6 +39,9 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_SESSION_INVALID: { summary: 'The client session headers (client id, sequence number) are malformed.' },
   IMPULSE_ERR_SESSION_EXPIRED: { summary: 'The write is a retry whose session result was already forgotten; it was not applied again.' },
   IMPULSE_ERR_COMMAND_INVALID: { summary: 'An encoded write command is malformed; it was not applied.' },
+  // Authentication and authorisation (src/api/auth.ts)
+  IMPULSE_ERR_AUTH_REQUIRED: { summary: 'The request carries no bearer token, or one the server does not know; nothing was read or changed.' },
+  IMPULSE_ERR_AUTH_FORBIDDEN: { summary: "The token's role or key prefix does not allow this request; nothing was read or changed." },
   // Server and engine state
   IMPULSE_ERR_OVERLOADED: { summary: 'The write queue is full; retry later.' },
   IMPULSE_ERR_SHUTTING_DOWN: { summary: 'The server is shutting down and accepts no new work.' },

@@ -37,6 +37,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
 import { ImpulseError } from '../errors.js';
 import { assert } from '../util/assert.js';
 import { expectContinue, failBody } from './body.js';
@@ -125,9 +126,10 @@ export class RequestPipeline {
     assert(options.pipelineDepthMax >= 1, 'pipelineDepthMax must be at least 1', options.pipelineDepthMax);
   }
 
-  /** Wires the pipeline into `server`: call once, before it listens, on a server created without a request listener. */
+  /** Wires the pipeline into `server` (node:http, or node:https whose Server is one too): call once, before it listens, on a server created without a request listener. */
   attach(server: Server): void {
-    server.on('connection', (socket: Socket) => this.track(socket));
+    // node:https hands the HTTP layer the TLS socket once its handshake is done ('secureConnection'); 'connection' is the raw TCP socket under it.
+    server.on(server instanceof TlsServer ? 'secureConnection' : 'connection', (socket: Socket) => this.track(socket));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, 'plain'));
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, 'expect-continue'));
     server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, 'expectation-failed'));

@@ -18,10 +18,13 @@
  *   GET                 /health, /status, /metrics, /digest
  *   /cluster...         the cluster view and membership operations of a member (cluster-routes.ts)
  */
-import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { type IncomingMessage, type Server, type ServerOptions as HttpServerOptions, type ServerResponse, createServer } from 'node:http';
+import { type Server as HttpsServer, createServer as createHttpsServer } from 'node:https';
+import { Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import type { Metric } from 'prom-client';
+import { Counter, type Metric } from 'prom-client';
+import { type Authorizer, type Principal, type Role, requireKeyAllowed, requireRangeAllowed } from './auth.js';
 import { CLUSTER_BODY_BYTES_MAX, type ClusterRoutesTarget, matchClusterRoute, serveClusterRoute } from './cluster-routes.js';
 import { ImpulseError, isImpulseError } from '../errors.js';
 import { httpStatusOf } from './http-status.js';
@@ -67,6 +70,20 @@ export interface ServerOptions {
   readonly cluster?: ClusterRoutesTarget;
   /** The service's own Prometheus metrics, exported by /metrics. */
   readonly metrics?: readonly Metric[];
+  /** Bearer tokens and roles (auth.ts); absent: every request is allowed (a loopback-only or client-certificate deployment). */
+  readonly auth?: Authorizer;
+  /** Serve HTTPS with this certificate and key; with `ca`, clients must present a certificate chaining to it. Absent: plain HTTP. */
+  readonly tls?: TlsMaterial;
+  /** A connection whose TLS handshake has not finished by then is closed, ms. Default 10,000. */
+  readonly tlsHandshakeTimeoutMs?: number;
+}
+
+/** PEM contents of a TLS listener's files. */
+export interface TlsMaterial {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  /** Client certificates must chain to this CA (and are then required). */
+  readonly ca?: Buffer;
 }
 
 const ALLOW_KEY = 'GET, HEAD, PUT, DELETE';
@@ -78,7 +95,10 @@ export class ImpulseServer {
   readonly metrics: ServerMetrics;
   private readonly service: KvService;
   private readonly logger: Logger;
-  private readonly server: Server;
+  private readonly server: Server | HttpsServer;
+  /** TLS handshakes that failed or timed out (garbage, a stalled client, a certificate refused); also in /metrics. */
+  tlsHandshakeFailures = 0;
+  private readonly tlsFailureCounter = new Counter({ name: 'impulse_tls_handshake_failures_total', help: 'Client TLS handshakes that failed or timed out, by node:tls error code', labelNames: ['code'], registers: [] });
   private readonly pageLimitDefault: number;
   private readonly pageLimitMax: number;
   private readonly valueBody: BodyLimit;
@@ -90,7 +110,7 @@ export class ImpulseServer {
   constructor(private readonly options: ServerOptions) {
     this.service = options.service;
     this.logger = options.logger;
-    this.metrics = new ServerMetrics(options.service, options.metrics);
+    this.metrics = new ServerMetrics(options.service, [...(options.metrics ?? []), ...(options.tls !== undefined ? [this.tlsFailureCounter] : [])]);
     this.pageLimitDefault = options.pageLimitDefault ?? 100;
     this.pageLimitMax = options.pageLimitMax ?? 1000;
     if (this.pageLimitMax >= this.service.limits.rangeLimitMax) {
@@ -105,7 +125,7 @@ export class ImpulseServer {
     const headersTimeoutMs = Math.min(options.headersTimeoutMs ?? 30_000, requestTimeoutMs);
     // A range query names up to three keys (start, end, prefix), each up to 3 bytes per key byte when percent-encoded, plus a cursor (4/3 per key byte).
     const urlBytesMax = options.urlBytesMax ?? 11 * keyBytesMax + 1024;
-    this.server = createServer({
+    const httpOptions: HttpServerOptions = {
       keepAliveTimeout: 5_000,
       requestTimeout: requestTimeoutMs,
       headersTimeout: headersTimeoutMs,
@@ -113,7 +133,8 @@ export class ImpulseServer {
       connectionsCheckingInterval: Math.max(50, Math.min(1_000, headersTimeoutMs >> 2)),
       // node:http counts the request line and the header fields against this one limit.
       maxHeaderSize: urlBytesMax + (options.headerFieldsBytesMax ?? 8 * 1024),
-    });
+    };
+    this.server = options.tls === undefined ? createServer(httpOptions) : this.createTlsServer(httpOptions, options.tls);
     const pipeline = new RequestPipeline(
       { pipelineDepthMax: options.pipelineDepthMax ?? 32, urlBytesMax, lingerMs: options.lingerMs ?? 2_000, headersTimeoutMs, requestTimeoutMs },
       {
@@ -123,6 +144,33 @@ export class ImpulseServer {
       },
     );
     pipeline.attach(this.server);
+  }
+
+  /**
+   * HTTPS: node:https over node:tls. A handshake that stalls is cut off after
+   * `tlsHandshakeTimeoutMs` (node's default, 120 s, would let idle sockets pile
+   * up); a failed handshake (garbage bytes, a refused client certificate) only
+   * closes that socket, and is counted and logged at debug level.
+   */
+  private createTlsServer(httpOptions: HttpServerOptions, tls: TlsMaterial): HttpsServer {
+    const server = createHttpsServer({ ...httpOptions, ...secureContextOptions(tls), handshakeTimeout: this.options.tlsHandshakeTimeoutMs ?? 10_000 });
+    server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => {
+      this.tlsHandshakeFailures++;
+      this.tlsFailureCounter.inc({ code: error.code ?? 'unknown' });
+      this.logger.debug({ remote: socket.remoteAddress, code: error.code, reason: error.message }, 'TLS handshake failed');
+      socket.destroy();
+    });
+    return server;
+  }
+
+  /**
+   * Replaces the certificate, key and client CA (a reload: SIGHUP or a changed
+   * file). New connections use them; open ones keep the context they started
+   * with. Only for a server started with `tls`.
+   */
+  setTls(tls: TlsMaterial): void {
+    if (!(this.server instanceof TlsServer)) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'this server was started without TLS; restart it with --tls-cert to serve HTTPS');
+    this.server.setSecureContext(secureContextOptions(tls));
   }
 
   /** Starts listening. Resolves with the bound address (port 0 picks a free port). */
@@ -173,7 +221,8 @@ export class ImpulseServer {
       if (path.startsWith('/kv/')) {
         if (path === '/kv/batch' && method === 'POST') {
           route = '/kv/batch';
-          this.track(this.batch(req, res, started), res, route, method, started);
+          const principal = this.authorize(req, 'write');
+          this.track(this.batch(req, res, started, principal), res, route, method, started);
           return;
         }
         route = '/kv/{key}';
@@ -181,6 +230,7 @@ export class ImpulseServer {
         switch (method) {
           case 'GET':
           case 'HEAD': {
+            this.authorizeKey(req, 'read', key);
             const consistency = keyQueryConsistency(query);
             this.service.get(key, { consistency }).then(
               (stored) => {
@@ -193,9 +243,11 @@ export class ImpulseServer {
             return;
           }
           case 'PUT':
+            this.authorizeKey(req, 'write', key);
             this.track(this.putKey(key, query, req, res, started), res, route, method, started);
             return;
           case 'DELETE':
+            this.authorizeKey(req, 'write', key);
             this.track(this.deleteKey(key, query, req, res, started), res, route, method, started);
             return;
           default:
@@ -207,6 +259,8 @@ export class ImpulseServer {
         route = '/kv';
         this.requireMethod(method, 'GET', res);
         const rangeQuery = parseRangeQuery(query, this.pageLimitDefault, this.pageLimitMax);
+        const principal = this.authorize(req, 'read');
+        if (principal !== undefined) requireRangeAllowed(principal, rangeQuery.options);
         this.track(
           rangePage(this.service, rangeQuery).then((body) => this.send(res, 200, JSON_TYPE, body, route, method, started)),
           res,
@@ -226,12 +280,14 @@ export class ImpulseServer {
       if (path === '/status') {
         route = '/status';
         this.requireMethod(method, 'GET', res);
+        if (this.options.auth?.metricsOpen === false) this.authorize(req, 'read');
         this.track(this.status().then((body) => this.send(res, 200, JSON_TYPE, body, route, method, started)), res, route, method, started);
         return;
       }
       if (path === '/metrics') {
         route = '/metrics';
         this.requireMethod(method, 'GET', res);
+        if (this.options.auth?.metricsOpen === false) this.authorize(req, 'read');
         this.track(
           this.metrics.render().then((body) => this.send(res, 200, this.metrics.contentType, body, route, method, started)),
           res,
@@ -244,6 +300,7 @@ export class ImpulseServer {
       if (path === '/digest') {
         route = '/digest';
         this.requireMethod(method, 'GET', res);
+        this.authorize(req, 'read', true); // a digest of every key
         this.track(this.service.digest().then((digest) => this.send(res, 200, JSON_TYPE, JSON.stringify(digest), route, method, started)), res, route, method, started);
         return;
       }
@@ -251,6 +308,9 @@ export class ImpulseServer {
       if (clusterRoute !== undefined) {
         route = clusterRoute.label;
         this.requireMethod(method, clusterRoute.method, res);
+        // The view is readable by any token; changing the cluster needs an admin token for the whole key space.
+        if (clusterRoute.method === 'GET') this.authorize(req, 'read');
+        else this.authorize(req, 'admin', true);
         const body = (): Promise<Buffer> => readBody(req, res, CLUSTER_BODY);
         const work = serveClusterRoute(clusterRoute, this.options.cluster, body).then((view) => this.send(res, 200, JSON_TYPE, JSON.stringify(view), route, method, started));
         this.track(work, res, route, method, started);
@@ -282,10 +342,11 @@ export class ImpulseServer {
     await this.write({ ops: [{ type: 'del', key, ...(condition ? { condition } : {}) }], ...(session ? { session } : {}) }, res, '/kv/{key}', 'DELETE', started);
   }
 
-  private async batch(req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {
+  private async batch(req: IncomingMessage, res: ServerResponse, started: number, principal: Principal | undefined): Promise<void> {
     const session = sessionOf(req.headers);
     const body = await readBody(req, res, this.batchBody);
     const ops = parseBatch(body, this.service.limits.batchOpsMax);
+    if (principal !== undefined) for (const op of ops) requireKeyAllowed(principal, op.key);
     await this.write({ ops, ...(session ? { session } : {}) }, res, '/kv/batch', 'POST', started);
   }
 
@@ -309,6 +370,16 @@ export class ImpulseServer {
       pid: process.pid,
       ...this.options.statusExtra,
     });
+  }
+
+  /** The request's principal when tokens are configured (401/403 unless it has `role`); undefined when they are not. */
+  private authorize(req: IncomingMessage, role: Role, wholeKeySpace = false): Principal | undefined {
+    return this.options.auth?.require(req.headers, role, wholeKeySpace);
+  }
+
+  private authorizeKey(req: IncomingMessage, role: Role, key: Uint8Array): void {
+    const principal = this.authorize(req, role);
+    if (principal !== undefined) requireKeyAllowed(principal, key);
   }
 
   private requireMethod(method: string, allowed: string, res: ServerResponse): void {
@@ -349,6 +420,7 @@ export class ImpulseServer {
       this.finished(route, method, status, started);
       return;
     }
+    if (failure.code === 'IMPULSE_ERR_AUTH_REQUIRED') res.setHeader('www-authenticate', 'Bearer realm="impulse"');
     const leader = failure.details['leader'];
     if (typeof leader === 'number') res.setHeader('impulse-leader', String(leader));
     const retryAfter = failure.details['retryAfterSeconds'];
@@ -359,6 +431,11 @@ export class ImpulseServer {
   private finished(route: RouteLabel, method: string, status: number, started: number): void {
     this.metrics.observe(route, method, status, (performance.now() - started) / 1000);
   }
+}
+
+/** node:tls options for `tls`: a client CA makes client certificates required. */
+function secureContextOptions(tls: TlsMaterial): { cert: Buffer; key: Buffer; ca?: Buffer; requestCert: boolean; rejectUnauthorized: boolean; minVersion: 'TLSv1.2' } {
+  return { cert: tls.cert, key: tls.key, ...(tls.ca !== undefined ? { ca: tls.ca } : {}), requestCert: tls.ca !== undefined, rejectUnauthorized: tls.ca !== undefined, minVersion: 'TLSv1.2' };
 }
 
 /** A write to one key takes no query parameters: refuse any, a typo must not be ignored. */

@@ -9,12 +9,19 @@
  *
  * A member that dies unexpectedly is reported; with `--restart` it is started
  * again (at most `RESTARTS_PER_MINUTE_MAX` times a minute, then left down).
+ *
+ * With `--certs <dir>` (the files of `impulse certs`) the members serve HTTPS
+ * with their node certificates and speak mutual TLS to each other, checked
+ * against the CA in the directory; the launcher's own client uses that CA.
+ * When the members get a token file (`--serve-args "--token-file ..."`), the
+ * launcher reads the cluster view with the token in IMPULSE_TOKEN.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { ImpulseClient } from '../client/client.js';
+import { type ClientOptions, ImpulseClient } from '../client/client.js';
 import { configInvalid, integerValue } from '../util/config-values.js';
 
 export interface ClusterLaunchFlags {
@@ -31,6 +38,8 @@ export interface ClusterLaunchFlags {
   respPort?: string;
   /** Extra flags passed to every `impulse serve` (space-separated). */
   serveArgs?: string;
+  /** Directory of `impulse certs`: HTTPS and mutual TLS between members. */
+  certs?: string;
 }
 
 interface Member {
@@ -42,6 +51,9 @@ interface Member {
   child: ChildProcess | undefined;
   restarts: number[];
 }
+
+/** The launcher's own client: the CA of --certs, the token of IMPULSE_TOKEN. */
+type ClientSecurity = Pick<ClientOptions, 'ca' | 'token'>;
 
 const RESTARTS_PER_MINUTE_MAX = 5;
 const STOP_GRACE_MS = 10_000;
@@ -64,6 +76,11 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
     throw configInvalid('the client, peer and RESP port ranges overlap; choose --port, --peer-port and --resp-port further apart');
   }
   const initialCluster = ids.map((id) => `${id}=${host}:${basePeerPort + id - 1}`).join(',');
+  const certs = flags.certs === undefined ? undefined : resolve(flags.certs);
+  const ca = certs === undefined ? undefined : readCa(certs);
+  const scheme = certs === undefined ? 'http' : 'https';
+  const token = process.env['IMPULSE_TOKEN'];
+  const clientSecurity = { ...(ca !== undefined ? { ca } : {}), ...(token !== undefined && token.length > 0 ? { token } : {}) };
   const members: Member[] = ids.map((id) => {
     const args = [
       CLI_MAIN, 'serve',
@@ -77,10 +94,11 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
       ...(flags.sync !== undefined ? ['--sync', flags.sync] : []),
       '--log-level', flags.logLevel ?? 'warn',
       ...(baseRespPort !== undefined ? ['--resp-port', String(baseRespPort + id - 1)] : []),
+      ...(certs !== undefined ? ['--tls-cert', join(certs, `node-${id}.crt`), '--tls-key', join(certs, `node-${id}.key`), '--peer-tls-ca', join(certs, 'ca.crt')] : []),
       ...(flags.serveArgs !== undefined && flags.serveArgs.trim().length > 0 ? flags.serveArgs.trim().split(/\s+/) : []),
     ];
     const resp = baseRespPort !== undefined ? `${host}:${baseRespPort + id - 1}` : undefined;
-    return { id, clientUrl: `http://${host}:${basePort + id - 1}`, resp, args, child: undefined, restarts: [] };
+    return { id, clientUrl: `${scheme}://${host}:${basePort + id - 1}`, resp, args, child: undefined, restarts: [] };
   });
 
   let stopping = false;
@@ -119,9 +137,17 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
   process.on('SIGTERM', () => void stopAll('SIGTERM'));
 
   for (const member of members) start(member);
-  await waitForCluster(members);
+  await waitForCluster(members, clientSecurity);
   if (stopping) return;
-  await printCluster(members);
+  await printCluster(members, clientSecurity, certs);
+}
+
+function readCa(certs: string): Buffer {
+  try {
+    return readFileSync(join(certs, 'ca.crt'));
+  } catch {
+    throw configInvalid(`--certs ${certs} has no readable ca.crt; create the files with: impulse certs --out ${certs}`);
+  }
 }
 
 /** SIGTERM to the member's process group, SIGKILL after the grace period; resolves once it has exited. */
@@ -144,9 +170,9 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 }
 
 /** Waits until every member answers /health and one of them names a leader. */
-async function waitForCluster(members: readonly Member[]): Promise<void> {
+async function waitForCluster(members: readonly Member[], security: ClientSecurity): Promise<void> {
   const deadline = performance.now() + START_TIMEOUT_MS;
-  const clients = members.map((member) => new ImpulseClient({ endpoint: member.clientUrl, timeoutMs: 1000 }));
+  const clients = members.map((member) => new ImpulseClient({ endpoint: member.clientUrl, timeoutMs: 1000, ...security }));
   try {
     for (;;) {
       const healthy = await Promise.all(clients.map((client) => client.health().catch(() => false)));
@@ -165,8 +191,8 @@ async function waitForCluster(members: readonly Member[]): Promise<void> {
   }
 }
 
-async function printCluster(members: readonly Member[]): Promise<void> {
-  const client = new ImpulseClient({ endpoint: members[0]!.clientUrl, timeoutMs: 2000 });
+async function printCluster(members: readonly Member[], security: ClientSecurity, certs: string | undefined): Promise<void> {
+  const client = new ImpulseClient({ endpoint: members[0]!.clientUrl, timeoutMs: 2000, ...security });
   try {
     const view = await client.cluster().catch(() => undefined);
     const lines = [`impulse cluster: ${members.length} members${view !== undefined ? ` (cluster ${view.clusterId})` : ''}`];
@@ -175,7 +201,8 @@ async function printCluster(members: readonly Member[]): Promise<void> {
       lines.push(`  node ${member.id}  ${member.clientUrl}  peer ${info?.peerUrl ?? '?'}${member.resp !== undefined ? `  resp ${member.resp}` : ''}  ${info?.role ?? 'unknown'}`);
     }
     lines.push(`  leader: ${view?.leader !== null && view?.leader !== undefined ? `node ${view.leader}` : 'none yet'}`);
-    lines.push('  try: npx impulse --endpoint ' + members[0]!.clientUrl + ' put greeting hello   (Ctrl-C stops the cluster)');
+    const caFlag = certs !== undefined ? ` --ca ${join(certs, 'ca.crt')}` : '';
+    lines.push(`  try: npx impulse --endpoint ${members[0]!.clientUrl}${caFlag} put greeting hello   (Ctrl-C stops the cluster)`);
     process.stdout.write(lines.join('\n') + '\n');
   } finally {
     client.close();

@@ -75,6 +75,8 @@ export function joinCommand(view: ClusterView, id: number, peerUrl: string, clie
     `--data-dir data/node-${id}`,
     `--join --cluster-id ${view.clusterId}`,
     `--initial-cluster ${members.join(',')}`,
+    // A cluster whose members serve HTTPS runs mutual TLS too (impulse cluster --certs, docs/security.md): the new member needs a certificate naming its id.
+    ...(view.members.some((member) => member.clientUrl?.startsWith('https:') === true) ? [`--tls-cert node-${id}.crt --tls-key node-${id}.key --peer-tls-ca ca.crt`] : []),
   ];
   return parts.join(' ');
 }

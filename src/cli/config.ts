@@ -7,6 +7,7 @@ import { type ClusterConfig, type ClusterFlags, parseClusterConfig } from '../cl
 import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
 import { ENGINE_NAMES } from '../storage/engine-names.js';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
+import { type SecurityConfig, type SecurityFlags, parseSecurityConfig } from './security-config.js';
 
 export const DEFAULT_ENGINE = 'lsm';
 export const DEFAULT_PORT = 7070;
@@ -25,9 +26,11 @@ export interface ServeConfig {
   readonly respPort?: number;
   /** Present with --node-id: this node is a Raft member (src/cluster/config.ts). */
   readonly cluster?: ClusterConfig;
+  /** Tokens, TLS, protected mode (security-config.ts). */
+  readonly security: SecurityConfig;
 }
 
-export interface ServeFlags extends ClusterFlags {
+export interface ServeFlags extends ClusterFlags, SecurityFlags {
   port?: string;
   host?: string;
   engine?: string;
@@ -61,13 +64,18 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
   };
   const respPort = flags.respPort === undefined ? undefined : integer('--resp-port', flags.respPort, 0, 65535);
   if (respPort !== undefined && respPort !== 0 && respPort === port) throw invalid(`--resp-port ${respPort} is the HTTP --port; give each its own`);
-  const cluster = parseClusterConfig(flags, host, port);
+  const cluster = parseClusterConfig(flags, host, port, flags.tlsCert !== undefined ? 'https' : 'http');
+  const security = parseSecurityConfig(flags, host, cluster?.peerHost);
+  if (respPort !== undefined && (security.tokenFile !== undefined || security.clientTls !== undefined)) {
+    // The RESP listener checks no token and speaks no TLS yet: with either configured it would be a way around them.
+    throw invalid('--resp-port cannot be combined with --token-file or --tls-cert yet: the Redis protocol listener has no token AUTH and no TLS (docs/resp.md)');
+  }
   if (cluster !== undefined) {
     if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
   }
   return {
-    port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel,
+    port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, security,
     ...(respPort !== undefined ? { respPort } : {}),
     ...(cluster !== undefined ? { cluster } : {}),
   };

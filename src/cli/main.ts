@@ -20,6 +20,9 @@ import { completionScript } from './completion.js';
 import { DEFAULT_ENGINE, DEFAULT_HOST, DEFAULT_PORT, type ServeFlags, parseServeConfig } from './config.js';
 import { EXIT, UsageError, exitCodeOf, exitCodesHelp } from './exit-codes.js';
 import { outputFormat } from './output.js';
+import { addCertsCommand } from './certs.js';
+import { type ClientSecurityFlags, addClientSecurityOptions, clientSecurityOptions } from './client-security.js';
+import { addSecurityOptions } from './security-config.js';
 
 const program = new Command();
 program
@@ -43,7 +46,7 @@ Examples:
 ${exitCodesHelp()}`,
   );
 
-program
+const serveCommand = program
   .command('serve')
   .description('run one impulse node')
   .option('--port <port>', 'TCP port', String(DEFAULT_PORT))
@@ -70,13 +73,13 @@ program
   .option('--heartbeat-ticks <ticks>', `heartbeat interval in ticks (default ${DEFAULT_RAFT_TIMING_CONFIG.heartbeatTicks})`)
   .option('--snapshot-entries <n>', `compact the Raft log every n applied entries (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotEntries})`)
   .option('--split-keys <keys>', 'start a NEW cluster sharded: its key space cut at these comma-separated keys, one Raft group per shard (docs/sharding.md)')
-  .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`)
-  .action(async (flags: ServeFlags) => {
-    const config = parseServeConfig(flags);
-    // Loaded only to serve: client commands start without the engines, the server and pino.
-    const { serve } = await import('./serve.js');
-    await serve(config);
-  });
+  .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`);
+addSecurityOptions(serveCommand).action(async (flags: ServeFlags) => {
+  const config = parseServeConfig(flags);
+  // Loaded only to serve: client commands start without the engines, the server and pino.
+  const { serve } = await import('./serve.js');
+  await serve(config);
+});
 
 program
   .command('cluster')
@@ -91,29 +94,33 @@ program
   .option('--restart', 'start a member again when it dies unexpectedly')
   .option('--resp-port <port>', 'also serve the Redis protocol: member 1 on this port (member N: port + N - 1)')
   .option('--serve-args <args>', 'extra flags for every `impulse serve`, space-separated')
+  .option('--certs <dir>', 'serve HTTPS and mutual TLS between members with the files of `impulse certs --out <dir>`')
   .action(async (flags: ClusterLaunchFlags) => {
     const { launchCluster } = await import('./cluster-launcher.js');
     await launchCluster(flags);
   });
 
+addCertsCommand(program);
+
 program
   .option('--endpoint <url>', 'server for client commands (env IMPULSE_ENDPOINT)', process.env['IMPULSE_ENDPOINT'] ?? `http://${DEFAULT_HOST}:${DEFAULT_PORT}`)
   .option('--timeout <ms>', 'client request timeout in milliseconds', '10000')
   .option('-o, --output <format>', 'client commands print json or text', 'text');
+addClientSecurityOptions(program);
 
 // A bad -o is a usage error before any command runs (a get must not fail with "not found" first).
 let role: 'client' | 'server' = 'client';
 program.hook('preAction', (_program, command) => {
-  if (command.name() === 'serve' || command.name() === 'cluster') role = 'server';
+  if (command.name() === 'serve' || command.name() === 'cluster' || command.name() === 'certs') role = 'server';
   outputFormat(program.opts<{ output: string }>().output, false);
 });
 
 registerClientCommands(program, {
   client(): ImpulseClient {
-    const options = program.opts<{ endpoint: string; timeout: string }>();
+    const options = program.opts<{ endpoint: string; timeout: string } & ClientSecurityFlags>();
     const timeoutMs = Number(options.timeout);
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw new UsageError('--timeout must be a positive integer (milliseconds)');
-    return new ImpulseClient({ endpoint: options.endpoint, timeoutMs });
+    return new ImpulseClient({ endpoint: options.endpoint, timeoutMs, ...clientSecurityOptions(options) });
   },
   format: (json) => outputFormat(program.opts<{ output: string }>().output, json),
 });

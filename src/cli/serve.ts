@@ -7,13 +7,15 @@
  * on SIGINT or SIGTERM shuts down cleanly (stop accepting, finish in-flight
  * requests and queued writes, a leader hands leadership over, close the
  * store); a second signal exits at once. The data-directory lock is released
- * on every way out, a failed shutdown included. SIGHUP is logged and otherwise
- * ignored: logs go to stdout, so there is no log file to reopen.
+ * on every way out, a failed shutdown included. SIGHUP reloads the token file
+ * and the TLS certificates (security-runtime.ts); a changed certificate file
+ * is picked up on its own. (Logs go to stdout: there is no log file to reopen.)
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
-import { ImpulseServer } from '../api/server.js';
+import type { Authorizer } from '../api/auth.js';
+import { ImpulseServer, type TlsMaterial } from '../api/server.js';
 import { readIdentity } from '../cluster/identity.js';
 import { holdsSingleNodeStore, openMember } from '../cluster/open-member.js';
 import { ImpulseError } from '../errors.js';
@@ -24,6 +26,8 @@ import { NodeVfs } from '../vfs/node-vfs.js';
 import { VERSION } from '../version.js';
 import type { ServeConfig } from './config.js';
 import { lockDataDir } from './data-dir-lock.js';
+import { type PeerTlsMaterial, TlsSocketFactory } from '../transport/tls-socket-factory.js';
+import { loadAuthorizer, readPeerTlsMaterial, readTlsMaterial, securityWarnings, watchSecurity } from './security-runtime.js';
 
 interface Opened {
   readonly service: KvService;
@@ -31,6 +35,14 @@ interface Opened {
   /** Runs once the API listens at `url` (a member publishes its client URL). */
   readonly started?: (url: string) => void;
   readonly logFields: Record<string, unknown>;
+  /** The peer transport's TLS, when members speak mutual TLS (reloaded with the rest). */
+  readonly peerTls?: TlsSocketFactory;
+}
+
+/** What the API server and the peer transport need from the security flags, files read. */
+interface Secured {
+  readonly auth?: Authorizer;
+  readonly tls?: TlsMaterial;
 }
 
 export async function serve(config: ServeConfig): Promise<void> {
@@ -43,8 +55,13 @@ export async function serve(config: ServeConfig): Promise<void> {
   let resp: RespServer | undefined;
   let address;
   let respAddress;
+  let secured: Secured = {};
   try {
-    opened = config.cluster === undefined ? await openSingleNode(config, logger) : await openClusterMember(config, logger);
+    const auth = await loadAuthorizer(config.security);
+    const tls = config.security.clientTls === undefined ? undefined : await readTlsMaterial(config.security.clientTls);
+    secured = { ...(auth !== undefined ? { auth } : {}), ...(tls !== undefined ? { tls } : {}) };
+    for (const warning of securityWarnings(config.security, config.host)) logger.warn(warning);
+    opened = config.cluster === undefined ? await openSingleNode(config, logger, secured) : await openClusterMember(config, logger, secured);
     if (config.respPort !== undefined) {
       resp = new RespServer({ service: opened.service, logger, version: VERSION });
       opened.server.metrics.include(() => resp!.metrics.render());
@@ -83,41 +100,53 @@ export async function serve(config: ServeConfig): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGHUP', () => logger.info({ signal: 'SIGHUP' }, 'SIGHUP ignored: logs go to stdout, there is no log file to reopen'));
-  const url = `http://${hostPort(address.address, address.port)}`;
+  const auth = secured.auth;
+  const peerTls = opened.peerTls;
+  watchSecurity({
+    config: config.security,
+    logger,
+    ...(auth !== undefined ? { authorizer: auth } : {}),
+    ...(config.security.clientTls !== undefined ? { clientTls: (material: TlsMaterial) => server.setTls(material) } : {}),
+    ...(peerTls !== undefined ? { peerTls: (material: PeerTlsMaterial) => peerTls.setMaterial(material) } : {}),
+  });
+  const url = `${config.security.clientTls !== undefined ? 'https' : 'http'}://${hostPort(address.address, address.port)}`;
   // Announce only once the handlers are in place: whoever waits for this line may signal at once.
   opened.started?.(url);
   const status = await service.status();
+  const security = { tls: config.security.clientTls !== undefined, clientCertificates: config.security.clientTls?.caFile !== undefined, tokens: auth?.tokenCount ?? 0, peerTls: peerTls !== undefined };
   const respField = respAddress === undefined ? {} : { resp: hostPort(respAddress.address, respAddress.port) };
-  logger.info({ url, ...respField, engine: status.engine, sync: status.sync, appliedIndex: status.appliedIndex, version: VERSION, ...opened.logFields }, 'impulse is listening');
+  logger.info({ url, ...respField, engine: status.engine, sync: status.sync, appliedIndex: status.appliedIndex, version: VERSION, security, ...opened.logFields }, 'impulse is listening');
 }
 
 function hostPort(host: string, port: number): string {
   return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
-async function openSingleNode(config: ServeConfig, logger: Logger): Promise<Opened> {
+async function openSingleNode(config: ServeConfig, logger: Logger, secured: Secured): Promise<Opened> {
   const identity = await readIdentity(new NodeVfs(), config.dataDir);
   if (identity !== undefined) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} belongs to node ${identity.nodeId} of cluster ${identity.clusterId}; start it with --node-id ${identity.nodeId} and its cluster flags, or use another --data-dir`);
   }
   const dataDir = join(config.dataDir, config.engine);
   const service = await openLocalKvService({ engine: config.engine, dataDir, sync: config.sync, limits: config.limits });
-  return { service, server: new ImpulseServer({ service, logger, version: VERSION, statusExtra: { dataDir } }), logFields: { dataDir } };
+  return { service, server: new ImpulseServer({ service, logger, version: VERSION, statusExtra: { dataDir }, ...secured }), logFields: { dataDir } };
 }
 
-async function openClusterMember(config: ServeConfig, logger: Logger): Promise<Opened> {
+async function openClusterMember(config: ServeConfig, logger: Logger, secured: Secured): Promise<Opened> {
   const cluster = config.cluster!;
   if ((await readIdentity(new NodeVfs(), config.dataDir)) === undefined && (await holdsSingleNodeStore(new NodeVfs(), config.dataDir, config.engine))) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a single-node store (${config.engine}/); a cluster member needs a data directory of its own`);
   }
-  const member = await openMember({ cluster, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger });
-  const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, metrics: [member.latency.histogram] });
+  const peerFiles = config.security.peerTls;
+  const peerTls = peerFiles === undefined ? undefined : new TlsSocketFactory({ material: await readPeerTlsMaterial(peerFiles), logger: logger.child({ component: 'peer-tls' }) });
+  const member = await openMember({ cluster, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger, ...(peerTls !== undefined ? { socketFactory: peerTls } : {}) });
+  const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, metrics: [member.latency.histogram], ...secured });
   return {
     service: member.service,
     server,
     // The default advertised URL names --port; with --port 0 only the bound port is right.
     started: (url) => member.admin.start(cluster.advertiseClientGiven || config.port !== 0 ? cluster.advertiseClient : url),
     logFields: { dataDir: config.dataDir, nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${member.peerAddress.host}:${member.peerAddress.port}` },
+    ...(peerTls !== undefined ? { peerTls } : {}),
   };
 }

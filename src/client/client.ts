@@ -24,6 +24,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Agent, type OutgoingHttpHeaders, request } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { ERROR_CATALOG, type ErrorCode, type ErrorDetails, ImpulseError } from '../errors.js';
 import type { AddMemberRequest, ClusterView } from '../protocol/cluster-view.js';
 import type { ShardsView } from '../protocol/shard-view.js';
@@ -42,6 +43,13 @@ export interface ClientOptions {
   readonly clientId?: string;
   /** Retries of a write that got no answer or IMPULSE_ERR_OVERLOADED (same id and seq). Default 2. */
   readonly writeRetriesMax?: number;
+  /** Bearer token sent with every request (`Authorization: Bearer …`); needed when the server has a token file. */
+  readonly token?: string;
+  /** For https:// endpoints: the CA certificate(s) (PEM) the server's certificate must chain to. Default: the system's CAs. */
+  readonly ca?: string | Buffer;
+  /** For https:// endpoints whose server asks for a client certificate: ours and its key (PEM). */
+  readonly cert?: string | Buffer;
+  readonly key?: string | Buffer;
 }
 
 /** How a read may be served: `linearizable` (default) or `serializable` (may be stale under replication). */
@@ -114,7 +122,10 @@ const RETRIED: ReadonlySet<ErrorCode> = new Set([
 export class ImpulseClient {
   readonly endpoint: URL;
   readonly clientId: string;
-  private readonly agent: Agent;
+  private readonly agent: Agent | HttpsAgent;
+  private readonly secure: boolean;
+  /** The Authorization header, when a token was given. */
+  private readonly authorization: OutgoingHttpHeaders;
   private readonly timeoutMs: number;
   private readonly writeRetriesMax: number;
   /** The last seq handed out, and the ones not answered yet (for Impulse-Client-Acked-Below). */
@@ -128,12 +139,25 @@ export class ImpulseClient {
     } catch {
       throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `endpoint ${JSON.stringify(options.endpoint)} is not a URL (example: http://127.0.0.1:7070)`);
     }
-    if (this.endpoint.protocol !== 'http:') throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `endpoint must be http://, got ${this.endpoint.protocol}`);
+    if (this.endpoint.protocol !== 'http:' && this.endpoint.protocol !== 'https:') {
+      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `endpoint must be http:// or https://, got ${this.endpoint.protocol}`);
+    }
+    this.secure = this.endpoint.protocol === 'https:';
+    if (!this.secure && (options.ca !== undefined || options.cert !== undefined)) {
+      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `a CA or client certificate was given for ${this.endpoint.origin}; use an https:// endpoint`);
+    }
+    if (options.token !== undefined && !/^[!-~]{1,4096}$/.test(options.token)) {
+      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a token is 1 to 4096 visible ASCII characters');
+    }
+    this.authorization = options.token !== undefined ? { authorization: `Bearer ${options.token}` } : {};
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.writeRetriesMax = options.writeRetriesMax ?? 2;
     this.clientId = options.clientId ?? randomBytes(16).toString('base64url');
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.clientId)) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a client id is 1 to 64 characters of A-Z a-z 0-9 _ -');
-    this.agent = new Agent({ keepAlive: true, maxSockets: options.connectionsMax ?? 64, maxFreeSockets: options.connectionsMax ?? 64 });
+    const pool = { keepAlive: true, maxSockets: options.connectionsMax ?? 64, maxFreeSockets: options.connectionsMax ?? 64 };
+    this.agent = this.secure
+      ? new HttpsAgent({ ...pool, ...(options.ca !== undefined ? { ca: options.ca } : {}), ...(options.cert !== undefined ? { cert: options.cert } : {}), ...(options.key !== undefined ? { key: options.key } : {}) })
+      : new Agent(pool);
   }
 
   /** The value under `key`, or `undefined` when absent. */
@@ -333,14 +357,16 @@ export class ImpulseClient {
 
   private call(method: string, path: string, body?: Uint8Array, headers: OutgoingHttpHeaders = {}): Promise<Response> {
     return new Promise((resolve, reject) => {
-      const req = request(
+      const all = { ...headers, ...this.authorization };
+      const req = (this.secure ? httpsRequest : request)(
         {
           agent: this.agent,
-          hostname: this.endpoint.hostname,
-          port: this.endpoint.port || 80,
+          // URL keeps IPv6 hosts in brackets; the socket wants them bare.
+          hostname: this.endpoint.hostname.replace(/^\[(.*)\]$/, '$1'),
+          port: this.endpoint.port || (this.secure ? 443 : 80),
           method,
           path,
-          headers: body !== undefined ? { ...headers, 'content-length': body.byteLength, 'content-type': 'application/octet-stream' } : headers,
+          headers: body !== undefined ? { ...all, 'content-length': body.byteLength, 'content-type': 'application/octet-stream' } : all,
           timeout: this.timeoutMs,
         },
         (res) => {

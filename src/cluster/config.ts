@@ -29,7 +29,7 @@ export interface ClusterConfig {
   readonly peerPort: number;
   /** The peer address other members dial ("host:port"); defaults to the listen address. */
   readonly advertisePeer: string;
-  /** The client URL this member publishes for clients and tools; defaults to http://<host>:<port> of the API. */
+  /** The client URL this member publishes for clients and tools; defaults to http(s)://<host>:<port> of the API. */
   readonly advertiseClient: string;
   /** Whether --advertise-client was given (else, with --port 0, the bound port replaces 0). */
   readonly advertiseClientGiven: boolean;
@@ -98,10 +98,10 @@ export interface ClusterFlags {
 
 /**
  * Parses the cluster flags; undefined when `--node-id` is absent (a single
- * node). `clientHost`/`clientPort` are the API's listen address (for the
- * default advertised client URL).
+ * node). `clientHost`/`clientPort` are the API's listen address and
+ * `clientScheme` its protocol (for the default advertised client URL).
  */
-export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number): ClusterConfig | undefined {
+export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number, clientScheme: 'http' | 'https' = 'http'): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
     const stray = (
       ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys'] as const
@@ -119,7 +119,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   if (!join && !initialCluster.has(nodeId)) throw invalid(`--initial-cluster does not name this member (--node-id ${nodeId})`);
   const advertisePeer = flags.advertisePeer ?? (join ? `${hostForUrl(peerHost)}:${peerPort}` : initialCluster.get(nodeId)!);
   parsePeerAddress('--advertise-peer', advertisePeer);
-  const advertiseClient = flags.advertiseClient ?? `http://${hostForUrl(clientHost === '0.0.0.0' || clientHost === '::' ? '127.0.0.1' : clientHost)}:${clientPort}`;
+  const advertiseClient = flags.advertiseClient ?? `${clientScheme}://${hostForUrl(clientHost === '0.0.0.0' || clientHost === '::' ? '127.0.0.1' : clientHost)}:${clientPort}`;
   if (!/^https?:\/\/[^/]+$/.test(advertiseClient)) throw invalid(`--advertise-client must be a URL like http://10.0.0.1:7070; got ${JSON.stringify(advertiseClient)}`);
   const splitKeys = flags.splitKeys === undefined ? [] : parseSplitKeys(flags.splitKeys);
   if (join && splitKeys.length > 0) throw invalid('--split-keys shapes a new cluster; a member that joins takes the shard map from the cluster');

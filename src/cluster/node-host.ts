@@ -34,7 +34,7 @@ import type { GroupMessage, RaftTransport } from '../raft/driver-seams.js';
 import { RAFT_CHANNEL } from '../raft/driver-seams.js';
 import type { NodeId } from '../raft/types.js';
 import { RpcEndpoint } from '../transport/rpc.js';
-import type { HostPort } from '../transport/socket-factory.js';
+import type { HostPort, SocketFactory } from '../transport/socket-factory.js';
 import { TcpTransport } from '../transport/tcp-transport.js';
 import type { TransportLimits } from '../transport/options.js';
 import type { PeerMessage } from '../transport/transport.js';
@@ -71,6 +71,8 @@ export interface NodeHostOptions {
   readonly random: Random;
   readonly logger: Logger;
   readonly transportLimits?: Partial<TransportLimits>;
+  /** Default: plain TCP. */
+  readonly socketFactory?: SocketFactory;
 }
 
 export class NodeHost {
@@ -108,6 +110,7 @@ export class NodeHost {
       clock: options.clock,
       random: options.random.fork(),
       ...(options.transportLimits !== undefined ? { limits: options.transportLimits } : {}),
+      ...(options.socketFactory !== undefined ? { socketFactory: options.socketFactory } : {}),
     });
     this.rpc = new RpcEndpoint({ transport: this.transport, clock: options.clock, random: options.random.fork(), logger: options.logger });
     this.groupRpc = new GroupRpc(this.rpc);

@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import type { KvLimits } from '../kv/command.js';
 import type { RaftConfig } from '../raft/raft.js';
 import type { NodeId } from '../raft/types.js';
-import type { HostPort } from '../transport/socket-factory.js';
+import type { HostPort, SocketFactory } from '../transport/socket-factory.js';
 import type { TransportLimits } from '../transport/options.js';
 import { type Clock, SystemClock } from '../util/clock.js';
 import { type Random, SeededRandom, freshSeed } from '../util/random.js';
@@ -57,6 +57,8 @@ export interface MemberOptions {
   readonly requestTimeoutMs?: number;
   readonly raftOverrides?: Partial<Omit<RaftConfig, 'id' | 'random'>>;
   readonly transportLimits?: Partial<TransportLimits>;
+  /** Where peer sockets come from: mutual TLS (TlsSocketFactory) or, by default, plain TCP. */
+  readonly socketFactory?: SocketFactory;
   /** See RaftGroupOptions.quiesceAfterTicks (0: groups never quiesce; benchmarks compare). */
   readonly quiesceAfterTicks?: number;
 }
@@ -97,6 +99,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
     random,
     logger,
     ...(options.transportLimits !== undefined ? { transportLimits: options.transportLimits } : {}),
+    ...(options.socketFactory !== undefined ? { socketFactory: options.socketFactory } : {}),
   });
   try {
     const peerAddress = await host.start();

@@ -26,7 +26,11 @@ describe('a cluster across network namespaces', { skip: reason }, () => {
     const hosts = network.hosts;
     cluster = await ProcessCluster.startWith(
       hosts.map((host) => ({ id: host.index + 1, host: host.ip, clientPort: 7070, peerPort: 7171 })),
-      { spawner: (id, command, args) => hosts[id - 1]!.spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] }) },
+      {
+        spawner: (id, command, args) => hosts[id - 1]!.spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] }),
+        // Non-loopback addresses on a network only this test can reach: protected mode off on purpose (docs/security.md).
+        serveArgs: ['--insecure-listen'],
+      },
     );
     const leader = await cluster.waitForLeader(20_000);
     for (const id of [1, 2, 3]) await cluster.client(id).put(`before/${id}`, 'x');

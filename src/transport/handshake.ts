@@ -42,7 +42,9 @@ export type RefusalReason =
   | 'duplicate-id'
   | 'handshake-timeout'
   | 'too-many-pending'
-  | 'closing';
+  | 'closing'
+  /** The dialer's TLS certificate does not name the node id its HELLO claims. */
+  | 'certificate-mismatch';
 
 export interface Refusal {
   readonly code: string;
@@ -113,4 +115,10 @@ export function checkHello(hello: Hello, policy: HelloPolicy): RefusalReason | n
   if (hello.to !== policy.localId) return 'wrong-node';
   if (!policy.acceptUnknownPeers && !policy.isKnownPeer(hello.from)) return 'unknown-peer';
   return null;
+}
+
+/** "node 2", "nodes 2, 3", or "no node id" for a refusal message. */
+export function describeIds(ids: readonly NodeId[]): string {
+  if (ids.length === 0) return 'no node id';
+  return `${ids.length === 1 ? 'node' : 'nodes'} ${ids.join(', ')}`;
 }

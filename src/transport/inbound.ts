@@ -18,7 +18,7 @@ import type { Clock, TimerHandle } from '../util/clock.js';
 import { FramedConnection } from './connection.js';
 import { decodeMessage, decodeSnapshotAbort, decodeSnapshotBegin, decodeStreamCount } from './envelopes.js';
 import { type Frame, FrameType, PROTOCOL_VERSION, decodeChunk, encodeValueFrame, unpackValue } from './frames.js';
-import { type Hello, type RefusalReason, parseHello, welcomeToWire } from './handshake.js';
+import { type Hello, type RefusalReason, describeIds, parseHello, welcomeToWire } from './handshake.js';
 import type { TransportLimits } from './options.js';
 import { IncomingSnapshot } from './snapshot-receive.js';
 import type { PeerCounters, TransportCounters } from './stats.js';
@@ -35,6 +35,8 @@ export interface InboundHost {
   readonly counters: TransportCounters;
   /** The stateless HELLO checks (cluster, own id, wrong node, unknown peer). */
   checkHello(hello: Hello): RefusalReason | null;
+  /** The node ids the socket's peer is certified to be (TLS), or null when any may be claimed (plain TCP). */
+  certifiedNodeIds(socket: Socket): readonly NodeId[] | null;
   /** The duplicate-id rule; calls `decide` once (maybe later, after a liveness probe) with null to admit. */
   admit(connection: InboundConnection, hello: Hello, decide: (refusal: RefusalReason | null) => void): void;
   /** The counters of a peer admitted by `admit`. */
@@ -56,12 +58,15 @@ export class InboundConnection {
   private incoming: IncomingSnapshot | null = null;
   /** The id of the latest stream begun on this connection; ids must grow. */
   private lastStreamId = 0;
+  /** See InboundHost.certifiedNodeIds; read once, when the (already verified) socket arrives. */
+  private readonly certified: readonly NodeId[] | null;
 
   constructor(
     socket: Socket,
     private readonly host: InboundHost,
   ) {
     const { clock, limits } = host;
+    this.certified = host.certifiedNodeIds(socket);
     this.connection = new FramedConnection({
       socket,
       clock,
@@ -120,6 +125,9 @@ export class InboundConnection {
     if (hello === null) return this.refuse('malformed-hello', 'HELLO is missing fields or has wrong types');
     const reason = this.host.checkHello(hello);
     if (reason !== null) return this.refuse(reason, `from node ${hello.from} (cluster ${JSON.stringify(hello.clusterId)}) to node ${hello.to}`, true, hello.from);
+    if (this.certified !== null && !this.certified.includes(hello.from)) {
+      return this.refuse('certificate-mismatch', `the peer claims node ${hello.from} but its certificate names ${describeIds(this.certified)}`, true, hello.from);
+    }
     this.state = 'admitting';
     this.host.admit(this, hello, (refusal) => {
       if (this.state !== 'admitting') return; // closed while the duplicate probe ran

@@ -28,7 +28,7 @@ import type { Backoff } from './backoff.js';
 import { FramedConnection } from './connection.js';
 import { decodeSnapshotAbort, decodeSnapshotDone, decodeStreamCount } from './envelopes.js';
 import { type Frame, FrameType, encodeValueFrame, preamble, unpackValue } from './frames.js';
-import { helloToWire, parseRefusal, parseWelcome } from './handshake.js';
+import { describeIds, helloToWire, parseRefusal, parseWelcome } from './handshake.js';
 import { SendQueue } from './send-queue.js';
 import { OutgoingSnapshot } from './snapshot-send.js';
 import type { HostPort, SocketFactory } from './socket-factory.js';
@@ -64,6 +64,8 @@ export class OutboundPeer {
   private nextStreamId = 1;
   /** Failures since the last open connection; the first of a streak is logged at warn, the rest at debug. */
   private failureStreak = 0;
+  /** The node ids the current connection's peer is certified to be (TLS), or null (plain TCP). */
+  private certified: readonly NodeId[] | null = null;
 
   constructor(
     private readonly options: OutboundPeerOptions,
@@ -168,6 +170,7 @@ export class OutboundPeer {
 
   private handshake(socket: Socket): void {
     const { clock, limits, counters } = this.options;
+    this.certified = this.options.socketFactory.certifiedNodeIds?.(socket) ?? null;
     const connection: FramedConnection = new FramedConnection({
       socket,
       clock,
@@ -225,6 +228,11 @@ export class OutboundPeer {
     if (welcome.node !== peerId) {
       throw new ImpulseError('IMPULSE_ERR_TRANSPORT_HANDSHAKE_REFUSED', `${this.address.host}:${this.address.port} is node ${welcome.node}, not node ${peerId}`, {
         details: { reason: 'wrong-node', peer: peerId },
+      });
+    }
+    if (this.certified !== null && !this.certified.includes(peerId)) {
+      throw new ImpulseError('IMPULSE_ERR_TRANSPORT_HANDSHAKE_REFUSED', `${this.address.host}:${this.address.port} answers as node ${peerId} but its certificate names ${describeIds(this.certified)}`, {
+        details: { reason: 'certificate-mismatch', peer: peerId },
       });
     }
     this.timer?.cancel();

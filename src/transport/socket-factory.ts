@@ -10,6 +10,7 @@
  */
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { ImpulseError } from '../errors.js';
+import type { NodeId } from '../raft/types.js';
 import type { PeerAddress } from './transport.js';
 
 export interface HostPort {
@@ -33,29 +34,19 @@ export interface SocketFactory {
   connect(address: HostPort, signal: AbortSignal): Promise<Socket>;
   /** Listens on `host:port` (port 0 picks a free one) and hands every accepted, ready socket to `onConnection`. */
   listen(host: string, port: number, onConnection: (socket: Socket) => void): Promise<Listener>;
+  /**
+   * The node ids the peer at the other end of `socket` (one this factory made
+   * or accepted) is certified to be, e.g. by its TLS certificate. Absent
+   * (plain TCP): any id may be claimed. Present: the handshake refuses a peer
+   * claiming an id not in the list (tls-socket-factory.ts).
+   */
+  certifiedNodeIds?(socket: Socket): readonly NodeId[];
 }
 
 /** Plain TCP through node:net. */
 export class NetSocketFactory implements SocketFactory {
   connect(address: HostPort, signal: AbortSignal): Promise<Socket> {
-    return new Promise((resolve, reject) => {
-      const socket = netConnect({ host: address.host, port: address.port });
-      const onAbort = (): void => {
-        socket.destroy();
-        reject(new Error('connect aborted'));
-      };
-      if (signal.aborted) return onAbort();
-      signal.addEventListener('abort', onAbort, { once: true });
-      socket.once('connect', () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(socket);
-      });
-      socket.once('error', (error) => {
-        signal.removeEventListener('abort', onAbort);
-        socket.destroy();
-        reject(error);
-      });
-    });
+    return whenReady(netConnect({ host: address.host, port: address.port }), 'connect', signal, (error) => error);
   }
 
   listen(host: string, port: number, onConnection: (socket: Socket) => void): Promise<Listener> {
@@ -70,6 +61,31 @@ export class NetSocketFactory implements SocketFactory {
       });
     });
   }
+}
+
+/**
+ * Resolves with `socket` once it emits `readyEvent` ('connect', or 'secureConnect' for TLS).
+ * Rejects with `describe(error)` on an error, or when `signal` aborts; either
+ * way the socket is destroyed, so a failed dial leaves nothing open.
+ */
+export function whenReady<S extends Socket>(socket: S, readyEvent: string, signal: AbortSignal, describe: (error: Error & { code?: string }) => Error): Promise<S> {
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      socket.destroy();
+      reject(new Error('connect aborted'));
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    socket.once(readyEvent, () => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(socket);
+    });
+    socket.once('error', (error: Error & { code?: string }) => {
+      signal.removeEventListener('abort', onAbort);
+      socket.destroy();
+      reject(describe(error));
+    });
+  });
 }
 
 /**

@@ -84,6 +84,7 @@ export class TcpTransport implements Transport {
       handlers: this.handlers,
       counters: this.counters,
       checkHello: (hello) => this.checkHello(hello),
+      certifiedNodeIds: (socket) => this.socketFactory.certifiedNodeIds?.(socket) ?? null,
       admit: (connection, hello, decide) => this.admit(connection, hello, decide),
       countersOf: (id) => this.countersOf(id),
       onClosed: (connection) => this.onInboundClosed(connection),

@@ -16,7 +16,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ImpulseClient } from '../../src/client/client.js';
+import { type ClientOptions, ImpulseClient } from '../../src/client/client.js';
 import type { ClusterView } from '../../src/protocol/cluster-view.js';
 import { freePorts } from './ports.js';
 import { CLI_PATH } from './server-process.js';
@@ -32,6 +32,12 @@ export interface ProcessMemberSpec {
 export interface ProcessClusterOptions {
   /** Extra `impulse serve` flags for every member. */
   readonly serveArgs?: readonly string[];
+  /** Extra flags for member `id` alone (its own certificate, say). */
+  readonly memberArgs?: (id: number) => readonly string[];
+  /** Members serve HTTPS (they were given --tls-cert): URLs and clients use https://. */
+  readonly https?: boolean;
+  /** Options for the clients `client(id)` makes (a CA, a token). */
+  readonly clientOptions?: Pick<ClientOptions, 'ca' | 'cert' | 'key' | 'token'>;
   /** Runs a member's command elsewhere (e.g. inside a network namespace); default: a plain detached spawn. */
   readonly spawner?: (id: number, command: string, args: readonly string[]) => ChildProcess;
   readonly startTimeoutMs?: number;
@@ -82,7 +88,7 @@ export class ProcessCluster {
 
   url(id: number): string {
     const spec = this.spec(id);
-    return `http://${spec.host}:${spec.clientPort}`;
+    return `${this.options.https === true ? 'https' : 'http'}://${spec.host}:${spec.clientPort}`;
   }
 
   /** A keep-alive client of member `id` (closed by `close`). */
@@ -91,7 +97,7 @@ export class ProcessCluster {
     const key = `${id}/${timeoutMs}`;
     let client = this.clients.get(key);
     if (client === undefined) {
-      client = new ImpulseClient({ endpoint: this.url(id), timeoutMs });
+      client = new ImpulseClient({ endpoint: this.url(id), timeoutMs, ...this.options.clientOptions });
       this.clients.set(key, client);
     }
     return client;
@@ -150,6 +156,7 @@ export class ProcessCluster {
       '--data-dir', this.dataDir(id),
       '--log-level', 'info',
       ...(this.options.serveArgs ?? []),
+      ...(this.options.memberArgs?.(id) ?? []),
       ...extra,
     ];
   }

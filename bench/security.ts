@@ -1,0 +1,155 @@
+/**
+ * What TLS and tokens cost (issue #16): `wrk` with 100 keep-alive connections
+ * over plain HTTP and over HTTPS, against a single node and against a
+ * three-member cluster (at the leader), in the same run, rounds interleaved
+ * so that a noisy neighbour hits every variant alike. The HTTPS cluster also
+ * speaks mutual TLS between its members, as a production cluster would. The
+ * target is at least 0.8× of plain HTTP: keep-alive makes handshakes rare.
+ *
+ *   node dist/bench/security.js [--duration 10] [--connections 100] [--rounds 3] [--engine lsm]
+ *
+ * Writes the table to docs/benchmarks.md (section "security").
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ImpulseClient } from '../src/client/client.js';
+import { ProcessCluster } from '../testkit/process/cluster-process.js';
+import { type ServerProcess, startServerProcess } from '../testkit/process/server-process.js';
+import { type PemSet, TestPki } from '../testkit/security/pki.js';
+import { type WrkResult, runWrk } from './lib/wrk.js';
+import { flag, formatNumber, machineLine, table, writeSection } from './report.js';
+
+const durationSeconds = Number(flag('duration', '10'));
+const connections = Number(flag('connections', '100'));
+const rounds = Number(flag('rounds', '3'));
+const engine = flag('engine', 'lsm');
+const KEYS = 1000;
+const TOKEN = 'bench-token-0123456789abcdef';
+
+interface Target {
+  readonly label: string;
+  /** The plain-HTTP variant this one is compared with (its own label for a baseline). */
+  readonly baseline: string;
+  readonly url: string;
+  readonly token?: string;
+  readonly ca?: Buffer;
+}
+
+async function wrkScript(method: 'PUT' | 'GET', token: string | undefined): Promise<string> {
+  const path = join(tmpdir(), `impulse-security-bench-${method}${token !== undefined ? '-token' : ''}.lua`);
+  const lines = [
+    'counter = 0',
+    ...(token !== undefined ? [`wrk.headers["Authorization"] = "Bearer ${token}"`] : []),
+    'request = function()',
+    '  counter = counter + 1',
+    `  local key = "/kv/key" .. (counter % ${KEYS})`,
+    method === 'PUT' ? '  return wrk.format("PUT", key, nil, string.format("value-%010d", counter))' : '  return wrk.format("GET", key)',
+    'end',
+  ];
+  await writeFile(path, lines.join('\n') + '\n');
+  return path;
+}
+
+async function preload(target: Target): Promise<void> {
+  const client = new ImpulseClient({ endpoint: target.url, ...(target.token !== undefined ? { token: target.token } : {}), ...(target.ca !== undefined ? { ca: target.ca } : {}) });
+  try {
+    await Promise.all(Array.from({ length: 20 }, async (_, worker) => {
+      for (let i = worker; i < KEYS; i += 20) await client.put(`key${i}`, 'value-0000000000');
+    }));
+  } finally {
+    client.close();
+  }
+}
+
+function tlsArgs(pem: PemSet, peers: boolean): string[] {
+  return ['--tls-cert', pem.certFile, '--tls-key', pem.keyFile, ...(peers ? ['--peer-tls-ca', pem.caFile] : [])];
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+async function main(): Promise<void> {
+  const pki = await TestPki.create(3);
+  const root = await mkdtemp(join(tmpdir(), 'impulse-security-bench-'));
+  const tokenFile = join(root, 'tokens');
+  await writeFile(tokenFile, `bench write ${TOKEN}\n`);
+  const singles: ServerProcess[] = [];
+  const clusters: ProcessCluster[] = [];
+  try {
+    const single = async (args: string[]): Promise<ServerProcess> => {
+      const server = await startServerProcess(['--engine', engine, '--sync', 'none', '--data-dir', await mkdtemp(join(root, 'single-')), ...args]);
+      singles.push(server);
+      return server;
+    };
+    const plain = await single([]);
+    const https = await single(tlsArgs(pki.node(1), false));
+    const httpsToken = await single([...tlsArgs(pki.node(1), false), '--token-file', tokenFile]);
+    const plainCluster = await ProcessCluster.start(3, { serveArgs: ['--engine', engine] });
+    clusters.push(plainCluster);
+    const tlsCluster = await ProcessCluster.start(3, { serveArgs: ['--engine', engine], memberArgs: (id) => tlsArgs(pki.node(id), true), https: true, clientOptions: { ca: pki.node(1).ca } });
+    clusters.push(tlsCluster);
+    const ca = pki.node(1).ca;
+    const singleLabel = `single node (${engine}, sync none), HTTP`;
+    const clusterLabel = `3 members (${engine}), at the leader, HTTP`;
+    const targets: Target[] = [
+      { label: singleLabel, baseline: singleLabel, url: plain.url },
+      { label: `single node (${engine}, sync none), HTTPS`, baseline: singleLabel, url: https.url, ca },
+      { label: `single node (${engine}, sync none), HTTPS + token`, baseline: singleLabel, url: httpsToken.url, ca, token: TOKEN },
+      { label: clusterLabel, baseline: clusterLabel, url: plainCluster.url(await plainCluster.waitForLeader()) },
+      { label: `3 members (${engine}), at the leader, HTTPS + mutual TLS between members`, baseline: clusterLabel, url: tlsCluster.url(await tlsCluster.waitForLeader()), ca },
+    ];
+    for (const target of targets) await preload(target);
+    const results = new Map<string, WrkResult[]>();
+    for (const method of ['GET', 'PUT'] as const) {
+      for (let round = 0; round < rounds; round++) {
+        for (const target of targets) {
+          const result = runWrk(target.url, await wrkScript(method, target.token), connections, durationSeconds);
+          const key = `${target.label}|${method}`;
+          results.set(key, [...(results.get(key) ?? []), result]);
+          console.log(`${target.label.padEnd(70)} ${method} ${formatNumber(result.requestsPerSecond).padStart(7)} req/s  p99 ${result.latencyP99Ms.toFixed(1)} ms  errors ${result.errors}`);
+        }
+      }
+    }
+    const rows: Array<Array<string | number>> = [];
+    for (const method of ['GET', 'PUT'] as const) {
+      for (const target of targets) {
+        const runs = results.get(`${target.label}|${method}`)!;
+        const baseRuns = results.get(`${target.baseline}|${method}`)!;
+        const rates = runs.map((run) => run.requestsPerSecond);
+        // Per round: this variant ÷ its plain-HTTP baseline measured moments before.
+        const ratios = runs.map((run, i) => run.requestsPerSecond / baseRuns[i]!.requestsPerSecond);
+        rows.push([
+          target.label, method,
+          formatNumber(median(rates)), `${formatNumber(Math.min(...rates))}–${formatNumber(Math.max(...rates))}`,
+          formatNumber(median(runs.map((run) => run.latencyP99Ms)), 1),
+          runs.reduce((sum, run) => sum + run.errors, 0),
+          `${median(ratios).toFixed(2)}× (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`,
+        ]);
+      }
+    }
+    const markdown = [
+      '## TLS and tokens: HTTPS vs HTTP (wrk, 100 connections)',
+      '',
+      machineLine(),
+      '',
+      `\`node dist/bench/security.js --rounds ${rounds} --duration ${durationSeconds} --engine ${engine}\`: \`wrk -t1 -c${connections} -d${durationSeconds}s\` per cell on 1000 keys, every variant in one run, rounds interleaved; the machine's two cores are shared by wrk, the servers and other engineers' work. "vs HTTP" is requests/s ÷ the plain-HTTP variant of the same deployment in the same round, median (min–max). The HTTPS cluster also runs mutual TLS between its members. Certificates are EC P-256 (\`impulse certs\`); wrk keeps its connections, so each does one handshake.`,
+      '',
+      table(['variant', 'op', 'requests/s', 'range', 'p99 ms', 'errors', 'vs HTTP'], rows),
+    ].join('\n');
+    console.log('\n' + markdown);
+    await writeSection('security', markdown);
+  } finally {
+    for (const server of singles) {
+      server.kill('SIGKILL');
+      await server.exited;
+    }
+    for (const cluster of clusters) await cluster.close();
+    await rm(root, { recursive: true, force: true });
+    await pki.close();
+  }
+}
+
+await main();
