@@ -3,7 +3,7 @@
  * (classic-level), both driven through their public Node APIs in the same
  * process, one after the other, each in a fresh temporary directory.
  *
- *   flock /tmp/impulse-bench.lock node dist/bench/lsm.js [--entries N] [--concurrency C] [--out bench/results/lsm.md]
+ *   flock /tmp/impulse-bench.lock node dist/bench/lsm.js [--entries N] [--concurrency C] [--runs R] [--out bench/results/lsm.md]
  *
  * Workloads (16-byte keys, 100-byte incompressible values, the same seeded
  * key sequence for both engines):
@@ -21,6 +21,12 @@
  * clients in flight. Write phases end when the engine's own background work
  * is drained for lsm (so its compaction time is counted); LevelDB compacts on
  * its own threads and is not waited for (db_bench does not wait either).
+ *
+ * Runs: the whole sequence runs `runs` times (default 3) for each engine,
+ * alternating which engine goes first, so a slow minute on a shared machine
+ * does not land on one engine only. The table gives, per workload, each
+ * engine's median ops/s with the range over the runs, and the median of the
+ * per-run ratios with their range: one lucky run cannot carry a row.
  */
 import { ClassicLevel } from 'classic-level';
 import { mkdtemp, readdir, rm, stat, mkdir, writeFile } from 'node:fs/promises';
@@ -33,11 +39,12 @@ interface Args {
   entries: number;
   concurrency: number;
   cacheBytes: number;
+  runs: number;
   out: string;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { entries: 1_000_000, concurrency: 16, cacheBytes: 64 * 1024 * 1024, out: 'bench/results/lsm.md' };
+  const args: Args = { entries: 1_000_000, concurrency: 16, cacheBytes: 64 * 1024 * 1024, runs: 3, out: 'bench/results/lsm.md' };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
@@ -45,12 +52,14 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--concurrency' && value !== undefined) args.concurrency = Number(value);
     else if (flag === '--out' && value !== undefined) args.out = value;
     else if (flag === '--cache-mib' && value !== undefined) args.cacheBytes = Number(value) * 1024 * 1024;
+    else if (flag === '--runs' && value !== undefined) args.runs = Number(value);
     else continue;
     i++;
   }
   if (!Number.isSafeInteger(args.entries) || args.entries < 1000) throw new Error('--entries must be an integer >= 1000');
   if (!Number.isSafeInteger(args.concurrency) || args.concurrency < 1) throw new Error('--concurrency must be a positive integer');
   if (!Number.isSafeInteger(args.cacheBytes) || args.cacheBytes < 1) throw new Error('--cache-mib must be a positive integer');
+  if (!Number.isSafeInteger(args.runs) || args.runs < 1) throw new Error('--runs must be a positive integer');
   return args;
 }
 
@@ -91,7 +100,8 @@ async function openLsm(dir: string, cacheBytes: number): Promise<Subject> {
       const figures = (await engine.stats()).figures;
       const user = figures['user_bytes_written']!;
       const tables = (figures['flush_bytes_written']! + figures['compaction_bytes_written']!) / user;
-      return `${tables.toFixed(2)} (${figures['write_amplification']!.toFixed(2)} with WAL; ${figures['write_stalls']} stalls, ${figures['write_stall_ms']} ms)`;
+      const perFlushMs = Math.round(figures['flush_ms']! / Math.max(1, figures['flushes']!));
+      return `${tables.toFixed(2)} (${figures['write_amplification']!.toFixed(2)} with WAL; ${figures['write_stalls']} stalls (${figures['write_stalls_level0']} on level 0), ${figures['write_stall_ms']} ms; ${figures['flushes']} flushes, ${perFlushMs} ms each; ${figures['compactions']} compactions, ${figures['compaction_ms']} ms)`;
     },
     close: () => engine.close(),
   };
@@ -174,12 +184,13 @@ async function diskBytes(dir: string): Promise<number> {
   return total;
 }
 
+/** One workload's ops/s per engine, one number per run (runs in order). */
 interface Row {
   workload: string;
-  opsPerSecond: Record<string, number>;
+  opsPerSecond: Record<string, number[]>;
 }
 
-async function runOne(open: (dir: string, cacheBytes: number) => Promise<Subject>, args: Args, rows: Row[], notes: Record<string, string[]>): Promise<void> {
+async function runOne(open: (dir: string, cacheBytes: number) => Promise<Subject>, args: Args, rows: Row[], notes: Record<string, string[][]>): Promise<void> {
   const { entries, concurrency } = args;
   const random = new SeededRandom(2024);
   const randomKeys = Uint32Array.from({ length: entries }, () => random.int(entries));
@@ -189,7 +200,7 @@ async function runOne(open: (dir: string, cacheBytes: number) => Promise<Subject
   const record = (name: string, workload: string, opsPerSecond: number): void => {
     let row = rows.find((candidate) => candidate.workload === workload);
     if (row === undefined) rows.push((row = { workload, opsPerSecond: {} }));
-    row.opsPerSecond[name] = opsPerSecond;
+    (row.opsPerSecond[name] ??= []).push(opsPerSecond);
     console.log(`${name.padEnd(8)} ${workload.padEnd(11)} ${Math.round(opsPerSecond).toLocaleString('en-US').padStart(12)} ops/s`);
   };
   const userBytes = (count: number): number => count * (KEY_BYTES + VALUE_BYTES);
@@ -232,11 +243,11 @@ async function runOne(open: (dir: string, cacheBytes: number) => Promise<Subject
     const scans = Math.max(1, Math.floor(entries / 100));
     record(name, 'scan100', await timed(scans, concurrency, (i) => subject.scan(makeKey(readKeys[i]!), 100)));
     await subject.close();
-    notes[name] = [
+    (notes[name] ??= []).push([
       `background drain counted in the write phases: fillrandom ${Math.round(fillDrainMs)} ms, overwrite ${Math.round(overwriteDrainMs)} ms`,
       `write amplification after fillrandom + overwrite (table bytes written / user bytes): ${amplification}`,
       `on-disk size after close: ${(await diskBytes(dir) / 1024 / 1024).toFixed(1)} MiB; readrandom found ${found} of ${entries}; readseq saw ${scanned} entries`,
-    ];
+    ]);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -253,24 +264,42 @@ async function main(): Promise<void> {
     `- ${args.entries.toLocaleString('en-US')} entries, ${KEY_BYTES}-byte keys, ${VALUE_BYTES}-byte incompressible values; concurrency ${args.concurrency} callers, each awaiting its own operation`,
     `- both engines: sync off, block cache ${args.cacheBytes / 1024 / 1024} MiB, write buffer ${WRITE_BUFFER_BYTES / 1024 / 1024} MiB, public Node API (lsm: Engine.put/get/range; LevelDB: classic-level put/get/iterator)`,
     `- lsm write phases include draining its background compaction; LevelDB compacts on its own threads and is not waited for`,
+    `- ${args.runs} runs per engine, alternating which engine goes first; each cell is the median ops/s [lowest–highest run], the ratio is the median of the per-run ratios [their range]`,
   ];
   console.log(header.join('\n'));
   const rows: Row[] = [];
-  const notes: Record<string, string[]> = {};
-  await runOne(openLevelDb, args, rows, notes);
-  await runOne(openLsm, args, rows, notes);
+  const notes: Record<string, string[][]> = {};
+  for (let run = 0; run < args.runs; run++) {
+    console.log(`\n-- run ${run + 1} of ${args.runs}`);
+    const order = run % 2 === 0 ? [openLevelDb, openLsm] : [openLsm, openLevelDb];
+    for (const open of order) await runOne(open, args, rows, notes);
+  }
   const table = ['| workload | LevelDB ops/s | lsm ops/s | lsm / LevelDB |', '|---|---:|---:|---:|'];
   for (const row of rows) {
-    const level = row.opsPerSecond['leveldb'] ?? 0;
-    const lsm = row.opsPerSecond['lsm'] ?? 0;
-    table.push(`| ${row.workload} | ${Math.round(level).toLocaleString('en-US')} | ${Math.round(lsm).toLocaleString('en-US')} | ${(lsm / level).toFixed(2)}× |`);
+    const level = row.opsPerSecond['leveldb'] ?? [];
+    const lsm = row.opsPerSecond['lsm'] ?? [];
+    const ratios = lsm.map((value, run) => value / (level[run] ?? Number.NaN));
+    table.push(`| ${row.workload} | ${spread(level, formatOps)} | ${spread(lsm, formatOps)} | ${spread(ratios, (ratio) => `${ratio.toFixed(2)}×`)} |`);
   }
-  const body = [...header, '', ...table, '', ...Object.entries(notes).flatMap(([name, lines]) => lines.map((line) => `- ${name}: ${line}`)), ''].join('\n');
+  const noteLines = Object.entries(notes).flatMap(([name, runs]) => runs.flatMap((lines, run) => lines.map((line) => `${name} (run ${run + 1}): ${line}`)));
+  const body = [...header, '', ...table, '', ...noteLines.map((line) => `- ${line}`), ''].join('\n');
   console.log('\n' + table.join('\n') + '\n');
-  for (const [name, lines] of Object.entries(notes)) for (const line of lines) console.log(`${name}: ${line}`);
+  for (const line of noteLines) console.log(line);
   await mkdir(join(args.out, '..'), { recursive: true });
   await writeFile(args.out, body);
   console.log(`\nwrote ${args.out}`);
+}
+
+function formatOps(opsPerSecond: number): string {
+  return Math.round(opsPerSecond).toLocaleString('en-US');
+}
+
+/** "median [lowest–highest]" of `values` (just the value for one run). */
+function spread(values: readonly number[], format: (value: number) => string): string {
+  const sorted = [...values].sort((a, b) => a - b);
+  const median = sorted.length % 2 === 1 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+  if (sorted.length === 1) return format(median);
+  return `${format(median)} [${format(sorted[0]!)}–${format(sorted[sorted.length - 1]!)}]`;
 }
 
 main().catch((error: unknown) => {

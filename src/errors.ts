@@ -50,6 +50,9 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_ENGINE_IO: { summary: 'The storage engine hit an I/O error; the operation did not take effect.' },
   IMPULSE_ERR_ENGINE_CORRUPTION: { summary: 'Stored data failed its checksum or structure check; it was not returned.' },
   IMPULSE_ERR_ENGINE_LOCKED: { summary: 'The data directory is in use by another process.' },
+  IMPULSE_ERR_ENGINE_NO_SPACE: { summary: 'The disk is full (or over quota); the write did not take effect. The engine resumes on its own once space is freed.' },
+  IMPULSE_ERR_ENGINE_TOO_MANY_FILES: { summary: 'The process or system is out of file descriptors; the operation did not take effect. The engine resumes on its own once descriptors are free.' },
+  IMPULSE_ERR_ENGINE_READ_ONLY: { summary: 'The engine refuses writes until it is reopened (after an error that makes further writes unsafe); reads are served.' },
   IMPULSE_ERR_DATA_FORMAT_UNSUPPORTED: { summary: 'The data directory was written in a format this impulse does not read (an older or newer one); it was not touched.' },
   IMPULSE_ERR_SNAPSHOT_ABORTED: { summary: 'A snapshot was aborted (it kept too many overwritten values, or was released); take a new one.' },
   IMPULSE_ERR_SNAPSHOT_INVALID: { summary: 'A received snapshot image is malformed or incomplete; it was not installed.' },
@@ -81,6 +84,8 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_RPC_OVERLOADED: { summary: 'Too many calls are in flight (to this peer or overall); retry later.' },
   // Configuration and client
   IMPULSE_ERR_CONFIG_INVALID: { summary: 'A configuration value is invalid.' },
+  // Dashboard and relays between members (src/api/member-proxy.ts)
+  IMPULSE_ERR_MEMBER_UNREACHABLE: { summary: 'Another cluster member did not answer a request relayed to it (connection refused or timed out, or an answer that is not JSON).' },
   IMPULSE_ERR_CLIENT_UNREACHABLE: { summary: 'The client could not connect to the server.' },
   IMPULSE_ERR_CLIENT_TIMEOUT: { summary: 'The server did not answer within the client timeout.' },
   IMPULSE_ERR_CLIENT_PROTOCOL: { summary: 'The server answered with something the client does not understand.' },

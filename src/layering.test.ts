@@ -9,7 +9,10 @@
  *     state machine) sits on storage, and service (the KvService seam) on kv;
  *     cluster (the node runtime) uses all of those and the transport, never
  *     the API, the client or the CLI; shard (the shard map and placement,
- *     pure) uses only errors, util and raft's types, and cluster uses it.
+ *     pure) uses only errors, util and raft's types, and cluster uses it; the
+ *     dashboard (src/ui/, browser code) imports nothing outside its folder.
+ *   - the TEST-ONLY hooks of `impulse serve` (src/test-hooks) are imported by the
+ *     CLI alone.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -58,6 +61,8 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   'src/resp': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service'],
   'src/shard': ['src/errors.ts', 'src/util', 'src/raft'],
   'src/cluster': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service', 'src/raft', 'src/transport', 'src/protocol', 'src/shard'],
+  // The dashboard runs in a browser, compiled on its own (src/ui/tsconfig.json): nothing of the server's.
+  'src/ui': [],
 };
 
 describe('layering', () => {
@@ -83,6 +88,13 @@ describe('layering', () => {
         if (targetLayer !== layer && !allowed.includes(targetLayer)) offenders.push(`${relative(ROOT, join(ROOT, file))} -> ${target}`);
       }
     }
+    assert.deepEqual(offenders, []);
+  });
+
+  it('only the CLI loads the test-only hooks (src/test-hooks), so no other code path can switch one on', () => {
+    const offenders = files.flatMap((file) =>
+      layerOf(file) === 'src/cli' || layerOf(file) === 'src/test-hooks' ? [] : staticImports(file).filter((target) => layerOf(target) === 'src/test-hooks').map((target) => `${file} -> ${target}`),
+    );
     assert.deepEqual(offenders, []);
   });
 });

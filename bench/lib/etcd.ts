@@ -18,7 +18,10 @@ import { freePorts, killGroup, waitFor } from './processes.js';
 export interface EtcdMember {
   readonly name: string;
   readonly clientUrl: string;
+  /** Where the member listens for peers. */
   readonly peerUrl: string;
+  /** The peer URL the other members dial (the listen URL, or a proxy in front of it). */
+  readonly advertisePeerUrl: string;
   process: ChildProcess | undefined;
 }
 
@@ -44,17 +47,21 @@ export function ensureEtcd(): void {
   }
 }
 
-export async function startEtcdCluster(size: number, options: { peerUrlOf?: (index: number, port: number) => string } = {}): Promise<EtcdCluster> {
+/**
+ * `advertisePeerUrl(index, listenPeerUrl)`: the URL the other members should
+ * dial for member `index` (e.g. a proxy in front of its listen URL, as the
+ * resilience benchmark does); default the listen URL itself.
+ */
+export async function startEtcdCluster(size: number, options: { advertisePeerUrl?: (index: number, listenPeerUrl: string) => Promise<string> | string } = {}): Promise<EtcdCluster> {
   ensureEtcd();
   const dataRoot = await mkdtemp(join(tmpdir(), 'impulse-etcd-'));
   const ports = await freePorts(size * 2);
-  const members: EtcdMember[] = Array.from({ length: size }, (_, i) => ({
-    name: `etcd${i + 1}`,
-    clientUrl: `http://127.0.0.1:${ports[i * 2]}`,
-    peerUrl: `http://127.0.0.1:${ports[i * 2 + 1]}`,
-    process: undefined,
-  }));
-  const initialCluster = members.map((member) => `${member.name}=${member.peerUrl}`).join(',');
+  const members: EtcdMember[] = [];
+  for (let i = 0; i < size; i++) {
+    const peerUrl = `http://127.0.0.1:${ports[i * 2 + 1]}`;
+    members.push({ name: `etcd${i + 1}`, clientUrl: `http://127.0.0.1:${ports[i * 2]}`, peerUrl, advertisePeerUrl: (await options.advertisePeerUrl?.(i, peerUrl)) ?? peerUrl, process: undefined });
+  }
+  const initialCluster = members.map((member) => `${member.name}=${member.advertisePeerUrl}`).join(',');
   const launch = (member: EtcdMember, state: 'new' | 'existing'): void => {
     member.process = spawn(
       'etcd',
@@ -64,7 +71,7 @@ export async function startEtcdCluster(size: number, options: { peerUrlOf?: (ind
         '--listen-client-urls', member.clientUrl,
         '--advertise-client-urls', member.clientUrl,
         '--listen-peer-urls', member.peerUrl,
-        '--initial-advertise-peer-urls', member.peerUrl,
+        '--initial-advertise-peer-urls', member.advertisePeerUrl,
         '--initial-cluster', initialCluster,
         '--initial-cluster-state', state,
         '--initial-cluster-token', 'impulse-bench',

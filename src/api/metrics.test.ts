@@ -21,6 +21,22 @@ describe('request metrics', () => {
     assert.match(text, /^# TYPE impulse_http_request_duration_seconds histogram$/m);
   });
 
+  it('sums the key-value routes, and only those, into one histogram for /status', () => {
+    const metrics = new RequestMetrics();
+    metrics.observe('/kv/{key}', 'GET', 200, 0.0002);
+    metrics.observe('/kv/{key}', 'PUT', 412, 0.003);
+    metrics.observe('/kv', 'GET', 200, 10);
+    metrics.observe('/kv/batch', 'POST', 204, 0.003);
+    metrics.observe('/status', 'GET', 200, 0.003);
+    metrics.observe('/ui/{asset}', 'GET', 200, 0.003);
+    metrics.observe('/cluster/nodes/{id}/{view}', 'GET', 502, 0.003);
+    const summary = metrics.kvSummary();
+    assert.equal(summary.count, 4);
+    assert.equal(summary.latencyCounts.length, summary.latencyBoundsSeconds.length + 1);
+    const at = (seconds: number): number => summary.latencyCounts[summary.latencyBoundsSeconds.findIndex((bound) => seconds <= bound)]!;
+    assert.deepEqual([at(0.0002), at(0.003), summary.latencyCounts.at(-1)], [1, 2, 1]);
+  });
+
   it('bounds the number of series: odd methods fold into OTHER, excess statuses into "other"', () => {
     const metrics = new RequestMetrics();
     metrics.observe('unmatched', 'BREW', 404, 0.001);

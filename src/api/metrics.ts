@@ -27,6 +27,10 @@ export type RouteLabel =
   | '/cluster/members/{id}/promote'
   | '/cluster/leader'
   | '/shards'
+  | '/cluster/nodes/{id}/{view}'
+  | '/ui/{asset}'
+  | '/ui/api/chaos'
+  | '/ui/chaos/{run}/{file}'
   | 'unmatched';
 
 /** Latency histogram bucket upper bounds, seconds. */
@@ -45,8 +49,14 @@ const ROUTE_INDEX: Readonly<Record<RouteLabel, number>> = {
   '/cluster/members/{id}/promote': 10,
   '/cluster/leader': 11,
   '/shards': 12,
-  unmatched: 13,
+  '/cluster/nodes/{id}/{view}': 13,
+  '/ui/{asset}': 14,
+  '/ui/api/chaos': 15,
+  '/ui/chaos/{run}/{file}': 16,
+  unmatched: 17,
 };
+/** The routes that carry user requests: what "requests per second" and "p99" mean on the dashboard (never its own polling). */
+const KV_ROUTES: ReadonlySet<RouteLabel> = new Set<RouteLabel>(['/kv/{key}', '/kv', '/kv/batch']);
 /** The methods with a label of their own; index 0 is every other method (label OTHER). */
 const METHOD_INDEX: Readonly<Record<string, number>> = Object.assign(Object.create(null) as Record<string, number>, { GET: 1, PUT: 2, POST: 3, DELETE: 4, HEAD: 5, OPTIONS: 6, PATCH: 7 });
 const METHOD_INDEX_COUNT = 8;
@@ -55,10 +65,21 @@ const SERIES_MAX = 500;
 
 interface Series {
   readonly labels: string;
+  /** Counts toward the key-value summary (a request to /kv/{key}, /kv or /kv/batch). */
+  readonly kv: boolean;
   count: number;
   sumSeconds: number;
   /** Non-cumulative count per bucket; the last slot is +Inf. */
   readonly buckets: Float64Array;
+}
+
+/** Key-value requests answered since the server started (`RequestMetrics.kvSummary`). */
+export interface RequestSummary {
+  readonly count: number;
+  /** Upper bounds of the latency buckets, seconds, ascending. */
+  readonly latencyBoundsSeconds: readonly number[];
+  /** Requests per bucket (NOT cumulative), one more than the bounds: the last is above the largest bound. Sums to `count`. */
+  readonly latencyCounts: readonly number[];
 }
 
 export class RequestMetrics {
@@ -104,6 +125,23 @@ export class RequestMetrics {
     return lines.join('\n') + '\n';
   }
 
+  /**
+   * Every key-value request so far (any method and status) as one count and
+   * one latency histogram: cumulative since the server started, so a reader
+   * takes two samples and differences them (requests per second, quantiles of
+   * the interval), as Prometheus's rate() and histogram_quantile() do.
+   */
+  kvSummary(): RequestSummary {
+    const counts = new Array<number>(BUCKETS_SECONDS.length + 1).fill(0);
+    let count = 0;
+    for (const series of this.series.values()) {
+      if (!series.kv) continue;
+      count += series.count;
+      for (let i = 0; i < counts.length; i++) counts[i]! += series.buckets[i]!;
+    }
+    return { count, latencyBoundsSeconds: BUCKETS_SECONDS, latencyCounts: counts };
+  }
+
   private createSeries(id: number, route: RouteLabel, method: string, status: number): Series {
     // Unknown methods collapse to OTHER, and past SERIES_MAX statuses to "other", so clients cannot grow the set without bound.
     const methodLabel = METHOD_INDEX[method] !== undefined ? method : 'OTHER';
@@ -111,7 +149,7 @@ export class RequestMetrics {
     if (!this.series.has(labels) && this.series.size >= SERIES_MAX) labels = `route="${route}",method="${methodLabel}",status="other"`;
     let series = this.series.get(labels);
     if (series === undefined) {
-      series = { labels, count: 0, sumSeconds: 0, buckets: new Float64Array(BUCKETS_SECONDS.length + 1) };
+      series = { labels, kv: KV_ROUTES.has(route), count: 0, sumSeconds: 0, buckets: new Float64Array(BUCKETS_SECONDS.length + 1) };
       this.series.set(labels, series);
     }
     if (this.byId.size < SERIES_MAX * 4) this.byId.set(id, series);

@@ -60,7 +60,9 @@ for (const engineName of ['memory', 'leveldb']) {
       assert.equal(got.status, 200);
       assert.equal(got.headers.get('content-type'), 'application/octet-stream');
       assert.equal(got.body.toString(), 'hello');
-      assert.equal((await call('HEAD', '/kv/greeting')).status, 200);
+      const head = await call('HEAD', '/kv/greeting');
+      assert.equal(head.status, 200);
+      assert.equal(head.headers.get('content-length'), '5', 'HEAD tells the length a GET would send');
       assert.equal((await call('DELETE', '/kv/greeting')).status, 204);
       assertError(await call('GET', '/kv/greeting'), 404, 'IMPULSE_ERR_KEY_NOT_FOUND');
       assert.equal((await call('DELETE', '/kv/greeting')).status, 204);

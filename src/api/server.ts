@@ -17,6 +17,8 @@
  *   POST                /kv/batch   atomic batch
  *   GET                 /health, /status, /metrics, /digest
  *   /cluster...         the cluster view and membership operations of a member (cluster-routes.ts)
+ *   GET                 /cluster/nodes/{id}/{view}   another member's /status, /health or /cluster, relayed (member-proxy.ts)
+ *   GET|HEAD            /ui...      the dashboard and the chaos reports it shows (dashboard-routes.ts)
  */
 import { type IncomingMessage, type Server, type ServerOptions as HttpServerOptions, type ServerResponse, createServer } from 'node:http';
 import { type Server as HttpsServer, createServer as createHttpsServer } from 'node:https';
@@ -33,7 +35,10 @@ import type { KvService } from '../service/kv-service.js';
 import { percentDecode } from '../protocol/codec.js';
 import { type BodyLimit, readBody, settleUnreadBody } from './body.js';
 import { parseBatch, parseRangeQuery, rangePage } from './kv-handlers.js';
+import { type DashboardRoute, DashboardRoutes, dashboardMethods, matchDashboardRoute } from './dashboard-routes.js';
+import { type MemberProxyOptions, type MemberRoute, type MemberView, MemberProxy, type RelayedAnswer, matchMemberRoute } from './member-proxy.js';
 import { type RouteLabel, ServerMetrics } from './metrics.js';
+import { NodeVfs } from '../vfs/node-vfs.js';
 import { RequestPipeline } from './pipeline.js';
 import { JSON_TYPE, OCTET_TYPE, errorJson } from './responses.js';
 import { conditionOf, etagOf, keyQueryConsistency, sessionOf } from './write-headers.js';
@@ -70,6 +75,12 @@ export interface ServerOptions {
   readonly cluster?: ClusterRoutesTarget;
   /** The service's own Prometheus metrics, exported by /metrics. */
   readonly metrics?: readonly Metric[];
+  /** Where chaos runs keep their results (--chaos-results), shown by the dashboard. */
+  readonly chaosResultsDir?: string;
+  /** Where the built dashboard is; default dist/ui of this package (tests point elsewhere). */
+  readonly dashboardDir?: string;
+  /** Bounds of the relays to other members (GET /cluster/nodes/{id}/{view}). */
+  readonly memberProxy?: MemberProxyOptions;
   /** Bearer tokens and roles (auth.ts); absent: every request is allowed (a loopback-only or client-certificate deployment). */
   readonly auth?: Authorizer;
   /** Serve HTTPS with this certificate and key; with `ca`, clients must present a certificate chaining to it. Absent: plain HTTP. */
@@ -105,6 +116,8 @@ export class ImpulseServer {
   private readonly batchBody: BodyLimit;
   private readonly bodyDrainBytesMax: number;
   private readonly startedAt = performance.now();
+  private readonly dashboard: DashboardRoutes;
+  private readonly memberProxy: MemberProxy;
   private shuttingDown = false;
 
   constructor(private readonly options: ServerOptions) {
@@ -121,6 +134,8 @@ export class ImpulseServer {
     // JSON + base64 cost at most 4/3 of the raw bytes, plus per-operation framing.
     this.batchBody = { bytesMax: Math.ceil(batchBytesMax * 1.4) + batchOpsMax * 256, tooLarge: 'IMPULSE_ERR_BATCH_TOO_LARGE', what: 'batch body' };
     this.bodyDrainBytesMax = options.bodyDrainBytesMax ?? 64 * 1024 * 1024;
+    this.dashboard = new DashboardRoutes(new NodeVfs(), options.chaosResultsDir, options.dashboardDir);
+    this.memberProxy = new MemberProxy(options.memberProxy);
     const requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
     const headersTimeoutMs = Math.min(options.headersTimeoutMs ?? 30_000, requestTimeoutMs);
     // A range query names up to three keys (start, end, prefix), each up to 3 bytes per key byte when percent-encoded, plus a cursor (4/3 per key byte).
@@ -304,6 +319,24 @@ export class ImpulseServer {
         this.track(this.service.digest().then((digest) => this.send(res, 200, JSON_TYPE, JSON.stringify(digest), route, method, started)), res, route, method, started);
         return;
       }
+      const memberRoute = matchMemberRoute(path);
+      if (memberRoute !== undefined) {
+        route = '/cluster/nodes/{id}/{view}';
+        this.requireMethod(method, 'GET', res);
+        // As /status and /cluster themselves: any token may read them; the member checks the same token again.
+        if (memberRoute.view !== 'health' && this.options.auth?.metricsOpen !== true) this.authorize(req, 'read');
+        this.track(this.memberView(memberRoute, req.headers.authorization).then(({ status, body }) => this.send(res, status, JSON_TYPE, body, route, method, started)), res, route, method, started);
+        return;
+      }
+      const dashboardRoute = matchDashboardRoute(path);
+      if (dashboardRoute !== undefined) {
+        route = dashboardRoute.label;
+        this.requireMethod(method, dashboardMethods(route), res);
+        // The page's files hold no data and are open; the chaos results need a token like any other read.
+        if (dashboardRoute.label !== '/ui/{asset}') this.authorize(req, 'read');
+        this.track(this.serveDashboard(dashboardRoute, req, res, started), res, route, method, started);
+        return;
+      }
       const clusterRoute = matchClusterRoute(path);
       if (clusterRoute !== undefined) {
         route = clusterRoute.label;
@@ -357,15 +390,49 @@ export class ImpulseServer {
     this.send(res, 204, undefined, undefined, route, method, started);
   }
 
+  private async serveDashboard(route: DashboardRoute, req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {
+    const answer = await this.dashboard.serve(route, req.headers);
+    for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value);
+    this.send(res, answer.status, answer.type, answer.body, route.label, req.method ?? 'GET', started);
+  }
+
+  /** Member `route.id`'s view: this node's own when it is this node, else relayed from the member's client URL. */
+  private async memberView(route: MemberRoute, authorization: string | undefined): Promise<RelayedAnswer> {
+    const cluster = this.options.cluster;
+    if (cluster === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'this node is not a cluster member (it was started without --node-id)');
+    const view = cluster.view();
+    if (route.id === view.nodeId) return this.ownView(route.view, cluster);
+    const member = view.members.find((candidate) => candidate.id === route.id);
+    if (member === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', `node ${route.id} is not a member of this cluster`);
+    if (member.clientUrl === null) throw new ImpulseError('IMPULSE_ERR_MEMBER_UNREACHABLE', `node ${route.id} has not published its client URL yet`, { details: { id: route.id } });
+    return this.memberProxy.relay(route.id, member.clientUrl, route.view, authorization);
+  }
+
+  private async ownView(view: MemberView, cluster: ClusterRoutesTarget): Promise<RelayedAnswer> {
+    switch (view) {
+      case 'status':
+        return { status: 200, body: Buffer.from(await this.status()) };
+      case 'health': {
+        const health = this.service.health();
+        return { status: health.status === 'ok' ? 200 : 503, body: Buffer.from(JSON.stringify(health)) };
+      }
+      default:
+        return { status: 200, body: Buffer.from(JSON.stringify(cluster.view())) };
+    }
+  }
+
   private async status(): Promise<string> {
     const status = await this.service.status();
+    const uptimeMs = performance.now() - this.startedAt;
     return JSON.stringify({
       version: this.options.version,
       ...status,
       // The limits a client of this API meets: a range page is bounded by the API (`limit`), below the service's own bound.
       limits: { ...status.limits, rangeLimitMax: this.pageLimitMax },
       health: this.service.health(),
-      uptimeSeconds: Math.round((performance.now() - this.startedAt) / 100) / 10,
+      // Cumulative, and sampled now: a reader differences two samples for rates and quantiles.
+      requests: { ...this.metrics.requests.kvSummary(), sampledAtUptimeMs: Math.round(uptimeMs * 1000) / 1000 },
+      uptimeSeconds: Math.round(uptimeMs / 100) / 10,
       node: process.version,
       pid: process.pid,
       ...this.options.statusExtra,
@@ -382,10 +449,11 @@ export class ImpulseServer {
     if (principal !== undefined) requireKeyAllowed(principal, key);
   }
 
-  private requireMethod(method: string, allowed: string, res: ServerResponse): void {
-    if (method !== allowed) {
-      res.setHeader('allow', allowed);
-      throw new ImpulseError('IMPULSE_ERR_METHOD_NOT_ALLOWED', `${method} is not allowed here; use ${allowed}`);
+  private requireMethod(method: string, allowed: string | readonly string[], res: ServerResponse): void {
+    const methods = typeof allowed === 'string' ? [allowed] : allowed;
+    if (!methods.includes(method)) {
+      res.setHeader('allow', methods.join(', '));
+      throw new ImpulseError('IMPULSE_ERR_METHOD_NOT_ALLOWED', `${method} is not allowed here; use ${methods.join(' or ')}`);
     }
   }
 
@@ -400,7 +468,13 @@ export class ImpulseServer {
     if (this.shuttingDown) res.setHeader('connection', 'close');
     if (type !== undefined) res.setHeader('content-type', type);
     res.statusCode = status;
-    res.end(body); // node:http sets Content-Length from the one chunk given to end()
+    if (method === 'HEAD' && body !== undefined) {
+      // A HEAD answer carries the Content-Length of the GET answer; node:http would drop the body and say 0.
+      res.setHeader('content-length', Buffer.byteLength(body));
+      res.end();
+    } else {
+      res.end(body); // node:http sets Content-Length from the one chunk given to end()
+    }
     this.finished(route, method, status, started);
   }
 

@@ -34,6 +34,8 @@ export interface ClusterLaunchFlags {
   sync?: string;
   logLevel?: string;
   restart?: boolean;
+  /** --chaos-results for every member: chaos runs their dashboards list. */
+  chaosResults?: string;
   /** The Redis protocol port of member 1 (member N: + N - 1); absent: no RESP listeners. */
   respPort?: string;
   /** Extra flags passed to every `impulse serve` (space-separated). */
@@ -93,6 +95,7 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
       ...(flags.engine !== undefined ? ['--engine', flags.engine] : []),
       ...(flags.sync !== undefined ? ['--sync', flags.sync] : []),
       '--log-level', flags.logLevel ?? 'warn',
+      ...(flags.chaosResults !== undefined ? ['--chaos-results', resolve(flags.chaosResults)] : []),
       ...(baseRespPort !== undefined ? ['--resp-port', String(baseRespPort + id - 1)] : []),
       ...(certs !== undefined ? ['--tls-cert', join(certs, `node-${id}.crt`), '--tls-key', join(certs, `node-${id}.key`), '--peer-tls-ca', join(certs, 'ca.crt')] : []),
       ...(flags.serveArgs !== undefined && flags.serveArgs.trim().length > 0 ? flags.serveArgs.trim().split(/\s+/) : []),
@@ -201,6 +204,7 @@ async function printCluster(members: readonly Member[], security: ClientSecurity
       lines.push(`  node ${member.id}  ${member.clientUrl}  peer ${info?.peerUrl ?? '?'}${member.resp !== undefined ? `  resp ${member.resp}` : ''}  ${info?.role ?? 'unknown'}`);
     }
     lines.push(`  leader: ${view?.leader !== null && view?.leader !== undefined ? `node ${view.leader}` : 'none yet'}`);
+    lines.push(`  dashboard: ${members[0]!.clientUrl}/ui`);
     const caFlag = certs !== undefined ? ` --ca ${join(certs, 'ca.crt')}` : '';
     lines.push(`  try: npx impulse --endpoint ${members[0]!.clientUrl}${caFlag} put greeting hello   (Ctrl-C stops the cluster)`);
     process.stdout.write(lines.join('\n') + '\n');

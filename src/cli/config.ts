@@ -4,8 +4,9 @@
  */
 import { resolve } from 'node:path';
 import { type ClusterConfig, type ClusterFlags, parseClusterConfig } from '../cluster/config.js';
+import { type TestHookConfig, type TestHookFlags, parseTestHooks } from '../test-hooks/test-hooks.js';
 import { DEFAULT_LIMITS, type EngineLimits, type SyncMode } from '../storage/engine.js';
-import { ENGINE_NAMES } from '../storage/engine-names.js';
+import { ENGINE_NAMES, type EngineChoices, checkEngineChoices } from '../storage/engine-names.js';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
 import { type SecurityConfig, type SecurityFlags, parseSecurityConfig } from './security-config.js';
 
@@ -22,15 +23,21 @@ export interface ServeConfig {
   readonly sync: SyncMode;
   readonly limits: EngineLimits;
   readonly logLevel: string;
+  /** Engine-specific flags (--wal-recovery, --btree-recovery), checked against the engine. */
+  readonly engineChoices: EngineChoices;
   /** The Redis protocol port (--resp-port); absent: no RESP server. Listens on `host`. */
   readonly respPort?: number;
   /** Present with --node-id: this node is a Raft member (src/cluster/config.ts). */
   readonly cluster?: ClusterConfig;
+  /** --chaos-results: a directory of chaos runs the dashboard lists (absolute). */
+  readonly chaosResultsDir?: string;
   /** Tokens, TLS, protected mode (security-config.ts). */
   readonly security: SecurityConfig;
+  /** TEST-ONLY hooks (src/test-hooks/), present only when a --test-* flag was given. */
+  readonly testHooks?: TestHookConfig;
 }
 
-export interface ServeFlags extends ClusterFlags, SecurityFlags {
+export interface ServeFlags extends ClusterFlags, SecurityFlags, TestHookFlags {
   port?: string;
   host?: string;
   engine?: string;
@@ -40,6 +47,9 @@ export interface ServeFlags extends ClusterFlags, SecurityFlags {
   valueBytesMax?: string;
   batchOpsMax?: string;
   logLevel?: string;
+  chaosResults?: string;
+  walRecovery?: string;
+  btreeRecovery?: string;
   respPort?: string;
 }
 
@@ -62,6 +72,12 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     valueBytesMax: integer('--value-bytes-max', flags.valueBytesMax ?? String(DEFAULT_LIMITS.valueBytesMax), 0, 512 * 1024 * 1024),
     batchOpsMax: integer('--batch-ops-max', flags.batchOpsMax ?? String(DEFAULT_LIMITS.batchOpsMax), 1, 1_000_000),
   };
+  // Typed by the check: it refuses any value outside the engine's modes.
+  const engineChoices = {
+    ...(flags.walRecovery !== undefined ? { walRecovery: flags.walRecovery } : {}),
+    ...(flags.btreeRecovery !== undefined ? { btreeRecovery: flags.btreeRecovery } : {}),
+  } as EngineChoices;
+  checkEngineChoices(engine, engineChoices);
   const respPort = flags.respPort === undefined ? undefined : integer('--resp-port', flags.respPort, 0, 65535);
   if (respPort !== undefined && respPort !== 0 && respPort === port) throw invalid(`--resp-port ${respPort} is the HTTP --port; give each its own`);
   const cluster = parseClusterConfig(flags, host, port, flags.tlsCert !== undefined ? 'https' : 'http');
@@ -74,9 +90,11 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
   }
+  const testHooks = parseTestHooks(flags, cluster !== undefined);
   return {
-    port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, security,
+    port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, engineChoices, security,
     ...(respPort !== undefined ? { respPort } : {}),
     ...(cluster !== undefined ? { cluster } : {}),
+    ...(testHooks !== undefined ? { testHooks } : {}),
   };
 }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Argument, Command, CommanderError, Option } from 'commander';
 import { ImpulseClient } from '../client/client.js';
 import { isImpulseError } from '../errors.js';
-import { ENGINE_NAMES } from '../storage/engine-names.js';
+import { ENGINE_CHOICE_FLAGS, ENGINE_NAMES } from '../storage/engine-names.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_PEER_PORT, DEFAULT_RAFT_TIMING_CONFIG } from '../cluster/config.js';
 import { registerClientCommands } from './client-commands.js';
@@ -58,6 +58,9 @@ const serveCommand = program
   .option('--value-bytes-max <bytes>', 'longest value', String(16 * 1024 * 1024))
   .option('--batch-ops-max <count>', 'most operations in one batch', '10000')
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
+  .option('--wal-recovery <mode>', `lsm: what start-up does with a damaged WAL: ${ENGINE_CHOICE_FLAGS.walRecovery.values.join(', ')} (default tolerate-tail: only a torn final record is discarded, other damage refuses to start)`)
+  .option('--btree-recovery <mode>', `btree: what start-up does when a commit's meta pages are damaged: ${ENGINE_CHOICE_FLAGS.btreeRecovery.values.join(', ')} (default refuse)`)
+  .option('--chaos-results <dir>', 'a directory of chaos runs (impulse chaos --out) that the dashboard at /ui lists')
   .option('--resp-port <port>', 'also serve the Redis protocol (RESP2/RESP3) on this port, on --host (off unless given; docs/resp.md)')
   .option('--node-id <id>', 'run as a member of a Raft cluster with this id (docs/cluster.md)')
   .option('--peer-port <port>', `port for peer traffic between members (default ${DEFAULT_PEER_PORT})`)
@@ -73,7 +76,11 @@ const serveCommand = program
   .option('--heartbeat-ticks <ticks>', `heartbeat interval in ticks (default ${DEFAULT_RAFT_TIMING_CONFIG.heartbeatTicks})`)
   .option('--snapshot-entries <n>', `compact the Raft log every n applied entries (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotEntries})`)
   .option('--split-keys <keys>', 'start a NEW cluster sharded: its key space cut at these comma-separated keys, one Raft group per shard (docs/sharding.md)')
-  .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`);
+  .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`)
+  // TEST-ONLY hooks for the chaos tester (src/test-hooks/, docs/chaos.md); hidden from --help.
+  .addOption(new Option('--test-dial-via <map>', 'TEST-ONLY: dial peers through these addresses (target=via,...)').hideHelp())
+  .addOption(new Option('--test-control', 'TEST-ONLY: clock and disk faults commanded on stdin').hideHelp())
+  .addOption(new Option('--test-bug <names>', 'TEST-ONLY: deliberate bugs').hideHelp());
 addSecurityOptions(serveCommand).action(async (flags: ServeFlags) => {
   const config = parseServeConfig(flags);
   // Loaded only to serve: client commands start without the engines, the server and pino.
@@ -92,6 +99,7 @@ program
   .option('--host <host>', 'address to listen on', DEFAULT_HOST)
   .option('--log-level <level>', "the members' log level", 'warn')
   .option('--restart', 'start a member again when it dies unexpectedly')
+  .option('--chaos-results <dir>', 'a directory of chaos runs that the members\' dashboards (/ui) list')
   .option('--resp-port <port>', 'also serve the Redis protocol: member 1 on this port (member N: port + N - 1)')
   .option('--serve-args <args>', 'extra flags for every `impulse serve`, space-separated')
   .option('--certs <dir>', 'serve HTTPS and mutual TLS between members with the files of `impulse certs --out <dir>`')
@@ -103,6 +111,28 @@ program
 addCertsCommand(program);
 
 program
+  .command('chaos')
+  .description('Jepsen-style test of a real local cluster: workload + faults on a seeded schedule, then a verdict (docs/chaos.md)')
+  .option('--nodes <n>', '3 or 5', '3')
+  .option('--replication <mode>', 'raft', 'raft')
+  .option('--engine <engine>', 'lsm, btree or leveldb', 'lsm')
+  .option('--duration <time>', 'how long the workload and faults run (30s, 10m)', '30s')
+  .option('--nemesis <families>', 'kill, pause, partition, link, clock, disk, membership (comma-separated), all or none', 'kill,pause,partition,link')
+  .option('--seed <n>', 'the seed of the fault schedule and the workload (random when absent; printed)')
+  .option('--workload <name>', 'register, set or bank', 'register')
+  .option('--workers <n>', 'concurrent clients (default 3 per node)')
+  .option('--net <mode>', 'proxy (a userspace proxy per link) or netns (namespaces + iptables; root)', 'proxy')
+  .option('--out <dir>', 'write history.jsonl, faults.jsonl, summary.json and report.html here')
+  .option('--recovery-bound-ms <ms>', 'a write must succeed within this long after the final heal', '15000')
+  .option('--op-timeout-ms <ms>', "a client request's timeout (then its outcome is unknown)", '2000')
+  .option('--test-bug <names>', 'plant deliberate bugs in every member (no-read-index, no-check-quorum, ack-before-majority)')
+  .action(async (flags: Record<string, string>) => {
+    // Test tooling, loaded only for this command: product code never imports testkit statically.
+    const { chaosCommand } = (await import(new URL('../../testkit/chaos/cli.js', import.meta.url).href)) as { chaosCommand(flags: Record<string, string>): Promise<number> };
+    process.exitCode = await chaosCommand(flags);
+  });
+
+program
   .option('--endpoint <url>', 'server for client commands (env IMPULSE_ENDPOINT)', process.env['IMPULSE_ENDPOINT'] ?? `http://${DEFAULT_HOST}:${DEFAULT_PORT}`)
   .option('--timeout <ms>', 'client request timeout in milliseconds', '10000')
   .option('-o, --output <format>', 'client commands print json or text', 'text');
@@ -111,7 +141,7 @@ addClientSecurityOptions(program);
 // A bad -o is a usage error before any command runs (a get must not fail with "not found" first).
 let role: 'client' | 'server' = 'client';
 program.hook('preAction', (_program, command) => {
-  if (command.name() === 'serve' || command.name() === 'cluster' || command.name() === 'certs') role = 'server';
+  if (command.name() === 'serve' || command.name() === 'cluster' || command.name() === 'certs' || command.name() === 'chaos') role = 'server';
   outputFormat(program.opts<{ output: string }>().output, false);
 });
 

@@ -22,6 +22,8 @@ import { ImpulseError } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
 import { RespServer } from '../resp/server.js';
 import { openLocalKvService } from '../service/open-local.js';
+import type { EngineChoices } from '../storage/engine-names.js';
+import { openTestHooks } from '../test-hooks/test-hooks.js';
 import { NodeVfs } from '../vfs/node-vfs.js';
 import { VERSION } from '../version.js';
 import type { ServeConfig } from './config.js';
@@ -128,8 +130,8 @@ async function openSingleNode(config: ServeConfig, logger: Logger, secured: Secu
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} belongs to node ${identity.nodeId} of cluster ${identity.clusterId}; start it with --node-id ${identity.nodeId} and its cluster flags, or use another --data-dir`);
   }
   const dataDir = join(config.dataDir, config.engine);
-  const service = await openLocalKvService({ engine: config.engine, dataDir, sync: config.sync, limits: config.limits });
-  return { service, server: new ImpulseServer({ service, logger, version: VERSION, statusExtra: { dataDir }, ...secured }), logFields: { dataDir } };
+  const service = await openLocalKvService({ engine: config.engine, dataDir, sync: config.sync, limits: config.limits, engineChoices: engineChoices(config, logger) });
+  return { service, server: new ImpulseServer({ service, logger, version: VERSION, statusExtra: { dataDir }, ...secured, ...dashboardOptions(config) }), logFields: { dataDir } };
 }
 
 async function openClusterMember(config: ServeConfig, logger: Logger, secured: Secured): Promise<Opened> {
@@ -139,8 +141,17 @@ async function openClusterMember(config: ServeConfig, logger: Logger, secured: S
   }
   const peerFiles = config.security.peerTls;
   const peerTls = peerFiles === undefined ? undefined : new TlsSocketFactory({ material: await readPeerTlsMaterial(peerFiles), logger: logger.child({ component: 'peer-tls' }) });
-  const member = await openMember({ cluster, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger, ...(peerTls !== undefined ? { socketFactory: peerTls } : {}) });
-  const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, metrics: [member.latency.histogram], ...secured });
+  const member = await openMember({
+    cluster,
+    engine: config.engine,
+    engineChoices: engineChoices(config, logger),
+    dataDir: config.dataDir,
+    limits: config.limits,
+    logger,
+    ...(peerTls !== undefined ? { socketFactory: peerTls } : {}),
+    ...(await openTestHooks(config.testHooks, new NodeVfs(), cluster.nodeId, logger, peerTls)),
+  });
+  const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, metrics: [member.latency.histogram], ...secured, ...dashboardOptions(config) });
   return {
     service: member.service,
     server,
@@ -149,4 +160,13 @@ async function openClusterMember(config: ServeConfig, logger: Logger, secured: S
     logFields: { dataDir: config.dataDir, nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${member.peerAddress.host}:${member.peerAddress.port}` },
     ...(peerTls !== undefined ? { peerTls } : {}),
   };
+}
+
+function dashboardOptions(config: ServeConfig): { chaosResultsDir?: string } {
+  return config.chaosResultsDir !== undefined ? { chaosResultsDir: config.chaosResultsDir } : {};
+}
+
+/** The engine's flags with serve's logger (engines that log use it; the others ignore it). */
+function engineChoices(config: ServeConfig, logger: Logger): EngineChoices {
+  return { ...config.engineChoices, log: logger.child({ component: 'engine' }) };
 }

@@ -20,6 +20,7 @@ import type { Logger } from 'pino';
 import type { KvLimits } from '../kv/command.js';
 import type { RaftConfig } from '../raft/raft.js';
 import type { NodeId } from '../raft/types.js';
+import type { EngineChoices } from '../storage/engine-names.js';
 import type { Clock } from '../util/clock.js';
 import type { Random } from '../util/random.js';
 import { type Vfs, isNotFound, joinPath } from '../vfs/vfs.js';
@@ -33,6 +34,8 @@ export interface HostedGroupsOptions {
   readonly host: NodeHost;
   readonly dataDir: string;
   readonly engine: string;
+  /** Engine-specific options (recovery modes, the log) for every group's engine (src/storage/engine-names.ts). */
+  readonly engineChoices?: EngineChoices;
   readonly limits: KvLimits;
   readonly timing: RaftTimingConfig;
   readonly vfs: Vfs;
@@ -75,6 +78,7 @@ export class HostedGroups {
       nodeId: options.host.nodeId,
       dataDir: options.dataDir,
       engine: options.engine,
+      ...(options.engineChoices !== undefined ? { engineChoices: options.engineChoices } : {}),
       limits: options.limits,
       timing: options.timing,
       bootstrapVoters: voters,

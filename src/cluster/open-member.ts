@@ -19,6 +19,7 @@
 import type { Logger } from 'pino';
 import type { KvLimits } from '../kv/command.js';
 import type { RaftConfig } from '../raft/raft.js';
+import type { EngineChoices } from '../storage/engine-names.js';
 import type { NodeId } from '../raft/types.js';
 import type { HostPort, SocketFactory } from '../transport/socket-factory.js';
 import type { TransportLimits } from '../transport/options.js';
@@ -48,6 +49,8 @@ export interface MemberOptions {
   readonly cluster: ClusterConfig;
   /** A durable engine from the registry. */
   readonly engine: string;
+  /** Engine-specific options (recovery modes, the log) for the state machine's engine (registry.ts). */
+  readonly engineChoices?: EngineChoices;
   readonly dataDir: string;
   readonly limits: KvLimits;
   readonly logger: Logger;
@@ -57,7 +60,7 @@ export interface MemberOptions {
   readonly requestTimeoutMs?: number;
   readonly raftOverrides?: Partial<Omit<RaftConfig, 'id' | 'random'>>;
   readonly transportLimits?: Partial<TransportLimits>;
-  /** Where peer sockets come from: mutual TLS (TlsSocketFactory) or, by default, plain TCP. */
+  /** Where peer sockets come from: mutual TLS (TlsSocketFactory) or, by default, plain TCP; the chaos tester's test-only dial override wraps either. */
   readonly socketFactory?: SocketFactory;
   /** See RaftGroupOptions.quiesceAfterTicks (0: groups never quiesce; benchmarks compare). */
   readonly quiesceAfterTicks?: number;
@@ -110,6 +113,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       host,
       dataDir: options.dataDir,
       engine: options.engine,
+      ...(options.engineChoices !== undefined ? { engineChoices: options.engineChoices } : {}),
       limits: options.limits,
       timing: cluster.timing,
       vfs,

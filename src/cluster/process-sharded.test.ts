@@ -44,6 +44,7 @@ describe('a sharded process cluster', () => {
       let stopped = false;
       const batchAnswers = new Map<string, number>();
       const batches = (async () => {
+        // Member 2 may be the one killed: while it is down, batches are unreachable (what must hold is that none applies).
         const client = cluster.client(2, 3000);
         for (let n = 0; !stopped; n++) {
           try {
@@ -79,7 +80,7 @@ describe('a sharded process cluster', () => {
 
       const answers = Object.fromEntries(batchAnswers);
       assert.ok((batchAnswers.get('IMPULSE_ERR_BATCH_CROSS_SHARD') ?? 0) > 10, JSON.stringify(answers));
-      for (const code of batchAnswers.keys()) assert.ok(code === 'IMPULSE_ERR_BATCH_CROSS_SHARD' || NO_EFFECT.has(code) || code === 'IMPULSE_ERR_CLIENT_TIMEOUT', `a cross-shard batch was answered ${code}: ${JSON.stringify(answers)}`);
+      for (const code of batchAnswers.keys()) assert.ok(code === 'IMPULSE_ERR_BATCH_CROSS_SHARD' || NO_EFFECT.has(code) || code === 'IMPULSE_ERR_CLIENT_TIMEOUT' || code === 'IMPULSE_ERR_CLIENT_UNREACHABLE', `a cross-shard batch was answered ${code}: ${JSON.stringify(answers)}`);
       const reader = cluster.client(victim);
       for (const prefix of ['cross/', 'zcross/']) assert.deepEqual((await reader.scan({ prefix })).items, [], `keys under ${prefix}`);
       const scanned: string[] = [];

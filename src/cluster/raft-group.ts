@@ -35,6 +35,7 @@ import { DEFAULT_RAFT_TIMING, type RaftConfig } from '../raft/raft.js';
 import type { LogUpdate, RaftLogStore } from '../raft/storage.js';
 import type { ConfState, NodeId } from '../raft/types.js';
 import { engineHomeFor } from '../service/open-local.js';
+import type { EngineChoices } from '../storage/engine-names.js';
 import type { Clock } from '../util/clock.js';
 import type { Random } from '../util/random.js';
 import type { Vfs } from '../vfs/vfs.js';
@@ -65,6 +66,8 @@ export interface RaftGroupOptions {
   readonly dataDir: string;
   /** An engine name from the registry (durable engines only: a member's state must outlive its process as its log does). */
   readonly engine: string;
+  /** Engine-specific options (recovery modes, the log), as for a single node (registry.ts). */
+  readonly engineChoices?: EngineChoices;
   readonly limits: KvLimits;
   readonly timing: RaftTimingConfig;
   /** The initial voters when this member bootstraps a new cluster; undefined for a member that joins. */
@@ -125,7 +128,7 @@ export class RaftGroup {
   static async open(options: RaftGroupOptions): Promise<RaftGroup> {
     const { vfs, dataDir, group } = options;
     const bootstrapConf: ConfState = { voters: options.bootstrapVoters === undefined ? [] : [...options.bootstrapVoters.keys()].sort((a, b) => a - b), learners: [] };
-    const home = engineHomeFor({ engine: options.engine, dataDir: joinPath(dataDir, 'kv', String(group), options.engine), sync: 'fsync', limits: options.limits });
+    const home = engineHomeFor({ engine: options.engine, dataDir: joinPath(dataDir, 'kv', String(group), options.engine), sync: 'fsync', limits: options.limits, ...(options.engineChoices !== undefined ? { engineChoices: options.engineChoices } : {}) });
     const kv = await KvStateMachine.open({ home, limits: options.limits });
     let logStore: SegmentedLogStore | undefined;
     try {

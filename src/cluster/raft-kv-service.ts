@@ -19,7 +19,7 @@ import { type KvCommand, type KvLimits, encodeCommand, validateCommand } from '.
 import { type ContentDigest, contentDigest } from '../kv/digest.js';
 import type { StoredValue } from '../kv/record.js';
 import type { KvItem } from '../kv/state-machine.js';
-import { type KvService, READ_CONSISTENCIES, type ReadOptions, type ServiceHealth, type ServiceStatus, type WriteOutcome } from '../service/kv-service.js';
+import { type KvService, READ_CONSISTENCIES, type ReadOptions, type ServiceHealth, type ServiceStatus, type WriteOutcome, engineServiceHealth, storageStatus } from '../service/kv-service.js';
 import type { RangeOptions } from '../storage/engine.js';
 import { CommitLatency, raftFigures } from './cluster-metrics.js';
 import type { NodeHost } from './node-host.js';
@@ -83,6 +83,7 @@ export class RaftKvService implements KvService {
       diskBytes: stats.diskBytes ?? null,
       sessions: stats.sessions,
       limits: this.limits,
+      storage: storageStatus(engine),
       figures: { ...stats.figures, sessions: stats.sessions, ...raftFigures(this.options.host, this.group, this.requests, this.options.latency) },
       replication: {
         clusterId: this.options.clusterId,
@@ -107,6 +108,8 @@ export class RaftKvService implements KvService {
     if (state === 'failed') return { status: 'failed', reason: `the Raft group failed and stopped (${failure?.message ?? 'unknown cause'}); restart the node after fixing the cause` };
     if (state === 'removed') return { status: 'removed', reason: 'this node was removed from the cluster; stop it and delete its data directory' };
     if (state === 'closed' || this.closing !== undefined) return { status: 'unavailable', reason: 'the node is shutting down' };
+    const storage = engineServiceHealth(this.group.machine.machine.engine);
+    if (storage.status !== 'ok') return storage;
     if (this.group.leader === 0) return { status: 'unavailable', reason: 'no leader: an election is in progress, or this node cannot reach a majority' };
     return { status: 'ok' };
   }

@@ -184,12 +184,12 @@ export class RaftRequests {
   async awaitLeader(deadline: number): Promise<number> {
     const { clock, leaderWaitMs } = this.options;
     if (this.group.leader !== 0) return this.group.leader;
-    await this.leaders.leaderKnown(Math.min(deadline, clock.now() + leaderWaitMs), () => {
+    const leader = await this.leaders.awaitLeader(() => this.group.leader, Math.min(deadline, clock.now() + leaderWaitMs), () => {
       this.counters.leaderWaitTimeouts++;
       return unavailable(`the cluster has no leader (none within ${leaderWaitMs} ms: an election, or no majority reachable from this node)`);
     });
     this.requireServing();
-    return this.group.leader !== 0 ? this.group.leader : this.awaitLeader(deadline);
+    return leader;
   }
 
   /** Waits until the leader changes from `leader` in `term`, or a short pause passes (the refusal may come from a stale view). */

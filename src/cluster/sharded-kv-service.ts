@@ -30,7 +30,7 @@ import { type ContentDigest, contentDigest } from '../kv/digest.js';
 import type { StoredValue } from '../kv/record.js';
 import type { KvItem } from '../kv/state-machine.js';
 import type { KvService, ReadConsistency, ReadOptions, ServiceHealth, ServiceStatus, WriteOutcome } from '../service/kv-service.js';
-import { READ_CONSISTENCIES } from '../service/kv-service.js';
+import { READ_CONSISTENCIES, engineServiceHealth } from '../service/kv-service.js';
 import { type Shard, type ShardMap, shardFor, shardsOverlapping } from '../shard/shard-map.js';
 import type { RangeOptions } from '../storage/engine.js';
 import type { HostedGroup } from './hosted-groups.js';
@@ -132,6 +132,8 @@ export class ShardedKvService implements KvService {
       if (hosted === undefined) continue;
       const { state, failure } = hosted.group;
       if (state === 'failed') return { status: 'failed', reason: `shard ${shard.id} failed and stopped (${failure?.message ?? 'unknown cause'}); restart the node after fixing the cause` };
+      const storage = engineServiceHealth(hosted.group.machine.machine.engine);
+      if (storage.status !== 'ok') return { ...storage, reason: `shard ${shard.id}: ${storage.reason ?? storage.status}` };
     }
     return meta;
   }

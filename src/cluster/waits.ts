@@ -98,6 +98,24 @@ export class LeaderWatch {
     }
   }
 
+  /**
+   * The leader, once one is known: at once when `current()` (the group's live view) names one,
+   * else after a notification names one and `current()` still does; rejects with `onTimeout()` at
+   * the deadline. The live view wins over the last notification, which can lag it: the group
+   * notifies after ticks, messages and applies, while the core can lose its leader in between
+   * (for example through input the driver had queued and processes later). Trusting the stale
+   * notification made a request loop on resolved promises without ever yielding, starving the
+   * process (found by `impulse chaos`); here every round waits for a notification or the deadline.
+   */
+  async awaitLeader(current: () => NodeId, deadlineMs: number, onTimeout: () => Error): Promise<NodeId> {
+    for (;;) {
+      const leader = current();
+      if (leader !== 0) return leader;
+      this.leader = 0; // the last notification named a leader the group no longer has
+      await this.leaderKnown(deadlineMs, onTimeout);
+    }
+  }
+
   /** Resolves at once when a leader is known, else when one is; rejects with `onTimeout()` at the deadline. */
   leaderKnown(deadlineMs: number, onTimeout: () => Error): Promise<void> {
     if (this.leader !== 0) return Promise.resolve();

@@ -121,9 +121,11 @@ describe('kv state machine under crashes', () => {
     { todo: 'btree writes an unsynced commit\'s pages and meta page with no barrier between them: reordered writeback can keep the meta page without its pages (the tree does not open)' },
     () => sweep(ENGINES['btree']!, 'flush', ['reorder']),
   );
+  it('lsm, unsynced batches + flush, power loss keeping a prefix of unsynced writes: the applied index and the data agree', () =>
+    sweep(ENGINES['lsm']!, 'flush', ['lose-unsynced', 'torn']));
   it(
-    'lsm, unsynced batches + flush, any power loss',
-    { todo: 'lsm closes a WAL segment at memtable rotation without syncing it, so a later synced write does not make the earlier unsynced ones durable: data below the recovered applied index is lost' },
-    () => sweep(ENGINES['lsm']!, 'flush', ['lose-unsynced', 'torn', 'reorder']),
+    'lsm, unsynced batches + flush, writeback in any order',
+    { todo: "lsm's WAL cannot tell a hole left by reordered writeback of unsynced records (in a segment of an fsync-mode engine written with per-write sync off) from damage to synced records, so it refuses to open" },
+    () => sweep(ENGINES['lsm']!, 'flush', ['reorder']),
   );
 });

@@ -933,7 +933,7 @@ export class RaftNode {
     const counted = this.mutations.learnerCountsInQuorum ? [...this.conf.voters, ...this.conf.learners] : this.conf.voters;
     const matches = counted.map((id) => this.progress.get(id)?.match ?? 0).sort((a, b) => b - a);
     if (this.conf.voters.length === 0) return;
-    const candidate = matches[quorumOf(this.conf.voters.length) - 1]!;
+    const candidate = this.mutations.commitOnLeaderAlone ? (this.progress.get(this.id)?.match ?? 0) : matches[quorumOf(this.conf.voters.length) - 1]!;
     if (candidate <= this.log.committed) return;
     if (this.log.term(candidate) !== this.term && !this.mutations.commitOlderTermEntries) return;
     const firstOfTerm = this.log.term(this.log.committed) !== this.term;

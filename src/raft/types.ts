@@ -242,6 +242,12 @@ export interface RaftMutations {
   readonly voteIgnoresLogTerm?: boolean;
   /** A follower installs a snapshot older than its commit index, rolling its state machine back. */
   readonly staleSnapshotInstalled?: boolean;
+  /**
+   * The leader commits an entry once it holds it itself, before a majority
+   * does. Not in MUTANT_NAMES: a real-process bug for the chaos tester
+   * (`impulse serve --test-bug ack-before-majority`, src/test-hooks/bugs.ts).
+   */
+  readonly commitOnLeaderAlone?: boolean;
 }
 
 /** Every mutant, for the mutation check and the simulator's CLI. */

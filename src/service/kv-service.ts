@@ -25,7 +25,7 @@ import type { KvCommand, KvLimits } from '../kv/command.js';
 import type { ContentDigest } from '../kv/digest.js';
 import type { StoredValue } from '../kv/record.js';
 import type { KvItem } from '../kv/state-machine.js';
-import type { RangeOptions } from '../storage/engine.js';
+import type { Engine, EngineHealth, RangeOptions, RecoveryReport } from '../storage/engine.js';
 
 export type ReadConsistency = 'linearizable' | 'serializable';
 
@@ -63,18 +63,49 @@ export interface ServiceStatus {
   readonly limits: KvLimits;
   /** Flat name → number figures of the engine and the service (exported to /metrics). */
   readonly figures: Readonly<Record<string, number>>;
+  /** The storage engine's own health and what its last open recovered (`storageStatus`). */
+  readonly storage: StorageStatus;
   /** How this node takes part in replication (under Raft: node and cluster id, role, term, leader, indexes); absent on a single node. */
   readonly replication?: Readonly<Record<string, unknown>>;
+}
+
+export interface StorageStatus {
+  /** 'ok', 'degraded' (a transient resource error, e.g. a full disk; clears by itself), 'read-only' or 'failed' (until restart), with the reason and code. */
+  readonly health: EngineHealth;
+  /** What the engine's last open recovered and discarded (a torn log tail; damage an operator's recovery flag accepted); null when the engine reports nothing. */
+  readonly recovery: RecoveryReport | null;
 }
 
 export interface ServiceHealth {
   /**
    * 'ok': serving; 'failed': requests (or writes) refused until restart (reason
    * says why); 'unavailable': not serving now (closed, or under Raft no
-   * leader); 'removed': a cluster member that was removed from its cluster.
+   * leader); 'removed': a cluster member that was removed from its cluster;
+   * 'degraded': serving, but the storage engine fails some operations for a
+   * transient reason it retries on its own (a full disk, no file descriptors);
+   * 'read-only': the storage engine serves reads and refuses writes until
+   * restart (e.g. after a failed fsync).
    */
-  readonly status: 'ok' | 'failed' | 'unavailable' | 'removed';
+  readonly status: 'ok' | 'failed' | 'unavailable' | 'removed' | 'degraded' | 'read-only';
   readonly reason?: string;
+  /** The storage engine's health when it is not 'ok' (and decided `status`, unless something above it did). */
+  readonly engine?: EngineHealth;
+}
+
+/** `ServiceStatus.storage` of `engine`. */
+export function storageStatus(engine: Engine): StorageStatus {
+  return { health: engine.health(), recovery: engine.recoveryReport ?? null };
+}
+
+/**
+ * The service's health when nothing above the engine is wrong: 'ok' while the
+ * engine is, else the engine's state (its 'failed' and 'read-only' stop
+ * writes; 'degraded' fails some) with its reason.
+ */
+export function engineServiceHealth(engine: Engine): ServiceHealth {
+  const health = engine.health();
+  if (health.state === 'ok') return { status: 'ok' };
+  return { status: health.state, reason: `storage engine ${engine.name}: ${health.reason ?? health.state}`, engine: health };
 }
 
 export interface KvService {

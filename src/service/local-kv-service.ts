@@ -20,7 +20,7 @@ import { type ContentDigest, contentDigest } from '../kv/digest.js';
 import type { StoredValue } from '../kv/record.js';
 import { type KvItem, type KvStateMachine, APPLY_BYTES_SOFT, APPLY_OPS_SOFT } from '../kv/state-machine.js';
 import type { RangeOptions } from '../storage/engine.js';
-import { type KvService, READ_CONSISTENCIES, type ReadOptions, type ServiceHealth, type ServiceStatus, type WriteOutcome } from './kv-service.js';
+import { type KvService, READ_CONSISTENCIES, type ReadOptions, type ServiceHealth, type ServiceStatus, type WriteOutcome, engineServiceHealth, storageStatus } from './kv-service.js';
 import { outcomeOf } from './outcome.js';
 
 /** A group stays under the state machine's split thresholds, so it is one engine batch. */
@@ -105,6 +105,7 @@ export class LocalKvService implements KvService {
       diskBytes: stats.diskBytes ?? null,
       sessions: stats.sessions,
       limits: this.limits,
+      storage: storageStatus(engine),
       figures: { ...stats.figures, apply_groups: this.groups, apply_group_writes: this.groupedWrites, write_queue_bytes: this.queuedBytes, sessions: stats.sessions },
     };
   }
@@ -117,7 +118,7 @@ export class LocalKvService implements KvService {
     const failure = this.machine.failedWith;
     if (failure !== undefined) return { status: 'failed', reason: `writes stopped after a failed write: ${failure.message}` };
     if (this.closed || !this.machine.engine.isOpen) return { status: 'unavailable', reason: 'the store is closed' };
-    return { status: 'ok' };
+    return engineServiceHealth(this.machine.engine);
   }
 
   async close(): Promise<void> {

@@ -7,7 +7,7 @@ import type { KvLimits } from '../kv/command.js';
 import { DirectoryEngineHome, type EngineHome, MemoryEngineHome } from '../kv/engine-home.js';
 import { KvStateMachine, engineLimitsFor } from '../kv/state-machine.js';
 import type { SyncMode } from '../storage/engine.js';
-import { createEngine } from '../storage/registry.js';
+import { type EngineChoices, createEngine } from '../storage/registry.js';
 import { NodeVfs } from '../vfs/node-vfs.js';
 import { LocalKvService } from './local-kv-service.js';
 
@@ -18,6 +18,8 @@ export interface LocalServiceConfig {
   readonly dataDir: string;
   readonly sync: SyncMode;
   readonly limits: KvLimits;
+  /** Engine-specific options (recovery modes, the log); each must be one the engine takes (registry.ts). */
+  readonly engineChoices?: EngineChoices;
   /** Queued write bytes before IMPULSE_ERR_OVERLOADED. Default 256 MiB. */
   readonly writeQueueBytesMax?: number;
 }
@@ -25,10 +27,11 @@ export interface LocalServiceConfig {
 /** The home for `config.engine`: in memory for an engine that keeps nothing, else a directory. */
 export function engineHomeFor(config: LocalServiceConfig): EngineHome {
   const options = { sync: config.sync, limits: engineLimitsFor(config.limits) };
-  const probe = createEngine(config.engine, { ...options, dataDir: config.dataDir }); // never opened: only asks what it is
-  if (!probe.supports.durable) return new MemoryEngineHome(() => createEngine(config.engine, options));
+  const choices = config.engineChoices ?? {};
+  const probe = createEngine(config.engine, { ...options, dataDir: config.dataDir }, choices); // never opened: only asks what it is
+  if (!probe.supports.durable) return new MemoryEngineHome(() => createEngine(config.engine, options, choices));
   // lsm and btree default to NodeVfs, leveldb writes itself: all reach the same real files the home manages.
-  return new DirectoryEngineHome(new NodeVfs(), config.dataDir, (dir) => createEngine(config.engine, { ...options, dataDir: dir }));
+  return new DirectoryEngineHome(new NodeVfs(), config.dataDir, (dir) => createEngine(config.engine, { ...options, dataDir: dir }, choices));
 }
 
 /** Opens (or creates) the store and the service on it. */

@@ -29,8 +29,9 @@
  * A shared conformance suite (testkit/storage/conformance.ts) runs against every
  * engine; an engine that skips a case says why next to the skip.
  */
-import { ImpulseError } from '../errors.js';
+import { type ErrorCode, ImpulseError } from '../errors.js';
 import { assert } from '../util/assert.js';
+import { compareBytes } from '../util/bytes.js';
 import { type EngineSnapshot, PreimageSnapshot, type SnapshotReader, capturePreimages } from './snapshot.js';
 
 export type { EngineSnapshot, SnapshotReader } from './snapshot.js';
@@ -140,6 +141,45 @@ export interface EngineStats {
   readonly diskBytes?: number;
   /** Engine-specific figures (flat name → number), exported to /status and /metrics. */
   readonly figures: Readonly<Record<string, number>>;
+}
+
+/**
+ * How an open engine is doing, for `/health` and `/status`:
+ *   - 'ok'
+ *   - 'degraded': serving, but some operations fail for a transient reason
+ *     the engine retries on its own (a full disk, too many open files); it
+ *     returns to 'ok' by itself once the cause is gone.
+ *   - 'read-only': reads are served, writes are refused until the engine is
+ *     reopened (e.g. after a failed fsync: what is on disk can no longer be
+ *     trusted to match what was written).
+ *   - 'failed': writes are refused and stored data is damaged or the engine
+ *     hit a bug; it needs an operator. Also the state of an engine that is
+ *     not open.
+ */
+export type EngineHealthState = 'ok' | 'degraded' | 'read-only' | 'failed';
+
+export interface EngineHealth {
+  readonly state: EngineHealthState;
+  /** Why, when not 'ok': a sentence an operator can act on. */
+  readonly reason?: string;
+  /** The catalog code of the error behind a state other than 'ok'. */
+  readonly code?: ErrorCode;
+}
+
+/** Where an engine that logs writes (pino's `info`/`warn` fit): what recovery found, health changes. */
+export interface EngineLog {
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+}
+
+/** What the last open had to recover and discard (a torn log tail, damage the operator chose to skip), for the log and `/status`. */
+export interface RecoveryReport {
+  /** One line for the log, e.g. "replayed 1,203 operations from 2 WAL segments; discarded a torn final record (37 bytes) of 000012.log". */
+  readonly summary: string;
+  /** True when something beyond what a crash explains was discarded (only with a recovery mode the operator chose). */
+  readonly dataLost: boolean;
+  /** Engine-specific detail (JSON): what was discarded, where and why. */
+  readonly details: Readonly<Record<string, unknown>>;
 }
 
 type Lifecycle = 'new' | 'opening' | 'open' | 'closing' | 'closed';
@@ -356,7 +396,23 @@ export abstract class Engine {
     }
   }
 
+  /** How the engine is doing (see `EngineHealthState`). Cheap; safe to call at any time. */
+  health(): EngineHealth {
+    if (this.lifecycle !== 'open') return { state: 'failed', reason: `engine ${this.name} is ${this.lifecycle === 'new' ? 'not open yet' : this.lifecycle}`, code: 'IMPULSE_ERR_ENGINE_NOT_OPEN' };
+    return this._health();
+  }
+
+  /** What the last open recovered and discarded; undefined for engines with nothing to recover or before open. */
+  get recoveryReport(): RecoveryReport | undefined {
+    return undefined;
+  }
+
   // ---- the storage part each engine implements -------------------------------------------
+
+  /** Health while open; engines that can degrade override it. */
+  protected _health(): EngineHealth {
+    return { state: 'ok' };
+  }
 
   protected abstract _open(): Promise<void>;
   protected abstract _get(key: Buffer): Promise<Buffer | undefined>;
@@ -445,15 +501,14 @@ export abstract class Engine {
     if (typeof reverse !== 'boolean') throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'reverse must be a boolean');
     if (gte !== undefined && gt !== undefined) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'give at most one of gte and gt');
     if (lt !== undefined && lte !== undefined) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'give at most one of lt and lte');
-    for (const bound of [gte, gt, lt, lte]) {
-      if (bound !== undefined && !(bound instanceof Uint8Array)) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'range bounds must be bytes');
-    }
+    if (!isBound(gte) || !isBound(gt) || !isBound(lt) || !isBound(lte)) throw new ImpulseError('IMPULSE_ERR_RANGE_INVALID', 'range bounds must be bytes');
     const lower = gte ?? gt;
     const upper = lt ?? lte;
+    // One object shape whatever the bounds (no spreads): this runs for every scan and seek.
     const range: KeyRange = {
-      ...(lower !== undefined ? { lower: toBuffer(lower) } : {}),
+      lower: lower === undefined ? undefined : toBuffer(lower),
       lowerInclusive: gte !== undefined,
-      ...(upper !== undefined ? { upper: toBuffer(upper) } : {}),
+      upper: upper === undefined ? undefined : toBuffer(upper),
       upperInclusive: lte !== undefined,
     };
     return { range, reverse, limit };
@@ -594,6 +649,11 @@ export abstract class Engine {
   }
 }
 
+/** A range bound is absent or bytes (checked one by one: this runs for every scan). */
+function isBound(bound: unknown): boolean {
+  return bound === undefined || bound instanceof Uint8Array;
+}
+
 function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
@@ -622,13 +682,13 @@ export function inRange(key: Uint8Array, range: KeyRange): boolean {
 
 export function aboveLower(key: Uint8Array, range: KeyRange): boolean {
   if (range.lower === undefined) return true;
-  const order = Buffer.compare(key, range.lower);
+  const order = compareBytes(key, range.lower);
   return range.lowerInclusive ? order >= 0 : order > 0;
 }
 
 export function belowUpper(key: Uint8Array, range: KeyRange): boolean {
   if (range.upper === undefined) return true;
-  const order = Buffer.compare(key, range.upper);
+  const order = compareBytes(key, range.upper);
   return range.upperInclusive ? order <= 0 : order < 0;
 }
 

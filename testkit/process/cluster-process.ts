@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { type ClientOptions, ImpulseClient } from '../../src/client/client.js';
 import type { ClusterView } from '../../src/protocol/cluster-view.js';
 import { freePorts } from './ports.js';
+import { killGroupAndWait, signalGroup, untilListening } from './member-process.js';
 import { CLI_PATH } from './server-process.js';
 
 export interface ProcessMemberSpec {
@@ -173,29 +174,7 @@ export class ProcessCluster {
     void exited.then(() => {
       if (this.running.get(id) === running) this.running.delete(id);
     });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`member ${id} did not start:\n${output.join('\n')}`)), this.options.startTimeoutMs ?? 30_000);
-      let pending = '';
-      const onData = (chunk: Buffer): void => {
-        pending += chunk.toString('utf8');
-        for (let newline = pending.indexOf('\n'); newline !== -1; newline = pending.indexOf('\n')) {
-          const line = pending.slice(0, newline);
-          pending = pending.slice(newline + 1);
-          output.push(line);
-          if (output.length > 300) output.shift();
-          if (line.includes('"msg":"impulse is listening"')) {
-            clearTimeout(timer);
-            resolve();
-          }
-        }
-      };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', onData);
-      void exited.then(() => {
-        clearTimeout(timer);
-        reject(new Error(`member ${id} exited before listening:\n${output.join('\n')}`));
-      });
-    }).catch(async (error: unknown) => {
+    await untilListening(child, exited, output, `member ${id}`, this.options.startTimeoutMs ?? 30_000, 300).catch(async (error: unknown) => {
       await this.kill(id);
       throw error;
     });
@@ -203,22 +182,14 @@ export class ProcessCluster {
 
   /** Sends `signal` to member `id`'s process group. */
   signal(id: number, signal: NodeJS.Signals): void {
-    const pid = this.running.get(id)?.child.pid;
-    if (pid === undefined) return;
-    try {
-      process.kill(-pid, signal);
-    } catch {
-      // already gone
-    }
+    signalGroup(this.running.get(id)?.child.pid, signal);
   }
 
   /** kill -9 of member `id`; resolves once the process has exited. */
   async kill(id: number): Promise<void> {
     const running = this.running.get(id);
     if (running === undefined) return;
-    this.signal(id, 'SIGCONT'); // a stopped process must be able to die
-    this.signal(id, 'SIGKILL');
-    await running.exited;
+    await killGroupAndWait(running.child.pid, running.exited);
     this.dropClients(id);
   }
 

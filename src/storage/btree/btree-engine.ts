@@ -48,7 +48,7 @@ import { assert } from '../../util/assert.js';
 import { corruption } from '../../util/corruption.js';
 import { joinPath, type Vfs } from '../../vfs/vfs.js';
 import { NodeVfs } from '../../vfs/node-vfs.js';
-import { Engine, type EngineOptions, type EngineStats, type Entry, type KeyRange, type WriteOp } from '../engine.js';
+import { Engine, type EngineHealth, type EngineLog, type EngineOptions, type EngineStats, type Entry, type KeyRange, type RecoveryReport, type WriteOp } from '../engine.js';
 import { checkVersion, type BTreeCheckReport } from './check.js';
 import { TreeReader } from './cursor.js';
 import { FreeSpace } from './freelist.js';
@@ -96,10 +96,7 @@ export interface BTreeMutations {
 }
 
 /** The logging the engine does: open-time recovery only. */
-export interface BTreeLog {
-  info(fields: Record<string, unknown>, message: string): void;
-  warn(fields: Record<string, unknown>, message: string): void;
-}
+export type BTreeLog = EngineLog;
 
 /** What the last open found and did about the meta pages (also in stats as figures). */
 export interface BTreeRecoveryReport {
@@ -135,7 +132,7 @@ export class BTreeEngine extends Engine {
   private readonly log: BTreeLog | undefined;
   private readonly mutations: BTreeMutations;
   private readonly pins = new VersionPins();
-  private recoveryReport: BTreeRecoveryReport | undefined;
+  private lastRecovery: BTreeRecoveryReport | undefined;
   private state: OpenState | undefined;
   /** Set when a commit failed after its meta write began: writes are refused until reopen. */
   private poisoned: unknown;
@@ -277,7 +274,7 @@ export class BTreeEngine extends Engine {
       notes.push(note);
       this.log?.info(fields, note);
     }
-    this.recoveryReport = {
+    this.lastRecovery = {
       openedTxn: choice.meta.txn,
       metaPagesRepaired: choice.repairs.length,
       ...(choice.rollback !== undefined ? { rolledBack: choice.rollback } : {}),
@@ -287,7 +284,21 @@ export class BTreeEngine extends Engine {
 
   /** What the last open found and did about the meta pages; undefined before the engine was opened. */
   get recovery(): BTreeRecoveryReport | undefined {
-    return this.recoveryReport;
+    return this.lastRecovery;
+  }
+
+  /** The same findings in the engine-neutral shape `/status` shows. */
+  override get recoveryReport(): RecoveryReport | undefined {
+    const found = this.lastRecovery;
+    if (found === undefined) return undefined;
+    const summary = found.notes.length > 0 ? found.notes.join('; ') : `opened commit ${found.openedTxn}; nothing to repair`;
+    return { summary, dataLost: found.rolledBack !== undefined, details: { ...found } };
+  }
+
+  /** A commit that failed while writing its meta page leaves writes refused until reopen (`_write`). */
+  protected override _health(): EngineHealth {
+    if (this.poisoned === undefined) return { state: 'ok' };
+    return { state: 'read-only', reason: `btree ${this.path}: a commit failed while writing its meta page; reopen the engine`, code: 'IMPULSE_ERR_ENGINE_IO' };
   }
 
   // ---- reads -------------------------------------------------------------------------------
@@ -365,8 +376,8 @@ export class BTreeEngine extends Engine {
         btree_write_calls: pager.writeCalls,
         btree_txn_id: meta.txn,
         btree_readers: this.pins.count,
-        btree_recovery_meta_pages_repaired: this.recoveryReport?.metaPagesRepaired ?? 0,
-        btree_recovery_rolled_back: this.recoveryReport?.rolledBack !== undefined ? 1 : 0,
+        btree_recovery_meta_pages_repaired: this.lastRecovery?.metaPagesRepaired ?? 0,
+        btree_recovery_rolled_back: this.lastRecovery?.rolledBack !== undefined ? 1 : 0,
       },
     };
   }

@@ -13,7 +13,9 @@
  * restart points and then scans at most one interval. `value tag` is 0 for a
  * tombstone, else value length + 1.
  */
-import { GrowableBuffer, corruption } from './coding.js';
+import { compareBytes } from '../../util/bytes.js';
+import { corruption } from '../../util/corruption.js';
+import { GrowableBuffer } from './coding.js';
 
 /** Builds one block. Keys must be added in strictly increasing order. */
 export class BlockBuilder {
@@ -87,32 +89,36 @@ export class Block {
     readonly data: Buffer,
     readonly source: string,
   ) {
-    if (data.length < 4) throw corruption(source, 'data block shorter than its restart count');
+    if (data.length < 4) throw corruption('lsm', source, 'data block shorter than its restart count');
     this.restartCount = data.readUInt32LE(data.length - 4);
     this.restartsOffset = data.length - 4 - this.restartCount * 4;
-    if (this.restartCount === 0 || this.restartsOffset < 0) throw corruption(source, `data block has an impossible restart count ${this.restartCount}`);
+    if (this.restartCount === 0 || this.restartsOffset < 0) throw corruption('lsm', source, `data block has an impossible restart count ${this.restartCount}`);
   }
 }
 
 /**
- * Decoded entries of one block, for iteration: every full key laid end to end
- * in ONE buffer (entry i is `keyBytes[keyStarts[i], keyStarts[i+1])`), and
- * value positions in the block (`valueLengths[i] < 0` is a tombstone). One
- * allocation per block instead of one per key; callers make views only for
- * the entries they visit.
+ * Decoded entries of restart intervals `[fromRestart, toRestart)` of one
+ * block, for iteration: every full key laid end to end in ONE buffer (entry i
+ * is `keyBytes[keyStarts[i], keyStarts[i+1])`), and value positions in the
+ * block (`valueLengths[i] < 0` is a tombstone). Iterators decode one interval
+ * (at most `restartInterval` entries) at a time, so a seek decodes only the
+ * entries near its key. An iterator owns one and `decodeBlock` refills it, so
+ * stepping through a table allocates nothing per interval: key views into
+ * `keyBytes` are valid only until the next decode.
  */
-export interface DecodedBlock {
-  /** False when decoding started at a later restart point (a seek): entries before it are not here. */
-  readonly fromBlockStart: boolean;
-  readonly count: number;
-  readonly keyBytes: Buffer;
-  readonly keyStarts: number[];
-  readonly data: Buffer;
-  readonly valueStarts: number[];
-  readonly valueLengths: number[];
-}
+const EMPTY = Buffer.alloc(0);
 
-let decodeScratch = Buffer.allocUnsafe(64 * 1024);
+export class DecodedBlock {
+  fromRestart = 0;
+  toRestart = 0;
+  count = 0;
+  /** Grown on the first decode: iterators are made per seek, most decode one interval. */
+  keyBytes = EMPTY;
+  readonly keyStarts: number[] = [0];
+  data: Buffer = Buffer.alloc(0);
+  readonly valueStarts: number[] = [];
+  readonly valueLengths: number[] = [];
+}
 
 /** Result of a point search in a block. */
 export const NOT_IN_BLOCK = 0;
@@ -129,71 +135,28 @@ const scratch = { key: Buffer.allocUnsafe(64 * 1024), valueStart: 0, valueEnd: 0
 /**
  * Looks `key` up in `block`. Returns NOT_IN_BLOCK, FOUND_TOMBSTONE or
  * FOUND_VALUE; for FOUND_VALUE the value is `block.data[foundValueStart(), foundValueEnd())`.
- * Allocation-free: keys are compared in place (restart keys) or rebuilt in a scratch buffer.
+ * Keys are compared in place (restart keys) or rebuilt in a scratch buffer: nothing is allocated per entry.
  */
 export function searchBlock(block: Block, key: Buffer): number {
   const data = block.data;
   const source = block.source;
-  // Binary search: the last restart point whose key is <= `key`.
-  let low = 0;
-  let high = block.restartCount - 1;
-  while (low < high) {
-    const mid = (low + high + 1) >>> 1;
-    let p = data.readUInt32LE(block.restartsOffset + mid * 4);
-    // Restart entries have shared = 0: skip it, read unshared, skip the value tag.
-    if (data[p] !== 0) throw corruption(source, 'restart entry has a shared prefix');
-    p++;
-    let unshared = 0;
-    let shift = 0;
-    let byte: number;
-    do {
-      byte = data[p++]!;
-      unshared |= (byte & 0x7f) << shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 35);
-    do byte = data[p++]!;
-    while (byte >= 0x80);
-    if (p + unshared > block.restartsOffset) throw corruption(source, 'restart key runs past the entries');
-    if (compareBytes(key, 0, key.length, data, p, p + unshared) >= 0) low = mid;
-    else high = mid - 1;
-  }
-  // Scan forward from that restart point.
-  let p = data.readUInt32LE(block.restartsOffset + low * 4);
+  // Scan forward from the last restart point whose key is <= `key`.
+  let p = data.readUInt32LE(block.restartsOffset + restartAtOrBefore(block, key) * 4);
   const end = block.restartsOffset;
   const keyBuffer = scratch.key;
   let keyLength = 0;
   while (p < end) {
-    let shared = 0;
-    let shift = 0;
-    let byte: number;
-    do {
-      byte = data[p++]!;
-      shared |= (byte & 0x7f) << shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 35);
-    let unshared = 0;
-    shift = 0;
-    do {
-      byte = data[p++]!;
-      unshared |= (byte & 0x7f) << shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 35);
-    let tag = 0;
-    shift = 0;
-    do {
-      byte = data[p++]!;
-      tag += (byte & 0x7f) * 2 ** shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 56);
+    p = readEntryHeader(data, p);
+    const { shared, unshared, tag } = entryHeader;
     const valueLength = tag === 0 ? 0 : tag - 1;
     if (shared > keyLength || p + unshared + valueLength > end || shared + unshared > keyBuffer.length) {
-      throw corruption(source, 'data block entry is malformed');
+      throw corruption('lsm', source, 'data block entry is malformed');
     }
     // Byte loops, not Buffer.copy/compare: for keys of tens of bytes a native call costs more than the work.
     for (let i = 0; i < unshared; i++) keyBuffer[shared + i] = data[p + i]!;
     keyLength = shared + unshared;
     p += unshared;
-    const order = compareBytes(key, 0, key.length, keyBuffer, 0, keyLength);
+    const order = compareBytes(key, keyBuffer, 0, key.length, 0, keyLength);
     if (order === 0) {
       scratch.valueStart = p;
       scratch.valueEnd = p + valueLength;
@@ -203,18 +166,6 @@ export function searchBlock(block: Block, key: Buffer): number {
     p += valueLength;
   }
   return NOT_IN_BLOCK;
-}
-
-/** Unsigned byte comparison of a[aStart, aEnd) with b[bStart, bEnd): negative, 0 or positive. */
-export function compareBytes(a: Uint8Array, aStart: number, aEnd: number, b: Uint8Array, bStart: number, bEnd: number): number {
-  const aLength = aEnd - aStart;
-  const bLength = bEnd - bStart;
-  const common = aLength < bLength ? aLength : bLength;
-  for (let i = 0; i < common; i++) {
-    const difference = a[aStart + i]! - b[bStart + i]!;
-    if (difference !== 0) return difference;
-  }
-  return aLength - bLength;
 }
 
 export function foundValueStart(): number {
@@ -230,74 +181,103 @@ export function foundValueEnd(): number {
  * a seek for `key` only needs the entries from there on.
  */
 export function restartAtOrBefore(block: Block, key: Buffer): number {
-  const data = block.data;
-  let low = 0;
-  let high = block.restartCount - 1;
+  // Restart 0 always qualifies (a key before it still starts there): search the others for the first
+  // whose key is > `key`. Written out rather than `partitionPoint` with a closure: every lookup and seek
+  // runs it (see TableReader.findBlock).
+  let low = 1;
+  let high = block.restartCount;
   while (low < high) {
-    const mid = (low + high + 1) >>> 1;
-    let p = data.readUInt32LE(block.restartsOffset + mid * 4);
-    if (data[p] !== 0) throw corruption(block.source, 'restart entry has a shared prefix');
-    p++;
-    let unshared = 0;
-    let shift = 0;
-    let byte: number;
-    do {
-      byte = data[p++]!;
-      unshared |= (byte & 0x7f) << shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 35);
-    do byte = data[p++]!;
-    while (byte >= 0x80);
-    if (p + unshared > block.restartsOffset) throw corruption(block.source, 'restart key runs past the entries');
-    if (compareBytes(key, 0, key.length, data, p, p + unshared) >= 0) low = mid;
-    else high = mid - 1;
+    const middle = (low + high) >>> 1;
+    locateRestartKey(block, middle);
+    if (compareBytes(key, block.data, 0, key.length, restartKey.start, restartKey.end) >= 0) low = middle + 1;
+    else high = middle;
   }
-  return low;
+  return low - 1;
 }
 
-/** Decodes the entries of `block` from restart point `fromRestart` (default: all of them). */
-export function decodeBlock(block: Block, fromRestart = 0): DecodedBlock {
+/** Where the key of the restart point `locateRestartKey` looked at last lies in its block's data (scratch: read it at once). */
+const restartKey = { start: 0, end: 0 };
+
+/** Sets `restartKey` to the key of restart point `index` of `block`. */
+function locateRestartKey(block: Block, index: number): void {
+  const p = readEntryHeader(block.data, block.data.readUInt32LE(block.restartsOffset + index * 4));
+  if (entryHeader.shared !== 0) throw corruption('lsm', block.source, 'restart entry has a shared prefix');
+  if (p + entryHeader.unshared > block.restartsOffset) throw corruption('lsm', block.source, 'restart key runs past the entries');
+  restartKey.start = p;
+  restartKey.end = p + entryHeader.unshared;
+}
+
+/** The three varints that start an entry, as `readEntryHeader` read them last (scratch: read it at once). */
+const entryHeader = { shared: 0, unshared: 0, tag: 0 };
+
+/**
+ * Reads the entry header at `p` of `data` into `entryHeader` and returns the
+ * offset of the key suffix. Bounds are the caller's to check: a read past the
+ * data counts as zero bytes and leaves the offset past the end, which they reject.
+ * (The three varints are written out, not a helper called three times: this is
+ * the inner loop of every lookup and seek.)
+ */
+function readEntryHeader(data: Buffer, p: number): number {
+  let shared = 0;
+  let shift = 0;
+  let byte: number;
+  do {
+    byte = data[p++]!;
+    shared |= (byte & 0x7f) << shift;
+    shift += 7;
+  } while (byte >= 0x80 && shift < 35);
+  let unshared = 0;
+  shift = 0;
+  do {
+    byte = data[p++]!;
+    unshared |= (byte & 0x7f) << shift;
+    shift += 7;
+  } while (byte >= 0x80 && shift < 35);
+  let tag = 0;
+  shift = 0;
+  do {
+    byte = data[p++]!;
+    tag += (byte & 0x7f) * 2 ** shift;
+    shift += 7;
+  } while (byte >= 0x80 && shift < 56);
+  entryHeader.shared = shared;
+  entryHeader.unshared = unshared;
+  entryHeader.tag = tag;
+  return p;
+}
+
+/** Restart point `restart`'s byte offset in `block` (the end of the entries for `restartCount`). */
+function restartOffset(block: Block, restart: number): number {
+  if (restart >= block.restartCount) return block.restartsOffset;
+  const offset = restart === 0 ? 0 : block.data.readUInt32LE(block.restartsOffset + restart * 4);
+  if (offset > block.restartsOffset) throw corruption('lsm', block.source, 'restart offset points past the entries');
+  return offset;
+}
+
+/** Decodes the entries of restart intervals `[fromRestart, toRestart)` of `block` (default: all of them) into `into`, which it returns. */
+export function decodeBlock(block: Block, fromRestart = 0, toRestart = block.restartCount, into = new DecodedBlock()): DecodedBlock {
   const data = block.data;
-  const end = block.restartsOffset;
-  const keyStarts: number[] = [0];
-  const valueStarts: number[] = [];
-  const valueLengths: number[] = [];
-  let out = decodeScratch;
+  const end = restartOffset(block, toRestart);
+  const { keyStarts, valueStarts, valueLengths } = into;
+  keyStarts.length = 1;
+  valueStarts.length = 0;
+  valueLengths.length = 0;
+  let out = into.keyBytes;
   let outLength = 0;
   let previousStart = 0;
   let previousLength = 0;
-  let p = fromRestart === 0 ? 0 : data.readUInt32LE(block.restartsOffset + fromRestart * 4);
-  if (p > end) throw corruption(block.source, 'restart offset points past the entries');
+  let p = restartOffset(block, fromRestart);
+  if (p >= end) throw corruption('lsm', block.source, `restart interval ${fromRestart} is empty`);
   while (p < end) {
-    let shared = 0;
-    let shift = 0;
-    let byte: number;
-    do {
-      byte = data[p++]!;
-      shared |= (byte & 0x7f) << shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 35);
-    let unshared = 0;
-    shift = 0;
-    do {
-      byte = data[p++]!;
-      unshared |= (byte & 0x7f) << shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 35);
-    let tag = 0;
-    shift = 0;
-    do {
-      byte = data[p++]!;
-      tag += (byte & 0x7f) * 2 ** shift;
-      shift += 7;
-    } while (byte >= 0x80 && shift < 56);
+    p = readEntryHeader(data, p);
+    const { shared, unshared, tag } = entryHeader;
     const valueLength = tag === 0 ? 0 : tag - 1;
-    if (shared > previousLength || p + unshared + valueLength > end) throw corruption(block.source, 'data block entry is malformed');
+    if (shared > previousLength || p + unshared + valueLength > end) throw corruption('lsm', block.source, 'data block entry is malformed');
     const keyLength = shared + unshared;
     if (outLength + keyLength > out.length) {
-      const grown = Buffer.allocUnsafe(Math.max(out.length * 2, outLength + keyLength));
+      const grown = Buffer.allocUnsafe(Math.max(out.length * 2, outLength + keyLength, 256));
       out.copy(grown, 0, 0, outLength);
-      out = decodeScratch = grown;
+      out = grown;
     }
     // The shared prefix comes from the previous key, which sits just before in `out`.
     for (let i = 0; i < shared; i++) out[outLength + i] = out[previousStart + i]!;
@@ -311,8 +291,10 @@ export function decodeBlock(block: Block, fromRestart = 0): DecodedBlock {
     valueLengths.push(tag === 0 ? -1 : valueLength);
     p += valueLength;
   }
-  if (valueStarts.length === 0) throw corruption(block.source, 'data block has no entries');
-  const keyBytes = Buffer.allocUnsafe(outLength);
-  out.copy(keyBytes, 0, 0, outLength);
-  return { fromBlockStart: fromRestart === 0, count: valueStarts.length, keyBytes, keyStarts, data, valueStarts, valueLengths };
+  into.keyBytes = out;
+  into.fromRestart = fromRestart;
+  into.toRestart = toRestart;
+  into.count = valueStarts.length;
+  into.data = data;
+  return into;
 }

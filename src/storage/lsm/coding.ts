@@ -2,7 +2,7 @@
  * Byte encodings shared by the WAL, SSTables and the manifest: unsigned
  * LEB128 varints (values 0 .. 2^53-1) and a growable output buffer.
  */
-import { ImpulseError } from '../../errors.js';
+import { corruption } from '../../util/corruption.js';
 
 /** Writes `value` (a safe non-negative integer) at `offset`; returns the offset after it. */
 export function writeVarint(target: Uint8Array, offset: number, value: number): number {
@@ -31,17 +31,17 @@ export class Cursor {
     let result = 0;
     let scale = 1;
     for (let shift = 0; shift < 56; shift += 7) {
-      if (this.position >= this.end) throw corruption(this.source, 'varint runs past the end of its block');
+      if (this.position >= this.end) throw corruption('lsm', this.source, 'varint runs past the end of its block');
       const byte = this.buffer[this.position++]!;
       result += (byte & 0x7f) * scale;
       if (byte < 0x80) return result;
       scale *= 128;
     }
-    throw corruption(this.source, 'varint longer than 8 bytes');
+    throw corruption('lsm', this.source, 'varint longer than 8 bytes');
   }
 
   bytes(length: number): Buffer {
-    if (length > this.end - this.position) throw corruption(this.source, `a ${length}-byte field runs past the end of its block`);
+    if (length > this.end - this.position) throw corruption('lsm', this.source, `a ${length}-byte field runs past the end of its block`);
     const slice = this.buffer.subarray(this.position, this.position + length);
     this.position += length;
     return slice;
@@ -108,6 +108,20 @@ export class GrowableBuffer {
     this.length += count;
   }
 
+  /** Appends a latin1 string, one byte per character (code units above 0xff are not expected). */
+  latin1(text: string): void {
+    const count = text.length;
+    this.reserve(count);
+    if (count <= SMALL_COPY_BYTES) {
+      const buffer = this.buffer;
+      let at = this.length;
+      for (let i = 0; i < count; i++) buffer[at++] = text.charCodeAt(i);
+    } else {
+      this.buffer.write(text, this.length, 'latin1');
+    }
+    this.length += count;
+  }
+
   /** A view of the written bytes (valid until the next write or reset). */
   view(): Buffer {
     return this.buffer.subarray(0, this.length);
@@ -117,9 +131,4 @@ export class GrowableBuffer {
   copy(): Buffer {
     return Buffer.from(this.buffer.subarray(0, this.length));
   }
-}
-
-/** The corruption error every checksum or structure failure becomes; it names the file. */
-export function corruption(file: string, detail: string): ImpulseError {
-  return new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', `lsm: ${file}: ${detail}`);
 }

@@ -1,35 +1,17 @@
 /**
- * Unit tests of the lsm engine's parts: checksum, Bloom filter, blocks and
- * tables, and WAL recovery (torn tails vs corruption).
+ * Unit tests of the lsm engine's parts: Bloom filter, blocks and tables. The WAL has its own file (wal.test.ts).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isImpulseError } from '../../errors.js';
 import { SeededRandom } from '../../util/random.js';
 import { MemVfs } from '../../../testkit/vfs/mem-vfs.js';
-import type { WriteOp } from '../engine.js';
+import { Block } from './block.js';
 import { BlockCache } from './block-cache.js';
 import { BloomFilterBuilder, bloomHashes, bloomMayContain, probeCountFor, theoreticalFalsePositiveRate } from './bloom.js';
-import { crc32c } from '../../util/crc32c.js';
 import { TABLE_MISS, TABLE_TOMBSTONE, TABLE_VALUE, TableBuilder, TableIterator, TableReader } from './table.js';
-import { WalWriter, replaySegment } from './wal.js';
 
 const key = (i: number): Buffer => Buffer.from(`key-${String(i).padStart(8, '0')}`);
-
-describe('lsm crc32c', () => {
-  it('matches the standard check value, on any alignment, and detects every single flipped bit', () => {
-    assert.equal(crc32c(Buffer.from('123456789')), 0xe3069283);
-    assert.equal(crc32c(Buffer.from('xx123456789yy'), 2, 11), 0xe3069283);
-    assert.equal(crc32c(Buffer.alloc(0)), 0);
-    const data = Buffer.from('the quick brown fox jumps over the lazy dog, twice over');
-    const sum = crc32c(data);
-    for (let bit = 0; bit < data.length * 8; bit++) {
-      data[bit >>> 3]! ^= 1 << (bit & 7);
-      assert.notEqual(crc32c(data), sum, `flip of bit ${bit} undetected`);
-      data[bit >>> 3]! ^= 1 << (bit & 7);
-    }
-  });
-});
 
 describe('lsm bloom filter', () => {
   for (const bitsPerKey of [6, 10, 16]) {
@@ -155,80 +137,43 @@ describe('lsm sstable', () => {
   });
 });
 
-describe('lsm write-ahead log', () => {
-  const batch = (i: number): WriteOp[] => [
-    { type: 'put', key: key(i), value: Buffer.alloc(20 + (i % 13), i) },
-    { type: 'del', key: key(i + 1000) },
-  ];
+describe('lsm block cache', () => {
+  const block = (size: number): Block => {
+    const data = Buffer.alloc(size);
+    data.writeUInt32LE(1, size - 4); // one restart point at offset 0
+    return new Block(data, 'test');
+  };
 
-  async function writeLog(vfs: MemVfs, records: number): Promise<number[]> {
-    const file = await vfs.open('w.log', { create: true, truncate: true });
-    const wal = new WalWriter(file, 1);
-    const ends: number[] = [];
-    for (let i = 0; i < records; i++) {
-      await wal.append(batch(i), true);
-      ends.push(wal.position);
-    }
-    await wal.close();
-    return ends;
-  }
-
-  async function replay(vfs: MemVfs): Promise<{ keys: string[]; tornTail: boolean }> {
-    const keys: string[] = [];
-    const result = await replaySegment(vfs, 'w.log', (k, v) => keys.push(`${k.toString()}=${v === null ? 'del' : v.length}`));
-    return { keys, tornTail: result.tornTail };
-  }
-
-  it('recovers every complete record and stops cleanly at a torn tail cut at any byte', async () => {
-    const vfs = new MemVfs();
-    const ends = await writeLog(vfs, 6);
-    const full = await replay(vfs);
-    assert.equal(full.tornTail, false);
-    assert.equal(full.keys.length, 12);
-    const data = await vfs.readFile('w.log');
-    const lastStart = ends[4]!;
-    for (let cut = lastStart; cut < data.length; cut++) {
-      for (const tail of ['cut', 'zeros', 'garbage'] as const) {
-        const torn = new MemVfs();
-        const file = await torn.open('w.log', { create: true });
-        const image = Buffer.from(data);
-        if (tail === 'zeros') image.fill(0, cut);
-        if (tail === 'garbage') for (let i = cut; i < image.length; i++) image[i] = (i * 131 + 7) & 0xff;
-        await file.write(0, tail === 'cut' ? image.subarray(0, cut) : image);
-        await file.close();
-        const result = await replay(torn);
-        assert.equal(result.tornTail, cut > lastStart || tail !== 'cut', `cut ${cut} ${tail}`);
-        if (result.keys.length > 10) {
-          // Only a tear inside the trailer may replay the last record, whose payload then verified.
-          assert.ok(cut >= data.length - 8, `cut ${cut} ${tail}`);
-          assert.deepEqual(result.keys, full.keys);
-          continue;
-        }
-        assert.deepEqual(result.keys, full.keys.slice(0, 10), `cut ${cut} ${tail}: the five complete records, nothing more`);
-      }
-    }
+  it('stays within its byte budget and gives referenced blocks a second chance (CLOCK)', () => {
+    const cache = new BlockCache(10 * (1000 + 120));
+    const shards = [cache.shard(), cache.shard()];
+    for (let i = 0; i < 10; i++) shards[0]!.insert(i * 1000, block(1000));
+    assert.equal(cache.size, 10);
+    // Touch blocks 0..4; the next five inserts must evict the untouched 5..9 first.
+    for (let i = 0; i < 5; i++) assert.ok(shards[0]!.get(i * 1000) !== undefined);
+    for (let i = 0; i < 5; i++) shards[1]!.insert(i * 1000, block(1000));
+    assert.ok(cache.usedBytes <= cache.capacityBytes);
+    for (let i = 0; i < 5; i++) assert.ok(shards[0]!.peek(i * 1000) !== undefined, `touched block ${i} was evicted`);
+    for (let i = 5; i < 10; i++) assert.equal(shards[0]!.peek(i * 1000), undefined, `untouched block ${i} survived`);
+    shards[0]!.release();
+    assert.equal(cache.size, 5);
+    assert.equal(cache.usedBytes, 5 * 1120);
   });
 
-  it('reports a flipped bit in any record as corruption naming the file', async () => {
-    const clean = new MemVfs();
-    await writeLog(clean, 5);
-    const full = await replay(clean);
-    const size = await clean.size('w.log');
-    for (let offset = 0; offset < size; offset++) {
-      const vfs = new MemVfs();
-      await writeLog(vfs, 5);
-      vfs.flipBit('w.log', offset, offset % 8);
-      if (offset >= size - 8) {
-        // The final record's trailer: a flip there looks exactly like a write torn inside its
-        // trailer. The payload passed its checksum, so the data replayed is exactly what was written.
-        assert.deepEqual((await replay(vfs)).keys, full.keys, `offset ${offset}`);
-        continue;
-      }
-      await assert.rejects(replay(vfs), (error: unknown) => {
-        assert.ok(isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION'), `offset ${offset}: ${String(error)}`);
-        assert.match((error as Error).message, /w\.log/);
-        return true;
-      });
+  it('holds its bound and its bookkeeping through many inserts, hits and releases', () => {
+    const random = new SeededRandom(4);
+    const cache = new BlockCache(64 * 1024);
+    const shards = Array.from({ length: 8 }, () => cache.shard());
+    for (let step = 0; step < 20_000; step++) {
+      const shard = shards[random.int(shards.length)]!;
+      const roll = random.int(10);
+      if (roll < 6) shard.insert(random.int(400) * 4096, block(200 + random.int(4000)));
+      else if (roll < 9) shard.get(random.int(400) * 4096);
+      else if (random.int(50) === 0) shard.release();
+      assert.ok(cache.usedBytes <= cache.capacityBytes, `step ${step}: ${cache.usedBytes} bytes`);
     }
+    const counted = shards.reduce((sum, shard) => sum + shard.entries.size, 0);
+    assert.equal(cache.size, counted);
+    assert.equal(cache.usedBytes, shards.reduce((sum, shard) => sum + [...shard.entries.values()].reduce((bytes, entry) => bytes + entry.bytes, 0), 0));
   });
 });

@@ -16,7 +16,9 @@
  */
 import type { Vfs } from '../../vfs/vfs.js';
 import { joinPath } from '../../vfs/vfs.js';
-import { Cursor, GrowableBuffer, corruption } from './coding.js';
+import { corruption } from '../../util/corruption.js';
+import { Cursor, GrowableBuffer } from './coding.js';
+import { ImpulseError } from '../../errors.js';
 import { crc32c } from '../../util/crc32c.js';
 
 export const MANIFEST_NAME = 'MANIFEST';
@@ -66,16 +68,16 @@ export function encodeManifest(state: ManifestState): Buffer {
 }
 
 export function decodeManifest(data: Buffer, path: string): ManifestState {
-  if (data.length < MAGIC.length + 8 || !data.subarray(0, MAGIC.length).equals(MAGIC)) throw corruption(path, 'manifest has no magic number');
+  if (data.length < MAGIC.length + 8 || !data.subarray(0, MAGIC.length).equals(MAGIC)) throw corruption('lsm', path, 'manifest has no magic number');
   const body = data.length - 4;
-  if (crc32c(data, 0, body) !== data.readUInt32LE(body)) throw corruption(path, 'manifest failed its checksum');
+  if (crc32c(data, 0, body) !== data.readUInt32LE(body)) throw corruption('lsm', path, 'manifest failed its checksum');
   const version = data.readUInt32LE(MAGIC.length);
-  if (version !== FORMAT_VERSION) throw corruption(path, `manifest format version ${version} is not supported`);
+  if (version !== FORMAT_VERSION) throw corruption('lsm', path, `manifest format version ${version} is not supported`);
   const cursor = new Cursor(data, MAGIC.length + 4, body, path);
   const nextFileNumber = cursor.varint();
   const logNumber = cursor.varint();
   const levelCount = cursor.varint();
-  if (levelCount > 64) throw corruption(path, `manifest has ${levelCount} levels`);
+  if (levelCount > 64) throw corruption('lsm', path, `manifest has ${levelCount} levels`);
   const levels: TableMeta[][] = [];
   for (let level = 0; level < levelCount; level++) {
     const tables: TableMeta[] = [];
@@ -90,12 +92,12 @@ export function decodeManifest(data: Buffer, path: string): ManifestState {
     }
     levels.push(tables);
   }
-  if (cursor.remaining !== 0) throw corruption(path, 'manifest has trailing bytes');
+  if (cursor.remaining !== 0) throw corruption('lsm', path, 'manifest has trailing bytes');
   return { nextFileNumber, logNumber, levels };
 }
 
-/** Atomically replaces the manifest in `dir` with `state` (write temp, sync, rename, sync dir). */
-export async function writeManifest(vfs: Vfs, dir: string, state: ManifestState): Promise<void> {
+/** Atomically replaces the manifest in `dir` with `state` (write temp, sync, rename, sync dir). `skipDirSync` is a planted bug (LsmMutations). */
+export async function writeManifest(vfs: Vfs, dir: string, state: ManifestState, skipDirSync = false): Promise<void> {
   const temp = joinPath(dir, MANIFEST_TEMP_NAME);
   const file = await vfs.open(temp, { create: true, truncate: true });
   try {
@@ -104,8 +106,24 @@ export async function writeManifest(vfs: Vfs, dir: string, state: ManifestState)
   } finally {
     await file.close();
   }
-  await vfs.rename(temp, joinPath(dir, MANIFEST_NAME));
-  await vfs.syncDir(dir);
+  try {
+    await vfs.rename(temp, joinPath(dir, MANIFEST_NAME));
+    if (!skipDirSync) await vfs.syncDir(dir);
+  } catch (error) {
+    throw new ManifestUncertainError(error);
+  }
+}
+
+/**
+ * The manifest's rename or the directory sync after it failed: after a crash
+ * the new manifest may or may not be the one on disk. The engine must then
+ * neither delete what the new one lists nor install anything else until it
+ * is reopened (it becomes read-only).
+ */
+export class ManifestUncertainError extends ImpulseError {
+  constructor(cause: unknown) {
+    super('IMPULSE_ERR_ENGINE_IO', `lsm: replacing the manifest failed after the rename started (${cause instanceof Error ? cause.message : String(cause)}): the new manifest may or may not be durable`, { cause });
+  }
 }
 
 export function tableFileName(fileNumber: number): string {

@@ -1,7 +1,15 @@
 /**
- * The memtable: an ordered in-memory map from key to its newest version(s),
- * a skip list keyed by latin1 strings (whose JS string order is exactly
- * unsigned byte order) with a doubly linked bottom level for reverse scans.
+ * The memtable: the newest version(s) of recently written keys. A hash index
+ * (`Map`, keys as latin1 strings) answers point reads and finds the node an
+ * overwrite replaces; key order is kept by the shared ordered structure
+ * (src/util/sorted-chunks.ts), whose JS string order on latin1 keys is
+ * exactly unsigned byte order.
+ *
+ * Ordering is deferred: a new key goes to the hash index and a `pending`
+ * list, and is sorted in only when something reads in key order (a scan's
+ * cursor, a flush). A burst of writes with no scan in between therefore costs
+ * one hash insert per key, and sorting many keys at once uses the native
+ * string sort (`inKeyOrder`).
  *
  * Versions and snapshots: every write carries a sequence number. A range scan
  * takes a snapshot (a sequence number) and must not see later writes, even
@@ -10,13 +18,12 @@
  * (`older`), pruned down to what the oldest open snapshot can still see. With
  * no snapshot open an overwrite replaces in place: the common case costs no
  * allocation beyond the value copy. Nodes are never removed (a delete is a
- * tombstone version), so a scan's node pointer stays valid across inserts.
+ * tombstone version).
  */
-import type { Random } from '../../util/random.js';
+import { assert } from '../../util/assert.js';
+import { ChunkCursor, SortedChunks } from '../../util/sorted-chunks.js';
 
-const LEVELS_MAX = 20;
-const PROMOTION_CHANCE = 0.25;
-/** Rough bytes of a node, its next array and its hash-index entry, beyond key and value. */
+/** Rough bytes of a node and its index entries, beyond key and value. */
 const NODE_OVERHEAD_BYTES = 120;
 
 /** One version of a key. `value === null` is a tombstone. */
@@ -27,32 +34,27 @@ export interface MemVersion {
 }
 
 /**
- * A skip-list node. It carries the key's newest version itself (`seq`,
- * `value`), with older versions chained behind it only while snapshots need
- * them: one object per key in the common case.
+ * A key's node. It carries the key's newest version itself (`seq`, `value`),
+ * with older versions chained behind it only while snapshots need them: one
+ * object per key in the common case.
  */
 export interface MemNode extends MemVersion {
   readonly key: string;
-  readonly next: Array<MemNode | undefined>;
-  prev: MemNode | undefined;
 }
 
 export class Memtable {
-  private readonly head: MemNode = { key: '', seq: 0, value: null, older: undefined, next: new Array(LEVELS_MAX).fill(undefined), prev: undefined };
-  private tail: MemNode | undefined;
-  private level = 1;
-  private readonly update: MemNode[] = new Array(LEVELS_MAX);
-  /**
-   * Hash index over the same nodes: point lookups (and overwrites) in O(1)
-   * instead of a skip-list descent. Reads check the memtable first and
-   * usually miss, so this is on every get's path.
-   */
+  /** Every node by key: point lookups and overwrites in O(1). Reads check the memtable first, so this is on every get's path. */
   private readonly index = new Map<string, MemNode>();
+  /** Nodes of keys first written since the last ordered read (any order), not yet in `ordered`. */
+  private pending: MemNode[] = [];
+  private readonly ordered = new SortedChunks<MemNode>();
   /** Approximate bytes held: keys, values and per-node overhead. */
   approximateBytes = 0;
-  entryCount = 0;
 
-  constructor(private readonly random: Random) {}
+  /** Distinct keys held (a deleted key counts: its tombstone is an entry). */
+  get entryCount(): number {
+    return this.index.size;
+  }
 
   /**
    * Inserts or replaces the newest version of `key`. `oldestSnapshotSeq` is the
@@ -64,37 +66,16 @@ export class Memtable {
       this.replace(existing, value, seq, oldestSnapshotSeq);
       return;
     }
-    let node = this.head;
-    for (let i = this.level - 1; i >= 0; i--) {
-      let next = node.next[i];
-      while (next !== undefined && next.key < key) {
-        node = next;
-        next = node.next[i];
-      }
-      this.update[i] = node;
-    }
-    let height = 1;
-    while (height < LEVELS_MAX && this.random.next() < PROMOTION_CHANCE) height++;
-    if (height > this.level) {
-      for (let i = this.level; i < height; i++) this.update[i] = this.head;
-      this.level = height;
-    }
-    const created: MemNode = { key, seq, value, older: undefined, next: new Array(height), prev: node === this.head ? undefined : node };
-    for (let i = 0; i < height; i++) {
-      const before = this.update[i]!;
-      created.next[i] = before.next[i];
-      before.next[i] = created;
-    }
-    const after = created.next[0];
-    if (after !== undefined) after.prev = created;
-    else this.tail = created;
-    this.index.set(key, created);
-    this.entryCount++;
+    const node: MemNode = { key, seq, value, older: undefined };
+    this.index.set(key, node);
+    this.pending.push(node);
     this.approximateBytes += key.length + (value?.length ?? 0) + NODE_OVERHEAD_BYTES;
   }
 
   /** Makes `value` the newest version of an existing node. */
   private replace(node: MemNode, value: Buffer | null, seq: number, oldestSnapshotSeq: number): void {
+    // Versions are chained newest first; an older write arriving later would be shadowed by the one it should replace.
+    if (seq <= node.seq) assert(false, 'memtable: sequence numbers must increase per key', node.seq, seq);
     this.approximateBytes += (value?.length ?? 0) - (node.value?.length ?? 0);
     if (oldestSnapshotSeq === Infinity) {
       node.older = undefined;
@@ -117,33 +98,29 @@ export class Memtable {
     return this.index.get(key);
   }
 
-  /** First node with key >= `key` (or > when `exclusive`), or the first node when `key` is undefined. */
-  seekGE(key: string | undefined, exclusive = false): MemNode | undefined {
-    if (key === undefined) return this.head.next[0];
-    let node = this.head;
-    for (let i = this.level - 1; i >= 0; i--) {
-      let next = node.next[i];
-      while (next !== undefined && next.key < key) {
-        node = next;
-        next = node.next[i];
-      }
+  /** A cursor over every node in key order (sorts in the keys written since the last one). */
+  cursor(): ChunkCursor<MemNode> {
+    if (this.pending.length > 0) {
+      this.ordered.insertAll(this.inKeyOrder(this.pending.map((node) => node.key)), true);
+      this.pending = [];
     }
-    let found = node.next[0];
-    if (exclusive && found !== undefined && found.key === key) found = found.next[0];
-    return found;
+    return new ChunkCursor(this.ordered);
   }
 
-  /** Last node with key <= `key` (or < when `exclusive`), or the last node when `key` is undefined. */
-  seekLE(key: string | undefined, exclusive = false): MemNode | undefined {
-    if (key === undefined) return this.tail;
-    const atOrAfter = this.seekGE(key);
-    if (atOrAfter === undefined) return this.tail;
-    if (atOrAfter.key === key && !exclusive) return atOrAfter;
-    return atOrAfter.prev;
+  /** Every node in key order (for a flush: the memtable is frozen). */
+  sortedNodes(): MemNode[] {
+    return this.inKeyOrder([...this.index.keys()]);
   }
 
-  first(): MemNode | undefined {
-    return this.head.next[0];
+  /**
+   * The nodes of `keys` in key order. Sorting the key strings with the
+   * default `sort()` compares them natively, with no comparator call per
+   * comparison (measured several times faster than sorting nodes or Buffers
+   * with a comparator); the hash index then gives each key's node.
+   */
+  private inKeyOrder(keys: string[]): MemNode[] {
+    keys.sort();
+    return keys.map((key) => this.index.get(key)!);
   }
 }
 

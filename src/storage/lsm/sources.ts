@@ -4,15 +4,17 @@
  * cursor interface whose positioning methods return a Promise only when a
  * block had to come from disk, so scans over cached data never await.
  */
+import type { ChunkCursor } from '../../util/sorted-chunks.js';
 import type { Memtable, MemNode } from './memtable.js';
 import { visibleVersion } from './memtable.js';
 import { TableIterator, type TableReader } from './table.js';
+import { findTable } from './version.js';
 
 export type Step = Promise<void> | undefined;
 
 export interface SortedSource {
   readonly valid: boolean;
-  /** Current key. Only when valid. Callers may keep it (never reused by the source). */
+  /** Current key. Only when valid. A view, valid until this source moves: copy it to keep it. */
   readonly key: Buffer;
   /** Current value, or null for a tombstone. May be a view into shared memory: copy before handing out. */
   readonly value: Buffer | null;
@@ -28,66 +30,66 @@ export interface SortedSource {
 
 /** A memtable as of `snapshotSeq`: later versions (and keys first written later) are invisible. */
 export class MemtableSource implements SortedSource {
-  private node: MemNode | undefined;
+  private readonly cursor: ChunkCursor<MemNode>;
   valid = false;
   key: Buffer = Buffer.alloc(0);
   value: Buffer | null = null;
 
   constructor(
-    private readonly memtable: Memtable,
+    memtable: Memtable,
     private readonly snapshotSeq: number,
-  ) {}
+  ) {
+    this.cursor = memtable.cursor();
+  }
 
   seekFirst(): Step {
-    this.node = this.memtable.first();
+    this.cursor.seekGE(undefined);
     this.settleForward();
     return undefined;
   }
 
   seekLast(): Step {
-    this.node = this.memtable.seekLE(undefined);
+    this.cursor.seekLE(undefined);
     this.settleBackward();
     return undefined;
   }
 
   seekGE(key: Buffer, exclusive: boolean): Step {
-    this.node = this.memtable.seekGE(key.toString('latin1'), exclusive);
+    this.cursor.seekGE(key.toString('latin1'), exclusive);
     this.settleForward();
     return undefined;
   }
 
   seekLE(key: Buffer, exclusive: boolean): Step {
-    this.node = this.memtable.seekLE(key.toString('latin1'), exclusive);
+    this.cursor.seekLE(key.toString('latin1'), exclusive);
     this.settleBackward();
     return undefined;
   }
 
   next(): Step {
-    this.node = this.node?.next[0];
+    this.cursor.next();
     this.settleForward();
     return undefined;
   }
 
   prev(): Step {
-    this.node = this.node?.prev;
+    this.cursor.prev();
     this.settleBackward();
     return undefined;
   }
 
   private settleForward(): void {
-    while (this.node !== undefined) {
-      const version = visibleVersion(this.node, this.snapshotSeq);
-      if (version !== undefined) return this.expose(this.node, version.value);
-      this.node = this.node.next[0];
+    for (let node = this.cursor.node; node !== undefined; node = this.cursor.next()) {
+      const version = visibleVersion(node, this.snapshotSeq);
+      if (version !== undefined) return this.expose(node, version.value);
     }
     this.valid = false;
   }
 
   private settleBackward(): void {
-    while (this.node !== undefined) {
-      const version = visibleVersion(this.node, this.snapshotSeq);
-      if (version !== undefined) return this.expose(this.node, version.value);
-      this.node = this.node.prev;
+    for (let node = this.cursor.node; node !== undefined; node = this.cursor.prev()) {
+      const version = visibleVersion(node, this.snapshotSeq);
+      if (version !== undefined) return this.expose(node, version.value);
     }
     this.valid = false;
   }
@@ -130,26 +132,12 @@ export class LevelSource implements SortedSource {
   }
 
   seekGE(key: Buffer, exclusive: boolean): Step {
-    // First table whose largest key is >= key.
-    let low = 0;
-    let high = this.tables.length;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      if (Buffer.compare(this.tables[mid]!.largest, key) < 0) low = mid + 1;
-      else high = mid;
-    }
-    return this.enter(low, (it) => it.seekGE(key, exclusive), true);
+    return this.enter(findTable(this.tables, key), (it) => it.seekGE(key, exclusive), true);
   }
 
   seekLE(key: Buffer, exclusive: boolean): Step {
-    let low = 0;
-    let high = this.tables.length;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      if (Buffer.compare(this.tables[mid]!.largest, key) < 0) low = mid + 1;
-      else high = mid;
-    }
-    return this.enter(Math.min(low, this.tables.length - 1), (it) => it.seekLE(key, exclusive), false);
+    // The first table whose largest key is >= key holds the answer, or its predecessor does (enter moves back).
+    return this.enter(Math.min(findTable(this.tables, key), this.tables.length - 1), (it) => it.seekLE(key, exclusive), false);
   }
 
   next(): Step {

@@ -1,0 +1,82 @@
+/**
+ * `npm test`'s chaos set: one short seeded run per fault family against a real
+ * three-node cluster, each of which must come out VALID (every check holds),
+ * with its faults really applied. A failure prints the seed, so
+ * `impulse chaos --seed S --nemesis F --duration 12s --workload W` replays the
+ * same schedule (docs/chaos.md). The netns run needs root (skipped with the
+ * reason otherwise). Longer soaks are for people: docs/chaos.md.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { netnsSupport } from '../process/netns.js';
+import { parseHistory } from './history.js';
+import { type ChaosOptions, type ChaosResult, describeFailure, runChaos } from './runner.js';
+import type { NemesisFamily } from './schedule.js';
+import type { WorkloadName } from './workloads.js';
+
+const DURATION_S = 12;
+
+async function run(nemesis: NemesisFamily, workload: WorkloadName, seed: number, extra: Partial<ChaosOptions> = {}): Promise<ChaosResult> {
+  const options = { nodes: 3, replication: 'raft', engine: 'lsm', durationS: DURATION_S, nemesis: [nemesis], seed, workload, ...extra } as const;
+  const result = await runChaos(options);
+  assert.ok(result.valid, describeFailure(result, options));
+  assert.ok(result.faults.length >= 1 && result.faults.every((fault) => fault.targets.length > 0 && fault.endS !== undefined), `faults applied and healed: ${JSON.stringify(result.faults)}`);
+  assert.ok(result.history.ops.filter((op) => op.status === 'ok').length > 100, 'the workload made progress');
+  return result;
+}
+
+describe('chaos: one seeded run per fault family (real processes)', { concurrency: false }, () => {
+  it('kill -9 of the leader, then of a minority (restarted at each heal) — register, seed 4', async () => {
+    const result = await run('kill', 'register', 4);
+    assert.ok(result.leaderChanges.length >= 2, 'the leader changed');
+  });
+
+  it('SIGSTOP/SIGCONT of a follower, then of the leader, past the election timeout — bank, seed 8', async () => {
+    await run('pause', 'bank', 8);
+  });
+
+  it('partitions: a ring (with 3 members, a bridge), then the leader isolated — register, seed 8; results written to --out', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'impulse-chaos-out-'));
+    try {
+      const result = await run('partition', 'register', 8, { out });
+      const history = parseHistory(await readFile(join(out, 'history.jsonl'), 'utf8'));
+      assert.equal(history.length, result.history.ops.length);
+      assert.ok(history.every((op) => ['put', 'get', 'cas'].includes(op.op) && (op.ret === null) === (op.status === 'unknown')));
+      assert.equal((await readFile(join(out, 'faults.jsonl'), 'utf8')).trim().split('\n').length, result.faults.length);
+      assert.match(await readFile(join(out, 'report.html'), 'utf8'), /id="latency-chart"/);
+      assert.ok(existsSync(join(out, 'summary.json')) && existsSync(join(out, 'members', 'node-1.log')));
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+
+  it('peer links: loss, then duplication of transport frames — set, seed 4', async () => {
+    const result = await run('link', 'set', 4);
+    const stats = result.networkStats;
+    assert.ok((stats.framesDropped ?? 0) + (stats.framesDuplicated ?? 0) + (stats.framesReordered ?? 0) > 0 || result.faults.some((fault) => fault.description.includes('delay')), JSON.stringify(stats));
+  });
+
+  it('clocks: a strobe on one member, then the leader slowed and isolated — register, seed 4', async () => {
+    const result = await run('clock', 'register', 4);
+    assert.ok(result.faults.some((fault) => fault.description.includes('isolated')));
+  });
+
+  it('disks: fsync failing on one member (it fail-stops, restarted at the heal), then slow fsyncs on the leader — register, seed 1', async () => {
+    const result = await run('disk', 'register', 1);
+    assert.ok(result.faults.some((fault) => fault.description.includes('fsync-error')));
+  });
+
+  it('membership: a member replaced, then leadership transferred, each while a partition is in place — register, seed 8', async () => {
+    const result = await run('membership', 'register', 8);
+    assert.ok(result.faults.some((fault) => fault.notes.some((note) => /replaced/.test(note))), JSON.stringify(result.faults));
+  });
+
+  it('network namespaces with iptables partitions (root): a bridge, then halves — register, seed 24', { skip: netnsSupport() ?? false }, async () => {
+    await run('partition', 'register', 24, { network: 'netns' });
+  });
+});

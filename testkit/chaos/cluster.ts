@@ -1,0 +1,158 @@
+/**
+ * The cluster under test: member processes (members.ts) on a network the run
+ * controls (network.ts), the slots the schedule names (index 0..n-1 → the
+ * member id currently in that slot), and what the nemesis and the runner ask
+ * of it — who leads, start and stop members, replace one, heal everything.
+ *
+ * Every member runs with `--test-control` (clock and disk faults on stdin) and
+ * the network's own flags; `--test-bug` when the run plants a bug.
+ */
+import { ImpulseClient } from '../../src/client/client.js';
+import type { ClusterView } from '../../src/protocol/cluster-view.js';
+import { MemberProcesses, type MemberSpec } from './members.js';
+import { type ChaosNetwork, type NetworkMode, createChaosNetwork } from './network.js';
+
+export interface ChaosClusterOptions {
+  readonly nodes: number;
+  readonly engine: string;
+  readonly network: NetworkMode;
+  readonly seed: number;
+  /** Where member data lives. */
+  readonly root: string;
+  /** Slots kept for members that replace removed ones. Default 2. */
+  readonly spares?: number;
+  /** `--test-bug` value for every member. */
+  readonly bugs?: string;
+  /** Extra `impulse serve` flags for every member. */
+  readonly serveArgs?: readonly string[];
+}
+
+const VIEW_TIMEOUT_MS = 1500;
+
+export class ChaosCluster {
+  /** The member id in each slot (the schedule's indexes). */
+  readonly slots: number[];
+  private readonly spares: number[];
+  private readonly admins = new Map<number, ImpulseClient>();
+  clusterId: string | undefined;
+
+  private constructor(
+    readonly options: ChaosClusterOptions,
+    readonly network: ChaosNetwork,
+    readonly processes: MemberProcesses,
+  ) {
+    this.slots = network.specs.slice(0, options.nodes).map((spec) => spec.id);
+    this.spares = network.specs.slice(options.nodes).map((spec) => spec.id);
+  }
+
+  static async start(options: ChaosClusterOptions): Promise<ChaosCluster> {
+    const network = await createChaosNetwork(options.network, options.nodes + (options.spares ?? 2), options.seed);
+    const cluster = new ChaosCluster(options, network, new MemberProcesses(options.root, network.spawner));
+    try {
+      await Promise.all(cluster.slots.map((id) => cluster.startMember(id)));
+    } catch (error) {
+      await cluster.close();
+      throw error;
+    }
+    return cluster;
+  }
+
+  spec(id: number): MemberSpec {
+    const spec = this.network.specs.find((candidate) => candidate.id === id);
+    if (spec === undefined) throw new Error(`no member ${id}`);
+    return spec;
+  }
+
+  url(id: number): string {
+    const spec = this.spec(id);
+    return `http://${spec.host}:${spec.clientPort}`;
+  }
+
+  /** A client for administration and probes (short timeout). */
+  admin(id: number): ImpulseClient {
+    let client = this.admins.get(id);
+    if (client === undefined) {
+      client = new ImpulseClient({ endpoint: this.url(id), timeoutMs: VIEW_TIMEOUT_MS, writeRetriesMax: 0, connectionsMax: 4 });
+      this.admins.set(id, client);
+    }
+    return client;
+  }
+
+  /** The `impulse serve` flags of member `id` (a new member with `join`). */
+  serveArgs(id: number, join = false): string[] {
+    const spec = this.spec(id);
+    const members = join ? this.slots.filter((other) => other !== id) : this.network.specs.slice(0, this.options.nodes).map((other) => other.id);
+    const initial = members.map((other) => `${other}=${this.spec(other).host}:${this.spec(other).peerPort}`).join(',');
+    return [
+      '--node-id', String(id),
+      '--host', spec.host, '--port', String(spec.clientPort),
+      // A namespace address is not loopback: the member refuses it without this (the namespaces' network is private to the run).
+      ...(spec.host.startsWith('127.') ? [] : ['--insecure-listen']),
+      '--peer-port', String(spec.peerPort),
+      '--initial-cluster', initial,
+      ...(join ? ['--join', '--cluster-id', this.clusterId ?? ''] : []),
+      '--data-dir', this.processes.dataDir(id),
+      '--engine', this.options.engine,
+      '--log-level', 'info',
+      '--test-control',
+      ...(this.options.bugs !== undefined ? ['--test-bug', this.options.bugs] : []),
+      ...this.network.serveArgs(id),
+      ...(this.options.serveArgs ?? []),
+    ];
+  }
+
+  async startMember(id: number, join = false): Promise<void> {
+    await this.processes.start(id, this.serveArgs(id, join));
+  }
+
+  /** Member `id`'s view, or undefined when it does not answer (down, paused, or too slow). */
+  async view(id: number): Promise<ClusterView | undefined> {
+    if (!this.processes.isRunning(id) || this.processes.isPaused(id)) return undefined;
+    const view = await this.admin(id).cluster().catch(() => undefined);
+    if (view !== undefined) this.clusterId ??= view.clusterId;
+    return view;
+  }
+
+  /** Member `id`'s /health status (ok, unavailable, failed, removed), or undefined when it does not answer. */
+  async health(id: number): Promise<string | undefined> {
+    if (!this.processes.isRunning(id) || this.processes.isPaused(id)) return undefined;
+    try {
+      const response = await fetch(`${this.url(id)}/health`, { signal: AbortSignal.timeout(VIEW_TIMEOUT_MS) });
+      return ((await response.json()) as { status?: string }).status;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The leader a majority of the slots' members name right now, if any. */
+  async leader(): Promise<number | undefined> {
+    const views = await Promise.all(this.slots.map((id) => this.view(id)));
+    const votes = new Map<number, number>();
+    for (const view of views) if (view?.leader !== null && view?.leader !== undefined) votes.set(view.leader, (votes.get(view.leader) ?? 0) + 1);
+    for (const [leader, count] of votes) if (count > this.slots.length / 2) return leader;
+    return undefined;
+  }
+
+  /** The slot index of member `id`, or undefined. */
+  slotOf(id: number | undefined): number | undefined {
+    const index = id === undefined ? -1 : this.slots.indexOf(id);
+    return index < 0 ? undefined : index;
+  }
+
+  /** A spare slot's id for a replacement member, or undefined when all are used. */
+  takeSpare(): number | undefined {
+    return this.spares.shift();
+  }
+
+  replaceSlot(oldId: number, newId: number): void {
+    const index = this.slots.indexOf(oldId);
+    if (index >= 0) this.slots[index] = newId;
+  }
+
+  async close(): Promise<void> {
+    await this.processes.killAll();
+    for (const client of this.admins.values()) client.close();
+    this.admins.clear();
+    await this.network.close();
+  }
+}
