@@ -58,6 +58,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   'src/raft': ['src/errors.ts', 'src/util', 'src/vfs'],
   'src/kv': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage'],
   'src/service': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv'],
+  'src/resp': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service'],
   'src/shard': ['src/errors.ts', 'src/util', 'src/raft'],
   'src/leaderless': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service', 'src/transport'],
   'src/cluster': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service', 'src/raft', 'src/transport', 'src/protocol', 'src/shard', 'src/leaderless'],

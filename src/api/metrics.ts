@@ -162,6 +162,8 @@ export class RequestMetrics {
 export class ServerMetrics {
   readonly registry = new Registry();
   readonly requests = new RequestMetrics();
+  /** More series in the text format, from other front ends of the node (the RESP server). */
+  private readonly texts: (() => string)[] = [];
 
   /** `extra`: metrics of the service's own (e.g. the Raft commit latency histogram), registered here. */
   constructor(service: KvService, extra: readonly Metric[] = []) {
@@ -193,7 +195,12 @@ export class ServerMetrics {
     this.requests.observe(route, method, status, seconds);
   }
 
+  /** Adds series rendered by `render` (Prometheus text format, names not used elsewhere) to every scrape. */
+  include(render: () => string): void {
+    this.texts.push(render);
+  }
+
   async render(): Promise<string> {
-    return this.requests.render() + (await this.registry.metrics());
+    return this.requests.render() + this.texts.map((render) => render()).join('') + (await this.registry.metrics());
   }
 }

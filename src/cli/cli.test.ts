@@ -157,6 +157,15 @@ describe('impulse CLI', () => {
     const badLimit = await run(['serve', '--value-bytes-max', '-5', '--data-dir', dir]);
     assert.equal(badLimit.code, 2);
     assert.match(badLimit.stderr, /--value-bytes-max must be an integer/);
+    const badResp = await run(['serve', '--resp-port', 'six', '--data-dir', dir]);
+    assert.equal(badResp.code, 2);
+    assert.match(badResp.stderr, /--resp-port must be an integer from 0 to 65535/);
+    const samePorts = await run(['serve', '--port', '7399', '--resp-port', '7399', '--data-dir', dir]);
+    assert.equal(samePorts.code, 2);
+    assert.match(samePorts.stderr, /--resp-port 7399 is the HTTP --port/);
+    const withTokens = await run(['serve', '--resp-port', '7398', '--token-file', join(dir, 'tokens'), '--data-dir', dir]);
+    assert.equal(withTokens.code, 2);
+    assert.match(withTokens.stderr, /--resp-port cannot be combined with --token-file or --tls-cert yet/);
   });
 
   it('refuses a data directory that a running server holds, for every engine, and takes over a stale lock after kill -9', async () => {

@@ -11,6 +11,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
 import { ImpulseClient } from '../client/client.js';
 import { CLI_PATH } from '../../testkit/process/server-process.js';
 
@@ -24,7 +25,7 @@ async function freeRanges(count: number): Promise<number> {
     });
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const ports = Array.from({ length: count }, (_, i) => [base + i, base + 100 + i]).flat();
+    const ports = Array.from({ length: count }, (_, i) => [base + i, base + 100 + i, base + 200 + i]).flat();
     if ((await Promise.all(ports.map(free))).every(Boolean)) return base;
   }
   throw new Error('no free port ranges');
@@ -73,13 +74,19 @@ describe('impulse cluster', () => {
   it('starts three members, prints them and the leader, stops them on Ctrl-C, reuses the data, restarts a dead member with --restart', async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'impulse-launcher-'));
     const base = await freeRanges(3);
-    const args = ['--nodes', '3', '--port', String(base), '--peer-port', String(base + 100), '--data-dir', dataDir];
+    const args = ['--nodes', '3', '--port', String(base), '--peer-port', String(base + 100), '--resp-port', String(base + 200), '--data-dir', dataDir];
     running = await launch(args);
     const printed = running.output.join('\n');
-    for (let id = 1; id <= 3; id++) assert.match(printed, new RegExp(`node ${id} {2}http://127\\.0\\.0\\.1:${base + id - 1} {2}peer 127\\.0\\.0\\.1:${base + 99 + id}`));
+    for (let id = 1; id <= 3; id++) {
+      assert.match(printed, new RegExp(`node ${id} {2}http://127\\.0\\.0\\.1:${base + id - 1} {2}peer 127\\.0\\.0\\.1:${base + 99 + id} {2}resp 127\\.0\\.0\\.1:${base + 199 + id}`));
+    }
     const client = new ImpulseClient({ endpoint: `http://127.0.0.1:${base + 2}` });
     await client.put('kept', 'across restarts');
     client.close();
+    const redis = new Redis({ port: base + 200, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
+    await redis.connect();
+    assert.equal(await redis.get('kept'), 'across restarts', 'member 1 answers the Redis protocol on --resp-port');
+    redis.disconnect();
     assert.equal(await interrupt(running), 0, 'Ctrl-C exits 0 once every member stopped');
     const refused = await fetch(`http://127.0.0.1:${base}/health`).then(() => false, () => true);
     assert.ok(refused, 'the members are gone');

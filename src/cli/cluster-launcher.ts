@@ -36,6 +36,8 @@ export interface ClusterLaunchFlags {
   restart?: boolean;
   /** --chaos-results for every member: chaos runs their dashboards list. */
   chaosResults?: string;
+  /** The Redis protocol port of member 1 (member N: + N - 1); absent: no RESP listeners. */
+  respPort?: string;
   /** Extra flags passed to every `impulse serve` (space-separated). */
   serveArgs?: string;
   /** raft (default) or leaderless: passed to every member. */
@@ -47,6 +49,8 @@ export interface ClusterLaunchFlags {
 interface Member {
   readonly id: number;
   readonly clientUrl: string;
+  /** `host:port` of its RESP listener, when --resp-port was given. */
+  readonly resp: string | undefined;
   readonly args: readonly string[];
   child: ChildProcess | undefined;
   restarts: number[];
@@ -70,6 +74,11 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
   if (ids.some((id) => basePort + id - 1 >= basePeerPort && basePort + id - 1 < basePeerPort + count)) {
     throw configInvalid('client and peer port ranges overlap; choose --port and --peer-port further apart');
   }
+  const baseRespPort = flags.respPort === undefined ? undefined : integerValue('--resp-port', flags.respPort, 1, 65535 - count);
+  const ranges = [basePort, basePeerPort, ...(baseRespPort !== undefined ? [baseRespPort] : [])];
+  if (baseRespPort !== undefined && ranges.some((base, i) => ranges.some((other, j) => i !== j && Math.abs(base - other) < count))) {
+    throw configInvalid('the client, peer and RESP port ranges overlap; choose --port, --peer-port and --resp-port further apart');
+  }
   const initialCluster = ids.map((id) => `${id}=${host}:${basePeerPort + id - 1}`).join(',');
   const leaderless = flags.replication === 'leaderless';
   if (flags.replication !== undefined && !leaderless && flags.replication !== 'raft') throw configInvalid('--replication must be raft or leaderless');
@@ -92,10 +101,12 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
       '--log-level', flags.logLevel ?? 'warn',
       ...(flags.chaosResults !== undefined ? ['--chaos-results', resolve(flags.chaosResults)] : []),
       ...(leaderless ? ['--replication', 'leaderless'] : []),
+      ...(baseRespPort !== undefined ? ['--resp-port', String(baseRespPort + id - 1)] : []),
       ...(certs !== undefined ? ['--tls-cert', join(certs, `node-${id}.crt`), '--tls-key', join(certs, `node-${id}.key`), '--peer-tls-ca', join(certs, 'ca.crt')] : []),
       ...(flags.serveArgs !== undefined && flags.serveArgs.trim().length > 0 ? flags.serveArgs.trim().split(/\s+/) : []),
     ];
-    return { id, clientUrl: `${scheme}://${host}:${basePort + id - 1}`, args, child: undefined, restarts: [] };
+    const resp = baseRespPort !== undefined ? `${host}:${baseRespPort + id - 1}` : undefined;
+    return { id, clientUrl: `${scheme}://${host}:${basePort + id - 1}`, resp, args, child: undefined, restarts: [] };
   });
 
   let stopping = false;
@@ -196,7 +207,7 @@ async function printCluster(members: readonly Member[], security: ClientSecurity
     const lines = [`impulse cluster: ${members.length} members${view !== undefined ? ` (cluster ${view.clusterId})` : ''}`];
     for (const member of members) {
       const info = view?.members.find((candidate) => candidate.id === member.id);
-      lines.push(`  node ${member.id}  ${member.clientUrl}  peer ${info?.peerUrl ?? '?'}  ${info?.role ?? 'unknown'}`);
+      lines.push(`  node ${member.id}  ${member.clientUrl}  peer ${info?.peerUrl ?? '?'}${member.resp !== undefined ? `  resp ${member.resp}` : ''}  ${info?.role ?? 'unknown'}`);
     }
     lines.push(leaderless ? '  leaderless: every member serves reads and writes' : `  leader: ${view?.leader !== null && view?.leader !== undefined ? `node ${view.leader}` : 'none yet'}`);
     lines.push(`  dashboard: ${members[0]!.clientUrl}/ui`);

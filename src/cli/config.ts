@@ -26,6 +26,8 @@ export interface ServeConfig {
   readonly logLevel: string;
   /** Engine-specific flags (--wal-recovery, --btree-recovery), checked against the engine. */
   readonly engineChoices: EngineChoices;
+  /** The Redis protocol port (--resp-port); absent: no RESP server. Listens on `host`. */
+  readonly respPort?: number;
   /** Present with --node-id: this node is a Raft member (src/cluster/config.ts). */
   readonly cluster?: ClusterConfig;
   /** --chaos-results: a directory of chaos runs the dashboard lists (absolute). */
@@ -51,6 +53,7 @@ export interface ServeFlags extends ClusterFlags, SecurityFlags, TestHookFlags, 
   chaosResults?: string;
   walRecovery?: string;
   btreeRecovery?: string;
+  respPort?: string;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -78,8 +81,14 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     ...(flags.btreeRecovery !== undefined ? { btreeRecovery: flags.btreeRecovery } : {}),
   } as EngineChoices;
   checkEngineChoices(engine, engineChoices);
+  const respPort = flags.respPort === undefined ? undefined : integer('--resp-port', flags.respPort, 0, 65535);
+  if (respPort !== undefined && respPort !== 0 && respPort === port) throw invalid(`--resp-port ${respPort} is the HTTP --port; give each its own`);
   const cluster = parseClusterConfig(flags, host, port, flags.tlsCert !== undefined ? 'https' : 'http');
   const security = parseSecurityConfig(flags, host, cluster?.peerHost);
+  if (respPort !== undefined && (security.tokenFile !== undefined || security.clientTls !== undefined)) {
+    // The RESP listener checks no token and speaks no TLS yet: with either configured it would be a way around them.
+    throw invalid('--resp-port cannot be combined with --token-file or --tls-cert yet: the Redis protocol listener has no token AUTH and no TLS (docs/resp.md)');
+  }
   if (cluster !== undefined) {
     if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
@@ -92,6 +101,7 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
   }
   return {
     port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, engineChoices, security,
+    ...(respPort !== undefined ? { respPort } : {}),
     ...(cluster !== undefined ? { cluster } : {}),
     ...(testHooks !== undefined ? { testHooks } : {}),
     ...(flags.chaosResults !== undefined ? { chaosResultsDir: resolve(flags.chaosResults) } : {}),

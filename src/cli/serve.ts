@@ -2,7 +2,8 @@
  * `impulse serve`: one node. Without `--node-id` a single node: the store (the
  * engine in its home `<dataDir>/<engine>`, the key-value state machine, the
  * local service). With it, a Raft cluster member (src/cluster/open-member.ts):
- * the same API on the Raft service, plus the cluster routes. Serves HTTP, and
+ * the same API on the Raft service, plus the cluster routes. Serves HTTP (and
+ * with --resp-port the Redis protocol, src/resp/, on the same service), and
  * on SIGINT or SIGTERM shuts down cleanly (stop accepting, finish in-flight
  * requests and queued writes, a leader hands leadership over, close the
  * store); a second signal exits at once. The data-directory lock is released
@@ -20,6 +21,7 @@ import { openLeaderlessMember } from '../cluster/open-leaderless-member.js';
 import { holdsSingleNodeStore, openMember } from '../cluster/open-member.js';
 import { ImpulseError } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
+import { RespServer } from '../resp/server.js';
 import { openLocalKvService } from '../service/open-local.js';
 import type { EngineChoices } from '../storage/engine-names.js';
 import { openTestHooks } from '../test-hooks/test-hooks.js';
@@ -53,7 +55,9 @@ export async function serve(config: ServeConfig): Promise<void> {
   // The last resort: whatever ends the process (a second signal, an uncaught error), the lock goes too.
   process.on('exit', () => lock.releaseSync());
   let opened: Opened | undefined;
+  let resp: RespServer | undefined;
   let address;
+  let respAddress;
   let secured: Secured = {};
   try {
     const auth = await loadAuthorizer(config.security);
@@ -61,8 +65,14 @@ export async function serve(config: ServeConfig): Promise<void> {
     secured = { ...(auth !== undefined ? { auth } : {}), ...(tls !== undefined ? { tls } : {}) };
     for (const warning of securityWarnings(config.security, config.host)) logger.warn(warning);
     opened = config.cluster === undefined ? await openSingleNode(config, logger, secured) : await openClusterMember(config, logger, secured);
+    if (config.respPort !== undefined) {
+      resp = new RespServer({ service: opened.service, logger, version: VERSION });
+      opened.server.metrics.include(() => resp!.metrics.render());
+      respAddress = await resp.listen(config.respPort, config.host);
+    }
     address = await opened.server.listen(config.port, config.host);
   } catch (error) {
+    await resp?.close();
     await opened?.service.close().catch((closeError: unknown) => logger.warn({ err: closeError }, 'closing the store after a failed start'));
     await lock.release();
     throw error;
@@ -76,7 +86,9 @@ export async function serve(config: ServeConfig): Promise<void> {
     }
     stopping = true;
     logger.info({ signal }, 'shutting down: finishing in-flight requests');
-    server.close().then(
+    // The RESP connections first: they answer what they took while the service still runs.
+    const closed = (resp?.close() ?? Promise.resolve()).then(() => server.close());
+    closed.then(
       async () => {
         await lock.release();
         logger.info('store closed; bye');
@@ -100,12 +112,17 @@ export async function serve(config: ServeConfig): Promise<void> {
     ...(config.security.clientTls !== undefined ? { clientTls: (material: TlsMaterial) => server.setTls(material) } : {}),
     ...(peerTls !== undefined ? { peerTls: (material: PeerTlsMaterial) => peerTls.setMaterial(material) } : {}),
   });
-  const url = `${config.security.clientTls !== undefined ? 'https' : 'http'}://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
+  const url = `${config.security.clientTls !== undefined ? 'https' : 'http'}://${hostPort(address.address, address.port)}`;
   // Announce only once the handlers are in place: whoever waits for this line may signal at once.
   opened.started?.(url);
   const status = await service.status();
   const security = { tls: config.security.clientTls !== undefined, clientCertificates: config.security.clientTls?.caFile !== undefined, tokens: auth?.tokenCount ?? 0, peerTls: peerTls !== undefined };
-  logger.info({ url, engine: status.engine, sync: status.sync, appliedIndex: status.appliedIndex, version: VERSION, security, ...opened.logFields }, 'impulse is listening');
+  const respField = respAddress === undefined ? {} : { resp: hostPort(respAddress.address, respAddress.port) };
+  logger.info({ url, ...respField, engine: status.engine, sync: status.sync, appliedIndex: status.appliedIndex, version: VERSION, security, ...opened.logFields }, 'impulse is listening');
+}
+
+function hostPort(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 async function openSingleNode(config: ServeConfig, logger: Logger, secured: Secured): Promise<Opened> {

@@ -5,7 +5,8 @@
  * A command is an atomic list of ops (`put` key value, `del` key), each with an
  * optional condition, plus an optional client session for deduplication:
  *   - `{ifRevision: n}` holds when the key exists with revision n;
- *   - `{ifAbsent: true}` (puts only) holds when the key does not exist.
+ *   - `{ifAbsent: true}` holds when the key does not exist (on a delete, a
+ *     guard: the delete of an absent key changes nothing).
  * Conditions are checked against the state BEFORE the command (every op's
  * condition sees the same state); if any fails, the command changes nothing.
  *
@@ -97,11 +98,11 @@ function validateOp(op: KvOp | undefined, index: number, limits: KvLimits): numb
     }
     bytes += op.value.length;
   }
-  if (op.condition !== undefined) validateCondition(op.condition, op.type, index);
+  if (op.condition !== undefined) validateCondition(op.condition, index);
   return bytes;
 }
 
-function validateCondition(condition: Condition, type: KvOp['type'], index: number): void {
+function validateCondition(condition: Condition, index: number): void {
   if (condition === null || typeof condition !== 'object') throw new ImpulseError('IMPULSE_ERR_CONDITION_INVALID', `op ${index}: a condition is an object`);
   const keys = Object.keys(condition);
   if (keys.length === 1 && keys[0] === 'ifRevision') {
@@ -109,10 +110,9 @@ function validateCondition(condition: Condition, type: KvOp['type'], index: numb
     if (!isRevision(ifRevision)) throw new ImpulseError('IMPULSE_ERR_CONDITION_INVALID', `op ${index}: ifRevision must be an integer from 1 to 2^53-1`);
     return;
   }
-  if (keys.length === 1 && keys[0] === 'ifAbsent' && (condition as { ifAbsent: unknown }).ifAbsent === true) {
-    if (type !== 'put') throw new ImpulseError('IMPULSE_ERR_CONDITION_INVALID', `op ${index}: ifAbsent applies to puts only (deleting an absent key is already a no-op)`);
-    return;
-  }
+  // ifAbsent on a delete is a guard: the op changes nothing, but the command applies only if the key
+  // is still absent (the Redis front end's DEL needs it to count deleted keys exactly).
+  if (keys.length === 1 && keys[0] === 'ifAbsent' && (condition as { ifAbsent: unknown }).ifAbsent === true) return;
   throw new ImpulseError('IMPULSE_ERR_CONDITION_INVALID', `op ${index}: a condition is {ifRevision: n} or {ifAbsent: true}`);
 }
 

@@ -1,0 +1,417 @@
+/**
+ * One client connection: reads commands, runs them, writes replies in the
+ * order the commands came (pipelining), and keeps what it holds bounded.
+ *
+ * How a command goes through:
+ *   1. socket data is fed to the parser; `pump` takes commands from it one
+ *      by one while fewer than `pipelineDepthMax` are unanswered and the
+ *      socket's unsent output is under `outputBytesHighWater`;
+ *   2. each command gets a slot in `pending` (in arrival order) and runs
+ *      when its turn comes (below); a synchronous reply fills the slot at
+ *      once, an asynchronous one later;
+ *   3. `flush` writes the filled slots at the head of `pending`, all in one
+ *      corked write, and stops at the first unfilled one: replies never
+ *      overtake each other, whatever order the service answers in.
+ *
+ * Order of effects: a connection's commands take effect in the order sent,
+ * as on Redis. Commands flagged `readonly` run concurrently with the
+ * readonly commands next to them; every other command (a write, or one that
+ * changes the connection's state) waits until everything before it has
+ * finished, and everything after it waits for it. So a GET after a SET in one
+ * pipeline sees the SET, and pipelined GETs still overlap. Consecutive plain
+ * writes (SET k v, MSET) of a pipeline go to the service as one command
+ * (`putGroup`): one commit for the run instead of one each.
+ *
+ * Backpressure: while either bound of step 1 is reached the socket is paused,
+ * so the client's further commands wait in the kernel and in its own buffers,
+ * not here. A client that stops reading its replies keeps the output above
+ * the high-water mark; if the kernel takes none of it for `outputStallMs`, or
+ * the unsent output passes `outputBytesMax` (a few large replies already in
+ * flight), the connection is closed and counted (reason `output_stalled` /
+ * `output_buffer_full`).
+ *
+ * A protocol error is answered (after the replies before it) and closes the
+ * connection, as in Redis: the byte stream cannot be resynchronized. A client
+ * that half-closes (`printf 'SET a b\r\n' | nc -N`) gets the replies to all it
+ * sent, then the end of the stream (Redis would drop them).
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { arityFits, type ClientState, type CommandContext, type CommandSpec, type ServerView } from './command.js';
+import { isImpulseError } from '../errors.js';
+import { validateCommand, type KvOp } from '../kv/command.js';
+import { OK, errorReply } from './encoder.js';
+import { failureReply, unknownCommand, wrongArity } from './errors.js';
+import { ProtocolError, type ParsedCommand, type RequestParser } from './parser.js';
+
+export interface ConnectionLimits {
+  /** Commands taken but not yet answered, at most; then reading pauses. */
+  readonly pipelineDepthMax: number;
+  /** Unsent reply bytes at which reading pauses. */
+  readonly outputBytesHighWater: number;
+  /** Unsent reply bytes beyond which the connection is closed. */
+  readonly outputBytesMax: number;
+  /** How long output may stay above the high-water mark with no byte taken by the kernel, ms. */
+  readonly outputStallMs: number;
+  /** For the error reply of a command over the parser's limits. */
+  readonly argBytesMax: number;
+  readonly commandBytesMax: number;
+}
+
+export type CloseReason = 'client' | 'quit' | 'protocol_error' | 'output_stalled' | 'output_buffer_full' | 'shutdown' | 'socket_error';
+
+export interface ConnectionHooks {
+  /** A command finished: its spec (undefined when unknown or refused), duration, and whether it answered an error. */
+  commandDone(spec: CommandSpec | undefined, seconds: number, failed: boolean): void;
+  closed(connection: RespConnection, reason: CloseReason): void;
+}
+
+interface Slot {
+  reply: Buffer | undefined;
+  /** QUIT or a protocol error: close once this reply is written. */
+  last: boolean;
+}
+
+/** A command taken from the parser whose turn to run has not come yet. */
+interface Waiting {
+  readonly slot: Slot;
+  readonly command: ParsedCommand;
+  readonly spec: CommandSpec;
+  readonly started: number;
+}
+
+export class RespConnection {
+  private readonly pending: Slot[] = [];
+  /** Commands taken but not started, in order (their slots are in `pending`). */
+  private readonly waiting: Waiting[] = [];
+  /** Readonly commands running now. */
+  private readsRunning = 0;
+  /** A command that runs alone is running now. */
+  private exclusiveRunning = false;
+  private readonly context: CommandContext;
+  /** No more commands are taken (QUIT, protocol error, shutdown); the connection ends once `pending` is written. */
+  private ending = false;
+  private closeReason: CloseReason = 'client';
+  /** The client sent FIN (half-close): once the commands it sent are answered, the connection ends. */
+  private inputEnded = false;
+  private flushQueued = false;
+  private stallTimer: NodeJS.Timeout | undefined;
+  private stallDispatched = 0;
+
+  constructor(
+    private readonly socket: Socket,
+    readonly client: ClientState,
+    private readonly parser: RequestParser,
+    private readonly server: ServerView,
+    private readonly limits: ConnectionLimits,
+    private readonly hooks: ConnectionHooks,
+    private readonly logger: Logger,
+  ) {
+    this.context = { client, server };
+    socket.on('data', (chunk: Buffer) => {
+      parser.feed(chunk);
+      this.pump();
+    });
+    socket.on('end', () => {
+      this.inputEnded = true;
+      this.pump();
+    });
+    socket.on('drain', () => {
+      this.clearStall();
+      this.pump();
+    });
+    socket.on('error', (error) => {
+      this.closeReason = 'socket_error';
+      logger.debug({ err: error, client: client.address }, 'RESP connection error');
+    });
+    socket.on('close', () => {
+      this.clearStall();
+      hooks.closed(this, this.closeReason);
+    });
+  }
+
+  /** Commands taken and not yet answered. */
+  get inFlight(): number {
+    return this.pending.length;
+  }
+
+  /** Shutdown: take no more commands, answer the ones taken, then end the connection. */
+  shutdown(): void {
+    if (!this.ending) this.closeReason = 'shutdown';
+    this.ending = true;
+    this.flush();
+  }
+
+  /** Closes the connection now (shutdown grace over). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private pump(): void {
+    while (!this.ending && this.pending.length < this.limits.pipelineDepthMax && this.socket.writableLength < this.limits.outputBytesHighWater) {
+      const next = this.parser.next();
+      if (next === undefined) {
+        // The client half-closed and everything it sent is taken: answer it all, then end.
+        if (this.inputEnded) this.ending = true;
+        break;
+      }
+      if (next instanceof ProtocolError) {
+        this.closeReason = 'protocol_error';
+        this.ending = true;
+        this.pending.push({ reply: errorReply(`ERR ${next.message}`), last: true });
+        break;
+      }
+      this.take(next);
+    }
+    // Start only after taking everything that arrived: consecutive plain writes can then go as one group.
+    this.schedule();
+    this.flush();
+    const blocked = this.ending || this.pending.length >= this.limits.pipelineDepthMax || this.socket.writableLength >= this.limits.outputBytesHighWater;
+    if (blocked) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  /** Takes one command: refuses it at once, or queues it to run in its turn (`schedule`). */
+  private take(command: ParsedCommand): void {
+    const started = performance.now();
+    const slot: Slot = { reply: undefined, last: false };
+    this.pending.push(slot);
+    // The name is absent when it was itself over the limits (skipped by the parser).
+    const name = command.args[0];
+    const spec = name === undefined ? undefined : this.server.commands.get(name.toString('latin1').toLowerCase());
+    const refused = this.refusal(command, spec);
+    if (refused !== undefined) {
+      slot.reply = refused;
+      this.hooks.commandDone(spec, (performance.now() - started) / 1000, true);
+      return;
+    }
+    if (spec!.name === 'quit') {
+      // Nothing after QUIT is taken; the connection closes once its OK is written.
+      slot.last = true;
+      this.closeReason = 'quit';
+      this.ending = true;
+    }
+    this.waiting.push({ slot, command, spec: spec!, started });
+  }
+
+  /** Starts the waiting commands whose turn has come (see "Order of effects"). */
+  private schedule(): void {
+    while (this.waiting.length > 0 && !this.exclusiveRunning) {
+      const next = this.waiting[0]!;
+      const readonly = next.spec.flags.includes('readonly');
+      if (!readonly && this.readsRunning > 0) return;
+      const group = next.spec.puts !== undefined && this.waiting.length > 1 ? this.putGroup() : undefined;
+      if (group !== undefined) {
+        this.runGroup(group);
+        continue;
+      }
+      this.waiting.shift();
+      const reply = this.start(next);
+      if (reply === undefined) continue;
+      if (readonly) this.readsRunning++;
+      else this.exclusiveRunning = true;
+      reply.then(
+        (buffer) => this.settle([next], buffer, readonly),
+        (error: unknown) => this.settle([next], this.failure(error, next.spec), readonly),
+      );
+    }
+  }
+
+  /**
+   * Consecutive plain writes at the head of `waiting` (SET k v, MSET: see
+   * `CommandSpec.puts`), taken out as one group when there are two or more:
+   * their puts, in order, form one command (a later put of a key wins, as if
+   * run one by one), within the service's batch limits. A command whose own
+   * puts are invalid ends the group and later fails on its own.
+   */
+  private putGroup(): { members: Waiting[]; ops: KvOp[] } | undefined {
+    const limits = this.server.service.limits;
+    const members: Waiting[] = [];
+    const ops: KvOp[] = [];
+    let bytes = 0;
+    for (const candidate of this.waiting) {
+      const puts = candidate.spec.puts?.(candidate.command.args);
+      if (puts === undefined || ops.length + puts.length > limits.batchOpsMax) break;
+      let size: number;
+      try {
+        size = validateCommand({ ops: puts }, limits);
+      } catch {
+        break;
+      }
+      if (bytes + size > limits.batchBytesMax) break;
+      members.push(candidate);
+      ops.push(...puts);
+      bytes += size;
+    }
+    if (members.length < 2) return undefined;
+    this.waiting.splice(0, members.length);
+    return { members, ops };
+  }
+
+  private runGroup(group: { members: Waiting[]; ops: KvOp[] }): void {
+    this.exclusiveRunning = true;
+    this.writeGroup(group).then(
+      () => this.release(false),
+      (error: unknown) => {
+        // writeGroup answers every failure itself; reaching here is a bug: answer what is left, and say so.
+        for (const member of group.members) if (member.slot.reply === undefined) this.fill([member], this.failure(error, member.spec));
+        this.release(false);
+      },
+    );
+  }
+
+  /**
+   * Writes a put group as one command. A sharded service refuses a command
+   * whose keys lie in several shards, before anything is applied
+   * (IMPULSE_ERR_BATCH_CROSS_SHARD): then the group's commands are written one
+   * by one, in order, each answered as it completes.
+   */
+  private async writeGroup({ members, ops }: { members: Waiting[]; ops: KvOp[] }): Promise<void> {
+    const { service } = this.server;
+    try {
+      await service.write({ ops });
+      this.fill(members, OK);
+      return;
+    } catch (error) {
+      if (!isImpulseError(error, 'IMPULSE_ERR_BATCH_CROSS_SHARD')) {
+        this.fill(members, this.failure(error, members[0]!.spec));
+        return;
+      }
+    }
+    for (const member of members) {
+      const reply = await service.write({ ops: member.spec.puts!(member.command.args)! }).then(
+        () => OK,
+        (error: unknown) => this.failure(error, member.spec),
+      );
+      this.fill([member], reply);
+    }
+  }
+
+  /** Runs a command; fills its slot and returns undefined when it answered at once, else its pending reply. */
+  private start({ slot, command, spec, started }: Waiting): Promise<Buffer> | undefined {
+    let reply: Buffer | Promise<Buffer>;
+    try {
+      reply = spec.run(this.context, command.args);
+    } catch (error) {
+      reply = this.failure(error, spec);
+    }
+    if (!Buffer.isBuffer(reply)) return reply;
+    slot.reply = reply;
+    this.hooks.commandDone(spec, (performance.now() - started) / 1000, reply[0] === 0x2d);
+    return undefined;
+  }
+
+  /** The error reply for a command that must not run (over the limits, unknown, wrong arity), or undefined. */
+  private refusal(command: ParsedCommand, spec: CommandSpec | undefined): Buffer | undefined {
+    if (command.tooLargeBytes !== undefined) {
+      return errorReply(
+        `ERR the command's arguments are ${command.tooLargeBytes} bytes or more; an argument may have at most ${this.limits.argBytesMax} bytes and a command ${this.limits.commandBytesMax} (IMPULSE_ERR_VALUE_TOO_LARGE)`,
+      );
+    }
+    if (spec === undefined) return unknownCommand(command.args);
+    if (!arityFits(spec, command.args.length)) return wrongArity(spec.name);
+    return undefined;
+  }
+
+  private failure(error: unknown, spec: CommandSpec): Buffer {
+    const { reply, expected } = failureReply(error);
+    if (!expected) this.logger.error({ err: error, command: spec.name, client: this.client.address }, 'unexpected error while serving a RESP command');
+    return reply;
+  }
+
+  /** Commands that ran together (one, or a put group) answered `reply`: fill their slots, start what waits, write. */
+  private settle(done: readonly Waiting[], reply: Buffer, readonly: boolean): void {
+    this.fill(done, reply);
+    this.release(readonly);
+  }
+
+  /** Answers `done` with `reply`; the replies leave with the next flush. */
+  private fill(done: readonly Waiting[], reply: Buffer): void {
+    const now = performance.now();
+    for (const { slot, spec, started } of done) {
+      slot.reply = reply;
+      this.hooks.commandDone(spec, (now - started) / 1000, reply[0] === 0x2d);
+    }
+    this.queueFlush();
+  }
+
+  /** A running command (readonly or not) finished: start what waited for it (and write what that answered at once). */
+  private release(readonly: boolean): void {
+    if (readonly) this.readsRunning--;
+    else this.exclusiveRunning = false;
+    this.schedule();
+    this.queueFlush();
+  }
+
+  /** Writes the answered replies soon: several commands often finish in the same tick (one group commit), and go out together. */
+  private queueFlush(): void {
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(() => {
+        this.flushQueued = false;
+        if (this.flush() && !this.ending) this.pump();
+      });
+    }
+  }
+
+  /** Writes the answered slots at the head of `pending`; true when it wrote any. */
+  private flush(): boolean {
+    if (this.socket.destroyed) return false;
+    let count = 0;
+    let last = false;
+    while (count < this.pending.length && this.pending[count]!.reply !== undefined) {
+      last = this.pending[count]!.last;
+      count++;
+      if (last) break;
+    }
+    if (count > 0) {
+      const done = this.pending.splice(0, count);
+      this.socket.cork();
+      for (const slot of done) this.socket.write(slot.reply!);
+      this.socket.uncork();
+    }
+    if (last || (this.ending && this.pending.length === 0)) {
+      this.pending.length = 0;
+      this.socket.end();
+      return count > 0;
+    }
+    this.watchOutput();
+    return count > 0;
+  }
+
+  /** Enforces the output bounds: close at `outputBytesMax`; above the high-water mark, watch for a stall. */
+  private watchOutput(): void {
+    const unsent = this.socket.writableLength;
+    if (unsent > this.limits.outputBytesMax) {
+      this.closeReason = 'output_buffer_full';
+      this.logger.warn({ client: this.client.address, unsentBytes: unsent }, 'RESP client does not read its replies: output buffer limit reached, closing');
+      this.socket.destroy();
+      return;
+    }
+    if (unsent >= this.limits.outputBytesHighWater && this.stallTimer === undefined) this.armStall();
+  }
+
+  /** Bytes handed to the kernel so far (written minus still queued in Node). */
+  private dispatched(): number {
+    return this.socket.bytesWritten - this.socket.writableLength;
+  }
+
+  private armStall(): void {
+    this.stallDispatched = this.dispatched();
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = undefined;
+      if (this.socket.writableLength === 0) return;
+      // Below the high-water mark but not empty, no 'drain' comes until the client reads: keep watching.
+      if (this.dispatched() > this.stallDispatched) return this.armStall(); // slow, but reading
+      this.closeReason = 'output_stalled';
+      this.logger.warn({ client: this.client.address, unsentBytes: this.socket.writableLength, stallMs: this.limits.outputStallMs }, 'RESP client stopped reading its replies, closing');
+      this.socket.destroy();
+    }, this.limits.outputStallMs);
+    this.stallTimer.unref();
+  }
+
+  private clearStall(): void {
+    if (this.stallTimer !== undefined) clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+  }
+}

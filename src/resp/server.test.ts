@@ -1,0 +1,460 @@
+/**
+ * The RESP server in this process over a real single-node service (memory
+ * engine), driven by ioredis and by raw sockets: every command, errors in
+ * Redis's wording, binary values, pipelining against a model, limits, a
+ * client that never reads, shutdown.
+ */
+import assert from 'node:assert/strict';
+import { type Socket, connect } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { ImpulseError } from '../errors.js';
+import type { KvCommand } from '../kv/command.js';
+import type { KvService } from '../service/kv-service.js';
+import { openLocalKvService } from '../service/open-local.js';
+import { DEFAULT_LIMITS } from '../storage/engine.js';
+import { RespServer, type RespServerOptions } from './server.js';
+
+const LIMITS = { ...DEFAULT_LIMITS, keyBytesMax: 64, valueBytesMax: 64 * 1024, batchOpsMax: 10 };
+
+interface Node {
+  readonly service: KvService;
+  readonly server: RespServer;
+  readonly port: number;
+  readonly dir: string;
+}
+
+async function startNode(options: Partial<RespServerOptions> = {}, wrap: (service: KvService) => KvService = (service) => service): Promise<Node> {
+  const dir = await mkdtemp(join(tmpdir(), 'impulse-resp-'));
+  const service = wrap(await openLocalKvService({ engine: 'memory', dataDir: dir, sync: 'none', limits: LIMITS }));
+  const server = new RespServer({ service, logger: pino({ level: 'silent' }), version: 'test', ...options });
+  const { port } = await server.listen(0, '127.0.0.1');
+  return { service, server, port, dir };
+}
+
+async function stopNode(node: Node): Promise<void> {
+  await node.server.close();
+  await node.service.close();
+  await rm(node.dir, { recursive: true, force: true });
+}
+
+/** A raw connection that collects every byte the server sends. */
+class RawClient {
+  readonly socket: Socket;
+  private received = Buffer.alloc(0);
+  readonly closed: Promise<void>;
+
+  constructor(port: number) {
+    this.socket = connect(port, '127.0.0.1');
+    this.socket.on('data', (chunk: Buffer) => {
+      this.received = Buffer.concat([this.received, chunk]);
+    });
+    this.socket.on('error', () => undefined);
+    this.closed = new Promise((resolve) => this.socket.once('close', () => resolve()));
+  }
+
+  send(text: string | Buffer): void {
+    this.socket.write(text);
+  }
+
+  /** Waits until the received bytes are at least `bytes` long (or the socket closed), and returns them as latin1 text. */
+  async until(predicate: (text: string) => boolean, timeoutMs = 10_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate(this.received.toString('latin1'))) {
+      if (Date.now() > deadline) throw new Error(`timed out; received ${JSON.stringify(this.received.toString('latin1').slice(0, 500))}`);
+      if (this.socket.destroyed) break;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    return this.received.toString('latin1');
+  }
+}
+
+function multibulk(...args: (string | Buffer)[]): Buffer {
+  const parts = args.map((arg) => (typeof arg === 'string' ? Buffer.from(arg) : arg));
+  return Buffer.concat([Buffer.from(`*${parts.length}\r\n`), ...parts.flatMap((part) => [Buffer.from(`$${part.length}\r\n`), part, Buffer.from('\r\n')])]);
+}
+
+async function replyError(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    return (error as Error).message;
+  }
+  throw new Error('expected an error reply');
+}
+
+describe('RESP server (ioredis, in process, memory engine)', () => {
+  let node: Node;
+  let redis: Redis;
+
+  before(async () => {
+    node = await startNode();
+    redis = new Redis({ port: node.port, host: '127.0.0.1', maxRetriesPerRequest: 0, lazyConnect: true });
+    await redis.connect();
+  });
+  after(async () => {
+    redis.disconnect();
+    await stopNode(node);
+  });
+
+  it('answers the connection commands', async () => {
+    assert.equal(await redis.ping(), 'PONG');
+    assert.equal(await redis.call('PING', 'hi'), 'hi');
+    assert.equal(await redis.echo('hello'), 'hello');
+    assert.equal(await redis.select(0), 'OK');
+    assert.equal(await replyError(redis.select(1)), 'ERR DB index is out of range');
+    assert.equal(await replyError(redis.call('SELECT', 'x')), 'ERR value is not an integer or out of range');
+    assert.equal(await redis.client('SETNAME', 'tester'), 'OK');
+    assert.equal(await redis.client('GETNAME'), 'tester');
+    assert.equal(typeof (await redis.client('ID')), 'number');
+    assert.equal(await replyError(redis.client('SETNAME', 'a b')), 'ERR Client names cannot contain spaces, newlines or special characters.');
+    assert.equal(await replyError(redis.call('CLIENT', 'KILL', 'x')), "ERR unknown subcommand 'KILL'. Try CLIENT HELP.");
+    assert.equal(await redis.call('READONLY'), 'OK');
+    assert.equal(await redis.call('READWRITE'), 'OK');
+  });
+
+  it('answers AUTH as Redis does with no password configured', async () => {
+    assert.equal(
+      await replyError(redis.call('AUTH', 'secret')),
+      'ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?',
+    );
+    assert.equal(await redis.call('AUTH', 'default', 'anything'), 'OK');
+    assert.equal(await replyError(redis.call('AUTH', 'alice', 'x')), 'WRONGPASS invalid username-password pair or user is disabled.');
+  });
+
+  it('sets and gets, with NX, XX and GET mapped onto conditional writes', async () => {
+    assert.equal(await redis.set('s:a', '1'), 'OK');
+    assert.equal(await redis.get('s:a'), '1');
+    assert.equal(await redis.get('s:none'), null);
+    assert.equal(await redis.set('s:a', '2', 'NX'), null, 'NX on a present key does nothing');
+    assert.equal(await redis.set('s:b', '1', 'NX'), 'OK');
+    assert.equal(await redis.set('s:c', '1', 'XX'), null, 'XX on an absent key does nothing');
+    assert.equal(await redis.get('s:c'), null);
+    assert.equal(await redis.set('s:a', '3', 'XX'), 'OK');
+    assert.equal(await redis.call('SET', 's:a', '4', 'GET'), '3');
+    assert.equal(await redis.call('SET', 's:new', '1', 'GET'), null);
+    assert.equal(await redis.get('s:new'), '1');
+    assert.equal(await redis.call('SET', 's:a', '5', 'NX', 'GET'), '4', 'NX GET on a present key returns the value, sets nothing');
+    assert.equal(await redis.get('s:a'), '4');
+    assert.equal(await redis.call('SET', 's:a', '6', 'KEEPTTL'), 'OK');
+    assert.equal(await replyError(redis.call('SET', 's:a', '1', 'NX', 'XX')), 'ERR syntax error');
+    assert.equal(await replyError(redis.call('SET', 's:a', '1', 'BOGUS')), 'ERR syntax error');
+    assert.match(await replyError(redis.call('SET', 's:a', '1', 'EX', '10')), /^ERR impulse keeps no expiry/);
+    assert.equal(await replyError(redis.call('SET', 's:a')), "ERR wrong number of arguments for 'set' command");
+  });
+
+  it('deletes and counts exactly, checks existence, reads and writes several keys', async () => {
+    await redis.mset('m:a', '1', 'm:b', '2', 'm:c', '3');
+    assert.deepEqual(await redis.mget('m:a', 'm:b', 'm:none', 'm:c'), ['1', '2', null, '3']);
+    assert.equal(await redis.exists('m:a', 'm:a', 'm:none'), 2, 'a repeated key counts each time');
+    assert.equal(await redis.del('m:a', 'm:a', 'm:none'), 1, 'a repeated key is deleted once');
+    assert.equal(await redis.unlink('m:b', 'm:c'), 2);
+    assert.equal(await redis.exists('m:a', 'm:b', 'm:c'), 0);
+    assert.equal(await redis.del('m:none'), 0);
+    assert.equal(await redis.msetnx('n:a', '1', 'n:b', '2'), 1);
+    assert.equal(await redis.msetnx('n:c', '3', 'n:a', '9'), 0, 'one present key: nothing is set');
+    assert.equal(await redis.get('n:c'), null);
+    assert.equal(await replyError(redis.call('MSET', 'a', '1', 'b')), "ERR wrong number of arguments for 'mset' command");
+    const tooMany = Array.from({ length: 11 }, (_, i) => [`t:${i}`, 'v']).flat();
+    assert.match(await replyError(redis.call('MSET', ...tooMany)), /^ERR .*IMPULSE_ERR_BATCH_TOO_LARGE/);
+  });
+
+  it('scans every key once in key order, with MATCH on a prefix or a glob and COUNT', async () => {
+    const keys = Array.from({ length: 57 }, (_, i) => `scan:${String(i).padStart(3, '0')}`);
+    await redis.mset(...keys.slice(0, 10).flatMap((key) => [key, 'v']));
+    for (let i = 10; i < keys.length; i += 10) await redis.mset(...keys.slice(i, i + 10).flatMap((key) => [key, 'v']));
+    await redis.mset('scam', 'x', 'scan', 'x');
+    const all = async (...options: string[]): Promise<string[]> => {
+      const found: string[] = [];
+      let cursor = '0';
+      do {
+        const [next, page] = (await redis.call('SCAN', cursor, ...options)) as [string, string[]];
+        found.push(...page);
+        cursor = next;
+      } while (cursor !== '0');
+      return found;
+    };
+    assert.deepEqual(await all('MATCH', 'scan:*', 'COUNT', '7'), keys);
+    assert.deepEqual(await all('MATCH', 'scan:*5', 'COUNT', '5'), keys.filter((key) => key.endsWith('5')));
+    assert.deepEqual(await all('MATCH', 'scan:0[1-2]?', 'COUNT', '1000'), keys.filter((key) => /^scan:0[12].$/.test(key)));
+    assert.deepEqual(await all('MATCH', 'scan:*', 'TYPE', 'hash'), []);
+    // ioredis's scanStream, as applications use it.
+    const streamed: string[] = [];
+    for await (const page of redis.scanStream({ match: 'scan:*', count: 20 })) streamed.push(...(page as string[]));
+    assert.deepEqual(streamed, keys);
+    assert.equal(await replyError(redis.call('SCAN', '12345')), 'ERR invalid cursor');
+    assert.equal(await replyError(redis.call('SCAN', 'abc')), 'ERR invalid cursor');
+    assert.equal(await replyError(redis.call('SCAN', '0', 'COUNT', '0')), 'ERR syntax error');
+    assert.equal(await replyError(redis.call('SCAN', '0', 'COUNT', 'x')), 'ERR value is not an integer or out of range');
+    assert.equal(await replyError(redis.call('SCAN', '0', 'MATCH')), 'ERR syntax error');
+  });
+
+  it('reports DBSIZE, INFO and COMMAND', async () => {
+    await redis.set('info:k', 'v');
+    const status = await node.service.status();
+    assert.equal(await redis.dbsize(), status.keyCount);
+    const info = await redis.info();
+    for (const section of ['# Server', '# Clients', '# Persistence', '# Stats', '# Replication', '# Keyspace']) assert.ok(info.includes(section), section);
+    assert.match(info, /\r\nloading:0\r\n/);
+    assert.match(info, /redis_version:7\.0\.0/);
+    assert.match(info, new RegExp(`db0:keys=${status.keyCount},expires=0`));
+    assert.match(await redis.info('keyspace'), /^# Keyspace\r\n/);
+    const count = (await redis.call('COMMAND', 'COUNT')) as number;
+    assert.ok(count >= 20);
+    const [entry] = (await redis.call('COMMAND', 'INFO', 'get')) as unknown[][];
+    assert.deepEqual(entry!.slice(0, 6), ['get', 2, ['readonly', 'fast'], 1, 1, 1]);
+    assert.equal(((await redis.call('COMMAND')) as unknown[]).length, count);
+  });
+
+  it('answers unknown commands and wrong arity in Redis\'s wording', async () => {
+    assert.equal(await replyError(redis.call('FLUSHALL')), "ERR unknown command 'FLUSHALL', with args beginning with: ");
+    assert.equal(await replyError(redis.call('HSET', 'h', 'f', 'v')), "ERR unknown command 'HSET', with args beginning with: 'h' 'f' 'v' ");
+    assert.equal(await replyError(redis.call('GET')), "ERR wrong number of arguments for 'get' command");
+    assert.equal(await replyError(redis.call('ECHO', 'a', 'b')), "ERR wrong number of arguments for 'echo' command");
+  });
+
+  it('refuses keys and values over the limits with an error reply, and the connection goes on', async () => {
+    assert.match(await replyError(redis.set('k'.repeat(65), 'v')), /^ERR key is 65 bytes; the limit is 64 \(IMPULSE_ERR_KEY_TOO_LARGE\)$/);
+    assert.match(await replyError(redis.set('', 'v')), /IMPULSE_ERR_KEY_EMPTY/);
+    assert.match(await replyError(redis.set('big', Buffer.alloc(64 * 1024 + 1))), /IMPULSE_ERR_VALUE_TOO_LARGE/);
+    assert.equal(await redis.set('big', Buffer.alloc(64 * 1024, 7)), 'OK');
+    assert.equal((await redis.getBuffer('big'))!.length, 64 * 1024);
+    assert.equal(await redis.ping(), 'PONG');
+  });
+
+  it('keeps keys and values binary-safe: every byte value, CR and LF included', async () => {
+    const key = Buffer.from([0, 13, 10, 0xff, 0x80, 0x20, 0x24, 0x2a]);
+    const value = Buffer.from(Array.from({ length: 512 }, (_, i) => i % 256));
+    assert.equal(await redis.set(key, value), 'OK');
+    assert.deepEqual(await redis.getBuffer(key), value);
+    assert.deepEqual(await redis.mgetBuffer(key, Buffer.from('absent')), [value, null]);
+    const [, page] = (await redis.callBuffer('SCAN', '0', 'MATCH', Buffer.concat([key.subarray(0, 3), Buffer.from('*')]), 'COUNT', '100')) as [Buffer, Buffer[]];
+    assert.deepEqual(page, [key]);
+    assert.equal(await redis.del(key), 1);
+  });
+
+  it('answers a pipeline in order, as a sequential model would (property)', async () => {
+    const keyName = fc.constantFrom('p:a', 'p:b', 'p:c');
+    const op = fc.oneof(
+      fc.tuple(fc.constant('set'), keyName, fc.string({ maxLength: 5 })),
+      fc.tuple(fc.constant('setnx'), keyName, fc.string({ maxLength: 5 })),
+      fc.tuple(fc.constant('setget'), keyName, fc.string({ maxLength: 5 })),
+      fc.tuple(fc.constant('get'), keyName),
+      fc.tuple(fc.constant('del'), keyName),
+      fc.tuple(fc.constant('exists'), keyName),
+      fc.tuple(fc.constant('echo'), fc.string({ maxLength: 5 })),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 60 }), async (ops) => {
+        await redis.del('p:a', 'p:b', 'p:c');
+        const model = new Map<string, string>();
+        const expected: unknown[] = [];
+        const pipeline = redis.pipeline();
+        for (const [name, a, b] of ops as [string, string, string?][]) {
+          if (name === 'set') {
+            pipeline.set(a, b!);
+            model.set(a, b!);
+            expected.push('OK');
+          } else if (name === 'setnx') {
+            pipeline.set(a, b!, 'NX');
+            expected.push(model.has(a) ? null : 'OK');
+            if (!model.has(a)) model.set(a, b!);
+          } else if (name === 'setget') {
+            pipeline.call('SET', a, b!, 'GET');
+            expected.push(model.get(a) ?? null);
+            model.set(a, b!);
+          } else if (name === 'get') {
+            pipeline.get(a);
+            expected.push(model.get(a) ?? null);
+          } else if (name === 'del') {
+            pipeline.del(a);
+            expected.push(model.delete(a) ? 1 : 0);
+          } else if (name === 'exists') {
+            pipeline.exists(a);
+            expected.push(model.has(a) ? 1 : 0);
+          } else {
+            pipeline.echo(a);
+            expected.push(a);
+          }
+        }
+        const results = await pipeline.exec();
+        assert.deepEqual(results!.map(([error, value]) => (error ? `error: ${error.message}` : value)), expected);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it('applies a pipeline of plain writes as one command, yet fails only the invalid one in it', async () => {
+    const before = (await node.service.status()).appliedIndex;
+    const pipeline = redis.pipeline();
+    for (let i = 0; i < 8; i++) pipeline.set(`g:${i}`, String(i));
+    pipeline.set('k'.repeat(65), 'too long a key');
+    pipeline.mset('g:8', '8', 'g:0', 'last write wins');
+    pipeline.get('g:0');
+    const results = await pipeline.exec();
+    assert.deepEqual(results!.slice(0, 8).map(([error, value]) => error ?? value), Array(8).fill('OK'));
+    assert.match(results![8]![0]!.message, /IMPULSE_ERR_KEY_TOO_LARGE/);
+    assert.deepEqual(results!.slice(9).map(([error, value]) => error ?? value), ['OK', 'last write wins']);
+    // Eight SETs in one command, then the MSET: two writes, not nine (the refused one consumes none).
+    assert.ok((await node.service.status()).appliedIndex - before <= 2, 'consecutive plain writes share one command');
+    assert.deepEqual(await redis.mget('g:7', 'g:8'), ['7', '8']);
+  });
+
+  it('answers a command that answers at once after a put group it waited for (redis-cli --pipe ends with ECHO)', async () => {
+    const raw = new RawClient(node.port);
+    raw.send(Buffer.concat([multibulk('SET', 'pg:a', '1'), multibulk('SET', 'pg:b', '2'), multibulk('ECHO', 'done')]));
+    assert.equal(await raw.until((text) => text.includes('done')), '+OK\r\n+OK\r\n$4\r\ndone\r\n');
+    raw.socket.destroy();
+  });
+
+  it('speaks RESP3 after HELLO 3: nulls and maps', async () => {
+    const raw = new RawClient(node.port);
+    raw.send(multibulk('HELLO', '3', 'SETNAME', 'r3'));
+    const hello = await raw.until((text) => text.includes('impulse_version'));
+    assert.match(hello, /^%8\r\n/);
+    assert.match(hello, /\$5\r\nproto\r\n:3\r\n/);
+    raw.send(multibulk('GET', 'r3:absent'));
+    raw.send(multibulk('CLIENT', 'GETNAME'));
+    const text = await raw.until((received) => received.endsWith('$2\r\nr3\r\n'));
+    assert.ok(text.includes('_\r\n$2\r\nr3\r\n'));
+    raw.send(multibulk('HELLO', '4'));
+    assert.match(await raw.until((received) => received.includes('NOPROTO')), /-NOPROTO unsupported protocol version\r\n$/);
+    raw.socket.destroy();
+  });
+
+  it('reads inline commands, closes after QUIT, and after a protocol error once the replies before it are sent', async () => {
+    const inline = new RawClient(node.port);
+    inline.send('SET inline:k "a b"\r\nGET inline:k\r\nQUIT\r\nPING\r\n');
+    assert.equal(await inline.until((text) => text.endsWith('+OK\r\n') && text.length > 10), '+OK\r\n$3\r\na b\r\n+OK\r\n');
+    await inline.closed;
+
+    const broken = new RawClient(node.port);
+    broken.send(Buffer.concat([multibulk('PING'), Buffer.from('*1\r\n+PING\r\n'), multibulk('PING')]));
+    await broken.closed;
+    assert.equal(await broken.until(() => true), "+PONG\r\n-ERR Protocol error: expected '$', got '+'\r\n");
+  });
+
+  it('answers everything a client sent before it half-closed, then ends', async () => {
+    const raw = new RawClient(node.port);
+    raw.socket.end(Buffer.concat([multibulk('SET', 'half', 'closed'), multibulk('GET', 'half'), multibulk('DEL', 'half')]));
+    await raw.closed;
+    assert.equal(await raw.until(() => true), '+OK\r\n$6\r\nclosed\r\n:1\r\n');
+  });
+
+  it('answers a command with an argument over the limit without reading it into memory, and stays open', async () => {
+    const raw = new RawClient(node.port);
+    raw.send(Buffer.concat([multibulk('SET', 'huge', Buffer.alloc(200 * 1024, 1)), multibulk('PING')]));
+    const text = await raw.until((received) => received.endsWith('+PONG\r\n'));
+    assert.match(text, /^-ERR the command's arguments are 204807 bytes or more; an argument may have at most 65536 bytes .*\(IMPULSE_ERR_VALUE_TOO_LARGE\)\r\n\+PONG\r\n$/);
+    assert.equal(await redis.exists('huge'), 0);
+    // Even the command name may be over the limit: the same answer, no crash.
+    raw.send(Buffer.concat([multibulk(Buffer.alloc(100 * 1024, 0x41)), multibulk('PING')]));
+    assert.match(await raw.until((received) => received.split('+PONG').length === 3), /-ERR the command's arguments are 102400 bytes .*\r\n\+PONG\r\n$/);
+    raw.socket.destroy();
+  });
+
+  it('counts commands and connections in its metrics', async () => {
+    const text = node.server.metrics.render();
+    assert.match(text, /impulse_resp_commands_total\{command="get",result="ok"\} [1-9]/);
+    assert.match(text, /impulse_resp_commands_total\{command="unknown",result="error"\} [1-9]/);
+    assert.match(text, /impulse_resp_connections [1-9]/);
+    assert.match(text, /impulse_resp_disconnects_total\{reason="quit"\} 1/);
+    assert.match(text, /impulse_resp_disconnects_total\{reason="protocol_error"\} 1/);
+    assert.match(text, /impulse_resp_command_duration_seconds_bucket\{le="\+Inf",command="set"\} [1-9]/);
+  });
+});
+
+/**
+ * The real single-node service, refusing (before applying anything) a write whose keys start
+ * with different bytes, as the sharded service refuses a batch across shards.
+ */
+function refusingCrossShard(service: KvService): KvService {
+  return new Proxy(service, {
+    get(target, property, receiver) {
+      if (property !== 'write') return Reflect.get(target, property, receiver) as unknown;
+      return (command: KvCommand) => {
+        if (new Set(command.ops.map((op) => op.key[0])).size > 1) {
+          return Promise.reject(new ImpulseError('IMPULSE_ERR_BATCH_CROSS_SHARD', 'the batch writes keys of 2 shards'));
+        }
+        return target.write(command);
+      };
+    },
+  });
+}
+
+describe('RESP server on a service that refuses writes across shards', () => {
+  it('writes a refused put group command by command, in order, and refuses only the cross-shard MSET', async () => {
+    const node = await startNode({}, refusingCrossShard);
+    const redis = new Redis({ port: node.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
+    try {
+      await redis.connect();
+      const pipeline = redis.pipeline().set('a:1', '1').set('b:1', '1').set('a:1', '2').mset('a:2', 'x', 'b:2', 'y').mset('a:3', 'x', 'a:4', 'y').get('a:1');
+      const results = (await pipeline.exec())!.map(([error, value]) => (error ? error.message : value));
+      assert.deepEqual(results.slice(0, 3), ['OK', 'OK', 'OK']);
+      assert.match(results[3] as string, /IMPULSE_ERR_BATCH_CROSS_SHARD/);
+      assert.deepEqual(results.slice(4), ['OK', '2']);
+      assert.deepEqual(await redis.mget('b:1', 'a:2', 'a:3'), ['1', null, 'x']);
+    } finally {
+      redis.disconnect();
+      await stopNode(node);
+    }
+  });
+});
+
+describe('RESP server limits', () => {
+  it('disconnects a client that sends commands but never reads the replies, and counts it', async () => {
+    const node = await startNode({ outputBytesHighWater: 256 * 1024, outputStallMs: 300, pipelineDepthMax: 64 });
+    try {
+      const setter = new Redis({ port: node.port, host: '127.0.0.1', lazyConnect: true });
+      await setter.connect();
+      await setter.set('fat', Buffer.alloc(60 * 1024, 1));
+      setter.disconnect();
+      const raw = new RawClient(node.port);
+      raw.socket.pause(); // never read: the kernel buffers fill, then the server's output stalls
+      const gets = Buffer.concat(Array.from({ length: 200 }, () => multibulk('GET', 'fat')));
+      for (let i = 0; i < 20 && !raw.socket.destroyed; i++) raw.socket.write(gets);
+      // A paused socket reports no close until its data is read: watch the server's figures instead.
+      const deadline = Date.now() + 20_000;
+      while (!/impulse_resp_disconnects_total\{reason="output_stalled"\} 1/.test(node.server.metrics.render())) {
+        assert.ok(Date.now() < deadline, `not disconnected:\n${node.server.metrics.render()}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.match(node.server.metrics.render(), /impulse_resp_connections 0/);
+      raw.socket.destroy();
+    } finally {
+      await stopNode(node);
+    }
+  });
+
+  it('refuses connections over the limit with Redis\'s error', async () => {
+    const node = await startNode({ connectionsMax: 1 });
+    try {
+      const first = new RawClient(node.port);
+      first.send(multibulk('PING'));
+      await first.until((text) => text === '+PONG\r\n');
+      const second = new RawClient(node.port);
+      await second.closed;
+      assert.equal(await second.until(() => true), '-ERR max number of clients reached\r\n');
+      first.socket.destroy();
+      await first.closed;
+    } finally {
+      await stopNode(node);
+    }
+  });
+
+  it('on close answers the commands already taken, then ends every connection', async () => {
+    const node = await startNode();
+    const raw = new RawClient(node.port);
+    raw.send(Buffer.concat([multibulk('SET', 'x', '1'), multibulk('GET', 'x')]));
+    await raw.until((text) => text === '+OK\r\n$1\r\n1\r\n');
+    raw.send(multibulk('SET', 'y', '2'));
+    await stopNode(node);
+    await raw.closed;
+    assert.ok((await raw.until(() => true)).startsWith('+OK\r\n$1\r\n1\r\n'));
+  });
+});

@@ -1,0 +1,172 @@
+/**
+ * The Redis protocol (RESP2 and RESP3) front end of one node, on node:net.
+ * Every command goes through the node's `KvService`, as HTTP requests do: on
+ * a cluster member the service forwards writes to the leader, so any node
+ * accepts any command and Redis clients need no cluster protocol.
+ *
+ * Use: `new RespServer({service, logger, version})`, `listen(port, host)`,
+ * and `close()` before the service is closed (it does not close the service:
+ * the HTTP server, started beside it, owns that). Its figures go into the
+ * node's /metrics through `metrics.render()`.
+ *
+ * Commands, their mapping onto impulse and the limits: docs/resp.md.
+ */
+import { type Server, type Socket, createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { KvService } from '../service/kv-service.js';
+import type { ClientState, CommandSpec, ServerView } from './command.js';
+import { CONNECTION_COMMANDS } from './commands/connection.js';
+import { KEY_COMMANDS } from './commands/keys.js';
+import { SERVER_COMMANDS } from './commands/server.js';
+import { type CloseReason, type ConnectionLimits, RespConnection } from './connection.js';
+import { errorReply } from './encoder.js';
+import { RespMetrics } from './metrics.js';
+import { RequestParser, type ParserLimits } from './parser.js';
+import { ScanCursors } from './scan-cursors.js';
+
+export interface RespServerOptions {
+  readonly service: KvService;
+  readonly logger: Logger;
+  /** impulse's version (HELLO, INFO). */
+  readonly version: string;
+  /** Open connections at most; one more is answered "-ERR max number of clients reached" and closed. Default 10,000 (Redis's maxclients). */
+  readonly connectionsMax?: number;
+  /** Commands one connection may have unanswered before reading from it pauses. Default 1,024. */
+  readonly pipelineDepthMax?: number;
+  /** Unsent reply bytes of one connection at which reading from it pauses. Default 1 MiB. */
+  readonly outputBytesHighWater?: number;
+  /** Unsent reply bytes of one connection beyond which it is closed. Default 64 MiB, and at least twice the value limit. */
+  readonly outputBytesMax?: number;
+  /** How long a connection's output may stay above the high-water mark with nothing read by the client, ms. Default 30,000. */
+  readonly outputStallMs?: number;
+  /** Largest SCAN page. Default 1,000 (below the service's range limit). */
+  readonly scanCountMax?: number;
+  /** How long shutdown waits for connections to get their last replies, ms. Default 10,000. */
+  readonly shutdownGraceMs?: number;
+}
+
+/** The Redis version whose command set and replies impulse follows. */
+export const REDIS_COMPATIBLE_VERSION = '7.0.0';
+
+export class RespServer {
+  readonly metrics: RespMetrics;
+  private readonly server: Server;
+  private readonly connections = new Set<RespConnection>();
+  private readonly commands: ReadonlyMap<string, CommandSpec>;
+  private readonly view: ServerView;
+  private readonly parserLimits: ParserLimits;
+  private readonly connectionLimits: ConnectionLimits;
+  private readonly connectionsMax: number;
+  private readonly startedAt = performance.now();
+  private nextClientId = 1;
+  private closing = false;
+  private boundPort = 0;
+
+  constructor(private readonly options: RespServerOptions) {
+    const specs = [...CONNECTION_COMMANDS, ...KEY_COMMANDS, ...SERVER_COMMANDS];
+    this.commands = new Map(specs.map((spec) => [spec.name, spec]));
+    this.metrics = new RespMetrics(specs);
+    const { service } = options;
+    const { keyBytesMax, valueBytesMax, batchOpsMax, batchBytesMax, rangeLimitMax } = service.limits;
+    this.parserLimits = {
+      // MSET of a full batch: the name and two arguments per op.
+      argsMax: Math.max(1024, 2 * batchOpsMax + 1),
+      argBytesMax: Math.max(keyBytesMax, valueBytesMax),
+      // A full batch, plus the keys of a DEL/MGET/EXISTS of batchOpsMax keys.
+      commandBytesMax: batchBytesMax + batchOpsMax * keyBytesMax,
+      inlineBytesMax: 64 * 1024,
+      bulkBytesProtocolMax: 512 * 1024 * 1024,
+    };
+    this.connectionLimits = {
+      pipelineDepthMax: options.pipelineDepthMax ?? 1024,
+      outputBytesHighWater: options.outputBytesHighWater ?? 1024 * 1024,
+      outputBytesMax: options.outputBytesMax ?? Math.max(64 * 1024 * 1024, 2 * valueBytesMax),
+      outputStallMs: options.outputStallMs ?? 30_000,
+      argBytesMax: this.parserLimits.argBytesMax,
+      commandBytesMax: this.parserLimits.commandBytesMax,
+    };
+    this.connectionsMax = options.connectionsMax ?? 10_000;
+    const scanCountMax = Math.min(options.scanCountMax ?? 1000, rangeLimitMax);
+    this.view = {
+      service,
+      version: options.version,
+      redisVersion: REDIS_COMPATIBLE_VERSION,
+      cursors: new ScanCursors({ cursorsMax: 10_000, cursorBytesMax: 16 * 1024 * 1024 }),
+      scanCountMax,
+      conditionalRetriesMax: 16,
+      commands: this.commands,
+      port: () => this.boundPort,
+      uptimeSeconds: () => Math.floor((performance.now() - this.startedAt) / 1000),
+      stats: () => ({
+        connectedClients: this.metrics.connectionsOpen,
+        connectionsTotal: this.metrics.connectionsTotal,
+        rejectedConnections: this.metrics.connectionsRejected,
+        commandsTotal: this.metrics.commandsTotal,
+        outputDisconnects: this.metrics.outputDisconnects,
+      }),
+      status: () => service.status(),
+    };
+    // allowHalfOpen: a client's FIN does not end our side before its replies are written (connection.ts).
+    this.server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000, allowHalfOpen: true }, (socket) => this.accept(socket));
+  }
+
+  /** Starts listening; port 0 picks a free port. */
+  listen(port: number, host: string): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        const address = this.server.address() as AddressInfo;
+        this.boundPort = address.port;
+        resolve(address);
+      });
+    });
+  }
+
+  /**
+   * Stops accepting connections; every open connection answers the commands it
+   * already took and ends; after `shutdownGraceMs` the rest are cut. Resolves
+   * once all are closed. Idempotent. Does not close the service.
+   */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const connection of this.connections) connection.shutdown();
+    const grace = setTimeout(() => {
+      for (const connection of this.connections) connection.destroy();
+    }, this.options.shutdownGraceMs ?? 10_000);
+    grace.unref();
+    await closed;
+    clearTimeout(grace);
+  }
+
+  private accept(socket: Socket): void {
+    if (this.closing || this.connections.size >= this.connectionsMax) {
+      this.metrics.connectionsRejected++;
+      socket.on('error', () => undefined);
+      socket.end(this.closing ? errorReply('ERR the server is shutting down (IMPULSE_ERR_SHUTTING_DOWN)') : errorReply('ERR max number of clients reached'));
+      return;
+    }
+    this.metrics.connectionsTotal++;
+    this.metrics.connectionsOpen++;
+    const client: ClientState = {
+      id: this.nextClientId++,
+      address: `${socket.remoteAddress}:${socket.remotePort}`,
+      proto: 2,
+      name: '',
+      consistency: 'linearizable',
+    };
+    const hooks = {
+      commandDone: (spec: CommandSpec | undefined, seconds: number, failed: boolean) => this.metrics.commandDone(spec, seconds, failed),
+      closed: (connection: RespConnection, reason: CloseReason) => {
+        this.connections.delete(connection);
+        this.metrics.connectionsOpen--;
+        this.metrics.disconnected(reason);
+      },
+    };
+    const connection = new RespConnection(socket, client, new RequestParser(this.parserLimits), this.view, this.connectionLimits, hooks, this.options.logger);
+    this.connections.add(connection);
+  }
+}
