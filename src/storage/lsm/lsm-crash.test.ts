@@ -293,7 +293,7 @@ describe('lsm against a model, across flushes and compactions', () => {
     assert.ok(after.every((entry) => entry.value.toString() === 'new'));
     // Files replaced while the scan ran are gone now that no reader holds them.
     const stats = await engine.stats();
-    const liveTables = Object.entries(stats.figures).filter(([name]) => /^level_\d+_tables$/.test(name)).reduce((sum, [, n]) => sum + n, 0);
+    const liveTables = Object.entries(stats.figures).filter(([name]) => /^level\d+_files$/.test(name)).reduce((sum, [, n]) => sum + n, 0);
     assert.equal(vfs.fileNames().filter((name) => name.endsWith('.sst')).length, liveTables);
     await engine.close();
   });

@@ -261,7 +261,7 @@ describe('lsm transient errors: degraded, then back to ok on its own', () => {
     await assertHolds(engine, history);
     await engine.checkLevels();
     const stats = await engine.stats();
-    const liveTables = Object.entries(stats.figures).filter(([name]) => /^level_\d+_tables$/.test(name)).reduce((sum, [, n]) => sum + n, 0);
+    const liveTables = Object.entries(stats.figures).filter(([name]) => /^level\d+_files$/.test(name)).reduce((sum, [, n]) => sum + n, 0);
     assert.equal(memory.fileNames().filter((name) => name.endsWith('.sst')).length, liveTables, 'failed outputs were deleted');
     await engine.close();
   });
