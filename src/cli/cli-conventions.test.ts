@@ -109,6 +109,9 @@ describe('impulse CLI conventions', () => {
     assert.equal((await run([...endpoint, 'get', 'b/1'])).code, 4);
     assert.equal((await run([...endpoint, 'batch'], 'put b/1 x\nbogus line\n')).code, 2);
     assert.throws(() => parseBatchText('del a extra'), /del takes only a key/);
+    // The document is read by the server's own parser: what the server refuses, the CLI refuses before sending.
+    assert.throws(() => parseBatchText('{"ops":[{"op":"put","key":"a","value":"1","bogus":1}]}'), /unexpected field "bogus"/);
+    assert.throws(() => parseBatchText('{"encoding":"base64","ops":[{"op":"delete","key":"A==="}]}'), /not valid base64/);
     assert.deepEqual(parseBatchText('# comment\n\nput a b c\ndel base64:AA==\n'), [
       { op: 'put', key: Buffer.from('a'), value: Buffer.from('b c') },
       { op: 'delete', key: Buffer.from([0]) },

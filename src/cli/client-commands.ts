@@ -7,6 +7,9 @@
 import { readFile } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
 import type { BatchOp, ImpulseClient, ReadConsistency, ScanOptions } from '../client/client.js';
+import { parseBatch } from '../api/kv-handlers.js';
+import { isImpulseError } from '../errors.js';
+import type { KvOp } from '../kv/command.js';
 import { type ClusterView } from '../protocol/cluster-view.js';
 import { formatClusterView, formatShardsView, joinCommand } from './cluster-output.js';
 import { EXIT, UsageError } from './exit-codes.js';
@@ -207,30 +210,21 @@ function parseBatchLines(text: string): BatchOp[] {
   return ops;
 }
 
+/**
+ * The API's batch document, read by the server's own parser (strict JSON, strict base64, the same
+ * fields and conditions), so the CLI refuses exactly what the server would — before sending it.
+ */
 function parseBatchDocument(text: string): BatchOp[] {
-  let document: unknown;
+  let ops: KvOp[];
   try {
-    document = JSON.parse(text);
+    ops = parseBatch(Buffer.from(text, 'utf8'), Number.MAX_SAFE_INTEGER); // the server applies its own --batch-ops-max
   } catch (error) {
-    throw new UsageError(`the batch is not valid JSON: ${(error as Error).message}`);
+    if (isImpulseError(error)) throw new UsageError(`the batch document is not valid: ${error.message}`);
+    throw error;
   }
-  const { ops, encoding } = (document ?? {}) as { ops?: unknown; encoding?: unknown };
-  if (!Array.isArray(ops)) throw new UsageError('the batch document needs an "ops" array');
-  if (encoding !== undefined && encoding !== 'utf8' && encoding !== 'base64') throw new UsageError('"encoding" must be utf8 or base64');
-  const bytes = (value: unknown, where: string): Buffer => {
-    if (typeof value !== 'string') throw new UsageError(`${where} must be a string`);
-    return Buffer.from(value, encoding === 'base64' ? 'base64' : 'utf8');
-  };
-  return ops.map((raw: unknown, index): BatchOp => {
-    const op = (raw ?? {}) as { op?: unknown; key?: unknown; value?: unknown; ifRevision?: unknown; ifAbsent?: unknown };
-    const conditions = {
-      ...(op.ifRevision !== undefined ? { ifRevision: revisionFlag(String(op.ifRevision)) } : {}),
-      ...(op.ifAbsent === true ? { ifAbsent: true } : {}),
-    };
-    const key = bytes(op.key, `ops[${index}].key`);
-    if (op.op === 'put') return { op: 'put', key, value: bytes(op.value, `ops[${index}].value`), ...conditions };
-    if (op.op === 'delete') return { op: 'delete', key, ...conditions };
-    throw new UsageError(`ops[${index}].op must be "put" or "delete"`);
+  return ops.map((op): BatchOp => {
+    const condition = op.condition ?? {};
+    return op.type === 'put' ? { op: 'put', key: op.key, value: op.value, ...condition } : { op: 'delete', key: op.key, ...condition };
   });
 }
 

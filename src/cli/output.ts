@@ -8,21 +8,21 @@
  * `batch` lines) accepts that form back, so what `scan` prints can be pasted
  * into the next command, binary keys included.
  */
+import { decodeBase64 } from '../protocol/codec.js';
 import { UsageError } from './exit-codes.js';
 
 const BASE64_PREFIX = 'base64:';
-const BASE64_TEXT = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export type OutputFormat = 'text' | 'json';
 
 /** The bytes a key (or value) argument names: `base64:...` is decoded, anything else taken as UTF-8. */
 export function bytesArgument(text: string, what = 'key'): Buffer {
   if (!text.startsWith(BASE64_PREFIX)) return Buffer.from(text, 'utf8');
-  const encoded = text.slice(BASE64_PREFIX.length);
-  if (encoded.length % 4 !== 0 || !BASE64_TEXT.test(encoded)) {
+  try {
+    return decodeBase64(text.slice(BASE64_PREFIX.length), 'IMPULSE_ERR_CONFIG_INVALID', what);
+  } catch {
     throw new UsageError(`${what} ${JSON.stringify(text.slice(0, 64))} starts with "base64:" but the rest is not standard base64`);
   }
-  return Buffer.from(encoded, 'base64');
 }
 
 /** `bytes` as one line of text that `bytesArgument` reads back to the same bytes. */
