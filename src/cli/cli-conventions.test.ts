@@ -6,11 +6,12 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI_PATH, type ServerProcess, startServerProcess } from '../../testkit/process/server-process.js';
+import { runCli } from '../../testkit/process/cli-run.js';
+import { type ServerProcess, startServerProcess } from '../../testkit/process/server-process.js';
 import { parseBatchText } from './client-commands.js';
 import { bytesArgument, show } from './output.js';
 
@@ -20,16 +21,9 @@ interface Run {
   stderr: string;
 }
 
-function run(args: string[], input?: string | Buffer): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stdout: out, stderr: err }));
-    child.stdin.end(input);
-  });
+async function run(args: string[], input?: string | Buffer): Promise<Run> {
+  const result = await runCli(args, input === undefined ? {} : { input });
+  return { ...result, stdout: result.stdout.toString() };
 }
 
 describe('impulse CLI conventions', () => {

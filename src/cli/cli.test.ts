@@ -1,32 +1,16 @@
 /** The `impulse` binary as a user runs it: real processes, exit codes, one-sentence errors. */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LsmEngine } from '../storage/lsm/lsm-engine.js';
 import { ENGINE_NAMES } from '../storage/registry.js';
-import { CLI_PATH, type ServerProcess, startServerProcess } from '../../testkit/process/server-process.js';
+import { type CliRun, runCli } from '../../testkit/process/cli-run.js';
+import { type ServerProcess, startServerProcess } from '../../testkit/process/server-process.js';
 
-interface Run {
-  code: number | null;
-  stdout: Buffer;
-  stderr: string;
-}
-
-function run(args: string[], input?: Buffer): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    let err = '';
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }));
-    child.stdin.end(input);
-  });
-}
+const run = (args: string[], input?: Buffer): Promise<CliRun> => runCli(args, input === undefined ? {} : { input });
 
 describe('impulse CLI', () => {
   let dir = '';

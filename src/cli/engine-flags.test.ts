@@ -11,7 +11,6 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +18,8 @@ import { ImpulseClient } from '../client/client.js';
 import { DEFAULT_PAGE_BYTES as PAGE_BYTES } from '../storage/btree/btree-engine.js';
 import { decodeMeta, metaPage, slotOf } from '../storage/btree/meta.js';
 import { ProcessCluster } from '../../testkit/process/cluster-process.js';
-import { CLI_PATH, startServerProcess } from '../../testkit/process/server-process.js';
+import { runCli } from '../../testkit/process/cli-run.js';
+import { startServerProcess } from '../../testkit/process/server-process.js';
 
 interface Run {
   readonly code: number | null;
@@ -28,12 +28,7 @@ interface Run {
 
 /** Runs `impulse serve ...args` to its exit (for starts that must fail). */
 function serveToExit(args: readonly string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI_PATH, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stderr }));
-  });
+  return runCli(['serve', '--host', '127.0.0.1', '--port', '0', ...args]);
 }
 
 interface StorageStatus {

@@ -5,13 +5,13 @@
  * keeps out a member whose certificate names another node id.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ProcessCluster } from '../../testkit/process/cluster-process.js';
-import { CLI_PATH, type ServerProcess, startServerProcess } from '../../testkit/process/server-process.js';
+import { runCli } from '../../testkit/process/cli-run.js';
+import { type ServerProcess, startServerProcess } from '../../testkit/process/server-process.js';
 import { TestPki } from '../../testkit/security/pki.js';
 
 interface Run {
@@ -20,15 +20,9 @@ interface Run {
   readonly stderr: string;
 }
 
-function run(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+async function run(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  const result = await runCli(args, { env });
+  return { ...result, stdout: result.stdout.toString() };
 }
 
 async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
