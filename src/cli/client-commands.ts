@@ -143,21 +143,15 @@ function registerScan(program: Command, context: ClientContext): void {
     });
 }
 
-/** Prints up to `entriesMax` entries of the range, page by page; `more` when the range goes on past them. */
+/** Prints up to `entriesMax` entries of the range; `more` when the range goes on past them (one entry more is asked for to know). */
 async function printRange(c: ImpulseClient, options: ScanOptions, entriesMax: number, format: OutputFormat): Promise<{ printed: number; more: boolean }> {
   let printed = 0;
-  let cursor: string | undefined;
-  for (;;) {
-    const limit = Math.min(PAGE_LIMIT_MAX, entriesMax - printed);
-    const page = await c.scan({ ...options, limit, ...(cursor !== undefined ? { cursor } : {}) });
-    for (const { key, value, revision } of page.items) {
-      process.stdout.write(format === 'json' ? JSON.stringify({ key: show(key), value: show(value), revision }) + '\n' : `${show(key)}\t${show(value)}\n`);
-    }
-    printed += page.items.length;
-    if (page.next === null) return { printed, more: false };
-    if (printed >= entriesMax) return { printed, more: true };
-    cursor = page.next;
+  for await (const { key, value, revision } of c.scanAll({ ...options, limit: Math.min(PAGE_LIMIT_MAX, entriesMax + 1) }, entriesMax + 1)) {
+    if (printed === entriesMax) return { printed, more: true };
+    process.stdout.write(format === 'json' ? JSON.stringify({ key: show(key), value: show(value), revision }) + '\n' : `${show(key)}\t${show(value)}\n`);
+    printed++;
   }
+  return { printed, more: false };
 }
 
 function registerBatch(program: Command, context: ClientContext): void {
