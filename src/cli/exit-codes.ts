@@ -1,15 +1,7 @@
 /**
- * The exit statuses of `impulse`, one table for the program, its `--help` and
- * the docs (docs/cli.md lists the same; cli-docs.test.ts keeps them equal).
- * Scripts branch on them, so they never change meaning:
- *
- *   0  success
- *   1  any other failure (the server refused the request as invalid, an unexpected error)
- *   2  bad usage or configuration (unknown flag, bad argument, a flag value out of range)
- *   3  a write's condition did not hold; nothing was changed
- *   4  the key does not exist (get)
- *   5  the server could not be reached, or did not answer in time
- *   6  the server failed or cannot serve now (a 5xx answer; health not ok)
+ * The exit statuses of `impulse`: one table (`EXIT_CODE_MEANINGS`) for the
+ * program, its `--help` and docs/cli.md (cli-docs.test.ts keeps the doc equal
+ * to it). Scripts branch on them, so a status never changes meaning.
  */
 import { isImpulseError } from '../errors.js';
 import { httpStatusOf } from '../api/http-status.js';
