@@ -93,6 +93,9 @@ class Harness {
     }
     node.readStates.push(...ready.readStates);
     node.raft.advance(ready);
+    // The store above wrote synchronously: a leader's asynchronous append is durable already.
+    const last = ready.entries[ready.entries.length - 1];
+    if (ready.persistAsync && last !== undefined) node.raft.persisted(last.index, last.term);
     return ready;
   }
 

@@ -526,7 +526,7 @@ export class RaftNode {
   hasReady(): boolean {
     this.flushLeaderWork();
     return (
-      this.hardStateToPersist(this.log.stableIndex()) !== null ||
+      this.hardStateToPersist(this.log.handedIndex()) !== null ||
       this.log.pendingSnapshot !== null ||
       this.log.hasUnstableEntries() ||
       this.messages.length > 0 ||
@@ -540,14 +540,20 @@ export class RaftNode {
     this.assertNoReadyOutstanding();
     this.flushLeaderWork();
     const entries = this.log.unstableEntries(this.config.readyEntriesBytesMax);
-    // Only entries persisted by the time this Ready is applied may be applied.
-    const persistedBy = entries.length > 0 ? entries[entries.length - 1]!.index : this.log.stableIndex();
-    const committedEntries = this.nextCommittedEntries(persistedBy);
+    // The hard state's commit index never passes the entries written with it or before it.
+    const persistedBy = entries.length > 0 ? entries[entries.length - 1]!.index : this.log.handedIndex();
+    const hardState = this.hardStateToPersist(persistedBy);
+    const snapshot = this.log.pendingSnapshot;
+    // A leader whose term and vote stay as they are appends asynchronously (§10.2.1): it may send
+    // and apply before its own write completes, so only entries already durable may apply.
+    const persistAsync = this.roleValue === 'leader' && snapshot === null && (hardState === null || (hardState.term === this.persistedHardState.term && hardState.vote === this.persistedHardState.vote));
+    const committedEntries = this.nextCommittedEntries(persistAsync ? this.log.stableIndex() : entries.length > 0 ? persistedBy : this.log.stableIndex());
     for (const entry of committedEntries) if (entry.kind === 'conf-change' && entry.change.type === 'remove-node') this.noteRemoved(entry.change.nodeId);
     const ready: Ready = {
       softState: this.softState(),
-      hardState: this.hardStateToPersist(persistedBy),
-      snapshot: this.log.pendingSnapshot,
+      hardState,
+      snapshot,
+      persistAsync,
       entries,
       messages: this.messages,
       committedEntries,
@@ -559,7 +565,11 @@ export class RaftNode {
     return ready;
   }
 
-  /** Acknowledges that `ready` was persisted, sent and applied in the documented order. */
+  /**
+   * Acknowledges that `ready` was handled in the documented order: persisted
+   * (or, when `ready.persistAsync`, its write started — `persisted` reports
+   * its completion), sent and applied.
+   */
   advance(ready: Ready): void {
     assert(this.readyOutstanding === ready, 'advance() without the matching ready()');
     this.readyOutstanding = null;
@@ -569,17 +579,31 @@ export class RaftNode {
       this.log.applied = ready.snapshot.index;
     }
     if (ready.entries.length > 0) {
-      this.log.stableTo(ready.entries[ready.entries.length - 1]!.index);
-      if (this.roleValue === 'leader') {
-        // The leader counts itself towards commitment only once its own copy is durable (§10.2.1).
-        const self = this.progress.get(this.id)!;
-        self.match = Math.max(self.match, this.log.stableIndex());
-        this.maybeCommit();
-      }
+      const last = ready.entries[ready.entries.length - 1]!;
+      this.log.persisting(last.index);
+      // MUTANT selfCountedBeforeDurable: the leader counts its own copy as soon as the write starts.
+      if (!ready.persistAsync || this.mutations.selfCountedBeforeDurable === true) this.persisted(last.index, last.term);
     }
     if (ready.committedEntries.length > 0) {
       this.log.applied = ready.committedEntries[ready.committedEntries.length - 1]!.index;
     }
+  }
+
+  /**
+   * The write of the entries up to `index` (the entry there has `term`)
+   * completed: they are durable. For a `persistAsync` Ready the driver calls
+   * this when its write completes (between Readys, like any input; writes
+   * complete in order); `advance` calls it for the others.
+   */
+  persisted(index: number, term: number): void {
+    this.assertNoReadyOutstanding();
+    this.log.stableTo(index, term);
+    if (this.roleValue !== 'leader') return;
+    // The leader counts itself towards commitment only once its own copy is durable (§10.2.1).
+    const self = this.progress.get(this.id)!;
+    if (this.log.stableIndex() <= self.match) return;
+    self.match = this.log.stableIndex();
+    this.maybeCommit();
   }
 
   // ---------------------------------------------------------------- roles
