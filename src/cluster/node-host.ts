@@ -202,6 +202,7 @@ export class NodeHost {
     this.liveness.tick();
     if (this.ticks % this.options.heartbeatTicks === 0) {
       for (const id of this.peerIds) this.transport.send(id, { channel: LIVENESS_CHANNEL, group: 0, body: null });
+      this.noticeGonePeers();
     }
     for (const group of this.groups.values()) {
       if (group.quiesced) {
@@ -214,6 +215,19 @@ export class NodeHost {
       }
       const notice = group.tick();
       if (notice !== undefined) this.sendQuiesce(group, notice);
+    }
+  }
+
+  /** A peer whose port refuses our dials and that has gone quiet: the groups it leads here campaign soon (faster failover after a crash). */
+  private noticeGonePeers(): void {
+    const peers = this.transport.stats().peers;
+    for (const id of this.peerIds) {
+      if (!this.liveness.dialsFailing(id, peers[String(id)]?.connectFailures ?? 0, this.options.heartbeatTicks)) continue;
+      for (const group of this.groups.values()) {
+        if (group.leader !== id) continue;
+        group.wake();
+        group.leaderUnreachable(id);
+      }
     }
   }
 

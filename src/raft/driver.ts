@@ -151,7 +151,8 @@ type Input<R> =
   | { readonly kind: 'read'; readonly done: ReadDone }
   | { readonly kind: 'transfer'; readonly target: NodeId; readonly done: (error: RaftError | null) => void }
   | { readonly kind: 'report-snapshot'; readonly to: NodeId; readonly ok: boolean }
-  | { readonly kind: 'persisted'; readonly index: number; readonly term: number };
+  | { readonly kind: 'persisted'; readonly index: number; readonly term: number }
+  | { readonly kind: 'leader-unreachable'; readonly id: NodeId };
 
 interface PendingProposal<R> {
   readonly term: number;
@@ -285,6 +286,16 @@ export class RaftDriver<R, P> {
       !this.snapshotReceiving &&
       this.raft.settled
     );
+  }
+
+  /**
+   * The host's hint that node `id`'s process is gone (see
+   * `RaftNode.leaderUnreachable`): a follower of `id` campaigns soon instead
+   * of after a whole election timeout. Queued in order with the other inputs.
+   */
+  leaderUnreachable(id: NodeId): void {
+    if (this.phase === 'stopped') return;
+    this.enqueue({ kind: 'leader-unreachable', id });
   }
 
   /** The host ticks this group again after a quiescence (see `RaftNode.resumeTicking`); queued in order with the other inputs. */
@@ -521,6 +532,8 @@ export class RaftDriver<R, P> {
         return raft.reportSnapshot(input.to, input.ok);
       case 'persisted':
         return raft.persisted(input.index, input.term);
+      case 'leader-unreachable':
+        return raft.leaderUnreachable(input.id);
     }
   }
 

@@ -274,6 +274,26 @@ export class RaftNode {
     if (this.roleValue === 'leader') for (const pr of this.progress.values()) pr.recentActive = true;
   }
 
+  /**
+   * A hint from the host: the process of node `id` is gone (it refuses
+   * connections and has been silent). When `id` is this follower's leader,
+   * the leader is forgotten — its lease no longer makes this node ignore
+   * campaigns — and the election timer is moved on so the node campaigns
+   * soon instead of after a whole election timeout: the voters other than
+   * `id`, in id order, campaign `2 × heartbeat` ticks apart (the first at the
+   * next tick), so two of them rarely collide. Safety never depends on it; a
+   * wrong hint costs at most a pre-vote round (the leader's next heartbeat
+   * restores it, and pre-vote needs a quorum that lost the leader too).
+   */
+  leaderUnreachable(id: NodeId): void {
+    this.assertNoReadyOutstanding();
+    if (this.roleValue !== 'follower' || id === NO_NODE || this.leader !== id || !this.isVoter() || this.removedSelf) return;
+    this.leader = NO_NODE;
+    const rank = this.conf.voters.filter((voter) => voter !== id).sort((a, b) => a - b).indexOf(this.id);
+    const waitTicks = 1 + rank * 2 * this.config.heartbeatIntervalTicks;
+    this.electionElapsed = Math.max(this.electionElapsed, this.randomizedElectionTimeout - waitTicks);
+  }
+
   // ---------------------------------------------------------------- inputs
 
   /** Advances logical time by one tick. */
