@@ -23,12 +23,17 @@
  *      entries (answering their proposers), answering reads whose index is
  *      applied, then
  *   4. `advance`, and compaction when due.
- * Three liberties, each keeping the promise the order protects (runReady):
- * a hard state that changes only the commit index is not saved (etcd's
- * MustSync); a leader whose term and vote do not change in the Ready sends
- * before its save completes (dissertation §10.2.1: it counts itself only for
- * persisted entries); committed entries that were durable before the Ready
- * apply while it persists. Persisting the next Ready still waits for this one.
+ * Liberties, each keeping the promise the order protects: a hard state that
+ * changes only the commit index is not saved (etcd's MustSync); committed
+ * entries that were durable before the Ready apply while it persists; and a
+ * LEADER whose term and vote the Ready leaves unchanged (`Ready.persistAsync`)
+ * sends, applies (only entries durable already) and advances without waiting
+ * for its write — dissertation §10.2.1, etcd raft's async storage writes: the
+ * write is queued behind the one in flight (`LogWriter`, which merges the
+ * writes of every Ready that came meanwhile into one), and its completion
+ * reaches the core as a `persisted` input, the only way the leader's own copy
+ * counts towards a commit. Any other Ready waits until every queued write is
+ * durable before its own.
  *
  * Callback-driven: the driver never awaits; every seam completes through a
  * callback, synchronously or later. The callbacks the driver hands out
