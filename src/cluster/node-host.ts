@@ -93,6 +93,8 @@ export class NodeHost {
   droppedMessages = 0;
   /** Quiescence notices sent, and quiesced groups woken because their leader's node went silent. */
   readonly quiesceCounters = { noticesSent: 0, wokenBySilence: 0 };
+  /** Groups told their leader's process is gone (`noticeGonePeers`), quiesced or not. */
+  leaderGoneHints = 0;
 
   constructor(private readonly options: NodeHostOptions) {
     this.logger = options.logger;
@@ -225,6 +227,7 @@ export class NodeHost {
       if (!this.liveness.dialsFailing(id, peers[String(id)]?.connectFailures ?? 0, this.options.heartbeatTicks)) continue;
       for (const group of this.groups.values()) {
         if (group.leader !== id) continue;
+        this.leaderGoneHints++;
         group.wake();
         group.leaderUnreachable(id);
       }

@@ -665,3 +665,15 @@ test('leaderUnreachable with the leader alive: the leader\'s next heartbeat rest
   assert.deepEqual(h.leaders(), [1]);
   assert.equal(h.node(1).raft.currentTerm, term, 'no election happened');
 });
+
+test('a learner that never acknowledged anything is not promoted, however short the log', () => {
+  const h = new Harness([1, 2, 3]);
+  h.elect(1);
+  const added = h.node(1).raft.proposeConfChange(change('add-learner', 4)); // node 4 never answers
+  assert.ok(added.ok);
+  h.settle();
+  h.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks);
+  const promoted = h.node(1).raft.proposeConfChange(change('add-voter', 4));
+  assert.equal(promoted.ok, false);
+  if (!promoted.ok) assert.equal(promoted.error.code, 'IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED');
+});

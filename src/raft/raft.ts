@@ -346,7 +346,8 @@ export class RaftNode {
         if (voters.has(id)) return `node ${id} is already a voter`;
         if (learners.has(id)) {
           const match = this.progress.get(id)?.match ?? 0;
-          if (match + this.config.learnerCatchUpEntriesMax < this.log.committed) return `learner ${id} has not caught up (match ${match}, commit ${this.log.committed})`;
+          // A learner that never acknowledged anything (match 0: not even the snapshot it joins with) has not caught up, however short the log.
+          if (match === 0 || match + this.config.learnerCatchUpEntriesMax < this.log.committed) return `learner ${id} has not caught up (match ${match}, commit ${this.log.committed})`;
           learners.delete(id);
         }
         voters.add(id);
