@@ -14,8 +14,9 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
-import type { Authorizer } from '../api/auth.js';
-import { ImpulseServer, type TlsMaterial } from '../api/server.js';
+import type { Authorizer } from '../security/auth.js';
+import { ImpulseServer } from '../api/server.js';
+import type { TlsMaterial } from '../security/tls.js';
 import { readIdentity } from '../cluster/identity.js';
 import { openLeaderlessMember } from '../cluster/open-leaderless-member.js';
 import { holdsSingleNodeStore, openMember } from '../cluster/open-member.js';
@@ -42,10 +43,11 @@ interface Opened {
   readonly peerTls?: TlsSocketFactory;
 }
 
-/** What the API server and the peer transport need from the security flags, files read. */
+/** What the client listeners (HTTP and RESP) need from the security flags, files read. */
 interface Secured {
   readonly auth?: Authorizer;
   readonly tls?: TlsMaterial;
+  readonly tlsHandshakesMax?: number;
 }
 
 export async function serve(config: ServeConfig): Promise<void> {
@@ -62,12 +64,14 @@ export async function serve(config: ServeConfig): Promise<void> {
   try {
     const auth = await loadAuthorizer(config.security);
     const tls = config.security.clientTls === undefined ? undefined : await readTlsMaterial(config.security.clientTls);
-    secured = { ...(auth !== undefined ? { auth } : {}), ...(tls !== undefined ? { tls } : {}) };
+    secured = { ...(auth !== undefined ? { auth } : {}), ...(tls !== undefined ? { tls, tlsHandshakesMax: config.security.tlsHandshakesMax } : {}) };
     for (const warning of securityWarnings(config.security, config.host)) logger.warn(warning);
     opened = config.cluster === undefined ? await openSingleNode(config, logger, secured) : await openClusterMember(config, logger, secured);
     if (config.respPort !== undefined) {
-      resp = new RespServer({ service: opened.service, logger, version: VERSION });
+      // The same tokens, roles and TLS files as the HTTP API (docs/resp.md, "Security").
+      resp = new RespServer({ service: opened.service, logger, version: VERSION, ...secured });
       opened.server.metrics.include(() => resp!.metrics.render());
+      if (resp.tlsHandshakes !== undefined) opened.server.reportTlsListener(resp.tlsHandshakes);
       respAddress = await resp.listen(config.respPort, config.host);
     }
     address = await opened.server.listen(config.port, config.host);
@@ -105,11 +109,15 @@ export async function serve(config: ServeConfig): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   const auth = secured.auth;
   const peerTls = opened.peerTls;
+  const setClientTls = (material: TlsMaterial): void => {
+    server.setTls(material);
+    resp?.setTls(material);
+  };
   watchSecurity({
     config: config.security,
     logger,
     ...(auth !== undefined ? { authorizer: auth } : {}),
-    ...(config.security.clientTls !== undefined ? { clientTls: (material: TlsMaterial) => server.setTls(material) } : {}),
+    ...(config.security.clientTls !== undefined ? { clientTls: (material: TlsMaterial) => setClientTls(material) } : {}),
     ...(peerTls !== undefined ? { peerTls: (material: PeerTlsMaterial) => peerTls.setMaterial(material) } : {}),
   });
   const url = `${config.security.clientTls !== undefined ? 'https' : 'http'}://${hostPort(address.address, address.port)}`;
