@@ -109,6 +109,7 @@ export async function serve(config: ServeConfig): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   const auth = secured.auth;
   const peerTls = opened.peerTls;
+  if (peerTls !== undefined) server.metrics.include(() => peerTls.renderMetrics());
   const setClientTls = (material: TlsMaterial): void => {
     server.setTls(material);
     resp?.setTls(material);
