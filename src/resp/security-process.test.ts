@@ -8,7 +8,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { get as httpsGet } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -16,19 +15,8 @@ import { Redis } from 'ioredis';
 import { ImpulseClient } from '../client/client.js';
 import { type ServerProcess, startServerProcess } from '../../testkit/process/server-process.js';
 import { redisCli, respPortOf } from '../../testkit/resp/redis-cli.js';
+import { httpsText } from '../../testkit/security/https-text.js';
 import { TestPki } from '../../testkit/security/pki.js';
-
-/** The body of a GET over HTTPS trusting `ca`, with a bearer token. */
-function httpsText(url: string, ca: Buffer, token: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    httpsGet(url, { ca, headers: { authorization: `Bearer ${token}` } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-      res.on('error', reject);
-    }).on('error', reject);
-  });
-}
 
 const HAVE_REDIS_CLI = spawnSync('redis-cli', ['--version']).status === 0;
 const WRITE = 'write-token-0123456789';
