@@ -48,6 +48,8 @@ interface Secured {
   readonly auth?: Authorizer;
   readonly tls?: TlsMaterial;
   readonly tlsHandshakesMax?: number;
+  /** The relay to other members (a cluster member's dashboard): the private CA it trusts. */
+  readonly memberProxy?: { readonly ca: Buffer };
 }
 
 export async function serve(config: ServeConfig): Promise<void> {
@@ -144,13 +146,18 @@ async function openSingleNode(config: ServeConfig, logger: Logger, secured: Secu
   return { service, server: new ImpulseServer({ service, logger, version: VERSION, statusExtra: { dataDir }, ...secured, ...dashboardOptions(config) }), logFields: { dataDir } };
 }
 
-async function openClusterMember(config: ServeConfig, logger: Logger, secured: Secured): Promise<Opened> {
+async function openClusterMember(config: ServeConfig, logger: Logger, securedGiven: Secured): Promise<Opened> {
+  let secured = securedGiven;
   const cluster = config.cluster!;
   if ((await readIdentity(new NodeVfs(), config.dataDir)) === undefined && (await holdsSingleNodeStore(new NodeVfs(), config.dataDir, config.engine))) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a single-node store (${config.engine}/); a cluster member needs a data directory of its own`);
   }
   const peerFiles = config.security.peerTls;
-  const peerTls = peerFiles === undefined ? undefined : new TlsSocketFactory({ material: await readPeerTlsMaterial(peerFiles), logger: logger.child({ component: 'peer-tls' }) });
+  const peerMaterial = peerFiles === undefined ? undefined : await readPeerTlsMaterial(peerFiles);
+  const peerTls = peerMaterial === undefined ? undefined : new TlsSocketFactory({ material: peerMaterial, logger: logger.child({ component: 'peer-tls' }) });
+  // The dashboard's relay to other members trusts the cluster CA (their client certificates come from it with `impulse certs`).
+  const memberCa = peerMaterial?.ca ?? secured.tls?.ca;
+  if (memberCa !== undefined) secured = { ...secured, memberProxy: { ca: memberCa } };
   if (config.leaderless !== undefined) return openLeaderless(config, logger, secured, peerTls);
   if (await new NodeVfs().exists(join(config.dataDir, 'leaderless'))) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a leaderless member's data; start it with --replication leaderless, or use another --data-dir`);
