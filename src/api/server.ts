@@ -213,6 +213,7 @@ export class ImpulseServer {
     // "Connection: close" from here on (see send()).
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
+    this.tlsHandshakes?.abortHandshakes(); // not HTTP connections yet: closeIdleConnections does not see them
     const grace = setTimeout(() => this.server.closeAllConnections(), this.options.shutdownGraceMs ?? 10_000);
     grace.unref();
     await closed;

@@ -70,7 +70,7 @@ export async function serve(config: ServeConfig): Promise<void> {
     for (const warning of securityWarnings(config.security, config.host)) logger.warn(warning);
     opened = config.cluster === undefined ? await openSingleNode(config, logger, secured) : await openClusterMember(config, logger, secured);
     if (config.respPort !== undefined) {
-      // The same tokens, roles and TLS files as the HTTP API (docs/resp.md, "Security").
+      // The same tokens, roles and TLS files as the HTTP API (docs/resp.md, "Tokens and TLS").
       resp = new RespServer({ service: opened.service, logger, version: VERSION, ...secured });
       opened.server.metrics.include(() => resp!.metrics.render());
       if (resp.tlsHandshakes !== undefined) opened.server.reportTlsListener(resp.tlsHandshakes);
@@ -146,8 +146,7 @@ async function openSingleNode(config: ServeConfig, logger: Logger, secured: Secu
   return { service, server: new ImpulseServer({ service, logger, version: VERSION, statusExtra: { dataDir }, ...secured, ...dashboardOptions(config) }), logFields: { dataDir } };
 }
 
-async function openClusterMember(config: ServeConfig, logger: Logger, securedGiven: Secured): Promise<Opened> {
-  let secured = securedGiven;
+async function openClusterMember(config: ServeConfig, logger: Logger, given: Secured): Promise<Opened> {
   const cluster = config.cluster!;
   if ((await readIdentity(new NodeVfs(), config.dataDir)) === undefined && (await holdsSingleNodeStore(new NodeVfs(), config.dataDir, config.engine))) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a single-node store (${config.engine}/); a cluster member needs a data directory of its own`);
@@ -156,8 +155,8 @@ async function openClusterMember(config: ServeConfig, logger: Logger, securedGiv
   const peerMaterial = peerFiles === undefined ? undefined : await readPeerTlsMaterial(peerFiles);
   const peerTls = peerMaterial === undefined ? undefined : new TlsSocketFactory({ material: peerMaterial, logger: logger.child({ component: 'peer-tls' }) });
   // The dashboard's relay to other members trusts the cluster CA (their client certificates come from it with `impulse certs`).
-  const memberCa = peerMaterial?.ca ?? secured.tls?.ca;
-  if (memberCa !== undefined) secured = { ...secured, memberProxy: { ca: memberCa } };
+  const memberCa = peerMaterial?.ca ?? given.tls?.ca;
+  const secured: Secured = memberCa === undefined ? given : { ...given, memberProxy: { ca: memberCa } };
   if (config.leaderless !== undefined) return openLeaderless(config, logger, secured, peerTls);
   if (await new NodeVfs().exists(join(config.dataDir, 'leaderless'))) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a leaderless member's data; start it with --replication leaderless, or use another --data-dir`);

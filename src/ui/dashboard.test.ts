@@ -212,6 +212,14 @@ describe('the dashboard in headless Chromium', { skip: SKIP }, () => {
   });
 });
 
+/** Closes the browser, kills the node and removes its directory (whatever of them was started). */
+async function stopSingleNode(browser: Browser | undefined, server: ServerProcess | undefined, dir: string): Promise<void> {
+  await browser?.close();
+  server?.kill('SIGKILL');
+  await server?.exited;
+  await rm(dir, { recursive: true, force: true });
+}
+
 describe('the dashboard of a single node in headless Chromium', { skip: SKIP }, () => {
   let dir = '';
   let server: ServerProcess;
@@ -227,12 +235,7 @@ describe('the dashboard of a single node in headless Chromium', { skip: SKIP }, 
     server = await startServerProcess(['--engine', 'btree', '--data-dir', join(dir, 'data'), '--chaos-results', join(dir, 'chaos')]);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   });
-  after(async () => {
-    await browser?.close();
-    server?.kill('SIGKILL');
-    await server?.exited;
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => stopSingleNode(browser, server, dir));
 
   it('shows one node, its B+tree figures, its chaos runs, and no console errors', async () => {
     const { page, problems } = await openPage(browser, `${server.url}/ui`);
@@ -260,12 +263,7 @@ describe('the dashboard of a node with a token file in headless Chromium', { ski
     server = await startServerProcess(['--engine', 'memory', '--data-dir', join(dir, 'data'), '--token-file', join(dir, 'tokens')]);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   });
-  after(async () => {
-    await browser?.close();
-    server?.kill('SIGKILL');
-    await server?.exited;
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => stopSingleNode(browser, server, dir));
 
   it('asks for a token on 401, says when one is refused, then sends it as a bearer header (never in a URL) for the rest of the tab', async () => {
     const { page, problems } = await openPage(browser, `${server.url}/ui`);
