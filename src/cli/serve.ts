@@ -173,7 +173,17 @@ function dashboardOptions(config: ServeConfig): { chaosResultsDir?: string } {
 
 async function openLeaderless(config: ServeConfig, logger: Logger, secured: Secured, peerTls: TlsSocketFactory | undefined): Promise<Opened> {
   const cluster = config.cluster!;
-  const member = await openLeaderlessMember({ cluster, leaderless: config.leaderless!, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger, ...(peerTls !== undefined ? { socketFactory: peerTls } : {}) });
+  const member = await openLeaderlessMember({
+    cluster,
+    leaderless: config.leaderless!,
+    engine: config.engine,
+    engineChoices: engineChoices(config, logger),
+    dataDir: config.dataDir,
+    limits: config.limits,
+    logger,
+    ...(peerTls !== undefined ? { socketFactory: peerTls } : {}),
+    ...(await openTestHooks(config.testHooks, new NodeVfs(), cluster.nodeId, logger, peerTls)),
+  });
   const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, ...secured, ...dashboardOptions(config) });
   return {
     service: member.service,
