@@ -6,6 +6,12 @@
  *
  * Every member runs with `--test-control` (clock and disk faults on stdin) and
  * the network's own flags; `--test-bug` when the run plants a bug.
+ *
+ * Leaderless mode (`replication: 'leaderless'`): members run `--replication
+ * leaderless --replicas <members>`, so every member owns every key and their
+ * /digest must end equal; there is no leader (`leader()` is undefined, and the
+ * schedule's leader targets fall back to its first member), and a cluster is
+ * ready once every member sees every other `up`.
  */
 import { ImpulseClient } from '../../src/client/client.js';
 import type { ClusterView } from '../../src/protocol/cluster-view.js';
@@ -14,6 +20,8 @@ import { type ChaosNetwork, type NetworkMode, createChaosNetwork } from './netwo
 
 export interface ChaosClusterOptions {
   readonly nodes: number;
+  /** Default 'raft'. */
+  readonly replication?: 'raft' | 'leaderless';
   readonly engine: string;
   readonly network: NetworkMode;
   readonly seed: number;
@@ -93,6 +101,7 @@ export class ChaosCluster {
       ...(join ? ['--join', '--cluster-id', this.clusterId ?? ''] : []),
       '--data-dir', this.processes.dataDir(id),
       '--engine', this.options.engine,
+      ...(this.leaderless ? ['--replication', 'leaderless', '--replicas', String(this.options.nodes)] : []),
       '--log-level', 'info',
       '--test-control',
       ...(this.options.bugs !== undefined ? ['--test-bug', this.options.bugs] : []),
@@ -103,6 +112,12 @@ export class ChaosCluster {
 
   async startMember(id: number, join = false): Promise<void> {
     await this.processes.start(id, this.serveArgs(id, join));
+  }
+
+  /** One acknowledged write through member `id` (a recovery probe): a plain put, or in leaderless mode a blind write. */
+  async probeWrite(id: number, key: string, value: string): Promise<void> {
+    if (this.leaderless) await this.admin(id).putVersion(key, value);
+    else await this.admin(id).put(key, value);
   }
 
   /** Member `id`'s view, or undefined when it does not answer (down, paused, or too slow). */
@@ -124,8 +139,20 @@ export class ChaosCluster {
     }
   }
 
-  /** The leader a majority of the slots' members name right now, if any. */
+  get leaderless(): boolean {
+    return this.options.replication === 'leaderless';
+  }
+
+  /** Ready for the workload: a leader (Raft), or every member answering and seeing every other one up (leaderless). */
+  async ready(): Promise<boolean> {
+    if (!this.leaderless) return (await this.leader()) !== undefined;
+    const views = await Promise.all(this.slots.map((id) => this.view(id)));
+    return views.every((view) => view !== undefined && view.members.every((member) => member.role === 'up'));
+  }
+
+  /** The leader a majority of the slots' members name right now, if any (never, in a leaderless cluster). */
   async leader(): Promise<number | undefined> {
+    if (this.leaderless) return undefined;
     const views = await Promise.all(this.slots.map((id) => this.view(id)));
     const votes = new Map<number, number>();
     for (const view of views) if (view?.leader !== null && view?.leader !== undefined) votes.set(view.leader, (votes.get(view.leader) ?? 0) + 1);

@@ -108,12 +108,17 @@ export async function restart(cluster: ChaosCluster, ids: readonly number[], not
   }
 }
 
-/** A healthy disk on `ids`; a member that fail-stopped is restarted (kill -9, then start on its data). */
+/**
+ * A healthy disk on `ids`; a member that fail-stopped is restarted (kill -9, then start on its data):
+ * a Raft member's group reports `failed`, a leaderless member's engine `read-only` (it refuses
+ * writes until reopened, as documented for a failed fsync).
+ */
 export async function healDisks(cluster: ChaosCluster, ids: readonly number[], note: (text: string) => void): Promise<void> {
   for (const id of ids) {
     cluster.processes.control(id, { disk: '' });
-    if ((await cluster.health(id)) === 'failed') {
-      note(`member ${id} had fail-stopped (its disk failed, as documented); restarted on its data`);
+    const health = await cluster.health(id);
+    if (health === 'failed' || health === 'read-only') {
+      note(`member ${id} had fail-stopped (its disk failed: ${health}, as documented); restarted on its data`);
       await cluster.processes.kill(id);
       await restart(cluster, [id], note);
     }
