@@ -133,6 +133,7 @@ program
   .option('--out <dir>', 'write history.jsonl, faults.jsonl, summary.json and report.html here')
   .option('--recovery-bound-ms <ms>', 'a write must succeed within this long after the final heal', '15000')
   .option('--op-timeout-ms <ms>', "a client request's timeout (then its outcome is unknown)", '2000')
+  .option('--split-keys <keys>', 'raft: a sharded cluster cut at these keys (comma-separated); leader faults take turns among the shard leaders')
   .option('--test-bug <names>', 'plant deliberate bugs in every member (raft: no-read-index, no-check-quorum, ack-before-majority; leaderless: ack-before-w, anti-entropy-skips-range)')
   .action(async (flags: Record<string, string>) => {
     // Test tooling, loaded only for this command: product code never imports testkit statically.

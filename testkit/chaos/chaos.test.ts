@@ -81,6 +81,15 @@ describe('chaos: one seeded run per fault family (real processes)', { concurrenc
   });
 });
 
+describe('chaos: a sharded Raft cluster (real processes)', { concurrency: false }, () => {
+  it('split at r/2 (two data shards): kill -9 of shard 2\'s leader, then shard 3\'s leader isolated — register, seed 10: linearizable per key across the shards', async () => {
+    const result = await run(['kill', 'partition'], 'register', 10, { splitKeys: ['r/2'], durationS: 15 });
+    assert.deepEqual(result.faults.map((fault) => fault.notes.find((note) => note.startsWith('"the leader"'))?.replace(/: [0-9]+$/, '')), ['"the leader" is the leader of shard 2', '"the leader" is the leader of shard 3']);
+    const keys = new Set(result.history.ops.filter((op) => op.status === 'ok').map((op) => op.key));
+    assert.ok(keys.has('r/0') && keys.has('r/4'), 'both shards served');
+  });
+});
+
 // Leaderless clusters (N = members, R = W = 2): every family but membership, three faults a run.
 const LEADERLESS_FAMILIES: NemesisFamily[] = ['kill', 'pause', 'partition', 'link', 'clock', 'disk'];
 

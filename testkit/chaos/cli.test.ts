@@ -29,6 +29,10 @@ describe('impulse chaos flags', () => {
     assert.throws(() => parseChaosFlags({ replication: 'leaderless', workload: 'bank' }), /--workload bank needs conditional batches, which --replication leaderless does not offer; use register or set/);
     assert.throws(() => parseChaosFlags({ replication: 'leaderless', nemesis: 'kill,membership' }), /membership nemesis needs membership changes/);
     assert.equal(parseChaosFlags({ replication: 'leaderless', nemesis: 'all', workload: 'set' }).replication, 'leaderless');
+    assert.throws(() => parseChaosFlags({ replication: 'leaderless', splitKeys: 'r/2' }), /--split-keys shards a Raft cluster/);
+    assert.throws(() => parseChaosFlags({ splitKeys: 'r/2', nemesis: 'membership' }), /a sharded cluster does not offer yet/);
+    assert.deepEqual(parseChaosFlags({ splitKeys: 'g,p', nemesis: 'all' }).splitKeys, ['g', 'p']);
+    assert.ok(!parseChaosFlags({ splitKeys: 'g', nemesis: 'all' }).nemesis.includes('membership'));
     assert.throws(() => parseChaosFlags({ engine: 'memory' }), /durable engine/);
     assert.throws(() => parseChaosFlags({ net: 'netns', nemesis: 'link' }), /link faults need --net proxy/);
     assert.throws(() => parseChaosFlags({ seed: '-1' }), /--seed/);

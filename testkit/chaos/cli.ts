@@ -26,6 +26,7 @@ export interface ChaosFlags {
   testBug?: string;
   recoveryBoundMs?: string;
   opTimeoutMs?: string;
+  splitKeys?: string;
 }
 
 const DURATION_S_MAX = 24 * 3600;
@@ -38,9 +39,9 @@ export function parseDuration(text: string): number {
   return value;
 }
 
-/** Parses `--nemesis` (families, comma-separated; "all": every family the mode offers; "none"). */
-export function parseNemesis(text: string, leaderless = false): NemesisFamily[] {
-  if (text === 'all') return NEMESIS_FAMILIES.filter((family) => !leaderless || family !== 'membership');
+/** Parses `--nemesis` (families, comma-separated; "all": every family the cluster offers — no membership in leaderless or sharded clusters; "none"). */
+export function parseNemesis(text: string, withoutMembership = false): NemesisFamily[] {
+  if (text === 'all') return NEMESIS_FAMILIES.filter((family) => !withoutMembership || family !== 'membership');
   if (text === 'none' || text === '') return [];
   const families = text.split(',').map((part) => part.trim());
   for (const family of families) if (!(NEMESIS_FAMILIES as readonly string[]).includes(family)) throw invalid(`--nemesis takes ${NEMESIS_FAMILIES.join(', ')}, all or none; got ${JSON.stringify(family)}`);
@@ -64,8 +65,12 @@ export function parseChaosFlags(flags: ChaosFlags): ChaosOptions {
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw invalid('--workers must be 1 to 64');
   const network = flags.net ?? 'proxy';
   if (network !== 'proxy' && network !== 'netns') throw invalid('--net must be proxy or netns');
-  const nemesis = parseNemesis(flags.nemesis ?? 'kill,pause,partition,link', leaderless);
+  const splitKeys = flags.splitKeys === undefined ? undefined : flags.splitKeys.split(',').filter((key) => key !== '');
+  const nemesis = parseNemesis(flags.nemesis ?? 'kill,pause,partition,link', leaderless || splitKeys !== undefined);
   if (network === 'netns' && nemesis.includes('link')) throw invalid('link faults need --net proxy (netns mode cuts links with iptables only)');
+  if (splitKeys !== undefined && leaderless) throw invalid('--split-keys shards a Raft cluster; a leaderless cluster places keys on its ring');
+  if (splitKeys !== undefined && splitKeys.length === 0) throw invalid('--split-keys must name at least one key');
+  if (splitKeys !== undefined && nemesis.includes('membership')) throw invalid('the membership nemesis replaces members, which a sharded cluster does not offer yet (--join with --split-keys is refused)');
   if (leaderless && nemesis.includes('membership')) throw invalid('the membership nemesis needs membership changes, which --replication leaderless does not offer yet (its members are the --initial-cluster)');
   const opTimeoutMs = Number(flags.opTimeoutMs ?? '2000');
   if (!(opTimeoutMs >= 50 && opTimeoutMs <= 60_000)) throw invalid('--op-timeout-ms must be 50 to 60000');
@@ -84,6 +89,7 @@ export function parseChaosFlags(flags: ChaosFlags): ChaosOptions {
     recoveryBoundMs,
     opTimeoutMs,
     ...(flags.testBug !== undefined ? { bugs: flags.testBug } : {}),
+    ...(splitKeys !== undefined ? { splitKeys } : {}),
     ...(flags.out !== undefined ? { out: resolve(flags.out) } : {}),
   };
 }

@@ -40,11 +40,13 @@ const PROMOTE_WAIT_MS = 20_000;
 /** Applies `scheduled` now; returns its record and its healer. */
 export async function applyFault(scheduled: ScheduledFault, cluster: ChaosCluster, nowS: () => number): Promise<{ record: FaultRecord; heal: Healer }> {
   const fault = scheduled.fault;
-  const leaderId = await cluster.leader();
+  const leader = await cluster.faultLeader(scheduled.id);
+  const leaderId = leader.id;
   const leaderSlot = cluster.slotOf(leaderId);
   const ids = (slots: number[]): number[] => slots.map((slot) => cluster.slots[slot]!);
   const record: FaultRecord = { id: scheduled.id, kind: fault.kind, description: describeFault(fault), startS: nowS(), endS: undefined, targets: [], notes: [] };
   const note = (text: string): void => void record.notes.push(text);
+  if (leader.note !== undefined) note(`"the leader" is ${leader.note}${leaderId !== undefined ? `: ${leaderId}` : ' (none now)'}`);
   switch (fault.kind) {
     case 'kill': {
       const targets = ids(resolveTarget(fault.target, leaderSlot));

@@ -55,6 +55,8 @@ export interface ChaosOptions {
   readonly out?: string;
   /** Extra `impulse serve` flags for every member. */
   readonly serveArgs?: readonly string[];
+  /** Raft only: a sharded cluster cut at these keys (`--split-keys`); faults aimed at "the leader" take turns among the shards' leaders. */
+  readonly splitKeys?: readonly string[];
   /** Progress and log lines; default none. */
   readonly log?: (line: string) => void;
   /** A progress line about once a second (replaced in place on a terminal). */
@@ -90,7 +92,7 @@ const REPAIR_TIMEOUT_MS = 30_000;
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const log = options.log ?? (() => undefined);
   const schedule = makeSchedule({ seed: options.seed, durationS: options.durationS, nodes: options.nodes, families: options.nemesis });
-  log(`chaos: ${options.nodes} nodes, ${options.replication}, ${options.engine}, ${options.workload}, ${options.durationS}s, seed ${options.seed}, ${schedule.length} faults: ${options.nemesis.join(',') || 'none'}`);
+  log(`chaos: ${options.nodes} nodes, ${options.replication}${options.splitKeys !== undefined ? ` sharded at ${options.splitKeys.join(',')}` : ''}, ${options.engine}, ${options.workload}, ${options.durationS}s, seed ${options.seed}, ${schedule.length} faults: ${options.nemesis.join(',') || 'none'}`);
   const root = await mkdtemp(join(tmpdir(), 'impulse-chaos-'));
   const cluster = await ChaosCluster.start({
     nodes: options.nodes,
@@ -101,6 +103,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     root,
     ...(options.bugs !== undefined ? { bugs: options.bugs } : {}),
     ...(options.serveArgs !== undefined ? { serveArgs: options.serveArgs } : {}),
+    ...(options.splitKeys !== undefined ? { splitKeys: options.splitKeys } : {}),
   });
   try {
     return await runOnCluster(cluster, schedule, options, log);
