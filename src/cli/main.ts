@@ -134,7 +134,7 @@ program
   .option('--recovery-bound-ms <ms>', 'a write must succeed within this long after the final heal', '15000')
   .option('--op-timeout-ms <ms>', "a client request's timeout (then its outcome is unknown)", '2000')
   .option('--split-keys <keys>', 'raft: a sharded cluster cut at these keys (comma-separated); leader faults take turns among the shard leaders')
-  .option('--test-bug <names>', 'plant deliberate bugs in every member (raft: no-read-index, no-check-quorum, ack-before-majority; leaderless: ack-before-w, anti-entropy-skips-range)')
+  .option('--test-bug <names>', 'plant deliberate bugs in every member (raft: no-read-index, no-check-quorum, ack-before-majority; leaderless: ack-before-w, anti-entropy-skips-range, overwrite-concurrent)')
   .action(async (flags: Record<string, string>) => {
     // Test tooling, loaded only for this command: product code never imports testkit statically.
     const { chaosCommand } = (await import(new URL('../../testkit/chaos/cli.js', import.meta.url).href)) as { chaosCommand(flags: Record<string, string>): Promise<number> };

@@ -27,6 +27,8 @@ export const TEST_BUGS = {
   'ack-before-w': { mode: 'leaderless', leaderless: { acknowledgeEarly: true } },
   /** Leaderless: anti-entropy never repairs half of the ring (leaves with an odd index): a replica that missed writes there never gets them, and replicas never converge. */
   'anti-entropy-skips-range': { mode: 'leaderless', leaderless: { antiEntropySkipsOddLeaves: true } },
+  /** Leaderless: a write supersedes every sibling its coordinating owner holds, seen by the client or not: concurrent acknowledged writes vanish (a version per key bumped by the server, instead of dotted version vectors). */
+  'overwrite-concurrent': { mode: 'leaderless', leaderless: { supersedeUnseen: true } },
 } as const satisfies Record<string, { mode: 'raft'; raft: RaftOverrides } | { mode: 'leaderless'; leaderless: LeaderlessMutations }>;
 
 export type TestBugName = keyof typeof TEST_BUGS;

@@ -84,7 +84,7 @@ describe('test hook flags', () => {
     assert.deepEqual(parseTestBugs('no-check-quorum').overrides, { checkQuorum: false, mutations: { readsWithoutReadIndex: true } });
     assert.deepEqual(parseTestBugs('ack-before-majority').overrides, { mutations: { commitOnLeaderAlone: true } });
     assert.deepEqual(parseTestBugs('ack-before-w,anti-entropy-skips-range', 'leaderless').leaderless, { acknowledgeEarly: true, antiEntropySkipsOddLeaves: true });
-    assert.equal(TEST_BUG_NAMES.length, 5);
+    assert.equal(TEST_BUG_NAMES.length, 6);
     assert.throws(() => parseTestBugs('nope'), /--test-bug must name/);
     assert.throws(() => parseTestBugs('ack-before-w'), /ack-before-w is a bug of leaderless members; this member runs --replication raft/);
     assert.throws(() => parseTestBugs('no-check-quorum', 'leaderless'), /a bug of raft members/);

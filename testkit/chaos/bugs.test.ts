@@ -50,4 +50,9 @@ describe('chaos: the tester catches planted bugs in leaderless clusters (real pr
   it('anti-entropy-skips-range (half the ring never repaired) is caught by seed 4 (kill -9 of the first member, set workload), 8 s: replicas never converge', async () => {
     await caught('anti-entropy-skips-range', ['convergence'], { replication: 'leaderless', nemesis: ['kill'], seed: 4, workload: 'set', durationS: 8 });
   });
+
+  // Concurrent puts from nine clients on five hot keys are enough: no fault is needed.
+  it('overwrite-concurrent (a put supersedes siblings its client never saw) is caught by seed 10 with no faults (causal register), 6 s: acknowledged puts lost', async () => {
+    await caught('overwrite-concurrent', ['no-lost-writes'], { replication: 'leaderless', nemesis: [], durationS: 6 });
+  });
 });
