@@ -181,26 +181,21 @@ async function readVersions(worker: Worker, key: string): Promise<void> {
   if (result !== undefined) worker.lastVersions.set(key, { values: values(result), context: result.context });
 }
 
-const setWorkload: Workload = {
-  name: 'set',
-  async setup() {},
-  async step(worker) {
-    const element = worker.uniqueValue();
-    await worker.invoke('add', `s/${element}`, element, undefined, () => worker.client.put(`s/${element}`, element), () => null);
-  },
-  finalReads: readSet,
-};
+/** The set: each add a write of a key of its own (`add` is a plain put, or in leaderless mode a blind write: no siblings, every key is written once). */
+function setWorkloadWith(add: (client: ImpulseClient, key: string, element: string) => Promise<unknown>): Workload {
+  return {
+    name: 'set',
+    async setup() {},
+    async step(worker) {
+      const element = worker.uniqueValue();
+      await worker.invoke('add', `s/${element}`, element, undefined, () => add(worker.client, `s/${element}`, element), () => null);
+    },
+    finalReads: readSet,
+  };
+}
 
-/** The set on a leaderless cluster: each add a blind write of a key of its own (no siblings: every key is written once). */
-const causalSetWorkload: Workload = {
-  name: 'set',
-  async setup() {},
-  async step(worker) {
-    const element = worker.uniqueValue();
-    await worker.invoke('add', `s/${element}`, element, undefined, () => worker.client.putVersion(`s/${element}`, element), () => null);
-  },
-  finalReads: readSet,
-};
+const setWorkload = setWorkloadWith((client, key, element) => client.put(key, element));
+const causalSetWorkload = setWorkloadWith((client, key, element) => client.putVersion(key, element));
 
 async function readSet(worker: Worker): Promise<void> {
   // After the final heal nothing writes any more, so a read page by page sees one state.
