@@ -160,7 +160,7 @@ describe('btree recovery: a damaged meta slot', () => {
 
 describe('btree recovery: a crash during a meta write is never taken for damage', () => {
   // Slot 1 holds commit 41 in both copies; commit 42 writes slot 0, whose copies held commit 40.
-  const meta = (txn: number): Meta => ({ txn, pageBytes: PAGE, root: 0, depth: 0, pageCount: 4, freeListPage: 0, freeCount: 0, keyCount: txn });
+  const meta = (txn: number): Meta => ({ txn, pageBytes: PAGE, root: 0, depth: 0, pageCount: 4, freeListPage: 0, freeCount: 0, keyCount: txn, baseTxn: txn - 1, proofPages: 0, proofDigest: 0 });
   type Outcome = 'old' | 'new' | 'torn';
   const read = (outcome: Outcome, page: number): Meta | string => (outcome === 'old' ? meta(40) : outcome === 'new' ? meta(42) : `meta page ${page} failed its checksum`);
   const outcomes: readonly Outcome[] = ['old', 'new', 'torn'];
@@ -232,12 +232,12 @@ describe('btree recovery: never a new, empty store over existing data', () => {
       await file.write(page * PAGE, bytes);
     }
     await file.close();
-    await assert.rejects(openEngine(vfs), isCorruption(/format version 1; this impulse reads version 2/));
+    await assert.rejects(openEngine(vfs), isCorruption(/format version 1; this impulse reads versions 2 to 3 only/));
   });
 });
 
 function meta0(): Meta {
-  return { txn: 0, pageBytes: PAGE, root: 0, depth: 0, pageCount: 4, freeListPage: 0, freeCount: 0, keyCount: 0 };
+  return { txn: 0, pageBytes: PAGE, root: 0, depth: 0, pageCount: 4, freeListPage: 0, freeCount: 0, keyCount: 0, baseTxn: 0, proofPages: 0, proofDigest: 0 };
 }
 
 /** A fault on the `nth` file sync from now on (1 = the next one). */
@@ -254,7 +254,7 @@ describe('btree recovery: what a restarted process found is made durable before 
       await first.put(text('a'), text('1'));
       await first.put(text('a'), text('2')); // frees the first leaf
       // The next commit's meta write reaches the OS but its fsync fails (a process that died right there).
-      vfs.inject(onSync(2, 'error'));
+      vfs.inject(onSync(1, 'error'));
       await assert.rejects(first.put(text('b'), text('3')));
       await first.close();
       // The OS still holds that meta write: a new process on the same disk opens it.
