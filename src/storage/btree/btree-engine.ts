@@ -56,7 +56,7 @@ import { encodeMetaPage, encodeMetaSlot, metaPage, slotOf, type Meta } from './m
 import { PageCache } from './page-cache.js';
 import { META_PAGES, pageCorruption, PageGeometry } from './page.js';
 import { Pager } from './pager.js';
-import { UnsyncedPages } from './commit-proof.js';
+import { proveVersion, UnsyncedPages } from './commit-proof.js';
 import { BTREE_RECOVERY_MODES, chooseMeta, proveChoice, type BTreeRecoveryMode, type MetaChoice } from './recovery.js';
 import { WriteTxn } from './txn.js';
 import { VersionPins } from './versions.js';
@@ -164,6 +164,8 @@ export class BTreeEngine extends Engine {
   private poisoned: unknown;
   private commits = 0;
   private pagesWritten = 0;
+  /** Commits (and flushes) that ended with an fsync. */
+  private syncs = 0;
 
   constructor(options: BTreeEngineOptions) {
     super(options);
@@ -434,6 +436,7 @@ export class BTreeEngine extends Engine {
 
   /** The committed version, whose meta sits in `slot`, is synced: its base for the next commits. */
   private markDurable(state: OpenState, slot: number): void {
+    this.syncs++;
     state.durableTxn = state.committed.txn;
     state.durableSlot = slot;
     state.unsyncedCommits = 0;
@@ -442,7 +445,8 @@ export class BTreeEngine extends Engine {
   // ---- stats and checking ------------------------------------------------------------------
 
   protected async _stats(): Promise<EngineStats> {
-    const { pager, committed: meta } = this.openState();
+    const state = this.openState();
+    const { pager, committed: meta } = state;
     const fileBytes = await pager.file.size();
     return {
       keyCount: meta.keyCount,
@@ -467,6 +471,9 @@ export class BTreeEngine extends Engine {
         btree_readers: this.pins.count,
         btree_recovery_meta_pages_repaired: this.lastRecovery?.metaPagesRepaired ?? 0,
         btree_recovery_rolled_back: this.lastRecovery?.rolledBack !== undefined ? 1 : 0,
+        btree_recovery_discarded_unsynced: this.lastRecovery?.discardedUnsyncedTxn !== undefined ? 1 : 0,
+        btree_unsynced_commits: state.unsyncedCommits,
+        btree_syncs: this.syncs,
       },
     };
   }
@@ -479,7 +486,13 @@ export class BTreeEngine extends Engine {
    */
   async checkTree(): Promise<BTreeCheckReport> {
     const { pager, committed } = this.openState();
-    return this.pins.pinned(committed.txn, () => checkVersion(pager, committed));
+    return this.pins.pinned(committed.txn, async () => {
+      const report = await checkVersion(pager, committed);
+      // The proof the meta page carries must match the pages as written (the commit's bookkeeping of them).
+      const unproven = await proveVersion(pager, committed);
+      assert(unproven === undefined, `commit ${committed.txn} does not prove its own pages: ${unproven}`);
+      return report;
+    });
   }
 
   private openState(): OpenState {

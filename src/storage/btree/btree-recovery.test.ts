@@ -271,3 +271,86 @@ describe('btree recovery: what a restarted process found is made durable before 
     }
   });
 });
+
+describe('btree recovery: a commit whose pages did not all reach the disk (commit-proof.ts)', () => {
+  /** Meta slot `slot` as written (copy 0), not as opening would choose. */
+  async function slotMeta(vfs: Vfs, slot: number): Promise<Meta> {
+    const file = await vfs.open(FILE);
+    try {
+      const read = decodeMeta(await file.read(metaPage(slot, 0) * PAGE, PAGE), metaPage(slot, 0));
+      assert.ok(typeof read !== 'string', String(read));
+      return read;
+    } finally {
+      await file.close();
+    }
+  }
+
+  it('a power loss that keeps the meta page but not every page opens the last synced commit, and says so', async () => {
+    let discarded = 0;
+    for (let seed = 1; seed <= 40; seed++) {
+      const vfs = new MemVfs({ random: new SeededRandom(seed) });
+      const first = await openEngine(vfs);
+      await first.put(text('a'), text('1'));
+      // Enough keys that the commit writes several pages (splits), then the power fails before its fsync.
+      vfs.inject(onSync(1, 'crash'));
+      await assert.rejects(first.batch(Array.from({ length: 30 }, (_, index) => ({ type: 'put' as const, key: text(`k${String(index).padStart(2, '0')}`), value: text('v'.repeat(20)) }))), isCrashError);
+      const warnings: string[] = [];
+      const log: BTreeLog = { info: () => undefined, warn: (_fields, message) => warnings.push(message) };
+      const engine = await openEngine(vfs.recover('reorder'), { log });
+      await engine.checkTree();
+      assert.deepEqual(await engine.get(text('a')), text('1'));
+      const batchKeys = (await engine.range({ limit: 100 })).length - 1;
+      assert.ok(batchKeys === 0 || batchKeys === 30, `seed ${seed}: a torn batch (${batchKeys} of 30 keys)`);
+      if (engine.recovery?.discardedUnsyncedTxn !== undefined) {
+        discarded++;
+        assert.equal(batchKeys, 0);
+        assert.equal(engine.recovery.discardedUnsyncedTxn, 2);
+        assert.equal((await engine.stats()).figures.btree_recovery_discarded_unsynced, 1);
+        assert.match(warnings.join('\n'), /commit 2 \(31 keys\) is not all on disk .*started from commit 1 \(1 keys\), the last synced commit/);
+        assert.equal(engine.recoveryReport?.dataLost, false);
+      }
+      await engine.close();
+    }
+    assert.ok(discarded >= 5, `only ${discarded} of 40 power losses kept the meta page without all the pages`);
+  });
+
+  it('when the newest commit is not all on disk and the synced commit below it is damaged too, opening refuses', async () => {
+    const vfs = new MemVfs();
+    const engine = await openEngine(vfs);
+    await engine.put(text('a'), text('1'));
+    await engine.put(text('b'), text('2'));
+    await engine.put(text('c'), text('3'));
+    // The power fails with all three synced (no clean close): commit 3 names commit 2 as its base.
+    const disk = vfs.recover('lose-unsynced');
+    const [newest, base] = [await slotMeta(disk, slotOf(3)), await slotMeta(disk, slotOf(2))];
+    assert.deepEqual([newest.txn, newest.baseTxn, base.txn], [3, 2, 2]);
+    disk.flipBit(FILE, newest.root * PAGE + 100, 1);
+    disk.flipBit(FILE, base.root * PAGE + 100, 1);
+    await assert.rejects(openEngine(disk), isCorruption(/commit 2 was synced but its pages are damaged .*commit 3 is not all on disk/));
+  });
+
+  it('known limit: damage to the newest commit before any later commit or a clean close is taken for an interrupted commit (rolled back, warned)', async () => {
+    const vfs = new MemVfs();
+    const engine = await openEngine(vfs);
+    await engine.put(text('a'), text('1'));
+    await engine.put(text('b'), text('2'));
+    const disk = vfs.recover('lose-unsynced');
+    disk.flipBit(FILE, (await slotMeta(disk, slotOf(2))).root * PAGE + 100, 1);
+    const warnings: string[] = [];
+    const reopened = await openEngine(disk, { log: { info: () => undefined, warn: (_fields, message) => warnings.push(message) } });
+    assert.equal(reopened.recovery?.discardedUnsyncedTxn, 2);
+    assert.equal(await reopened.get(text('b')), undefined);
+    assert.match(warnings.join('\n'), /commit 2 \(2 keys\) is not all on disk/);
+    await reopened.close();
+  });
+
+  it('after a clean close, damage to the newest commit is reported when read, never rolled back', async () => {
+    const { vfs, meta } = await twoCommits();
+    assert.equal(meta.baseTxn, meta.txn, 'the clean close seals the newest commit');
+    vfs.flipBit(FILE, meta.root * PAGE + 100, 1);
+    const engine = await openEngine(vfs);
+    assert.equal(engine.recovery?.discardedUnsyncedTxn, undefined);
+    await assert.rejects(engine.get(text('b')), isCorruption(/failed its checksum/));
+    await engine.close();
+  });
+});
