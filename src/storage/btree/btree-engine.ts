@@ -16,32 +16,31 @@
  * How a write commits (one `_write` call = one transaction = one commit; the
  * base class's group commit hands every write queued meanwhile to one call):
  *
- *   1. Every page the transaction changes is first copied to a page that no
- *      committed version uses ("touch"); the old page is recorded as freed by
- *      this transaction. Pages are never modified in place once committed.
+ *   1. Every page the transaction changes is first copied to a free page
+ *      ("touch"); the old page is recorded as freed by this transaction.
+ *      Pages are never modified in place once committed.
  *   2. The new pages, overflow runs and a fresh copy of the free list are
- *      written, and the file is fsynced (first fsync).
- *   3. Both copies of the meta slot txn % 2 (root, free-list head, counts,
- *      each with its own checksum) are written with one write and fsynced
- *      (second fsync). Only this makes the version visible after a crash;
- *      the write is acknowledged after it.
+ *      written.
+ *   3. Both copies of a meta slot (root, free-list head, counts, the BASE =
+ *      the newest synced commit, and the proof of the pages written since
+ *      it: commit-proof.ts) are written with one write, to the slot that
+ *      does not hold the base. A synced write then fsyncs once and is
+ *      acknowledged; that commit becomes the base.
  *
- * After a crash the newest meta with a valid checksum wins; a crash cannot
- * damage both copies of a slot, so a slot damaged in both is damage to synced
- * data and opening refuses (recovery.ts). A crash before step 3 completes
- * leaves the previous version as the newest valid one, and its tree
- * untouched: steps 1-2 only write pages the previous version does not use
- * (pages it freed are reused from the NEXT transaction on). They may
- * overwrite pages of the version before it, but that version's meta sits in
- * the very slot step 3 overwrites, and the previous meta was fsynced by its
- * own commit, so it is never the fallback. Group commit thus costs two fsyncs
- * per `_write`, shared by every write in the group.
+ * After a crash opening takes the newest intact meta page and proves its
+ * pages; when they are not all on disk (its fsync never returned) it opens
+ * the base, which is intact: no commit writes the base's meta slot, and a
+ * page freed by commit T is reused only once a commit >= T is synced
+ * (`durableTxn` below, like a reader pin). A slot damaged in both copies is
+ * damage to synced data and opening refuses (recovery.ts). Unsynced commits
+ * are bounded (UNSYNCED_COMMITS_MAX, UNSYNCED_PAGES_MAX); a clean close
+ * syncs and seals the newest commit.
  *
  * Failure handling: an I/O error before the meta write rolls the transaction
  * back in memory (the disk still holds the previous version) and the engine
- * stays usable. An error during or after the meta write leaves it unknown
- * which version is on disk, so the engine refuses further writes (reads still
- * serve the last version it knows) until it is reopened.
+ * stays usable. An error during or after the meta write (its fsync included)
+ * leaves it unknown which version is on disk, so the engine refuses further
+ * writes (reads still serve the last version it knows) until it is reopened.
  */
 import { ImpulseError } from '../../errors.js';
 import { assert } from '../../util/assert.js';

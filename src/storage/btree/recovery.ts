@@ -2,11 +2,13 @@
  * Choosing the committed version when the `btree` engine opens a file, and
  * telling a crash from damage.
  *
- * Every commit writes its data pages, fsyncs, then writes BOTH copies of its
- * meta slot (meta.ts) with one write, and fsyncs again; it is acknowledged
- * after the second fsync. What a crash can leave in the slot being written:
- * each copy is the old meta, the new meta, or (a torn write) invalid — but
- * never BOTH copies invalid:
+ * Every commit writes its data pages, then BOTH copies of its meta slot
+ * (meta.ts) with one write, then (a synced write) fsyncs once; it is
+ * acknowledged after the fsync. Its pages may thus be lost with the meta page
+ * kept: `proveChoice` checks the newest commit's pages (commit-proof.ts) and
+ * otherwise opens its base, the last synced commit. What a crash can leave in
+ * the slot being written: each copy is the old meta, the new meta, or (a torn
+ * write) invalid — but never BOTH copies invalid:
  *
  *   1. A torn write keeps a prefix of what was written: the first copy can be
  *      cut, but then the second was not reached and still holds the old,
@@ -29,8 +31,8 @@
  * the same commit, which is used, and the damaged copy is rewritten.
  *
  * When the two copies of a slot are both valid but hold different commits,
- * the newer one's meta write was interrupted after its data pages were
- * synced: that commit is complete, is used, and the stale copy is rewritten.
+ * the newer one's meta write was interrupted: that commit is used when its
+ * pages are proven (else its base is), and the stale copy is rewritten.
  */
 import { corruption } from '../../util/corruption.js';
 import type { VfsFile } from '../../vfs/vfs.js';
