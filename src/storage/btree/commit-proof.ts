@@ -11,8 +11,8 @@
  * engine never reuses a page the durable base still needs (btree-engine.ts),
  * so the proof set is exactly what a power loss before this commit's fsync
  * may have lost. The proof is the set's size and an order-independent digest
- * (a sum of mixed (page number, page checksum) terms, so the engine keeps it
- * up to date as commits add and free pages, without sorting).
+ * (a sum of CRC-32C terms of (page number, page checksum), so the engine keeps
+ * it up to date as commits add and free pages, without sorting).
  *
  * At open, `proveVersion` walks the version, descending only into pages
  * stamped after the base (a page of the base or earlier is durable and stops
@@ -27,6 +27,7 @@
  * `UnsyncedPages`; the engine owns that set and calls `proveVersion` at open.
  */
 import { isImpulseError } from '../../errors.js';
+import { crc32c } from '../../util/crc32c.js';
 import type { Meta } from './meta.js';
 import type { PageWrite, Pager } from './pager.js';
 import { childAt, decodeFreeListPage, pageStamp, PageType, scanEntries, verifyPage, type OverflowRef, type PageView } from './page.js';
@@ -43,20 +44,17 @@ export interface Proof {
   readonly digest: number;
 }
 
-/** murmur3's 32-bit finalizer: spreads every input bit over the output. */
-function mix32(value: number): number {
-  let h = value >>> 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
+const termBytes = Buffer.alloc(8);
 
-/** The digest term of one page: both numbers mixed, so a changed checksum or page number changes the term. */
+/**
+ * The digest term of one page: CRC-32C of its page number and checksum, so a
+ * changed checksum or page number changes the term. Terms are summed mod 2^32
+ * (not XORed), so a term cannot cancel itself out of the digest.
+ */
 function term(page: number, checksum: number): number {
-  return mix32(checksum ^ mix32(page + 0x9e3779b9));
+  termBytes.writeUInt32LE(page, 0);
+  termBytes.writeUInt32LE(checksum, 4);
+  return crc32c(termBytes);
 }
 
 /** The pages of `writes` (whole pages each) with the checksums in their headers. */
