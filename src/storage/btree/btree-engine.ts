@@ -33,7 +33,7 @@
  * page freed by commit T is reused only once a commit >= T is synced
  * (`durableTxn` below, like a reader pin). A slot damaged in both copies is
  * damage to synced data and opening refuses (recovery.ts). Unsynced commits
- * are bounded (UNSYNCED_COMMITS_MAX, UNSYNCED_PAGES_MAX); a clean close
+ * are bounded (UNSYNCED_FREED_PAGES_MAX, UNSYNCED_PROOF_PAGES_MAX); a clean close
  * syncs and seals the newest commit.
  *
  * Failure handling: an I/O error before the meta write rolls the transaction
@@ -102,13 +102,15 @@ export interface BTreeMutations {
 }
 
 /**
- * Bounds on the commits and pages written since the last sync: past either,
- * a commit is synced even when no write asked for it. Until a sync, the
- * pages unsynced commits free cannot be reused (the durable base may need
- * them), the proof set is kept in memory, and opening after a crash walks it.
+ * Bounds on unsynced commits: past either, a commit is synced even when no
+ * write asked for it. Pages freed since the last sync cannot be reused (the
+ * durable base may need them), so the file grows by up to
+ * UNSYNCED_FREED_PAGES_MAX pages; the proof set (pages written since the last
+ * sync that the version still reaches) is kept in memory and walked by
+ * opening after a crash, so it is bounded by UNSYNCED_PROOF_PAGES_MAX.
  */
-const UNSYNCED_COMMITS_MAX = 128;
-const UNSYNCED_PAGES_MAX = 4096;
+const UNSYNCED_FREED_PAGES_MAX = 256;
+const UNSYNCED_PROOF_PAGES_MAX = 4096;
 
 /** The logging the engine does: open-time recovery only. */
 export type BTreeLog = EngineLog;
@@ -140,6 +142,8 @@ interface OpenState {
   durableSlot: number;
   /** Commits since `durableTxn`. */
   unsyncedCommits: number;
+  /** Pages freed by the commits since `durableTxn` (not reusable until the next sync). */
+  unsyncedFreedPages: number;
   /** The committed version's pages written since `durableTxn` (commit-proof.ts). */
   readonly unsynced: UnsyncedPages;
 }
@@ -234,6 +238,7 @@ export class BTreeEngine extends Engine {
         durableTxn: meta.txn,
         durableSlot: choice.slot,
         unsyncedCommits: 0,
+        unsyncedFreedPages: 0,
         unsynced: new UnsyncedPages(),
       };
       this.report(choice);
@@ -397,7 +402,7 @@ export class BTreeEngine extends Engine {
     const durableNeeded = this.mutations.reuseUnsyncedFreedPages === true ? Infinity : state.durableTxn;
     const oldestNeeded = Math.min(this.mutations.reusePinnedPages === true ? Infinity : this.pins.oldest(), durableNeeded);
     const txn = new WriteTxn(state.pager, state.freeSpace, state.committed, oldestNeeded, { baseTxn: state.durableTxn, unsynced: state.unsynced });
-    const syncNow = sync || state.unsyncedCommits + 1 >= UNSYNCED_COMMITS_MAX || state.unsynced.size >= UNSYNCED_PAGES_MAX;
+    const syncNow = sync || state.unsyncedFreedPages >= UNSYNCED_FREED_PAGES_MAX || state.unsynced.size >= UNSYNCED_PROOF_PAGES_MAX;
     let metaWriteStarted = false;
     try {
       for (const op of ops) {
@@ -416,7 +421,10 @@ export class BTreeEngine extends Engine {
         this.commits++;
         this.pagesWritten += result.pagesWritten;
         if (syncNow) this.markDurable(state, slot);
-        else state.unsyncedCommits++;
+        else {
+          state.unsyncedCommits++;
+          state.unsyncedFreedPages += result.pagesFreed;
+        }
       } else if (sync && state.durableTxn < state.committed.txn) {
         // Nothing to commit, but a synced write makes every earlier write durable (the Engine contract).
         metaWriteStarted = true;
@@ -439,6 +447,7 @@ export class BTreeEngine extends Engine {
     state.durableTxn = state.committed.txn;
     state.durableSlot = slot;
     state.unsyncedCommits = 0;
+    state.unsyncedFreedPages = 0;
   }
 
   // ---- stats and checking ------------------------------------------------------------------

@@ -354,3 +354,23 @@ describe('btree recovery: a commit whose pages did not all reach the disk (commi
     await engine.close();
   });
 });
+
+describe('btree: unsynced commits are bounded', () => {
+  it('with sync none, a sync comes once 256 pages were freed since the last one: the file stops growing, and a power loss keeps a prefix', async () => {
+    const vfs = new MemVfs();
+    const engine = await openEngine(vfs, { sync: 'none' });
+    const writes = 2500;
+    for (let index = 0; index < writes; index++) await engine.put(text(`key-${String(index).padStart(5, '0')}`), text('value'));
+    const { figures } = await engine.stats();
+    assert.ok(figures.btree_syncs! >= 1, `no sync after ${writes} unsynced commits`);
+    assert.ok(figures.btree_unsynced_commits! < writes);
+    // Freed pages wait for a sync, never longer: the file holds the tree (in use, with the free list) plus about the bound.
+    assert.ok(figures.btree_pages_free! < 256 + 100, JSON.stringify(figures));
+    const reopened = await openEngine(vfs.recover('lose-unsynced'));
+    const keys = (await reopened.range({ limit: 10_000 })).map((entry) => entry.key.toString());
+    assert.ok(keys.length > 0 && keys.length < writes, `${keys.length} keys survived`);
+    assert.deepEqual(keys, Array.from({ length: keys.length }, (_, index) => `key-${String(index).padStart(5, '0')}`));
+    await reopened.checkTree();
+    await reopened.close();
+  });
+});

@@ -57,6 +57,8 @@ export interface CommitResult {
   /** The pages the commit wrote, ready for the page cache. */
   readonly views: readonly PageView[];
   readonly pagesWritten: number;
+  /** Pages of the previous version this commit freed. */
+  readonly pagesFreed: number;
 }
 
 /** Where a transaction's version stands against durability (owned by the engine). */
@@ -400,7 +402,7 @@ export class WriteTxn {
     if (options.sync) this.durability.unsynced.clear();
     else this.durability.unsynced.apply(this.freed, added);
     this.freeSpace.install(this.id, this.freed, this.recycled, list.listPages);
-    return { meta, views, pagesWritten: writes.length };
+    return { meta, views, pagesWritten: writes.length, pagesFreed: this.freed.length };
   }
 
   /** Encodes every dirty node (allocating the overflow runs of its big keys) as page writes and cacheable views. */
