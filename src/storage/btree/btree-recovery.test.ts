@@ -374,3 +374,32 @@ describe('btree: unsynced commits are bounded', () => {
     await reopened.close();
   });
 });
+
+describe('btree: format 2 files', () => {
+  it('open (their commits count as synced), and the next commit writes format 3', async () => {
+    const vfs = new MemVfs();
+    const engine = await openEngine(vfs);
+    await engine.put(text('a'), text('1'));
+    await engine.close();
+    // Rewrite the meta pages as format 2 wrote them: version 2, nothing after the key count.
+    const file = await vfs.open(FILE);
+    for (let page = 0; page < 4; page++) {
+      const bytes = await file.read(page * PAGE, PAGE);
+      bytes.writeUInt32LE(2, 24 + 8);
+      bytes.fill(0, 76);
+      sealPage(bytes);
+      await file.write(page * PAGE, bytes);
+    }
+    await file.close();
+    const reopened = await openEngine(vfs);
+    assert.deepEqual(await reopened.get(text('a')), text('1'));
+    await reopened.put(text('b'), text('2'));
+    await reopened.checkTree();
+    await reopened.close();
+    const meta = await readMeta(vfs);
+    assert.equal(meta.txn, 2);
+    const raw = await vfs.open(FILE);
+    assert.equal((await raw.read(metaPage(slotOf(2), 0) * PAGE, PAGE)).readUInt32LE(24 + 8), 3);
+    await raw.close();
+  });
+});
