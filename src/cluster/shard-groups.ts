@@ -66,6 +66,11 @@ export class ShardGroups {
     return this.options.groups.get(shard.id);
   }
 
+  /** Resolves once this member applied every shard map the meta group committed before the call (its read point). */
+  catchUp(): Promise<void> {
+    return this.options.meta.requests.readBarrier();
+  }
+
   /** Resolves once every group of the current map this member replicates is open (or failed to open, logged). */
   settled(): Promise<void> {
     return this.opening;
