@@ -150,6 +150,9 @@ const RETRIED: ReadonlySet<ErrorCode> = new Set([
   'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN',
 ]);
 
+/** Answers after which the member a shard's requests went to may not reach its leader: the next one goes to another replica. */
+const LEADER_IN_DOUBT: ReadonlySet<ErrorCode> = new Set(['IMPULSE_ERR_UNAVAILABLE', 'IMPULSE_ERR_RAFT_NOT_LEADER', 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN']);
+
 export class ImpulseClient {
   readonly endpoint: URL;
   readonly clientId: string;
@@ -423,9 +426,10 @@ export class ImpulseClient {
 
   /**
    * A key request, by the shard map when routing (else to the endpoint): a
-   * stale route refreshes the map and goes again; an unreachable member makes
-   * the shard's leader unknown and, with `retryUnreachable` (reads), goes to
-   * the next replica at once. At most `routeRetriesMax` retries; the last
+   * stale route refreshes the map and goes again; an unreachable member (or
+   * one answering LEADER_IN_DOUBT) makes the shard's leader unknown and, with
+   * `retryUnreachable` (reads, unreachable only), goes to the next replica at
+   * once. At most `routeRetriesMax` retries; the last
    * answer or error is the caller's.
    */
   private async routedCall(key: Uint8Array, method: string, path: string, body: Uint8Array | undefined, headers: OutgoingHttpHeaders, options: { retryUnreachable: boolean; firstAttempt: number }): Promise<Response> {
@@ -443,7 +447,9 @@ export class ImpulseClient {
         if (last || !options.retryUnreachable) throw error;
         continue;
       }
-      if (last || errorCode(response) !== 'IMPULSE_ERR_SHARD_STALE') return response;
+      const code = errorCode(response);
+      if (code !== undefined && LEADER_IN_DOUBT.has(code)) router!.forgetLeader(target.route.shard);
+      if (last || code !== 'IMPULSE_ERR_SHARD_STALE') return response;
       await router!.refresh(target.origin);
     }
   }

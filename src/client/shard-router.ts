@@ -7,8 +7,10 @@
  * client was given, which would forward it.
  *
  *   - filled on first use, refreshed when a member answers a route is stale
- *     (IMPULSE_ERR_SHARD_STALE) or when the routed member cannot be reached;
- *     refreshes are coalesced (one at a time) and each costs one `GET /cluster`
+ *     (IMPULSE_ERR_SHARD_STALE), and in the background on the first use after
+ *     `tableAgeMaxMs` (leaders change without making a route stale); a leader
+ *     that could not be reached or did not lead is forgotten at once (the
+ *     caller's `forgetLeader`). Refreshes are coalesced (one at a time) and each costs one `GET /cluster`
  *     plus one `GET /shards` per member (each member knows the leaders of the
  *     shards it replicates); the newest map among the answers wins;
  *   - a target is the shard's leader when known, else its replicas in turn
@@ -47,15 +49,29 @@ interface RoutingTable {
   readonly urls: ReadonlyMap<number, URL>;
 }
 
+export interface ShardRouterOptions {
+  /** A table older than this is reloaded in the background at its next use, ms. Default 30,000. */
+  readonly tableAgeMaxMs?: number;
+  /** Monotonic ms (default performance.now). */
+  readonly now?: () => number;
+}
+
 export class ShardRouter {
   private table: RoutingTable | undefined;
+  private loadedAtMs = 0;
   private refreshing: Promise<RoutingTable> | undefined;
   private refreshCount = 0;
+  private readonly tableAgeMaxMs: number;
+  private readonly now: () => number;
 
   constructor(
     private readonly seed: URL,
     private readonly source: RouteSource,
-  ) {}
+    options: ShardRouterOptions = {},
+  ) {
+    this.tableAgeMaxMs = options.tableAgeMaxMs ?? 30_000;
+    this.now = options.now ?? (() => performance.now());
+  }
 
   /** Refreshes done so far (each one `GET /cluster` and a `GET /shards` a member). */
   get refreshes(): number {
@@ -70,6 +86,7 @@ export class ShardRouter {
   /** Where attempt `attempt` (0, 1, ...) of a request for `key` goes; undefined when the cluster is not sharded. */
   async target(key: Uint8Array, attempt: number): Promise<RouteTarget | undefined> {
     const table = this.table ?? (await this.refresh());
+    if (this.now() - this.loadedAtMs > this.tableAgeMaxMs) this.refresh().catch(() => undefined); // the old table serves meanwhile
     if (table.map === undefined) return undefined;
     const shard = shardFor(table.map, key);
     const leader = table.leaders.get(shard.id);
@@ -123,6 +140,7 @@ export class ShardRouter {
 
   private keep(table: RoutingTable): RoutingTable {
     this.table = table;
+    this.loadedAtMs = this.now();
     return table;
   }
 
