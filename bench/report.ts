@@ -42,3 +42,14 @@ export function flag(name: string, fallback: string): string {
   const index = process.argv.indexOf(`--${name}`);
   return index !== -1 && process.argv[index + 1] !== undefined ? process.argv[index + 1]! : fallback;
 }
+
+/** The median of `values` (the upper one of an even count). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+/** "median (min–max)" of `values`, with `digits` decimals. */
+export function spread(values: readonly number[], digits: number): string {
+  return `${formatNumber(median(values), digits)} (${formatNumber(Math.min(...values), digits)}–${formatNumber(Math.max(...values), digits)})`;
+}

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ProcessCluster } from '../testkit/process/cluster-process.js';
 import { type WrkResult, runWrkAsync } from './lib/wrk.js';
-import { flag, formatNumber, machineLine, table, writeSection } from './report.js';
+import { flag, machineLine, spread, table, writeSection } from './report.js';
 
 const shardCount = Number(flag('shards', '64'));
 const rounds = Number(flag('rounds', '3'));
@@ -87,15 +87,6 @@ async function measure(shards: number, script: string): Promise<Sample> {
   } finally {
     await cluster.close();
   }
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
-function spread(values: readonly number[], digits: number): string {
-  return `${formatNumber(median(values), digits)} (${formatNumber(Math.min(...values), digits)}–${formatNumber(Math.max(...values), digits)})`;
 }
 
 async function main(): Promise<void> {

@@ -13,7 +13,7 @@
 import { encodeCommand } from '../src/kv/command.js';
 import { peerAddresses } from '../src/cluster/membership.js';
 import { InProcessCluster } from '../testkit/cluster/in-process.js';
-import { flag, formatNumber, machineLine, table, writeSection } from './report.js';
+import { flag, formatNumber, machineLine, median, spread, table, writeSection } from './report.js';
 
 const groupCount = Number(flag('groups', '1000'));
 const seconds = Number(flag('seconds', '10'));
@@ -72,15 +72,6 @@ async function measure(quiesce: boolean): Promise<Sample> {
   } finally {
     await cluster.close();
   }
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
-function spread(values: readonly number[], digits: number): string {
-  return `${formatNumber(median(values), digits)} (${formatNumber(Math.min(...values), digits)}–${formatNumber(Math.max(...values), digits)})`;
 }
 
 async function main(): Promise<void> {
