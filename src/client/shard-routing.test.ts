@@ -12,7 +12,9 @@
  *     with an old route are refused before anything is proposed;
  *   - a route newer than any map is 503 IMPULSE_ERR_UNAVAILABLE (the member
  *     waited for its meta group's read point first); a malformed header is
- *     400 IMPULSE_ERR_SHARD_ROUTE_INVALID.
+ *     400 IMPULSE_ERR_SHARD_ROUTE_INVALID;
+ *   - when the member leading a shard is gone, the client's next read and
+ *     write of that shard go to another replica (no refresh needed).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -110,5 +112,17 @@ describe('a client routing by the shard map', () => {
       assert.equal(bad.status, 400, header);
       assert.equal(((await bad.json()) as { error: { code: string } }).error.code, 'IMPULSE_ERR_SHARD_ROUTE_INVALID', header);
     }
+  });
+
+  it("goes to the shard's next replica when its leader's member is gone, for reads at once and for writes on their retry", async () => {
+    const target = await client.router!.target(Buffer.from('zebra'), 0);
+    const gone = ports.indexOf(Number(target!.origin.port)) + 1;
+    await servers[gone - 1]!.close(); // closes that member's service: its HTTP port refuses, its groups stop
+    const refreshes = client.router!.refreshes;
+    assert.equal((await client.get('zebra'))?.toString(), 'v-zebra');
+    await client.put('zebra', 'after-member-gone');
+    assert.equal((await client.get('zebra'))?.toString(), 'after-member-gone');
+    assert.notEqual((await client.router!.target(Buffer.from('zebra'), 0))?.origin.port, String(ports[gone - 1]), 'the gone member is no longer the first choice');
+    assert.equal(client.router!.refreshes, refreshes, 'an unreachable member costs no refresh');
   });
 });
