@@ -147,6 +147,37 @@ function checked(map: ShardMap): ShardMap {
   return map;
 }
 
+/**
+ * A shard group's own key range, kept in the group's state (cluster metadata
+ * `shard-bounds`, written at its bootstrap identically on every replica): the
+ * group refuses at apply any command for a key outside it, whatever routed
+ * it there. Only the group's own log may change it (a split, when built).
+ */
+export interface ShardBounds {
+  readonly start: Buffer;
+  readonly end: Buffer | null;
+}
+
+export const SHARD_BOUNDS_META_NAME = 'shard-bounds';
+
+export function encodeShardBounds(bounds: ShardBounds): Buffer {
+  return Buffer.from(JSON.stringify({ start: bounds.start.toString('hex'), end: bounds.end === null ? null : bounds.end.toString('hex') }), 'utf8');
+}
+
+/** The bounds in `bytes`; IMPULSE_ERR_ENGINE_CORRUPTION when they are not valid bounds (stored state that must be). */
+export function decodeShardBounds(bytes: Uint8Array): ShardBounds {
+  const hex = /^(?:[0-9a-f]{2})*$/;
+  try {
+    const { start, end } = JSON.parse(Buffer.from(bytes).toString('utf8')) as { start?: unknown; end?: unknown };
+    if (typeof start === 'string' && hex.test(start) && (end === null || (typeof end === 'string' && hex.test(end) && Buffer.compare(Buffer.from(start, 'hex'), Buffer.from(end, 'hex')) < 0))) {
+      return { start: Buffer.from(start, 'hex'), end: end === null ? null : Buffer.from(end, 'hex') };
+    }
+  } catch {
+    // reported below
+  }
+  throw new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', 'the stored shard bounds are invalid');
+}
+
 /** The shard holding `key` (there is exactly one). */
 export function shardFor(map: ShardMap, key: Uint8Array): Shard {
   const { shards } = map;
@@ -177,7 +208,7 @@ export function shardsOverlapping(map: ShardMap, lower: Uint8Array | undefined, 
 }
 
 /** True when `key` lies in `shard`'s range. */
-export function shardContains(shard: Shard, key: Uint8Array): boolean {
+export function shardContains(shard: ShardBounds, key: Uint8Array): boolean {
   return compareBytes(shard.start, key) <= 0 && (shard.end === null || compareBytes(key, shard.end) < 0);
 }
 
