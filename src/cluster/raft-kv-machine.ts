@@ -5,8 +5,9 @@
  *
  *   - apply: normal entries become key-value commands (their results go back
  *     to the proposers; a shard group refuses those outside its own bounds,
- *     the `shard-bounds` metadata written at its bootstrap), conf changes and cluster commands become writes of
- *     the membership document (log-entries.ts); the whole batch is ONE
+ *     the `shard-bounds` metadata written at its bootstrap), conf changes
+ *     and cluster commands become writes of the membership document or the
+ *     shard map (log-entries.ts); the whole batch is ONE
  *     `applyBatch`, atomic with the applied index. Applies are written WITHOUT
  *     fsync: the Raft log is durable, and entries after the durable applied
  *     index are applied again after a crash. `flush` makes them durable once
