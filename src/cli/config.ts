@@ -85,10 +85,6 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
   if (respPort !== undefined && respPort !== 0 && respPort === port) throw invalid(`--resp-port ${respPort} is the HTTP --port; give each its own`);
   const cluster = parseClusterConfig(flags, host, port, flags.tlsCert !== undefined ? 'https' : 'http');
   const security = parseSecurityConfig(flags, host, cluster?.peerHost);
-  if (respPort !== undefined && (security.tokenFile !== undefined || security.clientTls !== undefined)) {
-    // The RESP listener checks no token and speaks no TLS yet: with either configured it would be a way around them.
-    throw invalid('--resp-port cannot be combined with --token-file or --tls-cert yet: the Redis protocol listener has no token AUTH and no TLS (docs/resp.md)');
-  }
   if (cluster !== undefined) {
     if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
