@@ -30,7 +30,7 @@ import { RECORD_HEADER_BYTES } from '../src/raft/log-store/record.js';
 import type { Entry } from '../src/raft/types.js';
 import type { LogUpdate } from '../src/raft/storage.js';
 import { SeededRandom } from '../src/util/random.js';
-import { flag, formatNumber, machineLine, table, writeSection } from './report.js';
+import { flag, formatNumber, machineLine, median, medianCell, table, writeSection } from './report.js';
 
 const SECONDS = Number(flag('seconds', '2'));
 const RUNS = Number(flag('runs', '3'));
@@ -135,14 +135,9 @@ async function measureReads(dir: string, payloadBytes: number): Promise<{ single
   return result;
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
-/** "median [min–max]" */
+/** "median (min–max)" with `digits` decimals. */
 function spread(values: readonly number[], digits = 0): string {
-  return `${formatNumber(median(values), digits)} [${formatNumber(Math.min(...values), digits)}–${formatNumber(Math.max(...values), digits)}]`;
+  return medianCell(values, (value) => formatNumber(value, digits));
 }
 
 async function main(): Promise<void> {

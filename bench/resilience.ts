@@ -33,6 +33,7 @@ import { SeededRandom } from '../src/util/random.js';
 import { ChaosCluster } from '../testkit/chaos/cluster.js';
 import { LinkProxy } from '../testkit/chaos/proxy.js';
 import { type EtcdCluster, etcdPut, etcdStatus, startEtcdCluster } from './lib/etcd.js';
+import { median } from './report.js';
 
 const SECONDS = 60;
 const KILL_AT_S = 20;
@@ -243,14 +244,6 @@ export function figures(samples: readonly Sample[], faults: AppliedFaults): Figu
     secondsWithoutMajorityRead: partitionSeconds.filter((second) => second.majorityReads === 0).length,
     medianOpsPerS: median(perSecond.map((second) => second.ops)),
   };
-}
-
-/** The middle value; with an even count the mean of the two middle ones. */
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  if (sorted.length === 0) return NaN;
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -13,7 +13,7 @@
 import { encodeCommand } from '../src/kv/command.js';
 import { peerAddresses } from '../src/cluster/membership.js';
 import { InProcessCluster } from '../testkit/cluster/in-process.js';
-import { flag, formatNumber, machineLine, table, writeSection } from './report.js';
+import { flag, formatNumber, machineLine, median, medianCell, table, writeSection } from './report.js';
 
 const groupCount = Number(flag('groups', '1000'));
 const seconds = Number(flag('seconds', '10'));
@@ -74,15 +74,6 @@ async function measure(quiesce: boolean): Promise<Sample> {
   }
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
-function spread(values: readonly number[], digits: number): string {
-  return `${formatNumber(median(values), digits)} (${formatNumber(Math.min(...values), digits)}–${formatNumber(Math.max(...values), digits)})`;
-}
-
 async function main(): Promise<void> {
   const results = new Map<boolean, Sample[]>([
     [true, []],
@@ -99,8 +90,8 @@ async function main(): Promise<void> {
     const samples = results.get(quiesce)!;
     return [
       quiesce ? 'on' : 'off',
-      spread(samples.map((s) => s.cpuPercent), 1),
-      spread(samples.map((s) => s.messagesPerSecond), 0),
+      medianCell(samples.map((s) => s.cpuPercent), (value) => formatNumber(value, 1)),
+      medianCell(samples.map((s) => s.messagesPerSecond)),
       `${median(samples.map((s) => s.quiesced))} / ${3 * (groupCount + 1)}`,
       formatNumber(median(samples.map((s) => s.openSeconds)), 1),
       formatNumber(median(samples.map((s) => s.rssMiB)), 0),

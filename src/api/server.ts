@@ -32,7 +32,7 @@ import { CLUSTER_BODY_BYTES_MAX, type ClusterRoutesTarget, matchClusterRoute, se
 import { ImpulseError, isImpulseError } from '../errors.js';
 import { httpStatusOf } from './http-status.js';
 import type { KvCommand } from '../kv/command.js';
-import type { KvService } from '../service/kv-service.js';
+import type { KvService, RouteOptions } from '../service/kv-service.js';
 import { percentDecode } from '../protocol/codec.js';
 import { type BodyLimit, readBody, settleUnreadBody } from './body.js';
 import { CONTEXT_HEADER, causalWriteContext, quorumParameter, siblingsBody } from './causal-handlers.js';
@@ -43,7 +43,7 @@ import { type RouteLabel, ServerMetrics } from './metrics.js';
 import { NodeVfs } from '../vfs/node-vfs.js';
 import { RequestPipeline } from './pipeline.js';
 import { JSON_TYPE, OCTET_TYPE, errorJson } from './responses.js';
-import { conditionOf, etagOf, keyQueryConsistency, sessionOf } from './write-headers.js';
+import { conditionOf, etagOf, keyQueryConsistency, routeOf, sessionOf } from './write-headers.js';
 
 export interface ServerOptions {
   /** What the routes read and write through; closed by `close()`. */
@@ -254,7 +254,7 @@ export class ImpulseServer {
           case 'HEAD': {
             this.authorizeKey(req, 'read', key);
             const consistency = keyQueryConsistency(query);
-            this.service.get(key, { consistency }).then(
+            this.service.get(key, { consistency, ...routeOf(req.headers) }).then(
               (stored) => {
                 if (stored === undefined) return this.send(res, 404, JSON_TYPE, KEY_NOT_FOUND_BODY, route, method, started);
                 res.setHeader('etag', etagOf(stored.revision));
@@ -372,14 +372,14 @@ export class ImpulseServer {
     const condition = conditionOf(req.headers, 'PUT');
     const session = sessionOf(req.headers);
     const value = await readBody(req, res, this.valueBody);
-    await this.write({ ops: [{ type: 'put', key, value, ...(condition ? { condition } : {}) }], ...(session ? { session } : {}) }, res, '/kv/{key}', 'PUT', started);
+    await this.write({ ops: [{ type: 'put', key, value, ...(condition ? { condition } : {}) }], ...(session ? { session } : {}) }, res, '/kv/{key}', 'PUT', started, routeOf(req.headers));
   }
 
   private async deleteKey(key: Buffer, query: string, req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {
     refuseQuery(query);
     const condition = conditionOf(req.headers, 'DELETE');
     const session = sessionOf(req.headers);
-    await this.write({ ops: [{ type: 'del', key, ...(condition ? { condition } : {}) }], ...(session ? { session } : {}) }, res, '/kv/{key}', 'DELETE', started);
+    await this.write({ ops: [{ type: 'del', key, ...(condition ? { condition } : {}) }], ...(session ? { session } : {}) }, res, '/kv/{key}', 'DELETE', started, routeOf(req.headers));
   }
 
   /** A key request on a service with causal versions (leaderless): causal-handlers.ts. */
@@ -406,12 +406,12 @@ export class ImpulseServer {
     const body = await readBody(req, res, this.batchBody);
     const ops = parseBatch(body, this.service.limits.batchOpsMax);
     if (principal !== undefined) for (const op of ops) requireKeyAllowed(principal, op.key);
-    await this.write({ ops, ...(session ? { session } : {}) }, res, '/kv/batch', 'POST', started);
+    await this.write({ ops, ...(session ? { session } : {}) }, res, '/kv/batch', 'POST', started, routeOf(req.headers));
   }
 
   /** Applies `command` through the service and answers 204 with the revision as ETag. */
-  private async write(command: KvCommand, res: ServerResponse, route: RouteLabel, method: string, started: number): Promise<void> {
-    const { revision } = await this.service.write(command);
+  private async write(command: KvCommand, res: ServerResponse, route: RouteLabel, method: string, started: number, options: RouteOptions): Promise<void> {
+    const { revision } = await this.service.write(command, options);
     res.setHeader('etag', etagOf(revision));
     this.send(res, 204, undefined, undefined, route, method, started);
   }

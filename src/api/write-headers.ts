@@ -9,13 +9,15 @@
  *   Impulse-Client-Id: <id>            a write's session (both or neither of id and seq)
  *   Impulse-Client-Seq: <n>
  *   Impulse-Client-Acked-Below: <n>    optional: the client has its answers for every seq below n
+ *   Impulse-Shard: <shard>:<epoch>     a key request's route by the client's shard map (src/protocol/shard-route.ts)
  *   ?consistency=linearizable|serializable   on GET/HEAD /kv/{key} and GET /kv
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { ImpulseError } from '../errors.js';
 import type { Condition, Session } from '../kv/command.js';
 import { validateSession } from '../kv/command.js';
-import { READ_CONSISTENCIES, type ReadConsistency } from '../service/kv-service.js';
+import { READ_CONSISTENCIES, type ReadConsistency, type RouteOptions } from '../service/kv-service.js';
+import { SHARD_ROUTE_HEADER, parseShardRoute } from '../protocol/shard-route.js';
 
 /** The ETag of a revision: a strong entity tag holding the number. */
 export function etagOf(revision: number): string {
@@ -57,6 +59,12 @@ export function sessionOf(headers: IncomingHttpHeaders): Session | undefined {
   const session: Session = { clientId, seq: integer(seq), ...(ackedBelow !== undefined ? { ackedBelow: integer(ackedBelow) } : {}) };
   validateSession(session);
   return session;
+}
+
+/** The route (`Impulse-Shard`) a key request's headers carry, as service options; IMPULSE_ERR_SHARD_ROUTE_INVALID when malformed. */
+export function routeOf(headers: IncomingHttpHeaders): RouteOptions {
+  const route = parseShardRoute(single(headers, SHARD_ROUTE_HEADER));
+  return route === undefined ? {} : { route };
 }
 
 /**

@@ -21,6 +21,16 @@
  * IMPULSE_ERR_UNAVAILABLE or IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN is retried up to
  * `writeRetriesMax` times with the SAME id and seq, so the server applies it
  * at most once (docs/api.md, "Retries and deduplication").
+ *
+ * Shard routing (`shardRouting: true`, for a sharded cluster): the client
+ * caches the shard map and the members' client URLs (shard-router.ts) and
+ * sends each key request straight to its shard's leader, naming the shard
+ * and epoch (`Impulse-Shard`). A member whose map is newer answers
+ * IMPULSE_ERR_SHARD_STALE (nothing happened): the client refreshes its map
+ * and retries, at most `routeRetriesMax` times a request; a member that
+ * cannot be reached is skipped for the shard's next replica (reads at once,
+ * writes on their session retry, same seq: sessions are per shard, so any
+ * member's route to that shard deduplicates). Ranges go to the endpoint.
  */
 import { randomBytes } from 'node:crypto';
 import { Agent, type OutgoingHttpHeaders, request } from 'node:http';
@@ -29,6 +39,8 @@ import { ERROR_CATALOG, type ErrorCode, type ErrorDetails, ImpulseError } from '
 import type { AddMemberRequest, ClusterView, RepairReport } from '../protocol/cluster-view.js';
 import type { ShardsView } from '../protocol/shard-view.js';
 import { percentEncode } from '../protocol/codec.js';
+import { SHARD_ROUTE_HEADER, formatShardRoute } from '../protocol/shard-route.js';
+import { ShardRouter } from './shard-router.js';
 
 export type Bytes = Uint8Array | string;
 
@@ -50,6 +62,10 @@ export interface ClientOptions {
   /** For https:// endpoints whose server asks for a client certificate: ours and its key (PEM). */
   readonly cert?: string | Buffer;
   readonly key?: string | Buffer;
+  /** Route key requests by a cached shard map straight to the shard's leader (a sharded cluster). Default false: everything goes to `endpoint`. */
+  readonly shardRouting?: boolean;
+  /** Retries of a key request whose route was stale or whose member was unreachable, with shard routing. Default 3. */
+  readonly routeRetriesMax?: number;
 }
 
 /** How a read may be served: `linearizable` (default) or `serializable` (may be stale under replication). */
@@ -134,6 +150,9 @@ const RETRIED: ReadonlySet<ErrorCode> = new Set([
   'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN',
 ]);
 
+/** Answers after which the member a shard's requests went to may not reach its leader: the next one goes to another replica. */
+const LEADER_IN_DOUBT: ReadonlySet<ErrorCode> = new Set(['IMPULSE_ERR_UNAVAILABLE', 'IMPULSE_ERR_RAFT_NOT_LEADER', 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN']);
+
 export class ImpulseClient {
   readonly endpoint: URL;
   readonly clientId: string;
@@ -143,6 +162,9 @@ export class ImpulseClient {
   private readonly authorization: OutgoingHttpHeaders;
   private readonly timeoutMs: number;
   private readonly writeRetriesMax: number;
+  private readonly routeRetriesMax: number;
+  /** The cached shard map, with `shardRouting`. */
+  readonly router: ShardRouter | undefined;
   /** The last seq handed out, and the ones not answered yet (for Impulse-Client-Acked-Below). */
   private lastSeq = 0;
   private readonly unanswered = new Set<number>();
@@ -167,12 +189,14 @@ export class ImpulseClient {
     this.authorization = options.token !== undefined ? { authorization: `Bearer ${options.token}` } : {};
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.writeRetriesMax = options.writeRetriesMax ?? 2;
+    this.routeRetriesMax = options.routeRetriesMax ?? 3;
     this.clientId = options.clientId ?? randomBytes(16).toString('base64url');
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.clientId)) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a client id is 1 to 64 characters of A-Z a-z 0-9 _ -');
     const pool = { keepAlive: true, maxSockets: options.connectionsMax ?? 64, maxFreeSockets: options.connectionsMax ?? 64 };
     this.agent = this.secure
       ? new HttpsAgent({ ...pool, ...(options.ca !== undefined ? { ca: options.ca } : {}), ...(options.cert !== undefined ? { cert: options.cert } : {}), ...(options.key !== undefined ? { key: options.key } : {}) })
       : new Agent(pool);
+    this.router = options.shardRouting === true ? new ShardRouter(this.endpoint, { clusterAt: (origin) => this.clusterAt(origin), shardsAt: (origin) => this.shardsAt(origin) }) : undefined;
   }
 
   /** The value under `key`, or `undefined` when absent. */
@@ -182,7 +206,7 @@ export class ImpulseClient {
 
   /** The value under `key` and its revision (from the ETag), or `undefined` when absent. */
   async getWithRevision(key: Bytes, options: ReadOptions = {}): Promise<Revisioned | undefined> {
-    const response = await this.call('GET', keyPath(key) + consistencyQuery(options, '?'));
+    const response = await this.routedCall(toBytes(key), 'GET', keyPath(key) + consistencyQuery(options, '?'), undefined, {}, { retryUnreachable: true, firstAttempt: 0 });
     if (response.status === 404 && errorCode(response) === 'IMPULSE_ERR_KEY_NOT_FOUND') return undefined;
     this.expect(response, 200);
     return { value: response.body, revision: this.revisionOf(response) };
@@ -190,12 +214,12 @@ export class ImpulseClient {
 
   /** Stores `value` under `key`; with `ifRevision` only if the key has that revision, with `ifAbsent` only if it does not exist. */
   async put(key: Bytes, value: Bytes, conditions: WriteConditions = {}): Promise<WriteResult> {
-    return this.write('PUT', keyPath(key), toBytes(value), conditionHeaders(conditions, true));
+    return this.write('PUT', keyPath(key), toBytes(value), conditionHeaders(conditions, true), toBytes(key));
   }
 
   /** Deletes `key` (succeeds when absent, unless `ifRevision` is given). */
   async del(key: Bytes, conditions: Omit<WriteConditions, 'ifAbsent'> = {}): Promise<WriteResult> {
-    return this.write('DELETE', keyPath(key), undefined, conditionHeaders(conditions, false));
+    return this.write('DELETE', keyPath(key), undefined, conditionHeaders(conditions, false), toBytes(key));
   }
 
   /** Atomic batch, all ops or none (each op may carry conditions); keys and values travel base64-encoded. */
@@ -210,7 +234,8 @@ export class ImpulseClient {
         ...(op.ifAbsent ? { ifAbsent: true } : {}),
       })),
     };
-    return this.write('POST', '/kv/batch', Buffer.from(JSON.stringify(document)), {});
+    // Routed by its first key: a batch within one shard goes to that shard's leader; one across shards is refused wherever it goes.
+    return this.write('POST', '/kv/batch', Buffer.from(JSON.stringify(document)), {}, ops[0] === undefined ? undefined : toBytes(ops[0].key));
   }
 
   /** One page of a range query; pass `next` back as `cursor` for the following page. */
@@ -298,8 +323,12 @@ export class ImpulseClient {
   }
 
   /** The cluster as the node at the endpoint sees it (`GET /cluster`). */
-  async cluster(): Promise<ClusterView> {
-    const response = await this.call('GET', '/cluster');
+  cluster(): Promise<ClusterView> {
+    return this.clusterAt(this.endpoint);
+  }
+
+  private async clusterAt(origin: URL): Promise<ClusterView> {
+    const response = await this.call('GET', '/cluster', undefined, {}, origin);
     this.expect(response, 200);
     const view = this.json(response) as ClusterView;
     if (typeof view.clusterId !== 'string' || !Array.isArray(view.members)) throw new ImpulseError('IMPULSE_ERR_CLIENT_PROTOCOL', '/cluster answer is not a cluster view');
@@ -327,8 +356,12 @@ export class ImpulseClient {
   }
 
   /** The shard map as the node at the endpoint sees it (`GET /shards`). */
-  async shards(): Promise<ShardsView> {
-    const response = await this.call('GET', '/shards');
+  shards(): Promise<ShardsView> {
+    return this.shardsAt(this.endpoint);
+  }
+
+  private async shardsAt(origin: URL): Promise<ShardsView> {
+    const response = await this.call('GET', '/shards', undefined, {}, origin);
     this.expect(response, 200);
     const view = this.json(response) as ShardsView;
     if (typeof view.clusterId !== 'string' || !Array.isArray(view.shards)) throw new ImpulseError('IMPULSE_ERR_CLIENT_PROTOCOL', '/shards answer is not a shards view');
@@ -369,14 +402,15 @@ export class ImpulseClient {
    * One write with the session headers: a new seq, reused by every retry of
    * it; answered seqs move Impulse-Client-Acked-Below on.
    */
-  private async write(method: string, path: string, body: Uint8Array | undefined, headers: OutgoingHttpHeaders): Promise<WriteResult> {
+  private async write(method: string, path: string, body: Uint8Array | undefined, headers: OutgoingHttpHeaders, routeKey?: Uint8Array): Promise<WriteResult> {
     const seq = ++this.lastSeq;
     this.unanswered.add(seq);
     try {
       for (let attempt = 0; ; attempt++) {
         const session = { 'impulse-client-id': this.clientId, 'impulse-client-seq': String(seq), 'impulse-client-acked-below': String(this.lowestUnanswered) };
         try {
-          const response = await this.call(method, path, body, { ...headers, ...session });
+          const options = { retryUnreachable: false, firstAttempt: attempt };
+          const response = routeKey === undefined ? await this.call(method, path, body, { ...headers, ...session }) : await this.routedCall(routeKey, method, path, body, { ...headers, ...session }, options);
           this.expect(response, 204);
           return { revision: this.revisionOf(response) };
         } catch (error) {
@@ -387,6 +421,36 @@ export class ImpulseClient {
     } finally {
       this.unanswered.delete(seq);
       while (this.lowestUnanswered <= this.lastSeq && !this.unanswered.has(this.lowestUnanswered)) this.lowestUnanswered++;
+    }
+  }
+
+  /**
+   * A key request, by the shard map when routing (else to the endpoint): a
+   * stale route refreshes the map and goes again; an unreachable member (or
+   * one answering LEADER_IN_DOUBT) makes the shard's leader unknown and, with
+   * `retryUnreachable` (reads, unreachable only), goes to the next replica at
+   * once. At most `routeRetriesMax` retries; the last
+   * answer or error is the caller's.
+   */
+  private async routedCall(key: Uint8Array, method: string, path: string, body: Uint8Array | undefined, headers: OutgoingHttpHeaders, options: { retryUnreachable: boolean; firstAttempt: number }): Promise<Response> {
+    const router = this.router;
+    for (let retry = 0; ; retry++) {
+      const target = router === undefined ? undefined : await router.target(key, options.firstAttempt + retry);
+      if (target === undefined) return this.call(method, path, body, headers);
+      const last = retry >= this.routeRetriesMax;
+      let response: Response;
+      try {
+        response = await this.call(method, path, body, { ...headers, [SHARD_ROUTE_HEADER]: formatShardRoute(target.route) }, target.origin);
+      } catch (error) {
+        if (!(error instanceof ImpulseError) || error.code !== 'IMPULSE_ERR_CLIENT_UNREACHABLE') throw error;
+        router!.forgetLeader(target.route.shard);
+        if (last || !options.retryUnreachable) throw error;
+        continue;
+      }
+      const code = errorCode(response);
+      if (code !== undefined && LEADER_IN_DOUBT.has(code)) router!.forgetLeader(target.route.shard);
+      if (last || code !== 'IMPULSE_ERR_SHARD_STALE') return response;
+      await router!.refresh(target.origin);
     }
   }
 
@@ -414,15 +478,15 @@ export class ImpulseClient {
     }
   }
 
-  private call(method: string, path: string, body?: Uint8Array, headers: OutgoingHttpHeaders = {}): Promise<Response> {
+  private call(method: string, path: string, body?: Uint8Array, headers: OutgoingHttpHeaders = {}, origin: URL = this.endpoint): Promise<Response> {
     return new Promise((resolve, reject) => {
       const all = { ...headers, ...this.authorization };
       const req = (this.secure ? httpsRequest : request)(
         {
           agent: this.agent,
           // URL keeps IPv6 hosts in brackets; the socket wants them bare.
-          hostname: this.endpoint.hostname.replace(/^\[(.*)\]$/, '$1'),
-          port: this.endpoint.port || (this.secure ? 443 : 80),
+          hostname: origin.hostname.replace(/^\[(.*)\]$/, '$1'),
+          port: origin.port || (this.secure ? 443 : 80),
           method,
           path,
           headers: body !== undefined ? { ...all, 'content-length': body.byteLength, 'content-type': 'application/octet-stream' } : all,
@@ -440,22 +504,22 @@ export class ImpulseClient {
               context: typeof res.headers['impulse-context'] === 'string' ? res.headers['impulse-context'] : undefined,
             }),
           );
-          res.on('error', (error) => reject(this.transportError(error)));
+          res.on('error', (error) => reject(this.transportError(error, origin)));
         },
       );
-      req.on('timeout', () => req.destroy(new ImpulseError('IMPULSE_ERR_CLIENT_TIMEOUT', `${this.endpoint.origin} did not answer ${method} within ${this.timeoutMs} ms`)));
-      req.on('error', (error) => reject(this.transportError(error)));
+      req.on('timeout', () => req.destroy(new ImpulseError('IMPULSE_ERR_CLIENT_TIMEOUT', `${origin.origin} did not answer ${method} within ${this.timeoutMs} ms`)));
+      req.on('error', (error) => reject(this.transportError(error, origin)));
       req.end(body);
     });
   }
 
-  private transportError(error: Error): ImpulseError {
+  private transportError(error: Error, origin: URL): ImpulseError {
     if (error instanceof ImpulseError) return error;
     const code = (error as { code?: string }).code;
     if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH' || code === 'EADDRNOTAVAIL') {
-      return new ImpulseError('IMPULSE_ERR_CLIENT_UNREACHABLE', `cannot connect to ${this.endpoint.origin} (${code}); is the server running?`, { cause: error });
+      return new ImpulseError('IMPULSE_ERR_CLIENT_UNREACHABLE', `cannot connect to ${origin.origin} (${code}); is the server running?`, { cause: error });
     }
-    return new ImpulseError('IMPULSE_ERR_CLIENT_UNREACHABLE', `connection to ${this.endpoint.origin} failed: ${error.message}`, { cause: error });
+    return new ImpulseError('IMPULSE_ERR_CLIENT_UNREACHABLE', `connection to ${origin.origin} failed: ${error.message}`, { cause: error });
   }
 }
 

@@ -26,7 +26,7 @@ import type { Random } from '../util/random.js';
 import { type Vfs, isNotFound, joinPath } from '../vfs/vfs.js';
 import type { RaftTimingConfig } from './config.js';
 import type { NodeHost } from './node-host.js';
-import { RaftGroup } from './raft-group.js';
+import { type BootstrapMeta, RaftGroup } from './raft-group.js';
 import { RaftRequests } from './raft-requests.js';
 import { serveShardReads } from './remote-shard.js';
 
@@ -69,8 +69,8 @@ export class HostedGroups {
     return this.hosted.size;
   }
 
-  /** Opens group `id` on this node (see the file comment for `voters`) and hosts it. */
-  async open(id: number, voters: ReadonlyMap<NodeId, string> | undefined): Promise<HostedGroup> {
+  /** Opens group `id` on this node (see the file comment for `voters`; `bootstrapMeta` goes into the bootstrap state with them) and hosts it. */
+  async open(id: number, voters: ReadonlyMap<NodeId, string> | undefined, bootstrapMeta: readonly BootstrapMeta[] = []): Promise<HostedGroup> {
     const { options } = this;
     if (this.hosted.has(id) || options.host.group(id) !== undefined) throw new Error(`raft group ${id} is open on this node already`);
     const group = await RaftGroup.open({
@@ -82,6 +82,7 @@ export class HostedGroups {
       limits: options.limits,
       timing: options.timing,
       bootstrapVoters: voters,
+      bootstrapMeta,
       transport: options.host.raftTransport(id),
       vfs: options.vfs,
       clock: options.clock,

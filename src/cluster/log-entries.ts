@@ -11,12 +11,16 @@
  * document or of the shard map (cluster metadata), so they change in the
  * same engine batch as the applied index. A shard map command applies only
  * when its map's version is the stored map's + 1 (none stored counts as 0):
- * of two concurrent changes, the second is a no-op. Everything here is deterministic: every replica
- * turns the same entries into the same writes.
+ * of two concurrent changes, the second is a no-op. A shard group's commands are checked against
+ * its own bounds (`KeyBounds`): one writing a key outside them is refused (IMPULSE_ERR_SHARD_STALE)
+ * and changes nothing. Everything here is deterministic: every replica turns the same entries into
+ * the same writes.
  */
+import { ImpulseError } from '../errors.js';
 import type { ApplyEntry } from '../kv/apply.js';
+import { type KvCommand, type KvLimits, decodeCommand } from '../kv/command.js';
 import type { Entry, NodeId } from '../raft/types.js';
-import { SHARD_MAP_META_NAME, type ShardMap, encodeShardMap, shardMapFromJson, shardMapToJson } from '../shard/shard-map.js';
+import { SHARD_MAP_META_NAME, type ShardBounds, type ShardMap, encodeShardMap, shardContains, shardMapFromJson, shardMapToJson } from '../shard/shard-map.js';
 import { CLUSTER_META_BYTES_MAX } from '../kv/apply.js';
 import { type Membership, MEMBERSHIP_META_NAME, applyConfChange, applyPublish, encodeMembership, isClientUrl } from './membership.js';
 
@@ -77,8 +81,14 @@ export interface ApplyPlan {
   readonly shardMapChanged: boolean;
 }
 
-/** Turns committed Raft entries into apply entries, tracking the membership and the shard map they change. */
-export function planApply(entries: readonly Entry[], membership: Membership, shardMap?: ShardMap): ApplyPlan {
+/** A shard group's bounds and the limits its commands are decoded with. */
+export interface KeyBounds {
+  readonly bounds: ShardBounds;
+  readonly limits: KvLimits;
+}
+
+/** Turns committed Raft entries into apply entries, tracking the membership and the shard map they change; with `keys`, refuses commands outside the bounds. */
+export function planApply(entries: readonly Entry[], membership: Membership, shardMap?: ShardMap, keys?: KeyBounds): ApplyPlan {
   let current = membership;
   let changed = false;
   let map = shardMap;
@@ -91,7 +101,7 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
     } else if (entry.data.length === 0) {
       return { index, term, type: 'noop' };
     } else if (entry.data[0] !== CLUSTER_COMMAND_FORMAT) {
-      return { index, term, type: 'command', command: entry.data };
+      return keys === undefined ? { index, term, type: 'command', command: entry.data } : boundedCommand(index, term, entry.data, keys);
     } else {
       const command = decodeClusterCommand(entry.data);
       if (command?.type === 'shard-map') {
@@ -108,4 +118,26 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
     return { index, term, type: 'meta', name: MEMBERSHIP_META_NAME, value: encodeMembership(next) };
   });
   return { entries: planned, membership: current, membershipChanged: changed, shardMap: map, shardMapChanged: mapChanged };
+}
+
+/**
+ * A command entry of a shard group: refused when it writes a key outside the
+ * group's bounds (it was routed by a map older than the group's range),
+ * else passed on decoded (decoded once). Bytes that do not decode go on as
+ * they are, for the key-value layer to refuse with its own error.
+ */
+function boundedCommand(index: number, term: number, data: Uint8Array, keys: KeyBounds): ApplyEntry {
+  let command: KvCommand;
+  try {
+    command = decodeCommand(data, keys.limits);
+  } catch {
+    return { index, term, type: 'command', command: data };
+  }
+  const outside = command.ops.find((op) => !shardContains(keys.bounds, op.key));
+  if (outside === undefined) return { index, term, type: 'command', command };
+  const { start, end } = keys.bounds;
+  const error = new ImpulseError('IMPULSE_ERR_SHARD_STALE', `key ${Buffer.from(outside.key).toString('hex')} (hex) is outside this shard's keys [${start.toString('hex')}, ${end === null ? 'end' : end.toString('hex')}); the write was routed by an old shard map and changed nothing`, {
+    details: { start: start.toString('hex'), end: end === null ? null : end.toString('hex') },
+  });
+  return { index, term, type: 'refused', error };
 }

@@ -9,7 +9,9 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { isImpulseError } from '../errors.js';
 import type { Entry } from '../raft/types.js';
-import { type ShardMap, initialShardMap } from '../shard/shard-map.js';
+import { encodeCommand } from '../kv/command.js';
+import { TEST_LIMITS } from '../../testkit/cluster/in-process.js';
+import { type ShardMap, decodeShardBounds, encodeShardBounds, initialShardMap } from '../shard/shard-map.js';
 import { ImageStream, unframeChunks } from './image-stream.js';
 import { decodeClusterCommand, encodeClusterCommand, planApply } from './log-entries.js';
 import {
@@ -174,5 +176,32 @@ describe('shard map commands', () => {
     assert.deepEqual(skipping.entries.map((e) => e.type), ['noop']);
     assert.equal(skipping.shardMap, undefined);
     assert.equal(planApply([entry(6, map2)], EMPTY_MEMBERSHIP, map1).shardMap?.version, 2);
+  });
+});
+
+describe("a shard group's commands against its bounds", () => {
+  const bounds = { start: Buffer.from('g'), end: Buffer.from('p') };
+  const keys = { bounds, limits: TEST_LIMITS };
+  const put = (...names: string[]): Uint8Array => encodeCommand({ ops: names.map((name) => ({ type: 'put' as const, key: Buffer.from(name), value: Buffer.from('v') })) });
+  const normal = (index: number, data: Uint8Array): Entry => ({ kind: 'normal', index, term: 2, data });
+
+  it('passes commands inside the bounds on decoded, refuses those with any key outside, and leaves malformed bytes to the key-value layer', () => {
+    const plan = planApply([normal(2, put('g', 'o~')), normal(3, put('h', 'p')), normal(4, put('f')), normal(5, Buffer.from([1, 2])), normal(6, new Uint8Array(0))], EMPTY_MEMBERSHIP, undefined, keys);
+    assert.deepEqual(plan.entries.map((e) => e.type), ['command', 'refused', 'refused', 'command', 'noop']);
+    const [inside, across] = plan.entries;
+    assert.ok(inside?.type === 'command' && !(inside.command instanceof Uint8Array), 'decoded once, here');
+    assert.ok(across?.type === 'refused' && isImpulseError(across.error, 'IMPULSE_ERR_SHARD_STALE'));
+    assert.deepEqual(across.error.details, { start: Buffer.from('g').toString('hex'), end: Buffer.from('p').toString('hex') });
+    assert.ok(plan.entries[3]?.type === 'command' && plan.entries[3].command instanceof Uint8Array);
+    // Without bounds (the meta group, or a group from before bounds were kept) nothing is checked.
+    assert.deepEqual(planApply([normal(2, put('zebra'))], EMPTY_MEMBERSHIP).entries.map((e) => e.type), ['command']);
+  });
+
+  it('keeps the bounds encoding canonical and refuses stored bounds that are not', () => {
+    assert.deepEqual(decodeShardBounds(encodeShardBounds(bounds)), bounds);
+    assert.deepEqual(decodeShardBounds(encodeShardBounds({ start: Buffer.alloc(0), end: null })), { start: Buffer.alloc(0), end: null });
+    for (const text of ['', '{}', '{"start":"zz","end":null}', '{"start":"70","end":"67"}', '{"start":"67","end":"67"}']) {
+      assert.throws(() => decodeShardBounds(Buffer.from(text)), (error) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION'), text);
+    }
   });
 });

@@ -1,8 +1,9 @@
 /**
  * A sharded cluster of real `impulse serve` processes (split keys g and p:
  * three shards, each its own Raft group, plus the meta group): eight clients
- * record gets, puts and conditional puts on keys of all three shards through
- * every member while the leader of the middle shard is killed with kill -9
+ * record gets, puts and conditional puts on keys of all three shards — four
+ * through every member, four routing by their cached shard map straight to
+ * each shard's leader (the client's `shardRouting`) — while the leader of the middle shard is killed with kill -9
  * and restarted, and a ninth keeps sending batches across two shards. The
  * history is linearizable (testkit/check), every cross-shard batch was
  * refused with IMPULSE_ERR_BATCH_CROSS_SHARD or a no-effect error and none
@@ -39,7 +40,7 @@ describe('a sharded process cluster', () => {
         }
         return true;
       });
-      const history = new History(cluster, { keys: KEYS, clients: 8, members: 3 });
+      const history = new History(cluster, { keys: KEYS, clients: 8, members: 3, shardRoutingClients: 4 });
       const running = history.run();
       let stopped = false;
       const batchAnswers = new Map<string, number>();
@@ -77,6 +78,10 @@ describe('a sharded process cluster', () => {
       const completed = history.operations.filter((operation) => operation.return !== undefined).length;
       assert.ok(completed > 100, `only ${completed} operations completed`);
       for (const key of KEYS) assert.ok(history.operations.some((operation) => operation.input.key === key && operation.return !== undefined && operation.input.kind !== 'get'), `no write to ${key} completed`);
+      for (const routed of [true, false]) {
+        const done = history.operations.filter((operation) => operation.clientId < 4 === routed && operation.return !== undefined && operation.input.kind !== 'get').length;
+        assert.ok(done > 20, `only ${done} writes completed by the ${routed ? 'routing' : 'member'} clients`);
+      }
 
       const answers = Object.fromEntries(batchAnswers);
       assert.ok((batchAnswers.get('IMPULSE_ERR_BATCH_CROSS_SHARD') ?? 0) > 10, JSON.stringify(answers));

@@ -48,6 +48,12 @@ import type { ShardMap } from '../shard/shard-map.js';
 
 export type GroupState = 'running' | 'failed' | 'removed' | 'closed';
 
+/** One cluster metadata value of a group's bootstrap state. */
+export interface BootstrapMeta {
+  readonly name: string;
+  readonly value: Uint8Array;
+}
+
 /** The index and term at which the initial voters' identical bootstrap state stands. */
 export const BOOTSTRAP_INDEX = 1;
 const BOOTSTRAP_TERM = 1;
@@ -72,6 +78,8 @@ export interface RaftGroupOptions {
   readonly timing: RaftTimingConfig;
   /** The initial voters when this member bootstraps a new cluster; undefined for a member that joins. */
   readonly bootstrapVoters: ReadonlyMap<NodeId, string> | undefined;
+  /** Cluster metadata written into the bootstrap state beside the membership (identical on every initial voter; e.g. a shard's bounds). */
+  readonly bootstrapMeta?: readonly BootstrapMeta[];
   readonly transport: RaftTransport<ImagePayload>;
   readonly vfs: Vfs;
   readonly clock: Clock;
@@ -133,7 +141,7 @@ export class RaftGroup {
     let logStore: SegmentedLogStore | undefined;
     try {
       logStore = await SegmentedLogStore.open(vfs, joinPath(dataDir, 'raft', String(group)), { bootstrapConfState: bootstrapConf, clock: options.clock, logger: options.logger });
-      if (options.bootstrapVoters !== undefined) await bootstrap(kv, logStore, options.bootstrapVoters);
+      if (options.bootstrapVoters !== undefined) await bootstrap(kv, logStore, options.bootstrapVoters, options.bootstrapMeta ?? []);
       const opened = new RaftGroup(options, logStore, kv);
       await opened.start();
       return opened;
@@ -148,6 +156,7 @@ export class RaftGroup {
     const { options } = this;
     this.machineValue = await RaftKvMachine.open({
       machine: this.kvMachine,
+      limits: options.limits,
       logger: this.logger,
       guard: (work) => this.guard(work),
       flushEntries: Math.max(1, Math.min(1000, Math.floor(options.timing.snapshotEntries / 4))),
@@ -386,10 +395,10 @@ function guardedLogStore(store: SegmentedLogStore, guard: (work: () => void) => 
  * snapshot first, which carries the membership. Each step runs only if it has
  * not (a crash in between is finished at the next start).
  */
-async function bootstrap(kv: KvStateMachine, log: SegmentedLogStore, voters: ReadonlyMap<NodeId, string>): Promise<void> {
+async function bootstrap(kv: KvStateMachine, log: SegmentedLogStore, voters: ReadonlyMap<NodeId, string>, meta: readonly BootstrapMeta[]): Promise<void> {
   const membership = initialMembership(voters);
   if (kv.appliedIndex === 0) {
-    await kv.applyBatch([{ index: BOOTSTRAP_INDEX, term: BOOTSTRAP_TERM, type: 'meta', name: MEMBERSHIP_META_NAME, value: encodeMembership(membership) }], { sync: true });
+    await kv.applyBatch([{ index: BOOTSTRAP_INDEX, term: BOOTSTRAP_TERM, type: 'meta', name: MEMBERSHIP_META_NAME, value: encodeMembership(membership), more: meta }], { sync: true });
   }
   if (log.snapshotMeta().index === 0 && log.lastIndex() === 0) {
     const update: LogUpdate = { snapshot: { index: BOOTSTRAP_INDEX, term: BOOTSTRAP_TERM, confState: membership.confState }, entries: [], hardState: { term: BOOTSTRAP_TERM, vote: 0, commit: BOOTSTRAP_INDEX } };

@@ -4,8 +4,10 @@
  * over the key-value state machine (src/kv/state-machine.ts).
  *
  *   - apply: normal entries become key-value commands (their results go back
- *     to the proposers), conf changes and cluster commands become writes of
- *     the membership document (log-entries.ts); the whole batch is ONE
+ *     to the proposers; a shard group refuses those outside its own bounds,
+ *     the `shard-bounds` metadata written at its bootstrap), conf changes
+ *     and cluster commands become writes of the membership document or the
+ *     shard map (log-entries.ts); the whole batch is ONE
  *     `applyBatch`, atomic with the applied index. Applies are written WITHOUT
  *     fsync: the Raft log is durable, and entries after the durable applied
  *     index are applied again after a crash. `flush` makes them durable once
@@ -23,17 +25,20 @@
 import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
 import type { ApplyResult } from '../kv/apply.js';
+import type { KvLimits } from '../kv/command.js';
 import { DEFAULT_CHUNK_BYTES_MAX } from '../kv/snapshot-image.js';
 import type { KvStateMachine } from '../kv/state-machine.js';
 import type { RaftStateMachine, SnapshotImage } from '../raft/driver-seams.js';
 import type { ConfState, Entry, SnapshotMeta } from '../raft/types.js';
 import { type ImagePayload, ImageStream, unframeChunks } from './image-stream.js';
-import { SHARD_MAP_META_NAME, type ShardMap, decodeShardMap } from '../shard/shard-map.js';
+import { SHARD_BOUNDS_META_NAME, SHARD_MAP_META_NAME, type ShardBounds, type ShardMap, decodeShardBounds, decodeShardMap } from '../shard/shard-map.js';
 import { planApply } from './log-entries.js';
 import { EMPTY_MEMBERSHIP, MEMBERSHIP_META_NAME, type Membership, decodeMembership } from './membership.js';
 
 export interface RaftKvMachineOptions {
   readonly machine: KvStateMachine;
+  /** The limits commands are decoded with (those of `machine`). */
+  readonly limits: KvLimits;
   readonly logger: Logger;
   /** Runs a callback into the driver; a throw (a broken invariant) stops the group, never the process. */
   readonly guard: (work: () => void) => void;
@@ -52,20 +57,27 @@ export interface RaftKvMachineOptions {
 export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload> {
   private membershipValue: Membership;
   private shardMapValue: ShardMap | undefined;
+  /** A shard group's own bounds (undefined: the meta group, or a group bootstrapped before bounds were kept). */
+  private boundsValue: ShardBounds | undefined;
   private flushing = false;
 
   private constructor(
     private readonly options: RaftKvMachineOptions,
-    membership: Membership,
-    shardMap: ShardMap | undefined,
+    stored: StoredCluster,
   ) {
-    this.membershipValue = membership;
-    this.shardMapValue = shardMap;
+    this.membershipValue = stored.membership;
+    this.shardMapValue = stored.shardMap;
+    this.boundsValue = stored.bounds;
   }
 
-  /** Wraps an open key-value state machine; reads the membership (empty for a member that has not joined yet) and shard map it holds. */
+  /** Wraps an open key-value state machine; reads the membership (empty for a member that has not joined yet), shard map and bounds it holds. */
   static async open(options: RaftKvMachineOptions): Promise<RaftKvMachine> {
-    return new RaftKvMachine(options, await readMembership(options.machine), await readShardMap(options.machine));
+    return new RaftKvMachine(options, await readStored(options.machine));
+  }
+
+  /** The shard group's own key bounds, when it keeps them. */
+  get bounds(): ShardBounds | undefined {
+    return this.boundsValue;
   }
 
   get membership(): Membership {
@@ -86,7 +98,8 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
   }
 
   apply(entries: readonly Entry[], done: (error: Error | null, results?: readonly ApplyResult[]) => void): void {
-    const plan = planApply(entries, this.membershipValue, this.shardMapValue);
+    const bounds = this.boundsValue;
+    const plan = planApply(entries, this.membershipValue, this.shardMapValue, bounds === undefined ? undefined : { bounds, limits: this.options.limits });
     this.options.machine.applyBatch(plan.entries, { sync: false }).then(
       (results) => {
         if (plan.membershipChanged) this.membershipValue = plan.membership;
@@ -170,11 +183,12 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
     }
     machine
       .installStaged()
-      .then(async () => ({ membership: await readMembership(machine), shardMap: await readShardMap(machine) }))
+      .then(() => readStored(machine))
       .then(
-        ({ membership, shardMap }) => {
+        ({ membership, shardMap, bounds }) => {
           this.membershipValue = membership;
           this.shardMapValue = shardMap;
+          this.boundsValue = bounds;
           this.options.guard(() => done(null));
           this.options.onMembership?.(membership);
           if (shardMap !== undefined) this.options.onShardMap?.(shardMap);
@@ -190,9 +204,20 @@ async function readMembership(machine: KvStateMachine): Promise<Membership> {
   return stored === undefined ? EMPTY_MEMBERSHIP : decodeMembership(stored);
 }
 
-async function readShardMap(machine: KvStateMachine): Promise<ShardMap | undefined> {
-  const stored = await machine.getMeta(SHARD_MAP_META_NAME);
-  return stored === undefined ? undefined : decodeShardMap(stored);
+interface StoredCluster {
+  readonly membership: Membership;
+  readonly shardMap: ShardMap | undefined;
+  readonly bounds: ShardBounds | undefined;
+}
+
+async function readStored(machine: KvStateMachine): Promise<StoredCluster> {
+  const map = await machine.getMeta(SHARD_MAP_META_NAME);
+  const bounds = await machine.getMeta(SHARD_BOUNDS_META_NAME);
+  return {
+    membership: await readMembership(machine),
+    shardMap: map === undefined ? undefined : decodeShardMap(map),
+    bounds: bounds === undefined ? undefined : decodeShardBounds(bounds),
+  };
 }
 
 function sameConf(a: ConfState, b: ConfState): boolean {

@@ -9,8 +9,11 @@
  *     leader proposes first wins, the others' proposals are no-ops;
  *   - every applied map: the member opens each shard group it replicates and
  *     does not host yet, bootstrapping the replicas' identical empty state
- *     (HostedGroups.open) on a first start; after a restart the groups'
- *     files say everything and the voters given are ignored.
+ *     with the shard's bounds (HostedGroups.open; the group refuses at apply
+ *     any key outside them) on a first start; after a restart the groups'
+ *     files say everything and the voters and bounds given are ignored.
+ *     (Ranges do not change at runtime yet, so every replica bootstraps the
+ *     same bounds; a split must change them through the group's own log.)
  *
  * Opens run one at a time in map order (a promise chain): a map applied while
  * one runs is taken up after it.
@@ -18,7 +21,7 @@
 import type { Logger } from 'pino';
 import type { ShardView, ShardsView } from '../protocol/shard-view.js';
 import type { NodeId } from '../raft/types.js';
-import { META_GROUP, type Shard, type ShardMap, initialShardMap } from '../shard/shard-map.js';
+import { META_GROUP, SHARD_BOUNDS_META_NAME, type Shard, type ShardMap, encodeShardBounds, initialShardMap } from '../shard/shard-map.js';
 import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import { encodeClusterCommand } from './log-entries.js';
 import { peerAddresses } from './membership.js';
@@ -66,6 +69,11 @@ export class ShardGroups {
     return this.options.groups.get(shard.id);
   }
 
+  /** Resolves once this member applied every shard map the meta group committed before the call (its read point). */
+  catchUp(): Promise<void> {
+    return this.options.meta.requests.readBarrier();
+  }
+
   /** Resolves once every group of the current map this member replicates is open (or failed to open, logged). */
   settled(): Promise<void> {
     return this.opening;
@@ -88,7 +96,8 @@ export class ShardGroups {
       if (!shard.replicas.includes(nodeId) || groups.get(shard.id) !== undefined) continue;
       const voters = new Map(shard.replicas.map((id) => [id, addresses.get(id)] as const).filter((entry): entry is [NodeId, string] => entry[1] !== undefined));
       try {
-        await groups.open(shard.id, voters.size === shard.replicas.length ? voters : undefined);
+        const bounds = { name: SHARD_BOUNDS_META_NAME, value: encodeShardBounds(shard) };
+        await groups.open(shard.id, voters.size === shard.replicas.length ? voters : undefined, [bounds]);
         logger.info({ shard: shard.id, epoch: shard.epoch }, 'opened shard group');
       } catch (error) {
         logger.error({ err: error, shard: shard.id }, 'could not open a shard group; requests for its keys are refused on this member');

@@ -17,6 +17,13 @@
  *   - a batch whose keys lie in more than one shard is refused
  *     (IMPULSE_ERR_BATCH_CROSS_SHARD) before anything is proposed: never
  *     half-applied;
+ *   - a key request may name the shard and epoch its client routed it by
+ *     (`route`, the Impulse-Shard header); it is judged against this member's
+ *     map first (src/shard/stale-route.ts): a stale route is refused with
+ *     IMPULSE_ERR_SHARD_STALE and the shard that holds the key now, before
+ *     anything is proposed; a route newer than this member's map waits for
+ *     the meta group's read point once (the map the client saw is committed
+ *     there), then is judged again;
  *   - revisions are the index of the key's shard's log (comparable within a
  *     shard only; a key never changes shard while maps do not change).
  *
@@ -29,9 +36,10 @@ import { type KvCommand, encodeCommand, validateCommand } from '../kv/command.js
 import { type ContentDigest, contentDigest } from '../kv/digest.js';
 import type { StoredValue } from '../kv/record.js';
 import type { KvItem } from '../kv/state-machine.js';
-import type { KvService, ReadConsistency, ReadOptions, ServiceHealth, ServiceStatus, WriteOutcome } from '../service/kv-service.js';
+import type { KvService, ReadConsistency, ReadOptions, RouteOptions, ServiceHealth, ServiceStatus, ShardRoute, WriteOutcome } from '../service/kv-service.js';
 import { READ_CONSISTENCIES, engineServiceHealth } from '../service/kv-service.js';
 import { type Shard, type ShardMap, shardFor, shardsOverlapping } from '../shard/shard-map.js';
+import { judgeRoute, staleRouteError } from '../shard/stale-route.js';
 import type { RangeOptions } from '../storage/engine.js';
 import type { HostedGroup } from './hosted-groups.js';
 import type { RaftKvService } from './raft-kv-service.js';
@@ -53,7 +61,7 @@ export class ShardedKvService implements KvService {
 
   async get(key: Uint8Array, options?: ReadOptions): Promise<StoredValue | undefined> {
     const consistency = consistencyOf(options);
-    const shard = shardFor(this.map(), key);
+    const shard = shardFor(await this.routedMap(key, options?.route), key);
     const hosted = this.shards.hosted(shard);
     if (hosted === undefined) return this.remote.get(shard, key, consistency);
     await readPoint(hosted, consistency);
@@ -83,9 +91,10 @@ export class ShardedKvService implements KvService {
     return items;
   }
 
-  async write(command: KvCommand): Promise<WriteOutcome> {
+  async write(command: KvCommand, options?: RouteOptions): Promise<WriteOutcome> {
     validateCommand(command, this.limits);
-    const map = this.map();
+    const first = command.ops[0];
+    const map = first === undefined ? this.map() : await this.routedMap(first.key, options?.route);
     const touched = new Map<number, Shard>();
     for (const op of command.ops) {
       const shard = shardFor(map, op.key);
@@ -164,6 +173,26 @@ export class ShardedKvService implements KvService {
     this.closing = true;
     this.shards.close();
     return this.meta.close();
+  }
+
+  /**
+   * The map to route `key` by, once `route` (when given) is judged current
+   * against it: IMPULSE_ERR_SHARD_STALE when this member's map is newer than
+   * the client's; when the client's is newer, one wait for the meta group's
+   * read point and a second judgement, then IMPULSE_ERR_UNAVAILABLE (retry).
+   */
+  private async routedMap(key: Uint8Array, route: ShardRoute | undefined): Promise<ShardMap> {
+    let map = this.map();
+    if (route === undefined) return map;
+    let verdict = judgeRoute(map, shardFor(map, key), route);
+    if (verdict === 'behind') {
+      await this.shards.catchUp();
+      map = this.map();
+      verdict = judgeRoute(map, shardFor(map, key), route);
+    }
+    if (verdict === 'stale') throw staleRouteError(map, shardFor(map, key), route);
+    if (verdict === 'behind') throw unavailable(`the request was routed by shard ${route.shard} at epoch ${route.epoch}, newer than this member's shard map (version ${map.version}); retry`);
+    return map;
   }
 
   /** The map requests are routed by; refuses while closing or before the first map applied. */

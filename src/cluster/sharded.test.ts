@@ -5,12 +5,13 @@
  * in its shard's group and nowhere else; any member serves any key; ranges
  * walk the shards in order (and in reverse), paging with the cursor; a batch
  * across shards is refused and changes nothing; a restarted member reopens
- * its shard groups from its files; GET /shards' view.
+ * its shard groups from its files; GET /shards' view; a shard group refuses
+ * at apply a command for keys outside its own bounds (kept in its state).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
-import type { KvCommand } from '../kv/command.js';
+import { type KvCommand, encodeCommand } from '../kv/command.js';
 import { InProcessCluster } from '../../testkit/cluster/in-process.js';
 import type { Member } from './open-member.js';
 
@@ -102,6 +103,22 @@ describe('a sharded cluster (split keys g, p)', () => {
     assert.equal((await cluster.member(3).service.get(Buffer.from('zebra')))?.value.toString(), 'v-zebra');
     await cluster.member(3).service.write(put('after-restart', 'yes'));
     assert.equal((await cluster.member(1).service.get(Buffer.from('after-restart')))?.value.toString(), 'yes');
+  });
+
+  it('keeps each shard group to its own bounds: a write of another shard\'s key proposed straight into it is refused at apply on every replica, also after a restart', async () => {
+    for (const id of [1, 2, 3]) {
+      const machine = cluster.member(id).groups.get(2)!.group.machine;
+      assert.deepEqual(machine.bounds, { start: Buffer.alloc(0), end: Buffer.from('g') }, `member ${id}, the restarted one included`);
+      assert.equal(cluster.member(id).groups.get(1)!.group.machine.bounds, undefined, 'the meta group has none');
+    }
+    const wrong = encodeCommand({ ops: [{ type: 'put', key: Buffer.from('a-ok'), value: Buffer.from('1') }, { type: 'put', key: Buffer.from('zz-wrong'), value: Buffer.from('1') }] });
+    await assert.rejects(cluster.member(3).groups.get(2)!.requests.write(wrong, false), (error) => isImpulseError(error, 'IMPULSE_ERR_SHARD_STALE') && error.details['end'] === Buffer.from('g').toString('hex'));
+    const { revision } = await cluster.member(1).service.write(put('a-after', 'x')); // through the same group: applied after the refused entry
+    for (const id of [1, 2, 3]) {
+      const hosted = cluster.member(id).groups.get(2)!;
+      await until(`member ${id} applied shard 2 up to ${revision}`, () => hosted.group.machine.appliedIndex >= revision);
+      for (const key of ['a-ok', 'zz-wrong']) assert.equal(await hosted.group.machine.machine.get(Buffer.from(key)), undefined, `${key} on member ${id}`);
+    }
   });
 });
 

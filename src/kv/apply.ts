@@ -24,9 +24,19 @@ export type ApplyEntry =
   /** A write command, decoded or as its log bytes (decoded and validated here). */
   | { readonly index: number; readonly term: number; readonly type: 'command'; readonly command: KvCommand | Uint8Array }
   /** Opaque metadata of the cluster runtime (e.g. the membership): set `name` to `value`, or delete it with null. */
-  | { readonly index: number; readonly term: number; readonly type: 'meta'; readonly name: string; readonly value: Uint8Array | null }
+  | {
+      readonly index: number;
+      readonly term: number;
+      readonly type: 'meta';
+      readonly name: string;
+      readonly value: Uint8Array | null;
+      /** Further metadata set at the same index (a group's bootstrap state: membership and shard bounds). */
+      readonly more?: ReadonlyArray<{ readonly name: string; readonly value: Uint8Array | null }>;
+    }
   /** An entry that changes nothing but the applied index (e.g. a new leader's empty entry). */
-  | { readonly index: number; readonly term: number; readonly type: 'noop' };
+  | { readonly index: number; readonly term: number; readonly type: 'noop' }
+  /** A command the layer above refused at apply (e.g. a key outside a shard's bounds): changes nothing but the applied index; its result is `error`. */
+  | { readonly index: number; readonly term: number; readonly type: 'refused'; readonly error: ImpulseError };
 
 /** The outcome of one entry: a command's result, or an error that made it a no-op (expired session, malformed bytes). */
 export type ApplyResult = CommandResult | { readonly ok: false; readonly error: ImpulseError };
@@ -68,20 +78,26 @@ export class ApplyBatch {
     switch (entry.type) {
       case 'noop':
         return { ok: true, revision: entry.index };
+      case 'refused':
+        return { ok: false, error: entry.error };
       case 'meta':
-        return this.addMeta(entry.index, entry.name, entry.value);
+        return this.addMeta(entry.index, [{ name: entry.name, value: entry.value }, ...(entry.more ?? [])]);
       case 'command':
         return this.addCommand(entry.index, entry.command);
     }
   }
 
-  private addMeta(index: number, name: string, value: Uint8Array | null): ApplyResult {
-    if (typeof name !== 'string' || !META_NAME.test(name) || (value !== null && (!(value instanceof Uint8Array) || value.length > CLUSTER_META_BYTES_MAX))) {
+  /** Sets every one of `values`, or (one of them malformed) none. */
+  private addMeta(index: number, values: ReadonlyArray<{ readonly name: string; readonly value: Uint8Array | null }>): ApplyResult {
+    const malformed = ({ name, value }: (typeof values)[number]): boolean => typeof name !== 'string' || !META_NAME.test(name) || (value !== null && (!(value instanceof Uint8Array) || value.length > CLUSTER_META_BYTES_MAX));
+    if (values.some(malformed)) {
       return { ok: false, error: new ImpulseError('IMPULSE_ERR_COMMAND_INVALID', `metadata entry ${index}: the name must be 1-128 of [A-Za-z0-9._-] and the value at most ${CLUSTER_META_BYTES_MAX} bytes`) };
     }
-    const key = clusterMetaKey(name);
-    this.push(value === null ? { type: 'del', key } : { type: 'put', key, value: Buffer.from(value) });
-    this.metaChanges.set(name, value !== null);
+    for (const { name, value } of values) {
+      const key = clusterMetaKey(name);
+      this.push(value === null ? { type: 'del', key } : { type: 'put', key, value: Buffer.from(value) });
+      this.metaChanges.set(name, value !== null);
+    }
     return { ok: true, revision: index };
   }
 

@@ -31,9 +31,24 @@ export type ReadConsistency = 'linearizable' | 'serializable';
 
 export const READ_CONSISTENCIES: readonly ReadConsistency[] = ['linearizable', 'serializable'];
 
-export interface ReadOptions {
+export interface ReadOptions extends RouteOptions {
   /** Default 'linearizable'. */
   readonly consistency?: ReadConsistency;
+}
+
+/**
+ * The shard a client routed a key request by (the `Impulse-Shard` header): the
+ * shard's group id and epoch in the client's cached map. A sharded service
+ * refuses the request with IMPULSE_ERR_SHARD_STALE when its own map says the
+ * key lies elsewhere or the shard's epoch rose; other services ignore it.
+ */
+export interface ShardRoute {
+  readonly shard: number;
+  readonly epoch: number;
+}
+
+export interface RouteOptions {
+  readonly route?: ShardRoute;
 }
 
 export interface WriteOutcome {
@@ -138,8 +153,8 @@ export interface KvService {
   get(key: Uint8Array, options?: ReadOptions): Promise<StoredValue | undefined>;
   /** Entries of a range with their revisions; bounds and order as `Engine.range`, `limit` <= limits.rangeLimitMax. */
   range(query: RangeOptions, options?: ReadOptions): Promise<KvItem[]>;
-  /** Applies `command` atomically (all ops or none) and resolves once it is applied. */
-  write(command: KvCommand): Promise<WriteOutcome>;
+  /** Applies `command` atomically (all ops or none) and resolves once it is applied. `options.route`: see `ShardRoute`. */
+  write(command: KvCommand, options?: RouteOptions): Promise<WriteOutcome>;
   status(): Promise<ServiceStatus>;
   health(): ServiceHealth;
   /** A digest of the whole state at the current applied index (src/kv/digest.ts); a full scan. */

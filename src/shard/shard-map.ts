@@ -11,14 +11,16 @@
  *     one starts where the previous ends, the last ends at null (no bound):
  *     every key belongs to exactly one shard;
  *   - shard ids distinct, >= 2 (group 1 is the meta group), replicas a
- *     non-empty ascending list of distinct node ids; epochs >= 1.
+ *     non-empty ascending list of distinct node ids; 1 <= epoch <= version.
  *
  * Version: the map's own number, +1 at every change; a change names the
  * version it replaces, so two concurrent changes cannot both apply.
  *
- * Epoch (TiKV's region epoch, one number here): a shard's epoch rises
- * whenever its range or replicas change, so a request routed with an older
- * epoch is told its route is stale.
+ * Epoch (TiKV's region epoch, one number here): the version of the map that
+ * last changed the shard's range or replicas (so it rises with every such
+ * change and never exceeds the map's version). A request routed with an older
+ * epoch is told its route is stale; one naming an epoch above the member's
+ * map version comes from a newer map than the member's (stale-route.ts).
  *
  * Encoding: canonical JSON (keys in hex), so every replica of the meta group
  * writes the same bytes.
@@ -90,7 +92,7 @@ export function shardMapProblem(map: ShardMap): string | undefined {
     const shard = shards[index]!;
     if (!Number.isSafeInteger(shard.id) || shard.id <= META_GROUP || ids.has(shard.id)) return `shard id ${shard.id} is not a distinct integer >= ${META_GROUP + 1}`;
     ids.add(shard.id);
-    if (!Number.isSafeInteger(shard.epoch) || shard.epoch < 1) return `shard ${shard.id} has epoch ${shard.epoch}`;
+    if (!Number.isSafeInteger(shard.epoch) || shard.epoch < 1 || shard.epoch > map.version) return `shard ${shard.id} has epoch ${shard.epoch} (1 to the map's version ${map.version})`;
     const { replicas } = shard;
     if (replicas.length === 0 || replicas.some((id, i) => !Number.isSafeInteger(id) || id < 1 || (i > 0 && id <= replicas[i - 1]!))) return `shard ${shard.id} needs replicas as ascending distinct node ids`;
     const next = shards[index + 1];
@@ -99,6 +101,81 @@ export function shardMapProblem(map: ShardMap): string | undefined {
     if (compareBytes(shard.start, shard.end) >= 0) return `shard ${shard.id} has an empty range`;
   }
   return undefined;
+}
+
+/**
+ * The map after splitting shard `shardId` at `splitKey` (strictly inside its
+ * range): the left part keeps the id and `[start, splitKey)`, the right part
+ * is shard `rightId` (not in the map) with `[splitKey, end)`, both on the same
+ * replicas at epoch version + 1. IMPULSE_ERR_CONFIG_INVALID when the split is
+ * not possible (the map is unchanged).
+ */
+export function splitShard(map: ShardMap, shardId: number, splitKey: Uint8Array, rightId: number): ShardMap {
+  const at = map.shards.findIndex((shard) => shard.id === shardId);
+  const shard = map.shards[at];
+  const key = Buffer.from(splitKey);
+  if (shard === undefined || !shardContains(shard, key) || compareBytes(key, shard.start) === 0) {
+    throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `shard ${shardId} cannot split at ${key.toString('hex')} (no such shard, or the key is not strictly inside its range)`);
+  }
+  const version = map.version + 1;
+  const parts: Shard[] = [
+    { ...shard, end: key, epoch: version },
+    { id: rightId, start: key, end: shard.end, epoch: version, replicas: shard.replicas },
+  ];
+  return checked({ version, shards: [...map.shards.slice(0, at), ...parts, ...map.shards.slice(at + 1)] });
+}
+
+/** The map after shard `shardId`'s replicas became `replicas` (ascending), at epoch version + 1. */
+export function changeReplicas(map: ShardMap, shardId: number, replicas: readonly NodeId[]): ShardMap {
+  const version = map.version + 1;
+  if (shardById(map, shardId) === undefined) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `the map has no shard ${shardId}`);
+  return checked({ version, shards: map.shards.map((shard) => (shard.id === shardId ? { ...shard, replicas: [...replicas], epoch: version } : shard)) });
+}
+
+/**
+ * The id for a new shard: one above every id in the map. Ids are never
+ * reused; that holds while no shard leaves the map (merges must keep the
+ * highest id ever handed out in the map before they exist).
+ */
+export function nextShardId(map: ShardMap): number {
+  return map.shards.reduce((highest, shard) => Math.max(highest, shard.id), META_GROUP) + 1;
+}
+
+function checked(map: ShardMap): ShardMap {
+  const problem = shardMapProblem(map);
+  if (problem !== undefined) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `the changed shard map is invalid: ${problem}`);
+  return map;
+}
+
+/**
+ * A shard group's own key range, kept in the group's state (cluster metadata
+ * `shard-bounds`, written at its bootstrap identically on every replica): the
+ * group refuses at apply any command for a key outside it, whatever routed
+ * it there. Only the group's own log may change it (a split, when built).
+ */
+export interface ShardBounds {
+  readonly start: Buffer;
+  readonly end: Buffer | null;
+}
+
+export const SHARD_BOUNDS_META_NAME = 'shard-bounds';
+
+export function encodeShardBounds(bounds: ShardBounds): Buffer {
+  return Buffer.from(JSON.stringify({ start: bounds.start.toString('hex'), end: bounds.end === null ? null : bounds.end.toString('hex') }), 'utf8');
+}
+
+/** The bounds in `bytes`; IMPULSE_ERR_ENGINE_CORRUPTION when they are not valid bounds (stored state that must be). */
+export function decodeShardBounds(bytes: Uint8Array): ShardBounds {
+  const hex = /^(?:[0-9a-f]{2})*$/;
+  try {
+    const { start, end } = JSON.parse(Buffer.from(bytes).toString('utf8')) as { start?: unknown; end?: unknown };
+    if (typeof start === 'string' && hex.test(start) && (end === null || (typeof end === 'string' && hex.test(end) && Buffer.compare(Buffer.from(start, 'hex'), Buffer.from(end, 'hex')) < 0))) {
+      return { start: Buffer.from(start, 'hex'), end: end === null ? null : Buffer.from(end, 'hex') };
+    }
+  } catch {
+    // reported below
+  }
+  throw new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', 'the stored shard bounds are invalid');
 }
 
 /** The shard holding `key` (there is exactly one). */
@@ -131,7 +208,7 @@ export function shardsOverlapping(map: ShardMap, lower: Uint8Array | undefined, 
 }
 
 /** True when `key` lies in `shard`'s range. */
-export function shardContains(shard: Shard, key: Uint8Array): boolean {
+export function shardContains(shard: ShardBounds, key: Uint8Array): boolean {
   return compareBytes(shard.start, key) <= 0 && (shard.end === null || compareBytes(key, shard.end) < 0);
 }
 

@@ -34,6 +34,8 @@ export interface InProcessOptions {
   readonly quiesceAfterTicks?: number;
   /** pino level for the members' logs (default 'silent'; 'warn' when debugging). */
   readonly logLevel?: string;
+  /** Member id i advertises http://127.0.0.1:clientPorts[i - 1] (default port 10,000 + id); for tests that serve HTTP on them. */
+  readonly clientPorts?: readonly number[];
 }
 
 export const TEST_LIMITS: KvLimits = { keyBytesMax: 1024, valueBytesMax: 1 << 20, batchOpsMax: 1000, batchBytesMax: 8 << 20, rangeLimitMax: DEFAULT_LIMITS.rangeLimitMax };
@@ -56,7 +58,7 @@ export class InProcessCluster {
     const ports = await freePorts(count);
     const initial = ports.map((port, index) => `${index + 1}=127.0.0.1:${port}`).join(',');
     for (let id = 1; id <= count; id++) {
-      cluster.configs.set(id, parseClusterConfig({ nodeId: String(id), peerPort: String(ports[id - 1]), initialCluster: initial, ...options.flags }, '127.0.0.1', 10_000 + id)!);
+      cluster.configs.set(id, parseClusterConfig({ nodeId: String(id), peerPort: String(ports[id - 1]), initialCluster: initial, ...options.flags }, '127.0.0.1', options.clientPorts?.[id - 1] ?? 10_000 + id)!);
     }
     try {
       await Promise.all([...cluster.configs.keys()].map((id) => cluster.restart(id)));

@@ -16,6 +16,8 @@ export interface HistoryOptions {
   readonly clients: number;
   /** How many members the clients spread over (ids 1..members). */
   readonly members: number;
+  /** Clients 0..n-1 route by a cached shard map (ImpulseClient's `shardRouting`; their member is only where they load it). Default 0. */
+  readonly shardRoutingClients?: number;
 }
 
 /**
@@ -54,7 +56,7 @@ export class History {
       let client = clients.get(id);
       if (client === undefined) {
         // No retries inside the client: every attempt is one recorded operation.
-        client = new ImpulseClient({ endpoint: this.cluster.url(id), timeoutMs: 3000, writeRetriesMax: 0 });
+        client = new ImpulseClient({ endpoint: this.cluster.url(id), timeoutMs: 3000, writeRetriesMax: 0, shardRouting: clientId < (this.options.shardRoutingClients ?? 0) });
         clients.set(id, client);
       }
       return client;

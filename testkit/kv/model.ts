@@ -50,9 +50,15 @@ export class KvModel {
     if (entry.index !== this.appliedIndex + 1) throw new Error(`model: entry ${entry.index} after ${this.appliedIndex}`);
     this.appliedIndex = entry.index;
     if (entry.type === 'noop') return { ok: true, revision: entry.index };
+    if (entry.type === 'refused') return { ok: false, error: entry.error.code };
     if (entry.type === 'meta') {
-      if (entry.value === null) this.metadata.delete(entry.name);
-      else this.metadata.set(entry.name, Buffer.from(entry.value));
+      // Every value of the entry is set, or (a name not 1-128 of [A-Za-z0-9._-]) none.
+      const values = [{ name: entry.name, value: entry.value }, ...(entry.more ?? [])];
+      if (values.some(({ name }) => !/^[A-Za-z0-9._-]{1,128}$/.test(name))) return { ok: false, error: 'IMPULSE_ERR_COMMAND_INVALID' };
+      for (const { name, value } of values) {
+        if (value === null) this.metadata.delete(name);
+        else this.metadata.set(name, Buffer.from(value));
+      }
       return { ok: true, revision: entry.index };
     }
     if (command === undefined) throw new Error('model: a command entry needs its decoded command');

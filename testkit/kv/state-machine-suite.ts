@@ -53,6 +53,7 @@ const opSpec = fc.record({
   value: fc.uint8Array({ maxLength: 6 }).map((bytes) => Buffer.from(bytes)),
   hint: fc.constantFrom<Hint>('none', 'none', 'current', 'stale', 'absent'),
 });
+const metaValue = fc.option(fc.uint8Array({ maxLength: 4 }).map((b) => Buffer.from(b)), { nil: null });
 const entrySpec: fc.Arbitrary<EntrySpec> = fc.oneof(
   {
     weight: 8,
@@ -71,8 +72,21 @@ const entrySpec: fc.Arbitrary<EntrySpec> = fc.oneof(
       encoded: fc.boolean(),
     }),
   },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('meta' as const), name: fc.constantFrom('members', 'shard'), value: fc.option(fc.uint8Array({ maxLength: 4 }).map((b) => Buffer.from(b)), { nil: null }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record(
+      {
+        kind: fc.constant('meta' as const),
+        name: fc.constantFrom('members', 'shard'),
+        value: metaValue,
+        // Further values at the same index; a malformed name makes the whole entry change nothing.
+        more: fc.array(fc.record({ name: fc.constantFrom('members', 'shard', 'bounds', 'not a name'), value: metaValue }), { maxLength: 2 }),
+      },
+      { requiredKeys: ['kind', 'name', 'value'] },
+    ),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('noop' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('refused' as const) }) },
 );
 const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 8, arbitrary: fc.record({ kind: fc.constant('apply' as const), entries: fc.array(entrySpec, { minLength: 1, maxLength: 5 }), sync: fc.boolean() }) },

@@ -6,6 +6,7 @@
  * given the model's state at that point. Used by the property suite (specs
  * from fast-check) and the crash tests (specs from a seeded Random).
  */
+import { ImpulseError } from '../../src/errors.js';
 import { type KvCommand, type KvOp, encodeCommand } from '../../src/kv/command.js';
 import type { ApplyEntry } from '../../src/kv/state-machine.js';
 import { type Random, SeededRandom } from '../../src/util/random.js';
@@ -25,8 +26,9 @@ export interface OpSpec {
 }
 export type EntrySpec =
   | { readonly kind: 'command'; readonly ops: OpSpec[]; readonly session: { client: number; mode: 'next' | 'retry' | 'old'; pick: number; acked: boolean } | null; readonly encoded: boolean }
-  | { readonly kind: 'meta'; readonly name: string; readonly value: Buffer | null }
-  | { readonly kind: 'noop' };
+  | { readonly kind: 'meta'; readonly name: string; readonly value: Buffer | null; readonly more?: ReadonlyArray<{ readonly name: string; readonly value: Buffer | null }> }
+  | { readonly kind: 'noop' }
+  | { readonly kind: 'refused' };
 
 /** Turns specs into concrete entries against the model's current state, keeping each client's sent commands for retries. */
 export class Planner {
@@ -37,7 +39,8 @@ export class Planner {
 
   entry(spec: EntrySpec, index: number): { entry: ApplyEntry; command?: KvCommand } {
     if (spec.kind === 'noop') return { entry: { index, term: 1, type: 'noop' } };
-    if (spec.kind === 'meta') return { entry: { index, term: 1, type: 'meta', name: spec.name, value: spec.value } };
+    if (spec.kind === 'meta') return { entry: { index, term: 1, type: 'meta', name: spec.name, value: spec.value, ...(spec.more !== undefined ? { more: spec.more } : {}) } };
+    if (spec.kind === 'refused') return { entry: { index, term: 1, type: 'refused', error: new ImpulseError('IMPULSE_ERR_SHARD_STALE') } };
     const command = this.command(spec);
     return { entry: { index, term: 1, type: 'command', command: spec.encoded ? encodeCommand(command) : command }, command };
   }
