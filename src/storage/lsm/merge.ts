@@ -82,15 +82,31 @@ async function advancePast(sources: readonly SortedSource[], best: SortedSource,
  */
 export async function mergeAll(sources: SortedSource[], emit: (key: Buffer, value: Buffer | null) => Promise<void> | undefined): Promise<void> {
   for (const source of sources) await settle(source.seekFirst());
+  // One pass per entry finds the smallest key and the sources holding it too (older versions, to skip):
+  // n - 1 comparisons per entry rather than twice that (this loop is most of a compaction's CPU).
+  const shadowed: SortedSource[] = [];
   for (;;) {
     let best: SortedSource | undefined;
+    shadowed.length = 0;
     for (const source of sources) {
-      if (source.valid && (best === undefined || compareBytes(source.key, best.key) < 0)) best = source;
+      if (!source.valid) continue;
+      if (best === undefined) {
+        best = source;
+        continue;
+      }
+      const order = compareBytes(source.key, best.key);
+      if (order < 0) {
+        best = source;
+        shadowed.length = 0;
+      } else if (order === 0) {
+        shadowed.push(source);
+      }
     }
     if (best === undefined) return;
-    const key = best.key;
-    const emitted = emit(key, best.value);
+    const emitted = emit(best.key, best.value);
     if (emitted !== undefined) await emitted;
-    await advancePast(sources, best, key, false);
+    for (const source of shadowed) await settle(source.next());
+    // `best` moves last: the key just emitted is a view into it.
+    await settle(best.next());
   }
 }
