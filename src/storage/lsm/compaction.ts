@@ -74,12 +74,12 @@ function entriesInKeyOrder(entries: Buffer): Array<{ key: Buffer; value: Buffer 
   const cursor = new Cursor(entries, 4, entries.length, 'memtable entries');
   const count = entries.readUInt32LE(0);
   const byKey = new Map<string, { key: Buffer; value: Buffer | null }>();
-  const keys: string[] = new Array(count);
+  const keys: string[] = []; // packed, not holey (`new Array(n)`): sorting a holey array takes a slow path
   for (let i = 0; i < count; i++) {
     const key = cursor.bytes(cursor.varint());
     const tag = cursor.varint();
     const keyString = key.toString('latin1');
-    keys[i] = keyString;
+    keys.push(keyString);
     byKey.set(keyString, { key, value: tag === 0 ? null : cursor.bytes(tag - 1) });
   }
   assert(byKey.size === count, 'memtable entries: duplicate keys in a flush', count, byKey.size);

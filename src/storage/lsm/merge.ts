@@ -84,10 +84,11 @@ export async function mergeAll(sources: SortedSource[], emit: (key: Buffer, valu
   for (const source of sources) await settle(source.seekFirst());
   // One pass per entry finds the smallest key and the sources holding it too (older versions, to skip):
   // n - 1 comparisons per entry rather than twice that (this loop is most of a compaction's CPU).
-  const shadowed: SortedSource[] = [];
+  // Reused, with a count (setting an array's length is a runtime call, too slow for this loop).
+  const shadowed: SortedSource[] = sources.slice();
   for (;;) {
     let best: SortedSource | undefined;
-    shadowed.length = 0;
+    let shadowedCount = 0;
     for (const source of sources) {
       if (!source.valid) continue;
       if (best === undefined) {
@@ -97,15 +98,15 @@ export async function mergeAll(sources: SortedSource[], emit: (key: Buffer, valu
       const order = compareBytes(source.key, best.key);
       if (order < 0) {
         best = source;
-        shadowed.length = 0;
+        shadowedCount = 0;
       } else if (order === 0) {
-        shadowed.push(source);
+        shadowed[shadowedCount++] = source;
       }
     }
     if (best === undefined) return;
     const emitted = emit(best.key, best.value);
     if (emitted !== undefined) await emitted;
-    for (const source of shadowed) await settle(source.next());
+    for (let i = 0; i < shadowedCount; i++) await settle(shadowed[i]!.next());
     // `best` moves last: the key just emitted is a view into it.
     await settle(best.next());
   }
