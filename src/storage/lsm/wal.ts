@@ -240,11 +240,14 @@ export class WalWriter {
   }
 
   /**
-   * Makes every record appended so far durable. A failed sync seals the
-   * segment (never retried: fsyncgate) and leaves `failedOperation` 'sync'.
+   * Makes every record appended so far durable. Also on a segment sealed by a
+   * failed write: its valid records must be durable before a successor is
+   * created (whatever the failed write left after them is ignored, see
+   * `validEnd`). A failed sync seals the segment (never retried: fsyncgate)
+   * and leaves `failedOperation` 'sync'.
    */
   async syncRecords(): Promise<void> {
-    assert(!this.sealed, 'WalWriter.syncRecords on a sealed segment');
+    assert(!this.sealed || this.failedOperation === 'write', 'WalWriter.syncRecords on a segment sealed by a failed sync or by END');
     const end = this.validEnd;
     this.failedOperation = 'sync';
     try {
