@@ -27,8 +27,8 @@ export async function runJob(env: JobEnvironment, job: BackgroundJob): Promise<T
 
 /**
  * A frozen memtable's newest version of every key, in no particular order
- * (the flush job sorts them: ordering 100k keys costs the event loop tens of
- * milliseconds, a worker nothing that matters), as one buffer: [entry count
+ * (the flush job sorts them: tens of milliseconds per memtable, spent in the
+ * flush worker thread rather than on the event loop), as one buffer: [entry count
  * u32] then per entry [key length varint][key] [value tag varint: 0
  * tombstone, else length + 1][value]. Keys are distinct. The buffer owns its
  * memory (it can be transferred to a worker). Keys are latin1 strings in the

@@ -83,7 +83,8 @@ async function advancePast(sources: readonly SortedSource[], best: SortedSource,
 export async function mergeAll(sources: SortedSource[], emit: (key: Buffer, value: Buffer | null) => Promise<void> | undefined): Promise<void> {
   for (const source of sources) await settle(source.seekFirst());
   // One pass per entry finds the smallest key and the sources holding it too (older versions, to skip):
-  // n - 1 comparisons per entry rather than twice that (this loop is most of a compaction's CPU).
+  // n - 1 comparisons per entry rather than twice that (this loop was the largest item, ~20%, of a
+  // compaction worker's CPU profile).
   // Reused, with a count (setting an array's length is a runtime call, too slow for this loop).
   const shadowed: SortedSource[] = sources.slice();
   for (;;) {
