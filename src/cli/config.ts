@@ -94,8 +94,8 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
   }
   if (flags.chaosResults !== undefined && flags.chaosResults.length === 0) throw invalid('--chaos-results must name a directory');
-  const testHooks = parseTestHooks(flags, cluster !== undefined);
   const leaderless = parseLeaderlessConfig(flags, cluster?.initialCluster.size);
+  const testHooks = parseTestHooks(flags, cluster !== undefined, leaderless !== undefined ? 'leaderless' : 'raft');
   if (leaderless !== undefined && cluster !== undefined && cluster.splitKeys.length > 0) {
     throw invalid('--split-keys shards a Raft cluster; --replication leaderless places keys on a consistent-hash ring instead');
   }

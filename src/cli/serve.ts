@@ -146,16 +146,7 @@ async function openClusterMember(config: ServeConfig, logger: Logger, secured: S
   if (await new NodeVfs().exists(join(config.dataDir, 'leaderless'))) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a leaderless member's data; start it with --replication leaderless, or use another --data-dir`);
   }
-  const member = await openMember({
-    cluster,
-    engine: config.engine,
-    engineChoices: engineChoices(config, logger),
-    dataDir: config.dataDir,
-    limits: config.limits,
-    logger,
-    ...(peerTls !== undefined ? { socketFactory: peerTls } : {}),
-    ...(await openTestHooks(config.testHooks, new NodeVfs(), cluster.nodeId, logger, peerTls)),
-  });
+  const member = await openMember(await memberOptions(config, logger, peerTls));
   const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, metrics: [member.latency.histogram], ...secured, ...dashboardOptions(config) });
   return {
     service: member.service,
@@ -167,13 +158,28 @@ async function openClusterMember(config: ServeConfig, logger: Logger, secured: S
   };
 }
 
+/** What a Raft and a leaderless member are opened with alike: identity, engine and its flags, peer TLS, and the test-only hooks (which replace the clock, the disk and the socket factory). */
+async function memberOptions(config: ServeConfig, logger: Logger, peerTls: TlsSocketFactory | undefined) {
+  const cluster = config.cluster!;
+  return {
+    cluster,
+    engine: config.engine,
+    engineChoices: engineChoices(config, logger),
+    dataDir: config.dataDir,
+    limits: config.limits,
+    logger,
+    ...(peerTls !== undefined ? { socketFactory: peerTls } : {}),
+    ...(await openTestHooks(config.testHooks, new NodeVfs(), cluster.nodeId, logger, peerTls)),
+  };
+}
+
 function dashboardOptions(config: ServeConfig): { chaosResultsDir?: string } {
   return config.chaosResultsDir !== undefined ? { chaosResultsDir: config.chaosResultsDir } : {};
 }
 
 async function openLeaderless(config: ServeConfig, logger: Logger, secured: Secured, peerTls: TlsSocketFactory | undefined): Promise<Opened> {
   const cluster = config.cluster!;
-  const member = await openLeaderlessMember({ cluster, leaderless: config.leaderless!, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger, ...(peerTls !== undefined ? { socketFactory: peerTls } : {}) });
+  const member = await openLeaderlessMember({ ...(await memberOptions(config, logger, peerTls)), leaderless: config.leaderless! });
   const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, ...secured, ...dashboardOptions(config) });
   return {
     service: member.service,
