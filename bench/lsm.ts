@@ -3,7 +3,11 @@
  * (classic-level), both driven through their public Node APIs in the same
  * process, one after the other, each in a fresh temporary directory.
  *
- *   flock /tmp/impulse-bench.lock node dist/bench/lsm.js [--entries N] [--concurrency C] [--runs R] [--out bench/results/lsm.md]
+ *   flock /tmp/impulse-bench.lock node dist/bench/lsm.js [--entries N] [--concurrency C] [--runs R] [--engines lsm,leveldb] [--out bench/results/lsm.md]
+ *
+ * `--engines lsm` runs lsm alone (no ratio column), e.g. under
+ * `node --cpu-prof --cpu-prof-dir=DIR` to profile the JavaScript thread and
+ * both background workers (one profile file per thread).
  *
  * Workloads (16-byte keys, 100-byte incompressible values, the same seeded
  * key sequence for both engines):
@@ -40,11 +44,12 @@ interface Args {
   concurrency: number;
   cacheBytes: number;
   runs: number;
+  engines: readonly string[];
   out: string;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { entries: 1_000_000, concurrency: 16, cacheBytes: 64 * 1024 * 1024, runs: 3, out: 'bench/results/lsm.md' };
+  const args: Args = { entries: 1_000_000, concurrency: 16, cacheBytes: 64 * 1024 * 1024, runs: 3, engines: ['leveldb', 'lsm'], out: 'bench/results/lsm.md' };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
@@ -53,6 +58,7 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--out' && value !== undefined) args.out = value;
     else if (flag === '--cache-mib' && value !== undefined) args.cacheBytes = Number(value) * 1024 * 1024;
     else if (flag === '--runs' && value !== undefined) args.runs = Number(value);
+    else if (flag === '--engines' && value !== undefined) args.engines = value.split(',');
     else continue;
     i++;
   }
@@ -60,6 +66,7 @@ function parseArgs(argv: string[]): Args {
   if (!Number.isSafeInteger(args.concurrency) || args.concurrency < 1) throw new Error('--concurrency must be a positive integer');
   if (!Number.isSafeInteger(args.cacheBytes) || args.cacheBytes < 1) throw new Error('--cache-mib must be a positive integer');
   if (!Number.isSafeInteger(args.runs) || args.runs < 1) throw new Error('--runs must be a positive integer');
+  if (args.engines.length === 0 || args.engines.some((engine) => engine !== 'lsm' && engine !== 'leveldb')) throw new Error('--engines must list lsm and/or leveldb');
   return args;
 }
 
@@ -271,15 +278,16 @@ async function main(): Promise<void> {
   const notes: Record<string, string[][]> = {};
   for (let run = 0; run < args.runs; run++) {
     console.log(`\n-- run ${run + 1} of ${args.runs}`);
-    const order = run % 2 === 0 ? [openLevelDb, openLsm] : [openLsm, openLevelDb];
+    const order = (run % 2 === 0 ? [openLevelDb, openLsm] : [openLsm, openLevelDb]).filter((open) => args.engines.includes(open === openLsm ? 'lsm' : 'leveldb'));
     for (const open of order) await runOne(open, args, rows, notes);
   }
   const table = ['| workload | LevelDB ops/s | lsm ops/s | lsm / LevelDB |', '|---|---:|---:|---:|'];
   for (const row of rows) {
     const level = row.opsPerSecond['leveldb'] ?? [];
     const lsm = row.opsPerSecond['lsm'] ?? [];
-    const ratios = lsm.map((value, run) => value / (level[run] ?? Number.NaN));
-    table.push(`| ${row.workload} | ${spread(level, formatOps)} | ${spread(lsm, formatOps)} | ${spread(ratios, (ratio) => `${ratio.toFixed(2)}×`)} |`);
+    const ratios = lsm.length === level.length ? lsm.map((value, run) => value / level[run]!) : [];
+    const cell = (values: number[], format: (value: number) => string): string => (values.length === 0 ? '—' : spread(values, format));
+    table.push(`| ${row.workload} | ${cell(level, formatOps)} | ${cell(lsm, formatOps)} | ${cell(ratios, (ratio) => `${ratio.toFixed(2)}×`)} |`);
   }
   const noteLines = Object.entries(notes).flatMap(([name, runs]) => runs.flatMap((lines, run) => lines.map((line) => `${name} (run ${run + 1}): ${line}`)));
   const body = [...header, '', ...table, '', ...noteLines.map((line) => `- ${line}`), ''].join('\n');

@@ -12,6 +12,7 @@
  * On failure they delete what they wrote, best effort (leftovers are orphans
  * the next open deletes).
  */
+import { assert } from '../../util/assert.js';
 import { type Vfs, joinPath } from '../../vfs/vfs.js';
 import { BlockCache } from './block-cache.js';
 import { Cursor } from './coding.js';
@@ -54,19 +55,36 @@ export interface CompactionInput {
 
 /**
  * Writes the entries of a frozen memtable (job.ts `encodeMemtable` format:
- * one entry per key, in key order, tombstones included) as one table. At
- * least one entry.
+ * one entry per key, distinct keys in any order, tombstones included) as one
+ * table, in key order. At least one entry.
  */
 export async function flushEntries(env: JobEnvironment, entries: Buffer): Promise<TableMeta> {
   const builder = newTableBuilder(env);
+  for (const entry of entriesInKeyOrder(entries)) builder.add(entry.key, entry.value);
+  return writeTable(env, builder);
+}
+
+/**
+ * The entries of an `encodeMemtable` buffer sorted by key. The keys are
+ * sorted as latin1 strings with the default `sort()` (native comparisons, no
+ * comparator call; latin1 string order is unsigned byte order), then mapped
+ * back to their entries.
+ */
+function entriesInKeyOrder(entries: Buffer): Array<{ key: Buffer; value: Buffer | null }> {
   const cursor = new Cursor(entries, 4, entries.length, 'memtable entries');
   const count = entries.readUInt32LE(0);
+  const byKey = new Map<string, { key: Buffer; value: Buffer | null }>();
+  const keys: string[] = []; // packed, not holey (`new Array(n)`): sorting a holey array takes a slow path
   for (let i = 0; i < count; i++) {
     const key = cursor.bytes(cursor.varint());
     const tag = cursor.varint();
-    builder.add(key, tag === 0 ? null : cursor.bytes(tag - 1));
+    const keyString = key.toString('latin1');
+    keys.push(keyString);
+    byKey.set(keyString, { key, value: tag === 0 ? null : cursor.bytes(tag - 1) });
   }
-  return writeTable(env, builder);
+  assert(byKey.size === count, 'memtable entries: duplicate keys in a flush', count, byKey.size);
+  keys.sort();
+  return keys.map((key) => byKey.get(key)!);
 }
 
 /**

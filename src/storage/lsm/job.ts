@@ -26,16 +26,18 @@ export async function runJob(env: JobEnvironment, job: BackgroundJob): Promise<T
 }
 
 /**
- * A frozen memtable's newest version of every key, in key order, as one
- * buffer: [entry count u32] then per entry [key length varint][key] [value
- * tag varint: 0 tombstone, else length + 1][value]. The buffer owns its memory
- * (it can be transferred to a worker). Keys are latin1 strings in the
+ * A frozen memtable's newest version of every key, in no particular order
+ * (the flush job sorts them: tens of milliseconds per memtable, spent in the
+ * flush worker thread rather than on the event loop), as one buffer: [entry count
+ * u32] then per entry [key length varint][key] [value tag varint: 0
+ * tombstone, else length + 1][value]. Keys are distinct. The buffer owns its
+ * memory (it can be transferred to a worker). Keys are latin1 strings in the
  * memtable; each character is one byte.
  */
 export function encodeMemtable(memtable: Memtable): Buffer {
   const out = new GrowableBuffer(Math.max(4096, memtable.approximateBytes));
   out.uint32(memtable.entryCount);
-  for (const node of memtable.sortedNodes()) {
+  for (const node of memtable.nodes()) {
     const key = node.key;
     out.varint(key.length);
     out.latin1(key);

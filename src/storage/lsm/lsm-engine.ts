@@ -309,15 +309,7 @@ export class LsmEngine extends Engine {
   private async freezeMemtable(): Promise<void> {
     const previous = this.wal;
     assert(previous !== undefined, 'lsm freeze without a WAL');
-    // The next segment's header says where this one's records end, and a synced write in it must
-    // make every earlier write durable (the `_write` contract): so the records written here without
-    // sync (per-write `sync: false` under fsync mode) are synced before the next segment exists.
-    // A failed fsync is never transient (fsyncgate).
-    if (this.syncMode === 'fsync' && previous.hasUnsyncedRecords) {
-      await previous.syncRecords().catch((error: unknown) => {
-        throw this.writeFailed(error, 'syncing a WAL segment before the next one', false);
-      });
-    }
+    await this.syncBeforeSuccessor(previous);
     let wal: WalWriter;
     try {
       wal = await this.createWal({ number: previous.number, end: previous.validEnd });
@@ -339,8 +331,24 @@ export class LsmEngine extends Engine {
     await previous.close().catch(() => undefined);
   }
 
+  /**
+   * The next segment's header says where `previous`'s records end, and a
+   * synced write in it must make every earlier write durable (the `_write`
+   * contract): so records written in `previous` without sync (per-write
+   * `sync: false` under fsync mode) are synced before the next segment exists
+   * (else a power loss could keep the successor and lose them, and open would
+   * find its predecessor short). A failed fsync is never transient (fsyncgate).
+   */
+  private async syncBeforeSuccessor(previous: WalWriter): Promise<void> {
+    if (this.syncMode !== 'fsync' || !previous.hasUnsyncedRecords) return;
+    await previous.syncRecords().catch((error: unknown) => {
+      throw this.writeFailed(error, 'syncing a WAL segment before the next one', false);
+    });
+  }
+
   /** A new segment after `sealed` (whose append failed): it follows the records `sealed` holds, not what the failure left. */
   private async replaceSealedWal(sealed: WalWriter): Promise<WalWriter> {
+    await this.syncBeforeSuccessor(sealed);
     let wal: WalWriter;
     try {
       wal = await this.createWal({ number: sealed.number, end: sealed.validEnd });

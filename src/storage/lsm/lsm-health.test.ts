@@ -199,6 +199,29 @@ describe('lsm transient errors: degraded, then back to ok on its own', () => {
     await reopened.close();
   });
 
+  it('a full disk after writes made without sync: the next synced write, in the segment that follows, makes them durable too (the write contract), so a power loss keeps them and open refuses nothing', async () => {
+    const memory = new MemVfs();
+    const vfs = new ErrnoVfs(memory);
+    const clock = new ManualClock();
+    const engine = engineOn(vfs, clock, { memtableBytes: 1 << 20 });
+    await engine.open();
+    const put = (i: number, sync: boolean): Promise<void> => engine.batch([{ type: 'put', key: Buffer.from(key(i)), value: Buffer.from(`v${i}`) }], { sync });
+    for (let i = 0; i < 5; i++) await put(i, true);
+    for (let i = 5; i < 10; i++) await put(i, false);
+    let full = true;
+    vfs.failWith = (op) => (full && op.operation === 'file.write' && op.path.endsWith('.log') ? 'ENOSPC' : undefined);
+    await assert.rejects(put(100, true), rejectsWith('IMPULSE_ERR_ENGINE_NO_SPACE'));
+    full = false;
+    await put(10, true);
+    await engine.close();
+    const reopened = engineOn(memory.recover('lose-unsynced'), clock);
+    await reopened.open();
+    for (let i = 0; i <= 10; i++) assert.deepEqual(await reopened.get(Buffer.from(key(i))), Buffer.from(`v${i}`), `${key(i)} after the power loss`);
+    assert.equal(await reopened.get(Buffer.from(key(100))), undefined);
+    assert.equal(reopened.recoveryReport?.dataLost, false);
+    await reopened.close();
+  });
+
   it('out of file descriptors when a new WAL segment is due: TOO_MANY_FILES (503); resumes when descriptors return', async () => {
     const vfs = new ErrnoVfs(new MemVfs());
     const engine = engineOn(vfs, new ManualClock());

@@ -107,9 +107,12 @@ export class Memtable {
     return new ChunkCursor(this.ordered);
   }
 
-  /** Every node in key order (for a flush: the memtable is frozen). */
-  sortedNodes(): MemNode[] {
-    return this.inKeyOrder([...this.index.keys()]);
+  /**
+   * Every node, in no particular order (for a flush: the memtable is frozen;
+   * the flush job sorts them, off the event loop when it runs in a worker).
+   */
+  nodes(): IterableIterator<MemNode> {
+    return this.index.values();
   }
 
   /**

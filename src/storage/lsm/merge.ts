@@ -82,15 +82,33 @@ async function advancePast(sources: readonly SortedSource[], best: SortedSource,
  */
 export async function mergeAll(sources: SortedSource[], emit: (key: Buffer, value: Buffer | null) => Promise<void> | undefined): Promise<void> {
   for (const source of sources) await settle(source.seekFirst());
+  // One pass per entry finds the smallest key and the sources holding it too (older versions, to skip):
+  // n - 1 comparisons per entry rather than twice that (this loop was the largest item, ~20%, of a
+  // compaction worker's CPU profile).
+  // Reused, with a count (setting an array's length is a runtime call, too slow for this loop).
+  const shadowed: SortedSource[] = sources.slice();
   for (;;) {
     let best: SortedSource | undefined;
+    let shadowedCount = 0;
     for (const source of sources) {
-      if (source.valid && (best === undefined || compareBytes(source.key, best.key) < 0)) best = source;
+      if (!source.valid) continue;
+      if (best === undefined) {
+        best = source;
+        continue;
+      }
+      const order = compareBytes(source.key, best.key);
+      if (order < 0) {
+        best = source;
+        shadowedCount = 0;
+      } else if (order === 0) {
+        shadowed[shadowedCount++] = source;
+      }
     }
     if (best === undefined) return;
-    const key = best.key;
-    const emitted = emit(key, best.value);
+    const emitted = emit(best.key, best.value);
     if (emitted !== undefined) await emitted;
-    await advancePast(sources, best, key, false);
+    for (let i = 0; i < shadowedCount; i++) await settle(shadowed[i]!.next());
+    // `best` moves last: the key just emitted is a view into it.
+    await settle(best.next());
   }
 }

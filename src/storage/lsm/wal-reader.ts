@@ -30,6 +30,7 @@ import {
   OP_DEL,
   OP_PUT,
   RECORD_BATCH,
+  RECORD_BATCH_WITH_SYNCED_END,
   RECORD_END,
   RECORD_HEADER,
   RECORD_HEADER_BYTES,
@@ -38,13 +39,23 @@ import {
   type SegmentHeader,
 } from './wal.js';
 
-/** One verified record: its payload is `data[bodyStart - 1, bodyEnd)`, starting with the type byte. */
+/**
+ * One verified record; its body is `data[bodyStart, bodyEnd)`. Both batch
+ * formats are reported as `RECORD_BATCH`, with `bodyStart` at the batch body
+ * (after the synced end, when the record has one).
+ */
 export interface ScannedRecord {
   readonly offset: number;
   readonly end: number;
   readonly type: number;
   readonly bodyStart: number;
   readonly bodyEnd: number;
+  /**
+   * For a batch written with its synced end (wal.ts, type 4): the offset up to
+   * which the segment was durable when the record was written. Undefined for
+   * other records, and for a batch of the older format (which says nothing).
+   */
+  readonly syncedEnd?: number;
 }
 
 /** Bytes `[offset, end)` that are not a valid record. */
@@ -169,6 +180,18 @@ function parseRecordAt(data: Buffer, offset: number): ScannedRecord | RecordFail
     return { detail: `record trailer at offset ${start + length} does not match its header`, header, payloadVerified: true };
   }
   const type = length > 0 ? data[start]! : 0;
+  if (type === RECORD_BATCH_WITH_SYNCED_END) {
+    const cursor = new Cursor(data, start + 1, start + length, 'WAL batch');
+    let syncedEnd: number;
+    try {
+      syncedEnd = cursor.varint();
+    } catch {
+      return { detail: `batch record at offset ${offset} has no readable synced end`, header, payloadVerified: true };
+    }
+    // Written before this record, so at most its offset; anything else is not what the writer wrote.
+    if (syncedEnd > offset) return { detail: `batch record at offset ${offset} claims the segment was synced up to ${syncedEnd}, past itself`, header, payloadVerified: true };
+    return { offset, end, type: RECORD_BATCH, bodyStart: cursor.position, bodyEnd: start + length, syncedEnd };
+  }
   if (type !== RECORD_HEADER && type !== RECORD_BATCH && type !== RECORD_END) return { detail: `record at offset ${offset} has unknown type ${type}`, header, payloadVerified: true };
   return { offset, end, type, bodyStart: start + 1, bodyEnd: start + length };
 }

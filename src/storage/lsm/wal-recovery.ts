@@ -4,9 +4,12 @@
  * RocksDB's WAL recovery modes:
  *
  *   - 'tolerate-tail' (default): the only loss allowed without asking is what
- *     a crash explains: a torn final record of the newest segment, or, in a
+ *     a crash explains: a torn final record of the newest segment; in a
  *     segment written with sync off, the unsynced tail (everything from its
- *     first bad spot on, which a power loss may leave in any state). Any
+ *     first bad spot on, which a power loss may leave in any state); and in
+ *     the newest segment of an fsync-mode log, a hole that only records
+ *     written without sync follow (`isUnsyncedHole`: no surviving record
+ *     says the segment was synced past it). Any
  *     other damage (a bad record with data after it, a segment that was cut or
  *     is missing, a header that does not chain) refuses to start with
  *     IMPULSE_ERR_ENGINE_CORRUPTION naming the file and offset.
@@ -48,7 +51,9 @@ export interface WalDiscard {
   readonly operations: number;
   /**
    * 'torn-tail': the final record of the newest segment was cut by a crash (never acknowledged).
-   * 'unsynced-tail': a segment written with sync off lost its tail (a power loss may; nothing there was promised durable).
+   * 'unsynced-tail': a segment written with sync off lost its tail, or records written without sync in an fsync-mode
+   *   segment were lost to reordered writeback (no surviving record says they were synced): a power loss may; nothing
+   *   there was promised durable.
    * 'damaged': data that was written is damaged or missing; only the recovery modes discard it.
    * 'after-damage': intact records after damage, discarded by 'point-in-time' to keep a consistent earlier state.
    */
@@ -126,6 +131,27 @@ function isAbandoned(segment: FoundSegment, next: FoundSegment | undefined): boo
   return next !== undefined && scan.header !== undefined && scan.records.length === 0 && scan.regions.length === 0 && next.scan.header?.previousNumber !== segment.number;
 }
 
+/**
+ * Whether the bad stretch `region` of the newest segment of an fsync-mode log
+ * is a hole that reordered writeback of UNSYNCED records explains: records
+ * follow it (else the torn-tail rules judge it), and each of them is a batch
+ * that says the segment was synced only up to `region.offset` or less when it
+ * was written (wal.ts: the synced end). A per-write `sync: false` leaves
+ * records unsynced in an fsync-mode segment, and a power loss may then keep a
+ * later one and lose an earlier one. Any surviving record that claims a sync
+ * past the hole proves the hole was synced: damage. (Only the newest
+ * segment: rotation syncs a segment before its successor is created.)
+ *
+ * Blind spot, by construction: a sync that no surviving record mentions (the
+ * last `flush()` before the crash, with no write after it) is invisible, so
+ * damage to records it made durable, with records after it that were written
+ * before it, is taken for such a hole.
+ */
+function isUnsyncedHole(scan: SegmentScan, region: BadRegion): boolean {
+  const after = scan.records.filter((record) => record.offset >= region.end);
+  return after.length > 0 && after.every((record) => record.type === RECORD_BATCH && record.syncedEnd !== undefined && record.syncedEnd <= region.offset);
+}
+
 class Planner {
   readonly replay: Array<{ segment: FoundSegment; record: ScannedRecord }> = [];
   readonly discarded: WalDiscard[] = [];
@@ -200,6 +226,9 @@ class Planner {
     } else if (successorEnd === undefined && ((final && region.tornPlausible) || this.mutations.walDamageAsTornTail === true)) {
       if (this.mutations.walDamageAsTornTail === true) this.stopped = 'damage'; // the planted bug: stop here, as if the log ended
       this.discarded.push({ file: segment.name, offset: region.offset, bytes: region.end - region.offset, records: 0, operations: 0, kind: 'torn-tail', detail: region.detail });
+    } else if (successorEnd === undefined && isUnsyncedHole(segment.scan, region)) {
+      const detail = `${region.detail}; every record after it was written before the segment was synced past offset ${region.offset} (records written without sync, lost to reordered writeback)`;
+      this.unsyncedLoss(segment, region.offset, detail, region);
     } else {
       this.damage(segment, segment.name, region.offset, region.detail, region);
     }

@@ -303,4 +303,55 @@ describe('lsm WAL: the chain of segments', () => {
     assert.deepEqual(plan.discarded.map((discard) => [discard.file, discard.records]), [[walFileName(7), 1], [walFileName(9), 3]]);
     assert.equal(plan.damaged, false);
   });
+
+  describe('records written without sync in an fsync-mode segment (per-write sync off)', () => {
+    /** Records 0..1 synced, 2..4 appended without sync; with `syncAfter`, then synced and record 5 appended without sync. */
+    async function partlySynced(syncAfter: boolean): Promise<{ vfs: MemVfs; ends: number[] }> {
+      const vfs = new MemVfs();
+      const { wal, ends } = await writeSegment(vfs, 5, 0, 2);
+      for (let i = 2; i < 5; i++) {
+        await wal.append(batch(i), false);
+        ends.push(wal.position);
+      }
+      if (syncAfter) {
+        await wal.syncRecords();
+        await wal.append(batch(5), false);
+        ends.push(wal.position);
+      }
+      return { vfs, ends };
+    }
+
+    it('a hole where reordered writeback lost an unsynced record, with later unsynced records kept, is an unsynced tail: replay stops before it, nothing is refused', async () => {
+      const { vfs, ends } = await partlySynced(false);
+      for (const lost of [2, 3]) {
+        const holed = await edited(vfs, 5, (bytes) => bytes.fill(0, ends[lost]!, ends[lost + 1]!));
+        const { plan, keys } = await recoverKeys(holed, [5]);
+        assert.deepEqual(keys, keysOf(0, lost), `record ${lost} lost`);
+        assert.deepEqual(plan.discarded.map((discard) => [discard.kind, discard.offset, discard.records]), [['unsynced-tail', ends[lost], 4 - lost]], `record ${lost} lost`);
+        assert.equal(plan.damaged, false);
+      }
+    });
+
+    it('the same hole is refused once a later record says the segment was synced past it (damage to synced records)', async () => {
+      const { vfs, ends } = await partlySynced(true);
+      for (const lost of [0, 2, 3]) {
+        const holed = await edited(vfs, 5, (bytes) => bytes.fill(0, ends[lost]!, ends[lost + 1]!));
+        await assert.rejects(recoverKeys(holed, [5]), isRefusal(walFileName(5)), `record ${lost} lost`);
+      }
+    });
+
+    it('a hole before a record that was synced when written is refused, and a synced record is never taken for a hole', async () => {
+      const { vfs, ends } = await partlySynced(false);
+      // Record 0 was synced before record 1 was written: record 1 says so.
+      const holed = await edited(vfs, 5, (bytes) => bytes.fill(0, ends[0]!, ends[1]!));
+      await assert.rejects(recoverKeys(holed, [5]), isRefusal(walFileName(5)));
+    });
+
+    it('each batch says how far the segment was synced when it was written (never past the batch itself)', async () => {
+      const { vfs, ends } = await partlySynced(false);
+      const scan = scanSegment(await vfs.readFile(`${DIR}/${walFileName(5)}`), 'segment');
+      assert.deepEqual(scan.records.map((record) => record.syncedEnd), [ends[0], ends[1], ends[2], ends[2], ends[2]]);
+      assert.ok(scan.records.every((record) => record.syncedEnd! <= record.offset));
+    });
+  });
 });

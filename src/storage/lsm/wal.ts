@@ -24,8 +24,16 @@
  *   HEADER (first record, exactly once): ["IMPLWAL2"][segment number varint]
  *     [sync mode u8: 1 fsync, 0 none][preallocated bytes varint]
  *     [previous segment number varint, 0 = none][end of the previous segment's records varint]
- *   BATCH: [op count u32] then per op [type u8: 1 put, 2 del][key length varint][key][value length varint][value]
- *     (no value for del). One per `_write` call, i.e. per group commit.
+ *   BATCH (type 4; written by this version): [synced end varint] then the
+ *     batch body [op count u32] then per op [type u8: 1 put, 2 del][key length
+ *     varint][key][value length varint][value] (no value for del). One per
+ *     `_write` call, i.e. per group commit. "Synced end" is the offset up to
+ *     which the segment was known durable (its last completed fsync) when the
+ *     record was written: a surviving record is proof that everything before
+ *     that offset was synced, which is how recovery tells a hole left by
+ *     reordered writeback of unsynced records (no surviving record claims it
+ *     synced) from damage to synced ones (wal-recovery.ts).
+ *   BATCH (type 2; older segments): the batch body alone, no synced end.
  *   END (optional, last): [next segment number varint]: written once the next
  *     segment exists, so a deleted newest segment is noticed.
  *
@@ -47,8 +55,11 @@ import { GrowableBuffer } from './coding.js';
 export const RECORD_HEADER_BYTES = 12;
 export const RECORD_TRAILER_BYTES = 8;
 export const RECORD_HEADER = 1;
+/** A batch without a synced end (segments written before type 4); still read. The reader reports both batch types as this one. */
 export const RECORD_BATCH = 2;
 export const RECORD_END = 3;
+/** A batch that starts with its synced end (see the format above). */
+export const RECORD_BATCH_WITH_SYNCED_END = 4;
 export const OP_PUT = 1;
 export const OP_DEL = 2;
 export const SEGMENT_MAGIC = Buffer.from('IMPLWAL2', 'latin1');
@@ -192,7 +203,10 @@ export class WalWriter {
     assert(!this.sealed, 'WalWriter.append on a sealed segment (after a failed append or END)');
     const record = this.record;
     record.reset();
-    appendRecord(record, RECORD_BATCH, (body) => encodeBatch(ops, body));
+    appendRecord(record, RECORD_BATCH_WITH_SYNCED_END, (body) => {
+      body.varint(this.syncedEnd);
+      encodeBatch(ops, body);
+    });
     const view = record.view();
     const at = this.position;
     // Advance first: after a failed write the segment is abandoned, never reused.
@@ -226,11 +240,14 @@ export class WalWriter {
   }
 
   /**
-   * Makes every record appended so far durable. A failed sync seals the
-   * segment (never retried: fsyncgate) and leaves `failedOperation` 'sync'.
+   * Makes every record appended so far durable. Also on a segment sealed by a
+   * failed write: its valid records must be durable before a successor is
+   * created (whatever the failed write left after them is ignored, see
+   * `validEnd`). A failed sync seals the segment (never retried: fsyncgate)
+   * and leaves `failedOperation` 'sync'.
    */
   async syncRecords(): Promise<void> {
-    assert(!this.sealed, 'WalWriter.syncRecords on a sealed segment');
+    assert(!this.sealed || this.failedOperation === 'write', 'WalWriter.syncRecords on a segment sealed by a failed sync or by END');
     const end = this.validEnd;
     this.failedOperation = 'sync';
     try {
