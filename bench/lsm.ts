@@ -38,6 +38,7 @@ import { cpus, tmpdir, platform, release } from 'node:os';
 import { join } from 'node:path';
 import { SeededRandom } from '../src/util/random.js';
 import { LsmEngine } from '../src/storage/lsm/lsm-engine.js';
+import { medianCell } from './report.js';
 
 interface Args {
   entries: number;
@@ -286,7 +287,7 @@ async function main(): Promise<void> {
     const level = row.opsPerSecond['leveldb'] ?? [];
     const lsm = row.opsPerSecond['lsm'] ?? [];
     const ratios = lsm.length === level.length ? lsm.map((value, run) => value / level[run]!) : [];
-    const cell = (values: number[], format: (value: number) => string): string => (values.length === 0 ? '—' : spread(values, format));
+    const cell = (values: number[], format: (value: number) => string): string => (values.length === 0 ? '—' : medianCell(values, format));
     table.push(`| ${row.workload} | ${cell(level, formatOps)} | ${cell(lsm, formatOps)} | ${cell(ratios, (ratio) => `${ratio.toFixed(2)}×`)} |`);
   }
   const noteLines = Object.entries(notes).flatMap(([name, runs]) => runs.flatMap((lines, run) => lines.map((line) => `${name} (run ${run + 1}): ${line}`)));
@@ -300,14 +301,6 @@ async function main(): Promise<void> {
 
 function formatOps(opsPerSecond: number): string {
   return Math.round(opsPerSecond).toLocaleString('en-US');
-}
-
-/** "median [lowest–highest]" of `values` (just the value for one run). */
-function spread(values: readonly number[], format: (value: number) => string): string {
-  const sorted = [...values].sort((a, b) => a - b);
-  const median = sorted.length % 2 === 1 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
-  if (sorted.length === 1) return format(median);
-  return `${format(median)} [${format(sorted[0]!)}–${format(sorted[sorted.length - 1]!)}]`;
 }
 
 main().catch((error: unknown) => {
