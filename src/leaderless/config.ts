@@ -7,6 +7,7 @@
  *   --read-quorum R, --write-quorum W   a number, one, quorum or all (default quorum = ⌊N/2⌋+1)
  *   --sloppy-quorum true|false      fallbacks hold hints for owners that are down (default true)
  *   --conflicts siblings|lww        dotted version vectors with siblings (default), or last-writer-wins
+ *   --request-timeout-ms MS         whole-request time of a coordinated read or write (default 2000, 100..60000)
  *
  * R + W > N is not required (Dynamo lets an operator trade consistency for
  * latency) but the reads that overlap the last write are only guaranteed then;
@@ -29,7 +30,7 @@ export interface LeaderlessConfig {
   readonly sloppy: boolean;
   readonly conflicts: ConflictMode;
   readonly vnodesPerNode: number;
-  /** Whole-request time of a coordinated read or write, ms (default 2000). */
+  /** Whole-request time of a coordinated read or write, ms (`--request-timeout-ms`, default 2000, in [100, 60000]). */
   readonly requestTimeoutMs: number;
   /** Failure detection (failure-detector.ts): heartbeat period, suspicion and down thresholds, ms (defaults 200, 600, 2000). */
   readonly heartbeatMs: number;
@@ -59,6 +60,10 @@ export const DEFAULT_LEADERLESS_CONFIG: LeaderlessConfig = Object.freeze({
 
 
 
+/** Bounds of `--request-timeout-ms`: below 100 ms a loaded member times out healthy peers; above a minute a client waits too long to learn a quorum is gone. */
+export const REQUEST_TIMEOUT_MS_MIN = 100;
+export const REQUEST_TIMEOUT_MS_MAX = 60_000;
+
 export type ReplicationMode = 'raft' | 'leaderless';
 
 export interface LeaderlessFlags {
@@ -68,6 +73,7 @@ export interface LeaderlessFlags {
   writeQuorum?: string;
   sloppyQuorum?: string;
   conflicts?: string;
+  requestTimeoutMs?: string;
 }
 
 /** The leaderless configuration for a cluster of `members` nodes; undefined when --replication is raft (or absent). */
@@ -75,7 +81,7 @@ export function parseLeaderlessConfig(flags: LeaderlessFlags, members: number | 
   const replication = flags.replication ?? 'raft';
   if (replication !== 'raft' && replication !== 'leaderless') throw invalid(`--replication must be raft or leaderless; got ${JSON.stringify(replication)}`);
   if (replication === 'raft') {
-    for (const flag of ['replicas', 'readQuorum', 'writeQuorum', 'sloppyQuorum', 'conflicts'] as const) {
+    for (const flag of ['replicas', 'readQuorum', 'writeQuorum', 'sloppyQuorum', 'conflicts', 'requestTimeoutMs'] as const) {
       if (flags[flag] !== undefined) throw invalid(`--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} applies to --replication leaderless only`);
     }
     return undefined;
@@ -100,6 +106,7 @@ export function parseLeaderlessConfig(flags: LeaderlessFlags, members: number | 
     writeQuorum: quorum('--write-quorum', flags.writeQuorum),
     sloppy: sloppy === 'true',
     conflicts: conflicts as ConflictMode,
+    requestTimeoutMs: integer('--request-timeout-ms', flags.requestTimeoutMs ?? String(DEFAULT_LEADERLESS_CONFIG.requestTimeoutMs), REQUEST_TIMEOUT_MS_MIN, REQUEST_TIMEOUT_MS_MAX),
   };
 }
 

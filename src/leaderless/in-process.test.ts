@@ -50,6 +50,19 @@ describe('leaderless nodes on an in-memory network', () => {
     assert.ok(net.node(1).coordinator.figures.readRepairs >= 1);
   });
 
+  it('a write that cannot reach W replicas fails after the configured request time (--request-timeout-ms), not a fixed one', async () => {
+    const net = await open([1, 2, 3], { sloppy: false, requestTimeoutMs: 300 });
+    net.partition([[1, 2], [3]]);
+    const started = Date.now();
+    await assert.rejects(net.node(1).coordinator.put(key('timed'), Buffer.from('v'), [], 3), (error: unknown) => {
+      assert.ok(isImpulseError(error, 'IMPULSE_ERR_QUORUM_UNAVAILABLE'));
+      assert.match(error.message, /within 300 ms/);
+      return true;
+    });
+    const elapsedMs = Date.now() - started;
+    assert.ok(elapsedMs >= 250 && elapsedMs < 1900, `failed after ${elapsedMs} ms`);
+  });
+
   it('sloppy quorum on 4 nodes: an owner that is down is replaced by a fallback holding a hint, delivered when the owner returns', async () => {
     const net = await open([1, 2, 3, 4], { replicas: 3, writeQuorum: 3 });
     const k = key('hinted');
