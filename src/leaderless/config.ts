@@ -8,6 +8,8 @@
  *   --sloppy-quorum true|false      fallbacks hold hints for owners that are down (default true)
  *   --conflicts siblings|lww        dotted version vectors with siblings (default), or last-writer-wins
  *   --request-timeout-ms MS         whole-request time of a coordinated read or write (default 2000, 100..60000)
+ *   --tombstone-grace-seconds S     how long a delete's tombstone is kept at least before it is collected
+ *                                   (default 864000 = 10 days, as Cassandra's gc_grace_seconds; 0..31536000)
  *
  * R + W > N is not required (Dynamo lets an operator trade consistency for
  * latency) but the reads that overlap the last write are only guaranteed then;
@@ -40,6 +42,10 @@ export interface LeaderlessConfig {
   readonly handoffIntervalMs: number;
   /** Period of background anti-entropy exchanges, ms (default 60,000; 0: only on demand). */
   readonly antiEntropyIntervalMs: number;
+  /** How old a tombstone must be before it may be collected, ms (`--tombstone-grace-seconds`; default 10 days). */
+  readonly tombstoneGraceMs: number;
+  /** Period of tombstone collection rounds, ms (default 10,000; 0: never collected). */
+  readonly tombstoneIntervalMs: number;
 }
 
 /** Defaults for N = 3; `parseLeaderlessConfig` derives R and W from the N it chose. */
@@ -56,6 +62,8 @@ export const DEFAULT_LEADERLESS_CONFIG: LeaderlessConfig = Object.freeze({
   downAfterMs: 2000,
   handoffIntervalMs: 500,
   antiEntropyIntervalMs: 60_000,
+  tombstoneGraceMs: 864_000_000,
+  tombstoneIntervalMs: 10_000,
 });
 
 
@@ -63,6 +71,8 @@ export const DEFAULT_LEADERLESS_CONFIG: LeaderlessConfig = Object.freeze({
 /** Bounds of `--request-timeout-ms`: below 100 ms a loaded member times out healthy peers; above a minute a client waits too long to learn a quorum is gone. */
 export const REQUEST_TIMEOUT_MS_MIN = 100;
 export const REQUEST_TIMEOUT_MS_MAX = 60_000;
+/** A year: the longest `--tombstone-grace-seconds`. */
+export const TOMBSTONE_GRACE_SECONDS_MAX = 31_536_000;
 
 export type ReplicationMode = 'raft' | 'leaderless';
 
@@ -74,6 +84,7 @@ export interface LeaderlessFlags {
   sloppyQuorum?: string;
   conflicts?: string;
   requestTimeoutMs?: string;
+  tombstoneGraceSeconds?: string;
 }
 
 /** The leaderless configuration for a cluster of `members` nodes; undefined when --replication is raft (or absent). */
@@ -81,7 +92,7 @@ export function parseLeaderlessConfig(flags: LeaderlessFlags, members: number | 
   const replication = flags.replication ?? 'raft';
   if (replication !== 'raft' && replication !== 'leaderless') throw invalid(`--replication must be raft or leaderless; got ${JSON.stringify(replication)}`);
   if (replication === 'raft') {
-    for (const flag of ['replicas', 'readQuorum', 'writeQuorum', 'sloppyQuorum', 'conflicts', 'requestTimeoutMs'] as const) {
+    for (const flag of ['replicas', 'readQuorum', 'writeQuorum', 'sloppyQuorum', 'conflicts', 'requestTimeoutMs', 'tombstoneGraceSeconds'] as const) {
       if (flags[flag] !== undefined) throw invalid(`--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} applies to --replication leaderless only`);
     }
     return undefined;
@@ -107,6 +118,7 @@ export function parseLeaderlessConfig(flags: LeaderlessFlags, members: number | 
     sloppy: sloppy === 'true',
     conflicts: conflicts as ConflictMode,
     requestTimeoutMs: integer('--request-timeout-ms', flags.requestTimeoutMs ?? String(DEFAULT_LEADERLESS_CONFIG.requestTimeoutMs), REQUEST_TIMEOUT_MS_MIN, REQUEST_TIMEOUT_MS_MAX),
+    tombstoneGraceMs: 1000 * integer('--tombstone-grace-seconds', flags.tombstoneGraceSeconds ?? String(DEFAULT_LEADERLESS_CONFIG.tombstoneGraceMs / 1000), 0, TOMBSTONE_GRACE_SECONDS_MAX),
   };
 }
 

@@ -1,19 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
-import { LeaderlessTestNetwork } from '../../testkit/leaderless/network.js';
+import { LeaderlessTestNetwork, eventually } from '../../testkit/leaderless/network.js';
 import { contextOf, liveValues } from './dvv.js';
 
 const key = (text: string): Buffer => Buffer.from(text);
 const values = (set: Parameters<typeof liveValues>[0]): string[] => liveValues(set).map((value) => value.toString()).sort();
-
-async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe('leaderless nodes on an in-memory network', () => {
   const networks: LeaderlessTestNetwork[] = [];

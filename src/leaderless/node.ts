@@ -5,7 +5,7 @@
  * simulator) and a Clock.
  *
  *   const node = await LeaderlessNode.open({ nodeId, members, engine, limits, rpc, clock, wallClockMs, logger, config });
- *   node.start();                    // heartbeats and handoff timers
+ *   node.start();                    // heartbeats, handoff, anti-entropy and tombstone collection timers
  *   await node.coordinator.put(key, value, context, w);
  *   node.stop();                     // timers only; the owner closes the engine and the RPC endpoint
  */
@@ -24,6 +24,7 @@ import type { LeaderlessConfig } from './config.js';
 import { Replica } from './replica.js';
 import { EngineReplicaStore, type ReplicaStoreLimits } from './replica-store.js';
 import { Ring } from './ring.js';
+import { TombstoneCollector } from './tombstones.js';
 
 export interface LeaderlessNodeOptions {
   readonly nodeId: NodeId;
@@ -56,6 +57,7 @@ export class LeaderlessNode {
     readonly handoff: HintedHandoff,
     readonly antiEntropy: AntiEntropy,
     readonly ranges: RangeReader,
+    readonly tombstones: TombstoneCollector,
   ) {}
 
   static async open(options: LeaderlessNodeOptions): Promise<LeaderlessNode> {
@@ -86,19 +88,35 @@ export class LeaderlessNode {
     });
     serveReplica(options.rpc, replica, options.limits, antiEntropy);
     const ranges = new RangeReader({ ring: () => ring, replicas: config.replicas, link, replica, timeoutMs: config.requestTimeoutMs });
-    return new LeaderlessNode(options, ring, store, replica, link, detector, coordinator, handoff, antiEntropy, ranges);
+    const tombstones = new TombstoneCollector({
+      self: nodeId,
+      store,
+      link,
+      detector,
+      ring: () => ring,
+      replicas: config.replicas,
+      clock,
+      wallClockMs: options.wallClockMs,
+      logger: options.logger,
+      graceMs: config.tombstoneGraceMs,
+      intervalMs: config.tombstoneIntervalMs,
+      timeoutMs: config.requestTimeoutMs,
+    });
+    return new LeaderlessNode(options, ring, store, replica, link, detector, coordinator, handoff, antiEntropy, ranges, tombstones);
   }
 
   start(): void {
     this.detector.start();
     this.handoff.start();
     this.antiEntropy.start();
+    this.tombstones.start();
   }
 
   stop(): void {
     this.detector.stop();
     this.handoff.stop();
     this.antiEntropy.stop();
+    this.tombstones.stop();
   }
 
   /** Flat figures of every repair path and request kind (for /status and /metrics). */
@@ -122,6 +140,8 @@ export class LeaderlessNode {
       leaderless_anti_entropy_keys_pulled: this.antiEntropy.figures.keysPulled,
       leaderless_anti_entropy_keys_pushed: this.antiEntropy.figures.keysPushed,
       leaderless_anti_entropy_bytes: this.antiEntropy.figures.bytesExchanged,
+      leaderless_tombstones_collected: replica.figures.tombstonesCollected,
+      leaderless_tombstone_collections_blocked: this.tombstones.figures.blocked,
     };
   }
 }

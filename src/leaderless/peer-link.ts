@@ -12,13 +12,14 @@
  *   [6, leafCount, leaves]          anti-entropy: (key, set hash) pairs of those leaves → [[key, hash], ...]
  *   [7, lower, lowerInclusive, upper, upperInclusive, reverse, limit]
  *                                   range: the stored keys in the range (tombstones too) → [[key, set], ...]
+ *   [8, key, set]                   collect the tombstones `set` if that is exactly what is stored → true when removed
  *
  * Keys, values and sets travel as bytes (sets in the canonical encoding of
  * codec.ts, contexts as the client header). A request is untrusted: every
  * field is validated against the limits before the replica sees it, and a
  * malformed one is answered IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID.
  *
- * `PeerLink` is the coordinator's side: the same five calls for any node,
+ * `PeerLink` is the coordinator's side: the same calls for any node,
  * served by the local replica directly when the node is this one.
  */
 import { ImpulseError, isImpulseError } from '../errors.js';
@@ -40,6 +41,7 @@ const PING = 4;
 const TREE_LEAVES = 5;
 const LEAF_ENTRIES = 6;
 const SCAN = 7;
+const REAP = 8;
 /** Most keys one range request may ask for. */
 export const SCAN_LIMIT_MAX = 10_000;
 /** Most leaves one request may name. */
@@ -79,6 +81,12 @@ export class PeerLink {
   async read(to: NodeId, key: Buffer, timeoutMs: number): Promise<SiblingSet> {
     if (to === this.self) return this.replica.read(key);
     return this.set(await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [READ, key], timeoutMs), to);
+  }
+
+  /** Asks `to` to remove `key` if it stores exactly the tombstones `set` (Replica.reap); true when it did. */
+  async reap(to: NodeId, key: Buffer, set: SiblingSet, timeoutMs: number): Promise<boolean> {
+    if (to === this.self) return this.replica.reap(key, set);
+    return (await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [REAP, key, encodeSiblingSet(set)], timeoutMs)) === true;
   }
 
   async ping(to: NodeId, timeoutMs: number): Promise<void> {
@@ -186,6 +194,9 @@ function handle(replica: Replica, antiEntropy: Pick<AntiEntropy, 'leafHashes' | 
       if (!leaves.every((leaf: unknown) => Number.isInteger(leaf) && (leaf as number) >= 0 && (leaf as number) < leafCount)) throw invalid('bad leaf index');
       return antiEntropy.leafEntries(from, leafCount, leaves as number[]);
     }
+    case REAP:
+      if (body.length !== 3) throw invalid('bad reap request');
+      return replica.reap(key(1), set(2));
     case SCAN:
       return replica.scan(scanBounds(body, limits, invalid)).then((entries) => entries.map(({ key, set }) => [key, encodeSiblingSet(set)]));
     default:

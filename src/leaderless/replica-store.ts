@@ -87,6 +87,11 @@ export class EngineReplicaStore {
     await this.engine.put(dataKey(key), this.encode(set));
   }
 
+  /** Removes `key`'s set (a collected tombstone, tombstones.ts). */
+  async deleteData(key: Uint8Array): Promise<void> {
+    await this.engine.del(dataKey(key));
+  }
+
   async readHint(owner: NodeId, key: Uint8Array): Promise<SiblingSet> {
     return this.decode(await this.engine.get(hintKey(owner, key)), 'hint');
   }

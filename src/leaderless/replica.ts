@@ -15,7 +15,7 @@
  * concurrently and share the engine's group commit.
  */
 import { ImpulseError } from '../errors.js';
-import { type NodeId, type SiblingSet, type VersionVector, merge, resolveLastWriter, sameDots, update } from './dvv.js';
+import { type NodeId, type SiblingSet, type VersionVector, merge, onlyTombstones, resolveLastWriter, sameDots, update } from './dvv.js';
 import { siblingSetBytes, SIBLINGS_MAX } from './codec.js';
 import type { ConflictMode } from './config.js';
 import type { EngineReplicaStore, StoredSet } from './replica-store.js';
@@ -35,10 +35,11 @@ export interface ReplicaFigures {
   setsApplied: number;
   setsChanged: number;
   hintsStored: number;
+  tombstonesCollected: number;
 }
 
 export class Replica {
-  readonly figures: ReplicaFigures = { writesCoordinated: 0, setsApplied: 0, setsChanged: 0, hintsStored: 0 };
+  readonly figures: ReplicaFigures = { writesCoordinated: 0, setsApplied: 0, setsChanged: 0, hintsStored: 0, tombstonesCollected: 0 };
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly hlc: HybridClock;
 
@@ -85,6 +86,22 @@ export class Replica {
       await this.options.store.write(key, next);
       this.figures.setsChanged++;
       return { set: next, changed: true };
+    });
+  }
+
+  /**
+   * Collects `key`'s tombstones: removes the stored set if it holds exactly
+   * the siblings of `expected` and every one is a tombstone; true when it did.
+   * A write that arrived since the collector checked changes the set, and
+   * then nothing is removed. Called by the collector (tombstones.ts) only.
+   */
+  reap(key: Buffer, expected: SiblingSet): Promise<boolean> {
+    return this.serial(key, async () => {
+      const local = await this.options.store.read(key);
+      if (local.length === 0 || !sameDots(local, expected) || !onlyTombstones(local)) return false;
+      await this.options.store.deleteData(key);
+      this.figures.tombstonesCollected++;
+      return true;
     });
   }
 

@@ -25,6 +25,15 @@ import { type Clock, SystemClock } from '../../src/util/clock.js';
 import { SeededRandom } from '../../src/util/random.js';
 
 const packr = new Packr({ useRecords: false });
+
+/** Polls `check` every 20 ms until it holds; throws naming `what` after `timeoutMs` (generous: the machine may be loaded). */
+export async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 const LIMITS = { keyBytesMax: 256, valueBytesMax: 4096 };
 
 interface Member {
