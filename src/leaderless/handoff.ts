@@ -7,7 +7,8 @@
  * — unless a newer write for that owner arrived meanwhile, which keeps it for
  * the next round. A round that reaches the end starts the next one from the
  * beginning; a failed delivery just waits for a later round. Bounded work per
- * round; rounds never overlap.
+ * round; rounds never overlap. A hint for a member that has left the cluster
+ * (membership.ts) goes to the key's current owners instead.
  */
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../util/clock.js';
@@ -16,6 +17,7 @@ import type { FailureDetector } from './failure-detector.js';
 import type { PeerLink } from './peer-link.js';
 import type { Replica } from './replica.js';
 import type { EngineReplicaStore } from './replica-store.js';
+import type { Ring } from './ring.js';
 
 export interface HandoffOptions {
   readonly store: EngineReplicaStore;
@@ -29,6 +31,9 @@ export interface HandoffOptions {
   readonly batchMax?: number;
   /** Per-delivery timeout, ms. */
   readonly timeoutMs: number;
+  /** The current ring and N: a hint for a member that left goes to the key's current owners instead. */
+  readonly ring: () => Ring;
+  readonly replicas: number;
 }
 
 export class HintedHandoff {
@@ -66,10 +71,11 @@ export class HintedHandoff {
     let delivered = 0;
     await Promise.all(
       hints.map(async (hint) => {
-        if (this.stopped || this.options.detector.liveness(hint.owner) !== 'up') return;
+        const ring = this.options.ring();
+        const targets = ring.nodes.includes(hint.owner) ? [hint.owner] : ring.preferenceList(hint.key, this.options.replicas);
+        if (this.stopped || targets.some((target) => this.options.detector.liveness(target) !== 'up')) return;
         try {
-          await this.options.link.apply(hint.owner, hint.key, hint.set, this.options.timeoutMs);
-          this.options.detector.heard(hint.owner);
+          for (const target of targets) await this.options.link.apply(target, hint.key, hint.set, this.options.timeoutMs);
           if (await this.options.replica.retireHint(hint.owner, hint.key, hint.set)) {
             this.hintsDelivered++;
             delivered++;

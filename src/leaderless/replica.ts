@@ -95,12 +95,22 @@ export class Replica {
    * A write that arrived since the collector checked changes the set, and
    * then nothing is removed. Called by the collector (tombstones.ts) only.
    */
-  reap(key: Buffer, expected: SiblingSet): Promise<boolean> {
+  async reap(key: Buffer, expected: SiblingSet): Promise<boolean> {
+    const removed = onlyTombstones(expected) && (await this.dropIfUnchanged(key, expected));
+    if (removed) this.figures.tombstonesCollected++;
+    return removed;
+  }
+
+  /**
+   * Deletes `key`'s set if it holds exactly the siblings of `expected` (a
+   * collected tombstone, or a key handed off to its owners: ownership.ts);
+   * true when it did. Anything that arrived since keeps the key.
+   */
+  dropIfUnchanged(key: Buffer, expected: SiblingSet): Promise<boolean> {
     return this.serial(key, async () => {
       const local = await this.options.store.read(key);
-      if (local.length === 0 || !sameDots(local, expected) || !onlyTombstones(local)) return false;
+      if (local.length === 0 || !sameDots(local, expected)) return false;
       await this.options.store.deleteData(key);
-      this.figures.tombstonesCollected++;
       return true;
     });
   }

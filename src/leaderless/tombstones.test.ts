@@ -22,7 +22,7 @@ describe('tombstone collection', () => {
 
   it('removes a tombstone from every owner only after the grace period, and not while an owner is down', async () => {
     const graceMs = 700;
-    const net = await open([1, 2, 3], { writeQuorum: 3, tombstoneGraceMs: graceMs, tombstoneIntervalMs: 50, antiEntropyIntervalMs: 0 });
+    const net = await open([1, 2, 3], { writeQuorum: 3, tombstoneGraceMs: graceMs, tombstoneIntervalMs: 50, antiEntropyIntervalMs: 0, requestTimeoutMs: 3000 });
     const deleteKey = async (k: Buffer): Promise<void> => {
       await net.node(1).coordinator.put(k, Buffer.from('v'), [], 3);
       await net.node(1).coordinator.put(k, null, contextOf(await net.node(1).coordinator.get(k, 3)), 3);
@@ -56,7 +56,7 @@ describe('tombstone collection', () => {
    * deleted; back after the tombstone was collected, it brings the value back.
    */
   const staleHintScenario = async (graceMs: number): Promise<{ net: LeaderlessTestNetwork; k: Buffer; owners: NodeId[]; standIn: NodeId }> => {
-    const net = await open([1, 2, 3, 4], { replicas: 3, writeQuorum: 3, readQuorum: 3, tombstoneGraceMs: graceMs, tombstoneIntervalMs: 50, antiEntropyIntervalMs: 0 });
+    const net = await open([1, 2, 3, 4], { replicas: 3, writeQuorum: 3, readQuorum: 3, tombstoneGraceMs: graceMs, tombstoneIntervalMs: 50, antiEntropyIntervalMs: 0, requestTimeoutMs: 3000 });
     const k = Array.from({ length: 50 }, (_, index) => key(`stale-${index}`)).find((candidate) => net.node(1).ring.preferenceList(candidate, 3)[0] === 1)!;
     const owners = net.node(1).ring.preferenceList(k, 3);
     const [first, , last] = owners as [NodeId, NodeId, NodeId];

@@ -39,6 +39,8 @@ export interface TombstoneCollectorOptions {
   readonly self: NodeId;
   readonly store: EngineReplicaStore;
   readonly link: PeerLink;
+  /** True while a membership change is under way: no collection then (the owners are moving). */
+  readonly changing: () => boolean;
   /** Owners it sees `down` block a candidate at once, without a read that would time out. */
   readonly detector: Pick<FailureDetector, 'liveness'>;
   readonly ring: () => Ring;
@@ -95,6 +97,7 @@ export class TombstoneCollector {
 
   /** One round (also called directly by tests). Resolves with the keys collected. */
   async round(): Promise<number> {
+    if (this.options.changing()) return 0;
     const limit = this.options.keysPerRoundMax ?? 1000;
     const page = await this.options.store.scan(this.after === undefined ? { limit } : { gt: this.after, limit });
     this.after = page.length < limit ? undefined : Buffer.from(page[page.length - 1]!.key);
