@@ -123,6 +123,32 @@ describe('leaderless nodes on an in-memory network', () => {
     assert.ok(net.node(1).antiEntropy.figures.bytesExchanged > 0);
   });
 
+  it('the maintained anti-entropy trees stay equal to a fresh scan through writes, deletes, hints, read repair, anti-entropy and a collection', async () => {
+    const net = await open([1, 2, 3, 4], { replicas: 3, writeQuorum: 2, antiEntropyIntervalMs: 0, tombstoneGraceMs: 0, tombstoneIntervalMs: 0 });
+    const ids = [1, 2, 3, 4];
+    for (const id of ids) await net.node(id).antiEntropy.exchange(id === 1 ? 2 : 1); // builds the trees
+    for (let index = 0; index < 150; index++) await net.node(1 + (index % 4)).coordinator.put(key(`t${index % 60}`), Buffer.from(`v${index}`), [], 2);
+    net.stop(3);
+    await eventually('node 1 sees node 3 down', () => net.node(1).detector.liveness(3) === 'down');
+    for (let index = 0; index < 40; index++) {
+      const k = key(`t${index}`);
+      const read = await net.node(1).coordinator.get(k, 2);
+      await net.node(1).coordinator.put(k, index % 3 === 0 ? null : Buffer.from(`w${index}`), contextOf(read), 2);
+    }
+    await net.restart(3);
+    await eventually('hints delivered', async () => (await Promise.all([1, 2, 4].map(async (id) => (await net.node(id).store.hints(10)).length))).every((count) => count === 0));
+    for (let index = 0; index < 60; index += 7) await net.node(2).coordinator.get(key(`t${index}`), 3);
+    await net.node(1).antiEntropy.repairAll();
+    await net.node(1).tombstones.round();
+    for (const id of ids) {
+      const node = net.node(id);
+      for (const peer of ids.filter((other) => other !== id)) {
+        const maintained = await node.antiEntropy.leafHashes(peer, node.antiEntropy.leafCount);
+        assert.ok(maintained.equals(await node.antiEntropy.scanLeafHashes(peer, node.antiEntropy.leafCount)), `node ${id}'s tree for peer ${peer}`);
+      }
+    }
+  });
+
   it('range reads merge every member\'s replicas in key order, page without holes, skip deleted keys, show siblings, and need members − N + 1 answers', async () => {
     const net = await open([1, 2, 3, 4], { replicas: 2, readQuorum: 1, writeQuorum: 2, antiEntropyIntervalMs: 0 });
     const expected: string[] = [];

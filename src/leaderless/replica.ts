@@ -42,9 +42,19 @@ export class Replica {
   readonly figures: ReplicaFigures = { writesCoordinated: 0, setsApplied: 0, setsChanged: 0, hintsStored: 0, tombstonesCollected: 0 };
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly hlc: HybridClock;
+  private readonly listeners: ((key: Buffer, before: SiblingSet, after: SiblingSet) => void)[] = [];
 
   constructor(private readonly options: ReplicaOptions) {
     this.hlc = new HybridClock(options.wallClockMs);
+  }
+
+  /**
+   * Calls `listener` after every durable change of a key's stored set (its
+   * set before and after; empty when absent), in the key's order. Anti-entropy
+   * keeps its hash trees with it. Listeners must not throw.
+   */
+  onStored(listener: (key: Buffer, before: SiblingSet, after: SiblingSet) => void): void {
+    this.listeners.push(listener);
   }
 
   get nodeId(): NodeId {
@@ -70,6 +80,7 @@ export class Replica {
       if (this.options.conflicts === 'lww') next = resolveLastWriter(next);
       this.checkBounds(next);
       await this.options.store.write(key, next);
+      this.stored(key, local, next);
       this.figures.writesCoordinated++;
       return next;
     });
@@ -84,6 +95,7 @@ export class Replica {
       this.figures.setsApplied++;
       if (sameDots(next, local)) return { set: local, changed: false };
       await this.options.store.write(key, next);
+      this.stored(key, local, next);
       this.figures.setsChanged++;
       return { set: next, changed: true };
     });
@@ -111,6 +123,7 @@ export class Replica {
       const local = await this.options.store.read(key);
       if (local.length === 0 || !sameDots(local, expected)) return false;
       await this.options.store.deleteData(key);
+      this.stored(key, local, []);
       return true;
     });
   }
@@ -145,6 +158,10 @@ export class Replica {
       await this.options.store.deleteHint(owner, key);
       return true;
     });
+  }
+
+  private stored(key: Buffer, before: SiblingSet, after: SiblingSet): void {
+    for (const listener of this.listeners) listener(key, before, after);
   }
 
   private checkBounds(set: SiblingSet): void {
