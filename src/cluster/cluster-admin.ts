@@ -167,7 +167,11 @@ export class ClusterAdmin {
     }
     const timeoutMs = Math.max(1, Math.round(deadline - clock.now()));
     const answer = await this.options.rpc.callAsync(leader, 'cluster-admin', { g: this.group.id, ...operation }, timeoutMs).catch((error: unknown) => {
-      if (isImpulseError(error, 'IMPULSE_ERR_RPC_TIMEOUT') && operation.op !== 'transfer') throw outcomeUnknown(`the leader (node ${leader}) did not answer the membership change in time`, error);
+      if (isImpulseError(error, 'IMPULSE_ERR_RPC_TIMEOUT')) {
+        // A transfer is safe to retry; a membership change whose answer was lost may or may not have applied.
+        if (operation.op === 'transfer') throw unavailable(`the leader (node ${leader}) did not confirm the leadership transfer in time; it may still move; retry`);
+        throw outcomeUnknown(`the leader (node ${leader}) did not answer the membership change in time`, error);
+      }
       throw error;
     });
     return answer as ClusterView;
@@ -228,6 +232,9 @@ export class ClusterAdmin {
     });
     const deadline = this.options.clock.now() + this.options.requestTimeoutMs;
     while (this.group.leader !== target) {
+      // The core gives a transfer one election timeout; still leading with no transfer running means it was aborted.
+      const status = this.group.driver.status();
+      if (status.role === 'leader' && status.transferee !== target) throw unavailable(`leadership did not move to node ${target}: the transfer was aborted (the target did not catch up and win within an election timeout); retry`);
       if (this.options.clock.now() >= deadline) throw unavailable(`leadership did not move to node ${target} in time; it may still, or the transfer was aborted`);
       await new Promise<void>((resolve) => this.options.clock.setTimer(this.options.tickMs, resolve));
     }

@@ -111,3 +111,23 @@ describe('membership changes between real members', () => {
     await assert.rejects(admin.transferLeader(77), (error) => isImpulseError(error, 'IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED'));
   });
 });
+
+describe('a leadership transfer the target cannot complete', () => {
+  let cluster: InProcessCluster | undefined;
+  after(async () => cluster?.close());
+
+  it('is answered IMPULSE_ERR_UNAVAILABLE once the core aborts it (an election timeout), not at the request deadline, and the leader keeps serving', async () => {
+    cluster = await InProcessCluster.start(3);
+    const leader = await cluster.waitForLeader();
+    const target = [1, 2, 3].find((id) => id !== leader)!;
+    await cluster.member(leader).service.write(put('before', 'ok'));
+    await cluster.stop(target);
+    const started = Date.now();
+    await assert.rejects(cluster.member(leader).admin.transferLeader(target), (error) => isImpulseError(error, 'IMPULSE_ERR_UNAVAILABLE') && /aborted/.test(error.message));
+    const elapsed = Date.now() - started;
+    // The election timeout is 500 ms; the request deadline 5 s. Generous for a loaded machine, well short of the deadline.
+    assert.ok(elapsed < 3_000, `answered after ${elapsed} ms`);
+    assert.equal(cluster.member(leader).group.leader, leader);
+    await cluster.member(leader).service.write(put('after-aborted-transfer', 'ok'));
+  });
+});

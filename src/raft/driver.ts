@@ -114,6 +114,8 @@ export interface RaftDriverStatus {
   readonly applied: number;
   readonly snapshotIndex: number;
   readonly lastIndex: number;
+  /** On a leader handing leadership over: the target (0 when no transfer runs). */
+  readonly transferee: NodeId;
   readonly stopped: boolean;
   /** Per member, on the leader only: match, next, state, lag (leader's last index - match), ticks since last contact. */
   readonly progress: Readonly<Record<string, ProgressView & { readonly lag: number }>>;
@@ -398,6 +400,7 @@ export class RaftDriver<R, P> {
       applied: raft.appliedIndex,
       snapshotIndex: raft.snapshotIndex,
       lastIndex: raft.lastIndex,
+      transferee: raft.transferee,
       stopped: this.stopped,
       progress,
     };

@@ -218,6 +218,10 @@ export class RaftNode {
   get confState(): ConfState {
     return this.conf;
   }
+  /** The voter leadership is being handed to (NO_NODE when no transfer runs); a leader's transfer ends when it steps down or after an election timeout. */
+  get transferee(): NodeId {
+    return this.transferTarget;
+  }
   /** True once this node learned that a committed configuration removed it. */
   get removed(): boolean {
     return this.removedSelf;
