@@ -11,7 +11,8 @@
  * (membership.ts) goes to the key's current owners instead.
  */
 import type { Logger } from 'pino';
-import type { Clock, TimerHandle } from '../util/clock.js';
+import type { Clock } from '../util/clock.js';
+import { Rounds } from './rounds.js';
 import type { NodeId } from './dvv.js';
 import type { FailureDetector } from './failure-detector.js';
 import type { PeerLink } from './peer-link.js';
@@ -40,27 +41,18 @@ export class HintedHandoff {
   hintsDelivered = 0;
   deliveryFailures = 0;
   private after: { owner: NodeId; key: Buffer } | undefined;
-  private timer: TimerHandle | undefined;
-  private stopped = false;
+  private readonly rounds: Rounds;
 
-  constructor(private readonly options: HandoffOptions) {}
+  constructor(private readonly options: HandoffOptions) {
+    this.rounds = new Rounds(options.clock, options.intervalMs, () => this.round(), options.logger, 'hinted handoff round failed');
+  }
 
   start(): void {
-    const next = (): void => {
-      if (this.stopped) return;
-      this.timer = this.options.clock.setTimer(this.options.intervalMs, () => {
-        this.round().then(next, (error: unknown) => {
-          this.options.logger.warn({ err: error }, 'hinted handoff round failed');
-          next();
-        });
-      });
-    };
-    next();
+    this.rounds.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    this.timer?.cancel();
+    this.rounds.stop();
   }
 
   /** One round (also callable directly, e.g. by tests and the simulator). Resolves with the hints delivered. */
@@ -73,7 +65,7 @@ export class HintedHandoff {
       hints.map(async (hint) => {
         const ring = this.options.ring();
         const targets = ring.nodes.includes(hint.owner) ? [hint.owner] : ring.preferenceList(hint.key, this.options.replicas);
-        if (this.stopped || targets.some((target) => this.options.detector.liveness(target) !== 'up')) return;
+        if (this.rounds.isStopped || targets.some((target) => this.options.detector.liveness(target) !== 'up')) return;
         try {
           for (const target of targets) await this.options.link.apply(target, hint.key, hint.set, this.options.timeoutMs);
           if (await this.options.replica.retireHint(hint.owner, hint.key, hint.set)) {

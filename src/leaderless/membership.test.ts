@@ -63,7 +63,7 @@ describe('leaderless membership changes (in process)', () => {
   });
 
   it('refuses a change while another is under way, one that would leave fewer members than N, and one a member cannot take part in', async () => {
-    const net = await LeaderlessTestNetwork.open([1, 2, 3], { antiEntropyIntervalMs: 0, requestTimeoutMs: 300 });
+    const net = await LeaderlessTestNetwork.open([1, 2, 3], { antiEntropyIntervalMs: 0, requestTimeoutMs: 1000 });
     networks.push(net);
     const rejected = (error: unknown): boolean => isImpulseError(error, 'IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED');
     await assert.rejects(net.node(1).changeMembership(members(1, 2)), rejected);

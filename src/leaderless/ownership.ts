@@ -12,7 +12,9 @@
  *                       all of them hold it, is deleted here (only if nothing
  *                       newer arrived meanwhile). A key an owner could not
  *                       take is kept; passes repeat every `retryMs` until one
- *                       finds nothing left to hand off.
+ *                       finds no key it does not own — so writes still in
+ *                       flight from members that committed later (up to a
+ *                       request time) are handed off by the next pass.
  *
  * Bounded: keys are read in pages of `pageKeys`, and at most `parallel`
  * pushes are in flight at once.
@@ -38,7 +40,7 @@ export interface OwnershipOptions {
   readonly logger: Logger;
   /** Per-push timeout, ms. */
   readonly timeoutMs: number;
-  /** Pause between cleanup passes that left keys behind, ms (default 5000). */
+  /** Pause between cleanup passes, ms (default 5000; at least a request time, so in-flight writes have landed). */
   readonly retryMs?: number;
   readonly pageKeys?: number;
   readonly parallel?: number;
@@ -80,12 +82,12 @@ export class OwnershipHandoff {
     const pass = (): void => {
       this.running = (this.running ?? Promise.resolve(0)).then(() => this.cleanup());
       this.running.then(
-        (left) => {
-          if (left > 0 && !this.stopped) this.timer = this.options.clock.setTimer(this.options.retryMs ?? 5000, pass);
+        (strays) => {
+          if (strays > 0 && !this.stopped) this.timer = this.options.clock.setTimer(Math.max(this.options.retryMs ?? 5000, this.options.timeoutMs), pass);
         },
         (error: unknown) => {
           this.options.logger.warn({ err: error }, 'ownership cleanup failed');
-          if (!this.stopped) this.timer = this.options.clock.setTimer(this.options.retryMs ?? 5000, pass);
+          if (!this.stopped) this.timer = this.options.clock.setTimer(Math.max(this.options.retryMs ?? 5000, this.options.timeoutMs), pass);
         },
       );
     };
@@ -97,23 +99,22 @@ export class OwnershipHandoff {
     this.timer?.cancel();
   }
 
-  /** One cleanup pass; resolves with the keys it had to leave for a later pass. */
+  /** One cleanup pass; resolves with the keys it found that this member does not own (handed off or left for later). */
   async cleanup(): Promise<number> {
     const { replicas, link, timeoutMs, replica } = this.options;
-    let left = 0;
+    let strays = 0;
     await this.forEachStored(async ({ key, set }) => {
       const owners = this.options.ring().preferenceList(key, replicas);
       if (owners.includes(this.options.self)) return;
+      strays++;
       try {
         await Promise.all(owners.map((owner) => link.apply(owner, key, set, timeoutMs)));
       } catch {
-        left++;
         return;
       }
       if (await replica.dropIfUnchanged(key, set)) this.figures.keysHandedOff++;
-      else left++;
     });
-    return left;
+    return strays;
   }
 
   /** Runs `visit` on every stored key, `parallel` at a time; stops at the first rejection (it propagates). */

@@ -28,7 +28,8 @@
  * hybrid clock (dvv.ts, `update`).
  */
 import type { Logger } from 'pino';
-import type { Clock, TimerHandle } from '../util/clock.js';
+import type { Clock } from '../util/clock.js';
+import { Rounds } from './rounds.js';
 import { type NodeId, type SiblingSet, onlyTombstones, sameDots } from './dvv.js';
 import type { FailureDetector } from './failure-detector.js';
 import type { PeerLink } from './peer-link.js';
@@ -71,28 +72,18 @@ export interface TombstoneFigures {
 export class TombstoneCollector {
   readonly figures: TombstoneFigures = { rounds: 0, collected: 0, blocked: 0 };
   private after: Buffer | undefined;
-  private timer: TimerHandle | undefined;
-  private stopped = false;
+  private readonly rounds: Rounds;
 
-  constructor(private readonly options: TombstoneCollectorOptions) {}
+  constructor(private readonly options: TombstoneCollectorOptions) {
+    this.rounds = new Rounds(options.clock, options.intervalMs, () => this.round(), options.logger, 'tombstone collection round failed');
+  }
 
   start(): void {
-    if (this.options.intervalMs <= 0) return;
-    const next = (): void => {
-      if (this.stopped) return;
-      this.timer = this.options.clock.setTimer(this.options.intervalMs, () => {
-        this.round().then(next, (error: unknown) => {
-          this.options.logger.warn({ err: error }, 'tombstone collection round failed');
-          next();
-        });
-      });
-    };
-    next();
+    this.rounds.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    this.timer?.cancel();
+    this.rounds.stop();
   }
 
   /** One round (also called directly by tests). Resolves with the keys collected. */
@@ -105,7 +96,7 @@ export class TombstoneCollector {
     const horizonMicros = (this.options.wallClockMs() - this.options.graceMs) * 1000;
     let collected = 0;
     for (const { key, set } of page) {
-      if (this.stopped) break;
+      if (this.rounds.isStopped) break;
       if (!onlyTombstones(set) || Math.max(...set.map((sibling) => sibling.timestamp)) > horizonMicros) continue;
       const owners = this.options.ring().preferenceList(key, this.options.replicas);
       if (owners[0] !== this.options.self) continue;
