@@ -86,9 +86,13 @@ describe('leaderless membership changes (in process)', () => {
     await net.node(2).changeMembership(members(1, 2, 3, 4));
     await net.restart(4);
     assert.deepEqual(net.node(4).ring.nodes, [1, 2, 3, 4]);
+    // A member joining a cluster that changed before (epoch 1 → 2) starts at epoch 0 and is taken in.
+    await net.addJoiner(5);
+    await net.node(3).changeMembership(members(1, 2, 3, 4, 5));
+    for (const id of [1, 2, 3, 4, 5]) assert.equal(net.node(id).membership.view.epoch, 2, `node ${id}`);
     const state = { epoch: 3, members: members(1, 2), pending: { epoch: 4, members: members(1, 2, 3) } };
     assert.deepEqual(decodeMembership(encodeMembership(state), 'here'), state);
-    for (const bad of ['{', '{"epoch":-1,"members":[]}', '{"epoch":1,"members":[{"id":1,"peerUrl":""}],"pending":{"epoch":5,"members":[{"id":1,"peerUrl":""}]}}']) {
+    for (const bad of ['{', '{"epoch":-1,"members":[]}', '{"epoch":5,"members":[{"id":1,"peerUrl":""}],"pending":{"epoch":5,"members":[{"id":1,"peerUrl":""}]}}']) {
       assert.throws(() => decodeMembership(Buffer.from(bad), 'here'), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION'));
     }
   });

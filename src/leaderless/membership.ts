@@ -50,7 +50,7 @@ export interface MembershipState {
   readonly epoch: number;
   /** Sorted by id. */
   readonly members: readonly MemberAddress[];
-  /** The change under way (its epoch is `epoch + 1`). */
+  /** The change under way (its epoch is above `epoch`). */
   readonly pending?: { readonly epoch: number; readonly members: readonly MemberAddress[] };
 }
 
@@ -90,8 +90,9 @@ export function decodeMembership(bytes: Buffer, where: string): MembershipState 
     const epoch = raw['epoch'];
     if (typeof epoch !== 'number' || !Number.isSafeInteger(epoch) || epoch < 0) throw new Error('epoch');
     const pending = raw['pending'] as Record<string, unknown> | undefined;
-    if (pending !== undefined && pending['epoch'] !== epoch + 1) throw new Error('pending epoch');
-    return { epoch, members: checkMembers(raw['members']), ...(pending !== undefined ? { pending: { epoch: epoch + 1, members: checkMembers(pending['members']) } } : {}) };
+    const pendingEpoch = pending?.['epoch'];
+    if (pending !== undefined && (typeof pendingEpoch !== 'number' || !Number.isSafeInteger(pendingEpoch) || pendingEpoch <= epoch)) throw new Error('pending epoch');
+    return { epoch, members: checkMembers(raw['members']), ...(pending !== undefined ? { pending: { epoch: pendingEpoch as number, members: checkMembers(pending['members']) } } : {}) };
   } catch (error) {
     throw new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', `${where}: the stored membership is damaged (${(error as Error).message})`);
   }
@@ -137,13 +138,14 @@ export class Membership {
     return [...all.values()].sort((a, b) => a.id - b.id);
   }
 
-  /** Step 1: records the change to `members` with `epoch` (= epoch + 1). Idempotent for the same change. */
+  /** Step 1: records the change to `members` with `epoch` (above the current one). Idempotent for the same change. */
   begin(epoch: number, members: readonly MemberAddress[]): Promise<void> {
     return this.serial(async () => {
       const { pending } = this.state;
       if (pending !== undefined && pending.epoch === epoch && sameMembers(pending.members, members)) return;
       if (pending !== undefined) throw membershipRejected(`another membership change (epoch ${pending.epoch}) is under way`, { epoch: pending.epoch });
-      if (epoch !== this.state.epoch + 1) throw membershipRejected(`the change is for epoch ${epoch}; this member is at epoch ${this.state.epoch}`, { epoch: this.state.epoch });
+      // Any later epoch is taken (a joiner starts at 0; the step carries the whole membership), an earlier one is stale.
+      if (epoch <= this.state.epoch) throw membershipRejected(`the change is for epoch ${epoch}; this member is at epoch ${this.state.epoch} already`, { epoch: this.state.epoch });
       await this.store({ ...this.state, pending: { epoch, members } });
     });
   }
