@@ -24,7 +24,7 @@ import { ImpulseClient } from '../src/client/client.js';
 import { BTreeEngine } from '../src/storage/btree/btree-engine.js';
 import type { SyncMode } from '../src/storage/engine.js';
 import { startServerProcess } from '../testkit/process/server-process.js';
-import { flag, formatNumber, machineLine, table } from './report.js';
+import { flag, formatNumber, machineLine, medianCell, table } from './report.js';
 
 const n = Number(flag('n', '2000'));
 const runs = Number(flag('runs', '3'));
@@ -101,17 +101,6 @@ async function http(engineName: string, sync: SyncMode): Promise<{ put: number; 
   });
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-function cell(values: readonly number[]): string {
-  if (values.length === 1) return formatNumber(values[0]!);
-  return `${formatNumber(median(values))} (${formatNumber(Math.min(...values))}–${formatNumber(Math.max(...values))})`;
-}
-
 async function main(): Promise<void> {
   console.log(machineLine());
   const figures = new Map<string, number[]>();
@@ -136,7 +125,7 @@ async function main(): Promise<void> {
     record('http memory: PUT', floor.put);
     record('http memory: DELETE', floor.del);
   }
-  const rows = [...figures].map(([name, values]) => [name, cell(values)]);
+  const rows = [...figures].map(([name, values]) => [name, medianCell(values)]);
   const markdown = [
     '# btree: where a sequential write goes',
     '',

@@ -31,7 +31,7 @@ import { join, dirname } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { open as openLmdb } from 'lmdb';
 import { BTreeEngine } from '../src/storage/btree/btree-engine.js';
-import { writeSection } from './report.js';
+import { median, medianCell, writeSection } from './report.js';
 import { SeededRandom } from '../src/util/random.js';
 
 interface Options {
@@ -330,18 +330,6 @@ function format(value: number): string {
   return Math.round(value).toLocaleString('en-US');
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-/** "median (min–max)" of one figure over the runs; the spread is left out for a single run. */
-function cell(values: readonly number[], show: (value: number) => string): string {
-  if (values.length === 1) return show(values[0]!);
-  return `${show(median(values))} (${show(Math.min(...values))}–${show(Math.max(...values))})`;
-}
-
 const SUBJECT_NAMES = ['btree', 'lmdb', 'classic-level'];
 const MAKERS: Record<string, (options: Options) => Subject> = { btree: btreeSubject, lmdb: lmdbSubject, 'classic-level': levelSubject };
 
@@ -387,7 +375,7 @@ async function main(): Promise<void> {
     ...rows.map(([label, field, unit]) => {
       const show = field === 'fileBytes' ? (value: number) => (value / 2 ** 20).toFixed(1) : format;
       const values = (name: string): number[] => results.get(name)!.map((result) => result[field]);
-      const cells = options.subjects.map((name) => cell(values(name), show));
+      const cells = options.subjects.map((name) => medianCell(values(name), show));
       const ratios = ratioNames.map((name) => `${(median(values('btree')) / median(values(name))).toFixed(2)}×`);
       return `| ${label} | ${unit} | ${cells.join(' | ')} |${ratios.map((ratio) => ` ${ratio} |`).join('')}`;
     }),

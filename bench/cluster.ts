@@ -89,6 +89,16 @@ async function preload(target: Target): Promise<void> {
 
 // ---------------------------------------------------------------- throughput
 
+/** The member's current Raft term (GET /cluster): each election moves it on (pre-vote rounds do not). */
+async function termAt(url: string): Promise<number> {
+  const response = await fetch(`${url}/cluster`, { signal: AbortSignal.timeout(5000) });
+  const view = (await response.json()) as { term: number };
+  return view.term;
+}
+
+/** Elections the impulse cluster held while the throughput runs loaded it (none should happen: the leader never died). */
+let electionsUnderLoad = 0;
+
 async function throughput(): Promise<string> {
   const impulseCluster = await ProcessCluster.start(3, { serveArgs: ['--engine', engine] });
   const etcd = await startEtcdCluster(3);
@@ -104,6 +114,7 @@ async function throughput(): Promise<string> {
       { label: `impulse, single node (${engine}, fsync)`, url: single.url, kind: 'impulse' },
     ];
     for (const target of targets) await preload(target);
+    const termBefore = await termAt(impulseCluster.url(leader));
     const results = new Map<string, Record<string, WrkResult[]>>();
     for (const method of ['PUT', 'GET'] as const) {
       for (let round = 0; round < rounds; round++) {
@@ -116,6 +127,7 @@ async function throughput(): Promise<string> {
         }
       }
     }
+    electionsUnderLoad = (await termAt(impulseCluster.url(leader))) - termBefore;
     const etcdLabel = targets[2]!.label;
     const median = (runs: readonly WrkResult[]): WrkResult => [...runs].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond)[Math.floor(runs.length / 2)]!;
     const rows = targets.map((target) => {
@@ -258,8 +270,11 @@ async function main(): Promise<void> {
       '',
       tableText,
       '',
+      `Elections in the impulse cluster during these runs (its Raft term moved on; the leader never died): ${electionsUnderLoad}.`,
+      '',
     );
     console.log(tableText);
+    console.log(`elections under load: ${electionsUnderLoad}`);
   }
   if (only === 'all' || only === 'failover') {
     const impulseSamples = await failoverImpulse();

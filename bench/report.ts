@@ -42,3 +42,16 @@ export function flag(name: string, fallback: string): string {
   const index = process.argv.indexOf(`--${name}`);
   return index !== -1 && process.argv[index + 1] !== undefined ? process.argv[index + 1]! : fallback;
 }
+
+/** The median of `values` (at least one). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** "median (min–max)" of one figure over several runs; the spread is left out for a single run. */
+export function medianCell(values: readonly number[], show: (value: number) => string = (value) => formatNumber(value)): string {
+  if (values.length === 1) return show(values[0]!);
+  return `${show(median(values))} (${show(Math.min(...values))}–${show(Math.max(...values))})`;
+}

@@ -58,7 +58,9 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   'src/raft': ['src/errors.ts', 'src/util', 'src/vfs'],
   'src/kv': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage'],
   'src/service': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv'],
-  'src/resp': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service'],
+  // Tokens and TLS of the client listeners (HTTP and RESP share them).
+  'src/security': ['src/errors.ts', 'src/util', 'src/protocol', 'src/storage'],
+  'src/resp': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service', 'src/security'],
   'src/shard': ['src/errors.ts', 'src/util', 'src/raft'],
   'src/leaderless': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service', 'src/transport'],
   'src/cluster': ['src/errors.ts', 'src/util', 'src/vfs', 'src/storage', 'src/kv', 'src/service', 'src/raft', 'src/transport', 'src/protocol', 'src/shard', 'src/leaderless'],

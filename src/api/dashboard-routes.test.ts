@@ -180,7 +180,7 @@ describe('dashboard routes without a built dashboard or chaos directory', () => 
 
 describe('dashboard routes with tokens', () => {
   it('serve the page to anyone, and the chaos results and member relay only with a token', async () => {
-    const { Authorizer, TokenTable } = await import('./auth.js');
+    const { Authorizer, TokenTable } = await import('../security/auth.js');
     const token = 'reader-token-0123456789';
     const chaosDir = await mkdtemp(join(tmpdir(), 'impulse-chaos-auth-'));
     const { base, server, dir } = await startServer({ chaosResultsDir: chaosDir, auth: new Authorizer(TokenTable.parse(`reader read ${token}\n`, 'tokens'), false) });

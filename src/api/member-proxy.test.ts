@@ -9,6 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { type Server, createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,6 +20,7 @@ import { isImpulseError } from '../errors.js';
 import { openLocalKvService } from '../service/open-local.js';
 import { DEFAULT_LIMITS } from '../storage/engine.js';
 import { InProcessCluster } from '../../testkit/cluster/in-process.js';
+import { TestPki } from '../../testkit/security/pki.js';
 import { MemberProxy } from './member-proxy.js';
 import { ImpulseServer } from './server.js';
 
@@ -154,5 +156,32 @@ describe('MemberProxy bounds, against misbehaving peers', () => {
     const answer = await proxy.relay(5, unhealthy, 'health');
     assert.equal(answer.status, 503);
     assert.deepEqual(JSON.parse(answer.body.toString('utf8')), { status: 'unavailable', reason: 'no leader' });
+  });
+});
+
+describe('MemberProxy over HTTPS with a private CA', () => {
+  it('relays from a member whose certificate chains to the given CA, and names the refusal without it', async () => {
+    const pki = await TestPki.create(1);
+    const member = createHttpsServer({ cert: pki.node(1).cert, key: pki.node(1).key }, (req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ view: req.url, authorization: req.headers.authorization ?? null }));
+    });
+    try {
+      await new Promise<void>((resolve) => member.listen(0, '127.0.0.1', resolve));
+      const url = `https://127.0.0.1:${(member.address() as AddressInfo).port}`;
+      const answer = await new MemberProxy({ ca: pki.node(1).ca }).relay(2, url, 'status', 'Bearer t-0123456789abcdef');
+      assert.equal(answer.status, 200);
+      assert.deepEqual(JSON.parse(answer.body.toString()), { view: '/status', authorization: 'Bearer t-0123456789abcdef' });
+      await assert.rejects(new MemberProxy().relay(2, url, 'status'), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_MEMBER_UNREACHABLE') && /UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED/.test(error.message));
+      // Another CA's certificate is refused even with a CA given.
+      const foreign = new MemberProxy({ ca: pki.node(1).ca });
+      member.setSecureContext({ cert: pki.get('foreign-2').cert, key: pki.get('foreign-2').key });
+      member.closeAllConnections(); // kept-alive connections keep the certificate they began with
+      await assert.rejects(foreign.relay(2, url, 'status'), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_MEMBER_UNREACHABLE'));
+    } finally {
+      member.closeAllConnections();
+      await new Promise((resolve) => member.close(resolve));
+      await pki.close();
+    }
   });
 });

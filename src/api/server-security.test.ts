@@ -8,7 +8,7 @@ import { connect as netConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { pino } from 'pino';
-import { Authorizer, TokenTable } from './auth.js';
+import { Authorizer, TokenTable } from '../security/auth.js';
 import { ImpulseServer, type ServerOptions } from './server.js';
 import { ImpulseClient } from '../client/client.js';
 import { isImpulseError } from '../errors.js';
@@ -158,7 +158,7 @@ describe('HTTPS', { timeout: 60_000 }, () => {
       await expectCode(anonymous.get('k'), 'IMPULSE_ERR_CLIENT_UNREACHABLE');
       await expectCode(foreign.get('k'), 'IMPULSE_ERR_CLIENT_UNREACHABLE');
       assert.equal(await certified.get('k'), undefined);
-      assert.ok(server.tlsHandshakeFailures >= 1);
+      assert.ok(server.tlsHandshakes!.failed >= 1);
     } finally {
       anonymous.close();
       certified.close();
@@ -186,10 +186,10 @@ describe('HTTPS', { timeout: 60_000 }, () => {
         socket.write(bytes);
         await new Promise<void>((resolve) => socket.once('close', () => resolve()));
       }
-      assert.ok(server.tlsHandshakeFailures >= 4, `handshake failures counted: ${server.tlsHandshakeFailures}`);
+      assert.ok(server.tlsHandshakes!.failed >= 4, `handshake failures counted: ${server.tlsHandshakes!.failed}`);
       assert.equal(await client.health(), true);
       const metrics = await server.metrics.render();
-      assert.match(metrics, /impulse_tls_handshake_failures_total\{code="ERR_TLS_HANDSHAKE_TIMEOUT"\} 1/);
+      assert.match(metrics, /impulse_tls_handshake_failures_total\{listener="http",code="ERR_TLS_HANDSHAKE_TIMEOUT"\} 1/);
     } finally {
       client.close();
       await server.close();

@@ -22,11 +22,12 @@
  */
 import { type IncomingMessage, type Server, type ServerOptions as HttpServerOptions, type ServerResponse, createServer } from 'node:http';
 import { type Server as HttpsServer, createServer as createHttpsServer } from 'node:https';
-import { Server as TlsServer, type TLSSocket } from 'node:tls';
+import { Server as TlsServer } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { Counter, type Metric } from 'prom-client';
-import { type Authorizer, type Principal, type Role, requireKeyAllowed, requireRangeAllowed } from './auth.js';
+import type { Metric } from 'prom-client';
+import { type Authorizer, type Principal, type Role, requireKeyAllowed, requireRangeAllowed } from '../security/auth.js';
+import { TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT, TlsHandshakeGuard, type TlsMaterial, renderTlsHandshakes, secureContextOptions } from '../security/tls.js';
 import { CLUSTER_BODY_BYTES_MAX, type ClusterRoutesTarget, matchClusterRoute, serveClusterRoute } from './cluster-routes.js';
 import { ImpulseError, isImpulseError } from '../errors.js';
 import { httpStatusOf } from './http-status.js';
@@ -88,14 +89,8 @@ export interface ServerOptions {
   readonly tls?: TlsMaterial;
   /** A connection whose TLS handshake has not finished by then is closed, ms. Default 10,000. */
   readonly tlsHandshakeTimeoutMs?: number;
-}
-
-/** PEM contents of a TLS listener's files. */
-export interface TlsMaterial {
-  readonly cert: Buffer;
-  readonly key: Buffer;
-  /** Client certificates must chain to this CA (and are then required). */
-  readonly ca?: Buffer;
+  /** TLS handshakes in progress at once, at most; a connection beyond is closed unhandshaken (security/tls.ts). Default 256. */
+  readonly tlsHandshakesMax?: number;
 }
 
 const ALLOW_KEY = 'GET, HEAD, PUT, DELETE';
@@ -108,9 +103,10 @@ export class ImpulseServer {
   private readonly service: KvService;
   private readonly logger: Logger;
   private readonly server: Server | HttpsServer;
-  /** TLS handshakes that failed or timed out (garbage, a stalled client, a certificate refused); also in /metrics. */
-  tlsHandshakeFailures = 0;
-  private readonly tlsFailureCounter = new Counter({ name: 'impulse_tls_handshake_failures_total', help: 'Client TLS handshakes that failed or timed out, by node:tls error code', labelNames: ['code'], registers: [] });
+  /** The HTTPS listener's handshake figures (also in /metrics); undefined for plain HTTP. */
+  readonly tlsHandshakes: TlsHandshakeGuard | undefined;
+  /** Every TLS listener of the node whose figures /metrics shows (this one's, and the RESP port's: `reportTlsListener`). */
+  private readonly tlsGuards: TlsHandshakeGuard[] = [];
   private readonly pageLimitDefault: number;
   private readonly pageLimitMax: number;
   private readonly valueBody: BodyLimit;
@@ -124,7 +120,10 @@ export class ImpulseServer {
   constructor(private readonly options: ServerOptions) {
     this.service = options.service;
     this.logger = options.logger;
-    this.metrics = new ServerMetrics(options.service, [...(options.metrics ?? []), ...(options.tls !== undefined ? [this.tlsFailureCounter] : [])]);
+    this.metrics = new ServerMetrics(options.service, options.metrics ?? []);
+    this.tlsHandshakes = options.tls === undefined ? undefined : new TlsHandshakeGuard({ listener: 'http', logger: options.logger, ...(options.tlsHandshakesMax !== undefined ? { handshakesMax: options.tlsHandshakesMax } : {}) });
+    if (this.tlsHandshakes !== undefined) this.tlsGuards.push(this.tlsHandshakes);
+    this.metrics.include(() => renderTlsHandshakes(this.tlsGuards));
     this.pageLimitDefault = options.pageLimitDefault ?? 100;
     this.pageLimitMax = options.pageLimitMax ?? 1000;
     if (this.pageLimitMax >= this.service.limits.rangeLimitMax) {
@@ -163,19 +162,15 @@ export class ImpulseServer {
   }
 
   /**
-   * HTTPS: node:https over node:tls. A handshake that stalls is cut off after
-   * `tlsHandshakeTimeoutMs` (node's default, 120 s, would let idle sockets pile
-   * up); a failed handshake (garbage bytes, a refused client certificate) only
-   * closes that socket, and is counted and logged at debug level.
+   * HTTPS: node:https over node:tls, behind the handshake guard
+   * (security/tls.ts): a handshake that stalls is cut off after
+   * `tlsHandshakeTimeoutMs`, at most `tlsHandshakesMax` are in progress at
+   * once, and a failed one (garbage bytes, a refused client certificate) only
+   * closes that socket, counted and logged at debug level.
    */
   private createTlsServer(httpOptions: HttpServerOptions, tls: TlsMaterial): HttpsServer {
-    const server = createHttpsServer({ ...httpOptions, ...secureContextOptions(tls), handshakeTimeout: this.options.tlsHandshakeTimeoutMs ?? 10_000 });
-    server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => {
-      this.tlsHandshakeFailures++;
-      this.tlsFailureCounter.inc({ code: error.code ?? 'unknown' });
-      this.logger.debug({ remote: socket.remoteAddress, code: error.code, reason: error.message }, 'TLS handshake failed');
-      socket.destroy();
-    });
+    const server = createHttpsServer({ ...httpOptions, ...secureContextOptions(tls), handshakeTimeout: this.options.tlsHandshakeTimeoutMs ?? TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT });
+    this.tlsHandshakes!.attach(server);
     return server;
   }
 
@@ -187,6 +182,11 @@ export class ImpulseServer {
   setTls(tls: TlsMaterial): void {
     if (!(this.server instanceof TlsServer)) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'this server was started without TLS; restart it with --tls-cert to serve HTTPS');
     this.server.setSecureContext(secureContextOptions(tls));
+  }
+
+  /** Shows another TLS listener's handshake figures (the RESP port's) in this server's /metrics. */
+  reportTlsListener(guard: TlsHandshakeGuard): void {
+    this.tlsGuards.push(guard);
   }
 
   /** Starts listening. Resolves with the bound address (port 0 picks a free port). */
@@ -213,6 +213,7 @@ export class ImpulseServer {
     // "Connection: close" from here on (see send()).
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
+    this.tlsHandshakes?.abortHandshakes(); // not HTTP connections yet: closeIdleConnections does not see them
     const grace = setTimeout(() => this.server.closeAllConnections(), this.options.shutdownGraceMs ?? 10_000);
     grace.unref();
     await closed;
@@ -530,11 +531,6 @@ export class ImpulseServer {
   private finished(route: RouteLabel, method: string, status: number, started: number): void {
     this.metrics.observe(route, method, status, (performance.now() - started) / 1000);
   }
-}
-
-/** node:tls options for `tls`: a client CA makes client certificates required. */
-function secureContextOptions(tls: TlsMaterial): { cert: Buffer; key: Buffer; ca?: Buffer; requestCert: boolean; rejectUnauthorized: boolean; minVersion: 'TLSv1.2' } {
-  return { cert: tls.cert, key: tls.key, ...(tls.ca !== undefined ? { ca: tls.ca } : {}), requestCert: tls.ca !== undefined, rejectUnauthorized: tls.ca !== undefined, minVersion: 'TLSv1.2' };
 }
 
 /** A write to one key takes no query parameters: refuse any, a typo must not be ignored. */

@@ -147,9 +147,12 @@ describe('impulse CLI', () => {
     const samePorts = await run(['serve', '--port', '7399', '--resp-port', '7399', '--data-dir', dir]);
     assert.equal(samePorts.code, 2);
     assert.match(samePorts.stderr, /--resp-port 7399 is the HTTP --port/);
-    const withTokens = await run(['serve', '--resp-port', '7398', '--token-file', join(dir, 'tokens'), '--data-dir', dir]);
-    assert.equal(withTokens.code, 2);
-    assert.match(withTokens.stderr, /--resp-port cannot be combined with --token-file or --tls-cert yet/);
+    const handshakesWithoutTls = await run(['serve', '--tls-handshakes-max', '10', '--data-dir', dir]);
+    assert.equal(handshakesWithoutTls.code, 2);
+    assert.match(handshakesWithoutTls.stderr, /--tls-handshakes-max needs --tls-cert/);
+    const noHandshakes = await run(['serve', '--tls-handshakes-max', '0', '--tls-cert', 'c', '--tls-key', 'k', '--data-dir', dir]);
+    assert.equal(noHandshakes.code, 2);
+    assert.match(noHandshakes.stderr, /--tls-handshakes-max must be an integer from 1 to 100000/);
   });
 
   it('refuses a data directory that a running server holds, for every engine, and takes over a stale lock after kill -9', async () => {

@@ -2,18 +2,22 @@
  * `impulse cluster --nodes 3` as a user runs it: it prints the members and
  * the leader, the members serve, Ctrl-C (SIGINT) stops them all and exits 0,
  * the next start reuses the data, and with `--restart` a member that dies is
- * started again.
+ * started again. With `--certs` (the files of `impulse certs`): HTTPS and TLS
+ * on the RESP port for clients, mutual TLS between the members.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { ImpulseClient } from '../client/client.js';
+import { runCli } from '../../testkit/process/cli-run.js';
 import { CLI_PATH } from '../../testkit/process/server-process.js';
+import { httpsText } from '../../testkit/security/https-text.js';
 
 /** A base port with `count` free ports from it, and another `count` from base + 100. */
 async function freeRanges(count: number): Promise<number> {
@@ -112,4 +116,65 @@ describe('impulse cluster', () => {
     }
     assert.equal(await interrupt(running), 0);
   });
+
+  it('with --certs: members serve HTTPS and RESP over TLS, and speak mutual TLS to each other', async () => {
+    const certsDir = await mkdtemp(join(tmpdir(), 'impulse-launcher-certs-'));
+    const clusterDir = await mkdtemp(join(tmpdir(), 'impulse-launcher-tls-'));
+    try {
+      const made = await runCli(['certs', '--out', certsDir, '--nodes', '3']);
+      assert.equal(made.code, 0, made.stderr);
+      const ca = await readFile(join(certsDir, 'ca.crt'));
+      const base = await freeRanges(3);
+      running = await launch(['--nodes', '3', '--certs', certsDir, '--port', String(base), '--peer-port', String(base + 100), '--resp-port', String(base + 200), '--data-dir', clusterDir]);
+      const printed = running.output.join('\n');
+      for (let id = 1; id <= 3; id++) assert.match(printed, new RegExp(`node ${id} {2}https://127\\.0\\.0\\.1:${base + id - 1} `));
+      assert.match(printed, new RegExp(`--ca ${join(certsDir, 'ca.crt').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+      // A client over TLS: a write at one member, read at another (replicated over mutual TLS).
+      const writer = new ImpulseClient({ endpoint: `https://127.0.0.1:${base + 1}`, ca });
+      const reader = new ImpulseClient({ endpoint: `https://127.0.0.1:${base + 2}`, ca });
+      try {
+        await writer.put('secure', 'replicated');
+        assert.equal((await reader.get('secure'))?.toString(), 'replicated');
+      } finally {
+        writer.close();
+        reader.close();
+      }
+      // The RESP port of member 1 speaks TLS with the same certificate.
+      const redis = new Redis({ port: base + 200, host: '127.0.0.1', tls: { ca, servername: 'localhost' }, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      try {
+        await redis.connect();
+        assert.equal(await redis.get('secure'), 'replicated');
+      } finally {
+        redis.disconnect();
+      }
+      // Every member completed verified peer handshakes both ways ...
+      for (let id = 1; id <= 3; id++) {
+        const metrics = await httpsText(`https://127.0.0.1:${base + id - 1}/metrics`, ca);
+        assert.match(metrics, /impulse_peer_tls_handshakes_total\{direction="inbound"\} [1-9]/, `member ${id}`);
+        assert.match(metrics, /impulse_peer_tls_handshakes_total\{direction="outbound"\} [1-9]/, `member ${id}`);
+      }
+      // ... and a peer port refuses a TLS client without a member certificate.
+      const stranger = tlsConnect({ port: base + 100, host: '127.0.0.1', ca, servername: 'localhost' });
+      stranger.on('data', () => undefined);
+      stranger.on('error', () => undefined);
+      await new Promise<void>((resolve) => stranger.once('close', () => resolve()));
+      await waitForText(`https://127.0.0.1:${base}/metrics`, ca, /impulse_peer_tls_refusals_total\{reason="[A-Z_]+"\} [1-9]/);
+      assert.equal(await interrupt(running), 0);
+    } finally {
+      await rm(certsDir, { recursive: true, force: true });
+      await rm(clusterDir, { recursive: true, force: true });
+    }
+  });
 });
+
+/** Polls `url` over HTTPS until its body matches `pattern` (10 s). */
+async function waitForText(url: string, ca: Buffer, pattern: RegExp): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  let text = '';
+  while (Date.now() < deadline) {
+    text = await httpsText(url, ca);
+    if (pattern.test(text)) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail(`${url} never matched ${pattern}:\n${text}`);
+}

@@ -85,17 +85,13 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
   if (respPort !== undefined && respPort !== 0 && respPort === port) throw invalid(`--resp-port ${respPort} is the HTTP --port; give each its own`);
   const cluster = parseClusterConfig(flags, host, port, flags.tlsCert !== undefined ? 'https' : 'http');
   const security = parseSecurityConfig(flags, host, cluster?.peerHost);
-  if (respPort !== undefined && (security.tokenFile !== undefined || security.clientTls !== undefined)) {
-    // The RESP listener checks no token and speaks no TLS yet: with either configured it would be a way around them.
-    throw invalid('--resp-port cannot be combined with --token-file or --tls-cert yet: the Redis protocol listener has no token AUTH and no TLS (docs/resp.md)');
-  }
   if (cluster !== undefined) {
     if (engine === 'memory') throw invalid('--engine memory keeps nothing across a restart, which a cluster member cannot do (its Raft log and votes outlive its state); use lsm, btree or leveldb');
     if (sync === 'none') throw invalid('a cluster member always fsyncs its Raft log; --sync none is for a single node');
   }
   if (flags.chaosResults !== undefined && flags.chaosResults.length === 0) throw invalid('--chaos-results must name a directory');
-  const testHooks = parseTestHooks(flags, cluster !== undefined);
   const leaderless = parseLeaderlessConfig(flags, cluster?.initialCluster.size);
+  const testHooks = parseTestHooks(flags, cluster !== undefined, leaderless !== undefined ? 'leaderless' : 'raft');
   if (leaderless !== undefined && cluster !== undefined && cluster.splitKeys.length > 0) {
     throw invalid('--split-keys shards a Raft cluster; --replication leaderless places keys on a consistent-hash ring instead');
   }

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +33,14 @@ async function stopGroup(child: ChildProcess): Promise<void> {
   const exited = new Promise((resolve) => child.once('exit', resolve));
   process.kill(-child.pid!, 'SIGKILL');
   await exited;
+}
+
+function commOf(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
 }
 
 async function waitFor(condition: () => boolean, what: () => string, timeoutMs = 10_000): Promise<void> {
@@ -133,6 +142,8 @@ describe('data-directory lock', () => {
     children.push(parent);
     const ownerPid = Number(await new Promise<string>((resolve) => parent.stdout!.once('data', (chunk: Buffer) => resolve(chunk.toString().trim()))));
     await waitFor(() => identityOf(ownerPid) !== undefined, () => `process ${ownerPid} to appear in /proc`);
+    // Until sh has become `sleep` it may still reap the owner itself (then no zombie is left to test).
+    await waitFor(() => commOf(parent.pid!) === 'sleep', () => `the owner's parent ${parent.pid} to become sleep (it is ${commOf(parent.pid!)})`);
     const lockPath = freshLock();
     await plantClaim(lockPath, JSON.stringify(identity(ownerPid)) + '\n', ownerPid);
     await assert.rejects(lockDataDir(lockPath, { attempts: 1 }), lockedBy(ownerPid), 'held while it runs');

@@ -124,18 +124,19 @@ program
   .command('chaos')
   .description('Jepsen-style test of a real local cluster: workload + faults on a seeded schedule, then a verdict (docs/chaos.md)')
   .option('--nodes <n>', '3 or 5', '3')
-  .option('--replication <mode>', 'raft', 'raft')
+  .option('--replication <mode>', 'raft or leaderless', 'raft')
   .option('--engine <engine>', 'lsm, btree or leveldb', 'lsm')
   .option('--duration <time>', 'how long the workload and faults run (30s, 10m)', '30s')
   .option('--nemesis <families>', 'kill, pause, partition, link, clock, disk, membership (comma-separated), all or none', 'kill,pause,partition,link')
   .option('--seed <n>', 'the seed of the fault schedule and the workload (random when absent; printed)')
-  .option('--workload <name>', 'register, set or bank', 'register')
+  .option('--workload <name>', 'register, set or bank (leaderless: register or set)', 'register')
   .option('--workers <n>', 'concurrent clients (default 3 per node)')
   .option('--net <mode>', 'proxy (a userspace proxy per link) or netns (namespaces + iptables; root)', 'proxy')
   .option('--out <dir>', 'write history.jsonl, faults.jsonl, summary.json and report.html here')
   .option('--recovery-bound-ms <ms>', 'a write must succeed within this long after the final heal', '15000')
   .option('--op-timeout-ms <ms>', "a client request's timeout (then its outcome is unknown)", '2000')
-  .option('--test-bug <names>', 'plant deliberate bugs in every member (no-read-index, no-check-quorum, ack-before-majority)')
+  .option('--split-keys <keys>', 'raft: a sharded cluster cut at these keys (comma-separated); leader faults take turns among the shard leaders')
+  .option('--test-bug <names>', 'plant deliberate bugs in every member (raft: no-read-index, no-check-quorum, ack-before-majority; leaderless: ack-before-w, anti-entropy-skips-range, overwrite-concurrent)')
   .action(async (flags: Record<string, string>) => {
     // Test tooling, loaded only for this command: product code never imports testkit statically.
     const { chaosCommand } = (await import(new URL('../../testkit/chaos/cli.js', import.meta.url).href)) as { chaosCommand(flags: Record<string, string>): Promise<number> };

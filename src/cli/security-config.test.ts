@@ -26,7 +26,8 @@ describe('protected mode and the security flags', () => {
     assert.equal(parseSecurityConfig({ tokenFile: 't' }, '0.0.0.0', undefined).tokenFile, 't');
     assert.equal(parseSecurityConfig({ tlsCert: 'c', tlsKey: 'k', tlsClientCa: 'ca' }, '0.0.0.0', undefined).clientTls?.caFile, 'ca');
     assert.equal(parseSecurityConfig({ insecureListen: true }, '0.0.0.0', undefined).insecureListen, true);
-    assert.deepEqual(parseSecurityConfig({}, '127.0.0.1', undefined), { metricsOpen: false, insecureListen: false });
+    assert.deepEqual(parseSecurityConfig({}, '127.0.0.1', undefined), { metricsOpen: false, insecureListen: false, tlsHandshakesMax: 256 });
+    assert.equal(parseSecurityConfig({ tlsCert: 'c', tlsKey: 'k', tlsHandshakesMax: '8' }, '127.0.0.1', undefined).tlsHandshakesMax, 8);
   });
 
   it('refuses a non-loopback peer address without mutual TLS unless --insecure-listen', () => {

@@ -11,7 +11,8 @@
  */
 import { isIP } from 'node:net';
 import { type Command, Option } from 'commander';
-import { configInvalid as invalid } from '../util/config-values.js';
+import { TLS_HANDSHAKES_MAX_DEFAULT } from '../security/tls.js';
+import { configInvalid as invalid, integerValue } from '../util/config-values.js';
 
 export interface SecurityFlags {
   tokenFile?: string;
@@ -23,6 +24,7 @@ export interface SecurityFlags {
   peerTlsCa?: string;
   peerTlsCert?: string;
   peerTlsKey?: string;
+  tlsHandshakesMax?: string;
 }
 
 /** TLS files of a listener (paths; read at start and on every reload). */
@@ -44,6 +46,8 @@ export interface SecurityConfig {
   readonly clientTls?: TlsFiles;
   /** Mutual TLS between members: `caFile` (the cluster CA) is always present. */
   readonly peerTls?: Required<TlsFiles>;
+  /** Client TLS handshakes in progress at once, per listener (HTTPS, RESP); beyond, new connections are closed unhandshaken. */
+  readonly tlsHandshakesMax: number;
 }
 
 /** Adds the security flags to `serve`. */
@@ -54,6 +58,7 @@ export function addSecurityOptions(command: Command): Command {
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM); reloaded on SIGHUP or when the file changes')
     .option('--tls-key <file>', "the certificate's private key (PEM)")
     .option('--tls-client-ca <file>', 'require client certificates that chain to this CA (PEM)')
+    .option('--tls-handshakes-max <n>', `client TLS handshakes in progress at once, per listener; more connections are closed at once (default ${TLS_HANDSHAKES_MAX_DEFAULT})`)
     .option('--peer-tls-ca <file>', 'mutual TLS between members: peers must present a certificate from this cluster CA naming their node id')
     .option('--peer-tls-cert <file>', "this member's peer certificate (default: --tls-cert); must name impulse-node-<id>")
     .option('--peer-tls-key <file>', 'its private key (default: --tls-key)')
@@ -91,9 +96,12 @@ export function parseSecurityConfig(flags: SecurityFlags, host: string, peerHost
       throw invalid(`refusing to accept peers on ${peerHost} without mutual TLS (anyone who reaches it could join the Raft conversation): give --peer-tls-ca, or pass --insecure-listen if the network is secured otherwise`);
     }
   }
+  const tlsHandshakesMax = flags.tlsHandshakesMax === undefined ? TLS_HANDSHAKES_MAX_DEFAULT : integerValue('--tls-handshakes-max', flags.tlsHandshakesMax, 1, 100_000);
+  if (flags.tlsHandshakesMax !== undefined && clientTls === undefined) throw invalid('--tls-handshakes-max needs --tls-cert (it bounds TLS handshakes)');
   return {
     ...(flags.tokenFile !== undefined ? { tokenFile: flags.tokenFile } : {}),
     metricsOpen: flags.metricsOpen === true,
+    tlsHandshakesMax,
     insecureListen,
     ...(clientTls !== undefined ? { clientTls } : {}),
     ...(peerTls !== undefined ? { peerTls } : {}),

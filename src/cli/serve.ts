@@ -14,8 +14,9 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
-import type { Authorizer } from '../api/auth.js';
-import { ImpulseServer, type TlsMaterial } from '../api/server.js';
+import type { Authorizer } from '../security/auth.js';
+import { ImpulseServer } from '../api/server.js';
+import type { TlsMaterial } from '../security/tls.js';
 import { readIdentity } from '../cluster/identity.js';
 import { openLeaderlessMember } from '../cluster/open-leaderless-member.js';
 import { holdsSingleNodeStore, openMember } from '../cluster/open-member.js';
@@ -42,10 +43,13 @@ interface Opened {
   readonly peerTls?: TlsSocketFactory;
 }
 
-/** What the API server and the peer transport need from the security flags, files read. */
+/** What the client listeners (HTTP and RESP) need from the security flags, files read. */
 interface Secured {
   readonly auth?: Authorizer;
   readonly tls?: TlsMaterial;
+  readonly tlsHandshakesMax?: number;
+  /** The relay to other members (a cluster member's dashboard): the private CA it trusts. */
+  readonly memberProxy?: { readonly ca: Buffer };
 }
 
 export async function serve(config: ServeConfig): Promise<void> {
@@ -62,12 +66,14 @@ export async function serve(config: ServeConfig): Promise<void> {
   try {
     const auth = await loadAuthorizer(config.security);
     const tls = config.security.clientTls === undefined ? undefined : await readTlsMaterial(config.security.clientTls);
-    secured = { ...(auth !== undefined ? { auth } : {}), ...(tls !== undefined ? { tls } : {}) };
+    secured = { ...(auth !== undefined ? { auth } : {}), ...(tls !== undefined ? { tls, tlsHandshakesMax: config.security.tlsHandshakesMax } : {}) };
     for (const warning of securityWarnings(config.security, config.host)) logger.warn(warning);
     opened = config.cluster === undefined ? await openSingleNode(config, logger, secured) : await openClusterMember(config, logger, secured);
     if (config.respPort !== undefined) {
-      resp = new RespServer({ service: opened.service, logger, version: VERSION });
+      // The same tokens, roles and TLS files as the HTTP API (docs/resp.md, "Tokens and TLS").
+      resp = new RespServer({ service: opened.service, logger, version: VERSION, ...secured });
       opened.server.metrics.include(() => resp!.metrics.render());
+      if (resp.tlsHandshakes !== undefined) opened.server.reportTlsListener(resp.tlsHandshakes);
       respAddress = await resp.listen(config.respPort, config.host);
     }
     address = await opened.server.listen(config.port, config.host);
@@ -105,11 +111,16 @@ export async function serve(config: ServeConfig): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   const auth = secured.auth;
   const peerTls = opened.peerTls;
+  if (peerTls !== undefined) server.metrics.include(() => peerTls.renderMetrics());
+  const setClientTls = (material: TlsMaterial): void => {
+    server.setTls(material);
+    resp?.setTls(material);
+  };
   watchSecurity({
     config: config.security,
     logger,
     ...(auth !== undefined ? { authorizer: auth } : {}),
-    ...(config.security.clientTls !== undefined ? { clientTls: (material: TlsMaterial) => server.setTls(material) } : {}),
+    ...(config.security.clientTls !== undefined ? { clientTls: (material: TlsMaterial) => setClientTls(material) } : {}),
     ...(peerTls !== undefined ? { peerTls: (material: PeerTlsMaterial) => peerTls.setMaterial(material) } : {}),
   });
   const url = `${config.security.clientTls !== undefined ? 'https' : 'http'}://${hostPort(address.address, address.port)}`;
@@ -135,27 +146,22 @@ async function openSingleNode(config: ServeConfig, logger: Logger, secured: Secu
   return { service, server: new ImpulseServer({ service, logger, version: VERSION, statusExtra: { dataDir }, ...secured, ...dashboardOptions(config) }), logFields: { dataDir } };
 }
 
-async function openClusterMember(config: ServeConfig, logger: Logger, secured: Secured): Promise<Opened> {
+async function openClusterMember(config: ServeConfig, logger: Logger, given: Secured): Promise<Opened> {
   const cluster = config.cluster!;
   if ((await readIdentity(new NodeVfs(), config.dataDir)) === undefined && (await holdsSingleNodeStore(new NodeVfs(), config.dataDir, config.engine))) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a single-node store (${config.engine}/); a cluster member needs a data directory of its own`);
   }
   const peerFiles = config.security.peerTls;
-  const peerTls = peerFiles === undefined ? undefined : new TlsSocketFactory({ material: await readPeerTlsMaterial(peerFiles), logger: logger.child({ component: 'peer-tls' }) });
+  const peerMaterial = peerFiles === undefined ? undefined : await readPeerTlsMaterial(peerFiles);
+  const peerTls = peerMaterial === undefined ? undefined : new TlsSocketFactory({ material: peerMaterial, logger: logger.child({ component: 'peer-tls' }) });
+  // The dashboard's relay to other members trusts the cluster CA (their client certificates come from it with `impulse certs`).
+  const memberCa = peerMaterial?.ca ?? given.tls?.ca;
+  const secured: Secured = memberCa === undefined ? given : { ...given, memberProxy: { ca: memberCa } };
   if (config.leaderless !== undefined) return openLeaderless(config, logger, secured, peerTls);
   if (await new NodeVfs().exists(join(config.dataDir, 'leaderless'))) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${config.dataDir} holds a leaderless member's data; start it with --replication leaderless, or use another --data-dir`);
   }
-  const member = await openMember({
-    cluster,
-    engine: config.engine,
-    engineChoices: engineChoices(config, logger),
-    dataDir: config.dataDir,
-    limits: config.limits,
-    logger,
-    ...(peerTls !== undefined ? { socketFactory: peerTls } : {}),
-    ...(await openTestHooks(config.testHooks, new NodeVfs(), cluster.nodeId, logger, peerTls)),
-  });
+  const member = await openMember(await memberOptions(config, logger, peerTls));
   const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, metrics: [member.latency.histogram], ...secured, ...dashboardOptions(config) });
   return {
     service: member.service,
@@ -167,13 +173,28 @@ async function openClusterMember(config: ServeConfig, logger: Logger, secured: S
   };
 }
 
+/** What a Raft and a leaderless member are opened with alike: identity, engine and its flags, peer TLS, and the test-only hooks (which replace the clock, the disk and the socket factory). */
+async function memberOptions(config: ServeConfig, logger: Logger, peerTls: TlsSocketFactory | undefined) {
+  const cluster = config.cluster!;
+  return {
+    cluster,
+    engine: config.engine,
+    engineChoices: engineChoices(config, logger),
+    dataDir: config.dataDir,
+    limits: config.limits,
+    logger,
+    ...(peerTls !== undefined ? { socketFactory: peerTls } : {}),
+    ...(await openTestHooks(config.testHooks, new NodeVfs(), cluster.nodeId, logger, peerTls)),
+  };
+}
+
 function dashboardOptions(config: ServeConfig): { chaosResultsDir?: string } {
   return config.chaosResultsDir !== undefined ? { chaosResultsDir: config.chaosResultsDir } : {};
 }
 
 async function openLeaderless(config: ServeConfig, logger: Logger, secured: Secured, peerTls: TlsSocketFactory | undefined): Promise<Opened> {
   const cluster = config.cluster!;
-  const member = await openLeaderlessMember({ cluster, leaderless: config.leaderless!, engine: config.engine, dataDir: config.dataDir, limits: config.limits, logger, ...(peerTls !== undefined ? { socketFactory: peerTls } : {}) });
+  const member = await openLeaderlessMember({ ...(await memberOptions(config, logger, peerTls)), leaderless: config.leaderless! });
   const server = new ImpulseServer({ service: member.service, logger, version: VERSION, statusExtra: { dataDir: config.dataDir }, cluster: member.admin, ...secured, ...dashboardOptions(config) });
   return {
     service: member.service,

@@ -70,6 +70,7 @@ function hostFigures(host: NodeHost): Record<string, number> {
     raft_groups_quiesced: host.quiescedGroups(),
     raft_quiesce_notices_sent: host.quiesceCounters.noticesSent,
     raft_groups_woken_by_silence: host.quiesceCounters.wokenBySilence,
+    raft_leader_gone_hints: host.leaderGoneHints,
   };
 }
 

@@ -93,6 +93,8 @@ export class NodeHost {
   droppedMessages = 0;
   /** Quiescence notices sent, and quiesced groups woken because their leader's node went silent. */
   readonly quiesceCounters = { noticesSent: 0, wokenBySilence: 0 };
+  /** Groups told their leader's process is gone (`noticeGonePeers`), quiesced or not. */
+  leaderGoneHints = 0;
 
   constructor(private readonly options: NodeHostOptions) {
     this.logger = options.logger;
@@ -202,6 +204,7 @@ export class NodeHost {
     this.liveness.tick();
     if (this.ticks % this.options.heartbeatTicks === 0) {
       for (const id of this.peerIds) this.transport.send(id, { channel: LIVENESS_CHANNEL, group: 0, body: null });
+      this.noticeGonePeers();
     }
     for (const group of this.groups.values()) {
       if (group.quiesced) {
@@ -214,6 +217,20 @@ export class NodeHost {
       }
       const notice = group.tick();
       if (notice !== undefined) this.sendQuiesce(group, notice);
+    }
+  }
+
+  /** A peer whose port refuses our dials and that has gone quiet: the groups it leads here campaign soon (faster failover after a crash). */
+  private noticeGonePeers(): void {
+    const peers = this.transport.stats().peers;
+    for (const id of this.peerIds) {
+      if (!this.liveness.dialsFailing(id, peers[String(id)]?.connectFailures ?? 0, this.options.heartbeatTicks)) continue;
+      for (const group of this.groups.values()) {
+        if (group.leader !== id) continue;
+        this.leaderGoneHints++;
+        group.wake();
+        group.leaderUnreachable(id);
+      }
     }
   }
 

@@ -19,6 +19,8 @@ export const LIVENESS_CHANNEL = 'liveness';
 export class NodeLiveness {
   private ticks = 0;
   private readonly lastHeardTick = new Map<NodeId, number>();
+  /** The transport's failed-dial count per peer, as last seen by `dialsFailing`. */
+  private readonly dialFailures = new Map<NodeId, number>();
 
   /** `silentTicksMax`: a peer unheard for more ticks than this is silent (≥ 1). */
   constructor(private readonly silentTicksMax: number) {}
@@ -42,8 +44,23 @@ export class NodeLiveness {
     return this.ticks - (this.lastHeardTick.get(id) ?? 0) > this.silentTicksMax;
   }
 
-  /** Forgets peers that are no longer in the address book (bounds the map). */
+  /**
+   * Fed with the transport's count of failed dials to `id`: true when a dial
+   * failed since the last call (its peer port refuses, or no connection came
+   * in time) and nothing has been heard from `id` for more than `quietTicks`
+   * ticks — together, the sign that its process is gone (a kill -9 closes its
+   * connections and its port at once). A hint for the groups it leads
+   * (RaftGroup.leaderUnreachable), never a verdict.
+   */
+  dialsFailing(id: NodeId, connectFailures: number, quietTicks: number): boolean {
+    const before = this.dialFailures.get(id);
+    this.dialFailures.set(id, connectFailures);
+    return before !== undefined && connectFailures > before && this.ticks - (this.lastHeardTick.get(id) ?? 0) > quietTicks;
+  }
+
+  /** Forgets peers that are no longer in the address book (bounds the maps). */
   retain(ids: ReadonlySet<NodeId>): void {
     for (const id of this.lastHeardTick.keys()) if (!ids.has(id)) this.lastHeardTick.delete(id);
+    for (const id of this.dialFailures.keys()) if (!ids.has(id)) this.dialFailures.delete(id);
   }
 }

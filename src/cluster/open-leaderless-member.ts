@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
 import { DirectoryEngineHome } from '../kv/engine-home.js';
 import type { KvLimits } from '../kv/command.js';
+import type { LeaderlessMutations } from '../leaderless/coordinator.js';
 import { LeaderlessKvService } from '../leaderless/leaderless-kv-service.js';
 import type { LeaderlessConfig } from '../leaderless/config.js';
 import { LeaderlessNode } from '../leaderless/node.js';
@@ -25,12 +26,13 @@ import { type MemberAddress, membershipRejected } from '../leaderless/membership
 import { EngineReplicaStore } from '../leaderless/replica-store.js';
 import type { AddMemberRequest, ClusterView, RepairReport } from '../protocol/cluster-view.js';
 import type { ShardsView } from '../protocol/shard-view.js';
+import type { EngineChoices } from '../storage/engine-names.js';
 import { createEngine } from '../storage/registry.js';
 import type { HostPort, SocketFactory } from '../transport/socket-factory.js';
-import { SystemClock } from '../util/clock.js';
+import { type Clock, SystemClock } from '../util/clock.js';
 import { SeededRandom, freshSeed } from '../util/random.js';
 import { NodeVfs } from '../vfs/node-vfs.js';
-import { joinPath } from '../vfs/vfs.js';
+import { type Vfs, joinPath } from '../vfs/vfs.js';
 import type { ClusterConfig } from './config.js';
 import { claimIdentity } from './identity.js';
 import { NodeHost } from './node-host.js';
@@ -44,6 +46,14 @@ export interface LeaderlessMemberOptions {
   readonly logger: Logger;
   /** How peer connections are made (mutual TLS with --peer-tls-*); default plain TCP. */
   readonly socketFactory?: SocketFactory;
+  /** Engine-specific options (--wal-recovery, --btree-recovery, the engine's log) for the replica's engine (registry.ts). */
+  readonly engineChoices?: EngineChoices;
+  /** Time for the transport, the failure detector, request deadlines, handoff and anti-entropy; default the system's monotonic clock (the chaos tester's FaultClock under --test-control). */
+  readonly clock?: Clock;
+  /** The disk: the identity file, the engine home and (lsm, btree) the engine's files; default the real one (a FaultVfs under --test-control). */
+  readonly vfs?: Vfs;
+  /** TEST-ONLY deliberate bugs (`--test-bug`, src/test-hooks/bugs.ts); never set otherwise. */
+  readonly leaderlessMutations?: LeaderlessMutations;
 }
 
 export interface LeaderlessMember {
@@ -54,18 +64,18 @@ export interface LeaderlessMember {
 
 export async function openLeaderlessMember(options: LeaderlessMemberOptions): Promise<LeaderlessMember> {
   const { cluster, logger } = options;
-  const vfs = new NodeVfs();
+  const vfs = options.vfs ?? new NodeVfs();
   if (await vfs.exists(joinPath(options.dataDir, 'raft'))) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${options.dataDir} holds a Raft member's data; a leaderless member needs a data directory of its own`);
   }
   const { identity } = await claimIdentity(vfs, options.dataDir, cluster);
   // A joining member's --initial-cluster names the current members (and perhaps itself): it is not one of them until added.
   const members = [...identity.initialCluster.keys()].filter((id) => !(cluster.join && id === cluster.nodeId));
-  const clock = new SystemClock();
+  const clock = options.clock ?? new SystemClock();
   const host = new NodeHost({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, listenHost: cluster.peerHost, listenPort: cluster.peerPort, seeds: identity.initialCluster, tickMs: cluster.timing.tickMs, heartbeatTicks: cluster.timing.heartbeatTicks, electionTicks: cluster.timing.electionTicks, clock, random: new SeededRandom(freshSeed()), logger, ...(options.socketFactory !== undefined ? { socketFactory: options.socketFactory } : {}) });
   const storeLimits = { keyBytesMax: options.limits.keyBytesMax, valueBytesMax: options.limits.valueBytesMax };
   const home = new DirectoryEngineHome(vfs, joinPath(options.dataDir, 'leaderless', options.engine), (dir) =>
-    createEngine(options.engine, { dataDir: dir, sync: 'fsync', limits: { ...EngineReplicaStore.engineLimits(storeLimits), batchOpsMax: Number.MAX_SAFE_INTEGER, batchBytesMax: Number.MAX_SAFE_INTEGER } }),
+    createEngine(options.engine, { dataDir: dir, sync: 'fsync', limits: { ...EngineReplicaStore.engineLimits(storeLimits), batchOpsMax: Number.MAX_SAFE_INTEGER, batchBytesMax: Number.MAX_SAFE_INTEGER } }, { ...options.engineChoices, ...(options.vfs !== undefined ? { vfs: options.vfs } : {}) }),
   );
   const slot = await home.openLive();
   try {
@@ -73,7 +83,7 @@ export async function openLeaderlessMember(options: LeaderlessMemberOptions): Pr
     const onMembers = (list: readonly MemberAddress[]): void => {
       for (const member of list) if (member.id !== cluster.nodeId && member.peerUrl !== '' && identity.initialCluster.get(member.id) !== member.peerUrl) host.expectPeer(member.id, member.peerUrl);
     };
-    const node = await LeaderlessNode.open({ nodeId: cluster.nodeId, members, peerUrls: identity.initialCluster, onMembers, engine: slot.engine, limits: storeLimits, rpc: host.rpc, clock, wallClockMs: () => Date.now(), logger, config: options.leaderless, where: home.description });
+    const node = await LeaderlessNode.open({ nodeId: cluster.nodeId, members, peerUrls: identity.initialCluster, onMembers, engine: slot.engine, limits: storeLimits, rpc: host.rpc, clock, wallClockMs: () => Date.now(), logger, config: options.leaderless, where: home.description, ...(options.leaderlessMutations !== undefined ? { mutations: options.leaderlessMutations } : {}) });
     node.start();
     const service = new LeaderlessKvService({
       node,

@@ -274,6 +274,12 @@ export class RaftGroup {
     this.quiescedValue = true;
   }
 
+  /** The host's hint that node `id`'s process is gone: when it leads this group, campaign soon (RaftDriver.leaderUnreachable). */
+  leaderUnreachable(id: NodeId): void {
+    if (this.stateValue !== 'running' || this.quiescedValue || this.driverValue.node.leaderId !== id) return;
+    this.guardTicking(() => this.driverValue.leaderUnreachable(id));
+  }
+
   /** Resumes ticking a quiesced group (a fresh election timer and check-quorum round). */
   wake(): void {
     if (!this.quiescedValue) return;

@@ -27,7 +27,7 @@
  */
 import { ImpulseError, isImpulseError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
-import { type NodeId, type SiblingSet, type VersionVector, sameDots } from './dvv.js';
+import { type NodeId, type SiblingSet, type VersionVector, contextOf, sameDots } from './dvv.js';
 import type { FailureDetector } from './failure-detector.js';
 import type { PeerLink } from './peer-link.js';
 import type { Replica } from './replica.js';
@@ -66,6 +66,8 @@ export interface LeaderlessMutations {
   readonly skipReadRepair?: boolean;
   /** Anti-entropy never repairs leaves with an odd index (a range it skips). */
   readonly antiEntropySkipsOddLeaves?: boolean;
+  /** A write supersedes everything the coordinating owner holds, not just what its context saw: concurrent writes are silently lost (a server-side version per key). */
+  readonly supersedeUnseen?: boolean;
 }
 
 export interface CoordinatorFigures {
@@ -94,7 +96,9 @@ export class Coordinator {
       const remaining = deadline - this.options.clock.now();
       if (remaining <= 0) break;
       try {
-        coordinated = { node, set: await this.options.link.coordinate(node, key, context, value, remaining) };
+        // TEST-ONLY mutation (supersedeUnseen): the context widened to the owner's whole set.
+        const used = this.options.mutations?.supersedeUnseen === true ? contextOf(await this.options.link.read(node, key, remaining)) : context;
+        coordinated = { node, set: await this.options.link.coordinate(node, key, used, value, remaining) };
         this.options.detector.heard(node);
         break;
       } catch (error) {

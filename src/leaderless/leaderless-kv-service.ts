@@ -25,7 +25,7 @@ import type { ContentDigest } from '../kv/digest.js';
 import type { StoredValue } from '../kv/record.js';
 import type { KvItem } from '../kv/state-machine.js';
 import type { RangeOptions } from '../storage/engine.js';
-import { type CausalKv, type CausalRead, type KvService, type ServiceHealth, type ServiceStatus, type WriteOutcome, storageStatus } from '../service/kv-service.js';
+import { type CausalKv, type CausalRead, type KvService, type ServiceHealth, type ServiceStatus, type WriteOutcome, engineServiceHealth, storageStatus } from '../service/kv-service.js';
 import { decodeContext, encodeContext } from './codec.js';
 import { parseQuorum } from './config.js';
 import { EMPTY_CONTEXT, contextOf, liveValues } from './dvv.js';
@@ -132,7 +132,8 @@ export class LeaderlessKvService implements KvService, CausalKv {
 
   health(): ServiceHealth {
     if (this.closing !== undefined) return { status: 'unavailable', reason: 'the node is shutting down' };
-    return { status: 'ok' };
+    // The replica's engine: after a failed fsync it is read-only (this member coordinates no writes and stores no replicas) until restarted.
+    return engineServiceHealth(this.options.node.store.storageEngine);
   }
 
   /** This replica's data: equal on replicas that hold the same keys with the same sibling sets. */

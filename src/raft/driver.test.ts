@@ -28,6 +28,8 @@ class ListMachine implements RaftStateMachine<string, Uint8Array> {
   durableIndex = 0;
   durableFollows = true;
   staged: SnapshotImage<Uint8Array> | null = null;
+  /** When set, applies complete only when the test runs what is pushed here. */
+  heldApplies: (() => void)[] | null = null;
   /** The payload of the last image `snapshot` produced. */
   lastImage: Uint8Array | null = null;
   constructor(public conf: ConfState) {}
@@ -44,7 +46,8 @@ class ListMachine implements RaftStateMachine<string, Uint8Array> {
       return `applied ${decoder.decode(entry.data)} at ${entry.index}`;
     });
     if (this.durableFollows) this.durableIndex = this.appliedIndex;
-    done(null, results);
+    if (this.heldApplies !== null) this.heldApplies.push(() => done(null, results));
+    else done(null, results);
   }
   durableAppliedIndex(): number {
     return this.durableIndex;
@@ -235,6 +238,44 @@ test('the leader sends appends before its own fsync but counts itself only once 
   assert.equal(box.error, null, 'committed once the leader\'s copy is durable too');
 });
 
+test('the selfCountedBeforeDurable mutant commits on one follower and the leader\'s unfinished write (what the test above catches)', () => {
+  const c = new TestCluster([1, 2, 3], {}, { mutations: { selfCountedBeforeDurable: true } });
+  c.elect(1);
+  c.autoSync = false;
+  c.filter = (from, to) => from !== 3 && to !== 3;
+  const box = c.propose(1, 'x');
+  c.settle();
+  c.node(2).syncs.shift()!();
+  c.settle();
+  assert.ok(c.node(1).driver.node.commitIndex >= 2, 'the mutant committed before the leader\'s fsync');
+  assert.equal(box.error, null, 'and answered it');
+});
+
+test('a leader goes on while its write is in flight: later proposals are sent at once and written in ONE queued save', () => {
+  const c = new TestCluster([1, 2, 3]);
+  c.elect(1);
+  c.autoSync = false;
+  c.log.length = 0;
+  const savesBefore = c.node(1).store.counters.saves;
+  const first = c.propose(1, 'a');
+  c.settle(); // the leader's save of 'a' is in flight
+  const later = ['b', 'c', 'd'].map((text) => {
+    const box = c.propose(1, text);
+    c.settle();
+    return box;
+  });
+  const sent = c.log.filter((m) => m.from === 1 && m.body.type === 'append').flatMap((m) => (m.body.type === 'append' ? m.body.entries : []));
+  assert.deepEqual([...new Set(sent.map((entry) => decoder.decode(entry.kind === 'normal' ? entry.data : new Uint8Array())))].sort(), ['a', 'b', 'c', 'd'], 'every proposal went out before any fsync');
+  assert.equal(c.node(1).store.counters.saves - savesBefore, 1, 'one save in flight; the others wait, merged');
+  c.node(1).syncs.shift()!(); // the first save completes: the merged one starts
+  assert.equal(c.node(1).store.counters.saves - savesBefore, 2, 'b, c and d in one save');
+  c.autoSync = true;
+  c.settle();
+  assert.equal(first.error, null);
+  for (const box of later) assert.equal(box.error, null);
+  assert.deepEqual(c.node(1).sm.applied.slice(-4), ['a', 'b', 'c', 'd']);
+});
+
 test('a campaign\'s vote requests wait for its durable term and vote', () => {
   const c = new TestCluster([1, 2, 3]);
   c.elect(1);
@@ -274,13 +315,16 @@ test('reads queued while a Ready is in flight are confirmed by one heartbeat rou
   const c = new TestCluster([1, 2, 3, 4, 5]);
   c.elect(1);
   c.settle();
-  c.autoSync = false;
-  c.propose(1, 'x'); // a Ready (and its save) is now in flight
-  c.settle();
+  const held: (() => void)[] = [];
+  c.node(1).sm.heldApplies = held;
+  c.propose(1, 'x');
+  c.settle(); // the leader's Ready that applies 'x' is now in flight
+  assert.equal(held.length, 1);
+  c.log.length = 0;
   let confirmed = 0;
   for (let i = 0; i < 100; i++) c.node(1).driver.readIndex((error) => (error === null ? confirmed++ : assert.fail(error.message)));
-  c.log.length = 0;
-  c.autoSync = true;
+  c.node(1).sm.heldApplies = null;
+  held.shift()!();
   c.settle();
   assert.equal(confirmed, 100);
   assert.equal(c.log.filter((m) => m.body.type === 'heartbeat').length, 4, 'one heartbeat per follower for 100 reads');

@@ -23,12 +23,17 @@
  *      entries (answering their proposers), answering reads whose index is
  *      applied, then
  *   4. `advance`, and compaction when due.
- * Three liberties, each keeping the promise the order protects (runReady):
- * a hard state that changes only the commit index is not saved (etcd's
- * MustSync); a leader whose term and vote do not change in the Ready sends
- * before its save completes (dissertation §10.2.1: it counts itself only for
- * persisted entries); committed entries that were durable before the Ready
- * apply while it persists. Persisting the next Ready still waits for this one.
+ * Liberties, each keeping the promise the order protects: a hard state that
+ * changes only the commit index is not saved (etcd's MustSync); committed
+ * entries that were durable before the Ready apply while it persists; and a
+ * LEADER whose term and vote the Ready leaves unchanged (`Ready.persistAsync`)
+ * sends, applies (only entries durable already) and advances without waiting
+ * for its write — dissertation §10.2.1, etcd raft's async storage writes: the
+ * write is queued behind the one in flight (`LogWriter`, which merges the
+ * writes of every Ready that came meanwhile into one), and its completion
+ * reaches the core as a `persisted` input, the only way the leader's own copy
+ * counts towards a commit. Any other Ready waits until every queued write is
+ * durable before its own.
  *
  * Callback-driven: the driver never awaits; every seam completes through a
  * callback, synchronously or later. The callbacks the driver hands out
@@ -47,6 +52,7 @@ import type { Clock } from '../util/clock.js';
 import { assert } from '../util/assert.js';
 import { parseMessage } from './message.js';
 import { RaftNode, type ProgressView, type RaftConfig } from './raft.js';
+import { LogWriter } from './log-writer.js';
 import type { RaftLogStore } from './storage.js';
 import { RAFT_CHANNEL, type GroupMessage, type RaftStateMachine, type RaftTransport, type SnapshotImage } from './driver-seams.js';
 import { RaftError, type ConfChange, type Entry, type Message, type NodeId, type Ready, type Role } from './types.js';
@@ -151,7 +157,9 @@ type Input<R> =
   | { readonly kind: 'conf-change'; readonly change: ConfChange; readonly done: ProposeDone<R> }
   | { readonly kind: 'read'; readonly done: ReadDone }
   | { readonly kind: 'transfer'; readonly target: NodeId; readonly done: (error: RaftError | null) => void }
-  | { readonly kind: 'report-snapshot'; readonly to: NodeId; readonly ok: boolean };
+  | { readonly kind: 'report-snapshot'; readonly to: NodeId; readonly ok: boolean }
+  | { readonly kind: 'persisted'; readonly index: number; readonly term: number }
+  | { readonly kind: 'leader-unreachable'; readonly id: NodeId };
 
 interface PendingProposal<R> {
   readonly term: number;
@@ -192,6 +200,8 @@ export class RaftDriver<R, P> {
   private lastLeader: NodeId;
   /** Term and vote as last handed to `logStore.save` (a change of either must be durable before any message). */
   private savedTermVote: { term: number; vote: NodeId };
+  /** Every write to the log store goes through it: one at a time, leader appends queued and merged. */
+  private readonly writer: LogWriter;
   private readonly metricsValue: RaftDriverMetrics = {
     proposals: 0,
     proposalsFailed: {},
@@ -240,6 +250,17 @@ export class RaftDriver<R, P> {
     this.lastLeader = this.raft.leaderId;
     const { term, vote } = options.logStore.hardState();
     this.savedTermVote = { term, vote };
+    this.writer = new LogWriter(options.logStore, options.clock, {
+      onDurable: (index, term) => {
+        if (this.phase !== 'stopped') this.enqueue({ kind: 'persisted', index, term });
+      },
+      onFailed: (error) => this.halt({ kind: 'failed', error }),
+      onSaved: (latencyMs) => {
+        this.metricsValue.saves++;
+        this.metricsValue.saveLatencyMsTotal += latencyMs;
+        this.metricsValue.saveLatencyMsMax = Math.max(this.metricsValue.saveLatencyMsMax, latencyMs);
+      },
+    });
   }
 
   // ---------------------------------------------------------------- inputs
@@ -263,6 +284,7 @@ export class RaftDriver<R, P> {
   get quiet(): boolean {
     return (
       this.phase === 'idle' &&
+      this.writer.idle &&
       this.inbox.length === 0 &&
       this.proposalCount === 0 &&
       this.reads.size === 0 &&
@@ -271,6 +293,16 @@ export class RaftDriver<R, P> {
       !this.snapshotReceiving &&
       this.raft.settled
     );
+  }
+
+  /**
+   * The host's hint that node `id`'s process is gone (see
+   * `RaftNode.leaderUnreachable`): a follower of `id` campaigns soon instead
+   * of after a whole election timeout. Queued in order with the other inputs.
+   */
+  leaderUnreachable(id: NodeId): void {
+    if (this.phase === 'stopped') return;
+    this.enqueue({ kind: 'leader-unreachable', id });
   }
 
   /** The host ticks this group again after a quiescence (see `RaftNode.resumeTicking`); queued in order with the other inputs. */
@@ -506,29 +538,54 @@ export class RaftDriver<R, P> {
       case 'report-snapshot':
         if (!input.ok) this.metricsValue.snapshotsFailed++;
         return raft.reportSnapshot(input.to, input.ok);
+      case 'persisted':
+        return raft.persisted(input.index, input.term);
+      case 'leader-unreachable':
+        return raft.leaderUnreachable(input.id);
     }
   }
 
-  /**
-   * Steps 1-4 of one Ready, with two overlaps that keep every promise:
-   *   - the LEADER sends its messages before persisting (Raft dissertation
-   *     §10.2.1: it counts itself towards a commit only for entries it has
-   *     persisted), unless this Ready changes its term or vote, which must be
-   *     durable before anyone hears of it;
-   *   - committed entries that were durable before this Ready (every one below
-   *     its first new entry) are applied while it persists; the rest after.
-   */
+  /** Steps 1-4 of one Ready: asynchronously on a leader whose term and vote stay (`persistAsync`), else in order. */
   private runReady(ready: Ready): void {
     this.phase = 'in-ready';
     this.noteSoftState(ready);
+    if (ready.persistAsync) return this.runAsyncReady(ready);
+    // Its write must follow every queued one, and what it applies may need them durable.
+    this.writer.whenIdle(() => {
+      if (this.phase === 'in-ready') this.runSyncReady(ready);
+    });
+  }
+
+  /**
+   * A leader's Ready (Raft dissertation §10.2.1): send, start the write of its
+   * entries (queued behind the one in flight), apply the committed entries —
+   * durable already, the core hands out no others — and advance at once. The
+   * write's completion comes back as a `persisted` input; only then does the
+   * core count the leader's own copy towards commitment.
+   */
+  private runAsyncReady(ready: Ready): void {
+    this.sendMessages(ready);
+    // A hard state that moves only the commit index rides along with entries, or waits for the next ones (see runSyncReady).
+    if (ready.entries.length > 0) this.writer.append(ready.entries, ready.hardState);
+    this.applySlice(ready.committedEntries, (error) => {
+      if (this.phase !== 'in-ready') return;
+      if (error !== null) return this.halt({ kind: 'failed', error });
+      this.finishReady(ready);
+    });
+  }
+
+  /**
+   * Steps 1-4 of one Ready in order, with one overlap that keeps the promise:
+   * committed entries that were durable before this Ready (every one below
+   * its first new entry; no write is in flight) are applied while it persists.
+   */
+  private runSyncReady(ready: Ready): void {
     // A hard state that moves only the commit index need not be saved (etcd's MustSync): the commit
     // index is an optimisation, learned again from the leader after a restart. Skipping it spares an
     // fsync per heartbeat and per commit on every member; the next save carries the newest commit.
     const hard = ready.hardState;
     const termOrVote = hard !== null && (hard.term !== this.savedTermVote.term || hard.vote !== this.savedTermVote.vote);
     const hasWrites = ready.snapshot !== null || ready.entries.length > 0 || termOrVote;
-    const sendFirst = ready.softState.role === 'leader' && !termOrVote;
-    if (sendFirst) this.sendMessages(ready);
     const firstNew = ready.entries.length > 0 ? ready.entries[0]!.index : Number.POSITIVE_INFINITY;
     let early = 0;
     if (ready.snapshot === null) while (early < ready.committedEntries.length && ready.committedEntries[early]!.index < firstNew) early++;
@@ -536,18 +593,11 @@ export class RaftDriver<R, P> {
     const joined = (error: Error | null): void => {
       if (this.phase !== 'in-ready') return; // stopped meanwhile
       if (error !== null) return this.halt({ kind: 'failed', error });
-      if (--waiting === 0) this.afterSave(ready, sendFirst, early);
+      if (--waiting === 0) this.afterSave(ready, early);
     };
     if (hasWrites) {
       if (hard !== null) this.savedTermVote = { term: hard.term, vote: hard.vote };
-      const startedMs = this.options.clock.now();
-      this.options.logStore.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState }, (error) => {
-        const latencyMs = this.options.clock.now() - startedMs;
-        this.metricsValue.saves++;
-        this.metricsValue.saveLatencyMsTotal += latencyMs;
-        this.metricsValue.saveLatencyMsMax = Math.max(this.metricsValue.saveLatencyMsMax, latencyMs);
-        joined(error);
-      });
+      this.writer.save({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState }, joined);
     } else {
       joined(null);
     }
@@ -561,9 +611,9 @@ export class RaftDriver<R, P> {
     }
   }
 
-  /** 2. Durable: send (unless sent already). 3. Install the snapshot, then apply the committed entries from `applied` on. */
-  private afterSave(ready: Ready, sent: boolean, applied: number): void {
-    if (!sent) this.sendMessages(ready);
+  /** 2. Durable: send. 3. Install the snapshot, then apply the committed entries from `applied` on. */
+  private afterSave(ready: Ready, applied: number): void {
+    this.sendMessages(ready);
     const rest = ready.committedEntries.slice(applied);
     const applyRest = (): void =>
       this.applySlice(rest, (error) => {
@@ -697,6 +747,7 @@ export class RaftDriver<R, P> {
 
   /** Compacts the log up to the durable applied index, less the catch-up tail, once far enough past the last boundary. */
   private maybeCompact(): void {
+    if (!this.writer.idle) return; // the log store takes one write at a time; the write's completion pumps again
     const durable = Math.min(this.options.stateMachine.durableAppliedIndex(), this.raft.appliedIndex);
     const target = durable - this.limits.snapshotCatchUpEntries;
     if (target - this.raft.snapshotIndex < this.limits.compactThresholdEntries) return;

@@ -33,6 +33,13 @@ export class RaftLog {
   /** Entries not yet persisted, contiguous from `unstableOffset`. They shadow stable entries at the same indexes. */
   private unstable: Entry[] = [];
   private unstableOffset: number;
+  /**
+   * Last index handed to the driver to persist (>= unstableOffset - 1). The
+   * unstable entries up to it are being written: not handed out again, but
+   * not durable either — they stay here (readable) until `stableTo` says
+   * their write completed (etcd raft's `offsetInProgress`).
+   */
+  private inProgress: number;
   /** Configuration entries after the snapshot boundary, ascending by index. */
   private confs: ConfEntry[] = [];
 
@@ -52,6 +59,7 @@ export class RaftLog {
     assert(this.committed <= last, 'persisted commit beyond the persisted log', this.committed, last);
     this.applied = applied;
     this.unstableOffset = last + 1;
+    this.inProgress = last;
     // One pass over the stored log (in bounded batches) finds its configuration entries.
     for (let lo = snapshotIndex + 1; lo <= last; ) {
       const batch = storage.entries(lo, last + 1, SCAN_BATCH_BYTES);
@@ -82,9 +90,14 @@ export class RaftLog {
     return this.term(this.lastIndex())!;
   }
 
-  /** Index of the last entry handed to the driver to persist (or persisted). */
+  /** Index of the last DURABLE entry: the driver reported its write complete (or it was stored at start). */
   stableIndex(): number {
     return this.unstable.length > 0 ? this.unstableOffset - 1 : this.lastIndex();
+  }
+
+  /** Index of the last entry handed to the driver to persist: durable, or its write in flight. */
+  handedIndex(): number {
+    return Math.max(this.stableIndex(), Math.min(this.inProgress, this.lastIndex()));
   }
 
   /** The term of the entry at `index`; undefined when compacted away (below the snapshot) or beyond the end. */
@@ -176,6 +189,9 @@ export class RaftLog {
   private appendUnstable(entries: readonly Entry[]): void {
     const first = entries[0]!.index;
     assert(first <= this.lastIndex() + 1 && first > this.snapshotIndex, 'append leaves a gap', first, this.lastIndex(), this.snapshotIndex);
+    // Entries being written that are replaced here must be handed out again (the old write's
+    // completion will not match their terms, see stableTo).
+    if (first <= this.inProgress) this.inProgress = first - 1;
     if (this.unstable.length === 0 || first < this.unstableOffset) {
       // The new entries start at or before the unstable part: they also shadow stored entries from `first` on.
       this.unstable = [...entries];
@@ -188,22 +204,36 @@ export class RaftLog {
     for (const entry of entries) if (entry.kind === 'conf-change') this.confs.push({ index: entry.index, confState: entry.confState });
   }
 
-  /** The unstable entries to hand to the driver in one Ready: a prefix bounded in count and bytes (at least one). */
+  /** The unstable entries not yet handed to the driver, for one Ready: a prefix bounded in count and bytes (at least one). */
   unstableEntries(bytesMax: number): Entry[] {
-    if (this.unstable.length === 0) return [];
-    return this.slice(this.unstableOffset, this.lastIndex() + 1, Number.MAX_SAFE_INTEGER, bytesMax);
+    if (!this.hasUnstableEntries()) return [];
+    return this.slice(Math.max(this.unstableOffset, this.inProgress + 1), this.lastIndex() + 1, Number.MAX_SAFE_INTEGER, bytesMax);
   }
 
+  /** True when some unstable entry has not been handed to the driver yet. */
   hasUnstableEntries(): boolean {
-    return this.unstable.length > 0;
+    return this.unstable.length > 0 && this.lastIndex() > this.inProgress;
   }
 
-  /** The driver persisted the unstable entries up to `index` (storage now holds them). */
-  stableTo(index: number): void {
-    if (this.unstable.length === 0 || index < this.unstableOffset) return;
+  /** The driver took the unstable entries up to `index` to persist; their write may still be in flight. */
+  persisting(index: number): void {
+    this.inProgress = Math.max(this.inProgress, index);
+  }
+
+  /**
+   * The driver's write of the entries up to `index` completed; `term` is the
+   * term of the entry at `index` it wrote. When the log was rewritten there
+   * since (a new leader's entries replaced it), the report is stale and
+   * ignored: the rewrite's own write will report. Writes complete in order, so
+   * everything below `index` is durable too.
+   */
+  stableTo(index: number, term: number): void {
+    if (this.unstable.length === 0 || index < this.unstableOffset || index > this.lastIndex()) return;
+    if (this.unstable[index - this.unstableOffset]!.term !== term) return;
     const persisted = index - this.unstableOffset + 1;
     this.unstable = this.unstable.slice(persisted);
     this.unstableOffset = index + 1;
+    this.inProgress = Math.max(this.inProgress, index);
   }
 
   /** The driver persisted the pending snapshot: storage now begins at it. */
@@ -223,6 +253,7 @@ export class RaftLog {
     assert(allowStale || snapshot.index > this.committed, 'restoring a snapshot not ahead of commit', snapshot.index, this.committed);
     this.unstable = [];
     this.unstableOffset = snapshot.index + 1;
+    this.inProgress = snapshot.index;
     this.pendingSnapshot = snapshot;
     this.committed = snapshot.index;
     this.confs = [];

@@ -93,6 +93,9 @@ class Harness {
     }
     node.readStates.push(...ready.readStates);
     node.raft.advance(ready);
+    // The store above wrote synchronously: a leader's asynchronous append is durable already.
+    const last = ready.entries[ready.entries.length - 1];
+    if (ready.persistAsync && last !== undefined) node.raft.persisted(last.index, last.term);
     return ready;
   }
 
@@ -630,4 +633,47 @@ test('resumeTicking after a quiescence: a fresh check-quorum round, so the leade
   const notResumed = quiesceLateInRound();
   notResumed.tick([1]);
   assert.notEqual(notResumed.node(1).raft.role, 'leader', 'without the fresh round the skipped silence deposes it');
+});
+
+test('leaderUnreachable: the first surviving voter campaigns at its next tick and wins, the second waits its turn; other hints change nothing', () => {
+  const h = new Harness([1, 2, 3], { preVote: true, checkQuorum: true });
+  h.elect(1);
+  h.propose(1, 'a');
+  h.filter = (m) => m.from !== 1 && m.to !== 1; // node 1's process is gone
+  h.node(2).raft.leaderUnreachable(3); // not its leader: ignored
+  assert.equal(h.node(2).raft.leaderId, 1);
+  h.node(3).raft.leaderUnreachable(1);
+  h.tick([2, 3], 1);
+  const survivors = (): NodeId[] => h.leaders().filter((id) => id !== 1);
+  assert.deepEqual(survivors(), [], 'node 3 ranks second: it waits, and node 2 (no hint yet) still trusts its lease');
+  h.node(2).raft.leaderUnreachable(1);
+  h.tick([2, 3], 1);
+  assert.deepEqual(survivors(), [2], 'node 2 campaigned at its next tick, node 3 granted (no lease any more)');
+  h.propose(2, 'b');
+  assert.deepEqual(h.node(3).sm.applied, ['a', 'b']);
+});
+
+test('leaderUnreachable with the leader alive: the leader\'s next heartbeat restores it; no term change', () => {
+  const h = new Harness([1, 2, 3], { preVote: true, checkQuorum: true });
+  h.elect(1);
+  const term = h.node(1).raft.currentTerm;
+  h.node(2).raft.leaderUnreachable(1);
+  assert.equal(h.node(2).raft.leaderId, 0);
+  h.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks);
+  assert.equal(h.node(2).raft.leaderId, 1, 'the heartbeat restored the leader');
+  h.tick([1, 2, 3], DEFAULT_RAFT_TIMING.electionTimeoutTicks * 3);
+  assert.deepEqual(h.leaders(), [1]);
+  assert.equal(h.node(1).raft.currentTerm, term, 'no election happened');
+});
+
+test('a learner that never acknowledged anything is not promoted, however short the log', () => {
+  const h = new Harness([1, 2, 3]);
+  h.elect(1);
+  const added = h.node(1).raft.proposeConfChange(change('add-learner', 4)); // node 4 never answers
+  assert.ok(added.ok);
+  h.settle();
+  h.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks);
+  const promoted = h.node(1).raft.proposeConfChange(change('add-voter', 4));
+  assert.equal(promoted.ok, false);
+  if (!promoted.ok) assert.equal(promoted.error.code, 'IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED');
 });

@@ -278,6 +278,26 @@ export class RaftNode {
     if (this.roleValue === 'leader') for (const pr of this.progress.values()) pr.recentActive = true;
   }
 
+  /**
+   * A hint from the host: the process of node `id` is gone (it refuses
+   * connections and has been silent). When `id` is this follower's leader,
+   * the leader is forgotten — its lease no longer makes this node ignore
+   * campaigns — and the election timer is moved on so the node campaigns
+   * soon instead of after a whole election timeout: the voters other than
+   * `id`, in id order, campaign `2 × heartbeat` ticks apart (the first at the
+   * next tick), so two of them rarely collide. Safety never depends on it; a
+   * wrong hint costs at most a pre-vote round (the leader's next heartbeat
+   * restores it, and pre-vote needs a quorum that lost the leader too).
+   */
+  leaderUnreachable(id: NodeId): void {
+    this.assertNoReadyOutstanding();
+    if (this.roleValue !== 'follower' || id === NO_NODE || this.leader !== id || !this.isVoter() || this.removedSelf) return;
+    this.leader = NO_NODE;
+    const rank = this.conf.voters.filter((voter) => voter !== id).sort((a, b) => a - b).indexOf(this.id);
+    const waitTicks = 1 + rank * 2 * this.config.heartbeatIntervalTicks;
+    this.electionElapsed = Math.max(this.electionElapsed, this.randomizedElectionTimeout - waitTicks);
+  }
+
   // ---------------------------------------------------------------- inputs
 
   /** Advances logical time by one tick. */
@@ -330,7 +350,8 @@ export class RaftNode {
         if (voters.has(id)) return `node ${id} is already a voter`;
         if (learners.has(id)) {
           const match = this.progress.get(id)?.match ?? 0;
-          if (match + this.config.learnerCatchUpEntriesMax < this.log.committed) return `learner ${id} has not caught up (match ${match}, commit ${this.log.committed})`;
+          // A learner that never acknowledged anything (match 0: not even the snapshot it joins with) has not caught up, however short the log.
+          if (match === 0 || match + this.config.learnerCatchUpEntriesMax < this.log.committed) return `learner ${id} has not caught up (match ${match}, commit ${this.log.committed})`;
           learners.delete(id);
         }
         voters.add(id);
@@ -530,7 +551,7 @@ export class RaftNode {
   hasReady(): boolean {
     this.flushLeaderWork();
     return (
-      this.hardStateToPersist(this.log.stableIndex()) !== null ||
+      this.hardStateToPersist(this.log.handedIndex()) !== null ||
       this.log.pendingSnapshot !== null ||
       this.log.hasUnstableEntries() ||
       this.messages.length > 0 ||
@@ -544,14 +565,20 @@ export class RaftNode {
     this.assertNoReadyOutstanding();
     this.flushLeaderWork();
     const entries = this.log.unstableEntries(this.config.readyEntriesBytesMax);
-    // Only entries persisted by the time this Ready is applied may be applied.
-    const persistedBy = entries.length > 0 ? entries[entries.length - 1]!.index : this.log.stableIndex();
-    const committedEntries = this.nextCommittedEntries(persistedBy);
+    // The hard state's commit index never passes the entries written with it or before it.
+    const persistedBy = entries.length > 0 ? entries[entries.length - 1]!.index : this.log.handedIndex();
+    const hardState = this.hardStateToPersist(persistedBy);
+    const snapshot = this.log.pendingSnapshot;
+    // A leader whose term and vote stay as they are appends asynchronously (§10.2.1): it may send
+    // and apply before its own write completes, so only entries already durable may apply.
+    const persistAsync = this.roleValue === 'leader' && snapshot === null && (hardState === null || (hardState.term === this.persistedHardState.term && hardState.vote === this.persistedHardState.vote));
+    const committedEntries = this.nextCommittedEntries(persistAsync ? this.log.stableIndex() : entries.length > 0 ? persistedBy : this.log.stableIndex());
     for (const entry of committedEntries) if (entry.kind === 'conf-change' && entry.change.type === 'remove-node') this.noteRemoved(entry.change.nodeId);
     const ready: Ready = {
       softState: this.softState(),
-      hardState: this.hardStateToPersist(persistedBy),
-      snapshot: this.log.pendingSnapshot,
+      hardState,
+      snapshot,
+      persistAsync,
       entries,
       messages: this.messages,
       committedEntries,
@@ -563,7 +590,11 @@ export class RaftNode {
     return ready;
   }
 
-  /** Acknowledges that `ready` was persisted, sent and applied in the documented order. */
+  /**
+   * Acknowledges that `ready` was handled in the documented order: persisted
+   * (or, when `ready.persistAsync`, its write started — `persisted` reports
+   * its completion), sent and applied.
+   */
   advance(ready: Ready): void {
     assert(this.readyOutstanding === ready, 'advance() without the matching ready()');
     this.readyOutstanding = null;
@@ -573,17 +604,31 @@ export class RaftNode {
       this.log.applied = ready.snapshot.index;
     }
     if (ready.entries.length > 0) {
-      this.log.stableTo(ready.entries[ready.entries.length - 1]!.index);
-      if (this.roleValue === 'leader') {
-        // The leader counts itself towards commitment only once its own copy is durable (§10.2.1).
-        const self = this.progress.get(this.id)!;
-        self.match = Math.max(self.match, this.log.stableIndex());
-        this.maybeCommit();
-      }
+      const last = ready.entries[ready.entries.length - 1]!;
+      this.log.persisting(last.index);
+      // MUTANT selfCountedBeforeDurable: the leader counts its own copy as soon as the write starts.
+      if (!ready.persistAsync || this.mutations.selfCountedBeforeDurable === true) this.persisted(last.index, last.term);
     }
     if (ready.committedEntries.length > 0) {
       this.log.applied = ready.committedEntries[ready.committedEntries.length - 1]!.index;
     }
+  }
+
+  /**
+   * The write of the entries up to `index` (the entry there has `term`)
+   * completed: they are durable. For a `persistAsync` Ready the driver calls
+   * this when its write completes (between Readys, like any input; writes
+   * complete in order); `advance` calls it for the others.
+   */
+  persisted(index: number, term: number): void {
+    this.assertNoReadyOutstanding();
+    this.log.stableTo(index, term);
+    if (this.roleValue !== 'leader') return;
+    // The leader counts itself towards commitment only once its own copy is durable (§10.2.1).
+    const self = this.progress.get(this.id)!;
+    if (this.log.stableIndex() <= self.match) return;
+    self.match = this.log.stableIndex();
+    this.maybeCommit();
   }
 
   // ---------------------------------------------------------------- roles

@@ -168,6 +168,16 @@ export interface Ready {
   readonly snapshot: SnapshotMeta | null;
   /** Entries to append to stable storage, contiguous, ascending; bounded by `readyEntriesBytesMax`. */
   readonly entries: readonly Entry[];
+  /**
+   * True on a leader whose term and vote this Ready leaves unchanged (and no
+   * snapshot): the driver may send the messages and apply `committedEntries`
+   * (all durable already) before the write of `entries` and `hardState`
+   * completes, call `advance` once the write has STARTED, and report its
+   * completion later with `persisted(lastIndex, lastTerm)` (Raft dissertation
+   * §10.2.1; etcd raft's async storage writes). Writes still complete in
+   * order. False: persist first, as the order above says.
+   */
+  readonly persistAsync: boolean;
   readonly messages: readonly Message[];
   /** Entries committed and not yet handed out for application, ascending, contiguous; bounded by `applyBatchMax` and `applyBytesMax`. */
   readonly committedEntries: readonly Entry[];
@@ -248,6 +258,13 @@ export interface RaftMutations {
    * (`impulse serve --test-bug ack-before-majority`, src/test-hooks/bugs.ts).
    */
   readonly commitOnLeaderAlone?: boolean;
+  /**
+   * The leader counts its own copy of entries towards commitment as soon as
+   * their write starts, not once it is durable. Not in MUTANT_NAMES: the
+   * driver test that must catch it is src/raft/driver.test.ts ("the leader
+   * counts itself only once its write is durable").
+   */
+  readonly selfCountedBeforeDurable?: boolean;
 }
 
 /** Every mutant, for the mutation check and the simulator's CLI. */

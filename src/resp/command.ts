@@ -6,6 +6,7 @@
  * mistakes it answers itself with Redis's error wording (errors.ts).
  */
 import type { KvOp } from '../kv/command.js';
+import type { Authorizer, Credential } from '../security/auth.js';
 import type { KvService, ReadConsistency, ServiceStatus } from '../service/kv-service.js';
 import type { ProtocolVersion } from './encoder.js';
 import type { ScanCursors } from './scan-cursors.js';
@@ -22,7 +23,12 @@ export interface ClientState {
   name: string;
   /** Reads on this connection: linearizable, or serializable after READONLY (as on a Redis Cluster replica). */
   consistency: ReadConsistency;
+  /** Set by a successful AUTH (or HELLO ... AUTH) when the server checks tokens; access.ts. */
+  credential?: Credential;
 }
+
+/** Why a command was refused by the token check (counted in /metrics). */
+export type AuthRefusal = 'wrongpass' | 'noauth' | 'noperm';
 
 /** Counters the server keeps, for INFO. */
 export interface RespStats {
@@ -45,6 +51,10 @@ export interface ServerView {
   readonly scanCountMax: number;
   /** Most retries of a read-then-conditional-write command (SET GET/XX, DEL) when the key changes in between. */
   readonly conditionalRetriesMax: number;
+  /** The token table and roles when the node has a token file; absent: no AUTH needed (access.ts). */
+  readonly auth?: Authorizer;
+  /** Counts a refusal by the token check. */
+  authRefused(reason: AuthRefusal): void;
   /** The command table, for COMMAND. */
   readonly commands: ReadonlyMap<string, CommandSpec>;
   /** The TCP port the RESP server listens on. */

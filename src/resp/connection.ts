@@ -40,9 +40,10 @@ import type { Logger } from 'pino';
 import { arityFits, type ClientState, type CommandContext, type CommandSpec, type ServerView } from './command.js';
 import { isImpulseError } from '../errors.js';
 import { validateCommand, type KvOp } from '../kv/command.js';
+import { NOAUTH, PRE_AUTH_LIMITS, accessRefusal, mustAuthenticate } from './access.js';
 import { OK, errorReply } from './encoder.js';
 import { failureReply, unknownCommand, wrongArity } from './errors.js';
-import { ProtocolError, type ParsedCommand, type RequestParser } from './parser.js';
+import { ProtocolError, type ParsedCommand, type ParserLimits, type RequestParser } from './parser.js';
 
 export interface ConnectionLimits {
   /** Commands taken but not yet answered, at most; then reading pauses. */
@@ -53,10 +54,12 @@ export interface ConnectionLimits {
   readonly outputBytesMax: number;
   /** How long output may stay above the high-water mark with no byte taken by the kernel, ms. */
   readonly outputStallMs: number;
-  /** For the error reply of a command over the parser's limits. */
-  readonly argBytesMax: number;
-  readonly commandBytesMax: number;
+  /** The parser's limits once the connection may run commands (before AUTH, with a token file: access.ts's PRE_AUTH_LIMITS). */
+  readonly parserLimits: ParserLimits;
 }
+
+/** How long a connection that sent its last reply waits for the client's FIN, ms. */
+const LINGER_MS = 2_000;
 
 export type CloseReason = 'client' | 'quit' | 'protocol_error' | 'output_stalled' | 'output_buffer_full' | 'shutdown' | 'socket_error';
 
@@ -97,6 +100,12 @@ export class RespConnection {
   private flushQueued = false;
   private stallTimer: NodeJS.Timeout | undefined;
   private stallDispatched = 0;
+  /**
+   * With a token file: an AUTH or HELLO taken before the connection
+   * authenticated, not yet run. Nothing after it is taken until it has: its
+   * outcome decides whether what follows may run, and under which limits.
+   */
+  private authGate: Slot | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -108,7 +117,9 @@ export class RespConnection {
     private readonly logger: Logger,
   ) {
     this.context = { client, server };
+    if (server.auth !== undefined) parser.setLimits(PRE_AUTH_LIMITS);
     socket.on('data', (chunk: Buffer) => {
+      if (socket.writableEnded) return; // lingering after our FIN: what the client still sends is dropped
       parser.feed(chunk);
       this.pump();
     });
@@ -148,7 +159,30 @@ export class RespConnection {
   }
 
   private pump(): void {
+    for (;;) {
+      this.takeCommands();
+      // Start only after taking everything that arrived: consecutive plain writes can then go as one group.
+      this.schedule();
+      this.flush();
+      // An AUTH that ran just now opens the gate: take what follows it, under the limits it decided.
+      if (this.authGate?.reply === undefined || this.ending) break;
+    }
+    if (this.socket.writableEnded) return; // lingering: keep reading (and dropping) until the client's FIN
+    const blocked = this.ending || this.pending.length >= this.limits.pipelineDepthMax || this.socket.writableLength >= this.limits.outputBytesHighWater;
+    if (blocked) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  /** Takes commands from the parser while the bounds allow (see the file comment) and no AUTH gate is closed. */
+  private takeCommands(): void {
+    const auth = this.server.auth !== undefined;
     while (!this.ending && this.pending.length < this.limits.pipelineDepthMax && this.socket.writableLength < this.limits.outputBytesHighWater) {
+      if (this.authGate !== undefined) {
+        if (this.authGate.reply === undefined) break;
+        this.authGate = undefined;
+      }
+      const unauthenticated = auth && mustAuthenticate(this.context);
+      if (auth) this.parser.setLimits(unauthenticated ? PRE_AUTH_LIMITS : this.limits.parserLimits);
       const next = this.parser.next();
       if (next === undefined) {
         // The client half-closed and everything it sent is taken: answer it all, then end.
@@ -161,18 +195,13 @@ export class RespConnection {
         this.pending.push({ reply: errorReply(`ERR ${next.message}`), last: true });
         break;
       }
-      this.take(next);
+      const taken = this.take(next);
+      if (unauthenticated && taken !== undefined && (taken.spec.name === 'auth' || taken.spec.name === 'hello')) this.authGate = taken.slot;
     }
-    // Start only after taking everything that arrived: consecutive plain writes can then go as one group.
-    this.schedule();
-    this.flush();
-    const blocked = this.ending || this.pending.length >= this.limits.pipelineDepthMax || this.socket.writableLength >= this.limits.outputBytesHighWater;
-    if (blocked) this.socket.pause();
-    else this.socket.resume();
   }
 
-  /** Takes one command: refuses it at once, or queues it to run in its turn (`schedule`). */
-  private take(command: ParsedCommand): void {
+  /** Takes one command: refuses it at once, or queues it to run in its turn (`schedule`) and returns it. */
+  private take(command: ParsedCommand): Waiting | undefined {
     const started = performance.now();
     const slot: Slot = { reply: undefined, last: false };
     this.pending.push(slot);
@@ -183,7 +212,7 @@ export class RespConnection {
     if (refused !== undefined) {
       slot.reply = refused;
       this.hooks.commandDone(spec, (performance.now() - started) / 1000, true);
-      return;
+      return undefined;
     }
     if (spec!.name === 'quit') {
       // Nothing after QUIT is taken; the connection closes once its OK is written.
@@ -191,7 +220,9 @@ export class RespConnection {
       this.closeReason = 'quit';
       this.ending = true;
     }
-    this.waiting.push({ slot, command, spec: spec!, started });
+    const waiting: Waiting = { slot, command, spec: spec!, started };
+    this.waiting.push(waiting);
+    return waiting;
   }
 
   /** Starts the waiting commands whose turn has come (see "Order of effects"). */
@@ -301,16 +332,20 @@ export class RespConnection {
     return undefined;
   }
 
-  /** The error reply for a command that must not run (over the limits, unknown, wrong arity), or undefined. */
+  /** The error reply for a command that must not run (over the limits, unknown, wrong arity, refused by the token check), or undefined. */
   private refusal(command: ParsedCommand, spec: CommandSpec | undefined): Buffer | undefined {
     if (command.tooLargeBytes !== undefined) {
-      return errorReply(
-        `ERR the command's arguments are ${command.tooLargeBytes} bytes or more; an argument may have at most ${this.limits.argBytesMax} bytes and a command ${this.limits.commandBytesMax} (IMPULSE_ERR_VALUE_TOO_LARGE)`,
-      );
+      // Before AUTH the limits are small (access.ts): a large command then is one the connection may not send yet.
+      if (this.server.auth !== undefined && mustAuthenticate(this.context)) {
+        this.server.authRefused('noauth');
+        return NOAUTH;
+      }
+      const { argBytesMax, commandBytesMax } = this.limits.parserLimits;
+      return errorReply(`ERR the command's arguments are ${command.tooLargeBytes} bytes or more; an argument may have at most ${argBytesMax} bytes and a command ${commandBytesMax} (IMPULSE_ERR_VALUE_TOO_LARGE)`);
     }
     if (spec === undefined) return unknownCommand(command.args);
     if (!arityFits(spec, command.args.length)) return wrongArity(spec.name);
-    return undefined;
+    return accessRefusal(this.context, spec, command.args);
   }
 
   private failure(error: unknown, spec: CommandSpec): Buffer {
@@ -372,11 +407,28 @@ export class RespConnection {
     }
     if (last || (this.ending && this.pending.length === 0)) {
       this.pending.length = 0;
-      this.socket.end();
+      this.lingeringClose();
       return count > 0;
     }
     this.watchOutput();
     return count > 0;
+  }
+
+  /**
+   * Ends the connection after the last reply, as a lingering close (as the
+   * HTTP pipeline does): our FIN goes out after the replies, and what the
+   * client still sends is read and dropped, so that the close does not become
+   * a reset that could destroy replies it has not read yet, and so that a
+   * paused socket with unread input still sees the client's FIN and closes.
+   * After `LINGER_MS` the socket is destroyed whatever the client does.
+   */
+  private lingeringClose(): void {
+    if (this.socket.writableEnded) return;
+    this.socket.end();
+    this.socket.resume();
+    const linger = setTimeout(() => this.socket.destroy(), LINGER_MS);
+    linger.unref();
+    this.socket.once('close', () => clearTimeout(linger));
   }
 
   /** Enforces the output bounds: close at `outputBytesMax`; above the high-water mark, watch for a stall. */

@@ -6,16 +6,18 @@
  *   impulse_resp_disconnects_total{reason}         closed connections by reason (client, quit,
  *                                                  protocol_error, output_stalled,
  *                                                  output_buffer_full, shutdown, socket_error)
+ *   impulse_resp_auth_refusals_total{reason}       refused by the token check: wrongpass, noauth, noperm
  *   impulse_resp_commands_total{command,result}    commands answered, result ok or error
  *   impulse_resp_command_duration_seconds{command} histogram, from taking the command to its reply
  * Kept in plain arrays indexed by command (one label set per command in the
  * table, plus "unknown"), like the HTTP request series (src/api/metrics.ts),
  * and rendered at scrape time: nothing per command but a few array writes.
  */
-import type { CommandSpec } from './command.js';
+import type { AuthRefusal, CommandSpec } from './command.js';
 import type { CloseReason } from './connection.js';
 
 const BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+const AUTH_REFUSALS: readonly AuthRefusal[] = ['wrongpass', 'noauth', 'noperm'];
 const REASONS: readonly CloseReason[] = ['client', 'quit', 'protocol_error', 'output_stalled', 'output_buffer_full', 'shutdown', 'socket_error'];
 
 export class RespMetrics {
@@ -24,6 +26,7 @@ export class RespMetrics {
   connectionsRejected = 0;
   commandsTotal = 0;
   private readonly disconnects = new Map<CloseReason, number>(REASONS.map((reason) => [reason, 0]));
+  private readonly authRefusals = new Map<AuthRefusal, number>(AUTH_REFUSALS.map((reason) => [reason, 0]));
   private readonly names: string[];
   private readonly index = new Map<CommandSpec, number>();
   private readonly ok: Float64Array;
@@ -44,6 +47,16 @@ export class RespMetrics {
   /** Connections closed because the client did not read its replies. */
   get outputDisconnects(): number {
     return this.disconnects.get('output_stalled')! + this.disconnects.get('output_buffer_full')!;
+  }
+
+  /** A command or AUTH refused by the token check. */
+  authRefused(reason: AuthRefusal): void {
+    this.authRefusals.set(reason, this.authRefusals.get(reason)! + 1);
+  }
+
+  /** Refusals by the token check so far, by reason. */
+  authRefusalCount(reason: AuthRefusal): number {
+    return this.authRefusals.get(reason)!;
   }
 
   disconnected(reason: CloseReason): void {
@@ -76,6 +89,9 @@ export class RespMetrics {
       '# HELP impulse_resp_disconnects_total RESP connections closed, by reason (output_stalled and output_buffer_full: the client did not read its replies).',
       '# TYPE impulse_resp_disconnects_total counter',
       ...REASONS.map((reason) => `impulse_resp_disconnects_total{reason="${reason}"} ${this.disconnects.get(reason)}`),
+      '# HELP impulse_resp_auth_refusals_total RESP commands refused by the token check: wrongpass (AUTH with an unknown token), noauth (not authenticated), noperm (role or key prefix).',
+      '# TYPE impulse_resp_auth_refusals_total counter',
+      ...AUTH_REFUSALS.map((reason) => `impulse_resp_auth_refusals_total{reason="${reason}"} ${this.authRefusals.get(reason)}`),
       '# HELP impulse_resp_commands_total RESP commands answered, by command and result.',
       '# TYPE impulse_resp_commands_total counter',
     ];

@@ -73,7 +73,19 @@ export class RequestParser {
   private bulkFilled = 0;
   private failed: ProtocolError | undefined;
 
-  constructor(private readonly limits: ParserLimits) {}
+  /** Limits to apply from the next command on (`setLimits`). */
+  private nextLimits: ParserLimits | undefined;
+
+  constructor(private limits: ParserLimits) {}
+
+  /**
+   * Replaces the limits from the next command that starts (one being read
+   * keeps the limits it started with). A connection that authenticates gets
+   * the full limits this way (src/resp/access.ts).
+   */
+  setLimits(limits: ParserLimits): void {
+    this.nextLimits = limits === this.limits ? undefined : limits;
+  }
 
   /** Bytes received and not yet returned as commands (buffered input and the partial command). */
   get bufferedBytes(): number {
@@ -108,6 +120,10 @@ export class RequestParser {
         const done = this.continueBulk();
         if (done !== true) return done;
       } else if (this.args === undefined) {
+        if (this.nextLimits !== undefined) {
+          this.limits = this.nextLimits;
+          this.nextLimits = undefined;
+        }
         if (this.pos >= this.data.length) return undefined;
         if (this.data[this.pos] === 0x2a /* '*' */) {
           const whole = this.whole();

@@ -11,7 +11,7 @@
  *     and every acknowledged write is there.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,28 +19,9 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { ProcessCluster } from '../../testkit/process/cluster-process.js';
 import { type ServerProcess, startServerProcess } from '../../testkit/process/server-process.js';
+import { redisCli, respPortOf } from '../../testkit/resp/redis-cli.js';
 
 const HAVE_REDIS_CLI = spawnSync('redis-cli', ['--version']).status === 0;
-
-/** The RESP port an `impulse serve` logged in its "listening" line. */
-function respPortOf(lines: readonly string[]): number {
-  for (const line of lines) {
-    const match = /"msg":"impulse is listening"/.test(line) ? /"resp":"[^"]*:(\d+)"/.exec(line) : null;
-    if (match) return Number(match[1]);
-  }
-  throw new Error(`no RESP address in the output:\n${lines.join('\n')}`);
-}
-
-/** Runs redis-cli against `port` with `args` (and `input` on stdin); its stdout. */
-function redisCli(port: number, args: readonly string[], input?: Buffer | string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 30_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`redis-cli ${args.join(' ')}: ${error.message}\n${stderr}`));
-      else resolve(stdout);
-    });
-    child.stdin!.end(input);
-  });
-}
 
 describe('RESP on a real impulse process (redis-cli, ioredis)', { skip: HAVE_REDIS_CLI ? false : 'redis-cli is not installed (Debian redis-tools; .ci/run installs it)' }, () => {
   let dir = '';

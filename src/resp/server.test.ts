@@ -5,7 +5,6 @@
  * client that never reads, shutdown.
  */
 import assert from 'node:assert/strict';
-import { type Socket, connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,6 +18,7 @@ import type { KvService } from '../service/kv-service.js';
 import { openLocalKvService } from '../service/open-local.js';
 import { DEFAULT_LIMITS } from '../storage/engine.js';
 import { RespServer, type RespServerOptions } from './server.js';
+import { RawClient, multibulk, replyError } from '../../testkit/resp/raw-client.js';
 
 const LIMITS = { ...DEFAULT_LIMITS, keyBytesMax: 64, valueBytesMax: 64 * 1024, batchOpsMax: 10 };
 
@@ -41,51 +41,6 @@ async function stopNode(node: Node): Promise<void> {
   await node.server.close();
   await node.service.close();
   await rm(node.dir, { recursive: true, force: true });
-}
-
-/** A raw connection that collects every byte the server sends. */
-class RawClient {
-  readonly socket: Socket;
-  private received = Buffer.alloc(0);
-  readonly closed: Promise<void>;
-
-  constructor(port: number) {
-    this.socket = connect(port, '127.0.0.1');
-    this.socket.on('data', (chunk: Buffer) => {
-      this.received = Buffer.concat([this.received, chunk]);
-    });
-    this.socket.on('error', () => undefined);
-    this.closed = new Promise((resolve) => this.socket.once('close', () => resolve()));
-  }
-
-  send(text: string | Buffer): void {
-    this.socket.write(text);
-  }
-
-  /** Waits until the received bytes are at least `bytes` long (or the socket closed), and returns them as latin1 text. */
-  async until(predicate: (text: string) => boolean, timeoutMs = 10_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate(this.received.toString('latin1'))) {
-      if (Date.now() > deadline) throw new Error(`timed out; received ${JSON.stringify(this.received.toString('latin1').slice(0, 500))}`);
-      if (this.socket.destroyed) break;
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-    return this.received.toString('latin1');
-  }
-}
-
-function multibulk(...args: (string | Buffer)[]): Buffer {
-  const parts = args.map((arg) => (typeof arg === 'string' ? Buffer.from(arg) : arg));
-  return Buffer.concat([Buffer.from(`*${parts.length}\r\n`), ...parts.flatMap((part) => [Buffer.from(`$${part.length}\r\n`), part, Buffer.from('\r\n')])]);
-}
-
-async function replyError(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (error) {
-    return (error as Error).message;
-  }
-  throw new Error('expected an error reply');
 }
 
 describe('RESP server (ioredis, in process, memory engine)', () => {

@@ -13,8 +13,12 @@
  */
 import { type Server, type Socket, createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { type Server as TlsServer, createServer as createTlsServer } from 'node:tls';
 import type { Logger } from 'pino';
+import { ImpulseError } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
+import type { Authorizer } from '../security/auth.js';
+import { TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT, TlsHandshakeGuard, type TlsMaterial, secureContextOptions } from '../security/tls.js';
 import type { ClientState, CommandSpec, ServerView } from './command.js';
 import { CONNECTION_COMMANDS } from './commands/connection.js';
 import { KEY_COMMANDS } from './commands/keys.js';
@@ -44,6 +48,14 @@ export interface RespServerOptions {
   readonly scanCountMax?: number;
   /** How long shutdown waits for connections to get their last replies, ms. Default 10,000. */
   readonly shutdownGraceMs?: number;
+  /** The node's token file and roles: connections must AUTH with a token (access.ts). Absent: no AUTH needed. */
+  readonly auth?: Authorizer;
+  /** Serve RESP over TLS with this certificate and key (the HTTP API's files); with `ca`, clients must present a certificate chaining to it. */
+  readonly tls?: TlsMaterial;
+  /** A connection whose TLS handshake has not finished by then is closed, ms. Default 10,000. */
+  readonly tlsHandshakeTimeoutMs?: number;
+  /** TLS handshakes in progress at once, at most (security/tls.ts). Default 256. */
+  readonly tlsHandshakesMax?: number;
 }
 
 /** The Redis version whose command set and replies impulse follows. */
@@ -51,6 +63,8 @@ export const REDIS_COMPATIBLE_VERSION = '7.0.0';
 
 export class RespServer {
   readonly metrics: RespMetrics;
+  /** The TLS listener's handshake figures; undefined without TLS. */
+  readonly tlsHandshakes: TlsHandshakeGuard | undefined;
   private readonly server: Server;
   private readonly connections = new Set<RespConnection>();
   private readonly commands: ReadonlyMap<string, CommandSpec>;
@@ -83,8 +97,7 @@ export class RespServer {
       outputBytesHighWater: options.outputBytesHighWater ?? 1024 * 1024,
       outputBytesMax: options.outputBytesMax ?? Math.max(64 * 1024 * 1024, 2 * valueBytesMax),
       outputStallMs: options.outputStallMs ?? 30_000,
-      argBytesMax: this.parserLimits.argBytesMax,
-      commandBytesMax: this.parserLimits.commandBytesMax,
+      parserLimits: this.parserLimits,
     };
     this.connectionsMax = options.connectionsMax ?? 10_000;
     const scanCountMax = Math.min(options.scanCountMax ?? 1000, rangeLimitMax);
@@ -96,6 +109,8 @@ export class RespServer {
       scanCountMax,
       conditionalRetriesMax: 16,
       commands: this.commands,
+      ...(options.auth !== undefined ? { auth: options.auth } : {}),
+      authRefused: (reason) => this.metrics.authRefused(reason),
       port: () => this.boundPort,
       uptimeSeconds: () => Math.floor((performance.now() - this.startedAt) / 1000),
       stats: () => ({
@@ -108,7 +123,27 @@ export class RespServer {
       status: () => service.status(),
     };
     // allowHalfOpen: a client's FIN does not end our side before its replies are written (connection.ts).
-    this.server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000, allowHalfOpen: true }, (socket) => this.accept(socket));
+    const socketOptions = { noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000, allowHalfOpen: true };
+    if (options.tls === undefined) {
+      this.tlsHandshakes = undefined;
+      this.server = createServer(socketOptions, (socket) => this.accept(socket));
+    } else {
+      // TLS as on the HTTP port: the same files, handshake timeout and handshake cap (security/tls.ts).
+      this.tlsHandshakes = new TlsHandshakeGuard({ listener: 'resp', logger: options.logger, ...(options.tlsHandshakesMax !== undefined ? { handshakesMax: options.tlsHandshakesMax } : {}) });
+      const server = createTlsServer({ ...socketOptions, ...secureContextOptions(options.tls), handshakeTimeout: options.tlsHandshakeTimeoutMs ?? TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT });
+      this.tlsHandshakes.attach(server);
+      server.on('secureConnection', (socket) => this.accept(socket));
+      this.server = server;
+    }
+  }
+
+  /**
+   * Replaces the certificate, key and client CA (a reload). New connections
+   * use them; open ones keep theirs. Only for a server started with `tls`.
+   */
+  setTls(tls: TlsMaterial): void {
+    if (this.tlsHandshakes === undefined) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'the RESP listener was started without TLS; restart it with --tls-cert');
+    (this.server as TlsServer).setSecureContext(secureContextOptions(tls));
   }
 
   /** Starts listening; port 0 picks a free port. */
@@ -133,6 +168,7 @@ export class RespServer {
     if (this.closing) return;
     this.closing = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.tlsHandshakes?.abortHandshakes();
     for (const connection of this.connections) connection.shutdown();
     const grace = setTimeout(() => {
       for (const connection of this.connections) connection.destroy();

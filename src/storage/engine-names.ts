@@ -8,6 +8,7 @@ import { ImpulseError } from '../errors.js';
 import type { BTreeRecoveryMode } from './btree/recovery.js';
 import type { EngineLog } from './engine.js';
 import type { WalRecoveryMode } from './lsm/wal-recovery.js';
+import type { Vfs } from '../vfs/vfs.js';
 
 export const ENGINE_NAMES = ['memory', 'leveldb', 'btree', 'lsm'] as const;
 
@@ -21,6 +22,8 @@ export interface EngineChoices {
   readonly btreeRecovery?: BTreeRecoveryMode;
   /** Where the engines that log (lsm, btree) write what recovery found (and lsm its health changes). Not a flag: serve passes its logger. */
   readonly log?: EngineLog;
+  /** The file system the engines that write through the Vfs seam (lsm, btree) use; default the real disk. Not a flag: a leaderless member under `--test-control` passes its fault-injecting disk. */
+  readonly vfs?: Vfs;
 }
 
 /** Each operator-set choice: its flag, the values it takes, and the engines that take it. */

@@ -26,8 +26,8 @@ type EngineFactory = (options: EngineOptions, choices: EngineChoices) => Engine;
 const ENGINES: Record<EngineName, EngineFactory> = {
   memory: (options) => new MemoryEngine(options),
   leveldb: (options) => new LevelDbEngine(options),
-  btree: (options, { btreeRecovery, log }) => new BTreeEngine({ ...options, ...(btreeRecovery !== undefined ? { recovery: btreeRecovery } : {}), ...(log !== undefined ? { log } : {}) }),
-  lsm: (options, { walRecovery, log }) => new LsmEngine({ ...options, ...(walRecovery !== undefined ? { walRecovery } : {}), ...(log !== undefined ? { log } : {}) }),
+  btree: (options, { btreeRecovery, log, vfs }) => new BTreeEngine({ ...options, ...(btreeRecovery !== undefined ? { recovery: btreeRecovery } : {}), ...(log !== undefined ? { log } : {}), ...(vfs !== undefined ? { vfs } : {}) }),
+  lsm: (options, { walRecovery, log, vfs }) => new LsmEngine({ ...options, ...(walRecovery !== undefined ? { walRecovery } : {}), ...(log !== undefined ? { log } : {}), ...(vfs !== undefined ? { vfs } : {}) }),
 };
 
 export { ENGINE_NAMES };

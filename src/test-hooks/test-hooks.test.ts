@@ -83,8 +83,11 @@ describe('test hook flags', () => {
   it('parse the bug switches and refuse unknown names', () => {
     assert.deepEqual(parseTestBugs('no-check-quorum').overrides, { checkQuorum: false, mutations: { readsWithoutReadIndex: true } });
     assert.deepEqual(parseTestBugs('ack-before-majority').overrides, { mutations: { commitOnLeaderAlone: true } });
-    assert.equal(TEST_BUG_NAMES.length, 3);
+    assert.deepEqual(parseTestBugs('ack-before-w,anti-entropy-skips-range', 'leaderless').leaderless, { acknowledgeEarly: true, antiEntropySkipsOddLeaves: true });
+    assert.equal(TEST_BUG_NAMES.length, 6);
     assert.throws(() => parseTestBugs('nope'), /--test-bug must name/);
+    assert.throws(() => parseTestBugs('ack-before-w'), /ack-before-w is a bug of leaderless members; this member runs --replication raft/);
+    assert.throws(() => parseTestBugs('no-check-quorum', 'leaderless'), /a bug of raft members/);
   });
 
   it('are off without a flag, and only for cluster members', () => {

@@ -9,18 +9,21 @@
  *                             SystemClock) and disk faults (a FaultVfs around the NodeVfs)    control.ts
  *   --test-bug NAME,...       deliberate bugs the chaos tester must catch                      bugs.ts
  *
- * `serve` wires them with one line: `openMember({ ..., ...(await openTestHooks(...)) })`.
+ * `serve` wires them with one line: `openMember({ ..., ...(await openTestHooks(...)) })`
+ * (a leaderless member: `openLeaderlessMember`, which takes the same clock, vfs
+ * and socket factory, and the leaderless bugs as `leaderlessMutations`).
  * The disk hook is test tooling (testkit/vfs/fault-vfs.ts); product code never
  * imports testkit statically, so it is loaded with `import()` only when
  * `--test-control` is given.
  */
 import type { Logger } from 'pino';
+import type { LeaderlessMutations } from '../leaderless/coordinator.js';
 import type { SocketFactory } from '../transport/socket-factory.js';
 import type { HostPort } from '../transport/socket-factory.js';
 import { type Clock, SystemClock } from '../util/clock.js';
 import { configInvalid } from '../util/config-values.js';
 import type { Vfs } from '../vfs/vfs.js';
-import { type RaftOverrides, type TestBugName, parseTestBugs } from './bugs.js';
+import { type RaftOverrides, type TestBugs, parseTestBugs } from './bugs.js';
 import { type DiskFaultControl, listenForControl } from './control.js';
 import { DialViaSocketFactory, parseDialVia } from './dial-via.js';
 import { FaultClock } from './fault-clock.js';
@@ -34,7 +37,7 @@ export interface TestHookFlags {
 export interface TestHookConfig {
   readonly dialVia: ReadonlyMap<string, HostPort> | undefined;
   readonly control: boolean;
-  readonly bugs: { readonly names: readonly TestBugName[]; readonly overrides: RaftOverrides } | undefined;
+  readonly bugs: TestBugs | undefined;
 }
 
 /** What the member is built with instead of the defaults (spread into `openMember`'s options). */
@@ -43,16 +46,18 @@ export interface TestHookOptions {
   readonly vfs?: Vfs;
   readonly socketFactory?: SocketFactory;
   readonly raftOverrides?: RaftOverrides;
+  /** A leaderless member's deliberate bugs (its coordinator's test-only mutations). */
+  readonly leaderlessMutations?: LeaderlessMutations;
 }
 
-/** The hooks asked for, validated; undefined when none is. Throws IMPULSE_ERR_CONFIG_INVALID on a bad value. */
-export function parseTestHooks(flags: TestHookFlags, isMember: boolean): TestHookConfig | undefined {
+/** The hooks asked for, validated for a member of `mode`; undefined when none is. Throws IMPULSE_ERR_CONFIG_INVALID on a bad value. */
+export function parseTestHooks(flags: TestHookFlags, isMember: boolean, mode: 'raft' | 'leaderless' = 'raft'): TestHookConfig | undefined {
   if (flags.testDialVia === undefined && flags.testControl !== true && flags.testBug === undefined) return undefined;
   if (!isMember) throw configInvalid('the --test-* hooks are for cluster members (--node-id)');
   return {
     dialVia: flags.testDialVia === undefined ? undefined : parseDialVia(flags.testDialVia),
     control: flags.testControl === true,
-    bugs: flags.testBug === undefined ? undefined : parseTestBugs(flags.testBug),
+    bugs: flags.testBug === undefined ? undefined : parseTestBugs(flags.testBug, mode),
   };
 }
 
@@ -73,6 +78,7 @@ export async function openTestHooks(config: TestHookConfig | undefined, baseVfs:
     ...(vfs !== undefined ? { vfs } : {}),
     ...(config.dialVia !== undefined ? { socketFactory: new DialViaSocketFactory(config.dialVia, baseSockets) } : {}),
     ...(config.bugs !== undefined ? { raftOverrides: config.bugs.overrides } : {}),
+    ...(config.bugs !== undefined && Object.keys(config.bugs.leaderless).length > 0 ? { leaderlessMutations: config.bugs.leaderless } : {}),
   };
 }
 

@@ -8,13 +8,14 @@ import { type PemSet, TestPki } from '../../testkit/security/pki.js';
 interface TlsNode extends TestNode {
   /** What the node's TLS layer logged (refusals). */
   readonly tlsRecords: LogRecord[];
+  readonly tls: TlsSocketFactory;
 }
 
 async function startTlsNode(id: number, pem: PemSet): Promise<TlsNode> {
   const { logger, records } = recordingLogger();
   const socketFactory = new TlsSocketFactory({ material: { cert: pem.cert, key: pem.key, ca: pem.ca }, logger, handshakeTimeoutMs: 2_000 });
   const node = await startNode(id, { socketFactory });
-  return { ...node, tlsRecords: records };
+  return { ...node, tlsRecords: records, tls: socketFactory };
 }
 
 function connect(nodes: readonly TestNode[]): void {
@@ -41,6 +42,10 @@ describe('TcpTransport over mutual TLS', { timeout: 120_000 }, () => {
       await waitFor('both delivered', () => a.inbox.messages.length === 1 && b.inbox.messages.length === 1);
       assert.deepEqual(b.inbox.messages[0], { from: 1, message: { channel: 'raft', group: 0, body: 'to two' } });
       assert.deepEqual(a.inbox.messages[0], { from: 2, message: { channel: 'raft', group: 0, body: 'to one' } });
+      for (const node of [a, b]) {
+        assert.ok(node.tls.handshakes.inbound >= 1 && node.tls.handshakes.outbound >= 1, JSON.stringify(node.tls.handshakes));
+        assert.match(node.tls.renderMetrics(), /impulse_peer_tls_handshakes_total\{direction="outbound"\} [1-9]/);
+      }
     } finally {
       await closeAll([a, b]);
     }
@@ -91,6 +96,11 @@ describe('TcpTransport over mutual TLS', { timeout: 120_000 }, () => {
       a.transport.send(2, { channel: 'raft', group: 0, body: 'y' });
       await waitFor('dialer refuses', () => a.records.some((record) => String((record.err as { message?: string } | undefined)?.message).includes('CERT_HAS_EXPIRED')));
       assert.equal(a.inbox.messages.length + stale.inbox.messages.length, 0);
+      // Both refusals in /metrics, by reason.
+      const metrics = a.tls.renderMetrics();
+      assert.match(metrics, /impulse_peer_tls_refusals_total\{reason="CERT_HAS_EXPIRED"\} [1-9]/);
+      assert.match(metrics, /impulse_peer_tls_dial_failures_total\{reason="CERT_HAS_EXPIRED"\} [1-9]/);
+      assert.equal(a.tls.handshakes.inbound, 0);
     } finally {
       await closeAll([a, stale]);
     }
@@ -104,6 +114,7 @@ describe('TcpTransport over mutual TLS', { timeout: 120_000 }, () => {
       plain.transport.send(1, { channel: 'raft', group: 0, body: 'x' });
       await waitFor('refusal logged', () => a.tlsRecords.some((record) => record.msg.includes('refused a peer connection')));
       assert.equal(a.inbox.messages.length, 0);
+      assert.match(a.tls.renderMetrics(), /impulse_peer_tls_refusals_total\{reason="(ERR_SSL_WRONG_VERSION_NUMBER|ERR_SSL_HTTP_REQUEST|other)"\} [1-9]/);
       // The node still serves a proper member afterwards.
       const b = await startTlsNode(3, pki.node(3));
       try {

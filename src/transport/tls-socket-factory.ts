@@ -46,8 +46,12 @@ export class TlsSocketFactory implements SocketFactory {
   private context: SecureContext;
   private material: PeerTlsMaterial;
   private readonly servers = new Set<ReturnType<typeof createTlsServer>>();
-  /** TLS handshakes refused or failed on accepted connections (by the reason node:tls gives). */
+  /** TLS handshakes refused or failed on accepted connections (by the reason node:tls gives; its code, or "other"). */
   readonly refusedByReason = new Map<string, number>();
+  /** Peer TLS handshakes completed with a verified certificate: accepted (inbound) and dialled (outbound). */
+  readonly handshakes = { inbound: 0, outbound: 0 };
+  /** Dials whose TLS handshake failed (the peer's certificate refused, a reset, a timeout), by node:tls code or "other". */
+  readonly dialFailuresByReason = new Map<string, number>();
 
   constructor(private readonly options: TlsSocketFactoryOptions) {
     this.material = options.material;
@@ -79,7 +83,14 @@ export class TlsSocketFactory implements SocketFactory {
       minVersion: 'TLSv1.2',
     });
     socket.setNoDelay(true);
-    return whenReady(socket, 'secureConnect', signal, (error) => new Error(`TLS: ${error.code ?? 'error'}: ${error.message}`, { cause: error }));
+    return whenReady(socket, 'secureConnect', signal, (error) => {
+      const reason = error.code ?? 'other';
+      this.dialFailuresByReason.set(reason, (this.dialFailuresByReason.get(reason) ?? 0) + 1);
+      return new Error(`TLS: ${error.code ?? 'error'}: ${error.message}`, { cause: error });
+    }).then((ready) => {
+      this.handshakes.outbound++;
+      return ready;
+    });
   }
 
   listen(host: string, port: number, onConnection: (socket: Socket) => void): Promise<Listener> {
@@ -88,10 +99,11 @@ export class TlsSocketFactory implements SocketFactory {
       const server = createTlsServer({ ...serverOptions(this.material), handshakeTimeout: this.options.handshakeTimeoutMs ?? 3_000 });
       server.on('secureConnection', (socket: TLSSocket) => {
         if (!socket.authorized) return this.refuse(socket, String(socket.authorizationError ?? 'NO_CERTIFICATE'), subjectOf(socket.getPeerCertificate()));
+        this.handshakes.inbound++;
         socket.setNoDelay(true);
         onConnection(socket);
       });
-      server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => this.refuse(socket, error.code ?? error.message, undefined));
+      server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => this.refuse(socket, error.code ?? 'other', undefined));
       server.once('error', reject);
       server.listen(port, host, () => {
         server.off('error', reject);
@@ -108,6 +120,30 @@ export class TlsSocketFactory implements SocketFactory {
         });
       });
     });
+  }
+
+  /**
+   * The figures in the Prometheus text format (for the node's /metrics):
+   *   impulse_peer_tls_handshakes_total{direction}       verified handshakes, inbound and outbound
+   *   impulse_peer_tls_refusals_total{reason}            accepted connections refused in or right after the handshake
+   *   impulse_peer_tls_dial_failures_total{reason}       dials that failed before a verified handshake
+   * Reasons are node:tls / OpenSSL codes (CERT_HAS_EXPIRED, UNABLE_TO_VERIFY_LEAF_SIGNATURE,
+   * ERR_TLS_HANDSHAKE_TIMEOUT, ...): a fixed vocabulary, whatever a peer sends.
+   */
+  renderMetrics(): string {
+    const lines = [
+      '# HELP impulse_peer_tls_handshakes_total Peer (member-to-member) TLS handshakes completed with a verified certificate, by direction.',
+      '# TYPE impulse_peer_tls_handshakes_total counter',
+      `impulse_peer_tls_handshakes_total{direction="inbound"} ${this.handshakes.inbound}`,
+      `impulse_peer_tls_handshakes_total{direction="outbound"} ${this.handshakes.outbound}`,
+      '# HELP impulse_peer_tls_refusals_total Peer connections refused in the TLS handshake or for their certificate, by reason.',
+      '# TYPE impulse_peer_tls_refusals_total counter',
+      ...[...this.refusedByReason].map(([reason, count]) => `impulse_peer_tls_refusals_total{reason="${labelValue(reason)}"} ${count}`),
+      '# HELP impulse_peer_tls_dial_failures_total Dials to peers that failed before a verified TLS handshake (an unreachable peer included: ECONNREFUSED), by reason.',
+      '# TYPE impulse_peer_tls_dial_failures_total counter',
+      ...[...this.dialFailuresByReason].map(([reason, count]) => `impulse_peer_tls_dial_failures_total{reason="${labelValue(reason)}"} ${count}`),
+    ];
+    return lines.join('\n') + '\n';
   }
 
   /** The node ids the peer's (verified) certificate names; `[]` when none. See the file comment. */
@@ -149,6 +185,11 @@ function contextOptions(material: PeerTlsMaterial): { cert: Buffer; key: Buffer;
 
 function serverOptions(material: PeerTlsMaterial): ReturnType<typeof contextOptions> & { requestCert: true; rejectUnauthorized: false } {
   return { ...contextOptions(material), requestCert: true, rejectUnauthorized: false };
+}
+
+/** A reason as a Prometheus label value: codes are [A-Z0-9_]; anything else is replaced. */
+function labelValue(reason: string): string {
+  return /^[A-Za-z0-9_]{1,64}$/.test(reason) ? reason : 'other';
 }
 
 function subjectOf(certificate: PeerCertificate | undefined): string | undefined {

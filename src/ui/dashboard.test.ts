@@ -212,6 +212,14 @@ describe('the dashboard in headless Chromium', { skip: SKIP }, () => {
   });
 });
 
+/** Closes the browser, kills the node and removes its directory (whatever of them was started). */
+async function stopSingleNode(browser: Browser | undefined, server: ServerProcess | undefined, dir: string): Promise<void> {
+  await browser?.close();
+  server?.kill('SIGKILL');
+  await server?.exited;
+  await rm(dir, { recursive: true, force: true });
+}
+
 describe('the dashboard of a single node in headless Chromium', { skip: SKIP }, () => {
   let dir = '';
   let server: ServerProcess;
@@ -227,12 +235,7 @@ describe('the dashboard of a single node in headless Chromium', { skip: SKIP }, 
     server = await startServerProcess(['--engine', 'btree', '--data-dir', join(dir, 'data'), '--chaos-results', join(dir, 'chaos')]);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   });
-  after(async () => {
-    await browser?.close();
-    server?.kill('SIGKILL');
-    await server?.exited;
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => stopSingleNode(browser, server, dir));
 
   it('shows one node, its B+tree figures, its chaos runs, and no console errors', async () => {
     const { page, problems } = await openPage(browser, `${server.url}/ui`);
@@ -246,5 +249,49 @@ describe('the dashboard of a single node in headless Chromium', { skip: SKIP }, 
     const report = await fetch(server.url + (await run.getByRole('link', { name: 'report.html' }).getAttribute('href'))!);
     assert.equal(await report.text(), '<h1>chaos report</h1>');
     assert.deepEqual(problems, []);
+  });
+});
+
+describe('the dashboard of a node with a token file in headless Chromium', { skip: SKIP }, () => {
+  const READ_TOKEN = 'ui-read-token-0123456789';
+  let dir = '';
+  let server: ServerProcess;
+  let browser: Browser;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'impulse-ui-token-'));
+    await writeFile(join(dir, 'tokens'), `viewer read ${READ_TOKEN}\n`);
+    server = await startServerProcess(['--engine', 'memory', '--data-dir', join(dir, 'data'), '--token-file', join(dir, 'tokens')]);
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  });
+  after(() => stopSingleNode(browser, server, dir));
+
+  it('asks for a token on 401, says when one is refused, then sends it as a bearer header (never in a URL) for the rest of the tab', async () => {
+    const { page, problems } = await openPage(browser, `${server.url}/ui`);
+    const requests: { url: string; authorization: string | undefined }[] = [];
+    page.on('request', (request) => requests.push({ url: request.url(), authorization: request.headers()['authorization'] }));
+    const login = page.getByTestId('login');
+    await login.waitFor({ timeout: UI_TIMEOUT_MS });
+    assert.match(await page.getByTestId('login-reason').innerText(), /token file/);
+    await login.getByLabel('token').fill('not-the-token-0123456789');
+    await login.getByRole('button', { name: 'Use token' }).click();
+    await waitForText(page, '[data-testid="login-reason"]', (text) => /was refused/.test(text), 'the refusal');
+    await login.getByLabel('token').fill(READ_TOKEN);
+    await login.getByRole('button', { name: 'Use token' }).click();
+    await waitForRows(page, (rows) => rows.length === 1 && rows[0]![1] === 'up', 'the node up');
+    await login.waitFor({ state: 'detached', timeout: UI_TIMEOUT_MS });
+    // The tab keeps the token across a reload; nothing put it in a URL.
+    await page.reload();
+    await waitForRows(page, (rows) => rows.length === 1 && rows[0]![1] === 'up', 'the node up after a reload');
+    assert.equal(await page.getByTestId('login').count(), 0);
+    assert.ok(requests.some((request) => request.url.endsWith('/status') && request.authorization === `Bearer ${READ_TOKEN}`), 'calls carry the bearer token');
+    assert.deepEqual(requests.filter((request) => request.url.includes(READ_TOKEN) || page.url().includes(READ_TOKEN)), []);
+    // Another tab (a fresh browser context) has no token: it asks again.
+    const other = await openPage(browser, `${server.url}/ui`);
+    await other.page.getByTestId('login').waitFor({ timeout: UI_TIMEOUT_MS });
+    // "forget token" drops it from this tab.
+    await page.getByTestId('forget-token').click();
+    await page.getByTestId('login').waitFor({ timeout: UI_TIMEOUT_MS });
+    // The browser reports the 401 answers themselves; nothing else may appear.
+    assert.deepEqual([...problems, ...other.problems].filter((line) => !/status of 401/.test(line)), []);
   });
 });

@@ -21,8 +21,8 @@ import type { WorkloadName } from './workloads.js';
 
 const DURATION_S = 12;
 
-async function run(nemesis: NemesisFamily, workload: WorkloadName, seed: number, extra: Partial<ChaosOptions> = {}): Promise<ChaosResult> {
-  const options = { nodes: 3, replication: 'raft', engine: 'lsm', durationS: DURATION_S, nemesis: [nemesis], seed, workload, ...extra } as const;
+async function run(nemesis: NemesisFamily | NemesisFamily[], workload: WorkloadName, seed: number, extra: Partial<ChaosOptions> = {}): Promise<ChaosResult> {
+  const options: ChaosOptions = { nodes: 3, replication: 'raft', engine: 'lsm', durationS: DURATION_S, nemesis: Array.isArray(nemesis) ? nemesis : [nemesis], seed, workload, ...extra };
   const result = await runChaos(options);
   assert.ok(result.valid, describeFailure(result, options));
   assert.ok(result.faults.length >= 1 && result.faults.every((fault) => fault.targets.length > 0 && fault.endS !== undefined), `faults applied and healed: ${JSON.stringify(result.faults)}`);
@@ -78,5 +78,33 @@ describe('chaos: one seeded run per fault family (real processes)', { concurrenc
 
   it('network namespaces with iptables partitions (root): a bridge, then halves — register, seed 24', { skip: netnsSupport() ?? false }, async () => {
     await run('partition', 'register', 24, { network: 'netns' });
+  });
+});
+
+describe('chaos: a sharded Raft cluster (real processes)', { concurrency: false }, () => {
+  it('split at r/2 (two data shards): kill -9 of shard 2\'s leader, then shard 3\'s leader isolated — register, seed 10: linearizable per key across the shards', async () => {
+    const result = await run(['kill', 'partition'], 'register', 10, { splitKeys: ['r/2'], durationS: 15 });
+    assert.deepEqual(result.faults.map((fault) => fault.notes.find((note) => note.startsWith('"the leader"'))?.replace(/: [0-9]+$/, '')), ['"the leader" is the leader of shard 2', '"the leader" is the leader of shard 3']);
+    const keys = new Set(result.history.ops.filter((op) => op.status === 'ok').map((op) => op.key));
+    assert.ok(keys.has('r/0') && keys.has('r/4'), 'both shards served');
+  });
+});
+
+// Leaderless clusters (N = members, R = W = 2): every family but membership.
+const LEADERLESS_FAMILIES: NemesisFamily[] = ['kill', 'pause', 'partition', 'link', 'clock', 'disk'];
+
+describe('chaos: leaderless clusters (real processes)', { concurrency: false }, () => {
+  it('kill -9 of a minority, SIGSTOP of a member, then halves partitioned — causal register, seed 55: no acknowledged put lost, reads see acknowledged puts, replicas converge after repair', async () => {
+    const result = await run(LEADERLESS_FAMILIES, 'register', 55, { replication: 'leaderless', durationS: 15 });
+    assert.deepEqual(result.faults.map((fault) => fault.kind), ['kill', 'pause', 'partition']);
+    assert.deepEqual(result.checks.map((check) => check.name), ['no-lost-writes', 'quorum-reads', 'convergence', 'recovery']);
+    assert.ok(result.history.ops.some((op) => op.op === 'get' && op.status === 'ok' && (op.out as string[]).length > 1), 'concurrent puts left siblings');
+    assert.ok(result.history.ops.some((op) => op.op === 'put' && op.status === 'ok' && (op.supersedes?.length ?? 0) > 0), 'puts sent the contexts of reads');
+  });
+
+  it('fsync failing on one member (it goes read-only, restarted at the heal), then a clock jump on one — set, seed 110, 10 s', async () => {
+    const result = await run(LEADERLESS_FAMILIES, 'set', 110, { replication: 'leaderless', durationS: 10 });
+    assert.deepEqual(result.faults.map((fault) => fault.kind), ['disk', 'clock']);
+    assert.ok(result.faults[0]!.notes.some((note) => /fail-stopped \(its disk failed: read-only/.test(note)), JSON.stringify(result.faults[0]));
   });
 });

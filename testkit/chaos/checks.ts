@@ -5,7 +5,8 @@
  * finds them in history.jsonl).
  *
  *   linearizable    register: the whole history, final reads included, is
- *                   linearizable (testkit/check, per key). Raft mode only.
+ *                   linearizable (testkit/check, per key). Raft mode only;
+ *                   a leaderless register gets causal-checks.ts instead.
  *   no-lost-writes  register: no acknowledged write is overwritten by
  *                   nothing — the final value of each key must come from a
  *                   write that did not finish before an acknowledged write
@@ -19,6 +20,7 @@
  *   recovery        after the final heal, a write succeeded within the bound.
  */
 import { type KvInput, type KvOutput, type Operation, checkKvLinearizability } from '../check/linearizability.js';
+import { checkCausalLostWrites, checkQuorumReads } from './causal-checks.js';
 import type { HistoryOp } from './history.js';
 import { BANK_ACCOUNTS, BANK_INITIAL_BALANCE, type WorkloadName } from './workloads.js';
 
@@ -34,12 +36,12 @@ const DETAIL_LINES_MAX = 40;
 
 export function formatOp(op: HistoryOp): string {
   const written = op.value === null || op.value === undefined ? '' : ` ${JSON.stringify(op.value)}`;
-  const expected = op.expected !== undefined ? ` if ${JSON.stringify(op.expected)}` : '';
+  const expected = op.expected !== undefined ? ` if ${JSON.stringify(op.expected)}` : op.supersedes !== undefined && op.supersedes.length > 0 ? ` over ${JSON.stringify(op.supersedes)}` : '';
   const out = op.op === 'get' || op.op === 'read' ? ` → ${JSON.stringify(op.out)}` : '';
   return `#${op.index} p${op.process} n${op.node} ${op.op} ${op.key}${written}${expected}${out} [${op.call}, ${op.ret ?? '?'}] ${op.status}${op.error !== undefined ? ` (${op.error})` : ''}`;
 }
 
-function outcome(name: string, problems: string[], okSummary: string, failSummary: string): CheckOutcome {
+export function outcome(name: string, problems: string[], okSummary: string, failSummary: string): CheckOutcome {
   const ok = problems.length === 0;
   const details = problems.slice(0, DETAIL_LINES_MAX);
   if (problems.length > DETAIL_LINES_MAX) details.push(`… and ${problems.length - DETAIL_LINES_MAX} more`);
@@ -173,11 +175,17 @@ export function checkBank(history: readonly HistoryOp[]): CheckOutcome {
   return outcome('bank-total', problems, `total ${expected} in all ${reads} reads`, `${problems.length} reads broke the bank`);
 }
 
-/** Which checks a workload gets in a replication mode (linearizability needs a single-leader mode). */
-export function checkHistory(workload: WorkloadName, history: readonly HistoryOp[], finalFromS: number, linearizableMode: boolean): CheckOutcome[] {
+/**
+ * Which checks a workload gets in a replication mode: Raft's register is
+ * linearizable; a leaderless register is causal (causal-checks.ts), its reads
+ * checked against acknowledged puts when its quorums overlap (R + W > N, with
+ * every member an owner so that no stand-in holds a write).
+ */
+export function checkHistory(workload: WorkloadName, history: readonly HistoryOp[], finalFromS: number, mode: 'raft' | { readonly leaderless: { readonly overlappingQuorums: boolean } }): CheckOutcome[] {
   switch (workload) {
     case 'register':
-      return [...(linearizableMode ? [checkLinearizable(history)] : []), checkRegisterLostWrites(history, finalFromS)];
+      if (mode !== 'raft') return [checkCausalLostWrites(history, finalFromS), ...(mode.leaderless.overlappingQuorums ? [checkQuorumReads(history)] : [])];
+      return [checkLinearizable(history), checkRegisterLostWrites(history, finalFromS)];
     case 'set':
       return [checkSet(history, finalFromS)];
     case 'bank':

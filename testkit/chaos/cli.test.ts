@@ -13,6 +13,7 @@ describe('impulse chaos flags', () => {
     assert.throws(() => parseDuration('ten'), /--duration/);
     assert.deepEqual(parseNemesis('kill,partition,kill'), ['kill', 'partition']);
     assert.equal(parseNemesis('all').length, 7);
+    assert.ok(!parseNemesis('all', true).includes('membership') && parseNemesis('all', true).length === 6, 'leaderless: every family but membership');
     assert.deepEqual(parseNemesis('none'), []);
     assert.throws(() => parseNemesis('kill,meteor'), /meteor/);
     const options = parseChaosFlags({ seed: '7' });
@@ -24,7 +25,14 @@ describe('impulse chaos flags', () => {
 
   it('refuse what cannot run, with one sentence', () => {
     assert.throws(() => parseChaosFlags({ nodes: '4' }), /3 or 5/);
-    assert.throws(() => parseChaosFlags({ replication: 'leaderless' }), /--replication leaderless: impulse chaos runs raft clusters only so far/);
+    assert.throws(() => parseChaosFlags({ replication: 'etcd' }), /--replication must be raft or leaderless/);
+    assert.throws(() => parseChaosFlags({ replication: 'leaderless', workload: 'bank' }), /--workload bank needs conditional batches, which --replication leaderless does not offer; use register or set/);
+    assert.throws(() => parseChaosFlags({ replication: 'leaderless', nemesis: 'kill,membership' }), /membership nemesis needs membership changes/);
+    assert.equal(parseChaosFlags({ replication: 'leaderless', nemesis: 'all', workload: 'set' }).replication, 'leaderless');
+    assert.throws(() => parseChaosFlags({ replication: 'leaderless', splitKeys: 'r/2' }), /--split-keys shards a Raft cluster/);
+    assert.throws(() => parseChaosFlags({ splitKeys: 'r/2', nemesis: 'membership' }), /a sharded cluster does not offer yet/);
+    assert.deepEqual(parseChaosFlags({ splitKeys: 'g,p', nemesis: 'all' }).splitKeys, ['g', 'p']);
+    assert.ok(!parseChaosFlags({ splitKeys: 'g', nemesis: 'all' }).nemesis.includes('membership'));
     assert.throws(() => parseChaosFlags({ engine: 'memory' }), /durable engine/);
     assert.throws(() => parseChaosFlags({ net: 'netns', nemesis: 'link' }), /link faults need --net proxy/);
     assert.throws(() => parseChaosFlags({ seed: '-1' }), /--seed/);
@@ -34,8 +42,8 @@ describe('impulse chaos flags', () => {
     const result = spawnSync(process.execPath, [CLI_PATH, 'chaos', '--nodes', '4'], { encoding: 'utf8', timeout: 30_000 });
     assert.equal(result.status, 2);
     assert.match(result.stderr, /impulse chaos: --nodes must be 3 or 5/);
-    const mode = spawnSync(process.execPath, [CLI_PATH, 'chaos', '--replication', 'leaderless'], { encoding: 'utf8', timeout: 30_000 });
+    const mode = spawnSync(process.execPath, [CLI_PATH, 'chaos', '--replication', 'leaderless', '--workload', 'bank'], { encoding: 'utf8', timeout: 30_000 });
     assert.equal(mode.status, 2);
-    assert.match(mode.stderr, /impulse chaos: --replication leaderless: impulse chaos runs raft clusters only so far/);
+    assert.match(mode.stderr, /impulse chaos: --workload bank needs conditional batches/);
   });
 });

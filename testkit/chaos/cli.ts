@@ -10,7 +10,7 @@ import { resolve } from 'node:path';
 import { ImpulseError } from '../../src/errors.js';
 import { type ChaosOptions, REPLICATION_MODES, type ReplicationMode, runChaos } from './runner.js';
 import { NEMESIS_FAMILIES, type NemesisFamily } from './schedule.js';
-import { WORKLOAD_NAMES, type WorkloadName } from './workloads.js';
+import { WORKLOAD_NAMES, type WorkloadName, workloadNames } from './workloads.js';
 
 export interface ChaosFlags {
   nodes?: string;
@@ -26,6 +26,7 @@ export interface ChaosFlags {
   testBug?: string;
   recoveryBoundMs?: string;
   opTimeoutMs?: string;
+  splitKeys?: string;
 }
 
 const DURATION_S_MAX = 24 * 3600;
@@ -38,9 +39,9 @@ export function parseDuration(text: string): number {
   return value;
 }
 
-/** Parses `--nemesis` (families, comma-separated; "all"; "none"). */
-export function parseNemesis(text: string): NemesisFamily[] {
-  if (text === 'all') return [...NEMESIS_FAMILIES];
+/** Parses `--nemesis` (families, comma-separated; "all": every family the cluster offers — no membership in leaderless or sharded clusters; "none"). */
+export function parseNemesis(text: string, withoutMembership = false): NemesisFamily[] {
+  if (text === 'all') return NEMESIS_FAMILIES.filter((family) => !withoutMembership || family !== 'membership');
   if (text === 'none' || text === '') return [];
   const families = text.split(',').map((part) => part.trim());
   for (const family of families) if (!(NEMESIS_FAMILIES as readonly string[]).includes(family)) throw invalid(`--nemesis takes ${NEMESIS_FAMILIES.join(', ')}, all or none; got ${JSON.stringify(family)}`);
@@ -51,23 +52,26 @@ export function parseChaosFlags(flags: ChaosFlags): ChaosOptions {
   const nodes = Number(flags.nodes ?? '3');
   if (nodes !== 3 && nodes !== 5) throw invalid('--nodes must be 3 or 5');
   const replication = flags.replication ?? 'raft';
-  if (!(REPLICATION_MODES as readonly string[]).includes(replication)) {
-    // impulse serves leaderless clusters now; this tester does not drive them yet: its leader-aimed faults, the
-    // register and bank workloads (conditional writes) and the membership nemesis assume Raft (docs/chaos.md).
-    throw invalid(`--replication ${replication}: impulse chaos runs ${REPLICATION_MODES.join(', ')} clusters only so far (leaderless clusters are tested by their own suite: docs/leaderless.md)`);
-  }
+  if (!(REPLICATION_MODES as readonly string[]).includes(replication)) throw invalid(`--replication must be ${REPLICATION_MODES.join(' or ')}`);
+  const leaderless = replication === 'leaderless';
   const engine = flags.engine ?? 'lsm';
   if (!['lsm', 'btree', 'leveldb'].includes(engine)) throw invalid('--engine must be lsm, btree or leveldb (a member needs a durable engine)');
   const workload = flags.workload ?? 'register';
   if (!(WORKLOAD_NAMES as readonly string[]).includes(workload)) throw invalid(`--workload must be one of ${WORKLOAD_NAMES.join(', ')}`);
+  if (!workloadNames(leaderless).includes(workload as WorkloadName)) throw invalid(`--workload ${workload} needs conditional batches, which --replication leaderless does not offer; use ${workloadNames(leaderless).join(' or ')}`);
   const seed = flags.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(flags.seed);
   if (!Number.isSafeInteger(seed) || seed < 0) throw invalid('--seed must be a non-negative integer');
   const workers = Number(flags.workers ?? String(3 * nodes));
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw invalid('--workers must be 1 to 64');
   const network = flags.net ?? 'proxy';
   if (network !== 'proxy' && network !== 'netns') throw invalid('--net must be proxy or netns');
-  const nemesis = parseNemesis(flags.nemesis ?? 'kill,pause,partition,link');
+  const splitKeys = flags.splitKeys === undefined ? undefined : flags.splitKeys.split(',').filter((key) => key !== '');
+  const nemesis = parseNemesis(flags.nemesis ?? 'kill,pause,partition,link', leaderless || splitKeys !== undefined);
   if (network === 'netns' && nemesis.includes('link')) throw invalid('link faults need --net proxy (netns mode cuts links with iptables only)');
+  if (splitKeys !== undefined && leaderless) throw invalid('--split-keys shards a Raft cluster; a leaderless cluster places keys on its ring');
+  if (splitKeys !== undefined && splitKeys.length === 0) throw invalid('--split-keys must name at least one key');
+  if (splitKeys !== undefined && nemesis.includes('membership')) throw invalid('the membership nemesis replaces members, which a sharded cluster does not offer yet (--join with --split-keys is refused)');
+  if (leaderless && nemesis.includes('membership')) throw invalid('the membership nemesis needs membership changes, which --replication leaderless does not offer yet (its members are the --initial-cluster)');
   const opTimeoutMs = Number(flags.opTimeoutMs ?? '2000');
   if (!(opTimeoutMs >= 50 && opTimeoutMs <= 60_000)) throw invalid('--op-timeout-ms must be 50 to 60000');
   const recoveryBoundMs = Number(flags.recoveryBoundMs ?? '15000');
@@ -85,6 +89,7 @@ export function parseChaosFlags(flags: ChaosFlags): ChaosOptions {
     recoveryBoundMs,
     opTimeoutMs,
     ...(flags.testBug !== undefined ? { bugs: flags.testBug } : {}),
+    ...(splitKeys !== undefined ? { splitKeys } : {}),
     ...(flags.out !== undefined ? { out: resolve(flags.out) } : {}),
   };
 }

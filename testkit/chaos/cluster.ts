@@ -6,6 +6,12 @@
  *
  * Every member runs with `--test-control` (clock and disk faults on stdin) and
  * the network's own flags; `--test-bug` when the run plants a bug.
+ *
+ * Leaderless mode (`replication: 'leaderless'`): members run `--replication
+ * leaderless --replicas <members>`, so every member owns every key and their
+ * /digest must end equal; there is no leader (`leader()` is undefined, and the
+ * schedule's leader targets fall back to its first member), and a cluster is
+ * ready once every member sees every other `up`.
  */
 import { ImpulseClient } from '../../src/client/client.js';
 import type { ClusterView } from '../../src/protocol/cluster-view.js';
@@ -14,6 +20,8 @@ import { type ChaosNetwork, type NetworkMode, createChaosNetwork } from './netwo
 
 export interface ChaosClusterOptions {
   readonly nodes: number;
+  /** Default 'raft'. */
+  readonly replication?: 'raft' | 'leaderless';
   readonly engine: string;
   readonly network: NetworkMode;
   readonly seed: number;
@@ -25,6 +33,8 @@ export interface ChaosClusterOptions {
   readonly bugs?: string;
   /** Extra `impulse serve` flags for every member. */
   readonly serveArgs?: readonly string[];
+  /** Raft only: `--split-keys` for every member (a sharded cluster: one Raft group per range, besides the meta group). */
+  readonly splitKeys?: readonly string[];
 }
 
 const VIEW_TIMEOUT_MS = 1500;
@@ -93,6 +103,8 @@ export class ChaosCluster {
       ...(join ? ['--join', '--cluster-id', this.clusterId ?? ''] : []),
       '--data-dir', this.processes.dataDir(id),
       '--engine', this.options.engine,
+      ...(this.leaderless ? ['--replication', 'leaderless', '--replicas', String(this.options.nodes)] : []),
+      ...(this.sharded ? ['--split-keys', this.options.splitKeys!.join(',')] : []),
       '--log-level', 'info',
       '--test-control',
       ...(this.options.bugs !== undefined ? ['--test-bug', this.options.bugs] : []),
@@ -103,6 +115,12 @@ export class ChaosCluster {
 
   async startMember(id: number, join = false): Promise<void> {
     await this.processes.start(id, this.serveArgs(id, join));
+  }
+
+  /** One acknowledged write through member `id` (a recovery probe): a plain put, or in leaderless mode a blind write. */
+  async probeWrite(id: number, key: string, value: string): Promise<void> {
+    if (this.leaderless) await this.admin(id).putVersion(key, value);
+    else await this.admin(id).put(key, value);
   }
 
   /** Member `id`'s view, or undefined when it does not answer (down, paused, or too slow). */
@@ -124,13 +142,42 @@ export class ChaosCluster {
     }
   }
 
-  /** The leader a majority of the slots' members name right now, if any. */
-  async leader(): Promise<number | undefined> {
+  get leaderless(): boolean {
+    return this.options.replication === 'leaderless';
+  }
+
+  get sharded(): boolean {
+    return (this.options.splitKeys?.length ?? 0) > 0;
+  }
+
+  /**
+   * Whom a fault aimed at "the leader" hits: the meta group's leader, or in a
+   * sharded cluster the leader of data shard (fault − 1) mod shards, so that
+   * successive faults take turns among the shards' leaders. Undefined when
+   * there is none.
+   */
+  async faultLeader(faultId: number): Promise<{ id: number | undefined; note?: string }> {
+    if (!this.sharded) return { id: await this.leader() };
+    const views = await Promise.all(this.slots.map((id) => (this.processes.isRunning(id) && !this.processes.isPaused(id) ? this.admin(id).shards().catch(() => undefined) : undefined)));
+    const shardIds = [...new Set(views.flatMap((view) => view?.shards.map((shard) => shard.id) ?? []))].sort((a, b) => a - b);
+    if (shardIds.length === 0) return { id: undefined, note: 'no member answered /shards' };
+    const shard = shardIds[(faultId - 1) % shardIds.length]!;
+    const leaders = views.map((view) => view?.shards.find((candidate) => candidate.id === shard)?.leader ?? null);
+    return { id: majorityOf(leaders, this.slots.length), note: `the leader of shard ${shard}` };
+  }
+
+  /** Ready for the workload: a leader (Raft), or every member answering and seeing every other one up (leaderless). */
+  async ready(): Promise<boolean> {
+    if (!this.leaderless) return (await this.leader()) !== undefined;
     const views = await Promise.all(this.slots.map((id) => this.view(id)));
-    const votes = new Map<number, number>();
-    for (const view of views) if (view?.leader !== null && view?.leader !== undefined) votes.set(view.leader, (votes.get(view.leader) ?? 0) + 1);
-    for (const [leader, count] of votes) if (count > this.slots.length / 2) return leader;
-    return undefined;
+    return views.every((view) => view !== undefined && view.members.every((member) => member.role === 'up'));
+  }
+
+  /** The leader a majority of the slots' members name right now, if any (never, in a leaderless cluster). */
+  async leader(): Promise<number | undefined> {
+    if (this.leaderless) return undefined;
+    const views = await Promise.all(this.slots.map((id) => this.view(id)));
+    return majorityOf(views.map((view) => view?.leader ?? null), this.slots.length);
   }
 
   /** The slot index of member `id`, or undefined. */
@@ -155,4 +202,12 @@ export class ChaosCluster {
     this.admins.clear();
     await this.network.close();
   }
+}
+
+/** The leader more than half of `members` name, if any. */
+function majorityOf(named: readonly (number | null)[], members: number): number | undefined {
+  const votes = new Map<number, number>();
+  for (const leader of named) if (leader !== null) votes.set(leader, (votes.get(leader) ?? 0) + 1);
+  for (const [leader, count] of votes) if (count > members / 2) return leader;
+  return undefined;
 }

@@ -9,7 +9,9 @@
  *   key       the key (for transfer and read: the workload's name for what they cover)
  *   value     what was written (null for reads; a transfer's {from,to,amount})
  *   expected  a cas's expected value (null: the key must be absent)
- *   out       what a read returned (null when absent); for cas, whether it applied
+ *   supersedes  leaderless puts: the values the put's causal context covers ([] when blind)
+ *   out       what a read returned (null when absent; leaderless: every sibling, sorted, [] when
+ *             absent); for cas, whether it applied
  *   call,ret  seconds since the start of the workload; ret null when the outcome is unknown
  *   status    ok | fail (it certainly did not happen) | unknown (it may have happened, or may still)
  *   node      the member (node id) the client sent it to
@@ -36,6 +38,8 @@ export interface HistoryOp {
   readonly key: string;
   readonly value: unknown;
   readonly expected?: string | null;
+  /** Leaderless register puts: the values of the read whose causal context the put sent ([] for a blind put): what it replaces. */
+  readonly supersedes?: readonly string[];
   readonly out: unknown;
   readonly call: number;
   readonly ret: number | null;

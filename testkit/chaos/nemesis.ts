@@ -40,11 +40,13 @@ const PROMOTE_WAIT_MS = 20_000;
 /** Applies `scheduled` now; returns its record and its healer. */
 export async function applyFault(scheduled: ScheduledFault, cluster: ChaosCluster, nowS: () => number): Promise<{ record: FaultRecord; heal: Healer }> {
   const fault = scheduled.fault;
-  const leaderId = await cluster.leader();
+  const leader = await cluster.faultLeader(scheduled.id);
+  const leaderId = leader.id;
   const leaderSlot = cluster.slotOf(leaderId);
   const ids = (slots: number[]): number[] => slots.map((slot) => cluster.slots[slot]!);
   const record: FaultRecord = { id: scheduled.id, kind: fault.kind, description: describeFault(fault), startS: nowS(), endS: undefined, targets: [], notes: [] };
   const note = (text: string): void => void record.notes.push(text);
+  if (leader.note !== undefined) note(`"the leader" is ${leader.note}${leaderId !== undefined ? `: ${leaderId}` : ' (none now)'}`);
   switch (fault.kind) {
     case 'kill': {
       const targets = ids(resolveTarget(fault.target, leaderSlot));
@@ -108,12 +110,17 @@ export async function restart(cluster: ChaosCluster, ids: readonly number[], not
   }
 }
 
-/** A healthy disk on `ids`; a member that fail-stopped is restarted (kill -9, then start on its data). */
+/**
+ * A healthy disk on `ids`; a member that fail-stopped is restarted (kill -9, then start on its data):
+ * a Raft member's group reports `failed`, a leaderless member's engine `read-only` (it refuses
+ * writes until reopened, as documented for a failed fsync).
+ */
 export async function healDisks(cluster: ChaosCluster, ids: readonly number[], note: (text: string) => void): Promise<void> {
   for (const id of ids) {
     cluster.processes.control(id, { disk: '' });
-    if ((await cluster.health(id)) === 'failed') {
-      note(`member ${id} had fail-stopped (its disk failed, as documented); restarted on its data`);
+    const health = await cluster.health(id);
+    if (health === 'failed' || health === 'read-only') {
+      note(`member ${id} had fail-stopped (its disk failed: ${health}, as documented); restarted on its data`);
       await cluster.processes.kill(id);
       await restart(cluster, [id], note);
     }

@@ -9,6 +9,8 @@
  *      clocks, disks, dead members restarted), stop the workers, and measure
  *      recovery (time from the heal to the first acknowledged write);
  *   4. the final reads, then convergence (every replica's digest equal);
+ *      a leaderless cluster is repaired first (anti-entropy on every member,
+ *      `impulse repair`) and again until the digests agree or time runs out;
  *   5. the checks, and the results in --out: history.jsonl, faults.jsonl,
  *      summary.json, report.html.
  *
@@ -18,6 +20,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ImpulseClient } from '../../src/client/client.js';
 import { SeededRandom } from '../../src/util/random.js';
 import { type CheckOutcome, checkConvergence, checkHistory, checkRecovery } from './checks.js';
 import { ChaosCluster } from './cluster.js';
@@ -28,7 +31,7 @@ import { renderReport } from './report.js';
 import { type NemesisFamily, type ScheduledFault, makeSchedule } from './schedule.js';
 import { Worker, type WorkloadName, createWorkload } from './workloads.js';
 
-export const REPLICATION_MODES = ['raft'] as const;
+export const REPLICATION_MODES = ['raft', 'leaderless'] as const;
 export type ReplicationMode = (typeof REPLICATION_MODES)[number];
 
 export interface ChaosOptions {
@@ -52,6 +55,8 @@ export interface ChaosOptions {
   readonly out?: string;
   /** Extra `impulse serve` flags for every member. */
   readonly serveArgs?: readonly string[];
+  /** Raft only: a sharded cluster cut at these keys (`--split-keys`); faults aimed at "the leader" take turns among the shards' leaders. */
+  readonly splitKeys?: readonly string[];
   /** Progress and log lines; default none. */
   readonly log?: (line: string) => void;
   /** A progress line about once a second (replaced in place on a terminal). */
@@ -81,20 +86,24 @@ const CONVERGENCE_WAIT_MS = 20_000;
 const CONVERGENCE_STALL_MS = 8_000;
 const DEFAULT_OP_TIMEOUT_MS = 2000;
 const LEADER_WAIT_MS = 30_000;
+/** One member's `impulse repair` (a hash-tree exchange with every other member). */
+const REPAIR_TIMEOUT_MS = 30_000;
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const log = options.log ?? (() => undefined);
   const schedule = makeSchedule({ seed: options.seed, durationS: options.durationS, nodes: options.nodes, families: options.nemesis });
-  log(`chaos: ${options.nodes} nodes, ${options.replication}, ${options.engine}, ${options.workload}, ${options.durationS}s, seed ${options.seed}, ${schedule.length} faults: ${options.nemesis.join(',') || 'none'}`);
+  log(`chaos: ${options.nodes} nodes, ${options.replication}${options.splitKeys !== undefined ? ` sharded at ${options.splitKeys.join(',')}` : ''}, ${options.engine}, ${options.workload}, ${options.durationS}s, seed ${options.seed}, ${schedule.length} faults: ${options.nemesis.join(',') || 'none'}`);
   const root = await mkdtemp(join(tmpdir(), 'impulse-chaos-'));
   const cluster = await ChaosCluster.start({
     nodes: options.nodes,
+    replication: options.replication,
     engine: options.engine,
     network: options.network ?? 'proxy',
     seed: options.seed,
     root,
     ...(options.bugs !== undefined ? { bugs: options.bugs } : {}),
     ...(options.serveArgs !== undefined ? { serveArgs: options.serveArgs } : {}),
+    ...(options.splitKeys !== undefined ? { splitKeys: options.splitKeys } : {}),
   });
   try {
     return await runOnCluster(cluster, schedule, options, log);
@@ -105,8 +114,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
 }
 
 async function runOnCluster(cluster: ChaosCluster, schedule: ScheduledFault[], options: ChaosOptions, log: (line: string) => void): Promise<ChaosResult> {
-  const workload = createWorkload(options.workload);
-  await waitFor(async () => (await cluster.leader()) !== undefined, LEADER_WAIT_MS, 'a first leader');
+  const workload = createWorkload(options.workload, cluster.leaderless);
+  await waitFor(() => cluster.ready(), LEADER_WAIT_MS, cluster.leaderless ? 'cluster with every member up' : 'first leader');
   await retry(() => workload.setup(cluster.admin((cluster.slots[0]!))), 10_000);
   const recorder = new HistoryRecorder();
   const random = new SeededRandom(options.seed ^ 0x5eed);
@@ -120,7 +129,8 @@ async function runOnCluster(cluster: ChaosCluster, schedule: ScheduledFault[], o
   const faults: FaultRecord[] = [];
   let running = true;
   let polling = true;
-  const poller = pollLeader(cluster, recorder, leaderChanges, () => polling);
+  // A leaderless cluster has no leader to follow.
+  const poller = cluster.leaderless ? Promise.resolve() : pollLeader(cluster, recorder, leaderChanges, () => polling);
   const loops = workers.map((worker) => workLoop(worker, workload.step, () => running));
   const progress = startProgress(options, recorder, leaderChanges, faults);
   try {
@@ -138,6 +148,7 @@ async function runOnCluster(cluster: ChaosCluster, schedule: ScheduledFault[], o
   const recoveryMs = await measureRecovery(cluster, recorder, options.recoveryBoundMs ?? 15_000);
   polling = false;
   await poller;
+  if (cluster.leaderless) log(`chaos: repaired before the final reads: ${(await repairAll(cluster)).join('; ')}`);
   const finalFromS = recorder.now();
   // Through each member in turn until one answers every final read: a member may have failed for good.
   let attempt = 0;
@@ -153,9 +164,11 @@ async function runOnCluster(cluster: ChaosCluster, schedule: ScheduledFault[], o
     if (recorder.ops.slice(before).some((op) => op.status !== 'ok')) throw new Error('a final read failed');
   }, 20_000).catch(() => log('chaos: some final reads failed; the checks say which'));
   for (const worker of workers) worker.close();
-  const digests = await settledDigests(cluster);
+  const digests = cluster.leaderless ? await repairedDigests(cluster) : await settledDigests(cluster);
+  // The members run N = members with the default quorums (R = W = ⌊N/2⌋+1): the quorums overlap and no stand-in ever holds a write.
+  const mode = cluster.leaderless ? { leaderless: { overlappingQuorums: true } } : 'raft';
   const checks = [
-    ...checkHistory(options.workload, recorder.ops, finalFromS, options.replication === 'raft'),
+    ...checkHistory(options.workload, recorder.ops, finalFromS, mode),
     checkConvergence(digests),
     checkRecovery(recoveryMs, options.recoveryBoundMs ?? 15_000),
   ];
@@ -214,7 +227,7 @@ async function measureRecovery(cluster: ChaosCluster, recorder: HistoryRecorder,
   const started = recorder.nowMs();
   for (let attempt = 0; recorder.nowMs() - started <= boundMs * 2; attempt++) {
     const id = cluster.slots[attempt % cluster.slots.length]!;
-    const ok = await cluster.admin(id).put('chaos/probe', String(attempt)).then(() => true, () => false);
+    const ok = await cluster.probeWrite(id, 'chaos/probe', String(attempt)).then(() => true, () => false);
     if (ok) return recorder.nowMs() - started;
     await sleep(50);
   }
@@ -239,6 +252,45 @@ async function settledDigests(cluster: ChaosCluster): Promise<Map<number, { appl
     const agreed = new Set(indexList).size === 1 && indexList[0] !== -1;
     if (agreed || Date.now() > deadline || Date.now() - movedAt > CONVERGENCE_STALL_MS) return digests;
     await sleep(200);
+  }
+}
+
+/** `impulse repair` on every member in turn (anti-entropy with every other member); what each did, or why it failed. */
+async function repairAll(cluster: ChaosCluster): Promise<string[]> {
+  const notes: string[] = [];
+  for (const id of cluster.slots) {
+    const client = new ImpulseClient({ endpoint: cluster.url(id), timeoutMs: REPAIR_TIMEOUT_MS, writeRetriesMax: 0 });
+    try {
+      const report = await client.repair();
+      notes.push(`node ${id}: ${JSON.stringify(report.exchanges)}`);
+    } catch (error) {
+      notes.push(`node ${id}: repair failed: ${(error as Error).message}`);
+    } finally {
+      client.close();
+    }
+  }
+  return notes;
+}
+
+/**
+ * A leaderless cluster's digests once they agree: every member owns every key
+ * (N = members), so after repair they must be identical. Repairs again (read
+ * repairs of the final reads may still be landing) until they agree, or two
+ * rounds of repair in a row changed nothing (a repair that moves nothing will
+ * not move it later), or CONVERGENCE_WAIT_MS has passed; then what each said.
+ */
+async function repairedDigests(cluster: ChaosCluster): Promise<Map<number, { appliedIndex: number; digest: string } | string>> {
+  const deadline = Date.now() + CONVERGENCE_WAIT_MS;
+  const seen: string[] = [];
+  for (;;) {
+    const answers = await Promise.all(cluster.slots.map((id) => cluster.admin(id).digest().then((digest) => digest, (error: unknown) => `no digest: ${(error as Error).message}`)));
+    const digests = answers.map((answer) => (typeof answer === 'string' ? answer : answer.digest));
+    seen.push(digests.join());
+    const agreed = new Set(digests).size === 1 && typeof answers[0] !== 'string';
+    const stalled = seen.length >= 3 && seen.slice(-3).every((round) => round === seen.at(-1));
+    if (agreed || stalled || Date.now() > deadline) return new Map(cluster.slots.map((id, i) => [id, answers[i]!] as const));
+    await repairAll(cluster);
+    await sleep(300);
   }
 }
 

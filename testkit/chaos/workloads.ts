@@ -14,8 +14,17 @@
  *             (both balances read with their revisions, both written If-Match),
  *             and reads of every balance (one linearizable scan); the total
  *             must never change.
+ *
+ * Leaderless mode has no conditions and no batches, so its register is causal
+ * and it has no bank:
+ *   register  get (every sibling and the causal context) and put on the same
+ *             hot keys; a put sends the context of the worker's last read of
+ *             the key (80 %; else it is blind) and records the values that read
+ *             returned as `supersedes`: exactly what the write replaces
+ *             (causal-checks.ts judges it).
+ *   set       the same adds, as blind leaderless writes.
  */
-import { ImpulseClient } from '../../src/client/client.js';
+import { ImpulseClient, type Versions } from '../../src/client/client.js';
 import type { Random } from '../../src/util/random.js';
 import { type HistoryRecorder, type OpKind, classifyError } from './history.js';
 
@@ -33,6 +42,8 @@ export class Worker {
   private writes = 0;
   /** The value and revision this worker last read per key (register: what its cas expects). */
   readonly lastRead = new Map<string, { value: string | null; revision: number | undefined }>();
+  /** Leaderless register: the values and the causal context of this worker's last read per key (what its next put supersedes). */
+  readonly lastVersions = new Map<string, { values: string[]; context: string }>();
 
   constructor(
     readonly index: number,
@@ -53,10 +64,10 @@ export class Worker {
   }
 
   /** Runs `request`, records it, and returns what it gave (undefined when it failed or is unknown). */
-  async invoke<T>(op: OpKind, key: string, value: unknown, expected: string | null | undefined, request: () => Promise<T>, outOf: (result: T) => unknown): Promise<T | undefined> {
+  async invoke<T>(op: OpKind, key: string, value: unknown, expected: string | null | undefined, request: () => Promise<T>, outOf: (result: T) => unknown, supersedes?: readonly string[]): Promise<T | undefined> {
     const isWrite = op !== 'get' && op !== 'read';
     const call = this.recorder.now();
-    const base = { process: this.process, op, key, value, ...(expected !== undefined ? { expected } : {}), call, node: this.node };
+    const base = { process: this.process, op, key, value, ...(expected !== undefined ? { expected } : {}), ...(supersedes !== undefined ? { supersedes } : {}), call, node: this.node };
     try {
       const result = await request();
       this.recorder.record({ ...base, out: outOf(result), ret: this.recorder.now(), status: 'ok' });
@@ -79,6 +90,7 @@ export class Worker {
     this.process = this.nextProcess();
     this.writes = 0;
     this.lastRead.clear();
+    this.lastVersions.clear();
     this.client = this.newClient();
   }
 
@@ -97,13 +109,19 @@ export interface Workload {
   finalReads(worker: Worker): Promise<void>;
 }
 
-export function createWorkload(name: WorkloadName): Workload {
+/** The workloads a replication mode runs (leaderless: no bank, which needs conditional batches). */
+export function workloadNames(leaderless: boolean): readonly WorkloadName[] {
+  return leaderless ? ['register', 'set'] : WORKLOAD_NAMES;
+}
+
+export function createWorkload(name: WorkloadName, leaderless = false): Workload {
   switch (name) {
     case 'register':
-      return registerWorkload;
+      return leaderless ? causalRegisterWorkload : registerWorkload;
     case 'set':
-      return setWorkload;
+      return leaderless ? causalSetWorkload : setWorkload;
     case 'bank':
+      if (leaderless) throw new Error('the bank workload needs conditional batches, which leaderless mode does not offer');
       return bankWorkload;
   }
 }
@@ -137,22 +155,56 @@ async function readRegister(worker: Worker, key: string): Promise<void> {
   if (result !== undefined) worker.lastRead.set(key, { value: result.found?.value.toString('utf8') ?? null, revision: result.found?.revision });
 }
 
-const setWorkload: Workload = {
-  name: 'set',
+/** Leaderless register: a write with the context of the worker's last read supersedes what that read returned, and nothing else. */
+const causalRegisterWorkload: Workload = {
+  name: 'register',
   async setup() {},
   async step(worker) {
-    const element = worker.uniqueValue();
-    await worker.invoke('add', `s/${element}`, element, undefined, () => worker.client.put(`s/${element}`, element), () => null);
+    const key = registerKey(worker.random.int(REGISTER_KEYS));
+    if (worker.random.next() < 0.5) return readVersions(worker, key);
+    const value = worker.uniqueValue();
+    const seen = worker.random.next() < 0.8 ? worker.lastVersions.get(key) : undefined;
+    // The context a write returns may cover siblings this worker never read: the next write of the key reads first (or is blind).
+    worker.lastVersions.delete(key);
+    const options = seen !== undefined ? { context: seen.context } : {};
+    await worker.invoke('put', key, value, undefined, () => worker.client.putVersion(key, value, options), () => null, seen?.values ?? []);
   },
   async finalReads(worker) {
-    // After the final heal nothing writes any more, so a read page by page sees one state.
-    await worker.invoke('read', 's/', null, undefined, async () => {
-      const elements: string[] = [];
-      for await (const item of worker.client.scanAll({ prefix: 's/' })) elements.push(item.value.toString('utf8'));
-      return elements;
-    }, (elements) => elements);
+    for (let i = 0; i < REGISTER_KEYS; i++) await readVersions(worker, registerKey(i));
   },
 };
+
+/** A leaderless read: `out` is every sibling's value, sorted ([] when absent). */
+async function readVersions(worker: Worker, key: string): Promise<void> {
+  const values = (versions: Versions): string[] => versions.values.map((value) => value.toString('utf8')).sort();
+  const result = await worker.invoke('get', key, null, undefined, () => worker.client.getVersions(key), values);
+  if (result !== undefined) worker.lastVersions.set(key, { values: values(result), context: result.context });
+}
+
+/** The set: each add a write of a key of its own (`add` is a plain put, or in leaderless mode a blind write: no siblings, every key is written once). */
+function setWorkloadWith(add: (client: ImpulseClient, key: string, element: string) => Promise<unknown>): Workload {
+  return {
+    name: 'set',
+    async setup() {},
+    async step(worker) {
+      const element = worker.uniqueValue();
+      await worker.invoke('add', `s/${element}`, element, undefined, () => add(worker.client, `s/${element}`, element), () => null);
+    },
+    finalReads: readSet,
+  };
+}
+
+const setWorkload = setWorkloadWith((client, key, element) => client.put(key, element));
+const causalSetWorkload = setWorkloadWith((client, key, element) => client.putVersion(key, element));
+
+async function readSet(worker: Worker): Promise<void> {
+  // After the final heal nothing writes any more, so a read page by page sees one state.
+  await worker.invoke('read', 's/', null, undefined, async () => {
+    const elements: string[] = [];
+    for await (const item of worker.client.scanAll({ prefix: 's/' })) elements.push(item.value.toString('utf8'));
+    return elements;
+  }, (elements) => elements);
+}
 
 const accountKey = (i: number): string => `b/${i}`;
 

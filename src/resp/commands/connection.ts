@@ -2,18 +2,19 @@
  * Connection commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT, CLIENT,
  * READONLY / READWRITE. They touch only the connection's own state.
  *
- * AUTH: impulse has no passwords yet, so it answers as Redis does when the
- * default user has none ("nopass"): `AUTH <password>` is an error saying no
+ * AUTH: with a token file, `AUTH [name] <token>` checks a token of the file
+ * (access.ts). Without one, it answers as Redis does when the default user
+ * has no password ("nopass"): `AUTH <password>` is an error saying no
  * password is configured, `AUTH default <anything>` succeeds, any other user
- * is WRONGPASS. HELLO's AUTH option follows the same rule.
+ * is WRONGPASS. HELLO's AUTH option follows the same rules.
  */
 import type { ClientState, CommandContext, CommandSpec } from '../command.js';
 import { integerArg, isKeyword } from '../command.js';
 import { type ProtocolVersion, OK, PONG, bulkReply, errorReply, integerReply, nullReply, valueReply } from '../encoder.js';
 import { NOT_INTEGER, SYNTAX_ERROR, unknownSubcommand, wrongArity } from '../errors.js';
+import { HELLO_NOAUTH, WRONGPASS, authenticate, mustAuthenticate } from '../access.js';
 
 const NO_KEYS: readonly [number, number, number] = [0, 0, 0];
-const WRONGPASS = errorReply('WRONGPASS invalid username-password pair or user is disabled.');
 const NAME_BYTES_MAX = 1024;
 
 const ping: CommandSpec = {
@@ -39,13 +40,15 @@ const select: CommandSpec = {
 };
 
 const quit: CommandSpec = {
-  name: 'quit', arity: -1, flags: ['fast'], keys: NO_KEYS, group: 'connection', summary: 'Closes the connection after OK.',
+  name: 'quit', arity: -1, flags: ['fast', 'no-auth'], keys: NO_KEYS, group: 'connection', summary: 'Closes the connection after OK.',
   // The connection takes nothing after QUIT and closes once this reply is written (connection.ts).
   run: () => OK,
 };
 
-/** Redis's rule for a default user without a password; undefined when the credentials pass. */
-function authFailure(username: Buffer | undefined): Buffer | undefined {
+/** AUTH's check (`username` absent: `AUTH <password>`); undefined when the credentials pass. */
+function authFailure(context: CommandContext, username: Buffer | undefined, password: Buffer): Buffer | undefined {
+  if (context.server.auth !== undefined) return authenticate(context, username, password);
+  // Redis's rule for a default user without a password.
   if (username === undefined) {
     return errorReply('ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?');
   }
@@ -53,10 +56,10 @@ function authFailure(username: Buffer | undefined): Buffer | undefined {
 }
 
 const auth: CommandSpec = {
-  name: 'auth', arity: -2, flags: ['fast', 'no-auth'], keys: NO_KEYS, group: 'connection', summary: 'Authenticates (no passwords are configured: user "default" always passes).',
-  run: (_context, args) => {
+  name: 'auth', arity: -2, flags: ['fast', 'no-auth'], keys: NO_KEYS, group: 'connection', summary: 'Authenticates with a token of the token file ([name] token); without one, user "default" always passes.',
+  run: (context, args) => {
     if (args.length > 3) return SYNTAX_ERROR;
-    return authFailure(args.length === 3 ? args[1] : undefined) ?? OK;
+    return authFailure(context, args.length === 3 ? args[1] : undefined, args[args.length - 1]!) ?? OK;
   },
 };
 
@@ -92,10 +95,12 @@ const hello: CommandSpec = {
       proto = version;
     }
     let name: Buffer | undefined;
+    let authenticated = false;
     for (let i = 2; i < args.length; i++) {
       if (isKeyword(args[i], 'AUTH') && i + 2 < args.length) {
-        const failure = authFailure(args[i + 1]!);
+        const failure = authFailure(context, args[i + 1]!, args[i + 2]!);
         if (failure !== undefined) return failure;
+        authenticated = true;
         i += 2;
       } else if (isKeyword(args[i], 'SETNAME') && i + 1 < args.length) {
         name = args[++i]!;
@@ -105,6 +110,7 @@ const hello: CommandSpec = {
         return errorReply(`ERR Syntax error in HELLO option '${args[i]!.toString('latin1')}'`, 'latin1');
       }
     }
+    if (!authenticated && mustAuthenticate(context)) return HELLO_NOAUTH;
     context.client.proto = proto;
     if (name !== undefined) context.client.name = name.toString('latin1');
     return helloReply(context.client, context);

@@ -21,6 +21,7 @@ import { prefixUpperBound } from '../../storage/engine.js';
 import { type CommandContext, type CommandSpec, integerArg, isKeyword } from '../command.js';
 import { OK, arrayReply, bulkOrNullArray, bulkReply, errorReply, integerReply, nullReply } from '../encoder.js';
 import { NOT_INTEGER, SYNTAX_ERROR } from '../errors.js';
+import { rangeRefusal } from '../access.js';
 import { globMatch, isPrefixPattern, literalPrefix } from '../glob.js';
 
 const KEY_ONE: readonly [number, number, number] = [1, 1, 1];
@@ -224,6 +225,8 @@ const scan: CommandSpec = {
     // Start at the prefix, or just after the cursor's key when that is further on.
     const after = position !== null && Buffer.compare(position.after, prefix) >= 0 ? position.after : undefined;
     const upper = prefixUpperBound(prefix);
+    const forbidden = rangeRefusal(context, { gte: prefix, ...(upper !== undefined ? { lt: upper } : {}) });
+    if (forbidden !== undefined) return forbidden;
     const limit = Math.min(options.count, context.server.scanCountMax);
     const items = await context.server.service.range(
       { ...(after !== undefined ? { gt: after } : { gte: prefix }), ...(upper !== undefined ? { lt: upper } : {}), limit },

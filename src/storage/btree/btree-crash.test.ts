@@ -17,13 +17,14 @@ import { isImpulseError } from '../../errors.js';
 import { crashAtEveryIoPoint, ioErrorAtEveryPoint, readAllEntries, type KvHistory, type KvWriteOp } from '../../../testkit/storage/kv-crash.js';
 import { isCrashError, type MemVfs } from '../../../testkit/vfs/mem-vfs.js';
 import type { Random } from '../../util/random.js';
-import { BTreeEngine } from './btree-engine.js';
+import type { WriteOp } from '../engine.js';
+import { BTreeEngine, type BTreeMutations } from './btree-engine.js';
 
 const FULL = process.env.BTREE_CRASH_FULL === '1';
 const PAGE_BYTES = 512;
 
-function open(vfs: MemVfs): Promise<BTreeEngine> {
-  const engine = new BTreeEngine({ dataDir: 'db', vfs, pageBytes: PAGE_BYTES });
+function open(vfs: MemVfs, mutations: BTreeMutations = {}): Promise<BTreeEngine> {
+  const engine = new BTreeEngine({ dataDir: 'db', vfs, pageBytes: PAGE_BYTES, mutations });
   return engine.open().then(() => engine);
 }
 
@@ -42,7 +43,7 @@ const text = (random: Random, length: number): string => {
  * let it escape (crash sweeps: the CrashError ends the run).
  */
 // Exported so a failing point can be replayed from a script.
-export async function workload(vfs: MemVfs, history: KvHistory, random: Random, tolerateErrors: boolean): Promise<void> {
+export async function workload(vfs: MemVfs, history: KvHistory, random: Random, tolerateErrors: boolean, mutations: BTreeMutations = {}): Promise<void> {
   const guard = async (write: () => Promise<void>): Promise<void> => {
     try {
       await write();
@@ -51,7 +52,7 @@ export async function workload(vfs: MemVfs, history: KvHistory, random: Random, 
       assert.ok(isImpulseError(error), `a failed write must reject with an ImpulseError, got ${String(error)}`);
     }
   };
-  let engine = await open(vfs);
+  let engine = await open(vfs, mutations);
   for (let round = 0; round < 6; round++) {
     const ops: KvWriteOp[] = [];
     for (let index = 0; index < 40; index++) ops.push({ type: 'put', key: key(round * 40 + index), value: text(random, 10 + random.int(30)) });
@@ -67,7 +68,7 @@ export async function workload(vfs: MemVfs, history: KvHistory, random: Random, 
     if (!tolerateErrors || isCrashError(error)) throw error;
     history.sawError();
   }
-  engine = await open(vfs);
+  engine = await open(vfs, mutations);
   const deletes: KvWriteOp[] = [];
   for (let index = 0; index < 240; index++) if (index % 9 !== 0) deletes.push({ type: 'del', key: key(index) });
   await guard(() => history.batch(engine, deletes.slice(0, 110)));
@@ -81,9 +82,39 @@ export async function workload(vfs: MemVfs, history: KvHistory, random: Random, 
   }
 }
 
+/**
+ * Batches written without sync, every fourth one synced (which makes it and
+ * every batch before it durable: only then are they acknowledged), over a
+ * reopen: unsynced commits share a meta slot, free pages the durable base
+ * still needs, and reach the disk in any order.
+ */
+export async function unsyncedWorkload(vfs: MemVfs, history: KvHistory, random: Random, mutations: BTreeMutations = {}): Promise<void> {
+  for (let session = 0; session < 2; session++) {
+    const engine = await open(vfs, mutations);
+    const unacknowledged: number[] = [];
+    for (let round = 0; round < 12; round++) {
+      const ops: KvWriteOp[] = [];
+      for (let index = 0; index < 4 + random.int(12); index++) ops.push({ type: 'put', key: key(random.int(90)), value: text(random, 10 + random.int(random.chance(0.1) ? 700 : 40)) });
+      for (let index = 0; index < random.int(8); index++) ops.push({ type: 'del', key: key(random.int(90)) });
+      if (round % 4 === 3) {
+        await history.batch(engine, ops);
+        for (const id of unacknowledged.splice(0)) history.ack(id);
+      } else {
+        const id = history.invoke({ type: 'batch', ops });
+        const engineOps: WriteOp[] = ops.map((op) => (op.type === 'put' ? { type: 'put', key: Buffer.from(op.key), value: Buffer.from(op.value) } : { type: 'del', key: Buffer.from(op.key) }));
+        await engine.batch(engineOps, { sync: false });
+        unacknowledged.push(id);
+      }
+    }
+    await engine.close();
+    // A clean close syncs: everything written so far is durable.
+    for (const id of unacknowledged) history.ack(id);
+  }
+}
+
 /** Reopens, checks the tree's invariants, returns every entry. */
-export async function recover(vfs: MemVfs): Promise<Array<[Buffer, Buffer]>> {
-  const engine = await open(vfs);
+export async function recover(vfs: MemVfs, mutations: BTreeMutations = {}): Promise<Array<[Buffer, Buffer]>> {
+  const engine = await open(vfs, mutations);
   try {
     await engine.checkTree();
     return await readAllEntries(engine);
@@ -112,6 +143,41 @@ describe('btree crash safety (shared crash harness)', () => {
       });
       assert.ok(summary.ioOperations > 100, `workload too small: ${summary.ioOperations} I/O operations`);
       assert.equal(summary.checks, 4 * (summary.ioOperations + 1));
+    });
+  }
+
+  it('survives a crash at every I/O operation of unsynced commits with a sync every fourth: synced writes kept, unsynced ones a prefix', async () => {
+    const summary = await crashAtEveryIoPoint({
+      seed: 99,
+      consistency: 'prefix',
+      modes: ['lose-unsynced', 'torn', 'reorder', 'reorder-dirs'],
+      crashDuringRecovery: true,
+      workload: (vfs, history, context) => unsyncedWorkload(vfs, history, context.random),
+      recover: (vfs) => recover(vfs),
+    });
+    assert.ok(summary.ioOperations > 60, `workload too small: ${summary.ioOperations} I/O operations`);
+  });
+
+  // Planted bugs in the one-fsync commit: each must make the sweeps above fail.
+  const planted: Array<{ readonly mutation: BTreeMutations; readonly unsynced: boolean }> = [
+    // Opening takes the newest meta page without proving its pages: a commit cut short by the crash is opened.
+    { mutation: { trustNewestMeta: true }, unsynced: false },
+    // Pages unsynced commits free are reused before a sync: the durable base gets overwritten.
+    { mutation: { reuseUnsyncedFreedPages: true }, unsynced: true },
+    // Commits write meta slot txn % 2: an unsynced commit overwrites the durable base's meta page.
+    { mutation: { metaSlotByTxn: true }, unsynced: true },
+  ];
+  for (const { mutation, unsynced } of planted) {
+    it(`catches the planted bug ${Object.keys(mutation).join()}`, async () => {
+      const summary = await crashAtEveryIoPoint({
+        seed: unsynced ? 99 : 4242,
+        consistency: 'prefix',
+        modes: ['reorder'],
+        collectFailures: true,
+        workload: (vfs, history, context) => (unsynced ? unsyncedWorkload(vfs, history, context.random, mutation) : workload(vfs, history, context.random, false, mutation)),
+        recover: (vfs) => recover(vfs, mutation),
+      });
+      assert.ok(summary.failures.length > 0, 'the sweep let the planted bug through');
     });
   }
 

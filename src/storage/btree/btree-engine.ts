@@ -16,32 +16,31 @@
  * How a write commits (one `_write` call = one transaction = one commit; the
  * base class's group commit hands every write queued meanwhile to one call):
  *
- *   1. Every page the transaction changes is first copied to a page that no
- *      committed version uses ("touch"); the old page is recorded as freed by
- *      this transaction. Pages are never modified in place once committed.
+ *   1. Every page the transaction changes is first copied to a free page
+ *      ("touch"); the old page is recorded as freed by this transaction.
+ *      Pages are never modified in place once committed.
  *   2. The new pages, overflow runs and a fresh copy of the free list are
- *      written, and the file is fsynced (first fsync).
- *   3. Both copies of the meta slot txn % 2 (root, free-list head, counts,
- *      each with its own checksum) are written with one write and fsynced
- *      (second fsync). Only this makes the version visible after a crash;
- *      the write is acknowledged after it.
+ *      written.
+ *   3. Both copies of a meta slot (root, free-list head, counts, the BASE =
+ *      the newest synced commit, and the proof of the pages written since
+ *      it: commit-proof.ts) are written with one write, to the slot that
+ *      does not hold the base. A synced write then fsyncs once and is
+ *      acknowledged; that commit becomes the base.
  *
- * After a crash the newest meta with a valid checksum wins; a crash cannot
- * damage both copies of a slot, so a slot damaged in both is damage to synced
- * data and opening refuses (recovery.ts). A crash before step 3 completes
- * leaves the previous version as the newest valid one, and its tree
- * untouched: steps 1-2 only write pages the previous version does not use
- * (pages it freed are reused from the NEXT transaction on). They may
- * overwrite pages of the version before it, but that version's meta sits in
- * the very slot step 3 overwrites, and the previous meta was fsynced by its
- * own commit, so it is never the fallback. Group commit thus costs two fsyncs
- * per `_write`, shared by every write in the group.
+ * After a crash opening takes the newest intact meta page and proves its
+ * pages; when they are not all on disk (its fsync never returned) it opens
+ * the base, which is intact: no commit writes the base's meta slot, and a
+ * page freed by commit T is reused only once a commit >= T is synced
+ * (`durableTxn` below, like a reader pin). A slot damaged in both copies is
+ * damage to synced data and opening refuses (recovery.ts). Unsynced commits
+ * are bounded (UNSYNCED_FREED_PAGES_MAX, UNSYNCED_PROOF_PAGES_MAX); a clean close
+ * syncs and seals the newest commit.
  *
  * Failure handling: an I/O error before the meta write rolls the transaction
  * back in memory (the disk still holds the previous version) and the engine
- * stays usable. An error during or after the meta write leaves it unknown
- * which version is on disk, so the engine refuses further writes (reads still
- * serve the last version it knows) until it is reopened.
+ * stays usable. An error during or after the meta write (its fsync included)
+ * leaves it unknown which version is on disk, so the engine refuses further
+ * writes (reads still serve the last version it knows) until it is reopened.
  */
 import { ImpulseError } from '../../errors.js';
 import { assert } from '../../util/assert.js';
@@ -52,11 +51,12 @@ import { Engine, type EngineHealth, type EngineLog, type EngineOptions, type Eng
 import { checkVersion, type BTreeCheckReport } from './check.js';
 import { TreeReader } from './cursor.js';
 import { FreeSpace } from './freelist.js';
-import { encodeMetaPage, encodeMetaSlot, type Meta } from './meta.js';
+import { encodeMetaPage, encodeMetaSlot, metaPage, slotOf, type Meta } from './meta.js';
 import { PageCache } from './page-cache.js';
 import { META_PAGES, pageCorruption, PageGeometry } from './page.js';
 import { Pager } from './pager.js';
-import { BTREE_RECOVERY_MODES, chooseMeta, type BTreeRecoveryMode, type MetaChoice } from './recovery.js';
+import { proveVersion, UnsyncedPages } from './commit-proof.js';
+import { BTREE_RECOVERY_MODES, chooseMeta, proveChoice, type BTreeRecoveryMode, type MetaChoice } from './recovery.js';
 import { WriteTxn } from './txn.js';
 import { VersionPins } from './versions.js';
 
@@ -93,7 +93,24 @@ export interface BTreeEngineOptions extends EngineOptions {
 export interface BTreeMutations {
   /** Hand out pages freed by a commit from the next commit on, even while a reader still pins a version that uses them. */
   readonly reusePinnedPages?: boolean;
+  /** Hand out pages freed by unsynced commits before a sync made a later version durable (the durable base's pages get overwritten). */
+  readonly reuseUnsyncedFreedPages?: boolean;
+  /** Open the newest meta page without proving its commit's pages are on disk. */
+  readonly trustNewestMeta?: boolean;
+  /** Write commit T's meta page to slot T % 2, even over the durable base's. */
+  readonly metaSlotByTxn?: boolean;
 }
+
+/**
+ * Bounds on unsynced commits: past either, a commit is synced even when no
+ * write asked for it. Pages freed since the last sync cannot be reused (the
+ * durable base may need them), so the file grows by up to
+ * UNSYNCED_FREED_PAGES_MAX pages; the proof set (pages written since the last
+ * sync that the version still reaches) is kept in memory and walked by
+ * opening after a crash, so it is bounded by UNSYNCED_PROOF_PAGES_MAX.
+ */
+const UNSYNCED_FREED_PAGES_MAX = 256;
+const UNSYNCED_PROOF_PAGES_MAX = 4096;
 
 /** The logging the engine does: open-time recovery only. */
 export type BTreeLog = EngineLog;
@@ -106,6 +123,8 @@ export interface BTreeRecoveryReport {
   readonly metaPagesRepaired: number;
   /** Set when recovery 'previous-commit' started from the older slot; says what was damaged. */
   readonly rolledBack?: { readonly damagedSlot: number; readonly reasons: readonly string[] };
+  /** Set when the newest commit's pages were not all on disk (a crash before its fsync): that commit, not opened. */
+  readonly discardedUnsyncedTxn?: number;
   /** One sentence per finding, as logged. */
   readonly notes: readonly string[];
 }
@@ -117,6 +136,16 @@ interface OpenState {
   readonly reader: TreeReader;
   /** The newest committed version: what reads see and the next transaction builds on. */
   committed: Meta;
+  /** The newest synced commit: its pages are never reused before a later one is synced, its meta slot never written. */
+  durableTxn: number;
+  /** The meta slot holding `durableTxn`; commits write the other one. */
+  durableSlot: number;
+  /** Commits since `durableTxn`. */
+  unsyncedCommits: number;
+  /** Pages freed by the commits since `durableTxn` (not reusable until the next sync). */
+  unsyncedFreedPages: number;
+  /** The committed version's pages written since `durableTxn` (commit-proof.ts). */
+  readonly unsynced: UnsyncedPages;
 }
 
 export class BTreeEngine extends Engine {
@@ -138,6 +167,8 @@ export class BTreeEngine extends Engine {
   private poisoned: unknown;
   private commits = 0;
   private pagesWritten = 0;
+  /** Commits (and flushes) that ended with an fsync. */
+  private syncs = 0;
 
   constructor(options: BTreeEngineOptions) {
     super(options);
@@ -185,18 +216,31 @@ export class BTreeEngine extends Engine {
     }
     const file = await this.vfs.open(this.path);
     try {
-      const choice = await chooseMeta(file, this.path, this.requestedPageBytes, this.recoveryMode);
+      const found = await chooseMeta(file, this.path, this.requestedPageBytes, this.recoveryMode);
+      const pager = new Pager(this.path, file, new PageGeometry(found.meta.pageBytes), this.cache, Math.max(found.meta.pageCount, found.other?.pageCount ?? 0));
+      const choice = found.rollback !== undefined || this.mutations.trustNewestMeta === true ? found : await proveChoice(pager, found);
       const meta = choice.meta;
+      pager.readablePages = meta.pageCount;
       const size = await file.size();
       if (size < meta.pageCount * meta.pageBytes) {
         throw pageCorruption(this.path, Math.floor(size / meta.pageBytes), `is missing: the file has ${size} bytes, the tree needs ${meta.pageCount} pages`);
       }
-      const pager = new Pager(this.path, file, new PageGeometry(meta.pageBytes), this.cache, meta.pageCount);
       if (choice.rollback !== undefined) await this.verifyRollback(pager, meta);
       const freeSpace = await FreeSpace.load(pager, meta);
       for (const repair of choice.repairs) await file.write(repair.page * meta.pageBytes, encodeMetaPage(meta.pageBytes, repair.page, repair.meta));
+      // From here the opened version is durable: its pages and the repaired meta pages.
       await file.sync();
-      this.state = { pager, freeSpace, reader: new TreeReader(pager, this.pins), committed: meta };
+      this.state = {
+        pager,
+        freeSpace,
+        reader: new TreeReader(pager, this.pins),
+        committed: meta,
+        durableTxn: meta.txn,
+        durableSlot: choice.slot,
+        unsyncedCommits: 0,
+        unsyncedFreedPages: 0,
+        unsynced: new UnsyncedPages(),
+      };
       this.report(choice);
     } catch (error) {
       await file.close().catch(() => undefined);
@@ -208,7 +252,32 @@ export class BTreeEngine extends Engine {
     const state = this.state;
     this.state = undefined;
     this.cache.clear();
-    if (state !== undefined) await state.pager.file.close();
+    if (state === undefined) return;
+    try {
+      if (this.poisoned === undefined) await this.sealOnClose(state);
+    } finally {
+      await state.pager.file.close();
+    }
+  }
+
+  /**
+   * A clean close syncs what is unsynced and rewrites the newest meta page
+   * as its own base (nothing left to prove), synced. Opening then takes
+   * damage to that commit's pages for what it is (a corruption error when
+   * the page is read) instead of for a commit a crash interrupted (which
+   * opening would roll back): see the README, "One fsync per commit".
+   */
+  private async sealOnClose(state: OpenState): Promise<void> {
+    const meta = state.committed;
+    if (meta.baseTxn === meta.txn) return;
+    const file = state.pager.file;
+    if (state.durableTxn < meta.txn) {
+      await file.sync();
+      this.markDurable(state, 1 - state.durableSlot);
+    }
+    const sealed: Meta = { ...meta, baseTxn: meta.txn, proofPages: 0, proofDigest: 0 };
+    await state.pager.writePages(metaPage(state.durableSlot, 0), encodeMetaSlot(meta.pageBytes, state.durableSlot, sealed));
+    await file.sync();
   }
 
   /**
@@ -236,7 +305,7 @@ export class BTreeEngine extends Engine {
   private async createFile(): Promise<void> {
     const pageBytes = this.requestedPageBytes;
     const temporary = this.path + '.init';
-    const meta: Meta = { txn: 0, pageBytes, root: 0, depth: 0, pageCount: META_PAGES, freeListPage: 0, freeCount: 0, keyCount: 0 };
+    const meta: Meta = { txn: 0, pageBytes, root: 0, depth: 0, pageCount: META_PAGES, freeListPage: 0, freeCount: 0, keyCount: 0, baseTxn: 0, proofPages: 0, proofDigest: 0 };
     const file = await this.vfs.open(temporary, { create: true, truncate: true });
     try {
       await file.write(0, Buffer.concat([encodeMetaSlot(pageBytes, 0, meta), encodeMetaSlot(pageBytes, 1, meta)]));
@@ -262,6 +331,13 @@ export class BTreeEngine extends Engine {
   private report(choice: MetaChoice): void {
     const fields = { engine: 'btree', file: this.path, openedTxn: choice.meta.txn };
     const notes: string[] = [];
+    if (choice.discarded !== undefined) {
+      const note =
+        `btree ${this.path}: commit ${choice.discarded.txn} (${choice.discarded.keyCount} keys) is not all on disk (${choice.discarded.reason}): ` +
+        `a crash interrupted it before its fsync, so it was never acknowledged as synced; started from commit ${choice.meta.txn} (${choice.meta.keyCount} keys), the last synced commit`;
+      notes.push(note);
+      this.log?.warn(fields, note);
+    }
     if (choice.rollback !== undefined) {
       const note =
         `btree ${this.path}: both copies of meta slot ${choice.rollback.damagedSlot} were damaged (${choice.rollback.reasons.join('; ')}); ` +
@@ -277,6 +353,7 @@ export class BTreeEngine extends Engine {
     this.lastRecovery = {
       openedTxn: choice.meta.txn,
       metaPagesRepaired: choice.repairs.length,
+      ...(choice.discarded !== undefined ? { discardedUnsyncedTxn: choice.discarded.txn } : {}),
       ...(choice.rollback !== undefined ? { rolledBack: choice.rollback } : {}),
       notes,
     };
@@ -322,15 +399,18 @@ export class BTreeEngine extends Engine {
       });
     }
     const state = this.openState();
-    const oldestReader = this.mutations.reusePinnedPages === true ? Infinity : this.pins.oldest();
-    const txn = new WriteTxn(state.pager, state.freeSpace, state.committed, oldestReader);
+    const durableNeeded = this.mutations.reuseUnsyncedFreedPages === true ? Infinity : state.durableTxn;
+    const oldestNeeded = Math.min(this.mutations.reusePinnedPages === true ? Infinity : this.pins.oldest(), durableNeeded);
+    const txn = new WriteTxn(state.pager, state.freeSpace, state.committed, oldestNeeded, { baseTxn: state.durableTxn, unsynced: state.unsynced });
+    const syncNow = sync || state.unsyncedFreedPages >= UNSYNCED_FREED_PAGES_MAX || state.unsynced.size >= UNSYNCED_PROOF_PAGES_MAX;
     let metaWriteStarted = false;
     try {
       for (const op of ops) {
         if (op.type === 'put') await txn.put(Buffer.from(op.key), op.value);
         else await txn.delete(Buffer.from(op.key.buffer, op.key.byteOffset, op.key.byteLength));
       }
-      const result = await txn.commit(sync, () => {
+      const slot = this.mutations.metaSlotByTxn === true ? slotOf(txn.id) : 1 - state.durableSlot;
+      const result = await txn.commit({ sync: syncNow, slot }, () => {
         metaWriteStarted = true;
       });
       if (result !== undefined) {
@@ -340,6 +420,17 @@ export class BTreeEngine extends Engine {
         for (const view of result.views) this.cache.put(view);
         this.commits++;
         this.pagesWritten += result.pagesWritten;
+        if (syncNow) this.markDurable(state, slot);
+        else {
+          state.unsyncedCommits++;
+          state.unsyncedFreedPages += result.pagesFreed;
+        }
+      } else if (sync && state.durableTxn < state.committed.txn) {
+        // Nothing to commit, but a synced write makes every earlier write durable (the Engine contract).
+        metaWriteStarted = true;
+        await state.pager.file.sync();
+        state.unsynced.clear();
+        this.markDurable(state, 1 - state.durableSlot);
       }
     } catch (error) {
       txn.abort();
@@ -350,10 +441,20 @@ export class BTreeEngine extends Engine {
     }
   }
 
+  /** The committed version, whose meta sits in `slot`, is synced: its base for the next commits. */
+  private markDurable(state: OpenState, slot: number): void {
+    this.syncs++;
+    state.durableTxn = state.committed.txn;
+    state.durableSlot = slot;
+    state.unsyncedCommits = 0;
+    state.unsyncedFreedPages = 0;
+  }
+
   // ---- stats and checking ------------------------------------------------------------------
 
   protected async _stats(): Promise<EngineStats> {
-    const { pager, committed: meta } = this.openState();
+    const state = this.openState();
+    const { pager, committed: meta } = state;
     const fileBytes = await pager.file.size();
     return {
       keyCount: meta.keyCount,
@@ -378,6 +479,9 @@ export class BTreeEngine extends Engine {
         btree_readers: this.pins.count,
         btree_recovery_meta_pages_repaired: this.lastRecovery?.metaPagesRepaired ?? 0,
         btree_recovery_rolled_back: this.lastRecovery?.rolledBack !== undefined ? 1 : 0,
+        btree_recovery_discarded_unsynced: this.lastRecovery?.discardedUnsyncedTxn !== undefined ? 1 : 0,
+        btree_unsynced_commits: state.unsyncedCommits,
+        btree_syncs: this.syncs,
       },
     };
   }
@@ -390,7 +494,13 @@ export class BTreeEngine extends Engine {
    */
   async checkTree(): Promise<BTreeCheckReport> {
     const { pager, committed } = this.openState();
-    return this.pins.pinned(committed.txn, () => checkVersion(pager, committed));
+    return this.pins.pinned(committed.txn, async () => {
+      const report = await checkVersion(pager, committed);
+      // The proof the meta page carries must match the pages as written (the commit's bookkeeping of them).
+      const unproven = await proveVersion(pager, committed);
+      assert(unproven === undefined, `commit ${committed.txn} does not prove its own pages: ${unproven}`);
+      return report;
+    });
   }
 
   private openState(): OpenState {

@@ -3,9 +3,10 @@
  * out, and the persisted free list.
  *
  * A page freed by commit T belonged to version T-1. It waits in `pending`
- * until no reader pins a version older than T (versions.ts), then becomes
- * `reusable`. Pages are never reused inside the transaction that freed them,
- * so the previous version stays intact until the new meta page is durable.
+ * until no version older than T must stay intact — no reader pins one
+ * (versions.ts) and a commit >= T is synced (the engine passes the smaller of
+ * the two) — then becomes `reusable`. Pages are never reused inside the
+ * transaction that freed them.
  * After a restart no reader exists, so every page on the persisted list is
  * reusable.
  *
@@ -52,14 +53,15 @@ export class FreeSpace {
   }
 
   /**
-   * Starts a transaction: releases the pages whose freeing commit no pinned
-   * reader predates (`oldestReader`, Infinity when none), and returns what
+   * Starts a transaction: releases the pages freed by commits up to
+   * `oldestNeeded` (the oldest version that must stay intact: a pinned
+   * reader's or the last synced one; Infinity when none), and returns what
    * `restore` needs to undo the transaction's allocations.
    */
-  beginTxn(oldestReader: number): number[] {
+  beginTxn(oldestNeeded: number): number[] {
     const stillPending: Array<{ txn: number; pages: number[] }> = [];
     for (const batch of this.pending) {
-      if (batch.txn <= oldestReader) for (const page of batch.pages) this.reusable.push(page);
+      if (batch.txn <= oldestNeeded) for (const page of batch.pages) this.reusable.push(page);
       else stillPending.push(batch);
     }
     this.pending = stillPending;

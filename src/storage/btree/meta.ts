@@ -15,22 +15,30 @@
  *   offset 40 f64 txn
  *   offset 48 u32 root, depth, page count, free-list page, free count
  *   offset 68 f64 key count
+ *   offset 76 f64 base txn: the last commit known synced when this one was written
+ *   offset 84 u32 proof pages, u32 proof digest (commit-proof.ts): the pages
+ *             reachable in this version written after the base commit
  *
- * The rest of the page is zeros.
+ * The rest of the page is zeros. Format 2 (no proof fields, every commit
+ * synced before the next) is still read: its commits count as their own base.
  */
 import { assert } from '../../util/assert.js';
 import { HEADER_BYTES, PAGE_BYTES_MAX, PAGE_BYTES_MIN, PageType, pageChecksum, pageStamp, sealPage, writeHeader, META_PAGES } from './page.js';
 
 /**
- * 2: meta slots with two copies each (pages 0-3), a commit stamp in every
- * page header. 1 (the first format: one copy per slot, 16-byte headers) is
- * not read.
+ * 3: the meta page proves the pages its commit wrote (base txn, proof pages
+ * and digest), so a commit needs one fsync. 2: meta slots with two copies
+ * each (pages 0-3), a commit stamp in every page header; read, not written.
+ * 1 (the first format: one copy per slot, 16-byte headers) is not read.
  */
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
+const FORMAT_VERSION_READ_MIN = 2;
 const MAGIC_LOW = 0x42504d49; // "IMPB"
 const MAGIC_HIGH = 0x45455254; // "TREE"
 /** Bytes of a meta page that carry information (the rest is zeros): one sector. */
-const META_RECORD_BYTES = 76;
+const META_RECORD_BYTES = 92;
+/** Where format 2's record ended (its meta pages are zeros from here). */
+const META_RECORD_BYTES_V2 = 76;
 
 /** One committed version of the tree, as a meta page records it. */
 export interface Meta {
@@ -48,6 +56,17 @@ export interface Meta {
   /** Number of free pages recorded in the free list. */
   readonly freeCount: number;
   readonly keyCount: number;
+  /**
+   * The newest commit known synced when this one was written: below `txn`
+   * (equal only for a new file and format 2). That commit is durable; the
+   * pages reachable in this version and stamped after it are what a crash
+   * before this commit's fsync may have lost, and what the proof covers.
+   */
+  readonly baseTxn: number;
+  /** How many pages reachable in this version are stamped after `baseTxn` (commit-proof.ts). */
+  readonly proofPages: number;
+  /** Order-independent digest of those pages' numbers and checksums (commit-proof.ts). */
+  readonly proofDigest: number;
 }
 
 /** The page number of copy `copy` (0 or 1) of meta slot `slot` (0 or 1). */
@@ -82,6 +101,11 @@ export function encodeMetaPage(pageBytes: number, page: number, meta: Meta): Buf
     cursor += 4;
   }
   bytes.writeDoubleLE(meta.keyCount, cursor);
+  cursor += 8;
+  bytes.writeDoubleLE(meta.baseTxn, cursor);
+  cursor += 8;
+  bytes.writeUInt32LE(meta.proofPages, cursor);
+  bytes.writeUInt32LE(meta.proofDigest, cursor + 4);
   assert(cursor + 8 === META_RECORD_BYTES, 'meta record layout', cursor);
   sealPage(bytes);
   return bytes;
@@ -96,8 +120,8 @@ export function decodeMeta(bytes: Buffer, page: number): Meta | string {
   if (bytes.length < PAGE_BYTES_MIN) return `meta page ${page} is cut short (${bytes.length} bytes)`;
   if (bytes.readUInt32LE(HEADER_BYTES) !== MAGIC_LOW || bytes.readUInt32LE(HEADER_BYTES + 4) !== MAGIC_HIGH) return `meta page ${page} has no btree magic number`;
   const version = bytes.readUInt32LE(HEADER_BYTES + 8);
-  if (version !== FORMAT_VERSION) {
-    return `meta page ${page} has format version ${version}; this impulse reads version ${FORMAT_VERSION} only (version 1 files were written by an earlier impulse)`;
+  if (version < FORMAT_VERSION_READ_MIN || version > FORMAT_VERSION) {
+    return `meta page ${page} has format version ${version}; this impulse reads versions ${FORMAT_VERSION_READ_MIN} to ${FORMAT_VERSION} only (version 1 files were written by an earlier impulse)`;
   }
   const pageBytes = bytes.readUInt32LE(HEADER_BYTES + 12);
   if (pageBytes < PAGE_BYTES_MIN || pageBytes > PAGE_BYTES_MAX || bytes.length < pageBytes) return `meta page ${page} has bad page size ${pageBytes}`;
@@ -113,8 +137,12 @@ export function decodeMeta(bytes: Buffer, page: number): Meta | string {
     cursor += 4;
   }
   const keyCount = whole.readDoubleLE(cursor);
+  cursor += 8;
+  assert(cursor === META_RECORD_BYTES_V2, 'meta record layout', cursor);
+  // Format 2 synced every commit before the next began: a commit is its own base, nothing to prove.
+  const proof = version === 2 ? { baseTxn: txn, proofPages: 0, proofDigest: 0 } : { baseTxn: whole.readDoubleLE(cursor), proofPages: whole.readUInt32LE(cursor + 8), proofDigest: whole.readUInt32LE(cursor + 12) };
   const [root, depth, pageCount, freeListPage, freeCount] = words as [number, number, number, number, number];
-  const meta: Meta = { txn, pageBytes, root, depth, pageCount, freeListPage, freeCount, keyCount };
+  const meta: Meta = { txn, pageBytes, root, depth, pageCount, freeListPage, freeCount, keyCount, ...proof };
   if (pageStamp(whole) !== txn || !metaIsSane(meta)) return `meta page ${page} has impossible fields`;
   return meta;
 }
@@ -140,6 +168,10 @@ function metaIsSane(meta: Meta): boolean {
     (meta.freeListPage === 0 || (meta.freeListPage >= META_PAGES && meta.freeListPage < meta.pageCount)) &&
     meta.freeCount < meta.pageCount &&
     Number.isSafeInteger(meta.keyCount) &&
-    meta.keyCount >= 0
+    meta.keyCount >= 0 &&
+    Number.isSafeInteger(meta.baseTxn) &&
+    meta.baseTxn >= 0 &&
+    meta.baseTxn <= meta.txn &&
+    meta.proofPages < meta.pageCount
   );
 }

@@ -2,11 +2,13 @@
  * Choosing the committed version when the `btree` engine opens a file, and
  * telling a crash from damage.
  *
- * Every commit writes its data pages, fsyncs, then writes BOTH copies of its
- * meta slot (meta.ts) with one write, and fsyncs again; it is acknowledged
- * after the second fsync. What a crash can leave in the slot being written:
- * each copy is the old meta, the new meta, or (a torn write) invalid — but
- * never BOTH copies invalid:
+ * Every commit writes its data pages, then BOTH copies of its meta slot
+ * (meta.ts) with one write, then (a synced write) fsyncs once; it is
+ * acknowledged after the fsync. Its pages may thus be lost with the meta page
+ * kept: `proveChoice` checks the newest commit's pages (commit-proof.ts) and
+ * otherwise opens its base, the last synced commit. What a crash can leave in
+ * the slot being written: each copy is the old meta, the new meta, or (a torn
+ * write) invalid — but never BOTH copies invalid:
  *
  *   1. A torn write keeps a prefix of what was written: the first copy can be
  *      cut, but then the second was not reached and still holds the old,
@@ -29,12 +31,14 @@
  * the same commit, which is used, and the damaged copy is rewritten.
  *
  * When the two copies of a slot are both valid but hold different commits,
- * the newer one's meta write was interrupted after its data pages were
- * synced: that commit is complete, is used, and the stale copy is rewritten.
+ * the newer one's meta write was interrupted: that commit is used when its
+ * pages are proven (else its base is), and the stale copy is rewritten.
  */
 import { corruption } from '../../util/corruption.js';
 import type { VfsFile } from '../../vfs/vfs.js';
+import { proveVersion } from './commit-proof.js';
 import { claimedByDamagedMeta, decodeMeta, metaPage, type Meta } from './meta.js';
+import type { Pager } from './pager.js';
 import { META_PAGES, PAGE_BYTES_MAX, PAGE_BYTES_MIN } from './page.js';
 
 /**
@@ -56,10 +60,16 @@ export interface MetaRepair {
 /** The version to open and what to fix on the way. */
 export interface MetaChoice {
   readonly meta: Meta;
+  /** The slot `meta` was read from (`txn % 2` when both hold it): the next commit writes the other. */
+  readonly slot: number;
+  /** The other slot's version, when that slot is intact (the fallback when `meta` is not proven). */
+  readonly other?: Meta;
   /** Copies that are torn, damaged or stale (or, after a rollback, the damaged slot) to rewrite before writing. */
   readonly repairs: readonly MetaRepair[];
   /** Set when both copies of a slot were damaged and recovery 'previous-commit' chose the other slot. */
   readonly rollback?: { readonly damagedSlot: number; readonly reasons: readonly string[] };
+  /** Set when the newest commit's pages were not all on disk and its base was opened instead (`proveChoice`). */
+  readonly discarded?: { readonly txn: number; readonly keyCount: number; readonly reason: string };
 }
 
 /**
@@ -124,8 +134,10 @@ export function classifyMetaPages(
     }
   }
   if (intact.length === 2) {
-    const newest = intact[0]!.meta!.txn >= intact[1]!.meta!.txn ? intact[0]!.meta! : intact[1]!.meta!;
-    return { meta: newest, repairs };
+    // Equal commits (a new file, or after a repair): the slot `txn % 2`, where a synced commit goes.
+    const firstIsNewest = intact[0]!.meta!.txn > intact[1]!.meta!.txn || (intact[0]!.meta!.txn === intact[1]!.meta!.txn && intact[0]!.slot === intact[0]!.meta!.txn % 2);
+    const [newest, other] = firstIsNewest ? [intact[0]!, intact[1]!] : [intact[1]!, intact[0]!];
+    return { meta: newest.meta!, slot: newest.slot, other: other.meta!, repairs };
   }
   const damaged = slots.find((slot) => slot.meta === undefined)!;
   const survivor = intact[0]!.meta!;
@@ -141,5 +153,38 @@ export function classifyMetaPages(
   }
   // The damaged slot gets the surviving meta in both copies (as a new file has): valid again, and the next commit overwrites it.
   for (let copy = 0; copy < 2; copy++) repairs.push({ page: metaPage(damaged.slot, copy), meta: survivor, reason: damaged.reasons[copy]! });
-  return { meta: survivor, repairs, rollback: { damagedSlot: damaged.slot, reasons: damaged.reasons } };
+  return { meta: survivor, slot: intact[0]!.slot, repairs, rollback: { damagedSlot: damaged.slot, reasons: damaged.reasons } };
+}
+
+/**
+ * Checks that the chosen version's pages written since its base are on disk
+ * (commit-proof.ts). When they are not, its commit was interrupted before its
+ * fsync, so it was never acknowledged: the choice becomes its base, which the
+ * other slot must hold (a commit never writes the slot of its durable base)
+ * and which must itself be proven, else opening refuses: a synced commit is
+ * damaged. The discarded commit's slot is rewritten with the base's meta.
+ * `pager` must allow reads up to both versions' page counts.
+ */
+export async function proveChoice(pager: Pager, choice: MetaChoice): Promise<MetaChoice> {
+  const newest = choice.meta;
+  const unproven = await proveVersion(pager, newest);
+  if (unproven === undefined) return choice;
+  const base = choice.other;
+  if (base === undefined || base.txn !== newest.baseTxn) {
+    throw corruption(
+      'btree',
+      pager.path,
+      `commit ${newest.txn} (the newest meta page) is not all on disk (${unproven}), and the commit it was built on, ${newest.baseTxn}, which was synced, ` +
+        `is not in the other meta slot (${base === undefined ? 'damaged' : `it holds commit ${base.txn}`}): refusing to start`,
+    );
+  }
+  const baseUnproven = await proveVersion(pager, base);
+  if (baseUnproven !== undefined) {
+    throw corruption('btree', pager.path, `commit ${base.txn} was synced but its pages are damaged (${baseUnproven}); the newer commit ${newest.txn} is not all on disk either (${unproven}): refusing to start`);
+  }
+  const repairs = choice.repairs.filter((repair) => repair.page !== metaPage(choice.slot, 0) && repair.page !== metaPage(choice.slot, 1));
+  for (let copy = 0; copy < 2; copy++) {
+    repairs.push({ page: metaPage(choice.slot, copy), meta: base, reason: `meta slot ${choice.slot} held commit ${newest.txn}, whose pages are not all on disk` });
+  }
+  return { meta: base, slot: 1 - choice.slot, repairs, discarded: { txn: newest.txn, keyCount: newest.keyCount, reason: unproven } };
 }

@@ -1,11 +1,12 @@
 /**
  * The write transaction of the `btree` engine: one `_write` call, applied
- * copy-on-write to the committed version and committed with two fsyncs.
+ * copy-on-write to the committed version and committed with (at most) one
+ * fsync.
  *
  * How to use (the engine does this, one transaction at a time):
- *   const txn = new WriteTxn(pager, freeSpace, committed, oldestReader);
+ *   const txn = new WriteTxn(pager, freeSpace, committed, oldestNeeded, { baseTxn, unsynced });
  *   await txn.put(key, value); await txn.delete(key); ...
- *   const result = await txn.commit(sync, onMetaWrite);   // undefined: nothing changed
+ *   const result = await txn.commit({ sync, slot }, onMetaWrite);   // undefined: nothing changed
  *   // or, on any error before the commit returns: txn.abort()
  *
  * Copy-on-write: every page the transaction changes is first copied to a
@@ -16,13 +17,16 @@
  *
  * Commit (see the engine's file comment for the crash argument):
  *   1. The changed pages, big keys' overflow runs and a new free list are
- *      written, and the file is fsynced.
- *   2. Both copies of meta slot `id % 2` are written with one write and
- *      fsynced. Only this makes the version visible after a crash.
+ *      written.
+ *   2. Both copies of the meta slot the engine chose (never the one holding
+ *      the durable base) are written with one write; the meta page carries
+ *      the base and the proof of the pages written since it
+ *      (commit-proof.ts). With `sync`, one fsync follows.
  */
 import { assert } from '../../util/assert.js';
 import { compareBytes } from '../../util/bytes.js';
-import { encodeMetaSlot, metaPage, slotOf, type Meta } from './meta.js';
+import { provedPagesOf, type ProvedPage, type UnsyncedPages } from './commit-proof.js';
+import { encodeMetaSlot, metaPage, type Meta } from './meta.js';
 import type { FreeSpace } from './freelist.js';
 import { nodeFromView, nodeLowerBound, nodeUpperBound, rebalanceSiblings, splitNode, type BranchNode, type LeafNode, type TreeNode } from './node.js';
 import type { PageWrite, Pager } from './pager.js';
@@ -53,6 +57,16 @@ export interface CommitResult {
   /** The pages the commit wrote, ready for the page cache. */
   readonly views: readonly PageView[];
   readonly pagesWritten: number;
+  /** Pages of the previous version this commit freed. */
+  readonly pagesFreed: number;
+}
+
+/** Where a transaction's version stands against durability (owned by the engine). */
+export interface Durability {
+  /** The newest synced commit: what the new meta page names as its base. */
+  readonly baseTxn: number;
+  /** The proof set of the committed version (commit-proof.ts); the commit updates it. */
+  readonly unsynced: UnsyncedPages;
 }
 
 export class WriteTxn {
@@ -67,26 +81,31 @@ export class WriteTxn {
   private readonly freed: number[] = [];
   /** Pages this transaction allocated and released again: free right away. */
   private readonly recycled: number[] = [];
-  /** First pages of overflow runs this transaction wrote. */
-  private readonly newRuns = new Set<number>();
+  /** Overflow runs this transaction wrote (by first page), with their pages' checksums for the commit proof. */
+  private readonly newRuns = new Map<number, ProvedPage[]>();
   /** End (page number after the last page) of the overflow runs written so far by this transaction. */
   private runsEnd = 0;
   /** The free space as it was before the transaction, restored on abort. */
   private readonly reusableBefore: number[];
 
-  /** `oldestReader`: the oldest pinned version (Infinity when none): pages it may read are not reused. */
+  /**
+   * `oldestNeeded`: the oldest version whose pages must stay intact (a pinned
+   * reader's, or the durable base's; Infinity when none): pages freed after
+   * it are not reused.
+   */
   constructor(
     private readonly pager: Pager,
     private readonly freeSpace: FreeSpace,
     private readonly committed: Meta,
-    oldestReader: number,
+    oldestNeeded: number,
+    private readonly durability: Durability,
   ) {
     this.id = committed.txn + 1;
     this.root = committed.root;
     this.depth = committed.depth;
     this.keyCount = committed.keyCount;
     this.pageCount = committed.pageCount;
-    this.reusableBefore = freeSpace.beginTxn(oldestReader);
+    this.reusableBefore = freeSpace.beginTxn(oldestNeeded);
     pager.readablePages = committed.pageCount;
   }
 
@@ -100,8 +119,9 @@ export class WriteTxn {
     let stored: Buffer | OverflowRef;
     if (value.length > geometry.valueInlineMax) {
       const first = this.allocateRun(geometry.runPages(value.length));
-      await this.pager.writePages(first, encodeRun(geometry, first, this.id, value));
-      this.newRuns.add(first);
+      const run = encodeRun(geometry, first, this.id, value);
+      await this.pager.writePages(first, run);
+      this.newRuns.set(first, provedPagesOf([{ page: first, bytes: run }], geometry.pageBytes));
       this.runsEnd = Math.max(this.runsEnd, first + geometry.runPages(value.length));
       stored = { page: first, length: value.length };
     } else {
@@ -338,17 +358,23 @@ export class WriteTxn {
   // ---- commit ----------------------------------------------------------------------------
 
   /**
-   * Writes the transaction's pages and free list, syncs, then writes both
-   * copies of its meta slot and syncs. `onMetaWrite` is called just before
-   * the meta write begins. Returns undefined when the transaction changed
-   * nothing.
+   * Writes the transaction's pages and free list, then both copies of meta
+   * slot `slot` (with its base and proof), then syncs once when `sync`.
+   * `onMetaWrite` is called just before the meta write begins. Returns
+   * undefined when the transaction changed nothing.
    */
-  async commit(sync: boolean, onMetaWrite: () => void): Promise<CommitResult | undefined> {
+  async commit(options: { readonly sync: boolean; readonly slot: number }, onMetaWrite: () => void): Promise<CommitResult | undefined> {
     if (this.dirty.size === 0 && this.freed.length === 0 && this.recycled.length === 0 && this.newRuns.size === 0) return undefined;
     const geometry = this.pager.geometry;
     const { writes, views } = this.encodeDirty();
     const list = this.freeSpace.writeList(this.pager, this.id, this.freed, this.recycled, () => this.allocatePage());
     writes.push(...list.writes);
+    // What the proof covers: every page this commit wrote that the new version reaches (the
+    // dirty nodes, their big keys, the free list, the value runs still referenced), not the
+    // zero page below.
+    const added = provedPagesOf(writes, geometry.pageBytes);
+    for (const pages of this.newRuns.values()) added.push(...pages);
+    const proof = this.durability.unsynced.preview(this.freed, added);
     // The file must reach the new page count even when the last allocated page ended up free
     // (allocated, then merged away): opening checks the size, and a later read of a free page
     // number must not find the file cut short. A zero page there is simply a free page.
@@ -356,7 +382,6 @@ export class WriteTxn {
     for (const write of writes) writtenEnd = Math.max(writtenEnd, write.page + write.bytes.length / geometry.pageBytes);
     if (writtenEnd < this.pageCount) writes.push({ page: this.pageCount - 1, bytes: Buffer.alloc(geometry.pageBytes) });
     await this.pager.writeCoalesced(writes);
-    if (sync) await this.pager.file.sync();
     const meta: Meta = {
       txn: this.id,
       pageBytes: geometry.pageBytes,
@@ -366,14 +391,18 @@ export class WriteTxn {
       freeListPage: list.firstPage,
       freeCount: list.freeCount,
       keyCount: this.keyCount,
+      baseTxn: this.durability.baseTxn,
+      proofPages: proof.pages,
+      proofDigest: proof.digest,
     };
     onMetaWrite();
     // Both copies of the slot in one write (recovery.ts says why a crash cannot damage both).
-    const slot = slotOf(this.id);
-    await this.pager.writePages(metaPage(slot, 0), encodeMetaSlot(geometry.pageBytes, slot, meta));
-    if (sync) await this.pager.file.sync();
+    await this.pager.writePages(metaPage(options.slot, 0), encodeMetaSlot(geometry.pageBytes, options.slot, meta));
+    if (options.sync) await this.pager.file.sync();
+    if (options.sync) this.durability.unsynced.clear();
+    else this.durability.unsynced.apply(this.freed, added);
     this.freeSpace.install(this.id, this.freed, this.recycled, list.listPages);
-    return { meta, views, pagesWritten: writes.length };
+    return { meta, views, pagesWritten: writes.length, pagesFreed: this.freed.length };
   }
 
   /** Encodes every dirty node (allocating the overflow runs of its big keys) as page writes and cacheable views. */

@@ -2,6 +2,12 @@
  * The dashboard's calls to its node's HTTP API (docs/api.md): same origin, a
  * timeout on every call, and every failure as one `ApiFailure` with the
  * catalog's code (or NETWORK / TIMEOUT when no answer came).
+ *
+ * Tokens: on a node with a token file, the operator enters a token once
+ * (login.ts); it is kept in this tab's sessionStorage (gone when the tab
+ * closes, never shared with other tabs or sites) and sent with every call as
+ * `Authorization: Bearer`, never in a URL. A 401 tells the listeners of
+ * `onAuthRequired` (the page then asks for a token).
  */
 
 /** A request that did not succeed: `status` 0 when nothing answered. */
@@ -23,17 +29,47 @@ export interface CallOptions {
   readonly timeoutMs?: number;
 }
 
+const TOKEN_KEY = 'impulse.token';
+const authListeners = new Set<(failure: ApiFailure) => void>();
+
+/** The token entered in this tab, or null. */
+export function storedToken(): string | null {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null; // storage disabled: the page works without a token, and asks again after a reload
+  }
+}
+
+/** Keeps `token` for this tab's calls (null forgets it). */
+export function storeToken(token: string | null): void {
+  try {
+    if (token === null) sessionStorage.removeItem(TOKEN_KEY);
+    else sessionStorage.setItem(TOKEN_KEY, token);
+  } catch {
+    // storage disabled: nothing to keep it in
+  }
+}
+
+/** Calls `listener` on every 401 (no token, or one the node refuses); returns the unsubscribe function. */
+export function onAuthRequired(listener: (failure: ApiFailure) => void): () => void {
+  authListeners.add(listener);
+  return () => authListeners.delete(listener);
+}
+
 /** Performs the call; resolves with the response when its status is 2xx (or 304), else rejects with an ApiFailure. */
 export async function call(path: string, options: CallOptions = {}): Promise<Response> {
   const timeoutMs = options.timeoutMs ?? 4000;
+  const token = storedToken();
+  const headers = { ...(options.headers ?? {}), ...(token !== null ? { authorization: `Bearer ${token}` } : {}) };
   let response: Response;
   try {
     response = await fetch(path, {
       method: options.method ?? 'GET',
       cache: 'no-store',
       signal: AbortSignal.timeout(timeoutMs),
+      headers,
       ...(options.body !== undefined ? { body: options.body } : {}),
-      ...(options.headers !== undefined ? { headers: options.headers } : {}),
     });
   } catch (error) {
     const timedOut = error instanceof DOMException && error.name === 'TimeoutError';
@@ -49,7 +85,9 @@ export async function call(path: string, options: CallOptions = {}): Promise<Res
   } catch {
     // not JSON: keep the status line
   }
-  throw new ApiFailure(response.status, code, message);
+  const failure = new ApiFailure(response.status, code, message);
+  if (response.status === 401) for (const listener of authListeners) listener(failure);
+  throw failure;
 }
 
 export async function getJson<T>(path: string, timeoutMs?: number): Promise<T> {

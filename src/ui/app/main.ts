@@ -12,6 +12,8 @@ import { ChaosPanel } from './chaos.js';
 import { EnginePanel } from './engine.js';
 import { html } from './html.js';
 import { KeysPanel } from './keys.js';
+import { onAuthRequired, storedToken } from './api.js';
+import { LoginPrompt, forgetToken } from './login.js';
 import { MembersPanel } from './members.js';
 import type { ClusterSnapshot } from './model.js';
 import { ClusterPoller, RequestSeries } from './poller.js';
@@ -21,6 +23,9 @@ function App() {
   const [snapshot, setSnapshot] = useState<ClusterSnapshot | null>(null);
   const [version, setVersion] = useState(0);
   const series = useMemo(() => new RequestSeries(), []);
+  // Set by a 401: the node wants a token (another one, when `refused`).
+  const [login, setLogin] = useState<{ refused: boolean; message: string } | null>(null);
+  useEffect(() => onAuthRequired((failure) => setLogin({ refused: storedToken() !== null, message: failure.message })), []);
   useEffect(() => {
     const poller = new ClusterPoller((next) => {
       if (next.pageNodeUp) series.add(next);
@@ -38,15 +43,18 @@ function App() {
     document.title = `${snapshot.pageNodeUp ? '' : '✘ '}impulse · ${node}`;
   }, [snapshot?.nodeId, snapshot?.pageNodeUp, snapshot?.mode]);
 
-  if (snapshot === null) return html`<p class="loading">impulse dashboard: asking the node…</p>`;
+  const prompt = login === null ? '' : html`<${LoginPrompt} refused=${login.refused} message=${login.message} done=${() => setLogin(null)} />`;
+  if (snapshot === null) return login === null ? html`<p class="loading">impulse dashboard: asking the node…</p>` : html`<main>${prompt}</main>`;
   return html`
     <header>
       <h1>impulse</h1>
       <span class="meta">${snapshot.mode === 'single' ? html`<b>single node</b>` : html`cluster <b>${snapshot.clusterId ?? '?'}</b> · this page from <b>node ${snapshot.nodeId ?? '?'}</b>`}</span>
       <span class="meta">${versionLine(snapshot)}</span>
       <span class="meta" data-testid="updated">updated ${new Date(snapshot.takenAtMs).toLocaleTimeString()}</span>
+      ${storedToken() !== null ? html`<button class="meta" onClick=${forgetToken} data-testid="forget-token">forget token</button>` : ''}
     </header>
     <main>
+      ${prompt}
       ${!snapshot.pageNodeUp ? html`<${PageNodeDown} snapshot=${snapshot} />` : ''}
       <${MembersPanel} snapshot=${snapshot} />
       <${ChartsPanel} series=${series} memberIds=${snapshot.members.map((member) => member.id)} version=${version} />

@@ -11,7 +11,7 @@
  * process (figures.ts).
  */
 import { type RequestSample, intervalFigures } from '../figures.js';
-import { describe, getJson } from './api.js';
+import { ApiFailure, describe, getJson } from './api.js';
 import type { ClusterJson, ClusterSnapshot, MemberState, ShardsJson, StatusJson } from './model.js';
 
 export const POLL_INTERVAL_MS = 1000;
@@ -36,10 +36,13 @@ export class ClusterPoller {
 
   private async tick(): Promise<void> {
     const started = performance.now();
-    const snapshot = await this.poll().catch((error: unknown) => this.pageNodeDown(describe(error)));
-    this.last = snapshot;
+    const snapshot = await this.poll().catch((error: unknown) => (isAuthFailure(error) ? undefined : this.pageNodeDown(describe(error))));
     if (this.stopped) return;
-    this.onSnapshot(snapshot);
+    // A 401/403: the node answers but wants a (better) token; the page asks for one (api.ts), the figures stay as they were.
+    if (snapshot !== undefined) {
+      this.last = snapshot;
+      this.onSnapshot(snapshot);
+    }
     this.timer = setTimeout(() => void this.tick(), Math.max(0, POLL_INTERVAL_MS - (performance.now() - started)));
   }
 
@@ -87,6 +90,10 @@ export class ClusterPoller {
     const members = (this.last?.members ?? []).map((member): MemberState => ({ ...member, reachability: 'unknown', problem: null, status: null }));
     return { ...(this.last ?? emptySnapshot()), members, pageNodeUp: false, pageNodeProblem: problem, takenAtMs: Date.now() };
   }
+}
+
+function isAuthFailure(error: unknown): boolean {
+  return error instanceof ApiFailure && (error.status === 401 || error.status === 403);
 }
 
 function singleNode(status: StatusJson): ClusterSnapshot {

@@ -29,6 +29,9 @@ import { type RangeOptions, prefixUpperBound } from '../storage/engine.js';
 
 export type Role = 'read' | 'write' | 'admin';
 
+/** The bounds of a range read (only the bounds matter to access; limit and direction may be left out). */
+export type KeyBounds = Partial<RangeOptions>;
+
 const ROLE_RANK: Readonly<Record<Role, number>> = { read: 1, write: 2, admin: 3 };
 
 /** Who a request comes from: the entry of the token it presented. */
@@ -91,7 +94,11 @@ export class TokenTable {
 
   /** The entry whose token is `token`, in time independent of which entry matches; undefined when none does. */
   lookup(token: string): Principal | undefined {
-    const digest = digestOf(token);
+    return this.lookupDigest(digestOf(token));
+  }
+
+  /** As `lookup`, by the token's SHA-256 digest (a credential kept by a connection, see `Authorizer.identify`). */
+  lookupDigest(digest: Buffer): Principal | undefined {
     let found: TokenEntry | undefined;
     for (const entry of this.entries) {
       // No early exit: every entry is compared.
@@ -99,6 +106,19 @@ export class TokenTable {
     }
     return found === undefined ? undefined : { name: found.name, role: found.role, ...(found.prefix !== undefined ? { prefix: found.prefix } : {}) };
   }
+}
+
+/**
+ * What a long-lived connection (RESP) keeps after authenticating once: the
+ * principal, and the token's digest, so that after a reload of the token file
+ * the connection is checked against the new table (a removed token stops
+ * working on open connections too). The token itself is not kept.
+ */
+export interface Credential {
+  readonly principal: Principal;
+  readonly digest: Buffer;
+  /** The token table generation `principal` was looked up in. */
+  readonly generation: number;
 }
 
 /**
@@ -113,9 +133,31 @@ export class Authorizer {
     readonly metricsOpen: boolean,
   ) {}
 
+  /** Bumped by every reload: a `Credential` from an older generation is looked up again. */
+  private generation = 0;
+
   /** Replaces the token table (a reload of the token file); requests from here on use the new one. */
   reload(tokens: TokenTable): void {
     this.tokens = tokens;
+    this.generation++;
+  }
+
+  /** The credential of a presented token (RESP's AUTH), or undefined when the token is unknown. */
+  identify(token: string): Credential | undefined {
+    const digest = digestOf(token);
+    const principal = this.tokens.lookupDigest(digest);
+    return principal === undefined ? undefined : { principal, digest, generation: this.generation };
+  }
+
+  /**
+   * `credential` as it stands now: itself while the token table is the one it
+   * was looked up in; after a reload, looked up again (undefined when its
+   * token is gone; its role or prefix may have changed).
+   */
+  refresh(credential: Credential): Credential | undefined {
+    if (credential.generation === this.generation) return credential;
+    const principal = this.tokens.lookupDigest(credential.digest);
+    return principal === undefined ? undefined : { principal, digest: credential.digest, generation: this.generation };
   }
 
   get tokenCount(): number {
@@ -136,7 +178,7 @@ export class Authorizer {
   /** Authenticates and checks that the principal's role is at least `role`; `wholeKeySpace` also refuses prefix-limited tokens. */
   require(headers: IncomingHttpHeaders, role: Role, wholeKeySpace = false): Principal {
     const principal = this.authenticate(headers);
-    if (ROLE_RANK[principal.role] < ROLE_RANK[role]) {
+    if (!roleAllows(principal, role)) {
       throw new ImpulseError('IMPULSE_ERR_AUTH_FORBIDDEN', `token ${principal.name} has role ${principal.role}; this request needs ${role}`);
     }
     if (wholeKeySpace && principal.prefix !== undefined) {
@@ -146,24 +188,33 @@ export class Authorizer {
   }
 }
 
+/** Whether the principal's role is at least `role`. */
+export function roleAllows(principal: Principal, role: Role): boolean {
+  return ROLE_RANK[principal.role] >= ROLE_RANK[role];
+}
+
+/** Whether `key` starts with the principal's prefix (always, without one). */
+export function keyAllowed(principal: Principal, key: Uint8Array): boolean {
+  const prefix = principal.prefix;
+  return prefix === undefined || (key.length >= prefix.length && Buffer.compare(prefix, key.subarray(0, prefix.length)) === 0);
+}
+
 /** 403 unless `key` starts with the principal's prefix. */
 export function requireKeyAllowed(principal: Principal, key: Uint8Array): void {
-  const prefix = principal.prefix;
-  if (prefix === undefined) return;
-  if (key.length < prefix.length || Buffer.compare(prefix, key.subarray(0, prefix.length)) !== 0) {
+  if (!keyAllowed(principal, key)) {
     throw new ImpulseError('IMPULSE_ERR_AUTH_FORBIDDEN', `token ${principal.name} may only use keys under its prefix`);
   }
 }
 
 /**
- * 403 unless the range lies wholly inside the principal's prefix: its lower
+ * Whether the range lies wholly inside the principal's prefix: its lower
  * bound is at or after the prefix and its upper bound at or before the
  * prefix's successor. (A range that strays outside is refused rather than
  * clipped: the client asked for keys it may not see.)
  */
-export function requireRangeAllowed(principal: Principal, range: RangeOptions): void {
+export function rangeAllowed(principal: Principal, range: KeyBounds): boolean {
   const prefix = principal.prefix;
-  if (prefix === undefined) return;
+  if (prefix === undefined) return true;
   const lower = range.gte ?? range.gt;
   const prefixEnd = prefixUpperBound(prefix);
   const lowerInside = lower !== undefined && Buffer.compare(lower, prefix) >= 0;
@@ -172,7 +223,12 @@ export function requireRangeAllowed(principal: Principal, range: RangeOptions): 
   else if (range.lt !== undefined) upperInside = Buffer.compare(range.lt, prefixEnd) <= 0;
   else if (range.lte !== undefined) upperInside = Buffer.compare(range.lte, prefixEnd) < 0;
   else upperInside = false;
-  if (!lowerInside || !upperInside) {
+  return lowerInside && upperInside;
+}
+
+/** 403 unless `rangeAllowed`. */
+export function requireRangeAllowed(principal: Principal, range: KeyBounds): void {
+  if (!rangeAllowed(principal, range)) {
     throw new ImpulseError('IMPULSE_ERR_AUTH_FORBIDDEN', `token ${principal.name} may only read ranges inside its prefix (give prefix=, or start and end within it)`);
   }
 }
