@@ -84,6 +84,8 @@ const serveCommand = program
   .option('--write-quorum <w>', 'leaderless: replicas a write waits for: a number, one, quorum (default) or all')
   .option('--sloppy-quorum <bool>', 'leaderless: stand-ins hold hints for owners that are down (default true)')
   .option('--conflicts <mode>', 'leaderless: siblings (dotted version vectors, default) or lww (last writer wins)')
+  .option('--tombstone-grace-seconds <s>', 'leaderless: how long a delete\'s tombstone is kept at least before it is collected (default 864000: 10 days)')
+  .option('--request-timeout-ms <ms>', 'leaderless: time a coordinated read or write may take before 503 (default 2000, 100 to 60000)')
   // TEST-ONLY hooks for the chaos tester (src/test-hooks/, docs/chaos.md); hidden from --help.
   .addOption(new Option('--test-dial-via <map>', 'TEST-ONLY: dial peers through these addresses (target=via,...)').hideHelp())
   .addOption(new Option('--test-control', 'TEST-ONLY: clock and disk faults commanded on stdin').hideHelp())

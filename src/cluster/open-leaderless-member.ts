@@ -8,9 +8,11 @@
  *   <data-dir>/member.json               who it is (as for a Raft member)
  *   <data-dir>/leaderless/<engine>/      the replica's engine home (LIVE, slots)
  *
- * Membership is static today: the members are the `--initial-cluster` of the
- * first start (member.json keeps it); joining and leaving are not offered
- * (docs/leaderless.md, "Not done yet").
+ * Membership: a new cluster's members are the `--initial-cluster`; a member
+ * started with `--join` (and the current members' peer addresses) owns
+ * nothing until `POST /cluster/members` on a member adds it, and
+ * `DELETE /cluster/members/{id}` removes one, each after handing off the data
+ * (src/leaderless/membership.ts). The membership is kept in the store.
  */
 import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
@@ -20,6 +22,7 @@ import type { LeaderlessMutations } from '../leaderless/coordinator.js';
 import { LeaderlessKvService } from '../leaderless/leaderless-kv-service.js';
 import type { LeaderlessConfig } from '../leaderless/config.js';
 import { LeaderlessNode } from '../leaderless/node.js';
+import { type MemberAddress, membershipRejected } from '../leaderless/membership.js';
 import { EngineReplicaStore } from '../leaderless/replica-store.js';
 import type { AddMemberRequest, ClusterView, RepairReport } from '../protocol/cluster-view.js';
 import type { ShardsView } from '../protocol/shard-view.js';
@@ -61,13 +64,13 @@ export interface LeaderlessMember {
 
 export async function openLeaderlessMember(options: LeaderlessMemberOptions): Promise<LeaderlessMember> {
   const { cluster, logger } = options;
-  if (cluster.join) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', '--join is not offered with --replication leaderless yet: the membership is the --initial-cluster');
   const vfs = options.vfs ?? new NodeVfs();
   if (await vfs.exists(joinPath(options.dataDir, 'raft'))) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `${options.dataDir} holds a Raft member's data; a leaderless member needs a data directory of its own`);
   }
   const { identity } = await claimIdentity(vfs, options.dataDir, cluster);
-  const members = [...identity.initialCluster.keys()];
+  // A joining member's --initial-cluster names the current members (and perhaps itself): it is not one of them until added.
+  const members = [...identity.initialCluster.keys()].filter((id) => !(cluster.join && id === cluster.nodeId));
   const clock = options.clock ?? new SystemClock();
   const host = new NodeHost({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, listenHost: cluster.peerHost, listenPort: cluster.peerPort, seeds: identity.initialCluster, tickMs: cluster.timing.tickMs, heartbeatTicks: cluster.timing.heartbeatTicks, electionTicks: cluster.timing.electionTicks, clock, random: new SeededRandom(freshSeed()), logger, ...(options.socketFactory !== undefined ? { socketFactory: options.socketFactory } : {}) });
   const storeLimits = { keyBytesMax: options.limits.keyBytesMax, valueBytesMax: options.limits.valueBytesMax };
@@ -77,7 +80,10 @@ export async function openLeaderlessMember(options: LeaderlessMemberOptions): Pr
   const slot = await home.openLive();
   try {
     const peerAddress = await host.start();
-    const node = await LeaderlessNode.open({ nodeId: cluster.nodeId, members, engine: slot.engine, limits: storeLimits, rpc: host.rpc, clock, wallClockMs: () => Date.now(), logger, config: options.leaderless, where: home.description, ...(options.leaderlessMutations !== undefined ? { mutations: options.leaderlessMutations } : {}) });
+    const onMembers = (list: readonly MemberAddress[]): void => {
+      for (const member of list) if (member.id !== cluster.nodeId && member.peerUrl !== '' && identity.initialCluster.get(member.id) !== member.peerUrl) host.expectPeer(member.id, member.peerUrl);
+    };
+    const node = await LeaderlessNode.open({ nodeId: cluster.nodeId, members, peerUrls: identity.initialCluster, onMembers, engine: slot.engine, limits: storeLimits, rpc: host.rpc, clock, wallClockMs: () => Date.now(), logger, config: options.leaderless, where: home.description, ...(options.leaderlessMutations !== undefined ? { mutations: options.leaderlessMutations } : {}) });
     node.start();
     const service = new LeaderlessKvService({
       node,
@@ -100,7 +106,7 @@ export async function openLeaderlessMember(options: LeaderlessMemberOptions): Pr
   }
 }
 
-/** `/cluster` of a leaderless member: the members with what this node's failure detector says of them; `repair`; no membership operations yet. */
+/** `/cluster` of a leaderless member: the members with what this node's failure detector says of them; join and leave; `repair`. */
 export class LeaderlessClusterAdmin {
   constructor(
     private readonly node: LeaderlessNode,
@@ -117,10 +123,10 @@ export class LeaderlessClusterAdmin {
       term: 0,
       commitIndex: 0,
       appliedIndex: 0,
-      members: this.node.options.members.map((id) => ({
+      members: this.node.membership.everyone().map(({ id, peerUrl }) => ({
         id,
         clientUrl: id === this.cluster.nodeId ? this.cluster.advertiseClient : null,
-        peerUrl: this.cluster.initialCluster.get(id) ?? null,
+        peerUrl: peerUrl === '' ? null : peerUrl,
         role: detector.liveness(id),
         matchIndex: null,
         lag: null,
@@ -129,16 +135,26 @@ export class LeaderlessClusterAdmin {
     };
   }
 
-  addMember(_request: AddMemberRequest): Promise<ClusterView> {
-    return Promise.reject(unsupported());
+  /** Adds a member started with --join: its ranges are streamed to it before it counts (membership.ts). */
+  async addMember(request: AddMemberRequest): Promise<ClusterView> {
+    const { members } = this.node.membership.view;
+    const { id, peerUrl } = (request ?? {}) as unknown as Record<string, unknown>;
+    if (members.some((member) => member.id === id)) throw membershipRejected(`${String(id)} is a member already`);
+    await this.node.changeMembership([...members, { id, peerUrl } as MemberAddress]);
+    return this.view();
   }
 
   promoteMember(): Promise<ClusterView> {
     return Promise.reject(unsupported());
   }
 
-  removeMember(): Promise<ClusterView> {
-    return Promise.reject(unsupported());
+  /** Removes a member after its data went to the new owners; it may be stopped once this resolves. */
+  async removeMember(id: unknown): Promise<ClusterView> {
+    const { members } = this.node.membership.view;
+    const remaining = members.filter((member) => String(member.id) !== String(id));
+    if (remaining.length === members.length) throw membershipRejected(`${String(id).slice(0, 32)} is not a member`);
+    await this.node.changeMembership(remaining);
+    return this.view();
   }
 
   transferLeader(): Promise<ClusterView> {
@@ -157,5 +173,5 @@ export class LeaderlessClusterAdmin {
 }
 
 function unsupported(): ImpulseError {
-  return new ImpulseError('IMPULSE_ERR_LEADERLESS_UNSUPPORTED', 'membership changes are not offered in leaderless mode yet; the members are the --initial-cluster');
+  return new ImpulseError('IMPULSE_ERR_LEADERLESS_UNSUPPORTED', 'a leaderless cluster has no leader and no learners: members are added (POST /cluster/members) and removed (DELETE /cluster/members/{id}) directly');
 }

@@ -5,9 +5,10 @@
  *
  * The tree: the keys this node and a peer both own (the peer is in the key's
  * preference list and so is this node) fall into `leafCount` leaves by their
- * ring position; a leaf's hash is SHA-256 over its (key, SHA-256 of the
- * canonical sibling set) pairs in key order; the root is the hash of the
- * leaves. Leaves follow the ring, so a leaf is a slice of ring segments and
+ * ring position; a leaf's hash is the XOR of SHA-256(key length, key,
+ * SHA-256 of the canonical sibling set) over its keys (order-free, so one
+ * key's change updates it in O(1), as Cassandra's Merkle leaves combine row
+ * hashes). Leaves follow the ring, so a leaf is a slice of ring segments and
  * a differing leaf names a key range to repair.
  *
  * An exchange with a peer (`exchange`), started by this node:
@@ -19,11 +20,16 @@
  *      set and merge it here, then push the merged set to the peer.
  * What is left over is repaired by the next round.
  *
- * Cost (the design choice, docs/leaderless.md): the tree is REBUILT for each
- * exchange by a scan of the replica's keys on both sides (O(keys) reads and
- * hashes per exchange, no memory kept between exchanges). Rounds run every
- * `intervalMs` (default 60 s) with the next peer that is up, and on demand
- * (`impulse repair`). An incrementally maintained tree is not done yet.
+ * Cost (docs/leaderless.md): each node MAINTAINS its leaf hashes for every
+ * peer in memory (`leafCount` × 32 bytes per peer), built by one scan at the
+ * first exchange and after a membership change, then updated on every
+ * stored change (`Replica.onStored`). An exchange between replicas that
+ * agree costs one message and no scan; step 2 still scans the replica to
+ * list the differing leaves' keys (O(keys), only when something differs).
+ * A leaf a racing write left wrong (a change during the building scan) only
+ * makes that leaf differ: step 2 recomputes it from the keys it lists, so it
+ * heals at the next exchange. Rounds run every `intervalMs` (default 60 s)
+ * with the next peer that is up, and on demand (`impulse repair`).
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -35,6 +41,7 @@ import type { PeerLink } from './peer-link.js';
 import type { Replica } from './replica.js';
 import type { EngineReplicaStore } from './replica-store.js';
 import { type Ring, ringPosition } from './ring.js';
+import type { SiblingSet } from './dvv.js';
 
 export const LEAF_COUNT_DEFAULT = 1024;
 export const LEAF_COUNT_MAX = 65_536;
@@ -86,9 +93,14 @@ export class AntiEntropy {
   private nextPeer = 0;
   private timer: TimerHandle | undefined;
   private stopped = false;
+  /** The maintained leaf hashes per peer, for `treeRing`; empty until the first exchange (or after a ring change). */
+  private trees = new Map<NodeId, Buffer>();
+  private treeRing: Ring | undefined;
+  private building: Promise<void> | undefined;
 
   constructor(private readonly options: AntiEntropyOptions) {
     this.leafCount = options.leafCount ?? LEAF_COUNT_DEFAULT;
+    options.replica.onStored((key, before, after) => this.noteStored(key, before, after));
   }
 
   start(): void {
@@ -112,29 +124,95 @@ export class AntiEntropy {
     this.timer?.cancel();
   }
 
-  /** The hashes of the leaves over the keys this node and `peer` both own: `leafCount` × 32 bytes. */
+  /**
+   * The hashes of the leaves over the keys this node and `peer` both own:
+   * `leafCount` × 32 bytes. From the maintained tree when `leafCount` is this
+   * node's; by a scan otherwise (a peer configured differently).
+   */
   async leafHashes(peer: NodeId, leafCount: number): Promise<Buffer> {
-    const leaves = Array.from({ length: leafCount }, () => createHash('sha256'));
-    const used = new Uint8Array(leafCount);
-    await this.forSharedKeys(peer, leafCount, (leaf, key, setHash) => {
-      used[leaf] = 1;
-      leaves[leaf]!.update(lengthOf(key)).update(key).update(setHash);
-    });
+    if (leafCount === this.leafCount) return Buffer.from(await this.tree(peer));
+    return this.scanLeafHashes(peer, leafCount);
+  }
+
+  /** The same leaf hashes computed by a scan of the stored keys (no maintained state). */
+  async scanLeafHashes(peer: NodeId, leafCount: number): Promise<Buffer> {
     const out = Buffer.alloc(leafCount * HASH_BYTES);
-    leaves.forEach((hash, leaf) => {
-      if (used[leaf] === 1) hash.digest().copy(out, leaf * HASH_BYTES);
-    });
+    await this.forSharedKeys(peer, leafCount, (leaf, key, setHash) => xorInto(out, leaf, keyHash(key, setHash)));
     return out;
   }
 
-  /** The (key, set hash) pairs of the given leaves over the keys this node and `peer` both own, in key order. */
+  /**
+   * The (key, set hash) pairs of the given leaves over the keys this node and
+   * `peer` both own, in key order (a scan). Recomputes those leaves of the
+   * maintained tree from them, which heals a leaf a racing write left wrong.
+   */
   async leafEntries(peer: NodeId, leafCount: number, wanted: readonly number[]): Promise<[Buffer, Buffer][]> {
     const set = new Set(wanted);
     const entries: [Buffer, Buffer][] = [];
+    const recomputed = Buffer.alloc(leafCount * HASH_BYTES);
+    const ring = this.options.ring();
     await this.forSharedKeys(peer, leafCount, (leaf, key, setHash) => {
-      if (set.has(leaf)) entries.push([Buffer.from(key), setHash]);
+      if (!set.has(leaf)) return;
+      entries.push([Buffer.from(key), setHash]);
+      xorInto(recomputed, leaf, keyHash(key, setHash));
     });
+    const tree = this.trees.get(peer);
+    if (leafCount === this.leafCount && tree !== undefined && this.treeRing === ring) {
+      for (const leaf of set) recomputed.copy(tree, leaf * HASH_BYTES, leaf * HASH_BYTES, (leaf + 1) * HASH_BYTES);
+    }
     return entries;
+  }
+
+  /** The maintained leaf hashes for `peer`, built (for every peer at once, by one scan) when missing or the ring changed. */
+  private async tree(peer: NodeId): Promise<Buffer> {
+    for (;;) {
+      const ring = this.options.ring();
+      const tree = this.treeRing === ring ? this.trees.get(peer) : undefined;
+      if (tree !== undefined) return tree;
+      this.building ??= this.build(ring).finally(() => (this.building = undefined));
+      await this.building;
+    }
+  }
+
+  /**
+   * Builds the trees of every peer for `ring` by one scan. They are in place
+   * before the scan starts, so changes during it update them too: a key
+   * changed while the scan passes it may be counted twice, which leaves its
+   * leaf wrong until `leafEntries` recomputes it (the file comment).
+   */
+  private async build(ring: Ring): Promise<void> {
+    const trees = new Map(ring.nodes.filter((id) => id !== this.options.self).map((id) => [id, Buffer.alloc(this.leafCount * HASH_BYTES)] as const));
+    this.trees = trees;
+    this.treeRing = ring;
+    await this.forStoredKeys(ring, this.leafCount, (leaf, key, setHash, owners) => {
+      const hash = keyHash(key, setHash);
+      for (const owner of owners) {
+        const tree = trees.get(owner);
+        if (tree !== undefined) xorInto(tree, leaf, hash);
+      }
+    });
+  }
+
+  /** Keeps the trees up to date with one stored change (Replica.onStored). */
+  private noteStored(key: Buffer, before: SiblingSet, after: SiblingSet): void {
+    if (this.trees.size === 0) return;
+    const ring = this.options.ring();
+    if (this.treeRing !== ring) {
+      this.trees = new Map();
+      this.treeRing = undefined;
+      return;
+    }
+    const position = ringPosition(key);
+    const owners = ring.walkFrom(position).slice(0, this.options.replicas);
+    if (!owners.includes(this.options.self)) return;
+    const delta = Buffer.alloc(HASH_BYTES);
+    if (before.length > 0) xorInto(delta, 0, keyHash(key, setHashOf(before)));
+    if (after.length > 0) xorInto(delta, 0, keyHash(key, setHashOf(after)));
+    const leaf = leafOf(position, this.leafCount);
+    for (const owner of owners) {
+      const tree = this.trees.get(owner);
+      if (tree !== undefined) xorInto(tree, leaf, delta);
+    }
   }
 
   /** One exchange with `peer` (see the file comment). Rejects when the peer does not answer. */
@@ -206,22 +284,45 @@ export class AntiEntropy {
   }
 
   /** Calls `visit` for every stored key that this node and `peer` both own, in key order, with its leaf and set hash. */
-  private async forSharedKeys(peer: NodeId, leafCount: number, visit: (leaf: number, key: Buffer, setHash: Buffer) => void): Promise<void> {
-    const ring = this.options.ring();
+  private forSharedKeys(peer: NodeId, leafCount: number, visit: (leaf: number, key: Buffer, setHash: Buffer) => void): Promise<void> {
+    return this.forStoredKeys(this.options.ring(), leafCount, (leaf, key, setHash, owners) => {
+      if (owners.includes(peer)) visit(leaf, key, setHash);
+    });
+  }
+
+  /** Calls `visit` for every stored key this node owns under `ring`, in key order, with its leaf, set hash and owners. */
+  private async forStoredKeys(ring: Ring, leafCount: number, visit: (leaf: number, key: Buffer, setHash: Buffer, owners: readonly NodeId[]) => void): Promise<void> {
     let after: Buffer | undefined;
     for (;;) {
       const page = await this.options.store.scan(after === undefined ? { limit: SCAN_PAGE } : { gt: after, limit: SCAN_PAGE });
       for (const { key, set } of page) {
         const position = ringPosition(key);
         const owners = ring.walkFrom(position).slice(0, this.options.replicas);
-        if (!owners.includes(peer) || !owners.includes(this.options.self)) continue;
-        const leaf = Math.floor((position / RING_SIZE) * leafCount);
-        visit(leaf, key, createHash('sha256').update(encodeSiblingSet(set)).digest());
+        if (owners.includes(this.options.self)) visit(leafOf(position, leafCount), key, setHashOf(set), owners);
       }
       if (page.length < SCAN_PAGE) return;
       after = Buffer.from(page[page.length - 1]!.key);
     }
   }
+}
+
+function leafOf(position: number, leafCount: number): number {
+  return Math.floor((position / RING_SIZE) * leafCount);
+}
+
+function setHashOf(set: SiblingSet): Buffer {
+  return createHash('sha256').update(encodeSiblingSet(set)).digest();
+}
+
+/** A key's contribution to its leaf: SHA-256(key length, key, set hash). */
+function keyHash(key: Buffer, setHash: Buffer): Buffer {
+  return createHash('sha256').update(lengthOf(key)).update(key).update(setHash).digest();
+}
+
+/** XORs the 32 bytes of `hash` into leaf `leaf` of `tree`. */
+function xorInto(tree: Buffer, leaf: number, hash: Buffer): void {
+  const offset = leaf * HASH_BYTES;
+  for (let index = 0; index < HASH_BYTES; index++) tree[offset + index]! ^= hash[index]!;
 }
 
 /** Keys present on one side only, or with different set hashes. */

@@ -7,6 +7,9 @@
  *   --read-quorum R, --write-quorum W   a number, one, quorum or all (default quorum = ⌊N/2⌋+1)
  *   --sloppy-quorum true|false      fallbacks hold hints for owners that are down (default true)
  *   --conflicts siblings|lww        dotted version vectors with siblings (default), or last-writer-wins
+ *   --request-timeout-ms MS         whole-request time of a coordinated read or write (default 2000, 100..60000)
+ *   --tombstone-grace-seconds S     how long a delete's tombstone is kept at least before it is collected
+ *                                   (default 864000 = 10 days, as Cassandra's gc_grace_seconds; 0..31536000)
  *
  * R + W > N is not required (Dynamo lets an operator trade consistency for
  * latency) but the reads that overlap the last write are only guaranteed then;
@@ -29,7 +32,7 @@ export interface LeaderlessConfig {
   readonly sloppy: boolean;
   readonly conflicts: ConflictMode;
   readonly vnodesPerNode: number;
-  /** Whole-request time of a coordinated read or write, ms (default 2000). */
+  /** Whole-request time of a coordinated read or write, ms (`--request-timeout-ms`, default 2000, in [100, 60000]). */
   readonly requestTimeoutMs: number;
   /** Failure detection (failure-detector.ts): heartbeat period, suspicion and down thresholds, ms (defaults 200, 600, 2000). */
   readonly heartbeatMs: number;
@@ -39,6 +42,10 @@ export interface LeaderlessConfig {
   readonly handoffIntervalMs: number;
   /** Period of background anti-entropy exchanges, ms (default 60,000; 0: only on demand). */
   readonly antiEntropyIntervalMs: number;
+  /** How old a tombstone must be before it may be collected, ms (`--tombstone-grace-seconds`; default 10 days). */
+  readonly tombstoneGraceMs: number;
+  /** Period of tombstone collection rounds, ms (default 10,000; 0: never collected). */
+  readonly tombstoneIntervalMs: number;
 }
 
 /** Defaults for N = 3; `parseLeaderlessConfig` derives R and W from the N it chose. */
@@ -55,9 +62,17 @@ export const DEFAULT_LEADERLESS_CONFIG: LeaderlessConfig = Object.freeze({
   downAfterMs: 2000,
   handoffIntervalMs: 500,
   antiEntropyIntervalMs: 60_000,
+  tombstoneGraceMs: 864_000_000,
+  tombstoneIntervalMs: 10_000,
 });
 
 
+
+/** Bounds of `--request-timeout-ms`: below 100 ms a loaded member times out healthy peers; above a minute a client waits too long to learn a quorum is gone. */
+export const REQUEST_TIMEOUT_MS_MIN = 100;
+export const REQUEST_TIMEOUT_MS_MAX = 60_000;
+/** A year: the longest `--tombstone-grace-seconds`. */
+export const TOMBSTONE_GRACE_SECONDS_MAX = 31_536_000;
 
 export type ReplicationMode = 'raft' | 'leaderless';
 
@@ -68,6 +83,8 @@ export interface LeaderlessFlags {
   writeQuorum?: string;
   sloppyQuorum?: string;
   conflicts?: string;
+  requestTimeoutMs?: string;
+  tombstoneGraceSeconds?: string;
 }
 
 /** The leaderless configuration for a cluster of `members` nodes; undefined when --replication is raft (or absent). */
@@ -75,7 +92,7 @@ export function parseLeaderlessConfig(flags: LeaderlessFlags, members: number | 
   const replication = flags.replication ?? 'raft';
   if (replication !== 'raft' && replication !== 'leaderless') throw invalid(`--replication must be raft or leaderless; got ${JSON.stringify(replication)}`);
   if (replication === 'raft') {
-    for (const flag of ['replicas', 'readQuorum', 'writeQuorum', 'sloppyQuorum', 'conflicts'] as const) {
+    for (const flag of ['replicas', 'readQuorum', 'writeQuorum', 'sloppyQuorum', 'conflicts', 'requestTimeoutMs', 'tombstoneGraceSeconds'] as const) {
       if (flags[flag] !== undefined) throw invalid(`--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} applies to --replication leaderless only`);
     }
     return undefined;
@@ -100,6 +117,8 @@ export function parseLeaderlessConfig(flags: LeaderlessFlags, members: number | 
     writeQuorum: quorum('--write-quorum', flags.writeQuorum),
     sloppy: sloppy === 'true',
     conflicts: conflicts as ConflictMode,
+    requestTimeoutMs: integer('--request-timeout-ms', flags.requestTimeoutMs ?? String(DEFAULT_LEADERLESS_CONFIG.requestTimeoutMs), REQUEST_TIMEOUT_MS_MIN, REQUEST_TIMEOUT_MS_MAX),
+    tombstoneGraceMs: 1000 * integer('--tombstone-grace-seconds', flags.tombstoneGraceSeconds ?? String(DEFAULT_LEADERLESS_CONFIG.tombstoneGraceMs / 1000), 0, TOMBSTONE_GRACE_SECONDS_MAX),
   };
 }
 

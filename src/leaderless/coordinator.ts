@@ -37,6 +37,8 @@ export interface CoordinatorOptions {
   readonly self: NodeId;
   /** The current ring (it changes with the membership). */
   readonly ring: () => Ring;
+  /** The ring of a membership change under way (membership.ts), if any: its new owners get every write too, and count. */
+  readonly pendingRing?: () => Ring | undefined;
   /** N: owners per key. */
   readonly replicas: number;
   /** Sloppy quorum: fallbacks hold hints for owners that are down and count toward W. */
@@ -104,7 +106,9 @@ export class Coordinator {
       }
     }
     if (coordinated === undefined) throw this.unavailable('write', w, 0);
-    return this.replicate(key, coordinated.set, owners, coordinated.node, w, deadline);
+    // During a membership change the key's owners under the new ring must hold the write too (membership.ts, step 1).
+    const gaining = (this.options.pendingRing?.()?.preferenceList(key, this.options.replicas) ?? []).filter((node) => !owners.includes(node));
+    return this.replicate(key, coordinated.set, [...owners, ...gaining], coordinated.node, w + gaining.length, deadline);
   }
 
   /** Reads `key` from its owners; resolves with the reconciliation of the first `r` answers. `r` in [1, N]. */
@@ -149,10 +153,10 @@ export class Coordinator {
     return [...owners].sort((a, b) => rank(a) - rank(b));
   }
 
-  /** Steps 2 and 3 of a write: resolves once `w` replicas hold `set` (see the file comment). */
+  /** Steps 2 and 3 of a write: resolves once `w` of `owners` (or their stand-ins) hold `set` (see the file comment). */
   private replicate(key: Buffer, set: SiblingSet, owners: readonly NodeId[], coordinator: NodeId, w: number, deadline: number): Promise<SiblingSet> {
     const { clock, link, detector, sloppy } = this.options;
-    const fallbacks = sloppy ? this.options.ring().walk(key).slice(owners.length) : [];
+    const fallbacks = sloppy ? this.options.ring().walk(key).filter((node) => !owners.includes(node)) : [];
     const remaining = (): number => Math.max(1, deadline - clock.now());
     return new Promise<SiblingSet>((resolve, reject) => {
       let acks = 1;

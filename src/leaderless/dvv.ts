@@ -134,15 +134,23 @@ function compareContent(a: Sibling, b: Sibling): number {
 
 /**
  * A new write coordinated by replica `node` on its current set `local`, with
- * the client's `context`: the new sibling gets dot (node, n+1), where n is the
- * highest `node` event this replica or the context has seen (so dots never
- * repeat while the key's history is kept), and the siblings the context
- * covers are dropped. Only a replica that stores the key may coordinate a
- * write to it (its local set is what keeps the dots unique).
+ * the client's `context`: the new sibling gets dot (node, c) with c above the
+ * highest `node` event this replica or the context has seen, and at least
+ * `timestamp`; the siblings the context covers are dropped. Only a replica
+ * that stores the key may coordinate a write to it.
+ *
+ * Why the timestamp floor: the local set keeps dots unique only while the
+ * key's history is kept. Once a tombstone is collected (tombstones.ts) on this
+ * replica, a copy of it (or of an older set) may survive elsewhere with a
+ * context covering `node`'s old counters; a new dot numbered from the empty
+ * local set would be covered by it and the new write silently dropped. The
+ * hybrid clock (`timestamp`, strictly increasing per node, wall-clock
+ * microseconds) is beyond every counter this node issued before, as long as
+ * the node's wall clock does not step back across a restart.
  */
 export function update(local: SiblingSet, context: VersionVector, node: NodeId, value: Buffer | null, timestamp: number): SiblingSet {
   assert(Number.isSafeInteger(node) && node > 0, 'dvv update: node id', node);
-  const counter = Math.max(counterOf(context, node), counterOf(contextOf(local), node)) + 1;
+  const counter = Math.max(counterOf(context, node) + 1, counterOf(contextOf(local), node) + 1, timestamp);
   const written: Sibling = { dot: { node, counter }, context, value, timestamp };
   return merge(
     local.filter((sibling) => !covers(context, sibling.dot)),
@@ -172,6 +180,11 @@ export function resolveLastWriter(set: SiblingSet): SiblingSet {
 /** True when `a` and `b` hold the same siblings (same dots). Sets are sorted, so this is a walk. */
 export function sameDots(a: SiblingSet, b: SiblingSet): boolean {
   return a.length === b.length && a.every((sibling, index) => compareDots(sibling.dot, b[index]!.dot) === 0);
+}
+
+/** True when `set` has siblings and every one is a tombstone (a deleted key). */
+export function onlyTombstones(set: SiblingSet): boolean {
+  return set.length > 0 && set.every((sibling) => sibling.value === null);
 }
 
 /** The live values (tombstones left out), in dot order. */

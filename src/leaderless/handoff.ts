@@ -7,15 +7,18 @@
  * — unless a newer write for that owner arrived meanwhile, which keeps it for
  * the next round. A round that reaches the end starts the next one from the
  * beginning; a failed delivery just waits for a later round. Bounded work per
- * round; rounds never overlap.
+ * round; rounds never overlap. A hint for a member that has left the cluster
+ * (membership.ts) goes to the key's current owners instead.
  */
 import type { Logger } from 'pino';
-import type { Clock, TimerHandle } from '../util/clock.js';
+import type { Clock } from '../util/clock.js';
+import { Rounds } from './rounds.js';
 import type { NodeId } from './dvv.js';
 import type { FailureDetector } from './failure-detector.js';
 import type { PeerLink } from './peer-link.js';
 import type { Replica } from './replica.js';
 import type { EngineReplicaStore } from './replica-store.js';
+import type { Ring } from './ring.js';
 
 export interface HandoffOptions {
   readonly store: EngineReplicaStore;
@@ -29,33 +32,27 @@ export interface HandoffOptions {
   readonly batchMax?: number;
   /** Per-delivery timeout, ms. */
   readonly timeoutMs: number;
+  /** The current ring and N: a hint for a member that left goes to the key's current owners instead. */
+  readonly ring: () => Ring;
+  readonly replicas: number;
 }
 
 export class HintedHandoff {
   hintsDelivered = 0;
   deliveryFailures = 0;
   private after: { owner: NodeId; key: Buffer } | undefined;
-  private timer: TimerHandle | undefined;
-  private stopped = false;
+  private readonly rounds: Rounds;
 
-  constructor(private readonly options: HandoffOptions) {}
+  constructor(private readonly options: HandoffOptions) {
+    this.rounds = new Rounds(options.clock, options.intervalMs, () => this.round(), options.logger, 'hinted handoff round failed');
+  }
 
   start(): void {
-    const next = (): void => {
-      if (this.stopped) return;
-      this.timer = this.options.clock.setTimer(this.options.intervalMs, () => {
-        this.round().then(next, (error: unknown) => {
-          this.options.logger.warn({ err: error }, 'hinted handoff round failed');
-          next();
-        });
-      });
-    };
-    next();
+    this.rounds.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    this.timer?.cancel();
+    this.rounds.stop();
   }
 
   /** One round (also callable directly, e.g. by tests and the simulator). Resolves with the hints delivered. */
@@ -66,10 +63,11 @@ export class HintedHandoff {
     let delivered = 0;
     await Promise.all(
       hints.map(async (hint) => {
-        if (this.stopped || this.options.detector.liveness(hint.owner) !== 'up') return;
+        const ring = this.options.ring();
+        const targets = ring.nodes.includes(hint.owner) ? [hint.owner] : ring.preferenceList(hint.key, this.options.replicas);
+        if (this.rounds.isStopped || targets.some((target) => this.options.detector.liveness(target) !== 'up')) return;
         try {
-          await this.options.link.apply(hint.owner, hint.key, hint.set, this.options.timeoutMs);
-          this.options.detector.heard(hint.owner);
+          for (const target of targets) await this.options.link.apply(target, hint.key, hint.set, this.options.timeoutMs);
           if (await this.options.replica.retireHint(hint.owner, hint.key, hint.set)) {
             this.hintsDelivered++;
             delivered++;

@@ -1,19 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
-import { LeaderlessTestNetwork } from '../../testkit/leaderless/network.js';
+import { LeaderlessTestNetwork, eventually } from '../../testkit/leaderless/network.js';
 import { contextOf, liveValues } from './dvv.js';
 
 const key = (text: string): Buffer => Buffer.from(text);
 const values = (set: Parameters<typeof liveValues>[0]): string[] => liveValues(set).map((value) => value.toString()).sort();
-
-async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe('leaderless nodes on an in-memory network', () => {
   const networks: LeaderlessTestNetwork[] = [];
@@ -48,6 +40,19 @@ describe('leaderless nodes on an in-memory network', () => {
     await net.node(1).coordinator.get(key('k'), 3);
     await eventually('read repair of node 3', async () => values(await net.node(3).replica.read(key('k'))).length === 1);
     assert.ok(net.node(1).coordinator.figures.readRepairs >= 1);
+  });
+
+  it('a write that cannot reach W replicas fails after the configured request time (--request-timeout-ms), not a fixed one', async () => {
+    const net = await open([1, 2, 3], { sloppy: false, requestTimeoutMs: 300 });
+    net.partition([[1, 2], [3]]);
+    const started = Date.now();
+    await assert.rejects(net.node(1).coordinator.put(key('timed'), Buffer.from('v'), [], 3), (error: unknown) => {
+      assert.ok(isImpulseError(error, 'IMPULSE_ERR_QUORUM_UNAVAILABLE'));
+      assert.match(error.message, /within 300 ms/);
+      return true;
+    });
+    const elapsedMs = Date.now() - started;
+    assert.ok(elapsedMs >= 250 && elapsedMs < 1900, `failed after ${elapsedMs} ms`);
   });
 
   it('sloppy quorum on 4 nodes: an owner that is down is replaced by a fallback holding a hint, delivered when the owner returns', async () => {
@@ -116,6 +121,32 @@ describe('leaderless nodes on an in-memory network', () => {
     const again = await net.node(1).antiEntropy.exchange(3);
     assert.equal(again.leavesDiffering, 0, 'a second exchange finds nothing');
     assert.ok(net.node(1).antiEntropy.figures.bytesExchanged > 0);
+  });
+
+  it('the maintained anti-entropy trees stay equal to a fresh scan through writes, deletes, hints, read repair, anti-entropy and a collection', async () => {
+    const net = await open([1, 2, 3, 4], { replicas: 3, writeQuorum: 2, antiEntropyIntervalMs: 0, tombstoneGraceMs: 0, tombstoneIntervalMs: 0 });
+    const ids = [1, 2, 3, 4];
+    for (const id of ids) await net.node(id).antiEntropy.exchange(id === 1 ? 2 : 1); // builds the trees
+    for (let index = 0; index < 150; index++) await net.node(1 + (index % 4)).coordinator.put(key(`t${index % 60}`), Buffer.from(`v${index}`), [], 2);
+    net.stop(3);
+    await eventually('node 1 sees node 3 down', () => net.node(1).detector.liveness(3) === 'down');
+    for (let index = 0; index < 40; index++) {
+      const k = key(`t${index}`);
+      const read = await net.node(1).coordinator.get(k, 2);
+      await net.node(1).coordinator.put(k, index % 3 === 0 ? null : Buffer.from(`w${index}`), contextOf(read), 2);
+    }
+    await net.restart(3);
+    await eventually('hints delivered', async () => (await Promise.all([1, 2, 4].map(async (id) => (await net.node(id).store.hints(10)).length))).every((count) => count === 0));
+    for (let index = 0; index < 60; index += 7) await net.node(2).coordinator.get(key(`t${index}`), 3);
+    await net.node(1).antiEntropy.repairAll();
+    await net.node(1).tombstones.round();
+    for (const id of ids) {
+      const node = net.node(id);
+      for (const peer of ids.filter((other) => other !== id)) {
+        const maintained = await node.antiEntropy.leafHashes(peer, node.antiEntropy.leafCount);
+        assert.ok(maintained.equals(await node.antiEntropy.scanLeafHashes(peer, node.antiEntropy.leafCount)), `node ${id}'s tree for peer ${peer}`);
+      }
+    }
   });
 
   it('range reads merge every member\'s replicas in key order, page without holes, skip deleted keys, show siblings, and need members − N + 1 answers', async () => {

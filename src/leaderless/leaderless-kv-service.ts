@@ -120,7 +120,7 @@ export class LeaderlessKvService implements KvService, CausalKv {
         mode: 'leaderless',
         clusterId: this.options.clusterId,
         nodeId: node.options.nodeId,
-        members: node.options.members.map((id) => ({ id, liveness: node.detector.liveness(id) })),
+        members: node.membership.everyone().map(({ id }) => ({ id, liveness: node.detector.liveness(id) })),
         replicas: config.replicas,
         readQuorum: config.readQuorum,
         writeQuorum: config.writeQuorum,

@@ -5,7 +5,7 @@
  * simulator) and a Clock.
  *
  *   const node = await LeaderlessNode.open({ nodeId, members, engine, limits, rpc, clock, wallClockMs, logger, config });
- *   node.start();                    // heartbeats and handoff timers
+ *   node.start();                    // heartbeats, handoff, anti-entropy and tombstone collection timers
  *   await node.coordinator.put(key, value, context, w);
  *   node.stop();                     // timers only; the owner closes the engine and the RPC endpoint
  */
@@ -23,12 +23,24 @@ import { RangeReader } from './range.js';
 import type { LeaderlessConfig } from './config.js';
 import { Replica } from './replica.js';
 import { EngineReplicaStore, type ReplicaStoreLimits } from './replica-store.js';
-import { Ring } from './ring.js';
+import type { Ring } from './ring.js';
+import { type MemberAddress, type MembershipPhase, type MembershipState, Membership, checkMembers, decodeMembership, encodeMembership, membershipRejected } from './membership.js';
+import { MembershipChange } from './membership-change.js';
+import { OwnershipHandoff } from './ownership.js';
+import { TombstoneCollector } from './tombstones.js';
 
 export interface LeaderlessNodeOptions {
   readonly nodeId: NodeId;
-  /** Every member's id, this node's included (static membership today). */
+  /**
+   * The members of a new cluster (the --initial-cluster; a joining member's is
+   * the current members, without itself). Used until a membership state is
+   * stored (membership.ts); after that the stored one counts.
+   */
   readonly members: readonly NodeId[];
+  /** Their peer addresses ("host:port"), when known (TCP members); '' otherwise. */
+  readonly peerUrls?: ReadonlyMap<NodeId, string>;
+  /** Told every membership, on open and after each change, so the transport can dial new members. */
+  readonly onMembers?: (members: readonly MemberAddress[]) => void;
   /** An open engine; the node writes its format key on first use. */
   readonly engine: Engine;
   readonly limits: ReplicaStoreLimits;
@@ -44,10 +56,13 @@ export interface LeaderlessNodeOptions {
   readonly mutations?: LeaderlessMutations;
 }
 
+/** How long the transfer step of a membership change may take on one member, ms. */
+const TRANSFER_TIMEOUT_MS = 120_000;
+
 export class LeaderlessNode {
   private constructor(
     readonly options: LeaderlessNodeOptions,
-    readonly ring: Ring,
+    readonly membership: Membership,
     readonly store: EngineReplicaStore,
     readonly replica: Replica,
     readonly link: PeerLink,
@@ -56,26 +71,35 @@ export class LeaderlessNode {
     readonly handoff: HintedHandoff,
     readonly antiEntropy: AntiEntropy,
     readonly ranges: RangeReader,
+    readonly tombstones: TombstoneCollector,
+    readonly ownership: OwnershipHandoff,
+    readonly changes: MembershipChange,
   ) {}
 
   static async open(options: LeaderlessNodeOptions): Promise<LeaderlessNode> {
     const { nodeId, config, clock } = options;
     const store = await EngineReplicaStore.open(options.engine, options.limits, options.where);
+    const stored = await store.readMembership();
+    const initial: MembershipState = stored !== undefined ? decodeMembership(stored, options.where) : { epoch: 0, members: checkMembers(options.members.map((id) => ({ id, peerUrl: options.peerUrls?.get(id) ?? '' }))) };
     const replica = new Replica({ nodeId, store, conflicts: config.conflicts, wallClockMs: options.wallClockMs });
     const link = new PeerLink(nodeId, replica, options.rpc, options.limits);
+    const memberIds = (state: MembershipState): NodeId[] => [...new Set([...state.members, ...(state.pending?.members ?? [])].map((member) => member.id))];
     const detector = new FailureDetector(
       { self: nodeId, clock, heartbeatMs: config.heartbeatMs, suspectAfterMs: config.suspectAfterMs, downAfterMs: config.downAfterMs, ping: (to, timeoutMs) => link.ping(to, timeoutMs) },
-      options.members,
+      memberIds(initial),
     );
-    const ring = new Ring(options.members, config.vnodesPerNode);
-    const coordinator = new Coordinator({ self: nodeId, ring: () => ring, replicas: config.replicas, sloppy: config.sloppy, link, detector, replica, clock, requestTimeoutMs: config.requestTimeoutMs, ...(options.mutations !== undefined ? { mutations: options.mutations } : {}) });
-    const handoff = new HintedHandoff({ store, replica, link, detector, clock, logger: options.logger, intervalMs: config.handoffIntervalMs, timeoutMs: config.requestTimeoutMs });
+    // Set below, once the parts that react to a change exist; a change cannot arrive before `serveReplica`.
+    let onChange = (_state: MembershipState): void => undefined;
+    const membership = new Membership(initial, config.vnodesPerNode, (state) => store.writeMembership(encodeMembership(state)), (state) => onChange(state));
+    const ring = (): Ring => membership.ring();
+    const coordinator = new Coordinator({ self: nodeId, ring, pendingRing: () => membership.pendingRing(), replicas: config.replicas, sloppy: config.sloppy, link, detector, replica, clock, requestTimeoutMs: config.requestTimeoutMs, ...(options.mutations !== undefined ? { mutations: options.mutations } : {}) });
+    const handoff = new HintedHandoff({ store, replica, link, detector, clock, logger: options.logger, intervalMs: config.handoffIntervalMs, timeoutMs: config.requestTimeoutMs, ring, replicas: config.replicas });
     const antiEntropy = new AntiEntropy({
       self: nodeId,
       store,
       replica,
       link,
-      ring: () => ring,
+      ring,
       replicas: config.replicas,
       detector,
       clock,
@@ -84,23 +108,90 @@ export class LeaderlessNode {
       timeoutMs: config.requestTimeoutMs,
       ...(options.mutations?.antiEntropySkipsOddLeaves === true ? { skipOddLeaves: true } : {}),
     });
-    serveReplica(options.rpc, replica, options.limits, antiEntropy);
-    const ranges = new RangeReader({ ring: () => ring, replicas: config.replicas, link, replica, timeoutMs: config.requestTimeoutMs });
-    return new LeaderlessNode(options, ring, store, replica, link, detector, coordinator, handoff, antiEntropy, ranges);
+    const ranges = new RangeReader({ ring, replicas: config.replicas, link, replica, timeoutMs: config.requestTimeoutMs });
+    const tombstones = new TombstoneCollector({
+      self: nodeId,
+      store,
+      link,
+      detector,
+      ring,
+      changing: () => membership.pendingRing() !== undefined,
+      replicas: config.replicas,
+      clock,
+      wallClockMs: options.wallClockMs,
+      logger: options.logger,
+      graceMs: config.tombstoneGraceMs,
+      intervalMs: config.tombstoneIntervalMs,
+      timeoutMs: config.requestTimeoutMs,
+    });
+    const ownership = new OwnershipHandoff({ self: nodeId, store, replica, link, ring, replicas: config.replicas, clock, logger: options.logger, timeoutMs: config.requestTimeoutMs });
+    const changes = new MembershipChange({
+      membership,
+      clock,
+      replicas: config.replicas,
+      requestTimeoutMs: config.requestTimeoutMs,
+      transferTimeoutMs: TRANSFER_TIMEOUT_MS,
+      // The claimant runs its own step itself.
+      send: (to, phase, epoch, next, timeoutMs) => (to === nodeId ? node.membershipStep(phase, epoch, next) : link.membershipStep(to, phase, epoch, next, timeoutMs)),
+    });
+    const node: LeaderlessNode = new LeaderlessNode(options, membership, store, replica, link, detector, coordinator, handoff, antiEntropy, ranges, tombstones, ownership, changes);
+    onChange = (state) => {
+      detector.setMembers(memberIds(state));
+      options.onMembers?.(membership.everyone());
+    };
+    options.onMembers?.(membership.everyone());
+    serveReplica(options.rpc, replica, options.limits, antiEntropy, (phase, epoch, members) => node.membershipStep(phase, epoch, members));
+    return node;
+  }
+
+  /** The current ring (it changes with the membership). */
+  get ring(): Ring {
+    return this.membership.ring();
   }
 
   start(): void {
     this.detector.start();
     this.handoff.start();
     this.antiEntropy.start();
+    this.tombstones.start();
+    // Keys a change moved away (the cleanup of a commit interrupted by a restart) are handed off again.
+    this.ownership.scheduleCleanup();
   }
 
   stop(): void {
     this.detector.stop();
     this.handoff.stop();
     this.antiEntropy.stop();
+    this.tombstones.stop();
+    this.ownership.stop();
   }
 
+  /** Changes the membership to `members`, this node the claimant (membership.ts); resolves once every member committed it. */
+  changeMembership(members: readonly MemberAddress[]): Promise<void> {
+    // The transport must know a new member's address before the first step goes to it.
+    this.options.onMembers?.(checkMembers(members));
+    return this.changes.run(members);
+  }
+
+  /** This node's part of a membership step (from a claimant, or this node's own). */
+  async membershipStep(phase: MembershipPhase, epoch: number, members: readonly MemberAddress[]): Promise<void> {
+    switch (phase) {
+      case 'pending':
+        return this.membership.begin(epoch, members);
+      case 'transfer': {
+        const next = this.membership.pendingRing();
+        if (next === undefined || this.membership.view.pending?.epoch !== epoch) throw membershipRejected(`no change of epoch ${epoch} is pending here`, { epoch: this.membership.view.epoch });
+        await this.ownership.transfer(this.membership.ring(), next);
+        return;
+      }
+      case 'commit':
+        await this.membership.commit(epoch);
+        this.ownership.scheduleCleanup();
+        return;
+      case 'abort':
+        return this.membership.abort(epoch);
+    }
+  }
   /** Flat figures of every repair path and request kind (for /status and /metrics). */
   figures(): Record<string, number> {
     const { coordinator, replica, handoff } = this;
@@ -122,6 +213,11 @@ export class LeaderlessNode {
       leaderless_anti_entropy_keys_pulled: this.antiEntropy.figures.keysPulled,
       leaderless_anti_entropy_keys_pushed: this.antiEntropy.figures.keysPushed,
       leaderless_anti_entropy_bytes: this.antiEntropy.figures.bytesExchanged,
+      leaderless_tombstones_collected: replica.figures.tombstonesCollected,
+      leaderless_tombstone_collections_blocked: this.tombstones.figures.blocked,
+      leaderless_membership_epoch: this.membership.view.epoch,
+      leaderless_keys_transferred: this.ownership.figures.keysTransferred,
+      leaderless_keys_handed_off: this.ownership.figures.keysHandedOff,
     };
   }
 }

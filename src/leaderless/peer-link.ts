@@ -12,13 +12,15 @@
  *   [6, leafCount, leaves]          anti-entropy: (key, set hash) pairs of those leaves → [[key, hash], ...]
  *   [7, lower, lowerInclusive, upper, upperInclusive, reverse, limit]
  *                                   range: the stored keys in the range (tombstones too) → [[key, set], ...]
+ *   [8, key, set]                   collect the tombstones `set` if that is exactly what is stored → true when removed
+ *   [9, phase, epoch, [[id, peerUrl], ...]]   a step of a membership change (membership.ts) → true once done
  *
  * Keys, values and sets travel as bytes (sets in the canonical encoding of
  * codec.ts, contexts as the client header). A request is untrusted: every
  * field is validated against the limits before the replica sees it, and a
  * malformed one is answered IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID.
  *
- * `PeerLink` is the coordinator's side: the same five calls for any node,
+ * `PeerLink` is the coordinator's side: the same calls for any node,
  * served by the local replica directly when the node is this one.
  */
 import { ImpulseError, isImpulseError } from '../errors.js';
@@ -28,6 +30,10 @@ import type { NodeId, SiblingSet, VersionVector } from './dvv.js';
 import type { AntiEntropy } from './anti-entropy.js';
 import { LEAF_COUNT_MAX } from './anti-entropy.js';
 import type { Replica } from './replica.js';
+import { type MemberAddress, type MembershipPhase, MEMBERSHIP_PHASES, checkMembers } from './membership.js';
+
+/** Runs a membership step this node was sent (the node's side of membership.ts). */
+export type MembershipStepHandler = (phase: MembershipPhase, epoch: number, members: readonly MemberAddress[]) => Promise<void>;
 import type { RangeOptions } from '../storage/engine.js';
 
 export const LEADERLESS_CHANNEL = 'leaderless';
@@ -40,6 +46,8 @@ const PING = 4;
 const TREE_LEAVES = 5;
 const LEAF_ENTRIES = 6;
 const SCAN = 7;
+const REAP = 8;
+const MEMBERSHIP = 9;
 /** Most keys one range request may ask for. */
 export const SCAN_LIMIT_MAX = 10_000;
 /** Most leaves one request may name. */
@@ -79,6 +87,17 @@ export class PeerLink {
   async read(to: NodeId, key: Buffer, timeoutMs: number): Promise<SiblingSet> {
     if (to === this.self) return this.replica.read(key);
     return this.set(await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [READ, key], timeoutMs), to);
+  }
+
+  /** Asks `to` to remove `key` if it stores exactly the tombstones `set` (Replica.reap); true when it did. */
+  async reap(to: NodeId, key: Buffer, set: SiblingSet, timeoutMs: number): Promise<boolean> {
+    if (to === this.self) return this.replica.reap(key, set);
+    return (await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [REAP, key, encodeSiblingSet(set)], timeoutMs)) === true;
+  }
+
+  /** Sends one step of a membership change to `to` (not this node: the claimant runs its own step itself). */
+  async membershipStep(to: NodeId, phase: MembershipPhase, epoch: number, members: readonly MemberAddress[], timeoutMs: number): Promise<void> {
+    await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [MEMBERSHIP, phase, epoch, members.map((member) => [member.id, member.peerUrl])], timeoutMs);
   }
 
   async ping(to: NodeId, timeoutMs: number): Promise<void> {
@@ -126,11 +145,11 @@ export class PeerLink {
  * answered IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID; a replica's own failure
  * (an I/O error, too many siblings) is answered with its error.
  */
-export function serveReplica(rpc: Pick<RpcEndpoint, 'serve'>, replica: Replica, limits: PeerLimits, antiEntropy: Pick<AntiEntropy, 'leafHashes' | 'leafEntries'>): void {
+export function serveReplica(rpc: Pick<RpcEndpoint, 'serve'>, replica: Replica, limits: PeerLimits, antiEntropy: Pick<AntiEntropy, 'leafHashes' | 'leafEntries'>, membership: MembershipStepHandler): void {
   rpc.serve(LEADERLESS_CHANNEL, (from, body, reply) => {
     let work: Promise<unknown>;
     try {
-      work = handle(replica, antiEntropy, body, limits, from);
+      work = body instanceof Array && body[0] === MEMBERSHIP ? membershipStep(body, membership, from) : handle(replica, antiEntropy, body, limits, from);
     } catch (error) {
       return reply(isImpulseError(error) ? error : new ImpulseError('IMPULSE_ERR_INTERNAL', 'leaderless request failed'));
     }
@@ -186,11 +205,23 @@ function handle(replica: Replica, antiEntropy: Pick<AntiEntropy, 'leafHashes' | 
       if (!leaves.every((leaf: unknown) => Number.isInteger(leaf) && (leaf as number) >= 0 && (leaf as number) < leafCount)) throw invalid('bad leaf index');
       return antiEntropy.leafEntries(from, leafCount, leaves as number[]);
     }
+    case REAP:
+      if (body.length !== 3) throw invalid('bad reap request');
+      return replica.reap(key(1), set(2));
     case SCAN:
       return replica.scan(scanBounds(body, limits, invalid)).then((entries) => entries.map(({ key, set }) => [key, encodeSiblingSet(set)]));
     default:
       throw invalid(`unknown request kind ${String(body[0]).slice(0, 16)}`);
   }
+}
+
+/** Validates a membership step and runs it; throws synchronously when it is malformed. */
+function membershipStep(body: unknown[], handler: MembershipStepHandler, from: NodeId): Promise<true> {
+  const [, phase, epoch, members] = body;
+  const bad = (): ImpulseError => new ImpulseError('IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', `a leaderless request from node ${from}: bad membership step`);
+  if (body.length !== 4 || !(MEMBERSHIP_PHASES as readonly unknown[]).includes(phase) || typeof epoch !== 'number' || !Number.isSafeInteger(epoch) || epoch < 1 || !Array.isArray(members)) throw bad();
+  const listed = checkMembers(members.map((member: unknown) => (Array.isArray(member) ? { id: member[0] as unknown, peerUrl: member[1] as unknown } : undefined)));
+  return handler(phase as MembershipPhase, epoch, listed).then(() => true);
 }
 
 /** The range of a scan request, validated. */

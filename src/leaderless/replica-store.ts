@@ -4,9 +4,10 @@
  *
  *   0x01 "format"                 "impulse-leaderless/1" (refused at open when different)
  *   0x01 "h/" u32be(owner) <key>  a hint: a sibling set held for `owner` while it was unreachable
+ *   0x01 "members"                the membership state, JSON (membership.ts); absent: the --initial-cluster
  *   'z' <user key>                a sibling set this node owns
  *
- * Every value is RECORD_SIBLINGS (2) followed by the canonical sibling set
+ * Every data and hint value is RECORD_SIBLINGS (2) followed by the canonical sibling set
  * (codec.ts). Every write goes through the engine's group commit with its
  * sync mode (fsync on a durable engine), so `write` resolving means durable:
  * a replica acknowledges only after that.
@@ -28,6 +29,7 @@ export const LEADERLESS_FORMAT = Buffer.from('impulse-leaderless/1', 'latin1');
 const RECORD_PREFIX = Buffer.from([RECORD_SIBLINGS]);
 const HINT_PREFIX = metaKey('h/');
 const HINT_END = metaKey('h0'); // '0' follows '/'
+const MEMBERSHIP_KEY = metaKey('members');
 
 /** A hint as listed: the owner it is for, the key, the set held. */
 export interface StoredHint {
@@ -85,6 +87,20 @@ export class EngineReplicaStore {
   /** Stores `set` for `key` durably (per the engine's sync mode). */
   async write(key: Uint8Array, set: SiblingSet): Promise<void> {
     await this.engine.put(dataKey(key), this.encode(set));
+  }
+
+  /** Removes `key`'s set (a collected tombstone, tombstones.ts). */
+  async deleteData(key: Uint8Array): Promise<void> {
+    await this.engine.del(dataKey(key));
+  }
+
+  /** The stored membership state (membership.ts), if any. */
+  async readMembership(): Promise<Buffer | undefined> {
+    return this.engine.get(MEMBERSHIP_KEY);
+  }
+
+  async writeMembership(bytes: Buffer): Promise<void> {
+    await this.engine.put(MEMBERSHIP_KEY, bytes);
   }
 
   async readHint(owner: NodeId, key: Uint8Array): Promise<SiblingSet> {

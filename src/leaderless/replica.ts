@@ -15,7 +15,7 @@
  * concurrently and share the engine's group commit.
  */
 import { ImpulseError } from '../errors.js';
-import { type NodeId, type SiblingSet, type VersionVector, merge, resolveLastWriter, sameDots, update } from './dvv.js';
+import { type NodeId, type SiblingSet, type VersionVector, merge, onlyTombstones, resolveLastWriter, sameDots, update } from './dvv.js';
 import { siblingSetBytes, SIBLINGS_MAX } from './codec.js';
 import type { ConflictMode } from './config.js';
 import type { EngineReplicaStore, StoredSet } from './replica-store.js';
@@ -35,15 +35,26 @@ export interface ReplicaFigures {
   setsApplied: number;
   setsChanged: number;
   hintsStored: number;
+  tombstonesCollected: number;
 }
 
 export class Replica {
-  readonly figures: ReplicaFigures = { writesCoordinated: 0, setsApplied: 0, setsChanged: 0, hintsStored: 0 };
+  readonly figures: ReplicaFigures = { writesCoordinated: 0, setsApplied: 0, setsChanged: 0, hintsStored: 0, tombstonesCollected: 0 };
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly hlc: HybridClock;
+  private readonly listeners: ((key: Buffer, before: SiblingSet, after: SiblingSet) => void)[] = [];
 
   constructor(private readonly options: ReplicaOptions) {
     this.hlc = new HybridClock(options.wallClockMs);
+  }
+
+  /**
+   * Calls `listener` after every durable change of a key's stored set (its
+   * set before and after; empty when absent), in the key's order. Anti-entropy
+   * keeps its hash trees with it. Listeners must not throw.
+   */
+  onStored(listener: (key: Buffer, before: SiblingSet, after: SiblingSet) => void): void {
+    this.listeners.push(listener);
   }
 
   get nodeId(): NodeId {
@@ -69,6 +80,7 @@ export class Replica {
       if (this.options.conflicts === 'lww') next = resolveLastWriter(next);
       this.checkBounds(next);
       await this.options.store.write(key, next);
+      this.stored(key, local, next);
       this.figures.writesCoordinated++;
       return next;
     });
@@ -83,8 +95,36 @@ export class Replica {
       this.figures.setsApplied++;
       if (sameDots(next, local)) return { set: local, changed: false };
       await this.options.store.write(key, next);
+      this.stored(key, local, next);
       this.figures.setsChanged++;
       return { set: next, changed: true };
+    });
+  }
+
+  /**
+   * Collects `key`'s tombstones: removes the stored set if it holds exactly
+   * the siblings of `expected` and every one is a tombstone; true when it did.
+   * A write that arrived since the collector checked changes the set, and
+   * then nothing is removed. Called by the collector (tombstones.ts) only.
+   */
+  async reap(key: Buffer, expected: SiblingSet): Promise<boolean> {
+    const removed = onlyTombstones(expected) && (await this.dropIfUnchanged(key, expected));
+    if (removed) this.figures.tombstonesCollected++;
+    return removed;
+  }
+
+  /**
+   * Deletes `key`'s set if it holds exactly the siblings of `expected` (a
+   * collected tombstone, or a key handed off to its owners: ownership.ts);
+   * true when it did. Anything that arrived since keeps the key.
+   */
+  dropIfUnchanged(key: Buffer, expected: SiblingSet): Promise<boolean> {
+    return this.serial(key, async () => {
+      const local = await this.options.store.read(key);
+      if (local.length === 0 || !sameDots(local, expected)) return false;
+      await this.options.store.deleteData(key);
+      this.stored(key, local, []);
+      return true;
     });
   }
 
@@ -118,6 +158,10 @@ export class Replica {
       await this.options.store.deleteHint(owner, key);
       return true;
     });
+  }
+
+  private stored(key: Buffer, before: SiblingSet, after: SiblingSet): void {
+    for (const listener of this.listeners) listener(key, before, after);
   }
 
   private checkBounds(set: SiblingSet): void {

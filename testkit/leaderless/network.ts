@@ -25,6 +25,15 @@ import { type Clock, SystemClock } from '../../src/util/clock.js';
 import { SeededRandom } from '../../src/util/random.js';
 
 const packr = new Packr({ useRecords: false });
+
+/** Polls `check` every 20 ms until it holds; throws naming `what` after `timeoutMs` (generous: the machine may be loaded). */
+export async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 const LIMITS = { keyBytesMax: 256, valueBytesMax: 4096 };
 
 interface Member {
@@ -42,6 +51,7 @@ export class LeaderlessTestNetwork {
   /** SystemClock timers are unref'd: this keeps the process alive while the network is open (a test may wait only on RPC timeouts). */
   private readonly keepAlive = setInterval(() => undefined, 1000);
 
+  /** The initial members; a member added with `addJoiner` starts with these as its view of the cluster. */
   private constructor(
     readonly ids: readonly NodeId[],
     readonly config: LeaderlessConfig,
@@ -50,13 +60,20 @@ export class LeaderlessTestNetwork {
   static async open(ids: readonly NodeId[], overrides: Partial<LeaderlessConfig> = {}): Promise<LeaderlessTestNetwork> {
     const config = { ...DEFAULT_LEADERLESS_CONFIG, heartbeatMs: 50, suspectAfterMs: 150, downAfterMs: 300, handoffIntervalMs: 50, requestTimeoutMs: 1000, ...overrides };
     const net = new LeaderlessTestNetwork(ids, config);
-    for (const id of ids) {
-      const engine = new MemoryEngine({ limits: { keyBytesMax: LIMITS.keyBytesMax + 16, valueBytesMax: 4 * LIMITS.valueBytesMax + 65_537 } });
-      await engine.open();
-      net.members.set(id, { engine, node: undefined, rpc: undefined });
-      await net.restart(id);
-    }
+    for (const id of ids) await net.addJoiner(id);
     return net;
+  }
+
+  /**
+   * Starts node `id` on a new engine. A node not among the initial `ids` is a
+   * joiner (as `impulse serve --join`): it knows the initial members and owns
+   * nothing until a membership change adds it.
+   */
+  async addJoiner(id: NodeId): Promise<void> {
+    const engine = new MemoryEngine({ limits: { keyBytesMax: LIMITS.keyBytesMax + 16, valueBytesMax: 4 * LIMITS.valueBytesMax + 65_537 } });
+    await engine.open();
+    this.members.set(id, { engine, node: undefined, rpc: undefined });
+    await this.restart(id);
   }
 
   node(id: NodeId): LeaderlessNode {
@@ -106,7 +123,7 @@ export class LeaderlessTestNetwork {
 
   async close(): Promise<void> {
     clearInterval(this.keepAlive);
-    for (const id of this.ids) this.stop(id);
+    for (const id of this.members.keys()) this.stop(id);
     for (const member of this.members.values()) await member.engine.close();
   }
 

@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { isImpulseError } from '../errors.js';
+import { LeaderlessTestNetwork, eventually } from '../../testkit/leaderless/network.js';
+import { type NodeId, liveValues } from './dvv.js';
+import { decodeMembership, encodeMembership } from './membership.js';
+
+const key = (text: string): Buffer => Buffer.from(text);
+const members = (...ids: NodeId[]): { id: NodeId; peerUrl: string }[] => ids.map((id) => ({ id, peerUrl: '' }));
+
+describe('leaderless membership changes (in process)', () => {
+  const networks: LeaderlessTestNetwork[] = [];
+  after(async () => {
+    for (const net of networks) await net.close();
+  });
+
+  it('a member joins and another leaves under writes: nothing acknowledged is lost, the ranges move, the leaver ends empty', async () => {
+    const net = await LeaderlessTestNetwork.open([1, 2, 3], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
+    networks.push(net);
+    const acknowledged = new Map<string, string>();
+    let stop = false;
+    let failures = 0;
+    const writer = async (index: number): Promise<void> => {
+      for (let seq = 0; !stop; seq++) {
+        const name = `w${index}-${seq}`;
+        const via: NodeId = [1, 3][seq % 2]!;
+        try {
+          await net.node(via).coordinator.put(key(name), Buffer.from(`v${seq}`), [], 2);
+          acknowledged.set(name, `v${seq}`);
+        } catch {
+          failures++;
+        }
+      }
+    };
+    const writers = Array.from({ length: 4 }, (_, index) => writer(index));
+    try {
+      await eventually('some writes', () => acknowledged.size > 100);
+
+      await net.addJoiner(4);
+      assert.equal(net.node(4).ring.nodes.includes(4), false, 'a joiner owns nothing before it is added');
+      await net.node(1).changeMembership(members(1, 2, 3, 4));
+      for (const id of [1, 2, 3, 4]) assert.deepEqual(net.node(id).ring.nodes, [1, 2, 3, 4], `node ${id} switched`);
+      assert.ok(net.node(4).ownership.figures.keysTransferred === 0 && (await net.node(4).store.digest()).keys > 0, 'the joiner received its ranges');
+      await eventually('some writes with four members', () => acknowledged.size > 300);
+
+      await net.node(3).changeMembership(members(1, 3, 4));
+      for (const id of [1, 3, 4]) assert.deepEqual(net.node(id).ring.nodes, [1, 3, 4]);
+      await eventually('the leaver handed everything off', async () => (await net.node(2).store.digest()).keys === 0, 60_000);
+      net.stop(2);
+      await eventually('some writes after the leave', () => acknowledged.size > 500);
+    } finally {
+      stop = true;
+      await Promise.all(writers);
+    }
+    assert.equal(failures, 0, 'writes kept succeeding throughout');
+
+    for (const [name, value] of acknowledged) {
+      assert.deepEqual(liveValues(await net.node(4).coordinator.get(key(name), 2)).map(String), [value], `acknowledged ${name}`);
+    }
+    for (const id of [1, 3, 4]) await net.node(id).antiEntropy.repairAll();
+    const digests = await Promise.all([1, 3, 4].map(async (id) => (await net.node(id).store.digest()).digest));
+    assert.equal(new Set(digests).size, 1, 'N = 3 on three members: every replica equal');
+  });
+
+  it('refuses a change while another is under way, one that would leave fewer members than N, and one a member cannot take part in', async () => {
+    const net = await LeaderlessTestNetwork.open([1, 2, 3], { antiEntropyIntervalMs: 0, requestTimeoutMs: 1000 });
+    networks.push(net);
+    const rejected = (error: unknown): boolean => isImpulseError(error, 'IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED');
+    await assert.rejects(net.node(1).changeMembership(members(1, 2)), rejected);
+    await assert.rejects(net.node(1).changeMembership([{ id: 0, peerUrl: '' }, ...members(1, 2, 3)]), rejected);
+    // Member 5 does not exist: the pending step cannot reach it, and the change is aborted everywhere.
+    await assert.rejects(net.node(1).changeMembership(members(1, 2, 3, 5)), (error: unknown) => rejected(error) && (error as { details?: { member?: number } }).details?.member === 5);
+    for (const id of [1, 2, 3]) assert.equal(net.node(id).membership.view.pending, undefined, `node ${id} aborted`);
+    await net.addJoiner(4);
+    const first = net.node(1).changeMembership(members(1, 2, 3, 4));
+    await eventually('node 2 knows the change is pending', () => net.node(2).membership.view.pending !== undefined);
+    await assert.rejects(net.node(2).changeMembership(members(1, 2, 3, 4)), rejected, 'a second claimant is refused');
+    await first;
+    for (const id of [1, 2, 3, 4]) assert.equal(net.node(id).membership.view.epoch, 1);
+  });
+
+  it('the stored membership survives a restart; damaged bytes are refused', async () => {
+    const net = await LeaderlessTestNetwork.open([1, 2, 3], { antiEntropyIntervalMs: 0 });
+    networks.push(net);
+    await net.addJoiner(4);
+    await net.node(2).changeMembership(members(1, 2, 3, 4));
+    await net.restart(4);
+    assert.deepEqual(net.node(4).ring.nodes, [1, 2, 3, 4]);
+    // A member joining a cluster that changed before (epoch 1 → 2) starts at epoch 0 and is taken in.
+    await net.addJoiner(5);
+    await net.node(3).changeMembership(members(1, 2, 3, 4, 5));
+    for (const id of [1, 2, 3, 4, 5]) assert.equal(net.node(id).membership.view.epoch, 2, `node ${id}`);
+    const state = { epoch: 3, members: members(1, 2), pending: { epoch: 4, members: members(1, 2, 3) } };
+    assert.deepEqual(decodeMembership(encodeMembership(state), 'here'), state);
+    for (const bad of ['{', '{"epoch":-1,"members":[]}', '{"epoch":5,"members":[{"id":1,"peerUrl":""}],"pending":{"epoch":5,"members":[{"id":1,"peerUrl":""}]}}']) {
+      assert.throws(() => decodeMembership(Buffer.from(bad), 'here'), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION'));
+    }
+  });
+});
