@@ -40,6 +40,7 @@ import type { TransportLimits } from '../transport/options.js';
 import type { PeerMessage } from '../transport/transport.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Random } from '../util/random.js';
+import type { ClusterConfig } from './config.js';
 import type { ImagePayload } from './image-stream.js';
 import { peerAddresses } from './membership.js';
 import { GroupRpc } from './group-rpc.js';
@@ -73,6 +74,33 @@ export interface NodeHostOptions {
   readonly transportLimits?: Partial<TransportLimits>;
   /** Default: plain TCP. */
   readonly socketFactory?: SocketFactory;
+}
+
+/** What a member's host needs besides its cluster flags (`undefined`: the default). */
+export interface MemberHostRuntime {
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+  readonly transportLimits?: Partial<TransportLimits> | undefined;
+  readonly socketFactory?: SocketFactory | undefined;
+}
+
+/** The options of a cluster member's host: identity, peer listener and timing from its cluster flags; `seeds` are the peer addresses to start from. */
+export function memberHostOptions(cluster: ClusterConfig, seeds: ReadonlyMap<NodeId, string>, runtime: MemberHostRuntime): NodeHostOptions {
+  const { transportLimits, socketFactory, ...rest } = runtime;
+  return {
+    nodeId: cluster.nodeId,
+    clusterId: cluster.clusterId,
+    listenHost: cluster.peerHost,
+    listenPort: cluster.peerPort,
+    seeds,
+    tickMs: cluster.timing.tickMs,
+    heartbeatTicks: cluster.timing.heartbeatTicks,
+    electionTicks: cluster.timing.electionTicks,
+    ...rest,
+    ...(transportLimits !== undefined ? { transportLimits } : {}),
+    ...(socketFactory !== undefined ? { socketFactory } : {}),
+  };
 }
 
 export class NodeHost {

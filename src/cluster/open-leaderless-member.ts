@@ -35,7 +35,7 @@ import { NodeVfs } from '../vfs/node-vfs.js';
 import { type Vfs, joinPath } from '../vfs/vfs.js';
 import type { ClusterConfig } from './config.js';
 import { claimIdentity } from './identity.js';
-import { NodeHost } from './node-host.js';
+import { NodeHost, memberHostOptions } from './node-host.js';
 
 export interface LeaderlessMemberOptions {
   readonly cluster: ClusterConfig;
@@ -72,7 +72,7 @@ export async function openLeaderlessMember(options: LeaderlessMemberOptions): Pr
   // A joining member's --initial-cluster names the current members (and perhaps itself): it is not one of them until added.
   const members = [...identity.initialCluster.keys()].filter((id) => !(cluster.join && id === cluster.nodeId));
   const clock = options.clock ?? new SystemClock();
-  const host = new NodeHost({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, listenHost: cluster.peerHost, listenPort: cluster.peerPort, seeds: identity.initialCluster, tickMs: cluster.timing.tickMs, heartbeatTicks: cluster.timing.heartbeatTicks, electionTicks: cluster.timing.electionTicks, clock, random: new SeededRandom(freshSeed()), logger, ...(options.socketFactory !== undefined ? { socketFactory: options.socketFactory } : {}) });
+  const host = new NodeHost(memberHostOptions(cluster, identity.initialCluster, { clock, random: new SeededRandom(freshSeed()), logger, socketFactory: options.socketFactory }));
   const storeLimits = { keyBytesMax: options.limits.keyBytesMax, valueBytesMax: options.limits.valueBytesMax };
   const home = new DirectoryEngineHome(vfs, joinPath(options.dataDir, 'leaderless', options.engine), (dir) =>
     createEngine(options.engine, { dataDir: dir, sync: 'fsync', limits: { ...EngineReplicaStore.engineLimits(storeLimits), batchOpsMax: Number.MAX_SAFE_INTEGER, batchBytesMax: Number.MAX_SAFE_INTEGER } }, { ...options.engineChoices, ...(options.vfs !== undefined ? { vfs: options.vfs } : {}) }),

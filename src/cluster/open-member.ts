@@ -32,7 +32,7 @@ import { CommitLatency } from './cluster-metrics.js';
 import type { ClusterConfig } from './config.js';
 import { claimIdentity } from './identity.js';
 import { HostedGroups } from './hosted-groups.js';
-import { NodeHost } from './node-host.js';
+import { NodeHost, memberHostOptions } from './node-host.js';
 import { RaftGroup } from './raft-group.js';
 import { RaftKvService } from './raft-kv-service.js';
 import { ShardGroups, shardsView } from './shard-groups.js';
@@ -89,21 +89,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
   const random = options.random ?? new SeededRandom(freshSeed());
   const vfs = options.vfs ?? new NodeVfs();
   const { identity, isNew } = await claimIdentity(vfs, options.dataDir, cluster);
-  const host = new NodeHost({
-    nodeId: cluster.nodeId,
-    clusterId: cluster.clusterId,
-    listenHost: cluster.peerHost,
-    listenPort: cluster.peerPort,
-    seeds: cluster.initialCluster,
-    tickMs: cluster.timing.tickMs,
-    heartbeatTicks: cluster.timing.heartbeatTicks,
-    electionTicks: cluster.timing.electionTicks,
-    clock,
-    random,
-    logger,
-    ...(options.transportLimits !== undefined ? { transportLimits: options.transportLimits } : {}),
-    ...(options.socketFactory !== undefined ? { socketFactory: options.socketFactory } : {}),
-  });
+  const host = new NodeHost(memberHostOptions(cluster, cluster.initialCluster, { clock, random, logger, transportLimits: options.transportLimits, socketFactory: options.socketFactory }));
   try {
     const peerAddress = await host.start();
     const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
