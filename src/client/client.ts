@@ -427,7 +427,8 @@ export class ImpulseClient {
   /**
    * A key request, by the shard map when routing (else to the endpoint): a
    * stale route refreshes the map and goes again; an unreachable member (or
-   * one answering LEADER_IN_DOUBT) makes the shard's leader unknown and, with
+   * one answering LEADER_IN_DOUBT) makes the shard's leader unknown (an
+   * unreachable one is also tried last for a while) and, with
    * `retryUnreachable` (reads, unreachable only), goes to the next replica at
    * once. At most `routeRetriesMax` retries; the last
    * answer or error is the caller's.
@@ -443,7 +444,7 @@ export class ImpulseClient {
         response = await this.call(method, path, body, { ...headers, [SHARD_ROUTE_HEADER]: formatShardRoute(target.route) }, target.origin);
       } catch (error) {
         if (!(error instanceof ImpulseError) || error.code !== 'IMPULSE_ERR_CLIENT_UNREACHABLE') throw error;
-        router!.forgetLeader(target.route.shard);
+        router!.memberUnreachable(target);
         if (last || !options.retryUnreachable) throw error;
         continue;
       }

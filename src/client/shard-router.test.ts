@@ -3,7 +3,8 @@
  * (`GET /cluster`, `GET /shards`) through its `RouteSource` seam: the newest
  * map wins; a member's word that it leads beats another member's hearsay; a
  * leader that is not a replica in the newest map is ignored; targets go to
- * the leader, then the replicas in turn once it is forgotten; a table older
+ * the leader, then the replicas in turn once it is forgotten; a member that
+ * could not be reached is tried last for a while; a table older
  * than its bound is reloaded in the background (the old one serves
  * meanwhile); a single node (no /cluster) is not sharded; refreshes are
  * coalesced.
@@ -77,6 +78,22 @@ describe('the client shard router', () => {
     assert.deepEqual(await ports(3), ['9004', '9001', '9003'], 'the leader first');
     router.forgetLeader(2);
     assert.deepEqual(await ports(1), ['9001']);
+  });
+
+  it('tries a member it could not reach last, even while the members still name it leader, until the mark expires', async () => {
+    let nowMs = 0;
+    // Node 1 leads and is the first replica: forgetting the leader alone would send attempt 0 back to it.
+    const members = new FakeMembers(new Map([[2, view(2, 1, [shard(2, '', null, 1, [1, 2, 3], 1)])]]), [1, 2, 3]);
+    const router = new ShardRouter(new URL(url(2)), members, { unreachableForMs: 5000, now: () => nowMs });
+    const first = (await router.target(Buffer.from('k'), 0))!;
+    assert.equal(first.origin.port, '9001');
+    router.memberUnreachable(first);
+    const ports = async (attempts: number): Promise<string[]> => Promise.all(Array.from({ length: attempts }, async (_, attempt) => (await router.target(Buffer.from('k'), attempt))!.origin.port));
+    assert.deepEqual(await ports(3), ['9002', '9003', '9001']);
+    await router.refresh(); // node 2 still names 1 as leader
+    assert.deepEqual(await ports(3), ['9002', '9003', '9001'], 'a refresh does not put it back in front');
+    nowMs = 5000;
+    assert.deepEqual(await ports(1), ['9001'], 'tried in its place again once the mark expires');
   });
 
   it('reloads an old table in the background, serving from the old one meanwhile', async () => {

@@ -13,6 +13,10 @@
  *     caller's `forgetLeader`). Refreshes are coalesced (one at a time) and each costs one `GET /cluster`
  *     plus one `GET /shards` per member (each member knows the leaders of the
  *     shards it replicates); the newest map among the answers wins;
+ *   - a member the client could not reach (`memberUnreachable`) goes to the
+ *     back of every candidate list for `unreachableForMs`, even when the
+ *     members still name it leader (they do until their election timeout);
+ *     after that it is tried again in its place;
  *   - a target is the shard's leader when known, else its replicas in turn
  *     (attempt i takes the i-th candidate), each a member that forwards to
  *     the leader anyway: a wrong leader costs a hop, never correctness;
@@ -20,7 +24,8 @@
  *     with no /shards): no target, the client uses its own endpoint.
  *
  * Bounds: the table holds one entry per shard and per member of the newest
- * map (SHARDS_MAX shards at most); the caller bounds the retries.
+ * map (SHARDS_MAX shards at most), the unreachable marks one per member of
+ * the table; the caller bounds the retries.
  */
 import { ImpulseError, isImpulseError } from '../errors.js';
 import type { ClusterView } from '../protocol/cluster-view.js';
@@ -52,6 +57,8 @@ interface RoutingTable {
 export interface ShardRouterOptions {
   /** A table older than this is reloaded in the background at its next use, ms. Default 30,000. */
   readonly tableAgeMaxMs?: number;
+  /** A member the client could not reach is tried last for this long, ms. Default 10,000. */
+  readonly unreachableForMs?: number;
   /** Monotonic ms (default performance.now). */
   readonly now?: () => number;
 }
@@ -62,6 +69,9 @@ export class ShardRouter {
   private refreshing: Promise<RoutingTable> | undefined;
   private refreshCount = 0;
   private readonly tableAgeMaxMs: number;
+  private readonly unreachableForMs: number;
+  /** When each member last could not be reached (monotonic ms), by node id. */
+  private readonly unreachableAtMs = new Map<number, number>();
   private readonly now: () => number;
 
   constructor(
@@ -70,6 +80,7 @@ export class ShardRouter {
     options: ShardRouterOptions = {},
   ) {
     this.tableAgeMaxMs = options.tableAgeMaxMs ?? 30_000;
+    this.unreachableForMs = options.unreachableForMs ?? 10_000;
     this.now = options.now ?? (() => performance.now());
   }
 
@@ -90,8 +101,10 @@ export class ShardRouter {
     if (table.map === undefined) return undefined;
     const shard = shardFor(table.map, key);
     const leader = table.leaders.get(shard.id);
-    const candidates = [...(leader === undefined ? [] : [leader]), ...shard.replicas.filter((id) => id !== leader)].filter((id) => table.urls.has(id));
-    if (candidates.length === 0) return undefined;
+    const ordered = [...(leader === undefined ? [] : [leader]), ...shard.replicas.filter((id) => id !== leader)].filter((id) => table.urls.has(id));
+    if (ordered.length === 0) return undefined;
+    const down = ordered.filter((id) => this.isUnreachable(id));
+    const candidates = [...ordered.filter((id) => !down.includes(id)), ...down];
     const node = candidates[attempt % candidates.length]!;
     return { origin: table.urls.get(node)!, route: { shard: shard.id, epoch: shard.epoch } };
   }
@@ -99,6 +112,22 @@ export class ShardRouter {
   /** Forgets the leader of `shard` (its member could not be reached or did not lead): the next target is another replica. */
   forgetLeader(shard: number): void {
     this.table?.leaders.delete(shard);
+  }
+
+  /** `target` could not be reached: forgets its shard's leader and tries its member last for `unreachableForMs`. */
+  memberUnreachable(target: RouteTarget): void {
+    this.forgetLeader(target.route.shard);
+    for (const [id, url] of this.table?.urls ?? []) {
+      if (url.origin === target.origin.origin) this.unreachableAtMs.set(id, this.now());
+    }
+  }
+
+  private isUnreachable(id: number): boolean {
+    const at = this.unreachableAtMs.get(id);
+    if (at === undefined) return false;
+    if (this.now() - at < this.unreachableForMs) return true;
+    this.unreachableAtMs.delete(id);
+    return false;
   }
 
   /**
@@ -139,6 +168,7 @@ export class ShardRouter {
   }
 
   private keep(table: RoutingTable): RoutingTable {
+    for (const id of this.unreachableAtMs.keys()) if (!table.urls.has(id)) this.unreachableAtMs.delete(id);
     this.table = table;
     this.loadedAtMs = this.now();
     return table;
