@@ -19,7 +19,7 @@ import { type KvCommand, type KvLimits, validateCommand } from '../kv/command.js
 import { type ContentDigest, contentDigest } from '../kv/digest.js';
 import type { StoredValue } from '../kv/record.js';
 import { type KvItem, type KvStateMachine, APPLY_BYTES_SOFT, APPLY_OPS_SOFT } from '../kv/state-machine.js';
-import type { RangeOptions } from '../storage/engine.js';
+import type { RangeOptions, READ_NOT_SYNC } from '../storage/engine.js';
 import { type KvService, READ_CONSISTENCIES, type ReadOptions, type ServiceHealth, type ServiceStatus, type WriteOutcome, engineServiceHealth, storageStatus } from './kv-service.js';
 import { outcomeOf } from './outcome.js';
 
@@ -65,6 +65,11 @@ export class LocalKvService implements KvService {
       return Promise.reject(error);
     }
     return this.machine.get(key);
+  }
+
+  getSync(key: Uint8Array, options?: ReadOptions): StoredValue | undefined | typeof READ_NOT_SYNC {
+    checkReadOptions(options);
+    return this.machine.getSync(key);
   }
 
   async range(query: RangeOptions, options?: ReadOptions): Promise<KvItem[]> {
