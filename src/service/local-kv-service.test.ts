@@ -61,6 +61,26 @@ describe('LocalKvService', () => {
     }
   });
 
+  it('applies the writes of one event-loop turn as one group, even on an engine that applies at once (memory)', async () => {
+    const { service } = await open('memory');
+    // As requests on separate connections: each write from its own callback, all in the same phase of one turn.
+    const writes = await new Promise<Promise<{ revision: number }>[]>((resolve) => {
+      const started: Promise<{ revision: number }>[] = [];
+      for (let i = 0; i < 10; i++) {
+        setImmediate(() => {
+          started.push(service.write({ ops: [put(`turn-${i}`, 'v')] }));
+          if (started.length === 10) resolve(started);
+        });
+      }
+    });
+    assert.deepEqual((await Promise.all(writes)).map((write) => write.revision), Array.from({ length: 10 }, (_, i) => i + 1));
+    const status = await service.status();
+    assert.equal(status.figures['apply_groups'], 1, 'a write started alone, ahead of the rest of its turn');
+    assert.equal(status.figures['apply_group_writes'], 10);
+    // A lone write later is still applied, in a group of its own.
+    assert.equal((await service.write({ ops: [put('later', 'v')] })).revision, 11);
+  });
+
   it('numbers writes with revisions and honours ifRevision / ifAbsent; a failed condition changes nothing', async () => {
     const { service } = await open();
     const first = await service.write({ ops: [put('k', 'v1', { ifAbsent: true })] });

@@ -1,7 +1,8 @@
 /**
  * `LocalKvService`: today's single node, on the key-value state machine.
  *
- * Writes queue; one loop at a time takes everything queued (up to
+ * Writes queue; one loop at a time (started after the current I/O phase, so
+ * the writes of one event-loop turn form one group) takes everything queued (up to
  * GROUP_BYTES_MAX bytes / GROUP_OPS_MAX ops, at least one command), numbers
  * the commands with consecutive indexes after the applied index, and applies
  * them as ONE `applyBatch`: one engine batch and one fsync for the group
@@ -91,7 +92,7 @@ export class LocalKvService implements KvService {
     return new Promise<WriteOutcome>((resolve, reject) => {
       this.queue.push({ command, bytes, resolve, reject });
       this.queuedBytes += bytes;
-      this.applying ??= this.applyLoop();
+      this.applying ??= this.applySoon();
     });
   }
 
@@ -131,6 +132,22 @@ export class LocalKvService implements KvService {
     this.closed = true;
     while (this.applying !== undefined) await this.applying;
     await this.machine.close();
+  }
+
+  /**
+   * Starts the apply loop once the event loop's current I/O phase is over
+   * (setImmediate), not at once, so every write that arrives in this turn —
+   * one per connection whose request was ready — joins the first group.
+   * Started at once, a write to a non-durable engine is applied in microtasks
+   * before the next connection's request is even parsed: every write became a
+   * group of one with its own chain of ~10 promises (measured in process: 6 µs
+   * of CPU per write alone, 2 µs per write in groups of 100). A durable
+   * engine's fsync already gathered groups; for it this costs nothing more
+   * than the rest of one loop turn.
+   */
+  private async applySoon(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await this.applyLoop();
   }
 
   /** Applies queued writes group by group until the queue is empty. */
