@@ -258,7 +258,7 @@ export class ImpulseServer {
             // An engine that reads without waiting answers here, in node:http's request event, as the bare
             // ceiling does: no promise, no microtask. Order is unaffected: the pipeline starts this request
             // only after the answer before it has left.
-            const now = this.service.getSync?.(key, readOptions) ?? READ_NOT_SYNC;
+            const now = this.service.getSync === undefined ? READ_NOT_SYNC : this.service.getSync(key, readOptions); // undefined: absent
             if (now !== READ_NOT_SYNC) {
               this.answerRead(res, now, method, started);
               return;
