@@ -115,7 +115,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
     const meta = await groups.open(DEFAULT_GROUP, identity.bootstrap === 'initial' ? identity.initialCluster : undefined);
     const { group, requests } = meta;
     const initialVoters = identity.bootstrap === 'initial' ? [...identity.initialCluster.keys()] : [];
-    const shards = new ShardGroups({ groups, meta, nodeId: cluster.nodeId, splitKeys: cluster.splitKeys, initialVoters, logger });
+    const shards = new ShardGroups({ groups, meta, nodeId: cluster.nodeId, splitKeys: cluster.splitKeys, initialVoters, clock, retryPauseMs: cluster.timing.heartbeatTicks * tickMs, waitHostedMs: requestTimeoutMs / 2, logger });
     const admin = new ClusterAdmin({
       host,
       group,
@@ -144,7 +144,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
         await host.close();
       },
     });
-    const remote = new RemoteShards({ rpc: host.rpc, clock, requestTimeoutMs, retryPauseMs: cluster.timing.heartbeatTicks * tickMs });
+    const remote = new RemoteShards({ rpc: host.rpc, nodeId: cluster.nodeId, clock, requestTimeoutMs, retryPauseMs: cluster.timing.heartbeatTicks * tickMs });
     const service = shards.sharded ? new ShardedKvService(metaService, shards, remote) : metaService;
     host.startTicking();
     logger.info({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${peerAddress.host}:${peerAddress.port}`, advertisePeer: cluster.advertisePeer, firstStart: isNew, bootstrap: identity.bootstrap }, 'cluster member started');
