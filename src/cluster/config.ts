@@ -18,6 +18,7 @@
 import { createHash } from 'node:crypto';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
 import type { NodeId } from '../raft/types.js';
+import { SPLIT_KEY_BYTES_MAX } from '../shard/shard-map.js';
 import { parseAddress } from '../transport/socket-factory.js';
 
 export interface ClusterConfig {
@@ -146,11 +147,11 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
 /** Most split keys of `--split-keys` (the shards a new cluster starts with, minus one). */
 export const SPLIT_KEYS_MAX = 255;
 
-/** "k1,k2,...": distinct non-empty UTF-8 keys (at most SPLIT_KEYS_MAX, each at most 512 bytes), sorted. */
+/** "k1,k2,...": distinct non-empty UTF-8 keys (at most SPLIT_KEYS_MAX, each at most SPLIT_KEY_BYTES_MAX bytes), sorted. */
 export function parseSplitKeys(text: string): Buffer[] {
   const keys = text.split(',').map((key) => Buffer.from(key, 'utf8'));
   if (keys.length > SPLIT_KEYS_MAX) throw invalid(`--split-keys takes at most ${SPLIT_KEYS_MAX} keys`);
-  if (keys.some((key) => key.length === 0 || key.length > 512)) throw invalid('--split-keys are 1 to 512 bytes each, separated by commas');
+  if (keys.some((key) => key.length === 0 || key.length > SPLIT_KEY_BYTES_MAX)) throw invalid(`--split-keys are 1 to ${SPLIT_KEY_BYTES_MAX} bytes each, separated by commas`);
   keys.sort(Buffer.compare);
   if (keys.some((key, index) => index > 0 && key.equals(keys[index - 1]!))) throw invalid('--split-keys names a key twice');
   return keys;

@@ -127,6 +127,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       tickMs,
       requestTimeoutMs,
       shards: () => shardsView(cluster.clusterId, cluster.nodeId, shards, meta),
+      ...(shards.sharded ? { splitShard: async (key: Buffer) => void (await shards.split(key)) } : {}),
     });
     const metaService = new RaftKvService({
       host,

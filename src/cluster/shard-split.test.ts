@@ -21,6 +21,9 @@ import { after, before, describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
 import { contentDigest } from '../kv/digest.js';
 import { type KvCommand, encodeCommand } from '../kv/command.js';
+import { pino } from 'pino';
+import { ImpulseServer } from '../api/server.js';
+import { ImpulseClient } from '../client/client.js';
 import { InProcessCluster } from '../../testkit/cluster/in-process.js';
 import type { Member } from './open-member.js';
 import { readShardKey } from './shard-reads.js';
@@ -128,26 +131,55 @@ describe('shard splits at runtime (three members, split key p)', () => {
     assert.equal((await parent.group.machine.machine.get(Buffer.from('kiwi')))?.value.toString(), 'kiwi-0', 'the frozen copy stays in the parent');
   });
 
+  it('splits through POST /shards/split (the client and the CLI\'s route), refusing malformed keys with coded errors', async () => {
+    const member = cluster.member(1);
+    const server = new ImpulseServer({ service: member.service, cluster: member.admin, logger: pino({ level: 'silent' }), version: 'test' });
+    const base = `http://127.0.0.1:${(await server.listen(0, '127.0.0.1')).port}`;
+    try {
+      const client = new ImpulseClient({ endpoint: base });
+      for (const body of ['{"key": ""}', '{"keyHex": "zz"}', '{"key": "a", "keyHex": "61"}', '[]', `{"key": "${'k'.repeat(513)}"}`]) {
+        const reply = await fetch(`${base}/shards/split`, { method: 'POST', body });
+        assert.equal(reply.status, 400, body);
+        assert.equal(((await reply.json()) as { error: { code: string } }).error.code, 'IMPULSE_ERR_CONFIG_INVALID', body);
+      }
+      const view = await client.splitShard(Buffer.from('w'));
+      assert.equal(view.version, 3);
+      assert.deepEqual(view.shards.map((shard) => [shard.id, Buffer.from(shard.start, 'hex').toString(), shard.epoch]), [
+        [2, '', 2],
+        [4, 'h', 2],
+        [3, 'p', 3],
+        [5, 'w', 3],
+      ]);
+      assert.equal((await client.splitShard(Buffer.from('w'))).version, 3, 'splitting at a shard\'s start again changes nothing');
+      await until('every member made the new shard', () => cluster.running().every((id) => settled(cluster.member(id))));
+      for (const [key, { value }] of acknowledged) assert.equal((await member.service.get(Buffer.from(key)))?.value.toString(), value, key);
+    } finally {
+      await server.close(); // closes member 1's service too
+      await cluster.restart(1);
+    }
+    await until('the member restarted after the server settled', () => settled(cluster.member(1)));
+  });
+
   it('a member down during a split makes the new shard from its parent once back', async () => {
     await cluster.crash(3);
     const map = await cluster.member(1).shards.split(Buffer.from('c'));
-    assert.equal(map.version, 3);
+    assert.equal(map.version, 4);
     const written = await retried(() => cluster.member(1).service.write({ ...put('cherry', 'after-split'), session: { clientId: 'split-retrier', seq: 1 } }));
     acknowledged.set('cherry', { value: 'after-split', revision: written.revision });
     await cluster.restart(3);
     await until('the restarted member made the new shard', () => settled(cluster.member(3)));
-    for (const id of [2, 3, 4, 5]) await sameContent(cluster, id);
+    for (const id of [2, 3, 4, 5, 6]) await sameContent(cluster, id);
     for (const [key, { value }] of acknowledged) assert.equal((await cluster.member(3).service.get(Buffer.from(key)))?.value.toString(), value, key);
   });
 
   it('completes a split after every member crashed right after it was requested', async () => {
     const map = await cluster.member(2).shards.split(Buffer.from('s'));
-    assert.equal(map.version, 4);
+    assert.equal(map.version, 5);
     for (const id of [1, 2, 3]) await cluster.crash(id);
     for (const id of [1, 2, 3]) await cluster.restart(id);
     await cluster.waitForLeader(20_000);
-    await until('every member settled on the map with the split', () => cluster.running().every((id) => settled(cluster.member(id)) && cluster.member(id).shards.map?.version === 4));
-    for (const id of [2, 3, 4, 5, 6]) await sameContent(cluster, id);
+    await until('every member settled on the map with the split', () => cluster.running().every((id) => settled(cluster.member(id)) && cluster.member(id).shards.map?.version === 5));
+    for (const id of [2, 3, 4, 5, 6, 7]) await sameContent(cluster, id);
     for (const id of [1, 2, 3]) {
       const keys = (await cluster.member(id).service.range({ limit: 1000 })).map((item) => item.key.toString());
       assert.deepEqual(keys, [...acknowledged.keys()].sort(), `member ${id}`);
