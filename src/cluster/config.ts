@@ -44,6 +44,12 @@ export interface ClusterConfig {
    * Part of the cluster id, like the initial members.
    */
   readonly splitKeys: readonly Buffer[];
+  /**
+   * `--shard-split-bytes`: the leader of a shard proposes a split at its
+   * middle key once the shard's keys and values pass this many bytes
+   * (docs/sharding.md "Splits"). 0 (the default): no size-triggered splits.
+   */
+  readonly shardSplitBytes: number;
   readonly timing: RaftTimingConfig;
 }
 
@@ -95,6 +101,7 @@ export interface ClusterFlags {
   snapshotEntries?: string;
   snapshotCatchUpEntries?: string;
   splitKeys?: string;
+  shardSplitBytes?: string;
 }
 
 /**
@@ -105,7 +112,7 @@ export interface ClusterFlags {
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number, clientScheme: 'http' | 'https' = 'http'): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
     const stray = (
-      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys'] as const
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes'] as const
     ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
@@ -141,7 +148,8 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
     snapshotCatchUpEntries: integer('--snapshot-catch-up-entries', flags.snapshotCatchUpEntries ?? String(defaults.snapshotCatchUpEntries), 0, 100_000_000),
   };
   if (timing.electionTicks < 2 * timing.heartbeatTicks) throw invalid('--election-ticks must be at least twice --heartbeat-ticks');
-  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, timing };
+  const shardSplitBytes = integer('--shard-split-bytes', flags.shardSplitBytes ?? '0', 0, 2 ** 48);
+  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, timing };
 }
 
 /** Most split keys of `--split-keys` (the shards a new cluster starts with, minus one). */

@@ -46,6 +46,9 @@ export interface ShardGroupsOptions {
   readonly retryPauseMs: number;
   /** How long a request waits for a shard group this member replicates to open (`waitHosted`). */
   readonly waitHostedMs: number;
+  /** `--shard-split-bytes` (0: off) and the interval of the size checks (ShardSplits). */
+  readonly splitBytes: number;
+  readonly sizeCheckMs: number;
   readonly logger: Logger;
 }
 
@@ -56,8 +59,8 @@ export class ShardGroups {
   private readonly splits: ShardSplits;
 
   constructor(private readonly options: ShardGroupsOptions) {
-    const { meta, groups, nodeId, clock, retryPauseMs, logger } = options;
-    this.splits = new ShardSplits({ groups, meta, nodeId, clock, retryPauseMs, logger });
+    const { meta, groups, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger } = options;
+    this.splits = new ShardSplits({ groups, meta, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger });
     meta.group.listen({
       shardMapChanged: (map) => this.follow(map),
       leaderChanged: () => this.proposeFirstMap(),

@@ -187,3 +187,35 @@ describe('shard splits at runtime (three members, split key p)', () => {
     }
   });
 });
+
+describe('size-triggered splits (--shard-split-bytes)', () => {
+  let cluster: InProcessCluster;
+  before(async () => {
+    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'p', shardSplitBytes: '16384' } });
+    await cluster.waitForLeader();
+    await until('every member settled on the first map', () => cluster.running().every((id) => settled(cluster.member(id))));
+  });
+  after(async () => {
+    await cluster?.close();
+  });
+
+  it('splits a shard past the threshold at its middle key, and only that shard', async () => {
+    const written = new Map<string, string>();
+    for (let i = 0; i < 40; i++) {
+      const key = `k${String(i).padStart(3, '0')}`;
+      const value = `${i}`.repeat(500).slice(0, 1000); // 40 keys of ~1 KB: ~40 KiB in shard 2 [-inf, p)
+      await retried(() => cluster.member((i % 3) + 1).service.write({ ...put(key, value), session: { clientId: 'sizer', seq: i + 1 } }));
+      written.set(key, value);
+    }
+    await cluster.member(1).service.write(put('zz', 'small')); // shard 3 stays small
+    written.set('zz', 'small');
+    await until('the map split shard 2 and every member settled', () => cluster.running().every((id) => (cluster.member(id).shards.map?.shards.length ?? 0) >= 3 && settled(cluster.member(id))), 60_000);
+    const map = cluster.member(1).shards.map!;
+    assert.ok(map.shards.filter((shard) => shard.start.length > 0 && shard.start.toString() < 'p').every((shard) => shard.start.toString() > 'k000' && shard.start.toString() <= 'k039'), 'split inside the written keys');
+    assert.equal(map.shards.find((shard) => shard.end === null)!.id, 3, 'the small shard did not split');
+    for (const id of [1, 2, 3]) {
+      const items = await cluster.member(id).service.range({ limit: 1000 });
+      assert.deepEqual(new Map(items.map((item) => [item.key.toString(), item.value.toString()])), written, `member ${id}`);
+    }
+  });
+});

@@ -11,6 +11,11 @@
  *     shard's leader, and after a failed proposal (after a pause, while it
  *     still leads): so a split whose map is committed finishes whichever
  *     member leads the parent, after any crash.
+ *   - size checks (`--shard-split-bytes`): every `sizeCheckMs`, for each
+ *     shard this member leads whose split is not under way, the engine's
+ *     disk bytes are a cheap first filter; past the threshold the shard's
+ *     keys and values inside its bounds are counted (a scan), and past it
+ *     still, the shard is split at its middle key by bytes.
  *   - `originOf(shard)`: how a member that replicates a shard and does not
  *     host it yet must open it: made from the split record one of its groups
  *     holds, later (its parent has not applied the split yet), as one of the
@@ -19,9 +24,10 @@
 import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
 import type { NodeId } from '../raft/types.js';
-import { type Shard, type ShardMap, nextShardId, shardById, shardContains, shardFor, splitShard } from '../shard/shard-map.js';
+import { type Shard, type ShardBounds, type ShardMap, nextShardId, shardById, shardContains, shardFor, splitShard } from '../shard/shard-map.js';
 import { compareBytes } from '../util/bytes.js';
-import type { Clock } from '../util/clock.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import type { KvStateMachine } from '../kv/state-machine.js';
 import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import { encodeClusterCommand } from './log-entries.js';
 import type { GroupSeed } from './raft-group.js';
@@ -37,6 +43,10 @@ export interface ShardSplitsOptions {
   readonly clock: Clock;
   /** Pause before proposing a failed split command again (while this member still leads the parent). */
   readonly retryPauseMs: number;
+  /** A shard this member leads splits at its middle key past this many bytes of keys and values; 0: never by size. */
+  readonly splitBytes: number;
+  /** Interval of the size checks, ms. */
+  readonly sizeCheckMs: number;
   readonly logger: Logger;
 }
 
@@ -46,11 +56,45 @@ export type ShardOrigin = { readonly kind: 'split'; readonly seed: GroupSeed } |
 export class ShardSplits {
   private readonly proposing = new Set<number>();
   private closed = false;
+  private sizeTimer: TimerHandle | undefined;
 
-  constructor(private readonly options: ShardSplitsOptions) {}
+  constructor(private readonly options: ShardSplitsOptions) {
+    if (options.splitBytes > 0) this.scheduleSizeCheck();
+  }
 
   close(): void {
     this.closed = true;
+    this.sizeTimer?.cancel();
+  }
+
+  private scheduleSizeCheck(): void {
+    if (this.closed) return;
+    this.sizeTimer = this.options.clock.setTimer(this.options.sizeCheckMs, () => {
+      this.checkSizes().then(
+        () => this.scheduleSizeCheck(),
+        (error: unknown) => {
+          this.options.logger.warn({ err: error }, 'a shard size check failed; checking again later');
+          this.scheduleSizeCheck();
+        },
+      );
+    });
+  }
+
+  /** Splits, one at a time, each shard this member leads that passed the size threshold (and is not splitting already). */
+  private async checkSizes(): Promise<void> {
+    const { groups, meta, nodeId, splitBytes, logger } = this.options;
+    for (const shard of meta.group.machine.shardMap?.shards ?? []) {
+      const hosted = groups.get(shard.id);
+      const bounds = hosted?.group.machine.bounds;
+      if (this.closed || hosted === undefined || bounds === undefined || hosted.group.state !== 'running' || hosted.group.leader !== nodeId) continue;
+      if (!sameBounds(bounds, shard)) continue; // a split of this shard is under way
+      const machine = hosted.group.machine.machine;
+      if (((await machine.stats()).diskBytes ?? Infinity) <= splitBytes) continue;
+      const key = await middleKeyPast(machine, bounds, splitBytes);
+      if (key === undefined) continue;
+      logger.info({ shard: shard.id, key: key.toString('hex'), splitBytes }, 'a shard passed --shard-split-bytes: splitting it at its middle key');
+      await this.requestSplit(key);
+    }
   }
 
   /**
@@ -127,6 +171,38 @@ export class ShardSplits {
     const map = this.options.meta.group.machine.shardMap;
     if (map === undefined) throw new ImpulseError('IMPULSE_ERR_UNAVAILABLE', 'the shard map is not applied on this member yet (the cluster is starting)');
     return map;
+  }
+}
+
+function sameBounds(a: ShardBounds, b: ShardBounds): boolean {
+  return a.start.equals(b.start) && (a.end === null ? b.end === null : b.end !== null && a.end.equals(b.end));
+}
+
+/**
+ * The key at which the keys and values of `machine` inside `bounds` are
+ * halved by bytes, when they pass `limitBytes` (undefined when they do not,
+ * or when no key but the first could split them). Two scans of the shard.
+ */
+async function middleKeyPast(machine: KvStateMachine, bounds: ShardBounds, limitBytes: number): Promise<Buffer | undefined> {
+  let total = 0;
+  for await (const item of itemsIn(machine, bounds)) total += item.key.length + item.value.length;
+  if (total <= limitBytes) return undefined;
+  let seen = 0;
+  for await (const item of itemsIn(machine, bounds)) {
+    seen += item.key.length + item.value.length;
+    if (seen >= total / 2) return compareBytes(item.key, bounds.start) > 0 ? Buffer.from(item.key) : undefined;
+  }
+  return undefined;
+}
+
+async function* itemsIn(machine: KvStateMachine, bounds: ShardBounds): AsyncGenerator<{ key: Buffer; value: Buffer }> {
+  const limit = machine.limits.rangeLimitMax;
+  const upper = bounds.end === null ? {} : { lt: bounds.end };
+  let page = await machine.range({ ...(bounds.start.length > 0 ? { gte: bounds.start } : {}), ...upper, limit });
+  for (;;) {
+    yield* page;
+    if (page.length < limit) return;
+    page = await machine.range({ gt: page[page.length - 1]!.key, ...upper, limit });
   }
 }
 
