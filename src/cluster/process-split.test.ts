@@ -16,17 +16,9 @@ import { describe, it } from 'node:test';
 import { checkKvLinearizability, formatOperations } from '../../testkit/check/linearizability.js';
 import { History } from '../../testkit/cluster/process-history.js';
 import { ProcessCluster } from '../../testkit/process/cluster-process.js';
+import { eventually } from '../../testkit/process/eventually.js';
 
 const KEYS = ['b', 'd', 'j', 'm', 'r'];
-
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 describe('a shard split in a process cluster', () => {
   it('splits a shard under concurrent clients with a linearizable history and nothing lost', async (t) => {

@@ -25,7 +25,14 @@
  *     the meta group's read point once (the map the client saw is committed
  *     there), then is judged again;
  *   - revisions are the index of the key's shard's log (comparable within a
- *     shard only; a key never changes shard while maps do not change).
+ *     shard only; a shard a split made starts its log at the split's index,
+ *     so the revisions of the keys it took over stay below its own);
+ *   - splits (shard-split.ts): a request a shard group refused because its
+ *     keys left it (the member's map did not have the split yet) is routed
+ *     again by the member's newer map (`afterSplits`, bounded); a shard this
+ *     member replicates but has not opened yet (a split just made it) is
+ *     waited for (bounded); reads are clipped to the shard's range and
+ *     checked against the group's bounds (shard-reads.ts).
  *
  * Status, health and shutdown are the meta group's (RaftKvService), plus the
  * shard groups' health and figures.
