@@ -58,6 +58,9 @@ export interface ConnectionLimits {
   readonly parserLimits: ParserLimits;
 }
 
+/** Replies smaller than this are copied together into one write, up to this many bytes per write. */
+const COALESCE_BYTES_MAX = 64 * 1024;
+
 /** How long a connection that sent its last reply waits for the client's FIN, ms. */
 const LINGER_MS = 2_000;
 
@@ -207,7 +210,7 @@ export class RespConnection {
     this.pending.push(slot);
     // The name is absent when it was itself over the limits (skipped by the parser).
     const name = command.args[0];
-    const spec = name === undefined ? undefined : this.server.commands.get(name.toString('latin1').toLowerCase());
+    const spec = name === undefined ? undefined : this.server.commands.find(name);
     const refused = this.refusal(command, spec);
     if (refused !== undefined) {
       slot.reply = refused;
@@ -399,12 +402,7 @@ export class RespConnection {
       count++;
       if (last) break;
     }
-    if (count > 0) {
-      const done = this.pending.splice(0, count);
-      this.socket.cork();
-      for (const slot of done) this.socket.write(slot.reply!);
-      this.socket.uncork();
-    }
+    if (count > 0) this.writeReplies(count === 1 ? [this.pending.shift()!.reply!] : this.pending.splice(0, count).map((slot) => slot.reply!));
     if (last || (this.ending && this.pending.length === 0)) {
       this.pending.length = 0;
       this.lingeringClose();
@@ -412,6 +410,41 @@ export class RespConnection {
     }
     this.watchOutput();
     return count > 0;
+  }
+
+  /**
+   * Hands `replies` to the socket in as few writes as it can: small replies
+   * are copied into one Buffer (up to COALESCE_BYTES_MAX), a large one goes
+   * as it is. One `socket.write` per flush is the common case (one reply
+   * without pipelining, one Buffer for a pipeline's batch): each write costs
+   * the stream layer's bookkeeping and a system call, more than the copy.
+   */
+  private writeReplies(replies: readonly Buffer[]): void {
+    if (replies.length === 1) {
+      this.socket.write(replies[0]!);
+      return;
+    }
+    const corked = replies.some((reply) => reply.length >= COALESCE_BYTES_MAX);
+    if (corked) this.socket.cork();
+    let run: Buffer[] = [];
+    let runBytes = 0;
+    const writeRun = (): void => {
+      if (run.length > 0) this.socket.write(run.length === 1 ? run[0]! : Buffer.concat(run, runBytes));
+      run = [];
+      runBytes = 0;
+    };
+    for (const reply of replies) {
+      if (reply.length >= COALESCE_BYTES_MAX) {
+        writeRun();
+        this.socket.write(reply);
+        continue;
+      }
+      if (runBytes + reply.length > COALESCE_BYTES_MAX) writeRun();
+      run.push(reply);
+      runBytes += reply.length;
+    }
+    writeRun();
+    if (corked) this.socket.uncork();
   }
 
   /**

@@ -244,6 +244,10 @@ describe('RESP server (ioredis, in process, memory engine)', () => {
     );
   });
 
+  it('answers a pipeline of large and small replies whole and in order (engine reads answered at once)', async () => {
+    await pipelineOfLargeAndSmallReplies(redis);
+  });
+
   it('applies a pipeline of plain writes as one command, yet fails only the invalid one in it', async () => {
     const before = (await node.service.status()).appliedIndex;
     const pipeline = redis.pipeline();
@@ -328,6 +332,46 @@ describe('RESP server (ioredis, in process, memory engine)', () => {
  * The real single-node service, refusing (before applying anything) a write whose keys start
  * with different bytes, as the sharded service refuses a batch across shards.
  */
+/**
+ * SETs and GETs of values from a few bytes to the value limit (replies on both
+ * sides of the connection's 64 KiB coalescing size), an absent key and an
+ * error between them: every reply whole, in order.
+ */
+async function pipelineOfLargeAndSmallReplies(redis: Redis): Promise<void> {
+  const sizes = [1, 3, LIMITS.valueBytesMax, 10, LIMITS.valueBytesMax - 20, 0, 40_000, 40_000, 2];
+  const values = sizes.map((size, i) => Buffer.alloc(size, 0x61 + i));
+  const pipeline = redis.pipeline();
+  values.forEach((value, i) => pipeline.set(`mixed:${i}`, value));
+  values.forEach((_, i) => pipeline.getBuffer(`mixed:${i}`).call('NOSUCHCOMMAND').getBuffer('mixed:absent'));
+  const results = (await pipeline.exec())!.map(([error, value]) => (error ? error.message : value));
+  assert.deepEqual(results.slice(0, values.length), values.map(() => 'OK'));
+  const expected = values.flatMap((value) => [value, "ERR unknown command 'NOSUCHCOMMAND', with args beginning with: ", null]);
+  assert.deepEqual(results.slice(values.length), expected);
+}
+
+/** The service without `getSync`: every GET waits for the engine's promise (as on lsm or under Raft). */
+function readingOnlyAsynchronously(service: KvService): KvService {
+  return new Proxy(service, {
+    get: (target, property, receiver) => (property === 'getSync' ? undefined : (Reflect.get(target, property, receiver) as unknown)),
+  });
+}
+
+describe('RESP server on a service that reads only asynchronously', () => {
+  it('answers GETs in order among other replies, whole, as with reads answered at once', async () => {
+    const node = await startNode({}, readingOnlyAsynchronously);
+    const redis = new Redis({ port: node.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
+    try {
+      await redis.connect();
+      assert.equal(node.service.getSync, undefined);
+      await pipelineOfLargeAndSmallReplies(redis);
+      assert.equal(await redis.get('mixed:1'), 'bbb');
+    } finally {
+      redis.disconnect();
+      await stopNode(node);
+    }
+  });
+});
+
 function refusingCrossShard(service: KvService): KvService {
   return new Proxy(service, {
     get(target, property, receiver) {
