@@ -9,6 +9,7 @@ import type { KvOp } from '../kv/command.js';
 import type { Authorizer, Credential } from '../security/auth.js';
 import type { KvService, ReadConsistency, ServiceStatus } from '../service/kv-service.js';
 import type { ProtocolVersion } from './encoder.js';
+import type { PutCoalescer } from './put-coalescer.js';
 import type { ScanCursors } from './scan-cursors.js';
 
 /** One connection's state that commands read and change. */
@@ -55,6 +56,8 @@ export interface ServerView {
   readonly auth?: Authorizer;
   /** Counts a refusal by the token check. */
   authRefused(reason: AuthRefusal): void;
+  /** Plain writes (CommandSpec.puts) of all connections, sent as one command per turn of the event loop. */
+  readonly putCoalescer: PutCoalescer;
   /** The command table: by lower-case name (COMMAND), and by a request's name bytes (`find`). */
   readonly commands: CommandTable;
   /** The TCP port the RESP server listens on. */

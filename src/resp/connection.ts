@@ -20,7 +20,9 @@
  * finished, and everything after it waits for it. So a GET after a SET in one
  * pipeline sees the SET, and pipelined GETs still overlap. Consecutive plain
  * writes (SET k v, MSET) of a pipeline go to the service as one command
- * (`putGroup`): one commit for the run instead of one each.
+ * (`putGroup`): one commit for the run instead of one each; and with the plain
+ * writes of other connections in the same turn of the event loop
+ * (put-coalescer.ts), which is what batches writes sent without pipelining.
  *
  * Backpressure: while either bound of step 1 is reached the socket is paused,
  * so the client's further commands wait in the kernel and in its own buffers,
@@ -76,6 +78,13 @@ interface Slot {
   reply: Buffer | undefined;
   /** QUIT or a protocol error: close once this reply is written. */
   last: boolean;
+}
+
+/** Consecutive plain writes of one connection, written together (`putGroup`); `bytes`: their size as validateCommand counts it. */
+interface PutGroup {
+  readonly members: Waiting[];
+  readonly ops: KvOp[];
+  readonly bytes: number;
 }
 
 /** A command taken from the parser whose turn to run has not come yet. */
@@ -234,7 +243,7 @@ export class RespConnection {
       const next = this.waiting[0]!;
       const readonly = next.spec.flags.includes('readonly');
       if (!readonly && this.readsRunning > 0) return;
-      const group = next.spec.puts !== undefined && this.waiting.length > 1 ? this.putGroup() : undefined;
+      const group = next.spec.puts !== undefined ? this.putGroup() : undefined;
       if (group !== undefined) {
         this.runGroup(group);
         continue;
@@ -253,12 +262,13 @@ export class RespConnection {
 
   /**
    * Consecutive plain writes at the head of `waiting` (SET k v, MSET: see
-   * `CommandSpec.puts`), taken out as one group when there are two or more:
-   * their puts, in order, form one command (a later put of a key wins, as if
-   * run one by one), within the service's batch limits. A command whose own
-   * puts are invalid ends the group and later fails on its own.
+   * `CommandSpec.puts`), taken out as one group (of one or more): their puts,
+   * in order, form one submission to the server's PutCoalescer (a later put of
+   * a key wins, as if run one by one), within the service's batch limits. A
+   * command whose own puts are invalid ends the group and later fails on its
+   * own (undefined when it is the first).
    */
-  private putGroup(): { members: Waiting[]; ops: KvOp[] } | undefined {
+  private putGroup(): PutGroup | undefined {
     const limits = this.server.service.limits;
     const members: Waiting[] = [];
     const ops: KvOp[] = [];
@@ -277,12 +287,12 @@ export class RespConnection {
       ops.push(...puts);
       bytes += size;
     }
-    if (members.length < 2) return undefined;
+    if (members.length === 0) return undefined;
     this.waiting.splice(0, members.length);
-    return { members, ops };
+    return { members, ops, bytes };
   }
 
-  private runGroup(group: { members: Waiting[]; ops: KvOp[] }): void {
+  private runGroup(group: PutGroup): void {
     this.exclusiveRunning = true;
     this.writeGroup(group).then(
       () => this.release(false),
@@ -295,15 +305,16 @@ export class RespConnection {
   }
 
   /**
-   * Writes a put group as one command. A sharded service refuses a command
-   * whose keys lie in several shards, before anything is applied
+   * Writes a put group, through the PutCoalescer (one command with other
+   * connections' plain writes of this turn). A sharded service refuses a
+   * command whose keys lie in several shards, before anything is applied
    * (IMPULSE_ERR_BATCH_CROSS_SHARD): then the group's commands are written one
    * by one, in order, each answered as it completes.
    */
-  private async writeGroup({ members, ops }: { members: Waiting[]; ops: KvOp[] }): Promise<void> {
+  private async writeGroup({ members, ops, bytes }: PutGroup): Promise<void> {
     const { service } = this.server;
     try {
-      await service.write({ ops });
+      await this.server.putCoalescer.submit(ops, bytes);
       this.fill(members, OK);
       return;
     } catch (error) {

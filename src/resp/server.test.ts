@@ -248,6 +248,26 @@ describe('RESP server (ioredis, in process, memory engine)', () => {
     await pipelineOfLargeAndSmallReplies(redis);
   });
 
+  it('applies the SETs of many clients sent at once (coalesced across connections), each acknowledged one read back', async () => {
+    const clients = Array.from({ length: 12 }, () => new Redis({ port: node.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 }));
+    try {
+      await Promise.all(clients.map((client) => client.connect()));
+      const before = (await node.service.status()).appliedIndex;
+      await Promise.all(
+        clients.map(async (client, c) => {
+          for (let round = 0; round < 10; round++) {
+            assert.equal(await client.set(`many:${c}`, `${c}:${round}`), 'OK');
+            assert.equal(await client.get(`many:${c}`), `${c}:${round}`);
+          }
+        }),
+      );
+      assert.deepEqual(await redis.mget(clients.map((_, c) => `many:${c}`)), clients.map((_, c) => `${c}:9`));
+      assert.ok((await node.service.status()).appliedIndex - before <= clients.length * 10);
+    } finally {
+      for (const client of clients) client.disconnect();
+    }
+  });
+
   it('applies a pipeline of plain writes as one command, yet fails only the invalid one in it', async () => {
     const before = (await node.service.status()).appliedIndex;
     const pipeline = redis.pipeline();

@@ -21,6 +21,7 @@ import type { Authorizer } from '../security/auth.js';
 import { TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT, TlsHandshakeGuard, type TlsMaterial, secureContextOptions } from '../security/tls.js';
 import { type ClientState, type CommandSpec, CommandTable, type ServerView } from './command.js';
 import { CONNECTION_COMMANDS } from './commands/connection.js';
+import { PutCoalescer } from './put-coalescer.js';
 import { KEY_COMMANDS } from './commands/keys.js';
 import { SERVER_COMMANDS } from './commands/server.js';
 import { type CloseReason, type ConnectionLimits, RespConnection } from './connection.js';
@@ -109,6 +110,7 @@ export class RespServer {
       scanCountMax,
       conditionalRetriesMax: 16,
       commands: this.commands,
+      putCoalescer: new PutCoalescer(service, service.limits),
       ...(options.auth !== undefined ? { auth: options.auth } : {}),
       authRefused: (reason) => this.metrics.authRefused(reason),
       port: () => this.boundPort,
