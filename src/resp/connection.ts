@@ -38,6 +38,8 @@
  * sent, then the end of the stream (Redis would drop them).
  */
 import type { Socket } from 'node:net';
+// Imported, not the global: the global `performance` is a lazy getter, a visible cost at two reads per command.
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { arityFits, type ClientState, type CommandContext, type CommandSpec, type ServerView } from './command.js';
 import { isImpulseError } from '../errors.js';
