@@ -42,12 +42,12 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { arityFits, type ClientState, type CommandContext, type CommandSpec, type ServerView } from './command.js';
-import { isImpulseError } from '../errors.js';
 import { validateCommand, type KvOp } from '../kv/command.js';
 import { NOAUTH, PRE_AUTH_LIMITS, accessRefusal, mustAuthenticate } from './access.js';
 import { OK, errorReply } from './encoder.js';
 import { failureReply, unknownCommand, wrongArity } from './errors.js';
 import { ProtocolError, type ParsedCommand, type ParserLimits, type RequestParser } from './parser.js';
+import { refusedAsBatch } from './put-coalescer.js';
 
 export interface ConnectionLimits {
   /** Commands taken but not yet answered, at most; then reading pauses. */
@@ -308,10 +308,11 @@ export class RespConnection {
 
   /**
    * Writes a put group, through the PutCoalescer (one command with other
-   * connections' plain writes of this turn). A sharded service refuses a
-   * command whose keys lie in several shards, before anything is applied
-   * (IMPULSE_ERR_BATCH_CROSS_SHARD): then the group's commands are written one
-   * by one, in order, each answered as it completes.
+   * connections' plain writes of this turn). A service may refuse a command
+   * for holding several keys, before anything is applied (`refusedAsBatch`: a
+   * sharded service's keys of several shards, a leaderless service's second
+   * key): then the group's commands are written one by one, in order, each
+   * answered as it completes.
    */
   private async writeGroup({ members, ops, bytes }: PutGroup): Promise<void> {
     const { service } = this.server;
@@ -320,7 +321,7 @@ export class RespConnection {
       this.fill(members, OK);
       return;
     } catch (error) {
-      if (!isImpulseError(error, 'IMPULSE_ERR_BATCH_CROSS_SHARD')) {
+      if (!refusedAsBatch(error)) {
         this.fill(members, this.failure(error, members[0]!.spec));
         return;
       }

@@ -87,6 +87,27 @@ describe('PutCoalescer', () => {
     assert.deepEqual(await Promise.all(answers), ['IMPULSE_ERR_SHUTTING_DOWN', 'IMPULSE_ERR_SHUTTING_DOWN']);
   });
 
+  it('writes each submission on its own when a one-key-per-write service (leaderless) refuses the batch; a two-key submission gets the refusal', async () => {
+    const service = await memoryService();
+    const oneKeyPerWrite = new Proxy(service, {
+      get(target, property, receiver) {
+        if (property !== 'write') return Reflect.get(target, property, receiver) as unknown;
+        return (command: KvCommand) => (command.ops.length > 1 ? Promise.reject(new ImpulseError('IMPULSE_ERR_LEADERLESS_UNSUPPORTED', 'one key at a time')) : target.write(command));
+      },
+    });
+    try {
+      const { coalescer, endTurn } = manualCoalescer(oneKeyPerWrite);
+      const answers = [[put('a', '1')], [put('b', '2')], [put('c', '3'), put('d', '4')]].map((ops) =>
+        submit(coalescer, ops).then(() => 'applied', (error: unknown) => (error as ImpulseError).code),
+      );
+      endTurn();
+      assert.deepEqual(await Promise.all(answers), ['applied', 'applied', 'IMPULSE_ERR_LEADERLESS_UNSUPPORTED']);
+      assert.deepEqual(await Promise.all(['a', 'b', 'c', 'd'].map((key) => text(service, key))), ['1', '2', undefined, undefined]);
+    } finally {
+      await service.close();
+    }
+  });
+
   it('writes each submission on its own when the service refuses the batch as cross-shard; a cross-shard submission gets the refusal', async () => {
     const service = await memoryService();
     const shardOf = (op: KvOp): number => op.key[0]!; // the first byte names the "shard"

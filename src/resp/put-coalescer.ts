@@ -20,10 +20,11 @@
  *     the service's error, if any, is every submitter's error (it refused or
  *     lost the command as a whole: nothing of it, or unknown, as for a command
  *     of their own);
- *   - a sharded service refuses a command whose keys lie in several shards
- *     (IMPULSE_ERR_BATCH_CROSS_SHARD, nothing applied): then each submission
- *     is written on its own, and gets its own answer (a submission that is
- *     itself cross-shard gets that refusal, and its connection splits it).
+ *   - a service may refuse a command for holding several keys, before
+ *     applying anything (`refusedAsBatch`: a sharded service when the keys lie
+ *     in several shards, a leaderless one for any second op): then each
+ *     submission is written on its own, and gets its own answer (a submission
+ *     refused the same way gets that refusal, and its connection splits it).
  *
  * Bounds: a batch holds at most `batchOpsMax` ops and `batchBytesMax` bytes
  * (then the next batch starts); a turn's batches are bounded by what the
@@ -32,6 +33,16 @@
 import { isImpulseError } from '../errors.js';
 import type { KvLimits, KvOp } from '../kv/command.js';
 import type { KvService } from '../service/kv-service.js';
+
+/**
+ * Whether `error` is a service's refusal of a command for holding several
+ * keys, with nothing applied: IMPULSE_ERR_BATCH_CROSS_SHARD (sharded: keys of
+ * several shards) or IMPULSE_ERR_LEADERLESS_UNSUPPORTED (leaderless: one key
+ * per write; asked only of unconditional puts, so their number is the reason).
+ */
+export function refusedAsBatch(error: unknown): boolean {
+  return isImpulseError(error, 'IMPULSE_ERR_BATCH_CROSS_SHARD') || isImpulseError(error, 'IMPULSE_ERR_LEADERLESS_UNSUPPORTED');
+}
 
 interface Submission {
   readonly ops: readonly KvOp[];
@@ -84,7 +95,7 @@ export class PutCoalescer {
     for (const { submissions } of batches) void this.write(submissions);
   }
 
-  /** Writes one batch as one command; on a cross-shard refusal, each submission on its own. Never rejects. */
+  /** Writes one batch as one command; when the service refuses it for its keys (`refusedAsBatch`), each submission on its own. Never rejects. */
   private async write(submissions: readonly Submission[]): Promise<void> {
     const ops = submissions.length === 1 ? submissions[0]!.ops : submissions.flatMap((submission) => submission.ops);
     try {
@@ -92,7 +103,7 @@ export class PutCoalescer {
       for (const submission of submissions) submission.resolve();
       return;
     } catch (error) {
-      if (submissions.length === 1 || !isImpulseError(error, 'IMPULSE_ERR_BATCH_CROSS_SHARD')) {
+      if (submissions.length === 1 || !refusedAsBatch(error)) {
         for (const submission of submissions) submission.reject(error);
         return;
       }

@@ -425,6 +425,36 @@ describe('RESP server on a service that refuses writes across shards', () => {
   });
 });
 
+/** A service that, like the leaderless one, writes one key per command and refuses more with IMPULSE_ERR_LEADERLESS_UNSUPPORTED. */
+function oneKeyPerWrite(service: KvService): KvService {
+  return new Proxy(service, {
+    get(target, property, receiver) {
+      if (property !== 'write') return Reflect.get(target, property, receiver) as unknown;
+      return (command: KvCommand) =>
+        command.ops.length > 1 ? Promise.reject(new ImpulseError('IMPULSE_ERR_LEADERLESS_UNSUPPORTED', 'leaderless mode writes one key at a time')) : target.write(command);
+    },
+  });
+}
+
+describe('RESP server on a service that writes one key per command (leaderless)', () => {
+  it('answers pipelined SETs and the SETs of clients sent at once, and refuses only the MSET of two keys', async () => {
+    const node = await startNode({}, oneKeyPerWrite);
+    const clients = Array.from({ length: 6 }, () => new Redis({ port: node.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 }));
+    try {
+      await Promise.all(clients.map((client) => client.connect()));
+      const results = (await clients[0]!.pipeline().set('l:1', 'a').set('l:2', 'b').mset('l:3', 'c', 'l:4', 'd').set('l:1', 'c').get('l:1').exec())!;
+      const answers = results.map(([error, value]) => (error ? error.message : value));
+      assert.deepEqual([answers[0], answers[1], answers[3], answers[4]], ['OK', 'OK', 'OK', 'c']);
+      assert.match(answers[2] as string, /IMPULSE_ERR_LEADERLESS_UNSUPPORTED/);
+      await Promise.all(clients.map(async (client, c) => assert.equal(await client.set(`l:client:${c}`, String(c)), 'OK')));
+      assert.deepEqual(await Promise.all(clients.map((_, c) => clients[0]!.get(`l:client:${c}`))), clients.map((_, c) => String(c)));
+    } finally {
+      for (const client of clients) client.disconnect();
+      await stopNode(node);
+    }
+  });
+});
+
 describe('RESP server limits', () => {
   it('disconnects a client that sends commands but never reads the replies, and counts it', async () => {
     const node = await startNode({ outputBytesHighWater: 256 * 1024, outputStallMs: 300, pipelineDepthMax: 64 });
