@@ -60,3 +60,14 @@ export function medianCell(values: readonly number[], show: (value: number) => s
   if (values.length === 1) return show(values[0]!);
   return `${show(median(values))} (${show(Math.min(...values))}–${show(Math.max(...values))})`;
 }
+
+/** CPU seconds (user + system) process `pid` has used so far, from /proc/<pid>/stat (Linux; NaN elsewhere). */
+export async function processCpuSeconds(pid: number): Promise<number> {
+  try {
+    const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+    // utime and stime, in USER_HZ ticks (100 per second on every mainstream Linux build).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
