@@ -13,14 +13,13 @@
  * "concurrent-node<major>").
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENGINE_NAMES } from '../src/storage/registry.js';
 import { startServerProcess } from '../testkit/process/server-process.js';
-import { flag, formatNumber, loadLine, machineLine, table, writeSection } from './report.js';
+import { flag, formatNumber, loadLine, machineLine, processCpuSeconds, table, writeSection } from './report.js';
 
 interface WrkResult {
   requestsPerSecond: number;
@@ -55,23 +54,10 @@ function ensureWrk(): void {
   }
 }
 
-/** CPU seconds (user + system) the process has used so far, from /proc; NaN elsewhere. */
-function cpuSeconds(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
-  } catch {
-    return Number.NaN;
-  }
-}
-
-/** Linux's USER_HZ, the unit of the CPU times in /proc/<pid>/stat (100 on every mainstream build). */
-const CLOCK_TICKS_PER_SECOND = 100;
-
 async function wrk(url: string, pid: number, method: 'PUT' | 'GET' | 'DELETE'): Promise<WrkResult> {
   const script = join(tmpdir(), `impulse-wrk-${method}.lua`);
   await writeFile(script, `wrk.method = "${method}"\n${method === 'PUT' ? 'wrk.body = "bar"\n' : ''}`);
-  const cpuBefore = cpuSeconds(pid);
+  const cpuBefore = await processCpuSeconds(pid);
   const output = execFileSync('wrk', ['-t1', `-c${connections}`, `-d${durationSeconds}s`, '--latency', '-s', script, `${url}/kv/foo`], { encoding: 'utf8' });
   const requestsPerSecond = Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1]);
   const latencyAvgMs = toMs(/Latency\s+([\d.]+\w+)/.exec(output)?.[1]);
@@ -81,7 +67,7 @@ async function wrk(url: string, pid: number, method: 'PUT' | 'GET' | 'DELETE'): 
   const errors = non2xx + (socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0);
   const requests = Number(/(\d+) requests in/.exec(output)?.[1]);
   if (!Number.isFinite(requestsPerSecond)) throw new Error(`cannot parse wrk output:\n${output}`);
-  const cpuMicrosPerRequest = ((cpuSeconds(pid) - cpuBefore) * 1e6) / requests;
+  const cpuMicrosPerRequest = ((await processCpuSeconds(pid) - cpuBefore) * 1e6) / requests;
   return { requestsPerSecond, latencyAvgMs, latencyP99Ms, errors, requests, cpuMicrosPerRequest };
 }
 

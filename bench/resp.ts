@@ -19,12 +19,12 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePorts } from '../testkit/process/ports.js';
 import { startServerProcess } from '../testkit/process/server-process.js';
-import { flag, formatNumber, machineLine, median, medianCell, processCpuSeconds, table, writeSection } from './report.js';
+import { flag, formatNumber, loadLine, machineLine, median, medianCell, processCpuSeconds, table, writeSection } from './report.js';
 
 const rounds = Number(flag('rounds', '3'));
 const requests = Number(flag('requests', '100000'));
@@ -115,7 +115,6 @@ async function benchmark(target: Target, test: 'set' | 'get', pipeline: number, 
   return { rps: Number(JSON.parse(`[${line}]`)[1]), cpuUs };
 }
 
-const loadText = (): string => loadavg().map((value) => value.toFixed(1)).join(' / ');
 const CELLS = [
   { pipeline: 1, test: 'set', title: 'SET' },
   { pipeline: 1, test: 'get', title: 'GET' },
@@ -125,7 +124,7 @@ const CELLS = [
 
 const targets: Target[] = [];
 try {
-  const loadAtStart = loadText();
+  const loadAtStart = loadLine();
   targets.push(await ceiling());
   targets.push(await impulse('impulse memory', ['--engine', 'memory']));
   targets.push(await impulse('impulse lsm, fsync', ['--engine', 'lsm', '--sync', 'fsync']));
@@ -142,12 +141,12 @@ try {
         for (const test of ['set', 'get'] as const) {
           const run = await benchmark(target, test, pipeline);
           runs.set(key(target.name, pipeline, test), [...(runs.get(key(target.name, pipeline, test)) ?? []), run]);
-          console.error(`round ${round} -P ${pipeline} ${target.name} ${test}: ${formatNumber(run.rps)}/s, ${run.cpuUs.toFixed(1)} µs CPU/request (load ${loadText()})`);
+          console.error(`round ${round} -P ${pipeline} ${target.name} ${test}: ${formatNumber(run.rps)}/s, ${run.cpuUs.toFixed(1)} µs CPU/request (${loadLine()})`);
         }
       }
     }
   }
-  const loadAtEnd = loadText();
+  const loadAtEnd = loadLine();
   const of = (name: string, pipeline: number, test: string, figure: keyof Run): number[] => runs.get(key(name, pipeline, test))!.map((run) => run[figure]);
   const ratio = (name: string, pipeline: number, test: string): string => `${(median(of(name, pipeline, test, 'rps')) / median(of(REFERENCE, pipeline, test, 'rps'))).toFixed(2)}×`;
   const throughput = targets.map((target) => [target.name, ...CELLS.flatMap(({ pipeline, test }) => [medianCell(of(target.name, pipeline, test, 'rps')), ratio(target.name, pipeline, test)])]);
@@ -156,7 +155,7 @@ try {
     '## Redis protocol: impulse vs redis-server (`node dist/bench/resp.js`)',
     '',
     machineLine(),
-    `Load average (1 / 5 / 15 min) at the start ${loadAtStart}, at the end ${loadAtEnd}.`,
+    `Load average (1 / 5 / 15 min) at the start: ${loadAtStart}; at the end: ${loadAtEnd}.`,
     '',
     `After one discarded warm-up pass per target: redis-benchmark (Debian redis-tools ${execFileSync('redis-benchmark', ['--version']).toString().trim().split(' ')[1] ?? ''}) \`-t set\` and \`-t get\` with \`-c 100\`, ${formatNumber(requests)} requests without pipelining and ${formatNumber(pipelinedRequests)} with \`-P 16\`; median of ${rounds} rounds (range in brackets), the targets taken in turn within each round. × is against redis-server with persistence off. The machine is shared with other engineers' work (2 cores, redis-benchmark on them too): absolute figures move with its load; the ratios, taken in the same rounds, are the comparison, and the CPU time per request below moves far less than requests/s.`,
     '',
