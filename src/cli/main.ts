@@ -77,6 +77,7 @@ const serveCommand = program
   .option('--heartbeat-ticks <ticks>', `heartbeat interval in ticks (default ${DEFAULT_RAFT_TIMING_CONFIG.heartbeatTicks})`)
   .option('--snapshot-entries <n>', `compact the Raft log every n applied entries (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotEntries})`)
   .option('--split-keys <keys>', 'start a NEW cluster sharded: its key space cut at these comma-separated keys, one Raft group per shard (docs/sharding.md)')
+  .option('--shard-split-bytes <n>', 'sharded: the leader of a shard splits it at its middle key once its keys and values pass n bytes (default 0: off; docs/sharding.md)')
   .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`)
   .option('--replication <mode>', 'raft (default) or leaderless (Dynamo-style: docs/leaderless.md)')
   .option('--replicas <n>', 'leaderless: owners per key (default 3, at most the member count)')
