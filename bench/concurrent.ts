@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENGINE_NAMES } from '../src/storage/registry.js';
 import { startServerProcess } from '../testkit/process/server-process.js';
-import { flag, formatNumber, machineLine, table, writeSection } from './report.js';
+import { flag, formatNumber, loadLine, machineLine, table, writeSection } from './report.js';
 
 interface WrkResult {
   requestsPerSecond: number;
@@ -142,6 +142,8 @@ interface Cell {
   readonly requestsPerSecondMax: number;
   /** Requests/s ÷ the ceiling's in the same round: median, min and max over the rounds. */
   readonly ratios: { median: number; min: number; max: number };
+  /** Requests/s ÷ the memory engine's in the same round (median, min, max); undefined when memory is not measured. */
+  readonly vsMemory: { median: number; min: number; max: number } | undefined;
   /** Server CPU µs per request, median over the rounds, and its ratio to the ceiling's in the same round (median). */
   readonly cpuMicrosPerRequest: number;
   readonly cpuRatio: number;
@@ -153,6 +155,16 @@ function medianOf(values: readonly number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
+/** Per-round ratios `runs[i] ÷ baseline[i]` as median, min and max. */
+function ratiosTo(runs: readonly WrkResult[], baseline: readonly WrkResult[]): { median: number; min: number; max: number } {
+  const ratios = runs.map((r, round) => r.requestsPerSecond / baseline[round]!.requestsPerSecond);
+  return { median: medianOf(ratios), min: Math.min(...ratios), max: Math.max(...ratios) };
+}
+
+function formatRatio(ratio: { median: number; min: number; max: number } | undefined): string {
+  return ratio === undefined ? '' : `${ratio.median.toFixed(2)}× (${ratio.min.toFixed(2)}–${ratio.max.toFixed(2)})`;
+}
+
 async function main(): Promise<void> {
   ensureWrk();
   const targets: Target[] = [ceiling('bare node:http + Map (ceiling)', 'node-http'), ceiling('fastify + Map', 'fastify')];
@@ -160,7 +172,8 @@ async function main(): Promise<void> {
     if (engine === 'memory') targets.push(impulse(engine, 'none'));
     else for (const sync of syncModes) targets.push(impulse(engine, sync));
   }
-  console.log(machineLine());
+  const loadAtStart = loadLine();
+  console.log(`${machineLine()} · ${loadAtStart}`);
   console.log(`wrk -t1 -c${connections} -d${durationSeconds}s on /kv/foo; value "bar"; ${rounds} round(s), median reported\n`);
   // All servers run at once (idle ones cost nothing) and every operation is measured on all of
   // them back to back, round after round, so a burst of load from elsewhere on a shared machine
@@ -182,16 +195,17 @@ async function main(): Promise<void> {
         }
       }
       const ceilingRuns = samples.get(running[0]!.label)!;
+      const memoryRuns = samples.get(impulse('memory', 'none').label);
       for (const [label, runs] of samples) {
         const perSecond = runs.map((r) => r.requestsPerSecond);
-        const ratios = runs.map((r, round) => r.requestsPerSecond / ceilingRuns[round]!.requestsPerSecond);
         const cpuRatios = runs.map((r, round) => r.cpuMicrosPerRequest / ceilingRuns[round]!.cpuMicrosPerRequest);
         const median = [...runs].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond)[Math.floor(runs.length / 2)]!;
         const cell: Cell = {
           median,
           requestsPerSecondMin: Math.min(...perSecond),
           requestsPerSecondMax: Math.max(...perSecond),
-          ratios: { median: medianOf(ratios), min: Math.min(...ratios), max: Math.max(...ratios) },
+          ratios: ratiosTo(runs, ceilingRuns),
+          vsMemory: memoryRuns === undefined || !label.startsWith('impulse') ? undefined : ratiosTo(runs, memoryRuns),
           cpuMicrosPerRequest: medianOf(runs.map((r) => r.cpuMicrosPerRequest)),
           cpuRatio: medianOf(cpuRatios),
           errors: runs.reduce((sum, r) => sum + r.errors, 0),
@@ -214,7 +228,8 @@ async function main(): Promise<void> {
         cell.median.latencyAvgMs.toFixed(2),
         cell.median.latencyP99Ms.toFixed(2),
         cell.errors,
-        `${cell.ratios.median.toFixed(2)}× (${cell.ratios.min.toFixed(2)}–${cell.ratios.max.toFixed(2)})`,
+        formatRatio(cell.ratios),
+        formatRatio(cell.vsMemory),
         `${cell.cpuMicrosPerRequest.toFixed(1)} (${cell.cpuRatio.toFixed(2)}×)`,
       ]);
     }
@@ -223,11 +238,11 @@ async function main(): Promise<void> {
   const markdown = [
     `## Concurrent on Node ${nodeMajor} (wrk, ${connections} connections, one key)`,
     '',
-    `${machineLine()}`,
+    `${machineLine()} · ${loadAtStart} at the start, ${loadLine()} at the end`,
     '',
-    `\`node dist/bench/concurrent.js --rounds ${rounds} --duration ${durationSeconds} --ops ${operations.join(',')} --sync ${syncModes.join(',')}\`: \`wrk -t1 -c${connections} -d${durationSeconds}s\` per cell, all servers in one run, each operation measured on every server back to back, ${rounds} round(s); wrk and the servers share the machine's two cores. requests/s is the median round, with the range over the rounds; "vs ceiling" is requests/s ÷ the bare node:http server's in the same round, median (min–max) over the rounds. Server CPU is the server process's user + system time during the run ÷ requests served (from /proc), median over the rounds: on a shared machine it moves far less than requests/s, and it is what the request path costs.`,
+    `\`node dist/bench/concurrent.js --rounds ${rounds} --duration ${durationSeconds} --ops ${operations.join(',')} --sync ${syncModes.join(',')}\`: \`wrk -t1 -c${connections} -d${durationSeconds}s\` per cell, all servers in one run, each operation measured on every server back to back, ${rounds} round(s); wrk and the servers share the machine's two cores. requests/s is the median round, with the range over the rounds; "vs ceiling" is requests/s ÷ the bare node:http server's in the same round, median (min–max) over the rounds; "vs memory" the same against the memory engine. Server CPU is the server process's user + system time during the run ÷ requests served (from /proc), median over the rounds: on a shared machine it moves far less than requests/s, and it is what the request path costs.`,
     '',
-    table(['server', 'op', 'requests/s', 'range', 'avg ms', 'p99 ms', 'errors', 'vs ceiling', 'server CPU µs/request (vs ceiling)'], rows),
+    table(['server', 'op', 'requests/s', 'range', 'avg ms', 'p99 ms', 'errors', 'vs ceiling', 'vs memory', 'server CPU µs/request (vs ceiling)'], rows),
   ].join('\n');
   console.log('\n' + markdown);
   await writeSection(`concurrent-node${nodeMajor}`, markdown);

@@ -3,7 +3,7 @@
  * tables, and writing a script's section into docs/benchmarks.md between
  * `<!-- name:start -->` and `<!-- name:end -->` markers (other sections stay).
  */
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
@@ -13,6 +13,11 @@ export function machineLine(): string {
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
   const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   return `Machine: ${cpu}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB · Node ${process.version} · ${process.platform}/${process.arch} · ${date}`;
+}
+
+/** The 1-, 5- and 15-minute load averages, e.g. "load 3.1 / 2.4 / 1.9": printed at a run's start and end, since other work on a shared machine moves the numbers. */
+export function loadLine(): string {
+  return `load ${loadavg().map((value) => value.toFixed(1)).join(' / ')} on ${cpus().length} cores`;
 }
 
 export function table(header: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number>>): string {
@@ -54,4 +59,15 @@ export function median(values: readonly number[]): number {
 export function medianCell(values: readonly number[], show: (value: number) => string = (value) => formatNumber(value)): string {
   if (values.length === 1) return show(values[0]!);
   return `${show(median(values))} (${show(Math.min(...values))}–${show(Math.max(...values))})`;
+}
+
+/** CPU seconds (user + system) process `pid` has used so far, from /proc/<pid>/stat (Linux; NaN elsewhere). */
+export async function processCpuSeconds(pid: number): Promise<number> {
+  try {
+    const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+    // utime and stime, in USER_HZ ticks (100 per second on every mainstream Linux build).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
 }

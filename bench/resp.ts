@@ -1,34 +1,43 @@
 /**
  * The Redis protocol front end against Redis itself, with redis-benchmark:
  *
- *   redis-benchmark -t set,get -c 100 -n <n>          (no pipelining)
- *   redis-benchmark -t set,get -c 100 -n <n> -P 16    (16 commands per round trip)
+ *   redis-benchmark -t set -c 100 -n <n>  and  -t get   (no pipelining)
+ *   the same with -P 16                                 (16 commands per round trip)
  *
  * against, in the same run and round-robin (so every target sees the same
- * machine load): impulse --engine memory, impulse --engine lsm (--sync fsync:
- * every acknowledged SET is on disk), impulse --engine lsm --sync none, and
- * redis-server (Debian's) with persistence off and with `appendonly yes,
- * appendfsync everysec`. Median of `--rounds` runs per cell, with the range.
+ * machine load): a bare node:net server with a Map (resp-ceiling-server.ts:
+ * what Node's sockets cost), impulse --engine memory, impulse --engine lsm
+ * (--sync fsync: every acknowledged SET is on disk), impulse --engine lsm
+ * --sync none, and redis-server (Debian's) with persistence off and with
+ * `appendonly yes, appendfsync everysec`. Per cell: requests per second and
+ * the server's CPU time per request (user + system, /proc), median of
+ * `--rounds` runs with the range; the load average at the start and the end.
  *
  *   flock /tmp/impulse-bench.lock node dist/bench/resp.js [--rounds 3] [--requests 100000] [--pipelined-requests 400000]
  *
- * Prints the table and writes it to docs/benchmarks.md (section "resp").
+ * Prints the tables and writes them to docs/benchmarks.md (section "resp").
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { freePorts } from '../testkit/process/ports.js';
 import { startServerProcess } from '../testkit/process/server-process.js';
-import { flag, formatNumber, machineLine, table, writeSection } from './report.js';
+import { flag, formatNumber, machineLine, median, medianCell, processCpuSeconds, table, writeSection } from './report.js';
 
 const rounds = Number(flag('rounds', '3'));
 const requests = Number(flag('requests', '100000'));
 const pipelinedRequests = Number(flag('pipelined-requests', '400000'));
+/** A redis-benchmark run that takes longer than this failed (it spins when its server is gone). */
+const RUN_TIMEOUT_MS = 300_000;
+const REFERENCE = 'redis-server, persistence off';
 
 interface Target {
   readonly name: string;
   readonly port: number;
+  /** The server process, for its CPU time. */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
@@ -39,6 +48,7 @@ async function impulse(name: string, args: readonly string[]): Promise<Target> {
   return {
     name,
     port: port!,
+    pid: server.pid,
     stop: async () => {
       server.kill('SIGKILL');
       await server.exited;
@@ -47,92 +57,116 @@ async function impulse(name: string, args: readonly string[]): Promise<Target> {
   };
 }
 
-async function redisServer(name: string, args: readonly string[]): Promise<Target> {
-  const dir = await mkdtemp(join(tmpdir(), 'redis-bench-'));
-  const [port] = await freePorts(1);
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', ...args], { stdio: 'ignore', detached: true });
+/** Starts `command args` in its own process group; up once redis-cli's PING on `port` answers PONG. */
+async function spawnServer(name: string, port: number, command: string, args: readonly string[], cleanup: () => Promise<void> = async () => {}): Promise<Target> {
+  const child: ChildProcess = spawn(command, args, { stdio: 'ignore', detached: true });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   for (let tries = 0; ; tries++) {
     try {
-      if (execFileSync('redis-cli', ['-p', String(port), 'PING']).toString().trim() === 'PONG') break;
+      if (execFileSync('redis-cli', ['-p', String(port), 'PING'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() === 'PONG') break;
     } catch {
       // not up yet
     }
-    if (tries > 100) throw new Error(`redis-server (${name}) did not start`);
+    if (tries > 100) throw new Error(`${name} did not start`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return {
     name,
-    port: port!,
+    port,
+    pid: child.pid!,
     stop: async () => {
       process.kill(-child.pid!, 'SIGKILL');
       await exited;
-      await rm(dir, { recursive: true, force: true });
+      await cleanup();
     },
   };
 }
 
-/** One redis-benchmark run: requests per second of SET and of GET. */
-function benchmark(port: number, pipeline: number, n = pipeline > 1 ? pipelinedRequests : requests): { set: number; get: number } {
-  const csv = execFileSync('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-t', 'set,get', '-c', '100', '-n', String(n), '-P', String(pipeline), '--csv'], {
-    maxBuffer: 16 * 1024 * 1024,
-    stdio: ['ignore', 'pipe', 'ignore'],
-  }).toString();
-  const rps = (test: string): number => {
-    const line = csv.split('\n').find((row) => row.startsWith(`"${test}"`));
-    if (line === undefined) throw new Error(`no ${test} row in:\n${csv}`);
-    return Number(JSON.parse(`[${line}]`)[1]);
-  };
-  return { set: rps('SET'), get: rps('GET') };
+async function redisServer(name: string, args: readonly string[]): Promise<Target> {
+  const dir = await mkdtemp(join(tmpdir(), 'redis-bench-'));
+  const [port] = await freePorts(1);
+  const redisArgs = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', ...args];
+  return spawnServer(name, port!, 'redis-server', redisArgs, () => rm(dir, { recursive: true, force: true }));
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
+async function ceiling(): Promise<Target> {
+  const [port] = await freePorts(1);
+  const script = fileURLToPath(new URL('./resp-ceiling-server.js', import.meta.url));
+  return spawnServer('bare node:net + Map (ceiling)', port!, process.execPath, [script, '--port', String(port)]);
 }
+
+interface Run {
+  readonly rps: number;
+  /** The server's CPU time (user + system) per request, µs. */
+  readonly cpuUs: number;
+}
+
+/** One redis-benchmark run of one test: requests per second and the server's CPU per request. */
+async function benchmark(target: Target, test: 'set' | 'get', pipeline: number, n = pipeline > 1 ? pipelinedRequests : requests): Promise<Run> {
+  const cpuBefore = await processCpuSeconds(target.pid);
+  const csv = execFileSync('redis-benchmark', ['-h', '127.0.0.1', '-p', String(target.port), '-t', test, '-c', '100', '-n', String(n), '-P', String(pipeline), '--csv'], {
+    maxBuffer: 16 * 1024 * 1024,
+    stdio: ['ignore', 'pipe', 'ignore'],
+    timeout: RUN_TIMEOUT_MS,
+  }).toString();
+  const cpuUs = (((await processCpuSeconds(target.pid)) - cpuBefore) * 1e6) / n;
+  const line = csv.split('\n').find((row) => row.startsWith(`"${test.toUpperCase()}"`));
+  if (line === undefined) throw new Error(`no ${test} row in:\n${csv}`);
+  return { rps: Number(JSON.parse(`[${line}]`)[1]), cpuUs };
+}
+
+const loadText = (): string => loadavg().map((value) => value.toFixed(1)).join(' / ');
+const CELLS = [
+  { pipeline: 1, test: 'set', title: 'SET' },
+  { pipeline: 1, test: 'get', title: 'GET' },
+  { pipeline: 16, test: 'set', title: 'SET -P 16' },
+  { pipeline: 16, test: 'get', title: 'GET -P 16' },
+] as const;
 
 const targets: Target[] = [];
 try {
+  const loadAtStart = loadText();
+  targets.push(await ceiling());
   targets.push(await impulse('impulse memory', ['--engine', 'memory']));
   targets.push(await impulse('impulse lsm, fsync', ['--engine', 'lsm', '--sync', 'fsync']));
   targets.push(await impulse('impulse lsm, no fsync', ['--engine', 'lsm', '--sync', 'none']));
-  targets.push(await redisServer('redis-server, persistence off', ['--appendonly', 'no']));
+  targets.push(await redisServer(REFERENCE, ['--appendonly', 'no']));
   targets.push(await redisServer('redis-server, appendfsync everysec', ['--appendonly', 'yes', '--appendfsync', 'everysec']));
   // A discarded pass: Node compiles impulse's hot paths in the first seconds, Redis needs none.
-  for (const target of targets) benchmark(target.port, 1, Math.min(requests, 20_000));
-  const results = new Map<string, number[]>();
-  const record = (key: string, value: number): void => void results.set(key, [...(results.get(key) ?? []), value]);
+  for (const target of targets) for (const test of ['set', 'get'] as const) await benchmark(target, test, 1, Math.min(requests, 20_000));
+  const runs = new Map<string, Run[]>();
+  const key = (name: string, pipeline: number, test: string): string => `${name}|${pipeline}|${test}`;
   for (let round = 1; round <= rounds; round++) {
     for (const pipeline of [1, 16]) {
       for (const target of targets) {
-        const { set, get } = benchmark(target.port, pipeline);
-        record(`${target.name}|${pipeline}|SET`, set);
-        record(`${target.name}|${pipeline}|GET`, get);
-        console.error(`round ${round} -P ${pipeline} ${target.name}: SET ${formatNumber(set)}/s GET ${formatNumber(get)}/s`);
+        for (const test of ['set', 'get'] as const) {
+          const run = await benchmark(target, test, pipeline);
+          runs.set(key(target.name, pipeline, test), [...(runs.get(key(target.name, pipeline, test)) ?? []), run]);
+          console.error(`round ${round} -P ${pipeline} ${target.name} ${test}: ${formatNumber(run.rps)}/s, ${run.cpuUs.toFixed(1)} µs CPU/request (load ${loadText()})`);
+        }
       }
     }
   }
-  const cell = (name: string, pipeline: number, test: string): string => {
-    const values = results.get(`${name}|${pipeline}|${test}`)!;
-    return `${formatNumber(median(values))} (${formatNumber(Math.min(...values))}–${formatNumber(Math.max(...values))})`;
-  };
-  const reference = (pipeline: number, test: string): number => median(results.get(`redis-server, persistence off|${pipeline}|${test}`)!);
-  const ratio = (name: string, pipeline: number, test: string): string => `${(median(results.get(`${name}|${pipeline}|${test}`)!) / reference(pipeline, test)).toFixed(2)}×`;
-  const rows = targets.map((target) => [
-    target.name,
-    cell(target.name, 1, 'SET'), ratio(target.name, 1, 'SET'),
-    cell(target.name, 1, 'GET'), ratio(target.name, 1, 'GET'),
-    cell(target.name, 16, 'SET'), ratio(target.name, 16, 'SET'),
-    cell(target.name, 16, 'GET'), ratio(target.name, 16, 'GET'),
-  ]);
+  const loadAtEnd = loadText();
+  const of = (name: string, pipeline: number, test: string, figure: keyof Run): number[] => runs.get(key(name, pipeline, test))!.map((run) => run[figure]);
+  const ratio = (name: string, pipeline: number, test: string): string => `${(median(of(name, pipeline, test, 'rps')) / median(of(REFERENCE, pipeline, test, 'rps'))).toFixed(2)}×`;
+  const throughput = targets.map((target) => [target.name, ...CELLS.flatMap(({ pipeline, test }) => [medianCell(of(target.name, pipeline, test, 'rps')), ratio(target.name, pipeline, test)])]);
+  const cpu = targets.map((target) => [target.name, ...CELLS.map(({ pipeline, test }) => medianCell(of(target.name, pipeline, test, 'cpuUs'), (value) => value.toFixed(1)))]);
   const markdown = [
     '## Redis protocol: impulse vs redis-server (`node dist/bench/resp.js`)',
     '',
     machineLine(),
+    `Load average (1 / 5 / 15 min) at the start ${loadAtStart}, at the end ${loadAtEnd}.`,
     '',
-    `After one discarded warm-up pass per target: redis-benchmark (Debian redis-tools ${execFileSync('redis-benchmark', ['--version']).toString().trim().split(' ')[1] ?? ''}) \`-t set,get -c 100\`, ${formatNumber(requests)} requests without pipelining and ${formatNumber(pipelinedRequests)} with \`-P 16\`; requests per second, median of ${rounds} rounds (range in brackets), the targets taken in turn within each round. × is against redis-server with persistence off. The machine is shared with other engineers' work (2 cores): absolute figures move with its load; the ratios, taken in the same rounds, are the comparison.`,
+    `After one discarded warm-up pass per target: redis-benchmark (Debian redis-tools ${execFileSync('redis-benchmark', ['--version']).toString().trim().split(' ')[1] ?? ''}) \`-t set\` and \`-t get\` with \`-c 100\`, ${formatNumber(requests)} requests without pipelining and ${formatNumber(pipelinedRequests)} with \`-P 16\`; median of ${rounds} rounds (range in brackets), the targets taken in turn within each round. × is against redis-server with persistence off. The machine is shared with other engineers' work (2 cores, redis-benchmark on them too): absolute figures move with its load; the ratios, taken in the same rounds, are the comparison, and the CPU time per request below moves far less than requests/s.`,
     '',
-    table(['target', 'SET', '×', 'GET', '×', 'SET -P 16', '×', 'GET -P 16', '×'], rows),
+    'Requests per second:',
+    '',
+    table(['target', ...CELLS.flatMap(({ title }) => [title, '×'])], throughput),
+    '',
+    "The server's CPU time (user + system, from /proc) per request, µs:",
+    '',
+    table(['target', ...CELLS.map(({ title }) => title)], cpu),
   ].join('\n');
   console.log(markdown);
   await writeSection('resp', markdown);

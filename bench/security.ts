@@ -18,7 +18,7 @@ import { ProcessCluster } from '../testkit/process/cluster-process.js';
 import { type ServerProcess, startServerProcess } from '../testkit/process/server-process.js';
 import { type PemSet, TestPki } from '../testkit/security/pki.js';
 import { type WrkResult, runWrk } from './lib/wrk.js';
-import { flag, formatNumber, machineLine, table, writeSection } from './report.js';
+import { flag, formatNumber, loadLine, machineLine, table, writeSection } from './report.js';
 
 const durationSeconds = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '100'));
@@ -84,7 +84,10 @@ async function main(): Promise<void> {
       singles.push(server);
       return server;
     };
+    const loadAtStart = loadLine();
+    console.log(`${machineLine()} · ${loadAtStart}`);
     const plain = await single([]);
+    const plainToken = await single(['--token-file', tokenFile]);
     const https = await single(tlsArgs(pki.node(1), false));
     const httpsToken = await single([...tlsArgs(pki.node(1), false), '--token-file', tokenFile]);
     const plainCluster = await ProcessCluster.start(3, { serveArgs: ['--engine', engine] });
@@ -96,6 +99,8 @@ async function main(): Promise<void> {
     const clusterLabel = `3 members (${engine}), at the leader, HTTP`;
     const targets: Target[] = [
       { label: singleLabel, baseline: singleLabel, url: plain.url },
+      // The token check without TLS: separates what tokens cost from what TLS costs.
+      { label: `single node (${engine}, sync none), HTTP + token`, baseline: singleLabel, url: plainToken.url, token: TOKEN },
       { label: `single node (${engine}, sync none), HTTPS`, baseline: singleLabel, url: https.url, ca },
       { label: `single node (${engine}, sync none), HTTPS + token`, baseline: singleLabel, url: httpsToken.url, ca, token: TOKEN },
       { label: clusterLabel, baseline: clusterLabel, url: plainCluster.url(await plainCluster.waitForLeader()) },
@@ -133,7 +138,7 @@ async function main(): Promise<void> {
     const markdown = [
       '## TLS and tokens: HTTPS vs HTTP (wrk, 100 connections)',
       '',
-      machineLine(),
+      `${machineLine()} · ${loadAtStart} at the start, ${loadLine()} at the end`,
       '',
       `\`node dist/bench/security.js --rounds ${rounds} --duration ${durationSeconds} --engine ${engine}\`: \`wrk -t1 -c${connections} -d${durationSeconds}s\` per cell on 1000 keys, every variant in one run, rounds interleaved; the machine's two cores are shared by wrk, the servers and other engineers' work. "vs HTTP" is requests/s ÷ the plain-HTTP variant of the same deployment in the same round, median (min–max). The HTTPS cluster also runs mutual TLS between its members. Certificates are EC P-256 (\`impulse certs\`); wrk keeps its connections, so each does one handshake.`,
       '',

@@ -413,3 +413,36 @@ describe('graceful shutdown', () => {
     assert.equal(service.health().status, 'unavailable');
   });
 });
+
+describe('GET /kv/{key} on a service that reads synchronously', () => {
+  it('answers present and absent keys through getSync, and through get only when the engine cannot read synchronously', async () => {
+    for (const [engine, synchronous] of [['memory', true], ['lsm', false]] as const) {
+      const dir = await mkdtemp(join(tmpdir(), `impulse-api-sync-${engine}-`));
+      const service = await openLocalKvService({ engine, dataDir: dir, sync: 'none', limits: DEFAULT_LIMITS });
+      // The same service, counting the asynchronous reads the server asks of it.
+      let asyncReads = 0;
+      const counted = Object.create(service) as KvService;
+      counted.get = (key, options) => {
+        asyncReads++;
+        return service.get(key, options);
+      };
+      const server = new ImpulseServer({ service: counted, logger: pino({ level: 'silent' }), version: 'test' });
+      try {
+        const base = `http://127.0.0.1:${(await server.listen(0, '127.0.0.1')).port}`;
+        assert.equal((await fetch(`${base}/kv/k`, { method: 'PUT', body: 'v' })).status, 204);
+        const present = await fetch(`${base}/kv/k`);
+        assert.equal(present.status, 200);
+        assert.equal(await present.text(), 'v');
+        assert.equal(present.headers.get('etag'), '"1"');
+        const absent = await fetch(`${base}/kv/absent?consistency=serializable`);
+        assert.equal(absent.status, 404);
+        assert.equal(((await absent.json()) as { error: { code: string } }).error.code, 'IMPULSE_ERR_KEY_NOT_FOUND');
+        assert.equal((await fetch(`${base}/kv/k?consistency=eventual`)).status, 400);
+        assert.equal(asyncReads, synchronous ? 0 : 2, `${engine}: asynchronous reads`);
+      } finally {
+        await server.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+  });
+});

@@ -29,7 +29,7 @@
  *     every later write rejects with the original error (fail-stop).
  */
 import { ImpulseError } from '../errors.js';
-import type { Engine, EngineLimits, EngineSnapshot, EngineStats, RangeOptions, WriteOp } from '../storage/engine.js';
+import { type Engine, type EngineLimits, type EngineSnapshot, type EngineStats, type RangeOptions, type WriteOp, READ_NOT_SYNC } from '../storage/engine.js';
 import { assert } from '../util/assert.js';
 import { ApplyBatch, type ApplyEntry, type ApplyResult, CLUSTER_META_BYTES_MAX } from './apply.js';
 import type { KvLimits } from './command.js';
@@ -225,6 +225,13 @@ export class KvStateMachine {
     validateUserKey(key, this.options.limits);
     const record = await this.slot.engine.get(dataKey(key));
     return record === undefined ? undefined : decodeRecord(record, 'value');
+  }
+
+  /** `get` answered on the calling thread when the engine can (`Engine.getSync`), else READ_NOT_SYNC; throws what `get` rejects with. */
+  getSync(key: Uint8Array): StoredValue | undefined | typeof READ_NOT_SYNC {
+    validateUserKey(key, this.options.limits);
+    const record = this.slot.engine.getSync(dataKey(key));
+    return record === undefined || record === READ_NOT_SYNC ? record : decodeRecord(record, 'value');
   }
 
   /** User entries in the range (bounds and order as `Engine.range`), with revisions. `limit` <= limits.rangeLimitMax. */

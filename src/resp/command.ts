@@ -9,6 +9,7 @@ import type { KvOp } from '../kv/command.js';
 import type { Authorizer, Credential } from '../security/auth.js';
 import type { KvService, ReadConsistency, ServiceStatus } from '../service/kv-service.js';
 import type { ProtocolVersion } from './encoder.js';
+import type { PutCoalescer } from './put-coalescer.js';
 import type { ScanCursors } from './scan-cursors.js';
 
 /** One connection's state that commands read and change. */
@@ -55,8 +56,10 @@ export interface ServerView {
   readonly auth?: Authorizer;
   /** Counts a refusal by the token check. */
   authRefused(reason: AuthRefusal): void;
-  /** The command table, for COMMAND. */
-  readonly commands: ReadonlyMap<string, CommandSpec>;
+  /** Plain writes (CommandSpec.puts) of all connections, sent as one command per turn of the event loop. */
+  readonly putCoalescer: PutCoalescer;
+  /** The command table: by lower-case name (COMMAND), and by a request's name bytes (`find`). */
+  readonly commands: CommandTable;
   /** The TCP port the RESP server listens on. */
   port(): number;
   uptimeSeconds(): number;
@@ -93,6 +96,45 @@ export interface CommandSpec {
    * (connection.ts). Undefined, or returning undefined: run on its own.
    */
   readonly puts?: (args: Buffer[]) => KvOp[] | undefined;
+}
+
+/**
+ * The commands by lower-case name, plus `find`: the command a request names,
+ * looked up from its bytes, case-insensitively, without making a string (a
+ * string per command, lower-cased and hashed, was a visible share of a
+ * command's cost). Names are bucketed by length; a bucket holds a few names.
+ */
+export class CommandTable extends Map<string, CommandSpec> {
+  private readonly byLength = new Map<number, { readonly name: Buffer; readonly spec: CommandSpec }[]>();
+
+  constructor(specs: readonly CommandSpec[]) {
+    super(specs.map((spec) => [spec.name, spec]));
+    for (const spec of specs) {
+      const name = Buffer.from(spec.name, 'latin1');
+      const bucket = this.byLength.get(name.length) ?? [];
+      bucket.push({ name, spec });
+      this.byLength.set(name.length, bucket);
+    }
+  }
+
+  /** The command named by `name` (any ASCII case), or undefined. */
+  find(name: Buffer): CommandSpec | undefined {
+    const bucket = this.byLength.get(name.length);
+    if (bucket === undefined) return undefined;
+    for (const entry of bucket) {
+      if (equalsLowerCase(name, entry.name)) return entry.spec;
+    }
+    return undefined;
+  }
+}
+
+/** Whether `bytes` equals `lower` (lower-case ASCII, same length) when its ASCII capitals are lowered. */
+function equalsLowerCase(bytes: Buffer, lower: Buffer): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    const byte = bytes[i]!;
+    if ((byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte) !== lower[i]) return false;
+  }
+  return true;
 }
 
 /** Whether `args` fits `spec.arity`. */

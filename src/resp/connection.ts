@@ -20,7 +20,9 @@
  * finished, and everything after it waits for it. So a GET after a SET in one
  * pipeline sees the SET, and pipelined GETs still overlap. Consecutive plain
  * writes (SET k v, MSET) of a pipeline go to the service as one command
- * (`putGroup`): one commit for the run instead of one each.
+ * (`putGroup`): one commit for the run instead of one each; and with the plain
+ * writes of other connections in the same turn of the event loop
+ * (put-coalescer.ts), which is what batches writes sent without pipelining.
  *
  * Backpressure: while either bound of step 1 is reached the socket is paused,
  * so the client's further commands wait in the kernel and in its own buffers,
@@ -36,14 +38,16 @@
  * sent, then the end of the stream (Redis would drop them).
  */
 import type { Socket } from 'node:net';
+// Imported, not the global: the global `performance` is a lazy getter, a visible cost at two reads per command.
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { arityFits, type ClientState, type CommandContext, type CommandSpec, type ServerView } from './command.js';
-import { isImpulseError } from '../errors.js';
 import { validateCommand, type KvOp } from '../kv/command.js';
 import { NOAUTH, PRE_AUTH_LIMITS, accessRefusal, mustAuthenticate } from './access.js';
 import { OK, errorReply } from './encoder.js';
 import { failureReply, unknownCommand, wrongArity } from './errors.js';
 import { ProtocolError, type ParsedCommand, type ParserLimits, type RequestParser } from './parser.js';
+import { refusedAsBatch } from './put-coalescer.js';
 
 export interface ConnectionLimits {
   /** Commands taken but not yet answered, at most; then reading pauses. */
@@ -57,6 +61,9 @@ export interface ConnectionLimits {
   /** The parser's limits once the connection may run commands (before AUTH, with a token file: access.ts's PRE_AUTH_LIMITS). */
   readonly parserLimits: ParserLimits;
 }
+
+/** Replies smaller than this are copied together into one write, up to this many bytes per write. */
+const COALESCE_BYTES_MAX = 64 * 1024;
 
 /** How long a connection that sent its last reply waits for the client's FIN, ms. */
 const LINGER_MS = 2_000;
@@ -73,6 +80,13 @@ interface Slot {
   reply: Buffer | undefined;
   /** QUIT or a protocol error: close once this reply is written. */
   last: boolean;
+}
+
+/** Consecutive plain writes of one connection, written together (`putGroup`); `bytes`: their size as validateCommand counts it. */
+interface PutGroup {
+  readonly members: Waiting[];
+  readonly ops: KvOp[];
+  readonly bytes: number;
 }
 
 /** A command taken from the parser whose turn to run has not come yet. */
@@ -207,7 +221,7 @@ export class RespConnection {
     this.pending.push(slot);
     // The name is absent when it was itself over the limits (skipped by the parser).
     const name = command.args[0];
-    const spec = name === undefined ? undefined : this.server.commands.get(name.toString('latin1').toLowerCase());
+    const spec = name === undefined ? undefined : this.server.commands.find(name);
     const refused = this.refusal(command, spec);
     if (refused !== undefined) {
       slot.reply = refused;
@@ -231,7 +245,7 @@ export class RespConnection {
       const next = this.waiting[0]!;
       const readonly = next.spec.flags.includes('readonly');
       if (!readonly && this.readsRunning > 0) return;
-      const group = next.spec.puts !== undefined && this.waiting.length > 1 ? this.putGroup() : undefined;
+      const group = next.spec.puts !== undefined ? this.putGroup() : undefined;
       if (group !== undefined) {
         this.runGroup(group);
         continue;
@@ -250,12 +264,13 @@ export class RespConnection {
 
   /**
    * Consecutive plain writes at the head of `waiting` (SET k v, MSET: see
-   * `CommandSpec.puts`), taken out as one group when there are two or more:
-   * their puts, in order, form one command (a later put of a key wins, as if
-   * run one by one), within the service's batch limits. A command whose own
-   * puts are invalid ends the group and later fails on its own.
+   * `CommandSpec.puts`), taken out as one group (of one or more): their puts,
+   * in order, form one submission to the server's PutCoalescer (a later put of
+   * a key wins, as if run one by one), within the service's batch limits. A
+   * command whose own puts are invalid ends the group and later fails on its
+   * own (undefined when it is the first).
    */
-  private putGroup(): { members: Waiting[]; ops: KvOp[] } | undefined {
+  private putGroup(): PutGroup | undefined {
     const limits = this.server.service.limits;
     const members: Waiting[] = [];
     const ops: KvOp[] = [];
@@ -274,12 +289,12 @@ export class RespConnection {
       ops.push(...puts);
       bytes += size;
     }
-    if (members.length < 2) return undefined;
+    if (members.length === 0) return undefined;
     this.waiting.splice(0, members.length);
-    return { members, ops };
+    return { members, ops, bytes };
   }
 
-  private runGroup(group: { members: Waiting[]; ops: KvOp[] }): void {
+  private runGroup(group: PutGroup): void {
     this.exclusiveRunning = true;
     this.writeGroup(group).then(
       () => this.release(false),
@@ -292,19 +307,21 @@ export class RespConnection {
   }
 
   /**
-   * Writes a put group as one command. A sharded service refuses a command
-   * whose keys lie in several shards, before anything is applied
-   * (IMPULSE_ERR_BATCH_CROSS_SHARD): then the group's commands are written one
-   * by one, in order, each answered as it completes.
+   * Writes a put group, through the PutCoalescer (one command with other
+   * connections' plain writes of this turn). A service may refuse a command
+   * for holding several keys, before anything is applied (`refusedAsBatch`: a
+   * sharded service's keys of several shards, a leaderless service's second
+   * key): then the group's commands are written one by one, in order, each
+   * answered as it completes.
    */
-  private async writeGroup({ members, ops }: { members: Waiting[]; ops: KvOp[] }): Promise<void> {
+  private async writeGroup({ members, ops, bytes }: PutGroup): Promise<void> {
     const { service } = this.server;
     try {
-      await service.write({ ops });
+      await this.server.putCoalescer.submit(ops, bytes);
       this.fill(members, OK);
       return;
     } catch (error) {
-      if (!isImpulseError(error, 'IMPULSE_ERR_BATCH_CROSS_SHARD')) {
+      if (!refusedAsBatch(error)) {
         this.fill(members, this.failure(error, members[0]!.spec));
         return;
       }
@@ -399,12 +416,7 @@ export class RespConnection {
       count++;
       if (last) break;
     }
-    if (count > 0) {
-      const done = this.pending.splice(0, count);
-      this.socket.cork();
-      for (const slot of done) this.socket.write(slot.reply!);
-      this.socket.uncork();
-    }
+    if (count > 0) this.writeReplies(count === 1 ? [this.pending.shift()!.reply!] : this.pending.splice(0, count).map((slot) => slot.reply!));
     if (last || (this.ending && this.pending.length === 0)) {
       this.pending.length = 0;
       this.lingeringClose();
@@ -412,6 +424,41 @@ export class RespConnection {
     }
     this.watchOutput();
     return count > 0;
+  }
+
+  /**
+   * Hands `replies` to the socket in as few writes as it can: small replies
+   * are copied into one Buffer (up to COALESCE_BYTES_MAX), a large one goes
+   * as it is. One `socket.write` per flush is the common case (one reply
+   * without pipelining, one Buffer for a pipeline's batch): each write costs
+   * the stream layer's bookkeeping and a system call, more than the copy.
+   */
+  private writeReplies(replies: readonly Buffer[]): void {
+    if (replies.length === 1) {
+      this.socket.write(replies[0]!);
+      return;
+    }
+    const corked = replies.some((reply) => reply.length >= COALESCE_BYTES_MAX);
+    if (corked) this.socket.cork();
+    let run: Buffer[] = [];
+    let runBytes = 0;
+    const writeRun = (): void => {
+      if (run.length > 0) this.socket.write(run.length === 1 ? run[0]! : Buffer.concat(run, runBytes));
+      run = [];
+      runBytes = 0;
+    };
+    for (const reply of replies) {
+      if (reply.length >= COALESCE_BYTES_MAX) {
+        writeRun();
+        this.socket.write(reply);
+        continue;
+      }
+      if (runBytes + reply.length > COALESCE_BYTES_MAX) writeRun();
+      run.push(reply);
+      runBytes += reply.length;
+    }
+    writeRun();
+    if (corked) this.socket.uncork();
   }
 
   /**

@@ -244,6 +244,30 @@ describe('RESP server (ioredis, in process, memory engine)', () => {
     );
   });
 
+  it('answers a pipeline of large and small replies whole and in order (engine reads answered at once)', async () => {
+    await pipelineOfLargeAndSmallReplies(redis);
+  });
+
+  it('applies the SETs of many clients sent at once (coalesced across connections), each acknowledged one read back', async () => {
+    const clients = Array.from({ length: 12 }, () => new Redis({ port: node.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 }));
+    try {
+      await Promise.all(clients.map((client) => client.connect()));
+      const before = (await node.service.status()).appliedIndex;
+      await Promise.all(
+        clients.map(async (client, c) => {
+          for (let round = 0; round < 10; round++) {
+            assert.equal(await client.set(`many:${c}`, `${c}:${round}`), 'OK');
+            assert.equal(await client.get(`many:${c}`), `${c}:${round}`);
+          }
+        }),
+      );
+      assert.deepEqual(await redis.mget(clients.map((_, c) => `many:${c}`)), clients.map((_, c) => `${c}:9`));
+      assert.ok((await node.service.status()).appliedIndex - before <= clients.length * 10);
+    } finally {
+      for (const client of clients) client.disconnect();
+    }
+  });
+
   it('applies a pipeline of plain writes as one command, yet fails only the invalid one in it', async () => {
     const before = (await node.service.status()).appliedIndex;
     const pipeline = redis.pipeline();
@@ -328,6 +352,46 @@ describe('RESP server (ioredis, in process, memory engine)', () => {
  * The real single-node service, refusing (before applying anything) a write whose keys start
  * with different bytes, as the sharded service refuses a batch across shards.
  */
+/**
+ * SETs and GETs of values from a few bytes to the value limit (replies on both
+ * sides of the connection's 64 KiB coalescing size), an absent key and an
+ * error between them: every reply whole, in order.
+ */
+async function pipelineOfLargeAndSmallReplies(redis: Redis): Promise<void> {
+  const sizes = [1, 3, LIMITS.valueBytesMax, 10, LIMITS.valueBytesMax - 20, 0, 40_000, 40_000, 2];
+  const values = sizes.map((size, i) => Buffer.alloc(size, 0x61 + i));
+  const pipeline = redis.pipeline();
+  values.forEach((value, i) => pipeline.set(`mixed:${i}`, value));
+  values.forEach((_, i) => pipeline.getBuffer(`mixed:${i}`).call('NOSUCHCOMMAND').getBuffer('mixed:absent'));
+  const results = (await pipeline.exec())!.map(([error, value]) => (error ? error.message : value));
+  assert.deepEqual(results.slice(0, values.length), values.map(() => 'OK'));
+  const expected = values.flatMap((value) => [value, "ERR unknown command 'NOSUCHCOMMAND', with args beginning with: ", null]);
+  assert.deepEqual(results.slice(values.length), expected);
+}
+
+/** The service without `getSync`: every GET waits for the engine's promise (as on lsm or under Raft). */
+function readingOnlyAsynchronously(service: KvService): KvService {
+  return new Proxy(service, {
+    get: (target, property, receiver) => (property === 'getSync' ? undefined : (Reflect.get(target, property, receiver) as unknown)),
+  });
+}
+
+describe('RESP server on a service that reads only asynchronously', () => {
+  it('answers GETs in order among other replies, whole, as with reads answered at once', async () => {
+    const node = await startNode({}, readingOnlyAsynchronously);
+    const redis = new Redis({ port: node.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
+    try {
+      await redis.connect();
+      assert.equal(node.service.getSync, undefined);
+      await pipelineOfLargeAndSmallReplies(redis);
+      assert.equal(await redis.get('mixed:1'), 'bbb');
+    } finally {
+      redis.disconnect();
+      await stopNode(node);
+    }
+  });
+});
+
 function refusingCrossShard(service: KvService): KvService {
   return new Proxy(service, {
     get(target, property, receiver) {
@@ -356,6 +420,36 @@ describe('RESP server on a service that refuses writes across shards', () => {
       assert.deepEqual(await redis.mget('b:1', 'a:2', 'a:3'), ['1', null, 'x']);
     } finally {
       redis.disconnect();
+      await stopNode(node);
+    }
+  });
+});
+
+/** A service that, like the leaderless one, writes one key per command and refuses more with IMPULSE_ERR_LEADERLESS_UNSUPPORTED. */
+function oneKeyPerWrite(service: KvService): KvService {
+  return new Proxy(service, {
+    get(target, property, receiver) {
+      if (property !== 'write') return Reflect.get(target, property, receiver) as unknown;
+      return (command: KvCommand) =>
+        command.ops.length > 1 ? Promise.reject(new ImpulseError('IMPULSE_ERR_LEADERLESS_UNSUPPORTED', 'leaderless mode writes one key at a time')) : target.write(command);
+    },
+  });
+}
+
+describe('RESP server on a service that writes one key per command (leaderless)', () => {
+  it('answers pipelined SETs and the SETs of clients sent at once, and refuses only the MSET of two keys', async () => {
+    const node = await startNode({}, oneKeyPerWrite);
+    const clients = Array.from({ length: 6 }, () => new Redis({ port: node.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 }));
+    try {
+      await Promise.all(clients.map((client) => client.connect()));
+      const results = (await clients[0]!.pipeline().set('l:1', 'a').set('l:2', 'b').mset('l:3', 'c', 'l:4', 'd').set('l:1', 'c').get('l:1').exec())!;
+      const answers = results.map(([error, value]) => (error ? error.message : value));
+      assert.deepEqual([answers[0], answers[1], answers[3], answers[4]], ['OK', 'OK', 'OK', 'c']);
+      assert.match(answers[2] as string, /IMPULSE_ERR_LEADERLESS_UNSUPPORTED/);
+      await Promise.all(clients.map(async (client, c) => assert.equal(await client.set(`l:client:${c}`, String(c)), 'OK')));
+      assert.deepEqual(await Promise.all(clients.map((_, c) => clients[0]!.get(`l:client:${c}`))), clients.map((_, c) => String(c)));
+    } finally {
+      for (const client of clients) client.disconnect();
       await stopNode(node);
     }
   });

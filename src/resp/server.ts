@@ -19,8 +19,9 @@ import { ImpulseError } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
 import type { Authorizer } from '../security/auth.js';
 import { TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT, TlsHandshakeGuard, type TlsMaterial, secureContextOptions } from '../security/tls.js';
-import type { ClientState, CommandSpec, ServerView } from './command.js';
+import { type ClientState, type CommandSpec, CommandTable, type ServerView } from './command.js';
 import { CONNECTION_COMMANDS } from './commands/connection.js';
+import { PutCoalescer } from './put-coalescer.js';
 import { KEY_COMMANDS } from './commands/keys.js';
 import { SERVER_COMMANDS } from './commands/server.js';
 import { type CloseReason, type ConnectionLimits, RespConnection } from './connection.js';
@@ -67,7 +68,7 @@ export class RespServer {
   readonly tlsHandshakes: TlsHandshakeGuard | undefined;
   private readonly server: Server;
   private readonly connections = new Set<RespConnection>();
-  private readonly commands: ReadonlyMap<string, CommandSpec>;
+  private readonly commands: CommandTable;
   private readonly view: ServerView;
   private readonly parserLimits: ParserLimits;
   private readonly connectionLimits: ConnectionLimits;
@@ -79,7 +80,7 @@ export class RespServer {
 
   constructor(private readonly options: RespServerOptions) {
     const specs = [...CONNECTION_COMMANDS, ...KEY_COMMANDS, ...SERVER_COMMANDS];
-    this.commands = new Map(specs.map((spec) => [spec.name, spec]));
+    this.commands = new CommandTable(specs);
     this.metrics = new RespMetrics(specs);
     const { service } = options;
     const { keyBytesMax, valueBytesMax, batchOpsMax, batchBytesMax, rangeLimitMax } = service.limits;
@@ -109,6 +110,7 @@ export class RespServer {
       scanCountMax,
       conditionalRetriesMax: 16,
       commands: this.commands,
+      putCoalescer: new PutCoalescer(service, service.limits),
       ...(options.auth !== undefined ? { auth: options.auth } : {}),
       authRefused: (reason) => this.metrics.authRefused(reason),
       port: () => this.boundPort,

@@ -25,7 +25,10 @@ import type { KvCommand, KvLimits } from '../kv/command.js';
 import type { ContentDigest } from '../kv/digest.js';
 import type { StoredValue } from '../kv/record.js';
 import type { KvItem } from '../kv/state-machine.js';
-import type { Engine, EngineHealth, RangeOptions, RecoveryReport } from '../storage/engine.js';
+import type { Engine, EngineHealth, RangeOptions, READ_NOT_SYNC, RecoveryReport } from '../storage/engine.js';
+
+/** `KvService.getSync`'s "cannot answer without waiting" (the engine's sentinel, passed through). */
+export { READ_NOT_SYNC } from '../storage/engine.js';
 
 export type ReadConsistency = 'linearizable' | 'serializable';
 
@@ -151,6 +154,13 @@ export interface KvService {
   readonly causal?: CausalKv;
   /** The value and revision under `key`, or undefined when absent. */
   get(key: Uint8Array, options?: ReadOptions): Promise<StoredValue | undefined>;
+  /**
+   * Optional: `get` answered on the calling thread when it can be (a single
+   * node whose engine reads without waiting), else READ_NOT_SYNC and the
+   * caller uses `get`. The same answer `get` gives for a call made now, with
+   * the same guarantees; bad input THROWS the error `get` would reject with.
+   */
+  getSync?(key: Uint8Array, options?: ReadOptions): StoredValue | undefined | typeof READ_NOT_SYNC;
   /** Entries of a range with their revisions; bounds and order as `Engine.range`, `limit` <= limits.rangeLimitMax. */
   range(query: RangeOptions, options?: ReadOptions): Promise<KvItem[]>;
   /** Applies `command` atomically (all ops or none) and resolves once it is applied. `options.route`: see `ShardRoute`. */

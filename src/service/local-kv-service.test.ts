@@ -6,6 +6,7 @@ import { after, describe, it } from 'node:test';
 import { type ErrorCode, ImpulseError, isImpulseError } from '../errors.js';
 import type { KvCommand, KvLimits } from '../kv/command.js';
 import { LsmEngine } from '../storage/lsm/lsm-engine.js';
+import { READ_NOT_SYNC } from './kv-service.js';
 import { openLocalKvService } from './open-local.js';
 import type { LocalKvService } from './local-kv-service.js';
 
@@ -41,6 +42,44 @@ describe('LocalKvService', () => {
     services.push(service);
     return { service, dir };
   }
+
+  it('answers getSync as get does: the revision and value, undefined when absent, READ_NOT_SYNC for an engine that cannot; bad input throws', async () => {
+    for (const engine of ['memory', 'leveldb', 'lsm']) {
+      const { service } = await open(engine);
+      await service.write({ ops: [put('k', 'v1')] });
+      const { revision } = await service.write({ ops: [put('k', 'v2')] });
+      const now = service.getSync(b('k'));
+      if (engine === 'lsm') {
+        assert.equal(now, READ_NOT_SYNC); // LSM reads may wait for a table's blocks: only the async path
+        continue;
+      }
+      assert.deepEqual(now, await service.get(b('k')));
+      assert.deepEqual(now, { revision, value: b('v2') });
+      assert.equal(service.getSync(b('absent'), { consistency: 'serializable' }), undefined);
+      assert.throws(() => service.getSync(b('')), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_KEY_EMPTY'));
+      assert.throws(() => service.getSync(b('k'), { consistency: 'eventual' as never }), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_QUERY_INVALID'));
+    }
+  });
+
+  it('applies the writes of one event-loop turn as one group, even on an engine that applies at once (memory)', async () => {
+    const { service } = await open('memory');
+    // As requests on separate connections: each write from its own callback, all in the same phase of one turn.
+    const writes = await new Promise<Promise<{ revision: number }>[]>((resolve) => {
+      const started: Promise<{ revision: number }>[] = [];
+      for (let i = 0; i < 10; i++) {
+        setImmediate(() => {
+          started.push(service.write({ ops: [put(`turn-${i}`, 'v')] }));
+          if (started.length === 10) resolve(started);
+        });
+      }
+    });
+    assert.deepEqual((await Promise.all(writes)).map((write) => write.revision), Array.from({ length: 10 }, (_, i) => i + 1));
+    const status = await service.status();
+    assert.equal(status.figures['apply_groups'], 1, 'a write started alone, ahead of the rest of its turn');
+    assert.equal(status.figures['apply_group_writes'], 10);
+    // A lone write later is still applied, in a group of its own.
+    assert.equal((await service.write({ ops: [put('later', 'v')] })).revision, 11);
+  });
 
   it('numbers writes with revisions and honours ifRevision / ifAbsent; a failed condition changes nothing', async () => {
     const { service } = await open();

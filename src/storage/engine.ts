@@ -38,6 +38,11 @@ export type { EngineSnapshot, SnapshotReader } from './snapshot.js';
 
 export type SyncMode = 'fsync' | 'none';
 
+/** What `Engine.getSync` returns when the engine cannot answer a read without waiting: the caller uses `get`. */
+export const READ_NOT_SYNC: unique symbol = Symbol('impulse.readNotSync');
+/** A read answered on the calling thread (`Engine.getSync`): the value, `undefined` when absent, or READ_NOT_SYNC. */
+export type SyncRead = Buffer | undefined | typeof READ_NOT_SYNC;
+
 /** One operation of an atomic batch. */
 export type WriteOp =
   | { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array }
@@ -257,6 +262,21 @@ export abstract class Engine {
   // get, put and del are the hot path: written without `async` so a call costs
   // one promise, not three. Validation failures still arrive as rejections.
 
+  /**
+   * `get` answered on the calling thread, for engines that can answer without
+   * waiting (memory; LevelDB's `getSync`): the same answer `get` would give
+   * now, without a promise or a trip through the microtask queue (the HTTP
+   * GET path, src/api/server.ts). READ_NOT_SYNC when this engine cannot: the
+   * caller then uses `get`. A bad key or a closed engine THROWS the error
+   * `get` would reject with. Nothing is in flight afterwards, so `close`
+   * needs no tracking for it.
+   */
+  getSync(key: Uint8Array): SyncRead {
+    this.validateKey(key);
+    this.requireOpen();
+    return this._getSync(toBuffer(key));
+  }
+
   /** The value stored under `key`, or `undefined` when absent. */
   get(key: Uint8Array): Promise<Buffer | undefined> {
     let pending: Promise<Buffer | undefined>;
@@ -416,6 +436,10 @@ export abstract class Engine {
 
   protected abstract _open(): Promise<void>;
   protected abstract _get(key: Buffer): Promise<Buffer | undefined>;
+  /** `_get` on the calling thread, or READ_NOT_SYNC (the default) when the engine cannot answer without waiting. Runs only while open. */
+  protected _getSync(_key: Buffer): SyncRead {
+    return READ_NOT_SYNC;
+  }
   protected abstract _write(ops: readonly WriteOp[], sync: boolean): Promise<void>;
   protected abstract _range(range: KeyRange, reverse: boolean, limit: number): Promise<Entry[]>;
   protected abstract _stats(): Promise<EngineStats>;

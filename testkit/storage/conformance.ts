@@ -16,13 +16,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { isImpulseError, type ErrorCode } from '../../src/errors.js';
-import { type Engine, type EngineOptions, type Entry, type RangeOptions, type WriteOp, prefixUpperBound } from '../../src/storage/engine.js';
+import { type Engine, type EngineOptions, type Entry, type RangeOptions, type WriteOp, prefixUpperBound, READ_NOT_SYNC } from '../../src/storage/engine.js';
 
 export interface ConformanceTarget {
   readonly name: string;
   create(dir: string, options?: Partial<EngineOptions>): Engine;
   /** Fewer fast-check runs for slow engines. Default 60. */
   readonly propertyRuns?: number;
+  /** The engine answers every read of an open engine on the calling thread (`getSync` never says READ_NOT_SYNC). Default false. */
+  readonly readsSync?: boolean;
 }
 
 const bytes = (text: string): Buffer => Buffer.from(text, 'utf8');
@@ -144,6 +146,7 @@ export function runEngineConformance(target: ConformanceTarget): void {
       await rejectsWith(engine.put(bytes('big'), Buffer.alloc((1 << 20) + 1)), 'IMPULSE_ERR_VALUE_TOO_LARGE');
       await rejectsWith(engine.put(Buffer.alloc(0), bytes('v')), 'IMPULSE_ERR_KEY_EMPTY');
       await rejectsWith(engine.get(Buffer.alloc(0)), 'IMPULSE_ERR_KEY_EMPTY');
+      assert.throws(() => engine.getSync(Buffer.alloc(0)), (error: unknown) => isImpulseError(error) && error.code === 'IMPULSE_ERR_KEY_EMPTY');
       await rejectsWith(engine.del(Buffer.alloc(4097)), 'IMPULSE_ERR_KEY_TOO_LARGE');
       assert.equal(await engine.get(bytes('big')), undefined);
     });
@@ -277,6 +280,7 @@ export function runEngineConformance(target: ConformanceTarget): void {
       await engine.close();
       await engine.close();
       await rejectsWith(engine.get(bytes('k')), 'IMPULSE_ERR_ENGINE_NOT_OPEN');
+      assert.throws(() => engine.getSync(bytes('k')), (error: unknown) => isImpulseError(error) && error.code === 'IMPULSE_ERR_ENGINE_NOT_OPEN');
       await rejectsWith(engine.put(bytes('k'), bytes('v')), 'IMPULSE_ERR_ENGINE_NOT_OPEN');
       await rejectsWith(engine.del(bytes('k')), 'IMPULSE_ERR_ENGINE_NOT_OPEN');
       await rejectsWith(engine.batch([{ type: 'del', key: bytes('k') }]), 'IMPULSE_ERR_ENGINE_NOT_OPEN');
@@ -442,9 +446,13 @@ export function runEngineConformance(target: ConformanceTarget): void {
                 await engine.batch(cmd.ops);
                 model.apply(cmd.ops);
                 break;
-              case 'get':
+              case 'get': {
                 assert.deepEqual(await engine.get(cmd.key), model.get(cmd.key));
+                const now = engine.getSync(cmd.key);
+                if (target.readsSync === true) assert.notEqual(now, READ_NOT_SYNC, 'an engine that reads synchronously said READ_NOT_SYNC');
+                if (now !== READ_NOT_SYNC) assert.deepEqual(now, model.get(cmd.key));
                 break;
+              }
               case 'range': {
                 const options: RangeOptions = {
                   ...(cmd.lower ? (cmd.lowerInclusive ? { gte: cmd.lower } : { gt: cmd.lower }) : {}),

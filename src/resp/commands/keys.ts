@@ -17,6 +17,7 @@
 import { ImpulseError, isImpulseError } from '../../errors.js';
 import type { Condition, KvCommand, KvOp } from '../../kv/command.js';
 import type { StoredValue } from '../../kv/record.js';
+import { READ_NOT_SYNC } from '../../service/kv-service.js';
 import { prefixUpperBound } from '../../storage/engine.js';
 import { type CommandContext, type CommandSpec, integerArg, isKeyword } from '../command.js';
 import { OK, arrayReply, bulkOrNullArray, bulkReply, errorReply, integerReply, nullReply } from '../encoder.js';
@@ -58,9 +59,22 @@ async function withRetries(context: CommandContext, attempt: () => Promise<Buffe
   }
 }
 
+function valueOrNil(context: CommandContext, stored: StoredValue | undefined): Buffer {
+  return stored === undefined ? nullReply(context.client.proto) : bulkReply(stored.value);
+}
+
 const get: CommandSpec = {
   name: 'get', arity: 2, flags: ['readonly', 'fast'], keys: KEY_ONE, group: 'string', summary: 'Returns the value of a key, or nil.',
-  run: (context, args) => read(context, args[1]!).then((stored) => (stored === undefined ? nullReply(context.client.proto) : bulkReply(stored.value))),
+  run: (context, args) => {
+    // An engine that reads without waiting (memory, LevelDB) answers at once: no promise, and the
+    // reply leaves in the same turn as the request came (the service's getSync; throws what get rejects with).
+    const { service } = context.server;
+    if (service.getSync !== undefined) {
+      const stored = service.getSync(args[1]!, { consistency: context.client.consistency });
+      if (stored !== READ_NOT_SYNC) return valueOrNil(context, stored);
+    }
+    return read(context, args[1]!).then((value) => valueOrNil(context, value));
+  },
 };
 
 interface SetOptions {

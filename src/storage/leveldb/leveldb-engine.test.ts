@@ -7,7 +7,7 @@ import { isImpulseError } from '../../errors.js';
 import { runEngineConformance } from '../../../testkit/storage/conformance.js';
 import { LevelDbEngine } from './leveldb-engine.js';
 
-runEngineConformance({ name: 'leveldb', create: (dir, options) => new LevelDbEngine({ ...options, dataDir: dir }), propertyRuns: 40 });
+runEngineConformance({ name: 'leveldb', create: (dir, options) => new LevelDbEngine({ ...options, dataDir: dir }), propertyRuns: 40, readsSync: true });
 
 describe('leveldb engine specifics', () => {
   it('refuses a data directory another engine instance holds, with a clear code', async () => {

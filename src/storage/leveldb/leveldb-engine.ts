@@ -83,6 +83,10 @@ export class LevelDbEngine extends Engine {
   }
 
   protected async _get(key: Buffer): Promise<Buffer | undefined> {
+    return this._getSync(key);
+  }
+
+  protected override _getSync(key: Buffer): Buffer | undefined {
     try {
       return this.requireDb().getSync(key) ?? undefined;
     } catch (error) {

@@ -23,6 +23,10 @@ export class MemoryEngine extends Engine {
   protected async _open(): Promise<void> {}
 
   protected async _get(key: Buffer): Promise<Buffer | undefined> {
+    return this._getSync(key);
+  }
+
+  protected override _getSync(key: Buffer): Buffer | undefined {
     return this.values.get(key.toString('latin1'));
   }
 
