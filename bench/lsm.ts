@@ -34,7 +34,7 @@
  */
 import { ClassicLevel } from 'classic-level';
 import { mkdtemp, readdir, rm, stat, mkdir, writeFile } from 'node:fs/promises';
-import { cpus, tmpdir, platform, release } from 'node:os';
+import { cpus, loadavg, tmpdir, platform, release } from 'node:os';
 import { join } from 'node:path';
 import { SeededRandom } from '../src/util/random.js';
 import { LsmEngine } from '../src/storage/lsm/lsm-engine.js';
@@ -198,8 +198,14 @@ interface Row {
   opsPerSecond: Record<string, number[]>;
 }
 
+/** The 1-, 5- and 15-minute load averages, for the notes: on a shared machine they say how much a run can be trusted. */
+function loadLine(): string {
+  return loadavg().map((load) => load.toFixed(1)).join(' / ');
+}
+
 async function runOne(open: (dir: string, cacheBytes: number) => Promise<Subject>, args: Args, rows: Row[], notes: Record<string, string[][]>): Promise<void> {
   const { entries, concurrency } = args;
+  const loadAtStart = loadLine();
   const random = new SeededRandom(2024);
   const randomKeys = Uint32Array.from({ length: entries }, () => random.int(entries));
   const readKeys = Uint32Array.from({ length: entries }, () => random.int(entries));
@@ -252,6 +258,7 @@ async function runOne(open: (dir: string, cacheBytes: number) => Promise<Subject
     record(name, 'scan100', await timed(scans, concurrency, (i) => subject.scan(makeKey(readKeys[i]!), 100)));
     await subject.close();
     (notes[name] ??= []).push([
+      `load average (1 / 5 / 15 min) at start ${loadAtStart}, at end ${loadLine()}`,
       `background drain counted in the write phases: fillrandom ${Math.round(fillDrainMs)} ms, overwrite ${Math.round(overwriteDrainMs)} ms`,
       `write amplification after fillrandom + overwrite (table bytes written / user bytes): ${amplification}`,
       `on-disk size after close: ${(await diskBytes(dir) / 1024 / 1024).toFixed(1)} MiB; readrandom found ${found} of ${entries}; readseq saw ${scanned} entries`,

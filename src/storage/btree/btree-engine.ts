@@ -103,9 +103,10 @@ export interface BTreeMutations {
 
 /**
  * Bounds on unsynced commits: past either, a commit is synced even when no
- * write asked for it. Pages freed since the last sync cannot be reused (the
- * durable base may need them), so the file grows by up to
- * UNSYNCED_FREED_PAGES_MAX pages; the proof set (pages written since the last
+ * write asked for it. Pages of the durable base freed since the last sync
+ * cannot be reused (opening may fall back to the base), so the file grows by
+ * up to UNSYNCED_FREED_PAGES_MAX pages (pages written and freed again since
+ * the sync are reused at once, freelist.ts); the proof set (pages written since the last
  * sync that the version still reaches) is kept in memory and walked by
  * opening after a crash, so it is bounded by UNSYNCED_PROOF_PAGES_MAX.
  */
@@ -142,7 +143,7 @@ interface OpenState {
   durableSlot: number;
   /** Commits since `durableTxn`. */
   unsyncedCommits: number;
-  /** Pages freed by the commits since `durableTxn` (not reusable until the next sync). */
+  /** Pages of `durableTxn`'s version freed by the commits since (not reusable until the next sync). */
   unsyncedFreedPages: number;
   /** The committed version's pages written since `durableTxn` (commit-proof.ts). */
   readonly unsynced: UnsyncedPages;
@@ -399,9 +400,11 @@ export class BTreeEngine extends Engine {
       });
     }
     const state = this.openState();
-    const durableNeeded = this.mutations.reuseUnsyncedFreedPages === true ? Infinity : state.durableTxn;
-    const oldestNeeded = Math.min(this.mutations.reusePinnedPages === true ? Infinity : this.pins.oldest(), durableNeeded);
-    const txn = new WriteTxn(state.pager, state.freeSpace, state.committed, oldestNeeded, { baseTxn: state.durableTxn, unsynced: state.unsynced });
+    const reuse = {
+      oldestPinned: this.mutations.reusePinnedPages === true ? Infinity : this.pins.oldest(),
+      durableTxn: this.mutations.reuseUnsyncedFreedPages === true ? Infinity : state.durableTxn,
+    };
+    const txn = new WriteTxn(state.pager, state.freeSpace, state.committed, reuse, { baseTxn: state.durableTxn, unsynced: state.unsynced });
     const syncNow = sync || state.unsyncedFreedPages >= UNSYNCED_FREED_PAGES_MAX || state.unsynced.size >= UNSYNCED_PROOF_PAGES_MAX;
     let metaWriteStarted = false;
     try {
@@ -423,7 +426,7 @@ export class BTreeEngine extends Engine {
         if (syncNow) this.markDurable(state, slot);
         else {
           state.unsyncedCommits++;
-          state.unsyncedFreedPages += result.pagesFreed;
+          state.unsyncedFreedPages += result.basePagesFreed;
         }
       } else if (sync && state.durableTxn < state.committed.txn) {
         // Nothing to commit, but a synced write makes every earlier write durable (the Engine contract).

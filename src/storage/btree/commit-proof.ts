@@ -81,6 +81,11 @@ export class UnsyncedPages {
     return this.checksums.size;
   }
 
+  /** Whether `page` is in the set: reachable in the committed version and written after its base. */
+  has(page: number): boolean {
+    return this.checksums.has(page);
+  }
+
   /** The proof of the set after freeing `freed` and adding `added`, without changing it (the commit may still fail). */
   preview(freed: readonly number[], added: readonly ProvedPage[]): Proof {
     let digest = this.digest;

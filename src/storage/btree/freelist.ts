@@ -3,10 +3,17 @@
  * out, and the persisted free list.
  *
  * A page freed by commit T belonged to version T-1. It waits in `pending`
- * until no version older than T must stay intact — no reader pins one
- * (versions.ts) and a commit >= T is synced (the engine passes the smaller of
- * the two) — then becomes `reusable`. Pages are never reused inside the
- * transaction that freed them.
+ * until no version older than T must stay intact, then becomes `reusable`:
+ * no reader may pin one (versions.ts), and, when the page belongs to the
+ * durable base (written by the newest synced commit or earlier), a commit
+ * >= T must be synced, because after a power loss the base is what opening
+ * falls back to (commit-proof.ts). A page written after the base and freed
+ * before the next sync is in no version opening can fall back to: reusing
+ * it can only make an unsynced commit that still reached it unprovable, and
+ * that commit was never acknowledged as durable. Sequential unsynced writes
+ * free mostly such pages (the leaf and branch the previous commit wrote), so
+ * they reuse them at once instead of growing the file until a sync. Pages
+ * are never reused inside the transaction that freed them.
  * After a restart no reader exists, so every page on the persisted list is
  * reusable.
  *
@@ -22,12 +29,24 @@ import { decodeFreeListPage, encodeFreeListPage, META_PAGES, pageCorruption } fr
 import type { Meta } from './meta.js';
 import type { PageWrite, Pager } from './pager.js';
 
+/** Pages one commit freed, waiting until no version that reaches them must stay intact. */
+interface PendingPages {
+  /** The commit that freed them. */
+  readonly txn: number;
+  readonly pages: number[];
+  /** They belong to the durable base: reusable only once a commit >= `txn` is synced. */
+  readonly waitForSync: boolean;
+}
+
 export class FreeSpace {
+  /** Whether `reusable` may be out of order (pages were added since the last sort). */
+  private unsorted = true;
+
   private constructor(
     /** Free pages any new transaction may use; sorted descending while a transaction runs. */
     private reusable: number[],
-    /** Pages freed by committed transaction `txn`; reusable once no reader pins a version older than `txn`. */
-    private pending: Array<{ txn: number; pages: number[] }>,
+    /** Pages freed by committed transaction `txn`: see the file comment for when they become reusable. */
+    private pending: PendingPages[],
     /** The pages holding the committed free list (freed by the next commit, which writes a new one). */
     private listPages: number[],
   ) {}
@@ -53,21 +72,26 @@ export class FreeSpace {
   }
 
   /**
-   * Starts a transaction: releases the pages freed by commits up to
-   * `oldestNeeded` (the oldest version that must stay intact: a pinned
-   * reader's or the last synced one; Infinity when none), and returns what
-   * `restore` needs to undo the transaction's allocations.
+   * Starts a transaction: releases the pending pages no version that must
+   * stay intact reaches — `oldestPinned` is the oldest version a reader pins
+   * (Infinity when none), `durableTxn` the newest synced commit — and
+   * returns what `restore` needs to undo the transaction's allocations.
    */
-  beginTxn(oldestNeeded: number): number[] {
-    const stillPending: Array<{ txn: number; pages: number[] }> = [];
-    for (const batch of this.pending) {
-      if (batch.txn <= oldestNeeded) for (const page of batch.pages) this.reusable.push(page);
-      else stillPending.push(batch);
+  beginTxn(oldestPinned: number, durableTxn: number): number[] {
+    if (this.pending.length > 0) {
+      const stillPending: PendingPages[] = [];
+      for (const batch of this.pending) {
+        if (batch.txn <= oldestPinned && (!batch.waitForSync || batch.txn <= durableTxn)) {
+          for (const page of batch.pages) this.reusable.push(page);
+          this.unsorted = true;
+        } else stillPending.push(batch);
+      }
+      this.pending = stillPending;
     }
-    this.pending = stillPending;
     // Descending, so takePage() hands out the lowest free page first: consecutive allocations get
     // consecutive numbers where the free space allows, and the commit coalesces their writes.
-    this.reusable.sort((a, b) => b - a);
+    if (this.unsorted) this.reusable.sort((a, b) => b - a);
+    this.unsorted = false;
     return this.reusable.slice();
   }
 
@@ -129,10 +153,21 @@ export class FreeSpace {
     return { firstPage: listPages[0] ?? 0, listPages, writes, freeCount: free.length };
   }
 
-  /** Installs a commit (transaction `txn`): its freed pages wait for older readers, its recycled ones are free now. */
-  install(txn: number, freed: number[], recycled: readonly number[], listPages: number[]): void {
-    if (freed.length > 0) this.pending.push({ txn, pages: freed });
+  /**
+   * Installs a commit (transaction `txn`): its freed pages wait (those
+   * `writtenAfterBase` says were written after the durable base for older
+   * readers only, the others for a sync too), its recycled ones are free now.
+   * Returns how many freed pages wait for a sync.
+   */
+  install(txn: number, freed: readonly number[], recycled: readonly number[], listPages: number[], writtenAfterBase: (page: number) => boolean): number {
+    const ofBase: number[] = [];
+    const afterBase: number[] = [];
+    for (const page of freed) (writtenAfterBase(page) ? afterBase : ofBase).push(page);
+    if (ofBase.length > 0) this.pending.push({ txn, pages: ofBase, waitForSync: true });
+    if (afterBase.length > 0) this.pending.push({ txn, pages: afterBase, waitForSync: false });
     for (const page of recycled) this.reusable.push(page);
+    if (recycled.length > 0) this.unsorted = true;
     this.listPages = listPages;
+    return ofBase.length;
   }
 }

@@ -4,7 +4,7 @@
  * fsync.
  *
  * How to use (the engine does this, one transaction at a time):
- *   const txn = new WriteTxn(pager, freeSpace, committed, oldestNeeded, { baseTxn, unsynced });
+ *   const txn = new WriteTxn(pager, freeSpace, committed, { oldestPinned, durableTxn }, { baseTxn, unsynced });
  *   await txn.put(key, value); await txn.delete(key); ...
  *   const result = await txn.commit({ sync, slot }, onMetaWrite);   // undefined: nothing changed
  *   // or, on any error before the commit returns: txn.abort()
@@ -57,8 +57,8 @@ export interface CommitResult {
   /** The pages the commit wrote, ready for the page cache. */
   readonly views: readonly PageView[];
   readonly pagesWritten: number;
-  /** Pages of the previous version this commit freed. */
-  readonly pagesFreed: number;
+  /** Pages of the durable base this commit freed: they are not reused before a sync. */
+  readonly basePagesFreed: number;
 }
 
 /** Where a transaction's version stands against durability (owned by the engine). */
@@ -89,15 +89,15 @@ export class WriteTxn {
   private readonly reusableBefore: number[];
 
   /**
-   * `oldestNeeded`: the oldest version whose pages must stay intact (a pinned
-   * reader's, or the durable base's; Infinity when none): pages freed after
-   * it are not reused.
+   * `reuse` says which freed pages the transaction may hand out again
+   * (`FreeSpace.beginTxn`): `oldestPinned` is the oldest version a reader
+   * pins (Infinity when none), `durableTxn` the newest synced commit.
    */
   constructor(
     private readonly pager: Pager,
     private readonly freeSpace: FreeSpace,
     private readonly committed: Meta,
-    oldestNeeded: number,
+    reuse: { readonly oldestPinned: number; readonly durableTxn: number },
     private readonly durability: Durability,
   ) {
     this.id = committed.txn + 1;
@@ -105,7 +105,7 @@ export class WriteTxn {
     this.depth = committed.depth;
     this.keyCount = committed.keyCount;
     this.pageCount = committed.pageCount;
-    this.reusableBefore = freeSpace.beginTxn(oldestNeeded);
+    this.reusableBefore = freeSpace.beginTxn(reuse.oldestPinned, reuse.durableTxn);
     pager.readablePages = committed.pageCount;
   }
 
@@ -399,10 +399,12 @@ export class WriteTxn {
     // Both copies of the slot in one write (recovery.ts says why a crash cannot damage both).
     await this.pager.writePages(metaPage(options.slot, 0), encodeMetaSlot(geometry.pageBytes, options.slot, meta));
     if (options.sync) await this.pager.file.sync();
-    if (options.sync) this.durability.unsynced.clear();
-    else this.durability.unsynced.apply(this.freed, added);
-    this.freeSpace.install(this.id, this.freed, this.recycled, list.listPages);
-    return { meta, views, pagesWritten: writes.length, pagesFreed: this.freed.length };
+    // Before the proof set changes: it tells which freed pages were written after the base.
+    const unsynced = this.durability.unsynced;
+    const basePagesFreed = this.freeSpace.install(this.id, this.freed, this.recycled, list.listPages, (page) => unsynced.has(page));
+    if (options.sync) unsynced.clear();
+    else unsynced.apply(this.freed, added);
+    return { meta, views, pagesWritten: writes.length, basePagesFreed };
   }
 
   /** Encodes every dirty node (allocating the overflow runs of its big keys) as page writes and cacheable views. */

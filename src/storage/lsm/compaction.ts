@@ -12,11 +12,11 @@
  * On failure they delete what they wrote, best effort (leftovers are orphans
  * the next open deletes).
  */
-import { assert } from '../../util/assert.js';
 import { type Vfs, joinPath } from '../../vfs/vfs.js';
 import { BlockCache } from './block-cache.js';
 import { Cursor } from './coding.js';
 import { type TableMeta, tableFileName } from './manifest.js';
+import { radixSortKeys } from './key-sort.js';
 import { mergeAll } from './merge.js';
 import type { LsmTuning } from './options.js';
 import { LevelSource, type SortedSource, TableSource } from './sources.js';
@@ -56,35 +56,41 @@ export interface CompactionInput {
 /**
  * Writes the entries of a frozen memtable (job.ts `encodeMemtable` format:
  * one entry per key, distinct keys in any order, tombstones included) as one
- * table, in key order. At least one entry.
+ * table, in key order (sorted here, by key-sort.ts, in the flush worker when
+ * there is one). At least one entry.
  */
 export async function flushEntries(env: JobEnvironment, entries: Buffer): Promise<TableMeta> {
   const builder = newTableBuilder(env);
-  for (const entry of entriesInKeyOrder(entries)) builder.add(entry.key, entry.value);
+  const parsed = parseMemtableEntries(entries);
+  // Distinct keys (the memtable's hash index): TableBuilder.add asserts they come out strictly increasing.
+  for (const index of radixSortKeys(entries, parsed.keyStarts, parsed.keyLengths)) {
+    const keyStart = parsed.keyStarts[index]!;
+    const key = entries.subarray(keyStart, keyStart + parsed.keyLengths[index]!);
+    const valueStart = parsed.valueStarts[index]!;
+    builder.add(key, valueStart < 0 ? null : entries.subarray(valueStart, valueStart + parsed.valueLengths[index]!));
+  }
   return writeTable(env, builder);
 }
 
-/**
- * The entries of an `encodeMemtable` buffer sorted by key. The keys are
- * sorted as latin1 strings with the default `sort()` (native comparisons, no
- * comparator call; latin1 string order is unsigned byte order), then mapped
- * back to their entries.
- */
-function entriesInKeyOrder(entries: Buffer): Array<{ key: Buffer; value: Buffer | null }> {
+/** Where each entry of an `encodeMemtable` buffer lies in it (`valueStarts[i]` is -1 for a tombstone). */
+function parseMemtableEntries(entries: Buffer): { keyStarts: Int32Array; keyLengths: Int32Array; valueStarts: Int32Array; valueLengths: Int32Array } {
   const cursor = new Cursor(entries, 4, entries.length, 'memtable entries');
   const count = entries.readUInt32LE(0);
-  const byKey = new Map<string, { key: Buffer; value: Buffer | null }>();
-  const keys: string[] = []; // packed, not holey (`new Array(n)`): sorting a holey array takes a slow path
+  const keyStarts = new Int32Array(count);
+  const keyLengths = new Int32Array(count);
+  const valueStarts = new Int32Array(count);
+  const valueLengths = new Int32Array(count);
   for (let i = 0; i < count; i++) {
-    const key = cursor.bytes(cursor.varint());
+    const keyLength = cursor.varint();
+    keyStarts[i] = cursor.position;
+    keyLengths[i] = keyLength;
+    cursor.bytes(keyLength);
     const tag = cursor.varint();
-    const keyString = key.toString('latin1');
-    keys.push(keyString);
-    byKey.set(keyString, { key, value: tag === 0 ? null : cursor.bytes(tag - 1) });
+    valueStarts[i] = tag === 0 ? -1 : cursor.position;
+    valueLengths[i] = tag === 0 ? 0 : tag - 1;
+    if (tag !== 0) cursor.bytes(tag - 1);
   }
-  assert(byKey.size === count, 'memtable entries: duplicate keys in a flush', count, byKey.size);
-  keys.sort();
-  return keys.map((key) => byKey.get(key)!);
+  return { keyStarts, keyLengths, valueStarts, valueLengths };
 }
 
 /**
