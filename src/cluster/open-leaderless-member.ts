@@ -83,7 +83,7 @@ export async function openLeaderlessMember(options: LeaderlessMemberOptions): Pr
     const onMembers = (list: readonly MemberAddress[]): void => {
       for (const member of list) if (member.id !== cluster.nodeId && member.peerUrl !== '' && identity.initialCluster.get(member.id) !== member.peerUrl) host.expectPeer(member.id, member.peerUrl);
     };
-    const node = await LeaderlessNode.open({ nodeId: cluster.nodeId, members, peerUrls: identity.initialCluster, onMembers, engine: slot.engine, limits: storeLimits, rpc: host.rpc, clock, wallClockMs: () => Date.now(), logger, config: options.leaderless, where: home.description, ...(options.leaderlessMutations !== undefined ? { mutations: options.leaderlessMutations } : {}) });
+    const node = await LeaderlessNode.open({ nodeId: cluster.nodeId, members, peerUrls: identity.initialCluster, onMembers, engine: slot.engine, limits: storeLimits, rpc: host.rpc, clock, wallClockMs: () => Date.now(), logger, config: options.leaderless, where: home.description, clientUrl: cluster.advertiseClient, ...(options.leaderlessMutations !== undefined ? { mutations: options.leaderlessMutations } : {}) });
     node.start();
     const service = new LeaderlessKvService({
       node,
@@ -125,7 +125,8 @@ export class LeaderlessClusterAdmin {
       appliedIndex: 0,
       members: this.node.membership.everyone().map(({ id, peerUrl }) => ({
         id,
-        clientUrl: id === this.cluster.nodeId ? this.cluster.advertiseClient : null,
+        // Other members' client URLs come from their heartbeat answers (membership-gossip.ts): null until one arrived.
+        clientUrl: id === this.cluster.nodeId ? this.cluster.advertiseClient : (this.node.gossip.clientUrl(id) ?? null),
         peerUrl: peerUrl === '' ? null : peerUrl,
         role: detector.liveness(id),
         matchIndex: null,
