@@ -23,9 +23,8 @@ describe('the leaderless /cluster admin', () => {
     networks.push(net);
     await net.addJoiner(4);
     const admin = new LeaderlessClusterAdmin(net.node(1), { clusterId: 'c', nodeId: 1, advertiseClient: 'http://node1.test:7070' }, 100);
-    const started = Date.now();
     const answer = await admin.addMember({ id: 4, peerUrl: '' });
-    assert.ok(Date.now() - started < 900, `answered after ${Date.now() - started} ms`);
+    // The 100 ms timer fires before the 1 s settle step ends, however slow the machine: the answer cannot be `done`.
     assert.equal(answer.membershipChange?.state, 'running');
     assert.equal(answer.membershipChange?.epoch, 1);
     assert.deepEqual(answer.membershipChange?.members, [1, 2, 3, 4]);

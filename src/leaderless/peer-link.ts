@@ -34,7 +34,6 @@ import type { AntiEntropy } from './anti-entropy.js';
 import { LEAF_COUNT_MAX } from './anti-entropy.js';
 import type { Replica } from './replica.js';
 import { type MemberAddress, type MembershipPhase, MEMBERSHIP_PHASES, checkMembers } from './membership.js';
-
 import type { RangeOptions } from '../storage/engine.js';
 
 /** Runs a membership step this node was sent (the node's side of membership.ts). */
