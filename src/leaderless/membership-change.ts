@@ -14,7 +14,6 @@
  * `/cluster`.
  */
 import { isImpulseError } from '../errors.js';
-import type { MembershipChangeView } from '../protocol/cluster-view.js';
 import type { Clock } from '../util/clock.js';
 import type { NodeId } from './dvv.js';
 import { type MemberAddress, type MembershipPhase, type Membership, checkMembers, membershipRejected } from './membership.js';
@@ -36,17 +35,29 @@ export interface MembershipChangeOptions {
 
 const COMMIT_ATTEMPTS = 3;
 
-type Step = MembershipChangeView['step'];
+/** Where a change is: pending, settle (one request time), transfer, commit (membership.ts). */
+export type ChangeStep = 'pending' | 'settle' | 'transfer' | 'commit';
+type Step = ChangeStep;
+
+/** The last change a claimant drove, as `/cluster` shows it (src/protocol/cluster-view.ts has the wire shape). */
+export interface ChangeProgress {
+  readonly epoch: number;
+  readonly members: readonly NodeId[];
+  readonly state: 'running' | 'done' | 'failed';
+  readonly step: ChangeStep;
+  readonly elapsedMs: number;
+  readonly error?: { readonly code: string; readonly message: string; readonly member?: number };
+}
 
 export class MembershipChange {
   private running = false;
   /** The last change run here, for `/cluster` (`progress()`). */
-  private last: { epoch: number; members: number[]; state: MembershipChangeView['state']; step: Step; startedMs: number; endedMs?: number; error?: MembershipChangeView['error'] } | undefined;
+  private last: { epoch: number; members: number[]; state: ChangeProgress['state']; step: Step; startedMs: number; endedMs?: number; error?: ChangeProgress['error'] } | undefined;
 
   constructor(private readonly options: MembershipChangeOptions) {}
 
   /** The last change this member drove (running or ended), or undefined if none since it started. */
-  progress(): MembershipChangeView | undefined {
+  progress(): ChangeProgress | undefined {
     const last = this.last;
     if (last === undefined) return undefined;
     const { endedMs, startedMs, ...view } = last;
@@ -61,7 +72,7 @@ export class MembershipChange {
     if (this.running || membership.view.pending !== undefined) throw membershipRejected('a membership change is under way on this member; retry when it ends');
     this.running = true;
     const epoch = membership.view.epoch + 1;
-    const last = { epoch, members: members.map((member) => member.id), state: 'running' as MembershipChangeView['state'], step: 'pending' as Step, startedMs: this.options.clock.now() };
+    const last = { epoch, members: members.map((member) => member.id), state: 'running' as ChangeProgress['state'], step: 'pending' as Step, startedMs: this.options.clock.now() };
     this.last = last;
     try {
       await this.steps(epoch, members, (step) => (last.step = step));
