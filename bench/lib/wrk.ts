@@ -4,13 +4,22 @@
  * socket timeouts).
  */
 import { execFile, execFileSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 export interface WrkResult {
   readonly requestsPerSecond: number;
   readonly latencyAvgMs: number;
   readonly latencyP99Ms: number;
+  /** Non-2xx/3xx answers plus socket timeouts. */
   readonly errors: number;
+  /** Every answer wrk counted (errors' answers included) and over how long. */
+  readonly requests: number;
+  readonly durationSeconds: number;
+  /** Answers outside 2xx/3xx (part of `requests`). */
+  readonly non2xx: number;
 }
 
 /** One wrk run of `script` against `url` (one thread, `connections` connections, `durationSeconds`). */
@@ -32,9 +41,12 @@ function parseWrk(output: string): WrkResult {
   const requestsPerSecond = Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1]);
   const latencyAvgMs = toMs(/Latency\s+([\d.]+\w+)/.exec(output)?.[1]);
   const latencyP99Ms = toMs(/99%\s+([\d.]+\w+)/.exec(output)?.[1]);
-  const errors = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(output)?.[1] ?? 0) + Number(/Socket errors:.*?timeout (\d+)/.exec(output)?.[1] ?? 0);
-  if (!Number.isFinite(requestsPerSecond)) throw new Error(`cannot parse wrk output:\n${output}`);
-  return { requestsPerSecond, latencyAvgMs, latencyP99Ms, errors };
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(output)?.[1] ?? 0);
+  const errors = non2xx + Number(/Socket errors:.*?timeout (\d+)/.exec(output)?.[1] ?? 0);
+  const total = /(\d+) requests in ([\d.]+)(m|s)/.exec(output);
+  if (!Number.isFinite(requestsPerSecond) || total === null) throw new Error(`cannot parse wrk output:\n${output}`);
+  const durationSeconds = Number(total[2]) * (total[3] === 'm' ? 60 : 1);
+  return { requestsPerSecond, latencyAvgMs, latencyP99Ms, errors, requests: Number(total[1]), durationSeconds, non2xx };
 }
 
 function toMs(text: string | undefined): number {
@@ -42,4 +54,16 @@ function toMs(text: string | undefined): number {
   if (!match) return NaN;
   const value = Number(match[1]);
   return match[2] === 'us' ? value / 1000 : match[2] === 's' ? value * 1000 : value;
+}
+
+/** Writes a wrk Lua script whose `request` function runs `body` with `counter` counting requests; returns its path. */
+export async function requestScript(name: string, body: readonly string[]): Promise<string> {
+  const path = join(tmpdir(), `impulse-wrk-${process.pid}-${name}.lua`);
+  await writeFile(path, ['counter = 0', 'request = function()', '  counter = counter + 1', ...body, 'end'].join('\n') + '\n');
+  return path;
+}
+
+/** A wrk script PUTting a new key per request, `/kv/<prefix>-<n><query>` (a 16-byte value). */
+export function putNewKeysScript(prefix: string, query = ''): Promise<string> {
+  return requestScript(`put-${prefix}`, [`  return wrk.format("PUT", "/kv/${prefix}-" .. counter .. "${query}", nil, string.format("value-%010d", counter))`]);
 }

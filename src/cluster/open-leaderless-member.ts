@@ -29,7 +29,7 @@ import type { ShardsView } from '../protocol/shard-view.js';
 import type { EngineChoices } from '../storage/engine-names.js';
 import { createEngine } from '../storage/registry.js';
 import type { HostPort, SocketFactory } from '../transport/socket-factory.js';
-import { type Clock, SystemClock } from '../util/clock.js';
+import { type Clock, SystemClock, type TimerHandle } from '../util/clock.js';
 import { SeededRandom, freshSeed } from '../util/random.js';
 import { NodeVfs } from '../vfs/node-vfs.js';
 import { type Vfs, joinPath } from '../vfs/vfs.js';
@@ -83,7 +83,7 @@ export async function openLeaderlessMember(options: LeaderlessMemberOptions): Pr
     const onMembers = (list: readonly MemberAddress[]): void => {
       for (const member of list) if (member.id !== cluster.nodeId && member.peerUrl !== '' && identity.initialCluster.get(member.id) !== member.peerUrl) host.expectPeer(member.id, member.peerUrl);
     };
-    const node = await LeaderlessNode.open({ nodeId: cluster.nodeId, members, peerUrls: identity.initialCluster, onMembers, engine: slot.engine, limits: storeLimits, rpc: host.rpc, clock, wallClockMs: () => Date.now(), logger, config: options.leaderless, where: home.description, ...(options.leaderlessMutations !== undefined ? { mutations: options.leaderlessMutations } : {}) });
+    const node = await LeaderlessNode.open({ nodeId: cluster.nodeId, members, peerUrls: identity.initialCluster, onMembers, engine: slot.engine, limits: storeLimits, rpc: host.rpc, clock, wallClockMs: () => Date.now(), logger, config: options.leaderless, where: home.description, clientUrl: cluster.advertiseClient, ...(options.leaderlessMutations !== undefined ? { mutations: options.leaderlessMutations } : {}) });
     node.start();
     const service = new LeaderlessKvService({
       node,
@@ -106,11 +106,16 @@ export async function openLeaderlessMember(options: LeaderlessMemberOptions): Pr
   }
 }
 
+/** Longest a membership call waits for its change before answering `running` (the change goes on), ms. */
+const CHANGE_ANSWER_MS = 10_000;
+
 /** `/cluster` of a leaderless member: the members with what this node's failure detector says of them; join and leave; `repair`. */
 export class LeaderlessClusterAdmin {
+  /** `answerWithinMs`: how long a membership call waits for its change before answering `running` (tests shorten it). */
   constructor(
     private readonly node: LeaderlessNode,
-    private readonly cluster: ClusterConfig,
+    private readonly cluster: Pick<ClusterConfig, 'clusterId' | 'nodeId' | 'advertiseClient'>,
+    private readonly answerWithinMs = CHANGE_ANSWER_MS,
   ) {}
 
   view(): ClusterView {
@@ -125,23 +130,24 @@ export class LeaderlessClusterAdmin {
       appliedIndex: 0,
       members: this.node.membership.everyone().map(({ id, peerUrl }) => ({
         id,
-        clientUrl: id === this.cluster.nodeId ? this.cluster.advertiseClient : null,
+        // Other members' client URLs come from their heartbeat answers (membership-gossip.ts): null until one arrived.
+        clientUrl: id === this.cluster.nodeId ? this.cluster.advertiseClient : (this.node.gossip.clientUrl(id) ?? null),
         peerUrl: peerUrl === '' ? null : peerUrl,
         role: detector.liveness(id),
         matchIndex: null,
         lag: null,
         lastContactMs: Math.round(detector.silentMs(id)),
       })),
+      ...(this.node.changes.progress() !== undefined ? { membershipChange: this.node.changes.progress()! } : {}),
     };
   }
 
-  /** Adds a member started with --join: its ranges are streamed to it before it counts (membership.ts). */
+  /** Adds a member started with --join: its ranges are streamed to it before it counts (membership.ts). Answers within `answerWithinMs` (`change`). */
   async addMember(request: AddMemberRequest): Promise<ClusterView> {
     const { members } = this.node.membership.view;
     const { id, peerUrl } = (request ?? {}) as unknown as Record<string, unknown>;
     if (members.some((member) => member.id === id)) throw membershipRejected(`${String(id)} is a member already`);
-    await this.node.changeMembership([...members, { id, peerUrl } as MemberAddress]);
-    return this.view();
+    return this.change([...members, { id, peerUrl } as MemberAddress]);
   }
 
   promoteMember(): Promise<ClusterView> {
@@ -153,7 +159,30 @@ export class LeaderlessClusterAdmin {
     const { members } = this.node.membership.view;
     const remaining = members.filter((member) => String(member.id) !== String(id));
     if (remaining.length === members.length) throw membershipRejected(`${String(id).slice(0, 32)} is not a member`);
-    await this.node.changeMembership(remaining);
+    return this.change(remaining);
+  }
+
+  /**
+   * Starts a change to `members` and answers once it is complete, or failed,
+   * or `answerWithinMs` passed — then with `membershipChange.state: running`,
+   * the change going on in the background (its transfer step may take
+   * minutes on a large store; an HTTP call should not hang that long). Its
+   * end is logged and shown in `/cluster`.
+   */
+  private async change(members: readonly MemberAddress[]): Promise<ClusterView> {
+    const { clock, logger } = this.node.options;
+    const running = this.node.changeMembership(members);
+    let timer: TimerHandle | undefined;
+    const waited = new Promise<void>((resolve) => (timer = clock.setTimer(this.answerWithinMs, resolve)));
+    try {
+      await Promise.race([running, waited]);
+    } finally {
+      timer?.cancel();
+    }
+    running.then(
+      () => logger.info({ change: this.node.changes.progress() }, 'membership change complete'),
+      (error: unknown) => logger.warn({ change: this.node.changes.progress(), err: error }, 'membership change failed'),
+    );
     return this.view();
   }
 

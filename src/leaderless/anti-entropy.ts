@@ -230,13 +230,19 @@ export class AntiEntropy {
       const keys = differingKeys(ourEntries, theirEntries).slice(0, this.options.keysPerRoundMax ?? 1000);
       let pulled = 0;
       let pushed = 0;
-      for (const key of keys) {
-        const remote = await link.read(peer, key, timeoutMs);
-        this.figures.bytesExchanged += encodeSiblingSet(remote).length;
-        const { set } = await this.options.replica.apply(key, remote);
-        if (remote.length > 0) pulled++;
-        if (await link.apply(peer, key, set, timeoutMs)) pushed++;
-        this.figures.bytesExchanged += encodeSiblingSet(set).length;
+      // Each key costs two round trips (pull, push); KEYS_IN_FLIGHT keys at a time, so a round of
+      // a thousand keys is not a thousand sequential round-trip pairs.
+      for (let start = 0; start < keys.length; start += KEYS_IN_FLIGHT) {
+        await Promise.all(
+          keys.slice(start, start + KEYS_IN_FLIGHT).map(async (key) => {
+            const remote = await link.read(peer, key, timeoutMs);
+            this.figures.bytesExchanged += encodeSiblingSet(remote).length;
+            const { set } = await this.options.replica.apply(key, remote);
+            if (remote.length > 0) pulled++;
+            if (await link.apply(peer, key, set, timeoutMs)) pushed++;
+            this.figures.bytesExchanged += encodeSiblingSet(set).length;
+          }),
+        );
       }
       this.figures.keysPulled += pulled;
       this.figures.keysPushed += pushed;
@@ -252,13 +258,18 @@ export class AntiEntropy {
     const peers = this.options.ring().nodes.filter((id) => id !== this.options.self);
     const results: (ExchangeResult | { peer: NodeId; error: string })[] = [];
     for (const peer of peers) {
-      // Until an exchange finds nothing more to do (each round is bounded), at most 100 rounds.
+      // Until an exchange finds nothing more to do (each round is bounded), at most 100 rounds. A failed
+      // exchange is retried, up to FAILURES_PER_PEER_MAX in a row: the first one after a restart waits
+      // for the peer to build its trees by a scan, which can outlast a request time on a large store.
+      let failures = 0;
       for (let round = 0; round < 100; round++) {
         try {
           const result = await this.exchange(peer);
+          failures = 0;
           if (round === 0 || result.leavesDiffering > 0) results.push(result);
           if (result.leavesDiffering === 0) break;
         } catch (error) {
+          if (++failures < FAILURES_PER_PEER_MAX) continue;
           results.push({ peer, error: (error as Error).message });
           break;
         }
@@ -318,6 +329,12 @@ function setHashOf(set: SiblingSet): Buffer {
 function keyHash(key: Buffer, setHash: Buffer): Buffer {
   return createHash('sha256').update(lengthOf(key)).update(key).update(setHash).digest();
 }
+
+/** Differing keys one exchange pulls and pushes at once (bounds the requests in flight to one peer). */
+const KEYS_IN_FLIGHT = 16;
+
+/** Exchanges with one peer that may fail in a row before `repairAll` gives up on it. */
+const FAILURES_PER_PEER_MAX = 3;
 
 /** XORs the 32 bytes of `hash` into leaf `leaf` of `tree`. */
 function xorInto(tree: Buffer, leaf: number, hash: Buffer): void {

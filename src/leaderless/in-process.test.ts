@@ -123,6 +123,21 @@ describe('leaderless nodes on an in-memory network', () => {
     assert.ok(net.node(1).antiEntropy.figures.bytesExchanged > 0);
   });
 
+  it('repair retries an exchange that failed (a peer that did not answer in time) instead of giving up on that peer', async () => {
+    const net = await open([1, 2, 3], { sloppy: false, antiEntropyIntervalMs: 0 });
+    for (let index = 0; index < 20; index++) await net.node(1).coordinator.put(key(`k-${index}`), Buffer.from('x'), [], 3);
+    net.partition([[1, 2], [3]]);
+    for (let index = 0; index < 20; index++) await net.node(1).coordinator.put(key(`missed-${index}`), Buffer.from('y'), [], 2);
+    // The first exchange's request to node 3 is sent while it is cut off and is lost (timeout: 1 s); the network heals meanwhile.
+    const repair = net.node(1).antiEntropy.repairAll();
+    setTimeout(() => net.heal(), 300);
+    const results = await repair;
+    assert.ok(net.node(1).antiEntropy.figures.exchangesFailed >= 1, 'an exchange failed');
+    assert.deepEqual(results.filter((result) => 'error' in result), [], 'and was retried');
+    const digests = await Promise.all([1, 2, 3].map(async (id) => (await net.node(id).store.digest()).digest));
+    assert.equal(new Set(digests).size, 1);
+  });
+
   it('the maintained anti-entropy trees stay equal to a fresh scan through writes, deletes, hints, read repair, anti-entropy and a collection', async () => {
     const net = await open([1, 2, 3, 4], { replicas: 3, writeQuorum: 2, antiEntropyIntervalMs: 0, tombstoneGraceMs: 0, tombstoneIntervalMs: 0 });
     const ids = [1, 2, 3, 4];

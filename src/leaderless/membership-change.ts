@@ -8,7 +8,10 @@
  * cleaned up by the next change). A `commit` that does not reach a member
  * is retried; if one still misses it, the error says so and that member keeps
  * the pending ring (its writes still reach both owner sets, its reads use the
- * old owners) — not repaired automatically yet (docs/leaderless.md).
+ * old owners) until it hears, in a heartbeat answer, a peer that committed
+ * the change and commits it itself (membership-gossip.ts). `progress()`
+ * reports the last change (its step, how long it ran, how it ended) for
+ * `/cluster`.
  */
 import { isImpulseError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
@@ -32,33 +35,73 @@ export interface MembershipChangeOptions {
 
 const COMMIT_ATTEMPTS = 3;
 
+/** Where a change is: pending, settle (one request time), transfer, commit (membership.ts). */
+export type ChangeStep = 'pending' | 'settle' | 'transfer' | 'commit';
+type Step = ChangeStep;
+
+/** The last change a claimant drove, as `/cluster` shows it (src/protocol/cluster-view.ts has the wire shape). */
+export interface ChangeProgress {
+  readonly epoch: number;
+  readonly members: readonly NodeId[];
+  readonly state: 'running' | 'done' | 'failed';
+  readonly step: ChangeStep;
+  readonly elapsedMs: number;
+  readonly error?: { readonly code: string; readonly message: string; readonly member?: number };
+}
+
 export class MembershipChange {
   private running = false;
+  /** The last change run here, for `/cluster` (`progress()`). */
+  private last: { epoch: number; members: number[]; state: ChangeProgress['state']; step: Step; startedMs: number; endedMs?: number; error?: ChangeProgress['error'] } | undefined;
 
   constructor(private readonly options: MembershipChangeOptions) {}
 
+  /** The last change this member drove (running or ended), or undefined if none since it started. */
+  progress(): ChangeProgress | undefined {
+    const last = this.last;
+    if (last === undefined) return undefined;
+    const { endedMs, startedMs, ...view } = last;
+    return { ...view, elapsedMs: Math.max(0, (endedMs ?? this.options.clock.now()) - startedMs) };
+  }
+
   /** Changes the membership to `members` (validated here); resolves once every member committed it. */
   async run(next: readonly MemberAddress[]): Promise<void> {
-    const { membership, requestTimeoutMs, transferTimeoutMs } = this.options;
+    const { membership } = this.options;
     const members = checkMembers(next);
     if (members.length < this.options.replicas) throw membershipRejected(`the cluster keeps ${this.options.replicas} replicas of each key; it cannot have fewer members`, { replicas: this.options.replicas });
     if (this.running || membership.view.pending !== undefined) throw membershipRejected('a membership change is under way on this member; retry when it ends');
     this.running = true;
+    const epoch = membership.view.epoch + 1;
+    const last = { epoch, members: members.map((member) => member.id), state: 'running' as ChangeProgress['state'], step: 'pending' as Step, startedMs: this.options.clock.now() };
+    this.last = last;
     try {
-      const epoch = membership.view.epoch + 1;
-      const everyone = [...new Set([...membership.view.members, ...members].map((member) => member.id))];
-      try {
-        await this.all(everyone, 'pending', epoch, members, requestTimeoutMs);
-        await new Promise<void>((resolve) => this.options.clock.setTimer(requestTimeoutMs, resolve));
-        await this.all(everyone, 'transfer', epoch, members, transferTimeoutMs);
-      } catch (error) {
-        await Promise.allSettled(everyone.map((id) => this.options.send(id, 'abort', epoch, members, requestTimeoutMs)));
-        throw error;
-      }
-      await this.commitEverywhere(everyone, epoch, members);
+      await this.steps(epoch, members, (step) => (last.step = step));
+      this.last = { ...last, state: 'done', endedMs: this.options.clock.now() };
+    } catch (error) {
+      const reason = isImpulseError(error) ? { code: error.code, message: error.message, ...(typeof error.details?.['member'] === 'number' ? { member: error.details['member'] } : {}) } : { code: 'IMPULSE_ERR_INTERNAL', message: String(error) };
+      this.last = { ...last, state: 'failed', endedMs: this.options.clock.now(), error: reason };
+      throw error;
     } finally {
       this.running = false;
     }
+  }
+
+  /** The four steps (membership.ts), `onStep` told as each begins; a failure before the commit aborts the change everywhere. */
+  private async steps(epoch: number, members: readonly MemberAddress[], onStep: (step: Step) => void): Promise<void> {
+    const { membership, requestTimeoutMs, transferTimeoutMs } = this.options;
+    const everyone = [...new Set([...membership.view.members, ...members].map((member) => member.id))];
+    try {
+      await this.all(everyone, 'pending', epoch, members, requestTimeoutMs);
+      onStep('settle');
+      await new Promise<void>((resolve) => this.options.clock.setTimer(requestTimeoutMs, resolve));
+      onStep('transfer');
+      await this.all(everyone, 'transfer', epoch, members, transferTimeoutMs);
+    } catch (error) {
+      await Promise.allSettled(everyone.map((id) => this.options.send(id, 'abort', epoch, members, requestTimeoutMs)));
+      throw error;
+    }
+    onStep('commit');
+    await this.commitEverywhere(everyone, epoch, members);
   }
 
   private async commitEverywhere(everyone: readonly NodeId[], epoch: number, members: readonly MemberAddress[]): Promise<void> {
@@ -68,7 +111,7 @@ export class MembershipChange {
       missing = missing.filter((_, index) => results[index]!.status === 'rejected');
     }
     if (missing.length > 0) {
-      throw membershipRejected(`the change (epoch ${epoch}) is committed, but member ${missing.join(', ')} did not confirm it and still reads from the old owners`, { member: missing[0]!, epoch });
+      throw membershipRejected(`the change (epoch ${epoch}) is committed, but member ${missing.join(', ')} did not confirm it; it commits the change itself once it hears a peer that did (membership-gossip.ts)`, { member: missing[0]!, epoch });
     }
   }
 

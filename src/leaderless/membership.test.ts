@@ -79,6 +79,37 @@ describe('leaderless membership changes (in process)', () => {
     for (const id of [1, 2, 3, 4]) assert.equal(net.node(id).membership.view.epoch, 1);
   });
 
+  it('a member that missed the commit step pulls it from a peer\'s heartbeat answer; one whose pending change differs from the committed one does not', async () => {
+    const net = await LeaderlessTestNetwork.open([1, 2, 3], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
+    networks.push(net);
+    for (let i = 0; i < 50; i++) await net.node(1).coordinator.put(key(`k${i}`), Buffer.from('v'), [], 3);
+    await net.addJoiner(4);
+    const next = members(1, 2, 3, 4);
+    // The claimant's steps by hand, the commit sent to every member but 3 (lost, as if 3 were cut off then).
+    for (const phase of ['pending', 'transfer'] as const) await Promise.all([1, 2, 3, 4].map((id) => net.node(id).membershipStep(phase, 1, next)));
+    await Promise.all([1, 2, 4].map((id) => net.node(id).membershipStep('commit', 1, next)));
+    await eventually('node 3 commits from gossip', () => net.node(3).membership.view.epoch === 1 && net.node(3).membership.view.pending === undefined);
+    assert.deepEqual(net.node(3).ring.nodes, [1, 2, 3, 4]);
+    assert.equal(net.node(3).gossip.figures.commitsPulled, 1);
+    for (let i = 0; i < 50; i++) assert.deepEqual(liveValues(await net.node(3).coordinator.get(key(`k${i}`), 3)).map(String), ['v'], `k${i} read through node 3 on the new ring`);
+
+    // Node 3 alone holds a change of epoch 2 to other members than the one the others commit at epoch 2: it must not commit theirs.
+    await net.addJoiner(5);
+    await net.addJoiner(6);
+    await net.node(3).membershipStep('pending', 2, members(1, 2, 3, 4, 6));
+    const others = members(1, 2, 3, 4, 5);
+    for (const phase of ['pending', 'transfer', 'commit'] as const) await Promise.all([1, 2, 4, 5].map((id) => net.node(id).membershipStep(phase, 2, others)));
+    await eventually('node 3 refused to commit a different change', () => net.node(3).gossip.figures.commitsRefused > 0);
+    assert.equal(net.node(3).membership.view.epoch, 1);
+    assert.equal(net.node(3).membership.view.pending?.epoch, 2);
+  });
+
+  it('heartbeat answers carry each member\'s client URL', async () => {
+    const net = await LeaderlessTestNetwork.open([1, 2, 3], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
+    networks.push(net);
+    await eventually('every member learned the others\' client URLs', () => [1, 2, 3].every((id) => [1, 2, 3].every((other) => other === id || net.node(id).gossip.clientUrl(other) === `http://node${other}.test:7070`)));
+  });
+
   it('the stored membership survives a restart; damaged bytes are refused', async () => {
     const net = await LeaderlessTestNetwork.open([1, 2, 3], { antiEntropyIntervalMs: 0 });
     networks.push(net);

@@ -183,6 +183,7 @@ export class Membership {
   }
 }
 
-function sameMembers(a: readonly MemberAddress[], b: readonly MemberAddress[]): boolean {
+/** True when `a` and `b` list the same members with the same addresses (both sorted, as `checkMembers` returns them). */
+export function sameMembers(a: readonly MemberAddress[], b: readonly MemberAddress[]): boolean {
   return a.length === b.length && a.every((member, index) => member.id === b[index]!.id && member.peerUrl === b[index]!.peerUrl);
 }

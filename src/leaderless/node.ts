@@ -18,7 +18,7 @@ import { Coordinator, type LeaderlessMutations } from './coordinator.js';
 import type { NodeId } from './dvv.js';
 import { FailureDetector } from './failure-detector.js';
 import { HintedHandoff } from './handoff.js';
-import { PeerLink, serveReplica } from './peer-link.js';
+import { type MembershipService, PeerLink, serveReplica } from './peer-link.js';
 import { RangeReader } from './range.js';
 import type { LeaderlessConfig } from './config.js';
 import { Replica } from './replica.js';
@@ -26,6 +26,7 @@ import { EngineReplicaStore, type ReplicaStoreLimits } from './replica-store.js'
 import type { Ring } from './ring.js';
 import { type MemberAddress, type MembershipPhase, type MembershipState, Membership, checkMembers, decodeMembership, encodeMembership, membershipRejected } from './membership.js';
 import { MembershipChange } from './membership-change.js';
+import { MembershipGossip } from './membership-gossip.js';
 import { OwnershipHandoff } from './ownership.js';
 import { TombstoneCollector } from './tombstones.js';
 
@@ -52,6 +53,8 @@ export interface LeaderlessNodeOptions {
   readonly config: LeaderlessConfig;
   /** Where the engine lives, for errors. */
   readonly where: string;
+  /** The URL clients reach this member at (its --advertise-client), announced to peers in heartbeats; '' or absent when there is none. */
+  readonly clientUrl?: string;
   /** Test-only (the simulator's mutation check). */
   readonly mutations?: LeaderlessMutations;
 }
@@ -74,6 +77,7 @@ export class LeaderlessNode {
     readonly tombstones: TombstoneCollector,
     readonly ownership: OwnershipHandoff,
     readonly changes: MembershipChange,
+    readonly gossip: MembershipGossip,
   ) {}
 
   static async open(options: LeaderlessNodeOptions): Promise<LeaderlessNode> {
@@ -85,13 +89,15 @@ export class LeaderlessNode {
     const link = new PeerLink(nodeId, replica, options.rpc, options.limits);
     const memberIds = (state: MembershipState): NodeId[] => [...new Set([...state.members, ...(state.pending?.members ?? [])].map((member) => member.id))];
     const detector = new FailureDetector(
-      { self: nodeId, clock, heartbeatMs: config.heartbeatMs, suspectAfterMs: config.suspectAfterMs, downAfterMs: config.downAfterMs, ping: (to, timeoutMs) => link.ping(to, timeoutMs) },
+      { self: nodeId, clock, heartbeatMs: config.heartbeatMs, suspectAfterMs: config.suspectAfterMs, downAfterMs: config.downAfterMs, ping: (to, timeoutMs) => link.ping(to, timeoutMs).then((status) => gossip.heard(to, status)) },
       memberIds(initial),
     );
     // Set below, once the parts that react to a change exist; a change cannot arrive before `serveReplica`.
     let onChange = (_state: MembershipState): void => undefined;
     const membership = new Membership(initial, config.vnodesPerNode, (state) => store.writeMembership(encodeMembership(state)), (state) => onChange(state));
     const ring = (): Ring => membership.ring();
+    // A member that missed a commit step brings itself forward from its peers' heartbeat answers (membership-gossip.ts).
+    const gossip = new MembershipGossip({ membership, link, commit: (epoch) => node.membershipStep('commit', epoch, []), logger: options.logger, timeoutMs: config.requestTimeoutMs });
     const coordinator = new Coordinator({ self: nodeId, ring, pendingRing: () => membership.pendingRing(), replicas: config.replicas, sloppy: config.sloppy, link, detector, replica, clock, requestTimeoutMs: config.requestTimeoutMs, ...(options.mutations !== undefined ? { mutations: options.mutations } : {}) });
     const handoff = new HintedHandoff({ store, replica, link, detector, clock, logger: options.logger, intervalMs: config.handoffIntervalMs, timeoutMs: config.requestTimeoutMs, ring, replicas: config.replicas });
     const antiEntropy = new AntiEntropy({
@@ -134,13 +140,14 @@ export class LeaderlessNode {
       // The claimant runs its own step itself.
       send: (to, phase, epoch, next, timeoutMs) => (to === nodeId ? node.membershipStep(phase, epoch, next) : link.membershipStep(to, phase, epoch, next, timeoutMs)),
     });
-    const node: LeaderlessNode = new LeaderlessNode(options, membership, store, replica, link, detector, coordinator, handoff, antiEntropy, ranges, tombstones, ownership, changes);
+    const node: LeaderlessNode = new LeaderlessNode(options, membership, store, replica, link, detector, coordinator, handoff, antiEntropy, ranges, tombstones, ownership, changes, gossip);
     onChange = (state) => {
       detector.setMembers(memberIds(state));
+      gossip.retain(memberIds(state));
       options.onMembers?.(membership.everyone());
     };
     options.onMembers?.(membership.everyone());
-    serveReplica(options.rpc, replica, options.limits, antiEntropy, (phase, epoch, members) => node.membershipStep(phase, epoch, members));
+    serveReplica(options.rpc, replica, options.limits, antiEntropy, node.membershipService());
     return node;
   }
 
@@ -171,6 +178,15 @@ export class LeaderlessNode {
     // The transport must know a new member's address before the first step goes to it.
     this.options.onMembers?.(checkMembers(members));
     return this.changes.run(members);
+  }
+
+  /** This node's membership as the peer protocol serves it: the steps, the ping answer, the committed membership. */
+  membershipService(): MembershipService {
+    return {
+      step: (phase, epoch, members) => this.membershipStep(phase, epoch, members),
+      status: () => ({ epoch: this.membership.view.epoch, clientUrl: this.options.clientUrl ?? '' }),
+      committed: () => ({ epoch: this.membership.view.epoch, members: this.membership.view.members }),
+    };
   }
 
   /** This node's part of a membership step (from a claimant, or this node's own). */
@@ -218,6 +234,7 @@ export class LeaderlessNode {
       leaderless_membership_epoch: this.membership.view.epoch,
       leaderless_keys_transferred: this.ownership.figures.keysTransferred,
       leaderless_keys_handed_off: this.ownership.figures.keysHandedOff,
+      leaderless_membership_commits_pulled: this.gossip.figures.commitsPulled,
     };
   }
 }

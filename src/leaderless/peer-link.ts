@@ -7,13 +7,16 @@
  *   [1, key, set]                   apply (merge) a set → true when it changed anything
  *   [2, owner, key, set]            hold a hint for `owner` → true
  *   [3, key]                        read → the stored set (bytes)
- *   [4]                             ping (failure detection) → true
+ *   [4]                             ping (failure detection) → [epoch, clientUrl] (the answerer's
+ *                                   committed membership epoch and client URL: light gossip,
+ *                                   membership-gossip.ts; a member before this answered `true`)
  *   [5, leafCount]                  anti-entropy: the leaf hashes over the keys both own → bytes
  *   [6, leafCount, leaves]          anti-entropy: (key, set hash) pairs of those leaves → [[key, hash], ...]
  *   [7, lower, lowerInclusive, upper, upperInclusive, reverse, limit]
  *                                   range: the stored keys in the range (tombstones too) → [[key, set], ...]
  *   [8, key, set]                   collect the tombstones `set` if that is exactly what is stored → true when removed
  *   [9, phase, epoch, [[id, peerUrl], ...]]   a step of a membership change (membership.ts) → true once done
+ *   [10]                            the committed membership → [epoch, [[id, peerUrl], ...]]
  *
  * Keys, values and sets travel as bytes (sets in the canonical encoding of
  * codec.ts, contexts as the client header). A request is untrusted: every
@@ -31,10 +34,34 @@ import type { AntiEntropy } from './anti-entropy.js';
 import { LEAF_COUNT_MAX } from './anti-entropy.js';
 import type { Replica } from './replica.js';
 import { type MemberAddress, type MembershipPhase, MEMBERSHIP_PHASES, checkMembers } from './membership.js';
+import type { RangeOptions } from '../storage/engine.js';
 
 /** Runs a membership step this node was sent (the node's side of membership.ts). */
 export type MembershipStepHandler = (phase: MembershipPhase, epoch: number, members: readonly MemberAddress[]) => Promise<void>;
-import type { RangeOptions } from '../storage/engine.js';
+
+/** What a ping answers: the answerer's committed membership epoch and its client URL ('' when it has none). */
+export interface PeerStatus {
+  readonly epoch: number;
+  readonly clientUrl: string;
+}
+
+/** A committed membership as a peer sends it. */
+export interface CommittedMembership {
+  readonly epoch: number;
+  readonly members: readonly MemberAddress[];
+}
+
+/** The node's membership as the peer protocol serves it. */
+export interface MembershipService {
+  readonly step: MembershipStepHandler;
+  /** This node's ping answer. */
+  status(): PeerStatus;
+  /** This node's committed membership (a member that missed a commit pulls it). */
+  committed(): CommittedMembership;
+}
+
+/** Longest client URL a peer may announce. */
+const CLIENT_URL_BYTES_MAX = 300;
 
 export const LEADERLESS_CHANNEL = 'leaderless';
 
@@ -48,6 +75,7 @@ const LEAF_ENTRIES = 6;
 const SCAN = 7;
 const REAP = 8;
 const MEMBERSHIP = 9;
+const COMMITTED_MEMBERSHIP = 10;
 /** Most keys one range request may ask for. */
 export const SCAN_LIMIT_MAX = 10_000;
 /** Most leaves one request may name. */
@@ -100,9 +128,26 @@ export class PeerLink {
     await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [MEMBERSHIP, phase, epoch, members.map((member) => [member.id, member.peerUrl])], timeoutMs);
   }
 
-  async ping(to: NodeId, timeoutMs: number): Promise<void> {
-    if (to === this.self) return;
-    await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [PING], timeoutMs);
+  /**
+   * A heartbeat; resolves with what `to` said of itself, or undefined when it
+   * did not say (a member of an earlier version answers `true`) or said
+   * something malformed (ignored: a ping only proves the peer is alive).
+   */
+  async ping(to: NodeId, timeoutMs: number): Promise<PeerStatus | undefined> {
+    if (to === this.self) return undefined;
+    const answer = await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [PING], timeoutMs);
+    if (!Array.isArray(answer) || answer.length !== 2) return undefined;
+    const [epoch, clientUrl] = answer as unknown[];
+    if (!validEpoch(epoch) || typeof clientUrl !== 'string' || clientUrl.length > CLIENT_URL_BYTES_MAX) return undefined;
+    return { epoch, clientUrl };
+  }
+
+  /** The membership `to` has committed. */
+  async committedMembership(to: NodeId, timeoutMs: number): Promise<CommittedMembership> {
+    const answer = await this.rpc.callAsync(to, LEADERLESS_CHANNEL, [COMMITTED_MEMBERSHIP], timeoutMs);
+    const [epoch, members] = Array.isArray(answer) && answer.length === 2 ? (answer as unknown[]) : [];
+    if (!validEpoch(epoch) || !Array.isArray(members)) throw new ImpulseError('IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', `node ${to} answered a membership request with something that is not a membership`);
+    return { epoch, members: checkMembers(members.map(memberFromWire)) };
   }
 
   async treeLeaves(to: NodeId, leafCount: number, timeoutMs: number): Promise<Buffer> {
@@ -145,11 +190,11 @@ export class PeerLink {
  * answered IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID; a replica's own failure
  * (an I/O error, too many siblings) is answered with its error.
  */
-export function serveReplica(rpc: Pick<RpcEndpoint, 'serve'>, replica: Replica, limits: PeerLimits, antiEntropy: Pick<AntiEntropy, 'leafHashes' | 'leafEntries'>, membership: MembershipStepHandler): void {
+export function serveReplica(rpc: Pick<RpcEndpoint, 'serve'>, replica: Replica, limits: PeerLimits, antiEntropy: Pick<AntiEntropy, 'leafHashes' | 'leafEntries'>, membership: MembershipService): void {
   rpc.serve(LEADERLESS_CHANNEL, (from, body, reply) => {
     let work: Promise<unknown>;
     try {
-      work = body instanceof Array && body[0] === MEMBERSHIP ? membershipStep(body, membership, from) : handle(replica, antiEntropy, body, limits, from);
+      work = body instanceof Array && (body[0] === MEMBERSHIP || body[0] === COMMITTED_MEMBERSHIP || body[0] === PING) ? membershipRequest(body, membership, from) : handle(replica, antiEntropy, body, limits, from);
     } catch (error) {
       return reply(isImpulseError(error) ? error : new ImpulseError('IMPULSE_ERR_INTERNAL', 'leaderless request failed'));
     }
@@ -192,8 +237,6 @@ function handle(replica: Replica, antiEntropy: Pick<AntiEntropy, 'leafHashes' | 
     case READ:
       if (body.length !== 2) throw invalid('bad read request');
       return replica.read(key(1)).then((result) => encodeSiblingSet(result));
-    case PING:
-      return Promise.resolve(true);
     case TREE_LEAVES: {
       const leafCount: unknown = body[1];
       if (body.length !== 2 || !validLeafCount(leafCount)) throw invalid('bad tree request');
@@ -215,13 +258,30 @@ function handle(replica: Replica, antiEntropy: Pick<AntiEntropy, 'leafHashes' | 
   }
 }
 
-/** Validates a membership step and runs it; throws synchronously when it is malformed. */
-function membershipStep(body: unknown[], handler: MembershipStepHandler, from: NodeId): Promise<true> {
+/** Validates a ping, a membership step or a membership request and answers it; throws synchronously when it is malformed. */
+function membershipRequest(body: unknown[], membership: MembershipService, from: NodeId): Promise<unknown> {
+  const bad = (what: string): ImpulseError => new ImpulseError('IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', `a leaderless request from node ${from}: bad ${what}`);
+  if (body[0] === PING) {
+    const { epoch, clientUrl } = membership.status();
+    return Promise.resolve([epoch, clientUrl]);
+  }
+  if (body[0] === COMMITTED_MEMBERSHIP) {
+    if (body.length !== 1) throw bad('membership request');
+    const { epoch, members } = membership.committed();
+    return Promise.resolve([epoch, members.map((member) => [member.id, member.peerUrl])]);
+  }
   const [, phase, epoch, members] = body;
-  const bad = (): ImpulseError => new ImpulseError('IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', `a leaderless request from node ${from}: bad membership step`);
-  if (body.length !== 4 || !(MEMBERSHIP_PHASES as readonly unknown[]).includes(phase) || typeof epoch !== 'number' || !Number.isSafeInteger(epoch) || epoch < 1 || !Array.isArray(members)) throw bad();
-  const listed = checkMembers(members.map((member: unknown) => (Array.isArray(member) ? { id: member[0] as unknown, peerUrl: member[1] as unknown } : undefined)));
-  return handler(phase as MembershipPhase, epoch, listed).then(() => true);
+  if (body.length !== 4 || !(MEMBERSHIP_PHASES as readonly unknown[]).includes(phase) || !validEpoch(epoch) || epoch < 1 || !Array.isArray(members)) throw bad('membership step');
+  return membership.step(phase as MembershipPhase, epoch, checkMembers(members.map(memberFromWire))).then(() => true);
+}
+
+/** [id, peerUrl] as sent; `checkMembers` validates the fields. */
+function memberFromWire(member: unknown): unknown {
+  return Array.isArray(member) ? { id: member[0] as unknown, peerUrl: member[1] as unknown } : undefined;
+}
+
+function validEpoch(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
 /** The range of a scan request, validated. */

@@ -4,6 +4,7 @@
  *
  *   - any member serves; concurrent blind writes become siblings (300 with
  *     every value and an Impulse-Context); a PUT with that context resolves them;
+ *     `/cluster` names every member's client URL;
  *   - kill -9 of one member under 8 writers with W=2: writes keep being
  *     acknowledged; after it restarts, every acknowledged write is read back
  *     with R=all, read repair brings the restarted member up to date, and the
@@ -58,6 +59,16 @@ describe('a three-member leaderless cluster of processes', () => {
     const resolved = await fetch(`${cluster.url(1)}/kv/a?r=all`);
     assert.equal(resolved.status, 200);
     assert.equal(await resolved.text(), 'merged');
+    // /cluster names every member's client URL (the others' from their heartbeat answers).
+    const c = cluster;
+    const deadline = Date.now() + 20_000;
+    let urls: (string | null)[] = [];
+    while (Date.now() < deadline) {
+      urls = ((await c.view(2))?.members ?? []).map((member) => member.clientUrl);
+      if (urls.every((url, index) => url === c.url(index + 1)) && urls.length === 3) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.deepEqual(urls, [1, 2, 3].map((id) => c.url(id)));
     const page = (await fetch(`${cluster.url(2)}/kv?limit=10`).then((response) => response.json())) as { items: { key: string; value: string }[] };
     assert.deepEqual(page.items.map((item) => [item.key, item.value]), [['a', 'merged']]);
     const status = (await fetch(`${cluster.url(1)}/status`).then((response) => response.json())) as { mode: string };

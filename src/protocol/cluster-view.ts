@@ -48,6 +48,29 @@ export interface ClusterView {
   readonly commitIndex: number;
   readonly appliedIndex: number;
   readonly members: readonly ClusterMemberView[];
+  /** Leaderless mode: the last membership change the answering member drove (absent if none since it started). */
+  readonly membershipChange?: MembershipChangeView;
+}
+
+/**
+ * A leaderless membership change as its claimant reports it. `POST
+ * /cluster/members` and `DELETE /cluster/members/{id}` answer once the change
+ * is complete or after at most 10 s, whichever comes first: `state: running`
+ * then means it goes on in the background; poll `GET /cluster` of the same
+ * member until it is `done` or `failed`.
+ */
+export interface MembershipChangeView {
+  /** The epoch the change moves to. */
+  readonly epoch: number;
+  /** The member ids after the change. */
+  readonly members: readonly number[];
+  readonly state: 'running' | 'done' | 'failed';
+  /** The step under way (or where it ended): pending, settle (one request time), transfer, commit. */
+  readonly step: 'pending' | 'settle' | 'transfer' | 'commit';
+  /** Milliseconds since the change began. */
+  readonly elapsedMs: number;
+  /** Why it failed (the error code and message; the member that did not take part, if one). */
+  readonly error?: { readonly code: string; readonly message: string; readonly member?: number };
 }
 
 /** The body of `POST /cluster/members`. */

@@ -108,6 +108,7 @@ export class LeaderlessTestNetwork {
       logger: this.logger,
       config: this.config,
       where: `node ${id}`,
+      clientUrl: `http://node${id}.test:7070`,
     });
     member.node.start();
   }

@@ -180,6 +180,11 @@ export class ProcessCluster {
     });
   }
 
+  /** The process id of member `id` while it runs (its group leader), for CPU figures from /proc. */
+  pid(id: number): number | undefined {
+    return this.running.get(id)?.child.pid;
+  }
+
   /** Sends `signal` to member `id`'s process group. */
   signal(id: number, signal: NodeJS.Signals): void {
     signalGroup(this.running.get(id)?.child.pid, signal);
