@@ -23,17 +23,22 @@ describe('tombstone collection', () => {
   it('removes a tombstone from every owner only after the grace period, and not while an owner is down', async () => {
     const graceMs = 700;
     const net = await open([1, 2, 3], { writeQuorum: 3, tombstoneGraceMs: graceMs, tombstoneIntervalMs: 50, antiEntropyIntervalMs: 0, requestTimeoutMs: 3000 });
-    const deleteKey = async (k: Buffer): Promise<void> => {
+    /** Writes and deletes `k`; answers when the delete was sent (its tombstones are written after that, so none may be collected before it plus the grace period). */
+    const deleteKey = async (k: Buffer): Promise<number> => {
       await net.node(1).coordinator.put(k, Buffer.from('v'), [], 3);
-      await net.node(1).coordinator.put(k, null, contextOf(await net.node(1).coordinator.get(k, 3)), 3);
+      const context = contextOf(await net.node(1).coordinator.get(k, 3));
+      const sentAt = Date.now();
+      await net.node(1).coordinator.put(k, null, context, 3);
+      return sentAt;
     };
     const k = key('gone');
-    await deleteKey(k);
-    const deletedAt = Date.now();
+    const deleteSentAt = await deleteKey(k);
     await sleep(graceMs / 2);
-    if (Date.now() - deletedAt < graceMs) for (const set of await storedOn(net, [1, 2, 3], k)) assert.ok(onlyTombstones(set), 'kept within the grace period');
+    const within = await storedOn(net, [1, 2, 3], k);
+    // Judged only when the read ended within the grace period (a loaded machine can stretch the sleep and the read past it).
+    if (Date.now() - deleteSentAt < graceMs) for (const set of within) assert.ok(onlyTombstones(set), 'kept within the grace period');
     await eventually('collected on every owner', async () => (await storedOn(net, [1, 2, 3], k)).every((set) => set.length === 0));
-    assert.ok(Date.now() - deletedAt >= graceMs, 'not before the grace period');
+    assert.ok(Date.now() - deleteSentAt >= graceMs, 'not before the grace period');
     assert.deepEqual(values(await net.node(2).coordinator.get(k, 3)), []);
 
     // An owner that is not the collecting one (the first owner) is down: nothing is collected until it is back.
@@ -75,11 +80,12 @@ describe('tombstone collection', () => {
   };
 
   it('a member back within the grace period never resurrects a deleted key', async () => {
-    const { net, k, owners, standIn } = await staleHintScenario(3000);
+    // 8 s: the restart and the hint's delivery must fit in it even on a loaded machine (3 s was close to that under load).
+    const { net, k, owners, standIn } = await staleHintScenario(8000);
     await net.restart(standIn);
     await eventually('the stale hint is delivered and retired', async () => (await net.node(standIn).store.hints(10)).length === 0);
     for (const set of await storedOn(net, owners, k)) assert.deepEqual(values(set), [], 'the tombstone superseded the stale hint');
-    await eventually('collected on every owner', async () => (await storedOn(net, owners, k)).every((set) => set.length === 0), 15_000);
+    await eventually('collected on every owner', async () => (await storedOn(net, owners, k)).every((set) => set.length === 0), 30_000);
     assert.deepEqual(values(await net.node(standIn).coordinator.get(k, 3)), []);
   });
 
