@@ -44,7 +44,19 @@ export interface ClusterConfig {
    */
   readonly splitKeys: readonly Buffer[];
   readonly timing: RaftTimingConfig;
+  /** Replica moves of a sharded cluster (docs/sharding.md, "Moves"). */
+  readonly moves: ShardMovesConfig;
 }
+
+/** How the meta group's leader moves shard replicas (src/cluster/shard-mover.ts). */
+export interface ShardMovesConfig {
+  /** `--shard-moves-max`: most replica moves in flight at once, cluster-wide (1–64). Default 2. */
+  readonly movesMax: number;
+  /** `--member-dead-after-ms`: a member silent this long is dead and its shard replicas are re-replicated on the others. Default 300,000 (5 min, CockroachDB's time until a store is dead). */
+  readonly memberDeadAfterMs: number;
+}
+
+export const DEFAULT_SHARD_MOVES: ShardMovesConfig = { movesMax: 2, memberDeadAfterMs: 300_000 };
 
 export interface RaftTimingConfig {
   /** Milliseconds per Raft tick. Default 50. */
@@ -94,6 +106,8 @@ export interface ClusterFlags {
   snapshotEntries?: string;
   snapshotCatchUpEntries?: string;
   splitKeys?: string;
+  shardMovesMax?: string;
+  memberDeadAfterMs?: string;
 }
 
 /**
@@ -104,7 +118,7 @@ export interface ClusterFlags {
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number, clientScheme: 'http' | 'https' = 'http'): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
     const stray = (
-      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys'] as const
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardMovesMax', 'memberDeadAfterMs'] as const
     ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
@@ -140,7 +154,13 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
     snapshotCatchUpEntries: integer('--snapshot-catch-up-entries', flags.snapshotCatchUpEntries ?? String(defaults.snapshotCatchUpEntries), 0, 100_000_000),
   };
   if (timing.electionTicks < 2 * timing.heartbeatTicks) throw invalid('--election-ticks must be at least twice --heartbeat-ticks');
-  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, timing };
+  const moves: ShardMovesConfig = {
+    movesMax: integer('--shard-moves-max', flags.shardMovesMax ?? String(DEFAULT_SHARD_MOVES.movesMax), 1, 64),
+    memberDeadAfterMs: integer('--member-dead-after-ms', flags.memberDeadAfterMs ?? String(DEFAULT_SHARD_MOVES.memberDeadAfterMs), 1000, 86_400_000),
+  };
+  // A member is suspect after two election timeouts of silence (shard-mover.ts); dead must come later.
+  if (moves.memberDeadAfterMs <= 2 * timing.electionTicks * timing.tickMs) throw invalid('--member-dead-after-ms must exceed two election timeouts (--election-ticks × --tick-ms × 2)');
+  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, timing, moves };
 }
 
 /** Most split keys of `--split-keys` (the shards a new cluster starts with, minus one). */

@@ -21,6 +21,7 @@
 import type { Logger } from 'pino';
 import type { ShardView, ShardsView } from '../protocol/shard-view.js';
 import type { NodeId } from '../raft/types.js';
+import { replicaRole } from '../shard/moves.js';
 import { META_GROUP, SHARD_BOUNDS_META_NAME, type Shard, type ShardMap, encodeShardBounds, initialShardMap } from '../shard/shard-map.js';
 import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import { encodeClusterCommand } from './log-entries.js';
@@ -85,7 +86,28 @@ export class ShardGroups {
   }
 
   private follow(map: ShardMap): void {
-    this.opening = this.opening.then(() => this.openMissing(map));
+    this.opening = this.opening.then(() => this.openMissing(map)).then(() => this.destroyUnassigned(map));
+  }
+
+  /**
+   * Replica moves (src/shard/moves.ts): a shard group this member hosts whose
+   * shard the map no longer gives it — neither a replica nor a move's target:
+   * it was removed from the group (the map records that only after the
+   * group's configuration committed it) or its move was abandoned — is
+   * closed and its files deleted.
+   */
+  private async destroyUnassigned(map: ShardMap): Promise<void> {
+    const { groups, nodeId, logger } = this.options;
+    for (const shard of map.shards) {
+      if (this.closed) return;
+      if (replicaRole(shard, nodeId) !== 'none' || groups.get(shard.id) === undefined) continue;
+      try {
+        await groups.destroy(shard.id);
+        logger.info({ shard: shard.id, epoch: shard.epoch }, 'destroyed this member\'s copy of a shard that moved away');
+      } catch (error) {
+        logger.error({ err: error, shard: shard.id }, 'could not destroy the copy of a shard that moved away; its files stay');
+      }
+    }
   }
 
   private async openMissing(map: ShardMap): Promise<void> {
@@ -93,7 +115,12 @@ export class ShardGroups {
     const addresses = peerAddresses(meta.group.membership);
     for (const shard of map.shards) {
       if (this.closed) return;
-      if (!shard.replicas.includes(nodeId) || groups.get(shard.id) !== undefined) continue;
+      const role = replicaRole(shard, nodeId);
+      if (role === 'none' || groups.get(shard.id) !== undefined) continue;
+      if (role === 'incoming') {
+        await this.openIncoming(shard);
+        continue;
+      }
       const voters = new Map(shard.replicas.map((id) => [id, addresses.get(id)] as const).filter((entry): entry is [NodeId, string] => entry[1] !== undefined));
       try {
         const bounds = { name: SHARD_BOUNDS_META_NAME, value: encodeShardBounds(shard) };
@@ -102,6 +129,17 @@ export class ShardGroups {
       } catch (error) {
         logger.error({ err: error, shard: shard.id }, 'could not open a shard group; requests for its keys are refused on this member');
       }
+    }
+  }
+
+  /** Opens the group of a shard moving to this member, empty: it joins as a learner and takes a snapshot from the group's leader (moves.ts). */
+  private async openIncoming(shard: Shard): Promise<void> {
+    const { groups, logger } = this.options;
+    try {
+      await groups.open(shard.id, undefined);
+      logger.info({ shard: shard.id, epoch: shard.epoch, from: shard.move?.from ?? null }, 'opened a shard group moving to this member; waiting for its snapshot');
+    } catch (error) {
+      logger.error({ err: error, shard: shard.id }, 'could not open the group of a shard moving here');
     }
   }
 
