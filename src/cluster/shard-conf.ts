@@ -120,18 +120,22 @@ export interface ShardConfRoute {
   readonly timing: ShardConfTiming;
   /** Pause after a refused attempt, ms. */
   readonly retryPauseMs: number;
+  /** Whether node `id` is heard from lately: silent nodes are asked last (a dead one would cost an RPC timeout). */
+  readonly alive: (id: NodeId) => boolean;
 }
 
 /**
  * Sends `step` for `shard` to its leader: tries the shard's replicas (and the
- * move's target, which may lead once promoted) in turn, following a refusal's
- * leader hint, until one answers or `timeoutMs` passes. Throws the last
+ * move's target, which may lead once promoted) in turn, live ones first,
+ * following a refusal's leader hint, until one answers or `timeoutMs` passes;
+ * one attempt waits at most the step time. Throws the last
  * refusal (every step is safe to ask again; the mover does).
  */
 export async function askShardLeader(route: ShardConfRoute, shard: Shard, step: ShardConfStep, timeoutMs: number): Promise<ConfState> {
   const { rpc, nodeId, timing, retryPauseMs } = route;
   const { clock } = timing;
-  const candidates = [...new Set([...shard.replicas, ...(shard.move !== undefined ? [shard.move.to] : [])])];
+  const members = [...new Set([...shard.replicas, ...(shard.move !== undefined ? [shard.move.to] : [])])];
+  const candidates = [...members.filter((id) => route.alive(id)), ...members.filter((id) => !route.alive(id))];
   const deadline = clock.now() + timeoutMs;
   let hint: NodeId | undefined;
   for (let attempt = 0; ; attempt++) {
@@ -143,7 +147,8 @@ export async function askShardLeader(route: ShardConfRoute, shard: Shard, step: 
         if (hosted === undefined) throw unavailable(`node ${nodeId} does not host shard group ${shard.id}`);
         return await runStep(hosted, step, timing);
       }
-      const answer = (await rpc.callAsync(target, SHARD_CONF_CHANNEL, { g: shard.id, ...step }, Math.max(1, Math.round(deadline - clock.now())))) as { voters?: unknown; learners?: unknown } | null;
+      const attemptMs = Math.max(1, Math.round(Math.min(deadline - clock.now(), timing.stepTimeoutMs + retryPauseMs)));
+      const answer = (await rpc.callAsync(target, SHARD_CONF_CHANNEL, { g: shard.id, ...step }, attemptMs)) as { voters?: unknown; learners?: unknown } | null;
       const ids = (list: unknown): NodeId[] => (Array.isArray(list) ? list.filter((id): id is number => typeof id === 'number') : []);
       return { voters: ids(answer?.voters), learners: ids(answer?.learners) };
     } catch (error) {

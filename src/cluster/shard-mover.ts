@@ -220,7 +220,8 @@ export class ShardMover {
 
   private conf(shard: Shard, step: ShardConfStep): Promise<unknown> {
     const { rpc, clock, stepTimeoutMs, retryPauseMs, host, groups } = this.options;
-    const route = { rpc, nodeId: host.nodeId, local: (id: number) => groups.get(id), retryPauseMs, timing: { clock, stepTimeoutMs, pollMs: this.options.tickMs } };
+    const alive = (id: NodeId): boolean => host.silentForMs(id) <= this.options.suspectAfterMs;
+    const route = { rpc, nodeId: host.nodeId, local: (id: number) => groups.get(id), alive, retryPauseMs, timing: { clock, stepTimeoutMs, pollMs: this.options.tickMs } };
     // The whole step may take the leader's step time plus the attempts before it reached the leader.
     return askShardLeader(route, shard, step, 2 * stepTimeoutMs);
   }
