@@ -175,7 +175,15 @@ export async function shardsView(clusterId: string, nodeId: NodeId, shards: Shar
 }
 
 async function shardView(shard: Shard, hosted: HostedGroup | undefined): Promise<ShardView> {
-  const range = { id: shard.id, start: shard.start.toString('hex'), end: shard.end === null ? null : shard.end.toString('hex'), epoch: shard.epoch, replicas: shard.replicas };
+  const range = {
+    id: shard.id,
+    start: shard.start.toString('hex'),
+    end: shard.end === null ? null : shard.end.toString('hex'),
+    epoch: shard.epoch,
+    replicas: shard.replicas,
+    ...(shard.move !== undefined ? { move: shard.move } : {}),
+    ...(shard.retired !== undefined ? { retired: shard.retired } : {}),
+  };
   if (hosted === undefined || hosted.group.state !== 'running') {
     return { ...range, leader: null, local: false, appliedIndex: null, keyCount: null, diskBytes: null, proposals: null, quiesced: false };
   }
