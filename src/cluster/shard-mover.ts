@@ -19,13 +19,13 @@
  * before it was promoted is abandoned (the target removed from the group and
  * retired in the map).
  *
- * Decisions go to the log (info: each move started, finished, abandoned) and
- * to /metrics (`figures`).
+ * Decisions go to the log (info: each move started, finished, abandoned; warn:
+ * shards that no live member may take) and to /metrics (`figures`).
  */
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { abortMove, finishMove, movesInFlight, startMove, targetPromoted } from '../shard/moves.js';
-import { type PlacedShard, planPlacement } from '../shard/placement.js';
+import { type PlacedShard, applyMoves, planPlacement } from '../shard/placement.js';
 import { SHARD_REPLICAS, type Shard, type ShardMap, encodeShardMap, shardById } from '../shard/shard-map.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
@@ -75,6 +75,8 @@ export class ShardMover {
   private readonly driving = new Set<number>();
   private timer: TimerHandle | undefined;
   private closed = false;
+  /** Shards the last plan could not bring back to their replica count (every live node lacking them is retired for them). */
+  private unrestorable = 0;
 
   constructor(private readonly options: ShardMoverOptions) {}
 
@@ -97,6 +99,7 @@ export class ShardMover {
       shard_moves_finished: this.counters.finished,
       shard_moves_abandoned: this.counters.abandoned,
       shard_move_step_failures: this.counters.stepFailures,
+      shards_unrestorable: this.unrestorable,
     };
   }
 
@@ -138,6 +141,7 @@ export class ShardMover {
     if (live === undefined) return;
     const shards: PlacedShard[] = map.shards.map((shard) => ({ id: shard.id, replicas: replicasAfterMove(shard), ...(shard.retired !== undefined ? { retired: shard.retired } : {}) }));
     const planned = planPlacement({ liveNodes: live, shards, replicationFactor: SHARD_REPLICAS });
+    this.noteUnrestorable(live, applyMoves(shards, planned));
     const chosen = new Set<number>();
     for (const move of planned) {
       if (chosen.size >= slots) break;
@@ -151,6 +155,17 @@ export class ShardMover {
       logger.info({ shard: move.shard, from: move.from, to: move.to, reason: rereplication ? 're-replicate (source dead or missing)' : 'balance', live }, 'shard replica move started');
       this.drive(move.shard);
     }
+  }
+
+  /** Counts (and logs once per change) shards that stay below their replica count whatever moves: the nodes that could take them are retired for them. */
+  private noteUnrestorable(live: readonly NodeId[], placed: readonly PlacedShard[]): void {
+    const want = Math.min(SHARD_REPLICAS, live.length);
+    const short = placed.filter((shard) => shard.replicas.filter((id) => live.includes(id)).length < want).map((shard) => shard.id);
+    if (short.length !== this.unrestorable) {
+      if (short.length > 0) this.options.logger.warn({ shards: short, live }, 'shards below their replica count that no live member may take (each was on them before: Raft ids are not reused in a group); add a member');
+      else this.options.logger.info('every shard can be brought back to its replica count');
+    }
+    this.unrestorable = short.length;
   }
 
   /** The live members (may receive replicas), or undefined while a suspect member holds a replica (nothing is planned then). */
