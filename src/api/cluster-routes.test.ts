@@ -82,6 +82,8 @@ describe('cluster routes on a member', () => {
       ['GET', '/cluster/members', undefined, 405, 'IMPULSE_ERR_METHOD_NOT_ALLOWED'],
       ['PUT', '/cluster', undefined, 405, 'IMPULSE_ERR_METHOD_NOT_ALLOWED'],
       ['POST', '/shards', undefined, 405, 'IMPULSE_ERR_METHOD_NOT_ALLOWED'],
+      ['GET', '/shards/split', undefined, 405, 'IMPULSE_ERR_METHOD_NOT_ALLOWED'],
+      ['POST', '/shards/split', '{"key": "m"}', 404, 'IMPULSE_ERR_ROUTE_NOT_FOUND'],
     ] as const) {
       const reply = await call(base, method, path, body);
       assert.equal(reply.status, status, `${method} ${path}: ${JSON.stringify(reply.json())}`);

@@ -11,6 +11,7 @@
  *   DELETE /cluster/members/{id}            remove a member
  *   POST   /cluster/leader                  {"id"}: transfer leadership
  *   GET    /shards                          the shard map and this member's view of each shard
+ *   POST   /shards/split                    {"key"} (UTF-8) or {"keyHex"}: split the shard holding it there
  *   POST   /cluster/repair                  leaderless: anti-entropy with every other member now (a RepairReport)
  *
  * Every answer is the cluster view (src/protocol/cluster-view.ts) after the
@@ -29,6 +30,8 @@ export interface ClusterRoutesTarget {
   removeMember(id: unknown): Promise<ClusterView>;
   transferLeader(id: unknown): Promise<ClusterView>;
   shards(): Promise<ShardsView>;
+  /** Splits the shard holding `key` at `key` (a sharded Raft cluster); the view once the map has the split. */
+  splitShard?(key: Buffer): Promise<ShardsView>;
   /** Leaderless members only: an anti-entropy pass with every other member. */
   repair?(): Promise<RepairReport>;
 }
@@ -48,6 +51,7 @@ export interface ClusterRoute {
 export function matchClusterRoute(path: string): ClusterRoute | undefined {
   if (path === '/cluster') return { label: '/cluster', method: 'GET' };
   if (path === '/shards') return { label: '/shards', method: 'GET' };
+  if (path === '/shards/split') return { label: '/shards/split', method: 'POST' };
   if (path === '/cluster/members') return { label: '/cluster/members', method: 'POST' };
   if (path === '/cluster/leader') return { label: '/cluster/leader', method: 'POST' };
   if (path === '/cluster/repair') return { label: '/cluster/repair', method: 'POST' };
@@ -66,6 +70,9 @@ export async function serveClusterRoute(route: ClusterRoute, target: ClusterRout
       return target.view();
     case '/shards':
       return target.shards();
+    case '/shards/split':
+      if (target.splitShard === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'splitting a shard needs a sharded Raft cluster (started with --split-keys)');
+      return target.splitShard(splitKeyOf(jsonObject(await body())));
     case '/cluster/members':
       return target.addMember(jsonObject(await body()) as unknown as AddMemberRequest);
     case '/cluster/leader':
@@ -78,6 +85,14 @@ export async function serveClusterRoute(route: ClusterRoute, target: ClusterRout
     default:
       return target.removeMember(route.id);
   }
+}
+
+/** The key of a split request: `key` (UTF-8) or `keyHex`, exactly one, not empty. */
+function splitKeyOf(body: Record<string, unknown>): Buffer {
+  const { key, keyHex } = body;
+  if (typeof key === 'string' && keyHex === undefined && key.length > 0) return Buffer.from(key, 'utf8');
+  if (typeof keyHex === 'string' && key === undefined && /^([0-9a-fA-F]{2})+$/.test(keyHex)) return Buffer.from(keyHex, 'hex');
+  throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a split names its key as {"key": "<UTF-8>"} or {"keyHex": "<hex>"}, one of them, not empty');
 }
 
 function jsonObject(bytes: Buffer): Record<string, unknown> {

@@ -32,6 +32,7 @@ export type RouteLabel =
   | '/ui/api/chaos'
   | '/ui/chaos/{run}/{file}'
   | '/cluster/repair'
+  | '/shards/split'
   | 'unmatched';
 
 /** Latency histogram bucket upper bounds, seconds. */
@@ -56,6 +57,7 @@ const ROUTE_INDEX: Readonly<Record<RouteLabel, number>> = {
   '/ui/chaos/{run}/{file}': 16,
   '/cluster/repair': 17,
   unmatched: 18,
+  '/shards/split': 19,
 };
 /** The routes that carry user requests: what "requests per second" and "p99" mean on the dashboard (never its own polling). */
 const KV_ROUTES: ReadonlySet<RouteLabel> = new Set<RouteLabel>(['/kv/{key}', '/kv', '/kv/batch']);

@@ -241,11 +241,20 @@ function registerNodeCommands(program: Command, context: ClientContext): void {
       if (!ok) process.exitCode = EXIT.serverError;
     });
 
-  program
+  const shards = program
     .command('shards')
     .description('the shard map (ranges, epochs, replicas, leaders, sizes) as the endpoint sees it')
     .action(async () => {
       const view = await withClient(context, (c) => c.shards());
+      if (context.format() === 'json') printJson(view);
+      else process.stdout.write(formatShardsView(view));
+    });
+  shards
+    .command('split <key>')
+    .description('split the shard holding <key> at <key> (UTF-8, or base64:...): the shard keeps the keys below it, a new shard takes the rest')
+    .action(async (key: string) => {
+      const bytes = bytesArgument(key);
+      const view = await withClient(context, (c) => c.splitShard(bytes));
       if (context.format() === 'json') printJson(view);
       else process.stdout.write(formatShardsView(view));
     });

@@ -360,6 +360,17 @@ export class ImpulseClient {
     return this.shardsAt(this.endpoint);
   }
 
+  /**
+   * Splits the shard holding `key` at `key` (`POST /shards/split`); resolves
+   * with the endpoint's view once its map has the split (the new shard serves
+   * as soon as its parent applied the split: moments later).
+   */
+  async splitShard(key: Uint8Array): Promise<ShardsView> {
+    const response = await this.call('POST', '/shards/split', Buffer.from(JSON.stringify({ keyHex: Buffer.from(key).toString('hex') })));
+    this.expect(response, 200);
+    return this.json(response) as ShardsView;
+  }
+
   private async shardsAt(origin: URL): Promise<ShardsView> {
     const response = await this.call('GET', '/shards', undefined, {}, origin);
     this.expect(response, 200);

@@ -27,6 +27,7 @@ import type { ConfChange, NodeId } from '../raft/types.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { changeConf, transferLeadership } from './group-conf.js';
+import { SPLIT_KEY_BYTES_MAX } from '../shard/shard-map.js';
 import { encodeClusterCommand } from './log-entries.js';
 import { type MemberContext, encodeMemberContext, validateMemberAddresses } from './membership.js';
 import type { NodeHost } from './node-host.js';
@@ -47,6 +48,8 @@ export interface ClusterAdminOptions {
   readonly requestTimeoutMs: number;
   /** `GET /shards`: the shard map as this member sees it. */
   readonly shards: () => Promise<ShardsView>;
+  /** `POST /shards/split`: splits the shard holding the key there (absent: not a sharded cluster). */
+  readonly splitShard?: (key: Buffer) => Promise<void>;
 }
 
 type AdminOperation =
@@ -103,6 +106,15 @@ export class ClusterAdmin {
   /** The cluster as this node sees it (members' progress only on the leader). */
   /** The shard map and this member's view of each shard (`GET /shards`). */
   shards(): Promise<ShardsView> {
+    return this.options.shards();
+  }
+
+  /** Splits the shard holding `key` at `key`; the view once this member's map has the split. */
+  async splitShard(key: Buffer): Promise<ShardsView> {
+    const { splitShard } = this.options;
+    if (splitShard === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'this cluster is not sharded (it was started without --split-keys)');
+    validateSplitKey(key);
+    await splitShard(key);
     return this.options.shards();
   }
 
@@ -260,4 +272,9 @@ function parseOperation(body: unknown): AdminOperation {
     default:
       throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a membership operation is add, promote, remove or transfer');
   }
+}
+
+/** A split key: 1 to SPLIT_KEY_BYTES_MAX bytes (as `--split-keys`). */
+function validateSplitKey(key: Buffer): void {
+  if (key.length === 0 || key.length > SPLIT_KEY_BYTES_MAX) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `a split key is 1 to ${SPLIT_KEY_BYTES_MAX} bytes, got ${key.length}`);
 }

@@ -18,6 +18,7 @@
 import { createHash } from 'node:crypto';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
 import type { NodeId } from '../raft/types.js';
+import { SPLIT_KEY_BYTES_MAX } from '../shard/shard-map.js';
 import { parseAddress } from '../transport/socket-factory.js';
 
 export interface ClusterConfig {
@@ -43,6 +44,12 @@ export interface ClusterConfig {
    * Part of the cluster id, like the initial members.
    */
   readonly splitKeys: readonly Buffer[];
+  /**
+   * `--shard-split-bytes`: the leader of a shard proposes a split at its
+   * middle key once the shard's keys and values pass this many bytes
+   * (docs/sharding.md "Splits"). 0 (the default): no size-triggered splits.
+   */
+  readonly shardSplitBytes: number;
   readonly timing: RaftTimingConfig;
   /** Replica moves of a sharded cluster (docs/sharding.md, "Moves"). */
   readonly moves: ShardMovesConfig;
@@ -108,6 +115,7 @@ export interface ClusterFlags {
   splitKeys?: string;
   shardMovesMax?: string;
   memberDeadAfterMs?: string;
+  shardSplitBytes?: string;
 }
 
 /**
@@ -118,7 +126,7 @@ export interface ClusterFlags {
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number, clientScheme: 'http' | 'https' = 'http'): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
     const stray = (
-      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardMovesMax', 'memberDeadAfterMs'] as const
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardMovesMax', 'memberDeadAfterMs'] as const
     ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
@@ -154,23 +162,24 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
     snapshotCatchUpEntries: integer('--snapshot-catch-up-entries', flags.snapshotCatchUpEntries ?? String(defaults.snapshotCatchUpEntries), 0, 100_000_000),
   };
   if (timing.electionTicks < 2 * timing.heartbeatTicks) throw invalid('--election-ticks must be at least twice --heartbeat-ticks');
+  const shardSplitBytes = integer('--shard-split-bytes', flags.shardSplitBytes ?? '0', 0, 2 ** 48);
   const moves: ShardMovesConfig = {
     movesMax: integer('--shard-moves-max', flags.shardMovesMax ?? String(DEFAULT_SHARD_MOVES.movesMax), 1, 64),
     memberDeadAfterMs: integer('--member-dead-after-ms', flags.memberDeadAfterMs ?? String(DEFAULT_SHARD_MOVES.memberDeadAfterMs), 1000, 86_400_000),
   };
   // A member is suspect after two election timeouts of silence (shard-mover.ts); dead must come later.
   if (moves.memberDeadAfterMs <= 2 * timing.electionTicks * timing.tickMs) throw invalid('--member-dead-after-ms must exceed two election timeouts (--election-ticks × --tick-ms × 2)');
-  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, timing, moves };
+  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, timing, moves };
 }
 
 /** Most split keys of `--split-keys` (the shards a new cluster starts with, minus one). */
 export const SPLIT_KEYS_MAX = 255;
 
-/** "k1,k2,...": distinct non-empty UTF-8 keys (at most SPLIT_KEYS_MAX, each at most 512 bytes), sorted. */
+/** "k1,k2,...": distinct non-empty UTF-8 keys (at most SPLIT_KEYS_MAX, each at most SPLIT_KEY_BYTES_MAX bytes), sorted. */
 export function parseSplitKeys(text: string): Buffer[] {
   const keys = text.split(',').map((key) => Buffer.from(key, 'utf8'));
   if (keys.length > SPLIT_KEYS_MAX) throw invalid(`--split-keys takes at most ${SPLIT_KEYS_MAX} keys`);
-  if (keys.some((key) => key.length === 0 || key.length > 512)) throw invalid('--split-keys are 1 to 512 bytes each, separated by commas');
+  if (keys.some((key) => key.length === 0 || key.length > SPLIT_KEY_BYTES_MAX)) throw invalid(`--split-keys are 1 to ${SPLIT_KEY_BYTES_MAX} bytes each, separated by commas`);
   keys.sort(Buffer.compare);
   if (keys.some((key, index) => index > 0 && key.equals(keys[index - 1]!))) throw invalid('--split-keys names a key twice');
   return keys;

@@ -26,7 +26,7 @@ import type { Random } from '../util/random.js';
 import { type Vfs, isNotFound, joinPath } from '../vfs/vfs.js';
 import type { RaftTimingConfig } from './config.js';
 import type { NodeHost } from './node-host.js';
-import { type BootstrapMeta, RaftGroup } from './raft-group.js';
+import { type BootstrapMeta, type GroupSeed, RaftGroup } from './raft-group.js';
 import { RaftRequests } from './raft-requests.js';
 import { serveShardReads } from './remote-shard.js';
 import { serveShardConf } from './shard-conf.js';
@@ -70,8 +70,12 @@ export class HostedGroups {
     return this.hosted.size;
   }
 
-  /** Opens group `id` on this node (see the file comment for `voters`; `bootstrapMeta` goes into the bootstrap state with them) and hosts it. */
-  async open(id: number, voters: ReadonlyMap<NodeId, string> | undefined, bootstrapMeta: readonly BootstrapMeta[] = []): Promise<HostedGroup> {
+  /**
+   * Opens group `id` on this node (see the file comment for `voters`;
+   * `bootstrapMeta` goes into the bootstrap state with them; `seed`, instead
+   * of voters, makes a new group from another's state: a split) and hosts it.
+   */
+  async open(id: number, voters: ReadonlyMap<NodeId, string> | undefined, bootstrapMeta: readonly BootstrapMeta[] = [], seed?: GroupSeed): Promise<HostedGroup> {
     const { options } = this;
     if (this.hosted.has(id) || options.host.group(id) !== undefined) throw new Error(`raft group ${id} is open on this node already`);
     const group = await RaftGroup.open({
@@ -84,6 +88,7 @@ export class HostedGroups {
       timing: options.timing,
       bootstrapVoters: voters,
       bootstrapMeta,
+      ...(seed !== undefined ? { bootstrapSeed: seed } : {}),
       transport: options.host.raftTransport(id),
       vfs: options.vfs,
       clock: options.clock,

@@ -4,7 +4,7 @@
  *
  *   empty                      a new leader's no-op
  *   first byte 1               a key-value command (src/kv/command.ts: its own format byte, COMMAND_FORMAT)
- *   first byte 0x43 ('C')      a cluster command: 'C' + JSON (publish a member's client URL; set the shard map)
+ *   first byte 0x43 ('C')      a cluster command: 'C' + JSON (publish a member's client URL; set the shard map; split a shard group)
  *   anything else              handed to the key-value layer, which refuses it (IMPULSE_ERR_COMMAND_INVALID)
  *
  * Conf-change entries and cluster commands become writes of the membership
@@ -16,12 +16,14 @@
  * and changes nothing. Everything here is deterministic: every replica turns the same entries into
  * the same writes.
  */
-import { ImpulseError } from '../errors.js';
+import { outsideBoundsError } from '../shard/stale-route.js';
 import type { ApplyEntry } from '../kv/apply.js';
 import { type KvCommand, type KvLimits, decodeCommand } from '../kv/command.js';
 import type { Entry, NodeId } from '../raft/types.js';
-import { SHARD_MAP_META_NAME, type ShardBounds, type ShardMap, encodeShardMap, shardContains, shardMapFromJson, shardMapToJson } from '../shard/shard-map.js';
+import { META_GROUP, SHARD_BOUNDS_META_NAME, SHARD_MAP_META_NAME, type ShardBounds, encodeShardBounds, type ShardMap, encodeShardMap, shardContains, shardMapFromJson, shardMapToJson } from '../shard/shard-map.js';
 import { CLUSTER_META_BYTES_MAX } from '../kv/apply.js';
+import { compareBytes } from '../util/bytes.js';
+import { type SplitRecord, encodeSplitRecord, splitMetaName, splitSessionsTag } from './shard-split.js';
 import { type Membership, MEMBERSHIP_META_NAME, applyConfChange, applyPublish, encodeMembership, isClientUrl } from './membership.js';
 
 export const CLUSTER_COMMAND_FORMAT = 0x43;
@@ -39,13 +41,26 @@ export interface ShardMapCommand {
   readonly map: ShardMap;
 }
 
-export type ClusterCommand = PublishCommand | ShardMapCommand;
+/**
+ * A shard group splits at `key` (strictly inside its bounds): it keeps
+ * `[start, key)`, and group `rightId` is made from its state for
+ * `[key, end)` (shard-split.ts). Outside a shard group, or with `key` not
+ * strictly inside the bounds (a repeated proposal), a no-op.
+ */
+export interface SplitCommand {
+  readonly type: 'split';
+  readonly key: Buffer;
+  readonly rightId: number;
+}
+
+export type ClusterCommand = PublishCommand | ShardMapCommand | SplitCommand;
 
 /** Most bytes of an encoded cluster command (a shard map of SHARDS_MAX shards fits). */
 const CLUSTER_COMMAND_BYTES_MAX = CLUSTER_META_BYTES_MAX;
 
 export function encodeClusterCommand(command: ClusterCommand): Uint8Array {
-  const value = command.type === 'shard-map' ? { type: command.type, map: shardMapToJson(command.map) } : command;
+  const value =
+    command.type === 'shard-map' ? { type: command.type, map: shardMapToJson(command.map) } : command.type === 'split' ? { type: command.type, key: command.key.toString('hex'), rightId: command.rightId } : command;
   const json = Buffer.from(JSON.stringify(value), 'utf8');
   const bytes = Buffer.allocUnsafe(1 + json.length);
   bytes[0] = CLUSTER_COMMAND_FORMAT;
@@ -60,6 +75,10 @@ export function decodeClusterCommand(data: Uint8Array): ClusterCommand | undefin
     const value = JSON.parse(Buffer.from(data.buffer, data.byteOffset + 1, data.length - 1).toString('utf8')) as Record<string, unknown>;
     if (value['type'] === 'publish' && typeof value['nodeId'] === 'number' && Number.isSafeInteger(value['nodeId']) && value['nodeId'] > 0 && isClientUrl(value['clientUrl'])) {
       return { type: 'publish', nodeId: value['nodeId'], clientUrl: value['clientUrl'] };
+    }
+    const { key, rightId } = value;
+    if (value['type'] === 'split' && typeof key === 'string' && /^([0-9a-f]{2})+$/.test(key) && typeof rightId === 'number' && Number.isSafeInteger(rightId) && rightId > META_GROUP) {
+      return { type: 'split', key: Buffer.from(key, 'hex'), rightId };
     }
     if (value['type'] === 'shard-map') {
       const map = shardMapFromJson(value['map']);
@@ -79,6 +98,10 @@ export interface ApplyPlan {
   /** The shard map after the batch (undefined: none stored). */
   readonly shardMap: ShardMap | undefined;
   readonly shardMapChanged: boolean;
+  /** A shard group's bounds after the batch (undefined: the group keeps none). */
+  readonly bounds: ShardBounds | undefined;
+  /** The splits the batch applies, in log order (a shard group's). */
+  readonly splits: SplitRecord[];
 }
 
 /** A shard group's bounds and the limits its commands are decoded with. */
@@ -87,12 +110,14 @@ export interface KeyBounds {
   readonly limits: KvLimits;
 }
 
-/** Turns committed Raft entries into apply entries, tracking the membership and the shard map they change; with `keys`, refuses commands outside the bounds. */
+/** Turns committed Raft entries into apply entries, tracking the membership, the shard map and the bounds they change; with `keys`, refuses commands outside the bounds. */
 export function planApply(entries: readonly Entry[], membership: Membership, shardMap?: ShardMap, keys?: KeyBounds): ApplyPlan {
   let current = membership;
   let changed = false;
   let map = shardMap;
   let mapChanged = false;
+  let bounded = keys;
+  const splits: SplitRecord[] = [];
   const planned = entries.map((entry): ApplyEntry => {
     const { index, term } = entry;
     let next: Membership;
@@ -101,9 +126,16 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
     } else if (entry.data.length === 0) {
       return { index, term, type: 'noop' };
     } else if (entry.data[0] !== CLUSTER_COMMAND_FORMAT) {
-      return keys === undefined ? { index, term, type: 'command', command: entry.data } : boundedCommand(index, term, entry.data, keys);
+      return bounded === undefined ? { index, term, type: 'command', command: entry.data } : boundedCommand(index, term, entry.data, bounded);
     } else {
       const command = decodeClusterCommand(entry.data);
+      if (command?.type === 'split') {
+        const split = bounded === undefined ? undefined : planSplit(command, bounded.bounds, index, term, current);
+        if (split === undefined || bounded === undefined) return { index, term, type: 'noop' };
+        bounded = { ...bounded, bounds: split.left };
+        splits.push(split.record);
+        return split.entry;
+      }
       if (command?.type === 'shard-map') {
         if (command.map.version !== (map?.version ?? 0) + 1) return { index, term, type: 'noop' };
         map = command.map;
@@ -117,7 +149,30 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
     changed = true;
     return { index, term, type: 'meta', name: MEMBERSHIP_META_NAME, value: encodeMembership(next) };
   });
-  return { entries: planned, membership: current, membershipChanged: changed, shardMap: map, shardMapChanged: mapChanged };
+  return { entries: planned, membership: current, membershipChanged: changed, shardMap: map, shardMapChanged: mapChanged, bounds: bounded?.bounds, splits };
+}
+
+/**
+ * A split of a group with `bounds` at `command.key`, applied at `index`: the
+ * left bounds, the record of the right part and the apply entry writing both
+ * (and capturing the sessions); undefined when the key is not strictly inside
+ * the bounds (a repeated or late proposal: a no-op).
+ */
+function planSplit(command: SplitCommand, bounds: ShardBounds, index: number, term: number, membership: Membership): { left: ShardBounds; record: SplitRecord; entry: ApplyEntry } | undefined {
+  const { key, rightId } = command;
+  if (compareBytes(key, bounds.start) <= 0 || !shardContains(bounds, key)) return undefined;
+  const left: ShardBounds = { start: bounds.start, end: key };
+  const record: SplitRecord = { rightId, bounds: { start: key, end: bounds.end }, index, term, membership };
+  const entry: ApplyEntry = {
+    index,
+    term,
+    type: 'meta',
+    name: SHARD_BOUNDS_META_NAME,
+    value: encodeShardBounds(left),
+    more: [{ name: splitMetaName(rightId), value: encodeSplitRecord(record) }],
+    captureSessionsAs: splitSessionsTag(rightId),
+  };
+  return { left, record, entry };
 }
 
 /**
@@ -135,9 +190,6 @@ function boundedCommand(index: number, term: number, data: Uint8Array, keys: Key
   }
   const outside = command.ops.find((op) => !shardContains(keys.bounds, op.key));
   if (outside === undefined) return { index, term, type: 'command', command };
-  const { start, end } = keys.bounds;
-  const error = new ImpulseError('IMPULSE_ERR_SHARD_STALE', `key ${Buffer.from(outside.key).toString('hex')} (hex) is outside this shard's keys [${start.toString('hex')}, ${end === null ? 'end' : end.toString('hex')}); the write was routed by an old shard map and changed nothing`, {
-    details: { start: start.toString('hex'), end: end === null ? null : end.toString('hex') },
-  });
+  const error = outsideBoundsError(keys.bounds, outside.key, 'write');
   return { index, term, type: 'refused', error };
 }

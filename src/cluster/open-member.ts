@@ -49,6 +49,9 @@ const MOVE_ROUND_MS = 1000;
 /** Default whole-request time on a member, ms. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
 
+/** Ticks between a member's checks of its led shards' sizes against --shard-split-bytes (5 s at the default 50 ms tick; at least 1 s). */
+const SIZE_CHECK_TICKS = 100;
+
 export interface MemberOptions {
   readonly cluster: ClusterConfig;
   /** A durable engine from the registry. */
@@ -119,7 +122,11 @@ export async function openMember(options: MemberOptions): Promise<Member> {
     const meta = await groups.open(DEFAULT_GROUP, identity.bootstrap === 'initial' ? identity.initialCluster : undefined);
     const { group, requests } = meta;
     const initialVoters = identity.bootstrap === 'initial' ? [...identity.initialCluster.keys()] : [];
-    const shards = new ShardGroups({ groups, meta, nodeId: cluster.nodeId, splitKeys: cluster.splitKeys, initialVoters, logger });
+    const shards = new ShardGroups({ groups, meta, nodeId: cluster.nodeId, splitKeys: cluster.splitKeys, initialVoters, clock, retryPauseMs: cluster.timing.heartbeatTicks * tickMs, waitHostedMs: requestTimeoutMs / 2,
+      splitBytes: cluster.shardSplitBytes,
+      sizeCheckMs: Math.max(1000, SIZE_CHECK_TICKS * tickMs),
+      logger,
+    });
     const electionTimeoutMs = electionTicks * tickMs;
     const mover = new ShardMover({
       host,
@@ -147,6 +154,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       tickMs,
       requestTimeoutMs,
       shards: () => shardsView(cluster.clusterId, cluster.nodeId, shards, meta),
+      ...(shards.sharded ? { splitShard: async (key: Buffer) => void (await shards.split(key)) } : {}),
     });
     const metaService = new RaftKvService({
       host,
@@ -165,7 +173,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
         await host.close();
       },
     });
-    const remote = new RemoteShards({ rpc: host.rpc, clock, requestTimeoutMs, retryPauseMs: cluster.timing.heartbeatTicks * tickMs });
+    const remote = new RemoteShards({ rpc: host.rpc, nodeId: cluster.nodeId, clock, requestTimeoutMs, retryPauseMs: cluster.timing.heartbeatTicks * tickMs });
     const sharded = new ShardedKvService(metaService, shards, remote, () => mover.figures());
     // A joiner learns whether the cluster is sharded from the meta group's snapshot, after it opened.
     const service = shards.sharded ? sharded : identity.bootstrap === 'initial' ? metaService : new JoinedKvService(metaService, sharded, shards);

@@ -16,17 +16,9 @@ import { isImpulseError } from '../errors.js';
 import { checkKvLinearizability, formatOperations } from '../../testkit/check/linearizability.js';
 import { History, NO_EFFECT } from '../../testkit/cluster/process-history.js';
 import { ProcessCluster } from '../../testkit/process/cluster-process.js';
+import { eventually } from '../../testkit/process/eventually.js';
 
 const KEYS = ['a', 'b', 'h', 'i', 'q', 'r'];
-
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 describe('a sharded process cluster', () => {
   it('keeps a history across three shards linearizable through a kill -9, and never applies a cross-shard batch', async (t) => {

@@ -44,7 +44,7 @@ import type { RaftTimingConfig } from './config.js';
 import type { ImagePayload } from './image-stream.js';
 import { type Membership, MEMBERSHIP_META_NAME, encodeMembership, initialMembership } from './membership.js';
 import { RaftKvMachine } from './raft-kv-machine.js';
-import type { ShardMap } from '../shard/shard-map.js';
+import type { ShardBounds, ShardMap } from '../shard/shard-map.js';
 
 export type GroupState = 'running' | 'failed' | 'removed' | 'closed';
 
@@ -52,6 +52,20 @@ export type GroupState = 'running' | 'failed' | 'removed' | 'closed';
 export interface BootstrapMeta {
   readonly name: string;
   readonly value: Uint8Array;
+}
+
+/**
+ * A new group's first state made from another group's (shard-split.ts): the
+ * state machine is seeded (`seed`) when it is new, and the log starts after
+ * `index`/`term` with `confState`. Both steps are idempotent, so a crash
+ * between or inside them is finished by the next open.
+ */
+export interface GroupSeed {
+  readonly index: number;
+  readonly term: number;
+  readonly confState: ConfState;
+  /** Seeds the new state machine (applied index 0) at `index`/`term`. */
+  seed(kv: KvStateMachine): Promise<void>;
 }
 
 /** The index and term at which the initial voters' identical bootstrap state stands. */
@@ -80,6 +94,8 @@ export interface RaftGroupOptions {
   readonly bootstrapVoters: ReadonlyMap<NodeId, string> | undefined;
   /** Cluster metadata written into the bootstrap state beside the membership (identical on every initial voter; e.g. a shard's bounds). */
   readonly bootstrapMeta?: readonly BootstrapMeta[];
+  /** Instead of `bootstrapVoters`: a group made from another's state (a split's right part), identical on every replica. */
+  readonly bootstrapSeed?: GroupSeed;
   readonly transport: RaftTransport<ImagePayload>;
   readonly vfs: Vfs;
   readonly clock: Clock;
@@ -106,6 +122,8 @@ export interface GroupListener {
   membershipChanged?(membership: Membership): void;
   /** The shard map this group keeps changed (the meta group only). */
   shardMapChanged?(map: ShardMap): void;
+  /** A shard group's bounds changed: it applied a split, or installed a snapshot. */
+  boundsChanged?(bounds: ShardBounds): void;
   /** The group stopped: failed, removed or closed. */
   stateChanged?(state: GroupState): void;
 }
@@ -141,7 +159,8 @@ export class RaftGroup {
     let logStore: SegmentedLogStore | undefined;
     try {
       logStore = await SegmentedLogStore.open(vfs, joinPath(dataDir, 'raft', String(group)), { bootstrapConfState: bootstrapConf, clock: options.clock, logger: options.logger });
-      if (options.bootstrapVoters !== undefined) await bootstrap(kv, logStore, options.bootstrapVoters, options.bootstrapMeta ?? []);
+      if (options.bootstrapSeed !== undefined) await bootstrapSeeded(kv, logStore, options.bootstrapSeed);
+      else if (options.bootstrapVoters !== undefined) await bootstrap(kv, logStore, options.bootstrapVoters, options.bootstrapMeta ?? []);
       const opened = new RaftGroup(options, logStore, kv);
       await opened.start();
       return opened;
@@ -169,6 +188,9 @@ export class RaftGroup {
       },
       onShardMap: (map) => {
         for (const listener of this.listeners) listener.shardMapChanged?.(map);
+      },
+      onBounds: (bounds) => {
+        for (const listener of this.listeners) listener.boundsChanged?.(bounds);
       },
       onFlushFailed: (error) => this.fail(error),
     });
@@ -400,8 +422,21 @@ async function bootstrap(kv: KvStateMachine, log: SegmentedLogStore, voters: Rea
   if (kv.appliedIndex === 0) {
     await kv.applyBatch([{ index: BOOTSTRAP_INDEX, term: BOOTSTRAP_TERM, type: 'meta', name: MEMBERSHIP_META_NAME, value: encodeMembership(membership), more: meta }], { sync: true });
   }
-  if (log.snapshotMeta().index === 0 && log.lastIndex() === 0) {
-    const update: LogUpdate = { snapshot: { index: BOOTSTRAP_INDEX, term: BOOTSTRAP_TERM, confState: membership.confState }, entries: [], hardState: { term: BOOTSTRAP_TERM, vote: 0, commit: BOOTSTRAP_INDEX } };
-    await new Promise<void>((resolve, reject) => log.save(update, (error) => (error === null ? resolve() : reject(error))));
+  await startLogAt(log, BOOTSTRAP_INDEX, BOOTSTRAP_TERM, membership.confState);
+}
+
+async function bootstrapSeeded(kv: KvStateMachine, log: SegmentedLogStore, seed: GroupSeed): Promise<void> {
+  if (kv.appliedIndex === 0) await seed.seed(kv);
+  // A group whose log exists has moved on from its seed; only a new log must start where the seed stands.
+  if (log.snapshotMeta().index === 0 && log.lastIndex() === 0 && kv.appliedIndex !== seed.index) {
+    throw new Error(`the seeded group stands at ${kv.appliedIndex}, its seed at ${seed.index}`);
   }
+  await startLogAt(log, seed.index, seed.term, seed.confState);
+}
+
+/** A new log starts after `index`/`term` (a snapshot boundary), committed there; an existing log is left alone. */
+async function startLogAt(log: SegmentedLogStore, index: number, term: number, confState: ConfState): Promise<void> {
+  if (log.snapshotMeta().index !== 0 || log.lastIndex() !== 0) return;
+  const update: LogUpdate = { snapshot: { index, term, confState }, entries: [], hardState: { term, vote: 0, commit: index } };
+  await new Promise<void>((resolve, reject) => log.save(update, (error) => (error === null ? resolve() : reject(error))));
 }

@@ -50,6 +50,8 @@ export interface RaftKvMachineOptions {
   readonly onMembership?: (membership: Membership) => void;
   /** After an apply or install changed the shard map (the meta group's). */
   readonly onShardMap?: (map: ShardMap) => void;
+  /** After an apply changed a shard group's bounds (a split), or an install replaced them. */
+  readonly onBounds?: (bounds: ShardBounds) => void;
   /** A background flush failed: the group must stop (the state machine refuses writes from now on). */
   readonly onFlushFailed?: (error: Error) => void;
 }
@@ -104,9 +106,11 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
       (results) => {
         if (plan.membershipChanged) this.membershipValue = plan.membership;
         if (plan.shardMapChanged) this.shardMapValue = plan.shardMap;
+        this.boundsValue = plan.bounds;
         this.options.guard(() => done(null, results));
         if (plan.membershipChanged) this.options.onMembership?.(plan.membership);
         if (plan.shardMapChanged && plan.shardMap !== undefined) this.options.onShardMap?.(plan.shardMap);
+        if (plan.splits.length > 0 && plan.bounds !== undefined) this.options.onBounds?.(plan.bounds);
         this.options.onApplied?.(this.appliedIndex);
         if (this.appliedIndex - this.durableAppliedIndex() >= this.options.flushEntries) this.flushInBackground();
       },
@@ -192,6 +196,7 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
           this.options.guard(() => done(null));
           this.options.onMembership?.(membership);
           if (shardMap !== undefined) this.options.onShardMap?.(shardMap);
+          if (bounds !== undefined) this.options.onBounds?.(bounds);
           this.options.onApplied?.(this.appliedIndex);
         },
         (error: unknown) => this.options.guard(() => done(asError(error))),

@@ -29,6 +29,7 @@ import type { Clock } from '../util/clock.js';
 import type { GroupRpc } from './group-rpc.js';
 import type { HostedGroup } from './hosted-groups.js';
 import { classifyFailure, isOutcomeOfApplying, outcomeUnknown, unavailable } from './request-errors.js';
+import { readShardKey, readShardRange } from './shard-reads.js';
 
 /** The RPC channel of reads for a shard served by one of its replicas. */
 export const SHARD_READ_CHANNEL = 'shard-read';
@@ -37,6 +38,8 @@ const MARGIN_MS = 250;
 
 export interface RemoteShardsOptions {
   readonly rpc: RpcEndpoint;
+  /** This member: never asked (a replica of a shard whose group it has not opened yet asks the others). */
+  readonly nodeId: NodeId;
   readonly clock: Clock;
   readonly requestTimeoutMs: number;
   /** Pause before the next attempt after a refusal, ms. */
@@ -89,8 +92,10 @@ export class RemoteShards {
     const { clock, requestTimeoutMs, retryPauseMs, rpc } = this.options;
     const deadline = clock.now() + requestTimeoutMs;
     let uncertain: unknown;
+    const others = shard.replicas.filter((id) => id !== this.options.nodeId);
+    if (others.length === 0) throw unavailable(`shard ${shard.id} is not open on this member, its only replica, yet; retry`);
     for (let attempt = 0; ; attempt++) {
-      const target = this.leaderHints.get(shard.id) ?? shard.replicas[attempt % shard.replicas.length]!;
+      const target = this.leaderHints.get(shard.id) ?? others[attempt % others.length]!;
       const timeoutMs = Math.max(1, Math.round(deadline - clock.now()));
       try {
         return await rpc.callAsync(target, channel, body(timeoutMs), timeoutMs + MARGIN_MS);
@@ -105,7 +110,7 @@ export class RemoteShards {
           uncertain = error;
         }
         const leader = isImpulseError(error) ? error.details?.['leader'] : undefined;
-        if (typeof leader === 'number' && shard.replicas.includes(leader)) this.leaderHints.set(shard.id, leader);
+        if (typeof leader === 'number' && others.includes(leader)) this.leaderHints.set(shard.id, leader);
         if (clock.now() + retryPauseMs >= deadline) {
           if (uncertain !== undefined) throw outcomeUnknown((error as Error).message, error);
           throw unavailable(`no replica of shard ${shard.id} answered within ${requestTimeoutMs} ms: ${(error as Error).message}`);
@@ -124,12 +129,10 @@ export function serveShardReads(groupRpc: GroupRpc, hosted: HostedGroup, limits:
     if (typeof request?.t !== 'number' || !(request.t > 0) || typeof request.s !== 'boolean' || (request.k instanceof Uint8Array) === (query !== undefined)) {
       return reply(new ImpulseError('IMPULSE_ERR_QUERY_INVALID', 'a shard read is {g, k: key | q: range query, s: serializable, t: timeout ms}'));
     }
-    const machine = hosted.group.machine.machine;
+    const serializable = request.s;
     const read = async (): Promise<unknown> => {
-      hosted.requests.requireServing();
-      if (!request.s) await hosted.requests.readBarrier();
-      if (query !== undefined) return { i: (await machine.range(query)).map((item) => [item.key, item.value, item.revision]) };
-      const found = await machine.get(request.k as Uint8Array);
+      if (query !== undefined) return { i: (await readShardRange(hosted, query, serializable)).map((item) => [item.key, item.value, item.revision]) };
+      const found = await readShardKey(hosted, request.k as Uint8Array, serializable);
       return found === undefined ? { v: null } : { v: found.value, r: found.revision };
     };
     read().then(

@@ -12,8 +12,12 @@
  *     with the shard's bounds (HostedGroups.open; the group refuses at apply
  *     any key outside them) on a first start; after a restart the groups'
  *     files say everything and the voters and bounds given are ignored.
- *     (Ranges do not change at runtime yet, so every replica bootstraps the
- *     same bounds; a split must change them through the group's own log.)
+ *     A shard a split made is opened as shard-splits.ts says (made from its
+ *     parent's split record, later, or from its leader's snapshot);
+ *   - splits (shard-splits.ts): `split(key)` commits a split in the map; after
+ *     every map, a bounds change of a hosted group (it applied a split) and a
+ *     leader change, the member reconciles: it opens the groups splits made
+ *     and, as a parent's leader, proposes the split its map asks for.
  *
  * Opens run one at a time in map order (a promise chain): a map applied while
  * one runs is taken up after it.
@@ -26,6 +30,8 @@ import { META_GROUP, SHARD_BOUNDS_META_NAME, type Shard, type ShardMap, encodeSh
 import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import { encodeClusterCommand } from './log-entries.js';
 import { peerAddresses } from './membership.js';
+import { ShardSplits } from './shard-splits.js';
+import type { Clock } from '../util/clock.js';
 
 export interface ShardGroupsOptions {
   readonly groups: HostedGroups;
@@ -36,6 +42,14 @@ export interface ShardGroupsOptions {
   readonly splitKeys: readonly Buffer[];
   /** The initial voters (the replicas of every initial shard). */
   readonly initialVoters: readonly NodeId[];
+  readonly clock: Clock;
+  /** Pause before a failed split proposal is made again; the poll interval of `waitHosted`. */
+  readonly retryPauseMs: number;
+  /** How long a request waits for a shard group this member replicates to open (`waitHosted`). */
+  readonly waitHostedMs: number;
+  /** `--shard-split-bytes` (0: off) and the interval of the size checks (ShardSplits). */
+  readonly splitBytes: number;
+  readonly sizeCheckMs: number;
   readonly logger: Logger;
 }
 
@@ -43,9 +57,11 @@ export class ShardGroups {
   private opening: Promise<void> = Promise.resolve();
   private proposing = false;
   private closed = false;
+  private readonly splits: ShardSplits;
 
   constructor(private readonly options: ShardGroupsOptions) {
-    const { meta } = options;
+    const { meta, groups, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger } = options;
+    this.splits = new ShardSplits({ groups, meta, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger });
     meta.group.listen({
       shardMapChanged: (map) => this.follow(map),
       leaderChanged: () => this.proposeFirstMap(),
@@ -58,6 +74,10 @@ export class ShardGroups {
   /** True when this cluster is sharded (started with split keys, or its meta group holds a map). */
   get sharded(): boolean {
     return this.options.splitKeys.length > 0 || this.map !== undefined;
+  }
+
+  get nodeId(): NodeId {
+    return this.options.nodeId;
   }
 
   /** The shard map the meta group applied on this member (undefined until the first one). */
@@ -75,18 +95,55 @@ export class ShardGroups {
     return this.options.meta.requests.readBarrier();
   }
 
+  /**
+   * `shard`'s group once this member opened it (a shard a split made opens
+   * when its parent here applied the split), polling every retry pause for at
+   * most `waitHostedMs`; undefined when it did not open in time.
+   */
+  async waitHosted(shard: Shard): Promise<HostedGroup | undefined> {
+    const { clock, retryPauseMs, waitHostedMs } = this.options;
+    const deadline = clock.now() + waitHostedMs;
+    for (;;) {
+      const hosted = this.hosted(shard);
+      if (hosted !== undefined || this.closed || clock.now() + retryPauseMs > deadline) return hosted;
+      await new Promise<void>((resolve) => clock.setTimer(retryPauseMs, resolve));
+    }
+  }
+
   /** Resolves once every group of the current map this member replicates is open (or failed to open, logged). */
   settled(): Promise<void> {
     return this.opening;
   }
 
-  /** Stops opening groups (the host closes the open ones). */
+  /** Splits the shard holding `key` at `key` (ShardSplits.requestSplit); resolves with the map that has the split. */
+  split(key: Uint8Array): Promise<ShardMap> {
+    return this.splits.requestSplit(key);
+  }
+
+  /** Stops opening groups and proposing splits (the host closes the open ones). */
   close(): void {
     this.closed = true;
+    this.splits.close();
   }
 
   private follow(map: ShardMap): void {
-    this.opening = this.opening.then(() => this.openMissing(map)).then(() => this.destroyUnassigned(map));
+    this.opening = this.opening.then(async () => {
+      await this.openMissing(map);
+      await this.destroyUnassigned(map);
+      if (!this.closed) this.splits.reconcile(map);
+    });
+  }
+
+  /** A shard's leader changed: as its new leader, this member may have a split to propose. */
+  private reconcileSplits(): void {
+    const map = this.map;
+    if (map !== undefined && !this.closed) this.splits.reconcile(map);
+  }
+
+  /** Follows the current map again: a hosted group applied a split (or installed a snapshot). */
+  private refollow(): void {
+    const map = this.map;
+    if (map !== undefined) this.follow(map);
   }
 
   /**
@@ -123,9 +180,13 @@ export class ShardGroups {
       }
       const voters = new Map(shard.replicas.map((id) => [id, addresses.get(id)] as const).filter((entry): entry is [NodeId, string] => entry[1] !== undefined));
       try {
+        const origin = await this.splits.originOf(map, shard);
+        if (origin.kind === 'pending') continue; // its parent's split apply reconciles again
         const bounds = { name: SHARD_BOUNDS_META_NAME, value: encodeShardBounds(shard) };
-        await groups.open(shard.id, voters.size === shard.replicas.length ? voters : undefined, [bounds]);
-        logger.info({ shard: shard.id, epoch: shard.epoch }, 'opened shard group');
+        const firstVoters = origin.kind === 'first-map' && voters.size === shard.replicas.length ? voters : undefined;
+        const hosted = await groups.open(shard.id, firstVoters, [bounds], origin.kind === 'split' ? origin.seed : undefined);
+        hosted.group.listen({ boundsChanged: () => this.refollow(), leaderChanged: () => this.reconcileSplits() });
+        logger.info({ shard: shard.id, epoch: shard.epoch, origin: origin.kind }, 'opened shard group');
       } catch (error) {
         logger.error({ err: error, shard: shard.id }, 'could not open a shard group; requests for its keys are refused on this member');
       }

@@ -25,13 +25,20 @@
  *     the meta group's read point once (the map the client saw is committed
  *     there), then is judged again;
  *   - revisions are the index of the key's shard's log (comparable within a
- *     shard only; a key never changes shard while maps do not change).
+ *     shard only; a shard a split made starts its log at the split's index,
+ *     so the revisions of the keys it took over stay below its own);
+ *   - splits (shard-split.ts): a request a shard group refused because its
+ *     keys left it (the member's map did not have the split yet) is routed
+ *     again by the member's newer map (`afterSplits`, bounded); a shard this
+ *     member replicates but has not opened yet (a split just made it) is
+ *     waited for (bounded); reads are clipped to the shard's range and
+ *     checked against the group's bounds (shard-reads.ts).
  *
  * Status, health and shutdown are the meta group's (RaftKvService), plus the
  * shard groups' health and figures.
  */
 import { createHash } from 'node:crypto';
-import { ImpulseError } from '../errors.js';
+import { ImpulseError, isImpulseError } from '../errors.js';
 import { type KvCommand, encodeCommand, validateCommand } from '../kv/command.js';
 import { type ContentDigest, contentDigest } from '../kv/digest.js';
 import type { StoredValue } from '../kv/record.js';
@@ -46,6 +53,10 @@ import type { RaftKvService } from './raft-kv-service.js';
 import type { RemoteShards } from './remote-shard.js';
 import { unavailable } from './request-errors.js';
 import type { ShardGroups } from './shard-groups.js';
+import { clipToShard, readShardKey, readShardRange } from './shard-reads.js';
+
+/** Times a request refused by a shard group that split is routed again by the member's newer map. */
+export const SPLIT_RETRIES = 3;
 
 export class ShardedKvService implements KvService {
   readonly limits;
@@ -63,14 +74,19 @@ export class ShardedKvService implements KvService {
 
   async get(key: Uint8Array, options?: ReadOptions): Promise<StoredValue | undefined> {
     const consistency = consistencyOf(options);
-    const shard = shardFor(await this.routedMap(key, options?.route), key);
-    const hosted = this.shards.hosted(shard);
-    if (hosted === undefined) return this.remote.get(shard, key, consistency);
-    await readPoint(hosted, consistency);
-    return hosted.group.machine.machine.get(key);
+    return this.afterSplits(async () => {
+      const shard = shardFor(await this.routedMap(key, options?.route), key);
+      const hosted = await this.hostedOrOpening(shard);
+      if (hosted === undefined) return this.remote.get(shard, key, consistency);
+      return readShardKey(hosted, key, consistency === 'serializable');
+    });
   }
 
-  async range(query: RangeOptions, options?: ReadOptions): Promise<KvItem[]> {
+  range(query: RangeOptions, options?: ReadOptions): Promise<KvItem[]> {
+    return this.afterSplits(() => this.rangeOnce(query, options));
+  }
+
+  private async rangeOnce(query: RangeOptions, options?: ReadOptions): Promise<KvItem[]> {
     const lower = query.gte ?? query.gt;
     // An inclusive upper bound: the shard holding it is the last one (an exclusive bound one byte past it).
     const upper = query.lt ?? (query.lte === undefined ? undefined : Buffer.concat([query.lte, Buffer.of(0)]));
@@ -80,21 +96,24 @@ export class ShardedKvService implements KvService {
     const items: KvItem[] = [];
     for (const shard of shards) {
       if (items.length >= query.limit) break;
-      // A shard's engine holds only its own keys: the query's bounds need no clipping.
-      const part = { ...query, limit: query.limit - items.length };
-      const hosted = this.shards.hosted(shard);
+      // A parent's engine may hold the keys a split gave another shard: clip to this shard's range.
+      const part = clipToShard({ ...query, limit: query.limit - items.length }, shard);
+      const hosted = await this.hostedOrOpening(shard);
       if (hosted === undefined) {
         items.push(...(await this.remote.range(shard, part, consistency)));
         continue;
       }
-      await readPoint(hosted, consistency);
-      items.push(...(await hosted.group.machine.machine.range(part)));
+      items.push(...(await readShardRange(hosted, part, consistency === 'serializable')));
     }
     return items;
   }
 
   async write(command: KvCommand, options?: RouteOptions): Promise<WriteOutcome> {
     validateCommand(command, this.limits);
+    return this.afterSplits(() => this.writeOnce(command, options));
+  }
+
+  private async writeOnce(command: KvCommand, options?: RouteOptions): Promise<WriteOutcome> {
     const first = command.ops[0];
     const map = first === undefined ? this.map() : await this.routedMap(first.key, options?.route);
     const touched = new Map<number, Shard>();
@@ -107,7 +126,7 @@ export class ShardedKvService implements KvService {
     }
     const [shard] = touched.values();
     if (shard === undefined) return this.meta.write(command); // an empty batch: validated, nothing to route
-    const hosted = this.shards.hosted(shard);
+    const hosted = await this.hostedOrOpening(shard);
     const retrySafe = command.session !== undefined;
     if (hosted === undefined) return this.remote.write(shard, encodeCommand(command), retrySafe);
     return hosted.requests.write(encodeCommand(command), retrySafe);
@@ -197,6 +216,37 @@ export class ShardedKvService implements KvService {
     return map;
   }
 
+  /**
+   * This member's group of `shard`. When it replicates the shard and has not
+   * opened it yet (a split just made it, from the parent's state here), it
+   * waits for it (ShardGroups.waitHosted, bounded); undefined: ask the
+   * other replicas.
+   */
+  private async hostedOrOpening(shard: Shard): Promise<HostedGroup | undefined> {
+    const hosted = this.shards.hosted(shard);
+    if (hosted !== undefined || !shard.replicas.includes(this.shards.nodeId)) return hosted;
+    return this.shards.waitHosted(shard);
+  }
+
+  /**
+   * Runs `attempt`; when a shard group refused it because the keys left the
+   * group (a split this member's map did not have: IMPULSE_ERR_SHARD_STALE
+   * without a `shard`, nothing changed), waits for the meta group's read
+   * point (the split's map is committed before any group splits) and tries
+   * again by the newer map, at most SPLIT_RETRIES times. A stale client
+   * route (with `shard`) goes back to the client, which refreshes.
+   */
+  private async afterSplits<T>(attempt: () => Promise<T>): Promise<T> {
+    for (let retry = 0; ; retry++) {
+      try {
+        return await attempt();
+      } catch (error) {
+        if (retry >= SPLIT_RETRIES || !isImpulseError(error, 'IMPULSE_ERR_SHARD_STALE') || error.details?.['shard'] !== undefined) throw error;
+        await this.shards.catchUp();
+      }
+    }
+  }
+
   /** The map requests are routed by; refuses while closing or before the first map applied. */
   private map(): ShardMap {
     if (this.closing) throw new ImpulseError('IMPULSE_ERR_SHUTTING_DOWN', 'the service is closing and takes no new requests');
@@ -213,7 +263,3 @@ function consistencyOf(options: ReadOptions | undefined): ReadConsistency {
   return consistency;
 }
 
-async function readPoint(hosted: HostedGroup, consistency: ReadConsistency): Promise<void> {
-  hosted.requests.requireServing();
-  if (consistency === 'linearizable') await hosted.requests.readBarrier();
-}

@@ -15,7 +15,8 @@
 import { ImpulseError, isImpulseError } from '../errors.js';
 import type { Engine, WriteOp } from '../storage/engine.js';
 import { type KvCommand, type KvLimits, type KvOp, decodeCommand } from './command.js';
-import { clusterMetaKey, dataKey } from './keyspace.js';
+import { assert } from '../util/assert.js';
+import { capturedSessionKey, clusterMetaKey, dataKey } from './keyspace.js';
 import { encodeRecord, revisionOfRecord } from './record.js';
 import type { CommandResult, SessionTable } from './sessions.js';
 
@@ -32,6 +33,12 @@ export type ApplyEntry =
       readonly value: Uint8Array | null;
       /** Further metadata set at the same index (a group's bootstrap state: membership and shard bounds). */
       readonly more?: ReadonlyArray<{ readonly name: string; readonly value: Uint8Array | null }>;
+      /**
+       * Also copies every client session as it stands before this entry under this tag
+       * (1-32 of [A-Za-z0-9._-]; `KvStateMachine.capturedSessions`): a shard split's sessions
+       * for the shard it makes, durable in the same batch as the split.
+       */
+      readonly captureSessionsAs?: string;
     }
   /** An entry that changes nothing but the applied index (e.g. a new leader's empty entry). */
   | { readonly index: number; readonly term: number; readonly type: 'noop' }
@@ -44,6 +51,7 @@ export type ApplyResult = CommandResult | { readonly ok: false; readonly error: 
 /** Most bytes of one metadata value; names are 1-128 characters of [A-Za-z0-9._-]. */
 export const CLUSTER_META_BYTES_MAX = 1024 * 1024;
 const META_NAME = /^[A-Za-z0-9._-]{1,128}$/;
+const CAPTURE_TAG = /^[A-Za-z0-9._-]{1,32}$/;
 
 export class ApplyBatch {
   readonly ops: WriteOp[] = [];
@@ -80,8 +88,11 @@ export class ApplyBatch {
         return { ok: true, revision: entry.index };
       case 'refused':
         return { ok: false, error: entry.error };
-      case 'meta':
-        return this.addMeta(entry.index, [{ name: entry.name, value: entry.value }, ...(entry.more ?? [])]);
+      case 'meta': {
+        const result = this.addMeta(entry.index, [{ name: entry.name, value: entry.value }, ...(entry.more ?? [])]);
+        if (result.ok && entry.captureSessionsAs !== undefined) this.captureSessions(entry.captureSessionsAs);
+        return result;
+      }
       case 'command':
         return this.addCommand(entry.index, entry.command);
     }
@@ -99,6 +110,12 @@ export class ApplyBatch {
       this.metaChanges.set(name, value !== null);
     }
     return { ok: true, revision: index };
+  }
+
+  /** Copies every session (as of the entries planned so far) under `tag`. Tags are never reused, so the copies need no deletes. */
+  private captureSessions(tag: string): void {
+    assert(CAPTURE_TAG.test(tag), 'a session capture tag is 1-32 of [A-Za-z0-9._-]', tag);
+    for (const { clientId, record } of this.sessions.encodedAll()) this.push({ type: 'put', key: capturedSessionKey(tag, clientId), value: record });
   }
 
   private addCommand(index: number, encoded: KvCommand | Uint8Array): ApplyResult | Promise<ApplyResult> {

@@ -7,6 +7,7 @@
  *                       "applied"      the applied index and its term
  *                       "m/<name>"     opaque metadata set by the cluster runtime (e.g. the membership)
  *                       "s/<client>"   a client session (src/kv/sessions.ts)
+ *                       "c/<tag>/<client>"  a session captured at one index (a split's copy for its new shard)
  *   'z' <user key>    user data (DATA_PREFIX); the value is a record (src/kv/record.ts)
  *
  * Metadata sorts before data, so a scan of the whole engine (a snapshot image)
@@ -28,6 +29,7 @@ export const FORMAT_KEY = metaKey('format');
 export const APPLIED_KEY = metaKey('applied');
 const CLUSTER_META_PREFIX = 'm/';
 const SESSION_PREFIX = 's/';
+const CAPTURED_SESSION_PREFIX = 'c/';
 
 /** The engine key holding metadata `name` (latin1). */
 export function metaKey(name: string): Buffer {
@@ -51,6 +53,25 @@ export function sessionKey(clientId: string): Buffer {
 export const SESSION_RANGE = { gte: metaKey(SESSION_PREFIX), lt: metaKey('s0') } as const; // '0' follows '/'
 /** The range of every cluster metadata key. */
 export const CLUSTER_META_RANGE = { gte: metaKey(CLUSTER_META_PREFIX), lt: metaKey('m0') } as const;
+
+/**
+ * The engine key of client `clientId`'s session as captured under `tag` (a
+ * copy taken at one index, e.g. for the shard a split makes; tag: 1-32 of
+ * [A-Za-z0-9._-]).
+ */
+export function capturedSessionKey(tag: string, clientId: string): Buffer {
+  return metaKey(`${CAPTURED_SESSION_PREFIX}${tag}/${clientId}`);
+}
+
+/** The range of every session captured under `tag`. */
+export function capturedSessionRange(tag: string): { readonly gte: Buffer; readonly lt: Buffer } {
+  return { gte: metaKey(`${CAPTURED_SESSION_PREFIX}${tag}/`), lt: metaKey(`${CAPTURED_SESSION_PREFIX}${tag}0`) }; // '0' follows '/'
+}
+
+/** The client id of a captured session's engine key under `tag`. */
+export function capturedClientIdOf(tag: string, engineKey: Buffer): string {
+  return engineKey.toString('latin1', 1 + CAPTURED_SESSION_PREFIX.length + tag.length + 1);
+}
 
 /** The session's client id from its engine key. */
 export function clientIdOf(engineKey: Buffer): string {

@@ -117,6 +117,11 @@ export class SessionTable {
     }
   }
 
+  /** Every session as it stands now (pending changes of the open batch included), encoded as its engine record. */
+  encodedAll(): Array<{ readonly clientId: string; readonly record: Buffer }> {
+    return [...this.sessions].map(([clientId, state]) => ({ clientId, record: encodeSession(state) }));
+  }
+
   /** Appends to `ops` the engine ops that persist the staged changes: a put per changed client, a delete per evicted one. */
   appendPendingOps(ops: WriteOp[]): void {
     assert(this.undo !== undefined, 'session ops asked for outside a batch');

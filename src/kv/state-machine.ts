@@ -40,11 +40,15 @@ import {
   FORMAT_KEY,
   FORMAT_VALUE,
   SESSION_RANGE,
+  capturedClientIdOf,
+  capturedSessionRange,
   clientIdOf,
   clusterMetaKey,
   clusterMetaNameOf,
   dataKey,
   dataRange,
+  isDataKey,
+  sessionKey,
   userKeyOf,
 } from './keyspace.js';
 import { RECORD_HEADER_BYTES_MAX, type StoredValue, decodeRecord, encodeVarints, readVarint } from './record.js';
@@ -96,6 +100,21 @@ export interface StagedSnapshot extends SnapshotMeta {
   install(): Promise<void>;
   /** Deletes it (`discardStaged`). */
   discard(): Promise<void>;
+}
+
+/**
+ * What a new machine starts from when it is made from another machine's state
+ * (the shard a split makes, from its parent's): it stands at `index`/`term`
+ * with these metadata values, sessions and data records.
+ */
+export interface KvSeed {
+  readonly index: number;
+  readonly term: number;
+  readonly metadata: ReadonlyArray<{ readonly name: string; readonly value: Uint8Array }>;
+  /** Session records as another machine encoded them (`capturedSessions`). */
+  readonly sessions: ReadonlyArray<{ readonly clientId: string; readonly record: Buffer }>;
+  /** Pages of data entries as another machine holds them (`exportData`: engine keys and records, revisions kept). */
+  readonly data: AsyncIterable<ReadonlyArray<{ readonly key: Buffer; readonly value: Buffer }>>;
 }
 
 /** State kept in memory, loaded from an engine at open and after an install. */
@@ -223,6 +242,54 @@ export class KvStateMachine {
   /** The cluster runtime's metadata `name`, as last applied. */
   async getMeta(name: string): Promise<Buffer | undefined> {
     return this.slot.engine.get(clusterMetaKey(name));
+  }
+
+  /** The names of the cluster metadata values set now that start with `prefix`. */
+  metaNamesStartingWith(prefix: string): string[] {
+    return [...this.state.metaNames].filter((name) => name.startsWith(prefix));
+  }
+
+  /** Every session captured under `tag` (ApplyEntry `captureSessionsAs`), as encoded records. */
+  async capturedSessions(tag: string): Promise<Array<{ clientId: string; record: Buffer }>> {
+    const sessions: Array<{ clientId: string; record: Buffer }> = [];
+    for await (const entry of scanAll(this.slot.engine, capturedSessionRange(tag))) sessions.push({ clientId: capturedClientIdOf(tag, entry.key), record: entry.value });
+    return sessions;
+  }
+
+  /**
+   * The data entries of user keys in [start, end) (end null: to the last key)
+   * as the engine holds them (engine key and record), a page at a time; for
+   * `seed` of another machine. Consistent only for keys no write touches
+   * while it runs (a split's frozen right-hand keys).
+   */
+  async *exportData(start: Uint8Array, end: Uint8Array | null): AsyncGenerator<Array<{ key: Buffer; value: Buffer }>> {
+    const bounds = dataRange({ ...(start.length > 0 ? { gte: start } : {}), ...(end !== null ? { lt: end } : {}), limit: 1 });
+    for await (const page of pagesOf(this.slot.engine, { gte: bounds.gte!, lt: bounds.lt! })) yield page;
+  }
+
+  /**
+   * Makes this new machine (applied index 0) stand at the seed's index with
+   * its data, sessions and metadata. The data and sessions are written
+   * unsynced, page by page; the metadata and the applied index last, in one
+   * synced batch: a crash before it leaves applied index 0, and seeding again
+   * from the same seed rewrites the same keys (nothing else is in the engine).
+   */
+  seed(seed: KvSeed): Promise<void> {
+    return this.serial(async () => {
+      this.requireHealthy();
+      assert(this.state.applied.index === 0 && seed.index >= 1, 'only a new machine is seeded, at an index >= 1', { applied: this.state.applied.index, seed: seed.index });
+      const engine = this.slot.engine;
+      for await (const page of seed.data) {
+        assert(page.every((entry) => isDataKey(entry.key)), 'a seed page holds data keys only');
+        if (page.length > 0) await engine.batch(page.map((entry): WriteOp => ({ type: 'put', key: entry.key, value: entry.value })), { sync: false });
+      }
+      const ops: WriteOp[] = seed.sessions.map(({ clientId, record }) => ({ type: 'put', key: sessionKey(clientId), value: record }));
+      for (const { name, value } of seed.metadata) ops.push({ type: 'put', key: clusterMetaKey(name), value: Buffer.from(value) });
+      ops.push({ type: 'put', key: APPLIED_KEY, value: encodeVarints(seed.index, seed.term) });
+      await engine.batch(ops, { sync: true });
+      this.state = await loadState(engine, this.options.sessions);
+      this.durable = this.state.applied;
+    });
   }
 
   /** Engine stats, with the user key count (the engine's count less the layer's own keys) where known. */
@@ -480,10 +547,15 @@ async function readSnapshotMeta(snapshot: EngineSnapshot): Promise<SnapshotMeta>
 
 /** Every entry in `bounds`, page by page. */
 async function* scanAll(reader: RangeReader, bounds: { readonly gte: Buffer; readonly lt: Buffer }): AsyncGenerator<{ key: Buffer; value: Buffer }> {
+  for await (const page of pagesOf(reader, bounds)) yield* page;
+}
+
+/** The entries in `bounds` in pages of at most 1000. */
+async function* pagesOf(reader: RangeReader, bounds: { readonly gte: Uint8Array; readonly lt: Uint8Array }): AsyncGenerator<Array<{ key: Buffer; value: Buffer }>> {
   let options: RangeOptions = { ...bounds, limit: 1000 };
   for (;;) {
     const page = await reader.range(options);
-    yield* page;
+    if (page.length > 0) yield page;
     if (page.length < 1000) return;
     options = { gt: page[page.length - 1]!.key, lt: bounds.lt, limit: 1000 };
   }

@@ -142,6 +142,9 @@ export function splitShard(map: ShardMap, shardId: number, splitKey: Uint8Array,
   return checkedShardMap({ version, shards: [...map.shards.slice(0, at), ...parts, ...map.shards.slice(at + 1)] });
 }
 
+/** Most bytes of a split key (of `--split-keys` and of a split at runtime). */
+export const SPLIT_KEY_BYTES_MAX = 512;
+
 /** The map after shard `shardId`'s replicas became `replicas` (ascending), at epoch version + 1. */
 export function changeReplicas(map: ShardMap, shardId: number, replicas: readonly NodeId[]): ShardMap {
   const version = map.version + 1;

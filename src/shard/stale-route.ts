@@ -22,7 +22,7 @@
  * at that version or before and is gone (merged away): stale.
  */
 import { ImpulseError } from '../errors.js';
-import { type Shard, type ShardMap, shardById } from './shard-map.js';
+import { type Shard, type ShardBounds, type ShardMap, shardById } from './shard-map.js';
 
 /** A route as a request carries it: the shard's group id and epoch in the client's map. */
 export interface RouteClaim {
@@ -53,5 +53,20 @@ export function staleRouteError(map: ShardMap, keyShard: Shard, route: RouteClai
       replicas: keyShard.replicas.join(','),
       mapVersion: map.version,
     },
+  });
+}
+
+/**
+ * A shard group's refusal of a key outside its own bounds (at apply, or a
+ * read after its read point): it was routed by a map older than the group's
+ * range, and nothing was changed. Details `start`, `end` (hex; end null: no
+ * end). Carries no `shard`: the member that routed it retries by its newer
+ * map (ShardedKvService), where a route's staleness names the shard.
+ */
+export function outsideBoundsError(bounds: ShardBounds, key: Uint8Array, what: string): ImpulseError {
+  const { start, end } = bounds;
+  const range = `[${start.toString('hex')}, ${end === null ? 'end' : end.toString('hex')})`;
+  return new ImpulseError('IMPULSE_ERR_SHARD_STALE', `key ${Buffer.from(key).subarray(0, 64).toString('hex')} (hex) is outside this shard's keys ${range}; the ${what} was routed by an old shard map and changed nothing`, {
+    details: { start: start.toString('hex'), end: end === null ? null : end.toString('hex') },
   });
 }

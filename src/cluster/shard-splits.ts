@@ -1,0 +1,216 @@
+/**
+ * The runtime side of shard splits on one member (the protocol: shard-split.ts).
+ *
+ *   - `requestSplit(key)`: commits the new map in the meta group (the shard
+ *     holding `key` splits there; the right part gets a new id). A versioned
+ *     compare-and-set: a concurrent map change makes it try again on the new
+ *     map (at most SPLIT_MAP_ATTEMPTS times).
+ *   - `reconcile(map)`: as the leader of a shard group whose own bounds are
+ *     wider than its range in the map, proposes the `split` command in that
+ *     group's log. Called when a map applies, when this member becomes a
+ *     shard's leader, and after a failed proposal (after a pause, while it
+ *     still leads): so a split whose map is committed finishes whichever
+ *     member leads the parent, after any crash.
+ *   - size checks (`--shard-split-bytes`): every `sizeCheckMs`, for each
+ *     shard this member leads whose split is not under way, the engine's
+ *     disk bytes are a cheap first filter; past the threshold the shard's
+ *     keys and values inside its bounds are counted (a scan), and past it
+ *     still, the shard is split at its middle key by bytes.
+ *   - `originOf(shard)`: how a member that replicates a shard and does not
+ *     host it yet must open it: made from the split record one of its groups
+ *     holds, later (its parent has not applied the split yet), as one of the
+ *     first map's shards, or from a snapshot of its leader.
+ */
+import type { Logger } from 'pino';
+import { ImpulseError } from '../errors.js';
+import type { NodeId } from '../raft/types.js';
+import { type Shard, type ShardBounds, type ShardMap, nextShardId, shardById, shardContains, shardFor, splitShard } from '../shard/shard-map.js';
+import { compareBytes } from '../util/bytes.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import type { KvStateMachine } from '../kv/state-machine.js';
+import type { HostedGroup, HostedGroups } from './hosted-groups.js';
+import { encodeClusterCommand } from './log-entries.js';
+import type { GroupSeed } from './raft-group.js';
+import { type SplitRecord, readSplitRecords, splitSeed } from './shard-split.js';
+
+/** Attempts of `requestSplit` against concurrent map changes. */
+export const SPLIT_MAP_ATTEMPTS = 5;
+
+export interface ShardSplitsOptions {
+  readonly groups: HostedGroups;
+  readonly meta: HostedGroup;
+  readonly nodeId: NodeId;
+  readonly clock: Clock;
+  /** Pause before proposing a failed split command again (while this member still leads the parent). */
+  readonly retryPauseMs: number;
+  /** A shard this member leads splits at its middle key past this many bytes of keys and values; 0: never by size. */
+  readonly splitBytes: number;
+  /** Interval of the size checks, ms. */
+  readonly sizeCheckMs: number;
+  readonly logger: Logger;
+}
+
+/** How to open a shard this member replicates (see `originOf`). */
+export type ShardOrigin = { readonly kind: 'split'; readonly seed: GroupSeed } | { readonly kind: 'pending' } | { readonly kind: 'first-map' } | { readonly kind: 'snapshot' };
+
+export class ShardSplits {
+  private readonly proposing = new Set<number>();
+  private closed = false;
+  private sizeTimer: TimerHandle | undefined;
+
+  constructor(private readonly options: ShardSplitsOptions) {
+    if (options.splitBytes > 0) this.scheduleSizeCheck();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.sizeTimer?.cancel();
+  }
+
+  private scheduleSizeCheck(): void {
+    if (this.closed) return;
+    this.sizeTimer = this.options.clock.setTimer(this.options.sizeCheckMs, () => {
+      this.checkSizes().then(
+        () => this.scheduleSizeCheck(),
+        (error: unknown) => {
+          this.options.logger.warn({ err: error }, 'a shard size check failed; checking again later');
+          this.scheduleSizeCheck();
+        },
+      );
+    });
+  }
+
+  /** Splits, one at a time, each shard this member leads that passed the size threshold (and is not splitting already). */
+  private async checkSizes(): Promise<void> {
+    const { groups, meta, nodeId, splitBytes, logger } = this.options;
+    for (const shard of meta.group.machine.shardMap?.shards ?? []) {
+      const hosted = groups.get(shard.id);
+      const bounds = hosted?.group.machine.bounds;
+      if (this.closed || hosted === undefined || bounds === undefined || hosted.group.state !== 'running' || hosted.group.leader !== nodeId) continue;
+      if (!sameBounds(bounds, shard)) continue; // a split of this shard is under way
+      const machine = hosted.group.machine.machine;
+      if (((await machine.stats()).diskBytes ?? Infinity) <= splitBytes) continue;
+      const key = await middleKeyPast(machine, bounds, splitBytes);
+      if (key === undefined) continue;
+      logger.info({ shard: shard.id, key: key.toString('hex'), splitBytes }, 'a shard passed --shard-split-bytes: splitting it at its middle key');
+      await this.requestSplit(key);
+    }
+  }
+
+  /**
+   * Splits the shard holding `key` at `key` (committed in the meta group);
+   * resolves with a map that has the split, once this member applied it. A
+   * key that starts a shard already is split there: the current map (so a
+   * retried request is answered again). IMPULSE_ERR_UNAVAILABLE when
+   * concurrent map changes won every attempt. The new shard serves once its
+   * parent applied the split (shard-split.ts); requests until then are
+   * refused as unavailable and retried.
+   */
+  async requestSplit(key: Uint8Array): Promise<ShardMap> {
+    const { meta } = this.options;
+    for (let attempt = 0; attempt < SPLIT_MAP_ATTEMPTS; attempt++) {
+      await meta.requests.readBarrier();
+      const map = this.mapNow();
+      const shard = shardFor(map, key);
+      if (compareBytes(shard.start, key) === 0) return map;
+      await meta.requests.write(encodeClusterCommand({ type: 'shard-map', map: splitShard(map, shard.id, key, nextShardId(map)) }), true);
+    }
+    throw new ImpulseError('IMPULSE_ERR_UNAVAILABLE', `the shard map changed under ${SPLIT_MAP_ATTEMPTS} split attempts in a row; retry`, { details: { retryAfterSeconds: 1 } });
+  }
+
+  /** Proposes the split command in every group this member leads whose bounds are wider than its range in `map`. */
+  reconcile(map: ShardMap): void {
+    for (const shard of map.shards) {
+      const hosted = this.options.groups.get(shard.id);
+      if (hosted !== undefined) this.reconcileGroup(map, shard, hosted);
+    }
+  }
+
+  /** How to open `shard` on this member (it replicates it and does not host it). */
+  async originOf(map: ShardMap, shard: Shard): Promise<ShardOrigin> {
+    if (shard.epoch === 1) return { kind: 'first-map' }; // epoch 1: the first map's, made by no split
+    let pending = false;
+    for (const other of map.shards) {
+      const parent = this.options.groups.get(other.id);
+      if (parent === undefined || other.id === shard.id || parent.group.state !== 'running') continue;
+      const record = (await readSplitRecords(parent.group.machine.machine)).get(shard.id);
+      if (record !== undefined) return { kind: 'split', seed: seedOf(parent, record) };
+      const bounds = parent.group.machine.bounds;
+      if (bounds !== undefined && shardContains(bounds, shard.start)) pending = true;
+    }
+    return pending ? { kind: 'pending' } : { kind: 'snapshot' };
+  }
+
+  private reconcileGroup(map: ShardMap, shard: Shard, hosted: HostedGroup): void {
+    const { group } = hosted;
+    const bounds = group.machine.bounds;
+    if (this.closed || bounds === undefined || group.state !== 'running' || group.leader !== this.options.nodeId || this.proposing.has(group.id)) return;
+    const key = shard.end;
+    // The map's range ends inside the bounds: the group has not applied the split the map made.
+    if (key === null || compareBytes(key, bounds.start) <= 0 || !shardContains(bounds, key)) return;
+    const right = shardFor(map, key);
+    this.proposing.add(group.id);
+    hosted.requests.write(encodeClusterCommand({ type: 'split', key, rightId: right.id }), true).then(
+      () => {
+        this.proposing.delete(group.id);
+        this.options.logger.info({ shard: group.id, right: right.id, key: key.toString('hex') }, 'shard split applied in its parent group');
+      },
+      (error: unknown) => {
+        this.proposing.delete(group.id);
+        this.options.logger.warn({ err: error, shard: group.id, right: right.id }, 'proposing a shard split failed; trying again while this member leads the shard');
+        this.options.clock.setTimer(this.options.retryPauseMs, () => {
+          const now = this.options.meta.group.machine.shardMap;
+          const current = now === undefined ? undefined : shardById(now, group.id);
+          if (now !== undefined && current !== undefined) this.reconcileGroup(now, current, hosted);
+        });
+      },
+    );
+  }
+
+  private mapNow(): ShardMap {
+    const map = this.options.meta.group.machine.shardMap;
+    if (map === undefined) throw new ImpulseError('IMPULSE_ERR_UNAVAILABLE', 'the shard map is not applied on this member yet (the cluster is starting)');
+    return map;
+  }
+}
+
+function sameBounds(a: ShardBounds, b: ShardBounds): boolean {
+  return a.start.equals(b.start) && (a.end === null ? b.end === null : b.end !== null && a.end.equals(b.end));
+}
+
+/**
+ * The key at which the keys and values of `machine` inside `bounds` are
+ * halved by bytes, when they pass `limitBytes` (undefined when they do not,
+ * or when no key but the first could split them). Two scans of the shard.
+ */
+async function middleKeyPast(machine: KvStateMachine, bounds: ShardBounds, limitBytes: number): Promise<Buffer | undefined> {
+  let total = 0;
+  for await (const item of itemsIn(machine, bounds)) total += item.key.length + item.value.length;
+  if (total <= limitBytes) return undefined;
+  let seen = 0;
+  for await (const item of itemsIn(machine, bounds)) {
+    seen += item.key.length + item.value.length;
+    if (seen >= total / 2) return compareBytes(item.key, bounds.start) > 0 ? Buffer.from(item.key) : undefined;
+  }
+  return undefined;
+}
+
+async function* itemsIn(machine: KvStateMachine, bounds: ShardBounds): AsyncGenerator<{ key: Buffer; value: Buffer }> {
+  const limit = machine.limits.rangeLimitMax;
+  const upper = bounds.end === null ? {} : { lt: bounds.end };
+  let page = await machine.range({ ...(bounds.start.length > 0 ? { gte: bounds.start } : {}), ...upper, limit });
+  for (;;) {
+    yield* page;
+    if (page.length < limit) return;
+    page = await machine.range({ gt: page[page.length - 1]!.key, ...upper, limit });
+  }
+}
+
+function seedOf(parent: HostedGroup, record: SplitRecord): GroupSeed {
+  return {
+    index: record.index,
+    term: record.term,
+    confState: record.membership.confState,
+    seed: async (kv) => kv.seed(await splitSeed(parent.group.machine.machine, record)),
+  };
+}
