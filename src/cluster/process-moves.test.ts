@@ -20,15 +20,7 @@ import { ImpulseClient } from '../client/client.js';
 import { isImpulseError } from '../errors.js';
 import type { ShardsView } from '../protocol/shard-view.js';
 import { ProcessCluster } from '../../testkit/process/cluster-process.js';
-
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
+import { eventually } from '../../testkit/process/eventually.js';
 
 const counts = (view: ShardsView, members: readonly number[]): number[] => members.map((id) => view.shards.filter((shard) => shard.replicas.includes(id)).length);
 const settled = (view: ShardsView): boolean => view.shards.length === 3 && view.shards.every((shard) => shard.move === undefined && shard.replicas.length === 3);
@@ -46,7 +38,7 @@ describe('shard replica moves between processes', () => {
       await eventually('every member serves every shard', async () => {
         for (const id of [1, 2, 3]) if ((await cluster.client(id).shards()).shards.some((shard) => shard.leader === null)) return false;
         return true;
-      });
+      }, 60_000);
       writers = Array.from({ length: 4 }, async (_, w) => {
         const clients = [1, 2, 3].map((id) => new ImpulseClient({ endpoint: cluster.url(id), timeoutMs: 10_000 }));
         try {
@@ -66,7 +58,7 @@ describe('shard replica moves between processes', () => {
           for (const client of clients) client.close();
         }
       });
-      await eventually('some writes acknowledged', async () => acknowledged.size >= 50);
+      await eventually('some writes acknowledged', async () => acknowledged.size >= 50, 60_000);
 
       const { clusterId } = await cluster.client(leader).cluster();
       const { peerUrl, clientUrl } = await cluster.addJoiner(4, clusterId);
@@ -76,9 +68,9 @@ describe('shard replica moves between processes', () => {
       await eventually('/shards balanced over four members, no move in flight', async () => {
         view = await cluster.client(leader).shards();
         return settled(view) && [...counts(view, [1, 2, 3, 4])].sort().join() === '2,2,2,3';
-      });
+      }, 60_000);
       const afterJoin = acknowledged.size;
-      await eventually('writes go on after the moves', async () => acknowledged.size >= afterJoin + 50);
+      await eventually('writes go on after the moves', async () => acknowledged.size >= afterJoin + 50, 60_000);
 
       // kill -9 a member other than the meta group's leader, and leave it down.
       const metaLeader = (await cluster.client(4).cluster()).leader!;
