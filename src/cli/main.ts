@@ -13,7 +13,7 @@ import { ImpulseClient } from '../client/client.js';
 import { isImpulseError } from '../errors.js';
 import { ENGINE_CHOICE_FLAGS, ENGINE_NAMES } from '../storage/engine-names.js';
 import { VERSION } from '../version.js';
-import { DEFAULT_PEER_PORT, DEFAULT_RAFT_TIMING_CONFIG } from '../cluster/config.js';
+import { DEFAULT_PEER_PORT, DEFAULT_RAFT_TIMING_CONFIG, DEFAULT_SHARD_MOVES } from '../cluster/config.js';
 import { type ClientContext, registerClientCommands } from './client-commands.js';
 import { registerLeaderlessCommands } from './leaderless-commands.js';
 import type { ClusterLaunchFlags } from './cluster-launcher.js';
@@ -77,6 +77,8 @@ const serveCommand = program
   .option('--heartbeat-ticks <ticks>', `heartbeat interval in ticks (default ${DEFAULT_RAFT_TIMING_CONFIG.heartbeatTicks})`)
   .option('--snapshot-entries <n>', `compact the Raft log every n applied entries (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotEntries})`)
   .option('--split-keys <keys>', 'start a NEW cluster sharded: its key space cut at these comma-separated keys, one Raft group per shard (docs/sharding.md)')
+  .option('--shard-moves-max <n>', `sharded: most shard replica moves in flight at once, cluster-wide (default ${DEFAULT_SHARD_MOVES.movesMax})`)
+  .option('--member-dead-after-ms <ms>', `sharded: a member silent this long is dead and its shard replicas are re-replicated (default ${DEFAULT_SHARD_MOVES.memberDeadAfterMs})`)
   .option('--shard-split-bytes <n>', 'sharded: the leader of a shard splits it at its middle key once its keys and values pass n bytes (default 0: off; docs/sharding.md)')
   .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`)
   .option('--replication <mode>', 'raft (default) or leaderless (Dynamo-style: docs/leaderless.md)')

@@ -21,12 +21,12 @@
  */
 import type { Logger } from 'pino';
 import { ImpulseError, isImpulseError } from '../errors.js';
-import type { ApplyResult } from '../kv/apply.js';
 import type { AddMemberRequest, ClusterMemberView, ClusterView, MemberRole } from '../protocol/cluster-view.js';
 import type { ShardsView } from '../protocol/shard-view.js';
 import type { ConfChange, NodeId } from '../raft/types.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
+import { changeConf, transferLeadership } from './group-conf.js';
 import { SPLIT_KEY_BYTES_MAX } from '../shard/shard-map.js';
 import { encodeClusterCommand } from './log-entries.js';
 import { type MemberContext, encodeMemberContext, validateMemberAddresses } from './membership.js';
@@ -212,44 +212,12 @@ export class ClusterAdmin {
     }
   }
 
-  /** Proposes `change` and resolves once it applied; past the deadline its outcome is unknown. */
   private changeConf(change: ConfChange): Promise<void> {
-    const { clock, requestTimeoutMs } = this.options;
-    return new Promise<void>((resolve, reject) => {
-      let settled = false;
-      const timer = clock.setTimer(requestTimeoutMs, () => settle(outcomeUnknown(`the membership change was not applied within ${requestTimeoutMs} ms`)));
-      const settle = (error: Error | null): void => {
-        if (settled) return;
-        settled = true;
-        timer.cancel();
-        if (error === null) resolve();
-        else reject(error);
-      };
-      const called = this.group.guard(() =>
-        this.group.driver.proposeConfChange(change, (error, result?: ApplyResult) => settle(error ?? (result !== undefined && !result.ok ? new ImpulseError('IMPULSE_ERR_INTERNAL', 'the membership change was refused when applied') : null))),
-      );
-      if (!called) settle(new ImpulseError('IMPULSE_ERR_RAFT_STOPPED', 'the Raft group stopped on this node'));
-    });
+    return changeConf(this.group, change, this.options.clock, this.options.requestTimeoutMs);
   }
 
-  /** Starts a transfer to `target` and waits (at most the request timeout) until it leads. */
-  private async transfer(target: NodeId): Promise<void> {
-    if (target === this.group.driver.id) return;
-    if (!this.group.membership.confState.voters.includes(target)) {
-      throw new ImpulseError('IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED', `node ${target} is not a voter; leadership goes only to a voter`);
-    }
-    await new Promise<void>((resolve, reject) => {
-      const called = this.group.guard(() => this.group.driver.transferLeadership(target, (error) => (error === null ? resolve() : reject(error))));
-      if (!called) reject(new ImpulseError('IMPULSE_ERR_RAFT_STOPPED', 'the Raft group stopped on this node'));
-    });
-    const deadline = this.options.clock.now() + this.options.requestTimeoutMs;
-    while (this.group.leader !== target) {
-      // The core gives a transfer one election timeout; still leading with no transfer running means it was aborted.
-      const status = this.group.driver.status();
-      if (status.role === 'leader' && status.transferee !== target) throw unavailable(`leadership did not move to node ${target}: the transfer was aborted (the target did not catch up and win within an election timeout); retry`);
-      if (this.options.clock.now() >= deadline) throw unavailable(`leadership did not move to node ${target} in time; it may still, or the transfer was aborted`);
-      await new Promise<void>((resolve) => this.options.clock.setTimer(this.options.tickMs, resolve));
-    }
+  private transfer(target: NodeId): Promise<void> {
+    return transferLeadership(this.group, target, this.options.clock, this.options.tickMs, this.options.requestTimeoutMs);
   }
 
   // ---------------------------------------------------------------- publishing the client URL

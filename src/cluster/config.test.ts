@@ -26,6 +26,17 @@ describe('cluster configuration', () => {
     assert.deepEqual(config.timing, { tickMs: 50, electionTicks: 10, heartbeatTicks: 2, snapshotEntries: 10_000, snapshotCatchUpEntries: 5_000 });
   });
 
+  it('parses the replica-move flags with their defaults and bounds', () => {
+    const base = { nodeId: '1', initialCluster: THREE };
+    assert.deepEqual(parseClusterConfig(base, '127.0.0.1', 7070)!.moves, { movesMax: 2, memberDeadAfterMs: 300_000 });
+    assert.deepEqual(parseClusterConfig({ ...base, shardMovesMax: '8', memberDeadAfterMs: '60000' }, '127.0.0.1', 7070)!.moves, { movesMax: 8, memberDeadAfterMs: 60_000 });
+    refused(() => parseClusterConfig({ ...base, shardMovesMax: '0' }, '127.0.0.1', 7070), /--shard-moves-max/);
+    refused(() => parseClusterConfig({ ...base, shardMovesMax: '65' }, '127.0.0.1', 7070), /--shard-moves-max/);
+    // Dead must come after suspect (two election timeouts: 2 × 10 ticks × 50 ms by default).
+    refused(() => parseClusterConfig({ ...base, memberDeadAfterMs: '1000' }, '127.0.0.1', 7070), /two election timeouts/);
+    refused(() => parseClusterConfig({ shardMovesMax: '3' }, '127.0.0.1', 7070), /--shard-moves-max needs --node-id/);
+  });
+
   it('derives the same cluster id from the same members in any order, another from another token or member list', () => {
     const a = deriveClusterId('impulse', parseInitialCluster(THREE));
     assert.equal(deriveClusterId('impulse', parseInitialCluster('3=127.0.0.1:7173,1=127.0.0.1:7171,2=127.0.0.1:7172')), a);

@@ -51,7 +51,19 @@ export interface ClusterConfig {
    */
   readonly shardSplitBytes: number;
   readonly timing: RaftTimingConfig;
+  /** Replica moves of a sharded cluster (docs/sharding.md, "Moves"). */
+  readonly moves: ShardMovesConfig;
 }
+
+/** How the meta group's leader moves shard replicas (src/cluster/shard-mover.ts). */
+export interface ShardMovesConfig {
+  /** `--shard-moves-max`: most replica moves in flight at once, cluster-wide (1–64). Default 2. */
+  readonly movesMax: number;
+  /** `--member-dead-after-ms`: a member silent this long is dead and its shard replicas are re-replicated on the others. Default 300,000 (5 min, CockroachDB's time until a store is dead). */
+  readonly memberDeadAfterMs: number;
+}
+
+export const DEFAULT_SHARD_MOVES: ShardMovesConfig = { movesMax: 2, memberDeadAfterMs: 300_000 };
 
 export interface RaftTimingConfig {
   /** Milliseconds per Raft tick. Default 50. */
@@ -101,6 +113,8 @@ export interface ClusterFlags {
   snapshotEntries?: string;
   snapshotCatchUpEntries?: string;
   splitKeys?: string;
+  shardMovesMax?: string;
+  memberDeadAfterMs?: string;
   shardSplitBytes?: string;
 }
 
@@ -112,7 +126,7 @@ export interface ClusterFlags {
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number, clientScheme: 'http' | 'https' = 'http'): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
     const stray = (
-      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes'] as const
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardMovesMax', 'memberDeadAfterMs'] as const
     ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
@@ -149,7 +163,13 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   };
   if (timing.electionTicks < 2 * timing.heartbeatTicks) throw invalid('--election-ticks must be at least twice --heartbeat-ticks');
   const shardSplitBytes = integer('--shard-split-bytes', flags.shardSplitBytes ?? '0', 0, 2 ** 48);
-  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, timing };
+  const moves: ShardMovesConfig = {
+    movesMax: integer('--shard-moves-max', flags.shardMovesMax ?? String(DEFAULT_SHARD_MOVES.movesMax), 1, 64),
+    memberDeadAfterMs: integer('--member-dead-after-ms', flags.memberDeadAfterMs ?? String(DEFAULT_SHARD_MOVES.memberDeadAfterMs), 1000, 86_400_000),
+  };
+  // A member is suspect after two election timeouts of silence (shard-mover.ts); dead must come later.
+  if (moves.memberDeadAfterMs <= 2 * timing.electionTicks * timing.tickMs) throw invalid('--member-dead-after-ms must exceed two election timeouts (--election-ticks × --tick-ms × 2)');
+  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, timing, moves };
 }
 
 /** Most split keys of `--split-keys` (the shards a new cluster starts with, minus one). */

@@ -29,6 +29,7 @@ import type { NodeHost } from './node-host.js';
 import { type BootstrapMeta, type GroupSeed, RaftGroup } from './raft-group.js';
 import { RaftRequests } from './raft-requests.js';
 import { serveShardReads } from './remote-shard.js';
+import { serveShardConf } from './shard-conf.js';
 
 export interface HostedGroupsOptions {
   readonly host: NodeHost;
@@ -119,6 +120,8 @@ export class HostedGroups {
     const hosted = { group, requests };
     // Members that do not replicate a shard read it here (remote-shard.ts).
     serveShardReads(options.host.groupRpc, hosted, options.limits);
+    // The replica mover on the meta group's leader asks the group's leader for membership steps (shard-conf.ts).
+    serveShardConf(options.host.groupRpc, hosted, { clock: options.clock, stepTimeoutMs: options.requestTimeoutMs, pollMs: tickMs });
     this.hosted.set(id, hosted);
     return hosted;
   }

@@ -50,8 +50,8 @@ import type { QuiesceNotice, RaftGroup } from './raft-group.js';
 /** A leader's quiescence notice to the other members of its group (body: `QuiesceNotice`). */
 export const QUIESCE_CHANNEL = 'quiesce';
 
-/** The RPC channels of the cluster runtime: forwarded writes, read indexes for follower reads, membership operations, reads of a shard at one of its replicas, the leaderless peer protocol. */
-export const RPC_CHANNELS = ['kv-forward', 'read-index', 'cluster-admin', 'shard-read', 'leaderless'] as const;
+/** The RPC channels of the cluster runtime: forwarded writes, read indexes for follower reads, membership operations, reads of a shard at one of its replicas, a shard group's membership steps (replica moves), the leaderless peer protocol. */
+export const RPC_CHANNELS = ['kv-forward', 'read-index', 'cluster-admin', 'shard-read', 'shard-conf', 'leaderless'] as const;
 const EXPECTED_PEERS_MAX = 16;
 export type RpcChannel = (typeof RPC_CHANNELS)[number];
 
@@ -269,6 +269,11 @@ export class NodeHost {
       this.quiesceCounters.noticesSent++;
       this.transport.send(id, { channel: QUIESCE_CHANNEL, group: group.id, body: { term: notice.term, index: notice.index } });
     }
+  }
+
+  /** How long node `id` has been silent to this host, ms (by its ticks; never heard from: since this host started ticking). The replica mover's failure detection. */
+  silentForMs(id: NodeId): number {
+    return id === this.options.nodeId ? 0 : this.liveness.silentTicks(id) * this.options.tickMs;
   }
 
   /**

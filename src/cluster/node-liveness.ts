@@ -44,6 +44,11 @@ export class NodeLiveness {
     return this.ticks - (this.lastHeardTick.get(id) ?? 0) > this.silentTicksMax;
   }
 
+  /** Ticks since `id` was last heard from (a peer never heard from: since this host's start). */
+  silentTicks(id: NodeId): number {
+    return this.ticks - (this.lastHeardTick.get(id) ?? 0);
+  }
+
   /**
    * Fed with the transport's count of failed dials to `id`: true when a dial
    * failed since the last call (its peer port refuses, or no connection came

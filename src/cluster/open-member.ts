@@ -38,10 +38,14 @@ import { RaftKvService } from './raft-kv-service.js';
 import { ShardGroups, shardsView } from './shard-groups.js';
 import { RemoteShards } from './remote-shard.js';
 import { ShardedKvService } from './sharded-kv-service.js';
+import { JoinedKvService } from './joined-kv-service.js';
+import { ShardMover } from './shard-mover.js';
 import type { KvService } from '../service/kv-service.js';
 
 /** The group every member runs today (sharding will add more). */
 export const DEFAULT_GROUP = 1;
+/** How often the meta group's leader looks for replica moves to drive or start, ms. */
+const MOVE_ROUND_MS = 1000;
 /** Default whole-request time on a member, ms. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
 
@@ -123,6 +127,22 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       sizeCheckMs: Math.max(1000, SIZE_CHECK_TICKS * tickMs),
       logger,
     });
+    const electionTimeoutMs = electionTicks * tickMs;
+    const mover = new ShardMover({
+      host,
+      meta,
+      groups,
+      rpc: host.rpc,
+      clock,
+      logger: logger.child({ component: 'shard-mover' }),
+      movesMax: cluster.moves.movesMax,
+      memberDeadAfterMs: cluster.moves.memberDeadAfterMs,
+      suspectAfterMs: 2 * electionTimeoutMs,
+      intervalMs: MOVE_ROUND_MS,
+      stepTimeoutMs: requestTimeoutMs,
+      retryPauseMs: 2 * cluster.timing.heartbeatTicks * tickMs,
+      tickMs,
+    });
     const admin = new ClusterAdmin({
       host,
       group,
@@ -146,6 +166,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       logger,
       shutdown: async () => {
         admin.close();
+        mover.close();
         // Every group this member leads hands over at once (the meta group and the shards).
         const led = host.groupIds().map((id) => host.group(id)!);
         await Promise.all(led.map((each) => handOverLeadership(each, clock, logger, 2 * electionTicks * tickMs)));
@@ -153,8 +174,11 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       },
     });
     const remote = new RemoteShards({ rpc: host.rpc, nodeId: cluster.nodeId, clock, requestTimeoutMs, retryPauseMs: cluster.timing.heartbeatTicks * tickMs });
-    const service = shards.sharded ? new ShardedKvService(metaService, shards, remote) : metaService;
+    const sharded = new ShardedKvService(metaService, shards, remote, () => mover.figures());
+    // A joiner learns whether the cluster is sharded from the meta group's snapshot, after it opened.
+    const service = shards.sharded ? sharded : identity.bootstrap === 'initial' ? metaService : new JoinedKvService(metaService, sharded, shards);
     host.startTicking();
+    mover.start();
     logger.info({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${peerAddress.host}:${peerAddress.port}`, advertisePeer: cluster.advertisePeer, firstStart: isNew, bootstrap: identity.bootstrap }, 'cluster member started');
     return { service, shards, admin, host, group, groups, latency, peerAddress, isNew };
   } catch (error) {

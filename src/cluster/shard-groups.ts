@@ -25,6 +25,7 @@
 import type { Logger } from 'pino';
 import type { ShardView, ShardsView } from '../protocol/shard-view.js';
 import type { NodeId } from '../raft/types.js';
+import { replicaRole } from '../shard/moves.js';
 import { META_GROUP, SHARD_BOUNDS_META_NAME, type Shard, type ShardMap, encodeShardBounds, initialShardMap } from '../shard/shard-map.js';
 import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import { encodeClusterCommand } from './log-entries.js';
@@ -128,6 +129,7 @@ export class ShardGroups {
   private follow(map: ShardMap): void {
     this.opening = this.opening.then(async () => {
       await this.openMissing(map);
+      await this.destroyUnassigned(map);
       if (!this.closed) this.splits.reconcile(map);
     });
   }
@@ -144,12 +146,38 @@ export class ShardGroups {
     if (map !== undefined) this.follow(map);
   }
 
+  /**
+   * Replica moves (src/shard/moves.ts): a shard group this member hosts whose
+   * shard the map no longer gives it — neither a replica nor a move's target:
+   * it was removed from the group (the map records that only after the
+   * group's configuration committed it) or its move was abandoned — is
+   * closed and its files deleted.
+   */
+  private async destroyUnassigned(map: ShardMap): Promise<void> {
+    const { groups, nodeId, logger } = this.options;
+    for (const shard of map.shards) {
+      if (this.closed) return;
+      if (replicaRole(shard, nodeId) !== 'none' || groups.get(shard.id) === undefined) continue;
+      try {
+        await groups.destroy(shard.id);
+        logger.info({ shard: shard.id, epoch: shard.epoch }, 'destroyed this member\'s copy of a shard that moved away');
+      } catch (error) {
+        logger.error({ err: error, shard: shard.id }, 'could not destroy the copy of a shard that moved away; its files stay');
+      }
+    }
+  }
+
   private async openMissing(map: ShardMap): Promise<void> {
     const { groups, meta, nodeId, logger } = this.options;
     const addresses = peerAddresses(meta.group.membership);
     for (const shard of map.shards) {
       if (this.closed) return;
-      if (!shard.replicas.includes(nodeId) || groups.get(shard.id) !== undefined) continue;
+      const role = replicaRole(shard, nodeId);
+      if (role === 'none' || groups.get(shard.id) !== undefined) continue;
+      if (role === 'incoming') {
+        await this.openIncoming(shard);
+        continue;
+      }
       const voters = new Map(shard.replicas.map((id) => [id, addresses.get(id)] as const).filter((entry): entry is [NodeId, string] => entry[1] !== undefined));
       try {
         const origin = await this.splits.originOf(map, shard);
@@ -162,6 +190,17 @@ export class ShardGroups {
       } catch (error) {
         logger.error({ err: error, shard: shard.id }, 'could not open a shard group; requests for its keys are refused on this member');
       }
+    }
+  }
+
+  /** Opens the group of a shard moving to this member, empty: it joins as a learner and takes a snapshot from the group's leader (moves.ts). */
+  private async openIncoming(shard: Shard): Promise<void> {
+    const { groups, logger } = this.options;
+    try {
+      await groups.open(shard.id, undefined);
+      logger.info({ shard: shard.id, epoch: shard.epoch, from: shard.move?.from ?? null }, 'opened a shard group moving to this member; waiting for its snapshot');
+    } catch (error) {
+      logger.error({ err: error, shard: shard.id }, 'could not open the group of a shard moving here');
     }
   }
 
@@ -197,7 +236,15 @@ export async function shardsView(clusterId: string, nodeId: NodeId, shards: Shar
 }
 
 async function shardView(shard: Shard, hosted: HostedGroup | undefined): Promise<ShardView> {
-  const range = { id: shard.id, start: shard.start.toString('hex'), end: shard.end === null ? null : shard.end.toString('hex'), epoch: shard.epoch, replicas: shard.replicas };
+  const range = {
+    id: shard.id,
+    start: shard.start.toString('hex'),
+    end: shard.end === null ? null : shard.end.toString('hex'),
+    epoch: shard.epoch,
+    replicas: shard.replicas,
+    ...(shard.move !== undefined ? { move: shard.move } : {}),
+    ...(shard.retired !== undefined ? { retired: shard.retired } : {}),
+  };
   if (hosted === undefined || hosted.group.state !== 'running') {
     return { ...range, leader: null, local: false, appliedIndex: null, keyCount: null, diskBytes: null, proposals: null, quiesced: false };
   }

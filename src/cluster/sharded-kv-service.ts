@@ -66,6 +66,8 @@ export class ShardedKvService implements KvService {
     private readonly meta: RaftKvService,
     private readonly shards: ShardGroups,
     private readonly remote: RemoteShards,
+    /** Extra figures for /status and /metrics (the replica mover's: shard-mover.ts). */
+    private readonly moveFigures: () => Record<string, number> = () => ({}),
   ) {
     this.limits = meta.limits;
   }
@@ -146,7 +148,7 @@ export class ShardedKvService implements KvService {
       keyCount += stats.keyCount ?? 0;
       diskBytes += stats.diskBytes ?? 0;
     }
-    const figures = { ...status.figures, shard_map_version: map?.version ?? 0, shards: map?.shards.length ?? 0, shards_hosted: hostedCount, shards_quiesced: quiesced };
+    const figures = { ...status.figures, ...this.moveFigures(), shard_map_version: map?.version ?? 0, shards: map?.shards.length ?? 0, shards_hosted: hostedCount, shards_quiesced: quiesced };
     return { ...status, mode: 'raft-sharded', keyCount, diskBytes, figures };
   }
 

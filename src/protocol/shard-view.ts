@@ -13,6 +13,10 @@ export interface ShardView {
   readonly end: string | null;
   readonly epoch: number;
   readonly replicas: readonly number[];
+  /** A replica move in flight (docs/sharding.md, "Moves"): `from` null adds a replica; absent when none. */
+  readonly move?: { readonly from: number | null; readonly to: number };
+  /** Nodes that left the shard's group by a move (never to return to it); absent when none. */
+  readonly retired?: readonly number[];
   /** The leader the answering member knows of; null when none, or when it does not replicate the shard. */
   readonly leader: number | null;
   /** Whether the answering member replicates the shard (only then are the figures below known). */

@@ -40,6 +40,8 @@ export interface PlacedShard {
   readonly id: number;
   /** Current replicas (distinct node ids; some may not be live any more). */
   readonly replicas: readonly NodeId[];
+  /** Nodes that may never hold this shard again (removed from its Raft group: ids are not reused there). */
+  readonly retired?: readonly NodeId[];
 }
 
 export interface PlacementInput {
@@ -63,6 +65,8 @@ export function planPlacement(input: PlacementInput): ReplicaMove[] {
   const want = Math.min(input.replicationFactor, live.length);
   const load = new Map<NodeId, Set<number>>(live.map((id) => [id, new Set<number>()]));
   const replicas = new Map<number, Set<NodeId>>();
+  const retired = new Map<number, ReadonlySet<NodeId>>(input.shards.map((shard) => [shard.id, new Set(shard.retired ?? [])]));
+  const allowed = (shard: number, node: NodeId): boolean => !replicas.get(shard)!.has(node) && !retired.get(shard)!.has(node);
   const moves: ReplicaMove[] = [];
   for (const shard of input.shards) {
     const kept = new Set(shard.replicas.filter((id) => load.has(id)));
@@ -74,7 +78,8 @@ export function planPlacement(input: PlacementInput): ReplicaMove[] {
     const kept = replicas.get(shard.id)!;
     const lost = shard.replicas.filter((id) => !load.has(id));
     while (kept.size < want) {
-      const to = leastLoaded(load, (id) => !kept.has(id))!;
+      const to = leastLoaded(load, (id) => allowed(shard.id, id));
+      if (to === undefined) break; // every live node lacking it is retired for this shard: it stays short
       moves.push({ shard: shard.id, from: lost.shift() ?? null, to });
       kept.add(to);
       load.get(to)!.add(shard.id);
@@ -83,10 +88,9 @@ export function planPlacement(input: PlacementInput): ReplicaMove[] {
   // 2. Balance: most loaded → least loaded until they differ by at most one.
   for (;;) {
     const donor = mostLoaded(load);
-    const recipient = leastLoaded(load, () => true)!;
-    if (load.get(donor)!.size - load.get(recipient)!.size <= 1) break;
-    const shard = lowest([...load.get(donor)!].filter((id) => !replicas.get(id)!.has(recipient)));
-    assert(shard !== undefined, 'a donor with more shards than the recipient has one the recipient lacks', donor, recipient);
+    const next = balancingMove(load, donor, allowed);
+    if (next === undefined) break;
+    const { shard, recipient } = next;
     moves.push({ shard, from: donor, to: recipient });
     load.get(donor)!.delete(shard);
     load.get(recipient)!.add(shard);
@@ -133,6 +137,23 @@ export function minimumMoves(input: PlacementInput): number {
     deficit += Math.max(0, low - count);
   }
   return restore + Math.max(excess, deficit - restore);
+}
+
+/**
+ * The next balancing move off `donor`: to the least loaded node at least two
+ * replicas below it, of the donor's lowest shard that node may take. Without
+ * retired nodes the least loaded node always has one (the donor holds more
+ * shards than it); a retired pair may push the move to the next node, or
+ * stop balancing when no node below can take any of the donor's shards.
+ */
+function balancingMove(load: ReadonlyMap<NodeId, ReadonlySet<number>>, donor: NodeId, allowed: (shard: number, node: NodeId) => boolean): { shard: number; recipient: NodeId } | undefined {
+  const donorLoad = load.get(donor)!.size;
+  const candidates = [...load.keys()].filter((id) => load.get(id)!.size <= donorLoad - 2).sort((a, b) => load.get(a)!.size - load.get(b)!.size || a - b);
+  for (const recipient of candidates) {
+    const shard = lowest([...load.get(donor)!].filter((id) => allowed(id, recipient)));
+    if (shard !== undefined) return { shard, recipient };
+  }
+  return undefined;
 }
 
 function leastLoaded(load: ReadonlyMap<NodeId, ReadonlySet<number>>, eligible: (id: NodeId) => boolean): NodeId | undefined {

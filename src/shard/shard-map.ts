@@ -11,7 +11,12 @@
  *     one starts where the previous ends, the last ends at null (no bound):
  *     every key belongs to exactly one shard;
  *   - shard ids distinct, >= 2 (group 1 is the meta group), replicas a
- *     non-empty ascending list of distinct node ids; 1 <= epoch <= version.
+ *     non-empty ascending list of distinct node ids; 1 <= epoch <= version;
+ *   - a replica move in flight (`move`, moves.ts) names a target that is not
+ *     retired and, unless it only adds a replica, a source among the
+ *     replicas; `retired` (nodes removed from the shard's
+ *     group, never to return: Raft ids are not reused) is ascending, distinct
+ *     and disjoint from the replicas.
  *
  * Version: the map's own number, +1 at every change; a change names the
  * version it replaces, so two concurrent changes cannot both apply.
@@ -49,6 +54,16 @@ export interface Shard {
   readonly epoch: number;
   /** Node ids replicating the shard, ascending. */
   readonly replicas: readonly NodeId[];
+  /** A replica move in flight (src/shard/moves.ts); absent when none. */
+  readonly move?: ShardMove;
+  /** Nodes a move removed from the shard's group, ascending (a removed Raft id never rejoins that group); absent when none. */
+  readonly retired?: readonly NodeId[];
+}
+
+/** One replica of a shard moving from `from` (null: a replica is added) to `to`; the steps are in src/shard/moves.ts. */
+export interface ShardMove {
+  readonly from: NodeId | null;
+  readonly to: NodeId;
 }
 
 export interface ShardMap {
@@ -94,7 +109,9 @@ export function shardMapProblem(map: ShardMap): string | undefined {
     ids.add(shard.id);
     if (!Number.isSafeInteger(shard.epoch) || shard.epoch < 1 || shard.epoch > map.version) return `shard ${shard.id} has epoch ${shard.epoch} (1 to the map's version ${map.version})`;
     const { replicas } = shard;
-    if (replicas.length === 0 || replicas.some((id, i) => !Number.isSafeInteger(id) || id < 1 || (i > 0 && id <= replicas[i - 1]!))) return `shard ${shard.id} needs replicas as ascending distinct node ids`;
+    if (replicas.length === 0 || !ascendingNodeIds(replicas)) return `shard ${shard.id} needs replicas as ascending distinct node ids`;
+    const moveProblem = shardMoveProblem(shard);
+    if (moveProblem !== undefined) return `shard ${shard.id} ${moveProblem}`;
     const next = shards[index + 1];
     if (next === undefined) continue;
     if (shard.end === null || compareBytes(shard.end, next.start) !== 0) return `shard ${shard.id} must end where shard ${next.id} starts`;
@@ -122,7 +139,7 @@ export function splitShard(map: ShardMap, shardId: number, splitKey: Uint8Array,
     { ...shard, end: key, epoch: version },
     { id: rightId, start: key, end: shard.end, epoch: version, replicas: shard.replicas },
   ];
-  return checked({ version, shards: [...map.shards.slice(0, at), ...parts, ...map.shards.slice(at + 1)] });
+  return checkedShardMap({ version, shards: [...map.shards.slice(0, at), ...parts, ...map.shards.slice(at + 1)] });
 }
 
 /** Most bytes of a split key (of `--split-keys` and of a split at runtime). */
@@ -132,7 +149,7 @@ export const SPLIT_KEY_BYTES_MAX = 512;
 export function changeReplicas(map: ShardMap, shardId: number, replicas: readonly NodeId[]): ShardMap {
   const version = map.version + 1;
   if (shardById(map, shardId) === undefined) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `the map has no shard ${shardId}`);
-  return checked({ version, shards: map.shards.map((shard) => (shard.id === shardId ? { ...shard, replicas: [...replicas], epoch: version } : shard)) });
+  return checkedShardMap({ version, shards: map.shards.map((shard) => (shard.id === shardId ? { ...shard, replicas: [...replicas], epoch: version } : shard)) });
 }
 
 /**
@@ -144,7 +161,24 @@ export function nextShardId(map: ShardMap): number {
   return map.shards.reduce((highest, shard) => Math.max(highest, shard.id), META_GROUP) + 1;
 }
 
-function checked(map: ShardMap): ShardMap {
+function ascendingNodeIds(ids: readonly NodeId[]): boolean {
+  return ids.every((id, i) => Number.isSafeInteger(id) && id >= 1 && (i === 0 || id > ids[i - 1]!));
+}
+
+/** What is wrong with `shard`'s move and retired nodes, or undefined. */
+function shardMoveProblem(shard: Shard): string | undefined {
+  const retired = shard.retired ?? [];
+  if (!ascendingNodeIds(retired) || retired.some((id) => shard.replicas.includes(id))) return 'needs retired nodes as ascending distinct node ids that are not replicas';
+  const { move } = shard;
+  if (move === undefined) return undefined;
+  // The target is among the replicas once it was promoted to a voter (moves.ts), until the move finishes.
+  if (!ascendingNodeIds([move.to]) || retired.includes(move.to)) return `cannot move a replica to node ${move.to} (retired)`;
+  if (move.from !== null && (move.from === move.to || !shard.replicas.includes(move.from))) return `cannot move a replica from node ${move.from} (not a replica)`;
+  return undefined;
+}
+
+/** `map` when it holds the invariants; else IMPULSE_ERR_CONFIG_INVALID. */
+export function checkedShardMap(map: ShardMap): ShardMap {
   const problem = shardMapProblem(map);
   if (problem !== undefined) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `the changed shard map is invalid: ${problem}`);
   return map;
@@ -221,11 +255,22 @@ interface ShardJson {
   readonly end: string | null;
   readonly epoch: number;
   readonly replicas: readonly number[];
+  readonly move?: { readonly from: number | null; readonly to: number };
+  readonly retired?: readonly number[];
 }
 
 /** The map as a JSON value (keys in hex); `shardMapFromJson` reads it back. */
 export function shardMapToJson(map: ShardMap): { version: number; shards: ShardJson[] } {
-  const shards: ShardJson[] = map.shards.map((shard) => ({ id: shard.id, start: shard.start.toString('hex'), end: shard.end === null ? null : shard.end.toString('hex'), epoch: shard.epoch, replicas: [...shard.replicas] }));
+  // `move` and `retired` only when present: a map without them encodes as before they existed.
+  const shards: ShardJson[] = map.shards.map((shard) => ({
+    id: shard.id,
+    start: shard.start.toString('hex'),
+    end: shard.end === null ? null : shard.end.toString('hex'),
+    epoch: shard.epoch,
+    replicas: [...shard.replicas],
+    ...(shard.move !== undefined ? { move: { from: shard.move.from, to: shard.move.to } } : {}),
+    ...(shard.retired !== undefined && shard.retired.length > 0 ? { retired: [...shard.retired] } : {}),
+  }));
   return { version: map.version, shards };
 }
 
@@ -262,11 +307,27 @@ export function shardMapFromJson(parsed: unknown): ShardMap | string {
     shards = list.map((item: unknown): Shard => {
       const shard = item as Partial<Record<keyof ShardJson, unknown>> | null;
       if (typeof shard?.id !== 'number' || typeof shard.epoch !== 'number' || !Array.isArray(shard.replicas) || !shard.replicas.every((id) => typeof id === 'number')) throw corrupt('a shard lacks its id, epoch or replicas');
-      return { id: shard.id, start: hex(shard.start), end: shard.end === null ? null : hex(shard.end), epoch: shard.epoch, replicas: shard.replicas as number[] };
+      return { id: shard.id, start: hex(shard.start), end: shard.end === null ? null : hex(shard.end), epoch: shard.epoch, replicas: shard.replicas as number[], ...moveFromJson(shard.move, shard.retired) };
     });
   } catch (error) {
     return (error as Error).message;
   }
   const map = { version, shards };
   return shardMapProblem(map) ?? map;
+}
+
+/** The optional `move` and `retired` of a shard in JSON (shardMapProblem checks their meaning). */
+function moveFromJson(move: unknown, retired: unknown): Pick<Shard, 'move' | 'retired'> {
+  const nodeId = (value: unknown): value is number => typeof value === 'number';
+  const result: { move?: ShardMove; retired?: NodeId[] } = {};
+  if (move !== undefined) {
+    const { from, to } = (move ?? {}) as { from?: unknown; to?: unknown };
+    if (!nodeId(to) || !(from === null || nodeId(from))) throw new Error('a shard\'s move lacks its source or target');
+    result.move = { from, to };
+  }
+  if (retired !== undefined) {
+    if (!Array.isArray(retired) || !retired.every(nodeId)) throw new Error('a shard\'s retired nodes are not a list of ids');
+    result.retired = retired;
+  }
+  return result;
 }

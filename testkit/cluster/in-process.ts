@@ -74,7 +74,9 @@ export class InProcessCluster {
     const [port] = await freePorts(1);
     const first = this.configs.values().next().value!;
     const seeds = [...this.configs.values()].map((config) => `${config.nodeId}=${config.advertisePeer}`).join(',');
-    const config = parseClusterConfig({ nodeId: String(id), peerPort: String(port), join: true, clusterId: first.clusterId, initialCluster: seeds, ...this.options.flags }, '127.0.0.1', 10_000 + id)!;
+    // A joiner takes the shard map from the cluster: --split-keys is for the initial members only.
+    const { splitKeys: _initialOnly, ...flags } = this.options.flags ?? {};
+    const config = parseClusterConfig({ nodeId: String(id), peerPort: String(port), join: true, clusterId: first.clusterId, initialCluster: seeds, ...flags }, '127.0.0.1', 10_000 + id)!;
     this.configs.set(id, config);
     return { peerUrl: config.advertisePeer, clientUrl: config.advertiseClient };
   }

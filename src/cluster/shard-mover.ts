@@ -1,0 +1,266 @@
+/**
+ * Replica moves of a sharded cluster, run by the meta group's leader (TiKV's
+ * PD and CockroachDB's replicate queue, on our map): every `intervalMs` it
+ *
+ *   1. drives each move recorded in the shard map (src/shard/moves.ts) to
+ *      its next step — so a move started by a previous leader, or cut short
+ *      by a crash of either member, resumes from the map and the shard
+ *      group's configuration (every step is idempotent, shard-conf.ts);
+ *   2. while fewer than `movesMax` moves are in flight, plans placement
+ *      (src/shard/placement.ts) over the live members and records the first
+ *      planned moves in the map, one per shard.
+ *
+ * Failure detection is the host's node liveness (node-liveness.ts): a member
+ * heard from within `suspectAfterMs` is live and may receive replicas; one
+ * silent for longer than `memberDeadAfterMs` is dead, and its replicas are
+ * re-replicated on live members; in between it is suspect, and while a
+ * suspect member holds a replica nothing new is planned (a slow member is not
+ * stripped of its replicas, nor given new ones). A move whose target dies
+ * before it was promoted is abandoned (the target removed from the group and
+ * retired in the map).
+ *
+ * Decisions go to the log (info: each move started, finished, abandoned; warn:
+ * shards that no live member may take) and to /metrics (`figures`).
+ */
+import type { Logger } from 'pino';
+import type { NodeId } from '../raft/types.js';
+import { abortMove, finishMove, movesInFlight, startMove, targetPromoted } from '../shard/moves.js';
+import { type PlacedShard, applyMoves, planPlacement } from '../shard/placement.js';
+import { SHARD_REPLICAS, type Shard, type ShardMap, encodeShardMap, shardById } from '../shard/shard-map.js';
+import type { RpcEndpoint } from '../transport/rpc.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import type { HostedGroup, HostedGroups } from './hosted-groups.js';
+import { encodeClusterCommand } from './log-entries.js';
+import { peerAddresses } from './membership.js';
+import type { NodeHost } from './node-host.js';
+import { type ShardConfStep, askShardLeader } from './shard-conf.js';
+
+export interface ShardMoverOptions {
+  readonly host: NodeHost;
+  readonly meta: HostedGroup;
+  /** This node's groups: a step for a shard it leads runs here. */
+  readonly groups: HostedGroups;
+  readonly rpc: RpcEndpoint;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Most moves in flight at once, cluster-wide (`--shard-moves-max`, ≥ 1). */
+  readonly movesMax: number;
+  /** A member silent longer than this is dead and its replicas are re-replicated, ms (`--member-dead-after-ms`). */
+  readonly memberDeadAfterMs: number;
+  /** A member silent longer than this is not live (receives no replicas), ms; below memberDeadAfterMs. */
+  readonly suspectAfterMs: number;
+  /** How often the leader looks at the map, ms. */
+  readonly intervalMs: number;
+  /** How long one step on a shard group may take before it is tried again, ms. */
+  readonly stepTimeoutMs: number;
+  /** Pause after a refused attempt, ms. */
+  readonly retryPauseMs: number;
+  /** One Raft tick, ms (how often a leadership transfer is checked). */
+  readonly tickMs: number;
+}
+
+export interface ShardMoveCounters {
+  started: number;
+  rereplications: number;
+  finished: number;
+  abandoned: number;
+  stepFailures: number;
+}
+
+type Moving = Shard & { readonly move: NonNullable<Shard['move']> };
+
+export class ShardMover {
+  readonly counters: ShardMoveCounters = { started: 0, rereplications: 0, finished: 0, abandoned: 0, stepFailures: 0 };
+  /** Shards whose move this process drives now (at most the moves in the map: ≤ movesMax, plus those a previous leader left). */
+  private readonly driving = new Set<number>();
+  private timer: TimerHandle | undefined;
+  private closed = false;
+  /** Shards the last plan could not bring back to their replica count (every live node lacking them is retired for them). */
+  private unrestorable = 0;
+
+  constructor(private readonly options: ShardMoverOptions) {}
+
+  start(): void {
+    this.schedule();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.timer?.cancel();
+  }
+
+  /** The figures for /status and /metrics. */
+  figures(): Record<string, number> {
+    const map = this.map;
+    return {
+      shard_moves_in_flight: map === undefined ? 0 : movesInFlight(map).length,
+      shard_moves_started: this.counters.started,
+      shard_moves_rereplications: this.counters.rereplications,
+      shard_moves_finished: this.counters.finished,
+      shard_moves_abandoned: this.counters.abandoned,
+      shard_move_step_failures: this.counters.stepFailures,
+      shards_unrestorable: this.unrestorable,
+    };
+  }
+
+  private get map(): ShardMap | undefined {
+    return this.options.meta.group.machine.shardMap;
+  }
+
+  private get leading(): boolean {
+    const { group } = this.options.meta;
+    return !this.closed && group.state === 'running' && group.leader === group.driver.id;
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    this.timer = this.options.clock.setTimer(this.options.intervalMs, () => {
+      this.round().then(
+        () => this.schedule(),
+        (error: unknown) => {
+          this.options.logger.warn({ err: error }, 'shard placement round failed; trying again');
+          this.schedule();
+        },
+      );
+    });
+  }
+
+  private async round(): Promise<void> {
+    const map = this.map;
+    if (!this.leading || map === undefined) return;
+    const inFlight = movesInFlight(map);
+    for (const shard of inFlight) if (!this.driving.has(shard.id)) this.drive(shard.id);
+    if (inFlight.length < this.options.movesMax) await this.plan(map, this.options.movesMax - inFlight.length);
+  }
+
+  // ---------------------------------------------------------------- planning
+
+  private async plan(map: ShardMap, slots: number): Promise<void> {
+    const { logger } = this.options;
+    const live = this.liveMembers(map);
+    if (live === undefined) return;
+    const shards: PlacedShard[] = map.shards.map((shard) => ({ id: shard.id, replicas: replicasAfterMove(shard), ...(shard.retired !== undefined ? { retired: shard.retired } : {}) }));
+    const planned = planPlacement({ liveNodes: live, shards, replicationFactor: SHARD_REPLICAS });
+    this.noteUnrestorable(live, applyMoves(shards, planned));
+    const chosen = new Set<number>();
+    for (const move of planned) {
+      if (chosen.size >= slots) break;
+      if (chosen.has(move.shard) || shardById(map, move.shard)?.move !== undefined) continue;
+      chosen.add(move.shard);
+      const rereplication = move.from === null || !live.includes(move.from);
+      const written = await this.proposeMap((current) => startMove(current, move.shard, move.from, move.to));
+      if (!written) continue;
+      this.counters.started++;
+      if (rereplication) this.counters.rereplications++;
+      logger.info({ shard: move.shard, from: move.from, to: move.to, reason: rereplication ? 're-replicate (source dead or missing)' : 'balance', live }, 'shard replica move started');
+      this.drive(move.shard);
+    }
+  }
+
+  /** Counts (and logs once per change) shards that stay below their replica count whatever moves: the nodes that could take them are retired for them. */
+  private noteUnrestorable(live: readonly NodeId[], placed: readonly PlacedShard[]): void {
+    const want = Math.min(SHARD_REPLICAS, live.length);
+    const short = placed.filter((shard) => shard.replicas.filter((id) => live.includes(id)).length < want).map((shard) => shard.id);
+    if (short.length !== this.unrestorable) {
+      if (short.length > 0) this.options.logger.warn({ shards: short, live }, 'shards below their replica count that no live member may take (each was on them before: Raft ids are not reused in a group); add a member');
+      else this.options.logger.info('every shard can be brought back to its replica count');
+    }
+    this.unrestorable = short.length;
+  }
+
+  /** The live members (may receive replicas), or undefined while a suspect member holds a replica (nothing is planned then). */
+  private liveMembers(map: ShardMap): NodeId[] | undefined {
+    const { host, meta, suspectAfterMs, memberDeadAfterMs, logger } = this.options;
+    const { voters, learners } = meta.group.membership.confState;
+    const holders = new Set(map.shards.flatMap((shard) => [...shard.replicas, ...(shard.move !== undefined ? [shard.move.to] : [])]));
+    const live: NodeId[] = [];
+    for (const id of [...voters, ...learners]) {
+      const silentMs = host.silentForMs(id);
+      if (silentMs <= suspectAfterMs) live.push(id);
+      else if (silentMs <= memberDeadAfterMs && holders.has(id)) {
+        logger.debug({ member: id, silentMs }, 'a member holding replicas is suspect: no placement until it speaks or is dead');
+        return undefined;
+      }
+    }
+    return live.length === 0 ? undefined : live.sort((a, b) => a - b);
+  }
+
+  // ---------------------------------------------------------------- driving one move
+
+  /** Drives shard `shardId`'s move to its end (or until this node stops leading the meta group); resumable from the map at any point. */
+  private drive(shardId: number): void {
+    this.driving.add(shardId);
+    const loop = async (): Promise<void> => {
+      while (this.leading) {
+        const shard = shardById(this.map!, shardId);
+        if (shard?.move === undefined) return;
+        try {
+          await this.step(shard as Moving);
+        } catch (error) {
+          this.counters.stepFailures++;
+          this.options.logger.warn({ err: error, shard: shardId, move: shard.move }, 'a shard move step failed; trying again');
+          await this.pause(this.options.retryPauseMs);
+        }
+      }
+    };
+    loop().finally(() => this.driving.delete(shardId));
+  }
+
+  /** The next step of `shard`'s move (see src/shard/moves.ts for the order). */
+  private async step(shard: Moving): Promise<void> {
+    const { from, to } = shard.move;
+    const { logger } = this.options;
+    if (!shard.replicas.includes(to)) {
+      if (this.options.host.silentForMs(to) > this.options.memberDeadAfterMs) {
+        await this.conf(shard, { op: 'remove', id: to });
+        if (await this.proposeMap((map) => abortMove(map, shard.id, true))) {
+          this.counters.abandoned++;
+          logger.info({ shard: shard.id, from, to }, 'shard replica move abandoned: its target is dead');
+        }
+        return;
+      }
+      const peerUrl = peerAddresses(this.options.meta.group.membership).get(to);
+      if (peerUrl === undefined) throw new Error(`node ${to} has no peer address in the membership`);
+      await this.conf(shard, { op: 'add-learner', id: to, peerUrl });
+      await this.conf(shard, { op: 'promote', id: to });
+      await this.proposeMap((map) => targetPromoted(map, shard.id));
+      return;
+    }
+    if (from !== null) await this.conf(shard, { op: 'remove', id: from });
+    if (await this.proposeMap((map) => finishMove(map, shard.id))) {
+      this.counters.finished++;
+      logger.info({ shard: shard.id, from, to }, 'shard replica move finished');
+    }
+  }
+
+  private conf(shard: Shard, step: ShardConfStep): Promise<unknown> {
+    const { rpc, clock, stepTimeoutMs, retryPauseMs, host, groups } = this.options;
+    const alive = (id: NodeId): boolean => host.silentForMs(id) <= this.options.suspectAfterMs;
+    const route = { rpc, nodeId: host.nodeId, local: (id: number) => groups.get(id), alive, retryPauseMs, timing: { clock, stepTimeoutMs, pollMs: this.options.tickMs } };
+    // The whole step may take the leader's step time plus the attempts before it reached the leader.
+    return askShardLeader(route, shard, step, 2 * stepTimeoutMs);
+  }
+
+  /**
+   * Proposes the map `change` makes of the current one; true once that map is
+   * the applied one. A concurrent change (same version) makes ours a no-op:
+   * false, and the caller looks at the map again.
+   */
+  private async proposeMap(change: (map: ShardMap) => ShardMap): Promise<boolean> {
+    const next = change(this.map!);
+    await this.options.meta.requests.write(encodeClusterCommand({ type: 'shard-map', map: next }), true);
+    const applied = this.map;
+    return applied !== undefined && applied.version === next.version && encodeShardMap(applied).equals(encodeShardMap(next));
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => this.options.clock.setTimer(ms, resolve));
+  }
+}
+
+/** A shard's replicas once its move (if any) finished: the planner plans from there. */
+function replicasAfterMove(shard: Shard): readonly NodeId[] {
+  if (shard.move === undefined) return shard.replicas;
+  const { from, to } = shard.move;
+  return [...new Set([...shard.replicas.filter((id) => id !== from), to])].sort((a, b) => a - b);
+}

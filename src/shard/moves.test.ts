@@ -1,0 +1,97 @@
+/**
+ * Replica moves in the shard map (moves.ts): the steps of a move and of an
+ * abandoned one, each a new version and a new epoch of the shard only; the
+ * encoding round-trips moves and retired nodes (and a map without them
+ * encodes as before they existed); maps breaking the move invariants are
+ * refused; and the planner, given retired nodes, never places a shard on one
+ * (fast-check against random placements).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { isImpulseError } from '../errors.js';
+import { abortMove, finishMove, movesInFlight, replicaRole, startMove, targetPromoted } from './moves.js';
+import { applyMoves, planPlacement } from './placement.js';
+import { type ShardMap, decodeShardMap, encodeShardMap, initialShardMap, shardById, shardMapFromJson, shardMapToJson } from './shard-map.js';
+
+const base = (): ShardMap => initialShardMap([Buffer.from('g'), Buffer.from('p')], [1, 2, 3]);
+
+describe('replica moves in the shard map', () => {
+  it('records each step of a move at a new version and epoch of that shard only', () => {
+    const start = base();
+    const started = startMove(start, 3, 1, 4);
+    assert.deepEqual(shardById(started, 3)!.move, { from: 1, to: 4 });
+    assert.equal(replicaRole(shardById(started, 3)!, 4), 'incoming');
+    const promoted = targetPromoted(started, 3);
+    assert.deepEqual(shardById(promoted, 3)!.replicas, [1, 2, 3, 4]);
+    assert.equal(targetPromoted(promoted, 3), promoted, 'promoting twice changes nothing');
+    const finished = finishMove(promoted, 3);
+    const shard = shardById(finished, 3)!;
+    assert.deepEqual([shard.replicas, shard.move, shard.retired], [[2, 3, 4], undefined, [1]]);
+    assert.equal(replicaRole(shard, 1), 'none');
+    for (const [map, version] of [[started, 2], [promoted, 3], [finished, 4]] as const) {
+      assert.equal(map.version, version);
+      assert.equal(shardById(map, 3)!.epoch, version);
+      assert.deepEqual([shardById(map, 2)!.epoch, shardById(map, 4)!.epoch], [1, 1], 'other shards keep their epoch');
+    }
+    assert.deepEqual(movesInFlight(finished), []);
+    assert.deepEqual(decodeShardMap(encodeShardMap(finished)), finished);
+  });
+
+  it('adds a replica without a source, and abandons a move before its target was promoted', () => {
+    const short = startMove(base(), 2, null, 5);
+    assert.deepEqual(shardById(finishMove(targetPromoted(short, 2), 2), 2)!.replicas, [1, 2, 3, 5]);
+    const abandoned = abortMove(startMove(base(), 2, 1, 4), 2, true);
+    assert.deepEqual([shardById(abandoned, 2)!.replicas, shardById(abandoned, 2)!.move, shardById(abandoned, 2)!.retired], [[1, 2, 3], undefined, [4]]);
+    assert.equal(shardById(abortMove(startMove(base(), 2, 1, 4), 2, false), 2)!.retired, undefined);
+  });
+
+  it('refuses impossible steps with a coded error and leaves the map as it was', () => {
+    const start = base();
+    const refused = (work: () => unknown): void => assert.throws(work, (error) => isImpulseError(error, 'IMPULSE_ERR_CONFIG_INVALID'));
+    refused(() => startMove(start, 9, 1, 4)); // no such shard
+    refused(() => startMove(start, 2, 1, 2)); // the target replicates it already
+    refused(() => startMove(start, 2, 7, 4)); // the source does not
+    refused(() => startMove(startMove(start, 2, 1, 4), 2, 2, 5)); // one move per shard
+    refused(() => finishMove(startMove(start, 2, 1, 4), 2)); // not promoted yet
+    refused(() => abortMove(targetPromoted(startMove(start, 2, 1, 4), 2), 2, true)); // a voter already: only finishing is left
+    refused(() => targetPromoted(start, 2)); // no move
+    const retired = finishMove(targetPromoted(startMove(start, 2, 1, 4), 2), 2);
+    refused(() => startMove(retired, 2, 2, 1)); // a retired node never returns
+    assert.equal(start.version, 1);
+  });
+
+  it('encodes a map without moves exactly as before moves existed, and refuses stored moves that break the invariants', () => {
+    const json = shardMapToJson(base());
+    assert.ok(json.shards.every((shard) => !('move' in shard) && !('retired' in shard)));
+    const withMove = (shard: Record<string, unknown>): unknown => ({ version: 2, shards: json.shards.map((each, index) => (index === 0 ? { ...each, ...shard } : each)) });
+    assert.equal(typeof shardMapFromJson(withMove({ move: { from: 1, to: 4 } })), 'object');
+    for (const bad of [{ move: { from: 9, to: 4 } }, { move: { from: 1, to: 1 } }, { move: { to: 4 } }, { retired: [2] }, { retired: [5, 4] }, { move: { from: 1, to: 4 }, retired: [4] }, { retired: 'x' }]) {
+      assert.equal(typeof shardMapFromJson(withMove(bad)), 'string', JSON.stringify(bad));
+    }
+  });
+});
+
+describe('placement with retired nodes', () => {
+  it('never places a shard on a node retired for it, and still restores and balances where it can', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 3, max: 8 }), fc.array(fc.tuple(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 8 })), { maxLength: 20 }), (nodes, retirePairs) => {
+        // The last node is dead: its replicas must be restored elsewhere.
+        const live = Array.from({ length: nodes - 1 }, (_, i) => i + 1);
+        const shards = Array.from({ length: 12 }, (_, index) => {
+          const id = index + 2;
+          const replicas = [1, 2, 3].map((k) => ((index + k) % nodes) + 1).filter((v, i, all) => all.indexOf(v) === i).sort((a, b) => a - b);
+          const retired = [...new Set(retirePairs.filter(([shard]) => (shard % 12) + 2 === id).map(([, node]) => ((node - 1) % nodes) + 1))].filter((node) => !replicas.includes(node));
+          return { id, replicas, retired };
+        });
+        const moves = planPlacement({ liveNodes: live, shards, replicationFactor: 3 });
+        for (const move of moves) assert.ok(!shards.find((shard) => shard.id === move.shard)!.retired.includes(move.to), `shard ${move.shard} placed on retired node ${move.to}`);
+        const placed = applyMoves(shards, moves);
+        for (const shard of placed) {
+          const eligible = live.filter((node) => !shards.find((each) => each.id === shard.id)!.retired.includes(node)).length;
+          assert.equal(shard.replicas.filter((node) => live.includes(node)).length, Math.min(3, eligible), `shard ${shard.id} restored where it can be`);
+        }
+      }),
+    );
+  });
+});
