@@ -28,6 +28,7 @@ import type { NodeId } from '../raft/types.js';
 import { replicaRole } from '../shard/moves.js';
 import { META_GROUP, SHARD_BOUNDS_META_NAME, type Shard, type ShardMap, encodeShardBounds, initialShardMap } from '../shard/shard-map.js';
 import type { HostedGroup, HostedGroups } from './hosted-groups.js';
+import type { RaftGroup } from './raft-group.js';
 import { encodeClusterCommand } from './log-entries.js';
 import { peerAddresses } from './membership.js';
 import { ShardSplits } from './shard-splits.js';
@@ -185,7 +186,7 @@ export class ShardGroups {
         const bounds = { name: SHARD_BOUNDS_META_NAME, value: encodeShardBounds(shard) };
         const firstVoters = origin.kind === 'first-map' && voters.size === shard.replicas.length ? voters : undefined;
         const hosted = await groups.open(shard.id, firstVoters, [bounds], origin.kind === 'split' ? origin.seed : undefined);
-        hosted.group.listen({ boundsChanged: () => this.refollow(), leaderChanged: () => this.reconcileSplits() });
+        this.listenTo(hosted.group);
         logger.info({ shard: shard.id, epoch: shard.epoch, origin: origin.kind }, 'opened shard group');
       } catch (error) {
         logger.error({ err: error, shard: shard.id }, 'could not open a shard group; requests for its keys are refused on this member');
@@ -193,11 +194,17 @@ export class ShardGroups {
     }
   }
 
+  /** A hosted shard group's events this member follows: a split applied (bounds changed) and a new leader (which may have a split to propose). Moved-in groups too: they may lead, and split, later. */
+  private listenTo(group: RaftGroup): void {
+    group.listen({ boundsChanged: () => this.refollow(), leaderChanged: () => this.reconcileSplits() });
+  }
+
   /** Opens the group of a shard moving to this member, empty: it joins as a learner and takes a snapshot from the group's leader (moves.ts). */
   private async openIncoming(shard: Shard): Promise<void> {
     const { groups, logger } = this.options;
     try {
-      await groups.open(shard.id, undefined);
+      const hosted = await groups.open(shard.id, undefined);
+      this.listenTo(hosted.group);
       logger.info({ shard: shard.id, epoch: shard.epoch, from: shard.move?.from ?? null }, 'opened a shard group moving to this member; waiting for its snapshot');
     } catch (error) {
       logger.error({ err: error, shard: shard.id }, 'could not open the group of a shard moving here');
