@@ -482,7 +482,7 @@ export class ImpulseServer {
 
   /** The request's principal when tokens are configured (401/403 unless it has `role`); undefined when they are not. */
   private authorize(req: IncomingMessage, role: Role, wholeKeySpace = false): Principal | undefined {
-    return this.options.auth?.require(req.headers, role, wholeKeySpace);
+    return this.options.auth?.require(req.headers, role, wholeKeySpace, req.socket);
   }
 
   private authorizeKey(req: IncomingMessage, role: Role, key: Uint8Array): void {

@@ -79,6 +79,32 @@ describe('Authorizer', () => {
     assert.equal(code(() => reloadable.authenticate(bearer(READ))), 'IMPULSE_ERR_AUTH_REQUIRED');
     assert.equal(reloadable.authenticate(bearer('f'.repeat(20))).name, 'fresh');
   });
+  it('a connection that repeats the header it was accepted with skips the lookup; any other header, and every reload, is checked again', () => {
+    let lookups = 0;
+    const counting = (text: string): TokenTable => {
+      const table = TokenTable.parse(text, 'tokens');
+      const lookup = table.lookup.bind(table);
+      table.lookup = (token: string): Principal | undefined => {
+        lookups++;
+        return lookup(token);
+      };
+      return table;
+    };
+    const cached = new Authorizer(counting(FILE), false);
+    const socket = {};
+    const other = {};
+    assert.equal(cached.require(bearer(WRITE), 'write', false, socket).name, 'writer');
+    assert.equal(cached.require(bearer(WRITE), 'write', false, socket).name, 'writer');
+    assert.equal(lookups, 1, 'the second request on the connection reuses the first check');
+    assert.equal(code(() => cached.require(bearer(WRITE), 'admin', false, socket)), 'IMPULSE_ERR_AUTH_FORBIDDEN', 'the role is still checked on every request');
+    assert.equal(cached.require(bearer(WRITE), 'write', false, other).name, 'writer');
+    assert.equal(lookups, 2, 'another connection is checked on its own');
+    assert.equal(code(() => cached.authenticate(bearer('z'.repeat(20)), socket)), 'IMPULSE_ERR_AUTH_REQUIRED', 'a different header on the same connection is checked');
+    assert.equal(cached.authenticate(bearer(READ), socket).name, 'reader');
+    cached.reload(counting(`fresh read ${'f'.repeat(20)}`));
+    assert.equal(code(() => cached.authenticate(bearer(READ), socket)), 'IMPULSE_ERR_AUTH_REQUIRED', 'a token removed by a reload stops working on an open connection');
+    assert.equal(code(() => cached.authenticate({}, socket)), 'IMPULSE_ERR_AUTH_REQUIRED', 'no header is never accepted from the cache');
+  });
 });
 
 describe('prefix limits', () => {
