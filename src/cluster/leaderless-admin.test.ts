@@ -6,21 +6,17 @@
  * fails early is answered with its 409; every member's client URL is shown.
  */
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
-import { LeaderlessTestNetwork, eventually } from '../../testkit/leaderless/network.js';
+import { eventually, networksOfThisSuite } from '../../testkit/leaderless/network.js';
 import { LeaderlessClusterAdmin } from './open-leaderless-member.js';
 
 describe('the leaderless /cluster admin', () => {
-  const networks: LeaderlessTestNetwork[] = [];
-  after(async () => {
-    for (const net of networks) await net.close();
-  });
+  const open = networksOfThisSuite();
 
   it('answers a membership call within its bound while the change runs on; /cluster shows its step, then done', async () => {
     // The change takes at least one request time (its settle step: 1 s here); the call answers after 100 ms.
-    const net = await LeaderlessTestNetwork.open([1, 2, 3], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
-    networks.push(net);
+    const net = await open([1, 2, 3], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
     await net.addJoiner(4);
     const admin = new LeaderlessClusterAdmin(net.node(1), { clusterId: 'c', nodeId: 1, advertiseClient: 'http://node1.test:7070' }, 100);
     const answer = await admin.addMember({ id: 4, peerUrl: '' });

@@ -1,22 +1,14 @@
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
-import { LeaderlessTestNetwork, eventually } from '../../testkit/leaderless/network.js';
+import { eventually, networksOfThisSuite } from '../../testkit/leaderless/network.js';
 import { contextOf, liveValues } from './dvv.js';
 
 const key = (text: string): Buffer => Buffer.from(text);
 const values = (set: Parameters<typeof liveValues>[0]): string[] => liveValues(set).map((value) => value.toString()).sort();
 
 describe('leaderless nodes on an in-memory network', () => {
-  const networks: LeaderlessTestNetwork[] = [];
-  after(async () => {
-    for (const net of networks) await net.close();
-  });
-  const open = async (...args: Parameters<typeof LeaderlessTestNetwork.open>): Promise<LeaderlessTestNetwork> => {
-    const net = await LeaderlessTestNetwork.open(...args);
-    networks.push(net);
-    return net;
-  };
+  const open = networksOfThisSuite();
 
   it('any node coordinates; every replica holds an acknowledged write; a read through another node sees it', async () => {
     const net = await open([1, 2, 3]);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
-import { LeaderlessTestNetwork, eventually } from '../../testkit/leaderless/network.js';
+import { eventually, networksOfThisSuite } from '../../testkit/leaderless/network.js';
 import { type NodeId, liveValues } from './dvv.js';
 import { decodeMembership, encodeMembership } from './membership.js';
 
@@ -9,14 +9,10 @@ const key = (text: string): Buffer => Buffer.from(text);
 const members = (...ids: NodeId[]): { id: NodeId; peerUrl: string }[] => ids.map((id) => ({ id, peerUrl: '' }));
 
 describe('leaderless membership changes (in process)', () => {
-  const networks: LeaderlessTestNetwork[] = [];
-  after(async () => {
-    for (const net of networks) await net.close();
-  });
+  const open = networksOfThisSuite();
 
   it('a member joins and another leaves under writes: nothing acknowledged is lost, the ranges move, the leaver ends empty', async () => {
-    const net = await LeaderlessTestNetwork.open([1, 2, 3], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
-    networks.push(net);
+    const net = await open([1, 2, 3], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
     const acknowledged = new Map<string, string>();
     let stop = false;
     let failures = 0;
@@ -63,8 +59,7 @@ describe('leaderless membership changes (in process)', () => {
   });
 
   it('refuses a change while another is under way, one that would leave fewer members than N, and one a member cannot take part in', async () => {
-    const net = await LeaderlessTestNetwork.open([1, 2, 3], { antiEntropyIntervalMs: 0, requestTimeoutMs: 1000 });
-    networks.push(net);
+    const net = await open([1, 2, 3], { antiEntropyIntervalMs: 0, requestTimeoutMs: 1000 });
     const rejected = (error: unknown): boolean => isImpulseError(error, 'IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED');
     await assert.rejects(net.node(1).changeMembership(members(1, 2)), rejected);
     await assert.rejects(net.node(1).changeMembership([{ id: 0, peerUrl: '' }, ...members(1, 2, 3)]), rejected);
@@ -80,8 +75,7 @@ describe('leaderless membership changes (in process)', () => {
   });
 
   it('a member that missed the commit step pulls it from a peer\'s heartbeat answer; one whose pending change differs from the committed one does not', async () => {
-    const net = await LeaderlessTestNetwork.open([1, 2, 3], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
-    networks.push(net);
+    const net = await open([1, 2, 3], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
     for (let i = 0; i < 50; i++) await net.node(1).coordinator.put(key(`k${i}`), Buffer.from('v'), [], 3);
     await net.addJoiner(4);
     const next = members(1, 2, 3, 4);
@@ -105,14 +99,12 @@ describe('leaderless membership changes (in process)', () => {
   });
 
   it('heartbeat answers carry each member\'s client URL', async () => {
-    const net = await LeaderlessTestNetwork.open([1, 2, 3], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
-    networks.push(net);
+    const net = await open([1, 2, 3], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
     await eventually('every member learned the others\' client URLs', () => [1, 2, 3].every((id) => [1, 2, 3].every((other) => other === id || net.node(id).gossip.clientUrl(other) === `http://node${other}.test:7070`)));
   });
 
   it('the stored membership survives a restart; damaged bytes are refused', async () => {
-    const net = await LeaderlessTestNetwork.open([1, 2, 3], { antiEntropyIntervalMs: 0 });
-    networks.push(net);
+    const net = await open([1, 2, 3], { antiEntropyIntervalMs: 0 });
     await net.addJoiner(4);
     await net.node(2).changeMembership(members(1, 2, 3, 4));
     await net.restart(4);

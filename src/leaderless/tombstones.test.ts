@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
-import { LeaderlessTestNetwork, eventually } from '../../testkit/leaderless/network.js';
+import { describe, it } from 'node:test';
+import { LeaderlessTestNetwork, eventually, networksOfThisSuite } from '../../testkit/leaderless/network.js';
 import { type SiblingSet, contextOf, liveValues, onlyTombstones } from './dvv.js';
 import type { NodeId } from './dvv.js';
 
@@ -9,15 +9,7 @@ const values = (set: SiblingSet): string[] => liveValues(set).map((value) => val
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('tombstone collection', () => {
-  const networks: LeaderlessTestNetwork[] = [];
-  after(async () => {
-    for (const net of networks) await net.close();
-  });
-  const open = async (...args: Parameters<typeof LeaderlessTestNetwork.open>): Promise<LeaderlessTestNetwork> => {
-    const net = await LeaderlessTestNetwork.open(...args);
-    networks.push(net);
-    return net;
-  };
+  const open = networksOfThisSuite();
   const storedOn = (net: LeaderlessTestNetwork, ids: readonly NodeId[], k: Buffer): Promise<SiblingSet[]> => Promise.all(ids.map((id) => net.node(id).replica.read(k)));
 
   it('removes a tombstone from every owner only after the grace period, and not while an owner is down', async () => {

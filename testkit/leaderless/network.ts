@@ -12,6 +12,7 @@
  *   net.partition([[1, 2], [3]]); ...; net.heal();
  *   await net.close();
  */
+import { after } from 'node:test';
 import { Packr } from 'msgpackr';
 import { pino } from 'pino';
 import { DEFAULT_LEADERLESS_CONFIG, type LeaderlessConfig } from '../../src/leaderless/config.js';
@@ -34,6 +35,23 @@ export async function eventually(what: string, check: () => Promise<boolean> | b
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+/**
+ * For one `describe` block (call it in the block's body): an `open` that
+ * opens a LeaderlessTestNetwork and closes every network it opened after the
+ * block's tests.
+ */
+export function networksOfThisSuite(): (...args: Parameters<typeof LeaderlessTestNetwork.open>) => Promise<LeaderlessTestNetwork> {
+  const networks: LeaderlessTestNetwork[] = [];
+  after(async () => {
+    for (const net of networks) await net.close();
+  });
+  return async (...args) => {
+    const net = await LeaderlessTestNetwork.open(...args);
+    networks.push(net);
+    return net;
+  };
+}
+
 const LIMITS = { keyBytesMax: 256, valueBytesMax: 4096 };
 
 interface Member {
