@@ -28,7 +28,8 @@ import { abortMove, finishMove, movesInFlight, startMove, targetPromoted } from 
 import { type PlacedShard, applyMoves, planPlacement } from '../shard/placement.js';
 import { SHARD_REPLICAS, type Shard, type ShardMap, encodeShardMap, shardById } from '../shard/shard-map.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
-import type { Clock, TimerHandle } from '../util/clock.js';
+import type { Clock } from '../util/clock.js';
+import { Rounds } from '../util/rounds.js';
 import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import { encodeClusterCommand } from './log-entries.js';
 import { peerAddresses } from './membership.js';
@@ -73,20 +74,22 @@ export class ShardMover {
   readonly counters: ShardMoveCounters = { started: 0, rereplications: 0, finished: 0, abandoned: 0, stepFailures: 0 };
   /** Shards whose move this process drives now (at most the moves in the map: ≤ movesMax, plus those a previous leader left). */
   private readonly driving = new Set<number>();
-  private timer: TimerHandle | undefined;
+  private readonly rounds: Rounds;
   private closed = false;
   /** Shards the last plan could not bring back to their replica count (every live node lacking them is retired for them). */
   private unrestorable = 0;
 
-  constructor(private readonly options: ShardMoverOptions) {}
+  constructor(private readonly options: ShardMoverOptions) {
+    this.rounds = new Rounds(options.clock, options.intervalMs, () => this.round(), options.logger, 'shard placement round failed; trying again');
+  }
 
   start(): void {
-    this.schedule();
+    this.rounds.start();
   }
 
   close(): void {
     this.closed = true;
-    this.timer?.cancel();
+    this.rounds.stop();
   }
 
   /** The figures for /status and /metrics. */
@@ -110,19 +113,6 @@ export class ShardMover {
   private get leading(): boolean {
     const { group } = this.options.meta;
     return !this.closed && group.state === 'running' && group.leader === group.driver.id;
-  }
-
-  private schedule(): void {
-    if (this.closed) return;
-    this.timer = this.options.clock.setTimer(this.options.intervalMs, () => {
-      this.round().then(
-        () => this.schedule(),
-        (error: unknown) => {
-          this.options.logger.warn({ err: error }, 'shard placement round failed; trying again');
-          this.schedule();
-        },
-      );
-    });
   }
 
   private async round(): Promise<void> {

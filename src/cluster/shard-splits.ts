@@ -26,7 +26,8 @@ import { ImpulseError } from '../errors.js';
 import type { NodeId } from '../raft/types.js';
 import { type Shard, type ShardBounds, type ShardMap, nextShardId, shardById, shardContains, shardFor, splitShard } from '../shard/shard-map.js';
 import { compareBytes } from '../util/bytes.js';
-import type { Clock, TimerHandle } from '../util/clock.js';
+import type { Clock } from '../util/clock.js';
+import { Rounds } from '../util/rounds.js';
 import type { KvStateMachine } from '../kv/state-machine.js';
 import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import { encodeClusterCommand } from './log-entries.js';
@@ -56,28 +57,16 @@ export type ShardOrigin = { readonly kind: 'split'; readonly seed: GroupSeed } |
 export class ShardSplits {
   private readonly proposing = new Set<number>();
   private closed = false;
-  private sizeTimer: TimerHandle | undefined;
+  private readonly sizeChecks: Rounds;
 
   constructor(private readonly options: ShardSplitsOptions) {
-    if (options.splitBytes > 0) this.scheduleSizeCheck();
+    this.sizeChecks = new Rounds(options.clock, options.sizeCheckMs, () => this.checkSizes(), options.logger, 'a shard size check failed; checking again later');
+    if (options.splitBytes > 0) this.sizeChecks.start();
   }
 
   close(): void {
     this.closed = true;
-    this.sizeTimer?.cancel();
-  }
-
-  private scheduleSizeCheck(): void {
-    if (this.closed) return;
-    this.sizeTimer = this.options.clock.setTimer(this.options.sizeCheckMs, () => {
-      this.checkSizes().then(
-        () => this.scheduleSizeCheck(),
-        (error: unknown) => {
-          this.options.logger.warn({ err: error }, 'a shard size check failed; checking again later');
-          this.scheduleSizeCheck();
-        },
-      );
-    });
+    this.sizeChecks.stop();
   }
 
   /** Splits, one at a time, each shard this member leads that passed the size threshold (and is not splitting already). */

@@ -12,7 +12,7 @@
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../util/clock.js';
-import { Rounds } from './rounds.js';
+import { Rounds } from '../util/rounds.js';
 import type { NodeId } from './dvv.js';
 import type { FailureDetector } from './failure-detector.js';
 import type { PeerLink } from './peer-link.js';

@@ -8,7 +8,7 @@
  *   rounds.start(); ...; rounds.stop();
  */
 import type { Logger } from 'pino';
-import type { Clock, TimerHandle } from '../util/clock.js';
+import type { Clock, TimerHandle } from './clock.js';
 
 export class Rounds {
   private timer: TimerHandle | undefined;
