@@ -83,10 +83,10 @@ describe('Authorizer', () => {
     let lookups = 0;
     const counting = (text: string): TokenTable => {
       const table = TokenTable.parse(text, 'tokens');
-      const lookup = table.lookup.bind(table);
-      table.lookup = (token: string): Principal | undefined => {
+      const lookupDigest = table.lookupDigest.bind(table);
+      table.lookupDigest = (digest: Buffer): Principal | undefined => {
         lookups++;
-        return lookup(token);
+        return lookupDigest(digest);
       };
       return table;
     };

@@ -138,15 +138,15 @@ export class Authorizer {
 
   /**
    * Per connection (a keep-alive HTTP socket), the last Authorization header
-   * it passed with and its principal: a client sends the same header on
-   * every request, so the digest and the table walk are done once a
-   * connection, not once a request (they were ~15 µs of a ~95 µs GET). Only
-   * an identical header from the same connection, in the same table
-   * generation, reuses it: a reload re-checks every connection, and the
-   * header compared against came from that connection itself. Weakly held:
-   * a closed socket's entry goes with it.
+   * it passed with and its `Credential` (RESP's per-connection mechanism): a
+   * client sends the same header on every request, so the digest is taken
+   * once a connection, not once a request (it was ~15 µs of a ~95 µs GET).
+   * Only an identical header from the same connection reuses it, and
+   * `refresh` looks it up again after a reload; the header compared against
+   * came from that connection itself. Weakly held: a closed socket's entry
+   * goes with it.
    */
-  private readonly accepted = new WeakMap<object, { readonly header: string; readonly principal: Principal; readonly generation: number }>();
+  private readonly accepted = new WeakMap<object, { readonly header: string; readonly credential: Credential }>();
 
   /** Replaces the token table (a reload of the token file); requests from here on use the new one. */
   reload(tokens: TokenTable): void {
@@ -186,13 +186,17 @@ export class Authorizer {
     const header = headers.authorization;
     if (header === undefined) throw new ImpulseError('IMPULSE_ERR_AUTH_REQUIRED', 'this server requires a bearer token (Authorization: Bearer <token>)');
     const known = connection === undefined ? undefined : this.accepted.get(connection);
-    if (known !== undefined && known.generation === this.generation && known.header === header) return known.principal;
-    const match = /^Bearer[ ]+([!-~]+)[ ]*$/i.exec(header);
-    if (match === null) throw new ImpulseError('IMPULSE_ERR_AUTH_REQUIRED', 'the Authorization header must be "Bearer <token>"');
-    const principal = this.tokens.lookup(match[1]!);
-    if (principal === undefined) throw new ImpulseError('IMPULSE_ERR_AUTH_REQUIRED', 'the bearer token is not valid on this server');
-    if (connection !== undefined) this.accepted.set(connection, { header, principal, generation: this.generation });
-    return principal;
+    let credential: Credential | undefined;
+    if (known !== undefined && known.header === header) {
+      credential = this.refresh(known.credential);
+    } else {
+      const match = /^Bearer[ ]+([!-~]+)[ ]*$/i.exec(header);
+      if (match === null) throw new ImpulseError('IMPULSE_ERR_AUTH_REQUIRED', 'the Authorization header must be "Bearer <token>"');
+      credential = this.identify(match[1]!);
+    }
+    if (credential === undefined) throw new ImpulseError('IMPULSE_ERR_AUTH_REQUIRED', 'the bearer token is not valid on this server');
+    if (connection !== undefined && credential !== known?.credential) this.accepted.set(connection, { header, credential });
+    return credential.principal;
   }
 
   /** Authenticates and checks that the principal's role is at least `role`; `wholeKeySpace` also refuses prefix-limited tokens. */
