@@ -23,17 +23,9 @@ import { ImpulseServer } from '../api/server.js';
 import { isImpulseError } from '../errors.js';
 import { encodeClusterCommand } from '../cluster/log-entries.js';
 import { changeReplicas, shardFor } from '../shard/shard-map.js';
-import { InProcessCluster } from '../../testkit/cluster/in-process.js';
+import { InProcessCluster, until } from '../../testkit/cluster/in-process.js';
 import { freePorts } from '../../testkit/process/ports.js';
 import { ImpulseClient } from './client.js';
-
-async function until(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 describe('a client routing by the shard map', () => {
   let cluster: InProcessCluster;

@@ -13,19 +13,11 @@ import { after, before, describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
 import { encodeCommand } from '../kv/command.js';
 import type { NodeId } from '../raft/types.js';
-import { InProcessCluster } from '../../testkit/cluster/in-process.js';
+import { InProcessCluster, until } from '../../testkit/cluster/in-process.js';
 import { peerAddresses } from './membership.js';
 
 const GROUPS = Array.from({ length: 20 }, (_, index) => index + 2);
 const put = (key: string, value: string): Uint8Array => encodeCommand({ ops: [{ type: 'put', key: Buffer.from(key), value: Buffer.from(value) }] });
-
-async function until(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 describe('many raft groups on one node', () => {
   let cluster: InProcessCluster;

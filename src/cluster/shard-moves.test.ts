@@ -17,18 +17,13 @@ import { after, before, describe, it } from 'node:test';
 import type { KvCommand } from '../kv/command.js';
 import type { NodeId } from '../raft/types.js';
 import type { ShardMap } from '../shard/shard-map.js';
-import { InProcessCluster } from '../../testkit/cluster/in-process.js';
+import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
 
 const put = (key: string, value: string): KvCommand => ({ ops: [{ type: 'put', key: Buffer.from(key), value: Buffer.from(value) }] });
 const FLAGS = { splitKeys: 'g,p', memberDeadAfterMs: '3000', shardMovesMax: '2' };
 
-async function until(what: string, check: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+/** This file's waits are longer than the default. */
+const until = (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> => untilInProcess(what, check, timeoutMs);
 
 const replicaCounts = (map: ShardMap, nodes: readonly NodeId[]): number[] => nodes.map((id) => map.shards.filter((shard) => shard.replicas.includes(id)).length);
 const settled = (map: ShardMap): boolean => map.shards.every((shard) => shard.move === undefined && shard.replicas.length === 3);

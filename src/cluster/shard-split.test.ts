@@ -24,7 +24,7 @@ import { type KvCommand, encodeCommand } from '../kv/command.js';
 import { pino } from 'pino';
 import { ImpulseServer } from '../api/server.js';
 import { ImpulseClient } from '../client/client.js';
-import { InProcessCluster } from '../../testkit/cluster/in-process.js';
+import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
 import type { Member } from './open-member.js';
 import { readShardKey } from './shard-reads.js';
 
@@ -33,13 +33,8 @@ const put = (key: string, value: string, seq?: number): KvCommand => ({
   ...(seq !== undefined ? { session: { clientId: 'split-writer', seq } } : {}),
 });
 
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+/** This file's waits are longer than the default. */
+const until = (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> => untilInProcess(what, check, timeoutMs);
 
 /** As the client does: a retryable refusal or an unknown outcome is tried again (same session seq), at most 5 times. */
 async function retried<T>(attempt: () => Promise<T>): Promise<T> {

@@ -12,19 +12,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
 import { type KvCommand, encodeCommand } from '../kv/command.js';
-import { InProcessCluster } from '../../testkit/cluster/in-process.js';
+import { InProcessCluster, until } from '../../testkit/cluster/in-process.js';
 import type { Member } from './open-member.js';
 
 const put = (key: string, value: string): KvCommand => ({ ops: [{ type: 'put', key: Buffer.from(key), value: Buffer.from(value) }] });
 const keysOf = (items: readonly { key: Buffer }[]): string[] => items.map((item) => item.key.toString());
-
-async function until(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 const ready = (member: Member): boolean => member.shards.map !== undefined && [2, 3, 4].every((id) => member.groups.get(id)?.group.leader !== undefined && member.groups.get(id)!.group.leader !== 0);
 

@@ -24,6 +24,20 @@ import type { NodeId } from '../../src/raft/types.js';
 import { DEFAULT_LIMITS } from '../../src/storage/engine.js';
 import { freePorts } from '../process/ports.js';
 
+/**
+ * Polls `check` every 25 ms until it holds; throws naming `what` after
+ * `timeoutMs` (generous: the machine may be loaded). For in-process cluster
+ * tests (real-process tests use testkit/process/eventually.ts, which also
+ * treats a throwing check as not yet).
+ */
+export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
 export interface InProcessOptions {
   readonly engine?: string;
   /** Extra cluster flags (e.g. `{ snapshotEntries: '20' }`). */
