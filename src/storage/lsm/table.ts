@@ -69,12 +69,20 @@ export class TableBuilder {
 
   /** Adds an entry; keys strictly increasing (asserted: a table out of order would answer lookups wrongly). `value === null` is a tombstone. */
   add(key: Uint8Array, value: Uint8Array | null): void {
-    if (this.smallestKey === undefined) this.smallestKey = Buffer.from(key);
-    else if (compareBytes(this.lastKey.buffer, key, 0, this.lastKey.length) >= 0) assert(false, 'TableBuilder.add: keys must be strictly increasing', this.lastKey.view(), key);
-    this.block.add(key, value);
-    this.bloom.add(key);
+    if (value === null) this.addRanges(key, 0, key.length, null, 0, 0);
+    else this.addRanges(key, 0, key.length, value, 0, value.length);
+  }
+
+  /** `add` of `keySource[keyStart, keyEnd)` and `valueSource[valueStart, valueEnd)` (null: a tombstone), without views of them (BlockBuilder.add says why). */
+  addRanges(keySource: Uint8Array, keyStart: number, keyEnd: number, valueSource: Uint8Array | null, valueStart: number, valueEnd: number): void {
+    if (this.smallestKey === undefined) this.smallestKey = Buffer.from(keySource.subarray(keyStart, keyEnd));
+    else if (compareBytes(this.lastKey.buffer, keySource, 0, this.lastKey.length, keyStart, keyEnd) >= 0) {
+      assert(false, 'TableBuilder.add: keys must be strictly increasing', this.lastKey.view(), keySource.subarray(keyStart, keyEnd));
+    }
+    this.block.add(keySource, keyStart, keyEnd, valueSource, valueStart, valueEnd);
+    this.bloom.add(keySource, keyStart, keyEnd);
     this.lastKey.reset();
-    this.lastKey.append(key);
+    this.lastKey.append(keySource, keyStart, keyEnd);
     this.entryCount++;
     if (this.block.estimatedBytes >= this.options.blockBytes) this.flushBlock();
   }
