@@ -139,6 +139,36 @@ describe('raft log journal crash safety', () => {
     await journal.close();
   });
 
+  it('refuses to open when a synced batch is damaged, and takes damage in the last batch for a torn tail', async () => {
+    // Three batches of two records each (two logs saving at once, three times), then a crash: nothing but the journal is synced.
+    const build = async (): Promise<MemVfs> => {
+      const vfs = new MemVfs();
+      const journal = await LogJournal.open(vfs, JOURNAL_DIR, ROOT);
+      const stores = await Promise.all(DIRS.map((dir) => SegmentedLogStore.open(vfs, dir, { journal })));
+      for (let index = 1; index <= 3; index++) {
+        await Promise.all(stores.map((store) => saveAsync(store, { snapshot: null, entries: [{ kind: 'normal', index, term: 1, data: Buffer.alloc(50, index) }], hardState: { term: 1, vote: 0, commit: 0 } })));
+      }
+      for (const store of stores) await store.close();
+      await journal.close();
+      return vfs;
+    };
+    const path = `${JOURNAL_DIR}/${JOURNAL_FILE}`;
+    const damaged = await build();
+    damaged.flipBit(path, 40, 0); // inside the first record's body: later batches follow
+    await assert.rejects(LogJournal.open(damaged.recover('lose-unsynced'), JOURNAL_DIR, ROOT), (error: unknown) => isImpulseError(error) && error.code === 'IMPULSE_ERR_ENGINE_CORRUPTION' && error.message.includes(JOURNAL_FILE));
+    const torn = await build();
+    const size = await torn.size(path);
+    torn.flipBit(path, size - 10, 0); // the last record, in the last batch: a torn tail
+    const recovered = torn.recover('lose-unsynced');
+    const journal = await LogJournal.open(recovered, JOURNAL_DIR, ROOT);
+    assert.equal(journal.replay.records, 5);
+    assert.ok(journal.replay.tornBytes > 0);
+    const stores = await Promise.all(DIRS.map((dir) => SegmentedLogStore.open(recovered, dir, { journal })));
+    assert.deepEqual(stores.map((store) => store.lastIndex()).sort(), [2, 3]);
+    for (const store of stores) await store.close();
+    await journal.close();
+  });
+
   it('keeps every acknowledged save and compaction of every log, crashing at every I/O point', async (t) => {
     const summary = await sweepCrashPoints({
       seed: 3,

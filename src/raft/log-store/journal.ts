@@ -32,12 +32,12 @@
  * Saves that create a segment, and new logs, sync on their own (they also
  * need directory fsyncs, and are rare).
  *
- * Record: crc32c (u32, of everything after it) · body length (u32) · offset
- * (u64) · path length (u16) · path (UTF-8, relative to the data directory) ·
- * the bytes. A torn or damaged record ends the replay; the records after it
- * are not used (the segments' own checksums and structure then decide: a
- * segment missing an acknowledged save before a later one is reported as
- * damage by its recovery).
+ * Records (layout at encodeRecord) carry the segment path (relative to the
+ * data directory), the offset, the bytes, checksums of header and body, and
+ * where their batch began. The replay ends at the first record that is
+ * incomplete or damaged; if a valid record of a later batch follows, synced
+ * data was damaged and `open` refuses (IMPULSE_ERR_ENGINE_CORRUPTION naming
+ * the journal); otherwise the rest is the torn batch that was in flight.
  *
  * Bounds: the journal is checkpointed (segments fsynced, journal truncated)
  * once it passes `bytesMax` (default 64 MiB); commits that arrive meanwhile
@@ -47,11 +47,11 @@
  */
 import { ImpulseError } from '../../errors.js';
 import { assert } from '../../util/assert.js';
+import { corruption } from '../../util/corruption.js';
 import { crc32c } from '../../util/crc32c.js';
 import { dirName, isNotFound, joinPath, type Vfs, type VfsFile } from '../../vfs/vfs.js';
 
 export const JOURNAL_FILE = 'journal.log';
-const HEADER_BYTES = 4 + 4 + 8 + 2;
 const PATH_BYTES_MAX = 0xffff;
 export const JOURNAL_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
 
@@ -63,8 +63,10 @@ export interface LogJournalOptions {
 }
 
 interface Pending {
-  readonly record: Buffer;
+  /** Relative to the root. */
   readonly path: string;
+  readonly offset: number;
+  readonly bytes: Uint8Array;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
 }
@@ -115,7 +117,7 @@ export class LogJournal {
     const existed = await vfs.exists(path);
     const file = await vfs.open(path, { create: true });
     try {
-      const replay = existed ? await replayInto(vfs, root, await file.read(0, await file.size())) : { records: 0, skipped: 0, tornBytes: 0 };
+      const replay = existed ? await replayInto(vfs, root, await file.read(0, await file.size()), path) : { records: 0, skipped: 0, tornBytes: 0 };
       if (existed) {
         await file.truncate(0);
         await file.sync();
@@ -141,7 +143,7 @@ export class LogJournal {
     if (this.failure !== null) return Promise.reject(this.failure);
     const relative = this.relative(path);
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ record: encodeRecord(relative, offset, bytes), path: relative, resolve, reject });
+      this.pending.push({ path: relative, offset, bytes, resolve, reject });
       this.schedule();
     });
   }
@@ -198,7 +200,8 @@ export class LogJournal {
   /** One write and one fsync for the whole batch; a checkpoint first when the journal is full. */
   private async flush(batch: readonly Pending[]): Promise<void> {
     if (this.bytes > this.bytesMax) await this.checkpoint();
-    const data = Buffer.concat(batch.map((waiting) => waiting.record));
+    const batchStart = this.bytes;
+    const data = Buffer.concat(batch.map((waiting) => encodeRecord(waiting.path, waiting.offset, waiting.bytes, batchStart)));
     await this.file.write(this.bytes, data);
     this.bytes += data.length;
     for (const waiting of batch) this.dirty.add(waiting.path);
@@ -223,46 +226,78 @@ export class LogJournal {
   }
 }
 
-function encodeRecord(path: string, offset: number, bytes: Uint8Array): Buffer {
+/**
+ * Record layout (little-endian): headerCrc u32 (crc32c of bytes [4, 32)) · bodyCrc u32 · body
+ * length u32 · path length u16 · reserved u16 (0) · segment offset u64 · batch start u64 (where
+ * the record's batch begins in the journal) · body: path (UTF-8) then the saved bytes.
+ */
+const HEADER_BYTES = 32;
+
+function encodeRecord(path: string, offset: number, bytes: Uint8Array, batchStart: number): Buffer {
   const name = Buffer.from(path, 'utf8');
   assert(name.length <= PATH_BYTES_MAX && Number.isSafeInteger(offset) && offset >= 0, 'raft log journal: a record it cannot encode', path, offset);
   const record = Buffer.alloc(HEADER_BYTES + name.length + bytes.length);
-  record.writeUInt32LE(record.length - 8, 4);
-  record.writeBigUInt64LE(BigInt(offset), 8);
-  record.writeUInt16LE(name.length, 16);
+  record.writeUInt32LE(name.length + bytes.length, 8);
+  record.writeUInt16LE(name.length, 12);
+  record.writeBigUInt64LE(BigInt(offset), 16);
+  record.writeBigUInt64LE(BigInt(batchStart), 24);
   name.copy(record, HEADER_BYTES);
   record.set(bytes, HEADER_BYTES + name.length);
-  record.writeUInt32LE(crc32c(record, 4), 0);
+  record.writeUInt32LE(crc32c(record, HEADER_BYTES), 4);
+  record.writeUInt32LE(crc32c(record, 4, HEADER_BYTES), 0);
   return record;
 }
 
 interface DecodedRecord {
   readonly path: string;
   readonly offset: number;
+  readonly batchStart: number;
   readonly bytes: Buffer;
   readonly end: number;
 }
 
-/** The record at `at`, or null when it is incomplete or fails its checksum (the end of the replay). */
+/** The record at `at`, or null when it is incomplete or fails a checksum. */
 export function decodeRecord(data: Buffer, at: number): DecodedRecord | null {
   if (data.length - at < HEADER_BYTES) return null;
-  const length = data.readUInt32LE(at + 4);
-  const end = at + 8 + length;
-  if (length < HEADER_BYTES - 8 || end > data.length) return null;
-  if (crc32c(data, at + 4, end) !== data.readUInt32LE(at)) return null;
-  const offset = Number(data.readBigUInt64LE(at + 8));
-  const pathLength = data.readUInt16LE(at + 16);
-  if (!Number.isSafeInteger(offset) || at + HEADER_BYTES + pathLength > end) return null;
+  if (crc32c(data, at + 4, at + HEADER_BYTES) !== data.readUInt32LE(at)) return null;
+  const bodyLength = data.readUInt32LE(at + 8);
+  const pathLength = data.readUInt16LE(at + 12);
+  const end = at + HEADER_BYTES + bodyLength;
+  if (pathLength > bodyLength || end > data.length || data.readUInt16LE(at + 14) !== 0) return null;
+  if (crc32c(data, at + HEADER_BYTES, end) !== data.readUInt32LE(at + 4)) return null;
+  const offset = Number(data.readBigUInt64LE(at + 16));
+  const batchStart = Number(data.readBigUInt64LE(at + 24));
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(batchStart) || batchStart > at) return null;
   const path = data.subarray(at + HEADER_BYTES, at + HEADER_BYTES + pathLength).toString('utf8');
-  return { path, offset, bytes: data.subarray(at + HEADER_BYTES + pathLength, end), end };
+  return { path, offset, batchStart, bytes: data.subarray(at + HEADER_BYTES + pathLength, end), end };
+}
+
+/**
+ * Where the complete records end: at the first record that is incomplete or
+ * fails a checksum, at `from`. The bytes after it are a torn tail — the batch
+ * that was being written, parts of which may have reached the disk out of
+ * order — unless a valid record of a LATER batch follows (its batch start lies
+ * after `from`): a batch is written only after the one before it was fsynced,
+ * so that proves synced data damaged, and the journal refuses to open.
+ */
+function checkTail(data: Buffer, from: number, path: string): void {
+  for (let at = from + 1; at + HEADER_BYTES <= data.length; at++) {
+    const record = decodeRecord(data, at);
+    if (record !== null && record.batchStart > from) {
+      throw corruption('raft log journal', path, `the record at offset ${from} is damaged, and a later batch's record follows at ${at}: synced saves were damaged`);
+    }
+  }
 }
 
 /** Rewrites every complete record into its segment (if the segment still exists), then fsyncs those segments. */
-async function replayInto(vfs: Vfs, root: string, data: Buffer): Promise<JournalReplay> {
+async function replayInto(vfs: Vfs, root: string, data: Buffer, journalPath: string): Promise<JournalReplay> {
+  let at = 0;
+  for (let record = decodeRecord(data, 0); record !== null; record = decodeRecord(data, at)) at = record.end;
+  if (at < data.length) checkTail(data, at, journalPath);
   const files = new Map<string, VfsFile | null>();
   let records = 0;
   let skipped = 0;
-  let at = 0;
+  at = 0;
   try {
     for (let record = decodeRecord(data, 0); record !== null; record = decodeRecord(data, at)) {
       at = record.end;
