@@ -148,9 +148,19 @@ export class LogJournal {
     });
   }
 
-  /** Figures: commits, fsyncs (one per batch), bytes appended, checkpoints; and the current size. */
+  /** Figures: commits, fsyncs (one per batch), bytes appended, checkpoints, the current size; what `open` replayed. */
   stats(): Readonly<Record<string, number>> {
-    return { journal_commits: this.counters.commits, journal_fsyncs: this.counters.syncs, journal_bytes_written: this.counters.bytes, journal_checkpoints: this.counters.checkpoints, journal_bytes: this.bytes };
+    const { commits, syncs, bytes, checkpoints } = this.counters;
+    return {
+      journal_commits: commits,
+      journal_fsyncs: syncs,
+      journal_bytes_written: bytes,
+      journal_checkpoints: checkpoints,
+      journal_bytes: this.bytes,
+      journal_replayed_records: this.replay.records,
+      journal_replay_skipped_records: this.replay.skipped,
+      journal_replay_torn_bytes: this.replay.tornBytes,
+    };
   }
 
   /** Waits for the batch in flight, then closes the file (the stores using it must have closed). Idempotent. */
