@@ -9,7 +9,10 @@
  * profile is written), and the top functions and files by self time are
  * printed per configuration.
  *
- *   flock /tmp/impulse-bench.lock node dist/bench/sharding-profile.js [--shards 64] [--members 3] [--duration 10] [--connections 100] [--engine lsm] [--cpu-prof /tmp/prof]
+ *   flock /tmp/impulse-bench.lock node dist/bench/sharding-profile.js [--shards 64] [--members 3] [--duration 10] [--connections 100] [--engine lsm] [--cpu-prof /tmp/prof] [--cli PATH]
+ *
+ * `--cli` runs the members from another build's dist/src/cli/main.js (an A/B
+ * against a build of another commit, e.g. one before a change).
  *
  * A diagnostic: prints its findings, writes nothing into docs/.
  */
@@ -27,6 +30,7 @@ const durationSeconds = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '100'));
 const engine = flag('engine', 'lsm');
 const profileDir = flag('cpu-prof', '');
+const cliPath = flag('cli', '');
 
 type Figures = Record<string, number>;
 
@@ -53,7 +57,11 @@ async function run(shards: number, script: string, profileOut: string | undefine
   const serveArgs = ['--engine', engine, ...(shards > 1 ? ['--split-keys', splitKeys(shards).join(',')] : [])];
   if (profileOut !== undefined) await mkdir(profileOut, { recursive: true });
   // Node refuses --cpu-prof in NODE_OPTIONS: the members are spawned with it (detached: their own process groups, as by default).
-  const spawner = profileOut === undefined ? undefined : (_id: number, command: string, args: readonly string[]) => spawn(command, ['--cpu-prof', `--cpu-prof-dir=${profileOut}`, ...args], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const nodeFlags = profileOut === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileOut}`];
+  const spawner =
+    nodeFlags.length === 0 && cliPath === ''
+      ? undefined
+      : (_id: number, command: string, [cli, ...rest]: readonly string[]) => spawn(command, [...nodeFlags, cliPath === '' ? cli! : cliPath, ...rest], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const cluster = await ProcessCluster.start(members, { serveArgs, ...(spawner !== undefined ? { spawner } : {}) });
   try {
     await cluster.waitForLeader(30_000);
