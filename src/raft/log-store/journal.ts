@@ -163,11 +163,15 @@ export class LogJournal {
     };
   }
 
-  /** Waits for the batch in flight, then closes the file (the stores using it must have closed). Idempotent. */
+  /** Waits for the batches in flight, then closes the file (the stores using it must have closed: later commits are refused). Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.idle;
+    // A finished batch starts the next one (commits that came during it): wait until none follows.
+    for (let current = this.idle; ; current = this.idle) {
+      await current;
+      if (current === this.idle) break;
+    }
     for (const waiting of this.pending.splice(0)) waiting.reject(new ImpulseError('IMPULSE_ERR_ENGINE_NOT_OPEN', 'raft log journal: closed'));
     await this.file.close();
   }
