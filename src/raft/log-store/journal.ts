@@ -271,7 +271,7 @@ interface DecodedRecord {
 }
 
 /** The record at `at`, or null when it is incomplete or fails a checksum. */
-export function decodeRecord(data: Buffer, at: number): DecodedRecord | null {
+function decodeRecord(data: Buffer, at: number): DecodedRecord | null {
   if (data.length - at < HEADER_BYTES) return null;
   if (crc32c(data, at + 4, at + HEADER_BYTES) !== data.readUInt32LE(at)) return null;
   const bodyLength = data.readUInt32LE(at + 8);
