@@ -1,7 +1,8 @@
 /**
  * `SegmentedLogStore`: the durable Raft log of one Raft group on the `Vfs`
  * seam (the `RaftLogStore` of ../storage.ts). Segmented files of checksummed
- * records; one `write` and one fsync per save; reads answered from memory
+ * records; one `write` and one fsync per save (with `options.journal`, the
+ * node journal's shared fsync instead: journal.ts); reads answered from memory
  * (index, recent entries) or with a synchronous positional read.
  *
  * How to use:
