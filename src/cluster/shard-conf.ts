@@ -6,7 +6,12 @@
  * the group's configuration already shows it done — so a mover that crashed
  * or lost its answer simply asks again:
  *
- *   add-learner {id, peerUrl}  node `id` joins as a learner (done if a member already)
+ *   add-learner {id, peerUrl, bounds?}
+ *                              node `id` joins as a learner (done if a member already);
+ *                              with `bounds` (the shard's range in the asker's map, hex),
+ *                              refused as unavailable while the group's own bounds differ:
+ *                              a split the map made is not applied yet, and a learner added
+ *                              before it would be copied into the new shard's membership
  *   promote {id}               learner `id` becomes a voter (done if a voter);
  *                              refused while it lags (IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED: retry)
  *   remove {id}                node `id` leaves (done if not a member); when `id` is the
@@ -18,7 +23,7 @@
  */
 import { ImpulseError, isImpulseError } from '../errors.js';
 import type { ConfState, NodeId } from '../raft/types.js';
-import type { Shard } from '../shard/shard-map.js';
+import type { Shard, ShardBounds } from '../shard/shard-map.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock } from '../util/clock.js';
 import { changeConf, transferLeadership } from './group-conf.js';
@@ -29,7 +34,18 @@ import { unavailable } from './request-errors.js';
 
 export const SHARD_CONF_CHANNEL = 'shard-conf';
 
-export type ShardConfStep = { readonly op: 'add-learner'; readonly id: NodeId; readonly peerUrl: string } | { readonly op: 'promote' | 'remove'; readonly id: NodeId };
+/** A shard's range on the wire: start and end in hex (end null: no end). */
+export interface BoundsHex {
+  readonly start: string;
+  readonly end: string | null;
+}
+
+export type ShardConfStep = { readonly op: 'add-learner'; readonly id: NodeId; readonly peerUrl: string; readonly bounds?: BoundsHex } | { readonly op: 'promote' | 'remove'; readonly id: NodeId };
+
+/** `bounds` as a shard-conf step carries them. */
+export function boundsHex(bounds: ShardBounds): BoundsHex {
+  return { start: bounds.start.toString('hex'), end: bounds.end === null ? null : bounds.end.toString('hex') };
+}
 
 export interface ShardConfTiming {
   readonly clock: Clock;
@@ -67,7 +83,9 @@ async function runStep(hosted: HostedGroup, step: ShardConfStep, timing: ShardCo
   const { clock, stepTimeoutMs, pollMs } = timing;
   switch (step.op) {
     case 'add-learner':
-      if (!isMember()) await changeConf(group, { type: 'add-learner', nodeId: step.id, context: encodeMemberContext({ peerUrl: step.peerUrl, clientUrl: null }) }, clock, stepTimeoutMs);
+      if (isMember()) break;
+      requireSplitApplied(hosted, step.bounds);
+      await changeConf(group, { type: 'add-learner', nodeId: step.id, context: encodeMemberContext({ peerUrl: step.peerUrl, clientUrl: null }) }, clock, stepTimeoutMs);
       break;
     case 'promote': {
       if (conf().voters.includes(step.id)) break;
@@ -89,6 +107,23 @@ async function runStep(hosted: HostedGroup, step: ShardConfStep, timing: ShardCo
   return conf();
 }
 
+/**
+ * Refuses (unavailable: the mover asks again) while the group's own bounds
+ * differ from the shard's range in the asker's map: a split of the shard is
+ * committed in the map but not applied by the group yet. A conf change
+ * proposed now would come before the split command in the log, and the new
+ * shard would take the learner into its membership with no move to remove
+ * it. Once the bounds match, no later split can come before the move ends
+ * (the map refuses a split of a moving shard).
+ */
+function requireSplitApplied(hosted: HostedGroup, expected: BoundsHex | undefined): void {
+  const bounds = hosted.group.machine.bounds;
+  if (expected === undefined || bounds === undefined) return; // an older mover, or a group bootstrapped before bounds were kept
+  const own = boundsHex(bounds);
+  if (own.start === expected.start && own.end === expected.end) return;
+  throw unavailable(`shard group ${hosted.group.id} has a split in flight (its bounds are wider than its range in the map); the move waits for it`);
+}
+
 function mostCaughtUpOtherVoter(hosted: HostedGroup): NodeId {
   const status = hosted.group.driver.status();
   const others = hosted.group.membership.confState.voters.filter((id) => id !== status.id);
@@ -101,14 +136,24 @@ function parseStep(body: unknown): ShardConfStep {
   const id = value['id'];
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 1) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a shard membership step names a node id');
   switch (value['op']) {
-    case 'add-learner':
-      return { op: 'add-learner', id, peerUrl: validateMemberAddresses(value['peerUrl'], null).peerUrl };
+    case 'add-learner': {
+      const bounds = parseBounds(value['bounds']);
+      return { op: 'add-learner', id, peerUrl: validateMemberAddresses(value['peerUrl'], null).peerUrl, ...(bounds !== undefined ? { bounds } : {}) };
+    }
     case 'promote':
     case 'remove':
       return { op: value['op'], id };
     default:
       throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a shard membership step is add-learner, promote or remove');
   }
+}
+
+function parseBounds(value: unknown): BoundsHex | undefined {
+  if (value === undefined) return undefined;
+  const { start, end } = (value ?? {}) as { start?: unknown; end?: unknown };
+  const hex = (text: unknown): text is string => typeof text === 'string' && /^(?:[0-9a-f]{2})*$/.test(text);
+  if (!hex(start) || !(end === null || hex(end))) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a shard membership step\'s bounds are a start and an end (or null) in hex');
+  return { start, end };
 }
 
 /** Where `askShardLeader` sends steps: the peer transport, or this node's own replica (the transport does not deliver to itself). */

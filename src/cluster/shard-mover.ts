@@ -34,7 +34,7 @@ import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import { encodeClusterCommand } from './log-entries.js';
 import { peerAddresses } from './membership.js';
 import type { NodeHost } from './node-host.js';
-import { type ShardConfStep, askShardLeader } from './shard-conf.js';
+import { type ShardConfStep, askShardLeader, boundsHex } from './shard-conf.js';
 
 export interface ShardMoverOptions {
   readonly host: NodeHost;
@@ -211,7 +211,8 @@ export class ShardMover {
       }
       const peerUrl = peerAddresses(this.options.meta.group.membership).get(to);
       if (peerUrl === undefined) throw new Error(`node ${to} has no peer address in the membership`);
-      await this.conf(shard, { op: 'add-learner', id: to, peerUrl });
+      // With the shard's range: the leader refuses while a split the map made is not applied in the group (shard-conf.ts).
+      await this.conf(shard, { op: 'add-learner', id: to, peerUrl, bounds: boundsHex(shard) });
       await this.conf(shard, { op: 'promote', id: to });
       await this.proposeMap((map) => targetPromoted(map, shard.id));
       return;

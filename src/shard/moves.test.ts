@@ -12,11 +12,19 @@ import fc from 'fast-check';
 import { isImpulseError } from '../errors.js';
 import { abortMove, finishMove, movesInFlight, replicaRole, startMove, targetPromoted } from './moves.js';
 import { applyMoves, planPlacement } from './placement.js';
-import { type ShardMap, decodeShardMap, encodeShardMap, initialShardMap, shardById, shardMapFromJson, shardMapToJson } from './shard-map.js';
+import { type ShardMap, decodeShardMap, encodeShardMap, initialShardMap, nextShardId, shardById, shardMapFromJson, shardMapToJson, splitShard } from './shard-map.js';
 
 const base = (): ShardMap => initialShardMap([Buffer.from('g'), Buffer.from('p')], [1, 2, 3]);
 
 describe('replica moves in the shard map', () => {
+  it('refuses to split a shard while a move of it is in flight (the right part would take the membership mid-move)', () => {
+    const started = startMove(base(), 3, 1, 4);
+    assert.throws(() => splitShard(started, 3, Buffer.from('h'), nextShardId(started)), (error: unknown) => isImpulseError(error) && error.code === 'IMPULSE_ERR_CONFIG_INVALID' && /move/.test(error.message));
+    assert.equal(shardById(splitShard(started, 4, Buffer.from('q'), nextShardId(started)), 3)!.move?.to, 4, 'another shard splits');
+    const finished = finishMove(targetPromoted(started, 3), 3);
+    assert.equal(shardById(splitShard(finished, 3, Buffer.from('h'), nextShardId(finished)), 3)!.end?.toString(), 'h');
+  });
+
   it('records each step of a move at a new version and epoch of that shard only', () => {
     const start = base();
     const started = startMove(start, 3, 1, 4);

@@ -125,7 +125,8 @@ export function shardMapProblem(map: ShardMap): string | undefined {
  * range): the left part keeps the id and `[start, splitKey)`, the right part
  * is shard `rightId` (not in the map) with `[splitKey, end)`, both on the same
  * replicas at epoch version + 1. IMPULSE_ERR_CONFIG_INVALID when the split is
- * not possible (the map is unchanged).
+ * not possible (the map is unchanged), and while the shard has a replica move
+ * in flight (docs/sharding.md, "A split racing a move").
  */
 export function splitShard(map: ShardMap, shardId: number, splitKey: Uint8Array, rightId: number): ShardMap {
   const at = map.shards.findIndex((shard) => shard.id === shardId);
@@ -134,6 +135,8 @@ export function splitShard(map: ShardMap, shardId: number, splitKey: Uint8Array,
   if (shard === undefined || !shardContains(shard, key) || compareBytes(key, shard.start) === 0) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `shard ${shardId} cannot split at ${key.toString('hex')} (no such shard, or the key is not strictly inside its range)`);
   }
+  // The right part would take the group's membership mid-move, which the map's move names for the left part only.
+  if (shard.move !== undefined) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `shard ${shardId} cannot split while a replica move of it is in flight`);
   const version = map.version + 1;
   const parts: Shard[] = [
     { ...shard, end: key, epoch: version },
