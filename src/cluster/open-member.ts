@@ -137,6 +137,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       logger: logger.child({ component: 'shard-mover' }),
       movesMax: cluster.moves.movesMax,
       memberDeadAfterMs: cluster.moves.memberDeadAfterMs,
+      balanceLeaders: cluster.moves.balanceLeaders,
       suspectAfterMs: 2 * electionTimeoutMs,
       intervalMs: MOVE_ROUND_MS,
       stepTimeoutMs: requestTimeoutMs,

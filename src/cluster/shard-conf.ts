@@ -18,6 +18,9 @@
  *                              leader itself, it first hands leadership to its most caught-up
  *                              other voter and answers NOT_LEADER naming it (ask there)
  *
+ *   transfer {id}              voter `id` becomes the leader (done if it leads; a balancing
+ *                              step of the mover, src/shard/leaders.ts)
+ *
  * Every answer is the group's configuration after the step, `{voters, learners}`.
  * Bodies from peers are untrusted and checked.
  */
@@ -40,7 +43,7 @@ export interface BoundsHex {
   readonly end: string | null;
 }
 
-export type ShardConfStep = { readonly op: 'add-learner'; readonly id: NodeId; readonly peerUrl: string; readonly bounds?: BoundsHex } | { readonly op: 'promote' | 'remove'; readonly id: NodeId };
+export type ShardConfStep = { readonly op: 'add-learner'; readonly id: NodeId; readonly peerUrl: string; readonly bounds?: BoundsHex } | { readonly op: 'promote' | 'remove' | 'transfer'; readonly id: NodeId };
 
 /** `bounds` as a shard-conf step carries them. */
 export function boundsHex(bounds: ShardBounds): BoundsHex {
@@ -75,6 +78,7 @@ async function runStep(hosted: HostedGroup, step: ShardConfStep, timing: ShardCo
   const { group, requests } = hosted;
   const notLeader = (): ImpulseError => new ImpulseError('IMPULSE_ERR_RAFT_NOT_LEADER', `node ${group.driver.id} does not lead shard group ${group.id}`, group.leader === 0 ? undefined : { details: { leader: group.leader } });
   requests.requireServing();
+  if (step.op === 'transfer' && group.leader === step.id) return group.membership.confState; // done (here: this node leads)
   if (group.leader !== group.driver.id) throw notLeader();
   // A new leader changes the configuration only once an entry of its term committed (a read point then exists).
   await requests.readBarrier();
@@ -102,6 +106,9 @@ async function runStep(hosted: HostedGroup, step: ShardConfStep, timing: ShardCo
         throw notLeader();
       }
       await changeConf(group, { type: 'remove-node', nodeId: step.id, context: new Uint8Array(0) }, clock, stepTimeoutMs);
+      break;
+    case 'transfer':
+      await transferLeadership(group, step.id, clock, pollMs, stepTimeoutMs);
       break;
   }
   return conf();
@@ -142,9 +149,10 @@ function parseStep(body: unknown): ShardConfStep {
     }
     case 'promote':
     case 'remove':
+    case 'transfer':
       return { op: value['op'], id };
     default:
-      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a shard membership step is add-learner, promote or remove');
+      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a shard membership step is add-learner, promote, remove or transfer');
   }
 }
 
