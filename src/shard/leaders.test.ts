@@ -1,10 +1,10 @@
 /**
  * Leader balance (leaders.ts) against its contract, over random clusters
  * (fast-check): transfers go from a shard's leader to another live voter of
- * it, each removes exactly one leadership above the bound (so the plan is as
- * short as any), a node ends above the bound only when none of its shards
- * has a live voter below it, and planning again on the result gives nothing
- * (no flapping).
+ * it, never push a node over the bound, the bound is met whenever a
+ * brute-force search says some assignment of leaders to voters meets it
+ * (small cases), and planning again on the result gives nothing (no
+ * flapping). A chain (1 -> 2 -> 3) is found where no direct transfer helps.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -23,6 +23,23 @@ function applyTransfers(live: readonly number[], shards: readonly LedShard[], tr
     byId.set(shard.id, { ...shard, leader: transfer.to });
   }
   return shards.map((shard) => byId.get(shard.id)!);
+}
+
+/** Brute force (small cases): can some choice of one live voter per led shard keep every live node at most `bound`? */
+function boundReachable(live: readonly number[], shards: readonly LedShard[], bound: number): boolean {
+  const led = shards.filter((shard) => live.includes(shard.leader));
+  const counts = new Map(live.map((id) => [id, 0]));
+  const place = (index: number): boolean => {
+    if (index === led.length) return true;
+    for (const voter of led[index]!.voters) {
+      if (!counts.has(voter) || counts.get(voter)! >= bound) continue;
+      counts.set(voter, counts.get(voter)! + 1);
+      if (place(index + 1)) return true;
+      counts.set(voter, counts.get(voter)! - 1);
+    }
+    return false;
+  };
+  return place(0);
 }
 
 const cluster = fc.integer({ min: 1, max: 12 }).chain((nodes) =>
@@ -44,7 +61,18 @@ describe('leader balance', () => {
     assert.deepEqual([...leaderCounts([1, 2, 3], applyTransfers([1, 2, 3], shards, transfers)).values()], [2, 2, 2]);
   });
 
-  it('meets the bound where the voters allow, with no more transfers than the excess, and plans nothing on its own result', () => {
+  it('hands over along a chain when the donor\'s co-voters are all at the bound', () => {
+    const shards = [
+      { id: 2, voters: [1, 2], leader: 1 },
+      { id: 3, voters: [2, 3], leader: 2 },
+      { id: 4, voters: [1, 2], leader: 1 },
+    ];
+    const transfers = planLeaderTransfers([1, 2, 3], shards);
+    assert.deepEqual(transfers, [{ shard: 2, from: 1, to: 2 }, { shard: 3, from: 2, to: 3 }]);
+    assert.deepEqual([...leaderCounts([1, 2, 3], applyTransfers([1, 2, 3], shards, transfers)).values()], [1, 1, 1]);
+  });
+
+  it('meets the bound wherever some assignment of leaders does, never pushes a node over it, and plans nothing on its own result', () => {
     fc.assert(
       fc.property(cluster, ({ nodes, dead, shards: drawn }) => {
         const live = Array.from({ length: nodes }, (_, i) => i + 1).filter((id) => !dead.includes(id));
@@ -54,14 +82,9 @@ describe('leader balance', () => {
         const transfers = planLeaderTransfers(live, shards);
         const after = applyTransfers(live, shards, transfers);
         const countsAfter = leaderCounts(live, after);
-        assert.equal(transfers.length, excess(counts, bound) - excess(countsAfter, bound), 'each transfer removes one leadership above the bound');
-        assert.equal(new Set(transfers.map((t) => t.shard)).size, transfers.length, 'no shard moves twice');
-        for (const [node, count] of countsAfter) {
-          if (count <= bound) continue;
-          for (const shard of after.filter((s) => s.leader === node)) {
-            assert.ok(shard.voters.every((voter) => voter === node || !live.includes(voter) || countsAfter.get(voter)! >= bound), `node ${node} stays above the bound only when no voter of its shard ${shard.id} could take it`);
-          }
-        }
+        assert.ok(transfers.length >= excess(counts, bound) - excess(countsAfter, bound), 'a transfer removes at most one leadership above the bound');
+        for (const [node, count] of countsAfter) assert.ok(count <= Math.max(bound, counts.get(node)!), `node ${node} was pushed over the bound`);
+        if (excess(countsAfter, bound) > 0 && after.length <= 12) assert.ok(!boundReachable(live, after, bound), 'the bound is missed only where no assignment meets it');
         assert.deepEqual(planLeaderTransfers(live, after), [], 'nothing left to plan: no flapping');
       }),
       { numRuns: 300 },

@@ -10,16 +10,22 @@
  * balanced by placement.ts this is met in practice (the simulator,
  * testkit/sim/placement.ts, checks it at 50 nodes and 5,000 shards).
  *
- * How (greedy, deterministic): while some node leads more than ceil(L/N),
- * one of its shards is handed to the live voter of that shard that leads the
- * fewest, if that is below the bound (ties to the lower id); the donor gives
- * its lowest shard id that has such a voter. So every transfer removes one
- * leadership above the bound and adds none: the plan has exactly as many
- * transfers as it removes excess (no plan can do with fewer), a node at or
- * under the bound never gives a leadership up, and the nodes below the bound
- * only fill up — a donor none of whose shards can go anywhere stays so, and
- * planning again on a plan's result gives nothing (no flapping while leaders
- * stay where the plan put them).
+ * How (deterministic): while some node D leads more than ceil(L/N), find
+ * by breadth-first search the shortest chain D -s1-> v1 -s2-> v2 ... -> vk
+ * where each s_i is a shard led by the node before it with the node after it
+ * among its live voters, and vk leads fewer than the bound; hand each s_i
+ * over. D loses one leadership, vk gains one, the nodes in between none:
+ * every chain removes exactly one leadership above the bound and never
+ * pushes a node over it (a direct transfer, D -> v1, is a chain of one; a
+ * chain is needed when all of D's co-voters are at the bound). Donors go in
+ * id order, voters in id order, and a node's shards in a fixed order (id
+ * order, then as leaderships arrive), so one input gives one plan.
+ * A donor with no chain is passed over until another chain changes the
+ * leaders; the plan ends when no donor has one (each chain removes one
+ * leadership above the bound, so it ends), so planning again on a plan's
+ * result gives nothing (no flapping while leaders stay where the plan put
+ * them). This is an augmenting path of a flow (leaders to nodes, capacity
+ * the bound), so no plan meets the bound where this one does not.
  *
  * Shards without a known leader, or led by a node that is not live, are left
  * to their elections; they count neither in L nor in any node's load.
@@ -55,40 +61,54 @@ export function leaderCounts(liveNodes: readonly NodeId[], shards: readonly LedS
 
 /** The transfers that bring every live node to at most `leaderBound` leaderships where the voters allow it (see the file comment). */
 export function planLeaderTransfers(liveNodes: readonly NodeId[], shards: readonly LedShard[]): LeaderTransfer[] {
-  const live = new Set(liveNodes);
-  const counts = leaderCounts(liveNodes, shards);
-  const ledBy = new Map<NodeId, LedShard[]>([...live].map((id) => [id, []]));
-  for (const shard of shards) ledBy.get(shard.leader)?.push(shard);
-  for (const list of ledBy.values()) list.sort((a, b) => a.id - b.id);
-  const bound = leaderBound([...counts.values()].reduce((sum, count) => sum + count, 0), live.size);
+  const live = [...new Set(liveNodes)].sort((a, b) => a - b);
+  const counts = leaderCounts(live, shards);
+  const ledBy = new Map<NodeId, Set<number>>(live.map((id) => [id, new Set<number>()]));
+  for (const shard of [...shards].sort((a, b) => a.id - b.id)) ledBy.get(shard.leader)?.add(shard.id);
+  const votersOf = new Map(shards.map((shard) => [shard.id, [...shard.voters].sort((a, b) => a - b)]));
+  const bound = leaderBound([...counts.values()].reduce((sum, count) => sum + count, 0), live.length);
   const transfers: LeaderTransfer[] = [];
-  const stuck = new Set<NodeId>(); // donors above the bound none of whose shards can go anywhere
+  const stuck = new Set<NodeId>();
   for (;;) {
-    const donor = [...counts].filter(([id, count]) => count > bound && !stuck.has(id)).sort((a, b) => b[1] - a[1] || a[0] - b[0])[0]?.[0];
+    const donor = live.find((id) => counts.get(id)! > bound && !stuck.has(id));
     if (donor === undefined) return transfers;
-    const next = transferFrom(donor, ledBy.get(donor)!, counts, live, bound);
-    if (next === undefined) {
+    const chain = chainFrom(donor, ledBy, votersOf, counts, bound);
+    if (chain === undefined) {
       stuck.add(donor);
       continue;
     }
-    transfers.push({ shard: next.shard.id, from: donor, to: next.to });
+    stuck.clear(); // the chain changed leaders: a donor passed over may have a chain now
+    for (const transfer of chain) {
+      ledBy.get(transfer.from)!.delete(transfer.shard);
+      ledBy.get(transfer.to)!.add(transfer.shard);
+    }
     counts.set(donor, counts.get(donor)! - 1);
-    counts.set(next.to, counts.get(next.to)! + 1);
-    ledBy.set(donor, ledBy.get(donor)!.filter((shard) => shard !== next.shard));
-    ledBy.get(next.to)!.push({ ...next.shard, leader: next.to });
-    ledBy.get(next.to)!.sort((a, b) => a.id - b.id);
+    const last = chain[chain.length - 1]!.to;
+    counts.set(last, counts.get(last)! + 1);
+    transfers.push(...chain);
   }
 }
 
-/** The donor's lowest shard with a live voter leading fewer than `bound`, and the least loaded such voter. */
-function transferFrom(donor: NodeId, led: readonly LedShard[], counts: ReadonlyMap<NodeId, number>, live: ReadonlySet<NodeId>, bound: number): { shard: LedShard; to: NodeId } | undefined {
-  for (const shard of led) {
-    let best: NodeId | undefined;
-    for (const voter of shard.voters) {
-      if (voter === donor || !live.has(voter) || counts.get(voter)! >= bound) continue;
-      if (best === undefined || counts.get(voter)! < counts.get(best)! || (counts.get(voter) === counts.get(best) && voter < best)) best = voter;
+/** The shortest chain of transfers from `donor` to a node below `bound` (see the file comment), or undefined. */
+function chainFrom(donor: NodeId, ledBy: ReadonlyMap<NodeId, ReadonlySet<number>>, votersOf: ReadonlyMap<number, readonly NodeId[]>, counts: ReadonlyMap<NodeId, number>, bound: number): LeaderTransfer[] | undefined {
+  const cameFrom = new Map<NodeId, LeaderTransfer>();
+  const queue: NodeId[] = [donor];
+  for (let head = 0; head < queue.length; head++) {
+    const from = queue[head]!;
+    for (const shard of ledBy.get(from)!) {
+      for (const to of votersOf.get(shard)!) {
+        if (to === donor || !counts.has(to) || cameFrom.has(to)) continue;
+        cameFrom.set(to, { shard, from, to });
+        if (counts.get(to)! < bound) return pathTo(to, donor, cameFrom);
+        queue.push(to);
+      }
     }
-    if (best !== undefined) return { shard, to: best };
   }
   return undefined;
+}
+
+function pathTo(end: NodeId, donor: NodeId, cameFrom: ReadonlyMap<NodeId, LeaderTransfer>): LeaderTransfer[] {
+  const chain: LeaderTransfer[] = [];
+  for (let node = end; node !== donor; node = cameFrom.get(node)!.from) chain.unshift(cameFrom.get(node)!);
+  return chain;
 }
