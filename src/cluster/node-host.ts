@@ -46,6 +46,7 @@ import { peerAddresses } from './membership.js';
 import { GroupRpc } from './group-rpc.js';
 import { LIVENESS_CHANNEL, NodeLiveness } from './node-liveness.js';
 import type { QuiesceNotice, RaftGroup } from './raft-group.js';
+import { nodeOfRaftId } from '../shard/replica-id.js';
 
 /** A leader's quiescence notice to the other members of its group (body: `QuiesceNotice`). */
 export const QUIESCE_CHANNEL = 'quiesce';
@@ -159,7 +160,8 @@ export class NodeHost {
   /** The driver's transport for `group`: messages and snapshot streams over the node's one transport. */
   raftTransport(group: number): RaftTransport<ImagePayload> {
     return {
-      send: (to, message: GroupMessage) => this.transport.send(to, message),
+      // Raft ids of shard groups carry their node (src/shard/replica-id.ts).
+      send: (to, message: GroupMessage) => this.transport.send(nodeOfRaftId(to), message),
       sendSnapshot: (to, header, payload, done) => {
         const settle = (error: Error | null): void => {
           // Whatever happened, the transport is done with the payload: release the engine snapshot behind it.
@@ -168,7 +170,7 @@ export class NodeHost {
           if (target === undefined) return;
           target.guard(() => done(error));
         };
-        this.transport.sendSnapshot(to, header, payload).then(
+        this.transport.sendSnapshot(nodeOfRaftId(to), header, payload).then(
           () => settle(null),
           (error: unknown) => settle(error instanceof Error ? error : new Error(String(error))),
         );
@@ -264,7 +266,7 @@ export class NodeHost {
 
   private sendQuiesce(group: RaftGroup, notice: QuiesceNotice): void {
     const { voters, learners } = group.membership.confState;
-    for (const id of [...voters, ...learners]) {
+    for (const id of new Set([...voters, ...learners].map(nodeOfRaftId))) {
       if (id === this.options.nodeId) continue;
       this.quiesceCounters.noticesSent++;
       this.transport.send(id, { channel: QUIESCE_CHANNEL, group: group.id, body: { term: notice.term, index: notice.index } });
@@ -296,7 +298,7 @@ export class NodeHost {
     for (const group of this.groups.values()) {
       const membership = group.membership;
       if (membership.members.size > 0) known = true;
-      for (const [id, address] of peerAddresses(membership)) book.set(id, address);
+      for (const [id, address] of peerAddresses(membership)) book.set(nodeOfRaftId(id), address);
     }
     if (!known) for (const [id, address] of this.options.seeds) book.set(id, address);
     for (const [id, address] of this.expected) {

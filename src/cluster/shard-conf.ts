@@ -6,8 +6,9 @@
  * the group's configuration already shows it done — so a mover that crashed
  * or lost its answer simply asks again:
  *
- *   add-learner {id, peerUrl, bounds?}
- *                              node `id` joins as a learner (done if a member already);
+ *   add-learner {id, peerUrl, bounds?, replicaId?}
+ *                              node `id` joins as a learner under Raft id `replicaId` (default:
+ *                              the node id; src/shard/replica-id.ts) (done if a member already);
  *                              with `bounds` (the shard's range in the asker's map, hex),
  *                              refused as unavailable while the group's own bounds differ:
  *                              a split the map made is not applied yet, and a learner added
@@ -21,12 +22,14 @@
  *   transfer {id}              voter `id` becomes the leader (done if it leads; a balancing
  *                              step of the mover, src/shard/leaders.ts)
  *
- * Every answer is the group's configuration after the step, `{voters, learners}`.
+ * Steps name nodes; the group's configuration holds Raft ids, and each step
+ * acts on node `id`'s Raft id there. Every answer is the group's configuration (Raft ids) after the step, `{voters, learners}`.
  * Bodies from peers are untrusted and checked.
  */
 import { ImpulseError, isImpulseError } from '../errors.js';
 import type { ConfState, NodeId } from '../raft/types.js';
 import type { Shard, ShardBounds } from '../shard/shard-map.js';
+import { nodeOfRaftId } from '../shard/replica-id.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock } from '../util/clock.js';
 import { changeConf, transferLeadership } from './group-conf.js';
@@ -43,7 +46,7 @@ export interface BoundsHex {
   readonly end: string | null;
 }
 
-export type ShardConfStep = { readonly op: 'add-learner'; readonly id: NodeId; readonly peerUrl: string; readonly bounds?: BoundsHex } | { readonly op: 'promote' | 'remove' | 'transfer'; readonly id: NodeId };
+export type ShardConfStep = { readonly op: 'add-learner'; readonly id: NodeId; readonly peerUrl: string; readonly bounds?: BoundsHex; readonly replicaId?: number } | { readonly op: 'promote' | 'remove' | 'transfer'; readonly id: NodeId };
 
 /** `bounds` as a shard-conf step carries them. */
 export function boundsHex(bounds: ShardBounds): BoundsHex {
@@ -76,40 +79,51 @@ export function serveShardConf(groupRpc: GroupRpc, hosted: HostedGroup, timing: 
 
 async function runStep(hosted: HostedGroup, step: ShardConfStep, timing: ShardConfTiming): Promise<ConfState> {
   const { group, requests } = hosted;
-  const notLeader = (): ImpulseError => new ImpulseError('IMPULSE_ERR_RAFT_NOT_LEADER', `node ${group.driver.id} does not lead shard group ${group.id}`, group.leader === 0 ? undefined : { details: { leader: group.leader } });
+  const notLeader = (): ImpulseError => new ImpulseError('IMPULSE_ERR_RAFT_NOT_LEADER', `node ${nodeOfRaftId(group.driver.id)} does not lead shard group ${group.id}`, group.leader === 0 ? undefined : { details: { leader: group.leader } });
   requests.requireServing();
   if (step.op === 'transfer' && group.leader === step.id) return group.membership.confState; // done (here: this node leads)
-  if (group.leader !== group.driver.id) throw notLeader();
+  if (!group.leads) throw notLeader();
   // A new leader changes the configuration only once an entry of its term committed (a read point then exists).
   await requests.readBarrier();
   const conf = (): ConfState => group.membership.confState;
-  const isMember = (): boolean => conf().voters.includes(step.id) || conf().learners.includes(step.id);
+  // Steps name nodes; the configuration holds Raft ids (src/shard/replica-id.ts): node `step.id`'s, if it is a member.
+  const member = (): number | undefined => [...conf().voters, ...conf().learners].find((id) => nodeOfRaftId(id) === step.id);
   const { clock, stepTimeoutMs, pollMs } = timing;
   switch (step.op) {
-    case 'add-learner':
-      if (isMember()) break;
+    case 'add-learner': {
+      const raftId = step.replicaId ?? step.id;
+      const present = member();
+      if (present === raftId) break;
+      if (present !== undefined) throw new ImpulseError('IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED', `node ${step.id} is a member of shard group ${group.id} under Raft id ${present}, not ${raftId}`);
       requireSplitApplied(hosted, step.bounds);
-      await changeConf(group, { type: 'add-learner', nodeId: step.id, context: encodeMemberContext({ peerUrl: step.peerUrl, clientUrl: null }) }, clock, stepTimeoutMs);
-      break;
-    case 'promote': {
-      if (conf().voters.includes(step.id)) break;
-      if (!conf().learners.includes(step.id)) throw new ImpulseError('IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED', `node ${step.id} is not a learner of shard group ${group.id}`);
-      const member = group.membership.members.get(step.id);
-      const context = member?.peerUrl != null ? encodeMemberContext({ peerUrl: member.peerUrl, clientUrl: member.clientUrl }) : new Uint8Array(0);
-      await changeConf(group, { type: 'add-voter', nodeId: step.id, context }, clock, stepTimeoutMs);
+      await changeConf(group, { type: 'add-learner', nodeId: raftId, context: encodeMemberContext({ peerUrl: step.peerUrl, clientUrl: null }) }, clock, stepTimeoutMs);
       break;
     }
-    case 'remove':
-      if (!isMember()) break;
-      if (step.id === group.driver.id) {
+    case 'promote': {
+      const raftId = member();
+      if (raftId !== undefined && conf().voters.includes(raftId)) break;
+      if (raftId === undefined) throw new ImpulseError('IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED', `node ${step.id} is not a learner of shard group ${group.id}`);
+      const known = group.membership.members.get(raftId);
+      const context = known?.peerUrl != null ? encodeMemberContext({ peerUrl: known.peerUrl, clientUrl: known.clientUrl }) : new Uint8Array(0);
+      await changeConf(group, { type: 'add-voter', nodeId: raftId, context }, clock, stepTimeoutMs);
+      break;
+    }
+    case 'remove': {
+      const raftId = member();
+      if (raftId === undefined) break;
+      if (raftId === group.driver.id) {
         await transferLeadership(group, mostCaughtUpOtherVoter(hosted), clock, pollMs, stepTimeoutMs);
         throw notLeader();
       }
-      await changeConf(group, { type: 'remove-node', nodeId: step.id, context: new Uint8Array(0) }, clock, stepTimeoutMs);
+      await changeConf(group, { type: 'remove-node', nodeId: raftId, context: new Uint8Array(0) }, clock, stepTimeoutMs);
       break;
-    case 'transfer':
-      await transferLeadership(group, step.id, clock, pollMs, stepTimeoutMs);
+    }
+    case 'transfer': {
+      const raftId = member();
+      if (raftId === undefined) throw new ImpulseError('IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED', `node ${step.id} is not a voter of shard group ${group.id}`);
+      await transferLeadership(group, raftId, clock, pollMs, stepTimeoutMs);
       break;
+    }
   }
   return conf();
 }
@@ -145,7 +159,9 @@ function parseStep(body: unknown): ShardConfStep {
   switch (value['op']) {
     case 'add-learner': {
       const bounds = parseBounds(value['bounds']);
-      return { op: 'add-learner', id, peerUrl: validateMemberAddresses(value['peerUrl'], null).peerUrl, ...(bounds !== undefined ? { bounds } : {}) };
+      const replicaId = value['replicaId'];
+      if (replicaId !== undefined && (typeof replicaId !== 'number' || !Number.isSafeInteger(replicaId) || nodeOfRaftId(replicaId) !== id)) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a shard membership step\'s replica id is a Raft id of its node');
+      return { op: 'add-learner', id, peerUrl: validateMemberAddresses(value['peerUrl'], null).peerUrl, ...(bounds !== undefined ? { bounds } : {}), ...(replicaId !== undefined ? { replicaId } : {}) };
     }
     case 'promote':
     case 'remove':

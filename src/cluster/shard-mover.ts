@@ -34,8 +34,8 @@
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { abortMove, finishMove, movesInFlight, startMove, targetPromoted } from '../shard/moves.js';
-import { type PlacedShard, applyMoves, planPlacement } from '../shard/placement.js';
-import { SHARD_REPLICAS, type Shard, type ShardMap, encodeShardMap, shardById } from '../shard/shard-map.js';
+import { type PlacedShard, planPlacement } from '../shard/placement.js';
+import { SHARD_REPLICAS, type Shard, type ShardMap, encodeShardMap, raftIdOf, shardById } from '../shard/shard-map.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock } from '../util/clock.js';
 import { Rounds } from '../util/rounds.js';
@@ -94,8 +94,6 @@ export class ShardMover {
   private readonly driving = new Set<number>();
   private readonly rounds: Rounds;
   private closed = false;
-  /** Shards the last plan could not bring back to their replica count (every live node lacking them is retired for them). */
-  private unrestorable = 0;
   private roundCount = 0;
   /** The most leaderships one live member held, and the bound, when this meta leader last looked at leaders (0: not yet). */
   private leadersMax = 0;
@@ -126,7 +124,6 @@ export class ShardMover {
       shard_moves_finished: this.counters.finished,
       shard_moves_abandoned: this.counters.abandoned,
       shard_move_step_failures: this.counters.stepFailures,
-      shards_unrestorable: this.unrestorable,
       shard_leader_transfers: this.counters.leaderTransfers,
       shard_leader_transfer_failures: this.counters.leaderTransferFailures,
       shard_leaders_max: this.leadersMax,
@@ -160,9 +157,9 @@ export class ShardMover {
     const { logger } = this.options;
     const live = this.liveMembers(map);
     if (live === undefined) return 0;
-    const shards: PlacedShard[] = map.shards.map((shard) => ({ id: shard.id, replicas: replicasAfterMove(shard), ...(shard.retired !== undefined ? { retired: shard.retired } : {}) }));
+    // Retired nodes are not excluded: a node returning to a shard takes a new Raft id (moves.ts).
+    const shards: PlacedShard[] = map.shards.map((shard) => ({ id: shard.id, replicas: replicasAfterMove(shard) }));
     const planned = planPlacement({ liveNodes: live, shards, replicationFactor: SHARD_REPLICAS });
-    this.noteUnrestorable(live, applyMoves(shards, planned));
     const chosen = new Set<number>();
     for (const move of planned) {
       if (chosen.size >= slots) break;
@@ -210,17 +207,6 @@ export class ShardMover {
         logger.warn({ err: error, shard: id, from, to }, 'a leader transfer for balance failed; the next leader round plans again');
       }
     }));
-  }
-
-  /** Counts (and logs once per change) shards that stay below their replica count whatever moves: the nodes that could take them are retired for them. */
-  private noteUnrestorable(live: readonly NodeId[], placed: readonly PlacedShard[]): void {
-    const want = Math.min(SHARD_REPLICAS, live.length);
-    const short = placed.filter((shard) => shard.replicas.filter((id) => live.includes(id)).length < want).map((shard) => shard.id);
-    if (short.length !== this.unrestorable) {
-      if (short.length > 0) this.options.logger.warn({ shards: short, live }, 'shards below their replica count that no live member may take (each was on them before: Raft ids are not reused in a group); add a member');
-      else this.options.logger.info('every shard can be brought back to its replica count');
-    }
-    this.unrestorable = short.length;
   }
 
   /** The live members (may receive replicas), or undefined while a suspect member holds a replica (nothing is planned then). */
@@ -277,7 +263,7 @@ export class ShardMover {
       const peerUrl = peerAddresses(this.options.meta.group.membership).get(to);
       if (peerUrl === undefined) throw new Error(`node ${to} has no peer address in the membership`);
       // With the shard's range: the leader refuses while a split the map made is not applied in the group (shard-conf.ts).
-      await this.conf(shard, { op: 'add-learner', id: to, peerUrl, bounds: boundsHex(shard) });
+      await this.conf(shard, { op: 'add-learner', id: to, peerUrl, bounds: boundsHex(shard), replicaId: raftIdOf(shard, to) });
       await this.conf(shard, { op: 'promote', id: to });
       await this.proposeMap((map) => targetPromoted(map, shard.id));
       return;
