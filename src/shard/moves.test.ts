@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
 import { abortMove, finishMove, movesInFlight, replicaRole, startMove, targetPromoted } from './moves.js';
+import { planPlacement } from './placement.js';
 import { nodeOfRaftId, replicaRaftId } from './replica-id.js';
 import { type ShardMap, decodeShardMap, encodeShardMap, initialShardMap, nextShardId, raftIdOf, shardById, shardMapFromJson, shardMapToJson, splitShard } from './shard-map.js';
 
@@ -64,6 +65,22 @@ describe('replica moves in the shard map', () => {
     refused(() => abortMove(targetPromoted(startMove(start, 2, 1, 4), 2), 2, true)); // a voter already: only finishing is left
     refused(() => targetPromoted(start, 2)); // no move
     assert.equal(start.version, 1);
+  });
+
+  it('on four members, after a fourth was balanced in, a death still brings every shard back to three replicas through the map\'s steps', () => {
+    /** Carries `moves` out on `map` step by step, as the mover does (a dead source is simply removed). */
+    const carryOut = (map: ShardMap, moves: ReturnType<typeof planPlacement>): ShardMap => {
+      for (const move of moves) map = finishMove(targetPromoted(startMove(map, move.shard, move.from, move.to), move.shard), move.shard);
+      return map;
+    };
+    const placed = (map: ShardMap) => map.shards.map((shard) => ({ id: shard.id, replicas: shard.replicas }));
+    for (const victim of [1, 2, 3, 4]) {
+      const balanced = carryOut(base(), planPlacement({ liveNodes: [1, 2, 3, 4], shards: placed(base()), replicationFactor: 3 }));
+      assert.ok(balanced.shards.some((shard) => (shard.retired ?? []).length > 0), 'the balancing moves retired some nodes');
+      const live = [1, 2, 3, 4].filter((id) => id !== victim);
+      const repaired = carryOut(balanced, planPlacement({ liveNodes: live, shards: placed(balanced), replicationFactor: 3 }));
+      for (const shard of repaired.shards) assert.deepEqual(shard.replicas, live, `shard ${shard.id} is on every survivor (victim ${victim})`);
+    }
   });
 
   it('gives a node returning to a shard\'s group a Raft id that group never saw, and a split\'s right part the same ids', () => {
