@@ -137,7 +137,7 @@ export class ShardMover {
 
   private get leading(): boolean {
     const { group } = this.options.meta;
-    return !this.closed && group.state === 'running' && group.leader === group.driver.id;
+    return !this.closed && group.leads;
   }
 
   private async round(): Promise<void> {

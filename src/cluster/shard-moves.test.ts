@@ -20,6 +20,8 @@ import { after, before, describe, it } from 'node:test';
 import type { KvCommand } from '../kv/command.js';
 import type { NodeId } from '../raft/types.js';
 import { nodeOfRaftId } from '../shard/replica-id.js';
+import { SystemClock } from '../util/clock.js';
+import { askShardLeader } from './shard-conf.js';
 import type { ShardMap } from '../shard/shard-map.js';
 import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
 
@@ -98,6 +100,25 @@ async function assertOldIdIgnored(cluster: InProcessCluster, shardId: number, ne
   assert.equal(replica.driver.metrics().messagesInvalid, invalidBefore + 1, 'a message to the old id is refused by the new replica');
 }
 
+/** Leadership of the shard goes to the node that returned to it (under its new Raft id); writes through it and through another member are served and read back. */
+async function assertReturnedLeaderServes(cluster: InProcessCluster, map: ShardMap, shardId: number, node: NodeId): Promise<void> {
+  const shard = map.shards.find((each) => each.id === shardId)!;
+  const member = cluster.member(node);
+  const route = { rpc: member.host.rpc, nodeId: node, local: (id: number) => member.groups.get(id), alive: () => true, retryPauseMs: 50, timing: { clock: new SystemClock(), stepTimeoutMs: 5000, pollMs: 20 } };
+  await until(`node ${node} leads shard ${shardId}`, async () => {
+    await askShardLeader(route, shard, { op: 'transfer', id: node }, 10_000).catch(() => undefined);
+    return member.groups.get(shardId)?.group.leads === true;
+  });
+  const key = shard.start.length === 0 ? 'a-returned' : `${shard.start.toString()}a-returned`;
+  const other = cluster.running().find((id) => id !== node)!;
+  await member.service.write(put(`${key}-1`, 'through the returned leader'));
+  await cluster.member(other).service.write(put(`${key}-2`, 'forwarded to it'));
+  for (const id of [node, other]) {
+    const page = await cluster.member(id).service.range({ gte: Buffer.from(`${key}-1`), lt: Buffer.from(`${key}-3`), limit: 10 });
+    assert.deepEqual(page.map((item) => item.value.toString()), ['through the returned leader', 'forwarded to it'], `read back through member ${id}`);
+  }
+}
+
 describe('shard replica moves onto a member that joins', () => {
   let cluster: InProcessCluster;
   let writers: Writers | undefined;
@@ -159,6 +180,7 @@ describe('shard replica moves onto a member that joins', () => {
       }
     }
     await assertOldIdIgnored(cluster, returned[0]!.id, returned[0]!.replicaIds![0]!);
+    await assertReturnedLeaderServes(cluster, current, returned[0]!.id, nodeOfRaftId(returned[0]!.replicaIds![0]!));
     const before = writers.acknowledged.size;
     await until('writes still acknowledged after the repair', () => writers!.acknowledged.size >= before + 30);
     await writers.stop();
