@@ -28,8 +28,8 @@
  *      changes the voters a leadership may go to.
  *
  * Decisions go to the log (info: each move started, finished, abandoned, each
- * leadership handed over; warn: shards that no live member may take) and to
- * /metrics (`figures`).
+ * leadership handed over; warn: a failed step or transfer) and to /metrics
+ * (`figures`).
  */
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';

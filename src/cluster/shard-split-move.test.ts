@@ -19,10 +19,9 @@ import { after, before, describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
 import { abortMove, startMove } from '../shard/moves.js';
 import { type ShardMap, shardFor } from '../shard/shard-map.js';
-import { SystemClock } from '../util/clock.js';
 import { InProcessCluster, until } from '../../testkit/cluster/in-process.js';
 import { encodeClusterCommand } from './log-entries.js';
-import { askShardLeader, boundsHex } from './shard-conf.js';
+import { SHARD_CONF_CHANNEL, boundsHex } from './shard-conf.js';
 
 const GHOST = 99;
 
@@ -73,14 +72,24 @@ describe('a split racing a replica move', () => {
     const shard = shardFor(cluster.member(1).shards.map!, Buffer.from('q'));
     const leads = (id: number): boolean => cluster.member(id).groups.get(shard.id)?.group.leader === id;
     await until('a leader for the shard', () => cluster.running().some(leads));
-    // Asked on the leader itself, so every attempt reaches it (the refusal is the leader's).
-    const leader = cluster.running().find(leads)!;
-    const member = cluster.member(leader);
-    const route = { rpc: member.host.rpc, nodeId: leader, local: (id: number) => member.groups.get(id), alive: () => true, retryPauseMs: 50, timing: { clock: new SystemClock(), stepTimeoutMs: 2000, pollMs: 20 } };
     // The asker's map cut the shard at "t": the group's bounds [p, +inf) are wider.
     const narrower = boundsHex({ start: shard.start, end: Buffer.from('t') });
     const step = { op: 'add-learner' as const, id: GHOST, peerUrl: '127.0.0.1:1', bounds: narrower };
-    await assert.rejects(askShardLeader(route, shard, step, 1500), (error: unknown) => isImpulseError(error) && error.code === 'IMPULSE_ERR_UNAVAILABLE' && /split in flight/.test(error.message));
+    // Asked of the leader directly over the peer transport, so the answer is the leader's own (again if leadership moved meanwhile).
+    let answer: unknown;
+    await until('the shard\'s leader answered the step', async () => {
+      const leader = cluster.running().find(leads);
+      if (leader === undefined) return false;
+      const asker = cluster.member(cluster.running().find((id) => id !== leader)!);
+      try {
+        answer = await asker.host.rpc.callAsync(leader, SHARD_CONF_CHANNEL, { g: shard.id, ...step }, 10_000);
+      } catch (error) {
+        if (isImpulseError(error) && error.code === 'IMPULSE_ERR_RAFT_NOT_LEADER') return false;
+        answer = error;
+      }
+      return true;
+    });
+    assert.ok(isImpulseError(answer) && answer.code === 'IMPULSE_ERR_UNAVAILABLE' && /split in flight/.test(answer.message), `refused as a split in flight: ${String(answer)}`);
     for (const id of cluster.running()) {
       const conf = cluster.member(id).groups.get(shard.id)!.group.membership.confState;
       assert.ok(!conf.learners.includes(GHOST) && !conf.voters.includes(GHOST), `member ${id}: the learner was not added`);
