@@ -48,12 +48,13 @@ import { peerAddresses } from './membership.js';
 import { GroupRpc } from './group-rpc.js';
 import { LIVENESS_CHANNEL, NodeLiveness } from './node-liveness.js';
 import type { QuiesceNotice, RaftGroup } from './raft-group.js';
+import { nodeOfRaftId } from '../shard/replica-id.js';
 
 /** A leader's quiescence notice to the other members of its group (body: `QuiesceNotice`). */
 export const QUIESCE_CHANNEL = 'quiesce';
 
 /** The RPC channels of the cluster runtime: forwarded writes, read indexes for follower reads, membership operations, reads of a shard at one of its replicas, a shard group's membership steps (replica moves), the leaderless peer protocol. */
-export const RPC_CHANNELS = ['kv-forward', 'read-index', 'cluster-admin', 'shard-read', 'shard-conf', 'leaderless'] as const;
+export const RPC_CHANNELS = ['kv-forward', 'read-index', 'cluster-admin', 'shard-read', 'shard-conf', 'shard-leads', 'leaderless'] as const;
 const EXPECTED_PEERS_MAX = 16;
 export type RpcChannel = (typeof RPC_CHANNELS)[number];
 
@@ -163,7 +164,8 @@ export class NodeHost {
   /** The driver's transport for `group`: messages and snapshot streams over the node's one transport. */
   raftTransport(group: number): RaftTransport<ImagePayload> {
     return {
-      send: (to, message: GroupMessage) => this.transport.send(to, message),
+      // Raft ids of shard groups carry their node (src/shard/replica-id.ts).
+      send: (to, message: GroupMessage) => this.transport.send(nodeOfRaftId(to), message),
       sendSnapshot: (to, header, payload, done) => {
         const settle = (error: Error | null): void => {
           // Whatever happened, the transport is done with the payload: release the engine snapshot behind it.
@@ -172,7 +174,7 @@ export class NodeHost {
           if (target === undefined) return;
           target.guard(() => done(error));
         };
-        this.transport.sendSnapshot(to, header, payload).then(
+        this.transport.sendSnapshot(nodeOfRaftId(to), header, payload).then(
           () => settle(null),
           (error: unknown) => settle(error instanceof Error ? error : new Error(String(error))),
         );
@@ -268,7 +270,7 @@ export class NodeHost {
 
   private sendQuiesce(group: RaftGroup, notice: QuiesceNotice): void {
     const { voters, learners } = group.membership.confState;
-    for (const id of [...voters, ...learners]) {
+    for (const id of new Set([...voters, ...learners].map(nodeOfRaftId))) {
       if (id === this.options.nodeId) continue;
       this.quiesceCounters.noticesSent++;
       this.transport.send(id, { channel: QUIESCE_CHANNEL, group: group.id, body: { term: notice.term, index: notice.index } });
@@ -300,7 +302,7 @@ export class NodeHost {
     for (const group of this.groups.values()) {
       const membership = group.membership;
       if (membership.members.size > 0) known = true;
-      for (const [id, address] of peerAddresses(membership)) book.set(id, address);
+      for (const [id, address] of peerAddresses(membership)) book.set(nodeOfRaftId(id), address);
     }
     if (!known) for (const [id, address] of this.options.seeds) book.set(id, address);
     for (const [id, address] of this.expected) {

@@ -145,6 +145,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       logger: logger.child({ component: 'shard-mover' }),
       movesMax: cluster.moves.movesMax,
       memberDeadAfterMs: cluster.moves.memberDeadAfterMs,
+      balanceLeaders: cluster.moves.balanceLeaders,
       suspectAfterMs: 2 * electionTimeoutMs,
       intervalMs: MOVE_ROUND_MS,
       stepTimeoutMs: requestTimeoutMs,
@@ -209,15 +210,15 @@ async function openJournal(vfs: Vfs, dataDir: string, logger: Logger): Promise<L
  * take over, so clients do not wait an election timeout after a planned stop.
  */
 async function handOverLeadership(group: RaftGroup, clock: Clock, logger: Logger, waitMs: number): Promise<void> {
-  if (group.state !== 'running' || group.leader !== group.driver.id) return;
+  if (!group.leads) return;
   const status = group.driver.status();
   const candidates = group.membership.confState.voters.filter((id) => id !== status.id);
   if (candidates.length === 0) return;
   const best = candidates.reduce((a: NodeId, b: NodeId) => ((status.progress[String(b)]?.match ?? 0) > (status.progress[String(a)]?.match ?? 0) ? b : a));
   group.guard(() => group.driver.transferLeadership(best));
   const deadline = clock.now() + waitMs;
-  while (group.leader === status.id && clock.now() < deadline) await new Promise<void>((resolve) => clock.setTimer(20, resolve));
-  logger.info({ group: group.id, to: best, done: group.leader !== status.id }, 'handed leadership over before shutting down');
+  while (group.leads && clock.now() < deadline) await new Promise<void>((resolve) => clock.setTimer(20, resolve));
+  logger.info({ group: group.id, to: best, done: !group.leads }, 'handed leadership over before shutting down');
 }
 
 /** `<data-dir>/<engine>` holds a single-node store (its LIVE pointer) that a member must not silently ignore. */
