@@ -111,6 +111,8 @@ export class LeaderlessNode {
       clock,
       logger: options.logger,
       intervalMs: config.antiEntropyIntervalMs,
+      passTimeMaxMs: config.antiEntropyPassTimeMaxMs,
+      passBytesMax: config.antiEntropyPassBytesMax,
       timeoutMs: config.requestTimeoutMs,
       ...(options.mutations?.antiEntropySkipsOddLeaves === true ? { skipOddLeaves: true } : {}),
     });
