@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { isImpulseError } from '../errors.js';
 import { networksOfThisSuite } from '../../testkit/leaderless/network.js';
 import type { LeaderlessTestNetwork } from '../../testkit/leaderless/network.js';
 import { update } from './dvv.js';
@@ -80,5 +81,15 @@ describe('anti-entropy passes', () => {
     // A leaf count other than the node's is answered by a scan: the same keys and hashes as the index holds.
     const scanned = await node.antiEntropy.leafEntries(2, node.antiEntropy.leafCount * 2, Array.from({ length: node.antiEntropy.leafCount * 2 }, (_, leaf) => leaf));
     assert.deepEqual(sorted(await node.antiEntropy.leafEntries(2, node.antiEntropy.leafCount, allLeaves)), sorted(scanned));
+  });
+
+  it('refuses, with a coded error, an exchange asked by a node that is not a member here (it used to rebuild its trees in an endless loop that blocked the event loop)', async () => {
+    const net = await open([1, 2, 3], NO_TIMERS);
+    await fill(net, 200, 10);
+    await net.addJoiner(4); // knows members 1-3, is not one of them until a change adds it
+    await assert.rejects(net.node(4).antiEntropy.exchange(1), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID') && /not a member/.test(error.message));
+    await assert.rejects(net.node(1).antiEntropy.leafHashes(4, net.node(1).antiEntropy.leafCount), /not a member/);
+    // The members still exchange normally meanwhile.
+    assert.equal((await net.node(1).antiEntropy.exchange(3)).complete, true);
   });
 });

@@ -29,6 +29,7 @@
  * peer that is up, and on demand (`impulse repair`).
  */
 import type { Logger } from 'pino';
+import { ImpulseError } from '../errors.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { encodeSiblingSet } from './codec.js';
 import type { NodeId } from './dvv.js';
@@ -131,6 +132,7 @@ export class AntiEntropy {
    * node's; by a scan otherwise (a peer configured differently).
    */
   async leafHashes(peer: NodeId, leafCount: number): Promise<Buffer> {
+    this.checkMember(peer);
     if (leafCount === this.leafCount) return Buffer.from(await this.hashes.tree(peer));
     return this.hashes.scanTree(peer, leafCount);
   }
@@ -145,9 +147,22 @@ export class AntiEntropy {
    * `peer` both own: from the maintained index, or by a scan for a leaf count
    * other than this node's (a peer configured differently).
    */
-  leafEntries(peer: NodeId, leafCount: number, wanted: readonly number[]): Promise<KeyEntry[]> {
+  async leafEntries(peer: NodeId, leafCount: number, wanted: readonly number[]): Promise<KeyEntry[]> {
+    this.checkMember(peer);
     if (leafCount !== this.leafCount) return this.hashes.scanEntries(peer, leafCount, wanted);
     return this.hashes.entries(peer, wanted);
+  }
+
+  /**
+   * Refuses an exchange with a node that is not a member under this node's
+   * ring (a joiner not yet committed, a member that left, or one whose view
+   * is behind): there is no tree of keys both own, and its keys are not ours
+   * to take — the membership change's transfer and cleanup move them.
+   */
+  private checkMember(peer: NodeId): void {
+    if (peer === this.options.self || !this.options.ring().nodes.includes(peer)) {
+      throw new ImpulseError('IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', `anti-entropy with node ${peer} refused: it is not a member under node ${this.options.self}'s membership`, { details: { peer } });
+    }
   }
 
   /** One exchange with `peer`: a pass over every differing leaf (the file comment). Rejects when the peer does not answer. */

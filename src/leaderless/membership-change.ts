@@ -33,7 +33,9 @@ export interface MembershipChangeOptions {
   readonly replicas: number;
 }
 
+/** Times the claimant sends `commit` to a member that did not confirm it, and `pending` or `transfer` to one that did not answer. */
 const COMMIT_ATTEMPTS = 3;
+const STEP_ATTEMPTS = 3;
 
 /** Where a change is: pending, settle (one request time), transfer, commit (membership.ts). */
 export type ChangeStep = 'pending' | 'settle' | 'transfer' | 'commit';
@@ -115,9 +117,23 @@ export class MembershipChange {
     }
   }
 
-  /** Sends one step to every member; rejects naming the first that failed. */
+  /**
+   * Sends one step to every member; rejects naming the first that failed. A
+   * member that did not answer (a lost message, a timeout) is asked again, up
+   * to STEP_ATTEMPTS times in all — `pending` and `transfer` are idempotent —
+   * while a refusal (IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED) is final.
+   */
   private async all(ids: readonly NodeId[], phase: MembershipPhase, epoch: number, members: readonly MemberAddress[], timeoutMs: number): Promise<void> {
-    const results = await Promise.allSettled(ids.map((id) => this.options.send(id, phase, epoch, members, timeoutMs)));
+    const sendWithRetry = async (id: NodeId): Promise<void> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.options.send(id, phase, epoch, members, timeoutMs);
+        } catch (error) {
+          if (attempt >= STEP_ATTEMPTS || isImpulseError(error, 'IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED')) throw error;
+        }
+      }
+    };
+    const results = await Promise.allSettled(ids.map(sendWithRetry));
     const failed = results.findIndex((result) => result.status === 'rejected');
     if (failed < 0) return;
     const reason = (results[failed] as PromiseRejectedResult).reason as unknown;

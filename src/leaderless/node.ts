@@ -57,6 +57,8 @@ export interface LeaderlessNodeOptions {
   readonly clientUrl?: string;
   /** Test-only (the simulator's mutation check). */
   readonly mutations?: LeaderlessMutations;
+  /** How long the transfer step of a membership change may take on one member, ms (default TRANSFER_TIMEOUT_MS; the simulator shortens it so a lost step message costs seconds of virtual time, not minutes). */
+  readonly transferTimeoutMs?: number;
 }
 
 /** How long the transfer step of a membership change may take on one member, ms. */
@@ -132,13 +134,13 @@ export class LeaderlessNode {
       intervalMs: config.tombstoneIntervalMs,
       timeoutMs: config.requestTimeoutMs,
     });
-    const ownership = new OwnershipHandoff({ self: nodeId, store, replica, link, ring, replicas: config.replicas, clock, logger: options.logger, timeoutMs: config.requestTimeoutMs });
+    const ownership = new OwnershipHandoff({ self: nodeId, store, replica, link, ring, changing: () => membership.pendingRing() !== undefined, replicas: config.replicas, clock, logger: options.logger, timeoutMs: config.requestTimeoutMs, ...(options.mutations?.handoffMovesNothing === true ? { movesNothing: true } : {}) });
     const changes = new MembershipChange({
       membership,
       clock,
       replicas: config.replicas,
       requestTimeoutMs: config.requestTimeoutMs,
-      transferTimeoutMs: TRANSFER_TIMEOUT_MS,
+      transferTimeoutMs: options.transferTimeoutMs ?? TRANSFER_TIMEOUT_MS,
       // The claimant runs its own step itself.
       send: (to, phase, epoch, next, timeoutMs) => (to === nodeId ? node.membershipStep(phase, epoch, next) : link.membershipStep(to, phase, epoch, next, timeoutMs)),
     });
