@@ -16,6 +16,7 @@
 import { isImpulseError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
 import type { NodeId } from './dvv.js';
+import type { Liveness } from './failure-detector.js';
 import { type MemberAddress, type MembershipPhase, type Membership, checkMembers, membershipRejected } from './membership.js';
 
 /** How a claimant reaches a member with one step (this member's own handler for itself). */
@@ -31,6 +32,9 @@ export interface MembershipChangeOptions {
   readonly transferTimeoutMs: number;
   /** N: a change may not leave fewer members. */
   readonly replicas: number;
+  readonly self: NodeId;
+  /** What this member's failure detector says of a current member: a change is refused at once while one is `down`. */
+  readonly liveness: (id: NodeId) => Liveness;
 }
 
 /** Times the claimant sends `commit` to a member that did not confirm it, and `pending` or `transfer` to one that did not answer. */
@@ -72,6 +76,10 @@ export class MembershipChange {
     const members = checkMembers(next);
     if (members.length < this.options.replicas) throw membershipRejected(`the cluster keeps ${this.options.replicas} replicas of each key; it cannot have fewer members`, { replicas: this.options.replicas });
     if (this.running || membership.view.pending !== undefined) throw membershipRejected('a membership change is under way on this member; retry when it ends');
+    // Every current member must take part; one this member's detector holds down would only fail the
+    // pending step after its retries, so the change is refused at once, naming it (docs/leaderless.md).
+    const down = membership.view.members.find((member) => member.id !== this.options.self && this.options.liveness(member.id) === 'down');
+    if (down !== undefined) throw membershipRejected(`member ${down.id} is down (no heartbeat answered); a change needs every member to take part — bring it back, then retry`, { member: down.id });
     this.running = true;
     const epoch = membership.view.epoch + 1;
     const last = { epoch, members: members.map((member) => member.id), state: 'running' as ChangeProgress['state'], step: 'pending' as Step, startedMs: this.options.clock.now() };

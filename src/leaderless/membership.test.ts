@@ -74,6 +74,26 @@ describe('leaderless membership changes (in process)', () => {
     for (const id of [1, 2, 3, 4]) assert.equal(net.node(id).membership.view.epoch, 1);
   });
 
+  it('a change while a current member is down fails at once with a coded error naming it, and nothing is left pending; once it is back the change goes through', async () => {
+    const net = await open([1, 2, 3], { antiEntropyIntervalMs: 0, requestTimeoutMs: 1000 });
+    await net.addJoiner(4);
+    net.stop(3);
+    await eventually('node 1 holds node 3 down', () => net.node(1).detector.liveness(3) === 'down');
+    const started = Date.now();
+    await assert.rejects(net.node(1).changeMembership(members(1, 2, 3, 4)), (error: unknown) => {
+      assert.ok(isImpulseError(error, 'IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED'));
+      assert.equal(error.details?.['member'], 3);
+      assert.match(error.message, /member 3 is down/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 1000, 'refused before any step spent a request time');
+    for (const id of [1, 2, 4]) assert.equal(net.node(id).membership.view.pending, undefined, `nothing pending on node ${id}`);
+    await net.restart(3);
+    await eventually('node 1 hears node 3 again', () => net.node(1).detector.liveness(3) === 'up');
+    await net.node(1).changeMembership(members(1, 2, 3, 4));
+    for (const id of [1, 2, 3, 4]) assert.equal(net.node(id).membership.view.epoch, 1, `node ${id} committed`);
+  });
+
   it('a member that missed the commit step pulls it from a peer\'s heartbeat answer; one whose pending change differs from the committed one does not', async () => {
     const net = await open([1, 2, 3], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
     for (let i = 0; i < 50; i++) await net.node(1).coordinator.put(key(`k${i}`), Buffer.from('v'), [], 3);

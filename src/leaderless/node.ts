@@ -137,6 +137,8 @@ export class LeaderlessNode {
     const ownership = new OwnershipHandoff({ self: nodeId, store, replica, link, ring, changing: () => membership.pendingRing() !== undefined, replicas: config.replicas, clock, logger: options.logger, timeoutMs: config.requestTimeoutMs, ...(options.mutations?.handoffMovesNothing === true ? { movesNothing: true } : {}) });
     const changes = new MembershipChange({
       membership,
+      self: nodeId,
+      liveness: (id) => detector.liveness(id),
       clock,
       replicas: config.replicas,
       requestTimeoutMs: config.requestTimeoutMs,
