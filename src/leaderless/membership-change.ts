@@ -17,7 +17,7 @@ import { isImpulseError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
 import type { NodeId } from './dvv.js';
 import type { Liveness } from './failure-detector.js';
-import { type MemberAddress, type MembershipPhase, type Membership, checkMembers, membershipRejected } from './membership.js';
+import { type MemberAddress, type MembershipPhase, type Membership, checkMembers, membershipRejected, sameMembers } from './membership.js';
 
 /** How a claimant reaches a member with one step (this member's own handler for itself). */
 export type SendStep = (to: NodeId, phase: MembershipPhase, epoch: number, members: readonly MemberAddress[], timeoutMs: number) => Promise<void>;
@@ -75,6 +75,7 @@ export class MembershipChange {
     const { membership } = this.options;
     const members = checkMembers(next);
     if (members.length < this.options.replicas) throw membershipRejected(`the cluster keeps ${this.options.replicas} replicas of each key; it cannot have fewer members`, { replicas: this.options.replicas });
+    if (sameMembers(members, membership.view.members)) throw membershipRejected('those are the current members: there is nothing to change');
     if (this.running || membership.view.pending !== undefined) throw membershipRejected('a membership change is under way on this member; retry when it ends');
     // Every current member must take part; one this member's detector holds down would only fail the
     // pending step after its retries, so the change is refused at once, naming it (docs/leaderless.md).

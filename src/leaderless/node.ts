@@ -99,7 +99,7 @@ export class LeaderlessNode {
     const membership = new Membership(initial, config.vnodesPerNode, (state) => store.writeMembership(encodeMembership(state)), (state) => onChange(state));
     const ring = (): Ring => membership.ring();
     // A member that missed a commit step brings itself forward from its peers' heartbeat answers (membership-gossip.ts).
-    const gossip = new MembershipGossip({ membership, link, commit: (epoch) => node.membershipStep('commit', epoch, []), logger: options.logger, timeoutMs: config.requestTimeoutMs });
+    const gossip = new MembershipGossip({ membership, link, commit: (epoch) => node.membershipStep('commit', epoch, []), abort: (epoch, members) => node.membershipStep('abort', epoch, members), logger: options.logger, timeoutMs: config.requestTimeoutMs });
     const coordinator = new Coordinator({ self: nodeId, ring, pendingRing: () => membership.pendingRing(), replicas: config.replicas, sloppy: config.sloppy, link, detector, replica, clock, requestTimeoutMs: config.requestTimeoutMs, ...(options.mutations !== undefined ? { mutations: options.mutations } : {}) });
     const handoff = new HintedHandoff({ store, replica, link, detector, clock, logger: options.logger, intervalMs: config.handoffIntervalMs, timeoutMs: config.requestTimeoutMs, ring, replicas: config.replicas });
     const antiEntropy = new AntiEntropy({
@@ -211,7 +211,7 @@ export class LeaderlessNode {
         this.ownership.scheduleCleanup();
         return;
       case 'abort':
-        return this.membership.abort(epoch);
+        return this.membership.abort(epoch, members);
     }
   }
   /** Flat figures of every repair path and request kind (for /status and /metrics). */
@@ -241,6 +241,7 @@ export class LeaderlessNode {
       leaderless_keys_transferred: this.ownership.figures.keysTransferred,
       leaderless_keys_handed_off: this.ownership.figures.keysHandedOff,
       leaderless_membership_commits_pulled: this.gossip.figures.commitsPulled,
+      leaderless_membership_aborts_pulled: this.gossip.figures.abortsPulled,
     };
   }
 }
