@@ -169,6 +169,28 @@ describe('raft log journal crash safety', () => {
     await journal.close();
   });
 
+  it('never replays a destroyed log\'s records into a new log of the same group (a node that hosts a shard again)', async () => {
+    const vfs = new MemVfs();
+    const dir = 'data/raft/9';
+    const journal = await LogJournal.open(vfs, JOURNAL_DIR, ROOT);
+    const entry = (index: number, term: number): { kind: 'normal'; index: number; term: number; data: Buffer } => ({ kind: 'normal', index, term, data: Buffer.alloc(40, term) });
+    const old = await SegmentedLogStore.open(vfs, dir, { journal });
+    for (let index = 1; index <= 5; index++) await saveAsync(old, { snapshot: null, entries: [entry(index, 2)], hardState: { term: 2, vote: 0, commit: 0 } });
+    await old.close();
+    for (const name of await vfs.list(dir)) await vfs.unlink(`${dir}/${name}`); // the group destroyed here (hosted-groups' destroy)
+    await vfs.syncDir(dir);
+    const fresh = await SegmentedLogStore.open(vfs, dir, { journal });
+    await saveAsync(fresh, { snapshot: null, entries: [entry(1, 3)], hardState: { term: 3, vote: 0, commit: 0 } });
+    // Power loss now: the journal replays what it holds into the segments.
+    const recovered = vfs.recover('lose-unsynced');
+    const reopened = await LogJournal.open(recovered, JOURNAL_DIR, ROOT);
+    const store = await SegmentedLogStore.open(recovered, dir, { journal: reopened });
+    assert.equal(store.lastIndex(), 1, 'entries of the destroyed log came back in the new one');
+    assert.equal(store.term(1), 3);
+    await store.close();
+    await reopened.close();
+  });
+
   it('keeps every acknowledged save and compaction of every log, crashing at every I/O point', async (t) => {
     const summary = await sweepCrashPoints({
       seed: 3,

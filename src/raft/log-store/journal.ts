@@ -30,7 +30,10 @@
  * fsyncs every segment the journal holds records for; a save's segment write
  * has finished before its record is committed, so the fsync covers it.
  * Saves that create a segment, and new logs, sync on their own (they also
- * need directory fsyncs, and are rare).
+ * need directory fsyncs, and are rare). A new log first empties the journal
+ * (`clear`): segment names repeat only across logs of one group directory
+ * (a node that left a shard and hosts it again), and a destroyed log's
+ * records must not be replayed into its successor's files.
  *
  * Records (layout at encodeRecord) carry the segment path (relative to the
  * data directory), the offset, the bytes, checksums of header and body, and
@@ -63,12 +66,14 @@ export interface LogJournalOptions {
 }
 
 interface Pending {
-  /** Relative to the root. */
+  /** Relative to the root; '' for a `clear` (no record). */
   readonly path: string;
   readonly offset: number;
   readonly bytes: Uint8Array;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
+  /** A `clear`: the batch checkpoints before it writes. */
+  readonly clear?: true;
 }
 
 /** What `open` found and did. */
@@ -148,6 +153,22 @@ export class LogJournal {
     });
   }
 
+  /**
+   * Empties the journal (every segment it holds records for fsynced first) and
+   * resolves once it is empty. A log calls this before it creates its files
+   * where a destroyed log of the same group may have lived (a node that left a
+   * shard and hosts it again): the old log's records name the same segment
+   * paths, and a replay after a crash would write them into the new files.
+   */
+  clear(): Promise<void> {
+    if (this.closed) return Promise.reject(new ImpulseError('IMPULSE_ERR_ENGINE_NOT_OPEN', 'raft log journal: closed'));
+    if (this.failure !== null) return Promise.reject(this.failure);
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ path: '', offset: 0, bytes: new Uint8Array(0), resolve, reject, clear: true });
+      this.schedule();
+    });
+  }
+
   /** Figures: commits, fsyncs (one per batch), bytes appended, checkpoints, the current size; what `open` replayed. */
   stats(): Readonly<Record<string, number>> {
     const { commits, syncs, bytes, checkpoints } = this.counters;
@@ -213,19 +234,21 @@ export class LogJournal {
 
   /** One write and one fsync for the whole batch; a checkpoint first when the journal is full. */
   private async flush(batch: readonly Pending[]): Promise<void> {
-    if (this.bytes > this.bytesMax) await this.checkpoint();
+    if (this.bytes > this.bytesMax || batch.some((waiting) => waiting.clear === true)) await this.checkpoint();
+    const saves = batch.filter((waiting) => waiting.clear !== true);
+    if (saves.length === 0) return;
     const batchStart = this.bytes;
-    const data = Buffer.concat(batch.map((waiting) => encodeRecord(waiting.path, waiting.offset, waiting.bytes, batchStart)));
+    const data = Buffer.concat(saves.map((waiting) => encodeRecord(waiting.path, waiting.offset, waiting.bytes, batchStart)));
     await this.file.write(this.bytes, data);
     this.bytes += data.length;
-    for (const waiting of batch) this.dirty.add(waiting.path);
+    for (const waiting of saves) this.dirty.add(waiting.path);
     if (this.acknowledgeBeforeSync) {
       void this.file.sync().catch(() => undefined);
     } else {
       await this.file.sync();
     }
     this.counters.syncs++;
-    this.counters.commits += batch.length;
+    this.counters.commits += saves.length;
     this.counters.bytes += data.length;
   }
 

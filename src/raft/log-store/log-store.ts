@@ -408,6 +408,8 @@ async function createLog(vfs: Vfs, dir: string, options: ResolvedOptions, report
   const boundary: SnapshotMeta = { index: 0, term: 0, confState: options.bootstrapConfState };
   const hardState: HardState = { term: 0, vote: 0, commit: 0 };
   const segment = segmentName(dir, 1, 1);
+  // A log of this group that was destroyed here may still have records in the node's journal under these very paths.
+  await options.journal?.clear();
   const { bytes } = encodeSave([segmentHeaderBody({ sequence: 1, firstIndex: 1 }), snapshotBody(boundary, 'compact'), hardStateBody(hardState)], 0);
   const file = await vfs.open(segment.path, { create: true, truncate: true });
   try {
