@@ -13,7 +13,10 @@
  * change in src/resp can move. CPU time, not wall time, so that it holds up
  * on a shared machine better than requests/s does.
  *
- *   node dist/bench/resp-path.js [--commands 200000] [--runs 5] [--connections 100]
+ *   node dist/bench/resp-path.js [--commands 200000] [--runs 5] [--connections 100] [--cells GET,SET,'GET -P 16','SET -P 16']
+ *
+ * Under `perf record` (with node's --perf-basic-prof) or --cpu-prof, one cell
+ * (`--cells 'GET -P 16'`) profiles impulse's own code with nothing else in it.
  */
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
@@ -26,6 +29,7 @@ import { flag, formatNumber, machineLine, median } from './report.js';
 const commandsPerCell = Number(flag('commands', '200000'));
 const runs = Number(flag('runs', '5'));
 const connectionCount = Number(flag('connections', '100'));
+const cellNames = flag('cells', 'GET,SET,GET -P 16,SET -P 16').split(',');
 
 /**
  * The socket a RespConnection sees: writes are counted and dropped, the
@@ -103,12 +107,12 @@ async function main(): Promise<void> {
   const server = new RespServer({ service, logger: pino({ level: 'silent' }), version: 'bench' });
   // Fill the keys the GETs read.
   await cell(server, 'SET', 16);
-  const cells: { name: string; op: 'GET' | 'SET'; perRead: number }[] = [
-    { name: 'GET', op: 'GET', perRead: 1 },
-    { name: 'SET', op: 'SET', perRead: 1 },
-    { name: 'GET -P 16', op: 'GET', perRead: 16 },
-    { name: 'SET -P 16', op: 'SET', perRead: 16 },
-  ];
+  const cells = [
+    { name: 'GET', op: 'GET' as const, perRead: 1 },
+    { name: 'SET', op: 'SET' as const, perRead: 1 },
+    { name: 'GET -P 16', op: 'GET' as const, perRead: 16 },
+    { name: 'SET -P 16', op: 'SET' as const, perRead: 16 },
+  ].filter((c) => cellNames.includes(c.name));
   const results = new Map<string, number[]>(cells.map((c) => [c.name, []]));
   for (let run = 0; run < runs + 1; run++) {
     for (const c of cells) {
@@ -119,7 +123,7 @@ async function main(): Promise<void> {
   await server.close();
   await service.close();
   console.log(machineLine());
-  console.log(`${commandsPerCell} commands per cell over ${connectionCount} connections, ${runs} runs after a warm-up; CPU µs per command, median (min–max)`);
+  console.log(`${commandsPerCell} commands per cell over ${connectionCount} connections, ${runs} runs after a warm-up; CPU µs per command: median (min–max); on a loaded machine the minimum is the steadier figure (load only adds)`);
   for (const [name, values] of results) {
     console.log(`${name.padEnd(10)} ${formatNumber(median(values), 2).padStart(6)} (${formatNumber(Math.min(...values), 2)}–${formatNumber(Math.max(...values), 2)})`);
   }

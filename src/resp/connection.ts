@@ -105,11 +105,14 @@ export class RespConnection {
    * Commands answered at once (refused, or a synchronous reply) since their
    * durations were last recorded: `recordAnswered` does it with one clock read
    * for all of them (two `performance.now()` per command were ~4% of a
-   * pipelined GET's CPU). Parallel arrays, so that nothing is allocated per command.
+   * pipelined GET's CPU). Parallel arrays reused from pass to pass (the
+   * first `answeredCount` entries count), so that nothing is allocated per
+   * command; at most `pipelineDepthMax` entries each.
    */
   private readonly answeredSpecs: (CommandSpec | undefined)[] = [];
   private readonly answeredStarted: number[] = [];
   private readonly answeredFailed: boolean[] = [];
+  private answeredCount = 0;
   /** Readonly commands running now. */
   private readsRunning = 0;
   /** A command that runs alone is running now. */
@@ -364,9 +367,10 @@ export class RespConnection {
 
   /** A command answered at once; its duration is recorded by the next `recordAnswered`. */
   private answered(spec: CommandSpec | undefined, started: number, failed: boolean): void {
-    this.answeredSpecs.push(spec);
-    this.answeredStarted.push(started);
-    this.answeredFailed.push(failed);
+    const at = this.answeredCount++;
+    this.answeredSpecs[at] = spec;
+    this.answeredStarted[at] = started;
+    this.answeredFailed[at] = failed;
   }
 
   /**
@@ -375,13 +379,11 @@ export class RespConnection {
    * the scheduling pass that answered it (its reply leaves with that pass's flush).
    */
   private recordAnswered(): void {
-    const count = this.answeredSpecs.length;
+    const count = this.answeredCount;
     if (count === 0) return;
+    this.answeredCount = 0;
     const now = performance.now();
     for (let i = 0; i < count; i++) this.hooks.commandDone(this.answeredSpecs[i], (now - this.answeredStarted[i]!) / 1000, this.answeredFailed[i]!);
-    this.answeredSpecs.length = 0;
-    this.answeredStarted.length = 0;
-    this.answeredFailed.length = 0;
   }
 
   /** The error reply for a command that must not run (over the limits, unknown, wrong arity, refused by the token check), or undefined. */
