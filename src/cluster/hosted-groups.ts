@@ -18,6 +18,7 @@
  */
 import type { Logger } from 'pino';
 import type { KvLimits } from '../kv/command.js';
+import type { LogJournal } from '../raft/log-store/journal.js';
 import type { RaftConfig } from '../raft/raft.js';
 import type { NodeId } from '../raft/types.js';
 import type { EngineChoices } from '../storage/engine-names.js';
@@ -40,6 +41,8 @@ export interface HostedGroupsOptions {
   readonly limits: KvLimits;
   readonly timing: RaftTimingConfig;
   readonly vfs: Vfs;
+  /** The node's journal: every group's log saves share its one fsync (RaftGroupOptions.journal). Default: none. */
+  readonly journal?: LogJournal;
   readonly clock: Clock;
   readonly random: Random;
   readonly logger: Logger;
@@ -90,6 +93,7 @@ export class HostedGroups {
       bootstrapMeta,
       ...(seed !== undefined ? { bootstrapSeed: seed } : {}),
       transport: options.host.raftTransport(id),
+      ...(options.journal !== undefined ? { journal: options.journal } : {}),
       vfs: options.vfs,
       clock: options.clock,
       random: options.random.fork(),

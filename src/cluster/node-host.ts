@@ -32,7 +32,9 @@ import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
 import type { GroupMessage, RaftTransport } from '../raft/driver-seams.js';
 import { RAFT_CHANNEL } from '../raft/driver-seams.js';
+import type { LogJournal } from '../raft/log-store/journal.js';
 import type { NodeId } from '../raft/types.js';
+import { assert } from '../util/assert.js';
 import { RpcEndpoint } from '../transport/rpc.js';
 import type { HostPort, SocketFactory } from '../transport/socket-factory.js';
 import { TcpTransport } from '../transport/tcp-transport.js';
@@ -117,6 +119,8 @@ export class NodeHost {
   private peerIds: readonly NodeId[] = [];
   private ticks = 0;
   private closed = false;
+  /** The node's log journal (the groups' logs write through it): closed after every group, its figures in /metrics. */
+  private journalValue: LogJournal | undefined;
   /** Messages on channels nobody serves, or for groups this node does not host. */
   droppedMessages = 0;
   /** Quiescence notices sent, and quiesced groups woken because their leader's node went silent. */
@@ -313,7 +317,17 @@ export class NodeHost {
     }
   }
 
-  /** Stops ticking, closes every group (durably), then the RPC endpoint and the transport. */
+  /** The groups' logs write through `journal` (opened by the caller): `close` closes it after every group. Once, before any group opens. */
+  attachJournal(journal: LogJournal): void {
+    assert(this.journalValue === undefined && this.groups.size === 0, 'a node host takes one journal, before its groups');
+    this.journalValue = journal;
+  }
+
+  get journal(): LogJournal | undefined {
+    return this.journalValue;
+  }
+
+  /** Stops ticking, closes every group (durably), then the journal, the RPC endpoint and the transport. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -322,6 +336,7 @@ export class NodeHost {
     for (const group of this.groups.values()) {
       await group.close().catch((error: unknown) => this.logger.error({ err: error, group: group.id }, 'closing a raft group failed'));
     }
+    await this.journalValue?.close().catch((error: unknown) => this.logger.error({ err: error }, 'closing the raft log journal failed'));
     await this.transport.close();
   }
 

@@ -30,6 +30,7 @@ import type { KvLimits } from '../kv/command.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { RaftDriver, type StopReason } from '../raft/driver.js';
 import type { RaftTransport } from '../raft/driver-seams.js';
+import type { LogJournal } from '../raft/log-store/journal.js';
 import { SegmentedLogStore } from '../raft/log-store/log-store.js';
 import { DEFAULT_RAFT_TIMING, type RaftConfig } from '../raft/raft.js';
 import type { LogUpdate, RaftLogStore } from '../raft/storage.js';
@@ -97,6 +98,8 @@ export interface RaftGroupOptions {
   /** Instead of `bootstrapVoters`: a group made from another's state (a split's right part), identical on every replica. */
   readonly bootstrapSeed?: GroupSeed;
   readonly transport: RaftTransport<ImagePayload>;
+  /** The node's journal (src/raft/log-store/journal.ts): the log's saves share its one fsync. Default: the log fsyncs each save itself. */
+  readonly journal?: LogJournal;
   readonly vfs: Vfs;
   readonly clock: Clock;
   readonly random: Random;
@@ -158,7 +161,7 @@ export class RaftGroup {
     const kv = await KvStateMachine.open({ home, limits: options.limits });
     let logStore: SegmentedLogStore | undefined;
     try {
-      logStore = await SegmentedLogStore.open(vfs, joinPath(dataDir, 'raft', String(group)), { bootstrapConfState: bootstrapConf, clock: options.clock, logger: options.logger });
+      logStore = await SegmentedLogStore.open(vfs, joinPath(dataDir, 'raft', String(group)), { bootstrapConfState: bootstrapConf, clock: options.clock, logger: options.logger, ...(options.journal !== undefined ? { journal: options.journal } : {}) });
       if (options.bootstrapSeed !== undefined) await bootstrapSeeded(kv, logStore, options.bootstrapSeed);
       else if (options.bootstrapVoters !== undefined) await bootstrap(kv, logStore, options.bootstrapVoters, options.bootstrapMeta ?? []);
       const opened = new RaftGroup(options, logStore, kv);
