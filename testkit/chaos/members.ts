@@ -13,7 +13,7 @@ import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process'
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CLI_PATH } from '../process/server-process.js';
-import { killGroupAndWait, signalGroup, untilListening } from '../process/member-process.js';
+import { killGroupAndWait, reapOnExit, signalGroup, untilListening } from '../process/member-process.js';
 
 export interface MemberSpec {
   readonly id: number;
@@ -66,6 +66,7 @@ export class MemberProcesses {
     if (this.running.has(id)) throw new Error(`member ${id} is running`);
     const child = this.spawner(id, process.execPath, [CLI_PATH, 'serve', ...args], { detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
     child.stdin!.on('error', () => undefined); // a dead member's pipe
+    reapOnExit(child);
     // One log per member across its restarts (bounded), so a run's results show what each incarnation said.
     const output = this.outputs.get(id) ?? [];
     this.outputs.set(id, output);

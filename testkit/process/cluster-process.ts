@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { type ClientOptions, ImpulseClient } from '../../src/client/client.js';
 import type { ClusterView } from '../../src/protocol/cluster-view.js';
 import { freePorts } from './ports.js';
-import { killGroupAndWait, signalGroup, untilListening } from './member-process.js';
+import { killGroupAndWait, reapOnExit, signalGroup, untilListening } from './member-process.js';
 import { CLI_PATH } from './server-process.js';
 
 export interface ProcessMemberSpec {
@@ -167,6 +167,7 @@ export class ProcessCluster {
     if (this.running.has(id)) throw new Error(`member ${id} is running`);
     const args = this.serveArgs(id, extraArgs);
     const child = this.options.spawner?.(id, process.execPath, args) ?? spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    reapOnExit(child);
     const output: string[] = [];
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     const running = { child, exited, output };

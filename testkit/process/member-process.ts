@@ -18,6 +18,41 @@ export function signalGroup(pid: number | undefined, signal: NodeJS.Signals): bo
   }
 }
 
+/** Groups started through `reapOnExit` and not yet gone: what this process must not leave behind. */
+const liveGroups = new Set<number>();
+let reaperInstalled = false;
+
+/**
+ * Records the process group `child` leads (started with `detached: true`) so
+ * that it is killed (SIGCONT, SIGKILL) if this process exits or is stopped
+ * by SIGINT, SIGTERM or SIGHUP before it stopped the child itself — a
+ * benchmark interrupted by its operator, or a test file the runner kills,
+ * leaves no member serving on its own. Forgotten once the child exits.
+ */
+export function reapOnExit(child: ChildProcess): void {
+  const pid = child.pid;
+  if (pid === undefined) return;
+  liveGroups.add(pid);
+  child.once('exit', () => liveGroups.delete(pid));
+  if (reaperInstalled) return;
+  reaperInstalled = true;
+  const reap = (): void => {
+    for (const group of liveGroups) {
+      signalGroup(group, 'SIGCONT');
+      signalGroup(group, 'SIGKILL');
+    }
+  };
+  process.once('exit', reap);
+  for (const [signal, number] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]] as const) {
+    // Only where nothing else handles the signal: then the default was to die, which this keeps.
+    if (process.listenerCount(signal) > 0) continue;
+    process.once(signal, () => {
+      reap();
+      process.exit(128 + number);
+    });
+  }
+}
+
 /** kill -9 of the group (SIGCONT first: a stopped process must be able to die); resolves once `exited` does. */
 export async function killGroupAndWait(pid: number | undefined, exited: Promise<void>): Promise<void> {
   signalGroup(pid, 'SIGCONT');
