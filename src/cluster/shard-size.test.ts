@@ -14,6 +14,7 @@
  *     stays under (the old check scanned every round the disk filter passed);
  *   - after a split, the frozen right-hand keys are not counted: one scan,
  *     then the estimate is the left part's exact size;
+ *   - a snapshot installed over a counted replica voids the count;
  *   - with the engine's disk bytes under the threshold, no scan at all.
  */
 import assert from 'node:assert/strict';
@@ -32,6 +33,8 @@ import { TEST_LIMITS } from '../../testkit/cluster/in-process.js';
 import { MemVfs } from '../../testkit/vfs/mem-vfs.js';
 import { encodeClusterCommand } from './log-entries.js';
 import { MEMBERSHIP_META_NAME, encodeMembership, initialMembership } from './membership.js';
+import type { SnapshotImage } from '../raft/driver-seams.js';
+import type { ImagePayload } from './image-stream.js';
 import { RaftKvMachine } from './raft-kv-machine.js';
 import { RESCAN_FRACTION, ShardSizes } from './shard-size.js';
 
@@ -196,6 +199,22 @@ describe('the running byte count of a shard', () => {
     assert.equal((await sizes.check(shard.raft, WHOLE))?.toString(), 'k4');
     assert.equal(sizes.scans, 2, 'the count and the middle key');
     assert.equal((await sizes.check(shard.raft, WHOLE))?.toString(), 'k4', 'a split not applied yet (or failed) is asked for again');
+  });
+
+  it('a snapshot installed over a counted replica voids its count (a follower caught up by snapshot, then leading)', async () => {
+    const follower = await Shard.open('memory');
+    const sizes = new ShardSizes(64 * 1024);
+    await follower.write(put('a', Buffer.alloc(100, 0x67)));
+    assert.equal(await sizes.check(follower.raft, WHOLE), undefined);
+    assert.equal(sizes.estimate(follower.raft), 101);
+    const leader = await Shard.open('memory');
+    for (let i = 0; i < 20; i++) await leader.write(put(`k${String(i).padStart(2, '0')}`, Buffer.alloc(1_000, 0x68)));
+    const image = await new Promise<SnapshotImage<ImagePayload>>((resolve, reject) => leader.raft.snapshot((error, made) => (error === null ? resolve(made!) : reject(error))));
+    await new Promise<void>((resolve, reject) => follower.raft.stageSnapshot(image, (error) => (error === null ? resolve() : reject(error))));
+    await new Promise<void>((resolve, reject) => follower.raft.installSnapshot(image.meta, (error) => (error === null ? resolve() : reject(error))));
+    assert.equal(sizes.estimate(follower.raft), undefined, 'the count from before the snapshot is void');
+    assert.equal(await sizes.check(follower.raft, WHOLE), undefined);
+    assert.equal(sizes.estimate(follower.raft), 20 * 1003, 'counted again: the snapshot\'s keys');
   });
 
   it('takes the engine\'s disk bytes as the bound while they are under the threshold: no scan', async () => {
