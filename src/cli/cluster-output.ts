@@ -48,7 +48,7 @@ export function formatShardsView(view: ShardsView): string {
     shard.leader === null ? '-' : String(shard.leader),
     shard.keyCount === null ? '-' : String(shard.keyCount),
     shard.diskBytes === null ? '-' : String(shard.diskBytes),
-    shard.sizeBytes === null || shard.sizeBytes === undefined ? '-' : String(shard.sizeBytes),
+    shard.sizeBytes === null || shard.sizeBytes === undefined ? '-' : String(shard.sizeBytes), // undefined: a member from before sizeBytes
     shard.appliedIndex === null ? '-' : String(shard.appliedIndex),
     shard.quiesced ? 'yes' : 'no',
   ]);
