@@ -1,18 +1,18 @@
 /**
  * What the running byte count (src/cluster/shard-size.ts) saves a shard's
  * leader: the size check of `--shard-split-bytes` on a parent shard after a
- * split. The frozen right-hand half keeps the engine's disk bytes past the
- * threshold, so the check before the running count scanned the left half
- * at every round (every 5 s); now it scans once after the split, then adds
- * the bytes of the writes applied since.
+ * split. Before the running count, each round (every 5 s) whose disk
+ * filter passed scanned the shard (and after a split the frozen half keeps
+ * the disk bytes up); now a check scans once after the split, then adds the
+ * bytes of the writes applied since.
  *
  *   flock /tmp/impulse-bench.lock node dist/bench/shard-size.js [--keys 200000] [--engine lsm] [--runs 3]
  *
  * Per run: a fresh shard of `keys` keys (16-byte keys, 100-byte values) on a
  * real disk (a temporary directory), split in the middle; the threshold is
- * 80% of its bytes, so the left half stays under it and the disk bytes pass
- * it. Measured: one check as before (a count of the left half: a fresh
- * ShardSizes has no base, the disk filter passes, it scans), and checks with
+ * 80% of its bytes, so the left half stays under it. Measured: a scan as
+ * every such round made it (a fresh ShardSizes has no base: it counts the
+ * left half), and checks with
  * the running count (the first one scans, the next 20 with 100 writes
  * between them do not, on a shard large enough that 2,000 writes stay
  * below the threshold). Prints the median of the runs with the spread.
