@@ -5,6 +5,12 @@
  * so that a noisy neighbour hits every variant alike. The HTTPS cluster also
  * speaks mutual TLS between its members, as a production cluster would. The
  * target is at least 0.8× of plain HTTP: keep-alive makes handshakes rare.
+ * A second TLS cluster serves HTTPS with plain TCP between its members: the
+ * difference between the two is what mutual TLS on the peer transport costs.
+ * Beside requests/s, the servers' CPU time per request (all members of a
+ * cluster summed, from /proc): wrk's own TLS work shares the two cores, so
+ * requests/s moves with what the client pays; the CPU column is what the
+ * servers pay.
  *
  *   node dist/bench/security.js [--duration 10] [--connections 100] [--rounds 3] [--engine lsm]
  *
@@ -18,7 +24,7 @@ import { ProcessCluster } from '../testkit/process/cluster-process.js';
 import { type ServerProcess, startServerProcess } from '../testkit/process/server-process.js';
 import { type PemSet, TestPki } from '../testkit/security/pki.js';
 import { type WrkResult, runWrk } from './lib/wrk.js';
-import { flag, formatNumber, loadLine, machineLine, table, writeSection } from './report.js';
+import { flag, formatNumber, loadLine, machineLine, processCpuSeconds, table, writeSection } from './report.js';
 
 const durationSeconds = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '100'));
@@ -34,6 +40,24 @@ interface Target {
   readonly url: string;
   readonly token?: string;
   readonly ca?: Buffer;
+  /** The server processes whose CPU time a request costs (a cluster's every member). */
+  readonly pids: readonly number[];
+}
+
+interface Measured {
+  readonly wrk: WrkResult;
+  /** The servers' CPU time (user + system) per request served, µs. */
+  readonly cpuMicrosPerRequest: number;
+}
+
+async function cpuSeconds(pids: readonly number[]): Promise<number> {
+  let total = 0;
+  for (const pid of pids) total += await processCpuSeconds(pid);
+  return total;
+}
+
+function memberPids(cluster: ProcessCluster): number[] {
+  return [1, 2, 3].map((id) => cluster.pid(id)!);
 }
 
 async function wrkScript(method: 'PUT' | 'GET', token: string | undefined): Promise<string> {
@@ -94,44 +118,55 @@ async function main(): Promise<void> {
     clusters.push(plainCluster);
     const tlsCluster = await ProcessCluster.start(3, { serveArgs: ['--engine', engine], memberArgs: (id) => tlsArgs(pki.node(id), true), https: true, clientOptions: { ca: pki.node(1).ca } });
     clusters.push(tlsCluster);
+    const httpsPlainPeers = await ProcessCluster.start(3, { serveArgs: ['--engine', engine], memberArgs: (id) => tlsArgs(pki.node(id), false), https: true, clientOptions: { ca: pki.node(1).ca } });
+    clusters.push(httpsPlainPeers);
     const ca = pki.node(1).ca;
     const singleLabel = `single node (${engine}, sync none), HTTP`;
     const clusterLabel = `3 members (${engine}), at the leader, HTTP`;
     const targets: Target[] = [
-      { label: singleLabel, baseline: singleLabel, url: plain.url },
+      { label: singleLabel, baseline: singleLabel, url: plain.url, pids: [plain.pid] },
       // The token check without TLS: separates what tokens cost from what TLS costs.
-      { label: `single node (${engine}, sync none), HTTP + token`, baseline: singleLabel, url: plainToken.url, token: TOKEN },
-      { label: `single node (${engine}, sync none), HTTPS`, baseline: singleLabel, url: https.url, ca },
-      { label: `single node (${engine}, sync none), HTTPS + token`, baseline: singleLabel, url: httpsToken.url, ca, token: TOKEN },
-      { label: clusterLabel, baseline: clusterLabel, url: plainCluster.url(await plainCluster.waitForLeader()) },
-      { label: `3 members (${engine}), at the leader, HTTPS + mutual TLS between members`, baseline: clusterLabel, url: tlsCluster.url(await tlsCluster.waitForLeader()), ca },
+      { label: `single node (${engine}, sync none), HTTP + token`, baseline: singleLabel, url: plainToken.url, token: TOKEN, pids: [plainToken.pid] },
+      { label: `single node (${engine}, sync none), HTTPS`, baseline: singleLabel, url: https.url, ca, pids: [https.pid] },
+      { label: `single node (${engine}, sync none), HTTPS + token`, baseline: singleLabel, url: httpsToken.url, ca, token: TOKEN, pids: [httpsToken.pid] },
+      { label: clusterLabel, baseline: clusterLabel, url: plainCluster.url(await plainCluster.waitForLeader()), pids: memberPids(plainCluster) },
+      // HTTPS for the client, plain TCP between members: separates the client's TLS from the peer transport's.
+      { label: `3 members (${engine}), at the leader, HTTPS, plain TCP between members`, baseline: clusterLabel, url: httpsPlainPeers.url(await httpsPlainPeers.waitForLeader()), ca, pids: memberPids(httpsPlainPeers) },
+      { label: `3 members (${engine}), at the leader, HTTPS + mutual TLS between members`, baseline: clusterLabel, url: tlsCluster.url(await tlsCluster.waitForLeader()), ca, pids: memberPids(tlsCluster) },
     ];
     for (const target of targets) await preload(target);
-    const results = new Map<string, WrkResult[]>();
+    const results = new Map<string, Measured[]>();
     for (const method of ['GET', 'PUT'] as const) {
       for (let round = 0; round < rounds; round++) {
         for (const target of targets) {
-          const result = runWrk(target.url, await wrkScript(method, target.token), connections, durationSeconds);
+          const script = await wrkScript(method, target.token);
+          const cpuBefore = await cpuSeconds(target.pids);
+          const wrk = runWrk(target.url, script, connections, durationSeconds);
+          const cpuMicrosPerRequest = ((await cpuSeconds(target.pids)) - cpuBefore) * 1e6 / Math.max(1, wrk.requests);
           const key = `${target.label}|${method}`;
-          results.set(key, [...(results.get(key) ?? []), result]);
-          console.log(`${target.label.padEnd(70)} ${method} ${formatNumber(result.requestsPerSecond).padStart(7)} req/s  p99 ${result.latencyP99Ms.toFixed(1)} ms  errors ${result.errors}`);
+          results.set(key, [...(results.get(key) ?? []), { wrk, cpuMicrosPerRequest }]);
+          console.log(`${target.label.padEnd(80)} ${method} ${formatNumber(wrk.requestsPerSecond).padStart(7)} req/s  p99 ${wrk.latencyP99Ms.toFixed(1)} ms  errors ${wrk.errors}  server CPU ${cpuMicrosPerRequest.toFixed(1)} µs/request`);
         }
       }
     }
     const rows: Array<Array<string | number>> = [];
     for (const method of ['GET', 'PUT'] as const) {
       for (const target of targets) {
-        const runs = results.get(`${target.label}|${method}`)!;
-        const baseRuns = results.get(`${target.baseline}|${method}`)!;
+        const measured = results.get(`${target.label}|${method}`)!;
+        const baseMeasured = results.get(`${target.baseline}|${method}`)!;
+        const runs = measured.map((m) => m.wrk);
         const rates = runs.map((run) => run.requestsPerSecond);
         // Per round: this variant ÷ its plain-HTTP baseline measured moments before.
-        const ratios = runs.map((run, i) => run.requestsPerSecond / baseRuns[i]!.requestsPerSecond);
+        const ratios = runs.map((run, i) => run.requestsPerSecond / baseMeasured[i]!.wrk.requestsPerSecond);
+        const cpu = median(measured.map((m) => m.cpuMicrosPerRequest));
+        const baseCpu = median(baseMeasured.map((m) => m.cpuMicrosPerRequest));
         rows.push([
           target.label, method,
           formatNumber(median(rates)), `${formatNumber(Math.min(...rates))}–${formatNumber(Math.max(...rates))}`,
           formatNumber(median(runs.map((run) => run.latencyP99Ms)), 1),
           runs.reduce((sum, run) => sum + run.errors, 0),
           `${median(ratios).toFixed(2)}× (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`,
+          `${formatNumber(cpu, 1)} (${(cpu / baseCpu).toFixed(2)}×)`,
         ]);
       }
     }
@@ -140,9 +175,9 @@ async function main(): Promise<void> {
       '',
       `${machineLine()} · ${loadAtStart} at the start, ${loadLine()} at the end`,
       '',
-      `\`node dist/bench/security.js --rounds ${rounds} --duration ${durationSeconds} --engine ${engine}\`: \`wrk -t1 -c${connections} -d${durationSeconds}s\` per cell on 1000 keys, every variant in one run, rounds interleaved; the machine's two cores are shared by wrk, the servers and other engineers' work. "vs HTTP" is requests/s ÷ the plain-HTTP variant of the same deployment in the same round, median (min–max). The HTTPS cluster also runs mutual TLS between its members. Certificates are EC P-256 (\`impulse certs\`); wrk keeps its connections, so each does one handshake.`,
+      `\`node dist/bench/security.js --rounds ${rounds} --duration ${durationSeconds} --engine ${engine}\`: \`wrk -t1 -c${connections} -d${durationSeconds}s\` per cell on 1000 keys, every variant in one run, rounds interleaved; the machine's two cores are shared by wrk, the servers and other engineers' work. "vs HTTP" is requests/s ÷ the plain-HTTP variant of the same deployment in the same round, median (min–max). Of the two HTTPS clusters one runs mutual TLS between its members, the other plain TCP. Server CPU is the servers' user + system time per request served (a cluster's three members summed, from /proc), median over the rounds, and its ratio to the plain-HTTP twin's: wrk's own TLS work shares the cores, so this is the steadier figure for what TLS costs the servers. Certificates are EC P-256 (\`impulse certs\`); wrk keeps its connections, so each does one handshake.`,
       '',
-      table(['variant', 'op', 'requests/s', 'range', 'p99 ms', 'errors', 'vs HTTP'], rows),
+      table(['variant', 'op', 'requests/s', 'range', 'p99 ms', 'errors', 'vs HTTP', 'server CPU µs/request (vs HTTP)'], rows),
     ].join('\n');
     console.log('\n' + markdown);
     await writeSection('security', markdown);

@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { ERROR_CATALOG, type ErrorCode } from '../errors.js';
 import { httpStatusOf } from './http-status.js';
 import { DEFAULT_LIMITS } from '../storage/engine.js';
-import type { KvService } from '../service/kv-service.js';
+import { type KvService, READ_NOT_SYNC } from '../service/kv-service.js';
 import { openLocalKvService } from '../service/open-local.js';
 import { ImpulseServer } from './server.js';
 import { SeededRandom } from '../util/random.js';
@@ -416,7 +416,9 @@ describe('graceful shutdown', () => {
 
 describe('GET /kv/{key} on a service that reads synchronously', () => {
   it('answers present and absent keys through getSync, and through get only when the engine cannot read synchronously', async () => {
-    for (const [engine, synchronous] of [['memory', true], ['lsm', false]] as const) {
+    // Every engine now answers cached reads synchronously: the second service says READ_NOT_SYNC
+    // itself, as an engine does when a read must wait for the disk.
+    for (const [engine, synchronous] of [['memory', true], ['lsm', true], ['lsm', false]] as const) {
       const dir = await mkdtemp(join(tmpdir(), `impulse-api-sync-${engine}-`));
       const service = await openLocalKvService({ engine, dataDir: dir, sync: 'none', limits: DEFAULT_LIMITS });
       // The same service, counting the asynchronous reads the server asks of it.
@@ -426,6 +428,7 @@ describe('GET /kv/{key} on a service that reads synchronously', () => {
         asyncReads++;
         return service.get(key, options);
       };
+      if (!synchronous) counted.getSync = () => READ_NOT_SYNC;
       const server = new ImpulseServer({ service: counted, logger: pino({ level: 'silent' }), version: 'test' });
       try {
         const base = `http://127.0.0.1:${(await server.listen(0, '127.0.0.1')).port}`;

@@ -11,7 +11,7 @@ import { parseBatch } from '../api/kv-handlers.js';
 import { isImpulseError } from '../errors.js';
 import type { KvOp } from '../kv/command.js';
 import { type ClusterView } from '../protocol/cluster-view.js';
-import { formatClusterView, formatShardsView, joinCommand } from './cluster-output.js';
+import { formatClusterView, formatShardsView, joinCommand, leaderlessMemberMessage } from './cluster-output.js';
 import { EXIT, UsageError } from './exit-codes.js';
 import { type OutputFormat, bytesArgument, printJson, show } from './output.js';
 
@@ -283,7 +283,7 @@ function registerMemberCommands(program: Command, context: ClientContext): void 
     .action(async (id: string, peerUrl: string, flags: { clientUrl?: string }) => {
       const nodeId = memberIdArgument(id);
       const view = await withClient(context, (c) => c.addMember({ id: nodeId, peerUrl, ...(flags.clientUrl !== undefined ? { clientUrl: flags.clientUrl } : {}) }));
-      printView(view, `added node ${nodeId} as a learner of cluster ${view.clusterId}; start it with:\n\n  ${joinCommand(view, nodeId, peerUrl, flags.clientUrl)}\n\nthen, once it has caught up: impulse member promote ${nodeId}\n`);
+      printView(view, leaderlessMemberMessage(view, 'add', nodeId) ?? `added node ${nodeId} as a learner of cluster ${view.clusterId}; start it with:\n\n  ${joinCommand(view, nodeId, peerUrl, flags.clientUrl)}\n\nthen, once it has caught up: impulse member promote ${nodeId}\n`);
     });
   member
     .command('promote')
@@ -299,7 +299,7 @@ function registerMemberCommands(program: Command, context: ClientContext): void 
     .argument('<id>')
     .action(async (id: string) => {
       const view = await withClient(context, (c) => c.removeMember(memberIdArgument(id)));
-      printView(view, `node ${id} was removed; stop it and delete its data directory\n`);
+      printView(view, leaderlessMemberMessage(view, 'remove', Number(id)) ?? `node ${id} was removed; stop it and delete its data directory\n`);
     });
   program
     .command('leader')

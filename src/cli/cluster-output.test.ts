@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { joinCommand } from './cluster-output.js';
+import { joinCommand, leaderlessMemberMessage } from './cluster-output.js';
 import type { ClusterView } from '../protocol/cluster-view.js';
 
 function view(scheme: 'http' | 'https'): ClusterView {
@@ -15,5 +15,19 @@ describe('joinCommand', () => {
     assert.doesNotMatch(plain, /--tls-cert/);
     const secure = joinCommand(view('https'), 3, '127.0.0.1:7173', undefined);
     assert.match(secure, /--tls-cert node-3\.crt --tls-key node-3\.key --peer-tls-ca ca\.crt$/);
+  });
+});
+
+describe('leaderlessMemberMessage', () => {
+  it('words a leaderless change (epoch, state, step, what next) and leaves a Raft view to the learner wording', () => {
+    const raft = view('http');
+    assert.equal(leaderlessMemberMessage(raft, 'add', 3), undefined);
+    const change = (state: 'running' | 'done' | 'failed') => ({ ...raft, leader: null, membershipChange: { epoch: 4, members: [1, 2, 3], state, step: state === 'running' ? ('transfer' as const) : ('commit' as const), elapsedMs: 1200, ...(state === 'failed' ? { error: { code: 'IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED', message: 'member 2 is down', member: 2 } } : {}) } });
+    const running = leaderlessMemberMessage(change('running'), 'add', 3)!;
+    assert.match(running, /^node 3 joins the leaderless cluster 0123456789abcdef — membership change epoch 4 to members 1,2,3: running \(step transfer, 1200 ms\)\n/);
+    assert.match(running, /membershipChange until it says done/);
+    assert.doesNotMatch(running, /learner|promote/);
+    assert.match(leaderlessMemberMessage(change('done'), 'remove', 2)!, /node 2 leaves .*: done .*\nnode 2 handed its keys to their owners; stop it/);
+    assert.match(leaderlessMemberMessage(change('failed'), 'add', 3)!, /failed \(step commit, 1200 ms\): member 2 is down\n$/);
   });
 });

@@ -1,6 +1,7 @@
 /**
- * What the cluster commands print: `impulse member list` as a table, and the
- * `impulse serve` command that starts a member `impulse member add` added.
+ * What the cluster commands print: `impulse member list` as a table, the
+ * `impulse serve` command that starts a member `impulse member add` added,
+ * and, in leaderless mode, what a membership change did.
  */
 import type { ClusterView } from '../protocol/cluster-view.js';
 import type { ShardsView } from '../protocol/shard-view.js';
@@ -80,4 +81,24 @@ export function joinCommand(view: ClusterView, id: number, peerUrl: string, clie
     ...(view.members.some((member) => member.clientUrl?.startsWith('https:') === true) ? [`--tls-cert node-${id}.crt --tls-key node-${id}.key --peer-tls-ca ca.crt`] : []),
   ];
   return parts.join(' ');
+}
+
+/**
+ * What `impulse member add|remove` prints when the answering cluster is
+ * leaderless (its view carries `membershipChange`): the change's epoch, state
+ * and step, and what to do next — not the Raft learner wording.
+ */
+export function leaderlessMemberMessage(view: ClusterView, action: 'add' | 'remove', id: number): string | undefined {
+  const change = view.membershipChange;
+  if (change === undefined) return undefined;
+  const what = action === 'add' ? `node ${id} joins the leaderless cluster ${view.clusterId}` : `node ${id} leaves the leaderless cluster ${view.clusterId}`;
+  const where = `membership change epoch ${change.epoch} to members ${change.members.join(',')}: ${change.state} (step ${change.step}, ${change.elapsedMs} ms)`;
+  if (change.state === 'failed') return `${what} — ${where}: ${change.error?.message ?? 'failed'}\n`;
+  const next =
+    change.state === 'running'
+      ? 'it goes on in the background (each member moves the keys it gains); `impulse member list -o json` shows membershipChange until it says done'
+      : action === 'add'
+        ? `node ${id} now owns its ranges and holds their keys`
+        : `node ${id} handed its keys to their owners; stop it and delete its data directory`;
+  return `${what} — ${where}\n${next}\n`;
 }

@@ -16,7 +16,9 @@
  *   raft_request_retries, raft_leader_wait_timeouts, raft_unknown_outcomes,
  *   raft_requests_waiting, transport_sent / _received / _dropped messages, transport_reconnects,
  *   transport_connect_failures, transport_rejected_connections, transport_snapshots_sent / _received,
- *   rpc_in_flight, rpc_calls, rpc_timeouts, rpc_overloaded, rpc_late_responses.
+ *   rpc_in_flight, rpc_calls, rpc_timeouts, rpc_overloaded, rpc_late_responses; with the node's log
+ *   journal, raft_journal_commits / _fsyncs / _bytes_written / _checkpoints / _bytes (all groups) and
+ *   what its replay at start found (raft_journal_replayed_records / _replay_skipped_records / _replay_torn_bytes).
  */
 import { Histogram } from 'prom-client';
 import type { NodeHost } from './node-host.js';
@@ -71,6 +73,8 @@ function hostFigures(host: NodeHost): Record<string, number> {
     raft_quiesce_notices_sent: host.quiesceCounters.noticesSent,
     raft_groups_woken_by_silence: host.quiesceCounters.wokenBySilence,
     raft_leader_gone_hints: host.leaderGoneHints,
+    // The node's log journal (one fsync for every group's saves): raft_journal_commits, _fsyncs, ... (LogJournal.stats).
+    ...Object.fromEntries(Object.entries(host.journal?.stats() ?? {}).map(([name, value]) => [`raft_${name}`, value])),
   };
 }
 

@@ -61,9 +61,11 @@ export interface ShardMovesConfig {
   readonly movesMax: number;
   /** `--member-dead-after-ms`: a member silent this long is dead and its shard replicas are re-replicated on the others. Default 300,000 (5 min, CockroachDB's time until a store is dead). */
   readonly memberDeadAfterMs: number;
+  /** `--shard-balance-leaders`: the meta leader hands shard leaderships over so no member leads more than ceil(mean) (src/shard/leaders.ts). Default true. */
+  readonly balanceLeaders: boolean;
 }
 
-export const DEFAULT_SHARD_MOVES: ShardMovesConfig = { movesMax: 2, memberDeadAfterMs: 300_000 };
+export const DEFAULT_SHARD_MOVES: ShardMovesConfig = { movesMax: 2, memberDeadAfterMs: 300_000, balanceLeaders: true };
 
 export interface RaftTimingConfig {
   /** Milliseconds per Raft tick. Default 50. */
@@ -116,6 +118,7 @@ export interface ClusterFlags {
   shardMovesMax?: string;
   memberDeadAfterMs?: string;
   shardSplitBytes?: string;
+  shardBalanceLeaders?: string;
 }
 
 /**
@@ -126,7 +129,7 @@ export interface ClusterFlags {
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number, clientScheme: 'http' | 'https' = 'http'): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
     const stray = (
-      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardMovesMax', 'memberDeadAfterMs'] as const
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders'] as const
     ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
@@ -166,7 +169,9 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   const moves: ShardMovesConfig = {
     movesMax: integer('--shard-moves-max', flags.shardMovesMax ?? String(DEFAULT_SHARD_MOVES.movesMax), 1, 64),
     memberDeadAfterMs: integer('--member-dead-after-ms', flags.memberDeadAfterMs ?? String(DEFAULT_SHARD_MOVES.memberDeadAfterMs), 1000, 86_400_000),
+    balanceLeaders: (flags.shardBalanceLeaders ?? String(DEFAULT_SHARD_MOVES.balanceLeaders)) === 'true',
   };
+  if (flags.shardBalanceLeaders !== undefined && flags.shardBalanceLeaders !== 'true' && flags.shardBalanceLeaders !== 'false') throw invalid('--shard-balance-leaders must be true or false');
   // A member is suspect after two election timeouts of silence (shard-mover.ts); dead must come later.
   if (moves.memberDeadAfterMs <= 2 * timing.electionTicks * timing.tickMs) throw invalid('--member-dead-after-ms must exceed two election timeouts (--election-ticks × --tick-ms × 2)');
   return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, timing, moves };

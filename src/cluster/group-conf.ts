@@ -31,7 +31,7 @@ export function changeConf(group: RaftGroup, change: ConfChange, clock: Clock, t
   });
 }
 
-/** Starts a transfer of `group`'s leadership to voter `target` and waits (at most `timeoutMs`, polling every `pollMs`) until it leads. */
+/** Starts a transfer of `group`'s leadership to voter `target` (a Raft id) and waits (at most `timeoutMs`, polling every `pollMs`) until it leads. */
 export async function transferLeadership(group: RaftGroup, target: NodeId, clock: Clock, pollMs: number, timeoutMs: number): Promise<void> {
   if (target === group.driver.id) return;
   if (!group.membership.confState.voters.includes(target)) {
@@ -42,7 +42,7 @@ export async function transferLeadership(group: RaftGroup, target: NodeId, clock
     if (!called) reject(new ImpulseError('IMPULSE_ERR_RAFT_STOPPED', 'the Raft group stopped on this node'));
   });
   const deadline = clock.now() + timeoutMs;
-  while (group.leader !== target) {
+  while (group.leaderRaftId !== target) {
     // The core gives a transfer one election timeout; still leading with no transfer running means it was aborted.
     const status = group.driver.status();
     if (status.role === 'leader' && status.transferee !== target) throw unavailable(`leadership did not move to node ${target}: the transfer was aborted (the target did not catch up and win within an election timeout); retry`);

@@ -15,14 +15,24 @@
  *
  * Group ids must never be reused after `destroy`: a Vfs without `removeDir`
  * leaves empty directories behind.
+ *
+ * Raft ids: a group is opened under this node's Raft id in it (default the
+ * node id; shard groups may give another, src/shard/replica-id.ts). The id
+ * is recorded in `<data-dir>/raft/<g>/replica-id` before the group's log is
+ * made, and `raftIdOnDisk` reads it back (a directory without the record is
+ * of the node id: made before ids were recorded), so the files of a group
+ * always say whose they are — a replayed older map naming this node's earlier
+ * Raft id in a group never reopens its newer files under the old id.
  */
 import type { Logger } from 'pino';
 import type { KvLimits } from '../kv/command.js';
+import type { LogJournal } from '../raft/log-store/journal.js';
 import type { RaftConfig } from '../raft/raft.js';
 import type { NodeId } from '../raft/types.js';
 import type { EngineChoices } from '../storage/engine-names.js';
 import type { Clock } from '../util/clock.js';
 import type { Random } from '../util/random.js';
+import { corruption } from '../util/corruption.js';
 import { type Vfs, isNotFound, joinPath } from '../vfs/vfs.js';
 import type { RaftTimingConfig } from './config.js';
 import type { NodeHost } from './node-host.js';
@@ -40,6 +50,8 @@ export interface HostedGroupsOptions {
   readonly limits: KvLimits;
   readonly timing: RaftTimingConfig;
   readonly vfs: Vfs;
+  /** The node's journal: every group's log saves share its one fsync (RaftGroupOptions.journal). Default: none. */
+  readonly journal?: LogJournal;
   readonly clock: Clock;
   readonly random: Random;
   readonly logger: Logger;
@@ -75,12 +87,16 @@ export class HostedGroups {
    * `bootstrapMeta` goes into the bootstrap state with them; `seed`, instead
    * of voters, makes a new group from another's state: a split) and hosts it.
    */
-  async open(id: number, voters: ReadonlyMap<NodeId, string> | undefined, bootstrapMeta: readonly BootstrapMeta[] = [], seed?: GroupSeed): Promise<HostedGroup> {
+  async open(id: number, voters: ReadonlyMap<NodeId, string> | undefined, bootstrapMeta: readonly BootstrapMeta[] = [], seed?: GroupSeed, raftId: number = this.options.host.nodeId): Promise<HostedGroup> {
     const { options } = this;
     if (this.hosted.has(id) || options.host.group(id) !== undefined) throw new Error(`raft group ${id} is open on this node already`);
+    const onDisk = await this.raftIdOnDisk(id);
+    if (onDisk !== undefined && onDisk !== raftId) throw new Error(`raft group ${id}'s files on this node are of Raft id ${onDisk}, not ${raftId}`);
+    if (onDisk === undefined && raftId !== options.host.nodeId) await this.recordRaftId(id, raftId);
     const group = await RaftGroup.open({
       group: id,
       nodeId: options.host.nodeId,
+      raftId,
       dataDir: options.dataDir,
       engine: options.engine,
       ...(options.engineChoices !== undefined ? { engineChoices: options.engineChoices } : {}),
@@ -90,6 +106,7 @@ export class HostedGroups {
       bootstrapMeta,
       ...(seed !== undefined ? { bootstrapSeed: seed } : {}),
       transport: options.host.raftTransport(id),
+      ...(options.journal !== undefined ? { journal: options.journal } : {}),
       vfs: options.vfs,
       clock: options.clock,
       random: options.random.fork(),
@@ -126,6 +143,36 @@ export class HostedGroups {
     return hosted;
   }
 
+  /** The Raft id group `id`'s files on this node are of (see the file comment); undefined when it has no files here. */
+  async raftIdOnDisk(id: number): Promise<number | undefined> {
+    const { vfs, dataDir, host } = this.options;
+    const dir = joinPath(dataDir, 'raft', String(id));
+    if (!(await vfs.exists(dir))) return undefined;
+    if (!(await vfs.exists(joinPath(dir, REPLICA_ID_FILE)))) return host.nodeId;
+    const text = (await vfs.readFile(joinPath(dir, REPLICA_ID_FILE))).toString('utf8');
+    const raftId = Number(text);
+    if (!/^[1-9][0-9]*$/.test(text) || !Number.isSafeInteger(raftId)) throw corruption('hosted-groups', joinPath(dir, REPLICA_ID_FILE), 'the recorded Raft id is not a positive integer');
+    return raftId;
+  }
+
+  /** Records `raftId` as group `id`'s on this node, durably, before the group has any file (a crash leaves the record or nothing). */
+  private async recordRaftId(id: number, raftId: number): Promise<void> {
+    const { vfs, dataDir } = this.options;
+    const dir = joinPath(dataDir, 'raft', String(id));
+    await vfs.mkdir(dir);
+    const temp = joinPath(dir, `${REPLICA_ID_FILE}.tmp`);
+    const file = await vfs.open(temp, { create: true, truncate: true });
+    try {
+      await file.write(0, Buffer.from(String(raftId), 'utf8'));
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await vfs.rename(temp, joinPath(dir, REPLICA_ID_FILE));
+    await vfs.syncDir(dir);
+    await vfs.syncDir(joinPath(dataDir, 'raft'));
+  }
+
   /** Stops hosting group `id` (requests pending on it fail as the group closes); its files stay. */
   async close(id: number): Promise<void> {
     this.hosted.delete(id);
@@ -142,6 +189,9 @@ export class HostedGroups {
     await vfs.syncDir(joinPath(dataDir, 'kv'));
   }
 }
+
+/** The file of a group's directory that records this node's Raft id in the group (absent: the node id). */
+const REPLICA_ID_FILE = 'replica-id';
 
 /** Deletes `dir` and everything under it (files first; directories where the Vfs can). */
 async function removeTree(vfs: Vfs, dir: string): Promise<void> {

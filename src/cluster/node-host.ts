@@ -32,7 +32,9 @@ import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
 import type { GroupMessage, RaftTransport } from '../raft/driver-seams.js';
 import { RAFT_CHANNEL } from '../raft/driver-seams.js';
+import type { LogJournal } from '../raft/log-store/journal.js';
 import type { NodeId } from '../raft/types.js';
+import { assert } from '../util/assert.js';
 import { RpcEndpoint } from '../transport/rpc.js';
 import type { HostPort, SocketFactory } from '../transport/socket-factory.js';
 import { TcpTransport } from '../transport/tcp-transport.js';
@@ -46,12 +48,13 @@ import { peerAddresses } from './membership.js';
 import { GroupRpc } from './group-rpc.js';
 import { LIVENESS_CHANNEL, NodeLiveness } from './node-liveness.js';
 import type { QuiesceNotice, RaftGroup } from './raft-group.js';
+import { nodeOfRaftId } from '../shard/replica-id.js';
 
 /** A leader's quiescence notice to the other members of its group (body: `QuiesceNotice`). */
 export const QUIESCE_CHANNEL = 'quiesce';
 
 /** The RPC channels of the cluster runtime: forwarded writes, read indexes for follower reads, membership operations, reads of a shard at one of its replicas, a shard group's membership steps (replica moves), the leaderless peer protocol. */
-export const RPC_CHANNELS = ['kv-forward', 'read-index', 'cluster-admin', 'shard-read', 'shard-conf', 'leaderless'] as const;
+export const RPC_CHANNELS = ['kv-forward', 'read-index', 'cluster-admin', 'shard-read', 'shard-conf', 'shard-leads', 'leaderless'] as const;
 const EXPECTED_PEERS_MAX = 16;
 export type RpcChannel = (typeof RPC_CHANNELS)[number];
 
@@ -117,6 +120,8 @@ export class NodeHost {
   private peerIds: readonly NodeId[] = [];
   private ticks = 0;
   private closed = false;
+  /** The node's log journal (the groups' logs write through it): closed after every group, its figures in /metrics. */
+  private journalValue: LogJournal | undefined;
   /** Messages on channels nobody serves, or for groups this node does not host. */
   droppedMessages = 0;
   /** Quiescence notices sent, and quiesced groups woken because their leader's node went silent. */
@@ -159,7 +164,8 @@ export class NodeHost {
   /** The driver's transport for `group`: messages and snapshot streams over the node's one transport. */
   raftTransport(group: number): RaftTransport<ImagePayload> {
     return {
-      send: (to, message: GroupMessage) => this.transport.send(to, message),
+      // Raft ids of shard groups carry their node (src/shard/replica-id.ts).
+      send: (to, message: GroupMessage) => this.transport.send(nodeOfRaftId(to), message),
       sendSnapshot: (to, header, payload, done) => {
         const settle = (error: Error | null): void => {
           // Whatever happened, the transport is done with the payload: release the engine snapshot behind it.
@@ -168,7 +174,7 @@ export class NodeHost {
           if (target === undefined) return;
           target.guard(() => done(error));
         };
-        this.transport.sendSnapshot(to, header, payload).then(
+        this.transport.sendSnapshot(nodeOfRaftId(to), header, payload).then(
           () => settle(null),
           (error: unknown) => settle(error instanceof Error ? error : new Error(String(error))),
         );
@@ -264,7 +270,7 @@ export class NodeHost {
 
   private sendQuiesce(group: RaftGroup, notice: QuiesceNotice): void {
     const { voters, learners } = group.membership.confState;
-    for (const id of [...voters, ...learners]) {
+    for (const id of new Set([...voters, ...learners].map(nodeOfRaftId))) {
       if (id === this.options.nodeId) continue;
       this.quiesceCounters.noticesSent++;
       this.transport.send(id, { channel: QUIESCE_CHANNEL, group: group.id, body: { term: notice.term, index: notice.index } });
@@ -296,7 +302,7 @@ export class NodeHost {
     for (const group of this.groups.values()) {
       const membership = group.membership;
       if (membership.members.size > 0) known = true;
-      for (const [id, address] of peerAddresses(membership)) book.set(id, address);
+      for (const [id, address] of peerAddresses(membership)) book.set(nodeOfRaftId(id), address);
     }
     if (!known) for (const [id, address] of this.options.seeds) book.set(id, address);
     for (const [id, address] of this.expected) {
@@ -313,7 +319,17 @@ export class NodeHost {
     }
   }
 
-  /** Stops ticking, closes every group (durably), then the RPC endpoint and the transport. */
+  /** The groups' logs write through `journal` (opened by the caller): `close` closes it after every group. Once, before any group opens. */
+  attachJournal(journal: LogJournal): void {
+    assert(this.journalValue === undefined && this.groups.size === 0, 'a node host takes one journal, before its groups');
+    this.journalValue = journal;
+  }
+
+  get journal(): LogJournal | undefined {
+    return this.journalValue;
+  }
+
+  /** Stops ticking, closes every group (durably), then the journal, the RPC endpoint and the transport. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -322,6 +338,7 @@ export class NodeHost {
     for (const group of this.groups.values()) {
       await group.close().catch((error: unknown) => this.logger.error({ err: error, group: group.id }, 'closing a raft group failed'));
     }
+    await this.journalValue?.close().catch((error: unknown) => this.logger.error({ err: error }, 'closing the raft log journal failed'));
     await this.transport.close();
   }
 

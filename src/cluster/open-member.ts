@@ -9,6 +9,7 @@
  * Data directory of a member:
  *   <data-dir>/member.json             who it is (cluster id, node id, how it bootstrapped)
  *   <data-dir>/raft/1/                 the Raft log of group 1 (segments)
+ *   <data-dir>/raft-journal/           the node's log journal: one fsync for every group's saves (src/raft/log-store/journal.ts)
  *   <data-dir>/kv/1/<engine>/          the state machine of group 1 (engine home: LIVE, slots)
  *
  * Shutdown (`service.close()`): new requests are refused; a leader hands
@@ -18,6 +19,7 @@
  */
 import type { Logger } from 'pino';
 import type { KvLimits } from '../kv/command.js';
+import { LogJournal } from '../raft/log-store/journal.js';
 import type { RaftConfig } from '../raft/raft.js';
 import type { EngineChoices } from '../storage/engine-names.js';
 import type { NodeId } from '../raft/types.js';
@@ -71,6 +73,8 @@ export interface MemberOptions {
   readonly socketFactory?: SocketFactory;
   /** See RaftGroupOptions.quiesceAfterTicks (0: groups never quiesce; benchmarks compare). */
   readonly quiesceAfterTicks?: number;
+  /** False: every group's log fsyncs its own saves, no shared journal (benchmarks compare). Default true. */
+  readonly raftLogJournal?: boolean;
 }
 
 export interface Member {
@@ -96,7 +100,10 @@ export async function openMember(options: MemberOptions): Promise<Member> {
   const random = options.random ?? new SeededRandom(freshSeed());
   const vfs = options.vfs ?? new NodeVfs();
   const { identity, isNew } = await claimIdentity(vfs, options.dataDir, cluster);
+  // Replayed before any group's log opens; closed by the host after every group closed.
+  const journal = options.raftLogJournal === false ? undefined : await openJournal(vfs, options.dataDir, logger);
   const host = new NodeHost(memberHostOptions(cluster, cluster.initialCluster, { clock, random, logger, transportLimits: options.transportLimits, socketFactory: options.socketFactory }));
+  if (journal !== undefined) host.attachJournal(journal);
   try {
     const peerAddress = await host.start();
     const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
@@ -110,6 +117,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       limits: options.limits,
       timing: cluster.timing,
       vfs,
+      ...(journal !== undefined ? { journal } : {}),
       clock,
       random,
       logger,
@@ -137,6 +145,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       logger: logger.child({ component: 'shard-mover' }),
       movesMax: cluster.moves.movesMax,
       memberDeadAfterMs: cluster.moves.memberDeadAfterMs,
+      balanceLeaders: cluster.moves.balanceLeaders,
       suspectAfterMs: 2 * electionTimeoutMs,
       intervalMs: MOVE_ROUND_MS,
       stepTimeoutMs: requestTimeoutMs,
@@ -187,21 +196,29 @@ export async function openMember(options: MemberOptions): Promise<Member> {
   }
 }
 
+/** Opens the node's log journal, replaying what a crash left in it into the groups' segments. */
+async function openJournal(vfs: Vfs, dataDir: string, logger: Logger): Promise<LogJournal> {
+  const journal = await LogJournal.open(vfs, joinPath(dataDir, 'raft-journal'), dataDir);
+  const { records, skipped, tornBytes } = journal.replay;
+  if (records + skipped + tornBytes > 0) logger.info({ records, skipped, tornBytes }, 'raft log journal: replayed the saves of the last run into their segments');
+  return journal;
+}
+
 /**
  * If this node leads and another voter exists, transfers leadership to the
  * voter with the highest match index and waits (at most `waitMs`) for it to
  * take over, so clients do not wait an election timeout after a planned stop.
  */
 async function handOverLeadership(group: RaftGroup, clock: Clock, logger: Logger, waitMs: number): Promise<void> {
-  if (group.state !== 'running' || group.leader !== group.driver.id) return;
+  if (!group.leads) return;
   const status = group.driver.status();
   const candidates = group.membership.confState.voters.filter((id) => id !== status.id);
   if (candidates.length === 0) return;
   const best = candidates.reduce((a: NodeId, b: NodeId) => ((status.progress[String(b)]?.match ?? 0) > (status.progress[String(a)]?.match ?? 0) ? b : a));
   group.guard(() => group.driver.transferLeadership(best));
   const deadline = clock.now() + waitMs;
-  while (group.leader === status.id && clock.now() < deadline) await new Promise<void>((resolve) => clock.setTimer(20, resolve));
-  logger.info({ group: group.id, to: best, done: group.leader !== status.id }, 'handed leadership over before shutting down');
+  while (group.leads && clock.now() < deadline) await new Promise<void>((resolve) => clock.setTimer(20, resolve));
+  logger.info({ group: group.id, to: best, done: !group.leads }, 'handed leadership over before shutting down');
 }
 
 /** `<data-dir>/<engine>` holds a single-node store (its LIVE pointer) that a member must not silently ignore. */

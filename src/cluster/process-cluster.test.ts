@@ -74,6 +74,9 @@ describe('a three-member cluster of processes', () => {
     assert.ok(failoverMs < 2000, `first acknowledged write ${failoverMs} ms after the kill`);
     await cluster.start(oldLeader);
     workload.dead.delete(oldLeader);
+    // The killed member's saves were made durable by its node journal (one fsync for every group): its restart replayed them.
+    const restarted = (await cluster.client(oldLeader).status()) as { figures: Record<string, number> };
+    assert.ok(restarted.figures['raft_journal_replayed_records']! > 0, 'the restarted member replayed nothing from its log journal');
     const digests = await cluster.settledDigests(30_000);
     assert.equal(new Set([...digests.values()].map((digest) => digest.digest)).size, 1, `replicas differ: ${JSON.stringify([...digests])}`);
     for (const id of [1, 2, 3]) await workload.check(cluster.client(id), id);

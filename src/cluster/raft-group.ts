@@ -30,6 +30,7 @@ import type { KvLimits } from '../kv/command.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { RaftDriver, type StopReason } from '../raft/driver.js';
 import type { RaftTransport } from '../raft/driver-seams.js';
+import type { LogJournal } from '../raft/log-store/journal.js';
 import { SegmentedLogStore } from '../raft/log-store/log-store.js';
 import { DEFAULT_RAFT_TIMING, type RaftConfig } from '../raft/raft.js';
 import type { LogUpdate, RaftLogStore } from '../raft/storage.js';
@@ -45,6 +46,7 @@ import type { ImagePayload } from './image-stream.js';
 import { type Membership, MEMBERSHIP_META_NAME, encodeMembership, initialMembership } from './membership.js';
 import { RaftKvMachine } from './raft-kv-machine.js';
 import type { ShardBounds, ShardMap } from '../shard/shard-map.js';
+import { nodeOfRaftId } from '../shard/replica-id.js';
 
 export type GroupState = 'running' | 'failed' | 'removed' | 'closed';
 
@@ -68,6 +70,18 @@ export interface GroupSeed {
   seed(kv: KvStateMachine): Promise<void>;
 }
 
+/**
+ * The Raft id a message from node `from` claims as its sender, when that id
+ * is one of `from`'s (replica-id.ts); else `from` itself, which the driver
+ * then refuses as a mismatch. The driver also refuses a message addressed to
+ * another Raft id than this replica's: one meant for this node's earlier
+ * replica of the group never reaches the new one.
+ */
+function senderRaftId(from: NodeId, body: unknown): number {
+  const claimed = (body as { from?: unknown } | null)?.from;
+  return typeof claimed === 'number' && Number.isSafeInteger(claimed) && claimed > 0 && nodeOfRaftId(claimed) === from ? claimed : from;
+}
+
 /** The index and term at which the initial voters' identical bootstrap state stands. */
 export const BOOTSTRAP_INDEX = 1;
 const BOOTSTRAP_TERM = 1;
@@ -83,6 +97,8 @@ export const LEARNER_CATCH_UP_ENTRIES_MAX = 2000;
 export interface RaftGroupOptions {
   readonly group: number;
   readonly nodeId: NodeId;
+  /** This replica's Raft id in the group (src/shard/replica-id.ts; its node is `nodeId`). Default: the node id. */
+  readonly raftId?: number;
   readonly dataDir: string;
   /** An engine name from the registry (durable engines only: a member's state must outlive its process as its log does). */
   readonly engine: string;
@@ -97,6 +113,8 @@ export interface RaftGroupOptions {
   /** Instead of `bootstrapVoters`: a group made from another's state (a split's right part), identical on every replica. */
   readonly bootstrapSeed?: GroupSeed;
   readonly transport: RaftTransport<ImagePayload>;
+  /** The node's journal (src/raft/log-store/journal.ts): the log's saves share its one fsync. Default: the log fsyncs each save itself. */
+  readonly journal?: LogJournal;
   readonly vfs: Vfs;
   readonly clock: Clock;
   readonly random: Random;
@@ -158,7 +176,7 @@ export class RaftGroup {
     const kv = await KvStateMachine.open({ home, limits: options.limits });
     let logStore: SegmentedLogStore | undefined;
     try {
-      logStore = await SegmentedLogStore.open(vfs, joinPath(dataDir, 'raft', String(group)), { bootstrapConfState: bootstrapConf, clock: options.clock, logger: options.logger });
+      logStore = await SegmentedLogStore.open(vfs, joinPath(dataDir, 'raft', String(group)), { bootstrapConfState: bootstrapConf, clock: options.clock, logger: options.logger, ...(options.journal !== undefined ? { journal: options.journal } : {}) });
       if (options.bootstrapSeed !== undefined) await bootstrapSeeded(kv, logStore, options.bootstrapSeed);
       else if (options.bootstrapVoters !== undefined) await bootstrap(kv, logStore, options.bootstrapVoters, options.bootstrapMeta ?? []);
       const opened = new RaftGroup(options, logStore, kv);
@@ -198,7 +216,7 @@ export class RaftGroup {
       ...DEFAULT_RAFT_TIMING,
       learnerCatchUpEntriesMax: LEARNER_CATCH_UP_ENTRIES_MAX,
       ...options.raftOverrides,
-      id: options.nodeId,
+      id: options.raftId ?? options.nodeId,
       electionTimeoutTicks: options.timing.electionTicks,
       heartbeatIntervalTicks: options.timing.heartbeatTicks,
       random: options.random,
@@ -249,9 +267,19 @@ export class RaftGroup {
     return this.machineValue.membership;
   }
 
-  /** The leader this node knows of; 0 when none (or the group is not running). */
+  /** The NODE of the leader this node knows of (its Raft id's node: src/shard/replica-id.ts); 0 when none (or the group is not running). */
   get leader(): NodeId {
+    return this.stateValue === 'running' ? nodeOfRaftId(this.driverValue.node.leaderId) : 0;
+  }
+
+  /** The leader's Raft id (0: none); `leader` is its node. */
+  get leaderRaftId(): number {
     return this.stateValue === 'running' ? this.driverValue.node.leaderId : 0;
+  }
+
+  /** True when this replica leads the group. */
+  get leads(): boolean {
+    return this.stateValue === 'running' && this.driverValue.node.leaderId === this.driverValue.id;
   }
 
   /**
@@ -301,14 +329,15 @@ export class RaftGroup {
   receiveQuiesce(from: NodeId, notice: QuiesceNotice): void {
     if (this.stateValue !== 'running' || this.quiescedValue) return;
     const node = this.driverValue.node;
-    if (node.role !== 'follower' || node.leaderId !== from || node.currentTerm !== notice.term || node.lastIndex !== notice.index || !this.driverValue.quiet) return;
+    if (node.role !== 'follower' || nodeOfRaftId(node.leaderId) !== from || node.currentTerm !== notice.term || node.lastIndex !== notice.index || !this.driverValue.quiet) return;
     this.quiescedValue = true;
   }
 
   /** The host's hint that node `id`'s process is gone: when it leads this group, campaign soon (RaftDriver.leaderUnreachable). */
   leaderUnreachable(id: NodeId): void {
-    if (this.stateValue !== 'running' || this.quiescedValue || this.driverValue.node.leaderId !== id) return;
-    this.guardTicking(() => this.driverValue.leaderUnreachable(id));
+    if (this.stateValue !== 'running' || this.quiescedValue || this.driverValue.node.leaderId === 0 || nodeOfRaftId(this.driverValue.node.leaderId) !== id) return;
+    const leader = this.driverValue.node.leaderId;
+    this.guardTicking(() => this.driverValue.leaderUnreachable(leader));
   }
 
   /** Resumes ticking a quiesced group (a fresh election timer and check-quorum round). */
@@ -329,7 +358,7 @@ export class RaftGroup {
     const type = (body as { type?: unknown } | null)?.type;
     const lateAck = type === 'heartbeat-response' || type === 'append-response';
     this.guardTicking(() => {
-      const refused = this.driverValue.receive(from, body);
+      const refused = this.driverValue.receive(senderRaftId(from, body), body);
       if (refused !== null) this.logger.debug({ peer: from, err: refused }, 'raft message refused');
     });
     if (this.quiescedValue && !(lateAck && this.driverValue.quiet)) this.wake();
@@ -340,7 +369,7 @@ export class RaftGroup {
   receiveSnapshot(from: NodeId, header: unknown, payload: ImagePayload): Promise<void> {
     return new Promise((resolve, reject) => {
       if (this.stateValue !== 'running') return reject(new Error(`the group is ${this.stateValue} on this node`));
-      const called = this.guard(() => this.driverValue.receiveSnapshot(from, header, payload, (error) => (error === null ? resolve() : reject(error))));
+      const called = this.guard(() => this.driverValue.receiveSnapshot(senderRaftId(from, (header as { message?: unknown } | null)?.message), header, payload, (error) => (error === null ? resolve() : reject(error))));
       if (!called) reject(new Error('the group stopped while taking the snapshot'));
     });
   }

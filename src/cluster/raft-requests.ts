@@ -35,6 +35,7 @@ import type { GroupRpc } from './group-rpc.js';
 import type { RaftGroup } from './raft-group.js';
 import { classifyFailure, isOutcomeOfApplying, outcomeUnknown, unavailable } from './request-errors.js';
 import { AppliedWaits, LeaderWatch } from './waits.js';
+import { nodeOfRaftId } from '../shard/replica-id.js';
 
 export interface RaftRequestsOptions {
   readonly group: RaftGroup;
@@ -98,8 +99,9 @@ export class RaftRequests {
     options.groupRpc.serve('read-index', this.group.id, (from, body, reply) => this.serveReadIndex(body, reply));
   }
 
+  /** This replica's node (its Raft id may be of a later generation: src/shard/replica-id.ts). */
   get nodeId(): number {
-    return this.group.driver.id;
+    return nodeOfRaftId(this.group.driver.id);
   }
 
   /** Requests waiting right now (for /status). */

@@ -6,19 +6,30 @@
  * the group's configuration already shows it done — so a mover that crashed
  * or lost its answer simply asks again:
  *
- *   add-learner {id, peerUrl}  node `id` joins as a learner (done if a member already)
+ *   add-learner {id, peerUrl, bounds?, replicaId?}
+ *                              node `id` joins as a learner under Raft id `replicaId` (default:
+ *                              the node id; src/shard/replica-id.ts) (done if a member already);
+ *                              with `bounds` (the shard's range in the asker's map, hex),
+ *                              refused as unavailable while the group's own bounds differ:
+ *                              a split the map made is not applied yet, and a learner added
+ *                              before it would be copied into the new shard's membership
  *   promote {id}               learner `id` becomes a voter (done if a voter);
  *                              refused while it lags (IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED: retry)
  *   remove {id}                node `id` leaves (done if not a member); when `id` is the
  *                              leader itself, it first hands leadership to its most caught-up
  *                              other voter and answers NOT_LEADER naming it (ask there)
  *
- * Every answer is the group's configuration after the step, `{voters, learners}`.
+ *   transfer {id}              voter `id` becomes the leader (done if it leads; a balancing
+ *                              step of the mover, src/shard/leaders.ts)
+ *
+ * Steps name nodes; the group's configuration holds Raft ids, and each step
+ * acts on node `id`'s Raft id there. Every answer is the group's configuration (Raft ids) after the step, `{voters, learners}`.
  * Bodies from peers are untrusted and checked.
  */
 import { ImpulseError, isImpulseError } from '../errors.js';
 import type { ConfState, NodeId } from '../raft/types.js';
-import type { Shard } from '../shard/shard-map.js';
+import type { Shard, ShardBounds } from '../shard/shard-map.js';
+import { nodeOfRaftId } from '../shard/replica-id.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock } from '../util/clock.js';
 import { changeConf, transferLeadership } from './group-conf.js';
@@ -29,7 +40,18 @@ import { unavailable } from './request-errors.js';
 
 export const SHARD_CONF_CHANNEL = 'shard-conf';
 
-export type ShardConfStep = { readonly op: 'add-learner'; readonly id: NodeId; readonly peerUrl: string } | { readonly op: 'promote' | 'remove'; readonly id: NodeId };
+/** A shard's range on the wire: start and end in hex (end null: no end). */
+export interface BoundsHex {
+  readonly start: string;
+  readonly end: string | null;
+}
+
+export type ShardConfStep = { readonly op: 'add-learner'; readonly id: NodeId; readonly peerUrl: string; readonly bounds?: BoundsHex; readonly replicaId?: number } | { readonly op: 'promote' | 'remove' | 'transfer'; readonly id: NodeId };
+
+/** `bounds` as a shard-conf step carries them. */
+export function boundsHex(bounds: ShardBounds): BoundsHex {
+  return { start: bounds.start.toString('hex'), end: bounds.end === null ? null : bounds.end.toString('hex') };
+}
 
 export interface ShardConfTiming {
   readonly clock: Clock;
@@ -57,36 +79,70 @@ export function serveShardConf(groupRpc: GroupRpc, hosted: HostedGroup, timing: 
 
 async function runStep(hosted: HostedGroup, step: ShardConfStep, timing: ShardConfTiming): Promise<ConfState> {
   const { group, requests } = hosted;
-  const notLeader = (): ImpulseError => new ImpulseError('IMPULSE_ERR_RAFT_NOT_LEADER', `node ${group.driver.id} does not lead shard group ${group.id}`, group.leader === 0 ? undefined : { details: { leader: group.leader } });
+  const notLeader = (): ImpulseError => new ImpulseError('IMPULSE_ERR_RAFT_NOT_LEADER', `node ${nodeOfRaftId(group.driver.id)} does not lead shard group ${group.id}`, group.leader === 0 ? undefined : { details: { leader: group.leader } });
   requests.requireServing();
-  if (group.leader !== group.driver.id) throw notLeader();
+  if (step.op === 'transfer' && group.leader === step.id) return group.membership.confState; // done (here: this node leads)
+  if (!group.leads) throw notLeader();
   // A new leader changes the configuration only once an entry of its term committed (a read point then exists).
   await requests.readBarrier();
   const conf = (): ConfState => group.membership.confState;
-  const isMember = (): boolean => conf().voters.includes(step.id) || conf().learners.includes(step.id);
+  // Steps name nodes; the configuration holds Raft ids (src/shard/replica-id.ts): node `step.id`'s, if it is a member.
+  const member = (): number | undefined => [...conf().voters, ...conf().learners].find((id) => nodeOfRaftId(id) === step.id);
   const { clock, stepTimeoutMs, pollMs } = timing;
   switch (step.op) {
-    case 'add-learner':
-      if (!isMember()) await changeConf(group, { type: 'add-learner', nodeId: step.id, context: encodeMemberContext({ peerUrl: step.peerUrl, clientUrl: null }) }, clock, stepTimeoutMs);
-      break;
-    case 'promote': {
-      if (conf().voters.includes(step.id)) break;
-      if (!conf().learners.includes(step.id)) throw new ImpulseError('IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED', `node ${step.id} is not a learner of shard group ${group.id}`);
-      const member = group.membership.members.get(step.id);
-      const context = member?.peerUrl != null ? encodeMemberContext({ peerUrl: member.peerUrl, clientUrl: member.clientUrl }) : new Uint8Array(0);
-      await changeConf(group, { type: 'add-voter', nodeId: step.id, context }, clock, stepTimeoutMs);
+    case 'add-learner': {
+      const raftId = step.replicaId ?? step.id;
+      const present = member();
+      if (present === raftId) break;
+      if (present !== undefined) throw new ImpulseError('IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED', `node ${step.id} is a member of shard group ${group.id} under Raft id ${present}, not ${raftId}`);
+      requireSplitApplied(hosted, step.bounds);
+      await changeConf(group, { type: 'add-learner', nodeId: raftId, context: encodeMemberContext({ peerUrl: step.peerUrl, clientUrl: null }) }, clock, stepTimeoutMs);
       break;
     }
-    case 'remove':
-      if (!isMember()) break;
-      if (step.id === group.driver.id) {
+    case 'promote': {
+      const raftId = member();
+      if (raftId !== undefined && conf().voters.includes(raftId)) break;
+      if (raftId === undefined) throw new ImpulseError('IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED', `node ${step.id} is not a learner of shard group ${group.id}`);
+      const known = group.membership.members.get(raftId);
+      const context = known?.peerUrl != null ? encodeMemberContext({ peerUrl: known.peerUrl, clientUrl: known.clientUrl }) : new Uint8Array(0);
+      await changeConf(group, { type: 'add-voter', nodeId: raftId, context }, clock, stepTimeoutMs);
+      break;
+    }
+    case 'remove': {
+      const raftId = member();
+      if (raftId === undefined) break;
+      if (raftId === group.driver.id) {
         await transferLeadership(group, mostCaughtUpOtherVoter(hosted), clock, pollMs, stepTimeoutMs);
         throw notLeader();
       }
-      await changeConf(group, { type: 'remove-node', nodeId: step.id, context: new Uint8Array(0) }, clock, stepTimeoutMs);
+      await changeConf(group, { type: 'remove-node', nodeId: raftId, context: new Uint8Array(0) }, clock, stepTimeoutMs);
       break;
+    }
+    case 'transfer': {
+      const raftId = member();
+      if (raftId === undefined) throw new ImpulseError('IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED', `node ${step.id} is not a voter of shard group ${group.id}`);
+      await transferLeadership(group, raftId, clock, pollMs, stepTimeoutMs);
+      break;
+    }
   }
   return conf();
+}
+
+/**
+ * Refuses (unavailable: the mover asks again) while the group's own bounds
+ * differ from the shard's range in the asker's map: a split of the shard is
+ * committed in the map but not applied by the group yet. A conf change
+ * proposed now would come before the split command in the log, and the new
+ * shard would take the learner into its membership with no move to remove
+ * it. Once the bounds match, no later split can come before the move ends
+ * (the map refuses a split of a moving shard).
+ */
+function requireSplitApplied(hosted: HostedGroup, expected: BoundsHex | undefined): void {
+  const bounds = hosted.group.machine.bounds;
+  if (expected === undefined || bounds === undefined) return; // an older mover, or a group bootstrapped before bounds were kept
+  const own = boundsHex(bounds);
+  if (own.start === expected.start && own.end === expected.end) return;
+  throw unavailable(`shard group ${hosted.group.id} has a split in flight (its bounds are wider than its range in the map); the move waits for it`);
 }
 
 function mostCaughtUpOtherVoter(hosted: HostedGroup): NodeId {
@@ -101,14 +157,27 @@ function parseStep(body: unknown): ShardConfStep {
   const id = value['id'];
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 1) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a shard membership step names a node id');
   switch (value['op']) {
-    case 'add-learner':
-      return { op: 'add-learner', id, peerUrl: validateMemberAddresses(value['peerUrl'], null).peerUrl };
+    case 'add-learner': {
+      const bounds = parseBounds(value['bounds']);
+      const replicaId = value['replicaId'];
+      if (replicaId !== undefined && (typeof replicaId !== 'number' || !Number.isSafeInteger(replicaId) || nodeOfRaftId(replicaId) !== id)) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a shard membership step\'s replica id is a Raft id of its node');
+      return { op: 'add-learner', id, peerUrl: validateMemberAddresses(value['peerUrl'], null).peerUrl, ...(bounds !== undefined ? { bounds } : {}), ...(replicaId !== undefined ? { replicaId } : {}) };
+    }
     case 'promote':
     case 'remove':
+    case 'transfer':
       return { op: value['op'], id };
     default:
-      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a shard membership step is add-learner, promote or remove');
+      throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a shard membership step is add-learner, promote, remove or transfer');
   }
+}
+
+function parseBounds(value: unknown): BoundsHex | undefined {
+  if (value === undefined) return undefined;
+  const { start, end } = (value ?? {}) as { start?: unknown; end?: unknown };
+  const hex = (text: unknown): text is string => typeof text === 'string' && /^(?:[0-9a-f]{2})*$/.test(text);
+  if (!hex(start) || !(end === null || hex(end))) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a shard membership step\'s bounds are a start and an end (or null) in hex');
+  return { start, end };
 }
 
 /** Where `askShardLeader` sends steps: the peer transport, or this node's own replica (the transport does not deliver to itself). */

@@ -26,7 +26,8 @@ import type { Logger } from 'pino';
 import type { ShardView, ShardsView } from '../protocol/shard-view.js';
 import type { NodeId } from '../raft/types.js';
 import { replicaRole } from '../shard/moves.js';
-import { META_GROUP, SHARD_BOUNDS_META_NAME, type Shard, type ShardMap, encodeShardBounds, initialShardMap } from '../shard/shard-map.js';
+import { META_GROUP, SHARD_BOUNDS_META_NAME, type Shard, type ShardMap, encodeShardBounds, initialShardMap, raftIdOf } from '../shard/shard-map.js';
+import { generationOf } from '../shard/replica-id.js';
 import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import type { RaftGroup } from './raft-group.js';
 import { encodeClusterCommand } from './log-entries.js';
@@ -180,9 +181,11 @@ export class ShardGroups {
     for (const shard of map.shards) {
       if (this.closed) return;
       const role = replicaRole(shard, nodeId);
-      if (role === 'none' || groups.get(shard.id) !== undefined) continue;
+      if (role === 'none') continue;
+      const raftId = await this.raftIdToOpen(shard);
+      if (raftId === undefined) continue;
       if (role === 'incoming') {
-        await this.openIncoming(shard);
+        await this.openIncoming(shard, raftId);
         continue;
       }
       const voters = new Map(shard.replicas.map((id) => [id, addresses.get(id)] as const).filter((entry): entry is [NodeId, string] => entry[1] !== undefined));
@@ -191,7 +194,7 @@ export class ShardGroups {
         if (origin.kind === 'pending') continue; // its parent's split apply reconciles again
         const bounds = { name: SHARD_BOUNDS_META_NAME, value: encodeShardBounds(shard) };
         const firstVoters = origin.kind === 'first-map' && voters.size === shard.replicas.length ? voters : undefined;
-        const hosted = await groups.open(shard.id, firstVoters, [bounds], origin.kind === 'split' ? origin.seed : undefined);
+        const hosted = await groups.open(shard.id, firstVoters, [bounds], origin.kind === 'split' ? origin.seed : undefined, raftId);
         this.listenTo(hosted.group);
         logger.info({ shard: shard.id, epoch: shard.epoch, origin: origin.kind }, 'opened shard group');
       } catch (error) {
@@ -200,16 +203,49 @@ export class ShardGroups {
     }
   }
 
+  /**
+   * The Raft id under which to open this member's replica of `shard` (the
+   * map's, src/shard/replica-id.ts), or undefined when nothing is to be
+   * opened now: the group is hosted under that id already, or the files here
+   * are of a LATER generation than the map names (this map is older than
+   * them: a newer one follows). Files or an open group of an EARLIER
+   * generation belong to a replica the group removed before this node was
+   * added again (generations only rise, and a node gets a new one only after
+   * its removal committed): they are closed and deleted first.
+   */
+  private async raftIdToOpen(shard: Shard): Promise<number | undefined> {
+    const { groups, nodeId, logger } = this.options;
+    const raftId = raftIdOf(shard, nodeId);
+    const hostedId = groups.get(shard.id)?.group.driver.id;
+    let present: number | undefined;
+    try {
+      present = hostedId ?? (await groups.raftIdOnDisk(shard.id));
+    } catch (error) {
+      logger.error({ err: error, shard: shard.id }, 'could not read which Raft id this member\'s copy of a shard is of; not opening it');
+      return undefined;
+    }
+    if (present === undefined) return raftId;
+    if (generationOf(present) >= generationOf(raftId)) return hostedId === undefined && present === raftId ? raftId : undefined;
+    try {
+      await groups.destroy(shard.id);
+    } catch (error) {
+      logger.error({ err: error, shard: shard.id, oldRaftId: present }, 'could not delete this member\'s copy of a shard from before it left the shard\'s group; not opening it under its new Raft id');
+      return undefined;
+    }
+    logger.info({ shard: shard.id, oldRaftId: present, raftId }, 'deleted this member\'s copy of a shard from before it left the shard\'s group; opening it under its new Raft id');
+    return raftId;
+  }
+
   /** A hosted shard group's events this member follows: a split applied (bounds changed) and a new leader (which may have a split to propose). Moved-in groups too: they may lead, and split, later. */
   private listenTo(group: RaftGroup): void {
     group.listen({ boundsChanged: () => this.refollow(), leaderChanged: () => this.reconcileSplits() });
   }
 
   /** Opens the group of a shard moving to this member, empty: it joins as a learner and takes a snapshot from the group's leader (moves.ts). */
-  private async openIncoming(shard: Shard): Promise<void> {
+  private async openIncoming(shard: Shard, raftId: number): Promise<void> {
     const { groups, logger } = this.options;
     try {
-      const hosted = await groups.open(shard.id, undefined);
+      const hosted = await groups.open(shard.id, undefined, [], undefined, raftId);
       this.listenTo(hosted.group);
       logger.info({ shard: shard.id, epoch: shard.epoch, from: shard.move?.from ?? null }, 'opened a shard group moving to this member; waiting for its snapshot');
     } catch (error) {

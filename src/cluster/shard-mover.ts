@@ -19,14 +19,23 @@
  * before it was promoted is abandoned (the target removed from the group and
  * retired in the map).
  *
- * Decisions go to the log (info: each move started, finished, abandoned; warn:
- * shards that no live member may take) and to /metrics (`figures`).
+ *   3. with `balanceLeaders`, every LEADER_ROUND_EVERY rounds in which no
+ *      move is in flight or planned: asks every live member which shards it
+ *      leads (shard-leads.ts) and hands leaderships over (Raft leadership
+ *      transfer, asked of each shard's leader: shard-conf.ts `transfer`)
+ *      until no member leads more than ceil(mean) (src/shard/leaders.ts), at
+ *      most `movesMax` transfers a round. Replica moves come first: a move
+ *      changes the voters a leadership may go to.
+ *
+ * Decisions go to the log (info: each move started, finished, abandoned, each
+ * leadership handed over; warn: a failed step or transfer) and to /metrics
+ * (`figures`).
  */
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { abortMove, finishMove, movesInFlight, startMove, targetPromoted } from '../shard/moves.js';
-import { type PlacedShard, applyMoves, planPlacement } from '../shard/placement.js';
-import { SHARD_REPLICAS, type Shard, type ShardMap, encodeShardMap, shardById } from '../shard/shard-map.js';
+import { type PlacedShard, planPlacement } from '../shard/placement.js';
+import { SHARD_REPLICAS, type Shard, type ShardMap, encodeShardMap, raftIdOf, shardById } from '../shard/shard-map.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock } from '../util/clock.js';
 import { Rounds } from '../util/rounds.js';
@@ -34,7 +43,12 @@ import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import { encodeClusterCommand } from './log-entries.js';
 import { peerAddresses } from './membership.js';
 import type { NodeHost } from './node-host.js';
-import { type ShardConfStep, askShardLeader } from './shard-conf.js';
+import { type ShardConfStep, askShardLeader, boundsHex } from './shard-conf.js';
+import { askShardLeads, leadersFromReports, localShardLeads, serveShardLeads, type ShardLead } from './shard-leads.js';
+import { leaderBound, leaderCounts, planLeaderTransfers, type LedShard } from '../shard/leaders.js';
+
+/** Leader balance runs every this many rounds (with the default 1 s round: every 5 s), so a transfer's election settles and the reports see it before the next plan. */
+export const LEADER_ROUND_EVERY = 5;
 
 export interface ShardMoverOptions {
   readonly host: NodeHost;
@@ -48,6 +62,8 @@ export interface ShardMoverOptions {
   readonly movesMax: number;
   /** A member silent longer than this is dead and its replicas are re-replicated, ms (`--member-dead-after-ms`). */
   readonly memberDeadAfterMs: number;
+  /** `--shard-balance-leaders`: hand shard leaderships over so no member leads more than ceil(mean). */
+  readonly balanceLeaders: boolean;
   /** A member silent longer than this is not live (receives no replicas), ms; below memberDeadAfterMs. */
   readonly suspectAfterMs: number;
   /** How often the leader looks at the map, ms. */
@@ -66,20 +82,26 @@ export interface ShardMoveCounters {
   finished: number;
   abandoned: number;
   stepFailures: number;
+  leaderTransfers: number;
+  leaderTransferFailures: number;
 }
 
 type Moving = Shard & { readonly move: NonNullable<Shard['move']> };
 
 export class ShardMover {
-  readonly counters: ShardMoveCounters = { started: 0, rereplications: 0, finished: 0, abandoned: 0, stepFailures: 0 };
+  readonly counters: ShardMoveCounters = { started: 0, rereplications: 0, finished: 0, abandoned: 0, stepFailures: 0, leaderTransfers: 0, leaderTransferFailures: 0 };
   /** Shards whose move this process drives now (at most the moves in the map: ≤ movesMax, plus those a previous leader left). */
   private readonly driving = new Set<number>();
   private readonly rounds: Rounds;
   private closed = false;
-  /** Shards the last plan could not bring back to their replica count (every live node lacking them is retired for them). */
-  private unrestorable = 0;
+  private roundCount = 0;
+  /** The most leaderships one live member held, and the bound, when this meta leader last looked at leaders (0: not yet). */
+  private leadersMax = 0;
+  private leadersBound = 0;
 
   constructor(private readonly options: ShardMoverOptions) {
+    // Every member answers the meta leader's question of which shards it leads.
+    serveShardLeads(options.rpc, options.host, options.meta.group.id);
     this.rounds = new Rounds(options.clock, options.intervalMs, () => this.round(), options.logger, 'shard placement round failed; trying again');
   }
 
@@ -102,7 +124,10 @@ export class ShardMover {
       shard_moves_finished: this.counters.finished,
       shard_moves_abandoned: this.counters.abandoned,
       shard_move_step_failures: this.counters.stepFailures,
-      shards_unrestorable: this.unrestorable,
+      shard_leader_transfers: this.counters.leaderTransfers,
+      shard_leader_transfer_failures: this.counters.leaderTransferFailures,
+      shard_leaders_max: this.leadersMax,
+      shard_leaders_bound: this.leadersBound,
     };
   }
 
@@ -112,7 +137,7 @@ export class ShardMover {
 
   private get leading(): boolean {
     const { group } = this.options.meta;
-    return !this.closed && group.state === 'running' && group.leader === group.driver.id;
+    return !this.closed && group.leads;
   }
 
   private async round(): Promise<void> {
@@ -120,18 +145,21 @@ export class ShardMover {
     if (!this.leading || map === undefined) return;
     const inFlight = movesInFlight(map);
     for (const shard of inFlight) if (!this.driving.has(shard.id)) this.drive(shard.id);
-    if (inFlight.length < this.options.movesMax) await this.plan(map, this.options.movesMax - inFlight.length);
+    let started = 0;
+    if (inFlight.length < this.options.movesMax) started = await this.plan(map, this.options.movesMax - inFlight.length);
+    if (++this.roundCount % LEADER_ROUND_EVERY === 0 && this.options.balanceLeaders && inFlight.length === 0 && started === 0) await this.balanceLeaders(map);
   }
 
   // ---------------------------------------------------------------- planning
 
-  private async plan(map: ShardMap, slots: number): Promise<void> {
+  /** Plans replica moves and starts at most `slots`; resolves with how many started. */
+  private async plan(map: ShardMap, slots: number): Promise<number> {
     const { logger } = this.options;
     const live = this.liveMembers(map);
-    if (live === undefined) return;
-    const shards: PlacedShard[] = map.shards.map((shard) => ({ id: shard.id, replicas: replicasAfterMove(shard), ...(shard.retired !== undefined ? { retired: shard.retired } : {}) }));
+    if (live === undefined) return 0;
+    // Retired nodes are not excluded: a node returning to a shard takes a new Raft id (moves.ts).
+    const shards: PlacedShard[] = map.shards.map((shard) => ({ id: shard.id, replicas: replicasAfterMove(shard) }));
     const planned = planPlacement({ liveNodes: live, shards, replicationFactor: SHARD_REPLICAS });
-    this.noteUnrestorable(live, applyMoves(shards, planned));
     const chosen = new Set<number>();
     for (const move of planned) {
       if (chosen.size >= slots) break;
@@ -145,17 +173,40 @@ export class ShardMover {
       logger.info({ shard: move.shard, from: move.from, to: move.to, reason: rereplication ? 're-replicate (source dead or missing)' : 'balance', live }, 'shard replica move started');
       this.drive(move.shard);
     }
+    return chosen.size;
   }
 
-  /** Counts (and logs once per change) shards that stay below their replica count whatever moves: the nodes that could take them are retired for them. */
-  private noteUnrestorable(live: readonly NodeId[], placed: readonly PlacedShard[]): void {
-    const want = Math.min(SHARD_REPLICAS, live.length);
-    const short = placed.filter((shard) => shard.replicas.filter((id) => live.includes(id)).length < want).map((shard) => shard.id);
-    if (short.length !== this.unrestorable) {
-      if (short.length > 0) this.options.logger.warn({ shards: short, live }, 'shards below their replica count that no live member may take (each was on them before: Raft ids are not reused in a group); add a member');
-      else this.options.logger.info('every shard can be brought back to its replica count');
+  // ---------------------------------------------------------------- leader balance
+
+  /** Hands shard leaderships over (at most `movesMax` this round) so that no live member leads more than ceil(mean); skipped when a live member does not answer. */
+  private async balanceLeaders(map: ShardMap): Promise<void> {
+    const { host, rpc, stepTimeoutMs, movesMax, logger } = this.options;
+    const live = this.liveMembers(map);
+    if (live === undefined) return;
+    const reports = new Map<NodeId, readonly ShardLead[]>();
+    try {
+      await Promise.all(live.map(async (id) => reports.set(id, id === host.nodeId ? localShardLeads(host, this.options.meta.group.id) : await askShardLeads(rpc, id, stepTimeoutMs))));
+    } catch (error) {
+      logger.debug({ err: error }, 'a live member did not say which shards it leads; leader balance waits for the next round');
+      return;
     }
-    this.unrestorable = short.length;
+    const leaders = leadersFromReports(reports);
+    const shards: LedShard[] = map.shards.map((shard) => ({ id: shard.id, voters: shard.replicas, leader: leaders.get(shard.id) ?? 0 }));
+    const counts = leaderCounts(live, shards);
+    this.leadersBound = leaderBound([...counts.values()].reduce((sum, count) => sum + count, 0), live.length);
+    this.leadersMax = Math.max(...counts.values());
+    const transfers = planLeaderTransfers(live, shards).slice(0, movesMax);
+    await Promise.all(transfers.map(async ({ shard: id, from, to }) => {
+      const shard = shardById(map, id)!;
+      logger.info({ shard: id, from, to, leadersOfFrom: counts.get(from), leadersOfTo: counts.get(to), bound: this.leadersBound }, 'shard leadership handed over for balance');
+      try {
+        await this.conf(shard, { op: 'transfer', id: to });
+        this.counters.leaderTransfers++;
+      } catch (error) {
+        this.counters.leaderTransferFailures++;
+        logger.warn({ err: error, shard: id, from, to }, 'a leader transfer for balance failed; the next leader round plans again');
+      }
+    }));
   }
 
   /** The live members (may receive replicas), or undefined while a suspect member holds a replica (nothing is planned then). */
@@ -211,7 +262,8 @@ export class ShardMover {
       }
       const peerUrl = peerAddresses(this.options.meta.group.membership).get(to);
       if (peerUrl === undefined) throw new Error(`node ${to} has no peer address in the membership`);
-      await this.conf(shard, { op: 'add-learner', id: to, peerUrl });
+      // With the shard's range: the leader refuses while a split the map made is not applied in the group (shard-conf.ts).
+      await this.conf(shard, { op: 'add-learner', id: to, peerUrl, bounds: boundsHex(shard), replicaId: raftIdOf(shard, to) });
       await this.conf(shard, { op: 'promote', id: to });
       await this.proposeMap((map) => targetPromoted(map, shard.id));
       return;

@@ -79,7 +79,7 @@ export class ShardSplits {
       const hosted = groups.get(shard.id);
       const bounds = hosted?.group.machine.bounds;
       if (this.closed || hosted === undefined || bounds === undefined || hosted.group.state !== 'running' || hosted.group.leader !== nodeId) continue;
-      if (!sameBounds(bounds, shard)) continue; // a split of this shard is under way
+      if (!sameBounds(bounds, shard) || shard.move !== undefined) continue; // a split of this shard is under way, or a move (no split until it ends)
       const key = await this.sizes.check(hosted.group.machine, bounds);
       if (key === undefined) continue;
       logger.info({ shard: shard.id, key: key.toString('hex'), splitBytes }, 'a shard passed --shard-split-bytes: splitting it at its middle key');
@@ -92,7 +92,8 @@ export class ShardSplits {
    * resolves with a map that has the split, once this member applied it. A
    * key that starts a shard already is split there: the current map (so a
    * retried request is answered again). IMPULSE_ERR_UNAVAILABLE when
-   * concurrent map changes won every attempt. The new shard serves once its
+   * concurrent map changes won every attempt, and while the shard has a
+   * replica move in flight (retry after it). The new shard serves once its
    * parent applied the split (shard-split.ts); requests until then are
    * refused as unavailable and retried.
    */
@@ -103,6 +104,7 @@ export class ShardSplits {
       const map = this.mapNow();
       const shard = shardFor(map, key);
       if (compareBytes(shard.start, key) === 0) return map;
+      if (shard.move !== undefined) throw moving(shard);
       await meta.requests.write(encodeClusterCommand({ type: 'shard-map', map: splitShard(map, shard.id, key, nextShardId(map)) }), true);
     }
     throw new ImpulseError('IMPULSE_ERR_UNAVAILABLE', `the shard map changed under ${SPLIT_MAP_ATTEMPTS} split attempts in a row; retry`, { details: { retryAfterSeconds: 1 } });
@@ -162,6 +164,11 @@ export class ShardSplits {
     if (map === undefined) throw new ImpulseError('IMPULSE_ERR_UNAVAILABLE', 'the shard map is not applied on this member yet (the cluster is starting)');
     return map;
   }
+}
+
+/** The refusal of a split of `shard` while a replica move of it is in flight (retryable: moves take seconds). */
+function moving(shard: Shard): ImpulseError {
+  return new ImpulseError('IMPULSE_ERR_UNAVAILABLE', `shard ${shard.id} has a replica move in flight; it splits after the move (retry)`, { details: { shard: shard.id, moveFrom: shard.move?.from ?? null, moveTo: shard.move?.to ?? null, retryAfterSeconds: 1 } });
 }
 
 function sameBounds(a: ShardBounds, b: ShardBounds): boolean {

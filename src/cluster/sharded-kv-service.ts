@@ -139,16 +139,22 @@ export class ShardedKvService implements KvService {
     let quiesced = 0;
     let keyCount = 0;
     let diskBytes = 0;
+    // Summed over every hosted shard group (the meta group's own are status.figures' raft_log_*).
+    let shardLogFsyncs = 0;
+    let shardLogSaves = 0;
     for (const shard of map?.shards ?? []) {
       const hosted = this.shards.hosted(shard);
       if (hosted === undefined) continue;
       hostedCount++;
       if (hosted.group.quiesced) quiesced++;
+      const log = hosted.group.logStore.stats();
+      shardLogFsyncs += log.fsyncs ?? 0;
+      shardLogSaves += log.saves ?? 0;
       const stats = await hosted.group.machine.machine.stats();
       keyCount += stats.keyCount ?? 0;
       diskBytes += stats.diskBytes ?? 0;
     }
-    const figures = { ...status.figures, ...this.moveFigures(), shard_map_version: map?.version ?? 0, shards: map?.shards.length ?? 0, shards_hosted: hostedCount, shards_quiesced: quiesced, shard_size_scans: this.shards.sizes.scans };
+    const figures = { ...status.figures, ...this.moveFigures(), shard_map_version: map?.version ?? 0, shards: map?.shards.length ?? 0, shards_hosted: hostedCount, shards_quiesced: quiesced, shards_log_fsyncs: shardLogFsyncs, shards_log_saves: shardLogSaves, shard_size_scans: this.shards.sizes.scans };
     return { ...status, mode: 'raft-sharded', keyCount, diskBytes, figures };
   }
 

@@ -9,45 +9,39 @@
  * SHA-256 of the canonical sibling set) over its keys (order-free, so one
  * key's change updates it in O(1), as Cassandra's Merkle leaves combine row
  * hashes). Leaves follow the ring, so a leaf is a slice of ring segments and
- * a differing leaf names a key range to repair.
+ * a differing leaf names a key range to repair. The per-key hashes and the
+ * trees are kept in memory (key-hashes.ts), so neither side scans its store
+ * during an exchange.
  *
- * An exchange with a peer (`exchange`), started by this node:
+ * An exchange with a peer (`exchange`), started by this node, is one PASS
+ * over every differing leaf:
  *   1. ask the peer for its leaf hashes (one message, 32 bytes per leaf);
  *      equal roots end the exchange;
- *   2. for up to `leavesPerRoundMax` differing leaves, ask for the peer's
- *      (key, set hash) pairs;
- *   3. for each key that differs (up to `keysPerRoundMax`): pull the peer's
- *      set and merge it here, then push the merged set to the peer.
- * What is left over is repaired by the next round.
- *
- * Cost (docs/leaderless.md): each node MAINTAINS its leaf hashes for every
- * peer in memory (`leafCount` × 32 bytes per peer), built by one scan at the
- * first exchange and after a membership change, then updated on every
- * stored change (`Replica.onStored`). An exchange between replicas that
- * agree costs one message and no scan; step 2 still scans the replica to
- * list the differing leaves' keys (O(keys), only when something differs).
- * A leaf a racing write left wrong (a change during the building scan) only
- * makes that leaf differ: step 2 recomputes it from the keys it lists, so it
- * heals at the next exchange. Rounds run every `intervalMs` (default 60 s)
- * with the next peer that is up, and on demand (`impulse repair`).
+ *   2. walk the differing leaves in batches (a batch: leaves holding at most
+ *      `ENTRIES_PER_BATCH_MAX` keys here, at least one leaf): ask for the
+ *      peer's (key, set hash) pairs of the batch, compare with ours;
+ *   3. for each key that differs, KEYS_IN_FLIGHT at a time: pull the peer's
+ *      set, merge it here, push the merged set to the peer.
+ * The pass stops early, before its next batch, once it has run
+ * `passTimeMaxMs` or exchanged `passBytesMax` bytes; the result says whether
+ * it was `complete` and how many leaves it repaired, and the next exchange
+ * carries on. Rounds run every `intervalMs` (default 60 s) with the next
+ * peer that is up, and on demand (`impulse repair`).
  */
-import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
+import { ImpulseError } from '../errors.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { encodeSiblingSet } from './codec.js';
 import type { NodeId } from './dvv.js';
 import type { FailureDetector } from './failure-detector.js';
+import { HASH_BYTES, type KeyEntry, KeyHashes } from './key-hashes.js';
 import type { PeerLink } from './peer-link.js';
 import type { Replica } from './replica.js';
 import type { EngineReplicaStore } from './replica-store.js';
-import { type Ring, ringPosition } from './ring.js';
-import type { SiblingSet } from './dvv.js';
+import type { Ring } from './ring.js';
 
 export const LEAF_COUNT_DEFAULT = 1024;
 export const LEAF_COUNT_MAX = 65_536;
-const HASH_BYTES = 32;
-const RING_SIZE = 2 ** 48;
-const SCAN_PAGE = 1000;
 
 export interface AntiEntropyOptions {
   readonly self: NodeId;
@@ -63,8 +57,10 @@ export interface AntiEntropyOptions {
   readonly intervalMs: number;
   readonly timeoutMs: number;
   readonly leafCount?: number;
-  readonly leavesPerRoundMax?: number;
-  readonly keysPerRoundMax?: number;
+  /** A pass (a background round, or one peer's share of `impulse repair`) starts no new batch after this long, ms. */
+  readonly passTimeMaxMs: number;
+  /** A pass starts no new batch after exchanging this many bytes. */
+  readonly passBytesMax: number;
   /** Test-only (the simulator's mutation check): never repair leaves with an odd index. */
   readonly skipOddLeaves?: boolean;
 }
@@ -79,28 +75,34 @@ export interface AntiEntropyFigures {
   bytesExchanged: number;
 }
 
-/** The outcome of one exchange. */
+/** The outcome of one exchange (one pass). */
 export interface ExchangeResult {
   readonly peer: NodeId;
+  /** Leaves whose hashes differed at the start of the pass. */
   readonly leavesDiffering: number;
+  /** Of those, the leaves the pass got to (all of them when `complete`). */
+  readonly leavesRepaired: number;
   readonly keysPulled: number;
   readonly keysPushed: number;
+  /** Bytes received and sent by this pass. */
+  readonly bytes: number;
+  readonly elapsedMs: number;
+  /** False when the pass stopped at its time or byte bound with leaves left. */
+  readonly complete: boolean;
 }
 
 export class AntiEntropy {
   readonly figures: AntiEntropyFigures = { exchanges: 0, exchangesFailed: 0, leavesDiffering: 0, keysPulled: 0, keysPushed: 0, bytesExchanged: 0 };
   readonly leafCount: number;
+  private readonly hashes: KeyHashes;
   private nextPeer = 0;
   private timer: TimerHandle | undefined;
   private stopped = false;
-  /** The maintained leaf hashes per peer, for `treeRing`; empty until the first exchange (or after a ring change). */
-  private trees = new Map<NodeId, Buffer>();
-  private treeRing: Ring | undefined;
-  private building: Promise<void> | undefined;
 
   constructor(private readonly options: AntiEntropyOptions) {
     this.leafCount = options.leafCount ?? LEAF_COUNT_DEFAULT;
-    options.replica.onStored((key, before, after) => this.noteStored(key, before, after));
+    this.hashes = new KeyHashes({ self: options.self, store: options.store, ring: options.ring, replicas: options.replicas, leafCount: this.leafCount });
+    options.replica.onStored((key, _before, after) => this.hashes.noteStored(key, after));
   }
 
   start(): void {
@@ -130,143 +132,122 @@ export class AntiEntropy {
    * node's; by a scan otherwise (a peer configured differently).
    */
   async leafHashes(peer: NodeId, leafCount: number): Promise<Buffer> {
-    if (leafCount === this.leafCount) return Buffer.from(await this.tree(peer));
-    return this.scanLeafHashes(peer, leafCount);
+    this.checkMember(peer);
+    if (leafCount === this.leafCount) return Buffer.from(await this.hashes.tree(peer));
+    return this.hashes.scanTree(peer, leafCount);
   }
 
-  /** The same leaf hashes computed by a scan of the stored keys (no maintained state). */
-  async scanLeafHashes(peer: NodeId, leafCount: number): Promise<Buffer> {
-    const out = Buffer.alloc(leafCount * HASH_BYTES);
-    await this.forSharedKeys(peer, leafCount, (leaf, key, setHash) => xorInto(out, leaf, keyHash(key, setHash)));
-    return out;
+  /** The same leaf hashes computed by a scan of the stored keys (no maintained state; tests compare the two). */
+  scanLeafHashes(peer: NodeId, leafCount: number): Promise<Buffer> {
+    return this.hashes.scanTree(peer, leafCount);
   }
 
   /**
    * The (key, set hash) pairs of the given leaves over the keys this node and
-   * `peer` both own, in key order (a scan). Recomputes those leaves of the
-   * maintained tree from them, which heals a leaf a racing write left wrong.
+   * `peer` both own: from the maintained index, or by a scan for a leaf count
+   * other than this node's (a peer configured differently).
    */
-  async leafEntries(peer: NodeId, leafCount: number, wanted: readonly number[]): Promise<[Buffer, Buffer][]> {
-    const set = new Set(wanted);
-    const entries: [Buffer, Buffer][] = [];
-    const recomputed = Buffer.alloc(leafCount * HASH_BYTES);
-    const ring = this.options.ring();
-    await this.forSharedKeys(peer, leafCount, (leaf, key, setHash) => {
-      if (!set.has(leaf)) return;
-      entries.push([Buffer.from(key), setHash]);
-      xorInto(recomputed, leaf, keyHash(key, setHash));
-    });
-    const tree = this.trees.get(peer);
-    if (leafCount === this.leafCount && tree !== undefined && this.treeRing === ring) {
-      for (const leaf of set) recomputed.copy(tree, leaf * HASH_BYTES, leaf * HASH_BYTES, (leaf + 1) * HASH_BYTES);
-    }
-    return entries;
+  async leafEntries(peer: NodeId, leafCount: number, wanted: readonly number[]): Promise<KeyEntry[]> {
+    this.checkMember(peer);
+    if (leafCount !== this.leafCount) return this.hashes.scanEntries(peer, leafCount, wanted);
+    return this.hashes.entries(peer, wanted);
   }
 
-  /** The maintained leaf hashes for `peer`, built (for every peer at once, by one scan) when missing or the ring changed. */
-  private async tree(peer: NodeId): Promise<Buffer> {
-    for (;;) {
-      const ring = this.options.ring();
-      const tree = this.treeRing === ring ? this.trees.get(peer) : undefined;
-      if (tree !== undefined) return tree;
-      this.building ??= this.build(ring).finally(() => (this.building = undefined));
-      await this.building;
+  /**
+   * Refuses an exchange with a node that is not a member under this node's
+   * ring (a joiner not yet committed, a member that left, or one whose view
+   * is behind): there is no tree of keys both own, and its keys are not ours
+   * to take — the membership change's transfer and cleanup move them.
+   */
+  private checkMember(peer: NodeId): void {
+    if (peer === this.options.self || !this.options.ring().nodes.includes(peer)) {
+      throw new ImpulseError('IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID', `anti-entropy with node ${peer} refused: it is not a member under node ${this.options.self}'s membership`, { details: { peer } });
+    }
+  }
+
+  /** One exchange with `peer`: a pass over every differing leaf (the file comment). Rejects when the peer does not answer. */
+  async exchange(peer: NodeId): Promise<ExchangeResult> {
+    const { link, timeoutMs, clock } = this.options;
+    const startedMs = clock.now();
+    const deadlineMs = startedMs + this.options.passTimeMaxMs;
+    const bytesMax = this.options.passBytesMax;
+    const tally = { bytes: 0, pulled: 0, pushed: 0 };
+    try {
+      const [theirs, ours] = await Promise.all([link.treeLeaves(peer, this.leafCount, timeoutMs), this.leafHashes(peer, this.leafCount)]);
+      tally.bytes += theirs.length;
+      const differing = this.differingLeaves(ours, theirs);
+      this.figures.exchanges++;
+      this.figures.leavesDiffering += differing.length;
+      let done = 0;
+      while (done < differing.length && clock.now() < deadlineMs && tally.bytes < bytesMax) {
+        const batch = this.nextBatch(differing, done);
+        await this.repairBatch(peer, batch, tally);
+        done += batch.length;
+      }
+      return { peer, leavesDiffering: differing.length, leavesRepaired: done, keysPulled: tally.pulled, keysPushed: tally.pushed, bytes: tally.bytes, elapsedMs: clock.now() - startedMs, complete: done === differing.length };
+    } catch (error) {
+      this.figures.exchangesFailed++;
+      throw error;
+    } finally {
+      this.figures.bytesExchanged += tally.bytes;
+      this.figures.keysPulled += tally.pulled;
+      this.figures.keysPushed += tally.pushed;
+    }
+  }
+
+  /** Leaves from `differing[from]` on holding at most ENTRIES_PER_BATCH_MAX keys here (at least one leaf). */
+  private nextBatch(differing: readonly number[], from: number): number[] {
+    const batch = [differing[from]!];
+    let entries = this.hashes.leafSize(differing[from]!);
+    for (let index = from + 1; index < differing.length && batch.length < LEAVES_PER_BATCH_MAX; index++) {
+      entries += this.hashes.leafSize(differing[index]!);
+      if (entries > ENTRIES_PER_BATCH_MAX) break;
+      batch.push(differing[index]!);
+    }
+    return batch;
+  }
+
+  /** Compares one batch of leaves with `peer` and pulls and pushes each differing key. */
+  private async repairBatch(peer: NodeId, leaves: readonly number[], tally: { bytes: number; pulled: number; pushed: number }): Promise<void> {
+    const { link, timeoutMs } = this.options;
+    const [theirEntries, ourEntries] = await Promise.all([link.leafEntries(peer, this.leafCount, leaves, timeoutMs), this.leafEntries(peer, this.leafCount, leaves)]);
+    tally.bytes += theirEntries.reduce((sum, [key, hash]) => sum + key.length + hash.length, 0);
+    const keys = differingKeys(ourEntries, theirEntries);
+    // Each key costs two round trips (pull, push); KEYS_IN_FLIGHT keys at a time, so a batch of
+    // a thousand keys is not a thousand sequential round-trip pairs.
+    for (let start = 0; start < keys.length; start += KEYS_IN_FLIGHT) {
+      await Promise.all(
+        keys.slice(start, start + KEYS_IN_FLIGHT).map(async (key) => {
+          const remote = await link.read(peer, key, timeoutMs);
+          tally.bytes += encodeSiblingSet(remote).length;
+          const { set } = await this.options.replica.apply(key, remote);
+          if (remote.length > 0) tally.pulled++;
+          if (await link.apply(peer, key, set, timeoutMs)) tally.pushed++;
+          tally.bytes += encodeSiblingSet(set).length;
+        }),
+      );
     }
   }
 
   /**
-   * Builds the trees of every peer for `ring` by one scan. They are in place
-   * before the scan starts, so changes during it update them too: a key
-   * changed while the scan passes it may be counted twice, which leaves its
-   * leaf wrong until `leafEntries` recomputes it (the file comment).
+   * Exchanges with every other member that answers; resolves with each
+   * outcome (`impulse repair`). Per peer: passes until one finds nothing
+   * differing (normally two: the repair and the check), at most
+   * PASSES_PER_PEER_MAX; a failed exchange is retried, up to
+   * FAILURES_PER_PEER_MAX in a row — the first one after a restart waits for
+   * the peer to build its index by a scan, which can outlast a request time on
+   * a large store.
    */
-  private async build(ring: Ring): Promise<void> {
-    const trees = new Map(ring.nodes.filter((id) => id !== this.options.self).map((id) => [id, Buffer.alloc(this.leafCount * HASH_BYTES)] as const));
-    this.trees = trees;
-    this.treeRing = ring;
-    await this.forStoredKeys(ring, this.leafCount, (leaf, key, setHash, owners) => {
-      const hash = keyHash(key, setHash);
-      for (const owner of owners) {
-        const tree = trees.get(owner);
-        if (tree !== undefined) xorInto(tree, leaf, hash);
-      }
-    });
-  }
-
-  /** Keeps the trees up to date with one stored change (Replica.onStored). */
-  private noteStored(key: Buffer, before: SiblingSet, after: SiblingSet): void {
-    if (this.trees.size === 0) return;
-    const ring = this.options.ring();
-    if (this.treeRing !== ring) {
-      this.trees = new Map();
-      this.treeRing = undefined;
-      return;
-    }
-    const position = ringPosition(key);
-    const owners = ring.walkFrom(position).slice(0, this.options.replicas);
-    if (!owners.includes(this.options.self)) return;
-    const delta = Buffer.alloc(HASH_BYTES);
-    if (before.length > 0) xorInto(delta, 0, keyHash(key, setHashOf(before)));
-    if (after.length > 0) xorInto(delta, 0, keyHash(key, setHashOf(after)));
-    const leaf = leafOf(position, this.leafCount);
-    for (const owner of owners) {
-      const tree = this.trees.get(owner);
-      if (tree !== undefined) xorInto(tree, leaf, delta);
-    }
-  }
-
-  /** One exchange with `peer` (see the file comment). Rejects when the peer does not answer. */
-  async exchange(peer: NodeId): Promise<ExchangeResult> {
-    const { link, timeoutMs } = this.options;
-    try {
-      const [theirs, ours] = await Promise.all([link.treeLeaves(peer, this.leafCount, timeoutMs), this.leafHashes(peer, this.leafCount)]);
-      this.figures.bytesExchanged += theirs.length;
-      const differing = this.differingLeaves(ours, theirs);
-      this.figures.exchanges++;
-      this.figures.leavesDiffering += differing.length;
-      if (differing.length === 0) return { peer, leavesDiffering: 0, keysPulled: 0, keysPushed: 0 };
-      const [theirEntries, ourEntries] = await Promise.all([link.leafEntries(peer, this.leafCount, differing, timeoutMs), this.leafEntries(peer, this.leafCount, differing)]);
-      this.figures.bytesExchanged += theirEntries.reduce((sum, [key, hash]) => sum + key.length + hash.length, 0);
-      const keys = differingKeys(ourEntries, theirEntries).slice(0, this.options.keysPerRoundMax ?? 1000);
-      let pulled = 0;
-      let pushed = 0;
-      // Each key costs two round trips (pull, push); KEYS_IN_FLIGHT keys at a time, so a round of
-      // a thousand keys is not a thousand sequential round-trip pairs.
-      for (let start = 0; start < keys.length; start += KEYS_IN_FLIGHT) {
-        await Promise.all(
-          keys.slice(start, start + KEYS_IN_FLIGHT).map(async (key) => {
-            const remote = await link.read(peer, key, timeoutMs);
-            this.figures.bytesExchanged += encodeSiblingSet(remote).length;
-            const { set } = await this.options.replica.apply(key, remote);
-            if (remote.length > 0) pulled++;
-            if (await link.apply(peer, key, set, timeoutMs)) pushed++;
-            this.figures.bytesExchanged += encodeSiblingSet(set).length;
-          }),
-        );
-      }
-      this.figures.keysPulled += pulled;
-      this.figures.keysPushed += pushed;
-      return { peer, leavesDiffering: differing.length, keysPulled: pulled, keysPushed: pushed };
-    } catch (error) {
-      this.figures.exchangesFailed++;
-      throw error;
-    }
-  }
-
-  /** Exchanges with every other member that answers; resolves with each outcome (`impulse repair`). */
   async repairAll(): Promise<(ExchangeResult | { peer: NodeId; error: string })[]> {
     const peers = this.options.ring().nodes.filter((id) => id !== this.options.self);
     const results: (ExchangeResult | { peer: NodeId; error: string })[] = [];
     for (const peer of peers) {
-      // Until an exchange finds nothing more to do (each round is bounded), at most 100 rounds. A failed
-      // exchange is retried, up to FAILURES_PER_PEER_MAX in a row: the first one after a restart waits
-      // for the peer to build its trees by a scan, which can outlast a request time on a large store.
       let failures = 0;
-      for (let round = 0; round < 100; round++) {
+      for (let pass = 0; pass < PASSES_PER_PEER_MAX; pass++) {
         try {
           const result = await this.exchange(peer);
           failures = 0;
-          if (round === 0 || result.leavesDiffering > 0) results.push(result);
+          if (pass === 0 || result.leavesDiffering > 0) results.push(result);
           if (result.leavesDiffering === 0) break;
         } catch (error) {
           if (++failures < FAILURES_PER_PEER_MAX) continue;
@@ -280,8 +261,7 @@ export class AntiEntropy {
 
   private differingLeaves(ours: Buffer, theirs: Buffer): number[] {
     const differing: number[] = [];
-    const max = this.options.leavesPerRoundMax ?? 64;
-    for (let leaf = 0; leaf < this.leafCount && differing.length < max; leaf++) {
+    for (let leaf = 0; leaf < this.leafCount; leaf++) {
       if (this.options.skipOddLeaves === true && leaf % 2 === 1) continue;
       if (ours.compare(theirs, leaf * HASH_BYTES, (leaf + 1) * HASH_BYTES, leaf * HASH_BYTES, (leaf + 1) * HASH_BYTES) !== 0) differing.push(leaf);
     }
@@ -293,57 +273,25 @@ export class AntiEntropy {
     if (peers.length === 0) return undefined;
     return peers[this.nextPeer++ % peers.length];
   }
-
-  /** Calls `visit` for every stored key that this node and `peer` both own, in key order, with its leaf and set hash. */
-  private forSharedKeys(peer: NodeId, leafCount: number, visit: (leaf: number, key: Buffer, setHash: Buffer) => void): Promise<void> {
-    return this.forStoredKeys(this.options.ring(), leafCount, (leaf, key, setHash, owners) => {
-      if (owners.includes(peer)) visit(leaf, key, setHash);
-    });
-  }
-
-  /** Calls `visit` for every stored key this node owns under `ring`, in key order, with its leaf, set hash and owners. */
-  private async forStoredKeys(ring: Ring, leafCount: number, visit: (leaf: number, key: Buffer, setHash: Buffer, owners: readonly NodeId[]) => void): Promise<void> {
-    let after: Buffer | undefined;
-    for (;;) {
-      const page = await this.options.store.scan(after === undefined ? { limit: SCAN_PAGE } : { gt: after, limit: SCAN_PAGE });
-      for (const { key, set } of page) {
-        const position = ringPosition(key);
-        const owners = ring.walkFrom(position).slice(0, this.options.replicas);
-        if (owners.includes(this.options.self)) visit(leafOf(position, leafCount), key, setHashOf(set), owners);
-      }
-      if (page.length < SCAN_PAGE) return;
-      after = Buffer.from(page[page.length - 1]!.key);
-    }
-  }
-}
-
-function leafOf(position: number, leafCount: number): number {
-  return Math.floor((position / RING_SIZE) * leafCount);
-}
-
-function setHashOf(set: SiblingSet): Buffer {
-  return createHash('sha256').update(encodeSiblingSet(set)).digest();
-}
-
-/** A key's contribution to its leaf: SHA-256(key length, key, set hash). */
-function keyHash(key: Buffer, setHash: Buffer): Buffer {
-  return createHash('sha256').update(lengthOf(key)).update(key).update(setHash).digest();
 }
 
 /** Differing keys one exchange pulls and pushes at once (bounds the requests in flight to one peer). */
 const KEYS_IN_FLIGHT = 16;
 
+/** Keys (counted here) whose hashes one batch asks the peer for: bounds that answer's size. */
+const ENTRIES_PER_BATCH_MAX = 8192;
+
+/** Leaves per batch at most (the peer accepts up to 4096 per request): also bounds a batch of nearly empty leaves. */
+const LEAVES_PER_BATCH_MAX = 64;
+
 /** Exchanges with one peer that may fail in a row before `repairAll` gives up on it. */
 const FAILURES_PER_PEER_MAX = 3;
 
-/** XORs the 32 bytes of `hash` into leaf `leaf` of `tree`. */
-function xorInto(tree: Buffer, leaf: number, hash: Buffer): void {
-  const offset = leaf * HASH_BYTES;
-  for (let index = 0; index < HASH_BYTES; index++) tree[offset + index]! ^= hash[index]!;
-}
+/** Passes `repairAll` runs with one peer at most (each bounded by time and bytes). */
+const PASSES_PER_PEER_MAX = 10;
 
 /** Keys present on one side only, or with different set hashes. */
-function differingKeys(ours: readonly [Buffer, Buffer][], theirs: readonly [Buffer, Buffer][]): Buffer[] {
+function differingKeys(ours: readonly KeyEntry[], theirs: readonly KeyEntry[]): Buffer[] {
   const mine = new Map(ours.map(([key, hash]) => [key.toString('latin1'), hash]));
   const keys = new Map<string, Buffer>();
   for (const [key, hash] of theirs) {
@@ -353,10 +301,4 @@ function differingKeys(ours: readonly [Buffer, Buffer][], theirs: readonly [Buff
   const theirNames = new Set(theirs.map(([key]) => key.toString('latin1')));
   for (const [key] of ours) if (!theirNames.has(key.toString('latin1'))) keys.set(key.toString('latin1'), key);
   return [...keys.values()];
-}
-
-function lengthOf(key: Buffer): Buffer {
-  const length = Buffer.allocUnsafe(4);
-  length.writeUInt32BE(key.length);
-  return length;
 }

@@ -42,6 +42,9 @@ export interface LeaderlessConfig {
   readonly handoffIntervalMs: number;
   /** Period of background anti-entropy exchanges, ms (default 60,000; 0: only on demand). */
   readonly antiEntropyIntervalMs: number;
+  /** Bounds of one anti-entropy pass (anti-entropy.ts): it starts no new batch after this long, ms, or this many bytes exchanged (defaults 300,000 and 1 GiB). */
+  readonly antiEntropyPassTimeMaxMs: number;
+  readonly antiEntropyPassBytesMax: number;
   /** How old a tombstone must be before it may be collected, ms (`--tombstone-grace-seconds`; default 10 days). */
   readonly tombstoneGraceMs: number;
   /** Period of tombstone collection rounds, ms (default 10,000; 0: never collected). */
@@ -62,6 +65,8 @@ export const DEFAULT_LEADERLESS_CONFIG: LeaderlessConfig = Object.freeze({
   downAfterMs: 2000,
   handoffIntervalMs: 500,
   antiEntropyIntervalMs: 60_000,
+  antiEntropyPassTimeMaxMs: 300_000,
+  antiEntropyPassBytesMax: 1024 ** 3,
   tombstoneGraceMs: 864_000_000,
   tombstoneIntervalMs: 10_000,
 });

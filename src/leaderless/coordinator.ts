@@ -68,6 +68,8 @@ export interface LeaderlessMutations {
   readonly antiEntropySkipsOddLeaves?: boolean;
   /** A write supersedes everything the coordinating owner holds, not just what its context saw: concurrent writes are silently lost (a server-side version per key). */
   readonly supersedeUnseen?: boolean;
+  /** Ownership handoff moves nothing: the transfer step pushes no key and the cleanup deletes keys no longer owned without handing them off. */
+  readonly handoffMovesNothing?: boolean;
 }
 
 export interface CoordinatorFigures {

@@ -16,7 +16,8 @@
 import { isImpulseError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
 import type { NodeId } from './dvv.js';
-import { type MemberAddress, type MembershipPhase, type Membership, checkMembers, membershipRejected } from './membership.js';
+import type { Liveness } from './failure-detector.js';
+import { type MemberAddress, type MembershipPhase, type Membership, checkMembers, membershipRejected, sameMembers } from './membership.js';
 
 /** How a claimant reaches a member with one step (this member's own handler for itself). */
 export type SendStep = (to: NodeId, phase: MembershipPhase, epoch: number, members: readonly MemberAddress[], timeoutMs: number) => Promise<void>;
@@ -31,9 +32,14 @@ export interface MembershipChangeOptions {
   readonly transferTimeoutMs: number;
   /** N: a change may not leave fewer members. */
   readonly replicas: number;
+  readonly self: NodeId;
+  /** What this member's failure detector says of a current member: a change is refused at once while one is `down`. */
+  readonly liveness: (id: NodeId) => Liveness;
 }
 
+/** Times the claimant sends `commit` to a member that did not confirm it, and `pending` or `transfer` to one that did not answer. */
 const COMMIT_ATTEMPTS = 3;
+const STEP_ATTEMPTS = 3;
 
 /** Where a change is: pending, settle (one request time), transfer, commit (membership.ts). */
 export type ChangeStep = 'pending' | 'settle' | 'transfer' | 'commit';
@@ -69,7 +75,12 @@ export class MembershipChange {
     const { membership } = this.options;
     const members = checkMembers(next);
     if (members.length < this.options.replicas) throw membershipRejected(`the cluster keeps ${this.options.replicas} replicas of each key; it cannot have fewer members`, { replicas: this.options.replicas });
+    if (sameMembers(members, membership.view.members)) throw membershipRejected('those are the current members: there is nothing to change');
     if (this.running || membership.view.pending !== undefined) throw membershipRejected('a membership change is under way on this member; retry when it ends');
+    // Every current member must take part; one this member's detector holds down would only fail the
+    // pending step after its retries, so the change is refused at once, naming it (docs/leaderless.md).
+    const down = membership.view.members.find((member) => member.id !== this.options.self && this.options.liveness(member.id) === 'down');
+    if (down !== undefined) throw membershipRejected(`member ${down.id} is down (no heartbeat answered); a change needs every member to take part — bring it back, then retry`, { member: down.id });
     this.running = true;
     const epoch = membership.view.epoch + 1;
     const last = { epoch, members: members.map((member) => member.id), state: 'running' as ChangeProgress['state'], step: 'pending' as Step, startedMs: this.options.clock.now() };
@@ -115,9 +126,23 @@ export class MembershipChange {
     }
   }
 
-  /** Sends one step to every member; rejects naming the first that failed. */
+  /**
+   * Sends one step to every member; rejects naming the first that failed. A
+   * member that did not answer (a lost message, a timeout) is asked again, up
+   * to STEP_ATTEMPTS times in all — `pending` and `transfer` are idempotent —
+   * while a refusal (IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED) is final.
+   */
   private async all(ids: readonly NodeId[], phase: MembershipPhase, epoch: number, members: readonly MemberAddress[], timeoutMs: number): Promise<void> {
-    const results = await Promise.allSettled(ids.map((id) => this.options.send(id, phase, epoch, members, timeoutMs)));
+    const sendWithRetry = async (id: NodeId): Promise<void> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.options.send(id, phase, epoch, members, timeoutMs);
+        } catch (error) {
+          if (attempt >= STEP_ATTEMPTS || isImpulseError(error, 'IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED')) throw error;
+        }
+      }
+    };
+    const results = await Promise.allSettled(ids.map(sendWithRetry));
     const failed = results.findIndex((result) => result.status === 'rejected');
     if (failed < 0) return;
     const reason = (results[failed] as PromiseRejectedResult).reason as unknown;

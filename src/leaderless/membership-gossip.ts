@@ -14,15 +14,21 @@
  *     of that epoch); one pull at a time, so at most one request per
  *     heartbeat.
  *
- * What it does not do: a member that missed a change entirely (no pending
- * change of that epoch) or holds a pending change that was aborted elsewhere
- * only logs that it is behind (docs/leaderless.md); the change protocol
- * keeps both rare (a change needs every member's step 1; an abort is sent to
- * every member).
+ *   - brings itself forward when it missed an ABORT: an aborted change
+ *     still uses up its epoch (membership.ts `abort`), so a peer at epoch E
+ *     naming the old members says the change of epoch E was aborted. A
+ *     member holding E pending aborts it; one that never recorded E (no
+ *     pending) takes the epoch. An abort and a commit of one change are
+ *     exclusive (the claimant sends abort only before any commit), so the
+ *     pulled answer is unambiguous.
+ *
+ * What it does not do: a member that missed a change entirely (a peer is at
+ * a later epoch with other members) only logs that it is behind
+ * (docs/leaderless.md): it must be removed and re-added.
  */
 import type { Logger } from 'pino';
 import type { NodeId } from './dvv.js';
-import { type Membership, sameMembers } from './membership.js';
+import { type MemberAddress, type Membership, sameMembers } from './membership.js';
 import type { PeerLink, PeerStatus } from './peer-link.js';
 
 export interface MembershipGossipOptions {
@@ -30,6 +36,8 @@ export interface MembershipGossipOptions {
   readonly link: Pick<PeerLink, 'committedMembership'>;
   /** Commits the pending change of `epoch` here (the node's `commit` step). */
   readonly commit: (epoch: number) => Promise<void>;
+  /** Aborts the pending change of `epoch` to `members` here (the node's `abort` step). */
+  readonly abort: (epoch: number, members: readonly MemberAddress[]) => Promise<void>;
   readonly logger: Logger;
   readonly timeoutMs: number;
 }
@@ -40,10 +48,10 @@ const CLIENT_URL = /^https?:\/\/[^/?#\s]+$/;
 export class MembershipGossip {
   private readonly clientUrls = new Map<NodeId, string>();
   private pulling = false;
-  /** The last epoch this member warned it is behind of (one warning per epoch). */
-  private warnedBehind = -1;
-  /** Commits pulled from a peer; pulls refused because the peer committed other members for that epoch. */
-  readonly figures = { commitsPulled: 0, commitsRefused: 0 };
+  /** The last peer epoch this member checked it is behind of (one pull per epoch). */
+  private checkedBehind = -1;
+  /** Commits and aborts pulled from a peer; pulls refused because the peer committed other members for that epoch. */
+  readonly figures = { commitsPulled: 0, commitsRefused: 0, abortsPulled: 0 };
 
   constructor(private readonly options: MembershipGossipOptions) {}
 
@@ -52,11 +60,11 @@ export class MembershipGossip {
     if (status === undefined) return;
     if (CLIENT_URL.test(status.clientUrl)) this.clientUrls.set(from, status.clientUrl);
     const { view } = this.options.membership;
-    if (view.pending !== undefined && status.epoch === view.pending.epoch) {
-      if (!this.pulling) void this.pullCommit(from, view.pending.epoch);
-    } else if (status.epoch > view.epoch && status.epoch !== this.warnedBehind) {
-      this.warnedBehind = status.epoch;
-      this.options.logger.warn({ peer: from, peerEpoch: status.epoch, epoch: view.epoch, pendingEpoch: view.pending?.epoch }, 'a peer has a newer membership this member never took part in; remove and re-add this member (docs/leaderless.md)');
+    if (this.pulling) return;
+    if (view.pending !== undefined && status.epoch === view.pending.epoch) void this.pull(from, (committed) => this.resolvePending(from, committed));
+    else if (status.epoch > view.epoch && status.epoch !== this.checkedBehind) {
+      this.checkedBehind = status.epoch;
+      void this.pull(from, (committed) => this.catchUpAbort(from, committed));
     }
   }
 
@@ -70,24 +78,54 @@ export class MembershipGossip {
     for (const id of [...this.clientUrls.keys()]) if (!members.includes(id)) this.clientUrls.delete(id);
   }
 
-  private async pullCommit(from: NodeId, epoch: number): Promise<void> {
+  /** Fetches `from`'s committed membership and hands it to `then`; one pull at a time, failures left to the next heartbeat. */
+  private async pull(from: NodeId, then: (committed: { epoch: number; members: readonly MemberAddress[] }) => Promise<void>): Promise<void> {
     this.pulling = true;
     try {
-      const committed = await this.options.link.committedMembership(from, this.options.timeoutMs);
-      const pending = this.options.membership.view.pending;
-      if (pending === undefined || pending.epoch !== epoch || committed.epoch !== epoch) return;
-      if (!sameMembers(committed.members, pending.members)) {
-        this.figures.commitsRefused++;
-        this.options.logger.warn({ peer: from, epoch }, 'a peer committed a different membership for the epoch this member holds pending; not committing it');
-        return;
-      }
-      await this.options.commit(epoch);
-      this.figures.commitsPulled++;
-      this.options.logger.info({ peer: from, epoch }, 'committed a membership change whose commit step this member had missed (pulled from a peer)');
+      await then(await this.options.link.committedMembership(from, this.options.timeoutMs));
     } catch (error) {
-      this.options.logger.debug({ peer: from, epoch, err: error }, 'pulling a committed membership failed; the next heartbeat retries');
+      this.options.logger.debug({ peer: from, err: error }, 'pulling a committed membership failed; the next heartbeat retries');
     } finally {
       this.pulling = false;
     }
+  }
+
+  /**
+   * The peer committed the epoch this member holds pending: with the pending
+   * members, the change completed (commit it); with this member's current
+   * members, it was aborted (abort it); anything else is another change for
+   * that epoch (refused, logged).
+   */
+  private async resolvePending(from: NodeId, committed: { epoch: number; members: readonly MemberAddress[] }): Promise<void> {
+    const { view } = this.options.membership;
+    const pending = view.pending;
+    if (pending === undefined || committed.epoch !== pending.epoch) return;
+    if (sameMembers(committed.members, pending.members)) {
+      await this.options.commit(pending.epoch);
+      this.figures.commitsPulled++;
+      this.options.logger.info({ peer: from, epoch: pending.epoch }, 'committed a membership change whose commit step this member had missed (pulled from a peer)');
+    } else if (sameMembers(committed.members, view.members)) {
+      await this.options.abort(pending.epoch, pending.members);
+      this.figures.abortsPulled++;
+      this.options.logger.info({ peer: from, epoch: pending.epoch }, 'aborted a membership change whose abort this member had missed (a peer holds that epoch with the old members)');
+    } else {
+      this.figures.commitsRefused++;
+      this.options.logger.warn({ peer: from, epoch: pending.epoch }, 'a peer committed a different membership for the epoch this member holds pending; not committing it');
+    }
+  }
+
+  /**
+   * The peer is at a later epoch and nothing is pending here: if it names this
+   * member's members, the epochs between were aborted changes this member
+   * never recorded (take the epoch); else this member missed a whole change.
+   */
+  private async catchUpAbort(from: NodeId, committed: { epoch: number; members: readonly MemberAddress[] }): Promise<void> {
+    if (await this.options.membership.adoptAbortedEpoch(committed.epoch, committed.members)) {
+      this.figures.abortsPulled++;
+      return;
+    }
+    const { view } = this.options.membership;
+    if (committed.epoch <= view.epoch) return;
+    this.options.logger.warn({ peer: from, peerEpoch: committed.epoch, epoch: view.epoch, pendingEpoch: view.pending?.epoch }, 'a peer has a newer membership this member never took part in; remove and re-add this member (docs/leaderless.md)');
   }
 }

@@ -71,7 +71,28 @@ describe('leaderless membership changes (in process)', () => {
     await eventually('node 2 knows the change is pending', () => net.node(2).membership.view.pending !== undefined);
     await assert.rejects(net.node(2).changeMembership(members(1, 2, 3, 4)), rejected, 'a second claimant is refused');
     await first;
-    for (const id of [1, 2, 3, 4]) assert.equal(net.node(id).membership.view.epoch, 1);
+    // Epoch 1 went to the aborted change (an aborted change uses up its epoch): this one is epoch 2.
+    for (const id of [1, 2, 3, 4]) assert.equal(net.node(id).membership.view.epoch, 2);
+  });
+
+  it('a change while a current member is down fails at once with a coded error naming it, and nothing is left pending; once it is back the change goes through', async () => {
+    const net = await open([1, 2, 3], { antiEntropyIntervalMs: 0, requestTimeoutMs: 1000 });
+    await net.addJoiner(4);
+    net.stop(3);
+    await eventually('node 1 holds node 3 down', () => net.node(1).detector.liveness(3) === 'down');
+    const started = Date.now();
+    await assert.rejects(net.node(1).changeMembership(members(1, 2, 3, 4)), (error: unknown) => {
+      assert.ok(isImpulseError(error, 'IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED'));
+      assert.equal(error.details?.['member'], 3);
+      assert.match(error.message, /member 3 is down/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 1000, 'refused before any step spent a request time');
+    for (const id of [1, 2, 4]) assert.equal(net.node(id).membership.view.pending, undefined, `nothing pending on node ${id}`);
+    await net.restart(3);
+    await eventually('node 1 hears node 3 again', () => net.node(1).detector.liveness(3) === 'up');
+    await net.node(1).changeMembership(members(1, 2, 3, 4));
+    for (const id of [1, 2, 3, 4]) assert.equal(net.node(id).membership.view.epoch, 1, `node ${id} committed`);
   });
 
   it('a member that missed the commit step pulls it from a peer\'s heartbeat answer; one whose pending change differs from the committed one does not', async () => {
@@ -96,6 +117,35 @@ describe('leaderless membership changes (in process)', () => {
     await eventually('node 3 refused to commit a different change', () => net.node(3).gossip.figures.commitsRefused > 0);
     assert.equal(net.node(3).membership.view.epoch, 1);
     assert.equal(net.node(3).membership.view.pending?.epoch, 2);
+  });
+
+  it('a member that missed an abort aborts from a peer\'s heartbeat answer (the epoch it holds pending, with the old members), one that missed the whole aborted change takes its epoch, and the next change goes through', async () => {
+    const net = await open([1, 2, 3], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
+    await net.addJoiner(4);
+    const next = members(1, 2, 3, 4);
+    // A claimant's change of epoch 1 aborted by hand, the abort lost on its way to node 3.
+    await Promise.all([1, 2, 3, 4].map((id) => net.node(id).membershipStep('pending', 1, next)));
+    await Promise.all([1, 2, 4].map((id) => net.node(id).membershipStep('abort', 1, next)));
+    for (const id of [1, 2]) assert.deepEqual({ epoch: net.node(id).membership.view.epoch, pending: net.node(id).membership.view.pending }, { epoch: 1, pending: undefined });
+    await eventually('node 3 aborts from gossip', () => net.node(3).membership.view.pending === undefined);
+    assert.equal(net.node(3).membership.view.epoch, 1);
+    assert.deepEqual(net.node(3).ring.nodes, [1, 2, 3]);
+    assert.equal(net.node(3).gossip.figures.abortsPulled, 1);
+    // Epoch 2: node 3 missed both its pending step and the abort; it takes the epoch from a peer.
+    await Promise.all([1, 2, 4].map((id) => net.node(id).membershipStep('pending', 2, next)));
+    await Promise.all([1, 2, 4].map((id) => net.node(id).membershipStep('abort', 2, next)));
+    await eventually('node 3 takes epoch 2', () => net.node(3).membership.view.epoch === 2);
+    assert.deepEqual(net.node(3).ring.nodes, [1, 2, 3]);
+    // An abort for a change other than the pending one leaves that one alone.
+    await net.node(1).membershipStep('pending', 3, next);
+    await net.node(1).membershipStep('abort', 3, members(1, 2, 3, 5));
+    assert.equal(net.node(1).membership.view.pending?.epoch, 3, 'another change\'s abort does not drop this one');
+    await net.node(1).membershipStep('abort', 3, next);
+    // Nodes 2-4 never saw epoch 3: they take it from node 1's heartbeat answers. Then the next change goes through (epoch 4).
+    await eventually('every member at epoch 3', () => [1, 2, 3, 4].every((id) => net.node(id).membership.view.epoch === 3));
+    await net.node(2).changeMembership(next);
+    for (const id of [1, 2, 3, 4]) assert.equal(net.node(id).membership.view.epoch, 4, `node ${id}`);
+    await assert.rejects(net.node(2).changeMembership(next), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED') && /nothing to change/.test(error.message));
   });
 
   it('heartbeat answers carry each member\'s client URL', async () => {

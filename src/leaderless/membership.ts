@@ -160,12 +160,34 @@ export class Membership {
     });
   }
 
-  /** Drops the pending change of `epoch` (nothing else). */
-  abort(epoch: number): Promise<void> {
+  /**
+   * Drops the pending change of `epoch` to `members` (nothing else; another
+   * change pending here is kept). The aborted change still uses up its epoch:
+   * the membership stays, at `epoch`. So an epoch names one attempt, and a
+   * member that missed the abort learns it from any peer's committed
+   * membership at that epoch naming the old members (membership-gossip.ts).
+   */
+  abort(epoch: number, members: readonly MemberAddress[]): Promise<void> {
     return this.serial(async () => {
-      if (this.state.pending?.epoch !== epoch) return;
-      await this.store({ epoch: this.state.epoch, members: this.state.members });
+      const { pending } = this.state;
+      if (pending?.epoch !== epoch || !sameMembers(pending.members, members)) return;
+      await this.store({ epoch, members: this.state.members });
     });
+  }
+
+  /**
+   * Takes `epoch` for the members this member already has (no change
+   * pending here): the trace of a change that was aborted before this member
+   * recorded it. False (nothing done) when anything else differs.
+   */
+  async adoptAbortedEpoch(epoch: number, members: readonly MemberAddress[]): Promise<boolean> {
+    let adopted = false;
+    await this.serial(async () => {
+      if (this.state.pending !== undefined || epoch <= this.state.epoch || !sameMembers(members, this.state.members)) return;
+      await this.store({ epoch, members: this.state.members });
+      adopted = true;
+    });
+    return adopted;
   }
 
   private async store(state: MembershipState): Promise<void> {

@@ -57,6 +57,8 @@ export interface LeaderlessNodeOptions {
   readonly clientUrl?: string;
   /** Test-only (the simulator's mutation check). */
   readonly mutations?: LeaderlessMutations;
+  /** How long the transfer step of a membership change may take on one member, ms (default TRANSFER_TIMEOUT_MS; the simulator shortens it so a lost step message costs seconds of virtual time, not minutes). */
+  readonly transferTimeoutMs?: number;
 }
 
 /** How long the transfer step of a membership change may take on one member, ms. */
@@ -97,7 +99,7 @@ export class LeaderlessNode {
     const membership = new Membership(initial, config.vnodesPerNode, (state) => store.writeMembership(encodeMembership(state)), (state) => onChange(state));
     const ring = (): Ring => membership.ring();
     // A member that missed a commit step brings itself forward from its peers' heartbeat answers (membership-gossip.ts).
-    const gossip = new MembershipGossip({ membership, link, commit: (epoch) => node.membershipStep('commit', epoch, []), logger: options.logger, timeoutMs: config.requestTimeoutMs });
+    const gossip = new MembershipGossip({ membership, link, commit: (epoch) => node.membershipStep('commit', epoch, []), abort: (epoch, members) => node.membershipStep('abort', epoch, members), logger: options.logger, timeoutMs: config.requestTimeoutMs });
     const coordinator = new Coordinator({ self: nodeId, ring, pendingRing: () => membership.pendingRing(), replicas: config.replicas, sloppy: config.sloppy, link, detector, replica, clock, requestTimeoutMs: config.requestTimeoutMs, ...(options.mutations !== undefined ? { mutations: options.mutations } : {}) });
     const handoff = new HintedHandoff({ store, replica, link, detector, clock, logger: options.logger, intervalMs: config.handoffIntervalMs, timeoutMs: config.requestTimeoutMs, ring, replicas: config.replicas });
     const antiEntropy = new AntiEntropy({
@@ -111,6 +113,8 @@ export class LeaderlessNode {
       clock,
       logger: options.logger,
       intervalMs: config.antiEntropyIntervalMs,
+      passTimeMaxMs: config.antiEntropyPassTimeMaxMs,
+      passBytesMax: config.antiEntropyPassBytesMax,
       timeoutMs: config.requestTimeoutMs,
       ...(options.mutations?.antiEntropySkipsOddLeaves === true ? { skipOddLeaves: true } : {}),
     });
@@ -130,13 +134,15 @@ export class LeaderlessNode {
       intervalMs: config.tombstoneIntervalMs,
       timeoutMs: config.requestTimeoutMs,
     });
-    const ownership = new OwnershipHandoff({ self: nodeId, store, replica, link, ring, replicas: config.replicas, clock, logger: options.logger, timeoutMs: config.requestTimeoutMs });
+    const ownership = new OwnershipHandoff({ self: nodeId, store, replica, link, ring, changing: () => membership.pendingRing() !== undefined, replicas: config.replicas, clock, logger: options.logger, timeoutMs: config.requestTimeoutMs, ...(options.mutations?.handoffMovesNothing === true ? { movesNothing: true } : {}) });
     const changes = new MembershipChange({
       membership,
+      self: nodeId,
+      liveness: (id) => detector.liveness(id),
       clock,
       replicas: config.replicas,
       requestTimeoutMs: config.requestTimeoutMs,
-      transferTimeoutMs: TRANSFER_TIMEOUT_MS,
+      transferTimeoutMs: options.transferTimeoutMs ?? TRANSFER_TIMEOUT_MS,
       // The claimant runs its own step itself.
       send: (to, phase, epoch, next, timeoutMs) => (to === nodeId ? node.membershipStep(phase, epoch, next) : link.membershipStep(to, phase, epoch, next, timeoutMs)),
     });
@@ -205,7 +211,7 @@ export class LeaderlessNode {
         this.ownership.scheduleCleanup();
         return;
       case 'abort':
-        return this.membership.abort(epoch);
+        return this.membership.abort(epoch, members);
     }
   }
   /** Flat figures of every repair path and request kind (for /status and /metrics). */
@@ -235,6 +241,7 @@ export class LeaderlessNode {
       leaderless_keys_transferred: this.ownership.figures.keysTransferred,
       leaderless_keys_handed_off: this.ownership.figures.keysHandedOff,
       leaderless_membership_commits_pulled: this.gossip.figures.commitsPulled,
+      leaderless_membership_aborts_pulled: this.gossip.figures.abortsPulled,
     };
   }
 }

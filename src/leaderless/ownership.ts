@@ -15,6 +15,12 @@
  *                       finds no key it does not own — so writes still in
  *                       flight from members that committed later (up to a
  *                       request time) are handed off by the next pass.
+ *                       While a NEXT change is pending, a pass hands off and
+ *                       deletes nothing (the keys count as left for later):
+ *                       that change's transfer step reads this store, and a
+ *                       key deleted here after the owners' own transfer
+ *                       scans passed it would reach no member that gains it
+ *                       (the simulator's membership check caught this).
  *
  * Bounded: keys are read in pages of `pageKeys`, and at most `parallel`
  * pushes are in flight at once.
@@ -44,6 +50,10 @@ export interface OwnershipOptions {
   readonly retryMs?: number;
   readonly pageKeys?: number;
   readonly parallel?: number;
+  /** True while a membership change is pending (cleanup then leaves keys in place: the file comment). */
+  readonly changing: () => boolean;
+  /** Test-only (the simulator's mutation check): transfer pushes nothing, cleanup drops without handing off. */
+  readonly movesNothing?: boolean;
 }
 
 export interface OwnershipFigures {
@@ -67,8 +77,8 @@ export class OwnershipHandoff {
     let pushed = 0;
     await this.forEachStored(async ({ key, set }) => {
       const before = from.preferenceList(key, replicas);
-      const gainers = to.preferenceList(key, replicas).filter((node) => !before.includes(node) && node !== this.options.self);
-      await Promise.all(gainers.map((gainer) => link.apply(gainer, key, set, timeoutMs)));
+      const gainers = this.options.movesNothing === true ? [] : to.preferenceList(key, replicas).filter((node) => !before.includes(node) && node !== this.options.self);
+      await Promise.all(gainers.map((gainer) => applyWithRetry(() => link.apply(gainer, key, set, timeoutMs))));
       pushed += gainers.length;
     });
     this.figures.keysTransferred += pushed;
@@ -107,8 +117,9 @@ export class OwnershipHandoff {
       const owners = this.options.ring().preferenceList(key, replicas);
       if (owners.includes(this.options.self)) return;
       strays++;
+      if (this.options.changing()) return;
       try {
-        await Promise.all(owners.map((owner) => link.apply(owner, key, set, timeoutMs)));
+        if (this.options.movesNothing !== true) await Promise.all(owners.map((owner) => link.apply(owner, key, set, timeoutMs)));
       } catch {
         return;
       }
@@ -129,6 +140,20 @@ export class OwnershipHandoff {
       }
       if (page.length < pageKeys || this.stopped) return;
       after = Buffer.from(page[page.length - 1]!.key);
+    }
+  }
+}
+
+/** Attempts per key a transfer makes to reach a gainer: one lost message or timeout does not fail the whole change. */
+const APPLY_ATTEMPTS = 3;
+
+async function applyWithRetry(apply: () => Promise<boolean>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await apply();
+      return;
+    } catch (error) {
+      if (attempt >= APPLY_ATTEMPTS) throw error;
     }
   }
 }

@@ -86,7 +86,19 @@ export interface AddMemberRequest {
 export interface RepairReport {
   readonly nodeId: number;
   readonly exchanges: readonly (
-    | { readonly peer: number; readonly leavesDiffering: number; readonly keysPulled: number; readonly keysPushed: number }
+    | {
+        readonly peer: number;
+        /** Leaves whose hashes differed at the start of the pass, and how many of them it got to. */
+        readonly leavesDiffering: number;
+        readonly leavesRepaired: number;
+        readonly keysPulled: number;
+        readonly keysPushed: number;
+        /** Bytes this pass received and sent, and its duration. */
+        readonly bytes: number;
+        readonly elapsedMs: number;
+        /** False when the pass stopped at its time or byte bound with differing leaves left (call repair again). */
+        readonly complete: boolean;
+      }
     | { readonly peer: number; readonly error: string }
   )[];
 }

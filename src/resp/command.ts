@@ -105,21 +105,21 @@ export interface CommandSpec {
  * command's cost). Names are bucketed by length; a bucket holds a few names.
  */
 export class CommandTable extends Map<string, CommandSpec> {
-  private readonly byLength = new Map<number, { readonly name: Buffer; readonly spec: CommandSpec }[]>();
+  /** Buckets by name length: an array index, not a Map lookup (names are short, so the array is too). */
+  private readonly byLength: { readonly name: Buffer; readonly spec: CommandSpec }[][] = [];
 
   constructor(specs: readonly CommandSpec[]) {
     super(specs.map((spec) => [spec.name, spec]));
     for (const spec of specs) {
       const name = Buffer.from(spec.name, 'latin1');
-      const bucket = this.byLength.get(name.length) ?? [];
-      bucket.push({ name, spec });
-      this.byLength.set(name.length, bucket);
+      while (this.byLength.length <= name.length) this.byLength.push([]);
+      this.byLength[name.length]!.push({ name, spec });
     }
   }
 
   /** The command named by `name` (any ASCII case), or undefined. */
   find(name: Buffer): CommandSpec | undefined {
-    const bucket = this.byLength.get(name.length);
+    const bucket = this.byLength[name.length];
     if (bucket === undefined) return undefined;
     for (const entry of bucket) {
       if (equalsLowerCase(name, entry.name)) return entry.spec;

@@ -29,6 +29,8 @@ export class RespMetrics {
   private readonly authRefusals = new Map<AuthRefusal, number>(AUTH_REFUSALS.map((reason) => [reason, 0]));
   private readonly names: string[];
   private readonly index = new Map<CommandSpec, number>();
+  private lastSpec: CommandSpec | undefined;
+  private lastIndex: number;
   private readonly ok: Float64Array;
   private readonly errors: Float64Array;
   private readonly sums: Float64Array;
@@ -38,6 +40,7 @@ export class RespMetrics {
   constructor(commands: readonly CommandSpec[]) {
     this.names = [...commands.map((spec) => spec.name), 'unknown'];
     commands.forEach((spec, i) => this.index.set(spec, i));
+    this.lastIndex = this.names.length - 1; // lastSpec undefined: "unknown"
     this.ok = new Float64Array(this.names.length);
     this.errors = new Float64Array(this.names.length);
     this.sums = new Float64Array(this.names.length);
@@ -64,7 +67,7 @@ export class RespMetrics {
   }
 
   commandDone(spec: CommandSpec | undefined, seconds: number, failed: boolean): void {
-    const at = spec === undefined ? this.names.length - 1 : (this.index.get(spec) ?? this.names.length - 1);
+    const at = this.indexOf(spec);
     this.commandsTotal++;
     if (failed) this.errors[at]!++;
     else this.ok[at]!++;
@@ -72,6 +75,15 @@ export class RespMetrics {
     let bucket = 0;
     while (bucket < BUCKETS_SECONDS.length && seconds > BUCKETS_SECONDS[bucket]!) bucket++;
     this.buckets[at * (BUCKETS_SECONDS.length + 1) + bucket]!++;
+  }
+
+  /** The series index of `spec` ("unknown" for undefined); the last one is kept, since a pipeline mostly repeats one command. */
+  private indexOf(spec: CommandSpec | undefined): number {
+    if (spec === this.lastSpec) return this.lastIndex;
+    const at = spec === undefined ? this.names.length - 1 : (this.index.get(spec) ?? this.names.length - 1);
+    this.lastSpec = spec;
+    this.lastIndex = at;
+    return at;
   }
 
   /** The figures in the Prometheus text format. */

@@ -346,6 +346,23 @@ describe('RESP server (ioredis, in process, memory engine)', () => {
     assert.match(text, /impulse_resp_disconnects_total\{reason="protocol_error"\} 1/);
     assert.match(text, /impulse_resp_command_duration_seconds_bucket\{le="\+Inf",command="set"\} [1-9]/);
   });
+
+  it('counts each command of one pipelined read under its own name, and INFO after them sees them counted', async () => {
+    const counter = (text: string, command: string, result: string): number => Number(new RegExp(`impulse_resp_commands_total\\{command="${command}",result="${result}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+    const before = node.server.metrics.render();
+    const totalBefore = node.server.metrics.commandsTotal;
+    const raw = new RawClient(node.port);
+    // GET, PING and the unknown command are answered inside the read and counted at the end of it; INFO reads the count after them.
+    raw.send(Buffer.concat([multibulk('GET', 'count-a'), multibulk('PING'), multibulk('GET', 'count-b'), multibulk('NOSUCH'), multibulk('PING'), multibulk('INFO', 'stats')]));
+    const text = await raw.until((received) => received.includes('total_commands_processed'));
+    raw.socket.destroy();
+    assert.equal(Number(/total_commands_processed:(\d+)/.exec(text)![1]), totalBefore + 5);
+    const after = node.server.metrics.render();
+    assert.equal(counter(after, 'get', 'ok') - counter(before, 'get', 'ok'), 2);
+    assert.equal(counter(after, 'ping', 'ok') - counter(before, 'ping', 'ok'), 2);
+    assert.equal(counter(after, 'unknown', 'error') - counter(before, 'unknown', 'error'), 1);
+    assert.ok(counter(after, 'info', 'ok') - counter(before, 'info', 'ok') >= 1);
+  });
 });
 
 /**

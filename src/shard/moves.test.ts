@@ -3,20 +3,28 @@
  * abandoned one, each a new version and a new epoch of the shard only; the
  * encoding round-trips moves and retired nodes (and a map without them
  * encodes as before they existed); maps breaking the move invariants are
- * refused; and the planner, given retired nodes, never places a shard on one
- * (fast-check against random placements).
+ * refused; a node returning to a shard's group takes a Raft id that group
+ * never saw, and a split's right part keeps the parent's ids.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import fc from 'fast-check';
 import { isImpulseError } from '../errors.js';
 import { abortMove, finishMove, movesInFlight, replicaRole, startMove, targetPromoted } from './moves.js';
-import { applyMoves, planPlacement } from './placement.js';
-import { type ShardMap, decodeShardMap, encodeShardMap, initialShardMap, shardById, shardMapFromJson, shardMapToJson } from './shard-map.js';
+import { planPlacement } from './placement.js';
+import { nodeOfRaftId, replicaRaftId } from './replica-id.js';
+import { type ShardMap, decodeShardMap, encodeShardMap, initialShardMap, nextShardId, raftIdOf, shardById, shardMapFromJson, shardMapToJson, splitShard } from './shard-map.js';
 
 const base = (): ShardMap => initialShardMap([Buffer.from('g'), Buffer.from('p')], [1, 2, 3]);
 
 describe('replica moves in the shard map', () => {
+  it('refuses to split a shard while a move of it is in flight (the right part would take the membership mid-move)', () => {
+    const started = startMove(base(), 3, 1, 4);
+    assert.throws(() => splitShard(started, 3, Buffer.from('h'), nextShardId(started)), (error: unknown) => isImpulseError(error) && error.code === 'IMPULSE_ERR_CONFIG_INVALID' && /move/.test(error.message));
+    assert.equal(shardById(splitShard(started, 4, Buffer.from('q'), nextShardId(started)), 3)!.move?.to, 4, 'another shard splits');
+    const finished = finishMove(targetPromoted(started, 3), 3);
+    assert.equal(shardById(splitShard(finished, 3, Buffer.from('h'), nextShardId(finished)), 3)!.end?.toString(), 'h');
+  });
+
   it('records each step of a move at a new version and epoch of that shard only', () => {
     const start = base();
     const started = startMove(start, 3, 1, 4);
@@ -56,9 +64,50 @@ describe('replica moves in the shard map', () => {
     refused(() => finishMove(startMove(start, 2, 1, 4), 2)); // not promoted yet
     refused(() => abortMove(targetPromoted(startMove(start, 2, 1, 4), 2), 2, true)); // a voter already: only finishing is left
     refused(() => targetPromoted(start, 2)); // no move
-    const retired = finishMove(targetPromoted(startMove(start, 2, 1, 4), 2), 2);
-    refused(() => startMove(retired, 2, 2, 1)); // a retired node never returns
     assert.equal(start.version, 1);
+  });
+
+  it('on four members, after a fourth was balanced in, a death still brings every shard back to three replicas through the map\'s steps', () => {
+    /** Carries `moves` out on `map` step by step, as the mover does (a dead source is simply removed). */
+    const carryOut = (map: ShardMap, moves: ReturnType<typeof planPlacement>): ShardMap => {
+      for (const move of moves) map = finishMove(targetPromoted(startMove(map, move.shard, move.from, move.to), move.shard), move.shard);
+      return map;
+    };
+    const placed = (map: ShardMap) => map.shards.map((shard) => ({ id: shard.id, replicas: shard.replicas }));
+    for (const victim of [1, 2, 3, 4]) {
+      const balanced = carryOut(base(), planPlacement({ liveNodes: [1, 2, 3, 4], shards: placed(base()), replicationFactor: 3 }));
+      assert.ok(balanced.shards.some((shard) => (shard.retired ?? []).length > 0), 'the balancing moves retired some nodes');
+      const live = [1, 2, 3, 4].filter((id) => id !== victim);
+      const repaired = carryOut(balanced, planPlacement({ liveNodes: live, shards: placed(balanced), replicationFactor: 3 }));
+      for (const shard of repaired.shards) assert.deepEqual(shard.replicas, live, `shard ${shard.id} is on every survivor (victim ${victim})`);
+    }
+  });
+
+  it('gives a node returning to a shard\'s group a Raft id that group never saw, and a split\'s right part the same ids', () => {
+    const start = base();
+    const left = finishMove(targetPromoted(startMove(start, 2, 1, 4), 2), 2);
+    assert.deepEqual(shardById(left, 2)!.retired, [1]);
+    assert.equal(raftIdOf(shardById(left, 2)!, 4), 4, 'a first-time member is its node id');
+    const back = startMove(left, 2, 2, 1);
+    const returning = shardById(back, 2)!;
+    assert.equal(raftIdOf(returning, 1), replicaRaftId(1, 1));
+    assert.equal(nodeOfRaftId(raftIdOf(returning, 1)), 1);
+    const promoted = shardById(targetPromoted(back, 2), 2)!;
+    assert.deepEqual([promoted.replicas, promoted.retired], [[1, 2, 3, 4], undefined], 'a replica again, no longer retired');
+    // Node 2 leaves; then node 1 leaves and node 2 returns (generation 2); then node 1 returns again (generation 3).
+    const again = finishMove(targetPromoted(startMove(finishMove(targetPromoted(back, 2), 2), 2, 1, 2), 2), 2);
+    const shardAgain = shardById(again, 2)!;
+    assert.deepEqual([shardAgain.retired, raftIdOf(shardAgain, 2), raftIdOf(shardAgain, 1)], [[1], replicaRaftId(2, 2), 1], 'node 1 left: its entry went with it');
+    assert.equal(raftIdOf(shardById(startMove(again, 2, 3, 1), 2)!, 1), replicaRaftId(1, 3));
+    // An abandoned return consumes its generation; the next return takes the one after.
+    const aborted = abortMove(startMove(again, 2, 3, 1), 2, false);
+    assert.deepEqual(shardById(aborted, 2)!.retired, [1]);
+    assert.equal(raftIdOf(shardById(startMove(aborted, 2, 3, 1), 2)!, 1), replicaRaftId(1, 4));
+    // A split: the right part has the parent's Raft ids and counter.
+    const split = splitShard(finishMove(targetPromoted(back, 2), 2), 2, Buffer.from('c'), nextShardId(back));
+    const [parent, right] = [shardById(split, 2)!, shardById(split, nextShardId(back))!];
+    assert.deepEqual([right.replicaIds, right.nextGeneration, right.replicas], [parent.replicaIds, parent.nextGeneration, parent.replicas]);
+    assert.deepEqual(decodeShardMap(encodeShardMap(split)), split, 'Raft ids round-trip through the encoding');
   });
 
   it('encodes a map without moves exactly as before moves existed, and refuses stored moves that break the invariants', () => {
@@ -69,29 +118,5 @@ describe('replica moves in the shard map', () => {
     for (const bad of [{ move: { from: 9, to: 4 } }, { move: { from: 1, to: 1 } }, { move: { to: 4 } }, { retired: [2] }, { retired: [5, 4] }, { move: { from: 1, to: 4 }, retired: [4] }, { retired: 'x' }]) {
       assert.equal(typeof shardMapFromJson(withMove(bad)), 'string', JSON.stringify(bad));
     }
-  });
-});
-
-describe('placement with retired nodes', () => {
-  it('never places a shard on a node retired for it, and still restores and balances where it can', () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 3, max: 8 }), fc.array(fc.tuple(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 8 })), { maxLength: 20 }), (nodes, retirePairs) => {
-        // The last node is dead: its replicas must be restored elsewhere.
-        const live = Array.from({ length: nodes - 1 }, (_, i) => i + 1);
-        const shards = Array.from({ length: 12 }, (_, index) => {
-          const id = index + 2;
-          const replicas = [1, 2, 3].map((k) => ((index + k) % nodes) + 1).filter((v, i, all) => all.indexOf(v) === i).sort((a, b) => a - b);
-          const retired = [...new Set(retirePairs.filter(([shard]) => (shard % 12) + 2 === id).map(([, node]) => ((node - 1) % nodes) + 1))].filter((node) => !replicas.includes(node));
-          return { id, replicas, retired };
-        });
-        const moves = planPlacement({ liveNodes: live, shards, replicationFactor: 3 });
-        for (const move of moves) assert.ok(!shards.find((shard) => shard.id === move.shard)!.retired.includes(move.to), `shard ${move.shard} placed on retired node ${move.to}`);
-        const placed = applyMoves(shards, moves);
-        for (const shard of placed) {
-          const eligible = live.filter((node) => !shards.find((each) => each.id === shard.id)!.retired.includes(node)).length;
-          assert.equal(shard.replicas.filter((node) => live.includes(node)).length, Math.min(3, eligible), `shard ${shard.id} restored where it can be`);
-        }
-      }),
-    );
   });
 });

@@ -12,6 +12,12 @@
  *   map  finishMove     A leaves S.replicas for S.retired; the move is cleared;
  *                       A destroys its copy
  *
+ * Raft ids (replica-id.ts): B joins under its node id the first time it
+ * replicates S; a node that was in S's group before (retired) returns under
+ * S's next generation, recorded in `replicaIds` by startMove, so a retired
+ * node may hold S again — on four members a death after some moves still
+ * finds three members for every shard.
+ *
  * `from` null only adds B (a shard below its replica count). A move whose
  * target died before it was promoted is abandoned (`abortMove`): the target
  * is removed from the group first when it had been added, and then retired.
@@ -23,6 +29,7 @@
  */
 import { ImpulseError } from '../errors.js';
 import type { NodeId } from '../raft/types.js';
+import { nodeOfRaftId, replicaRaftId } from './replica-id.js';
 import { type Shard, type ShardMap, checkedShardMap, shardById } from './shard-map.js';
 
 /** The map with a move of `shardId`'s replica on `from` (null: a new replica) to `to`. */
@@ -30,14 +37,18 @@ export function startMove(map: ShardMap, shardId: number, from: NodeId | null, t
   const shard = shardOf(map, shardId);
   if (shard.move !== undefined) throw refused(`shard ${shardId} has a move in flight already`);
   if (shard.replicas.includes(to)) throw refused(`node ${to} replicates shard ${shardId} already`);
-  return changed(map, shardId, () => ({ move: { from, to } }));
+  if (!(shard.retired ?? []).includes(to)) return changed(map, shardId, () => ({ move: { from, to } }));
+  // A node returning to the group: a Raft id the group never saw.
+  const generation = shard.nextGeneration ?? 1;
+  return changed(map, shardId, () => ({ move: { from, to }, replicaIds: withId(shard, replicaRaftId(to, generation)), nextGeneration: generation + 1 }));
 }
 
 /** The map once the move's target is a voter of the shard's group: it joins the replicas. */
 export function targetPromoted(map: ShardMap, shardId: number): ShardMap {
-  const { move, replicas } = moving(map, shardId);
+  const { move, replicas, retired } = moving(map, shardId);
   if (replicas.includes(move.to)) return map;
-  return changed(map, shardId, () => ({ replicas: sorted([...replicas, move.to]) }));
+  // A returning node is a replica again (under its new Raft id), no longer retired.
+  return changed(map, shardId, () => ({ replicas: sorted([...replicas, move.to]), retired: retired?.filter((id) => id !== move.to) }));
 }
 
 /** The map once the move's source left the shard's group: it is retired, the move is over. */
@@ -46,7 +57,7 @@ export function finishMove(map: ShardMap, shardId: number): ShardMap {
   const { from, to } = shard.move;
   if (!shard.replicas.includes(to)) throw refused(`shard ${shardId}'s move target ${to} was not promoted yet`);
   const replicas = shard.replicas.filter((id) => id !== from);
-  return changed(map, shardId, () => ({ replicas, move: undefined, retired: from === null ? shard.retired : sorted([...(shard.retired ?? []), from]) }));
+  return changed(map, shardId, () => ({ replicas, move: undefined, retired: from === null ? shard.retired : sorted([...(shard.retired ?? []), from]), replicaIds: withoutNode(shard, from) }));
 }
 
 /** The map with the move abandoned before its target was promoted; `targetAdded`: the target joined the group as a learner (and was removed again), so it is retired. */
@@ -54,7 +65,8 @@ export function abortMove(map: ShardMap, shardId: number, targetAdded: boolean):
   const shard = moving(map, shardId);
   const { to } = shard.move;
   if (shard.replicas.includes(to)) throw refused(`shard ${shardId}'s move target ${to} is a voter already; the move can only finish`);
-  return changed(map, shardId, () => ({ move: undefined, retired: targetAdded ? sorted([...(shard.retired ?? []), to]) : shard.retired }));
+  const retired = targetAdded && !(shard.retired ?? []).includes(to) ? sorted([...(shard.retired ?? []), to]) : shard.retired;
+  return changed(map, shardId, () => ({ move: undefined, retired, replicaIds: withoutNode(shard, to) }));
 }
 
 /** Shards with a move in flight. */
@@ -68,14 +80,15 @@ export function replicaRole(shard: Shard, id: NodeId): 'replica' | 'incoming' | 
   return shard.move?.to === id ? 'incoming' : 'none';
 }
 
-function changed(map: ShardMap, shardId: number, change: () => Partial<Pick<Shard, 'replicas' | 'move' | 'retired'>>): ShardMap {
+function changed(map: ShardMap, shardId: number, change: () => Partial<Pick<Shard, 'replicas' | 'move' | 'retired' | 'replicaIds' | 'nextGeneration'>>): ShardMap {
   const version = map.version + 1;
   const shards = map.shards.map((shard): Shard => {
     if (shard.id !== shardId) return shard;
-    const next: Shard & { move?: Shard['move']; retired?: Shard['retired'] } = { ...shard, ...change(), epoch: version };
+    const next: Shard & { move?: Shard['move']; retired?: Shard['retired']; replicaIds?: Shard['replicaIds'] } = { ...shard, ...change(), epoch: version };
     // Absent, not undefined: the encoding and deep equality treat a cleared field as never set.
     if (next.move === undefined) delete next.move;
     if (next.retired === undefined || next.retired.length === 0) delete next.retired;
+    if (next.replicaIds === undefined || next.replicaIds.length === 0) delete next.replicaIds;
     return next;
   });
   return checkedShardMap({ version, shards });
@@ -91,6 +104,16 @@ function moving(map: ShardMap, shardId: number): Shard & { readonly move: NonNul
   const shard = shardOf(map, shardId);
   if (shard.move === undefined) throw refused(`shard ${shardId} has no move in flight`);
   return shard as Shard & { readonly move: NonNullable<Shard['move']> };
+}
+
+/** `shard`'s replica ids with `raftId` (its node must have none yet). */
+function withId(shard: Shard, raftId: number): number[] {
+  return sorted([...(shard.replicaIds ?? []), raftId]);
+}
+
+/** `shard`'s replica ids without `node`'s (null: unchanged). */
+function withoutNode(shard: Shard, node: NodeId | null): number[] | undefined {
+  return shard.replicaIds?.filter((id) => nodeOfRaftId(id) !== node);
 }
 
 function sorted(ids: readonly NodeId[]): NodeId[] {

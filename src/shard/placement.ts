@@ -40,8 +40,6 @@ export interface PlacedShard {
   readonly id: number;
   /** Current replicas (distinct node ids; some may not be live any more). */
   readonly replicas: readonly NodeId[];
-  /** Nodes that may never hold this shard again (removed from its Raft group: ids are not reused there). */
-  readonly retired?: readonly NodeId[];
 }
 
 export interface PlacementInput {
@@ -65,8 +63,7 @@ export function planPlacement(input: PlacementInput): ReplicaMove[] {
   const want = Math.min(input.replicationFactor, live.length);
   const load = new Map<NodeId, Set<number>>(live.map((id) => [id, new Set<number>()]));
   const replicas = new Map<number, Set<NodeId>>();
-  const retired = new Map<number, ReadonlySet<NodeId>>(input.shards.map((shard) => [shard.id, new Set(shard.retired ?? [])]));
-  const allowed = (shard: number, node: NodeId): boolean => !replicas.get(shard)!.has(node) && !retired.get(shard)!.has(node);
+  const allowed = (shard: number, node: NodeId): boolean => !replicas.get(shard)!.has(node);
   const moves: ReplicaMove[] = [];
   for (const shard of input.shards) {
     const kept = new Set(shard.replicas.filter((id) => load.has(id)));
@@ -79,7 +76,7 @@ export function planPlacement(input: PlacementInput): ReplicaMove[] {
     const lost = shard.replicas.filter((id) => !load.has(id));
     while (kept.size < want) {
       const to = leastLoaded(load, (id) => allowed(shard.id, id));
-      if (to === undefined) break; // every live node lacking it is retired for this shard: it stays short
+      assert(to !== undefined, 'a live node lacks the shard while it has fewer replicas than live nodes', shard.id);
       moves.push({ shard: shard.id, from: lost.shift() ?? null, to });
       kept.add(to);
       load.get(to)!.add(shard.id);
@@ -141,10 +138,8 @@ export function minimumMoves(input: PlacementInput): number {
 
 /**
  * The next balancing move off `donor`: to the least loaded node at least two
- * replicas below it, of the donor's lowest shard that node may take. Without
- * retired nodes the least loaded node always has one (the donor holds more
- * shards than it); a retired pair may push the move to the next node, or
- * stop balancing when no node below can take any of the donor's shards.
+ * replicas below it, of the donor's lowest shard that node may take (the
+ * least loaded node always has one: the donor holds more shards than it).
  */
 function balancingMove(load: ReadonlyMap<NodeId, ReadonlySet<number>>, donor: NodeId, allowed: (shard: number, node: NodeId) => boolean): { shard: number; recipient: NodeId } | undefined {
   const donorLoad = load.get(donor)!.size;

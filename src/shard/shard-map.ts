@@ -12,11 +12,14 @@
  *     every key belongs to exactly one shard;
  *   - shard ids distinct, >= 2 (group 1 is the meta group), replicas a
  *     non-empty ascending list of distinct node ids; 1 <= epoch <= version;
- *   - a replica move in flight (`move`, moves.ts) names a target that is not
- *     retired and, unless it only adds a replica, a source among the
- *     replicas; `retired` (nodes removed from the shard's
- *     group, never to return: Raft ids are not reused) is ascending, distinct
- *     and disjoint from the replicas.
+ *   - a replica move in flight (`move`, moves.ts) names a target and, unless
+ *     it only adds a replica, a source among the replicas; `retired` (nodes
+ *     removed from the shard's group) is ascending, distinct and disjoint
+ *     from the replicas; a retired node may be a move's target only under a
+ *     new Raft id (replica-id.ts);
+ *   - `replicaIds` (Raft ids of generation >= 1) are ascending, one per node
+ *     at most, each of a replica or the move's target, with a generation
+ *     below `nextGeneration`.
  *
  * Version: the map's own number, +1 at every change; a change names the
  * version it replaces, so two concurrent changes cannot both apply.
@@ -34,6 +37,7 @@ import { ImpulseError } from '../errors.js';
 import type { NodeId } from '../raft/types.js';
 import { compareBytes, partitionPoint } from '../util/bytes.js';
 import { applyMoves, planPlacement } from './placement.js';
+import { GENERATION_LIMIT, generationOf, nodeOfRaftId } from './replica-id.js';
 
 /** The group that keeps the shard map (and, in a cluster without shards, all the data). */
 export const META_GROUP = 1;
@@ -56,8 +60,17 @@ export interface Shard {
   readonly replicas: readonly NodeId[];
   /** A replica move in flight (src/shard/moves.ts); absent when none. */
   readonly move?: ShardMove;
-  /** Nodes a move removed from the shard's group, ascending (a removed Raft id never rejoins that group); absent when none. */
+  /** Nodes a move removed from the shard's group, ascending (a node returning takes a new Raft id); absent when none. */
   readonly retired?: readonly NodeId[];
+  /** Raft ids of the replicas (and the move's target) whose id is not their node id (generation >= 1, replica-id.ts), ascending; absent when none. */
+  readonly replicaIds?: readonly number[];
+  /** The generation the next node returning to this group takes (absent: 1; never reused). */
+  readonly nextGeneration?: number;
+}
+
+/** The Raft id of `node`'s replica of `shard` (its node id unless the map gives it a later generation). */
+export function raftIdOf(shard: Shard, node: NodeId): number {
+  return shard.replicaIds?.find((id) => nodeOfRaftId(id) === node) ?? node;
 }
 
 /** One replica of a shard moving from `from` (null: a replica is added) to `to`; the steps are in src/shard/moves.ts. */
@@ -125,7 +138,8 @@ export function shardMapProblem(map: ShardMap): string | undefined {
  * range): the left part keeps the id and `[start, splitKey)`, the right part
  * is shard `rightId` (not in the map) with `[splitKey, end)`, both on the same
  * replicas at epoch version + 1. IMPULSE_ERR_CONFIG_INVALID when the split is
- * not possible (the map is unchanged).
+ * not possible (the map is unchanged), and while the shard has a replica move
+ * in flight (docs/sharding.md, "A split racing a move").
  */
 export function splitShard(map: ShardMap, shardId: number, splitKey: Uint8Array, rightId: number): ShardMap {
   const at = map.shards.findIndex((shard) => shard.id === shardId);
@@ -134,10 +148,13 @@ export function splitShard(map: ShardMap, shardId: number, splitKey: Uint8Array,
   if (shard === undefined || !shardContains(shard, key) || compareBytes(key, shard.start) === 0) {
     throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `shard ${shardId} cannot split at ${key.toString('hex')} (no such shard, or the key is not strictly inside its range)`);
   }
+  // The right part would take the group's membership mid-move, which the map's move names for the left part only.
+  if (shard.move !== undefined) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `shard ${shardId} cannot split while a replica move of it is in flight`);
   const version = map.version + 1;
   const parts: Shard[] = [
     { ...shard, end: key, epoch: version },
-    { id: rightId, start: key, end: shard.end, epoch: version, replicas: shard.replicas },
+    // The right part starts from the parent's membership at the split: the same Raft ids.
+    { id: rightId, start: key, end: shard.end, epoch: version, replicas: shard.replicas, ...replicaIdFields(shard) },
   ];
   return checkedShardMap({ version, shards: [...map.shards.slice(0, at), ...parts, ...map.shards.slice(at + 1)] });
 }
@@ -165,14 +182,36 @@ function ascendingNodeIds(ids: readonly NodeId[]): boolean {
   return ids.every((id, i) => Number.isSafeInteger(id) && id >= 1 && (i === 0 || id > ids[i - 1]!));
 }
 
-/** What is wrong with `shard`'s move and retired nodes, or undefined. */
+/** `shard`'s Raft id fields, for a shard made from it (a split's right part). */
+function replicaIdFields(shard: Shard): Pick<Shard, 'retired' | 'replicaIds' | 'nextGeneration'> {
+  return {
+    ...(shard.retired !== undefined ? { retired: shard.retired } : {}),
+    ...(shard.replicaIds !== undefined ? { replicaIds: shard.replicaIds } : {}),
+    ...(shard.nextGeneration !== undefined ? { nextGeneration: shard.nextGeneration } : {}),
+  };
+}
+
+/** What is wrong with `shard`'s Raft ids, or undefined. */
+function replicaIdProblem(shard: Shard): string | undefined {
+  const next = shard.nextGeneration ?? 1;
+  if (!Number.isSafeInteger(next) || next < 1 || next > GENERATION_LIMIT) return `has next generation ${next}`;
+  const ids = shard.replicaIds ?? [];
+  const members = [...shard.replicas, ...(shard.move !== undefined ? [shard.move.to] : [])];
+  const nodes = ids.map(nodeOfRaftId);
+  const ok = ids.every((id, i) => Number.isSafeInteger(id) && generationOf(id) >= 1 && generationOf(id) < next && members.includes(nodes[i]!) && (i === 0 || id > ids[i - 1]!));
+  return ok && new Set(nodes).size === nodes.length ? undefined : 'needs replica ids as ascending ids of generation 1 to next - 1, one per replica or move target';
+}
+
+/** What is wrong with `shard`'s move, retired nodes and Raft ids, or undefined. */
 function shardMoveProblem(shard: Shard): string | undefined {
   const retired = shard.retired ?? [];
   if (!ascendingNodeIds(retired) || retired.some((id) => shard.replicas.includes(id))) return 'needs retired nodes as ascending distinct node ids that are not replicas';
+  const idProblem = replicaIdProblem(shard);
+  if (idProblem !== undefined) return idProblem;
   const { move } = shard;
   if (move === undefined) return undefined;
   // The target is among the replicas once it was promoted to a voter (moves.ts), until the move finishes.
-  if (!ascendingNodeIds([move.to]) || retired.includes(move.to)) return `cannot move a replica to node ${move.to} (retired)`;
+  if (!ascendingNodeIds([move.to]) || (retired.includes(move.to) && raftIdOf(shard, move.to) === move.to)) return `cannot move a replica to node ${move.to} (retired, and no new Raft id)`;
   if (move.from !== null && (move.from === move.to || !shard.replicas.includes(move.from))) return `cannot move a replica from node ${move.from} (not a replica)`;
   return undefined;
 }
@@ -257,6 +296,8 @@ interface ShardJson {
   readonly replicas: readonly number[];
   readonly move?: { readonly from: number | null; readonly to: number };
   readonly retired?: readonly number[];
+  readonly replicaIds?: readonly number[];
+  readonly nextGeneration?: number;
 }
 
 /** The map as a JSON value (keys in hex); `shardMapFromJson` reads it back. */
@@ -270,6 +311,8 @@ export function shardMapToJson(map: ShardMap): { version: number; shards: ShardJ
     replicas: [...shard.replicas],
     ...(shard.move !== undefined ? { move: { from: shard.move.from, to: shard.move.to } } : {}),
     ...(shard.retired !== undefined && shard.retired.length > 0 ? { retired: [...shard.retired] } : {}),
+    ...(shard.replicaIds !== undefined && shard.replicaIds.length > 0 ? { replicaIds: [...shard.replicaIds] } : {}),
+    ...(shard.nextGeneration !== undefined ? { nextGeneration: shard.nextGeneration } : {}),
   }));
   return { version: map.version, shards };
 }
@@ -307,13 +350,27 @@ export function shardMapFromJson(parsed: unknown): ShardMap | string {
     shards = list.map((item: unknown): Shard => {
       const shard = item as Partial<Record<keyof ShardJson, unknown>> | null;
       if (typeof shard?.id !== 'number' || typeof shard.epoch !== 'number' || !Array.isArray(shard.replicas) || !shard.replicas.every((id) => typeof id === 'number')) throw corrupt('a shard lacks its id, epoch or replicas');
-      return { id: shard.id, start: hex(shard.start), end: shard.end === null ? null : hex(shard.end), epoch: shard.epoch, replicas: shard.replicas as number[], ...moveFromJson(shard.move, shard.retired) };
+      return { id: shard.id, start: hex(shard.start), end: shard.end === null ? null : hex(shard.end), epoch: shard.epoch, replicas: shard.replicas as number[], ...moveFromJson(shard.move, shard.retired), ...replicaIdsFromJson(shard.replicaIds, shard.nextGeneration) };
     });
   } catch (error) {
     return (error as Error).message;
   }
   const map = { version, shards };
   return shardMapProblem(map) ?? map;
+}
+
+/** The optional `replicaIds` and `nextGeneration` of a shard in JSON (shardMapProblem checks their meaning). */
+function replicaIdsFromJson(replicaIds: unknown, nextGeneration: unknown): Pick<Shard, 'replicaIds' | 'nextGeneration'> {
+  const result: { replicaIds?: number[]; nextGeneration?: number } = {};
+  if (replicaIds !== undefined) {
+    if (!Array.isArray(replicaIds) || !replicaIds.every((id) => typeof id === 'number')) throw new Error('a shard\'s replica ids are not a list of ids');
+    result.replicaIds = replicaIds;
+  }
+  if (nextGeneration !== undefined) {
+    if (typeof nextGeneration !== 'number') throw new Error('a shard\'s next generation is not a number');
+    result.nextGeneration = nextGeneration;
+  }
+  return result;
 }
 
 /** The optional `move` and `retired` of a shard in JSON (shardMapProblem checks their meaning). */

@@ -264,7 +264,8 @@ export abstract class Engine {
 
   /**
    * `get` answered on the calling thread, for engines that can answer without
-   * waiting (memory; LevelDB's `getSync`): the same answer `get` would give
+   * waiting (memory; LevelDB's `getSync`; lsm and btree when what the read
+   * needs is in memory or, lsm, readable with `readSync`): the same answer `get` would give
    * now, without a promise or a trip through the microtask queue (the HTTP
    * GET path, src/api/server.ts). READ_NOT_SYNC when this engine cannot: the
    * caller then uses `get`. A bad key or a closed engine THROWS the error

@@ -34,7 +34,7 @@ export interface ReadRecord {
 
 export interface CausalViolation {
   /** The last two come from the simulator's own convergence check: owners that differ, hints never delivered. */
-  readonly kind: 'stale-read' | 'lost-write' | 'unknown-value' | 'divergence' | 'hint-left';
+  readonly kind: 'stale-read' | 'lost-write' | 'unknown-value' | 'divergence' | 'hint-left' | 'handoff-missed';
   readonly message: string;
 }
 

@@ -31,6 +31,7 @@ interface CliOptions {
   mutation?: string;
   verbose?: boolean;
   mode?: string;
+  membership?: boolean;
 }
 
 function simOptions(seed: number, options: CliOptions, trace?: (line: string) => void): SimOptions {
@@ -161,6 +162,7 @@ const program = new Command()
   .option('--mutation <name>', `TEST-ONLY: run a deliberately broken core (${MUTATIONS.join(', ')})`)
   .option('--verbose', 'print the whole trace (with --seed)')
   .option('--mode <mode>', 'raft (default) or leaderless (testkit/sim/leaderless/)')
+  .option('--membership', 'leaderless mode: after the chaos, a member joins and another leaves under the clients')
   .action((options: CliOptions) => {
     if (options.seed !== undefined && options.seeds !== undefined) throw new InvalidArgumentError('give --seed or --seeds, not both');
     if (options.mode === 'leaderless') {

@@ -13,13 +13,19 @@
  *   - re-replication after a death is spread out: no live node receives more
  *     than ceil(lost / live) + 1 of the lost replicas, so with `c` copies at
  *     once per node the time a shard spends below its count is bounded by
- *     the dead-node timeout + ceil(that / c) copy times.
+ *     the dead-node timeout + ceil(that / c) copy times;
+ *   - leaders (src/shard/leaders.ts): a shard whose leader died or moved
+ *     away elects one of its replicas (seeded), then the leader planner
+ *     runs: afterwards no live node leads more than ceil(shards / N), every
+ *     transfer went to a replica of its shard, and planning again gives
+ *     nothing (no flapping).
  *
  * A run is a pure function of its options (seed included): `traceHash`
  * lets a test run one twice and compare.
  */
 import { createHash } from 'node:crypto';
 import { type PlacedShard, type PlacementInput, applyMoves, minimumMoves, planPlacement } from '../../src/shard/placement.js';
+import { type LedShard, leaderBound, leaderCounts, planLeaderTransfers } from '../../src/shard/leaders.js';
 import { SeededRandom } from '../../src/util/random.js';
 
 export interface PlacementSimOptions {
@@ -46,6 +52,11 @@ export interface PlacementStep {
   readonly maxReplicas: number;
   readonly meanReplicas: number;
   readonly planMs: number;
+  /** Leaderships handed over for balance after the change. */
+  readonly leaderTransfers: number;
+  /** Most shards one live node leads after them, and the bound (ceil(shards / N)). */
+  readonly leadersMax: number;
+  readonly leadersBound: number;
 }
 
 export interface PlacementSimResult {
@@ -63,6 +74,7 @@ export function runPlacementSimulation(options: PlacementSimOptions): PlacementS
   const steps: PlacementStep[] = [];
   const violations: string[] = [];
   const trace = createHash('sha256');
+  const leaders = new Map<number, number>();
   const step = (change: string): void => {
     const input: PlacementInput = { liveNodes: live, shards, replicationFactor: options.replicationFactor };
     const started = performance.now();
@@ -87,10 +99,11 @@ export function runPlacementSimulation(options: PlacementSimOptions): PlacementS
       maxReplicas: Math.max(...values),
       meanReplicas: values.reduce((sum, count) => sum + count, 0) / values.length,
       planMs,
+      ...balanceLeaders(shards, live, leaders, random, (problem) => violations.push(`${change}: ${problem}`)),
     };
     steps.push(record);
     violations.push(...checkPlacement(record, shards, live, counts, options.replicationFactor));
-    trace.update(`${change}|${moves.map((move) => `${move.shard}:${move.from}>${move.to}`).join(',')}\n`);
+    trace.update(`${change}|${moves.map((move) => `${move.shard}:${move.from}>${move.to}`).join(',')}|leaders ${[...leaders.values()].join(',')}\n`);
   };
   step(`place ${options.shards} shards on ${live.length} nodes`);
   for (let change = 0; change < options.changes; change++) {
@@ -104,6 +117,40 @@ export function runPlacementSimulation(options: PlacementSimOptions): PlacementS
     }
   }
   return { steps, violations, traceHash: trace.digest('hex') };
+}
+
+/**
+ * Leaders after a change: a shard whose leader is no longer one of its
+ * replicas elects a random replica (as an election would); then the leader
+ * planner's transfers are applied and checked (`checkLeaders`). `leaders`
+ * (shard → node) is updated in place.
+ */
+function balanceLeaders(shards: readonly PlacedShard[], live: readonly number[], leaders: Map<number, number>, random: SeededRandom, problem: (text: string) => void): Pick<PlacementStep, 'leaderTransfers' | 'leadersMax' | 'leadersBound'> {
+  for (const shard of shards) {
+    if (!shard.replicas.includes(leaders.get(shard.id) ?? 0)) leaders.set(shard.id, shard.replicas[random.int(shard.replicas.length)]!);
+  }
+  const led = (): LedShard[] => shards.map((shard) => ({ id: shard.id, voters: shard.replicas, leader: leaders.get(shard.id)! }));
+  const transfers = planLeaderTransfers(live, led());
+  const byId = new Map(shards.map((shard) => [shard.id, shard]));
+  for (const transfer of transfers) {
+    const shard = byId.get(transfer.shard)!;
+    if (leaders.get(transfer.shard) !== transfer.from || !shard.replicas.includes(transfer.to)) problem(`leader transfer ${transfer.shard}:${transfer.from}>${transfer.to} is not from its leader to a replica`);
+    leaders.set(transfer.shard, transfer.to);
+  }
+  const problems = checkLeaders(live, led());
+  for (const text of problems) problem(text);
+  const counts = leaderCounts(live, led());
+  return { leaderTransfers: transfers.length, leadersMax: Math.max(...counts.values()), leadersBound: leaderBound(shards.length, live.length) };
+}
+
+/** The leader invariants (see the file comment): the problems found. Exported so tests can show it rejects bad leaders. */
+export function checkLeaders(live: readonly number[], shards: readonly LedShard[]): string[] {
+  const problems: string[] = [];
+  const bound = leaderBound(shards.length, live.length);
+  for (const [node, count] of leaderCounts(live, shards)) if (count > bound) problems.push(`node ${node} leads ${count} shards, above ${bound}`);
+  const again = planLeaderTransfers(live, shards);
+  if (again.length > 0) problems.push(`the leader planner would hand ${again.length} more leaderships over (flapping)`);
+  return problems;
 }
 
 /** The invariants of one step (see the file comment); the problems found. Exported so tests can show it rejects bad placements. */

@@ -1,7 +1,8 @@
 /**
  * `SegmentedLogStore`: the durable Raft log of one Raft group on the `Vfs`
  * seam (the `RaftLogStore` of ../storage.ts). Segmented files of checksummed
- * records; one `write` and one fsync per save; reads answered from memory
+ * records; one `write` and one fsync per save (with `options.journal`, the
+ * node journal's shared fsync instead: journal.ts); reads answered from memory
  * (index, recent entries) or with a synchronous positional read.
  *
  * How to use:
@@ -287,6 +288,13 @@ export class SegmentedLogStore implements RaftLogStore {
     const file = segment.file!;
     await file.write(plan.position, plan.bytes);
     this.cache.unpin();
+    const journal = this.options.journal;
+    if (journal !== undefined && !plan.createsSegment) {
+      // The node's one fsync makes it durable (journal.ts). The write above has finished: a checkpoint's fsync of this segment covers it.
+      await journal.commit(segment.path, plan.position, plan.bytes);
+      this.counters.journaled++;
+      return;
+    }
     if (mutations.acknowledgeBeforeSync) {
       // TEST-ONLY bug: the caller hears "durable" while the fsync is still to come.
       void file.sync().catch(() => undefined);
@@ -400,6 +408,8 @@ async function createLog(vfs: Vfs, dir: string, options: ResolvedOptions, report
   const boundary: SnapshotMeta = { index: 0, term: 0, confState: options.bootstrapConfState };
   const hardState: HardState = { term: 0, vote: 0, commit: 0 };
   const segment = segmentName(dir, 1, 1);
+  // A log of this group that was destroyed here may still have records in the node's journal under these very paths.
+  await options.journal?.clear();
   const { bytes } = encodeSave([segmentHeaderBody({ sequence: 1, firstIndex: 1 }), snapshotBody(boundary, 'compact'), hardStateBody(hardState)], 0);
   const file = await vfs.open(segment.path, { create: true, truncate: true });
   try {

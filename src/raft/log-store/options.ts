@@ -4,6 +4,7 @@
 import { ImpulseError } from '../../errors.js';
 import { SystemClock, type Clock } from '../../util/clock.js';
 import type { ConfState } from '../types.js';
+import type { LogJournal } from './journal.js';
 import type { RecoveryMode } from './recovery.js';
 
 /** Where the store reports what recovery discarded (pino's `logger.warn(details, message)` fits). */
@@ -39,6 +40,13 @@ export interface LogStoreOptions {
   readonly clock?: Clock;
   /** Receives one warning per recovery that discarded anything. Default: none (the report is still in `recoveryReport` and `stats()`). */
   readonly logger?: LogStoreLogger;
+  /**
+   * The node's journal (journal.ts): saves into an existing segment are made
+   * durable by its shared fsync instead of one of their own. It must have been
+   * opened (replayed) before this store, under a root that holds this store's
+   * directory, and closed after it. Default: none (every save fsyncs).
+   */
+  readonly journal?: LogJournal;
   /** TEST-ONLY. */
   readonly mutations?: LogStoreMutations;
 }
@@ -50,6 +58,7 @@ export interface ResolvedOptions {
   readonly bootstrapConfState: ConfState;
   readonly clock: Clock;
   readonly logger: LogStoreLogger | undefined;
+  readonly journal: LogJournal | undefined;
   readonly mutations: LogStoreMutations;
 }
 
@@ -71,6 +80,7 @@ export function resolveOptions(options: LogStoreOptions): ResolvedOptions {
     bootstrapConfState: options.bootstrapConfState ?? { voters: [], learners: [] },
     clock: options.clock ?? new SystemClock(),
     logger: options.logger,
+    journal: options.journal,
     mutations: options.mutations ?? {},
   };
 }

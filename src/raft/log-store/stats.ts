@@ -21,6 +21,8 @@ export class LogStoreStats {
   savedEntries = 0;
   savedBytes = 0;
   fsyncs = 0;
+  /** Saves made durable by the node's journal (journal.ts) instead of a fsync of their own. */
+  journaled = 0;
   dirSyncs = 0;
   segmentsDeleted = 0;
   diskReads = 0;
@@ -55,6 +57,7 @@ export class LogStoreStats {
       saved_entries: this.savedEntries,
       saved_bytes: this.savedBytes,
       fsyncs: this.fsyncs,
+      journaled_saves: this.journaled,
       dir_syncs: this.dirSyncs,
       save_latency_ms_total: this.saveLatencyMsTotal,
       save_latency_ms_max: this.saveLatencyMsMax,

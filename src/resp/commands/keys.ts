@@ -17,7 +17,7 @@
 import { ImpulseError, isImpulseError } from '../../errors.js';
 import type { Condition, KvCommand, KvOp } from '../../kv/command.js';
 import type { StoredValue } from '../../kv/record.js';
-import { READ_NOT_SYNC } from '../../service/kv-service.js';
+import { READ_NOT_SYNC, type ReadConsistency, type ReadOptions } from '../../service/kv-service.js';
 import { prefixUpperBound } from '../../storage/engine.js';
 import { type CommandContext, type CommandSpec, integerArg, isKeyword } from '../command.js';
 import { OK, arrayReply, bulkOrNullArray, bulkReply, errorReply, integerReply, nullReply } from '../encoder.js';
@@ -28,8 +28,18 @@ import { globMatch, isPrefixPattern, literalPrefix } from '../glob.js';
 const KEY_ONE: readonly [number, number, number] = [1, 1, 1];
 const KEY_ALL: readonly [number, number, number] = [1, -1, 1];
 
+/** A read's options by the connection's consistency: made once, not per command. */
+const READ_OPTIONS: Readonly<Record<ReadConsistency, ReadOptions>> = {
+  linearizable: { consistency: 'linearizable' },
+  serializable: { consistency: 'serializable' },
+};
+
+function readOptions(context: CommandContext): ReadOptions {
+  return READ_OPTIONS[context.client.consistency];
+}
+
 function read(context: CommandContext, key: Buffer): Promise<StoredValue | undefined> {
-  return context.server.service.get(key, { consistency: context.client.consistency });
+  return context.server.service.get(key, readOptions(context));
 }
 
 function conditionOf(stored: StoredValue | undefined): Condition {
@@ -70,7 +80,7 @@ const get: CommandSpec = {
     // reply leaves in the same turn as the request came (the service's getSync; throws what get rejects with).
     const { service } = context.server;
     if (service.getSync !== undefined) {
-      const stored = service.getSync(args[1]!, { consistency: context.client.consistency });
+      const stored = service.getSync(args[1]!, readOptions(context));
       if (stored !== READ_NOT_SYNC) return valueOrNil(context, stored);
     }
     return read(context, args[1]!).then((value) => valueOrNil(context, value));
@@ -244,7 +254,7 @@ const scan: CommandSpec = {
     const limit = Math.min(options.count, context.server.scanCountMax);
     const items = await context.server.service.range(
       { ...(after !== undefined ? { gt: after } : { gte: prefix }), ...(upper !== undefined ? { lt: upper } : {}), limit },
-      { consistency: context.client.consistency },
+      readOptions(context),
     );
     const filter = options.pattern !== undefined && !isPrefixPattern(options.pattern) ? options.pattern : undefined;
     const keys = items.map((item) => item.key).filter((key) => filter === undefined || globMatch(filter, key));

@@ -47,7 +47,7 @@ import { assert } from '../../util/assert.js';
 import { corruption } from '../../util/corruption.js';
 import { joinPath, type Vfs } from '../../vfs/vfs.js';
 import { NodeVfs } from '../../vfs/node-vfs.js';
-import { Engine, type EngineHealth, type EngineLog, type EngineOptions, type EngineStats, type Entry, type KeyRange, type RecoveryReport, type WriteOp } from '../engine.js';
+import { Engine, type EngineHealth, type EngineLog, type EngineOptions, type EngineStats, type Entry, type KeyRange, type RecoveryReport, type SyncRead, type WriteOp } from '../engine.js';
 import { checkVersion, type BTreeCheckReport } from './check.js';
 import { TreeReader } from './cursor.js';
 import { FreeSpace } from './freelist.js';
@@ -384,6 +384,11 @@ export class BTreeEngine extends Engine {
   protected _get(key: Buffer): Promise<Buffer | undefined> {
     const state = this.openState();
     return state.reader.get(state.committed, key);
+  }
+
+  protected override _getSync(key: Buffer): SyncRead {
+    const state = this.openState();
+    return state.reader.getSync(state.committed, key);
   }
 
   protected async _range(range: KeyRange, reverse: boolean, limit: number): Promise<Entry[]> {

@@ -8,7 +8,7 @@
  * version however many commits happen meanwhile (snapshot isolation): no
  * page that version uses is handed out again while the pin lasts.
  */
-import { aboveLower, belowUpper, type Entry, type KeyRange } from '../engine.js';
+import { aboveLower, belowUpper, type Entry, type KeyRange, READ_NOT_SYNC, type SyncRead } from '../engine.js';
 import type { Meta } from './meta.js';
 import type { Pager } from './pager.js';
 import { childAt, compareWithEntry, isOverflowRef, keyAt, lowerBound, pageCorruption, PageType, upperBound, valueAt, type PageView } from './page.js';
@@ -21,6 +21,9 @@ interface Frame {
 }
 
 export class TreeReader {
+  /** Where `descendCached` last stopped (scratch: read right after it returns, never across an await). */
+  private readonly miss = { page: 0, level: 0 };
+
   constructor(
     private readonly pager: Pager,
     private readonly pins: VersionPins,
@@ -32,25 +35,50 @@ export class TreeReader {
    * base turns a synchronous throw into a rejection).
    */
   get(meta: Meta, key: Buffer): Promise<Buffer | undefined> {
-    let page = meta.root;
-    if (page === 0) return Promise.resolve(undefined);
-    // Fast path: walk cached pages without awaiting anything.
-    let level = 1;
-    for (; ; level++) {
-      const view = this.pager.cachedView(page, meta.txn);
-      if (view === undefined) break;
-      if (view.type === PageType.Branch) {
-        if (level >= meta.depth) throw pageCorruption(this.pager.path, page, `is a branch at leaf depth ${meta.depth}`);
-        page = childAt(view, upperBound(view, key));
-        continue;
-      }
-      const value = this.leafValue(meta, view, key);
-      return value instanceof Promise ? value : Promise.resolve(value);
+    if (meta.root === 0) return Promise.resolve(undefined);
+    const leaf = this.descendCached(meta, key);
+    if (leaf === undefined) {
+      // A page is not cached: continue from it with the version pinned, since reading it awaits.
+      const { page, level } = this.miss;
+      return this.pins.pinned(meta.txn, () => this.getSlow(meta, key, page, level));
     }
-    // A page is not cached: continue from it with the version pinned, since reading it awaits.
-    const missing = page;
-    const missingLevel = level;
-    return this.pins.pinned(meta.txn, () => this.getSlow(meta, key, missing, missingLevel));
+    const value = this.leafValue(meta, leaf, key);
+    return value instanceof Promise ? value : Promise.resolve(value);
+  }
+
+  /**
+   * `get` on the calling thread: the same answer when every page on the path
+   * (and the value: no overflow run) is cached, else READ_NOT_SYNC. Starts no
+   * read, so nothing needs pinning.
+   */
+  getSync(meta: Meta, key: Buffer): SyncRead {
+    if (meta.root === 0) return undefined;
+    const leaf = this.descendCached(meta, key);
+    if (leaf === undefined) return READ_NOT_SYNC;
+    const index = lowerBound(leaf, key);
+    if (index === leaf.count || compareWithEntry(leaf, index, key) !== 0) return undefined;
+    const value = valueAt(leaf, index);
+    return isOverflowRef(value) ? READ_NOT_SYNC : value;
+  }
+
+  /**
+   * The leaf of version `meta` (root not 0) that would hold `key`, walking
+   * cached pages only; undefined when a page is not cached, with that page and
+   * its level (root = 1) left in `miss`.
+   */
+  private descendCached(meta: Meta, key: Buffer): PageView | undefined {
+    let page = meta.root;
+    for (let level = 1; ; level++) {
+      const view = this.pager.cachedView(page, meta.txn);
+      if (view === undefined) {
+        this.miss.page = page;
+        this.miss.level = level;
+        return undefined;
+      }
+      if (view.type !== PageType.Branch) return view;
+      if (level >= meta.depth) throw pageCorruption(this.pager.path, page, `is a branch at leaf depth ${meta.depth}`);
+      page = childAt(view, upperBound(view, key));
+    }
   }
 
   /** Up to `limit` entries of `range` in version `meta`, ascending or descending, with the version pinned. */

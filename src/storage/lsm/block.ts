@@ -27,24 +27,31 @@ export class BlockBuilder {
 
   constructor(private readonly restartInterval: number) {}
 
-  add(key: Uint8Array, value: Uint8Array | null): void {
+  /**
+   * Adds the key `keySource[keyStart, keyEnd)` with the value
+   * `valueSource[valueStart, valueEnd)`, or a tombstone when `valueSource` is
+   * null. Ranges rather than views: a flush adds every entry straight from
+   * its one memtable buffer without a Buffer object per key and value.
+   */
+  add(keySource: Uint8Array, keyStart: number, keyEnd: number, valueSource: Uint8Array | null, valueStart: number, valueEnd: number): void {
+    const keyLength = keyEnd - keyStart;
     let shared = 0;
     if (this.sinceRestart < this.restartInterval) {
       const last = this.lastKey.buffer;
-      const limit = Math.min(this.lastKey.length, key.length);
-      while (shared < limit && last[shared] === key[shared]) shared++;
+      const limit = Math.min(this.lastKey.length, keyLength);
+      while (shared < limit && last[shared] === keySource[keyStart + shared]) shared++;
     } else {
       this.restarts.push(this.out.length);
       this.sinceRestart = 0;
     }
     const out = this.out;
     out.varint(shared);
-    out.varint(key.length - shared);
-    out.varint(value === null ? 0 : value.length + 1);
-    out.append(key, shared);
-    if (value !== null) out.append(value);
+    out.varint(keyLength - shared);
+    out.varint(valueSource === null ? 0 : valueEnd - valueStart + 1);
+    out.append(keySource, keyStart + shared, keyEnd);
+    if (valueSource !== null) out.append(valueSource, valueStart, valueEnd);
     this.lastKey.reset();
-    this.lastKey.append(key);
+    this.lastKey.append(keySource, keyStart, keyEnd);
     this.sinceRestart++;
     this.entryCount++;
   }

@@ -65,9 +65,8 @@ export async function flushEntries(env: JobEnvironment, entries: Buffer): Promis
   // Distinct keys (the memtable's hash index): TableBuilder.add asserts they come out strictly increasing.
   for (const index of radixSortKeys(entries, parsed.keyStarts, parsed.keyLengths)) {
     const keyStart = parsed.keyStarts[index]!;
-    const key = entries.subarray(keyStart, keyStart + parsed.keyLengths[index]!);
     const valueStart = parsed.valueStarts[index]!;
-    builder.add(key, valueStart < 0 ? null : entries.subarray(valueStart, valueStart + parsed.valueLengths[index]!));
+    builder.addRanges(entries, keyStart, keyStart + parsed.keyLengths[index]!, valueStart < 0 ? null : entries, valueStart, valueStart + parsed.valueLengths[index]!);
   }
   return writeTable(env, builder);
 }

@@ -32,7 +32,7 @@ import { assert } from '../../util/assert.js';
 import { type Clock, SystemClock } from '../../util/clock.js';
 import { type Vfs, joinPath } from '../../vfs/vfs.js';
 import { NodeVfs } from '../../vfs/node-vfs.js';
-import { Engine, type EngineHealth, type EngineLog, type EngineStats, type Entry, type KeyRange, type RecoveryReport, type WriteOp } from '../engine.js';
+import { Engine, type EngineHealth, type EngineLog, type EngineStats, type Entry, type KeyRange, type RecoveryReport, type SyncRead, type WriteOp } from '../engine.js';
 import { BlockCache } from './block-cache.js';
 import { checkLevels } from './check-levels.js';
 import { BackgroundScheduler, type BackgroundWork } from './background.js';
@@ -193,7 +193,24 @@ export class LsmEngine extends Engine {
 
   // ---- reads ---------------------------------------------------------------------------
 
-  protected async _get(key: Buffer): Promise<Buffer | undefined> {
+  protected _get(key: Buffer): Promise<Buffer | undefined> {
+    const value = this.read(key, true);
+    return value instanceof Promise ? value : Promise.resolve(value);
+  }
+
+  /** `_get` without waiting: READ_NOT_SYNC exactly when `_get` would await a block read (point-read.ts). */
+  protected override _getSync(key: Buffer): SyncRead {
+    return this.read(key, false);
+  }
+
+  /**
+   * The point read both paths share: active memtable, frozen memtables newest
+   * first, then the tables. With `mayWait` false a block that can only be
+   * read asynchronously makes it READ_NOT_SYNC instead of a Promise.
+   */
+  private read(key: Buffer, mayWait: true): Buffer | undefined | Promise<Buffer | undefined>;
+  private read(key: Buffer, mayWait: false): SyncRead;
+  private read(key: Buffer, mayWait: boolean): SyncRead | Promise<Buffer | undefined> {
     const keyString = key.toString('latin1');
     const inActive = this.active.get(keyString);
     if (inActive !== undefined) return inActive.value === null ? undefined : Buffer.from(inActive.value);
@@ -201,7 +218,7 @@ export class LsmEngine extends Engine {
       const version = this.frozen[i]!.memtable.get(keyString);
       if (version !== undefined) return version.value === null ? undefined : Buffer.from(version.value);
     }
-    return getFromTables(this.versions, key, keyString, this.lookup);
+    return getFromTables(this.versions, key, keyString, this.lookup, mayWait);
   }
 
   protected async _range(range: KeyRange, reverse: boolean, limit: number): Promise<Entry[]> {

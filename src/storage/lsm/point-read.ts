@@ -6,9 +6,10 @@
  * `getFromTables` runs synchronously while the blocks it needs are cached (or
  * can be read with `readSync`); the first block that must be read
  * asynchronously hands over to `getSlow`, which pins the version across its
- * awaits.
+ * awaits (or, for `getSync`, ends the lookup with READ_NOT_SYNC).
  */
 import { partitionPoint } from '../../util/bytes.js';
+import { READ_NOT_SYNC, type SyncRead } from '../engine.js';
 import { bloomHashes } from './bloom.js';
 import { TABLE_MISS, TABLE_TOMBSTONE } from './table.js';
 import type { Table, Version, VersionSet } from './version.js';
@@ -25,10 +26,14 @@ export function newLookupScratch(): LookupScratch {
 
 /**
  * The value of `key` (given also as its latin1 `keyString`) in `versions.current`:
- * a Buffer, `undefined` when absent or deleted, or a Promise when a block had
- * to be read asynchronously.
+ * a Buffer, `undefined` when absent or deleted, or — when a block is neither
+ * cached nor readable with `readSync` — a Promise that reads it (`mayWait`
+ * true) or READ_NOT_SYNC (`mayWait` false: `Engine.getSync`, which must not
+ * start work it cannot finish now).
  */
-export function getFromTables(versions: VersionSet, key: Buffer, keyString: string, scratch: LookupScratch): Buffer | undefined | Promise<Buffer | undefined> {
+export function getFromTables(versions: VersionSet, key: Buffer, keyString: string, scratch: LookupScratch, mayWait: true): Buffer | undefined | Promise<Buffer | undefined>;
+export function getFromTables(versions: VersionSet, key: Buffer, keyString: string, scratch: LookupScratch, mayWait: boolean): SyncRead | Promise<Buffer | undefined>;
+export function getFromTables(versions: VersionSet, key: Buffer, keyString: string, scratch: LookupScratch, mayWait: boolean): SyncRead | Promise<Buffer | undefined> {
   const version = versions.current;
   const hashes = scratch.hashes;
   bloomHashes(key, hashes);
@@ -45,6 +50,7 @@ export function getFromTables(versions: VersionSet, key: Buffer, keyString: stri
       const blockIndex = reader.findBlockByString(keyString);
       const block = reader.cachedBlock(blockIndex) ?? reader.readBlockSync(blockIndex);
       if (block === undefined) {
+        if (!mayWait) return READ_NOT_SYNC;
         // Slow path: from here on, tables are read with awaits, holding the version.
         return getSlow(versions, version, key, keyString, Uint32Array.from(hashes), level, i);
       }

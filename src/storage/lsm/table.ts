@@ -69,12 +69,20 @@ export class TableBuilder {
 
   /** Adds an entry; keys strictly increasing (asserted: a table out of order would answer lookups wrongly). `value === null` is a tombstone. */
   add(key: Uint8Array, value: Uint8Array | null): void {
-    if (this.smallestKey === undefined) this.smallestKey = Buffer.from(key);
-    else if (compareBytes(this.lastKey.buffer, key, 0, this.lastKey.length) >= 0) assert(false, 'TableBuilder.add: keys must be strictly increasing', this.lastKey.view(), key);
-    this.block.add(key, value);
-    this.bloom.add(key);
+    if (value === null) this.addRanges(key, 0, key.length, null, 0, 0);
+    else this.addRanges(key, 0, key.length, value, 0, value.length);
+  }
+
+  /** `add` of `keySource[keyStart, keyEnd)` and `valueSource[valueStart, valueEnd)` (null: a tombstone), without views of them (BlockBuilder.add says why). */
+  addRanges(keySource: Uint8Array, keyStart: number, keyEnd: number, valueSource: Uint8Array | null, valueStart: number, valueEnd: number): void {
+    if (this.smallestKey === undefined) this.smallestKey = Buffer.from(keySource.subarray(keyStart, keyEnd));
+    else if (compareBytes(this.lastKey.buffer, keySource, 0, this.lastKey.length, keyStart, keyEnd) >= 0) {
+      assert(false, 'TableBuilder.add: keys must be strictly increasing', this.lastKey.view(), keySource.subarray(keyStart, keyEnd));
+    }
+    this.block.add(keySource, keyStart, keyEnd, valueSource, valueStart, valueEnd);
+    this.bloom.add(keySource, keyStart, keyEnd);
     this.lastKey.reset();
-    this.lastKey.append(key);
+    this.lastKey.append(keySource, keyStart, keyEnd);
     this.entryCount++;
     if (this.block.estimatedBytes >= this.options.blockBytes) this.flushBlock();
   }
@@ -454,13 +462,20 @@ export class TableIterator {
 
   /** Index of the first decoded entry whose key is >= `key` (> `key` when `skipEqual`). */
   private lowerBound(key: Buffer, skipEqual: boolean): number {
+    // Written out rather than `partitionPoint` with a closure, as in `findBlock`: every seek of every table runs it.
     const decoded = this.decoded;
     const bytes = decoded.keyBytes;
     const starts = decoded.keyStarts;
-    return partitionPoint(0, decoded.count, (index) => {
-      const order = compareBytes(bytes, key, starts[index]!, starts[index + 1]!, 0, key.length);
-      return skipEqual ? order > 0 : order >= 0;
-    });
+    const keyLength = key.length;
+    let low = 0;
+    let high = decoded.count;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      const order = compareBytes(bytes, key, starts[middle]!, starts[middle + 1]!, 0, keyLength);
+      if (skipEqual ? order > 0 : order >= 0) high = middle;
+      else low = middle + 1;
+    }
+    return low;
   }
 
   seekFirst(): Promise<void> | undefined {

@@ -7,7 +7,7 @@
 import type { LeaderlessMutations } from '../../../src/leaderless/coordinator.js';
 import { type LeaderlessSimResult, runLeaderlessSimulation } from './simulator.js';
 
-export const LEADERLESS_MUTATIONS = ['acknowledgeEarly', 'skipReadRepair', 'antiEntropySkipsOddLeaves'] as const;
+export const LEADERLESS_MUTATIONS = ['acknowledgeEarly', 'skipReadRepair', 'antiEntropySkipsOddLeaves', 'handoffMovesNothing'] as const;
 
 export interface LeaderlessCliOptions {
   readonly seed?: number;
@@ -17,10 +17,11 @@ export interface LeaderlessCliOptions {
   readonly quietMs?: number;
   readonly mutation?: string;
   readonly verbose?: boolean;
+  readonly membership?: boolean;
 }
 
 function replay(seed: number, options: LeaderlessCliOptions): string {
-  return `npm run sim -- --mode leaderless --seed ${seed}${options.mutation !== undefined ? ` --mutation ${options.mutation}` : ''}`;
+  return `npm run sim -- --mode leaderless${options.membership === true ? ' --membership' : ''} --seed ${seed}${options.mutation !== undefined ? ` --mutation ${options.mutation}` : ''}`;
 }
 
 function mutationsOf(options: LeaderlessCliOptions): LeaderlessMutations | undefined {
@@ -36,6 +37,7 @@ async function run(seed: number, options: LeaderlessCliOptions, trace?: (line: s
     ...(options.chaosMs !== undefined ? { chaosMs: options.chaosMs } : {}),
     ...(options.quietMs !== undefined ? { quietMs: options.quietMs } : {}),
     ...(mutations !== undefined ? { mutations } : {}),
+    ...(options.membership === true ? { membership: true } : {}),
     ...(trace !== undefined ? { trace } : {}),
   });
 }

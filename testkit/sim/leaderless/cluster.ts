@@ -44,6 +44,9 @@ interface SimNode {
   alive: { value: boolean };
 }
 
+/** The transfer step's bound in the simulator: the keys are few, so 10 s of virtual time is plenty, and a lost step message costs that, not the product's 2 minutes of client traffic. */
+const SIM_TRANSFER_TIMEOUT_MS = 10_000;
+
 export class LeaderlessSimCluster {
   private readonly nodes = new Map<NodeId, SimNode>();
   private cut = new Set<string>();
@@ -52,20 +55,35 @@ export class LeaderlessSimCluster {
   messagesDropped = 0;
   private readonly logger = pino({ level: 'silent' });
 
+  /** Every node the simulation has (the initial ones, then joiners), in the order they came. */
+  private readonly all: NodeId[];
+
+  /** `initialIds`: the bootstrap membership (what a joiner also knows until it is added). */
   constructor(
     private readonly world: SimWorld,
-    readonly ids: readonly NodeId[],
+    private readonly initialIds: readonly NodeId[],
     readonly config: LeaderlessConfig,
     private readonly mutations: LeaderlessMutations | undefined,
-  ) {}
+  ) {
+    this.all = [...initialIds];
+  }
+
+  /** Every node, members or not (a joiner before it is added, a member after it left). */
+  get ids(): readonly NodeId[] {
+    return this.all;
+  }
 
   async open(): Promise<void> {
-    for (const id of this.ids) {
-      const engine = new MemoryEngine({ limits: { keyBytesMax: SIM_LIMITS.keyBytesMax + 16, valueBytesMax: 4 * SIM_LIMITS.valueBytesMax + 65_537 } });
-      await engine.open();
-      this.nodes.set(id, { id, engine, skewMs: this.world.random.between(-50, 50), node: undefined, rpc: undefined, alive: { value: false } });
-      await this.start(id);
-    }
+    for (const id of this.initialIds) await this.addNode(id);
+  }
+
+  /** Creates node `id` on a new engine and starts it; a node not among the initial ones is a joiner (owns nothing until a change adds it). */
+  async addNode(id: NodeId): Promise<void> {
+    const engine = new MemoryEngine({ limits: { keyBytesMax: SIM_LIMITS.keyBytesMax + 16, valueBytesMax: 4 * SIM_LIMITS.valueBytesMax + 65_537 } });
+    await engine.open();
+    this.nodes.set(id, { id, engine, skewMs: this.world.random.between(-50, 50), node: undefined, rpc: undefined, alive: { value: false } });
+    if (!this.all.includes(id)) this.all.push(id);
+    await this.start(id);
   }
 
   /** The running node `id`, or undefined while it is down. */
@@ -100,7 +118,7 @@ export class LeaderlessSimCluster {
     const rpc = new RpcEndpoint({ transport: { send: (to, message) => this.send(id, to, message) }, clock: this.world.clock, random: this.world.random.fork(), logger: this.logger });
     const node = await LeaderlessNode.open({
       nodeId: id,
-      members: this.ids,
+      members: this.initialIds,
       engine: fenced(sim.engine, () => alive.value),
       limits: SIM_LIMITS,
       rpc,
@@ -109,6 +127,7 @@ export class LeaderlessSimCluster {
       logger: this.logger,
       config: this.config,
       where: `sim node ${id}`,
+      transferTimeoutMs: SIM_TRANSFER_TIMEOUT_MS,
       ...(this.mutations !== undefined ? { mutations: this.mutations } : {}),
     });
     sim.rpc = rpc;

@@ -10,6 +10,8 @@ import type { LeaderlessMutations } from '../../../src/leaderless/coordinator.js
 import { runLeaderlessSimulation } from './simulator.js';
 
 const SEEDS = Number(process.env['SIM_LEADERLESS_SEEDS'] ?? 30);
+/** Membership seeds (a join and a leave under the clients) cost more each: a smaller sweep; `SIM_LEADERLESS_MEMBERSHIP_SEEDS=N` widens it. */
+const MEMBERSHIP_SEEDS = Number(process.env['SIM_LEADERLESS_MEMBERSHIP_SEEDS'] ?? 6);
 
 describe('leaderless simulator', () => {
   it(`sweep: ${SEEDS} seeds, every quorum shape, zero violations`, async () => {
@@ -32,6 +34,27 @@ describe('leaderless simulator', () => {
     const second = await runLeaderlessSimulation({ seed: 7 });
     assert.equal(first.traceHash, second.traceHash);
     assert.deepEqual(first.stats, second.stats);
+  });
+
+  it(`membership sweep: ${MEMBERSHIP_SEEDS} seeds with a join and a leave under the clients, zero violations, the changes completed`, async () => {
+    const failures: string[] = [];
+    let changes = 0;
+    for (let seed = 1; seed <= MEMBERSHIP_SEEDS; seed++) {
+      const result = await runLeaderlessSimulation({ seed, membership: true });
+      changes += result.stats.membershipChanges;
+      for (const violation of result.violations) failures.push(`seed ${seed} (${result.setup}): ${violation.kind}: ${violation.message} (replay: npm run sim -- --mode leaderless --membership --seed ${seed})`);
+    }
+    assert.deepEqual(failures, []);
+    // Two changes per seed; a change may fail only if a step found no answer after its retries (1% message loss).
+    assert.ok(changes >= MEMBERSHIP_SEEDS, `${changes} changes completed over ${MEMBERSHIP_SEEDS} seeds`);
+  });
+
+  it('catches the broken handoff "handoffMovesNothing" (handoff-missed) within the membership seeds', async () => {
+    for (let seed = 1; seed <= MEMBERSHIP_SEEDS; seed++) {
+      const result = await runLeaderlessSimulation({ seed, membership: true, mutations: { handoffMovesNothing: true } });
+      if (result.violations.some((violation) => violation.kind === 'handoff-missed')) return;
+    }
+    assert.fail(`no seed in 1..${MEMBERSHIP_SEEDS} caught handoffMovesNothing`);
   });
 
   const mutants: [string, LeaderlessMutations, string][] = [

@@ -30,7 +30,8 @@
  *   - always: each key's owners hold identical sets, and no hint is left.
  */
 import type { LeaderlessMutations } from '../../../src/leaderless/coordinator.js';
-import { type NodeId, type SiblingSet, type VersionVector, contextOf, liveValues, sameDots } from '../../../src/leaderless/dvv.js';
+import { type NodeId, type SiblingSet, type VersionVector, contextOf, liveValues, onlyTombstones, sameDots } from '../../../src/leaderless/dvv.js';
+import type { Ring } from '../../../src/leaderless/ring.js';
 import { DEFAULT_LEADERLESS_CONFIG, type LeaderlessConfig } from '../../../src/leaderless/config.js';
 import { type CausalViolation, type ReadRecord, type WriteRecord, checkNoAcknowledgedWriteLost, checkReadsSeeAcknowledgedWrites } from '../../check/causal-history.js';
 import { SimWorld } from '../world.js';
@@ -43,6 +44,8 @@ export interface LeaderlessSimOptions {
   readonly mutations?: LeaderlessMutations;
   /** Forces the quorum kind (else drawn from the seed). */
   readonly sloppy?: boolean;
+  /** After the chaos, with the clients still running: a node joins, then a member leaves (`membershipPhase`). Off by default: existing seeds keep their traces. */
+  readonly membership?: boolean;
   readonly trace?: (line: string) => void;
 }
 
@@ -59,6 +62,9 @@ export interface LeaderlessSimStats {
   readRepairs: number;
   /** Keys pulled or pushed by anti-entropy exchanges (background and final). */
   antiEntropyKeys: number;
+  /** Membership changes that completed, and that were refused or aborted (membership seeds). */
+  membershipChanges: number;
+  membershipChangesFailed: number;
 }
 
 export interface LeaderlessSimResult {
@@ -106,16 +112,17 @@ export async function runLeaderlessSimulation(options: LeaderlessSimOptions): Pr
   world.trace(`setup ${setup}`);
   const cluster = new LeaderlessSimCluster(world, ids, config, options.mutations);
   const history: History = { writes: [], reads: [], nextWrite: 1 };
-  const stats: LeaderlessSimStats = { writesOk: 0, writesFailed: 0, readsOk: 0, readsFailed: 0, faults: 0, crashes: 0, messagesSent: 0, messagesDropped: 0, hintsDelivered: 0, readRepairs: 0, antiEntropyKeys: 0 };
+  const stats: LeaderlessSimStats = { writesOk: 0, writesFailed: 0, readsOk: 0, readsFailed: 0, faults: 0, crashes: 0, messagesSent: 0, messagesDropped: 0, hintsDelivered: 0, readRepairs: 0, antiEntropyKeys: 0, membershipChanges: 0, membershipChangesFailed: 0 };
   await cluster.open();
   const chaosMs = options.chaosMs ?? 3000;
   let clientsRunning = true;
   for (let client = 0; client < CLIENTS; client++) runClient(world, cluster, history, stats, () => clientsRunning);
   scheduleFaults(world, cluster, stats, chaosMs);
   await runFor(world, chaosMs);
-  clientsRunning = false;
   cluster.heal();
   for (const id of ids) await cluster.start(id);
+  const membershipViolations = options.membership === true ? await membershipPhase(world, cluster, stats) : [];
+  clientsRunning = false;
   await runFor(world, options.quietMs ?? 1500);
   let convergence: CausalViolation[];
   let finalValues: Map<string, number[]>;
@@ -132,8 +139,9 @@ export async function runLeaderlessSimulation(options: LeaderlessSimOptions): Pr
     ...(!siblings || sloppy || readQuorum + writeQuorum <= 3 ? [] : checkReadsSeeAcknowledgedWrites(history.writes, history.reads)),
     ...(siblings ? checkNoAcknowledgedWriteLost(history.writes, finalValues) : checkOneValue(finalValues)),
     ...convergence,
+    ...membershipViolations,
   ];
-  for (const id of ids) {
+  for (const id of cluster.ids) {
     stats.hintsDelivered += cluster.node(id)!.handoff.hintsDelivered;
     stats.readRepairs += cluster.node(id)!.coordinator.figures.readRepairs;
     const { keysPulled, keysPushed } = cluster.node(id)!.antiEntropy.figures;
@@ -143,6 +151,94 @@ export async function runLeaderlessSimulation(options: LeaderlessSimOptions): Pr
   stats.messagesDropped = cluster.messagesDropped;
   await cluster.close();
   return { seed: options.seed, setup, violations, stats, traceHash: world.traceHash() };
+}
+
+/**
+ * With the cluster healed and the clients still writing and reading: COLD_KEYS
+ * keys are written once (the clients' four keys are rewritten so often that
+ * the pending step alone would bring them to a new owner; these show whether
+ * the transfer step moved what was stored before the change), then node
+ * `max + 1` joins (claimed by a random member), then, if that completed, a
+ * random member other than the claimant leaves; each change is followed by
+ * 300 ms of traffic. A change may fail (a step that still found no answer
+ * after its retries aborts it); the history's checks hold either way and span
+ * the change. After each change that completed, `checkGainersHold`.
+ */
+async function membershipPhase(world: SimWorld, cluster: LeaderlessSimCluster, stats: LeaderlessSimStats): Promise<CausalViolation[]> {
+  const violations: CausalViolation[] = [];
+  const change = async (claimant: NodeId, members: readonly NodeId[]): Promise<boolean> => {
+    world.trace(`membership change by ${claimant} to [${members.join(',')}]`);
+    const before = await storedEverywhere(cluster);
+    const oldRing = cluster.node(claimant)!.ring;
+    const outcome = await runWhile(world, cluster.node(claimant)!.changeMembership(members.map((id) => ({ id, peerUrl: '' }))));
+    world.trace(`membership change ${outcome.ok ? 'done' : `failed ${String(outcome.error).slice(0, 80)}`}`);
+    if (outcome.ok) {
+      stats.membershipChanges++;
+      violations.push(...(await checkGainersHold(cluster, claimant, oldRing, before)));
+    } else stats.membershipChangesFailed++;
+    await runFor(world, 300);
+    return outcome.ok;
+  };
+  for (let index = 0; index < COLD_KEYS; index++) {
+    const coordinator = cluster.node(world.pick(cluster.ids))!;
+    await runWhile(world, coordinator.coordinator.put(Buffer.from(`cold-${index}`), Buffer.from('0'), [], cluster.config.writeQuorum));
+  }
+  const current = (): NodeId[] => cluster.node(cluster.ids[0]!)!.membership.view.members.map((member) => member.id);
+  const joiner = Math.max(...cluster.ids) + 1;
+  await cluster.addNode(joiner);
+  const before = current();
+  if (!(await change(world.pick(before), [...before, joiner]))) return violations;
+  const members = current();
+  const claimant = world.pick(members);
+  const leaver = world.pick(members.filter((id) => id !== claimant));
+  await change(claimant, members.filter((id) => id !== leaver));
+  return violations;
+}
+
+/** Keys written once before the membership changes (see membershipPhase). */
+const COLD_KEYS = 24;
+
+/** Every key stored on any running node, its sets merged across them. */
+async function storedEverywhere(cluster: LeaderlessSimCluster): Promise<Map<string, SiblingSet>> {
+  const merged = new Map<string, SiblingSet>();
+  for (const id of cluster.ids) {
+    const node = cluster.node(id);
+    if (node === undefined) continue;
+    // A simulation stores a few dozen keys: one page of the engine's largest range holds them all.
+    for (const { key, set } of await node.replica.scan({ limit: 10_000 })) {
+      const name = key.toString('latin1');
+      const held = merged.get(name);
+      merged.set(name, held === undefined ? set : node.replica.reconcile(held, set));
+    }
+  }
+  return merged;
+}
+
+/**
+ * What the transfer step promises (docs/leaderless.md, Membership): once a
+ * change completed, every member that GAINED a key holds everything some
+ * member stored of it when the change began (or something newer that
+ * supersedes it). Keys whose sets were only tombstones are skipped (a
+ * collection may remove them meanwhile).
+ */
+async function checkGainersHold(cluster: LeaderlessSimCluster, claimant: NodeId, oldRing: Ring, before: ReadonlyMap<string, SiblingSet>): Promise<CausalViolation[]> {
+  const violations: CausalViolation[] = [];
+  const newRing = cluster.node(claimant)!.ring;
+  const replicas = cluster.config.replicas;
+  for (const [name, stored] of before) {
+    if (onlyTombstones(stored)) continue;
+    const key = Buffer.from(name, 'latin1');
+    const oldOwners = oldRing.preferenceList(key, replicas);
+    for (const gainer of newRing.preferenceList(key, replicas).filter((id) => !oldOwners.includes(id))) {
+      const node = cluster.node(gainer);
+      if (node === undefined) continue;
+      const held = await node.replica.read(key);
+      if (!sameDots(node.replica.reconcile(held, stored), held)) {
+        violations.push({ kind: 'handoff-missed', message: `node ${gainer} gained ${name} in the change to [${newRing.nodes.join(',')}] but lacks what was stored before it began` });
+      }
+    }
+  }
+  return violations;
 }
 
 /** Runs events for `durationMs` of virtual time, draining the promise jobs each event starts before the next. */

@@ -1,0 +1,93 @@
+/**
+ * Leader balance (leaders.ts) against its contract, over random clusters
+ * (fast-check): transfers go from a shard's leader to another live voter of
+ * it, never push a node over the bound, the bound is met whenever a
+ * brute-force search says some assignment of leaders to voters meets it
+ * (small cases), and planning again on the result gives nothing (no
+ * flapping). A chain (1 -> 2 -> 3) is found where no direct transfer helps.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { type LedShard, leaderBound, leaderCounts, planLeaderTransfers } from './leaders.js';
+
+const excess = (counts: ReadonlyMap<number, number>, bound: number): number => [...counts.values()].reduce((sum, count) => sum + Math.max(0, count - bound), 0);
+
+/** The shards after `transfers`, checking each against the shard's leader and voters as they stand. */
+function applyTransfers(live: readonly number[], shards: readonly LedShard[], transfers: ReturnType<typeof planLeaderTransfers>): LedShard[] {
+  const byId = new Map(shards.map((shard) => [shard.id, shard]));
+  for (const transfer of transfers) {
+    const shard = byId.get(transfer.shard)!;
+    assert.equal(transfer.from, shard.leader, 'a transfer starts at the shard\'s leader');
+    assert.ok(transfer.to !== transfer.from && shard.voters.includes(transfer.to) && live.includes(transfer.to), 'a transfer goes to another live voter');
+    byId.set(shard.id, { ...shard, leader: transfer.to });
+  }
+  return shards.map((shard) => byId.get(shard.id)!);
+}
+
+/** Brute force (small cases): can some choice of one live voter per led shard keep every live node at most `bound`? */
+function boundReachable(live: readonly number[], shards: readonly LedShard[], bound: number): boolean {
+  const led = shards.filter((shard) => live.includes(shard.leader));
+  const counts = new Map(live.map((id) => [id, 0]));
+  const place = (index: number): boolean => {
+    if (index === led.length) return true;
+    for (const voter of led[index]!.voters) {
+      if (!counts.has(voter) || counts.get(voter)! >= bound) continue;
+      counts.set(voter, counts.get(voter)! + 1);
+      if (place(index + 1)) return true;
+      counts.set(voter, counts.get(voter)! - 1);
+    }
+    return false;
+  };
+  return place(0);
+}
+
+const cluster = fc.integer({ min: 1, max: 12 }).chain((nodes) =>
+  fc.record({
+    nodes: fc.constant(nodes),
+    dead: fc.subarray(Array.from({ length: nodes }, (_, i) => i + 1), { maxLength: Math.max(0, nodes - 1) }),
+    shards: fc.array(
+      fc.record({ voters: fc.shuffledSubarray(Array.from({ length: nodes }, (_, i) => i + 1), { minLength: 1, maxLength: Math.min(3, nodes) }), leaderAt: fc.integer({ min: -1, max: 2 }) }),
+      { maxLength: 80 },
+    ),
+  }),
+);
+
+describe('leader balance', () => {
+  it('hands six leaderships of one node over until each of three leads two', () => {
+    const shards = [2, 3, 4, 5, 6, 7].map((id) => ({ id, voters: [1, 2, 3], leader: 1 }));
+    const transfers = planLeaderTransfers([1, 2, 3], shards);
+    assert.equal(transfers.length, 4);
+    assert.deepEqual([...leaderCounts([1, 2, 3], applyTransfers([1, 2, 3], shards, transfers)).values()], [2, 2, 2]);
+  });
+
+  it('hands over along a chain when the donor\'s co-voters are all at the bound', () => {
+    const shards = [
+      { id: 2, voters: [1, 2], leader: 1 },
+      { id: 3, voters: [2, 3], leader: 2 },
+      { id: 4, voters: [1, 2], leader: 1 },
+    ];
+    const transfers = planLeaderTransfers([1, 2, 3], shards);
+    assert.deepEqual(transfers, [{ shard: 2, from: 1, to: 2 }, { shard: 3, from: 2, to: 3 }]);
+    assert.deepEqual([...leaderCounts([1, 2, 3], applyTransfers([1, 2, 3], shards, transfers)).values()], [1, 1, 1]);
+  });
+
+  it('meets the bound wherever some assignment of leaders does, never pushes a node over it, and plans nothing on its own result', () => {
+    fc.assert(
+      fc.property(cluster, ({ nodes, dead, shards: drawn }) => {
+        const live = Array.from({ length: nodes }, (_, i) => i + 1).filter((id) => !dead.includes(id));
+        const shards: LedShard[] = drawn.map((shard, index) => ({ id: index + 2, voters: shard.voters, leader: shard.leaderAt < 0 ? 0 : shard.voters[shard.leaderAt % shard.voters.length]! }));
+        const counts = leaderCounts(live, shards);
+        const bound = leaderBound([...counts.values()].reduce((a, b) => a + b, 0), live.length);
+        const transfers = planLeaderTransfers(live, shards);
+        const after = applyTransfers(live, shards, transfers);
+        const countsAfter = leaderCounts(live, after);
+        assert.ok(transfers.length >= excess(counts, bound) - excess(countsAfter, bound), 'a transfer removes at most one leadership above the bound');
+        for (const [node, count] of countsAfter) assert.ok(count <= Math.max(bound, counts.get(node)!), `node ${node} was pushed over the bound`);
+        if (excess(countsAfter, bound) > 0 && after.length <= 12) assert.ok(!boundReachable(live, after, bound), 'the bound is missed only where no assignment meets it');
+        assert.deepEqual(planLeaderTransfers(live, after), [], 'nothing left to plan: no flapping');
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
