@@ -8,7 +8,8 @@
  *
  * A change is driven by the member the operator asked (the claimant,
  * `MembershipChange.run`), in four steps sent to every member of the old and
- * the new membership — every one must take part, or the change is aborted:
+ * the new membership — every one must take part, or the change is aborted
+ * (a forced removal skips the removed members, membership-change.ts):
  *   1. `pending`: each records the pending members. From then on a write
  *      also goes to the key's owners under the new ring, and counts them:
  *      it needs W of the current owners plus every new owner (Cassandra's

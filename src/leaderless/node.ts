@@ -273,6 +273,7 @@ export class LeaderlessNode {
       leaderless_keys_handed_off: this.ownership.figures.keysHandedOff,
       leaderless_membership_commits_pulled: this.gossip.figures.commitsPulled,
       leaderless_membership_aborts_pulled: this.gossip.figures.abortsPulled,
+      leaderless_membership_removals_pulled: this.gossip.figures.removalsPulled,
     };
   }
 }
