@@ -39,7 +39,7 @@ export function formatShardsView(view: ShardsView): string {
     const text = Buffer.from(hex, 'hex').toString('utf8');
     return /^[\x21-\x7e]+$/.test(text) ? JSON.stringify(text) : `0x${hex}`;
   };
-  const header = ['SHARD', 'START', 'END', 'EPOCH', 'REPLICAS', 'LEADER', 'KEYS', 'BYTES', 'APPLIED', 'IDLE'];
+  const header = ['SHARD', 'START', 'END', 'EPOCH', 'REPLICAS', 'LEADER', 'KEYS', 'BYTES', 'SIZE', 'APPLIED', 'IDLE'];
   const rows = view.shards.map((shard) => [
     String(shard.id),
     key(shard.start, '-inf'),
@@ -49,6 +49,7 @@ export function formatShardsView(view: ShardsView): string {
     shard.leader === null ? '-' : String(shard.leader),
     shard.keyCount === null ? '-' : String(shard.keyCount),
     shard.diskBytes === null ? '-' : String(shard.diskBytes),
+    shard.sizeBytes === null || shard.sizeBytes === undefined ? '-' : String(shard.sizeBytes), // undefined: a member from before sizeBytes
     shard.appliedIndex === null ? '-' : String(shard.appliedIndex),
     shard.quiesced ? 'yes' : 'no',
   ]);

@@ -24,7 +24,7 @@
  */
 import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
-import type { ApplyResult } from '../kv/apply.js';
+import type { ApplyEntry, ApplyResult } from '../kv/apply.js';
 import type { KvLimits } from '../kv/command.js';
 import { DEFAULT_CHUNK_BYTES_MAX } from '../kv/snapshot-image.js';
 import type { KvStateMachine } from '../kv/state-machine.js';
@@ -62,6 +62,8 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
   /** A shard group's own bounds (undefined: the meta group, or a group bootstrapped before bounds were kept). */
   private boundsValue: ShardBounds | undefined;
   private flushing = false;
+  private writtenBytesValue = 0;
+  private dataGenerationValue = 0;
 
   private constructor(
     private readonly options: RaftKvMachineOptions,
@@ -80,6 +82,21 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
   /** The shard group's own key bounds, when it keeps them. */
   get bounds(): ShardBounds | undefined {
     return this.boundsValue;
+  }
+
+  /**
+   * Key and value bytes of the puts this group applied since it opened (a put
+   * whose condition failed included): an upper bound of how much its data
+   * inside its bounds grew since any earlier reading. The shard size
+   * estimate (shard-size.ts) adds it to a counted base.
+   */
+  get writtenBytes(): number {
+    return this.writtenBytesValue;
+  }
+
+  /** +1 whenever the group's data changed other than by applied commands (a split shrank its bounds, a snapshot replaced it): a size counted before is void. */
+  get dataGeneration(): number {
+    return this.dataGenerationValue;
   }
 
   get membership(): Membership {
@@ -107,6 +124,8 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
         if (plan.membershipChanged) this.membershipValue = plan.membership;
         if (plan.shardMapChanged) this.shardMapValue = plan.shardMap;
         this.boundsValue = plan.bounds;
+        this.writtenBytesValue += putBytesOf(plan.entries);
+        if (plan.splits.length > 0) this.dataGenerationValue++;
         this.options.guard(() => done(null, results));
         if (plan.membershipChanged) this.options.onMembership?.(plan.membership);
         if (plan.shardMapChanged && plan.shardMap !== undefined) this.options.onShardMap?.(plan.shardMap);
@@ -193,6 +212,7 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
           this.membershipValue = membership;
           this.shardMapValue = shardMap;
           this.boundsValue = bounds;
+          this.dataGenerationValue++;
           this.options.guard(() => done(null));
           this.options.onMembership?.(membership);
           if (shardMap !== undefined) this.options.onShardMap?.(shardMap);
@@ -223,6 +243,18 @@ async function readStored(machine: KvStateMachine): Promise<StoredCluster> {
     shardMap: map === undefined ? undefined : decodeShardMap(map),
     bounds: bounds === undefined ? undefined : decodeShardBounds(bounds),
   };
+}
+
+/** Key and value bytes of the puts in `entries` (a command still in log bytes, undecoded: its length, which is more). */
+function putBytesOf(entries: readonly ApplyEntry[]): number {
+  let bytes = 0;
+  for (const entry of entries) {
+    if (entry.type !== 'command') continue;
+    const { command } = entry;
+    if (command instanceof Uint8Array) bytes += command.length;
+    else for (const op of command.ops) bytes += op.type === 'put' ? op.key.length + op.value.length : 0;
+  }
+  return bytes;
 }
 
 function sameConf(a: ConfState, b: ConfState): boolean {

@@ -32,6 +32,7 @@ import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import type { RaftGroup } from './raft-group.js';
 import { encodeClusterCommand } from './log-entries.js';
 import { peerAddresses } from './membership.js';
+import type { ShardSizes } from './shard-size.js';
 import { ShardSplits } from './shard-splits.js';
 import type { Clock } from '../util/clock.js';
 
@@ -115,6 +116,11 @@ export class ShardGroups {
   /** Resolves once every group of the current map this member replicates is open (or failed to open, logged). */
   settled(): Promise<void> {
     return this.opening;
+  }
+
+  /** The running byte counts of the shards this member checks the size of (shard-size.ts). */
+  get sizes(): ShardSizes {
+    return this.splits.sizes;
   }
 
   /** Splits the shard holding `key` at `key` (ShardSplits.requestSplit); resolves with the map that has the split. */
@@ -271,14 +277,14 @@ export async function shardsView(clusterId: string, nodeId: NodeId, shards: Shar
   const map = shards.map;
   if (!shards.sharded) {
     const whole: Shard = { id: META_GROUP, start: Buffer.alloc(0), end: null, epoch: 1, replicas: [...meta.group.membership.confState.voters].sort((a, b) => a - b) };
-    return { clusterId, nodeId, sharded: false, version: 1, shards: [await shardView(whole, meta)] };
+    return { clusterId, nodeId, sharded: false, version: 1, shards: [await shardView(whole, meta, shards.sizes)] };
   }
   const views: ShardView[] = [];
-  for (const shard of map?.shards ?? []) views.push(await shardView(shard, shards.hosted(shard)));
+  for (const shard of map?.shards ?? []) views.push(await shardView(shard, shards.hosted(shard), shards.sizes));
   return { clusterId, nodeId, sharded: true, version: map?.version ?? 0, shards: views };
 }
 
-async function shardView(shard: Shard, hosted: HostedGroup | undefined): Promise<ShardView> {
+async function shardView(shard: Shard, hosted: HostedGroup | undefined, sizes: ShardSizes): Promise<ShardView> {
   const range = {
     id: shard.id,
     start: shard.start.toString('hex'),
@@ -289,7 +295,7 @@ async function shardView(shard: Shard, hosted: HostedGroup | undefined): Promise
     ...(shard.retired !== undefined ? { retired: shard.retired } : {}),
   };
   if (hosted === undefined || hosted.group.state !== 'running') {
-    return { ...range, leader: null, local: false, appliedIndex: null, keyCount: null, diskBytes: null, proposals: null, quiesced: false };
+    return { ...range, leader: null, local: false, appliedIndex: null, keyCount: null, diskBytes: null, sizeBytes: null, proposals: null, quiesced: false };
   }
   const { group } = hosted;
   const stats = await group.machine.machine.stats();
@@ -300,6 +306,7 @@ async function shardView(shard: Shard, hosted: HostedGroup | undefined): Promise
     appliedIndex: group.machine.appliedIndex,
     keyCount: stats.keyCount ?? null,
     diskBytes: stats.diskBytes ?? null,
+    sizeBytes: sizes.estimate(group.machine) ?? null,
     proposals: group.driver.metrics().proposals,
     quiesced: group.quiesced,
   };

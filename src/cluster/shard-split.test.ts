@@ -212,5 +212,27 @@ describe('size-triggered splits (--shard-split-bytes)', () => {
       const items = await cluster.member(id).service.range({ limit: 1000 });
       assert.deepEqual(new Map(items.map((item) => [item.key.toString(), item.value.toString()])), written, `member ${id}`);
     }
+    // The running byte count (GET /shards `sizeBytes`) of each shard's leader, once its next size check ran: at least the shard's keys and values, not its parent's frozen keys.
+    const bytesIn = (start: Buffer, end: Buffer | null): number =>
+      [...written].filter(([key]) => Buffer.from(key).compare(start) >= 0 && (end === null || Buffer.from(key).compare(end) < 0)).reduce((sum, [key, value]) => sum + key.length + value.length, 0);
+    // (The left part may split again meanwhile: each view is judged by its own range.)
+    for (const shard of map.shards) {
+      await until(`shard ${shard.id}'s leader shows its size`, async () => {
+        for (const id of cluster.running()) {
+          const view = (await cluster.member(id).admin.shards()).shards.find((s) => s.id === shard.id);
+          if (view?.leader === id && view.sizeBytes !== null) return true;
+        }
+        return false;
+      });
+    }
+    for (const id of cluster.running()) {
+      for (const view of (await cluster.member(id).admin.shards()).shards) {
+        if (view.sizeBytes === null) continue;
+        const exact = bytesIn(Buffer.from(view.start, 'hex'), view.end === null ? null : Buffer.from(view.end, 'hex'));
+        assert.ok(view.sizeBytes >= exact && view.sizeBytes < exact + 16384, `shard ${view.id} on member ${id}: ${view.sizeBytes} bytes shown, ${exact} in its range`);
+      }
+    }
+    const scans = await Promise.all(cluster.running().map(async (id) => (await cluster.member(id).service.status()).figures?.['shard_size_scans'] ?? -1));
+    assert.ok(scans.every((count) => count >= 0) && scans.some((count) => count > 0), `shard_size_scans ${scans.join(',')}`);
   });
 });

@@ -12,10 +12,10 @@
  *     still leads): so a split whose map is committed finishes whichever
  *     member leads the parent, after any crash.
  *   - size checks (`--shard-split-bytes`): every `sizeCheckMs`, for each
- *     shard this member leads whose split is not under way, the engine's
- *     disk bytes are a cheap first filter; past the threshold the shard's
- *     keys and values inside its bounds are counted (a scan), and past it
- *     still, the shard is split at its middle key by bytes.
+ *     shard this member leads whose split is not under way, its running
+ *     byte count (shard-size.ts: a counted base plus the bytes applied
+ *     since; a scan only when that passes the threshold) is compared with
+ *     the threshold; past it, the shard is split at its middle key by bytes.
  *   - `originOf(shard)`: how a member that replicates a shard and does not
  *     host it yet must open it: made from the split record one of its groups
  *     holds, later (its parent has not applied the split yet), as one of the
@@ -28,10 +28,10 @@ import { type Shard, type ShardBounds, type ShardMap, nextShardId, shardById, sh
 import { compareBytes } from '../util/bytes.js';
 import type { Clock } from '../util/clock.js';
 import { Rounds } from '../util/rounds.js';
-import type { KvStateMachine } from '../kv/state-machine.js';
 import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import { encodeClusterCommand } from './log-entries.js';
 import type { GroupSeed } from './raft-group.js';
+import { ShardSizes } from './shard-size.js';
 import { type SplitRecord, readSplitRecords, splitSeed } from './shard-split.js';
 
 /** Attempts of `requestSplit` against concurrent map changes. */
@@ -58,8 +58,11 @@ export class ShardSplits {
   private readonly proposing = new Set<number>();
   private closed = false;
   private readonly sizeChecks: Rounds;
+  /** The running byte counts of the shards this member checked (shard-size.ts). */
+  readonly sizes: ShardSizes;
 
   constructor(private readonly options: ShardSplitsOptions) {
+    this.sizes = new ShardSizes(Math.max(1, options.splitBytes));
     this.sizeChecks = new Rounds(options.clock, options.sizeCheckMs, () => this.checkSizes(), options.logger, 'a shard size check failed; checking again later');
     if (options.splitBytes > 0) this.sizeChecks.start();
   }
@@ -77,9 +80,7 @@ export class ShardSplits {
       const bounds = hosted?.group.machine.bounds;
       if (this.closed || hosted === undefined || bounds === undefined || hosted.group.state !== 'running' || hosted.group.leader !== nodeId) continue;
       if (!sameBounds(bounds, shard) || shard.move !== undefined) continue; // a split of this shard is under way, or a move (no split until it ends)
-      const machine = hosted.group.machine.machine;
-      if (((await machine.stats()).diskBytes ?? Infinity) <= splitBytes) continue;
-      const key = await middleKeyPast(machine, bounds, splitBytes);
+      const key = await this.sizes.check(hosted.group.machine, bounds);
       if (key === undefined) continue;
       logger.info({ shard: shard.id, key: key.toString('hex'), splitBytes }, 'a shard passed --shard-split-bytes: splitting it at its middle key');
       await this.requestSplit(key);
@@ -172,34 +173,6 @@ function moving(shard: Shard): ImpulseError {
 
 function sameBounds(a: ShardBounds, b: ShardBounds): boolean {
   return a.start.equals(b.start) && (a.end === null ? b.end === null : b.end !== null && a.end.equals(b.end));
-}
-
-/**
- * The key at which the keys and values of `machine` inside `bounds` are
- * halved by bytes, when they pass `limitBytes` (undefined when they do not,
- * or when no key but the first could split them). Two scans of the shard.
- */
-async function middleKeyPast(machine: KvStateMachine, bounds: ShardBounds, limitBytes: number): Promise<Buffer | undefined> {
-  let total = 0;
-  for await (const item of itemsIn(machine, bounds)) total += item.key.length + item.value.length;
-  if (total <= limitBytes) return undefined;
-  let seen = 0;
-  for await (const item of itemsIn(machine, bounds)) {
-    seen += item.key.length + item.value.length;
-    if (seen >= total / 2) return compareBytes(item.key, bounds.start) > 0 ? Buffer.from(item.key) : undefined;
-  }
-  return undefined;
-}
-
-async function* itemsIn(machine: KvStateMachine, bounds: ShardBounds): AsyncGenerator<{ key: Buffer; value: Buffer }> {
-  const limit = machine.limits.rangeLimitMax;
-  const upper = bounds.end === null ? {} : { lt: bounds.end };
-  let page = await machine.range({ ...(bounds.start.length > 0 ? { gte: bounds.start } : {}), ...upper, limit });
-  for (;;) {
-    yield* page;
-    if (page.length < limit) return;
-    page = await machine.range({ gt: page[page.length - 1]!.key, ...upper, limit });
-  }
 }
 
 function seedOf(parent: HostedGroup, record: SplitRecord): GroupSeed {

@@ -154,7 +154,7 @@ export class ShardedKvService implements KvService {
       keyCount += stats.keyCount ?? 0;
       diskBytes += stats.diskBytes ?? 0;
     }
-    const figures = { ...status.figures, ...this.moveFigures(), shard_map_version: map?.version ?? 0, shards: map?.shards.length ?? 0, shards_hosted: hostedCount, shards_quiesced: quiesced, shards_log_fsyncs: shardLogFsyncs, shards_log_saves: shardLogSaves };
+    const figures = { ...status.figures, ...this.moveFigures(), shard_map_version: map?.version ?? 0, shards: map?.shards.length ?? 0, shards_hosted: hostedCount, shards_quiesced: quiesced, shards_log_fsyncs: shardLogFsyncs, shards_log_saves: shardLogSaves, shard_size_scans: this.shards.sizes.scans };
     return { ...status, mode: 'raft-sharded', keyCount, diskBytes, figures };
   }
 

@@ -26,6 +26,13 @@ export interface ShardView {
   /** Keys and bytes on disk of the local replica, when the engine counts them; null otherwise. */
   readonly keyCount: number | null;
   readonly diskBytes: number | null;
+  /**
+   * The shard's running byte count on the answering member (its keys and
+   * values inside its range, an upper bound; docs/sharding.md "Splits"):
+   * kept by a member that checks the shard's size (it leads the shard and
+   * --shard-split-bytes is set); null otherwise.
+   */
+  readonly sizeBytes: number | null;
   /** Proposals made at the answering member since it started (load: writes it led); null when not local. */
   readonly proposals: number | null;
   /** The group is quiesced on the answering member (idle: no ticks, no heartbeats). */
