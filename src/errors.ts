@@ -91,7 +91,7 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_SIBLINGS_TOO_MANY: { summary: 'The key already holds the most siblings allowed; read it and write with its context to resolve them.' },
   IMPULSE_ERR_LEADERLESS_UNSUPPORTED: { summary: 'Leaderless mode does not offer this (multi-key batches, conditions, membership changes).' },
   IMPULSE_ERR_LEADERLESS_MESSAGE_INVALID: { summary: 'A leaderless message from a peer failed validation and was dropped.' },
-  IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED: { summary: 'The leaderless membership change is not possible now (another is under way, a member did not take part, or it would leave fewer members than replicas).' },
+  IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED: { summary: 'The leaderless membership change is not possible now (another is under way, a member did not take part or is down, it would leave fewer members than replicas, or a forced removal names a member that is not down).' },
   // Configuration and client
   IMPULSE_ERR_CONFIG_INVALID: { summary: 'A configuration value is invalid.' },
   // Dashboard and relays between members (src/api/member-proxy.ts)

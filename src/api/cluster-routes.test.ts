@@ -3,6 +3,8 @@
  * not a member; on a member they answer the view and refuse malformed
  * requests with coded errors, the wrong method with 405 and Allow; /health
  * and /status carry the member's state; Retry-After comes with UNAVAILABLE.
+ * On a leaderless member: the forced removal (`?force=true`) through the
+ * client, refused for a member that is up.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -13,6 +15,10 @@ import { pino } from 'pino';
 import { DEFAULT_LIMITS } from '../storage/engine.js';
 import { openLocalKvService } from '../service/open-local.js';
 import { InProcessCluster } from '../../testkit/cluster/in-process.js';
+import { eventually, networksOfThisSuite } from '../../testkit/leaderless/network.js';
+import { ImpulseClient } from '../client/client.js';
+import { LeaderlessClusterAdmin } from '../cluster/open-leaderless-member.js';
+import { LeaderlessKvService } from '../leaderless/leaderless-kv-service.js';
 import { ImpulseServer } from './server.js';
 
 async function call(base: string, method: string, path: string, body?: string): Promise<{ status: number; headers: Headers; json: () => any }> {
@@ -77,6 +83,8 @@ describe('cluster routes on a member', () => {
       ['POST', '/cluster/members', '{"id": 4, "peerUrl": "no-port"}', 400, 'IMPULSE_ERR_CONFIG_INVALID'],
       ['POST', '/cluster/members/abc/promote', undefined, 400, 'IMPULSE_ERR_CONFIG_INVALID'],
       ['DELETE', '/cluster/members/0', undefined, 400, 'IMPULSE_ERR_CONFIG_INVALID'],
+      // A forced removal is leaderless-only: a Raft majority removes a down member with a normal removal.
+      ['DELETE', '/cluster/members/3?force=true', undefined, 400, 'IMPULSE_ERR_CONFIG_INVALID'],
       ['POST', '/cluster/members/9/promote', undefined, 409, 'IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED'],
       ['POST', '/cluster/leader', '{"id": 9}', 409, 'IMPULSE_ERR_RAFT_CONF_CHANGE_REJECTED'],
       ['GET', '/cluster/members', undefined, 405, 'IMPULSE_ERR_METHOD_NOT_ALLOWED'],
@@ -114,5 +122,42 @@ describe('cluster routes on a member', () => {
     const health = await call(base, 'GET', '/health');
     assert.equal(health.status, 503);
     assert.equal(health.json().status, 'unavailable');
+  });
+});
+
+describe('cluster routes on a leaderless member: DELETE /cluster/members/{id}?force=true', () => {
+  const open = networksOfThisSuite();
+
+  it('refuses a forced removal of a member that is up (409, naming it) and a malformed query (400), and removes a member that is down through the client', async () => {
+    const net = await open([1, 2, 3, 4], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
+    const service = new LeaderlessKvService({ node: net.node(1), limits: DEFAULT_LIMITS, engineName: 'memory', clusterId: 'c', logger: pino({ level: 'silent' }), shutdown: async () => undefined });
+    const admin = new LeaderlessClusterAdmin(net.node(1), { clusterId: 'c', nodeId: 1, advertiseClient: 'http://node1.test:7070' });
+    const server = new ImpulseServer({ service, cluster: admin, logger: pino({ level: 'silent' }), version: 'test' });
+    const base = `http://127.0.0.1:${(await server.listen(0, '127.0.0.1')).port}`;
+    const client = new ImpulseClient({ endpoint: base, timeoutMs: 30_000 });
+    try {
+      await eventually('node 1 hears node 4', () => net.node(1).detector.liveness(4) === 'up');
+      const live = await call(base, 'DELETE', '/cluster/members/4?force=true');
+      assert.equal(live.status, 409, JSON.stringify(live.json()));
+      assert.equal(live.json().error.code, 'IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED');
+      assert.equal(live.json().error.member, 4);
+      assert.match(live.json().error.message, /without --force/);
+      for (const query of ['force=1', 'force=true&x=1', 'forced=true']) {
+        const bad = await call(base, 'DELETE', `/cluster/members/4?${query}`);
+        assert.equal(bad.status, 400, query);
+        assert.equal(bad.json().error.code, 'IMPULSE_ERR_CONFIG_INVALID', query);
+      }
+      assert.deepEqual({ epoch: net.node(1).membership.view.epoch, ring: net.node(1).ring.nodes }, { epoch: 0, ring: [1, 2, 3, 4] }, 'nothing changed');
+
+      net.stop(4);
+      await eventually('node 1 holds node 4 down', () => net.node(1).detector.liveness(4) === 'down');
+      const view = await client.removeMember(4, { force: true });
+      assert.deepEqual(view.membershipChange?.members, [1, 2, 3]);
+      await eventually('the change is done', () => admin.view().membershipChange?.state === 'done');
+      for (const id of [1, 2, 3]) assert.deepEqual(net.node(id).ring.nodes, [1, 2, 3], `node ${id}`);
+    } finally {
+      client.close();
+      await server.close();
+    }
   });
 });

@@ -9,6 +9,7 @@
  *   POST   /cluster/members                 {"id", "peerUrl", "clientUrl"?}: add a learner
  *   POST   /cluster/members/{id}/promote    learner → voter
  *   DELETE /cluster/members/{id}            remove a member
+ *   DELETE /cluster/members/{id}?force=true leaderless: remove a member that is down for good (without its steps)
  *   POST   /cluster/leader                  {"id"}: transfer leadership
  *   GET    /shards                          the shard map and this member's view of each shard
  *   POST   /shards/split                    {"key"} (UTF-8) or {"keyHex"}: split the shard holding it there
@@ -18,7 +19,7 @@
  * operation applied.
  */
 import { ImpulseError } from '../errors.js';
-import type { AddMemberRequest, ClusterView, RepairReport } from '../protocol/cluster-view.js';
+import type { AddMemberRequest, ClusterView, RemoveOptions, RepairReport } from '../protocol/cluster-view.js';
 import type { ShardsView } from '../protocol/shard-view.js';
 import type { RouteLabel } from './metrics.js';
 
@@ -27,7 +28,8 @@ export interface ClusterRoutesTarget {
   view(): ClusterView;
   addMember(request: AddMemberRequest): Promise<ClusterView>;
   promoteMember(id: unknown): Promise<ClusterView>;
-  removeMember(id: unknown): Promise<ClusterView>;
+  /** `force`: leaderless only — remove a member that is down, without its part of the change (docs/leaderless.md). */
+  removeMember(id: unknown, options?: RemoveOptions): Promise<ClusterView>;
   transferLeader(id: unknown): Promise<ClusterView>;
   shards(): Promise<ShardsView>;
   /** Splits the shard holding `key` at `key` (a sharded Raft cluster); the view once the map has the split. */
@@ -62,8 +64,8 @@ export function matchClusterRoute(path: string): ClusterRoute | undefined {
   return undefined;
 }
 
-/** Runs `route` (its method already checked) against `target`; `body()` reads the request body. */
-export async function serveClusterRoute(route: ClusterRoute, target: ClusterRoutesTarget | undefined, body: () => Promise<Buffer>): Promise<ClusterView | ShardsView | RepairReport> {
+/** Runs `route` (its method already checked) against `target`; `body()` reads the request body; `query` is the request's query string (without '?'). */
+export async function serveClusterRoute(route: ClusterRoute, target: ClusterRoutesTarget | undefined, body: () => Promise<Buffer>, query = ''): Promise<ClusterView | ShardsView | RepairReport> {
   if (target === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'this node is not a cluster member (it was started without --node-id)');
   switch (route.label) {
     case '/cluster':
@@ -83,8 +85,15 @@ export async function serveClusterRoute(route: ClusterRoute, target: ClusterRout
       if (target.repair === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'repair is an anti-entropy pass of leaderless mode; a Raft member keeps its replicas equal through its log');
       return target.repair();
     default:
-      return target.removeMember(route.id);
+      return target.removeMember(route.id, removeOptionsOf(query));
   }
+}
+
+/** The query of a removal: none, or `force=true` exactly; anything else is refused (a typo must not turn a forced removal into a normal one, or the reverse). */
+function removeOptionsOf(query: string): RemoveOptions {
+  if (query === '') return {};
+  if (query === 'force=true') return { force: true };
+  throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a removal takes no query parameter but force=true');
 }
 
 /** The key of a split request: `key` (UTF-8) or `keyHex`, exactly one, not empty. */

@@ -357,7 +357,7 @@ export class ImpulseServer {
         if (clusterRoute.method === 'GET') this.authorize(req, 'read');
         else this.authorize(req, 'admin', true);
         const body = (): Promise<Buffer> => readBody(req, res, CLUSTER_BODY);
-        const work = serveClusterRoute(clusterRoute, this.options.cluster, body).then((view) => this.send(res, 200, JSON_TYPE, JSON.stringify(view), route, method, started));
+        const work = serveClusterRoute(clusterRoute, this.options.cluster, body, query).then((view) => this.send(res, 200, JSON_TYPE, JSON.stringify(view), route, method, started));
         this.track(work, res, route, method, started);
         return;
       }

@@ -297,9 +297,10 @@ function registerMemberCommands(program: Command, context: ClientContext): void 
     .command('remove')
     .description('remove a member (transfer leadership away from it first if it leads)')
     .argument('<id>')
-    .action(async (id: string) => {
-      const view = await withClient(context, (c) => c.removeMember(memberIdArgument(id)));
-      printView(view, leaderlessMemberMessage(view, 'remove', Number(id)) ?? `node ${id} was removed; stop it and delete its data directory\n`);
+    .option('--force', 'leaderless: remove a member that is down for good, without its part of the change; its ranges are refilled from the surviving replicas')
+    .action(async (id: string, flags: { force?: boolean }) => {
+      const view = await withClient(context, (c) => c.removeMember(memberIdArgument(id), flags.force === true ? { force: true } : {}));
+      printView(view, leaderlessMemberMessage(view, flags.force === true ? 'force-remove' : 'remove', Number(id)) ?? `node ${id} was removed; stop it and delete its data directory\n`);
     });
   program
     .command('leader')

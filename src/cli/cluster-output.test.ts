@@ -28,6 +28,9 @@ describe('leaderlessMemberMessage', () => {
     assert.match(running, /membershipChange until it says done/);
     assert.doesNotMatch(running, /learner|promote/);
     assert.match(leaderlessMemberMessage(change('done'), 'remove', 2)!, /node 2 leaves .*: done .*\nnode 2 handed its keys to their owners; stop it/);
+    const forced = leaderlessMemberMessage(change('done'), 'force-remove', 4)!;
+    assert.match(forced, /node 4 leaves .*: done .*\nnode 4 is no longer a member; every member runs an anti-entropy repair/);
+    assert.doesNotMatch(forced, /handed its keys/);
     assert.match(leaderlessMemberMessage(change('failed'), 'add', 3)!, /failed \(step commit, 1200 ms\): member 2 is down\n$/);
   });
 });

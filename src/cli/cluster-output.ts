@@ -88,7 +88,7 @@ export function joinCommand(view: ClusterView, id: number, peerUrl: string, clie
  * leaderless (its view carries `membershipChange`): the change's epoch, state
  * and step, and what to do next — not the Raft learner wording.
  */
-export function leaderlessMemberMessage(view: ClusterView, action: 'add' | 'remove', id: number): string | undefined {
+export function leaderlessMemberMessage(view: ClusterView, action: 'add' | 'remove' | 'force-remove', id: number): string | undefined {
   const change = view.membershipChange;
   if (change === undefined) return undefined;
   const what = action === 'add' ? `node ${id} joins the leaderless cluster ${view.clusterId}` : `node ${id} leaves the leaderless cluster ${view.clusterId}`;
@@ -99,6 +99,8 @@ export function leaderlessMemberMessage(view: ClusterView, action: 'add' | 'remo
       ? 'it goes on in the background (each member moves the keys it gains); `impulse member list -o json` shows membershipChange until it says done'
       : action === 'add'
         ? `node ${id} now owns its ranges and holds their keys`
-        : `node ${id} handed its keys to their owners; stop it and delete its data directory`;
+        : action === 'remove'
+          ? `node ${id} handed its keys to their owners; stop it and delete its data directory`
+          : `node ${id} is no longer a member; every member runs an anti-entropy repair now to refill its ranges from the surviving replicas. If it comes back it finds itself removed: delete its data directory before adding it again`;
   return `${what} — ${where}\n${next}\n`;
 }

@@ -36,7 +36,7 @@ import { randomBytes } from 'node:crypto';
 import { Agent, type OutgoingHttpHeaders, request } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { ERROR_CATALOG, type ErrorCode, type ErrorDetails, ImpulseError } from '../errors.js';
-import type { AddMemberRequest, ClusterView, RepairReport } from '../protocol/cluster-view.js';
+import type { AddMemberRequest, ClusterView, RemoveOptions, RepairReport } from '../protocol/cluster-view.js';
 import type { ShardsView } from '../protocol/shard-view.js';
 import { percentEncode } from '../protocol/codec.js';
 import { SHARD_ROUTE_HEADER, formatShardRoute } from '../protocol/shard-route.js';
@@ -345,9 +345,9 @@ export class ImpulseClient {
     return this.clusterCall('POST', `/cluster/members/${id}/promote`);
   }
 
-  /** Removes member `id` (`DELETE /cluster/members/{id}`). */
-  removeMember(id: number): Promise<ClusterView> {
-    return this.clusterCall('DELETE', `/cluster/members/${id}`);
+  /** Removes member `id` (`DELETE /cluster/members/{id}`; `force`: `?force=true`, a leaderless member that is down for good). */
+  removeMember(id: number, options: RemoveOptions = {}): Promise<ClusterView> {
+    return this.clusterCall('DELETE', `/cluster/members/${id}${options.force === true ? '?force=true' : ''}`);
   }
 
   /** Hands leadership to voter `id` (`POST /cluster/leader`); resolves once it leads. */

@@ -21,7 +21,7 @@
  */
 import type { Logger } from 'pino';
 import { ImpulseError, isImpulseError } from '../errors.js';
-import type { AddMemberRequest, ClusterMemberView, ClusterView, MemberRole } from '../protocol/cluster-view.js';
+import type { AddMemberRequest, ClusterMemberView, ClusterView, MemberRole, RemoveOptions } from '../protocol/cluster-view.js';
 import type { ShardsView } from '../protocol/shard-view.js';
 import type { ConfChange, NodeId } from '../raft/types.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
@@ -95,7 +95,9 @@ export class ClusterAdmin {
     return this.run({ op: 'promote', id: nodeIdOf(id) });
   }
 
-  async removeMember(id: unknown): Promise<ClusterView> {
+  /** `force` is leaderless-only: a Raft majority removes a member that is down with a normal removal. */
+  async removeMember(id: unknown, options: RemoveOptions = {}): Promise<ClusterView> {
+    if (options.force === true) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'force is for leaderless clusters; a Raft cluster removes a member that is down with a normal removal (a majority commits it)');
     return this.run({ op: 'remove', id: nodeIdOf(id) });
   }
 

@@ -22,9 +22,10 @@ import type { LeaderlessMutations } from '../leaderless/coordinator.js';
 import { LeaderlessKvService } from '../leaderless/leaderless-kv-service.js';
 import type { LeaderlessConfig } from '../leaderless/config.js';
 import { LeaderlessNode } from '../leaderless/node.js';
+import type { ChangeOptions } from '../leaderless/membership-change.js';
 import { type MemberAddress, membershipRejected } from '../leaderless/membership.js';
 import { EngineReplicaStore } from '../leaderless/replica-store.js';
-import type { AddMemberRequest, ClusterView, RepairReport } from '../protocol/cluster-view.js';
+import type { AddMemberRequest, ClusterView, RemoveOptions, RepairReport } from '../protocol/cluster-view.js';
 import type { ShardsView } from '../protocol/shard-view.js';
 import type { EngineChoices } from '../storage/engine-names.js';
 import { createEngine } from '../storage/registry.js';
@@ -154,12 +155,17 @@ export class LeaderlessClusterAdmin {
     return Promise.reject(unsupported());
   }
 
-  /** Removes a member after its data went to the new owners; it may be stopped once this resolves. */
-  async removeMember(id: unknown): Promise<ClusterView> {
+  /**
+   * Removes a member after its data went to the new owners; it may be stopped
+   * once this resolves. `force`: the member is down for good — removed
+   * without its steps, its ranges filled from the surviving replicas
+   * (membership-change.ts).
+   */
+  async removeMember(id: unknown, options: RemoveOptions = {}): Promise<ClusterView> {
     const { members } = this.node.membership.view;
     const remaining = members.filter((member) => String(member.id) !== String(id));
     if (remaining.length === members.length) throw membershipRejected(`${String(id).slice(0, 32)} is not a member`);
-    return this.change(remaining);
+    return this.change(remaining, options.force === true ? { force: true } : {});
   }
 
   /**
@@ -169,9 +175,9 @@ export class LeaderlessClusterAdmin {
    * minutes on a large store; an HTTP call should not hang that long). Its
    * end is logged and shown in `/cluster`.
    */
-  private async change(members: readonly MemberAddress[]): Promise<ClusterView> {
+  private async change(members: readonly MemberAddress[], options: ChangeOptions = {}): Promise<ClusterView> {
     const { clock, logger } = this.node.options;
-    const running = this.node.changeMembership(members);
+    const running = this.node.changeMembership(members, options);
     let timer: TimerHandle | undefined;
     const waited = new Promise<void>((resolve) => (timer = clock.setTimer(this.answerWithinMs, resolve)));
     try {

@@ -12,6 +12,17 @@
  * the change and commits it itself (membership-gossip.ts). `progress()`
  * reports the last change (its step, how long it ran, how it ended) for
  * `/cluster`.
+ *
+ * A FORCED removal (`run(members, { force: true })`, the operator's way out
+ * when a member is down for good, as Cassandra's `nodetool removenode`):
+ * every member removed must be `down` in this member's failure detector and
+ * the change may only remove. Its steps skip the removed members — only the
+ * remaining ones take pending, transfer and commit — so nothing comes from
+ * them; the remaining members' transfer step pushes every key they hold to
+ * the key's new owners (the surviving replicas stream, as Cassandra's
+ * removenode does). After the commit each remaining member is sent `repair`
+ * and runs an anti-entropy repair with its peers in the background, which
+ * brings each new owner every key a surviving replica holds.
  */
 import { isImpulseError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
@@ -55,6 +66,12 @@ export interface ChangeProgress {
   readonly error?: { readonly code: string; readonly message: string; readonly member?: number };
 }
 
+/** How a change is run. */
+export interface ChangeOptions {
+  /** Remove members that are down without their steps (above); refused if one is not down, or if the change adds a member. */
+  readonly force?: boolean;
+}
+
 export class MembershipChange {
   private running = false;
   /** The last change run here, for `/cluster` (`progress()`). */
@@ -70,23 +87,24 @@ export class MembershipChange {
     return { ...view, elapsedMs: Math.max(0, (endedMs ?? this.options.clock.now()) - startedMs) };
   }
 
-  /** Changes the membership to `members` (validated here); resolves once every member committed it. */
-  async run(next: readonly MemberAddress[]): Promise<void> {
+  /** Changes the membership to `members` (validated here); resolves once every member committed it (every remaining one, when forced). */
+  async run(next: readonly MemberAddress[], options: ChangeOptions = {}): Promise<void> {
     const { membership } = this.options;
     const members = checkMembers(next);
     if (members.length < this.options.replicas) throw membershipRejected(`the cluster keeps ${this.options.replicas} replicas of each key; it cannot have fewer members`, { replicas: this.options.replicas });
     if (sameMembers(members, membership.view.members)) throw membershipRejected('those are the current members: there is nothing to change');
     if (this.running || membership.view.pending !== undefined) throw membershipRejected('a membership change is under way on this member; retry when it ends');
-    // Every current member must take part; one this member's detector holds down would only fail the
-    // pending step after its retries, so the change is refused at once, naming it (docs/leaderless.md).
-    const down = membership.view.members.find((member) => member.id !== this.options.self && this.options.liveness(member.id) === 'down');
+    const skipped = options.force === true ? this.forcedRemovals(members) : [];
+    // Every current member (but those a forced removal skips) must take part; one this member's detector holds down would
+    // only fail the pending step after its retries, so the change is refused at once, naming it (docs/leaderless.md).
+    const down = membership.view.members.find((member) => member.id !== this.options.self && !skipped.includes(member.id) && this.options.liveness(member.id) === 'down');
     if (down !== undefined) throw membershipRejected(`member ${down.id} is down (no heartbeat answered); a change needs every member to take part — bring it back, then retry`, { member: down.id });
     this.running = true;
     const epoch = membership.view.epoch + 1;
     const last = { epoch, members: members.map((member) => member.id), state: 'running' as ChangeProgress['state'], step: 'pending' as Step, startedMs: this.options.clock.now() };
     this.last = last;
     try {
-      await this.steps(epoch, members, (step) => (last.step = step));
+      await this.steps(epoch, members, skipped, (step) => (last.step = step));
       this.last = { ...last, state: 'done', endedMs: this.options.clock.now() };
     } catch (error) {
       const reason = isImpulseError(error) ? { code: error.code, message: error.message, ...(typeof error.details?.['member'] === 'number' ? { member: error.details['member'] } : {}) } : { code: 'IMPULSE_ERR_INTERNAL', message: String(error) };
@@ -95,12 +113,32 @@ export class MembershipChange {
     } finally {
       this.running = false;
     }
+    // The new owners of the removed members' ranges catch up from the surviving replicas (best effort: background
+    // anti-entropy and read repair cover a member this misses).
+    if (skipped.length > 0) await Promise.allSettled(members.map((member) => this.options.send(member.id, 'repair', epoch, members, this.options.requestTimeoutMs)));
   }
 
-  /** The four steps (membership.ts), `onStep` told as each begins; a failure before the commit aborts the change everywhere. */
-  private async steps(epoch: number, members: readonly MemberAddress[], onStep: (step: Step) => void): Promise<void> {
+  /**
+   * The members a forced change to `members` removes, each checked to be
+   * `down` here; refuses a forced change that adds a member or removes one
+   * that is not down (it can hand its keys off: a normal remove).
+   */
+  private forcedRemovals(members: readonly MemberAddress[]): NodeId[] {
+    const current = this.options.membership.view.members;
+    const added = members.find((member) => !current.some((known) => known.id === member.id));
+    if (added !== undefined) throw membershipRejected(`a forced change only removes members; member ${added.id} would be added — add it with a normal change`, { member: added.id });
+    const removed = current.filter((member) => !members.some((kept) => kept.id === member.id)).map((member) => member.id);
+    for (const id of removed) {
+      const liveness = id === this.options.self ? 'up' : this.options.liveness(id);
+      if (liveness !== 'down') throw membershipRejected(`member ${id} is ${liveness}, not down: --force removes only a member that is down for good; remove it without --force, so it hands its keys to their new owners`, { member: id });
+    }
+    return removed;
+  }
+
+  /** The four steps (membership.ts) on every member but `skipped`, `onStep` told as each begins; a failure before the commit aborts the change everywhere. */
+  private async steps(epoch: number, members: readonly MemberAddress[], skipped: readonly NodeId[], onStep: (step: Step) => void): Promise<void> {
     const { membership, requestTimeoutMs, transferTimeoutMs } = this.options;
-    const everyone = [...new Set([...membership.view.members, ...members].map((member) => member.id))];
+    const everyone = [...new Set([...membership.view.members, ...members].map((member) => member.id))].filter((id) => !skipped.includes(id));
     try {
       await this.all(everyone, 'pending', epoch, members, requestTimeoutMs);
       onStep('settle');

@@ -22,9 +22,15 @@
  *     exclusive (the claimant sends abort only before any commit), so the
  *     pulled answer is unambiguous.
  *
+ *   - learns that it was REMOVED: a peer at a later epoch whose committed
+ *     membership does not name this member (a forced removal while this
+ *     member was down, membership-change.ts). It takes that membership — so
+ *     it is no longer a member and never serves on its old ring — and hands
+ *     every key it holds to the owners (`removed`), as a member that left.
+ *
  * What it does not do: a member that missed a change entirely (a peer is at
- * a later epoch with other members) only logs that it is behind
- * (docs/leaderless.md): it must be removed and re-added.
+ * a later epoch with other members that include this one) only logs that it
+ * is behind (docs/leaderless.md): it must be removed and re-added.
  */
 import type { Logger } from 'pino';
 import type { NodeId } from './dvv.js';
@@ -32,12 +38,15 @@ import { type MemberAddress, type Membership, sameMembers } from './membership.j
 import type { PeerLink, PeerStatus } from './peer-link.js';
 
 export interface MembershipGossipOptions {
+  readonly self: NodeId;
   readonly membership: Membership;
   readonly link: Pick<PeerLink, 'committedMembership'>;
   /** Commits the pending change of `epoch` here (the node's `commit` step). */
   readonly commit: (epoch: number) => Promise<void>;
   /** Aborts the pending change of `epoch` to `members` here (the node's `abort` step). */
   readonly abort: (epoch: number, members: readonly MemberAddress[]) => Promise<void>;
+  /** Told once this member took a peer's membership that removed it. */
+  readonly removed: () => void;
   readonly logger: Logger;
   readonly timeoutMs: number;
 }
@@ -51,7 +60,7 @@ export class MembershipGossip {
   /** The last peer epoch this member checked it is behind of (one pull per epoch). */
   private checkedBehind = -1;
   /** Commits and aborts pulled from a peer; pulls refused because the peer committed other members for that epoch. */
-  readonly figures = { commitsPulled: 0, commitsRefused: 0, abortsPulled: 0 };
+  readonly figures = { commitsPulled: 0, commitsRefused: 0, abortsPulled: 0, removalsPulled: 0 };
 
   constructor(private readonly options: MembershipGossipOptions) {}
 
@@ -63,8 +72,11 @@ export class MembershipGossip {
     if (this.pulling) return;
     if (view.pending !== undefined && status.epoch === view.pending.epoch) void this.pull(from, (committed) => this.resolvePending(from, committed));
     else if (status.epoch > view.epoch && status.epoch !== this.checkedBehind) {
-      this.checkedBehind = status.epoch;
-      void this.pull(from, (committed) => this.catchUpAbort(from, committed));
+      // Marked checked once the pull answered: a pull that failed is retried at the next heartbeat.
+      void this.pull(from, (committed) => {
+        this.checkedBehind = status.epoch;
+        return this.catchUpAbort(from, committed);
+      });
     }
   }
 
@@ -115,13 +127,22 @@ export class MembershipGossip {
   }
 
   /**
-   * The peer is at a later epoch and nothing is pending here: if it names this
-   * member's members, the epochs between were aborted changes this member
-   * never recorded (take the epoch); else this member missed a whole change.
+   * The peer is at a later epoch: if it names this member's members (and
+   * nothing is pending here), the epochs between were aborted changes this
+   * member never recorded (take the epoch); if it does not name this member,
+   * this member was removed (take the membership); else this member missed a
+   * whole change.
    */
   private async catchUpAbort(from: NodeId, committed: { epoch: number; members: readonly MemberAddress[] }): Promise<void> {
-    if (await this.options.membership.adoptAbortedEpoch(committed.epoch, committed.members)) {
+    const { membership, self } = this.options;
+    if (await membership.adoptAbortedEpoch(committed.epoch, committed.members)) {
       this.figures.abortsPulled++;
+      return;
+    }
+    if (await membership.adoptRemoval(self, committed.epoch, committed.members)) {
+      this.figures.removalsPulled++;
+      this.options.logger.warn({ peer: from, epoch: committed.epoch, members: committed.members.map((member) => member.id) }, 'this member was removed from the cluster while it was away (a forced removal): it is no longer a member and hands its keys to the owners; to serve again, wipe its data directory and add it as a new member (docs/leaderless.md)');
+      this.options.removed();
       return;
     }
     const { view } = this.options.membership;

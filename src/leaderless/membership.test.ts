@@ -95,6 +95,67 @@ describe('leaderless membership changes (in process)', () => {
     for (const id of [1, 2, 3, 4]) assert.equal(net.node(id).membership.view.epoch, 1, `node ${id} committed`);
   });
 
+  it('remove --force: a member down for good is removed without its steps; every key written before is readable with R = 2 and held by all three new owners after the repair; if it comes back it finds itself removed', async () => {
+    const net = await open([1, 2, 3, 4], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
+    const written = new Map<string, string>();
+    for (let i = 0; i < 200; i++) {
+      await net.node(1 + (i % 4)).coordinator.put(key(`k${i}`), Buffer.from(`v${i}`), [], 2);
+      written.set(`k${i}`, `v${i}`);
+    }
+    // Keys held by exactly two replicas, node 4 one of them (a W = 2 write whose third replica missed it): after node 4 is
+    // gone only one copy survives, so the new owners can get them only from that survivor.
+    let scarce = 0;
+    for (let i = 0; scarce < 50; i++) {
+      const name = `scarce${i}`;
+      const owners = net.node(1).ring.preferenceList(key(name), 3);
+      if (!owners.includes(4)) continue;
+      const set = await net.node(4).replica.coordinate(key(name), [], Buffer.from(`s${i}`));
+      await net.node(owners.find((id) => id !== 4)!).replica.apply(key(name), set);
+      written.set(name, `s${i}`);
+      scarce++;
+    }
+    net.stop(4);
+    await eventually('every member holds node 4 down', () => [1, 2, 3].every((id) => net.node(id).detector.liveness(4) === 'down'));
+    await assert.rejects(net.node(1).changeMembership(members(1, 2, 3)), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED') && error.details?.['member'] === 4, 'a normal remove of a down member is refused');
+
+    await net.node(2).changeMembership(members(1, 2, 3), { force: true });
+    for (const id of [1, 2, 3]) {
+      assert.deepEqual({ epoch: net.node(id).membership.view.epoch, pending: net.node(id).membership.view.pending }, { epoch: 1, pending: undefined }, `node ${id} committed`);
+      assert.deepEqual(net.node(id).ring.nodes, [1, 2, 3], `node ${id}'s ring no longer names node 4`);
+    }
+    // The repair started on every remaining member after the commit fills every new owner (N = 3 of 3 members: all of them).
+    await eventually('all three members hold every key', async () => {
+      for (const name of written.keys()) for (const id of [1, 2, 3]) if (liveValues(await net.node(id).store.read(key(name))).length === 0) return false;
+      return true;
+    }, 30_000);
+    for (const id of [1, 2, 3]) assert.ok(net.node(id).antiEntropy.figures.exchanges > 0, `node ${id} ran the repair`);
+    for (const [name, value] of written) assert.deepEqual(liveValues(await net.node(1 + (name.length % 3)).coordinator.get(key(name), 2)).map(String), [value], `${name} read with R = 2`);
+
+    // Node 4 comes back with its old ring (epoch 0, itself a member): a peer's heartbeat answer names epoch 1, whose members
+    // do not include it — it takes that membership (no longer a member) and hands its keys to the owners, ending empty.
+    await net.restart(4);
+    assert.deepEqual(net.node(4).ring.nodes, [1, 2, 3, 4], 'restarted on its stored, old membership');
+    await eventually('node 4 learned it was removed', () => net.node(4).membership.view.epoch === 1 && !net.node(4).ring.nodes.includes(4));
+    assert.equal(net.node(4).gossip.figures.removalsPulled, 1);
+    await eventually('node 4 handed off its keys', async () => (await net.node(4).store.digest()).keys === 0, 30_000);
+    for (const id of [1, 2, 3]) assert.deepEqual(net.node(id).ring.nodes, [1, 2, 3], `node ${id} did not take node 4 back`);
+  });
+
+  it('remove --force of a member that is up, or one that adds a member, is refused with a coded error and changes nothing; fewer than N members is refused as for a normal remove', async () => {
+    const net = await open([1, 2, 3, 4], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
+    const refused = (member: number, pattern: RegExp) => (error: unknown): boolean => isImpulseError(error, 'IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED') && error.details?.['member'] === member && pattern.test(error.message);
+    await eventually('node 1 hears every member', () => [2, 3, 4].every((id) => net.node(1).detector.liveness(id) === 'up'));
+    await assert.rejects(net.node(1).changeMembership(members(1, 2, 3), { force: true }), refused(4, /member 4 is up, not down.*without --force/));
+    await assert.rejects(net.node(1).changeMembership(members(2, 3, 4), { force: true }), refused(1, /member 1 is up/), 'the claimant itself is never down');
+    await net.addJoiner(5);
+    await assert.rejects(net.node(1).changeMembership(members(1, 2, 3, 4, 5), { force: true }), refused(5, /only removes members/));
+    net.stop(4);
+    net.stop(3);
+    await eventually('node 1 holds nodes 3 and 4 down', () => net.node(1).detector.liveness(3) === 'down' && net.node(1).detector.liveness(4) === 'down');
+    await assert.rejects(net.node(1).changeMembership(members(1, 2), { force: true }), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_LEADERLESS_MEMBERSHIP_REJECTED') && error.details?.['replicas'] === 3);
+    for (const id of [1, 2]) assert.deepEqual({ epoch: net.node(id).membership.view.epoch, pending: net.node(id).membership.view.pending, ring: net.node(id).ring.nodes }, { epoch: 0, pending: undefined, ring: [1, 2, 3, 4] }, `nothing changed on node ${id}`);
+  });
+
   it('a member that missed the commit step pulls it from a peer\'s heartbeat answer; one whose pending change differs from the committed one does not', async () => {
     const net = await open([1, 2, 3], { antiEntropyIntervalMs: 0, tombstoneIntervalMs: 0 });
     for (let i = 0; i < 50; i++) await net.node(1).coordinator.put(key(`k${i}`), Buffer.from('v'), [], 3);

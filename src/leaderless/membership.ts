@@ -8,7 +8,8 @@
  *
  * A change is driven by the member the operator asked (the claimant,
  * `MembershipChange.run`), in four steps sent to every member of the old and
- * the new membership — every one must take part, or the change is aborted:
+ * the new membership — every one must take part, or the change is aborted
+ * (a forced removal skips the removed members, membership-change.ts):
  *   1. `pending`: each records the pending members. From then on a write
  *      also goes to the key's owners under the new ring, and counts them:
  *      it needs W of the current owners plus every new owner (Cassandra's
@@ -54,8 +55,13 @@ export interface MembershipState {
   readonly pending?: { readonly epoch: number; readonly members: readonly MemberAddress[] };
 }
 
-export type MembershipPhase = 'pending' | 'transfer' | 'commit' | 'abort';
-export const MEMBERSHIP_PHASES: readonly MembershipPhase[] = ['pending', 'transfer', 'commit', 'abort'];
+/**
+ * The steps of a change; `repair` follows the commit of a forced removal
+ * (membership-change.ts): the member starts an anti-entropy repair with its
+ * peers in the background and answers at once.
+ */
+export type MembershipPhase = 'pending' | 'transfer' | 'commit' | 'abort' | 'repair';
+export const MEMBERSHIP_PHASES: readonly MembershipPhase[] = ['pending', 'transfer', 'commit', 'abort', 'repair'];
 /** Most members a leaderless cluster may have (bounds every message that lists them). */
 export const MEMBERS_MAX = 64;
 
@@ -185,6 +191,24 @@ export class Membership {
     await this.serial(async () => {
       if (this.state.pending !== undefined || epoch <= this.state.epoch || !sameMembers(members, this.state.members)) return;
       await this.store({ epoch, members: this.state.members });
+      adopted = true;
+    });
+    return adopted;
+  }
+
+  /**
+   * Takes a peer's committed membership of a later `epoch` that does not
+   * name this member (`self`), which is a member here: the others removed it
+   * (a forced removal while it was down) — it is no longer a member, and any
+   * change it held pending is dropped. False (nothing done) when the epoch is
+   * not later, the membership names this member, or this member is not a
+   * member here (a joiner not yet added).
+   */
+  async adoptRemoval(self: NodeId, epoch: number, members: readonly MemberAddress[]): Promise<boolean> {
+    let adopted = false;
+    await this.serial(async () => {
+      if (epoch <= this.state.epoch || members.some((member) => member.id === self) || !this.state.members.some((member) => member.id === self)) return;
+      await this.store({ epoch, members });
       adopted = true;
     });
     return adopted;

@@ -25,7 +25,7 @@ import { Replica } from './replica.js';
 import { EngineReplicaStore, type ReplicaStoreLimits } from './replica-store.js';
 import type { Ring } from './ring.js';
 import { type MemberAddress, type MembershipPhase, type MembershipState, Membership, checkMembers, decodeMembership, encodeMembership, membershipRejected } from './membership.js';
-import { MembershipChange } from './membership-change.js';
+import { type ChangeOptions, MembershipChange } from './membership-change.js';
 import { MembershipGossip } from './membership-gossip.js';
 import { OwnershipHandoff } from './ownership.js';
 import { TombstoneCollector } from './tombstones.js';
@@ -65,6 +65,9 @@ export interface LeaderlessNodeOptions {
 const TRANSFER_TIMEOUT_MS = 120_000;
 
 export class LeaderlessNode {
+  /** A repair started by a `repair` step runs (one at a time). */
+  private repairing = false;
+
   private constructor(
     readonly options: LeaderlessNodeOptions,
     readonly membership: Membership,
@@ -99,7 +102,17 @@ export class LeaderlessNode {
     const membership = new Membership(initial, config.vnodesPerNode, (state) => store.writeMembership(encodeMembership(state)), (state) => onChange(state));
     const ring = (): Ring => membership.ring();
     // A member that missed a commit step brings itself forward from its peers' heartbeat answers (membership-gossip.ts).
-    const gossip = new MembershipGossip({ membership, link, commit: (epoch) => node.membershipStep('commit', epoch, []), abort: (epoch, members) => node.membershipStep('abort', epoch, members), logger: options.logger, timeoutMs: config.requestTimeoutMs });
+    const gossip = new MembershipGossip({
+      self: nodeId,
+      membership,
+      link,
+      commit: (epoch) => node.membershipStep('commit', epoch, []),
+      abort: (epoch, members) => node.membershipStep('abort', epoch, members),
+      // Removed while it was down (a forced removal): hand every key to the owners, as a member that left does.
+      removed: () => node.ownership.scheduleCleanup(),
+      logger: options.logger,
+      timeoutMs: config.requestTimeoutMs,
+    });
     const coordinator = new Coordinator({ self: nodeId, ring, pendingRing: () => membership.pendingRing(), replicas: config.replicas, sloppy: config.sloppy, link, detector, replica, clock, requestTimeoutMs: config.requestTimeoutMs, ...(options.mutations !== undefined ? { mutations: options.mutations } : {}) });
     const handoff = new HintedHandoff({ store, replica, link, detector, clock, logger: options.logger, intervalMs: config.handoffIntervalMs, timeoutMs: config.requestTimeoutMs, ring, replicas: config.replicas });
     const antiEntropy = new AntiEntropy({
@@ -179,11 +192,11 @@ export class LeaderlessNode {
     this.ownership.stop();
   }
 
-  /** Changes the membership to `members`, this node the claimant (membership.ts); resolves once every member committed it. */
-  changeMembership(members: readonly MemberAddress[]): Promise<void> {
+  /** Changes the membership to `members`, this node the claimant (membership.ts; `force`: membership-change.ts); resolves once every member committed it. */
+  changeMembership(members: readonly MemberAddress[], options: ChangeOptions = {}): Promise<void> {
     // The transport must know a new member's address before the first step goes to it.
     this.options.onMembers?.(checkMembers(members));
-    return this.changes.run(members);
+    return this.changes.run(members, options);
   }
 
   /** This node's membership as the peer protocol serves it: the steps, the ping answer, the committed membership. */
@@ -212,7 +225,25 @@ export class LeaderlessNode {
         return;
       case 'abort':
         return this.membership.abort(epoch, members);
+      case 'repair':
+        // After a forced removal committed here: the ranges this member gained are filled from the surviving replicas.
+        if (this.membership.view.epoch >= epoch) this.repairInBackground();
+        return;
     }
+  }
+
+  /** Starts `antiEntropy.repairAll()` (bounded per peer, as `impulse repair`) unless one started this way still runs. */
+  private repairInBackground(): void {
+    if (this.repairing) return;
+    this.repairing = true;
+    const { logger } = this.options;
+    void this.antiEntropy
+      .repairAll()
+      .then(
+        (results) => logger.info({ results }, 'anti-entropy repair after a forced removal done'),
+        (error: unknown) => logger.warn({ err: error }, 'anti-entropy repair after a forced removal failed; background anti-entropy and read repair go on'),
+      )
+      .finally(() => (this.repairing = false));
   }
   /** Flat figures of every repair path and request kind (for /status and /metrics). */
   figures(): Record<string, number> {
@@ -242,6 +273,7 @@ export class LeaderlessNode {
       leaderless_keys_handed_off: this.ownership.figures.keysHandedOff,
       leaderless_membership_commits_pulled: this.gossip.figures.commitsPulled,
       leaderless_membership_aborts_pulled: this.gossip.figures.abortsPulled,
+      leaderless_membership_removals_pulled: this.gossip.figures.removalsPulled,
     };
   }
 }

@@ -82,6 +82,11 @@ export interface AddMemberRequest {
   readonly clientUrl?: string;
 }
 
+/** How `DELETE /cluster/members/{id}` removes (`?force=true`: leaderless only, a member that is down for good, docs/leaderless.md). */
+export interface RemoveOptions {
+  readonly force?: boolean;
+}
+
 /** The answer of `POST /cluster/repair` (leaderless mode): one anti-entropy pass of the node that answered with every other member. */
 export interface RepairReport {
   readonly nodeId: number;
