@@ -33,12 +33,17 @@ export async function putScript(): Promise<string> {
   return path;
 }
 
-/** Waits (60 s at most) until each of the `members` members sees `shards` shards, each with a leader. */
+/**
+ * Waits (60 s at most) until each of the `members` members sees `shards` shards and every shard
+ * has a leader in some member's view (a member names the leaders of the shards it holds a
+ * replica of; with more than three members it does not hold them all).
+ */
 export async function untilLeaders(cluster: ProcessCluster, members: number, shards: number): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (;;) {
     const views = await Promise.all(Array.from({ length: members }, (_, i) => cluster.client(i + 1).shards().catch(() => undefined)));
-    if (views.every((view) => view !== undefined && view.shards.length === shards && view.shards.every((shard) => shard.leader !== null))) return;
+    const led = new Set(views.flatMap((view) => view?.shards.filter((shard) => shard.leader !== null).map((shard) => shard.id) ?? []));
+    if (views.every((view) => view !== undefined && view.shards.length === shards) && led.size === shards) return;
     if (Date.now() > deadline) throw new Error(`the ${shards} shards did not all elect a leader within 60 s`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
