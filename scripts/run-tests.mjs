@@ -29,5 +29,10 @@ if (files.length === 0) {
 // Which Node runs the suite: `npm test` puts node_modules/.bin first on PATH, so it is the
 // Node 24 of the `node` devDependency; `node scripts/run-tests.mjs` runs on whatever `node` is.
 console.log(`impulse tests on Node ${process.version} (${process.execPath}), ${files.length} test files`);
-const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...process.argv.slice(2), ...files], { stdio: 'inherit' });
+// The spec reporter prints each test; the second reporter lists the slowest files at the end.
+const reporters = [
+  '--test-reporter=spec', '--test-reporter-destination=stdout',
+  '--test-reporter=./scripts/slowest-files-reporter.mjs', '--test-reporter-destination=stdout',
+];
+const result = spawnSync(process.execPath, ['--test', ...reporters, ...process.argv.slice(2), ...files], { stdio: 'inherit' });
 process.exit(result.status ?? 1);
