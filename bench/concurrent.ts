@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENGINE_NAMES } from '../src/storage/registry.js';
+import { reapOnExit } from '../testkit/process/member-process.js';
 import { startServerProcess } from '../testkit/process/server-process.js';
 import { flag, formatNumber, loadLine, machineLine, processCpuSeconds, table, writeSection } from './report.js';
 
@@ -82,7 +83,8 @@ function ceiling(label: string, framework: string): Target {
   return {
     label,
     async start() {
-      const child: ChildProcess = spawn(process.execPath, [fileURLToPath(new URL('./ceiling-server.js', import.meta.url)), '--framework', framework], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child: ChildProcess = spawn(process.execPath, [fileURLToPath(new URL('./ceiling-server.js', import.meta.url)), '--framework', framework], { detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
+      reapOnExit(child); // an interrupted benchmark leaves no server behind
       const port = await new Promise<number>((resolve, reject) => {
         child.stdout!.on('data', (chunk: Buffer) => {
           const match = /listening (\d+)/.exec(chunk.toString());

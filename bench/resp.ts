@@ -22,6 +22,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { reapOnExit } from '../testkit/process/member-process.js';
 import { freePorts } from '../testkit/process/ports.js';
 import { startServerProcess } from '../testkit/process/server-process.js';
 import { flag, formatNumber, loadLine, machineLine, median, medianCell, processCpuSeconds, table, writeSection } from './report.js';
@@ -60,6 +61,7 @@ async function impulse(name: string, args: readonly string[]): Promise<Target> {
 /** Starts `command args` in its own process group; up once redis-cli's PING on `port` answers PONG. */
 async function spawnServer(name: string, port: number, command: string, args: readonly string[], cleanup: () => Promise<void> = async () => {}): Promise<Target> {
   const child: ChildProcess = spawn(command, args, { stdio: 'ignore', detached: true });
+  reapOnExit(child); // an interrupted benchmark leaves no server behind
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   for (let tries = 0; ; tries++) {
     try {

@@ -19,6 +19,7 @@ import { type Socket, connect, createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { TcpTransport } from '../src/transport/tcp-transport.js';
+import { reapOnExit } from '../testkit/process/member-process.js';
 import type { InboundHandlers, PeerMessage } from '../src/transport/transport.js';
 import { REPO_ROOT, flag, formatNumber, machineLine, table } from './report.js';
 
@@ -169,6 +170,7 @@ async function rawClient(port: number, closeEcho: () => Promise<void>): Promise<
 
 function spawnChild(kind: 'tcp' | 'raw', parentPort: string | undefined): Promise<{ port: number; child: ChildProcess }> {
   const child = spawn(process.execPath, [SCRIPT, '--child', kind, '--parent-port', parentPort ?? '0'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  reapOnExit(child); // an interrupted benchmark leaves no echo server behind
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`echo child exited ${code}`)));
     child.stdout!.once('data', (line: Buffer) => resolve({ port: Number(/listening (\d+)/.exec(line.toString())![1]), child }));

@@ -13,6 +13,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { reapOnExit } from '../../testkit/process/member-process.js';
 import { freePorts, killGroup, waitFor } from './processes.js';
 
 export interface EtcdMember {
@@ -79,6 +80,7 @@ export async function startEtcdCluster(size: number, options: { advertisePeerUrl
       ],
       { detached: true, stdio: 'ignore' },
     );
+    reapOnExit(member.process); // an interrupted benchmark leaves no etcd behind
   };
   for (const member of members) launch(member, 'new');
   const cluster: EtcdCluster = {

@@ -1,6 +1,8 @@
 /**
- * Helpers for `impulse serve` processes that tests start (ProcessCluster, the
- * chaos tester's members): signals to the child's own process group (started
+ * Helpers for the server processes that tests and benchmarks start
+ * (startServerProcess, ProcessCluster, the chaos tester's members, the
+ * benchmarks' redis, etcd and echo servers): `reapOnExit` so that none outlives
+ * its parent (testkit/process/reap.test.ts), signals to the child's own process group (started
  * with `detached: true`, so the whole group gets them and nothing else on the
  * machine does: tests stop only what they started, never by name), and the
  * wait for its "impulse is listening" line.

@@ -1,10 +1,13 @@
 /**
- * Starts a real `impulse serve` process for tests (and later, chaos runs):
- * port 0 on 127.0.0.1, waits for the "listening" log line, and hands back its
- * URL and PID. Only the processes started here are ever signalled.
+ * Starts a real `impulse serve` process for tests and benchmarks: port 0 on
+ * 127.0.0.1, waits for the "listening" log line, and hands back its URL and
+ * PID. Only the processes started here are ever signalled. Each runs in its
+ * own process group and is killed if this process exits or is stopped by
+ * SIGINT, SIGTERM or SIGHUP first (`reapOnExit`).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { reapOnExit } from './member-process.js';
 
 export const CLI_PATH = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -24,7 +27,8 @@ export interface ServerProcess {
  * The "listening" line is logged at info level: do not pass `--log-level` above info.
  */
 export async function startServerProcess(args: readonly string[], startTimeoutMs = 15_000): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [CLI_PATH, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI_PATH, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  reapOnExit(child);
   const output: string[] = [];
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
   const url = await new Promise<string>((resolve, reject) => {

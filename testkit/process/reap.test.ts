@@ -1,0 +1,77 @@
+/**
+ * A server started through `startServerProcess` (and so through every helper
+ * that registers its child with `reapOnExit`) does not outlive the process
+ * that started it: a test file the runner stops with SIGTERM, or one that
+ * exits without stopping its servers, leaves nothing serving.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { signalGroup } from './member-process.js';
+import { eventually } from './eventually.js';
+
+const SERVER_PROCESS_URL = new URL('./server-process.js', import.meta.url).href;
+
+/** Gone, or a zombie waiting for whoever inherited it to reap it: either way it serves nothing. */
+function isGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return true;
+  }
+  try {
+    return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true; // exited between the two checks
+  }
+}
+
+/**
+ * Starts a parent process that starts a memory-engine server and prints its PID, then
+ * `ending` once it has: 'exit' exits without stopping the server, a signal waits to be sent it.
+ */
+async function parentWithServer(dataDir: string, ending: 'exit' | 'wait'): Promise<{ parentExit: Promise<number | string>; serverPid: number; parentPid: number }> {
+  const script = [
+    `const { startServerProcess } = await import(${JSON.stringify(SERVER_PROCESS_URL)});`,
+    `const server = await startServerProcess(['--engine', 'memory', '--data-dir', ${JSON.stringify(dataDir)}]);`,
+    'console.log(`server ${server.pid}`);',
+    ending === 'exit' ? 'process.exit(1);' : 'setInterval(() => {}, 60_000);',
+  ].join('\n');
+  const parent = spawn(process.execPath, ['--input-type=module', '-e', script], { detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
+  const parentExit = new Promise<number | string>((resolve) => parent.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
+  const serverPid = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    parent.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /server (\d+)/.exec(out);
+      if (match) resolve(Number(match[1]));
+    });
+    void parentExit.then((code) => reject(new Error(`the parent exited (${code}) before its server listened: ${out}`)));
+  });
+  return { parentExit, serverPid, parentPid: parent.pid! };
+}
+
+describe('reapOnExit: a spawned server does not outlive its parent', { concurrency: false }, () => {
+  for (const ending of ['SIGTERM', 'exit'] as const) {
+    it(ending === 'exit' ? 'the parent exits without stopping it' : 'the parent is stopped by SIGTERM', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'impulse-reap-'));
+      let serverPid: number | undefined;
+      try {
+        const parent = await parentWithServer(dir, ending === 'exit' ? 'exit' : 'wait');
+        serverPid = parent.serverPid;
+        assert.ok(!isGone(serverPid), 'the server runs while its parent does');
+        if (ending === 'SIGTERM') process.kill(parent.parentPid, 'SIGTERM');
+        assert.equal(await parent.parentExit, ending === 'SIGTERM' ? 128 + 15 : 1);
+        await eventually('the server is gone after its parent', async () => isGone(serverPid!), 15_000);
+      } finally {
+        // Only if the check failed: never leave the server this test started running.
+        if (serverPid !== undefined && !isGone(serverPid)) signalGroup(serverPid, 'SIGKILL');
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});
