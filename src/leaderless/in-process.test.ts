@@ -48,7 +48,8 @@ describe('leaderless nodes on an in-memory network', () => {
   });
 
   it('sloppy quorum on 4 nodes: an owner that is down is replaced by a fallback holding a hint, delivered when the owner returns', async () => {
-    const net = await open([1, 2, 3, 4], { replicas: 3, writeQuorum: 3 });
+    // 5 s for the write, not the network's 1 s: it once failed on a loaded machine with the fallback's answer still on its way.
+    const net = await open([1, 2, 3, 4], { replicas: 3, writeQuorum: 3, requestTimeoutMs: 5000 });
     const k = key('hinted');
     const owners = net.node(1).ring.preferenceList(k, 3);
     const down = owners[2]!;
