@@ -39,9 +39,10 @@ async function parentWithServer(dataDir: string, ending: 'exit' | 'wait'): Promi
     `const { startServerProcess } = await import(${JSON.stringify(SERVER_PROCESS_URL)});`,
     `const server = await startServerProcess(['--engine', 'memory', '--data-dir', ${JSON.stringify(dataDir)}]);`,
     'console.log(`server ${server.pid}`);',
-    ending === 'exit' ? 'process.exit(1);' : 'setInterval(() => {}, 60_000);',
+    // Waiting, it still exits (and so reaps its server) when this test process dies and its stdin closes.
+    ending === 'exit' ? 'process.exit(1);' : "process.stdin.on('end', () => process.exit(1)).resume();",
   ].join('\n');
-  const parent = spawn(process.execPath, ['--input-type=module', '-e', script], { detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
+  const parent = spawn(process.execPath, ['--input-type=module', '-e', script], { detached: true, stdio: ['pipe', 'pipe', 'inherit'] });
   const parentExit = new Promise<number | string>((resolve) => parent.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
   const serverPid = await new Promise<number>((resolve, reject) => {
     let out = '';
