@@ -13,7 +13,7 @@
 // test that only fails beside another). Each lane's output lines carry its name; at the end
 // the slowest files and each lane's wall time are listed.
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -53,6 +53,8 @@ const lanes = singleLane
 // Node 24 of the `node` devDependency; `node scripts/run-tests.mjs` runs on whatever `node` is.
 console.log(`impulse tests on Node ${process.version} (${process.execPath}), ${files.length} test files in ${lanes.map((lane) => `${lane.name} (${lane.files.length})`).join(' and ')}`);
 
+const loadNow = () => loadavg().map((load) => load.toFixed(2)).join(' ');
+const loadAtStart = loadNow();
 const timesDir = mkdtempSync(join(tmpdir(), 'impulse-test-times-'));
 const started = performance.now();
 
@@ -101,5 +103,5 @@ for (const { lane, status, signal, wallS } of results) {
   const sumS = fileMs.filter((entry) => entry[2] === lane.name).reduce((sum, entry) => sum + entry[1], 0) / 1000;
   console.log(`lane ${lane.name}: ${lane.files.length} files, ${sumS.toFixed(1)} s of file time, done after ${wallS.toFixed(1)} s, ${status === 0 ? 'passed' : `FAILED (${signal ?? `status ${status}`})`}`);
 }
-console.log(`suite: ${((performance.now() - started) / 1000).toFixed(1)} s wall`);
+console.log(`suite: ${((performance.now() - started) / 1000).toFixed(1)} s wall; load average ${loadAtStart} at the start, ${loadNow()} at the end`);
 process.exit(results.every((result) => result.status === 0) ? 0 : 1);
