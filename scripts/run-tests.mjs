@@ -4,16 +4,17 @@
 // Extra arguments are passed through, e.g. `npm test -- --test-name-pattern=lsm`.
 // Filter by path with TEST_FILTER=substring.
 //
-// Two lanes run side by side, each one file at a time (on 2 cores `node --test`
-// alone would run one file at a time in all):
+// Two lanes run side by side (on 2 cores `node --test` alone runs one file at a time in all,
+// and the suite leaves a core idle most of the time: its real-process tests mostly wait):
 //   processes — files that start real `impulse` processes, chaos runs, a browser
-//               (see PROCESS_MARKERS): timing-sensitive, so never two at once;
-//   in-process — everything else: unit, property, simulator and in-process cluster tests.
-// TEST_LANES=1 runs everything in one lane, one file at a time (to compare, or to debug a
+//               (see PROCESS_MARKERS): timing-sensitive, so one file at a time;
+//   in-process — everything else: unit, property, simulator and in-process cluster tests,
+//               one file at a time on 2 cores, one per core beyond the second on larger machines.
+// TEST_LANES=1 runs everything in one lane as `node --test` would (to compare, or to debug a
 // test that only fails beside another). Each lane's output lines carry its name; at the end
 // the slowest files and each lane's wall time are listed.
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -43,10 +44,10 @@ if (files.length === 0) {
 const PROCESS_MARKERS = /process\/(server-process|cluster-process|cli-run|netns)\.js'|from '\.\/(netns|runner)\.js'|playwright-core/;
 const singleLane = process.env.TEST_LANES === '1';
 const lanes = singleLane
-  ? [{ name: 'all', files }]
+  ? [{ name: 'all', files, concurrency: [] }]
   : [
-      { name: 'processes', files: files.filter((file) => PROCESS_MARKERS.test(readFileSync(sourceOf(file), 'utf8'))) },
-      { name: 'in-process', files: files.filter((file) => !PROCESS_MARKERS.test(readFileSync(sourceOf(file), 'utf8'))) },
+      { name: 'processes', files: files.filter((file) => PROCESS_MARKERS.test(readFileSync(sourceOf(file), 'utf8'))), concurrency: ['--test-concurrency=1'] },
+      { name: 'in-process', files: files.filter((file) => !PROCESS_MARKERS.test(readFileSync(sourceOf(file), 'utf8'))), concurrency: [`--test-concurrency=${Math.max(1, availableParallelism() - 2)}`] },
     ].filter((lane) => lane.files.length > 0);
 
 // Which Node runs the suite: `npm test` puts node_modules/.bin first on PATH, so it is the
@@ -64,7 +65,7 @@ function runLane(lane) {
     '--test-reporter=spec', '--test-reporter-destination=stdout',
     '--test-reporter=./scripts/file-times-reporter.mjs', `--test-reporter-destination=${join(timesDir, `${lane.name}.json`)}`,
   ];
-  const args = ['--test', '--test-concurrency=1', ...reporters, ...process.argv.slice(2), ...lane.files];
+  const args = ['--test', ...lane.concurrency, ...reporters, ...process.argv.slice(2), ...lane.files];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   child.once('exit', () => running.delete(child));
