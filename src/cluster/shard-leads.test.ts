@@ -70,6 +70,8 @@ describe('shard leads and reports', () => {
     reports.record(new Map([[1, [lead(2, 5, 300, 9)]]]), new Set([2, 3]), 2000);
     assert.deepEqual(reports.get(2), { ...lead(2, 5, 300, 9), leader: 1, reportedAtMs: 2000 });
     assert.deepEqual(reports.get(3), { ...lead(3, 1, 50, 0), leader: 2, reportedAtMs: 1000 }, 'no one reported shard 3: its last report stays');
+    reports.record(new Map([[3, [lead(2, 6, null, null)]]]), new Set([2, 3]), 2500);
+    assert.deepEqual(reports.get(2), { ...lead(2, 6, 300, null), leader: 3, reportedAtMs: 2500 }, 'a new leader without a count keeps the last known size');
     reports.record(new Map(), new Set([2]), 3000);
     assert.equal(reports.get(3), undefined, 'shard 3 left the map');
     assert.deepEqual([...reports.all().keys()], [2]);

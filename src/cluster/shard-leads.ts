@@ -124,7 +124,9 @@ export interface ShardReport extends ShardLead {
  * The latest report of every shard, kept by the meta group's leader: a
  * shard's entry is replaced by each ask that hears from its leader (the
  * highest term of that ask), and kept while an ask hears from nobody leading
- * it (its `reportedAtMs` tells its age). Bounded by the shards of the map:
+ * it (its `reportedAtMs` tells its age); a report without a size (a new
+ * leader that has not counted the shard yet) keeps the last known size.
+ * Bounded by the shards of the map:
  * `record` drops entries of shards no longer in it.
  */
 export class ShardReports {
@@ -134,7 +136,10 @@ export class ShardReports {
   record(leadsByNode: ReadonlyMap<NodeId, readonly ShardLead[]>, shardIds: ReadonlySet<number>, nowMs: number): void {
     for (const shard of this.latest.keys()) if (!shardIds.has(shard)) this.latest.delete(shard);
     for (const [shard, { node, lead }] of winningLeads(leadsByNode)) {
-      if (shardIds.has(shard)) this.latest.set(shard, { ...lead, leader: node, reportedAtMs: nowMs });
+      if (!shardIds.has(shard)) continue;
+      // A new leader that has not counted the shard yet reports no size: the last known one stays (placement weighs it).
+      const sizeBytes = lead.sizeBytes ?? this.latest.get(shard)?.sizeBytes ?? null;
+      this.latest.set(shard, { ...lead, sizeBytes, leader: node, reportedAtMs: nowMs });
     }
   }
 

@@ -7,7 +7,8 @@
  *      by a crash of either member, resumes from the map and the shard
  *      group's configuration (every step is idempotent, shard-conf.ts);
  *   2. while fewer than `movesMax` moves are in flight, plans placement
- *      (src/shard/placement.ts) over the live members and records the first
+ *      (src/shard/placement.ts: replica counts first, then bytes by the
+ *      sizes in `reports`) over the live members and records the first
  *      planned moves in the map, one per shard.
  *
  * Failure detection is the host's node liveness (node-liveness.ts): a member
@@ -208,7 +209,11 @@ export class ShardMover {
     const live = this.liveMembers(map);
     if (live === undefined) return 0;
     // Retired nodes are not excluded: a node returning to a shard takes a new Raft id (moves.ts).
-    const shards: PlacedShard[] = map.shards.map((shard) => ({ id: shard.id, replicas: replicasAfterMove(shard) }));
+    // With the sizes the shards' leaders reported (a shard with none weighs the mean: src/shard/placement-layout.ts).
+    const shards: PlacedShard[] = map.shards.map((shard) => {
+      const sizeBytes = this.reports.get(shard.id)?.sizeBytes;
+      return { id: shard.id, replicas: replicasAfterMove(shard), ...(sizeBytes !== undefined && sizeBytes !== null ? { sizeBytes } : {}) };
+    });
     const planned = planPlacement({ liveNodes: live, shards, replicationFactor: SHARD_REPLICAS });
     const chosen = new Set<number>();
     for (const move of planned) {
@@ -220,7 +225,7 @@ export class ShardMover {
       if (!written) continue;
       this.counters.started++;
       if (rereplication) this.counters.rereplications++;
-      logger.info({ shard: move.shard, from: move.from, to: move.to, reason: rereplication ? 're-replicate (source dead or missing)' : 'balance', live }, 'shard replica move started');
+      logger.info({ shard: move.shard, from: move.from, to: move.to, reason: rereplication ? 're-replicate (source dead or missing)' : 'balance', sizeBytes: this.reports.get(move.shard)?.sizeBytes ?? null, live }, 'shard replica move started');
       this.drive(move.shard);
     }
     return chosen.size;
