@@ -28,6 +28,7 @@
  * (`minimumMoves`) holds as well.
  */
 import type { NodeId } from '../raft/types.js';
+import { partitionPoint } from '../util/bytes.js';
 import type { Layout } from './placement-layout.js';
 
 /** A node's bytes may differ from the mean by this fraction before bytes move (TiKV's tolerant-size-ratio plays this part): small enough to matter, wide enough not to churn on estimates. */
@@ -101,7 +102,7 @@ function bestSwap(layout: Layout, donor: NodeId, recipient: NodeId, gap: number)
   for (const shard of layout.held.get(donor)!) {
     if (!layout.allowed(shard, recipient)) continue;
     const size = layout.size.get(shard)!;
-    const at = firstAtLeast(sizes, size - gap / 2);
+    const at = partitionPoint(0, sizes.length, (i) => sizes[i]! >= size - gap / 2);
     for (const index of [at - 1, at]) {
       if (index < 0 || index >= theirs.length) continue;
       const carried = size - sizes[index]!;
@@ -111,17 +112,6 @@ function bestSwap(layout: Layout, donor: NodeId, recipient: NodeId, gap: number)
     }
   }
   return best === undefined ? undefined : { shard: best.shard, back: best.back };
-}
-
-function firstAtLeast(sorted: readonly number[], value: number): number {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (sorted[mid]! < value) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /**
