@@ -51,7 +51,7 @@ const MOVE_ROUND_MS = 1000;
 /** Default whole-request time on a member, ms. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
 
-/** Ticks between a member's checks of its led shards' sizes against --shard-split-bytes (5 s at the default 50 ms tick; at least 1 s). */
+/** Ticks between a member's checks of its led shards' sizes against --shard-split-bytes, or recounts without it (5 s at the default 50 ms tick; at least 1 s). */
 const SIZE_CHECK_TICKS = 100;
 /** How long `GET /shards` on a member that does not lead the meta group waits for the meta leader's shard reports, ms (then shows them as unknown). */
 const SHARD_REPORTS_WAIT_MS = 2000;
