@@ -72,7 +72,9 @@ describe('shard leads and reports', () => {
     assert.deepEqual(reports.get(3), { ...lead(3, 1, 50, 0), leader: 2, reportedAtMs: 1000 }, 'no one reported shard 3: its last report stays');
     reports.record(new Map([[3, [lead(2, 6, null, null)]]]), new Set([2, 3]), 2500);
     assert.deepEqual(reports.get(2), { ...lead(2, 6, 300, null), leader: 3, reportedAtMs: 2500 }, 'a new leader without a count keeps the last known size');
+    const version = reports.version;
     reports.record(new Map(), new Set([2]), 3000);
+    assert.ok(reports.version > version, 'every record is a new version (the mover plans again)');
     assert.equal(reports.get(3), undefined, 'shard 3 left the map');
     assert.deepEqual([...reports.all().keys()], [2]);
   });

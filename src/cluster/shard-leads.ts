@@ -131,9 +131,16 @@ export interface ShardReport extends ShardLead {
  */
 export class ShardReports {
   private readonly latest = new Map<number, ShardReport>();
+  private versionValue = 0;
+
+  /** Rises with every `record` and `clear` (a plan on unchanged reports and map need not be made again). */
+  get version(): number {
+    return this.versionValue;
+  }
 
   /** Records one ask's answers at `nowMs`; `shardIds` are the shards of the current map. */
   record(leadsByNode: ReadonlyMap<NodeId, readonly ShardLead[]>, shardIds: ReadonlySet<number>, nowMs: number): void {
+    this.versionValue++;
     for (const shard of this.latest.keys()) if (!shardIds.has(shard)) this.latest.delete(shard);
     for (const [shard, { node, lead }] of winningLeads(leadsByNode)) {
       if (!shardIds.has(shard)) continue;
@@ -155,6 +162,7 @@ export class ShardReports {
 
   /** Forgets every report (this member stopped leading the meta group: a later leadership starts afresh). */
   clear(): void {
+    this.versionValue++;
     this.latest.clear();
   }
 }

@@ -104,6 +104,8 @@ export class ShardMover {
   /** The most leaderships one live member held, and the bound, when this meta leader last looked at leaders (0: not yet). */
   private leadersMax = 0;
   private leadersBound = 0;
+  /** The inputs (map version, reports version, live members) of the last plan when it planned nothing. */
+  private emptyPlanInputs: string | undefined;
 
   /** The latest report of each shard (size, load, leader), kept while this member leads the meta group. */
   readonly reports = new ShardReports();
@@ -208,6 +210,9 @@ export class ShardMover {
     const { logger } = this.options;
     const live = this.liveMembers(map);
     if (live === undefined) return 0;
+    // A plan that came out empty is not made again until the map, the live members or the reports change (a plan at thousands of shards takes tens of ms).
+    const inputs = `${map.version}|${this.reports.version}|${live.join(',')}`;
+    if (inputs === this.emptyPlanInputs) return 0;
     // Retired nodes are not excluded: a node returning to a shard takes a new Raft id (moves.ts).
     // With the sizes the shards' leaders reported (a shard with none weighs the mean: src/shard/placement-layout.ts).
     const shards: PlacedShard[] = map.shards.map((shard) => {
@@ -215,6 +220,7 @@ export class ShardMover {
       return { id: shard.id, replicas: replicasAfterMove(shard), ...(sizeBytes !== undefined && sizeBytes !== null ? { sizeBytes } : {}) };
     });
     const planned = planPlacement({ liveNodes: live, shards, replicationFactor: SHARD_REPLICAS });
+    this.emptyPlanInputs = planned.length === 0 ? inputs : undefined;
     const chosen = new Set<number>();
     for (const move of planned) {
       if (chosen.size >= slots) break;
