@@ -148,6 +148,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       movesMax: cluster.moves.movesMax,
       memberDeadAfterMs: cluster.moves.memberDeadAfterMs,
       balanceLeaders: cluster.moves.balanceLeaders,
+      balanceBytesMin: cluster.moves.balanceBytesMin,
       suspectAfterMs: 2 * electionTimeoutMs,
       intervalMs: MOVE_ROUND_MS,
       stepTimeoutMs: requestTimeoutMs,

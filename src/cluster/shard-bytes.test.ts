@@ -49,7 +49,7 @@ describe('byte balance across members', () => {
   });
 
   it('swaps replicas of large shards until every member holds the same bytes, counts staying balanced', async () => {
-    cluster = await InProcessCluster.start(4, { flags: { splitKeys: SPLIT_KEYS, shardMovesMax: '2' } });
+    cluster = await InProcessCluster.start(4, { flags: { splitKeys: SPLIT_KEYS, shardMovesMax: '2', shardBalanceBytesMin: '100000' } });
     const running = cluster;
     await running.waitForLeader();
     await until('the map is applied everywhere', () => running.running().every((id) => running.member(id).shards.map !== undefined), 30_000);

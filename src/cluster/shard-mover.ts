@@ -68,6 +68,8 @@ export interface ShardMoverOptions {
   readonly memberDeadAfterMs: number;
   /** `--shard-balance-leaders`: hand shard leaderships over so no member leads more than ceil(mean). */
   readonly balanceLeaders: boolean;
+  /** `--shard-balance-bytes-min`: the byte band is at least this wide either side of the mean, bytes (src/shard/byte-balance.ts). */
+  readonly balanceBytesMin: number;
   /** A member silent longer than this is not live (receives no replicas), ms; below memberDeadAfterMs. */
   readonly suspectAfterMs: number;
   /** How often the leader looks at the map, ms. */
@@ -219,7 +221,7 @@ export class ShardMover {
       const sizeBytes = this.reports.get(shard.id)?.sizeBytes;
       return { id: shard.id, replicas: replicasAfterMove(shard), ...(sizeBytes !== undefined && sizeBytes !== null ? { sizeBytes } : {}) };
     });
-    const planned = planPlacement({ liveNodes: live, shards, replicationFactor: SHARD_REPLICAS });
+    const planned = planPlacement({ liveNodes: live, shards, replicationFactor: SHARD_REPLICAS, byteBandMinBytes: this.options.balanceBytesMin });
     this.emptyPlanInputs = planned.length === 0 ? inputs : undefined;
     const chosen = new Set<number>();
     for (const move of planned) {

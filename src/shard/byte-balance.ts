@@ -1,13 +1,14 @@
 /**
  * Byte balance, the last phase of a placement plan (placement.ts): once
  * every live node holds ⌊T/N⌋ or ⌈T/N⌉ replicas, replicas move so that
- * every node's bytes come within `tolerance` of the mean (TiKV's region
+ * every node's bytes come within the band — `tolerance` of the mean, and at
+ * least `minBytes` either side (so small clusters do not move replicas for
+ * a few kilobytes) — of the mean (TiKV's region
  * score, CockroachDB's range-size convergence), without leaving that count
  * band — the counts win where both cannot hold (a node may stay outside the
  * byte band when no move or swap within the counts brings it in).
  *
- * How (deterministic): while some node is outside the band
- * [mean·(1−tolerance), mean·(1+tolerance)], take the pair — heaviest donor
+ * How (deterministic): while some node is outside the band, take the pair — heaviest donor
  * first, lightest recipient first — of a node above the band and one below
  * the mean, or one above the mean and one below the band, that has
  *   - a move: a shard of the donor the recipient lacks, of size in
@@ -42,10 +43,9 @@ type ByteStep = { readonly shard: number; readonly back?: number };
  * within `tolerance` of the mean or no step helps, keeping every count in
  * [low, high]; `emit` receives each move in order.
  */
-export function balanceBytes(layout: Layout, low: number, high: number, tolerance: number, emit: (shard: number, from: NodeId, to: NodeId) => void): void {
+export function balanceBytes(layout: Layout, { low, high }: CountBand, width: BandWidth, emit: (shard: number, from: NodeId, to: NodeId) => void): void {
   const nodes = layout.nodes;
-  const mean = nodes.reduce((sum, id) => sum + layout.bytes.get(id)!, 0) / nodes.length;
-  const band = { lower: mean * (1 - tolerance), upper: mean * (1 + tolerance), mean };
+  const band = bandAround(nodes.reduce((sum, id) => sum + layout.bytes.get(id)!, 0) / nodes.length, width);
   const stepsMax = 4 * [...layout.held.values()].reduce((sum, held) => sum + held.size, 0);
   for (let steps = 0; steps < stepsMax; steps++) {
     const found = nextStep(layout, band, low, high);
@@ -60,10 +60,27 @@ export function balanceBytes(layout: Layout, low: number, high: number, toleranc
   }
 }
 
+/** Replicas a node may hold. */
+export interface CountBand {
+  readonly low: number;
+  readonly high: number;
+}
+
+/** The byte band's half-width: the larger of `tolerance` × the mean and `minBytes`. */
+export interface BandWidth {
+  readonly tolerance: number;
+  readonly minBytes: number;
+}
+
 interface Band {
   readonly lower: number;
   readonly upper: number;
   readonly mean: number;
+}
+
+function bandAround(mean: number, { tolerance, minBytes }: BandWidth): Band {
+  const half = Math.max(mean * tolerance, minBytes);
+  return { lower: mean - half, upper: mean + half, mean };
 }
 
 function nextStep(layout: Layout, band: Band, low: number, high: number): { donor: NodeId; recipient: NodeId; step: ByteStep } | undefined {
@@ -129,11 +146,9 @@ function bestSwap(layout: Layout, donor: NodeId, recipient: NodeId, gap: number)
  * (moves in at least ⌈deficit / the largest shard⌉, out at least the moves
  * in minus Σ(high − count)). Moves out of and into one set are distinct.
  */
-export function byteMovesBound(layout: Layout, finalBytes: number, tolerance: number, low: number, high: number): number {
+export function byteMovesBound(layout: Layout, finalBytes: number, width: BandWidth, low: number, high: number): number {
   const nodes = layout.nodes;
-  const mean = finalBytes / nodes.length;
-  const upper = mean * (1 + tolerance);
-  const lower = mean * (1 - tolerance);
+  const { upper, lower } = bandAround(finalBytes / nodes.length, width);
   const largest = Math.max(0, ...layout.size.values());
   const heavy = nodes.filter((id) => layout.bytes.get(id)! > upper);
   const light = nodes.filter((id) => layout.bytes.get(id)! < lower);

@@ -66,6 +66,8 @@ export interface PlacementInput {
   readonly replicationFactor: number;
   /** How far (a fraction ≥ 0) a node's bytes may differ from the mean before bytes move; BYTE_TOLERANCE when absent. */
   readonly byteTolerance?: number;
+  /** And by at least this many bytes (≥ 0; 0 when absent): no replica moves for a difference too small to be worth a snapshot. */
+  readonly byteBandMinBytes?: number;
 }
 
 /** One replica moves from `from` to `to`; `from` null: a replica is added (the shard had too few). */
@@ -104,7 +106,7 @@ export function planPlacement(input: PlacementInput): ReplicaMove[] {
   }
   // 3. Balance bytes within the count band.
   const { low, high } = countBand(input.shards.length * want, live.length);
-  balanceBytes(layout, low, high, input.byteTolerance ?? BYTE_TOLERANCE, (shard, from, to) => moves.push({ shard, from, to }));
+  balanceBytes(layout, { low, high }, byteBand(input), (shard, from, to) => moves.push({ shard, from, to }));
   return moves;
 }
 
@@ -152,7 +154,11 @@ export function minimumByteMoves(input: PlacementInput): number {
   const layout = new Layout(live, input.shards);
   const want = Math.min(input.replicationFactor, live.length);
   const { low, high } = countBand(input.shards.length * want, live.length);
-  return Math.max(minimumMoves(input), byteMovesBound(layout, layout.shardBytesTotal * want, input.byteTolerance ?? BYTE_TOLERANCE, low, high));
+  return Math.max(minimumMoves(input), byteMovesBound(layout, layout.shardBytesTotal * want, byteBand(input), low, high));
+}
+
+function byteBand(input: PlacementInput): { tolerance: number; minBytes: number } {
+  return { tolerance: input.byteTolerance ?? BYTE_TOLERANCE, minBytes: input.byteBandMinBytes ?? 0 };
 }
 
 /** Replicas a node may hold: ⌊T/N⌋..⌈T/N⌉. */
