@@ -1,16 +1,17 @@
 /**
  * Byte balance, the last phase of a placement plan (placement.ts): once
  * every live node holds ⌊T/N⌋ or ⌈T/N⌉ replicas, replicas move so that
- * every node's bytes come within the band — `tolerance` of the mean, and at
- * least `minBytes` either side (so small clusters do not move replicas for
- * a few kilobytes) — of the mean (TiKV's region
- * score, CockroachDB's range-size convergence), without leaving that count
- * band — the counts win where both cannot hold (a node may stay outside the
- * byte band when no move or swap within the counts brings it in).
+ * every node's bytes come within the band around the mean — `tolerance` of
+ * it, and at least `minBytes` either side, so small clusters do not move
+ * replicas for a few kilobytes (TiKV's region score, CockroachDB's
+ * range-size convergence) — without leaving that count band: the counts
+ * win where both cannot hold (a node may stay outside the byte band when no
+ * move or swap within the counts brings it in).
  *
- * How (deterministic): while some node is outside the band, take the pair — heaviest donor
- * first, lightest recipient first — of a node above the band and one below
- * the mean, or one above the mean and one below the band, that has
+ * How (deterministic): while some node is outside the band, take the pair
+ * — heaviest donor first, lightest recipient first — of a node above the
+ * band and one below the mean, or one above the mean and one below the
+ * band, that has
  *   - a move: a shard of the donor the recipient lacks, of size in
  *     (0, gap), the closest to gap/2 (gap: their byte difference), when the
  *     donor is above ⌊T/N⌋ and the recipient below ⌈T/N⌉;
@@ -19,14 +20,11 @@
  * Each step carries x in (0, gap) from the heavier node to the lighter one,
  * so the sum of squared deviations from the mean falls by 2x(gap − x) > 0:
  * the phase ends (a step cap guards against float dust). A plan on its own
- * result plans nothing while sizes stay the same (no flapping), and a node
- * inside the band is never made a donor or recipient for its own sake.
+ * result plans nothing while sizes stay the same (no flapping), and a pair
+ * of nodes both inside the band is never a donor and recipient.
  *
- * `minimumByteMoves` is a lower bound on the moves of any plan that brings
- * every node into the band: each node above it must send at least
- * ⌈(bytes − upper) / its largest shard⌉ replicas away, each node below it
- * receive ⌈(lower − bytes) / the largest shard⌉, and the count bound
- * (`minimumMoves`) holds as well.
+ * `byteMovesBound` is the byte part of a lower bound on the moves of any
+ * plan that brings every node into the band (see its comment).
  */
 import type { NodeId } from '../raft/types.js';
 import { partitionPoint } from '../util/bytes.js';
@@ -40,8 +38,8 @@ type ByteStep = { readonly shard: number; readonly back?: number };
 
 /**
  * Moves replicas between `layout`'s nodes until every node's bytes are
- * within `tolerance` of the mean or no step helps, keeping every count in
- * [low, high]; `emit` receives each move in order.
+ * within the band of `width` around the mean or no step helps, keeping
+ * every count in [low, high]; `emit` receives each move in order.
  */
 export function balanceBytes(layout: Layout, { low, high }: CountBand, width: BandWidth, emit: (shard: number, from: NodeId, to: NodeId) => void): void {
   const nodes = layout.nodes;

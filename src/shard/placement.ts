@@ -23,8 +23,9 @@
  * not replicating the shard yet; then, while the most and the least loaded
  * nodes differ by more than one, a replica moves from the most loaded to the
  * least loaded node (a shard the donor has and the recipient has not: one
- * exists, as the donor holds more shards). Ties go to the lower node id, and
- * the donor gives its lowest shard id, so one input gives one plan.
+ * exists, as the donor holds more shards). Without sizes, ties go to the
+ * lower node id, and the donor gives its lowest shard id, so one input gives
+ * one plan (with sizes, bytes break the ties first: below).
  *
  * A move is carried out as TiKV and CockroachDB do it: the target joins as a
  * learner, catches up from a snapshot, is promoted, leadership moves off the
