@@ -1,65 +1,53 @@
 /**
  * Free TCP ports on 127.0.0.1 for tests that must name a port before the
- * process that listens on it starts (a cluster's `--initial-cluster`). Each
- * port is probed (listened on, then closed) and the caller binds it soon after.
+ * process that listens on it starts (a cluster's `--initial-cluster`), and
+ * that listen on it again after a restart.
  *
- * The ports are drawn at random from below the kernel's ephemeral range
- * (/proc/sys/net/ipv4/ip_local_port_range), which the kernel never hands out
- * by itself: a port the OS picked (listen on 0) could be given to any other
- * socket listening on 0, or to an outgoing connection, between the probe and
- * the bind — that failed a test once (EADDRINUSE) with another test file running
- * beside it. Below that range only another probe of the same number can take
- * it. Where the range cannot be read, or no candidate is free, the OS picks.
+ * The ports come from LOW..HIGH, below Linux's ephemeral range
+ * (`/proc/sys/net/ipv4/ip_local_port_range`, 32768–60999 by default). A port
+ * the OS hands out for `listen(0)` comes from the ephemeral range, and so
+ * does the local port of every outgoing connection: a member killed by a
+ * test and restarted on its port failed to listen (EADDRINUSE) when some
+ * client connection on the machine had been given that port as its source
+ * port meanwhile. Outside the range only another probe can take it.
+ *
+ * Each candidate is probed by listening on it; all are held open at once (so
+ * they are distinct), then closed for the caller to bind soon after. Another
+ * process may take one in between; with random picks from ~22,000 ports that
+ * is rare, and the start then fails loudly.
  */
-import { randomInt } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { type AddressInfo, type Server, createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 
-const PROBE_LOW_PORT = 20_000;
-const PROBE_TRIES_MAX = 50;
+const LOW = 10_000;
+const HIGH = 32_000;
+/** Candidates tried per requested port before giving up. */
+const ATTEMPTS = 50;
 
-/** The lowest port of the kernel's ephemeral range, or undefined where it cannot be read (not Linux). */
-function ephemeralLow(): number | undefined {
-  try {
-    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
-    return Number.isInteger(low) && low > PROBE_LOW_PORT + 1000 ? low : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function listen(port: number, host: string): Promise<Server | undefined> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(undefined));
-    server.listen(port, host, () => resolve(server));
-  });
-}
-
-/** A listening probe on a free port below the ephemeral range (or on one the OS picks); `taken` are not tried. */
-async function probe(host: string, taken: ReadonlySet<number>): Promise<Server> {
-  const high = ephemeralLow();
-  for (let attempt = 0; high !== undefined && attempt < PROBE_TRIES_MAX; attempt++) {
-    const port = randomInt(PROBE_LOW_PORT, high);
-    if (taken.has(port)) continue;
-    const server = await listen(port, host);
-    if (server !== undefined) return server;
-  }
-  const server = await listen(0, host);
-  if (server === undefined) throw new Error(`no free port on ${host}`);
-  return server;
-}
-
-/** `count` distinct free ports. */
+/** `count` distinct free ports in LOW..HIGH. */
 export async function freePorts(count: number, host = '127.0.0.1'): Promise<number[]> {
-  const servers: Server[] = [];
-  const taken = new Set<number>();
-  // All held open at once, so the ports are distinct.
-  for (let i = 0; i < count; i++) {
-    const server = await probe(host, taken);
-    servers.push(server);
-    taken.add((server.address() as AddressInfo).port);
+  const held: Server[] = [];
+  const ports: number[] = [];
+  try {
+    for (let attempt = 0; ports.length < count; attempt++) {
+      if (attempt >= ATTEMPTS * count) throw new Error(`no ${count} free ports found on ${host} in ${LOW}..${HIGH} after ${attempt} tries`);
+      const port = LOW + Math.floor(Math.random() * (HIGH - LOW));
+      if (ports.includes(port)) continue;
+      const server = await listening(port, host);
+      if (server === undefined) continue;
+      held.push(server);
+      ports.push(port);
+    }
+    return ports;
+  } finally {
+    await Promise.all(held.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
   }
-  await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
-  return [...taken];
+}
+
+/** A server listening on `port`, or undefined when the port is taken. */
+function listening(port: number, host: string): Promise<Server | undefined> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' || error.code === 'EACCES' ? resolve(undefined) : reject(error)));
+    server.listen({ port, host, exclusive: true }, () => resolve(server));
+  });
 }
