@@ -12,13 +12,13 @@
  * Prints a table and writes it to docs/benchmarks.md (section
  * "concurrent-node<major>").
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ENGINE_NAMES } from '../src/storage/registry.js';
 import { startServerProcess } from '../testkit/process/server-process.js';
+import { startCeiling } from './lib/ceiling.js';
 import { flag, formatNumber, loadLine, machineLine, processCpuSeconds, table, writeSection } from './report.js';
 
 interface WrkResult {
@@ -42,6 +42,8 @@ const engines = flag('engines', ENGINE_NAMES.join(',')).split(',');
 const syncModes = flag('sync', 'fsync,none').split(',');
 const rounds = Number(flag('rounds', '3'));
 const operations = flag('ops', 'PUT,GET,DELETE').split(',') as Array<'PUT' | 'GET' | 'DELETE'>;
+/** Seconds of wrk per server and operation before the measured rounds, discarded: the JIT's tier-up of a larger program takes longer than the ceiling's. */
+const warmupSeconds = Number(flag('warmup', '3'));
 
 function ensureWrk(): void {
   try {
@@ -54,11 +56,11 @@ function ensureWrk(): void {
   }
 }
 
-async function wrk(url: string, pid: number, method: 'PUT' | 'GET' | 'DELETE'): Promise<WrkResult> {
+async function wrk(url: string, pid: number, method: 'PUT' | 'GET' | 'DELETE', seconds = durationSeconds): Promise<WrkResult> {
   const script = join(tmpdir(), `impulse-wrk-${method}.lua`);
   await writeFile(script, `wrk.method = "${method}"\n${method === 'PUT' ? 'wrk.body = "bar"\n' : ''}`);
   const cpuBefore = await processCpuSeconds(pid);
-  const output = execFileSync('wrk', ['-t1', `-c${connections}`, `-d${durationSeconds}s`, '--latency', '-s', script, `${url}/kv/foo`], { encoding: 'utf8' });
+  const output = execFileSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', script, `${url}/kv/foo`], { encoding: 'utf8' });
   const requestsPerSecond = Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1]);
   const latencyAvgMs = toMs(/Latency\s+([\d.]+\w+)/.exec(output)?.[1]);
   const latencyP99Ms = toMs(/99%\s+([\d.]+\w+)/.exec(output)?.[1]);
@@ -79,27 +81,7 @@ function toMs(text: string | undefined): number {
 }
 
 function ceiling(label: string, framework: string): Target {
-  return {
-    label,
-    async start() {
-      const child: ChildProcess = spawn(process.execPath, [fileURLToPath(new URL('./ceiling-server.js', import.meta.url)), '--framework', framework], { stdio: ['ignore', 'pipe', 'inherit'] });
-      const port = await new Promise<number>((resolve, reject) => {
-        child.stdout!.on('data', (chunk: Buffer) => {
-          const match = /listening (\d+)/.exec(chunk.toString());
-          if (match) resolve(Number(match[1]));
-        });
-        child.once('exit', (code) => reject(new Error(`ceiling server exited ${code}`)));
-      });
-      return {
-        url: `http://127.0.0.1:${port}`,
-        pid: child.pid!,
-        stop: async () => {
-          child.kill('SIGTERM');
-          await new Promise((resolve) => child.once('exit', resolve));
-        },
-      };
-    },
-  };
+  return { label, start: () => startCeiling({ framework }) };
 }
 
 function impulse(engine: string, sync: string): Target {
@@ -130,9 +112,9 @@ interface Cell {
   readonly ratios: { median: number; min: number; max: number };
   /** Requests/s ÷ the memory engine's in the same round (median, min, max); undefined when memory is not measured. */
   readonly vsMemory: { median: number; min: number; max: number } | undefined;
-  /** Server CPU µs per request, median over the rounds, and its ratio to the ceiling's in the same round (median). */
+  /** Server CPU µs per request, median over the rounds, and its ratio to the ceiling's in the same round (median, min, max). */
   readonly cpuMicrosPerRequest: number;
-  readonly cpuRatio: number;
+  readonly cpuRatios: { median: number; min: number; max: number };
   readonly errors: number;
 }
 
@@ -170,9 +152,14 @@ async function main(): Promise<void> {
     for (const target of targets) running.push({ label: target.label, ...(await target.start()) });
     for (const method of operations) {
       const samples = new Map<string, WrkResult[]>();
+      for (const { url, pid } of running) {
+        if (method === 'GET') await fetch(`${url}/kv/foo`, { method: 'PUT', body: 'bar' }); // GET of a present key
+        if (warmupSeconds > 0) await wrk(url, pid, method, warmupSeconds);
+      }
       for (let round = 0; round < rounds; round++) {
-        for (const { label, url, pid } of running) {
-          if (method === 'GET') await fetch(`${url}/kv/foo`, { method: 'PUT', body: 'bar' }); // GET of a present key
+        // Each round starts one server later, so no server is always measured first (or right after the same neighbour).
+        const order = running.map((_, i) => running[(i + round) % running.length]!);
+        for (const { label, url, pid } of order) {
           const r = await wrk(url, pid, method);
           samples.set(label, [...(samples.get(label) ?? []), r]);
           console.log(
@@ -193,7 +180,7 @@ async function main(): Promise<void> {
           ratios: ratiosTo(runs, ceilingRuns),
           vsMemory: memoryRuns === undefined || !label.startsWith('impulse') ? undefined : ratiosTo(runs, memoryRuns),
           cpuMicrosPerRequest: medianOf(runs.map((r) => r.cpuMicrosPerRequest)),
-          cpuRatio: medianOf(cpuRatios),
+          cpuRatios: { median: medianOf(cpuRatios), min: Math.min(...cpuRatios), max: Math.max(...cpuRatios) },
           errors: runs.reduce((sum, r) => sum + r.errors, 0),
         };
         if (!results.has(label)) results.set(label, new Map());
@@ -216,7 +203,8 @@ async function main(): Promise<void> {
         cell.errors,
         formatRatio(cell.ratios),
         formatRatio(cell.vsMemory),
-        `${cell.cpuMicrosPerRequest.toFixed(1)} (${cell.cpuRatio.toFixed(2)}×)`,
+        cell.cpuMicrosPerRequest.toFixed(1),
+        formatRatio(cell.cpuRatios),
       ]);
     }
   }
@@ -226,9 +214,9 @@ async function main(): Promise<void> {
     '',
     `${machineLine()} · ${loadAtStart} at the start, ${loadLine()} at the end`,
     '',
-    `\`node dist/bench/concurrent.js --rounds ${rounds} --duration ${durationSeconds} --ops ${operations.join(',')} --sync ${syncModes.join(',')}\`: \`wrk -t1 -c${connections} -d${durationSeconds}s\` per cell, all servers in one run, each operation measured on every server back to back, ${rounds} round(s); wrk and the servers share the machine's two cores. requests/s is the median round, with the range over the rounds; "vs ceiling" is requests/s ÷ the bare node:http server's in the same round, median (min–max) over the rounds; "vs memory" the same against the memory engine. Server CPU is the server process's user + system time during the run ÷ requests served (from /proc), median over the rounds: on a shared machine it moves far less than requests/s, and it is what the request path costs.`,
+    `\`node dist/bench/concurrent.js --rounds ${rounds} --duration ${durationSeconds} --warmup ${warmupSeconds} --ops ${operations.join(',')} --sync ${syncModes.join(',')}\`: \`wrk -t1 -c${connections} -d${durationSeconds}s\` per cell, all servers in one run, each operation measured on every server back to back, ${rounds} round(s), each round starting one server later; before the rounds every server gets ${warmupSeconds} s of the same load, not counted (JIT warm-up); wrk and the servers share the machine's two cores. requests/s is the median round, with the range over the rounds; "vs ceiling" is requests/s ÷ the bare node:http server's in the same round, median (min–max) over the rounds; "vs memory" the same against the memory engine. Server CPU is the server process's user + system time during the run ÷ requests served (from /proc), median over the rounds, and its ratio to the ceiling's in the same round, median (min–max): on a shared machine it moves far less than requests/s, and it is what the request path costs.`,
     '',
-    table(['server', 'op', 'requests/s', 'range', 'avg ms', 'p99 ms', 'errors', 'vs ceiling', 'vs memory', 'server CPU µs/request (vs ceiling)'], rows),
+    table(['server', 'op', 'requests/s', 'range', 'avg ms', 'p99 ms', 'errors', 'vs ceiling', 'vs memory', 'server CPU µs/request', 'CPU vs ceiling'], rows),
   ].join('\n');
   console.log('\n' + markdown);
   await writeSection(`concurrent-node${nodeMajor}`, markdown);

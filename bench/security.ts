@@ -23,6 +23,7 @@ import { ImpulseClient } from '../src/client/client.js';
 import { ProcessCluster } from '../testkit/process/cluster-process.js';
 import { type ServerProcess, startServerProcess } from '../testkit/process/server-process.js';
 import { type PemSet, TestPki } from '../testkit/security/pki.js';
+import { type CeilingProcess, startCeiling } from './lib/ceiling.js';
 import { type WrkResult, runWrk } from './lib/wrk.js';
 import { flag, formatNumber, loadLine, machineLine, processCpuSeconds, table, writeSection } from './report.js';
 
@@ -30,6 +31,8 @@ const durationSeconds = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '100'));
 const rounds = Number(flag('rounds', '3'));
 const engine = flag('engine', 'lsm');
+/** Seconds of wrk per variant and operation before the measured rounds, discarded (JIT warm-up). */
+const warmupSeconds = Number(flag('warmup', '3'));
 const KEYS = 1000;
 const TOKEN = 'bench-token-0123456789abcdef';
 
@@ -42,6 +45,8 @@ interface Target {
   readonly ca?: Buffer;
   /** The server processes whose CPU time a request costs (a cluster's every member). */
   readonly pids: readonly number[];
+  /** The server holds the keys already (the ceilings); otherwise they are written through the client first. */
+  readonly preloaded?: boolean;
 }
 
 interface Measured {
@@ -102,6 +107,7 @@ async function main(): Promise<void> {
   await writeFile(tokenFile, `bench write ${TOKEN}\n`);
   const singles: ServerProcess[] = [];
   const clusters: ProcessCluster[] = [];
+  const ceilings: CeilingProcess[] = [];
   try {
     const single = async (args: string[]): Promise<ServerProcess> => {
       const server = await startServerProcess(['--engine', engine, '--sync', 'none', '--data-dir', await mkdtemp(join(root, 'single-')), ...args]);
@@ -120,10 +126,18 @@ async function main(): Promise<void> {
     clusters.push(tlsCluster);
     const httpsPlainPeers = await ProcessCluster.start(3, { serveArgs: ['--engine', engine], memberArgs: (id) => tlsArgs(pki.node(id), false), https: true, clientOptions: { ca: pki.node(1).ca } });
     clusters.push(httpsPlainPeers);
+    // What TLS costs Node itself: the bare node:http server with a Map beside the same over node:https.
+    const ceilingHttp = await startCeiling({ preload: KEYS });
+    ceilings.push(ceilingHttp);
+    const ceilingHttps = await startCeiling({ preload: KEYS, tls: pki.node(1) });
+    ceilings.push(ceilingHttps);
     const ca = pki.node(1).ca;
+    const ceilingLabel = 'bare node:http + Map (ceiling), HTTP';
     const singleLabel = `single node (${engine}, sync none), HTTP`;
     const clusterLabel = `3 members (${engine}), at the leader, HTTP`;
     const targets: Target[] = [
+      { label: ceilingLabel, baseline: ceilingLabel, url: ceilingHttp.url, pids: [ceilingHttp.pid], preloaded: true },
+      { label: 'bare node:https + Map (ceiling), HTTPS', baseline: ceilingLabel, url: ceilingHttps.url, ca, pids: [ceilingHttps.pid], preloaded: true },
       { label: singleLabel, baseline: singleLabel, url: plain.url, pids: [plain.pid] },
       // The token check without TLS: separates what tokens cost from what TLS costs.
       { label: `single node (${engine}, sync none), HTTP + token`, baseline: singleLabel, url: plainToken.url, token: TOKEN, pids: [plainToken.pid] },
@@ -134,9 +148,10 @@ async function main(): Promise<void> {
       { label: `3 members (${engine}), at the leader, HTTPS, plain TCP between members`, baseline: clusterLabel, url: httpsPlainPeers.url(await httpsPlainPeers.waitForLeader()), ca, pids: memberPids(httpsPlainPeers) },
       { label: `3 members (${engine}), at the leader, HTTPS + mutual TLS between members`, baseline: clusterLabel, url: tlsCluster.url(await tlsCluster.waitForLeader()), ca, pids: memberPids(tlsCluster) },
     ];
-    for (const target of targets) await preload(target);
+    for (const target of targets) if (target.preloaded !== true) await preload(target);
     const results = new Map<string, Measured[]>();
     for (const method of ['GET', 'PUT'] as const) {
+      if (warmupSeconds > 0) for (const target of targets) runWrk(target.url, await wrkScript(method, target.token), connections, warmupSeconds);
       for (let round = 0; round < rounds; round++) {
         for (const target of targets) {
           const script = await wrkScript(method, target.token);
@@ -175,7 +190,7 @@ async function main(): Promise<void> {
       '',
       `${machineLine()} · ${loadAtStart} at the start, ${loadLine()} at the end`,
       '',
-      `\`node dist/bench/security.js --rounds ${rounds} --duration ${durationSeconds} --engine ${engine}\`: \`wrk -t1 -c${connections} -d${durationSeconds}s\` per cell on 1000 keys, every variant in one run, rounds interleaved; the machine's two cores are shared by wrk, the servers and other engineers' work. "vs HTTP" is requests/s ÷ the plain-HTTP variant of the same deployment in the same round, median (min–max). Of the two HTTPS clusters one runs mutual TLS between its members, the other plain TCP. Server CPU is the servers' user + system time per request served (a cluster's three members summed, from /proc), median over the rounds, and its ratio to the plain-HTTP twin's: wrk's own TLS work shares the cores, so this is the steadier figure for what TLS costs the servers. Certificates are EC P-256 (\`impulse certs\`); wrk keeps its connections, so each does one handshake.`,
+      `\`node dist/bench/security.js --rounds ${rounds} --duration ${durationSeconds} --warmup ${warmupSeconds} --engine ${engine}\`: \`wrk -t1 -c${connections} -d${durationSeconds}s\` per cell on 1000 keys, every variant in one run, rounds interleaved, after ${warmupSeconds} s of the same load per variant that is not counted; the bare node:http and node:https servers with a Map (bench/ceiling-server.ts) show what TLS costs Node itself; the machine's two cores are shared by wrk, the servers and other engineers' work. "vs HTTP" is requests/s ÷ the plain-HTTP variant of the same deployment in the same round, median (min–max). Of the two HTTPS clusters one runs mutual TLS between its members, the other plain TCP. Server CPU is the servers' user + system time per request served (a cluster's three members summed, from /proc), median over the rounds, and its ratio to the plain-HTTP twin's: wrk's own TLS work shares the cores, so this is the steadier figure for what TLS costs the servers. Certificates are EC P-256 (\`impulse certs\`); wrk keeps its connections, so each does one handshake.`,
       '',
       table(['variant', 'op', 'requests/s', 'range', 'p99 ms', 'errors', 'vs HTTP', 'server CPU µs/request (vs HTTP)'], rows),
     ].join('\n');
@@ -187,6 +202,7 @@ async function main(): Promise<void> {
       await server.exited;
     }
     for (const cluster of clusters) await cluster.close();
+    for (const ceiling of ceilings) await ceiling.stop();
     await rm(root, { recursive: true, force: true });
     await pki.close();
   }
