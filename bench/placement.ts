@@ -10,9 +10,16 @@
  *
  *   node dist/bench/placement.js
  *
- * Prints the table and writes it to docs/benchmarks.md (section "sharding-placement").
+ * Then bytes: the issue's scale (40 nodes at first, 24 seeded additions,
+ * deaths and hot-range growths, 30-60 nodes, 5,000 shards of uneven sizes)
+ * planned by the byte-weighing planner and by the count-only one (the same
+ * planner told no sizes: today's before sizes were reported), same seeds.
+ *
+ * Prints the tables and writes them to docs/benchmarks.md (section "sharding-placement").
  */
 import { type PlacedShard, applyMoves, minimumMoves, planPlacement } from '../src/shard/placement.js';
+import { BYTE_TOLERANCE } from '../src/shard/byte-balance.js';
+import { GROWTH_CHANCE, GROWTH_FACTOR, GROWTH_SHARE, type PlacementStep, runPlacementSimulation } from '../testkit/sim/placement.js';
 import { formatNumber, table, writeSection } from './report.js';
 
 const NODES = [5, 10, 25, 50];
@@ -60,6 +67,22 @@ for (const nodes of NODES) {
     messageRows.push([String(nodes), formatNumber(count), formatNumber(added.moves * MOVE_MESSAGES), formatNumber(died.moves * MOVE_MESSAGES), formatNumber(liveness), formatNumber(liveness / nodes), formatNumber(liveness + activeGroups), formatNumber((liveness + activeGroups) / nodes)]);
   }
 }
+const SEEDS = [1, 2, 3];
+const byteRows: string[][] = [];
+for (const weighBytes of [true, false]) {
+  const runs = SEEDS.map((seed) => runPlacementSimulation({ seed, initialNodes: 40, shards: 5000, replicationFactor: 3, changes: 24, minNodes: 30, sizes: { weighBytes } }));
+  const later = runs.flatMap((run) => run.steps.slice(1));
+  const sum = (pick: (step: PlacementStep) => number): number => later.reduce((total, step) => total + pick(step), 0);
+  byteRows.push([
+    weighBytes ? `bytes and counts (tolerance ${BYTE_TOLERANCE * 100}%)` : 'counts only (sizes not told)',
+    formatNumber(Math.max(...later.map((step) => step.bytesMaxOverMean)), 3),
+    formatNumber(Math.min(...later.map((step) => step.bytesMinOverMean)), 3),
+    formatNumber(Math.max(...later.map((step) => (step.maxReplicas - step.meanReplicas) / step.meanReplicas)) * 100, 1),
+    `${formatNumber(sum((step) => step.moves))} (${formatNumber(sum((step) => step.minimumMoves))} / ${formatNumber(sum((step) => step.minimumByteMoves))})`,
+    String(runs.reduce((total, run) => total + run.violations.length, 0)),
+    formatNumber(Math.max(...later.map((step) => step.planMs)), 0),
+  ]);
+}
 const markdown = [
   '### Placement work as the cluster grows (simulation, three replicas a shard)',
   '',
@@ -70,6 +93,12 @@ const markdown = [
   `Peer messages, counted from the protocol (not measured): a move costs at least ${MOVE_MESSAGES} messages (three map changes committed by the meta group's ${META_VOTERS} voters, three membership steps asked of the shard's leader, the learner added and probed, one snapshot stream and its answer, the promotion and the removal committed by four members; retries, a leadership transfer off the source and heartbeats during the move not counted) plus the snapshot's bytes. At rest, every member pings every other ${HEARTBEATS_PER_SECOND} times a second (node liveness); a quiesced shard sends nothing, an active one ${commitMessages(FACTOR) * HEARTBEATS_PER_SECOND} a second (heartbeats to its two followers and their answers).`,
   '',
   table(['nodes', 'shards', 'messages: one node added', 'messages: one node dies', 'messages/s at rest, all quiesced', '… per node', 'messages/s, every shard active', '… per node'], messageRows),
+  '',
+  '### Byte balance at the issue\'s scale (simulation)',
+  '',
+  `Seeds ${SEEDS.join(', ')}: 5,000 shards of three replicas, sizes log-uniform 1-512 MiB; 40 nodes, then 24 changes each (a node added or dying, 30-60 nodes; with chance ${GROWTH_CHANCE}, ${GROWTH_SHARE * 100}% of the shards in key order growing ${GROWTH_FACTOR}x instead). Bytes a node over the mean after every change but the first placement, worst over all runs; moves summed over those changes, with the count bound and the byte bound (\`minimumMoves\` / \`minimumByteMoves\`) summed beside them. Plan time on this machine (shared), the slowest single plan.`,
+  '',
+  table(['planner', 'most bytes a node / mean', 'least / mean', 'replica count above mean, %', 'moves (count bound / byte bound)', 'invariant violations', 'slowest plan, ms'], byteRows),
 ].join('\n');
 console.log(markdown);
 await writeSection('sharding-placement', markdown);

@@ -1,7 +1,8 @@
 /**
  * A replica move under load, on real processes: three members started with
- * one split key ("m": two shards of three replicas), the first shard loaded
- * with `--mib` MiB (64 KiB values); then `--writers` closed-loop clients put
+ * one split key ("m": two shards of three replicas), each shard loaded
+ * with `--mib` MiB (64 KiB values; both, as the planner weighs shard sizes
+ * and would otherwise move the small one); then `--writers` closed-loop clients put
  * 1 KiB values on keys of both shards (through every member) while a fourth
  * member joins: the meta group's leader moves replicas onto it (learner,
  * snapshot, promote, remove; docs/sharding.md, "Moves") until `/shards` is
@@ -74,7 +75,8 @@ async function measure(): Promise<Sample> {
     const leader = await cluster.waitForLeader(30_000);
     await until('every shard has a leader', async () => (await cluster.client(1).shards()).shards.every((shard) => shard.leader !== null), 30_000);
     const loader = new ImpulseClient({ endpoint: cluster.url(leader), timeoutMs: 30_000 });
-    for (let i = 0; i < mib * 16; i++) await loader.put(`a/${String(i).padStart(6, '0')}`, LOAD_VALUE);
+    // Both shards get `mib` MiB: the planner weighs the sizes the shards' leaders report (it moves the shard nearest the mean size), so either move is a `mib` MiB move.
+    for (let i = 0; i < mib * 16; i++) for (const prefix of ['a', 'y']) await loader.put(`${prefix}/${String(i).padStart(6, '0')}`, LOAD_VALUE);
     loader.close();
     writers = Array.from({ length: writerCount }, async (_, w) => {
       const client = new ImpulseClient({ endpoint: cluster.url((w % 3) + 1), timeoutMs: 10_000 });
@@ -134,7 +136,7 @@ async function main(): Promise<void> {
     `### A replica move under load: ${mib} MiB shard, a fourth member joins three`,
     '',
     machineLine(),
-    `Real processes, engine lsm, fsync, \`--shard-moves-max 2\`. Two shards (split key "m") of three replicas; the first loaded with ${mib} MiB (64 KiB values) before the round; ${writerCount} closed-loop clients put 1 KiB values on both shards through all three members. A fourth member joins; the planner moves one replica onto it (six replicas over four members: ⌊6/4⌋..⌈6/4⌉; the donor's lowest shard, the loaded one: learner, snapshot, promote, remove), which takes ${medianCell(samples.map((sample) => sample.moveSeconds), (value) => formatNumber(value, 1))} s from \`member add\` to a balanced \`/shards\` (median of ${rounds} rounds, min–max). Writes refused per round (retryable, not retried): ${samples.map((sample) => sample.errors).join(' / ')}. The before phase follows the load (the engine still compacting), so it is not a clean baseline. Other engineers' work shared the 2 cores.`,
+    `Real processes, engine lsm, fsync, \`--shard-moves-max 2\`. Two shards (split key "m") of three replicas, each loaded with ${mib} MiB (64 KiB values) before the round (both: the planner weighs shard sizes and moves the shard nearest the mean size); ${writerCount} closed-loop clients put 1 KiB values on both shards through all three members. A fourth member joins; the planner moves one replica onto it (six replicas over four members: ⌊6/4⌋..⌈6/4⌉; learner, snapshot, promote, remove), which takes ${medianCell(samples.map((sample) => sample.moveSeconds), (value) => formatNumber(value, 1))} s from \`member add\` to a balanced \`/shards\` (median of ${rounds} rounds, min–max). Writes refused per round (retryable, not retried): ${samples.map((sample) => sample.errors).join(' / ')}. The before phase follows the load (the engine still compacting), so it is not a clean baseline. Other engineers' work shared the 2 cores.`,
     '',
     table(['phase', 'PUT/s', 'p99 ms'], [row(`${phaseSeconds} s before`, (sample) => sample.before), row('during the moves', (sample) => sample.during), row(`${phaseSeconds} s after`, (sample) => sample.after)]),
   ].join('\n');

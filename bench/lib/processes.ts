@@ -3,21 +3,9 @@
  * we started and waiting until it is gone, polling for a condition.
  */
 import type { ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 
-/** `count` distinct free TCP ports on 127.0.0.1 (bound and released; a tiny race remains). */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-      const server = createServer();
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve(server));
-    })),
-  );
-  const ports = servers.map((server) => (server.address() as { port: number }).port);
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  return ports;
-}
+/** Free ports below the ephemeral range, as tests use them (testkit/process/ports.ts says why). */
+export { freePorts } from '../../testkit/process/ports.js';
 
 /** kill -9 of the process group led by `child` (started with `detached: true`), then waits until it has exited. */
 export async function killGroup(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {

@@ -80,6 +80,7 @@ const serveCommand = program
   .option('--shard-moves-max <n>', `sharded: most shard replica moves in flight at once, cluster-wide (default ${DEFAULT_SHARD_MOVES.movesMax})`)
   .option('--member-dead-after-ms <ms>', `sharded: a member silent this long is dead and its shard replicas are re-replicated (default ${DEFAULT_SHARD_MOVES.memberDeadAfterMs})`)
   .option('--shard-balance-leaders <bool>', 'sharded: the meta leader hands shard leaderships over so that no member leads more than its share (default true)')
+  .option('--shard-balance-bytes-min <bytes>', `sharded: replicas move for byte balance only when a member's bytes are off the mean by 5% and by at least this (default ${DEFAULT_SHARD_MOVES.balanceBytesMin})`)
   .option('--shard-split-bytes <n>', 'sharded: the leader of a shard splits it at its middle key once its keys and values pass n bytes (default 0: off; docs/sharding.md)')
   .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`)
   .option('--replication <mode>', 'raft (default) or leaderless (Dynamo-style: docs/leaderless.md)')

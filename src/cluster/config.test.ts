@@ -28,8 +28,10 @@ describe('cluster configuration', () => {
 
   it('parses the replica-move flags with their defaults and bounds', () => {
     const base = { nodeId: '1', initialCluster: THREE };
-    assert.deepEqual(parseClusterConfig(base, '127.0.0.1', 7070)!.moves, { movesMax: 2, memberDeadAfterMs: 300_000, balanceLeaders: true });
-    assert.deepEqual(parseClusterConfig({ ...base, shardMovesMax: '8', memberDeadAfterMs: '60000', shardBalanceLeaders: 'false' }, '127.0.0.1', 7070)!.moves, { movesMax: 8, memberDeadAfterMs: 60_000, balanceLeaders: false });
+    assert.deepEqual(parseClusterConfig(base, '127.0.0.1', 7070)!.moves, { movesMax: 2, memberDeadAfterMs: 300_000, balanceLeaders: true, balanceBytesMin: 64 * 1024 * 1024 });
+    assert.deepEqual(parseClusterConfig({ ...base, shardMovesMax: '8', memberDeadAfterMs: '60000', shardBalanceLeaders: 'false' }, '127.0.0.1', 7070)!.moves, { movesMax: 8, memberDeadAfterMs: 60_000, balanceLeaders: false, balanceBytesMin: 64 * 1024 * 1024 });
+    assert.equal(parseClusterConfig({ ...base, shardBalanceBytesMin: '0' }, '127.0.0.1', 7070)!.moves.balanceBytesMin, 0);
+    refused(() => parseClusterConfig({ ...base, shardBalanceBytesMin: '-1' }, '127.0.0.1', 7070), /--shard-balance-bytes-min/);
     refused(() => parseClusterConfig({ ...base, shardBalanceLeaders: 'no' }, '127.0.0.1', 7070), /--shard-balance-leaders must be true or false/);
     refused(() => parseClusterConfig({ ...base, shardMovesMax: '0' }, '127.0.0.1', 7070), /--shard-moves-max/);
     refused(() => parseClusterConfig({ ...base, shardMovesMax: '65' }, '127.0.0.1', 7070), /--shard-moves-max/);

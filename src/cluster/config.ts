@@ -63,9 +63,11 @@ export interface ShardMovesConfig {
   readonly memberDeadAfterMs: number;
   /** `--shard-balance-leaders`: the meta leader hands shard leaderships over so no member leads more than ceil(mean) (src/shard/leaders.ts). Default true. */
   readonly balanceLeaders: boolean;
+  /** `--shard-balance-bytes-min`: replicas move for byte balance only when a member is off the mean bytes by 5% and by at least this many bytes (src/shard/byte-balance.ts). Default 64 MiB. */
+  readonly balanceBytesMin: number;
 }
 
-export const DEFAULT_SHARD_MOVES: ShardMovesConfig = { movesMax: 2, memberDeadAfterMs: 300_000, balanceLeaders: true };
+export const DEFAULT_SHARD_MOVES: ShardMovesConfig = { movesMax: 2, memberDeadAfterMs: 300_000, balanceLeaders: true, balanceBytesMin: 64 * 1024 * 1024 };
 
 export interface RaftTimingConfig {
   /** Milliseconds per Raft tick. Default 50. */
@@ -119,6 +121,7 @@ export interface ClusterFlags {
   memberDeadAfterMs?: string;
   shardSplitBytes?: string;
   shardBalanceLeaders?: string;
+  shardBalanceBytesMin?: string;
 }
 
 /**
@@ -129,7 +132,7 @@ export interface ClusterFlags {
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number, clientScheme: 'http' | 'https' = 'http'): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
     const stray = (
-      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders'] as const
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders', 'shardBalanceBytesMin'] as const
     ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
@@ -170,6 +173,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
     movesMax: integer('--shard-moves-max', flags.shardMovesMax ?? String(DEFAULT_SHARD_MOVES.movesMax), 1, 64),
     memberDeadAfterMs: integer('--member-dead-after-ms', flags.memberDeadAfterMs ?? String(DEFAULT_SHARD_MOVES.memberDeadAfterMs), 1000, 86_400_000),
     balanceLeaders: (flags.shardBalanceLeaders ?? String(DEFAULT_SHARD_MOVES.balanceLeaders)) === 'true',
+    balanceBytesMin: integer('--shard-balance-bytes-min', flags.shardBalanceBytesMin ?? String(DEFAULT_SHARD_MOVES.balanceBytesMin), 0, 2 ** 48),
   };
   if (flags.shardBalanceLeaders !== undefined && flags.shardBalanceLeaders !== 'true' && flags.shardBalanceLeaders !== 'false') throw invalid('--shard-balance-leaders must be true or false');
   // A member is suspect after two election timeouts of silence (shard-mover.ts); dead must come later.

@@ -51,8 +51,10 @@ const MOVE_ROUND_MS = 1000;
 /** Default whole-request time on a member, ms. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
 
-/** Ticks between a member's checks of its led shards' sizes against --shard-split-bytes (5 s at the default 50 ms tick; at least 1 s). */
+/** Ticks between a member's checks of its led shards' sizes against --shard-split-bytes, or recounts without it (5 s at the default 50 ms tick; at least 1 s). */
 const SIZE_CHECK_TICKS = 100;
+/** How long `GET /shards` on a member that does not lead the meta group waits for the meta leader's shard reports, ms (then shows them as unknown). */
+const SHARD_REPORTS_WAIT_MS = 2000;
 
 export interface MemberOptions {
   readonly cluster: ClusterConfig;
@@ -146,11 +148,13 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       movesMax: cluster.moves.movesMax,
       memberDeadAfterMs: cluster.moves.memberDeadAfterMs,
       balanceLeaders: cluster.moves.balanceLeaders,
+      balanceBytesMin: cluster.moves.balanceBytesMin,
       suspectAfterMs: 2 * electionTimeoutMs,
       intervalMs: MOVE_ROUND_MS,
       stepTimeoutMs: requestTimeoutMs,
       retryPauseMs: 2 * cluster.timing.heartbeatTicks * tickMs,
       tickMs,
+      sizes: shards.sizes,
     });
     const admin = new ClusterAdmin({
       host,
@@ -162,7 +166,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       clusterId: cluster.clusterId,
       tickMs,
       requestTimeoutMs,
-      shards: () => shardsView(cluster.clusterId, cluster.nodeId, shards, meta),
+      shards: async () => shardsView(cluster.clusterId, cluster.nodeId, shards, meta, await mover.reportsNow(Math.min(requestTimeoutMs, SHARD_REPORTS_WAIT_MS))),
       ...(shards.sharded ? { splitShard: async (key: Buffer) => void (await shards.split(key)) } : {}),
     });
     const metaService = new RaftKvService({

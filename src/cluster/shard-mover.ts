@@ -7,7 +7,8 @@
  *      by a crash of either member, resumes from the map and the shard
  *      group's configuration (every step is idempotent, shard-conf.ts);
  *   2. while fewer than `movesMax` moves are in flight, plans placement
- *      (src/shard/placement.ts) over the live members and records the first
+ *      (src/shard/placement.ts: replica counts first, then bytes by the
+ *      sizes in `reports`) over the live members and records the first
  *      planned moves in the map, one per shard.
  *
  * Failure detection is the host's node liveness (node-liveness.ts): a member
@@ -19,13 +20,15 @@
  * before it was promoted is abandoned (the target removed from the group and
  * retired in the map).
  *
- *   3. with `balanceLeaders`, every LEADER_ROUND_EVERY rounds in which no
- *      move is in flight or planned: asks every live member which shards it
- *      leads (shard-leads.ts) and hands leaderships over (Raft leadership
- *      transfer, asked of each shard's leader: shard-conf.ts `transfer`)
- *      until no member leads more than ceil(mean) (src/shard/leaders.ts), at
- *      most `movesMax` transfers a round. Replica moves come first: a move
- *      changes the voters a leadership may go to.
+ *   3. every LEADER_ROUND_EVERY rounds: asks every live member which shards
+ *      it leads, with their sizes and load (shard-leads.ts), and keeps the
+ *      latest report of each shard (`reports`: `GET /shards` shows them);
+ *   4. with `balanceLeaders`, in those rounds when every live member
+ *      answered and no move is in flight or planned: hands leaderships over
+ *      (Raft leadership transfer, asked of each shard's leader: shard-conf.ts
+ *      `transfer`) until no member leads more than ceil(mean)
+ *      (src/shard/leaders.ts), at most `movesMax` transfers a round. Replica
+ *      moves come first: a move changes the voters a leadership may go to.
  *
  * Decisions go to the log (info: each move started, finished, abandoned, each
  * leadership handed over; warn: a failed step or transfer) and to /metrics
@@ -44,7 +47,8 @@ import { encodeClusterCommand } from './log-entries.js';
 import { peerAddresses } from './membership.js';
 import type { NodeHost } from './node-host.js';
 import { type ShardConfStep, askShardLeader, boundsHex } from './shard-conf.js';
-import { askShardLeads, leadersFromReports, localShardLeads, serveShardLeads, type ShardLead } from './shard-leads.js';
+import { type LeadSources, type ReportsSnapshot, ShardLoad, ShardReports, askShardLeads, askShardReports, leadersFromReports, localShardLeads, reportsSnapshot, serveShardLeads, serveShardReports, type ShardLead } from './shard-leads.js';
+import type { ShardSizes } from './shard-size.js';
 import { leaderBound, leaderCounts, planLeaderTransfers, type LedShard } from '../shard/leaders.js';
 
 /** Leader balance runs every this many rounds (with the default 1 s round: every 5 s), so a transfer's election settles and the reports see it before the next plan. */
@@ -64,6 +68,8 @@ export interface ShardMoverOptions {
   readonly memberDeadAfterMs: number;
   /** `--shard-balance-leaders`: hand shard leaderships over so no member leads more than ceil(mean). */
   readonly balanceLeaders: boolean;
+  /** `--shard-balance-bytes-min`: the byte band is at least this wide either side of the mean, bytes (src/shard/byte-balance.ts). */
+  readonly balanceBytesMin: number;
   /** A member silent longer than this is not live (receives no replicas), ms; below memberDeadAfterMs. */
   readonly suspectAfterMs: number;
   /** How often the leader looks at the map, ms. */
@@ -74,6 +80,8 @@ export interface ShardMoverOptions {
   readonly retryPauseMs: number;
   /** One Raft tick, ms (how often a leadership transfer is checked). */
   readonly tickMs: number;
+  /** The running byte counts of the shards this member leads (reported to the meta leader). */
+  readonly sizes: ShardSizes;
 }
 
 export interface ShardMoveCounters {
@@ -98,10 +106,18 @@ export class ShardMover {
   /** The most leaderships one live member held, and the bound, when this meta leader last looked at leaders (0: not yet). */
   private leadersMax = 0;
   private leadersBound = 0;
+  /** The inputs (map version, reports version, live members) of the last plan when it planned nothing. */
+  private emptyPlanInputs: string | undefined;
+
+  /** The latest report of each shard (size, load, leader), kept while this member leads the meta group. */
+  readonly reports = new ShardReports();
+  private readonly leadSources: LeadSources;
 
   constructor(private readonly options: ShardMoverOptions) {
-    // Every member answers the meta leader's question of which shards it leads.
-    serveShardLeads(options.rpc, options.host, options.meta.group.id);
+    // Every member answers the meta leader's question of which shards it leads; the meta leader answers for the reports.
+    this.leadSources = { host: options.host, metaGroup: options.meta.group.id, sizes: options.sizes, load: new ShardLoad(options.clock) };
+    serveShardLeads(options.rpc, this.leadSources);
+    serveShardReports(options.rpc, () => this.localReports());
     this.rounds = new Rounds(options.clock, options.intervalMs, () => this.round(), options.logger, 'shard placement round failed; trying again');
   }
 
@@ -140,14 +156,53 @@ export class ShardMover {
     return !this.closed && group.leads;
   }
 
+  /**
+   * The meta leader's latest shard reports: its own when it leads the meta
+   * group, else asked of the meta leader (undefined when there is none or it
+   * does not answer within `timeoutMs`).
+   */
+  async reportsNow(timeoutMs: number): Promise<ReportsSnapshot | undefined> {
+    const local = this.localReports();
+    if (local !== undefined) return local;
+    const leader = this.options.meta.group.leader;
+    if (leader === 0 || leader === this.options.host.nodeId) return undefined;
+    return askShardReports(this.options.rpc, leader, timeoutMs).catch((error: unknown) => {
+      this.options.logger.debug({ err: error, metaLeader: leader }, 'the meta leader did not give its shard reports; GET /shards shows them as unknown');
+      return undefined;
+    });
+  }
+
+  private localReports(): ReportsSnapshot | undefined {
+    return this.leading ? reportsSnapshot(this.options.host.nodeId, this.reports, this.options.clock.now()) : undefined;
+  }
+
   private async round(): Promise<void> {
     const map = this.map;
-    if (!this.leading || map === undefined) return;
+    if (!this.leading || map === undefined) {
+      this.reports.clear();
+      return;
+    }
     const inFlight = movesInFlight(map);
     for (const shard of inFlight) if (!this.driving.has(shard.id)) this.drive(shard.id);
     let started = 0;
     if (inFlight.length < this.options.movesMax) started = await this.plan(map, this.options.movesMax - inFlight.length);
-    if (++this.roundCount % LEADER_ROUND_EVERY === 0 && this.options.balanceLeaders && inFlight.length === 0 && started === 0) await this.balanceLeaders(map);
+    if (++this.roundCount % LEADER_ROUND_EVERY !== 0) return;
+    const leads = await this.collectReports(map);
+    if (leads !== undefined && this.options.balanceLeaders && inFlight.length === 0 && started === 0) await this.balanceLeaders(map, leads);
+  }
+
+  /** Asks every live member for its leads (sizes, load) and records them; resolves with them when every live member answered. */
+  private async collectReports(map: ShardMap): Promise<Map<NodeId, readonly ShardLead[]> | undefined> {
+    const { host, rpc, stepTimeoutMs, logger, clock } = this.options;
+    const live = this.liveMembers(map);
+    if (live === undefined) return undefined;
+    const reports = new Map<NodeId, readonly ShardLead[]>();
+    const asked = await Promise.allSettled(live.map(async (id) => reports.set(id, id === host.nodeId ? localShardLeads(this.leadSources) : await askShardLeads(rpc, id, stepTimeoutMs))));
+    if (this.leading) this.reports.record(reports, new Set(map.shards.map((shard) => shard.id)), clock.now());
+    const failed = asked.find((result) => result.status === 'rejected');
+    if (failed === undefined) return reports;
+    logger.debug({ err: failed.reason }, 'a live member did not say which shards it leads; its shards keep their previous reports, leader balance waits for the next round');
+    return undefined;
   }
 
   // ---------------------------------------------------------------- planning
@@ -157,9 +212,17 @@ export class ShardMover {
     const { logger } = this.options;
     const live = this.liveMembers(map);
     if (live === undefined) return 0;
+    // A plan that came out empty is not made again until the map, the live members or the reports change (a plan at thousands of shards takes tens of ms).
+    const inputs = `${map.version}|${this.reports.version}|${live.join(',')}`;
+    if (inputs === this.emptyPlanInputs) return 0;
     // Retired nodes are not excluded: a node returning to a shard takes a new Raft id (moves.ts).
-    const shards: PlacedShard[] = map.shards.map((shard) => ({ id: shard.id, replicas: replicasAfterMove(shard) }));
-    const planned = planPlacement({ liveNodes: live, shards, replicationFactor: SHARD_REPLICAS });
+    // With the sizes the shards' leaders reported (a shard with none weighs the mean: src/shard/placement-layout.ts).
+    const shards: PlacedShard[] = map.shards.map((shard) => {
+      const sizeBytes = this.reports.get(shard.id)?.sizeBytes;
+      return { id: shard.id, replicas: replicasAfterMove(shard), ...(sizeBytes !== undefined && sizeBytes !== null ? { sizeBytes } : {}) };
+    });
+    const planned = planPlacement({ liveNodes: live, shards, replicationFactor: SHARD_REPLICAS, byteBandMinBytes: this.options.balanceBytesMin });
+    this.emptyPlanInputs = planned.length === 0 ? inputs : undefined;
     const chosen = new Set<number>();
     for (const move of planned) {
       if (chosen.size >= slots) break;
@@ -170,7 +233,7 @@ export class ShardMover {
       if (!written) continue;
       this.counters.started++;
       if (rereplication) this.counters.rereplications++;
-      logger.info({ shard: move.shard, from: move.from, to: move.to, reason: rereplication ? 're-replicate (source dead or missing)' : 'balance', live }, 'shard replica move started');
+      logger.info({ shard: move.shard, from: move.from, to: move.to, reason: rereplication ? 're-replicate (source dead or missing)' : 'balance', sizeBytes: this.reports.get(move.shard)?.sizeBytes ?? null, live }, 'shard replica move started');
       this.drive(move.shard);
     }
     return chosen.size;
@@ -178,18 +241,10 @@ export class ShardMover {
 
   // ---------------------------------------------------------------- leader balance
 
-  /** Hands shard leaderships over (at most `movesMax` this round) so that no live member leads more than ceil(mean); skipped when a live member does not answer. */
-  private async balanceLeaders(map: ShardMap): Promise<void> {
-    const { host, rpc, stepTimeoutMs, movesMax, logger } = this.options;
-    const live = this.liveMembers(map);
-    if (live === undefined) return;
-    const reports = new Map<NodeId, readonly ShardLead[]>();
-    try {
-      await Promise.all(live.map(async (id) => reports.set(id, id === host.nodeId ? localShardLeads(host, this.options.meta.group.id) : await askShardLeads(rpc, id, stepTimeoutMs))));
-    } catch (error) {
-      logger.debug({ err: error }, 'a live member did not say which shards it leads; leader balance waits for the next round');
-      return;
-    }
+  /** Hands shard leaderships over (at most `movesMax` this round) so that no live member leads more than ceil(mean), by every live member's `reports`. */
+  private async balanceLeaders(map: ShardMap, reports: ReadonlyMap<NodeId, readonly ShardLead[]>): Promise<void> {
+    const { movesMax, logger } = this.options;
+    const live = [...reports.keys()].sort((a, b) => a - b);
     const leaders = leadersFromReports(reports);
     const shards: LedShard[] = map.shards.map((shard) => ({ id: shard.id, voters: shard.replicas, leader: leaders.get(shard.id) ?? 0 }));
     const counts = leaderCounts(live, shards);

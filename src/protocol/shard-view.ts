@@ -15,8 +15,16 @@ export interface ShardView {
   readonly replicas: readonly number[];
   /** A replica move in flight (docs/sharding.md, "Moves"): `from` null adds a replica; absent when none. */
   readonly move?: { readonly from: number | null; readonly to: number };
-  /** Nodes that left the shard's group by a move (never to return to it); absent when none. */
+  /** Nodes that left the shard's group by a move; absent when none. */
   readonly retired?: readonly number[];
+  /**
+   * The Raft ids of replicas that returned to the shard's group after leaving
+   * it (generation × 2³¹ + node, ascending; src/shard/replica-id.ts), as the
+   * map keeps them; absent when none (every other replica's Raft id is its
+   * node id). `nextGeneration`: the generation the next return takes.
+   */
+  readonly replicaIds?: readonly number[];
+  readonly nextGeneration?: number;
   /** The leader the answering member knows of; null when none, or when it does not replicate the shard. */
   readonly leader: number | null;
   /** Whether the answering member replicates the shard (only then are the figures below known). */
@@ -33,6 +41,18 @@ export interface ShardView {
    * --shard-split-bytes is set); null otherwise.
    */
   readonly sizeBytes: number | null;
+  /**
+   * The shard's size as its leader last reported it to the meta group's
+   * leader (its running byte count, as `sizeBytes`; docs/sharding.md
+   * "Shard reports"): the same on every member that reaches the meta leader;
+   * null when no report is known (no leader yet, the count not taken yet,
+   * or the meta leader did not answer).
+   */
+  readonly reportedSizeBytes: number | null;
+  /** Requests a second (proposals and read-index reads) at the shard's leader, as last reported; null when unknown. */
+  readonly requestsPerSecond: number | null;
+  /** Age of that report when the meta leader answered, ms; null without one. */
+  readonly reportAgeMs: number | null;
   /** Proposals made at the answering member since it started (load: writes it led); null when not local. */
   readonly proposals: number | null;
   /** The group is quiesced on the answering member (idle: no ticks, no heartbeats). */
@@ -45,6 +65,8 @@ export interface ShardsView {
   readonly nodeId: number;
   /** False for a cluster started without --split-keys: one shard, group 1, holds everything. */
   readonly sharded: boolean;
+  /** The meta group's leader whose shard reports fill `reportedSizeBytes` and `requestsPerSecond`; null when none answered. */
+  readonly reportsFrom: number | null;
   /** The shard map's version (0 while a sharded cluster has not applied its first map). */
   readonly version: number;
   readonly shards: readonly ShardView[];
