@@ -33,6 +33,7 @@ import type { RaftGroup } from './raft-group.js';
 import { encodeClusterCommand } from './log-entries.js';
 import { peerAddresses } from './membership.js';
 import type { ShardSizes } from './shard-size.js';
+import { type MergeCounters, ShardMerges } from './shard-merges.js';
 import { ShardSplits } from './shard-splits.js';
 import type { Clock } from '../util/clock.js';
 
@@ -61,10 +62,12 @@ export class ShardGroups {
   private proposing = false;
   private closed = false;
   private readonly splits: ShardSplits;
+  private readonly merges: ShardMerges;
 
   constructor(private readonly options: ShardGroupsOptions) {
     const { meta, groups, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger } = options;
     this.splits = new ShardSplits({ groups, meta, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger });
+    this.merges = new ShardMerges({ groups, meta, nodeId, clock, retryPauseMs, rpcTimeoutMs: options.waitHostedMs, logger });
     meta.group.listen({
       shardMapChanged: (map) => this.follow(map),
       leaderChanged: () => this.proposeFirstMap(),
@@ -128,24 +131,40 @@ export class ShardGroups {
     return this.splits.requestSplit(key);
   }
 
-  /** Stops opening groups and proposing splits (the host closes the open ones). */
+  /** Merges shard `leftId`'s right neighbour into it (ShardMerges.requestMerge); resolves with the map that has the merge in flight. */
+  merge(leftId: number): Promise<ShardMap> {
+    return this.merges.requestMerge(leftId);
+  }
+
+  /** This member's merge decisions and steps since it started. */
+  get mergeCounters(): MergeCounters {
+    return this.merges.counters;
+  }
+
+  /** Stops opening groups and proposing splits and merges (the host closes the open ones). */
   close(): void {
     this.closed = true;
     this.splits.close();
+    this.merges.close();
   }
 
   private follow(map: ShardMap): void {
     this.opening = this.opening.then(async () => {
       await this.openMissing(map);
       await this.destroyUnassigned(map);
-      if (!this.closed) this.splits.reconcile(map);
+      await this.merges.destroyMerged(map).catch((error: unknown) => this.options.logger.error({ err: error }, 'looking for merged-away shard copies to delete failed'));
+      if (this.closed) return;
+      this.splits.reconcile(map);
+      this.merges.reconcile(map);
     });
   }
 
-  /** A shard's leader changed: as its new leader, this member may have a split to propose. */
+  /** A shard's leader changed: as its new leader, this member may have a split or a merge step to propose. */
   private reconcileSplits(): void {
     const map = this.map;
-    if (map !== undefined && !this.closed) this.splits.reconcile(map);
+    if (map === undefined || this.closed) return;
+    this.splits.reconcile(map);
+    this.merges.reconcile(map);
   }
 
   /** Follows the current map again: a hosted group applied a split (or installed a snapshot). */
@@ -293,6 +312,7 @@ async function shardView(shard: Shard, hosted: HostedGroup | undefined, sizes: S
     replicas: shard.replicas,
     ...(shard.move !== undefined ? { move: shard.move } : {}),
     ...(shard.retired !== undefined ? { retired: shard.retired } : {}),
+    ...(shard.mergeInto !== undefined ? { mergeInto: shard.mergeInto } : {}),
   };
   if (hosted === undefined || hosted.group.state !== 'running') {
     return { ...range, leader: null, local: false, appliedIndex: null, keyCount: null, diskBytes: null, sizeBytes: null, proposals: null, quiesced: false };

@@ -17,6 +17,8 @@ export interface ShardView {
   readonly move?: { readonly from: number | null; readonly to: number };
   /** Nodes that left the shard's group by a move (never to return to it); absent when none. */
   readonly retired?: readonly number[];
+  /** A merge in flight: this shard merges into its left neighbour, shard `mergeInto`. */
+  readonly mergeInto?: number;
   /** The leader the answering member knows of; null when none, or when it does not replicate the shard. */
   readonly leader: number | null;
   /** Whether the answering member replicates the shard (only then are the figures below known). */
