@@ -163,7 +163,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       tickMs,
       requestTimeoutMs,
       shards: () => shardsView(cluster.clusterId, cluster.nodeId, shards, meta),
-      ...(shards.sharded ? { splitShard: async (key: Buffer) => void (await shards.split(key)) } : {}),
+      ...(shards.sharded ? { splitShard: async (key: Buffer) => void (await shards.split(key)), mergeShards: async (leftId: number) => void (await shards.merge(leftId)) } : {}),
     });
     const metaService = new RaftKvService({
       host,

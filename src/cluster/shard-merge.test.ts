@@ -12,6 +12,9 @@
  *     before the merge holds; the survivor's new revisions are above every
  *     revision shard 3 ever gave (its log was longer: ABA is ruled out by the
  *     revision base);
+ *   - POST /shards/merge (the client's and the CLI's route): malformed or
+ *     impossible merges refused with coded errors, a merge in flight shown
+ *     by GET /shards, the merge counted in /status figures;
  *   - every member crashed at three points of a merge (right after the
  *     intent, after the right group froze, after the left group took it in)
  *     and restarted: the merge completes from durable state, nothing lost.
@@ -21,6 +24,9 @@ import { after, before, describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
 import { contentDigest } from '../kv/digest.js';
 import type { KvCommand } from '../kv/command.js';
+import { pino } from 'pino';
+import { ImpulseServer } from '../api/server.js';
+import { ImpulseClient } from '../client/client.js';
 import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
 import type { Member } from './open-member.js';
 import { readMergePrepared } from './shard-merge.js';
@@ -132,6 +138,35 @@ describe('shard merges at runtime (three members, split key p)', () => {
       (error) => isImpulseError(error, 'IMPULSE_ERR_PRECONDITION_FAILED'),
       'a condition on the old revision no longer holds',
     );
+  });
+
+  it('merges through POST /shards/merge, refusing malformed and impossible merges with coded errors', async () => {
+    await cluster.member(1).shards.split(Buffer.from('m'));
+    await until('every member made the split', () => cluster.running().every((id) => settled(cluster.member(id))));
+    const right = cluster.member(1).shards.map!.shards.at(-1)!.id;
+    const member = cluster.member(1);
+    const server = new ImpulseServer({ service: member.service, cluster: member.admin, logger: pino({ level: 'silent' }), version: 'test' });
+    const base = `http://127.0.0.1:${(await server.listen(0, '127.0.0.1')).port}`;
+    try {
+      for (const body of ['{"shard": "2"}', '{"shard": 1}', '{}', '[]', `{"shard": ${right}}`, '{"shard": 99}']) {
+        const reply = await fetch(`${base}/shards/merge`, { method: 'POST', body });
+        assert.equal(reply.status, 400, body);
+        assert.equal(((await reply.json()) as { error: { code: string } }).error.code, 'IMPULSE_ERR_CONFIG_INVALID', body);
+      }
+      const client = new ImpulseClient({ endpoint: base });
+      const view = await client.mergeShards(2);
+      // The answer may come after the merge finished already: then the right shard is gone.
+      const shown = view.shards.find((shard) => shard.id === right);
+      assert.ok(shown === undefined || shown.mergeInto === 2, 'GET /shards shows the merge in flight');
+      await until('the merge finished on every member', () => mergedEverywhere(cluster, right));
+      const figures = await Promise.all(cluster.running().map(async (id) => (await cluster.member(id).service.status()).figures ?? {}));
+      assert.ok(figures.some((f) => (f['shard_merges_finished'] ?? 0) >= 1) && figures.every((f) => f['shard_merges_in_flight'] === 0), JSON.stringify(figures.map((f) => f['shard_merges_finished'])));
+      await checkAll();
+    } finally {
+      await server.close(); // closes member 1's service too
+      await cluster.restart(1);
+    }
+    await until('the member restarted after the server settled', () => settled(cluster.member(1)));
   });
 
   it('completes a merge after every member crashed at each step', async () => {
