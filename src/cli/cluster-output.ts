@@ -39,7 +39,9 @@ export function formatShardsView(view: ShardsView): string {
     const text = Buffer.from(hex, 'hex').toString('utf8');
     return /^[\x21-\x7e]+$/.test(text) ? JSON.stringify(text) : `0x${hex}`;
   };
-  const header = ['SHARD', 'START', 'END', 'EPOCH', 'REPLICAS', 'LEADER', 'KEYS', 'BYTES', 'SIZE', 'APPLIED', 'IDLE'];
+  const figure = (value: number | null | undefined): string => (value === null || value === undefined ? '-' : String(value)); // undefined: a member from before the field
+  // SIZE and REQ/S: the leader's report at the meta leader (the same from any member), else the answering member's own count.
+  const header = ['SHARD', 'START', 'END', 'EPOCH', 'REPLICAS', 'LEADER', 'KEYS', 'BYTES', 'SIZE', 'REQ/S', 'APPLIED', 'IDLE'];
   const rows = view.shards.map((shard) => [
     String(shard.id),
     key(shard.start, '-inf'),
@@ -49,7 +51,8 @@ export function formatShardsView(view: ShardsView): string {
     shard.leader === null ? '-' : String(shard.leader),
     shard.keyCount === null ? '-' : String(shard.keyCount),
     shard.diskBytes === null ? '-' : String(shard.diskBytes),
-    shard.sizeBytes === null || shard.sizeBytes === undefined ? '-' : String(shard.sizeBytes), // undefined: a member from before sizeBytes
+    figure(shard.reportedSizeBytes ?? shard.sizeBytes),
+    figure(shard.requestsPerSecond),
     shard.appliedIndex === null ? '-' : String(shard.appliedIndex),
     shard.quiesced ? 'yes' : 'no',
   ]);

@@ -42,17 +42,22 @@ import { RemoteShards } from './remote-shard.js';
 import { ShardedKvService } from './sharded-kv-service.js';
 import { JoinedKvService } from './joined-kv-service.js';
 import { ShardMover } from './shard-mover.js';
+import { ShardMergeTrigger } from './shard-merge-trigger.js';
 import type { KvService } from '../service/kv-service.js';
 
 /** The group every member runs today (sharding will add more). */
 export const DEFAULT_GROUP = 1;
 /** How often the meta group's leader looks for replica moves to drive or start, ms. */
 const MOVE_ROUND_MS = 1000;
+/** Interval of the automatic merge rounds on the meta leader (shard-merge-trigger.ts): the shard leaders report sizes every 5 s. */
+const MERGE_ROUND_MS = 5000;
 /** Default whole-request time on a member, ms. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
 
 /** Ticks between a member's checks of its led shards' sizes against --shard-split-bytes (5 s at the default 50 ms tick; at least 1 s). */
 const SIZE_CHECK_TICKS = 100;
+/** How long `GET /shards` on a member that does not lead the meta group waits for the meta leader's shard reports, ms (then shows them as unknown). */
+const SHARD_REPORTS_WAIT_MS = 2000;
 
 export interface MemberOptions {
   readonly cluster: ClusterConfig;
@@ -151,6 +156,20 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       stepTimeoutMs: requestTimeoutMs,
       retryPauseMs: 2 * cluster.timing.heartbeatTicks * tickMs,
       tickMs,
+      sizes: shards.sizes,
+    });
+    const mergeTrigger = new ShardMergeTrigger({
+      meta,
+      nodeId: cluster.nodeId,
+      clock,
+      logger: logger.child({ component: 'shard-merges' }),
+      mergeBytes: cluster.merges.mergeBytes,
+      splitBytes: cluster.shardSplitBytes,
+      quietMs: cluster.merges.quietMs,
+      intervalMs: MERGE_ROUND_MS,
+      reportMaxAgeMs: 3 * MERGE_ROUND_MS,
+      reports: () => mover.reports.all(),
+      merge: (leftId) => shards.merge(leftId),
     });
     const admin = new ClusterAdmin({
       host,
@@ -162,7 +181,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       clusterId: cluster.clusterId,
       tickMs,
       requestTimeoutMs,
-      shards: () => shardsView(cluster.clusterId, cluster.nodeId, shards, meta),
+      shards: async () => shardsView(cluster.clusterId, cluster.nodeId, shards, meta, await mover.reportsNow(Math.min(requestTimeoutMs, SHARD_REPORTS_WAIT_MS))),
       ...(shards.sharded ? { splitShard: async (key: Buffer) => void (await shards.split(key)), mergeShards: async (leftId: number) => void (await shards.merge(leftId)) } : {}),
     });
     const metaService = new RaftKvService({
@@ -176,6 +195,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       shutdown: async () => {
         admin.close();
         mover.close();
+        mergeTrigger.close();
         // Every group this member leads hands over at once (the meta group and the shards).
         const led = host.groupIds().map((id) => host.group(id)!);
         await Promise.all(led.map((each) => handOverLeadership(each, clock, logger, 2 * electionTicks * tickMs)));
@@ -183,11 +203,12 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       },
     });
     const remote = new RemoteShards({ rpc: host.rpc, nodeId: cluster.nodeId, clock, requestTimeoutMs, retryPauseMs: cluster.timing.heartbeatTicks * tickMs });
-    const sharded = new ShardedKvService(metaService, shards, remote, () => mover.figures());
+    const sharded = new ShardedKvService(metaService, shards, remote, () => ({ ...mover.figures(), ...mergeTrigger.figures() }));
     // A joiner learns whether the cluster is sharded from the meta group's snapshot, after it opened.
     const service = shards.sharded ? sharded : identity.bootstrap === 'initial' ? metaService : new JoinedKvService(metaService, sharded, shards);
     host.startTicking();
     mover.start();
+    mergeTrigger.start();
     logger.info({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${peerAddress.host}:${peerAddress.port}`, advertisePeer: cluster.advertisePeer, firstStart: isNew, bootstrap: identity.bootstrap }, 'cluster member started');
     return { service, shards, admin, host, group, groups, latency, peerAddress, isNew };
   } catch (error) {

@@ -32,6 +32,7 @@ import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import type { RaftGroup } from './raft-group.js';
 import { encodeClusterCommand } from './log-entries.js';
 import { peerAddresses } from './membership.js';
+import type { ReportedShard, ReportsSnapshot } from './shard-leads.js';
 import type { ShardSizes } from './shard-size.js';
 import { type MergeCounters, ShardMerges } from './shard-merges.js';
 import { ShardSplits } from './shard-splits.js';
@@ -291,28 +292,37 @@ export class ShardGroups {
   }
 }
 
-/** `GET /shards` as this member sees it: the map (or, unsharded, group 1 as the one shard) with its view of each group. */
-export async function shardsView(clusterId: string, nodeId: NodeId, shards: ShardGroups, meta: HostedGroup): Promise<ShardsView> {
+/**
+ * `GET /shards` as this member sees it: the map (or, unsharded, group 1 as
+ * the one shard) with its view of each group, and each shard's latest report
+ * at the meta leader (`reports`; undefined: none could be had).
+ */
+export async function shardsView(clusterId: string, nodeId: NodeId, shards: ShardGroups, meta: HostedGroup, reports?: ReportsSnapshot): Promise<ShardsView> {
   const map = shards.map;
+  const reportsFrom = reports?.from ?? null;
   if (!shards.sharded) {
     const whole: Shard = { id: META_GROUP, start: Buffer.alloc(0), end: null, epoch: 1, replicas: [...meta.group.membership.confState.voters].sort((a, b) => a - b) };
-    return { clusterId, nodeId, sharded: false, version: 1, shards: [await shardView(whole, meta, shards.sizes)] };
+    return { clusterId, nodeId, sharded: false, version: 1, reportsFrom, shards: [await shardView(whole, meta, shards.sizes, undefined)] };
   }
   const views: ShardView[] = [];
-  for (const shard of map?.shards ?? []) views.push(await shardView(shard, shards.hosted(shard), shards.sizes));
-  return { clusterId, nodeId, sharded: true, version: map?.version ?? 0, shards: views };
+  for (const shard of map?.shards ?? []) views.push(await shardView(shard, shards.hosted(shard), shards.sizes, reports?.shards.get(shard.id)));
+  return { clusterId, nodeId, sharded: true, version: map?.version ?? 0, reportsFrom, shards: views };
 }
 
-async function shardView(shard: Shard, hosted: HostedGroup | undefined, sizes: ShardSizes): Promise<ShardView> {
+async function shardView(shard: Shard, hosted: HostedGroup | undefined, sizes: ShardSizes, report: ReportedShard | undefined): Promise<ShardView> {
   const range = {
     id: shard.id,
     start: shard.start.toString('hex'),
     end: shard.end === null ? null : shard.end.toString('hex'),
     epoch: shard.epoch,
     replicas: shard.replicas,
+    replicaIds: shard.replicas.map((node) => raftIdOf(shard, node)),
     ...(shard.move !== undefined ? { move: shard.move } : {}),
     ...(shard.retired !== undefined ? { retired: shard.retired } : {}),
     ...(shard.mergeInto !== undefined ? { mergeInto: shard.mergeInto } : {}),
+    reportedSizeBytes: report?.sizeBytes ?? null,
+    requestsPerSecond: report?.requestsPerSecond ?? null,
+    reportAgeMs: report?.ageMs ?? null,
   };
   if (hosted === undefined || hosted.group.state !== 'running') {
     return { ...range, leader: null, local: false, appliedIndex: null, keyCount: null, diskBytes: null, sizeBytes: null, proposals: null, quiesced: false };

@@ -193,3 +193,26 @@ describe('shard merges at runtime (three members, split key p)', () => {
     }
   });
 });
+
+describe('automatic merges (--shard-merge-bytes; three members, split keys g and p)', () => {
+  let cluster: InProcessCluster;
+  before(async () => {
+    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'g,p', shardMergeBytes: '1000000', shardSplitBytes: '4000000', shardMergeQuietMs: '0' }, logLevel: process.env['MERGE_LOG'] ?? 'silent' });
+    await cluster.waitForLeader();
+  });
+  after(async () => {
+    await cluster?.close();
+  });
+
+  it('merges small neighbours until one shard is left, on the sizes the shard leaders report; every key kept', async () => {
+    const written = new Map<string, string>();
+    for (const key of ['apple', 'kiwi', 'zebra']) {
+      await retried(() => cluster.member(1).service.write(put(key, `${key}-v`)));
+      written.set(key, `${key}-v`);
+    }
+    await until('the three shards merged into one on every member', () => mergedEverywhere(cluster, 3) && mergedEverywhere(cluster, 4), 60_000);
+    const decided = await Promise.all(cluster.running().map(async (id) => (await cluster.member(id).service.status()).figures?.['shard_merges_decided'] ?? 0));
+    assert.equal(decided.reduce((a, b) => a + b, 0) >= 2, true, `merges decided: ${decided.join(',')}`);
+    for (const [key, value] of written) assert.equal((await retried(() => cluster.member(2).service.get(Buffer.from(key))))?.value.toString(), value, key);
+  });
+});

@@ -19,13 +19,15 @@
  * before it was promoted is abandoned (the target removed from the group and
  * retired in the map).
  *
- *   3. with `balanceLeaders`, every LEADER_ROUND_EVERY rounds in which no
- *      move is in flight or planned: asks every live member which shards it
- *      leads (shard-leads.ts) and hands leaderships over (Raft leadership
- *      transfer, asked of each shard's leader: shard-conf.ts `transfer`)
- *      until no member leads more than ceil(mean) (src/shard/leaders.ts), at
- *      most `movesMax` transfers a round. Replica moves come first: a move
- *      changes the voters a leadership may go to.
+ *   3. every LEADER_ROUND_EVERY rounds: asks every live member which shards
+ *      it leads, with their sizes and load (shard-leads.ts), and keeps the
+ *      latest report of each shard (`reports`: `GET /shards` shows them);
+ *   4. with `balanceLeaders`, in those rounds when every live member
+ *      answered and no move is in flight or planned: hands leaderships over
+ *      (Raft leadership transfer, asked of each shard's leader: shard-conf.ts
+ *      `transfer`) until no member leads more than ceil(mean)
+ *      (src/shard/leaders.ts), at most `movesMax` transfers a round. Replica
+ *      moves come first: a move changes the voters a leadership may go to.
  *
  * Decisions go to the log (info: each move started, finished, abandoned, each
  * leadership handed over; warn: a failed step or transfer) and to /metrics
@@ -44,7 +46,8 @@ import { encodeClusterCommand } from './log-entries.js';
 import { peerAddresses } from './membership.js';
 import type { NodeHost } from './node-host.js';
 import { type ShardConfStep, askShardLeader, boundsHex } from './shard-conf.js';
-import { askShardLeads, leadersFromReports, localShardLeads, serveShardLeads, type ShardLead } from './shard-leads.js';
+import { type LeadSources, type ReportsSnapshot, ShardLoad, ShardReports, askShardLeads, askShardReports, leadersFromReports, localShardLeads, reportsSnapshot, serveShardLeads, serveShardReports, type ShardLead } from './shard-leads.js';
+import type { ShardSizes } from './shard-size.js';
 import { leaderBound, leaderCounts, planLeaderTransfers, type LedShard } from '../shard/leaders.js';
 
 /** Leader balance runs every this many rounds (with the default 1 s round: every 5 s), so a transfer's election settles and the reports see it before the next plan. */
@@ -74,6 +77,8 @@ export interface ShardMoverOptions {
   readonly retryPauseMs: number;
   /** One Raft tick, ms (how often a leadership transfer is checked). */
   readonly tickMs: number;
+  /** The running byte counts of the shards this member leads (reported to the meta leader). */
+  readonly sizes: ShardSizes;
 }
 
 export interface ShardMoveCounters {
@@ -99,9 +104,15 @@ export class ShardMover {
   private leadersMax = 0;
   private leadersBound = 0;
 
+  /** The latest report of each shard (size, load, leader), kept while this member leads the meta group. */
+  readonly reports = new ShardReports();
+  private readonly leadSources: LeadSources;
+
   constructor(private readonly options: ShardMoverOptions) {
-    // Every member answers the meta leader's question of which shards it leads.
-    serveShardLeads(options.rpc, options.host, options.meta.group.id);
+    // Every member answers the meta leader's question of which shards it leads; the meta leader answers for the reports.
+    this.leadSources = { host: options.host, metaGroup: options.meta.group.id, sizes: options.sizes, load: new ShardLoad(options.clock) };
+    serveShardLeads(options.rpc, this.leadSources);
+    serveShardReports(options.rpc, () => this.localReports());
     this.rounds = new Rounds(options.clock, options.intervalMs, () => this.round(), options.logger, 'shard placement round failed; trying again');
   }
 
@@ -140,14 +151,53 @@ export class ShardMover {
     return !this.closed && group.leads;
   }
 
+  /**
+   * The meta leader's latest shard reports: its own when it leads the meta
+   * group, else asked of the meta leader (undefined when there is none or it
+   * does not answer within `timeoutMs`).
+   */
+  async reportsNow(timeoutMs: number): Promise<ReportsSnapshot | undefined> {
+    const local = this.localReports();
+    if (local !== undefined) return local;
+    const leader = this.options.meta.group.leader;
+    if (leader === 0 || leader === this.options.host.nodeId) return undefined;
+    return askShardReports(this.options.rpc, leader, timeoutMs).catch((error: unknown) => {
+      this.options.logger.debug({ err: error, metaLeader: leader }, 'the meta leader did not give its shard reports; GET /shards shows them as unknown');
+      return undefined;
+    });
+  }
+
+  private localReports(): ReportsSnapshot | undefined {
+    return this.leading ? reportsSnapshot(this.options.host.nodeId, this.reports, this.options.clock.now()) : undefined;
+  }
+
   private async round(): Promise<void> {
     const map = this.map;
-    if (!this.leading || map === undefined) return;
+    if (!this.leading || map === undefined) {
+      this.reports.clear();
+      return;
+    }
     const inFlight = movesInFlight(map);
     for (const shard of inFlight) if (!this.driving.has(shard.id)) this.drive(shard.id);
     let started = 0;
     if (inFlight.length < this.options.movesMax) started = await this.plan(map, this.options.movesMax - inFlight.length);
-    if (++this.roundCount % LEADER_ROUND_EVERY === 0 && this.options.balanceLeaders && inFlight.length === 0 && started === 0) await this.balanceLeaders(map);
+    if (++this.roundCount % LEADER_ROUND_EVERY !== 0) return;
+    const leads = await this.collectReports(map);
+    if (leads !== undefined && this.options.balanceLeaders && inFlight.length === 0 && started === 0) await this.balanceLeaders(map, leads);
+  }
+
+  /** Asks every live member for its leads (sizes, load) and records them; resolves with them when every live member answered. */
+  private async collectReports(map: ShardMap): Promise<Map<NodeId, readonly ShardLead[]> | undefined> {
+    const { host, rpc, stepTimeoutMs, logger, clock } = this.options;
+    const live = this.liveMembers(map);
+    if (live === undefined) return undefined;
+    const reports = new Map<NodeId, readonly ShardLead[]>();
+    const asked = await Promise.allSettled(live.map(async (id) => reports.set(id, id === host.nodeId ? localShardLeads(this.leadSources) : await askShardLeads(rpc, id, stepTimeoutMs))));
+    if (this.leading) this.reports.record(reports, new Set(map.shards.map((shard) => shard.id)), clock.now());
+    const failed = asked.find((result) => result.status === 'rejected');
+    if (failed === undefined) return reports;
+    logger.debug({ err: failed.reason }, 'a live member did not say which shards it leads; its shards keep their previous reports, leader balance waits for the next round');
+    return undefined;
   }
 
   // ---------------------------------------------------------------- planning
@@ -178,18 +228,10 @@ export class ShardMover {
 
   // ---------------------------------------------------------------- leader balance
 
-  /** Hands shard leaderships over (at most `movesMax` this round) so that no live member leads more than ceil(mean); skipped when a live member does not answer. */
-  private async balanceLeaders(map: ShardMap): Promise<void> {
-    const { host, rpc, stepTimeoutMs, movesMax, logger } = this.options;
-    const live = this.liveMembers(map);
-    if (live === undefined) return;
-    const reports = new Map<NodeId, readonly ShardLead[]>();
-    try {
-      await Promise.all(live.map(async (id) => reports.set(id, id === host.nodeId ? localShardLeads(host, this.options.meta.group.id) : await askShardLeads(rpc, id, stepTimeoutMs))));
-    } catch (error) {
-      logger.debug({ err: error }, 'a live member did not say which shards it leads; leader balance waits for the next round');
-      return;
-    }
+  /** Hands shard leaderships over (at most `movesMax` this round) so that no live member leads more than ceil(mean), by every live member's `reports`. */
+  private async balanceLeaders(map: ShardMap, reports: ReadonlyMap<NodeId, readonly ShardLead[]>): Promise<void> {
+    const { movesMax, logger } = this.options;
+    const live = [...reports.keys()].sort((a, b) => a - b);
     const leaders = leadersFromReports(reports);
     const shards: LedShard[] = map.shards.map((shard) => ({ id: shard.id, voters: shard.replicas, leader: leaders.get(shard.id) ?? 0 }));
     const counts = leaderCounts(live, shards);

@@ -37,7 +37,7 @@ import { MEMBERSHIP_META_NAME, encodeMembership, initialMembership } from './mem
 import type { SnapshotImage } from '../raft/driver-seams.js';
 import type { ImagePayload } from './image-stream.js';
 import { RaftKvMachine } from './raft-kv-machine.js';
-import { RESCAN_FRACTION, ShardSizes } from './shard-size.js';
+import { RECOUNT_MIN_BYTES, RESCAN_FRACTION, ShardSizes } from './shard-size.js';
 
 const engineLimits = engineLimitsFor(TEST_LIMITS);
 const WHOLE: ShardBounds = { start: Buffer.alloc(0), end: null };
@@ -175,6 +175,35 @@ describe('the running byte count of a shard', () => {
     }
     assert.ok(sizes.scans <= 1 + Math.ceil(written / (limit / RESCAN_FRACTION)), `${sizes.scans} scans`);
     assert.ok(sizes.scans >= 2, 'the estimate passed the threshold and a count followed');
+  });
+
+  it('without a threshold, counts a shard once, then again only after more bytes than its counted size (and RECOUNT_MIN_BYTES) were written (fast-check)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.record({ key: fc.nat(KEY_COUNT - 1), valueBytes: fc.integer({ min: 0, max: 200_000 }) }), { minLength: 1, maxLength: 40 }), async (puts) => {
+        const shard = await Shard.open('memory');
+        const sizes = new ShardSizes(1);
+        const model = new Map<string, number>();
+        let scannedBytes = await sizes.recount(shard.raft, WHOLE);
+        let counted = 0; // the true size at the last count
+        let writtenBytes = 0;
+        for (const { key, valueBytes } of puts) {
+          await shard.write(put(keyName(key), Buffer.alloc(valueBytes, 0x61)));
+          model.set(keyName(key), valueBytes);
+          writtenBytes += keyName(key).length + valueBytes;
+          const { bytes } = modelSize(model, WHOLE);
+          const scanned = await sizes.recount(shard.raft, WHOLE);
+          if (scanned > 0) counted = bytes;
+          scannedBytes += scanned;
+          const estimate = sizes.estimate(shard.raft)!;
+          assert.ok(estimate >= bytes, `estimate ${estimate} below the true ${bytes}`);
+          // Overstated by at most the writes since the last count, which are at most that count (or the minimum).
+          assert.ok(estimate <= bytes + Math.max(counted, RECOUNT_MIN_BYTES) + Math.max(0, counted - bytes), `estimate ${estimate}, true ${bytes}, counted ${counted}`);
+        }
+        // Amortised: what the recounts read is at most twice what was written (each reads at most twice the writes that made it due).
+        assert.ok(scannedBytes <= 2 * writtenBytes, `scanned ${scannedBytes} bytes for ${writtenBytes} written`);
+      }),
+      { numRuns: 30 },
+    );
   });
 
   it('does not count the frozen right-hand keys after a split', async () => {

@@ -1,6 +1,7 @@
 /**
  * A running byte count per shard group (TiKV's approximate region size), for
- * the size checks of `--shard-split-bytes` (shard-splits.ts).
+ * the size checks of `--shard-split-bytes` (shard-splits.ts) and for the
+ * sizes each shard's leader reports to the meta leader (shard-leads.ts).
  *
  * The size of a shard is the bytes of the user keys and values inside its
  * group's bounds (the frozen right-hand keys a split left in the engine are
@@ -31,6 +32,16 @@
  *     overwrites, or one above it with no key to split at (one huge key),
  *     is not scanned every round. So a shard may pass the threshold by up to
  *     threshold / RESCAN_FRACTION before it splits.
+ *
+ * Without a threshold (`--shard-split-bytes 0`) the leader still keeps an
+ * estimate of every shard it leads, for the reports (`recount`): it counts a
+ * shard with no base, or one whose writes since the base exceed the base
+ * (and RECOUNT_MIN_BYTES) — so the estimate overstates the size by at most
+ * the larger of the last count and RECOUNT_MIN_BYTES (plus what deletes and
+ * shrinking overwrites took away since), and the bytes a recount reads are
+ * at most twice those written since the previous one (amortised: a scan
+ * costs no more than the writes that made it due, plus one per leadership,
+ * reopen, split or snapshot). The caller bounds the bytes scanned a round.
  */
 import type { ShardBounds } from '../shard/shard-map.js';
 import { compareBytes } from '../util/bytes.js';
@@ -39,6 +50,9 @@ import type { RaftKvMachine } from './raft-kv-machine.js';
 
 /** A counted base is scanned again only after threshold / RESCAN_FRACTION more bytes were written (TiKV: split size / 16). */
 export const RESCAN_FRACTION = 16;
+
+/** Without a threshold, a base is counted again only once more than this many bytes (and more than the base) were written since it. */
+export const RECOUNT_MIN_BYTES = 1 << 20;
 
 interface SizeBase {
   readonly generation: number;
@@ -89,6 +103,25 @@ export class ShardSizes {
     // A split is asked for: count again after it (or, if it fails, at the next check).
     if (key !== undefined) this.bases.delete(machine);
     return key;
+  }
+
+  /** Whether `recount` would scan `machine` (no valid base, or its writes since the base passed the base and RECOUNT_MIN_BYTES). */
+  recountDue(machine: RaftKvMachine): boolean {
+    const base = this.baseOf(machine);
+    return base === undefined || machine.writtenBytes - base.writtenBytes > Math.max(base.bytes, RECOUNT_MIN_BYTES);
+  }
+
+  /**
+   * Counts `machine`'s keys and values inside `bounds` (one scan) when
+   * `recountDue`, for an estimate without a split threshold; resolves with
+   * the bytes counted (0 when no scan was due).
+   */
+  async recount(machine: RaftKvMachine, bounds: ShardBounds): Promise<number> {
+    if (!this.recountDue(machine)) return 0;
+    const from = { generation: machine.dataGeneration, writtenBytes: machine.writtenBytes };
+    const total = await this.count(machine.machine, bounds);
+    this.bases.set(machine, { ...from, bytes: total });
+    return total;
   }
 
   private baseOf(machine: RaftKvMachine): SizeBase | undefined {

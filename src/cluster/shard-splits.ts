@@ -16,6 +16,10 @@
  *     byte count (shard-size.ts: a counted base plus the bytes applied
  *     since; a scan only when that passes the threshold) is compared with
  *     the threshold; past it, the shard is split at its middle key by bytes.
+ *     Without a threshold the same rounds keep the running byte count of
+ *     every led shard for the meta leader's reports (ShardSizes.recount),
+ *     scanning at most RECOUNT_BYTES_PER_ROUND a round (a round stops after
+ *     the shard that passes it).
  *   - `originOf(shard)`: how a member that replicates a shard and does not
  *     host it yet must open it: made from the split record one of its groups
  *     holds, later (its parent has not applied the split yet), as one of the
@@ -33,6 +37,9 @@ import { encodeClusterCommand } from './log-entries.js';
 import type { GroupSeed } from './raft-group.js';
 import { ShardSizes } from './shard-size.js';
 import { type SplitRecord, readSplitRecords, splitSeed } from './shard-split.js';
+
+/** Without a split threshold, a size round stops counting shards once it scanned this many bytes (the rest wait for the next round). */
+export const RECOUNT_BYTES_PER_ROUND = 64 << 20;
 
 /** Attempts of `requestSplit` against concurrent map changes. */
 export const SPLIT_MAP_ATTEMPTS = 5;
@@ -64,7 +71,7 @@ export class ShardSplits {
   constructor(private readonly options: ShardSplitsOptions) {
     this.sizes = new ShardSizes(Math.max(1, options.splitBytes));
     this.sizeChecks = new Rounds(options.clock, options.sizeCheckMs, () => this.checkSizes(), options.logger, 'a shard size check failed; checking again later');
-    if (options.splitBytes > 0) this.sizeChecks.start();
+    this.sizeChecks.start();
   }
 
   close(): void {
@@ -72,14 +79,24 @@ export class ShardSplits {
     this.sizeChecks.stop();
   }
 
-  /** Splits, one at a time, each shard this member leads that passed the size threshold (and is not splitting already). */
+  /**
+   * Splits, one at a time, each shard this member leads that passed the size
+   * threshold (and is not splitting already); without a threshold, keeps
+   * their running byte counts (at most RECOUNT_BYTES_PER_ROUND scanned).
+   */
   private async checkSizes(): Promise<void> {
     const { groups, meta, nodeId, splitBytes, logger } = this.options;
+    let scannedBytes = 0;
     for (const shard of meta.group.machine.shardMap?.shards ?? []) {
       const hosted = groups.get(shard.id);
       const bounds = hosted?.group.machine.bounds;
       if (this.closed || hosted === undefined || bounds === undefined || hosted.group.state !== 'running' || hosted.group.leader !== nodeId) continue;
-      if (!sameShardBounds(bounds, shard) || shard.move !== undefined || mergingShard(this.mapNow(), shard.id)) continue; // merging: no split until the merge ends // a split of this shard is under way, or a move (no split until it ends)
+      if (!sameShardBounds(bounds, shard) || shard.move !== undefined || mergingShard(this.mapNow(), shard.id)) continue; // a split or merge of this shard is under way, or a move (no split until it ends)
+      if (splitBytes <= 0) {
+        if (scannedBytes >= RECOUNT_BYTES_PER_ROUND) return;
+        scannedBytes += await this.sizes.recount(hosted.group.machine, bounds);
+        continue;
+      }
       const key = await this.sizes.check(hosted.group.machine, bounds);
       if (key === undefined) continue;
       logger.info({ shard: shard.id, key: key.toString('hex'), splitBytes }, 'a shard passed --shard-split-bytes: splitting it at its middle key');

@@ -6,14 +6,18 @@
  * walk the shards in order (and in reverse), paging with the cursor; a batch
  * across shards is refused and changes nothing; a restarted member reopens
  * its shard groups from its files; GET /shards' view; a shard group refuses
- * at apply a command for keys outside its own bounds (kept in its state).
+ * at apply a command for keys outside its own bounds (kept in its state);
+ * with four members, each shard's size and load reported to the meta leader
+ * and shown by every member's GET /shards.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
 import { type KvCommand, encodeCommand } from '../kv/command.js';
 import { InProcessCluster, until } from '../../testkit/cluster/in-process.js';
+import type { ShardsView } from '../protocol/shard-view.js';
 import type { Member } from './open-member.js';
+import { RECOUNT_MIN_BYTES } from './shard-size.js';
 
 const put = (key: string, value: string): KvCommand => ({ ops: [{ type: 'put', key: Buffer.from(key), value: Buffer.from(value) }] });
 const keysOf = (items: readonly { key: Buffer }[]): string[] => items.map((item) => item.key.toString());
@@ -165,5 +169,29 @@ describe('a sharded cluster of four members (three replicas a shard)', () => {
     }
     await assert.rejects(rpc.callAsync(replica, 'shard-read', { g: shard.id, q: { lt: shard.end, limit: 0 }, s: true, t: 1000 }, 2000), (error) => isImpulseError(error, 'IMPULSE_ERR_RANGE_INVALID'));
     assert.deepEqual(await rpc.callAsync(replica, 'shard-read', { g: shard.id, k: Buffer.from('absent'), s: true, t: 1000 }, 2000), { v: null });
+  });
+
+  it('reports each shard\'s size and load to the meta leader (no split threshold set), and every member shows them in GET /shards', async () => {
+    const service = cluster.member(1).service;
+    for (let i = 0; i < 20; i++) await service.write(put(`q-size-${i}`, 'x'.repeat(5000))); // 100 KB more in [p, +inf)
+    const items = await service.range({ limit: 10_000 });
+    const exactBytes = (start: string, end: string | null): number =>
+      items.filter((item) => item.key.compare(Buffer.from(start, 'hex')) >= 0 && (end === null || item.key.compare(Buffer.from(end, 'hex')) < 0)).reduce((sum, item) => sum + item.key.length + item.value.length, 0);
+    const shown = async (): Promise<ShardsView[]> => Promise.all(cluster.running().map((id) => cluster.member(id).admin.shards()));
+    await until('every member shows every shard\'s reported size (at least its keys and values) and load', async () =>
+      (await shown()).every((view) => view.reportsFrom !== null && view.shards.every((shard) => shard.reportedSizeBytes !== null && shard.reportedSizeBytes >= exactBytes(shard.start, shard.end) && shard.requestsPerSecond !== null)), 60_000);
+    const metaLeader = cluster.running().find((id) => cluster.member(id).group.leads);
+    for (const view of await shown()) {
+      assert.equal(view.reportsFrom, metaLeader, `member ${view.nodeId} shows the meta leader's reports`);
+      for (const shard of view.shards) {
+        const exact = exactBytes(shard.start, shard.end);
+        // An upper bound, counted again once the writes since the last count pass that count and RECOUNT_MIN_BYTES (shard-size.ts); nothing shrank here.
+        assert.ok(shard.reportedSizeBytes! <= 2 * exact + RECOUNT_MIN_BYTES, `shard ${shard.id}: ${shard.reportedSizeBytes} reported, ${exact} true`);
+        assert.ok(shard.reportAgeMs !== null && shard.reportAgeMs >= 0);
+        assert.deepEqual(shard.replicaIds, shard.replicas, 'no node returned to a shard: Raft ids are node ids');
+      }
+      const written = view.shards.find((shard) => shard.end === null)!;
+      assert.ok(written.reportedSizeBytes! >= 100_000, `the shard written to shows it: ${written.reportedSizeBytes}`);
+    }
   });
 });

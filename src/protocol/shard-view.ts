@@ -13,6 +13,8 @@ export interface ShardView {
   readonly end: string | null;
   readonly epoch: number;
   readonly replicas: readonly number[];
+  /** Each replica's Raft id in the shard's group, in the order of `replicas` (the node id, or generation × 2³¹ + node for a node that returned to the shard). */
+  readonly replicaIds: readonly number[];
   /** A replica move in flight (docs/sharding.md, "Moves"): `from` null adds a replica; absent when none. */
   readonly move?: { readonly from: number | null; readonly to: number };
   /** Nodes that left the shard's group by a move (never to return to it); absent when none. */
@@ -35,6 +37,18 @@ export interface ShardView {
    * --shard-split-bytes is set); null otherwise.
    */
   readonly sizeBytes: number | null;
+  /**
+   * The shard's size as its leader last reported it to the meta group's
+   * leader (its running byte count, as `sizeBytes`; docs/sharding.md
+   * "Shard reports"): the same on every member that reaches the meta leader;
+   * null when no report is known (no leader yet, the count not taken yet,
+   * or the meta leader did not answer).
+   */
+  readonly reportedSizeBytes: number | null;
+  /** Requests a second (proposals and read-index reads) at the shard's leader, as last reported; null when unknown. */
+  readonly requestsPerSecond: number | null;
+  /** Age of that report when the meta leader answered, ms; null without one. */
+  readonly reportAgeMs: number | null;
   /** Proposals made at the answering member since it started (load: writes it led); null when not local. */
   readonly proposals: number | null;
   /** The group is quiesced on the answering member (idle: no ticks, no heartbeats). */
@@ -47,6 +61,8 @@ export interface ShardsView {
   readonly nodeId: number;
   /** False for a cluster started without --split-keys: one shard, group 1, holds everything. */
   readonly sharded: boolean;
+  /** The meta group's leader whose shard reports fill `reportedSizeBytes` and `requestsPerSecond`; null when none answered. */
+  readonly reportsFrom: number | null;
   /** The shard map's version (0 while a sharded cluster has not applied its first map). */
   readonly version: number;
   readonly shards: readonly ShardView[];
