@@ -68,7 +68,7 @@ export class ShardGroups {
   constructor(private readonly options: ShardGroupsOptions) {
     const { meta, groups, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger } = options;
     this.splits = new ShardSplits({ groups, meta, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger });
-    this.merges = new ShardMerges({ groups, meta, nodeId, clock, retryPauseMs, rpcTimeoutMs: options.waitHostedMs, logger });
+    this.merges = new ShardMerges({ groups, meta, nodeId, clock, retryPauseMs, rpcTimeoutMs: options.waitHostedMs, logger, refollow: () => this.refollow() });
     meta.group.listen({
       shardMapChanged: (map) => this.follow(map),
       leaderChanged: () => this.proposeFirstMap(),

@@ -15,6 +15,10 @@
  *   - POST /shards/merge (the client's and the CLI's route): malformed or
  *     impossible merges refused with coded errors, a merge in flight shown
  *     by GET /shards, the merge counted in /status figures;
+ *   - a member down during a merge: the merge completes on the others
+ *     (writes to the merged range go on), the merged-away group is kept until
+ *     the member is back and took it in from its own replica, then deleted
+ *     everywhere;
  *   - every member crashed at three points of a merge (right after the
  *     intent, after the right group froze, after the left group took it in)
  *     and restarted: the merge completes from durable state, nothing lost.
@@ -167,6 +171,22 @@ describe('shard merges at runtime (three members, split key p)', () => {
       await cluster.restart(1);
     }
     await until('the member restarted after the server settled', () => settled(cluster.member(1)));
+  });
+
+  it('merges with a member down; the merged-away group is kept until that member took it in too', async () => {
+    await cluster.member(1).shards.split(Buffer.from('w'));
+    await until('every member made the split', () => cluster.running().every((id) => settled(cluster.member(id))));
+    const right = cluster.member(1).shards.map!.shards.at(-1)!.id;
+    await write(1, 'wombat', 'before');
+    await cluster.crash(3);
+    await cluster.member(1).shards.merge(2);
+    await until('the merge finished on the two members up', () => [1, 2].every((id) => cluster.member(id).shards.map?.shards.length === 1 && cluster.member(id).groups.get(2)?.group.machine.bounds?.end === null));
+    await write(2, 'wombat', 'merged');
+    assert.ok([1, 2].every((id) => cluster.member(id).groups.get(right) !== undefined), 'the merged-away group lives on (frozen) while member 3 has not taken it in');
+    await cluster.restart(3);
+    await until('member 3 took the merged-away group in and every copy of it is gone', () => mergedEverywhere(cluster, right));
+    await checkAll();
+    await sameContent(cluster, 2);
   });
 
   it('completes a merge after every member crashed at each step', async () => {

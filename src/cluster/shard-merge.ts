@@ -10,14 +10,16 @@
  *      retryable stale-route error) and a record `merge-prepared` (L, the
  *      index, R's range, R's highest possible revision) is stored, in one
  *      batch. R's data is frozen from then on;
- *   3. once every replica of R applied (2) (asked over RPC `shard-merge`),
- *      L's leader proposes `commit-merge` in L's log; at apply, each replica
+ *   3. once its own replica of R applied (2), L's leader proposes
+ *      `commit-merge` in L's log; at apply, each replica
  *      of L takes R's keys and sessions from its LOCAL replica of R (waiting
  *      for it to apply (2)), widens its bounds and raises its revision base
  *      above R's revisions, in one synced batch, with a record `merged.<R>`;
  *   4. the meta group widens L and drops R (`finishMerge`);
- *   5. each member destroys its replica of R once its replica of L holds
- *      `merged.<R>` (never earlier: its L may still need R's data).
+ *   5. each member destroys its replica of R once every replica of L holds
+ *      `merged.<R>` (asked over RPC `shard-merge`; never earlier: a replica
+ *      of L behind or down may still need its own replica of R, which
+ *      catches up from R's group while that lives).
  *
  * A crash anywhere leaves R owning its range (until (3) applies) or L (after),
  * R frozen in between: every step is redone from durable state by whichever

@@ -8,18 +8,22 @@
  *   - `reconcile(map)`: for every merge in flight, as the leader of a group
  *     involved, proposes that group's next step: prepare-merge (the right
  *     group's leader, while its bounds are its range in the map), commit-merge
- *     (the left group's leader, once every replica of the right group answers
- *     that it applied the prepare: CockroachDB waits the same way, so no
- *     replica of the left group waits on a right replica that cannot catch up
- *     any more), and the map's finish (the left group's leader, once its bounds
- *     cover both ranges). Called after every map, leader change and bounds
- *     change, and again after a pause while a step is not done: so a merge
- *     finishes whichever members lead, after any crash.
+ *     (the left group's leader, once its own replica of the right group
+ *     applied the prepare: it proposes what that replica froze at), and the
+ *     map's finish (the left group's leader, once its bounds cover both
+ *     ranges). Called after every map, leader change and bounds change, and
+ *     again after a pause while a step is not done: so a merge finishes
+ *     whichever members lead, after any crash.
  *   - `destroyMerged(map)`: deletes this member's replica of a merged-away
- *     group once this member's replica of the survivor took it in (its
- *     `merged.<id>` record) and the map no longer names it.
- *   - RPC `shard-merge` {group, leftId}: whether this member's replica of
- *     `group` applied its prepare-merge into `leftId`.
+ *     group once the map no longer names it and EVERY replica of the
+ *     survivor took it in (its `merged.<id>` record; asked over RPC): until
+ *     then the merged-away group lives on, frozen, so that a replica of the
+ *     survivor that was down or behind can still bring its own replica of the
+ *     merged-away group up to the prepare and take it in (TiKV instead ships
+ *     the source's log in CommitMerge). A member down therefore delays only
+ *     this deletion, never the merge.
+ *   - RPC `shard-merge` {op: 'merged', group, other}: whether this member's
+ *     replica of `group` took group `other` in.
  */
 import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
@@ -32,6 +36,8 @@ import { encodeClusterCommand } from './log-entries.js';
 import { mergedRightIds, readMergePrepared } from './shard-merge.js';
 
 export const SHARD_MERGE_CHANNEL = 'shard-merge';
+/** Retry pauses between two asks whether every survivor replica took a merged-away group in (a member down: not every 100 ms). */
+const DESTROY_RETRY_PAUSES = 20;
 /** Attempts of `requestMerge` (and of the map's finish) against concurrent map changes. */
 const MERGE_MAP_ATTEMPTS = 5;
 
@@ -44,6 +50,8 @@ export interface ShardMergesOptions {
   readonly retryPauseMs: number;
   /** How long a peer has to answer `shard-merge`. */
   readonly rpcTimeoutMs: number;
+  /** Follows the current map again (ShardGroups): reconciles merges and destroys merged-away replicas. */
+  readonly refollow: () => void;
   readonly logger: Logger;
 }
 
@@ -66,13 +74,10 @@ export class ShardMerges {
   constructor(private readonly options: ShardMergesOptions) {
     const { groups } = options;
     groups.rpc.serve(SHARD_MERGE_CHANNEL, (_from, body, reply) => {
-      const { group, leftId } = (body ?? {}) as { group?: unknown; leftId?: unknown };
+      const { op, group, other } = (body ?? {}) as { op?: unknown; group?: unknown; other?: unknown };
       const hosted = typeof group === 'number' ? groups.get(group) : undefined;
-      if (hosted === undefined || typeof leftId !== 'number' || hosted.group.state !== 'running') return reply(null, { prepared: false });
-      readMergePrepared(hosted.group.machine.machine).then(
-        (record) => reply(null, { prepared: record?.leftId === leftId }),
-        (error: unknown) => reply(new ImpulseError('IMPULSE_ERR_INTERNAL', `reading the merge record failed: ${String(error)}`)),
-      );
+      if (op !== 'merged' || hosted === undefined || typeof other !== 'number' || hosted.group.state !== 'running') return reply(null, { merged: false });
+      reply(null, { merged: mergedRightIds(hosted.group.machine.machine).includes(other) });
     });
   }
 
@@ -117,10 +122,10 @@ export class ShardMerges {
       if (left === undefined) continue;
       pending = this.step(left, right) || pending;
     }
-    if (pending) this.retryLater();
+    if (pending) this.retryLater(1);
   }
 
-  /** Destroys this member's replicas of merged-away groups its survivors took in (see the file comment). */
+  /** Destroys this member's replicas of merged-away groups every replica of their survivors took in (see the file comment); asks again later while one has not. */
   async destroyMerged(map: ShardMap): Promise<void> {
     const { groups, logger } = this.options;
     for (const shard of map.shards) {
@@ -128,6 +133,10 @@ export class ShardMerges {
       if (this.closed || survivor === undefined || survivor.group.state !== 'running') continue;
       for (const rightId of mergedRightIds(survivor.group.machine.machine)) {
         if (shardById(map, rightId) !== undefined || (groups.get(rightId) === undefined && (await groups.raftIdOnDisk(rightId)) === undefined)) continue;
+        if (!(await this.everyReplicaMerged(shard, rightId))) {
+          this.retryLater(DESTROY_RETRY_PAUSES);
+          continue;
+        }
         try {
           await groups.destroy(rightId);
           logger.info({ shard: rightId, into: shard.id }, 'destroyed this member\'s copy of a shard merged into its left neighbour');
@@ -158,17 +167,22 @@ export class ShardMerges {
     return true;
   }
 
-  /** Proposes commit-merge in the left group once every replica of the right group applied its prepare; does nothing (the next round asks again) before. */
-  private async commitWhenReady(leftGroup: HostedGroup, left: Shard, right: Shard): Promise<boolean> {
+  /** Whether every other replica of `survivor` answers that it took group `rightId` in (a member that does not answer has not). */
+  private async everyReplicaMerged(survivor: Shard, rightId: number): Promise<boolean> {
     const { groups, nodeId, rpcTimeoutMs } = this.options;
-    const local = groups.get(right.id);
+    for (const node of survivor.replicas) {
+      if (node === nodeId) continue;
+      const answer = (await groups.rpc.callAsync(node, SHARD_MERGE_CHANNEL, { op: 'merged', group: survivor.id, other: rightId }, rpcTimeoutMs).catch(() => null)) as { merged?: unknown } | null;
+      if (answer?.merged !== true) return false;
+    }
+    return true;
+  }
+
+  /** Proposes commit-merge in the left group once this member's replica of the right group applied its prepare; does nothing (the next round asks again) before. */
+  private async commitWhenReady(leftGroup: HostedGroup, left: Shard, right: Shard): Promise<boolean> {
+    const local = this.options.groups.get(right.id);
     const prepared = local === undefined ? undefined : await readMergePrepared(local.group.machine.machine);
     if (prepared === undefined || prepared.leftId !== left.id) return false;
-    for (const node of right.replicas) {
-      if (node === nodeId) continue;
-      const answer = (await groups.rpc.callAsync(node, SHARD_MERGE_CHANNEL, { group: right.id, leftId: left.id }, rpcTimeoutMs)) as { prepared?: unknown } | null;
-      if (answer?.prepared !== true) return false;
-    }
     await leftGroup.requests.write(encodeClusterCommand({ type: 'commit-merge', rightId: right.id, bounds: prepared.bounds, revisionTop: prepared.revisionTop }), true);
     return true;
   }
@@ -203,14 +217,13 @@ export class ShardMerges {
     );
   }
 
-  /** Reconciles again after the retry pause (one timer at a time). */
-  private retryLater(): void {
+  /** Follows the map again (ShardGroups: reconcile and destroyMerged) after `pauses` retry pauses (one timer at a time). */
+  private retryLater(pauses: number): void {
     if (this.retryArmed || this.closed) return;
     this.retryArmed = true;
-    this.options.clock.setTimer(this.options.retryPauseMs, () => {
+    this.options.clock.setTimer(pauses * this.options.retryPauseMs, () => {
       this.retryArmed = false;
-      const map = this.options.meta.group.machine.shardMap;
-      if (map !== undefined) this.reconcile(map);
+      if (!this.closed) this.options.refollow();
     });
   }
 
