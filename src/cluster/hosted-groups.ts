@@ -162,7 +162,7 @@ export class HostedGroups {
    * never gives up (the commit is in the log: there is no other way forward),
    * but says so every MERGE_WAIT_LOG_POLLS polls.
    */
-  private async mergeAbsorb(leftId: number, rightId: number, bounds: ShardBounds): Promise<MergeAbsorb> {
+  private async mergeAbsorb(leftId: number, rightId: number, bounds: ShardBounds): Promise<Omit<MergeAbsorb, 'deletes'>> {
     const { clock, logger, timing } = this.options;
     for (let polls = 1; ; polls++) {
       const right = await this.hostedOrOpened(rightId);

@@ -33,6 +33,7 @@ import type { ConfState, Entry, SnapshotMeta } from '../raft/types.js';
 import { type ImagePayload, ImageStream, unframeChunks } from './image-stream.js';
 import { SHARD_BOUNDS_META_NAME, SHARD_MAP_META_NAME, type ShardBounds, type ShardMap, decodeShardBounds, decodeShardMap } from '../shard/shard-map.js';
 import { type ApplyPlan, planApply } from './log-entries.js';
+import { staleKeysOf } from './shard-merge.js';
 import { EMPTY_MEMBERSHIP, MEMBERSHIP_META_NAME, type Membership, decodeMembership } from './membership.js';
 
 export interface RaftKvMachineOptions {
@@ -57,7 +58,7 @@ export interface RaftKvMachineOptions {
    * merged-away group `rightId` (this member's replica of it, once that
    * applied its prepare-merge; shard-merges.ts). Absent: a commit-merge fails the group.
    */
-  readonly mergeSource?: (rightId: number, bounds: ShardBounds) => Promise<MergeAbsorb>;
+  readonly mergeSource?: (rightId: number, bounds: ShardBounds) => Promise<Omit<MergeAbsorb, 'deletes'>>;
   /** A background flush failed: the group must stop (the state machine refuses writes from now on). */
   readonly onFlushFailed?: (error: Error) => void;
 }
@@ -155,7 +156,8 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
     if (mergeSource === undefined) throw new ImpulseError('IMPULSE_ERR_INTERNAL', 'a shard merge commit reached a group that cannot take merged-in shards');
     const entries = [...plan.entries];
     for (const { position, rightId, bounds, revisionTop } of plan.commits) {
-      const absorb = await mergeSource(rightId, bounds);
+      const absorbed = await mergeSource(rightId, bounds);
+      const absorb: MergeAbsorb = { ...absorbed, deletes: await staleKeysOf(this.options.machine, bounds, absorbed) };
       if (absorb.revisionTop !== revisionTop) throw new ImpulseError('IMPULSE_ERR_INTERNAL', `shard ${rightId}'s replica here froze with revision top ${absorb.revisionTop}; the merge commit names ${revisionTop}`);
       const entry = entries[position]!;
       if (entry.type === 'meta') entries[position] = { ...entry, absorb };

@@ -15,6 +15,8 @@
  *   - POST /shards/merge (the client's and the CLI's route): malformed or
  *     impossible merges refused with coded errors, a merge in flight shown
  *     by GET /shards, the merge counted in /status figures;
+ *   - a key frozen in the survivor by an earlier split and deleted in the
+ *     merged-away shard since does not come back after the merge;
  *   - a member down during a merge: the merge completes on the others
  *     (writes to the merged range go on), the merged-away group is kept until
  *     the member is back and took it in from its own replica, then deleted
@@ -174,9 +176,12 @@ describe('shard merges at runtime (three members, split key p)', () => {
   });
 
   it('merges with a member down; the merged-away group is kept until that member took it in too', async () => {
+    await write(1, 'wolf', 'frozen in shard 2 by the split, deleted in the new shard: must not come back');
     await cluster.member(1).shards.split(Buffer.from('w'));
     await until('every member made the split', () => cluster.running().every((id) => settled(cluster.member(id))));
     const right = cluster.member(1).shards.map!.shards.at(-1)!.id;
+    await retried(() => cluster.member(1).service.write({ ops: [{ type: 'del', key: Buffer.from('wolf') }] }));
+    acknowledged.delete('wolf');
     await write(1, 'wombat', 'before');
     await cluster.crash(3);
     await cluster.member(1).shards.merge(2);

@@ -82,8 +82,20 @@ export async function readMergePrepared(machine: KvStateMachine): Promise<MergeP
  * `prepare-merge`, so its data and sessions no longer change): every key of
  * its frozen range, its sessions, and its revision top.
  */
-export async function mergeAbsorbOf(right: KvStateMachine, prepared: MergePrepared): Promise<MergeAbsorb> {
+export async function mergeAbsorbOf(right: KvStateMachine, prepared: MergePrepared): Promise<Omit<MergeAbsorb, 'deletes'>> {
   const data: Array<{ key: Buffer; value: Buffer }> = [];
   for await (const page of right.exportData(prepared.bounds.start, prepared.bounds.end)) data.push(...page);
   return { data, sessions: await right.encodedSessions(), revisionTop: prepared.revisionTop };
+}
+
+/**
+ * The keys the surviving group `left` holds inside the merged-in range that
+ * the merged-away group does not: a split's frozen copies of keys deleted
+ * since (the survivor once was that range's parent). Deleted by the merge.
+ */
+export async function staleKeysOf(left: KvStateMachine, bounds: ShardBounds, absorbed: Omit<MergeAbsorb, 'deletes'>): Promise<Buffer[]> {
+  const kept = new Set(absorbed.data.map(({ key }) => key.toString('latin1')));
+  const stale: Buffer[] = [];
+  for await (const page of left.exportData(bounds.start, bounds.end)) for (const { key } of page) if (!kept.has(key.toString('latin1'))) stale.push(key);
+  return stale;
 }

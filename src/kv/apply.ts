@@ -50,7 +50,8 @@ export type ApplyEntry =
 
 /**
  * What a shard merge takes into the surviving group's state at its commit
- * entry (src/cluster/shard-merge.ts): the other group's data records (engine
+ * entry (src/cluster/shard-merge.ts): its own stale keys in the range to
+ * delete, the other group's data records (engine
  * keys and records, revisions as they are), its sessions (encoded records:
  * merged with this machine's, `SessionTable.absorb`) and the highest
  * revision it could hold. The revision base rises so that every later
@@ -58,6 +59,12 @@ export type ApplyEntry =
  * conditional write by revision never matches an older version, ABA).
  */
 export interface MergeAbsorb {
+  /**
+   * Engine keys of this machine inside the merged-in range to delete first:
+   * keys an earlier split froze here that the other group deleted since
+   * (they must not come back).
+   */
+  readonly deletes: readonly Buffer[];
   readonly data: ReadonlyArray<{ readonly key: Buffer; readonly value: Buffer }>;
   readonly sessions: ReadonlyArray<{ readonly clientId: string; readonly record: Buffer }>;
   readonly revisionTop: number;
@@ -155,6 +162,10 @@ export class ApplyBatch {
 
   /** Takes a merged-away shard's keys and sessions in, and raises the base above its revisions (`MergeAbsorb`). */
   private absorb(index: number, absorb: MergeAbsorb): void {
+    for (const key of absorb.deletes) {
+      this.push({ type: 'del', key });
+      this.planned.push({ key, revision: null });
+    }
     for (const { key, value } of absorb.data) {
       this.push({ type: 'put', key, value });
       this.planned.push({ key, revision: revisionOfRecord(value, 'a merged-in record') });
