@@ -24,7 +24,7 @@ function cluster(ids: readonly number[]): ClusterView {
 }
 
 function shard(id: number, start: string, end: string | null, epoch: number, replicas: number[], leader: number | null): ShardView {
-  return { id, start: hex(start), end: end === null ? null : hex(end), epoch, replicas, replicaIds: replicas, leader, local: leader !== null, appliedIndex: null, keyCount: null, diskBytes: null, sizeBytes: null, reportedSizeBytes: null, requestsPerSecond: null, reportAgeMs: null, proposals: null, quiesced: false };
+  return { id, start: hex(start), end: end === null ? null : hex(end), epoch, replicas, leader, local: leader !== null, appliedIndex: null, keyCount: null, diskBytes: null, sizeBytes: null, reportedSizeBytes: null, requestsPerSecond: null, reportAgeMs: null, proposals: null, quiesced: false };
 }
 
 /** Members' answers, by node id; `calls` counts what was asked. */

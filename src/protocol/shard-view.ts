@@ -13,12 +13,18 @@ export interface ShardView {
   readonly end: string | null;
   readonly epoch: number;
   readonly replicas: readonly number[];
-  /** Each replica's Raft id in the shard's group, in the order of `replicas` (the node id, or generation × 2³¹ + node for a node that returned to the shard). */
-  readonly replicaIds: readonly number[];
   /** A replica move in flight (docs/sharding.md, "Moves"): `from` null adds a replica; absent when none. */
   readonly move?: { readonly from: number | null; readonly to: number };
-  /** Nodes that left the shard's group by a move (never to return to it); absent when none. */
+  /** Nodes that left the shard's group by a move; absent when none. */
   readonly retired?: readonly number[];
+  /**
+   * The Raft ids of replicas that returned to the shard's group after leaving
+   * it (generation × 2³¹ + node, ascending; src/shard/replica-id.ts), as the
+   * map keeps them; absent when none (every other replica's Raft id is its
+   * node id). `nextGeneration`: the generation the next return takes.
+   */
+  readonly replicaIds?: readonly number[];
+  readonly nextGeneration?: number;
   /** A merge in flight: this shard merges into its left neighbour, shard `mergeInto`. */
   readonly mergeInto?: number;
   /** The leader the answering member knows of; null when none, or when it does not replicate the shard. */

@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { planPlacement } from '../../src/shard/placement.js';
-import { checkLeaders, checkPlacement, runPlacementSimulation } from './placement.js';
+import { applyMoves, minimumByteMoves, planPlacement } from '../../src/shard/placement.js';
+import { type PlacementStep, checkLeaders, checkPlacement, runPlacementSimulation } from './placement.js';
 
 const SCALE = { initialNodes: 40, shards: 5000, replicationFactor: 3, changes: 24, minNodes: 30 };
 
@@ -22,6 +22,33 @@ describe('placement in the simulator', () => {
       assert.equal(runPlacementSimulation({ seed, ...SCALE }).traceHash, result.traceHash);
     });
   }
+
+  it('seed 3: 5,000 shards of uneven sizes (1-512 MiB, hot ranges growing 4x): bytes within 5% of the mean with counts still balanced and moves at the byte bound; today\'s count-only planner on the same run is far off', () => {
+    const options = { seed: 3, ...SCALE, sizes: { weighBytes: true } };
+    const weighed = runPlacementSimulation(options);
+    assert.deepEqual(weighed.violations, []);
+    assert.ok(weighed.steps.some((step) => step.change.includes('grow')) && weighed.steps.some((step) => step.change.includes('dies')) && weighed.steps.some((step) => step.change.includes('add')));
+    const total = (steps: readonly PlacementStep[], pick: (step: PlacementStep) => number): number => steps.slice(1).reduce((sum, step) => sum + pick(step), 0);
+    // Over the whole run (after the first placement), within 2% of the lower bound.
+    assert.ok(total(weighed.steps, (step) => step.moves) <= 1.02 * total(weighed.steps, (step) => step.minimumByteMoves), `${total(weighed.steps, (step) => step.moves)} moves, bound ${total(weighed.steps, (step) => step.minimumByteMoves)}`);
+    const countOnly = runPlacementSimulation({ ...options, sizes: { weighBytes: false } });
+    assert.deepEqual(countOnly.violations, [], 'the count-only planner still balances counts');
+    assert.ok(Math.max(...countOnly.steps.map((step) => step.bytesMaxOverMean)) > 1.2, 'the count-only planner leaves some node 20% over the mean bytes');
+  });
+
+  it('weighs sizes only as a tie-break of counts: equal sizes give the count-only plan, and balanced counts with uneven bytes are swapped into the band', () => {
+    const shards = Array.from({ length: 40 }, (_, i) => ({ id: i + 2, replicas: [1 + (i % 4), 1 + ((i + 1) % 4), 1 + ((i + 2) % 4)] }));
+    const live = [1, 2, 3, 4, 5];
+    const plain = planPlacement({ liveNodes: live, shards, replicationFactor: 3 });
+    assert.deepEqual(planPlacement({ liveNodes: live, shards: shards.map((shard) => ({ ...shard, sizeBytes: 1000 })), replicationFactor: 3 }), plain);
+    // Two nodes, three shards each (counts balanced), 2,200 bytes against 600: one swap of a 1,000 for a 200 evens them.
+    const two = [{ id: 2, replicas: [1], sizeBytes: 1000 }, { id: 3, replicas: [2], sizeBytes: 200 }, { id: 4, replicas: [1], sizeBytes: 200 }, { id: 5, replicas: [2], sizeBytes: 200 }, { id: 6, replicas: [1], sizeBytes: 1000 }, { id: 7, replicas: [2], sizeBytes: 200 }];
+    const swapped = planPlacement({ liveNodes: [1, 2], shards: two, replicationFactor: 1 });
+    assert.deepEqual(swapped, [{ shard: 2, from: 1, to: 2 }, { shard: 3, from: 2, to: 1 }], 'a swap: counts stay 3 and 3, bytes 1,400 each');
+    const after = applyMoves(two, swapped);
+    assert.deepEqual(planPlacement({ liveNodes: [1, 2], shards: after, replicationFactor: 1 }), [], 'nothing more (no flapping)');
+    assert.ok(minimumByteMoves({ liveNodes: [1, 2], shards: two, replicationFactor: 1 }) <= swapped.length);
+  });
 
   it('moves nothing when the placement is balanced, and restores a lost replica elsewhere', () => {
     const shards = [
@@ -48,7 +75,7 @@ describe('placement in the simulator', () => {
   });
 
   it('is checked: the invariants reject an under-replicated shard, an overloaded node and needless moves', () => {
-    const step = { change: 'test', liveNodes: 3, moves: 5, minimumMoves: 2, restored: 0, restoredPerNodeMax: 0, minReplicas: 1, maxReplicas: 3, meanReplicas: 2, planMs: 0, leaderTransfers: 0, leadersMax: 0, leadersBound: 0 };
+    const step = { change: 'test', liveNodes: 3, moves: 5, minimumMoves: 2, restored: 0, restoredPerNodeMax: 0, minReplicas: 1, maxReplicas: 3, meanReplicas: 2, planMs: 0, leaderTransfers: 0, leadersMax: 0, leadersBound: 0, bytesMaxOverMean: 1, bytesMinOverMean: 1, minimumByteMoves: 2 };
     const shards = [
       { id: 2, replicas: [1, 2] },
       { id: 3, replicas: [1, 3] },
@@ -59,5 +86,8 @@ describe('placement in the simulator', () => {
     assert.ok(problems.some((problem) => problem.includes('node 1 holds 3 replicas')), problems.join('; '));
     assert.ok(problems.some((problem) => problem.includes('not within 10%')), problems.join('; '));
     assert.ok(problems.some((problem) => problem.includes('5 moves where 2 suffice')), problems.join('; '));
+    const bytes = checkPlacement({ ...step, bytesMaxOverMean: 1.08, bytesMinOverMean: 0.97, minimumByteMoves: 1 }, shards, [1, 2, 3], new Map([[1, 3], [2, 1], [3, 1]]), 2, { grew: true });
+    assert.ok(bytes.some((problem) => problem.includes('outside 0.05')), bytes.join('; '));
+    assert.ok(bytes.some((problem) => problem.includes('5 moves where the bound is 1')), bytes.join('; '));
   });
 });

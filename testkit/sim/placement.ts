@@ -20,11 +20,19 @@
  *     transfer went to a replica of its shard, and planning again gives
  *     nothing (no flapping).
  *
+ *   - with shard sizes weighed (`sizes.weighBytes`): every node's bytes
+ *     within BYTE_TOLERANCE of the mean, counts still in [floor, ceil],
+ *     moves against `minimumByteMoves` (after a growth: within
+ *     BYTE_MOVES_SLACK of it), and planning again on the result moves
+ *     nothing (no flapping). With `weighBytes` false the same sized shards
+ *     go to today's count-only planner, for comparison (bytes not checked).
+ *
  * A run is a pure function of its options (seed included): `traceHash`
  * lets a test run one twice and compare.
  */
 import { createHash } from 'node:crypto';
-import { type PlacedShard, type PlacementInput, applyMoves, minimumMoves, planPlacement } from '../../src/shard/placement.js';
+import { type PlacedShard, type PlacementInput, applyMoves, minimumByteMoves, minimumMoves, planPlacement } from '../../src/shard/placement.js';
+import { BYTE_TOLERANCE } from '../../src/shard/byte-balance.js';
 import { type LedShard, leaderBound, leaderCounts, planLeaderTransfers } from '../../src/shard/leaders.js';
 import { SeededRandom } from '../../src/util/random.js';
 
@@ -37,6 +45,27 @@ export interface PlacementSimOptions {
   readonly changes: number;
   /** Never fewer live nodes than this (deaths are skipped below it). */
   readonly minNodes: number;
+  /**
+   * Shard sizes (`SHARD_SIZES`): absent, every shard weighs the same; with
+   * sizes, each shard gets a seeded size, and `weighBytes` says whether the
+   * planner is told them (false: today's count-only planner on the same
+   * shards, for comparison).
+   */
+  readonly sizes?: { readonly weighBytes: boolean };
+}
+
+/** After a growth, a byte-weighing plan may make up to this many times `minimumByteMoves` (the bound is loose for swaps: 3.25× seen at most on one step, while a whole run stays within 2% of the summed bounds). */
+export const BYTE_MOVES_SLACK = 4;
+
+/** With sizes, a change is a growth with this chance: GROWTH_SHARE of the shards, in key order from a random one, grow GROWTH_FACTOR-fold. */
+export const GROWTH_CHANCE = 0.25;
+export const GROWTH_SHARE = 0.05;
+export const GROWTH_FACTOR = 4;
+
+/** Uneven shard sizes: log-uniform from 1 MiB to 512 MiB (most shards small, a few 100× larger), seeded apart from the run's other choices. */
+export function shardSizes(seed: number, count: number): number[] {
+  const random = new SeededRandom(seed * 7919 + 17);
+  return Array.from({ length: count }, () => Math.round(2 ** (20 + 9 * random.next())));
 }
 
 export interface PlacementStep {
@@ -57,6 +86,11 @@ export interface PlacementStep {
   /** Most shards one live node leads after them, and the bound (ceil(shards / N)). */
   readonly leadersMax: number;
   readonly leadersBound: number;
+  /** With sizes: the most and least bytes on one live node, over the mean (1 = even); 1 without sizes. */
+  readonly bytesMaxOverMean: number;
+  readonly bytesMinOverMean: number;
+  /** With sizes: the lower bound of a plan that also brings bytes within the tolerance (minimumByteMoves); else minimumMoves. */
+  readonly minimumByteMoves: number;
 }
 
 export interface PlacementSimResult {
@@ -70,7 +104,10 @@ export function runPlacementSimulation(options: PlacementSimOptions): PlacementS
   const random = new SeededRandom(options.seed);
   let nextNode = options.initialNodes + 1;
   let live = Array.from({ length: options.initialNodes }, (_, index) => index + 1);
-  let shards: PlacedShard[] = Array.from({ length: options.shards }, (_, index) => ({ id: index + 2, replicas: [] }));
+  const sizes = options.sizes === undefined ? undefined : shardSizes(options.seed, options.shards);
+  const weigh = options.sizes?.weighBytes === true;
+  let shards: PlacedShard[] = Array.from({ length: options.shards }, (_, index) => ({ id: index + 2, replicas: [], ...(weigh ? { sizeBytes: sizes![index]! } : {}) }));
+  const sizeOf = (shard: number): number => (sizes === undefined ? 1 : sizes[shard - 2]!);
   const steps: PlacementStep[] = [];
   const violations: string[] = [];
   const trace = createHash('sha256');
@@ -88,6 +125,10 @@ export function runPlacementSimulation(options: PlacementSimOptions): PlacementS
     const counts = new Map(live.map((id) => [id, 0]));
     for (const shard of shards) for (const id of shard.replicas) counts.set(id, (counts.get(id) ?? 0) + 1);
     const values = [...counts.values()];
+    const bytes = new Map(live.map((id) => [id, 0]));
+    for (const shard of shards) for (const id of shard.replicas) bytes.set(id, (bytes.get(id) ?? 0) + sizeOf(shard.id));
+    const meanBytes = [...bytes.values()].reduce((sum, each) => sum + each, 0) / live.length;
+    const sized: PlacementInput = { ...input, shards: input.shards.map((shard) => ({ ...shard, sizeBytes: sizeOf(shard.id) })) };
     const record: PlacementStep = {
       change,
       liveNodes: live.length,
@@ -100,14 +141,28 @@ export function runPlacementSimulation(options: PlacementSimOptions): PlacementS
       meanReplicas: values.reduce((sum, count) => sum + count, 0) / values.length,
       planMs,
       ...balanceLeaders(shards, live, leaders, random, (problem) => violations.push(`${change}: ${problem}`)),
+      bytesMaxOverMean: Math.max(...bytes.values()) / meanBytes,
+      bytesMinOverMean: Math.min(...bytes.values()) / meanBytes,
+      minimumByteMoves: sizes === undefined ? minimum : minimumByteMoves(sized),
     };
     steps.push(record);
-    violations.push(...checkPlacement(record, shards, live, counts, options.replicationFactor));
+    violations.push(...checkPlacement(record, shards, live, counts, options.replicationFactor, weigh ? { grew: change.includes('grow') } : undefined));
+    if (weigh) {
+      const again = planPlacement({ liveNodes: live, shards, replicationFactor: options.replicationFactor });
+      if (again.length > 0) violations.push(`${change}: the planner would make ${again.length} more moves on its own result (flapping)`);
+    }
     trace.update(`${change}|${moves.map((move) => `${move.shard}:${move.from}>${move.to}`).join(',')}|leaders ${[...leaders.values()].join(',')}\n`);
   };
   step(`place ${options.shards} shards on ${live.length} nodes`);
   for (let change = 0; change < options.changes; change++) {
-    if (random.chance(0.5) || live.length <= options.minNodes) {
+    if (sizes !== undefined && random.chance(GROWTH_CHANCE)) {
+      // Writes land unevenly: a contiguous run of shards (a hot key range) grows GROWTH_FACTOR-fold.
+      const first = random.int(options.shards);
+      const grown = Math.ceil(options.shards * GROWTH_SHARE);
+      for (let i = 0; i < grown; i++) sizes[(first + i) % options.shards]! *= GROWTH_FACTOR;
+      if (weigh) shards = shards.map((shard) => ({ ...shard, sizeBytes: sizeOf(shard.id) }));
+      step(`shards ${first + 2}.. (${grown}) grow ${GROWTH_FACTOR}x`);
+    } else if (random.chance(0.5) || live.length <= options.minNodes) {
       live = [...live, nextNode];
       step(`add node ${nextNode++}`);
     } else {
@@ -153,8 +208,13 @@ export function checkLeaders(live: readonly number[], shards: readonly LedShard[
   return problems;
 }
 
-/** The invariants of one step (see the file comment); the problems found. Exported so tests can show it rejects bad placements. */
-export function checkPlacement(step: PlacementStep, shards: readonly PlacedShard[], live: readonly number[], counts: ReadonlyMap<number, number>, factor: number): string[] {
+/**
+ * The invariants of one step (see the file comment); the problems found.
+ * `bytes`: the planner weighed sizes (and `grew`: the change was a growth):
+ * bytes are checked against BYTE_TOLERANCE and moves against
+ * `minimumByteMoves`. Exported so tests can show it rejects bad placements.
+ */
+export function checkPlacement(step: PlacementStep, shards: readonly PlacedShard[], live: readonly number[], counts: ReadonlyMap<number, number>, factor: number, bytes?: { readonly grew: boolean }): string[] {
   const problems: string[] = [];
   const liveSet = new Set(live);
   const want = Math.min(factor, live.length);
@@ -174,7 +234,15 @@ export function checkPlacement(step: PlacementStep, shards: readonly PlacedShard
   // Balancing alone (a node added) meets the lower bound exactly; re-replication may cost a
   // few more (a lost replica cannot go to a node that already has its shard), bounded at 3%.
   const slack = step.restored > 0 ? Math.ceil(step.minimumMoves * 0.03) : 0;
-  if (step.moves > step.minimumMoves + slack) problems.push(`${step.change}: ${step.moves} moves where ${step.minimumMoves} suffice`);
+  if (bytes === undefined && step.moves > step.minimumMoves + slack) problems.push(`${step.change}: ${step.moves} moves where ${step.minimumMoves} suffice`);
+  if (bytes !== undefined) {
+    // Bytes within the tolerance of the mean (float dust aside). Moves: as above against the byte bound; after a
+    // growth (swaps within the count band), at most BYTE_MOVES_SLACK times the bound, which is loose for swaps.
+    const dust = 1e-9;
+    if (step.bytesMaxOverMean > 1 + BYTE_TOLERANCE + dust || step.bytesMinOverMean < 1 - BYTE_TOLERANCE - dust) problems.push(`${step.change}: bytes a node ${step.bytesMinOverMean.toFixed(3)}..${step.bytesMaxOverMean.toFixed(3)} of the mean, outside ${BYTE_TOLERANCE}`);
+    const allowed = bytes.grew ? BYTE_MOVES_SLACK * step.minimumByteMoves : step.minimumByteMoves + slack;
+    if (step.moves > allowed) problems.push(`${step.change}: ${step.moves} moves where the bound is ${step.minimumByteMoves}`);
+  }
   if (step.restored > 0 && step.restoredPerNodeMax > Math.ceil(step.restored / live.length) + 1) problems.push(`${step.change}: one node received ${step.restoredPerNodeMax} of ${step.restored} lost replicas`);
   return problems;
 }

@@ -1,0 +1,77 @@
+/**
+ * The working state of one placement plan (placement.ts, byte-balance.ts):
+ * which live node holds which shards, each node's replica count and bytes,
+ * each shard's replicas and size. Mutated as the plan's moves are chosen.
+ *
+ * A shard's size is its reported size; a shard without one weighs the mean
+ * of the known sizes (0 when none is known), so unknown sizes neither
+ * attract nor repel moves — and with no sizes at all every shard weighs the
+ * same and the plan is the count-only plan.
+ */
+import type { NodeId } from '../raft/types.js';
+
+export interface SizedShard {
+  readonly id: number;
+  /** Current replicas (distinct node ids; some may not be live any more). */
+  readonly replicas: readonly NodeId[];
+  /** Bytes of the shard's keys and values as last reported; absent when unknown. */
+  readonly sizeBytes?: number;
+}
+
+export class Layout {
+  /** Live node → the shards it holds. */
+  readonly held = new Map<NodeId, Set<number>>();
+  /** Live node → the bytes of the shards it holds. */
+  readonly bytes = new Map<NodeId, number>();
+  /** Shard → its replicas on live nodes. */
+  readonly replicas = new Map<number, Set<NodeId>>();
+  /** Shard → its weight in bytes (see the file comment). */
+  readonly size = new Map<number, number>();
+  /** Bytes of one replica of every shard (the mean a replica weighs: `totalBytes / shards`). */
+  readonly shardBytesTotal: number;
+
+  /** `live`: sorted, distinct. Replicas on nodes not in `live` are left out (lost). */
+  constructor(live: readonly NodeId[], shards: readonly SizedShard[]) {
+    const known = shards.filter((shard) => shard.sizeBytes !== undefined);
+    const unknownWeight = known.length === 0 ? 0 : known.reduce((sum, shard) => sum + shard.sizeBytes!, 0) / known.length;
+    for (const id of live) {
+      this.held.set(id, new Set());
+      this.bytes.set(id, 0);
+    }
+    let total = 0;
+    for (const shard of shards) {
+      const weight = shard.sizeBytes ?? unknownWeight;
+      this.size.set(shard.id, weight);
+      total += weight;
+      this.replicas.set(shard.id, new Set());
+      for (const id of shard.replicas) if (this.held.has(id)) this.add(shard.id, id);
+    }
+    this.shardBytesTotal = total;
+  }
+
+  get nodes(): NodeId[] {
+    return [...this.held.keys()];
+  }
+
+  count(node: NodeId): number {
+    return this.held.get(node)!.size;
+  }
+
+  /** Whether `node` may take a replica of `shard` (it has none). */
+  allowed(shard: number, node: NodeId): boolean {
+    return !this.replicas.get(shard)!.has(node);
+  }
+
+  add(shard: number, node: NodeId): void {
+    this.held.get(node)!.add(shard);
+    this.replicas.get(shard)!.add(node);
+    this.bytes.set(node, this.bytes.get(node)! + this.size.get(shard)!);
+  }
+
+  move(shard: number, from: NodeId, to: NodeId): void {
+    this.held.get(from)!.delete(shard);
+    this.replicas.get(shard)!.delete(from);
+    this.bytes.set(from, this.bytes.get(from)! - this.size.get(shard)!);
+    this.add(shard, to);
+  }
+}
