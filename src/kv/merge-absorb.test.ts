@@ -13,7 +13,9 @@ import { createEngine } from '../storage/registry.js';
 import { TEST_LIMITS } from '../../testkit/kv/state-machine-suite.js';
 import type { ApplyResult } from './apply.js';
 import type { KvCommand } from './command.js';
-import { MemoryEngineHome } from './engine-home.js';
+import { LsmEngine } from '../storage/lsm/lsm-engine.js';
+import { MemVfs } from '../../testkit/vfs/mem-vfs.js';
+import { DirectoryEngineHome, MemoryEngineHome } from './engine-home.js';
 import { dataKey } from './keyspace.js';
 import { KvStateMachine, engineLimitsFor } from './state-machine.js';
 
@@ -24,9 +26,9 @@ const put = (key: string, value: string, clientId?: string, seq?: number, ackedB
 
 describe('a merge commit on the state machine', () => {
   it('takes the other machine\'s keys and sessions in, deletes stale keys, and keeps revisions above the other\'s', async () => {
-    const engine = createEngine('memory', { limits: engineLimitsFor(TEST_LIMITS) });
-    const home = new MemoryEngineHome(() => engine);
-    const left = await KvStateMachine.open({ home, limits: TEST_LIMITS });
+    const vfs = new MemVfs();
+    const home = (): DirectoryEngineHome => new DirectoryEngineHome(vfs, 'left', (dir) => new LsmEngine({ dataDir: dir, vfs, limits: engineLimitsFor(TEST_LIMITS) }));
+    const left = await KvStateMachine.open({ home: home(), limits: TEST_LIMITS });
     const right = await KvStateMachine.open({ home: new MemoryEngineHome(() => createEngine('memory', { limits: engineLimitsFor(TEST_LIMITS) })), limits: TEST_LIMITS });
     const apply = async (machine: KvStateMachine, command: KvCommand): Promise<ApplyResult> => (await machine.applyBatch([{ index: machine.appliedIndex + 1, term: 1, type: 'command', command }]))[0]!;
     await apply(left, put('a', 'left', 'c', 1));
@@ -40,7 +42,7 @@ describe('a merge commit on the state machine', () => {
     const index = left.appliedIndex + 1;
     assert.ok(top > index, 'the right log is longer: without a base the next left revision would be below the copied ones');
     const [result] = await left.applyBatch([{ index, term: 1, type: 'meta', name: 'shard-bounds-test', value: Buffer.from('x'), absorb: { deletes: [dataKey(Buffer.from('q'))], data, sessions: await right.encodedSessions(), revisionTop: top } }]);
-    assert.deepEqual(result, { ok: true, revision: index + left.revisionBase });
+    assert.deepEqual(result, { ok: true, revision: index }, 'the commit entry itself is answered under the base before it (0)');
     assert.equal(left.revisionBase, top - index);
     assert.equal(await left.get(Buffer.from('q')), undefined, 'a stale frozen key is deleted');
     assert.deepEqual(await left.get(Buffer.from('r')), await right.get(Buffer.from('r')), 'a merged-in key keeps its record and revision');
@@ -57,7 +59,9 @@ describe('a merge commit on the state machine', () => {
     assert.ok(other.ok && other.revision === (await right.get(Buffer.from('s')))!.revision, 'a client only the right knew');
     // The base is stored with the batch: a machine opened again on the same engine keeps it.
     const base = left.revisionBase;
-    const reopened = await KvStateMachine.open({ home, limits: TEST_LIMITS });
+    await left.close();
+    const reopened = await KvStateMachine.open({ home: home(), limits: TEST_LIMITS });
     assert.equal(reopened.revisionBase, base);
+    await reopened.close();
   });
 });
