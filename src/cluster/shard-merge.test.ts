@@ -28,13 +28,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
-import { contentDigest } from '../kv/digest.js';
 import type { KvCommand } from '../kv/command.js';
 import { pino } from 'pino';
 import { ImpulseServer } from '../api/server.js';
 import { ImpulseClient } from '../client/client.js';
 import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
-import type { Member } from './open-member.js';
+import { sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
 import { readMergePrepared } from './shard-merge.js';
 
 const until = (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> => untilInProcess(what, check, timeoutMs);
@@ -57,31 +56,16 @@ async function retried<T>(attempt: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Member `member` hosts exactly the shards of its map, each with a known leader and bounds equal to its range. */
-function settled(member: Member): boolean {
-  const map = member.shards.map;
-  if (map === undefined) return false;
-  return map.shards.every((shard) => {
-    const hosted = member.groups.get(shard.id);
-    const bounds = hosted?.group.machine.bounds;
-    return hosted !== undefined && hosted.group.leader !== 0 && bounds !== undefined && bounds.start.equals(shard.start) && (bounds.end === null ? shard.end === null : shard.end !== null && bounds.end.equals(shard.end));
-  });
-}
-
 /** The merge of `rightId` finished on every running member: the map lacks it, the survivor covers its range, its replica is gone. */
 function mergedEverywhere(cluster: InProcessCluster, rightId: number): boolean {
   return cluster.running().every((id) => {
     const member = cluster.member(id);
     const map = member.shards.map;
-    return map !== undefined && !map.shards.some((shard) => shard.id === rightId || shard.mergeInto !== undefined) && member.groups.get(rightId) === undefined && settled(member);
+    return map !== undefined && !map.shards.some((shard) => shard.id === rightId || shard.mergeInto !== undefined) && member.groups.get(rightId) === undefined && shardsSettled(member);
   });
 }
 
-async function sameContent(cluster: InProcessCluster, id: number): Promise<void> {
-  await until(`group ${id} applied the same index on every member`, () => new Set(cluster.running().map((m) => cluster.member(m).groups.get(id)?.group.machine.appliedIndex)).size === 1);
-  const digests = await Promise.all(cluster.running().map((m) => contentDigest(cluster.member(m).groups.get(id)!.group.machine.machine)));
-  assert.equal(new Set(digests.map((d) => d.digest)).size, 1, `group ${id} differs between members`);
-}
+const sameContent = (cluster: InProcessCluster, id: number): Promise<void> => sameShardContent(cluster, id, 30_000);
 
 describe('shard merges at runtime (three members, split key p)', () => {
   let cluster: InProcessCluster;
@@ -104,7 +88,7 @@ describe('shard merges at runtime (three members, split key p)', () => {
   before(async () => {
     cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'p' }, logLevel: process.env['MERGE_LOG'] ?? 'silent' });
     await cluster.waitForLeader();
-    await until('every member settled on the first map', () => cluster.running().every((id) => settled(cluster.member(id))));
+    await until('every member settled on the first map', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
   });
   after(async () => {
     await cluster?.close();
@@ -148,7 +132,7 @@ describe('shard merges at runtime (three members, split key p)', () => {
 
   it('merges through POST /shards/merge, refusing malformed and impossible merges with coded errors', async () => {
     await cluster.member(1).shards.split(Buffer.from('m'));
-    await until('every member made the split', () => cluster.running().every((id) => settled(cluster.member(id))));
+    await until('every member made the split', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
     const right = cluster.member(1).shards.map!.shards.at(-1)!.id;
     const member = cluster.member(1);
     const server = new ImpulseServer({ service: member.service, cluster: member.admin, logger: pino({ level: 'silent' }), version: 'test' });
@@ -172,13 +156,13 @@ describe('shard merges at runtime (three members, split key p)', () => {
       await server.close(); // closes member 1's service too
       await cluster.restart(1);
     }
-    await until('the member restarted after the server settled', () => settled(cluster.member(1)));
+    await until('the member restarted after the server settled', () => shardsSettled(cluster.member(1)));
   });
 
   it('merges with a member down; the merged-away group is kept until that member took it in too', async () => {
     await write(1, 'wolf', 'frozen in shard 2 by the split, deleted in the new shard: must not come back');
     await cluster.member(1).shards.split(Buffer.from('w'));
-    await until('every member made the split', () => cluster.running().every((id) => settled(cluster.member(id))));
+    await until('every member made the split', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
     const right = cluster.member(1).shards.map!.shards.at(-1)!.id;
     await retried(() => cluster.member(1).service.write({ ops: [{ type: 'del', key: Buffer.from('wolf') }] }));
     acknowledged.delete('wolf');
@@ -203,7 +187,7 @@ describe('shard merges at runtime (three members, split key p)', () => {
     for (const [index, point] of points.entries()) {
       const key = `s${index}`;
       await cluster.member(1).shards.split(Buffer.from(key));
-      await until('every member made the split', () => cluster.running().every((id) => settled(cluster.member(id))));
+      await until('every member made the split', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
       const right = cluster.member(1).shards.map!.shards.at(-1)!.id;
       await write(1, `${key}-key`, 'before');
       await cluster.member(1).shards.merge(2);
