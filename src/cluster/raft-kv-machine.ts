@@ -12,7 +12,10 @@
  *     fsync: the Raft log is durable, and entries after the durable applied
  *     index are applied again after a crash. `flush` makes them durable once
  *     `flushEntries` are pending (and the host flushes now and then), which
- *     moves `durableAppliedIndex`, the bound of log compaction.
+ *     moves `durableAppliedIndex`, the bound of log compaction. A shard
+ *     merge's steps are the exception: synced, and a commit's batch first
+ *     takes in the merged-away group from this member's replica of it
+ *     (`mergeSource`; shard-merge.ts).
  *   - snapshot: an engine snapshot between two applies, streamed lazily and
  *     released when the transfer ends (image-stream.ts).
  *   - stageSnapshot: the stream goes into a fresh engine, which must stand
@@ -51,7 +54,7 @@ export interface RaftKvMachineOptions {
   readonly onMembership?: (membership: Membership) => void;
   /** After an apply or install changed the shard map (the meta group's). */
   readonly onShardMap?: (map: ShardMap) => void;
-  /** After an apply changed a shard group's bounds (a split), or an install replaced them. */
+  /** After an apply changed a shard group's bounds (a split or a merge step), or an install replaced them. */
   readonly onBounds?: (bounds: ShardBounds) => void;
   /**
    * A shard merge's commit applies in this group: what it takes in from the
@@ -132,21 +135,21 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
     this.withAbsorbs(plan)
       .then((planned) => machine.applyBatch(planned, { sync: merging }))
       .then(
-      (results) => {
-        if (plan.membershipChanged) this.membershipValue = plan.membership;
-        if (plan.shardMapChanged) this.shardMapValue = plan.shardMap;
-        this.boundsValue = plan.bounds;
-        this.writtenBytesValue += putBytesOf(plan.entries);
-        if (plan.splits.length > 0 || merging) this.dataGenerationValue++;
-        this.options.guard(() => done(null, results));
-        if (plan.membershipChanged) this.options.onMembership?.(plan.membership);
-        if (plan.shardMapChanged && plan.shardMap !== undefined) this.options.onShardMap?.(plan.shardMap);
-        if ((plan.splits.length > 0 || merging) && plan.bounds !== undefined) this.options.onBounds?.(plan.bounds);
-        this.options.onApplied?.(this.appliedIndex);
-        if (this.appliedIndex - this.durableAppliedIndex() >= this.options.flushEntries) this.flushInBackground();
-      },
-      (error: unknown) => this.options.guard(() => done(asError(error))),
-    );
+        (results) => {
+          if (plan.membershipChanged) this.membershipValue = plan.membership;
+          if (plan.shardMapChanged) this.shardMapValue = plan.shardMap;
+          this.boundsValue = plan.bounds;
+          this.writtenBytesValue += putBytesOf(plan.entries);
+          if (plan.splits.length > 0 || merging) this.dataGenerationValue++;
+          this.options.guard(() => done(null, results));
+          if (plan.membershipChanged) this.options.onMembership?.(plan.membership);
+          if (plan.shardMapChanged && plan.shardMap !== undefined) this.options.onShardMap?.(plan.shardMap);
+          if ((plan.splits.length > 0 || merging) && plan.bounds !== undefined) this.options.onBounds?.(plan.bounds);
+          this.options.onApplied?.(this.appliedIndex);
+          if (this.appliedIndex - this.durableAppliedIndex() >= this.options.flushEntries) this.flushInBackground();
+        },
+        (error: unknown) => this.options.guard(() => done(asError(error))),
+      );
   }
 
   /** `plan`'s entries with every merge commit's `absorb` filled in from this member's replica of the merged-away group. */

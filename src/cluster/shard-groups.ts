@@ -17,7 +17,11 @@
  *   - splits (shard-splits.ts): `split(key)` commits a split in the map; after
  *     every map, a bounds change of a hosted group (it applied a split) and a
  *     leader change, the member reconciles: it opens the groups splits made
- *     and, as a parent's leader, proposes the split its map asks for.
+ *     and, as a parent's leader, proposes the split its map asks for;
+ *   - merges (shard-merges.ts): `merge(leftId)` commits a merge's intent in
+ *     the map; after every map, bounds change and leader change the member
+ *     proposes the merge steps of the groups it leads, and deletes its copies
+ *     of merged-away groups once every survivor replica took them in.
  *
  * Opens run one at a time in map order (a promise chain): a map applied while
  * one runs is taken up after it.
