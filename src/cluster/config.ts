@@ -18,6 +18,7 @@
 import { createHash } from 'node:crypto';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
 import type { NodeId } from '../raft/types.js';
+import { MERGE_RIGHT_BYTES_MAX } from '../shard/merges.js';
 import { SPLIT_KEY_BYTES_MAX } from '../shard/shard-map.js';
 import { parseAddress } from '../transport/socket-factory.js';
 
@@ -59,7 +60,7 @@ export interface ClusterConfig {
 
 /** When the meta group's leader merges small neighbouring shards (src/cluster/shard-merge-trigger.ts). */
 export interface ShardMergesConfig {
-  /** `--shard-merge-bytes`: two neighbours each under this many bytes (and together under half of --shard-split-bytes) merge. 0 (the default): never automatically. */
+  /** `--shard-merge-bytes`: two neighbours each under this many bytes (and together under half of --shard-split-bytes) merge. 0 (the default): never automatically; at most 64 MiB (MERGE_RIGHT_BYTES_MAX). */
   readonly mergeBytes: number;
   /** `--shard-merge-quiet-ms`: a shard split, merged or moved more recently than this does not merge. Default 600,000 (10 min). */
   readonly quietMs: number;
@@ -181,7 +182,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   if (timing.electionTicks < 2 * timing.heartbeatTicks) throw invalid('--election-ticks must be at least twice --heartbeat-ticks');
   const shardSplitBytes = integer('--shard-split-bytes', flags.shardSplitBytes ?? '0', 0, 2 ** 48);
   const merges: ShardMergesConfig = {
-    mergeBytes: integer('--shard-merge-bytes', flags.shardMergeBytes ?? String(DEFAULT_SHARD_MERGES.mergeBytes), 0, 2 ** 48),
+    mergeBytes: integer('--shard-merge-bytes', flags.shardMergeBytes ?? String(DEFAULT_SHARD_MERGES.mergeBytes), 0, MERGE_RIGHT_BYTES_MAX),
     quietMs: integer('--shard-merge-quiet-ms', flags.shardMergeQuietMs ?? String(DEFAULT_SHARD_MERGES.quietMs), 0, 86_400_000),
   };
   const moves: ShardMovesConfig = {

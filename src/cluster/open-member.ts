@@ -169,7 +169,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       intervalMs: MERGE_ROUND_MS,
       reportMaxAgeMs: 3 * MERGE_ROUND_MS,
       reports: () => mover.reports.all(),
-      merge: (leftId) => shards.merge(leftId),
+      merge: (leftId) => shards.merge(leftId),  // planMerges took sizes under --shard-merge-bytes (<= MERGE_RIGHT_BYTES_MAX)
     });
     const admin = new ClusterAdmin({
       host,
@@ -182,7 +182,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       tickMs,
       requestTimeoutMs,
       shards: async () => shardsView(cluster.clusterId, cluster.nodeId, shards, meta, await mover.reportsNow(Math.min(requestTimeoutMs, SHARD_REPORTS_WAIT_MS))),
-      ...(shards.sharded ? { splitShard: async (key: Buffer) => void (await shards.split(key)), mergeShards: async (leftId: number) => void (await shards.merge(leftId)) } : {}),
+      ...(shards.sharded ? { splitShard: async (key: Buffer) => void (await shards.split(key)), mergeShards: async (leftId: number) => void (await shards.merge(leftId, await mover.reportsNow(Math.min(requestTimeoutMs, SHARD_REPORTS_WAIT_MS)))) } : {}),
     });
     const metaService = new RaftKvService({
       host,

@@ -36,7 +36,8 @@ describe('a shard merge in a process cluster', () => {
       const running = history.run();
       await new Promise((resolve) => setTimeout(resolve, 1500));
       const mergeAt = Date.now();
-      await cluster.client(2).mergeShards(2);
+      // Until the right shard's size reached the meta leader (every 5 s), the merge is refused as unavailable (503): asked again.
+      await eventually('the merge is under way', async () => (await cluster.client(2).mergeShards(2)).version > 0);
       await eventually('every member serves the two shards left', everyMemberSees(2));
       const mergeMs = Date.now() - mergeAt;
       await new Promise((resolve) => setTimeout(resolve, 1500));

@@ -136,9 +136,15 @@ export class ShardGroups {
     return this.splits.requestSplit(key);
   }
 
-  /** Merges shard `leftId`'s right neighbour into it (ShardMerges.requestMerge); resolves with the map that has the merge in flight. */
-  merge(leftId: number): Promise<ShardMap> {
-    return this.merges.requestMerge(leftId);
+  /**
+   * Merges shard `leftId`'s right neighbour into it (ShardMerges.requestMerge);
+   * resolves with the map that has the merge in flight. With `reports` (an
+   * operator's request), the right shard's reported size must be known and
+   * at most MERGE_RIGHT_BYTES_MAX (else IMPULSE_ERR_UNAVAILABLE to retry once
+   * reported, or IMPULSE_ERR_CONFIG_INVALID).
+   */
+  merge(leftId: number, reports?: ReportsSnapshot): Promise<ShardMap> {
+    return this.merges.requestMerge(leftId, reports === undefined ? undefined : (shard) => reports.shards.get(shard)?.sizeBytes ?? undefined);
   }
 
   /** This member's merge decisions and steps since it started. */

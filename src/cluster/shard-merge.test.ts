@@ -65,6 +65,18 @@ function mergedEverywhere(cluster: InProcessCluster, rightId: number): boolean {
   });
 }
 
+/** `attempt` again while it is refused as unavailable (at most 30 times, 500 ms apart). */
+async function retriedWhileUnavailable<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (tries >= 30 || !isImpulseError(error, 'IMPULSE_ERR_UNAVAILABLE')) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+}
+
 const sameContent = (cluster: InProcessCluster, id: number): Promise<void> => sameShardContent(cluster, id, 30_000);
 
 describe('shard merges at runtime (three members, split key p)', () => {
@@ -144,7 +156,8 @@ describe('shard merges at runtime (three members, split key p)', () => {
         assert.equal(((await reply.json()) as { error: { code: string } }).error.code, 'IMPULSE_ERR_CONFIG_INVALID', body);
       }
       const client = new ImpulseClient({ endpoint: base });
-      const view = await client.mergeShards(2);
+      // Until the right shard's size reached the meta leader (every 5 s), the merge is refused as unavailable: retry.
+      const view = await retriedWhileUnavailable(() => client.mergeShards(2));
       // The answer may come after the merge finished already: then the right shard is gone.
       const shown = view.shards.find((shard) => shard.id === right);
       assert.ok(shown === undefined || shown.mergeInto === 2, 'GET /shards shows the merge in flight');

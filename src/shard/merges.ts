@@ -22,6 +22,14 @@
 import { ImpulseError } from '../errors.js';
 import { type Shard, type ShardMap, checkedShardMap, mergingShard } from './shard-map.js';
 
+/**
+ * Most bytes (keys and values, as the shard leaders report them) a right
+ * shard may hold to be merged: a merge's commit takes the right shard's keys
+ * into one engine batch in memory. `--shard-merge-bytes` is at most this, and
+ * `POST /shards/merge` refuses larger (or not yet reported) right shards.
+ */
+export const MERGE_RIGHT_BYTES_MAX = 64 * 1024 * 1024;
+
 /** The map with shard `leftId`'s right neighbour marked merging into it. */
 export function startMerge(map: ShardMap, leftId: number): ShardMap {
   const { left, right } = neighbours(map, leftId);
