@@ -28,7 +28,7 @@
 import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
 import type { NodeId } from '../raft/types.js';
-import { MERGE_RIGHT_BYTES_MAX, finishMerge, startMerge } from '../shard/merges.js';
+import { checkRightSize, finishMerge, startMerge } from '../shard/merges.js';
 import { type Shard, type ShardMap, sameShardBounds, shardById } from '../shard/shard-map.js';
 import type { Clock } from '../util/clock.js';
 import type { HostedGroup, HostedGroups } from './hosted-groups.js';
@@ -53,14 +53,6 @@ export interface ShardMergesOptions {
   /** Follows the current map again (ShardGroups): reconciles merges and destroys merged-away replicas. */
   readonly refollow: () => void;
   readonly logger: Logger;
-}
-
-/** Refuses a merge whose right shard (in `next`, marked merging into `leftId`) is not known to hold at most MERGE_RIGHT_BYTES_MAX. */
-function checkRightSize(next: ShardMap, leftId: number, sizeOf: (shard: number) => number | undefined): void {
-  const right = next.shards.find((shard) => shard.mergeInto === leftId)!;
-  const bytes = sizeOf(right.id);
-  if (bytes === undefined) throw new ImpulseError('IMPULSE_ERR_UNAVAILABLE', `shard ${right.id}'s size is not reported to the meta leader yet (its leader reports every 5 s); retry`, { details: { shard: right.id, retryAfterSeconds: 5 } });
-  if (bytes > MERGE_RIGHT_BYTES_MAX) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `shard ${right.id} holds about ${bytes} bytes; a merge takes at most ${MERGE_RIGHT_BYTES_MAX} (its keys are copied in one batch)`, { details: { shard: right.id, sizeBytes: bytes, limitBytes: MERGE_RIGHT_BYTES_MAX } });
 }
 
 /** Merge decisions and steps of this member (the current meta leader's and shard leaders' since start). */
@@ -100,7 +92,7 @@ export class ShardMerges {
    * is answered with the current map. IMPULSE_ERR_CONFIG_INVALID when the two
    * cannot merge (no such shard or neighbour, different replicas, a move or
    * another merge in flight; with `sizeOf`, a right shard above
-   * MERGE_RIGHT_BYTES_MAX), IMPULSE_ERR_UNAVAILABLE when concurrent map
+   * MERGE_RIGHT_BYTES_MAX: merges.ts `checkRightSize`), IMPULSE_ERR_UNAVAILABLE when concurrent map
    * changes won every attempt or `sizeOf` does not know the right shard's size.
    */
   async requestMerge(leftId: number, sizeOf?: (shard: number) => number | undefined): Promise<ShardMap> {

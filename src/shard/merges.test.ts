@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { isImpulseError } from '../errors.js';
-import { finishMerge, planMerges, startMerge } from './merges.js';
+import { MERGE_RIGHT_BYTES_MAX, checkRightSize, finishMerge, planMerges, startMerge } from './merges.js';
 import { startMove } from './moves.js';
 import { changeReplicas, decodeShardMap, encodeShardMap, initialShardMap, nextShardId, shardFor, splitShard } from './shard-map.js';
 
@@ -69,6 +69,13 @@ describe('shard merges in the map', () => {
     assert.throws(() => finishMerge(map, 2), refused, 'finish without the intent');
     const decoded = decodeShardMap(encodeShardMap(merging));
     assert.equal(decoded.shards[1]!.mergeInto, 2);
+  });
+
+  it('refuses an operator\'s merge of a right shard above 64 MiB, or of unknown size (retryable)', () => {
+    const merging = startMerge(initialShardMap([Buffer.from('g')], [1, 2, 3]), 2);
+    assert.doesNotThrow(() => checkRightSize(merging, 2, () => MERGE_RIGHT_BYTES_MAX));
+    assert.throws(() => checkRightSize(merging, 2, () => MERGE_RIGHT_BYTES_MAX + 1), (error) => refused(error) && (error as { details?: Record<string, unknown> }).details?.['shard'] === 3);
+    assert.throws(() => checkRightSize(merging, 2, () => undefined), (error) => isImpulseError(error, 'IMPULSE_ERR_UNAVAILABLE'));
   });
 
   it('never hands out a merged-away id again, even the highest', () => {

@@ -41,6 +41,23 @@ export function startMerge(map: ShardMap, leftId: number): ShardMap {
   return checkedShardMap({ ...map, version: map.version + 1, shards: map.shards.map((shard) => (shard.id === right.id ? { ...shard, mergeInto: left.id } : shard)) });
 }
 
+/**
+ * Refuses a merge whose right shard (in `next`, the map `startMerge` made,
+ * marked merging into `leftId`) is not known to hold at most
+ * MERGE_RIGHT_BYTES_MAX by `sizeOf` (its leader's reported size):
+ * IMPULSE_ERR_UNAVAILABLE while unknown (retry once reported),
+ * IMPULSE_ERR_CONFIG_INVALID above the bound.
+ */
+export function checkRightSize(next: ShardMap, leftId: number, sizeOf: (shard: number) => number | undefined): void {
+  const right = mergeInto(next, leftId);
+  if (right === undefined) throw refused(`no shard is marked merging into shard ${leftId}`);
+  const bytes = sizeOf(right.id);
+  if (bytes === undefined) throw new ImpulseError('IMPULSE_ERR_UNAVAILABLE', `shard ${right.id}'s size is not reported to the meta leader yet (its leader reports every 5 s); retry`, { details: { shard: right.id, retryAfterSeconds: 5 } });
+  if (bytes > MERGE_RIGHT_BYTES_MAX) {
+    throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `shard ${right.id} holds about ${bytes} bytes; a merge takes at most ${MERGE_RIGHT_BYTES_MAX} (its keys are copied in one batch)`, { details: { shard: right.id, sizeBytes: bytes, limitBytes: MERGE_RIGHT_BYTES_MAX } });
+  }
+}
+
 /** The map after the merge of `leftId`'s right neighbour (marked by `startMerge`) into it: the left shard covers both ranges, the right one is gone. */
 export function finishMerge(map: ShardMap, leftId: number): ShardMap {
   const { left, right } = neighbours(map, leftId);
