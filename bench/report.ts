@@ -63,11 +63,17 @@ export function medianCell(values: readonly number[], show: (value: number) => s
 
 /** CPU seconds (user + system) process `pid` has used so far, from /proc/<pid>/stat (Linux; NaN elsewhere). */
 export async function processCpuSeconds(pid: number): Promise<number> {
+  const { userSeconds, systemSeconds } = await processCpuTimes(pid);
+  return userSeconds + systemSeconds;
+}
+
+/** CPU seconds process `pid` has used so far in user space and in the kernel, from /proc/<pid>/stat (Linux; NaN elsewhere). */
+export async function processCpuTimes(pid: number): Promise<{ userSeconds: number; systemSeconds: number }> {
   try {
     const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
     // utime and stime, in USER_HZ ticks (100 per second on every mainstream Linux build).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    return { userSeconds: Number(fields[11]) / 100, systemSeconds: Number(fields[12]) / 100 };
   } catch {
-    return Number.NaN;
+    return { userSeconds: Number.NaN, systemSeconds: Number.NaN };
   }
 }

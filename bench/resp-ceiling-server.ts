@@ -7,9 +7,18 @@
  * cost; impulse's figure beside it is Node plus impulse. Not a server to use.
  * Prints "listening <port>" on stdout.
  *
- *   node dist/bench/resp-ceiling-server.js [--port 0]
+ *   node dist/bench/resp-ceiling-server.js [--port 0] [--read-path stream|onread]
+ *
+ * `--read-path stream` (the default) reads through `data` events, as
+ * src/resp does. `--read-path onread` reads into one reused buffer through
+ * net.Socket's `onread` option, which skips the readable stream and the
+ * Buffer made per read. Node (20 and 24) has no documented way to get that
+ * option on a server's accepted sockets (net.Server builds them without it),
+ * so this path re-wraps the accepted socket's internal `_handle` in a new
+ * Socket: an experiment, to measure what the stream layer's read side costs,
+ * not something src/resp may rely on.
  */
-import { type AddressInfo, type Socket, createServer } from 'node:net';
+import { type AddressInfo, Socket as NetSocket, type Socket, createServer } from 'node:net';
 import { flag } from './report.js';
 
 const store = new Map<string, Buffer>();
@@ -49,21 +58,59 @@ function answer(args: Buffer[]): Buffer {
   return name === 'ping' ? PONG : OK;
 }
 
-function serve(socket: Socket): void {
+/** Answers the complete commands in `data` with one write; returns where the unparsed rest starts. */
+function answerAll(socket: Socket, data: Buffer): number {
+  const replies: Buffer[] = [];
+  let at = 0;
+  for (let command = parse(data, at); command !== undefined; command = parse(data, at)) {
+    replies.push(answer(command.args));
+    at = command.next;
+  }
+  if (replies.length > 0) socket.write(replies.length === 1 ? replies[0]! : Buffer.concat(replies));
+  return at;
+}
+
+function serveStream(socket: Socket): void {
   let pending: Buffer = Buffer.alloc(0);
   socket.on('data', (chunk: Buffer) => {
     const data = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-    const replies: Buffer[] = [];
-    let at = 0;
-    for (let command = parse(data, at); command !== undefined; command = parse(data, at)) {
-      replies.push(answer(command.args));
-      at = command.next;
-    }
-    pending = data.subarray(at);
-    if (replies.length > 0) socket.write(replies.length === 1 ? replies[0]! : Buffer.concat(replies));
+    pending = data.subarray(answerAll(socket, data));
   });
   socket.on('error', () => socket.destroy());
 }
 
-const server = createServer({ noDelay: true }, serve);
+/** The internal field the experiment re-wraps; not a documented API (see the file comment). */
+interface WithHandle {
+  readonly _handle: unknown;
+}
+
+const readBuffer = Buffer.allocUnsafe(64 * 1024);
+
+function serveOnread(accepted: Socket): void {
+  let pending: Buffer = Buffer.alloc(0);
+  // `handle` is the Socket constructor's internal option (net.Server uses it); `onread` is documented
+  // for net.connect and the constructor but missing from @types/node's constructor options.
+  const options = {
+    handle: (accepted as unknown as WithHandle)._handle,
+    readable: true,
+    writable: true,
+    onread: {
+      buffer: readBuffer,
+      callback: (bytes: number, buffer: Uint8Array): void => {
+        const read = Buffer.from(buffer.buffer, buffer.byteOffset, bytes);
+        // The reused buffer is overwritten by the next read: a partial command's bytes are copied out.
+        const data = pending.length === 0 ? read : Buffer.concat([pending, read]);
+        pending = Buffer.from(data.subarray(answerAll(socket, data)));
+      },
+    },
+  };
+  const socket: Socket = new NetSocket(options);
+  socket.on('error', () => socket.destroy());
+  socket.resume();
+}
+
+const readPath = flag('read-path', 'stream');
+if (readPath !== 'stream' && readPath !== 'onread') throw new Error(`--read-path is stream or onread, not ${readPath}`);
+// onread: the accepted socket must not start reading before its handle is re-wrapped.
+const server = createServer({ noDelay: true, pauseOnConnect: readPath === 'onread' }, readPath === 'onread' ? serveOnread : serveStream);
 server.listen(Number(flag('port', '0')), '127.0.0.1', () => console.log(`listening ${(server.address() as AddressInfo).port}`));

@@ -6,11 +6,12 @@
  *
  * against, in the same run and round-robin (so every target sees the same
  * machine load): a bare node:net server with a Map (resp-ceiling-server.ts:
- * what Node's sockets cost), impulse --engine memory, impulse --engine lsm
+ * what Node's sockets cost), the same reading through `onread` (an
+ * experiment on Node internals: what the readable stream costs), impulse --engine memory, impulse --engine lsm
  * (--sync fsync: every acknowledged SET is on disk), impulse --engine lsm
  * --sync none, and redis-server (Debian's) with persistence off and with
  * `appendonly yes, appendfsync everysec`. Per cell: requests per second and
- * the server's CPU time per request (user + system, /proc), median of
+ * the server's CPU time per request (user + system, and user alone, /proc), median of
  * `--rounds` runs with the range; the load average at the start and the end.
  *
  *   flock /tmp/impulse-bench.lock node dist/bench/resp.js [--rounds 3] [--requests 100000] [--pipelined-requests 400000]
@@ -25,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { reapOnExit } from '../testkit/process/member-process.js';
 import { freePorts } from '../testkit/process/ports.js';
 import { startServerProcess } from '../testkit/process/server-process.js';
-import { flag, formatNumber, loadLine, machineLine, median, medianCell, processCpuSeconds, table, writeSection } from './report.js';
+import { flag, formatNumber, loadLine, machineLine, median, medianCell, processCpuTimes, table, writeSection } from './report.js';
 
 const rounds = Number(flag('rounds', '3'));
 const requests = Number(flag('requests', '100000'));
@@ -91,30 +92,34 @@ async function redisServer(name: string, args: readonly string[]): Promise<Targe
   return spawnServer(name, port!, 'redis-server', redisArgs, () => rm(dir, { recursive: true, force: true }));
 }
 
-async function ceiling(): Promise<Target> {
+async function ceiling(name: string, readPath: 'stream' | 'onread'): Promise<Target> {
   const [port] = await freePorts(1);
   const script = fileURLToPath(new URL('./resp-ceiling-server.js', import.meta.url));
-  return spawnServer('bare node:net + Map (ceiling)', port!, process.execPath, [script, '--port', String(port)]);
+  return spawnServer(name, port!, process.execPath, [script, '--port', String(port), '--read-path', readPath]);
 }
 
 interface Run {
   readonly rps: number;
   /** The server's CPU time (user + system) per request, µs. */
   readonly cpuUs: number;
+  /** Of which in user space (Node, V8, impulse; Redis's own code), µs. */
+  readonly userUs: number;
 }
 
 /** One redis-benchmark run of one test: requests per second and the server's CPU per request. */
 async function benchmark(target: Target, test: 'set' | 'get', pipeline: number, n = pipeline > 1 ? pipelinedRequests : requests): Promise<Run> {
-  const cpuBefore = await processCpuSeconds(target.pid);
+  const before = await processCpuTimes(target.pid);
   const csv = execFileSync('redis-benchmark', ['-h', '127.0.0.1', '-p', String(target.port), '-t', test, '-c', '100', '-n', String(n), '-P', String(pipeline), '--csv'], {
     maxBuffer: 16 * 1024 * 1024,
     stdio: ['ignore', 'pipe', 'ignore'],
     timeout: RUN_TIMEOUT_MS,
   }).toString();
-  const cpuUs = (((await processCpuSeconds(target.pid)) - cpuBefore) * 1e6) / n;
+  const after = await processCpuTimes(target.pid);
+  const userUs = ((after.userSeconds - before.userSeconds) * 1e6) / n;
+  const cpuUs = userUs + ((after.systemSeconds - before.systemSeconds) * 1e6) / n;
   const line = csv.split('\n').find((row) => row.startsWith(`"${test.toUpperCase()}"`));
   if (line === undefined) throw new Error(`no ${test} row in:\n${csv}`);
-  return { rps: Number(JSON.parse(`[${line}]`)[1]), cpuUs };
+  return { rps: Number(JSON.parse(`[${line}]`)[1]), cpuUs, userUs };
 }
 
 const CELLS = [
@@ -127,7 +132,8 @@ const CELLS = [
 const targets: Target[] = [];
 try {
   const loadAtStart = loadLine();
-  targets.push(await ceiling());
+  targets.push(await ceiling('bare node:net + Map (ceiling)', 'stream'));
+  targets.push(await ceiling('the same, onread (Node internals)', 'onread'));
   targets.push(await impulse('impulse memory', ['--engine', 'memory']));
   targets.push(await impulse('impulse lsm, fsync', ['--engine', 'lsm', '--sync', 'fsync']));
   targets.push(await impulse('impulse lsm, no fsync', ['--engine', 'lsm', '--sync', 'none']));
@@ -143,7 +149,7 @@ try {
         for (const test of ['set', 'get'] as const) {
           const run = await benchmark(target, test, pipeline);
           runs.set(key(target.name, pipeline, test), [...(runs.get(key(target.name, pipeline, test)) ?? []), run]);
-          console.error(`round ${round} -P ${pipeline} ${target.name} ${test}: ${formatNumber(run.rps)}/s, ${run.cpuUs.toFixed(1)} µs CPU/request (${loadLine()})`);
+          console.error(`round ${round} -P ${pipeline} ${target.name} ${test}: ${formatNumber(run.rps)}/s, ${run.cpuUs.toFixed(1)} µs CPU/request, ${run.userUs.toFixed(1)} user (${loadLine()})`);
         }
       }
     }
@@ -152,7 +158,8 @@ try {
   const of = (name: string, pipeline: number, test: string, figure: keyof Run): number[] => runs.get(key(name, pipeline, test))!.map((run) => run[figure]);
   const ratio = (name: string, pipeline: number, test: string): string => `${(median(of(name, pipeline, test, 'rps')) / median(of(REFERENCE, pipeline, test, 'rps'))).toFixed(2)}×`;
   const throughput = targets.map((target) => [target.name, ...CELLS.flatMap(({ pipeline, test }) => [medianCell(of(target.name, pipeline, test, 'rps')), ratio(target.name, pipeline, test)])]);
-  const cpu = targets.map((target) => [target.name, ...CELLS.map(({ pipeline, test }) => medianCell(of(target.name, pipeline, test, 'cpuUs'), (value) => value.toFixed(1)))]);
+  const cpuOf = (figure: 'cpuUs' | 'userUs'): string[][] =>
+    targets.map((target) => [target.name, ...CELLS.map(({ pipeline, test }) => medianCell(of(target.name, pipeline, test, figure), (value) => value.toFixed(1)))]);
   const markdown = [
     '## Redis protocol: impulse vs redis-server (`node dist/bench/resp.js`)',
     '',
@@ -167,7 +174,11 @@ try {
     '',
     "The server's CPU time (user + system, from /proc) per request, µs:",
     '',
-    table(['target', ...CELLS.map(({ title }) => title)], cpu),
+    table(['target', ...CELLS.map(({ title }) => title)], cpuOf('cpuUs')),
+    '',
+    'Of which in user space (the rest is the kernel: system calls, TCP over loopback), µs:',
+    '',
+    table(['target', ...CELLS.map(({ title }) => title)], cpuOf('userUs')),
   ].join('\n');
   console.log(markdown);
   await writeSection('resp', markdown);

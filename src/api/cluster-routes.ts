@@ -13,6 +13,7 @@
  *   POST   /cluster/leader                  {"id"}: transfer leadership
  *   GET    /shards                          the shard map and this member's view of each shard
  *   POST   /shards/split                    {"key"} (UTF-8) or {"keyHex"}: split the shard holding it there
+ *   POST   /shards/merge                    {"shard"}: merge that shard's right neighbour into it
  *   POST   /cluster/repair                  leaderless: anti-entropy with every other member now (a RepairReport)
  *
  * Every answer is the cluster view (src/protocol/cluster-view.ts) after the
@@ -34,6 +35,8 @@ export interface ClusterRoutesTarget {
   shards(): Promise<ShardsView>;
   /** Splits the shard holding `key` at `key` (a sharded Raft cluster); the view once the map has the split. */
   splitShard?(key: Buffer): Promise<ShardsView>;
+  /** Merges shard `shard`'s right neighbour into it (a sharded Raft cluster); the view once the map has the merge in flight. */
+  mergeShards?(shard: unknown): Promise<ShardsView>;
   /** Leaderless members only: an anti-entropy pass with every other member. */
   repair?(): Promise<RepairReport>;
 }
@@ -54,6 +57,7 @@ export function matchClusterRoute(path: string): ClusterRoute | undefined {
   if (path === '/cluster') return { label: '/cluster', method: 'GET' };
   if (path === '/shards') return { label: '/shards', method: 'GET' };
   if (path === '/shards/split') return { label: '/shards/split', method: 'POST' };
+  if (path === '/shards/merge') return { label: '/shards/merge', method: 'POST' };
   if (path === '/cluster/members') return { label: '/cluster/members', method: 'POST' };
   if (path === '/cluster/leader') return { label: '/cluster/leader', method: 'POST' };
   if (path === '/cluster/repair') return { label: '/cluster/repair', method: 'POST' };
@@ -75,6 +79,9 @@ export async function serveClusterRoute(route: ClusterRoute, target: ClusterRout
     case '/shards/split':
       if (target.splitShard === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'splitting a shard needs a sharded Raft cluster (started with --split-keys)');
       return target.splitShard(splitKeyOf(jsonObject(await body())));
+    case '/shards/merge':
+      if (target.mergeShards === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'merging shards needs a sharded Raft cluster (started with --split-keys)');
+      return target.mergeShards(jsonObject(await body())['shard']);
     case '/cluster/members':
       return target.addMember(jsonObject(await body()) as unknown as AddMemberRequest);
     case '/cluster/leader':

@@ -33,6 +33,7 @@ export type RouteLabel =
   | '/ui/chaos/{run}/{file}'
   | '/cluster/repair'
   | '/shards/split'
+  | '/shards/merge'
   | 'unmatched';
 
 /** Latency histogram bucket upper bounds, seconds. */
@@ -58,6 +59,7 @@ const ROUTE_INDEX: Readonly<Record<RouteLabel, number>> = {
   '/cluster/repair': 17,
   unmatched: 18,
   '/shards/split': 19,
+  '/shards/merge': 20,
 };
 /** The routes that carry user requests: what "requests per second" and "p99" mean on the dashboard (never its own polling). */
 const KV_ROUTES: ReadonlySet<RouteLabel> = new Set<RouteLabel>(['/kv/{key}', '/kv', '/kv/batch']);

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
 import type { BatchOp, ImpulseClient, ReadConsistency, ScanOptions } from '../client/client.js';
 import { parseBatch } from '../api/kv-handlers.js';
-import { isImpulseError } from '../errors.js';
+import { ImpulseError, isImpulseError } from '../errors.js';
 import type { KvOp } from '../kv/command.js';
 import { type ClusterView } from '../protocol/cluster-view.js';
 import { formatClusterView, formatShardsView, joinCommand, leaderlessMemberMessage } from './cluster-output.js';
@@ -255,6 +255,16 @@ function registerNodeCommands(program: Command, context: ClientContext): void {
     .action(async (key: string) => {
       const bytes = bytesArgument(key);
       const view = await withClient(context, (c) => c.splitShard(bytes));
+      if (context.format() === 'json') printJson(view);
+      else process.stdout.write(formatShardsView(view));
+    });
+  shards
+    .command('merge <shard>')
+    .description('merge the right neighbour of shard <shard> (an id) into it; both must be on the same members. Returns once the merge is under way')
+    .action(async (shard: string) => {
+      const id = Number(shard);
+      if (!/^[0-9]{1,15}$/.test(shard) || id < 2) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `a shard id is an integer >= 2, not "${shard}"`);
+      const view = await withClient(context, (c) => c.mergeShards(id));
       if (context.format() === 'json') printJson(view);
       else process.stdout.write(formatShardsView(view));
     });

@@ -13,7 +13,7 @@ import { ImpulseClient } from '../client/client.js';
 import { isImpulseError } from '../errors.js';
 import { ENGINE_CHOICE_FLAGS, ENGINE_NAMES } from '../storage/engine-names.js';
 import { VERSION } from '../version.js';
-import { DEFAULT_PEER_PORT, DEFAULT_RAFT_TIMING_CONFIG, DEFAULT_SHARD_MOVES } from '../cluster/config.js';
+import { DEFAULT_PEER_PORT, DEFAULT_RAFT_TIMING_CONFIG, DEFAULT_SHARD_MERGES, DEFAULT_SHARD_MOVES } from '../cluster/config.js';
 import { type ClientContext, registerClientCommands } from './client-commands.js';
 import { registerLeaderlessCommands } from './leaderless-commands.js';
 import type { ClusterLaunchFlags } from './cluster-launcher.js';
@@ -82,6 +82,8 @@ const serveCommand = program
   .option('--shard-balance-leaders <bool>', 'sharded: the meta leader hands shard leaderships over so that no member leads more than its share (default true)')
   .option('--shard-balance-bytes-min <bytes>', `sharded: replicas move for byte balance only when a member's bytes are off the mean by 5% and by at least this (default ${DEFAULT_SHARD_MOVES.balanceBytesMin})`)
   .option('--shard-split-bytes <n>', 'sharded: the leader of a shard splits it at its middle key once its keys and values pass n bytes (default 0: off; docs/sharding.md)')
+  .option('--shard-merge-bytes <n>', 'sharded: two neighbouring shards on the same members, each under n bytes and together under half of --shard-split-bytes, merge (default 0: off; docs/sharding.md)')
+  .option('--shard-merge-quiet-ms <ms>', `sharded: a shard split, merged or moved more recently than this does not merge (default ${DEFAULT_SHARD_MERGES.quietMs})`)
   .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`)
   .option('--replication <mode>', 'raft (default) or leaderless (Dynamo-style: docs/leaderless.md)')
   .option('--replicas <n>', 'leaderless: owners per key (default 3, at most the member count)')

@@ -371,6 +371,18 @@ export class ImpulseClient {
     return this.json(response) as ShardsView;
   }
 
+  /**
+   * Merges shard `leftId`'s right neighbour into it (`POST /shards/merge`;
+   * both on the same members, neither moving or merging); resolves with the
+   * view once the map has the merge in flight. The merge then finishes on
+   * its own: `shards()` shows `mergeInto` on the right shard until it is gone.
+   */
+  async mergeShards(leftId: number): Promise<ShardsView> {
+    const response = await this.call('POST', '/shards/merge', Buffer.from(JSON.stringify({ shard: leftId })));
+    this.expect(response, 200);
+    return this.json(response) as ShardsView;
+  }
+
   private async shardsAt(origin: URL): Promise<ShardsView> {
     const response = await this.call('GET', '/shards', undefined, {}, origin);
     this.expect(response, 200);

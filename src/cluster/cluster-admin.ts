@@ -50,6 +50,8 @@ export interface ClusterAdminOptions {
   readonly shards: () => Promise<ShardsView>;
   /** `POST /shards/split`: splits the shard holding the key there (absent: not a sharded cluster). */
   readonly splitShard?: (key: Buffer) => Promise<void>;
+  /** `POST /shards/merge`: merges the shard's right neighbour into it (absent: not a sharded cluster). */
+  readonly mergeShards?: (leftId: number) => Promise<void>;
 }
 
 type AdminOperation =
@@ -108,6 +110,20 @@ export class ClusterAdmin {
   /** The cluster as this node sees it (members' progress only on the leader). */
   /** The shard map and this member's view of each shard (`GET /shards`). */
   shards(): Promise<ShardsView> {
+    return this.options.shards();
+  }
+
+  /**
+   * Merges shard `shard`'s right neighbour into it; the view once this
+   * member's map has the merge in flight (it finishes on its own).
+   * IMPULSE_ERR_CONFIG_INVALID for a shard id that is not an integer >= 2 or
+   * a pair that cannot merge (src/shard/merges.ts).
+   */
+  async mergeShards(shard: unknown): Promise<ShardsView> {
+    const { mergeShards } = this.options;
+    if (mergeShards === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'this cluster is not sharded (it was started without --split-keys)');
+    if (typeof shard !== 'number' || !Number.isSafeInteger(shard) || shard < 2) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a merge names the left shard as {"shard": <id>} (an integer >= 2); its right neighbour merges into it');
+    await mergeShards(shard);
     return this.options.shards();
   }
 

@@ -18,6 +18,7 @@
 import { createHash } from 'node:crypto';
 import { configInvalid as invalid, integerValue as integer } from '../util/config-values.js';
 import type { NodeId } from '../raft/types.js';
+import { MERGE_RIGHT_BYTES_MAX } from '../shard/merges.js';
 import { SPLIT_KEY_BYTES_MAX } from '../shard/shard-map.js';
 import { parseAddress } from '../transport/socket-factory.js';
 
@@ -50,10 +51,22 @@ export interface ClusterConfig {
    * (docs/sharding.md "Splits"). 0 (the default): no size-triggered splits.
    */
   readonly shardSplitBytes: number;
+  /** Automatic merges of small neighbours (docs/sharding.md "Merges"). */
+  readonly merges: ShardMergesConfig;
   readonly timing: RaftTimingConfig;
   /** Replica moves of a sharded cluster (docs/sharding.md, "Moves"). */
   readonly moves: ShardMovesConfig;
 }
+
+/** When the meta group's leader merges small neighbouring shards (src/cluster/shard-merge-trigger.ts). */
+export interface ShardMergesConfig {
+  /** `--shard-merge-bytes`: two neighbours each under this many bytes (and together under half of --shard-split-bytes) merge. 0 (the default): never automatically; at most 64 MiB (MERGE_RIGHT_BYTES_MAX). */
+  readonly mergeBytes: number;
+  /** `--shard-merge-quiet-ms`: a shard split, merged or moved more recently than this does not merge. Default 600,000 (10 min). */
+  readonly quietMs: number;
+}
+
+export const DEFAULT_SHARD_MERGES: ShardMergesConfig = { mergeBytes: 0, quietMs: 600_000 };
 
 /** How the meta group's leader moves shard replicas (src/cluster/shard-mover.ts). */
 export interface ShardMovesConfig {
@@ -122,6 +135,8 @@ export interface ClusterFlags {
   shardSplitBytes?: string;
   shardBalanceLeaders?: string;
   shardBalanceBytesMin?: string;
+  shardMergeBytes?: string;
+  shardMergeQuietMs?: string;
 }
 
 /**
@@ -132,7 +147,7 @@ export interface ClusterFlags {
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number, clientScheme: 'http' | 'https' = 'http'): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
     const stray = (
-      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders', 'shardBalanceBytesMin'] as const
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders', 'shardBalanceBytesMin', 'shardMergeBytes', 'shardMergeQuietMs'] as const
     ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
@@ -169,6 +184,10 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   };
   if (timing.electionTicks < 2 * timing.heartbeatTicks) throw invalid('--election-ticks must be at least twice --heartbeat-ticks');
   const shardSplitBytes = integer('--shard-split-bytes', flags.shardSplitBytes ?? '0', 0, 2 ** 48);
+  const merges: ShardMergesConfig = {
+    mergeBytes: integer('--shard-merge-bytes', flags.shardMergeBytes ?? String(DEFAULT_SHARD_MERGES.mergeBytes), 0, MERGE_RIGHT_BYTES_MAX),
+    quietMs: integer('--shard-merge-quiet-ms', flags.shardMergeQuietMs ?? String(DEFAULT_SHARD_MERGES.quietMs), 0, 86_400_000),
+  };
   const moves: ShardMovesConfig = {
     movesMax: integer('--shard-moves-max', flags.shardMovesMax ?? String(DEFAULT_SHARD_MOVES.movesMax), 1, 64),
     memberDeadAfterMs: integer('--member-dead-after-ms', flags.memberDeadAfterMs ?? String(DEFAULT_SHARD_MOVES.memberDeadAfterMs), 1000, 86_400_000),
@@ -178,7 +197,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   if (flags.shardBalanceLeaders !== undefined && flags.shardBalanceLeaders !== 'true' && flags.shardBalanceLeaders !== 'false') throw invalid('--shard-balance-leaders must be true or false');
   // A member is suspect after two election timeouts of silence (shard-mover.ts); dead must come later.
   if (moves.memberDeadAfterMs <= 2 * timing.electionTicks * timing.tickMs) throw invalid('--member-dead-after-ms must exceed two election timeouts (--election-ticks × --tick-ms × 2)');
-  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, timing, moves };
+  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, merges, timing, moves };
 }
 
 /** Most split keys of `--split-keys` (the shards a new cluster starts with, minus one). */

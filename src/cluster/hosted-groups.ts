@@ -25,7 +25,10 @@
  * Raft id in a group never reopens its newer files under the old id.
  */
 import type { Logger } from 'pino';
+import type { MergeAbsorb } from '../kv/apply.js';
 import type { KvLimits } from '../kv/command.js';
+import { type ShardBounds, sameShardBounds } from '../shard/shard-map.js';
+import type { RpcEndpoint } from '../transport/rpc.js';
 import type { LogJournal } from '../raft/log-store/journal.js';
 import type { RaftConfig } from '../raft/raft.js';
 import type { NodeId } from '../raft/types.js';
@@ -40,6 +43,7 @@ import { type BootstrapMeta, type GroupSeed, RaftGroup } from './raft-group.js';
 import { RaftRequests } from './raft-requests.js';
 import { serveShardReads } from './remote-shard.js';
 import { serveShardConf } from './shard-conf.js';
+import { mergeAbsorbOf, readMergePrepared } from './shard-merge.js';
 
 export interface HostedGroupsOptions {
   readonly host: NodeHost;
@@ -113,6 +117,7 @@ export class HostedGroups {
       logger: options.logger,
       ...(options.raftOverrides !== undefined ? { raftOverrides: options.raftOverrides } : {}),
       ...(options.quiesceAfterTicks !== undefined ? { quiesceAfterTicks: options.quiesceAfterTicks } : {}),
+      mergeSource: (rightId, bounds) => this.mergeAbsorb(id, rightId, bounds),
     });
     try {
       options.host.addGroup(group);
@@ -141,6 +146,44 @@ export class HostedGroups {
     serveShardConf(options.host.groupRpc, hosted, { clock: options.clock, stepTimeoutMs: options.requestTimeoutMs, pollMs: tickMs });
     this.hosted.set(id, hosted);
     return hosted;
+  }
+
+  /** The node's RPC endpoint (peer requests between members). */
+  get rpc(): RpcEndpoint {
+    return this.options.host.rpc;
+  }
+
+  /**
+   * What group `leftId`'s replica here takes in when it applies the commit of
+   * group `rightId`'s merge (shard-merge.ts): from this node's replica of
+   * `rightId` once it applied its prepare-merge into `leftId` with `bounds`.
+   * Opens that replica from its files when it is not hosted (a restart: the
+   * map may no longer name it), and waits for it, polling every tick; it
+   * never gives up (the commit is in the log: there is no other way forward),
+   * but says so every MERGE_WAIT_LOG_POLLS polls.
+   */
+  private async mergeAbsorb(leftId: number, rightId: number, bounds: ShardBounds): Promise<Omit<MergeAbsorb, 'deletes'>> {
+    const { clock, logger, timing } = this.options;
+    for (let polls = 1; ; polls++) {
+      const right = await this.hostedOrOpened(rightId);
+      const prepared = right?.group.state === 'running' ? await readMergePrepared(right.group.machine.machine) : undefined;
+      if (right !== undefined && prepared !== undefined && prepared.leftId === leftId && sameShardBounds(prepared.bounds, bounds)) return mergeAbsorbOf(right.group.machine.machine, prepared);
+      if (polls % MERGE_WAIT_LOG_POLLS === 0) logger.warn({ shard: leftId, right: rightId, hosted: right !== undefined }, 'a shard merge commit waits for this member\'s replica of the merged-away shard to apply its prepare-merge');
+      await new Promise<void>((resolve) => clock.setTimer(timing.tickMs, resolve));
+    }
+  }
+
+  /** Group `id` as hosted here, else opened from its files here (undefined: no files, or it could not open now). */
+  private async hostedOrOpened(id: number): Promise<HostedGroup | undefined> {
+    const hosted = this.hosted.get(id);
+    if (hosted !== undefined) return hosted;
+    try {
+      const raftId = await this.raftIdOnDisk(id);
+      return raftId === undefined ? undefined : await this.open(id, undefined, [], undefined, raftId);
+    } catch (error) {
+      this.options.logger.debug({ err: error, group: id }, 'could not open a merged-away group\'s replica yet');
+      return undefined;
+    }
   }
 
   /** The Raft id group `id`'s files on this node are of (see the file comment); undefined when it has no files here. */
@@ -189,6 +232,9 @@ export class HostedGroups {
     await vfs.syncDir(joinPath(dataDir, 'kv'));
   }
 }
+
+/** Polls (ticks) between two warnings while a merge commit waits for its merged-away group's replica. */
+const MERGE_WAIT_LOG_POLLS = 200;
 
 /** The file of a group's directory that records this node's Raft id in the group (absent: the node id). */
 const REPLICA_ID_FILE = 'replica-id';

@@ -4,7 +4,7 @@
  *
  *   empty                      a new leader's no-op
  *   first byte 1               a key-value command (src/kv/command.ts: its own format byte, COMMAND_FORMAT)
- *   first byte 0x43 ('C')      a cluster command: 'C' + JSON (publish a member's client URL; set the shard map; split a shard group)
+ *   first byte 0x43 ('C')      a cluster command: 'C' + JSON (publish a member's client URL; set the shard map; split a shard group; a merge step)
  *   anything else              handed to the key-value layer, which refuses it (IMPULSE_ERR_COMMAND_INVALID)
  *
  * Conf-change entries and cluster commands become writes of the membership
@@ -20,10 +20,11 @@ import { outsideBoundsError } from '../shard/stale-route.js';
 import type { ApplyEntry } from '../kv/apply.js';
 import { type KvCommand, type KvLimits, decodeCommand } from '../kv/command.js';
 import type { Entry, NodeId } from '../raft/types.js';
-import { META_GROUP, SHARD_BOUNDS_META_NAME, SHARD_MAP_META_NAME, type ShardBounds, encodeShardBounds, type ShardMap, encodeShardMap, shardContains, shardMapFromJson, shardMapToJson } from '../shard/shard-map.js';
+import { META_GROUP, SHARD_BOUNDS_META_NAME, SHARD_MAP_META_NAME, type ShardBounds, encodeShardBounds, type ShardMap, encodeShardMap, sameShardBounds, shardContains, shardMapFromJson, shardMapToJson } from '../shard/shard-map.js';
 import { CLUSTER_META_BYTES_MAX } from '../kv/apply.js';
 import { compareBytes } from '../util/bytes.js';
 import { type SplitRecord, encodeSplitRecord, splitMetaName, splitSessionsTag } from './shard-split.js';
+import { MERGE_PREPARED_META_NAME, encodeMergePrepared, mergedMetaName } from './shard-merge.js';
 import { type Membership, MEMBERSHIP_META_NAME, applyConfChange, applyPublish, encodeMembership, isClientUrl } from './membership.js';
 
 export const CLUSTER_COMMAND_FORMAT = 0x43;
@@ -53,14 +54,40 @@ export interface SplitCommand {
   readonly rightId: number;
 }
 
-export type ClusterCommand = PublishCommand | ShardMapCommand | SplitCommand;
+/**
+ * Merge steps (shard-merge.ts). `prepare-merge` in the merged-away group's
+ * log freezes it (its bounds must still be `bounds`, else a no-op);
+ * `commit-merge` in the surviving group's log takes in group `rightId`
+ * (range `bounds`, starting where the survivor's ends, else a no-op) and
+ * raises the revision base above `revisionTop`.
+ */
+export interface PrepareMergeCommand {
+  readonly type: 'prepare-merge';
+  readonly leftId: number;
+  readonly bounds: ShardBounds;
+}
+
+export interface CommitMergeCommand {
+  readonly type: 'commit-merge';
+  readonly rightId: number;
+  readonly bounds: ShardBounds;
+  readonly revisionTop: number;
+}
+
+export type ClusterCommand = PublishCommand | ShardMapCommand | SplitCommand | PrepareMergeCommand | CommitMergeCommand;
 
 /** Most bytes of an encoded cluster command (a shard map of SHARDS_MAX shards fits). */
 const CLUSTER_COMMAND_BYTES_MAX = CLUSTER_META_BYTES_MAX;
 
 export function encodeClusterCommand(command: ClusterCommand): Uint8Array {
   const value =
-    command.type === 'shard-map' ? { type: command.type, map: shardMapToJson(command.map) } : command.type === 'split' ? { type: command.type, key: command.key.toString('hex'), rightId: command.rightId } : command;
+    command.type === 'shard-map'
+      ? { type: command.type, map: shardMapToJson(command.map) }
+      : command.type === 'split'
+        ? { type: command.type, key: command.key.toString('hex'), rightId: command.rightId }
+        : command.type === 'publish'
+          ? command
+          : { ...command, bounds: boundsToJson(command.bounds) };
   const json = Buffer.from(JSON.stringify(value), 'utf8');
   const bytes = Buffer.allocUnsafe(1 + json.length);
   bytes[0] = CLUSTER_COMMAND_FORMAT;
@@ -84,10 +111,29 @@ export function decodeClusterCommand(data: Uint8Array): ClusterCommand | undefin
       const map = shardMapFromJson(value['map']);
       if (typeof map !== 'string') return { type: 'shard-map', map };
     }
+    const bounds = boundsFromJson(value['bounds']);
+    const id = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > META_GROUP;
+    if (value['type'] === 'prepare-merge' && bounds !== undefined && id(value['leftId'])) return { type: 'prepare-merge', leftId: value['leftId'], bounds };
+    const { revisionTop } = value;
+    if (value['type'] === 'commit-merge' && bounds !== undefined && id(rightId) && typeof revisionTop === 'number' && Number.isSafeInteger(revisionTop) && revisionTop >= 1) {
+      return { type: 'commit-merge', rightId, bounds, revisionTop };
+    }
   } catch {
     // malformed: a no-op
   }
   return undefined;
+}
+
+function boundsToJson(bounds: ShardBounds): { start: string; end: string | null } {
+  return { start: bounds.start.toString('hex'), end: bounds.end === null ? null : bounds.end.toString('hex') };
+}
+
+function boundsFromJson(value: unknown): ShardBounds | undefined {
+  const { start, end } = (value ?? {}) as { start?: unknown; end?: unknown };
+  const hex = (v: unknown): v is string => typeof v === 'string' && /^([0-9a-f]{2})*$/.test(v);
+  if (!hex(start) || !(end === null || hex(end))) return undefined;
+  const bounds = { start: Buffer.from(start, 'hex'), end: end === null ? null : Buffer.from(end, 'hex') };
+  return bounds.end === null || compareBytes(bounds.start, bounds.end) < 0 ? bounds : undefined;
 }
 
 export interface ApplyPlan {
@@ -102,12 +148,17 @@ export interface ApplyPlan {
   readonly bounds: ShardBounds | undefined;
   /** The splits the batch applies, in log order (a shard group's). */
   readonly splits: SplitRecord[];
+  /** The merge steps the batch applies (a shard group's): `prepared` froze it; each of `commits` takes a group in (its apply entry, at `position` in `entries`, gets its `absorb` before the batch is applied). */
+  readonly prepared: boolean;
+  readonly commits: ReadonlyArray<{ readonly position: number; readonly rightId: number; readonly bounds: ShardBounds; readonly revisionTop: number }>;
 }
 
-/** A shard group's bounds and the limits its commands are decoded with. */
+/** A shard group's bounds, revision base (apply.ts) and the limits its commands are decoded with. */
 export interface KeyBounds {
   readonly bounds: ShardBounds;
   readonly limits: KvLimits;
+  /** Absent: 0. */
+  readonly revisionBase?: number;
 }
 
 /** Turns committed Raft entries into apply entries, tracking the membership, the shard map and the bounds they change; with `keys`, refuses commands outside the bounds. */
@@ -118,7 +169,9 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
   let mapChanged = false;
   let bounded = keys;
   const splits: SplitRecord[] = [];
-  const planned = entries.map((entry): ApplyEntry => {
+  let prepared = false;
+  const commits: Array<ApplyPlan['commits'][number]> = [];
+  const planned = entries.map((entry, position): ApplyEntry => {
     const { index, term } = entry;
     let next: Membership;
     if (entry.kind === 'conf-change') {
@@ -130,11 +183,19 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
     } else {
       const command = decodeClusterCommand(entry.data);
       if (command?.type === 'split') {
-        const split = bounded === undefined ? undefined : planSplit(command, bounded.bounds, index, term, current);
+        const split = bounded === undefined ? undefined : planSplit(command, bounded, index, term, current);
         if (split === undefined || bounded === undefined) return { index, term, type: 'noop' };
         bounded = { ...bounded, bounds: split.left };
         splits.push(split.record);
         return split.entry;
+      }
+      if (command?.type === 'prepare-merge' || command?.type === 'commit-merge') {
+        const step = bounded === undefined ? undefined : planMergeStep(command, bounded, index, term);
+        if (step === undefined || bounded === undefined) return { index, term, type: 'noop' };
+        bounded = step.keys;
+        if (command.type === 'prepare-merge') prepared = true;
+        else commits.push({ position, rightId: command.rightId, bounds: command.bounds, revisionTop: command.revisionTop });
+        return step.entry;
       }
       if (command?.type === 'shard-map') {
         if (command.map.version !== (map?.version ?? 0) + 1) return { index, term, type: 'noop' };
@@ -149,7 +210,28 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
     changed = true;
     return { index, term, type: 'meta', name: MEMBERSHIP_META_NAME, value: encodeMembership(next) };
   });
-  return { entries: planned, membership: current, membershipChanged: changed, shardMap: map, shardMapChanged: mapChanged, bounds: bounded?.bounds, splits };
+  return { entries: planned, membership: current, membershipChanged: changed, shardMap: map, shardMapChanged: mapChanged, bounds: bounded?.bounds, splits, prepared, commits };
+}
+
+/**
+ * A merge step of a group with `keys` at `index` (shard-merge.ts): the group's
+ * bounds and revision base after it and the apply entry writing them with the
+ * step's record; undefined when the step does not fit the bounds (a repeated
+ * or late proposal: a no-op). A commit's entry still lacks its `absorb`.
+ */
+function planMergeStep(command: PrepareMergeCommand | CommitMergeCommand, keys: KeyBounds, index: number, term: number): { keys: KeyBounds; entry: ApplyEntry } | undefined {
+  const { bounds } = keys;
+  if (command.type === 'prepare-merge') {
+    if (!sameShardBounds(bounds, command.bounds)) return undefined;
+    const frozen: ShardBounds = { start: bounds.start, end: bounds.start };
+    const record = encodeMergePrepared({ leftId: command.leftId, index, bounds, revisionTop: index + (keys.revisionBase ?? 0) });
+    const entry: ApplyEntry = { index, term, type: 'meta', name: SHARD_BOUNDS_META_NAME, value: encodeShardBounds(frozen), more: [{ name: MERGE_PREPARED_META_NAME, value: record }] };
+    return { keys: { ...keys, bounds: frozen }, entry };
+  }
+  if (bounds.end === null || !bounds.end.equals(command.bounds.start)) return undefined;
+  const widened: ShardBounds = { start: bounds.start, end: command.bounds.end };
+  const entry: ApplyEntry = { index, term, type: 'meta', name: SHARD_BOUNDS_META_NAME, value: encodeShardBounds(widened), more: [{ name: mergedMetaName(command.rightId), value: Buffer.from(String(index)) }] };
+  return { keys: { ...keys, bounds: widened, revisionBase: Math.max(keys.revisionBase ?? 0, command.revisionTop - index) }, entry };
 }
 
 /**
@@ -158,11 +240,12 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
  * (and capturing the sessions); undefined when the key is not strictly inside
  * the bounds (a repeated or late proposal: a no-op).
  */
-function planSplit(command: SplitCommand, bounds: ShardBounds, index: number, term: number, membership: Membership): { left: ShardBounds; record: SplitRecord; entry: ApplyEntry } | undefined {
+function planSplit(command: SplitCommand, keys: KeyBounds, index: number, term: number, membership: Membership): { left: ShardBounds; record: SplitRecord; entry: ApplyEntry } | undefined {
   const { key, rightId } = command;
+  const { bounds } = keys;
   if (compareBytes(key, bounds.start) <= 0 || !shardContains(bounds, key)) return undefined;
   const left: ShardBounds = { start: bounds.start, end: key };
-  const record: SplitRecord = { rightId, bounds: { start: key, end: bounds.end }, index, term, membership };
+  const record: SplitRecord = { rightId, bounds: { start: key, end: bounds.end }, index, term, membership, ...(keys.revisionBase !== undefined && keys.revisionBase > 0 ? { revisionBase: keys.revisionBase } : {}) };
   const entry: ApplyEntry = {
     index,
     term,

@@ -54,7 +54,7 @@ import { nodeOfRaftId } from '../shard/replica-id.js';
 export const QUIESCE_CHANNEL = 'quiesce';
 
 /** The RPC channels of the cluster runtime: forwarded writes, read indexes for follower reads, membership operations, reads of a shard at one of its replicas, a shard group's membership steps (replica moves), the leaderless peer protocol. */
-export const RPC_CHANNELS = ['kv-forward', 'read-index', 'cluster-admin', 'shard-read', 'shard-conf', 'shard-leads', 'shard-reports', 'leaderless'] as const;
+export const RPC_CHANNELS = ['kv-forward', 'read-index', 'cluster-admin', 'shard-read', 'shard-conf', 'shard-leads', 'shard-reports', 'shard-merge', 'leaderless'] as const;
 const EXPECTED_PEERS_MAX = 16;
 export type RpcChannel = (typeof RPC_CHANNELS)[number];
 

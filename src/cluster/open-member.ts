@@ -42,12 +42,15 @@ import { RemoteShards } from './remote-shard.js';
 import { ShardedKvService } from './sharded-kv-service.js';
 import { JoinedKvService } from './joined-kv-service.js';
 import { ShardMover } from './shard-mover.js';
+import { ShardMergeTrigger } from './shard-merge-trigger.js';
 import type { KvService } from '../service/kv-service.js';
 
 /** The group every member runs today (sharding will add more). */
 export const DEFAULT_GROUP = 1;
 /** How often the meta group's leader looks for replica moves to drive or start, ms. */
 const MOVE_ROUND_MS = 1000;
+/** Interval of the automatic merge rounds on the meta leader (shard-merge-trigger.ts): the shard leaders report sizes every 5 s. */
+const MERGE_ROUND_MS = 5000;
 /** Default whole-request time on a member, ms. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
 
@@ -156,6 +159,19 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       tickMs,
       sizes: shards.sizes,
     });
+    const mergeTrigger = new ShardMergeTrigger({
+      meta,
+      nodeId: cluster.nodeId,
+      clock,
+      logger: logger.child({ component: 'shard-merges' }),
+      mergeBytes: cluster.merges.mergeBytes,
+      splitBytes: cluster.shardSplitBytes,
+      quietMs: cluster.merges.quietMs,
+      intervalMs: MERGE_ROUND_MS,
+      reportMaxAgeMs: 3 * MERGE_ROUND_MS,
+      reports: () => mover.reports.all(),
+      merge: (leftId) => shards.merge(leftId),  // planMerges took sizes under --shard-merge-bytes (<= MERGE_RIGHT_BYTES_MAX)
+    });
     const admin = new ClusterAdmin({
       host,
       group,
@@ -167,7 +183,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       tickMs,
       requestTimeoutMs,
       shards: async () => shardsView(cluster.clusterId, cluster.nodeId, shards, meta, await mover.reportsNow(Math.min(requestTimeoutMs, SHARD_REPORTS_WAIT_MS))),
-      ...(shards.sharded ? { splitShard: async (key: Buffer) => void (await shards.split(key)) } : {}),
+      ...(shards.sharded ? { splitShard: async (key: Buffer) => void (await shards.split(key)), mergeShards: async (leftId: number) => void (await shards.merge(leftId, await mover.reportsNow(Math.min(requestTimeoutMs, SHARD_REPORTS_WAIT_MS)))) } : {}),
     });
     const metaService = new RaftKvService({
       host,
@@ -180,6 +196,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       shutdown: async () => {
         admin.close();
         mover.close();
+        mergeTrigger.close();
         // Every group this member leads hands over at once (the meta group and the shards).
         const led = host.groupIds().map((id) => host.group(id)!);
         await Promise.all(led.map((each) => handOverLeadership(each, clock, logger, 2 * electionTicks * tickMs)));
@@ -187,11 +204,12 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       },
     });
     const remote = new RemoteShards({ rpc: host.rpc, nodeId: cluster.nodeId, clock, requestTimeoutMs, retryPauseMs: cluster.timing.heartbeatTicks * tickMs });
-    const sharded = new ShardedKvService(metaService, shards, remote, () => mover.figures());
+    const sharded = new ShardedKvService(metaService, shards, remote, () => ({ ...mover.figures(), ...mergeTrigger.figures() }));
     // A joiner learns whether the cluster is sharded from the meta group's snapshot, after it opened.
     const service = shards.sharded ? sharded : identity.bootstrap === 'initial' ? metaService : new JoinedKvService(metaService, sharded, shards);
     host.startTicking();
     mover.start();
+    mergeTrigger.start();
     logger.info({ nodeId: cluster.nodeId, clusterId: cluster.clusterId, peer: `${peerAddress.host}:${peerAddress.port}`, advertisePeer: cluster.advertisePeer, firstStart: isNew, bootstrap: identity.bootstrap }, 'cluster member started');
     return { service, shards, admin, host, group, groups, latency, peerAddress, isNew };
   } catch (error) {

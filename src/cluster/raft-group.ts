@@ -25,7 +25,7 @@
  * `closed`.
  */
 import type { Logger } from 'pino';
-import type { ApplyResult } from '../kv/apply.js';
+import type { ApplyResult, MergeAbsorb } from '../kv/apply.js';
 import type { KvLimits } from '../kv/command.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { RaftDriver, type StopReason } from '../raft/driver.js';
@@ -121,6 +121,8 @@ export interface RaftGroupOptions {
   readonly logger: Logger;
   /** Ticks a leader's group must stay quiet before it quiesces; 0 never quiesces. Default: 2 heartbeats + 1 (one heartbeat carried the commit index). */
   readonly quiesceAfterTicks?: number;
+  /** What a shard merge's commit in this group takes in (RaftKvMachineOptions.mergeSource). */
+  readonly mergeSource?: (rightId: number, bounds: ShardBounds) => Promise<Omit<MergeAbsorb, 'deletes'>>;
   /** Overrides of the core's configuration (tests). */
   readonly raftOverrides?: Partial<Omit<RaftConfig, 'id' | 'random'>>;
 }
@@ -211,6 +213,7 @@ export class RaftGroup {
         for (const listener of this.listeners) listener.boundsChanged?.(bounds);
       },
       onFlushFailed: (error) => this.fail(error),
+      ...(options.mergeSource !== undefined ? { mergeSource: options.mergeSource } : {}),
     });
     const raft: RaftConfig = {
       ...DEFAULT_RAFT_TIMING,

@@ -12,7 +12,10 @@
  *     fsync: the Raft log is durable, and entries after the durable applied
  *     index are applied again after a crash. `flush` makes them durable once
  *     `flushEntries` are pending (and the host flushes now and then), which
- *     moves `durableAppliedIndex`, the bound of log compaction.
+ *     moves `durableAppliedIndex`, the bound of log compaction. A shard
+ *     merge's steps are the exception: synced, and a commit's batch first
+ *     takes in the merged-away group from this member's replica of it
+ *     (`mergeSource`; shard-merge.ts).
  *   - snapshot: an engine snapshot between two applies, streamed lazily and
  *     released when the transfer ends (image-stream.ts).
  *   - stageSnapshot: the stream goes into a fresh engine, which must stand
@@ -24,7 +27,7 @@
  */
 import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
-import type { ApplyEntry, ApplyResult } from '../kv/apply.js';
+import type { ApplyEntry, ApplyResult, MergeAbsorb } from '../kv/apply.js';
 import type { KvLimits } from '../kv/command.js';
 import { DEFAULT_CHUNK_BYTES_MAX } from '../kv/snapshot-image.js';
 import type { KvStateMachine } from '../kv/state-machine.js';
@@ -32,7 +35,8 @@ import type { RaftStateMachine, SnapshotImage } from '../raft/driver-seams.js';
 import type { ConfState, Entry, SnapshotMeta } from '../raft/types.js';
 import { type ImagePayload, ImageStream, unframeChunks } from './image-stream.js';
 import { SHARD_BOUNDS_META_NAME, SHARD_MAP_META_NAME, type ShardBounds, type ShardMap, decodeShardBounds, decodeShardMap } from '../shard/shard-map.js';
-import { planApply } from './log-entries.js';
+import { type ApplyPlan, planApply } from './log-entries.js';
+import { staleKeysOf } from './shard-merge.js';
 import { EMPTY_MEMBERSHIP, MEMBERSHIP_META_NAME, type Membership, decodeMembership } from './membership.js';
 
 export interface RaftKvMachineOptions {
@@ -50,8 +54,14 @@ export interface RaftKvMachineOptions {
   readonly onMembership?: (membership: Membership) => void;
   /** After an apply or install changed the shard map (the meta group's). */
   readonly onShardMap?: (map: ShardMap) => void;
-  /** After an apply changed a shard group's bounds (a split), or an install replaced them. */
+  /** After an apply changed a shard group's bounds (a split or a merge step), or an install replaced them. */
   readonly onBounds?: (bounds: ShardBounds) => void;
+  /**
+   * A shard merge's commit applies in this group: what it takes in from the
+   * merged-away group `rightId` (this member's replica of it, once that
+   * applied its prepare-merge; shard-merges.ts). Absent: a commit-merge fails the group.
+   */
+  readonly mergeSource?: (rightId: number, bounds: ShardBounds) => Promise<Omit<MergeAbsorb, 'deletes'>>;
   /** A background flush failed: the group must stop (the state machine refuses writes from now on). */
   readonly onFlushFailed?: (error: Error) => void;
 }
@@ -118,23 +128,44 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
 
   apply(entries: readonly Entry[], done: (error: Error | null, results?: readonly ApplyResult[]) => void): void {
     const bounds = this.boundsValue;
-    const plan = planApply(entries, this.membershipValue, this.shardMapValue, bounds === undefined ? undefined : { bounds, limits: this.options.limits });
-    this.options.machine.applyBatch(plan.entries, { sync: false }).then(
-      (results) => {
-        if (plan.membershipChanged) this.membershipValue = plan.membership;
-        if (plan.shardMapChanged) this.shardMapValue = plan.shardMap;
-        this.boundsValue = plan.bounds;
-        this.writtenBytesValue += putBytesOf(plan.entries);
-        if (plan.splits.length > 0) this.dataGenerationValue++;
-        this.options.guard(() => done(null, results));
-        if (plan.membershipChanged) this.options.onMembership?.(plan.membership);
-        if (plan.shardMapChanged && plan.shardMap !== undefined) this.options.onShardMap?.(plan.shardMap);
-        if (plan.splits.length > 0 && plan.bounds !== undefined) this.options.onBounds?.(plan.bounds);
-        this.options.onApplied?.(this.appliedIndex);
-        if (this.appliedIndex - this.durableAppliedIndex() >= this.options.flushEntries) this.flushInBackground();
-      },
-      (error: unknown) => this.options.guard(() => done(asError(error))),
-    );
+    const { machine } = this.options;
+    const plan = planApply(entries, this.membershipValue, this.shardMapValue, bounds === undefined ? undefined : { bounds, limits: this.options.limits, revisionBase: machine.revisionBase });
+    const merging = plan.commits.length > 0 || plan.prepared;
+    // A merge step is synced: a member destroys a merged-away group only after its survivor durably took it in.
+    this.withAbsorbs(plan)
+      .then((planned) => machine.applyBatch(planned, { sync: merging }))
+      .then(
+        (results) => {
+          if (plan.membershipChanged) this.membershipValue = plan.membership;
+          if (plan.shardMapChanged) this.shardMapValue = plan.shardMap;
+          this.boundsValue = plan.bounds;
+          this.writtenBytesValue += putBytesOf(plan.entries);
+          if (plan.splits.length > 0 || merging) this.dataGenerationValue++;
+          this.options.guard(() => done(null, results));
+          if (plan.membershipChanged) this.options.onMembership?.(plan.membership);
+          if (plan.shardMapChanged && plan.shardMap !== undefined) this.options.onShardMap?.(plan.shardMap);
+          if ((plan.splits.length > 0 || merging) && plan.bounds !== undefined) this.options.onBounds?.(plan.bounds);
+          this.options.onApplied?.(this.appliedIndex);
+          if (this.appliedIndex - this.durableAppliedIndex() >= this.options.flushEntries) this.flushInBackground();
+        },
+        (error: unknown) => this.options.guard(() => done(asError(error))),
+      );
+  }
+
+  /** `plan`'s entries with every merge commit's `absorb` filled in from this member's replica of the merged-away group. */
+  private async withAbsorbs(plan: ApplyPlan): Promise<ApplyEntry[]> {
+    if (plan.commits.length === 0) return plan.entries;
+    const { mergeSource } = this.options;
+    if (mergeSource === undefined) throw new ImpulseError('IMPULSE_ERR_INTERNAL', 'a shard merge commit reached a group that cannot take merged-in shards');
+    const entries = [...plan.entries];
+    for (const { position, rightId, bounds, revisionTop } of plan.commits) {
+      const absorbed = await mergeSource(rightId, bounds);
+      const absorb: MergeAbsorb = { ...absorbed, deletes: await staleKeysOf(this.options.machine, bounds, absorbed) };
+      if (absorb.revisionTop !== revisionTop) throw new ImpulseError('IMPULSE_ERR_INTERNAL', `shard ${rightId}'s replica here froze with revision top ${absorb.revisionTop}; the merge commit names ${revisionTop}`);
+      const entry = entries[position]!;
+      if (entry.type === 'meta') entries[position] = { ...entry, absorb };
+    }
+    return entries;
   }
 
   durableAppliedIndex(): number {

@@ -17,7 +17,11 @@
  *   - splits (shard-splits.ts): `split(key)` commits a split in the map; after
  *     every map, a bounds change of a hosted group (it applied a split) and a
  *     leader change, the member reconciles: it opens the groups splits made
- *     and, as a parent's leader, proposes the split its map asks for.
+ *     and, as a parent's leader, proposes the split its map asks for;
+ *   - merges (shard-merges.ts): `merge(leftId)` commits a merge's intent in
+ *     the map; after every map, bounds change and leader change the member
+ *     proposes the merge steps of the groups it leads, and deletes its copies
+ *     of merged-away groups once every survivor replica took them in.
  *
  * Opens run one at a time in map order (a promise chain): a map applied while
  * one runs is taken up after it.
@@ -34,6 +38,7 @@ import { encodeClusterCommand } from './log-entries.js';
 import { peerAddresses } from './membership.js';
 import type { ReportedShard, ReportsSnapshot } from './shard-leads.js';
 import type { ShardSizes } from './shard-size.js';
+import { type MergeCounters, ShardMerges } from './shard-merges.js';
 import { ShardSplits } from './shard-splits.js';
 import type { Clock } from '../util/clock.js';
 
@@ -62,10 +67,12 @@ export class ShardGroups {
   private proposing = false;
   private closed = false;
   private readonly splits: ShardSplits;
+  private readonly merges: ShardMerges;
 
   constructor(private readonly options: ShardGroupsOptions) {
     const { meta, groups, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger } = options;
     this.splits = new ShardSplits({ groups, meta, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger });
+    this.merges = new ShardMerges({ groups, meta, nodeId, clock, retryPauseMs, rpcTimeoutMs: options.waitHostedMs, logger, refollow: () => this.refollow() });
     meta.group.listen({
       shardMapChanged: (map) => this.follow(map),
       leaderChanged: () => this.proposeFirstMap(),
@@ -129,24 +136,46 @@ export class ShardGroups {
     return this.splits.requestSplit(key);
   }
 
-  /** Stops opening groups and proposing splits (the host closes the open ones). */
+  /**
+   * Merges shard `leftId`'s right neighbour into it (ShardMerges.requestMerge);
+   * resolves with the map that has the merge in flight. With `reports` (an
+   * operator's request), the right shard's reported size must be known and
+   * at most MERGE_RIGHT_BYTES_MAX (else IMPULSE_ERR_UNAVAILABLE to retry once
+   * reported, or IMPULSE_ERR_CONFIG_INVALID).
+   */
+  merge(leftId: number, reports?: ReportsSnapshot): Promise<ShardMap> {
+    return this.merges.requestMerge(leftId, reports === undefined ? undefined : (shard) => reports.shards.get(shard)?.sizeBytes ?? undefined);
+  }
+
+  /** This member's merge decisions and steps since it started. */
+  get mergeCounters(): MergeCounters {
+    return this.merges.counters;
+  }
+
+  /** Stops opening groups and proposing splits and merges (the host closes the open ones). */
   close(): void {
     this.closed = true;
     this.splits.close();
+    this.merges.close();
   }
 
   private follow(map: ShardMap): void {
     this.opening = this.opening.then(async () => {
       await this.openMissing(map);
       await this.destroyUnassigned(map);
-      if (!this.closed) this.splits.reconcile(map);
+      await this.merges.destroyMerged(map).catch((error: unknown) => this.options.logger.error({ err: error }, 'looking for merged-away shard copies to delete failed'));
+      if (this.closed) return;
+      this.splits.reconcile(map);
+      this.merges.reconcile(map);
     });
   }
 
-  /** A shard's leader changed: as its new leader, this member may have a split to propose. */
+  /** A shard's leader changed: as its new leader, this member may have a split or a merge step to propose. */
   private reconcileSplits(): void {
     const map = this.map;
-    if (map !== undefined && !this.closed) this.splits.reconcile(map);
+    if (map === undefined || this.closed) return;
+    this.splits.reconcile(map);
+    this.merges.reconcile(map);
   }
 
   /** Follows the current map again: a hosted group applied a split (or installed a snapshot). */
@@ -301,6 +330,7 @@ async function shardView(shard: Shard, hosted: HostedGroup | undefined, sizes: S
     ...(shard.retired !== undefined ? { retired: shard.retired } : {}),
     ...(shard.replicaIds !== undefined ? { replicaIds: shard.replicaIds } : {}),
     ...(shard.nextGeneration !== undefined ? { nextGeneration: shard.nextGeneration } : {}),
+    ...(shard.mergeInto !== undefined ? { mergeInto: shard.mergeInto } : {}),
     reportedSizeBytes: report?.sizeBytes ?? null,
     requestsPerSecond: report?.requestsPerSecond ?? null,
     reportAgeMs: report?.ageMs ?? null,

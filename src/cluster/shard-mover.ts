@@ -38,7 +38,7 @@ import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { abortMove, finishMove, movesInFlight, startMove, targetPromoted } from '../shard/moves.js';
 import { type PlacedShard, planPlacement } from '../shard/placement.js';
-import { SHARD_REPLICAS, type Shard, type ShardMap, encodeShardMap, raftIdOf, shardById } from '../shard/shard-map.js';
+import { SHARD_REPLICAS, type Shard, type ShardMap, encodeShardMap, mergingShard, raftIdOf, shardById } from '../shard/shard-map.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock } from '../util/clock.js';
 import { Rounds } from '../util/rounds.js';
@@ -226,7 +226,7 @@ export class ShardMover {
     const chosen = new Set<number>();
     for (const move of planned) {
       if (chosen.size >= slots) break;
-      if (chosen.has(move.shard) || shardById(map, move.shard)?.move !== undefined) continue;
+      if (chosen.has(move.shard) || shardById(map, move.shard)?.move !== undefined || mergingShard(map, move.shard)) continue; // a merging shard moves after its merge
       chosen.add(move.shard);
       const rereplication = move.from === null || !live.includes(move.from);
       const written = await this.proposeMap((current) => startMove(current, move.shard, move.from, move.to));

@@ -1,15 +1,20 @@
 /**
- * Splits against a model (fast-check), on real state machines (memory
- * engine) through the same apply planning as a Raft group (planApply):
- * random writes (some under client sessions, some retried), writes routed to
- * a group that no longer holds the key, and splits of any group at any key,
- * applied in random batch cuts. Each split's new group is made from its
+ * Splits and merges against a model (fast-check), on real state machines
+ * (memory engine) through the same apply planning as a Raft group
+ * (planApply): random writes and deletes (some under client sessions, some
+ * retried), writes routed to a group that no longer holds the key, splits of
+ * any group at any key and merges of any two neighbours (prepare-merge in
+ * the right group, commit-merge in the left taking the right one in as
+ * RaftKvMachine does: its keys, sessions and revision top, the survivor's
+ * stale frozen keys deleted), applied in random batch cuts. Each split's new group is made from its
  * parent's state at a random later point (the right-hand keys are frozen
  * in the parent, so when does not matter), sometimes after a seed that
  * crashed half-way. After every history: each key lives in exactly one
  * group, the one whose bounds hold it, with the model's value and revision;
  * a write to a group outside its bounds changed nothing; a retried session
- * write is answered with its first revision, wherever the key went.
+ * write is answered with its first revision, wherever the key went; every
+ * key's revisions only rise over its history, across deletes, splits and
+ * merges (no ABA).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -24,6 +29,7 @@ import { TEST_LIMITS } from '../../testkit/cluster/in-process.js';
 import { encodeClusterCommand, planApply } from './log-entries.js';
 import { MEMBERSHIP_META_NAME, type Membership, encodeMembership, initialMembership } from './membership.js';
 import { type SplitRecord, splitSeed } from './shard-split.js';
+import { mergeAbsorbOf, readMergePrepared, staleKeysOf } from './shard-merge.js';
 import type { ApplyResult } from '../kv/apply.js';
 
 const KEYS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
@@ -34,6 +40,8 @@ type Step =
   | { readonly kind: 'retry'; readonly back: number }
   | { readonly kind: 'misrouted'; readonly key: number }
   | { readonly kind: 'split'; readonly key: number }
+  | { readonly kind: 'del'; readonly key: number }
+  | { readonly kind: 'merge'; readonly pick: number }
   | { readonly kind: 'make'; readonly crashFirst: boolean }
   | { readonly kind: 'flush' };
 
@@ -42,6 +50,8 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('retry' as const), back: fc.nat(20) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('misrouted' as const), key: fc.nat(KEYS.length - 1) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('split' as const), key: fc.integer({ min: 1, max: KEYS.length - 1 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('del' as const), key: fc.nat(KEYS.length - 1) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('merge' as const), pick: fc.nat(20) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('make' as const), crashFirst: fc.boolean() }) },
   { weight: 2, arbitrary: fc.constant({ kind: 'flush' as const }) },
 );
@@ -64,6 +74,8 @@ class Harness {
   readonly unmade: Array<{ record: SplitRecord; parent: Group }> = [];
   readonly model = new Map<string, { value: string; revision: number }>();
   readonly sent: Array<{ command: KvCommand; revision: number | undefined }> = [];
+  /** Each key's highest revision ever (deletes included): a new one must be above it. */
+  readonly highest = new Map<string, number>();
   private seq = 0;
   private nextId = 3;
 
@@ -115,9 +127,20 @@ class Harness {
         return this.propose(await this.owner(key), encodeCommand(command), (result) => {
           assert.ok(result.ok, 'a routed write applies');
           record.revision = result.revision;
+          this.noteRevision(key.toString(), result.revision);
           this.model.set(key.toString(), { value: String(step.value), revision: result.revision });
         });
       }
+      case 'del': {
+        const key = Buffer.from(KEYS[step.key]!);
+        return this.propose(await this.owner(key), encodeCommand({ ops: [{ type: 'del', key }] }), (result) => {
+          assert.ok(result.ok, 'a routed delete applies');
+          this.noteRevision(key.toString(), result.revision);
+          this.model.delete(key.toString());
+        });
+      }
+      case 'merge':
+        return this.merge(step.pick);
       case 'retry': {
         const earlier = this.sent[this.sent.length - 1 - step.back];
         if (earlier?.command.session === undefined || earlier.revision === undefined) return;
@@ -159,11 +182,47 @@ class Harness {
     if (group.pending.length === 0) return;
     const batch = group.pending;
     group.pending = [];
-    const plan = planApply(batch.map((item) => item.entry), group.membership, undefined, { bounds: group.bounds, limits: TEST_LIMITS });
-    const results = await group.machine.applyBatch(plan.entries);
+    const plan = planApply(batch.map((item) => item.entry), group.membership, undefined, { bounds: group.bounds, limits: TEST_LIMITS, revisionBase: group.machine.revisionBase });
+    const entries = [...plan.entries];
+    for (const { position, rightId, bounds } of plan.commits) {
+      const right = this.groups.get(rightId)!;
+      const prepared = (await readMergePrepared(right.machine))!;
+      const absorbed = await mergeAbsorbOf(right.machine, prepared);
+      const entry = entries[position]!;
+      assert.ok(entry.type === 'meta');
+      entries[position] = { ...entry, absorb: { ...absorbed, deletes: await staleKeysOf(group.machine, bounds, absorbed) } };
+    }
+    const results = await group.machine.applyBatch(entries);
     group.bounds = plan.bounds!;
     this.unmade.push(...plan.splits.map((record) => ({ record, parent: group })));
     batch.forEach((item, i) => item.expect(results[i]!));
+  }
+
+  /** A key got `revision`: above every revision it had before (no revision reused, ABA). */
+  private noteRevision(key: string, revision: number): void {
+    const before = this.highest.get(key) ?? 0;
+    assert.ok(revision > before, `${key} got revision ${revision}, not above its earlier ${before}`);
+    this.highest.set(key, revision);
+  }
+
+  /** Merges two neighbouring groups (the `pick`-th pair in key order): prepare-merge in the right one, commit-merge in the left one, each applied. */
+  private async merge(pick: number): Promise<void> {
+    for (const group of this.groups.values()) await this.applyPending(group);
+    while (this.unmade.length > 0) await this.makeOne(false);
+    const ordered = [...this.groups.entries()].sort(([, a], [, b]) => Buffer.compare(a.bounds.start, b.bounds.start));
+    if (ordered.length < 2) return;
+    const at = pick % (ordered.length - 1);
+    const [leftId, left] = ordered[at]!;
+    const [rightId, right] = ordered[at + 1]!;
+    const rightBounds = right.bounds;
+    right.pending.push({ entry: { kind: 'normal', index: right.nextIndex++, term: TERM, data: encodeClusterCommand({ type: 'prepare-merge', leftId, bounds: rightBounds }) }, expect: () => undefined });
+    await this.applyPending(right);
+    const prepared = await readMergePrepared(right.machine);
+    assert.ok(prepared !== undefined && right.bounds.end !== null && right.bounds.start.equals(right.bounds.end), 'the right group froze');
+    left.pending.push({ entry: { kind: 'normal', index: left.nextIndex++, term: TERM, data: encodeClusterCommand({ type: 'commit-merge', rightId, bounds: rightBounds, revisionTop: prepared.revisionTop }) }, expect: () => undefined });
+    await this.applyPending(left);
+    assert.ok(left.bounds.end === rightBounds.end || (left.bounds.end !== null && rightBounds.end !== null && left.bounds.end.equals(rightBounds.end)), 'the left group widened');
+    this.groups.delete(rightId);
   }
 
   /** Makes the group of the oldest split not made yet from its parent (after a seed that stopped half-way, when asked). */

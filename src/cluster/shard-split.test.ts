@@ -19,13 +19,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
-import { contentDigest } from '../kv/digest.js';
 import { type KvCommand, encodeCommand } from '../kv/command.js';
 import { pino } from 'pino';
 import { ImpulseServer } from '../api/server.js';
 import { ImpulseClient } from '../client/client.js';
 import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
-import type { Member } from './open-member.js';
+import { sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
 import { readShardKey } from './shard-reads.js';
 
 const put = (key: string, value: string, seq?: number): KvCommand => ({
@@ -47,23 +46,7 @@ async function retried<T>(attempt: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Member `member` hosts every shard of its map it replicates, each with a known leader and bounds equal to its range. */
-function settled(member: Member): boolean {
-  const map = member.shards.map;
-  if (map === undefined) return false;
-  return map.shards.every((shard) => {
-    const hosted = member.groups.get(shard.id);
-    const bounds = hosted?.group.machine.bounds;
-    return hosted !== undefined && hosted.group.leader !== 0 && bounds !== undefined && bounds.start.equals(shard.start) && (bounds.end === null ? shard.end === null : shard.end !== null && bounds.end.equals(shard.end));
-  });
-}
-
-/** Every running member's digest of group `id`, once they applied the same index. */
-async function sameContent(cluster: InProcessCluster, id: number): Promise<void> {
-  await until(`group ${id} applied the same index on every member`, () => new Set(cluster.running().map((m) => cluster.member(m).groups.get(id)?.group.machine.appliedIndex)).size === 1);
-  const digests = await Promise.all(cluster.running().map((m) => contentDigest(cluster.member(m).groups.get(id)!.group.machine.machine)));
-  assert.equal(new Set(digests.map((d) => d.digest)).size, 1, `group ${id} differs between members`);
-}
+const sameContent = (cluster: InProcessCluster, id: number): Promise<void> => sameShardContent(cluster, id, 30_000);
 
 describe('shard splits at runtime (three members, split key p)', () => {
   let cluster: InProcessCluster;
@@ -71,7 +54,7 @@ describe('shard splits at runtime (three members, split key p)', () => {
   before(async () => {
     cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'p' }, logLevel: process.env['SPLIT_LOG'] ?? 'silent' });
     await cluster.waitForLeader();
-    await until('every member settled on the first map', () => cluster.running().every((id) => settled(cluster.member(id))));
+    await until('every member settled on the first map', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
   });
   after(async () => {
     await cluster?.close();
@@ -99,7 +82,7 @@ describe('shard splits at runtime (three members, split key p)', () => {
       [4, 'h', 'p', 2],
       [3, 'p', null, 1],
     ]);
-    await until('every member made the new shard', () => cluster.running().every((id) => settled(cluster.member(id))));
+    await until('every member made the new shard', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
     await new Promise((resolve) => setTimeout(resolve, 300)); // writes on the new shard too
     writing = false;
     await Promise.all(writers);
@@ -146,13 +129,13 @@ describe('shard splits at runtime (three members, split key p)', () => {
         [5, 'w', 3],
       ]);
       assert.equal((await client.splitShard(Buffer.from('w'))).version, 3, 'splitting at a shard\'s start again changes nothing');
-      await until('every member made the new shard', () => cluster.running().every((id) => settled(cluster.member(id))));
+      await until('every member made the new shard', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
       for (const [key, { value }] of acknowledged) assert.equal((await member.service.get(Buffer.from(key)))?.value.toString(), value, key);
     } finally {
       await server.close(); // closes member 1's service too
       await cluster.restart(1);
     }
-    await until('the member restarted after the server settled', () => settled(cluster.member(1)));
+    await until('the member restarted after the server settled', () => shardsSettled(cluster.member(1)));
   });
 
   it('a member down during a split makes the new shard from its parent once back', async () => {
@@ -162,7 +145,7 @@ describe('shard splits at runtime (three members, split key p)', () => {
     const written = await retried(() => cluster.member(1).service.write({ ...put('cherry', 'after-split'), session: { clientId: 'split-retrier', seq: 1 } }));
     acknowledged.set('cherry', { value: 'after-split', revision: written.revision });
     await cluster.restart(3);
-    await until('the restarted member made the new shard', () => settled(cluster.member(3)));
+    await until('the restarted member made the new shard', () => shardsSettled(cluster.member(3)));
     for (const id of [2, 3, 4, 5, 6]) await sameContent(cluster, id);
     for (const [key, { value }] of acknowledged) assert.equal((await cluster.member(3).service.get(Buffer.from(key)))?.value.toString(), value, key);
   });
@@ -173,7 +156,7 @@ describe('shard splits at runtime (three members, split key p)', () => {
     for (const id of [1, 2, 3]) await cluster.crash(id);
     for (const id of [1, 2, 3]) await cluster.restart(id);
     await cluster.waitForLeader(20_000);
-    await until('every member settled on the map with the split', () => cluster.running().every((id) => settled(cluster.member(id)) && cluster.member(id).shards.map?.version === 5));
+    await until('every member settled on the map with the split', () => cluster.running().every((id) => shardsSettled(cluster.member(id)) && cluster.member(id).shards.map?.version === 5));
     for (const id of [2, 3, 4, 5, 6, 7]) await sameContent(cluster, id);
     for (const id of [1, 2, 3]) {
       const keys = (await cluster.member(id).service.range({ limit: 1000 })).map((item) => item.key.toString());
@@ -188,7 +171,7 @@ describe('size-triggered splits (--shard-split-bytes)', () => {
   before(async () => {
     cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'p', shardSplitBytes: '16384' } });
     await cluster.waitForLeader();
-    await until('every member settled on the first map', () => cluster.running().every((id) => settled(cluster.member(id))));
+    await until('every member settled on the first map', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
   });
   after(async () => {
     await cluster?.close();
@@ -204,7 +187,7 @@ describe('size-triggered splits (--shard-split-bytes)', () => {
     }
     await cluster.member(1).service.write(put('zz', 'small')); // shard 3 stays small
     written.set('zz', 'small');
-    await until('the map split shard 2 and every member settled', () => cluster.running().every((id) => (cluster.member(id).shards.map?.shards.length ?? 0) >= 3 && settled(cluster.member(id))), 60_000);
+    await until('the map split shard 2 and every member settled', () => cluster.running().every((id) => (cluster.member(id).shards.map?.shards.length ?? 0) >= 3 && shardsSettled(cluster.member(id))), 60_000);
     const map = cluster.member(1).shards.map!;
     assert.ok(map.shards.filter((shard) => shard.start.length > 0 && shard.start.toString() < 'p').every((shard) => shard.start.toString() > 'k000' && shard.start.toString() <= 'k039'), 'split inside the written keys');
     assert.equal(map.shards.find((shard) => shard.end === null)!.id, 3, 'the small shard did not split');

@@ -25,6 +25,7 @@
  * the split's index serves them. Nothing is served by both, nothing by none
  * for longer than the split takes.
  */
+import { REVISION_BASE_META_NAME, encodeRevisionBase } from '../kv/apply.js';
 import type { KvSeed, KvStateMachine } from '../kv/state-machine.js';
 import { SHARD_BOUNDS_META_NAME, type ShardBounds, encodeShardBounds } from '../shard/shard-map.js';
 import { type Membership, MEMBERSHIP_META_NAME, decodeMembership, encodeMembership } from './membership.js';
@@ -40,6 +41,8 @@ export interface SplitRecord {
   readonly term: number;
   /** The parent's membership at the split: the new group's first configuration. */
   readonly membership: Membership;
+  /** The parent's revision base at the split (apply.ts; absent: 0): the new group's, so its revisions stay above the parent's. */
+  readonly revisionBase?: number;
 }
 
 const SPLIT_META_PREFIX = 'split.';
@@ -56,7 +59,7 @@ export function splitRightIdOf(name: string): number | undefined {
 }
 
 export function encodeSplitRecord(record: SplitRecord): Buffer {
-  const { rightId, bounds, index, term, membership } = record;
+  const { rightId, bounds, index, term, membership, revisionBase } = record;
   return Buffer.from(
     JSON.stringify({
       rightId,
@@ -65,6 +68,7 @@ export function encodeSplitRecord(record: SplitRecord): Buffer {
       index,
       term,
       membership: Buffer.from(encodeMembership(membership)).toString('base64'),
+      ...(revisionBase !== undefined && revisionBase > 0 ? { revisionBase } : {}),
     }),
     'utf8',
   );
@@ -73,13 +77,14 @@ export function encodeSplitRecord(record: SplitRecord): Buffer {
 /** Throws (a corruption of this member's own state) when `bytes` is not a split record. */
 export function decodeSplitRecord(bytes: Uint8Array): SplitRecord {
   const value = JSON.parse(Buffer.from(bytes).toString('utf8')) as Record<string, unknown>;
-  const { rightId, start, end, index, term, membership } = value;
+  const { rightId, start, end, index, term, membership, revisionBase } = value;
   const hex = (v: unknown): v is string => typeof v === 'string' && /^([0-9a-f]{2})*$/.test(v);
   const count = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 1;
-  if (!count(rightId) || !hex(start) || !(end === null || hex(end)) || !count(index) || !count(term) || typeof membership !== 'string') {
+  if (!count(rightId) || !hex(start) || !(end === null || hex(end)) || !count(index) || !count(term) || typeof membership !== 'string' || !(revisionBase === undefined || count(revisionBase))) {
     throw new Error('a split record is malformed');
   }
-  return { rightId, bounds: { start: Buffer.from(start, 'hex'), end: end === null ? null : Buffer.from(end, 'hex') }, index, term, membership: decodeMembership(Buffer.from(membership, 'base64')) };
+  const base = revisionBase === undefined ? {} : { revisionBase };
+  return { rightId, bounds: { start: Buffer.from(start, 'hex'), end: end === null ? null : Buffer.from(end, 'hex') }, index, term, membership: decodeMembership(Buffer.from(membership, 'base64')), ...base };
 }
 
 /** The tag the parent's sessions are captured under for the group `rightId`. */
@@ -110,6 +115,7 @@ export async function splitSeed(parent: KvStateMachine, record: SplitRecord): Pr
     metadata: [
       { name: MEMBERSHIP_META_NAME, value: encodeMembership(record.membership) },
       { name: SHARD_BOUNDS_META_NAME, value: encodeShardBounds(record.bounds) },
+      ...(record.revisionBase !== undefined && record.revisionBase > 0 ? [{ name: REVISION_BASE_META_NAME, value: encodeRevisionBase(record.revisionBase) }] : []),
     ],
     sessions: await parent.capturedSessions(splitSessionsTag(record.rightId)),
     data: parent.exportData(record.bounds.start, record.bounds.end),

@@ -28,7 +28,7 @@
 import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
 import type { NodeId } from '../raft/types.js';
-import { type Shard, type ShardBounds, type ShardMap, nextShardId, shardById, shardContains, shardFor, splitShard } from '../shard/shard-map.js';
+import { type Shard, type ShardMap, mergingShard, nextShardId, sameShardBounds, shardById, shardContains, shardFor, splitShard } from '../shard/shard-map.js';
 import { compareBytes } from '../util/bytes.js';
 import type { Clock } from '../util/clock.js';
 import { Rounds } from '../util/rounds.js';
@@ -91,7 +91,7 @@ export class ShardSplits {
       const hosted = groups.get(shard.id);
       const bounds = hosted?.group.machine.bounds;
       if (this.closed || hosted === undefined || bounds === undefined || hosted.group.state !== 'running' || hosted.group.leader !== nodeId) continue;
-      if (!sameBounds(bounds, shard) || shard.move !== undefined) continue; // a split of this shard is under way, or a move (no split until it ends)
+      if (!sameShardBounds(bounds, shard) || shard.move !== undefined || mergingShard(this.mapNow(), shard.id)) continue; // a split or merge of this shard is under way, or a move (no split until it ends)
       if (splitBytes <= 0) {
         if (scannedBytes >= RECOUNT_BYTES_PER_ROUND) return;
         scannedBytes += await this.sizes.recount(hosted.group.machine, bounds);
@@ -154,6 +154,8 @@ export class ShardSplits {
     const { group } = hosted;
     const bounds = group.machine.bounds;
     if (this.closed || bounds === undefined || group.state !== 'running' || group.leader !== this.options.nodeId || this.proposing.has(group.id)) return;
+    // A merge widens the survivor's bounds before the map widens its range: that is no split to propose.
+    if (mergingShard(map, shard.id)) return;
     const key = shard.end;
     // The map's range ends inside the bounds: the group has not applied the split the map made.
     if (key === null || compareBytes(key, bounds.start) <= 0 || !shardContains(bounds, key)) return;
@@ -186,10 +188,6 @@ export class ShardSplits {
 /** The refusal of a split of `shard` while a replica move of it is in flight (retryable: moves take seconds). */
 function moving(shard: Shard): ImpulseError {
   return new ImpulseError('IMPULSE_ERR_UNAVAILABLE', `shard ${shard.id} has a replica move in flight; it splits after the move (retry)`, { details: { shard: shard.id, moveFrom: shard.move?.from ?? null, moveTo: shard.move?.to ?? null, retryAfterSeconds: 1 } });
-}
-
-function sameBounds(a: ShardBounds, b: ShardBounds): boolean {
-  return a.start.equals(b.start) && (a.end === null ? b.end === null : b.end !== null && a.end.equals(b.end));
 }
 
 function seedOf(parent: HostedGroup, record: SplitRecord): GroupSeed {

@@ -154,7 +154,7 @@ export class ShardedKvService implements KvService {
       keyCount += stats.keyCount ?? 0;
       diskBytes += stats.diskBytes ?? 0;
     }
-    const figures = { ...status.figures, ...this.moveFigures(), shard_map_version: map?.version ?? 0, shards: map?.shards.length ?? 0, shards_hosted: hostedCount, shards_quiesced: quiesced, shards_log_fsyncs: shardLogFsyncs, shards_log_saves: shardLogSaves, shard_size_scans: this.shards.sizes.scans };
+    const figures = { ...status.figures, ...this.moveFigures(), shard_map_version: map?.version ?? 0, shards: map?.shards.length ?? 0, shards_hosted: hostedCount, shards_quiesced: quiesced, shards_log_fsyncs: shardLogFsyncs, shards_log_saves: shardLogSaves, shard_size_scans: this.shards.sizes.scans, ...this.mergeFigures(map) };
     return { ...status, mode: 'raft-sharded', keyCount, diskBytes, figures };
   }
 
@@ -239,18 +239,33 @@ export class ShardedKvService implements KvService {
    * group (a split this member's map did not have: IMPULSE_ERR_SHARD_STALE
    * without a `shard`, nothing changed), waits for the meta group's read
    * point (the split's map is committed before any group splits) and tries
-   * again by the newer map, at most SPLIT_RETRIES times. A stale client
-   * route (with `shard`) goes back to the client, which refreshes.
+   * again by the newer map, at most SPLIT_RETRIES times; a group frozen by a
+   * merge in flight is answered IMPULSE_ERR_UNAVAILABLE then (retry: the
+   * merge takes moments). A stale client route (with `shard`) goes back to
+   * the client, which refreshes.
    */
   private async afterSplits<T>(attempt: () => Promise<T>): Promise<T> {
     for (let retry = 0; ; retry++) {
       try {
         return await attempt();
       } catch (error) {
-        if (retry >= SPLIT_RETRIES || !isImpulseError(error, 'IMPULSE_ERR_SHARD_STALE') || error.details?.['shard'] !== undefined) throw error;
+        if (!isImpulseError(error, 'IMPULSE_ERR_SHARD_STALE') || error.details?.['shard'] !== undefined) throw error;
+        if (retry >= SPLIT_RETRIES) throw this.mergeInFlight() ? unavailable('the keys\' shard is merging into its left neighbour (frozen until the merge commits); retry') : error;
         await this.shards.catchUp();
       }
     }
+  }
+
+  /** The merges in flight in `map` and this member's merge steps since it started (shard-merges.ts). */
+  private mergeFigures(map: ShardMap | undefined): Record<string, number> {
+    const { requested, prepared, committed, finished, stepFailures } = this.shards.mergeCounters;
+    const inFlight = map?.shards.filter((shard) => shard.mergeInto !== undefined).length ?? 0;
+    return { shard_merges_in_flight: inFlight, shard_merges_requested: requested, shard_merges_prepared: prepared, shard_merges_committed: committed, shard_merges_finished: finished, shard_merge_step_failures: stepFailures };
+  }
+
+  /** True when this member's map has a shard merge in flight: a group refusing its own keys is then frozen by the merge (shard-merge.ts), not behind a split. */
+  private mergeInFlight(): boolean {
+    return this.shards.map?.shards.some((shard) => shard.mergeInto !== undefined) ?? false;
   }
 
   /** The map requests are routed by; refuses while closing or before the first map applied. */

@@ -7,7 +7,8 @@
  * batch (an overlay of their writes, since the engine has not seen them yet).
  * A failed condition makes that command a no-op with a result naming the key
  * and its current revision; the batch goes on. Every key a command writes gets
- * the command's log index as its revision.
+ * the command's log index plus the machine's revision base as its revision
+ * (the base is 0 until a shard merge raises it: `MergeAbsorb`).
  *
  * Deterministic: the result of an entry depends only on the engine state and
  * the entries before it, so every replica applying the same log agrees.
@@ -39,11 +40,50 @@ export type ApplyEntry =
        * for the shard it makes, durable in the same batch as the split.
        */
       readonly captureSessionsAs?: string;
+      /** Also takes in a merged-away shard's keys and sessions, in the same batch (a shard merge's commit). */
+      readonly absorb?: MergeAbsorb;
     }
   /** An entry that changes nothing but the applied index (e.g. a new leader's empty entry). */
   | { readonly index: number; readonly term: number; readonly type: 'noop' }
   /** A command the layer above refused at apply (e.g. a key outside a shard's bounds): changes nothing but the applied index; its result is `error`. */
   | { readonly index: number; readonly term: number; readonly type: 'refused'; readonly error: ImpulseError };
+
+/**
+ * What a shard merge takes into the surviving group's state at its commit
+ * entry (src/cluster/shard-merge.ts): its own stale keys in the range to
+ * delete, the other group's data records (engine
+ * keys and records, revisions as they are), its sessions (encoded records:
+ * merged with this machine's, `SessionTable.absorb`) and the highest
+ * revision it could hold. The revision base rises so that every later
+ * revision here is above `revisionTop` (no revision goes backwards: a
+ * conditional write by revision never matches an older version, ABA).
+ */
+export interface MergeAbsorb {
+  /**
+   * Engine keys of this machine inside the merged-in range to delete first:
+   * keys an earlier split froze here that the other group deleted since
+   * (they must not come back).
+   */
+  readonly deletes: readonly Buffer[];
+  readonly data: ReadonlyArray<{ readonly key: Buffer; readonly value: Buffer }>;
+  readonly sessions: ReadonlyArray<{ readonly clientId: string; readonly record: Buffer }>;
+  readonly revisionTop: number;
+}
+
+/** The cluster metadata holding the revision base (decimal; absent: 0): a key written at log index i gets revision i + base. */
+export const REVISION_BASE_META_NAME = 'revision-base';
+
+export function encodeRevisionBase(base: number): Buffer {
+  return Buffer.from(String(base), 'utf8');
+}
+
+/** The revision base in `bytes` (undefined: 0); IMPULSE_ERR_ENGINE_CORRUPTION when it is not a count. */
+export function decodeRevisionBase(bytes: Uint8Array | undefined): number {
+  if (bytes === undefined) return 0;
+  const base = Number(Buffer.from(bytes).toString('utf8'));
+  if (!Number.isSafeInteger(base) || base < 0) throw new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', 'the stored revision base is not a count');
+  return base;
+}
 
 /** The outcome of one entry: a command's result, or an error that made it a no-op (expired session, malformed bytes). */
 export type ApplyResult = CommandResult | { readonly ok: false; readonly error: ImpulseError };
@@ -74,7 +114,14 @@ export class ApplyBatch {
     private readonly engine: Engine,
     private readonly sessions: SessionTable,
     private readonly limits: KvLimits,
+    /** The revision base when the batch begins; `revisionBase` after it (a merge raises it). */
+    private base = 0,
   ) {}
+
+  /** The revision base after the entries planned so far. */
+  get revisionBase(): number {
+    return this.base;
+  }
 
   get isEmpty(): boolean {
     return this.last === undefined;
@@ -85,12 +132,13 @@ export class ApplyBatch {
     this.last = { index: entry.index, term: entry.term };
     switch (entry.type) {
       case 'noop':
-        return { ok: true, revision: entry.index };
+        return { ok: true, revision: entry.index + this.base };
       case 'refused':
         return { ok: false, error: entry.error };
       case 'meta': {
         const result = this.addMeta(entry.index, [{ name: entry.name, value: entry.value }, ...(entry.more ?? [])]);
         if (result.ok && entry.captureSessionsAs !== undefined) this.captureSessions(entry.captureSessionsAs);
+        if (result.ok && entry.absorb !== undefined) this.absorb(entry.index, entry.absorb);
         return result;
       }
       case 'command':
@@ -109,7 +157,27 @@ export class ApplyBatch {
       this.push(value === null ? { type: 'del', key } : { type: 'put', key, value: Buffer.from(value) });
       this.metaChanges.set(name, value !== null);
     }
-    return { ok: true, revision: index };
+    return { ok: true, revision: index + this.base };
+  }
+
+  /** Takes a merged-away shard's keys and sessions in, and raises the base above its revisions (`MergeAbsorb`). */
+  private absorb(index: number, absorb: MergeAbsorb): void {
+    for (const key of absorb.deletes) {
+      this.push({ type: 'del', key });
+      this.planned.push({ key, revision: null });
+    }
+    for (const { key, value } of absorb.data) {
+      this.push({ type: 'put', key, value });
+      this.planned.push({ key, revision: revisionOfRecord(value, 'a merged-in record') });
+    }
+    for (const { clientId, record } of absorb.sessions) this.sessions.absorb(clientId, record, 'a merged-in session');
+    // Every later entry j > index gets j + base > revisionTop.
+    const base = Math.max(this.base, absorb.revisionTop - index);
+    if (base !== this.base) {
+      this.base = base;
+      this.push({ type: 'put', key: clusterMetaKey(REVISION_BASE_META_NAME), value: encodeRevisionBase(base) });
+      this.metaChanges.set(REVISION_BASE_META_NAME, true);
+    }
   }
 
   /** Copies every session (as of the entries planned so far) under `tag`. Tags are never reused, so the copies need no deletes. */
@@ -164,11 +232,12 @@ export class ApplyBatch {
   private addOps(index: number, ops: readonly KvOp[]): CommandResult {
     for (const op of ops) {
       const key = dataKey(op.key);
-      if (op.type === 'put') this.push({ type: 'put', key, value: encodeRecord(index, op.value) });
+      const revision = index + this.base;
+      if (op.type === 'put') this.push({ type: 'put', key, value: encodeRecord(revision, op.value) });
       else this.push({ type: 'del', key });
-      this.planned.push({ key, revision: op.type === 'put' ? index : null });
+      this.planned.push({ key, revision: op.type === 'put' ? revision : null });
     }
-    return { ok: true, revision: index };
+    return { ok: true, revision: index + this.base };
   }
 
   /** The key's revision as of the ops planned so far (null when absent). */

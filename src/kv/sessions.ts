@@ -117,6 +117,26 @@ export class SessionTable {
     }
   }
 
+  /**
+   * Merges a session record of another machine (a merged-away shard's) into
+   * this table, inside a batch: the union of the results, the higher floor
+   * (a seq either side forgot stays refused as expired, never applied
+   * twice), the later last index. `where` names the record in corruption errors.
+   */
+  absorb(clientId: string, record: Buffer, where: string): void {
+    const undo = this.undo;
+    assert(undo !== undefined, 'session absorbed outside a batch');
+    const other = decodeSession(record, where);
+    const state = this.sessions.get(clientId);
+    if (!undo.has(clientId)) undo.set(clientId, state === undefined ? undefined : cloneState(state));
+    if (state === undefined && this.sessions.size >= this.limits.clientsMax) this.evictLeastRecent(undo);
+    const merged: SessionState = state === undefined ? other : { floor: Math.max(state.floor, other.floor), lastIndex: Math.max(state.lastIndex, other.lastIndex), results: new Map([...other.results, ...state.results]) };
+    const newest = Math.max(0, ...merged.results.keys());
+    merged.floor = Math.max(merged.floor, newest - this.limits.windowSeqs + 1);
+    for (const seq of merged.results.keys()) if (seq < merged.floor) merged.results.delete(seq);
+    this.sessions.set(clientId, merged);
+  }
+
   /** Every session as it stands now (pending changes of the open batch included), encoded as its engine record. */
   encodedAll(): Array<{ readonly clientId: string; readonly record: Buffer }> {
     return [...this.sessions].map(([clientId, state]) => ({ clientId, record: encodeSession(state) }));

@@ -31,7 +31,7 @@
 import { ImpulseError } from '../errors.js';
 import { type Engine, type EngineLimits, type EngineSnapshot, type EngineStats, type RangeOptions, type WriteOp, READ_NOT_SYNC } from '../storage/engine.js';
 import { assert } from '../util/assert.js';
-import { ApplyBatch, type ApplyEntry, type ApplyResult, CLUSTER_META_BYTES_MAX } from './apply.js';
+import { ApplyBatch, type ApplyEntry, type ApplyResult, CLUSTER_META_BYTES_MAX, REVISION_BASE_META_NAME, decodeRevisionBase } from './apply.js';
 import type { KvLimits } from './command.js';
 import type { EngineHome, EngineSlot } from './engine-home.js';
 import {
@@ -123,6 +123,8 @@ interface LoadedState {
   applied: AppliedState;
   readonly sessions: SessionTable;
   readonly metaNames: Set<string>;
+  /** Added to the log index to make a revision (apply.ts REVISION_BASE_META_NAME); 0 until a shard merge. */
+  revisionBase: number;
 }
 
 /**
@@ -251,9 +253,21 @@ export class KvStateMachine {
     return this.slot.engine.get(clusterMetaKey(name));
   }
 
+  /** Added to a log index to make a revision: 0 until a shard merge raised it (apply.ts `MergeAbsorb`). */
+  get revisionBase(): number {
+    return this.state.revisionBase;
+  }
+
   /** The names of the cluster metadata values set now that start with `prefix`. */
   metaNamesStartingWith(prefix: string): string[] {
     return [...this.state.metaNames].filter((name) => name.startsWith(prefix));
+  }
+
+  /** Every client session as last applied, as encoded records (what a shard merge takes from the merged-away group). */
+  async encodedSessions(): Promise<Array<{ clientId: string; record: Buffer }>> {
+    const sessions: Array<{ clientId: string; record: Buffer }> = [];
+    for await (const entry of scanAll(this.slot.engine, SESSION_RANGE)) sessions.push({ clientId: clientIdOf(entry.key), record: entry.value });
+    return sessions;
   }
 
   /** Every session captured under `tag` (ApplyEntry `captureSessionsAs`), as encoded records. */
@@ -443,7 +457,7 @@ export class KvStateMachine {
 
   private newBatch(): ApplyBatch {
     this.state.sessions.begin();
-    return new ApplyBatch(this.slot.engine, this.state.sessions, this.options.limits);
+    return new ApplyBatch(this.slot.engine, this.state.sessions, this.options.limits, this.state.revisionBase);
   }
 
   /** Writes one planned batch with its applied index; on failure restores the in-memory state or stops. */
@@ -469,6 +483,7 @@ export class KvStateMachine {
       }
     }
     this.state.applied = last;
+    this.state.revisionBase = batch.revisionBase;
     const synced = sync ?? engine.syncMode === 'fsync';
     if (synced || !engine.supports.durable) this.durable = last;
   }
@@ -533,7 +548,8 @@ async function loadState(engine: Engine, sessionLimits: SessionLimits | undefine
   for await (const entry of scanAll(engine, SESSION_RANGE)) sessions.load(clientIdOf(entry.key), entry.value, 'session');
   const metaNames = new Set<string>();
   for await (const entry of scanAll(engine, CLUSTER_META_RANGE)) metaNames.add(clusterMetaNameOf(entry.key));
-  return { applied, sessions, metaNames };
+  const revisionBase = decodeRevisionBase(await engine.get(clusterMetaKey(REVISION_BASE_META_NAME)));
+  return { applied, sessions, metaNames, revisionBase };
 }
 
 /** Anything with a paged `range`: an engine or an engine snapshot. */

@@ -25,6 +25,8 @@ export interface ShardView {
    */
   readonly replicaIds?: readonly number[];
   readonly nextGeneration?: number;
+  /** A merge in flight: this shard merges into its left neighbour, shard `mergeInto`. */
+  readonly mergeInto?: number;
   /** The leader the answering member knows of; null when none, or when it does not replicate the shard. */
   readonly leader: number | null;
   /** Whether the answering member replicates the shard (only then are the figures below known). */

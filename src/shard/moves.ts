@@ -30,12 +30,13 @@
 import { ImpulseError } from '../errors.js';
 import type { NodeId } from '../raft/types.js';
 import { nodeOfRaftId, replicaRaftId } from './replica-id.js';
-import { type Shard, type ShardMap, checkedShardMap, shardById } from './shard-map.js';
+import { type Shard, type ShardMap, checkedShardMap, highestIdField, mergingShard, shardById } from './shard-map.js';
 
 /** The map with a move of `shardId`'s replica on `from` (null: a new replica) to `to`. */
 export function startMove(map: ShardMap, shardId: number, from: NodeId | null, to: NodeId): ShardMap {
   const shard = shardOf(map, shardId);
   if (shard.move !== undefined) throw refused(`shard ${shardId} has a move in flight already`);
+  if (mergingShard(map, shardId)) throw refused(`shard ${shardId} has a merge in flight (it moves after the merge)`);
   if (shard.replicas.includes(to)) throw refused(`node ${to} replicates shard ${shardId} already`);
   if (!(shard.retired ?? []).includes(to)) return changed(map, shardId, () => ({ move: { from, to } }));
   // A node returning to the group: a Raft id the group never saw.
@@ -91,7 +92,7 @@ function changed(map: ShardMap, shardId: number, change: () => Partial<Pick<Shar
     if (next.replicaIds === undefined || next.replicaIds.length === 0) delete next.replicaIds;
     return next;
   });
-  return checkedShardMap({ version, shards });
+  return checkedShardMap({ ...highestIdField(map), version, shards });
 }
 
 function shardOf(map: ShardMap, shardId: number): Shard {

@@ -66,6 +66,8 @@ export interface Shard {
   readonly replicaIds?: readonly number[];
   /** The generation the next node returning to this group takes (absent: 1; never reused). */
   readonly nextGeneration?: number;
+  /** A merge in flight: this shard is being merged into `mergeInto`, its left neighbour (src/shard/merges.ts); absent when none. */
+  readonly mergeInto?: number;
 }
 
 /** The Raft id of `node`'s replica of `shard` (its node id unless the map gives it a later generation). */
@@ -83,6 +85,8 @@ export interface ShardMap {
   /** 1 for the first map, +1 at every change. */
   readonly version: number;
   readonly shards: readonly Shard[];
+  /** The highest id a merge dropped from `shards` (absent: none): new ids are above it and above every id in `shards`, so ids are never reused. */
+  readonly highestId?: number;
 }
 
 /**
@@ -125,12 +129,24 @@ export function shardMapProblem(map: ShardMap): string | undefined {
     if (replicas.length === 0 || !ascendingNodeIds(replicas)) return `shard ${shard.id} needs replicas as ascending distinct node ids`;
     const moveProblem = shardMoveProblem(shard);
     if (moveProblem !== undefined) return `shard ${shard.id} ${moveProblem}`;
+    const mergeProblem = shardMergeProblem(shard, shards[index - 1]);
+    if (mergeProblem !== undefined) return `shard ${shard.id} ${mergeProblem}`;
     const next = shards[index + 1];
     if (next === undefined) continue;
     if (shard.end === null || compareBytes(shard.end, next.start) !== 0) return `shard ${shard.id} must end where shard ${next.id} starts`;
     if (compareBytes(shard.start, shard.end) >= 0) return `shard ${shard.id} has an empty range`;
   }
+  if (map.highestId !== undefined && (!Number.isSafeInteger(map.highestId) || map.highestId <= META_GROUP)) return `the highest merged-away id (${map.highestId}) is not an id`;
   return undefined;
+}
+
+/** What is wrong with `shard`'s merge into its left neighbour `left`, or undefined (merges.ts). */
+function shardMergeProblem(shard: Shard, left: Shard | undefined): string | undefined {
+  if (shard.mergeInto === undefined) return undefined;
+  if (left === undefined || left.id !== shard.mergeInto) return `is marked merging into ${shard.mergeInto}, which is not its left neighbour`;
+  if (left.mergeInto !== undefined || shard.move !== undefined || left.move !== undefined) return 'cannot merge while a move or another merge of it or its left neighbour is in flight';
+  const same = left.replicas.length === shard.replicas.length && left.replicas.every((id, i) => id === shard.replicas[i]);
+  return same ? undefined : `cannot merge into shard ${left.id}: their replicas differ`;
 }
 
 /**
@@ -150,13 +166,24 @@ export function splitShard(map: ShardMap, shardId: number, splitKey: Uint8Array,
   }
   // The right part would take the group's membership mid-move, which the map's move names for the left part only.
   if (shard.move !== undefined) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `shard ${shardId} cannot split while a replica move of it is in flight`);
+  if (mergingShard(map, shardId)) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `shard ${shardId} cannot split while a merge of it is in flight`);
   const version = map.version + 1;
   const parts: Shard[] = [
     { ...shard, end: key, epoch: version },
     // The right part starts from the parent's membership at the split: the same Raft ids.
     { id: rightId, start: key, end: shard.end, epoch: version, replicas: shard.replicas, ...replicaIdFields(shard) },
   ];
-  return checkedShardMap({ version, shards: [...map.shards.slice(0, at), ...parts, ...map.shards.slice(at + 1)] });
+  return checkedShardMap({ ...highestIdField(map), version, shards: [...map.shards.slice(0, at), ...parts, ...map.shards.slice(at + 1)] });
+}
+
+/** True when shard `shardId` is in a merge in flight (the right one, marked, or the left one it merges into). */
+export function mergingShard(map: ShardMap, shardId: number): boolean {
+  return map.shards.some((shard) => shard.mergeInto !== undefined && (shard.id === shardId || shard.mergeInto === shardId));
+}
+
+/** `map`'s `highestId` field, for a map made from it. */
+export function highestIdField(map: ShardMap): Pick<ShardMap, 'highestId'> {
+  return map.highestId !== undefined ? { highestId: map.highestId } : {};
 }
 
 /** Most bytes of a split key (of `--split-keys` and of a split at runtime). */
@@ -166,16 +193,16 @@ export const SPLIT_KEY_BYTES_MAX = 512;
 export function changeReplicas(map: ShardMap, shardId: number, replicas: readonly NodeId[]): ShardMap {
   const version = map.version + 1;
   if (shardById(map, shardId) === undefined) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `the map has no shard ${shardId}`);
-  return checkedShardMap({ version, shards: map.shards.map((shard) => (shard.id === shardId ? { ...shard, replicas: [...replicas], epoch: version } : shard)) });
+  return checkedShardMap({ ...highestIdField(map), version, shards: map.shards.map((shard) => (shard.id === shardId ? { ...shard, replicas: [...replicas], epoch: version } : shard)) });
 }
 
 /**
- * The id for a new shard: one above every id in the map. Ids are never
- * reused; that holds while no shard leaves the map (merges must keep the
- * highest id ever handed out in the map before they exist).
+ * The id for a new shard: one above every id ever handed out (the ids in the
+ * map and `highestId`, which a merge keeps when it drops an id), so ids are
+ * never reused.
  */
 export function nextShardId(map: ShardMap): number {
-  return map.shards.reduce((highest, shard) => Math.max(highest, shard.id), META_GROUP) + 1;
+  return map.shards.reduce((highest, shard) => Math.max(highest, shard.id), map.highestId ?? META_GROUP) + 1;
 }
 
 function ascendingNodeIds(ids: readonly NodeId[]): boolean {
@@ -227,7 +254,8 @@ export function checkedShardMap(map: ShardMap): ShardMap {
  * A shard group's own key range, kept in the group's state (cluster metadata
  * `shard-bounds`, written at its bootstrap identically on every replica): the
  * group refuses at apply any command for a key outside it, whatever routed
- * it there. Only the group's own log may change it (a split, when built).
+ * it there. Only the group's own log changes it (a split narrows it, a merge
+ * empties the merged-away group's and widens the survivor's).
  */
 export interface ShardBounds {
   readonly start: Buffer;
@@ -245,7 +273,8 @@ export function decodeShardBounds(bytes: Uint8Array): ShardBounds {
   const hex = /^(?:[0-9a-f]{2})*$/;
   try {
     const { start, end } = JSON.parse(Buffer.from(bytes).toString('utf8')) as { start?: unknown; end?: unknown };
-    if (typeof start === 'string' && hex.test(start) && (end === null || (typeof end === 'string' && hex.test(end) && Buffer.compare(Buffer.from(start, 'hex'), Buffer.from(end, 'hex')) < 0))) {
+    // start === end: an empty range, a group frozen by a shard merge (no key is inside it).
+    if (typeof start === 'string' && hex.test(start) && (end === null || (typeof end === 'string' && hex.test(end) && Buffer.compare(Buffer.from(start, 'hex'), Buffer.from(end, 'hex')) <= 0))) {
       return { start: Buffer.from(start, 'hex'), end: end === null ? null : Buffer.from(end, 'hex') };
     }
   } catch {
@@ -283,6 +312,11 @@ export function shardsOverlapping(map: ShardMap, lower: Uint8Array | undefined, 
   return result;
 }
 
+/** True when `a` and `b` are the same range. */
+export function sameShardBounds(a: ShardBounds, b: ShardBounds): boolean {
+  return a.start.equals(b.start) && (a.end === null ? b.end === null : b.end !== null && a.end.equals(b.end));
+}
+
 /** True when `key` lies in `shard`'s range. */
 export function shardContains(shard: ShardBounds, key: Uint8Array): boolean {
   return compareBytes(shard.start, key) <= 0 && (shard.end === null || compareBytes(key, shard.end) < 0);
@@ -298,10 +332,11 @@ interface ShardJson {
   readonly retired?: readonly number[];
   readonly replicaIds?: readonly number[];
   readonly nextGeneration?: number;
+  readonly mergeInto?: number;
 }
 
 /** The map as a JSON value (keys in hex); `shardMapFromJson` reads it back. */
-export function shardMapToJson(map: ShardMap): { version: number; shards: ShardJson[] } {
+export function shardMapToJson(map: ShardMap): { version: number; shards: ShardJson[]; highestId?: number } {
   // `move` and `retired` only when present: a map without them encodes as before they existed.
   const shards: ShardJson[] = map.shards.map((shard) => ({
     id: shard.id,
@@ -313,8 +348,9 @@ export function shardMapToJson(map: ShardMap): { version: number; shards: ShardJ
     ...(shard.retired !== undefined && shard.retired.length > 0 ? { retired: [...shard.retired] } : {}),
     ...(shard.replicaIds !== undefined && shard.replicaIds.length > 0 ? { replicaIds: [...shard.replicaIds] } : {}),
     ...(shard.nextGeneration !== undefined ? { nextGeneration: shard.nextGeneration } : {}),
+    ...(shard.mergeInto !== undefined ? { mergeInto: shard.mergeInto } : {}),
   }));
-  return { version: map.version, shards };
+  return { version: map.version, shards, ...highestIdField(map) };
 }
 
 /** Canonical bytes of `map` (it must hold the invariants). */
@@ -339,7 +375,9 @@ export function decodeShardMap(bytes: Uint8Array): ShardMap {
 export function shardMapFromJson(parsed: unknown): ShardMap | string {
   const version = (parsed as { version?: unknown } | null)?.version;
   const list = (parsed as { shards?: unknown } | null)?.shards;
+  const highestId = (parsed as { highestId?: unknown } | null)?.highestId;
   if (typeof version !== 'number' || !Array.isArray(list)) return 'no version or no shard list';
+  if (highestId !== undefined && typeof highestId !== 'number') return 'the highest id is not a number';
   const corrupt = (why: string): Error => new Error(why);
   const hex = (value: unknown): Buffer => {
     if (typeof value !== 'string' || !/^(?:[0-9a-f]{2})*$/.test(value)) throw corrupt('a key is not hex');
@@ -350,13 +388,20 @@ export function shardMapFromJson(parsed: unknown): ShardMap | string {
     shards = list.map((item: unknown): Shard => {
       const shard = item as Partial<Record<keyof ShardJson, unknown>> | null;
       if (typeof shard?.id !== 'number' || typeof shard.epoch !== 'number' || !Array.isArray(shard.replicas) || !shard.replicas.every((id) => typeof id === 'number')) throw corrupt('a shard lacks its id, epoch or replicas');
-      return { id: shard.id, start: hex(shard.start), end: shard.end === null ? null : hex(shard.end), epoch: shard.epoch, replicas: shard.replicas as number[], ...moveFromJson(shard.move, shard.retired), ...replicaIdsFromJson(shard.replicaIds, shard.nextGeneration) };
+      return { id: shard.id, start: hex(shard.start), end: shard.end === null ? null : hex(shard.end), epoch: shard.epoch, replicas: shard.replicas as number[], ...moveFromJson(shard.move, shard.retired), ...replicaIdsFromJson(shard.replicaIds, shard.nextGeneration), ...mergeFromJson(shard.mergeInto) };
     });
   } catch (error) {
     return (error as Error).message;
   }
-  const map = { version, shards };
+  const map = { version, shards, ...(highestId !== undefined ? { highestId } : {}) };
   return shardMapProblem(map) ?? map;
+}
+
+/** The optional `mergeInto` of a shard in JSON (shardMapProblem checks its meaning). */
+function mergeFromJson(mergeInto: unknown): Pick<Shard, 'mergeInto'> {
+  if (mergeInto === undefined) return {};
+  if (typeof mergeInto !== 'number') throw new Error('a shard\'s merge target is not an id');
+  return { mergeInto };
 }
 
 /** The optional `replicaIds` and `nextGeneration` of a shard in JSON (shardMapProblem checks their meaning). */

@@ -4,7 +4,8 @@
  */
 import { ImpulseClient } from '../../src/client/client.js';
 import { isImpulseError } from '../../src/errors.js';
-import type { KvInput, KvOutput, Operation } from '../check/linearizability.js';
+import assert from 'node:assert/strict';
+import { type KvInput, type KvOutput, type Operation, checkKvLinearizability, formatOperations } from '../check/linearizability.js';
 import type { ProcessCluster } from '../process/cluster-process.js';
 
 /** Refusals that say the request had no effect. */
@@ -42,6 +43,28 @@ export class History {
 
   run(): Promise<void> {
     return Promise.all(Array.from({ length: this.options.clients }, (_, c) => this.client(c))).then(() => undefined);
+  }
+
+  /**
+   * After the writers stopped: every key's final value, read through every
+   * member, joins the history (clients 100 + member id); then the whole
+   * history must be linearizable, with more than `completedMin` operations
+   * of the writers completed. Resolves with the writers' completed count.
+   */
+  async finishLinearizable(completedMin: number): Promise<number> {
+    for (let id = 1; id <= this.options.members; id++) {
+      for (const key of this.options.keys) {
+        const call = this.operations.reduce((latest, operation) => Math.max(latest, operation.return ?? operation.call), 0) + 1;
+        const found = await this.cluster.client(id).getWithRevision(key);
+        this.operations.push({ clientId: 100 + id, input: { kind: 'get', key }, call, return: call + 1, output: { kind: 'get', value: found?.value.toString() ?? null } });
+      }
+    }
+    const result = checkKvLinearizability(this.operations);
+    if (result.verdict === 'not-linearizable') assert.fail(`not linearizable on key ${result.key}: ${result.explanation}\n${formatOperations(result.operations)}`);
+    assert.equal(result.verdict, 'linearizable', JSON.stringify(result));
+    const completed = this.operations.filter((operation) => operation.return !== undefined && operation.clientId < 100).length;
+    assert.ok(completed > completedMin, `only ${completed} operations completed`);
+    return completed;
   }
 
   private now(): number {

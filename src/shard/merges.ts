@@ -1,0 +1,129 @@
+/**
+ * Merges of adjacent shards in the shard map (pure; the groups' side is
+ * src/cluster/shard-merge.ts and shard-merges.ts, the whole protocol in
+ * docs/sharding.md "Merges"). A merge of right shard R into its left
+ * neighbour L takes two map changes:
+ *
+ *   startMerge(map, L)    R.mergeInto = L: the intent. R keeps its range and
+ *                         group; nothing is dropped yet (a member destroys a
+ *                         merged-away group only once its own replica of L
+ *                         took R's data in, never because the map lost R).
+ *   finishMerge(map, L)   L's range widens to R's end at a new epoch, R leaves
+ *                         the map; the map's `highestId` keeps the highest id
+ *                         ever handed out, so `nextShardId` never reuses R's.
+ *
+ * Preconditions (IMPULSE_ERR_CONFIG_INVALID, the map unchanged, otherwise): L
+ * has a right neighbour, both have the same replicas, neither has a move or
+ * another merge in flight. While a merge is in flight neither shard splits
+ * or moves (shard-map.ts `mergingShard`).
+ *
+ * `planMerges` is the automatic trigger's decision (`--shard-merge-bytes`).
+ */
+import { ImpulseError } from '../errors.js';
+import { type Shard, type ShardMap, checkedShardMap, mergingShard } from './shard-map.js';
+
+/**
+ * Most bytes (keys and values, as the shard leaders report them) a right
+ * shard may hold to be merged: a merge's commit takes the right shard's keys
+ * into one engine batch in memory. `--shard-merge-bytes` is at most this, and
+ * `POST /shards/merge` refuses larger (or not yet reported) right shards.
+ */
+export const MERGE_RIGHT_BYTES_MAX = 64 * 1024 * 1024;
+
+/** The map with shard `leftId`'s right neighbour marked merging into it. */
+export function startMerge(map: ShardMap, leftId: number): ShardMap {
+  const { left, right } = neighbours(map, leftId);
+  if (mergingShard(map, left.id) || mergingShard(map, right.id)) throw refused(`shard ${left.id} or its right neighbour ${right.id} has a merge in flight already`);
+  if (left.move !== undefined || right.move !== undefined) throw refused(`shard ${left.id} or its right neighbour ${right.id} has a replica move in flight; merge after it`);
+  if (!sameNodes(left.replicas, right.replicas)) {
+    throw refused(`shard ${left.id} (replicas ${left.replicas.join(',')}) and its right neighbour ${right.id} (replicas ${right.replicas.join(',')}) have different replicas; only shards on the same members merge`);
+  }
+  return checkedShardMap({ ...map, version: map.version + 1, shards: map.shards.map((shard) => (shard.id === right.id ? { ...shard, mergeInto: left.id } : shard)) });
+}
+
+/**
+ * Refuses a merge whose right shard (in `next`, the map `startMerge` made,
+ * marked merging into `leftId`) is not known to hold at most
+ * MERGE_RIGHT_BYTES_MAX by `sizeOf` (its leader's reported size):
+ * IMPULSE_ERR_UNAVAILABLE while unknown (retry once reported),
+ * IMPULSE_ERR_CONFIG_INVALID above the bound.
+ */
+export function checkRightSize(next: ShardMap, leftId: number, sizeOf: (shard: number) => number | undefined): void {
+  const right = mergeInto(next, leftId);
+  if (right === undefined) throw refused(`no shard is marked merging into shard ${leftId}`);
+  const bytes = sizeOf(right.id);
+  if (bytes === undefined) throw new ImpulseError('IMPULSE_ERR_UNAVAILABLE', `shard ${right.id}'s size is not reported to the meta leader yet (its leader reports every 5 s); retry`, { details: { shard: right.id, retryAfterSeconds: 5 } });
+  if (bytes > MERGE_RIGHT_BYTES_MAX) {
+    throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `shard ${right.id} holds about ${bytes} bytes; a merge takes at most ${MERGE_RIGHT_BYTES_MAX} (its keys are copied in one batch)`, { details: { shard: right.id, sizeBytes: bytes, limitBytes: MERGE_RIGHT_BYTES_MAX } });
+  }
+}
+
+/** The map after the merge of `leftId`'s right neighbour (marked by `startMerge`) into it: the left shard covers both ranges, the right one is gone. */
+export function finishMerge(map: ShardMap, leftId: number): ShardMap {
+  const { left, right } = neighbours(map, leftId);
+  if (right.mergeInto !== left.id) throw refused(`shard ${right.id} is not marked merging into shard ${left.id}`);
+  const version = map.version + 1;
+  const highestId = Math.max(map.highestId ?? 0, ...map.shards.map((shard) => shard.id));
+  const shards = map.shards.filter((shard) => shard.id !== right.id).map((shard): Shard => (shard.id === left.id ? { ...shard, end: right.end, epoch: version } : shard));
+  return checkedShardMap({ version, shards, highestId });
+}
+
+/** The merge in flight into `leftId` (its right neighbour, marked), if any. */
+export function mergeInto(map: ShardMap, leftId: number): Shard | undefined {
+  return map.shards.find((shard) => shard.mergeInto === leftId);
+}
+
+/** Thresholds of the automatic merge (`--shard-merge-bytes`, docs/sharding.md "Merges"). */
+export interface MergeOptions {
+  /** Both neighbours must be below this many bytes; 0: never merge. */
+  readonly mergeBytes: number;
+  /** `--shard-split-bytes` (0: off): the merged shard must stay below half of it, so it is not split again at once. */
+  readonly splitBytes: number;
+  /** Shards that split (or were made by a split) too recently to merge: hysteresis against flapping. */
+  readonly recentlySplit: ReadonlySet<number>;
+}
+
+/**
+ * The merges to start now, as left shard ids, in key order, at most one per
+ * shard (a shard in one planned merge is in no other): each pair of adjacent
+ * shards whose sizes are both known and below `mergeBytes`, whose sum is
+ * below half of `splitBytes` (when splits by size are on), with the same
+ * replicas, no move or merge in flight, and neither split recently.
+ */
+export function planMerges(map: ShardMap, sizes: ReadonlyMap<number, number>, options: MergeOptions): number[] {
+  const { mergeBytes, splitBytes, recentlySplit } = options;
+  if (mergeBytes <= 0) return [];
+  const planned: number[] = [];
+  let lastUsed: number | undefined;
+  for (let index = 0; index + 1 < map.shards.length; index++) {
+    const left = map.shards[index]!;
+    const right = map.shards[index + 1]!;
+    if (lastUsed === left.id) continue;
+    const leftBytes = sizes.get(left.id);
+    const rightBytes = sizes.get(right.id);
+    if (leftBytes === undefined || rightBytes === undefined || leftBytes >= mergeBytes || rightBytes >= mergeBytes) continue;
+    if (splitBytes > 0 && leftBytes + rightBytes >= splitBytes / 2) continue;
+    if (recentlySplit.has(left.id) || recentlySplit.has(right.id)) continue;
+    if (left.move !== undefined || right.move !== undefined || mergingShard(map, left.id) || mergingShard(map, right.id) || !sameNodes(left.replicas, right.replicas)) continue;
+    planned.push(left.id);
+    lastUsed = right.id;
+  }
+  return planned;
+}
+
+function neighbours(map: ShardMap, leftId: number): { left: Shard; right: Shard } {
+  const at = map.shards.findIndex((shard) => shard.id === leftId);
+  const left = map.shards[at];
+  const right = map.shards[at + 1];
+  if (left === undefined) throw refused(`the map has no shard ${leftId}`);
+  if (right === undefined) throw refused(`shard ${leftId} is the last shard: it has no right neighbour to merge`);
+  return { left, right };
+}
+
+function sameNodes(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((id, i) => id === b[i]);
+}
+
+function refused(message: string): ImpulseError {
+  return new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', message);
+}

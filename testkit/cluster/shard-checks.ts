@@ -1,0 +1,27 @@
+/**
+ * Checks of in-process sharded clusters shared by the split and merge tests
+ * (src/cluster/shard-split.test.ts, shard-merge.test.ts).
+ */
+import assert from 'node:assert/strict';
+import { contentDigest } from '../../src/kv/digest.js';
+import type { Member } from '../../src/cluster/open-member.js';
+import { sameShardBounds } from '../../src/shard/shard-map.js';
+import { type InProcessCluster, until } from './in-process.js';
+
+/** Member `member` hosts every shard of its map it replicates, each with a known leader and bounds equal to its range. */
+export function shardsSettled(member: Member): boolean {
+  const map = member.shards.map;
+  if (map === undefined) return false;
+  return map.shards.every((shard) => {
+    const hosted = member.groups.get(shard.id);
+    const bounds = hosted?.group.machine.bounds;
+    return hosted !== undefined && hosted.group.leader !== 0 && bounds !== undefined && sameShardBounds(bounds, shard);
+  });
+}
+
+/** Every running member's digest of group `id` is the same, once they applied the same index (waiting at most `timeoutMs`). */
+export async function sameShardContent(cluster: InProcessCluster, id: number, timeoutMs: number): Promise<void> {
+  await until(`group ${id} applied the same index on every member`, () => new Set(cluster.running().map((m) => cluster.member(m).groups.get(id)?.group.machine.appliedIndex)).size === 1, timeoutMs);
+  const digests = await Promise.all(cluster.running().map((m) => contentDigest(cluster.member(m).groups.get(id)!.group.machine.machine)));
+  assert.equal(new Set(digests.map((d) => d.digest)).size, 1, `group ${id} differs between members`);
+}
