@@ -118,6 +118,12 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
     return this.shardMapValue;
   }
 
+  /** The applied shard map; IMPULSE_ERR_UNAVAILABLE before the first one applied (the cluster is starting). */
+  appliedShardMap(): ShardMap {
+    if (this.shardMapValue === undefined) throw new ImpulseError('IMPULSE_ERR_UNAVAILABLE', 'the shard map is not applied on this member yet (the cluster is starting)');
+    return this.shardMapValue;
+  }
+
   get machine(): KvStateMachine {
     return this.options.machine;
   }

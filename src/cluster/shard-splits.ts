@@ -179,9 +179,7 @@ export class ShardSplits {
   }
 
   private mapNow(): ShardMap {
-    const map = this.options.meta.group.machine.shardMap;
-    if (map === undefined) throw new ImpulseError('IMPULSE_ERR_UNAVAILABLE', 'the shard map is not applied on this member yet (the cluster is starting)');
-    return map;
+    return this.options.meta.group.machine.appliedShardMap();
   }
 }
 
