@@ -20,7 +20,7 @@ import { outsideBoundsError } from '../shard/stale-route.js';
 import type { ApplyEntry } from '../kv/apply.js';
 import { type KvCommand, type KvLimits, decodeCommand } from '../kv/command.js';
 import type { Entry, NodeId } from '../raft/types.js';
-import { META_GROUP, SHARD_BOUNDS_META_NAME, SHARD_MAP_META_NAME, type ShardBounds, encodeShardBounds, type ShardMap, encodeShardMap, sameShardBounds, shardContains, shardMapFromJson, shardMapToJson } from '../shard/shard-map.js';
+import { META_GROUP, SHARD_BOUNDS_META_NAME, SHARD_MAP_META_NAME, type ShardBounds, boundsFromHex, boundsHex, encodeShardBounds, type ShardMap, encodeShardMap, sameShardBounds, shardContains, shardMapFromJson, shardMapToJson } from '../shard/shard-map.js';
 import { CLUSTER_META_BYTES_MAX } from '../kv/apply.js';
 import { compareBytes } from '../util/bytes.js';
 import { type SplitRecord, encodeSplitRecord, splitMetaName, splitSessionsTag } from './shard-split.js';
@@ -87,7 +87,7 @@ export function encodeClusterCommand(command: ClusterCommand): Uint8Array {
         ? { type: command.type, key: command.key.toString('hex'), rightId: command.rightId }
         : command.type === 'publish'
           ? command
-          : { ...command, bounds: boundsToJson(command.bounds) };
+          : { ...command, bounds: boundsHex(command.bounds) };
   const json = Buffer.from(JSON.stringify(value), 'utf8');
   const bytes = Buffer.allocUnsafe(1 + json.length);
   bytes[0] = CLUSTER_COMMAND_FORMAT;
@@ -124,16 +124,11 @@ export function decodeClusterCommand(data: Uint8Array): ClusterCommand | undefin
   return undefined;
 }
 
-function boundsToJson(bounds: ShardBounds): { start: string; end: string | null } {
-  return { start: bounds.start.toString('hex'), end: bounds.end === null ? null : bounds.end.toString('hex') };
-}
-
+/** A merge step's range: not empty. */
 function boundsFromJson(value: unknown): ShardBounds | undefined {
   const { start, end } = (value ?? {}) as { start?: unknown; end?: unknown };
-  const hex = (v: unknown): v is string => typeof v === 'string' && /^([0-9a-f]{2})*$/.test(v);
-  if (!hex(start) || !(end === null || hex(end))) return undefined;
-  const bounds = { start: Buffer.from(start, 'hex'), end: end === null ? null : Buffer.from(end, 'hex') };
-  return bounds.end === null || compareBytes(bounds.start, bounds.end) < 0 ? bounds : undefined;
+  const bounds = boundsFromHex(start, end);
+  return bounds !== undefined && (bounds.end === null || compareBytes(bounds.start, bounds.end) < 0) ? bounds : undefined;
 }
 
 export interface ApplyPlan {

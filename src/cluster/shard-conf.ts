@@ -28,7 +28,7 @@
  */
 import { ImpulseError, isImpulseError } from '../errors.js';
 import type { ConfState, NodeId } from '../raft/types.js';
-import type { Shard, ShardBounds } from '../shard/shard-map.js';
+import { type BoundsHex, type Shard, boundsHex, isHexBytes } from '../shard/shard-map.js';
 import { nodeOfRaftId } from '../shard/replica-id.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock } from '../util/clock.js';
@@ -40,18 +40,7 @@ import { unavailable } from './request-errors.js';
 
 export const SHARD_CONF_CHANNEL = 'shard-conf';
 
-/** A shard's range on the wire: start and end in hex (end null: no end). */
-export interface BoundsHex {
-  readonly start: string;
-  readonly end: string | null;
-}
-
 export type ShardConfStep = { readonly op: 'add-learner'; readonly id: NodeId; readonly peerUrl: string; readonly bounds?: BoundsHex; readonly replicaId?: number } | { readonly op: 'promote' | 'remove' | 'transfer'; readonly id: NodeId };
-
-/** `bounds` as a shard-conf step carries them. */
-export function boundsHex(bounds: ShardBounds): BoundsHex {
-  return { start: bounds.start.toString('hex'), end: bounds.end === null ? null : bounds.end.toString('hex') };
-}
 
 export interface ShardConfTiming {
   readonly clock: Clock;
@@ -175,8 +164,7 @@ function parseStep(body: unknown): ShardConfStep {
 function parseBounds(value: unknown): BoundsHex | undefined {
   if (value === undefined) return undefined;
   const { start, end } = (value ?? {}) as { start?: unknown; end?: unknown };
-  const hex = (text: unknown): text is string => typeof text === 'string' && /^(?:[0-9a-f]{2})*$/.test(text);
-  if (!hex(start) || !(end === null || hex(end))) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a shard membership step\'s bounds are a start and an end (or null) in hex');
+  if (!isHexBytes(start) || !(end === null || isHexBytes(end))) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a shard membership step\'s bounds are a start and an end (or null) in hex');
   return { start, end };
 }
 

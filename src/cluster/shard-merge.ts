@@ -27,7 +27,7 @@
  */
 import type { MergeAbsorb } from '../kv/apply.js';
 import type { KvStateMachine } from '../kv/state-machine.js';
-import type { ShardBounds } from '../shard/shard-map.js';
+import { type ShardBounds, boundsFromHex, boundsHex } from '../shard/shard-map.js';
 
 /** What a merged-away group stores when it applies `prepare-merge` (metadata `merge-prepared`). */
 export interface MergePrepared {
@@ -59,16 +59,16 @@ export function mergedRightIds(machine: KvStateMachine): number[] {
 
 export function encodeMergePrepared(record: MergePrepared): Buffer {
   const { leftId, index, bounds, revisionTop } = record;
-  return Buffer.from(JSON.stringify({ leftId, index, start: bounds.start.toString('hex'), end: bounds.end === null ? null : bounds.end.toString('hex'), revisionTop }), 'utf8');
+  return Buffer.from(JSON.stringify({ leftId, index, ...boundsHex(bounds), revisionTop }), 'utf8');
 }
 
 /** Throws (a corruption of this member's own state) when `bytes` is not a merge record. */
 export function decodeMergePrepared(bytes: Uint8Array): MergePrepared {
   const { leftId, index, start, end, revisionTop } = JSON.parse(Buffer.from(bytes).toString('utf8')) as Record<string, unknown>;
-  const hex = (v: unknown): v is string => typeof v === 'string' && /^([0-9a-f]{2})*$/.test(v);
   const count = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 1;
-  if (!count(leftId) || !count(index) || !hex(start) || !(end === null || hex(end)) || !count(revisionTop)) throw new Error('a merge record is malformed');
-  return { leftId, index, bounds: { start: Buffer.from(start, 'hex'), end: end === null ? null : Buffer.from(end, 'hex') }, revisionTop };
+  const bounds = boundsFromHex(start, end);
+  if (!count(leftId) || !count(index) || bounds === undefined || !count(revisionTop)) throw new Error('a merge record is malformed');
+  return { leftId, index, bounds, revisionTop };
 }
 
 /** The merge record of a group that applied `prepare-merge`, or undefined. */

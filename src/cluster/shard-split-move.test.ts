@@ -18,10 +18,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
 import { abortMove, startMove } from '../shard/moves.js';
-import { type ShardMap, shardFor } from '../shard/shard-map.js';
+import { type ShardMap, boundsHex, shardFor } from '../shard/shard-map.js';
 import { InProcessCluster, until } from '../../testkit/cluster/in-process.js';
 import { encodeClusterCommand } from './log-entries.js';
-import { SHARD_CONF_CHANNEL, boundsHex } from './shard-conf.js';
+import { SHARD_CONF_CHANNEL } from './shard-conf.js';
 
 const GHOST = 99;
 

@@ -27,7 +27,7 @@
  */
 import { REVISION_BASE_META_NAME, encodeRevisionBase } from '../kv/apply.js';
 import type { KvSeed, KvStateMachine } from '../kv/state-machine.js';
-import { SHARD_BOUNDS_META_NAME, type ShardBounds, encodeShardBounds } from '../shard/shard-map.js';
+import { SHARD_BOUNDS_META_NAME, type ShardBounds, boundsFromHex, boundsHex, encodeShardBounds } from '../shard/shard-map.js';
 import { type Membership, MEMBERSHIP_META_NAME, decodeMembership, encodeMembership } from './membership.js';
 
 /** What a parent group stores when it applies a split (metadata `split.<rightId>`). */
@@ -63,8 +63,7 @@ export function encodeSplitRecord(record: SplitRecord): Buffer {
   return Buffer.from(
     JSON.stringify({
       rightId,
-      start: bounds.start.toString('hex'),
-      end: bounds.end === null ? null : bounds.end.toString('hex'),
+      ...boundsHex(bounds),
       index,
       term,
       membership: Buffer.from(encodeMembership(membership)).toString('base64'),
@@ -78,13 +77,13 @@ export function encodeSplitRecord(record: SplitRecord): Buffer {
 export function decodeSplitRecord(bytes: Uint8Array): SplitRecord {
   const value = JSON.parse(Buffer.from(bytes).toString('utf8')) as Record<string, unknown>;
   const { rightId, start, end, index, term, membership, revisionBase } = value;
-  const hex = (v: unknown): v is string => typeof v === 'string' && /^([0-9a-f]{2})*$/.test(v);
   const count = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 1;
-  if (!count(rightId) || !hex(start) || !(end === null || hex(end)) || !count(index) || !count(term) || typeof membership !== 'string' || !(revisionBase === undefined || count(revisionBase))) {
+  const bounds = boundsFromHex(start, end);
+  if (!count(rightId) || bounds === undefined || !count(index) || !count(term) || typeof membership !== 'string' || !(revisionBase === undefined || count(revisionBase))) {
     throw new Error('a split record is malformed');
   }
   const base = revisionBase === undefined ? {} : { revisionBase };
-  return { rightId, bounds: { start: Buffer.from(start, 'hex'), end: end === null ? null : Buffer.from(end, 'hex') }, index, term, membership: decodeMembership(Buffer.from(membership, 'base64')), ...base };
+  return { rightId, bounds, index, term, membership: decodeMembership(Buffer.from(membership, 'base64')), ...base };
 }
 
 /** The tag the parent's sessions are captured under for the group `rightId`. */

@@ -264,19 +264,38 @@ export interface ShardBounds {
 
 export const SHARD_BOUNDS_META_NAME = 'shard-bounds';
 
+/** A range as messages and records carry it: start and end in hex (end null: no end). */
+export interface BoundsHex {
+  readonly start: string;
+  readonly end: string | null;
+}
+
+export function boundsHex(bounds: ShardBounds): BoundsHex {
+  return { start: bounds.start.toString('hex'), end: bounds.end === null ? null : bounds.end.toString('hex') };
+}
+
+/** Whether `text` is bytes in lowercase hex. */
+export function isHexBytes(text: unknown): text is string {
+  return typeof text === 'string' && /^(?:[0-9a-f]{2})*$/.test(text);
+}
+
+/** The range `start` and `end` name in hex (`BoundsHex`; end null: no end), or undefined when either is not hex. Their order is the caller's to check. */
+export function boundsFromHex(start: unknown, end: unknown): ShardBounds | undefined {
+  if (!isHexBytes(start) || !(end === null || isHexBytes(end))) return undefined;
+  return { start: Buffer.from(start, 'hex'), end: end === null ? null : Buffer.from(end, 'hex') };
+}
+
 export function encodeShardBounds(bounds: ShardBounds): Buffer {
-  return Buffer.from(JSON.stringify({ start: bounds.start.toString('hex'), end: bounds.end === null ? null : bounds.end.toString('hex') }), 'utf8');
+  return Buffer.from(JSON.stringify(boundsHex(bounds)), 'utf8');
 }
 
 /** The bounds in `bytes`; IMPULSE_ERR_ENGINE_CORRUPTION when they are not valid bounds (stored state that must be). */
 export function decodeShardBounds(bytes: Uint8Array): ShardBounds {
-  const hex = /^(?:[0-9a-f]{2})*$/;
   try {
     const { start, end } = JSON.parse(Buffer.from(bytes).toString('utf8')) as { start?: unknown; end?: unknown };
+    const bounds = boundsFromHex(start, end);
     // start === end: an empty range, a group frozen by a shard merge (no key is inside it).
-    if (typeof start === 'string' && hex.test(start) && (end === null || (typeof end === 'string' && hex.test(end) && Buffer.compare(Buffer.from(start, 'hex'), Buffer.from(end, 'hex')) <= 0))) {
-      return { start: Buffer.from(start, 'hex'), end: end === null ? null : Buffer.from(end, 'hex') };
-    }
+    if (bounds !== undefined && (bounds.end === null || Buffer.compare(bounds.start, bounds.end) <= 0)) return bounds;
   } catch {
     // reported below
   }
@@ -340,8 +359,7 @@ export function shardMapToJson(map: ShardMap): { version: number; shards: ShardJ
   // `move` and `retired` only when present: a map without them encodes as before they existed.
   const shards: ShardJson[] = map.shards.map((shard) => ({
     id: shard.id,
-    start: shard.start.toString('hex'),
-    end: shard.end === null ? null : shard.end.toString('hex'),
+    ...boundsHex(shard),
     epoch: shard.epoch,
     replicas: [...shard.replicas],
     ...(shard.move !== undefined ? { move: { from: shard.move.from, to: shard.move.to } } : {}),
@@ -380,7 +398,7 @@ export function shardMapFromJson(parsed: unknown): ShardMap | string {
   if (highestId !== undefined && typeof highestId !== 'number') return 'the highest id is not a number';
   const corrupt = (why: string): Error => new Error(why);
   const hex = (value: unknown): Buffer => {
-    if (typeof value !== 'string' || !/^(?:[0-9a-f]{2})*$/.test(value)) throw corrupt('a key is not hex');
+    if (!isHexBytes(value)) throw corrupt('a key is not hex');
     return Buffer.from(value, 'hex');
   };
   let shards: Shard[];
