@@ -99,14 +99,8 @@ function nextStep(layout: Layout, band: Band, low: number, high: number): { dono
 
 /** The donor's shard the recipient lacks with size in (0, gap) closest to gap/2 (lowest id on ties). */
 function bestMove(layout: Layout, donor: NodeId, recipient: NodeId, gap: number): ByteStep | undefined {
-  let best: { shard: number; miss: number } | undefined;
-  for (const shard of layout.held.get(donor)!) {
-    const size = layout.size.get(shard)!;
-    if (size <= 0 || size >= gap || !layout.allowed(shard, recipient)) continue;
-    const miss = Math.abs(size - gap / 2);
-    if (best === undefined || miss < best.miss || (miss === best.miss && shard < best.shard)) best = { shard, miss };
-  }
-  return best === undefined ? undefined : { shard: best.shard };
+  const shard = layout.closestShard(donor, recipient, gap / 2, (size) => size > 0 && size < gap);
+  return shard === undefined ? undefined : { shard };
 }
 
 /** Shard s of the donor for shard t of the recipient (each lacking the other's), s − t in (0, gap) closest to gap/2. */

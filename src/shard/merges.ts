@@ -20,7 +20,7 @@
  * `planMerges` is the automatic trigger's decision (`--shard-merge-bytes`).
  */
 import { ImpulseError } from '../errors.js';
-import { type Shard, type ShardMap, checkedShardMap, mergingShard } from './shard-map.js';
+import { type Shard, type ShardMap, checkedShardMap, mergingShard, sameReplicas } from './shard-map.js';
 
 /**
  * Most bytes (keys and values, as the shard leaders report them) a right
@@ -35,7 +35,7 @@ export function startMerge(map: ShardMap, leftId: number): ShardMap {
   const { left, right } = neighbours(map, leftId);
   if (mergingShard(map, left.id) || mergingShard(map, right.id)) throw refused(`shard ${left.id} or its right neighbour ${right.id} has a merge in flight already`);
   if (left.move !== undefined || right.move !== undefined) throw refused(`shard ${left.id} or its right neighbour ${right.id} has a replica move in flight; merge after it`);
-  if (!sameNodes(left.replicas, right.replicas)) {
+  if (!sameReplicas(left.replicas, right.replicas)) {
     throw refused(`shard ${left.id} (replicas ${left.replicas.join(',')}) and its right neighbour ${right.id} (replicas ${right.replicas.join(',')}) have different replicas; only shards on the same members merge`);
   }
   return checkedShardMap({ ...map, version: map.version + 1, shards: map.shards.map((shard) => (shard.id === right.id ? { ...shard, mergeInto: left.id } : shard)) });
@@ -104,7 +104,7 @@ export function planMerges(map: ShardMap, sizes: ReadonlyMap<number, number>, op
     if (leftBytes === undefined || rightBytes === undefined || leftBytes >= mergeBytes || rightBytes >= mergeBytes) continue;
     if (splitBytes > 0 && leftBytes + rightBytes >= splitBytes / 2) continue;
     if (recentlySplit.has(left.id) || recentlySplit.has(right.id)) continue;
-    if (left.move !== undefined || right.move !== undefined || mergingShard(map, left.id) || mergingShard(map, right.id) || !sameNodes(left.replicas, right.replicas)) continue;
+    if (left.move !== undefined || right.move !== undefined || mergingShard(map, left.id) || mergingShard(map, right.id) || !sameReplicas(left.replicas, right.replicas)) continue;
     planned.push(left.id);
     lastUsed = right.id;
   }
@@ -118,10 +118,6 @@ function neighbours(map: ShardMap, leftId: number): { left: Shard; right: Shard 
   if (left === undefined) throw refused(`the map has no shard ${leftId}`);
   if (right === undefined) throw refused(`shard ${leftId} is the last shard: it has no right neighbour to merge`);
   return { left, right };
-}
-
-function sameNodes(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((id, i) => id === b[i]);
 }
 
 function refused(message: string): ImpulseError {

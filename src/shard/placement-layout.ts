@@ -62,6 +62,22 @@ export class Layout {
     return !this.replicas.get(shard)!.has(node);
   }
 
+  /**
+   * The shard `donor` holds that `recipient` may take whose size is closest
+   * to `targetBytes` (ties: the lowest id), among those whose size `fits`
+   * accepts; undefined when there is none.
+   */
+  closestShard(donor: NodeId, recipient: NodeId, targetBytes: number, fits: (sizeBytes: number) => boolean = () => true): number | undefined {
+    let best: { shard: number; miss: number } | undefined;
+    for (const shard of this.held.get(donor)!) {
+      const size = this.size.get(shard)!;
+      if (!fits(size) || !this.allowed(shard, recipient)) continue;
+      const miss = Math.abs(size - targetBytes);
+      if (best === undefined || miss < best.miss || (miss === best.miss && shard < best.shard)) best = { shard, miss };
+    }
+    return best?.shard;
+  }
+
   add(shard: number, node: NodeId): void {
     this.held.get(node)!.add(shard);
     this.replicas.get(shard)!.add(node);

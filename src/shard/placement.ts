@@ -184,14 +184,8 @@ function balancingMove(layout: Layout, donor: NodeId, meanShardBytes: number): {
   const excess = (id: NodeId): number => excessBytes(layout, id, meanShardBytes);
   const candidates = layout.nodes.filter((id) => layout.count(id) <= donorLoad - 2).sort((a, b) => layout.count(a) - layout.count(b) || excess(a) - excess(b) || a - b);
   for (const recipient of candidates) {
-    const target = meanShardBytes + (excess(donor) - excess(recipient)) / 2;
-    let best: { shard: number; miss: number } | undefined;
-    for (const shard of layout.held.get(donor)!) {
-      if (!layout.allowed(shard, recipient)) continue;
-      const miss = Math.abs(layout.size.get(shard)! - target);
-      if (best === undefined || miss < best.miss || (miss === best.miss && shard < best.shard)) best = { shard, miss };
-    }
-    if (best !== undefined) return { shard: best.shard, recipient };
+    const shard = layout.closestShard(donor, recipient, meanShardBytes + (excess(donor) - excess(recipient)) / 2);
+    if (shard !== undefined) return { shard, recipient };
   }
   return undefined;
 }

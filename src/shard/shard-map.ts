@@ -145,8 +145,7 @@ function shardMergeProblem(shard: Shard, left: Shard | undefined): string | unde
   if (shard.mergeInto === undefined) return undefined;
   if (left === undefined || left.id !== shard.mergeInto) return `is marked merging into ${shard.mergeInto}, which is not its left neighbour`;
   if (left.mergeInto !== undefined || shard.move !== undefined || left.move !== undefined) return 'cannot merge while a move or another merge of it or its left neighbour is in flight';
-  const same = left.replicas.length === shard.replicas.length && left.replicas.every((id, i) => id === shard.replicas[i]);
-  return same ? undefined : `cannot merge into shard ${left.id}: their replicas differ`;
+  return sameReplicas(left.replicas, shard.replicas) ? undefined : `cannot merge into shard ${left.id}: their replicas differ`;
 }
 
 /**
@@ -174,6 +173,11 @@ export function splitShard(map: ShardMap, shardId: number, splitKey: Uint8Array,
     { id: rightId, start: key, end: shard.end, epoch: version, replicas: shard.replicas, ...replicaIdFields(shard) },
   ];
   return checkedShardMap({ ...highestIdField(map), version, shards: [...map.shards.slice(0, at), ...parts, ...map.shards.slice(at + 1)] });
+}
+
+/** True when `a` and `b` name the same nodes (replica lists are ascending: shardMapProblem). */
+export function sameReplicas(a: readonly NodeId[], b: readonly NodeId[]): boolean {
+  return a.length === b.length && a.every((id, i) => id === b[i]);
 }
 
 /** True when shard `shardId` is in a merge in flight (the right one, marked, or the left one it merges into). */
