@@ -43,11 +43,12 @@ if (files.length === 0) {
 // helpers that spawn `impulse` (testkit/process), the chaos runner, or the browser driver.
 const PROCESS_MARKERS = /process\/(server-process|cluster-process|cli-run|netns)\.js'|from '\.\/(netns|runner)\.js'|playwright-core/;
 const singleLane = process.env.TEST_LANES === '1';
+const startsProcesses = new Set(singleLane ? [] : files.filter((file) => PROCESS_MARKERS.test(readFileSync(sourceOf(file), 'utf8'))));
 const lanes = singleLane
   ? [{ name: 'all', files, concurrency: [] }]
   : [
-      { name: 'processes', files: files.filter((file) => PROCESS_MARKERS.test(readFileSync(sourceOf(file), 'utf8'))), concurrency: ['--test-concurrency=1'] },
-      { name: 'in-process', files: files.filter((file) => !PROCESS_MARKERS.test(readFileSync(sourceOf(file), 'utf8'))), concurrency: [`--test-concurrency=${Math.max(1, availableParallelism() - 2)}`] },
+      { name: 'processes', files: files.filter((file) => startsProcesses.has(file)), concurrency: ['--test-concurrency=1'] },
+      { name: 'in-process', files: files.filter((file) => !startsProcesses.has(file)), concurrency: [`--test-concurrency=${Math.max(1, availableParallelism() - 2)}`] },
     ].filter((lane) => lane.files.length > 0);
 
 // Which Node runs the suite: `npm test` puts node_modules/.bin first on PATH, so it is the

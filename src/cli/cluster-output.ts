@@ -48,12 +48,12 @@ export function formatShardsView(view: ShardsView): string {
     key(shard.end, '+inf'),
     String(shard.epoch),
     shard.replicas.join(','),
-    shard.leader === null ? '-' : String(shard.leader),
-    shard.keyCount === null ? '-' : String(shard.keyCount),
-    shard.diskBytes === null ? '-' : String(shard.diskBytes),
+    figure(shard.leader),
+    figure(shard.keyCount),
+    figure(shard.diskBytes),
     figure(shard.reportedSizeBytes ?? shard.sizeBytes),
     figure(shard.requestsPerSecond),
-    shard.appliedIndex === null ? '-' : String(shard.appliedIndex),
+    figure(shard.appliedIndex),
     shard.quiesced ? 'yes' : 'no',
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));

@@ -94,10 +94,7 @@ export class ShardSizes {
       if (base.bytes + grown <= limit) return undefined;
       if (grown < limit / RESCAN_FRACTION) return undefined;
     }
-    // Read before the scan: what is applied meanwhile is in the count and in the growth after it (counted twice, never missed).
-    const from = { generation: machine.dataGeneration, writtenBytes: machine.writtenBytes };
-    const total = await this.count(machine.machine, bounds);
-    this.bases.set(machine, { ...from, bytes: total });
+    const total = await this.countBase(machine, bounds);
     if (total <= limit) return undefined;
     const key = await this.middleKey(machine.machine, bounds, total);
     // A split is asked for: count again after it (or, if it fails, at the next check).
@@ -117,7 +114,12 @@ export class ShardSizes {
    * the bytes counted (0 when no scan was due).
    */
   async recount(machine: RaftKvMachine, bounds: ShardBounds): Promise<number> {
-    if (!this.recountDue(machine)) return 0;
+    return this.recountDue(machine) ? this.countBase(machine, bounds) : 0;
+  }
+
+  /** Counts `machine`'s keys and values inside `bounds` (one scan) as its new base; resolves with the count. */
+  private async countBase(machine: RaftKvMachine, bounds: ShardBounds): Promise<number> {
+    // Read before the scan: what is applied meanwhile is in the count and in the growth after it (counted twice, never missed).
     const from = { generation: machine.dataGeneration, writtenBytes: machine.writtenBytes };
     const total = await this.count(machine.machine, bounds);
     this.bases.set(machine, { ...from, bytes: total });

@@ -264,16 +264,19 @@ export class KvStateMachine {
   }
 
   /** Every client session as last applied, as encoded records (what a shard merge takes from the merged-away group). */
-  async encodedSessions(): Promise<Array<{ clientId: string; record: Buffer }>> {
-    const sessions: Array<{ clientId: string; record: Buffer }> = [];
-    for await (const entry of scanAll(this.slot.engine, SESSION_RANGE)) sessions.push({ clientId: clientIdOf(entry.key), record: entry.value });
-    return sessions;
+  encodedSessions(): Promise<Array<{ clientId: string; record: Buffer }>> {
+    return this.sessionRecords(SESSION_RANGE, clientIdOf);
   }
 
   /** Every session captured under `tag` (ApplyEntry `captureSessionsAs`), as encoded records. */
-  async capturedSessions(tag: string): Promise<Array<{ clientId: string; record: Buffer }>> {
+  capturedSessions(tag: string): Promise<Array<{ clientId: string; record: Buffer }>> {
+    return this.sessionRecords(capturedSessionRange(tag), (key) => capturedClientIdOf(tag, key));
+  }
+
+  /** The session records the engine holds in `range`, each with the client id `clientIdIn` reads from its key. */
+  private async sessionRecords(range: { readonly gte: Buffer; readonly lt: Buffer }, clientIdIn: (engineKey: Buffer) => string): Promise<Array<{ clientId: string; record: Buffer }>> {
     const sessions: Array<{ clientId: string; record: Buffer }> = [];
-    for await (const entry of scanAll(this.slot.engine, capturedSessionRange(tag))) sessions.push({ clientId: capturedClientIdOf(tag, entry.key), record: entry.value });
+    for await (const entry of scanAll(this.slot.engine, range)) sessions.push({ clientId: clientIdIn(entry.key), record: entry.value });
     return sessions;
   }
 
