@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -117,6 +118,32 @@ describe('impulse cluster', () => {
     assert.equal(await interrupt(running), 0);
   });
 
+  it('members stop on their own when the launcher is killed with kill -9', async () => {
+    const clusterDir = await mkdtemp(join(tmpdir(), 'impulse-launcher-kill-'));
+    const base = await freeRanges(1);
+    let memberPid: number | undefined;
+    try {
+      const launcher = await launch(['--nodes', '1', '--port', String(base), '--peer-port', String(base + 100), '--data-dir', clusterDir]);
+      const client = new ImpulseClient({ endpoint: `http://127.0.0.1:${base}` });
+      memberPid = ((await client.status()) as { pid: number }).pid;
+      client.close();
+      process.kill(launcher.child.pid!, 'SIGKILL'); // no handler runs: only the closed pipe tells the member
+      await launcher.exited;
+      const deadline = Date.now() + 20_000;
+      let alive = true;
+      while (alive && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        alive = processAlive(memberPid);
+      }
+      assert.ok(!alive, `member ${memberPid} outlived its launcher`);
+      const refused = await fetch(`http://127.0.0.1:${base}/health`).then(() => false, () => true);
+      assert.ok(refused, 'nothing answers on the member port');
+    } finally {
+      if (memberPid !== undefined && processAlive(memberPid)) process.kill(memberPid, 'SIGKILL');
+      await rm(clusterDir, { recursive: true, force: true });
+    }
+  });
+
   it('with --certs: members serve HTTPS and RESP over TLS, and speak mutual TLS to each other', async () => {
     const certsDir = await mkdtemp(join(tmpdir(), 'impulse-launcher-certs-'));
     const clusterDir = await mkdtemp(join(tmpdir(), 'impulse-launcher-tls-'));
@@ -166,6 +193,20 @@ describe('impulse cluster', () => {
     }
   });
 });
+
+/** Whether `pid` is a live process (a zombie counts as gone: it serves nothing and holds no port). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
 
 /** Polls `url` over HTTPS until its body matches `pattern` (10 s). */
 async function waitForText(url: string, ca: Buffer, pattern: RegExp): Promise<void> {

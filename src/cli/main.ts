@@ -63,6 +63,7 @@ const serveCommand = program
   .option('--btree-recovery <mode>', `btree: what start-up does when a commit's meta pages are damaged: ${ENGINE_CHOICE_FLAGS.btreeRecovery.values.join(', ')} (default refuse)`)
   .option('--chaos-results <dir>', 'a directory of chaos runs (impulse chaos --out) that the dashboard at /ui lists')
   .option('--resp-port <port>', 'also serve the Redis protocol (RESP2/RESP3) on this port, on --host (off unless given; docs/resp.md)')
+  .option('--stop-on-stdin-close', 'stop cleanly (as on SIGTERM) when standard input ends: a supervisor holding the pipe never leaves this node behind, even if it is killed (impulse cluster uses it)')
   .option('--node-id <id>', 'run as a member of a Raft cluster with this id (docs/cluster.md)')
   .option('--peer-port <port>', `port for peer traffic between members (default ${DEFAULT_PEER_PORT})`)
   .option('--peer-host <host>', 'address to listen on for peers (default: --host)')
