@@ -7,7 +7,6 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,6 +17,8 @@ import { Redis } from 'ioredis';
 import { ImpulseClient } from '../client/client.js';
 import { runCli } from '../../testkit/process/cli-run.js';
 import { CLI_PATH } from '../../testkit/process/server-process.js';
+import { eventually } from '../../testkit/process/eventually.js';
+import { processGone } from '../../testkit/process/member-process.js';
 import { httpsText } from '../../testkit/security/https-text.js';
 
 /** A base port with `count` free ports from it, and another `count` from base + 100. */
@@ -129,17 +130,12 @@ describe('impulse cluster', () => {
       client.close();
       process.kill(launcher.child.pid!, 'SIGKILL'); // no handler runs: only the closed pipe tells the member
       await launcher.exited;
-      const deadline = Date.now() + 20_000;
-      let alive = true;
-      while (alive && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        alive = processAlive(memberPid);
-      }
-      assert.ok(!alive, `member ${memberPid} outlived its launcher`);
+      const pid = memberPid;
+      await eventually(`member ${pid} stops after its launcher was killed`, () => Promise.resolve(processGone(pid)));
       const refused = await fetch(`http://127.0.0.1:${base}/health`).then(() => false, () => true);
       assert.ok(refused, 'nothing answers on the member port');
     } finally {
-      if (memberPid !== undefined && processAlive(memberPid)) process.kill(memberPid, 'SIGKILL');
+      if (memberPid !== undefined && !processGone(memberPid)) process.kill(memberPid, 'SIGKILL');
       await rm(clusterDir, { recursive: true, force: true });
     }
   });
@@ -193,20 +189,6 @@ describe('impulse cluster', () => {
     }
   });
 });
-
-/** Whether `pid` is a live process (a zombie counts as gone: it serves nothing and holds no port). */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 /** Polls `url` over HTTPS until its body matches `pattern` (10 s). */
 async function waitForText(url: string, ca: Buffer, pattern: RegExp): Promise<void> {
