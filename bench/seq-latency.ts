@@ -45,6 +45,7 @@ import type { LocalKvService } from '../src/service/local-kv-service.js';
 import { openLocalKvService } from '../src/service/open-local.js';
 import { DEFAULT_LIMITS, type SyncMode } from '../src/storage/engine.js';
 import { bareClient } from './lib/bare-client.js';
+import { bareKvHandler } from './lib/bare-kv-handler.js';
 import { flag, formatNumber, loadLine, machineLine, median, medianCell, table } from './report.js';
 
 const n = Number(flag('n', '2000'));
@@ -112,37 +113,9 @@ function impulseClient(port: number): { send: Send; close: () => void } {
   return { send, close: () => client.close() };
 }
 
-/**
- * The reference: a node:http server holding a Map, the least work Node allows
- * (as bench/ceiling-server.ts), plus the revision ETag ImpulseClient insists on.
- */
+/** The reference: a node:http server holding a Map (bench/lib/bare-kv-handler.ts), with the revision ETag ImpulseClient insists on. */
 async function bareServer(): Promise<{ port: number; close: () => Promise<void> }> {
-  const store = new Map<string, Buffer>();
-  let revision = 0;
-  const server = createServer((req, res) => {
-    const key = (req.url ?? '').slice(4);
-    if (req.method === 'PUT') {
-      const chunks: Buffer[] = [];
-      req.on('data', (chunk: Buffer) => chunks.push(chunk));
-      req.on('end', () => {
-        store.set(key, Buffer.concat(chunks));
-        res.statusCode = 204;
-        res.setHeader('etag', `"${++revision}"`);
-        res.end();
-      });
-    } else if (req.method === 'DELETE') {
-      store.delete(key);
-      res.statusCode = 204;
-      res.setHeader('etag', `"${++revision}"`);
-      res.end();
-    } else {
-      const value = store.get(key);
-      res.statusCode = value === undefined ? 404 : 200;
-      if (value !== undefined) res.setHeader('etag', `"${revision}"`);
-      res.setHeader('content-type', value === undefined ? 'application/json' : 'application/octet-stream');
-      res.end(value ?? '{"error":{"code":"IMPULSE_ERR_KEY_NOT_FOUND"}}');
-    }
-  });
+  const server = createServer(bareKvHandler(new Map(), { etags: true }));
   return listen(server, async () => {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   });
