@@ -153,8 +153,11 @@ export class LocalKvService implements KvService {
    * starts at once: one client writing one request after another would
    * otherwise wait a loop phase per write for company that never comes
    * (bench/seq-latency.ts). Under concurrent writers a turn has several
-   * writes, so the next turn's first write waits again; the cost of guessing
-   * wrong is one group of one, once, when writers start together.
+   * writes, so the next turn's first write waits again. A wrong guess costs
+   * one extra group (that first write alone) for each turn of several writes
+   * that follows a turn of one: once when writers start together, more often
+   * if the load alternates between the two (concurrent.ts under load could not
+   * tell such a cost apart from noise: docs/benchmarks.md).
    */
   private startApplying(): void {
     const lone = this.turnWrites === 0 && this.lastTurnWrites <= 1;
