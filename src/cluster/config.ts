@@ -51,6 +51,13 @@ export interface ClusterConfig {
    * (docs/sharding.md "Splits"). 0 (the default): no size-triggered splits.
    */
   readonly shardSplitBytes: number;
+  /**
+   * `--shard-split-qps`: the leader of a shard splits it where its sampled
+   * load halves once its smoothed requests a second stay above this for two
+   * check intervals (docs/sharding.md "By load"). 0 (the default): no
+   * load-triggered splits.
+   */
+  readonly shardSplitQps: number;
   /** Automatic merges of small neighbours (docs/sharding.md "Merges"). */
   readonly merges: ShardMergesConfig;
   readonly timing: RaftTimingConfig;
@@ -133,6 +140,7 @@ export interface ClusterFlags {
   shardMovesMax?: string;
   memberDeadAfterMs?: string;
   shardSplitBytes?: string;
+  shardSplitQps?: string;
   shardBalanceLeaders?: string;
   shardBalanceBytesMin?: string;
   shardMergeBytes?: string;
@@ -147,7 +155,7 @@ export interface ClusterFlags {
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number, clientScheme: 'http' | 'https' = 'http'): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
     const stray = (
-      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders', 'shardBalanceBytesMin', 'shardMergeBytes', 'shardMergeQuietMs'] as const
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardSplitQps', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders', 'shardBalanceBytesMin', 'shardMergeBytes', 'shardMergeQuietMs'] as const
     ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
@@ -184,6 +192,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   };
   if (timing.electionTicks < 2 * timing.heartbeatTicks) throw invalid('--election-ticks must be at least twice --heartbeat-ticks');
   const shardSplitBytes = integer('--shard-split-bytes', flags.shardSplitBytes ?? '0', 0, 2 ** 48);
+  const shardSplitQps = integer('--shard-split-qps', flags.shardSplitQps ?? '0', 0, 10_000_000);
   const merges: ShardMergesConfig = {
     mergeBytes: integer('--shard-merge-bytes', flags.shardMergeBytes ?? String(DEFAULT_SHARD_MERGES.mergeBytes), 0, MERGE_RIGHT_BYTES_MAX),
     quietMs: integer('--shard-merge-quiet-ms', flags.shardMergeQuietMs ?? String(DEFAULT_SHARD_MERGES.quietMs), 0, 86_400_000),
@@ -197,7 +206,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   if (flags.shardBalanceLeaders !== undefined && flags.shardBalanceLeaders !== 'true' && flags.shardBalanceLeaders !== 'false') throw invalid('--shard-balance-leaders must be true or false');
   // A member is suspect after two election timeouts of silence (shard-mover.ts); dead must come later.
   if (moves.memberDeadAfterMs <= 2 * timing.electionTicks * timing.tickMs) throw invalid('--member-dead-after-ms must exceed two election timeouts (--election-ticks × --tick-ms × 2)');
-  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, merges, timing, moves };
+  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, shardSplitQps, merges, timing, moves };
 }
 
 /** Most split keys of `--split-keys` (the shards a new cluster starts with, minus one). */

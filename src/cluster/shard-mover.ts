@@ -47,7 +47,8 @@ import { encodeClusterCommand } from './log-entries.js';
 import { peerAddresses } from './membership.js';
 import type { NodeHost } from './node-host.js';
 import { type ShardConfStep, askShardLeader } from './shard-conf.js';
-import { type LeadSources, type ReportsSnapshot, ShardLoad, ShardReports, askShardLeads, askShardReports, leadersFromReports, localShardLeads, reportsSnapshot, serveShardLeads, serveShardReports, type ShardLead } from './shard-leads.js';
+import { type LeadSources, type ReportsSnapshot, ShardReports, askShardLeads, askShardReports, leadersFromReports, localShardLeads, reportsSnapshot, serveShardLeads, serveShardReports, type ShardLead } from './shard-leads.js';
+import type { ShardLoad } from './shard-load.js';
 import type { ShardSizes } from './shard-size.js';
 import { leaderBound, leaderCounts, planLeaderTransfers, type LedShard } from '../shard/leaders.js';
 
@@ -82,6 +83,8 @@ export interface ShardMoverOptions {
   readonly tickMs: number;
   /** The running byte counts of the shards this member leads (reported to the meta leader). */
   readonly sizes: ShardSizes;
+  /** The smoothed loads of the shards this member leads (reported to the meta leader). */
+  readonly load: ShardLoad;
 }
 
 export interface ShardMoveCounters {
@@ -115,7 +118,7 @@ export class ShardMover {
 
   constructor(private readonly options: ShardMoverOptions) {
     // Every member answers the meta leader's question of which shards it leads; the meta leader answers for the reports.
-    this.leadSources = { host: options.host, metaGroup: options.meta.group.id, sizes: options.sizes, load: new ShardLoad(options.clock) };
+    this.leadSources = { host: options.host, metaGroup: options.meta.group.id, sizes: options.sizes, load: options.load };
     serveShardLeads(options.rpc, this.leadSources);
     serveShardReports(options.rpc, () => this.localReports());
     this.rounds = new Rounds(options.clock, options.intervalMs, () => this.round(), options.logger, 'shard placement round failed; trying again');
