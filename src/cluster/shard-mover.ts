@@ -249,14 +249,18 @@ export class ShardMover {
     const { movesMax, logger } = this.options;
     const live = [...reports.keys()].sort((a, b) => a - b);
     const leaders = leadersFromReports(reports);
-    const shards: LedShard[] = map.shards.map((shard) => ({ id: shard.id, voters: shard.replicas, leader: leaders.get(shard.id) ?? 0 }));
+    // With each shard's smoothed load, as the tie-break of which leadership goes and to whom (leaders.ts).
+    const shards: LedShard[] = map.shards.map((shard) => {
+      const load = this.reports.get(shard.id)?.requestsPerSecond;
+      return { id: shard.id, voters: shard.replicas, leader: leaders.get(shard.id) ?? 0, ...(load !== undefined && load !== null ? { load } : {}) };
+    });
     const counts = leaderCounts(live, shards);
     this.leadersBound = leaderBound([...counts.values()].reduce((sum, count) => sum + count, 0), live.length);
     this.leadersMax = Math.max(...counts.values());
     const transfers = planLeaderTransfers(live, shards).slice(0, movesMax);
     await Promise.all(transfers.map(async ({ shard: id, from, to }) => {
       const shard = shardById(map, id)!;
-      logger.info({ shard: id, from, to, leadersOfFrom: counts.get(from), leadersOfTo: counts.get(to), bound: this.leadersBound }, 'shard leadership handed over for balance');
+      logger.info({ shard: id, from, to, leadersOfFrom: counts.get(from), leadersOfTo: counts.get(to), bound: this.leadersBound, requestsPerSecond: this.reports.get(id)?.requestsPerSecond ?? null }, 'shard leadership handed over for balance');
       try {
         await this.conf(shard, { op: 'transfer', id: to });
         this.counters.leaderTransfers++;
