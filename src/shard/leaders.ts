@@ -111,6 +111,8 @@ export function planLeaderTransfers(liveNodes: readonly NodeId[], shards: readon
     for (const transfer of chain) {
       ledBy.get(transfer.from)!.delete(transfer.shard);
       ledBy.get(transfer.to)!.add(transfer.shard);
+      loads.changed(transfer.from);
+      loads.changed(transfer.to);
     }
     counts.set(donor, counts.get(donor)! - 1);
     const last = chain[chain.length - 1]!.to;
@@ -147,6 +149,7 @@ function chainFrom(donor: NodeId, search: ChainSearch): LeaderTransfer[] | undef
           if (to === donor || !counts.has(to) || cameFrom.has(to)) continue;
           cameFrom.set(to, { shard, from, to });
           (counts.get(to)! < bound ? ends : next).push(to);
+          if (ends.length > 0 && !loads.weighed) return pathTo(ends[0]!, donor, cameFrom); // no loads: the first one found (the rest of the level cannot change the choice)
         }
       }
     }
@@ -159,9 +162,13 @@ function chainFrom(donor: NodeId, search: ChainSearch): LeaderTransfer[] | undef
 /** The load tie-break's view (file comment): each node's load and each shard's, as the plan starts. */
 interface Loads {
   /** `shards` (a node's, in their fixed order) in the order `node` offers them. */
-  offerOrder(node: NodeId, shards: ReadonlySet<number>): readonly number[];
+  offerOrder(node: NodeId, shards: ReadonlySet<number>): Iterable<number>;
   /** Which of `ends` (nodes below the bound, in search order) receives. */
   recipient(ends: readonly NodeId[]): NodeId;
+  /** Whether any shard has a load (else the search order alone decides). */
+  readonly weighed: boolean;
+  /** `node`'s led shards changed (its cached offer order is void). */
+  changed(node: NodeId): void;
 }
 
 function loadsOf(live: readonly NodeId[], shards: readonly LedShard[]): Loads {
@@ -170,11 +177,24 @@ function loadsOf(live: readonly NodeId[], shards: readonly LedShard[]): Loads {
   for (const shard of shards) if (nodeLoad.has(shard.leader)) nodeLoad.set(shard.leader, nodeLoad.get(shard.leader)! + (shard.load ?? 0));
   const mean = live.length === 0 ? 0 : [...nodeLoad.values()].reduce((sum, load) => sum + load, 0) / live.length;
   const above = (a: number, b: number): boolean => a > b * (1 + LOAD_TOLERANCE) && a - b > LOAD_NOISE_FLOOR;
+  const anyLoad = [...shardLoad.values()].some((load) => load > 0);
+  // A node's offer order is sorted once and kept until a chain changes its leaderships (a search expands a node many times).
+  const orders = new Map<NodeId, readonly number[]>();
   return {
+    weighed: anyLoad,
     offerOrder(node, owned) {
-      const hot = above(nodeLoad.get(node) ?? 0, mean);
-      // A stable sort: equal loads keep the fixed order (no loads: the count-only plan).
-      return [...owned].sort((a, b) => (hot ? shardLoad.get(b)! - shardLoad.get(a)! : shardLoad.get(a)! - shardLoad.get(b)!));
+      if (!anyLoad) return owned;
+      let order = orders.get(node);
+      if (order === undefined) {
+        const hot = above(nodeLoad.get(node) ?? 0, mean);
+        // A stable sort: equal loads keep the fixed order.
+        order = [...owned].sort((a, b) => (hot ? shardLoad.get(b)! - shardLoad.get(a)! : shardLoad.get(a)! - shardLoad.get(b)!));
+        orders.set(node, order);
+      }
+      return order;
+    },
+    changed(node) {
+      orders.delete(node);
     },
     recipient(ends) {
       const first = ends[0]!;
