@@ -47,8 +47,12 @@ describe('chooseLoadSplitKey', () => {
         }
         assert.ok(insideCount >= LOAD_SAMPLE_MIN);
         assert.ok(compareBytes(choice.key, bounds.start) > 0, 'the split key is past the shard start (the left half is not empty)');
-        const mine = candidates.find((c) => c.key.equals(choice.key));
-        assert.ok(mine !== undefined, 'a qualifying sampled key');
+        // The key cuts the sample where some qualifying sampled key does: the smallest sampled key at or above it, with nothing sampled between.
+        const cut = candidates.map((c) => c.key).filter((k) => compareBytes(k, choice.key) >= 0).sort(compareBytes)[0];
+        const mine = candidates.find((c) => cut !== undefined && c.key.equals(cut));
+        assert.ok(mine !== undefined, 'cuts at a qualifying sampled key');
+        assert.ok(samples.every((k) => compareBytes(k, choice.key) >= 0 === compareBytes(k, mine.key) >= 0), 'the same halves as that sampled key');
+        assert.ok(mine.key.subarray(0, choice.key.length).equals(choice.key), 'a prefix of that key');
         assert.equal(mine.imbalance, Math.min(...candidates.map((c) => c.imbalance)), 'no qualifying key is more even');
         assert.ok(Math.max(choice.leftShare, 1 - choice.leftShare) <= LOAD_SPLIT_SHARE_MAX);
       }),
@@ -64,7 +68,7 @@ describe('chooseLoadSplitKey', () => {
     assert.equal(three.kind, 'refused', 'three keys: any split leaves one key alone on a side');
     assert.match((three as { reason: string }).reason, /fewer than two/);
     const four = chooseLoadSplitKey([...repeat(1, 50), ...repeat(2, 50), ...repeat(3, 50), ...repeat(4, 50)], ALL);
-    assert.deepEqual(four, { kind: 'split', key: key(3), leftShare: 0.5 });
+    assert.deepEqual(four, { kind: 'split', key: key(3), leftShare: 0.5 }, 'k0003: no shorter prefix sorts above k0002');
     assert.equal(chooseLoadSplitKey([key(1), key(2), key(3), key(4)], ALL).kind, 'refused', 'too few samples');
   });
 
@@ -84,6 +88,18 @@ describe('chooseLoadSplitKey', () => {
     const { key: at, leftShare } = choice as { key: Buffer; leftShare: number };
     assert.ok(Math.abs(leftShare - 0.5) < 0.1, `left share ${leftShare}`);
     assert.ok(compareBytes(at, key(20)) < 0, `split at ${at.toString()}: well below the middle key k0050`);
+  });
+
+  it('cuts at the shortest prefix between two sampled keys, and refuses a cut longer than a split key may be', () => {
+    const long = (tail: string): Buffer => Buffer.from(`${'x'.repeat(600)}${tail}`);
+    const samples = ['a1', 'a2', 'b1', 'b2'].flatMap((tail) => Array.from({ length: 20 }, () => long(tail)));
+    const choice = chooseLoadSplitKey(samples, ALL);
+    assert.equal(choice.kind, 'refused', '601 bytes needed to cut between xx..a2 and xx..b1');
+    assert.match((choice as { reason: string }).reason, /601 bytes/);
+    const short = ['apple', 'apricot', 'banana', 'blueberry'].flatMap((key) => Array.from({ length: 20 }, () => Buffer.from(key)));
+    assert.deepEqual(chooseLoadSplitKey(short, ALL), { kind: 'split', key: Buffer.from('b'), leftShare: 0.5 });
+    const close = ['k0500', 'k0501', 'k0510', 'k0511'].flatMap((key) => Array.from({ length: 20 }, () => Buffer.from(key)));
+    assert.deepEqual(chooseLoadSplitKey(close, ALL), { kind: 'split', key: Buffer.from('k051'), leftShare: 0.5 });
   });
 
   it('ignores samples outside the bounds (taken before a split)', () => {

@@ -17,7 +17,7 @@
  */
 import type { Random } from '../util/random.js';
 import { compareBytes } from '../util/bytes.js';
-import type { ShardBounds } from './shard-map.js';
+import { SPLIT_KEY_BYTES_MAX, type ShardBounds } from './shard-map.js';
 
 /** Keys a shard's sample holds at most (Algorithm R's reservoir): memory is at most this × the largest key a request may carry. */
 export const LOAD_SAMPLE_KEYS = 256;
@@ -86,10 +86,13 @@ export type LoadSplitChoice =
  * minimises |requests below k − requests at or above k|, among those that
  * leave at least two distinct sampled keys on each side (a half with one key
  * or none spreads nothing: CockroachDB's refusal of a single hot key). Ties
- * go to the smallest key. Samples outside `bounds` (taken before a split)
+ * go to the smallest key. The key returned is the shortest prefix of k above
+ * the sampled key before it (it cuts the sample at the same place; shard
+ * boundaries stay short). Samples outside `bounds` (taken before a split)
  * are ignored. Refused, with the reason, when there are fewer than
- * LOAD_SAMPLE_MIN samples, no key qualifies, or the best key leaves more than
- * LOAD_SPLIT_SHARE_MAX of the requests on one side.
+ * LOAD_SAMPLE_MIN samples, no key qualifies, the best key leaves more than
+ * LOAD_SPLIT_SHARE_MAX of the requests on one side, or its shortest cut is
+ * longer than SPLIT_KEY_BYTES_MAX.
  */
 export function chooseLoadSplitKey(samples: readonly Uint8Array[], bounds: ShardBounds): LoadSplitChoice {
   const inside = samples.filter((key) => compareBytes(key, bounds.start) >= 0 && (bounds.end === null || compareBytes(key, bounds.end) < 0));
@@ -109,7 +112,17 @@ export function chooseLoadSplitKey(samples: readonly Uint8Array[], bounds: Shard
   if (Math.max(leftShare, 1 - leftShare) > LOAD_SPLIT_SHARE_MAX) {
     return { kind: 'refused', reason: `the most even split leaves ${Math.round(100 * Math.max(leftShare, 1 - leftShare))}% of the sampled requests on one side (more than ${100 * LOAD_SPLIT_SHARE_MAX}%): the load is on too few keys` };
   }
-  return { kind: 'split', key: Buffer.from(distinct[best.index]!.key), leftShare };
+  const key = shortestAbove(distinct[best.index - 1]!.key, distinct[best.index]!.key);
+  if (key.length > SPLIT_KEY_BYTES_MAX) return { kind: 'refused', reason: `the key that halves the sampled load needs ${key.length} bytes to cut, above the ${SPLIT_KEY_BYTES_MAX} a split key may have` };
+  return { kind: 'split', key, leftShare };
+}
+
+/** The shortest prefix of `upper` that sorts above `lower` (`lower` < `upper`): a cut between the two. */
+function shortestAbove(lower: Uint8Array, upper: Uint8Array): Buffer {
+  for (let length = 1; length < upper.length; length++) {
+    if (compareBytes(upper.subarray(0, length), lower) > 0) return Buffer.from(upper.subarray(0, length));
+  }
+  return Buffer.from(upper);
 }
 
 function countDistinct(keys: readonly Uint8Array[]): { key: Uint8Array; count: number }[] {
