@@ -12,7 +12,9 @@
  *     shard 3, under the threshold, does not split;
  *   - the member that decided it counts it (`shard_load_splits_decided`);
  *   - GET /shards shows the hammered shard's smoothed load;
- *   - every acknowledged write is read back, with its value, on every member.
+ *   - every acknowledged write is read back, with its value, on every member;
+ *   - a shard hammered on one key does not split: the refusal is counted
+ *     (`shard_load_splits_refused`).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -104,5 +106,30 @@ describe('load-triggered splits (--shard-split-qps)', () => {
       const items = await cluster.member(id).service.range({ limit: 1000 });
       assert.deepEqual(new Map(items.map((item) => [item.key.toString(), item.value.toString()])), acknowledged, `member ${id}`);
     }
+  });
+
+  it('does not split a shard whose load is on one key: the refusal is counted', async () => {
+    const refused = async (): Promise<number> => (await Promise.all(cluster.running().map(async (id) => (await cluster.member(id).service.status()).figures?.['shard_load_splits_refused'] ?? 0))).reduce((sum, count) => sum + count, 0);
+    const before = await refused();
+    let stop = false;
+    let seq = 0;
+    const hammer = async (): Promise<void> => {
+      while (!stop) {
+        const i = ++seq;
+        await retried(() => cluster.member((i % 3) + 1).service.write(put('r-hot', `v${i}`, 'one-key', i)));
+      }
+    };
+    // One session: its writes go one at a time (a session's sequence numbers are applied in order).
+    const writing = hammer();
+    try {
+      await until('a member refused to split the one-key shard', async () => (await refused()) > before, 60_000);
+    } finally {
+      stop = true;
+      await writing;
+    }
+    const map = cluster.member(1).shards.map!;
+    const holder = map.shards.find((shard) => shard.end === null)!;
+    assert.deepEqual([holder.id, holder.start.toString()], [3, 'p'], 'shard 3 (holding r-hot) did not split');
+    assert.equal((await cluster.member(1).service.get(Buffer.from('r-hot')))?.value.toString(), `v${seq}`, 'the last acknowledged write');
   });
 });
