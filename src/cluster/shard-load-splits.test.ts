@@ -18,10 +18,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { isImpulseError } from '../errors.js';
 import type { KvCommand } from '../kv/command.js';
 import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
-import { shardsSettled } from '../../testkit/cluster/shard-checks.js';
+import { retriedLikeClient as retried, shardsSettled } from '../../testkit/cluster/shard-checks.js';
 
 const SPLIT_QPS = 15;
 
@@ -31,18 +30,6 @@ const put = (key: string, value: string, clientId: string, seq: number): KvComma
   ops: [{ type: 'put', key: Buffer.from(key), value: Buffer.from(value) }],
   session: { clientId, seq },
 });
-
-/** As the client does: a retryable refusal or an unknown outcome is tried again (same session seq), at most 8 times. */
-async function retried<T>(attempt: () => Promise<T>): Promise<T> {
-  for (let tries = 1; ; tries++) {
-    try {
-      return await attempt();
-    } catch (error) {
-      if (tries >= 8 || !(isImpulseError(error, 'IMPULSE_ERR_UNAVAILABLE') || isImpulseError(error, 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN'))) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50 * tries));
-    }
-  }
-}
 
 describe('load-triggered splits (--shard-split-qps)', () => {
   let cluster: InProcessCluster;

@@ -125,6 +125,7 @@ export class ShardLoadSplits {
       await this.checkHot(shard.id, bounds, rate);
     }
     for (const shard of this.hot.keys()) if (!led.has(shard)) this.hot.delete(shard);
+    load.keepOnly(led); // a leadership lost and regained starts afresh (a follower's counters say nothing)
   }
 
   private async checkHot(shard: number, bounds: Parameters<typeof chooseLoadSplitKey>[1], rate: number): Promise<void> {

@@ -258,12 +258,13 @@ export class ShardedKvService implements KvService {
     }
   }
 
-  /** The merges in flight in `map` and this member's merge steps since it started (shard-merges.ts). */
+  /** This member's load-split decisions since it started (shard-load-splits.ts). */
   private loadSplitFigures(): Record<string, number> {
     const { decided, refused, failed } = this.shards.loadSplitCounters;
     return { shard_load_splits_decided: decided, shard_load_splits_refused: refused, shard_load_split_failures: failed };
   }
 
+  /** The merges in flight in `map` and this member's merge steps since it started (shard-merges.ts). */
   private mergeFigures(map: ShardMap | undefined): Record<string, number> {
     const { requested, prepared, committed, finished, stepFailures } = this.shards.mergeCounters;
     const inFlight = map?.shards.filter((shard) => shard.mergeInto !== undefined).length ?? 0;
