@@ -38,7 +38,7 @@
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { KeySampler, LOAD_SAMPLE_KEYS, chooseLoadSplitKey } from '../shard/load-split-key.js';
-import { type ShardMap, mergingShard, sameShardBounds } from '../shard/shard-map.js';
+import { type ShardBounds, type ShardMap, mergingShard, sameShardBounds } from '../shard/shard-map.js';
 import type { Clock } from '../util/clock.js';
 import type { Random } from '../util/random.js';
 import { Rounds } from '../util/rounds.js';
@@ -109,15 +109,16 @@ export class ShardLoadSplits {
   async check(): Promise<void> {
     const { groups, meta, nodeId, load } = this.options;
     const map = meta.group.machine.shardMap;
+    if (map === undefined) return;
     const led = new Set<number>();
-    for (const shard of map?.shards ?? []) {
+    for (const shard of map.shards) {
       const hosted = groups.get(shard.id);
       const bounds = hosted?.group.machine.bounds;
       if (this.rounds.isStopped || hosted === undefined || bounds === undefined || hosted.group.state !== 'running' || hosted.group.leader !== nodeId) continue;
       led.add(shard.id);
       const { proposals, reads } = hosted.group.driver.metrics();
       const rate = load.observe(shard.id, proposals + reads, hosted.group.machine.dataGeneration);
-      const busy = !sameShardBounds(bounds, shard) || shard.move !== undefined || mergingShard(map!, shard.id); // a split, merge or move of it is under way
+      const busy = !sameShardBounds(bounds, shard) || shard.move !== undefined || mergingShard(map, shard.id); // a split, merge or move of it is under way
       if (rate === null || rate <= this.options.splitQps || busy) {
         this.hot.delete(shard.id);
         continue;
@@ -128,7 +129,7 @@ export class ShardLoadSplits {
     load.keepOnly(led); // a leadership lost and regained starts afresh (a follower's counters say nothing)
   }
 
-  private async checkHot(shard: number, bounds: Parameters<typeof chooseLoadSplitKey>[1], rate: number): Promise<void> {
+  private async checkHot(shard: number, bounds: ShardBounds, rate: number): Promise<void> {
     const { clock, random, splitQps, holdMs, logger } = this.options;
     const state = this.hot.get(shard);
     if (state === undefined) {
