@@ -113,9 +113,9 @@ function impulseClient(port: number): { send: Send; close: () => void } {
   return { send, close: () => client.close() };
 }
 
-/** The reference: a node:http server holding a Map (bench/lib/bare-kv-handler.ts), with the revision ETag ImpulseClient insists on. */
+/** The reference: a node:http server holding a Map (bench/lib/bare-kv-handler.ts), answering as ImpulseClient needs. */
 async function bareServer(): Promise<{ port: number; close: () => Promise<void> }> {
-  const server = createServer(bareKvHandler(new Map(), { etags: true }));
+  const server = createServer(bareKvHandler(new Map(), { impulseClient: true }));
   return listen(server, async () => {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   });

@@ -7,15 +7,19 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 export interface BareKvOptions {
-  /** Answer writes and present reads with a revision ETag, as impulse does (ImpulseClient insists on one). Default false. */
-  readonly etags?: boolean;
+  /**
+   * Answer as ImpulseClient needs: writes and present reads with a revision
+   * ETag, a missing key with a JSON 404 (how the client tells "absent" from an
+   * error). Default false: the least work, as the ceiling has always done.
+   */
+  readonly impulseClient?: boolean;
 }
 
 export function bareKvHandler(store: Map<string, Buffer>, options: BareKvOptions = {}): (req: IncomingMessage, res: ServerResponse) => void {
   let revision = 0;
   const written = (res: ServerResponse): void => {
     res.statusCode = 204;
-    if (options.etags === true) res.setHeader('etag', `"${++revision}"`);
+    if (options.impulseClient === true) res.setHeader('etag', `"${++revision}"`);
     res.end();
   };
   return (req, res) => {
@@ -31,9 +35,10 @@ export function bareKvHandler(store: Map<string, Buffer>, options: BareKvOptions
       const value = store.get(key);
       if (value === undefined) {
         res.statusCode = 404;
+        if (options.impulseClient === true) res.setHeader('content-type', 'application/json');
         res.end('{"error":{"code":"IMPULSE_ERR_KEY_NOT_FOUND"}}');
       } else {
-        if (options.etags === true) res.setHeader('etag', `"${revision}"`);
+        if (options.impulseClient === true) res.setHeader('etag', `"${revision}"`);
         res.setHeader('content-type', 'application/octet-stream');
         res.end(value);
       }
