@@ -40,6 +40,7 @@ import type { ReportedShard, ReportsSnapshot } from './shard-leads.js';
 import type { ShardSizes } from './shard-size.js';
 import { type MergeCounters, ShardMerges } from './shard-merges.js';
 import { ShardSplits } from './shard-splits.js';
+import { SplitGc } from './shard-split-gc.js';
 import type { Clock } from '../util/clock.js';
 
 export interface ShardGroupsOptions {
@@ -59,6 +60,8 @@ export interface ShardGroupsOptions {
   /** `--shard-split-bytes` (0: off) and the interval of the size checks (ShardSplits). */
   readonly splitBytes: number;
   readonly sizeCheckMs: number;
+  /** Keys one step of a split's GC deletes (default SPLIT_GC_KEYS_PER_STEP; shard-split-gc.ts). */
+  readonly splitGcKeysPerStep?: number;
   readonly logger: Logger;
 }
 
@@ -68,10 +71,12 @@ export class ShardGroups {
   private closed = false;
   private readonly splits: ShardSplits;
   private readonly merges: ShardMerges;
+  private readonly splitGc: SplitGc;
 
   constructor(private readonly options: ShardGroupsOptions) {
     const { meta, groups, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger } = options;
     this.splits = new ShardSplits({ groups, meta, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger });
+    this.splitGc = new SplitGc({ groups, meta, nodeId, clock, intervalMs: sizeCheckMs, rpcTimeoutMs: options.waitHostedMs, logger, ...(options.splitGcKeysPerStep !== undefined ? { keysPerStep: options.splitGcKeysPerStep } : {}) });
     this.merges = new ShardMerges({ groups, meta, nodeId, clock, retryPauseMs, rpcTimeoutMs: options.waitHostedMs, logger, refollow: () => this.refollow() });
     meta.group.listen({
       shardMapChanged: (map) => this.follow(map),
@@ -156,6 +161,7 @@ export class ShardGroups {
   close(): void {
     this.closed = true;
     this.splits.close();
+    this.splitGc.close();
     this.merges.close();
   }
 
