@@ -38,7 +38,7 @@ import { type ImagePayload, ImageStream, unframeChunks } from './image-stream.js
 import { SHARD_BOUNDS_META_NAME, SHARD_MAP_META_NAME, type ShardBounds, type ShardMap, decodeShardBounds, decodeShardMap } from '../shard/shard-map.js';
 import { type ApplyPlan, planApply } from './log-entries.js';
 import { staleKeysOf } from './shard-merge.js';
-import { splitGcEntry } from './shard-split-gc.js';
+import { applyWithGcSteps } from './shard-split-gc.js';
 import { EMPTY_MEMBERSHIP, MEMBERSHIP_META_NAME, type Membership, decodeMembership } from './membership.js';
 
 export interface RaftKvMachineOptions {
@@ -170,24 +170,7 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
    */
   private async applyPlanned(plan: ApplyPlan, merging: boolean): Promise<{ results: ApplyResult[]; recordDropped: boolean }> {
     const { machine } = this.options;
-    const entries = await this.withAbsorbs(plan);
-    if (plan.gcSteps.length === 0) return { results: await machine.applyBatch(entries, { sync: merging }), recordDropped: false };
-    const results: ApplyResult[] = [];
-    let recordDropped = false;
-    let from = 0;
-    for (const step of plan.gcSteps) {
-      if (step.position > from) results.push(...(await machine.applyBatch(entries.slice(from, step.position), { sync: merging })));
-      const { index, term } = entries[step.position]!;
-      const applied = await this.withFrozenKeys(async () => {
-        const gc = await splitGcEntry(machine, { ...step, index, term });
-        return { droppedRecord: gc.droppedRecord, results: await machine.applyBatch([gc.entry], { sync: merging }) };
-      });
-      results.push(...applied.results);
-      recordDropped ||= applied.droppedRecord;
-      from = step.position + 1;
-    }
-    if (from < entries.length) results.push(...(await machine.applyBatch(entries.slice(from), { sync: merging })));
-    return { results, recordDropped };
+    return applyWithGcSteps(machine, await this.withAbsorbs(plan), plan.gcSteps, merging, (work) => this.withFrozenKeys(work));
   }
 
   /**

@@ -24,8 +24,9 @@
  *      command). The first step also deletes the split record and the
  *      captured sessions; every step leaves the `split-gc.<R>` marker with
  *      the range still to delete, and the step that empties it deletes the
- *      marker. A step is a no-op once the GC is done, and when the frozen
- *      range lies inside P's bounds again (a merge of R back into P took it).
+ *      marker. A step is a no-op once the GC is done. Keys of the frozen range
+ *      that P's bounds hold again (a merge of R back into P took them in) are
+ *      live, never deleted: a step deletes only what lies outside the bounds.
  *   3. **Seeds.** A seed of R reads P's frozen keys (splitSeed); it and the
  *      GC's steps of the same P never run at once (`RaftKvMachine.
  *      withFrozenKeys`), and a seed first checks that the split record is
@@ -38,7 +39,7 @@
  * keys. A crash between steps leaves the marker: the steps go on.
  */
 import type { Logger } from 'pino';
-import type { ApplyEntry } from '../kv/apply.js';
+import type { ApplyEntry, ApplyResult } from '../kv/apply.js';
 import type { KvStateMachine } from '../kv/state-machine.js';
 import { userKeyOf } from '../kv/keyspace.js';
 import type { NodeId } from '../raft/types.js';
@@ -48,7 +49,7 @@ import { compareBytes } from '../util/bytes.js';
 import type { Clock } from '../util/clock.js';
 import { Rounds } from '../util/rounds.js';
 import type { HostedGroup, HostedGroups } from './hosted-groups.js';
-import { SPLIT_GC_KEYS_MAX, encodeClusterCommand } from './log-entries.js';
+import { type ApplyPlan, SPLIT_GC_KEYS_MAX, encodeClusterCommand } from './log-entries.js';
 import { type SplitRecord, decodeSplitRecord, splitMetaName, splitRightIdOf, splitSessionsTag } from './shard-split.js';
 
 export const SPLIT_GC_CHANNEL = 'shard-split-gc';
@@ -94,10 +95,17 @@ async function frozenRange(machine: KvStateMachine, rightId: number): Promise<{ 
   return marker === undefined ? undefined : { range: decodeGcMarker(marker), record: undefined };
 }
 
-/** True when the ranges share a key. */
-function overlaps(a: ShardBounds, b: ShardBounds): boolean {
-  const before = (end: Buffer | null, start: Buffer): boolean => end !== null && compareBytes(end, start) <= 0;
-  return !before(a.end, b.start) && !before(b.end, a.start) && !(a.end !== null && compareBytes(a.start, a.end) >= 0) && !(b.end !== null && compareBytes(b.start, b.end) >= 0);
+/**
+ * The part of a frozen `range` outside the group's `bounds`: all of it, or,
+ * when a merge took part of it back in (the group's bounds reach into it
+ * from the left), what lies past the bounds' end (possibly nothing).
+ */
+function outside(range: ShardBounds, bounds: ShardBounds): ShardBounds {
+  const empty = bounds.end !== null && compareBytes(bounds.start, bounds.end) >= 0;
+  const disjoint = empty || (bounds.end !== null && compareBytes(bounds.end, range.start) <= 0) || (range.end !== null && compareBytes(range.end, bounds.start) <= 0);
+  if (disjoint) return range;
+  if (bounds.end === null || (range.end !== null && compareBytes(bounds.end, range.end) >= 0) || compareBytes(bounds.start, range.start) > 0) return { start: range.start, end: range.start };
+  return { start: compareBytes(bounds.end, range.start) > 0 ? bounds.end : range.start, end: range.end };
 }
 
 /** A GC step to apply: its log position and the group's bounds there (log-entries.ts `gcSteps`). */
@@ -118,9 +126,10 @@ export interface GcStepAt {
 export async function splitGcEntry(machine: KvStateMachine, step: GcStepAt): Promise<{ entry: ApplyEntry; droppedRecord: boolean }> {
   const { index, term, rightId, keysMax, bounds } = step;
   const frozen = await frozenRange(machine, rightId);
-  if (frozen === undefined || overlaps(frozen.range, bounds)) return { entry: { index, term, type: 'noop' }, droppedRecord: false };
-  const { range, record } = frozen;
-  const keys = await machine.dataKeysIn(range.start, range.end, keysMax + 1);
+  if (frozen === undefined) return { entry: { index, term, type: 'noop' }, droppedRecord: false };
+  const { record } = frozen;
+  const range = outside(frozen.range, bounds);
+  const keys = range.end !== null && compareBytes(range.start, range.end) >= 0 ? [] : await machine.dataKeysIn(range.start, range.end, keysMax + 1);
   const next = keys[keysMax];
   const deleteKeys = keys.slice(0, keysMax);
   if (record !== undefined) deleteKeys.push(...(await machine.capturedSessionKeys(splitSessionsTag(rightId))));
@@ -135,6 +144,38 @@ export async function splitGcEntry(machine: KvStateMachine, step: GcStepAt): Pro
     deleteKeys,
   };
   return { entry, droppedRecord: record !== undefined };
+}
+
+/**
+ * Applies `entries` (a planned batch, `gcSteps` its GC steps' placeholders)
+ * to `machine`: the entries between two steps in one batch each, every step
+ * alone, read from the engine after the entries before it, inside
+ * `exclusive` (no seed reads the frozen keys meanwhile). `recordDropped`: a
+ * step deleted a split record.
+ */
+export async function applyWithGcSteps(
+  machine: KvStateMachine,
+  entries: readonly ApplyEntry[],
+  gcSteps: ApplyPlan['gcSteps'],
+  sync: boolean,
+  exclusive: <T>(work: () => Promise<T>) => Promise<T>,
+): Promise<{ results: ApplyResult[]; recordDropped: boolean }> {
+  const results: ApplyResult[] = [];
+  let recordDropped = false;
+  let from = 0;
+  for (const step of gcSteps) {
+    if (step.position > from) results.push(...(await machine.applyBatch(entries.slice(from, step.position), { sync })));
+    const { index, term } = entries[step.position]!;
+    const applied = await exclusive(async () => {
+      const gc = await splitGcEntry(machine, { ...step, index, term });
+      return { droppedRecord: gc.droppedRecord, results: await machine.applyBatch([gc.entry], { sync }) };
+    });
+    results.push(...applied.results);
+    recordDropped ||= applied.droppedRecord;
+    from = step.position + 1;
+  }
+  if (from < entries.length) results.push(...(await machine.applyBatch(entries.slice(from), { sync })));
+  return { results, recordDropped };
 }
 
 export interface SplitGcOptions {
@@ -190,8 +231,6 @@ export class SplitGc {
     for (;;) {
       const frozen = await frozenRange(machine.machine, rightId);
       if (frozen === undefined || this.closed || !this.leads(parent)) return;
-      const bounds = machine.bounds;
-      if (bounds === undefined || overlaps(frozen.range, bounds)) return; // merged back: nothing frozen to delete
       if (frozen.record !== undefined && !(await this.everyReplicaMade(map, parent, frozen.record))) return;
       await parent.requests.write(encodeClusterCommand({ type: 'split-gc', rightId, keysMax }), true);
       this.stepsApplied++;
