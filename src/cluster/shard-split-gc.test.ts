@@ -17,25 +17,14 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { isImpulseError } from '../errors.js';
 import type { KvCommand } from '../kv/command.js';
 import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
-import { sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
+import { retried, sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
 import { frozenRightIds } from './shard-split-gc.js';
 import { splitSessionsTag } from './shard-split.js';
 
 const until = (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> => untilInProcess(what, check, timeoutMs);
 
-/** As the client does: a retryable refusal or an unknown outcome is tried again (same session seq), at most 5 times. */
-async function retried<T>(attempt: () => Promise<T>): Promise<T> {
-  for (let tries = 1; ; tries++) {
-    try {
-      return await attempt();
-    } catch (error) {
-      if (tries >= 5 || !(isImpulseError(error, 'IMPULSE_ERR_UNAVAILABLE') || isImpulseError(error, 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN'))) throw error;
-    }
-  }
-}
 
 describe('GC of a split\'s frozen keys (three members, split key p, 2 keys a step)', () => {
   let cluster: InProcessCluster;

@@ -3,6 +3,7 @@
  * (src/cluster/shard-split.test.ts, shard-merge.test.ts).
  */
 import assert from 'node:assert/strict';
+import { isImpulseError } from '../../src/errors.js';
 import { contentDigest } from '../../src/kv/digest.js';
 import type { Member } from '../../src/cluster/open-member.js';
 import { sameShardBounds } from '../../src/shard/shard-map.js';
@@ -24,4 +25,15 @@ export async function sameShardContent(cluster: InProcessCluster, id: number, ti
   await until(`group ${id} applied the same index on every member`, () => new Set(cluster.running().map((m) => cluster.member(m).groups.get(id)?.group.machine.appliedIndex)).size === 1, timeoutMs);
   const digests = await Promise.all(cluster.running().map((m) => contentDigest(cluster.member(m).groups.get(id)!.group.machine.machine)));
   assert.equal(new Set(digests.map((d) => d.digest)).size, 1, `group ${id} differs between members`);
+}
+
+/** As the client does: a retryable refusal or an unknown outcome is tried again (same session seq), at most 5 times. */
+export async function retried<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (tries >= 5 || !(isImpulseError(error, 'IMPULSE_ERR_UNAVAILABLE') || isImpulseError(error, 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN'))) throw error;
+    }
+  }
 }
