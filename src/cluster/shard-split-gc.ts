@@ -196,8 +196,6 @@ export interface SplitGcOptions {
 export class SplitGc {
   private readonly rounds: Rounds;
   private closed = false;
-  /** GC steps this member proposed that applied, since it started. */
-  stepsApplied = 0;
 
   constructor(private readonly options: SplitGcOptions) {
     const { groups, clock, intervalMs, logger } = options;
@@ -233,7 +231,6 @@ export class SplitGc {
       if (frozen === undefined || this.closed || !this.leads(parent)) return;
       if (frozen.record !== undefined && !(await this.everyReplicaMade(map, parent, frozen.record))) return;
       await parent.requests.write(encodeClusterCommand({ type: 'split-gc', rightId, keysMax }), true);
-      this.stepsApplied++;
       if ((await frozenRange(machine.machine, rightId)) === undefined) {
         this.options.logger.info({ shard: parent.group.id, right: rightId }, 'deleted the keys a split froze in its parent');
       }
