@@ -141,6 +141,8 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       splitBytes: cluster.shardSplitBytes,
       sizeCheckMs: Math.max(1000, SIZE_CHECK_TICKS * tickMs),
       ...(options.splitGcKeysPerStep !== undefined ? { splitGcKeysPerStep: options.splitGcKeysPerStep } : {}),
+      splitQps: cluster.shardSplitQps,
+      random: random.fork(),
       logger,
     });
     const electionTimeoutMs = electionTicks * tickMs;
@@ -161,6 +163,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       retryPauseMs: 2 * cluster.timing.heartbeatTicks * tickMs,
       tickMs,
       sizes: shards.sizes,
+      load: shards.load,
     });
     const mergeTrigger = new ShardMergeTrigger({
       meta,

@@ -19,7 +19,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { KvCommand } from '../kv/command.js';
 import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
-import { retried, sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
+import { retriedLikeClient as retried, sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
 import { frozenRightIds } from './shard-split-gc.js';
 import { splitSessionsTag } from './shard-split.js';
 

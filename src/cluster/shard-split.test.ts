@@ -24,7 +24,7 @@ import { pino } from 'pino';
 import { ImpulseServer } from '../api/server.js';
 import { ImpulseClient } from '../client/client.js';
 import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
-import { retried, sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
+import { retriedLikeClient as retried, sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
 import { readShardKey } from './shard-reads.js';
 
 const put = (key: string, value: string, seq?: number): KvCommand => ({

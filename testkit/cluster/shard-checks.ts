@@ -1,6 +1,7 @@
 /**
  * Checks of in-process sharded clusters shared by the split and merge tests
- * (src/cluster/shard-split.test.ts, shard-merge.test.ts).
+ * (src/cluster/shard-split.test.ts, shard-merge.test.ts, shard-load-splits.test.ts),
+ * and a client's retry of a retryable refusal.
  */
 import assert from 'node:assert/strict';
 import { isImpulseError } from '../../src/errors.js';
@@ -27,13 +28,19 @@ export async function sameShardContent(cluster: InProcessCluster, id: number, ti
   assert.equal(new Set(digests.map((d) => d.digest)).size, 1, `group ${id} differs between members`);
 }
 
-/** As the client does: a retryable refusal or an unknown outcome is tried again (same session seq), at most 5 times. */
-export async function retried<T>(attempt: () => Promise<T>): Promise<T> {
+/**
+ * Runs `attempt` as a client would: a retryable refusal (unavailable, e.g.
+ * a shard splitting) or an unknown outcome is tried again, after 50 ms × the
+ * tries so far, at most `triesMax` times; the same attempt must be safe to
+ * repeat (a write with its session and seq).
+ */
+export async function retriedLikeClient<T>(attempt: () => Promise<T>, triesMax = 8): Promise<T> {
   for (let tries = 1; ; tries++) {
     try {
       return await attempt();
     } catch (error) {
-      if (tries >= 5 || !(isImpulseError(error, 'IMPULSE_ERR_UNAVAILABLE') || isImpulseError(error, 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN'))) throw error;
+      if (tries >= triesMax || !(isImpulseError(error, 'IMPULSE_ERR_UNAVAILABLE') || isImpulseError(error, 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN'))) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50 * tries));
     }
   }
 }
