@@ -28,10 +28,10 @@ import { assert } from '../util/assert.js';
 const ENTRY_OVERHEAD_BYTES = 96;
 
 export interface RowCacheOptions {
-  /** Bytes the entries may take (keys, values, ENTRY_OVERHEAD_BYTES each). 0 disables the cache. */
-  readonly bytesMax: number;
-  /** Larger values are read from the engine every time. */
-  readonly valueBytesMax: number;
+  /** Bytes the entries may take (keys, values, ENTRY_OVERHEAD_BYTES each). 0 disables the cache. Default 4 MiB. */
+  readonly bytesMax?: number;
+  /** Larger values are read from the engine every time: the cache is for the small hot values point reads serve most. Default 16 KiB. */
+  readonly valueBytesMax?: number;
 }
 
 export class RowCache {
@@ -39,10 +39,16 @@ export class RowCache {
   private readonly rows = new Map<string, Buffer | null>();
   private bytes = 0;
   private writesInFlight = 0;
+  private readonly bytesMax: number;
+  private readonly valueBytesMax: number;
   hits = 0;
   misses = 0;
 
-  constructor(private readonly options: RowCacheOptions) {}
+  constructor(options: RowCacheOptions = {}) {
+    this.bytesMax = options.bytesMax ?? 4 * 1024 * 1024;
+    this.valueBytesMax = options.valueBytesMax ?? 16 * 1024;
+    assert(Number.isSafeInteger(this.bytesMax) && this.bytesMax >= 0, 'row cache: bytesMax must be a non-negative integer', this.bytesMax);
+  }
 
   /** The cached answer for `keyString` (`rowKey`): a value, null (absent), or undefined when not cached (then read the engine and `remember`). */
   lookup(keyString: string): Buffer | null | undefined {
@@ -54,13 +60,13 @@ export class RowCache {
 
   /** Caches what the engine just answered for `keyString` (undefined: absent). Call in the same synchronous step as the read. */
   remember(keyString: string, value: Buffer | undefined): void {
-    if (this.writesInFlight > 0 || this.options.bytesMax === 0) return;
-    if (value !== undefined && value.length > this.options.valueBytesMax) return;
+    if (this.writesInFlight > 0 || this.bytesMax === 0) return;
+    if (value !== undefined && value.length > this.valueBytesMax) return;
     if (this.rows.has(keyString)) return;
     this.rows.set(keyString, value ?? null);
     this.bytes += entryBytes(keyString, value ?? null);
     for (const [oldKey, oldValue] of this.rows) {
-      if (this.bytes <= this.options.bytesMax) break;
+      if (this.bytes <= this.bytesMax) break;
       this.rows.delete(oldKey);
       this.bytes -= entryBytes(oldKey, oldValue);
     }

@@ -42,9 +42,6 @@ export interface LevelDbOptions extends EngineOptions {
   readonly rowCacheBytes?: number;
 }
 
-/** Values above this are not kept in the row cache: it is for the small hot values a point read serves most. */
-const ROW_CACHE_VALUE_BYTES_MAX = 16 * 1024;
-
 type Db = ClassicLevel<Buffer, Buffer>;
 type LevelIterator = ReturnType<Db['iterator']>;
 
@@ -69,7 +66,7 @@ export class LevelDbEngine extends Engine {
 
   constructor(private readonly options: LevelDbOptions) {
     super(options);
-    this.rowCache = new RowCache({ bytesMax: options.rowCacheBytes ?? 4 * 1024 * 1024, valueBytesMax: ROW_CACHE_VALUE_BYTES_MAX });
+    this.rowCache = new RowCache(options.rowCacheBytes !== undefined ? { bytesMax: options.rowCacheBytes } : {});
     if (!options.dataDir) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'the leveldb engine needs a data directory');
     this.dataDir = options.dataDir;
   }
