@@ -13,13 +13,15 @@
  * the engine, the record decoding, the answer and the metrics.
  *
  * Per cell: the process's CPU time (user + system, process.cpuUsage) per
- * request, the median of `--runs` runs (each after one warm-up run, servers
- * interleaved within a run) with the range, and the extra µs over the
+ * request, the median of `--runs` runs (after one warm-up run; within a run
+ * the servers take turns, `--slices` times) with the range, and the extra µs over the
  * ceiling in the same run. CPU time, not wall time: on a shared machine it
  * moves far less than requests/s.
  *
- *   node dist/bench/http-path.js [--requests 200000] [--runs 5] [--connections 100] [--keys 1000]
- *        [--servers ceiling,memory,leveldb,lsm,btree] [--ops GET,PUT]
+ *   node dist/bench/http-path.js [--requests 200000] [--runs 5] [--connections 100] [--keys 1000] [--slices 20]
+ *        [--servers ceiling,memory,leveldb,lsm,btree] [--ops GET,PUT] [--docs]
+ *
+ * `--docs` writes the table into docs/benchmarks.md (section "http-path").
  *
  * With --cpu-prof and one server (`--servers memory --ops GET`), the profile
  * holds impulse's GET path and node:http with nothing else in it.
@@ -34,7 +36,7 @@ import { ImpulseServer } from '../src/api/server.js';
 import { openLocalKvService } from '../src/service/open-local.js';
 import { DEFAULT_LIMITS } from '../src/storage/engine.js';
 import { ceilingHandler } from './lib/ceiling-handler.js';
-import { flag, formatNumber, loadLine, machineLine, median } from './report.js';
+import { flag, formatNumber, loadLine, machineLine, median, writeSection } from './report.js';
 
 const requestsPerCell = Number(flag('requests', '200000'));
 const runs = Number(flag('runs', '5'));
@@ -42,6 +44,9 @@ const connectionCount = Number(flag('connections', '100'));
 const keyCount = Number(flag('keys', '1000'));
 const serverNames = flag('servers', 'ceiling,memory,leveldb,lsm,btree').split(',');
 const operations = flag('ops', 'GET,PUT').split(',') as Op[];
+/** Each run's requests per server are sent in this many slices, the servers taking turns. */
+const slices = Number(flag('slices', '20'));
+const CEILING_NAME = 'bare node:http + Map (ceiling)';
 
 type Op = 'GET' | 'PUT';
 
@@ -101,7 +106,7 @@ function connect(server: Server): StandInSocket[] {
 
 async function ceilingTarget(): Promise<Target> {
   const server = createServer(ceilingHandler(new Map()));
-  return { name: 'bare node:http + Map (ceiling)', connections: connect(server), close: async () => {} };
+  return { name: CEILING_NAME, connections: connect(server), close: async () => {} };
 }
 
 async function impulseTarget(engine: string): Promise<Target> {
@@ -140,7 +145,7 @@ function turn(): Promise<void> {
 /**
  * Sends `count` requests of `op` as wrk does: every connection has one
  * request outstanding and sends the next once its answer is out. Resolves
- * with the CPU µs per request.
+ * with the CPU µs they took.
  */
 async function cell(target: Target, op: Op, count: number): Promise<number> {
   const requests = REQUESTS[op];
@@ -155,44 +160,55 @@ async function cell(target: Target, op: Op, count: number): Promise<number> {
   }
   while (!target.connections.every((socket) => socket.idle)) await turn();
   const used = process.cpuUsage(before);
-  return (used.user + used.system) / count;
+  return used.user + used.system;
 }
 
 async function main(): Promise<void> {
+  const loadStart = loadLine();
   const targets: Target[] = [];
   for (const name of serverNames) targets.push(name === 'ceiling' ? await ceilingTarget() : await impulseTarget(name));
   // Every key exists before the GETs (a PUT through each server's own path).
   for (const target of targets) await cell(target, 'PUT', keyCount);
   const results = new Map<string, number[]>();
   const extra = new Map<string, number[]>();
+  const sliceRequests = Math.ceil(requestsPerCell / slices);
   for (let run = 0; run < runs + 1; run++) {
     for (const op of operations) {
-      let ceiling: number | undefined;
-      for (const target of targets) {
-        const micros = await cell(target, op, requestsPerCell);
-        if (run === 0) continue; // warms up
-        if (target.name.endsWith('(ceiling)')) ceiling = micros;
+      // Each server's requests in slices, the servers taking turns: load from elsewhere falls on all alike.
+      const cpuMicros = targets.map(() => 0);
+      for (let slice = 0; slice < slices; slice++) {
+        for (const [index, target] of targets.entries()) cpuMicros[index]! += await cell(target, op, sliceRequests);
+      }
+      if (run === 0) continue; // warms up
+      const ceilingIndex = targets.findIndex((target) => target.name === CEILING_NAME);
+      for (const [index, target] of targets.entries()) {
+        const micros = cpuMicros[index]! / (sliceRequests * slices);
         push(results, `${target.name}|${op}`, micros);
-        if (ceiling !== undefined && !target.name.endsWith('(ceiling)')) push(extra, `${target.name}|${op}`, micros - ceiling);
+        if (ceilingIndex !== -1 && index !== ceilingIndex) push(extra, `${target.name}|${op}`, micros - cpuMicros[ceilingIndex]! / (sliceRequests * slices));
       }
     }
   }
   for (const target of targets) await target.close();
-  console.log(machineLine());
-  console.log(loadLine());
-  console.log(
-    `${requestsPerCell} requests per cell over ${connectionCount} in-process connections, ${keyCount} keys, ${runs} runs after a warm-up, servers interleaved; ` +
-      'CPU µs per request: median (min–max); "extra" is the cell minus the ceiling in the same run',
-  );
-  console.log('| server | op | CPU µs/request | extra µs over the ceiling | vs ceiling |');
-  console.log('|---|---|---:|---:|---:|');
+  const lines = [
+    `${machineLine()} · ${loadStart} at the start, ${loadLine()} at the end`,
+    '',
+    `\`node dist/bench/http-path.js --requests ${requestsPerCell} --runs ${runs} --connections ${connectionCount} --keys ${keyCount} --slices ${slices}\`: ` +
+      `per server and operation ${requestsPerCell} requests over ${connectionCount} in-process connections (a stand-in socket under node:http; no kernel), ${keyCount} keys, ` +
+      `${runs} runs after a warm-up run, each run in ${slices} slices per server with the servers taking turns. CPU µs per request is the process's user + system time ÷ requests, ` +
+      'median of the runs (min–max); "extra" is the cell minus the ceiling in the same run, median (min–max): impulse\'s own code per request.',
+    '',
+    '| server | op | CPU µs/request | extra µs over the ceiling | vs ceiling |',
+    '|---|---|---:|---:|---:|',
+  ];
   for (const [key, values] of results) {
     const [name, op] = key.split('|');
     const over = extra.get(key);
-    const ceilingValues = results.get(`bare node:http + Map (ceiling)|${op}`);
+    const ceilingValues = results.get(`${CEILING_NAME}|${op}`);
     const ratio = over === undefined || ceilingValues === undefined ? '' : `${formatNumber(median(values) / median(ceilingValues), 2)}×`;
-    console.log(`| ${name} | ${op} | ${spread(values)} | ${over === undefined ? '' : spread(over)} | ${ratio} |`);
+    lines.push(`| ${name} | ${op} | ${spread(values)} | ${over === undefined ? '' : spread(over)} | ${ratio} |`);
   }
+  console.log(lines.join('\n'));
+  if (process.argv.includes('--docs')) await writeSection('http-path', `## HTTP request path in process (\`bench/http-path.ts\`)\n\n${lines.join('\n')}`);
 }
 
 function push(map: Map<string, number[]>, key: string, value: number): void {
