@@ -28,7 +28,7 @@ import { assert } from '../util/assert.js';
 const ENTRY_OVERHEAD_BYTES = 96;
 
 export interface RowCacheOptions {
-  /** Bytes the entries may take (keys, values, ENTRY_OVERHEAD_BYTES each). 0 disables the cache. Default 4 MiB. */
+  /** Bytes the entries may take (keys, values, ENTRY_OVERHEAD_BYTES each). 0 disables the cache. Default 1 MiB: every engine instance has its own (a node with a shard per engine holds engines × 1 MiB at most). */
   readonly bytesMax?: number;
   /** Larger values are read from the engine every time: the cache is for the small hot values point reads serve most. Default 16 KiB. */
   readonly valueBytesMax?: number;
@@ -45,7 +45,7 @@ export class RowCache {
   misses = 0;
 
   constructor(options: RowCacheOptions = {}) {
-    this.bytesMax = options.bytesMax ?? 4 * 1024 * 1024;
+    this.bytesMax = options.bytesMax ?? 1024 * 1024;
     this.valueBytesMax = options.valueBytesMax ?? 16 * 1024;
     assert(Number.isSafeInteger(this.bytesMax) && this.bytesMax >= 0, 'row cache: bytesMax must be a non-negative integer', this.bytesMax);
   }

@@ -75,7 +75,7 @@ export interface BTreeEngineOptions extends EngineOptions {
   readonly pageBytes?: number;
   /** Byte budget of the page cache. Default 128 MiB. */
   readonly cacheBytesMax?: number;
-  /** The row cache in front of point reads (src/storage/row-cache.ts), bytes; 0 turns it off. Default 4 MiB. */
+  /** The row cache in front of point reads (src/storage/row-cache.ts), bytes; 0 turns it off. Default 1 MiB. */
   readonly rowCacheBytes?: number;
   /**
    * What opening does when both copies of a meta slot are damaged (recovery.ts):

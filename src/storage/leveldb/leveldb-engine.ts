@@ -38,7 +38,7 @@ export interface LevelDbOptions extends EngineOptions {
   readonly cacheBytes?: number;
   /** LevelDB's memtable size, bytes. Default 4 MiB (LevelDB's own default). */
   readonly writeBufferBytes?: number;
-  /** The row cache in front of point reads (src/storage/row-cache.ts), bytes; 0 turns it off. Default 4 MiB. */
+  /** The row cache in front of point reads (src/storage/row-cache.ts), bytes; 0 turns it off. Default 1 MiB. */
   readonly rowCacheBytes?: number;
 }
 
