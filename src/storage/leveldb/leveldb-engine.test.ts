@@ -153,7 +153,6 @@ function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-
 describe('leveldb getSync and its row cache', () => {
   const dirs: string[] = [];
   after(async () => {
