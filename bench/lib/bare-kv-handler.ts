@@ -2,7 +2,8 @@
  * The request handler of the bare reference servers: node:http holding a Map,
  * answering PUT/GET/DELETE /kv/{key} with the least work Node allows. No
  * validation, no metrics, no engine. Used by bench/ceiling-server.ts (its own
- * process) and bench/seq-latency.ts (in process).
+ * process), bench/seq-latency.ts and bench/http-path.ts (in process), so they
+ * all measure the same code.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 

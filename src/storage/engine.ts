@@ -5,6 +5,9 @@
  * `await engine.open()`, then `get`/`put`/`del`/`batch`/`range`, and finally
  * `await engine.close()`. Keys and values are bytes (`Uint8Array`, returned as
  * `Buffer`). Keys order by unsigned byte comparison (memcmp, shorter prefix first).
+ * A value a read returns may be the engine's own memory (memory's map, lsm's
+ * memtable, leveldb's row cache): callers must not modify it. An engine copies
+ * what it is given to write, so callers may reuse their buffers.
  *
  * How to write an engine: extend `Engine` and implement the protected `_open`,
  * `_get`, `_write`, `_range`, `_stats` and `_close`. The public methods here

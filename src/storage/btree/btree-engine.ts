@@ -47,7 +47,8 @@ import { assert } from '../../util/assert.js';
 import { corruption } from '../../util/corruption.js';
 import { joinPath, type Vfs } from '../../vfs/vfs.js';
 import { NodeVfs } from '../../vfs/node-vfs.js';
-import { Engine, type EngineHealth, type EngineLog, type EngineOptions, type EngineStats, type Entry, type KeyRange, type RecoveryReport, type SyncRead, type WriteOp } from '../engine.js';
+import { Engine, type EngineHealth, type EngineLog, type EngineOptions, type EngineStats, type Entry, type KeyRange, READ_NOT_SYNC, type RecoveryReport, type SyncRead, type WriteOp } from '../engine.js';
+import { RowCache, rowKey } from '../row-cache.js';
 import { checkVersion, type BTreeCheckReport } from './check.js';
 import { TreeReader } from './cursor.js';
 import { FreeSpace } from './freelist.js';
@@ -74,6 +75,8 @@ export interface BTreeEngineOptions extends EngineOptions {
   readonly pageBytes?: number;
   /** Byte budget of the page cache. Default 128 MiB. */
   readonly cacheBytesMax?: number;
+  /** The row cache in front of point reads (src/storage/row-cache.ts), bytes; 0 turns it off. Default 1 MiB. */
+  readonly rowCacheBytes?: number;
   /**
    * What opening does when both copies of a meta slot are damaged (recovery.ts):
    * 'refuse' (default) stops with IMPULSE_ERR_ENGINE_CORRUPTION; 'previous-commit'
@@ -158,6 +161,8 @@ export class BTreeEngine extends Engine {
   private readonly path: string;
   private readonly requestedPageBytes: number;
   private readonly cache: PageCache;
+  /** Point reads' answers (row-cache.ts): a hit skips the descent and the value's copy. */
+  private readonly rowCache: RowCache;
   private readonly recoveryMode: BTreeRecoveryMode;
   private readonly log: BTreeLog | undefined;
   private readonly mutations: BTreeMutations;
@@ -186,6 +191,7 @@ export class BTreeEngine extends Engine {
       throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `btree cacheBytesMax must be a non-negative integer, got ${String(cacheBytesMax)}`);
     }
     this.cache = new PageCache(cacheBytesMax);
+    this.rowCache = new RowCache(options.rowCacheBytes !== undefined ? { bytesMax: options.rowCacheBytes } : {});
     this.recoveryMode = options.recovery ?? 'refuse';
     if (!BTREE_RECOVERY_MODES.includes(this.recoveryMode)) {
       throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `btree recovery must be one of ${BTREE_RECOVERY_MODES.join(', ')}, got ${JSON.stringify(this.recoveryMode)}`);
@@ -253,6 +259,7 @@ export class BTreeEngine extends Engine {
     const state = this.state;
     this.state = undefined;
     this.cache.clear();
+    this.rowCache.clear();
     if (state === undefined) return;
     try {
       if (this.poisoned === undefined) await this.sealOnClose(state);
@@ -383,12 +390,19 @@ export class BTreeEngine extends Engine {
 
   protected _get(key: Buffer): Promise<Buffer | undefined> {
     const state = this.openState();
-    return state.reader.get(state.committed, key);
+    const cached = this.rowCache.lookup(rowKey(key));
+    if (cached !== undefined) return Promise.resolve(cached ?? undefined);
+    return state.reader.get(state.committed, key); // read over awaits: not remembered (a write may commit meanwhile)
   }
 
   protected override _getSync(key: Buffer): SyncRead {
     const state = this.openState();
-    return state.reader.getSync(state.committed, key);
+    const keyString = rowKey(key);
+    const cached = this.rowCache.lookup(keyString);
+    if (cached !== undefined) return cached ?? undefined;
+    const value = state.reader.getSync(state.committed, key);
+    if (value !== READ_NOT_SYNC) this.rowCache.remember(keyString, value);
+    return value;
   }
 
   protected async _range(range: KeyRange, reverse: boolean, limit: number): Promise<Entry[]> {
@@ -410,6 +424,7 @@ export class BTreeEngine extends Engine {
       durableTxn: this.mutations.reuseUnsyncedFreedPages === true ? Infinity : state.durableTxn,
     };
     const txn = new WriteTxn(state.pager, state.freeSpace, state.committed, reuse, { baseTxn: state.durableTxn, unsynced: state.unsynced });
+    this.rowCache.beginWrite(ops.map((op) => op.key));
     const syncNow = sync || state.unsyncedFreedPages >= UNSYNCED_FREED_PAGES_MAX || state.unsynced.size >= UNSYNCED_PROOF_PAGES_MAX;
     let metaWriteStarted = false;
     try {
@@ -446,6 +461,7 @@ export class BTreeEngine extends Engine {
       throw error;
     } finally {
       state.pager.readablePages = state.committed.pageCount;
+      this.rowCache.endWrite();
     }
   }
 
@@ -479,6 +495,7 @@ export class BTreeEngine extends Engine {
         btree_cache_hits: this.cache.hits,
         btree_cache_misses: this.cache.misses,
         btree_cache_hit_ratio: this.cache.hitRatio,
+        ...this.rowCache.figures(),
         btree_file_bytes: fileBytes,
         btree_commits: this.commits,
         btree_pages_written: this.pagesWritten,

@@ -1,10 +1,12 @@
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isImpulseError } from '../../errors.js';
 import { runEngineConformance } from '../../../testkit/storage/conformance.js';
+import { checkGetSyncAgreesWithGet } from '../../../testkit/storage/get-sync.js';
 import { LevelDbEngine } from './leveldb-engine.js';
 
 runEngineConformance({ name: 'leveldb', create: (dir, options) => new LevelDbEngine({ ...options, dataDir: dir }), propertyRuns: 40, readsSync: true });
@@ -151,3 +153,38 @@ function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+describe('leveldb getSync and its row cache', () => {
+  const dirs: string[] = [];
+  after(async () => {
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('agrees with get and with a model while batches are in flight (a cached row never outlives a write of its key)', async () => {
+    const create = (): LevelDbEngine => {
+      const dir = mkdtempSync(join(tmpdir(), 'impulse-leveldb-getsync-'));
+      dirs.push(dir);
+      return new LevelDbEngine({ dataDir: dir });
+    };
+    await checkGetSyncAgreesWithGet(create, { runs: 8, expect: { answered: true, declined: false }, shrink: false });
+  });
+
+  it('answers a repeated read from the row cache, and not at all once it is off', async () => {
+    for (const rowCacheBytes of [undefined, 0]) {
+      const dir = await mkdtemp(join(tmpdir(), 'impulse-leveldb-rowcache-'));
+      dirs.push(dir);
+      const engine = new LevelDbEngine({ dataDir: dir, ...(rowCacheBytes !== undefined ? { rowCacheBytes } : {}) });
+      await engine.open();
+      try {
+        await engine.put(Buffer.from('k'), Buffer.from('v1'));
+        assert.deepEqual(engine.getSync(Buffer.from('k')), Buffer.from('v1'));
+        assert.deepEqual(engine.getSync(Buffer.from('k')), Buffer.from('v1'));
+        await engine.put(Buffer.from('k'), Buffer.from('v2'));
+        assert.deepEqual(engine.getSync(Buffer.from('k')), Buffer.from('v2'));
+        const figures = (await engine.stats()).figures;
+        assert.equal(figures['row_cache_hits'], rowCacheBytes === 0 ? 0 : 1, JSON.stringify(figures));
+      } finally {
+        await engine.close();
+      }
+    }
+  });
+});

@@ -212,11 +212,12 @@ export class LsmEngine extends Engine {
   private read(key: Buffer, mayWait: false): SyncRead;
   private read(key: Buffer, mayWait: boolean): SyncRead | Promise<Buffer | undefined> {
     const keyString = key.toString('latin1');
+    // The memtable's own buffer, not a copy: it is never modified after the put (which copied the caller's), and readers must not modify it (the Engine contract).
     const inActive = this.active.get(keyString);
-    if (inActive !== undefined) return inActive.value === null ? undefined : Buffer.from(inActive.value);
+    if (inActive !== undefined) return inActive.value ?? undefined;
     for (let i = this.frozen.length - 1; i >= 0; i--) {
       const version = this.frozen[i]!.memtable.get(keyString);
-      if (version !== undefined) return version.value === null ? undefined : Buffer.from(version.value);
+      if (version !== undefined) return version.value ?? undefined;
     }
     return getFromTables(this.versions, key, keyString, this.lookup, mayWait);
   }
