@@ -106,7 +106,7 @@ describe('aligning replicas for a merge', () => {
     );
   });
 
-  it('plans alignment moves before placement and keeps the pair out of the count balance', () => {
+  it('plans alignment moves after restoring lost replicas and before balance, and keeps the pair out of the count balance', () => {
     // Five nodes; shard 3 aligns onto 2. Node 5 holds nothing: the count balance fills it, never with shard 2 or 3.
     let map = initialShardMap(keys('b', 'c', 'd', 'e', 'f'), [1, 2, 3, 4]);
     map = changeReplicas(changeReplicas(map, 2, [1, 2, 3]), 3, [2, 3, 4]);
@@ -114,6 +114,11 @@ describe('aligning replicas for a merge', () => {
     const moves = planReplicaMoves(map, [1, 2, 3, 4, 5], () => undefined, { replicationFactor: 3 });
     assert.deepEqual(moves[0], { shard: 3, from: 4, to: 1, reason: 'align' });
     assert.ok(moves.slice(1).length > 0 && moves.slice(1).every((move) => move.reason === 'placement' && move.shard !== 2 && move.shard !== 3), JSON.stringify(moves));
+    // Node 5 held a replica of shard 4 and is gone: restoring it comes before the alignment.
+    const withLoss = planReplicaMoves(changeReplicas(map, 4, [1, 2, 5]), [1, 2, 3, 4], () => undefined, { replicationFactor: 3 });
+    const align = withLoss.findIndex((move) => move.reason === 'align');
+    const restore = withLoss.findIndex((move) => move.shard === 4 && move.from === 5);
+    assert.ok(restore >= 0 && align > restore, JSON.stringify(withLoss));
   });
 });
 

@@ -173,8 +173,10 @@ export interface ReplicaPlanOptions {
 }
 
 /**
- * The replica moves to make over `live`: every alignment's next move first,
- * then the placement plan (placement.ts) with the aligning shards pinned and
+ * The replica moves to make over `live`, in the order to start them: the
+ * placement plan's (placement.ts) restoring moves (a replica lost or
+ * missing) first, then every alignment's next move, then the rest of the
+ * placement plan (balance), planned with the aligning shards pinned and
  * each shard's replicas as they will be once its move in flight finished.
  * `sizeOf`: a shard's reported size (undefined: unknown).
  */
@@ -185,7 +187,13 @@ export function planReplicaMoves(map: ShardMap, live: readonly NodeId[], sizeOf:
     return { id: shard.id, replicas: replicasAfterMove(shard), ...(sizeBytes !== undefined ? { sizeBytes } : {}), ...(pinned.has(shard.id) ? { pinned: true } : {}) };
   });
   const placement = planPlacement({ liveNodes: live, shards, replicationFactor: options.replicationFactor, ...(options.byteBandMinBytes !== undefined ? { byteBandMinBytes: options.byteBandMinBytes } : {}) });
-  return [...alignmentMoves(map, new Set(live)).map((move) => ({ ...move, reason: 'align' as const })), ...placement.map((move) => ({ ...move, reason: 'placement' as const }))];
+  const liveSet = new Set(live);
+  const restores = (move: ReplicaMove): boolean => move.from === null || !liveSet.has(move.from);
+  return [
+    ...placement.filter(restores).map((move) => ({ ...move, reason: 'placement' as const })),
+    ...alignmentMoves(map, liveSet).map((move) => ({ ...move, reason: 'align' as const })),
+    ...placement.filter((move) => !restores(move)).map((move) => ({ ...move, reason: 'placement' as const })),
+  ];
 }
 
 function withShard(map: ShardMap, changed: Shard): ShardMap {
