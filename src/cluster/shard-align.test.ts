@@ -9,6 +9,12 @@
  * every member, the alignment was visible in the map (`alignTo`) and is
  * counted in /status figures, and the replica counts end within the count
  * balance's band (⌊T/N⌋..⌈T/N⌉).
+ *
+ * And an alignment that cannot finish: the target of an alignment move is
+ * crashed while the move runs and stays down past `--member-dead-after-ms`:
+ * the mark is dropped (counted), the move abandoned, every shard ends with
+ * three replicas on the live members, and every acknowledged write reads
+ * back.
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
@@ -49,6 +55,40 @@ describe('merging small neighbours on different members (alignment first)', () =
   let cluster: InProcessCluster | undefined;
   after(async () => {
     await cluster?.close();
+  });
+
+  it('drops an alignment whose move target died: the move is abandoned, every shard back to three live replicas, nothing lost', async () => {
+    const running = await InProcessCluster.start(4, { flags: { splitKeys: 'g,p', shardMergeBytes: '1000000', shardSplitBytes: '4000000', shardMergeQuietMs: '0', shardMovesMax: '1', memberDeadAfterMs: '3000' }, logLevel: process.env['ALIGN_LOG'] ?? 'silent' });
+    try {
+      await running.waitForLeader();
+      await until('the map is applied everywhere', () => running.running().every((id) => running.member(id).shards.map !== undefined), 30_000);
+      const written = new Map<string, string>();
+      for (const key of ['apple', 'kiwi', 'zebra']) {
+        await retried(() => running.member(1).service.write(put(key, `${key}-v`)));
+        written.set(key, `${key}-v`);
+      }
+      // The first alignment move seen in flight (its target not promoted yet): its target dies.
+      let victim: number | undefined;
+      await until('an alignment move is in flight', () => {
+        const map = running.member(running.running()[0]!).shards.map;
+        const moving = map?.shards.find((shard) => shard.alignTo !== undefined && shard.move !== undefined && !shard.replicas.includes(shard.move.to));
+        victim = moving?.move?.to;
+        return victim !== undefined;
+      }, 60_000);
+      await running.crash(victim!);
+      const alive = running.running();
+      await until('the alignment was dropped and every shard has three replicas on the live members', async () => {
+        const map = running.member(alive[0]!).shards.map!;
+        const figures = await Promise.all(alive.map(async (id) => (await running.member(id).service.status()).figures ?? {}));
+        const dropped = figures.reduce((sum, each) => sum + (each['shard_alignments_dropped'] ?? 0), 0);
+        return dropped >= 1 && map.shards.every((shard) => shard.move === undefined && shard.alignTo === undefined && shard.replicas.length === 3 && shard.replicas.every((id) => alive.includes(id)));
+      }, 90_000);
+      for (const id of alive) {
+        for (const [key, value] of written) assert.equal((await retried(() => running.member(id).service.get(Buffer.from(key))))?.value.toString(), value, `${key} through member ${id}`);
+      }
+    } finally {
+      await running.close();
+    }
   });
 
   it('aligns the right shard\'s replicas with the left\'s, merges, and keeps every acknowledged write and the count balance', async () => {
