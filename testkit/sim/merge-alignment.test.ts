@@ -44,9 +44,11 @@ describe('merges with alignment in the simulator', () => {
     const aligned = startAlignment(changeReplicas(changeReplicas(map, 2, [1, 2, 3]), 3, [2, 3, 4]), 2);
     assert.match(checkSettled(aligned, [1, 2, 3, 4], 3).join(), /alignments left/);
     const history = new MoveHistory();
-    assert.equal(history.record({ shard: 2, from: 1, to: 4 }), undefined);
+    assert.equal(history.record({ shard: 2, from: 1, to: 4, reason: 'placement' }), undefined);
     assert.equal(history.record({ shard: 3, from: 4, to: 1 }), undefined, 'another shard');
     assert.equal(history.record({ shard: 2, from: 4, to: 5 }), undefined, 'onwards, not back');
-    assert.match(history.record({ shard: 2, from: 4, to: 1, reason: 'placement' }) ?? '', /moved back from 4 to 1/);
+    const back = history.record({ shard: 2, from: 4, to: 1, reason: 'align' });
+    assert.match(back?.description ?? '', /moved back from 4 to 1 \(align, undoing its earlier placement move\)/);
+    assert.equal(back?.undone, 'placement');
   });
 });
