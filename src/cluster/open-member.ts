@@ -172,7 +172,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       reports: () => mover.reports.all(),
       live: (map) => mover.liveMembers(map),
       alignmentsMax: cluster.moves.movesMax,
-      merge: (leftId) => shards.merge(leftId),  // planMerges took sizes under --shard-merge-bytes (<= MERGE_RIGHT_BYTES_MAX)
+      merge: (leftId) => shards.merge(leftId),  // mergeCandidates took sizes under --shard-merge-bytes (<= MERGE_RIGHT_BYTES_MAX)
     });
     const admin = new ClusterAdmin({
       host,

@@ -18,9 +18,9 @@
  * onto L (alignment.ts; that mark is replaced by the merge's). While a merge
  * is in flight neither shard splits or moves (shard-map.ts `mergingShard`).
  *
- * `mergeCandidates` and `planMerges` are the automatic trigger's decision
+ * `mergeCandidates` is the automatic trigger's choice of pairs
  * (`--shard-merge-bytes`); pairs on different replicas are aligned first
- * (alignment.ts).
+ * (alignment.ts `planMergeRound`).
  */
 import { ImpulseError } from '../errors.js';
 import { type Shard, type ShardMap, checkedShardMap, mergingShard, sameReplicas, withoutAlignMark } from './shard-map.js';
@@ -90,14 +90,6 @@ export interface MergeOptions {
 }
 
 /**
- * The merges to start now, as left shard ids, in key order, at most one per
- * shard: the `mergeCandidates` on the same replicas.
- */
-export function planMerges(map: ShardMap, sizes: ReadonlyMap<number, number>, options: MergeOptions): number[] {
-  return mergeCandidates(map, sizes, options).filter((pair) => sameReplicas(pair.left.replicas, pair.right.replicas)).map((pair) => pair.left.id);
-}
-
-/**
  * The pairs of adjacent shards small enough to merge, in key order, at most
  * one per shard (a shard in one pair is in no other): both sizes known and
  * below `mergeBytes`, their sum below half of `splitBytes` (when splits by
@@ -132,7 +124,7 @@ export function smallEnough(leftBytes: number | undefined, rightBytes: number | 
 }
 
 /** The shard being aligned onto `leftId` (its right neighbour, marked: alignment.ts), if any. */
-export function aligningTo(map: ShardMap, leftId: number): Shard | undefined {
+function aligningTo(map: ShardMap, leftId: number): Shard | undefined {
   return map.shards.find((shard) => shard.alignTo === leftId);
 }
 
