@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { joinCommand, leaderlessMemberMessage } from './cluster-output.js';
+import { formatShardsView, joinCommand, leaderlessMemberMessage } from './cluster-output.js';
 import type { ClusterView } from '../protocol/cluster-view.js';
+import type { ShardView } from '../protocol/shard-view.js';
 
 function view(scheme: 'http' | 'https'): ClusterView {
   const member = (id: number) => ({ id, clientUrl: `${scheme}://127.0.0.1:707${id}`, peerUrl: `127.0.0.1:717${id}`, role: 'follower' as const, matchIndex: null, lag: null, lastContactMs: null });
@@ -32,5 +33,14 @@ describe('leaderlessMemberMessage', () => {
     assert.match(forced, /node 4 leaves .*: done .*\nnode 4 is no longer a member; every member runs an anti-entropy repair/);
     assert.doesNotMatch(forced, /handed its keys/);
     assert.match(leaderlessMemberMessage(change('failed'), 'add', 3)!, /failed \(step commit, 1200 ms\): member 2 is down\n$/);
+  });
+});
+
+describe('formatShardsView', () => {
+  it('prints a line for each merge and each alignment in flight below the table', () => {
+    const shard = (id: number, start: string, end: string | null, extra: Partial<ShardView>): ShardView => ({ id, start, end, epoch: 3, replicas: [1, 2, 3], leader: 1, local: true, appliedIndex: 9, keyCount: null, diskBytes: null, sizeBytes: null, reportedSizeBytes: 10, requestsPerSecond: 0, reportAgeMs: 100, proposals: 0, quiesced: false, ...extra });
+    const text = formatShardsView({ clusterId: 'abc', nodeId: 1, sharded: true, reportsFrom: 1, version: 7, shards: [shard(2, '', '67', {}), shard(3, '67', '70', { replicas: [2, 3, 4], alignTo: 2 }), shard(4, '70', null, { mergeInto: 3 })] });
+    assert.match(text, /\nmerge in flight: shard 4 merges into shard 3\n/);
+    assert.match(text, /\naligning for a merge: shard 3's replicas move onto shard 2's\n$/);
   });
 });

@@ -176,7 +176,9 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       intervalMs: MERGE_ROUND_MS,
       reportMaxAgeMs: 3 * MERGE_ROUND_MS,
       reports: () => mover.reports.all(),
-      merge: (leftId) => shards.merge(leftId),  // planMerges took sizes under --shard-merge-bytes (<= MERGE_RIGHT_BYTES_MAX)
+      live: (map) => mover.liveMembers(map),
+      alignmentsMax: cluster.moves.movesMax,
+      merge: (leftId) => shards.merge(leftId),  // mergeCandidates took sizes under --shard-merge-bytes (<= MERGE_RIGHT_BYTES_MAX)
     });
     const admin = new ClusterAdmin({
       host,

@@ -363,6 +363,7 @@ async function shardView(shard: Shard, hosted: HostedGroup | undefined, sizes: S
     ...(shard.replicaIds !== undefined ? { replicaIds: shard.replicaIds } : {}),
     ...(shard.nextGeneration !== undefined ? { nextGeneration: shard.nextGeneration } : {}),
     ...(shard.mergeInto !== undefined ? { mergeInto: shard.mergeInto } : {}),
+    ...(shard.alignTo !== undefined ? { alignTo: shard.alignTo } : {}),
     reportedSizeBytes: report?.sizeBytes ?? null,
     requestsPerSecond: report?.requestsPerSecond ?? null,
     reportAgeMs: report?.ageMs ?? null,

@@ -37,7 +37,7 @@
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { abortMove, finishMove, movesInFlight, startMove, targetPromoted } from '../shard/moves.js';
-import { type PlacedShard, planPlacement } from '../shard/placement.js';
+import { planReplicaMoves } from '../shard/alignment.js';
 import { SHARD_REPLICAS, type Shard, type ShardMap, boundsHex, encodeShardMap, mergingShard, raftIdOf, shardById } from '../shard/shard-map.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
 import type { Clock } from '../util/clock.js';
@@ -95,12 +95,14 @@ export interface ShardMoveCounters {
   stepFailures: number;
   leaderTransfers: number;
   leaderTransferFailures: number;
+  /** Moves started to align a right shard's replicas with its left neighbour's for a merge (src/shard/alignment.ts). */
+  alignMoves: number;
 }
 
 type Moving = Shard & { readonly move: NonNullable<Shard['move']> };
 
 export class ShardMover {
-  readonly counters: ShardMoveCounters = { started: 0, rereplications: 0, finished: 0, abandoned: 0, stepFailures: 0, leaderTransfers: 0, leaderTransferFailures: 0 };
+  readonly counters: ShardMoveCounters = { started: 0, rereplications: 0, finished: 0, abandoned: 0, stepFailures: 0, leaderTransfers: 0, leaderTransferFailures: 0, alignMoves: 0 };
   /** Shards whose move this process drives now (at most the moves in the map: ≤ movesMax, plus those a previous leader left). */
   private readonly driving = new Set<number>();
   private readonly rounds: Rounds;
@@ -140,6 +142,7 @@ export class ShardMover {
       shard_moves_in_flight: map === undefined ? 0 : movesInFlight(map).length,
       shard_moves_started: this.counters.started,
       shard_moves_rereplications: this.counters.rereplications,
+      shard_moves_for_alignment: this.counters.alignMoves,
       shard_moves_finished: this.counters.finished,
       shard_moves_abandoned: this.counters.abandoned,
       shard_move_step_failures: this.counters.stepFailures,
@@ -219,12 +222,8 @@ export class ShardMover {
     const inputs = `${map.version}|${this.reports.version}|${live.join(',')}`;
     if (inputs === this.emptyPlanInputs) return 0;
     // Retired nodes are not excluded: a node returning to a shard takes a new Raft id (moves.ts).
-    // With the sizes the shards' leaders reported (a shard with none weighs the mean: src/shard/placement-layout.ts).
-    const shards: PlacedShard[] = map.shards.map((shard) => {
-      const sizeBytes = this.reports.get(shard.id)?.sizeBytes;
-      return { id: shard.id, replicas: replicasAfterMove(shard), ...(sizeBytes !== undefined && sizeBytes !== null ? { sizeBytes } : {}) };
-    });
-    const planned = planPlacement({ liveNodes: live, shards, replicationFactor: SHARD_REPLICAS, byteBandMinBytes: this.options.balanceBytesMin });
+    // Alignments for merges first, then placement with the sizes the shards' leaders reported (a shard with none weighs the mean: src/shard/placement-layout.ts) and the aligning shards held in place (src/shard/alignment.ts).
+    const planned = planReplicaMoves(map, live, (id) => this.reports.get(id)?.sizeBytes ?? undefined, { replicationFactor: SHARD_REPLICAS, byteBandMinBytes: this.options.balanceBytesMin });
     this.emptyPlanInputs = planned.length === 0 ? inputs : undefined;
     const chosen = new Set<number>();
     for (const move of planned) {
@@ -236,7 +235,9 @@ export class ShardMover {
       if (!written) continue;
       this.counters.started++;
       if (rereplication) this.counters.rereplications++;
-      logger.info({ shard: move.shard, from: move.from, to: move.to, reason: rereplication ? 're-replicate (source dead or missing)' : 'balance', sizeBytes: this.reports.get(move.shard)?.sizeBytes ?? null, live }, 'shard replica move started');
+      if (move.reason === 'align') this.counters.alignMoves++;
+      const reason = move.reason === 'align' ? 'align for a merge' : rereplication ? 're-replicate (source dead or missing)' : 'balance';
+      logger.info({ shard: move.shard, from: move.from, to: move.to, reason, sizeBytes: this.reports.get(move.shard)?.sizeBytes ?? null, live }, 'shard replica move started');
       this.drive(move.shard);
     }
     return chosen.size;
@@ -271,8 +272,8 @@ export class ShardMover {
     }));
   }
 
-  /** The live members (may receive replicas), or undefined while a suspect member holds a replica (nothing is planned then). */
-  private liveMembers(map: ShardMap): NodeId[] | undefined {
+  /** The live members (may receive replicas), or undefined while a suspect member holds a replica (nothing is planned then). The merge trigger asks too (its alignments). */
+  liveMembers(map: ShardMap): NodeId[] | undefined {
     const { host, meta, suspectAfterMs, memberDeadAfterMs, logger } = this.options;
     const { voters, learners } = meta.group.membership.confState;
     const holders = new Set(map.shards.flatMap((shard) => [...shard.replicas, ...(shard.move !== undefined ? [shard.move.to] : [])]));
@@ -345,16 +346,8 @@ export class ShardMover {
     return askShardLeader(route, shard, step, 2 * stepTimeoutMs);
   }
 
-  /**
-   * Proposes the map `change` makes of the current one; true once that map is
-   * the applied one. A concurrent change (same version) makes ours a no-op:
-   * false, and the caller looks at the map again.
-   */
-  private async proposeMap(change: (map: ShardMap) => ShardMap): Promise<boolean> {
-    const next = change(this.map!);
-    await this.options.meta.requests.write(encodeClusterCommand({ type: 'shard-map', map: next }), true);
-    const applied = this.map;
-    return applied !== undefined && applied.version === next.version && encodeShardMap(applied).equals(encodeShardMap(next));
+  private proposeMap(change: (map: ShardMap) => ShardMap): Promise<boolean> {
+    return proposeShardMap(this.options.meta, change);
   }
 
   private pause(ms: number): Promise<void> {
@@ -362,9 +355,14 @@ export class ShardMover {
   }
 }
 
-/** A shard's replicas once its move (if any) finished: the planner plans from there. */
-function replicasAfterMove(shard: Shard): readonly NodeId[] {
-  if (shard.move === undefined) return shard.replicas;
-  const { from, to } = shard.move;
-  return [...new Set([...shard.replicas.filter((id) => id !== from), to])].sort((a, b) => a - b);
+/**
+ * Proposes, in the meta group `meta`, the map `change` makes of the applied
+ * one; true once that map is the applied one. A concurrent change (same
+ * version) makes ours a no-op: false, and the caller looks at the map again.
+ */
+export async function proposeShardMap(meta: HostedGroup, change: (map: ShardMap) => ShardMap): Promise<boolean> {
+  const next = change(meta.group.machine.shardMap!);
+  await meta.requests.write(encodeClusterCommand({ type: 'shard-map', map: next }), true);
+  const applied = meta.group.machine.shardMap;
+  return applied !== undefined && applied.version === next.version && encodeShardMap(applied).equals(encodeShardMap(next));
 }

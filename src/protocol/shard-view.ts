@@ -27,6 +27,8 @@ export interface ShardView {
   readonly nextGeneration?: number;
   /** A merge in flight: this shard merges into its left neighbour, shard `mergeInto`. */
   readonly mergeInto?: number;
+  /** Replicas aligning for a merge: this shard's replicas are moving onto those of its left neighbour, shard `alignTo`, which it then merges into (docs/sharding.md "Merges"); absent when none. */
+  readonly alignTo?: number;
   /** The leader the answering member knows of; null when none, or when it does not replicate the shard. */
   readonly leader: number | null;
   /** Whether the answering member replicates the shard (only then are the figures below known). */

@@ -105,11 +105,11 @@ function bestMove(layout: Layout, donor: NodeId, recipient: NodeId, gap: number)
 
 /** Shard s of the donor for shard t of the recipient (each lacking the other's), s − t in (0, gap) closest to gap/2. */
 function bestSwap(layout: Layout, donor: NodeId, recipient: NodeId, gap: number): ByteStep | undefined {
-  const theirs = [...layout.held.get(recipient)!].filter((shard) => layout.allowed(shard, donor)).sort((a, b) => layout.size.get(a)! - layout.size.get(b)! || a - b);
+  const theirs = [...layout.held.get(recipient)!].filter((shard) => layout.movable(shard, donor)).sort((a, b) => layout.size.get(a)! - layout.size.get(b)! || a - b);
   const sizes = theirs.map((shard) => layout.size.get(shard)!);
   let best: { shard: number; back: number; miss: number } | undefined;
   for (const shard of layout.held.get(donor)!) {
-    if (!layout.allowed(shard, recipient)) continue;
+    if (!layout.movable(shard, recipient)) continue;
     const size = layout.size.get(shard)!;
     const at = partitionPoint(0, sizes.length, (i) => sizes[i]! >= size - gap / 2);
     for (const index of [at - 1, at]) {

@@ -6,14 +6,15 @@
  * widened shard, and every map round-trips through its encoding. The
  * preconditions refuse, with the map unchanged: no right neighbour,
  * different replicas, a move or another merge in flight; a merging shard
- * neither splits nor moves. `planMerges`: the thresholds, the hysteresis and
+ * neither splits nor moves. `mergeCandidates`: the thresholds, the hysteresis and
  * at most one merge per shard.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { isImpulseError } from '../errors.js';
-import { MERGE_RIGHT_BYTES_MAX, checkRightSize, finishMerge, planMerges, startMerge } from './merges.js';
+import { MERGE_RIGHT_BYTES_MAX, type MergeOptions, checkRightSize, finishMerge, mergeCandidates, startMerge } from './merges.js';
+import type { ShardMap } from './shard-map.js';
 import { startMove } from './moves.js';
 import { changeReplicas, decodeShardMap, encodeShardMap, initialShardMap, nextShardId, shardFor, splitShard } from './shard-map.js';
 
@@ -88,7 +89,10 @@ describe('shard merges in the map', () => {
   });
 });
 
-describe('planMerges (--shard-merge-bytes)', () => {
+/** The candidate pairs' left shard ids. */
+const planMerges = (map: ShardMap, sizes: ReadonlyMap<number, number>, options: MergeOptions): number[] => mergeCandidates(map, sizes, options).map((pair) => pair.left.id);
+
+describe('mergeCandidates (--shard-merge-bytes)', () => {
   const map = initialShardMap(['b', 'c', 'd', 'e'].map((k) => Buffer.from(k)), [1, 2, 3]); // shards 2..6
   const options = { mergeBytes: 100, splitBytes: 1000, recentlySplit: new Set<number>() };
 
@@ -107,9 +111,9 @@ describe('planMerges (--shard-merge-bytes)', () => {
     assert.deepEqual(planMerges(map, new Map([[2, 100], [3, 10]]), options), [], 'at the threshold is not under it');
   });
 
-  it('skips pairs on different replicas or with a move or merge in flight', () => {
+  it('takes pairs on different replicas (to be aligned first), skips pairs with a move or merge in flight', () => {
     const sizes = new Map([[2, 1], [3, 1], [4, 1], [5, 1], [6, 1]]);
-    assert.deepEqual(planMerges(changeReplicas(map, 3, [1, 2]), sizes, options), [4]);
+    assert.deepEqual(planMerges(changeReplicas(map, 3, [1, 2]), sizes, options), [2, 4]);
     assert.deepEqual(planMerges(startMove(map, 2, 1, 4), sizes, options), [3, 5]);
     assert.deepEqual(planMerges(startMerge(map, 3), sizes, options), [5], 'shards 3 and 4 are merging');
   });

@@ -14,13 +14,16 @@
  *
  * Preconditions (IMPULSE_ERR_CONFIG_INVALID, the map unchanged, otherwise): L
  * has a right neighbour, both have the same replicas, neither has a move or
- * another merge in flight. While a merge is in flight neither shard splits
- * or moves (shard-map.ts `mergingShard`).
+ * another merge in flight, and neither is in an alignment other than R's
+ * onto L (alignment.ts; that mark is replaced by the merge's). While a merge
+ * is in flight neither shard splits or moves (shard-map.ts `mergingShard`).
  *
- * `planMerges` is the automatic trigger's decision (`--shard-merge-bytes`).
+ * `mergeCandidates` is the automatic trigger's choice of pairs
+ * (`--shard-merge-bytes`); pairs on different replicas are aligned first
+ * (alignment.ts `planMergeRound`).
  */
 import { ImpulseError } from '../errors.js';
-import { type Shard, type ShardMap, checkedShardMap, mergingShard, sameReplicas } from './shard-map.js';
+import { type Shard, type ShardMap, checkedShardMap, mergingShard, sameReplicas, withoutAlignMark } from './shard-map.js';
 
 /**
  * Most bytes (keys and values, as the shard leaders report them) a right
@@ -38,7 +41,10 @@ export function startMerge(map: ShardMap, leftId: number): ShardMap {
   if (!sameReplicas(left.replicas, right.replicas)) {
     throw refused(`shard ${left.id} (replicas ${left.replicas.join(',')}) and its right neighbour ${right.id} (replicas ${right.replicas.join(',')}) have different replicas; only shards on the same members merge`);
   }
-  return checkedShardMap({ ...map, version: map.version + 1, shards: map.shards.map((shard) => (shard.id === right.id ? { ...shard, mergeInto: left.id } : shard)) });
+  if (left.alignTo !== undefined || aligningTo(map, right.id) !== undefined || (right.alignTo !== undefined && right.alignTo !== left.id)) {
+    throw refused(`shard ${left.id} or its right neighbour ${right.id} is being aligned for another merge; merge after it`);
+  }
+  return checkedShardMap({ ...map, version: map.version + 1, shards: map.shards.map((shard) => (shard.id === right.id ? { ...withoutAlignMark(shard), mergeInto: left.id } : shard)) });
 }
 
 /**
@@ -84,31 +90,42 @@ export interface MergeOptions {
 }
 
 /**
- * The merges to start now, as left shard ids, in key order, at most one per
- * shard (a shard in one planned merge is in no other): each pair of adjacent
- * shards whose sizes are both known and below `mergeBytes`, whose sum is
- * below half of `splitBytes` (when splits by size are on), with the same
- * replicas, no move or merge in flight, and neither split recently.
+ * The pairs of adjacent shards small enough to merge, in key order, at most
+ * one per shard (a shard in one pair is in no other): both sizes known and
+ * below `mergeBytes`, their sum below half of `splitBytes` (when splits by
+ * size are on), neither split (or otherwise changed) recently, no move,
+ * merge or alignment of either in flight. Their replicas may differ (then
+ * they are aligned first: alignment.ts).
  */
-export function planMerges(map: ShardMap, sizes: ReadonlyMap<number, number>, options: MergeOptions): number[] {
-  const { mergeBytes, splitBytes, recentlySplit } = options;
-  if (mergeBytes <= 0) return [];
-  const planned: number[] = [];
+export function mergeCandidates(map: ShardMap, sizes: ReadonlyMap<number, number>, options: MergeOptions): Array<{ left: Shard; right: Shard }> {
+  const { recentlySplit } = options;
+  if (options.mergeBytes <= 0) return [];
+  // Shards in a merge or an alignment (both sides of each), in one pass: the map may hold thousands.
+  const paired = new Set(map.shards.flatMap((shard) => [shard.mergeInto, shard.alignTo].flatMap((other) => (other === undefined ? [] : [shard.id, other]))));
+  const planned: Array<{ left: Shard; right: Shard }> = [];
   let lastUsed: number | undefined;
   for (let index = 0; index + 1 < map.shards.length; index++) {
     const left = map.shards[index]!;
     const right = map.shards[index + 1]!;
-    if (lastUsed === left.id) continue;
-    const leftBytes = sizes.get(left.id);
-    const rightBytes = sizes.get(right.id);
-    if (leftBytes === undefined || rightBytes === undefined || leftBytes >= mergeBytes || rightBytes >= mergeBytes) continue;
-    if (splitBytes > 0 && leftBytes + rightBytes >= splitBytes / 2) continue;
+    if (lastUsed === left.id || !smallEnough(sizes.get(left.id), sizes.get(right.id), options)) continue;
     if (recentlySplit.has(left.id) || recentlySplit.has(right.id)) continue;
-    if (left.move !== undefined || right.move !== undefined || mergingShard(map, left.id) || mergingShard(map, right.id) || !sameReplicas(left.replicas, right.replicas)) continue;
-    planned.push(left.id);
+    if (left.move !== undefined || right.move !== undefined || paired.has(left.id) || paired.has(right.id)) continue;
+    planned.push({ left, right });
     lastUsed = right.id;
   }
   return planned;
+}
+
+/** Whether two neighbours of these sizes (undefined: not known) may merge by `options`' thresholds. */
+export function smallEnough(leftBytes: number | undefined, rightBytes: number | undefined, options: Pick<MergeOptions, 'mergeBytes' | 'splitBytes'>): boolean {
+  const { mergeBytes, splitBytes } = options;
+  if (leftBytes === undefined || rightBytes === undefined || leftBytes >= mergeBytes || rightBytes >= mergeBytes) return false;
+  return splitBytes <= 0 || leftBytes + rightBytes < splitBytes / 2;
+}
+
+/** The shard being aligned onto `leftId` (its right neighbour, marked: alignment.ts), if any. */
+function aligningTo(map: ShardMap, leftId: number): Shard | undefined {
+  return map.shards.find((shard) => shard.alignTo === leftId);
 }
 
 function neighbours(map: ShardMap, leftId: number): { left: Shard; right: Shard } {

@@ -75,6 +75,13 @@ export function movesInFlight(map: ShardMap): Array<Shard & { readonly move: Non
   return map.shards.filter((shard): shard is Shard & { readonly move: NonNullable<Shard['move']> } => shard.move !== undefined);
 }
 
+/** A shard's replicas once its move (if any) finished: the planners plan from there. */
+export function replicasAfterMove(shard: Shard): readonly NodeId[] {
+  if (shard.move === undefined) return shard.replicas;
+  const { from, to } = shard.move;
+  return sorted([...new Set([...shard.replicas.filter((id) => id !== from), to])]);
+}
+
 /** How node `id` takes part in `shard`: a replica, the target of its move (not promoted yet), or not at all. */
 export function replicaRole(shard: Shard, id: NodeId): 'replica' | 'incoming' | 'none' {
   if (shard.replicas.includes(id)) return 'replica';

@@ -16,6 +16,8 @@ export interface SizedShard {
   readonly replicas: readonly NodeId[];
   /** Bytes of the shard's keys and values as last reported; absent when unknown. */
   readonly sizeBytes?: number;
+  /** Held in place for a merge (alignment.ts): no count or byte balancing move takes it; restoring a lost replica still does. */
+  readonly pinned?: boolean;
 }
 
 export class Layout {
@@ -27,6 +29,8 @@ export class Layout {
   readonly replicas = new Map<number, Set<NodeId>>();
   /** Shard → its weight in bytes (see the file comment). */
   readonly size = new Map<number, number>();
+  /** Shards no balancing move takes (`SizedShard.pinned`). */
+  readonly pinned = new Set<number>();
   /** Bytes of one replica of every shard (the mean a replica weighs: `totalBytes / shards`). */
   readonly shardBytesTotal: number;
 
@@ -42,6 +46,7 @@ export class Layout {
     for (const shard of shards) {
       const weight = shard.sizeBytes ?? unknownWeight;
       this.size.set(shard.id, weight);
+      if (shard.pinned === true) this.pinned.add(shard.id);
       total += weight;
       this.replicas.set(shard.id, new Set());
       for (const id of shard.replicas) if (this.held.has(id)) this.add(shard.id, id);
@@ -62,8 +67,13 @@ export class Layout {
     return !this.replicas.get(shard)!.has(node);
   }
 
+  /** Whether a balancing move may give `shard` to `to` (`to` has no replica of it, and the shard is not pinned). */
+  movable(shard: number, to: NodeId): boolean {
+    return !this.pinned.has(shard) && this.allowed(shard, to);
+  }
+
   /**
-   * The shard `donor` holds that `recipient` may take whose size is closest
+   * The shard `donor` holds that `recipient` may take (`movable`) whose size is closest
    * to `targetBytes` (ties: the lowest id), among those whose size `fits`
    * accepts; undefined when there is none.
    */
@@ -71,7 +81,7 @@ export class Layout {
     let best: { shard: number; miss: number } | undefined;
     for (const shard of this.held.get(donor)!) {
       const size = this.size.get(shard)!;
-      if (!fits(size) || !this.allowed(shard, recipient)) continue;
+      if (!fits(size) || !this.movable(shard, recipient)) continue;
       const miss = Math.abs(size - targetBytes);
       if (best === undefined || miss < best.miss || (miss === best.miss && shard < best.shard)) best = { shard, miss };
     }

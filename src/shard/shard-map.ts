@@ -68,6 +68,8 @@ export interface Shard {
   readonly nextGeneration?: number;
   /** A merge in flight: this shard is being merged into `mergeInto`, its left neighbour (src/shard/merges.ts); absent when none. */
   readonly mergeInto?: number;
+  /** Replicas being aligned for a merge: this shard's replicas are moving onto those of `alignTo`, its left neighbour, which it then merges into (src/shard/alignment.ts); absent when none. */
+  readonly alignTo?: number;
 }
 
 /** The Raft id of `node`'s replica of `shard` (its node id unless the map gives it a later generation). */
@@ -129,7 +131,7 @@ export function shardMapProblem(map: ShardMap): string | undefined {
     if (replicas.length === 0 || !ascendingNodeIds(replicas)) return `shard ${shard.id} needs replicas as ascending distinct node ids`;
     const moveProblem = shardMoveProblem(shard);
     if (moveProblem !== undefined) return `shard ${shard.id} ${moveProblem}`;
-    const mergeProblem = shardMergeProblem(shard, shards[index - 1]);
+    const mergeProblem = shardMergeProblem(shard, shards[index - 1]) ?? shardAlignProblem(shard, shards[index - 1]);
     if (mergeProblem !== undefined) return `shard ${shard.id} ${mergeProblem}`;
     const next = shards[index + 1];
     if (next === undefined) continue;
@@ -147,6 +149,29 @@ function shardMergeProblem(shard: Shard, left: Shard | undefined): string | unde
   if (left.mergeInto !== undefined || shard.move !== undefined || left.move !== undefined) return 'cannot merge while a move or another merge of it or its left neighbour is in flight';
   return sameReplicas(left.replicas, shard.replicas) ? undefined : `cannot merge into shard ${left.id}: their replicas differ`;
 }
+
+// ---------------------------------------------------------------- alignment marks (src/shard/alignment.ts)
+
+/**
+ * What is wrong with `shard`'s alignment mark, or undefined: it names its
+ * left neighbour `left`, and neither shard is in a merge or in another
+ * alignment (no chains: a shard is in one pair at most).
+ */
+function shardAlignProblem(shard: Shard, left: Shard | undefined): string | undefined {
+  if (shard.alignTo === undefined) return undefined;
+  if (left === undefined || left.id !== shard.alignTo) return `is marked aligning to ${shard.alignTo}, which is not its left neighbour`;
+  if (shard.mergeInto !== undefined || left.mergeInto !== undefined || left.alignTo !== undefined) return 'cannot align while it or its left neighbour is in a merge or another alignment';
+  return undefined;
+}
+
+/** `shard` without its alignment mark (absent, not undefined: the encoding treats it as never set). */
+export function withoutAlignMark(shard: Shard): Shard {
+  if (shard.alignTo === undefined) return shard;
+  const { alignTo: _dropped, ...rest } = shard;
+  return rest;
+}
+
+// ---------------------------------------------------------------- splits
 
 /**
  * The map after splitting shard `shardId` at `splitKey` (strictly inside its
@@ -167,12 +192,14 @@ export function splitShard(map: ShardMap, shardId: number, splitKey: Uint8Array,
   if (shard.move !== undefined) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `shard ${shardId} cannot split while a replica move of it is in flight`);
   if (mergingShard(map, shardId)) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `shard ${shardId} cannot split while a merge of it is in flight`);
   const version = map.version + 1;
+  // A split ends an alignment that involves the shard: the right part would sit between the pair (alignment.ts).
+  const unmarked = map.shards.map((each) => (each.id === shardId || each.alignTo === shardId ? withoutAlignMark(each) : each));
   const parts: Shard[] = [
-    { ...shard, end: key, epoch: version },
+    { ...withoutAlignMark(shard), end: key, epoch: version },
     // The right part starts from the parent's membership at the split: the same Raft ids.
     { id: rightId, start: key, end: shard.end, epoch: version, replicas: shard.replicas, ...replicaIdFields(shard) },
   ];
-  return checkedShardMap({ ...highestIdField(map), version, shards: [...map.shards.slice(0, at), ...parts, ...map.shards.slice(at + 1)] });
+  return checkedShardMap({ ...highestIdField(map), version, shards: [...unmarked.slice(0, at), ...parts, ...unmarked.slice(at + 1)] });
 }
 
 /** True when `a` and `b` name the same nodes (replica lists are ascending: shardMapProblem). */
@@ -356,6 +383,7 @@ interface ShardJson {
   readonly replicaIds?: readonly number[];
   readonly nextGeneration?: number;
   readonly mergeInto?: number;
+  readonly alignTo?: number;
 }
 
 /** The map as a JSON value (keys in hex); `shardMapFromJson` reads it back. */
@@ -371,6 +399,7 @@ export function shardMapToJson(map: ShardMap): { version: number; shards: ShardJ
     ...(shard.replicaIds !== undefined && shard.replicaIds.length > 0 ? { replicaIds: [...shard.replicaIds] } : {}),
     ...(shard.nextGeneration !== undefined ? { nextGeneration: shard.nextGeneration } : {}),
     ...(shard.mergeInto !== undefined ? { mergeInto: shard.mergeInto } : {}),
+    ...(shard.alignTo !== undefined ? { alignTo: shard.alignTo } : {}),
   }));
   return { version: map.version, shards, ...highestIdField(map) };
 }
@@ -410,7 +439,7 @@ export function shardMapFromJson(parsed: unknown): ShardMap | string {
     shards = list.map((item: unknown): Shard => {
       const shard = item as Partial<Record<keyof ShardJson, unknown>> | null;
       if (typeof shard?.id !== 'number' || typeof shard.epoch !== 'number' || !Array.isArray(shard.replicas) || !shard.replicas.every((id) => typeof id === 'number')) throw corrupt('a shard lacks its id, epoch or replicas');
-      return { id: shard.id, start: hex(shard.start), end: shard.end === null ? null : hex(shard.end), epoch: shard.epoch, replicas: shard.replicas as number[], ...moveFromJson(shard.move, shard.retired), ...replicaIdsFromJson(shard.replicaIds, shard.nextGeneration), ...mergeFromJson(shard.mergeInto) };
+      return { id: shard.id, start: hex(shard.start), end: shard.end === null ? null : hex(shard.end), epoch: shard.epoch, replicas: shard.replicas as number[], ...moveFromJson(shard.move, shard.retired), ...replicaIdsFromJson(shard.replicaIds, shard.nextGeneration), ...mergeFromJson(shard.mergeInto), ...alignFromJson(shard.alignTo) };
     });
   } catch (error) {
     return (error as Error).message;
@@ -424,6 +453,13 @@ function mergeFromJson(mergeInto: unknown): Pick<Shard, 'mergeInto'> {
   if (mergeInto === undefined) return {};
   if (typeof mergeInto !== 'number') throw new Error('a shard\'s merge target is not an id');
   return { mergeInto };
+}
+
+/** The optional `alignTo` of a shard in JSON (shardMapProblem checks its meaning). */
+function alignFromJson(alignTo: unknown): Pick<Shard, 'alignTo'> {
+  if (alignTo === undefined) return {};
+  if (typeof alignTo !== 'number') throw new Error('a shard\'s alignment target is not an id');
+  return { alignTo };
 }
 
 /** The optional `replicaIds` and `nextGeneration` of a shard in JSON (shardMapProblem checks their meaning). */
