@@ -11,9 +11,10 @@
  * `--phase` seconds before, during the moves, and the `--phase` seconds after.
  * A fresh cluster every round.
  *
- *   flock /tmp/impulse-bench.lock node dist/bench/sharding-move.js [--mib 64] [--rounds 3] [--writers 16] [--phase 5]
+ *   flock /tmp/impulse-bench.lock node dist/bench/sharding-move.js [--mib 64] [--rounds 3] [--writers 16] [--phase 5] [--snapshot-rate-max <bytes/s>]
  *
- * Prints the table and writes it to docs/benchmarks.md (section "sharding-move").
+ * Prints the table and writes it to docs/benchmarks.md (section "sharding-move";
+ * with `--snapshot-rate-max`, given to every member, "sharding-move-throttled").
  */
 import { ImpulseClient } from '../src/client/client.js';
 import type { ShardsView } from '../src/protocol/shard-view.js';
@@ -24,6 +25,7 @@ const mib = Number(flag('mib', '64'));
 const rounds = Number(flag('rounds', '3'));
 const writerCount = Number(flag('writers', '16'));
 const phaseSeconds = Number(flag('phase', '5'));
+const snapshotRateMax = flag('snapshot-rate-max', '');
 const LOAD_VALUE = Buffer.alloc(64 * 1024, 7);
 const VALUE = Buffer.alloc(1024, 1);
 
@@ -67,7 +69,7 @@ const balanced = (view: ShardsView): boolean => {
 };
 
 async function measure(): Promise<Sample> {
-  const cluster = await ProcessCluster.start(3, { serveArgs: ['--engine', 'lsm'], memberArgs: (id) => (id <= 3 ? ['--split-keys', 'm'] : []) });
+  const cluster = await ProcessCluster.start(3, { serveArgs: ['--engine', 'lsm', ...(snapshotRateMax !== '' ? ['--snapshot-rate-max', snapshotRateMax] : [])], memberArgs: (id) => (id <= 3 ? ['--split-keys', 'm'] : []) });
   let stopped = false;
   const recorder = new Recorder();
   let writers: Promise<void>[] = [];
@@ -133,15 +135,15 @@ async function main(): Promise<void> {
     medianCell(samples.map((sample) => pick(sample).p99Ms)),
   ];
   const markdown = [
-    `### A replica move under load: ${mib} MiB shard, a fourth member joins three`,
+    `### A replica move under load: ${mib} MiB shard, a fourth member joins three${snapshotRateMax !== '' ? `, snapshots at most ${formatNumber(Number(snapshotRateMax) / 1024 / 1024, 1)} MiB/s` : ''}`,
     '',
     machineLine(),
-    `Real processes, engine lsm, fsync, \`--shard-moves-max 2\`. Two shards (split key "m") of three replicas, each loaded with ${mib} MiB (64 KiB values) before the round (both: the planner weighs shard sizes and moves the shard nearest the mean size); ${writerCount} closed-loop clients put 1 KiB values on both shards through all three members. A fourth member joins; the planner moves one replica onto it (six replicas over four members: ⌊6/4⌋..⌈6/4⌉; learner, snapshot, promote, remove), which takes ${medianCell(samples.map((sample) => sample.moveSeconds), (value) => formatNumber(value, 1))} s from \`member add\` to a balanced \`/shards\` (median of ${rounds} rounds, min–max). Writes refused per round (retryable, not retried): ${samples.map((sample) => sample.errors).join(' / ')}. The before phase follows the load (the engine still compacting), so it is not a clean baseline. Other engineers' work shared the 2 cores.`,
+    `Real processes, engine lsm, fsync, \`--shard-moves-max 2\`, \`--snapshot-rate-max ${snapshotRateMax !== '' ? snapshotRateMax : '(default: 64 MiB/s)'}\`. Two shards (split key "m") of three replicas, each loaded with ${mib} MiB (64 KiB values) before the round (both: the planner weighs shard sizes and moves the shard nearest the mean size); ${writerCount} closed-loop clients put 1 KiB values on both shards through all three members. A fourth member joins; the planner moves one replica onto it (six replicas over four members: ⌊6/4⌋..⌈6/4⌉; learner, snapshot, promote, remove), which takes ${medianCell(samples.map((sample) => sample.moveSeconds), (value) => formatNumber(value, 1))} s from \`member add\` to a balanced \`/shards\` (median of ${rounds} rounds, min–max). Writes refused per round (retryable, not retried): ${samples.map((sample) => sample.errors).join(' / ')}. The before phase follows the load (the engine still compacting), so it is not a clean baseline. Other engineers' work shared the 2 cores.`,
     '',
     table(['phase', 'PUT/s', 'p99 ms'], [row(`${phaseSeconds} s before`, (sample) => sample.before), row('during the moves', (sample) => sample.during), row(`${phaseSeconds} s after`, (sample) => sample.after)]),
   ].join('\n');
   console.log(markdown);
-  await writeSection('sharding-move', markdown);
+  await writeSection(snapshotRateMax !== '' ? 'sharding-move-throttled' : 'sharding-move', markdown);
 }
 
 await main();

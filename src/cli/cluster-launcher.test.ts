@@ -17,6 +17,8 @@ import { Redis } from 'ioredis';
 import { ImpulseClient } from '../client/client.js';
 import { runCli } from '../../testkit/process/cli-run.js';
 import { CLI_PATH } from '../../testkit/process/server-process.js';
+import { eventually } from '../../testkit/process/eventually.js';
+import { processGone } from '../../testkit/process/member-process.js';
 import { httpsText } from '../../testkit/security/https-text.js';
 
 /** A base port with `count` free ports from it, and another `count` from base + 100. */
@@ -115,6 +117,27 @@ describe('impulse cluster', () => {
       again.close();
     }
     assert.equal(await interrupt(running), 0);
+  });
+
+  it('members stop on their own when the launcher is killed with kill -9', async () => {
+    const clusterDir = await mkdtemp(join(tmpdir(), 'impulse-launcher-kill-'));
+    const base = await freeRanges(1);
+    let memberPid: number | undefined;
+    try {
+      const launcher = await launch(['--nodes', '1', '--port', String(base), '--peer-port', String(base + 100), '--data-dir', clusterDir]);
+      const client = new ImpulseClient({ endpoint: `http://127.0.0.1:${base}` });
+      memberPid = ((await client.status()) as { pid: number }).pid;
+      client.close();
+      process.kill(launcher.child.pid!, 'SIGKILL'); // no handler runs: only the closed pipe tells the member
+      await launcher.exited;
+      const pid = memberPid;
+      await eventually(`member ${pid} stops after its launcher was killed`, () => Promise.resolve(processGone(pid)));
+      const refused = await fetch(`http://127.0.0.1:${base}/health`).then(() => false, () => true);
+      assert.ok(refused, 'nothing answers on the member port');
+    } finally {
+      if (memberPid !== undefined && !processGone(memberPid)) process.kill(memberPid, 'SIGKILL');
+      await rm(clusterDir, { recursive: true, force: true });
+    }
   });
 
   it('with --certs: members serve HTTPS and RESP over TLS, and speak mutual TLS to each other', async () => {

@@ -7,6 +7,9 @@
  * SIGKILL after a grace period). The next start reuses the data: the same
  * flags give the same cluster id, and members rejoin from their directories.
  *
+ * The members stop on their own when the launcher is gone, however it died
+ * (`--stop-on-stdin-close`: each holds a pipe from it, which the kernel closes).
+ *
  * A member that dies unexpectedly is reported; with `--restart` it is started
  * again (at most `RESTARTS_PER_MINUTE_MAX` times a minute, then left down).
  *
@@ -99,6 +102,8 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
       ...(flags.engine !== undefined ? ['--engine', flags.engine] : []),
       ...(flags.sync !== undefined ? ['--sync', flags.sync] : []),
       '--log-level', flags.logLevel ?? 'warn',
+      // The members hold the read end of a pipe from this process: if it dies, even by kill -9, they stop.
+      '--stop-on-stdin-close',
       ...(flags.chaosResults !== undefined ? ['--chaos-results', resolve(flags.chaosResults)] : []),
       ...(leaderless ? ['--replication', 'leaderless'] : []),
       ...(baseRespPort !== undefined ? ['--resp-port', String(baseRespPort + id - 1)] : []),
@@ -111,7 +116,7 @@ export async function launchCluster(flags: ClusterLaunchFlags): Promise<void> {
 
   let stopping = false;
   const start = (member: Member): void => {
-    const child = spawn(process.execPath, member.args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, member.args, { detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
     member.child = child;
     for (const stream of [child.stdout!, child.stderr!]) {
       createInterface({ input: stream }).on('line', (line) => process.stdout.write(`[node-${member.id}] ${describeLogLine(line)}\n`));

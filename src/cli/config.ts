@@ -38,6 +38,13 @@ export interface ServeConfig {
   readonly security: SecurityConfig;
   /** TEST-ONLY hooks (src/test-hooks/), present only when a --test-* flag was given. */
   readonly testHooks?: TestHookConfig;
+  /**
+   * --stop-on-stdin-close: stop as on SIGTERM once standard input ends. A
+   * supervisor that holds the other end of the pipe (`impulse cluster`) then
+   * never leaves this node running after it dies, kill -9 included: the kernel
+   * closes the pipe of a process that is gone.
+   */
+  readonly stopOnStdinClose: boolean;
 }
 
 export interface ServeFlags extends ClusterFlags, SecurityFlags, TestHookFlags, LeaderlessFlags {
@@ -54,6 +61,7 @@ export interface ServeFlags extends ClusterFlags, SecurityFlags, TestHookFlags, 
   walRecovery?: string;
   btreeRecovery?: string;
   respPort?: string;
+  stopOnStdinClose?: boolean;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -97,6 +105,7 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
   }
   return {
     port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, engineChoices, security,
+    stopOnStdinClose: flags.stopOnStdinClose === true,
     ...(respPort !== undefined ? { respPort } : {}),
     ...(cluster !== undefined ? { cluster } : {}),
     ...(testHooks !== undefined ? { testHooks } : {}),

@@ -109,6 +109,11 @@ export async function serve(config: ServeConfig): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  if (config.stopOnStdinClose) {
+    stopWhenStdinEnds(() => {
+      if (!stopping) stop('stdin closed'); // not a second signal: the supervisor's pipe closes after its SIGTERM too
+    });
+  }
   const auth = secured.auth;
   const peerTls = opened.peerTls;
   if (peerTls !== undefined) server.metrics.include(() => peerTls.renderMetrics());
@@ -130,6 +135,25 @@ export async function serve(config: ServeConfig): Promise<void> {
   const security = { tls: config.security.clientTls !== undefined, clientCertificates: config.security.clientTls?.caFile !== undefined, tokens: auth?.tokenCount ?? 0, peerTls: peerTls !== undefined };
   const respField = respAddress === undefined ? {} : { resp: hostPort(respAddress.address, respAddress.port) };
   logger.info({ url, ...respField, engine: status.engine, sync: status.sync, appliedIndex: status.appliedIndex, version: VERSION, security, ...opened.logFields }, 'impulse is listening');
+}
+
+/**
+ * Calls `stop` once standard input ends (EOF, or the pipe's writer gone) or
+ * fails; whatever arrives on it is discarded. Only with --stop-on-stdin-close,
+ * where standard input is a supervisor's pipe: a terminal's stdin would stop
+ * the node at Ctrl-D.
+ */
+function stopWhenStdinEnds(stop: () => void): void {
+  let stopped = false;
+  const once = (): void => {
+    if (stopped) return;
+    stopped = true;
+    stop();
+  };
+  process.stdin.on('data', () => undefined);
+  process.stdin.once('end', once);
+  process.stdin.once('error', once);
+  process.stdin.once('close', once);
 }
 
 function hostPort(host: string, port: number): string {

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isImpulseError } from '../errors.js';
+import { pino } from 'pino';
+import { SystemClock } from '../util/clock.js';
+import { SeededRandom } from '../util/random.js';
 import { deriveClusterId, parseClusterConfig, parseInitialCluster } from './config.js';
+import { memberHostOptions } from './node-host.js';
 
 const THREE = '1=127.0.0.1:7171,2=127.0.0.1:7172,3=127.0.0.1:7173';
 
@@ -38,6 +42,17 @@ describe('cluster configuration', () => {
     // Dead must come after suspect (two election timeouts: 2 × 10 ticks × 50 ms by default).
     refused(() => parseClusterConfig({ ...base, memberDeadAfterMs: '1000' }, '127.0.0.1', 7070), /two election timeouts/);
     refused(() => parseClusterConfig({ shardMovesMax: '3' }, '127.0.0.1', 7070), /--shard-moves-max needs --node-id/);
+  });
+
+  it('takes the snapshot send rate, 64 MiB/s by default, at least 64 KiB/s, and hands it to the transport', () => {
+    const base = { nodeId: '1', initialCluster: THREE };
+    const defaults = parseClusterConfig(base, '127.0.0.1', 7070)!;
+    assert.equal(defaults.snapshotRateMax, 64 * 1024 * 1024);
+    assert.equal(parseClusterConfig({ ...base, snapshotRateMax: '8388608' }, '127.0.0.1', 7070)!.snapshotRateMax, 8 * 1024 * 1024);
+    refused(() => parseClusterConfig({ ...base, snapshotRateMax: '1000' }, '127.0.0.1', 7070), /--snapshot-rate-max/);
+    refused(() => parseClusterConfig({ snapshotRateMax: '8388608' }, '127.0.0.1', 7070), /--snapshot-rate-max needs --node-id/);
+    const host = memberHostOptions(defaults, defaults.initialCluster, { clock: new SystemClock(), random: new SeededRandom(1), logger: pino({ level: 'silent' }) });
+    assert.equal(host.transportLimits?.snapshotSendBytesPerSecondMax, 64 * 1024 * 1024);
   });
 
   it('derives the same cluster id from the same members in any order, another from another token or member list', () => {

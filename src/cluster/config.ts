@@ -20,6 +20,7 @@ import { configInvalid as invalid, integerValue as integer } from '../util/confi
 import type { NodeId } from '../raft/types.js';
 import { MERGE_RIGHT_BYTES_MAX } from '../shard/merges.js';
 import { SPLIT_KEY_BYTES_MAX } from '../shard/shard-map.js';
+import { DEFAULT_LIMITS, SNAPSHOT_SEND_BYTES_PER_SECOND_MIN } from '../transport/options.js';
 import { parseAddress } from '../transport/socket-factory.js';
 
 export interface ClusterConfig {
@@ -56,6 +57,11 @@ export interface ClusterConfig {
   readonly timing: RaftTimingConfig;
   /** Replica moves of a sharded cluster (docs/sharding.md, "Moves"). */
   readonly moves: ShardMovesConfig;
+  /**
+   * `--snapshot-rate-max`: most bytes a second this member sends in snapshots,
+   * all groups and peers together (src/transport/byte-rate.ts). Default 64 MiB.
+   */
+  readonly snapshotRateMax: number;
 }
 
 /** When the meta group's leader merges small neighbouring shards (src/cluster/shard-merge-trigger.ts). */
@@ -137,6 +143,7 @@ export interface ClusterFlags {
   shardBalanceBytesMin?: string;
   shardMergeBytes?: string;
   shardMergeQuietMs?: string;
+  snapshotRateMax?: string;
 }
 
 /**
@@ -147,7 +154,7 @@ export interface ClusterFlags {
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number, clientScheme: 'http' | 'https' = 'http'): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
     const stray = (
-      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders', 'shardBalanceBytesMin', 'shardMergeBytes', 'shardMergeQuietMs'] as const
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders', 'shardBalanceBytesMin', 'shardMergeBytes', 'shardMergeQuietMs', 'snapshotRateMax'] as const
     ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
@@ -197,7 +204,8 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   if (flags.shardBalanceLeaders !== undefined && flags.shardBalanceLeaders !== 'true' && flags.shardBalanceLeaders !== 'false') throw invalid('--shard-balance-leaders must be true or false');
   // A member is suspect after two election timeouts of silence (shard-mover.ts); dead must come later.
   if (moves.memberDeadAfterMs <= 2 * timing.electionTicks * timing.tickMs) throw invalid('--member-dead-after-ms must exceed two election timeouts (--election-ticks × --tick-ms × 2)');
-  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, merges, timing, moves };
+  const snapshotRateMax = integer('--snapshot-rate-max', flags.snapshotRateMax ?? String(DEFAULT_LIMITS.snapshotSendBytesPerSecondMax), SNAPSHOT_SEND_BYTES_PER_SECOND_MIN, 2 ** 40);
+  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, merges, timing, moves, snapshotRateMax };
 }
 
 /** Most split keys of `--split-keys` (the shards a new cluster starts with, minus one). */

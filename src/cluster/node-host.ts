@@ -101,7 +101,8 @@ export function memberHostOptions(cluster: ClusterConfig, seeds: ReadonlyMap<Nod
     heartbeatTicks: cluster.timing.heartbeatTicks,
     electionTicks: cluster.timing.electionTicks,
     ...rest,
-    ...(transportLimits !== undefined ? { transportLimits } : {}),
+    // --snapshot-rate-max, unless the caller's limits say otherwise.
+    transportLimits: { snapshotSendBytesPerSecondMax: cluster.snapshotRateMax, ...transportLimits },
     ...(socketFactory !== undefined ? { socketFactory } : {}),
   };
 }

@@ -44,6 +44,12 @@ export interface TransportLimits {
   readonly snapshotWindowChunks: number;
   /** A stream with no progress for this long is aborted on both sides. */
   readonly snapshotStallTimeoutMs: number;
+  /**
+   * Most bytes a second this transport sends in snapshot streams, all peers
+   * and groups together (byte-rate.ts); the sender waits, it never drops.
+   * With `snapshotWindowChunks` and the default stall timeout, at least 64 KiB/s.
+   */
+  readonly snapshotSendBytesPerSecondMax: number;
   /** Inbound connections still in their handshake; more are closed at once. */
   readonly inboundPendingMax: number;
 }
@@ -63,6 +69,7 @@ export const DEFAULT_LIMITS: TransportLimits = {
   snapshotChunkBytesMax: 256 * 1024,
   snapshotWindowChunks: 4,
   snapshotStallTimeoutMs: 30_000,
+  snapshotSendBytesPerSecondMax: 64 * 1024 * 1024,
   inboundPendingMax: 64,
 };
 
@@ -103,6 +110,9 @@ function invalid(message: string): ImpulseError {
 }
 
 /** The limits with defaults filled in; throws IMPULSE_ERR_CONFIG_INVALID for a value out of range. */
+/** The lowest snapshot send rate accepted: below it a stream's pieces would wait on the rate for seconds each. */
+export const SNAPSHOT_SEND_BYTES_PER_SECOND_MIN = 64 * 1024;
+
 export function resolveLimits(overrides: Partial<TransportLimits> = {}): TransportLimits {
   const limits: TransportLimits = { ...DEFAULT_LIMITS, ...overrides };
   for (const [name, value] of Object.entries(limits)) {
@@ -112,6 +122,7 @@ export function resolveLimits(overrides: Partial<TransportLimits> = {}): Transpo
   if (limits.frameBytesMax > 0xffff_ffff) throw invalid('frameBytesMax must fit in 32 bits');
   if (limits.silenceTimeoutMs <= 2 * limits.pingIntervalMs) throw invalid('silenceTimeoutMs must exceed twice pingIntervalMs');
   if (limits.backoffMaxMs < limits.backoffInitialMs) throw invalid('backoffMaxMs must be at least backoffInitialMs');
+  if (limits.snapshotSendBytesPerSecondMax < SNAPSHOT_SEND_BYTES_PER_SECOND_MIN) throw invalid(`snapshotSendBytesPerSecondMax must be at least ${SNAPSHOT_SEND_BYTES_PER_SECOND_MIN}`);
   return limits;
 }
 

@@ -24,6 +24,7 @@ import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
 import type { NodeId } from '../raft/types.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
+import type { ByteRate } from './byte-rate.js';
 import type { Backoff } from './backoff.js';
 import { FramedConnection } from './connection.js';
 import { decodeSnapshotAbort, decodeSnapshotDone, decodeStreamCount } from './envelopes.js';
@@ -45,6 +46,8 @@ export interface OutboundPeerOptions {
   readonly clock: Clock;
   readonly backoff: Backoff;
   readonly limits: TransportLimits;
+  /** The transport's snapshot send rate, shared by every peer's streams. */
+  readonly snapshotRate: ByteRate;
   readonly counters: PeerCounters;
   readonly transportCounters: TransportCounters;
   readonly logger: Logger;
@@ -110,6 +113,7 @@ export class OutboundPeer {
       chunkBytesMax: limits.snapshotChunkBytesMax,
       stallTimeoutMs: limits.snapshotStallTimeoutMs,
       clock,
+      rate: this.options.snapshotRate,
       onFinished: (accepted) => {
         if (this.snapshot === stream) this.snapshot = null;
         if (accepted) counters.snapshotsSent++;

@@ -17,10 +17,13 @@
  *
  * Bound: the source is pulled only when a chunk may be sent, so the sender
  * holds at most one source chunk, and at most `window` chunks are ever in
- * flight (written, not yet consumed by the receiver).
+ * flight (written, not yet consumed by the receiver). Each piece also waits
+ * for the transport's snapshot send rate (`rate`, byte-rate.ts), shared by
+ * every stream of the transport.
  */
 import { ImpulseError } from '../errors.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
+import type { ByteRate } from './byte-rate.js';
 import type { FramedConnection } from './connection.js';
 import { encodeSnapshotBegin } from './envelopes.js';
 import { FrameType, encodeChunkHeader } from './frames.js';
@@ -33,6 +36,8 @@ export interface OutgoingSnapshotOptions {
   readonly chunkBytesMax: number;
   readonly stallTimeoutMs: number;
   readonly clock: Clock;
+  /** The transport's snapshot send rate, shared by its streams. */
+  readonly rate: ByteRate;
   /** Called once when the stream is over, after the promise settled. */
   readonly onFinished: (accepted: boolean) => void;
 }
@@ -51,6 +56,8 @@ export class OutgoingSnapshot {
   private endSent = false;
   private finished = false;
   private stallTimer: TimerHandle | null = null;
+  /** Set while the next piece waits for the send rate. */
+  private rateTimer: TimerHandle | null = null;
 
   constructor(private readonly options: OutgoingSnapshotOptions) {
     this.promise = new Promise<void>((resolve, reject) => {
@@ -105,7 +112,7 @@ export class OutgoingSnapshot {
   }
 
   private pump(): void {
-    if (this.pumping || this.finished || this.endSent || this.connection === null) return;
+    if (this.pumping || this.rateTimer !== null || this.finished || this.endSent || this.connection === null) return;
     this.pumping = true;
     this.pumpLoop()
       .catch((error: unknown) => this.abortBoth(new ImpulseError('IMPULSE_ERR_TRANSPORT_SNAPSHOT_REFUSED', `the snapshot source failed: ${String(error)}`, { cause: error })))
@@ -131,6 +138,14 @@ export class OutgoingSnapshot {
         this.pendingOffset = 0;
       }
       const piece = this.pending.subarray(this.pendingOffset, this.pendingOffset + this.options.chunkBytesMax);
+      const waitMs = this.options.rate.take(piece.length);
+      if (waitMs > 0) {
+        this.rateTimer = this.options.clock.setTimer(waitMs, () => {
+          this.rateTimer = null;
+          this.pump();
+        });
+        return;
+      }
       this.pendingOffset += piece.length;
       if (this.pendingOffset >= this.pending.length) this.pending = null;
       connection.writeWithBody(encodeChunkHeader(this.options.streamId, this.sequence++, piece.length), piece);
@@ -163,6 +178,8 @@ export class OutgoingSnapshot {
     if (this.finished) return;
     this.finished = true;
     this.cancelStallTimer();
+    this.rateTimer?.cancel();
+    this.rateTimer = null;
     this.pending = null;
     if (error === null) this.resolve();
     else this.reject(error);

@@ -92,6 +92,25 @@ describe('TcpTransport: snapshot streams', { timeout: 120_000 }, () => {
     }
   });
 
+  it('the send rate bounds a stream (snapshotSendBytesPerSecondMax), and every byte still arrives', async () => {
+    const [a, b] = await pair({ snapshotSendBytesPerSecondMax: 1024 * 1024 });
+    try {
+      const data = randomBytes(2 * 1024 * 1024);
+      const received: Uint8Array[] = [];
+      b.inbox.onSnapshotHandler = async (_from, _header, chunks) => {
+        for await (const chunk of chunks) received.push(chunk);
+      };
+      const started = performance.now();
+      await a.transport.sendSnapshot(2, HEADER, pieces(data, () => CHUNK));
+      const seconds = (performance.now() - started) / 1000;
+      // 2 MiB at 1 MiB/s with a burst of ~102 KiB: at least ~1.9 s; unbounded, loopback takes a few ms.
+      assert.ok(seconds >= 1.8, `2 MiB took ${seconds.toFixed(2)} s at 1 MiB/s`);
+      assert.equal(sha256(received), sha256([data]));
+    } finally {
+      await closeAll([a, b]);
+    }
+  });
+
   it('a slow consumer keeps the sender within the window: never more than WINDOW chunks ahead', async () => {
     const [a, b] = await pair();
     try {

@@ -20,6 +20,7 @@ import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
 import type { NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
+import { ByteRate } from './byte-rate.js';
 import { type Clock, SystemClock } from '../util/clock.js';
 import { type Random, SeededRandom, freshSeed } from '../util/random.js';
 import { Backoff } from './backoff.js';
@@ -43,6 +44,7 @@ export class TcpTransport implements Transport {
   /** Random per instance: tells a restarted process from a second connection of a live one. */
   readonly incarnation: number;
   readonly limits: TransportLimits;
+  private readonly snapshotRate: ByteRate;
   private readonly clock: Clock;
   private readonly random: Random;
   private readonly logger: Logger;
@@ -69,6 +71,7 @@ export class TcpTransport implements Transport {
     this.clusterId = options.clusterId;
     this.limits = resolveLimits(options.limits);
     this.clock = options.clock ?? new SystemClock();
+    this.snapshotRate = new ByteRate(this.limits.snapshotSendBytesPerSecondMax, this.limits.snapshotChunkBytesMax, this.clock);
     this.random = options.random ?? new SeededRandom(freshSeed());
     this.incarnation = this.random.int(2 ** 48);
     this.logger = options.logger.child({ component: 'transport', node: options.localId });
@@ -223,6 +226,7 @@ export class TcpTransport implements Transport {
         clock: this.clock,
         backoff: new Backoff(this.random.fork(), { initialMs: this.limits.backoffInitialMs, maxMs: this.limits.backoffMaxMs }),
         limits: this.limits,
+        snapshotRate: this.snapshotRate,
         counters,
         transportCounters: this.counters,
         logger: this.logger,

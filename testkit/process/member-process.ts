@@ -8,6 +8,7 @@
  * wait for its "impulse is listening" line.
  */
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 /** Sends `signal` to the process group `pid` leads; false when it is gone (or never started). */
 export function signalGroup(pid: number | undefined, signal: NodeJS.Signals): boolean {
@@ -91,4 +92,18 @@ export function untilListening(child: ChildProcess, exited: Promise<void>, outpu
       reject(new Error(`${what} exited before listening:\n${output.slice(-20).join('\n')}`));
     });
   });
+}
+
+/** Gone, or a zombie waiting for whoever inherited it to reap it: either way it serves nothing and holds no port. */
+export function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return true;
+  }
+  try {
+    return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true; // exited between the two checks
+  }
 }

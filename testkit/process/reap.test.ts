@@ -6,29 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { signalGroup } from './member-process.js';
+import { processGone as isGone, signalGroup } from './member-process.js';
 import { eventually } from './eventually.js';
 
 const SERVER_PROCESS_URL = new URL('./server-process.js', import.meta.url).href;
-
-/** Gone, or a zombie waiting for whoever inherited it to reap it: either way it serves nothing. */
-function isGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return true;
-  }
-  try {
-    return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true; // exited between the two checks
-  }
-}
 
 /**
  * Starts a parent process that starts a memory-engine server and prints its PID, then
