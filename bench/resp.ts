@@ -15,7 +15,8 @@
  * `--rounds` runs with the range; the load average at the start and the end.
  *
  *   flock /tmp/impulse-bench.lock node dist/bench/resp.js [--rounds 3] [--requests 100000] [--pipelined-requests 400000]
- *     [--targets ceiling,onread,memory,lsm-fsync,lsm,redis,redis-aof]   (redis, the reference, always runs)
+ *     [--targets ceiling,onread,memory,lsm-fsync,lsm,redis,redis-aof]   (redis, the reference, always runs;
+ *      ceiling-turn, only when named: the ceiling writing its replies at the end of the event loop's turn)
  *
  * Interleaved: within a round each cell (SET, GET, with and without -P 16)
  * runs on every target back to back, the order rotating per round; the ratio
@@ -98,10 +99,10 @@ async function redisServer(name: string, args: readonly string[]): Promise<Targe
   return spawnServer(name, port!, 'redis-server', redisArgs, () => rm(dir, { recursive: true, force: true }));
 }
 
-async function ceiling(name: string, readPath: 'stream' | 'onread'): Promise<Target> {
+async function ceiling(name: string, readPath: 'stream' | 'onread', replyAt: 'once' | 'turn' = 'once'): Promise<Target> {
   const [port] = await freePorts(1);
   const script = fileURLToPath(new URL('./resp-ceiling-server.js', import.meta.url));
-  return spawnServer(name, port!, process.execPath, [script, '--port', String(port), '--read-path', readPath]);
+  return spawnServer(name, port!, process.execPath, [script, '--port', String(port), '--read-path', readPath, '--reply-at', replyAt]);
 }
 
 interface Run {
@@ -139,13 +140,16 @@ const CELLS = [
 const TARGETS: readonly { readonly id: string; start(): Promise<Target> }[] = [
   { id: 'ceiling', start: () => ceiling('bare node:net + Map (ceiling)', 'stream') },
   { id: 'onread', start: () => ceiling('the same, onread (Node internals)', 'onread') },
+  { id: 'ceiling-turn', start: () => ceiling("the ceiling, replies at the turn's end", 'stream', 'turn') },
   { id: 'memory', start: () => impulse('impulse memory', ['--engine', 'memory']) },
   { id: 'lsm-fsync', start: () => impulse('impulse lsm, fsync', ['--engine', 'lsm', '--sync', 'fsync']) },
   { id: 'lsm', start: () => impulse('impulse lsm, no fsync', ['--engine', 'lsm', '--sync', 'none']) },
   { id: 'redis', start: () => redisServer(REFERENCE, ['--appendonly', 'no']) },
   { id: 'redis-aof', start: () => redisServer('redis-server, appendfsync everysec', ['--appendonly', 'yes', '--appendfsync', 'everysec']) },
 ];
-const chosen = flag('targets', TARGETS.map((target) => target.id).join(',')).split(',');
+/** Not run unless named: the reply-timing experiment (resp-ceiling-server.ts, `--reply-at turn`). */
+const OPT_IN = ['ceiling-turn'];
+const chosen = flag('targets', TARGETS.filter((target) => !OPT_IN.includes(target.id)).map((target) => target.id).join(',')).split(',');
 const unknownTargets = chosen.filter((id) => !TARGETS.some((target) => target.id === id));
 if (unknownTargets.length > 0) throw new Error(`--targets takes ${TARGETS.map((target) => target.id).join(', ')}; not ${unknownTargets.join(', ')}`);
 
