@@ -52,6 +52,13 @@ export interface ClusterConfig {
    * (docs/sharding.md "Splits"). 0 (the default): no size-triggered splits.
    */
   readonly shardSplitBytes: number;
+  /**
+   * `--shard-split-qps`: the leader of a shard splits it where its sampled
+   * load halves once its smoothed requests a second stay above this for two
+   * check intervals (docs/sharding.md "By load"). 0 (the default): no
+   * load-triggered splits.
+   */
+  readonly shardSplitQps: number;
   /** Automatic merges of small neighbours (docs/sharding.md "Merges"). */
   readonly merges: ShardMergesConfig;
   readonly timing: RaftTimingConfig;
@@ -139,6 +146,7 @@ export interface ClusterFlags {
   shardMovesMax?: string;
   memberDeadAfterMs?: string;
   shardSplitBytes?: string;
+  shardSplitQps?: string;
   shardBalanceLeaders?: string;
   shardBalanceBytesMin?: string;
   shardMergeBytes?: string;
@@ -154,7 +162,7 @@ export interface ClusterFlags {
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number, clientScheme: 'http' | 'https' = 'http'): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
     const stray = (
-      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders', 'shardBalanceBytesMin', 'shardMergeBytes', 'shardMergeQuietMs', 'snapshotRateMax'] as const
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardSplitQps', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders', 'shardBalanceBytesMin', 'shardMergeBytes', 'shardMergeQuietMs', 'snapshotRateMax'] as const
     ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
@@ -191,6 +199,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   };
   if (timing.electionTicks < 2 * timing.heartbeatTicks) throw invalid('--election-ticks must be at least twice --heartbeat-ticks');
   const shardSplitBytes = integer('--shard-split-bytes', flags.shardSplitBytes ?? '0', 0, 2 ** 48);
+  const shardSplitQps = integer('--shard-split-qps', flags.shardSplitQps ?? '0', 0, 10_000_000);
   const merges: ShardMergesConfig = {
     mergeBytes: integer('--shard-merge-bytes', flags.shardMergeBytes ?? String(DEFAULT_SHARD_MERGES.mergeBytes), 0, MERGE_RIGHT_BYTES_MAX),
     quietMs: integer('--shard-merge-quiet-ms', flags.shardMergeQuietMs ?? String(DEFAULT_SHARD_MERGES.quietMs), 0, 86_400_000),
@@ -205,7 +214,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   // A member is suspect after two election timeouts of silence (shard-mover.ts); dead must come later.
   if (moves.memberDeadAfterMs <= 2 * timing.electionTicks * timing.tickMs) throw invalid('--member-dead-after-ms must exceed two election timeouts (--election-ticks × --tick-ms × 2)');
   const snapshotRateMax = integer('--snapshot-rate-max', flags.snapshotRateMax ?? String(DEFAULT_LIMITS.snapshotSendBytesPerSecondMax), SNAPSHOT_SEND_BYTES_PER_SECOND_MIN, 2 ** 40);
-  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, merges, timing, moves, snapshotRateMax };
+  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, shardSplitQps, merges, timing, moves, snapshotRateMax };
 }
 
 /** Most split keys of `--split-keys` (the shards a new cluster starts with, minus one). */

@@ -138,6 +138,8 @@ export async function openMember(options: MemberOptions): Promise<Member> {
     const shards = new ShardGroups({ groups, meta, nodeId: cluster.nodeId, splitKeys: cluster.splitKeys, initialVoters, clock, retryPauseMs: cluster.timing.heartbeatTicks * tickMs, waitHostedMs: requestTimeoutMs / 2,
       splitBytes: cluster.shardSplitBytes,
       sizeCheckMs: Math.max(1000, SIZE_CHECK_TICKS * tickMs),
+      splitQps: cluster.shardSplitQps,
+      random: random.fork(),
       logger,
     });
     const electionTimeoutMs = electionTicks * tickMs;
@@ -158,6 +160,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       retryPauseMs: 2 * cluster.timing.heartbeatTicks * tickMs,
       tickMs,
       sizes: shards.sizes,
+      load: shards.load,
     });
     const mergeTrigger = new ShardMergeTrigger({
       meta,

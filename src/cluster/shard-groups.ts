@@ -40,7 +40,10 @@ import type { ReportedShard, ReportsSnapshot } from './shard-leads.js';
 import type { ShardSizes } from './shard-size.js';
 import { type MergeCounters, ShardMerges } from './shard-merges.js';
 import { ShardSplits } from './shard-splits.js';
+import { LOAD_SPLIT_HOLD_CHECKS, type LoadSplitCounters, ShardLoadSplits } from './shard-load-splits.js';
+import { ShardLoad } from './shard-load.js';
 import type { Clock } from '../util/clock.js';
+import type { Random } from '../util/random.js';
 
 export interface ShardGroupsOptions {
   readonly groups: HostedGroups;
@@ -59,6 +62,10 @@ export interface ShardGroupsOptions {
   /** `--shard-split-bytes` (0: off) and the interval of the size checks (ShardSplits). */
   readonly splitBytes: number;
   readonly sizeCheckMs: number;
+  /** `--shard-split-qps` (0: off): load-triggered splits, checked every `sizeCheckMs` (ShardLoadSplits). */
+  readonly splitQps: number;
+  /** For the load splits' key samples. */
+  readonly random: Random;
   readonly logger: Logger;
 }
 
@@ -68,10 +75,18 @@ export class ShardGroups {
   private closed = false;
   private readonly splits: ShardSplits;
   private readonly merges: ShardMerges;
+  private readonly loadSplits: ShardLoadSplits;
+  /** The smoothed load of each shard this member leads (shard-load.ts): its reports and its load splits read it. */
+  readonly load: ShardLoad;
 
   constructor(private readonly options: ShardGroupsOptions) {
     const { meta, groups, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger } = options;
     this.splits = new ShardSplits({ groups, meta, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger });
+    this.load = new ShardLoad(clock);
+    this.loadSplits = new ShardLoadSplits({
+      groups, meta, nodeId, clock, random: options.random, splitQps: options.splitQps, checkMs: sizeCheckMs, holdMs: LOAD_SPLIT_HOLD_CHECKS * sizeCheckMs, load: this.load,
+      requestSplit: (key) => this.splits.requestSplit(key), logger,
+    });
     this.merges = new ShardMerges({ groups, meta, nodeId, clock, retryPauseMs, rpcTimeoutMs: options.waitHostedMs, logger, refollow: () => this.refollow() });
     meta.group.listen({
       shardMapChanged: (map) => this.follow(map),
@@ -147,6 +162,16 @@ export class ShardGroups {
     return this.merges.requestMerge(leftId, reports === undefined ? undefined : (shard) => reports.shards.get(shard)?.sizeBytes ?? undefined);
   }
 
+  /** A request for `key` reached this member's replica of shard `shardId` (sampled for a load split while the shard is hot here). */
+  offerKey(shardId: number, key: Uint8Array): void {
+    this.loadSplits.offer(shardId, key);
+  }
+
+  /** This member's load-split decisions since it started. */
+  get loadSplitCounters(): LoadSplitCounters {
+    return this.loadSplits.counters;
+  }
+
   /** This member's merge decisions and steps since it started. */
   get mergeCounters(): MergeCounters {
     return this.merges.counters;
@@ -156,6 +181,7 @@ export class ShardGroups {
   close(): void {
     this.closed = true;
     this.splits.close();
+    this.loadSplits.close();
     this.merges.close();
   }
 

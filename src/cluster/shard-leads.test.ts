@@ -4,7 +4,8 @@
  * ask; an answer from a member before sizes were reported is read with null
  * sizes); the reports keep the highest term's lead of each shard, keep a
  * shard's last report while nobody reports it, and drop shards the map no
- * longer has; the load is a rate between two asks; and the `shard-reports`
+ * longer has (a new leader's report without a size or a load keeps the last
+ * ones; the load's smoothing is shard-load.test.ts); and the `shard-reports`
  * rows a member sends for GET /shards survive the trip and are checked too.
  */
 import assert from 'node:assert/strict';
@@ -14,7 +15,7 @@ import type { NodeId } from '../raft/types.js';
 import { RpcEndpoint } from '../transport/rpc.js';
 import { SeededRandom } from '../util/random.js';
 import { ManualClock, ManualNetwork } from '../../testkit/transport/harness.js';
-import { type ShardLead, ShardLoad, ShardReports, askShardLeads, askShardReports, leadersFromReports, parseShardLead, reportsSnapshot, SHARD_LEADS_CHANNEL, serveShardReports } from './shard-leads.js';
+import { type ShardLead, ShardReports, askShardLeads, askShardReports, leadersFromReports, parseShardLead, reportsSnapshot, SHARD_LEADS_CHANNEL, serveShardReports } from './shard-leads.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -71,25 +72,12 @@ describe('shard leads and reports', () => {
     assert.deepEqual(reports.get(2), { ...lead(2, 5, 300, 9), leader: 1, reportedAtMs: 2000 });
     assert.deepEqual(reports.get(3), { ...lead(3, 1, 50, 0), leader: 2, reportedAtMs: 1000 }, 'no one reported shard 3: its last report stays');
     reports.record(new Map([[3, [lead(2, 6, null, null)]]]), new Set([2, 3]), 2500);
-    assert.deepEqual(reports.get(2), { ...lead(2, 6, 300, null), leader: 3, reportedAtMs: 2500 }, 'a new leader without a count keeps the last known size');
+    assert.deepEqual(reports.get(2), { ...lead(2, 6, 300, 9), leader: 3, reportedAtMs: 2500 }, 'a new leader without a count or a load interval keeps the last known size and load');
     const version = reports.version;
     reports.record(new Map(), new Set([2]), 3000);
     assert.ok(reports.version > version, 'every record is a new version (the mover plans again)');
     assert.equal(reports.get(3), undefined, 'shard 3 left the map');
     assert.deepEqual([...reports.all().keys()], [2]);
-  });
-
-  it('measures load as requests a second between two asks', () => {
-    const clock = new ManualClock();
-    const load = new ShardLoad(clock);
-    assert.equal(load.sample(5, 100), null, 'no rate on the first ask');
-    clock.advance(2000);
-    assert.equal(load.sample(5, 300), 100);
-    clock.advance(1000);
-    assert.equal(load.sample(5, 10), null, 'the counter went back (a reopened group)');
-    load.keepOnly(new Set());
-    clock.advance(1000);
-    assert.equal(load.sample(5, 20), null, 'forgotten: no longer led');
   });
 
   it('sends the meta leader\'s reports to another member, and refuses a malformed answer', async () => {

@@ -2,7 +2,8 @@
  * What each shard's leader reports to the meta group's leader (RPC channel
  * `shard-leads`; TiKV's PD learns the same from region heartbeats): every
  * live member, asked, lists each hosted shard group it leads with its term,
- * the shard's running byte count (shard-size.ts) and its requests a second.
+ * the shard's running byte count (shard-size.ts) and its smoothed requests a
+ * second (shard-load.ts).
  * A shard claimed by two members (an old leader that has not heard of the
  * new one yet) goes to the higher term. The meta leader keeps the latest
  * report of every shard (`ShardReports`): leader balance, `GET /shards` and
@@ -15,8 +16,8 @@
 import { ImpulseError } from '../errors.js';
 import type { NodeId } from '../raft/types.js';
 import type { RpcEndpoint } from '../transport/rpc.js';
-import type { Clock } from '../util/clock.js';
 import type { NodeHost } from './node-host.js';
+import type { ShardLoad } from './shard-load.js';
 import type { ShardSizes } from './shard-size.js';
 
 export const SHARD_LEADS_CHANNEL = 'shard-leads';
@@ -27,33 +28,8 @@ export interface ShardLead {
   readonly term: number;
   /** The shard's running byte count on its leader (keys and values inside its range, an upper bound); null while not counted yet. */
   readonly sizeBytes: number | null;
-  /** Requests a second the leader's Raft driver served for the shard (proposals and read-index reads) since the previous ask; null on the first ask of this leadership. */
+  /** Requests a second the leader's Raft driver serves for the shard (proposals and read-index reads), smoothed over about 10 s (shard-load.ts); null until this leadership observed an interval. */
   readonly requestsPerSecond: number | null;
-}
-
-/**
- * Requests a second per led shard, between two asks: the driver's counters
- * (proposals + reads) sampled at each ask. One sample per shard this member
- * hosts (entries of groups it no longer leads are dropped at the next ask).
- */
-export class ShardLoad {
-  private readonly samples = new Map<number, { readonly requests: number; readonly atMs: number }>();
-
-  constructor(private readonly clock: Clock) {}
-
-  /** The rate of `shard` since its previous sample (null without one, or when the counter went back: a reopened group), and a new sample. */
-  sample(shard: number, requests: number): number | null {
-    const now = this.clock.now();
-    const previous = this.samples.get(shard);
-    this.samples.set(shard, { requests, atMs: now });
-    if (previous === undefined || now <= previous.atMs || requests < previous.requests) return null;
-    return Math.round(((requests - previous.requests) * 1000) / (now - previous.atMs));
-  }
-
-  /** Forgets every shard not in `led`. */
-  keepOnly(led: ReadonlySet<number>): void {
-    for (const shard of this.samples.keys()) if (!led.has(shard)) this.samples.delete(shard);
-  }
 }
 
 /** What `localShardLeads` reads on a member. */
@@ -71,7 +47,7 @@ export function localShardLeads({ host, metaGroup, sizes, load }: LeadSources): 
     const group = host.group(id);
     if (id === metaGroup || group === undefined || group.state !== 'running' || group.leader !== host.nodeId) continue;
     const metrics = group.driver.metrics();
-    const requestsPerSecond = load.sample(id, metrics.proposals + metrics.reads);
+    const requestsPerSecond = load.observe(id, metrics.proposals + metrics.reads, group.machine.dataGeneration);
     leads.push({ shard: id, term: group.driver.node.currentTerm, sizeBytes: sizes.estimate(group.machine) ?? null, requestsPerSecond });
   }
   load.keepOnly(new Set(leads.map((lead) => lead.shard)));
@@ -125,7 +101,8 @@ export interface ShardReport extends ShardLead {
  * shard's entry is replaced by each ask that hears from its leader (the
  * highest term of that ask), and kept while an ask hears from nobody leading
  * it (its `reportedAtMs` tells its age); a report without a size (a new
- * leader that has not counted the shard yet) keeps the last known size.
+ * leader that has not counted the shard yet) keeps the last known size, and
+ * one without a load (a new leader's first ask) the last known load.
  * Bounded by the shards of the map:
  * `record` drops entries of shards no longer in it.
  */
@@ -145,8 +122,11 @@ export class ShardReports {
     for (const [shard, { node, lead }] of winningLeads(leadsByNode)) {
       if (!shardIds.has(shard)) continue;
       // A new leader that has not counted the shard yet reports no size: the last known one stays (placement weighs it).
-      const sizeBytes = lead.sizeBytes ?? this.latest.get(shard)?.sizeBytes ?? null;
-      this.latest.set(shard, { ...lead, sizeBytes, leader: node, reportedAtMs: nowMs });
+      const previous = this.latest.get(shard);
+      const sizeBytes = lead.sizeBytes ?? previous?.sizeBytes ?? null;
+      // Likewise its load: a new leader has no interval of its own yet.
+      const requestsPerSecond = lead.requestsPerSecond ?? previous?.requestsPerSecond ?? null;
+      this.latest.set(shard, { ...lead, sizeBytes, requestsPerSecond, leader: node, reportedAtMs: nowMs });
     }
   }
 

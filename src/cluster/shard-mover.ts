@@ -47,7 +47,8 @@ import { encodeClusterCommand } from './log-entries.js';
 import { peerAddresses } from './membership.js';
 import type { NodeHost } from './node-host.js';
 import { type ShardConfStep, askShardLeader } from './shard-conf.js';
-import { type LeadSources, type ReportsSnapshot, ShardLoad, ShardReports, askShardLeads, askShardReports, leadersFromReports, localShardLeads, reportsSnapshot, serveShardLeads, serveShardReports, type ShardLead } from './shard-leads.js';
+import { type LeadSources, type ReportsSnapshot, ShardReports, askShardLeads, askShardReports, leadersFromReports, localShardLeads, reportsSnapshot, serveShardLeads, serveShardReports, type ShardLead } from './shard-leads.js';
+import type { ShardLoad } from './shard-load.js';
 import type { ShardSizes } from './shard-size.js';
 import { leaderBound, leaderCounts, planLeaderTransfers, type LedShard } from '../shard/leaders.js';
 
@@ -82,6 +83,8 @@ export interface ShardMoverOptions {
   readonly tickMs: number;
   /** The running byte counts of the shards this member leads (reported to the meta leader). */
   readonly sizes: ShardSizes;
+  /** The smoothed loads of the shards this member leads (reported to the meta leader). */
+  readonly load: ShardLoad;
 }
 
 export interface ShardMoveCounters {
@@ -115,7 +118,7 @@ export class ShardMover {
 
   constructor(private readonly options: ShardMoverOptions) {
     // Every member answers the meta leader's question of which shards it leads; the meta leader answers for the reports.
-    this.leadSources = { host: options.host, metaGroup: options.meta.group.id, sizes: options.sizes, load: new ShardLoad(options.clock) };
+    this.leadSources = { host: options.host, metaGroup: options.meta.group.id, sizes: options.sizes, load: options.load };
     serveShardLeads(options.rpc, this.leadSources);
     serveShardReports(options.rpc, () => this.localReports());
     this.rounds = new Rounds(options.clock, options.intervalMs, () => this.round(), options.logger, 'shard placement round failed; trying again');
@@ -246,14 +249,18 @@ export class ShardMover {
     const { movesMax, logger } = this.options;
     const live = [...reports.keys()].sort((a, b) => a - b);
     const leaders = leadersFromReports(reports);
-    const shards: LedShard[] = map.shards.map((shard) => ({ id: shard.id, voters: shard.replicas, leader: leaders.get(shard.id) ?? 0 }));
+    // With each shard's smoothed load, as the tie-break of which leadership goes and to whom (leaders.ts).
+    const shards: LedShard[] = map.shards.map((shard) => {
+      const load = this.reports.get(shard.id)?.requestsPerSecond;
+      return { id: shard.id, voters: shard.replicas, leader: leaders.get(shard.id) ?? 0, ...(load !== undefined && load !== null ? { load } : {}) };
+    });
     const counts = leaderCounts(live, shards);
     this.leadersBound = leaderBound([...counts.values()].reduce((sum, count) => sum + count, 0), live.length);
     this.leadersMax = Math.max(...counts.values());
     const transfers = planLeaderTransfers(live, shards).slice(0, movesMax);
     await Promise.all(transfers.map(async ({ shard: id, from, to }) => {
       const shard = shardById(map, id)!;
-      logger.info({ shard: id, from, to, leadersOfFrom: counts.get(from), leadersOfTo: counts.get(to), bound: this.leadersBound }, 'shard leadership handed over for balance');
+      logger.info({ shard: id, from, to, leadersOfFrom: counts.get(from), leadersOfTo: counts.get(to), bound: this.leadersBound, requestsPerSecond: this.reports.get(id)?.requestsPerSecond ?? null }, 'shard leadership handed over for balance');
       try {
         await this.conf(shard, { op: 'transfer', id: to });
         this.counters.leaderTransfers++;

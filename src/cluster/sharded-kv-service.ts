@@ -78,6 +78,7 @@ export class ShardedKvService implements KvService {
       const shard = shardFor(await this.routedMap(key, options?.route), key);
       const hosted = await this.hostedOrOpening(shard);
       if (hosted === undefined) return this.remote.get(shard, key, consistency);
+      this.shards.offerKey(shard.id, key); // a load split's key sample (while the shard is hot here)
       return readShardKey(hosted, key, consistency === 'serializable');
     });
   }
@@ -129,6 +130,7 @@ export class ShardedKvService implements KvService {
     const hosted = await this.hostedOrOpening(shard);
     const retrySafe = command.session !== undefined;
     if (hosted === undefined) return this.remote.write(shard, encodeCommand(command), retrySafe);
+    this.shards.offerKey(shard.id, first!.key); // a load split's key sample (while the shard is hot here)
     return hosted.requests.write(encodeCommand(command), retrySafe);
   }
 
@@ -154,7 +156,7 @@ export class ShardedKvService implements KvService {
       keyCount += stats.keyCount ?? 0;
       diskBytes += stats.diskBytes ?? 0;
     }
-    const figures = { ...status.figures, ...this.moveFigures(), shard_map_version: map?.version ?? 0, shards: map?.shards.length ?? 0, shards_hosted: hostedCount, shards_quiesced: quiesced, shards_log_fsyncs: shardLogFsyncs, shards_log_saves: shardLogSaves, shard_size_scans: this.shards.sizes.scans, ...this.mergeFigures(map) };
+    const figures = { ...status.figures, ...this.moveFigures(), shard_map_version: map?.version ?? 0, shards: map?.shards.length ?? 0, shards_hosted: hostedCount, shards_quiesced: quiesced, shards_log_fsyncs: shardLogFsyncs, shards_log_saves: shardLogSaves, shard_size_scans: this.shards.sizes.scans, ...this.loadSplitFigures(), ...this.mergeFigures(map) };
     return { ...status, mode: 'raft-sharded', keyCount, diskBytes, figures };
   }
 
@@ -254,6 +256,12 @@ export class ShardedKvService implements KvService {
         await this.shards.catchUp();
       }
     }
+  }
+
+  /** This member's load-split decisions since it started (shard-load-splits.ts). */
+  private loadSplitFigures(): Record<string, number> {
+    const { decided, refused, failed } = this.shards.loadSplitCounters;
+    return { shard_load_splits_decided: decided, shard_load_splits_refused: refused, shard_load_split_failures: failed };
   }
 
   /** The merges in flight in `map` and this member's merge steps since it started (shard-merges.ts). */

@@ -51,7 +51,7 @@ export interface ShardView {
    * or the meta leader did not answer).
    */
   readonly reportedSizeBytes: number | null;
-  /** Requests a second (proposals and read-index reads) at the shard's leader, as last reported; null when unknown. */
+  /** Requests a second (proposals and read-index reads) at the shard's leader, a moving average over about 10 s (src/cluster/shard-load.ts), as last reported; null when unknown. */
   readonly requestsPerSecond: number | null;
   /** Age of that report when the meta leader answered, ms; null without one. */
   readonly reportAgeMs: number | null;

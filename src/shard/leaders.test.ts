@@ -5,11 +5,15 @@
  * brute-force search says some assignment of leaders to voters meets it
  * (small cases), and planning again on the result gives nothing (no
  * flapping). A chain (1 -> 2 -> 3) is found where no direct transfer helps.
+ * Loads: the same contract holds with random loads, the plan with every
+ * load 0 is the count-only plan, a hot donor hands its hottest leadership to
+ * the least loaded member, loads within the tolerance keep the id order, and
+ * load alone (counts balanced) moves nothing.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { type LedShard, leaderBound, leaderCounts, planLeaderTransfers } from './leaders.js';
+import { LOAD_NOISE_FLOOR, type LedShard, leaderBound, leaderCounts, planLeaderTransfers } from './leaders.js';
 
 const excess = (counts: ReadonlyMap<number, number>, bound: number): number => [...counts.values()].reduce((sum, count) => sum + Math.max(0, count - bound), 0);
 
@@ -70,6 +74,63 @@ describe('leader balance', () => {
     const transfers = planLeaderTransfers([1, 2, 3], shards);
     assert.deepEqual(transfers, [{ shard: 2, from: 1, to: 2 }, { shard: 3, from: 2, to: 3 }]);
     assert.deepEqual([...leaderCounts([1, 2, 3], applyTransfers([1, 2, 3], shards, transfers)).values()], [1, 1, 1]);
+  });
+
+  it('with loads: a hot donor hands its hottest leadership to the least loaded member', () => {
+    const shards: LedShard[] = [
+      { id: 2, voters: [1, 2, 3], leader: 1, load: 10 },
+      { id: 3, voters: [1, 2, 3], leader: 1, load: 400 },
+      { id: 4, voters: [1, 2, 3], leader: 1, load: 10 },
+      { id: 5, voters: [1, 2, 3], leader: 1, load: 10 },
+      { id: 6, voters: [1, 2, 3], leader: 2, load: 300 },
+      { id: 7, voters: [1, 2, 3], leader: 2, load: 0 },
+      { id: 8, voters: [1, 2, 3], leader: 3, load: 0 },
+    ];
+    // Bound ceil(7/3) = 3: member 1 (4 leaderships, 430 req/s, the mean 243) gives one; 2 (300) and 3 (0) are below the bound.
+    assert.deepEqual(planLeaderTransfers([1, 2, 3], shards), [{ shard: 3, from: 1, to: 3 }]);
+    const noLoads = shards.map(({ load: _load, ...shard }) => shard);
+    assert.deepEqual(planLeaderTransfers([1, 2, 3], noLoads), [{ shard: 2, from: 1, to: 2 }], 'without loads: id order');
+    // A donor at the mean hands over its coldest leadership (a count, not load, moves).
+    const cold = shards.map((shard) => (shard.id === 6 ? { ...shard, load: 1200 } : shard));
+    assert.deepEqual(planLeaderTransfers([1, 2, 3], cold), [{ shard: 2, from: 1, to: 3 }]);
+  });
+
+  it('with loads within the tolerance or under the noise floor: the id order, and no transfer for load alone', () => {
+    const shards = (load2: number, load3: number): LedShard[] => [
+      ...[2, 3, 4, 5].map((id) => ({ id, voters: [1, 2, 3], leader: 1, load: 10 })),
+      { id: 6, voters: [1, 2, 3], leader: 2, load: load2 },
+      { id: 7, voters: [1, 2, 3], leader: 3, load: load3 },
+    ];
+    // Bound ceil(6/3) = 2: 1 gives two; 2 and 3 are below it.
+    assert.deepEqual(planLeaderTransfers([1, 2, 3], shards(300, 250)).map((t) => t.to), [2, 3], '300 against 250: within 25%');
+    assert.deepEqual(planLeaderTransfers([1, 2, 3], shards(LOAD_NOISE_FLOOR, 0)).map((t) => t.to), [2, 3], 'a difference under the noise floor');
+    assert.deepEqual(planLeaderTransfers([1, 2, 3], shards(1000, 0)).map((t) => t.to), [3, 2], 'beyond both: the least loaded first');
+    const balanced: LedShard[] = [
+      { id: 2, voters: [1, 2, 3], leader: 1, load: 5000 },
+      { id: 3, voters: [1, 2, 3], leader: 2, load: 1 },
+      { id: 4, voters: [1, 2, 3], leader: 3, load: 1 },
+    ];
+    assert.deepEqual(planLeaderTransfers([1, 2, 3], balanced), [], 'counts balanced: load alone moves no leader');
+  });
+
+  it('with random loads: the same contract, and loads all 0 give the count-only plan', () => {
+    fc.assert(
+      fc.property(cluster, fc.array(fc.integer({ min: 0, max: 2000 }), { minLength: 80, maxLength: 80 }), ({ nodes, dead, shards: drawn }, loads) => {
+        const live = Array.from({ length: nodes }, (_, i) => i + 1).filter((id) => !dead.includes(id));
+        const plain: LedShard[] = drawn.map((shard, index) => ({ id: index + 2, voters: shard.voters, leader: shard.leaderAt < 0 ? 0 : shard.voters[shard.leaderAt % shard.voters.length]! }));
+        const loaded = plain.map((shard, index) => ({ ...shard, load: loads[index]! }));
+        const counts = leaderCounts(live, plain);
+        const bound = leaderBound([...counts.values()].reduce((a, b) => a + b, 0), live.length);
+        const transfers = planLeaderTransfers(live, loaded);
+        const after = applyTransfers(live, loaded, transfers);
+        const countsAfter = leaderCounts(live, after);
+        for (const [node, count] of countsAfter) assert.ok(count <= Math.max(bound, counts.get(node)!), `node ${node} was pushed over the bound`);
+        assert.equal(excess(countsAfter, bound), excess(leaderCounts(live, applyTransfers(live, plain, planLeaderTransfers(live, plain))), bound), 'loads change which transfers, not how far the bound is met');
+        assert.deepEqual(planLeaderTransfers(live, after), [], 'nothing left to plan: no flapping');
+        assert.deepEqual(planLeaderTransfers(live, plain.map((shard) => ({ ...shard, load: 0 }))), planLeaderTransfers(live, plain), 'loads all 0: the count-only plan');
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('meets the bound wherever some assignment of leaders does, never pushes a node over it, and plans nothing on its own result', () => {

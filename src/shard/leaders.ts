@@ -29,6 +29,27 @@
  *
  * Shards without a known leader, or led by a node that is not live, are left
  * to their elections; they count neither in L nor in any node's load.
+ *
+ * **Load as the tie-break** (shards may carry `load`, their smoothed requests
+ * a second; docs/sharding.md "Leader balance"). The count bound stays the
+ * rule — load decides nothing the counts do not ask for (no transfer for
+ * load alone, so noisy loads never move leaders by themselves) — but among
+ * the transfers the counts allow it picks, with a node's load the sum of its
+ * led shards' loads:
+ *   - *which leadership a node hands over*: a node whose load is **hot**
+ *     (more than LOAD_TOLERANCE above the mean node load, and by more than
+ *     LOAD_NOISE_FLOOR requests a second) offers its shards hottest first, so
+ *     the transfer takes load off it; any other node coldest first, so the
+ *     transfer moves a count and not load onto a member that has its share;
+ *   - *to whom*: among the nodes below the bound that the shortest chains
+ *     reach, the least loaded one — instead of the first in id order only
+ *     when that one's load is above the least loaded's by more than
+ *     LOAD_TOLERANCE and LOAD_NOISE_FLOOR (loads within the tolerance are
+ *     equal, so noise does not change the choice).
+ * Loads are taken as they stand when the plan starts (a node's load is not
+ * recomputed after each transfer of the plan). Shards without a load weigh
+ * 0; with no loads at all the plan is the count-only plan, transfer for
+ * transfer.
  */
 import type { NodeId } from '../raft/types.js';
 
@@ -38,7 +59,15 @@ export interface LedShard {
   readonly voters: readonly NodeId[];
   /** The node leading it, 0 when unknown. */
   readonly leader: NodeId;
+  /** Its smoothed requests a second (the leader's report), when known: the tie-break of the file comment. */
+  readonly load?: number;
 }
+
+/** Two node loads within this fraction of each other are equal for leader balance; a node above the mean by more is hot. */
+export const LOAD_TOLERANCE = 0.25;
+
+/** Requests a second by which loads must differ at least before load decides anything (small loads are noise). */
+export const LOAD_NOISE_FLOOR = 50;
 
 /** One leadership handed over: shard `shard` from its leader `from` to its voter `to`. */
 export interface LeaderTransfer {
@@ -67,12 +96,13 @@ export function planLeaderTransfers(liveNodes: readonly NodeId[], shards: readon
   for (const shard of [...shards].sort((a, b) => a.id - b.id)) ledBy.get(shard.leader)?.add(shard.id);
   const votersOf = new Map(shards.map((shard) => [shard.id, [...shard.voters].sort((a, b) => a - b)]));
   const bound = leaderBound([...counts.values()].reduce((sum, count) => sum + count, 0), live.length);
+  const loads = loadsOf(live, shards);
   const transfers: LeaderTransfer[] = [];
   const stuck = new Set<NodeId>();
   for (;;) {
     const donor = live.find((id) => counts.get(id)! > bound && !stuck.has(id));
     if (donor === undefined) return transfers;
-    const chain = chainFrom(donor, ledBy, votersOf, counts, bound);
+    const chain = chainFrom(donor, { ledBy, votersOf, counts, bound, loads });
     if (chain === undefined) {
       stuck.add(donor);
       continue;
@@ -81,6 +111,8 @@ export function planLeaderTransfers(liveNodes: readonly NodeId[], shards: readon
     for (const transfer of chain) {
       ledBy.get(transfer.from)!.delete(transfer.shard);
       ledBy.get(transfer.to)!.add(transfer.shard);
+      loads.changed(transfer.from);
+      loads.changed(transfer.to);
     }
     counts.set(donor, counts.get(donor)! - 1);
     const last = chain[chain.length - 1]!.to;
@@ -89,22 +121,87 @@ export function planLeaderTransfers(liveNodes: readonly NodeId[], shards: readon
   }
 }
 
-/** The shortest chain of transfers from `donor` to a node below `bound` (see the file comment), or undefined. */
-function chainFrom(donor: NodeId, ledBy: ReadonlyMap<NodeId, ReadonlySet<number>>, votersOf: ReadonlyMap<number, readonly NodeId[]>, counts: ReadonlyMap<NodeId, number>, bound: number): LeaderTransfer[] | undefined {
+/** What `chainFrom` searches: the leaderships as planned so far, the voters, counts and bound, and the load tie-break's figures. */
+interface ChainSearch {
+  readonly ledBy: ReadonlyMap<NodeId, ReadonlySet<number>>;
+  readonly votersOf: ReadonlyMap<number, readonly NodeId[]>;
+  readonly counts: ReadonlyMap<NodeId, number>;
+  readonly bound: number;
+  readonly loads: Loads;
+}
+
+/**
+ * The shortest chain of transfers from `donor` to a node below the bound (see
+ * the file comment), or undefined: a breadth-first search level by level;
+ * each node's shards in the load tie-break's order, and of the nodes below
+ * the bound one level reaches, the tie-break's choice.
+ */
+function chainFrom(donor: NodeId, search: ChainSearch): LeaderTransfer[] | undefined {
+  const { ledBy, votersOf, counts, bound, loads } = search;
   const cameFrom = new Map<NodeId, LeaderTransfer>();
-  const queue: NodeId[] = [donor];
-  for (let head = 0; head < queue.length; head++) {
-    const from = queue[head]!;
-    for (const shard of ledBy.get(from)!) {
-      for (const to of votersOf.get(shard)!) {
-        if (to === donor || !counts.has(to) || cameFrom.has(to)) continue;
-        cameFrom.set(to, { shard, from, to });
-        if (counts.get(to)! < bound) return pathTo(to, donor, cameFrom);
-        queue.push(to);
+  let level: NodeId[] = [donor];
+  while (level.length > 0) {
+    const next: NodeId[] = [];
+    const ends: NodeId[] = [];
+    for (const from of level) {
+      for (const shard of loads.offerOrder(from, ledBy.get(from)!)) {
+        for (const to of votersOf.get(shard)!) {
+          if (to === donor || !counts.has(to) || cameFrom.has(to)) continue;
+          cameFrom.set(to, { shard, from, to });
+          (counts.get(to)! < bound ? ends : next).push(to);
+          if (ends.length > 0 && !loads.weighed) return pathTo(ends[0]!, donor, cameFrom); // no loads: the first one found (the rest of the level cannot change the choice)
+        }
       }
     }
+    if (ends.length > 0) return pathTo(loads.recipient(ends), donor, cameFrom);
+    level = next;
   }
   return undefined;
+}
+
+/** The load tie-break's view (file comment): each node's load and each shard's, as the plan starts. */
+interface Loads {
+  /** `shards` (a node's, in their fixed order) in the order `node` offers them. */
+  offerOrder(node: NodeId, shards: ReadonlySet<number>): Iterable<number>;
+  /** Which of `ends` (nodes below the bound, in search order) receives. */
+  recipient(ends: readonly NodeId[]): NodeId;
+  /** Whether any shard has a load (else the search order alone decides). */
+  readonly weighed: boolean;
+  /** `node`'s led shards changed (its cached offer order is void). */
+  changed(node: NodeId): void;
+}
+
+function loadsOf(live: readonly NodeId[], shards: readonly LedShard[]): Loads {
+  const shardLoad = new Map(shards.map((shard) => [shard.id, shard.load ?? 0]));
+  const nodeLoad = new Map<NodeId, number>(live.map((id) => [id, 0]));
+  for (const shard of shards) if (nodeLoad.has(shard.leader)) nodeLoad.set(shard.leader, nodeLoad.get(shard.leader)! + (shard.load ?? 0));
+  const mean = live.length === 0 ? 0 : [...nodeLoad.values()].reduce((sum, load) => sum + load, 0) / live.length;
+  const above = (a: number, b: number): boolean => a > b * (1 + LOAD_TOLERANCE) && a - b > LOAD_NOISE_FLOOR;
+  const anyLoad = [...shardLoad.values()].some((load) => load > 0);
+  // A node's offer order is sorted once and kept until a chain changes its leaderships (a search expands a node many times).
+  const orders = new Map<NodeId, readonly number[]>();
+  return {
+    weighed: anyLoad,
+    offerOrder(node, owned) {
+      if (!anyLoad) return owned;
+      let order = orders.get(node);
+      if (order === undefined) {
+        const hot = above(nodeLoad.get(node) ?? 0, mean);
+        // A stable sort: equal loads keep the fixed order.
+        order = [...owned].sort((a, b) => (hot ? shardLoad.get(b)! - shardLoad.get(a)! : shardLoad.get(a)! - shardLoad.get(b)!));
+        orders.set(node, order);
+      }
+      return order;
+    },
+    changed(node) {
+      orders.delete(node);
+    },
+    recipient(ends) {
+      const first = ends[0]!;
+      const least = ends.reduce((best, id) => (nodeLoad.get(id)! < nodeLoad.get(best)! ? id : best), first);
+      return above(nodeLoad.get(first)!, nodeLoad.get(least)!) ? least : first;
+    },
+  };
 }
 
 function pathTo(end: NodeId, donor: NodeId, cameFrom: ReadonlyMap<NodeId, LeaderTransfer>): LeaderTransfer[] {

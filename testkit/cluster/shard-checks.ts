@@ -1,8 +1,10 @@
 /**
  * Checks of in-process sharded clusters shared by the split and merge tests
- * (src/cluster/shard-split.test.ts, shard-merge.test.ts).
+ * (src/cluster/shard-split.test.ts, shard-merge.test.ts, shard-load-splits.test.ts),
+ * and a client's retry of a retryable refusal.
  */
 import assert from 'node:assert/strict';
+import { isImpulseError } from '../../src/errors.js';
 import { contentDigest } from '../../src/kv/digest.js';
 import type { Member } from '../../src/cluster/open-member.js';
 import { sameShardBounds } from '../../src/shard/shard-map.js';
@@ -24,4 +26,21 @@ export async function sameShardContent(cluster: InProcessCluster, id: number, ti
   await until(`group ${id} applied the same index on every member`, () => new Set(cluster.running().map((m) => cluster.member(m).groups.get(id)?.group.machine.appliedIndex)).size === 1, timeoutMs);
   const digests = await Promise.all(cluster.running().map((m) => contentDigest(cluster.member(m).groups.get(id)!.group.machine.machine)));
   assert.equal(new Set(digests.map((d) => d.digest)).size, 1, `group ${id} differs between members`);
+}
+
+/**
+ * Runs `attempt` as a client would: a retryable refusal (unavailable, e.g.
+ * a shard splitting) or an unknown outcome is tried again, after 50 ms × the
+ * tries so far, at most `triesMax` times; the same attempt must be safe to
+ * repeat (a write with its session and seq).
+ */
+export async function retriedLikeClient<T>(attempt: () => Promise<T>, triesMax = 8): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (tries >= triesMax || !(isImpulseError(error, 'IMPULSE_ERR_UNAVAILABLE') || isImpulseError(error, 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN'))) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50 * tries));
+    }
+  }
 }
