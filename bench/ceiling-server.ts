@@ -10,9 +10,10 @@
  * Prints "listening <port>" on stdout.
  */
 import { readFileSync } from 'node:fs';
-import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
+import { createServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { bareKvHandler } from './lib/bare-kv-handler.js';
 import { flag } from './report.js';
 
 const store = new Map<string, Buffer>();
@@ -44,31 +45,7 @@ if (framework === 'fastify') {
   await app.listen({ port: 0, host: '127.0.0.1' });
   console.log(`listening ${(app.server.address() as AddressInfo).port}`);
 } else {
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const key = (req.url ?? '').slice(4);
-    if (req.method === 'PUT') {
-      const chunks: Buffer[] = [];
-      req.on('data', (chunk: Buffer) => chunks.push(chunk));
-      req.on('end', () => {
-        store.set(key, Buffer.concat(chunks));
-        res.statusCode = 204;
-        res.end();
-      });
-    } else if (req.method === 'GET') {
-      const value = store.get(key);
-      if (value === undefined) {
-        res.statusCode = 404;
-        res.end('{"error":{"code":"IMPULSE_ERR_KEY_NOT_FOUND"}}');
-      } else {
-        res.setHeader('content-type', 'application/octet-stream');
-        res.end(value);
-      }
-    } else {
-      store.delete(key);
-      res.statusCode = 204;
-      res.end();
-    }
-  };
+  const handle = bareKvHandler(store);
   const server =
     tlsCertFile === ''
       ? createServer(handle)

@@ -4,7 +4,7 @@
  *
  *   empty                      a new leader's no-op
  *   first byte 1               a key-value command (src/kv/command.ts: its own format byte, COMMAND_FORMAT)
- *   first byte 0x43 ('C')      a cluster command: 'C' + JSON (publish a member's client URL; set the shard map; split a shard group; a merge step)
+ *   first byte 0x43 ('C')      a cluster command: 'C' + JSON (publish a member's client URL; set the shard map; split a shard group; a step of a split's GC; a merge step)
  *   anything else              handed to the key-value layer, which refuses it (IMPULSE_ERR_COMMAND_INVALID)
  *
  * Conf-change entries and cluster commands become writes of the membership
@@ -74,7 +74,23 @@ export interface CommitMergeCommand {
   readonly revisionTop: number;
 }
 
-export type ClusterCommand = PublishCommand | ShardMapCommand | SplitCommand | PrepareMergeCommand | CommitMergeCommand;
+/**
+ * The next step of the GC of the keys split `rightId` froze in this group
+ * (shard-split-gc.ts): deletes at most `keysMax` of them (the first step
+ * also the split record and the captured sessions). A no-op outside a shard
+ * group, once the GC is done, or when the frozen range is inside the bounds
+ * again (a merge took it back).
+ */
+export interface SplitGcCommand {
+  readonly type: 'split-gc';
+  readonly rightId: number;
+  readonly keysMax: number;
+}
+
+export type ClusterCommand = PublishCommand | ShardMapCommand | SplitCommand | PrepareMergeCommand | CommitMergeCommand | SplitGcCommand;
+
+/** Most keys one `split-gc` step may delete (its engine batch stays bounded whatever a proposer asks). */
+export const SPLIT_GC_KEYS_MAX = 10_000;
 
 /** Most bytes of an encoded cluster command (a shard map of SHARDS_MAX shards fits). */
 const CLUSTER_COMMAND_BYTES_MAX = CLUSTER_META_BYTES_MAX;
@@ -85,7 +101,7 @@ export function encodeClusterCommand(command: ClusterCommand): Uint8Array {
       ? { type: command.type, map: shardMapToJson(command.map) }
       : command.type === 'split'
         ? { type: command.type, key: command.key.toString('hex'), rightId: command.rightId }
-        : command.type === 'publish'
+        : command.type === 'publish' || command.type === 'split-gc'
           ? command
           : { ...command, bounds: boundsHex(command.bounds) };
   const json = Buffer.from(JSON.stringify(value), 'utf8');
@@ -106,6 +122,10 @@ export function decodeClusterCommand(data: Uint8Array): ClusterCommand | undefin
     const { key, rightId } = value;
     if (value['type'] === 'split' && typeof key === 'string' && /^([0-9a-f]{2})+$/.test(key) && typeof rightId === 'number' && Number.isSafeInteger(rightId) && rightId > META_GROUP) {
       return { type: 'split', key: Buffer.from(key, 'hex'), rightId };
+    }
+    const { keysMax } = value;
+    if (value['type'] === 'split-gc' && typeof rightId === 'number' && Number.isSafeInteger(rightId) && rightId > META_GROUP && typeof keysMax === 'number' && Number.isSafeInteger(keysMax) && keysMax >= 1 && keysMax <= SPLIT_GC_KEYS_MAX) {
+      return { type: 'split-gc', rightId, keysMax };
     }
     if (value['type'] === 'shard-map') {
       const map = shardMapFromJson(value['map']);
@@ -146,6 +166,8 @@ export interface ApplyPlan {
   /** The merge steps the batch applies (a shard group's): `prepared` froze it; each of `commits` takes a group in (its apply entry, at `position` in `entries`, gets its `absorb` before the batch is applied). */
   readonly prepared: boolean;
   readonly commits: ReadonlyArray<{ readonly position: number; readonly rightId: number; readonly bounds: ShardBounds; readonly revisionTop: number }>;
+  /** The split GC steps of the batch (a shard group's): the entry at `position` is a placeholder until the step is read from the engine as it stands after the entries before it (`bounds`: the group's then). */
+  readonly gcSteps: ReadonlyArray<{ readonly position: number; readonly rightId: number; readonly keysMax: number; readonly bounds: ShardBounds }>;
 }
 
 /** A shard group's bounds, revision base (apply.ts) and the limits its commands are decoded with. */
@@ -166,6 +188,7 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
   const splits: SplitRecord[] = [];
   let prepared = false;
   const commits: Array<ApplyPlan['commits'][number]> = [];
+  const gcSteps: Array<ApplyPlan['gcSteps'][number]> = [];
   const planned = entries.map((entry, position): ApplyEntry => {
     const { index, term } = entry;
     let next: Membership;
@@ -192,6 +215,10 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
         else commits.push({ position, rightId: command.rightId, bounds: command.bounds, revisionTop: command.revisionTop });
         return step.entry;
       }
+      if (command?.type === 'split-gc') {
+        if (bounded !== undefined) gcSteps.push({ position, rightId: command.rightId, keysMax: command.keysMax, bounds: bounded.bounds });
+        return { index, term, type: 'noop' };
+      }
       if (command?.type === 'shard-map') {
         if (command.map.version !== (map?.version ?? 0) + 1) return { index, term, type: 'noop' };
         map = command.map;
@@ -205,7 +232,7 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
     changed = true;
     return { index, term, type: 'meta', name: MEMBERSHIP_META_NAME, value: encodeMembership(next) };
   });
-  return { entries: planned, membership: current, membershipChanged: changed, shardMap: map, shardMapChanged: mapChanged, bounds: bounded?.bounds, splits, prepared, commits };
+  return { entries: planned, membership: current, membershipChanged: changed, shardMap: map, shardMapChanged: mapChanged, bounds: bounded?.bounds, splits, prepared, commits, gcSteps };
 }
 
 /**

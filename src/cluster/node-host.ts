@@ -53,8 +53,8 @@ import { nodeOfRaftId } from '../shard/replica-id.js';
 /** A leader's quiescence notice to the other members of its group (body: `QuiesceNotice`). */
 export const QUIESCE_CHANNEL = 'quiesce';
 
-/** The RPC channels of the cluster runtime: forwarded writes, read indexes for follower reads, membership operations, reads of a shard at one of its replicas, a shard group's membership steps (replica moves), the leaderless peer protocol. */
-export const RPC_CHANNELS = ['kv-forward', 'read-index', 'cluster-admin', 'shard-read', 'shard-conf', 'shard-leads', 'shard-reports', 'shard-merge', 'leaderless'] as const;
+/** The RPC channels of the cluster runtime: forwarded writes, read indexes for follower reads, membership operations, reads of a shard at one of its replicas, a shard group's membership steps (replica moves), merges and splits' GC asking whether a replica took a shard in or made it, the leaderless peer protocol. */
+export const RPC_CHANNELS = ['kv-forward', 'read-index', 'cluster-admin', 'shard-read', 'shard-conf', 'shard-leads', 'shard-reports', 'shard-merge', 'shard-split-gc', 'leaderless'] as const;
 const EXPECTED_PEERS_MAX = 16;
 export type RpcChannel = (typeof RPC_CHANNELS)[number];
 

@@ -78,6 +78,8 @@ export interface MemberOptions {
   readonly socketFactory?: SocketFactory;
   /** See RaftGroupOptions.quiesceAfterTicks (0: groups never quiesce; benchmarks compare). */
   readonly quiesceAfterTicks?: number;
+  /** Keys one step of a split's GC deletes (SplitGcOptions.keysPerStep; tests make a GC long). */
+  readonly splitGcKeysPerStep?: number;
   /** False: every group's log fsyncs its own saves, no shared journal (benchmarks compare). Default true. */
   readonly raftLogJournal?: boolean;
 }
@@ -138,6 +140,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
     const shards = new ShardGroups({ groups, meta, nodeId: cluster.nodeId, splitKeys: cluster.splitKeys, initialVoters, clock, retryPauseMs: cluster.timing.heartbeatTicks * tickMs, waitHostedMs: requestTimeoutMs / 2,
       splitBytes: cluster.shardSplitBytes,
       sizeCheckMs: Math.max(1000, SIZE_CHECK_TICKS * tickMs),
+      ...(options.splitGcKeysPerStep !== undefined ? { splitGcKeysPerStep: options.splitGcKeysPerStep } : {}),
       splitQps: cluster.shardSplitQps,
       random: random.fork(),
       logger,

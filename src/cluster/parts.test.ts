@@ -13,7 +13,7 @@ import { encodeCommand } from '../kv/command.js';
 import { TEST_LIMITS } from '../../testkit/cluster/in-process.js';
 import { type ShardMap, decodeShardBounds, encodeShardBounds, initialShardMap } from '../shard/shard-map.js';
 import { ImageStream, unframeChunks } from './image-stream.js';
-import { decodeClusterCommand, encodeClusterCommand, planApply } from './log-entries.js';
+import { SPLIT_GC_KEYS_MAX, decodeClusterCommand, encodeClusterCommand, planApply } from './log-entries.js';
 import {
   EMPTY_MEMBERSHIP,
   REMOVED_ADDRESSES_MAX,
@@ -150,7 +150,9 @@ describe('committed entries → apply entries', () => {
 
   it('decodes only well-formed cluster commands', () => {
     assert.deepEqual(decodeClusterCommand(encodeClusterCommand({ type: 'publish', nodeId: 3, clientUrl: 'https://h:1' })), { type: 'publish', nodeId: 3, clientUrl: 'https://h:1' });
-    for (const bad of [{ type: 'publish', nodeId: 0, clientUrl: 'http://h:1' }, { type: 'publish', nodeId: 3, clientUrl: 'h:1' }, { type: 'other', nodeId: 3 }]) {
+    assert.deepEqual(decodeClusterCommand(encodeClusterCommand({ type: 'split-gc', rightId: 4, keysMax: 1024 })), { type: 'split-gc', rightId: 4, keysMax: 1024 });
+    const gcBad = [{ type: 'split-gc', rightId: 4, keysMax: 0 }, { type: 'split-gc', rightId: 4, keysMax: SPLIT_GC_KEYS_MAX + 1 }, { type: 'split-gc', rightId: 1, keysMax: 10 }, { type: 'split-gc', rightId: 4 }];
+    for (const bad of [{ type: 'publish', nodeId: 0, clientUrl: 'http://h:1' }, { type: 'publish', nodeId: 3, clientUrl: 'h:1' }, { type: 'other', nodeId: 3 }, ...gcBad]) {
       assert.equal(decodeClusterCommand(Buffer.concat([Buffer.from([0x43]), Buffer.from(JSON.stringify(bad))])), undefined);
     }
   });

@@ -15,7 +15,8 @@
  *     moves `durableAppliedIndex`, the bound of log compaction. A shard
  *     merge's steps are the exception: synced, and a commit's batch first
  *     takes in the merged-away group from this member's replica of it
- *     (`mergeSource`; shard-merge.ts).
+ *     (`mergeSource`; shard-merge.ts). A split GC step is applied in a
+ *     batch of its own (`applyPlanned`; shard-split-gc.ts).
  *   - snapshot: an engine snapshot between two applies, streamed lazily and
  *     released when the transfer ends (image-stream.ts).
  *   - stageSnapshot: the stream goes into a fresh engine, which must stand
@@ -37,6 +38,7 @@ import { type ImagePayload, ImageStream, unframeChunks } from './image-stream.js
 import { SHARD_BOUNDS_META_NAME, SHARD_MAP_META_NAME, type ShardBounds, type ShardMap, decodeShardBounds, decodeShardMap } from '../shard/shard-map.js';
 import { type ApplyPlan, planApply } from './log-entries.js';
 import { staleKeysOf } from './shard-merge.js';
+import { applyWithGcSteps } from './shard-split-gc.js';
 import { EMPTY_MEMBERSHIP, MEMBERSHIP_META_NAME, type Membership, decodeMembership } from './membership.js';
 
 export interface RaftKvMachineOptions {
@@ -54,7 +56,7 @@ export interface RaftKvMachineOptions {
   readonly onMembership?: (membership: Membership) => void;
   /** After an apply or install changed the shard map (the meta group's). */
   readonly onShardMap?: (map: ShardMap) => void;
-  /** After an apply changed a shard group's bounds (a split or a merge step), or an install replaced them. */
+  /** After an apply changed a shard group's bounds (a split or a merge step) or a split GC step deleted a split record, or an install replaced them. */
   readonly onBounds?: (bounds: ShardBounds) => void;
   /**
    * A shard merge's commit applies in this group: what it takes in from the
@@ -74,6 +76,8 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
   private flushing = false;
   private writtenBytesValue = 0;
   private dataGenerationValue = 0;
+  /** The last of the work run under `withFrozenKeys`. */
+  private frozenKeysTail: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly options: RaftKvMachineOptions,
@@ -137,11 +141,9 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
     const { machine } = this.options;
     const plan = planApply(entries, this.membershipValue, this.shardMapValue, bounds === undefined ? undefined : { bounds, limits: this.options.limits, revisionBase: machine.revisionBase });
     const merging = plan.commits.length > 0 || plan.prepared;
-    // A merge step is synced: a member destroys a merged-away group only after its survivor durably took it in.
-    this.withAbsorbs(plan)
-      .then((planned) => machine.applyBatch(planned, { sync: merging }))
+    this.applyPlanned(plan, merging)
       .then(
-        (results) => {
+        ({ results, recordDropped }) => {
           if (plan.membershipChanged) this.membershipValue = plan.membership;
           if (plan.shardMapChanged) this.shardMapValue = plan.shardMap;
           this.boundsValue = plan.bounds;
@@ -150,12 +152,36 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
           this.options.guard(() => done(null, results));
           if (plan.membershipChanged) this.options.onMembership?.(plan.membership);
           if (plan.shardMapChanged && plan.shardMap !== undefined) this.options.onShardMap?.(plan.shardMap);
-          if ((plan.splits.length > 0 || merging) && plan.bounds !== undefined) this.options.onBounds?.(plan.bounds);
+          if ((plan.splits.length > 0 || merging || recordDropped) && plan.bounds !== undefined) this.options.onBounds?.(plan.bounds);
           this.options.onApplied?.(this.appliedIndex);
           if (this.appliedIndex - this.durableAppliedIndex() >= this.options.flushEntries) this.flushInBackground();
         },
         (error: unknown) => this.options.guard(() => done(asError(error))),
       );
+  }
+
+  /**
+   * Applies `plan` (a merge step synced: a member destroys a merged-away group
+   * only after its survivor durably took it in). Each split GC step reads the
+   * engine as the entries before it left it, so it is applied in an engine
+   * batch of its own, between those before and after it: what it deletes then
+   * does not depend on how the log was cut into batches (shard-split-gc.ts).
+   * `recordDropped`: a GC step deleted a split record.
+   */
+  private async applyPlanned(plan: ApplyPlan, merging: boolean): Promise<{ results: ApplyResult[]; recordDropped: boolean }> {
+    const { machine } = this.options;
+    return applyWithGcSteps(machine, await this.withAbsorbs(plan), plan.gcSteps, merging, (work) => this.withFrozenKeys(work));
+  }
+
+  /**
+   * Runs `work` while no split GC step of this group runs (and no other such
+   * work): a seed of a new shard from this group's frozen keys
+   * (shard-splits.ts) must not read them while a step deletes them.
+   */
+  withFrozenKeys<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.frozenKeysTail.then(work, work);
+    this.frozenKeysTail = run.catch(() => undefined);
+    return run;
   }
 
   /** `plan`'s entries with every merge commit's `absorb` filled in from this member's replica of the merged-away group. */

@@ -40,6 +40,7 @@ import type { ReportedShard, ReportsSnapshot } from './shard-leads.js';
 import type { ShardSizes } from './shard-size.js';
 import { type MergeCounters, ShardMerges } from './shard-merges.js';
 import { ShardSplits } from './shard-splits.js';
+import { SplitGc } from './shard-split-gc.js';
 import { LOAD_SPLIT_HOLD_CHECKS, type LoadSplitCounters, ShardLoadSplits } from './shard-load-splits.js';
 import { ShardLoad } from './shard-load.js';
 import type { Clock } from '../util/clock.js';
@@ -62,6 +63,8 @@ export interface ShardGroupsOptions {
   /** `--shard-split-bytes` (0: off) and the interval of the size checks (ShardSplits). */
   readonly splitBytes: number;
   readonly sizeCheckMs: number;
+  /** Keys one step of a split's GC deletes (default SPLIT_GC_KEYS_PER_STEP; shard-split-gc.ts). */
+  readonly splitGcKeysPerStep?: number;
   /** `--shard-split-qps` (0: off): load-triggered splits, checked every `sizeCheckMs` (ShardLoadSplits). */
   readonly splitQps: number;
   /** For the load splits' key samples. */
@@ -75,6 +78,7 @@ export class ShardGroups {
   private closed = false;
   private readonly splits: ShardSplits;
   private readonly merges: ShardMerges;
+  private readonly splitGc: SplitGc;
   private readonly loadSplits: ShardLoadSplits;
   /** The smoothed load of each shard this member leads (shard-load.ts): its reports and its load splits read it. */
   readonly load: ShardLoad;
@@ -82,6 +86,7 @@ export class ShardGroups {
   constructor(private readonly options: ShardGroupsOptions) {
     const { meta, groups, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger } = options;
     this.splits = new ShardSplits({ groups, meta, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger });
+    this.splitGc = new SplitGc({ groups, meta, nodeId, clock, intervalMs: sizeCheckMs, rpcTimeoutMs: options.waitHostedMs, logger, ...(options.splitGcKeysPerStep !== undefined ? { keysPerStep: options.splitGcKeysPerStep } : {}) });
     this.load = new ShardLoad(clock);
     this.loadSplits = new ShardLoadSplits({
       groups, meta, nodeId, clock, random: options.random, splitQps: options.splitQps, checkMs: sizeCheckMs, holdMs: LOAD_SPLIT_HOLD_CHECKS * sizeCheckMs, load: this.load,
@@ -181,6 +186,7 @@ export class ShardGroups {
   close(): void {
     this.closed = true;
     this.splits.close();
+    this.splitGc.close();
     this.loadSplits.close();
     this.merges.close();
   }

@@ -9,12 +9,16 @@
  * stale frozen keys deleted), applied in random batch cuts. Each split's new group is made from its
  * parent's state at a random later point (the right-hand keys are frozen
  * in the parent, so when does not matter), sometimes after a seed that
- * crashed half-way. After every history: each key lives in exactly one
+ * crashed half-way. Splits whose new group is made are garbage-collected in
+ * their parent by `split-gc` steps of 1-3 keys in the parent's log (applied
+ * as RaftKvMachine does: each step alone, read after the entries before it),
+ * interleaved with everything else. After every history: each key lives in exactly one
  * group, the one whose bounds hold it, with the model's value and revision;
  * a write to a group outside its bounds changed nothing; a retried session
  * write is answered with its first revision, wherever the key went; every
  * key's revisions only rise over its history, across deletes, splits and
- * merges (no ABA).
+ * merges (no ABA); once every made split is collected, no group holds a
+ * key outside its bounds, a split record or a captured session.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -28,8 +32,9 @@ import { createEngine } from '../storage/registry.js';
 import { TEST_LIMITS } from '../../testkit/cluster/in-process.js';
 import { encodeClusterCommand, planApply } from './log-entries.js';
 import { MEMBERSHIP_META_NAME, type Membership, encodeMembership, initialMembership } from './membership.js';
-import { type SplitRecord, splitSeed } from './shard-split.js';
+import { type SplitRecord, splitSeed, splitSessionsTag } from './shard-split.js';
 import { mergeAbsorbOf, readMergePrepared, staleKeysOf } from './shard-merge.js';
+import { applyWithGcSteps, frozenRightIds } from './shard-split-gc.js';
 import type { ApplyResult } from '../kv/apply.js';
 
 const KEYS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
@@ -43,6 +48,7 @@ type Step =
   | { readonly kind: 'del'; readonly key: number }
   | { readonly kind: 'merge'; readonly pick: number }
   | { readonly kind: 'make'; readonly crashFirst: boolean }
+  | { readonly kind: 'gc'; readonly pick: number; readonly keysMax: number }
   | { readonly kind: 'flush' };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
@@ -53,6 +59,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('del' as const), key: fc.nat(KEYS.length - 1) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('merge' as const), pick: fc.nat(20) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('make' as const), crashFirst: fc.boolean() }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('gc' as const), pick: fc.nat(20), keysMax: fc.integer({ min: 1, max: 3 }) }) },
   { weight: 2, arbitrary: fc.constant({ kind: 'flush' as const }) },
 );
 
@@ -169,6 +176,32 @@ class Harness {
         return;
       case 'make':
         return this.makeOne(step.crashFirst);
+      case 'gc':
+        return this.gcStep(step.pick, step.keysMax);
+    }
+  }
+
+  /** Proposes a GC step of a split (the `pick`-th of every group's) whose new group is made (the GC's rule: every replica made it). */
+  private async gcStep(pick: number, keysMax: number): Promise<void> {
+    const frozen = [...this.groups.values()].flatMap((group) => frozenRightIds(group.machine).filter((rightId) => !this.unmade.some(({ record }) => record.rightId === rightId)).map((rightId) => ({ group, rightId })));
+    const chosen = frozen[pick % Math.max(1, frozen.length)];
+    if (chosen !== undefined) await this.propose(chosen.group, encodeClusterCommand({ type: 'split-gc', rightId: chosen.rightId, keysMax }), (result) => assert.ok(result.ok, 'a GC step applies'));
+  }
+
+  /** Collects every split's frozen keys (all new groups made first), step by step. */
+  async collectAll(): Promise<void> {
+    for (const group of this.groups.values()) await this.applyPending(group);
+    while (this.unmade.length > 0) await this.makeOne(false);
+    for (const group of this.groups.values()) {
+      for (let steps = 0; frozenRightIds(group.machine).length > 0; steps++) {
+        assert.ok(steps < 100, 'the GC ends');
+        await this.propose(group, encodeClusterCommand({ type: 'split-gc', rightId: frozenRightIds(group.machine)[0]!, keysMax: 2 }), (result) => assert.ok(result.ok));
+        await this.applyPending(group);
+      }
+      for (const item of await group.machine.range({ limit: 1000 })) assert.ok(shardContains(group.bounds, item.key), `${item.key.toString()} left outside the bounds of a group after its GC`);
+      assert.deepEqual(group.machine.metaNamesStartingWith('split'), [], 'no split record or GC marker left');
+      const captured = await Promise.all([...Array(this.nextId).keys()].map((id) => group.machine.capturedSessionKeys(splitSessionsTag(id))));
+      assert.equal(captured.flat().length, 0, 'no captured session left');
     }
   }
 
@@ -192,7 +225,7 @@ class Harness {
       assert.ok(entry.type === 'meta');
       entries[position] = { ...entry, absorb: { ...absorbed, deletes: await staleKeysOf(group.machine, bounds, absorbed) } };
     }
-    const results = await group.machine.applyBatch(entries);
+    const { results } = await applyWithGcSteps(group.machine, entries, plan.gcSteps, false, (work) => work());
     group.bounds = plan.bounds!;
     this.unmade.push(...plan.splits.map((record) => ({ record, parent: group })));
     batch.forEach((item, i) => item.expect(results[i]!));
@@ -273,6 +306,8 @@ describe('shard splits against a model', () => {
       fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 60 }), async (steps) => {
         const harness = await Harness.start();
         for (const each of steps) await harness.run(each);
+        await harness.check();
+        await harness.collectAll();
         await harness.check();
       }),
       { numRuns: 150 },

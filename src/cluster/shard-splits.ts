@@ -188,11 +188,25 @@ function moving(shard: Shard): ImpulseError {
   return new ImpulseError('IMPULSE_ERR_UNAVAILABLE', `shard ${shard.id} has a replica move in flight; it splits after the move (retry)`, { details: { shard: shard.id, moveFrom: shard.move?.from ?? null, moveTo: shard.move?.to ?? null, retryAfterSeconds: 1 } });
 }
 
+/**
+ * The seed of the group `record` makes, from this member's replica of its
+ * parent. It reads the frozen keys while no split GC step of the parent runs
+ * (shard-split-gc.ts), and only while the record is still there: once the
+ * GC started the copy is partial, and the open fails (unavailable; the
+ * member opens the group again, then to take a snapshot from its leader).
+ */
 function seedOf(parent: HostedGroup, record: SplitRecord): GroupSeed {
+  const machine = parent.group.machine;
   return {
     index: record.index,
     term: record.term,
     confState: record.membership.confState,
-    seed: async (kv) => kv.seed(await splitSeed(parent.group.machine.machine, record)),
+    seed: (kv) =>
+      machine.withFrozenKeys(async () => {
+        if (!(await readSplitRecords(machine.machine)).has(record.rightId)) {
+          throw new ImpulseError('IMPULSE_ERR_UNAVAILABLE', `shard ${parent.group.id} collected the keys split ${record.rightId} froze; that shard is to be taken by snapshot from its leader`);
+        }
+        await kv.seed(await splitSeed(machine.machine, record));
+      }),
   };
 }

@@ -17,7 +17,7 @@ import { ImpulseError, isImpulseError } from '../errors.js';
 import type { Engine, WriteOp } from '../storage/engine.js';
 import { type KvCommand, type KvLimits, type KvOp, decodeCommand } from './command.js';
 import { assert } from '../util/assert.js';
-import { capturedSessionKey, clusterMetaKey, dataKey } from './keyspace.js';
+import { capturedSessionKey, clusterMetaKey, dataKey, isCapturedSessionKey, isDataKey } from './keyspace.js';
 import { encodeRecord, revisionOfRecord } from './record.js';
 import type { CommandResult, SessionTable } from './sessions.js';
 
@@ -42,6 +42,12 @@ export type ApplyEntry =
       readonly captureSessionsAs?: string;
       /** Also takes in a merged-away shard's keys and sessions, in the same batch (a shard merge's commit). */
       readonly absorb?: MergeAbsorb;
+      /**
+       * Also deletes these engine keys, in the same batch: data keys and captured
+       * sessions only (a split's GC of the keys it froze: src/cluster/shard-split-gc.ts).
+       * The caller bounds their number.
+       */
+      readonly deleteKeys?: readonly Buffer[];
     }
   /** An entry that changes nothing but the applied index (e.g. a new leader's empty entry). */
   | { readonly index: number; readonly term: number; readonly type: 'noop' }
@@ -139,6 +145,7 @@ export class ApplyBatch {
         const result = this.addMeta(entry.index, [{ name: entry.name, value: entry.value }, ...(entry.more ?? [])]);
         if (result.ok && entry.captureSessionsAs !== undefined) this.captureSessions(entry.captureSessionsAs);
         if (result.ok && entry.absorb !== undefined) this.absorb(entry.index, entry.absorb);
+        if (result.ok && entry.deleteKeys !== undefined) this.deleteKeys(entry.deleteKeys);
         return result;
       }
       case 'command':
@@ -177,6 +184,15 @@ export class ApplyBatch {
       this.base = base;
       this.push({ type: 'put', key: clusterMetaKey(REVISION_BASE_META_NAME), value: encodeRevisionBase(base) });
       this.metaChanges.set(REVISION_BASE_META_NAME, true);
+    }
+  }
+
+  /** Deletes data keys and captured sessions (`deleteKeys`); any other engine key is a broken invariant of the layer above. */
+  private deleteKeys(keys: readonly Buffer[]): void {
+    for (const key of keys) {
+      assert(isDataKey(key) || isCapturedSessionKey(key), 'an apply entry deletes only data keys and captured sessions', key.subarray(0, 32).toString('hex'));
+      this.push({ type: 'del', key });
+      if (isDataKey(key)) this.planned.push({ key, revision: null });
     }
   }
 

@@ -68,6 +68,12 @@ export function capturedSessionRange(tag: string): { readonly gte: Buffer; reado
   return { gte: metaKey(`${CAPTURED_SESSION_PREFIX}${tag}/`), lt: metaKey(`${CAPTURED_SESSION_PREFIX}${tag}0`) }; // '0' follows '/'
 }
 
+/** True when `engineKey` is a captured session's (under any tag). */
+export function isCapturedSessionKey(engineKey: Uint8Array): boolean {
+  const prefix = metaKey(CAPTURED_SESSION_PREFIX);
+  return engineKey.length > prefix.length && Buffer.from(engineKey.buffer, engineKey.byteOffset, prefix.length).equals(prefix);
+}
+
 /** The client id of a captured session's engine key under `tag`. */
 export function capturedClientIdOf(tag: string, engineKey: Buffer): string {
   return engineKey.toString('latin1', 1 + CAPTURED_SESSION_PREFIX.length + tag.length + 1);

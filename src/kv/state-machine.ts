@@ -281,6 +281,23 @@ export class KvStateMachine {
   }
 
   /**
+   * The engine keys of the first `limit` data entries of user keys in
+   * [start, end) (end null: to the last key), in key order: what a split's
+   * GC deletes next (src/cluster/shard-split-gc.ts).
+   */
+  async dataKeysIn(start: Uint8Array, end: Uint8Array | null, limit: number): Promise<Buffer[]> {
+    const bounds = dataRange({ ...(start.length > 0 ? { gte: start } : {}), ...(end !== null ? { lt: end } : {}), limit });
+    return (await this.slot.engine.range(bounds)).map((entry) => entry.key);
+  }
+
+  /** The engine keys of every session captured under `tag` (to delete them with `deleteKeys`). */
+  async capturedSessionKeys(tag: string): Promise<Buffer[]> {
+    const keys: Buffer[] = [];
+    for await (const entry of scanAll(this.slot.engine, capturedSessionRange(tag))) keys.push(entry.key);
+    return keys;
+  }
+
+  /**
    * The data entries of user keys in [start, end) (end null: to the last key)
    * as the engine holds them (engine key and record), a page at a time; for
    * `seed` of another machine. Consistent only for keys no write touches

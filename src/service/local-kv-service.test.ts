@@ -58,24 +58,48 @@ describe('LocalKvService', () => {
     }
   });
 
-  it('applies the writes of one event-loop turn as one group, even on an engine that applies at once (memory)', async () => {
-    const { service } = await open('memory');
-    // As requests on separate connections: each write from its own callback, all in the same phase of one turn.
-    const writes = await new Promise<Promise<{ revision: number }>[]>((resolve) => {
+  /** Starts `count` writes as requests on separate connections would: each from its own callback, all in the same phase of one turn. */
+  function writesInOneTurn(service: LocalKvService, prefix: string, count: number): Promise<Promise<{ revision: number }>[]> {
+    return new Promise((resolve) => {
       const started: Promise<{ revision: number }>[] = [];
-      for (let i = 0; i < 10; i++) {
+      for (let i = 0; i < count; i++) {
         setImmediate(() => {
-          started.push(service.write({ ops: [put(`turn-${i}`, 'v')] }));
-          if (started.length === 10) resolve(started);
+          started.push(service.write({ ops: [put(`${prefix}-${i}`, 'v')] }));
+          if (started.length === count) resolve(started);
         });
       }
     });
-    assert.deepEqual((await Promise.all(writes)).map((write) => write.revision), Array.from({ length: 10 }, (_, i) => i + 1));
+  }
+
+  it('applies the writes of one event-loop turn as one group, even on an engine that applies at once (memory)', async () => {
+    const { service } = await open('memory');
+    // The first turn's first write finds the service idle and goes alone; the other nine wait for the end of the turn.
+    const first = await writesInOneTurn(service, 'first', 10);
+    assert.deepEqual((await Promise.all(first)).map((write) => write.revision), Array.from({ length: 10 }, (_, i) => i + 1));
+    let status = await service.status();
+    assert.equal(status.figures['apply_groups'], 2, 'the lone first write, then the rest of its turn together');
+    // Writers are arriving together now: a whole turn's writes form one group, the first one waiting for the others.
+    const second = await writesInOneTurn(service, 'second', 10);
+    assert.deepEqual((await Promise.all(second)).map((write) => write.revision), Array.from({ length: 10 }, (_, i) => i + 11));
+    status = await service.status();
+    assert.equal(status.figures['apply_groups'], 3, 'a write started alone, ahead of the rest of its turn');
+    assert.equal(status.figures['apply_group_writes'], 20);
+  });
+
+  it('applies a lone write at once, without waiting for the event loop turn to end (memory)', async () => {
+    const { service } = await open('memory');
+    for (let i = 1; i <= 5; i++) {
+      // One writer, one write at a time, as a client on one connection: each turn has one write.
+      await new Promise((resolve) => setImmediate(resolve));
+      let turnEnded = false;
+      setImmediate(() => {
+        turnEnded = true;
+      });
+      assert.equal((await service.write({ ops: [put(`lone-${i}`, 'v')] })).revision, i);
+      assert.equal(turnEnded, false, `write ${i} waited for the end of its turn`);
+    }
     const status = await service.status();
-    assert.equal(status.figures['apply_groups'], 1, 'a write started alone, ahead of the rest of its turn');
-    assert.equal(status.figures['apply_group_writes'], 10);
-    // A lone write later is still applied, in a group of its own.
-    assert.equal((await service.write({ ops: [put('later', 'v')] })).revision, 11);
+    assert.equal(status.figures['apply_groups'], 5);
   });
 
   it('numbers writes with revisions and honours ifRevision / ifAbsent; a failed condition changes nothing', async () => {

@@ -1,8 +1,9 @@
 /**
  * `LocalKvService`: today's single node, on the key-value state machine.
  *
- * Writes queue; one loop at a time (started after the current I/O phase, so
- * the writes of one event-loop turn form one group) takes everything queued (up to
+ * Writes queue; one loop at a time (started after the current I/O phase when
+ * writes are arriving together, so the writes of one event-loop turn form one
+ * group; at once for a lone write: `startApplying`) takes everything queued (up to
  * GROUP_BYTES_MAX bytes / GROUP_OPS_MAX ops, at least one command), numbers
  * the commands with consecutive indexes after the applied index, and applies
  * them as ONE `applyBatch`: one engine batch and one fsync for the group
@@ -52,6 +53,9 @@ export class LocalKvService implements KvService {
   /** Figures: apply groups, and the commands they carried. */
   private groups = 0;
   private groupedWrites = 0;
+  /** Writes that arrived in this event-loop turn so far, and in the last turn that had any (`startApplying`). */
+  private turnWrites = 0;
+  private lastTurnWrites = 0;
 
   constructor(options: LocalKvServiceOptions) {
     this.machine = options.machine;
@@ -92,7 +96,7 @@ export class LocalKvService implements KvService {
     return new Promise<WriteOutcome>((resolve, reject) => {
       this.queue.push({ command, bytes, resolve, reject });
       this.queuedBytes += bytes;
-      this.applying ??= this.applySoon();
+      this.startApplying();
     });
   }
 
@@ -135,16 +139,38 @@ export class LocalKvService implements KvService {
   }
 
   /**
-   * Starts the apply loop once the event loop's current I/O phase is over
-   * (setImmediate), not at once, so every write that arrives in this turn —
-   * one per connection whose request was ready — joins the first group.
-   * Started at once, a write to a non-durable engine is applied in microtasks
-   * before the next connection's request is even parsed: every write became a
-   * group of one with its own chain of ~10 promises (measured in process: 6 µs
-   * of CPU per write alone, 2 µs per write in groups of 100). A durable
-   * engine's fsync already gathered groups; for it this costs nothing more
-   * than the rest of one loop turn.
+   * Starts the apply loop for a write just queued, unless it runs already.
+   *
+   * Writes arriving together wait for the end of the event loop's current I/O
+   * phase (setImmediate), so every write that arrives in this turn — one per
+   * connection whose request was ready — joins the first group. Started at
+   * once, a write to a non-durable engine is applied in microtasks before the
+   * next connection's request is even parsed: every write became a group of
+   * one with its own chain of ~10 promises (measured in process: 6 µs of CPU
+   * per write alone, 2 µs per write in groups of 100).
+   *
+   * A lone write — the first of its turn, after a turn with at most one —
+   * starts at once: one client writing one request after another would
+   * otherwise wait a loop phase per write for company that never comes
+   * (bench/seq-latency.ts). Under concurrent writers a turn has several
+   * writes, so the next turn's first write waits again. A wrong guess costs
+   * one extra group (that first write alone) for each turn of several writes
+   * that follows a turn of one: once when writers start together, more often
+   * if the load alternates between the two (concurrent.ts under load could not
+   * tell such a cost apart from noise: docs/benchmarks.md).
    */
+  private startApplying(): void {
+    const lone = this.turnWrites === 0 && this.lastTurnWrites <= 1;
+    if (this.turnWrites++ === 0) {
+      setImmediate(() => {
+        this.lastTurnWrites = this.turnWrites;
+        this.turnWrites = 0;
+      });
+    }
+    this.applying ??= lone ? this.applyLoop() : this.applySoon();
+  }
+
+  /** Starts the apply loop once the event loop's current I/O phase is over (`startApplying`). */
   private async applySoon(): Promise<void> {
     await new Promise<void>((resolve) => setImmediate(resolve));
     await this.applyLoop();

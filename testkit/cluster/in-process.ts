@@ -46,6 +46,8 @@ export interface InProcessOptions {
   readonly requestTimeoutMs?: number;
   /** Passed to openMember (0: groups never quiesce). */
   readonly quiesceAfterTicks?: number;
+  /** Passed to openMember: keys one step of a split's GC deletes. */
+  readonly splitGcKeysPerStep?: number;
   /** pino level for the members' logs (default 'silent'; 'warn' when debugging). */
   readonly logLevel?: string;
   /** Member id i advertises http://127.0.0.1:clientPorts[i - 1] (default port 10,000 + id); for tests that serve HTTP on them. */
@@ -122,6 +124,7 @@ export class InProcessCluster {
       ...(this.options.requestTimeoutMs !== undefined ? { requestTimeoutMs: this.options.requestTimeoutMs } : {}),
       ...(this.options.raftOverrides !== undefined ? { raftOverrides: this.options.raftOverrides } : {}),
       ...(this.options.quiesceAfterTicks !== undefined ? { quiesceAfterTicks: this.options.quiesceAfterTicks } : {}),
+      ...(this.options.splitGcKeysPerStep !== undefined ? { splitGcKeysPerStep: this.options.splitGcKeysPerStep } : {}),
     });
     member.admin.start(cluster.advertiseClient);
     this.members.set(id, member);
