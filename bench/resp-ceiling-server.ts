@@ -7,7 +7,13 @@
  * cost; impulse's figure beside it is Node plus impulse. Not a server to use.
  * Prints "listening <port>" on stdout.
  *
- *   node dist/bench/resp-ceiling-server.js [--port 0] [--read-path stream|onread]
+ *   node dist/bench/resp-ceiling-server.js [--port 0] [--read-path stream|onread] [--reply-at once|turn]
+ *
+ * `--reply-at turn` writes the replies at the end of the event loop's turn
+ * (one setImmediate for all connections), as impulse's SET replies leave
+ * (after the put coalescer's commit), instead of inside the `data` event, as
+ * impulse's GET replies do: the A/B for whether that timing, not the
+ * command, is what makes a SET cheaper than a GET for the kernel and Node.
  *
  * `--read-path stream` (the default) reads through `data` events, as
  * src/resp does. `--read-path onread` reads into one reused buffer through
@@ -58,7 +64,15 @@ function answer(args: Buffer[]): Buffer {
   return name === 'ping' ? PONG : OK;
 }
 
-/** Answers the complete commands in `data` with one write; returns where the unparsed rest starts. */
+/** `--reply-at turn`: the replies of this turn of the event loop, written at its end (setImmediate). */
+const turnReplies: { socket: Socket; reply: Buffer }[] = [];
+
+function writeTurn(): void {
+  for (const { socket, reply } of turnReplies) socket.write(reply);
+  turnReplies.length = 0;
+}
+
+/** Answers the complete commands in `data` with one write (now, or at the turn's end); returns where the unparsed rest starts. */
 function answerAll(socket: Socket, data: Buffer): number {
   const replies: Buffer[] = [];
   let at = 0;
@@ -66,7 +80,10 @@ function answerAll(socket: Socket, data: Buffer): number {
     replies.push(answer(command.args));
     at = command.next;
   }
-  if (replies.length > 0) socket.write(replies.length === 1 ? replies[0]! : Buffer.concat(replies));
+  if (replies.length === 0) return at;
+  const reply = replies.length === 1 ? replies[0]! : Buffer.concat(replies);
+  if (!replyAtTurnEnd) socket.write(reply);
+  else if (turnReplies.push({ socket, reply }) === 1) setImmediate(writeTurn);
   return at;
 }
 
@@ -110,6 +127,7 @@ function serveOnread(accepted: Socket): void {
 }
 
 const readPath = flag('read-path', 'stream');
+const replyAtTurnEnd = flag('reply-at', 'once') === 'turn';
 if (readPath !== 'stream' && readPath !== 'onread') throw new Error(`--read-path is stream or onread, not ${readPath}`);
 // onread: the accepted socket must not start reading before its handle is re-wrapped.
 const server = createServer({ noDelay: true, pauseOnConnect: readPath === 'onread' }, readPath === 'onread' ? serveOnread : serveStream);

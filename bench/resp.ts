@@ -15,6 +15,13 @@
  * `--rounds` runs with the range; the load average at the start and the end.
  *
  *   flock /tmp/impulse-bench.lock node dist/bench/resp.js [--rounds 3] [--requests 100000] [--pipelined-requests 400000]
+ *     [--targets ceiling,onread,memory,lsm-fsync,lsm,redis,redis-aof]   (redis, the reference, always runs;
+ *      ceiling-turn, only when named: the ceiling writing its replies at the end of the event loop's turn)
+ *
+ * Interleaved: within a round each cell (SET, GET, with and without -P 16)
+ * runs on every target back to back, the order rotating per round; the ratio
+ * to Redis is taken per round (printed as it goes) and reported as the median
+ * of the rounds with its range, so noise shows as spread, not as a change.
  *
  * Prints the tables and writes them to docs/benchmarks.md (section "resp").
  */
@@ -26,7 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { reapOnExit } from '../testkit/process/member-process.js';
 import { freePorts } from '../testkit/process/ports.js';
 import { startServerProcess } from '../testkit/process/server-process.js';
-import { flag, formatNumber, loadLine, machineLine, median, medianCell, processCpuTimes, table, writeSection } from './report.js';
+import { flag, formatNumber, loadLine, machineLine, medianCell, processCpuTimes, table, writeSection } from './report.js';
 
 const rounds = Number(flag('rounds', '3'));
 const requests = Number(flag('requests', '100000'));
@@ -92,10 +99,10 @@ async function redisServer(name: string, args: readonly string[]): Promise<Targe
   return spawnServer(name, port!, 'redis-server', redisArgs, () => rm(dir, { recursive: true, force: true }));
 }
 
-async function ceiling(name: string, readPath: 'stream' | 'onread'): Promise<Target> {
+async function ceiling(name: string, readPath: 'stream' | 'onread', replyAt: 'once' | 'turn' = 'once'): Promise<Target> {
   const [port] = await freePorts(1);
   const script = fileURLToPath(new URL('./resp-ceiling-server.js', import.meta.url));
-  return spawnServer(name, port!, process.execPath, [script, '--port', String(port), '--read-path', readPath]);
+  return spawnServer(name, port!, process.execPath, [script, '--port', String(port), '--read-path', readPath, '--reply-at', replyAt]);
 }
 
 interface Run {
@@ -129,35 +136,63 @@ const CELLS = [
   { pipeline: 16, test: 'get', title: 'GET -P 16' },
 ] as const;
 
+/** The targets by the short id `--targets` takes, in table order; redis (the reference) is always run. */
+const TARGETS: readonly { readonly id: string; start(): Promise<Target> }[] = [
+  { id: 'ceiling', start: () => ceiling('bare node:net + Map (ceiling)', 'stream') },
+  { id: 'onread', start: () => ceiling('the same, onread (Node internals)', 'onread') },
+  { id: 'ceiling-turn', start: () => ceiling("the ceiling, replies at the turn's end", 'stream', 'turn') },
+  { id: 'memory', start: () => impulse('impulse memory', ['--engine', 'memory']) },
+  { id: 'lsm-fsync', start: () => impulse('impulse lsm, fsync', ['--engine', 'lsm', '--sync', 'fsync']) },
+  { id: 'lsm', start: () => impulse('impulse lsm, no fsync', ['--engine', 'lsm', '--sync', 'none']) },
+  { id: 'redis', start: () => redisServer(REFERENCE, ['--appendonly', 'no']) },
+  { id: 'redis-aof', start: () => redisServer('redis-server, appendfsync everysec', ['--appendonly', 'yes', '--appendfsync', 'everysec']) },
+];
+/** Not run unless named: the reply-timing experiment (resp-ceiling-server.ts, `--reply-at turn`). */
+const OPT_IN = ['ceiling-turn'];
+const chosen = flag('targets', TARGETS.filter((target) => !OPT_IN.includes(target.id)).map((target) => target.id).join(',')).split(',');
+const unknownTargets = chosen.filter((id) => !TARGETS.some((target) => target.id === id));
+if (unknownTargets.length > 0) throw new Error(`--targets takes ${TARGETS.map((target) => target.id).join(', ')}; not ${unknownTargets.join(', ')}`);
+
+/** `values` rotated left by `by`: each round starts the cell with another target, so no target always runs first. */
+function rotated<T>(values: readonly T[], by: number): T[] {
+  const shift = by % values.length;
+  return [...values.slice(shift), ...values.slice(0, shift)];
+}
+
 const targets: Target[] = [];
 try {
   const loadAtStart = loadLine();
-  targets.push(await ceiling('bare node:net + Map (ceiling)', 'stream'));
-  targets.push(await ceiling('the same, onread (Node internals)', 'onread'));
-  targets.push(await impulse('impulse memory', ['--engine', 'memory']));
-  targets.push(await impulse('impulse lsm, fsync', ['--engine', 'lsm', '--sync', 'fsync']));
-  targets.push(await impulse('impulse lsm, no fsync', ['--engine', 'lsm', '--sync', 'none']));
-  targets.push(await redisServer(REFERENCE, ['--appendonly', 'no']));
-  targets.push(await redisServer('redis-server, appendfsync everysec', ['--appendonly', 'yes', '--appendfsync', 'everysec']));
+  for (const { id, start } of TARGETS) if (id === 'redis' || chosen.includes(id)) targets.push(await start());
   // A discarded pass: Node compiles impulse's hot paths in the first seconds, Redis needs none.
   for (const target of targets) for (const test of ['set', 'get'] as const) await benchmark(target, test, 1, Math.min(requests, 20_000));
   const runs = new Map<string, Run[]>();
   const key = (name: string, pipeline: number, test: string): string => `${name}|${pipeline}|${test}`;
+  // Interleaved: within a round, each cell runs on every target back to back (in an order that
+  // rotates from round to round), so a change in the machine's load hits the targets of one cell
+  // alike; the ratio to Redis is then taken per round, and its median and spread printed.
   for (let round = 1; round <= rounds; round++) {
-    for (const pipeline of [1, 16]) {
-      for (const target of targets) {
-        for (const test of ['set', 'get'] as const) {
-          const run = await benchmark(target, test, pipeline);
-          runs.set(key(target.name, pipeline, test), [...(runs.get(key(target.name, pipeline, test)) ?? []), run]);
-          console.error(`round ${round} -P ${pipeline} ${target.name} ${test}: ${formatNumber(run.rps)}/s, ${run.cpuUs.toFixed(1)} µs CPU/request, ${run.userUs.toFixed(1)} user (${loadLine()})`);
-        }
+    for (const { pipeline, test, title } of CELLS) {
+      for (const target of rotated(targets, round - 1)) {
+        const run = await benchmark(target, test, pipeline);
+        runs.set(key(target.name, pipeline, test), [...(runs.get(key(target.name, pipeline, test)) ?? []), run]);
+        console.error(`round ${round} ${title} ${target.name}: ${formatNumber(run.rps)}/s, ${run.cpuUs.toFixed(1)} µs CPU/request, ${run.userUs.toFixed(1)} user (${loadLine()})`);
       }
+      const reference = runs.get(key(REFERENCE, pipeline, test))![round - 1]!.rps;
+      const ratios = targets.map((target) => `${target.name} ${(runs.get(key(target.name, pipeline, test))![round - 1]!.rps / reference).toFixed(2)}×`);
+      console.error(`round ${round} ${title}, against Redis: ${ratios.join(', ')}`);
     }
   }
   const loadAtEnd = loadLine();
   const of = (name: string, pipeline: number, test: string, figure: keyof Run): number[] => runs.get(key(name, pipeline, test))!.map((run) => run[figure]);
-  const ratio = (name: string, pipeline: number, test: string): string => `${(median(of(name, pipeline, test, 'rps')) / median(of(REFERENCE, pipeline, test, 'rps'))).toFixed(2)}×`;
-  const throughput = targets.map((target) => [target.name, ...CELLS.flatMap(({ pipeline, test }) => [medianCell(of(target.name, pipeline, test, 'rps')), ratio(target.name, pipeline, test)])]);
+  /** Per round, the target's requests/s over Redis's in the same round; median (min–max) over the rounds. */
+  const ratios = (name: string, pipeline: number, test: string): string => {
+    const reference = of(REFERENCE, pipeline, test, 'rps');
+    return medianCell(
+      of(name, pipeline, test, 'rps').map((rps, round) => rps / reference[round]!),
+      (value) => `${value.toFixed(2)}×`,
+    );
+  };
+  const throughput = targets.map((target) => [target.name, ...CELLS.flatMap(({ pipeline, test }) => [medianCell(of(target.name, pipeline, test, 'rps')), ratios(target.name, pipeline, test)])]);
   const cpuOf = (figure: 'cpuUs' | 'userUs'): string[][] =>
     targets.map((target) => [target.name, ...CELLS.map(({ pipeline, test }) => medianCell(of(target.name, pipeline, test, figure), (value) => value.toFixed(1)))]);
   const markdown = [
@@ -166,7 +201,7 @@ try {
     machineLine(),
     `Load average (1 / 5 / 15 min) at the start: ${loadAtStart}; at the end: ${loadAtEnd}.`,
     '',
-    `After one discarded warm-up pass per target: redis-benchmark (Debian redis-tools ${execFileSync('redis-benchmark', ['--version']).toString().trim().split(' ')[1] ?? ''}) \`-t set\` and \`-t get\` with \`-c 100\`, ${formatNumber(requests)} requests without pipelining and ${formatNumber(pipelinedRequests)} with \`-P 16\`; median of ${rounds} rounds (range in brackets), the targets taken in turn within each round. × is against redis-server with persistence off. The machine is shared with other engineers' work (2 cores, redis-benchmark on them too): absolute figures move with its load; the ratios, taken in the same rounds, are the comparison, and the CPU time per request below moves far less than requests/s.`,
+    `After one discarded warm-up pass per target: redis-benchmark (Debian redis-tools ${execFileSync('redis-benchmark', ['--version']).toString().trim().split(' ')[1] ?? ''}) \`-t set\` and \`-t get\` with \`-c 100\`, ${formatNumber(requests)} requests without pipelining and ${formatNumber(pipelinedRequests)} with \`-P 16\`; median of ${rounds} rounds (range in brackets); within a round each cell runs on every target back to back, the targets' order rotating from round to round. × is a target's requests/s over redis-server's (persistence off) in the same round: the median of the rounds' ratios, with their range — a change is a change when it moves the ratio outside that range. The machine is shared with other engineers' work (2 cores, redis-benchmark on them too): absolute figures move with its load; the ratios, taken in the same rounds, are the comparison, and the CPU time per request below moves far less than requests/s.`,
     '',
     'Requests per second:',
     '',

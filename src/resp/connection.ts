@@ -79,7 +79,7 @@ export interface ConnectionHooks {
 interface Slot {
   reply: Buffer | undefined;
   /** QUIT or a protocol error: close once this reply is written. */
-  last: boolean;
+  readonly last: boolean;
 }
 
 /** Consecutive plain writes of one connection, written together (`putGroup`); `bytes`: their size as validateCommand counts it. */
@@ -89,9 +89,12 @@ interface PutGroup {
   readonly bytes: number;
 }
 
-/** A command taken from the parser whose turn to run has not come yet. */
-interface Waiting {
-  readonly slot: Slot;
+/**
+ * A command taken from the parser, to run in its turn: its own slot in
+ * `pending` (one object per command, not two: an allocation per command is a
+ * visible share of a GET's cost).
+ */
+interface Waiting extends Slot {
   readonly command: ParsedCommand;
   readonly spec: CommandSpec;
   readonly started: number;
@@ -226,30 +229,29 @@ export class RespConnection {
         break;
       }
       const taken = this.take(next, takenAt);
-      if (unauthenticated && taken !== undefined && (taken.spec.name === 'auth' || taken.spec.name === 'hello')) this.authGate = taken.slot;
+      if (unauthenticated && taken !== undefined && (taken.spec.name === 'auth' || taken.spec.name === 'hello')) this.authGate = taken;
     }
   }
 
   /** Takes one command: refuses it at once, or queues it to run in its turn (`schedule`) and returns it. */
   private take(command: ParsedCommand, started: number): Waiting | undefined {
-    const slot: Slot = { reply: undefined, last: false };
-    this.pending.push(slot);
     // The name is absent when it was itself over the limits (skipped by the parser).
     const name = command.args[0];
     const spec = name === undefined ? undefined : this.server.commands.find(name);
     const refused = this.refusal(command, spec);
     if (refused !== undefined) {
-      slot.reply = refused;
+      this.pending.push({ reply: refused, last: false });
       this.answered(spec, started, true);
       return undefined;
     }
-    if (spec!.name === 'quit') {
-      // Nothing after QUIT is taken; the connection closes once its OK is written.
-      slot.last = true;
+    // Nothing after QUIT is taken; the connection closes once its OK is written.
+    const quit = spec!.name === 'quit';
+    if (quit) {
       this.closeReason = 'quit';
       this.ending = true;
     }
-    const waiting: Waiting = { slot, command, spec: spec!, started };
+    const waiting: Waiting = { reply: undefined, last: quit, command, spec: spec!, started };
+    this.pending.push(waiting);
     this.waiting.push(waiting);
     return waiting;
   }
@@ -316,7 +318,7 @@ export class RespConnection {
       () => this.release(false),
       (error: unknown) => {
         // writeGroup answers every failure itself; reaching here is a bug: answer what is left, and say so.
-        for (const member of group.members) if (member.slot.reply === undefined) this.fill([member], this.failure(error, member.spec));
+        for (const member of group.members) if (member.reply === undefined) this.fill([member], this.failure(error, member.spec));
         this.release(false);
       },
     );
@@ -352,16 +354,17 @@ export class RespConnection {
   }
 
   /** Runs a command; fills its slot and returns undefined when it answered at once, else its pending reply. */
-  private start({ slot, command, spec, started }: Waiting): Promise<Buffer> | undefined {
+  private start(waiting: Waiting): Promise<Buffer> | undefined {
+    const { spec } = waiting;
     let reply: Buffer | Promise<Buffer>;
     try {
-      reply = spec.run(this.context, command.args);
+      reply = spec.run(this.context, waiting.command.args);
     } catch (error) {
       reply = this.failure(error, spec);
     }
     if (!Buffer.isBuffer(reply)) return reply;
-    slot.reply = reply;
-    this.answered(spec, started, reply[0] === 0x2d);
+    waiting.reply = reply;
+    this.answered(spec, waiting.started, reply[0] === 0x2d);
     return undefined;
   }
 
@@ -417,9 +420,9 @@ export class RespConnection {
   /** Answers `done` with `reply`; the replies leave with the next flush. */
   private fill(done: readonly Waiting[], reply: Buffer): void {
     const now = performance.now();
-    for (const { slot, spec, started } of done) {
-      slot.reply = reply;
-      this.hooks.commandDone(spec, (now - started) / 1000, reply[0] === 0x2d);
+    for (const member of done) {
+      member.reply = reply;
+      this.hooks.commandDone(member.spec, (now - member.started) / 1000, reply[0] === 0x2d);
     }
     this.queueFlush();
   }

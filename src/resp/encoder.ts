@@ -31,15 +31,24 @@ export function integerReply(value: number): Buffer {
   return Buffer.from(`:${value}${CRLF}`, 'latin1');
 }
 
-/** `$<len>\r\n<bytes>\r\n`; a string is sent as UTF-8. */
+/**
+ * `$<len>\r\n<bytes>\r\n`; a string is sent as UTF-8. The header's digits are
+ * written as bytes (no string made and encoded per reply: GET's every reply).
+ */
 export function bulkReply(value: Uint8Array | string): Buffer {
   const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
-  const header = `$${bytes.length}${CRLF}`;
-  const reply = Buffer.allocUnsafe(header.length + bytes.length + 2);
-  reply.write(header, 0, 'latin1');
-  reply.set(bytes, header.length);
-  reply[reply.length - 2] = 0x0d;
-  reply[reply.length - 1] = 0x0a;
+  const length = bytes.length;
+  let digits = 1;
+  for (let rest = length; rest >= 10; rest = Math.floor(rest / 10)) digits++;
+  const headerBytes = digits + 3;
+  const reply = Buffer.allocUnsafe(headerBytes + length + 2);
+  reply[0] = 0x24; // '$'
+  for (let at = digits, rest = length; at >= 1; at--, rest = Math.floor(rest / 10)) reply[at] = 0x30 + (rest % 10);
+  reply[headerBytes - 2] = 0x0d;
+  reply[headerBytes - 1] = 0x0a;
+  reply.set(bytes, headerBytes);
+  reply[headerBytes + length] = 0x0d;
+  reply[headerBytes + length + 1] = 0x0a;
   return reply;
 }
 
