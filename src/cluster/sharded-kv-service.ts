@@ -51,7 +51,7 @@ import type { RangeOptions } from '../storage/engine.js';
 import type { HostedGroup } from './hosted-groups.js';
 import type { RaftKvService } from './raft-kv-service.js';
 import type { RemoteShards } from './remote-shard.js';
-import { unavailable } from './request-errors.js';
+import { outcomeUnknown, unavailable } from './request-errors.js';
 import type { ShardGroups } from './shard-groups.js';
 import { clipToShard, readShardKey, readShardRange } from './shard-reads.js';
 
@@ -79,7 +79,9 @@ export class ShardedKvService implements KvService {
       const hosted = await this.hostedOrOpening(shard);
       if (hosted === undefined) return this.remote.get(shard, key, consistency);
       this.shards.offerKey(shard.id, key); // a load split's key sample (while the shard is hot here)
-      return readShardKey(hosted, key, consistency === 'serializable');
+      return readShardKey(hosted, key, consistency === 'serializable').catch((error: unknown) => {
+        throw this.replicaGone(error, hosted) ? unavailable(`this member's replica of shard ${shard.id} closed under the read (it moved away or merged into its neighbour); retry`) : error;
+      });
     });
   }
 
@@ -131,7 +133,22 @@ export class ShardedKvService implements KvService {
     const retrySafe = command.session !== undefined;
     if (hosted === undefined) return this.remote.write(shard, encodeCommand(command), retrySafe);
     this.shards.offerKey(shard.id, first!.key); // a load split's key sample (while the shard is hot here)
-    return hosted.requests.write(encodeCommand(command), retrySafe);
+    return hosted.requests.write(encodeCommand(command), retrySafe).catch((error: unknown) => {
+      throw this.replicaGone(error, hosted) ? outcomeUnknown(`this member's replica of shard ${shard.id} closed under the write (it moved away or merged into its neighbour)`, error) : error;
+    });
+  }
+
+  /**
+   * Whether `error` is a local shard group's refusal because its replica here
+   * closed or stopped while this service runs (a move took it away, a merge
+   * destroyed it): not "this node is shutting down", which the group says of
+   * any close. A write waiting on it has an unknown outcome (the client
+   * retries it with its session, which the shard's new home deduplicates); a
+   * read is simply retried.
+   */
+  private replicaGone(error: unknown, hosted: HostedGroup): boolean {
+    if (this.closing || !(isImpulseError(error, 'IMPULSE_ERR_SHUTTING_DOWN') || isImpulseError(error, 'IMPULSE_ERR_RAFT_STOPPED'))) return false;
+    return hosted.group.state === 'closed' || hosted.group.state === 'removed';
   }
 
   async status(): Promise<ServiceStatus> {
