@@ -108,6 +108,38 @@ function outside(range: ShardBounds, bounds: ShardBounds): ShardBounds {
   return { start: compareBytes(bounds.end, range.start) > 0 ? bounds.end : range.start, end: range.end };
 }
 
+/** The frozen ranges of every other split whose record `machine` still holds (their new shards may still be made from those keys). */
+async function otherFrozenRanges(machine: KvStateMachine, rightId: number): Promise<ShardBounds[]> {
+  const ranges: ShardBounds[] = [];
+  for (const name of machine.metaNamesStartingWith('split')) {
+    const id = splitRightIdOf(name);
+    if (id === undefined || id === rightId) continue;
+    const bytes = await machine.getMeta(name);
+    if (bytes !== undefined) ranges.push(decodeSplitRecord(bytes).bounds);
+  }
+  return ranges;
+}
+
+/**
+ * `range` cut short where another split's frozen range begins, and empty
+ * when one covers its start: after a merge took a split's keys back in and
+ * the group split again, the same keys are frozen for the later split, whose
+ * new shard may still be made from them, and its own GC deletes them once
+ * that is safe. Keys of `range` past such a range are left alone (a leak,
+ * never a loss); every replica holds the same records at the same index, so
+ * every replica cuts the same way.
+ */
+function beforeOtherFreezes(range: ShardBounds, others: readonly ShardBounds[]): ShardBounds {
+  let end = range.end;
+  for (const other of others) {
+    const overlaps = (end === null || compareBytes(other.start, end) < 0) && (other.end === null || compareBytes(range.start, other.end) < 0);
+    if (!overlaps) continue;
+    if (compareBytes(other.start, range.start) <= 0) return { start: range.start, end: range.start };
+    end = other.start;
+  }
+  return { start: range.start, end };
+}
+
 /** A GC step to apply: its log position and the group's bounds there (log-entries.ts `gcSteps`). */
 export interface GcStepAt {
   readonly index: number;
@@ -128,7 +160,7 @@ export async function splitGcEntry(machine: KvStateMachine, step: GcStepAt): Pro
   const frozen = await frozenRange(machine, rightId);
   if (frozen === undefined) return { entry: { index, term, type: 'noop' }, droppedRecord: false };
   const { record } = frozen;
-  const range = outside(frozen.range, bounds);
+  const range = beforeOtherFreezes(outside(frozen.range, bounds), await otherFrozenRanges(machine, rightId));
   const keys = range.end !== null && compareBytes(range.start, range.end) >= 0 ? [] : await machine.dataKeysIn(range.start, range.end, keysMax + 1);
   const next = keys[keysMax];
   const deleteKeys = keys.slice(0, keysMax);
