@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { type IncomingMessage, type Server, createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { ImpulseServer } from '../api/server.js';
@@ -109,6 +109,32 @@ describe('ImpulseClient', () => {
     } finally {
       client.close();
       await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+});
+
+describe('ImpulseClient on a keep-alive connection the server closed', () => {
+  it('sends a GET once more on a new connection when its reused connection is reset before any answer; a write is not resent this way', async () => {
+    // Each connection answers its first request and resets on its second: a server that closed an idle connection as the client reused it.
+    let connections = 0;
+    const server = createNetServer((socket) => {
+      connections++;
+      let requests = 0;
+      socket.on('data', () => {
+        if (++requests === 2) return void socket.resetAndDestroy();
+        socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nETag: "1"\r\nContent-Length: 1\r\nConnection: keep-alive\r\n\r\nx');
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const client = new ImpulseClient({ endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, connectionsMax: 1 });
+    try {
+      assert.equal((await client.get('k'))?.toString(), 'x');
+      assert.equal((await client.get('k'))?.toString(), 'x', 'the second GET went out again on a new connection');
+      assert.equal(connections, 2);
+    } finally {
+      client.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 });

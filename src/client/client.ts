@@ -502,8 +502,16 @@ export class ImpulseClient {
     }
   }
 
-  private call(method: string, path: string, body?: Uint8Array, headers: OutgoingHttpHeaders = {}, origin: URL = this.endpoint): Promise<Response> {
+  /**
+   * One request. A GET (or HEAD) sent on a reused keep-alive connection that
+   * the server closed meanwhile (reset or ended before any answer: its idle
+   * timeout, a restart, a healed partition) is sent once more on a new
+   * connection, as browsers and undici do for idempotent requests; anything
+   * else is the caller's to retry.
+   */
+  private call(method: string, path: string, body?: Uint8Array, headers: OutgoingHttpHeaders = {}, origin: URL = this.endpoint, staleRetry = true): Promise<Response> {
     return new Promise((resolve, reject) => {
+      let answered = false;
       const all = { ...headers, ...this.authorization };
       const req = (this.secure ? httpsRequest : request)(
         {
@@ -517,6 +525,7 @@ export class ImpulseClient {
           timeout: this.timeoutMs,
         },
         (res) => {
+          answered = true;
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
           res.on('end', () =>
@@ -532,7 +541,11 @@ export class ImpulseClient {
         },
       );
       req.on('timeout', () => req.destroy(new ImpulseError('IMPULSE_ERR_CLIENT_TIMEOUT', `${origin.origin} did not answer ${method} within ${this.timeoutMs} ms`)));
-      req.on('error', (error) => reject(this.transportError(error, origin)));
+      req.on('error', (error) => {
+        const stale = staleRetry && !answered && req.reusedSocket && (method === 'GET' || method === 'HEAD') && (error as { code?: string }).code === 'ECONNRESET';
+        if (stale) resolve(this.call(method, path, body, headers, origin, false));
+        else reject(this.transportError(error, origin));
+      });
       req.end(body);
     });
   }
