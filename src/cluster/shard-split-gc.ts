@@ -102,10 +102,14 @@ async function frozenRange(machine: KvStateMachine, rightId: number): Promise<{ 
  */
 function outside(range: ShardBounds, bounds: ShardBounds): ShardBounds {
   const empty = bounds.end !== null && compareBytes(bounds.start, bounds.end) >= 0;
-  const disjoint = empty || (bounds.end !== null && compareBytes(bounds.end, range.start) <= 0) || (range.end !== null && compareBytes(range.end, bounds.start) <= 0);
-  if (disjoint) return range;
+  if (empty || !overlapping(range, bounds)) return range;
   if (bounds.end === null || (range.end !== null && compareBytes(bounds.end, range.end) >= 0) || compareBytes(bounds.start, range.start) > 0) return { start: range.start, end: range.start };
   return { start: compareBytes(bounds.end, range.start) > 0 ? bounds.end : range.start, end: range.end };
+}
+
+/** Whether ranges `a` and `b` share a key (end exclusive, null: unbounded). */
+function overlapping(a: ShardBounds, b: ShardBounds): boolean {
+  return (a.end === null || compareBytes(b.start, a.end) < 0) && (b.end === null || compareBytes(a.start, b.end) < 0);
 }
 
 /** The frozen ranges of every other split whose record `machine` still holds (their new shards may still be made from those keys). */
@@ -132,8 +136,7 @@ async function otherFrozenRanges(machine: KvStateMachine, rightId: number): Prom
 function beforeOtherFreezes(range: ShardBounds, others: readonly ShardBounds[]): ShardBounds {
   let end = range.end;
   for (const other of others) {
-    const overlaps = (end === null || compareBytes(other.start, end) < 0) && (other.end === null || compareBytes(range.start, other.end) < 0);
-    if (!overlaps) continue;
+    if (!overlapping({ start: range.start, end }, other)) continue;
     if (compareBytes(other.start, range.start) <= 0) return { start: range.start, end: range.start };
     end = other.start;
   }
