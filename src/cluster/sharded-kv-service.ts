@@ -79,9 +79,7 @@ export class ShardedKvService implements KvService {
       const hosted = await this.hostedOrOpening(shard);
       if (hosted === undefined) return this.remote.get(shard, key, consistency);
       this.shards.offerKey(shard.id, key); // a load split's key sample (while the shard is hot here)
-      return readShardKey(hosted, key, consistency === 'serializable').catch((error: unknown) => {
-        throw this.replicaGone(error, hosted) ? unavailable(`this member's replica of shard ${shard.id} closed under the read (it moved away or merged into its neighbour); retry`) : error;
-      });
+      return this.onReplica(hosted, shard.id, 'read', readShardKey(hosted, key, consistency === 'serializable'));
     });
   }
 
@@ -106,7 +104,7 @@ export class ShardedKvService implements KvService {
         items.push(...(await this.remote.range(shard, part, consistency)));
         continue;
       }
-      items.push(...(await readShardRange(hosted, part, consistency === 'serializable')));
+      items.push(...(await this.onReplica(hosted, shard.id, 'read', readShardRange(hosted, part, consistency === 'serializable'))));
     }
     return items;
   }
@@ -133,8 +131,19 @@ export class ShardedKvService implements KvService {
     const retrySafe = command.session !== undefined;
     if (hosted === undefined) return this.remote.write(shard, encodeCommand(command), retrySafe);
     this.shards.offerKey(shard.id, first!.key); // a load split's key sample (while the shard is hot here)
-    return hosted.requests.write(encodeCommand(command), retrySafe).catch((error: unknown) => {
-      throw this.replicaGone(error, hosted) ? outcomeUnknown(`this member's replica of shard ${shard.id} closed under the write (it moved away or merged into its neighbour)`, error) : error;
+    return this.onReplica(hosted, shard.id, 'write', hosted.requests.write(encodeCommand(command), retrySafe));
+  }
+
+  /**
+   * `work` on this member's replica `hosted` of shard `shardId`, with the
+   * replica's refusal made retryable when it closed under the request
+   * (`replicaGone`): a write's outcome is then unknown, a read is retried.
+   */
+  private onReplica<T>(hosted: HostedGroup, shardId: number, what: 'read' | 'write', work: Promise<T>): Promise<T> {
+    return work.catch((error: unknown) => {
+      if (!this.replicaGone(error, hosted)) throw error;
+      const why = `this member's replica of shard ${shardId} closed under the ${what} (it moved away or merged into its neighbour)`;
+      throw what === 'write' ? outcomeUnknown(why, error) : unavailable(`${why}; retry`);
     });
   }
 
