@@ -42,6 +42,7 @@ import { type DashboardRoute, DashboardRoutes, dashboardMethods, matchDashboardR
 import { type MemberProxyOptions, type MemberRoute, type MemberView, MemberProxy, type RelayedAnswer, matchMemberRoute } from './member-proxy.js';
 import { type RouteLabel, ServerMetrics } from './metrics.js';
 import { NodeVfs } from '../vfs/node-vfs.js';
+import { KEY_NOT_FOUND_BODY, plainGetKey, writeGetAnswer } from './fast-get.js';
 import { RequestPipeline } from './pipeline.js';
 import { JSON_TYPE, OCTET_TYPE, errorJson } from './responses.js';
 import { conditionOf, etagOf, keyQueryConsistency, routeOf, sessionOf } from './write-headers.js';
@@ -96,8 +97,6 @@ export interface ServerOptions {
 
 const ALLOW_KEY = 'GET, HEAD, PUT, DELETE';
 const CLUSTER_BODY: BodyLimit = { bytesMax: CLUSTER_BODY_BYTES_MAX, tooLarge: 'IMPULSE_ERR_CONFIG_INVALID', what: 'body' };
-/** The commonest error body, prebuilt: a GET of an absent key is a normal outcome, not worth an Error and its stack. */
-const KEY_NOT_FOUND_BODY = JSON.stringify(new ImpulseError('IMPULSE_ERR_KEY_NOT_FOUND').toJSON());
 
 export class ImpulseServer {
   readonly metrics: ServerMetrics;
@@ -224,6 +223,13 @@ export class ImpulseServer {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
+    if (this.service.getSync !== undefined && this.service.causal === undefined) {
+      const key = plainGetKey(req, this.service.limits.keyBytesMax);
+      if (key !== undefined && !this.shuttingDown) {
+        this.getPlain(key, req, res, started);
+        return;
+      }
+    }
     let route: RouteLabel = 'unmatched';
     try {
       if (this.shuttingDown) {
@@ -364,6 +370,31 @@ export class ImpulseServer {
       throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', `no route for ${path.slice(0, 128)}`);
     } catch (error) {
       this.fail(res, error, route, req.method ?? 'GET', started);
+    }
+  }
+
+  /**
+   * `GET /kv/{key}` of a plain key (fast-get.ts) on a service that reads
+   * synchronously: answered here, in node:http's request event, as the bare
+   * ceiling answers — no routing, no promise, the head as one array. Order is
+   * unaffected: the pipeline starts this request only after the answer before
+   * it has left. A read the engine cannot answer now takes the general path's
+   * asynchronous `get`.
+   */
+  private getPlain(key: Buffer, req: IncomingMessage, res: ServerResponse, started: number): void {
+    try {
+      this.authorizeKey(req, 'read', key);
+      const stored = this.service.getSync!(key);
+      if (stored === READ_NOT_SYNC) {
+        this.service.get(key).then(
+          (later) => this.answerRead(res, later, 'GET', started),
+          (error: unknown) => this.fail(res, error, '/kv/{key}', 'GET', started),
+        );
+        return;
+      }
+      this.finished('/kv/{key}', 'GET', writeGetAnswer(res, stored), started);
+    } catch (error) {
+      this.fail(res, error, '/kv/{key}', 'GET', started);
     }
   }
 
