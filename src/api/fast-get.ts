@@ -28,11 +28,12 @@ const KEY_NOT_FOUND_HEAD: readonly string[] = ['content-type', JSON_TYPE, 'Conte
 /**
  * The key of `req` when it is `GET /kv/{key}` with a key of 1..`keyBytesMax`
  * bytes written without percent-escapes, no query string, no body and no
- * `Impulse-Shard` header; undefined for any other request. node:http hands
- * the request target over as latin1 (one char per byte), so the key's bytes
- * are its chars', as `percentDecode` would give them. Reads `req` only.
+ * `Impulse-Shard` header; undefined for any other request. The key is a
+ * latin1 string: node:http hands the request target over as latin1 (one char
+ * per byte), so the key's bytes are its chars, as `percentDecode` would give
+ * them (`KvService.getSyncLatin1` takes it so). Reads `req` only.
  */
-export function plainGetKey(req: IncomingMessage, keyBytesMax: number): Buffer | undefined {
+export function plainGetKey(req: IncomingMessage, keyBytesMax: number): string | undefined {
   const url = req.url;
   if (req.method !== 'GET' || url === undefined || !url.startsWith(KEY_PATH)) return undefined;
   const keyBytes = url.length - KEY_PATH.length;
@@ -40,7 +41,7 @@ export function plainGetKey(req: IncomingMessage, keyBytesMax: number): Buffer |
   const headers = req.headers;
   // A body the general path would settle (drain or close); a route it would check (write-headers.ts `routeOf`).
   if (headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined || headers['impulse-shard'] !== undefined) return undefined;
-  return Buffer.from(url.slice(KEY_PATH.length), 'latin1');
+  return url.slice(KEY_PATH.length);
 }
 
 /**

@@ -428,7 +428,10 @@ describe('GET /kv/{key} on a service that reads synchronously', () => {
         asyncReads++;
         return service.get(key, options);
       };
-      if (!synchronous) counted.getSync = () => READ_NOT_SYNC;
+      if (!synchronous) {
+        counted.getSync = () => READ_NOT_SYNC;
+        counted.getSyncLatin1 = () => READ_NOT_SYNC; // the plain GET's read (fast-get.ts)
+      }
       const server = new ImpulseServer({ service: counted, logger: pino({ level: 'silent' }), version: 'test' });
       try {
         const base = `http://127.0.0.1:${(await server.listen(0, '127.0.0.1')).port}`;

@@ -223,7 +223,7 @@ export class ImpulseServer {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
-    if (this.service.getSync !== undefined && this.service.causal === undefined) {
+    if (this.service.getSyncLatin1 !== undefined && this.service.causal === undefined) {
       const key = plainGetKey(req, this.service.limits.keyBytesMax);
       if (key !== undefined && !this.shuttingDown) {
         this.getPlain(key, req, res, started);
@@ -381,12 +381,13 @@ export class ImpulseServer {
    * it has left. A read the engine cannot answer now takes the general path's
    * asynchronous `get`.
    */
-  private getPlain(key: Buffer, req: IncomingMessage, res: ServerResponse, started: number): void {
+  private getPlain(key: string, req: IncomingMessage, res: ServerResponse, started: number): void {
     try {
-      this.authorizeKey(req, 'read', key);
-      const stored = this.service.getSync!(key);
+      const principal = this.authorize(req, 'read');
+      if (principal !== undefined) requireKeyAllowed(principal, Buffer.from(key, 'latin1'));
+      const stored = this.service.getSyncLatin1!(key);
       if (stored === READ_NOT_SYNC) {
-        this.service.get(key).then(
+        this.service.get(Buffer.from(key, 'latin1')).then(
           (later) => this.answerRead(res, later, 'GET', started),
           (error: unknown) => this.fail(res, error, '/kv/{key}', 'GET', started),
         );

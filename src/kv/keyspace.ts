@@ -97,6 +97,13 @@ export function dataKey(key: Uint8Array): Buffer {
   return engineKey;
 }
 
+const DATA_PREFIX_LATIN1 = String.fromCharCode(DATA_PREFIX);
+
+/** `dataKey` for a key held as a latin1 string (one char per byte): the engine key as such a string. */
+export function dataKeyLatin1(keyLatin1: string): string {
+  return DATA_PREFIX_LATIN1 + keyLatin1;
+}
+
 /** The user key of a data engine key (a view, no copy). */
 export function userKeyOf(engineKey: Buffer): Buffer {
   return engineKey.subarray(1);

@@ -46,6 +46,7 @@ import {
   clusterMetaKey,
   clusterMetaNameOf,
   dataKey,
+  dataKeyLatin1,
   dataRange,
   isDataKey,
   sessionKey,
@@ -233,6 +234,13 @@ export class KvStateMachine {
   getSync(key: Uint8Array): StoredValue | undefined | typeof READ_NOT_SYNC {
     validateUserKey(key, this.options.limits);
     const record = this.slot.engine.getSync(dataKey(key));
+    return record === undefined || record === READ_NOT_SYNC ? record : decodeRecord(record, 'value');
+  }
+
+  /** `getSync` of the user key whose bytes are the chars of `keyLatin1` (`Engine.getSyncLatin1`). */
+  getSyncLatin1(keyLatin1: string): StoredValue | undefined | typeof READ_NOT_SYNC {
+    validateUserKeyLength(keyLatin1.length, this.options.limits);
+    const record = this.slot.engine.getSyncLatin1(dataKeyLatin1(keyLatin1));
     return record === undefined || record === READ_NOT_SYNC ? record : decodeRecord(record, 'value');
   }
 
@@ -613,6 +621,11 @@ function decodeApplied(value: Buffer | undefined): AppliedState {
 }
 
 function validateUserKey(key: Uint8Array, limits: KvLimits): void {
-  if (!(key instanceof Uint8Array) || key.length === 0) throw new ImpulseError('IMPULSE_ERR_KEY_EMPTY');
-  if (key.length > limits.keyBytesMax) throw new ImpulseError('IMPULSE_ERR_KEY_TOO_LARGE', `key is ${key.length} bytes; the limit is ${limits.keyBytesMax}`);
+  if (!(key instanceof Uint8Array)) throw new ImpulseError('IMPULSE_ERR_KEY_EMPTY');
+  validateUserKeyLength(key.length, limits);
+}
+
+function validateUserKeyLength(keyBytes: number, limits: KvLimits): void {
+  if (keyBytes === 0) throw new ImpulseError('IMPULSE_ERR_KEY_EMPTY');
+  if (keyBytes > limits.keyBytesMax) throw new ImpulseError('IMPULSE_ERR_KEY_TOO_LARGE', `key is ${keyBytes} bytes; the limit is ${limits.keyBytesMax}`);
 }

@@ -161,6 +161,12 @@ export interface KvService {
    * the same guarantees; bad input THROWS the error `get` would reject with.
    */
   getSync?(key: Uint8Array, options?: ReadOptions): StoredValue | undefined | typeof READ_NOT_SYNC;
+  /**
+   * Optional, with `getSync`: `getSync` of the key whose bytes are the chars
+   * of `keyLatin1` (every char below 256, one per byte), with the default read
+   * options: for the HTTP path, which holds a plain key as such a string.
+   */
+  getSyncLatin1?(keyLatin1: string): StoredValue | undefined | typeof READ_NOT_SYNC;
   /** Entries of a range with their revisions; bounds and order as `Engine.range`, `limit` <= limits.rangeLimitMax. */
   range(query: RangeOptions, options?: ReadOptions): Promise<KvItem[]>;
   /** Applies `command` atomically (all ops or none) and resolves once it is applied. `options.route`: see `ShardRoute`. */

@@ -58,6 +58,22 @@ describe('LocalKvService', () => {
     }
   });
 
+  it('answers getSyncLatin1 as getSync does for the same bytes, any byte, and refuses what getSync refuses', async () => {
+    for (const engine of ['memory', 'leveldb', 'lsm', 'btree']) {
+      const { service } = await open(engine);
+      const keys = [b('k'), Buffer.from([0x00, 0x7f, 0x80, 0xe9, 0xff]), b('z'), Buffer.alloc(limits.keyBytesMax, 0xfe)];
+      for (const [index, key] of keys.entries()) await service.write({ ops: [{ type: 'put', key, value: b(`v${index}`) }] });
+      await service.write({ ops: [{ type: 'del', key: b('z') }] });
+      for (const key of [...keys, b('absent'), Buffer.from([0xff])]) {
+        const latin1 = service.getSyncLatin1(key.toString('latin1'));
+        assert.notEqual(latin1, READ_NOT_SYNC, `${engine}: a just-written key is in memory`);
+        assert.deepEqual(latin1, service.getSync(key), `${engine}: key ${key.toString('hex')}`);
+      }
+      assert.throws(() => service.getSyncLatin1(''), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_KEY_EMPTY'));
+      assert.throws(() => service.getSyncLatin1('k'.repeat(limits.keyBytesMax + 1)), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_KEY_TOO_LARGE'));
+    }
+  });
+
   /** Starts `count` writes as requests on separate connections would: each from its own callback, all in the same phase of one turn. */
   function writesInOneTurn(service: LocalKvService, prefix: string, count: number): Promise<Promise<{ revision: number }>[]> {
     return new Promise((resolve) => {

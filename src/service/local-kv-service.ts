@@ -77,6 +77,10 @@ export class LocalKvService implements KvService {
     return this.machine.getSync(key);
   }
 
+  getSyncLatin1(keyLatin1: string): StoredValue | undefined | typeof READ_NOT_SYNC {
+    return this.machine.getSyncLatin1(keyLatin1);
+  }
+
   async range(query: RangeOptions, options?: ReadOptions): Promise<KvItem[]> {
     checkReadOptions(options);
     return this.machine.range(query);

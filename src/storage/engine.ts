@@ -281,6 +281,20 @@ export abstract class Engine {
     return this._getSync(toBuffer(key));
   }
 
+  /**
+   * `getSync` of the key whose bytes are the chars of `keyLatin1` (every char
+   * below 256, one per byte: what `Buffer.toString('latin1')` gives), for a
+   * caller that holds the key as such a string (the HTTP request target).
+   * Engines keyed by latin1 strings (memory, the row cache) then look it up
+   * with no Buffer made on the way; the others get the key's bytes. Same
+   * answers and errors as `getSync`.
+   */
+  getSyncLatin1(keyLatin1: string): SyncRead {
+    this.validateKeyLength(keyLatin1.length);
+    this.requireOpen();
+    return this._getSyncLatin1(keyLatin1);
+  }
+
   /** The value stored under `key`, or `undefined` when absent. */
   get(key: Uint8Array): Promise<Buffer | undefined> {
     let pending: Promise<Buffer | undefined>;
@@ -444,6 +458,10 @@ export abstract class Engine {
   protected _getSync(_key: Buffer): SyncRead {
     return READ_NOT_SYNC;
   }
+  /** `_getSync` of a key given as a latin1 string (`getSyncLatin1`); by default through its bytes. Runs only while open. */
+  protected _getSyncLatin1(keyLatin1: string): SyncRead {
+    return this._getSync(Buffer.from(keyLatin1, 'latin1'));
+  }
   protected abstract _write(ops: readonly WriteOp[], sync: boolean): Promise<void>;
   protected abstract _range(range: KeyRange, reverse: boolean, limit: number): Promise<Entry[]>;
   protected abstract _stats(): Promise<EngineStats>;
@@ -507,9 +525,13 @@ export abstract class Engine {
 
   private validateKey(key: unknown): asserts key is Uint8Array {
     if (!(key instanceof Uint8Array)) throw new ImpulseError('IMPULSE_ERR_KEY_EMPTY', 'a key must be bytes');
-    if (key.byteLength === 0) throw new ImpulseError('IMPULSE_ERR_KEY_EMPTY');
-    if (key.byteLength > this.limits.keyBytesMax) {
-      throw new ImpulseError('IMPULSE_ERR_KEY_TOO_LARGE', `key is ${key.byteLength} bytes; the limit is ${this.limits.keyBytesMax}`);
+    this.validateKeyLength(key.byteLength);
+  }
+
+  private validateKeyLength(keyBytes: number): void {
+    if (keyBytes === 0) throw new ImpulseError('IMPULSE_ERR_KEY_EMPTY');
+    if (keyBytes > this.limits.keyBytesMax) {
+      throw new ImpulseError('IMPULSE_ERR_KEY_TOO_LARGE', `key is ${keyBytes} bytes; the limit is ${this.limits.keyBytesMax}`);
     }
   }
 

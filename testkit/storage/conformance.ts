@@ -147,6 +147,8 @@ export function runEngineConformance(target: ConformanceTarget): void {
       await rejectsWith(engine.put(Buffer.alloc(0), bytes('v')), 'IMPULSE_ERR_KEY_EMPTY');
       await rejectsWith(engine.get(Buffer.alloc(0)), 'IMPULSE_ERR_KEY_EMPTY');
       assert.throws(() => engine.getSync(Buffer.alloc(0)), (error: unknown) => isImpulseError(error) && error.code === 'IMPULSE_ERR_KEY_EMPTY');
+      assert.throws(() => engine.getSyncLatin1(''), (error: unknown) => isImpulseError(error) && error.code === 'IMPULSE_ERR_KEY_EMPTY');
+      assert.throws(() => engine.getSyncLatin1('k'.repeat(4097)), (error: unknown) => isImpulseError(error) && error.code === 'IMPULSE_ERR_KEY_TOO_LARGE');
       await rejectsWith(engine.del(Buffer.alloc(4097)), 'IMPULSE_ERR_KEY_TOO_LARGE');
       assert.equal(await engine.get(bytes('big')), undefined);
     });
@@ -281,6 +283,7 @@ export function runEngineConformance(target: ConformanceTarget): void {
       await engine.close();
       await rejectsWith(engine.get(bytes('k')), 'IMPULSE_ERR_ENGINE_NOT_OPEN');
       assert.throws(() => engine.getSync(bytes('k')), (error: unknown) => isImpulseError(error) && error.code === 'IMPULSE_ERR_ENGINE_NOT_OPEN');
+      assert.throws(() => engine.getSyncLatin1('k'), (error: unknown) => isImpulseError(error) && error.code === 'IMPULSE_ERR_ENGINE_NOT_OPEN');
       await rejectsWith(engine.put(bytes('k'), bytes('v')), 'IMPULSE_ERR_ENGINE_NOT_OPEN');
       await rejectsWith(engine.del(bytes('k')), 'IMPULSE_ERR_ENGINE_NOT_OPEN');
       await rejectsWith(engine.batch([{ type: 'del', key: bytes('k') }]), 'IMPULSE_ERR_ENGINE_NOT_OPEN');
@@ -451,6 +454,10 @@ export function runEngineConformance(target: ConformanceTarget): void {
                 const now = engine.getSync(cmd.key);
                 if (target.readsSync === true) assert.notEqual(now, READ_NOT_SYNC, 'an engine that reads synchronously said READ_NOT_SYNC');
                 if (now !== READ_NOT_SYNC) assert.deepEqual(now, model.get(cmd.key));
+                // The same key as a latin1 string (one char per byte, any byte): the same answer.
+                const nowLatin1 = engine.getSyncLatin1(cmd.key.toString('latin1'));
+                if (target.readsSync === true) assert.notEqual(nowLatin1, READ_NOT_SYNC, 'an engine that reads synchronously said READ_NOT_SYNC (latin1 key)');
+                if (nowLatin1 !== READ_NOT_SYNC) assert.deepEqual(nowLatin1, model.get(cmd.key));
                 break;
               }
               case 'range': {

@@ -94,12 +94,20 @@ export class LevelDbEngine extends Engine {
   }
 
   protected override _getSync(key: Buffer): Buffer | undefined {
-    const keyString = rowKey(key);
+    return this.readSync(rowKey(key), key);
+  }
+
+  protected override _getSyncLatin1(keyLatin1: string): Buffer | undefined {
+    return this.readSync(keyLatin1, undefined);
+  }
+
+  /** The row cache's answer for `keyString`, else LevelDB's for its bytes (`key`, made from the string when not given). */
+  private readSync(keyString: string, key: Buffer | undefined): Buffer | undefined {
     const cached = this.rowCache.lookup(keyString);
     if (cached !== undefined) return cached ?? undefined;
     let value: Buffer | undefined;
     try {
-      value = this.requireDb().getSync(key) ?? undefined;
+      value = this.requireDb().getSync(key ?? Buffer.from(keyString, 'latin1')) ?? undefined;
     } catch (error) {
       throw translateLevelError(error, 'LevelDB get');
     }

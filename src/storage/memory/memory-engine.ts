@@ -30,6 +30,10 @@ export class MemoryEngine extends Engine {
     return this.values.get(key.toString('latin1'));
   }
 
+  protected override _getSyncLatin1(keyLatin1: string): Buffer | undefined {
+    return this.values.get(keyLatin1);
+  }
+
   protected async _write(ops: readonly WriteOp[]): Promise<void> {
     // Nothing below can fail, so applying in order is atomic.
     for (const op of ops) {
