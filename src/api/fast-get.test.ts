@@ -44,6 +44,7 @@ describe('plainGetKey', () => {
       ['GET', `/kv/${'k'.repeat(17)}`, {}],
       ['GET', '/kv/a', { 'content-length': '3' }],
       ['GET', '/kv/a', { 'transfer-encoding': 'chunked' }],
+      ['GET', '/kv/a', { expect: '100-continue' }],
       ['GET', '/kv/a', { 'impulse-shard': '1:1' }],
     ] as const) {
       assert.equal(plainGetKey(request(method, url, headers), 16), undefined, `${method} ${url} ${JSON.stringify(headers)}`);
@@ -89,6 +90,21 @@ describe('plain GETs over a live server', () => {
     } finally {
       connection.destroy();
     }
+    // A client that closes after its request: both paths say so and close.
+    const closing: unknown[] = [];
+    for (const target of ['/kv/same', '/kv/same?consistency=linearizable']) {
+      const once = await RawConnection.open(port);
+      try {
+        once.write(rawRequest('GET', target, undefined, { Connection: 'close' }));
+        const [answer] = await once.responses(1);
+        assert.equal(answer!.headers['connection'], 'close');
+        await once.serverClosed();
+        closing.push(visible(answer!));
+      } finally {
+        once.destroy();
+      }
+    }
+    assert.deepEqual(closing[0], closing[1]);
   });
 
   it('answers requests pipelined on one connection in order, never with a value older than a write before it (fast-check)', async () => {

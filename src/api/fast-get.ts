@@ -5,7 +5,7 @@
  *
  * `plainGetKey` says whether a request is that form and, if so, which key it
  * names; every other request (HEAD, a query string, a percent-escape, a body,
- * an `Impulse-Shard` route, a key too long or empty) goes the general way,
+ * an `Expect`, an `Impulse-Shard` route, a key too long or empty) goes the general way,
  * which answers it exactly as before (and with the same errors). The answers
  * written here carry the same status, header fields and body as the general
  * path's; only the place of `Content-Length` among the fields differs (it
@@ -27,8 +27,8 @@ const KEY_NOT_FOUND_HEAD: readonly string[] = ['content-type', JSON_TYPE, 'Conte
 
 /**
  * The key of `req` when it is `GET /kv/{key}` with a key of 1..`keyBytesMax`
- * bytes written without percent-escapes, no query string, no body and no
- * `Impulse-Shard` header; undefined for any other request. The key is a
+ * bytes written without percent-escapes, no query string, no body, no
+ * `Expect` and no `Impulse-Shard` header; undefined for any other request. The key is a
  * latin1 string: node:http hands the request target over as latin1 (one char
  * per byte), so the key's bytes are its chars, as `percentDecode` would give
  * them (`KvService.getSyncLatin1` takes it so). Reads `req` only.
@@ -39,8 +39,11 @@ export function plainGetKey(req: IncomingMessage, keyBytesMax: number): string |
   const keyBytes = url.length - KEY_PATH.length;
   if (keyBytes === 0 || keyBytes > keyBytesMax || url.includes('%', KEY_PATH.length) || url.includes('?', KEY_PATH.length)) return undefined;
   const headers = req.headers;
-  // A body the general path would settle (drain or close); a route it would check (write-headers.ts `routeOf`).
-  if (headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined || headers['impulse-shard'] !== undefined) return undefined;
+  // A body the general path would settle (drain or close), an expectation it answers (an unsent 100 Continue closes the
+  // connection: body.ts `settleUnreadBody`), a route it would check (write-headers.ts `routeOf`).
+  if (headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined || headers.expect !== undefined || headers['impulse-shard'] !== undefined) {
+    return undefined;
+  }
   return url.slice(KEY_PATH.length);
 }
 
