@@ -194,24 +194,29 @@ export class LsmEngine extends Engine {
   // ---- reads ---------------------------------------------------------------------------
 
   protected _get(key: Buffer): Promise<Buffer | undefined> {
-    const value = this.read(key, true);
+    const value = this.read(key.toString('latin1'), key, true);
     return value instanceof Promise ? value : Promise.resolve(value);
   }
 
   /** `_get` without waiting: READ_NOT_SYNC exactly when `_get` would await a block read (point-read.ts). */
   protected override _getSync(key: Buffer): SyncRead {
-    return this.read(key, false);
+    return this.read(key.toString('latin1'), key, false);
+  }
+
+  protected override _getSyncLatin1(keyLatin1: string): SyncRead {
+    return this.read(keyLatin1, undefined, false);
   }
 
   /**
    * The point read both paths share: active memtable, frozen memtables newest
    * first, then the tables. With `mayWait` false a block that can only be
    * read asynchronously makes it READ_NOT_SYNC instead of a Promise.
+   * `keyString` is the key as latin1; `key` its bytes, made from the string
+   * only when the tables are searched (a memtable hit needs none).
    */
-  private read(key: Buffer, mayWait: true): Buffer | undefined | Promise<Buffer | undefined>;
-  private read(key: Buffer, mayWait: false): SyncRead;
-  private read(key: Buffer, mayWait: boolean): SyncRead | Promise<Buffer | undefined> {
-    const keyString = key.toString('latin1');
+  private read(keyString: string, key: Buffer | undefined, mayWait: true): Buffer | undefined | Promise<Buffer | undefined>;
+  private read(keyString: string, key: Buffer | undefined, mayWait: false): SyncRead;
+  private read(keyString: string, key: Buffer | undefined, mayWait: boolean): SyncRead | Promise<Buffer | undefined> {
     // The memtable's own buffer, not a copy: it is never modified after the put (which copied the caller's), and readers must not modify it (the Engine contract).
     const inActive = this.active.get(keyString);
     if (inActive !== undefined) return inActive.value ?? undefined;
@@ -219,7 +224,7 @@ export class LsmEngine extends Engine {
       const version = this.frozen[i]!.memtable.get(keyString);
       if (version !== undefined) return version.value ?? undefined;
     }
-    return getFromTables(this.versions, key, keyString, this.lookup, mayWait);
+    return getFromTables(this.versions, key ?? Buffer.from(keyString, 'latin1'), keyString, this.lookup, mayWait);
   }
 
   protected async _range(range: KeyRange, reverse: boolean, limit: number): Promise<Entry[]> {
