@@ -285,8 +285,9 @@ export abstract class Engine {
    * `getSync` of the key whose bytes are the chars of `keyLatin1` (every char
    * below 256, one per byte: what `Buffer.toString('latin1')` gives), for a
    * caller that holds the key as such a string (the HTTP request target).
-   * Engines keyed by latin1 strings (memory, the row cache) then look it up
-   * with no Buffer made on the way; the others get the key's bytes. Same
+   * Engines keyed by latin1 strings (memory, leveldb's row cache, lsm's
+   * memtables) then look it up with no Buffer made on the way; the others
+   * get the key's bytes (`_getSyncLatin1`'s default). Same
    * answers and errors as `getSync`.
    */
   getSyncLatin1(keyLatin1: string): SyncRead {
