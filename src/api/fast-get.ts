@@ -10,8 +10,8 @@
  * written here carry the same status, header fields and body as the general
  * path's; only the place of `Content-Length` among the fields differs (it
  * comes before `Date` instead of after `Keep-Alive`): the head is handed to
- * node:http as one array (`writeHead`), so no per-request header object is
- * built and no field is validated twice.
+ * node:http as one array (`writeHead`), so no per-request header object or
+ * `setHeader` call is needed.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ImpulseError } from '../errors.js';
