@@ -142,6 +142,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       sizeCheckMs: Math.max(1000, SIZE_CHECK_TICKS * tickMs),
       ...(options.splitGcKeysPerStep !== undefined ? { splitGcKeysPerStep: options.splitGcKeysPerStep } : {}),
       splitQps: cluster.shardSplitQps,
+      mergeTimeoutMs: cluster.merges.timeoutMs,
       random: random.fork(),
       logger,
     });
@@ -191,7 +192,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       tickMs,
       requestTimeoutMs,
       shards: async () => shardsView(cluster.clusterId, cluster.nodeId, shards, meta, await mover.reportsNow(Math.min(requestTimeoutMs, SHARD_REPORTS_WAIT_MS))),
-      ...(shards.sharded ? { splitShard: async (key: Buffer) => void (await shards.split(key)), mergeShards: async (leftId: number) => void (await shards.merge(leftId, await mover.reportsNow(Math.min(requestTimeoutMs, SHARD_REPORTS_WAIT_MS)))) } : {}),
+      ...(shards.sharded ? { splitShard: async (key: Buffer) => void (await shards.split(key)), mergeShards: async (leftId: number) => void (await shards.merge(leftId, await mover.reportsNow(Math.min(requestTimeoutMs, SHARD_REPORTS_WAIT_MS)))), cancelMerge: async (leftId: number) => void (await shards.cancelMerge(leftId)) } : {}),
     });
     const metaService = new RaftKvService({
       host,
