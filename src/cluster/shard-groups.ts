@@ -69,6 +69,8 @@ export interface ShardGroupsOptions {
   readonly splitQps: number;
   /** `--shard-merge-timeout-ms` (0: never): the meta leader rolls back a merge in flight longer (ShardMerges). */
   readonly mergeTimeoutMs: number;
+  /** Most key and value bytes a merge's commit copies (default MERGE_RIGHT_BYTES_MAX; ShardMerges). */
+  readonly mergeCopyBytesMax?: number;
   /** For the load splits' key samples. */
   readonly random: Random;
   readonly logger: Logger;
@@ -94,7 +96,7 @@ export class ShardGroups {
       groups, meta, nodeId, clock, random: options.random, splitQps: options.splitQps, checkMs: sizeCheckMs, holdMs: LOAD_SPLIT_HOLD_CHECKS * sizeCheckMs, load: this.load,
       requestSplit: (key) => this.splits.requestSplit(key), logger,
     });
-    this.merges = new ShardMerges({ groups, meta, nodeId, clock, retryPauseMs, rpcTimeoutMs: options.waitHostedMs, timeoutMs: options.mergeTimeoutMs, logger, refollow: () => this.refollow() });
+    this.merges = new ShardMerges({ groups, meta, nodeId, clock, retryPauseMs, rpcTimeoutMs: options.waitHostedMs, timeoutMs: options.mergeTimeoutMs, ...(options.mergeCopyBytesMax !== undefined ? { copyBytesMax: options.mergeCopyBytesMax } : {}), logger, refollow: () => this.refollow() });
     meta.group.listen({
       shardMapChanged: (map) => this.follow(map),
       leaderChanged: () => this.proposeFirstMap(),

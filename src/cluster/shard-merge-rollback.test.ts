@@ -206,3 +206,34 @@ describe('shard merge rollbacks at runtime (three members, split keys h and p)',
     await checkAll();
   });
 });
+
+describe('the bound of a merge copy (a copy bound of 4,000 bytes; three members, split key p)', () => {
+  let cluster: InProcessCluster;
+  before(async () => {
+    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'p' }, mergeCopyBytesMax: 4000, logLevel: process.env['MERGE_LOG'] ?? 'silent' });
+    await cluster.waitForLeader();
+    await until('every member settled on the first map', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
+  });
+  after(async () => {
+    await cluster?.close();
+  });
+
+  it('rolls back a merge whose right shard froze above the bound, and merges it once it is below', async () => {
+    const value = 'v'.repeat(1000);
+    const written = ['q1', 'q2', 'q3', 'q4', 'q5'];
+    for (const key of written) await retried(() => cluster.member(1).service.write({ ops: [{ type: 'put', key: Buffer.from(key), value: Buffer.from(value) }] }));
+    const right = cluster.member(1).shards.map!.shards[1]!;
+    await cluster.member(1).shards.merge(2);
+    await until('the merge above the bound rolled back on every member', () =>
+      cluster.running().every((id) => {
+        const shard = cluster.member(id).shards.map?.shards.find((each) => each.id === right.id);
+        return shard !== undefined && shard.mergeInto === undefined && shard.epoch > right.epoch && shardsSettled(cluster.member(id));
+      }),
+    );
+    for (const key of written) assert.equal((await retried(() => cluster.member(2).service.get(Buffer.from(key))))?.value.toString(), value, key);
+    for (const key of written.slice(1)) await retried(() => cluster.member(3).service.write({ ops: [{ type: 'del', key: Buffer.from(key) }] }));
+    await cluster.member(1).shards.merge(2);
+    await until('the merge below the bound finished on every member', () => cluster.running().every((id) => cluster.member(id).shards.map?.shards.length === 1 && cluster.member(id).groups.get(right.id) === undefined));
+    assert.equal((await retried(() => cluster.member(3).service.get(Buffer.from('q1'))))?.value.toString(), value);
+  });
+});

@@ -157,6 +157,21 @@ export async function mergeAbsorbOf(right: KvStateMachine, prepared: MergePrepar
 }
 
 /**
+ * The key and value bytes `right` (a replica that applied `prepared`) holds in
+ * its frozen range once they pass `limit` (counted up to the page that
+ * passed it), or undefined when they are at most `limit`: the bound of a
+ * merge's copy, on the exact data the commit would take in.
+ */
+export async function frozenBytesAbove(right: KvStateMachine, prepared: MergePrepared, limit: number): Promise<number | undefined> {
+  let bytes = 0;
+  for await (const page of right.exportData(prepared.bounds.start, prepared.bounds.end)) {
+    for (const { key, value } of page) bytes += key.length + value.length;
+    if (bytes > limit) return bytes;
+  }
+  return undefined;
+}
+
+/**
  * The keys the surviving group `left` holds inside the merged-in range that
  * the merged-away group does not: a split's frozen copies of keys deleted
  * since (the survivor once was that range's parent). Deleted by the merge.

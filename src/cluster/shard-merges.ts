@@ -35,12 +35,12 @@
 import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
 import type { NodeId } from '../raft/types.js';
-import { abortMerge, checkRightSize, finishMerge, finishRollback, startMerge } from '../shard/merges.js';
+import { MERGE_RIGHT_BYTES_MAX, abortMerge, checkRightSize, finishMerge, finishRollback, startMerge } from '../shard/merges.js';
 import { type Shard, type ShardMap, sameShardBounds, shardById } from '../shard/shard-map.js';
 import type { Clock } from '../util/clock.js';
 import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import { encodeClusterCommand } from './log-entries.js';
-import { mergedRightIds, readMergePrepared } from './shard-merge.js';
+import { frozenBytesAbove, mergedRightIds, readMergePrepared } from './shard-merge.js';
 
 export const SHARD_MERGE_CHANNEL = 'shard-merge';
 /** Retry pauses between two asks whether every survivor replica took a merged-away group in (a member down: not every 100 ms). */
@@ -59,6 +59,12 @@ export interface ShardMergesOptions {
   readonly rpcTimeoutMs: number;
   /** `--shard-merge-timeout-ms`: the meta leader rolls back a merge in flight longer than this (0: never). */
   readonly timeoutMs: number;
+  /**
+   * Most key and value bytes of the right group a commit copies (default
+   * MERGE_RIGHT_BYTES_MAX): the copy is one engine batch in memory on every
+   * replica of the left group, so above it the merge is rolled back.
+   */
+  readonly copyBytesMax?: number;
   /** Follows the current map again (ShardGroups): reconciles merges and destroys merged-away replicas. */
   readonly refollow: () => void;
   readonly logger: Logger;
@@ -229,11 +235,23 @@ export class ShardMerges {
     return true;
   }
 
-  /** Proposes commit-merge in the left group once this member's replica of the right group applied its prepare; does nothing (the next round asks again) before. */
+  /**
+   * Proposes commit-merge in the left group once this member's replica of the
+   * right group applied its prepare; does nothing (the next round asks again)
+   * before. The copy's bound is checked here, on the right group's frozen
+   * data (final since the prepare, the same on every replica): above
+   * `copyBytesMax` the merge is rolled back instead.
+   */
   private async commitWhenReady(leftGroup: HostedGroup, left: Shard, right: Shard): Promise<boolean> {
     const local = this.options.groups.get(right.id);
     const prepared = local === undefined ? undefined : await readMergePrepared(local.group.machine.machine);
-    if (prepared === undefined || prepared.leftId !== left.id || prepared.epoch !== right.epoch) return false;
+    if (local === undefined || prepared === undefined || prepared.leftId !== left.id || prepared.epoch !== right.epoch) return false;
+    const copyBytesMax = this.options.copyBytesMax ?? MERGE_RIGHT_BYTES_MAX;
+    const bytes = await frozenBytesAbove(local.group.machine.machine, prepared, copyBytesMax);
+    if (bytes !== undefined) {
+      await this.requestRollback(left.id, `shard ${right.id} froze with more than ${copyBytesMax} bytes of keys and values (${bytes} counted): a merge copies at most that in one batch`);
+      return false;
+    }
     await leftGroup.requests.write(encodeClusterCommand({ type: 'commit-merge', rightId: right.id, bounds: prepared.bounds, revisionTop: prepared.revisionTop, epoch: prepared.epoch }), true);
     return true;
   }
