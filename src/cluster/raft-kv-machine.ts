@@ -61,9 +61,9 @@ export interface RaftKvMachineOptions {
   /**
    * A shard merge's commit applies in this group: what it takes in from the
    * merged-away group `rightId` (this member's replica of it, once that
-   * applied its prepare-merge; shard-merges.ts). Absent: a commit-merge fails the group.
+   * applied the prepare-merge that froze it at `revisionTop`; shard-merges.ts). Absent: a commit-merge fails the group.
    */
-  readonly mergeSource?: (rightId: number, bounds: ShardBounds) => Promise<Omit<MergeAbsorb, 'deletes'>>;
+  readonly mergeSource?: (rightId: number, bounds: ShardBounds, revisionTop: number) => Promise<Omit<MergeAbsorb, 'deletes'>>;
   /** A background flush failed: the group must stop (the state machine refuses writes from now on). */
   readonly onFlushFailed?: (error: Error) => void;
 }
@@ -200,7 +200,7 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
     if (mergeSource === undefined) throw new ImpulseError('IMPULSE_ERR_INTERNAL', 'a shard merge commit reached a group that cannot take merged-in shards');
     const entries = [...plan.entries];
     for (const { position, rightId, bounds, revisionTop } of plan.commits) {
-      const absorbed = await mergeSource(rightId, bounds);
+      const absorbed = await mergeSource(rightId, bounds, revisionTop);
       const absorb: MergeAbsorb = { ...absorbed, deletes: await staleKeysOf(this.options.machine, bounds, absorbed) };
       if (absorb.revisionTop !== revisionTop) throw new ImpulseError('IMPULSE_ERR_INTERNAL', `shard ${rightId}'s replica here froze with revision top ${absorb.revisionTop}; the merge commit names ${revisionTop}`);
       const entry = entries[position]!;
