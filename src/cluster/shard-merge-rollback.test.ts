@@ -31,24 +31,13 @@ import type { KvCommand } from '../kv/command.js';
 import { abortMerge, startMerge } from '../shard/merges.js';
 import { type Shard, type ShardMap, sameShardBounds } from '../shard/shard-map.js';
 import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
-import { sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
+import { retriedAcrossRoutes, sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
 import { encodeClusterCommand } from './log-entries.js';
 import type { HostedGroup } from './hosted-groups.js';
 
 const until = (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> => untilInProcess(what, check, timeoutMs);
 
-/** As the client does: a retryable refusal, a stale route or an unknown outcome is tried again (same session seq). */
-async function retried<T>(attempt: () => Promise<T>): Promise<T> {
-  for (let tries = 1; ; tries++) {
-    try {
-      return await attempt();
-    } catch (error) {
-      const retryable = isImpulseError(error, 'IMPULSE_ERR_UNAVAILABLE') || isImpulseError(error, 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN') || isImpulseError(error, 'IMPULSE_ERR_SHARD_STALE');
-      if (tries >= 60 || !retryable) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
+const retried = <T>(attempt: () => Promise<T>): Promise<T> => retriedAcrossRoutes(attempt, 60);
 
 describe('shard merge rollbacks at runtime (three members, split keys h and p)', () => {
   let cluster: InProcessCluster;

@@ -278,8 +278,8 @@ export class ShardMerges {
       else if (sameShardBounds(leftBounds, left) && !aborted) {
         this.propose(`abort.${left.id}`, async () => {
           await leftGroup.requests.write(encodeClusterCommand({ type: 'abort-merge', rightId: right.id, bounds: { start: right.start, end: right.end }, epoch: attempt }), true);
-          return false;
-        }, 'rolledBack');
+          return true;
+        });
       }
     }
     if (leads(rightGroup) && aborted) {
@@ -287,8 +287,8 @@ export class ShardMerges {
       if (machine.mergeMarks.rolledBack < attempt) {
         this.propose(`rollback.${right.id}`, async () => {
           await rightGroup.requests.write(encodeClusterCommand({ type: 'rollback-merge', leftId: left.id, epoch: attempt }), true);
-          return false;
-        }, 'rolledBack');
+          return true;
+        });
       } else if (machine.bounds !== undefined && sameShardBounds(machine.bounds, right)) {
         this.propose(`unfreeze.${right.id}`, () => this.finishRollbackInMap(left.id, attempt), 'rolledBack');
       }
@@ -355,13 +355,14 @@ export class ShardMerges {
     return false;
   }
 
-  private propose(key: string, work: () => Promise<boolean>, counter: 'prepared' | 'committed' | 'finished' | 'rolledBack'): void {
+  /** Runs `work` (one step) unless the same step runs already; `counter` counts it when it says it is done. */
+  private propose(key: string, work: () => Promise<boolean>, counter?: 'prepared' | 'committed' | 'finished' | 'rolledBack'): void {
     if (this.busy.has(key) || this.closed) return;
     this.busy.add(key);
     work().then(
       (done) => {
         this.busy.delete(key);
-        if (done) this.counters[counter]++;
+        if (done && counter !== undefined) this.counters[counter]++;
       },
       (error: unknown) => {
         this.busy.delete(key);
