@@ -76,7 +76,7 @@ export interface MergeCounters {
   prepared: number;
   committed: number;
   finished: number;
-  /** Merges this member marked to roll back (the meta leader's time bound or an operator's request through it). */
+  /** Merges this member marked to roll back (its time bound as the meta leader, an operator's cancel through it, a copy above its bound as the left leader). */
   rollbacksRequested: number;
   /** Rollbacks this member finished in the map (the right shard serves its range again). */
   rolledBack: number;
