@@ -21,7 +21,11 @@
  *   - merges (shard-merges.ts): `merge(leftId)` commits a merge's intent in
  *     the map; after every map, bounds change and leader change the member
  *     proposes the merge steps of the groups it leads, and deletes its copies
- *     of merged-away groups once every survivor replica took them in.
+ *     of merged-away groups once every survivor replica took them in;
+ *   - leftovers (shard-leftovers.ts): files of groups this member does not
+ *     host that the map (at the meta group's read point) no longer gives it —
+ *     what a crash between leaving a group and deleting the copy leaves — are
+ *     deleted, in the open chain, every `sizeCheckMs` when there are any.
  *
  * Opens run one at a time in map order (a promise chain): a map applied while
  * one runs is taken up after it.
@@ -41,6 +45,7 @@ import type { ShardSizes } from './shard-size.js';
 import { type MergeCounters, ShardMerges } from './shard-merges.js';
 import { ShardSplits } from './shard-splits.js';
 import { SplitGc } from './shard-split-gc.js';
+import { LeftoverGc } from './shard-leftovers.js';
 import { LOAD_SPLIT_HOLD_CHECKS, type LoadSplitCounters, ShardLoadSplits } from './shard-load-splits.js';
 import { ShardLoad } from './shard-load.js';
 import type { Clock } from '../util/clock.js';
@@ -79,6 +84,7 @@ export class ShardGroups {
   private readonly splits: ShardSplits;
   private readonly merges: ShardMerges;
   private readonly splitGc: SplitGc;
+  private readonly leftovers: LeftoverGc;
   private readonly loadSplits: ShardLoadSplits;
   /** The smoothed load of each shard this member leads (shard-load.ts): its reports and its load splits read it. */
   readonly load: ShardLoad;
@@ -91,6 +97,12 @@ export class ShardGroups {
     this.loadSplits = new ShardLoadSplits({
       groups, meta, nodeId, clock, random: options.random, splitQps: options.splitQps, checkMs: sizeCheckMs, holdMs: LOAD_SPLIT_HOLD_CHECKS * sizeCheckMs, load: this.load,
       requestSplit: (key) => this.splits.requestSplit(key), logger,
+    });
+    this.leftovers = new LeftoverGc({
+      groups, nodeId, clock, intervalMs: sizeCheckMs, logger,
+      catchUp: () => this.catchUp(),
+      map: () => this.map,
+      serial: (work) => this.inOpenChain(work),
     });
     this.merges = new ShardMerges({ groups, meta, nodeId, clock, retryPauseMs, rpcTimeoutMs: options.waitHostedMs, logger, refollow: () => this.refollow() });
     meta.group.listen({
@@ -182,11 +194,17 @@ export class ShardGroups {
     return this.merges.counters;
   }
 
+  /** This member's shard figures for /status and /metrics: the leftover copies it deleted (shard-leftovers.ts). */
+  figures(): Record<string, number> {
+    return { shard_replicas_gc: this.leftovers.counters.deleted, shard_replicas_gc_kept: this.leftovers.counters.kept };
+  }
+
   /** Stops opening groups and proposing splits and merges (the host closes the open ones). */
   close(): void {
     this.closed = true;
     this.splits.close();
     this.splitGc.close();
+    this.leftovers.close();
     this.loadSplits.close();
     this.merges.close();
   }
@@ -200,6 +218,13 @@ export class ShardGroups {
       this.splits.reconcile(map);
       this.merges.reconcile(map);
     });
+  }
+
+  /** Runs `work` after every open queued before it; a failure of `work` is the caller's and leaves the chain going. */
+  private inOpenChain(work: () => Promise<void>): Promise<void> {
+    const run = this.opening.then(work);
+    this.opening = run.catch(() => undefined);
+    return run;
   }
 
   /** A shard's leader changed: as its new leader, this member may have a split or a merge step to propose. */
