@@ -142,6 +142,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       sizeCheckMs: Math.max(1000, SIZE_CHECK_TICKS * tickMs),
       ...(options.splitGcKeysPerStep !== undefined ? { splitGcKeysPerStep: options.splitGcKeysPerStep } : {}),
       splitQps: cluster.shardSplitQps,
+      splitGcKeysPerSecond: cluster.shardSplitGcRate,
       random: random.fork(),
       logger,
     });

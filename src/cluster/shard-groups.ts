@@ -70,6 +70,8 @@ export interface ShardGroupsOptions {
   readonly sizeCheckMs: number;
   /** Keys one step of a split's GC deletes (default SPLIT_GC_KEYS_PER_STEP; shard-split-gc.ts). */
   readonly splitGcKeysPerStep?: number;
+  /** `--shard-split-gc-rate`: most keys a second this member's split GC deletes (default DEFAULT_SHARD_SPLIT_GC_RATE; shard-split-gc.ts). */
+  readonly splitGcKeysPerSecond?: number;
   /** `--shard-split-qps` (0: off): load-triggered splits, checked every `sizeCheckMs` (ShardLoadSplits). */
   readonly splitQps: number;
   /** For the load splits' key samples. */
@@ -92,7 +94,7 @@ export class ShardGroups {
   constructor(private readonly options: ShardGroupsOptions) {
     const { meta, groups, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger } = options;
     this.splits = new ShardSplits({ groups, meta, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger });
-    this.splitGc = new SplitGc({ groups, meta, nodeId, clock, intervalMs: sizeCheckMs, rpcTimeoutMs: options.waitHostedMs, logger, ...(options.splitGcKeysPerStep !== undefined ? { keysPerStep: options.splitGcKeysPerStep } : {}) });
+    this.splitGc = new SplitGc({ groups, meta, nodeId, clock, intervalMs: sizeCheckMs, rpcTimeoutMs: options.waitHostedMs, logger, ...(options.splitGcKeysPerStep !== undefined ? { keysPerStep: options.splitGcKeysPerStep } : {}), ...(options.splitGcKeysPerSecond !== undefined ? { keysPerSecondMax: options.splitGcKeysPerSecond } : {}) });
     this.load = new ShardLoad(clock);
     this.loadSplits = new ShardLoadSplits({
       groups, meta, nodeId, clock, random: options.random, splitQps: options.splitQps, checkMs: sizeCheckMs, holdMs: LOAD_SPLIT_HOLD_CHECKS * sizeCheckMs, load: this.load,
@@ -194,9 +196,11 @@ export class ShardGroups {
     return this.merges.counters;
   }
 
-  /** This member's shard figures for /status and /metrics: the leftover copies it deleted (shard-leftovers.ts). */
+  /** This member's shard figures for /status and /metrics: the leftover copies it deleted (shard-leftovers.ts), its split GC's steps and waits (shard-split-gc.ts). */
   figures(): Record<string, number> {
-    return { shard_replicas_gc: this.leftovers.counters.deleted, shard_replicas_gc_kept: this.leftovers.counters.kept };
+    const { deleted, kept } = this.leftovers.counters;
+    const { steps, waitMs } = this.splitGc.counters;
+    return { shard_replicas_gc: deleted, shard_replicas_gc_kept: kept, shard_split_gc_steps: steps, shard_split_gc_wait_ms: Math.round(waitMs) };
   }
 
   /** Stops opening groups and proposing splits and merges (the host closes the open ones). */

@@ -122,3 +122,43 @@ describe('GC of a split\'s frozen keys (three members, split key p, 2 keys a ste
     await everyAcknowledgedWrite();
   });
 });
+
+describe('the split GC\'s rate (--shard-split-gc-rate 40 keys a second, 2 keys a step)', () => {
+  let cluster: InProcessCluster;
+  const RATE = 40;
+  before(async () => {
+    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'p', shardSplitGcRate: String(RATE) }, splitGcKeysPerStep: 2, logLevel: process.env['SPLIT_LOG'] ?? 'silent' });
+    await cluster.waitForLeader();
+    await until('every member settled on the map', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
+  });
+  after(async () => {
+    await cluster?.close();
+  });
+
+  it('deletes 100 frozen keys no faster than the rate, and counts the wait', async () => {
+    const keys = Array.from({ length: 200 }, (_, i) => `k${String(i).padStart(3, '0')}`);
+    for (let first = 0; first < keys.length; first += 50) {
+      await retried(() => cluster.member(1).service.write({ ops: keys.slice(first, first + 50).map((key) => ({ type: 'put' as const, key: Buffer.from(key), value: Buffer.from('v') })) }));
+    }
+    const started = Date.now();
+    const map = await cluster.member(1).shards.split(Buffer.from('k100'));
+    const right = map.shards.find((shard) => shard.start.toString() === 'k100')!.id;
+    const frozenGone = (id: number): boolean => {
+      const group = cluster.member(id).groups.get(2)?.group;
+      const machine = group?.machine.machine;
+      const splitApplied = group?.machine.bounds?.end?.toString() === 'k100';
+      return machine !== undefined && splitApplied && !frozenRightIds(machine).includes(right) && machine.metaNamesStartingWith('split-gc.').length === 0;
+    };
+    await until('every replica of the parent collected the split', () => [1, 2, 3].every(frozenGone));
+    const elapsedMs = Date.now() - started;
+    // 50 steps of 2 keys; the bucket lets a tenth of a second's worth (at least one step) go at once.
+    const burstKeys = Math.max(2, RATE / 10);
+    assert.ok(elapsedMs >= ((100 - burstKeys - 2) / RATE) * 1000, `100 keys at ${RATE} keys/s took ${elapsedMs} ms`);
+    const figures = await Promise.all([1, 2, 3].map(async (id) => (await cluster.member(id).service.status()).figures ?? {}));
+    const steps = figures.reduce((sum, each) => sum + (each['shard_split_gc_steps'] ?? 0), 0);
+    const waitMs = figures.reduce((sum, each) => sum + (each['shard_split_gc_wait_ms'] ?? 0), 0);
+    assert.ok(steps >= 50, `steps counted: ${steps}`);
+    assert.ok(waitMs >= 1000, `waits counted: ${waitMs} ms`);
+    await sameShardContent(cluster, 2, 30_000);
+  });
+});
