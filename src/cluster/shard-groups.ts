@@ -215,8 +215,11 @@ export class ShardGroups {
 
   private follow(map: ShardMap): void {
     this.opening = this.opening.then(async () => {
-      await this.openMissing(map);
+      // Copies that left first: a split's new shard whose parent here is such a copy (removed from
+      // the parent's group before it applied the split) is opened empty, for a snapshot, only once
+      // that parent is gone (ShardSplits.originOf) — else it would wait for a split that never comes.
       await this.destroyUnassigned(map);
+      await this.openMissing(map);
       await this.merges.destroyMerged(map).catch((error: unknown) => this.options.logger.error({ err: error }, 'looking for merged-away shard copies to delete failed'));
       if (this.closed) return;
       this.splits.reconcile(map);
