@@ -123,7 +123,7 @@ describe('GC of a split\'s frozen keys (three members, split key p, 2 keys a ste
   });
 });
 
-describe('the split GC\'s rate (--shard-split-gc-rate 40 keys a second, 2 keys a step)', () => {
+describe('the split GC\'s rate (--shard-split-gc-rate 40 keys a second, 2 keys a step); a split merged back before its GC', () => {
   let cluster: InProcessCluster;
   const RATE = 40;
   before(async () => {
@@ -160,5 +160,26 @@ describe('the split GC\'s rate (--shard-split-gc-rate 40 keys a second, 2 keys a
     assert.ok(steps >= 50, `steps counted: ${steps}`);
     assert.ok(waitMs >= 1000, `waits counted: ${waitMs} ms`);
     await sameShardContent(cluster, 2, 30_000);
+  });
+
+  it('collects the record of a split whose new shard merged back into the parent before its GC began', async () => {
+    // Member 3 down: it has not made the new shard, so the GC may not begin while the map names it.
+    await cluster.crash(3);
+    for (const key of ['c1', 'c2']) await retried(() => cluster.member(1).service.write({ ops: [{ type: 'put', key: Buffer.from(key), value: Buffer.from(`v-${key}`) }] }), 20);
+    const split = await cluster.member(1).shards.split(Buffer.from('c'));
+    const right = split.shards.find((shard) => shard.start.toString() === 'c')!.id;
+    await until('the live members made the new shard', () => [1, 2].every((id) => cluster.member(id).groups.get(right) !== undefined));
+    await retried(() => cluster.member(1).shards.merge(2), 20);
+    await until('the map no longer names the new shard (merged back into its parent)', () => cluster.member(1).shards.map!.shards.every((shard) => shard.id !== right));
+    await until('the live replicas of the parent dropped the split record and GC marker', () =>
+      [1, 2].every((id) => {
+        const machine = cluster.member(id).groups.get(2)!.group.machine.machine;
+        return !frozenRightIds(machine).includes(right) && machine.metaNamesStartingWith('split-gc.').length === 0;
+      }),
+    );
+    for (const id of [1, 2]) {
+      const machine = cluster.member(id).groups.get(2)!.group.machine.machine;
+      for (const key of ['c1', 'c2']) assert.equal((await machine.get(Buffer.from(key)))?.value.toString(), `v-${key}`, `member ${id}: ${key}, merged back, is live`);
+    }
   });
 });
