@@ -19,8 +19,11 @@ import { after, before, describe, it } from 'node:test';
 import type { NodeId } from '../raft/types.js';
 import { finishMove, startMove, targetPromoted } from '../shard/moves.js';
 import { type ShardMap, initialShardMap } from '../shard/shard-map.js';
-import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
+import { InProcessCluster, TEST_LIMITS, until as untilInProcess } from '../../testkit/cluster/in-process.js';
+import { KvStateMachine } from '../kv/state-machine.js';
+import { engineHomeFor } from '../service/open-local.js';
 import { leftoverVerdict } from './shard-leftovers.js';
+import { MERGE_PREPARED_META_NAME, encodeMergePrepared } from './shard-merge.js';
 
 const until = (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> => untilInProcess(what, check, timeoutMs);
 const exists = (path: string): Promise<boolean> => stat(path).then(() => true, () => false);
@@ -89,12 +92,30 @@ describe('leftover shard copies on a running cluster', () => {
     await cluster.restart(holder);
     const member = await cluster.restart(victim);
     assert.equal(member.groups.get(shard.id), undefined, 'its map does not open the leftover');
-    await until('the leftover copy is deleted', async () => !(await exists(join(dir, 'raft', String(shard.id)))) && !(await exists(join(dir, 'kv', String(shard.id)))));
+    await until('the leftover copy is deleted and counted', async () => !(await exists(join(dir, 'raft', String(shard.id)))) && !(await exists(join(dir, 'kv', String(shard.id)))) && member.shards.figures()['shard_replicas_gc'] === 1);
     const figures = (await member.service.status()).figures ?? {};
-    assert.equal(figures['shard_replicas_gc'], 1);
+    assert.equal(figures['shard_replicas_gc'], 1, 'in /status too');
     assert.ok((figures['shard_replicas_gc_kept'] ?? 0) >= 1, 'the newer id was judged and kept');
     assert.ok(await exists(join(dir, 'raft', String(newer))), 'an id newer than the map is kept');
     for (const each of map.shards.filter((one) => one.replicas.includes(victim))) assert.ok(member.groups.get(each.id) !== undefined, `its own shard ${each.id} is hosted`);
     await rm(join(dir, 'raft', String(newer)), { recursive: true });
+  });
+
+  it('reads the merge record of a copy it does not host (the merge target the verdict of a merged-away copy needs)', async () => {
+    const id = cluster.running()[0]!;
+    const member = cluster.member(id);
+    const copy = 77;
+    const engineDir = join(cluster.dataDir(id), 'kv', String(copy), 'lsm');
+    const record = { leftId: 3, index: 1, bounds: { start: Buffer.from('g'), end: Buffer.from('k') }, revisionTop: 12 };
+    const machine = await KvStateMachine.open({ home: engineHomeFor({ engine: 'lsm', dataDir: engineDir, sync: 'fsync', limits: TEST_LIMITS }), limits: TEST_LIMITS });
+    await machine.applyBatch([{ index: 1, term: 1, type: 'meta', name: MERGE_PREPARED_META_NAME, value: encodeMergePrepared(record) }], { sync: true });
+    await machine.close();
+    try {
+      assert.deepEqual(await member.groups.mergePreparedOnDisk(copy), record);
+      assert.equal(await member.groups.mergePreparedOnDisk(1001), undefined, 'no state machine here');
+      await assert.rejects(member.groups.mergePreparedOnDisk(1), /open/, 'a hosted group is refused');
+    } finally {
+      await rm(join(cluster.dataDir(id), 'kv', String(copy)), { recursive: true });
+    }
   });
 });

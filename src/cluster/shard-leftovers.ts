@@ -67,13 +67,17 @@ export function leftoverVerdict(map: ShardMap, nodeId: NodeId, groupId: number, 
     const role = replicaRole(shard, nodeId);
     return role === 'none' ? { delete: true, reason: 'the shard left this member' } : { delete: false, reason: role === 'replica' ? 'this member replicates the shard' : 'the shard is moving to this member' };
   }
-  const highest = Math.max(map.highestId ?? META_GROUP, ...map.shards.map((each) => each.id));
-  if (groupId > highest) return { delete: false, reason: 'an id newer than the map' };
+  if (groupId > highestIdOf(map)) return { delete: false, reason: 'an id newer than the map' };
   if (mergesInto === undefined) return { delete: false, reason: 'merged away, but this copy holds no merge record' };
   const target = shardById(map, mergesInto);
   if (target === undefined) return { delete: false, reason: 'merged into a shard that was merged away in turn' };
   if (replicaRole(target, nodeId) !== 'none') return { delete: false, reason: 'merged into a shard this member replicates (deleted once every replica took it in)' };
   return { delete: true, reason: 'merged into a shard that left this member' };
+}
+
+/** The highest group id `map` ever gave (its shards', and merged-away ones'). */
+function highestIdOf(map: ShardMap): number {
+  return Math.max(map.highestId ?? META_GROUP, ...map.shards.map((each) => each.id));
 }
 
 export interface LeftoverGcOptions {
@@ -148,9 +152,10 @@ export class LeftoverGc {
   /** Judges group `id`'s files and deletes them when the verdict says so; true when deleted. */
   private async judge(map: ShardMap, id: number): Promise<boolean> {
     const { groups, nodeId, logger } = this.options;
-    const named = shardById(map, id) !== undefined;
+    // Only a group the map dropped (merged away) is judged by its merge record: read it for no other.
+    const mergedAway = shardById(map, id) === undefined && id <= highestIdOf(map);
     let mergesInto: number | undefined;
-    if (!named) {
+    if (mergedAway) {
       try {
         mergesInto = (await groups.mergePreparedOnDisk(id))?.leftId;
       } catch (error) {
