@@ -169,6 +169,7 @@ describe('the split GC\'s rate (--shard-split-gc-rate 40 keys a second, 2 keys a
     const split = await cluster.member(1).shards.split(Buffer.from('c'));
     const right = split.shards.find((shard) => shard.start.toString() === 'c')!.id;
     await until('the live members made the new shard', () => [1, 2].every((id) => cluster.member(id).groups.get(right) !== undefined));
+    await retried(() => cluster.member(1).service.write({ ops: [{ type: 'put', key: Buffer.from('c3'), value: Buffer.from('v-c3') }] }), 20); // into the new shard
     await retried(() => cluster.member(1).shards.merge(2), 20);
     await until('the map no longer names the new shard (merged back into its parent)', () => cluster.member(1).shards.map!.shards.every((shard) => shard.id !== right));
     await until('the live replicas of the parent dropped the split record and GC marker', () =>
@@ -179,7 +180,7 @@ describe('the split GC\'s rate (--shard-split-gc-rate 40 keys a second, 2 keys a
     );
     for (const id of [1, 2]) {
       const machine = cluster.member(id).groups.get(2)!.group.machine.machine;
-      for (const key of ['c1', 'c2']) assert.equal((await machine.get(Buffer.from(key)))?.value.toString(), `v-${key}`, `member ${id}: ${key}, merged back, is live`);
+      for (const key of ['c1', 'c2', 'c3']) assert.equal((await machine.get(Buffer.from(key)))?.value.toString(), `v-${key}`, `member ${id}: ${key}, merged back, is live`);
     }
   });
 });
