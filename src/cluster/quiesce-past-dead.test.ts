@@ -50,12 +50,13 @@ describe('quiescence past a dead member', () => {
     const quiescedPast = ALL.filter((group) => survivors.some((id) => cluster.member(id).groups.get(group)!.group.quiescedPast.includes(victim)));
     assert.equal(quiescedPast.length, ALL.length, 'every group\'s leader quiesced past the dead member');
     const before = survivors.map(sent);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    const perSecond = survivors.map((id, index) => sent(id) - before[index]!);
-    // Awake, the leaders of 41 groups would send their live follower ~10 heartbeats a second each
-    // (~400 a second across the survivors); quiesced, only the node-level ping (2 peers x 10 a
-    // second) and the odd late notice or acknowledgement.
-    for (const count of perSecond) assert.ok(count <= 80, `messages sent in a quiesced second with a member dead: ${perSecond.join(', ')}`);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const perSecond = survivors.map((id, index) => (sent(id) - before[index]!) / 2);
+    // Awake, the leaders of 41 groups would send their live follower ~10 heartbeats a second each,
+    // and the follower answer each (~800 a second across the survivors); quiesced, only the
+    // node-level ping (2 peers x 10 a second) and, on a loaded machine, the odd group woken by a
+    // late ping and quiesced again.
+    for (const count of perSecond) assert.ok(count <= 150, `messages sent a second, quiesced with a member dead: ${perSecond.join(', ')}`);
 
     const back = await cluster.restart(victim);
     for (const group of GROUPS) await back.groups.open(group, undefined); // from its files (this cluster is not sharded: nothing else opens them)

@@ -44,7 +44,9 @@ describe('a split\'s new shard reached by snapshot (its member lost the parent w
     const parent = map.shards.find((shard) => shard.start.toString() === 'g')!; // [g, p)
     const member = parent.replicas.find((id) => id !== metaLeader)!;
     const target = ([1, 2, 3, 4] as NodeId[]).find((id) => !parent.replicas.includes(id))!;
-    const live = cluster.running().find((id) => id !== member)!;
+    // Writes go through a live replica of the parent (and so of the new shard): a member without one
+    // would forward to the shard's replicas in turn, the member down among them.
+    const live = parent.replicas.find((id) => id !== member)!;
     const put = async (key: string): Promise<void> => void (await retried(() => cluster.member(live).service.write({ ops: [{ type: 'put', key: Buffer.from(key), value: Buffer.from(`v-${key}`) }] }), 20));
     for (const key of ['h1', 'h2', 'm1', 'm2']) await put(key);
     await until(`member ${member} applied the writes to shard ${parent.id}`, async () => (await cluster.member(member).groups.get(parent.id)!.group.machine.machine.get(Buffer.from('m2'))) !== undefined);
