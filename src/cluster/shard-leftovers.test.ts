@@ -106,7 +106,7 @@ describe('leftover shard copies on a running cluster', () => {
     const member = cluster.member(id);
     const copy = 77;
     const engineDir = join(cluster.dataDir(id), 'kv', String(copy), 'lsm');
-    const record = { leftId: 3, index: 1, bounds: { start: Buffer.from('g'), end: Buffer.from('k') }, revisionTop: 12 };
+    const record = { leftId: 3, index: 1, bounds: { start: Buffer.from('g'), end: Buffer.from('k') }, revisionTop: 12, epoch: 7 };
     const machine = await KvStateMachine.open({ home: engineHomeFor({ engine: 'lsm', dataDir: engineDir, sync: 'fsync', limits: TEST_LIMITS }), limits: TEST_LIMITS });
     await machine.applyBatch([{ index: 1, term: 1, type: 'meta', name: MERGE_PREPARED_META_NAME, value: encodeMergePrepared(record) }], { sync: true });
     await machine.close();
