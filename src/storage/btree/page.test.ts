@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { crc32 } from 'node:zlib';
+import { checksumOfPacked, crc32ZeroExtended } from './checksum.js';
 import { packedEnd, setChildAt, spliceLeafEntry, unpackedReason } from './page-edit.js';
 import {
   type OverflowRef,
@@ -11,6 +13,7 @@ import {
   encodeBranch,
   encodeLeaf,
   isOverflowRef,
+  pageChecksum,
   readEntries,
   scanEntries,
   sealPage,
@@ -151,5 +154,20 @@ describe('btree page edits as bytes (page-edit.ts)', () => {
     gap.copy(gap, gap.readUInt16LE(PAGE_HEADER_BYTES + 2) + 1, gap.readUInt16LE(PAGE_HEADER_BYTES + 2), gap.readUInt16LE(PAGE_HEADER_BYTES + 2) + 9);
     gap.writeUInt16LE(gap.readUInt16LE(PAGE_HEADER_BYTES + 2) + 1, PAGE_HEADER_BYTES + 2);
     assert.match(unpackedReason(gap, 2, true) ?? '', /entry 1 starts at/);
+  });
+});
+
+describe('btree page checksum without its zero tail (checksum.ts)', () => {
+  it('equals zlib crc32 over bytes [4, pageBytes) for every content length and page size', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(512, 4096, 32768), fc.nat(), fc.integer(), (pageBytes, at, seed) => {
+        const end = 4 + (at % (pageBytes - 3));
+        const bytes = Buffer.alloc(pageBytes);
+        for (let index = 4; index < end; index++) bytes[index] = (seed + index * 131) & 0xff;
+        assert.equal(checksumOfPacked(bytes, end), crc32(bytes.subarray(4)));
+        assert.equal(crc32ZeroExtended(crc32(bytes.subarray(4, end)), pageBytes - end), pageChecksum(bytes));
+      }),
+      { numRuns: 300 },
+    );
   });
 });

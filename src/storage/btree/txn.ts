@@ -49,6 +49,7 @@ import {
   encodeBranch,
   encodeLeaf,
   encodeRun,
+  HEADER_BYTES,
   isOverflowRef,
   lowerBound,
   pageCorruption,
@@ -557,6 +558,6 @@ function sealRaw(node: RawNode, stamp: number): PageView {
   const bytes = node.shared ? Buffer.from(node.view.bytes) : node.view.bytes;
   bytes.writeUInt32LE(node.page, 8);
   bytes.writeDoubleLE(stamp, 16);
-  sealPage(bytes);
+  sealPage(bytes, HEADER_BYTES + node.bytes);
   return { ...node.view, page: node.page, stamp, bytes };
 }
