@@ -79,16 +79,20 @@ export function slotOf(txn: number): number {
   return txn % 2;
 }
 
-/** Both copies of `slot` holding `meta`: two pages, to be written with one write at `metaPage(slot, 0) * pageBytes`. */
-export function encodeMetaSlot(pageBytes: number, slot: number, meta: Meta): Buffer {
-  const both = Buffer.alloc(2 * pageBytes);
+/**
+ * Both copies of `slot` holding `meta`: two pages, to be written with one
+ * write at `metaPage(slot, 0) * pageBytes`; into `into` (2 * pageBytes, any
+ * contents) when given.
+ */
+export function encodeMetaSlot(pageBytes: number, slot: number, meta: Meta, into?: Buffer): Buffer {
+  const both = into?.fill(0) ?? Buffer.alloc(2 * pageBytes);
   encodeMetaPage(pageBytes, metaPage(slot, 0), meta, both.subarray(0, pageBytes));
   encodeMetaPage(pageBytes, metaPage(slot, 1), meta, both.subarray(pageBytes));
   return both;
 }
 
 /** One meta page (`page` in [0, META_PAGES)) holding `meta`, written into `bytes` (zeros, `pageBytes` long) when given. */
-export function encodeMetaPage(pageBytes: number, page: number, meta: Meta, bytes = Buffer.alloc(pageBytes)): Buffer {
+export function encodeMetaPage(pageBytes: number, page: number, meta: Meta, bytes: Buffer = Buffer.alloc(pageBytes)): Buffer {
   assert(page >= 0 && page < META_PAGES, 'not a meta page', page);
   assert(bytes.length === pageBytes, 'meta page buffer of the wrong size', bytes.length);
   writeHeader(bytes, PageType.Meta, 0, page, 0, meta.txn);

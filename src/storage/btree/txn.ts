@@ -492,7 +492,8 @@ export class WriteTxn {
     };
     onMetaWrite();
     // Both copies of the slot in one write (recovery.ts says why a crash cannot damage both).
-    await this.pager.writePages(metaPage(options.slot, 0), encodeMetaSlot(geometry.pageBytes, options.slot, meta));
+    const slotBytes = encodeMetaSlot(geometry.pageBytes, options.slot, meta, this.pager.scratch(2 * geometry.pageBytes));
+    await this.pager.writePages(metaPage(options.slot, 0), slotBytes);
     if (options.sync) await this.pager.file.sync();
     // Before the proof set changes: it tells which freed pages were written after the base.
     const unsynced = this.durability.unsynced;
