@@ -13,13 +13,12 @@
  * of `--runs` runs with the spread (min–max). Keys `key-<i>` (100k preloaded
  * in batches of 1000), value "bar", as bench/sequential.ts.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { BTreeEngine } from '../src/storage/btree/btree-engine.js';
 import type { SyncMode, WriteOp } from '../src/storage/engine.js';
-import { flag, formatNumber, loadLine, machineLine, medianCell, table } from './report.js';
+import { flag, formatNumber, loadLine, machineLine, medianCell, printAndSave, table } from './report.js';
 
 const keys = Number(flag('keys', '100000'));
 const n = Number(flag('n', '2000'));
@@ -108,9 +107,7 @@ async function main(): Promise<void> {
     ),
     '',
   ].join('\n');
-  console.log('\n' + markdown);
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, markdown);
+  printAndSave(out, markdown);
 }
 
 await main();
