@@ -15,6 +15,12 @@
  * longer needs is free at once ("recycled"). Committed pages are never
  * modified in place.
  *
+ * A copied page is kept as bytes (RawNode, page-edit.ts) while the edits it
+ * gets are the ones a lone write makes: a new child page number in a branch,
+ * one leaf entry inserted, replaced or removed that still fits the page. A
+ * page that must split, merge or refill, or that holds overflow keys, is
+ * decoded into a node and encoded again at commit. Both give the same bytes.
+ *
  * Commit (see the engine's file comment for the crash argument):
  *   1. The changed pages, big keys' overflow runs and a new free list are
  *      written.
