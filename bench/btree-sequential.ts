@@ -16,15 +16,15 @@
  * Every figure is operations per second, the median of `--runs` runs with the
  * spread (min–max). Keys `key-<i>`, value "bar", as bench/sequential.ts.
  */
-import { closeSync, fdatasyncSync, openSync, writeSync, writeFileSync, mkdirSync } from 'node:fs';
+import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { ImpulseClient } from '../src/client/client.js';
 import { BTreeEngine } from '../src/storage/btree/btree-engine.js';
 import type { SyncMode } from '../src/storage/engine.js';
 import { startServerProcess } from '../testkit/process/server-process.js';
-import { flag, formatNumber, machineLine, medianCell, table } from './report.js';
+import { flag, formatNumber, machineLine, medianCell, printAndSave, table } from './report.js';
 
 const n = Number(flag('n', '2000'));
 const runs = Number(flag('runs', '3'));
@@ -136,9 +136,7 @@ async function main(): Promise<void> {
     table(['layer', 'ops/s'], rows),
     '',
   ].join('\n');
-  console.log('\n' + markdown);
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, markdown);
+  printAndSave(out, markdown);
 }
 
 await main();

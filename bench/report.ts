@@ -4,7 +4,9 @@
  * `<!-- name:start -->` and `<!-- name:end -->` markers (other sections stay).
  */
 import { cpus, loadavg, totalmem } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -40,6 +42,13 @@ export async function writeSection(name: string, markdown: string): Promise<void
   const to = document.indexOf(end);
   document = from !== -1 && to > from ? document.slice(0, from) + block + document.slice(to + end.length) : `${document.trimEnd()}\n\n${block}\n`;
   await writeFile(path, document);
+}
+
+/** Prints a benchmark's markdown result and writes it to `path` (e.g. bench/results/<name>.md), creating the folder. */
+export function printAndSave(path: string, markdown: string): void {
+  console.log('\n' + markdown);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, markdown);
 }
 
 /** Parses a `--name value` flag from argv. */

@@ -145,6 +145,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       ...(options.splitGcKeysPerStep !== undefined ? { splitGcKeysPerStep: options.splitGcKeysPerStep } : {}),
       ...(options.mergeCopyBytesMax !== undefined ? { mergeCopyBytesMax: options.mergeCopyBytesMax } : {}),
       splitQps: cluster.shardSplitQps,
+      splitGcKeysPerSecond: cluster.shardSplitGcRate,
       mergeTimeoutMs: cluster.merges.timeoutMs,
       random: random.fork(),
       logger,
@@ -216,7 +217,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       },
     });
     const remote = new RemoteShards({ rpc: host.rpc, nodeId: cluster.nodeId, clock, requestTimeoutMs, retryPauseMs: cluster.timing.heartbeatTicks * tickMs });
-    const sharded = new ShardedKvService(metaService, shards, remote, () => ({ ...mover.figures(), ...mergeTrigger.figures() }));
+    const sharded = new ShardedKvService(metaService, shards, remote, () => ({ ...mover.figures(), ...mergeTrigger.figures(), ...shards.figures() }));
     // A joiner learns whether the cluster is sharded from the meta group's snapshot, after it opened.
     const service = shards.sharded ? sharded : identity.bootstrap === 'initial' ? metaService : new JoinedKvService(metaService, sharded, shards);
     host.startTicking();

@@ -5,7 +5,9 @@
  * Asserts: keys strictly ascending within each page and inside the bounds
  * its parents give; every leaf at the meta page's depth; every non-root leaf
  * and branch between a quarter full and full (a root at least one entry);
- * the key count and the free count match the meta page; and every page of
+ * every leaf and branch packed (entries in slot order, no gaps, zeros after:
+ * the byte edits of page-edit.ts rely on it) and, when cached, identical to
+ * the file's copy; the key count and the free count match the meta page; and every page of
  * the file in [META_PAGES, pageCount) is exactly one of: reachable tree page,
  * overflow page of a reachable entry, free-list page, free page — never two,
  * never none (a leak). A violation is an `AssertionError` describing it; a
@@ -16,6 +18,7 @@ import { compareBytes } from '../../util/bytes.js';
 import type { Meta } from './meta.js';
 import type { Pager } from './pager.js';
 import { childAt, decodeFreeListPage, keyAt, META_PAGES, PageType, scanEntries, valueRefAt, type OverflowRef } from './page.js';
+import { unpackedReason } from './page-edit.js';
 
 /** What `checkTree()` found; every field is a count. */
 export interface BTreeCheckReport {
@@ -62,6 +65,15 @@ async function checkTreePages(
   const walk = async (page: number, level: number, lower: Buffer | undefined, upper: Buffer | undefined): Promise<void> => {
     claim(page, `tree page at level ${level}`);
     const view = await pager.loadView(page, meta.txn);
+    // Lone writes edit pages as bytes (page-edit.ts), which relies on every page being packed;
+    // and the cached copy of a page, if any, must be the page as written.
+    const unpacked = unpackedReason(view.bytes, view.count, view.type === PageType.Leaf);
+    assert(unpacked === undefined, `page ${page} is not packed: ${unpacked}`);
+    const cached = pager.cache.peek(page);
+    if (cached !== undefined) {
+      const same = cached.bytes.equals(view.bytes) && cached.count === view.count && cached.type === view.type && cached.stamp === view.stamp;
+      assert(same, `the cached page ${page} differs from the page in the file`);
+    }
     const isRoot = level === 1;
     const entryKeys: Buffer[] = [];
     let bytes = 0;

@@ -79,15 +79,22 @@ export function slotOf(txn: number): number {
   return txn % 2;
 }
 
-/** Both copies of `slot` holding `meta`: two pages, to be written with one write at `metaPage(slot, 0) * pageBytes`. */
-export function encodeMetaSlot(pageBytes: number, slot: number, meta: Meta): Buffer {
-  return Buffer.concat([encodeMetaPage(pageBytes, metaPage(slot, 0), meta), encodeMetaPage(pageBytes, metaPage(slot, 1), meta)]);
+/**
+ * Both copies of `slot` holding `meta`: two pages, to be written with one
+ * write at `metaPage(slot, 0) * pageBytes`; into `into` (2 * pageBytes, any
+ * contents) when given.
+ */
+export function encodeMetaSlot(pageBytes: number, slot: number, meta: Meta, into?: Buffer): Buffer {
+  const both = into?.fill(0) ?? Buffer.alloc(2 * pageBytes);
+  encodeMetaPage(pageBytes, metaPage(slot, 0), meta, both.subarray(0, pageBytes));
+  encodeMetaPage(pageBytes, metaPage(slot, 1), meta, both.subarray(pageBytes));
+  return both;
 }
 
-/** One meta page (`page` in [0, META_PAGES)) holding `meta`. */
-export function encodeMetaPage(pageBytes: number, page: number, meta: Meta): Buffer {
+/** One meta page (`page` in [0, META_PAGES)) holding `meta`, written into `bytes` (zeros, `pageBytes` long) when given. */
+export function encodeMetaPage(pageBytes: number, page: number, meta: Meta, bytes: Buffer = Buffer.alloc(pageBytes)): Buffer {
   assert(page >= 0 && page < META_PAGES, 'not a meta page', page);
-  const bytes = Buffer.alloc(pageBytes);
+  assert(bytes.length === pageBytes, 'meta page buffer of the wrong size', bytes.length);
   writeHeader(bytes, PageType.Meta, 0, page, 0, meta.txn);
   let cursor = HEADER_BYTES;
   for (const word of [MAGIC_LOW, MAGIC_HIGH, FORMAT_VERSION, meta.pageBytes]) {
@@ -107,7 +114,7 @@ export function encodeMetaPage(pageBytes: number, page: number, meta: Meta): Buf
   bytes.writeUInt32LE(meta.proofPages, cursor);
   bytes.writeUInt32LE(meta.proofDigest, cursor + 4);
   assert(cursor + 8 === META_RECORD_BYTES, 'meta record layout', cursor);
-  sealPage(bytes);
+  sealPage(bytes, META_RECORD_BYTES);
   return bytes;
 }
 

@@ -14,7 +14,8 @@
  */
 import { assert } from '../../util/assert.js';
 import { compareBytes, partitionPoint } from '../../util/bytes.js';
-import { PageType, readEntries, type OverflowRef, type PageGeometry, type PageView } from './page.js';
+import { HEADER_BYTES, PageType, readEntries, type OverflowRef, type PageGeometry, type PageView } from './page.js';
+import { packedEnd } from './page-edit.js';
 
 /** A leaf being changed by the running transaction. */
 export interface LeafNode {
@@ -36,6 +37,36 @@ export interface BranchNode {
 }
 
 export type TreeNode = LeafNode | BranchNode;
+
+/**
+ * A page the running transaction edits as bytes (page-edit.ts) instead of
+ * decoding it: what a lone write's path is (one leaf entry changed, one
+ * child pointer per branch). `view.bytes` is the page as it will be written,
+ * except for the header's page number, stamp and checksum, which the commit
+ * fills in (`view.page` and `view.stamp` are the committed page's until
+ * then). While `shared`, `view.bytes` is still the committed page's buffer
+ * (the cache's, immutable): it is copied before the first change in place.
+ * Only pages without overflow keys are edited this way; an edit that would
+ * overfill the page, and any split, merge or refill, works on the decoded
+ * node instead (`nodeFromView(geometry, raw.view)`).
+ */
+export interface RawNode {
+  readonly kind: 'raw';
+  page: number;
+  view: PageView;
+  shared: boolean;
+  /** Entry bytes (slots included, header excluded), as TreeNode.bytes. */
+  bytes: number;
+}
+
+/** A page changed by the running transaction: decoded, or edited as bytes. */
+export type DirtyNode = TreeNode | RawNode;
+
+/** A committed page (without overflow keys) as a RawNode sharing the page's bytes until it changes. */
+export function rawFromView(view: PageView): RawNode {
+  const end = packedEnd(view.bytes, view.count, view.type === PageType.Leaf);
+  return { kind: 'raw', page: view.page, view, shared: true, bytes: end - HEADER_BYTES };
+}
 
 /** Decodes a verified page into a node (keys and inline values stay views into the immutable page bytes). */
 export function nodeFromView(geometry: PageGeometry, view: PageView): TreeNode {

@@ -1,7 +1,24 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { type OverflowRef, type PageView, PageGeometry, PageType, encodeLeaf, isOverflowRef, readEntries, scanEntries, verifyPage } from './page.js';
+import { crc32 } from 'node:zlib';
+import { checksumOfPacked, crc32ZeroExtended } from './checksum.js';
+import { packedEnd, setChildAt, spliceLeafEntry, unpackedReason } from './page-edit.js';
+import {
+  type OverflowRef,
+  type PageView,
+  HEADER_BYTES as PAGE_HEADER_BYTES,
+  PageGeometry,
+  PageType,
+  encodeBranch,
+  encodeLeaf,
+  isOverflowRef,
+  pageChecksum,
+  readEntries,
+  scanEntries,
+  sealPage,
+  verifyPage,
+} from './page.js';
 
 /** One leaf entry: an inline key or an overflow key (its run's first page), an inline value or an overflow reference. */
 interface Entry {
@@ -61,5 +78,96 @@ describe('btree leaf pages', () => {
         { numRuns: 150 },
       );
     }
+  });
+});
+
+describe('btree page edits as bytes (page-edit.ts)', () => {
+  const seal = (bytes: Buffer): Buffer => {
+    sealPage(bytes);
+    return bytes;
+  };
+
+  it('inserting, replacing or removing one leaf entry gives exactly the page encoding the edited entries gives', () => {
+    for (const pageBytes of [512, 4096]) {
+      const geometry = new PageGeometry(pageBytes);
+      const inlineEntry = fc.record({
+        key: fc.uint8Array({ minLength: 1, maxLength: geometry.keyInlineMax }),
+        value: fc.oneof(
+          { weight: 4, arbitrary: fc.uint8Array({ maxLength: geometry.valueInlineMax }) },
+          { weight: 1, arbitrary: fc.record({ page: PAGE_NUMBER, length: fc.integer({ min: geometry.valueInlineMax + 1, max: 0xffff_ffff }) }) },
+        ),
+      });
+      fc.assert(
+        fc.property(entries(geometry), fc.nat(), fc.constantFrom<0 | 1>(0, 1), fc.option(inlineEntry, { nil: undefined }), PAGE_NUMBER, (drawn, at, remove, entry, page) => {
+          if (remove === 1 && drawn.length === 0) return;
+          if (remove === 0 && entry === undefined) return;
+          const index = remove === 1 ? at % drawn.length : at % (drawn.length + 1);
+          const edited = [...drawn];
+          edited.splice(index, remove, ...(entry === undefined ? [] : [{ key: entry.key, keyPage: undefined, value: entry.value }]));
+          let used = 0;
+          for (const { key, value } of edited) used += geometry.leafEntryBytes(key.length, value.length);
+          if (used > geometry.payloadBytes) return;
+          const encode = (list: Entry[]): Buffer => encodeLeaf(geometry, page, 9, list.map((e) => e.key), list.map((e) => e.value), list.map((e) => e.keyPage));
+          const source = encode(drawn);
+          const before = Buffer.from(source);
+          const spliced = spliceLeafEntry(source, drawn.length, index, remove, entry);
+          assert.deepEqual(seal(spliced), encode(edited));
+          assert.deepEqual(source, before, 'the source page is not modified');
+          assert.equal(packedEnd(spliced, edited.length, true), PAGE_HEADER_BYTES + used);
+          assert.equal(unpackedReason(spliced, edited.length, true), undefined);
+        }),
+        { numRuns: 300 },
+      );
+    }
+  });
+
+  it('setting a branch child gives exactly the page encoding the changed children gives', () => {
+    const geometry = new PageGeometry(512);
+    const separators = fc.array(fc.uint8Array({ minLength: 1, maxLength: geometry.keyInlineMax }), { maxLength: 20 });
+    fc.assert(
+      fc.property(separators, fc.nat(), PAGE_NUMBER, (keys, at, child) => {
+        const children = keys.map((_, index) => index + 100).concat([7]);
+        const index = at % children.length;
+        const bytes = encodeBranch(geometry, 5, 9, keys, children, []);
+        setChildAt(bytes, index, child);
+        const changed = [...children];
+        changed[index] = child;
+        assert.deepEqual(seal(bytes), encodeBranch(geometry, 5, 9, keys, changed, []));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('unpackedReason accepts encoded pages and rejects a gap, entries out of slot order and a non-zero tail', () => {
+    const geometry = new PageGeometry(512);
+    const keys = [Buffer.from('a'), Buffer.from('b')];
+    const bytes = encodeLeaf(geometry, 5, 9, keys, [Buffer.from('x'), Buffer.from('y')], []);
+    assert.equal(unpackedReason(bytes, 2, true), undefined);
+    const tail = Buffer.from(bytes);
+    tail[500] = 1;
+    assert.match(unpackedReason(tail, 2, true) ?? '', /not zero/);
+    const swapped = Buffer.from(bytes);
+    swapped.writeUInt16LE(bytes.readUInt16LE(PAGE_HEADER_BYTES + 2), PAGE_HEADER_BYTES);
+    swapped.writeUInt16LE(bytes.readUInt16LE(PAGE_HEADER_BYTES), PAGE_HEADER_BYTES + 2);
+    assert.match(unpackedReason(swapped, 2, true) ?? '', /entry 0 starts at/);
+    const gap = Buffer.from(bytes);
+    gap.copy(gap, gap.readUInt16LE(PAGE_HEADER_BYTES + 2) + 1, gap.readUInt16LE(PAGE_HEADER_BYTES + 2), gap.readUInt16LE(PAGE_HEADER_BYTES + 2) + 9);
+    gap.writeUInt16LE(gap.readUInt16LE(PAGE_HEADER_BYTES + 2) + 1, PAGE_HEADER_BYTES + 2);
+    assert.match(unpackedReason(gap, 2, true) ?? '', /entry 1 starts at/);
+  });
+});
+
+describe('btree page checksum without its zero tail (checksum.ts)', () => {
+  it('equals zlib crc32 over bytes [4, pageBytes) for every content length and page size', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(512, 4096, 32768), fc.nat(), fc.integer(), (pageBytes, at, seed) => {
+        const end = 4 + (at % (pageBytes - 3));
+        const bytes = Buffer.alloc(pageBytes);
+        for (let index = 4; index < end; index++) bytes[index] = (seed + index * 131) & 0xff;
+        assert.equal(checksumOfPacked(bytes, end), crc32(bytes.subarray(4)));
+        assert.equal(crc32ZeroExtended(crc32(bytes.subarray(4, end)), pageBytes - end), pageChecksum(bytes));
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -47,6 +47,7 @@ import { ImpulseError } from '../../errors.js';
 import { assert } from '../../util/assert.js';
 import { compareBytes, partitionPoint } from '../../util/bytes.js';
 import { corruption } from '../../util/corruption.js';
+import { checksumOfPacked } from './checksum.js';
 
 export const HEADER_BYTES = 24;
 export const SLOT_BYTES = 2;
@@ -151,9 +152,13 @@ export function pageChecksum(bytes: Uint8Array): number {
   return crc32(bytes.subarray(4));
 }
 
-/** Fills in the header's checksum; call last, after every other byte is final. */
-export function sealPage(bytes: Buffer): void {
-  bytes.writeUInt32LE(pageChecksum(bytes), 0);
+/**
+ * Fills in the header's checksum; call last, after every other byte is
+ * final. `end`: where the page's content ends, every byte from it on being
+ * zero (the encoders know; the zeros then cost nothing, checksum.ts).
+ */
+export function sealPage(bytes: Buffer, end = bytes.length): void {
+  bytes.writeUInt32LE(checksumOfPacked(bytes, end), 0);
 }
 
 /**
@@ -423,7 +428,7 @@ export function encodeLeaf(
     }
   }
   assert(cursor <= geometry.pageBytes, 'leaf overflows its page', page, cursor);
-  sealPage(bytes);
+  sealPage(bytes, cursor);
   return bytes;
 }
 
@@ -457,7 +462,7 @@ export function encodeBranch(
     }
   }
   assert(cursor <= geometry.pageBytes, 'branch overflows its page', page, cursor);
-  sealPage(bytes);
+  sealPage(bytes, cursor);
   return bytes;
 }
 
@@ -469,8 +474,9 @@ export function encodeRun(geometry: PageGeometry, firstPage: number, stamp: numb
     const page = bytes.subarray(index * geometry.pageBytes, (index + 1) * geometry.pageBytes);
     writeHeader(page, PageType.Overflow, 0, firstPage + index, index, stamp);
     const start = index * geometry.payloadBytes;
-    page.set(data.subarray(start, Math.min(data.length, start + geometry.payloadBytes)), HEADER_BYTES);
-    sealPage(page);
+    const end = Math.min(data.length, start + geometry.payloadBytes);
+    page.set(data.subarray(start, end), HEADER_BYTES);
+    sealPage(page, HEADER_BYTES + end - start);
   }
   return bytes;
 }
@@ -499,7 +505,7 @@ export function encodeFreeListPage(geometry: PageGeometry, page: number, stamp: 
   const bytes = Buffer.alloc(geometry.pageBytes);
   writeHeader(bytes, PageType.FreeList, entries.length, page, nextPage, stamp);
   for (let index = 0; index < entries.length; index++) bytes.writeUInt32LE(entries[index]!, HEADER_BYTES + 4 * index);
-  sealPage(bytes);
+  sealPage(bytes, HEADER_BYTES + 4 * entries.length);
   return bytes;
 }
 

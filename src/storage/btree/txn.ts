@@ -15,6 +15,12 @@
  * longer needs is free at once ("recycled"). Committed pages are never
  * modified in place.
  *
+ * A copied page is kept as bytes (RawNode, page-edit.ts) while the edits it
+ * gets are the ones a lone write makes: a new child page number in a branch,
+ * one leaf entry inserted, replaced or removed that still fits the page. A
+ * page that must split, merge or refill, or that holds overflow keys, is
+ * decoded into a node and encoded again at commit. Both give the same bytes.
+ *
  * Commit (see the engine's file comment for the crash argument):
  *   1. The changed pages, big keys' overflow runs and a new free list are
  *      written.
@@ -28,7 +34,20 @@ import { compareBytes } from '../../util/bytes.js';
 import { provedPagesOf, type ProvedPage, type UnsyncedPages } from './commit-proof.js';
 import { encodeMetaSlot, metaPage, type Meta } from './meta.js';
 import type { FreeSpace } from './freelist.js';
-import { nodeFromView, nodeLowerBound, nodeUpperBound, rebalanceSiblings, splitNode, type BranchNode, type LeafNode, type TreeNode } from './node.js';
+import {
+  nodeFromView,
+  nodeLowerBound,
+  nodeUpperBound,
+  rawFromView,
+  rebalanceSiblings,
+  splitNode,
+  type BranchNode,
+  type DirtyNode,
+  type LeafNode,
+  type RawNode,
+  type TreeNode,
+} from './node.js';
+import { leafEntryBytesAt, setChildAt, spliceLeafEntry } from './page-edit.js';
 import type { PageWrite, Pager } from './pager.js';
 import {
   childAt,
@@ -36,18 +55,21 @@ import {
   encodeBranch,
   encodeLeaf,
   encodeRun,
+  HEADER_BYTES,
   isOverflowRef,
   lowerBound,
   pageCorruption,
   PageType,
+  sealPage,
   upperBound,
+  valueRefAt,
   type OverflowRef,
   type PageView,
 } from './page.js';
 
 /** A branch on the way from the root to a leaf, with the index of the child taken. */
 interface PathStep {
-  readonly node: BranchNode;
+  readonly node: BranchNode | RawNode;
   readonly index: number;
 }
 
@@ -76,7 +98,7 @@ export class WriteTxn {
   private keyCount: number;
   private pageCount: number;
   /** Pages written by this transaction, by their (new) page number. */
-  private readonly dirty = new Map<number, TreeNode>();
+  private readonly dirty = new Map<number, DirtyNode>();
   /** Pages of the committed version this transaction no longer uses. */
   private readonly freed: number[] = [];
   /** Pages this transaction allocated and released again: free right away. */
@@ -133,7 +155,12 @@ export class WriteTxn {
       this.root = leaf.page;
       this.depth = 1;
     }
-    const { path, leaf } = await this.descend(key);
+    const { path, leaf: found } = await this.descend(key);
+    if (found.kind === 'raw' && key.length <= geometry.keyInlineMax && this.putRaw(found, key, stored)) {
+      await this.rebalancePath(path, found, false);
+      return;
+    }
+    const leaf = this.decoded(found) as LeafNode;
     const index = nodeLowerBound(leaf.keys, key);
     let appended = false;
     if (index < leaf.keys.length && compareBytes(leaf.keys[index]!, key) === 0) {
@@ -154,7 +181,16 @@ export class WriteTxn {
   async delete(key: Buffer): Promise<void> {
     // Look first, so deleting an absent key copies no pages.
     if (!(await this.contains(key))) return;
-    const { path, leaf } = await this.descend(key);
+    const { path, leaf: found } = await this.descend(key);
+    if (found.kind === 'raw') {
+      const index = lowerBound(found.view, key);
+      assert(index < found.view.count && compareWithEntry(found.view, index, key) === 0, 'key found on lookup but not on the write path', key);
+      this.spliceRaw(found, index, 1, undefined);
+      this.keyCount--;
+      await this.rebalancePath(path, found, false);
+      return;
+    }
+    const leaf = this.decoded(found) as LeafNode;
     const index = nodeLowerBound(leaf.keys, key);
     assert(index < leaf.keys.length && compareBytes(leaf.keys[index]!, key) === 0, 'key found on lookup but not on the write path', key);
     const old = leaf.values[index]!;
@@ -164,6 +200,48 @@ export class WriteTxn {
     leaf.bytes -= this.pager.geometry.leafEntryBytes(key.length, old.length);
     this.keyCount--;
     await this.rebalancePath(path, leaf, false);
+  }
+
+  /**
+   * Puts `key` into a leaf edited as bytes when the result fits the page;
+   * false (nothing changed) when it does not, and the leaf must be decoded
+   * to split. The key is inline.
+   */
+  private putRaw(leaf: RawNode, key: Buffer, stored: Buffer | OverflowRef): boolean {
+    const geometry = this.pager.geometry;
+    const index = lowerBound(leaf.view, key);
+    const exists = index < leaf.view.count && compareWithEntry(leaf.view, index, key) === 0;
+    const oldBytes = exists ? leafEntryBytesAt(leaf.view.bytes, index) : 0;
+    if (leaf.bytes - oldBytes + geometry.leafEntryBytes(key.length, stored.length) > geometry.payloadBytes) return false;
+    this.spliceRaw(leaf, index, exists ? 1 : 0, { key, value: stored });
+    if (!exists) this.keyCount++;
+    return true;
+  }
+
+  /** Replaces `remove` entries at `index` of a leaf edited as bytes by `entry`; frees the removed value's overflow run. */
+  private spliceRaw(leaf: RawNode, index: number, remove: 0 | 1, entry: { key: Uint8Array; value: Uint8Array | OverflowRef } | undefined): void {
+    const geometry = this.pager.geometry;
+    const view = leaf.view;
+    if (remove === 1) {
+      const old = valueRefAt(view, index);
+      if (isOverflowRef(old)) this.releaseRun(old);
+      leaf.bytes -= leafEntryBytesAt(view.bytes, index);
+    }
+    if (entry !== undefined) leaf.bytes += geometry.leafEntryBytes(entry.key.length, entry.value.length);
+    const bytes = spliceLeafEntry(view.bytes, view.count, index, remove, entry);
+    leaf.view = { ...view, bytes, count: view.count - remove + (entry === undefined ? 0 : 1) };
+    leaf.shared = false;
+  }
+
+  /** The node as a decoded node (decoding a byte-edited page once; the dirty map then holds the decoded node). */
+  private decoded(node: DirtyNode): TreeNode {
+    if (node.kind !== 'raw') return node;
+    const current = this.dirty.get(node.page);
+    if (current !== undefined && current.kind !== 'raw') return current;
+    const decoded = nodeFromView(this.pager.geometry, node.view);
+    decoded.page = node.page;
+    this.dirty.set(node.page, decoded);
+    return decoded;
   }
 
   // ---- pages: allocate, release, touch -------------------------------------------------------
@@ -207,12 +285,16 @@ export class WriteTxn {
     for (let index = 0; index < this.pager.geometry.runPages(ref.length); index++) target.push(ref.page + index);
   }
 
-  /** The page as a node this transaction may change: copied to a fresh page number unless it already is one. */
-  private async touch(page: number): Promise<TreeNode> {
+  /**
+   * The page as a node this transaction may change: copied to a fresh page
+   * number unless it already is one. Edited as bytes (RawNode) unless it has
+   * overflow keys (then decoded: their runs are rewritten with the page).
+   */
+  private async touch(page: number): Promise<DirtyNode> {
     const dirty = this.dirty.get(page);
     if (dirty !== undefined) return dirty;
     const view = await this.pager.readView(page, this.committed.txn);
-    const node = nodeFromView(this.pager.geometry, view);
+    const node: DirtyNode = view.bigKeys === undefined ? rawFromView(view) : nodeFromView(this.pager.geometry, view);
     this.releasePage(page, view.keyRuns);
     node.page = this.allocatePage();
     this.dirty.set(node.page, node);
@@ -226,7 +308,7 @@ export class WriteTxn {
     if (page === 0) return false;
     for (;;) {
       const node = this.dirty.get(page);
-      if (node !== undefined) {
+      if (node !== undefined && node.kind !== 'raw') {
         if (node.kind === 'leaf') {
           const index = nodeLowerBound(node.keys, key);
           return index < node.keys.length && compareBytes(node.keys[index]!, key) === 0;
@@ -234,7 +316,7 @@ export class WriteTxn {
         page = node.children[nodeUpperBound(node.keys, key)]!;
         continue;
       }
-      const view = await this.pager.readView(page, this.committed.txn);
+      const view = node?.view ?? (await this.pager.readView(page, this.committed.txn));
       if (view.type === PageType.Leaf) {
         const index = lowerBound(view, key);
         return index < view.count && compareWithEntry(view, index, key) === 0;
@@ -244,12 +326,24 @@ export class WriteTxn {
   }
 
   /** Touches the root-to-leaf path for `key`, returning it (branches with the child index taken) and the leaf. */
-  private async descend(key: Buffer): Promise<{ path: PathStep[]; leaf: LeafNode }> {
+  private async descend(key: Buffer): Promise<{ path: PathStep[]; leaf: LeafNode | RawNode }> {
     const path: PathStep[] = [];
     let node = await this.touch(this.root);
     this.root = node.page;
-    while (node.kind === 'branch') {
+    while (node.kind === 'branch' || (node.kind === 'raw' && node.view.type === PageType.Branch)) {
       if (path.length + 1 >= this.depth) throw pageCorruption(this.pager.path, node.page, `is a branch at leaf depth ${this.depth}`);
+      if (node.kind === 'raw') {
+        const index = upperBound(node.view, key);
+        const child = await this.touch(childAt(node.view, index));
+        if (node.shared) {
+          node.view = { ...node.view, bytes: Buffer.from(node.view.bytes) };
+          node.shared = false;
+        }
+        setChildAt(node.view.bytes, index, child.page);
+        path.push({ node, index });
+        node = child;
+        continue;
+      }
       const index = nodeUpperBound(node.keys, key);
       const child = await this.touch(node.children[index]!);
       node.children[index] = child.page;
@@ -272,14 +366,15 @@ export class WriteTxn {
    * Then splits along the right edge leave the new right page only a quarter
    * full (see `splitNode`), still within the fill bounds.
    */
-  private async rebalancePath(path: PathStep[], start: TreeNode, appended: boolean): Promise<void> {
+  private async rebalancePath(path: PathStep[], start: DirtyNode, appended: boolean): Promise<void> {
     const geometry = this.pager.geometry;
-    let node: TreeNode = start;
+    let node: DirtyNode = start;
     let level = path.length;
     for (;;) {
       if (node.bytes > geometry.payloadBytes) {
+        assert(node.kind !== 'raw', 'a page edited as bytes overfilled', node.page);
         let rightEdge = appended;
-        for (let step = 0; step < level && rightEdge; step++) rightEdge = path[step]!.index === path[step]!.node.children.length - 1;
+        for (let step = 0; step < level && rightEdge; step++) rightEdge = path[step]!.index === childCount(path[step]!.node) - 1;
         const { right, separator } = splitNode(geometry, node, rightEdge, this.allocatePage());
         this.dirty.set(right.page, right);
         if (level === 0) {
@@ -295,7 +390,9 @@ export class WriteTxn {
           this.depth++;
           return;
         }
-        const { node: parent, index } = path[--level]!;
+        const step = path[--level]!;
+        const parent = this.decoded(step.node) as BranchNode;
+        const index = step.index;
         parent.keys.splice(index, 0, separator);
         parent.children.splice(index + 1, 0, right.page);
         parent.bytes += geometry.branchEntryBytes(separator.length);
@@ -303,8 +400,9 @@ export class WriteTxn {
         continue;
       }
       if (level > 0 && node.bytes < geometry.fillBytesMin) {
-        const { node: parent, index } = path[--level]!;
-        await this.refill(parent, index);
+        const step = path[--level]!;
+        const parent = this.decoded(step.node) as BranchNode;
+        await this.refill(parent, step.index);
         node = parent;
         continue;
       }
@@ -316,8 +414,11 @@ export class WriteTxn {
 
   /** The root after a change: a branch with one child, or an empty leaf, is removed. */
   private shrinkRoot(): void {
-    const root = this.dirty.get(this.root);
-    assert(root !== undefined, 'root not dirty after a change', this.root);
+    const dirtyRoot = this.dirty.get(this.root);
+    assert(dirtyRoot !== undefined, 'root not dirty after a change', this.root);
+    // A root left with one child or no entry is rare: decode it then.
+    const root = dirtyRoot.kind === 'raw' && dirtyRoot.view.count > 0 ? undefined : this.decoded(dirtyRoot);
+    if (root === undefined) return;
     if (root.kind === 'branch' && root.keys.length === 0) {
       this.root = root.children[0]!;
       this.depth--;
@@ -338,9 +439,9 @@ export class WriteTxn {
     const geometry = this.pager.geometry;
     const leftIndex = index > 0 ? index - 1 : index;
     assert(parent.children.length >= 2, 'underfull child without a sibling', parent.page);
-    const left = await this.touch(parent.children[leftIndex]!);
+    const left = this.decoded(await this.touch(parent.children[leftIndex]!));
     parent.children[leftIndex] = left.page;
-    const right = await this.touch(parent.children[leftIndex + 1]!);
+    const right = this.decoded(await this.touch(parent.children[leftIndex + 1]!));
     parent.children[leftIndex + 1] = right.page;
     const oldSeparator = parent.keys[leftIndex]!;
     const separator = rebalanceSiblings(geometry, left, right, oldSeparator);
@@ -397,7 +498,8 @@ export class WriteTxn {
     };
     onMetaWrite();
     // Both copies of the slot in one write (recovery.ts says why a crash cannot damage both).
-    await this.pager.writePages(metaPage(options.slot, 0), encodeMetaSlot(geometry.pageBytes, options.slot, meta));
+    const slotBytes = encodeMetaSlot(geometry.pageBytes, options.slot, meta, this.pager.scratch(2 * geometry.pageBytes));
+    await this.pager.writePages(metaPage(options.slot, 0), slotBytes);
     if (options.sync) await this.pager.file.sync();
     // Before the proof set changes: it tells which freed pages were written after the base.
     const unsynced = this.durability.unsynced;
@@ -413,6 +515,12 @@ export class WriteTxn {
     const writes: PageWrite[] = [];
     const views: PageView[] = [];
     for (const node of this.dirty.values()) {
+      if (node.kind === 'raw') {
+        const view = sealRaw(node, this.id);
+        writes.push({ page: view.page, bytes: view.bytes });
+        views.push(view);
+        continue;
+      }
       const keyPages: Array<number | undefined> = [];
       const bigKeys: Array<Buffer | undefined> = [];
       const keyRuns: OverflowRef[] = [];
@@ -445,4 +553,18 @@ export class WriteTxn {
     }
     return { writes, views };
   }
+}
+
+/** Children of a branch on the path, decoded or edited as bytes. */
+function childCount(node: BranchNode | RawNode): number {
+  return node.kind === 'raw' ? node.view.count + 1 : node.children.length;
+}
+
+/** A page edited as bytes, as written by commit `stamp`: its header's page number and stamp filled in, checksummed. */
+function sealRaw(node: RawNode, stamp: number): PageView {
+  const bytes = node.shared ? Buffer.from(node.view.bytes) : node.view.bytes;
+  bytes.writeUInt32LE(node.page, 8);
+  bytes.writeDoubleLE(stamp, 16);
+  sealPage(bytes, HEADER_BYTES + node.bytes);
+  return { ...node.view, page: node.page, stamp, bytes };
 }
