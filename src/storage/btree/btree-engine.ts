@@ -398,11 +398,19 @@ export class BTreeEngine extends Engine {
   }
 
   protected override _getSync(key: Buffer): SyncRead {
+    return this.readSync(rowKey(key), key);
+  }
+
+  protected override _getSyncLatin1(keyLatin1: string): SyncRead {
+    return this.readSync(keyLatin1, undefined);
+  }
+
+  /** The row cache's answer for `keyString`, else the tree's for its bytes (`key`, made from the string on a miss when not given). */
+  private readSync(keyString: string, key: Buffer | undefined): SyncRead {
     const state = this.openState();
-    const keyString = rowKey(key);
     const cached = this.rowCache.lookup(keyString);
     if (cached !== undefined) return cached ?? undefined;
-    const value = state.reader.getSync(state.committed, key);
+    const value = state.reader.getSync(state.committed, key ?? Buffer.from(keyString, 'latin1'));
     if (value !== READ_NOT_SYNC) this.rowCache.remember(keyString, value);
     return value;
   }
