@@ -4,6 +4,7 @@
  *
  *   empty                      a new leader's no-op
  *   first byte 1               a key-value command (src/kv/command.ts: its own format byte, COMMAND_FORMAT)
+ *   first byte 2               a step of a transaction across shards (src/kv/txn.ts; shard groups only)
  *   first byte 0x43 ('C')      a cluster command: 'C' + JSON (publish a member's client URL; set the shard map; split a shard group; a step of a split's GC; a merge step)
  *   anything else              handed to the key-value layer, which refuses it (IMPULSE_ERR_COMMAND_INVALID)
  *
@@ -19,6 +20,8 @@
 import { outsideBoundsError } from '../shard/stale-route.js';
 import type { ApplyEntry } from '../kv/apply.js';
 import { type KvCommand, type KvLimits, decodeCommand } from '../kv/command.js';
+import { type TxnCommand, decodeTxnCommand, isTxnCommandBytes, txnCommandKeys } from '../kv/txn.js';
+import type { ImpulseError } from '../errors.js';
 import type { Entry, NodeId } from '../raft/types.js';
 import { META_GROUP, SHARD_BOUNDS_META_NAME, SHARD_MAP_META_NAME, type ShardBounds, boundsFromHex, boundsHex, encodeShardBounds, type ShardMap, encodeShardMap, sameShardBounds, shardContains, shardMapFromJson, shardMapToJson } from '../shard/shard-map.js';
 import { CLUSTER_META_BYTES_MAX } from '../kv/apply.js';
@@ -287,6 +290,7 @@ function planSplit(command: SplitCommand, keys: KeyBounds, index: number, term: 
  * they are, for the key-value layer to refuse with its own error.
  */
 function boundedCommand(index: number, term: number, data: Uint8Array, keys: KeyBounds): ApplyEntry {
+  if (isTxnCommandBytes(data)) return boundedTxnCommand(index, term, data, keys);
   let command: KvCommand;
   try {
     command = decodeCommand(data, keys.limits);
@@ -297,4 +301,21 @@ function boundedCommand(index: number, term: number, data: Uint8Array, keys: Key
   if (outside === undefined) return { index, term, type: 'command', command };
   const error = outsideBoundsError(keys.bounds, outside.key, 'write');
   return { index, term, type: 'refused', error };
+}
+
+/**
+ * A transaction step (src/kv/txn.ts) of a shard group: refused like any
+ * command when a key it touches here lies outside the bounds, and when it
+ * does not decode (transaction steps reach shard groups only).
+ */
+function boundedTxnCommand(index: number, term: number, data: Uint8Array, keys: KeyBounds): ApplyEntry {
+  let command: TxnCommand;
+  try {
+    command = decodeTxnCommand(data, keys.limits);
+  } catch (error) {
+    return { index, term, type: 'refused', error: error as ImpulseError };
+  }
+  const outside = txnCommandKeys(command).find((key) => !shardContains(keys.bounds, key));
+  if (outside === undefined) return { index, term, type: 'txn', command };
+  return { index, term, type: 'refused', error: outsideBoundsError(keys.bounds, outside, 'write') };
 }

@@ -134,13 +134,18 @@ function isRevision(value: unknown): value is number {
 
 /** The log entry bytes of a valid command (see the file comment for the layout). */
 export function encodeCommand(command: KvCommand): Buffer {
-  const ops = command.ops.map((op) => [op.type === 'put' ? 0 : 1, op.key, op.type === 'put' ? op.value : null, encodeCondition(op.condition)]);
+  const ops = command.ops.map(encodeOp);
   const session = command.session === undefined ? null : [command.session.clientId, command.session.seq, command.session.ackedBelow ?? 0];
   const body = packr.pack([ops, session]);
   const bytes = Buffer.allocUnsafe(1 + body.length);
   bytes[0] = COMMAND_FORMAT;
   bytes.set(body, 1);
   return bytes;
+}
+
+/** One op as the log holds it: `[type, key, value | null, condition]` (the file comment); `decodeOp` reads it back. */
+export function encodeOp(op: KvOp): unknown[] {
+  return [op.type === 'put' ? 0 : 1, op.key, op.type === 'put' ? op.value : null, encodeCondition(op.condition)];
 }
 
 function encodeCondition(condition: Condition | undefined): number | null {
@@ -172,7 +177,8 @@ export function decodeCommand(bytes: Uint8Array, limits: KvLimits): KvCommand {
   return command;
 }
 
-function decodeOp(raw: unknown, index: number): KvOp {
+/** An op from its untrusted log form (`encodeOp`); IMPULSE_ERR_COMMAND_INVALID when malformed (limits unchecked: `validateCommand`). */
+export function decodeOp(raw: unknown, index: number): KvOp {
   if (!Array.isArray(raw) || raw.length !== 4) throw invalid(`op ${index} is not [type, key, value, condition]`);
   const [type, key, value, rawCondition] = raw as [unknown, unknown, unknown, unknown];
   if (!(key instanceof Uint8Array)) throw invalid(`op ${index}: the key is not bytes`);

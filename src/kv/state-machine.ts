@@ -40,6 +40,7 @@ import {
   FORMAT_KEY,
   FORMAT_VALUE,
   SESSION_RANGE,
+  TXN_RECORD_RANGE,
   capturedClientIdOf,
   capturedSessionRange,
   clientIdOf,
@@ -49,11 +50,14 @@ import {
   dataRange,
   isDataKey,
   sessionKey,
+  txnRecordKey,
   userKeyOf,
 } from './keyspace.js';
 import { RECORD_HEADER_BYTES_MAX, type StoredValue, decodeRecord, encodeVarints, readVarint } from './record.js';
 import { DEFAULT_SESSION_LIMITS, type SessionLimits, SessionTable } from './sessions.js';
 import { DEFAULT_CHUNK_BYTES_MAX, ImageReader, imageChunks } from './snapshot-image.js';
+import { type TxnLock, type TxnRecord, decodeTxnRecord } from './txn.js';
+import { LockTable } from './txn-apply.js';
 
 export type { ApplyEntry, ApplyResult } from './apply.js';
 
@@ -125,6 +129,9 @@ interface LoadedState {
   readonly metaNames: Set<string>;
   /** Added to the log index to make a revision (apply.ts REVISION_BASE_META_NAME); 0 until a shard merge. */
   revisionBase: number;
+  /** Transactions' locks (txn-apply.ts) and how many transaction records the engine holds. */
+  readonly locks: LockTable;
+  txnRecords: number;
 }
 
 /**
@@ -248,6 +255,29 @@ export class KvStateMachine {
     return entries.map((entry) => ({ key: userKeyOf(entry.key), ...decodeRecord(entry.value, 'value') }));
   }
 
+  // ---- transactions across shards (src/kv/txn.ts) --------------------------------------------
+
+  /** The lock of a transaction on user key `key`, as last applied (undefined: none). */
+  lockOf(key: Uint8Array): TxnLock | undefined {
+    return this.state.locks.get(key);
+  }
+
+  /** How many locks this machine holds. */
+  get lockCount(): number {
+    return this.state.locks.size;
+  }
+
+  /** Every lock, as last applied, in no particular order (at most TXN_LOCKS_MAX). */
+  locks(): Array<{ readonly key: Buffer; readonly lock: TxnLock }> {
+    return [...this.state.locks.entries()];
+  }
+
+  /** The record of transaction `txnId`, as last applied (undefined: none). */
+  async txnRecord(txnId: string): Promise<TxnRecord | undefined> {
+    const stored = await this.slot.engine.get(txnRecordKey(txnId));
+    return stored === undefined ? undefined : decodeTxnRecord(stored);
+  }
+
   /** The cluster runtime's metadata `name`, as last applied. */
   async getMeta(name: string): Promise<Buffer | undefined> {
     return this.slot.engine.get(clusterMetaKey(name));
@@ -336,7 +366,7 @@ export class KvStateMachine {
   /** Engine stats, with the user key count (the engine's count less the layer's own keys) where known. */
   async stats(): Promise<EngineStats & { sessions: number }> {
     const stats = await this.slot.engine.stats();
-    const ownKeys = 2 + this.state.sessions.size + this.state.metaNames.size; // format, applied, sessions, metadata
+    const ownKeys = 2 + this.state.sessions.size + this.state.metaNames.size + this.state.locks.size + this.state.txnRecords; // format, applied, sessions, metadata, locks, records
     return { ...stats, ...(stats.keyCount !== undefined ? { keyCount: stats.keyCount - ownKeys } : {}), sessions: this.state.sessions.size };
   }
 
@@ -477,7 +507,7 @@ export class KvStateMachine {
 
   private newBatch(): ApplyBatch {
     this.state.sessions.begin();
-    return new ApplyBatch(this.slot.engine, this.state.sessions, this.options.limits, this.state.revisionBase);
+    return new ApplyBatch(this.slot.engine, this.state.sessions, this.options.limits, this.state.locks, this.state.revisionBase);
   }
 
   /** Writes one planned batch with its applied index; on failure restores the in-memory state or stops. */
@@ -504,6 +534,8 @@ export class KvStateMachine {
     }
     this.state.applied = last;
     this.state.revisionBase = batch.revisionBase;
+    if (batch.txn.lockChanges.size > 0) this.state.locks.apply(batch.txn.lockChanges);
+    this.state.txnRecords += batch.txn.recordCountDelta;
     const synced = sync ?? engine.syncMode === 'fsync';
     if (synced || !engine.supports.durable) this.durable = last;
   }
@@ -569,7 +601,9 @@ async function loadState(engine: Engine, sessionLimits: SessionLimits | undefine
   const metaNames = new Set<string>();
   for await (const entry of scanAll(engine, CLUSTER_META_RANGE)) metaNames.add(clusterMetaNameOf(entry.key));
   const revisionBase = decodeRevisionBase(await engine.get(clusterMetaKey(REVISION_BASE_META_NAME)));
-  return { applied, sessions, metaNames, revisionBase };
+  let txnRecords = 0;
+  for await (const page of pagesOf(engine, TXN_RECORD_RANGE)) txnRecords += page.length;
+  return { applied, sessions, metaNames, revisionBase, locks: await LockTable.load(engine), txnRecords };
 }
 
 /** Anything with a paged `range`: an engine or an engine snapshot. */
