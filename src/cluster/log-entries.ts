@@ -179,6 +179,8 @@ export interface KeyBounds {
   readonly limits: KvLimits;
   /** Absent: 0. */
   readonly revisionBase?: number;
+  /** Whether the group holds transaction locks or records in `bounds` (src/kv/txn.ts): a merge's freeze waits for none. Absent: none. */
+  readonly holdsTxnStateIn?: (bounds: ShardBounds) => boolean;
 }
 
 /** Turns committed Raft entries into apply entries, tracking the membership, the shard map and the bounds they change; with `keys`, refuses commands outside the bounds. */
@@ -192,6 +194,7 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
   let prepared = false;
   const commits: Array<ApplyPlan['commits'][number]> = [];
   const gcSteps: Array<ApplyPlan['gcSteps'][number]> = [];
+  let txnPlanned = false;
   const planned = entries.map((entry, position): ApplyEntry => {
     const { index, term } = entry;
     let next: Membership;
@@ -200,7 +203,10 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
     } else if (entry.data.length === 0) {
       return { index, term, type: 'noop' };
     } else if (entry.data[0] !== CLUSTER_COMMAND_FORMAT) {
-      return bounded === undefined ? { index, term, type: 'command', command: entry.data } : boundedCommand(index, term, entry.data, bounded);
+      if (bounded === undefined) return { index, term, type: 'command', command: entry.data };
+      const planned = boundedCommand(index, term, entry.data, bounded);
+      txnPlanned ||= planned.type === 'txn';
+      return planned;
     } else {
       const command = decodeClusterCommand(entry.data);
       if (command?.type === 'split') {
@@ -211,7 +217,9 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
         return split.entry;
       }
       if (command?.type === 'prepare-merge' || command?.type === 'commit-merge') {
-        const step = bounded === undefined ? undefined : planMergeStep(command, bounded, index, term);
+        // A merge does not carry transaction locks or records: the freeze waits until the group holds none (its leader proposes it again).
+        const txnHeld = command.type === 'prepare-merge' && bounded !== undefined && (txnPlanned || (bounded.holdsTxnStateIn?.(bounded.bounds) ?? false));
+        const step = bounded === undefined || txnHeld ? undefined : planMergeStep(command, bounded, index, term);
         if (step === undefined || bounded === undefined) return { index, term, type: 'noop' };
         bounded = step.keys;
         if (command.type === 'prepare-merge') prepared = true;

@@ -116,6 +116,22 @@ export function txnRecordKey(txnId: string): Buffer {
   return metaKey(TXN_RECORD_PREFIX + txnId);
 }
 
+/** True when `engineKey` is a lock's. */
+export function isLockKey(engineKey: Uint8Array): boolean {
+  return engineKey.length > LOCK_PREFIX.length && Buffer.from(engineKey.buffer, engineKey.byteOffset, LOCK_PREFIX.length).equals(LOCK_PREFIX);
+}
+
+/** True when `engineKey` is a transaction record's. */
+export function isTxnRecordKey(engineKey: Uint8Array): boolean {
+  const prefix = metaKey(TXN_RECORD_PREFIX);
+  return engineKey.length > prefix.length && Buffer.from(engineKey.buffer, engineKey.byteOffset, prefix.length).equals(prefix);
+}
+
+/** The transaction id of a record's engine key. */
+export function txnIdOfRecordKey(engineKey: Buffer): string {
+  return engineKey.toString('latin1', 1 + TXN_RECORD_PREFIX.length);
+}
+
 /** The range of every transaction record. */
 export const TXN_RECORD_RANGE = { gte: metaKey(TXN_RECORD_PREFIX), lt: metaKey('t0') } as const;
 

@@ -77,9 +77,8 @@ export interface TxnBatchPort {
 export class TxnPlanner {
   /** The batch's lock changes by latin1 user key (null: dropped); the table takes them once the batch is written. */
   readonly lockChanges = new Map<string, TxnLock | null>();
-  /** Records written (by id; null: deleted) in this batch, and the net count change. */
-  private readonly recordChanges = new Map<string, TxnRecord | null>();
-  recordCountDelta = 0;
+  /** Records written (by id; null: deleted) in this batch. */
+  readonly recordChanges = new Map<string, TxnRecord | null>();
 
   constructor(
     private readonly engine: Engine,
@@ -208,10 +207,7 @@ export class TxnPlanner {
   }
 
   private setRecord(txnId: string, record: TxnRecord | null): void {
-    // Not planned yet in this batch: callers set only absent records and delete only present ones.
-    const before = this.recordChanges.has(txnId) ? this.recordChanges.get(txnId) !== null : record === null;
     this.recordChanges.set(txnId, record);
-    this.recordCountDelta += (record !== null ? 1 : 0) - (before ? 1 : 0);
     const key = txnRecordKey(txnId);
     this.batch.push(record === null ? { type: 'del', key } : { type: 'put', key, value: encodeTxnRecord(record) });
   }
@@ -231,7 +227,9 @@ export class TxnPlanner {
 
 /** IMPULSE_ERR_TXN_LOCKED for `key`, held by `lock`. */
 export function lockedError(key: Uint8Array, lock: TxnLock): ImpulseError {
-  return new ImpulseError('IMPULSE_ERR_TXN_LOCKED', `key 0x${Buffer.from(key).subarray(0, 32).toString('hex')} is locked by transaction ${lock.txnId}, not yet resolved; retry`, { details: { txn: lock.txnId } });
+  return new ImpulseError('IMPULSE_ERR_TXN_LOCKED', `key 0x${Buffer.from(key).subarray(0, 32).toString('hex')} is locked by transaction ${lock.txnId}, not yet resolved; retry`, {
+    details: { txn: lock.txnId, key: Buffer.from(key).toString('hex'), primary: lock.primaryKey.toString('hex') },
+  });
 }
 
 function abortedError(txnId: string, why: string): ImpulseError {

@@ -48,6 +48,8 @@ export interface InProcessOptions {
   readonly quiesceAfterTicks?: number;
   /** Passed to openMember: keys one step of a split's GC deletes. */
   readonly splitGcKeysPerStep?: number;
+  /** Passed to openMember: the lock TTL of transactions across shards, ms. */
+  readonly txnLockTtlMs?: number;
   /** pino level for the members' logs (default 'silent'; 'warn' when debugging). */
   readonly logLevel?: string;
   /** Member id i advertises http://127.0.0.1:clientPorts[i - 1] (default port 10,000 + id); for tests that serve HTTP on them. */
@@ -125,6 +127,7 @@ export class InProcessCluster {
       ...(this.options.raftOverrides !== undefined ? { raftOverrides: this.options.raftOverrides } : {}),
       ...(this.options.quiesceAfterTicks !== undefined ? { quiesceAfterTicks: this.options.quiesceAfterTicks } : {}),
       ...(this.options.splitGcKeysPerStep !== undefined ? { splitGcKeysPerStep: this.options.splitGcKeysPerStep } : {}),
+      ...(this.options.txnLockTtlMs !== undefined ? { txnLockTtlMs: this.options.txnLockTtlMs } : {}),
     });
     member.admin.start(cluster.advertiseClient);
     this.members.set(id, member);
