@@ -15,6 +15,10 @@
  *      commit point. Any refusal before it: `abort` there, `resolve` (abort)
  *      everywhere, and the first refusal is the answer (a failed condition as
  *      IMPULSE_ERR_PRECONDITION_FAILED with the op's index in the batch);
+ *      A batch under a client session carries it in the commit: the primary's
+ *      shard remembers the result like any write's, and a retry of the same
+ *      seq (a new transaction) is aborted there and answered the first result
+ *      (the coordinator reads the record to tell the two apart);
  *   4. `resolve` (commit) in every other shard, then `forget` the record;
  *      the client is answered only then, so its next request finds no lock
  *      of it. A resolve that fails leaves locks that readers and the sweep
@@ -140,10 +144,16 @@ export class ShardTxns {
     }
     const keys = (part: Part): Uint8Array[] => part.ops.map(({ op }) => op.key);
     const otherKeys = parts.filter((part) => part !== primary).flatMap(keys);
-    const outcome = await this.decide(txnId, primaryKey, primary, { kind: 'commit', txnId, primaryKey, keys: keys(primary), otherKeys });
+    const { session } = command;
+    const outcome = await this.decide(txnId, primaryKey, primary, { kind: 'commit', txnId, primaryKey, keys: keys(primary), otherKeys, ...(session !== undefined ? { session } : {}) });
     if ('refused' in outcome) {
       await this.rollBack(txnId, primaryKey, primary, parts);
       throw outcome.refused;
+    }
+    // Under a session, an ok may be the answer of an earlier attempt of the same client write (the commit then aborted this one): the record tells.
+    if (session !== undefined && (await this.port.status(primary.shard, txnId, primaryKey)) !== 'committed') {
+      await this.rollBack(txnId, primaryKey, primary, parts);
+      return outcome;
     }
     this.counters.committed++;
     const resolved = await Promise.allSettled(parts.filter((part) => part !== primary).map((part) => this.send(part.shard, { kind: 'resolve', txnId, commit: true, keys: keys(part) })));

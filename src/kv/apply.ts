@@ -136,6 +136,7 @@ export class ApplyBatch {
       firstFailedCondition: (ops) => this.firstFailedCondition(ops),
       writeData: (index, key, value) => this.writeData(index, key, value),
       push: (op) => this.push(op),
+      sessions,
     });
   }
 

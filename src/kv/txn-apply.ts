@@ -18,7 +18,7 @@ import type { Engine, WriteOp } from '../storage/engine.js';
 import { assert } from '../util/assert.js';
 import type { KvOp } from './command.js';
 import { LOCK_RANGE, lockKey, txnRecordKey, userKeyOfLock } from './keyspace.js';
-import type { CommandResult } from './sessions.js';
+import type { CommandResult, SessionTable } from './sessions.js';
 import { TXN_LOCKS_MAX, type TxnCommand, type TxnLock, type TxnRecord, decodeLock, decodeTxnRecord, encodeLock, encodeTxnRecord } from './txn.js';
 
 /** What applying an entry produced (apply.ts ApplyResult, repeated here to keep the import one-way). */
@@ -72,6 +72,8 @@ export interface TxnBatchPort {
   writeData(index: number, key: Uint8Array, value: Buffer | undefined): void;
   /** Plans a raw engine write. */
   push(op: WriteOp): void;
+  /** The batch's session table (sessions.ts): a commit under a client session is deduplicated like a command. */
+  readonly sessions: SessionTable;
 }
 
 export class TxnPlanner {
@@ -159,9 +161,17 @@ export class TxnPlanner {
    * IMPULSE_ERR_TXN_ABORTED.
    */
   private async commit(index: number, command: Extract<TxnCommand, { kind: 'commit' }>): Promise<Result> {
-    const { txnId, primaryKey, keys, otherKeys } = command;
+    const { txnId, primaryKey, keys, otherKeys, session } = command;
     const record = await this.recordOf(txnId);
     if (record?.status === 'aborted') return { ok: false, error: abortedError(txnId, 'it was aborted') };
+    // A client's retry of a batch that committed before (under another transaction): this one is aborted, the first answer stands.
+    const check = record === undefined && session !== undefined ? this.batch.sessions.check(session) : undefined;
+    if (check !== undefined && check.kind !== 'new') {
+      this.setRecord(txnId, { status: 'aborted', primaryKey: Buffer.from(primaryKey), keys: [] });
+      this.resolveKeys(index, txnId, false, keys);
+      if (check.kind === 'duplicate') return check.result;
+      return { ok: false, error: new ImpulseError('IMPULSE_ERR_SESSION_EXPIRED', `client ${session!.clientId} write ${session!.seq} is below its oldest remembered write ${check.floor}; a retry this late is not applied again`) };
+    }
     if (record === undefined) {
       if (this.lockOf(primaryKey)?.txnId !== txnId) {
         this.setRecord(txnId, { status: 'aborted', primaryKey: Buffer.from(primaryKey), keys: [] });
@@ -169,6 +179,7 @@ export class TxnPlanner {
       }
       const all = [...keys, ...otherKeys].map((key) => Buffer.from(key));
       this.setRecord(txnId, { status: 'committed', primaryKey: Buffer.from(primaryKey), keys: all });
+      if (session !== undefined) this.batch.sessions.record(session, index, { ok: true, revision: this.batch.revisionAt(index) });
     }
     this.resolveKeys(index, txnId, true, keys);
     return this.ok(index);

@@ -418,6 +418,32 @@ describe('transactions across shards: state machines against a model', () => {
     }
   });
 
+  it('answers a retried commit under the same client session with the first result and aborts the retry', async () => {
+    const harness = await Harness.create();
+    try {
+      const key = KEYS[3]!;
+      const machine = harness.shards[shardOf(key)]!.machine;
+      const session = { clientId: 'client-1', seq: 7 };
+      const prepare = (txnId: string, value: string): TxnCommand => ({ kind: 'prepare', txnId, primaryKey: key, createdAtMs: 0, ops: [{ type: 'put', key, value: Buffer.from(value) }] });
+      const commit = (txnId: string): TxnCommand => decodeTxnCommand(encodeTxnCommand({ kind: 'commit', txnId, primaryKey: key, keys: [key], otherKeys: [KEYS[4]!], session }), TEST_LIMITS);
+      const first = await machine.applyBatch([
+        { index: 1, term: 1, type: 'txn', command: prepare('r1', 'first') },
+        { index: 2, term: 1, type: 'txn', command: commit('r1') },
+      ]);
+      assert.deepEqual(first, [{ ok: true, revision: 1 }, { ok: true, revision: 2 }]);
+      const retry = await machine.applyBatch([
+        { index: 3, term: 1, type: 'txn', command: prepare('r2', 'second') },
+        { index: 4, term: 1, type: 'txn', command: commit('r2') },
+      ]);
+      assert.deepEqual(retry, [{ ok: true, revision: 3 }, { ok: true, revision: 2 }], 'the retry is answered the first commit\'s result');
+      assert.equal((await machine.txnRecord('r2'))?.status, 'aborted');
+      assert.equal(machine.lockOf(key), undefined);
+      assert.deepEqual(await machine.get(key), { value: Buffer.from('first'), revision: 2 });
+    } finally {
+      await harness.close();
+    }
+  });
+
   it('locks and records travel in a snapshot image', async () => {
     const harness = await Harness.create();
     try {

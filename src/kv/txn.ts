@@ -37,7 +37,7 @@
  */
 import { Packr } from 'msgpackr';
 import { ImpulseError, isImpulseError } from '../errors.js';
-import { type KvLimits, type KvOp, decodeOp, encodeOp, validateCommand } from './command.js';
+import { type KvLimits, type KvOp, type Session, decodeOp, decodeSession, encodeOp, encodeSession, validateCommand, validateSession } from './command.js';
 
 /** The first byte of a transaction command in the log (a plain command's is COMMAND_FORMAT, 1). */
 export const TXN_COMMAND_FORMAT = 2;
@@ -52,7 +52,15 @@ export type TxnCommand =
   /** Lock this shard's `ops` for `txnId` (its primary key `primaryKey`, begun at `createdAtMs` on the coordinator's clock). */
   | { readonly kind: 'prepare'; readonly txnId: string; readonly primaryKey: Uint8Array; readonly createdAtMs: number; readonly ops: readonly KvOp[] }
   /** Decide `txnId` committed (on the primary's shard) and apply its locks on `keys` (this shard's); `otherKeys` are the rest, kept in the record. */
-  | { readonly kind: 'commit'; readonly txnId: string; readonly primaryKey: Uint8Array; readonly keys: readonly Uint8Array[]; readonly otherKeys: readonly Uint8Array[] }
+  | {
+      readonly kind: 'commit';
+      readonly txnId: string;
+      readonly primaryKey: Uint8Array;
+      readonly keys: readonly Uint8Array[];
+      readonly otherKeys: readonly Uint8Array[];
+      /** The client's session of the batch: a commit under a seq already applied here decides `aborted` and answers the first result (a client's retry). */
+      readonly session?: Session;
+    }
   /** Decide `txnId` aborted unless it committed (on the primary's shard). */
   | { readonly kind: 'abort'; readonly txnId: string; readonly primaryKey: Uint8Array }
   /** Apply (`commit`) or drop the locks of `txnId` on `keys`. */
@@ -103,6 +111,7 @@ export function validateTxnCommand(command: TxnCommand, limits: KvLimits): void 
     if (all.length > limits.batchOpsMax) throw new ImpulseError('IMPULSE_ERR_BATCH_TOO_LARGE', `the transaction names ${all.length} keys; the limit is ${limits.batchOpsMax}`);
     keys.push(...all);
   }
+  if (command.kind === 'commit' && command.session !== undefined) validateSession(command.session);
   for (const key of keys) {
     if (!(key instanceof Uint8Array) || key.length === 0 || key.length > limits.keyBytesMax) throw new ImpulseError('IMPULSE_ERR_COMMAND_INVALID', `a transaction key must be 1 to ${limits.keyBytesMax} bytes`);
   }
@@ -134,7 +143,7 @@ export function encodeTxnCommand(command: TxnCommand): Buffer {
       body = [kind, command.txnId, command.primaryKey, command.createdAtMs, command.ops.map(encodeOp)];
       break;
     case 'commit':
-      body = [kind, command.txnId, command.primaryKey, command.keys, command.otherKeys];
+      body = [kind, command.txnId, command.primaryKey, command.keys, command.otherKeys, encodeSession(command.session)];
       break;
     case 'resolve':
       body = [kind, command.txnId, command.commit, command.keys];
@@ -176,17 +185,19 @@ export function decodeTxnCommand(bytes: Uint8Array, limits: KvLimits): TxnComman
 }
 
 function commandOf(body: unknown[], limits: KvLimits): TxnCommand {
-  const [kind, txnId, a, b, c] = body;
+  const [kind, txnId, a, b, c, d] = body;
   if (typeof txnId !== 'string') throw invalid('the transaction id is not a string');
-  const arity = { 0: 5, 1: 5, 2: 3, 3: 4, 4: 3 }[kind as number];
+  const arity = { 0: 5, 1: 6, 2: 3, 3: 4, 4: 3 }[kind as number];
   if (arity === undefined || body.length !== arity) throw invalid(`kind ${String(kind)} with ${body.length} fields is no transaction command`);
   switch (kind) {
     case 0: {
       if (typeof b !== 'number' || !Array.isArray(c) || c.length > limits.batchOpsMax) throw invalid('a prepare is [0, txnId, primaryKey, createdAtMs, ops]');
       return { kind: 'prepare', txnId, primaryKey: keyOf(a), createdAtMs: b, ops: c.map(decodeOp) };
     }
-    case 1:
-      return { kind: 'commit', txnId, primaryKey: keyOf(a), keys: keysOf(b, limits), otherKeys: keysOf(c, limits) };
+    case 1: {
+      const commit = { kind: 'commit' as const, txnId, primaryKey: keyOf(a), keys: keysOf(b, limits), otherKeys: keysOf(c, limits) };
+      return d === null ? commit : { ...commit, session: decodeSession(d) };
+    }
     case 3: {
       if (typeof a !== 'boolean') throw invalid('a resolve is [3, txnId, commit, keys]');
       return { kind: 'resolve', txnId, commit: a, keys: keysOf(b, limits) };
