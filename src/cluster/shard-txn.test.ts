@@ -158,3 +158,36 @@ describe('transactions across shards (split keys g, p)', () => {
     assert.equal(await value(cluster.member(3), 'b-sweep'), 's');
   });
 });
+
+describe('transactions across shards through a split (split key p, a long lock TTL)', () => {
+  let cluster: InProcessCluster;
+  before(async () => {
+    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'p' }, txnLockTtlMs: 120_000 });
+    await cluster.waitForLeader();
+    await until('every member applied the map and knows a leader of every shard', () => cluster.running().every((id) => { const member = cluster.member(id); return member.shards.map !== undefined && [2, 3].every((shard) => (member.groups.get(shard)?.group.leader ?? 0) !== 0); }));
+  });
+  after(async () => {
+    await cluster?.close();
+  });
+
+  it('carries an undecided transaction\'s locks and record into the shard a split makes, where it then commits', async () => {
+    const member = cluster.member(1);
+    const write = (shard: number, command: TxnCommand): Promise<unknown> => member.groups.get(shard)!.requests.write(encodeTxnCommand(command), false);
+    await member.service.write(put(['x-split', 'old']));
+    const primaryKey = b('w-split');
+    await write(3, { kind: 'prepare', txnId: 'split-1', primaryKey, createdAtMs: 0, ops: [{ type: 'put', key: primaryKey, value: b('new') }, { type: 'put', key: b('x-split'), value: b('new') }] });
+    await write(2, { kind: 'prepare', txnId: 'split-1', primaryKey, createdAtMs: 0, ops: [{ type: 'put', key: b('b-split'), value: b('new') }] });
+    await member.admin.splitShard(b('v'));
+    const right = (): number | undefined => cluster.member(1).shards.map?.shards.find((shard) => shard.start.equals(b('v')))?.id;
+    await until('every replica made the new shard and holds the carried lock', () => {
+      const id = right();
+      return id !== undefined && cluster.running().every((each) => cluster.member(each).groups.get(id)?.group.machine.machine.lockOf(b('x-split'))?.txnId === 'split-1');
+    });
+    assert.equal(await value(cluster.member(2), 'x-split'), 'old', 'undecided: the value before the transaction');
+    // The coordinator commits at the primary key's shard as the map has it now: the new shard, which took the locks.
+    await write(right()!, { kind: 'commit', txnId: 'split-1', primaryKey, keys: [primaryKey, b('x-split')], otherKeys: [b('b-split')] });
+    assert.deepEqual([await value(cluster.member(3), 'w-split'), await value(cluster.member(3), 'x-split'), await value(cluster.member(2), 'b-split')], ['new', 'new', 'new']);
+  });
+
+  const value = async (member: Member, key: string): Promise<string | undefined> => (await member.service.get(b(key)))?.value.toString();
+});
