@@ -20,7 +20,7 @@ import { assert } from '../util/assert.js';
 import { capturedSessionKey, clusterMetaKey, dataKey, isCapturedSessionKey, isDataKey } from './keyspace.js';
 import { encodeRecord, revisionOfRecord } from './record.js';
 import type { CommandResult, SessionTable } from './sessions.js';
-import type { TxnCommand } from './txn.js';
+import type { TxnCommand, TxnLock, TxnRecord } from './txn.js';
 import { type LockTable, TxnPlanner } from './txn-apply.js';
 
 /** One committed log entry to apply. `term` is the Raft term (0 for the local service). */
@@ -119,25 +119,34 @@ export class ApplyBatch {
   private readonly planned: Array<{ readonly key: Buffer; readonly revision: number | null }> = [];
   private overlay: Map<string, number | null> | undefined;
   private overlaid = 0;
-  /** Transactions' locks and records (txn-apply.ts): their planned changes, and the check of ordinary writes against locks. */
-  readonly txn: TxnPlanner;
+  /** Transactions' locks and records (txn-apply.ts): made on first need (a batch while the machine holds no lock needs none). */
+  private txnPlanner: TxnPlanner | undefined;
 
   constructor(
     private readonly engine: Engine,
     private readonly sessions: SessionTable,
     private readonly limits: KvLimits,
     /** The machine's locks as they stand before the batch. */
-    locks: LockTable,
+    private readonly locks: LockTable,
     /** The revision base when the batch begins; `revisionBase` after it (a merge raises it). */
     private base = 0,
-  ) {
-    this.txn = new TxnPlanner(engine, locks, {
+  ) {}
+
+  /** The transaction planner of this batch, made on first use. */
+  private get txn(): TxnPlanner {
+    this.txnPlanner ??= new TxnPlanner(this.engine, this.locks, {
       revisionAt: (index) => index + this.base,
       firstFailedCondition: (ops) => this.firstFailedCondition(ops),
       writeData: (index, key, value) => this.writeData(index, key, value),
       push: (op) => this.push(op),
-      sessions,
+      sessions: this.sessions,
     });
+    return this.txnPlanner;
+  }
+
+  /** The lock and record changes of the batch (undefined: none planned), for the machine to take once it is written. */
+  get txnChanges(): { readonly lockChanges: ReadonlyMap<string, TxnLock | null>; readonly recordChanges: ReadonlyMap<string, TxnRecord | null> } | undefined {
+    return this.txnPlanner;
   }
 
   /** The revision base after the entries planned so far. */
@@ -243,7 +252,7 @@ export class ApplyBatch {
       }
     }
     // A key locked by a transaction across shards takes no ordinary write until the transaction resolves.
-    const locked = this.txn.lockedError(command.ops);
+    const locked = this.locks.size === 0 && this.txnPlanner === undefined ? undefined : this.txn.lockedError(command.ops);
     if (locked !== undefined) return { ok: false, error: locked };
     const finish = (failed: CommandResult | undefined): CommandResult => {
       const result = failed ?? this.addOps(index, command.ops);

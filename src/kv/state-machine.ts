@@ -580,10 +580,13 @@ export class KvStateMachine {
     }
     this.state.applied = last;
     this.state.revisionBase = batch.revisionBase;
-    if (batch.txn.lockChanges.size > 0) this.state.locks.apply(batch.txn.lockChanges);
-    for (const [txnId, record] of batch.txn.recordChanges) {
-      if (record === null) this.state.txnRecords.delete(txnId);
-      else this.state.txnRecords.set(txnId, record.primaryKey);
+    const txn = batch.txnChanges;
+    if (txn !== undefined) {
+      this.state.locks.apply(txn.lockChanges);
+      for (const [txnId, record] of txn.recordChanges) {
+        if (record === null) this.state.txnRecords.delete(txnId);
+        else this.state.txnRecords.set(txnId, record.primaryKey);
+      }
     }
     const synced = sync ?? engine.syncMode === 'fsync';
     if (synced || !engine.supports.durable) this.durable = last;
