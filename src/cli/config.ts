@@ -14,6 +14,8 @@ import { type SecurityConfig, type SecurityFlags, parseSecurityConfig } from './
 export const DEFAULT_ENGINE = 'lsm';
 export const DEFAULT_PORT = 7070;
 export const DEFAULT_HOST = '127.0.0.1';
+/** --row-cache-mib's default: the node's row caches together. */
+export const DEFAULT_ROW_CACHE_MIB = 16;
 
 export interface ServeConfig {
   readonly port: number;
@@ -26,6 +28,12 @@ export interface ServeConfig {
   readonly logLevel: string;
   /** Engine-specific flags (--wal-recovery, --btree-recovery), checked against the engine. */
   readonly engineChoices: EngineChoices;
+  /**
+   * --row-cache-mib, in bytes: the one budget the row caches of every engine
+   * this node opens share (leveldb and btree cache point reads; a member with a
+   * thousand shards has a thousand engines). 0 turns the caches off.
+   */
+  readonly rowCacheBytes: number;
   /** The Redis protocol port (--resp-port); absent: no RESP server. Listens on `host`. */
   readonly respPort?: number;
   /** Present with --node-id: this node is a Raft member (src/cluster/config.ts). */
@@ -62,6 +70,7 @@ export interface ServeFlags extends ClusterFlags, SecurityFlags, TestHookFlags, 
   btreeRecovery?: string;
   respPort?: string;
   stopOnStdinClose?: boolean;
+  rowCacheMib?: string;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -89,6 +98,7 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
     ...(flags.btreeRecovery !== undefined ? { btreeRecovery: flags.btreeRecovery } : {}),
   } as EngineChoices;
   checkEngineChoices(engine, engineChoices);
+  const rowCacheBytes = integer('--row-cache-mib', flags.rowCacheMib ?? String(DEFAULT_ROW_CACHE_MIB), 0, 1024 * 1024) * 1024 * 1024;
   const respPort = flags.respPort === undefined ? undefined : integer('--resp-port', flags.respPort, 0, 65535);
   if (respPort !== undefined && respPort !== 0 && respPort === port) throw invalid(`--resp-port ${respPort} is the HTTP --port; give each its own`);
   const cluster = parseClusterConfig(flags, host, port, flags.tlsCert !== undefined ? 'https' : 'http');
@@ -106,6 +116,7 @@ export function parseServeConfig(flags: ServeFlags): ServeConfig {
   return {
     port, host, engine, dataDir: resolve(flags.dataDir ?? 'data'), sync, limits, logLevel, engineChoices, security,
     stopOnStdinClose: flags.stopOnStdinClose === true,
+    rowCacheBytes,
     ...(respPort !== undefined ? { respPort } : {}),
     ...(cluster !== undefined ? { cluster } : {}),
     ...(testHooks !== undefined ? { testHooks } : {}),

@@ -18,7 +18,7 @@ import { type ClientContext, registerClientCommands } from './client-commands.js
 import { registerLeaderlessCommands } from './leaderless-commands.js';
 import type { ClusterLaunchFlags } from './cluster-launcher.js';
 import { completionScript } from './completion.js';
-import { DEFAULT_ENGINE, DEFAULT_HOST, DEFAULT_PORT, type ServeFlags, parseServeConfig } from './config.js';
+import { DEFAULT_ENGINE, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_ROW_CACHE_MIB, type ServeFlags, parseServeConfig } from './config.js';
 import { EXIT, UsageError, exitCodeOf, exitCodesHelp } from './exit-codes.js';
 import { outputFormat } from './output.js';
 import { addCertsCommand } from './certs.js';
@@ -60,6 +60,7 @@ const serveCommand = program
   .option('--batch-ops-max <count>', 'most operations in one batch', '10000')
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
   .option('--wal-recovery <mode>', `lsm: what start-up does with a damaged WAL: ${ENGINE_CHOICE_FLAGS.walRecovery.values.join(', ')} (default tolerate-tail: only a torn final record is discarded, other damage refuses to start)`)
+  .option('--row-cache-mib <MiB>', `the point-read cache of the leveldb and btree engines, all the node's engines together (a member hosts one engine a shard); 0 turns it off (default ${DEFAULT_ROW_CACHE_MIB})`)
   .option('--btree-recovery <mode>', `btree: what start-up does when a commit's meta pages are damaged: ${ENGINE_CHOICE_FLAGS.btreeRecovery.values.join(', ')} (default refuse)`)
   .option('--chaos-results <dir>', 'a directory of chaos runs (impulse chaos --out) that the dashboard at /ui lists')
   .option('--resp-port <port>', 'also serve the Redis protocol (RESP2/RESP3) on this port, on --host (off unless given; docs/resp.md)')

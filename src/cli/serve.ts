@@ -25,6 +25,7 @@ import type { KvService } from '../service/kv-service.js';
 import { RespServer } from '../resp/server.js';
 import { openLocalKvService } from '../service/open-local.js';
 import type { EngineChoices } from '../storage/engine-names.js';
+import { RowCacheBudget } from '../storage/row-cache.js';
 import { openTestHooks } from '../test-hooks/test-hooks.js';
 import { NodeVfs } from '../vfs/node-vfs.js';
 import { VERSION } from '../version.js';
@@ -228,7 +229,7 @@ async function openLeaderless(config: ServeConfig, logger: Logger, secured: Secu
   };
 }
 
-/** The engine's flags with serve's logger (engines that log use it; the others ignore it). */
+/** The engine's flags with serve's logger (engines that log use it; the others ignore it) and the node's one row cache budget. */
 function engineChoices(config: ServeConfig, logger: Logger): EngineChoices {
-  return { ...config.engineChoices, log: logger.child({ component: 'engine' }) };
+  return { ...config.engineChoices, log: logger.child({ component: 'engine' }), rowCache: new RowCacheBudget(config.rowCacheBytes) };
 }

@@ -16,6 +16,7 @@
  *   raft_request_retries, raft_leader_wait_timeouts, raft_unknown_outcomes,
  *   raft_requests_waiting, transport_sent / _received / _dropped messages, transport_reconnects,
  *   transport_connect_failures, transport_rejected_connections, transport_snapshots_sent / _received,
+ *   transport_snapshot_rate_waits / _wait_ms (senders held by --snapshot-rate-max),
  *   rpc_in_flight, rpc_calls, rpc_timeouts, rpc_overloaded, rpc_late_responses; with the node's log
  *   journal, raft_journal_commits / _fsyncs / _bytes_written / _checkpoints / _bytes (all groups) and
  *   what its replay at start found (raft_journal_replayed_records / _replay_skipped_records / _replay_torn_bytes).
@@ -130,6 +131,8 @@ function transportFigures(host: NodeHost): Record<string, number> {
     transport_rejected_connections: transport.rejectedConnections,
     transport_snapshots_sent: transport.snapshotsSent,
     transport_snapshots_received: transport.snapshotsReceived,
+    transport_snapshot_rate_waits: transport.snapshotRateWaits,
+    transport_snapshot_rate_wait_ms: transport.snapshotRateWaitMs,
     transport_unroutable_messages: host.droppedMessages,
     rpc_in_flight: rpc.inFlight,
     rpc_calls: rpc.calls,

@@ -9,6 +9,7 @@ import type { BTreeRecoveryMode } from './btree/recovery.js';
 import type { EngineLog } from './engine.js';
 import type { WalRecoveryMode } from './lsm/wal-recovery.js';
 import type { Vfs } from '../vfs/vfs.js';
+import type { RowCacheBudget } from './row-cache.js';
 
 export const ENGINE_NAMES = ['memory', 'leveldb', 'btree', 'lsm'] as const;
 
@@ -24,6 +25,8 @@ export interface EngineChoices {
   readonly log?: EngineLog;
   /** The file system the engines that write through the Vfs seam (lsm, btree) use; default the real disk. Not a flag: a leaderless member under `--test-control` passes its fault-injecting disk. */
   readonly vfs?: Vfs;
+  /** The row cache budget the engines with a row cache (leveldb, btree) share: one per node (`--row-cache-mib`). Not an engine flag: serve passes one. Absent: each engine has 1 MiB of its own. */
+  readonly rowCache?: RowCacheBudget;
 }
 
 /** Each operator-set choice: its flag, the values it takes, and the engines that take it. */

@@ -25,8 +25,8 @@ type EngineFactory = (options: EngineOptions, choices: EngineChoices) => Engine;
 
 const ENGINES: Record<EngineName, EngineFactory> = {
   memory: (options) => new MemoryEngine(options),
-  leveldb: (options) => new LevelDbEngine(options),
-  btree: (options, { btreeRecovery, log, vfs }) => new BTreeEngine({ ...options, ...(btreeRecovery !== undefined ? { recovery: btreeRecovery } : {}), ...(log !== undefined ? { log } : {}), ...(vfs !== undefined ? { vfs } : {}) }),
+  leveldb: (options, { rowCache }) => new LevelDbEngine({ ...options, ...(rowCache !== undefined ? { rowCache } : {}) }),
+  btree: (options, { btreeRecovery, log, vfs, rowCache }) => new BTreeEngine({ ...options, ...(rowCache !== undefined ? { rowCache } : {}), ...(btreeRecovery !== undefined ? { recovery: btreeRecovery } : {}), ...(log !== undefined ? { log } : {}), ...(vfs !== undefined ? { vfs } : {}) }),
   lsm: (options, { walRecovery, log, vfs }) => new LsmEngine({ ...options, ...(walRecovery !== undefined ? { walRecovery } : {}), ...(log !== undefined ? { log } : {}), ...(vfs !== undefined ? { vfs } : {}) }),
 };
 

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { RowCache, rowKey } from './row-cache.js';
+import { RowCache, RowCacheBudget, rowKey } from './row-cache.js';
 
 const key = (text: string): Buffer => Buffer.from(text, 'latin1');
 
@@ -103,6 +103,69 @@ describe('RowCache', () => {
             const cached = cache.lookup(k);
             if (cached !== undefined) assert.deepEqual(cached ?? undefined, engine.get(k), `cached ${k} differs from the engine`);
           }
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('caches sharing one budget: the oldest entry of any of them goes first, and a write forgets only its own engine\'s keys', () => {
+    const budget = new RowCacheBudget(1000);
+    const [a, b] = [new RowCache({ budget }), new RowCache({ budget })];
+    const engines = [new Map<string, Buffer>(), new Map<string, Buffer>()];
+    for (let i = 0; i < 10; i++) for (const engine of engines) engine.set(`k${i}`, Buffer.alloc(100, i));
+    read(a, engines[0]!, 'k0');
+    read(b, engines[1]!, 'k0');
+    for (let i = 1; i < 10; i++) read(b, engines[1]!, `k${i}`);
+    assert.ok(budget.bytes <= 1000, `budget bytes ${budget.bytes}`);
+    assert.equal(a.lookup('k0'), undefined, 'a\'s entry was the oldest of the budget: it went, though a held only one');
+    assert.deepEqual(b.lookup('k9'), engines[1]!.get('k9'));
+    assert.equal(budget.bytes, a.figures()['row_cache_bytes']! + b.figures()['row_cache_bytes']!);
+    read(a, engines[0]!, 'k5');
+    b.beginWrite([key('k9')]);
+    assert.deepEqual(a.lookup('k5'), engines[0]!.get('k5'), 'another engine\'s write does not touch this cache');
+    assert.equal(b.lookup('k9'), undefined);
+    b.endWrite();
+    a.clear();
+    assert.equal(a.figures()['row_cache_entries'], 0);
+    assert.equal(budget.bytes, b.figures()['row_cache_bytes']);
+    assert.throws(() => new RowCache({ budget, bytesMax: 10 }), /not both/);
+  });
+
+  it('caches sharing one budget stay current and bounded together (model, random interleavings)', () => {
+    type Step = { kind: 'read'; engine: number; key: string } | { kind: 'write'; engine: number; keys: string[]; value: number } | { kind: 'clear'; engine: number };
+    const keyArb = fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f');
+    const engineArb = fc.nat(2);
+    const step: fc.Arbitrary<Step> = fc.oneof(
+      { weight: 6, arbitrary: fc.record({ kind: fc.constant('read' as const), engine: engineArb, key: keyArb }) },
+      { weight: 3, arbitrary: fc.record({ kind: fc.constant('write' as const), engine: engineArb, keys: fc.uniqueArray(keyArb, { minLength: 1, maxLength: 3 }), value: fc.nat(1000) }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('clear' as const), engine: engineArb }) },
+    );
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 200 }), fc.integer({ min: 0, max: 1500 }), (steps, bytesMax) => {
+        const budget = new RowCacheBudget(bytesMax);
+        const caches = [0, 1, 2].map(() => new RowCache({ budget, valueBytesMax: 64 }));
+        const engines = [0, 1, 2].map(() => new Map<string, Buffer>());
+        for (const s of steps) {
+          const cache = caches[s.engine]!;
+          const engine = engines[s.engine]!;
+          if (s.kind === 'read') assert.deepEqual(read(cache, engine, s.key), engine.get(s.key));
+          else if (s.kind === 'clear') cache.clear();
+          else {
+            cache.beginWrite(s.keys.map(key));
+            for (const k of s.keys) engine.set(k, key(String(s.value).repeat(s.value % 7)));
+            cache.endWrite();
+          }
+          let bytes = 0;
+          for (const [index, other] of caches.entries()) {
+            bytes += other.figures()['row_cache_bytes']!;
+            for (const k of ['a', 'b', 'c', 'd', 'e', 'f']) {
+              const cached = other.lookup(k);
+              if (cached !== undefined) assert.deepEqual(cached ?? undefined, engines[index]!.get(k), `engine ${index}: cached ${k} differs`);
+            }
+          }
+          assert.ok(budget.bytes <= bytesMax, `budget ${budget.bytes} over ${bytesMax}`);
+          assert.equal(budget.bytes, bytes, 'the budget counts exactly its caches\' entries');
         }
       }),
       { numRuns: 300 },

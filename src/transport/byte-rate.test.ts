@@ -30,6 +30,8 @@ describe('ByteRate: the snapshot send rate', () => {
     assert.equal(sentAt[1], 0, 'the burst covers a second piece');
     const seconds = sentAt.at(-1)! / 1000;
     assert.ok(seconds >= 3.8 && seconds <= 4.1, `4 MiB at 1 MiB/s took ${seconds} s`);
+    assert.ok(rate.waits >= 60, `every piece past the burst waited at least once (${rate.waits} waits)`);
+    assert.ok(Math.abs(rate.waitedMs - sentAt.at(-1)!) <= rate.waits, `the waits told add up to the time the pieces took (${rate.waitedMs} ms told, ${sentAt.at(-1)} ms taken)`);
   });
 
   it('never sends more than rate × time + burst + one piece, whatever the piece sizes (property)', () => {

@@ -19,6 +19,9 @@ export class ByteRate {
   private tokens: number;
   private refilledAtMs: number;
   private readonly burstBytes: number;
+  /** Times a sender was told to wait, and the milliseconds it was told (a sender asks again after each wait, so one long wait for a stream is several). */
+  waits = 0;
+  waitedMs = 0;
 
   /** `bytesPerSecond` ≥ 1; `pieceBytesMax`: the largest piece a sender takes at once. */
   constructor(
@@ -41,7 +44,12 @@ export class ByteRate {
     const now = this.clock.now();
     this.tokens = Math.min(this.burstBytes, this.tokens + ((now - this.refilledAtMs) * this.bytesPerSecond) / 1000);
     this.refilledAtMs = now;
-    if (this.tokens <= 0) return Math.max(1, Math.ceil((-this.tokens * 1000) / this.bytesPerSecond) + 1);
+    if (this.tokens <= 0) {
+      const waitMs = Math.max(1, Math.ceil((-this.tokens * 1000) / this.bytesPerSecond) + 1);
+      this.waits++;
+      this.waitedMs += waitMs;
+      return waitMs;
+    }
     this.tokens -= bytes;
     return 0;
   }

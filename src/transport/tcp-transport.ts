@@ -195,6 +195,8 @@ export class TcpTransport implements Transport {
       closedByError: Object.fromEntries(this.counters.closedByError),
       snapshotsSent,
       snapshotsReceived,
+      snapshotRateWaits: this.snapshotRate.waits,
+      snapshotRateWaitMs: this.snapshotRate.waitedMs,
     };
   }
 

@@ -133,4 +133,7 @@ export interface TransportStats {
   readonly closedByError: Readonly<Record<string, number>>;
   readonly snapshotsSent: number;
   readonly snapshotsReceived: number;
+  /** Waits of snapshot senders for the node's snapshot send rate (`snapshotSendBytesPerSecondMax`), and their milliseconds in total. */
+  readonly snapshotRateWaits: number;
+  readonly snapshotRateWaitMs: number;
 }

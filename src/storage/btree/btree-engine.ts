@@ -48,7 +48,7 @@ import { corruption } from '../../util/corruption.js';
 import { joinPath, type Vfs } from '../../vfs/vfs.js';
 import { NodeVfs } from '../../vfs/node-vfs.js';
 import { Engine, type EngineHealth, type EngineLog, type EngineOptions, type EngineStats, type Entry, type KeyRange, READ_NOT_SYNC, type RecoveryReport, type SyncRead, type WriteOp } from '../engine.js';
-import { RowCache, rowKey } from '../row-cache.js';
+import { RowCache, type RowCacheBudget, rowKey } from '../row-cache.js';
 import { checkVersion, type BTreeCheckReport } from './check.js';
 import { TreeReader } from './cursor.js';
 import { FreeSpace } from './freelist.js';
@@ -75,8 +75,10 @@ export interface BTreeEngineOptions extends EngineOptions {
   readonly pageBytes?: number;
   /** Byte budget of the page cache. Default 128 MiB. */
   readonly cacheBytesMax?: number;
-  /** The row cache in front of point reads (src/storage/row-cache.ts), bytes; 0 turns it off. Default 1 MiB. */
+  /** The row cache in front of point reads (src/storage/row-cache.ts), bytes of its own; 0 turns it off. Default 1 MiB. Not with `rowCache`. */
   readonly rowCacheBytes?: number;
+  /** A row cache budget shared with other engines (the node's, `--row-cache-mib`), instead of `rowCacheBytes` of its own. */
+  readonly rowCache?: RowCacheBudget;
   /**
    * What opening does when both copies of a meta slot are damaged (recovery.ts):
    * 'refuse' (default) stops with IMPULSE_ERR_ENGINE_CORRUPTION; 'previous-commit'
@@ -191,7 +193,7 @@ export class BTreeEngine extends Engine {
       throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `btree cacheBytesMax must be a non-negative integer, got ${String(cacheBytesMax)}`);
     }
     this.cache = new PageCache(cacheBytesMax);
-    this.rowCache = new RowCache(options.rowCacheBytes !== undefined ? { bytesMax: options.rowCacheBytes } : {});
+    this.rowCache = new RowCache(options.rowCache !== undefined ? { budget: options.rowCache } : options.rowCacheBytes !== undefined ? { bytesMax: options.rowCacheBytes } : {});
     this.recoveryMode = options.recovery ?? 'refuse';
     if (!BTREE_RECOVERY_MODES.includes(this.recoveryMode)) {
       throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `btree recovery must be one of ${BTREE_RECOVERY_MODES.join(', ')}, got ${JSON.stringify(this.recoveryMode)}`);

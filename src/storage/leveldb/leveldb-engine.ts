@@ -30,7 +30,7 @@ import { ImpulseError } from '../../errors.js';
 import { assert } from '../../util/assert.js';
 import { Engine, type EngineOptions, type EngineStats, type Entry, type KeyRange, type WriteOp } from '../engine.js';
 import { diskUsageBytes } from '../disk-usage.js';
-import { RowCache, rowKey } from '../row-cache.js';
+import { RowCache, type RowCacheBudget, rowKey } from '../row-cache.js';
 import { createIfMissingFor, translateLevelError, translateOpenError } from './leveldb-files.js';
 
 export interface LevelDbOptions extends EngineOptions {
@@ -38,8 +38,10 @@ export interface LevelDbOptions extends EngineOptions {
   readonly cacheBytes?: number;
   /** LevelDB's memtable size, bytes. Default 4 MiB (LevelDB's own default). */
   readonly writeBufferBytes?: number;
-  /** The row cache in front of point reads (src/storage/row-cache.ts), bytes; 0 turns it off. Default 1 MiB. */
+  /** The row cache in front of point reads (src/storage/row-cache.ts), bytes of its own; 0 turns it off. Default 1 MiB. Not with `rowCache`. */
   readonly rowCacheBytes?: number;
+  /** A row cache budget shared with other engines (the node's, `--row-cache-mib`), instead of `rowCacheBytes` of its own. */
+  readonly rowCache?: RowCacheBudget;
 }
 
 type Db = ClassicLevel<Buffer, Buffer>;
@@ -66,7 +68,7 @@ export class LevelDbEngine extends Engine {
 
   constructor(private readonly options: LevelDbOptions) {
     super(options);
-    this.rowCache = new RowCache(options.rowCacheBytes !== undefined ? { bytesMax: options.rowCacheBytes } : {});
+    this.rowCache = new RowCache(options.rowCache !== undefined ? { budget: options.rowCache } : options.rowCacheBytes !== undefined ? { bytesMax: options.rowCacheBytes } : {});
     if (!options.dataDir) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'the leveldb engine needs a data directory');
     this.dataDir = options.dataDir;
   }
