@@ -14,9 +14,9 @@
  *     reversed), each read at its own group's read point, until `limit`
  *     items; the usual cursor pages on. Each shard's part is linearizable;
  *     the page as a whole is not one snapshot across shards;
- *   - a batch whose keys lie in more than one shard is refused
- *     (IMPULSE_ERR_BATCH_CROSS_SHARD) before anything is proposed: never
- *     half-applied;
+ *   - a batch whose keys lie in more than one shard is a transaction across
+ *     shards (shard-txn.ts: two-phase commit, the record in the first key's
+ *     shard); reads and writes that meet its locks settle them first;
  *   - a key request may name the shard and epoch its client routed it by
  *     (`route`, the Impulse-Shard header); it is judged against this member's
  *     map first (src/shard/stale-route.ts): a stale route is refused with
