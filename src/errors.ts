@@ -24,7 +24,7 @@ export const ERROR_CATALOG = {
   IMPULSE_ERR_RANGE_INVALID: { summary: 'A range query parameter is malformed or out of bounds.' },
   IMPULSE_ERR_BATCH_INVALID: { summary: 'The batch body is not a valid batch document.' },
   IMPULSE_ERR_BATCH_TOO_LARGE: { summary: 'The batch has more operations or bytes than the configured limit.' },
-  IMPULSE_ERR_BATCH_CROSS_SHARD: { summary: 'The batch writes keys of more than one shard and this member does not commit transactions across shards (an older version); nothing was changed.' },
+  IMPULSE_ERR_BATCH_CROSS_SHARD: { summary: 'The batch writes keys of more than one shard and its caller asked for no transaction across shards; nothing was changed.' },
   IMPULSE_ERR_TXN_LOCKED: { summary: 'A key of the write is locked by a transaction across shards that is not resolved yet; nothing was changed; retry.' },
   IMPULSE_ERR_TXN_ABORTED: { summary: 'The transaction across shards was aborted (a conflict, or it was abandoned and rolled back); nothing of it was applied.' },
   IMPULSE_ERR_SHARD_STALE: { summary: "The request was routed by a shard map older than the answering member's (the shard split, merged or changed replicas); nothing was changed; refresh the map and retry." },

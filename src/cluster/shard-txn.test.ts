@@ -66,6 +66,9 @@ describe('transactions across shards (split keys g, p)', () => {
     }
     await until('no replica holds a lock', () => txnStateLeft() === 0);
     await until('the record is forgotten on every replica', () => recordsLeft() === 0);
+    // A caller that groups unrelated writes (the RESP coalescer) may ask for a refusal instead.
+    await assert.rejects(cluster.member(1).service.write(put(['apple', 'no'], ['zebra', 'no']), { refuseCrossShard: true }), (error) => isImpulseError(error, 'IMPULSE_ERR_BATCH_CROSS_SHARD'));
+    assert.equal(await value(cluster.member(1), 'apple'), '1');
   });
 
   it('applies nothing when a condition in one shard fails, naming the op in the batch', async () => {

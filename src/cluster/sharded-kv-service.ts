@@ -221,6 +221,9 @@ export class ShardedKvService implements KvService {
       const shard = shardFor(map, op.key);
       touched.set(shard.id, shard);
     }
+    if (touched.size > 1 && options?.refuseCrossShard === true) {
+      throw new ImpulseError('IMPULSE_ERR_BATCH_CROSS_SHARD', `the batch writes keys of ${touched.size} shards and its caller asked for no transaction`, { details: { shards: [...touched.keys()].join(',') } });
+    }
     if (touched.size > 1) return this.txns.commit(command, map); // a transaction across shards (shard-txn.ts)
     const [shard] = touched.values();
     if (shard === undefined) return this.meta.write(command); // an empty batch: validated, nothing to route
