@@ -14,6 +14,7 @@
  *   GET    /shards                          the shard map and this member's view of each shard
  *   POST   /shards/split                    {"key"} (UTF-8) or {"keyHex"}: split the shard holding it there
  *   POST   /shards/merge                    {"shard"}: merge that shard's right neighbour into it
+ *   POST   /shards/merge/cancel             {"shard"}: roll back the merge into that shard (unless it committed)
  *   POST   /cluster/repair                  leaderless: anti-entropy with every other member now (a RepairReport)
  *
  * Every answer is the cluster view (src/protocol/cluster-view.ts) after the
@@ -37,6 +38,8 @@ export interface ClusterRoutesTarget {
   splitShard?(key: Buffer): Promise<ShardsView>;
   /** Merges shard `shard`'s right neighbour into it (a sharded Raft cluster); the view once the map has the merge in flight. */
   mergeShards?(shard: unknown): Promise<ShardsView>;
+  /** Marks the merge into shard `shard` to roll back (a sharded Raft cluster); the view once the map has the mark. */
+  cancelMerge?(shard: unknown): Promise<ShardsView>;
   /** Leaderless members only: an anti-entropy pass with every other member. */
   repair?(): Promise<RepairReport>;
 }
@@ -58,6 +61,7 @@ export function matchClusterRoute(path: string): ClusterRoute | undefined {
   if (path === '/shards') return { label: '/shards', method: 'GET' };
   if (path === '/shards/split') return { label: '/shards/split', method: 'POST' };
   if (path === '/shards/merge') return { label: '/shards/merge', method: 'POST' };
+  if (path === '/shards/merge/cancel') return { label: '/shards/merge/cancel', method: 'POST' };
   if (path === '/cluster/members') return { label: '/cluster/members', method: 'POST' };
   if (path === '/cluster/leader') return { label: '/cluster/leader', method: 'POST' };
   if (path === '/cluster/repair') return { label: '/cluster/repair', method: 'POST' };
@@ -82,6 +86,9 @@ export async function serveClusterRoute(route: ClusterRoute, target: ClusterRout
     case '/shards/merge':
       if (target.mergeShards === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'merging shards needs a sharded Raft cluster (started with --split-keys)');
       return target.mergeShards(jsonObject(await body())['shard']);
+    case '/shards/merge/cancel':
+      if (target.cancelMerge === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'cancelling a shard merge needs a sharded Raft cluster (started with --split-keys)');
+      return target.cancelMerge(jsonObject(await body())['shard']);
     case '/cluster/members':
       return target.addMember(jsonObject(await body()) as unknown as AddMemberRequest);
     case '/cluster/leader':

@@ -34,6 +34,7 @@ export type RouteLabel =
   | '/cluster/repair'
   | '/shards/split'
   | '/shards/merge'
+  | '/shards/merge/cancel'
   | 'unmatched';
 
 /** Latency histogram bucket upper bounds, seconds. */
@@ -60,6 +61,7 @@ const ROUTE_INDEX: Readonly<Record<RouteLabel, number>> = {
   unmatched: 18,
   '/shards/split': 19,
   '/shards/merge': 20,
+  '/shards/merge/cancel': 21,
 };
 /** The routes that carry user requests: what "requests per second" and "p99" mean on the dashboard (never its own polling). */
 const KV_ROUTES: ReadonlySet<RouteLabel> = new Set<RouteLabel>(['/kv/{key}', '/kv', '/kv/batch']);

@@ -268,6 +268,16 @@ function registerNodeCommands(program: Command, context: ClientContext): void {
       if (context.format() === 'json') printJson(view);
       else process.stdout.write(formatShardsView(view));
     });
+  shards
+    .command('cancel-merge <shard>')
+    .description('roll back the merge into shard <shard> (an id): its right neighbour serves its range again, unless shard <shard> took it in already (then the merge finishes)')
+    .action(async (shard: string) => {
+      const id = Number(shard);
+      if (!/^[0-9]{1,15}$/.test(shard) || id < 2) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `a shard id is an integer >= 2, not "${shard}"`);
+      const view = await withClient(context, (c) => c.cancelMerge(id));
+      if (context.format() === 'json') printJson(view);
+      else process.stdout.write(formatShardsView(view));
+    });
 }
 
 function registerMemberCommands(program: Command, context: ClientContext): void {

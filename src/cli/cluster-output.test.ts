@@ -42,5 +42,7 @@ describe('formatShardsView', () => {
     const text = formatShardsView({ clusterId: 'abc', nodeId: 1, sharded: true, reportsFrom: 1, version: 7, shards: [shard(2, '', '67', {}), shard(3, '67', '70', { replicas: [2, 3, 4], alignTo: 2 }), shard(4, '70', null, { mergeInto: 3 })] });
     assert.match(text, /\nmerge in flight: shard 4 merges into shard 3\n/);
     assert.match(text, /\naligning for a merge: shard 3's replicas move onto shard 2's\n$/);
+    const rollingBack = formatShardsView({ clusterId: 'abc', nodeId: 1, sharded: true, reportsFrom: 1, version: 8, shards: [shard(3, '', '70', {}), shard(4, '70', null, { mergeInto: 3, mergeAgeMs: 61_400, mergeAbort: true })] });
+    assert.match(rollingBack, /\nmerge in flight: shard 4 merges into shard 3 \(61 s\), rolling back\n$/);
   });
 });

@@ -59,7 +59,7 @@ export function formatShardsView(view: ShardsView): string {
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
   const line = (cells: readonly string[]): string => cells.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd();
   const title = view.sharded ? `${view.shards.length} shards, map version ${view.version}` : 'not sharded: group 1 holds every key';
-  const merges = view.shards.filter((shard) => shard.mergeInto !== undefined).map((shard) => `merge in flight: shard ${shard.id} merges into shard ${shard.mergeInto}`);
+  const merges = view.shards.filter((shard) => shard.mergeInto !== undefined).map((shard) => `merge in flight: shard ${shard.id} merges into shard ${shard.mergeInto}${shard.mergeAgeMs !== undefined ? ` (${Math.round(shard.mergeAgeMs / 1000)} s)` : ''}${shard.mergeAbort === true ? ', rolling back' : ''}`);
   const aligning = view.shards.filter((shard) => shard.alignTo !== undefined).map((shard) => `aligning for a merge: shard ${shard.id}'s replicas move onto shard ${shard.alignTo}'s`);
   return [`cluster ${view.clusterId}, seen from node ${view.nodeId}: ${title}`, line(header), ...rows.map(line), ...merges, ...aligning].join('\n') + '\n';
 }

@@ -87,6 +87,7 @@ const serveCommand = program
   .option('--shard-split-qps <n>', 'sharded: the leader of a shard splits it where its sampled load halves once its smoothed requests a second stay above n for 10 s (default 0: off; docs/sharding.md)')
   .option('--shard-merge-bytes <n>', 'sharded: two neighbouring shards on the same members, each under n bytes and together under half of --shard-split-bytes, merge (default 0: off; docs/sharding.md)')
   .option('--shard-merge-quiet-ms <ms>', `sharded: a shard split, merged or moved more recently than this does not merge (default ${DEFAULT_SHARD_MERGES.quietMs})`)
+  .option('--shard-merge-timeout-ms <ms>', `sharded: the meta leader rolls back a shard merge still in flight after this long; 0: never (default ${DEFAULT_SHARD_MERGES.timeoutMs})`)
   .option('--snapshot-rate-max <bytes>', 'most bytes a second this member sends in snapshots (replica moves, catch-up), all groups together (default 67108864: 64 MiB)')
   .option('--snapshot-catch-up-entries <n>', `entries kept behind a compaction for slow followers (default ${DEFAULT_RAFT_TIMING_CONFIG.snapshotCatchUpEntries})`)
   .option('--replication <mode>', 'raft (default) or leaderless (Dynamo-style: docs/leaderless.md)')

@@ -383,6 +383,18 @@ export class ImpulseClient {
     return this.json(response) as ShardsView;
   }
 
+  /**
+   * Rolls back the merge into shard `leftId` (`POST /shards/merge/cancel`):
+   * resolves with the view once the map marks it (`mergeAbort`). The right
+   * shard then serves its range again — unless the left shard had taken it in
+   * already, in which case the merge finishes.
+   */
+  async cancelMerge(leftId: number): Promise<ShardsView> {
+    const response = await this.call('POST', '/shards/merge/cancel', Buffer.from(JSON.stringify({ shard: leftId })));
+    this.expect(response, 200);
+    return this.json(response) as ShardsView;
+  }
+
   private async shardsAt(origin: URL): Promise<ShardsView> {
     const response = await this.call('GET', '/shards', undefined, {}, origin);
     this.expect(response, 200);

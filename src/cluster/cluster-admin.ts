@@ -52,6 +52,8 @@ export interface ClusterAdminOptions {
   readonly splitShard?: (key: Buffer) => Promise<void>;
   /** `POST /shards/merge`: merges the shard's right neighbour into it (absent: not a sharded cluster). */
   readonly mergeShards?: (leftId: number) => Promise<void>;
+  /** `POST /shards/merge/cancel`: marks the merge into the shard to roll back (absent: not a sharded cluster). */
+  readonly cancelMerge?: (leftId: number) => Promise<void>;
 }
 
 type AdminOperation =
@@ -124,6 +126,21 @@ export class ClusterAdmin {
     if (mergeShards === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'this cluster is not sharded (it was started without --split-keys)');
     if (typeof shard !== 'number' || !Number.isSafeInteger(shard) || shard < 2) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a merge names the left shard as {"shard": <id>} (an integer >= 2); its right neighbour merges into it');
     await mergeShards(shard);
+    return this.options.shards();
+  }
+
+  /**
+   * Rolls back the merge into shard `shard` (its right neighbour serves its
+   * range again), unless the left shard took it in first (then the merge
+   * finishes); the view once this member's map has the rollback mark.
+   * IMPULSE_ERR_CONFIG_INVALID for a shard id that is not an integer >= 2 or
+   * no merge into it in flight.
+   */
+  async cancelMerge(shard: unknown): Promise<ShardsView> {
+    const { cancelMerge } = this.options;
+    if (cancelMerge === undefined) throw new ImpulseError('IMPULSE_ERR_ROUTE_NOT_FOUND', 'this cluster is not sharded (it was started without --split-keys)');
+    if (typeof shard !== 'number' || !Number.isSafeInteger(shard) || shard < 2) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', 'a merge to cancel names the left shard as {"shard": <id>} (an integer >= 2)');
+    await cancelMerge(shard);
     return this.options.shards();
   }
 

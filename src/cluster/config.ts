@@ -77,9 +77,11 @@ export interface ShardMergesConfig {
   readonly mergeBytes: number;
   /** `--shard-merge-quiet-ms`: a shard split, merged or moved more recently than this does not merge. Default 600,000 (10 min). */
   readonly quietMs: number;
+  /** `--shard-merge-timeout-ms`: the meta leader rolls back a merge in flight longer than this (0: never). Default 60,000 (1 min; a merge takes a few Raft rounds and a local copy of at most 64 MiB). */
+  readonly timeoutMs: number;
 }
 
-export const DEFAULT_SHARD_MERGES: ShardMergesConfig = { mergeBytes: 0, quietMs: 600_000 };
+export const DEFAULT_SHARD_MERGES: ShardMergesConfig = { mergeBytes: 0, quietMs: 600_000, timeoutMs: 60_000 };
 
 /** How the meta group's leader moves shard replicas (src/cluster/shard-mover.ts). */
 export interface ShardMovesConfig {
@@ -151,6 +153,7 @@ export interface ClusterFlags {
   shardBalanceBytesMin?: string;
   shardMergeBytes?: string;
   shardMergeQuietMs?: string;
+  shardMergeTimeoutMs?: string;
   snapshotRateMax?: string;
 }
 
@@ -162,7 +165,7 @@ export interface ClusterFlags {
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number, clientScheme: 'http' | 'https' = 'http'): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
     const stray = (
-      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardSplitQps', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders', 'shardBalanceBytesMin', 'shardMergeBytes', 'shardMergeQuietMs', 'snapshotRateMax'] as const
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardSplitQps', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders', 'shardBalanceBytesMin', 'shardMergeBytes', 'shardMergeQuietMs', 'shardMergeTimeoutMs', 'snapshotRateMax'] as const
     ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
@@ -203,6 +206,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   const merges: ShardMergesConfig = {
     mergeBytes: integer('--shard-merge-bytes', flags.shardMergeBytes ?? String(DEFAULT_SHARD_MERGES.mergeBytes), 0, MERGE_RIGHT_BYTES_MAX),
     quietMs: integer('--shard-merge-quiet-ms', flags.shardMergeQuietMs ?? String(DEFAULT_SHARD_MERGES.quietMs), 0, 86_400_000),
+    timeoutMs: integer('--shard-merge-timeout-ms', flags.shardMergeTimeoutMs ?? String(DEFAULT_SHARD_MERGES.timeoutMs), 0, 86_400_000),
   };
   const moves: ShardMovesConfig = {
     movesMax: integer('--shard-moves-max', flags.shardMovesMax ?? String(DEFAULT_SHARD_MOVES.movesMax), 1, 64),

@@ -117,7 +117,7 @@ export class HostedGroups {
       logger: options.logger,
       ...(options.raftOverrides !== undefined ? { raftOverrides: options.raftOverrides } : {}),
       ...(options.quiesceAfterTicks !== undefined ? { quiesceAfterTicks: options.quiesceAfterTicks } : {}),
-      mergeSource: (rightId, bounds) => this.mergeAbsorb(id, rightId, bounds),
+      mergeSource: (rightId, bounds, revisionTop) => this.mergeAbsorb(id, rightId, bounds, revisionTop),
     });
     try {
       options.host.addGroup(group);
@@ -156,18 +156,20 @@ export class HostedGroups {
   /**
    * What group `leftId`'s replica here takes in when it applies the commit of
    * group `rightId`'s merge (shard-merge.ts): from this node's replica of
-   * `rightId` once it applied its prepare-merge into `leftId` with `bounds`.
+   * `rightId` once it applied its prepare-merge into `leftId` with `bounds`
+   * and `revisionTop` (that very prepare: a replica behind may still hold the
+   * record of an earlier attempt that was rolled back since).
    * Opens that replica from its files when it is not hosted (a restart: the
    * map may no longer name it), and waits for it, polling every tick; it
    * never gives up (the commit is in the log: there is no other way forward),
    * but says so every MERGE_WAIT_LOG_POLLS polls.
    */
-  private async mergeAbsorb(leftId: number, rightId: number, bounds: ShardBounds): Promise<Omit<MergeAbsorb, 'deletes'>> {
+  private async mergeAbsorb(leftId: number, rightId: number, bounds: ShardBounds, revisionTop: number): Promise<Omit<MergeAbsorb, 'deletes'>> {
     const { clock, logger, timing } = this.options;
     for (let polls = 1; ; polls++) {
       const right = await this.hostedOrOpened(rightId);
       const prepared = right?.group.state === 'running' ? await readMergePrepared(right.group.machine.machine) : undefined;
-      if (right !== undefined && prepared !== undefined && prepared.leftId === leftId && sameShardBounds(prepared.bounds, bounds)) return mergeAbsorbOf(right.group.machine.machine, prepared);
+      if (right !== undefined && prepared !== undefined && prepared.leftId === leftId && sameShardBounds(prepared.bounds, bounds) && prepared.revisionTop === revisionTop) return mergeAbsorbOf(right.group.machine.machine, prepared);
       if (polls % MERGE_WAIT_LOG_POLLS === 0) logger.warn({ shard: leftId, right: rightId, hosted: right !== undefined }, 'a shard merge commit waits for this member\'s replica of the merged-away shard to apply its prepare-merge');
       await new Promise<void>((resolve) => clock.setTimer(timing.tickMs, resolve));
     }

@@ -27,7 +27,7 @@ import { META_GROUP, SHARD_BOUNDS_META_NAME, SHARD_MAP_META_NAME, type ShardBoun
 import { CLUSTER_META_BYTES_MAX } from '../kv/apply.js';
 import { compareBytes } from '../util/bytes.js';
 import { type SplitRecord, encodeSplitRecord, splitMetaName, splitSessionsTag } from './shard-split.js';
-import { MERGE_PREPARED_META_NAME, encodeMergePrepared, mergedMetaName } from './shard-merge.js';
+import { MERGE_PREPARED_META_NAME, MERGE_ROLLED_BACK_META_NAME, type MergeMarks, NO_MERGE_MARKS, encodeAttempt, encodeMergePrepared, mergeAbortedMetaName, mergedMetaName } from './shard-merge.js';
 import { type Membership, MEMBERSHIP_META_NAME, applyConfChange, applyPublish, encodeMembership, isClientUrl } from './membership.js';
 
 export const CLUSTER_COMMAND_FORMAT = 0x43;
@@ -58,16 +58,25 @@ export interface SplitCommand {
 }
 
 /**
- * Merge steps (shard-merge.ts). `prepare-merge` in the merged-away group's
- * log freezes it (its bounds must still be `bounds`, else a no-op);
- * `commit-merge` in the surviving group's log takes in group `rightId`
- * (range `bounds`, starting where the survivor's ends, else a no-op) and
- * raises the revision base above `revisionTop`.
+ * Merge steps (shard-merge.ts), each of one attempt (`epoch`: the right
+ * shard's epoch at the intent; 0 in entries written before attempts were
+ * kept). `prepare-merge` in the merged-away group's log freezes it (its
+ * bounds must still be `bounds` and the attempt not rolled back there, else
+ * a no-op); `commit-merge` in the surviving group's log takes in group
+ * `rightId` (range `bounds`, starting where the survivor's ends, the attempt
+ * not aborted there, else a no-op) and raises the revision base above
+ * `revisionTop`. The rollback: `abort-merge` in the survivor's log (while its
+ * range ends at `bounds.start`: it did not take the right group in; else a
+ * no-op) voids every commit of that attempt or an earlier one;
+ * `rollback-merge` in the merged-away group's log gives it its bounds back
+ * (when it froze for that attempt or an earlier one) and voids later
+ * prepares of the attempt.
  */
 export interface PrepareMergeCommand {
   readonly type: 'prepare-merge';
   readonly leftId: number;
   readonly bounds: ShardBounds;
+  readonly epoch: number;
 }
 
 export interface CommitMergeCommand {
@@ -75,7 +84,23 @@ export interface CommitMergeCommand {
   readonly rightId: number;
   readonly bounds: ShardBounds;
   readonly revisionTop: number;
+  readonly epoch: number;
 }
+
+export interface AbortMergeCommand {
+  readonly type: 'abort-merge';
+  readonly rightId: number;
+  readonly bounds: ShardBounds;
+  readonly epoch: number;
+}
+
+export interface RollbackMergeCommand {
+  readonly type: 'rollback-merge';
+  readonly leftId: number;
+  readonly epoch: number;
+}
+
+type MergeStepCommand = PrepareMergeCommand | CommitMergeCommand | AbortMergeCommand | RollbackMergeCommand;
 
 /**
  * The next step of the GC of the keys split `rightId` froze in this group
@@ -90,7 +115,7 @@ export interface SplitGcCommand {
   readonly keysMax: number;
 }
 
-export type ClusterCommand = PublishCommand | ShardMapCommand | SplitCommand | PrepareMergeCommand | CommitMergeCommand | SplitGcCommand;
+export type ClusterCommand = PublishCommand | ShardMapCommand | SplitCommand | MergeStepCommand | SplitGcCommand;
 
 /** Most keys one `split-gc` step may delete (its engine batch stays bounded whatever a proposer asks). */
 export const SPLIT_GC_KEYS_MAX = 10_000;
@@ -104,7 +129,7 @@ export function encodeClusterCommand(command: ClusterCommand): Uint8Array {
       ? { type: command.type, map: shardMapToJson(command.map) }
       : command.type === 'split'
         ? { type: command.type, key: command.key.toString('hex'), rightId: command.rightId }
-        : command.type === 'publish' || command.type === 'split-gc'
+        : command.type === 'publish' || command.type === 'split-gc' || command.type === 'rollback-merge'
           ? command
           : { ...command, bounds: boundsHex(command.bounds) };
   const json = Buffer.from(JSON.stringify(value), 'utf8');
@@ -134,16 +159,24 @@ export function decodeClusterCommand(data: Uint8Array): ClusterCommand | undefin
       const map = shardMapFromJson(value['map']);
       if (typeof map !== 'string') return { type: 'shard-map', map };
     }
-    const bounds = boundsFromJson(value['bounds']);
-    const id = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > META_GROUP;
-    if (value['type'] === 'prepare-merge' && bounds !== undefined && id(value['leftId'])) return { type: 'prepare-merge', leftId: value['leftId'], bounds };
-    const { revisionTop } = value;
-    if (value['type'] === 'commit-merge' && bounds !== undefined && id(rightId) && typeof revisionTop === 'number' && Number.isSafeInteger(revisionTop) && revisionTop >= 1) {
-      return { type: 'commit-merge', rightId, bounds, revisionTop };
-    }
+    return decodeMergeStep(value);
   } catch {
     // malformed: a no-op
   }
+  return undefined;
+}
+
+/** A merge step in a cluster command's JSON, or undefined. */
+function decodeMergeStep(value: Record<string, unknown>): MergeStepCommand | undefined {
+  const { type, rightId, leftId, revisionTop, epoch = 0 } = value;
+  const id = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > META_GROUP;
+  if (typeof epoch !== 'number' || !Number.isSafeInteger(epoch) || epoch < 0) return undefined;
+  if (type === 'rollback-merge' && id(leftId) && epoch >= 1) return { type, leftId, epoch };
+  const bounds = boundsFromJson(value['bounds']);
+  if (bounds === undefined) return undefined;
+  if (type === 'prepare-merge' && id(leftId)) return { type, leftId, bounds, epoch };
+  if (type === 'abort-merge' && id(rightId) && epoch >= 1) return { type, rightId, bounds, epoch };
+  if (type === 'commit-merge' && id(rightId) && typeof revisionTop === 'number' && Number.isSafeInteger(revisionTop) && revisionTop >= 1) return { type, rightId, bounds, revisionTop, epoch };
   return undefined;
 }
 
@@ -166,8 +199,10 @@ export interface ApplyPlan {
   readonly bounds: ShardBounds | undefined;
   /** The splits the batch applies, in log order (a shard group's). */
   readonly splits: SplitRecord[];
-  /** The merge steps the batch applies (a shard group's): `prepared` froze it; each of `commits` takes a group in (its apply entry, at `position` in `entries`, gets its `absorb` before the batch is applied). */
+  /** The merge steps the batch applies (a shard group's): `prepared` froze it, or another step other than a commit changed its merge state (an abort, a rollback); each of `commits` takes a group in (its apply entry, at `position` in `entries`, gets its `absorb` before the batch is applied). */
   readonly prepared: boolean;
+  /** A shard group's merge marks after the batch (undefined: the group keeps no bounds). */
+  readonly mergeMarks: MergeMarks | undefined;
   readonly commits: ReadonlyArray<{ readonly position: number; readonly rightId: number; readonly bounds: ShardBounds; readonly revisionTop: number }>;
   /** The split GC steps of the batch (a shard group's): the entry at `position` is a placeholder until the step is read from the engine as it stands after the entries before it (`bounds`: the group's then). */
   readonly gcSteps: ReadonlyArray<{ readonly position: number; readonly rightId: number; readonly keysMax: number; readonly bounds: ShardBounds }>;
@@ -181,6 +216,8 @@ export interface KeyBounds {
   readonly revisionBase?: number;
   /** Whether the group holds transaction locks or records in `bounds` (src/kv/txn.ts): a merge's freeze waits for none. Absent: none. */
   readonly holdsTxnStateIn?: (bounds: ShardBounds) => boolean;
+  /** Absent: none (NO_MERGE_MARKS). */
+  readonly merge?: MergeMarks;
 }
 
 /** Turns committed Raft entries into apply entries, tracking the membership, the shard map and the bounds they change; with `keys`, refuses commands outside the bounds. */
@@ -216,13 +253,13 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
         splits.push(split.record);
         return split.entry;
       }
-      if (command?.type === 'prepare-merge' || command?.type === 'commit-merge') {
+      if (command?.type === 'prepare-merge' || command?.type === 'commit-merge' || command?.type === 'abort-merge' || command?.type === 'rollback-merge') {
         // A merge does not carry transaction locks or records: the freeze waits until the group holds none (its leader proposes it again).
         const txnHeld = command.type === 'prepare-merge' && bounded !== undefined && (txnPlanned || (bounded.holdsTxnStateIn?.(bounded.bounds) ?? false));
         const step = bounded === undefined || txnHeld ? undefined : planMergeStep(command, bounded, index, term);
         if (step === undefined || bounded === undefined) return { index, term, type: 'noop' };
         bounded = step.keys;
-        if (command.type === 'prepare-merge') prepared = true;
+        if (command.type !== 'commit-merge') prepared = true;
         else commits.push({ position, rightId: command.rightId, bounds: command.bounds, revisionTop: command.revisionTop });
         return step.entry;
       }
@@ -243,28 +280,48 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
     changed = true;
     return { index, term, type: 'meta', name: MEMBERSHIP_META_NAME, value: encodeMembership(next) };
   });
-  return { entries: planned, membership: current, membershipChanged: changed, shardMap: map, shardMapChanged: mapChanged, bounds: bounded?.bounds, splits, prepared, commits, gcSteps };
+  return { entries: planned, membership: current, membershipChanged: changed, shardMap: map, shardMapChanged: mapChanged, bounds: bounded?.bounds, splits, prepared, mergeMarks: bounded === undefined ? undefined : (bounded.merge ?? NO_MERGE_MARKS), commits, gcSteps };
 }
 
 /**
- * A merge step of a group with `keys` at `index` (shard-merge.ts): the group's
- * bounds and revision base after it and the apply entry writing them with the
- * step's record; undefined when the step does not fit the bounds (a repeated
- * or late proposal: a no-op). A commit's entry still lacks its `absorb`.
+ * A merge step of a group with `keys` at `index` (shard-merge.ts, its rule):
+ * the group's bounds, revision base and merge marks after it and the apply
+ * entry writing them with the step's record; undefined when the step does
+ * not apply (a repeated, late or voided proposal: a no-op). A commit's entry
+ * still lacks its `absorb`.
  */
-function planMergeStep(command: PrepareMergeCommand | CommitMergeCommand, keys: KeyBounds, index: number, term: number): { keys: KeyBounds; entry: ApplyEntry } | undefined {
+function planMergeStep(command: MergeStepCommand, keys: KeyBounds, index: number, term: number): { keys: KeyBounds; entry: ApplyEntry } | undefined {
   const { bounds } = keys;
-  if (command.type === 'prepare-merge') {
-    if (!sameShardBounds(bounds, command.bounds)) return undefined;
-    const frozen: ShardBounds = { start: bounds.start, end: bounds.start };
-    const record = encodeMergePrepared({ leftId: command.leftId, index, bounds, revisionTop: index + (keys.revisionBase ?? 0) });
-    const entry: ApplyEntry = { index, term, type: 'meta', name: SHARD_BOUNDS_META_NAME, value: encodeShardBounds(frozen), more: [{ name: MERGE_PREPARED_META_NAME, value: record }] };
-    return { keys: { ...keys, bounds: frozen }, entry };
+  const marks = keys.merge ?? NO_MERGE_MARKS;
+  const meta = (value: ShardBounds, more: Array<{ name: string; value: Uint8Array | null }>): ApplyEntry => ({ index, term, type: 'meta', name: SHARD_BOUNDS_META_NAME, value: encodeShardBounds(value), more });
+  switch (command.type) {
+    case 'prepare-merge': {
+      if (!sameShardBounds(bounds, command.bounds) || (command.epoch <= marks.rolledBack && marks.rolledBack > 0)) return undefined;
+      const frozen: ShardBounds = { start: bounds.start, end: bounds.start };
+      const prepared = { leftId: command.leftId, index, bounds, revisionTop: index + (keys.revisionBase ?? 0), epoch: command.epoch };
+      return { keys: { ...keys, bounds: frozen, merge: { ...marks, prepared } }, entry: meta(frozen, [{ name: MERGE_PREPARED_META_NAME, value: encodeMergePrepared(prepared) }]) };
+    }
+    case 'rollback-merge': {
+      const { prepared } = marks;
+      if (command.epoch <= marks.rolledBack || (prepared !== undefined && (prepared.epoch > command.epoch || prepared.leftId !== command.leftId))) return undefined;
+      const restored = prepared?.bounds ?? bounds;
+      const rolledBack = { rolledBack: command.epoch, aborted: marks.aborted };
+      return { keys: { ...keys, bounds: restored, merge: rolledBack }, entry: meta(restored, [{ name: MERGE_PREPARED_META_NAME, value: null }, { name: MERGE_ROLLED_BACK_META_NAME, value: encodeAttempt(command.epoch) }]) };
+    }
+    case 'abort-merge':
+    case 'commit-merge': {
+      // Both need the survivor's range to end where the right one starts, and both end that: the first in the log wins.
+      if (bounds.end === null || !bounds.end.equals(command.bounds.start)) return undefined;
+      const aborted = marks.aborted.get(command.rightId);
+      if (aborted !== undefined && command.epoch <= aborted) return undefined;
+      if (command.type === 'abort-merge') {
+        const merge = { ...marks, aborted: new Map(marks.aborted).set(command.rightId, command.epoch) };
+        return { keys: { ...keys, merge }, entry: meta(bounds, [{ name: mergeAbortedMetaName(command.rightId), value: encodeAttempt(command.epoch) }]) };
+      }
+      const widened: ShardBounds = { start: bounds.start, end: command.bounds.end };
+      return { keys: { ...keys, bounds: widened, revisionBase: Math.max(keys.revisionBase ?? 0, command.revisionTop - index) }, entry: meta(widened, [{ name: mergedMetaName(command.rightId), value: Buffer.from(String(index)) }]) };
+    }
   }
-  if (bounds.end === null || !bounds.end.equals(command.bounds.start)) return undefined;
-  const widened: ShardBounds = { start: bounds.start, end: command.bounds.end };
-  const entry: ApplyEntry = { index, term, type: 'meta', name: SHARD_BOUNDS_META_NAME, value: encodeShardBounds(widened), more: [{ name: mergedMetaName(command.rightId), value: Buffer.from(String(index)) }] };
-  return { keys: { ...keys, bounds: widened, revisionBase: Math.max(keys.revisionBase ?? 0, command.revisionTop - index) }, entry };
 }
 
 /**

@@ -81,6 +81,8 @@ export interface MemberOptions {
   readonly quiesceAfterTicks?: number;
   /** Keys one step of a split's GC deletes (SplitGcOptions.keysPerStep; tests make a GC long). */
   readonly splitGcKeysPerStep?: number;
+  /** Most key and value bytes a merge's commit copies in one batch (default MERGE_RIGHT_BYTES_MAX; tests make it small). */
+  readonly mergeCopyBytesMax?: number;
   /** False: every group's log fsyncs its own saves, no shared journal (benchmarks compare). Default true. */
   readonly raftLogJournal?: boolean;
   /** How long a lock of a transaction across shards is seen before it is aborted as abandoned, ms (shard-txn.ts TXN_LOCK_TTL_MS; tests shorten it). */
@@ -144,7 +146,9 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       splitBytes: cluster.shardSplitBytes,
       sizeCheckMs: Math.max(1000, SIZE_CHECK_TICKS * tickMs),
       ...(options.splitGcKeysPerStep !== undefined ? { splitGcKeysPerStep: options.splitGcKeysPerStep } : {}),
+      ...(options.mergeCopyBytesMax !== undefined ? { mergeCopyBytesMax: options.mergeCopyBytesMax } : {}),
       splitQps: cluster.shardSplitQps,
+      mergeTimeoutMs: cluster.merges.timeoutMs,
       random: random.fork(),
       logger,
     });
@@ -194,7 +198,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       tickMs,
       requestTimeoutMs,
       shards: async () => shardsView(cluster.clusterId, cluster.nodeId, shards, meta, await mover.reportsNow(Math.min(requestTimeoutMs, SHARD_REPORTS_WAIT_MS))),
-      ...(shards.sharded ? { splitShard: async (key: Buffer) => void (await shards.split(key)), mergeShards: async (leftId: number) => void (await shards.merge(leftId, await mover.reportsNow(Math.min(requestTimeoutMs, SHARD_REPORTS_WAIT_MS)))) } : {}),
+      ...(shards.sharded ? { splitShard: async (key: Buffer) => void (await shards.split(key)), mergeShards: async (leftId: number) => void (await shards.merge(leftId, await mover.reportsNow(Math.min(requestTimeoutMs, SHARD_REPORTS_WAIT_MS)))), cancelMerge: async (leftId: number) => void (await shards.cancelMerge(leftId)) } : {}),
     });
     const metaService = new RaftKvService({
       host,

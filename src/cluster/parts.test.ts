@@ -206,7 +206,7 @@ describe("a shard group's commands against its bounds", () => {
     const abortOutside = txn({ kind: 'abort', txnId: 't1', primaryKey: Buffer.from('z') });
     const plan = planApply([normal(2, prepare('h')), normal(3, prepare('q')), normal(4, abortOutside), normal(5, Buffer.from([2, 0xc1]))], EMPTY_MEMBERSHIP, undefined, keys);
     assert.deepEqual(plan.entries.map((e) => e.type), ['txn', 'refused', 'refused', 'refused']);
-    const freeze = normal(9, encodeClusterCommand({ type: 'prepare-merge', leftId: 2, bounds }));
+    const freeze = normal(9, encodeClusterCommand({ type: 'prepare-merge', leftId: 2, bounds, epoch: 1 }));
     const held = (answer: boolean) => ({ ...keys, holdsTxnStateIn: () => answer });
     assert.deepEqual(planApply([freeze], EMPTY_MEMBERSHIP, undefined, held(true)).entries.map((e) => e.type), ['noop'], 'locks or records in the range: no freeze');
     assert.deepEqual(planApply([normal(8, prepare('h')), freeze], EMPTY_MEMBERSHIP, undefined, held(false)).entries.map((e) => e.type), ['txn', 'noop'], 'a prepare earlier in the batch: no freeze');

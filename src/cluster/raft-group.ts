@@ -122,7 +122,7 @@ export interface RaftGroupOptions {
   /** Ticks a leader's group must stay quiet before it quiesces; 0 never quiesces. Default: 2 heartbeats + 1 (one heartbeat carried the commit index). */
   readonly quiesceAfterTicks?: number;
   /** What a shard merge's commit in this group takes in (RaftKvMachineOptions.mergeSource). */
-  readonly mergeSource?: (rightId: number, bounds: ShardBounds) => Promise<Omit<MergeAbsorb, 'deletes'>>;
+  readonly mergeSource?: (rightId: number, bounds: ShardBounds, revisionTop: number) => Promise<Omit<MergeAbsorb, 'deletes'>>;
   /** Overrides of the core's configuration (tests). */
   readonly raftOverrides?: Partial<Omit<RaftConfig, 'id' | 'random'>>;
 }

@@ -37,7 +37,7 @@ import type { ConfState, Entry, SnapshotMeta } from '../raft/types.js';
 import { type ImagePayload, ImageStream, unframeChunks } from './image-stream.js';
 import { SHARD_BOUNDS_META_NAME, SHARD_MAP_META_NAME, type ShardBounds, type ShardMap, decodeShardBounds, decodeShardMap } from '../shard/shard-map.js';
 import { type ApplyPlan, planApply } from './log-entries.js';
-import { staleKeysOf } from './shard-merge.js';
+import { type MergeMarks, NO_MERGE_MARKS, readMergeMarks, staleKeysOf } from './shard-merge.js';
 import { applyWithGcSteps } from './shard-split-gc.js';
 import { EMPTY_MEMBERSHIP, MEMBERSHIP_META_NAME, type Membership, decodeMembership } from './membership.js';
 
@@ -61,9 +61,9 @@ export interface RaftKvMachineOptions {
   /**
    * A shard merge's commit applies in this group: what it takes in from the
    * merged-away group `rightId` (this member's replica of it, once that
-   * applied its prepare-merge; shard-merges.ts). Absent: a commit-merge fails the group.
+   * applied the prepare-merge that froze it at `revisionTop`; shard-merges.ts). Absent: a commit-merge fails the group.
    */
-  readonly mergeSource?: (rightId: number, bounds: ShardBounds) => Promise<Omit<MergeAbsorb, 'deletes'>>;
+  readonly mergeSource?: (rightId: number, bounds: ShardBounds, revisionTop: number) => Promise<Omit<MergeAbsorb, 'deletes'>>;
   /** A background flush failed: the group must stop (the state machine refuses writes from now on). */
   readonly onFlushFailed?: (error: Error) => void;
 }
@@ -73,6 +73,8 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
   private shardMapValue: ShardMap | undefined;
   /** A shard group's own bounds (undefined: the meta group, or a group bootstrapped before bounds were kept). */
   private boundsValue: ShardBounds | undefined;
+  /** A shard group's merge state (shard-merge.ts `MergeMarks`), as applied: kept beside the bounds, which its steps change. */
+  private mergeMarksValue: MergeMarks;
   private flushing = false;
   private writtenBytesValue = 0;
   private dataGenerationValue = 0;
@@ -86,11 +88,17 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
     this.membershipValue = stored.membership;
     this.shardMapValue = stored.shardMap;
     this.boundsValue = stored.bounds;
+    this.mergeMarksValue = stored.mergeMarks;
   }
 
   /** Wraps an open key-value state machine; reads the membership (empty for a member that has not joined yet), shard map and bounds it holds. */
   static async open(options: RaftKvMachineOptions): Promise<RaftKvMachine> {
     return new RaftKvMachine(options, await readStored(options.machine));
+  }
+
+  /** The shard group's merge state as applied (what it froze for, the attempts it rolled back or aborted). */
+  get mergeMarks(): MergeMarks {
+    return this.mergeMarksValue;
   }
 
   /** The shard group's own key bounds, when it keeps them. */
@@ -139,7 +147,7 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
   apply(entries: readonly Entry[], done: (error: Error | null, results?: readonly ApplyResult[]) => void): void {
     const bounds = this.boundsValue;
     const { machine } = this.options;
-    const keys = bounds === undefined ? undefined : { bounds, limits: this.options.limits, revisionBase: machine.revisionBase, holdsTxnStateIn: (range: ShardBounds) => machine.holdsTxnStateIn(range) };
+    const keys = bounds === undefined ? undefined : { bounds, limits: this.options.limits, revisionBase: machine.revisionBase, merge: this.mergeMarksValue, holdsTxnStateIn: (range: ShardBounds) => machine.holdsTxnStateIn(range) };
     const plan = planApply(entries, this.membershipValue, this.shardMapValue, keys);
     const merging = plan.commits.length > 0 || plan.prepared;
     this.applyPlanned(plan, merging)
@@ -148,6 +156,7 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
           if (plan.membershipChanged) this.membershipValue = plan.membership;
           if (plan.shardMapChanged) this.shardMapValue = plan.shardMap;
           this.boundsValue = plan.bounds;
+          this.mergeMarksValue = plan.mergeMarks ?? NO_MERGE_MARKS;
           this.writtenBytesValue += putBytesOf(plan.entries);
           if (plan.splits.length > 0 || merging) this.dataGenerationValue++;
           this.options.guard(() => done(null, results));
@@ -192,7 +201,7 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
     if (mergeSource === undefined) throw new ImpulseError('IMPULSE_ERR_INTERNAL', 'a shard merge commit reached a group that cannot take merged-in shards');
     const entries = [...plan.entries];
     for (const { position, rightId, bounds, revisionTop } of plan.commits) {
-      const absorbed = await mergeSource(rightId, bounds);
+      const absorbed = await mergeSource(rightId, bounds, revisionTop);
       const absorb: MergeAbsorb = { ...absorbed, deletes: await staleKeysOf(this.options.machine, bounds, absorbed) };
       if (absorb.revisionTop !== revisionTop) throw new ImpulseError('IMPULSE_ERR_INTERNAL', `shard ${rightId}'s replica here froze with revision top ${absorb.revisionTop}; the merge commit names ${revisionTop}`);
       const entry = entries[position]!;
@@ -272,10 +281,11 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
       .installStaged()
       .then(() => readStored(machine))
       .then(
-        ({ membership, shardMap, bounds }) => {
+        ({ membership, shardMap, bounds, mergeMarks }) => {
           this.membershipValue = membership;
           this.shardMapValue = shardMap;
           this.boundsValue = bounds;
+          this.mergeMarksValue = mergeMarks;
           this.dataGenerationValue++;
           this.options.guard(() => done(null));
           this.options.onMembership?.(membership);
@@ -297,6 +307,7 @@ interface StoredCluster {
   readonly membership: Membership;
   readonly shardMap: ShardMap | undefined;
   readonly bounds: ShardBounds | undefined;
+  readonly mergeMarks: MergeMarks;
 }
 
 async function readStored(machine: KvStateMachine): Promise<StoredCluster> {
@@ -306,6 +317,7 @@ async function readStored(machine: KvStateMachine): Promise<StoredCluster> {
     membership: await readMembership(machine),
     shardMap: map === undefined ? undefined : decodeShardMap(map),
     bounds: bounds === undefined ? undefined : decodeShardBounds(bounds),
+    mergeMarks: bounds === undefined ? NO_MERGE_MARKS : await readMergeMarks(machine),
   };
 }
 

@@ -67,6 +67,10 @@ export interface ShardGroupsOptions {
   readonly splitGcKeysPerStep?: number;
   /** `--shard-split-qps` (0: off): load-triggered splits, checked every `sizeCheckMs` (ShardLoadSplits). */
   readonly splitQps: number;
+  /** `--shard-merge-timeout-ms` (0: never): the meta leader rolls back a merge in flight longer (ShardMerges). */
+  readonly mergeTimeoutMs: number;
+  /** Most key and value bytes a merge's commit copies (default MERGE_RIGHT_BYTES_MAX; ShardMerges). */
+  readonly mergeCopyBytesMax?: number;
   /** For the load splits' key samples. */
   readonly random: Random;
   readonly logger: Logger;
@@ -92,7 +96,7 @@ export class ShardGroups {
       groups, meta, nodeId, clock, random: options.random, splitQps: options.splitQps, checkMs: sizeCheckMs, holdMs: LOAD_SPLIT_HOLD_CHECKS * sizeCheckMs, load: this.load,
       requestSplit: (key) => this.splits.requestSplit(key), logger,
     });
-    this.merges = new ShardMerges({ groups, meta, nodeId, clock, retryPauseMs, rpcTimeoutMs: options.waitHostedMs, logger, refollow: () => this.refollow() });
+    this.merges = new ShardMerges({ groups, meta, nodeId, clock, retryPauseMs, rpcTimeoutMs: options.waitHostedMs, timeoutMs: options.mergeTimeoutMs, ...(options.mergeCopyBytesMax !== undefined ? { copyBytesMax: options.mergeCopyBytesMax } : {}), logger, refollow: () => this.refollow() });
     meta.group.listen({
       shardMapChanged: (map) => this.follow(map),
       leaderChanged: () => this.proposeFirstMap(),
@@ -165,6 +169,16 @@ export class ShardGroups {
    */
   merge(leftId: number, reports?: ReportsSnapshot): Promise<ShardMap> {
     return this.merges.requestMerge(leftId, reports === undefined ? undefined : (shard) => reports.shards.get(shard)?.sizeBytes ?? undefined);
+  }
+
+  /** Rolls back the merge into shard `leftId` (ShardMerges.requestRollback): an operator's request. */
+  cancelMerge(leftId: number): Promise<ShardMap> {
+    return this.merges.requestRollback(leftId, 'an operator asked (POST /shards/merge/cancel)');
+  }
+
+  /** How long this member has seen the merge of right shard `rightId` in flight (undefined: none). */
+  mergeAgeMs(rightId: number): number | undefined {
+    return this.merges.mergeAgeMs(rightId);
   }
 
   /** A request for `key` reached this member's replica of shard `shardId` (sampled for a load split while the shard is hot here). */
@@ -347,8 +361,14 @@ export async function shardsView(clusterId: string, nodeId: NodeId, shards: Shar
     return { clusterId, nodeId, sharded: false, version: 1, reportsFrom, shards: [await shardView(whole, meta, shards.sizes, undefined)] };
   }
   const views: ShardView[] = [];
-  for (const shard of map?.shards ?? []) views.push(await shardView(shard, shards.hosted(shard), shards.sizes, reports?.shards.get(shard.id)));
+  for (const shard of map?.shards ?? []) views.push({ ...(await shardView(shard, shards.hosted(shard), shards.sizes, reports?.shards.get(shard.id))), ...mergeViewFields(shard, shards) });
   return { clusterId, nodeId, sharded: true, version: map?.version ?? 0, reportsFrom, shards: views };
+}
+
+/** A merge in flight's rollback mark and age (as this member saw it) for `GET /shards`. */
+function mergeViewFields(shard: Shard, shards: ShardGroups): Pick<ShardView, 'mergeAbort' | 'mergeAgeMs'> {
+  const ageMs = shard.mergeInto === undefined ? undefined : shards.mergeAgeMs(shard.id);
+  return { ...(shard.mergeAbort === true ? { mergeAbort: true as const } : {}), ...(ageMs !== undefined ? { mergeAgeMs: ageMs } : {}) };
 }
 
 async function shardView(shard: Shard, hosted: HostedGroup | undefined, sizes: ShardSizes, report: ReportedShard | undefined): Promise<ShardView> {

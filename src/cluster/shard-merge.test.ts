@@ -33,7 +33,7 @@ import { pino } from 'pino';
 import { ImpulseServer } from '../api/server.js';
 import { ImpulseClient } from '../client/client.js';
 import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
-import { sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
+import { retriedAcrossRoutes, sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
 import { readMergePrepared } from './shard-merge.js';
 
 const until = (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> => untilInProcess(what, check, timeoutMs);
@@ -43,18 +43,7 @@ const put = (key: string, value: string, clientId?: string, seq?: number): KvCom
   ...(clientId !== undefined && seq !== undefined ? { session: { clientId, seq } } : {}),
 });
 
-/** As the client does: a retryable refusal, a stale route or an unknown outcome is tried again (same session seq). */
-async function retried<T>(attempt: () => Promise<T>): Promise<T> {
-  for (let tries = 1; ; tries++) {
-    try {
-      return await attempt();
-    } catch (error) {
-      const retryable = isImpulseError(error, 'IMPULSE_ERR_UNAVAILABLE') || isImpulseError(error, 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN') || isImpulseError(error, 'IMPULSE_ERR_SHARD_STALE');
-      if (tries >= 40 || !retryable) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
+const retried = <T>(attempt: () => Promise<T>): Promise<T> => retriedAcrossRoutes(attempt, 40);
 
 /** The merge of `rightId` finished on every running member: the map lacks it, the survivor covers its range, its replica is gone. */
 function mergedEverywhere(cluster: InProcessCluster, rightId: number): boolean {

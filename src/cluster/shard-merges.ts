@@ -24,16 +24,23 @@
  *     this deletion, never the merge.
  *   - RPC `shard-merge` {op: 'merged', group, other}: whether this member's
  *     replica of `group` took group `other` in.
+ *   - `requestRollback(leftId)`: marks the merge into `leftId` to roll back
+ *     (`abortMerge`); `reconcile` then proposes the rollback's steps instead
+ *     (shard-merge.ts: abort in the left group, rollback in the right one once
+ *     this member's replica of the left one applied the abort, then the map's
+ *     `finishRollback`), or finishes the merge when the left group's commit
+ *     came first. The meta leader marks a merge itself once it has been in
+ *     flight longer than `timeoutMs` (as this member saw it).
  */
 import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
 import type { NodeId } from '../raft/types.js';
-import { checkRightSize, finishMerge, startMerge } from '../shard/merges.js';
+import { MERGE_RIGHT_BYTES_MAX, abortMerge, checkRightSize, finishMerge, finishRollback, startMerge } from '../shard/merges.js';
 import { type Shard, type ShardMap, sameShardBounds, shardById } from '../shard/shard-map.js';
 import type { Clock } from '../util/clock.js';
 import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import { encodeClusterCommand } from './log-entries.js';
-import { mergedRightIds, readMergePrepared } from './shard-merge.js';
+import { frozenBytesAbove, mergedRightIds, readMergePrepared } from './shard-merge.js';
 
 export const SHARD_MERGE_CHANNEL = 'shard-merge';
 /** Retry pauses between two asks whether every survivor replica took a merged-away group in (a member down: not every 100 ms). */
@@ -50,6 +57,14 @@ export interface ShardMergesOptions {
   readonly retryPauseMs: number;
   /** How long a peer has to answer `shard-merge`. */
   readonly rpcTimeoutMs: number;
+  /** `--shard-merge-timeout-ms`: the meta leader rolls back a merge in flight longer than this (0: never). */
+  readonly timeoutMs: number;
+  /**
+   * Most key and value bytes of the right group a commit copies (default
+   * MERGE_RIGHT_BYTES_MAX): the copy is one engine batch in memory on every
+   * replica of the left group, so above it the merge is rolled back.
+   */
+  readonly copyBytesMax?: number;
   /** Follows the current map again (ShardGroups): reconciles merges and destroys merged-away replicas. */
   readonly refollow: () => void;
   readonly logger: Logger;
@@ -61,6 +76,10 @@ export interface MergeCounters {
   prepared: number;
   committed: number;
   finished: number;
+  /** Merges this member marked to roll back (its time bound as the meta leader, an operator's cancel through it, a copy above its bound as the left leader). */
+  rollbacksRequested: number;
+  /** Rollbacks this member finished in the map (the right shard serves its range again). */
+  rolledBack: number;
   stepFailures: number;
 }
 
@@ -69,7 +88,9 @@ export class ShardMerges {
   private readonly busy = new Set<string>();
   private retryArmed = false;
   private closed = false;
-  readonly counters: MergeCounters = { requested: 0, prepared: 0, committed: 0, finished: 0, stepFailures: 0 };
+  /** When this member first saw each merge in flight, by right shard id (with its attempt, the right shard's epoch). */
+  private readonly seen = new Map<number, { epoch: number; atMs: number }>();
+  readonly counters: MergeCounters = { requested: 0, prepared: 0, committed: 0, finished: 0, rollbacksRequested: 0, rolledBack: 0, stepFailures: 0 };
 
   constructor(private readonly options: ShardMergesOptions) {
     const { groups } = options;
@@ -117,14 +138,48 @@ export class ShardMerges {
   /** Proposes the next step of every merge in flight in `map` whose group this member leads (see the file comment). */
   reconcile(map: ShardMap): void {
     if (this.closed) return;
+    this.noteMerges(map);
     let pending = false;
     for (const right of map.shards) {
       if (right.mergeInto === undefined) continue;
       const left = shardById(map, right.mergeInto);
       if (left === undefined) continue;
-      pending = this.step(left, right) || pending;
+      this.rollBackIfOverdue(left.id, right);
+      pending = (right.mergeAbort === true ? this.rollbackStep(left, right) : this.step(left, right)) || pending;
     }
     if (pending) this.retryLater(1);
+  }
+
+  /** How long this member has seen the merge of right shard `rightId` in flight (undefined: none in its map). */
+  mergeAgeMs(rightId: number): number | undefined {
+    const seen = this.seen.get(rightId);
+    return seen === undefined ? undefined : this.options.clock.now() - seen.atMs;
+  }
+
+  /**
+   * Marks the merge into shard `leftId` to roll back (merges.ts
+   * `abortMerge`) and resolves with the map that has the mark; the rollback
+   * then runs on its own (`GET /shards`: the right shard without `mergeInto`
+   * when done), unless the left group had taken the right one in already:
+   * then the merge finishes. IMPULSE_ERR_CONFIG_INVALID when no merge into
+   * `leftId` is in flight.
+   */
+  async requestRollback(leftId: number, why: string): Promise<ShardMap> {
+    const { meta, logger } = this.options;
+    for (let attempt = 0; attempt < MERGE_MAP_ATTEMPTS; attempt++) {
+      await meta.requests.readBarrier();
+      const map = this.mapNow();
+      const next = abortMerge(map, leftId);
+      if (next === map) return map;
+      await meta.requests.write(encodeClusterCommand({ type: 'shard-map', map: next }), true);
+      const written = this.mapNow();
+      if (written.version >= next.version && written.shards.some((shard) => shard.mergeInto === leftId && shard.mergeAbort === true)) {
+        this.counters.rollbacksRequested++;
+        logger.warn({ shard: leftId, why }, 'shard merge to be rolled back: the right neighbour serves its range again unless the left shard took it in first');
+        return written;
+      }
+    }
+    throw new ImpulseError('IMPULSE_ERR_UNAVAILABLE', `the shard map changed under ${MERGE_MAP_ATTEMPTS} rollback attempts in a row; retry`, { details: { retryAfterSeconds: 1 } });
   }
 
   /** Destroys this member's replicas of merged-away groups every replica of their survivors took in (see the file comment); asks again later while one has not. */
@@ -157,7 +212,7 @@ export class ShardMerges {
     const leads = (hosted: HostedGroup | undefined): hosted is HostedGroup => hosted !== undefined && hosted.group.state === 'running' && hosted.group.leader === nodeId;
     if (leads(rightGroup) && rightGroup.group.machine.bounds !== undefined && sameShardBounds(rightGroup.group.machine.bounds, right)) {
       this.propose(`prepare.${right.id}`, async () => {
-        await rightGroup.requests.write(encodeClusterCommand({ type: 'prepare-merge', leftId: left.id, bounds: { start: right.start, end: right.end } }), true);
+        await rightGroup.requests.write(encodeClusterCommand({ type: 'prepare-merge', leftId: left.id, bounds: { start: right.start, end: right.end }, epoch: right.epoch }), true);
         return true;
       }, 'prepared');
     }
@@ -180,13 +235,110 @@ export class ShardMerges {
     return true;
   }
 
-  /** Proposes commit-merge in the left group once this member's replica of the right group applied its prepare; does nothing (the next round asks again) before. */
+  /**
+   * Proposes commit-merge in the left group once this member's replica of the
+   * right group applied its prepare; does nothing (the next round asks again)
+   * before. The copy's bound is checked here, on the right group's frozen
+   * data (final since the prepare, the same on every replica): above
+   * `copyBytesMax` the merge is rolled back instead.
+   */
   private async commitWhenReady(leftGroup: HostedGroup, left: Shard, right: Shard): Promise<boolean> {
     const local = this.options.groups.get(right.id);
     const prepared = local === undefined ? undefined : await readMergePrepared(local.group.machine.machine);
-    if (prepared === undefined || prepared.leftId !== left.id) return false;
-    await leftGroup.requests.write(encodeClusterCommand({ type: 'commit-merge', rightId: right.id, bounds: prepared.bounds, revisionTop: prepared.revisionTop }), true);
+    if (local === undefined || prepared === undefined || prepared.leftId !== left.id || prepared.epoch !== right.epoch) return false;
+    const copyBytesMax = this.options.copyBytesMax ?? MERGE_RIGHT_BYTES_MAX;
+    const bytes = await frozenBytesAbove(local.group.machine.machine, prepared, copyBytesMax);
+    if (bytes !== undefined) {
+      await this.requestRollback(left.id, `shard ${right.id} froze with more than ${copyBytesMax} bytes of keys and values (${bytes} counted): a merge copies at most that in one batch`);
+      return false;
+    }
+    await leftGroup.requests.write(encodeClusterCommand({ type: 'commit-merge', rightId: right.id, bounds: prepared.bounds, revisionTop: prepared.revisionTop, epoch: prepared.epoch }), true);
     return true;
+  }
+
+  /**
+   * The next step of the rollback of `right`'s merge into `left` (the map
+   * marks it `mergeAbort`) where this member leads a group involved: the
+   * abort in the left group (while it has not taken the right one in; when it
+   * has, the merge finishes instead), the rollback in the right group (once
+   * this member's replica of the left one applied the abort), then the
+   * map's `finishRollback` (once this member's replica of the right one
+   * serves its range again). True while not done here.
+   */
+  private rollbackStep(left: Shard, right: Shard): boolean {
+    const { groups, nodeId } = this.options;
+    const leftGroup = groups.get(left.id);
+    const rightGroup = groups.get(right.id);
+    const leads = (hosted: HostedGroup | undefined): hosted is HostedGroup => hosted !== undefined && hosted.group.state === 'running' && hosted.group.leader === nodeId;
+    const attempt = right.epoch;
+    const leftBounds = leftGroup?.group.machine.bounds;
+    const aborted = (leftGroup?.group.machine.mergeMarks.aborted.get(right.id) ?? 0) >= attempt;
+    if (leads(leftGroup) && leftBounds !== undefined) {
+      if (sameShardBounds(leftBounds, { start: left.start, end: right.end })) this.propose(`finish.${left.id}`, () => this.finishInMap(left.id), 'finished');
+      else if (sameShardBounds(leftBounds, left) && !aborted) {
+        this.propose(`abort.${left.id}`, async () => {
+          await leftGroup.requests.write(encodeClusterCommand({ type: 'abort-merge', rightId: right.id, bounds: { start: right.start, end: right.end }, epoch: attempt }), true);
+          return true;
+        });
+      }
+    }
+    if (leads(rightGroup) && aborted) {
+      const machine = rightGroup.group.machine;
+      if (machine.mergeMarks.rolledBack < attempt) {
+        this.propose(`rollback.${right.id}`, async () => {
+          await rightGroup.requests.write(encodeClusterCommand({ type: 'rollback-merge', leftId: left.id, epoch: attempt }), true);
+          return true;
+        });
+      } else if (machine.bounds !== undefined && sameShardBounds(machine.bounds, right)) {
+        this.propose(`unfreeze.${right.id}`, () => this.finishRollbackInMap(left.id, attempt), 'rolledBack');
+      }
+    }
+    return true;
+  }
+
+  /** Commits the map without the merge into `leftId` (rolled back in the right group at `attempt`): the right shard at a new epoch. */
+  private async finishRollbackInMap(leftId: number, attempt: number): Promise<boolean> {
+    const { meta, logger } = this.options;
+    for (let tries = 0; tries < MERGE_MAP_ATTEMPTS; tries++) {
+      await meta.requests.readBarrier();
+      const map = this.mapNow();
+      const right = map.shards.find((shard) => shard.mergeInto === leftId);
+      if (right === undefined || right.mergeAbort !== true || right.epoch !== attempt) return tries > 0;
+      await meta.requests.write(encodeClusterCommand({ type: 'shard-map', map: finishRollback(map, leftId) }), true);
+      logger.info({ shard: leftId, right: right.id }, 'shard merge rolled back: the right neighbour serves its range again');
+    }
+    logger.warn({ shard: leftId }, 'the shard map changed under every attempt to finish a merge rollback; trying again later');
+    return false;
+  }
+
+  /** Notes when this member first saw each merge in flight in `map` (`mergeAgeMs`); forgets those gone. */
+  private noteMerges(map: ShardMap): void {
+    const now = this.options.clock.now();
+    const present = new Set<number>();
+    for (const shard of map.shards) {
+      if (shard.mergeInto === undefined) continue;
+      present.add(shard.id);
+      const seen = this.seen.get(shard.id);
+      if (seen === undefined || seen.epoch !== shard.epoch) this.seen.set(shard.id, { epoch: shard.epoch, atMs: now });
+    }
+    for (const id of this.seen.keys()) if (!present.has(id)) this.seen.delete(id);
+  }
+
+  /** As the meta leader: marks `right`'s merge into `leftId` to roll back once this member has seen it in flight longer than `timeoutMs`. */
+  private rollBackIfOverdue(leftId: number, right: Shard): void {
+    const { timeoutMs, meta, nodeId, logger } = this.options;
+    const age = this.mergeAgeMs(right.id);
+    if (timeoutMs <= 0 || right.mergeAbort === true || age === undefined || age <= timeoutMs || meta.group.leader !== nodeId) return;
+    const key = `overdue.${right.id}`;
+    if (this.busy.has(key)) return;
+    this.busy.add(key);
+    this.requestRollback(leftId, `in flight ${age} ms, over --shard-merge-timeout-ms ${timeoutMs}`).then(
+      () => this.busy.delete(key),
+      (error: unknown) => {
+        this.busy.delete(key);
+        logger.warn({ err: error, shard: leftId }, 'marking an overdue shard merge to roll back failed; trying again');
+      },
+    );
   }
 
   /** Commits the merged map (the left shard widened, the right one gone) once the left group took the right one in. */
@@ -203,13 +355,14 @@ export class ShardMerges {
     return false;
   }
 
-  private propose(key: string, work: () => Promise<boolean>, counter: 'prepared' | 'committed' | 'finished'): void {
+  /** Runs `work` (one step) unless the same step runs already; `counter` counts it when it says it is done. */
+  private propose(key: string, work: () => Promise<boolean>, counter?: 'prepared' | 'committed' | 'finished' | 'rolledBack'): void {
     if (this.busy.has(key) || this.closed) return;
     this.busy.add(key);
     work().then(
       (done) => {
         this.busy.delete(key);
-        if (done) this.counters[counter]++;
+        if (done && counter !== undefined) this.counters[counter]++;
       },
       (error: unknown) => {
         this.busy.delete(key);

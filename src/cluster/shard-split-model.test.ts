@@ -248,11 +248,11 @@ class Harness {
     const [leftId, left] = ordered[at]!;
     const [rightId, right] = ordered[at + 1]!;
     const rightBounds = right.bounds;
-    right.pending.push({ entry: { kind: 'normal', index: right.nextIndex++, term: TERM, data: encodeClusterCommand({ type: 'prepare-merge', leftId, bounds: rightBounds }) }, expect: () => undefined });
+    right.pending.push({ entry: { kind: 'normal', index: right.nextIndex++, term: TERM, data: encodeClusterCommand({ type: 'prepare-merge', leftId, bounds: rightBounds, epoch: 1 }) }, expect: () => undefined });
     await this.applyPending(right);
     const prepared = await readMergePrepared(right.machine);
     assert.ok(prepared !== undefined && right.bounds.end !== null && right.bounds.start.equals(right.bounds.end), 'the right group froze');
-    left.pending.push({ entry: { kind: 'normal', index: left.nextIndex++, term: TERM, data: encodeClusterCommand({ type: 'commit-merge', rightId, bounds: rightBounds, revisionTop: prepared.revisionTop }) }, expect: () => undefined });
+    left.pending.push({ entry: { kind: 'normal', index: left.nextIndex++, term: TERM, data: encodeClusterCommand({ type: 'commit-merge', rightId, bounds: rightBounds, revisionTop: prepared.revisionTop, epoch: prepared.epoch }) }, expect: () => undefined });
     await this.applyPending(left);
     assert.ok(left.bounds.end === rightBounds.end || (left.bounds.end !== null && rightBounds.end !== null && left.bounds.end.equals(rightBounds.end)), 'the left group widened');
     this.groups.delete(rightId);

@@ -393,9 +393,12 @@ export class ShardedKvService implements KvService {
 
   /** The merges in flight in `map` and this member's merge steps since it started (shard-merges.ts). */
   private mergeFigures(map: ShardMap | undefined): Record<string, number> {
-    const { requested, prepared, committed, finished, stepFailures } = this.shards.mergeCounters;
+    const { requested, prepared, committed, finished, stepFailures, rollbacksRequested, rolledBack } = this.shards.mergeCounters;
     const inFlight = map?.shards.filter((shard) => shard.mergeInto !== undefined).length ?? 0;
-    return { shard_merges_in_flight: inFlight, shard_merges_requested: requested, shard_merges_prepared: prepared, shard_merges_committed: committed, shard_merges_finished: finished, shard_merge_step_failures: stepFailures };
+    return {
+      shard_merges_in_flight: inFlight, shard_merges_requested: requested, shard_merges_prepared: prepared, shard_merges_committed: committed, shard_merges_finished: finished, shard_merge_step_failures: stepFailures,
+      shard_merge_rollbacks_requested: rollbacksRequested, shard_merges_rolled_back: rolledBack,
+    };
   }
 
   /** True when this member's map has a shard merge in flight: a group refusing its own keys is then frozen by the merge (shard-merge.ts), not behind a split. */

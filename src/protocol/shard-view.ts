@@ -27,6 +27,10 @@ export interface ShardView {
   readonly nextGeneration?: number;
   /** A merge in flight: this shard merges into its left neighbour, shard `mergeInto`. */
   readonly mergeInto?: number;
+  /** The merge in flight is being rolled back (`POST /shards/merge/cancel` or `--shard-merge-timeout-ms`); absent when not. */
+  readonly mergeAbort?: true;
+  /** How long the answering member has seen the merge in flight, ms (it counts from when its map first had it); absent when none. */
+  readonly mergeAgeMs?: number;
   /** Replicas aligning for a merge: this shard's replicas are moving onto those of its left neighbour, shard `alignTo`, which it then merges into (docs/sharding.md "Merges"); absent when none. */
   readonly alignTo?: number;
   /** The leader the answering member knows of; null when none, or when it does not replicate the shard. */

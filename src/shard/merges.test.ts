@@ -6,14 +6,17 @@
  * widened shard, and every map round-trips through its encoding. The
  * preconditions refuse, with the map unchanged: no right neighbour,
  * different replicas, a move or another merge in flight; a merging shard
- * neither splits nor moves. `mergeCandidates`: the thresholds, the hysteresis and
- * at most one merge per shard.
+ * neither splits nor moves. A rollback mark only on a merge in flight; the
+ * finished rollback leaves the right shard as it was at a new epoch (the next
+ * attempt's), and a merge marked to roll back may still finish (the left
+ * group's commit came first). `mergeCandidates`: the thresholds, the
+ * hysteresis and at most one merge per shard.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { isImpulseError } from '../errors.js';
-import { MERGE_RIGHT_BYTES_MAX, type MergeOptions, checkRightSize, finishMerge, mergeCandidates, startMerge } from './merges.js';
+import { MERGE_RIGHT_BYTES_MAX, type MergeOptions, abortMerge, checkRightSize, finishMerge, finishRollback, mergeCandidates, startMerge } from './merges.js';
 import type { ShardMap } from './shard-map.js';
 import { startMove } from './moves.js';
 import { changeReplicas, decodeShardMap, encodeShardMap, initialShardMap, nextShardId, shardFor, splitShard } from './shard-map.js';
@@ -77,6 +80,25 @@ describe('shard merges in the map', () => {
     assert.doesNotThrow(() => checkRightSize(merging, 2, () => MERGE_RIGHT_BYTES_MAX));
     assert.throws(() => checkRightSize(merging, 2, () => MERGE_RIGHT_BYTES_MAX + 1), (error) => refused(error) && (error as { details?: Record<string, unknown> }).details?.['shard'] === 3);
     assert.throws(() => checkRightSize(merging, 2, () => undefined), (error) => isImpulseError(error, 'IMPULSE_ERR_UNAVAILABLE'));
+  });
+
+  it('marks a merge to roll back and finishes the rollback at a new epoch of the right shard; a marked merge may still finish', () => {
+    const map = initialShardMap([Buffer.from('g'), Buffer.from('p')], [1, 2, 3]); // 2 [,g) 3 [g,p) 4 [p,)
+    assert.throws(() => abortMerge(map, 2), refused, 'no merge in flight');
+    const merging = startMerge(map, 2);
+    const marked = abortMerge(merging, 2);
+    assert.deepEqual([marked.version, marked.shards[1]!.mergeInto, marked.shards[1]!.mergeAbort, marked.shards[1]!.epoch], [merging.version + 1, 2, true, 1], 'the attempt (the epoch) is unchanged by the mark');
+    assert.equal(abortMerge(marked, 2), marked, 'marked already: the same map');
+    assert.deepEqual(decodeShardMap(encodeShardMap(marked)), marked);
+    assert.throws(() => finishRollback(merging, 2), refused, 'no rollback mark');
+    const rolledBack = finishRollback(marked, 2);
+    const right = rolledBack.shards[1]!;
+    assert.deepEqual([right.id, right.start.toString(), right.end?.toString(), right.epoch, right.mergeInto, right.mergeAbort], [3, 'g', 'p', rolledBack.version, undefined, undefined]);
+    assert.deepEqual(decodeShardMap(encodeShardMap(rolledBack)), rolledBack);
+    assert.equal(startMerge(rolledBack, 2).shards[1]!.epoch, rolledBack.version, 'the next attempt has another epoch');
+    const finished = finishMerge(marked, 2);
+    assert.deepEqual(finished.shards.map((shard) => [shard.id, shard.mergeAbort]), [[2, undefined], [4, undefined]], 'the left group took it in first: the merge finishes');
+    assert.throws(() => decodeShardMap(Buffer.from(encodeShardMap(map).toString().replace('"epoch":1,', '"epoch":1,"mergeAbort":true,'))), (error) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION'), 'a rollback mark without a merge');
   });
 
   it('never hands out a merged-away id again, even the highest', () => {

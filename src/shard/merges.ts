@@ -12,6 +12,19 @@
  *                         the map; the map's `highestId` keeps the highest id
  *                         ever handed out, so `nextShardId` never reuses R's.
  *
+ * or, rolled back (docs/sharding.md "Rolling a merge back"):
+ *
+ *   abortMerge(map, L)    R.mergeAbort: the decision to roll back (R keeps
+ *                         `mergeInto`; L's log still decides: a commit of
+ *                         L's that came first wins, and the merge finishes).
+ *   finishRollback(map, L) R loses both marks and its epoch rises to the new
+ *                         version (R's range is unchanged; the next attempt
+ *                         has another epoch, and the quiet time starts again).
+ *
+ * The merge's ATTEMPT is R's epoch at the intent: it does not change while
+ * the merge is in flight (neither shard splits or moves), and it rises at a
+ * rollback, so two attempts never share one. The groups' logs carry it.
+ *
  * Preconditions (IMPULSE_ERR_CONFIG_INVALID, the map unchanged, otherwise): L
  * has a right neighbour, both have the same replicas, neither has a move or
  * another merge in flight, and neither is in an alignment other than R's
@@ -72,6 +85,27 @@ export function finishMerge(map: ShardMap, leftId: number): ShardMap {
   const highestId = Math.max(map.highestId ?? 0, ...map.shards.map((shard) => shard.id));
   const shards = map.shards.filter((shard) => shard.id !== right.id).map((shard): Shard => (shard.id === left.id ? { ...shard, end: right.end, epoch: version } : shard));
   return checkedShardMap({ version, shards, highestId });
+}
+
+/**
+ * The map with the merge into `leftId` marked to roll back (`mergeAbort`).
+ * IMPULSE_ERR_CONFIG_INVALID when no merge into `leftId` is in flight; a
+ * merge marked already is returned unchanged (the caller need not write it).
+ */
+export function abortMerge(map: ShardMap, leftId: number): ShardMap {
+  const right = mergeInto(map, leftId);
+  if (right === undefined) throw refused(`no merge into shard ${leftId} is in flight (it finished, was rolled back, or never started)`);
+  if (right.mergeAbort === true) return map;
+  return checkedShardMap({ ...map, version: map.version + 1, shards: map.shards.map((shard) => (shard.id === right.id ? { ...shard, mergeAbort: true } : shard)) });
+}
+
+/** The map after the merge into `leftId` (marked by `abortMerge`) was rolled back in the right group: it serves its range again, at a new epoch. */
+export function finishRollback(map: ShardMap, leftId: number): ShardMap {
+  const right = mergeInto(map, leftId);
+  if (right === undefined || right.mergeAbort !== true) throw refused(`no merge into shard ${leftId} is being rolled back`);
+  const version = map.version + 1;
+  const { mergeInto: _into, mergeAbort: _abort, ...rest } = right;
+  return checkedShardMap({ ...map, version, shards: map.shards.map((shard) => (shard.id === right.id ? { ...rest, epoch: version } : shard)) });
 }
 
 /** The merge in flight into `leftId` (its right neighbour, marked), if any. */

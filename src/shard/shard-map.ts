@@ -68,6 +68,8 @@ export interface Shard {
   readonly nextGeneration?: number;
   /** A merge in flight: this shard is being merged into `mergeInto`, its left neighbour (src/shard/merges.ts); absent when none. */
   readonly mergeInto?: number;
+  /** The merge into `mergeInto` is being rolled back (merges.ts `abortMerge`): only with `mergeInto`; absent when not. */
+  readonly mergeAbort?: true;
   /** Replicas being aligned for a merge: this shard's replicas are moving onto those of `alignTo`, its left neighbour, which it then merges into (src/shard/alignment.ts); absent when none. */
   readonly alignTo?: number;
 }
@@ -144,7 +146,7 @@ export function shardMapProblem(map: ShardMap): string | undefined {
 
 /** What is wrong with `shard`'s merge into its left neighbour `left`, or undefined (merges.ts). */
 function shardMergeProblem(shard: Shard, left: Shard | undefined): string | undefined {
-  if (shard.mergeInto === undefined) return undefined;
+  if (shard.mergeInto === undefined) return shard.mergeAbort === undefined ? undefined : 'is marked rolling back a merge it is not in';
   if (left === undefined || left.id !== shard.mergeInto) return `is marked merging into ${shard.mergeInto}, which is not its left neighbour`;
   if (left.mergeInto !== undefined || shard.move !== undefined || left.move !== undefined) return 'cannot merge while a move or another merge of it or its left neighbour is in flight';
   return sameReplicas(left.replicas, shard.replicas) ? undefined : `cannot merge into shard ${left.id}: their replicas differ`;
@@ -383,6 +385,7 @@ interface ShardJson {
   readonly replicaIds?: readonly number[];
   readonly nextGeneration?: number;
   readonly mergeInto?: number;
+  readonly mergeAbort?: true;
   readonly alignTo?: number;
 }
 
@@ -399,6 +402,7 @@ export function shardMapToJson(map: ShardMap): { version: number; shards: ShardJ
     ...(shard.replicaIds !== undefined && shard.replicaIds.length > 0 ? { replicaIds: [...shard.replicaIds] } : {}),
     ...(shard.nextGeneration !== undefined ? { nextGeneration: shard.nextGeneration } : {}),
     ...(shard.mergeInto !== undefined ? { mergeInto: shard.mergeInto } : {}),
+    ...(shard.mergeAbort === true ? { mergeAbort: true as const } : {}),
     ...(shard.alignTo !== undefined ? { alignTo: shard.alignTo } : {}),
   }));
   return { version: map.version, shards, ...highestIdField(map) };
@@ -439,7 +443,7 @@ export function shardMapFromJson(parsed: unknown): ShardMap | string {
     shards = list.map((item: unknown): Shard => {
       const shard = item as Partial<Record<keyof ShardJson, unknown>> | null;
       if (typeof shard?.id !== 'number' || typeof shard.epoch !== 'number' || !Array.isArray(shard.replicas) || !shard.replicas.every((id) => typeof id === 'number')) throw corrupt('a shard lacks its id, epoch or replicas');
-      return { id: shard.id, start: hex(shard.start), end: shard.end === null ? null : hex(shard.end), epoch: shard.epoch, replicas: shard.replicas as number[], ...moveFromJson(shard.move, shard.retired), ...replicaIdsFromJson(shard.replicaIds, shard.nextGeneration), ...mergeFromJson(shard.mergeInto), ...alignFromJson(shard.alignTo) };
+      return { id: shard.id, start: hex(shard.start), end: shard.end === null ? null : hex(shard.end), epoch: shard.epoch, replicas: shard.replicas as number[], ...moveFromJson(shard.move, shard.retired), ...replicaIdsFromJson(shard.replicaIds, shard.nextGeneration), ...mergeFromJson(shard.mergeInto, shard.mergeAbort), ...alignFromJson(shard.alignTo) };
     });
   } catch (error) {
     return (error as Error).message;
@@ -448,11 +452,13 @@ export function shardMapFromJson(parsed: unknown): ShardMap | string {
   return shardMapProblem(map) ?? map;
 }
 
-/** The optional `mergeInto` of a shard in JSON (shardMapProblem checks its meaning). */
-function mergeFromJson(mergeInto: unknown): Pick<Shard, 'mergeInto'> {
-  if (mergeInto === undefined) return {};
+/** The optional `mergeInto` and `mergeAbort` of a shard in JSON (shardMapProblem checks their meaning). */
+function mergeFromJson(mergeInto: unknown, mergeAbort: unknown): Pick<Shard, 'mergeInto' | 'mergeAbort'> {
+  if (mergeAbort !== undefined && mergeAbort !== true) throw new Error('a shard\'s merge rollback mark is not true');
+  const abort = mergeAbort === true ? { mergeAbort: true as const } : {};
+  if (mergeInto === undefined) return abort;
   if (typeof mergeInto !== 'number') throw new Error('a shard\'s merge target is not an id');
-  return { mergeInto };
+  return { mergeInto, ...abort };
 }
 
 /** The optional `alignTo` of a shard in JSON (shardMapProblem checks its meaning). */

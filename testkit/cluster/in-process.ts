@@ -50,6 +50,8 @@ export interface InProcessOptions {
   readonly splitGcKeysPerStep?: number;
   /** Passed to openMember: the lock TTL of transactions across shards, ms. */
   readonly txnLockTtlMs?: number;
+  /** Most bytes a merge copies (MemberOptions.mergeCopyBytesMax; tests make it small). */
+  readonly mergeCopyBytesMax?: number;
   /** pino level for the members' logs (default 'silent'; 'warn' when debugging). */
   readonly logLevel?: string;
   /** Member id i advertises http://127.0.0.1:clientPorts[i - 1] (default port 10,000 + id); for tests that serve HTTP on them. */
@@ -128,6 +130,7 @@ export class InProcessCluster {
       ...(this.options.quiesceAfterTicks !== undefined ? { quiesceAfterTicks: this.options.quiesceAfterTicks } : {}),
       ...(this.options.splitGcKeysPerStep !== undefined ? { splitGcKeysPerStep: this.options.splitGcKeysPerStep } : {}),
       ...(this.options.txnLockTtlMs !== undefined ? { txnLockTtlMs: this.options.txnLockTtlMs } : {}),
+      ...(this.options.mergeCopyBytesMax !== undefined ? { mergeCopyBytesMax: this.options.mergeCopyBytesMax } : {}),
     });
     member.admin.start(cluster.advertiseClient);
     this.members.set(id, member);

@@ -29,6 +29,24 @@ export async function sameShardContent(cluster: InProcessCluster, id: number, ti
 }
 
 /**
+ * Runs `attempt` as a client that follows stale routes would (the merge
+ * tests): a retryable refusal, an unknown outcome or a stale route is tried
+ * again, 50 ms apart, at most `triesMax` times; the same attempt must be safe
+ * to repeat (a write with its session and seq).
+ */
+export async function retriedAcrossRoutes<T>(attempt: () => Promise<T>, triesMax = 40): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      const retryable = isImpulseError(error, 'IMPULSE_ERR_UNAVAILABLE') || isImpulseError(error, 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN') || isImpulseError(error, 'IMPULSE_ERR_SHARD_STALE');
+      if (tries >= triesMax || !retryable) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+/**
  * Runs `attempt` as a client would: a retryable refusal (unavailable, e.g.
  * a shard splitting) or an unknown outcome is tried again, after 50 ms × the
  * tries so far, at most `triesMax` times; the same attempt must be safe to
