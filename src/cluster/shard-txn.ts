@@ -34,10 +34,14 @@
  *   for longer than the TTL (its own clock: no clocks are compared across
  *   members), then it is abandoned: `abort` at the primary (which writes
  *   `aborted` unless `committed` is there), and the record read again decides.
- *   A reader that meets a pending lock answers the value before it: the
- *   record was absent when read, after the value was read, so the
- *   transaction had not committed at any moment between — the old value is
- *   the linearizable answer (the transaction commits later).
+ *   A reader that meets a pending lock reads again, and answers the value
+ *   before the lock when the lock is STILL there: a record is forgotten
+ *   only after every lock of its transaction is resolved, so a lock seen
+ *   after the record was read absent means the transaction had not
+ *   committed when the record was read; the key kept its value while locked,
+ *   so that value is the linearizable answer at that moment. (Answering the
+ *   first read at once would be wrong: the transaction may have committed,
+ *   resolved and forgotten its record between the two reads.)
  *
  * COMMIT DEADLINE: another member aborts a transaction only after it saw one
  * of its locks for a whole TTL, i.e. at least a TTL after the transaction
@@ -220,11 +224,11 @@ export class ShardTxns {
     return 'resolved';
   }
 
-  /** `resolveLocks` for each transaction among `locks` (met in one shard): 'pending' only when every one is pending. */
-  async resolveAll(locks: readonly LockSeen[], keysMax: number): Promise<'resolved' | 'pending'> {
-    let outcome: 'resolved' | 'pending' = 'pending';
-    for (const group of byTransaction(locks, keysMax)) if ((await this.resolveLocks(group)) === 'resolved') outcome = 'resolved';
-    return outcome;
+  /** `resolveLocks` for each transaction among `locks` (met in one shard); the ids of those found pending. */
+  async resolveAll(locks: readonly LockSeen[], keysMax: number): Promise<Set<string>> {
+    const pending = new Set<string>();
+    for (const group of byTransaction(locks, keysMax)) if ((await this.resolveLocks(group)) === 'pending') pending.add(group[0]!.txnId);
+    return pending;
   }
 
   /** True once this member has seen a lock of `txnId` for a whole TTL (it starts counting now if it had not). */

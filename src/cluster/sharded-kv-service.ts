@@ -137,16 +137,21 @@ export class ShardedKvService implements KvService {
 
   /**
    * Runs `read` (one shard's part) and settles the transaction locks it met
-   * (shard-txn.ts): decided ones are resolved and the part read again; when
-   * all it met are pending, the values read (those before the locks) are the
-   * answer. A serializable read ignores locks (it may be stale anyway).
+   * (shard-txn.ts): decided ones are resolved, and the part is read again.
+   * A read whose every lock belongs to a transaction found pending AFTER an
+   * earlier read saw its lock is the answer (the values before the locks;
+   * shard-txn.ts says why the lock must be seen again). A serializable read
+   * ignores locks (it may be stale anyway).
    */
   private async throughLocks<T extends { readonly locks: readonly LockSeen[] }>(consistency: ReadConsistency, read: () => Promise<T>): Promise<T> {
+    const pending = new Set<string>();
     for (let attempt = 0; ; attempt++) {
       const result = await read();
-      if (result.locks.length === 0 || consistency === 'serializable') return result;
+      if (consistency === 'serializable') return result;
+      const unsettled = result.locks.filter((lock) => !pending.has(lock.txnId));
+      if (unsettled.length === 0) return result;
       if (attempt >= LOCK_ATTEMPTS) throw unavailable('the keys read are locked by transactions across shards being resolved; retry');
-      if ((await this.txns.resolveAll(result.locks, this.limits.batchOpsMax)) === 'pending') return result;
+      for (const txnId of await this.txns.resolveAll(unsettled, this.limits.batchOpsMax)) pending.add(txnId);
     }
   }
 
