@@ -6,9 +6,15 @@
  * time and the messages the members send are measured over `--seconds` of
  * idleness, with quiescence on and off, `--rounds` times each.
  *
- *   flock /tmp/impulse-bench.lock node dist/bench/sharding.js [--groups 1000] [--seconds 10] [--rounds 3] [--engine btree]
+ *   flock /tmp/impulse-bench.lock node dist/bench/sharding.js [--groups 1000] [--seconds 10] [--rounds 3] [--engine btree] [--one-dead]
  *
- * Prints the table and writes it to docs/benchmarks.md (section "sharding-idle").
+ * With `--one-dead`, member 3 is killed once the groups settled and every
+ * group takes one more write (so the dead member's replicas are behind in
+ * all of them): the two survivors are measured, and with quiescence on their
+ * groups must quiesce past the dead member (raft-group.ts).
+ *
+ * Prints the table and writes it to docs/benchmarks.md (section
+ * "sharding-idle", or "sharding-idle-dead" with `--one-dead`).
  */
 import { encodeCommand } from '../src/kv/command.js';
 import { peerAddresses } from '../src/cluster/membership.js';
@@ -19,6 +25,7 @@ const groupCount = Number(flag('groups', '1000'));
 const seconds = Number(flag('seconds', '10'));
 const rounds = Number(flag('rounds', '3'));
 const engine = flag('engine', 'btree');
+const oneDead = process.argv.includes('--one-dead');
 const OPEN_CONCURRENCY = 32;
 
 interface Sample {
@@ -48,12 +55,31 @@ async function measure(quiesce: boolean): Promise<Sample> {
       const at = cluster.member((id % 3) + 1).groups.get(id)!;
       await at.requests.write(encodeCommand({ ops: [{ type: 'put', key: Buffer.from(`k${id}`), value: Buffer.from('v') }] }), false);
     });
-    const members = cluster.running();
+    let members = cluster.running();
     const all = groupCount + 1;
-    const settleDeadline = Date.now() + 60_000;
-    // Settled: every group quiesced everywhere (quiescence on), or a few election timeouts (off).
-    if (quiesce) while (members.some((id) => cluster.member(id).host.quiescedGroups() < all) && Date.now() < settleDeadline) await sleep(100);
-    else await sleep(3000);
+    const settle = async (): Promise<void> => {
+      const settleDeadline = Date.now() + 120_000;
+      // Settled: every group quiesced everywhere (quiescence on), or a few election timeouts (off).
+      if (quiesce) while (members.some((id) => cluster.member(id).host.quiescedGroups() < all) && Date.now() < settleDeadline) await sleep(100);
+      else await sleep(3000);
+    };
+    await settle();
+    if (oneDead) {
+      await cluster.crash(3);
+      members = cluster.running();
+      await inBatches([1, ...ids], OPEN_CONCURRENCY, async (id) => {
+        const command = encodeCommand({ ops: [{ type: 'put', key: Buffer.from(`dead-${id}`), value: Buffer.from('v') }] });
+        for (let tries = 1; ; tries++) {
+          try {
+            return void (await cluster.member(1).groups.get(id)!.requests.write(command, false));
+          } catch (error) {
+            if (tries >= 20) throw error; // a put of the same value: safe to repeat after a dead leader's unknown outcome
+            await sleep(100 * tries);
+          }
+        }
+      });
+      await settle();
+    }
     const sent = (): number => members.reduce((sum, id) => sum + cluster.member(id).host.transport.stats().sentMessages, 0);
     const messagesBefore = sent();
     const cpuBefore = process.cpuUsage();
@@ -92,21 +118,23 @@ async function main(): Promise<void> {
       quiesce ? 'on' : 'off',
       medianCell(samples.map((s) => s.cpuPercent), (value) => formatNumber(value, 1)),
       medianCell(samples.map((s) => s.messagesPerSecond)),
-      `${median(samples.map((s) => s.quiesced))} / ${3 * (groupCount + 1)}`,
+      `${median(samples.map((s) => s.quiesced))} / ${(oneDead ? 2 : 3) * (groupCount + 1)}`,
       formatNumber(median(samples.map((s) => s.openSeconds)), 1),
       formatNumber(median(samples.map((s) => s.rssMiB)), 0),
     ];
   });
   const markdown = [
-    `### Idle Raft groups: ${groupCount} groups (+ group 1) on a three-member cluster in one process`,
+    `### Idle Raft groups: ${groupCount} groups (+ group 1) on a three-member cluster in one process${oneDead ? ', one member dead' : ''}`,
     '',
     machineLine(),
-    `Engine ${engine}; every group replicated on all three members, elected, one write each, then ${seconds} s idle; median of ${rounds} rounds (min–max). CPU is the whole process (three members), in % of one core. The machine was shared with other engineers' work.`,
+    oneDead
+      ? `Engine ${engine}; every group replicated on all three members, elected, one write each; then member 3 killed and one more write to every group (its replicas behind everywhere), then ${seconds} s idle; median of ${rounds} rounds (min–max). CPU is the whole process (the two survivors), in % of one core; messages are the survivors'. The machine was shared with other engineers' work.`
+      : `Engine ${engine}; every group replicated on all three members, elected, one write each, then ${seconds} s idle; median of ${rounds} rounds (min–max). CPU is the whole process (three members), in % of one core. The machine was shared with other engineers' work.`,
     '',
     table(['quiescence', 'CPU % (idle)', 'messages/s (all members)', 'replicas quiesced', `open ${3 * groupCount} replicas, s`, 'RSS MiB'], rows),
   ].join('\n');
   console.log(markdown);
-  await writeSection('sharding-idle', markdown);
+  await writeSection(oneDead ? 'sharding-idle-dead' : 'sharding-idle', markdown);
 }
 
 await main();

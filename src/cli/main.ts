@@ -85,6 +85,7 @@ const serveCommand = program
   .option('--shard-balance-bytes-min <bytes>', `sharded: replicas move for byte balance only when a member's bytes are off the mean by 5% and by at least this (default ${DEFAULT_SHARD_MOVES.balanceBytesMin})`)
   .option('--shard-split-bytes <n>', 'sharded: the leader of a shard splits it at its middle key once its keys and values pass n bytes (default 0: off; docs/sharding.md)')
   .option('--shard-split-qps <n>', 'sharded: the leader of a shard splits it where its sampled load halves once its smoothed requests a second stay above n for 10 s (default 0: off; docs/sharding.md)')
+  .option('--shard-split-gc-rate <keys>', 'sharded: most frozen keys a second this member deletes after its shards split, all its led shards together (default 16384; docs/sharding.md)')
   .option('--shard-merge-bytes <n>', 'sharded: two neighbouring shards on the same members, each under n bytes and together under half of --shard-split-bytes, merge (default 0: off; docs/sharding.md)')
   .option('--shard-merge-quiet-ms <ms>', `sharded: a shard split, merged or moved more recently than this does not merge (default ${DEFAULT_SHARD_MERGES.quietMs})`)
   .option('--shard-merge-timeout-ms <ms>', `sharded: the meta leader rolls back a shard merge still in flight after this long; 0: never (default ${DEFAULT_SHARD_MERGES.timeoutMs})`)

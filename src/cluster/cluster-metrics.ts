@@ -73,6 +73,7 @@ function hostFigures(host: NodeHost): Record<string, number> {
     raft_groups_quiesced: host.quiescedGroups(),
     raft_quiesce_notices_sent: host.quiesceCounters.noticesSent,
     raft_groups_woken_by_silence: host.quiesceCounters.wokenBySilence,
+    raft_groups_woken_by_return: host.quiesceCounters.wokenByReturn,
     raft_leader_gone_hints: host.leaderGoneHints,
     // The node's log journal (one fsync for every group's saves): raft_journal_commits, _fsyncs, ... (LogJournal.stats).
     ...Object.fromEntries(Object.entries(host.journal?.stats() ?? {}).map(([name, value]) => [`raft_${name}`, value])),

@@ -59,6 +59,8 @@ export interface ClusterConfig {
    * load-triggered splits.
    */
   readonly shardSplitQps: number;
+  /** `--shard-split-gc-rate`: most frozen keys a second a member's split GC deletes, all its led shards together (src/cluster/shard-split-gc.ts). Default 16,384. */
+  readonly shardSplitGcRate: number;
   /** Automatic merges of small neighbours (docs/sharding.md "Merges"). */
   readonly merges: ShardMergesConfig;
   readonly timing: RaftTimingConfig;
@@ -70,6 +72,9 @@ export interface ClusterConfig {
    */
   readonly snapshotRateMax: number;
 }
+
+/** `--shard-split-gc-rate` by default: 16 GC steps of 1,024 keys a second (a 10 GiB half of 1 KiB values in about 11 minutes). */
+export const DEFAULT_SHARD_SPLIT_GC_RATE = 16_384;
 
 /** When the meta group's leader merges small neighbouring shards (src/cluster/shard-merge-trigger.ts). */
 export interface ShardMergesConfig {
@@ -149,6 +154,7 @@ export interface ClusterFlags {
   memberDeadAfterMs?: string;
   shardSplitBytes?: string;
   shardSplitQps?: string;
+  shardSplitGcRate?: string;
   shardBalanceLeaders?: string;
   shardBalanceBytesMin?: string;
   shardMergeBytes?: string;
@@ -165,7 +171,7 @@ export interface ClusterFlags {
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number, clientScheme: 'http' | 'https' = 'http'): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
     const stray = (
-      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardSplitQps', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders', 'shardBalanceBytesMin', 'shardMergeBytes', 'shardMergeQuietMs', 'shardMergeTimeoutMs', 'snapshotRateMax'] as const
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardSplitQps', 'shardSplitGcRate', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders', 'shardBalanceBytesMin', 'shardMergeBytes', 'shardMergeQuietMs', 'shardMergeTimeoutMs', 'snapshotRateMax'] as const
     ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
@@ -203,6 +209,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   if (timing.electionTicks < 2 * timing.heartbeatTicks) throw invalid('--election-ticks must be at least twice --heartbeat-ticks');
   const shardSplitBytes = integer('--shard-split-bytes', flags.shardSplitBytes ?? '0', 0, 2 ** 48);
   const shardSplitQps = integer('--shard-split-qps', flags.shardSplitQps ?? '0', 0, 10_000_000);
+  const shardSplitGcRate = integer('--shard-split-gc-rate', flags.shardSplitGcRate ?? String(DEFAULT_SHARD_SPLIT_GC_RATE), 1, 100_000_000);
   const merges: ShardMergesConfig = {
     mergeBytes: integer('--shard-merge-bytes', flags.shardMergeBytes ?? String(DEFAULT_SHARD_MERGES.mergeBytes), 0, MERGE_RIGHT_BYTES_MAX),
     quietMs: integer('--shard-merge-quiet-ms', flags.shardMergeQuietMs ?? String(DEFAULT_SHARD_MERGES.quietMs), 0, 86_400_000),
@@ -218,7 +225,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   // A member is suspect after two election timeouts of silence (shard-mover.ts); dead must come later.
   if (moves.memberDeadAfterMs <= 2 * timing.electionTicks * timing.tickMs) throw invalid('--member-dead-after-ms must exceed two election timeouts (--election-ticks × --tick-ms × 2)');
   const snapshotRateMax = integer('--snapshot-rate-max', flags.snapshotRateMax ?? String(DEFAULT_LIMITS.snapshotSendBytesPerSecondMax), SNAPSHOT_SEND_BYTES_PER_SECOND_MIN, 2 ** 40);
-  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, shardSplitQps, merges, timing, moves, snapshotRateMax };
+  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, shardSplitQps, shardSplitGcRate, merges, timing, moves, snapshotRateMax };
 }
 
 /** Most split keys of `--split-keys` (the shards a new cluster starts with, minus one). */

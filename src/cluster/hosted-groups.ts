@@ -43,7 +43,9 @@ import { type BootstrapMeta, type GroupSeed, RaftGroup } from './raft-group.js';
 import { RaftRequests } from './raft-requests.js';
 import { serveShardReads } from './remote-shard.js';
 import { serveShardConf } from './shard-conf.js';
-import { mergeAbsorbOf, readMergePrepared } from './shard-merge.js';
+import { type MergePrepared, mergeAbsorbOf, readMergePrepared } from './shard-merge.js';
+import { KvStateMachine } from '../kv/state-machine.js';
+import { engineHomeFor } from '../service/open-local.js';
 
 export interface HostedGroupsOptions {
   readonly host: NodeHost;
@@ -75,6 +77,8 @@ export interface HostedGroup {
 
 export class HostedGroups {
   private readonly hosted = new Map<number, HostedGroup>();
+  /** Groups being opened (`open`) or read (`mergePreparedOnDisk`) right now: one at a time each. */
+  private readonly busy = new Set<number>();
 
   constructor(private readonly options: HostedGroupsOptions) {}
 
@@ -94,6 +98,17 @@ export class HostedGroups {
   async open(id: number, voters: ReadonlyMap<NodeId, string> | undefined, bootstrapMeta: readonly BootstrapMeta[] = [], seed?: GroupSeed, raftId: number = this.options.host.nodeId): Promise<HostedGroup> {
     const { options } = this;
     if (this.hosted.has(id) || options.host.group(id) !== undefined) throw new Error(`raft group ${id} is open on this node already`);
+    if (this.busy.has(id)) throw new Error(`raft group ${id} is being opened or read on this node; try again`);
+    this.busy.add(id);
+    try {
+      return await this.openNow(id, voters, bootstrapMeta, seed, raftId);
+    } finally {
+      this.busy.delete(id);
+    }
+  }
+
+  private async openNow(id: number, voters: ReadonlyMap<NodeId, string> | undefined, bootstrapMeta: readonly BootstrapMeta[], seed: GroupSeed | undefined, raftId: number): Promise<HostedGroup> {
+    const { options } = this;
     const onDisk = await this.raftIdOnDisk(id);
     if (onDisk !== undefined && onDisk !== raftId) throw new Error(`raft group ${id}'s files on this node are of Raft id ${onDisk}, not ${raftId}`);
     if (onDisk === undefined && raftId !== options.host.nodeId) await this.recordRaftId(id, raftId);
@@ -200,6 +215,49 @@ export class HostedGroups {
     return raftId;
   }
 
+  /** The ids of the groups with files on this node (`raft/<id>/` or `kv/<id>/`: a crash inside `destroy` may leave either), ascending. */
+  async idsOnDisk(): Promise<number[]> {
+    const { vfs, dataDir } = this.options;
+    const ids = new Set<number>();
+    for (const part of ['raft', 'kv']) {
+      let names: string[];
+      try {
+        names = await vfs.list(joinPath(dataDir, part));
+      } catch (error) {
+        if (isNotFound(error)) continue;
+        throw error;
+      }
+      for (const name of names) if (/^[1-9][0-9]*$/.test(name) && Number.isSafeInteger(Number(name))) ids.add(Number(name));
+    }
+    return [...ids].sort((a, b) => a - b);
+  }
+
+  /**
+   * The `merge-prepared` record (shard-merge.ts) of group `id`'s state
+   * machine here, read without hosting the group: its engine is opened,
+   * read and closed, and the group is not opened meanwhile (`open` refuses;
+   * a merge commit waiting for it polls again). Undefined: no record, or no
+   * state machine here. Refuses a hosted group (its state is the group's).
+   */
+  async mergePreparedOnDisk(id: number): Promise<MergePrepared | undefined> {
+    const { vfs, dataDir, engine, limits, engineChoices } = this.options;
+    if (this.hosted.has(id) || this.busy.has(id)) throw new Error(`raft group ${id} is open, or being opened, on this node`);
+    this.busy.add(id);
+    try {
+      const engineDir = joinPath(dataDir, 'kv', String(id), engine);
+      if (!(await vfs.exists(engineDir))) return undefined;
+      const home = engineHomeFor({ engine, dataDir: engineDir, sync: 'fsync', limits, ...(engineChoices !== undefined ? { engineChoices } : {}) });
+      const machine = await KvStateMachine.open({ home, limits });
+      try {
+        return await readMergePrepared(machine);
+      } finally {
+        await machine.close();
+      }
+    } finally {
+      this.busy.delete(id);
+    }
+  }
+
   /** Records `raftId` as group `id`'s on this node, durably, before the group has any file (a crash leaves the record or nothing). */
   private async recordRaftId(id: number, raftId: number): Promise<void> {
     const { vfs, dataDir } = this.options;
@@ -224,14 +282,20 @@ export class HostedGroups {
     await this.options.host.removeGroup(id);
   }
 
-  /** Stops hosting group `id` and deletes its log and state machine files. */
+  /** Stops hosting group `id` and deletes its log and state machine files (refused while the group is being opened or read). */
   async destroy(id: number): Promise<void> {
-    await this.close(id);
-    const { vfs, dataDir } = this.options;
-    await removeTree(vfs, joinPath(dataDir, 'raft', String(id)));
-    await removeTree(vfs, joinPath(dataDir, 'kv', String(id)));
-    await vfs.syncDir(joinPath(dataDir, 'raft'));
-    await vfs.syncDir(joinPath(dataDir, 'kv'));
+    if (this.busy.has(id)) throw new Error(`raft group ${id} is being opened or read on this node; try again`);
+    this.busy.add(id);
+    try {
+      await this.close(id);
+      const { vfs, dataDir } = this.options;
+      await removeTree(vfs, joinPath(dataDir, 'raft', String(id)));
+      await removeTree(vfs, joinPath(dataDir, 'kv', String(id)));
+      await vfs.syncDir(joinPath(dataDir, 'raft'));
+      await vfs.syncDir(joinPath(dataDir, 'kv'));
+    } finally {
+      this.busy.delete(id);
+    }
   }
 }
 

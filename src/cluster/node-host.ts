@@ -22,7 +22,11 @@
  * (channel `quiesce`). The host pings every peer node once per heartbeat
  * interval (channel `liveness`, one message per node pair whatever the
  * number of groups) and wakes a quiesced follower group once its leader's
- * node has been silent for an election timeout (node-liveness.ts).
+ * node has been silent for an election timeout (node-liveness.ts). A leader
+ * quiesces past members whose nodes are silent that long (their replicas
+ * need not match: CockroachDB quiesces past dead nodes by liveness the same
+ * way), and the host wakes such a group as soon as one of those nodes is
+ * heard from again, so the returning replica catches up.
  *
  * Address book: the members (and recently removed members) of every group's
  * membership; while no group knows any member yet (a member that joins and
@@ -125,8 +129,8 @@ export class NodeHost {
   private journalValue: LogJournal | undefined;
   /** Messages on channels nobody serves, or for groups this node does not host. */
   droppedMessages = 0;
-  /** Quiescence notices sent, and quiesced groups woken because their leader's node went silent. */
-  readonly quiesceCounters = { noticesSent: 0, wokenBySilence: 0 };
+  /** Quiescence notices sent; quiesced groups woken because their leader's node went silent, and led groups woken because a member they quiesced past (down) was heard from again. */
+  readonly quiesceCounters = { noticesSent: 0, wokenBySilence: 0, wokenByReturn: 0 };
   /** Groups told their leader's process is gone (`noticeGonePeers`), quiesced or not. */
   leaderGoneHints = 0;
 
@@ -241,16 +245,20 @@ export class NodeHost {
       for (const id of this.peerIds) this.transport.send(id, { channel: LIVENESS_CHANNEL, group: 0, body: null });
       this.noticeGonePeers();
     }
+    const down = (id: NodeId): boolean => id !== this.options.nodeId && this.liveness.silent(id);
     for (const group of this.groups.values()) {
       if (group.quiesced) {
         const leader = group.leader;
         if (leader !== this.options.nodeId && (leader === 0 || this.liveness.silent(leader))) {
           this.quiesceCounters.wokenBySilence++;
           group.wake();
+        } else if (group.quiescedPast.length > 0 && group.quiescedPast.some((id) => !down(id))) {
+          this.quiesceCounters.wokenByReturn++;
+          group.wake();
         }
         continue;
       }
-      const notice = group.tick();
+      const notice = group.tick(down);
       if (notice !== undefined) this.sendQuiesce(group, notice);
     }
   }

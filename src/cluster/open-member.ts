@@ -148,6 +148,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       ...(options.splitGcKeysPerStep !== undefined ? { splitGcKeysPerStep: options.splitGcKeysPerStep } : {}),
       ...(options.mergeCopyBytesMax !== undefined ? { mergeCopyBytesMax: options.mergeCopyBytesMax } : {}),
       splitQps: cluster.shardSplitQps,
+      splitGcKeysPerSecond: cluster.shardSplitGcRate,
       mergeTimeoutMs: cluster.merges.timeoutMs,
       random: random.fork(),
       logger,
@@ -221,7 +222,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
     const remote = new RemoteShards({ rpc: host.rpc, nodeId: cluster.nodeId, clock, requestTimeoutMs, retryPauseMs: cluster.timing.heartbeatTicks * tickMs });
     const txnLockTtlMs = options.txnLockTtlMs ?? TXN_LOCK_TTL_MS;
     const txnOptions = { clock, lockTtlMs: txnLockTtlMs, sweepIntervalMs: Math.max(100, Math.round(txnLockTtlMs / 5)) };
-    const sharded = new ShardedKvService(metaService, shards, remote, () => ({ ...mover.figures(), ...mergeTrigger.figures() }), txnOptions);
+    const sharded = new ShardedKvService(metaService, shards, remote, () => ({ ...mover.figures(), ...mergeTrigger.figures(), ...shards.figures() }), txnOptions);
     // A joiner learns whether the cluster is sharded from the meta group's snapshot, after it opened.
     const service = shards.sharded ? sharded : identity.bootstrap === 'initial' ? metaService : new JoinedKvService(metaService, sharded, shards);
     host.startTicking();

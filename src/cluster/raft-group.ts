@@ -10,7 +10,8 @@
  * group — which then reports `failed` with the reason and refuses requests —
  * and never the process.
  *
- * Quiescence: a leader whose group has been quiet (`RaftDriver.quiet`) for
+ * Quiescence: a leader whose group has been quiet (`RaftDriver.quiet`; a
+ * member the host's liveness says is down need not match: `quietPast`) for
  * `quiesceAfterTicks` ticks stops ticking it and tells the followers
  * (`QuiesceNotice`, sent by the host); a follower that agrees (same leader,
  * term and last index, nothing pending) stops ticking it too. An idle group
@@ -157,6 +158,7 @@ export class RaftGroup {
   private lastLeader = 0;
   private lastTerm = 0;
   private quiescedValue = false;
+  private quiescedPastValue: readonly NodeId[] = [];
   private quietTicks = 0;
   private readonly listeners: GroupListener[] = [];
   private readonly logger: Logger;
@@ -310,22 +312,40 @@ export class RaftGroup {
    * send to the other members when this tick quiesced the group (a leader
    * quiet for `quiesceAfterTicks` ticks), else undefined.
    */
-  tick(): QuiesceNotice | undefined {
+  tick(down: (node: NodeId) => boolean = () => false): QuiesceNotice | undefined {
     if (this.stateValue !== 'running' || this.quiescedValue) return undefined;
     this.guardTicking(() => this.driverValue.tick());
     this.noticeLeader();
     const after = this.options.quiesceAfterTicks ?? 2 * this.options.timing.heartbeatTicks + 1;
     const driver = this.driverValue;
-    const quiet = this.stateValue === 'running' && driver.node.role === 'leader' && driver.quiet;
+    const quiet = this.stateValue === 'running' && driver.node.role === 'leader' && driver.quietPast((raftId) => down(nodeOfRaftId(raftId)));
     this.quietTicks = quiet ? this.quietTicks + 1 : 0;
     if (after <= 0 || this.quietTicks < after) return undefined;
     this.quiescedValue = true;
+    this.quiescedPastValue = this.laggingNodes();
     return { term: driver.node.currentTerm, index: driver.node.lastIndex };
   }
 
   /** True while the group is quiesced (not ticked). */
   get quiesced(): boolean {
     return this.quiescedValue;
+  }
+
+  /**
+   * The nodes this leader's group quiesced past (down, and behind its last
+   * index: see `tick`); empty when it quiesced with every member matching,
+   * or is not quiesced. The host wakes the group when one of them is heard
+   * from again, so the returning member catches up.
+   */
+  get quiescedPast(): readonly NodeId[] {
+    return this.quiescedPastValue;
+  }
+
+  /** The nodes whose replica's match is behind this leader's last index. */
+  private laggingNodes(): NodeId[] {
+    const status = this.driverValue.status();
+    const last = this.driverValue.node.lastIndex;
+    return Object.entries(status.progress).filter(([, view]) => view.match !== last).map(([raftId]) => nodeOfRaftId(Number(raftId)));
   }
 
   /** The leader `from` says the group is quiet: quiesce too when this node stands at the same point with nothing pending. */
@@ -347,6 +367,7 @@ export class RaftGroup {
   wake(): void {
     if (!this.quiescedValue) return;
     this.quiescedValue = false;
+    this.quiescedPastValue = [];
     this.quietTicks = 0;
     if (this.stateValue === 'running') this.guardTicking(() => this.driverValue.resumeTicking());
   }

@@ -21,7 +21,11 @@
  *   - merges (shard-merges.ts): `merge(leftId)` commits a merge's intent in
  *     the map; after every map, bounds change and leader change the member
  *     proposes the merge steps of the groups it leads, and deletes its copies
- *     of merged-away groups once every survivor replica took them in.
+ *     of merged-away groups once every survivor replica took them in;
+ *   - leftovers (shard-leftovers.ts): files of groups this member does not
+ *     host that the map (at the meta group's read point) no longer gives it —
+ *     what a crash between leaving a group and deleting the copy leaves — are
+ *     deleted, in the open chain, every `sizeCheckMs` when there are any.
  *
  * Opens run one at a time in map order (a promise chain): a map applied while
  * one runs is taken up after it.
@@ -41,6 +45,7 @@ import type { ShardSizes } from './shard-size.js';
 import { type MergeCounters, ShardMerges } from './shard-merges.js';
 import { ShardSplits } from './shard-splits.js';
 import { SplitGc } from './shard-split-gc.js';
+import { LeftoverGc } from './shard-leftovers.js';
 import { LOAD_SPLIT_HOLD_CHECKS, type LoadSplitCounters, ShardLoadSplits } from './shard-load-splits.js';
 import { ShardLoad } from './shard-load.js';
 import type { Clock } from '../util/clock.js';
@@ -65,6 +70,8 @@ export interface ShardGroupsOptions {
   readonly sizeCheckMs: number;
   /** Keys one step of a split's GC deletes (default SPLIT_GC_KEYS_PER_STEP; shard-split-gc.ts). */
   readonly splitGcKeysPerStep?: number;
+  /** `--shard-split-gc-rate`: most keys a second this member's split GC deletes (default DEFAULT_SHARD_SPLIT_GC_RATE; shard-split-gc.ts). */
+  readonly splitGcKeysPerSecond?: number;
   /** `--shard-split-qps` (0: off): load-triggered splits, checked every `sizeCheckMs` (ShardLoadSplits). */
   readonly splitQps: number;
   /** `--shard-merge-timeout-ms` (0: never): the meta leader rolls back a merge in flight longer (ShardMerges). */
@@ -83,6 +90,7 @@ export class ShardGroups {
   private readonly splits: ShardSplits;
   private readonly merges: ShardMerges;
   private readonly splitGc: SplitGc;
+  private readonly leftovers: LeftoverGc;
   private readonly loadSplits: ShardLoadSplits;
   /** The smoothed load of each shard this member leads (shard-load.ts): its reports and its load splits read it. */
   readonly load: ShardLoad;
@@ -90,11 +98,17 @@ export class ShardGroups {
   constructor(private readonly options: ShardGroupsOptions) {
     const { meta, groups, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger } = options;
     this.splits = new ShardSplits({ groups, meta, nodeId, clock, retryPauseMs, splitBytes, sizeCheckMs, logger });
-    this.splitGc = new SplitGc({ groups, meta, nodeId, clock, intervalMs: sizeCheckMs, rpcTimeoutMs: options.waitHostedMs, logger, ...(options.splitGcKeysPerStep !== undefined ? { keysPerStep: options.splitGcKeysPerStep } : {}) });
+    this.splitGc = new SplitGc({ groups, meta, nodeId, clock, intervalMs: sizeCheckMs, rpcTimeoutMs: options.waitHostedMs, logger, ...(options.splitGcKeysPerStep !== undefined ? { keysPerStep: options.splitGcKeysPerStep } : {}), ...(options.splitGcKeysPerSecond !== undefined ? { keysPerSecondMax: options.splitGcKeysPerSecond } : {}) });
     this.load = new ShardLoad(clock);
     this.loadSplits = new ShardLoadSplits({
       groups, meta, nodeId, clock, random: options.random, splitQps: options.splitQps, checkMs: sizeCheckMs, holdMs: LOAD_SPLIT_HOLD_CHECKS * sizeCheckMs, load: this.load,
       requestSplit: (key) => this.splits.requestSplit(key), logger,
+    });
+    this.leftovers = new LeftoverGc({
+      groups, nodeId, clock, intervalMs: sizeCheckMs, logger,
+      catchUp: () => this.catchUp(),
+      map: () => this.map,
+      serial: (work) => this.inOpenChain(work),
     });
     this.merges = new ShardMerges({ groups, meta, nodeId, clock, retryPauseMs, rpcTimeoutMs: options.waitHostedMs, timeoutMs: options.mergeTimeoutMs, ...(options.mergeCopyBytesMax !== undefined ? { copyBytesMax: options.mergeCopyBytesMax } : {}), logger, refollow: () => this.refollow() });
     meta.group.listen({
@@ -196,24 +210,42 @@ export class ShardGroups {
     return this.merges.counters;
   }
 
+  /** This member's shard figures for /status and /metrics: the leftover copies it deleted (shard-leftovers.ts), its split GC's steps and waits (shard-split-gc.ts). */
+  figures(): Record<string, number> {
+    const { deleted, kept } = this.leftovers.counters;
+    const { steps, waitMs } = this.splitGc.counters;
+    return { shard_replicas_gc: deleted, shard_replicas_gc_kept: kept, shard_split_gc_steps: steps, shard_split_gc_wait_ms: Math.round(waitMs) };
+  }
+
   /** Stops opening groups and proposing splits and merges (the host closes the open ones). */
   close(): void {
     this.closed = true;
     this.splits.close();
     this.splitGc.close();
+    this.leftovers.close();
     this.loadSplits.close();
     this.merges.close();
   }
 
   private follow(map: ShardMap): void {
     this.opening = this.opening.then(async () => {
-      await this.openMissing(map);
+      // Copies that left first: a split's new shard whose parent here is such a copy (removed from
+      // the parent's group before it applied the split) is opened empty, for a snapshot, only once
+      // that parent is gone (ShardSplits.originOf) — else it would wait for a split that never comes.
       await this.destroyUnassigned(map);
+      await this.openMissing(map);
       await this.merges.destroyMerged(map).catch((error: unknown) => this.options.logger.error({ err: error }, 'looking for merged-away shard copies to delete failed'));
       if (this.closed) return;
       this.splits.reconcile(map);
       this.merges.reconcile(map);
     });
+  }
+
+  /** Runs `work` after every open queued before it; a failure of `work` is the caller's and leaves the chain going. */
+  private inOpenChain(work: () => Promise<void>): Promise<void> {
+    const run = this.opening.then(work);
+    this.opening = run.catch(() => undefined);
+    return run;
   }
 
   /** A shard's leader changed: as its new leader, this member may have a split or a merge step to propose. */

@@ -122,3 +122,65 @@ describe('GC of a split\'s frozen keys (three members, split key p, 2 keys a ste
     await everyAcknowledgedWrite();
   });
 });
+
+describe('the split GC\'s rate (--shard-split-gc-rate 40 keys a second, 2 keys a step); a split merged back before its GC', () => {
+  let cluster: InProcessCluster;
+  const RATE = 40;
+  before(async () => {
+    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'p', shardSplitGcRate: String(RATE) }, splitGcKeysPerStep: 2, logLevel: process.env['SPLIT_LOG'] ?? 'silent' });
+    await cluster.waitForLeader();
+    await until('every member settled on the map', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
+  });
+  after(async () => {
+    await cluster?.close();
+  });
+
+  it('deletes 100 frozen keys no faster than the rate, and counts the wait', async () => {
+    const keys = Array.from({ length: 200 }, (_, i) => `k${String(i).padStart(3, '0')}`);
+    for (let first = 0; first < keys.length; first += 50) {
+      await retried(() => cluster.member(1).service.write({ ops: keys.slice(first, first + 50).map((key) => ({ type: 'put' as const, key: Buffer.from(key), value: Buffer.from('v') })) }));
+    }
+    const started = Date.now();
+    const map = await cluster.member(1).shards.split(Buffer.from('k100'));
+    const right = map.shards.find((shard) => shard.start.toString() === 'k100')!.id;
+    const frozenGone = (id: number): boolean => {
+      const group = cluster.member(id).groups.get(2)?.group;
+      const machine = group?.machine.machine;
+      const splitApplied = group?.machine.bounds?.end?.toString() === 'k100';
+      return machine !== undefined && splitApplied && !frozenRightIds(machine).includes(right) && machine.metaNamesStartingWith('split-gc.').length === 0;
+    };
+    await until('every replica of the parent collected the split', () => [1, 2, 3].every(frozenGone));
+    const elapsedMs = Date.now() - started;
+    // 50 steps of 2 keys; the bucket lets a tenth of a second's worth (at least one step) go at once.
+    const burstKeys = Math.max(2, RATE / 10);
+    assert.ok(elapsedMs >= ((100 - burstKeys - 2) / RATE) * 1000, `100 keys at ${RATE} keys/s took ${elapsedMs} ms`);
+    const figures = await Promise.all([1, 2, 3].map(async (id) => (await cluster.member(id).service.status()).figures ?? {}));
+    const steps = figures.reduce((sum, each) => sum + (each['shard_split_gc_steps'] ?? 0), 0);
+    const waitMs = figures.reduce((sum, each) => sum + (each['shard_split_gc_wait_ms'] ?? 0), 0);
+    assert.ok(steps >= 50, `steps counted: ${steps}`);
+    assert.ok(waitMs >= 1000, `waits counted: ${waitMs} ms`);
+    await sameShardContent(cluster, 2, 30_000);
+  });
+
+  it('collects the record of a split whose new shard merged back into the parent before its GC began', async () => {
+    // Member 3 down: it has not made the new shard, so the GC may not begin while the map names it.
+    await cluster.crash(3);
+    for (const key of ['c1', 'c2']) await retried(() => cluster.member(1).service.write({ ops: [{ type: 'put', key: Buffer.from(key), value: Buffer.from(`v-${key}`) }] }), 20);
+    const split = await cluster.member(1).shards.split(Buffer.from('c'));
+    const right = split.shards.find((shard) => shard.start.toString() === 'c')!.id;
+    await until('the live members made the new shard', () => [1, 2].every((id) => cluster.member(id).groups.get(right) !== undefined));
+    await retried(() => cluster.member(1).service.write({ ops: [{ type: 'put', key: Buffer.from('c3'), value: Buffer.from('v-c3') }] }), 20); // into the new shard
+    await retried(() => cluster.member(1).shards.merge(2), 20);
+    await until('the map no longer names the new shard (merged back into its parent)', () => cluster.member(1).shards.map!.shards.every((shard) => shard.id !== right));
+    await until('the live replicas of the parent dropped the split record and GC marker', () =>
+      [1, 2].every((id) => {
+        const machine = cluster.member(id).groups.get(2)!.group.machine.machine;
+        return !frozenRightIds(machine).includes(right) && machine.metaNamesStartingWith('split-gc.').length === 0;
+      }),
+    );
+    for (const id of [1, 2]) {
+      const machine = cluster.member(id).groups.get(2)!.group.machine.machine;
+      for (const key of ['c1', 'c2', 'c3']) assert.equal((await machine.get(Buffer.from(key)))?.value.toString(), `v-${key}`, `member ${id}: ${key}, merged back, is live`);
+    }
+  });
+});

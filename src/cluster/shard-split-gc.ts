@@ -37,6 +37,23 @@
  * Every replica holds the same frozen keys at the same index (they are
  * frozen: no command touches them), so every replica's steps delete the same
  * keys. A crash between steps leaves the marker: the steps go on.
+ *
+ * **Rate.** The GC is background work: a leader proposes its steps no faster
+ * than `keysPerSecondMax` keys a second (`--shard-split-gc-rate`, all the
+ * shards it leads together), counting each step at its full `keysMax`; a
+ * token bucket on the Clock (src/transport/byte-rate.ts) with a tenth of a
+ * second of burst (at least one step). The time it waited is counted
+ * (`shard_split_gc_wait_ms`), with the steps proposed (`shard_split_gc_steps`).
+ *
+ * **A new shard merged away before its GC** (the map no longer names it): the
+ * record and the frozen keys can go once the merge went into the parent
+ * itself (the parent's applied state holds `merged.<R>`, shard-merge.ts): the
+ * commit precedes every later step in the parent's log, so every replica of
+ * the parent took R in (which needed its R made) before it applies a step,
+ * and the keys the merge brought back lie inside the parent's bounds, which
+ * a step never deletes. Into another shard (the parent split again, and R
+ * merged into that part): not decided here — nothing in the parent says
+ * whether every replica of that shard took R in — so the record stays.
  */
 import type { Logger } from 'pino';
 import type { ApplyEntry, ApplyResult } from '../kv/apply.js';
@@ -48,9 +65,12 @@ import { type ShardBounds, type ShardMap, boundsFromHex, boundsHex, shardById } 
 import { compareBytes } from '../util/bytes.js';
 import type { Clock } from '../util/clock.js';
 import { Rounds } from '../util/rounds.js';
+import { ByteRate } from '../transport/byte-rate.js';
+import { DEFAULT_SHARD_SPLIT_GC_RATE } from './config.js';
 import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import { type ApplyPlan, SPLIT_GC_KEYS_MAX, encodeClusterCommand } from './log-entries.js';
 import { type SplitRecord, decodeSplitRecord, splitMetaName, splitRightIdOf, splitSessionsTag } from './shard-split.js';
+import { mergedRightIds } from './shard-merge.js';
 
 export const SPLIT_GC_CHANNEL = 'shard-split-gc';
 
@@ -224,16 +244,31 @@ export interface SplitGcOptions {
   readonly rpcTimeoutMs: number;
   /** Keys a step deletes; default SPLIT_GC_KEYS_PER_STEP (1..SPLIT_GC_KEYS_MAX). */
   readonly keysPerStep?: number;
+  /** Most keys a second this member's steps delete, all its led shards together (≥ 1; default DEFAULT_SHARD_SPLIT_GC_RATE). */
+  readonly keysPerSecondMax?: number;
   readonly logger: Logger;
+}
+
+/** This member's split GC since it started. */
+export interface SplitGcCounters {
+  /** Steps proposed (`shard_split_gc_steps`). */
+  steps: number;
+  /** Time spent waiting for the rate before a step, ms (`shard_split_gc_wait_ms`). */
+  waitMs: number;
 }
 
 /** The runtime side on one member: answers whether its replica of a group made it, and, as a shard's leader, runs the GC of its splits' frozen keys. */
 export class SplitGc {
   private readonly rounds: Rounds;
+  private readonly rate: ByteRate;
+  private readonly keysMax: number;
   private closed = false;
+  readonly counters: SplitGcCounters = { steps: 0, waitMs: 0 };
 
   constructor(private readonly options: SplitGcOptions) {
     const { groups, clock, intervalMs, logger } = options;
+    this.keysMax = Math.min(SPLIT_GC_KEYS_MAX, Math.max(1, options.keysPerStep ?? SPLIT_GC_KEYS_PER_STEP));
+    this.rate = new ByteRate(options.keysPerSecondMax ?? DEFAULT_SHARD_SPLIT_GC_RATE, this.keysMax, clock);
     groups.rpc.serve(SPLIT_GC_CHANNEL, (_from, body, reply) => {
       const { group, index } = (body ?? {}) as { group?: unknown; index?: unknown };
       reply(null, { made: typeof group === 'number' && typeof index === 'number' && this.madeHere(group, index) });
@@ -260,11 +295,14 @@ export class SplitGc {
   /** Steps split `rightId`'s GC in `parent` to its end, once safe (see the file comment), while this member leads `parent`. */
   private async collect(map: ShardMap, parent: HostedGroup, rightId: number): Promise<void> {
     const machine = parent.group.machine;
-    const keysMax = Math.min(SPLIT_GC_KEYS_MAX, Math.max(1, this.options.keysPerStep ?? SPLIT_GC_KEYS_PER_STEP));
+    const { keysMax } = this;
     for (;;) {
       const frozen = await frozenRange(machine.machine, rightId);
       if (frozen === undefined || this.closed || !this.leads(parent)) return;
       if (frozen.record !== undefined && !(await this.everyReplicaMade(map, parent, frozen.record))) return;
+      await this.paced();
+      if (this.closed || !this.leads(parent)) return;
+      this.counters.steps++;
       await parent.requests.write(encodeClusterCommand({ type: 'split-gc', rightId, keysMax }), true);
       if ((await frozenRange(machine.machine, rightId)) === undefined) {
         this.options.logger.info({ shard: parent.group.id, right: rightId }, 'deleted the keys a split froze in its parent');
@@ -272,16 +310,27 @@ export class SplitGc {
     }
   }
 
+  /** Waits until the rate lets one more step of `keysMax` keys go (see the file comment), counting the wait. */
+  private async paced(): Promise<void> {
+    const { clock } = this.options;
+    for (let wait = this.rate.take(this.keysMax); wait > 0 && !this.closed; wait = this.rate.take(this.keysMax)) {
+      const from = clock.now();
+      await new Promise<void>((resolve) => clock.setTimer(wait, resolve));
+      this.counters.waitMs += clock.now() - from;
+    }
+  }
+
   /**
    * Whether every member of `parent`'s configuration that `map` names as a
    * replica of the split's new shard (or as its move's target) has made it
    * durably (a member that does not answer has not). The new shard gone
-   * from the map (merged away): false, the copy stays (docs/sharding.md).
+   * from the map (merged away): true when it merged into `parent` itself
+   * (see the file comment), else false: the copy stays (docs/sharding.md).
    */
   private async everyReplicaMade(map: ShardMap, parent: HostedGroup, record: SplitRecord): Promise<boolean> {
     const { groups, nodeId, rpcTimeoutMs } = this.options;
     const right = shardById(map, record.rightId);
-    if (right === undefined) return false;
+    if (right === undefined) return mergedRightIds(parent.group.machine.machine).includes(record.rightId);
     const { voters, learners } = parent.group.membership.confState;
     for (const node of new Set([...voters, ...learners].map(nodeOfRaftId))) {
       if (!right.replicas.includes(node) && right.move?.to !== node) continue;

@@ -282,6 +282,11 @@ export class RaftDriver<R, P> {
    * `RaftNode.settled`). The host may stop ticking it (quiesce).
    */
   get quiet(): boolean {
+    return this.quietPast(() => false);
+  }
+
+  /** `quiet`, except that a member `down(raftId)` says is down need not match the leader's log (see `RaftNode.settledPast`). */
+  quietPast(down: (raftId: NodeId) => boolean): boolean {
     return (
       this.phase === 'idle' &&
       this.writer.idle &&
@@ -291,7 +296,7 @@ export class RaftDriver<R, P> {
       this.readsWaitingApply.length === 0 &&
       this.snapshotsSending.size === 0 &&
       !this.snapshotReceiving &&
-      this.raft.settled
+      this.raft.settledPast(down)
     );
   }
 

@@ -605,6 +605,9 @@ test('settled: a leader is settled only once every member matches its last entry
   assert.equal(h.node(1).raft.settled, false, 'a proposal in flight');
   h.settle();
   assert.equal(h.node(1).raft.settled, false, 'committed and applied, but node 3 does not match');
+  assert.equal(h.node(1).raft.settledPast((id) => id === 3), true, 'past node 3 when it is down');
+  assert.equal(h.node(1).raft.settledPast((id) => id === 2), false, 'not past a member that is down but matches while node 3 lags');
+  assert.equal(h.node(1).raft.settledPast((id) => id === 1), false, 'the leader\'s own progress is never skipped');
   h.filter = () => true;
   h.tick([1], DEFAULT_RAFT_TIMING.heartbeatIntervalTicks);
   assert.equal(h.node(1).raft.settled, true);

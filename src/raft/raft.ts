@@ -256,12 +256,22 @@ export class RaftNode {
    * Raft's safety never depends on ticks, only its liveness does.
    */
   get settled(): boolean {
+    return this.settledPast(() => false);
+  }
+
+  /**
+   * `settled`, except that on a leader a member `down(id)` says is down
+   * need not match (CockroachDB quiesces past dead nodes): its host wakes the
+   * group when that member returns. Only liveness work is skipped; a
+   * quorum still matches (everything is committed).
+   */
+  settledPast(down: (id: NodeId) => boolean): boolean {
     const last = this.log.lastIndex();
     if (this.log.committed !== last || this.log.applied !== last || this.removedSelf) return false;
     if (this.roleValue === 'follower') return this.leader !== NO_NODE;
     if (this.roleValue !== 'leader') return false;
     if (this.transferTarget !== NO_NODE || this.reads.size > 0 || this.uncommitted.length > 0) return false;
-    for (const pr of this.progress.values()) if (pr.match !== last) return false;
+    for (const [id, pr] of this.progress) if (pr.match !== last && (id === this.id || !down(id))) return false;
     return true;
   }
 
