@@ -4,6 +4,7 @@
  *
  *   empty                      a new leader's no-op
  *   first byte 1               a key-value command (src/kv/command.ts: its own format byte, COMMAND_FORMAT)
+ *   first byte 2               a step of a transaction across shards (src/kv/txn.ts; shard groups only)
  *   first byte 0x43 ('C')      a cluster command: 'C' + JSON (publish a member's client URL; set the shard map; split a shard group; a step of a split's GC; a merge step)
  *   anything else              handed to the key-value layer, which refuses it (IMPULSE_ERR_COMMAND_INVALID)
  *
@@ -19,6 +20,8 @@
 import { outsideBoundsError } from '../shard/stale-route.js';
 import type { ApplyEntry } from '../kv/apply.js';
 import { type KvCommand, type KvLimits, decodeCommand } from '../kv/command.js';
+import { type TxnCommand, decodeTxnCommand, isTxnCommandBytes, txnCommandKeys } from '../kv/txn.js';
+import type { ImpulseError } from '../errors.js';
 import type { Entry, NodeId } from '../raft/types.js';
 import { META_GROUP, SHARD_BOUNDS_META_NAME, SHARD_MAP_META_NAME, type ShardBounds, boundsFromHex, boundsHex, encodeShardBounds, type ShardMap, encodeShardMap, sameShardBounds, shardContains, shardMapFromJson, shardMapToJson } from '../shard/shard-map.js';
 import { CLUSTER_META_BYTES_MAX } from '../kv/apply.js';
@@ -211,6 +214,8 @@ export interface KeyBounds {
   readonly limits: KvLimits;
   /** Absent: 0. */
   readonly revisionBase?: number;
+  /** Whether the group holds transaction locks or records in `bounds` (src/kv/txn.ts): a merge's freeze waits for none. Absent: none. */
+  readonly holdsTxnStateIn?: (bounds: ShardBounds) => boolean;
   /** Absent: none (NO_MERGE_MARKS). */
   readonly merge?: MergeMarks;
 }
@@ -226,6 +231,7 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
   let prepared = false;
   const commits: Array<ApplyPlan['commits'][number]> = [];
   const gcSteps: Array<ApplyPlan['gcSteps'][number]> = [];
+  let txnPlanned = false;
   const planned = entries.map((entry, position): ApplyEntry => {
     const { index, term } = entry;
     let next: Membership;
@@ -234,7 +240,10 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
     } else if (entry.data.length === 0) {
       return { index, term, type: 'noop' };
     } else if (entry.data[0] !== CLUSTER_COMMAND_FORMAT) {
-      return bounded === undefined ? { index, term, type: 'command', command: entry.data } : boundedCommand(index, term, entry.data, bounded);
+      if (bounded === undefined) return { index, term, type: 'command', command: entry.data };
+      const planned = boundedCommand(index, term, entry.data, bounded);
+      txnPlanned ||= planned.type === 'txn';
+      return planned;
     } else {
       const command = decodeClusterCommand(entry.data);
       if (command?.type === 'split') {
@@ -245,7 +254,9 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
         return split.entry;
       }
       if (command?.type === 'prepare-merge' || command?.type === 'commit-merge' || command?.type === 'abort-merge' || command?.type === 'rollback-merge') {
-        const step = bounded === undefined ? undefined : planMergeStep(command, bounded, index, term);
+        // A merge does not carry transaction locks or records: the freeze waits until the group holds none (its leader proposes it again).
+        const txnHeld = command.type === 'prepare-merge' && bounded !== undefined && (txnPlanned || (bounded.holdsTxnStateIn?.(bounded.bounds) ?? false));
+        const step = bounded === undefined || txnHeld ? undefined : planMergeStep(command, bounded, index, term);
         if (step === undefined || bounded === undefined) return { index, term, type: 'noop' };
         bounded = step.keys;
         if (command.type !== 'commit-merge') prepared = true;
@@ -344,6 +355,7 @@ function planSplit(command: SplitCommand, keys: KeyBounds, index: number, term: 
  * they are, for the key-value layer to refuse with its own error.
  */
 function boundedCommand(index: number, term: number, data: Uint8Array, keys: KeyBounds): ApplyEntry {
+  if (isTxnCommandBytes(data)) return boundedTxnCommand(index, term, data, keys);
   let command: KvCommand;
   try {
     command = decodeCommand(data, keys.limits);
@@ -354,4 +366,21 @@ function boundedCommand(index: number, term: number, data: Uint8Array, keys: Key
   if (outside === undefined) return { index, term, type: 'command', command };
   const error = outsideBoundsError(keys.bounds, outside.key, 'write');
   return { index, term, type: 'refused', error };
+}
+
+/**
+ * A transaction step (src/kv/txn.ts) of a shard group: refused like any
+ * command when a key it touches here lies outside the bounds, and when it
+ * does not decode (transaction steps reach shard groups only).
+ */
+function boundedTxnCommand(index: number, term: number, data: Uint8Array, keys: KeyBounds): ApplyEntry {
+  let command: TxnCommand;
+  try {
+    command = decodeTxnCommand(data, keys.limits);
+  } catch (error) {
+    return { index, term, type: 'refused', error: error as ImpulseError };
+  }
+  const outside = txnCommandKeys(command).find((key) => !shardContains(keys.bounds, key));
+  if (outside === undefined) return { index, term, type: 'txn', command };
+  return { index, term, type: 'refused', error: outsideBoundsError(keys.bounds, outside, 'write') };
 }

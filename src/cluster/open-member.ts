@@ -17,6 +17,7 @@
  * an election timeout); then the groups stop and make their applied state
  * durable, and the transport closes.
  */
+import { TXN_LOCK_TTL_MS } from './shard-txn.js';
 import type { Logger } from 'pino';
 import type { KvLimits } from '../kv/command.js';
 import { LogJournal } from '../raft/log-store/journal.js';
@@ -84,6 +85,8 @@ export interface MemberOptions {
   readonly mergeCopyBytesMax?: number;
   /** False: every group's log fsyncs its own saves, no shared journal (benchmarks compare). Default true. */
   readonly raftLogJournal?: boolean;
+  /** How long a lock of a transaction across shards is seen before it is aborted as abandoned, ms (shard-txn.ts TXN_LOCK_TTL_MS; tests shorten it). */
+  readonly txnLockTtlMs?: number;
 }
 
 export interface Member {
@@ -217,7 +220,9 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       },
     });
     const remote = new RemoteShards({ rpc: host.rpc, nodeId: cluster.nodeId, clock, requestTimeoutMs, retryPauseMs: cluster.timing.heartbeatTicks * tickMs });
-    const sharded = new ShardedKvService(metaService, shards, remote, () => ({ ...mover.figures(), ...mergeTrigger.figures(), ...shards.figures() }));
+    const txnLockTtlMs = options.txnLockTtlMs ?? TXN_LOCK_TTL_MS;
+    const txnOptions = { clock, lockTtlMs: txnLockTtlMs, sweepIntervalMs: Math.max(100, Math.round(txnLockTtlMs / 5)) };
+    const sharded = new ShardedKvService(metaService, shards, remote, () => ({ ...mover.figures(), ...mergeTrigger.figures(), ...shards.figures() }), txnOptions);
     // A joiner learns whether the cluster is sharded from the meta group's snapshot, after it opened.
     const service = shards.sharded ? sharded : identity.bootstrap === 'initial' ? metaService : new JoinedKvService(metaService, sharded, shards);
     host.startTicking();

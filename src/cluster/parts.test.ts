@@ -13,6 +13,7 @@ import { encodeCommand } from '../kv/command.js';
 import { TEST_LIMITS } from '../../testkit/cluster/in-process.js';
 import { type ShardMap, decodeShardBounds, encodeShardBounds, initialShardMap } from '../shard/shard-map.js';
 import { ImageStream, unframeChunks } from './image-stream.js';
+import { type TxnCommand, encodeTxnCommand } from '../kv/txn.js';
 import { SPLIT_GC_KEYS_MAX, decodeClusterCommand, encodeClusterCommand, planApply } from './log-entries.js';
 import {
   EMPTY_MEMBERSHIP,
@@ -197,6 +198,19 @@ describe("a shard group's commands against its bounds", () => {
     assert.ok(plan.entries[3]?.type === 'command' && plan.entries[3].command instanceof Uint8Array);
     // Without bounds (the meta group, or a group from before bounds were kept) nothing is checked.
     assert.deepEqual(planApply([normal(2, put('zebra'))], EMPTY_MEMBERSHIP).entries.map((e) => e.type), ['command']);
+  });
+
+  it('checks transaction steps against the bounds, and a merge freeze waits while the group holds transaction state', () => {
+    const txn = (command: TxnCommand): Uint8Array => encodeTxnCommand(command);
+    const prepare = (key: string): Uint8Array => txn({ kind: 'prepare', txnId: 't1', primaryKey: Buffer.from('a'), createdAtMs: 0, ops: [{ type: 'put', key: Buffer.from(key), value: Buffer.from('v') }] });
+    const abortOutside = txn({ kind: 'abort', txnId: 't1', primaryKey: Buffer.from('z') });
+    const plan = planApply([normal(2, prepare('h')), normal(3, prepare('q')), normal(4, abortOutside), normal(5, Buffer.from([2, 0xc1]))], EMPTY_MEMBERSHIP, undefined, keys);
+    assert.deepEqual(plan.entries.map((e) => e.type), ['txn', 'refused', 'refused', 'refused']);
+    const freeze = normal(9, encodeClusterCommand({ type: 'prepare-merge', leftId: 2, bounds, epoch: 1 }));
+    const held = (answer: boolean) => ({ ...keys, holdsTxnStateIn: () => answer });
+    assert.deepEqual(planApply([freeze], EMPTY_MEMBERSHIP, undefined, held(true)).entries.map((e) => e.type), ['noop'], 'locks or records in the range: no freeze');
+    assert.deepEqual(planApply([normal(8, prepare('h')), freeze], EMPTY_MEMBERSHIP, undefined, held(false)).entries.map((e) => e.type), ['txn', 'noop'], 'a prepare earlier in the batch: no freeze');
+    assert.deepEqual(planApply([freeze], EMPTY_MEMBERSHIP, undefined, held(false)).entries.map((e) => e.type), ['meta']);
   });
 
   it('keeps the bounds encoding canonical and refuses stored bounds that are not', () => {

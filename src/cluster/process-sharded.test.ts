@@ -4,11 +4,13 @@
  * record gets, puts and conditional puts on keys of all three shards — four
  * through every member, four routing by their cached shard map straight to
  * each shard's leader (the client's `shardRouting`) — while the leader of the middle shard is killed with kill -9
- * and restarted, and a ninth keeps sending batches across two shards. The
- * history is linearizable (testkit/check), every cross-shard batch was
- * refused with IMPULSE_ERR_BATCH_CROSS_SHARD or a no-effect error and none
- * of its keys exists, a range scan across the shards pages in key order,
- * and the members settle on one digest.
+ * and restarted; two more write batches across shards (transactions:
+ * docs/sharding.md), plain and conditional, on the same keys, recorded per
+ * key in the history, and a third writes pairs of fresh keys in two shards.
+ * The history is linearizable (testkit/check), every fresh pair is present
+ * whole or not at all (and whole when it was acknowledged), a range scan
+ * across the shards pages in key order, and the members settle on one
+ * digest.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -21,7 +23,7 @@ import { eventually } from '../../testkit/process/eventually.js';
 const KEYS = ['a', 'b', 'h', 'i', 'q', 'r'];
 
 describe('a sharded process cluster', () => {
-  it('keeps a history across three shards linearizable through a kill -9, and never applies a cross-shard batch', async (t) => {
+  it('keeps a history across three shards, with batches across shards, linearizable through a kill -9; no batch applies half', async (t) => {
     const cluster = await ProcessCluster.start(3, { serveArgs: ['--split-keys', 'g,p'] });
     try {
       await cluster.waitForLeader();
@@ -33,19 +35,23 @@ describe('a sharded process cluster', () => {
         return true;
       });
       const history = new History(cluster, { keys: KEYS, clients: 8, members: 3, shardRoutingClients: 4 });
-      const running = history.run();
+      const running = Promise.all([history.run(), history.runBatches(20, 1, [['b', 'r'], ['q', 'a'], ['i', 'b']]), history.runBatches(21, 3, [['r', 'h'], ['a', 'q']])]);
       let stopped = false;
       const batchAnswers = new Map<string, number>();
+      const acknowledged = new Set<number>();
+      let sent = 0;
       const batches = (async () => {
-        // Member 2 may be the one killed: while it is down, batches are unreachable (what must hold is that none applies).
+        // Member 2 may be the one killed: while it is down, batches are unreachable (what must hold is that none applies half).
         const client = cluster.client(2, 3000);
         for (let n = 0; !stopped; n++) {
+          sent = n + 1;
           try {
             await client.batch([
               { op: 'put', key: `cross/${n}`, value: 'x' },
               { op: 'put', key: `zcross/${n}`, value: 'x' },
             ]);
             batchAnswers.set('applied', (batchAnswers.get('applied') ?? 0) + 1);
+            acknowledged.add(n);
           } catch (error) {
             const code = isImpulseError(error) ? error.code : String(error);
             batchAnswers.set(code, (batchAnswers.get(code) ?? 0) + 1);
@@ -76,10 +82,19 @@ describe('a sharded process cluster', () => {
       }
 
       const answers = Object.fromEntries(batchAnswers);
-      assert.ok((batchAnswers.get('IMPULSE_ERR_BATCH_CROSS_SHARD') ?? 0) > 10, JSON.stringify(answers));
-      for (const code of batchAnswers.keys()) assert.ok(code === 'IMPULSE_ERR_BATCH_CROSS_SHARD' || NO_EFFECT.has(code) || code === 'IMPULSE_ERR_CLIENT_TIMEOUT' || code === 'IMPULSE_ERR_CLIENT_UNREACHABLE', `a cross-shard batch was answered ${code}: ${JSON.stringify(answers)}`);
+      // Member 2 may be the one killed (its batches unreachable meanwhile): a few applied is enough, the checks below are what matter.
+      assert.ok((batchAnswers.get('applied') ?? 0) >= 3, JSON.stringify(answers));
+      for (const code of batchAnswers.keys()) assert.ok(code === 'applied' || NO_EFFECT.has(code) || code === 'IMPULSE_ERR_CLIENT_TIMEOUT' || code === 'IMPULSE_ERR_CLIENT_UNREACHABLE' || code === 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN', `a cross-shard batch was answered ${code}: ${JSON.stringify(answers)}`);
       const reader = cluster.client(victim);
-      for (const prefix of ['cross/', 'zcross/']) assert.deepEqual((await reader.scan({ prefix })).items, [], `keys under ${prefix}`);
+      const present = async (prefix: string): Promise<Set<string>> => new Set((await reader.scan({ prefix, limit: 1000 })).items.map((item) => item.key.toString().slice(prefix.length)));
+      const [left, right] = [await present('cross/'), await present('zcross/')];
+      assert.ok(sent < 1000, `${sent} batches: more than one page`);
+      for (let n = 0; n < sent; n++) {
+        assert.equal(left.has(String(n)), right.has(String(n)), `batch ${n} applied half: cross/${n} ${left.has(String(n)) ? 'present' : 'absent'}, zcross/${n} not`);
+        if (acknowledged.has(n)) assert.ok(left.has(String(n)), `acknowledged batch ${n} is missing`);
+      }
+      const batched = history.operations.filter((operation) => operation.clientId >= 20 && operation.clientId < 100 && operation.return !== undefined && operation.input.kind !== 'get').length;
+      assert.ok(batched > 10, `only ${batched} per-key writes of batches across shards completed`);
       const scanned: string[] = [];
       let cursor: string | undefined;
       do {
@@ -87,7 +102,7 @@ describe('a sharded process cluster', () => {
         scanned.push(...page.items.map((item) => item.key.toString()));
         cursor = page.next ?? undefined;
       } while (cursor !== undefined);
-      assert.deepEqual(scanned, [...KEYS].sort());
+      assert.deepEqual(scanned.filter((key) => !key.includes('cross/')), [...KEYS].sort());
       const digests = await cluster.settledDigests();
       assert.equal(new Set([...digests.values()].map((digest) => digest.digest)).size, 1);
       t.diagnostic(`${history.operations.length} operations, ${completed} completed; cross-shard batches: ${JSON.stringify(answers)}; killed node ${victim}`);

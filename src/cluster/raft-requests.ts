@@ -21,6 +21,7 @@
  * requests are bounded (`waitingMax`), and so are the driver's queues and the
  * RPC calls in flight; beyond a bound the answer is a 503 at once.
  */
+import { decodeTxnCommand, isTxnCommandBytes } from '../kv/txn.js';
 import type { Logger } from 'pino';
 import { ImpulseError, isImpulseError } from '../errors.js';
 import type { ApplyResult } from '../kv/apply.js';
@@ -334,7 +335,8 @@ export class RaftRequests {
       if (decodeClusterCommand(bytes) === undefined) return reply(new ImpulseError('IMPULSE_ERR_COMMAND_INVALID', 'a forwarded cluster command is malformed'));
     } else {
       try {
-        decodeCommand(bytes, this.group.machine.machine.limits);
+        if (isTxnCommandBytes(bytes)) decodeTxnCommand(bytes, this.group.machine.machine.limits);
+        else decodeCommand(bytes, this.group.machine.machine.limits);
       } catch (error) {
         return reply(isImpulseError(error) ? error : new ImpulseError('IMPULSE_ERR_COMMAND_INVALID'));
       }

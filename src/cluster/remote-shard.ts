@@ -29,7 +29,8 @@ import type { Clock } from '../util/clock.js';
 import type { GroupRpc } from './group-rpc.js';
 import type { HostedGroup } from './hosted-groups.js';
 import { classifyFailure, isOutcomeOfApplying, outcomeUnknown, unavailable } from './request-errors.js';
-import { readShardKey, readShardRange } from './shard-reads.js';
+import { type LockSeen, readShardKey, readShardRange, readTxnStatus } from './shard-reads.js';
+import type { TxnStatus } from '../kv/txn.js';
 
 /** The RPC channel of reads for a shard served by one of its replicas. */
 export const SHARD_READ_CHANNEL = 'shard-read';
@@ -46,7 +47,7 @@ export interface RemoteShardsOptions {
   readonly retryPauseMs: number;
 }
 
-type ReadRequest = { readonly key: Uint8Array } | { readonly query: RangeOptions };
+type ReadRequest = { readonly key: Uint8Array } | { readonly query: RangeOptions } | { readonly txnId: string; readonly primaryKey: Uint8Array };
 
 export class RemoteShards {
   /** The leader last heard of, per shard (bounded by the number of shards in the map). */
@@ -61,26 +62,40 @@ export class RemoteShards {
     return { revision };
   }
 
-  async get(shard: Shard, key: Uint8Array, consistency: ReadConsistency): Promise<StoredValue | undefined> {
-    const response = (await this.read(shard, { key }, consistency)) as { v?: unknown; r?: unknown } | null;
-    if (response?.v === null) return undefined;
+  /** `key`'s value at a replica of `shard`, and the transaction lock on it (shard-reads.ts readShardKey). */
+  async get(shard: Shard, key: Uint8Array, consistency: ReadConsistency): Promise<{ found: StoredValue | undefined; locks: LockSeen[] }> {
+    const response = (await this.read(shard, { key }, consistency)) as { v?: unknown; r?: unknown; l?: unknown } | null;
+    const locks = locksOf(response?.l, shard);
+    if (response?.v === null) return { found: undefined, locks };
     if (!(response?.v instanceof Uint8Array) || typeof response.r !== 'number') throw unavailable(`a replica of shard ${shard.id} answered a read with something that is not a value`);
-    return { value: Buffer.from(response.v), revision: response.r };
+    return { found: { value: Buffer.from(response.v), revision: response.r }, locks };
   }
 
-  async range(shard: Shard, query: RangeOptions, consistency: ReadConsistency): Promise<KvItem[]> {
-    const items = ((await this.read(shard, { query }, consistency)) as { i?: unknown } | null)?.i;
+  /** The items of `query` at a replica of `shard`, and the transaction locks in its bounds (shard-reads.ts readShardRange). */
+  async range(shard: Shard, query: RangeOptions, consistency: ReadConsistency): Promise<{ items: KvItem[]; locks: LockSeen[] }> {
+    const response = (await this.read(shard, { query }, consistency)) as { i?: unknown; l?: unknown } | null;
+    const items = response?.i;
     if (!Array.isArray(items)) throw unavailable(`a replica of shard ${shard.id} answered a range with something that is not a list`);
-    return items.map((item: unknown) => {
+    const parsed = items.map((item: unknown) => {
       const [key, value, revision] = item as [unknown, unknown, unknown];
       if (!(key instanceof Uint8Array) || !(value instanceof Uint8Array) || typeof revision !== 'number') throw unavailable(`a replica of shard ${shard.id} answered a malformed item`);
       return { key: Buffer.from(key), value: Buffer.from(value), revision };
     });
+    return { items: parsed, locks: locksOf(response?.l, shard) };
+  }
+
+  /** The status of transaction `txnId`'s record at a replica of `shard` (its primary key's), linearizable. */
+  async txnStatus(shard: Shard, txnId: string, primaryKey: Uint8Array): Promise<TxnStatus | undefined> {
+    const response = (await this.read(shard, { txnId, primaryKey }, 'linearizable')) as { st?: unknown } | null;
+    const status = response?.st;
+    if (status !== 0 && status !== 1 && status !== 2) throw unavailable(`a replica of shard ${shard.id} answered a transaction status with something that is not one`);
+    return status === 0 ? undefined : status === 1 ? 'committed' : 'aborted';
   }
 
   private read(shard: Shard, request: ReadRequest, consistency: ReadConsistency): Promise<unknown> {
     const s = consistency === 'serializable';
-    return this.call(shard, SHARD_READ_CHANNEL, (t) => ('key' in request ? { g: shard.id, k: request.key, s, t } : { g: shard.id, q: request.query, s, t }), 'retry');
+    const body = (t: number): unknown => ('key' in request ? { g: shard.id, k: request.key, s, t } : 'query' in request ? { g: shard.id, q: request.query, s, t } : { g: shard.id, k: request.primaryKey, x: request.txnId, s, t });
+    return this.call(shard, SHARD_READ_CHANNEL, body, 'retry');
   }
 
   /**
@@ -124,21 +139,45 @@ export class RemoteShards {
 /** Serves `shard-read` for `hosted` (a replica): its group's read point, then a local read. Bodies are untrusted. */
 export function serveShardReads(groupRpc: GroupRpc, hosted: HostedGroup, limits: KvLimits): void {
   groupRpc.serve(SHARD_READ_CHANNEL, hosted.group.id, (from, body, reply) => {
-    const request = body as { k?: unknown; q?: unknown; s?: unknown; t?: unknown } | null;
+    const request = body as { k?: unknown; q?: unknown; s?: unknown; t?: unknown; x?: unknown } | null;
     const query = request?.q === undefined ? undefined : rangeQuery(request.q, limits);
-    if (typeof request?.t !== 'number' || !(request.t > 0) || typeof request.s !== 'boolean' || (request.k instanceof Uint8Array) === (query !== undefined)) {
-      return reply(new ImpulseError('IMPULSE_ERR_QUERY_INVALID', 'a shard read is {g, k: key | q: range query, s: serializable, t: timeout ms}'));
+    const txnId = request?.x;
+    if (typeof request?.t !== 'number' || !(request.t > 0) || typeof request.s !== 'boolean' || (request.k instanceof Uint8Array) === (query !== undefined) || (txnId !== undefined && typeof txnId !== 'string')) {
+      return reply(new ImpulseError('IMPULSE_ERR_QUERY_INVALID', 'a shard read is {g, k: key | q: range query | k: primary key and x: transaction id, s: serializable, t: timeout ms}'));
     }
     const serializable = request.s;
     const read = async (): Promise<unknown> => {
-      if (query !== undefined) return { i: (await readShardRange(hosted, query, serializable)).map((item) => [item.key, item.value, item.revision]) };
-      const found = await readShardKey(hosted, request.k as Uint8Array, serializable);
-      return found === undefined ? { v: null } : { v: found.value, r: found.revision };
+      if (typeof txnId === 'string') {
+        const status = await readTxnStatus(hosted, txnId, request.k as Uint8Array, serializable);
+        return { st: status === undefined ? 0 : status === 'committed' ? 1 : 2 };
+      }
+      if (query !== undefined) {
+        const { items, locks } = await readShardRange(hosted, query, serializable);
+        return { i: items.map((item) => [item.key, item.value, item.revision]), ...wireLocks(locks) };
+      }
+      const { found, locks } = await readShardKey(hosted, request.k as Uint8Array, serializable);
+      return found === undefined ? { v: null, ...wireLocks(locks) } : { v: found.value, r: found.revision, ...wireLocks(locks) };
     };
     read().then(
       (response) => reply(null, response),
       (error: unknown) => reply(isImpulseError(error) ? error : new ImpulseError('IMPULSE_ERR_INTERNAL', 'the shard read failed on the replica')),
     );
+  });
+}
+
+/** Locks as a shard read's answer carries them: `l: [[key, txnId, primaryKey], ...]`, absent when none. */
+function wireLocks(locks: readonly LockSeen[]): { l?: unknown[] } {
+  return locks.length === 0 ? {} : { l: locks.map((lock) => [lock.key, lock.txnId, lock.primaryKey]) };
+}
+
+/** The locks of a replica's answer (absent: none, an older member's answer). */
+function locksOf(value: unknown, shard: Shard): LockSeen[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw unavailable(`a replica of shard ${shard.id} answered malformed locks`);
+  return value.map((lock: unknown) => {
+    const [key, txnId, primaryKey] = (Array.isArray(lock) ? lock : []) as unknown[];
+    if (!(key instanceof Uint8Array) || typeof txnId !== 'string' || !(primaryKey instanceof Uint8Array)) throw unavailable(`a replica of shard ${shard.id} answered a malformed lock`);
+    return { key: Buffer.from(key), txnId, primaryKey: Buffer.from(primaryKey) };
   });
 }
 

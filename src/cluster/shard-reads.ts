@@ -13,29 +13,68 @@
  */
 import type { StoredValue } from '../kv/record.js';
 import type { KvItem } from '../kv/state-machine.js';
+import type { TxnStatus } from '../kv/txn.js';
 import { type ShardBounds, shardContains } from '../shard/shard-map.js';
 import { outsideBoundsError } from '../shard/stale-route.js';
 import type { RangeOptions } from '../storage/engine.js';
 import { compareBytes } from '../util/bytes.js';
 import type { HostedGroup } from './hosted-groups.js';
 
-/** `key`'s value in the group `hosted` after its read point (none when `serializable`). */
-export async function readShardKey(hosted: HostedGroup, key: Uint8Array, serializable: boolean): Promise<StoredValue | undefined> {
+/**
+ * `key`'s value in the group `hosted` after its read point (none when
+ * `serializable`), and the transaction lock on it, if any (read in the same
+ * turn: the value is the one before the lock's write; shard-txn.ts decides
+ * what a reader answers).
+ */
+export async function readShardKey(hosted: HostedGroup, key: Uint8Array, serializable: boolean): Promise<{ found: StoredValue | undefined; locks: LockSeen[] }> {
   await readPoint(hosted, serializable);
   const bounds = hosted.group.machine.bounds;
   if (bounds !== undefined && !shardContains(bounds, key)) throw outsideBoundsError(bounds, key, 'read');
-  return hosted.group.machine.machine.get(key);
+  const { machine } = hosted.group.machine;
+  const lock = machine.lockOf(key); // before the read's await: the value read is then at most as new as the lock
+  const found = await machine.get(key);
+  return { found, locks: lock === undefined ? [] : [{ key: Buffer.from(key), txnId: lock.txnId, primaryKey: lock.primaryKey }] };
 }
 
-/** The items of `query` (clipped to a shard already: `clipToShard`) in the group `hosted` after its read point. */
-export async function readShardRange(hosted: HostedGroup, query: RangeOptions, serializable: boolean): Promise<KvItem[]> {
+/**
+ * The items of `query` (clipped to a shard already: `clipToShard`) in the
+ * group `hosted` after its read point, and the transaction locks inside the
+ * query's bounds (whatever its limit: at most TXN_LOCKS_MAX).
+ */
+export async function readShardRange(hosted: HostedGroup, query: RangeOptions, serializable: boolean): Promise<{ items: KvItem[]; locks: LockSeen[] }> {
   await readPoint(hosted, serializable);
   const bounds = hosted.group.machine.bounds;
   if (bounds !== undefined) {
     const outside = keyOutside(query, bounds);
     if (outside !== undefined) throw outsideBoundsError(bounds, outside, 'range read');
   }
-  return hosted.group.machine.machine.range(query);
+  const { machine } = hosted.group.machine;
+  const locks = machine.lockCount === 0 ? [] : machine.locks().filter(({ key }) => inQuery(query, key)).map(({ key, lock }) => ({ key, txnId: lock.txnId, primaryKey: lock.primaryKey }));
+  return { items: await machine.range(query), locks };
+}
+
+/** A transaction lock a read met: the locked key, its transaction and primary key. */
+export interface LockSeen {
+  readonly key: Buffer;
+  readonly txnId: string;
+  readonly primaryKey: Buffer;
+}
+
+/** The status of transaction `txnId`'s record in the group `hosted` (its primary key's), after the read point. */
+export async function readTxnStatus(hosted: HostedGroup, txnId: string, primaryKey: Uint8Array, serializable: boolean): Promise<TxnStatus | undefined> {
+  await readPoint(hosted, serializable);
+  const bounds = hosted.group.machine.bounds;
+  if (bounds !== undefined && !shardContains(bounds, primaryKey)) throw outsideBoundsError(bounds, primaryKey, 'read');
+  return (await hosted.group.machine.machine.txnRecord(txnId))?.status;
+}
+
+/** True when `key` lies within `query`'s bounds. */
+function inQuery(query: RangeOptions, key: Uint8Array): boolean {
+  if (query.gte !== undefined && compareBytes(key, query.gte) < 0) return false;
+  if (query.gt !== undefined && compareBytes(key, query.gt) <= 0) return false;
+  if (query.lt !== undefined && compareBytes(key, query.lt) >= 0) return false;
+  if (query.lte !== undefined && compareBytes(key, query.lte) > 0) return false;
+  return true;
 }
 
 /** `query` limited to the keys of `shard` (its lower bound at least the start, its upper at most the end). */

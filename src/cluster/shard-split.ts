@@ -118,5 +118,6 @@ export async function splitSeed(parent: KvStateMachine, record: SplitRecord): Pr
     ],
     sessions: await parent.capturedSessions(splitSessionsTag(record.rightId)),
     data: parent.exportData(record.bounds.start, record.bounds.end),
+    txn: await parent.exportTxnState(record.bounds.start, record.bounds.end), // the right-hand keys' locks and records (src/kv/txn.ts)
   };
 }

@@ -14,9 +14,9 @@
  *     reversed), each read at its own group's read point, until `limit`
  *     items; the usual cursor pages on. Each shard's part is linearizable;
  *     the page as a whole is not one snapshot across shards;
- *   - a batch whose keys lie in more than one shard is refused
- *     (IMPULSE_ERR_BATCH_CROSS_SHARD) before anything is proposed: never
- *     half-applied;
+ *   - a batch whose keys lie in more than one shard is a transaction across
+ *     shards (shard-txn.ts: two-phase commit, the record in the first key's
+ *     shard); reads and writes that meet its locks settle them first;
  *   - a key request may name the shard and epoch its client routed it by
  *     (`route`, the Impulse-Shard header); it is judged against this member's
  *     map first (src/shard/stale-route.ts): a stale route is refused with
@@ -45,7 +45,7 @@ import type { StoredValue } from '../kv/record.js';
 import type { KvItem } from '../kv/state-machine.js';
 import type { KvService, ReadConsistency, ReadOptions, RouteOptions, ServiceHealth, ServiceStatus, ShardRoute, WriteOutcome } from '../service/kv-service.js';
 import { READ_CONSISTENCIES, engineServiceHealth } from '../service/kv-service.js';
-import { type Shard, type ShardMap, shardFor, shardsOverlapping } from '../shard/shard-map.js';
+import { type Shard, type ShardMap, shardContains, shardFor, shardsOverlapping } from '../shard/shard-map.js';
 import { judgeRoute, staleRouteError } from '../shard/stale-route.js';
 import type { RangeOptions } from '../storage/engine.js';
 import type { HostedGroup } from './hosted-groups.js';
@@ -53,14 +53,20 @@ import type { RaftKvService } from './raft-kv-service.js';
 import type { RemoteShards } from './remote-shard.js';
 import { outcomeUnknown, unavailable } from './request-errors.js';
 import type { ShardGroups } from './shard-groups.js';
-import { clipToShard, readShardKey, readShardRange } from './shard-reads.js';
+import { type LockSeen, clipToShard, readShardKey, readShardRange, readTxnStatus } from './shard-reads.js';
+import type { TxnRecord } from '../kv/txn.js';
+import { ShardTxns, type ShardTxnPort, type ShardTxnsOptions } from './shard-txn.js';
+import { SystemClock } from '../util/clock.js';
 
 /** Times a request refused by a shard group that split is routed again by the member's newer map. */
 export const SPLIT_RETRIES = 3;
+/** Times a read or write that met transaction locks settles them and tries again. */
+const LOCK_ATTEMPTS = 4;
 
 export class ShardedKvService implements KvService {
   readonly limits;
   private closing = false;
+  private readonly txns: ShardTxns;
 
   constructor(
     private readonly meta: RaftKvService,
@@ -68,8 +74,109 @@ export class ShardedKvService implements KvService {
     private readonly remote: RemoteShards,
     /** Extra figures for /status and /metrics (the replica mover's: shard-mover.ts). */
     private readonly moveFigures: () => Record<string, number> = () => ({}),
+    /** Transactions across shards: the clock, lock TTL and sweep interval (shard-txn.ts). */
+    txnOptions: Omit<ShardTxnsOptions, 'nodeId'> = { clock: new SystemClock() },
   ) {
     this.limits = meta.limits;
+    this.txns = new ShardTxns(this.txnPort(), { ...txnOptions, nodeId: shards.nodeId });
+  }
+
+  // ---- transactions across shards (shard-txn.ts) ---------------------------------------------
+
+  /** What the transaction coordinator and resolver use of this service: routing, proposals and reads. */
+  private txnPort(): ShardTxnPort {
+    return {
+      map: () => this.map(),
+      propose: async (shard, bytes, retrySafe) => {
+        const hosted = await this.hostedOrOpening(shard);
+        if (hosted === undefined) return this.remote.write(shard, bytes, retrySafe);
+        return this.onReplica(hosted, shard.id, 'write', hosted.requests.write(bytes, retrySafe));
+      },
+      status: async (shard, txnId, primaryKey) => {
+        const hosted = await this.hostedOrOpening(shard);
+        if (hosted === undefined) return this.remote.txnStatus(shard, txnId, primaryKey);
+        return this.onReplica(hosted, shard.id, 'read', readTxnStatus(hosted, txnId, primaryKey, false));
+      },
+      ledLocks: (limit) => this.ledLocks(limit),
+      ledRecords: (limit) => this.ledRecords(limit),
+    };
+  }
+
+  /** The transaction records within their bounds of the shard groups this member leads, at most `limit`. */
+  private async ledRecords(limit: number): Promise<Array<{ txnId: string; record: TxnRecord }>> {
+    const records: Array<{ txnId: string; record: TxnRecord }> = [];
+    for (const shard of this.map().shards) {
+      const hosted = this.shards.hosted(shard);
+      if (hosted === undefined || !hosted.group.leads) continue;
+      const { machine, bounds } = hosted.group.machine;
+      for (const txnId of machine.txnRecordIds()) {
+        const record = await machine.txnRecord(txnId);
+        if (record === undefined || (bounds !== undefined && !shardContains(bounds, record.primaryKey))) continue;
+        records.push({ txnId, record });
+        if (records.length >= limit) return records;
+      }
+    }
+    return records;
+  }
+
+  /** The locks within their bounds of the shard groups this member leads, at most `limit`. */
+  private ledLocks(limit: number): LockSeen[] {
+    const locks: LockSeen[] = [];
+    for (const shard of this.map().shards) {
+      const hosted = this.shards.hosted(shard);
+      if (hosted === undefined || !hosted.group.leads || hosted.group.machine.machine.lockCount === 0) continue;
+      const bounds = hosted.group.machine.bounds;
+      for (const { key, lock } of hosted.group.machine.machine.locks()) {
+        if (bounds !== undefined && !shardContains(bounds, key)) continue; // a split's frozen copy: the new shard has its own
+        locks.push({ key, txnId: lock.txnId, primaryKey: lock.primaryKey });
+        if (locks.length >= limit) return locks;
+      }
+    }
+    return locks;
+  }
+
+  /**
+   * Runs `read` (one shard's part) and settles the transaction locks it met
+   * (shard-txn.ts): decided ones are resolved, and the part is read again.
+   * A read whose every lock belongs to a transaction found pending AFTER an
+   * earlier read saw its lock is the answer (the values before the locks;
+   * shard-txn.ts says why the lock must be seen again). A serializable read
+   * ignores locks (it may be stale anyway).
+   */
+  private async throughLocks<T extends { readonly locks: readonly LockSeen[] }>(consistency: ReadConsistency, read: () => Promise<T>): Promise<T> {
+    const pending = new Set<string>();
+    for (let attempt = 0; ; attempt++) {
+      const result = await read();
+      if (consistency === 'serializable') return result;
+      const unsettled = result.locks.filter((lock) => !pending.has(lock.txnId));
+      if (unsettled.length === 0) return result;
+      if (attempt >= LOCK_ATTEMPTS) throw unavailable('the keys read are locked by transactions across shards being resolved; retry');
+      for (const txnId of await this.txns.resolveAll(unsettled, this.limits.batchOpsMax)) pending.add(txnId);
+    }
+  }
+
+  /**
+   * Runs `write`; when a key it writes is locked by a transaction across
+   * shards (IMPULSE_ERR_TXN_LOCKED: nothing applied), settles that lock and
+   * tries again, at most LOCK_ATTEMPTS times; a pending transaction's lock
+   * is the answer (retryable).
+   */
+  private async writeAfterLocks(write: () => Promise<WriteOutcome>): Promise<WriteOutcome> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await write();
+      } catch (error) {
+        const lock = isImpulseError(error, 'IMPULSE_ERR_TXN_LOCKED') ? lockOfError(error) : undefined;
+        if (lock === undefined || attempt >= LOCK_ATTEMPTS) throw error;
+        if ((await this.txns.resolveLocks([lock])) === 'pending') throw error;
+      }
+    }
+  }
+
+  /** This member's transaction figures (shard-txn.ts). */
+  private txnFigures(): Record<string, number> {
+    const { started, committed, aborted, locksResolved, abandonedAborted } = this.txns.counters;
+    return { shard_txns_started: started, shard_txns_committed: committed, shard_txns_aborted: aborted, shard_txn_locks_resolved: locksResolved, shard_txns_abandoned_aborted: abandonedAborted };
   }
 
   async get(key: Uint8Array, options?: ReadOptions): Promise<StoredValue | undefined> {
@@ -77,9 +184,9 @@ export class ShardedKvService implements KvService {
     return this.afterSplits(async () => {
       const shard = shardFor(await this.routedMap(key, options?.route), key);
       const hosted = await this.hostedOrOpening(shard);
-      if (hosted === undefined) return this.remote.get(shard, key, consistency);
+      if (hosted === undefined) return (await this.throughLocks(consistency, () => this.remote.get(shard, key, consistency))).found;
       this.shards.offerKey(shard.id, key); // a load split's key sample (while the shard is hot here)
-      return this.onReplica(hosted, shard.id, 'read', readShardKey(hosted, key, consistency === 'serializable'));
+      return (await this.throughLocks(consistency, () => this.onReplica(hosted, shard.id, 'read', readShardKey(hosted, key, consistency === 'serializable')))).found;
     });
   }
 
@@ -100,18 +207,15 @@ export class ShardedKvService implements KvService {
       // A parent's engine may hold the keys a split gave another shard: clip to this shard's range.
       const part = clipToShard({ ...query, limit: query.limit - items.length }, shard);
       const hosted = await this.hostedOrOpening(shard);
-      if (hosted === undefined) {
-        items.push(...(await this.remote.range(shard, part, consistency)));
-        continue;
-      }
-      items.push(...(await this.onReplica(hosted, shard.id, 'read', readShardRange(hosted, part, consistency === 'serializable'))));
+      const read = hosted === undefined ? () => this.remote.range(shard, part, consistency) : () => this.onReplica(hosted, shard.id, 'read', readShardRange(hosted, part, consistency === 'serializable'));
+      items.push(...(await this.throughLocks(consistency, read)).items);
     }
     return items;
   }
 
   async write(command: KvCommand, options?: RouteOptions): Promise<WriteOutcome> {
     validateCommand(command, this.limits);
-    return this.afterSplits(() => this.writeOnce(command, options));
+    return this.afterSplits(() => this.writeAfterLocks(() => this.writeOnce(command, options)));
   }
 
   private async writeOnce(command: KvCommand, options?: RouteOptions): Promise<WriteOutcome> {
@@ -122,9 +226,10 @@ export class ShardedKvService implements KvService {
       const shard = shardFor(map, op.key);
       touched.set(shard.id, shard);
     }
-    if (touched.size > 1) {
-      throw new ImpulseError('IMPULSE_ERR_BATCH_CROSS_SHARD', `the batch writes keys of ${touched.size} shards; write each shard's keys in a batch of their own`, { details: { shards: [...touched.keys()].join(',') } });
+    if (touched.size > 1 && options?.refuseCrossShard === true) {
+      throw new ImpulseError('IMPULSE_ERR_BATCH_CROSS_SHARD', `the batch writes keys of ${touched.size} shards and its caller asked for no transaction`, { details: { shards: [...touched.keys()].join(',') } });
     }
+    if (touched.size > 1) return this.txns.commit(command, map); // a transaction across shards (shard-txn.ts)
     const [shard] = touched.values();
     if (shard === undefined) return this.meta.write(command); // an empty batch: validated, nothing to route
     const hosted = await this.hostedOrOpening(shard);
@@ -182,7 +287,7 @@ export class ShardedKvService implements KvService {
       keyCount += stats.keyCount ?? 0;
       diskBytes += stats.diskBytes ?? 0;
     }
-    const figures = { ...status.figures, ...this.moveFigures(), shard_map_version: map?.version ?? 0, shards: map?.shards.length ?? 0, shards_hosted: hostedCount, shards_quiesced: quiesced, shards_log_fsyncs: shardLogFsyncs, shards_log_saves: shardLogSaves, shard_size_scans: this.shards.sizes.scans, ...this.loadSplitFigures(), ...this.mergeFigures(map) };
+    const figures = { ...status.figures, ...this.moveFigures(), shard_map_version: map?.version ?? 0, shards: map?.shards.length ?? 0, shards_hosted: hostedCount, shards_quiesced: quiesced, shards_log_fsyncs: shardLogFsyncs, shards_log_saves: shardLogSaves, shard_size_scans: this.shards.sizes.scans, ...this.loadSplitFigures(), ...this.mergeFigures(map), ...this.txnFigures() };
     return { ...status, mode: 'raft-sharded', keyCount, diskBytes, figures };
   }
 
@@ -226,6 +331,7 @@ export class ShardedKvService implements KvService {
   /** Refuses new requests, then shuts the member down (idempotent). */
   close(): Promise<void> {
     this.closing = true;
+    this.txns.close();
     this.shards.close();
     return this.meta.close();
   }
@@ -321,3 +427,10 @@ function consistencyOf(options: ReadOptions | undefined): ReadConsistency {
   return consistency;
 }
 
+/** The lock an IMPULSE_ERR_TXN_LOCKED names (details `txn`, `key` and `primary`, hex), or undefined. */
+function lockOfError(error: ImpulseError): LockSeen | undefined {
+  const { txn, key, primary } = error.details ?? {};
+  const hex = (value: unknown): value is string => typeof value === 'string' && /^([0-9a-f]{2})+$/.test(value);
+  if (typeof txn !== 'string' || !hex(key) || !hex(primary)) return undefined;
+  return { key: Buffer.from(key, 'hex'), txnId: txn, primaryKey: Buffer.from(primary, 'hex') };
+}

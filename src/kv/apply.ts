@@ -20,6 +20,8 @@ import { assert } from '../util/assert.js';
 import { capturedSessionKey, clusterMetaKey, dataKey, isCapturedSessionKey, isDataKey } from './keyspace.js';
 import { encodeRecord, revisionOfRecord } from './record.js';
 import type { CommandResult, SessionTable } from './sessions.js';
+import type { TxnCommand, TxnLock, TxnRecord } from './txn.js';
+import { type LockTable, TxnPlanner } from './txn-apply.js';
 
 /** One committed log entry to apply. `term` is the Raft term (0 for the local service). */
 export type ApplyEntry =
@@ -49,6 +51,8 @@ export type ApplyEntry =
        */
       readonly deleteKeys?: readonly Buffer[];
     }
+  /** A step of a transaction across shards (src/kv/txn.ts), decoded and checked by the layer above (a shard group's). */
+  | { readonly index: number; readonly term: number; readonly type: 'txn'; readonly command: TxnCommand }
   /** An entry that changes nothing but the applied index (e.g. a new leader's empty entry). */
   | { readonly index: number; readonly term: number; readonly type: 'noop' }
   /** A command the layer above refused at apply (e.g. a key outside a shard's bounds): changes nothing but the applied index; its result is `error`. */
@@ -115,14 +119,35 @@ export class ApplyBatch {
   private readonly planned: Array<{ readonly key: Buffer; readonly revision: number | null }> = [];
   private overlay: Map<string, number | null> | undefined;
   private overlaid = 0;
+  /** Transactions' locks and records (txn-apply.ts): made on first need (a batch while the machine holds no lock needs none). */
+  private txnPlanner: TxnPlanner | undefined;
 
   constructor(
     private readonly engine: Engine,
     private readonly sessions: SessionTable,
     private readonly limits: KvLimits,
+    /** The machine's locks as they stand before the batch. */
+    private readonly locks: LockTable,
     /** The revision base when the batch begins; `revisionBase` after it (a merge raises it). */
     private base = 0,
   ) {}
+
+  /** The transaction planner of this batch, made on first use. */
+  private get txn(): TxnPlanner {
+    this.txnPlanner ??= new TxnPlanner(this.engine, this.locks, {
+      revisionAt: (index) => index + this.base,
+      firstFailedCondition: (ops) => this.firstFailedCondition(ops),
+      writeData: (index, key, value) => this.writeData(index, key, value),
+      push: (op) => this.push(op),
+      sessions: this.sessions,
+    });
+    return this.txnPlanner;
+  }
+
+  /** The lock and record changes of the batch (undefined: none planned), for the machine to take once it is written. */
+  get txnChanges(): { readonly lockChanges: ReadonlyMap<string, TxnLock | null>; readonly recordChanges: ReadonlyMap<string, TxnRecord | null> } | undefined {
+    return this.txnPlanner;
+  }
 
   /** The revision base after the entries planned so far. */
   get revisionBase(): number {
@@ -150,6 +175,8 @@ export class ApplyBatch {
       }
       case 'command':
         return this.addCommand(entry.index, entry.command);
+      case 'txn':
+        return this.txn.apply(entry.index, entry.command);
     }
   }
 
@@ -224,6 +251,9 @@ export class ApplyBatch {
         };
       }
     }
+    // A key locked by a transaction across shards takes no ordinary write until the transaction resolves.
+    const locked = this.locks.size === 0 && this.txnPlanner === undefined ? undefined : this.txn.lockedError(command.ops);
+    if (locked !== undefined) return { ok: false, error: locked };
     const finish = (failed: CommandResult | undefined): CommandResult => {
       const result = failed ?? this.addOps(index, command.ops);
       if (session !== undefined) this.sessions.record(session, index, result);
@@ -246,14 +276,17 @@ export class ApplyBatch {
   }
 
   private addOps(index: number, ops: readonly KvOp[]): CommandResult {
-    for (const op of ops) {
-      const key = dataKey(op.key);
-      const revision = index + this.base;
-      if (op.type === 'put') this.push({ type: 'put', key, value: encodeRecord(revision, op.value) });
-      else this.push({ type: 'del', key });
-      this.planned.push({ key, revision: op.type === 'put' ? revision : null });
-    }
+    for (const op of ops) this.writeData(index, op.key, op.type === 'put' ? op.value : undefined);
     return { ok: true, revision: index + this.base };
+  }
+
+  /** Plans a write of user key `key` at `index`: put `value`, or delete when undefined. */
+  private writeData(index: number, userKey: Uint8Array, value: Uint8Array | undefined): void {
+    const key = dataKey(userKey);
+    const revision = index + this.base;
+    if (value !== undefined) this.push({ type: 'put', key, value: encodeRecord(revision, value) });
+    else this.push({ type: 'del', key });
+    this.planned.push({ key, revision: value !== undefined ? revision : null });
   }
 
   /** The key's revision as of the ops planned so far (null when absent). */

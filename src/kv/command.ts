@@ -134,18 +134,27 @@ function isRevision(value: unknown): value is number {
 
 /** The log entry bytes of a valid command (see the file comment for the layout). */
 export function encodeCommand(command: KvCommand): Buffer {
-  const ops = command.ops.map((op) => [op.type === 'put' ? 0 : 1, op.key, op.type === 'put' ? op.value : null, encodeCondition(op.condition)]);
-  const session = command.session === undefined ? null : [command.session.clientId, command.session.seq, command.session.ackedBelow ?? 0];
-  const body = packr.pack([ops, session]);
+  const ops = command.ops.map(encodeOp);
+  const body = packr.pack([ops, encodeSession(command.session)]);
   const bytes = Buffer.allocUnsafe(1 + body.length);
   bytes[0] = COMMAND_FORMAT;
   bytes.set(body, 1);
   return bytes;
 }
 
+/** One op as the log holds it: `[type, key, value | null, condition]` (the file comment); `decodeOp` reads it back. */
+export function encodeOp(op: KvOp): unknown[] {
+  return [op.type === 'put' ? 0 : 1, op.key, op.type === 'put' ? op.value : null, encodeCondition(op.condition)];
+}
+
 function encodeCondition(condition: Condition | undefined): number | null {
   if (condition === undefined) return null;
   return 'ifRevision' in condition ? condition.ifRevision : 0;
+}
+
+/** A session as the log holds it: `[clientId, seq, ackedBelow]` (0 when absent), or null. */
+export function encodeSession(session: Session | undefined): unknown[] | null {
+  return session === undefined ? null : [session.clientId, session.seq, session.ackedBelow ?? 0];
 }
 
 /** Decodes untrusted log entry bytes into a valid command, or throws IMPULSE_ERR_COMMAND_INVALID. */
@@ -172,7 +181,8 @@ export function decodeCommand(bytes: Uint8Array, limits: KvLimits): KvCommand {
   return command;
 }
 
-function decodeOp(raw: unknown, index: number): KvOp {
+/** An op from its untrusted log form (`encodeOp`); IMPULSE_ERR_COMMAND_INVALID when malformed (limits unchecked: `validateCommand`). */
+export function decodeOp(raw: unknown, index: number): KvOp {
   if (!Array.isArray(raw) || raw.length !== 4) throw invalid(`op ${index} is not [type, key, value, condition]`);
   const [type, key, value, rawCondition] = raw as [unknown, unknown, unknown, unknown];
   if (!(key instanceof Uint8Array)) throw invalid(`op ${index}: the key is not bytes`);
@@ -189,7 +199,8 @@ function decodeOp(raw: unknown, index: number): KvOp {
   throw invalid(`op ${index}: type ${String(type)} with ${value === null ? 'no' : 'a'} value is neither a put nor a delete`);
 }
 
-function decodeSession(raw: unknown): Session {
+/** A session from its untrusted log form `[clientId, seq, ackedBelow]` (types only; `validateSession` checks the values). */
+export function decodeSession(raw: unknown): Session {
   if (!Array.isArray(raw) || raw.length !== 3) throw invalid('the session is not [clientId, seq, ackedBelow]');
   const [clientId, seq, ackedBelow] = raw as [unknown, unknown, unknown];
   if (typeof clientId !== 'string' || typeof seq !== 'number' || typeof ackedBelow !== 'number') throw invalid('the session fields have the wrong types');

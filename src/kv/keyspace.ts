@@ -8,6 +8,8 @@
  *                       "m/<name>"     opaque metadata set by the cluster runtime (e.g. the membership)
  *                       "s/<client>"   a client session (src/kv/sessions.ts)
  *                       "c/<tag>/<client>"  a session captured at one index (a split's copy for its new shard)
+ *                       "l/<user key>" a transaction's lock on a user key (src/kv/txn.ts)
+ *                       "t/<txn id>"   a transaction record, on its primary key's shard (src/kv/txn.ts)
  *   'z' <user key>    user data (DATA_PREFIX); the value is a record (src/kv/record.ts)
  *
  * Metadata sorts before data, so a scan of the whole engine (a snapshot image)
@@ -88,6 +90,50 @@ export function clientIdOf(engineKey: Buffer): string {
 export function clusterMetaNameOf(engineKey: Buffer): string {
   return engineKey.toString('latin1', 1 + CLUSTER_META_PREFIX.length);
 }
+
+// ---- transactions (src/kv/txn.ts) ----------------------------------------------------------
+const LOCK_PREFIX = metaKey('l/');
+const TXN_RECORD_PREFIX = 't/';
+
+/** The engine key of the transaction lock on user key `key` (lock keys sort as their user keys do). */
+export function lockKey(key: Uint8Array): Buffer {
+  const engineKey = Buffer.allocUnsafe(LOCK_PREFIX.length + key.length);
+  LOCK_PREFIX.copy(engineKey, 0);
+  engineKey.set(key, LOCK_PREFIX.length);
+  return engineKey;
+}
+
+/** The user key of a lock's engine key (a view). */
+export function userKeyOfLock(engineKey: Buffer): Buffer {
+  return engineKey.subarray(LOCK_PREFIX.length);
+}
+
+/** The range of every lock key. */
+export const LOCK_RANGE = { gte: LOCK_PREFIX, lt: metaKey('l0') } as const; // '0' follows '/'
+
+/** The engine key of transaction `txnId`'s record. */
+export function txnRecordKey(txnId: string): Buffer {
+  return metaKey(TXN_RECORD_PREFIX + txnId);
+}
+
+/** True when `engineKey` is a lock's. */
+export function isLockKey(engineKey: Uint8Array): boolean {
+  return engineKey.length > LOCK_PREFIX.length && Buffer.from(engineKey.buffer, engineKey.byteOffset, LOCK_PREFIX.length).equals(LOCK_PREFIX);
+}
+
+/** True when `engineKey` is a transaction record's. */
+export function isTxnRecordKey(engineKey: Uint8Array): boolean {
+  const prefix = metaKey(TXN_RECORD_PREFIX);
+  return engineKey.length > prefix.length && Buffer.from(engineKey.buffer, engineKey.byteOffset, prefix.length).equals(prefix);
+}
+
+/** The transaction id of a record's engine key. */
+export function txnIdOfRecordKey(engineKey: Buffer): string {
+  return engineKey.toString('latin1', 1 + TXN_RECORD_PREFIX.length);
+}
+
+/** The range of every transaction record. */
+export const TXN_RECORD_RANGE = { gte: metaKey(TXN_RECORD_PREFIX), lt: metaKey('t0') } as const;
 
 /** The engine key of user key `key`. */
 export function dataKey(key: Uint8Array): Buffer {

@@ -40,6 +40,7 @@ import {
   FORMAT_KEY,
   FORMAT_VALUE,
   SESSION_RANGE,
+  TXN_RECORD_RANGE,
   capturedClientIdOf,
   capturedSessionRange,
   clientIdOf,
@@ -49,12 +50,20 @@ import {
   dataKeyLatin1,
   dataRange,
   isDataKey,
+  isLockKey,
+  isTxnRecordKey,
+  lockKey,
   sessionKey,
+  txnIdOfRecordKey,
+  txnRecordKey,
   userKeyOf,
 } from './keyspace.js';
 import { RECORD_HEADER_BYTES_MAX, type StoredValue, decodeRecord, encodeVarints, readVarint } from './record.js';
 import { DEFAULT_SESSION_LIMITS, type SessionLimits, SessionTable } from './sessions.js';
 import { DEFAULT_CHUNK_BYTES_MAX, ImageReader, imageChunks } from './snapshot-image.js';
+import { type TxnLock, type TxnRecord, decodeTxnRecord, encodeLock } from './txn.js';
+import { compareBytes } from '../util/bytes.js';
+import { LockTable } from './txn-apply.js';
 
 export type { ApplyEntry, ApplyResult } from './apply.js';
 
@@ -116,6 +125,8 @@ export interface KvSeed {
   readonly sessions: ReadonlyArray<{ readonly clientId: string; readonly record: Buffer }>;
   /** Pages of data entries as another machine holds them (`exportData`: engine keys and records, revisions kept). */
   readonly data: AsyncIterable<ReadonlyArray<{ readonly key: Buffer; readonly value: Buffer }>>;
+  /** Locks and transaction records as another machine holds them (`exportTxnState`). */
+  readonly txn?: ReadonlyArray<{ readonly key: Buffer; readonly value: Buffer }>;
 }
 
 /** State kept in memory, loaded from an engine at open and after an install. */
@@ -126,6 +137,9 @@ interface LoadedState {
   readonly metaNames: Set<string>;
   /** Added to the log index to make a revision (apply.ts REVISION_BASE_META_NAME); 0 until a shard merge. */
   revisionBase: number;
+  /** Transactions' locks (txn-apply.ts), and the primary key of every transaction record the engine holds, by transaction id. */
+  readonly locks: LockTable;
+  readonly txnRecords: Map<string, Buffer>;
 }
 
 /**
@@ -256,6 +270,64 @@ export class KvStateMachine {
     return entries.map((entry) => ({ key: userKeyOf(entry.key), ...decodeRecord(entry.value, 'value') }));
   }
 
+  // ---- transactions across shards (src/kv/txn.ts) --------------------------------------------
+
+  /** The lock of a transaction on user key `key`, as last applied (undefined: none). */
+  lockOf(key: Uint8Array): TxnLock | undefined {
+    return this.state.locks.get(key);
+  }
+
+  /** How many locks this machine holds. */
+  get lockCount(): number {
+    return this.state.locks.size;
+  }
+
+  /** Every lock, as last applied, in no particular order (at most TXN_LOCKS_MAX). */
+  locks(): Array<{ readonly key: Buffer; readonly lock: TxnLock }> {
+    return [...this.state.locks.entries()];
+  }
+
+  /**
+   * True when a lock on a key in `bounds` or a record whose primary key is in
+   * `bounds` exists, as last applied (a shard merge waits for none: the
+   * merge does not carry them). O(locks + records).
+   */
+  holdsTxnStateIn(bounds: { readonly start: Uint8Array; readonly end: Uint8Array | null }): boolean {
+    const inside = (key: Uint8Array): boolean => compareBytes(key, bounds.start) >= 0 && (bounds.end === null || compareBytes(key, bounds.end) < 0);
+    for (const { key } of this.state.locks.entries()) if (inside(key)) return true;
+    for (const primaryKey of this.state.txnRecords.values()) if (inside(primaryKey)) return true;
+    return false;
+  }
+
+  /**
+   * The engine entries of the locks on keys in [start, end) and of the
+   * records whose primary key is in it (end null: to the last key): what a
+   * split's new shard takes with its keys (`KvSeed.txn`). Consistent for keys
+   * no command touches while it runs (a split's frozen right-hand keys).
+   */
+  async exportTxnState(start: Uint8Array, end: Uint8Array | null): Promise<Array<{ key: Buffer; value: Buffer }>> {
+    const entries: Array<{ key: Buffer; value: Buffer }> = [];
+    const inside = (key: Uint8Array): boolean => compareBytes(key, start) >= 0 && (end === null || compareBytes(key, end) < 0);
+    for (const { key, lock } of this.state.locks.entries()) if (inside(key)) entries.push({ key: lockKey(key), value: encodeLock(lock) });
+    for (const [txnId, primaryKey] of this.state.txnRecords) {
+      if (!inside(primaryKey)) continue;
+      const value = await this.slot.engine.get(txnRecordKey(txnId));
+      if (value !== undefined) entries.push({ key: txnRecordKey(txnId), value });
+    }
+    return entries;
+  }
+
+  /** The ids of the transaction records this machine holds, as last applied. */
+  txnRecordIds(): string[] {
+    return [...this.state.txnRecords.keys()];
+  }
+
+  /** The record of transaction `txnId`, as last applied (undefined: none). */
+  async txnRecord(txnId: string): Promise<TxnRecord | undefined> {
+    const stored = await this.slot.engine.get(txnRecordKey(txnId));
+    return stored === undefined ? undefined : decodeTxnRecord(stored);
+  }
+
   /** The cluster runtime's metadata `name`, as last applied. */
   async getMeta(name: string): Promise<Buffer | undefined> {
     return this.slot.engine.get(clusterMetaKey(name));
@@ -334,6 +406,10 @@ export class KvStateMachine {
       }
       const ops: WriteOp[] = seed.sessions.map(({ clientId, record }) => ({ type: 'put', key: sessionKey(clientId), value: record }));
       for (const { name, value } of seed.metadata) ops.push({ type: 'put', key: clusterMetaKey(name), value: Buffer.from(value) });
+      for (const { key, value } of seed.txn ?? []) {
+        assert(isLockKey(key) || isTxnRecordKey(key), 'a seed carries locks and transaction records in `txn`');
+        ops.push({ type: 'put', key, value });
+      }
       ops.push({ type: 'put', key: APPLIED_KEY, value: encodeVarints(seed.index, seed.term) });
       await engine.batch(ops, { sync: true });
       this.state = await loadState(engine, this.options.sessions);
@@ -344,7 +420,7 @@ export class KvStateMachine {
   /** Engine stats, with the user key count (the engine's count less the layer's own keys) where known. */
   async stats(): Promise<EngineStats & { sessions: number }> {
     const stats = await this.slot.engine.stats();
-    const ownKeys = 2 + this.state.sessions.size + this.state.metaNames.size; // format, applied, sessions, metadata
+    const ownKeys = 2 + this.state.sessions.size + this.state.metaNames.size + this.state.locks.size + this.state.txnRecords.size; // format, applied, sessions, metadata, locks, records
     return { ...stats, ...(stats.keyCount !== undefined ? { keyCount: stats.keyCount - ownKeys } : {}), sessions: this.state.sessions.size };
   }
 
@@ -485,7 +561,7 @@ export class KvStateMachine {
 
   private newBatch(): ApplyBatch {
     this.state.sessions.begin();
-    return new ApplyBatch(this.slot.engine, this.state.sessions, this.options.limits, this.state.revisionBase);
+    return new ApplyBatch(this.slot.engine, this.state.sessions, this.options.limits, this.state.locks, this.state.revisionBase);
   }
 
   /** Writes one planned batch with its applied index; on failure restores the in-memory state or stops. */
@@ -512,6 +588,14 @@ export class KvStateMachine {
     }
     this.state.applied = last;
     this.state.revisionBase = batch.revisionBase;
+    const txn = batch.txnChanges;
+    if (txn !== undefined) {
+      this.state.locks.apply(txn.lockChanges);
+      for (const [txnId, record] of txn.recordChanges) {
+        if (record === null) this.state.txnRecords.delete(txnId);
+        else this.state.txnRecords.set(txnId, record.primaryKey);
+      }
+    }
     const synced = sync ?? engine.syncMode === 'fsync';
     if (synced || !engine.supports.durable) this.durable = last;
   }
@@ -577,7 +661,9 @@ async function loadState(engine: Engine, sessionLimits: SessionLimits | undefine
   const metaNames = new Set<string>();
   for await (const entry of scanAll(engine, CLUSTER_META_RANGE)) metaNames.add(clusterMetaNameOf(entry.key));
   const revisionBase = decodeRevisionBase(await engine.get(clusterMetaKey(REVISION_BASE_META_NAME)));
-  return { applied, sessions, metaNames, revisionBase };
+  const txnRecords = new Map<string, Buffer>();
+  for await (const entry of scanAll(engine, TXN_RECORD_RANGE)) txnRecords.set(txnIdOfRecordKey(entry.key), decodeTxnRecord(entry.value).primaryKey);
+  return { applied, sessions, metaNames, revisionBase, locks: await LockTable.load(engine), txnRecords };
 }
 
 /** Anything with a paged `range`: an engine or an engine snapshot. */

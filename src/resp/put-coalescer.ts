@@ -22,7 +22,9 @@
  *     of their own);
  *   - a service may refuse a command for holding several keys, before
  *     applying anything (`refusedAsBatch`: a sharded service when the keys lie
- *     in several shards, a leaderless one for any second op): then each
+ *     in several shards — asked to, since it would otherwise commit them as a
+ *     transaction across shards, dearer than separate writes — a leaderless
+ *     one for any second op): then each
  *     submission is written on its own, and gets its own answer (a submission
  *     refused the same way gets that refusal, and its connection splits it).
  *
@@ -99,7 +101,7 @@ export class PutCoalescer {
   private async write(submissions: readonly Submission[]): Promise<void> {
     const ops = submissions.length === 1 ? submissions[0]!.ops : submissions.flatMap((submission) => submission.ops);
     try {
-      await this.service.write({ ops });
+      await this.service.write({ ops }, { refuseCrossShard: true }); // unrelated writes: sent apart rather than as a transaction across shards
       for (const submission of submissions) submission.resolve();
       return;
     } catch (error) {

@@ -52,6 +52,13 @@ export interface ShardRoute {
 
 export interface RouteOptions {
   readonly route?: ShardRoute;
+  /**
+   * A sharded service refuses a batch whose keys lie in several shards
+   * (IMPULSE_ERR_BATCH_CROSS_SHARD, nothing applied) instead of committing it
+   * as a transaction across shards: for a caller that put unrelated writes
+   * together and can send them apart (the RESP front end's coalescer).
+   */
+  readonly refuseCrossShard?: boolean;
 }
 
 export interface WriteOutcome {

@@ -48,6 +48,8 @@ export interface InProcessOptions {
   readonly quiesceAfterTicks?: number;
   /** Passed to openMember: keys one step of a split's GC deletes. */
   readonly splitGcKeysPerStep?: number;
+  /** Passed to openMember: the lock TTL of transactions across shards, ms. */
+  readonly txnLockTtlMs?: number;
   /** Most bytes a merge copies (MemberOptions.mergeCopyBytesMax; tests make it small). */
   readonly mergeCopyBytesMax?: number;
   /** pino level for the members' logs (default 'silent'; 'warn' when debugging). */
@@ -127,6 +129,7 @@ export class InProcessCluster {
       ...(this.options.raftOverrides !== undefined ? { raftOverrides: this.options.raftOverrides } : {}),
       ...(this.options.quiesceAfterTicks !== undefined ? { quiesceAfterTicks: this.options.quiesceAfterTicks } : {}),
       ...(this.options.splitGcKeysPerStep !== undefined ? { splitGcKeysPerStep: this.options.splitGcKeysPerStep } : {}),
+      ...(this.options.txnLockTtlMs !== undefined ? { txnLockTtlMs: this.options.txnLockTtlMs } : {}),
       ...(this.options.mergeCopyBytesMax !== undefined ? { mergeCopyBytesMax: this.options.mergeCopyBytesMax } : {}),
     });
     member.admin.start(cluster.advertiseClient);

@@ -9,7 +9,17 @@ import { type KvInput, type KvOutput, type Operation, checkKvLinearizability, fo
 import type { ProcessCluster } from '../process/cluster-process.js';
 
 /** Refusals that say the request had no effect. */
-export const NO_EFFECT = new Set(['IMPULSE_ERR_UNAVAILABLE', 'IMPULSE_ERR_RAFT_NOT_LEADER', 'IMPULSE_ERR_SHUTTING_DOWN', 'IMPULSE_ERR_RAFT_READ_ABORTED', 'IMPULSE_ERR_OVERLOADED', 'IMPULSE_ERR_RAFT_OVERLOADED']);
+export const NO_EFFECT = new Set([
+  'IMPULSE_ERR_UNAVAILABLE',
+  'IMPULSE_ERR_RAFT_NOT_LEADER',
+  'IMPULSE_ERR_SHUTTING_DOWN',
+  'IMPULSE_ERR_RAFT_READ_ABORTED',
+  'IMPULSE_ERR_OVERLOADED',
+  'IMPULSE_ERR_RAFT_OVERLOADED',
+  // A sharded cluster's transactions across shards: a key locked by one not resolved yet, or this one aborted.
+  'IMPULSE_ERR_TXN_LOCKED',
+  'IMPULSE_ERR_TXN_ABORTED',
+]);
 
 export interface HistoryOptions {
   /** The keys the clients work on, in turn. */
@@ -117,6 +127,65 @@ export class History {
       }
     });
     return outcome === 'unreachable';
+  }
+
+  /**
+   * A client (`clientId`, first through member `member`) writing batches
+   * across shards until stopped, each on a pair of `pairs` (keys of two
+   * shards): every other one a get of the first key then a batch of a put
+   * conditioned on what it read and a put of the second key, else a batch of
+   * two puts. Recorded per key: the conditional put as a cas, the second put
+   * as a put (none when the condition failed: the batch wrote nothing) — so
+   * the per-key check sees every write a batch made.
+   */
+  async runBatches(clientId: number, member: number, pairs: ReadonlyArray<readonly [string, string]>): Promise<void> {
+    const { members } = this.options;
+    for (let n = 0; !this.stopped; n++) {
+      const client = new ImpulseClient({ endpoint: this.cluster.url(member), timeoutMs: 3000, writeRetriesMax: 0 });
+      try {
+        const [first, second] = pairs[n % pairs.length]!;
+        const value = `b${clientId}-${n}`;
+        let moved: boolean;
+        if (n % 2 === 0) moved = await this.recordBatch(clientId, [{ kind: 'put', key: first, value }, { kind: 'put', key: second, value }], () => client.batch([{ op: 'put', key: first, value }, { op: 'put', key: second, value }]));
+        else {
+          const read = await this.record(clientId, { kind: 'get', key: first }, async () => {
+            const found = await client.getWithRevision(first);
+            return { output: { kind: 'get', value: found?.value.toString() ?? null }, revision: found?.revision };
+          });
+          if (read === 'skipped') continue;
+          moved = read === 'unreachable';
+          if (!moved && typeof read === 'object' && read.output.kind === 'get') {
+            const condition = read.revision === undefined ? { ifAbsent: true } : { ifRevision: read.revision };
+            moved = await this.recordBatch(clientId, [{ kind: 'cas', key: first, expected: read.output.value, value }, { kind: 'put', key: second, value }], () => client.batch([{ op: 'put', key: first, value, ...condition }, { op: 'put', key: second, value }]));
+          }
+        }
+        if (moved) member = (member % members) + 1;
+      } finally {
+        client.close();
+      }
+    }
+  }
+
+  /** Runs one batch and records it per key (see `runBatches`); true when the member did not answer. */
+  private async recordBatch(clientId: number, inputs: readonly KvInput[], work: () => Promise<unknown>): Promise<boolean> {
+    const call = this.now();
+    try {
+      await work();
+      const ret = this.now();
+      for (const input of inputs) this.operations.push({ clientId, input, call, return: ret, output: input.kind === 'cas' ? { kind: 'cas', ok: true } : { kind: 'put' } });
+      return false;
+    } catch (error) {
+      const ret = this.now();
+      if (isImpulseError(error, 'IMPULSE_ERR_PRECONDITION_FAILED')) {
+        const cas = inputs.find((input) => input.kind === 'cas');
+        if (cas !== undefined) this.operations.push({ clientId, input: cas, call, return: ret, output: { kind: 'cas', ok: false } });
+        return false;
+      }
+      const noEffect = isImpulseError(error) && NO_EFFECT.has(error.code);
+      if (!noEffect) for (const input of inputs) this.operations.push({ clientId, input, call, return: undefined, output: undefined });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return isImpulseError(error, 'IMPULSE_ERR_CLIENT_UNREACHABLE') || isImpulseError(error, 'IMPULSE_ERR_CLIENT_TIMEOUT');
+    }
   }
 
   /** Runs `work` and records it; refusals with no effect are left out, other failures recorded with an unknown outcome. */
