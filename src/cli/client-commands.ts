@@ -11,6 +11,7 @@ import { parseBatch } from '../api/kv-handlers.js';
 import { ImpulseError, isImpulseError } from '../errors.js';
 import type { KvOp } from '../kv/command.js';
 import { type ClusterView } from '../protocol/cluster-view.js';
+import type { ShardsView } from '../protocol/shard-view.js';
 import { formatClusterView, formatShardsView, joinCommand, leaderlessMemberMessage } from './cluster-output.js';
 import { EXIT, UsageError } from './exit-codes.js';
 import { type OutputFormat, bytesArgument, printJson, show } from './output.js';
@@ -241,13 +242,16 @@ function registerNodeCommands(program: Command, context: ClientContext): void {
       if (!ok) process.exitCode = EXIT.serverError;
     });
 
+  const printShards = (view: ShardsView): void => {
+    if (context.format() === 'json') printJson(view);
+    else process.stdout.write(formatShardsView(view));
+  };
   const shards = program
     .command('shards')
     .description('the shard map (ranges, epochs, replicas, leaders, sizes) as the endpoint sees it')
     .action(async () => {
       const view = await withClient(context, (c) => c.shards());
-      if (context.format() === 'json') printJson(view);
-      else process.stdout.write(formatShardsView(view));
+      printShards(view);
     });
   shards
     .command('split <key>')
@@ -255,29 +259,31 @@ function registerNodeCommands(program: Command, context: ClientContext): void {
     .action(async (key: string) => {
       const bytes = bytesArgument(key);
       const view = await withClient(context, (c) => c.splitShard(bytes));
-      if (context.format() === 'json') printJson(view);
-      else process.stdout.write(formatShardsView(view));
+      printShards(view);
     });
   shards
     .command('merge <shard>')
     .description('merge the right neighbour of shard <shard> (an id) into it; both must be on the same members. Returns once the merge is under way')
     .action(async (shard: string) => {
-      const id = Number(shard);
-      if (!/^[0-9]{1,15}$/.test(shard) || id < 2) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `a shard id is an integer >= 2, not "${shard}"`);
+      const id = shardIdArgument(shard);
       const view = await withClient(context, (c) => c.mergeShards(id));
-      if (context.format() === 'json') printJson(view);
-      else process.stdout.write(formatShardsView(view));
+      printShards(view);
     });
   shards
     .command('cancel-merge <shard>')
     .description('roll back the merge into shard <shard> (an id): its right neighbour serves its range again, unless shard <shard> took it in already (then the merge finishes)')
     .action(async (shard: string) => {
-      const id = Number(shard);
-      if (!/^[0-9]{1,15}$/.test(shard) || id < 2) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `a shard id is an integer >= 2, not "${shard}"`);
+      const id = shardIdArgument(shard);
       const view = await withClient(context, (c) => c.cancelMerge(id));
-      if (context.format() === 'json') printJson(view);
-      else process.stdout.write(formatShardsView(view));
+      printShards(view);
     });
+}
+
+/** A shard id given on the command line (the left shard of a merge): an integer >= 2. */
+function shardIdArgument(shard: string): number {
+  const id = Number(shard);
+  if (!/^[0-9]{1,15}$/.test(shard) || id < 2) throw new ImpulseError('IMPULSE_ERR_CONFIG_INVALID', `a shard id is an integer >= 2, not "${shard}"`);
+  return id;
 }
 
 function registerMemberCommands(program: Command, context: ClientContext): void {
