@@ -15,6 +15,7 @@ import type { KvCommand } from '../kv/command.js';
 import type { NodeId } from '../raft/types.js';
 import type { ShardMap } from '../shard/shard-map.js';
 import { InProcessCluster, until } from '../../testkit/cluster/in-process.js';
+import { retriedLikeClient } from '../../testkit/cluster/shard-checks.js';
 
 const MEMBERS: readonly NodeId[] = [1, 2, 3, 4];
 const SPLIT_KEYS = 'b,c,d,e,f,g,h';
@@ -64,7 +65,8 @@ describe('byte balance across members', () => {
         const key = `${prefix}-big-${String(i).padStart(2, '0')}`;
         const value = `${i}`.padEnd(VALUE_BYTES, 'x');
         const command: KvCommand = { ops: [{ type: 'put', key: Buffer.from(key), value: Buffer.from(value) }] };
-        await running.member(1 + (i % 4)).service.write(command);
+        // A put of the same value is safe to repeat when a leadership change (a loaded machine) leaves its outcome unknown.
+        await retriedLikeClient(() => running.member(1 + (i % 4)).service.write(command));
         written.set(key, value);
       }
     }
