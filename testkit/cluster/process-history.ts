@@ -209,3 +209,33 @@ export class History {
   }
 }
 
+
+/**
+ * Waits until every shard of the map (as member `viewFrom` has it) stands at
+ * one applied index on every member that hosts it, then asserts their
+ * digests equal and that exactly the map's replicas host it (the members
+ * `ids`, all running). For clusters whose members host different shards
+ * (after moves), where the members' whole digests cannot agree.
+ */
+export async function settledShardDigests(cluster: ProcessCluster, ids: readonly number[], viewFrom: number, timeoutMs = 20_000): Promise<Map<number, string>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const view = await cluster.client(viewFrom).shards();
+    const digests = await Promise.all(ids.map(async (id) => ({ id, shards: (await cluster.client(id).digest()).shards ?? [] })));
+    const byShard = new Map<number, Array<{ member: number; appliedIndex: number; digest: string }>>();
+    for (const { id, shards } of digests) for (const shard of shards) byShard.set(shard.id, [...(byShard.get(shard.id) ?? []), { member: id, ...shard }]);
+    const unsettled = view.shards.filter((shard) => {
+      const hosts = byShard.get(shard.id) ?? [];
+      return hosts.map((host) => host.member).sort().join() !== [...shard.replicas].sort().join() || new Set(hosts.map((host) => host.appliedIndex)).size !== 1;
+    });
+    if (unsettled.length === 0) {
+      for (const shard of view.shards) {
+        const hosts = byShard.get(shard.id)!;
+        assert.equal(new Set(hosts.map((host) => host.digest)).size, 1, `shard ${shard.id} differs between its replicas at index ${hosts[0]!.appliedIndex}: ${JSON.stringify(hosts)}`);
+      }
+      return new Map(view.shards.map((shard) => [shard.id, byShard.get(shard.id)![0]!.digest]));
+    }
+    if (Date.now() > deadline) throw new Error(`shards did not settle: ${unsettled.map((shard) => `${shard.id} on ${shard.replicas.join(',')}: ${JSON.stringify(byShard.get(shard.id) ?? [])}`).join('; ')}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
