@@ -22,10 +22,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ImpulseClient } from '../client/client.js';
-import { isImpulseError } from '../errors.js';
 import type { ShardsView } from '../protocol/shard-view.js';
-import { History, NO_EFFECT, settledShardDigests } from '../../testkit/cluster/process-history.js';
+import { FreshBatches, History, NO_EFFECT, settledShardDigests } from '../../testkit/cluster/process-history.js';
 import { ProcessCluster } from '../../testkit/process/cluster-process.js';
 import { eventually } from '../../testkit/process/eventually.js';
 
@@ -38,8 +36,8 @@ const counts = (view: ShardsView): number[] => MEMBERS.map((id) => view.shards.f
 describe('a history across shards during a split and a move, in a process cluster', () => {
   it('keeps gets, puts, conditional puts and batches across shards linearizable while a shard splits under undecided transactions and replicas move onto a new member; no batch applies half', async (t) => {
     const cluster = await ProcessCluster.start(3, { memberArgs: (id) => (id <= 3 ? ['--split-keys', 'p'] : []) });
-    let stopped = false;
     let history: History | undefined;
+    let triples: FreshBatches | undefined;
     try {
       const leader = await cluster.waitForLeader();
       await eventually('every member serves both shards', async () => {
@@ -57,30 +55,9 @@ describe('a history across shards during a split and a move, in a process cluste
         history.runBatches(22, 3, [['r', 'j'], ['j', 'b'], ['t', 'm']]),
         history.runBatches(23, 1, [['t', 'j'], ['r', 'm']]),
       ]);
-      const tripleAnswers = new Map<string, number>();
-      const acknowledged = new Set<string>();
-      const sent: string[] = [];
-      // Three writers of triples, one through each member (each its own client: no retries inside it, every attempt answered here).
-      const triples = Promise.all([1, 2, 3].map(async (member) => {
-        const client = new ImpulseClient({ endpoint: cluster.url(member), timeoutMs: 10_000, writeRetriesMax: 0 });
-        try {
-          for (let n = 0; !stopped; n++) {
-            const name = `${member}-${n}`;
-            sent.push(name);
-            try {
-              await client.batch(TRIPLE.map((prefix) => ({ op: 'put' as const, key: `${prefix}${name}`, value: 'x' })));
-              tripleAnswers.set('applied', (tripleAnswers.get('applied') ?? 0) + 1);
-              acknowledged.add(name);
-            } catch (error) {
-              const code = isImpulseError(error) ? error.code : String(error);
-              tripleAnswers.set(code, (tripleAnswers.get(code) ?? 0) + 1);
-            }
-            await new Promise((resolve) => setTimeout(resolve, 20));
-          }
-        } finally {
-          client.close();
-        }
-      }));
+      // Three writers of triples, one through each member.
+      triples = new FreshBatches(cluster, TRIPLE);
+      const writing = triples.run([1, 2, 3], 10_000);
 
       await new Promise((resolve) => setTimeout(resolve, 1500));
       const splitAt = Date.now();
@@ -105,31 +82,23 @@ describe('a history across shards during a split and a move, in a process cluste
         }
         return true;
       }, 60_000).catch((error: unknown) => {
-        if (process.env['SHARD_HISTORY_LOG'] !== undefined) for (const id of MEMBERS) console.log(`member ${id}:\n${cluster.output(id)}`);
         throw new Error(`${String(error)}; last views: ${[...seen].map(([id, view]) => `${id}: ${view}`).join('\n')}`);
       });
       const settledMs = Date.now() - splitAt;
       await new Promise((resolve) => setTimeout(resolve, 1000));
       history.stop();
-      stopped = true;
-      await Promise.all([running, triples]);
+      triples.stop();
+      await Promise.all([running, writing]);
 
       const completed = await history.finishLinearizable(100);
       for (const key of KEYS) assert.ok(history.operations.some((operation) => operation.input.key === key && operation.return !== undefined && operation.input.kind !== 'get'), `no write to ${key} completed`);
       const batched = history.operations.filter((operation) => operation.clientId >= 20 && operation.clientId < 100 && operation.return !== undefined && operation.input.kind !== 'get').length;
       assert.ok(batched > 20, `only ${batched} per-key writes of batches across shards completed`);
 
-      const answers = Object.fromEntries(tripleAnswers);
-      assert.ok((tripleAnswers.get('applied') ?? 0) >= 10, JSON.stringify(answers));
-      for (const code of tripleAnswers.keys()) assert.ok(code === 'applied' || NO_EFFECT.has(code) || code === 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN' || code === 'IMPULSE_ERR_CLIENT_TIMEOUT', `a batch across shards was answered ${code}: ${JSON.stringify(answers)}`);
-      const reader = cluster.client(4);
-      const present = await Promise.all(TRIPLE.map(async (prefix) => new Set((await reader.scan({ prefix, limit: 1000 })).items.map((item) => item.key.toString().slice(prefix.length)))));
-      assert.ok(sent.length < 1000, `${sent.length} batches: more than one page`);
-      for (const name of sent) {
-        const held = present.map((keys) => keys.has(name));
-        assert.ok(held.every((one) => one === held[0]), `batch ${name} applied in part: ${TRIPLE.map((prefix, i) => `${prefix}${name} ${held[i] ? 'present' : 'absent'}`).join(', ')}`);
-        if (acknowledged.has(name)) assert.ok(held[0], `acknowledged batch ${name} is missing`);
-      }
+      const answers = Object.fromEntries(triples.answers);
+      assert.ok(triples.applied >= 10, JSON.stringify(answers));
+      for (const code of triples.answers.keys()) assert.ok(code === 'applied' || NO_EFFECT.has(code) || code === 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN' || code === 'IMPULSE_ERR_CLIENT_TIMEOUT', `a batch across shards was answered ${code}: ${JSON.stringify(answers)}`);
+      await triples.checkWhole(cluster.client(4));
 
       const view = await cluster.client(leader).shards();
       assert.deepEqual(view.shards.map((shard) => [shard.id, Buffer.from(shard.start, 'hex').toString()]), [
@@ -140,8 +109,8 @@ describe('a history across shards during a split and a move, in a process cluste
       const digests = await settledShardDigests(cluster, MEMBERS, leader);
       t.diagnostic(`${history.operations.length} operations, ${completed} completed, ${batched} per-key writes of batches; triples: ${JSON.stringify(answers)}; split to balanced in ${settledMs} ms; replicas a member ${counts(view).join(',')}; ${digests.size} shards settled`);
     } finally {
-      stopped = true;
       history?.stop();
+      triples?.stop();
       await cluster.close();
     }
   });

@@ -1,6 +1,8 @@
 /**
  * A recorded history of key-value operations against a real process cluster,
- * for the linearizability checks of src/cluster (testkit/check).
+ * for the linearizability checks of src/cluster (testkit/check); writers of
+ * batches of fresh keys across shards checked whole (`FreshBatches`); each
+ * shard's replicas on one digest (`settledShardDigests`).
  */
 import { ImpulseClient } from '../../src/client/client.js';
 import { isImpulseError } from '../../src/errors.js';
@@ -237,5 +239,72 @@ export async function settledShardDigests(cluster: ProcessCluster, ids: readonly
     }
     if (Date.now() > deadline) throw new Error(`shards did not settle: ${unsettled.map((shard) => `${shard.id} on ${shard.replicas.join(',')}: ${JSON.stringify(byShard.get(shard.id) ?? [])}`).join('; ')}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/**
+ * Writers of batches of fresh keys, one under each of `prefixes`
+ * (`<prefix><member>-<n>`; in different shards, a batch is a transaction
+ * across them), until stopped; then `checkWhole` reads them back: every batch
+ * present whole or not at all, and whole when it was acknowledged. `answers`
+ * counts the answers by code ('applied' for an acknowledged batch).
+ */
+export class FreshBatches {
+  readonly answers = new Map<string, number>();
+  private readonly acknowledged = new Set<string>();
+  private readonly sent: string[] = [];
+  private stopped = false;
+
+  constructor(
+    private readonly cluster: ProcessCluster,
+    private readonly prefixes: readonly string[],
+  ) {}
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  get applied(): number {
+    return this.answers.get('applied') ?? 0;
+  }
+
+  /** One writer through each of `members`, each with its own client (no retries inside it: every attempt is answered here), 20 ms between batches. */
+  run(members: readonly number[], timeoutMs: number): Promise<void> {
+    return Promise.all(
+      members.map(async (member) => {
+        const client = new ImpulseClient({ endpoint: this.cluster.url(member), timeoutMs, writeRetriesMax: 0 });
+        try {
+          for (let n = 0; !this.stopped; n++) {
+            const name = `${member}-${n}`;
+            this.sent.push(name);
+            try {
+              await client.batch(this.prefixes.map((prefix) => ({ op: 'put' as const, key: `${prefix}${name}`, value: 'x' })));
+              this.count('applied');
+              this.acknowledged.add(name);
+            } catch (error) {
+              this.count(isImpulseError(error) ? error.code : String(error));
+            }
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+        } finally {
+          client.close();
+        }
+      }),
+    ).then(() => undefined);
+  }
+
+  /** Every batch sent is whole or absent through `reader`, and whole when acknowledged. */
+  async checkWhole(reader: ImpulseClient): Promise<void> {
+    assert.ok(this.sent.length < 1000, `${this.sent.length} batches: more than one page`);
+    const present = await Promise.all(this.prefixes.map(async (prefix) => new Set((await reader.scan({ prefix, limit: 1000 })).items.map((item) => item.key.toString().slice(prefix.length)))));
+    for (const name of this.sent) {
+      const held = present.map((keys) => keys.has(name));
+      assert.ok(held.every((one) => one === held[0]), `batch ${name} applied in part: ${this.prefixes.map((prefix, i) => `${prefix}${name} ${held[i] ? 'present' : 'absent'}`).join(', ')}`);
+      if (this.acknowledged.has(name)) assert.ok(held[0], `acknowledged batch ${name} is missing`);
+    }
+  }
+
+  private count(code: string): void {
+    this.answers.set(code, (this.answers.get(code) ?? 0) + 1);
   }
 }
