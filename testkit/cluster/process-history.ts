@@ -244,7 +244,7 @@ export async function settledShardDigests(cluster: ProcessCluster, ids: readonly
 
 /**
  * Writers of batches of fresh keys, one under each of `prefixes`
- * (`<prefix><member>-<n>`; in different shards, a batch is a transaction
+ * (`<prefix><writer>-<n>`; in different shards, a batch is a transaction
  * across them), until stopped; then `checkWhole` reads them back: every batch
  * present whole or not at all, and whole when it was acknowledged. `answers`
  * counts the answers by code ('applied' for an acknowledged batch).
@@ -255,9 +255,11 @@ export class FreshBatches {
   private readonly sent: string[] = [];
   private stopped = false;
 
+  /** `members`: how many members the writers spread over (ids 1..members): a writer whose member does not answer moves to the next. */
   constructor(
     private readonly cluster: ProcessCluster,
     private readonly prefixes: readonly string[],
+    private readonly members: number,
   ) {}
 
   stop(): void {
@@ -268,26 +270,30 @@ export class FreshBatches {
     return this.answers.get('applied') ?? 0;
   }
 
-  /** One writer through each of `members`, each with its own client (no retries inside it: every attempt is answered here), 20 ms between batches. */
-  run(members: readonly number[], timeoutMs: number): Promise<void> {
+  /** One writer starting at each of `first` (a member may be named more than once), each with its own clients (no retries inside them: every attempt is answered here), 20 ms between batches. */
+  run(first: readonly number[], timeoutMs: number): Promise<void> {
     return Promise.all(
-      members.map(async (member) => {
-        const client = new ImpulseClient({ endpoint: this.cluster.url(member), timeoutMs, writeRetriesMax: 0 });
+      first.map(async (start, writer) => {
+        const clients = new Map<number, ImpulseClient>();
+        let member = start;
         try {
           for (let n = 0; !this.stopped; n++) {
-            const name = `${member}-${n}`;
+            const name = `${writer}-${n}`;
             this.sent.push(name);
+            let client = clients.get(member);
+            if (client === undefined) clients.set(member, (client = new ImpulseClient({ endpoint: this.cluster.url(member), timeoutMs, writeRetriesMax: 0 })));
             try {
               await client.batch(this.prefixes.map((prefix) => ({ op: 'put' as const, key: `${prefix}${name}`, value: 'x' })));
               this.count('applied');
               this.acknowledged.add(name);
             } catch (error) {
               this.count(isImpulseError(error) ? error.code : String(error));
+              if (isImpulseError(error, 'IMPULSE_ERR_CLIENT_UNREACHABLE') || isImpulseError(error, 'IMPULSE_ERR_CLIENT_TIMEOUT')) member = (member % this.members) + 1;
             }
             await new Promise((resolve) => setTimeout(resolve, 20));
           }
         } finally {
-          client.close();
+          for (const client of clients.values()) client.close();
         }
       }),
     ).then(() => undefined);
