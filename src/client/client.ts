@@ -42,6 +42,15 @@ import { percentEncode } from '../protocol/codec.js';
 import { SHARD_ROUTE_HEADER, formatShardRoute } from '../protocol/shard-route.js';
 import { ShardRouter } from './shard-router.js';
 
+/** `GET /digest`: src/kv/digest.ts `ContentDigest` (with `shards` on a sharded member). */
+export interface NodeDigest {
+  readonly appliedIndex: number;
+  readonly appliedTerm: number;
+  readonly digest: string;
+  readonly bytes: number;
+  readonly shards?: ReadonlyArray<{ readonly id: number; readonly appliedIndex: number; readonly digest: string }>;
+}
+
 export type Bytes = Uint8Array | string;
 
 export interface ClientOptions {
@@ -403,11 +412,14 @@ export class ImpulseClient {
     return view;
   }
 
-  /** The digest of the node's whole state at its applied index (`GET /digest`; a full scan). */
-  async digest(): Promise<{ appliedIndex: number; appliedTerm: number; digest: string; bytes: number }> {
+  /**
+   * The digest of the node's whole state at its applied index (`GET /digest`;
+   * a full scan); a sharded member's also lists each shard it hosts.
+   */
+  async digest(): Promise<NodeDigest> {
     const response = await this.call('GET', '/digest');
     this.expect(response, 200);
-    return this.json(response) as { appliedIndex: number; appliedTerm: number; digest: string; bytes: number };
+    return this.json(response) as NodeDigest;
   }
 
   private async clusterCall(method: string, path: string, body?: unknown): Promise<ClusterView> {

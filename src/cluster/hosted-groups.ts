@@ -44,6 +44,7 @@ import { RaftRequests } from './raft-requests.js';
 import { serveShardReads } from './remote-shard.js';
 import { serveShardConf } from './shard-conf.js';
 import { type MergePrepared, mergeAbsorbOf, readMergePrepared } from './shard-merge.js';
+import { readSplitRecords, splitGroupSeed } from './shard-split.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { engineHomeFor } from '../service/open-local.js';
 
@@ -175,14 +176,15 @@ export class HostedGroups {
    * and `revisionTop` (that very prepare: a replica behind may still hold the
    * record of an earlier attempt that was rolled back since).
    * Opens that replica from its files when it is not hosted (a restart: the
-   * map may no longer name it), and waits for it, polling every tick; it
-   * never gives up (the commit is in the log: there is no other way forward),
-   * but says so every MERGE_WAIT_LOG_POLLS polls.
+   * map may no longer name it), or makes it from the split record `leftId`
+   * holds when it has no files here (`madeFromSplit`), and waits for it,
+   * polling every tick; it never gives up (the commit is in the log: there
+   * is no other way forward), but says so every MERGE_WAIT_LOG_POLLS polls.
    */
   private async mergeAbsorb(leftId: number, rightId: number, bounds: ShardBounds, revisionTop: number): Promise<Omit<MergeAbsorb, 'deletes'>> {
     const { clock, logger, timing } = this.options;
     for (let polls = 1; ; polls++) {
-      const right = await this.hostedOrOpened(rightId);
+      const right = (await this.hostedOrOpened(rightId)) ?? (await this.madeFromSplit(leftId, rightId));
       const prepared = right?.group.state === 'running' ? await readMergePrepared(right.group.machine.machine) : undefined;
       if (right !== undefined && prepared !== undefined && prepared.leftId === leftId && sameShardBounds(prepared.bounds, bounds) && prepared.revisionTop === revisionTop) return mergeAbsorbOf(right.group.machine.machine, prepared);
       if (polls % MERGE_WAIT_LOG_POLLS === 0) logger.warn({ shard: leftId, right: rightId, hosted: right !== undefined }, 'a shard merge commit waits for this member\'s replica of the merged-away shard to apply its prepare-merge');
@@ -199,6 +201,35 @@ export class HostedGroups {
       return raftId === undefined ? undefined : await this.open(id, undefined, [], undefined, raftId);
     } catch (error) {
       this.options.logger.debug({ err: error, group: id }, 'could not open a merged-away group\'s replica yet');
+      return undefined;
+    }
+  }
+
+  /**
+   * Group `rightId` made here from the split record of `leftId`'s replica
+   * here (undefined without one, or when it could not be made now). A member
+   * down through the split of `leftId` and the merge of the split's new shard
+   * back into it never opens that shard from the map, which no longer names
+   * it: its replica of `leftId` meets the merge's commit with no replica of
+   * the merged-away shard here. Made at the split's index with `leftId`'s
+   * membership then (this member's Raft id in `leftId`), it catches up from
+   * the merged-away group, which lives on the other members until every
+   * replica of `leftId` took it in (shard-merges.ts `destroyMerged`). The
+   * record is still there: the commit precedes every split GC step of that
+   * split in `leftId`'s log (docs/sharding.md "Splits"), and the apply batch
+   * is cut before a commit (RaftKvMachine), so the split has applied.
+   */
+  private async madeFromSplit(leftId: number, rightId: number): Promise<HostedGroup | undefined> {
+    const left = this.hosted.get(leftId);
+    if (left === undefined || left.group.state !== 'running') return undefined;
+    try {
+      const record = (await readSplitRecords(left.group.machine.machine)).get(rightId);
+      if (record === undefined) return undefined;
+      const made = await this.open(rightId, undefined, [], splitGroupSeed(left, record), left.group.driver.id);
+      this.options.logger.info({ shard: rightId, into: leftId, index: record.index }, 'made this member\'s replica of a merged-away shard from its split record, for the merge commit');
+      return made;
+    } catch (error) {
+      this.options.logger.debug({ err: error, group: rightId }, 'could not make a merged-away group\'s replica from its split record yet');
       return undefined;
     }
   }

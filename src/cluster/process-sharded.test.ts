@@ -14,9 +14,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isImpulseError } from '../errors.js';
 import { checkKvLinearizability, formatOperations } from '../../testkit/check/linearizability.js';
-import { History, NO_EFFECT } from '../../testkit/cluster/process-history.js';
+import { FreshBatches, History, NO_EFFECT } from '../../testkit/cluster/process-history.js';
 import { ProcessCluster } from '../../testkit/process/cluster-process.js';
 import { eventually } from '../../testkit/process/eventually.js';
 
@@ -25,6 +24,8 @@ const KEYS = ['a', 'b', 'h', 'i', 'q', 'r'];
 describe('a sharded process cluster', () => {
   it('keeps a history across three shards, with batches across shards, linearizable through a kill -9; no batch applies half', async (t) => {
     const cluster = await ProcessCluster.start(3, { serveArgs: ['--split-keys', 'g,p'] });
+    let history: History | undefined;
+    let pairs: FreshBatches | undefined;
     try {
       await cluster.waitForLeader();
       await eventually('every member serves every shard', async () => {
@@ -34,31 +35,11 @@ describe('a sharded process cluster', () => {
         }
         return true;
       });
-      const history = new History(cluster, { keys: KEYS, clients: 8, members: 3, shardRoutingClients: 4 });
+      history = new History(cluster, { keys: KEYS, clients: 8, members: 3, shardRoutingClients: 4 });
       const running = Promise.all([history.run(), history.runBatches(20, 1, [['b', 'r'], ['q', 'a'], ['i', 'b']]), history.runBatches(21, 3, [['r', 'h'], ['a', 'q']])]);
-      let stopped = false;
-      const batchAnswers = new Map<string, number>();
-      const acknowledged = new Set<number>();
-      let sent = 0;
-      const batches = (async () => {
-        // Member 2 may be the one killed: while it is down, batches are unreachable (what must hold is that none applies half).
-        const client = cluster.client(2, 3000);
-        for (let n = 0; !stopped; n++) {
-          sent = n + 1;
-          try {
-            await client.batch([
-              { op: 'put', key: `cross/${n}`, value: 'x' },
-              { op: 'put', key: `zcross/${n}`, value: 'x' },
-            ]);
-            batchAnswers.set('applied', (batchAnswers.get('applied') ?? 0) + 1);
-            acknowledged.add(n);
-          } catch (error) {
-            const code = isImpulseError(error) ? error.code : String(error);
-            batchAnswers.set(code, (batchAnswers.get(code) ?? 0) + 1);
-          }
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-      })();
+      // Member 2 may be the one killed: the writer then moves on to member 3 (what must hold is that none applies half).
+      pairs = new FreshBatches(cluster, ['cross/', 'zcross/'], 3);
+      const batches = pairs.run([2], 3000);
       await new Promise((resolve) => setTimeout(resolve, 1500));
       const middle = (await cluster.client(1).shards()).shards.find((shard) => shard.id === 3)!;
       const victim = middle.leader!;
@@ -67,7 +48,7 @@ describe('a sharded process cluster', () => {
       await cluster.start(victim);
       await new Promise((resolve) => setTimeout(resolve, 2500));
       history.stop();
-      stopped = true;
+      pairs.stop();
       await Promise.all([running, batches]);
 
       const result = checkKvLinearizability(history.operations);
@@ -81,18 +62,12 @@ describe('a sharded process cluster', () => {
         assert.ok(done > 20, `only ${done} writes completed by the ${routed ? 'routing' : 'member'} clients`);
       }
 
-      const answers = Object.fromEntries(batchAnswers);
-      // Member 2 may be the one killed (its batches unreachable meanwhile): a few applied is enough, the checks below are what matter.
-      assert.ok((batchAnswers.get('applied') ?? 0) >= 3, JSON.stringify(answers));
-      for (const code of batchAnswers.keys()) assert.ok(code === 'applied' || NO_EFFECT.has(code) || code === 'IMPULSE_ERR_CLIENT_TIMEOUT' || code === 'IMPULSE_ERR_CLIENT_UNREACHABLE' || code === 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN', `a cross-shard batch was answered ${code}: ${JSON.stringify(answers)}`);
+      const answers = Object.fromEntries(pairs.answers);
+      // A few applied is enough (the writer's member may be the one killed): the checks below are what matter.
+      assert.ok(pairs.applied >= 3, JSON.stringify(answers));
+      for (const code of pairs.answers.keys()) assert.ok(code === 'applied' || NO_EFFECT.has(code) || code === 'IMPULSE_ERR_CLIENT_TIMEOUT' || code === 'IMPULSE_ERR_CLIENT_UNREACHABLE' || code === 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN', `a cross-shard batch was answered ${code}: ${JSON.stringify(answers)}`);
       const reader = cluster.client(victim);
-      const present = async (prefix: string): Promise<Set<string>> => new Set((await reader.scan({ prefix, limit: 1000 })).items.map((item) => item.key.toString().slice(prefix.length)));
-      const [left, right] = [await present('cross/'), await present('zcross/')];
-      assert.ok(sent < 1000, `${sent} batches: more than one page`);
-      for (let n = 0; n < sent; n++) {
-        assert.equal(left.has(String(n)), right.has(String(n)), `batch ${n} applied half: cross/${n} ${left.has(String(n)) ? 'present' : 'absent'}, zcross/${n} not`);
-        if (acknowledged.has(n)) assert.ok(left.has(String(n)), `acknowledged batch ${n} is missing`);
-      }
+      await pairs.checkWhole(reader);
       const batched = history.operations.filter((operation) => operation.clientId >= 20 && operation.clientId < 100 && operation.return !== undefined && operation.input.kind !== 'get').length;
       assert.ok(batched > 10, `only ${batched} per-key writes of batches across shards completed`);
       const scanned: string[] = [];
@@ -107,6 +82,8 @@ describe('a sharded process cluster', () => {
       assert.equal(new Set([...digests.values()].map((digest) => digest.digest)).size, 1);
       t.diagnostic(`${history.operations.length} operations, ${completed} completed; cross-shard batches: ${JSON.stringify(answers)}; killed node ${victim}`);
     } finally {
+      history?.stop();
+      pairs?.stop();
       await cluster.close();
     }
   });

@@ -15,7 +15,8 @@
  *     moves `durableAppliedIndex`, the bound of log compaction. A shard
  *     merge's steps are the exception: synced, and a commit's batch first
  *     takes in the merged-away group from this member's replica of it
- *     (`mergeSource`; shard-merge.ts). A split GC step is applied in a
+ *     (`mergeSource`; shard-merge.ts), so a batch is cut before a commit:
+ *     the entries before it apply first. A split GC step is applied in a
  *     batch of its own (`applyPlanned`; shard-split-gc.ts).
  *   - snapshot: an engine snapshot between two applies, streamed lazily and
  *     released when the transfer ends (image-stream.ts).
@@ -149,6 +150,8 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
     const { machine } = this.options;
     const keys = bounds === undefined ? undefined : { bounds, limits: this.options.limits, revisionBase: machine.revisionBase, merge: this.mergeMarksValue, holdsTxnStateIn: (range: ShardBounds) => machine.holdsTxnStateIn(range) };
     const plan = planApply(entries, this.membershipValue, this.shardMapValue, keys);
+    const commitAt = plan.commits[0]?.position ?? 0;
+    if (commitAt > 0) return this.applyCut(entries, commitAt, done);
     const merging = plan.commits.length > 0 || plan.prepared;
     this.applyPlanned(plan, merging)
       .then(
@@ -168,6 +171,22 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
         },
         (error: unknown) => this.options.guard(() => done(asError(error))),
       );
+  }
+
+  /**
+   * Applies `entries` before `at` (a merge commit's position) in a batch of
+   * their own, then the rest, and answers for both: what a commit takes in
+   * is fetched before its batch applies (`withAbsorbs`), so it must not wait
+   * on the entries before it — a replica catching up may meet the split that
+   * made the merged-away shard and that shard's merge commit in one batch,
+   * and the shard is made from the split's record (hosted-groups.ts
+   * `madeFromSplit`) only once the split applied.
+   */
+  private applyCut(entries: readonly Entry[], at: number, done: (error: Error | null, results?: readonly ApplyResult[]) => void): void {
+    this.apply(entries.slice(0, at), (error, before) => {
+      if (error !== null) return done(error);
+      this.apply(entries.slice(at), (rest, after) => (rest !== null ? done(rest) : done(null, [...(before ?? []), ...(after ?? [])])));
+    });
   }
 
   /**

@@ -25,10 +25,13 @@
  * the split's index serves them. Nothing is served by both, nothing by none
  * for longer than the split takes.
  */
+import { ImpulseError } from '../errors.js';
 import { REVISION_BASE_META_NAME, encodeRevisionBase } from '../kv/apply.js';
 import type { KvSeed, KvStateMachine } from '../kv/state-machine.js';
 import { SHARD_BOUNDS_META_NAME, type ShardBounds, boundsFromHex, boundsHex, encodeShardBounds } from '../shard/shard-map.js';
+import type { HostedGroup } from './hosted-groups.js';
 import { type Membership, MEMBERSHIP_META_NAME, decodeMembership, encodeMembership } from './membership.js';
+import type { GroupSeed } from './raft-group.js';
 
 /** What a parent group stores when it applies a split (metadata `split.<rightId>`). */
 export interface SplitRecord {
@@ -119,5 +122,28 @@ export async function splitSeed(parent: KvStateMachine, record: SplitRecord): Pr
     sessions: await parent.capturedSessions(splitSessionsTag(record.rightId)),
     data: parent.exportData(record.bounds.start, record.bounds.end),
     txn: await parent.exportTxnState(record.bounds.start, record.bounds.end), // the right-hand keys' locks and records (src/kv/txn.ts)
+  };
+}
+
+/**
+ * The seed of the group `record` makes, from this member's replica of its
+ * parent. It reads the frozen keys while no split GC step of the parent runs
+ * (shard-split-gc.ts), and only while the record is still there: once the
+ * GC started the copy is partial, and the open fails (unavailable; the
+ * member opens the group again, then to take a snapshot from its leader).
+ */
+export function splitGroupSeed(parent: HostedGroup, record: SplitRecord): GroupSeed {
+  const machine = parent.group.machine;
+  return {
+    index: record.index,
+    term: record.term,
+    confState: record.membership.confState,
+    seed: (kv) =>
+      machine.withFrozenKeys(async () => {
+        if (!(await readSplitRecords(machine.machine)).has(record.rightId)) {
+          throw new ImpulseError('IMPULSE_ERR_UNAVAILABLE', `shard ${parent.group.id} collected the keys split ${record.rightId} froze; that shard is to be taken by snapshot from its leader`);
+        }
+        await kv.seed(await splitSeed(machine.machine, record));
+      }),
   };
 }

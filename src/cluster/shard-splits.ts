@@ -36,7 +36,7 @@ import type { HostedGroup, HostedGroups } from './hosted-groups.js';
 import { encodeClusterCommand } from './log-entries.js';
 import type { GroupSeed } from './raft-group.js';
 import { ShardSizes } from './shard-size.js';
-import { type SplitRecord, readSplitRecords, splitSeed } from './shard-split.js';
+import { readSplitRecords, splitGroupSeed } from './shard-split.js';
 
 /** Without a split threshold, a size round stops counting shards once it scanned this many bytes (the rest wait for the next round). */
 export const RECOUNT_BYTES_PER_ROUND = 64 << 20;
@@ -143,7 +143,7 @@ export class ShardSplits {
       const parent = this.options.groups.get(other.id);
       if (parent === undefined || other.id === shard.id || parent.group.state !== 'running') continue;
       const record = (await readSplitRecords(parent.group.machine.machine)).get(shard.id);
-      if (record !== undefined) return { kind: 'split', seed: seedOf(parent, record) };
+      if (record !== undefined) return { kind: 'split', seed: splitGroupSeed(parent, record) };
       const bounds = parent.group.machine.bounds;
       if (bounds !== undefined && shardContains(bounds, shard.start)) pending = true;
     }
@@ -186,27 +186,4 @@ export class ShardSplits {
 /** The refusal of a split of `shard` while a replica move of it is in flight (retryable: moves take seconds). */
 function moving(shard: Shard): ImpulseError {
   return new ImpulseError('IMPULSE_ERR_UNAVAILABLE', `shard ${shard.id} has a replica move in flight; it splits after the move (retry)`, { details: { shard: shard.id, moveFrom: shard.move?.from ?? null, moveTo: shard.move?.to ?? null, retryAfterSeconds: 1 } });
-}
-
-/**
- * The seed of the group `record` makes, from this member's replica of its
- * parent. It reads the frozen keys while no split GC step of the parent runs
- * (shard-split-gc.ts), and only while the record is still there: once the
- * GC started the copy is partial, and the open fails (unavailable; the
- * member opens the group again, then to take a snapshot from its leader).
- */
-function seedOf(parent: HostedGroup, record: SplitRecord): GroupSeed {
-  const machine = parent.group.machine;
-  return {
-    index: record.index,
-    term: record.term,
-    confState: record.membership.confState,
-    seed: (kv) =>
-      machine.withFrozenKeys(async () => {
-        if (!(await readSplitRecords(machine.machine)).has(record.rightId)) {
-          throw new ImpulseError('IMPULSE_ERR_UNAVAILABLE', `shard ${parent.group.id} collected the keys split ${record.rightId} froze; that shard is to be taken by snapshot from its leader`);
-        }
-        await kv.seed(await splitSeed(machine.machine, record));
-      }),
-  };
 }

@@ -311,12 +311,14 @@ export class ShardedKvService implements KvService {
    * SHA-256 over the shards' digests in key order (their ids and digests);
    * `appliedIndex` is the sum of the shards' applied indexes, so two members
    * with equal sums that both settled hold equal states exactly when the
-   * digests agree.
+   * digests agree; `shards` lists each shard's, for members that host
+   * different shards.
    */
   async digest(): Promise<ContentDigest> {
     const hash = createHash('sha256');
     let appliedIndex = 0;
     let bytes = 0;
+    const shards: Array<{ id: number; appliedIndex: number; digest: string }> = [];
     for (const shard of this.map().shards) {
       const hosted = this.shards.hosted(shard);
       if (hosted === undefined) continue; // another member's replica: not part of this member's state
@@ -324,8 +326,9 @@ export class ShardedKvService implements KvService {
       hash.update(`${shard.id}:${digest.digest}\n`);
       appliedIndex += digest.appliedIndex;
       bytes += digest.bytes;
+      shards.push({ id: shard.id, appliedIndex: digest.appliedIndex, digest: digest.digest });
     }
-    return { appliedIndex, appliedTerm: 0, digest: hash.digest('hex'), bytes };
+    return { appliedIndex, appliedTerm: 0, digest: hash.digest('hex'), bytes, shards };
   }
 
   /** Refuses new requests, then shuts the member down (idempotent). */

@@ -16,6 +16,12 @@ export interface ContentDigest {
   readonly digest: string;
   /** Bytes of the image hashed. */
   readonly bytes: number;
+  /**
+   * A sharded member's digest of each shard it hosts (in key order): members
+   * hosting different shards (after moves) compare them shard by shard.
+   * Absent elsewhere.
+   */
+  readonly shards?: ReadonlyArray<{ readonly id: number; readonly appliedIndex: number; readonly digest: string }>;
 }
 
 export async function contentDigest(machine: KvStateMachine): Promise<ContentDigest> {

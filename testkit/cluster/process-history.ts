@@ -1,6 +1,8 @@
 /**
  * A recorded history of key-value operations against a real process cluster,
- * for the linearizability checks of src/cluster (testkit/check).
+ * for the linearizability checks of src/cluster (testkit/check); writers of
+ * batches of fresh keys across shards checked whole (`FreshBatches`); each
+ * shard's replicas on one digest (`settledShardDigests`).
  */
 import { ImpulseClient } from '../../src/client/client.js';
 import { isImpulseError } from '../../src/errors.js';
@@ -209,3 +211,106 @@ export class History {
   }
 }
 
+
+/**
+ * Waits until every shard of the map (as member `viewFrom` has it) stands at
+ * one applied index on every member that hosts it, then asserts their
+ * digests equal and that exactly the map's replicas host it (the members
+ * `ids`, all running). For clusters whose members host different shards
+ * (after moves), where the members' whole digests cannot agree.
+ */
+export async function settledShardDigests(cluster: ProcessCluster, ids: readonly number[], viewFrom: number, timeoutMs = 20_000): Promise<Map<number, string>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const view = await cluster.client(viewFrom).shards();
+    const digests = await Promise.all(ids.map(async (id) => ({ id, shards: (await cluster.client(id).digest()).shards ?? [] })));
+    const byShard = new Map<number, Array<{ member: number; appliedIndex: number; digest: string }>>();
+    for (const { id, shards } of digests) for (const shard of shards) byShard.set(shard.id, [...(byShard.get(shard.id) ?? []), { member: id, ...shard }]);
+    const unsettled = view.shards.filter((shard) => {
+      const hosts = byShard.get(shard.id) ?? [];
+      return hosts.map((host) => host.member).sort().join() !== [...shard.replicas].sort().join() || new Set(hosts.map((host) => host.appliedIndex)).size !== 1;
+    });
+    if (unsettled.length === 0) {
+      for (const shard of view.shards) {
+        const hosts = byShard.get(shard.id)!;
+        assert.equal(new Set(hosts.map((host) => host.digest)).size, 1, `shard ${shard.id} differs between its replicas at index ${hosts[0]!.appliedIndex}: ${JSON.stringify(hosts)}`);
+      }
+      return new Map(view.shards.map((shard) => [shard.id, byShard.get(shard.id)![0]!.digest]));
+    }
+    if (Date.now() > deadline) throw new Error(`shards did not settle: ${unsettled.map((shard) => `${shard.id} on ${shard.replicas.join(',')}: ${JSON.stringify(byShard.get(shard.id) ?? [])}`).join('; ')}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/**
+ * Writers of batches of fresh keys, one under each of `prefixes`
+ * (`<prefix><writer>-<n>`; in different shards, a batch is a transaction
+ * across them), until stopped; then `checkWhole` reads them back: every batch
+ * present whole or not at all, and whole when it was acknowledged. `answers`
+ * counts the answers by code ('applied' for an acknowledged batch).
+ */
+export class FreshBatches {
+  readonly answers = new Map<string, number>();
+  private readonly acknowledged = new Set<string>();
+  private readonly sent: string[] = [];
+  private stopped = false;
+
+  /** `members`: how many members the writers spread over (ids 1..members): a writer whose member does not answer moves to the next. */
+  constructor(
+    private readonly cluster: ProcessCluster,
+    private readonly prefixes: readonly string[],
+    private readonly members: number,
+  ) {}
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  get applied(): number {
+    return this.answers.get('applied') ?? 0;
+  }
+
+  /** One writer starting at each of `first` (a member may be named more than once), each with its own clients (no retries inside them: every attempt is answered here), 20 ms between batches. */
+  run(first: readonly number[], timeoutMs: number): Promise<void> {
+    return Promise.all(
+      first.map(async (start, writer) => {
+        const clients = new Map<number, ImpulseClient>();
+        let member = start;
+        try {
+          for (let n = 0; !this.stopped; n++) {
+            const name = `${writer}-${n}`;
+            this.sent.push(name);
+            let client = clients.get(member);
+            if (client === undefined) clients.set(member, (client = new ImpulseClient({ endpoint: this.cluster.url(member), timeoutMs, writeRetriesMax: 0 })));
+            try {
+              await client.batch(this.prefixes.map((prefix) => ({ op: 'put' as const, key: `${prefix}${name}`, value: 'x' })));
+              this.count('applied');
+              this.acknowledged.add(name);
+            } catch (error) {
+              this.count(isImpulseError(error) ? error.code : String(error));
+              if (isImpulseError(error, 'IMPULSE_ERR_CLIENT_UNREACHABLE') || isImpulseError(error, 'IMPULSE_ERR_CLIENT_TIMEOUT')) member = (member % this.members) + 1;
+            }
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+        } finally {
+          for (const client of clients.values()) client.close();
+        }
+      }),
+    ).then(() => undefined);
+  }
+
+  /** Every batch sent is whole or absent through `reader`, and whole when acknowledged. */
+  async checkWhole(reader: ImpulseClient): Promise<void> {
+    assert.ok(this.sent.length < 1000, `${this.sent.length} batches: more than one page`);
+    const present = await Promise.all(this.prefixes.map(async (prefix) => new Set((await reader.scan({ prefix, limit: 1000 })).items.map((item) => item.key.toString().slice(prefix.length)))));
+    for (const name of this.sent) {
+      const held = present.map((keys) => keys.has(name));
+      assert.ok(held.every((one) => one === held[0]), `batch ${name} applied in part: ${this.prefixes.map((prefix, i) => `${prefix}${name} ${held[i] ? 'present' : 'absent'}`).join(', ')}`);
+      if (this.acknowledged.has(name)) assert.ok(held[0], `acknowledged batch ${name} is missing`);
+    }
+  }
+
+  private count(code: string): void {
+    this.answers.set(code, (this.answers.get(code) ?? 0) + 1);
+  }
+}
