@@ -265,15 +265,19 @@ export class NodeHost {
     const heartbeatDue = this.ticks % this.options.heartbeatTicks === 0;
     if (heartbeatDue) this.noticeGonePeers();
     // The groups' heartbeats wait for this interval's boundary: one coalesced message per peer carries them all.
-    this.heartbeats.holdWhile(() => this.tickGroups());
+    const notices: [RaftGroup, QuiesceNotice][] = [];
+    this.heartbeats.holdWhile(() => this.tickGroups(notices));
+    // A quiescing group's last heartbeat goes BEFORE its notice, as it did uncoalesced: arriving after
+    // it, the heartbeat would wake the follower the notice quiesced, which would then campaign.
+    const sentTo = heartbeatDue || notices.length > 0 ? this.heartbeats.flush() : new Set<NodeId>();
+    for (const [group, notice] of notices) this.sendQuiesce(group, notice);
     if (!heartbeatDue) return;
-    const sentTo = this.heartbeats.flush();
     // A peer that got coalesced heartbeats heard from this node; the others get the node-level ping.
     for (const id of this.peerIds) if (!sentTo.has(id)) this.transport.send(id, { channel: LIVENESS_CHANNEL, group: 0, body: null });
   }
 
-  /** Ticks every awake group (and sends the notices of those that quiesce); wakes quiesced groups whose leader's node went silent or whose down member returned. */
-  private tickGroups(): void {
+  /** Ticks every awake group (collecting the notices of those that quiesce); wakes quiesced groups whose leader's node went silent or whose down member returned. */
+  private tickGroups(notices: [RaftGroup, QuiesceNotice][]): void {
     const down = (id: NodeId): boolean => id !== this.options.nodeId && this.liveness.silent(id);
     for (const group of this.groups.values()) {
       if (group.quiesced) {
@@ -288,7 +292,7 @@ export class NodeHost {
         continue;
       }
       const notice = group.tick(down);
-      if (notice !== undefined) this.sendQuiesce(group, notice);
+      if (notice !== undefined) notices.push([group, notice]);
     }
   }
 
