@@ -28,10 +28,12 @@
  * way), and the host wakes such a group as soon as one of those nodes is
  * heard from again, so the returning replica catches up.
  *
- * Heartbeats (coalesced-heartbeats.ts): the heartbeats and heartbeat
- * responses of every group on its way to one peer node go as one message on
- * channel `heartbeats` (a microtask after the tick or frame that produced
- * them); the peer's host steps each into its group as if it had come alone.
+ * Heartbeats (src/raft/coalesced-heartbeats.ts): the heartbeats the groups'
+ * ticks produce wait for the heartbeat boundary, where one message per peer
+ * node (channel `heartbeats`) carries every group's and stands in for the
+ * liveness ping; responses and read rounds go as one message per peer a
+ * microtask after the frame or request that produced them. The peer's host
+ * steps each into its group as if it had come alone.
  *
  * Address book: the members (and recently removed members) of every group's
  * membership; while no group knows any member yet (a member that joins and
@@ -41,7 +43,7 @@ import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
 import type { GroupMessage, RaftTransport } from '../raft/driver-seams.js';
 import { RAFT_CHANNEL } from '../raft/driver-seams.js';
-import { HEARTBEATS_CHANNEL, HeartbeatCoalescer } from '../raft/coalesced-heartbeats.js';
+import { HEARTBEATS_CHANNEL, HeartbeatCoalescer, type GroupHeartbeat } from '../raft/coalesced-heartbeats.js';
 import type { LogJournal } from '../raft/log-store/journal.js';
 import type { Message, NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
@@ -400,7 +402,7 @@ export class NodeHost {
 
   /** A peer's coalesced heartbeats: each group's heartbeat or response is stepped into that group as if it had come alone. */
   private onHeartbeats(from: NodeId, message: PeerMessage): void {
-    let unpacked;
+    let unpacked: GroupHeartbeat[];
     try {
       unpacked = this.heartbeats.receive(message.body);
     } catch (error) {

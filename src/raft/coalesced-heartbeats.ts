@@ -92,7 +92,12 @@ interface Batch {
 
 /** Heartbeats plus responses in `batch`. */
 function records(batch: Batch): number {
-  return batch.heartbeats.length / HEARTBEAT_FIELDS + batch.responses.length / RESPONSE_FIELDS;
+  return heartbeatsIn([batch.heartbeats, batch.responses]);
+}
+
+/** Heartbeats plus responses a well-formed coalesced body carries. */
+export function heartbeatsIn(body: CoalescedHeartbeatsBody): number {
+  return body[0].length / HEARTBEAT_FIELDS + body[1].length / RESPONSE_FIELDS;
 }
 
 /** Gathers the heartbeats and responses of every hosted group per destination node; see the file comment. */
@@ -222,7 +227,7 @@ export function decodeCoalescedHeartbeats(body: unknown, heartbeatsMax = COALESC
   if (!Array.isArray(body) || body.length !== 2) invalid('the body is not [heartbeats, responses]');
   const heartbeats = integers(body[0], HEARTBEAT_FIELDS, 'heartbeats');
   const responses = integers(body[1], RESPONSE_FIELDS, 'responses');
-  if (heartbeats.length / HEARTBEAT_FIELDS + responses.length / RESPONSE_FIELDS > heartbeatsMax) invalid(`more than ${heartbeatsMax} heartbeats and responses`);
+  if (heartbeatsIn([heartbeats, responses]) > heartbeatsMax) invalid(`more than ${heartbeatsMax} heartbeats and responses`);
   const unpacked: GroupHeartbeat[] = [];
   for (let i = 0; i < heartbeats.length; i += HEARTBEAT_FIELDS) {
     const [group, from, to, term, commit, readSeq] = heartbeats.slice(i, i + HEARTBEAT_FIELDS) as [number, number, number, number, number, number];

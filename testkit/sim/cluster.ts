@@ -8,7 +8,7 @@
  */
 import { RaftDriver, type RaftDriverLimits, type StopReason } from '../../src/raft/driver.js';
 import type { RaftTransport } from '../../src/raft/driver-seams.js';
-import { decodeCoalescedHeartbeats, HeartbeatCoalescer, type CoalescedHeartbeatsBody, type GroupHeartbeat } from '../../src/raft/coalesced-heartbeats.js';
+import { decodeCoalescedHeartbeats, HeartbeatCoalescer, heartbeatsIn, type CoalescedHeartbeatsBody, type GroupHeartbeat } from '../../src/raft/coalesced-heartbeats.js';
 import type { RaftConfig } from '../../src/raft/raft.js';
 import type { ConfChange, ConfState, Message, NodeId } from '../../src/raft/types.js';
 import type { Random } from '../../src/util/random.js';
@@ -297,7 +297,7 @@ export class SimCluster {
     const heartbeats = new HeartbeatCoalescer({
       send: (to, body) => {
         this.world.stats.coalescedMessages++;
-        this.world.stats.coalescedHeartbeats += body[0].length / 6 + body[1].length / 5;
+        this.world.stats.coalescedHeartbeats += heartbeatsIn(body);
         this.network.send(node.id, to, () => this.deliverHeartbeats(to, node.id, body));
       },
       defer: (flush) =>
