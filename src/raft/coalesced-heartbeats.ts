@@ -1,7 +1,8 @@
 /**
  * Coalesced heartbeats: the heartbeats (and heartbeat responses) of every Raft
- * group a node hosts travel to each peer node as ONE message per run of work,
- * however many groups the two nodes share (CockroachDB's coalesced
+ * group a node hosts travel to each peer node as ONE message per heartbeat
+ * interval (responses: per run of work), however many groups the two nodes
+ * share (CockroachDB's coalesced
  * heartbeats). The core does not know: it emits its `heartbeat` and
  * `heartbeat-response` messages as always, the host hands each one to
  * `offer` instead of the transport, and the receiving host unpacks the
@@ -31,8 +32,13 @@
  * stay bounded. A held heartbeat waits at most one heartbeat interval, far
  * inside an election timeout.
  *
- * Nothing is merged or dropped: a batch carries every message offered, in
- * order, so coalescing changes how messages travel, never which.
+ * Nothing is merged or dropped: a batch carries every message offered (the
+ * heartbeats, then the responses, each in the order offered), so coalescing
+ * changes how messages travel, never which. It does change their order
+ * against messages sent straight to the transport: Raft tolerates any order,
+ * but a host protocol that needs a group's heartbeat to arrive before its
+ * own message (the quiesce notice, src/cluster/node-host.ts) must `flush()`
+ * first.
  */
 import { RaftError, type Message, type NodeId } from './types.js';
 
