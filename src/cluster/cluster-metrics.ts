@@ -22,6 +22,7 @@
  *   what its replay at start found (raft_journal_replayed_records / _replay_skipped_records / _replay_torn_bytes).
  */
 import { Histogram } from 'prom-client';
+import type { CoalescedHeartbeatStats } from '../raft/coalesced-heartbeats.js';
 import type { NodeHost } from './node-host.js';
 import type { RaftGroup } from './raft-group.js';
 import type { RaftRequests } from './raft-requests.js';
@@ -75,8 +76,22 @@ function hostFigures(host: NodeHost): Record<string, number> {
     raft_groups_woken_by_silence: host.quiesceCounters.wokenBySilence,
     raft_groups_woken_by_return: host.quiesceCounters.wokenByReturn,
     raft_leader_gone_hints: host.leaderGoneHints,
+    ...coalescedHeartbeatFigures(host.heartbeats.stats),
     // The node's log journal (one fsync for every group's saves): raft_journal_commits, _fsyncs, ... (LogJournal.stats).
     ...Object.fromEntries(Object.entries(host.journal?.stats() ?? {}).map(([name, value]) => [`raft_${name}`, value])),
+  };
+}
+
+/** Coalesced heartbeats (src/raft/coalesced-heartbeats.ts): the messages on the wire, and the groups' heartbeats and responses they carried. */
+function coalescedHeartbeatFigures(stats: CoalescedHeartbeatStats): Record<string, number> {
+  return {
+    raft_coalesced_heartbeat_messages_sent: stats.messagesSent,
+    raft_coalesced_heartbeats_sent: stats.heartbeatsSent,
+    raft_coalesced_heartbeat_responses_sent: stats.responsesSent,
+    raft_coalesced_heartbeat_messages_received: stats.messagesReceived,
+    raft_coalesced_heartbeats_received: stats.heartbeatsReceived,
+    raft_coalesced_heartbeat_responses_received: stats.responsesReceived,
+    raft_coalesced_heartbeat_messages_invalid: stats.messagesInvalid,
   };
 }
 

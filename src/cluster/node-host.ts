@@ -28,6 +28,13 @@
  * way), and the host wakes such a group as soon as one of those nodes is
  * heard from again, so the returning replica catches up.
  *
+ * Heartbeats (src/raft/coalesced-heartbeats.ts): the heartbeats the groups'
+ * ticks produce wait for the heartbeat boundary, where one message per peer
+ * node (channel `heartbeats`) carries every group's and stands in for the
+ * liveness ping; responses and read rounds go as one message per peer a
+ * microtask after the frame or request that produced them. The peer's host
+ * steps each into its group as if it had come alone.
+ *
  * Address book: the members (and recently removed members) of every group's
  * membership; while no group knows any member yet (a member that joins and
  * has not received its first snapshot), the seeds from `--initial-cluster`.
@@ -36,8 +43,9 @@ import type { Logger } from 'pino';
 import { ImpulseError } from '../errors.js';
 import type { GroupMessage, RaftTransport } from '../raft/driver-seams.js';
 import { RAFT_CHANNEL } from '../raft/driver-seams.js';
+import { HEARTBEATS_CHANNEL, HeartbeatCoalescer, type GroupHeartbeat } from '../raft/coalesced-heartbeats.js';
 import type { LogJournal } from '../raft/log-store/journal.js';
-import type { NodeId } from '../raft/types.js';
+import type { Message, NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { RpcEndpoint } from '../transport/rpc.js';
 import type { HostPort, SocketFactory } from '../transport/socket-factory.js';
@@ -81,6 +89,8 @@ export interface NodeHostOptions {
   readonly transportLimits?: Partial<TransportLimits>;
   /** Default: plain TCP. */
   readonly socketFactory?: SocketFactory;
+  /** False: every group's heartbeats travel as its own messages, not coalesced per node pair (benchmarks compare). Default true. */
+  readonly coalesceHeartbeats?: boolean;
 }
 
 /** What a member's host needs besides its cluster flags (`undefined`: the default). */
@@ -90,11 +100,12 @@ export interface MemberHostRuntime {
   readonly logger: Logger;
   readonly transportLimits?: Partial<TransportLimits> | undefined;
   readonly socketFactory?: SocketFactory | undefined;
+  readonly coalesceHeartbeats?: boolean | undefined;
 }
 
 /** The options of a cluster member's host: identity, peer listener and timing from its cluster flags; `seeds` are the peer addresses to start from. */
 export function memberHostOptions(cluster: ClusterConfig, seeds: ReadonlyMap<NodeId, string>, runtime: MemberHostRuntime): NodeHostOptions {
-  const { transportLimits, socketFactory, ...rest } = runtime;
+  const { transportLimits, socketFactory, coalesceHeartbeats, ...rest } = runtime;
   return {
     nodeId: cluster.nodeId,
     clusterId: cluster.clusterId,
@@ -108,6 +119,7 @@ export function memberHostOptions(cluster: ClusterConfig, seeds: ReadonlyMap<Nod
     // --snapshot-rate-max, unless the caller's limits say otherwise.
     transportLimits: { snapshotSendBytesPerSecondMax: cluster.snapshotRateMax, ...transportLimits },
     ...(socketFactory !== undefined ? { socketFactory } : {}),
+    ...(coalesceHeartbeats !== undefined ? { coalesceHeartbeats } : {}),
   };
 }
 
@@ -116,6 +128,8 @@ export class NodeHost {
   readonly rpc: RpcEndpoint;
   /** The per-group handlers of the group RPC channels (`kv-forward`, `read-index`). */
   readonly groupRpc: GroupRpc;
+  /** The heartbeats and responses of every hosted group, one message per peer node and run of work (unpacks what peers send whether or not this host coalesces its own). */
+  readonly heartbeats: HeartbeatCoalescer;
   private readonly groups = new Map<number, RaftGroup>();
   /** Members being added: in the address book before their addition applies (at most EXPECTED_PEERS_MAX). */
   private readonly expected = new Map<NodeId, string>();
@@ -155,6 +169,12 @@ export class NodeHost {
     this.rpc = new RpcEndpoint({ transport: this.transport, clock: options.clock, random: options.random.fork(), logger: options.logger });
     this.groupRpc = new GroupRpc(this.rpc);
     this.liveness = new NodeLiveness(options.electionTicks);
+    this.heartbeats = new HeartbeatCoalescer({
+      send: (to, body) => this.transport.send(to, { channel: HEARTBEATS_CHANNEL, group: 0, body }),
+      // After the tick or the inbound frame that produced them: every group's together, and no timer delays a read's confirmation round.
+      defer: queueMicrotask,
+      nodeOf: nodeOfRaftId,
+    });
   }
 
   get nodeId(): NodeId {
@@ -170,7 +190,10 @@ export class NodeHost {
   raftTransport(group: number): RaftTransport<ImagePayload> {
     return {
       // Raft ids of shard groups carry their node (src/shard/replica-id.ts).
-      send: (to, message: GroupMessage) => this.transport.send(nodeOfRaftId(to), message),
+      send: (to, message: GroupMessage) => {
+        if (this.options.coalesceHeartbeats !== false && this.heartbeats.offer(group, message.body as Message)) return;
+        this.transport.send(nodeOfRaftId(to), message);
+      },
       sendSnapshot: (to, header, payload, done) => {
         const settle = (error: Error | null): void => {
           // Whatever happened, the transport is done with the payload: release the engine snapshot behind it.
@@ -237,14 +260,26 @@ export class NodeHost {
     this.tickTimer = this.options.clock.setTimer(this.options.tickMs, tick);
   }
 
-  /** One tick: liveness, the node-level ping, every awake group (and the notices of those that quiesce), silent leaders' groups woken. */
+  /** One tick: liveness, every awake group, and every heartbeat interval the coalesced heartbeats (or the node-level ping) to each peer. */
   private tickAll(): void {
     this.ticks++;
     this.liveness.tick();
-    if (this.ticks % this.options.heartbeatTicks === 0) {
-      for (const id of this.peerIds) this.transport.send(id, { channel: LIVENESS_CHANNEL, group: 0, body: null });
-      this.noticeGonePeers();
-    }
+    const heartbeatDue = this.ticks % this.options.heartbeatTicks === 0;
+    if (heartbeatDue) this.noticeGonePeers();
+    // The groups' heartbeats wait for this interval's boundary: one coalesced message per peer carries them all.
+    const notices: [RaftGroup, QuiesceNotice][] = [];
+    this.heartbeats.holdWhile(() => this.tickGroups(notices));
+    // A quiescing group's last heartbeat goes BEFORE its notice, as it did uncoalesced: arriving after
+    // it, the heartbeat would wake the follower the notice quiesced, which would then campaign.
+    const sentTo = heartbeatDue || notices.length > 0 ? this.heartbeats.flush() : new Set<NodeId>();
+    for (const [group, notice] of notices) this.sendQuiesce(group, notice);
+    if (!heartbeatDue) return;
+    // A peer that got coalesced heartbeats heard from this node; the others get the node-level ping.
+    for (const id of this.peerIds) if (!sentTo.has(id)) this.transport.send(id, { channel: LIVENESS_CHANNEL, group: 0, body: null });
+  }
+
+  /** Ticks every awake group (collecting the notices of those that quiesce); wakes quiesced groups whose leader's node went silent or whose down member returned. */
+  private tickGroups(notices: [RaftGroup, QuiesceNotice][]): void {
     const down = (id: NodeId): boolean => id !== this.options.nodeId && this.liveness.silent(id);
     for (const group of this.groups.values()) {
       if (group.quiesced) {
@@ -259,7 +294,7 @@ export class NodeHost {
         continue;
       }
       const notice = group.tick(down);
-      if (notice !== undefined) this.sendQuiesce(group, notice);
+      if (notice !== undefined) notices.push([group, notice]);
     }
   }
 
@@ -355,6 +390,7 @@ export class NodeHost {
     this.liveness.heard(from);
     if (message.channel === LIVENESS_CHANNEL) return;
     if (message.channel === QUIESCE_CHANNEL) return this.onQuiesce(from, message);
+    if (message.channel === HEARTBEATS_CHANNEL) return this.onHeartbeats(from, message);
     if (message.channel === RAFT_CHANNEL) {
       const group = this.groups.get(message.group);
       if (group === undefined) return this.drop(from, message.channel, message.group);
@@ -362,6 +398,23 @@ export class NodeHost {
     }
     if ((RPC_CHANNELS as readonly string[]).includes(message.channel)) return this.rpc.onMessage(from, message);
     this.drop(from, message.channel, message.group);
+  }
+
+  /** A peer's coalesced heartbeats: each group's heartbeat or response is stepped into that group as if it had come alone. */
+  private onHeartbeats(from: NodeId, message: PeerMessage): void {
+    let unpacked: GroupHeartbeat[];
+    try {
+      unpacked = this.heartbeats.receive(message.body);
+    } catch (error) {
+      this.droppedMessages++;
+      this.logger.warn({ peer: from, err: error }, 'malformed coalesced heartbeats from a peer; dropped whole');
+      return;
+    }
+    for (const { group, message: heartbeat } of unpacked) {
+      const target = this.groups.get(group);
+      if (target === undefined) this.drop(from, RAFT_CHANNEL, group);
+      else target.receive(from, heartbeat);
+    }
   }
 
   private onQuiesce(from: NodeId, message: PeerMessage): void {

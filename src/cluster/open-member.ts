@@ -85,6 +85,8 @@ export interface MemberOptions {
   readonly mergeCopyBytesMax?: number;
   /** False: every group's log fsyncs its own saves, no shared journal (benchmarks compare). Default true. */
   readonly raftLogJournal?: boolean;
+  /** False: every group sends its own heartbeats, none coalesced per node pair (NodeHostOptions.coalesceHeartbeats; benchmarks compare). Default true. */
+  readonly coalesceHeartbeats?: boolean;
   /** How long a lock of a transaction across shards is seen before it is aborted as abandoned, ms (shard-txn.ts TXN_LOCK_TTL_MS; tests shorten it). */
   readonly txnLockTtlMs?: number;
 }
@@ -114,7 +116,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
   const { identity, isNew } = await claimIdentity(vfs, options.dataDir, cluster);
   // Replayed before any group's log opens; closed by the host after every group closed.
   const journal = options.raftLogJournal === false ? undefined : await openJournal(vfs, options.dataDir, logger);
-  const host = new NodeHost(memberHostOptions(cluster, cluster.initialCluster, { clock, random, logger, transportLimits: options.transportLimits, socketFactory: options.socketFactory }));
+  const host = new NodeHost(memberHostOptions(cluster, cluster.initialCluster, { clock, random, logger, transportLimits: options.transportLimits, socketFactory: options.socketFactory, coalesceHeartbeats: options.coalesceHeartbeats }));
   if (journal !== undefined) host.attachJournal(journal);
   try {
     const peerAddress = await host.start();

@@ -46,6 +46,8 @@ export interface InProcessOptions {
   readonly requestTimeoutMs?: number;
   /** Passed to openMember (0: groups never quiesce). */
   readonly quiesceAfterTicks?: number;
+  /** See OpenMemberOptions.coalesceHeartbeats (false: each group's heartbeats travel alone; benchmarks compare). */
+  readonly coalesceHeartbeats?: boolean;
   /** Passed to openMember: keys one step of a split's GC deletes. */
   readonly splitGcKeysPerStep?: number;
   /** Passed to openMember: the lock TTL of transactions across shards, ms. */
@@ -128,6 +130,7 @@ export class InProcessCluster {
       ...(this.options.requestTimeoutMs !== undefined ? { requestTimeoutMs: this.options.requestTimeoutMs } : {}),
       ...(this.options.raftOverrides !== undefined ? { raftOverrides: this.options.raftOverrides } : {}),
       ...(this.options.quiesceAfterTicks !== undefined ? { quiesceAfterTicks: this.options.quiesceAfterTicks } : {}),
+      ...(this.options.coalesceHeartbeats !== undefined ? { coalesceHeartbeats: this.options.coalesceHeartbeats } : {}),
       ...(this.options.splitGcKeysPerStep !== undefined ? { splitGcKeysPerStep: this.options.splitGcKeysPerStep } : {}),
       ...(this.options.txnLockTtlMs !== undefined ? { txnLockTtlMs: this.options.txnLockTtlMs } : {}),
       ...(this.options.mergeCopyBytesMax !== undefined ? { mergeCopyBytesMax: this.options.mergeCopyBytesMax } : {}),

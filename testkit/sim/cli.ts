@@ -78,7 +78,7 @@ function runOne(seed: number, options: CliOptions): number {
     .join(' ');
   console.log(`faults: ${faults || 'none'}`);
   console.log(
-    `simulated ${stats.simulatedMs.toFixed(0)} ms, ${stats.events} events, ${stats.messagesSent} messages (${stats.messagesDropped} dropped), ` +
+    `simulated ${stats.simulatedMs.toFixed(0)} ms, ${stats.events} events, ${stats.messagesSent} messages (${stats.messagesDropped} dropped; ${stats.coalescedMessages} coalesced heartbeat messages carrying ${stats.coalescedHeartbeats}), ` +
       `${stats.elections} leaders elected, ${stats.compactions} compactions, snapshots ${stats.snapshotsSent} sent / ${stats.snapshotsFailed} failed / ${stats.snapshotsInstalled} installed`,
   );
   console.log(`crashes: ${stats.crashes} (${stats.crashesWithUnsyncedSave} with a save in flight), ${stats.removedStops} removed nodes stopped`);

@@ -8,6 +8,7 @@
  */
 import { RaftDriver, type RaftDriverLimits, type StopReason } from '../../src/raft/driver.js';
 import type { RaftTransport } from '../../src/raft/driver-seams.js';
+import { decodeCoalescedHeartbeats, HeartbeatCoalescer, heartbeatsIn, type CoalescedHeartbeatsBody, type GroupHeartbeat } from '../../src/raft/coalesced-heartbeats.js';
 import type { RaftConfig } from '../../src/raft/raft.js';
 import type { ConfChange, ConfState, Message, NodeId } from '../../src/raft/types.js';
 import type { Random } from '../../src/util/random.js';
@@ -49,6 +50,9 @@ export interface SimNode {
   crashAfterNextSync: boolean;
   /** A tick is held for the end of a pause (a paused process's timer fires late, once). */
   tickHeld: boolean;
+  /** This incarnation's coalesced heartbeats (as a real node's host sends them), and its ticks so far. */
+  heartbeats: HeartbeatCoalescer | null;
+  ticks: number;
 }
 
 /** What a client is told. `unknown`: the write may or may not have applied. */
@@ -114,6 +118,8 @@ export class SimCluster {
       held: [],
       crashAfterNextSync: false,
       tickHeld: false,
+      heartbeats: null,
+      ticks: 0,
     };
     (node as { store: MemLogStore }).store = new MemLogStore({ voters: bootstrapVoters, learners: [] }, (complete) => this.scheduleFsync(node, complete));
     node.store.onSave = (update) => {
@@ -261,16 +267,23 @@ export class SimCluster {
     this.world.at(TICK_MS / node.clockRate, () => {
       if (node.status !== 'up' || node.incarnation !== incarnation) return;
       // A paused process's timer fires late, once, when it resumes.
-      if (!this.paused(node)) this.atNode(node, (driver) => driver.tick());
+      if (!this.paused(node)) this.atNode(node, (driver) => this.tickDriver(node, driver));
       else if (!node.tickHeld) {
         node.tickHeld = true;
         this.atNode(node, (driver) => {
           node.tickHeld = false;
-          driver.tick();
+          this.tickDriver(node, driver);
         });
       }
       this.scheduleTick(node, incarnation);
     });
+  }
+
+  /** One tick as a real node's host gives it: the heartbeats it produces wait for the heartbeat boundary, where one coalesced message per peer carries them. */
+  private tickDriver(node: SimNode, driver: RaftDriver<KvResult, SimImagePayload>): void {
+    const heartbeats = node.heartbeats!;
+    heartbeats.holdWhile(() => driver.tick());
+    if (++node.ticks % this.config.raft.heartbeatIntervalTicks === 0) heartbeats.flush();
   }
 
   // ---------------------------------------------------------------- transport
@@ -278,6 +291,25 @@ export class SimCluster {
   /** The driver's transport: the simulated network, silent once this incarnation died, held while paused. */
   private transportFor(node: SimNode, incarnation: number): RaftTransport<SimImagePayload> {
     const alive = (): boolean => node.incarnation === incarnation && node.status === 'up';
+    // As a real node's host does: heartbeats and responses go out coalesced over the same faulty
+    // network, one message per peer at each heartbeat boundary (tickDriver) or run of work (here:
+    // the events at one instant of virtual time).
+    const heartbeats = new HeartbeatCoalescer({
+      send: (to, body) => {
+        this.world.stats.coalescedMessages++;
+        this.world.stats.coalescedHeartbeats += heartbeatsIn(body);
+        this.network.send(node.id, to, () => this.deliverHeartbeats(to, node.id, body));
+      },
+      defer: (flush) =>
+        this.world.at(0, () => {
+          if (!alive()) return;
+          if (this.paused(node)) node.held.push(flush);
+          else flush();
+        }),
+      nodeOf: (raftId) => raftId,
+    });
+    node.heartbeats = heartbeats;
+    node.ticks = 0;
     return {
       send: (to, message) => {
         if (!alive()) return;
@@ -287,6 +319,7 @@ export class SimCluster {
           if (sent.type === 'vote-response' && sent.granted) this.hooks.voteGranted?.(node);
           const body = this.rewrite === null ? sent : this.rewrite(node.id, to, sent);
           if (body === null) return;
+          if (heartbeats.offer(message.group, body)) return;
           this.network.send(node.id, to, () => this.deliver(to, node.id, body));
         };
         if (this.paused(node)) node.held.push(send);
@@ -318,6 +351,20 @@ export class SimCluster {
       const error = driver.receive(from, body);
       if (error !== null) this.violate('core-assertion', `n${to} refused a message from n${from}: ${error.message}`);
     });
+  }
+
+  /** Unpacks coalesced heartbeats at `to` and delivers each as the message it was. */
+  private deliverHeartbeats(to: NodeId, from: NodeId, body: CoalescedHeartbeatsBody): void {
+    let unpacked: GroupHeartbeat[];
+    try {
+      unpacked = decodeCoalescedHeartbeats(body);
+    } catch (error) {
+      return this.violate('core-assertion', `n${to} refused coalesced heartbeats from n${from}: ${(error as Error).message}`);
+    }
+    for (const { group, message } of unpacked) {
+      if (group !== 1) return this.violate('core-assertion', `n${to} got a heartbeat of group ${group} from n${from}; the simulator runs group 1 only`);
+      this.deliver(to, from, message);
+    }
   }
 
   /** Delivers a snapshot stream at `to` (again, for a duplicate); `answer` accepts or refuses it. */

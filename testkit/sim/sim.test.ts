@@ -21,7 +21,7 @@ test('CI sweep: every seed runs with zero invariant or linearizability violation
   let opsChecked = 0;
   let unknownVerdicts = 0;
   const clusterSizes = new Set<number>();
-  const totals = { snapshotsInstalled: 0, snapshotsFailed: 0, crashes: 0, crashesWithUnsyncedSave: 0, removedStops: 0, opsOverloaded: 0 };
+  const totals = { snapshotsInstalled: 0, snapshotsFailed: 0, crashes: 0, crashesWithUnsyncedSave: 0, removedStops: 0, opsOverloaded: 0, coalescedMessages: 0, coalescedHeartbeats: 0 };
   for (const seed of seeds) {
     const result = runSimulation({ seed });
     simulatedMs += result.stats.simulatedMs;
@@ -44,6 +44,7 @@ test('CI sweep: every seed runs with zero invariant or linearizability violation
   assert.ok(totals.crashesWithUnsyncedSave >= totals.crashes / 5, `crashes with a save in flight: ${totals.crashesWithUnsyncedSave} of ${totals.crashes}`);
   assert.ok(totals.removedStops > 0, 'removed nodes learned it and stopped');
   assert.ok(totals.opsOverloaded > 0, 'the overload bounds were hit');
+  assert.ok(totals.coalescedMessages > 0 && totals.coalescedHeartbeats >= totals.coalescedMessages, 'heartbeats travelled coalesced, as a real host sends them');
   assert.ok(unknownVerdicts <= seeds.length / 100, `too many checker budget outs: ${unknownVerdicts}`);
 });
 

@@ -38,6 +38,9 @@ export interface SimStats {
   events: number;
   messagesSent: number;
   messagesDropped: number;
+  /** Coalesced heartbeat messages sent (each counted once in `messagesSent` too), and the heartbeats and responses they carried. */
+  coalescedMessages: number;
+  coalescedHeartbeats: number;
   faults: Record<FaultKind, number>;
   elections: number;
   snapshotsSent: number;
@@ -68,6 +71,8 @@ export function emptyStats(): SimStats {
     events: 0,
     messagesSent: 0,
     messagesDropped: 0,
+    coalescedMessages: 0,
+    coalescedHeartbeats: 0,
     faults,
     elections: 0,
     snapshotsSent: 0,
