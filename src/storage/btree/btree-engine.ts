@@ -315,7 +315,7 @@ export class BTreeEngine extends Engine {
   private async createFile(): Promise<void> {
     const pageBytes = this.requestedPageBytes;
     const temporary = this.path + '.init';
-    const meta: Meta = { txn: 0, pageBytes, root: 0, depth: 0, pageCount: META_PAGES, freeListPage: 0, freeCount: 0, keyCount: 0, baseTxn: 0, proofPages: 0, proofDigest: 0 };
+    const meta: Meta = { txn: 0, pageBytes, root: 0, depth: 0, pageCount: META_PAGES, freeListPage: 0, freeCount: 0, inlineFree: [], keyCount: 0, baseTxn: 0, proofPages: 0, proofDigest: 0 };
     const file = await this.vfs.open(temporary, { create: true, truncate: true });
     try {
       await file.write(0, Buffer.concat([encodeMetaSlot(pageBytes, 0, meta), encodeMetaSlot(pageBytes, 1, meta)]));

@@ -13,8 +13,8 @@ import { SeededRandom } from '../../util/random.js';
 import { isCrashError, MemVfs, type FaultAction, type FaultPolicy } from '../../../testkit/vfs/mem-vfs.js';
 import type { Vfs } from '../../vfs/vfs.js';
 import { BTREE_FILE_NAME, BTreeEngine, type BTreeEngineOptions, type BTreeLog } from './btree-engine.js';
-import { decodeMeta, encodeMetaPage, metaPage, slotOf, type Meta } from './meta.js';
-import { encodeLeaf, PageGeometry, sealPage } from './page.js';
+import { decodeMeta, encodeMetaPage, FORMAT_VERSION, META_INLINE_FREE_MAX, metaPage, slotOf, type Meta } from './meta.js';
+import { encodeFreeListPage, encodeLeaf, PageGeometry, sealPage } from './page.js';
 import { chooseMeta, classifyMetaPages } from './recovery.js';
 
 const DIR = 'db';
@@ -160,7 +160,7 @@ describe('btree recovery: a damaged meta slot', () => {
 
 describe('btree recovery: a crash during a meta write is never taken for damage', () => {
   // Slot 1 holds commit 41 in both copies; commit 42 writes slot 0, whose copies held commit 40.
-  const meta = (txn: number): Meta => ({ txn, pageBytes: PAGE, root: 0, depth: 0, pageCount: 4, freeListPage: 0, freeCount: 0, keyCount: txn, baseTxn: txn - 1, proofPages: 0, proofDigest: 0 });
+  const meta = (txn: number): Meta => ({ txn, pageBytes: PAGE, root: 0, depth: 0, pageCount: 4, freeListPage: 0, freeCount: 0, inlineFree: [], keyCount: txn, baseTxn: txn - 1, proofPages: 0, proofDigest: 0 });
   type Outcome = 'old' | 'new' | 'torn';
   const read = (outcome: Outcome, page: number): Meta | string => (outcome === 'old' ? meta(40) : outcome === 'new' ? meta(42) : `meta page ${page} failed its checksum`);
   const outcomes: readonly Outcome[] = ['old', 'new', 'torn'];
@@ -232,12 +232,12 @@ describe('btree recovery: never a new, empty store over existing data', () => {
       await file.write(page * PAGE, bytes);
     }
     await file.close();
-    await assert.rejects(openEngine(vfs), isCorruption(/format version 1; this impulse reads versions 2 to 3 only/));
+    await assert.rejects(openEngine(vfs), isCorruption(new RegExp(`format version 1; this impulse reads versions 2 to ${FORMAT_VERSION} only`)));
   });
 });
 
 function meta0(): Meta {
-  return { txn: 0, pageBytes: PAGE, root: 0, depth: 0, pageCount: 4, freeListPage: 0, freeCount: 0, keyCount: 0, baseTxn: 0, proofPages: 0, proofDigest: 0 };
+  return { txn: 0, pageBytes: PAGE, root: 0, depth: 0, pageCount: 4, freeListPage: 0, freeCount: 0, inlineFree: [], keyCount: 0, baseTxn: 0, proofPages: 0, proofDigest: 0 };
 }
 
 /** A fault on the `nth` file sync from now on (1 = the next one). */
@@ -416,8 +416,8 @@ describe('btree: unsynced commits are bounded', () => {
   });
 });
 
-describe('btree: format 2 files', () => {
-  it('open (their commits count as synced), and the next commit writes format 3', async () => {
+describe('btree: files of earlier formats', () => {
+  it('format 2 files open (their commits count as synced), and the next commit writes the current format', async () => {
     const vfs = new MemVfs();
     const engine = await openEngine(vfs);
     await engine.put(text('a'), text('1'));
@@ -440,7 +440,50 @@ describe('btree: format 2 files', () => {
     const meta = await readMeta(vfs);
     assert.equal(meta.txn, 2);
     const raw = await vfs.open(FILE);
-    assert.equal((await raw.read(metaPage(slotOf(2), 0) * PAGE, PAGE)).readUInt32LE(24 + 8), 3);
+    assert.equal((await raw.read(metaPage(slotOf(2), 0) * PAGE, PAGE)).readUInt32LE(24 + 8), FORMAT_VERSION);
+    await raw.close();
+  });
+
+  it('format 3 files (every free list in pages of its own) open, and the next commit moves a short free list into the meta page', async () => {
+    const key = (index: number): Buffer => text(`key-${String(index).padStart(5, '0')}`);
+    const vfs = new MemVfs();
+    const engine = await openEngine(vfs);
+    // A tree of several leaves, then deletes: the merges free pages, so the free list is not empty.
+    await engine.batch(Array.from({ length: 400 }, (_, index) => ({ type: 'put' as const, key: key(index), value: text('v') })));
+    await engine.batch(Array.from({ length: 300 }, (_, index) => ({ type: 'del' as const, key: key(index) })));
+    await engine.close();
+    const before = await readMeta(vfs);
+    assert.ok(before.freeCount > 0 && before.freeCount <= META_INLINE_FREE_MAX, `free count ${before.freeCount}`);
+    assert.deepEqual([before.freeListPage, before.inlineFree.length], [0, before.freeCount], 'a short free list is held inline');
+    // Rewrite the file as format 3 wrote it: the free list in a free-list page (taken from the free
+    // pages themselves, as the free list's own page is not free), meta version 3, no inline list.
+    const geometry = new PageGeometry(PAGE);
+    const listPage = before.inlineFree[0]!;
+    const listed = before.inlineFree.slice(1);
+    const file = await vfs.open(FILE);
+    await file.write(listPage * PAGE, encodeFreeListPage(geometry, listPage, before.txn, listed, 0));
+    for (let page = 0; page < 4; page++) {
+      const old = decodeMeta(await file.read(page * PAGE, PAGE), page);
+      assert.ok(typeof old !== 'string', old as string);
+      const bytes = encodeMetaPage(PAGE, page, { ...old, freeListPage: listPage, freeCount: listed.length, inlineFree: [] });
+      bytes.writeUInt32LE(3, 24 + 8);
+      sealPage(bytes);
+      await file.write(page * PAGE, bytes);
+    }
+    await file.close();
+    const reopened = await openEngine(vfs);
+    await reopened.checkTree();
+    assert.equal((await reopened.stats()).figures.btree_pages_free, listed.length);
+    await reopened.put(text('b'), text('2'));
+    await reopened.checkTree();
+    assert.deepEqual(await reopened.get(key(350)), text('v'));
+    await reopened.close();
+    const after = await readMeta(vfs);
+    // The old list page is free now, and the list is inline again.
+    assert.equal(after.freeListPage, 0);
+    assert.ok(after.inlineFree.includes(listPage), JSON.stringify(after.inlineFree));
+    const raw = await vfs.open(FILE);
+    assert.equal((await raw.read(metaPage(slotOf(after.txn), 0) * PAGE, PAGE)).readUInt32LE(24 + 8), FORMAT_VERSION);
     await raw.close();
   });
 });

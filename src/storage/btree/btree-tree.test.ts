@@ -16,7 +16,7 @@ import type { Vfs } from '../../vfs/vfs.js';
 import { SortedMapModel } from '../../../testkit/storage/conformance.js';
 import type { RangeOptions, WriteOp } from '../engine.js';
 import { BTREE_FILE_NAME, BTreeEngine, type BTreeEngineOptions } from './btree-engine.js';
-import { encodeMetaSlot, metaPage, slotOf, type Meta } from './meta.js';
+import { encodeMetaSlot, META_INLINE_FREE_MAX, metaPage, slotOf, type Meta } from './meta.js';
 import { encodeLeaf, PageGeometry } from './page.js';
 import { chooseMeta } from './recovery.js';
 
@@ -206,6 +206,47 @@ describe('btree: model-based sequences with checkTree()', () => {
     assert.equal(stats.keyCount, count);
     assert.equal(stats.figures.btree_depth, full.depth);
     assert.ok((stats.figures.btree_cache_hit_ratio ?? 0) > 0);
+    await engine.close();
+  });
+
+  it('keeps a short free list in the meta page and a long one in free-list pages, across the bound both ways and reopens', async () => {
+    const vfs = new MemVfs();
+    let engine = await openEngine(vfs);
+    const model = new SortedMapModel();
+    const apply = async (ops: WriteOp[]): Promise<void> => {
+      await engine.batch(ops);
+      model.apply(ops);
+    };
+    const where = async (): Promise<{ inline: number; chain: boolean; free: number }> => {
+      const meta = await readMeta(vfs, SMALL_PAGE);
+      return { inline: meta.inlineFree.length, chain: meta.freeListPage !== 0, free: meta.freeCount };
+    };
+    const reopenAndCheck = async (): Promise<void> => {
+      await engine.close();
+      engine = await openEngine(vfs);
+      await engine.checkTree();
+      await assertMatchesModel(engine, model);
+    };
+    const count = 2000;
+    await apply(Array.from({ length: count }, (_, index) => ({ type: 'put' as const, key: key(index), value: value(index, 20) })));
+    let state = await where();
+    assert.deepEqual([state.chain, state.inline], [false, state.free], `a short free list is inline: ${JSON.stringify(state)}`);
+    // Delete most keys: the merges free far more than META_INLINE_FREE_MAX pages, so the list needs pages of its own.
+    await apply(Array.from({ length: count }, (_, index) => index).filter((index) => index % 40 !== 0).map((index) => ({ type: 'del' as const, key: key(index) })));
+    state = await where();
+    assert.ok(state.free > META_INLINE_FREE_MAX, JSON.stringify(state));
+    assert.deepEqual([state.chain, state.inline], [true, 0], JSON.stringify(state));
+    await reopenAndCheck();
+    // Refill in small batches: the free pages are used up, and once at most META_INLINE_FREE_MAX are left the list moves back into the meta page.
+    for (let index = 0; index < count && (await where()).free > META_INLINE_FREE_MAX / 2; index += 50) {
+      await apply(Array.from({ length: 50 }, (_, offset) => ({ type: 'put' as const, key: key(index + offset), value: value(index + offset, 20) })));
+    }
+    state = await where();
+    assert.ok(state.free <= META_INLINE_FREE_MAX, JSON.stringify(state));
+    assert.deepEqual([state.chain, state.inline], [false, state.free], JSON.stringify(state));
+    await reopenAndCheck();
+    await apply([{ type: 'put', key: key(count + 1), value: value(1, 20) }]);
+    await engine.checkTree();
     await engine.close();
   });
 

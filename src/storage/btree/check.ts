@@ -109,10 +109,11 @@ async function checkTreePages(
   return counts;
 }
 
-/** Reads the free-list chain of `meta`, claiming its pages and the free pages it lists. */
+/** Reads the free list of `meta` (held inline in the meta page, or a chain of pages), claiming its pages and the free pages it lists. */
 async function checkFreeList(pager: Pager, meta: Meta, claim: Claim): Promise<{ freeListPages: number; freePages: number }> {
   let freeListPages = 0;
-  let freePages = 0;
+  for (const entry of meta.inlineFree) claim(entry, 'free page');
+  let freePages = meta.inlineFree.length;
   let page = meta.freeListPage;
   while (page !== 0) {
     claim(page, 'free-list page');

@@ -17,16 +17,18 @@
  * After a restart no reader exists, so every page on the persisted list is
  * reusable.
  *
- * The persisted list is a chain of free-list pages holding every free page
- * (reusable and pending alike: after a crash all are free). Every commit
- * writes a new chain to fresh pages and frees the old chain's pages.
+ * The persisted list names every free page (reusable and pending alike:
+ * after a crash all are free). Up to META_INLINE_FREE_MAX pages it is held in
+ * the meta page itself (meta.ts), costing a commit no page of its own; a
+ * longer one is a chain of free-list pages, which every commit writes anew to
+ * fresh pages, freeing the old chain's pages.
  *
  * Used by one write transaction at a time (txn.ts): `beginTxn`, then
  * `takePage`/`takeRun`, then `writeList` and `install` at commit, or
  * `restore` on abort.
  */
 import { decodeFreeListPage, encodeFreeListPage, META_PAGES, pageCorruption } from './page.js';
-import type { Meta } from './meta.js';
+import { type Meta, META_INLINE_FREE_MAX } from './meta.js';
 import type { PageWrite, Pager } from './pager.js';
 
 /** Pages one commit freed, waiting until no version that reaches them must stay intact. */
@@ -53,7 +55,7 @@ export class FreeSpace {
 
   /** Reads the persisted free list of `meta`, checking every entry lies inside the file. */
   static async load(pager: Pager, meta: Meta): Promise<FreeSpace> {
-    const free: number[] = [];
+    const free: number[] = [...meta.inlineFree]; // decodeMeta checked they lie inside the file
     const chain: number[] = [];
     let page = meta.freeListPage;
     while (page !== 0) {
@@ -124,10 +126,12 @@ export class FreeSpace {
   /**
    * The new persisted free list for committing transaction `txn` that freed
    * `freed` and allocated-then-released `recycled`: the old chain's pages are
-   * added to `freed`, the new chain's pages come from `allocatePage` (which
-   * may take from `recycled` and the reusable pages, so the count is
-   * re-evaluated as it allocates). Returns the chain's first page (0 when
-   * empty), its pages, the page writes and the number of free pages listed.
+   * added to `freed`. Up to META_INLINE_FREE_MAX free pages, the list goes
+   * into the meta page (`inline`, ascending; no pages, no writes). Otherwise
+   * the chain's pages come from `allocatePage` (which may take from
+   * `recycled` and the reusable pages, so the count is re-evaluated as it
+   * allocates). Returns the chain's first page (0 when none), its pages, the
+   * page writes, the inline list and the number of free pages listed.
    */
   writeList(
     pager: Pager,
@@ -135,22 +139,25 @@ export class FreeSpace {
     freed: number[],
     recycled: readonly number[],
     allocatePage: () => number,
-  ): { firstPage: number; listPages: number[]; writes: PageWrite[]; freeCount: number } {
+  ): { firstPage: number; listPages: number[]; writes: PageWrite[]; inline: number[]; freeCount: number } {
     const geometry = pager.geometry;
     for (const page of this.listPages) freed.push(page);
     const pendingCount = this.pending.reduce((count, batch) => count + batch.pages.length, 0);
     const freeTotal = (): number => this.reusable.length + recycled.length + pendingCount + freed.length;
     const listPages: number[] = [];
-    while (listPages.length < Math.ceil(freeTotal() / geometry.freeListEntriesPerPage)) listPages.push(allocatePage());
+    if (freeTotal() > META_INLINE_FREE_MAX) {
+      while (listPages.length < Math.ceil(freeTotal() / geometry.freeListEntriesPerPage)) listPages.push(allocatePage());
+    }
     const free = this.reusable.concat(recycled, freed);
     for (const batch of this.pending) for (const page of batch.pages) free.push(page);
     free.sort((a, b) => a - b);
+    if (listPages.length === 0) return { firstPage: 0, listPages, writes: [], inline: free, freeCount: free.length };
     const writes: PageWrite[] = [];
     for (let index = 0; index < listPages.length; index++) {
       const entries = free.slice(index * geometry.freeListEntriesPerPage, (index + 1) * geometry.freeListEntriesPerPage);
       writes.push({ page: listPages[index]!, bytes: encodeFreeListPage(geometry, listPages[index]!, txn, entries, listPages[index + 1] ?? 0) });
     }
-    return { firstPage: listPages[0] ?? 0, listPages, writes, freeCount: free.length };
+    return { firstPage: listPages[0]!, listPages, writes, inline: [], freeCount: free.length };
   }
 
   /**

@@ -18,25 +18,41 @@
  *   offset 76 f64 base txn: the last commit known synced when this one was written
  *   offset 84 u32 proof pages, u32 proof digest (commit-proof.ts): the pages
  *             reachable in this version written after the base commit
+ *   offset 92 u32 inline free count n, then n u32 free page numbers (n at most
+ *             META_INLINE_FREE_MAX): a free list this short lives here, with
+ *             no free-list page (free-list page 0, free count n)
  *
- * The rest of the page is zeros. Format 2 (no proof fields, every commit
- * synced before the next) is still read: its commits count as their own base.
+ * The rest of the page is zeros. Why the free list goes inline when it is
+ * short: a sequential writer's free list holds a handful of pages, and writing
+ * it to a page of its own cost every commit a 4 KiB page to fill, checksum
+ * and write, and freed the previous list page, which the next list then had
+ * to name (docs/benchmarks.md, "btree: where a sequential write goes").
+ * Formats 2 and 3 are still read: format 3 has no inline free list (its bytes
+ * from 92 on are zeros), format 2 no proof fields either (every commit synced
+ * before the next: its commits count as their own base).
  */
 import { assert } from '../../util/assert.js';
 import { HEADER_BYTES, PAGE_BYTES_MAX, PAGE_BYTES_MIN, PageType, pageChecksum, pageStamp, sealPage, writeHeader, META_PAGES } from './page.js';
 
 /**
+ * 4: a short free list is held in the meta page itself (inline free pages).
  * 3: the meta page proves the pages its commit wrote (base txn, proof pages
  * and digest), so a commit needs one fsync. 2: meta slots with two copies
  * each (pages 0-3), a commit stamp in every page header; read, not written.
  * 1 (the first format: one copy per slot, 16-byte headers) is not read.
  */
-export const FORMAT_VERSION = 3;
+export const FORMAT_VERSION = 4;
 const FORMAT_VERSION_READ_MIN = 2;
 const MAGIC_LOW = 0x42504d49; // "IMPB"
 const MAGIC_HIGH = 0x45455254; // "TREE"
-/** Bytes of a meta page that carry information (the rest is zeros): one sector. */
-const META_RECORD_BYTES = 92;
+/** Bytes of a meta page's fixed record, up to the inline free count (format 3 ended here). */
+const META_RECORD_BYTES_V3 = 92;
+/**
+ * Free pages a meta page holds itself, at most: with them the record ends at
+ * byte 96 + 4 * 100 = 496, inside one 512-byte sector (recovery.ts says why it
+ * must) and inside the smallest page (512 bytes).
+ */
+export const META_INLINE_FREE_MAX = 100;
 /** Where format 2's record ended (its meta pages are zeros from here). */
 const META_RECORD_BYTES_V2 = 76;
 
@@ -51,10 +67,12 @@ export interface Meta {
   readonly depth: number;
   /** Pages in the file that belong to the database: [0, pageCount). */
   readonly pageCount: number;
-  /** First free-list page, 0 when there is none. */
+  /** First free-list page, 0 when there is none (the free pages, if any, are then `inlineFree`). */
   readonly freeListPage: number;
-  /** Number of free pages recorded in the free list. */
+  /** Number of free pages recorded in the free list (the chain's, or `inlineFree.length`). */
   readonly freeCount: number;
+  /** The free pages, ascending, when the meta page holds them itself (`freeListPage` is then 0); else empty. At most META_INLINE_FREE_MAX. */
+  readonly inlineFree: readonly number[];
   readonly keyCount: number;
   /**
    * The newest commit known synced when this one was written: below `txn`
@@ -113,8 +131,14 @@ export function encodeMetaPage(pageBytes: number, page: number, meta: Meta, byte
   cursor += 8;
   bytes.writeUInt32LE(meta.proofPages, cursor);
   bytes.writeUInt32LE(meta.proofDigest, cursor + 4);
-  assert(cursor + 8 === META_RECORD_BYTES, 'meta record layout', cursor);
-  sealPage(bytes, META_RECORD_BYTES);
+  cursor += 8;
+  assert(cursor === META_RECORD_BYTES_V3, 'meta record layout', cursor);
+  const inline = meta.inlineFree;
+  assert(inline.length <= META_INLINE_FREE_MAX && (inline.length === 0 || meta.freeListPage === 0), 'inline free list too long or beside a chain', inline.length, meta.freeListPage);
+  bytes.writeUInt32LE(inline.length, cursor);
+  cursor += 4;
+  for (let index = 0; index < inline.length; index++) bytes.writeUInt32LE(inline[index]!, cursor + 4 * index);
+  sealPage(bytes, cursor + 4 * inline.length);
   return bytes;
 }
 
@@ -148,8 +172,12 @@ export function decodeMeta(bytes: Buffer, page: number): Meta | string {
   assert(cursor === META_RECORD_BYTES_V2, 'meta record layout', cursor);
   // Format 2 synced every commit before the next began: a commit is its own base, nothing to prove.
   const proof = version === 2 ? { baseTxn: txn, proofPages: 0, proofDigest: 0 } : { baseTxn: whole.readDoubleLE(cursor), proofPages: whole.readUInt32LE(cursor + 8), proofDigest: whole.readUInt32LE(cursor + 12) };
+  const inlineCount = version >= 4 ? whole.readUInt32LE(META_RECORD_BYTES_V3) : 0;
+  if (inlineCount > META_INLINE_FREE_MAX) return `meta page ${page} has impossible fields`;
+  const inlineFree: number[] = [];
+  for (let index = 0; index < inlineCount; index++) inlineFree.push(whole.readUInt32LE(META_RECORD_BYTES_V3 + 4 + 4 * index));
   const [root, depth, pageCount, freeListPage, freeCount] = words as [number, number, number, number, number];
-  const meta: Meta = { txn, pageBytes, root, depth, pageCount, freeListPage, freeCount, keyCount, ...proof };
+  const meta: Meta = { txn, pageBytes, root, depth, pageCount, freeListPage, freeCount, inlineFree, keyCount, ...proof };
   if (pageStamp(whole) !== txn || !metaIsSane(meta)) return `meta page ${page} has impossible fields`;
   return meta;
 }
@@ -174,6 +202,9 @@ function metaIsSane(meta: Meta): boolean {
     (meta.root === 0 ? meta.depth === 0 : meta.root >= META_PAGES && meta.root < meta.pageCount && meta.depth >= 1) &&
     (meta.freeListPage === 0 || (meta.freeListPage >= META_PAGES && meta.freeListPage < meta.pageCount)) &&
     meta.freeCount < meta.pageCount &&
+    // Free pages are listed in the meta page or in a chain, never both; inline ones lie inside the file, ascending.
+    (meta.freeListPage === 0 ? meta.freeCount === meta.inlineFree.length : meta.inlineFree.length === 0) &&
+    meta.inlineFree.every((page, index) => page >= META_PAGES && page < meta.pageCount && (index === 0 || page > meta.inlineFree[index - 1]!)) &&
     Number.isSafeInteger(meta.keyCount) &&
     meta.keyCount >= 0 &&
     Number.isSafeInteger(meta.baseTxn) &&

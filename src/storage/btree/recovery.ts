@@ -17,8 +17,9 @@
  *   2. Where a disk writes the sectors of one request in any order, each
  *      sector is still written whole or not at all (the assumption
  *      PostgreSQL makes for pg_control, kept under 512 bytes for it). A meta
- *      page's information sits in its first 76 bytes and the rest is zeros in
- *      every meta page, so a page made of old and new sectors is entirely the
+ *      page's information sits in its first 512 bytes (at most 496: the record
+ *      and a short inline free list, meta.ts) and the rest is zeros in every
+ *      meta page, so a page made of old and new sectors is entirely the
  *      old page or entirely the new one: neither copy can come back torn.
  *
  * So when both copies of a slot fail their checks, no crash did it: data

@@ -491,6 +491,7 @@ export class WriteTxn {
       pageCount: this.pageCount,
       freeListPage: list.firstPage,
       freeCount: list.freeCount,
+      inlineFree: list.inline,
       keyCount: this.keyCount,
       baseTxn: this.durability.baseTxn,
       proofPages: proof.pages,
