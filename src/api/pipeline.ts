@@ -34,6 +34,22 @@
  *    closes, for at most `lingerMs` after the FIN; then the socket is destroyed
  *    and its descriptor released. node:http closes connections through
  *    `socket.destroySoon()`, which the pipeline replaces with this.
+ * 6. REQUESTS OF A TURN ARE HANDLED TOGETHER (as Redis writes its replies
+ *    before it sleeps). A request that finds its connection idle is not
+ *    started inside node:http's parse of the socket read; it is queued, and
+ *    every request queued in one event-loop turn is started in that turn's
+ *    check phase (one `setImmediate` per turn, not per request), in arrival
+ *    order, after the poll phase has read every connection that was ready. So
+ *    the answers of a turn leave as a burst instead of one between each two
+ *    reads. Answered one by one, a busy server and its clients settle into a
+ *    ping-pong where each wakeup of either side carries a request or two;
+ *    answered in bursts, each wakeup carries many, and the kernel and
+ *    event-loop cost per request halves (docs/benchmarks.md, "GET over
+ *    sockets"). Order is untouched: the connection counts as busy from the
+ *    moment the request is queued, so what follows it waits as before (point
+ *    1), and a queued request whose connection closes is dropped unstarted
+ *    (point 3). Requests started later (pipelined ones, after the answer
+ *    before them has left) start at once, as before.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
@@ -119,6 +135,10 @@ class Connection {
 }
 
 export class RequestPipeline {
+  /** Requests queued to start in this turn's check phase (point 6 above), oldest first; at most one per connection. */
+  private ready: Waiting[] = [];
+  private readonly startReady = (): void => this.startQueued();
+
   constructor(
     private readonly options: PipelineOptions,
     private readonly handlers: PipelineHandlers,
@@ -162,7 +182,10 @@ export class RequestPipeline {
     connection.lastRequest = req;
     connection.lastResponse = res;
     if (connection.waiting.length === 0 && connection.idle) {
-      this.start(connection, req, res, arrival);
+      // Busy from now on (its answer is not finished), so whatever follows it on this connection waits behind it.
+      connection.active = res;
+      if (this.ready.length === 0) setImmediate(this.startReady);
+      this.ready.push({ req, res, arrival });
       return;
     }
     connection.waiting.push({ req, res, arrival });
@@ -184,6 +207,17 @@ export class RequestPipeline {
       this.handlers.reject(req, res, new ImpulseError('IMPULSE_ERR_EXPECTATION_FAILED', `Expect: ${JSON.stringify(expect)} is not supported; only 100-continue is`));
     } else {
       this.handlers.handle(req, res);
+    }
+  }
+
+  /** Point 6 above: starts the requests queued in this turn, in the order they arrived. */
+  private startQueued(): void {
+    const ready = this.ready;
+    this.ready = [];
+    for (const { req, res, arrival } of ready) {
+      const connection = (req.socket as TrackedSocket)[CONNECTION]!;
+      if (connection.closing || connection.socket.destroyed) continue; // dropped unstarted (point 3 above)
+      this.start(connection, req, res, arrival);
     }
   }
 
