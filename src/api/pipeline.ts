@@ -56,6 +56,7 @@ import { Socket } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
 import { ImpulseError } from '../errors.js';
 import { assert } from '../util/assert.js';
+import { EndOfTurn } from '../util/end-of-turn.js';
 import { expectContinue, failBody } from './body.js';
 import { httpStatusOf } from './http-status.js';
 import { rawErrorResponse } from './responses.js';
@@ -135,9 +136,8 @@ class Connection {
 }
 
 export class RequestPipeline {
-  /** Requests queued to start in this turn's check phase (point 6 above), oldest first; at most one per connection. */
-  private ready: Waiting[] = [];
-  private readonly startReady = (): void => this.startQueued();
+  /** Requests queued to start in this turn's check phase (point 6 above): at most one per connection. */
+  private readonly ready = new EndOfTurn<Waiting>((waiting) => this.startQueued(waiting));
 
   constructor(
     private readonly options: PipelineOptions,
@@ -184,8 +184,7 @@ export class RequestPipeline {
     if (connection.waiting.length === 0 && connection.idle) {
       // Busy from now on (its answer is not finished), so whatever follows it on this connection waits behind it.
       connection.active = res;
-      if (this.ready.length === 0) setImmediate(this.startReady);
-      this.ready.push({ req, res, arrival });
+      this.ready.add({ req, res, arrival });
       return;
     }
     connection.waiting.push({ req, res, arrival });
@@ -210,15 +209,11 @@ export class RequestPipeline {
     }
   }
 
-  /** Point 6 above: starts the requests queued in this turn, in the order they arrived. */
-  private startQueued(): void {
-    const ready = this.ready;
-    this.ready = [];
-    for (const { req, res, arrival } of ready) {
-      const connection = (req.socket as TrackedSocket)[CONNECTION]!;
-      if (connection.closing || connection.socket.destroyed) continue; // dropped unstarted (point 3 above)
-      this.start(connection, req, res, arrival);
-    }
+  /** Point 6 above: starts a request queued in this turn, unless its connection has gone meanwhile. */
+  private startQueued({ req, res, arrival }: Waiting): void {
+    const connection = (req.socket as TrackedSocket)[CONNECTION]!;
+    if (connection.closing || connection.socket.destroyed) return; // dropped unstarted (point 3 above)
+    this.start(connection, req, res, arrival);
   }
 
   private watch(connection: Connection, res: ServerResponse): void {
