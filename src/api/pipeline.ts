@@ -44,7 +44,7 @@
  *    reads. Answered one by one, a busy server and its clients settle into a
  *    ping-pong where each wakeup of either side carries a request or two;
  *    answered in bursts, each wakeup carries many, and the kernel and
- *    event-loop cost per request halves (docs/benchmarks.md, "GET over
+ *    event-loop cost per request drops (docs/benchmarks.md, "GET over
  *    sockets"). Order is untouched: the connection counts as busy from the
  *    moment the request is queued, so what follows it waits as before (point
  *    1), and a queued request whose connection closes is dropped unstarted
