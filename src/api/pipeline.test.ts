@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { request } from 'node:http';
+import { type IncomingMessage, type Server, createServer, request } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +20,7 @@ import { DEFAULT_LIMITS, type EngineLimits } from '../storage/engine.js';
 import type { KvService } from '../service/kv-service.js';
 import { openLocalKvService } from '../service/open-local.js';
 import { ImpulseServer, type ServerOptions } from './server.js';
+import { RequestPipeline } from './pipeline.js';
 import { RawConnection, type RawResponse, rawRequest } from '../../testkit/http/raw-connection.js';
 
 interface Running {
@@ -384,5 +385,62 @@ describe('a value over the limit, sent whole by the client', () => {
       throw error;
     }
     assert.match(output.stdout, /^413 .*IMPULSE_ERR_VALUE_TOO_LARGE/, `python: ${output.stdout} ${output.stderr}`);
+  });
+});
+
+describe('requests of a turn are handled together in its check phase (pipeline point 6)', () => {
+  let server: Server;
+  let port: number;
+  /** What happened to each request, in order: node:http's request event, the handler's start, the end of that turn. */
+  const events = new Map<string, string[]>();
+  const note = (url: string | undefined, what: string): void => {
+    const key = url ?? '?';
+    events.set(key, [...(events.get(key) ?? []), what]);
+  };
+
+  before(async () => {
+    server = createServer();
+    new RequestPipeline(
+      { pipelineDepthMax: 4, urlBytesMax: 1024, lingerMs: 100, headersTimeoutMs: 5_000, requestTimeoutMs: 5_000 },
+      {
+        handle: (req, res) => {
+          note(req.url, 'started');
+          res.end(`answer to ${req.url}`);
+        },
+        reject: (_req, res) => res.end(),
+        answeredRaw: () => {},
+      },
+    ).attach(server);
+    // Runs right after the pipeline's own listener; its immediate runs after the pipeline's of the same turn.
+    server.on('request', (req: IncomingMessage) => {
+      note(req.url, 'received');
+      setImmediate(() => note(req.url, 'turn ended'));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as { port: number }).port;
+  });
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('starts a request on an idle connection after the parse, in the same turn, and keeps pipelined ones in order', async () => {
+    const connections = await Promise.all(Array.from({ length: 8 }, () => RawConnection.open(port)));
+    for (let round = 0; round < 3; round++) {
+      connections.forEach((connection, i) => connection.write(rawRequest('GET', `/kv/c${i}-r${round}`)));
+      const answers = await Promise.all(connections.map((connection) => connection.responses(1)));
+      answers.forEach((responses, i) => assert.equal(responses[0]!.body.toString(), `answer to /kv/c${i}-r${round}`));
+    }
+    for (let i = 0; i < connections.length; i++) {
+      for (let round = 0; round < 3; round++) {
+        assert.deepEqual(events.get(`/kv/c${i}-r${round}`), ['received', 'started', 'turn ended'], `request c${i}-r${round}`);
+      }
+    }
+    // Pipelined in one write: the first waits for the check phase, the ones behind it start once the answer before them has left.
+    connections[0]!.write(Buffer.concat([rawRequest('GET', '/kv/p1'), rawRequest('GET', '/kv/p2'), rawRequest('GET', '/kv/p3')]));
+    const pipelined = await connections[0]!.responses(3);
+    assert.deepEqual(
+      pipelined.map((r) => r.body.toString()),
+      ['answer to /kv/p1', 'answer to /kv/p2', 'answer to /kv/p3'],
+    );
+    for (const url of ['/kv/p1', '/kv/p2', '/kv/p3']) assert.deepEqual(events.get(url)?.slice(0, 2), ['received', 'started'], url);
+    for (const connection of connections) connection.destroy();
   });
 });

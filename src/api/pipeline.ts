@@ -34,12 +34,29 @@
  *    closes, for at most `lingerMs` after the FIN; then the socket is destroyed
  *    and its descriptor released. node:http closes connections through
  *    `socket.destroySoon()`, which the pipeline replaces with this.
+ * 6. REQUESTS OF A TURN ARE HANDLED TOGETHER (as Redis writes its replies
+ *    before it sleeps). A request that finds its connection idle is not
+ *    started inside node:http's parse of the socket read; it is queued, and
+ *    every request queued in one event-loop turn is started in that turn's
+ *    check phase (one `setImmediate` per turn, not per request), in arrival
+ *    order, after the poll phase has read every connection that was ready. So
+ *    the answers of a turn leave as a burst instead of one between each two
+ *    reads. Answered one by one, a busy server and its clients settle into a
+ *    ping-pong where each wakeup of either side carries a request or two;
+ *    answered in bursts, each wakeup carries many, and the kernel and
+ *    event-loop cost per request drops (docs/benchmarks.md, "GET over
+ *    sockets"). Order is untouched: the connection counts as busy from the
+ *    moment the request is queued, so what follows it waits as before (point
+ *    1), and a queued request whose connection closes is dropped unstarted
+ *    (point 3). Requests started later (pipelined ones, after the answer
+ *    before them has left) start at once, as before.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
 import { ImpulseError } from '../errors.js';
 import { assert } from '../util/assert.js';
+import { EndOfTurn } from '../util/end-of-turn.js';
 import { expectContinue, failBody } from './body.js';
 import { httpStatusOf } from './http-status.js';
 import { rawErrorResponse } from './responses.js';
@@ -119,6 +136,9 @@ class Connection {
 }
 
 export class RequestPipeline {
+  /** Requests queued to start in this turn's check phase (point 6 above): at most one per connection. */
+  private readonly ready = new EndOfTurn<Waiting>((waiting) => this.startQueued(waiting));
+
   constructor(
     private readonly options: PipelineOptions,
     private readonly handlers: PipelineHandlers,
@@ -162,7 +182,9 @@ export class RequestPipeline {
     connection.lastRequest = req;
     connection.lastResponse = res;
     if (connection.waiting.length === 0 && connection.idle) {
-      this.start(connection, req, res, arrival);
+      // Busy from now on (its answer is not finished), so whatever follows it on this connection waits behind it.
+      connection.active = res;
+      this.ready.add({ req, res, arrival });
       return;
     }
     connection.waiting.push({ req, res, arrival });
@@ -185,6 +207,13 @@ export class RequestPipeline {
     } else {
       this.handlers.handle(req, res);
     }
+  }
+
+  /** Point 6 above: starts a request queued in this turn, unless its connection has gone meanwhile. */
+  private startQueued({ req, res, arrival }: Waiting): void {
+    const connection = (req.socket as TrackedSocket)[CONNECTION]!;
+    if (connection.closing || connection.socket.destroyed) return; // dropped unstarted (point 3 above)
+    this.start(connection, req, res, arrival);
   }
 
   private watch(connection: Connection, res: ServerResponse): void {

@@ -261,8 +261,8 @@ export class ImpulseServer {
           case 'HEAD': {
             this.authorizeKey(req, 'read', key);
             const readOptions = { consistency: keyQueryConsistency(query), ...routeOf(req.headers) };
-            // An engine that reads without waiting answers here, in node:http's request event, as the bare
-            // ceiling does: no promise, no microtask. Order is unaffected: the pipeline starts this request
+            // An engine that reads without waiting answers here, in the handler the pipeline starts (pipeline.ts
+            // point 6): no promise, no microtask. Order is unaffected: the pipeline starts this request
             // only after the answer before it has left.
             const now = this.service.getSync === undefined ? READ_NOT_SYNC : this.service.getSync(key, readOptions); // undefined: absent
             if (now !== READ_NOT_SYNC) {
@@ -375,8 +375,9 @@ export class ImpulseServer {
 
   /**
    * `GET /kv/{key}` of a plain key (fast-get.ts) on a service that reads
-   * synchronously: answered here, in node:http's request event, as the bare
-   * ceiling answers — no routing, no promise, the head as one array. Order is
+   * synchronously: answered here, in the handler the pipeline starts (with the
+   * other requests of its turn, pipeline.ts point 6) — no routing, no promise,
+   * the head as one array. Order is
    * unaffected: the pipeline starts this request only after the answer before
    * it has left. A read the engine cannot answer now takes the general path's
    * asynchronous `get`.

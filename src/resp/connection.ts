@@ -74,6 +74,8 @@ export interface ConnectionHooks {
   /** A command finished: its spec (undefined when unknown or refused), duration, and whether it answered an error. */
   commandDone(spec: CommandSpec | undefined, seconds: number, failed: boolean): void;
   closed(connection: RespConnection, reason: CloseReason): void;
+  /** Calls `connection.turnEnded()` at the end of this turn of the event loop (the server's `EndOfTurn`); asked at most once per turn. */
+  atTurnEnd(connection: RespConnection): void;
 }
 
 interface Slot {
@@ -127,6 +129,8 @@ export class RespConnection {
   /** The client sent FIN (half-close): once the commands it sent are answered, the connection ends. */
   private inputEnded = false;
   private flushQueued = false;
+  /** `hooks.atTurnEnd` was asked for this turn: the replies taken in it leave then. */
+  private turnFlushQueued = false;
   private stallTimer: NodeJS.Timeout | undefined;
   private stallDispatched = 0;
   /**
@@ -187,12 +191,24 @@ export class RespConnection {
     this.socket.destroy();
   }
 
-  private pump(): void {
+  /**
+   * Takes and starts what arrived. The replies answered at once leave at the
+   * end of this turn of the event loop (`turnEnded`), with every other
+   * connection's of the turn, not inside this socket's `data` event: a burst
+   * of replies per wakeup instead of one between each two reads
+   * (src/util/end-of-turn.ts; docs/benchmarks.md, "GET over sockets").
+   * `atTurnEnd`: called from `turnEnded`, so they leave now.
+   */
+  private pump(atTurnEnd = false): void {
     for (;;) {
       this.takeCommands();
       // Start only after taking everything that arrived: consecutive plain writes can then go as one group.
       this.schedule();
-      this.flush();
+      if (atTurnEnd) this.flush();
+      else if (!this.turnFlushQueued) {
+        this.turnFlushQueued = true;
+        this.hooks.atTurnEnd(this);
+      }
       // An AUTH that ran just now opens the gate: take what follows it, under the limits it decided.
       if (this.authGate?.reply === undefined || this.ending) break;
     }
@@ -200,6 +216,12 @@ export class RespConnection {
     const blocked = this.ending || this.pending.length >= this.limits.pipelineDepthMax || this.socket.writableLength >= this.limits.outputBytesHighWater;
     if (blocked) this.socket.pause();
     else this.socket.resume();
+  }
+
+  /** The end of a turn in which `pump` ran: writes what was answered, then takes what the written replies made room for. */
+  turnEnded(): void {
+    this.turnFlushQueued = false;
+    if (this.flush() && !this.ending) this.pump(true);
   }
 
   /** Takes commands from the parser while the bounds allow (see the file comment) and no AUTH gate is closed. */

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { mkdtemp, rm } from 'node:fs/promises';
+import type { Server as NetServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -55,6 +56,34 @@ describe('RESP server (ioredis, in process, memory engine)', () => {
   after(async () => {
     redis.disconnect();
     await stopNode(node);
+  });
+
+  it('writes the replies of a turn at its end, not inside the socket\'s data event (util/end-of-turn.ts)', async () => {
+    // The accepted socket on the server side, seen from a listener that runs right after the connection's own.
+    const listener = (node.server as unknown as { server: NetServer }).server;
+    const seen: Array<{ before: number; inData: number; atTurnEnd: number }> = [];
+    listener.once('connection', (socket: Socket) => {
+      let before = 0;
+      socket.prependListener('data', () => (before = socket.bytesWritten));
+      socket.on('data', () => {
+        const record = { before, inData: socket.bytesWritten, atTurnEnd: -1 };
+        seen.push(record);
+        // Scheduled after the server's end-of-turn queue (asked during the connection's data event): runs after it.
+        setImmediate(() => (record.atTurnEnd = socket.bytesWritten));
+      });
+    });
+    await redis.set('turn', 'value');
+    const client = new RawClient(node.port);
+    for (let round = 1; round <= 3; round++) {
+      client.send(multibulk('GET', 'turn'));
+      await client.until((text) => text.split('$5\r\nvalue\r\n').length === round + 1);
+    }
+    client.socket.destroy();
+    assert.equal(seen.length, 3);
+    for (const record of seen) {
+      assert.equal(record.inData, record.before, `a reply left inside the data event: ${JSON.stringify(record)}`);
+      assert.ok(record.atTurnEnd > record.before, `the reply had not left at the end of the turn: ${JSON.stringify(record)}`);
+    }
   });
 
   it('answers the connection commands', async () => {

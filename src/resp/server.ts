@@ -29,6 +29,7 @@ import { errorReply } from './encoder.js';
 import { RespMetrics } from './metrics.js';
 import { RequestParser, type ParserLimits } from './parser.js';
 import { ScanCursors } from './scan-cursors.js';
+import { EndOfTurn } from '../util/end-of-turn.js';
 
 export interface RespServerOptions {
   readonly service: KvService;
@@ -72,6 +73,8 @@ export class RespServer {
   private readonly view: ServerView;
   private readonly parserLimits: ParserLimits;
   private readonly connectionLimits: ConnectionLimits;
+  /** The connections whose replies of this turn leave at its end (connection.ts `pump`). */
+  private readonly turnEnd = new EndOfTurn<RespConnection>((connection) => connection.turnEnded());
   private readonly connectionsMax: number;
   private readonly startedAt = performance.now();
   private nextClientId = 1;
@@ -203,6 +206,7 @@ export class RespServer {
         this.metrics.connectionsOpen--;
         this.metrics.disconnected(reason);
       },
+      atTurnEnd: (connection: RespConnection) => this.turnEnd.add(connection),
     };
     const connection = new RespConnection(socket, client, new RequestParser(this.parserLimits), this.view, this.connectionLimits, hooks, this.options.logger);
     this.connections.add(connection);
