@@ -214,8 +214,6 @@ export interface KeyBounds {
   readonly limits: KvLimits;
   /** Absent: 0. */
   readonly revisionBase?: number;
-  /** Whether the group holds transaction locks or records in `bounds` (src/kv/txn.ts): a merge's freeze waits for none. Absent: none. */
-  readonly holdsTxnStateIn?: (bounds: ShardBounds) => boolean;
   /** Absent: none (NO_MERGE_MARKS). */
   readonly merge?: MergeMarks;
 }
@@ -231,7 +229,6 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
   let prepared = false;
   const commits: Array<ApplyPlan['commits'][number]> = [];
   const gcSteps: Array<ApplyPlan['gcSteps'][number]> = [];
-  let txnPlanned = false;
   const planned = entries.map((entry, position): ApplyEntry => {
     const { index, term } = entry;
     let next: Membership;
@@ -241,9 +238,7 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
       return { index, term, type: 'noop' };
     } else if (entry.data[0] !== CLUSTER_COMMAND_FORMAT) {
       if (bounded === undefined) return { index, term, type: 'command', command: entry.data };
-      const planned = boundedCommand(index, term, entry.data, bounded);
-      txnPlanned ||= planned.type === 'txn';
-      return planned;
+      return boundedCommand(index, term, entry.data, bounded);
     } else {
       const command = decodeClusterCommand(entry.data);
       if (command?.type === 'split') {
@@ -254,9 +249,8 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
         return split.entry;
       }
       if (command?.type === 'prepare-merge' || command?.type === 'commit-merge' || command?.type === 'abort-merge' || command?.type === 'rollback-merge') {
-        // A merge does not carry transaction locks or records: the freeze waits until the group holds none (its leader proposes it again).
-        const txnHeld = command.type === 'prepare-merge' && bounded !== undefined && (txnPlanned || (bounded.holdsTxnStateIn?.(bounded.bounds) ?? false));
-        const step = bounded === undefined || txnHeld ? undefined : planMergeStep(command, bounded, index, term);
+        // Transaction locks and records are frozen with the data and carried by the commit (shard-merge.ts `mergeAbsorbOf`).
+        const step = bounded === undefined ? undefined : planMergeStep(command, bounded, index, term);
         if (step === undefined || bounded === undefined) return { index, term, type: 'noop' };
         bounded = step.keys;
         if (command.type !== 'commit-merge') prepared = true;

@@ -288,22 +288,12 @@ export class KvStateMachine {
   }
 
   /**
-   * True when a lock on a key in `bounds` or a record whose primary key is in
-   * `bounds` exists, as last applied (a shard merge waits for none: the
-   * merge does not carry them). O(locks + records).
-   */
-  holdsTxnStateIn(bounds: { readonly start: Uint8Array; readonly end: Uint8Array | null }): boolean {
-    const inside = (key: Uint8Array): boolean => compareBytes(key, bounds.start) >= 0 && (bounds.end === null || compareBytes(key, bounds.end) < 0);
-    for (const { key } of this.state.locks.entries()) if (inside(key)) return true;
-    for (const primaryKey of this.state.txnRecords.values()) if (inside(primaryKey)) return true;
-    return false;
-  }
-
-  /**
    * The engine entries of the locks on keys in [start, end) and of the
    * records whose primary key is in it (end null: to the last key): what a
-   * split's new shard takes with its keys (`KvSeed.txn`). Consistent for keys
-   * no command touches while it runs (a split's frozen right-hand keys).
+   * split's new shard takes with its keys (`KvSeed.txn`) and a merge's
+   * survivor with the merged-away group's (apply.ts `MergeAbsorb.txn`).
+   * Consistent for keys no command touches while it runs (a split's frozen
+   * right-hand keys, a merged-away group's frozen range).
    */
   async exportTxnState(start: Uint8Array, end: Uint8Array | null): Promise<Array<{ key: Buffer; value: Buffer }>> {
     const entries: Array<{ key: Buffer; value: Buffer }> = [];
