@@ -17,7 +17,7 @@
  *     abandoned locks are rolled back after the TTL, committed ones rolled
  *     forward, and every lock is gone in the end (the background sweep);
  *   - a split carries an undecided transaction's locks and record into the
- *     new shard, and a merge of that shard back carries them into the
+ *     new shard (the split's GC deletes the parent's frozen copies), and a merge of that shard back carries them into the
  *     survivor, where a lock whose primary key lived in the merged shard
  *     finds its record.
  */
@@ -211,6 +211,13 @@ describe('transactions across shards through a split (split key p, a long lock T
     // The coordinator commits at the primary key's shard as the map has it now: the new shard, which took the locks.
     await write(right()!, { kind: 'commit', txnId: 'split-1', primaryKey, keys: [primaryKey, b('x-split')], otherKeys: [b('b-split')] });
     assert.deepEqual([await value(cluster.member(3), 'w-split'), await value(cluster.member(3), 'x-split'), await value(cluster.member(2), 'b-split')], ['new', 'new', 'new']);
+    // The parent's frozen copies (the locks on w-split and x-split, the record of split-1) go with the split's GC.
+    await until('the split GC deleted the parent\'s frozen copies of the locks and the record on every member', () =>
+      cluster.running().every((id) => {
+        const parent = cluster.member(id).groups.get(3)?.group.machine.machine;
+        return parent !== undefined && parent.lockCount === 0 && !parent.txnRecordIds().includes('split-1');
+      }),
+    );
   });
 
   it('merges a shard holding locks and records: they come into the survivor, where they resolve and commit', async () => {

@@ -45,9 +45,9 @@ export type ApplyEntry =
       /** Also takes in a merged-away shard's keys and sessions, in the same batch (a shard merge's commit). */
       readonly absorb?: MergeAbsorb;
       /**
-       * Also deletes these engine keys, in the same batch: data keys and captured
-       * sessions only (a split's GC of the keys it froze: src/cluster/shard-split-gc.ts).
-       * The caller bounds their number.
+       * Also deletes these engine keys, in the same batch: data keys, captured
+       * sessions, transaction locks and records only (a split's GC of the keys it
+       * froze: src/cluster/shard-split-gc.ts). The caller bounds their number.
        */
       readonly deleteKeys?: readonly Buffer[];
     }
@@ -231,10 +231,14 @@ export class ApplyBatch {
     }
   }
 
-  /** Deletes data keys and captured sessions (`deleteKeys`); any other engine key is a broken invariant of the layer above. */
+  /** Deletes data keys, captured sessions, locks and records (`deleteKeys`); any other engine key is a broken invariant of the layer above. */
   private deleteKeys(keys: readonly Buffer[]): void {
     for (const key of keys) {
-      assert(isDataKey(key) || isCapturedSessionKey(key), 'an apply entry deletes only data keys and captured sessions', key.subarray(0, 32).toString('hex'));
+      if (isLockKey(key) || isTxnRecordKey(key)) {
+        this.txn.take(key, undefined); // the machine's lock table and record index follow
+        continue;
+      }
+      assert(isDataKey(key) || isCapturedSessionKey(key), 'an apply entry deletes only data keys, captured sessions, locks and records', key.subarray(0, 32).toString('hex'));
       this.push({ type: 'del', key });
       if (isDataKey(key)) this.planned.push({ key, revision: null });
     }
