@@ -41,7 +41,7 @@ const ready = (member: Member): boolean => member.shards.map !== undefined && SH
 describe('transactions across shards (split keys g, p)', () => {
   let cluster: InProcessCluster;
   before(async () => {
-    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'g,p' }, txnLockTtlMs: LOCK_TTL_MS });
+    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'g,p', txnLockTtlMs: String(LOCK_TTL_MS) } }); // the TTL through the flag, --txn-lock-ttl-ms
     await cluster.waitForLeader();
     await until('every member applied the map and knows a leader of every shard', () => cluster.running().every((id) => ready(cluster.member(id))));
   });

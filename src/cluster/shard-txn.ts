@@ -61,8 +61,11 @@ import type { Clock } from '../util/clock.js';
 import { classifyFailure } from './request-errors.js';
 import type { LockSeen } from './shard-reads.js';
 
-/** How long a member waits, seeing a lock, before it aborts the lock's transaction as abandoned. Default. */
+/** How long a member waits, seeing a lock, before it aborts the lock's transaction as abandoned. Default (`--txn-lock-ttl-ms`). */
 export const TXN_LOCK_TTL_MS = 10_000;
+/** The bounds of `--txn-lock-ttl-ms`: below 100 ms a coordinator's commit deadline (half of it) is shorter than a few Raft rounds; above an hour a dead coordinator's locks would block their keys that long. */
+export const TXN_LOCK_TTL_MS_MIN = 100;
+export const TXN_LOCK_TTL_MS_MAX = 3_600_000;
 /** Most transactions whose locks this member remembers first seeing (the oldest forgotten first). */
 const OBSERVED_MAX = 10_000;
 /** Most locks one sweep round resolves, and most records it finishes. */
