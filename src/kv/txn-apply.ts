@@ -178,7 +178,7 @@ export class TxnPlanner {
         return { ok: false, error: abortedError(txnId, 'its primary key holds no lock of it (never prepared, or aborted)') };
       }
       const all = [...keys, ...otherKeys].map((key) => Buffer.from(key));
-      this.setRecord(txnId, { status: 'committed', primaryKey: Buffer.from(primaryKey), keys: all });
+      this.setRecord(txnId, { status: 'committed', primaryKey: Buffer.from(primaryKey), keys: all, revision: this.batch.revisionAt(index) });
       if (session !== undefined) this.batch.sessions.record(session, index, { ok: true, revision: this.batch.revisionAt(index) });
     }
     this.resolveKeys(index, txnId, true, keys);

@@ -39,7 +39,7 @@ import { TEST_LIMITS } from '../../testkit/kv/state-machine-suite.js';
 import { type Condition, type KvOp, encodeCommand } from './command.js';
 import { DirectoryEngineHome } from './engine-home.js';
 import { type ApplyEntry, type ApplyResult, KvStateMachine, engineLimitsFor } from './state-machine.js';
-import { type TxnCommand, decodeTxnCommand, encodeLock, encodeTxnCommand, decodeLock } from './txn.js';
+import { type TxnCommand, decodeTxnCommand, decodeTxnRecord, encodeLock, encodeTxnCommand, encodeTxnRecord, decodeLock } from './txn.js';
 import { mergeAbsorbOf, staleKeysOf } from '../cluster/shard-merge.js';
 
 const SHARDS = 3;
@@ -546,5 +546,10 @@ describe('transaction command encoding', () => {
     assert.throws(() => decodeLock(Buffer.from([1, 2, 3])), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION'));
     const lock = { txnId: 't', primaryKey: Buffer.from('p'), createdAtMs: 3, op: { type: 'put' as const, value: Buffer.from('v') } };
     assert.deepEqual(decodeLock(encodeLock(lock)), lock);
+    const record = { status: 'committed' as const, primaryKey: Buffer.from('p'), keys: [Buffer.from('p'), Buffer.from('q')], revision: 42 };
+    assert.deepEqual(decodeTxnRecord(encodeTxnRecord(record)), record, 'a committed record keeps its commit revision');
+    const { revision: _none, ...older } = record;
+    assert.deepEqual(decodeTxnRecord(encodeTxnRecord(older)), older, 'a record from before revisions were kept');
+    assert.throws(() => decodeTxnRecord(encodeTxnRecord({ ...record, revision: -1 })), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION'));
   });
 });
