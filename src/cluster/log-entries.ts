@@ -299,21 +299,26 @@ function planMergeStep(command: MergeStepCommand, keys: KeyBounds, index: number
       const { prepared } = marks;
       if (command.epoch <= marks.rolledBack || (prepared !== undefined && (prepared.epoch > command.epoch || prepared.leftId !== command.leftId))) return undefined;
       const restored = prepared?.bounds ?? bounds;
-      const rolledBack = { rolledBack: command.epoch, aborted: marks.aborted };
+      const rolledBack = { rolledBack: command.epoch, aborted: marks.aborted, merged: marks.merged };
       return { keys: { ...keys, bounds: restored, merge: rolledBack }, entry: meta(restored, [{ name: MERGE_PREPARED_META_NAME, value: null }, { name: MERGE_ROLLED_BACK_META_NAME, value: encodeAttempt(command.epoch) }]) };
     }
     case 'abort-merge':
     case 'commit-merge': {
       // Both need the survivor's range to end where the right one starts, and both end that: the first in the log wins.
-      if (bounds.end === null || !bounds.end.equals(command.bounds.start)) return undefined;
+      if (bounds.end === null || !bounds.end.equals(command.bounds.start) || marks.merged.has(command.rightId)) return undefined;
       const aborted = marks.aborted.get(command.rightId);
       if (aborted !== undefined && command.epoch <= aborted) return undefined;
       if (command.type === 'abort-merge') {
         const merge = { ...marks, aborted: new Map(marks.aborted).set(command.rightId, command.epoch) };
         return { keys: { ...keys, merge }, entry: meta(bounds, [{ name: mergeAbortedMetaName(command.rightId), value: encodeAttempt(command.epoch) }]) };
       }
+      // The commit stores merged.<R>, which voids every later commit or abort of R here: an abort mark of an earlier attempt is no longer needed.
       const widened: ShardBounds = { start: bounds.start, end: command.bounds.end };
-      return { keys: { ...keys, bounds: widened, revisionBase: Math.max(keys.revisionBase ?? 0, command.revisionTop - index) }, entry: meta(widened, [{ name: mergedMetaName(command.rightId), value: Buffer.from(String(index)) }]) };
+      const merged = new Set(marks.merged).add(command.rightId);
+      const remaining = new Map(marks.aborted);
+      remaining.delete(command.rightId);
+      const more = [{ name: mergedMetaName(command.rightId), value: Buffer.from(String(index)) }, ...(aborted !== undefined ? [{ name: mergeAbortedMetaName(command.rightId), value: null }] : [])];
+      return { keys: { ...keys, bounds: widened, revisionBase: Math.max(keys.revisionBase ?? 0, command.revisionTop - index), merge: { ...marks, aborted: remaining, merged } }, entry: meta(widened, more) };
     }
   }
 }

@@ -83,11 +83,13 @@ export interface MergeMarks {
   readonly prepared?: MergePrepared;
   /** The highest attempt rolled back in this group (0: none). */
   readonly rolledBack: number;
-  /** As a survivor: the highest attempt aborted, by right group id. */
+  /** As a survivor: the highest attempt aborted, by right group id (deleted by a later attempt's commit: `merged` then decides). */
   readonly aborted: ReadonlyMap<number, number>;
+  /** As a survivor: the right groups it took in (`merged.<R>`): every later commit or abort of one of them is a no-op. */
+  readonly merged: ReadonlySet<number>;
 }
 
-export const NO_MERGE_MARKS: MergeMarks = { rolledBack: 0, aborted: new Map() };
+export const NO_MERGE_MARKS: MergeMarks = { rolledBack: 0, aborted: new Map(), merged: new Set() };
 
 export async function readMergeMarks(machine: KvStateMachine): Promise<MergeMarks> {
   const prepared = await readMergePrepared(machine);
@@ -97,7 +99,7 @@ export async function readMergeMarks(machine: KvStateMachine): Promise<MergeMark
     const rightId = Number(name.slice(MERGE_ABORTED_META_PREFIX.length));
     if (Number.isSafeInteger(rightId) && rightId >= 2) aborted.set(rightId, decodeAttempt(await machine.getMeta(name)));
   }
-  return { ...(prepared !== undefined ? { prepared } : {}), rolledBack, aborted };
+  return { ...(prepared !== undefined ? { prepared } : {}), rolledBack, aborted, merged: new Set(mergedRightIds(machine)) };
 }
 
 export function encodeAttempt(attempt: number): Buffer {
