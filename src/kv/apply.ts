@@ -206,16 +206,9 @@ export class ApplyBatch {
     return { ok: true, revision: index + this.base };
   }
 
-  /** Takes a merged-away shard's keys and sessions in, and raises the base above its revisions (`MergeAbsorb`). */
+  /** Takes a merged-away shard's keys, locks, records and sessions in, and raises the base above its revisions (`MergeAbsorb`). */
   private absorb(index: number, absorb: MergeAbsorb): void {
-    for (const key of absorb.deletes) {
-      if (isLockKey(key) || isTxnRecordKey(key)) {
-        this.txn.take(key, undefined);
-        continue;
-      }
-      this.push({ type: 'del', key });
-      this.planned.push({ key, revision: null });
-    }
+    this.deleteKeys(absorb.deletes);
     for (const { key, value } of absorb.data) {
       this.push({ type: 'put', key, value });
       this.planned.push({ key, revision: revisionOfRecord(value, 'a merged-in record') });

@@ -203,16 +203,17 @@ export class TxnPlanner {
    * Puts a lock or a record as another machine holds it (engine key and
    * value: a shard merge's copy, apply.ts `MergeAbsorb`), replacing what
    * this machine holds under that key, or deletes it (`value` undefined: a
-   * frozen copy the merge does not keep). Planned like the batch's own
-   * changes, so later entries see it. Any other engine key is a broken
-   * invariant of the caller; a malformed value is this member's corruption.
+   * frozen copy a merge or a split's GC drops). Planned like the batch's own
+   * changes, so later entries and the machine's lock table see it. Any other
+   * engine key is a broken invariant of the caller; a malformed value is
+   * this member's corruption.
    */
   take(engineKey: Buffer, value: Buffer | undefined): void {
     if (isTxnRecordKey(engineKey)) {
       this.setRecord(txnIdOfRecordKey(engineKey), value === undefined ? null : decodeTxnRecord(value));
       return;
     }
-    assert(isLockKey(engineKey), 'a merge takes in locks and transaction records only', engineKey.subarray(0, 32).toString('hex'));
+    assert(isLockKey(engineKey), 'only locks and transaction records are taken in or dropped here', engineKey.subarray(0, 32).toString('hex'));
     const key = userKeyOfLock(engineKey);
     const name = key.toString('latin1');
     const lock = value === undefined ? null : decodeLock(value);
