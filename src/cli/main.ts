@@ -14,6 +14,7 @@ import { isImpulseError } from '../errors.js';
 import { ENGINE_CHOICE_FLAGS, ENGINE_NAMES } from '../storage/engine-names.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_PEER_PORT, DEFAULT_RAFT_TIMING_CONFIG, DEFAULT_SHARD_MERGES, DEFAULT_SHARD_MOVES } from '../cluster/config.js';
+import { TXN_LOCK_TTL_MS, TXN_LOCK_TTL_MS_MAX, TXN_LOCK_TTL_MS_MIN } from '../cluster/shard-txn.js';
 import { type ClientContext, registerClientCommands } from './client-commands.js';
 import { registerLeaderlessCommands } from './leaderless-commands.js';
 import type { ClusterLaunchFlags } from './cluster-launcher.js';
@@ -86,6 +87,7 @@ const serveCommand = program
   .option('--shard-split-bytes <n>', 'sharded: the leader of a shard splits it at its middle key once its keys and values pass n bytes (default 0: off; docs/sharding.md)')
   .option('--shard-split-qps <n>', 'sharded: the leader of a shard splits it where its sampled load halves once its smoothed requests a second stay above n for 10 s (default 0: off; docs/sharding.md)')
   .option('--shard-split-gc-rate <keys>', 'sharded: most frozen keys a second this member deletes after its shards split, all its led shards together (default 16384; docs/sharding.md)')
+  .option('--txn-lock-ttl-ms <ms>', `sharded: a member that sees a lock of an undecided transaction across shards this long aborts it as abandoned; a coordinator commits only within half of it (default ${TXN_LOCK_TTL_MS}, ${TXN_LOCK_TTL_MS_MIN} to ${TXN_LOCK_TTL_MS_MAX})`)
   .option('--shard-merge-bytes <n>', 'sharded: two neighbouring shards on the same members, each under n bytes and together under half of --shard-split-bytes, merge (default 0: off; docs/sharding.md)')
   .option('--shard-merge-quiet-ms <ms>', `sharded: a shard split, merged or moved more recently than this does not merge (default ${DEFAULT_SHARD_MERGES.quietMs})`)
   .option('--shard-merge-timeout-ms <ms>', `sharded: the meta leader rolls back a shard merge still in flight after this long; 0: never (default ${DEFAULT_SHARD_MERGES.timeoutMs})`)

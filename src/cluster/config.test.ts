@@ -44,6 +44,14 @@ describe('cluster configuration', () => {
     refused(() => parseClusterConfig({ shardMovesMax: '3' }, '127.0.0.1', 7070), /--shard-moves-max needs --node-id/);
   });
 
+  it('takes the transaction lock TTL, 10 s by default, 100 ms to 1 h', () => {
+    const base = { nodeId: '1', initialCluster: THREE };
+    assert.equal(parseClusterConfig(base, '127.0.0.1', 7070)!.txnLockTtlMs, 10_000);
+    assert.equal(parseClusterConfig({ ...base, txnLockTtlMs: '2500' }, '127.0.0.1', 7070)!.txnLockTtlMs, 2500);
+    for (const bad of ['99', '3600001', '1.5', 'soon']) refused(() => parseClusterConfig({ ...base, txnLockTtlMs: bad }, '127.0.0.1', 7070), /--txn-lock-ttl-ms/);
+    refused(() => parseClusterConfig({ txnLockTtlMs: '2000' }, '127.0.0.1', 7070), /--txn-lock-ttl-ms needs --node-id/);
+  });
+
   it('takes the snapshot send rate, 64 MiB/s by default, at least 64 KiB/s, and hands it to the transport', () => {
     const base = { nodeId: '1', initialCluster: THREE };
     const defaults = parseClusterConfig(base, '127.0.0.1', 7070)!;

@@ -22,6 +22,7 @@ import { MERGE_RIGHT_BYTES_MAX } from '../shard/merges.js';
 import { SPLIT_KEY_BYTES_MAX } from '../shard/shard-map.js';
 import { DEFAULT_LIMITS, SNAPSHOT_SEND_BYTES_PER_SECOND_MIN } from '../transport/options.js';
 import { parseAddress } from '../transport/socket-factory.js';
+import { TXN_LOCK_TTL_MS, TXN_LOCK_TTL_MS_MAX, TXN_LOCK_TTL_MS_MIN } from './shard-txn.js';
 
 export interface ClusterConfig {
   readonly nodeId: NodeId;
@@ -61,6 +62,13 @@ export interface ClusterConfig {
   readonly shardSplitQps: number;
   /** `--shard-split-gc-rate`: most frozen keys a second a member's split GC deletes, all its led shards together (src/cluster/shard-split-gc.ts). Default 16,384. */
   readonly shardSplitGcRate: number;
+  /**
+   * `--txn-lock-ttl-ms`: how long a member sees a lock of an undecided
+   * transaction across shards before it aborts it as abandoned; a
+   * coordinator commits only within half of it (src/cluster/shard-txn.ts).
+   * Default 10,000; 100 to 3,600,000.
+   */
+  readonly txnLockTtlMs: number;
   /** Automatic merges of small neighbours (docs/sharding.md "Merges"). */
   readonly merges: ShardMergesConfig;
   readonly timing: RaftTimingConfig;
@@ -155,6 +163,7 @@ export interface ClusterFlags {
   shardSplitBytes?: string;
   shardSplitQps?: string;
   shardSplitGcRate?: string;
+  txnLockTtlMs?: string;
   shardBalanceLeaders?: string;
   shardBalanceBytesMin?: string;
   shardMergeBytes?: string;
@@ -171,7 +180,7 @@ export interface ClusterFlags {
 export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clientPort: number, clientScheme: 'http' | 'https' = 'http'): ClusterConfig | undefined {
   if (flags.nodeId === undefined) {
     const stray = (
-      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardSplitQps', 'shardSplitGcRate', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders', 'shardBalanceBytesMin', 'shardMergeBytes', 'shardMergeQuietMs', 'shardMergeTimeoutMs', 'snapshotRateMax'] as const
+      ['peerPort', 'peerHost', 'advertisePeer', 'advertiseClient', 'initialCluster', 'clusterToken', 'clusterId', 'join', 'tickMs', 'electionTicks', 'heartbeatTicks', 'snapshotEntries', 'snapshotCatchUpEntries', 'splitKeys', 'shardSplitBytes', 'shardSplitQps', 'shardSplitGcRate', 'txnLockTtlMs', 'shardMovesMax', 'memberDeadAfterMs', 'shardBalanceLeaders', 'shardBalanceBytesMin', 'shardMergeBytes', 'shardMergeQuietMs', 'shardMergeTimeoutMs', 'snapshotRateMax'] as const
     ).find((name) => flags[name] !== undefined);
     if (stray !== undefined) throw invalid(`--${kebab(stray)} needs --node-id (a cluster member has an id)`);
     return undefined;
@@ -210,6 +219,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   const shardSplitBytes = integer('--shard-split-bytes', flags.shardSplitBytes ?? '0', 0, 2 ** 48);
   const shardSplitQps = integer('--shard-split-qps', flags.shardSplitQps ?? '0', 0, 10_000_000);
   const shardSplitGcRate = integer('--shard-split-gc-rate', flags.shardSplitGcRate ?? String(DEFAULT_SHARD_SPLIT_GC_RATE), 1, 100_000_000);
+  const txnLockTtlMs = integer('--txn-lock-ttl-ms', flags.txnLockTtlMs ?? String(TXN_LOCK_TTL_MS), TXN_LOCK_TTL_MS_MIN, TXN_LOCK_TTL_MS_MAX);
   const merges: ShardMergesConfig = {
     mergeBytes: integer('--shard-merge-bytes', flags.shardMergeBytes ?? String(DEFAULT_SHARD_MERGES.mergeBytes), 0, MERGE_RIGHT_BYTES_MAX),
     quietMs: integer('--shard-merge-quiet-ms', flags.shardMergeQuietMs ?? String(DEFAULT_SHARD_MERGES.quietMs), 0, 86_400_000),
@@ -225,7 +235,7 @@ export function parseClusterConfig(flags: ClusterFlags, clientHost: string, clie
   // A member is suspect after two election timeouts of silence (shard-mover.ts); dead must come later.
   if (moves.memberDeadAfterMs <= 2 * timing.electionTicks * timing.tickMs) throw invalid('--member-dead-after-ms must exceed two election timeouts (--election-ticks × --tick-ms × 2)');
   const snapshotRateMax = integer('--snapshot-rate-max', flags.snapshotRateMax ?? String(DEFAULT_LIMITS.snapshotSendBytesPerSecondMax), SNAPSHOT_SEND_BYTES_PER_SECOND_MIN, 2 ** 40);
-  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, shardSplitQps, shardSplitGcRate, merges, timing, moves, snapshotRateMax };
+  return { nodeId, clusterId, peerHost, peerPort, advertisePeer, advertiseClient, advertiseClientGiven: flags.advertiseClient !== undefined, initialCluster, join, splitKeys, shardSplitBytes, shardSplitQps, shardSplitGcRate, txnLockTtlMs, merges, timing, moves, snapshotRateMax };
 }
 
 /** Most split keys of `--split-keys` (the shards a new cluster starts with, minus one). */

@@ -214,8 +214,6 @@ export interface KeyBounds {
   readonly limits: KvLimits;
   /** Absent: 0. */
   readonly revisionBase?: number;
-  /** Whether the group holds transaction locks or records in `bounds` (src/kv/txn.ts): a merge's freeze waits for none. Absent: none. */
-  readonly holdsTxnStateIn?: (bounds: ShardBounds) => boolean;
   /** Absent: none (NO_MERGE_MARKS). */
   readonly merge?: MergeMarks;
 }
@@ -231,7 +229,6 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
   let prepared = false;
   const commits: Array<ApplyPlan['commits'][number]> = [];
   const gcSteps: Array<ApplyPlan['gcSteps'][number]> = [];
-  let txnPlanned = false;
   const planned = entries.map((entry, position): ApplyEntry => {
     const { index, term } = entry;
     let next: Membership;
@@ -241,9 +238,7 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
       return { index, term, type: 'noop' };
     } else if (entry.data[0] !== CLUSTER_COMMAND_FORMAT) {
       if (bounded === undefined) return { index, term, type: 'command', command: entry.data };
-      const planned = boundedCommand(index, term, entry.data, bounded);
-      txnPlanned ||= planned.type === 'txn';
-      return planned;
+      return boundedCommand(index, term, entry.data, bounded);
     } else {
       const command = decodeClusterCommand(entry.data);
       if (command?.type === 'split') {
@@ -254,9 +249,8 @@ export function planApply(entries: readonly Entry[], membership: Membership, sha
         return split.entry;
       }
       if (command?.type === 'prepare-merge' || command?.type === 'commit-merge' || command?.type === 'abort-merge' || command?.type === 'rollback-merge') {
-        // A merge does not carry transaction locks or records: the freeze waits until the group holds none (its leader proposes it again).
-        const txnHeld = command.type === 'prepare-merge' && bounded !== undefined && (txnPlanned || (bounded.holdsTxnStateIn?.(bounded.bounds) ?? false));
-        const step = bounded === undefined || txnHeld ? undefined : planMergeStep(command, bounded, index, term);
+        // Transaction locks and records are frozen with the data and carried by the commit (shard-merge.ts `mergeAbsorbOf`).
+        const step = bounded === undefined ? undefined : planMergeStep(command, bounded, index, term);
         if (step === undefined || bounded === undefined) return { index, term, type: 'noop' };
         bounded = step.keys;
         if (command.type !== 'commit-merge') prepared = true;
@@ -305,21 +299,26 @@ function planMergeStep(command: MergeStepCommand, keys: KeyBounds, index: number
       const { prepared } = marks;
       if (command.epoch <= marks.rolledBack || (prepared !== undefined && (prepared.epoch > command.epoch || prepared.leftId !== command.leftId))) return undefined;
       const restored = prepared?.bounds ?? bounds;
-      const rolledBack = { rolledBack: command.epoch, aborted: marks.aborted };
+      const rolledBack = { rolledBack: command.epoch, aborted: marks.aborted, merged: marks.merged };
       return { keys: { ...keys, bounds: restored, merge: rolledBack }, entry: meta(restored, [{ name: MERGE_PREPARED_META_NAME, value: null }, { name: MERGE_ROLLED_BACK_META_NAME, value: encodeAttempt(command.epoch) }]) };
     }
     case 'abort-merge':
     case 'commit-merge': {
       // Both need the survivor's range to end where the right one starts, and both end that: the first in the log wins.
-      if (bounds.end === null || !bounds.end.equals(command.bounds.start)) return undefined;
+      if (bounds.end === null || !bounds.end.equals(command.bounds.start) || marks.merged.has(command.rightId)) return undefined;
       const aborted = marks.aborted.get(command.rightId);
       if (aborted !== undefined && command.epoch <= aborted) return undefined;
       if (command.type === 'abort-merge') {
         const merge = { ...marks, aborted: new Map(marks.aborted).set(command.rightId, command.epoch) };
         return { keys: { ...keys, merge }, entry: meta(bounds, [{ name: mergeAbortedMetaName(command.rightId), value: encodeAttempt(command.epoch) }]) };
       }
+      // The commit stores merged.<R>, which voids every later commit or abort of R here: an abort mark of an earlier attempt is no longer needed.
       const widened: ShardBounds = { start: bounds.start, end: command.bounds.end };
-      return { keys: { ...keys, bounds: widened, revisionBase: Math.max(keys.revisionBase ?? 0, command.revisionTop - index) }, entry: meta(widened, [{ name: mergedMetaName(command.rightId), value: Buffer.from(String(index)) }]) };
+      const merged = new Set(marks.merged).add(command.rightId);
+      const remaining = new Map(marks.aborted);
+      remaining.delete(command.rightId);
+      const more = [{ name: mergedMetaName(command.rightId), value: Buffer.from(String(index)) }, ...(aborted !== undefined ? [{ name: mergeAbortedMetaName(command.rightId), value: null }] : [])];
+      return { keys: { ...keys, bounds: widened, revisionBase: Math.max(keys.revisionBase ?? 0, command.revisionTop - index), merge: { ...marks, aborted: remaining, merged } }, entry: meta(widened, more) };
     }
   }
 }

@@ -17,7 +17,6 @@
  * an election timeout); then the groups stop and make their applied state
  * durable, and the transport closes.
  */
-import { TXN_LOCK_TTL_MS } from './shard-txn.js';
 import type { Logger } from 'pino';
 import type { KvLimits } from '../kv/command.js';
 import { LogJournal } from '../raft/log-store/journal.js';
@@ -87,7 +86,7 @@ export interface MemberOptions {
   readonly raftLogJournal?: boolean;
   /** False: every group sends its own heartbeats, none coalesced per node pair (NodeHostOptions.coalesceHeartbeats; benchmarks compare). Default true. */
   readonly coalesceHeartbeats?: boolean;
-  /** How long a lock of a transaction across shards is seen before it is aborted as abandoned, ms (shard-txn.ts TXN_LOCK_TTL_MS; tests shorten it). */
+  /** How long a lock of a transaction across shards is seen before it is aborted as abandoned, ms; overrides `--txn-lock-ttl-ms` (tests shorten it below its bound). */
   readonly txnLockTtlMs?: number;
 }
 
@@ -222,7 +221,7 @@ export async function openMember(options: MemberOptions): Promise<Member> {
       },
     });
     const remote = new RemoteShards({ rpc: host.rpc, nodeId: cluster.nodeId, clock, requestTimeoutMs, retryPauseMs: cluster.timing.heartbeatTicks * tickMs });
-    const txnLockTtlMs = options.txnLockTtlMs ?? TXN_LOCK_TTL_MS;
+    const txnLockTtlMs = options.txnLockTtlMs ?? cluster.txnLockTtlMs;
     const txnOptions = { clock, lockTtlMs: txnLockTtlMs, sweepIntervalMs: Math.max(100, Math.round(txnLockTtlMs / 5)) };
     const sharded = new ShardedKvService(metaService, shards, remote, () => ({ ...mover.figures(), ...mergeTrigger.figures(), ...shards.figures() }), txnOptions);
     // A joiner learns whether the cluster is sharded from the meta group's snapshot, after it opened.

@@ -200,17 +200,15 @@ describe("a shard group's commands against its bounds", () => {
     assert.deepEqual(planApply([normal(2, put('zebra'))], EMPTY_MEMBERSHIP).entries.map((e) => e.type), ['command']);
   });
 
-  it('checks transaction steps against the bounds, and a merge freeze waits while the group holds transaction state', () => {
+  it('checks transaction steps against the bounds, and a merge freeze applies while the group holds transaction state (the commit carries it)', () => {
     const txn = (command: TxnCommand): Uint8Array => encodeTxnCommand(command);
     const prepare = (key: string): Uint8Array => txn({ kind: 'prepare', txnId: 't1', primaryKey: Buffer.from('a'), createdAtMs: 0, ops: [{ type: 'put', key: Buffer.from(key), value: Buffer.from('v') }] });
     const abortOutside = txn({ kind: 'abort', txnId: 't1', primaryKey: Buffer.from('z') });
     const plan = planApply([normal(2, prepare('h')), normal(3, prepare('q')), normal(4, abortOutside), normal(5, Buffer.from([2, 0xc1]))], EMPTY_MEMBERSHIP, undefined, keys);
     assert.deepEqual(plan.entries.map((e) => e.type), ['txn', 'refused', 'refused', 'refused']);
     const freeze = normal(9, encodeClusterCommand({ type: 'prepare-merge', leftId: 2, bounds, epoch: 1 }));
-    const held = (answer: boolean) => ({ ...keys, holdsTxnStateIn: () => answer });
-    assert.deepEqual(planApply([freeze], EMPTY_MEMBERSHIP, undefined, held(true)).entries.map((e) => e.type), ['noop'], 'locks or records in the range: no freeze');
-    assert.deepEqual(planApply([normal(8, prepare('h')), freeze], EMPTY_MEMBERSHIP, undefined, held(false)).entries.map((e) => e.type), ['txn', 'noop'], 'a prepare earlier in the batch: no freeze');
-    assert.deepEqual(planApply([freeze], EMPTY_MEMBERSHIP, undefined, held(false)).entries.map((e) => e.type), ['meta']);
+    const frozen = planApply([normal(8, prepare('h')), freeze, normal(10, prepare('i'))], EMPTY_MEMBERSHIP, undefined, keys);
+    assert.deepEqual(frozen.entries.map((e) => e.type), ['txn', 'meta', 'refused'], 'a prepare earlier in the batch: the freeze applies; a later one is refused (the range is frozen)');
   });
 
   it('keeps the bounds encoding canonical and refuses stored bounds that are not', () => {

@@ -148,7 +148,7 @@ export class RaftKvMachine implements RaftStateMachine<ApplyResult, ImagePayload
   apply(entries: readonly Entry[], done: (error: Error | null, results?: readonly ApplyResult[]) => void): void {
     const bounds = this.boundsValue;
     const { machine } = this.options;
-    const keys = bounds === undefined ? undefined : { bounds, limits: this.options.limits, revisionBase: machine.revisionBase, merge: this.mergeMarksValue, holdsTxnStateIn: (range: ShardBounds) => machine.holdsTxnStateIn(range) };
+    const keys = bounds === undefined ? undefined : { bounds, limits: this.options.limits, revisionBase: machine.revisionBase, merge: this.mergeMarksValue };
     const plan = planApply(entries, this.membershipValue, this.shardMapValue, keys);
     const commitAt = plan.commits[0]?.position ?? 0;
     if (commitAt > 0) return this.applyCut(entries, commitAt, done);

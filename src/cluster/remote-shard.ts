@@ -30,7 +30,7 @@ import type { GroupRpc } from './group-rpc.js';
 import type { HostedGroup } from './hosted-groups.js';
 import { classifyFailure, isOutcomeOfApplying, outcomeUnknown, unavailable } from './request-errors.js';
 import { type LockSeen, readShardKey, readShardRange, readTxnStatus } from './shard-reads.js';
-import type { TxnStatus } from '../kv/txn.js';
+import type { TxnDecision } from '../kv/txn.js';
 
 /** The RPC channel of reads for a shard served by one of its replicas. */
 export const SHARD_READ_CHANNEL = 'shard-read';
@@ -85,11 +85,15 @@ export class RemoteShards {
   }
 
   /** The status of transaction `txnId`'s record at a replica of `shard` (its primary key's), linearizable. */
-  async txnStatus(shard: Shard, txnId: string, primaryKey: Uint8Array): Promise<TxnStatus | undefined> {
-    const response = (await this.read(shard, { txnId, primaryKey }, 'linearizable')) as { st?: unknown } | null;
+  async txnStatus(shard: Shard, txnId: string, primaryKey: Uint8Array): Promise<TxnDecision | undefined> {
+    const response = (await this.read(shard, { txnId, primaryKey }, 'linearizable')) as { st?: unknown; r?: unknown } | null;
     const status = response?.st;
-    if (status !== 0 && status !== 1 && status !== 2) throw unavailable(`a replica of shard ${shard.id} answered a transaction status with something that is not one`);
-    return status === 0 ? undefined : status === 1 ? 'committed' : 'aborted';
+    const revision = response?.r;
+    if ((status !== 0 && status !== 1 && status !== 2) || !(revision === undefined || (Number.isSafeInteger(revision) && (revision as number) >= 0))) {
+      throw unavailable(`a replica of shard ${shard.id} answered a transaction status with something that is not one`);
+    }
+    if (status === 0) return undefined;
+    return { status: status === 1 ? 'committed' : 'aborted', ...(revision !== undefined ? { revision: revision as number } : {}) };
   }
 
   private read(shard: Shard, request: ReadRequest, consistency: ReadConsistency): Promise<unknown> {
@@ -148,8 +152,8 @@ export function serveShardReads(groupRpc: GroupRpc, hosted: HostedGroup, limits:
     const serializable = request.s;
     const read = async (): Promise<unknown> => {
       if (typeof txnId === 'string') {
-        const status = await readTxnStatus(hosted, txnId, request.k as Uint8Array, serializable);
-        return { st: status === undefined ? 0 : status === 'committed' ? 1 : 2 };
+        const decision = await readTxnStatus(hosted, txnId, request.k as Uint8Array, serializable);
+        return { st: decision === undefined ? 0 : decision.status === 'committed' ? 1 : 2, ...(decision?.revision !== undefined ? { r: decision.revision } : {}) };
       }
       if (query !== undefined) {
         const { items, locks } = await readShardRange(hosted, query, serializable);

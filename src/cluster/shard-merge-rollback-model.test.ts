@@ -16,7 +16,8 @@
  * protocol is run to completion: the merge either finished (R gone, L over
  * everything) or was rolled back (R serves its range again at a new epoch),
  * never both, and nothing acknowledged is lost. Several attempts may follow
- * one another (a rollback, then a new intent).
+ * one another (a rollback, then a new intent); a merge that commits after a
+ * rollback leaves no abort mark of the earlier attempt in L.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -248,7 +249,12 @@ class Harness {
       await this.apply(this.right);
       await this.apply(this.left);
     }
-    if (this.map.merged) assert.ok(this.left.bounds.end === null && !sameShardBounds(this.right.bounds, R_RANGE), 'merged: L serves everything, R stays frozen');
+    if (this.map.merged) {
+      assert.ok(this.left.bounds.end === null && !sameShardBounds(this.right.bounds, R_RANGE), 'merged: L serves everything, R stays frozen');
+      // The commit deleted the abort mark of any earlier attempt (merged.<R> voids later commits and aborts instead).
+      assert.deepEqual(this.left.machine.metaNamesStartingWith('merge-aborted.'), [], 'no abort mark left once merged');
+      assert.deepEqual([...this.left.marks.aborted.keys()], [], 'no abort mark left in memory once merged');
+    }
     else assert.ok(sameShardBounds(this.left.bounds, L_RANGE) && sameShardBounds(this.right.bounds, R_RANGE), 'not merged: both serve their own ranges');
     for (const key of KEYS) await this.put(Buffer.from(key), false);
     await this.apply(this.left);

@@ -83,11 +83,13 @@ export interface MergeMarks {
   readonly prepared?: MergePrepared;
   /** The highest attempt rolled back in this group (0: none). */
   readonly rolledBack: number;
-  /** As a survivor: the highest attempt aborted, by right group id. */
+  /** As a survivor: the highest attempt aborted, by right group id (deleted by a later attempt's commit: `merged` then decides). */
   readonly aborted: ReadonlyMap<number, number>;
+  /** As a survivor: the right groups it took in (`merged.<R>`): every later commit or abort of one of them is a no-op. */
+  readonly merged: ReadonlySet<number>;
 }
 
-export const NO_MERGE_MARKS: MergeMarks = { rolledBack: 0, aborted: new Map() };
+export const NO_MERGE_MARKS: MergeMarks = { rolledBack: 0, aborted: new Map(), merged: new Set() };
 
 export async function readMergeMarks(machine: KvStateMachine): Promise<MergeMarks> {
   const prepared = await readMergePrepared(machine);
@@ -97,7 +99,7 @@ export async function readMergeMarks(machine: KvStateMachine): Promise<MergeMark
     const rightId = Number(name.slice(MERGE_ABORTED_META_PREFIX.length));
     if (Number.isSafeInteger(rightId) && rightId >= 2) aborted.set(rightId, decodeAttempt(await machine.getMeta(name)));
   }
-  return { ...(prepared !== undefined ? { prepared } : {}), rolledBack, aborted };
+  return { ...(prepared !== undefined ? { prepared } : {}), rolledBack, aborted, merged: new Set(mergedRightIds(machine)) };
 }
 
 export function encodeAttempt(attempt: number): Buffer {
@@ -147,24 +149,31 @@ export async function readMergePrepared(machine: KvStateMachine): Promise<MergeP
 
 /**
  * What the surviving group takes in from `right` (a replica that applied
- * `prepare-merge`, so its data and sessions no longer change): every key of
- * its frozen range, its sessions, and its revision top.
+ * `prepare-merge`, so its data, locks, records and sessions no longer
+ * change): every key of its frozen range, the locks on them and the records
+ * of the transactions whose primary key is among them, its sessions, and its
+ * revision top.
  */
 export async function mergeAbsorbOf(right: KvStateMachine, prepared: MergePrepared): Promise<Omit<MergeAbsorb, 'deletes'>> {
   const data: Array<{ key: Buffer; value: Buffer }> = [];
-  for await (const page of right.exportData(prepared.bounds.start, prepared.bounds.end)) data.push(...page);
-  return { data, sessions: await right.encodedSessions(), revisionTop: prepared.revisionTop };
+  const { start, end } = prepared.bounds;
+  for await (const page of right.exportData(start, end)) data.push(...page);
+  return { data, txn: await right.exportTxnState(start, end), sessions: await right.encodedSessions(), revisionTop: prepared.revisionTop };
 }
 
 /**
  * The key and value bytes `right` (a replica that applied `prepared`) holds in
- * its frozen range once they pass `limit` (counted up to the page that
- * passed it), or undefined when they are at most `limit`: the bound of a
- * merge's copy, on the exact data the commit would take in.
+ * its frozen range, locks and transaction records included, once they pass
+ * `limit` (counted up to the page that passed it), or undefined when they
+ * are at most `limit`: the bound of a merge's copy, on the exact state the
+ * commit would take in.
  */
 export async function frozenBytesAbove(right: KvStateMachine, prepared: MergePrepared, limit: number): Promise<number | undefined> {
+  const { start, end } = prepared.bounds;
   let bytes = 0;
-  for await (const page of right.exportData(prepared.bounds.start, prepared.bounds.end)) {
+  for (const { key, value } of await right.exportTxnState(start, end)) bytes += key.length + value.length;
+  if (bytes > limit) return bytes;
+  for await (const page of right.exportData(start, end)) {
     for (const { key, value } of page) bytes += key.length + value.length;
     if (bytes > limit) return bytes;
   }
@@ -174,11 +183,13 @@ export async function frozenBytesAbove(right: KvStateMachine, prepared: MergePre
 /**
  * The keys the surviving group `left` holds inside the merged-in range that
  * the merged-away group does not: a split's frozen copies of keys deleted
- * since (the survivor once was that range's parent). Deleted by the merge.
+ * since (the survivor once was that range's parent), and likewise of locks
+ * and transaction records resolved or forgotten since. Deleted by the merge.
  */
 export async function staleKeysOf(left: KvStateMachine, bounds: ShardBounds, absorbed: Omit<MergeAbsorb, 'deletes'>): Promise<Buffer[]> {
-  const kept = new Set(absorbed.data.map(({ key }) => key.toString('latin1')));
+  const kept = new Set([...absorbed.data, ...absorbed.txn].map(({ key }) => key.toString('latin1')));
   const stale: Buffer[] = [];
   for await (const page of left.exportData(bounds.start, bounds.end)) for (const { key } of page) if (!kept.has(key.toString('latin1'))) stale.push(key);
+  for (const { key } of await left.exportTxnState(bounds.start, bounds.end)) if (!kept.has(key.toString('latin1'))) stale.push(key);
   return stale;
 }

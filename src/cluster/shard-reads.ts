@@ -13,7 +13,7 @@
  */
 import type { StoredValue } from '../kv/record.js';
 import type { KvItem } from '../kv/state-machine.js';
-import type { TxnStatus } from '../kv/txn.js';
+import type { TxnDecision } from '../kv/txn.js';
 import { type ShardBounds, shardContains } from '../shard/shard-map.js';
 import { outsideBoundsError } from '../shard/stale-route.js';
 import type { RangeOptions } from '../storage/engine.js';
@@ -60,12 +60,13 @@ export interface LockSeen {
   readonly primaryKey: Buffer;
 }
 
-/** The status of transaction `txnId`'s record in the group `hosted` (its primary key's), after the read point. */
-export async function readTxnStatus(hosted: HostedGroup, txnId: string, primaryKey: Uint8Array, serializable: boolean): Promise<TxnStatus | undefined> {
+/** What transaction `txnId`'s record in the group `hosted` (its primary key's) says, after the read point (undefined: no record). */
+export async function readTxnStatus(hosted: HostedGroup, txnId: string, primaryKey: Uint8Array, serializable: boolean): Promise<TxnDecision | undefined> {
   await readPoint(hosted, serializable);
   const bounds = hosted.group.machine.bounds;
   if (bounds !== undefined && !shardContains(bounds, primaryKey)) throw outsideBoundsError(bounds, primaryKey, 'read');
-  return (await hosted.group.machine.machine.txnRecord(txnId))?.status;
+  const record = await hosted.group.machine.machine.txnRecord(txnId);
+  return record === undefined ? undefined : { status: record.status, ...(record.revision !== undefined ? { revision: record.revision } : {}) };
 }
 
 /** True when `key` lies within `query`'s bounds. */

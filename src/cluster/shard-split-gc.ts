@@ -21,7 +21,10 @@
  *      in an engine batch of its own, so what it deletes does not depend on
  *      how the log was cut into batches) and deletes the first `keysMax`
  *      frozen keys still there (at most SPLIT_GC_KEYS_MAX, a bound of the
- *      command). The first step also deletes the split record and the
+ *      command): the transaction locks on keys of the frozen range and the
+ *      records whose primary key lies in it first (src/kv/txn.ts: the new
+ *      shard took its own copies), then the data keys. The first step also
+ *      deletes the split record and the
  *      captured sessions; every step leaves the `split-gc.<R>` marker with
  *      the range still to delete, and the step that empties it deletes the
  *      marker. A step is a no-op once the GC is done. Keys of the frozen range
@@ -184,11 +187,15 @@ export async function splitGcEntry(machine: KvStateMachine, step: GcStepAt): Pro
   if (frozen === undefined) return { entry: { index, term, type: 'noop' }, droppedRecord: false };
   const { record } = frozen;
   const range = beforeOtherFreezes(outside(frozen.range, bounds), await otherFrozenRanges(machine, rightId));
-  const keys = range.end !== null && compareBytes(range.start, range.end) >= 0 ? [] : await machine.dataKeysIn(range.start, range.end, keysMax + 1);
-  const next = keys[keysMax];
-  const deleteKeys = keys.slice(0, keysMax);
+  const empty = range.end !== null && compareBytes(range.start, range.end) >= 0;
+  // The frozen locks and records first (each step's budget is keysMax keys in all), then the data keys.
+  const txnKeys = empty ? [] : machine.txnKeysIn(range.start, range.end, keysMax + 1);
+  const dataBudget = Math.max(0, keysMax - txnKeys.length);
+  const keys = empty || txnKeys.length > keysMax ? [] : await machine.dataKeysIn(range.start, range.end, dataBudget + 1);
+  const next = keys[dataBudget];
+  const deleteKeys = [...txnKeys.slice(0, keysMax), ...keys.slice(0, dataBudget)];
   if (record !== undefined) deleteKeys.push(...(await machine.capturedSessionKeys(splitSessionsTag(rightId))));
-  const rest = next === undefined ? null : encodeGcMarker({ start: Buffer.from(userKeyOf(next)), end: range.end });
+  const rest = txnKeys.length > keysMax ? encodeGcMarker(range) : next === undefined ? null : encodeGcMarker({ start: Buffer.from(userKeyOf(next)), end: range.end });
   const entry: ApplyEntry = {
     index,
     term,

@@ -15,7 +15,11 @@
  *     readers see the old values while undecided and the new ones once
  *     committed; a write meets the pending lock as IMPULSE_ERR_TXN_LOCKED;
  *     abandoned locks are rolled back after the TTL, committed ones rolled
- *     forward, and every lock is gone in the end (the background sweep).
+ *     forward, and every lock is gone in the end (the background sweep);
+ *   - a split carries an undecided transaction's locks and record into the
+ *     new shard (the split's GC deletes the parent's frozen copies), and a merge of that shard back carries them into the
+ *     survivor, where a lock whose primary key lived in the merged shard
+ *     finds its record.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -37,7 +41,7 @@ const ready = (member: Member): boolean => member.shards.map !== undefined && SH
 describe('transactions across shards (split keys g, p)', () => {
   let cluster: InProcessCluster;
   before(async () => {
-    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'g,p' }, txnLockTtlMs: LOCK_TTL_MS });
+    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'g,p', txnLockTtlMs: String(LOCK_TTL_MS) } }); // the TTL through the flag, --txn-lock-ttl-ms
     await cluster.waitForLeader();
     await until('every member applied the map and knows a leader of every shard', () => cluster.running().every((id) => ready(cluster.member(id))));
   });
@@ -207,6 +211,44 @@ describe('transactions across shards through a split (split key p, a long lock T
     // The coordinator commits at the primary key's shard as the map has it now: the new shard, which took the locks.
     await write(right()!, { kind: 'commit', txnId: 'split-1', primaryKey, keys: [primaryKey, b('x-split')], otherKeys: [b('b-split')] });
     assert.deepEqual([await value(cluster.member(3), 'w-split'), await value(cluster.member(3), 'x-split'), await value(cluster.member(2), 'b-split')], ['new', 'new', 'new']);
+    // The parent's frozen copies (the locks on w-split and x-split, the record of split-1) go with the split's GC.
+    await until('the split GC deleted the parent\'s frozen copies of the locks and the record on every member', () =>
+      cluster.running().every((id) => {
+        const parent = cluster.member(id).groups.get(3)?.group.machine.machine;
+        return parent !== undefined && parent.lockCount === 0 && !parent.txnRecordIds().includes('split-1');
+      }),
+    );
+  });
+
+  it('merges a shard holding locks and records: they come into the survivor, where they resolve and commit', async () => {
+    const member = cluster.member(1);
+    const write = (shard: number, command: TxnCommand): Promise<unknown> => member.groups.get(shard)!.requests.write(encodeTxnCommand(command), false);
+    const right = cluster.member(1).shards.map!.shards.find((shard) => shard.start.equals(b('v')))!.id; // the shard the split above made: [v, ..)
+    // merge-1: primary y-merge in the right shard, committed there; its locks in shards 3 and 2 left unresolved (a coordinator that died).
+    const primaryKey = b('y-merge');
+    await write(right, { kind: 'prepare', txnId: 'merge-1', primaryKey, createdAtMs: 0, ops: [{ type: 'put', key: primaryKey, value: b('new') }] });
+    await write(3, { kind: 'prepare', txnId: 'merge-1', primaryKey, createdAtMs: 0, ops: [{ type: 'put', key: b('q-merge'), value: b('new') }] });
+    await write(2, { kind: 'prepare', txnId: 'merge-1', primaryKey, createdAtMs: 0, ops: [{ type: 'put', key: b('c-merge'), value: b('new') }] });
+    await write(right, { kind: 'commit', txnId: 'merge-1', primaryKey, keys: [primaryKey], otherKeys: [b('q-merge'), b('c-merge')] });
+    // merge-2: undecided, a lock in the right shard (its primary) and one in shard 2.
+    const primary2 = b('x-two');
+    await write(right, { kind: 'prepare', txnId: 'merge-2', primaryKey: primary2, createdAtMs: 0, ops: [{ type: 'put', key: primary2, value: b('two') }] });
+    await write(2, { kind: 'prepare', txnId: 'merge-2', primaryKey: primary2, createdAtMs: 0, ops: [{ type: 'put', key: b('d-two'), value: b('two') }] });
+    // The merge no longer waits for them (it used to: a freeze was a no-op while the right shard held a lock or a record).
+    await member.shards.merge(3);
+    await until('the merge finished on every member and the survivor holds the carried lock', () =>
+      cluster.running().every((id) => {
+        const each = cluster.member(id);
+        const survivor = each.groups.get(3)?.group.machine;
+        return each.shards.map?.shards.some((shard) => shard.id === right) === false && survivor?.bounds?.end === null && survivor.machine.lockOf(primary2)?.txnId === 'merge-2';
+      }),
+    );
+    for (const id of cluster.running()) assert.equal((await cluster.member(id).groups.get(3)!.group.machine.machine.txnRecord('merge-1'))?.status, 'committed', `member ${id}: the record came with the merge`);
+    // A lock whose primary lived in the merged shard finds its record in the survivor: readers resolve it forward.
+    assert.deepEqual([await value(cluster.member(2), 'q-merge'), await value(cluster.member(3), 'c-merge'), await value(cluster.member(1), 'y-merge')], ['new', 'new', 'new']);
+    assert.equal(await value(cluster.member(2), 'x-two'), undefined, 'undecided: the value before the transaction');
+    await write(3, { kind: 'commit', txnId: 'merge-2', primaryKey: primary2, keys: [primary2], otherKeys: [b('d-two')] });
+    assert.deepEqual([await value(cluster.member(3), 'x-two'), await value(cluster.member(1), 'd-two')], ['two', 'two']);
   });
 
   const value = async (member: Member, key: string): Promise<string | undefined> => (await member.service.get(b(key)))?.value.toString();

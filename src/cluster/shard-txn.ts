@@ -54,15 +54,18 @@
 import { randomBytes } from 'node:crypto';
 import { ImpulseError, isImpulseError } from '../errors.js';
 import type { KvCommand, KvOp } from '../kv/command.js';
-import { type TxnCommand, type TxnRecord, type TxnStatus, encodeTxnCommand } from '../kv/txn.js';
+import { type TxnCommand, type TxnDecision, type TxnRecord, type TxnStatus, encodeTxnCommand } from '../kv/txn.js';
 import type { WriteOutcome } from '../service/kv-service.js';
 import { type Shard, type ShardMap, shardFor } from '../shard/shard-map.js';
 import type { Clock } from '../util/clock.js';
 import { classifyFailure } from './request-errors.js';
 import type { LockSeen } from './shard-reads.js';
 
-/** How long a member waits, seeing a lock, before it aborts the lock's transaction as abandoned. Default. */
+/** How long a member waits, seeing a lock, before it aborts the lock's transaction as abandoned. Default (`--txn-lock-ttl-ms`). */
 export const TXN_LOCK_TTL_MS = 10_000;
+/** The bounds of `--txn-lock-ttl-ms`: below 100 ms a coordinator's commit deadline (half of it) is shorter than a few Raft rounds; above an hour a dead coordinator's locks would block their keys that long. */
+export const TXN_LOCK_TTL_MS_MIN = 100;
+export const TXN_LOCK_TTL_MS_MAX = 3_600_000;
 /** Most transactions whose locks this member remembers first seeing (the oldest forgotten first). */
 const OBSERVED_MAX = 10_000;
 /** Most locks one sweep round resolves, and most records it finishes. */
@@ -75,8 +78,8 @@ export interface ShardTxnPort {
   map(): ShardMap;
   /** Proposes transaction command bytes to `shard` (its group here or a remote replica); `retrySafe`: may be repeated on an unknown outcome. */
   propose(shard: Shard, bytes: Uint8Array, retrySafe: boolean): Promise<WriteOutcome>;
-  /** The status of `txnId`'s record at `shard` (holding `primaryKey`), linearizable. */
-  status(shard: Shard, txnId: string, primaryKey: Uint8Array): Promise<TxnStatus | undefined>;
+  /** What `txnId`'s record at `shard` (holding `primaryKey`) says, linearizable (undefined: no record). */
+  status(shard: Shard, txnId: string, primaryKey: Uint8Array): Promise<TxnDecision | undefined>;
   /** The locks within their bounds of the shard groups this member leads, at most `limit`. */
   ledLocks(limit: number): LockSeen[];
   /** The transaction records within their bounds of the shard groups this member leads, at most `limit`. */
@@ -155,7 +158,7 @@ export class ShardTxns {
       throw outcome.refused;
     }
     // Under a session, an ok may be the answer of an earlier attempt of the same client write (the commit then aborted this one): the record tells.
-    if (session !== undefined && (await this.port.status(primary.shard, txnId, primaryKey)) !== 'committed') {
+    if (session !== undefined && (await this.port.status(primary.shard, txnId, primaryKey))?.status !== 'committed') {
       await this.rollBack(txnId, primaryKey, primary, parts);
       return outcome;
     }
@@ -176,15 +179,15 @@ export class ShardTxns {
       return await this.port.propose(primary.shard, encodeTxnCommand(commit), false);
     } catch (error) {
       if (classifyFailure(error) !== 'unknown') return { refused: error }; // nothing applied, or the state machine's answer
-      const status = await this.decideByAbort(txnId, primaryKey, primary.shard).catch(() => undefined);
-      if (status === 'committed') return { revision: 0 }; // committed by the first proposal; its revision is not known here
-      if (status === 'aborted') return { refused: new ImpulseError('IMPULSE_ERR_TXN_ABORTED', `transaction ${txnId}: its commit's outcome was unknown and it was aborted; nothing of it was applied`, { details: { txn: txnId } }) };
+      const decision = await this.decideByAbort(txnId, primaryKey, primary.shard).catch(() => undefined);
+      if (decision?.status === 'committed') return { revision: decision.revision ?? 0 }; // committed by the first proposal: its revision is in the record (0 from a member that did not keep it)
+      if (decision?.status === 'aborted') return { refused: new ImpulseError('IMPULSE_ERR_TXN_ABORTED', `transaction ${txnId}: its commit's outcome was unknown and it was aborted; nothing of it was applied`, { details: { txn: txnId } }) };
       throw error; // cannot tell: the outcome stays unknown (readers and the sweep resolve its locks either way)
     }
   }
 
   /** Aborts at the primary unless committed, and reads the decision. */
-  private async decideByAbort(txnId: string, primaryKey: Uint8Array, shard: Shard): Promise<TxnStatus | undefined> {
+  private async decideByAbort(txnId: string, primaryKey: Uint8Array, shard: Shard): Promise<TxnDecision | undefined> {
     await this.send(shard, { kind: 'abort', txnId, primaryKey });
     return this.port.status(shard, txnId, primaryKey);
   }
@@ -192,7 +195,7 @@ export class ShardTxns {
   /** Aborts the transaction at the primary, drops its locks everywhere and forgets the record (best effort: what fails is left to the sweep). */
   private async rollBack(txnId: string, primaryKey: Uint8Array, primary: Part, parts: readonly Part[]): Promise<TxnStatus | undefined> {
     this.counters.aborted++;
-    const status = await this.decideByAbort(txnId, primaryKey, primary.shard).catch(() => undefined);
+    const status = (await this.decideByAbort(txnId, primaryKey, primary.shard).catch(() => undefined))?.status;
     if (status !== 'aborted') return status;
     const dropped = await Promise.allSettled(parts.map((part) => this.send(part.shard, { kind: 'resolve', txnId, commit: false, keys: part.ops.map(({ op }) => op.key) })));
     if (dropped.every((each) => each.status === 'fulfilled')) await this.send(primary.shard, { kind: 'forget', txnId, primaryKey }).catch(() => undefined);
@@ -211,10 +214,10 @@ export class ShardTxns {
     if (lock === undefined) return 'resolved';
     const map = this.port.map();
     const primaryShard = shardFor(map, lock.primaryKey);
-    let status = await this.port.status(primaryShard, lock.txnId, lock.primaryKey);
+    let status = (await this.port.status(primaryShard, lock.txnId, lock.primaryKey))?.status;
     if (status === undefined) {
       if (!this.abandoned(lock.txnId)) return 'pending';
-      status = await this.decideByAbort(lock.txnId, lock.primaryKey, primaryShard);
+      status = (await this.decideByAbort(lock.txnId, lock.primaryKey, primaryShard))?.status;
       if (status === 'aborted') this.counters.abandonedAborted++;
       if (status === undefined) return 'pending';
     }

@@ -17,7 +17,7 @@ import { ImpulseError, isImpulseError } from '../errors.js';
 import type { Engine, WriteOp } from '../storage/engine.js';
 import { type KvCommand, type KvLimits, type KvOp, decodeCommand } from './command.js';
 import { assert } from '../util/assert.js';
-import { capturedSessionKey, clusterMetaKey, dataKey, isCapturedSessionKey, isDataKey } from './keyspace.js';
+import { capturedSessionKey, clusterMetaKey, dataKey, isCapturedSessionKey, isDataKey, isLockKey, isTxnRecordKey } from './keyspace.js';
 import { encodeRecord, revisionOfRecord } from './record.js';
 import type { CommandResult, SessionTable } from './sessions.js';
 import type { TxnCommand, TxnLock, TxnRecord } from './txn.js';
@@ -45,9 +45,9 @@ export type ApplyEntry =
       /** Also takes in a merged-away shard's keys and sessions, in the same batch (a shard merge's commit). */
       readonly absorb?: MergeAbsorb;
       /**
-       * Also deletes these engine keys, in the same batch: data keys and captured
-       * sessions only (a split's GC of the keys it froze: src/cluster/shard-split-gc.ts).
-       * The caller bounds their number.
+       * Also deletes these engine keys, in the same batch: data keys, captured
+       * sessions, transaction locks and records only (a split's GC of the keys it
+       * froze: src/cluster/shard-split-gc.ts). The caller bounds their number.
        */
       readonly deleteKeys?: readonly Buffer[];
     }
@@ -62,7 +62,8 @@ export type ApplyEntry =
  * What a shard merge takes into the surviving group's state at its commit
  * entry (src/cluster/shard-merge.ts): its own stale keys in the range to
  * delete, the other group's data records (engine
- * keys and records, revisions as they are), its sessions (encoded records:
+ * keys and records, revisions as they are), its transaction locks and
+ * records (src/kv/txn.ts), its sessions (encoded records:
  * merged with this machine's, `SessionTable.absorb`) and the highest
  * revision it could hold. The revision base rises so that every later
  * revision here is above `revisionTop` (no revision goes backwards: a
@@ -72,10 +73,21 @@ export interface MergeAbsorb {
   /**
    * Engine keys of this machine inside the merged-in range to delete first:
    * keys an earlier split froze here that the other group deleted since
-   * (they must not come back).
+   * (they must not come back) — data keys, and locks on keys of the range
+   * and records whose primary key lies in it that the other group no longer
+   * holds (`KvStateMachine.exportTxnState`).
    */
   readonly deletes: readonly Buffer[];
   readonly data: ReadonlyArray<{ readonly key: Buffer; readonly value: Buffer }>;
+  /**
+   * The other group's locks on keys of the range and records whose primary
+   * key lies in it, as it holds them (`KvStateMachine.exportTxnState`): a
+   * transaction the merge met goes on in this group (its locks keep the keys,
+   * its record is where the primary key now lives). They may take the lock
+   * table past TXN_LOCKS_MAX, up to twice it; prepares are refused until it
+   * falls below again.
+   */
+  readonly txn: ReadonlyArray<{ readonly key: Buffer; readonly value: Buffer }>;
   readonly sessions: ReadonlyArray<{ readonly clientId: string; readonly record: Buffer }>;
   readonly revisionTop: number;
 }
@@ -194,16 +206,14 @@ export class ApplyBatch {
     return { ok: true, revision: index + this.base };
   }
 
-  /** Takes a merged-away shard's keys and sessions in, and raises the base above its revisions (`MergeAbsorb`). */
+  /** Takes a merged-away shard's keys, locks, records and sessions in, and raises the base above its revisions (`MergeAbsorb`). */
   private absorb(index: number, absorb: MergeAbsorb): void {
-    for (const key of absorb.deletes) {
-      this.push({ type: 'del', key });
-      this.planned.push({ key, revision: null });
-    }
+    this.deleteKeys(absorb.deletes);
     for (const { key, value } of absorb.data) {
       this.push({ type: 'put', key, value });
       this.planned.push({ key, revision: revisionOfRecord(value, 'a merged-in record') });
     }
+    for (const { key, value } of absorb.txn) this.txn.take(key, value);
     for (const { clientId, record } of absorb.sessions) this.sessions.absorb(clientId, record, 'a merged-in session');
     // Every later entry j > index gets j + base > revisionTop.
     const base = Math.max(this.base, absorb.revisionTop - index);
@@ -214,10 +224,14 @@ export class ApplyBatch {
     }
   }
 
-  /** Deletes data keys and captured sessions (`deleteKeys`); any other engine key is a broken invariant of the layer above. */
+  /** Deletes data keys, captured sessions, locks and records (`deleteKeys`); any other engine key is a broken invariant of the layer above. */
   private deleteKeys(keys: readonly Buffer[]): void {
     for (const key of keys) {
-      assert(isDataKey(key) || isCapturedSessionKey(key), 'an apply entry deletes only data keys and captured sessions', key.subarray(0, 32).toString('hex'));
+      if (isLockKey(key) || isTxnRecordKey(key)) {
+        this.txn.take(key, undefined); // the machine's lock table and record index follow
+        continue;
+      }
+      assert(isDataKey(key) || isCapturedSessionKey(key), 'an apply entry deletes only data keys, captured sessions, locks and records', key.subarray(0, 32).toString('hex'));
       this.push({ type: 'del', key });
       if (isDataKey(key)) this.planned.push({ key, revision: null });
     }

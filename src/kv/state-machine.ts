@@ -288,33 +288,37 @@ export class KvStateMachine {
   }
 
   /**
-   * True when a lock on a key in `bounds` or a record whose primary key is in
-   * `bounds` exists, as last applied (a shard merge waits for none: the
-   * merge does not carry them). O(locks + records).
-   */
-  holdsTxnStateIn(bounds: { readonly start: Uint8Array; readonly end: Uint8Array | null }): boolean {
-    const inside = (key: Uint8Array): boolean => compareBytes(key, bounds.start) >= 0 && (bounds.end === null || compareBytes(key, bounds.end) < 0);
-    for (const { key } of this.state.locks.entries()) if (inside(key)) return true;
-    for (const primaryKey of this.state.txnRecords.values()) if (inside(primaryKey)) return true;
-    return false;
-  }
-
-  /**
    * The engine entries of the locks on keys in [start, end) and of the
    * records whose primary key is in it (end null: to the last key): what a
-   * split's new shard takes with its keys (`KvSeed.txn`). Consistent for keys
-   * no command touches while it runs (a split's frozen right-hand keys).
+   * split's new shard takes with its keys (`KvSeed.txn`) and a merge's
+   * survivor with the merged-away group's (apply.ts `MergeAbsorb.txn`).
+   * Consistent for keys no command touches while it runs (a split's frozen
+   * right-hand keys, a merged-away group's frozen range).
    */
   async exportTxnState(start: Uint8Array, end: Uint8Array | null): Promise<Array<{ key: Buffer; value: Buffer }>> {
     const entries: Array<{ key: Buffer; value: Buffer }> = [];
-    const inside = (key: Uint8Array): boolean => compareBytes(key, start) >= 0 && (end === null || compareBytes(key, end) < 0);
-    for (const { key, lock } of this.state.locks.entries()) if (inside(key)) entries.push({ key: lockKey(key), value: encodeLock(lock) });
+    for (const { key, lock } of this.state.locks.entries()) if (inRange(key, start, end)) entries.push({ key: lockKey(key), value: encodeLock(lock) });
     for (const [txnId, primaryKey] of this.state.txnRecords) {
-      if (!inside(primaryKey)) continue;
+      if (!inRange(primaryKey, start, end)) continue;
       const value = await this.slot.engine.get(txnRecordKey(txnId));
       if (value !== undefined) entries.push({ key: txnRecordKey(txnId), value });
     }
     return entries;
+  }
+
+  /**
+   * The engine keys of the locks on user keys in [start, end) (end null: to
+   * the last key), in key order, then of the records whose primary key is in
+   * it, in id order; the first `limit` of them. What a split's GC deletes
+   * with the frozen data (src/cluster/shard-split-gc.ts): the same on every
+   * replica holding the same state. From memory; O(locks + records).
+   */
+  txnKeysIn(start: Uint8Array, end: Uint8Array | null, limit: number): Buffer[] {
+    const locks = [...this.state.locks.entries()].filter(({ key }) => inRange(key, start, end)).map(({ key }) => key);
+    const keys = locks.sort(compareBytes).slice(0, limit).map(lockKey);
+    if (keys.length >= limit) return keys;
+    const records = [...this.state.txnRecords].filter(([, primaryKey]) => inRange(primaryKey, start, end)).map(([txnId]) => txnId);
+    return [...keys, ...records.sort().slice(0, limit - keys.length).map(txnRecordKey)];
   }
 
   /** The ids of the transaction records this machine holds, as last applied. */
@@ -627,6 +631,11 @@ export class KvStateMachine {
     this.failure = undefined;
     await this.options.home.remove(previous);
   }
+}
+
+/** Whether user key `key` lies in [start, end) (end null: unbounded). */
+function inRange(key: Uint8Array, start: Uint8Array, end: Uint8Array | null): boolean {
+  return compareBytes(key, start) >= 0 && (end === null || compareBytes(key, end) < 0);
 }
 
 /** A new engine gets the format key and applied index 0; one with data but no format key is refused. */

@@ -17,7 +17,7 @@ import { ImpulseError } from '../errors.js';
 import type { Engine, WriteOp } from '../storage/engine.js';
 import { assert } from '../util/assert.js';
 import type { KvOp } from './command.js';
-import { LOCK_RANGE, lockKey, txnRecordKey, userKeyOfLock } from './keyspace.js';
+import { LOCK_RANGE, isLockKey, isTxnRecordKey, lockKey, txnIdOfRecordKey, txnRecordKey, userKeyOfLock } from './keyspace.js';
 import type { CommandResult, SessionTable } from './sessions.js';
 import { TXN_LOCKS_MAX, type TxnCommand, type TxnLock, type TxnRecord, decodeLock, decodeTxnRecord, encodeLock, encodeTxnRecord } from './txn.js';
 
@@ -178,7 +178,7 @@ export class TxnPlanner {
         return { ok: false, error: abortedError(txnId, 'its primary key holds no lock of it (never prepared, or aborted)') };
       }
       const all = [...keys, ...otherKeys].map((key) => Buffer.from(key));
-      this.setRecord(txnId, { status: 'committed', primaryKey: Buffer.from(primaryKey), keys: all });
+      this.setRecord(txnId, { status: 'committed', primaryKey: Buffer.from(primaryKey), keys: all, revision: this.batch.revisionAt(index) });
       if (session !== undefined) this.batch.sessions.record(session, index, { ok: true, revision: this.batch.revisionAt(index) });
     }
     this.resolveKeys(index, txnId, true, keys);
@@ -197,6 +197,28 @@ export class TxnPlanner {
   private async forget(index: number, txnId: string): Promise<Result> {
     if ((await this.recordOf(txnId)) !== undefined) this.setRecord(txnId, null);
     return this.ok(index);
+  }
+
+  /**
+   * Puts a lock or a record as another machine holds it (engine key and
+   * value: a shard merge's copy, apply.ts `MergeAbsorb`), replacing what
+   * this machine holds under that key, or deletes it (`value` undefined: a
+   * frozen copy a merge or a split's GC drops). Planned like the batch's own
+   * changes, so later entries and the machine's lock table see it. Any other
+   * engine key is a broken invariant of the caller; a malformed value is
+   * this member's corruption.
+   */
+  take(engineKey: Buffer, value: Buffer | undefined): void {
+    if (isTxnRecordKey(engineKey)) {
+      this.setRecord(txnIdOfRecordKey(engineKey), value === undefined ? null : decodeTxnRecord(value));
+      return;
+    }
+    assert(isLockKey(engineKey), 'only locks and transaction records are taken in or dropped here', engineKey.subarray(0, 32).toString('hex'));
+    const key = userKeyOfLock(engineKey);
+    const name = key.toString('latin1');
+    const lock = value === undefined ? null : decodeLock(value);
+    this.lockChanges.set(name, lock); // replaces a frozen copy of another transaction's lock (no setLock check)
+    this.batch.push(lock === null ? { type: 'del', key: lockKey(key) } : { type: 'put', key: lockKey(key), value: encodeLock(lock) });
   }
 
   /** Applies (commit) or drops the locks `txnId` holds on `keys`; other keys are left alone. */

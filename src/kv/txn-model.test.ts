@@ -3,11 +3,16 @@
  * three shards' state machines (btree on MemVfs), keys spread over them, and
  * fast-check interleavings of the steps of several transactions — prepares
  * (late ones too, after an abort), commits, aborts by anyone, resolves,
- * forgets — with ordinary conditional writes and crashes of a shard (what
- * survives a crash, then the log replayed from the recovered applied index).
+ * forgets — with ordinary conditional writes, crashes of a shard (what
+ * survives a crash, then the log replayed from the recovered applied index)
+ * and MERGES: a range shard freezes (an entry of its own log) and its left
+ * neighbour takes in its keys, locks and records (the product's
+ * `mergeAbsorbOf` and `staleKeysOf`), then serves its range — transactions
+ * under way go on there, and a lock whose primary key lived in the merged
+ * shard finds its record in the survivor.
  *
  * The harness plays the coordinators by the protocol's rules (txn.ts): a
- * commit only once every shard of the transaction answered its prepare ok,
+ * commit only once every key of the transaction was prepared ok,
  * resolves only after the record is decided, a forget only of a committed
  * record with no lock of it left. It does not assume any rule of the state
  * machine beyond those.
@@ -34,12 +39,16 @@ import { TEST_LIMITS } from '../../testkit/kv/state-machine-suite.js';
 import { type Condition, type KvOp, encodeCommand } from './command.js';
 import { DirectoryEngineHome } from './engine-home.js';
 import { type ApplyEntry, type ApplyResult, KvStateMachine, engineLimitsFor } from './state-machine.js';
-import { type TxnCommand, decodeTxnCommand, encodeLock, encodeTxnCommand, decodeLock } from './txn.js';
+import { type TxnCommand, decodeTxnCommand, decodeTxnRecord, encodeLock, encodeTxnCommand, encodeTxnRecord, decodeLock } from './txn.js';
+import { mergeAbsorbOf, staleKeysOf } from '../cluster/shard-merge.js';
 
 const SHARDS = 3;
 const KEY_COUNT = 7;
 const KEYS = Array.from({ length: KEY_COUNT }, (_, i) => Buffer.from([0x61 + i]));
-const shardOf = (key: Uint8Array): number => key[0]! % SHARDS;
+/** Where each shard's range starts: [a, d), [d, f), [f, ..). */
+const STARTS = [Buffer.from('a'), Buffer.from('d'), Buffer.from('f')];
+/** The shard whose range holds `key` before any merge. */
+const shardOf = (key: Uint8Array): number => STARTS.filter((start) => Buffer.compare(start, key) <= 0).length - 1;
 const engineLimits = engineLimitsFor(TEST_LIMITS);
 
 type Hint = 'none' | 'current' | 'stale' | 'absent';
@@ -48,10 +57,11 @@ type Step =
   | { readonly kind: 'prepare' | 'resolve'; readonly txn: number; readonly shard: number }
   | { readonly kind: 'commit' | 'abort' | 'forget'; readonly txn: number }
   | { readonly kind: 'write'; readonly key: number; readonly value: number; readonly hint: Hint }
-  | { readonly kind: 'crash' | 'flush'; readonly shard: number; readonly mode: 'lose-unsynced' | 'torn' };
+  | { readonly kind: 'crash' | 'flush'; readonly shard: number; readonly mode: 'lose-unsynced' | 'torn' }
+  | { readonly kind: 'merge'; readonly shard: number };
 
 /** An apply entry before the log gives it an index and term. */
-type EntryBody = { readonly type: 'txn'; readonly command: TxnCommand } | { readonly type: 'command'; readonly command: Uint8Array };
+type EntryBody = { readonly type: 'txn'; readonly command: TxnCommand } | { readonly type: 'command'; readonly command: Uint8Array } | Omit<Extract<ApplyEntry, { type: 'meta' }>, 'index' | 'term'>;
 
 /** A result as compared: ok, a failed condition, or an error code. */
 type Outcome = string;
@@ -69,9 +79,16 @@ interface ModelLock {
 
 class ShardModel {
   index = 0;
+  /** Raised by a merge above the merged shard's revisions (apply.ts `MergeAbsorb`). */
+  base = 0;
   readonly data = new Map<string, { value: Buffer; revision: number }>();
   readonly locks = new Map<string, ModelLock>();
   readonly records = new Map<string, 'committed' | 'aborted'>();
+
+  /** The revision of a write at the current index. */
+  get revision(): number {
+    return this.index + this.base;
+  }
 
   revisionOf(key: Buffer): number | null {
     return this.data.get(key.toString('hex'))?.revision ?? null;
@@ -79,7 +96,7 @@ class ShardModel {
 
   write(key: Buffer, value: Buffer | null): void {
     if (value === null) this.data.delete(key.toString('hex'));
-    else this.data.set(key.toString('hex'), { value, revision: this.index });
+    else this.data.set(key.toString('hex'), { value, revision: this.revision });
   }
 
   /** The failed-condition outcome of `ops` against this shard's data, or undefined. */
@@ -108,9 +125,8 @@ interface Txn {
   readonly ops: readonly { key: Buffer; value: Buffer | null }[];
   readonly hints: readonly Hint[];
   readonly primaryKey: Buffer;
-  readonly shards: readonly number[];
-  /** Shards whose prepare answered ok. */
-  readonly preparedOk: Set<number>;
+  /** Keys (hex) a prepare answered ok for. */
+  readonly preparedOk: Set<string>;
 }
 
 /** One shard: its machine (on its own MemVfs), its log and the results its entries gave. */
@@ -131,6 +147,18 @@ class Harness {
   readonly visible = new Map<string, Buffer>();
   readonly txns: Txn[] = [];
   shards: ShardUnderTest[] = [];
+  /** Which shard serves each initial shard's range now (merges only join ranges). */
+  readonly owner = Array.from({ length: SHARDS }, (_, s) => s);
+
+  /** The shard serving `key` now. */
+  shardOf(key: Uint8Array): number {
+    return this.owner[shardOf(key)]!;
+  }
+
+  /** The shards serving `txn`'s keys now. */
+  shardsOf(txn: Txn): number[] {
+    return [...new Set(txn.ops.map((op) => this.shardOf(op.key)))];
+  }
 
   static async create(): Promise<Harness> {
     const harness = new Harness();
@@ -171,11 +199,14 @@ class Harness {
         return this.crash(step.shard, step.mode);
       case 'flush':
         return this.shards[step.shard % SHARDS]!.machine.flush();
+      case 'merge':
+        return this.merge(step.shard);
       default: {
         if (this.txns.length === 0) return;
         const txn = this.txns[this.txns.length - 1 - (step.txn % this.txns.length)]!; // mostly the latest transactions
-        if (step.kind === 'prepare') return this.prepare(txn, txn.shards[step.shard % txn.shards.length]!, sync);
-        if (step.kind === 'resolve') return this.resolve(txn, txn.shards[step.shard % txn.shards.length]!, sync);
+        const shards = this.shardsOf(txn);
+        if (step.kind === 'prepare') return this.prepare(txn, shards[step.shard % shards.length]!, sync);
+        if (step.kind === 'resolve') return this.resolve(txn, shards[step.shard % shards.length]!, sync);
         if (step.kind === 'commit') return this.commit(txn, sync);
         if (step.kind === 'abort') return this.abort(txn, sync);
         return this.forget(txn, sync);
@@ -186,8 +217,7 @@ class Harness {
   private begin(step: Extract<Step, { kind: 'begin' }>): void {
     const keys = [...new Set(step.keys)].map((k) => KEYS[k % KEY_COUNT]!);
     const ops = keys.map((key, i) => ({ key, value: step.dels[i] === true ? null : Buffer.from([step.values[i] ?? 0]) }));
-    const shards = [...new Set(keys.map(shardOf))];
-    this.txns.push({ id: `t${this.txns.length}`, ops, hints: step.hints, primaryKey: keys[0]!, shards, preparedOk: new Set() });
+    this.txns.push({ id: `t${this.txns.length}`, ops, hints: step.hints, primaryKey: keys[0]!, preparedOk: new Set() });
   }
 
   private conditionFor(model: ShardModel, key: Buffer, hint: Hint | undefined): Condition | undefined {
@@ -201,8 +231,8 @@ class Harness {
   private async prepare(txn: Txn, s: number, sync: boolean): Promise<void> {
     const model = this.models[s]!;
     // A prepare after the commit would be a duplicate proposal, which a coordinator never sends (txn.ts).
-    if (this.models[shardOf(txn.primaryKey)]!.records.get(txn.id) === 'committed') return;
-    const mine = txn.ops.map((op, i) => ({ op, i })).filter(({ op }) => shardOf(op.key) === s);
+    if (this.models[this.shardOf(txn.primaryKey)]!.records.get(txn.id) === 'committed') return;
+    const mine = txn.ops.map((op, i) => ({ op, i })).filter(({ op }) => this.shardOf(op.key) === s);
     const ops: KvOp[] = mine.map(({ op, i }) => {
       const condition = this.conditionFor(model, op.key, txn.hints[i]);
       const base = op.value === null ? { type: 'del' as const, key: op.key } : { type: 'put' as const, key: op.key, value: op.value };
@@ -211,27 +241,27 @@ class Harness {
     model.index++;
     const expected = this.modelPrepare(model, txn, ops);
     const outcome = await this.apply(s, this.txnEntry({ kind: 'prepare', txnId: txn.id, primaryKey: txn.primaryKey, createdAtMs: 5, ops }), expected, sync);
-    if (outcome.startsWith('ok')) txn.preparedOk.add(s);
+    if (outcome.startsWith('ok')) for (const op of ops) txn.preparedOk.add(Buffer.from(op.key).toString('hex'));
   }
 
   private modelPrepare(model: ShardModel, txn: Txn, ops: readonly KvOp[]): Outcome {
     const held = ops.map((op) => model.locks.get(Buffer.from(op.key).toString('hex')));
     if (held.some((lock) => lock !== undefined && lock.txn !== txn.id)) return 'IMPULSE_ERR_TXN_LOCKED';
-    if (held.every((lock) => lock !== undefined)) return `ok@${model.index}`;
+    if (held.every((lock) => lock !== undefined)) return `ok@${model.revision}`;
     if (held.some((lock) => lock !== undefined)) return 'IMPULSE_ERR_TXN_LOCKED';
     if (ops.some((op) => txn.primaryKey.equals(op.key)) && model.records.has(txn.id)) return 'IMPULSE_ERR_TXN_ABORTED';
     const failed = model.failedCondition(ops);
     if (failed !== undefined) return failed;
     for (const op of ops) model.locks.set(Buffer.from(op.key).toString('hex'), { txn: txn.id, value: op.type === 'put' ? Buffer.from(op.value) : null });
-    return `ok@${model.index}`;
+    return `ok@${model.revision}`;
   }
 
   private async commit(txn: Txn, sync: boolean): Promise<void> {
-    if (!txn.shards.every((s) => txn.preparedOk.has(s))) return; // a coordinator commits only once every prepare answered ok
-    const p = shardOf(txn.primaryKey);
+    if (!txn.ops.every((op) => txn.preparedOk.has(op.key.toString('hex')))) return; // a coordinator commits only once every prepare answered ok
+    const p = this.shardOf(txn.primaryKey);
     const model = this.models[p]!;
-    const keys = txn.ops.filter((op) => shardOf(op.key) === p).map((op) => op.key);
-    const otherKeys = txn.ops.filter((op) => shardOf(op.key) !== p).map((op) => op.key);
+    const keys = txn.ops.filter((op) => this.shardOf(op.key) === p).map((op) => op.key);
+    const otherKeys = txn.ops.filter((op) => this.shardOf(op.key) !== p).map((op) => op.key);
     model.index++;
     let expected: Outcome;
     const record = model.records.get(txn.id);
@@ -248,47 +278,80 @@ class Harness {
         }
       }
       model.resolve(txn.id, true, keys);
-      expected = `ok@${model.index}`;
+      expected = `ok@${model.revision}`;
     }
     await this.apply(p, this.txnEntry({ kind: 'commit', txnId: txn.id, primaryKey: txn.primaryKey, keys, otherKeys }), expected, sync);
   }
 
   private async abort(txn: Txn, sync: boolean): Promise<void> {
-    const p = shardOf(txn.primaryKey);
+    const p = this.shardOf(txn.primaryKey);
     const model = this.models[p]!;
     model.index++;
     const record = model.records.get(txn.id);
     if (record === undefined) model.records.set(txn.id, 'aborted');
     if (record !== 'committed') model.resolve(txn.id, false, [txn.primaryKey]);
-    await this.apply(p, this.txnEntry({ kind: 'abort', txnId: txn.id, primaryKey: txn.primaryKey }), `ok@${model.index}`, sync);
+    await this.apply(p, this.txnEntry({ kind: 'abort', txnId: txn.id, primaryKey: txn.primaryKey }), `ok@${model.revision}`, sync);
   }
 
   /** A resolver: reads the record at the primary's shard (the machine's, which must agree with the model's), then resolves this shard's keys. */
   private async resolve(txn: Txn, s: number, sync: boolean): Promise<void> {
-    const p = shardOf(txn.primaryKey);
+    const p = this.shardOf(txn.primaryKey);
     const record = await this.shards[p]!.machine.txnRecord(txn.id);
     assert.equal(record?.status, this.models[p]!.records.get(txn.id), `record of ${txn.id}`);
     if (record === undefined) return;
-    const keys = txn.ops.filter((op) => shardOf(op.key) === s).map((op) => op.key);
+    const keys = txn.ops.filter((op) => this.shardOf(op.key) === s).map((op) => op.key);
     const model = this.models[s]!;
     model.index++;
     model.resolve(txn.id, record.status === 'committed', keys);
-    await this.apply(s, this.txnEntry({ kind: 'resolve', txnId: txn.id, commit: record.status === 'committed', keys }), `ok@${model.index}`, sync);
+    await this.apply(s, this.txnEntry({ kind: 'resolve', txnId: txn.id, commit: record.status === 'committed', keys }), `ok@${model.revision}`, sync);
   }
 
   private async forget(txn: Txn, sync: boolean): Promise<void> {
-    const p = shardOf(txn.primaryKey);
+    const p = this.shardOf(txn.primaryKey);
     const model = this.models[p]!;
-    const locksLeft = this.models.some((m) => [...m.locks.values()].some((lock) => lock.txn === txn.id));
+    const locksLeft = this.liveShards().some((live) => [...this.models[live]!.locks.values()].some((lock) => lock.txn === txn.id));
     if (model.records.get(txn.id) !== 'committed' || locksLeft) return; // only a fully resolved, committed transaction's record is forgotten
     model.index++;
     model.records.delete(txn.id);
-    await this.apply(p, this.txnEntry({ kind: 'forget', txnId: txn.id, primaryKey: txn.primaryKey }), `ok@${model.index}`, sync);
+    await this.apply(p, this.txnEntry({ kind: 'forget', txnId: txn.id, primaryKey: txn.primaryKey }), `ok@${model.revision}`, sync);
+  }
+
+  /** The shards still serving a range (not merged away). */
+  private liveShards(): number[] {
+    return this.owner.filter((owner, s) => owner === s);
+  }
+
+  /**
+   * Merges a live shard R (the `pick`th with a left neighbour) into its left
+   * neighbour L, as the product's steps do on each replica: R applies a
+   * freeze entry (its prepare-merge; its revision top is that index plus its
+   * base), then L's commit entry takes in R's frozen keys, locks and records
+   * (over L's stale copies) and raises L's base. R's model stays as it froze.
+   */
+  private async merge(pick: number): Promise<void> {
+    const candidates = this.liveShards().filter((s) => s > 0);
+    if (candidates.length === 0) return;
+    const r = candidates[pick % candidates.length]!;
+    const l = this.owner[r - 1]!;
+    const [right, left] = [this.models[r]!, this.models[l]!];
+    right.index++;
+    await this.apply(r, { type: 'meta', name: 'merge-prepared', value: Buffer.from('frozen') }, `ok@${right.revision}`, true);
+    const revisionTop = right.revision;
+    const bounds = { start: STARTS[r]!, end: STARTS[this.owner.lastIndexOf(r) + 1] ?? null };
+    const absorbed = await mergeAbsorbOf(this.shards[r]!.machine, { leftId: l, index: right.index, bounds, revisionTop, epoch: 1 });
+    const absorb = { ...absorbed, deletes: await staleKeysOf(this.shards[l]!.machine, bounds, absorbed) };
+    left.index++;
+    await this.apply(l, { type: 'meta', name: 'merged-test', value: Buffer.from(String(r)), absorb }, `ok@${left.revision}`, true);
+    left.base = Math.max(left.base, revisionTop - left.index);
+    for (const [key, value] of right.data) left.data.set(key, value);
+    for (const [key, lock] of right.locks) left.locks.set(key, lock);
+    for (const [txnId, status] of right.records) left.records.set(txnId, status);
+    for (let s = 0; s < SHARDS; s++) if (this.owner[s] === r) this.owner[s] = l;
   }
 
   private async write(step: Extract<Step, { kind: 'write' }>, sync: boolean): Promise<void> {
     const key = KEYS[step.key % KEY_COUNT]!;
-    const s = shardOf(key);
+    const s = this.shardOf(key);
     const model = this.models[s]!;
     const condition = this.conditionFor(model, key, step.hint);
     const op: KvOp = step.value === 0 ? { type: 'del', key } : { type: 'put', key, value: Buffer.from([step.value]) };
@@ -297,7 +360,7 @@ class Harness {
     let expected: Outcome;
     if (model.locks.has(key.toString('hex'))) expected = 'IMPULSE_ERR_TXN_LOCKED';
     else {
-      expected = model.failedCondition([withCondition]) ?? `ok@${model.index}`;
+      expected = model.failedCondition([withCondition]) ?? `ok@${model.revision}`;
       if (expected.startsWith('ok')) {
         model.write(key, op.type === 'put' ? Buffer.from(op.value) : null);
         if (op.type === 'put') this.visible.set(key.toString('hex'), Buffer.from(op.value));
@@ -343,10 +406,10 @@ class Harness {
 
   /** A lock-aware read: a locked key whose transaction committed reads as the lock's write. */
   private async read(key: Buffer): Promise<Buffer | undefined> {
-    const machine = this.shards[shardOf(key)]!.machine;
+    const machine = this.shards[this.shardOf(key)]!.machine;
     const lock = machine.lockOf(key);
     if (lock !== undefined) {
-      const record = await this.shards[shardOf(lock.primaryKey)]!.machine.txnRecord(lock.txnId);
+      const record = await this.shards[this.shardOf(lock.primaryKey)]!.machine.txnRecord(lock.txnId);
       if (record?.status === 'committed') return lock.op.type === 'put' ? lock.op.value : undefined;
     }
     return (await machine.get(key))?.value;
@@ -370,6 +433,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('write' as const), key: fc.nat(KEY_COUNT - 1), value: fc.integer({ min: 0, max: 255 }), hint }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('crash' as const), shard: fc.nat(SHARDS - 1), mode: fc.constantFrom('lose-unsynced' as const, 'torn' as const) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('flush' as const), shard: fc.nat(SHARDS - 1), mode: fc.constant('lose-unsynced' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('merge' as const), shard: fc.nat(SHARDS - 1) }) },
 );
 
 describe('transactions across shards: state machines against a model', () => {
@@ -393,7 +457,7 @@ describe('transactions across shards: state machines against a model', () => {
   it('refuses an ordinary write to a locked key and a second transaction on it, and takes both once resolved', async () => {
     const harness = await Harness.create();
     try {
-      const [a, b] = [KEYS[0]!, KEYS[1]!]; // shards 1 and 2
+      const [a, b] = [KEYS[0]!, KEYS[1]!]; // both in shard 0
       const machineA = harness.shards[shardOf(a)]!.machine;
       const prepare = decodeTxnCommand(encodeTxnCommand({ kind: 'prepare', txnId: 'x1', primaryKey: a, createdAtMs: 1, ops: [{ type: 'put', key: a, value: Buffer.from('A') }] }), TEST_LIMITS);
       assert.deepEqual(await machineA.applyBatch([{ index: 1, term: 1, type: 'txn', command: prepare }]), [{ ok: true, revision: 1 }]);
@@ -482,5 +546,10 @@ describe('transaction command encoding', () => {
     assert.throws(() => decodeLock(Buffer.from([1, 2, 3])), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION'));
     const lock = { txnId: 't', primaryKey: Buffer.from('p'), createdAtMs: 3, op: { type: 'put' as const, value: Buffer.from('v') } };
     assert.deepEqual(decodeLock(encodeLock(lock)), lock);
+    const record = { status: 'committed' as const, primaryKey: Buffer.from('p'), keys: [Buffer.from('p'), Buffer.from('q')], revision: 42 };
+    assert.deepEqual(decodeTxnRecord(encodeTxnRecord(record)), record, 'a committed record keeps its commit revision');
+    const { revision: _none, ...older } = record;
+    assert.deepEqual(decodeTxnRecord(encodeTxnRecord(older)), older, 'a record from before revisions were kept');
+    assert.throws(() => decodeTxnRecord(encodeTxnRecord({ ...record, revision: -1 })), (error: unknown) => isImpulseError(error, 'IMPULSE_ERR_ENGINE_CORRUPTION'));
   });
 });

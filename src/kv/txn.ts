@@ -85,7 +85,12 @@ export interface TxnRecord {
   readonly primaryKey: Buffer;
   /** Every key of the transaction (a committed record; empty for an aborted one). */
   readonly keys: readonly Buffer[];
+  /** A committed record: the revision of its commit entry, the batch's answer (absent: aborted, or a record written before revisions were kept). */
+  readonly revision?: number;
 }
+
+/** What a transaction's record says, as the coordinator and resolvers read it: its status and, once committed, the commit's revision. */
+export type TxnDecision = Pick<TxnRecord, 'status' | 'revision'>;
 
 /** Checks a transaction id: 1-64 characters of [A-Za-z0-9_-]. */
 export function validateTxnId(txnId: unknown): asserts txnId is string {
@@ -234,19 +239,24 @@ export function decodeLock(bytes: Buffer): TxnLock {
   return { txnId, primaryKey: Buffer.from(primaryKey), createdAtMs, op };
 }
 
-/** A record as the engine keeps it: msgpack `[status (1 committed, 2 aborted), primaryKey, keys]`. */
+/** A record as the engine keeps it: msgpack `[status (1 committed, 2 aborted), primaryKey, keys]`, and `revision` last when it has one. */
 export function encodeTxnRecord(record: TxnRecord): Buffer {
-  return packr.pack([record.status === 'committed' ? 1 : 2, record.primaryKey, record.keys]);
+  const fields: unknown[] = [record.status === 'committed' ? 1 : 2, record.primaryKey, record.keys];
+  if (record.revision !== undefined) fields.push(record.revision);
+  return packr.pack(fields);
 }
 
 /** Reads a stored record; IMPULSE_ERR_ENGINE_CORRUPTION when malformed. */
 export function decodeTxnRecord(bytes: Buffer): TxnRecord {
   const value = unpackStored(bytes, 'record');
-  const [status, primaryKey, keys] = Array.isArray(value) ? (value as unknown[]) : [];
-  if ((status !== 1 && status !== 2) || !(primaryKey instanceof Uint8Array) || !Array.isArray(keys) || !keys.every((key) => key instanceof Uint8Array)) {
+  const fields = Array.isArray(value) ? (value as unknown[]) : [];
+  const [status, primaryKey, keys, revision] = fields;
+  const revisionValid = fields.length === 3 || (fields.length === 4 && Number.isSafeInteger(revision) && (revision as number) >= 0);
+  if ((status !== 1 && status !== 2) || !(primaryKey instanceof Uint8Array) || !Array.isArray(keys) || !keys.every((key) => key instanceof Uint8Array) || !revisionValid) {
     throw new ImpulseError('IMPULSE_ERR_ENGINE_CORRUPTION', 'a stored transaction record is malformed');
   }
-  return { status: status === 1 ? 'committed' : 'aborted', primaryKey: Buffer.from(primaryKey), keys: (keys as Uint8Array[]).map((key) => Buffer.from(key)) };
+  const record = { status: status === 1 ? ('committed' as const) : ('aborted' as const), primaryKey: Buffer.from(primaryKey), keys: (keys as Uint8Array[]).map((key) => Buffer.from(key)) };
+  return revision === undefined ? record : { ...record, revision: revision as number };
 }
 
 function unpackStored(bytes: Buffer, what: string): unknown {

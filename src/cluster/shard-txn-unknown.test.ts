@@ -1,0 +1,68 @@
+/**
+ * The coordinator of a transaction across shards (shard-txn.ts) when its
+ * commit's answer is lost: the commit applied in the primary's shard, the
+ * proposal reported IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN. The coordinator decides
+ * by an abort (which loses to the commit) and reads the record — and answers
+ * the commit's real revision, kept in the committed record.
+ *
+ * The shards are real state machines (src/kv/state-machine.ts), one log each;
+ * the port proposes into them as a shard group would (one entry, applied, its
+ * result the answer) and loses the answer of the commit it is told to.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ImpulseError } from '../errors.js';
+import { createEngine } from '../storage/registry.js';
+import { TEST_LIMITS } from '../../testkit/kv/state-machine-suite.js';
+import { MemoryEngineHome } from '../kv/engine-home.js';
+import { KvStateMachine, engineLimitsFor } from '../kv/state-machine.js';
+import { decodeTxnCommand } from '../kv/txn.js';
+import { initialShardMap } from '../shard/shard-map.js';
+import { SystemClock } from '../util/clock.js';
+import { ShardTxns, type ShardTxnPort } from './shard-txn.js';
+
+const b = (text: string): Buffer => Buffer.from(text);
+
+describe('a transaction across shards whose commit answer was lost', () => {
+  it('answers the commit\'s revision, read from the record, not 0', async () => {
+    const map = initialShardMap([b('m')], [1]); // shards 2 [.., m) and 3 [m, ..)
+    const machines = new Map<number, KvStateMachine>();
+    for (const shard of map.shards) machines.set(shard.id, await KvStateMachine.open({ home: new MemoryEngineHome(() => createEngine('memory', { limits: engineLimitsFor(TEST_LIMITS) })), limits: TEST_LIMITS }));
+    const commitRevisions: number[] = [];
+    const port: ShardTxnPort = {
+      map: () => map,
+      propose: async (shard, bytes) => {
+        const command = decodeTxnCommand(bytes, TEST_LIMITS);
+        const machine = machines.get(shard.id)!;
+        // Entries before this one move the shard's log on, so its revisions are not the other shard's.
+        const [result] = await machine.applyBatch([{ index: machine.appliedIndex + 1, term: 1, type: 'txn', command }]);
+        if (!result!.ok) throw 'error' in result! ? result.error : new ImpulseError('IMPULSE_ERR_PRECONDITION_FAILED', 'a condition failed');
+        if (command.kind === 'commit') {
+          commitRevisions.push(result!.revision);
+          throw new ImpulseError('IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN', 'the leader changed before the commit was answered (the test loses the answer)');
+        }
+        return { revision: result!.revision };
+      },
+      status: async (shard, txnId) => {
+        const record = await machines.get(shard.id)!.txnRecord(txnId);
+        return record === undefined ? undefined : { status: record.status, ...(record.revision !== undefined ? { revision: record.revision } : {}) };
+      },
+      ledLocks: () => [],
+      ledRecords: async () => [],
+    };
+    // The primary's shard has a longer log than the other: a revision from the wrong shard, or 0, would show.
+    const primaryMachine = machines.get(2)!;
+    for (let i = 0; i < 5; i++) await primaryMachine.applyBatch([{ index: primaryMachine.appliedIndex + 1, term: 1, type: 'command', command: { ops: [{ type: 'put', key: b(`filler-${i}`), value: b('x') }] } }]);
+    const txns = new ShardTxns(port, { nodeId: 1, clock: new SystemClock() });
+    try {
+      const outcome = await txns.commit({ ops: [{ type: 'put', key: b('a'), value: b('1') }, { type: 'put', key: b('z'), value: b('2') }] }, map);
+      assert.equal(commitRevisions.length, 1, 'the commit applied once');
+      assert.deepEqual(outcome, { revision: commitRevisions[0] }, 'the answer is the commit entry\'s revision');
+      assert.ok(commitRevisions[0]! > 5);
+      assert.deepEqual([(await primaryMachine.get(b('a')))?.revision, (await machines.get(3)!.get(b('z')))?.value.toString()], [commitRevisions[0], '2'], 'committed, and resolved in the other shard');
+    } finally {
+      txns.close();
+      for (const machine of machines.values()) await machine.close();
+    }
+  });
+});
