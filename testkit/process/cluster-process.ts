@@ -162,8 +162,23 @@ export class ProcessCluster {
     ];
   }
 
-  /** Starts member `id` (again) with its flags and data directory; resolves once it listens. */
+  /**
+   * Starts member `id` (again) with its flags and data directory; resolves once it listens.
+   * A port found taken (EADDRINUSE: another test's probe in ports.ts may hold it for a moment,
+   * the lanes run side by side) is tried again, up to 3 times, half a second apart.
+   */
   async start(id: number, extraArgs: readonly string[] = []): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.startOnce(id, extraArgs);
+      } catch (error) {
+        if (attempt >= 3 || !String(error).includes('EADDRINUSE')) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+  }
+
+  private async startOnce(id: number, extraArgs: readonly string[]): Promise<void> {
     if (this.running.has(id)) throw new Error(`member ${id} is running`);
     const args = this.serveArgs(id, extraArgs);
     const child = this.options.spawner?.(id, process.execPath, args) ?? spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
