@@ -23,8 +23,14 @@ import { ShardTxns, type ShardTxnPort } from './shard-txn.js';
 
 const b = (text: string): Buffer => Buffer.from(text);
 
+const LOST_ANSWERS = [
+  { code: 'IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN', why: 'answers the commit\'s revision, read from the record, not 0' },
+  // A refusal that means "no effect" for a commit that applied after all: the record has the last word (the coordinator must not tell its client nothing happened).
+  { code: 'IMPULSE_ERR_RAFT_NOT_LEADER', why: 'answers the commit\'s revision when the lost answer came back as a refusal meaning "no effect"' },
+] as const;
+
 describe('a transaction across shards whose commit answer was lost', () => {
-  it('answers the commit\'s revision, read from the record, not 0', async () => {
+  for (const { code, why } of LOST_ANSWERS) it(why, async () => {
     const map = initialShardMap([b('m')], [1]); // shards 2 [.., m) and 3 [m, ..)
     const machines = new Map<number, KvStateMachine>();
     for (const shard of map.shards) machines.set(shard.id, await KvStateMachine.open({ home: new MemoryEngineHome(() => createEngine('memory', { limits: engineLimitsFor(TEST_LIMITS) })), limits: TEST_LIMITS }));
@@ -39,7 +45,7 @@ describe('a transaction across shards whose commit answer was lost', () => {
         if (!result!.ok) throw 'error' in result! ? result.error : new ImpulseError('IMPULSE_ERR_PRECONDITION_FAILED', 'a condition failed');
         if (command.kind === 'commit') {
           commitRevisions.push(result!.revision);
-          throw new ImpulseError('IMPULSE_ERR_RAFT_OUTCOME_UNKNOWN', 'the leader changed before the commit was answered (the test loses the answer)');
+          throw new ImpulseError(code, 'the leader changed before the commit was answered (the test loses the answer)');
         }
         return { revision: result!.revision };
       },

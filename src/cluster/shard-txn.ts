@@ -54,7 +54,7 @@
 import { randomBytes } from 'node:crypto';
 import { ImpulseError, isImpulseError } from '../errors.js';
 import type { KvCommand, KvOp } from '../kv/command.js';
-import { type TxnCommand, type TxnDecision, type TxnRecord, type TxnStatus, encodeTxnCommand } from '../kv/txn.js';
+import { type TxnCommand, type TxnDecision, type TxnRecord, encodeTxnCommand } from '../kv/txn.js';
 import type { WriteOutcome } from '../service/kv-service.js';
 import { type Shard, type ShardMap, shardFor } from '../shard/shard-map.js';
 import type { Clock } from '../util/clock.js';
@@ -141,7 +141,7 @@ export class ShardTxns {
     const prepared = await Promise.allSettled(parts.map((part) => this.port.propose(part.shard, encodeTxnCommand(prepare(part)), false)));
     const refused = prepared.findIndex((outcome) => outcome.status === 'rejected');
     if (refused >= 0 || clock.now() - began > this.ttlMs / 2) {
-      const status = await this.rollBack(txnId, primaryKey, primary, parts);
+      const status = (await this.rollBack(txnId, primaryKey, primary, parts))?.status;
       const reason: unknown = refused < 0 ? undefined : (prepared[refused] as PromiseRejectedResult).reason;
       // A prepare of unknown outcome, or one too late: once the record says aborted, nothing of it applies.
       if (refused < 0 || (classifyFailure(reason) === 'unknown' && status === 'aborted')) {
@@ -152,10 +152,13 @@ export class ShardTxns {
     const keys = (part: Part): Uint8Array[] => part.ops.map(({ op }) => op.key);
     const otherKeys = parts.filter((part) => part !== primary).flatMap(keys);
     const { session } = command;
-    const outcome = await this.decide(txnId, primaryKey, primary, { kind: 'commit', txnId, primaryKey, keys: keys(primary), otherKeys, ...(session !== undefined ? { session } : {}) });
+    let outcome = await this.decide(txnId, primaryKey, primary, { kind: 'commit', txnId, primaryKey, keys: keys(primary), otherKeys, ...(session !== undefined ? { session } : {}) });
     if ('refused' in outcome) {
-      await this.rollBack(txnId, primaryKey, primary, parts);
-      throw outcome.refused;
+      const decision = await this.rollBack(txnId, primaryKey, primary, parts);
+      // The record has the last word: a refusal the proposal path took for "no effect" must not be
+      // answered for a transaction whose commit applied after all (readers roll it forward).
+      if (decision?.status !== 'committed') throw outcome.refused;
+      outcome = { revision: decision.revision ?? 0 };
     }
     // Under a session, an ok may be the answer of an earlier attempt of the same client write (the commit then aborted this one): the record tells.
     if (session !== undefined && (await this.port.status(primary.shard, txnId, primaryKey))?.status !== 'committed') {
@@ -192,14 +195,18 @@ export class ShardTxns {
     return this.port.status(shard, txnId, primaryKey);
   }
 
-  /** Aborts the transaction at the primary, drops its locks everywhere and forgets the record (best effort: what fails is left to the sweep). */
-  private async rollBack(txnId: string, primaryKey: Uint8Array, primary: Part, parts: readonly Part[]): Promise<TxnStatus | undefined> {
+  /**
+   * Aborts the transaction at the primary, drops its locks everywhere and forgets the record (best
+   * effort: what fails is left to the sweep). Answers the decision read after the abort: 'committed'
+   * when a commit won (nothing is dropped then).
+   */
+  private async rollBack(txnId: string, primaryKey: Uint8Array, primary: Part, parts: readonly Part[]): Promise<TxnDecision | undefined> {
     this.counters.aborted++;
-    const status = (await this.decideByAbort(txnId, primaryKey, primary.shard).catch(() => undefined))?.status;
-    if (status !== 'aborted') return status;
+    const decision = await this.decideByAbort(txnId, primaryKey, primary.shard).catch(() => undefined);
+    if (decision?.status !== 'aborted') return decision;
     const dropped = await Promise.allSettled(parts.map((part) => this.send(part.shard, { kind: 'resolve', txnId, commit: false, keys: part.ops.map(({ op }) => op.key) })));
     if (dropped.every((each) => each.status === 'fulfilled')) await this.send(primary.shard, { kind: 'forget', txnId, primaryKey }).catch(() => undefined);
-    return status;
+    return decision;
   }
 
   /**
