@@ -36,11 +36,7 @@ const MEMBERS = [1, 2, 3, 4];
 const counts = (view: ShardsView): number[] => MEMBERS.map((id) => view.shards.filter((shard) => shard.replicas.includes(id)).length);
 
 describe('a history across shards during a split and a move, in a process cluster', () => {
-  // KNOWN BUG, open in issue #13 (the 2026-11-30 closing note; docs/sharding.md "Not built yet"): both full clean-clone
-  // CI runs that day failed with "not linearizable" (key m, then r) — a get read "b21-8", the value of a batch across shards the history holds no write of,
-  // i.e. one its client was told had no effect (a refusal in NO_EFFECT). Until it is found, the test runs and reports
-  // (`todo`: a failure is printed, not counted); its passes in every other run are not a proof.
-  it('keeps gets, puts, conditional puts and batches across shards linearizable while a shard splits under undecided transactions and replicas move onto a new member; no batch applies half', { todo: 'a batch refused as having no effect was read once (issue #13)' }, async (t) => {
+  it('keeps gets, puts, conditional puts and batches across shards linearizable while a shard splits under undecided transactions and replicas move onto a new member; no batch applies half', async (t) => {
     const cluster = await ProcessCluster.start(3, { memberArgs: (id) => (id <= 3 ? ['--split-keys', 'p'] : []) });
     let history: History | undefined;
     let triples: FreshBatches | undefined;

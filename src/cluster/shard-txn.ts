@@ -161,9 +161,20 @@ export class ShardTxns {
       outcome = { revision: decision.revision ?? 0 };
     }
     // Under a session, an ok may be the answer of an earlier attempt of the same client write (the commit then aborted this one): the record tells.
-    if (session !== undefined && (await this.port.status(primary.shard, txnId, primaryKey))?.status !== 'committed') {
-      await this.rollBack(txnId, primaryKey, primary, parts);
-      return outcome;
+    if (session !== undefined) {
+      let decision: TxnDecision | undefined;
+      try {
+        decision = await this.port.status(primary.shard, txnId, primaryKey);
+      } catch {
+        // The record cannot be read now (its replica closed under the read: a move, a merge). The write took effect —
+        // this commit or an earlier attempt's — so the answer is ok, never a refusal; this transaction's locks are left
+        // to readers and the sweep, which go by the record (resolving them here could apply a value the record never committed).
+        return outcome;
+      }
+      if (decision?.status !== 'committed') {
+        await this.rollBack(txnId, primaryKey, primary, parts);
+        return outcome;
+      }
     }
     this.counters.committed++;
     const resolved = await Promise.allSettled(parts.filter((part) => part !== primary).map((part) => this.send(part.shard, { kind: 'resolve', txnId, commit: true, keys: keys(part) })));
