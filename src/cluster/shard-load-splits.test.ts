@@ -20,7 +20,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { KvCommand } from '../kv/command.js';
 import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
-import { retriedLikeClient as retried, shardsSettled } from '../../testkit/cluster/shard-checks.js';
+import { retriedLikeClient as retried, shardsSettled, startSharded } from '../../testkit/cluster/shard-checks.js';
 
 const SPLIT_QPS = 15;
 
@@ -34,12 +34,10 @@ const put = (key: string, value: string, clientId: string, seq: number): KvComma
 describe('load-triggered splits (--shard-split-qps)', () => {
   let cluster: InProcessCluster;
   before(async () => {
-    cluster = await InProcessCluster.start(3, {
+    cluster = await startSharded(3, {
       flags: { splitKeys: 'p', shardSplitQps: String(SPLIT_QPS), tickMs: '10', electionTicks: '100', heartbeatTicks: '10' },
       logLevel: process.env['LOAD_SPLIT_LOG'] ?? 'silent',
-    });
-    await cluster.waitForLeader();
-    await until('every member settled on the first map', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
+    }, 60_000);
   });
   after(async () => {
     await cluster?.close();

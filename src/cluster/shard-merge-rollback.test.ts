@@ -31,7 +31,7 @@ import type { KvCommand } from '../kv/command.js';
 import { abortMerge, startMerge } from '../shard/merges.js';
 import { type Shard, type ShardMap, sameShardBounds } from '../shard/shard-map.js';
 import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
-import { retriedAcrossRoutes, sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
+import { retriedAcrossRoutes, sameShardContent, shardsSettled, startSharded } from '../../testkit/cluster/shard-checks.js';
 import { encodeClusterCommand } from './log-entries.js';
 import type { HostedGroup } from './hosted-groups.js';
 
@@ -93,9 +93,7 @@ describe('shard merge rollbacks at runtime (three members, split keys h and p)',
   };
 
   before(async () => {
-    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'h,p', shardMergeTimeoutMs: '3000' }, logLevel: process.env['MERGE_LOG'] ?? 'silent' });
-    await cluster.waitForLeader();
-    await until('every member settled on the first map', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
+    cluster = await startSharded(3, { flags: { splitKeys: 'h,p', shardMergeTimeoutMs: '3000' }, logLevel: process.env['MERGE_LOG'] ?? 'silent' });
   });
   after(async () => {
     await cluster?.close();
@@ -199,9 +197,7 @@ describe('shard merge rollbacks at runtime (three members, split keys h and p)',
 describe('the bound of a merge copy (a copy bound of 4,000 bytes; three members, split key p)', () => {
   let cluster: InProcessCluster;
   before(async () => {
-    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'p' }, mergeCopyBytesMax: 4000, logLevel: process.env['MERGE_LOG'] ?? 'silent' });
-    await cluster.waitForLeader();
-    await until('every member settled on the first map', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
+    cluster = await startSharded(3, { flags: { splitKeys: 'p' }, mergeCopyBytesMax: 4000, logLevel: process.env['MERGE_LOG'] ?? 'silent' });
   });
   after(async () => {
     await cluster?.close();

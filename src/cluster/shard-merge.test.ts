@@ -33,7 +33,7 @@ import { pino } from 'pino';
 import { ImpulseServer } from '../api/server.js';
 import { ImpulseClient } from '../client/client.js';
 import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
-import { retriedAcrossRoutes, sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
+import { retriedAcrossRoutes, sameShardContent, shardsSettled, startSharded } from '../../testkit/cluster/shard-checks.js';
 import { readMergePrepared } from './shard-merge.js';
 
 const until = (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> => untilInProcess(what, check, timeoutMs);
@@ -87,9 +87,7 @@ describe('shard merges at runtime (three members, split key p)', () => {
     }
   };
   before(async () => {
-    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'p' }, logLevel: process.env['MERGE_LOG'] ?? 'silent' });
-    await cluster.waitForLeader();
-    await until('every member settled on the first map', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
+    cluster = await startSharded(3, { flags: { splitKeys: 'p' }, logLevel: process.env['MERGE_LOG'] ?? 'silent' });
   });
   after(async () => {
     await cluster?.close();

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { KvCommand } from '../kv/command.js';
 import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
-import { retriedAcrossRoutes, sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
+import { retriedAcrossRoutes, sameShardContent, shardsSettled, startSharded } from '../../testkit/cluster/shard-checks.js';
 
 const until = (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> => untilInProcess(what, check, timeoutMs);
 
@@ -25,9 +25,7 @@ const put = (key: string, value: string): KvCommand => ({ ops: [{ type: 'put', k
 describe('a member down through a split and the merge of the new shard (three members, split key p)', () => {
   let cluster: InProcessCluster;
   before(async () => {
-    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'p' }, logLevel: process.env['MERGE_LOG'] ?? 'silent' });
-    await cluster.waitForLeader();
-    await until('every member settled on the first map', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
+    cluster = await startSharded(3, { flags: { splitKeys: 'p' }, logLevel: process.env['MERGE_LOG'] ?? 'silent' });
   });
   after(async () => {
     await cluster?.close();

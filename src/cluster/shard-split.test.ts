@@ -24,7 +24,7 @@ import { pino } from 'pino';
 import { ImpulseServer } from '../api/server.js';
 import { ImpulseClient } from '../client/client.js';
 import { InProcessCluster, until as untilInProcess } from '../../testkit/cluster/in-process.js';
-import { retriedLikeClient as retried, sameShardContent, shardsSettled } from '../../testkit/cluster/shard-checks.js';
+import { retriedLikeClient as retried, sameShardContent, shardsSettled, startSharded } from '../../testkit/cluster/shard-checks.js';
 import { readShardKey } from './shard-reads.js';
 
 const put = (key: string, value: string, seq?: number): KvCommand => ({
@@ -42,9 +42,7 @@ describe('shard splits at runtime (three members, split key p)', () => {
   let cluster: InProcessCluster;
   const acknowledged = new Map<string, { value: string; revision: number }>();
   before(async () => {
-    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'p' }, logLevel: process.env['SPLIT_LOG'] ?? 'silent' });
-    await cluster.waitForLeader();
-    await until('every member settled on the first map', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
+    cluster = await startSharded(3, { flags: { splitKeys: 'p' }, logLevel: process.env['SPLIT_LOG'] ?? 'silent' });
   });
   after(async () => {
     await cluster?.close();
@@ -158,9 +156,7 @@ describe('shard splits at runtime (three members, split key p)', () => {
 describe('size-triggered splits (--shard-split-bytes)', () => {
   let cluster: InProcessCluster;
   before(async () => {
-    cluster = await InProcessCluster.start(3, { flags: { splitKeys: 'p', shardSplitBytes: '16384' } });
-    await cluster.waitForLeader();
-    await until('every member settled on the first map', () => cluster.running().every((id) => shardsSettled(cluster.member(id))));
+    cluster = await startSharded(3, { flags: { splitKeys: 'p', shardSplitBytes: '16384' } });
   });
   after(async () => {
     await cluster?.close();

@@ -1,6 +1,7 @@
 /**
  * Checks of in-process sharded clusters shared by the split and merge tests
- * (src/cluster/shard-split.test.ts, shard-merge.test.ts, shard-load-splits.test.ts),
+ * (src/cluster/shard-split.test.ts, shard-merge.test.ts, shard-merge-rollback.test.ts, shard-load-splits.test.ts,
+ * shard-split-merge-down.test.ts): starting one settled (`startSharded`), comparing shard contents,
  * and a client's retry of a retryable refusal.
  */
 import assert from 'node:assert/strict';
@@ -8,7 +9,7 @@ import { isImpulseError } from '../../src/errors.js';
 import { contentDigest } from '../../src/kv/digest.js';
 import type { Member } from '../../src/cluster/open-member.js';
 import { sameShardBounds } from '../../src/shard/shard-map.js';
-import { type InProcessCluster, until } from './in-process.js';
+import { InProcessCluster, type InProcessOptions, until } from './in-process.js';
 
 /** Member `member` hosts every shard of its map it replicates, each with a known leader and bounds equal to its range. */
 export function shardsSettled(member: Member): boolean {
@@ -19,6 +20,19 @@ export function shardsSettled(member: Member): boolean {
     const bounds = hosted?.group.machine.bounds;
     return hosted !== undefined && hosted.group.leader !== 0 && bounds !== undefined && sameShardBounds(bounds, shard);
   });
+}
+
+/** An in-process sharded cluster of `count` members (`options.flags` name its split keys), its meta leader elected and every member settled on the first map (within `settleTimeoutMs`). */
+export async function startSharded(count: number, options: InProcessOptions, settleTimeoutMs = 30_000): Promise<InProcessCluster> {
+  const cluster = await InProcessCluster.start(count, options);
+  try {
+    await cluster.waitForLeader();
+    await until('every member settled on the first map', () => cluster.running().every((id) => shardsSettled(cluster.member(id))), settleTimeoutMs);
+  } catch (error) {
+    await cluster.close(); // the caller's `after` never sees a cluster that failed to settle
+    throw error;
+  }
+  return cluster;
 }
 
 /** Every running member's digest of group `id` is the same, once they applied the same index (waiting at most `timeoutMs`). */
